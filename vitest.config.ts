@@ -1,0 +1,53 @@
+import { defineConfig } from 'vitest/config';
+
+// unit: no services. integration: the real Redis and PostgreSQL (REDIS_URL,
+// DATABASE_URL) and real gateways; each file isolated by its own database and queue
+// prefix, so files run in parallel. processes: tests that run several real rekey
+// processes with tight timing (crash recovery, cron across workers, shutdown, outages);
+// they run after the rest, one file at a time, so a 2-core machine does not starve them.
+// soak: the short chaos soak, last and alone (it brings its own PostgreSQL, Redis and
+// HAProxy and keeps both cores busy for about two minutes).
+const integration = {
+  globalSetup: ['test/support/global-setup.ts'],
+  testTimeout: 60_000,
+  hookTimeout: 60_000,
+};
+
+export default defineConfig({
+  test: {
+    reporters: ['default', './test/support/summary-reporter.ts'],
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts', 'providers/*/test/**/*.unit.test.ts'],
+        },
+      },
+      {
+        test: {
+          name: 'integration',
+          include: ['test/integration/**/*.test.ts', 'providers/*/test/**/*.test.ts'],
+          exclude: ['**/*.unit.test.ts'],
+          ...integration,
+        },
+      },
+      {
+        test: {
+          name: 'processes',
+          include: ['test/processes/**/*.test.ts'],
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
+          ...integration,
+        },
+      },
+      {
+        test: {
+          name: 'soak',
+          include: ['test/soak/**/*.test.ts'],
+          sequence: { groupOrder: 2 },
+          testTimeout: 300_000,
+        },
+      },
+    ],
+  },
+});
