@@ -1,0 +1,52 @@
+/** The engine: core's entry points, bound to their dependencies. */
+import type { EngineDeps } from './context.js';
+import { reportLeak, revokeByNumber } from './leak.js';
+import type { LeakRecord, LeakReportInput, RunStatus } from './model.js';
+import { type ReconcileSummary, reconcile } from './reconcile.js';
+import { type RotationRequest, type RotationRequestResult, requestRotation } from './requests.js';
+import { type Attempt, driveRotation } from './rotation.js';
+import { blockAtDeadline, retireVersion, revokeVersion } from './takedown.js';
+
+export class Engine {
+  constructor(readonly deps: EngineDeps) {}
+
+  /** A trigger asks for a rotation; returns the run that will do it (new or joined), or stale. */
+  requestRotation(request: RotationRequest): Promise<RotationRequestResult> {
+    return requestRotation(this.deps, request);
+  }
+
+  /** An authenticated leak report, already fingerprinted. */
+  reportLeak(report: LeakReportInput): Promise<LeakRecord> {
+    return reportLeak(this.deps, report);
+  }
+
+  /** An operator revokes one version (`rekey revoke NAME --version N`). */
+  revoke(secret: string, number: number): Promise<LeakRecord> {
+    return revokeByNumber(this.deps, secret, number);
+  }
+
+  /** Job handler: drives a rotation run forward (or rolls it back). */
+  driveRotation(runId: string, attempt: Attempt): Promise<RunStatus> {
+    return driveRotation(this.deps, runId, attempt);
+  }
+
+  /** Job handler: a previous version's grace has ended. */
+  retire(versionId: string): Promise<RunStatus> {
+    return retireVersion(this.deps, versionId);
+  }
+
+  /** Job handler: a compromised version must die now. */
+  revokeNow(versionId: string): Promise<RunStatus> {
+    return revokeVersion(this.deps, versionId);
+  }
+
+  /** Job handler: a leaked current version's deadline has passed. */
+  block(versionId: string): Promise<void> {
+    return blockAtDeadline(this.deps, versionId);
+  }
+
+  /** Re-derives queued work from the database. */
+  reconcile(): Promise<ReconcileSummary> {
+    return reconcile(this.deps);
+  }
+}

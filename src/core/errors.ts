@@ -1,0 +1,114 @@
+/**
+ * Every error rekey raises on purpose, with a stable code (fastify's pattern).
+ * Messages and metadata never carry a secret value: they name secrets, versions,
+ * providers and permissions only.
+ */
+
+/** Codes and whether an operation failing with them is worth retrying. */
+export const ERROR_CODES = {
+  /** A provider's peer could not be reached or answered 5xx. */
+  REKEY_ERR_UNAVAILABLE: true,
+  /** A provider's peer asked us to slow down. */
+  REKEY_ERR_THROTTLED: true,
+  /** A provider call took longer than its timeout. */
+  REKEY_ERR_TIMEOUT: true,
+  /** Optimistic concurrency lost (etag, version stage moved); retry reads fresh state. */
+  REKEY_ERR_CONFLICT: true,
+  /** A probe did not (yet) see the new value accepted; propagation may lag. */
+  REKEY_ERR_VERIFY_FAILED: true,
+  /** The peer refused our credentials or permissions. */
+  REKEY_ERR_DENIED: false,
+  /** The secret, version or resource does not exist at the peer. */
+  REKEY_ERR_NOT_FOUND: false,
+  /** The peer rejected the request as malformed or the configuration is wrong for it. */
+  REKEY_ERR_INVALID: false,
+  /** rekey.yaml or an argument is invalid. */
+  REKEY_ERR_CONFIG: false,
+  /** A version was reported leaked while a run was using it. */
+  REKEY_ERR_COMPROMISED: false,
+  /** A named secret or version is not known to rekey. */
+  REKEY_ERR_UNKNOWN: false,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface RekeyErrorOptions {
+  /** Overrides the code's default retryability. */
+  retryable?: boolean;
+  /** The provider instance (its name in rekey.yaml) that failed. */
+  provider?: string;
+  /** The underlying error; it is logged through {@link describeError}, never its raw message. */
+  cause?: unknown;
+}
+
+export class RekeyError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly provider: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: RekeyErrorOptions = {}) {
+    super(sanitize(message), options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'RekeyError';
+    this.code = code;
+    this.retryable = options.retryable ?? ERROR_CODES[code];
+    this.provider = options.provider;
+  }
+}
+
+/** An error raised by a provider adapter; `provider` is required. */
+export class ProviderError extends RekeyError {
+  declare readonly provider: string;
+
+  constructor(code: ErrorCode, message: string, options: RekeyErrorOptions & { provider: string }) {
+    super(code, message, options);
+    this.name = 'ProviderError';
+  }
+}
+
+/** A configuration problem, located by file and path inside it. */
+export class ConfigError extends RekeyError {
+  readonly issues: readonly ConfigIssue[];
+
+  constructor(file: string, issues: readonly ConfigIssue[]) {
+    super('REKEY_ERR_CONFIG', `${file}: ${issues.map((i) => `${i.path || '(root)'}: ${i.message}`).join('; ')}`);
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+export interface ConfigIssue {
+  /** Dotted path inside the document, e.g. `secrets.payments.grace`. */
+  path: string;
+  message: string;
+}
+
+/** Whether retrying the failed operation may help. Unknown errors are retried. */
+export function isRetryable(error: unknown): boolean {
+  return error instanceof RekeyError ? error.retryable : true;
+}
+
+/**
+ * A one-line, log-safe description: code, provider and a sanitized message. SDK
+ * messages can carry request ids and signed-request fragments; those are stripped.
+ */
+export function describeError(error: unknown): string {
+  if (error instanceof RekeyError) {
+    return `${error.code}${error.provider ? ` (${error.provider})` : ''}: ${error.message}`;
+  }
+  if (error instanceof Error) return `${error.name}: ${sanitize(error.message)}`;
+  return 'non-error thrown';
+}
+
+const SANITIZERS: Array<[RegExp, string]> = [
+  [/Credential=[^,\s]+/g, 'Credential=[stripped]'],
+  [/Signature=[0-9a-f]+/gi, 'Signature=[stripped]'],
+  [/\b(request ?id|x-amzn-requestid|x-amz-request-id)[:=]?\s*[\w-]+/gi, '$1 [stripped]'],
+  [/\b(bearer|basic)\s+[\w.~+/=-]+/gi, '$1 [stripped]'],
+  // scheme://user:password@host, also with no user name and with an @ inside the password.
+  [/(:\/\/[^:/@\s]*:)[^\s/]*@/g, '$1[stripped]@'],
+];
+
+/** Removes credential-shaped fragments from a message. */
+export function sanitize(message: string): string {
+  return SANITIZERS.reduce((text, [pattern, replacement]) => text.replace(pattern, replacement), message);
+}

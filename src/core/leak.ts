@@ -1,0 +1,62 @@
+/**
+ * Leak reports (DESIGN.md "Leaks"): match the fingerprint to a version, then act by
+ * its state and the secret's onLeak policy. Acting is idempotent (conditional state
+ * changes, deterministic job ids) and happens before the report is recorded, so a
+ * crash in between is healed by the sender's redelivery.
+ */
+import { randomUUID } from 'node:crypto';
+import { audit, type EngineDeps } from './context.js';
+import { RekeyError } from './errors.js';
+import type { LeakOutcome, LeakRecord, LeakReportInput, SecretPolicy, VersionRecord } from './model.js';
+import { requestRotation } from './requests.js';
+
+export async function reportLeak(deps: EngineDeps, report: LeakReportInput): Promise<LeakRecord> {
+  const version = await deps.repo.findVersionByFingerprint(report.fingerprint);
+  let outcome: LeakOutcome = 'unknown';
+  if (version) {
+    const { policy } = await deps.providers.resolve(version.secret);
+    outcome = await act(deps, version, policy, report);
+  }
+  const record = await deps.repo.recordLeak({ ...report, version, outcome }, audit(deps));
+  deps.log.warn(
+    { source: report.source, secret: record.secret, versionId: record.versionId, outcome: record.outcome, duplicate: record.duplicate },
+    'leak report',
+  );
+  return record;
+}
+
+/** `rekey revoke NAME --version N`: the leak path for one version, by an operator. */
+export async function revokeByNumber(deps: EngineDeps, secret: string, number: number): Promise<LeakRecord> {
+  const version = await deps.repo.findVersionByNumber(secret, number);
+  if (!version) throw new RekeyError('REKEY_ERR_UNKNOWN', `${secret} has no version ${number}`);
+  if (!version.fingerprint) throw new RekeyError('REKEY_ERR_UNKNOWN', `version ${number} of ${secret} was never issued`);
+  return reportLeak(deps, { source: 'cli', deliveryId: randomUUID(), fingerprint: version.fingerprint, receivedAt: new Date() });
+}
+
+async function act(deps: EngineDeps, version: VersionRecord, policy: SecretPolicy, report: LeakReportInput): Promise<LeakOutcome> {
+  const options = policy.retry;
+  const ctx = audit(deps);
+  const leakRotation = () =>
+    requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey: `leak:${version.id}`, urgent: true });
+  switch (version.state) {
+    case 'revoked':
+    case 'failed':
+      return 'already-revoked';
+    case 'current':
+      if (policy.onLeak === 'block-first') {
+        await deps.repo.transition(version.id, ['current'], 'compromised', ctx);
+        await deps.queue.enqueueRevocation(version.id, options);
+        await leakRotation();
+        return 'blocking';
+      }
+      await deps.repo.markCompromised(version.id, ctx);
+      await leakRotation();
+      await deps.queue.scheduleBlock(version.id, new Date(report.receivedAt.getTime() + policy.leakDeadlineMs));
+      return 'rotating';
+    default:
+      // issuing, pending, previous, retired, compromised: take it down now.
+      await deps.repo.transition(version.id, ['issuing', 'pending', 'previous', 'retired'], 'compromised', ctx);
+      await deps.queue.enqueueRevocation(version.id, options);
+      return 'revoking';
+  }
+}

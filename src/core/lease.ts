@@ -1,0 +1,61 @@
+/**
+ * One driver per rotation run. A BullMQ lock alone cannot promise it: after a Redis restart
+ * reconcile() queues again a run its first worker is still driving, and two drivers could
+ * each issue a credential (an IAM key nobody would ever revoke). The lease lives in
+ * PostgreSQL, on the database's clock, and is renewed while the run is driven.
+ */
+import { randomUUID } from 'node:crypto';
+import type { EngineDeps } from './context.js';
+import { RekeyError } from './errors.js';
+
+export const DEFAULT_LEASE_MS = 30_000;
+
+/** The lease was taken over (this driver stalled past it): stop, touching nothing more. */
+export class LeaseLost extends RekeyError {
+  constructor(runId: string) {
+    super('REKEY_ERR_CONFLICT', `run ${runId} was taken over by another worker`);
+  }
+}
+
+export class RunLease {
+  private lost = false;
+  private readonly timer: NodeJS.Timeout;
+
+  private constructor(
+    private readonly deps: EngineDeps,
+    private readonly runId: string,
+    private readonly owner: string,
+    private readonly ms: number,
+  ) {
+    this.timer = setInterval(() => void this.renew(), Math.max(100, Math.floor(ms / 3)));
+    this.timer.unref();
+  }
+
+  /** @throws RekeyError REKEY_ERR_CONFLICT (retryable) when another worker drives the run. */
+  static async take(deps: EngineDeps, runId: string): Promise<RunLease> {
+    const owner = `${deps.actor}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    const ms = deps.leaseMs ?? DEFAULT_LEASE_MS;
+    if (!(await deps.repo.takeLease(runId, owner, ms))) {
+      throw new RekeyError('REKEY_ERR_CONFLICT', `run ${runId} is being driven by another worker`);
+    }
+    return new RunLease(deps, runId, owner, ms);
+  }
+
+  /** Call before anything with an effect outside the database. @throws LeaseLost */
+  check(): void {
+    if (this.lost) throw new LeaseLost(this.runId);
+  }
+
+  async release(): Promise<void> {
+    clearInterval(this.timer);
+    await this.deps.repo.releaseLease(this.runId, this.owner).catch(() => undefined);
+  }
+
+  private async renew(): Promise<void> {
+    try {
+      if (!(await this.deps.repo.takeLease(this.runId, this.owner, this.ms))) this.lost = true;
+    } catch {
+      // PostgreSQL unreachable: the run's next write fails on its own.
+    }
+  }
+}

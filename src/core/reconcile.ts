@@ -1,0 +1,78 @@
+/**
+ * PostgreSQL is the source of truth; the queues hold work derived from it. reconcile()
+ * re-derives that work (idempotently: job ids are deterministic), so a Redis restart,
+ * a job that exhausted its stall budget or a crash between a commit and an enqueue
+ * loses nothing. Every worker runs it at start and periodically.
+ */
+import { type EngineDeps, now, retirementDue } from './context.js';
+import { describeError } from './errors.js';
+import { requestRotation } from './requests.js';
+
+export interface ReconcileSummary {
+  runs: number;
+  retirements: number;
+  revocations: number;
+  blocks: number;
+  /** Runs past their retry budget: still retried, and reported (log, metric, `rekey status`). */
+  stuck: number;
+}
+
+/**
+ * A run retried this many times its per-job attempts is stuck. It is not given up: a forward
+ * step has already rolled back on its last attempt, so what remains is a rollback (a pending
+ * key may still be deployed where a target was down), the bookkeeping after a promotion, a
+ * retirement or a revocation (an abandoned one would leave a leaked key accepted), and all
+ * must finish. It keeps being retried and is reported loudly instead.
+ */
+const RUN_BUDGET_FACTOR = 5;
+
+export async function reconcile(deps: EngineDeps): Promise<ReconcileSummary> {
+  const work = await deps.repo.pendingWork();
+  const summary: ReconcileSummary = { runs: 0, retirements: 0, revocations: 0, blocks: 0, stuck: 0 };
+  const policyOf = async (secret: string) => {
+    try {
+      return (await deps.providers.resolve(secret)).policy;
+    } catch (error) {
+      deps.log.warn({ secret, error: describeError(error) }, 'reconcile: cannot resolve secret');
+      return undefined;
+    }
+  };
+  for (const run of work.activeRuns) {
+    const policy = await policyOf(run.secret);
+    if (!policy) continue;
+    if (run.attempts > policy.retry.attempts * RUN_BUDGET_FACTOR) {
+      deps.log.error({ runId: run.id, secret: run.secret, kind: run.kind, step: run.step, attempts: run.attempts, error: run.error }, 'run stuck past its retry budget; still retrying');
+      summary.stuck += 1;
+    }
+    const options = policy.retry;
+    if (run.kind === 'rotation') await deps.queue.enqueueRun(run, { urgent: run.graceMs === 0, ...options });
+    // A retirement or revocation whose job was lost (a Redis restart) or whose worker died
+    // after the version's last transition: its handler finishes the work or closes the run.
+    else if (run.versionId) {
+      if (run.kind === 'retirement') await deps.queue.scheduleRetirement(run.versionId, now(deps), options);
+      else await deps.queue.enqueueRevocation(run.versionId, options);
+    }
+    summary.runs += 1;
+  }
+  for (const version of work.previous) {
+    const policy = await policyOf(version.secret);
+    if (!policy) continue;
+    const at = version.state === 'retired' ? now(deps) : retirementDue(version.graceEndsAt ?? now(deps));
+    await deps.queue.scheduleRetirement(version.id, at, policy.retry);
+    summary.retirements += 1;
+  }
+  for (const version of work.compromised) {
+    const policy = await policyOf(version.secret);
+    if (!policy) continue;
+    await deps.queue.enqueueRevocation(version.id, policy.retry);
+    summary.revocations += 1;
+  }
+  for (const version of work.leakedCurrent) {
+    const policy = await policyOf(version.secret);
+    if (!policy) continue;
+    await deps.queue.scheduleBlock(version.id, new Date(version.compromisedAt!.getTime() + policy.leakDeadlineMs));
+    await requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey: `leak:${version.id}`, urgent: true });
+    summary.blocks += 1;
+  }
+  return summary;
+}

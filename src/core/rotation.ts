@@ -1,0 +1,257 @@
+/**
+ * The rotation protocol (DESIGN.md): issue -> deploy -> verify -> promote -> finalize,
+ * or rollback after the last attempt. Every step is idempotent and records its
+ * progress before moving on, so a worker killed anywhere resumes from the run row.
+ */
+import { allOrFirstError } from './call.js';
+import { audit, type EngineDeps, issuedRef, now, providerCall, retirementDue, storedRef, versionRef } from './context.js';
+import { RekeyError, describeError, isRetryable } from './errors.js';
+import type { RotationStep, RunRecord, RunStatus, VersionRecord } from './model.js';
+import type { Call, Target } from './ports.js';
+import type { ResolvedSecret } from './resolved.js';
+import type { SecretValue } from './secret-value.js';
+import { LeaseLost, RunLease } from './lease.js';
+
+export interface Attempt {
+  /** No retry follows this one: a failure rolls back. */
+  final: boolean;
+}
+
+const FORWARD: readonly RotationStep[] = ['issue', 'deploy', 'verify', 'promote', 'finalize'];
+
+/** Drives a rotation run as far as it goes. Throws only when the job should be retried. */
+export async function driveRotation(deps: EngineDeps, runId: string, attempt: Attempt): Promise<RunStatus> {
+  const run = await deps.repo.getRun(runId);
+  if (!run || run.status !== 'running') return run?.status ?? 'skipped';
+  const lease = await RunLease.take(deps, runId);
+  try {
+    await deps.repo.touchRun(runId);
+    const started = now(deps);
+    const status = await new Rotation(deps, run, lease).drive(attempt);
+    deps.events.runFinished('rotation', status, run.trigger, (now(deps).getTime() - run.startedAt.getTime()) / 1000);
+    deps.log.debug({ runId, ms: now(deps).getTime() - started.getTime() }, 'rotation attempt done');
+    return status;
+  } finally {
+    await lease.release();
+  }
+}
+
+class Rotation {
+  private readonly log;
+  private step: RotationStep;
+  private value: SecretValue | undefined;
+
+  constructor(
+    private readonly deps: EngineDeps,
+    private readonly run: RunRecord,
+    private readonly lease: RunLease,
+  ) {
+    this.log = deps.log.child({ runId: run.id, secret: run.secret });
+    this.step = run.step as RotationStep;
+  }
+
+  async drive(attempt: Attempt): Promise<RunStatus> {
+    let resolved: ResolvedSecret | undefined;
+    try {
+      resolved = await this.deps.providers.resolve(this.run.secret);
+      if (this.step === 'rollback') return await this.rollback(resolved, this.run.error ?? 'rolled back');
+      await this.forward(resolved);
+      return 'succeeded';
+    } catch (error) {
+      if (error instanceof LeaseLost) throw error; // another worker drives the run now
+      const reason = describeError(error);
+      await this.deps.repo.recordRunError(this.run.id, reason);
+      this.log.warn({ step: this.step, error: reason, final: attempt.final }, 'rotation step failed');
+      const final = attempt.final || !isRetryable(error);
+      // Roll back a forward step that cannot promote; a failed rollback is retried as a whole.
+      const canRollBack = FORWARD.indexOf(this.step) !== -1 && FORWARD.indexOf(this.step) <= FORWARD.indexOf('promote');
+      if (final && canRollBack && resolved) return await this.rollback(resolved, reason);
+      if (final && !resolved) {
+        // The secret left the config mid-run: nothing can be rolled back through its providers.
+        await this.deps.repo.finishRun(this.run.id, 'failed', audit(this.deps, this.run.id), reason);
+        return 'failed';
+      }
+      throw error;
+    }
+  }
+
+  private async forward(resolved: ResolvedSecret): Promise<void> {
+    const { policy } = resolved;
+    let version = await this.ensureVersion();
+    if (this.step === 'issue') {
+      version = await this.issue(resolved, version);
+      await this.advance('deploy');
+    }
+    if (this.step === 'deploy') {
+      await this.deploy(resolved, version);
+      await this.advance('verify');
+    }
+    if (this.step === 'verify') {
+      await this.verify(resolved, version);
+      await this.advance('promote');
+    }
+    if (this.step === 'promote') {
+      await this.promote(resolved, version);
+      this.step = 'finalize'; // recorded by repo.promote in the same transaction
+    }
+    if (this.step === 'finalize') {
+      await this.finalize(policy);
+    }
+  }
+
+  private async ensureVersion(): Promise<VersionRecord> {
+    if (this.run.versionId) {
+      const version = await this.deps.repo.getVersion(this.run.versionId);
+      if (version) return version;
+    }
+    return this.deps.repo.createVersion(this.run.id, audit(this.deps, this.run.id));
+  }
+
+  private async issue({ issuer, store, policy }: ResolvedSecret, version: VersionRecord): Promise<VersionRecord> {
+    if (version.state !== 'issuing') return this.live(version);
+    this.lease.check();
+    const ctx = audit(this.deps, this.run.id);
+    if (version.fingerprint) {
+      // A crash after issue(): the value may have reached the store before we lost it.
+      const stored = (await providerCall(this.log, 'store.list', policy.timeoutMs, (c) => store.list(c))).find(
+        (v) => v.versionId === version.id,
+      );
+      if (stored) return this.deps.repo.markPending(version.id, stored.storeVersionId, ctx);
+      await providerCall(this.log, 'issuer.revoke', policy.timeoutMs, (c) => issuer.revoke(issuedRef(version, policy.consumer), c));
+    }
+    const issued = await providerCall(this.log, 'issuer.issue', policy.timeoutMs, (c) => issuer.issue(versionRef(version, policy.consumer), c));
+    const fingerprint = this.deps.fingerprint(issued.value);
+    const recorded = await this.deps.repo.recordIssued(version.id, fingerprint, issued.state, ctx);
+    const { storeVersionId } = await providerCall(this.log, 'store.writePending', policy.timeoutMs, (c) =>
+      store.writePending(versionRef(recorded, policy.consumer), issued.value, c),
+    );
+    return this.deps.repo.markPending(version.id, storeVersionId, ctx);
+  }
+
+  /**
+   * Reads the pending value back from the store, once per attempt: nothing after issue()
+   * keeps the value, and the fingerprint check proves the store holds what was issued.
+   */
+  private async readValue({ store, policy }: ResolvedSecret, version: VersionRecord): Promise<SecretValue> {
+    if (this.value) return this.value;
+    const value = await providerCall(this.log, 'store.read', policy.timeoutMs, (c) => store.read({ storeVersionId: storedRef(version, policy.consumer).storeVersionId }, c));
+    if (this.deps.fingerprint(value) !== version.fingerprint) {
+      throw new RekeyError('REKEY_ERR_INVALID', `store returned a different value for version ${version.number} of ${version.secret}`);
+    }
+    this.value = value;
+    return value;
+  }
+
+  private async deploy(resolved: ResolvedSecret, version: VersionRecord): Promise<void> {
+    const value = await this.readValue(resolved, this.live(version));
+    const done = new Set(
+      (await this.deps.repo.deliveries(version.id)).filter((d) => d.status === 'deployed' || d.status === 'verified').map((d) => d.target),
+    );
+    await this.eachTarget(resolved, done, 'deploy', (target, c) => target.deploy(versionRef(version, resolved.policy.consumer), value, c), 'deployed', version);
+    // A leak report may have retired this version while we were deploying it.
+    this.live((await this.deps.repo.getVersion(version.id)) ?? version);
+  }
+
+  private async verify(resolved: ResolvedSecret, version: VersionRecord): Promise<void> {
+    const value = await this.readValue(resolved, this.live(version));
+    const { issuer, policy } = resolved;
+    await providerCall(this.log, 'issuer.verify', policy.timeoutMs, (c) => issuer.verify(issuedRef(version, policy.consumer), value, c));
+    const done = new Set((await this.deps.repo.deliveries(version.id)).filter((d) => d.status === 'verified').map((d) => d.target));
+    await this.eachTarget(resolved, done, 'verify', (target, c) => target.verify(versionRef(version, policy.consumer), value, c), 'verified', version);
+  }
+
+  private async promote({ store, policy }: ResolvedSecret, version: VersionRecord): Promise<void> {
+    this.lease.check();
+    const current = await this.deps.repo.currentVersion(version.secretId);
+    const previous = current && current.id !== version.id && current.storeVersionId ? storedRef(current, policy.consumer) : undefined;
+    await providerCall(this.log, 'store.promote', policy.timeoutMs, (c) => store.promote(storedRef(this.live(version), policy.consumer), previous, c));
+    const fresh = (await this.deps.repo.getRun(this.run.id)) ?? this.run;
+    await this.deps.repo.promote(this.run.id, fresh.graceMs ?? policy.graceMs, audit(this.deps, this.run.id));
+  }
+
+  /** Queues what follows a promotion; repeated after a crash, the deterministic job ids collapse. */
+  private async finalize(policy: ResolvedSecret['policy']): Promise<void> {
+    const options = policy.retry;
+    for (const v of await this.deps.repo.versions(this.run.secretId, ['previous', 'compromised'])) {
+      if (v.state === 'compromised') await this.deps.queue.enqueueRevocation(v.id, options);
+      else await this.deps.queue.scheduleRetirement(v.id, retirementDue(v.graceEndsAt ?? now(this.deps)), options);
+    }
+    await this.deps.repo.finishRun(this.run.id, 'succeeded', audit(this.deps, this.run.id));
+    this.step = 'done';
+    this.log.info({}, 'rotation promoted');
+  }
+
+  /** Undoes a rotation that cannot promote: retire where deployed, revoke, destroy; current untouched. */
+  private async rollback({ store, issuer, targets, policy }: ResolvedSecret, reason: string): Promise<RunStatus> {
+    // store.promote may have run before the failure (or before the crash of an earlier rollback).
+    const storeMayHavePromoted = this.step === 'promote' || this.step === 'rollback';
+    await this.advance('rollback');
+    const ctx = audit(this.deps, this.run.id);
+    // Fresh: this attempt may have created the version after the run record was read.
+    const versionId = (await this.deps.repo.getRun(this.run.id))?.versionId;
+    const version = versionId ? await this.deps.repo.getVersion(versionId) : null;
+    if (version) {
+      const current = await this.deps.repo.currentVersion(version.secretId);
+      if (storeMayHavePromoted && version.storeVersionId && current?.storeVersionId) {
+        // Give the current stage back to the version the database says is current (idempotent).
+        await providerCall(this.log, 'store.promote', policy.timeoutMs, (c) => store.promote(storedRef(current, policy.consumer), undefined, c));
+      }
+      const touched = (await this.deps.repo.deliveries(version.id)).filter((d) => d.status !== 'retired');
+      await allOrFirstError(
+        touched.map(async (d) => {
+          const target = targets.get(d.target);
+          if (!target) return this.log.warn({ target: d.target }, 'target no longer configured; cannot retire there');
+          await providerCall(this.log, `target.retire:${d.target}`, policy.timeoutMs, (c) => target.retire(versionRef(version, policy.consumer), c));
+          await this.deps.repo.setDelivery(version.id, d.target, 'retired', ctx);
+        }),
+      );
+      if (version.fingerprint) await providerCall(this.log, 'issuer.revoke', policy.timeoutMs, (c) => issuer.revoke(issuedRef(version, policy.consumer), c));
+      if (version.storeVersionId) await providerCall(this.log, 'store.destroy', policy.timeoutMs, (c) => store.destroy(storedRef(version, policy.consumer), c));
+      await this.deps.repo.transition(version.id, ['issuing', 'pending'], 'failed', ctx);
+    }
+    await this.deps.repo.finishRun(this.run.id, 'rolled_back', ctx, reason);
+    this.log.warn({ error: reason }, 'rotation rolled back');
+    return 'rolled_back';
+  }
+
+  private async eachTarget(
+    { targets, policy }: ResolvedSecret,
+    done: ReadonlySet<string>,
+    verb: 'deploy' | 'verify',
+    act: (target: Target, c: Call) => Promise<void>,
+    status: 'deployed' | 'verified',
+    version: VersionRecord,
+  ): Promise<void> {
+    const ctx = audit(this.deps, this.run.id);
+    await allOrFirstError(
+      policy.targets
+        .filter((name) => !done.has(name))
+        .map(async (name) => {
+          const target = targets.get(name)!;
+          // Recorded before the call, so a crash mid-deploy still rolls back here.
+          if (verb === 'deploy') await this.deps.repo.setDelivery(version.id, name, 'pending', ctx);
+          try {
+            await providerCall(this.log, `target.${verb}:${name}`, policy.timeoutMs, (c) => act(target, c));
+          } catch (error) {
+            await this.deps.repo.setDelivery(version.id, name, 'failed', ctx, describeError(error));
+            throw error;
+          }
+          await this.deps.repo.setDelivery(version.id, name, status, ctx);
+        }),
+    );
+  }
+
+  private async advance(step: RotationStep): Promise<void> {
+    this.lease.check();
+    this.step = step;
+    await this.deps.repo.setRunStep(this.run.id, step);
+  }
+
+  /** The version must still be issuing or pending: a leak report stops the rotation. */
+  private live(version: VersionRecord): VersionRecord {
+    if (version.state === 'compromised' || version.state === 'revoked') {
+      throw new RekeyError('REKEY_ERR_COMPROMISED', `version ${version.number} of ${version.secret} was reported leaked`);
+    }
+    return version;
+  }
+}

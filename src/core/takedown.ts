@@ -1,0 +1,136 @@
+/**
+ * Taking a version down: after its grace (retirement) or because it leaked
+ * (revocation). Retire it at every target, then revoke it at the issuer, then
+ * destroy it in the store. No value is needed, so a leak is blocked even while the
+ * store is unreachable.
+ */
+import { allOrFirstError } from './call.js';
+import { audit, type EngineDeps, issuedRef, now, providerCall, retirementDue, storedRef, versionRef } from './context.js';
+import { describeError } from './errors.js';
+import type { RunStatus, VersionRecord } from './model.js';
+import { requestRotation } from './requests.js';
+import type { ResolvedSecret } from './resolved.js';
+
+/** Retires a previous version once its grace has ended. */
+export async function retireVersion(deps: EngineDeps, versionId: string): Promise<RunStatus> {
+  const version = await deps.repo.getVersion(versionId);
+  if (!version) return 'skipped';
+  if (version.state !== 'previous' && version.state !== 'retired') {
+    // Revoked by this retirement before its worker died (the run never recorded it), or taken
+    // over by a leak report: an open retirement run has nothing left to do.
+    await closeOpenRun(deps, 'retirement', version.id, version.state === 'revoked' && !version.compromisedAt ? 'succeeded' : 'skipped');
+    return 'skipped';
+  }
+  if (version.state === 'previous' && version.graceEndsAt && retirementDue(version.graceEndsAt) > now(deps)) {
+    // Not due by this worker's clock (behind, or a replayed job): retiring now could cut the grace.
+    // The job ends here; reconcile() queues it again for when it is due.
+    return 'skipped';
+  }
+  return takeDown(deps, version, 'retirement');
+}
+
+/** Revokes a compromised version at once. */
+export async function revokeVersion(deps: EngineDeps, versionId: string): Promise<RunStatus> {
+  const version = await deps.repo.getVersion(versionId);
+  if (!version || version.state !== 'compromised') {
+    // Only a revocation moves a compromised version to revoked: its run died before recording it.
+    if (version?.state === 'revoked' && version.compromisedAt) await closeOpenRun(deps, 'revocation', version.id, 'succeeded');
+    return 'skipped';
+  }
+  const status = await takeDown(deps, version, 'revocation');
+  await recoverIfNoCurrent(deps, version);
+  return status;
+}
+
+/**
+ * At the leak deadline (rotate-then-revoke): a leaked current version that no emergency
+ * rotation has replaced yet is blocked anyway. The secret then has no current version
+ * until the rotation promotes (the one exception to invariants 2 and 4).
+ */
+export async function blockAtDeadline(deps: EngineDeps, versionId: string): Promise<void> {
+  const version = await deps.repo.getVersion(versionId);
+  if (!version || version.state !== 'current' || !version.compromisedAt) return;
+  if (await deps.repo.transition(version.id, ['current'], 'compromised', audit(deps))) {
+    deps.log.warn({ secret: version.secret, version: version.number }, 'leak deadline passed before the replacement was promoted; blocking anyway');
+    const { policy } = await deps.providers.resolve(version.secret);
+    await deps.queue.enqueueRevocation(version.id, policy.retry);
+  }
+}
+
+async function takeDown(deps: EngineDeps, version: VersionRecord, kind: 'retirement' | 'revocation'): Promise<RunStatus> {
+  const run = await deps.repo.startVersionRun({ kind, version, trigger: kind === 'revocation' ? 'leak' : 'grace', audit: audit(deps) });
+  if (run.status !== 'running') return run.status;
+  await deps.repo.touchRun(run.id);
+  const ctx = audit(deps, run.id);
+  const log = deps.log.child({ runId: run.id, secret: version.secret, version: version.number });
+  try {
+    const resolved = await deps.providers.resolve(version.secret);
+    await retireEverywhere(deps, resolved, version, run.id);
+    if (kind === 'revocation') {
+      for (const receivedAt of await deps.repo.markBlocked(version.id)) {
+        deps.events.leakBlocked((now(deps).getTime() - receivedAt.getTime()) / 1000);
+      }
+    } else {
+      await deps.repo.transition(version.id, ['previous'], 'retired', ctx);
+    }
+    const { issuer, store, policy } = resolved;
+    if (version.fingerprint) await providerCall(log, 'issuer.revoke', policy.timeoutMs, (c) => issuer.revoke(issuedRef(version, policy.consumer), c));
+    if (version.storeVersionId) await providerCall(log, 'store.destroy', policy.timeoutMs, (c) => store.destroy(storedRef(version, policy.consumer), c));
+    if (!(await deps.repo.transition(version.id, kind === 'revocation' ? ['compromised'] : ['retired'], 'revoked', ctx))) {
+      // Reported leaked while we retired it: the revocation run finishes the job.
+      await deps.repo.finishRun(run.id, 'skipped', ctx);
+      return 'skipped';
+    }
+    await deps.repo.finishRun(run.id, 'succeeded', ctx);
+    // A retirement that was failing when the leak came in would otherwise stay open for ever:
+    // its job may never run again (spent, or lost with Redis) now that the version is not previous.
+    if (kind === 'revocation') await closeOpenRun(deps, 'retirement', version.id, 'skipped');
+    deps.events.runFinished(kind, 'succeeded', run.trigger, (now(deps).getTime() - run.startedAt.getTime()) / 1000);
+    log.info({}, kind === 'revocation' ? 'leaked version revoked' : 'previous version retired');
+    return 'succeeded';
+  } catch (error) {
+    // Nothing to roll back: the run stays open and is retried until it completes.
+    await deps.repo.recordRunError(run.id, describeError(error));
+    log.warn({ error: describeError(error) }, `${kind} step failed`);
+    throw error;
+  }
+}
+
+/**
+ * Ends a version's run that is still open although its version needs nothing more: as
+ * succeeded when that run did the work (its worker died before recording it), as skipped
+ * when a revocation took the version down instead of the retirement.
+ */
+async function closeOpenRun(deps: EngineDeps, kind: 'retirement' | 'revocation', versionId: string, status: 'succeeded' | 'skipped'): Promise<void> {
+  const open = await deps.repo.openVersionRun(kind, versionId);
+  if (!open) return;
+  await deps.repo.finishRun(open.id, status, audit(deps, open.id), status === 'skipped' ? 'the version was reported leaked and revoked' : undefined);
+  deps.log.info({ runId: open.id, versionId, status }, `closed a ${kind} run whose version is already ${kind === 'retirement' && status === 'skipped' ? 'revoked after a leak' : 'revoked'}`);
+}
+
+async function retireEverywhere(deps: EngineDeps, resolved: ResolvedSecret, version: VersionRecord, runId: string): Promise<void> {
+  const ctx = audit(deps, runId);
+  const log = deps.log.child({ runId });
+  const deliveries = await deps.repo.deliveries(version.id);
+  const retired = new Set(deliveries.filter((d) => d.status === 'retired').map((d) => d.target));
+  const names = new Set([...resolved.policy.targets, ...deliveries.map((d) => d.target)]);
+  await allOrFirstError(
+    [...names]
+      .filter((name) => !retired.has(name))
+      .map(async (name) => {
+        const target = resolved.targets.get(name);
+        if (!target) return log.warn({ target: name }, 'target no longer configured; cannot retire there');
+        await providerCall(log, `target.retire:${name}`, resolved.policy.timeoutMs, (c) => target.retire(versionRef(version, resolved.policy.consumer), c));
+        await deps.repo.setDelivery(version.id, name, 'retired', ctx);
+      }),
+  );
+}
+
+/** After a leak took the current version down, make sure a replacement is on its way. */
+async function recoverIfNoCurrent(deps: EngineDeps, version: VersionRecord): Promise<void> {
+  if (await deps.repo.currentVersion(version.secretId)) return;
+  const secret = await deps.repo.getSecret(version.secret);
+  if (!secret || secret.removedAt) return;
+  // Not `leak:<id>`: that run may be the emergency rotation that failed to replace it.
+  await requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey: `recover:${version.id}`, urgent: true });
+}
