@@ -1,0 +1,30 @@
+/**
+ * The JSON Schema of rekey.yaml for editors (`rekey config schema > rekey.schema.json`,
+ * then `# yaml-language-server: $schema=./rekey.schema.json`). Built from the same zod
+ * schemas as validation: the outer document, plus each provider type's entry.
+ */
+import { z } from 'zod';
+import type { AnyProviderModule } from '../core/provider.js';
+import { documentSchema } from './schema.js';
+
+export function configJsonSchema(modules: readonly AnyProviderModule[]): Record<string, unknown> {
+  const schema = z.toJSONSchema(documentSchema, { io: 'input', unrepresentable: 'any' }) as unknown as Record<string, unknown> & {
+    properties: { providers: Record<string, unknown> };
+  };
+  schema.properties.providers = {
+    type: 'object',
+    description: 'Provider instances, by name; secrets refer to them with provider: <name>',
+    additionalProperties: {
+      anyOf: modules.map((m) => {
+        const entry = z.toJSONSchema(m.config, { io: 'input', unrepresentable: 'any' }) as unknown as { properties?: Record<string, unknown>; required?: string[] };
+        return {
+          ...entry,
+          description: m.summary,
+          properties: { type: { const: m.type }, ...(entry.properties ?? {}) },
+          required: ['type', ...(entry.required ?? [])],
+        };
+      }),
+    },
+  };
+  return { $id: 'https://rekey.dev/schema/rekey.yaml.json', title: 'rekey.yaml', ...schema };
+}

@@ -1,0 +1,82 @@
+/**
+ * Loading rekey.yaml: parse, validate against the registry's schemas, freeze. Every
+ * problem is reported with the file and the path inside it; nothing is applied from
+ * a document with any problem.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { parseDocument } from 'yaml';
+import { ConfigError, type ConfigIssue } from '../core/errors.js';
+import type { AnyProviderModule } from '../core/provider.js';
+import { type RekeyConfig, validate } from './schema.js';
+
+export interface LoadedConfig {
+  config: RekeyConfig;
+  /** The document as written (plain JSON; references unresolved): what `apply` stores. */
+  document: Record<string, unknown>;
+  /** SHA-256 of the canonical document. */
+  hash: string;
+}
+
+export async function loadConfigFile(file: string, modules: readonly AnyProviderModule[]): Promise<LoadedConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(file, [{ path: '', message: `cannot read the file (${(error as NodeJS.ErrnoException).code ?? 'error'})` }]);
+  }
+  return parseConfig(text, file, modules);
+}
+
+export function parseConfig(text: string, file: string, modules: readonly AnyProviderModule[]): LoadedConfig {
+  const doc = parseDocument(text, { uniqueKeys: true });
+  if (doc.errors.length) {
+    throw new ConfigError(
+      file,
+      doc.errors.map((e) => ({ path: e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '', message: e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '') })),
+    );
+  }
+  const document: unknown = doc.toJS({ maxAliasCount: 100 });
+  if (document !== null && (typeof document !== 'object' || Array.isArray(document))) {
+    throw new ConfigError(file, [{ path: '', message: 'the document must be a mapping with providers: and secrets:' }]);
+  }
+  return fromDocument((document ?? {}) as Record<string, unknown>, file, modules);
+}
+
+/** Validates an already-parsed document (a stored revision, for instance). */
+export function fromDocument(document: Record<string, unknown>, source: string, modules: readonly AnyProviderModule[]): LoadedConfig {
+  const result = validate(document, modules);
+  if ('issues' in result) throw new ConfigError(source, result.issues.map(toIssue));
+  return { config: deepFreeze(result.config), document, hash: hashDocument(document) };
+}
+
+export function hashDocument(value: unknown): string {
+  return createHash('sha256').update(canonicalJson(value)).digest('hex');
+}
+
+/** JSON with sorted keys, so two spellings of one document hash alike. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object' && !(value instanceof Date)) {
+    const object = value as Record<string, unknown>;
+    return `{${Object.keys(object)
+      .filter((k) => object[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(object[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+function toIssue(issue: { path: Array<string | number>; message: string }): ConfigIssue {
+  return { path: issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : p)).join('.').replaceAll('.[', '['), message: issue.message };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    if (value instanceof Map) for (const v of value.values()) deepFreeze(v);
+    else for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,224 @@
+/**
+ * rekey.yaml's schema. The outer shape is fixed here; each provider entry and each
+ * secret's store/issuer/target parameters are checked against the provider module's
+ * own schemas, so errors point at the exact field (`secrets.payments.store.name`).
+ */
+import { CronExpressionParser } from 'cron-parser';
+import { z } from 'zod';
+import { durationSchema } from '../core/duration.js';
+import type { SecretPolicy } from '../core/model.js';
+import type { AnyProviderModule, Role } from '../core/provider.js';
+import { eventsConfig, type EventsConfig } from '../events/config.js';
+import { type LeaksConfig, leaksSchema } from '../leaks/config.js';
+
+const NAME = /^[a-z0-9][a-z0-9._/-]{0,127}$/;
+const nameMessage = 'names are 1-128 characters of a-z 0-9 . _ / -, starting with a letter or digit';
+const CLIENT = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+const schedule = z
+  .object({
+    cron: z.string().describe('Cron pattern (5 fields, or 6 with seconds first)'),
+    timezone: z.string().default('UTC').describe('IANA time zone the pattern is read in'),
+  })
+  .strict()
+  .superRefine((value, ctx) => {
+    try {
+      new Intl.DateTimeFormat('en', { timeZone: value.timezone });
+    } catch {
+      ctx.addIssue({ code: 'custom', path: ['timezone'], message: `unknown time zone "${value.timezone}"` });
+      return;
+    }
+    try {
+      CronExpressionParser.parse(value.cron, { tz: value.timezone });
+    } catch (error) {
+      ctx.addIssue({ code: 'custom', path: ['cron'], message: `invalid cron pattern "${value.cron}": ${(error as Error).message}` });
+    }
+  });
+
+/** A reference to a provider instance plus that role's parameters, checked later by the module. */
+const binding = z.object({ provider: z.string().describe('Name of an entry under providers:') }).loose();
+const inlineIssuer = z.object({ type: z.string().describe('Provider type, for issuers that need no providers: entry') }).loose();
+
+const secret = z
+  .object({
+    description: z.string().optional(),
+    clients: z
+      .array(z.string().regex(CLIENT, 'client names are 1-63 characters of a-z 0-9 _ -, starting with a letter or digit'))
+      .min(1)
+      .refine((list) => new Set(list).size === list.length, 'a client is listed twice')
+      .optional()
+      .describe('Per-client keys: each client gets its own key, rotated and revocable alone, managed as <secret>/<client>'),
+    store: binding.describe('Where the values live'),
+    issuer: z.union([inlineIssuer, binding]).describe('What mints and revokes values'),
+    targets: z.array(z.union([z.string(), binding])).default([]).describe('What must accept or use the value'),
+    schedule: schedule.optional().describe('When to rotate; omit for manual and event-driven rotation only'),
+    grace: durationSchema('24h').describe('How long the previous version stays accepted after a rotation'),
+    onLeak: z.enum(['rotate-then-revoke', 'block-first']).default('rotate-then-revoke'),
+    leakDeadline: durationSchema('30s').describe('rotate-then-revoke: block the leaked key anyway after this long'),
+    timeout: durationSchema('30s').describe('Timeout of each provider call'),
+    retry: z
+      .object({
+        attempts: z.number().int().min(1).max(50).default(5),
+        backoff: durationSchema('2s').describe('First retry delay; doubles each attempt'),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export const documentSchema = z
+  .object({
+    providers: z.record(z.string(), z.object({ type: z.string() }).loose()).default({}),
+    secrets: z.record(z.string(), secret).default({}),
+    events: eventsConfig.optional().describe('Receivers that turn cloud events into rotations (docs/cloud-stores.md)'),
+    leaks: leaksSchema.optional().describe('Leak receivers of `rekey server` (docs/leaks.md)'),
+  })
+  .strict();
+
+export type SecretDocument = z.input<typeof secret>;
+
+/** One role binding after validation: which instance, with which parameters. */
+export interface RoleRef {
+  /** Provider instance name (its key under providers:), or `@<type>` for an inline issuer. */
+  instance: string;
+  params: unknown;
+}
+
+export interface SecretSpec extends SecretPolicy {
+  description: string | undefined;
+  /** Per-client keys: the family (`clients:` secret) this one belongs to, and its client. */
+  family: string | undefined;
+  client: string | undefined;
+  store: RoleRef;
+  issuer: RoleRef;
+  /** Parameters per target instance, in config order (policy.targets holds the names). */
+  targetParams: ReadonlyMap<string, unknown>;
+  /** Targets that receive the JWKS of the live versions' public keys instead of the value. */
+  publishJwks: ReadonlySet<string>;
+  schedule: { cron: string; timezone: string } | undefined;
+}
+
+export interface ProviderSpec {
+  type: string;
+  config: unknown;
+}
+
+export interface RekeyConfig {
+  providers: Readonly<Record<string, ProviderSpec>>;
+  secrets: Readonly<Record<string, SecretSpec>>;
+  events?: EventsConfig | undefined;
+  leaks?: LeaksConfig | undefined;
+}
+
+interface Issue {
+  path: Array<string | number>;
+  message: string;
+}
+
+/** Validates a parsed document against the registry; returns the config or every issue found. */
+export function validate(document: unknown, modules: readonly AnyProviderModule[]): { config: RekeyConfig } | { issues: Issue[] } {
+  const outer = documentSchema.safeParse(document ?? {});
+  if (!outer.success) return { issues: outer.error.issues.map((i) => ({ path: i.path as Array<string | number>, message: i.message })) };
+  const issues: Issue[] = [];
+  const byType = new Map(modules.map((m) => [m.type, m]));
+  const providers: Record<string, ProviderSpec> = {};
+
+  const check = <T>(schema: z.ZodType<T>, value: unknown, path: Array<string | number>): T | undefined => {
+    const result = schema.safeParse(value);
+    if (result.success) return result.data;
+    issues.push(...result.error.issues.map((i) => ({ path: [...path, ...(i.path as Array<string | number>)], message: i.message })));
+    return undefined;
+  };
+
+  for (const [name, entry] of Object.entries(outer.data.providers)) {
+    if (!NAME.test(name)) issues.push({ path: ['providers', name], message: nameMessage });
+    const module = byType.get(entry.type);
+    if (!module) {
+      issues.push({ path: ['providers', name, 'type'], message: `unknown provider type "${entry.type}" (known: ${[...byType.keys()].sort().join(', ')})` });
+      continue;
+    }
+    const { type: _type, ...rest } = entry;
+    const config: unknown = check(module.config, rest, ['providers', name]);
+    if (config !== undefined) providers[name] = { type: module.type, config };
+  }
+
+  const role = (raw: Record<string, unknown>, wanted: Role, path: Array<string | number>): RoleRef | undefined => {
+    const { provider, type, ...params } = raw as { provider?: string; type?: string };
+    let module: AnyProviderModule | undefined;
+    let instance: string;
+    if (typeof provider === 'string') {
+      const entry = outer.data.providers[provider];
+      if (!entry) {
+        issues.push({ path: [...path, 'provider'], message: `no provider named "${provider}" under providers:` });
+        return undefined;
+      }
+      module = byType.get(entry.type);
+      instance = provider;
+      if (!module) return undefined; // reported above
+    } else {
+      module = byType.get(type ?? '');
+      instance = `@${type}`;
+      if (!module) {
+        issues.push({ path: [...path, 'type'], message: `unknown provider type "${type}" (known: ${[...byType.keys()].sort().join(', ')})` });
+        return undefined;
+      }
+      if (module.config.safeParse({}).success) providers[instance] ??= { type: module.type, config: module.config.parse({}) };
+      else issues.push({ path: [...path, 'type'], message: `${module.type} needs a providers: entry; reference it with provider:` });
+    }
+    const schema = module.bindings[wanted];
+    if (!schema) {
+      const roles = (Object.keys(module.bindings) as Role[]).join(', ');
+      issues.push({ path, message: `provider "${instance}" (${module.type}) cannot be used as a ${wanted}; it is a ${roles}` });
+      return undefined;
+    }
+    const parsed: unknown = check(schema, params, path);
+    return parsed === undefined ? undefined : { instance, params: parsed };
+  };
+
+  const secrets: Record<string, SecretSpec> = {};
+  for (const [name, raw] of Object.entries(outer.data.secrets)) {
+    const path = ['secrets', name];
+    if (!NAME.test(name)) issues.push({ path, message: nameMessage });
+    const store = role(raw.store, 'store', [...path, 'store']);
+    const issuer = role(raw.issuer, 'issuer', [...path, 'issuer']);
+    const targetParams = new Map<string, unknown>();
+    const publishJwks = new Set<string>();
+    raw.targets.forEach((t, i) => {
+      // `publish: jwks` is rekey's, not the provider's: the target gets public keys, never the value.
+      const { publish, ...entry } = (typeof t === 'string' ? { provider: t } : t) as Record<string, unknown>;
+      if (publish !== undefined && publish !== 'jwks') issues.push({ path: [...path, 'targets', i, 'publish'], message: 'the only publish mode is jwks' });
+      const ref = role(entry, 'target', [...path, 'targets', i]);
+      if (!ref) return;
+      if (targetParams.has(ref.instance)) issues.push({ path: [...path, 'targets', i], message: `target "${ref.instance}" is listed twice` });
+      targetParams.set(ref.instance, ref.params);
+      if (publish === 'jwks') publishJwks.add(ref.instance);
+    });
+    if (!store || !issuer) continue;
+    for (const client of raw.clients ?? [undefined]) {
+      const managed = client ? `${name}/${client}` : name;
+      if (secrets[managed] || (client && outer.data.secrets[managed])) {
+        issues.push({ path, message: `${managed} is declared twice (a client of ${name} and a secret of its own)` });
+        continue;
+      }
+      secrets[managed] = {
+      name: managed,
+      consumer: client ?? name,
+      family: client ? name : undefined,
+      client,
+      description: raw.description,
+      store,
+      issuer,
+      targets: [...targetParams.keys()],
+      targetParams,
+      publishJwks,
+      schedule: raw.schedule,
+      graceMs: raw.grace,
+      onLeak: raw.onLeak,
+      leakDeadlineMs: raw.leakDeadline,
+      timeoutMs: raw.timeout,
+      retry: { attempts: raw.retry.attempts, backoffMs: raw.retry.backoff },
+      };
+    }
+  }
+  return issues.length ? { issues } : { config: { providers, secrets, events: outer.data.events, leaks: outer.data.leaks } };
+}

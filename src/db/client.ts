@@ -1,0 +1,58 @@
+import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
+import { PrismaClient } from './generated/client.js';
+
+export type Db = InstanceType<typeof PrismaClient>;
+/** The client inside an interactive transaction. */
+export type Tx = Parameters<Parameters<Db['$transaction']>[0]>[0];
+
+/**
+ * A Prisma client on the node-postgres driver adapter (no native query engine), on a pool
+ * of ours that survives PostgreSQL ending connections (a restart):
+ * - every connection keeps an 'error' listener for its whole life (the adapter listens
+ *   only while a transaction holds one; an unheard 'error' event kills the process);
+ * - a connection that dies inside an interactive transaction is given back to the pool
+ *   (which then discards it) if Prisma has not done so shortly after: Prisma's rollback
+ *   fails on the dead connection and never releases it, so every restart would leak a
+ *   slot until the pool was exhausted and every query waited for ever.
+ */
+export function createDb(databaseUrl: string, poolSize = 10, onError: (error: Error) => void = () => undefined): Db {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, connectionTimeoutMillis: 30_000 });
+  pool.on('error', onError);
+  pool.on('connect', (client) => client.on('error', onError));
+  // pg-pool calls connect() itself with a callback (pool.query), Prisma with none.
+  type Done = (error: Error | undefined, client: pg.PoolClient | undefined, release: unknown) => void;
+  const connect = pool.connect.bind(pool) as (done?: Done) => Promise<pg.PoolClient> | undefined;
+  pool.connect = ((done?: Done) =>
+    done
+      ? connect((error, client, release) => done(error, client && releaseWhenDead(client), release))
+      : connect()!.then(releaseWhenDead)) as typeof pool.connect;
+  return new PrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: true }) });
+}
+
+const DEAD_CLIENT_GRACE_MS = 1000;
+
+function releaseWhenDead(client: pg.PoolClient): pg.PoolClient {
+  const release = client.release.bind(client);
+  let released = false;
+  let timer: NodeJS.Timeout | undefined;
+  const died = (error: Error) => {
+    timer = setTimeout(() => client.release(error), DEAD_CLIENT_GRACE_MS);
+    timer.unref();
+  };
+  client.once('error', died);
+  client.release = (error?: Error | boolean) => {
+    if (released) return;
+    released = true;
+    clearTimeout(timer);
+    client.removeListener('error', died);
+    release(error);
+  };
+  return client;
+}
+
+/** Whether an error is a unique-constraint violation (Prisma P2002 or PostgreSQL 23505). */
+export function isUniqueViolation(error: unknown): boolean {
+  const e = error as { code?: string; meta?: { driverAdapterError?: { cause?: { originalCode?: string } } } };
+  return e?.code === 'P2002' || e?.code === '23505' || e?.meta?.driverAdapterError?.cause?.originalCode === '23505';
+}

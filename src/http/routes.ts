@@ -1,0 +1,11 @@
+/** The receivers `rekey server` adds to health and metrics: one module per feature. */
+import { pubsubPushRoutes } from '../events/pubsub-push.js';
+import { leakRoutes } from '../leaks/routes.js';
+import { jwksRoutes } from './jwks.js';
+import type { RouteModule } from './server.js';
+
+export const serverRoutes: readonly RouteModule[] = [
+  pubsubPushRoutes, // POST /events/pubsub: Secret Manager rotation notifications
+  leakRoutes, // POST /webhooks/{github-secret-scanning,gitguardian,aws-health,leaks}: leak reports
+  jwksRoutes, // GET /.well-known/jwks.json: public keys of live signing-key versions
+];

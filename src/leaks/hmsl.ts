@@ -1,0 +1,83 @@
+/**
+ * GitGuardian never sends the leaked secret: its incidents carry `hmsl_hash`, the
+ * HasMySecretLeaked hash, scrypt(secret, salt = SHA-256("GitGuardian"), N=2048, r=8,
+ * p=1, 32 bytes) in hex (ggshield's hmsl/crypto.py). rekey keeps no values, so this index
+ * computes that hash for the versions still in a store (pending, current, previous,
+ * retired or compromised: the ones a leak can still hurt), reading each value back from
+ * its store once, and remembers hash -> version id in memory. Values never outlive the
+ * hashing; the index holds hashes and ids only. Versions already destroyed cannot be
+ * matched, and need not be: they are dead.
+ */
+import { createHash, scrypt } from 'node:crypto';
+import { describeError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { VersionRecord } from '../core/model.js';
+import type { SecretValue } from '../core/secret-value.js';
+import type { Runtime } from '../runtime.js';
+
+const PEPPER = createHash('sha256').update('GitGuardian').digest();
+const LIVE = ['pending', 'current', 'previous', 'retired', 'compromised'] as const;
+const READ_TIMEOUT_MS = 10_000;
+
+/** GitGuardian's HasMySecretLeaked hash of a value (64 hex chars). */
+export function hmslHash(value: SecretValue | string): Promise<string> {
+  const text = typeof value === 'string' ? value : value.reveal();
+  return new Promise((resolve, reject) =>
+    scrypt(text, PEPPER, 32, { N: 2048, r: 8, p: 1 }, (error, key) => (error ? reject(error) : resolve(key.toString('hex')))),
+  );
+}
+
+export class HmslIndex {
+  private readonly hashes = new Map<string, string>(); // version id -> hash
+  private indexing: Promise<void> | undefined;
+
+  constructor(
+    private readonly runtime: Runtime,
+    private readonly log: Logger,
+  ) {}
+
+  /** The version whose value has this HMSL hash, indexing versions not seen yet first. */
+  async find(hash: string): Promise<VersionRecord | null> {
+    let found = await this.lookup(hash);
+    if (!found) {
+      await this.index();
+      found = await this.lookup(hash);
+    }
+    return found;
+  }
+
+  private async lookup(hash: string): Promise<VersionRecord | null> {
+    for (const [versionId, h] of this.hashes) {
+      if (h === hash) return this.runtime.engine.deps.repo.getVersion(versionId);
+    }
+    return null;
+  }
+
+  /** Hashes every live version not indexed yet (single flight). */
+  private index(): Promise<void> {
+    this.indexing ??= this.indexAll().finally(() => (this.indexing = undefined));
+    return this.indexing;
+  }
+
+  private async indexAll(): Promise<void> {
+    const { repo } = this.runtime.engine.deps;
+    const config = await this.runtime.resolver.config();
+    for (const name of Object.keys(config.secrets)) {
+      const secret = await repo.getSecret(name);
+      if (!secret) continue;
+      for (const version of await repo.versions(secret.id, LIVE)) {
+        if (this.hashes.has(version.id) || !version.storeVersionId) continue;
+        try {
+          const { store } = await this.runtime.resolver.resolve(name);
+          const value = await store.read({ storeVersionId: version.storeVersionId }, { signal: AbortSignal.timeout(READ_TIMEOUT_MS) });
+          // The store must hold what was issued, or the hash would name the wrong version.
+          if (this.runtime.engine.deps.fingerprint(value) !== version.fingerprint) continue;
+          this.hashes.set(version.id, await hmslHash(value));
+        } catch (error) {
+          // Destroyed meanwhile, or the store is down: this version is tried again next time.
+          this.log.debug({ secret: name, version: version.number, error: describeError(error) }, 'hmsl index: could not read a version');
+        }
+      }
+    }
+  }
+}

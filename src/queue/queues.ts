@@ -1,0 +1,118 @@
+/**
+ * WorkQueue on BullMQ: three queues on one Redis, under one prefix (hash-tagged by
+ * default, `{rekey}`, so each queue's keys stay in one Redis Cluster slot). Jobs carry
+ * ids only. Finished jobs are removed: PostgreSQL keeps the history, and a removed id
+ * can be queued again by reconcile() when the database says work remains.
+ */
+import { type JobsOptions, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { RunRecord, WorkQueue } from '../core/model.js';
+import { jobId, QUEUES, type QueueName } from './names.js';
+
+export interface Schedule {
+  secret: string;
+  cron: string;
+  timezone: string;
+}
+
+const PENDING_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children']);
+
+export class BullQueues implements WorkQueue {
+  readonly queues: Record<QueueName, Queue>;
+
+  constructor(connection: Redis, prefix: string) {
+    this.queues = Object.fromEntries(QUEUES.map((name) => [name, new Queue(name, { connection, prefix })])) as Record<QueueName, Queue>;
+  }
+
+  async enqueueRun(run: RunRecord, options: { urgent: boolean; attempts: number; backoffMs: number }): Promise<void> {
+    const id = jobId.run(run.id);
+    if ((await this.queues.rotations.getJob(id)) || (await this.queues.revocations.getJob(id))) return;
+    await this.queues[options.urgent ? 'revocations' : 'rotations'].add('run', { runId: run.id }, { jobId: id, ...retrying(options) });
+  }
+
+  async expediteRun(run: RunRecord, options: { attempts: number; backoffMs: number }): Promise<void> {
+    const job = await this.queues.rotations.getJob(jobId.run(run.id));
+    if (job) {
+      if (!PENDING_STATES.has(await job.getState())) return; // already running: it reads the new grace at promote
+      try {
+        await job.remove();
+      } catch {
+        return; // picked up meanwhile
+      }
+    }
+    await this.enqueueRun(run, { urgent: true, ...options });
+  }
+
+  async scheduleRetirement(versionId: string, at: Date, options: { attempts: number; backoffMs: number }): Promise<void> {
+    const id = jobId.retire(versionId);
+    const delay = Math.max(0, at.getTime() - Date.now());
+    const existing = await this.queues.retirements.getJob(id);
+    if (existing) {
+      const due = existing.timestamp + (existing.opts.delay ?? 0);
+      if (due > at.getTime() + 1000 && (await existing.getState()) === 'delayed') await existing.changeDelay(delay).catch(() => undefined);
+      return;
+    }
+    await this.queues.retirements.add('retire', { versionId }, { jobId: id, delay, ...retrying(options) });
+  }
+
+  async enqueueRevocation(versionId: string, options: { attempts: number; backoffMs: number }): Promise<void> {
+    await this.queues.revocations.add('revoke', { versionId }, { jobId: jobId.revoke(versionId), ...retrying(options) });
+  }
+
+  async scheduleBlock(versionId: string, at: Date): Promise<void> {
+    const delay = Math.max(0, at.getTime() - Date.now());
+    await this.queues.revocations.add('block', { versionId }, { jobId: jobId.block(versionId), delay, ...retrying({ attempts: 10, backoffMs: 500 }) });
+  }
+
+  /** Makes Redis's job schedulers match the database's schedules; changes only what differs. */
+  async syncSchedules(schedules: readonly Schedule[]): Promise<{ upserted: string[]; removed: string[] }> {
+    const queue = this.queues.rotations;
+    const existing = new Map((await queue.getJobSchedulers(0, -1)).map((s) => [s.key, s]));
+    const upserted: string[] = [];
+    for (const schedule of schedules) {
+      const id = jobId.scheduler(schedule.secret);
+      const current = existing.get(id);
+      existing.delete(id);
+      if (current && current.pattern === schedule.cron && (current.tz ?? 'UTC') === schedule.timezone) continue;
+      await queue.upsertJobScheduler(
+        id,
+        { pattern: schedule.cron, tz: schedule.timezone },
+        { name: 'scheduled', data: { secret: schedule.secret }, opts: retrying({ attempts: 5, backoffMs: 1000 }) },
+      );
+      upserted.push(schedule.secret);
+    }
+    const removed: string[] = [];
+    for (const id of existing.keys()) {
+      if (!id.startsWith('rotate.')) continue;
+      await queue.removeJobScheduler(id);
+      removed.push(id.slice('rotate.'.length));
+    }
+    return { upserted, removed };
+  }
+
+  /** The next due time of a secret's schedule, for `rekey status`. */
+  async nextRotation(secret: string): Promise<Date | undefined> {
+    const scheduler = await this.queues.rotations.getJobScheduler(jobId.scheduler(secret));
+    return scheduler?.next ? new Date(scheduler.next) : undefined;
+  }
+
+  async depth(): Promise<Record<string, Record<string, number>>> {
+    const entries = await Promise.all(
+      QUEUES.map(async (name) => [name, await this.queues[name].getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed')] as const),
+    );
+    return Object.fromEntries(entries);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(Object.values(this.queues).map((q) => q.close()));
+  }
+}
+
+function retrying(options: { attempts: number; backoffMs: number }): JobsOptions {
+  return {
+    attempts: options.attempts,
+    backoff: { type: 'exponential', delay: options.backoffMs },
+    removeOnComplete: true,
+    removeOnFail: true,
+  };
+}
