@@ -1,0 +1,40 @@
+/**
+ * The `aws-api-gateway` provider: a target that makes an API Gateway REST API accept API keys
+ * (CreateApiKey + CreateUsagePlanKey), through the official SDK client.
+ */
+import { APIGatewayClient } from '@aws-sdk/client-api-gateway';
+import { RekeyError } from '../../src/core/errors.js';
+import { defineProvider } from '../../src/core/provider.js';
+import { apiGatewayConfigSchema, apiGatewayTargetSchema, type ApiGatewayConfig, type ApiGatewayTargetParams } from './aws-api-gateway.schema.js';
+import { ApiGatewayTarget } from './aws-api-gateway.target.js';
+
+export const awsApiGateway = defineProvider<ApiGatewayConfig, never, never, ApiGatewayTargetParams>({
+  type: 'aws-api-gateway',
+  summary: 'AWS API Gateway (REST): API keys added to a usage plan, disabled then deleted on retire',
+  config: apiGatewayConfigSchema,
+  bindings: { target: apiGatewayTargetSchema },
+  open(config, ctx) {
+    // Credentials from the SDK's default chain; never from rekey.yaml.
+    const client = new APIGatewayClient({ region: config.region, endpoint: config.endpoint, maxAttempts: config.maxAttempts });
+    return {
+      target({ secret, params }) {
+        const usagePlanId = params.usagePlanId ?? config.usagePlanId;
+        if (!usagePlanId) {
+          throw new RekeyError('REKEY_ERR_CONFIG', `secrets.${secret}: target ${ctx.name} needs a usagePlanId (in the binding or the provider)`);
+        }
+        return new ApiGatewayTarget({
+          provider: ctx.name,
+          client,
+          secret,
+          usagePlanId,
+          namePrefix: config.namePrefix,
+          probe: config.probe,
+          log: ctx.log.child({ provider: ctx.name, secret }),
+        });
+      },
+      close: () => Promise.resolve(client.destroy()),
+    };
+  },
+});
+
+export default awsApiGateway;

@@ -1,0 +1,143 @@
+// The aws-api-gateway target through the official SDK client against a local API Gateway fake
+// (fake/api-gateway-fake.ts) that speaks REST-JSON, with a stage that demands an API key.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { RekeyError } from '../../../src/core/errors.js';
+import type { ProviderInstance } from '../../../src/core/provider.js';
+import type { Target } from '../../../src/core/ports.js';
+import { call, newVersion, rejection } from '../../../test/conformance/refs.js';
+import { targetConformance } from '../../../test/conformance/target.js';
+import { retireAll, send } from '../../../test/support/gateways/index.js';
+import { useLoopbackAwsEnv } from '../../../test/support/aws-env.js';
+import { testProviderContext } from '../../../test/support/provider-context.js';
+import { awsApiGateway } from '../index.js';
+import type { ApiGatewayTargetParams } from '../aws-api-gateway.schema.js';
+import { startFakeApiGateway, type FakeApiGateway } from './fake/api-gateway-fake.js';
+
+let restoreEnv: () => void;
+
+let fake: FakeApiGateway;
+const opened: Array<ProviderInstance<never, never, ApiGatewayTargetParams>> = [];
+
+beforeAll(async () => {
+  restoreEnv = useLoopbackAwsEnv();
+  fake = await startFakeApiGateway({ pageLimit: 3 });
+});
+afterAll(async () => {
+  for (const instance of opened) await instance.close?.();
+  await fake?.close();
+  restoreEnv?.();
+});
+
+function openTarget(secret: string, o: { probe?: boolean; config?: Record<string, unknown>; params?: Record<string, unknown> } = {}): Target {
+  const config = awsApiGateway.config.parse({
+    region: 'eu-west-1',
+    endpoint: fake.endpoint,
+    maxAttempts: 1,
+    usagePlanId: fake.usagePlanId,
+    ...(o.probe === false ? {} : { probe: { url: fake.stageUrl, header: 'x-api-key' } }),
+    ...o.config,
+  });
+  const instance = awsApiGateway.open(config, testProviderContext('apigw'));
+  opened.push(instance);
+  return instance.target!({ secret, params: awsApiGateway.bindings.target!.parse(o.params ?? {}) });
+}
+
+targetConformance('aws-api-gateway (probe through the stage)', () => {
+  const target = openTarget('conformance-apigw');
+  return Promise.resolve({ target, secret: 'conformance-apigw', cleanup: () => retireAll(target) });
+}, { probes: true });
+
+targetConformance('aws-api-gateway (verify reads the key back)', () => {
+  const target = openTarget('conformance-apigw-read', { probe: false });
+  return Promise.resolve({ target, secret: 'conformance-apigw-read', cleanup: () => retireAll(target) });
+}, { probes: true });
+
+describe('aws-api-gateway specifics', () => {
+  afterEach(async () => {
+    fake.failWith = undefined;
+    for (const secret of ['payments-api-key', 'clients']) await retireAll(openTarget(secret));
+  });
+
+  it('creates a named, tagged, enabled key in the usage plan; the stage accepts it; calls per rotation', async () => {
+    const target = openTarget('payments-api-key');
+    const [a, b] = [newVersion('payments-api-key', 'payments-app'), newVersion('payments-api-key', 'payments-app')];
+    await target.deploy(a.ref, a.value, call());
+    fake.operations.clear();
+    await target.deploy(b.ref, b.value, call());
+    expect(Object.fromEntries(fake.operations)).toEqual({ GetApiKeys: 1, CreateApiKey: 1, CreateUsagePlanKey: 1 });
+    const key = [...fake.keys.values()].find((k) => k.name === `rekey/payments-api-key/${b.ref.versionId}`)!;
+    expect(key).toMatchObject({ value: b.value.reveal(), enabled: true, customerId: 'payments-app' });
+    expect(key.tags).toEqual({ 'rekey:secret': 'payments-api-key', 'rekey:version-id': b.ref.versionId, 'rekey:fingerprint': b.ref.fingerprint });
+    expect(fake.plans.get(fake.usagePlanId)!.has(key.id)).toBe(true);
+
+    fake.operations.clear();
+    await target.verify(b.ref, b.value, call());
+    expect(fake.operations.size).toBe(0); // a probe of the stage, no control-plane call
+    await target.retire(a.ref, call());
+    expect(Object.fromEntries(fake.operations)).toEqual({ GetApiKeys: 1, UpdateApiKey: 1, DeleteUsagePlanKey: 1, DeleteApiKey: 1 });
+    expect((await send(fake.stageUrl, 'x-api-key', a.value.reveal())).status).toBe(403);
+    expect((await send(fake.stageUrl, 'x-api-key', b.value.reveal())).status).toBe(200);
+  });
+
+  it('deploying again after a lost answer creates nothing new and re-enables a disabled key', async () => {
+    const target = openTarget('payments-api-key');
+    const v = newVersion('payments-api-key');
+    await target.deploy(v.ref, v.value, call());
+    const key = [...fake.keys.values()].find((k) => k.value === v.value.reveal())!;
+    key.enabled = false;
+    await target.deploy(v.ref, v.value, call());
+    expect([...fake.keys.values()].filter((k) => k.value === v.value.reveal())).toHaveLength(1);
+    expect(key.enabled).toBe(true);
+    expect((await send(fake.stageUrl, 'x-api-key', v.value.reveal())).status).toBe(200);
+  });
+
+  it('retire disables first, so a failure before the delete leaves a dead key, and the retry finishes the job', async () => {
+    const target = openTarget('payments-api-key');
+    const v = newVersion('payments-api-key');
+    await target.deploy(v.ref, v.value, call());
+    fake.failWith = { status: 503, type: 'ServiceUnavailableException', op: 'DeleteUsagePlanKey' };
+    const error = await rejection(target.retire(v.ref, call()));
+    expect(error.code).toBe('REKEY_ERR_UNAVAILABLE');
+    expect(error.retryable).toBe(true);
+    expect((await send(fake.stageUrl, 'x-api-key', v.value.reveal())).status).toBe(403);
+    expect(await target.listDeployed(call())).toEqual([]);
+    fake.failWith = undefined;
+    await target.retire(v.ref, call());
+    expect([...fake.keys.values()].some((k) => k.value === v.value.reveal())).toBe(false);
+  });
+
+  it('lists only this secret\'s enabled keys, across pages, with the consumer from customerId', async () => {
+    const target = openTarget('clients');
+    const versions = ['acme', 'globex', 'initech', 'umbrella'].map((client) => newVersion('clients', client));
+    for (const v of versions) await target.deploy(v.ref, v.value, call());
+    await openTarget('payments-api-key').deploy(newVersion('payments-api-key').ref, newVersion('payments-api-key').value, call());
+    const listed = await target.listDeployed(call());
+    expect(listed).toHaveLength(4);
+    for (const v of versions) expect(listed).toContainEqual({ versionId: v.ref.versionId, fingerprint: v.ref.fingerprint, consumer: v.ref.consumer });
+  });
+
+  it('maps throttling, outages, denial and an unknown usage plan to the right codes', async () => {
+    const v = newVersion('payments-api-key');
+    const target = openTarget('payments-api-key');
+    const cases: Array<[{ status: number; type: string }, string, boolean]> = [
+      [{ status: 429, type: 'TooManyRequestsException' }, 'REKEY_ERR_THROTTLED', true],
+      [{ status: 503, type: 'ServiceUnavailableException' }, 'REKEY_ERR_UNAVAILABLE', true],
+      [{ status: 403, type: 'AccessDeniedException' }, 'REKEY_ERR_DENIED', false],
+    ];
+    for (const [failure, code, retryable] of cases) {
+      fake.failWith = failure;
+      const error = await rejection(target.deploy(v.ref, v.value, call()));
+      expect([error.code, error.retryable]).toEqual([code, retryable]);
+      expect(error.message).not.toContain(v.value.reveal());
+    }
+    fake.failWith = undefined;
+    const lost = await rejection(openTarget('payments-api-key', { params: { usagePlanId: 'nosuchplan' } }).deploy(v.ref, v.value, call()));
+    expect([lost.code, lost.retryable]).toEqual(['REKEY_ERR_NOT_FOUND', false]);
+    const closed = await rejection(openTarget('payments-api-key', { config: { endpoint: 'http://127.0.0.1:1' } }).listDeployed(call()));
+    expect(closed.code).toBe('REKEY_ERR_UNAVAILABLE');
+  });
+
+  it('needs a usage plan id from the binding or the provider', () => {
+    expect(() => openTarget('payments-api-key', { config: { usagePlanId: undefined } })).toThrow(RekeyError);
+  });
+});

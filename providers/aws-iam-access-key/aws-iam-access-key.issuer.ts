@@ -1,0 +1,156 @@
+import {
+  CreateAccessKeyCommand,
+  DeleteAccessKeyCommand,
+  ListAccessKeysCommand,
+  UpdateAccessKeyCommand,
+  type AccessKeyMetadata,
+  type IAMClient,
+} from '@aws-sdk/client-iam';
+import { ProviderError, type ErrorCode } from '../../src/core/errors.js';
+import type { Logger } from '../../src/core/logger.js';
+import type { Call, IssuedRef, Issuer, JsonObject, VersionRef } from '../../src/core/ports.js';
+import { SecretValue } from '../../src/core/secret-value.js';
+import type { AwsIamAccessKeyIssuerBinding } from './aws-iam-access-key.schema.js';
+
+/**
+ * The access key id recorded in a version's issuer state: what AWS's exposed-credential events
+ * (AWS Health `AWS_RISK_CREDENTIALS_EXPOSED`) name, so the leaks feature can find the version.
+ */
+export function accessKeyIdFromState(state: JsonObject): string | undefined {
+  const id = state.accessKeyId;
+  return typeof id === 'string' && /^[A-Z0-9]{16,128}$/.test(id) ? id : undefined;
+}
+
+/**
+ * Rotates an IAM user's access key. AWS allows two keys per user, which is exactly the
+ * overlap: the new key is created beside the live one, and revoke deactivates, then deletes,
+ * the old one. The value is `{"accessKeyId","secretAccessKey"}`; the state names the key id.
+ */
+export class AwsIamAccessKeyIssuer implements Issuer {
+  constructor(
+    private readonly provider: string,
+    private readonly iam: IAMClient,
+    private readonly params: AwsIamAccessKeyIssuerBinding,
+    private readonly log: Logger,
+  ) {}
+
+  async issue(version: VersionRef, call: Call): Promise<{ value: SecretValue; state: JsonObject }> {
+    const { userName } = this.params;
+    const keys = await this.list(version, call);
+    if (keys.length >= 2) {
+      // Make room by deleting the oldest key that is not live; never an Active one.
+      const idle = keys.filter((k) => k.Status !== 'Active').sort((a, b) => time(a) - time(b));
+      if (!idle[0]) {
+        throw this.error(
+          'REKEY_ERR_INVALID',
+          version,
+          `IAM user ${userName} already has two active access keys; deactivate the one not in use (or let its rotation finish) and retry`,
+          false,
+        );
+      }
+      const oldest = idle[0].AccessKeyId;
+      // Key ids are public identifiers (never the secret half): worth a line in the log.
+      this.log.info(
+        { versionId: version.versionId, userName, accessKeyId: oldest },
+        'deleting the oldest inactive access key to stay within two per user',
+      );
+      const remove = new DeleteAccessKeyCommand({ UserName: userName, AccessKeyId: oldest });
+      await this.attempt(version, 'DeleteAccessKey', () => this.iam.send(remove, opts(call)), true);
+    }
+    const create = new CreateAccessKeyCommand({ UserName: userName });
+    const created = await this.attempt(version, 'CreateAccessKey', () => this.iam.send(create, opts(call)));
+    const key = created?.AccessKey;
+    if (!key?.AccessKeyId || !key.SecretAccessKey) throw this.error('REKEY_ERR_UNAVAILABLE', version, 'CreateAccessKey returned no key');
+    return {
+      value: SecretValue.of(JSON.stringify({ accessKeyId: key.AccessKeyId, secretAccessKey: key.SecretAccessKey })),
+      state: { userName, accessKeyId: key.AccessKeyId },
+    };
+  }
+
+  /**
+   * Checks through IAM (ListAccessKeys, signed with rekey's own credentials) that the key exists on
+   * the user and is Active, and that the value names it. It does not sign a request with the new
+   * key: that would need STS; targets' verify is where the key is proven in use.
+   */
+  async verify(version: IssuedRef, value: SecretValue, call: Call): Promise<void> {
+    const id = accessKeyIdFromState(version.issuerState);
+    let named: unknown;
+    try {
+      named = (JSON.parse(value.reveal()) as { accessKeyId?: unknown }).accessKeyId;
+    } catch {
+      named = undefined;
+    }
+    if (!id || named !== id) throw this.error('REKEY_ERR_VERIFY_FAILED', version, 'the value does not name the issued access key', false);
+    const key = (await this.list(version, call)).find((k) => k.AccessKeyId === id);
+    if (key?.Status !== 'Active') {
+      const status = key ? key.Status : 'absent';
+      throw this.error('REKEY_ERR_VERIFY_FAILED', version, `access key ${id} is ${status} on IAM user ${this.params.userName}`);
+    }
+  }
+
+  /** Deactivates the key, then (onRevoke: delete) deletes it. A key already gone is success. */
+  async revoke(version: IssuedRef, call: Call): Promise<void> {
+    const id = accessKeyIdFromState(version.issuerState);
+    if (!id) return;
+    const userName = typeof version.issuerState.userName === 'string' ? version.issuerState.userName : this.params.userName;
+    // Inactive first: if the delete is denied or fails, the key is already dead for callers.
+    const update = new UpdateAccessKeyCommand({ UserName: userName, AccessKeyId: id, Status: 'Inactive' });
+    const found = await this.attempt(version, 'UpdateAccessKey', () => this.iam.send(update, opts(call)), true);
+    if (found && this.params.onRevoke === 'delete') {
+      const remove = new DeleteAccessKeyCommand({ UserName: userName, AccessKeyId: id });
+      await this.attempt(version, 'DeleteAccessKey', () => this.iam.send(remove, opts(call)), true);
+    }
+  }
+
+  private async list(version: VersionRef, call: Call): Promise<AccessKeyMetadata[]> {
+    const keys: AccessKeyMetadata[] = [];
+    let marker: string | undefined;
+    do {
+      const command = new ListAccessKeysCommand({ UserName: this.params.userName, Marker: marker });
+      const page = await this.attempt(version, 'ListAccessKeys', () => this.iam.send(command, opts(call)));
+      keys.push(...(page?.AccessKeyMetadata ?? []));
+      marker = page?.IsTruncated ? page.Marker : undefined;
+    } while (marker);
+    return keys;
+  }
+
+  /** Runs one IAM call; with `absentOk`, NoSuchEntity resolves to undefined (idempotent deletes). */
+  private async attempt<O>(version: VersionRef, action: string, send: () => Promise<O>, absentOk = false): Promise<O | undefined> {
+    try {
+      return await send();
+    } catch (error) {
+      const name = (error as { name?: string }).name ?? '';
+      if (absentOk && name === 'NoSuchEntityException') return undefined;
+      const code = classify(error);
+      const hint = code === 'REKEY_ERR_DENIED' ? ` (needs iam:${action} on user/${this.params.userName})` : '';
+      throw this.error(code, version, `IAM ${action} for user ${this.params.userName} failed: ${name || 'error'}${hint}`, undefined, error);
+    }
+  }
+
+  private error(code: ErrorCode, version: VersionRef, why: string, retryable?: boolean, cause?: unknown): ProviderError {
+    return new ProviderError(code, `secret ${version.secret} version ${version.versionId}: ${why}`, {
+      provider: this.provider,
+      ...(retryable === undefined ? {} : { retryable }),
+      cause,
+    });
+  }
+}
+
+const opts = (call: Call) => ({ abortSignal: call.signal });
+
+function time(key: AccessKeyMetadata): number {
+  return key.CreateDate ? new Date(key.CreateDate).getTime() : 0;
+}
+
+function classify(error: unknown): ErrorCode {
+  const { name = '', $metadata } = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+  const status = $metadata?.httpStatusCode ?? 0;
+  if (name === 'AbortError' || name === 'TimeoutError') return 'REKEY_ERR_TIMEOUT';
+  if (/Throttl|RequestLimitExceeded/.test(name)) return 'REKEY_ERR_THROTTLED';
+  if (name === 'NoSuchEntityException') return 'REKEY_ERR_NOT_FOUND';
+  // Another writer got a key in between our list and create: a retry lists again.
+  if (name === 'LimitExceededException' || name === 'ConcurrentModificationException') return 'REKEY_ERR_CONFLICT';
+  if (status === 403 || /AccessDenied|InvalidClientTokenId|SignatureDoesNotMatch|ExpiredToken/.test(name)) return 'REKEY_ERR_DENIED';
+  if (status >= 500 || status === 0) return 'REKEY_ERR_UNAVAILABLE';
+  return 'REKEY_ERR_INVALID';
+}

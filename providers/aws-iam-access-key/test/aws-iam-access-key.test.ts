@@ -1,0 +1,135 @@
+// The official @aws-sdk/client-iam against a local fake speaking IAM's Query protocol.
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { issuerConformance } from '../../../test/conformance/issuer.js';
+import { call, issued, newVersion } from '../../../test/conformance/refs.js';
+import { useLoopbackAwsEnv } from '../../../test/support/aws-env.js';
+import { testProviderContext } from '../../../test/support/provider-context.js';
+import awsIam, { accessKeyIdFromState } from '../index.js';
+import { startFakeIam, type FakeIam, type FakeKey } from './fake/iam-server.js';
+
+let fake: FakeIam;
+let restoreEnv: () => void;
+
+beforeAll(async () => {
+  fake = await startFakeIam();
+  restoreEnv = useLoopbackAwsEnv({ AWS_ACCESS_KEY_ID: fake.callerKeyId });
+});
+afterAll(async () => {
+  await fake.close();
+  restoreEnv?.();
+});
+
+function open(params: Record<string, unknown> = {}, seed: Array<Partial<FakeKey>> = []) {
+  const userName = `svc-${randomUUID().slice(0, 8)}`;
+  fake.users.set(
+    userName,
+    seed.map((k, i) => ({
+      userName,
+      accessKeyId: `AKIASEED${String(i).padStart(12, '0')}`,
+      secretAccessKey: 'seeded',
+      status: 'Active',
+      createDate: new Date(Date.UTC(2024, 0, 1 + i)),
+      ...k,
+    })),
+  );
+  const instance = awsIam.open(awsIam.config.parse({ endpoint: fake.endpoint }), testProviderContext('aws-iam'));
+  const issuer = instance.issuer!({ secret: 'ci-deploy-key', params: awsIam.bindings.issuer!.parse({ userName, ...params }) });
+  return { userName, issuer, keys: () => fake.users.get(userName)!, close: () => instance.close!() };
+}
+
+issuerConformance(
+  'aws-iam-access-key',
+  () => {
+    const { issuer, userName, close } = open();
+    return Promise.resolve({ issuer, secret: 'ci-deploy-key', unknownState: { userName, accessKeyId: 'AKIA0000000000000000' }, cleanup: close });
+  },
+  { revokeIsObservable: true },
+);
+
+describe('aws-iam-access-key', () => {
+  it('stores the key pair as JSON and only the key id in the state', async () => {
+    const { userName, issuer, keys, close } = open();
+    const { value, state } = await issuer.issue(newVersion('k').ref, call());
+    const parsed = JSON.parse(value.reveal()) as { accessKeyId: string; secretAccessKey: string };
+    expect(parsed.accessKeyId).toMatch(/^AKIA[A-Z0-9]{16}$/);
+    expect(parsed.secretAccessKey).toBe(keys()[0]!.secretAccessKey);
+    expect(state).toEqual({ userName, accessKeyId: parsed.accessKeyId });
+    expect(accessKeyIdFromState(state)).toBe(parsed.accessKeyId);
+    expect(accessKeyIdFromState({ role: 'x' })).toBeUndefined();
+    await close();
+  });
+
+  it('at the two-key limit deletes the oldest inactive key, never an active one', async () => {
+    const { issuer, keys, close } = open({}, [{ status: 'Inactive' }, { status: 'Inactive' }]);
+    await issuer.issue(newVersion('k').ref, call());
+    expect(keys().map((k) => k.accessKeyId)).toEqual(['AKIASEED000000000001', expect.stringMatching(/^AKIA/) as unknown]);
+    await close();
+
+    const live = open({}, [{ status: 'Active' }, { status: 'Inactive', createDate: new Date(Date.UTC(2025, 0, 1)) }]);
+    await live.issuer.issue(newVersion('k').ref, call());
+    expect(live.keys().map((k) => [k.accessKeyId, k.status])).toEqual([
+      ['AKIASEED000000000000', 'Active'],
+      [expect.stringMatching(/^AKIA/), 'Active'],
+    ]);
+    await live.close();
+  });
+
+  it('fails without retry when both keys are active, touching neither', async () => {
+    const { issuer, keys, close } = open({}, [{}, {}]);
+    const before = fake.calls.length;
+    const error = await issuer.issue(newVersion('k').ref, call()).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'REKEY_ERR_INVALID', retryable: false });
+    expect(String((error as Error).message)).toContain('two active access keys');
+    expect(fake.calls.slice(before)).toEqual(['ListAccessKeys']);
+    expect(keys().map((k) => k.status)).toEqual(['Active', 'Active']);
+    await close();
+  });
+
+  it('revokes by deactivating first, then deleting; onRevoke: deactivate keeps the key inactive', async () => {
+    const { issuer, keys, close } = open();
+    const { ref } = newVersion('k');
+    const a = await issuer.issue(ref, call());
+    const before = fake.calls.length;
+    await issuer.revoke(issued(ref, a.state), call());
+    expect(fake.calls.slice(before)).toEqual(['UpdateAccessKey', 'DeleteAccessKey']);
+    expect(keys()).toHaveLength(0);
+    await close();
+
+    const soft = open({ onRevoke: 'deactivate' });
+    const b = await soft.issuer.issue(ref, call());
+    await soft.issuer.revoke(issued(ref, b.state), call());
+    expect(soft.keys().map((k) => k.status)).toEqual(['Inactive']);
+    const error = await soft.issuer.verify(issued(ref, b.state), b.value, call()).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'REKEY_ERR_VERIFY_FAILED' });
+    await soft.close();
+  });
+
+  it('maps throttling, denial and an unknown user to rekey codes', async () => {
+    const { issuer, close } = open();
+    fake.failNext(1, 400, 'Throttling');
+    expect(await issuer.issue(newVersion('k').ref, call()).catch((e: unknown) => e)).toMatchObject({
+      code: 'REKEY_ERR_THROTTLED',
+      retryable: true,
+    });
+    fake.failNext(1, 500, 'ServiceFailure');
+    expect(await issuer.issue(newVersion('k').ref, call()).catch((e: unknown) => e)).toMatchObject({ code: 'REKEY_ERR_UNAVAILABLE' });
+    await close();
+    // The SDK caches resolved credentials per client, so a fresh instance picks up the wrong key.
+    process.env.AWS_ACCESS_KEY_ID = 'AKIAWRONGCALLER00000';
+    const wrong = open();
+    try {
+      const denied = await wrong.issuer.issue(newVersion('k').ref, call()).catch((e: unknown) => e);
+      expect(denied).toMatchObject({ code: 'REKEY_ERR_DENIED', retryable: false });
+      expect(String((denied as Error).message)).toContain('iam:ListAccessKeys');
+    } finally {
+      process.env.AWS_ACCESS_KEY_ID = fake.callerKeyId;
+      await wrong.close();
+    }
+
+    const ghost = awsIam.open(awsIam.config.parse({ endpoint: fake.endpoint }), testProviderContext('aws-iam'));
+    const issuer2 = ghost.issuer!({ secret: 's', params: awsIam.bindings.issuer!.parse({ userName: 'nobody' }) });
+    expect(await issuer2.issue(newVersion('k').ref, call()).catch((e: unknown) => e)).toMatchObject({ code: 'REKEY_ERR_NOT_FOUND' });
+    await ghost.close!();
+  });
+});

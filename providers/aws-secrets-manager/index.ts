@@ -1,0 +1,50 @@
+/**
+ * `aws-secrets-manager`: a store on AWS Secrets Manager. See README.md for the config, the IAM
+ * policy it needs and the calls it makes per rotation.
+ */
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { defineProvider } from '../../src/core/provider.js';
+import { AwsSecretsManagerStore } from './aws-secrets-manager.store.js';
+import {
+  awsSecretsManagerConfig,
+  awsSecretsManagerStoreBinding,
+  type AwsSecretsManagerConfig,
+  type AwsSecretsManagerStoreBinding,
+} from './aws-secrets-manager.schema.js';
+
+export { AwsSecretsManagerStore, ROTATION_TAGS, rekeyStages, versionIdOf } from './aws-secrets-manager.store.js';
+export { parseSecretArn, referencesSecret, type SecretArn } from './aws-names.js';
+export { awsSecretsManagerConfig, awsSecretsManagerStoreBinding, type AwsSecretsManagerConfig, type AwsSecretsManagerStoreBinding };
+
+export default defineProvider<AwsSecretsManagerConfig, AwsSecretsManagerStoreBinding>({
+  type: 'aws-secrets-manager',
+  summary: 'Store on AWS Secrets Manager: versions staged with AWSPENDING, AWSCURRENT and AWSPREVIOUS',
+  config: awsSecretsManagerConfig,
+  bindings: { store: awsSecretsManagerStoreBinding },
+  open(config, ctx) {
+    // One client per provider instance: it holds the credential chain's cache and the keep-alive pool.
+    const client = new SecretsManagerClient({
+      region: config.region,
+      endpoint: config.endpoint,
+      maxAttempts: config.maxAttempts,
+    });
+    const log = ctx.log.child({ provider: ctx.name });
+    return {
+      store: ({ secret, params, client: perClient }) =>
+        new AwsSecretsManagerStore({
+          client,
+          provider: ctx.name,
+          // Per-client keys: one AWS secret per client, <name>/<client>.
+          name: perClient ? `${params.name}/${perClient}` : params.name,
+          field: params.field,
+          kmsKeyId: config.kmsKeyId,
+          fingerprint: ctx.fingerprint,
+          log: log.child({ secret }),
+        }),
+      close: () => {
+        client.destroy();
+        return Promise.resolve();
+      },
+    };
+  },
+});

@@ -1,0 +1,157 @@
+/**
+ * Caddy as a target: API keys are the `mappings` of one `map` handler, identified by its
+ * `@id`, that turns the key header into a consumer placeholder; the operator's routes
+ * around it answer 401 when the placeholder is empty and pass the consumer upstream.
+ * Every change reads the handler with its ETag and writes only `/id/<handler>/mappings`
+ * with If-Match, so concurrent edits of the config are never overwritten.
+ */
+import { ProviderError, type ErrorCode } from '../../src/core/errors.js';
+import type { Fingerprinter } from '../../src/core/fingerprint.js';
+import type { Logger } from '../../src/core/logger.js';
+import type { Call, DeployedEntry, JsonValue, Target, VersionRef } from '../../src/core/ports.js';
+import { probeKey, type ProbeConfig } from '../../src/core/probe.js';
+import type { SecretValue } from '../../src/core/secret-value.js';
+import { checkMapEntry } from '../../src/core/map-entry.js';
+import { AdminTransportError, adminRequest, type AdminAnswer, type AdminEndpoint } from './admin-api.js';
+
+export interface CaddyTargetOptions {
+  provider: string;
+  endpoint: AdminEndpoint;
+  handler: string;
+  probe: ProbeConfig | undefined;
+  timeoutMs: number;
+  fingerprint: Fingerprinter;
+  log: Logger;
+}
+
+/** One entry of the map handler (Caddy's MappingSet): outputs line up with `destinations`. */
+interface Mapping {
+  input: string;
+  outputs: JsonValue[];
+}
+
+interface MapHandler {
+  handler: string;
+  destinations?: string[];
+  mappings?: Mapping[];
+}
+
+/** If-Match lost to a concurrent change this many times in a row: give up as CONFLICT (retryable). */
+const MAX_ATTEMPTS = 5;
+
+export class CaddyTarget implements Target {
+  readonly #o: CaddyTargetOptions;
+
+  constructor(options: CaddyTargetOptions) {
+    this.#o = options;
+  }
+
+  /** Adds input=key -> consumer (or corrects the consumer). Idempotent. */
+  async deploy(version: VersionRef, value: SecretValue, call: Call): Promise<void> {
+    checkMapEntry(version, value, 'Caddy', this.#o.provider);
+    const key = value.reveal();
+    await this.#update(call, (mappings, destinations) => {
+      const existing = mappings.find((m) => m.input === key);
+      if (existing?.outputs[0] === version.consumer) return undefined;
+      if (existing) return mappings.map((m) => (m === existing ? { ...m, outputs: [version.consumer, ...m.outputs.slice(1)] } : m));
+      // Outputs line up with the handler's destinations; null leaves the others unset.
+      const outputs: JsonValue[] = [version.consumer, ...Array.from({ length: Math.max(0, destinations - 1) }, () => null)];
+      return [...mappings, { input: key, outputs }];
+    });
+    this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, handler: this.#o.handler }, 'caddy: key deployed');
+  }
+
+  /** Probes through Caddy when `probe` is set; otherwise checks the live config holds the key. */
+  async verify(version: VersionRef, value: SecretValue, call: Call): Promise<void> {
+    if (this.#o.probe) return probeKey(this.#o.probe, value, call, this.#o.provider);
+    const { handler } = await this.#read(call);
+    if (!(handler.mappings ?? []).some((m) => m.input === value.reveal())) {
+      throw this.#error('REKEY_ERR_VERIFY_FAILED', `map handler ${this.#o.handler} does not hold version ${version.number} of ${version.secret}`);
+    }
+  }
+
+  /** Removes every mapping whose input has the version's fingerprint. Absent is success. */
+  async retire(version: VersionRef, call: Call): Promise<void> {
+    await this.#update(call, (mappings) => {
+      const kept = mappings.filter((m) => this.#o.fingerprint(m.input) !== version.fingerprint);
+      return kept.length === mappings.length ? undefined : kept;
+    });
+    this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, handler: this.#o.handler }, 'caddy: key retired');
+  }
+
+  /** Every plain (non-regex) input of the handler, by fingerprint, with its consumer. */
+  async listDeployed(call: Call): Promise<DeployedEntry[]> {
+    const { handler } = await this.#read(call);
+    return (handler.mappings ?? [])
+      .filter((m) => !m.input.startsWith('~'))
+      .map((m) => ({ fingerprint: this.#o.fingerprint(m.input), consumer: typeof m.outputs[0] === 'string' ? m.outputs[0] : undefined }));
+  }
+
+  /**
+   * Read-modify-write of the handler's mappings under If-Match. `change` returns the new
+   * list, or undefined when nothing needs to change.
+   */
+  async #update(call: Call, change: (mappings: Mapping[], destinations: number) => Mapping[] | undefined): Promise<void> {
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      const { handler, etag } = await this.#read(call);
+      const next = change(handler.mappings ?? [], handler.destinations?.length ?? 1);
+      if (!next) return;
+      const answer = await this.#request(call, {
+        // PATCH replaces an existing field; PUT creates it when the handler has none yet.
+        method: handler.mappings === undefined ? 'PUT' : 'PATCH',
+        path: `/id/${this.#o.handler}/mappings`,
+        body: next as unknown as JsonValue,
+        ifMatch: etag,
+      });
+      if (answer.status === 412) continue;
+      if (answer.status >= 200 && answer.status < 300) return;
+      throw this.#answerError(answer, [...(handler.mappings ?? []), ...next].map((m) => m.input));
+    }
+    throw this.#error('REKEY_ERR_CONFLICT', `Caddy's config kept changing under ${this.#o.handler} (${MAX_ATTEMPTS} attempts)`);
+  }
+
+  async #read(call: Call): Promise<{ handler: MapHandler; etag: string | undefined }> {
+    const answer = await this.#request(call, { method: 'GET', path: `/id/${this.#o.handler}` });
+    if (answer.status !== 200) throw this.#answerError(answer, []);
+    const handler = JSON.parse(answer.body) as MapHandler | null;
+    if (!handler || handler.handler !== 'map') {
+      throw this.#error('REKEY_ERR_INVALID', `Caddy's @id ${this.#o.handler} is not a map handler (found ${handler?.handler ?? 'nothing'})`);
+    }
+    return { handler, etag: answer.etag };
+  }
+
+  async #request(call: Call, o: { method: string; path: string; body?: JsonValue; ifMatch?: string }): Promise<AdminAnswer> {
+    try {
+      return await adminRequest(this.#o.endpoint, { ...o, signal: call.signal, timeoutMs: this.#o.timeoutMs });
+    } catch (error) {
+      const code = error instanceof AdminTransportError ? error.code : undefined;
+      if (code === 'EACCES' || code === 'EPERM') throw this.#error('REKEY_ERR_DENIED', "no permission to open Caddy's admin socket", error);
+      if (code === 'ETIMEDOUT' || code === 'ABORT_ERR') throw this.#error('REKEY_ERR_TIMEOUT', "Caddy's admin API did not answer in time", error);
+      throw this.#error('REKEY_ERR_UNAVAILABLE', `Caddy's admin API cannot be reached (${code ?? 'unknown error'})`, error);
+    }
+  }
+
+  /** Maps an admin API error answer to a code; every key that might be echoed is removed. */
+  #answerError(answer: AdminAnswer, inputs: string[]): ProviderError {
+    let text = answer.body;
+    try {
+      const parsed = (JSON.parse(answer.body) as { error?: unknown }).error;
+      if (typeof parsed === 'string') text = parsed;
+    } catch {
+      // Not JSON: keep the raw text.
+    }
+    for (const input of inputs) text = text.replaceAll(input, '[redacted]');
+    text = text.slice(0, 300);
+    if (/unknown object ID/i.test(text)) {
+      return this.#error('REKEY_ERR_INVALID', `Caddy's config has no object with @id ${this.#o.handler}: add a map handler with that @id`);
+    }
+    if (answer.status === 403) return this.#error('REKEY_ERR_DENIED', `Caddy's admin API refused the request: ${text}`);
+    if (answer.status === 429) return this.#error('REKEY_ERR_THROTTLED', `Caddy's admin API: ${text}`);
+    if (answer.status >= 500) return this.#error('REKEY_ERR_UNAVAILABLE', `Caddy's admin API answered ${answer.status}: ${text}`);
+    return this.#error('REKEY_ERR_INVALID', `Caddy's admin API answered ${answer.status}: ${text}`);
+  }
+
+  #error(code: ErrorCode, message: string, cause?: unknown): ProviderError {
+    return new ProviderError(code, message, { provider: this.#o.provider, cause });
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * Config of the `haproxy` provider (a `providers:` entry) and of its target binding.
+ * Nothing here is secret: access to the Runtime API is controlled by the socket's
+ * file permissions or by where its TCP port listens (see README.md).
+ */
+import { z } from 'zod';
+import { probeSchema } from '../../src/core/probe.js';
+
+const absolutePath = z.string().regex(/^\/\S*$/, 'must be an absolute path without spaces');
+
+/** `unix:/run/haproxy/admin.sock` or `tcp://127.0.0.1:9999`. */
+export const runtimeApiSchema = z
+  .string()
+  .regex(/^(unix:\/\S+|tcp:\/\/(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5})$/, 'must be unix:/path/to/socket or tcp://host:port');
+
+export const haproxyConfigSchema = z
+  .object({
+    /** Where HAProxy's Runtime API listens (`stats socket ... level operator`). */
+    runtimeApi: runtimeApiSchema,
+    /** The map as haproxy.cfg loads it (`map(/etc/haproxy/api-keys.map)`): its name on the Runtime API. */
+    map: absolutePath,
+    /**
+     * The file rekey rewrites after each change so a restart keeps the keys.
+     * @defaultValue the same path as `map` (rekey runs beside HAProxy)
+     */
+    mapFile: absolutePath.optional(),
+    /** Rewrite the map file after each change; false when rekey cannot reach HAProxy's disk. @defaultValue true */
+    persist: z.boolean().default(true),
+    /** The verify probe; without it, verify() checks the live map instead. */
+    probe: probeSchema.optional(),
+    /** Milliseconds one Runtime API command may take. @defaultValue 5000 */
+    timeoutMs: z.number().int().positive().max(60_000).default(5000),
+  })
+  .strict();
+
+/** Per-secret binding: a secret may keep its keys in a map of its own (recommended, see README). */
+export const haproxyTargetSchema = z
+  .object({
+    /** Overrides the provider's `map` for this secret. */
+    map: absolutePath.optional(),
+    /** Overrides the provider's `mapFile` for this secret. @defaultValue this binding's `map` */
+    mapFile: absolutePath.optional(),
+  })
+  .strict()
+  .default({});
+
+export type HaproxyConfig = z.infer<typeof haproxyConfigSchema>;
+export type HaproxyTargetParams = z.infer<typeof haproxyTargetSchema>;

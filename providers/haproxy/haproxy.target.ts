@@ -1,0 +1,164 @@
+/**
+ * HAProxy as a target: API keys are entries of a map (key -> consumer id) that haproxy.cfg
+ * consults, e.g. `http-request set-var(txn.consumer) req.fhdr(X-Api-Key),map(/etc/haproxy/api-keys.map)`.
+ * Live changes go through the Runtime API (add/set/del map, show map); after each change
+ * the map file is rewritten atomically from `show map`, so a restart loads the same keys.
+ */
+import { serialized, writeFileAtomic } from '../../src/core/atomic-file.js';
+import { ProviderError } from '../../src/core/errors.js';
+import type { Fingerprinter } from '../../src/core/fingerprint.js';
+import type { Logger } from '../../src/core/logger.js';
+import type { Call, DeployedEntry, Target, VersionRef } from '../../src/core/ports.js';
+import { probeKey, type ProbeConfig } from '../../src/core/probe.js';
+import type { SecretValue } from '../../src/core/secret-value.js';
+import { checkMapEntry } from '../../src/core/map-entry.js';
+import { runtimeCommand, RuntimeTransportError, type RuntimeEndpoint } from './runtime-api.js';
+
+export interface HaproxyTargetOptions {
+  provider: string;
+  endpoint: RuntimeEndpoint;
+  /** The map's name on the Runtime API (the path haproxy.cfg loads). */
+  map: string;
+  /** Where to persist the map; undefined when persistence is off. */
+  mapFile: string | undefined;
+  probe: ProbeConfig | undefined;
+  timeoutMs: number;
+  fingerprint: Fingerprinter;
+  log: Logger;
+}
+
+/** One line of `show map`: `0x55d0c8a1b2c0 <key> <value>`. */
+interface MapEntry {
+  ref: string;
+  key: string;
+  value: string;
+}
+
+export class HaproxyTarget implements Target {
+  readonly #o: HaproxyTargetOptions;
+
+  constructor(options: HaproxyTargetOptions) {
+    this.#o = options;
+  }
+
+  /** Adds key -> consumer (or corrects the consumer), then persists. Idempotent. */
+  async deploy(version: VersionRef, value: SecretValue, call: Call): Promise<void> {
+    this.#validate(version, value);
+    await serialized(`haproxy:${this.#o.map}`, async () => {
+      const key = value.reveal();
+      const existing = (await this.#show(call)).filter((entry) => entry.key === key);
+      if (existing.length === 0) {
+        await this.#mutate(`add map ${this.#o.map} ${key} ${version.consumer}`, key, call);
+      } else if (existing.some((entry) => entry.value !== version.consumer)) {
+        // `set map` by key updates every entry with that key.
+        await this.#mutate(`set map ${this.#o.map} ${key} ${version.consumer}`, key, call);
+      }
+      await this.#persist(call);
+    });
+    this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map }, 'haproxy: key deployed');
+  }
+
+  /** Probes through HAProxy when `probe` is set; otherwise checks the live map holds the key. */
+  async verify(version: VersionRef, value: SecretValue, call: Call): Promise<void> {
+    if (this.#o.probe) return probeKey(this.#o.probe, value, call, this.#o.provider);
+    const live = await this.#show(call);
+    if (!live.some((entry) => entry.key === value.reveal())) {
+      throw new ProviderError('REKEY_ERR_VERIFY_FAILED', `map ${this.#o.map} does not hold version ${version.number} of ${version.secret}`, {
+        provider: this.#o.provider,
+      });
+    }
+  }
+
+  /** Deletes every entry whose key has the version's fingerprint, then persists. Absent is success. */
+  async retire(version: VersionRef, call: Call): Promise<void> {
+    await serialized(`haproxy:${this.#o.map}`, async () => {
+      const doomed = (await this.#show(call)).filter((entry) => this.#o.fingerprint(entry.key) === version.fingerprint);
+      for (const entry of doomed) {
+        // By reference: the key itself need not cross the socket again.
+        await this.#mutate(`del map ${this.#o.map} #${entry.ref}`, entry.key, call, { absentIsFine: true });
+      }
+      // Always rewrite: a retry after a failed write must still fix the file.
+      await this.#persist(call);
+    });
+    this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map }, 'haproxy: key retired');
+  }
+
+  /** Every key of the live map, by fingerprint, with its consumer. */
+  async listDeployed(call: Call): Promise<DeployedEntry[]> {
+    return (await this.#show(call)).map((entry) => ({ fingerprint: this.#o.fingerprint(entry.key), consumer: entry.value }));
+  }
+
+  #validate(version: VersionRef, value: SecretValue): void {
+    checkMapEntry(version, value, 'HAProxy', this.#o.provider);
+  }
+
+  async #show(call: Call): Promise<MapEntry[]> {
+    const answer = await this.#command(`show map ${this.#o.map}`, call);
+    const entries: MapEntry[] = [];
+    for (const line of answer.split('\n')) {
+      if (line === '') continue;
+      const match = /^0x([0-9a-fA-F]+) (\S+)(?: (.*))?$/.exec(line);
+      // An entry line holds a key: never quote one, only HAProxy's own messages.
+      if (!match) throw this.#answerError(line.startsWith('0x') ? 'a show map entry could not be parsed' : line, undefined);
+      entries.push({ ref: `0x${match[1]!}`, key: match[2]!, value: match[3] ?? '' });
+    }
+    return entries;
+  }
+
+  /** Runs add/set/del: HAProxy answers an empty line on success, a message otherwise. */
+  async #mutate(command: string, key: string, call: Call, options: { absentIsFine?: boolean } = {}): Promise<void> {
+    const answer = (await this.#command(command, call)).trim();
+    if (answer === '') return;
+    if (options.absentIsFine && /^Key not found/i.test(answer)) return;
+    throw this.#answerError(answer, key);
+  }
+
+  async #command(command: string, call: Call): Promise<string> {
+    try {
+      return await runtimeCommand(this.#o.endpoint, command, call.signal, this.#o.timeoutMs);
+    } catch (error) {
+      const code = error instanceof RuntimeTransportError ? error.code : undefined;
+      if (code === 'EACCES' || code === 'EPERM') {
+        throw this.#error('REKEY_ERR_DENIED', `no permission to open the Runtime API socket of map ${this.#o.map} (rekey's user needs read/write on it)`, error);
+      }
+      if (code === 'ETIMEDOUT' || code === 'ABORT_ERR') throw this.#error('REKEY_ERR_TIMEOUT', 'the Runtime API did not answer in time', error);
+      throw this.#error('REKEY_ERR_UNAVAILABLE', `the Runtime API cannot be reached (${code ?? 'unknown error'})`, error);
+    }
+  }
+
+  /** Turns an unexpected Runtime API answer into an error, with any key removed from it. */
+  #answerError(answer: string, key: string | undefined): ProviderError {
+    let text = answer.split('\n').find((line) => line.trim() !== '')?.trim() ?? 'empty answer';
+    if (key) text = text.replaceAll(key, '[redacted]');
+    text = text.slice(0, 200);
+    if (/Unknown map identifier/i.test(text)) {
+      return this.#error('REKEY_ERR_INVALID', `HAProxy has no map ${this.#o.map} loaded: haproxy.cfg must use map(${this.#o.map}) with exactly this path`);
+    }
+    if (/Permission denied/i.test(text)) {
+      return this.#error('REKEY_ERR_DENIED', 'the Runtime API socket refused the command: it needs `level operator` (or admin)');
+    }
+    return this.#error('REKEY_ERR_UNAVAILABLE', `the Runtime API answered: ${text}`);
+  }
+
+  /** Rewrites the map file from the live map (the Runtime API is the source of truth). */
+  async #persist(call: Call): Promise<void> {
+    const file = this.#o.mapFile;
+    if (!file) return;
+    const entries = await this.#show(call);
+    const text =
+      `# Managed by rekey (HAProxy target ${this.#o.provider}): rewritten from the Runtime API after every change.\n` +
+      `# It holds API keys: keep it readable by HAProxy only. Edits made here are overwritten.\n` +
+      entries.map((entry) => `${entry.key} ${entry.value}\n`).join('');
+    try {
+      await writeFileAtomic(file, text);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      const kind = code === 'EACCES' || code === 'EPERM' ? 'REKEY_ERR_DENIED' : 'REKEY_ERR_UNAVAILABLE';
+      throw this.#error(kind, `could not rewrite map file ${file} (${code ?? 'error'}); the live map is changed, a restart would lose the change`, error);
+    }
+  }
+
+  #error(code: ConstructorParameters<typeof ProviderError>[0], message: string, cause?: unknown): ProviderError {
+    return new ProviderError(code, message, { provider: this.#o.provider, cause });
+  }
+}

@@ -1,0 +1,105 @@
+// The haproxy target against the real HAProxy from Debian (started once for this file).
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Target } from '../../../src/core/ports.js';
+import { call, newVersion, rejection } from '../../../test/conformance/refs.js';
+import { targetConformance } from '../../../test/conformance/target.js';
+import { retireAll, send, startBackend, startHaproxy, type Backend, type HaproxyGateway } from '../../../test/support/gateways/index.js';
+import { throughGateway } from '../../../test/support/gateways/suite.js';
+import { testProviderContext } from '../../../test/support/provider-context.js';
+import { haproxy } from '../index.js';
+
+let backend: Backend;
+let gateway: HaproxyGateway;
+
+beforeAll(async () => {
+  backend = await startBackend();
+  gateway = await startHaproxy(backend.port);
+});
+afterAll(async () => {
+  await gateway?.stop();
+  await backend?.close();
+});
+
+function openTarget(secret: string, overrides: Record<string, unknown> = {}): Target {
+  const config = haproxy.config.parse({ ...gateway.providerConfig, ...overrides });
+  return haproxy.open(config, testProviderContext('edge-haproxy')).target!({ secret, params: haproxy.bindings.target!.parse(undefined) });
+}
+
+targetConformance(
+  'haproxy',
+  () => {
+    const target = openTarget('conformance-haproxy');
+    return Promise.resolve({ target, secret: 'conformance-haproxy', cleanup: () => retireAll(target) });
+  },
+  { probes: true },
+);
+
+throughGateway('haproxy', { gateway: () => gateway, target: (secret) => openTarget(secret), secret: 'payments-haproxy' });
+
+describe('haproxy specifics', () => {
+  afterEach(() => retireAll(openTarget('cleanup')));
+
+  it('rewrites the map file atomically after each change, so a restart keeps the same keys', async () => {
+    const target = openTarget('restart-haproxy');
+    const [a, b] = [newVersion('restart-haproxy'), newVersion('restart-haproxy')];
+    await target.deploy(a.ref, a.value, call());
+    await target.deploy(b.ref, b.value, call());
+    await target.retire(a.ref, call());
+    const file = await readFile(gateway.map, 'utf8');
+    expect(file).toContain(`${b.value.reveal()} restart-haproxy\n`);
+    expect(file).not.toContain(a.value.reveal());
+    expect((await stat(gateway.map)).mode & 0o777).toBe(0o640);
+    expect((await readdir(gateway.dir)).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+
+    await gateway.restart();
+    expect((await send(gateway.url, gateway.header, b.value.reveal())).status).toBe(200);
+    expect((await send(gateway.url, gateway.header, a.value.reveal())).status).toBe(401);
+    expect((await target.listDeployed(call())).map((e) => e.fingerprint)).toEqual([b.ref.fingerprint]);
+    await retireAll(target);
+  });
+
+  it('speaks the Runtime API over TCP as well as a unix socket', async () => {
+    const target = openTarget('tcp-haproxy', { runtimeApi: gateway.runtimeApi.tcp });
+    const v = newVersion('tcp-haproxy');
+    await target.deploy(v.ref, v.value, call());
+    expect(await target.listDeployed(call())).toEqual([{ fingerprint: v.ref.fingerprint, consumer: 'tcp-haproxy' }]);
+    expect((await send(gateway.url, gateway.header, v.value.reveal())).status).toBe(200);
+    await target.retire(v.ref, call());
+    expect(await target.listDeployed(call())).toEqual([]);
+  });
+
+  it('corrects the consumer of a key deployed again with another consumer, keeping one entry', async () => {
+    const target = openTarget('consumer-haproxy');
+    const v = newVersion('consumer-haproxy', 'old-consumer');
+    await target.deploy(v.ref, v.value, call());
+    await target.deploy({ ...v.ref, consumer: 'new-consumer' }, v.value, call());
+    expect(await target.listDeployed(call())).toEqual([{ fingerprint: v.ref.fingerprint, consumer: 'new-consumer' }]);
+    expect((await send(gateway.url, gateway.header, v.value.reveal())).body).toBe('consumer=new-consumer');
+    await retireAll(target);
+  });
+
+  it('reports an unknown map as a configuration error, not worth retrying', async () => {
+    const target = openTarget('nomap-haproxy', { map: `${gateway.dir}/not-loaded.map` });
+    const v = newVersion('nomap-haproxy');
+    const error = await rejection(target.deploy(v.ref, v.value, call()));
+    expect(error.code).toBe('REKEY_ERR_INVALID');
+    expect(error.retryable).toBe(false);
+  });
+
+  it('reports an unreachable Runtime API as retryable UNAVAILABLE', async () => {
+    const target = openTarget('down-haproxy', { runtimeApi: `unix:${gateway.dir}/absent.sock` });
+    const error = await rejection(target.listDeployed(call()));
+    expect(error.code).toBe('REKEY_ERR_UNAVAILABLE');
+    expect(error.retryable).toBe(true);
+  });
+
+  it('refuses a key HAProxy cannot hold without echoing it', async () => {
+    const target = openTarget('bad-haproxy');
+    const v = newVersion('bad-haproxy');
+    const bad = { ...v, value: (await import('../../../src/core/secret-value.js')).SecretValue.of('has space;show map') };
+    const error = await rejection(target.deploy(bad.ref, bad.value, call()));
+    expect(error.code).toBe('REKEY_ERR_INVALID');
+    expect(error.message).not.toContain('space');
+  });
+});

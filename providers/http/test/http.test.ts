@@ -1,0 +1,114 @@
+// The http issuer against a local fake SaaS key API.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { issuerConformance } from '../../../test/conformance/issuer.js';
+import { call, issued, newVersion } from '../../../test/conformance/refs.js';
+import { testProviderContext } from '../../../test/support/provider-context.js';
+import http from '../index.js';
+import { parsePath, readPath } from '../template.js';
+import { startFakeSaas, type FakeSaas } from './fake/saas-server.js';
+
+const ENV = `REKEY_TEST_SAAS_ADMIN_${process.pid}`;
+let saas: FakeSaas;
+
+beforeAll(async () => {
+  saas = await startFakeSaas();
+  process.env[ENV] = saas.adminToken;
+});
+afterAll(async () => {
+  await saas.close();
+  delete process.env[ENV];
+});
+
+const config = (overrides: Record<string, unknown> = {}) => ({
+  baseUrl: saas.baseUrl,
+  headers: { Authorization: `Bearer \${env:${ENV}}` },
+  issue: {
+    url: '/v1/keys',
+    headers: { 'Idempotency-Key': '{{versionId}}' },
+    body: { name: 'rekey-{{secret}}-{{number}}-{{vars.team}}' },
+    valuePath: '$.data.key',
+    idPath: 'data.id',
+  },
+  revoke: { url: '/v1/keys/{{id}}' },
+  verify: { url: '/v1/whoami', headers: { Authorization: 'Bearer {{value}}' } },
+  ...overrides,
+});
+
+function open(overrides: Record<string, unknown> = {}) {
+  const instance = http.open(http.config.parse(config(overrides)), testProviderContext('acme'));
+  return instance.issuer!({ secret: 'acme-api-key', params: http.bindings.issuer!.parse({ vars: { team: 'payments' } }) });
+}
+
+issuerConformance('http', () => Promise.resolve({ issuer: open(), secret: 'acme-api-key', unknownState: { id: 'key_unknown' } }), {
+  revokeIsObservable: true,
+});
+
+describe('http issuer', () => {
+  it('renders templates and credential references, and keeps only the id in the state', async () => {
+    const { ref } = newVersion('acme-api-key');
+    const before = saas.requests.length;
+    const { value, state } = await open().issue(ref, call());
+    const request = saas.requests[before]!;
+    expect(request.headers['idempotency-key']).toBe(ref.versionId);
+    expect(request.headers.authorization).toBe(`Bearer ${saas.adminToken}`);
+    expect(JSON.parse(request.body)).toEqual({ name: `rekey-acme-api-key-${ref.number}-payments` });
+    expect(value.reveal()).toMatch(/^sk_live_/);
+    expect(state).toEqual({ id: expect.stringMatching(/^key_/) as unknown });
+    expect(saas.keys.get(state.id as string)?.key).toBe(value.reveal());
+  });
+
+  it('maps statuses to rekey codes and never puts the response in the message', async () => {
+    const issuer = open();
+    for (const [status, code] of [
+      [429, 'REKEY_ERR_THROTTLED'],
+      [503, 'REKEY_ERR_UNAVAILABLE'],
+      [403, 'REKEY_ERR_DENIED'],
+      [422, 'REKEY_ERR_INVALID'],
+    ] as const) {
+      saas.failNext(1, status);
+      const error = await issuer.issue(newVersion('s').ref, call()).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code });
+      expect(String((error as Error).message)).not.toContain('injected');
+    }
+    saas.failNext(1, 500);
+    const { ref } = newVersion('s');
+    expect(await issuer.revoke(issued(ref, { id: 'key_x' }), call()).catch((e: unknown) => e)).toMatchObject({
+      code: 'REKEY_ERR_UNAVAILABLE',
+      retryable: true,
+    });
+  });
+
+  it('fails verify with VERIFY_FAILED for a rejected key, and passes without a verify call configured', async () => {
+    const { ref } = newVersion('s');
+    const issuer = open();
+    const { value, state } = await issuer.issue(ref, call());
+    saas.keys.delete(state.id as string);
+    expect(await issuer.verify(issued(ref, state), value, call()).catch((e: unknown) => e)).toMatchObject({
+      code: 'REKEY_ERR_VERIFY_FAILED',
+    });
+    await open({ verify: undefined }).verify(issued(ref, state), value, call());
+  });
+
+  it('refuses configs that would leak or cannot revoke', () => {
+    const parse = (overrides: Record<string, unknown>) => http.config.safeParse(config(overrides)).success;
+    expect(parse({})).toBe(true);
+    expect(parse({ revoke: { url: '/v1/keys' } })).toBe(false); // no {{id}}
+    expect(parse({ revoke: { url: '/v1/keys/{{value}}' } })).toBe(false);
+    expect(parse({ issue: { ...config().issue, url: '/v1/keys?k={{value}}' } })).toBe(false);
+    expect(parse({ issue: { ...config().issue, valuePath: '$..key' } })).toBe(false);
+  });
+
+  it('refuses plain http to a non-loopback host', async () => {
+    const issuer = open({ baseUrl: 'http://api.example.invalid' });
+    expect(await issuer.issue(newVersion('s').ref, call()).catch((e: unknown) => e)).toMatchObject({ code: 'REKEY_ERR_CONFIG' });
+  });
+
+  it('reads JSON paths', () => {
+    const doc = { data: { items: [{ id: 7 }], key: 'k' } };
+    expect(readPath(doc, parsePath('$.data.items[0].id')!)).toBe(7);
+    expect(readPath(doc, parsePath('data.items.0.id')!)).toBe(7);
+    expect(readPath([{ id: 'a' }], parsePath('$[0].id')!)).toBe('a');
+    expect(readPath(doc, parsePath('$.nope.deeper')!)).toBeUndefined();
+    expect(parsePath('$.a..b')).toBeUndefined();
+  });
+});

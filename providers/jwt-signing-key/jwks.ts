@@ -1,0 +1,66 @@
+/**
+ * Helpers for whoever publishes or uses jwt-signing-key versions: the rekey server's
+ * `/.well-known/jwks.json`, a target that pushes a JWKS document, a workload that signs.
+ */
+import { importJWK, type CryptoKey, type JSONWebKeySet, type JWK } from 'jose';
+import type { JsonObject } from '../../src/core/ports.js';
+import type { SecretValue } from '../../src/core/secret-value.js';
+import { JWT_ALGORITHMS, type JwtAlgorithm } from './jwt-signing-key.schema.js';
+
+// Members that only a private (or symmetric) JWK has; a public JWK must carry none of them.
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+
+/**
+ * The public JWK a jwt-signing-key version recorded as its issuer state, or undefined when
+ * the state is not one (another issuer's state, a damaged row). Private members are never
+ * returned, even if a damaged state held some.
+ */
+export function publicJwkFromState(state: JsonObject): JWK | undefined {
+  const jwk = state.publicJwk;
+  if (!jwk || typeof jwk !== 'object' || Array.isArray(jwk)) return undefined;
+  if (typeof jwk.kty !== 'string' || typeof jwk.kid !== 'string' || !isAlgorithm(jwk.alg)) return undefined;
+  const copy: Record<string, string> = {};
+  for (const [name, value] of Object.entries(jwk)) {
+    if (!PRIVATE_MEMBERS.includes(name) && typeof value === 'string') copy[name] = value;
+  }
+  return copy;
+}
+
+/**
+ * A JWKS document (RFC 7517 §5) from the issuer states of the versions that verifiers must
+ * trust: the current one and, during the overlap, the previous one (pending too, if signers
+ * may switch before promotion). Order is kept; duplicates by kid and foreign states are dropped.
+ */
+export function buildJwks(states: readonly JsonObject[]): JSONWebKeySet {
+  const keys: JWK[] = [];
+  for (const state of states) {
+    const jwk = publicJwkFromState(state);
+    if (jwk && !keys.some((key) => key.kid === jwk.kid)) keys.push(jwk);
+  }
+  return { keys };
+}
+
+/** A signing key loaded from a stored value: set `kid` and `alg` in the JWT header. */
+export interface SigningKey {
+  kid: string;
+  alg: JwtAlgorithm;
+  key: CryptoKey;
+}
+
+/**
+ * Imports the private JWK a version's value holds, for signing (jose's `SignJWT#sign`).
+ * @throws Error when the value is not a private JWK with a kid and a supported alg.
+ */
+export async function signingKeyFromValue(value: SecretValue): Promise<SigningKey> {
+  const jwk = JSON.parse(value.reveal()) as JWK;
+  if (typeof jwk.kid !== 'string' || !isAlgorithm(jwk.alg) || typeof jwk.d !== 'string') {
+    throw new Error('not a private JWK with kid and alg');
+  }
+  const key = await importJWK(jwk, jwk.alg);
+  if (key instanceof Uint8Array) throw new Error('not an asymmetric key');
+  return { kid: jwk.kid, alg: jwk.alg, key };
+}
+
+function isAlgorithm(alg: unknown): alg is JwtAlgorithm {
+  return typeof alg === 'string' && (JWT_ALGORITHMS as readonly string[]).includes(alg);
+}

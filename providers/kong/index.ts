@@ -1,0 +1,34 @@
+/**
+ * The `kong` provider: a target that makes Kong accept API keys as key-auth credentials
+ * on consumers, through the Admin API.
+ */
+import { defineProvider } from '../../src/core/provider.js';
+import { KongAdmin } from './admin-api.js';
+import { kongConfigSchema, kongTargetSchema, type KongConfig, type KongTargetParams } from './kong.schema.js';
+import { KongTarget } from './kong.target.js';
+
+export const kong = defineProvider<KongConfig, never, never, KongTargetParams>({
+  type: 'kong',
+  summary: 'Kong: API keys as key-auth credentials on consumers, through the Admin API',
+  config: kongConfigSchema,
+  bindings: { target: kongTargetSchema },
+  open(config, ctx) {
+    // Resolved once per instance: a missing variable fails when the config is opened, not mid-rotation.
+    const admin = new KongAdmin(config.adminUrl, config.adminToken ? ctx.credential(config.adminToken) : undefined, config.timeoutMs, ctx.name);
+    return {
+      target: ({ secret, params }) =>
+        new KongTarget({
+          provider: ctx.name,
+          admin,
+          secret,
+          consumer: params.consumer,
+          createConsumers: config.createConsumers,
+          probe: config.probe,
+          fingerprint: ctx.fingerprint,
+          log: ctx.log.child({ provider: ctx.name, secret }),
+        }),
+    };
+  },
+});
+
+export default kong;

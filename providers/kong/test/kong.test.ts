@@ -1,0 +1,170 @@
+// The kong target against a local fake of Kong's Admin API and key-auth proxy (fake/kong-admin.ts).
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Target } from '../../../src/core/ports.js';
+import { SecretValue } from '../../../src/core/secret-value.js';
+import { call, newVersion, rejection } from '../../../test/conformance/refs.js';
+import { targetConformance } from '../../../test/conformance/target.js';
+import { retireAll, send } from '../../../test/support/gateways/index.js';
+import { testProviderContext } from '../../../test/support/provider-context.js';
+import { kong } from '../index.js';
+import { startFakeKong, type FakeKong } from './fake/kong-admin.js';
+
+const TOKEN_ENV = `REKEY_TEST_KONG_TOKEN_${process.pid}`;
+let fake: FakeKong;
+
+beforeAll(async () => {
+  process.env[TOKEN_ENV] = 'kong-admin-token-for-tests';
+  fake = await startFakeKong({ adminToken: 'kong-admin-token-for-tests', pageSize: 3 });
+});
+afterAll(async () => {
+  delete process.env[TOKEN_ENV];
+  await fake?.close();
+});
+
+function openTarget(secret: string, o: { probe?: boolean; consumer?: string; config?: Record<string, unknown> } = {}): Target {
+  const config = kong.config.parse({
+    adminUrl: fake.adminUrl,
+    adminToken: `\${env:${TOKEN_ENV}}`,
+    ...(o.probe === false ? {} : { probe: { url: fake.proxyUrl, header: 'apikey' } }),
+    ...o.config,
+  });
+  const params = kong.bindings.target!.parse(o.consumer ? { consumer: o.consumer } : {});
+  return kong.open(config, testProviderContext('gw-kong')).target!({ secret, params });
+}
+
+targetConformance('kong (probe through the proxy)', () => {
+  const target = openTarget('conformance-kong');
+  return Promise.resolve({ target, secret: 'conformance-kong', cleanup: () => retireAll(target) });
+}, { probes: true });
+
+targetConformance('kong (verify reads the credential back)', () => {
+  const target = openTarget('conformance-kong-admin', { probe: false });
+  return Promise.resolve({ target, secret: 'conformance-kong-admin', cleanup: () => retireAll(target) });
+}, { probes: true });
+
+describe('kong specifics', () => {
+  afterEach(async () => {
+    fake.down = false;
+    for (const secret of ['team/payments', 'clients', 'override']) await retireAll(openTarget(secret));
+  });
+
+  it('creates the consumer once, tags the credential without the value, and the proxy accepts the key for that consumer', async () => {
+    const target = openTarget('team/payments');
+    const v = newVersion('team/payments', 'payments-service');
+    fake.resetCounts();
+    await target.deploy(v.ref, v.value, call());
+    // Absent consumer: PUT (404), POST /consumers, PUT again.
+    expect(Object.fromEntries(fake.requests)).toEqual({ 'PUT /consumers/{id}/key-auth/{id}': 2, 'POST /consumers': 1 });
+    const credential = fake.credentials.get(v.ref.versionId)!;
+    expect(credential.tags).toEqual(['rekey', 'rekey-secret:team~payments', `rekey-version:${v.ref.versionId}`, `rekey-fp:${v.ref.fingerprint}`]);
+    expect(JSON.stringify(credential.tags)).not.toContain(v.value.reveal());
+    expect([...fake.consumers.values()].map((c) => c.username)).toContain('payments-service');
+    const answer = await send(fake.proxyUrl, 'apikey', v.value.reveal());
+    expect(answer).toEqual({ status: 200, body: 'consumer=payments-service' });
+
+    // Deploying again (a retry after a lost answer) is one PUT onto the same credential.
+    fake.resetCounts();
+    await target.deploy(v.ref, v.value, call());
+    expect(Object.fromEntries(fake.requests)).toEqual({ 'PUT /consumers/{id}/key-auth/{id}': 1 });
+    expect([...fake.credentials.values()].filter((c) => c.key === v.value.reveal())).toHaveLength(1);
+  });
+
+  it('counts Admin API calls for one rotation: deploy 1, verify 0 (a proxy probe), retire 2', async () => {
+    const target = openTarget('team/payments');
+    const [a, b] = [newVersion('team/payments'), newVersion('team/payments')];
+    await target.deploy(a.ref, a.value, call());
+    fake.resetCounts();
+    await target.deploy(b.ref, b.value, call());
+    await target.verify(b.ref, b.value, call());
+    await target.retire(a.ref, call());
+    expect(Object.fromEntries(fake.requests)).toEqual({ 'PUT /consumers/{id}/key-auth/{id}': 1, 'GET /key-auths': 1, 'DELETE /key-auths/{id}': 1 });
+    expect((await send(fake.proxyUrl, 'apikey', a.value.reveal())).status).toBe(401);
+    expect((await send(fake.proxyUrl, 'apikey', b.value.reveal())).status).toBe(200);
+  });
+
+  it('puts per-client keys on each version\'s consumer and lists them by consumer name, across pages', async () => {
+    const target = openTarget('clients');
+    const versions = ['acme', 'globex', 'initech', 'umbrella'].map((client) => newVersion('clients', client));
+    for (const v of versions) await target.deploy(v.ref, v.value, call());
+    const listed = await target.listDeployed(call());
+    // The fake pages 3 at a time: 4 entries means the offset was followed.
+    expect(listed.map((e) => e.consumer).sort()).toEqual(['acme', 'globex', 'initech', 'umbrella']);
+    for (const v of versions) expect(listed).toContainEqual({ versionId: v.ref.versionId, fingerprint: v.ref.fingerprint, consumer: v.ref.consumer });
+    expect((await send(fake.proxyUrl, 'apikey', versions[1]!.value.reveal())).body).toBe('consumer=globex');
+  });
+
+  it('uses the binding\'s consumer over the version\'s', async () => {
+    const target = openTarget('override', { consumer: 'edge-clients' });
+    const v = newVersion('override', 'ignored');
+    await target.deploy(v.ref, v.value, call());
+    expect(await target.listDeployed(call())).toEqual([{ versionId: v.ref.versionId, fingerprint: v.ref.fingerprint, consumer: 'edge-clients' }]);
+  });
+
+  it('refuses to create consumers when told not to', async () => {
+    const target = openTarget('override', { consumer: 'nobody-here', config: { createConsumers: false } });
+    const v = newVersion('override');
+    const error = await rejection(target.deploy(v.ref, v.value, call()));
+    expect(error.code).toBe('REKEY_ERR_NOT_FOUND');
+    expect(error.retryable).toBe(false);
+  });
+
+  it('reports a wrong Admin token as DENIED, not retryable, and never echoes the token', async () => {
+    process.env[`${TOKEN_ENV}_WRONG`] = 'not-the-token';
+    try {
+      const target = openTarget('override', { config: { adminToken: `\${env:${TOKEN_ENV}_WRONG}` } });
+      const error = await rejection(target.listDeployed(call()));
+      expect(error.code).toBe('REKEY_ERR_DENIED');
+      expect(error.retryable).toBe(false);
+      expect(error.message).not.toContain('not-the-token');
+    } finally {
+      delete process.env[`${TOKEN_ENV}_WRONG`];
+    }
+  });
+
+  it('reports a Kong answering 503 or not listening as retryable UNAVAILABLE', async () => {
+    const v = newVersion('override');
+    fake.down = true;
+    const error = await rejection(openTarget('override').deploy(v.ref, v.value, call()));
+    expect(error.code).toBe('REKEY_ERR_UNAVAILABLE');
+    expect(error.retryable).toBe(true);
+    fake.down = false;
+    const closed = openTarget('override', { config: { adminUrl: 'http://127.0.0.1:1' } });
+    expect((await rejection(closed.deploy(v.ref, v.value, call()))).code).toBe('REKEY_ERR_UNAVAILABLE');
+  });
+
+  it('does not follow an Admin API redirect: the key and the token are never sent on, and the answer is INVALID', async () => {
+    const elsewhere: string[] = [];
+    const sink = createServer((req, res) => {
+      elsewhere.push(`${req.method} ${req.url}`);
+      res.end('{}');
+    });
+    const redirector = createServer((req, res) => {
+      res.writeHead(307, { location: `http://127.0.0.1:${(sink.address() as AddressInfo).port}${req.url}` }).end();
+    });
+    await Promise.all([sink, redirector].map((server) => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))));
+    try {
+      const target = openTarget('override', { config: { adminUrl: `http://127.0.0.1:${(redirector.address() as AddressInfo).port}` } });
+      const v = newVersion('override');
+      expect((await rejection(target.deploy(v.ref, v.value, call()))).code).toBe('REKEY_ERR_INVALID');
+      expect(elsewhere).toEqual([]);
+    } finally {
+      for (const server of [sink, redirector]) server.close();
+    }
+  });
+
+  it('refuses a value another credential holds, without echoing Kong\'s message (it names the key)', async () => {
+    const target = openTarget('override');
+    const v = newVersion('override');
+    await target.deploy(v.ref, v.value, call());
+    const clash = { ...v.ref, versionId: newVersion('override').ref.versionId };
+    const error = await rejection(target.deploy(clash, SecretValue.of(v.value.reveal()), call()));
+    expect(error.code).toBe('REKEY_ERR_INVALID');
+    expect(error.message).not.toContain(v.value.reveal());
+  });
+
+  it('only accepts ${env:NAME} for the Admin token', () => {
+    expect(kong.config.safeParse({ adminUrl: fake.adminUrl, adminToken: 'inline-token' }).success).toBe(false);
+  });
+});

@@ -1,0 +1,177 @@
+// The kubernetes-secret target through @kubernetes/client-node, configured by a kubeconfig file,
+// against a local fake API server (fake/kube-apiserver.ts).
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Target } from '../../../src/core/ports.js';
+import { call, newVersion, rejection } from '../../../test/conformance/refs.js';
+import { targetConformance } from '../../../test/conformance/target.js';
+import { testProviderContext } from '../../../test/support/provider-context.js';
+import { kubernetesSecret } from '../index.js';
+import { RESTARTED_AT, RESTARTED_FOR } from '../kubernetes-secret.target.js';
+import { startFakeKubeApi, type FakeKubeApi } from './fake/kube-apiserver.js';
+
+let api: FakeKubeApi;
+let dir: string;
+let kubeconfig: string;
+const NS = 'payments';
+
+beforeAll(async () => {
+  api = await startFakeKubeApi();
+  dir = await mkdtemp(join(tmpdir(), 'rekey-kube-'));
+  kubeconfig = join(dir, 'kubeconfig');
+  await writeKubeconfig(kubeconfig, api.token);
+});
+afterAll(async () => {
+  await api?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+async function writeKubeconfig(path: string, token: string): Promise<void> {
+  await writeFile(
+    path,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      // Plain HTTP on loopback: client-node allows http:// only with TLS verification off.
+      clusters: [{ name: 'fake', cluster: { server: api.url, 'insecure-skip-tls-verify': true } }],
+      users: [{ name: 'rekey', user: { token } }],
+      contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'rekey', namespace: NS } }],
+      'current-context': 'fake',
+    }),
+    { mode: 0o600 },
+  );
+}
+
+function openTarget(secret: string, params: Record<string, unknown> = {}, config: Record<string, unknown> = {}): Target {
+  const instance = kubernetesSecret.open(kubernetesSecret.config.parse({ kubeconfig, ...config }), testProviderContext('k8s'));
+  return instance.target!({ secret, params: kubernetesSecret.bindings.target!.parse(params) });
+}
+
+let n = 0;
+targetConformance('kubernetes-secret', () => {
+  const name = `conformance-${(n += 1)}`;
+  api.addSecret(NS, name);
+  return Promise.resolve({ target: openTarget(name, { key: 'api-key' }), secret: name, cleanup: () => Promise.resolve(void api.secrets.delete(`${NS}/${name}`)) });
+}, { probes: false });
+
+describe('kubernetes-secret specifics', () => {
+  beforeEach(() => {
+    api.secrets.clear();
+    api.deployments.clear();
+    api.forbidden.clear();
+    api.rolloutMs = 0;
+    api.addSecret(NS, 'payments-api-key', { 'other-key': 'untouched' });
+    api.addDeployment(NS, 'payments-api', 3);
+  });
+
+  it('a rotation: deploy keeps the old value one step behind, restarts the Deployment once, retire drops the old one; calls counted', async () => {
+    const target = openTarget('payments-api-key', { key: 'api-key', restart: ['payments-api'] });
+    const [v1, v2] = [newVersion('payments-api-key'), newVersion('payments-api-key')];
+    await target.deploy(v1.ref, v1.value, call());
+    api.requests.clear();
+    await target.deploy(v2.ref, v2.value, call());
+    expect(Object.fromEntries(api.requests)).toEqual({ 'GET secrets': 1, 'PATCH secrets': 1, 'GET deployments': 1, 'PATCH deployments': 1 });
+    expect(api.secretData(NS, 'payments-api-key')).toEqual({ 'other-key': 'untouched', 'api-key': v2.value.reveal(), 'api-key.previous': v1.value.reveal() });
+    expect([...api.patchTypes]).toEqual(['application/merge-patch+json']);
+    const template = (api.deployments.get(`${NS}/payments-api`)!.spec as { template: { metadata: { annotations: Record<string, string> } } }).template;
+    expect(template.metadata.annotations[RESTARTED_FOR]).toBe(v2.ref.fingerprint);
+    expect(Date.parse(template.metadata.annotations[RESTARTED_AT]!)).toBeGreaterThan(Date.now() - 5000);
+
+    // A retry of the same deploy changes nothing and restarts nothing.
+    const generation = (api.deployments.get(`${NS}/payments-api`)!.metadata as { generation: number }).generation;
+    await target.deploy(v2.ref, v2.value, call());
+    expect((api.deployments.get(`${NS}/payments-api`)!.metadata as { generation: number }).generation).toBe(generation);
+
+    api.requests.clear();
+    await target.verify(v2.ref, v2.value, call());
+    expect(Object.fromEntries(api.requests)).toEqual({ 'GET secrets': 1, 'GET deployments': 1 });
+    expect(await target.listDeployed(call())).toEqual([{ fingerprint: v2.ref.fingerprint }, { fingerprint: v1.ref.fingerprint }]);
+
+    api.requests.clear();
+    await target.retire(v1.ref, call());
+    expect(Object.fromEntries(api.requests)).toEqual({ 'GET secrets': 1, 'PATCH secrets': 1 });
+    expect(api.secretData(NS, 'payments-api-key')).toEqual({ 'other-key': 'untouched', 'api-key': v2.value.reveal() });
+    expect(await target.listDeployed(call())).toEqual([{ fingerprint: v2.ref.fingerprint }]);
+  });
+
+  it('a rollback (retire of the value in the key) gives the previous value back and restarts again', async () => {
+    const target = openTarget('payments-api-key', { key: 'api-key', restart: ['payments-api'] });
+    const [v1, v2] = [newVersion('payments-api-key'), newVersion('payments-api-key')];
+    await target.deploy(v1.ref, v1.value, call());
+    await target.deploy(v2.ref, v2.value, call());
+    await target.retire(v2.ref, call());
+    expect(api.secretData(NS, 'payments-api-key')).toEqual({ 'other-key': 'untouched', 'api-key': v1.value.reveal() });
+    const template = (api.deployments.get(`${NS}/payments-api`)!.spec as { template: { metadata: { annotations: Record<string, string> } } }).template;
+    expect(template.metadata.annotations[RESTARTED_FOR]).toBe(v1.ref.fingerprint);
+    await target.verify(v1.ref, v1.value, call());
+    // Retiring the only value removes the key, and restarts nothing (pods would lose it).
+    await target.retire(v1.ref, call());
+    expect(api.secretData(NS, 'payments-api-key')).toEqual({ 'other-key': 'untouched' });
+    expect(template.metadata.annotations[RESTARTED_FOR]).toBe(v1.ref.fingerprint);
+  });
+
+  it('single slot (previousKey: false): retire removes a version only while it is the one in the Secret', async () => {
+    const target = openTarget('payments-api-key', { key: 'api-key', previousKey: false });
+    const [v1, v2] = [newVersion('payments-api-key'), newVersion('payments-api-key')];
+    await target.deploy(v1.ref, v1.value, call());
+    await target.deploy(v2.ref, v2.value, call());
+    expect(api.secretData(NS, 'payments-api-key')).toEqual({ 'other-key': 'untouched', 'api-key': v2.value.reveal() });
+    await target.retire(v1.ref, call());
+    expect(api.secretData(NS, 'payments-api-key')!['api-key']).toBe(v2.value.reveal());
+    await target.retire(v2.ref, call());
+    expect(api.secretData(NS, 'payments-api-key')).toEqual({ 'other-key': 'untouched' });
+  });
+
+  it('verify waits until the restarted Deployment has rolled out', async () => {
+    api.rolloutMs = 250;
+    const target = openTarget('payments-api-key', { key: 'api-key', restart: ['payments-api'] });
+    const v = newVersion('payments-api-key');
+    await target.deploy(v.ref, v.value, call());
+    const early = await rejection(target.verify(v.ref, v.value, call()));
+    expect([early.code, early.retryable]).toEqual(['REKEY_ERR_VERIFY_FAILED', true]);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await target.verify(v.ref, v.value, call());
+  });
+
+  it('a concurrent change between read and write is a retryable CONFLICT, never an overwrite', async () => {
+    const target = openTarget('payments-api-key', { key: 'api-key' });
+    const v = newVersion('payments-api-key');
+    api.raceNextRead = true;
+    const error = await rejection(target.deploy(v.ref, v.value, call()));
+    expect([error.code, error.retryable]).toEqual(['REKEY_ERR_CONFLICT', true]);
+    expect(api.secretData(NS, 'payments-api-key')!['api-key']).toBeUndefined();
+    await target.deploy(v.ref, v.value, call());
+    expect(api.secretData(NS, 'payments-api-key')!['api-key']).toBe(v.value.reveal());
+  });
+
+  it('names the missing RBAC permission, and does not retry it', async () => {
+    api.forbidden.add('patch deployments/payments-api');
+    const target = openTarget('payments-api-key', { key: 'api-key', restart: ['payments-api'] });
+    const v = newVersion('payments-api-key');
+    const error = await rejection(target.deploy(v.ref, v.value, call()));
+    expect([error.code, error.retryable]).toEqual(['REKEY_ERR_DENIED', false]);
+    expect(error.message).toContain('"patch" on deployments with resourceNames [payments-api]');
+  });
+
+  it('a missing Secret is NOT_FOUND unless create: true; a bad token is DENIED', async () => {
+    const v = newVersion('absent');
+    const missing = await rejection(openTarget('absent', { key: 'api-key' }).deploy(v.ref, v.value, call()));
+    expect([missing.code, missing.retryable]).toEqual(['REKEY_ERR_NOT_FOUND', false]);
+    await openTarget('absent', { key: 'api-key', create: true }).deploy(v.ref, v.value, call());
+    expect(api.secretData(NS, 'absent')).toEqual({ 'api-key': v.value.reveal() });
+    const bad = join(dir, 'bad-kubeconfig');
+    await writeKubeconfig(bad, 'wrong-token');
+    const denied = await rejection(openTarget('absent', {}, { kubeconfig: bad }).listDeployed(call()));
+    expect(denied.code).toBe('REKEY_ERR_DENIED');
+  });
+
+  it('uses the binding\'s name and namespace over the defaults', async () => {
+    api.addSecret('edge', 'shared-keys');
+    const target = openTarget('payments-api-key', { name: 'shared-keys', namespace: 'edge', key: 'payments' });
+    const v = newVersion('payments-api-key');
+    await target.deploy(v.ref, v.value, call());
+    expect(api.secretData('edge', 'shared-keys')).toEqual({ payments: v.value.reveal() });
+  });
+});

@@ -1,0 +1,29 @@
+import pg from 'pg';
+import { describeError } from '../../src/core/errors.js';
+import { decodeKey } from '../../src/core/fingerprint.js';
+import { defineProvider } from '../../src/core/provider.js';
+import { LocalStore } from './local.store.js';
+import { localConfig, localStoreBinding } from './local.schema.js';
+import { sealingKey } from './seal.js';
+
+/** `providers: { vault: { type: local } }` then `store: { provider: vault }` */
+export default defineProvider({
+  type: 'local',
+  summary: "Built-in store: values sealed with AES-256-GCM in rekey's own PostgreSQL",
+  config: localConfig,
+  bindings: { store: localStoreBinding },
+  open(config, ctx) {
+    const key = sealingKey(decodeKey(ctx.credential(config.key).reveal(), config.key.name));
+    const pool = new pg.Pool({ connectionString: ctx.databaseUrl, max: 4 });
+    pool.on('error', (error) => ctx.log.warn({ error: describeError(error) }, 'local store: idle connection failed'));
+    // A connection checked out for a transaction has no pool listener: when PostgreSQL ends it
+    // between two queries (a restart, pg_terminate_backend), its 'error' event would crash the
+    // process. The transaction's next query fails instead, and the step is retried.
+    pool.on('connect', (client) => client.on('error', (error) => ctx.log.warn({ error: describeError(error) }, 'local store: connection failed')));
+    return {
+      // Per-client keys: one entry per client under the configured name.
+      store: ({ secret, params, client }) => new LocalStore(pool, key, params.name ? `${params.name}${client ? `/${client}` : ''}` : secret, ctx.name),
+      close: () => pool.end(),
+    };
+  },
+});

@@ -1,0 +1,130 @@
+/**
+ * The built-in store: versions in rekey's own PostgreSQL (table local_store_versions),
+ * sealed with AES-256-GCM. Stages follow AWS Secrets Manager's rules: promoting moves
+ * `current` and gives `previous` to whichever version held `current`.
+ */
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { ProviderError } from '../../src/core/errors.js';
+import type { SecretStore, Stage, StoredRef, StoredVersion, VersionRef } from '../../src/core/ports.js';
+import { SecretValue } from '../../src/core/secret-value.js';
+import { type SealingKey, open, seal } from './seal.js';
+
+interface Row {
+  id: string;
+  version_id: string;
+  sealed: Buffer;
+  key_id: string;
+  stages: Stage[];
+}
+
+export class LocalStore implements SecretStore {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly key: SealingKey,
+    private readonly name: string,
+    private readonly provider: string,
+  ) {}
+
+  async writePending(version: VersionRef, value: SecretValue): Promise<{ storeVersionId: string }> {
+    return this.transaction(async (client) => {
+      const existing = await client.query<{ id: string }>('SELECT id FROM local_store_versions WHERE secret = $1 AND version_id = $2', [this.name, version.versionId]);
+      if (existing.rows[0]) return { storeVersionId: existing.rows[0].id };
+      // A pending stage left by a rotation that crashed is taken over by this one.
+      await client.query(`UPDATE local_store_versions SET stages = array_remove(stages, 'pending') WHERE secret = $1`, [this.name]);
+      const id = randomUUID();
+      await client.query(
+        `INSERT INTO local_store_versions (id, secret, version_id, sealed, key_id, stages) VALUES ($1, $2, $3, $4, $5, '{pending}')`,
+        [id, this.name, version.versionId, seal(this.key, value.reveal(), aad(this.name, version.versionId)), this.key.id],
+      );
+      return { storeVersionId: id };
+    });
+  }
+
+  async read(selector: { storeVersionId: string } | { stage: Stage }): Promise<SecretValue> {
+    const { rows } =
+      'stage' in selector
+        ? await this.query<Row>(`SELECT * FROM local_store_versions WHERE secret = $1 AND $2 = ANY(stages) AND destroyed_at IS NULL`, [this.name, selector.stage])
+        : await this.query<Row>(`SELECT * FROM local_store_versions WHERE secret = $1 AND id = $2::uuid AND destroyed_at IS NULL`, [this.name, asUuid(selector.storeVersionId)]);
+    const row = rows[0];
+    if (!row) throw new ProviderError('REKEY_ERR_NOT_FOUND', `${this.name}: no such version in the local store`, { provider: this.provider });
+    if (row.key_id !== this.key.id) {
+      throw new ProviderError('REKEY_ERR_INVALID', `${this.name}: sealed with key ${row.key_id}, but REKEY_LOCAL_STORE_KEY is ${this.key.id}`, { provider: this.provider });
+    }
+    try {
+      return SecretValue.of(open(this.key, row.sealed, aad(this.name, row.version_id)));
+    } catch (cause) {
+      throw new ProviderError('REKEY_ERR_INVALID', `${this.name}: ciphertext failed authentication (tampered row?)`, { provider: this.provider, cause });
+    }
+  }
+
+  async promote(next: StoredRef): Promise<void> {
+    await this.transaction(async (client) => {
+      const { rows } = await client.query<{ id: string }>(
+        `SELECT id FROM local_store_versions WHERE secret = $1 AND 'current' = ANY(stages) AND destroyed_at IS NULL FOR UPDATE`,
+        [this.name],
+      );
+      if (rows[0]?.id === next.storeVersionId) return;
+      await client.query(`UPDATE local_store_versions SET stages = array_remove(stages, 'previous') WHERE secret = $1`, [this.name]);
+      if (rows[0]) await client.query(`UPDATE local_store_versions SET stages = '{previous}' WHERE id = $1`, [rows[0].id]);
+      const { rowCount } = await client.query(`UPDATE local_store_versions SET stages = '{current}' WHERE id = $1::uuid AND secret = $2 AND destroyed_at IS NULL`, [
+        asUuid(next.storeVersionId),
+        this.name,
+      ]);
+      if (!rowCount) throw new ProviderError('REKEY_ERR_NOT_FOUND', `${this.name}: cannot promote a version the store does not hold`, { provider: this.provider });
+    });
+  }
+
+  async destroy(version: StoredRef): Promise<void> {
+    // The ciphertext is wiped, not just flagged: a destroyed value is gone.
+    await this.query(`UPDATE local_store_versions SET destroyed_at = now(), sealed = ''::bytea, stages = '{}' WHERE id = $1::uuid AND secret = $2 AND destroyed_at IS NULL`, [
+      asUuid(version.storeVersionId),
+      this.name,
+    ]);
+  }
+
+  async list(): Promise<StoredVersion[]> {
+    const { rows } = await this.query<Row>(`SELECT id, version_id, stages FROM local_store_versions WHERE secret = $1 AND destroyed_at IS NULL ORDER BY created_at`, [this.name]);
+    return rows.map((r) => ({ storeVersionId: r.id, versionId: r.version_id, stages: r.stages }));
+  }
+
+  private async query<R extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.pool.query<R>(sql, params);
+    } catch (cause) {
+      throw unavailable(this.provider, cause);
+    }
+  }
+
+  private async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect().catch((cause: unknown) => {
+      throw unavailable(this.provider, cause);
+    });
+    try {
+      await client.query('BEGIN');
+      // One writer per secret at a time: stage moves must not interleave.
+      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`local-store:${this.name}`]);
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error instanceof ProviderError ? error : unavailable(this.provider, error);
+    } finally {
+      client.release();
+    }
+  }
+}
+
+function aad(secret: string, versionId: string): string {
+  return `${secret}\n${versionId}`;
+}
+
+/** Store ids are UUIDs; anything else cannot exist (and must not reach a ::uuid cast). */
+function asUuid(id: string): string {
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id) ? id : '00000000-0000-0000-0000-000000000000';
+}
+
+function unavailable(provider: string, cause: unknown): ProviderError {
+  return new ProviderError('REKEY_ERR_UNAVAILABLE', 'local store: PostgreSQL query failed', { provider, cause });
+}

@@ -1,0 +1,54 @@
+import pg from 'pg';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { SecretStore } from '../../../src/core/ports.js';
+import { call, newVersion } from '../../../test/conformance/refs.js';
+import { storeConformance } from '../../../test/conformance/store.js';
+import { isolate, type Isolated } from '../../../test/support/isolation.js';
+import { testProviderContext } from '../../../test/support/provider-context.js';
+import local from '../index.js';
+
+const KEY = 'b'.repeat(64);
+let env: Isolated;
+let counter = 0;
+const instances: Array<{ close?: () => Promise<void> }> = [];
+
+beforeAll(async () => {
+  env = await isolate('local');
+  process.env.REKEY_TEST_LOCAL_KEY = KEY;
+});
+afterAll(async () => {
+  for (const i of instances) await i.close?.();
+  await env.cleanup();
+});
+
+function openStore(key = '${env:REKEY_TEST_LOCAL_KEY}', name = `secret-${++counter}`): SecretStore {
+  const instance = local.open(local.config.parse({ key }), testProviderContext('vault', { databaseUrl: env.databaseUrl }));
+  instances.push(instance);
+  return instance.store!({ secret: name, params: {} });
+}
+
+storeConformance('local', () => {
+  const secret = `secret-${++counter}`;
+  return Promise.resolve({ store: openStore(undefined, secret), secret });
+});
+
+it('keeps only ciphertext in PostgreSQL', async () => {
+  const store = openStore();
+  const v = newVersion('sealed');
+  await store.writePending(v.ref, v.value, call());
+  const client = new pg.Client({ connectionString: env.databaseUrl });
+  await client.connect();
+  const { rows } = await client.query<{ sealed: Buffer }>('SELECT sealed FROM local_store_versions');
+  await client.end();
+  const dump = Buffer.concat(rows.map((r) => r.sealed)).toString('latin1');
+  expect(rows.length).toBeGreaterThan(0);
+  expect(dump).not.toContain(v.value.reveal());
+});
+
+it('names both keys when read with the wrong one', async () => {
+  const name = 'rekeyed';
+  const v = newVersion(name);
+  const { storeVersionId } = await openStore(undefined, name).writePending(v.ref, v.value, call());
+  process.env.REKEY_TEST_OTHER_KEY = 'c'.repeat(64);
+  await expect(openStore('${env:REKEY_TEST_OTHER_KEY}', name).read({ storeVersionId }, call())).rejects.toThrow(/sealed with key \w{8}, but REKEY_LOCAL_STORE_KEY is \w{8}/);
+});

@@ -1,0 +1,64 @@
+/**
+ * postgres-role: rotates PostgreSQL login passwords, with two alternating login roles (old
+ * password valid until revoke) or one role changed in place.
+ */
+import pg from 'pg';
+import { defineProvider } from '../../src/core/provider.js';
+import { PostgresRoleIssuer, type PostgresRoleSession } from './postgres-role.issuer.js';
+import {
+  postgresRoleConfig,
+  postgresRoleIssuerBinding,
+  type PostgresRoleConfig,
+  type PostgresRoleIssuerBinding,
+} from './postgres-role.schema.js';
+
+export { scramVerifier } from './scram.js';
+
+export default defineProvider<PostgresRoleConfig, never, PostgresRoleIssuerBinding>({
+  type: 'postgres-role',
+  summary: 'PostgreSQL login passwords: alternating _a/_b roles or one role, set as SCRAM verifiers, verified by logging in',
+  config: postgresRoleConfig,
+  bindings: { issuer: postgresRoleIssuerBinding },
+  open(config, ctx) {
+    let pool: pg.Pool | undefined;
+    // Resolved on first use, so a missing variable fails the run that needs it, not start-up.
+    const managingUrl = () => ctx.credential(config.url).reveal();
+    const session: PostgresRoleSession = {
+      provider: ctx.name,
+      log: ctx.log.child({ provider: ctx.name }),
+      async transaction(work) {
+        if (!pool) {
+          pool = new pg.Pool({ connectionString: managingUrl(), max: 2, idleTimeoutMillis: 10_000, connectionTimeoutMillis: 5000 });
+          pool.on('error', () => undefined); // an idle client dropped by the server: the next checkout reconnects
+          // A checked-out client ended by the server between queries must not crash the process (see providers/local).
+          pool.on('connect', (client) => client.on('error', () => undefined));
+        }
+        const client = await pool.connect();
+        try {
+          await client.query('BEGIN');
+          const result = await work(client);
+          await client.query('COMMIT');
+          return result;
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw error;
+        } finally {
+          client.release();
+        }
+      },
+      clientUrl() {
+        const url = new URL(config.clientUrl ?? managingUrl());
+        url.username = '';
+        url.password = '';
+        return url;
+      },
+    };
+    return {
+      issuer: ({ params }) => new PostgresRoleIssuer(session, params),
+      async close() {
+        await pool?.end();
+        pool = undefined;
+      },
+    };
+  },
+});

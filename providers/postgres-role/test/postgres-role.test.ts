@@ -1,0 +1,223 @@
+// postgres-role against a throwaway scram-only cluster (so a login really checks the password)
+// managed by a CREATEROLE-only user, as the README recommends; and against the machine's
+// shared server (trust auth) to show verify refuses to vouch for a password it cannot check.
+import { randomBytes, randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { IssuedRef, JsonObject } from '../../../src/core/ports.js';
+import type { SecretValue } from '../../../src/core/secret-value.js';
+import { issuerConformance } from '../../../test/conformance/issuer.js';
+import { call, fingerprint, issued, newVersion } from '../../../test/conformance/refs.js';
+import { testProviderContext } from '../../../test/support/provider-context.js';
+import { DATABASE_URL } from '../../../test/support/services.js';
+import postgresRole from '../index.js';
+import { startScramCluster, type ScramCluster } from './scram-cluster.js';
+
+const ENV = `REKEY_TEST_PG_ROLE_URL_${process.pid}`;
+const SHARED_ENV = `${ENV}_SHARED`;
+let cluster: ScramCluster;
+let managerUrl: string;
+
+async function sql<R extends pg.QueryResultRow = Record<string, unknown>>(url: string, text: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await client.query<R>(text, params);
+  } finally {
+    await client.end();
+  }
+}
+
+beforeAll(async () => {
+  cluster = await startScramCluster();
+  const password = randomBytes(18).toString('base64url');
+  await sql(cluster.superuserUrl, `CREATE ROLE rekey_manager LOGIN CREATEROLE PASSWORD '${password}'`);
+  await sql(cluster.superuserUrl, 'GRANT pg_signal_backend TO rekey_manager');
+  await sql(cluster.superuserUrl, 'CREATE ROLE app_rw NOLOGIN');
+  managerUrl = `postgresql://rekey_manager:${password}@${cluster.host}:${cluster.port}/postgres`;
+  process.env[ENV] = managerUrl;
+  process.env[SHARED_ENV] = DATABASE_URL;
+});
+afterAll(async () => {
+  await cluster?.stop();
+  delete process.env[ENV];
+  delete process.env[SHARED_ENV];
+});
+
+function open(params: Record<string, unknown> = {}, env = ENV) {
+  const role = `app_${randomUUID().replaceAll('-', '').slice(0, 10)}`;
+  const instance = postgresRole.open(postgresRole.config.parse({ url: `\${env:${env}}` }), testProviderContext('pg'));
+  const issuer = instance.issuer!({ secret: 'orders-db', params: postgresRole.bindings.issuer!.parse({ role, ...params }) });
+  return { role, issuer, close: () => instance.close!() };
+}
+
+const ref = (v: { ref: ReturnType<typeof newVersion>['ref'] }, value: SecretValue, state: JsonObject): IssuedRef =>
+  issued({ ...v.ref, fingerprint: fingerprint(value) }, state);
+const verifyError = (promise: Promise<void>) => promise.then(() => undefined, (e: unknown) => e as { code: string });
+
+issuerConformance(
+  'postgres-role (alternating, scram cluster)',
+  () => {
+    const { issuer, close } = open();
+    return Promise.resolve({ issuer, secret: 'orders-db', unknownState: { role: 'ghost_a', strategy: 'alternating' }, cleanup: close });
+  },
+  { revokeIsObservable: true },
+);
+
+describe('postgres-role alternating', () => {
+  it('uses _a and _b in turn and revoke never touches a role re-issued since', async () => {
+    const { role, issuer, close } = open({ memberOf: ['app_rw'] });
+    try {
+      const v1 = newVersion('orders-db');
+      const i1 = await issuer.issue(v1.ref, call());
+      expect(i1.state).toEqual({ role: `${role}_a`, strategy: 'alternating' });
+      expect(JSON.parse(i1.value.reveal())).toEqual({ username: `${role}_a`, password: expect.any(String) as unknown });
+      const v2 = newVersion('orders-db');
+      const i2 = await issuer.issue(v2.ref, call());
+      expect(i2.state.role).toBe(`${role}_b`);
+
+      await issuer.revoke(ref(v1, i1.value, i1.state), call());
+      const v3 = newVersion('orders-db');
+      const i3 = await issuer.issue(v3.ref, call());
+      expect(i3.state.role).toBe(`${role}_a`);
+      // A late, repeated revoke of v1 must not kill v3, which now lives on the same role.
+      await issuer.revoke(ref(v1, i1.value, i1.state), call());
+      await issuer.verify(ref(v3, i3.value, i3.state), i3.value, call());
+      await issuer.verify(ref(v2, i2.value, i2.state), i2.value, call());
+
+      const members = await sql<{ rolname: string }>(
+        cluster.superuserUrl,
+        `SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member JOIN pg_roles g ON g.oid = m.roleid
+          WHERE g.rolname = 'app_rw' AND r.rolname LIKE $1 ORDER BY 1`,
+        [`${role}_%`],
+      );
+      expect(members.rows.map((r) => r.rolname)).toEqual([`${role}_a`, `${role}_b`]);
+      // The server holds a SCRAM verifier rekey computed; the plaintext never reached it.
+      const stored = await sql<{ rolpassword: string }>(cluster.superuserUrl, 'SELECT rolpassword FROM pg_authid WHERE rolname = $1', [`${role}_a`]);
+      expect(String(stored.rows[0]?.rolpassword)).toMatch(/^SCRAM-SHA-256\$4096:/);
+    } finally {
+      await close();
+    }
+  });
+
+  it('replaces its own password when issue is retried for the same version', async () => {
+    const { role, issuer, close } = open();
+    try {
+      const v1 = newVersion('orders-db');
+      const first = await issuer.issue(v1.ref, call());
+      const again = await issuer.issue(v1.ref, call());
+      expect(again.state.role).toBe(`${role}_a`);
+      await issuer.verify(ref(v1, again.value, again.state), again.value, call());
+      expect(await verifyError(issuer.verify(ref(v1, first.value, first.state), first.value, call()))).toMatchObject({
+        code: 'REKEY_ERR_VERIFY_FAILED',
+      });
+    } finally {
+      await close();
+    }
+  });
+
+  it('gives clients a connection URL with format: url, and ends sessions on revoke when asked', async () => {
+    const { issuer, close } = open({ format: 'url', terminateSessions: true });
+    try {
+      const v1 = newVersion('orders-db');
+      const i1 = await issuer.issue(v1.ref, call());
+      const app = new pg.Client({ connectionString: i1.value.reveal() });
+      app.on('error', () => undefined);
+      await app.connect();
+      expect((await app.query<{ u: string }>('SELECT current_user AS u')).rows[0]?.u).toBe(i1.state.role);
+      await issuer.revoke(ref(v1, i1.value, i1.state), call());
+      await expect(app.query('SELECT 1')).rejects.toThrow();
+      await app.end().catch(() => undefined);
+    } finally {
+      await close();
+    }
+  });
+
+  it('refuses to create roles when create is false, and maps a missing privilege to DENIED', async () => {
+    const { issuer, close } = open({ create: false });
+    try {
+      const error = await issuer.issue(newVersion('orders-db').ref, call()).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'REKEY_ERR_NOT_FOUND', retryable: false });
+    } finally {
+      await close();
+    }
+    const password = randomBytes(18).toString('base64url');
+    await sql(cluster.superuserUrl, `CREATE ROLE rekey_weak LOGIN PASSWORD '${password}'`);
+    process.env[`${ENV}_WEAK`] = `postgresql://rekey_weak:${password}@${cluster.host}:${cluster.port}/postgres`;
+    const weak = open({}, `${ENV}_WEAK`);
+    try {
+      const error = await weak.issuer.issue(newVersion('orders-db').ref, call()).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'REKEY_ERR_DENIED', retryable: false });
+      expect(String(error)).toContain('CREATEROLE');
+    } finally {
+      await weak.close();
+      delete process.env[`${ENV}_WEAK`];
+    }
+  });
+});
+
+describe('postgres-role single', () => {
+  it('changes one password in place: the old one dies at issue, revoke of an old version is a no-op', async () => {
+    const { role, issuer, close } = open({ strategy: 'single' });
+    try {
+      const v1 = newVersion('orders-db');
+      const i1 = await issuer.issue(v1.ref, call());
+      expect(i1.state).toEqual({ role, strategy: 'single' });
+      await issuer.verify(ref(v1, i1.value, i1.state), i1.value, call());
+      const v2 = newVersion('orders-db');
+      const i2 = await issuer.issue(v2.ref, call());
+      expect(await verifyError(issuer.verify(ref(v1, i1.value, i1.state), i1.value, call()))).toMatchObject({
+        code: 'REKEY_ERR_VERIFY_FAILED',
+      });
+      await issuer.revoke(ref(v1, i1.value, i1.state), call());
+      await issuer.verify(ref(v2, i2.value, i2.state), i2.value, call());
+      await issuer.revoke(ref(v2, i2.value, i2.state), call());
+      expect(await verifyError(issuer.verify(ref(v2, i2.value, i2.state), i2.value, call()))).toMatchObject({
+        code: 'REKEY_ERR_VERIFY_FAILED',
+      });
+    } finally {
+      await close();
+    }
+  });
+
+  it('never rotates its own managing user', async () => {
+    const instance = postgresRole.open(postgresRole.config.parse({ url: `\${env:${ENV}}` }), testProviderContext('pg'));
+    const issuer = instance.issuer!({
+      secret: 's',
+      params: postgresRole.bindings.issuer!.parse({ role: 'rekey_manager', strategy: 'single' }),
+    });
+    const error = await issuer.issue(newVersion('s').ref, call()).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'REKEY_ERR_CONFIG' });
+    await instance.close!();
+    expect(() => postgresRole.bindings.issuer!.parse({ role: 'postgres' })).toThrow();
+    expect(() => postgresRole.bindings.issuer!.parse({ role: 'pg_monitor' })).toThrow();
+  });
+});
+
+describe('postgres-role on the shared trust-auth server', () => {
+  const created: string[] = [];
+  afterAll(async () => {
+    for (const role of created) await sql(DATABASE_URL, `DROP ROLE IF EXISTS ${pg.escapeIdentifier(role)}`);
+  });
+
+  it('refuses to vouch for a password the server does not check, unless allowTrustAuth', async () => {
+    for (const allowTrustAuth of [false, true]) {
+      const { role, issuer, close } = open({ allowTrustAuth }, SHARED_ENV);
+      created.push(`${role}_a`, `${role}_b`);
+      try {
+        const v1 = newVersion('orders-db');
+        const i1 = await issuer.issue(v1.ref, call());
+        const result = await verifyError(issuer.verify(ref(v1, i1.value, i1.state), i1.value, call()));
+        if (allowTrustAuth) expect(result).toBeUndefined();
+        else expect(result).toMatchObject({ code: 'REKEY_ERR_INVALID', retryable: false });
+        await issuer.revoke(ref(v1, i1.value, i1.state), call());
+        const marker = await sql<{ c: string }>(DATABASE_URL, `SELECT shobj_description(oid, 'pg_authid') AS c FROM pg_roles WHERE rolname = $1`, [
+          `${role}_a`,
+        ]);
+        expect(String(marker.rows[0]?.c)).toBe(`rekey:revoked:${v1.ref.versionId}:${String(marker.rows[0]?.c).split(':')[3]}`);
+      } finally {
+        await close();
+      }
+    }
+  });
+});

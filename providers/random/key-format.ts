@@ -1,0 +1,58 @@
+/**
+ * rekey's API key format: `<prefix><30 base62 chars><CRC32 of those 30 chars, base62, 6 chars>`,
+ * alphabet 0-9A-Za-z, checksum left-padded with 0 (the layout of GitHub's and npm's tokens).
+ * The checksum lets a scanner recognise a real rekey key offline with no false positives
+ * worth mentioning (1 in 62^6 ≈ 5.7e10 for a random string), so leaks get reported at all.
+ */
+import { randomInt } from 'node:crypto';
+import { crc32 } from 'node:zlib';
+
+const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+export const BODY_LENGTH = 30;
+export const CHECKSUM_LENGTH = 6;
+export const PREFIX_PATTERN = /^[A-Za-z0-9_]{0,32}$/;
+
+export function base62(n: number, width: number): string {
+  let out = '';
+  for (let rest = n; rest > 0; rest = Math.floor(rest / 62)) out = ALPHABET[rest % 62] + out;
+  return out.padStart(width, '0');
+}
+
+export function checksum(body: string): string {
+  return base62(crc32(body), CHECKSUM_LENGTH);
+}
+
+/** A fresh key: 30 uniformly random base62 characters (≈178 bits) and their checksum. */
+export function generateKey(prefix: string): string {
+  if (!PREFIX_PATTERN.test(prefix)) throw new TypeError('a prefix is up to 32 characters of A-Z a-z 0-9 _');
+  let body = '';
+  for (let i = 0; i < BODY_LENGTH; i++) body += ALPHABET[randomInt(62)];
+  return prefix + body + checksum(body);
+}
+
+/** Whether a token ends in a valid body + checksum. */
+export function hasValidChecksum(token: string): boolean {
+  if (token.length < BODY_LENGTH + CHECKSUM_LENGTH) return false;
+  const tail = token.slice(-(BODY_LENGTH + CHECKSUM_LENGTH));
+  if (!/^[0-9A-Za-z]+$/.test(tail)) return false;
+  return checksum(tail.slice(0, BODY_LENGTH)) === tail.slice(BODY_LENGTH);
+}
+
+export interface Found {
+  line: number;
+  token: string;
+}
+
+/**
+ * Every rekey key in a text. A candidate is a maximal run of [A-Za-z0-9_] (the prefix
+ * alphabet) whose last 36 characters are a body and a matching checksum.
+ */
+export function findKeys(text: string): Found[] {
+  const found: Found[] = [];
+  text.split('\n').forEach((content, index) => {
+    for (const match of content.matchAll(/[A-Za-z0-9_]{36,}/g)) {
+      if (hasValidChecksum(match[0])) found.push({ line: index + 1, token: match[0] });
+    }
+  });
+  return found;
+}
