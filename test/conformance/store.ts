@@ -1,0 +1,135 @@
+/**
+ * The store conformance suite: run it against every SecretStore adapter.
+ *   storeConformance('aws-secrets-manager', async () => ({ store, cleanup }))
+ * The factory returns a store bound to a fresh, empty secret.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { SecretStore, StoredRef } from '../../src/core/ports.js';
+import { call, newVersion, rejection, stored } from './refs.js';
+
+export interface StoreFixture {
+  store: SecretStore;
+  secret: string;
+  cleanup?: () => Promise<void>;
+}
+
+export function storeConformance(name: string, open: () => Promise<StoreFixture>): void {
+  describe(`store conformance: ${name}`, () => {
+    let fixture: StoreFixture | undefined;
+    const setup = async () => (fixture = await open());
+    afterEach(async () => {
+      await fixture?.cleanup?.();
+      fixture = undefined;
+    });
+
+    it('writes a pending version readable by id and by stage', async () => {
+      const { store, secret } = await setup();
+      const v = newVersion(secret);
+      const { storeVersionId } = await store.writePending(v.ref, v.value, call());
+      expect(storeVersionId).toBeTruthy();
+      expect((await store.read({ storeVersionId }, call())).equals(v.value)).toBe(true);
+      expect((await store.read({ stage: 'pending' }, call())).equals(v.value)).toBe(true);
+      const listed = await store.list(call());
+      expect(listed).toHaveLength(1);
+      expect(listed[0]!.storeVersionId).toBe(storeVersionId);
+      expect(listed[0]!.stages).toEqual(['pending']);
+    });
+
+    it('writePending is idempotent per versionId', async () => {
+      const { store, secret } = await setup();
+      const v = newVersion(secret);
+      const first = await store.writePending(v.ref, v.value, call());
+      const second = await store.writePending(v.ref, v.value, call());
+      expect(second.storeVersionId).toBe(first.storeVersionId);
+      expect(await store.list(call())).toHaveLength(1);
+    });
+
+    it('promote moves current and previous, and is idempotent', async () => {
+      const { store, secret } = await setup();
+      const a = newVersion(secret);
+      const sa = stored(a.ref, (await store.writePending(a.ref, a.value, call())).storeVersionId);
+      await store.promote(sa, undefined, call());
+      expect((await store.read({ stage: 'current' }, call())).equals(a.value)).toBe(true);
+
+      const b = newVersion(secret);
+      const sb = stored(b.ref, (await store.writePending(b.ref, b.value, call())).storeVersionId);
+      await store.promote(sb, sa, call());
+      await store.promote(sb, sa, call());
+      expect((await store.read({ stage: 'current' }, call())).equals(b.value)).toBe(true);
+      expect((await store.read({ stage: 'previous' }, call())).equals(a.value)).toBe(true);
+      await expectNotFound(store.read({ stage: 'pending' }, call()));
+      const stages = Object.fromEntries((await store.list(call())).map((v) => [v.storeVersionId, v.stages]));
+      expect(stages[sb.storeVersionId]).toEqual(['current']);
+      expect(stages[sa.storeVersionId]).toEqual(['previous']);
+    });
+
+    it('list reports rekey version ids where the store records them', async () => {
+      const { store, secret } = await setup();
+      const v = newVersion(secret);
+      const { storeVersionId } = await store.writePending(v.ref, v.value, call());
+      const entry = (await store.list(call())).find((e) => e.storeVersionId === storeVersionId);
+      expect(entry).toBeDefined();
+      expect([undefined, v.ref.versionId]).toContain(entry?.versionId);
+    });
+
+    it('destroy makes a version unreadable, and is idempotent', async () => {
+      const { store, secret } = await setup();
+      const a = newVersion(secret);
+      const sa = stored(a.ref, (await store.writePending(a.ref, a.value, call())).storeVersionId);
+      await store.promote(sa, undefined, call());
+      const b = newVersion(secret);
+      const sb = stored(b.ref, (await store.writePending(b.ref, b.value, call())).storeVersionId);
+      await store.promote(sb, sa, call());
+      await store.destroy(sa, call());
+      await store.destroy(sa, call());
+      await expectNotFound(store.read({ storeVersionId: sa.storeVersionId }, call()));
+      expect((await store.list(call())).map((v) => v.storeVersionId)).toEqual([sb.storeVersionId]);
+      expect((await store.read({ stage: 'current' }, call())).equals(b.value)).toBe(true);
+    });
+
+    it('reading what does not exist is NOT_FOUND', async () => {
+      const { store } = await setup();
+      await expectNotFound(store.read({ stage: 'current' }, call()));
+      await expectNotFound(store.read({ storeVersionId: 'no-such-version' }, call()));
+    });
+  });
+}
+
+async function expectNotFound(promise: Promise<unknown>): Promise<void> {
+  expect((await rejection(promise)).code).toBe('REKEY_ERR_NOT_FOUND');
+}
+
+/** What a cloud store fake counts: API calls by operation, since the last reset. */
+export interface CallCounter {
+  calls: Record<string, number>;
+  resetCalls(): void;
+}
+
+/**
+ * Runs steady-state rotations through `store` the way the engine does (write pending, read it
+ * back, promote, destroy the version that was previous) and returns the calls each one cost
+ * at the fake, and the time. Logs them as `[figures] label: ...` for the test output.
+ */
+export async function callsPerRotation(label: string, store: SecretStore, fake: CallCounter, rounds = 5): Promise<number> {
+  const history: StoredRef[] = [];
+  const rotate = async () => {
+    const v = newVersion('calls');
+    const next = stored(v.ref, (await store.writePending(v.ref, v.value, call())).storeVersionId);
+    await store.read({ stage: 'pending' }, call());
+    await store.promote(next, history.at(-1), call());
+    // Retirement at the end of the grace period destroys the version that just became previous.
+    if (history.length) await store.destroy(history.at(-1)!, call());
+    history.push(next);
+  };
+  await rotate();
+  fake.resetCalls();
+  const started = performance.now();
+  for (let i = 0; i < rounds; i++) await rotate();
+  const ms = (performance.now() - started) / rounds;
+  const total = Object.values(fake.calls).reduce((a, b) => a + b, 0) / rounds;
+  console.log(`[figures] ${label}: ${total} calls per rotation`, {
+    ...Object.fromEntries(Object.entries(fake.calls).map(([operation, n]) => [operation, n / rounds])),
+    msPerRotation: Number(ms.toFixed(1)),
+  });
+  return total;
+}

@@ -1,0 +1,148 @@
+/**
+ * `rekey apply`: malformed configs fail with a message naming the file, the path and
+ * the problem, and change nothing; a valid one prints its plan, stores the config and
+ * the schedules; removing a secret stops its schedule and keeps its history.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rekey } from '../support/cli.js';
+import { startHarness, type Harness } from '../support/harness.js';
+
+let h: Harness;
+let env: NodeJS.ProcessEnv;
+const dir = mkdtempSync(join(tmpdir(), 'rekey-apply-'));
+const file = (name: string, text: string) => {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+};
+
+const valid = `
+providers:
+  vault: { type: local }
+  api: { type: redis-keyset }
+secrets:
+  payments:
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_live_ }
+    targets: [api]
+    schedule: { cron: "0 3 * * 1", timezone: Europe/Paris }
+    grace: 24h
+  billing:
+    store: { provider: vault }
+    issuer: { type: random }
+    schedule: { cron: "0 4 * * *" }
+`;
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'apply', workers: false });
+  env = { DATABASE_URL: h.env.databaseUrl, REDIS_URL: h.env.redisUrl, REKEY_QUEUE_PREFIX: h.env.prefix };
+});
+afterAll(() => h.stop());
+
+const secretBlock = (extra: string) => `
+providers:
+  vault: { type: local }
+  api: { type: redis-keyset }
+secrets:
+  payments:
+    store: { provider: vault }
+    issuer: { type: random }
+${extra}`;
+
+const malformed: Array<[string, string, RegExp]> = [
+  ['yaml syntax', 'secrets:\n  a: [unclosed\n', /line \d+, column \d+/],
+  ['duplicate key', 'secrets: {}\nsecrets: {}\n', /Map keys must be unique/],
+  ['not a mapping', '- a\n- b\n', /must be a mapping/],
+  ['unknown top-level key', 'secret: {}\n', /\(document\): Unrecognized key: "secret"|: Unrecognized key/],
+  ['unknown provider type', 'providers:\n  vault: { type: vaultt }\n', /providers\.vault\.type: unknown provider type "vaultt" \(known: .*local/],
+  ['missing provider', 'secrets:\n  a:\n    store: { provider: nowhere }\n    issuer: { type: random }\n', /secrets\.a\.store\.provider: no provider named "nowhere"/],
+  ['bad duration', secretBlock('    grace: 24x\n'), /secrets\.payments\.grace: "24x" is not a duration/],
+  ['bad cron', secretBlock('    schedule: { cron: "61 * * * *" }\n'), /secrets\.payments\.schedule\.cron: invalid cron pattern "61 \* \* \* \*"/],
+  ['bad time zone', secretBlock('    schedule: { cron: "0 3 * * *", timezone: Mars/Olympus }\n'), /secrets\.payments\.schedule\.timezone: unknown time zone "Mars\/Olympus"/],
+  ['inline credential', 'providers:\n  vault: { type: local, key: 0123456789abcdef }\n', /providers\.vault\.key: must be a reference like \$\{env:NAME\}; credentials are never written inline/],
+  ['wrong role', 'providers:\n  api: { type: redis-keyset }\nsecrets:\n  a:\n    store: { provider: api }\n    issuer: { type: random }\n', /secrets\.a\.store: provider "api" \(redis-keyset\) cannot be used as a store; it is a target/],
+  ['bad onLeak', secretBlock('    onLeak: panic\n'), /secrets\.payments\.onLeak: Invalid option/],
+  ['bad secret name', 'secrets:\n  "Pay:ments":\n    store: { provider: vault }\n    issuer: { type: random }\nproviders:\n  vault: { type: local }\n', /secrets\.Pay:ments: names are 1-128 characters/],
+  ['target twice', secretBlock('    targets: [api, api]\n'), /secrets\.payments\.targets\[1\]: target "api" is listed twice/],
+  ['zero attempts', secretBlock('    retry: { attempts: 0 }\n'), /secrets\.payments\.retry\.attempts: Too small/],
+  ['unknown secret field', secretBlock('    graec: 1h\n'), /secrets\.payments: Unrecognized key: "graec"/],
+  ['bad issuer option', 'providers:\n  vault: { type: local }\nsecrets:\n  a:\n    store: { provider: vault }\n    issuer: { type: random, prefix: "rk-live-" }\n', /secrets\.a\.issuer\.prefix: a prefix is up to 32 characters/],
+];
+
+describe('malformed configs', () => {
+  it.each(malformed)('%s: fails clearly and changes nothing', async (name, text, message) => {
+    const before = await h.runtime.db.configRevision.count();
+    const path = file(`${name.replaceAll(' ', '-')}.yaml`, text);
+    const result = await rekey(['apply', '-f', path], env);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`invalid configuration in ${path}`);
+    expect(result.stderr).toMatch(message);
+    expect(result.stdout).not.toMatch(/Applied/);
+    expect(await h.runtime.db.configRevision.count()).toBe(before);
+  });
+
+  it('a missing file is named', async () => {
+    const result = await rekey(['apply', '-f', join(dir, 'absent.yaml')], env);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/absent\.yaml.*cannot read the file \(ENOENT\)/s);
+  });
+
+  it('a missing -f is a usage error (exit 2)', async () => {
+    expect((await rekey(['apply'], env)).code).toBe(2);
+  });
+});
+
+describe('apply', () => {
+  it('dry-run prints the plan and applies nothing', async () => {
+    const result = await rekey(['apply', '-f', file('valid.yaml', valid), '--dry-run'], env);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('+ secret payments');
+    expect(result.stdout).toContain('+ schedule payments: "0 3 * * 1" Europe/Paris');
+    expect(result.stdout).toContain('Dry run: nothing applied.');
+    expect(await h.runtime.db.secret.count()).toBe(0);
+  });
+
+  it('applies secrets and schedules; a second apply is a no-op', async () => {
+    const result = await rekey(['apply', '-f', file('valid.yaml', valid)], env);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('Secrets: 2 to add, 0 to change, 0 to remove, 0 unchanged.');
+    expect((await h.runtime.db.secret.findMany({ orderBy: { name: 'asc' } })).map((s) => s.name)).toEqual(['billing', 'payments']);
+    const schedulers = await h.runtime.queues.queues.rotations.getJobSchedulers(0, -1);
+    expect(schedulers.map((s) => [s.key, s.pattern, s.tz]).sort()).toEqual([
+      ['rotate.billing', '0 4 * * *', 'UTC'],
+      ['rotate.payments', '0 3 * * 1', 'Europe/Paris'],
+    ]);
+    const again = await rekey(['apply', '-f', file('valid.yaml', valid)], env);
+    expect(again.stdout).toContain('0 to add, 0 to change, 0 to remove, 2 unchanged');
+    expect(again.stdout).toMatch(/No changes/);
+  });
+
+  it('a changed schedule and a removed secret: schedulers follow, history stays', async () => {
+    await h.runtime.db.version.create({
+      data: { id: crypto.randomUUID(), secretId: (await h.runtime.db.secret.findUniqueOrThrow({ where: { name: 'billing' } })).id, number: 1, state: 'current' },
+    });
+    const next = valid.replace('"0 3 * * 1", timezone: Europe/Paris', '"30 2 * * *", timezone: UTC').replace(/ {2}billing:[\s\S]*$/, '');
+    const result = await rekey(['apply', '-f', file('next.yaml', next)], env);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('~ secret payments (schedule)');
+    expect(result.stdout).toContain('- secret billing (no longer rotated; its history is kept)');
+    expect(result.stdout).toContain('~ schedule payments: "0 3 * * 1" Europe/Paris -> "30 2 * * *" UTC');
+    expect(result.stdout).toContain('- schedule billing: "0 4 * * *" UTC');
+    const schedulers = await h.runtime.queues.queues.rotations.getJobSchedulers(0, -1);
+    expect(schedulers.map((s) => [s.key, s.pattern, s.tz])).toEqual([['rotate.payments', '30 2 * * *', 'UTC']]);
+    const billing = await h.runtime.db.secret.findUniqueOrThrow({ where: { name: 'billing' }, include: { versions: true } });
+    expect(billing.removedAt).not.toBeNull();
+    expect(billing.versions).toHaveLength(1);
+    const status = await rekey(['status', 'billing', '--json'], env);
+    expect((JSON.parse(status.stdout) as unknown[])[0]).toMatchObject({ name: 'billing', removed: true, versions: [{ number: 1, state: 'current' }] });
+  });
+
+  it('rotating a removed or unknown secret fails with its name', async () => {
+    const result = await rekey(['rotate', 'billing'], env);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('no managed secret named billing');
+  });
+});

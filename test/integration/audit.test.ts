@@ -1,0 +1,110 @@
+/**
+ * Invariant 7: every state change writes an audit event; the log is hash-chained and
+ * `rekey audit verify` detects tampering, naming the row.
+ */
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { verifyAudit } from '../../src/db/audit.js';
+import { rekey } from '../support/cli.js';
+import { startHarness, type Harness } from '../support/harness.js';
+import { journal } from '../support/memory-provider.js';
+
+let h: Harness;
+const JOURNAL = `audit-${randomUUID()}`;
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'audit' });
+  await h.apply(`
+providers:
+  mem: { type: memory, journal: ${JOURNAL} }
+  edge: { type: memory, journal: ${JOURNAL} }
+secrets:
+  audited:
+    store: { provider: mem }
+    issuer: { provider: mem }
+    targets: [edge]
+    grace: 100ms
+    retry: { attempts: 1, backoff: 10ms }
+`);
+  for (let i = 0; i < 3; i++) await h.rotate('audited');
+  journal(JOURNAL).fail('verify:edge', 1, false);
+  await h.rotate('audited');
+  for (let i = 0; i < 500 && (await h.runtime.db.version.count({ where: { state: { in: ['previous', 'retired'] } } })) > 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+});
+afterAll(() => h.stop());
+
+/** The full lifecycle each end state must have been audited through (grace cuts aside). */
+const LIFECYCLE: Record<string, string[]> = {
+  current: ['issuing', 'issued', 'pending', 'current'],
+  failed: ['issuing', 'issued', 'pending', 'failed'],
+  revoked: ['issuing', 'issued', 'pending', 'current', 'previous', 'retired', 'revoked'],
+};
+
+it('records every version state change and every delivery change', async () => {
+  const versions = await h.runtime.db.version.findMany({ include: { deliveries: true } });
+  expect(versions.map((v) => v.state).sort()).toEqual(['current', 'failed', 'revoked', 'revoked']);
+  for (const version of versions) {
+    const events = await h.runtime.db.auditEvent.findMany({ where: { versionId: version.id }, orderBy: { seq: 'asc' } });
+    const states = events.filter((e) => e.action.startsWith('version.')).map((e) => e.action.slice('version.'.length));
+    // A grace cut is audited too, but only when the next rotation promoted inside the
+    // 100 ms grace (timing): then it sits between previous and retired.
+    const cut = states.indexOf('grace-cut');
+    if (cut !== -1) expect(states.slice(cut - 1, cut + 2)).toEqual(['previous', 'grace-cut', 'retired']);
+    expect(states.filter((state) => state !== 'grace-cut'), `v${version.number}`).toEqual(LIFECYCLE[version.state]);
+    expect(version.deliveries.length).toBeGreaterThan(0);
+    for (const delivery of version.deliveries) {
+      const last = events.filter((e) => e.action.startsWith('delivery.') && (e.data as { target: string }).target === delivery.target).at(-1);
+      expect(last?.action).toBe(`delivery.${delivery.status}`);
+    }
+  }
+});
+
+it('verifies the chain, then names the row that was edited, then the row after one deleted', async () => {
+  const env = { DATABASE_URL: h.env.databaseUrl, REDIS_URL: h.env.redisUrl, REKEY_QUEUE_PREFIX: h.env.prefix };
+  const ok = await rekey(['audit', 'verify'], env);
+  expect(ok.code).toBe(0);
+  expect(ok.stdout).toMatch(/Audit log intact: \d+ events, hash chain verified/);
+
+  // The secret's own chain: one hash chain per secret.
+  const events = await h.runtime.db.auditEvent.findMany({ where: { chain: 'audited' }, orderBy: { seq: 'asc' }, select: { seq: true } });
+  const edited = events[Math.floor(events.length / 2)]!.seq;
+  const { actor } = await h.runtime.db.auditEvent.findUniqueOrThrow({ where: { seq: edited } });
+  await asSuperuser(h.env.databaseUrl, [
+    'ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update',
+    `UPDATE audit_events SET actor = 'mallory' WHERE seq = ${edited}`,
+    'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update',
+  ]);
+  const tampered = await rekey(['audit', 'verify'], env);
+  expect(tampered.code).toBe(1);
+  expect(tampered.stdout).toContain(`row ${edited} its content does not match its hash`);
+
+  // Put it back (the hash still matches the original), then delete the chain's next row instead.
+  const index = events.findIndex((e) => e.seq === edited);
+  const deleted = events[index + 1]!.seq;
+  const following = events[index + 2]!.seq;
+  await asSuperuser(h.env.databaseUrl, [
+    'ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update',
+    `UPDATE audit_events SET actor = '${actor}' WHERE seq = ${edited}`,
+    `DELETE FROM audit_events WHERE seq = ${deleted}`,
+    'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update',
+  ]);
+  const result = await verifyAudit(h.runtime.db);
+  expect(result.ok).toBe(false);
+  if (!result.ok) {
+    expect(result.seq).toBe(following);
+    expect(result.problem).toMatch(/does not follow the row before it/);
+  }
+});
+
+async function asSuperuser(url: string, statements: string[]): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    for (const sql of statements) await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * PostgreSQL ending rekey's pooled connections (a restart, pg_terminate_backend) must not
+ * crash the process: idle connections, and one a transaction holds between two queries.
+ * An unhandled 'error' event would kill this test's worker.
+ */
+import pg from 'pg';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createDb, type Db } from '../../src/db/client.js';
+import { isolate, type Isolated } from '../support/isolation.js';
+
+let env: Isolated;
+let db: Db;
+const errors: string[] = [];
+
+beforeAll(async () => {
+  env = await isolate('dbconn');
+  db = createDb(env.databaseUrl, 4, (error) => errors.push(error.message));
+});
+afterAll(async () => {
+  await db.$disconnect();
+  await env.cleanup();
+});
+
+async function terminateOthers(): Promise<number> {
+  const admin = new pg.Client({ connectionString: env.databaseUrl });
+  await admin.connect();
+  try {
+    const { rowCount } = await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+    return rowCount ?? 0;
+  } finally {
+    await admin.end();
+  }
+}
+
+it('survives its connections being terminated, idle or inside a transaction', async () => {
+  await Promise.all(Array.from({ length: 4 }, () => db.$queryRaw`SELECT 1`));
+  expect(await terminateOthers()).toBeGreaterThan(0);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  await expect(db.$queryRaw`SELECT 1 AS ok`).resolves.toEqual([{ ok: 1 }]);
+
+  const inside = db.$transaction(async (tx) => {
+    await tx.$queryRaw`SELECT 1`;
+    await terminateOthers();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await tx.$queryRaw`SELECT 1`;
+  });
+  await expect(inside).rejects.toThrow();
+  await expect(db.$queryRaw`SELECT 1 AS ok`).resolves.toEqual([{ ok: 1 }]);
+  expect(errors.some((m) => /terminat/i.test(m))).toBe(true);
+});

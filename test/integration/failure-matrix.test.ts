@@ -1,0 +1,85 @@
+/**
+ * Rows of the README failure matrix not covered elsewhere: a store unreachable (a rotation
+ * rolls back with the current version untouched; a leak is still blocked at the target
+ * while the store is down) and an issuer failing (nothing is stored or deployed), with
+ * what the operator sees in `rekey status` and /metrics.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
+import { formatStatus, secretStatus } from '../../src/cli/status.js';
+import { fingerprint } from '../conformance/refs.js';
+import { startHarness, type Harness } from '../support/harness.js';
+import { journal } from '../support/memory-provider.js';
+
+let h: Harness;
+const JOURNAL = `matrix-${randomUUID()}`;
+const j = journal(JOURNAL);
+const STORE_CALLS = ['store.writePending', 'store.read', 'store.promote', 'store.destroy', 'store.list'];
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'failure-matrix' });
+});
+afterAll(() => h.stop());
+beforeEach(() => j.reset());
+
+async function secret(): Promise<string> {
+  const name = `matrix-${randomUUID().slice(0, 8)}`;
+  await h.apply(`
+providers:
+  mem: { type: memory, journal: ${JOURNAL} }
+  edge: { type: memory, journal: ${JOURNAL} }
+secrets:
+  ${name}: { store: { provider: mem }, issuer: { provider: mem }, targets: [edge], grace: 1h, retry: { attempts: 3, backoff: 50ms } }
+`);
+  return name;
+}
+
+const accepted = () => [...(j.accepted.get('edge')?.keys() ?? [])];
+
+it('a store unreachable: the rotation retries then rolls back, the current key untouched; a leak is blocked at the target while the store is still down', async () => {
+  const name = await secret();
+  for (let i = 0; i < 2; i++) expect((await h.rotate(name)).status).toBe('succeeded');
+  const current = (await h.runtime.engine.deps.repo.findVersionByNumber(name, 2))!;
+  const previous = (await h.runtime.engine.deps.repo.findVersionByNumber(name, 1))!;
+
+  for (const call of STORE_CALLS) j.fail(call, Infinity, true);
+  const request = await h.runtime.engine.requestRotation({ secret: name, trigger: 'manual' });
+  if (request.status === 'stale') throw new Error('stale');
+  // What `rekey status` shows while it retries.
+  await expect.poll(async () => formatStatus(await secretStatus(h.runtime, name)), { timeout: 10_000, interval: 20 }).toMatch(
+    /running: rotation .* at issue \(attempt \d+, last error: REKEY_ERR_UNAVAILABLE \(memory\): injected failure at store\.writePending\)/,
+  );
+  const run = await h.waitForRun(request.run.id);
+  expect(run.status).toBe('rolled_back');
+  expect((await h.runtime.engine.deps.repo.currentVersion(current.secretId))?.id).toBe(current.id);
+  expect(accepted()).toContain(current.fingerprint);
+
+  // Leak of the previous version with the store still down: the target refuses it at once.
+  await h.runtime.engine.revoke(name, 1);
+  await expect.poll(() => accepted(), { timeout: 10_000, interval: 20 }).not.toContain(previous.fingerprint);
+  expect((await h.runtime.engine.deps.repo.getVersion(previous.id))?.state).toBe('compromised'); // store.destroy still failing
+  const metrics = await h.runtime.metrics.registry.getSingleMetricAsString('rekey_rotations_total');
+  expect(metrics).toMatch(/rekey_rotations_total\{result="rolled_back",trigger="manual"\} [1-9]/);
+
+  j.reset(); // the store is back: the revocation completes by itself
+  await expect.poll(async () => (await h.runtime.engine.deps.repo.getVersion(previous.id))?.state, { timeout: 15_000 }).toBe('revoked');
+});
+
+it('an issuer failing: no value reaches the store or a target; the run rolls back after its last attempt', async () => {
+  const name = await secret();
+  expect((await h.rotate(name)).status).toBe('succeeded');
+  const before = accepted();
+  const stored = j.stored.size;
+  j.calls.length = 0;
+  j.fail('issue', Infinity, true);
+  const run = await h.rotate(name);
+  expect(run.status).toBe('rolled_back');
+  expect(run.error).toContain('injected failure at issue');
+  expect(j.calls.filter((c) => c === 'issue')).toHaveLength(3);
+  expect(j.calls.filter((c) => c.startsWith('store.') || c.startsWith('deploy:'))).toEqual([]);
+  expect(j.stored.size).toBe(stored);
+  expect(accepted()).toEqual(before);
+  const current = await h.runtime.engine.deps.repo.findVersionByNumber(name, 1);
+  expect(current?.state).toBe('current');
+  expect(before).toContain(fingerprint(j.issued.get((current!.issuerState as { serial: string }).serial)!));
+});

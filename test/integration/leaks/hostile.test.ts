@@ -1,0 +1,162 @@
+// 1,000 hostile requests across the four receivers, each carrying the live key where a
+// body has a token: unsigned, wrong key id, forged, tampered, trailing newline, replayed
+// outside the window, oversized, malformed JSON, wrong content type. Expected: only 4xx
+// answers, each the one its kind deserves; nothing recorded, nothing revoked, the key
+// still accepted at HAProxy, the server healthy, every refusal counted, no token logged.
+import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { send } from '../../support/gateways/index.js';
+import {
+  awsHealthEvent,
+  gatewaySecretYaml,
+  gitguardianHeaders,
+  leaksYaml,
+  post,
+  providersYaml,
+  startLeakEnv,
+  storedValue,
+  webhookHeaders,
+  type LeakEnv,
+} from './support.js';
+
+let e: LeakEnv;
+let key: string;
+const secret = `hostile-${randomUUID().slice(0, 8)}`;
+
+beforeAll(async () => {
+  e = await startLeakEnv('hostile');
+  await e.h.apply(`${providersYaml(e)}\nsecrets:${gatewaySecretYaml(secret)}\n${leaksYaml(e)}`);
+  expect((await e.h.rotate(secret)).status).toBe('succeeded');
+  key = (await storedValue(e.h, secret)).reveal();
+});
+afterAll(() => e?.stop());
+
+interface Hostile {
+  kind: string;
+  path: string;
+  body: Buffer | string;
+  headers: Record<string, string>;
+  expect: number;
+}
+
+const JSON_TYPE = { 'content-type': 'application/json' };
+const minutesAgo = (m: number) => String(Math.floor(Date.now() / 1000) - m * 60);
+
+function hostileRequests(): Hostile[] {
+  const gh = '/webhooks/github-secret-scanning';
+  const body = JSON.stringify([{ token: key, type: 'rekey_api_key', url: '', source: 'content' }]);
+  const other = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  const oversized = Buffer.alloc(1024 * 1024 + 1, 0x20);
+  const gg = '/webhooks/gitguardian';
+  const ggBody = JSON.stringify({ action: 'incident_triggered', incident: { id: 1, hmsl_hash: 'a'.repeat(64) } });
+  const wh = '/webhooks/leaks';
+  const whBody = JSON.stringify({ token: key });
+  const aws = '/webhooks/aws-health';
+  const awsBody = awsHealthEvent('AKIA' + 'X'.repeat(16));
+  const signedWh = webhookHeaders(e.secrets.webhook, whBody);
+  return [
+    // GitHub
+    { kind: 'github unsigned', path: gh, body, headers: JSON_TYPE, expect: 401 },
+    { kind: 'github wrong key id', path: gh, body, headers: e.github.headers(body, 'f'.repeat(64)), expect: 401 },
+    {
+      kind: 'github signed by another key',
+      path: gh,
+      body,
+      headers: { ...e.github.headers(body), 'github-public-key-signature': sign('sha256', Buffer.from(body), other).toString('base64') },
+      expect: 401,
+    },
+    { kind: 'github tampered body', path: gh, body: body.replace('content', 'commit!'), headers: e.github.headers(body), expect: 401 },
+    { kind: 'github trailing newline', path: gh, body: `${body}\n`, headers: e.github.headers(body), expect: 401 },
+    { kind: 'github re-serialised JSON', path: gh, body: JSON.stringify(JSON.parse(body), null, 1), headers: e.github.headers(body), expect: 401 },
+    { kind: 'github signature not DER', path: gh, body, headers: { ...e.github.headers(body), 'github-public-key-signature': 'AAAA' }, expect: 401 },
+    { kind: 'github malformed JSON, unsigned', path: gh, body: '[{"token": ', headers: JSON_TYPE, expect: 401 },
+    { kind: 'github malformed JSON, signed', path: gh, body: '[{"token": ', headers: e.github.headers('[{"token": '), expect: 400 },
+    { kind: 'github not an array, signed', path: gh, body: `{"token":"${key}"}`, headers: e.github.headers(`{"token":"${key}"}`), expect: 400 },
+    { kind: 'github oversized', path: gh, body: oversized, headers: e.github.headers(oversized), expect: 413 },
+    { kind: 'github wrong content type', path: gh, body, headers: { ...e.github.headers(body), 'content-type': 'text/plain' }, expect: 415 },
+    // GitGuardian
+    { kind: 'gitguardian unsigned', path: gg, body: ggBody, headers: JSON_TYPE, expect: 401 },
+    { kind: 'gitguardian wrong token', path: gg, body: ggBody, headers: gitguardianHeaders('not-the-token', ggBody), expect: 401 },
+    { kind: 'gitguardian replayed outside the window', path: gg, body: ggBody, headers: gitguardianHeaders(e.secrets.gitguardian, ggBody, minutesAgo(10)), expect: 401 },
+    { kind: 'gitguardian from the future', path: gg, body: ggBody, headers: gitguardianHeaders(e.secrets.gitguardian, ggBody, minutesAgo(-10)), expect: 401 },
+    { kind: 'gitguardian tampered body', path: gg, body: ggBody.replace('"id":1', '"id":2'), headers: gitguardianHeaders(e.secrets.gitguardian, ggBody), expect: 401 },
+    { kind: 'gitguardian trailing newline', path: gg, body: `${ggBody}\n`, headers: gitguardianHeaders(e.secrets.gitguardian, ggBody), expect: 401 },
+    { kind: 'gitguardian oversized', path: gg, body: oversized, headers: gitguardianHeaders(e.secrets.gitguardian, oversized), expect: 413 },
+    { kind: 'gitguardian malformed JSON, signed', path: gg, body: '{"action"', headers: gitguardianHeaders(e.secrets.gitguardian, '{"action"'), expect: 400 },
+    // AWS Health (EventBridge API destination)
+    { kind: 'aws without the header', path: aws, body: awsBody, headers: JSON_TYPE, expect: 401 },
+    { kind: 'aws wrong header value', path: aws, body: awsBody, headers: { ...JSON_TYPE, 'x-rekey-token': 'guess' }, expect: 401 },
+    { kind: 'aws wrong content type', path: aws, body: awsBody, headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-rekey-token': e.secrets.aws }, expect: 415 },
+    { kind: 'aws malformed JSON, authenticated', path: aws, body: '{', headers: { ...JSON_TYPE, 'x-rekey-token': e.secrets.aws }, expect: 400 },
+    // Standard Webhooks
+    { kind: 'webhook unsigned', path: wh, body: whBody, headers: JSON_TYPE, expect: 401 },
+    { kind: 'webhook replayed outside the window', path: wh, body: whBody, headers: webhookHeaders(e.secrets.webhook, whBody, `msg_${randomUUID()}`, minutesAgo(6)), expect: 401 },
+    { kind: 'webhook wrong secret', path: wh, body: whBody, headers: webhookHeaders(`whsec_${Buffer.alloc(32, 7).toString('base64')}`, whBody), expect: 401 },
+    { kind: 'webhook tampered body', path: wh, body: whBody.replace('token', 'Token'), headers: signedWh, expect: 401 },
+    { kind: 'webhook trailing newline', path: wh, body: `${whBody}\n`, headers: signedWh, expect: 401 },
+    { kind: 'webhook other id', path: wh, body: whBody, headers: { ...signedWh, 'webhook-id': 'msg_other' }, expect: 401 },
+    { kind: 'webhook v2 scheme', path: wh, body: whBody, headers: { ...signedWh, 'webhook-signature': signedWh['webhook-signature'].replace('v1,', 'v2,') }, expect: 401 },
+    { kind: 'webhook malformed JSON, signed', path: wh, body: 'tok', headers: webhookHeaders(e.secrets.webhook, 'tok'), expect: 400 },
+  ];
+}
+
+describe('1,000 hostile requests', () => {
+  it('answer 4xx, record nothing, revoke nothing, log no token, and leave the server healthy', async () => {
+    const kinds = hostileRequests();
+    const logsBefore = e.h.logs.length;
+    const seen = new Map<string, number[]>();
+    const started = performance.now();
+    let next = 0;
+    const worker = async () => {
+      while (next < 1000) {
+        const request = kinds[next++ % kinds.length]!;
+        const { status } = await post(e.h.serving!.url, request.path, request.body, request.headers);
+        seen.set(request.kind, [...(seen.get(request.kind) ?? []), status]);
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, worker));
+    const elapsed = performance.now() - started;
+
+    const statuses = [...seen.values()].flat();
+    expect(statuses).toHaveLength(1000);
+    for (const request of kinds) expect({ kind: request.kind, statuses: [...new Set(seen.get(request.kind))] }).toEqual({ kind: request.kind, statuses: [request.expect] });
+
+    expect(await e.h.runtime.db.leakReport.count()).toBe(0);
+    expect(await e.h.runtime.db.run.count({ where: { kind: 'revocation' } })).toBe(0);
+    expect(await e.h.runtime.db.auditEvent.count({ where: { action: { startsWith: 'leak' } } })).toBe(0);
+    expect((await send(e.gateway.url, e.gateway.header, key)).status).toBe(200);
+    expect((await storedValue(e.h, secret)).reveal()).toBe(key);
+
+    const health = await fetch(new URL('/healthz', e.h.serving!.url));
+    const ready = await fetch(new URL('/readyz', e.h.serving!.url));
+    expect([health.status, ready.status]).toEqual([200, 200]);
+
+    const counted = (await e.h.runtime.metrics.registry.getSingleMetric('rekey_webhook_rejected_total')!.get()).values.reduce((n, v) => n + v.value, 0);
+    expect(counted).toBe(1000);
+    expect(e.h.logs.filter((line) => line.includes(key))).toEqual([]);
+    // No trace but the counter: the only lines are about loading GitHub's keys (on the first request).
+    const written = e.h.logs.slice(logsBefore).map((line) => (JSON.parse(line) as { msg: string }).msg);
+    expect(written.filter((msg) => msg !== 'github secret scanning keys loaded')).toEqual([]);
+    // Loose: the point is seconds, not minutes, on a shared 2-core machine.
+    expect(elapsed).toBeLessThan(30_000);
+    console.log(`1000 hostile requests in ${Math.round(elapsed)} ms`);
+  });
+
+  it('refuses a source over its rate limit with 429, before reading anything', async () => {
+    await e.h.apply(`${providersYaml(e)}\nsecrets:${gatewaySecretYaml(secret)}\n${leaksYaml(e).replace('rateLimit: { max: 100000, window: 1m }', 'rateLimit: { max: 5, window: 1h }')}`);
+    // The resolver notices a new revision within a second.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const counted = async (reason: string) =>
+      (await e.h.runtime.metrics.registry.getSingleMetric('rekey_webhook_rejected_total')!.get()).values.find(
+        (v) => v.labels.receiver === 'webhook' && v.labels.reason === reason,
+      )?.value ?? 0;
+    const unsignedBefore = await counted('missing_signature');
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) statuses.push((await post(e.h.serving!.url, '/webhooks/leaks', '{}', JSON_TYPE)).status);
+    expect(statuses.slice(0, 5)).toEqual([401, 401, 401, 401, 401]);
+    expect(statuses.slice(5)).toEqual([429, 429, 429, 429, 429]);
+    // The refused five never reached authentication.
+    expect((await counted('missing_signature')) - unsignedBefore).toBe(5);
+    expect(await counted('rate_limited')).toBe(5);
+  });
+});

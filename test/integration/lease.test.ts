@@ -1,0 +1,67 @@
+/**
+ * One driver per rotation run (a lease in PostgreSQL): two workers driving the same run at
+ * once (what a Redis restart can cause) make one credential, not two; a lease left by a
+ * driver that died is taken over once it expires.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { Runtime } from '../../src/runtime.js';
+import { startHarness, testModules, type Harness } from '../support/harness.js';
+import { journal } from '../support/memory-provider.js';
+
+let h: Harness;
+let other: Runtime;
+const JOURNAL = `lease-${randomUUID()}`;
+const j = journal(JOURNAL);
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'lease', workers: false });
+  other = new Runtime({ actor: 'other', settings: h.settings, modules: testModules, log: h.runtime.log, leaseMs: 1000 });
+  await h.apply(`
+providers:
+  mem: { type: memory, journal: ${JOURNAL} }
+secrets:
+  contended:
+    store: { provider: mem }
+    issuer: { provider: mem }
+    targets: [mem]
+`);
+});
+afterAll(async () => {
+  await other.close();
+  await h.stop();
+});
+
+async function newRun(): Promise<string> {
+  const result = await h.runtime.engine.requestRotation({ secret: 'contended', trigger: 'manual' });
+  if (result.status === 'stale') throw new Error('stale');
+  return result.run.id;
+}
+
+it('two workers driving one run at once: one drives, the other is refused; one credential', async () => {
+  const runId = await newRun();
+  j.reset();
+  j.delayMs = 100; // every provider call takes a while, so the two drives overlap
+  try {
+    const results = await Promise.allSettled([h.runtime.engine.driveRotation(runId, { final: false }), other.engine.driveRotation(runId, { final: false })]);
+    const fulfilled = results.filter((r) => r.status === 'fulfilled');
+    const rejected = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(fulfilled).toHaveLength(1);
+    expect(rejected).toHaveLength(1);
+    expect(String(rejected[0]!.reason)).toMatch(/being driven by another worker/);
+  } finally {
+    j.delayMs = 0;
+  }
+  expect(j.calls.filter((c) => c === 'issue')).toHaveLength(1);
+  expect((await h.runtime.engine.deps.repo.getRun(runId))?.status).toBe('succeeded');
+  // The refusal recorded nothing on the run: it was not the refused driver's to record.
+  expect((await h.runtime.engine.deps.repo.getRun(runId))?.error).toBeNull();
+});
+
+it("a dead driver's lease is taken over once it expires", async () => {
+  const runId = await newRun();
+  expect(await h.runtime.engine.deps.repo.takeLease(runId, 'a worker that died', 500)).toBe(true);
+  await expect(other.engine.driveRotation(runId, { final: false })).rejects.toThrow(/being driven by another worker/);
+  await new Promise((resolve) => setTimeout(resolve, 600));
+  await expect(other.engine.driveRotation(runId, { final: false })).resolves.toBe('succeeded');
+});

@@ -1,0 +1,86 @@
+/**
+ * Invariant 1: no plaintext value in PostgreSQL, Redis, logs or HTTP responses. After
+ * rotations, a rollback, retirement and a revoke, every issued value is searched for in
+ * a dump of every table, every Redis key under the test's prefixes, the captured logs
+ * (debug level), /metrics and `rekey status` output (JSON and text). Fingerprints must be
+ * found, so the search can see.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { rekey } from '../support/cli.js';
+import { dumpDatabase, dumpRedis } from '../support/dumps.js';
+import { startHarness, type Harness } from '../support/harness.js';
+import { journal } from '../support/memory-provider.js';
+import { deleteKeys } from '../support/isolation.js';
+
+let h: Harness;
+const KEYSET = `rekey-leakcheck-${randomUUID().slice(0, 8)}:`;
+const JOURNAL = `plain-${randomUUID()}`;
+const j = journal(JOURNAL);
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'plaintext' });
+  await h.apply(`
+providers:
+  vault: { type: local }
+  api: { type: redis-keyset, keyPrefix: "${KEYSET}", channel: "${KEYSET}c" }
+  mem: { type: memory, journal: ${JOURNAL} }
+secrets:
+  sealed-key:
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_plain_ }
+    targets: [api, mem]
+    grace: 200ms
+    retry: { attempts: 1, backoff: 10ms }
+`);
+});
+afterAll(async () => {
+  await h.stop();
+  await deleteKeys(`${KEYSET}*`);
+});
+
+it('no issued value reaches PostgreSQL, Redis, logs, metrics or CLI output', async () => {
+  for (let i = 0; i < 3; i++) expect((await h.rotate('sealed-key')).status).toBe('succeeded');
+  // A rollback: the pending value is issued and stored, then destroyed.
+  j.fail('verify:mem', 1, false);
+  expect((await h.rotate('sealed-key')).status).toBe('rolled_back');
+  // A revoke of the current version (leak path): emergency rotation, then revocation.
+  const current = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'sealed-key' }, state: 'current' } });
+  await h.runtime.engine.revoke('sealed-key', current.number);
+  await expect.poll(() => h.runtime.db.version.count({ where: { secret: { name: 'sealed-key' }, state: 'revoked', number: current.number } }), { timeout: 10_000 }).toBe(1);
+  await expect.poll(() => h.runtime.db.run.count({ where: { status: 'running' } }), { timeout: 10_000 }).toBe(0);
+
+  const pgDump = await dumpDatabase(h.env.databaseUrl);
+  const redisDump = await dumpRedis(h.settings.redisUrl, [`${h.env.prefix}*`, `${KEYSET}*`]);
+  const logs = h.logs.join('\n');
+  const metrics = await (await fetch(`${h.serving!.url}/metrics`)).text();
+  // What operators read: `rekey status`, as JSON and as text.
+  const env = { DATABASE_URL: h.env.databaseUrl, REDIS_URL: h.env.redisUrl, REKEY_QUEUE_PREFIX: h.env.prefix };
+  const status = await rekey(['status', 'sealed-key', '--json'], env);
+  const text = await rekey(['status', 'sealed-key'], env);
+  expect([status.code, text.code]).toEqual([0, 0]);
+  const responses = [metrics, status.stdout, status.stderr, text.stdout, text.stderr].join('\n');
+
+  const fingerprints = (await h.runtime.db.version.findMany({ select: { fingerprint: true } })).map((v) => v.fingerprint!).filter(Boolean);
+  expect(fingerprints.length).toBeGreaterThanOrEqual(5);
+  // The search sees: fingerprints are in the database, the keyset and the logs.
+  expect(pgDump).toContain(fingerprints[0]);
+  const live = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'sealed-key' }, state: 'current' } });
+  expect(redisDump).toContain(live.fingerprint);
+  expect(status.stdout).toContain(live.fingerprint);
+  expect(logs.length).toBeGreaterThan(1000);
+  expect(redisDump.length).toBeGreaterThan(100);
+
+  // Every value the mem target was given: three rotations, the rolled-back one, the replacement.
+  const issued = j.deployedValues;
+  expect(issued.length).toBeGreaterThanOrEqual(5);
+  for (const value of issued) {
+    expect(value).toMatch(/^rk_plain_/);
+    expect(pgDump.includes(value), 'value in PostgreSQL').toBe(false);
+    expect(redisDump.includes(value), 'value in Redis').toBe(false);
+    expect(logs.includes(value), 'value in logs').toBe(false);
+    expect(responses.includes(value), 'value in /metrics or CLI output').toBe(false);
+    // Not even the random body without its prefix.
+    expect([pgDump, redisDump, logs, responses].some((text) => text.includes(value.slice(9)))).toBe(false);
+  }
+});

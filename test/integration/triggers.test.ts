@@ -1,0 +1,92 @@
+/**
+ * Triggers: the stale-job check (a trigger older than the secret's last promotion does
+ * nothing, Infisical's pattern), schedules that follow `apply` in running workers without
+ * a restart, and the server's health, readiness and metrics endpoints.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHarness, type Harness } from '../support/harness.js';
+
+let h: Harness;
+const JOURNAL = `triggers-${randomUUID()}`;
+const config = (schedule: string) => `
+providers:
+  mem: { type: memory, journal: ${JOURNAL} }
+secrets:
+  timely:
+    store: { provider: mem }
+    issuer: { provider: mem }
+    targets: [mem]
+    grace: 200ms
+${schedule}`;
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'triggers' });
+  await h.apply(config(''));
+});
+afterAll(() => h.stop());
+
+describe('stale triggers', () => {
+  it('a trigger requested before the last promotion does nothing, and says so in the audit log', async () => {
+    const before = new Date();
+    expect((await h.rotate('timely')).status).toBe('succeeded');
+    const runs = await h.runtime.db.run.count();
+    const result = await h.runtime.engine.requestRotation({ secret: 'timely', trigger: 'event', idempotencyKey: 'event:late', requestedAt: before });
+    expect(result.status).toBe('stale');
+    expect(await h.runtime.db.run.count()).toBe(runs);
+    const audited = await h.runtime.db.auditEvent.findFirst({ where: { action: 'trigger.stale' } });
+    expect(audited?.data).toMatchObject({ trigger: 'event', idempotencyKey: 'event:late' });
+    // A trigger from after the promotion does rotate.
+    const fresh = await h.runtime.engine.requestRotation({ secret: 'timely', trigger: 'event', idempotencyKey: 'event:fresh', requestedAt: new Date() });
+    expect(fresh.status).toBe('queued');
+  });
+
+  it('a redelivered trigger (a job a killed worker never acknowledged) is audited once, and not at all once it made a run', async () => {
+    const outcomes = (key: string) => h.runtime.db.auditEvent.count({ where: { action: { startsWith: 'trigger.' }, data: { path: ['idempotencyKey'], equals: key } } });
+    await expect.poll(() => h.runtime.db.run.count({ where: { kind: 'rotation', status: 'running' } }), { timeout: 10_000 }).toBe(0);
+    const requestedAt = new Date();
+    const made = await h.runtime.engine.requestRotation({ secret: 'timely', trigger: 'event', idempotencyKey: 'event:redelivered', requestedAt });
+    expect(made.status).toBe('queued');
+    await expect.poll(async () => (await h.runtime.db.run.findUnique({ where: { idempotencyKey: 'event:redelivered' } }))?.status, { timeout: 10_000 }).toBe('succeeded');
+    // Delivered again after its own run promoted: older than the promotion, but not a second outcome.
+    expect((await h.runtime.engine.requestRotation({ secret: 'timely', trigger: 'event', idempotencyKey: 'event:redelivered', requestedAt })).status).toBe('stale');
+    expect(await outcomes('event:redelivered')).toBe(0);
+
+    for (let i = 0; i < 3; i++) {
+      const late = await h.runtime.engine.requestRotation({ secret: 'timely', trigger: 'event', idempotencyKey: 'event:late-again', requestedAt: new Date(0) });
+      expect(late.status).toBe('stale');
+    }
+    expect(await outcomes('event:late-again')).toBe(1);
+  });
+});
+
+describe('schedules follow apply', () => {
+  it('a schedule added by apply fires in the running workers, and stops when removed', async () => {
+    const count = () => h.runtime.db.run.count({ where: { trigger: 'cron' } });
+    expect(await count()).toBe(0);
+    await h.apply(config('    schedule: { cron: "* * * * * *" }\n'));
+    await expect.poll(count, { timeout: 10_000, interval: 200 }).toBeGreaterThanOrEqual(2);
+    await h.apply(config(''));
+    await new Promise((resolve) => setTimeout(resolve, 1200)); // one tick may already be queued
+    const settled = await count();
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    expect(await count()).toBe(settled);
+  }, 30_000);
+});
+
+describe('health, readiness and metrics', () => {
+  it('answer, and metrics reflect what happened', async () => {
+    const url = h.serving!.url;
+    expect(await (await fetch(`${url}/healthz`)).json()).toEqual({ status: 'ok' });
+    const ready = await fetch(`${url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ postgres: true, redis: true });
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    expect(metrics).toMatch(/rekey_rotations_total\{result="succeeded",trigger="manual"\} [1-9]/);
+    expect(metrics).toMatch(/rekey_versions\{state="current"\} 1/);
+    expect(metrics).toMatch(/rekey_queue_jobs\{queue="rotations",state="waiting"\} \d/);
+    // 'event:late' and 'event:late-again' (three deliveries); a redelivery of a trigger that made a run is not counted.
+    expect(metrics).toMatch(/rekey_triggers_skipped_total\{reason="stale"\} 2/);
+    expect(metrics).toMatch(/rekey_run_duration_seconds_count\{kind="rotation"\} [1-9]/);
+  });
+});

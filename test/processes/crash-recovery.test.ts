@@ -1,0 +1,145 @@
+/**
+ * Invariant 5: a worker killed at any point leaves a run that resumes to completion or
+ * rolls back. Real worker processes (the local store with a slowed promote, random issuer,
+ * a slowed redis-keyset target) are SIGKILLed at each step of a rotation and at random moments; a fresh
+ * worker must finish the run with no version lost or duplicated, exactly one current,
+ * and the keyset accepting exactly what the database says is live.
+ */
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Child, kill, spawnWorker, waitForOutput } from '../support/processes.js';
+import { startHarness, type Harness } from '../support/harness.js';
+
+const SECRET = 'crashy';
+const KEYSET = `rekey-crash-${process.pid}-${Date.now()}:`;
+let h: Harness;
+let redis: Redis;
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'crash', workers: false });
+  redis = new Redis(h.settings.redisUrl);
+  await h.apply(`
+providers:
+  vault: { type: slow-local, delayMs: 250 }
+  edge: { type: slow-keyset, keyPrefix: "${KEYSET}", channel: "${KEYSET}changes", delayMs: 250 }
+secrets:
+  ${SECRET}:
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_crash_ }
+    targets: [edge]
+    grace: 2s
+    retry: { attempts: 4, backoff: 200ms }
+    timeout: 5s
+`);
+}, 60_000);
+
+afterAll(async () => {
+  const keys = await redis.keys(`${KEYSET}*`);
+  if (keys.length) await redis.del(...keys);
+  redis.disconnect();
+  await h.stop();
+});
+
+async function startWorker(): Promise<Child> {
+  const worker = spawnWorker(h.childEnv());
+  await waitForOutput(worker, /rekey started/);
+  return worker;
+}
+
+/** Everything that must hold once no run is active. */
+async function assertConsistent(expectedVersions: number): Promise<void> {
+  const versions = await h.runtime.db.version.findMany({ where: { secret: { name: SECRET } }, orderBy: { number: 'asc' } });
+  expect(versions.map((v) => v.number)).toEqual(Array.from({ length: expectedVersions }, (_, i) => i + 1));
+  expect(versions.filter((v) => v.state === 'current')).toHaveLength(1);
+  expect(versions.filter((v) => v.state === 'issuing' || v.state === 'pending')).toEqual([]);
+  const live = versions.filter((v) => v.state === 'current' || v.state === 'previous').map((v) => v.fingerprint);
+  const accepted = Object.keys(await redis.hgetall(`${KEYSET}${SECRET}`));
+  expect(accepted.sort()).toEqual(live.sort());
+  const current = versions.find((v) => v.state === 'current')!;
+  const stored = await h.runtime.db.localStoreVersion.findFirst({ where: { secret: SECRET, stages: { has: 'current' } } });
+  expect(stored?.versionId).toBe(current.id);
+}
+
+async function settle(): Promise<void> {
+  // Nothing running, and every previous version retired (its grace is 2 s).
+  const deadline = Date.now() + 30_000;
+  const busy = async () =>
+    (await h.runtime.db.run.count({ where: { status: 'running', secret: { name: SECRET } } })) +
+    (await h.runtime.db.version.count({ where: { secret: { name: SECRET }, state: { in: ['previous', 'retired'] } } }));
+  while ((await busy()) > 0) {
+    if (Date.now() > deadline) throw new Error(`did not settle:\n${await diagnose()}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function diagnose(): Promise<string> {
+  const versions = await h.runtime.db.version.findMany({ where: { secret: { name: SECRET } }, select: { id: true, number: true, state: true, graceEndsAt: true } });
+  const runs = await h.runtime.db.run.findMany({ where: { status: 'running' }, select: { id: true, kind: true, step: true, error: true, versionId: true, attempts: true } });
+  const jobs: Record<string, unknown> = {};
+  for (const run of runs) jobs[run.id] = await (await h.runtime.queues.queues.rotations.getJob(`run.${run.id}`))?.getState();
+  for (const v of versions) jobs[`retire v${v.number}`] = await (await h.runtime.queues.queues.retirements.getJob(`retire.${v.id}`))?.getState();
+  return JSON.stringify({ versions, runs, jobs }, null, 1);
+}
+
+describe('crash recovery', () => {
+  let versions = 0;
+
+  it('first rotation without faults', async () => {
+    const worker = await startWorker();
+    const run = await h.rotate(SECRET, 30_000);
+    expect(run.status).toBe('succeeded');
+    await kill(worker);
+    versions = 1;
+    await assertConsistent(versions);
+  }, 60_000);
+
+  const boundaries: Array<[string, (runId: string) => Promise<boolean>]> = [
+    ['issue', async (runId) => (await h.runtime.db.run.findUnique({ where: { id: runId } }))?.versionId !== null],
+    ['deploy', async (runId) => (await h.runtime.db.run.findUnique({ where: { id: runId } }))?.step === 'deploy'],
+    ['verify', async (runId) => (await h.runtime.db.run.findUnique({ where: { id: runId } }))?.step === 'verify'],
+    ['promote', async (runId) => (await h.runtime.db.run.findUnique({ where: { id: runId } }))?.step === 'promote'],
+    ['finalize', async (runId) => (await h.runtime.db.run.findUnique({ where: { id: runId } }))?.step === 'finalize'],
+  ];
+
+  it.each(boundaries)('SIGKILL at %s, restart: the run completes or rolls back', async (step, reached) => {
+    let worker = await startWorker();
+    const result = await h.runtime.engine.requestRotation({ secret: SECRET, trigger: 'manual' });
+    if (result.status === 'stale') throw new Error('stale');
+    const deadline = Date.now() + 20_000;
+    while (!(await reached(result.run.id))) {
+      if (Date.now() > deadline) throw new Error(`never reached the step; run is ${JSON.stringify(await h.runtime.engine.deps.repo.getRun(result.run.id))}`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await kill(worker);
+    // The kill landed inside the run (every step up to promote makes a 250 ms provider call;
+    // finalize is bookkeeping only and may complete first).
+    if (step !== 'finalize') expect((await h.runtime.engine.deps.repo.getRun(result.run.id))?.status).toBe('running');
+    worker = await startWorker();
+    const finished = await h.waitForRun(result.run.id, 30_000);
+    expect(['succeeded', 'rolled_back']).toContain(finished.status);
+    await settle();
+    await kill(worker);
+    versions += 1;
+    await assertConsistent(versions);
+  }, 90_000);
+
+  it('SIGKILL at random moments across several rotations', async () => {
+    let worker = await startWorker();
+    const runs: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const result = await h.runtime.engine.requestRotation({ secret: SECRET, trigger: 'manual' });
+      if (result.status === 'stale') throw new Error('stale');
+      runs.push(result.run.id);
+      await new Promise((resolve) => setTimeout(resolve, 100 + Math.random() * 900));
+      await kill(worker);
+      worker = await startWorker();
+      await h.waitForRun(result.run.id, 30_000);
+    }
+    await settle();
+    await kill(worker);
+    versions += 3;
+    await assertConsistent(versions);
+    const statuses = await h.runtime.db.run.findMany({ where: { id: { in: runs } }, select: { status: true } });
+    expect(statuses.every((r) => r.status === 'succeeded' || r.status === 'rolled_back')).toBe(true);
+  }, 120_000);
+});

@@ -1,0 +1,45 @@
+// Integration tests: check the services answer, then build (once per migration set)
+// a template database that every test file clones into a database of its own.
+import { createHash } from 'node:crypto';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { listMigrations, migrate } from '../../src/db/migrate.js';
+import { DATABASE_URL, REDIS_URL, databaseUrl } from './services.js';
+
+export default async function setup(): Promise<void> {
+  await checkRedis();
+  const admin = new pg.Client({ connectionString: DATABASE_URL });
+  await admin.connect().catch((error: Error) => {
+    throw new Error(`PostgreSQL is not reachable at ${DATABASE_URL} (${error.message}). Start it or set DATABASE_URL.`, { cause: error });
+  });
+  try {
+    const migrations = listMigrations();
+    const digest = createHash('sha256').update(migrations.map((m) => m.checksum).join()).digest('hex').slice(0, 12);
+    const template = `rekey_tpl_${digest}`;
+    await admin.query('SELECT pg_advisory_lock(7270001)');
+    try {
+      const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [template]);
+      if (!rowCount) {
+        await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(template)}`);
+        await migrate(databaseUrl(template), migrations);
+      }
+    } finally {
+      await admin.query('SELECT pg_advisory_unlock(7270001)');
+    }
+    process.env.REKEY_TEST_TEMPLATE_DB = template;
+  } finally {
+    await admin.end();
+  }
+}
+
+async function checkRedis(): Promise<void> {
+  const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await redis.connect();
+    await redis.ping();
+  } catch (error) {
+    throw new Error(`Redis is not reachable at ${REDIS_URL} (${(error as Error).message}). Start it or set REDIS_URL.`, { cause: error });
+  } finally {
+    redis.disconnect();
+  }
+}

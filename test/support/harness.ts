@@ -1,0 +1,129 @@
+/**
+ * An isolated rekey for integration tests: its own database (cloned from the migrated
+ * template) and queue prefix, a Runtime with the real registry plus test providers,
+ * optionally running workers and the HTTP server in process, logs captured in memory.
+ */
+import { Writable } from 'node:stream';
+import { parseConfig } from '../../src/config/load.js';
+import { computePlan } from '../../src/config/plan.js';
+import type { AnyProviderModule } from '../../src/core/provider.js';
+import type { RunRecord } from '../../src/core/model.js';
+import { latestDocument, saveConfig, storedSecrets } from '../../src/db/config-store.js';
+import { createLogger } from '../../src/log.js';
+import { providers } from '../../src/registry.js';
+import { Runtime } from '../../src/runtime.js';
+import { type Serving, serve } from '../../src/cli/serve.js';
+import type { RouteModule } from '../../src/http/server.js';
+import { loadSettings, type Settings } from '../../src/settings.js';
+import { TEST_FINGERPRINT_KEY } from '../conformance/refs.js';
+import { isolate, type Isolated } from './isolation.js';
+import { memoryProvider } from './memory-provider.js';
+import { slowKeysetProvider, slowLocalProvider } from './slow-providers.js';
+
+export const TEST_LOCAL_STORE_KEY = 'd'.repeat(64);
+
+export interface HarnessOptions {
+  label: string;
+  /** Serve and run workers in this process. @defaultValue true */
+  workers?: boolean;
+  routes?: readonly RouteModule[];
+  modules?: readonly AnyProviderModule[];
+  lockDurationMs?: number;
+}
+
+export interface Harness {
+  env: Isolated;
+  runtime: Runtime;
+  settings: Settings;
+  serving: Serving | undefined;
+  /** Every log line so far, as written (JSON). */
+  logs: string[];
+  apply(yaml: string): Promise<void>;
+  /** Requests a manual rotation and waits for its run to finish. */
+  rotate(secret: string, timeoutMs?: number): Promise<RunRecord>;
+  waitForRun(runId: string, timeoutMs?: number): Promise<RunRecord>;
+  /** Environment for child processes (`rekey worker` and friends) sharing this isolation. */
+  childEnv(): NodeJS.ProcessEnv;
+  stop(): Promise<void>;
+}
+
+export const testModules: readonly AnyProviderModule[] = [...providers, memoryProvider, slowKeysetProvider, slowLocalProvider];
+
+export async function startHarness(options: HarnessOptions): Promise<Harness> {
+  const env = await isolate(options.label);
+  const settings: Settings = loadSettings({
+    DATABASE_URL: env.databaseUrl,
+    REDIS_URL: env.redisUrl,
+    REKEY_FINGERPRINT_KEY: TEST_FINGERPRINT_KEY,
+    REKEY_LOCAL_STORE_KEY: TEST_LOCAL_STORE_KEY,
+    REKEY_QUEUE_PREFIX: env.prefix,
+    REKEY_DRAIN_TIMEOUT: '5s',
+    LOG_LEVEL: 'debug',
+  });
+  process.env.REKEY_LOCAL_STORE_KEY = TEST_LOCAL_STORE_KEY;
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      logs.push(...chunk.toString().split('\n').filter(Boolean));
+      done();
+    },
+  });
+  const modules = options.modules ?? testModules;
+  const lockDurationMs = options.lockDurationMs ?? 5000;
+  const runtime = new Runtime({ actor: 'test', settings, modules, log: createLogger('debug', sink), longLived: true, leaseMs: lockDurationMs });
+  const serving =
+    options.workers === false
+      ? (await runtime.connect(), undefined)
+      : await serve(runtime, {
+          port: 0,
+          host: '127.0.0.1',
+          workers: true,
+          routes: options.routes ?? [],
+          worker: { concurrency: { rotations: 5, revocations: 5, retirements: 3 }, lockDurationMs, maxStalledCount: 5 },
+          reconcileMs: 1000,
+        });
+
+  const waitForRun = async (runId: string, timeoutMs = 20_000): Promise<RunRecord> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const run = await runtime.engine.deps.repo.getRun(runId);
+      if (run && run.status !== 'running') return run;
+      if (Date.now() > deadline) throw new Error(`run ${runId} still ${run?.status} at ${run?.step} after ${timeoutMs} ms (error: ${run?.error})`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+
+  return {
+    env,
+    runtime,
+    settings,
+    serving,
+    logs,
+    async apply(yaml) {
+      const loaded = parseConfig(yaml, 'test.yaml', modules);
+      const plan = computePlan(loaded, await storedSecrets(runtime.db), await latestDocument(runtime.db));
+      await saveConfig(runtime.db, loaded, plan, 'test');
+      await runtime.reconcile();
+    },
+    async rotate(secret, timeoutMs) {
+      const result = await runtime.engine.requestRotation({ secret, trigger: 'manual' });
+      if (result.status === 'stale') throw new Error('manual rotation reported stale');
+      return waitForRun(result.run.id, timeoutMs);
+    },
+    waitForRun,
+    childEnv: () => ({
+      ...process.env,
+      DATABASE_URL: env.databaseUrl,
+      REDIS_URL: env.redisUrl,
+      REKEY_FINGERPRINT_KEY: TEST_FINGERPRINT_KEY,
+      REKEY_LOCAL_STORE_KEY: TEST_LOCAL_STORE_KEY,
+      REKEY_QUEUE_PREFIX: env.prefix,
+      LOG_LEVEL: 'info',
+    }),
+    async stop() {
+      if (serving) await serving.stop();
+      else await runtime.close();
+      await env.cleanup();
+    },
+  };
+}

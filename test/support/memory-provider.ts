@@ -1,0 +1,167 @@
+/**
+ * Test-only provider `memory`: a store, an issuer and a target kept in process memory,
+ * recording every call in order (Infisical's call-order test pattern) and failing on
+ * demand. Instances with the same `journal` share one Journal, reachable from tests
+ * through journals.get(name).
+ */
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { ProviderError } from '../../src/core/errors.js';
+import type { DeployedEntry, Issuer, SecretStore, Stage, StoredVersion, Target, VersionRef } from '../../src/core/ports.js';
+import { defineProvider } from '../../src/core/provider.js';
+import { SecretValue } from '../../src/core/secret-value.js';
+
+export interface Fault {
+  /** Which call fails: `issue`, `deploy:edge`, `store.promote`, ... */
+  call: string;
+  /** How many times (Infinity for always). */
+  times: number;
+  retryable: boolean;
+}
+
+export class Journal {
+  readonly calls: string[] = [];
+  readonly faults: Fault[] = [];
+  /** Store: storeVersionId -> { versionId, value, stages }. */
+  readonly stored = new Map<string, { versionId: string; value: SecretValue; stages: Stage[] }>();
+  /** Target name -> fingerprint -> consumer. */
+  readonly accepted = new Map<string, Map<string, string>>();
+  readonly revoked = new Set<string>();
+  /** Every value targets were given, in order (tests search for them where they must not be). */
+  readonly deployedValues: string[] = [];
+  /** Issued values by issuer serial, for invariant checks. */
+  readonly issued = new Map<string, string>();
+  /** Ordered detail: which fingerprint a target verified, which serial the issuer revoked. */
+  readonly events: Array<{ call: string; fingerprint?: string; serial?: string }> = [];
+  /** Delay every call by this much (to widen crash windows). */
+  delayMs = 0;
+
+  async record(call: string): Promise<void> {
+    this.calls.push(call);
+    if (this.delayMs) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
+    const fault = this.faults.find((f) => f.call === call && f.times > 0);
+    if (fault) {
+      fault.times -= 1;
+      throw new ProviderError(fault.retryable ? 'REKEY_ERR_UNAVAILABLE' : 'REKEY_ERR_DENIED', `injected failure at ${call}`, { provider: 'memory' });
+    }
+  }
+
+  fail(call: string, times = Infinity, retryable = true): void {
+    this.faults.push({ call, times, retryable });
+  }
+
+  reset(): void {
+    this.calls.length = 0;
+    this.faults.length = 0;
+  }
+
+  /** Every value ever issued, for leak checks. */
+  values(): string[] {
+    return [...this.stored.values()].map((v) => v.value.reveal());
+  }
+}
+
+export const journals = new Map<string, Journal>();
+export function journal(name: string): Journal {
+  let j = journals.get(name);
+  if (!j) journals.set(name, (j = new Journal()));
+  return j;
+}
+
+const config = z.object({ journal: z.string().default('default') }).strict();
+
+class MemoryStore implements SecretStore {
+  constructor(private readonly j: Journal) {}
+  async writePending(version: VersionRef, value: SecretValue) {
+    await this.j.record('store.writePending');
+    for (const [id, v] of this.j.stored) if (v.versionId === version.versionId) return { storeVersionId: id };
+    for (const v of this.j.stored.values()) v.stages = v.stages.filter((s) => s !== 'pending');
+    const id = randomUUID();
+    this.j.stored.set(id, { versionId: version.versionId, value, stages: ['pending'] });
+    return { storeVersionId: id };
+  }
+  async read(selector: { storeVersionId: string } | { stage: Stage }) {
+    await this.j.record('store.read');
+    const entry = 'stage' in selector ? [...this.j.stored.values()].find((v) => v.stages.includes(selector.stage)) : this.j.stored.get(selector.storeVersionId);
+    if (!entry) throw new ProviderError('REKEY_ERR_NOT_FOUND', 'no such version', { provider: 'memory' });
+    return entry.value;
+  }
+  async promote(next: { storeVersionId: string }) {
+    await this.j.record('store.promote');
+    const current = [...this.j.stored.entries()].find(([, v]) => v.stages.includes('current'));
+    if (current?.[0] === next.storeVersionId) return;
+    for (const v of this.j.stored.values()) v.stages = v.stages.filter((s) => s !== 'previous');
+    if (current) current[1].stages = ['previous'];
+    this.j.stored.get(next.storeVersionId)!.stages = ['current'];
+  }
+  async destroy(version: { storeVersionId: string }) {
+    await this.j.record('store.destroy');
+    const entry = this.j.stored.get(version.storeVersionId);
+    if (entry) entry.stages = [];
+    this.j.stored.delete(version.storeVersionId);
+  }
+  async list(): Promise<StoredVersion[]> {
+    await this.j.record('store.list');
+    return [...this.j.stored.entries()].map(([id, v]) => ({ storeVersionId: id, versionId: v.versionId, stages: v.stages }));
+  }
+}
+
+class MemoryIssuer implements Issuer {
+  constructor(private readonly j: Journal) {}
+  async issue() {
+    await this.j.record('issue');
+    const serial = randomUUID();
+    const value = `mem_${randomUUID().replaceAll('-', '')}`;
+    this.j.issued.set(serial, value);
+    return { value: SecretValue.of(value), state: { serial } };
+  }
+  async verify(version: VersionRef & { issuerState: { serial?: unknown } }) {
+    await this.j.record('issuer.verify');
+    if (this.j.revoked.has(String(version.issuerState.serial))) throw new ProviderError('REKEY_ERR_VERIFY_FAILED', 'revoked', { provider: 'memory' });
+  }
+  async revoke(version: VersionRef & { issuerState: { serial?: unknown } }) {
+    await this.j.record('revoke');
+    this.j.revoked.add(String(version.issuerState.serial));
+    this.j.events.push({ call: 'revoke', serial: String(version.issuerState.serial) });
+  }
+}
+
+class MemoryTarget implements Target {
+  constructor(
+    private readonly j: Journal,
+    private readonly name: string,
+  ) {}
+  private set() {
+    let s = this.j.accepted.get(this.name);
+    if (!s) this.j.accepted.set(this.name, (s = new Map<string, string>()));
+    return s;
+  }
+  async deploy(version: VersionRef, value: SecretValue) {
+    await this.j.record(`deploy:${this.name}`);
+    this.j.deployedValues.push(value.reveal());
+    this.set().set(version.fingerprint, version.consumer);
+  }
+  async verify(version: VersionRef) {
+    await this.j.record(`verify:${this.name}`);
+    if (!this.set().has(version.fingerprint)) throw new ProviderError('REKEY_ERR_VERIFY_FAILED', 'not deployed', { provider: this.name });
+    this.j.events.push({ call: `verify:${this.name}`, fingerprint: version.fingerprint });
+  }
+  async retire(version: VersionRef) {
+    await this.j.record(`retire:${this.name}`);
+    this.set().delete(version.fingerprint);
+  }
+  listDeployed(): Promise<DeployedEntry[]> {
+    return Promise.resolve([...this.set().entries()].map(([fingerprint, consumer]) => ({ fingerprint, consumer })));
+  }
+}
+
+export const memoryProvider = defineProvider({
+  type: 'memory',
+  summary: 'Test-only: store, issuer and target in memory, recording calls',
+  config,
+  bindings: { store: z.object({}).strict(), issuer: z.object({}).strict(), target: z.object({}).strict() },
+  open: (c, ctx) => {
+    const j = journal(c.journal);
+    return { store: () => new MemoryStore(j), issuer: () => new MemoryIssuer(j), target: () => new MemoryTarget(j, ctx.name) };
+  },
+});

@@ -1,0 +1,42 @@
+/** Child `rekey` processes for tests: spawn with the test providers, stop by PID. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { killOnExit } from './gateways/process.js';
+
+const entry = fileURLToPath(new URL('./rekey-cli.ts', import.meta.url));
+
+export interface Child {
+  process: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+export function spawnRekey(args: string[], env: NodeJS.ProcessEnv): Child {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  killOnExit(child);
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  return { process: child, output: () => output, exited };
+}
+
+/** A worker process on a random health port with short locks, so a killed worker's jobs restart quickly. */
+export function spawnWorker(env: NodeJS.ProcessEnv, extra: string[] = []): Child {
+  return spawnRekey(['worker', '--port', '0', '--lock-duration', '1s', '--reconcile-interval', '1s', ...extra], env);
+}
+
+export async function kill(child: Child, signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
+  child.process.kill(signal);
+  return child.exited;
+}
+
+/** Waits until the child printed something matching, or fails with its output. */
+export async function waitForOutput(child: Child, pattern: RegExp, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pattern.test(child.output())) {
+    if (Date.now() > deadline) throw new Error(`no ${pattern} in child output:\n${child.output()}`);
+    if (child.process.exitCode !== null) throw new Error(`child exited ${child.process.exitCode}:\n${child.output()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

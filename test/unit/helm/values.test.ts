@@ -1,0 +1,143 @@
+/**
+ * helm/rekey's values: values.schema.json rejects bad values (helm refuses to render),
+ * every key of values.yaml is documented with a `# --` comment and known to the schema
+ * (and the reverse), and the generated deploy/ manifests and README table are current.
+ */
+import { execFile, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { isMap, parseAllDocuments, parseDocument, type YAMLMap } from 'yaml';
+import { packageRoot } from '../../../src/paths.js';
+import { chartDir, helm } from './chart.js';
+
+describe('helm/rekey values.schema.json', () => {
+  const template = (...args: string[]) => helm(['template', 'rekey', chartDir, ...args]);
+
+  it.each([
+    ['a negative worker replica count', ['--set', 'worker.replicas=-1'], "'/worker/replicas': minimum"],
+    ['a negative server replica count', ['--set', 'server.replicas=-1'], "'/server/replicas': minimum"],
+    ['an unknown top-level key', ['--set', 'replicas=2'], "additional properties 'replicas' not allowed"],
+    ['an unknown nested key', ['--set', 'worker.replica=2'], "additional properties 'replica' not allowed"],
+    ['a misspelled probe field', ['--set', 'server.livenessProbe.periodSecond=5'], "additional properties 'periodSecond'"],
+    ['a port out of range', ['--set', 'server.port=70000'], "'/server/port': maximum"],
+    ['a drain timeout of zero', ['--set', 'drainTimeoutSeconds=0'], "'/drainTimeoutSeconds': minimum"],
+    ['a replica count that is a string', ['--set-string', 'worker.replicas=two'], "'/worker/replicas'"],
+    ['an RBAC target naming nothing', ['--set', 'rbac.create=true', '--set', 'rbac.targets[0].namespace=apps'], "'/rbac/targets/0'"],
+    ['an RBAC target with an empty Secret list', ['--set-json', 'rbac.targets=[{"secrets":[]}]'], "'/rbac/targets/0/secrets'"],
+    ['an empty existingSecret', ['--set', 'credentials.existingSecret='], "'/credentials/existingSecret'"],
+    ['an unknown log level', ['--set', 'logLevel=verbose'], "'/logLevel'"],
+  ])('rejects %s', (_what, args, message) => {
+    const result = template(...args);
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toContain(message);
+  });
+
+  it('rejects an autoscaler whose minimum exceeds its maximum', () => {
+    const result = template('--set', 'worker.autoscaling.enabled=true', '--set', 'worker.autoscaling.minReplicas=5', '--set', 'worker.autoscaling.maxReplicas=2');
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toContain('minReplicas must not exceed maxReplicas');
+  });
+
+  it('accepts zero replicas', () => {
+    expect(template('--set', 'worker.replicas=0', '--set', 'server.replicas=0').status).toBe(0);
+  });
+});
+
+interface SchemaNode {
+  $ref?: string;
+  properties?: Record<string, SchemaNode>;
+  additionalProperties?: boolean | SchemaNode;
+  definitions?: Record<string, SchemaNode>;
+}
+
+describe('helm/rekey values.yaml', () => {
+  const doc = parseDocument(readFileSync(join(chartDir, 'values.yaml'), 'utf8'));
+  const schema = JSON.parse(readFileSync(join(chartDir, 'values.schema.json'), 'utf8')) as SchemaNode;
+  /** Follows a local `#/definitions/...` reference. */
+  const resolve = (node: SchemaNode | undefined): SchemaNode | undefined =>
+    node?.$ref ? resolve(schema.definitions?.[node.$ref.replace('#/definitions/', '')]) : node;
+
+  /** A `# --` comment directly above a key (the last paragraph of the comment). */
+  const hasDoc = (comment: string | null | undefined) => (comment ?? '').split(/\n\s*\n/).pop()!.trimStart().startsWith('-- ');
+
+  /**
+   * Walks values.yaml beside the schema: every key needs a `# --` comment unless it is a
+   * map the schema describes key by key (then its keys do), and the schema knows it.
+   */
+  function check(map: YAMLMap, node: SchemaNode, path: string, problems: string[]): void {
+    const keys = new Set<string>();
+    map.items.forEach((pair, index) => {
+      const key = String((pair.key as { value: unknown }).value);
+      const where = path ? `${path}.${key}` : key;
+      keys.add(key);
+      const child = resolve(node.properties?.[key]);
+      if (!child) problems.push(`${where}: not in values.schema.json`);
+      const documented = hasDoc((pair.key as { commentBefore?: string | null }).commentBefore ?? (index === 0 ? map.commentBefore : null));
+      const described = child?.properties !== undefined && isMap(pair.value);
+      if (!documented && !described) problems.push(`${where}: no "# --" comment`);
+      // Like helm-docs: a documented map is one row, unless its own keys are documented too.
+      const childrenDocumented = described && hasDoc((pair.value as YAMLMap).commentBefore);
+      if (described && (!documented || childrenDocumented)) check(pair.value as YAMLMap, child, where, problems);
+    });
+    // `global` is Helm's, passed to every chart whether or not it uses it.
+    for (const key of Object.keys(node.properties ?? {})) {
+      if (!keys.has(key) && !(path === '' && key === 'global')) problems.push(`${path ? `${path}.` : ''}${key}: in the schema, not in values.yaml`);
+    }
+  }
+
+  it('documents every key with a "# --" comment, in step with values.schema.json', () => {
+    const problems: string[] = [];
+    check(doc.contents as YAMLMap, schema, '', problems);
+    expect(problems).toEqual([]);
+  });
+
+  it('closes every object the chart defines with additionalProperties: false', () => {
+    const open: string[] = [];
+    const walk = (node: SchemaNode, path: string) => {
+      if (!node.properties) return;
+      // config is rekey.yaml: `rekey apply` validates it; the K8s security contexts take any field.
+      const passthrough = ['config', 'podSecurityContext', 'securityContext'].some((p) => path === p || path.startsWith(`${p}.`));
+      if (node.additionalProperties !== false && !passthrough) open.push(path || '(root)');
+      for (const [key, child] of Object.entries(node.properties)) walk(resolve(child)!, path ? `${path}.${key}` : key);
+    };
+    walk(schema, '');
+    expect(open).toEqual([]);
+  });
+});
+
+describe('generated files', () => {
+  it('deploy/rekey.yaml and the chart README values table are current (npm run manifests)', () => {
+    const result = spawnSync(process.execPath, ['scripts/render-manifests.mjs', '--check'], { cwd: packageRoot, encoding: 'utf8' });
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+  });
+
+  it('deploy/rekey.yaml leaves the rekey-config ConfigMap to the operator', () => {
+    const manifests = parseAllDocuments(readFileSync(join(packageRoot, 'deploy', 'rekey.yaml'), 'utf8'))
+      .map((doc) => doc.toJSON() as { kind: string; metadata: { name: string } } | null)
+      .filter((m) => m !== null);
+    const names = manifests.map((m) => `${m.kind}/${m.metadata.name}`);
+    expect(names).toEqual(expect.arrayContaining(['Deployment/rekey-worker', 'Deployment/rekey-server', 'Job/rekey-migrate']));
+    expect(names.filter((n) => n.startsWith('ConfigMap/'))).toEqual([]);
+  });
+});
+
+// The subcommands and flags the manifests run must exist in the real CLI. Skipped until
+// src/cli/main.ts exists in this checkout.
+const cli = join(packageRoot, 'src', 'cli', 'main.ts');
+describe.skipIf(!existsSync(cli))('the rekey CLI', () => {
+  it.each([
+    ['worker', ['--port', '--concurrency']],
+    ['server', ['--port']],
+    ['migrate', []],
+    ['apply', ['-f']],
+  ])('has `rekey %s` with %j', async (command, flags) => {
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', cli, command, '--help'], {
+      cwd: packageRoot,
+      timeout: 30_000,
+    });
+    for (const flag of flags) expect(stdout).toMatch(new RegExp(`(^|[\\s,])${flag}[\\s,=<]`, 'm'));
+  }, 40_000);
+});

@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest';
+import { leaksSchema } from '../../../src/leaks/config.js';
+import { RateLimiter } from '../../../src/leaks/rate-limit.js';
+
+describe('RateLimiter', () => {
+  it('allows max at once per source, then refills max per window', () => {
+    const clock = { now: 0 };
+    const limiter = new RateLimiter({ max: 3, windowMs: 60_000, now: () => clock.now });
+    expect([1, 2, 3, 4].map(() => limiter.take('a'))).toEqual([true, true, true, false]);
+    expect(limiter.take('b')).toBe(true); // per source
+    clock.now = 20_000; // a third of the window: one token back
+    expect([limiter.take('a'), limiter.take('a')]).toEqual([true, false]);
+  });
+
+  it('forgets the least recently seen sources beyond maxSources', () => {
+    const limiter = new RateLimiter({ max: 1, windowMs: 60_000, maxSources: 2, now: () => 0 });
+    limiter.take('a');
+    limiter.take('b');
+    limiter.take('c'); // evicts a
+    expect(limiter.take('a')).toBe(true);
+    expect(limiter.take('c')).toBe(false);
+  });
+
+  it('follows a smaller max at once', () => {
+    const limiter = new RateLimiter({ max: 100, windowMs: 60_000, now: () => 0 });
+    limiter.take('a');
+    limiter.configure(2, 60_000);
+    expect([limiter.take('a'), limiter.take('a'), limiter.take('a')]).toEqual([true, true, false]);
+  });
+});
+
+describe('leaks: config', () => {
+  it('takes credentials only as ${env:NAME} and key lists only from files or https', () => {
+    const ok = leaksSchema.parse({
+      github: { publicKeys: 'https://api.github.com/meta/public_keys/secret_scanning' },
+      gitguardian: { token: '${env:GG_TOKEN}', tolerance: '2m' },
+      awsHealth: { token: '${env:AWS_HEALTH_TOKEN}' },
+      webhook: { secret: '${env:LEAK_WEBHOOK_SECRET}' },
+    });
+    expect(ok).toMatchObject({
+      github: { refresh: 3_600_000, minRefresh: 60_000 },
+      gitguardian: { token: { kind: 'env', name: 'GG_TOKEN' }, tolerance: 120_000 },
+      awsHealth: { header: 'X-Rekey-Token' },
+      webhook: { tolerance: 300_000 },
+      rateLimit: { max: 60, window: 60_000 },
+    });
+    expect(leaksSchema.safeParse({ gitguardian: { token: 'inline-secret' } }).success).toBe(false);
+    expect(leaksSchema.safeParse({ github: { publicKeys: 'http://example.com/keys' } }).success).toBe(false);
+    expect(leaksSchema.safeParse({ github: { publicKeys: 'http://127.0.0.1:8080/keys' } }).success).toBe(true);
+    expect(leaksSchema.safeParse({ github: { publicKeys: '/etc/rekey/github-keys.json' } }).success).toBe(true);
+    expect(leaksSchema.safeParse({ slack: {} }).success).toBe(false);
+  });
+});

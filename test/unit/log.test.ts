@@ -1,0 +1,17 @@
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { SecretValue } from '../../src/core/secret-value.js';
+import { createLogger } from '../../src/log.js';
+
+describe('logging', () => {
+  it('redacts credential-shaped fields centrally, and SecretValue prints itself redacted', () => {
+    const lines: string[] = [];
+    const log = createLogger('info', new Writable({ write: (chunk: Buffer, _e, done) => (lines.push(chunk.toString()), done()) }));
+    log.info({ password: 'hunter2', token: 'ghp_abc', headers: { authorization: 'Bearer xyz', 'x-api-key': 'rk_live_k' }, nested: { value: 'v1' }, secret: 'payments-api-key' }, 'x');
+    log.info({ key: SecretValue.of('rk_live_inside') }, 'y');
+    const text = lines.join('');
+    for (const leak of ['hunter2', 'ghp_abc', 'Bearer xyz', 'rk_live_k', '"v1"', 'rk_live_inside']) expect(text).not.toContain(leak);
+    expect(text).toContain('"secret":"payments-api-key"'); // names are not secrets
+    expect(text.match(/\[redacted\]/g)?.length).toBe(6);
+  });
+});
