@@ -1,0 +1,259 @@
+/**
+ * The chaos soak: DESIGN.md's seven invariants checked continuously while faults are
+ * injected at random, in one run, against real processes.
+ *
+ * Self-contained: its own PostgreSQL cluster, its own redis-server (nothing on disk) and a
+ * real HAProxy, all on free loopback ports under a temp directory; the machine's shared
+ * servers are never touched. Three `rekey worker`s and one `rekey server` (real registry)
+ * rotate 200 secrets (local store, random issuer, HAProxy target through a TCP proxy in
+ * front of its Runtime API) on one-second schedules with a 2 s grace. Leak reports arrive
+ * at random at the server's Standard Webhooks receiver. Faults, one at a time: SIGKILL of a
+ * worker or of the server (restarted), a Redis restart (every queue and scheduler lost), a
+ * PostgreSQL restart (fast or crash), the Runtime API refusing connections, and the
+ * Runtime API answering past the provider timeout.
+ *
+ * At the end: schedules are removed, the system settles, the history is checked
+ * (bench/soak/final.ts), a table is printed, then one line of JSON. Exits 1 on any violation.
+ *
+ *   npm run bench -- soak [--short] [--minutes 10] [--secrets 200] [--verbose] [--keep]
+ */
+import { loadSettings } from '../src/settings.js';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import pino from 'pino';
+import { parseConfig } from '../src/config/load.js';
+import { computePlan } from '../src/config/plan.js';
+import { latestDocument, saveConfig, storedSecrets } from '../src/db/config-store.js';
+import { migrate } from '../src/db/migrate.js';
+import { createLogger } from '../src/log.js';
+import { providers } from '../src/registry.js';
+import { Runtime } from '../src/runtime.js';
+import { runtimeCommand } from '../providers/haproxy/runtime-api.js';
+import { freePort, startBackend } from '../test/support/gateways/index.js';
+import { Checker } from './soak/checker.js';
+import { FaultInjector } from './soak/faults.js';
+import { finalChecks } from './soak/final.js';
+import { Fleet } from './soak/fleet.js';
+import { startSoakHaproxy } from './soak/haproxy.js';
+import { LeakSender } from './soak/leaks.js';
+import { RuntimeApiProxy } from './soak/proxy.js';
+import { printReport, summarize } from './soak/report.js';
+import { OwnPostgres, OwnRedis } from '../test/support/own-services.js';
+import { FAULT_KINDS, type SoakConfig, SoakState, sleep } from './soak/state.js';
+
+/** HAProxy maps the secrets are spread over (bench/soak/haproxy.ts says why). */
+const MAP_SHARDS = 8;
+
+export async function main(args: string[]): Promise<unknown> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      short: { type: 'boolean', default: false },
+      minutes: { type: 'string' },
+      secrets: { type: 'string', default: '200' },
+      verbose: { type: 'boolean', default: false },
+      keep: { type: 'boolean', default: false },
+    },
+  });
+  const chaosMs = Number(values.minutes ?? (values.short ? 1.1 : 10)) * 60_000;
+  const n = Number(values.secrets);
+  const config: SoakConfig = {
+    secrets: Array.from({ length: n }, (_, i) => `soak-${String(i).padStart(3, '0')}`),
+    graceMs: 2000,
+    timeoutMs: 2000,
+    attempts: 3,
+    backoffMs: 200,
+    leakDeadlineMs: 10_000,
+    lockDurationMs: 5000,
+    reconcileMs: 5000,
+  };
+  const started = Date.now();
+  // Ctrl-C: exit through 'exit', whose hooks SIGKILL every server and process the soak started.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+  const dir = await mkdtemp(join(tmpdir(), 'rekey-soak-'));
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const phase = (text: string) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${text}`);
+  try {
+    phase(`soak: ${n} secrets on 1 s schedules, 3 workers + 1 server, ${(chaosMs / 60_000).toFixed(2)} min of faults; files in ${dir}`);
+    const postgres = await OwnPostgres.create(dir);
+    cleanups.push(() => postgres.kill('SIGINT'));
+    await migrate(postgres.url);
+    const redis = await OwnRedis.create();
+    cleanups.push(() => redis.kill('SIGKILL'));
+    const backend = await startBackend();
+    cleanups.push(() => backend.close());
+    const gateway = await startSoakHaproxy(backend.port, MAP_SHARDS);
+    cleanups.push(() => gateway.stop());
+    const upstream = { kind: 'tcp' as const, host: '127.0.0.1', port: gateway.runtimePort };
+    const proxy = await RuntimeApiProxy.start(await freePort(), upstream.port);
+    cleanups.push(() => proxy.stop());
+    phase(`PostgreSQL :${postgres.port}, Redis :${redis.port}, HAProxy ${gateway.url} (${MAP_SHARDS} maps; Runtime API :${upstream.port} behind proxy :${proxy.port})`);
+
+    const keys = { fingerprint: randomBytes(32).toString('hex'), localStore: randomBytes(32).toString('hex'), webhook: `whsec_${randomBytes(32).toString('base64')}` };
+    process.env.REKEY_LOCAL_STORE_KEY = keys.localStore;
+    const serverPort = await freePort();
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      DATABASE_URL: postgres.url,
+      REDIS_URL: redis.url,
+      REKEY_FINGERPRINT_KEY: keys.fingerprint,
+      REKEY_LOCAL_STORE_KEY: keys.localStore,
+      SOAK_LEAK_WEBHOOK_SECRET: keys.webhook,
+      REKEY_DRAIN_TIMEOUT: '5s',
+      LOG_LEVEL: 'debug',
+    };
+    const checkerLog = join(dir, 'checker.log');
+    const runtime = new Runtime({
+      actor: 'soak',
+      settings: loadSettings({ DATABASE_URL: postgres.url, REDIS_URL: redis.url, REKEY_FINGERPRINT_KEY: keys.fingerprint, REKEY_LOCAL_STORE_KEY: keys.localStore, REKEY_DRAIN_TIMEOUT: '5s', LOG_LEVEL: 'debug' }),
+      modules: providers,
+      log: createLogger('debug', pino.destination({ dest: checkerLog, sync: false })),
+      longLived: true,
+    });
+    cleanups.push(() => runtime.close());
+    // Its queues are only used at the end; Redis restarts must not print connection errors.
+    for (const queue of Object.values(runtime.queues.queues)) queue.on('error', () => undefined);
+    const pool = new pg.Pool({ connectionString: postgres.url, max: 6 });
+    pool.on('error', () => undefined);
+    cleanups.push(() => pool.end());
+    const s = new SoakState(config, pool, runtime, values.verbose);
+
+    const yaml = (scheduled: boolean) => configYaml(config, { proxy: proxy.url, maps: gateway.maps, probe: gateway.url, header: gateway.header }, scheduled);
+    await apply(runtime, yaml(true));
+    const fleet = new Fleet({ dir, env, workers: 3, serverPort });
+    cleanups.push(() => fleet.stop());
+    await fleet.start();
+    for (const p of fleet.all) {
+      // A crash is a finding; restart the process as a supervisor (Kubernetes) would.
+      p.onCrash = (code) => {
+        s.violate('crash', `${p.name} exited with code ${code} without being killed (see ${p.logFile})`, `${p.name}:${p.starts}`);
+        void p.start().catch((error: unknown) => console.log(`  restarting ${p.name} failed: ${(error as Error).message}`));
+      };
+    }
+    phase('workers and server up; waiting for every secret to have a current version');
+    await waitFor(async () => (await count(pool, `SELECT count(*)::int AS n FROM secrets WHERE last_promoted_at IS NOT NULL`)) >= n, 120_000, 'first rotations');
+
+    phase('chaos: faults, leaks and probes');
+    const checker = new Checker(s, { url: gateway.url, header: gateway.header });
+    const leaks = new LeakSender(s, checker, {
+      serverUrl: () => `http://127.0.0.1:${serverPort}`,
+      webhookSecret: keys.webhook,
+      gateway: { url: gateway.url, header: gateway.header },
+      meanIntervalMs: values.short ? 1500 : 2000,
+      blockTimeoutMs: 60_000,
+    });
+    const faults = new FaultInjector(s, { fleet, redis, postgres, proxy }, values.short ? [2000, 5000] : [3000, 10_000]);
+    checker.start();
+    leaks.start();
+    faults.start();
+    const chaosStarted = Date.now();
+    await sleep(chaosMs);
+    // Every kind of fault at least once, however slowly processes restart on a busy machine.
+    await waitFor(() => Promise.resolve(FAULT_KINDS.every((kind) => s.faults.some((f) => f.kind === kind && f.end))), 120_000, 'one fault of each kind').catch(
+      (error: unknown) => console.log(`  ${(error as Error).message}`),
+    );
+    // Faults and new leaks stop; probes go on through the settling.
+    await faults.stop();
+    await leaks.stop();
+    const chaosSeconds = (Date.now() - chaosStarted) / 1000;
+
+    phase('settling: schedules removed, waiting for every run to finish and every old version to retire');
+    await apply(runtime, yaml(false));
+    await retry(() => runtime.reconcile(), 30_000);
+    const settled = await waitFor(
+      async () =>
+        (await count(pool, `SELECT count(*)::int AS n FROM runs WHERE status = 'running'`)) +
+          (await count(pool, `SELECT count(*)::int AS n FROM versions WHERE state IN ('issuing', 'pending', 'previous', 'retired', 'compromised') OR (state = 'current' AND compromised_at IS NOT NULL)`)) ===
+        0,
+      values.short ? 60_000 : 120_000,
+      'settle',
+    ).then(
+      () => true,
+      (error: unknown) => (console.log(`  ${(error as Error).message}`), false),
+    );
+    s.stopping = true;
+    await checker.stop();
+
+    phase('final checks: plaintext search, gateway against database, audit log, duplicates');
+    const mapKeys = async () => {
+      const keys: string[] = [];
+      for (const map of gateway.maps) {
+        const answer = await runtimeCommand(upstream, `show map ${map}`, AbortSignal.timeout(5000), 5000);
+        keys.push(...answer.split('\n').filter(Boolean).map((line) => line.split(' ')[1]!));
+      }
+      return keys;
+    };
+    await finalChecks(s, { fleet, databaseUrl: postgres.url, redisUrl: redis.url, mapKeys, env: { ...env } });
+    for (const leak of s.leaks) if (leak.blockedMs === undefined) s.violate('R', `leaked ${leak.secret} v${leak.version} (${leak.was}, ${leak.outcome}) was still accepted by HAProxy 60 s after the report`);
+
+    const summary = await summarize(s, { chaosSeconds, settled, totalSeconds: 0, leaks, secrets: n });
+    summary.totalSeconds = Math.round((Date.now() - started) / 1000);
+    printReport(s, summary);
+    console.log(JSON.stringify({ bench: 'soak', ...summary }));
+    if (s.violations.length) process.exitCode = 1;
+    if (values.keep) cleanups.length = 0;
+    return summary;
+  } finally {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch((error: unknown) => console.log(`  cleanup: ${(error as Error).message}`));
+    if (!values.keep) await rm(dir, { recursive: true, force: true });
+    else console.log(`kept ${dir}`);
+  }
+}
+
+function configYaml(c: SoakConfig, g: { proxy: string; maps: string[]; probe: string; header: string }, scheduled: boolean): string {
+  const lines = [
+    'providers:',
+    '  vault: { type: local }',
+    `  edge: { type: haproxy, runtimeApi: "${g.proxy}", map: ${g.maps[0]}, timeoutMs: ${c.timeoutMs}, probe: { url: "${g.probe}", header: ${g.header}, timeoutMs: ${c.timeoutMs} } }`,
+    'leaks:',
+    '  webhook: { secret: "${env:SOAK_LEAK_WEBHOOK_SECRET}" }',
+    '  rateLimit: { max: 100000, window: 1m }',
+    'secrets:',
+  ];
+  c.secrets.forEach((name, i) => {
+    lines.push(
+      `  ${name}: { store: { provider: vault }, issuer: { type: random, prefix: rk_soak_ }, targets: [{ provider: edge, map: ${g.maps[i % g.maps.length]} }], ` +
+        `${scheduled ? 'schedule: { cron: "* * * * * *" }, ' : ''}grace: ${c.graceMs}ms, onLeak: ${i % 2 ? 'block-first' : 'rotate-then-revoke'}, ` +
+        `leakDeadline: ${c.leakDeadlineMs}ms, timeout: ${c.timeoutMs}ms, retry: { attempts: ${c.attempts}, backoff: ${c.backoffMs}ms } }`,
+    );
+  });
+  return lines.join('\n');
+}
+
+async function apply(runtime: Runtime, yaml: string): Promise<void> {
+  const loaded = parseConfig(yaml, 'soak.yaml', runtime.modules);
+  await retry(async () => {
+    const plan = computePlan(loaded, await storedSecrets(runtime.db), await latestDocument(runtime.db));
+    await saveConfig(runtime.db, loaded, plan, 'soak');
+  }, 30_000);
+}
+
+async function count(pool: pg.Pool, sql: string): Promise<number> {
+  return (await pool.query<{ n: number }>(sql)).rows[0]!.n;
+}
+
+async function waitFor(done: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await done().catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`${what}: not done after ${timeoutMs / 1000} s`);
+    await sleep(250);
+  }
+}
+
+async function retry<T>(task: () => Promise<T>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await task();
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await sleep(500);
+    }
+  }
+}

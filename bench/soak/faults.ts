@@ -1,0 +1,113 @@
+/**
+ * Faults at random: one at a time, each kind at least once per round (a shuffled round of
+ * every kind, then the next), with random pauses between them and random durations.
+ */
+import type { Fleet } from './fleet.js';
+import type { RuntimeApiProxy } from './proxy.js';
+import type { OwnPostgres, OwnRedis } from '../../test/support/own-services.js';
+import { FAULT_KINDS, type Fault, type FaultKind, type SoakState, sleep } from './state.js';
+
+export interface FaultTargets {
+  fleet: Fleet;
+  redis: OwnRedis;
+  postgres: OwnPostgres;
+  proxy: RuntimeApiProxy;
+}
+
+const between = (min: number, max: number) => min + Math.random() * (max - min);
+
+export class FaultInjector {
+  private loop: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly s: SoakState,
+    private readonly t: FaultTargets,
+    private readonly pauseMs: [number, number],
+  ) {}
+
+  start(): void {
+    this.loop = (async () => {
+      let round: FaultKind[] = [];
+      while (!this.stopped) {
+        await sleep(between(...this.pauseMs));
+        if (this.stopped) break;
+        if (!round.length) round = shuffle([...FAULT_KINDS]);
+        await this.inject(round.shift()!).catch((error: unknown) => {
+          console.log(`  fault injection failed: ${(error as Error).stack}`);
+        });
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+  }
+
+  private async inject(kind: FaultKind): Promise<void> {
+    const fault: Fault = { kind, start: Date.now(), end: undefined, detail: '' };
+    this.s.faults.push(fault);
+    const { fleet, redis, postgres, proxy } = this.t;
+    switch (kind) {
+      case 'kill-worker': {
+        const worker = fleet.workers[Math.floor(Math.random() * fleet.workers.length)]!;
+        await worker.kill('SIGKILL');
+        fault.detail = worker.name;
+        await sleep(between(200, 2000));
+        await worker.start();
+        break;
+      }
+      case 'kill-server': {
+        await fleet.server.kill('SIGKILL');
+        await sleep(between(200, 2000));
+        await fleet.server.start();
+        break;
+      }
+      case 'redis-restart': {
+        // Nothing on disk: every queue, job, lock and scheduler is gone after this.
+        await redis.kill('SIGKILL');
+        await sleep(between(500, 3000));
+        await redis.start();
+        break;
+      }
+      case 'postgres-restart': {
+        // Alternate a fast shutdown (sessions ended, transactions rolled back) and a crash.
+        const signal = Math.random() < 0.5 ? 'SIGINT' : 'SIGQUIT';
+        fault.detail = signal === 'SIGINT' ? 'fast shutdown' : 'immediate (crash recovery)';
+        await postgres.kill(signal);
+        await sleep(between(500, 3000));
+        await postgres.start();
+        break;
+      }
+      case 'runtime-api-refused': {
+        const ms = between(2000, 6000);
+        fault.detail = `${Math.round(ms)} ms`;
+        await proxy.set({ kind: 'refuse' });
+        await sleep(ms);
+        await proxy.set({ kind: 'pass' });
+        break;
+      }
+      case 'runtime-api-slow': {
+        // Past the provider timeout (the secrets' timeout and the haproxy provider's own).
+        const ms = between(3000, 8000);
+        const delay = Math.round(this.s.config.timeoutMs * 1.5);
+        fault.detail = `${delay} ms per connection for ${Math.round(ms)} ms`;
+        await proxy.set({ kind: 'delay', ms: delay });
+        await sleep(ms);
+        await proxy.set({ kind: 'pass' });
+        break;
+      }
+    }
+    fault.end = Date.now();
+    console.log(`  fault ${kind}${fault.detail ? ` (${fault.detail})` : ''}: ${((fault.end - fault.start) / 1000).toFixed(1)} s`);
+  }
+}
+
+function shuffle<T>(items: T[]): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [items[i], items[j]] = [items[j]!, items[i]!];
+  }
+  return items;
+}

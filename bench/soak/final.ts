@@ -1,0 +1,188 @@
+/**
+ * The checks that need the whole history, once the soak has settled (no fault, no
+ * schedule, every run finished):
+ *  1: every value the soak ever read is absent from a dump of every PostgreSQL table, every
+ *     Redis key, every process's log file and every /metrics page;
+ *  2/R: HAProxy's live map holds every current key and nothing revoked, failed or unknown;
+ *  3: from the audit log, no promoted version was retired or revoked (unless leaked) before
+ *     its successor was verified at every target;
+ *  4: exactly one current version per secret;
+ *  5: no run still running or abandoned (`failed`);
+ *  6: no two runs per idempotency key, no two retirement/revocation runs per version, no
+ *     two versions per rotation run, one leak report per delivery;
+ *  7: the audit hash chains verify (in process and with `rekey audit verify`), and every
+ *     version's and delivery's last audited state is the state its row holds.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import type { Pool } from 'pg';
+import { verifyAudit } from '../../src/db/audit.js';
+import { dumpDatabase, dumpRedis } from '../../test/support/dumps.js';
+import type { Fleet } from './fleet.js';
+import type { SoakState } from './state.js';
+
+const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+export interface FinalInputs {
+  fleet: Fleet;
+  databaseUrl: string;
+  redisUrl: string;
+  mapKeys: () => Promise<string[]>;
+  env: NodeJS.ProcessEnv;
+}
+
+export async function finalChecks(s: SoakState, inputs: FinalInputs): Promise<void> {
+  const { pool } = s;
+  await runsAndVersions(s, pool);
+  await gatewayMatchesDatabase(s, pool, await inputs.mapKeys());
+  await successorVerifiedFirst(s, pool);
+  await duplicates(s, pool);
+  await auditComplete(s, pool, inputs.env);
+  await noPlaintext(s, pool, inputs);
+}
+
+async function runsAndVersions(s: SoakState, pool: Pool): Promise<void> {
+  const { rows: open } = await pool.query<{ id: string; kind: string; step: string; name: string; status: string; error: string | null }>(
+    `SELECT r.id, r.kind, r.step, s.name, r.status, r.error FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.status IN ('running', 'failed')`,
+  );
+  for (const r of open) s.violate(5, `${r.kind} run ${r.id} of ${r.name} ended ${r.status} at ${r.step} (${r.error ?? '-'})`, r.id);
+  const { rows } = await pool.query<{ name: string; currents: number }>(
+    `SELECT s.name, count(v.id) FILTER (WHERE v.state = 'current')::int AS currents
+       FROM secrets s LEFT JOIN versions v ON v.secret_id = s.id WHERE s.last_promoted_at IS NOT NULL GROUP BY s.name`,
+  );
+  for (const r of rows) if (r.currents !== 1) s.violate(4, `${r.name} ends with ${r.currents} current versions`, `${r.name}:end`);
+}
+
+async function gatewayMatchesDatabase(s: SoakState, pool: Pool, keys: string[]): Promise<void> {
+  const fingerprint = (key: string) => s.runtime.engine.deps.fingerprint(key);
+  const { rows } = await pool.query<{ fingerprint: string; state: string; number: number; name: string }>(
+    `SELECT v.fingerprint, v.state, v.number, s.name FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.fingerprint IS NOT NULL`,
+  );
+  const byFingerprint = new Map(rows.map((r) => [r.fingerprint, r]));
+  const seen = new Set<string>();
+  for (const key of keys) {
+    const fp = fingerprint(key);
+    seen.add(fp);
+    const v = byFingerprint.get(fp);
+    if (!v) s.violate('R', `HAProxy accepts a key no version has (fingerprint ${fp.slice(0, 16)}…)`, fp);
+    else if (v.state !== 'current' && v.state !== 'previous') s.violate('R', `HAProxy still accepts ${v.name} v${v.number}, which is ${v.state}`, fp);
+  }
+  for (const r of rows) if (r.state === 'current' && !seen.has(r.fingerprint)) s.violate(2, `HAProxy's map lacks the current key of ${r.name} (v${r.number})`, `${r.fingerprint}:map`);
+}
+
+async function successorVerifiedFirst(s: SoakState, pool: Pool): Promise<void> {
+  const { rows: versions } = await pool.query<{ id: string; secret: string; number: number; compromised_at: Date | null; promoted_at: Date }>(
+    `SELECT v.id, s.name AS secret, v.number, v.compromised_at, v.promoted_at FROM versions v JOIN secrets s ON s.id = v.secret_id
+      WHERE v.promoted_at IS NOT NULL ORDER BY s.name, v.number`,
+  );
+  const { rows: events } = await pool.query<{ seq: string; version_id: string; action: string; target: string | null }>(
+    `SELECT seq::text, version_id, action, data->>'target' AS target FROM audit_events
+      WHERE action IN ('delivery.verified', 'delivery.retired', 'version.retired', 'version.revoked') AND version_id IS NOT NULL`,
+  );
+  const byVersion = new Map<string, Array<{ seq: bigint; action: string; target: string | null }>>();
+  for (const e of events) {
+    const list = byVersion.get(e.version_id) ?? [];
+    list.push({ seq: BigInt(e.seq), action: e.action, target: e.target });
+    byVersion.set(e.version_id, list);
+  }
+  const targetsOf = async (secret: string) => (await s.runtime.resolver.resolve(secret)).policy.targets;
+  for (let i = 0; i < versions.length; i++) {
+    const v = versions[i]!;
+    if (v.compromised_at) continue; // leaks may take a version down before anything replaced it
+    const takenDown = (byVersion.get(v.id) ?? []).filter((e) => e.action !== 'delivery.verified');
+    if (!takenDown.length) continue;
+    const first = takenDown.reduce((a, b) => (a.seq < b.seq ? a : b));
+    const successor = versions[i + 1]?.secret === v.secret ? versions[i + 1] : undefined;
+    if (!successor) {
+      s.violate(3, `${v.secret} v${v.number} was taken down (${first.action}) with no promoted successor`, v.id);
+      continue;
+    }
+    const verified = (byVersion.get(successor.id) ?? []).filter((e) => e.action === 'delivery.verified');
+    for (const target of await targetsOf(v.secret)) {
+      const at = verified.find((e) => e.target === target);
+      if (!at || at.seq > first.seq) {
+        s.violate(3, `${v.secret} v${v.number} was taken down (${first.action}, audit #${first.seq}) before v${successor.number} was verified at ${target}${at ? ` (#${at.seq})` : ''}`, v.id);
+      }
+    }
+  }
+}
+
+async function duplicates(s: SoakState, pool: Pool): Promise<void> {
+  const checks: Array<[string, string]> = [
+    ['runs sharing an idempotency key', `SELECT idempotency_key AS k, count(*)::int AS n FROM runs GROUP BY 1 HAVING count(*) > 1`],
+    ['retirement/revocation runs of one version', `SELECT kind || ':' || version_id AS k, count(*)::int AS n FROM runs WHERE kind <> 'rotation' GROUP BY 1 HAVING count(*) > 1`],
+    ['versions made by one rotation run', `SELECT r.id::text AS k, count(v.id)::int AS n FROM runs r JOIN versions v ON v.id = r.version_id WHERE r.kind = 'rotation' GROUP BY 1 HAVING count(v.id) > 1`],
+    ['leak reports of one delivery', `SELECT source || ':' || delivery_id AS k, count(*)::int AS n FROM leak_reports GROUP BY 1 HAVING count(*) > 1`],
+    [
+      'rotation runs of one secret running at the same time',
+      `SELECT a.id::text || '/' || b.id::text AS k, 2 AS n FROM runs a JOIN runs b ON a.secret_id = b.secret_id AND a.id < b.id
+        WHERE a.kind = 'rotation' AND b.kind = 'rotation'
+          AND a.started_at < coalesce(b.finished_at, now()) AND b.started_at < coalesce(a.finished_at, now())`,
+    ],
+    [
+      'cron due times with more than one outcome',
+      `SELECT k, count(*)::int AS n FROM (
+         SELECT idempotency_key AS k FROM runs WHERE idempotency_key LIKE 'cron:%'
+         UNION ALL SELECT data->>'idempotencyKey' FROM audit_events WHERE action IN ('trigger.joined', 'trigger.stale') AND data->>'idempotencyKey' LIKE 'cron:%'
+       ) t GROUP BY k HAVING count(*) > 1`,
+    ],
+  ];
+  for (const [what, sql] of checks) {
+    const { rows } = await pool.query<{ k: string; n: number }>(sql);
+    for (const r of rows.slice(0, 20)) s.violate(6, `${what}: ${r.k} (${r.n})`);
+    if (rows.length > 20) s.violate(6, `${what}: ${rows.length - 20} more`);
+  }
+}
+
+async function auditComplete(s: SoakState, pool: Pool, env: NodeJS.ProcessEnv): Promise<void> {
+  const verified = await verifyAudit(s.runtime.db);
+  if (!verified.ok) s.violate(7, `audit chain broken at row ${verified.seq}: ${verified.problem}`);
+  const cli = spawnSync(process.execPath, ['--import', 'tsx', cliPath(), 'audit', 'verify'], { env, encoding: 'utf8', timeout: 120_000 });
+  if (cli.status !== 0) s.violate(7, `rekey audit verify exited ${cli.status}: ${(cli.stdout + cli.stderr).trim().slice(0, 500)}`);
+  const { rows: versions } = await pool.query<{ id: string; name: string; number: number; state: string; audited: string | null }>(`
+    SELECT v.id, s.name, v.number, v.state,
+           (SELECT substr(a.action, 9) FROM audit_events a WHERE a.version_id = v.id::text AND a.action LIKE 'version.%'
+              AND a.action NOT IN ('version.issued', 'version.leaked', 'version.grace-cut') ORDER BY a.seq DESC LIMIT 1) AS audited
+      FROM versions v JOIN secrets s ON s.id = v.secret_id`);
+  for (const v of versions) if (v.audited !== v.state) s.violate(7, `${v.name} v${v.number} is ${v.state} but its last audited state is ${v.audited ?? 'none'}`, v.id);
+  const { rows: deliveries } = await pool.query<{ version_id: string; target: string; status: string; audited: string | null }>(`
+    SELECT d.version_id, d.target, d.status,
+           (SELECT substr(a.action, 10) FROM audit_events a WHERE a.version_id = d.version_id::text AND a.action LIKE 'delivery.%'
+              AND a.data->>'target' = d.target ORDER BY a.seq DESC LIMIT 1) AS audited
+      FROM deliveries d`);
+  for (const d of deliveries) if (d.audited !== d.status) s.violate(7, `delivery of ${d.version_id} to ${d.target} is ${d.status} but audited ${d.audited ?? 'never'}`);
+}
+
+function cliPath(): string {
+  return cli;
+}
+
+async function noPlaintext(s: SoakState, pool: Pool, inputs: FinalInputs): Promise<void> {
+  const haystacks: Array<[string, string]> = [
+    ['PostgreSQL', await dumpDatabase(inputs.databaseUrl)],
+    ['Redis', await dumpRedis(inputs.redisUrl)],
+  ];
+  for (const p of inputs.fleet.all) {
+    haystacks.push([`${p.name} log`, await readFile(p.logFile, 'latin1')]);
+    if (p.url) haystacks.push([`${p.name} /metrics`, await fetch(new URL('/metrics', p.url)).then((r) => r.text(), () => '')]);
+  }
+  const fingerprints = [...s.values.keys()];
+  if (s.values.size === 0) s.violate(1, 'the soak read no value: the plaintext search proves nothing');
+  // The search must be able to see: the logs and the database do hold fingerprints.
+  const { rows } = await pool.query<{ fingerprint: string }>('SELECT fingerprint FROM versions WHERE id = ANY($1::uuid[]) AND fingerprint IS NOT NULL LIMIT 1', [fingerprints]);
+  if (rows[0] && !haystacks[0]![1].includes(rows[0].fingerprint)) s.violate(1, 'the database dump does not contain a known fingerprint: the search is blind');
+  // The prefix is public; the random body alone (36 base62 characters) must not appear either.
+  // Every 36-character window of every alphanumeric run in a haystack goes into a set: one
+  // pass per haystack instead of one substring search per value (tens of MB of logs).
+  for (const [where, hay] of haystacks) {
+    const windows = new Set<string>();
+    for (const match of hay.matchAll(/[A-Za-z0-9]{36,}/g)) {
+      for (let i = 0; i + 36 <= match[0].length; i++) windows.add(match[0].slice(i, i + 36));
+    }
+    for (const [versionId, value] of s.values) {
+      const body = value.reveal().replace(/^rk_soak_/, '');
+      if (body.length !== 36 || windows.has(body)) s.violate(1, `a value of version ${versionId} is in ${where}`, `${versionId}:${where}`);
+    }
+  }
+}

@@ -1,0 +1,64 @@
+/** A throwaway rekey for benchmarks: own database (migrated) and queue prefix, removed afterwards. */
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { ensureDatabase, migrate } from '../../src/db/migrate.js';
+
+export interface BenchEnvironment {
+  databaseUrl: string;
+  redisUrl: string;
+  prefix: string;
+  cleanup(): Promise<void>;
+}
+
+export async function benchEnvironment(label: string): Promise<BenchEnvironment> {
+  const id = randomUUID().slice(0, 8);
+  const base = new URL(process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres');
+  const name = `rekey_bench_${label}_${id}`;
+  base.pathname = `/${name}`;
+  const databaseUrl = base.toString();
+  await ensureDatabase(databaseUrl);
+  await migrate(databaseUrl);
+  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const prefix = `{bench-${id}}`;
+  return {
+    databaseUrl,
+    redisUrl,
+    prefix,
+    async cleanup() {
+      const admin = new URL(databaseUrl);
+      admin.pathname = '/postgres';
+      const client = new pg.Client({ connectionString: admin.toString() });
+      await client.connect();
+      await client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+      await client.end();
+      const redis = new Redis(redisUrl);
+      const keys = await redis.keys(`${prefix}*`);
+      for (let i = 0; i < keys.length; i += 500) await redis.del(...keys.slice(i, i + 500));
+      redis.disconnect();
+    },
+  };
+}
+
+/**
+ * Counts the Redis commands this process sends (every ioredis client, BullMQ's included)
+ * whose arguments touch keys under a prefix. Client-side, because MONITOR cannot keep up.
+ */
+export function countCommands(prefix: string): { count(): number; stop(): void } {
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- wrapped and restored below, always called with its client
+  const original = Redis.prototype.sendCommand;
+  let count = 0;
+  Redis.prototype.sendCommand = function (this: Redis, command, stream) {
+    if (command.args.some((a) => (typeof a === 'string' ? a : String(a)).includes(prefix))) count += 1;
+    return original.call(this, command, stream);
+  };
+  return {
+    count: () => count,
+    stop: () => void (Redis.prototype.sendCommand = original),
+  };
+}
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (!sorted.length) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
