@@ -1,0 +1,13 @@
+#!/usr/bin/env node
+// `npm run demo`: rekey's main job end to end on a fresh clone. Installs dependencies
+// when needed, then runs `rekey dev --demo` (auto-started PostgreSQL and Redis).
+import { spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+
+const run = (command, args) => spawnSync(command, args, { stdio: 'inherit' }).status ?? 1;
+const installed = 'node_modules/.package-lock.json';
+if (!existsSync(installed) || statSync(installed).mtimeMs < statSync('package-lock.json').mtimeMs) {
+  console.log('demo: installing dependencies (npm ci)...');
+  if (run('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error']) !== 0) process.exit(1);
+}
+process.exit(run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'dev', '--demo', ...process.argv.slice(2)]));

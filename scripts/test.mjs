@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+// `npm test`: the whole suite on a fresh clone. Installs dependencies when needed,
+// starts PostgreSQL and Redis when installed but stopped, then runs vitest (unit and
+// integration projects). Always ends with the line `N passed, N failed`.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { ensureServices } from './services.mjs';
+
+const run = (command, args) => spawnSync(command, args, { stdio: 'inherit' }).status ?? 1;
+const fail = (message) => {
+  console.error(message);
+  console.log('\n0 passed, 1 failed');
+  process.exit(1);
+};
+
+const installed = 'node_modules/.package-lock.json';
+if (!existsSync(installed) || statSync(installed).mtimeMs < statSync('package-lock.json').mtimeMs) {
+  if (run('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error']) !== 0) fail('npm ci failed');
+}
+const problems = await ensureServices();
+// The gateway tests run the real programs: say which are missing instead of failing obscurely.
+const missing = readFileSync('.ci/apt-packages', 'utf8')
+  .split('\n')
+  .filter((line) => line.trim() && !line.startsWith('#'))
+  .map((line) => line.trim().split(/\s+/))
+  .filter(([, command]) => spawnSync('sh', ['-c', `command -v ${command} || test -x /usr/sbin/${command}`]).status !== 0)
+  .map(([pkg]) => pkg);
+if (missing.length) problems.push(`missing Debian packages: ${missing.join(' ')} (apt-get install ${missing.join(' ')}, or run .ci/run, which installs them)`);
+if (problems.length) fail(problems.map((p) => `test: ${p}`).join('\n'));
+process.exit(run('npx', ['vitest', 'run', ...process.argv.slice(2)]));
