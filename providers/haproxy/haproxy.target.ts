@@ -1,10 +1,12 @@
 /**
  * HAProxy as a target: API keys are entries of a map (key -> consumer id) that haproxy.cfg
  * consults, e.g. `http-request set-var(txn.consumer) req.fhdr(X-Api-Key),map(/etc/haproxy/api-keys.map)`.
- * Live changes go through the Runtime API (add/set/del map, show map); after each change
- * the map file is rewritten atomically from `show map`, so a restart loads the same keys.
+ * Live changes go through the Runtime API (add/set/del map, show map), one key at a time
+ * and different keys in parallel, so a leaked key's removal never waits behind other keys'
+ * changes. After each change the map file is rewritten atomically from `show map` (a burst
+ * of changes shares one rewrite), so a restart loads the same keys.
  */
-import { serialized, writeFileAtomic } from '../../src/core/atomic-file.js';
+import { coalesced, serialized, writeFileAtomic } from '../../src/core/atomic-file.js';
 import { ProviderError } from '../../src/core/errors.js';
 import type { Fingerprinter } from '../../src/core/fingerprint.js';
 import type { Logger } from '../../src/core/logger.js';
@@ -27,6 +29,9 @@ export interface HaproxyTargetOptions {
   log: Logger;
 }
 
+/** Rewrites of the map file one persist may make while the live map keeps changing. */
+const MAX_PERSIST_ROUNDS = 3;
+
 /** One line of `show map`: `0x55d0c8a1b2c0 <key> <value>`. */
 interface MapEntry {
   ref: string;
@@ -44,7 +49,7 @@ export class HaproxyTarget implements Target {
   /** Adds key -> consumer (or corrects the consumer), then persists. Idempotent. */
   async deploy(version: VersionRef, value: SecretValue, call: Call): Promise<void> {
     this.#validate(version, value);
-    await serialized(`haproxy:${this.#o.map}`, async () => {
+    await this.#exclusive(version, async () => {
       const key = value.reveal();
       const existing = (await this.#show(call)).filter((entry) => entry.key === key);
       if (existing.length === 0) {
@@ -53,8 +58,9 @@ export class HaproxyTarget implements Target {
         // `set map` by key updates every entry with that key.
         await this.#mutate(`set map ${this.#o.map} ${key} ${version.consumer}`, key, call);
       }
-      await this.#persist(call);
     });
+    // Always rewrite: a retry after a failed write must still fix the file.
+    await this.#persist();
     this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map }, 'haproxy: key deployed');
   }
 
@@ -71,21 +77,25 @@ export class HaproxyTarget implements Target {
 
   /** Deletes every entry whose key has the version's fingerprint, then persists. Absent is success. */
   async retire(version: VersionRef, call: Call): Promise<void> {
-    await serialized(`haproxy:${this.#o.map}`, async () => {
+    await this.#exclusive(version, async () => {
       const doomed = (await this.#show(call)).filter((entry) => this.#o.fingerprint(entry.key) === version.fingerprint);
       for (const entry of doomed) {
         // By reference: the key itself need not cross the socket again.
         await this.#mutate(`del map ${this.#o.map} #${entry.ref}`, entry.key, call, { absentIsFine: true });
       }
-      // Always rewrite: a retry after a failed write must still fix the file.
-      await this.#persist(call);
     });
+    await this.#persist();
     this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map }, 'haproxy: key retired');
   }
 
   /** Every key of the live map, by fingerprint, with its consumer. */
   async listDeployed(call: Call): Promise<DeployedEntry[]> {
     return (await this.#show(call)).map((entry) => ({ fingerprint: this.#o.fingerprint(entry.key), consumer: entry.value }));
+  }
+
+  /** Serializes this process's changes to one key of the map (deploy and retire of one version). */
+  #exclusive(version: VersionRef, change: () => Promise<void>): Promise<void> {
+    return serialized(`haproxy:${this.#o.map}:${version.fingerprint}`, change);
   }
 
   #validate(version: VersionRef, value: SecretValue): void {
@@ -140,15 +150,42 @@ export class HaproxyTarget implements Target {
     return this.#error('REKEY_ERR_UNAVAILABLE', `the Runtime API answered: ${text}`);
   }
 
-  /** Rewrites the map file from the live map (the Runtime API is the source of truth). */
-  async #persist(call: Call): Promise<void> {
+  /**
+   * Brings the map file up to the live map (the Runtime API is the source of truth), one
+   * rewrite at a time per file in this process. Another process may rename an older
+   * snapshot over ours, so the live map is read again after the rename and the file
+   * rewritten until the two agree: whichever process renames last then leaves the file
+   * equal to a live map that already holds every change made before its last read.
+   */
+  async #persist(): Promise<void> {
     const file = this.#o.mapFile;
     if (!file) return;
-    const entries = await this.#show(call);
-    const text =
+    // Shared by every caller waiting on this file: no caller's signal may cut it short
+    // (each Runtime API command still has its own timeout).
+    const call = { signal: new AbortController().signal };
+    const endpoint = JSON.stringify(this.#o.endpoint);
+    await coalesced(`haproxy:${endpoint}:${this.#o.map}:${file}`, async () => {
+      let entries = await this.#show(call);
+      for (let round = 0; round < MAX_PERSIST_ROUNDS; round++) {
+        const text = this.#render(entries);
+        await this.#write(file, text);
+        entries = await this.#show(call);
+        if (this.#render(entries) === text) return;
+      }
+      // Still changing: whoever is changing it rewrites the file after its own change.
+      this.#o.log.debug({ map: this.#o.map, file }, 'haproxy: map kept changing while the file was rewritten');
+    });
+  }
+
+  #render(entries: MapEntry[]): string {
+    return (
       `# Managed by rekey (HAProxy target ${this.#o.provider}): rewritten from the Runtime API after every change.\n` +
       `# It holds API keys: keep it readable by HAProxy only. Edits made here are overwritten.\n` +
-      entries.map((entry) => `${entry.key} ${entry.value}\n`).join('');
+      entries.map((entry) => `${entry.key} ${entry.value}\n`).join('')
+    );
+  }
+
+  async #write(file: string, text: string): Promise<void> {
     try {
       await writeFileAtomic(file, text);
     } catch (error) {

@@ -26,10 +26,59 @@ export class RuntimeTransportError extends Error {
 }
 
 /**
- * Sends one command and resolves with HAProxy's whole answer. The command may carry a
+ * Connections one process keeps open to one Runtime API at a time. HAProxy serves 10 per
+ * stats socket by default (`stats maxconn`) and refuses a unix-socket connection beyond
+ * its backlog (EAGAIN): a few rekey workers must stay well under that.
+ */
+const MAX_CONNECTIONS = 4;
+
+interface Slots {
+  active: number;
+  waiting: (() => void)[];
+}
+const slotsByEndpoint = new Map<string, Slots>();
+
+/**
+ * Sends one command and resolves with HAProxy's whole answer, waiting first while this
+ * process already has MAX_CONNECTIONS open to the endpoint. The command may carry a
  * key: it is never part of an error this function raises.
  */
-export function runtimeCommand(endpoint: RuntimeEndpoint, command: string, signal: AbortSignal, timeoutMs: number): Promise<string> {
+export async function runtimeCommand(endpoint: RuntimeEndpoint, command: string, signal: AbortSignal, timeoutMs: number): Promise<string> {
+  const key = endpoint.kind === 'unix' ? endpoint.path : `${endpoint.host}:${endpoint.port}`;
+  const slots = slotsByEndpoint.get(key) ?? { active: 0, waiting: [] };
+  slotsByEndpoint.set(key, slots);
+  await acquire(slots, signal);
+  try {
+    return await send(endpoint, command, signal, timeoutMs);
+  } finally {
+    const next = slots.waiting.shift();
+    if (next) next();
+    else slots.active--;
+  }
+}
+
+/** Takes a slot, or waits for one to be handed over; an abort while waiting rejects. */
+function acquire(slots: Slots, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.reject(new RuntimeTransportError('the call was aborted', 'ABORT_ERR'));
+  if (slots.active < MAX_CONNECTIONS) {
+    slots.active++;
+    return Promise.resolve();
+  }
+  return new Promise((resolve, reject) => {
+    const handOver = () => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    };
+    const onAbort = () => {
+      slots.waiting.splice(slots.waiting.indexOf(handOver), 1);
+      reject(new RuntimeTransportError('the call was aborted', 'ABORT_ERR'));
+    };
+    slots.waiting.push(handOver);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function send(endpoint: RuntimeEndpoint, command: string, signal: AbortSignal, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket: Socket = endpoint.kind === 'unix' ? connect(endpoint.path) : connect(endpoint.port, endpoint.host);
     const chunks: Buffer[] = [];

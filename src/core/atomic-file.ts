@@ -85,3 +85,23 @@ export async function serialized<T>(key: string, task: () => Promise<T>): Promis
     if (queues.get(key) === settled) queues.delete(key);
   }
 }
+
+const waitingRuns = new Map<string, Promise<unknown>>();
+
+/**
+ * Runs `task` so that it starts after this call, one run at a time per key; callers that
+ * arrive while a run is waiting to start share it. For "bring the file up to date" work:
+ * ten changes in a burst cost one or two rewrites, and each caller still returns only
+ * after a rewrite that began after its own change. Every caller of a key must pass an
+ * equivalent task: only the first one's runs.
+ */
+export function coalesced<T>(key: string, task: () => Promise<T>): Promise<T> {
+  const waiting = waitingRuns.get(key) as Promise<T> | undefined;
+  if (waiting) return waiting;
+  const run = serialized(`coalesced:${key}`, () => {
+    waitingRuns.delete(key);
+    return task();
+  });
+  waitingRuns.set(key, run);
+  return run;
+}

@@ -1,13 +1,29 @@
 // The haproxy target against the real HAProxy from Debian (started once for this file).
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type * as AtomicFile from '../../../src/core/atomic-file.js';
 import type { Target } from '../../../src/core/ports.js';
-import { call, newVersion, rejection } from '../../../test/conformance/refs.js';
+import { call, fingerprint, newVersion, rejection } from '../../../test/conformance/refs.js';
 import { targetConformance } from '../../../test/conformance/target.js';
 import { retireAll, send, startBackend, startHaproxy, type Backend, type HaproxyGateway } from '../../../test/support/gateways/index.js';
 import { throughGateway } from '../../../test/support/gateways/suite.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import { haproxy } from '../index.js';
+
+// Real writes, one of which a test can hold back to force two writers' renames out of order.
+const writes = vi.hoisted(() => ({ delayNextMs: 0 }));
+vi.mock('../../../src/core/atomic-file.js', async (importOriginal) => {
+  const actual = await importOriginal<typeof AtomicFile>();
+  return {
+    ...actual,
+    async writeFileAtomic(path: string, data: string) {
+      const delay = writes.delayNextMs;
+      writes.delayNextMs = 0;
+      if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
+      return actual.writeFileAtomic(path, data);
+    },
+  };
+});
 
 let backend: Backend;
 let gateway: HaproxyGateway;
@@ -24,6 +40,12 @@ afterAll(async () => {
 function openTarget(secret: string, overrides: Record<string, unknown> = {}): Target {
   const config = haproxy.config.parse({ ...gateway.providerConfig, ...overrides });
   return haproxy.open(config, testProviderContext('edge-haproxy')).target!({ secret, params: haproxy.bindings.target!.parse(undefined) });
+}
+
+/** Fingerprints of the keys in the map file, sorted. */
+async function fileFingerprints(): Promise<string[]> {
+  const lines = (await readFile(gateway.map, 'utf8')).split('\n').filter((line) => line !== '' && !line.startsWith('#'));
+  return lines.map((line) => fingerprint(line.split(' ')[0]!)).sort();
 }
 
 targetConformance(
@@ -57,6 +79,37 @@ describe('haproxy specifics', () => {
     expect((await send(gateway.url, gateway.header, a.value.reveal())).status).toBe(401);
     expect((await target.listDeployed(call())).map((e) => e.fingerprint)).toEqual([b.ref.fingerprint]);
     await retireAll(target);
+  });
+
+  it('takes a burst of changes in parallel without exceeding the Runtime API connection limit', async () => {
+    const target = openTarget('burst-haproxy');
+    const versions = Array.from({ length: 40 }, () => newVersion('burst-haproxy'));
+    await Promise.all(versions.map((v) => target.deploy(v.ref, v.value, call())));
+    await Promise.all(versions.slice(0, 20).map((v) => target.retire(v.ref, call())));
+    const live = (await target.listDeployed(call())).map((e) => e.fingerprint).sort();
+    expect(live).toEqual(versions.slice(20).map((v) => v.ref.fingerprint).sort());
+    expect(await fileFingerprints()).toEqual(live);
+    await retireAll(target);
+  });
+
+  it('rewrites the file again when another writer renamed an older snapshot over it, so a retired key stays out after a restart', async () => {
+    // Over the unix socket and over TCP: two persist queues for one file, as two processes have.
+    const [first, second] = [openTarget('race-haproxy'), openTarget('race-haproxy', { runtimeApi: gateway.runtimeApi.tcp })];
+    const [leaked, kept, added] = [newVersion('race-haproxy'), newVersion('race-haproxy'), newVersion('race-haproxy')];
+    await first.deploy(leaked.ref, leaked.value, call());
+    await first.deploy(kept.ref, kept.value, call());
+    // The first writer reads the live map (with `leaked`), then is slow to rename...
+    writes.delayNextMs = 400;
+    const slow = first.deploy(added.ref, added.value, call());
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // ...while the second retires `leaked` and rewrites the file; the slow rename lands after.
+    await second.retire(leaked.ref, call());
+    await slow;
+    expect(await fileFingerprints()).toEqual([kept.ref.fingerprint, added.ref.fingerprint].sort());
+    await gateway.restart();
+    expect((await send(gateway.url, gateway.header, leaked.value.reveal())).status).toBe(401);
+    expect((await send(gateway.url, gateway.header, kept.value.reveal())).status).toBe(200);
+    await retireAll(first);
   });
 
   it('speaks the Runtime API over TCP as well as a unix socket', async () => {
