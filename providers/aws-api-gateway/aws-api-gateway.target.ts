@@ -18,12 +18,13 @@ import {
   GetUsagePlanKeyCommand,
   UpdateApiKeyCommand,
 } from '@aws-sdk/client-api-gateway';
+import { awsErrorName } from '../../src/core/aws-errors.js';
 import { ProviderError } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/logger.js';
 import type { Call, DeployedEntry, Target, VersionRef } from '../../src/core/ports.js';
 import { probeKey, type ProbeConfig } from '../../src/core/probe.js';
 import { SecretValue } from '../../src/core/secret-value.js';
-import { apiGatewayError, errorName, type ApiGatewayOperation } from './aws-errors.js';
+import { apiGatewayError, type ApiGatewayOperation } from './aws-errors.js';
 
 export interface ApiGatewayTargetOptions {
   provider: string;
@@ -71,7 +72,7 @@ export class ApiGatewayTarget implements Target {
       );
     } catch (error) {
       // Already in the plan: a retry after a lost answer.
-      if (errorName((error as ProviderError).cause) !== 'ConflictException') throw error;
+      if (awsErrorName(error) !== 'ConflictException') throw error;
     }
     this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, keyId: key.id, usagePlanId: this.#o.usagePlanId }, 'api-gateway: key deployed');
   }

@@ -1,8 +1,9 @@
 /**
- * Maps API Gateway SDK errors to rekey's ProviderError codes. AWS's own message is not copied
- * into ours (a conflict on CreateApiKey is about the value); the SDK error rides as `cause`.
+ * API Gateway's part of mapping SDK errors (src/core/aws-errors.ts reads the rest): the operations
+ * and the `apigateway:<METHOD>` each needs.
  */
-import { ProviderError, type ErrorCode } from '../../src/core/errors.js';
+import { awsProviderError } from '../../src/core/aws-errors.js';
+import type { ProviderError } from '../../src/core/errors.js';
 
 /** The API Gateway operations this target calls; `apigateway:<METHOD>` grants them (README). */
 export type ApiGatewayOperation =
@@ -26,37 +27,12 @@ const IAM_METHOD: Record<ApiGatewayOperation, string> = {
   DeleteUsagePlanKey: 'DELETE',
 };
 
-interface AwsErrorShape {
-  name?: string;
-  code?: string;
-  $fault?: 'client' | 'server';
-  $metadata?: { httpStatusCode?: number };
-}
-
-const DENIED = new Set(['AccessDeniedException', 'UnauthorizedException', 'UnrecognizedClientException', 'InvalidSignatureException', 'ExpiredTokenException', 'CredentialsProviderError']);
-
-/** The SDK error's name, e.g. `NotFoundException`. */
-export function errorName(error: unknown): string | undefined {
-  return (error as AwsErrorShape | undefined)?.name;
-}
-
+/** Wraps an SDK error in a ProviderError naming the call and, when denied, the method to grant. */
 export function apiGatewayError(error: unknown, o: { provider: string; operation: ApiGatewayOperation; what: string; signal: AbortSignal }): ProviderError {
-  if (error instanceof ProviderError) return error;
-  const e = (error ?? {}) as AwsErrorShape;
-  const name = e.name ?? 'Error';
-  const where = `${o.operation} (${o.what}) failed with ${name}`;
-  const make = (code: ErrorCode, message: string) => new ProviderError(code, message, { provider: o.provider, cause: error });
-  if (o.signal.aborted || name === 'AbortError') return make('REKEY_ERR_TIMEOUT', `${o.operation} (${o.what}) was aborted (timeout or shutdown)`);
-  if (name === 'TooManyRequestsException' || name === 'LimitExceededException' || name === 'ThrottlingException') return make('REKEY_ERR_THROTTLED', where);
-  if (DENIED.has(name)) {
-    return make('REKEY_ERR_DENIED', `${where}: rekey's role needs apigateway:${IAM_METHOD[o.operation]} on this resource (see providers/aws-api-gateway/README.md)`);
-  }
-  if (name === 'NotFoundException') return make('REKEY_ERR_NOT_FOUND', where);
-  if (name === 'ConflictException') return make('REKEY_ERR_CONFLICT', where);
-  if (name === 'BadRequestException') return make('REKEY_ERR_INVALID', where);
-  const status = e.$metadata?.httpStatusCode;
-  if (e.$fault === 'server' || (status !== undefined && status >= 500) || status === undefined) {
-    return make('REKEY_ERR_UNAVAILABLE', `${where}${status === undefined ? ': API Gateway could not be reached' : ''}`);
-  }
-  return make('REKEY_ERR_INVALID', `${where} (HTTP ${status})`);
+  return awsProviderError(error, {
+    provider: o.provider,
+    call: `${o.operation} (${o.what})`,
+    grant: `apigateway:${IAM_METHOD[o.operation]} on this resource (see providers/aws-api-gateway/README.md)`,
+    signal: o.signal,
+  });
 }

@@ -6,11 +6,13 @@ import {
   type AccessKeyMetadata,
   type IAMClient,
 } from '@aws-sdk/client-iam';
+import { awsErrorName } from '../../src/core/aws-errors.js';
 import { ProviderError, type ErrorCode } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/logger.js';
 import type { Call, IssuedRef, Issuer, JsonObject, VersionRef } from '../../src/core/ports.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import type { AwsIamAccessKeyIssuerBinding } from './aws-iam-access-key.schema.js';
+import { iamError, type IamAction } from './aws-errors.js';
 
 /**
  * The access key id recorded in a version's issuer state: what AWS's exposed-credential events
@@ -55,10 +57,10 @@ export class AwsIamAccessKeyIssuer implements Issuer {
         'deleting the oldest inactive access key to stay within two per user',
       );
       const remove = new DeleteAccessKeyCommand({ UserName: userName, AccessKeyId: oldest });
-      await this.attempt(version, 'DeleteAccessKey', () => this.iam.send(remove, opts(call)), true);
+      await this.attempt(version, 'DeleteAccessKey', call, () => this.iam.send(remove, opts(call)), true);
     }
     const create = new CreateAccessKeyCommand({ UserName: userName });
-    const created = await this.attempt(version, 'CreateAccessKey', () => this.iam.send(create, opts(call)));
+    const created = await this.attempt(version, 'CreateAccessKey', call, () => this.iam.send(create, opts(call)));
     const key = created?.AccessKey;
     if (!key?.AccessKeyId || !key.SecretAccessKey) throw this.error('REKEY_ERR_UNAVAILABLE', version, 'CreateAccessKey returned no key');
     return {
@@ -95,10 +97,10 @@ export class AwsIamAccessKeyIssuer implements Issuer {
     const userName = typeof version.issuerState.userName === 'string' ? version.issuerState.userName : this.params.userName;
     // Inactive first: if the delete is denied or fails, the key is already dead for callers.
     const update = new UpdateAccessKeyCommand({ UserName: userName, AccessKeyId: id, Status: 'Inactive' });
-    const found = await this.attempt(version, 'UpdateAccessKey', () => this.iam.send(update, opts(call)), true);
+    const found = await this.attempt(version, 'UpdateAccessKey', call, () => this.iam.send(update, opts(call)), true);
     if (found && this.params.onRevoke === 'delete') {
       const remove = new DeleteAccessKeyCommand({ UserName: userName, AccessKeyId: id });
-      await this.attempt(version, 'DeleteAccessKey', () => this.iam.send(remove, opts(call)), true);
+      await this.attempt(version, 'DeleteAccessKey', call, () => this.iam.send(remove, opts(call)), true);
     }
   }
 
@@ -107,7 +109,7 @@ export class AwsIamAccessKeyIssuer implements Issuer {
     let marker: string | undefined;
     do {
       const command = new ListAccessKeysCommand({ UserName: this.params.userName, Marker: marker });
-      const page = await this.attempt(version, 'ListAccessKeys', () => this.iam.send(command, opts(call)));
+      const page = await this.attempt(version, 'ListAccessKeys', call, () => this.iam.send(command, opts(call)));
       keys.push(...(page?.AccessKeyMetadata ?? []));
       marker = page?.IsTruncated ? page.Marker : undefined;
     } while (marker);
@@ -115,23 +117,20 @@ export class AwsIamAccessKeyIssuer implements Issuer {
   }
 
   /** Runs one IAM call; with `absentOk`, NoSuchEntity resolves to undefined (idempotent deletes). */
-  private async attempt<O>(version: VersionRef, action: string, send: () => Promise<O>, absentOk = false): Promise<O | undefined> {
+  private async attempt<O>(version: VersionRef, action: IamAction, call: Call, send: () => Promise<O>, absentOk = false): Promise<O | undefined> {
     try {
       return await send();
     } catch (error) {
-      const name = (error as { name?: string }).name ?? '';
-      if (absentOk && name === 'NoSuchEntityException') return undefined;
-      const code = classify(error);
-      const hint = code === 'REKEY_ERR_DENIED' ? ` (needs iam:${action} on user/${this.params.userName})` : '';
-      throw this.error(code, version, `IAM ${action} for user ${this.params.userName} failed: ${name || 'error'}${hint}`, undefined, error);
+      if (absentOk && awsErrorName(error) === 'NoSuchEntityException') return undefined;
+      const { provider, params } = this;
+      throw iamError(error, { provider, secret: version.secret, versionId: version.versionId, action, userName: params.userName, signal: call.signal });
     }
   }
 
-  private error(code: ErrorCode, version: VersionRef, why: string, retryable?: boolean, cause?: unknown): ProviderError {
+  private error(code: ErrorCode, version: VersionRef, why: string, retryable?: boolean): ProviderError {
     return new ProviderError(code, `secret ${version.secret} version ${version.versionId}: ${why}`, {
       provider: this.provider,
       ...(retryable === undefined ? {} : { retryable }),
-      cause,
     });
   }
 }
@@ -140,17 +139,4 @@ const opts = (call: Call) => ({ abortSignal: call.signal });
 
 function time(key: AccessKeyMetadata): number {
   return key.CreateDate ? new Date(key.CreateDate).getTime() : 0;
-}
-
-function classify(error: unknown): ErrorCode {
-  const { name = '', $metadata } = error as { name?: string; $metadata?: { httpStatusCode?: number } };
-  const status = $metadata?.httpStatusCode ?? 0;
-  if (name === 'AbortError' || name === 'TimeoutError') return 'REKEY_ERR_TIMEOUT';
-  if (/Throttl|RequestLimitExceeded/.test(name)) return 'REKEY_ERR_THROTTLED';
-  if (name === 'NoSuchEntityException') return 'REKEY_ERR_NOT_FOUND';
-  // Another writer got a key in between our list and create: a retry lists again.
-  if (name === 'LimitExceededException' || name === 'ConcurrentModificationException') return 'REKEY_ERR_CONFLICT';
-  if (status === 403 || /AccessDenied|InvalidClientTokenId|SignatureDoesNotMatch|ExpiredToken/.test(name)) return 'REKEY_ERR_DENIED';
-  if (status >= 500 || status === 0) return 'REKEY_ERR_UNAVAILABLE';
-  return 'REKEY_ERR_INVALID';
 }

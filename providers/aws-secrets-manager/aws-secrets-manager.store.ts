@@ -32,13 +32,14 @@ import {
   type GetSecretValueCommandOutput,
   type SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
+import { awsErrorName } from '../../src/core/aws-errors.js';
 import { formatDuration } from '../../src/core/duration.js';
 import { ProviderError } from '../../src/core/errors.js';
 import type { Fingerprinter } from '../../src/core/fingerprint.js';
 import type { Logger } from '../../src/core/logger.js';
 import type { Call, JsonObject, RotationPolicy, SecretStore, Stage, StoredRef, StoredVersion, VersionRef } from '../../src/core/ports.js';
 import { SecretValue } from '../../src/core/secret-value.js';
-import { awsError, awsErrorName, type AwsOperation } from './aws-errors.js';
+import { secretsManagerError, type AwsOperation } from './aws-errors.js';
 import { composeDocument, extractField, parseDocument, type FieldContext } from './json-field.js';
 
 export const AWSCURRENT = 'AWSCURRENT';
@@ -351,7 +352,7 @@ export class AwsSecretsManagerStore implements SecretStore {
     try {
       return await run(call.signal);
     } catch (error) {
-      throw awsError(error, { provider: this.#o.provider, secret: this.#o.name, operation, signal: call.signal });
+      throw secretsManagerError(error, { provider: this.#o.provider, secret: this.#o.name, operation, signal: call.signal });
     }
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Maps gRPC status codes from Secret Manager to rekey's ProviderError codes. The client's error
- * rides along as `cause`; the message names the secret and, for permission problems, the IAM
- * permission the method needs.
+ * rides along as `cause`; the message names the secret, the gRPC status and, for permission
+ * problems, the IAM permission the method needs. Google's own text (`details`) is read to tell
+ * cases apart but never copied: it is free text that may echo the request.
  */
 import { ProviderError, type ErrorCode } from '../../src/core/errors.js';
 
@@ -69,11 +70,12 @@ export interface GcpErrorContext {
 export function gcpError(error: unknown, context: GcpErrorContext): ProviderError {
   if (error instanceof ProviderError) return error;
   const code = grpcCode(error);
-  const message = (error as { details?: unknown; message?: unknown } | undefined)?.details ?? (error as Error | undefined)?.message;
-  const detail = `${code === undefined ? 'error' : (NAMES[code] ?? `code ${code}`)}: ${typeof message === 'string' ? message : 'no message'}`;
+  const e = error as { details?: unknown; message?: unknown; name?: unknown } | undefined;
+  const text = [e?.details, e?.message].filter((t) => typeof t === 'string').join(' ');
+  const detail = code === undefined ? `${typeof e?.name === 'string' ? e.name : 'error'}, no gRPC status` : (NAMES[code] ?? `gRPC code ${code}`);
   const where = `${context.method} on ${context.secret}`;
-  const make = (rekeyCode: ErrorCode, text: string) =>
-    new ProviderError(rekeyCode, text, { provider: context.provider, cause: error });
+  const make = (rekeyCode: ErrorCode, message: string) =>
+    new ProviderError(rekeyCode, message, { provider: context.provider, cause: error });
 
   if (context.signal?.aborted) return make('REKEY_ERR_TIMEOUT', `${where} was aborted (timeout or shutdown)`);
   switch (code) {
@@ -94,7 +96,7 @@ export function gcpError(error: unknown, context: GcpErrorContext): ProviderErro
       return make('REKEY_ERR_CONFLICT', `${where} lost a concurrent change (${detail}); retry reads fresh state`);
     case Status.FAILED_PRECONDITION:
       // Secret Manager answers an etag mismatch with FAILED_PRECONDITION (docs: /secret-manager/docs/etags).
-      if (context.method === 'UpdateSecret' || /etag/i.test(detail)) {
+      if (context.method === 'UpdateSecret' || /etag/i.test(text)) {
         return make('REKEY_ERR_CONFLICT', `${where}: the secret changed since it was read (etag mismatch); retry reads fresh state`);
       }
       return make('REKEY_ERR_INVALID', `${where} was refused in the resource's current state (${detail})`);
@@ -109,7 +111,7 @@ export function gcpError(error: unknown, context: GcpErrorContext): ProviderErro
     case Status.UNKNOWN:
       return make('REKEY_ERR_UNAVAILABLE', `${where}: Secret Manager is unavailable (${detail})`);
     default:
-      if (code === undefined && /default credentials|could not load the default/i.test(detail)) {
+      if (code === undefined && /default credentials|could not load the default/i.test(text)) {
         return make('REKEY_ERR_DENIED', `${where}: no Application Default Credentials found (${detail})`);
       }
       return make('REKEY_ERR_UNAVAILABLE', `${where} failed (${detail})`);
