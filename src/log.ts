@@ -5,6 +5,7 @@
  * might put in a structured field.
  */
 import pino, { type DestinationStream, type Logger } from 'pino';
+import { describeError } from './core/errors.js';
 
 export const REDACT_PATHS = [
   'value',
@@ -29,6 +30,21 @@ export const REDACT_PATHS = [
   'req.headers["x-api-key"]',
 ];
 
+/**
+ * An Error logged as an object (`{ err }` by a library such as fastify, or by mistake) goes
+ * through describeError like every error rekey logs on purpose: name, code and sanitized
+ * message, never the stack or a cause, whose text may come from a provider's SDK.
+ */
+const errorSerializer = (error: unknown): unknown => (error instanceof Error ? describeError(error) : error);
+
 export function createLogger(level: string, destination?: DestinationStream): Logger {
-  return pino({ level, base: { service: 'rekey' }, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, destination);
+  return pino(
+    {
+      level,
+      base: { service: 'rekey' },
+      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      serializers: { err: errorSerializer, error: errorSerializer },
+    },
+    destination,
+  );
 }

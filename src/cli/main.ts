@@ -4,7 +4,7 @@
  * extra test providers registered.
  */
 import { Command, CommanderError } from 'commander';
-import { ConfigError, RekeyError } from '../core/errors.js';
+import { ConfigError, describeError, RekeyError } from '../core/errors.js';
 import type { AnyProviderModule } from '../core/provider.js';
 import { providers } from '../registry.js';
 import { registerDatabaseCommands } from './commands/database.js';
@@ -62,7 +62,7 @@ function exitCodeOf(error: unknown): number {
     process.stderr.write(`rekey: ${error.message}\n`);
     return 1;
   }
-  process.stderr.write(`rekey: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(`rekey: ${describeError(error)}\n`);
   return 1;
 }
 

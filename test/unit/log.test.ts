@@ -14,4 +14,16 @@ describe('logging', () => {
     expect(text).toContain('"secret":"payments-api-key"'); // names are not secrets
     expect(text.match(/\[redacted\]/g)?.length).toBe(6);
   });
+
+  it('logs an Error object as describeError does: sanitized message, no cause, no stack', () => {
+    const lines: string[] = [];
+    const log = createLogger('info', new Writable({ write: (chunk: Buffer, _e, done) => (lines.push(chunk.toString()), done()) }));
+    const sdk = new Error('the service echoed rk_live_from_cause');
+    log.error({ err: new Error('call failed: Authorization: Bearer abc.def', { cause: sdk }) }, 'x');
+    log.error({ error: new TypeError('plain') }, 'y');
+    const text = lines.join('');
+    expect(text).toContain('"err":"Error: call failed: Authorization: Bearer [stripped]"');
+    expect(text).toContain('"error":"TypeError: plain"');
+    for (const leak of ['rk_live_from_cause', 'abc.def', 'at ']) expect(text).not.toContain(leak);
+  });
 });
