@@ -11,6 +11,7 @@ import type { Call, Target } from './ports.js';
 import type { ResolvedSecret } from './resolved.js';
 import type { SecretValue } from './secret-value.js';
 import { LeaseLost, RunLease } from './lease.js';
+import { retireAtTargets, revokeAndDestroy } from './retire.js';
 
 export interface Attempt {
   /** No retry follows this one: a failure rolls back. */
@@ -182,7 +183,8 @@ class Rotation {
   }
 
   /** Undoes a rotation that cannot promote: retire where deployed, revoke, destroy; current untouched. */
-  private async rollback({ store, issuer, targets, policy }: ResolvedSecret, reason: string): Promise<RunStatus> {
+  private async rollback(resolved: ResolvedSecret, reason: string): Promise<RunStatus> {
+    const { store, policy } = resolved;
     // store.promote may have run before the failure (or before the crash of an earlier rollback).
     const storeMayHavePromoted = this.step === 'promote' || this.step === 'rollback';
     await this.advance('rollback');
@@ -196,17 +198,9 @@ class Rotation {
         // Give the current stage back to the version the database says is current (idempotent).
         await providerCall(this.log, 'store.promote', policy.timeoutMs, (c) => store.promote(storedRef(current, policy.consumer), undefined, c));
       }
-      const touched = (await this.deps.repo.deliveries(version.id)).filter((d) => d.status !== 'retired');
-      await allOrFirstError(
-        touched.map(async (d) => {
-          const target = targets.get(d.target);
-          if (!target) return this.log.warn({ target: d.target }, 'target no longer configured; cannot retire there');
-          await providerCall(this.log, `target.retire:${d.target}`, policy.timeoutMs, (c) => target.retire(versionRef(version, policy.consumer), c));
-          await this.deps.repo.setDelivery(version.id, d.target, 'retired', ctx);
-        }),
-      );
-      if (version.fingerprint) await providerCall(this.log, 'issuer.revoke', policy.timeoutMs, (c) => issuer.revoke(issuedRef(version, policy.consumer), c));
-      if (version.storeVersionId) await providerCall(this.log, 'store.destroy', policy.timeoutMs, (c) => store.destroy(storedRef(version, policy.consumer), c));
+      // Only where deployed: the version never went live, so no other target can hold it.
+      await retireAtTargets(this.deps, resolved, version, 'deployed', ctx, this.log);
+      await revokeAndDestroy(resolved, version, this.log);
       await this.deps.repo.transition(version.id, ['issuing', 'pending'], 'failed', ctx);
     }
     await this.deps.repo.finishRun(this.run.id, 'rolled_back', ctx, reason);

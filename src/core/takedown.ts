@@ -4,12 +4,11 @@
  * destroy it in the store. No value is needed, so a leak is blocked even while the
  * store is unreachable.
  */
-import { allOrFirstError } from './call.js';
-import { audit, type EngineDeps, issuedRef, now, providerCall, retirementDue, storedRef, versionRef } from './context.js';
+import { audit, type EngineDeps, now, retirementDue } from './context.js';
 import { describeError } from './errors.js';
 import type { RunStatus, VersionRecord } from './model.js';
 import { requestRotation } from './requests.js';
-import type { ResolvedSecret } from './resolved.js';
+import { retireAtTargets, revokeAndDestroy } from './retire.js';
 
 /** Retires a previous version once its grace has ended. */
 export async function retireVersion(deps: EngineDeps, versionId: string): Promise<RunStatus> {
@@ -65,7 +64,8 @@ async function takeDown(deps: EngineDeps, version: VersionRecord, kind: 'retirem
   const log = deps.log.child({ runId: run.id, secret: version.secret, version: version.number });
   try {
     const resolved = await deps.providers.resolve(version.secret);
-    await retireEverywhere(deps, resolved, version, run.id);
+    // Everywhere: a version that was live goes wherever the config points now, row or not.
+    await retireAtTargets(deps, resolved, version, 'everywhere', ctx, log);
     if (kind === 'revocation') {
       for (const receivedAt of await deps.repo.markBlocked(version.id)) {
         deps.events.leakBlocked((now(deps).getTime() - receivedAt.getTime()) / 1000);
@@ -73,9 +73,7 @@ async function takeDown(deps: EngineDeps, version: VersionRecord, kind: 'retirem
     } else {
       await deps.repo.transition(version.id, ['previous'], 'retired', ctx);
     }
-    const { issuer, store, policy } = resolved;
-    if (version.fingerprint) await providerCall(log, 'issuer.revoke', policy.timeoutMs, (c) => issuer.revoke(issuedRef(version, policy.consumer), c));
-    if (version.storeVersionId) await providerCall(log, 'store.destroy', policy.timeoutMs, (c) => store.destroy(storedRef(version, policy.consumer), c));
+    await revokeAndDestroy(resolved, version, log);
     if (!(await deps.repo.transition(version.id, kind === 'revocation' ? ['compromised'] : ['retired'], 'revoked', ctx))) {
       // Reported leaked while we retired it: the revocation run finishes the job.
       await deps.repo.finishRun(run.id, 'skipped', ctx);
@@ -106,24 +104,6 @@ async function closeOpenRun(deps: EngineDeps, kind: 'retirement' | 'revocation',
   if (!open) return;
   await deps.repo.finishRun(open.id, status, audit(deps, open.id), status === 'skipped' ? 'the version was reported leaked and revoked' : undefined);
   deps.log.info({ runId: open.id, versionId, status }, `closed a ${kind} run whose version is already ${kind === 'retirement' && status === 'skipped' ? 'revoked after a leak' : 'revoked'}`);
-}
-
-async function retireEverywhere(deps: EngineDeps, resolved: ResolvedSecret, version: VersionRecord, runId: string): Promise<void> {
-  const ctx = audit(deps, runId);
-  const log = deps.log.child({ runId });
-  const deliveries = await deps.repo.deliveries(version.id);
-  const retired = new Set(deliveries.filter((d) => d.status === 'retired').map((d) => d.target));
-  const names = new Set([...resolved.policy.targets, ...deliveries.map((d) => d.target)]);
-  await allOrFirstError(
-    [...names]
-      .filter((name) => !retired.has(name))
-      .map(async (name) => {
-        const target = resolved.targets.get(name);
-        if (!target) return log.warn({ target: name }, 'target no longer configured; cannot retire there');
-        await providerCall(log, `target.retire:${name}`, resolved.policy.timeoutMs, (c) => target.retire(versionRef(version, resolved.policy.consumer), c));
-        await deps.repo.setDelivery(version.id, name, 'retired', ctx);
-      }),
-  );
 }
 
 /** After a leak took the current version down, make sure a replacement is on its way. */

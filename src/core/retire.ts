@@ -1,0 +1,67 @@
+/**
+ * Taking one version off its targets, its issuer and its store: the provider calls a
+ * rollback (rotation.ts) and a retirement or revocation (takedown.ts) share. What
+ * happens between them (state transitions, leak bookkeeping) stays with each caller,
+ * and so does the decision that the version may be revoked at all (invariant 3).
+ */
+import { allOrFirstError } from './call.js';
+import { type EngineDeps, issuedRef, providerCall, storedRef, versionRef } from './context.js';
+import type { Logger } from './logger.js';
+import type { AuditContext, VersionRecord } from './model.js';
+import type { ResolvedSecret } from './resolved.js';
+
+/**
+ * Which targets a version is retired at.
+ * - `deployed`: those with a delivery row for it. A row is written before every deploy
+ *   call, so a pending version can be nowhere else (a rollback; protocol.test.ts asserts
+ *   that no other target is called).
+ * - `everywhere`: those and every target the config names now, whatever the rows say
+ *   (a retirement or revocation of a version that was live: it goes wherever the config
+ *   points; retire is idempotent, so a target that never had it answers success).
+ */
+export type RetireScope = 'deployed' | 'everywhere';
+
+/**
+ * Retires `version` at the targets `scope` names, skipping those whose delivery is
+ * already `retired`, all at once. Each success is recorded as a `retired` delivery
+ * before this returns; a target no longer configured is skipped with a warning and
+ * keeps its row. Needs no value, so it works while the store is unreachable.
+ * Idempotent: a retry calls only the targets not yet recorded as retired.
+ * @throws the first failure once every call has settled, retryable only if every
+ * failure was; the targets that succeeded stay recorded.
+ */
+export async function retireAtTargets(
+  deps: EngineDeps,
+  { targets, policy }: ResolvedSecret,
+  version: VersionRecord,
+  scope: RetireScope,
+  ctx: AuditContext,
+  log: Logger,
+): Promise<void> {
+  const deliveries = await deps.repo.deliveries(version.id);
+  const retired = new Set(deliveries.filter((d) => d.status === 'retired').map((d) => d.target));
+  const names = new Set([...(scope === 'everywhere' ? policy.targets : []), ...deliveries.map((d) => d.target)]);
+  await allOrFirstError(
+    [...names]
+      .filter((name) => !retired.has(name))
+      .map(async (name) => {
+        const target = targets.get(name);
+        if (!target) return log.warn({ target: name }, 'target no longer configured; cannot retire there');
+        await providerCall(log, `target.retire:${name}`, policy.timeoutMs, (c) => target.retire(versionRef(version, policy.consumer), c));
+        await deps.repo.setDelivery(version.id, name, 'retired', ctx);
+      }),
+  );
+}
+
+/**
+ * Revokes `version` at the issuer, if it was ever issued, then destroys it in the store,
+ * if it was ever stored. Call it only after {@link retireAtTargets} succeeded, and only
+ * for a version that never became current, was succeeded by a verified version, or was
+ * reported leaked or explicitly revoked (invariant 3). Idempotent (both ports treat
+ * "already gone" as success); records nothing, so the caller's state transition follows.
+ * @throws the issuer's or the store's error; the store is not called after a failed revoke.
+ */
+export async function revokeAndDestroy({ issuer, store, policy }: ResolvedSecret, version: VersionRecord, log: Logger): Promise<void> {
+  if (version.fingerprint) await providerCall(log, 'issuer.revoke', policy.timeoutMs, (c) => issuer.revoke(issuedRef(version, policy.consumer), c));
+  if (version.storeVersionId) await providerCall(log, 'store.destroy', policy.timeoutMs, (c) => store.destroy(storedRef(version, policy.consumer), c));
+}
