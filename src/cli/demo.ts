@@ -11,10 +11,9 @@ import { join } from 'node:path';
 import Fastify from 'fastify';
 import { createKeysetVerifier, keysetAuth } from '../../providers/redis-keyset/index.js';
 import { loadConfigFile } from '../config/load.js';
-import { computePlan, formatPlan } from '../config/plan.js';
 import { verifyAudit } from '../db/audit.js';
-import { latestDocument, saveConfig, storedSecrets } from '../db/config-store.js';
 import type { Runtime } from '../runtime.js';
+import { applyConfig } from './apply.js';
 import { AuditTail } from './timeline.js';
 
 const SECRET = 'demo-api-key';
@@ -44,10 +43,7 @@ export async function runDemo(runtime: Runtime, options: { out: (text: string) =
 
   const file = join(process.cwd(), '.rekey', 'demo.yaml');
   await writeFile(file, demoConfig(`${apiUrl}/payments`));
-  const loaded = await loadConfigFile(file, runtime.modules);
-  out(formatPlan(computePlan(loaded, await storedSecrets(runtime.db), await latestDocument(runtime.db)), file).replace(/^/gm, '  '));
-  await saveConfig(runtime.db, loaded, computePlan(loaded, await storedSecrets(runtime.db), await latestDocument(runtime.db)), 'demo');
-  await runtime.reconcile();
+  await applyConfig(runtime, await loadConfigFile(file, runtime.modules), { file, actor: 'demo', out: (text) => out(text.replace(/^/gm, '  ')) });
   out('\ntimeline (from the audit log, plus what the client saw)');
 
   const tail = new AuditTail(runtime.db, (at) => stamp(at.getTime()).trim());

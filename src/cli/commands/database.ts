@@ -2,12 +2,12 @@
 import type { Command } from 'commander';
 import { configJsonSchema } from '../../config/json-schema.js';
 import { loadConfigFile } from '../../config/load.js';
-import { computePlan, formatPlan, isEmpty } from '../../config/plan.js';
+import { isEmpty } from '../../config/plan.js';
 import { verifyAudit } from '../../db/audit.js';
-import { latestDocument, saveConfig, storedSecrets } from '../../db/config-store.js';
 import { migrate } from '../../db/migrate.js';
 import { describeRotations, formatRotationMetadata } from '../../events/rotation-metadata.js';
 import { loadSettings } from '../../settings.js';
+import { applyConfig } from '../apply.js';
 import { ExitCode, type CliContext } from '../main.js';
 import { withRuntime } from '../with-runtime.js';
 
@@ -30,16 +30,11 @@ export function registerDatabaseCommands(program: Command, ctx: CliContext): voi
     .action(async (options: { file: string; dryRun?: boolean; json?: boolean; rotationMetadata: boolean }) => {
       const loaded = await loadConfigFile(options.file, ctx.modules);
       await withRuntime('cli', ctx, async (runtime) => {
-        const plan = computePlan(loaded, await storedSecrets(runtime.db), await latestDocument(runtime.db));
-        if (options.json) ctx.out(JSON.stringify({ plan, dryRun: !!options.dryRun }, null, 2));
-        else ctx.out(formatPlan(plan, options.file));
-        if (options.dryRun) {
+        const { plan, revision } = await applyConfig(runtime, loaded, { file: options.file, actor: 'cli', out: ctx.out, json: !!options.json, dryRun: !!options.dryRun });
+        if (revision === undefined) {
           if (!options.json) ctx.out('Dry run: nothing applied.');
           return;
         }
-        const revision = await saveConfig(runtime.db, loaded, plan, 'cli');
-        await runtime.connect();
-        await runtime.reconcile();
         if (!options.json) ctx.out(isEmpty(plan) ? `No changes (config revision ${revision}).` : `Applied as config revision ${revision}.`);
         if (options.rotationMetadata) {
           // Best effort after the apply: a failure is reported per secret and undoes nothing.

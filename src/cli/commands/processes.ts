@@ -5,14 +5,13 @@ import pino from 'pino';
 import { requireDuration } from '../../core/duration.js';
 import { RekeyError } from '../../core/errors.js';
 import { loadConfigFile } from '../../config/load.js';
-import { computePlan, formatPlan } from '../../config/plan.js';
-import { latestDocument, saveConfig, storedSecrets } from '../../db/config-store.js';
 import { migrate } from '../../db/migrate.js';
 import { serverRoutes } from '../../http/routes.js';
 import { createLogger } from '../../log.js';
 import { DEFAULT_WORKER_OPTIONS, type WorkerOptions } from '../../queue/workers.js';
 import { Runtime } from '../../runtime.js';
 import { loadSettings } from '../../settings.js';
+import { applyConfig } from '../apply.js';
 import { runDemo } from '../demo.js';
 import { startDevInfrastructure } from '../infra.js';
 import type { CliContext } from '../main.js';
@@ -85,13 +84,7 @@ export function registerProcessCommands(program: Command, ctx: CliContext): void
           return;
         }
         for (const note of infra.notes) ctx.out(note);
-        if (flags.file) {
-          const loaded = await loadConfigFile(flags.file, ctx.modules);
-          const plan = computePlan(loaded, await storedSecrets(runtime.db), await latestDocument(runtime.db));
-          ctx.out(formatPlan(plan, flags.file));
-          await saveConfig(runtime.db, loaded, plan, 'dev');
-          await runtime.reconcile();
-        }
+        if (flags.file) await applyConfig(runtime, await loadConfigFile(flags.file, ctx.modules), { file: flags.file, actor: 'dev', out: ctx.out });
         ctx.out(`rekey dev: worker and server on ${serving.url}; Ctrl-C to stop`);
         await stopOnSignals(serving, runtime);
       } finally {
