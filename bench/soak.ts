@@ -45,8 +45,6 @@ import { printReport, summarize } from './soak/report.js';
 import { OwnPostgres, OwnRedis } from '../test/support/own-services.js';
 import { FAULT_KINDS, type SoakConfig, SoakState, sleep } from './soak/state.js';
 
-/** HAProxy maps the secrets are spread over (bench/soak/haproxy.ts says why). */
-const MAP_SHARDS = 8;
 
 export async function main(args: string[]): Promise<unknown> {
   const { values } = parseArgs({
@@ -86,12 +84,12 @@ export async function main(args: string[]): Promise<unknown> {
     cleanups.push(() => redis.kill('SIGKILL'));
     const backend = await startBackend();
     cleanups.push(() => backend.close());
-    const gateway = await startSoakHaproxy(backend.port, MAP_SHARDS);
+    const gateway = await startSoakHaproxy(backend.port);
     cleanups.push(() => gateway.stop());
     const upstream = { kind: 'tcp' as const, host: '127.0.0.1', port: gateway.runtimePort };
     const proxy = await RuntimeApiProxy.start(await freePort(), upstream.port);
     cleanups.push(() => proxy.stop());
-    phase(`PostgreSQL :${postgres.port}, Redis :${redis.port}, HAProxy ${gateway.url} (${MAP_SHARDS} maps; Runtime API :${upstream.port} behind proxy :${proxy.port})`);
+    phase(`PostgreSQL :${postgres.port}, Redis :${redis.port}, HAProxy ${gateway.url} (one map; Runtime API :${upstream.port} behind proxy :${proxy.port})`);
 
     const keys = { fingerprint: randomBytes(32).toString('hex'), localStore: randomBytes(32).toString('hex'), webhook: `whsec_${randomBytes(32).toString('base64')}` };
     process.env.REKEY_LOCAL_STORE_KEY = keys.localStore;
@@ -123,7 +121,7 @@ export async function main(args: string[]): Promise<unknown> {
     cleanups.push(() => pool.end());
     const s = new SoakState(config, pool, runtime, values.verbose);
 
-    const yaml = (scheduled: boolean) => configYaml(config, { proxy: proxy.url, maps: gateway.maps, probe: gateway.url, header: gateway.header }, scheduled);
+    const yaml = (scheduled: boolean) => configYaml(config, { proxy: proxy.url, map: gateway.map, probe: gateway.url, header: gateway.header }, scheduled);
     await apply(runtime, yaml(true));
     const fleet = new Fleet({ dir, env, workers: 3, serverPort });
     cleanups.push(() => fleet.stop());
@@ -181,12 +179,8 @@ export async function main(args: string[]): Promise<unknown> {
 
     phase('final checks: plaintext search, gateway against database, audit log, duplicates');
     const mapKeys = async () => {
-      const keys: string[] = [];
-      for (const map of gateway.maps) {
-        const answer = await runtimeCommand(upstream, `show map ${map}`, AbortSignal.timeout(5000), 5000);
-        keys.push(...answer.split('\n').filter(Boolean).map((line) => line.split(' ')[1]!));
-      }
-      return keys;
+      const answer = await runtimeCommand(upstream, `show map ${gateway.map}`, AbortSignal.timeout(5000), 5000);
+      return answer.split('\n').filter(Boolean).map((line) => line.split(' ')[1]!);
     };
     await finalChecks(s, { fleet, databaseUrl: postgres.url, redisUrl: redis.url, mapKeys, env: { ...env } });
     for (const leak of s.leaks) if (leak.blockedMs === undefined) s.violate('R', `leaked ${leak.secret} v${leak.version} (${leak.was}, ${leak.outcome}) was still accepted by HAProxy 60 s after the report`);
@@ -205,11 +199,11 @@ export async function main(args: string[]): Promise<unknown> {
   }
 }
 
-function configYaml(c: SoakConfig, g: { proxy: string; maps: string[]; probe: string; header: string }, scheduled: boolean): string {
+function configYaml(c: SoakConfig, g: { proxy: string; map: string; probe: string; header: string }, scheduled: boolean): string {
   const lines = [
     'providers:',
     '  vault: { type: local }',
-    `  edge: { type: haproxy, runtimeApi: "${g.proxy}", map: ${g.maps[0]}, timeoutMs: ${c.timeoutMs}, probe: { url: "${g.probe}", header: ${g.header}, timeoutMs: ${c.timeoutMs} } }`,
+    `  edge: { type: haproxy, runtimeApi: "${g.proxy}", map: ${g.map}, timeoutMs: ${c.timeoutMs}, probe: { url: "${g.probe}", header: ${g.header}, timeoutMs: ${c.timeoutMs} } }`,
     'leaks:',
     '  webhook: { secret: "${env:SOAK_LEAK_WEBHOOK_SECRET}" }',
     '  rateLimit: { max: 100000, window: 1m }',
@@ -217,7 +211,7 @@ function configYaml(c: SoakConfig, g: { proxy: string; maps: string[]; probe: st
   ];
   c.secrets.forEach((name, i) => {
     lines.push(
-      `  ${name}: { store: { provider: vault }, issuer: { type: random, prefix: rk_soak_ }, targets: [{ provider: edge, map: ${g.maps[i % g.maps.length]} }], ` +
+      `  ${name}: { store: { provider: vault }, issuer: { type: random, prefix: rk_soak_ }, targets: [edge], ` +
         `${scheduled ? 'schedule: { cron: "* * * * * *" }, ' : ''}grace: ${c.graceMs}ms, onLeak: ${i % 2 ? 'block-first' : 'rotate-then-revoke'}, ` +
         `leakDeadline: ${c.leakDeadlineMs}ms, timeout: ${c.timeoutMs}ms, retry: { attempts: ${c.attempts}, backoff: ${c.backoffMs}ms } }`,
     );

@@ -116,9 +116,16 @@ async function duplicates(s: SoakState, pool: Pool): Promise<void> {
     ['leak reports of one delivery', `SELECT source || ':' || delivery_id AS k, count(*)::int AS n FROM leak_reports GROUP BY 1 HAVING count(*) > 1`],
     [
       'rotation runs of one secret running at the same time',
-      `SELECT a.id::text || '/' || b.id::text AS k, 2 AS n FROM runs a JOIN runs b ON a.secret_id = b.secret_id AND a.id < b.id
-        WHERE a.kind = 'rotation' AND b.kind = 'rotation'
-          AND a.started_at < coalesce(b.finished_at, now()) AND b.started_at < coalesce(a.finished_at, now())`,
+      // Ordered by the audit log, not by timestamps: a run's started_at is taken before its
+      // insert waits on the one-running-rotation index for the previous run's commit, so
+      // wall-clock spans of back-to-back runs can overlap by the length of that wait.
+      `WITH spans AS (
+         SELECT r.id, r.secret_id, s.seq AS started, f.seq AS finished FROM runs r
+           JOIN audit_events s ON s.run_id = r.id::text AND s.action = 'run.started'
+           LEFT JOIN audit_events f ON f.run_id = r.id::text AND f.action = 'run.finished'
+          WHERE r.kind = 'rotation')
+       SELECT a.id::text || '/' || b.id::text AS k, 2 AS n FROM spans a JOIN spans b ON a.secret_id = b.secret_id AND a.id < b.id
+        WHERE a.started < coalesce(b.finished, 9223372036854775807) AND b.started < coalesce(a.finished, 9223372036854775807)`,
     ],
     [
       'cron due times with more than one outcome',
