@@ -34,7 +34,6 @@ export async function revokeByNumber(deps: EngineDeps, secret: string, number: n
 }
 
 async function act(deps: EngineDeps, version: VersionRecord, policy: SecretPolicy, report: LeakReportInput): Promise<LeakOutcome> {
-  const options = policy.retry;
   const ctx = audit(deps);
   const leakRotation = () =>
     requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey: `leak:${version.id}`, urgent: true });
@@ -45,7 +44,7 @@ async function act(deps: EngineDeps, version: VersionRecord, policy: SecretPolic
     case 'current':
       if (policy.onLeak === 'block-first') {
         await deps.repo.transition(version.id, ['current'], 'compromised', ctx);
-        await deps.queue.enqueueRevocation(version.id, options);
+        await deps.queue.enqueueRevocation(version.id);
         await leakRotation();
         return 'blocking';
       }
@@ -56,7 +55,7 @@ async function act(deps: EngineDeps, version: VersionRecord, policy: SecretPolic
     default:
       // issuing, pending, previous, retired, compromised: take it down now.
       await deps.repo.transition(version.id, ['issuing', 'pending', 'previous', 'retired'], 'compromised', ctx);
-      await deps.queue.enqueueRevocation(version.id, options);
+      await deps.queue.enqueueRevocation(version.id);
       return 'revoking';
   }
 }

@@ -194,7 +194,8 @@ export interface WorkQueue {
   expediteRun(run: RunRecord, options: { attempts: number; backoffMs: number }): Promise<void>;
   /** Retires a version at `at`; an earlier time moves an existing job forward. */
   scheduleRetirement(versionId: string, at: Date, options: { attempts: number; backoffMs: number }): Promise<void>;
-  enqueueRevocation(versionId: string, options: { attempts: number; backoffMs: number }): Promise<void>;
+  /** Takes a compromised version down; retried every few seconds at most, however long its targets fail. */
+  enqueueRevocation(versionId: string): Promise<void>;
   /** At the leak deadline, blocks a leaked current version that has not been replaced. */
   scheduleBlock(versionId: string, at: Date): Promise<void>;
 }

@@ -50,7 +50,7 @@ export async function reconcile(deps: EngineDeps): Promise<ReconcileSummary> {
     // after the version's last transition: its handler finishes the work or closes the run.
     else if (run.versionId) {
       if (run.kind === 'retirement') await deps.queue.scheduleRetirement(run.versionId, now(deps), options);
-      else await deps.queue.enqueueRevocation(run.versionId, options);
+      else await deps.queue.enqueueRevocation(run.versionId);
     }
     summary.runs += 1;
   }
@@ -62,9 +62,8 @@ export async function reconcile(deps: EngineDeps): Promise<ReconcileSummary> {
     summary.retirements += 1;
   }
   for (const version of work.compromised) {
-    const policy = await policyOf(version.secret);
-    if (!policy) continue;
-    await deps.queue.enqueueRevocation(version.id, policy.retry);
+    if (!(await policyOf(version.secret))) continue;
+    await deps.queue.enqueueRevocation(version.id);
     summary.revocations += 1;
   }
   for (const version of work.leakedCurrent) {

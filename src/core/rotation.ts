@@ -174,7 +174,7 @@ class Rotation {
   private async finalize(policy: ResolvedSecret['policy']): Promise<void> {
     const options = policy.retry;
     for (const v of await this.deps.repo.versions(this.run.secretId, ['previous', 'compromised'])) {
-      if (v.state === 'compromised') await this.deps.queue.enqueueRevocation(v.id, options);
+      if (v.state === 'compromised') await this.deps.queue.enqueueRevocation(v.id);
       else await this.deps.queue.scheduleRetirement(v.id, retirementDue(v.graceEndsAt ?? now(this.deps)), options);
     }
     await this.deps.repo.finishRun(this.run.id, 'succeeded', audit(this.deps, this.run.id));

@@ -51,8 +51,7 @@ export async function blockAtDeadline(deps: EngineDeps, versionId: string): Prom
   if (!version || version.state !== 'current' || !version.compromisedAt) return;
   if (await deps.repo.transition(version.id, ['current'], 'compromised', audit(deps))) {
     deps.log.warn({ secret: version.secret, version: version.number }, 'leak deadline passed before the replacement was promoted; blocking anyway');
-    const { policy } = await deps.providers.resolve(version.secret);
-    await deps.queue.enqueueRevocation(version.id, policy.retry);
+    await deps.queue.enqueueRevocation(version.id);
   }
 }
 

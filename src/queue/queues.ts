@@ -7,7 +7,7 @@
 import { type JobsOptions, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { RunRecord, WorkQueue } from '../core/model.js';
-import { jobId, QUEUES, type QueueName } from './names.js';
+import { jobId, QUEUES, type QueueName, TAKEDOWN_RETRY } from './names.js';
 
 export interface Schedule {
   secret: string;
@@ -55,13 +55,13 @@ export class BullQueues implements WorkQueue {
     await this.queues.retirements.add('retire', { versionId }, { jobId: id, delay, ...retrying(options) });
   }
 
-  async enqueueRevocation(versionId: string, options: { attempts: number; backoffMs: number }): Promise<void> {
-    await this.queues.revocations.add('revoke', { versionId }, { jobId: jobId.revoke(versionId), ...retrying(options) });
+  async enqueueRevocation(versionId: string): Promise<void> {
+    await this.queues.revocations.add('revoke', { versionId }, { jobId: jobId.revoke(versionId), ...TAKEDOWN_RETRY, ...DONE });
   }
 
   async scheduleBlock(versionId: string, at: Date): Promise<void> {
     const delay = Math.max(0, at.getTime() - Date.now());
-    await this.queues.revocations.add('block', { versionId }, { jobId: jobId.block(versionId), delay, ...retrying({ attempts: 10, backoffMs: 500 }) });
+    await this.queues.revocations.add('block', { versionId }, { jobId: jobId.block(versionId), delay, ...TAKEDOWN_RETRY, ...DONE });
   }
 
   /** Makes Redis's job schedulers match the database's schedules; changes only what differs. */
@@ -108,11 +108,9 @@ export class BullQueues implements WorkQueue {
   }
 }
 
+/** Finished jobs leave Redis: the database keeps the outcome. */
+const DONE = { removeOnComplete: true, removeOnFail: true } satisfies JobsOptions;
+
 function retrying(options: { attempts: number; backoffMs: number }): JobsOptions {
-  return {
-    attempts: options.attempts,
-    backoff: { type: 'exponential', delay: options.backoffMs },
-    removeOnComplete: true,
-    removeOnFail: true,
-  };
+  return { attempts: options.attempts, backoff: { type: 'exponential', delay: options.backoffMs }, ...DONE };
 }

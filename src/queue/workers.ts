@@ -8,7 +8,7 @@ import type { Redis } from 'ioredis';
 import type { Engine } from '../core/engine.js';
 import { describeError, isRetryable } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { QueueName, RunJob, ScheduledJob, VersionJob } from './names.js';
+import { CAPPED_BACKOFF, cappedDelay, type QueueName, type RunJob, type ScheduledJob, type VersionJob } from './names.js';
 
 export interface WorkerOptions {
   concurrency: Record<QueueName, number>;
@@ -31,6 +31,12 @@ export interface Workers {
    * takes them from where their run row says they were.
    */
   close(timeoutMs: number): Promise<void>;
+}
+
+/** The `delay` a job's backoff option names (BullMQ hands the strategy the job, not its option). */
+function backoffDelay(job: { opts: { backoff?: number | { delay?: number } } } | undefined): number {
+  const backoff = job?.opts.backoff;
+  return typeof backoff === 'object' ? (backoff.delay ?? 0) : (backoff ?? 0);
 }
 
 export function startWorkers(engine: Engine, connection: Redis, prefix: string, log: Logger, options: WorkerOptions): Workers {
@@ -73,6 +79,7 @@ export function startWorkers(engine: Engine, connection: Redis, prefix: string, 
         maxStalledCount: options.maxStalledCount,
         // Seconds an idle worker blocks waiting for a job: also how long closing it can take.
         drainDelay: 1,
+        settings: { backoffStrategy: (attemptsMade, type, _error, job) => (type === CAPPED_BACKOFF ? cappedDelay(attemptsMade, backoffDelay(job)) : 0) },
       },
     );
     worker.on('failed', (job, error) => log.warn({ queue: name, job: job?.name, jobId: job?.id, attempt: job?.attemptsMade, error: describeError(error) }, 'job failed'));

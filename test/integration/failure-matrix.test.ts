@@ -1,10 +1,12 @@
 /**
  * Rows of the README failure matrix not covered elsewhere: a store unreachable (a rotation
  * rolls back with the current version untouched; a leak is still blocked at the target
- * while the store is down) and an issuer failing (nothing is stored or deployed), with
+ * while the store is down), a target down when a leak arrives (the key is refused there
+ * soon after it answers again) and an issuer failing (nothing is stored or deployed), with
  * what the operator sees in `rekey status` and /metrics.
  */
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { formatStatus, secretStatus } from '../../src/cli/status.js';
 import { fingerprint } from '../conformance/refs.js';
@@ -22,14 +24,14 @@ beforeAll(async () => {
 afterAll(() => h.stop());
 beforeEach(() => j.reset());
 
-async function secret(): Promise<string> {
+async function secret(backoff = '50ms'): Promise<string> {
   const name = `matrix-${randomUUID().slice(0, 8)}`;
   await h.apply(`
 providers:
   mem: { type: memory, journal: ${JOURNAL} }
   edge: { type: memory, journal: ${JOURNAL} }
 secrets:
-  ${name}: { store: { provider: mem }, issuer: { provider: mem }, targets: [edge], grace: 1h, retry: { attempts: 3, backoff: 50ms } }
+  ${name}: { store: { provider: mem }, issuer: { provider: mem }, targets: [edge], grace: 1h, retry: { attempts: 3, backoff: ${backoff} } }
 `);
   return name;
 }
@@ -83,3 +85,19 @@ it('an issuer failing: no value reaches the store or a target; the run rolls bac
   expect(current?.state).toBe('current');
   expect(before).toContain(fingerprint(j.issued.get((current!.issuerState as { serial: string }).serial)!));
 });
+
+it('a target down when a leak arrives: the key is refused there within 2.5 s of the target answering again, whatever the rotation backoff', async () => {
+  // retry.backoff 2s: three attempts over 6 s, then reconcile. A takedown must not follow it.
+  const name = await secret('2s');
+  for (let i = 0; i < 2; i++) expect((await h.rotate(name)).status).toBe('succeeded');
+  const previous = (await h.runtime.engine.deps.repo.findVersionByNumber(name, 1))!;
+  j.fail('retire:edge', Infinity, true);
+  await h.runtime.engine.revoke(name, 1);
+  await sleep(7000);
+  expect(accepted()).toContain(previous.fingerprint);
+  expect(j.calls.filter((c) => c === 'retire:edge').length).toBeGreaterThanOrEqual(5);
+  j.reset();
+  const back = Date.now();
+  await expect.poll(() => accepted(), { timeout: 10_000, interval: 20 }).not.toContain(previous.fingerprint);
+  expect(Date.now() - back).toBeLessThan(2500);
+}, 30_000);
