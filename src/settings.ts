@@ -6,6 +6,7 @@
  */
 import { requireDuration } from './core/duration.js';
 import { RekeyError } from './core/errors.js';
+import { SecretValue } from './core/secret-value.js';
 
 export interface EnvVar {
   description: string;
@@ -67,8 +68,8 @@ export type EnvName = keyof typeof ENVIRONMENT;
 export interface Settings {
   databaseUrl: string;
   redisUrl: string;
-  fingerprintKey: string | undefined;
-  localStoreKey: string | undefined;
+  /** REKEY_FINGERPRINT_KEY; the local store's key is read by its config (`${env:REKEY_LOCAL_STORE_KEY}`). */
+  fingerprintKey: SecretValue | undefined;
   queuePrefix: string;
   drainTimeoutMs: number;
   /** fastify's trustProxy: nobody by default, so a client cannot pick its own rate-limit bucket. */
@@ -89,14 +90,17 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   return {
     databaseUrl: get('DATABASE_URL')!,
     redisUrl: get('REDIS_URL')!,
-    fingerprintKey: get('REKEY_FINGERPRINT_KEY'),
-    localStoreKey: get('REKEY_LOCAL_STORE_KEY'),
+    fingerprintKey: optionalSecret(get('REKEY_FINGERPRINT_KEY')),
     queuePrefix: get('REKEY_QUEUE_PREFIX')!,
     drainTimeoutMs: drain,
     trustProxy: parseTrustProxy(get('REKEY_TRUST_PROXY')!),
     logLevel: get('LOG_LEVEL')!,
     port,
   };
+}
+
+function optionalSecret(text: string | undefined): SecretValue | undefined {
+  return text ? SecretValue.of(text) : undefined;
 }
 
 function parseTrustProxy(text: string): boolean | number | string[] {

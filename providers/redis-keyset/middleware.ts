@@ -12,11 +12,12 @@
  */
 import { Redis } from 'ioredis';
 import { createFingerprinter } from '../../src/core/fingerprint.js';
+import type { SecretValue } from '../../src/core/secret-value.js';
 
 export interface KeysetVerifierOptions {
   redisUrl: string;
   /** The same REKEY_FINGERPRINT_KEY rekey uses. */
-  fingerprintKey: string;
+  fingerprintKey: string | SecretValue;
   /** The keyset name: the secret's name unless its binding sets `set:`. */
   keyset: string;
   keyPrefix?: string;

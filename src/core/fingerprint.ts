@@ -9,8 +9,8 @@ export type Fingerprinter = (value: SecretValue | string) => string;
  * Builds the fingerprint function from REKEY_FINGERPRINT_KEY (at least 32 bytes, hex or base64).
  * A keyed hash, so a database dump does not let anyone test guesses against fingerprints.
  */
-export function createFingerprinter(key: string | undefined): Fingerprinter {
-  const bytes = decodeKey(key, 'REKEY_FINGERPRINT_KEY');
+export function createFingerprinter(key: SecretValue | string | undefined): Fingerprinter {
+  const bytes = decodeKey(typeof key === 'object' ? key.reveal() : key, 'REKEY_FINGERPRINT_KEY');
   return (value) =>
     'fp_' +
     createHmac('sha256', bytes)

@@ -52,7 +52,7 @@ describe('operating rekey', () => {
   let env: NodeJS.ProcessEnv;
   beforeAll(async () => {
     h = await startHarness({ label: 'cli' });
-    env = { DATABASE_URL: h.env.databaseUrl, REDIS_URL: h.env.redisUrl, REKEY_QUEUE_PREFIX: h.env.prefix, REKEY_FINGERPRINT_KEY: h.settings.fingerprintKey };
+    env = { DATABASE_URL: h.env.databaseUrl, REDIS_URL: h.env.redisUrl, REKEY_QUEUE_PREFIX: h.env.prefix, REKEY_FINGERPRINT_KEY: h.settings.fingerprintKey?.reveal() };
     await h.apply(`
 providers:
   vault: { type: local }
