@@ -57,7 +57,7 @@ export class AwsIamAccessKeyIssuer implements Issuer {
         'deleting the oldest inactive access key to stay within two per user',
       );
       const remove = new DeleteAccessKeyCommand({ UserName: userName, AccessKeyId: oldest });
-      await this.attempt(version, 'DeleteAccessKey', call, () => this.iam.send(remove, opts(call)), true);
+      await this.attempt(version, 'DeleteAccessKey', call, () => this.iam.send(remove, opts(call)), { absentOk: true });
     }
     const create = new CreateAccessKeyCommand({ UserName: userName });
     const created = await this.attempt(version, 'CreateAccessKey', call, () => this.iam.send(create, opts(call)));
@@ -97,10 +97,10 @@ export class AwsIamAccessKeyIssuer implements Issuer {
     const userName = typeof version.issuerState.userName === 'string' ? version.issuerState.userName : this.params.userName;
     // Inactive first: if the delete is denied or fails, the key is already dead for callers.
     const update = new UpdateAccessKeyCommand({ UserName: userName, AccessKeyId: id, Status: 'Inactive' });
-    const found = await this.attempt(version, 'UpdateAccessKey', call, () => this.iam.send(update, opts(call)), true);
+    const found = await this.attempt(version, 'UpdateAccessKey', call, () => this.iam.send(update, opts(call)), { absentOk: true, userName });
     if (found && this.params.onRevoke === 'delete') {
       const remove = new DeleteAccessKeyCommand({ UserName: userName, AccessKeyId: id });
-      await this.attempt(version, 'DeleteAccessKey', call, () => this.iam.send(remove, opts(call)), true);
+      await this.attempt(version, 'DeleteAccessKey', call, () => this.iam.send(remove, opts(call)), { absentOk: true, userName });
     }
   }
 
@@ -116,14 +116,22 @@ export class AwsIamAccessKeyIssuer implements Issuer {
     return keys;
   }
 
-  /** Runs one IAM call; with `absentOk`, NoSuchEntity resolves to undefined (idempotent deletes). */
-  private async attempt<O>(version: VersionRef, action: IamAction, call: Call, send: () => Promise<O>, absentOk = false): Promise<O | undefined> {
+  /**
+   * Runs one IAM call on `userName` (the configured user unless the version recorded another);
+   * with `absentOk`, NoSuchEntity resolves to undefined (idempotent deletes).
+   */
+  private async attempt<O>(
+    version: VersionRef,
+    action: IamAction,
+    call: Call,
+    send: () => Promise<O>,
+    { absentOk = false, userName = this.params.userName }: { absentOk?: boolean; userName?: string } = {},
+  ): Promise<O | undefined> {
     try {
       return await send();
     } catch (error) {
       if (absentOk && awsErrorName(error) === 'NoSuchEntityException') return undefined;
-      const { provider, params } = this;
-      throw iamError(error, { provider, secret: version.secret, versionId: version.versionId, action, userName: params.userName, signal: call.signal });
+      throw iamError(error, { provider: this.provider, secret: version.secret, versionId: version.versionId, action, userName, signal: call.signal });
     }
   }
 
