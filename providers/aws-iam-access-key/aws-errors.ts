@@ -6,7 +6,7 @@ import { awsProviderError, type AwsSpecialCase } from '../../src/core/aws-errors
 import type { ProviderError } from '../../src/core/errors.js';
 
 /** The IAM actions this issuer calls, each also its IAM permission's name. */
-export type IamAction = 'ListAccessKeys' | 'CreateAccessKey' | 'UpdateAccessKey' | 'DeleteAccessKey';
+export type IamAction = 'ListAccessKeys' | 'CreateAccessKey' | 'UpdateAccessKey' | 'DeleteAccessKey' | 'ListUserTags' | 'TagUser';
 
 const SPECIAL: Record<string, AwsSpecialCase> = {
   // Two keys per user: another writer created one between our list and create. A retry lists again.

@@ -2,6 +2,8 @@ import {
   CreateAccessKeyCommand,
   DeleteAccessKeyCommand,
   ListAccessKeysCommand,
+  ListUserTagsCommand,
+  TagUserCommand,
   UpdateAccessKeyCommand,
   type AccessKeyMetadata,
   type IAMClient,
@@ -24,6 +26,13 @@ export function accessKeyIdFromState(state: JsonObject): string | undefined {
 }
 
 /**
+ * The user tag naming the version being issued and the keys the user had before: a key
+ * created by an attempt whose answer was lost (the worker died before rekey recorded it)
+ * is one the next attempt at that version finds outside the list.
+ */
+export const ISSUE_JOURNAL_TAG = 'rekey-issuing';
+
+/**
  * Rotates an IAM user's access key. AWS allows two keys per user, which is exactly the
  * overlap: the new key is created beside the live one, and revoke deactivates, then deletes,
  * the old one. The value is `{"accessKeyId","secretAccessKey"}`; the state names the key id.
@@ -38,7 +47,7 @@ export class AwsIamAccessKeyIssuer implements Issuer {
 
   async issue(version: VersionRef, call: Call): Promise<{ value: SecretValue; state: JsonObject }> {
     const { userName } = this.params;
-    const keys = await this.list(version, call);
+    const keys = await this.withoutOrphans(version, await this.list(version, call), call);
     if (keys.length >= 2) {
       // Make room by deleting the oldest key that is not live; never an Active one.
       const idle = keys.filter((k) => k.Status !== 'Active').sort((a, b) => time(a) - time(b));
@@ -58,7 +67,12 @@ export class AwsIamAccessKeyIssuer implements Issuer {
       );
       const remove = new DeleteAccessKeyCommand({ UserName: userName, AccessKeyId: oldest });
       await this.attempt(version, 'DeleteAccessKey', call, () => this.iam.send(remove, opts(call)), { absentOk: true });
+      keys.splice(keys.indexOf(idle[0]), 1);
     }
+    // Journal first: from here a lost answer leaves a key the next attempt can tell apart.
+    const journal = [version.versionId, ...keys.map((k) => k.AccessKeyId)].join(' ');
+    const tag = new TagUserCommand({ UserName: userName, Tags: [{ Key: ISSUE_JOURNAL_TAG, Value: journal }] });
+    await this.attempt(version, 'TagUser', call, () => this.iam.send(tag, opts(call)));
     const create = new CreateAccessKeyCommand({ UserName: userName });
     const created = await this.attempt(version, 'CreateAccessKey', call, () => this.iam.send(create, opts(call)));
     const key = created?.AccessKey;
@@ -102,6 +116,32 @@ export class AwsIamAccessKeyIssuer implements Issuer {
       const remove = new DeleteAccessKeyCommand({ UserName: userName, AccessKeyId: id });
       await this.attempt(version, 'DeleteAccessKey', call, () => this.iam.send(remove, opts(call)), { absentOk: true, userName });
     }
+  }
+
+  /**
+   * When the journal says an earlier attempt at this version ran, deletes the keys it made:
+   * their secret half was lost with the answer, so nobody can hold them. Returns the rest.
+   */
+  private async withoutOrphans(version: VersionRef, keys: AccessKeyMetadata[], call: Call): Promise<AccessKeyMetadata[]> {
+    const { userName } = this.params;
+    const command = new ListUserTagsCommand({ UserName: userName });
+    const tags = (await this.attempt(version, 'ListUserTags', call, () => this.iam.send(command, opts(call))))?.Tags ?? [];
+    const [journalVersion, ...before] = (tags.find((t) => t.Key === ISSUE_JOURNAL_TAG)?.Value ?? '').split(' ');
+    if (journalVersion !== version.versionId) return keys;
+    const kept: AccessKeyMetadata[] = [];
+    for (const key of keys) {
+      if (before.includes(key.AccessKeyId ?? '')) {
+        kept.push(key);
+        continue;
+      }
+      this.log.warn(
+        { versionId: version.versionId, userName, accessKeyId: key.AccessKeyId },
+        'deleting an access key an earlier attempt at this version created but never recorded',
+      );
+      const remove = new DeleteAccessKeyCommand({ UserName: userName, AccessKeyId: key.AccessKeyId });
+      await this.attempt(version, 'DeleteAccessKey', call, () => this.iam.send(remove, opts(call)), { absentOk: true });
+    }
+    return kept;
   }
 
   private async list(version: VersionRef, call: Call): Promise<AccessKeyMetadata[]> {

@@ -5,6 +5,7 @@ import { issuerConformance } from '../../../test/conformance/issuer.js';
 import { call, issued, newVersion } from '../../../test/conformance/refs.js';
 import { useLoopbackAwsEnv } from '../../../test/support/aws-env.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
+import { ISSUE_JOURNAL_TAG } from '../aws-iam-access-key.issuer.js';
 import awsIam, { accessKeyIdFromState } from '../index.js';
 import { startFakeIam, type FakeIam, type FakeKey } from './fake/iam-server.js';
 
@@ -60,6 +61,27 @@ describe('aws-iam-access-key', () => {
     await close();
   });
 
+  it('a key created by an attempt whose answer was lost is deleted by the next attempt at that version', async () => {
+    const live = { accessKeyId: 'AKIALIVE000000000000', status: 'Active' as const };
+    const { userName, issuer, keys, close } = open({}, [live]);
+    const version = newVersion('k').ref;
+    // The worker dies after CreateAccessKey: rekey never learns the key (nor its secret half).
+    const lost = (await issuer.issue(version, call())).state.accessKeyId;
+    expect(keys().map((k) => k.accessKeyId)).toEqual([live.accessKeyId, lost]);
+    const { state } = await issuer.issue(version, call());
+    expect(keys().map((k) => [k.accessKeyId, k.status])).toEqual([
+      [live.accessKeyId, 'Active'],
+      [state.accessKeyId, 'Active'],
+    ]);
+    expect(state.accessKeyId).not.toBe(lost);
+    expect(fake.tags.get(userName)?.get(ISSUE_JOURNAL_TAG)).toBe(`${version.versionId} ${live.accessKeyId}`);
+    // Another version's attempt finds no orphan: the journal names a different version.
+    const next = await issuer.issue(newVersion('k').ref, call()).catch((error: Error) => error);
+    expect(next).toBeInstanceOf(Error); // two active keys: the live one is never touched
+    expect(keys().map((k) => k.accessKeyId)).toEqual([live.accessKeyId, state.accessKeyId]);
+    await close();
+  });
+
   it('at the two-key limit deletes the oldest inactive key, never an active one', async () => {
     const { issuer, keys, close } = open({}, [{ status: 'Inactive' }, { status: 'Inactive' }]);
     await issuer.issue(newVersion('k').ref, call());
@@ -81,7 +103,7 @@ describe('aws-iam-access-key', () => {
     const error = await issuer.issue(newVersion('k').ref, call()).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'REKEY_ERR_INVALID', retryable: false });
     expect(String((error as Error).message)).toContain('two active access keys');
-    expect(fake.calls.slice(before)).toEqual(['ListAccessKeys']);
+    expect(fake.calls.slice(before)).toEqual(['ListAccessKeys', 'ListUserTags']); // reads only
     expect(keys().map((k) => k.status)).toEqual(['Active', 'Active']);
     await close();
   });

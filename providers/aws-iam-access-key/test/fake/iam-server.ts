@@ -9,6 +9,8 @@
  *   https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListAccessKeys.html (AccessKeyMetadata members, IsTruncated)
  *   https://docs.aws.amazon.com/IAM/latest/APIReference/API_UpdateAccessKey.html (Status Active | Inactive)
  *   https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteAccessKey.html
+ *   https://docs.aws.amazon.com/IAM/latest/APIReference/API_TagUser.html (Tags.member.N.Key/Value; an existing key's value is replaced)
+ *   https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListUserTags.html (Tags members, IsTruncated)
  *   https://docs.aws.amazon.com/IAM/latest/APIReference/CommonErrors.html (ErrorResponse shape)
  *   https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html (2 access keys per user)
  * Requests must carry a SigV4 Authorization header for the configured access key id (the
@@ -34,6 +36,8 @@ export interface FakeIam {
   /** Access key id the fake accepts in SigV4 Authorization headers. */
   callerKeyId: string;
   users: Map<string, FakeKey[]>;
+  /** User name -> tag key -> value. */
+  tags: Map<string, Map<string, string>>;
   /** Every Action received, in order. */
   calls: string[];
   /** Makes the next N requests answer this error (e.g. Throttling). */
@@ -53,6 +57,7 @@ class IamError extends Error {
 
 export async function startFakeIam(callerKeyId = 'AKIAFAKECALLER000001'): Promise<FakeIam> {
   const users = new Map<string, FakeKey[]>();
+  const tags = new Map<string, Map<string, string>>();
   const calls: string[] = [];
   let failures: { count: number; status: number; code: string } | undefined;
 
@@ -94,6 +99,18 @@ export async function startFakeIam(callerKeyId = 'AKIAFAKECALLER000001'): Promis
       if (status !== 'Active' && status !== 'Inactive') throw new IamError(400, 'ValidationError', 'Status must be Active or Inactive');
       keyOf(params).status = status;
       return '';
+    },
+    TagUser(params) {
+      keysOf(params); // NoSuchEntity for an unknown user
+      const own = tags.get(params.get('UserName')!) ?? new Map<string, string>();
+      for (let i = 1; params.has(`Tags.member.${i}.Key`); i++) own.set(params.get(`Tags.member.${i}.Key`)!, params.get(`Tags.member.${i}.Value`) ?? '');
+      tags.set(params.get('UserName')!, own);
+      return '';
+    },
+    ListUserTags(params) {
+      keysOf(params);
+      const members = [...(tags.get(params.get('UserName')!) ?? [])].map(([key, value]) => `<member><Key>${key}</Key><Value>${value}</Value></member>`);
+      return `<Tags>${members.join('')}</Tags><IsTruncated>false</IsTruncated>`;
     },
     DeleteAccessKey(params) {
       const key = keyOf(params);
@@ -152,6 +169,7 @@ export async function startFakeIam(callerKeyId = 'AKIAFAKECALLER000001'): Promis
     endpoint: `http://127.0.0.1:${port}`,
     callerKeyId,
     users,
+    tags,
     calls,
     failNext(count, status, code) {
       failures = { count, status, code };
