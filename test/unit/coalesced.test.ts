@@ -1,30 +1,35 @@
 import { describe, expect, it } from 'vitest';
 import { coalesced } from '../../src/core/atomic-file.js';
 
+async function until(check: () => boolean): Promise<void> {
+  while (!check()) await new Promise((resolve) => setImmediate(resolve));
+}
+
 describe('coalesced', () => {
-  it('runs one task at a time, shares a waiting run, and starts a run after each call', async () => {
+  it('runs one task at a time; calls made while a run is under way share the next run', async () => {
+    const gates: Array<() => void> = [];
     let running = 0;
     let most = 0;
-    const starts: number[] = [];
+    let runs = 0;
     const task = async () => {
-      starts.push(Date.now());
+      const run = ++runs;
       running++;
       most = Math.max(most, running);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await new Promise<void>((resolve) => gates.push(resolve));
       running--;
-      return starts.length;
+      return run;
     };
-    const calls: { at: number; done: Promise<number> }[] = [];
-    for (let i = 0; i < 10; i++) {
-      calls.push({ at: Date.now(), done: coalesced('unit', task) });
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    const runs = await Promise.all(calls.map((c) => c.done));
+    const first = coalesced('unit', task);
+    await until(() => gates.length === 1); // run 1 under way
+    const later = Array.from({ length: 9 }, () => coalesced('unit', task));
+    gates[0]!();
+    await until(() => gates.length === 2); // run 2 started only after run 1 ended
+    gates[1]!();
+    expect(await first).toBe(1);
+    // Run 1 began before these calls, so it cannot have written their change: they get run 2.
+    expect(await Promise.all(later)).toEqual(Array(9).fill(2));
+    expect(runs).toBe(2);
     expect(most).toBe(1);
-    // 10 calls over ~100 ms with 50 ms runs: a handful of runs, not ten.
-    expect(starts.length).toBeLessThanOrEqual(4);
-    // Each call's run (numbered by its start) began at or after the call.
-    calls.forEach((c, i) => expect(starts[runs[i]! - 1]!).toBeGreaterThanOrEqual(c.at));
   });
 
   it('hands a failure to the callers of that run only', async () => {
