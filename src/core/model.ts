@@ -124,6 +124,8 @@ export interface StateRepository {
   deliveries(versionId: string): Promise<DeliveryRecord[]>;
   /** A secret's versions in the given states, oldest first. */
   versions(secretId: string, states: readonly VersionState[]): Promise<VersionRecord[]>;
+  /** The versions in the given states of every named secret, in one query. */
+  versionsOf(secretNames: readonly string[], states: readonly VersionState[]): Promise<VersionRecord[]>;
 
   /** Creates a rotation run, or returns the run holding the key or the secret's active rotation. */
   createRotationRun(input: {

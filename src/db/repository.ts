@@ -72,6 +72,15 @@ export class PrismaRepository implements StateRepository {
     return rows.map(toVersion);
   }
 
+  async versionsOf(secretNames: readonly string[], states: readonly VersionState[]) {
+    const rows = await this.db.version.findMany({
+      where: { secret: { name: { in: [...secretNames] } }, state: { in: [...states] } },
+      orderBy: [{ secretId: 'asc' }, { number: 'asc' }],
+      include: versionInclude,
+    });
+    return rows.map(toVersion);
+  }
+
   async createRotationRun(input: { secretId: string; trigger: string; idempotencyKey: string; graceMs: number | null; audit: AuditContext }) {
     for (let attempt = 0; attempt < 5; attempt++) {
       try {

@@ -28,7 +28,8 @@ export function hmslHash(value: SecretValue | string): Promise<string> {
 }
 
 export class HmslIndex {
-  private readonly hashes = new Map<string, string>(); // version id -> hash
+  private readonly versionByHash = new Map<string, string>();
+  private readonly indexed = new Set<string>(); // version ids hashed already
   private indexing: Promise<void> | undefined;
 
   constructor(
@@ -47,10 +48,8 @@ export class HmslIndex {
   }
 
   private async lookup(hash: string): Promise<VersionRecord | null> {
-    for (const [versionId, h] of this.hashes) {
-      if (h === hash) return this.runtime.engine.deps.repo.getVersion(versionId);
-    }
-    return null;
+    const versionId = this.versionByHash.get(hash);
+    return versionId ? this.runtime.engine.deps.repo.getVersion(versionId) : null;
   }
 
   /** Hashes every live version not indexed yet (single flight). */
@@ -59,24 +58,26 @@ export class HmslIndex {
     return this.indexing;
   }
 
+  /**
+   * One query for the live versions of every configured secret; store reads only for those
+   * not hashed yet. An incident that matches nothing (most of a GitGuardian workspace's
+   * incidents are about other secrets) costs that query, not a query per secret.
+   */
   private async indexAll(): Promise<void> {
-    const { repo } = this.runtime.engine.deps;
+    const { repo, fingerprint } = this.runtime.engine.deps;
     const config = await this.runtime.resolver.config();
-    for (const name of Object.keys(config.secrets)) {
-      const secret = await repo.getSecret(name);
-      if (!secret) continue;
-      for (const version of await repo.versions(secret.id, LIVE)) {
-        if (this.hashes.has(version.id) || !version.storeVersionId) continue;
-        try {
-          const { store } = await this.runtime.resolver.resolve(name);
-          const value = await store.read({ storeVersionId: version.storeVersionId }, { signal: AbortSignal.timeout(READ_TIMEOUT_MS) });
-          // The store must hold what was issued, or the hash would name the wrong version.
-          if (this.runtime.engine.deps.fingerprint(value) !== version.fingerprint) continue;
-          this.hashes.set(version.id, await hmslHash(value));
-        } catch (error) {
-          // Destroyed meanwhile, or the store is down: this version is tried again next time.
-          this.log.debug({ secret: name, version: version.number, error: describeError(error) }, 'hmsl index: could not read a version');
-        }
+    for (const version of await repo.versionsOf(Object.keys(config.secrets), LIVE)) {
+      if (this.indexed.has(version.id) || !version.storeVersionId) continue;
+      try {
+        const { store } = await this.runtime.resolver.resolve(version.secret);
+        const value = await store.read({ storeVersionId: version.storeVersionId }, { signal: AbortSignal.timeout(READ_TIMEOUT_MS) });
+        // The store must hold what was issued, or the hash would name the wrong version.
+        if (fingerprint(value) !== version.fingerprint) continue;
+        this.versionByHash.set(await hmslHash(value), version.id);
+        this.indexed.add(version.id);
+      } catch (error) {
+        // Destroyed meanwhile, or the store is down: this version is tried again next time.
+        this.log.debug({ secret: version.secret, version: version.number, error: describeError(error) }, 'hmsl index: could not read a version');
       }
     }
   }
