@@ -22,7 +22,7 @@ export interface ScheduledJob {
 
 /** BullMQ backoff type of leak takedowns: exponential from `delay`, capped at TAKEDOWN_MAX_DELAY_MS. */
 export const CAPPED_BACKOFF = 'capped';
-export const TAKEDOWN_MAX_DELAY_MS = 2000;
+const TAKEDOWN_MAX_DELAY_MS = 2000;
 
 /**
  * Retries of a leak takedown (revoke and block jobs): 250 ms, 500 ms, 1 s, then every 2 s
