@@ -6,6 +6,10 @@
  * each other. Each row's hash covers its sequence number, its fields and the previous
  * row of its chain; appends take a transaction-scoped advisory lock on their chain so
  * it stays linear across processes.
+ *
+ * A chain alone cannot show that its last rows were deleted. `verify` therefore prints an
+ * anchor, `<seq>:<digest of every chain's head at seq>`; kept outside the database (a log
+ * store, a ticket), it lets a later `verify --anchor` prove nothing up to it was removed.
  */
 import { createHash } from 'node:crypto';
 import type { JsonObject, JsonValue } from '../core/ports.js';
@@ -58,16 +62,44 @@ export async function appendAudit(tx: Tx, input: AuditInput): Promise<void> {
   await tx.auditEvent.create({ data: { ...row, hash: hashOf(row) } });
 }
 
-export type VerifyResult = { ok: true; events: number } | { ok: false; events: number; seq: bigint; problem: string };
+export type VerifyResult =
+  | { ok: true; events: number; /** The log's tip, to keep outside the database. */ anchor: string }
+  | { ok: false; events: number; seq: bigint; problem: string };
 
-/** Walks every chain in order and reports the first row (by seq) that does not check out. */
-export async function verifyAudit(db: Db, batch = 1000): Promise<VerifyResult> {
+/** `<seq>:<sha256>`, as `verify` prints it. */
+const ANCHOR = /^(\d+):([0-9a-f]{64})$/;
+
+/** Checks an anchor's shape. @returns undefined when it is well formed, else what is wrong. */
+export function anchorProblem(anchor: string): string | undefined {
+  return ANCHOR.test(anchor) ? undefined : 'an anchor is <seq>:<64 hex digits>, as `rekey audit verify` prints it';
+}
+
+/**
+ * Walks every chain in order and reports the first row (by seq) that does not check out.
+ * With `anchor`, also checks that every chain's head at the anchor's seq is what it was
+ * when the anchor was taken: rows deleted from the end of a chain leave a valid chain but
+ * not the same heads.
+ */
+export async function verifyAudit(db: Db, options: { anchor?: string; batch?: number } = {}): Promise<VerifyResult> {
+  const batch = options.batch ?? 1000;
+  const [, anchorSeq, anchorDigest] = options.anchor ? (ANCHOR.exec(options.anchor) ?? []) : [];
   const heads = new Map<string, string>();
   let after = -1n;
   let events = 0;
+  let pendingAnchor = anchorSeq === undefined ? undefined : BigInt(anchorSeq);
+  const anchorBroken = () => ({
+    ok: false as const,
+    events,
+    seq: pendingAnchor!,
+    problem: 'is the anchor, and the chains up to it are not what they were when it was taken (events were removed)',
+  });
   for (;;) {
     const rows = (await db.auditEvent.findMany({ where: { seq: { gt: after } }, orderBy: { seq: 'asc' }, take: batch })) as AuditRow[];
     for (const row of rows) {
+      if (pendingAnchor !== undefined && row.seq > pendingAnchor) {
+        if (digestOf(heads) !== anchorDigest) return anchorBroken();
+        pendingAnchor = undefined;
+      }
       if (row.prevHash !== (heads.get(row.chain) ?? GENESIS)) {
         return { ok: false, events, seq: row.seq, problem: 'does not follow the row before it (a row was deleted, inserted or reordered)' };
       }
@@ -76,8 +108,18 @@ export async function verifyAudit(db: Db, batch = 1000): Promise<VerifyResult> {
       after = row.seq;
       events += 1;
     }
-    if (rows.length < batch) return { ok: true, events };
+    if (rows.length < batch) {
+      if (pendingAnchor !== undefined && digestOf(heads) !== anchorDigest) return anchorBroken();
+      return { ok: true, events, anchor: `${after < 0n ? 0n : after}:${digestOf(heads)}` };
+    }
   }
+}
+
+/** One hash over every chain's head: what an anchor pins. */
+function digestOf(heads: Map<string, string>): string {
+  return createHash('sha256')
+    .update(JSON.stringify([...heads].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))))
+    .digest('hex');
 }
 
 function hashOf(row: Omit<AuditRow, 'hash'>): string {

@@ -1,6 +1,7 @@
 /**
  * Invariant 7: every state change writes an audit event; the log is hash-chained and
- * `rekey audit verify` detects tampering, naming the row.
+ * `rekey audit verify` detects tampering, naming the row; with an anchor kept from an
+ * earlier verify, it also detects rows deleted from the end of a chain.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -60,6 +61,33 @@ it('records every version state change and every delivery change', async () => {
       expect(last?.action).toBe(`delivery.${delivery.status}`);
     }
   }
+});
+
+it('an anchor from an earlier verify catches rows deleted from the end of a chain, which the chain alone cannot', async () => {
+  const env = { DATABASE_URL: h.env.databaseUrl, REDIS_URL: h.env.redisUrl, REKEY_QUEUE_PREFIX: h.env.prefix };
+  const anchorOf = (stdout: string) => /^Anchor: (\d+:[0-9a-f]{64}) /m.exec(stdout)![1]!;
+  const first = anchorOf((await rekey(['audit', 'verify'], env)).stdout);
+  await h.rotate('audited');
+  // Events appended after an anchor are fine.
+  const later = await rekey(['audit', 'verify', '--anchor', first], env);
+  expect(later.code).toBe(0);
+  expect(later.stdout).toContain('anchor matches');
+  const anchor = anchorOf(later.stdout);
+
+  // Drop the secret's last three events: what is left is still a valid chain.
+  const tail = await h.runtime.db.auditEvent.findMany({ where: { chain: 'audited' }, orderBy: { seq: 'desc' }, take: 3, select: { seq: true } });
+  await asSuperuser(h.env.databaseUrl, [
+    'ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update',
+    `DELETE FROM audit_events WHERE seq IN (${tail.map((e) => e.seq).join(', ')})`,
+    'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update',
+  ]);
+  expect((await rekey(['audit', 'verify'], env)).code).toBe(0);
+  const caught = await rekey(['audit', 'verify', '--anchor', anchor], env);
+  expect(caught.code).toBe(1);
+  expect(caught.stdout).toContain(`row ${anchor.split(':')[0]} is the anchor, and the chains up to it are not what they were`);
+  const malformed = await rekey(['audit', 'verify', '--anchor', 'yesterday'], env);
+  expect(malformed.code).toBe(2);
+  expect(malformed.stderr).toContain('<seq>:<64 hex digits>');
 });
 
 it('verifies the chain, then names the row that was edited, then the row after one deleted', async () => {

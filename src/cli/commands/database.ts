@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { configJsonSchema } from '../../config/json-schema.js';
 import { loadConfigFile } from '../../config/load.js';
 import { isEmpty } from '../../config/plan.js';
-import { verifyAudit } from '../../db/audit.js';
+import { anchorProblem, verifyAudit } from '../../db/audit.js';
 import { migrate } from '../../db/migrate.js';
 import { describeRotations, formatRotationMetadata } from '../../events/rotation-metadata.js';
 import { loadSettings } from '../../settings.js';
@@ -57,12 +57,18 @@ export function registerDatabaseCommands(program: Command, ctx: CliContext): voi
     .description('Audit log tools')
     .command('verify')
     .description('Check the audit log hash chain; exits 1 and names the first bad row on tampering')
+    .option('--anchor <anchor>', 'an anchor an earlier verify printed: also prove no event up to it was removed')
     .option('--json', 'print the result as JSON')
-    .action(async (options: { json?: boolean }) => {
+    .action(async (options: { anchor?: string; json?: boolean }, command: Command) => {
+      const problem = options.anchor === undefined ? undefined : anchorProblem(options.anchor);
+      if (problem) command.error(`rekey audit verify: ${problem}`, { exitCode: 2 });
       await withRuntime('cli', ctx, async (runtime) => {
-        const result = await verifyAudit(runtime.db);
+        const result = await verifyAudit(runtime.db, { anchor: options.anchor });
         if (options.json) ctx.out(JSON.stringify({ ...result, seq: 'seq' in result ? result.seq.toString() : undefined }));
-        else if (result.ok) ctx.out(`Audit log intact: ${result.events} events, hash chain verified.`);
+        else if (result.ok) {
+          ctx.out(`Audit log intact: ${result.events} events, hash chain verified${options.anchor ? ', anchor matches' : ''}.`);
+          ctx.out(`Anchor: ${result.anchor} (keep it outside the database; pass it to --anchor later)`);
+        }
         else ctx.out(`Audit log TAMPERED: row ${result.seq} ${result.problem} (${result.events} rows before it verified).`);
         if (!result.ok) throw new ExitCode(1);
       });
