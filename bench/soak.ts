@@ -33,12 +33,11 @@ import { createLogger } from '../src/log.js';
 import { providers } from '../src/registry.js';
 import { Runtime } from '../src/runtime.js';
 import { runtimeCommand } from '../providers/haproxy/runtime-api.js';
-import { freePort, startBackend } from '../test/support/gateways/index.js';
+import { freePort, startBackend, startHaproxy } from '../test/support/gateways/index.js';
 import { Checker } from './soak/checker.js';
 import { FaultInjector } from './soak/faults.js';
 import { finalChecks } from './soak/final.js';
 import { Fleet } from './soak/fleet.js';
-import { startSoakHaproxy } from './soak/haproxy.js';
 import { LeakSender } from './soak/leaks.js';
 import { RuntimeApiProxy } from './soak/proxy.js';
 import { printReport, summarize } from './soak/report.js';
@@ -84,9 +83,10 @@ export async function main(args: string[]): Promise<unknown> {
     cleanups.push(() => redis.kill('SIGKILL'));
     const backend = await startBackend();
     cleanups.push(() => backend.close());
-    const gateway = await startSoakHaproxy(backend.port);
+    // Every secret's keys in one map, as a gateway keeps them; 4 rekey processes of 4 connections each.
+    const gateway = await startHaproxy(backend.port, { statsMaxconn: 32 });
     cleanups.push(() => gateway.stop());
-    const upstream = { kind: 'tcp' as const, host: '127.0.0.1', port: gateway.runtimePort };
+    const upstream = { kind: 'tcp' as const, host: '127.0.0.1', port: Number(new URL(gateway.runtimeApi.tcp).port) };
     const proxy = await RuntimeApiProxy.start(await freePort(), upstream.port);
     cleanups.push(() => proxy.stop());
     phase(`PostgreSQL :${postgres.port}, Redis :${redis.port}, HAProxy ${gateway.url} (one map; Runtime API :${upstream.port} behind proxy :${proxy.port})`);

@@ -6,7 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CONSUMER_HEADER } from './backend.js';
 import type { Gateway } from './gateway.js';
-import { freePort, launchOnFreePorts, start, tempDir, waitForPort, type Spawned } from './process.js';
+import { freePort, launchOnFreePorts, start, tempDir, waitForPort } from './process.js';
 
 export interface CaddyGateway extends Gateway {
   /** The admin API, e.g. http://127.0.0.1:PORT */
@@ -25,23 +25,20 @@ export async function startCaddy(backendPort: number, o: { header?: string; unix
   const socket = join(dir.path, 'admin.sock');
   // Caddy keeps its state under $HOME / XDG dirs: keep them inside the temp dir.
   const env = { ...process.env, HOME: dir.path, XDG_CONFIG_HOME: join(dir.path, 'config'), XDG_DATA_HOME: join(dir.path, 'data') };
-  let proc: Spawned | undefined;
   let port = 0;
   let adminPort = 0;
-  const launch = async () => {
-    proc = start('caddy', ['run', '--config', config], { env });
-    await waitForPort(port, proc);
-    if (!o.unixAdmin) await waitForPort(adminPort, proc);
-  };
-  await launchOnFreePorts(
+  const supervised = await launchOnFreePorts(
     dir,
     async () => {
       port = await freePort();
       adminPort = await freePort();
       await writeFile(config, JSON.stringify(render({ port, admin: o.unixAdmin ? { listen: `unix/${socket}`, origins: ['localhost'] } : { listen: `127.0.0.1:${adminPort}` }, header, backendPort }), null, 2));
-      await launch();
     },
-    async () => proc?.stop(),
+    () => start('caddy', ['run', '--config', config], { env }),
+    async (proc) => {
+      await waitForPort(port, proc);
+      if (!o.unixAdmin) await waitForPort(adminPort, proc);
+    },
   );
   const admin = o.unixAdmin ? `unix:${socket}` : `http://127.0.0.1:${adminPort}`;
   return {
@@ -52,14 +49,8 @@ export async function startCaddy(backendPort: number, o: { header?: string; unix
     admin,
     handler: CADDY_HANDLER_ID,
     providerConfig: { admin, handler: CADDY_HANDLER_ID, probe: { url: `http://127.0.0.1:${port}/`, header } },
-    async restart() {
-      await proc?.stop();
-      await launch();
-    },
-    async stop() {
-      await proc?.stop();
-      await dir.remove();
-    },
+    restart: supervised.restart,
+    stop: supervised.stop,
   };
 }
 

@@ -1,11 +1,12 @@
 // HAProxy 2.6 from Debian, run in the foreground (-db) with a generated config: keys in
 // a map file, the consumer passed to the backend as X-Consumer, 401 for anything else.
-// The Runtime API listens on a unix socket and on a loopback TCP port, both `level operator`.
+// The Runtime API listens on a unix socket and on a loopback TCP port, both `level operator`,
+// with HAProxy's default `stats maxconn` (10) unless the caller raises it.
 import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CONSUMER_HEADER } from './backend.js';
 import type { Gateway } from './gateway.js';
-import { freePort, launchOnFreePorts, start, tempDir, waitForPort, type Spawned } from './process.js';
+import { freePort, launchOnFreePorts, start, tempDir, waitForPort } from './process.js';
 
 export interface HaproxyGateway extends Gateway {
   /** The map file the config loads (also its name on the Runtime API). */
@@ -13,31 +14,33 @@ export interface HaproxyGateway extends Gateway {
   runtimeApi: { unix: string; tcp: string };
 }
 
-export async function startHaproxy(backendPort: number, header = 'X-Api-Key'): Promise<HaproxyGateway> {
+export interface HaproxyOptions {
+  header?: string;
+  /** `stats maxconn`, for several rekey processes (the provider opens up to 4 each). @defaultValue HAProxy's 10 */
+  statsMaxconn?: number;
+}
+
+export async function startHaproxy(backendPort: number, { header = 'X-Api-Key', statsMaxconn }: HaproxyOptions = {}): Promise<HaproxyGateway> {
   const dir = await tempDir('haproxy');
   const map = join(dir.path, 'api-keys.map');
   const socket = join(dir.path, 'runtime.sock');
   await writeFile(map, '');
   await chmod(map, 0o640);
   const config = join(dir.path, 'haproxy.cfg');
-  let proc: Spawned | undefined;
   let port = 0;
   let runtimePort = 0;
-
-  const launch = async () => {
-    proc = start('haproxy', ['-db', '-f', config]);
-    await waitForPort(port, proc);
-    await waitForPort(runtimePort, proc);
-  };
-  await launchOnFreePorts(
+  const supervised = await launchOnFreePorts(
     dir,
     async () => {
       port = await freePort();
       runtimePort = await freePort();
-      await writeFile(config, render({ port, runtimePort, socket, map, header, backendPort }));
-      await launch();
+      await writeFile(config, render({ port, runtimePort, socket, map, header, backendPort, statsMaxconn }));
     },
-    async () => proc?.stop(),
+    () => start('haproxy', ['-db', '-f', config]),
+    async (proc) => {
+      await waitForPort(port, proc);
+      await waitForPort(runtimePort, proc);
+    },
   );
   return {
     name: 'haproxy',
@@ -47,19 +50,13 @@ export async function startHaproxy(backendPort: number, header = 'X-Api-Key'): P
     map,
     runtimeApi: { unix: `unix:${socket}`, tcp: `tcp://127.0.0.1:${runtimePort}` },
     providerConfig: { runtimeApi: `unix:${socket}`, map, probe: { url: `http://127.0.0.1:${port}/`, header } },
-    async restart() {
-      await proc?.stop();
-      await launch();
-    },
-    async stop() {
-      await proc?.stop();
-      await dir.remove();
-    },
+    restart: supervised.restart,
+    stop: supervised.stop,
   };
 }
 
-function render(o: { port: number; runtimePort: number; socket: string; map: string; header: string; backendPort: number }): string {
-  return `global
+function render(o: { port: number; runtimePort: number; socket: string; map: string; header: string; backendPort: number; statsMaxconn: number | undefined }): string {
+  return `global${o.statsMaxconn ? `\n  stats maxconn ${o.statsMaxconn}` : ''}
   stats socket ${o.socket} mode 600 level operator
   stats socket ipv4@127.0.0.1:${o.runtimePort} level operator
 

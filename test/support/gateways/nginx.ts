@@ -6,7 +6,7 @@ import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CONSUMER_HEADER } from './backend.js';
 import type { Gateway } from './gateway.js';
-import { freePort, launchOnFreePorts, start, tempDir, waitForPort, type Spawned } from './process.js';
+import { freePort, launchOnFreePorts, start, tempDir, waitForPort } from './process.js';
 
 export interface NginxGateway extends Gateway {
   map: string;
@@ -25,20 +25,15 @@ export async function startNginx(backendPort: number, header = 'X-Api-Key'): Pro
   const pidFile = join(dir.path, 'nginx.pid');
   await writeFile(map, '');
   await chmod(map, 0o640);
-  let proc: Spawned | undefined;
   let port = 0;
-  const launch = async () => {
-    proc = start('nginx', ['-p', dir.path, '-c', config, '-g', 'daemon off;']);
-    await waitForPort(port, proc);
-  };
-  await launchOnFreePorts(
+  const supervised = await launchOnFreePorts(
     dir,
     async () => {
       port = await freePort();
       await writeFile(config, render({ port, dir: dir.path, map, pidFile, header, backendPort }));
-      await launch();
     },
-    async () => proc?.stop(),
+    () => start('nginx', ['-p', dir.path, '-c', config, '-g', 'daemon off;']),
+    (proc) => waitForPort(port, proc),
   );
   return {
     name: 'nginx',
@@ -48,16 +43,10 @@ export async function startNginx(backendPort: number, header = 'X-Api-Key'): Pro
     map,
     config,
     pidFile,
-    pid: () => proc!.pid,
+    pid: () => supervised.process().pid,
     providerConfig: { map, config, pidFile, prefix: dir.path, probe: { url: `http://127.0.0.1:${port}/`, header } },
-    async restart() {
-      await proc?.stop();
-      await launch();
-    },
-    async stop() {
-      await proc?.stop();
-      await dir.remove();
-    },
+    restart: supervised.restart,
+    stop: supervised.stop,
   };
 }
 

@@ -103,20 +103,54 @@ export async function waitForPort(port: number, process: Spawned, timeoutMs = 10
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** A gateway process started by {@link launchOnFreePorts}. */
+export interface Supervised {
+  /** The running process (a new one after each restart). */
+  process: () => Spawned;
+  /** Stops the process and starts it again with the same config and ports. */
+  restart: () => Promise<void>;
+  /** Stops the process and removes `dir`. */
+  stop: () => Promise<void>;
+}
+
 /**
  * Ports are picked before the gateway binds them, so another test may take one in
- * between: `attempt` (pick ports, write the config, launch) is tried up to three times,
- * with `stop` after each failure; if every try fails, `dir` is removed and the error thrown.
+ * between: `configure` (pick ports, write the config), `spawn` and `ready` (wait for its
+ * ports) are tried up to three times, stopping the process after each failure; if every
+ * try fails, `dir` is removed and the error thrown.
  */
-export async function launchOnFreePorts(dir: { remove(): Promise<void> }, attempt: () => Promise<void>, stop: () => Promise<void>): Promise<void> {
+export async function launchOnFreePorts(
+  dir: { remove(): Promise<void> },
+  configure: () => Promise<void>,
+  spawn: () => Spawned,
+  ready: (proc: Spawned) => Promise<void>,
+): Promise<Supervised> {
+  let proc: Spawned | undefined;
+  const up = async () => {
+    proc = spawn();
+    await ready(proc);
+  };
   for (let tries = 1; ; tries++) {
     try {
-      return await attempt();
+      await configure();
+      await up();
+      break;
     } catch (error) {
-      await stop();
+      await proc?.stop();
       if (tries < 3) continue;
       await dir.remove();
       throw error;
     }
   }
+  return {
+    process: () => proc!,
+    restart: async () => {
+      await proc?.stop();
+      await up();
+    },
+    stop: async () => {
+      await proc?.stop();
+      await dir.remove();
+    },
+  };
 }
