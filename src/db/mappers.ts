@@ -1,23 +1,11 @@
 /** Prisma rows to core records. */
-import type { DeliveryRecord, RunRecord, RunStatus, VersionRecord, VersionState } from '../core/model.js';
+import type { DeliveryRecord, RunRecord, VersionRecord, VersionState } from '../core/model.js';
 import type { JsonObject } from '../core/ports.js';
+import type { Delivery, Prisma } from './generated/client.js';
 
 export const versionInclude = { secret: { select: { name: true } } } as const;
 
-interface VersionRow {
-  id: string;
-  secretId: string;
-  number: number;
-  state: string;
-  fingerprint: string | null;
-  storeVersionId: string | null;
-  issuerState: unknown;
-  graceEndsAt: Date | null;
-  promotedAt: Date | null;
-  compromisedAt: Date | null;
-  createdAt: Date;
-  secret: { name: string };
-}
+type VersionRow = Prisma.VersionGetPayload<{ include: typeof versionInclude }>;
 
 export function toVersion(row: VersionRow): VersionRecord {
   return {
@@ -25,7 +13,7 @@ export function toVersion(row: VersionRow): VersionRecord {
     secretId: row.secretId,
     secret: row.secret.name,
     number: row.number,
-    state: row.state as VersionState,
+    state: row.state,
     fingerprint: row.fingerprint,
     storeVersionId: row.storeVersionId,
     issuerState: (row.issuerState as JsonObject | null) ?? null,
@@ -36,33 +24,17 @@ export function toVersion(row: VersionRow): VersionRecord {
   };
 }
 
-interface RunRow {
-  id: string;
-  secretId: string;
-  kind: string;
-  trigger: string;
-  idempotencyKey: string;
-  status: string;
-  step: string;
-  versionId: string | null;
-  graceMs: number | null;
-  attempts: number;
-  error: string | null;
-  startedAt: Date;
-  updatedAt: Date;
-  finishedAt: Date | null;
-  secret: { name: string };
-}
+type RunRow = Prisma.RunGetPayload<{ include: typeof versionInclude }>;
 
 export function toRun(row: RunRow): RunRecord {
   return {
     id: row.id,
     secretId: row.secretId,
     secret: row.secret.name,
-    kind: row.kind as RunRecord['kind'],
+    kind: row.kind,
     trigger: row.trigger,
     idempotencyKey: row.idempotencyKey,
-    status: row.status as RunStatus,
+    status: row.status,
     step: row.step,
     versionId: row.versionId,
     graceMs: row.graceMs,
@@ -74,8 +46,8 @@ export function toRun(row: RunRow): RunRecord {
   };
 }
 
-export function toDelivery(row: { versionId: string; target: string; status: string; attempts: number; lastError: string | null }): DeliveryRecord {
-  return { versionId: row.versionId, target: row.target, status: row.status as DeliveryRecord['status'], attempts: row.attempts, lastError: row.lastError };
+export function toDelivery(row: Delivery): DeliveryRecord {
+  return { versionId: row.versionId, target: row.target, status: row.status, attempts: row.attempts, lastError: row.lastError };
 }
 
 /** Timestamp column a lifecycle state stamps when a version enters it. */
