@@ -17,7 +17,8 @@
  * Requests must carry a SigV4 Authorization header (its signature is not checked).
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
+import { listenLoopback, readBody } from '../../../../test/support/fake-http.js';
 
 export interface FakeKey {
   id: string;
@@ -162,7 +163,7 @@ export async function startFakeApiGateway(o: { pageLimit?: number } = {}): Promi
     json(res, 200, { ok: true, customerId: key.customerId ?? null });
   });
 
-  const [controlPort, stagePort] = [await listen(control), await listen(stage)];
+  const [controlPort, stagePort] = [await listenLoopback(control), await listenLoopback(stage)];
   return {
     endpoint: `http://127.0.0.1:${controlPort}`,
     stageUrl: `http://127.0.0.1:${stagePort}/prod/orders`,
@@ -203,17 +204,4 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 
 function error(res: ServerResponse, status: number, type: string, message: string): void {
   res.writeHead(status, { 'content-type': 'application/json', 'x-amzn-errortype': type, 'x-amzn-requestid': id(8) }).end(JSON.stringify({ message }));
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve) => {
-    let text = '';
-    req.setEncoding('utf8');
-    req.on('data', (chunk: string) => (text += chunk));
-    req.on('end', () => resolve(text));
-  });
-}
-
-function listen(server: Server): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
 }

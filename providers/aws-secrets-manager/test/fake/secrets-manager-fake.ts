@@ -16,6 +16,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AwsApiError, SecretsModel } from './secrets-model.js';
+import { readBody } from '../../../../test/support/fake-http.js';
 
 const OPERATIONS = [
   'CreateSecret',
@@ -144,10 +145,4 @@ function send(res: ServerResponse, status: number, body: unknown): void {
     'x-amzn-RequestId': randomUUID(),
   });
   res.end(text);
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 }

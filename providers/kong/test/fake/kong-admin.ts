@@ -16,7 +16,8 @@
  *   https://developer.konghq.com/plugins/key-auth/
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
+import { listenLoopback, readBody } from '../../../../test/support/fake-http.js';
 
 interface Consumer {
   id: string;
@@ -62,7 +63,7 @@ export async function startFakeKong(o: { adminToken?: string; keyNames?: string[
     UUID.test(idOrName) && consumers.has(idOrName) ? consumers.get(idOrName) : [...consumers.values()].find((c) => c.username === idOrName);
 
   const admin = createServer((req, res) => {
-    void body(req).then((raw) => {
+    void readBody(req).then((raw) => {
       const url = new URL(req.url ?? '/', 'http://127.0.0.1');
       const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
       const label = `${req.method} /${parts.map((p, i) => (i > 0 && ['consumers', 'key-auth', 'key-auths'].includes(parts[i - 1]!) ? '{id}' : p)).join('/')}`;
@@ -152,7 +153,7 @@ export async function startFakeKong(o: { adminToken?: string; keyNames?: string[
     res.writeHead(200, { 'content-type': 'text/plain' }).end(`consumer=${consumer?.username ?? consumer?.id ?? ''}`);
   });
 
-  const [adminPort, proxyPort] = [await listen(admin), await listen(proxy)];
+  const [adminPort, proxyPort] = [await listenLoopback(admin), await listenLoopback(proxy)];
   return {
     adminUrl: `http://127.0.0.1:${adminPort}`,
     proxyUrl: `http://127.0.0.1:${proxyPort}/`,
@@ -192,17 +193,4 @@ function page(items: KeyAuth[], url: URL, maxSize: number) {
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(body));
-}
-
-function body(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve) => {
-    let text = '';
-    req.setEncoding('utf8');
-    req.on('data', (chunk: string) => (text += chunk));
-    req.on('end', () => resolve(text));
-  });
-}
-
-function listen(server: Server): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
 }

@@ -16,7 +16,8 @@
  * - Errors are `Status` objects with `reason` and `code`; a missing or wrong bearer token is 401;
  *   RBAC denials are 403 Forbidden (https://kubernetes.io/docs/reference/access-authn-authz/rbac/).
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
+import { readBody } from '../../../../test/support/fake-http.js';
 
 type Json = Record<string, unknown>;
 
@@ -182,13 +183,4 @@ function json(res: ServerResponse, code: number, body: unknown): void {
 
 function status(res: ServerResponse, code: number, reason: string, message: string): void {
   json(res, code, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code });
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve) => {
-    let text = '';
-    req.setEncoding('utf8');
-    req.on('data', (chunk: string) => (text += chunk));
-    req.on('end', () => resolve(text));
-  });
 }
