@@ -2,8 +2,7 @@
 // client: the store conformance suite, then failure injection, recovery of lost responses, etag
 // conflicts, `latest` versus `current`, and the number of API calls a rotation costs.
 import { randomUUID } from 'node:crypto';
-import { credentials } from '@grpc/grpc-js';
-import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
+import type { SecretManagerServiceClient } from '@google-cloud/secret-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ProviderInstance } from '../../../src/core/provider.js';
 import type { SecretStore } from '../../../src/core/ports.js';
@@ -13,7 +12,7 @@ import { callsPerRotation, storeConformance } from '../../../test/conformance/st
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import { crc32c } from '../crc32c.js';
 import gcpSecretManager, { INTENT_ANNOTATION, parseSecretResourceName, referencesSecret, type GcpSecretManagerStoreBinding } from '../index.js';
-import { startFakeSecretManager, type FakeSecretManager } from './fake/secret-manager-fake.js';
+import { officialClient, startFakeSecretManager, type FakeSecretManager } from './fake/secret-manager-fake.js';
 
 const PROJECT = 'rekey-test';
 type Instance = ProviderInstance<GcpSecretManagerStoreBinding>;
@@ -47,12 +46,7 @@ const versionsOf = (name: string) => fake.model.secrets.get(name)?.versions ?? [
 beforeAll(async () => {
   fake = await startFakeSecretManager(PROJECT);
   gcp = open();
-  raw = new SecretManagerServiceClient({
-    apiEndpoint: '127.0.0.1',
-    port: fake.port,
-    sslCreds: credentials.createInsecure(),
-    auth: { getUniverseDomain: () => Promise.resolve('googleapis.com') } as never,
-  });
+  raw = officialClient(fake.port);
 });
 
 afterAll(async () => {

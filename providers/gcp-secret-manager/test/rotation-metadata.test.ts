@@ -2,8 +2,7 @@
 // schedule mirrored into the secret's rotation and topics, idempotently, cleared only when it is
 // rekey's own, and what the service then publishes at next_rotation_time.
 import { randomUUID } from 'node:crypto';
-import { credentials } from '@grpc/grpc-js';
-import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
+import type { SecretManagerServiceClient } from '@google-cloud/secret-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProviderError } from '../../../src/core/errors.js';
 import type { ProviderInstance } from '../../../src/core/provider.js';
@@ -11,7 +10,7 @@ import type { SecretStore } from '../../../src/core/ports.js';
 import { call, newVersion, stored } from '../../../test/conformance/refs.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import gcpSecretManager, { ROTATION_ANNOTATION, type GcpSecretManagerStoreBinding } from '../index.js';
-import { startFakeSecretManager, type FakeSecretManager } from './fake/secret-manager-fake.js';
+import { officialClient, startFakeSecretManager, type FakeSecretManager } from './fake/secret-manager-fake.js';
 
 const PROJECT = 'rekey-test';
 const TOPIC = `projects/${PROJECT}/topics/rekey-rotations`;
@@ -32,12 +31,7 @@ beforeAll(async () => {
     gcpSecretManager.config.parse({ project: PROJECT, apiEndpoint: '127.0.0.1', port: fake.port, insecure: true, maxAttempts: 2 }),
     testProviderContext('gcp-test'),
   );
-  raw = new SecretManagerServiceClient({
-    apiEndpoint: '127.0.0.1',
-    port: fake.port,
-    sslCreds: credentials.createInsecure(),
-    auth: { getUniverseDomain: () => Promise.resolve('googleapis.com') } as never,
-  });
+  raw = officialClient(fake.port);
 });
 
 afterAll(async () => {

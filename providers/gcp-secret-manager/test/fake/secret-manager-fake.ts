@@ -15,6 +15,7 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import {
+  credentials,
   Server,
   ServerCredentials,
   loadPackageDefinition,
@@ -25,6 +26,7 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
 import { PERMISSION, type GcpMethod } from '../../gcp-errors.js';
 import { GrpcError, SecretManagerModel, field } from './secret-manager-model.js';
 
@@ -147,4 +149,14 @@ export async function startFakeSecretManager(project: string): Promise<FakeSecre
     before: (method, hook) => void hooks.set(method, hook),
     close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
   };
+}
+
+/** The official client pointed at a fake, without TLS or Google auth: tests look behind the provider with it. */
+export function officialClient(port: number): SecretManagerServiceClient {
+  return new SecretManagerServiceClient({
+    apiEndpoint: '127.0.0.1',
+    port,
+    sslCreds: credentials.createInsecure(),
+    auth: { getUniverseDomain: () => Promise.resolve('googleapis.com') } as never,
+  });
 }
