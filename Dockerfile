@@ -3,7 +3,7 @@
 # `rekey worker`, `rekey server`, `rekey migrate` and `rekey apply` through `args`.
 #   docker build -t REGISTRY/rekey:TAG .
 #   docker run --rm REGISTRY/rekey:TAG --help
-ARG NODE_IMAGE=node:20-bookworm-slim
+ARG NODE_IMAGE=node:22-bookworm-slim
 
 # --- build: all dependencies, the Prisma client generated, TypeScript compiled -------------
 FROM ${NODE_IMAGE} AS build

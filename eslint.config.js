@@ -1,7 +1,9 @@
-// ESLint flat config: typescript-eslint's type-aware recommended rules over all TS.
+// ESLint flat config: typescript-eslint's type-aware recommended rules over all TS, and
+// rekey/boundaries: the import arrows of DESIGN.md's layout (scripts/eslint/boundaries.mjs).
 import js from '@eslint/js';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
+import rekey from './scripts/eslint/boundaries.mjs';
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'src/db/generated/**', 'helm/**', 'deploy/**'] },
@@ -15,6 +17,11 @@ export default tseslint.config(
       '@typescript-eslint/no-floating-promises': 'error',
       'no-console': 'off',
     },
+  },
+  {
+    files: ['src/**/*.ts', 'providers/**/*.ts'],
+    plugins: { rekey },
+    rules: { 'rekey/boundaries': 'error' },
   },
   {
     files: ['**/*.js', '**/*.mjs'],

@@ -21,6 +21,9 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/unit/**/*.test.ts', 'providers/*/test/**/*.unit.test.ts'],
+          // A hang guard, not a speed bound: on a loaded 2-core machine a test that takes
+          // 100 ms alone (key generation, helm template) can take ten seconds.
+          testTimeout: 30_000,
         },
       },
       {
@@ -38,6 +41,8 @@ export default defineConfig({
           fileParallelism: false,
           sequence: { groupOrder: 1 },
           ...integration,
+          // Hang guards: each test starts real processes through tsx, slow on a loaded machine.
+          testTimeout: 180_000,
         },
       },
       {

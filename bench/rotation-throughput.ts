@@ -25,16 +25,16 @@ export async function main(args: string[]): Promise<Record<string, number>> {
   const n = Number(values.secrets);
   const concurrency = Number(values.concurrency);
   const env = await benchEnvironment('throughput');
-  const modules = [...providers, memoryProvider];
-  const settings = loadSettings({ DATABASE_URL: env.databaseUrl, REDIS_URL: env.redisUrl, REKEY_FINGERPRINT_KEY: 'e'.repeat(64), REKEY_QUEUE_PREFIX: env.prefix, LOG_LEVEL: 'warn' });
+  const modules = providers.with([memoryProvider]);
+  const settings = loadSettings({ DATABASE_URL: env.databaseUrl, REDIS_URL: env.redisUrl, REKEY_FINGERPRINT_KEY: 'e'.repeat(64), REKEY_AUDIT_KEY: 'f'.repeat(64), REKEY_QUEUE_PREFIX: env.prefix, LOG_LEVEL: 'warn' });
   const runtime = new Runtime({ actor: 'bench', settings, modules, log: createLogger(process.env.LOG_LEVEL ?? 'warn'), longLived: true });
   try {
     await runtime.connect();
     const yaml = ['providers:', '  mem: { type: memory, journal: bench }', 'secrets:']
       .concat(Array.from({ length: n }, (_, i) => `  s${i}: { store: { provider: mem }, issuer: { provider: mem }, targets: [mem], grace: 1h }`))
       .join('\n');
-    const loaded = parseConfig(yaml, 'bench.yaml', modules);
-    await saveConfig(runtime.db, loaded, computePlan(loaded, await storedSecrets(runtime.db), await latestDocument(runtime.db)), 'bench');
+    const loaded = await parseConfig(yaml, 'bench.yaml', modules);
+    await saveConfig(runtime.db, runtime.audit, loaded, computePlan(loaded, await storedSecrets(runtime.db), await latestDocument(runtime.db)), 'bench');
 
     const workers = startWorkers(runtime.engine, runtime.redis, env.prefix, runtime.log, {
       concurrency: { rotations: concurrency, revocations: concurrency, retirements: concurrency },

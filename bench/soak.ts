@@ -2,15 +2,17 @@
  * The chaos soak: DESIGN.md's seven invariants checked continuously while faults are
  * injected at random, in one run, against real processes.
  *
- * Self-contained: its own PostgreSQL cluster, its own redis-server (nothing on disk) and a
+ * Self-contained: its own PostgreSQL cluster, its own Redis Sentinel set (a primary, a replica
+ * and three sentinels, nothing on disk; rekey reaches it through `redis+sentinel://`) and a
  * real HAProxy, all on free loopback ports under a temp directory; the machine's shared
  * servers are never touched. Three `rekey worker`s and one `rekey server` (real registry)
  * rotate 200 secrets (local store, random issuer, HAProxy target through a TCP proxy in
  * front of its Runtime API) on one-second schedules with a 2 s grace. Leak reports arrive
  * at random at the server's Standard Webhooks receiver. Faults, one at a time: SIGKILL of a
- * worker or of the server (restarted), a Redis restart (every queue and scheduler lost), a
- * PostgreSQL restart (fast or crash), the Runtime API refusing connections, and the
- * Runtime API answering past the provider timeout.
+ * worker or of the server (restarted), a Redis restart (the primary back empty: every queue
+ * and scheduler lost), a Redis failover (the primary killed, the sentinels promote the
+ * replica), a PostgreSQL restart (fast or crash), the Runtime API refusing connections, and
+ * the Runtime API answering past the provider timeout.
  *
  * At the end: schedules are removed, the system settles, the history is checked
  * (bench/soak/final.ts), a table is printed, then one line of JSON. Exits 1 on any violation.
@@ -41,7 +43,8 @@ import { Fleet } from './soak/fleet.js';
 import { LeakSender } from './soak/leaks.js';
 import { RuntimeApiProxy } from './soak/proxy.js';
 import { printReport, summarize } from './soak/report.js';
-import { OwnPostgres, OwnRedis } from '../test/support/own-services.js';
+import { OwnPostgres } from '../test/support/own-services.js';
+import { RedisSentinelSet } from '../test/support/redis-ha.js';
 import { FAULT_KINDS, type SoakConfig, SoakState, sleep } from './soak/state.js';
 
 
@@ -79,8 +82,9 @@ export async function main(args: string[]): Promise<unknown> {
     const postgres = await OwnPostgres.create(dir);
     cleanups.push(() => postgres.kill('SIGINT'));
     await migrate(postgres.url);
-    const redis = await OwnRedis.create();
-    cleanups.push(() => redis.kill('SIGKILL'));
+    // Sentinel's detection: long enough that a restart (back within half of it) is not a failover.
+    const redis = await RedisSentinelSet.create(await mkdtemp(join(dir, 'redis-')), 5000);
+    cleanups.push(() => redis.stop());
     const backend = await startBackend();
     cleanups.push(() => backend.close());
     // Every secret's keys in one map, as a gateway keeps them; 4 rekey processes of 4 connections each.
@@ -89,9 +93,9 @@ export async function main(args: string[]): Promise<unknown> {
     const upstream = { kind: 'tcp' as const, host: '127.0.0.1', port: Number(new URL(gateway.runtimeApi.tcp).port) };
     const proxy = await RuntimeApiProxy.start(await freePort(), upstream.port);
     cleanups.push(() => proxy.stop());
-    phase(`PostgreSQL :${postgres.port}, Redis :${redis.port}, HAProxy ${gateway.url} (one map; Runtime API :${upstream.port} behind proxy :${proxy.port})`);
+    phase(`PostgreSQL :${postgres.port}, Redis Sentinel ${redis.url}, HAProxy ${gateway.url} (one map; Runtime API :${upstream.port} behind proxy :${proxy.port})`);
 
-    const keys = { fingerprint: randomBytes(32).toString('hex'), localStore: randomBytes(32).toString('hex'), webhook: `whsec_${randomBytes(32).toString('base64')}` };
+    const keys = { fingerprint: randomBytes(32).toString('hex'), localStore: randomBytes(32).toString('hex'), audit: randomBytes(32).toString('hex'), webhook: `whsec_${randomBytes(32).toString('base64')}` };
     process.env.REKEY_LOCAL_STORE_KEY = keys.localStore;
     const serverPort = await freePort();
     const env: NodeJS.ProcessEnv = {
@@ -101,6 +105,7 @@ export async function main(args: string[]): Promise<unknown> {
       REDIS_URL: redis.url,
       REKEY_FINGERPRINT_KEY: keys.fingerprint,
       REKEY_LOCAL_STORE_KEY: keys.localStore,
+      REKEY_AUDIT_KEY: keys.audit,
       SOAK_LEAK_WEBHOOK_SECRET: keys.webhook,
       REKEY_DRAIN_TIMEOUT: '5s',
       LOG_LEVEL: 'debug',
@@ -108,7 +113,7 @@ export async function main(args: string[]): Promise<unknown> {
     const checkerLog = join(dir, 'checker.log');
     const runtime = new Runtime({
       actor: 'soak',
-      settings: loadSettings({ DATABASE_URL: postgres.url, REDIS_URL: redis.url, REKEY_FINGERPRINT_KEY: keys.fingerprint, REKEY_LOCAL_STORE_KEY: keys.localStore, REKEY_DRAIN_TIMEOUT: '5s', LOG_LEVEL: 'debug' }),
+      settings: loadSettings({ DATABASE_URL: postgres.url, REDIS_URL: redis.url, REKEY_FINGERPRINT_KEY: keys.fingerprint, REKEY_LOCAL_STORE_KEY: keys.localStore, REKEY_AUDIT_KEY: keys.audit, REKEY_DRAIN_TIMEOUT: '5s', LOG_LEVEL: 'debug' }),
       modules: providers,
       log: createLogger('debug', pino.destination({ dest: checkerLog, sync: false })),
       longLived: true,
@@ -134,7 +139,7 @@ export async function main(args: string[]): Promise<unknown> {
       };
     }
     phase('workers and server up; waiting for every secret to have a current version');
-    await waitFor(async () => (await count(pool, `SELECT count(*)::int AS n FROM secrets WHERE last_promoted_at IS NOT NULL`)) >= n, 120_000, 'first rotations');
+    await waitForProgress(pool, () => count(pool, `SELECT count(*)::int AS n FROM secrets WHERE last_promoted_at IS NOT NULL`), (promoted) => promoted >= n, 'first rotations');
 
     phase('chaos: faults, leaks and probes');
     const checker = new Checker(s, { url: gateway.url, header: gateway.header });
@@ -163,12 +168,12 @@ export async function main(args: string[]): Promise<unknown> {
     phase('settling: schedules removed, waiting for every run to finish and every old version to retire');
     await apply(runtime, yaml(false));
     await retry(() => runtime.reconcile(), 30_000);
-    const settled = await waitFor(
+    const settled = await waitForProgress(
+      pool,
       async () =>
         (await count(pool, `SELECT count(*)::int AS n FROM runs WHERE status = 'running'`)) +
-          (await count(pool, `SELECT count(*)::int AS n FROM versions WHERE state IN ('issuing', 'pending', 'previous', 'retired', 'compromised') OR (state = 'current' AND compromised_at IS NOT NULL)`)) ===
-        0,
-      values.short ? 60_000 : 120_000,
+        (await count(pool, `SELECT count(*)::int AS n FROM versions WHERE state IN ('issuing', 'pending', 'previous', 'retired', 'compromised') OR (state = 'current' AND compromised_at IS NOT NULL)`)),
+      (open) => open === 0,
       'settle',
     ).then(
       () => true,
@@ -182,7 +187,7 @@ export async function main(args: string[]): Promise<unknown> {
       const answer = await runtimeCommand(upstream, `show map ${gateway.map}`, AbortSignal.timeout(5000), 5000);
       return answer.split('\n').filter(Boolean).map((line) => line.split(' ')[1]!);
     };
-    await finalChecks(s, { fleet, databaseUrl: postgres.url, redisUrl: redis.url, mapKeys, env: { ...env } });
+    await finalChecks(s, { fleet, databaseUrl: postgres.url, redisUrl: `redis://127.0.0.1:${(await redis.primary()).port}`, mapKeys, env: { ...env } });
     for (const leak of s.leaks) if (leak.blockedMs === undefined) s.violate('R', `leaked ${leak.secret} v${leak.version} (${leak.was}, ${leak.outcome}) was still accepted by HAProxy 60 s after the report`);
 
     const summary = await summarize(s, { chaosSeconds, settled, totalSeconds: 0, leaks, secrets: n });
@@ -207,6 +212,7 @@ function configYaml(c: SoakConfig, g: { proxy: string; map: string; probe: strin
     'leaks:',
     '  webhook: { secret: "${env:SOAK_LEAK_WEBHOOK_SECRET}" }',
     '  rateLimit: { max: 100000, window: 1m }',
+    'env: { allow: [SOAK_LEAK_WEBHOOK_SECRET] }',
     'secrets:',
   ];
   c.secrets.forEach((name, i) => {
@@ -220,10 +226,10 @@ function configYaml(c: SoakConfig, g: { proxy: string; map: string; probe: strin
 }
 
 async function apply(runtime: Runtime, yaml: string): Promise<void> {
-  const loaded = parseConfig(yaml, 'soak.yaml', runtime.modules);
+  const loaded = await parseConfig(yaml, 'soak.yaml', runtime.modules);
   await retry(async () => {
     const plan = computePlan(loaded, await storedSecrets(runtime.db), await latestDocument(runtime.db));
-    await saveConfig(runtime.db, loaded, plan, 'soak');
+    await saveConfig(runtime.db, runtime.audit, loaded, plan, 'soak');
   }, 30_000);
 }
 
@@ -236,6 +242,36 @@ async function waitFor(done: () => Promise<boolean>, timeoutMs: number, what: st
   for (;;) {
     if (await done().catch(() => false)) return;
     if (Date.now() > deadline) throw new Error(`${what}: not done after ${timeoutMs / 1000} s`);
+    await sleep(250);
+  }
+}
+
+/**
+ * Waits until `done(measure())`, for as long as the system keeps working: a bound derived from
+ * the machine's own pace, not a fixed time. Work is the measured number moving, or any run
+ * making an attempt (a loaded machine's last few rotations can take minutes of timeouts,
+ * retries and rollbacks before they succeed, while the number stands still). Fails when
+ * neither has moved for ten times the mean time per change so far (at least 30 s): stuck,
+ * not slow.
+ */
+async function waitForProgress(pool: pg.Pool, measure: () => Promise<number>, done: (n: number) => boolean, what: string): Promise<void> {
+  const started = Date.now();
+  let last: number | undefined;
+  let lastActivity: number | undefined;
+  let changes = 0;
+  let changedAt = started;
+  for (;;) {
+    const n = await measure().catch(() => last);
+    if (n !== undefined && done(n)) return;
+    const activity = await count(pool, `SELECT (coalesce(sum(attempts), 0) + count(*))::int AS n FROM runs`).catch(() => lastActivity);
+    if (n !== last || activity !== lastActivity) {
+      if (last !== undefined) changes += Math.abs(n! - last) + (activity === lastActivity ? 0 : 1);
+      last = n;
+      lastActivity = activity;
+      changedAt = Date.now();
+    }
+    const stall = Math.max(30_000, (10 * (changedAt - started)) / Math.max(1, changes));
+    if (Date.now() - changedAt > stall) throw new Error(`${what}: stuck at ${last} for ${Math.round(stall / 1000)} s, no run attempted anything meanwhile (${changes} changes in ${Math.round((changedAt - started) / 1000)} s before)`);
     await sleep(250);
   }
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // `npm test`: the whole suite on a fresh clone. Installs dependencies when needed,
-// starts PostgreSQL and Redis when installed but stopped, then runs vitest (unit and
-// integration projects). Always ends with the line `N passed, N failed`.
+// starts PostgreSQL and Redis when installed but stopped, checks the code (tsc --noEmit,
+// ESLint with the import-boundary rule, the import-cycle check), then runs vitest (every
+// project). With arguments (`npm test -- test/unit`) only vitest runs, on what they name.
+// Always ends with the line `N passed, N failed`.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { ensureServices } from './services.mjs';
@@ -27,4 +29,15 @@ const missing = readFileSync('.ci/apt-packages', 'utf8')
   .map(([pkg]) => pkg);
 if (missing.length) problems.push(`missing Debian packages: ${missing.join(' ')} (apt-get install ${missing.join(' ')}, or run .ci/run, which installs them)`);
 if (problems.length) fail(problems.map((p) => `test: ${p}`).join('\n'));
-process.exit(run('npx', ['vitest', 'run', ...process.argv.slice(2)]));
+const args = process.argv.slice(2);
+if (!args.length) {
+  for (const [label, command, commandArgs] of [
+    ['typecheck', 'npx', ['tsc', '--noEmit']],
+    ['lint', 'npx', ['eslint', '.']],
+    ['import cycles', process.execPath, ['scripts/check-cycles.mjs']],
+  ]) {
+    console.log(`test: ${label}`);
+    if (run(command, commandArgs) !== 0) fail(`test: ${label} failed`);
+  }
+}
+process.exit(run('npx', ['vitest', 'run', ...args]));

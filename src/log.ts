@@ -5,7 +5,7 @@
  * might put in a structured field.
  */
 import pino, { type DestinationStream, type Logger } from 'pino';
-import { describeError } from './core/errors.js';
+import { describeError, sanitize } from './core/errors.js';
 
 export const REDACT_PATHS = [
   'value',
@@ -33,9 +33,10 @@ export const REDACT_PATHS = [
 /**
  * An Error logged as an object (`{ err }` by a library such as fastify, or by mistake) goes
  * through describeError like every error rekey logs on purpose: name, code and sanitized
- * message, never the stack or a cause, whose text may come from a provider's SDK.
+ * message, never the stack or a cause, whose text may come from a provider's SDK. Error
+ * text logged as a string is sanitized too (control characters, length).
  */
-const errorSerializer = (error: unknown): unknown => (error instanceof Error ? describeError(error) : error);
+const errorSerializer = (error: unknown): unknown => (error instanceof Error ? describeError(error) : typeof error === 'string' ? sanitize(error) : error);
 
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(

@@ -1,46 +1,31 @@
 /**
- * The one explicit list of providers. Adding a provider is one import and one entry here.
+ * The one explicit list of providers, by type. Adding a provider is one line here. Each is
+ * imported on first use (ProviderCatalog), so a command loads only the SDKs its config needs.
  */
-import awsApiGateway from '../providers/aws-api-gateway/index.js';
-import awsIamAccessKey from '../providers/aws-iam-access-key/index.js';
-import awsSecretsManager from '../providers/aws-secrets-manager/index.js';
-import caddy from '../providers/caddy/index.js';
-import gcpSecretManager from '../providers/gcp-secret-manager/index.js';
-import haproxy from '../providers/haproxy/index.js';
-import hmacKey from '../providers/hmac-key/index.js';
-import http from '../providers/http/index.js';
-import jwtSigningKey from '../providers/jwt-signing-key/index.js';
-import kong from '../providers/kong/index.js';
-import kubernetesSecret from '../providers/kubernetes-secret/index.js';
-import local from '../providers/local/index.js';
-import nginx from '../providers/nginx/index.js';
-import postgresRole from '../providers/postgres-role/index.js';
-import random from '../providers/random/index.js';
-import redisAcl from '../providers/redis-acl/index.js';
-import redisKeyset from '../providers/redis-keyset/index.js';
-import webhook from '../providers/webhook/index.js';
-import type { AnyProviderModule } from './core/provider.js';
+import { ProviderCatalog } from './core/provider.js';
 
-export const providers: readonly AnyProviderModule[] = [
+export const providers = new ProviderCatalog({
   // stores
-  local,
-  awsSecretsManager,
-  gcpSecretManager,
+  local: () => import('../providers/local/index.js'),
+  'aws-secrets-manager': () => import('../providers/aws-secrets-manager/index.js'),
+  'gcp-secret-manager': () => import('../providers/gcp-secret-manager/index.js'),
   // issuers
-  random,
-  postgresRole,
-  redisAcl,
-  awsIamAccessKey,
-  jwtSigningKey,
-  hmacKey,
-  http,
+  random: () => import('../providers/random/index.js'),
+  'postgres-role': () => import('../providers/postgres-role/index.js'),
+  'redis-acl': () => import('../providers/redis-acl/index.js'),
+  'aws-iam-access-key': () => import('../providers/aws-iam-access-key/index.js'),
+  'jwt-signing-key': () => import('../providers/jwt-signing-key/index.js'),
+  'hmac-key': () => import('../providers/hmac-key/index.js'),
+  http: () => import('../providers/http/index.js'),
   // targets
-  redisKeyset,
-  haproxy,
-  caddy,
-  nginx,
-  kong,
-  webhook,
-  awsApiGateway,
-  kubernetesSecret,
-];
+  'redis-keyset': () => import('../providers/redis-keyset/index.js'),
+  haproxy: () => import('../providers/haproxy/index.js'),
+  caddy: () => import('../providers/caddy/index.js'),
+  nginx: () => import('../providers/nginx/index.js'),
+  kong: () => import('../providers/kong/index.js'),
+  webhook: () => import('../providers/webhook/index.js'),
+  'aws-api-gateway': () => import('../providers/aws-api-gateway/index.js'),
+  'kubernetes-secret': () => import('../providers/kubernetes-secret/index.js'),
+  // authenticators (delivery)
+  'attestation-jwt': () => import('../providers/attestation-jwt/index.js'),
+});

@@ -3,26 +3,40 @@
  * apply` stored). Workers follow apply without a restart: each resolve() checks the
  * latest revision id (cached for a second), and a new revision opens new provider
  * instances; the old ones are closed once in-flight calls have had time to finish.
+ *
+ * A secret removed from the config resolves from the revision it was last applied in
+ * (secrets.bound_revision_id), so leaks, revocations, reconcile and decommission still reach
+ * the keys it left live. Providers whose config is unchanged since share the latest
+ * generation's instances; others are opened from the bound revision and kept until close().
  */
-import { fromDocument, type LoadedConfig } from './config/load.js';
-import type { RekeyConfig, SecretSpec } from './config/schema.js';
-import { resolveCredential } from './core/credential.js';
+import { canonicalJson, fromDocument, type LoadedConfig } from './config/load.js';
+import { own, type RekeyConfig, type SecretSpec } from './config/schema.js';
+import { readCredential } from './config/environment.js';
 import { describeError, RekeyError } from './core/errors.js';
 import type { Fingerprinter } from './core/fingerprint.js';
 import type { Logger } from './core/logger.js';
-import type { AnyProviderModule, ProviderInstance } from './core/provider.js';
+import type { SecretPolicy } from './core/model.js';
+import type { AnyProviderModule, ProviderCatalog, ProviderInstance } from './core/provider.js';
 import type { ProviderResolver, ResolvedSecret } from './core/resolved.js';
+import type { SecretValue } from './core/secret-value.js';
 import type { Db } from './db/client.js';
-import type { Target } from './core/ports.js';
-import { JwksPublishingTarget } from './jwks-target.js';
+import type { Authenticator, Target } from './core/ports.js';
+import { liveValues } from './core/live-values.js';
+import type { StateRepository } from './core/model.js';
+import type { RedisEndpoint } from './core/redis-endpoint.js';
+import { JwksPublishingTarget } from './jwks/target.js';
 
 export interface ResolverOptions {
   db: Db;
-  modules: readonly AnyProviderModule[];
+  /** Versions' states, for ProviderContext.liveValues. */
+  repo: StateRepository;
+  modules: ProviderCatalog;
   log: Logger;
   fingerprint: Fingerprinter;
   databaseUrl: string;
-  redisUrl: string;
+  redis: RedisEndpoint;
+  /** rekey's own REKEY_LOCAL_STORE_KEY (ProviderContext.storeKey). */
+  storeKey: SecretValue | undefined;
   env?: NodeJS.ProcessEnv;
   /** How long a revision id is trusted before checking for a newer one. @defaultValue 1000 */
   refreshMs?: number;
@@ -33,8 +47,13 @@ export interface ResolverOptions {
 interface Generation {
   revision: number;
   config: RekeyConfig;
-  instances: Map<string, ProviderInstance<unknown, unknown, unknown>>;
+  /** The document as applied (`${env:...}` unresolved): providers are compared on it. */
+  document: Record<string, unknown>;
+  /** The provider modules its providers use, by type. */
+  modules: ReadonlyMap<string, AnyProviderModule>;
+  instances: Map<string, ProviderInstance<unknown, unknown, unknown, unknown>>;
   secrets: Map<string, ResolvedSecret>;
+  authenticators: Map<string, Authenticator>;
 }
 
 export class ConfigResolver implements ProviderResolver {
@@ -42,6 +61,8 @@ export class ConfigResolver implements ProviderResolver {
   private checkedAt = 0;
   private loading: Promise<Generation> | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** Revisions removed secrets are bound to, by id (their instances: providers changed since). */
+  private readonly bound = new Map<number, Promise<Generation>>();
 
   constructor(private readonly options: ResolverOptions) {}
 
@@ -49,17 +70,78 @@ export class ConfigResolver implements ProviderResolver {
     let generation = await this.current();
     let resolved = generation.secrets.get(secret);
     if (!resolved) {
-      if (!generation.config.secrets[secret]) {
+      if (!own(generation.config.secrets, secret)) {
         // Applied a moment ago and not seen yet? Look for a newer revision before failing.
         this.checkedAt = 0;
         generation = await this.current();
       }
-      const spec = generation.config.secrets[secret];
-      if (!spec) throw new RekeyError('REKEY_ERR_UNKNOWN', `${secret} is not in the applied config (revision ${generation.revision})`);
-      resolved = this.build(generation, spec);
-      generation.secrets.set(secret, resolved);
+      const spec = own(generation.config.secrets, secret);
+      const latest = generation;
+      resolved = spec ? this.build(spec, (name) => this.instance(latest, name)) : await this.resolveRemoved(latest, secret);
+      // Cached with the latest revision: a newer one (which may declare the secret again) rebuilds it.
+      latest.secrets.set(secret, resolved);
     }
     return resolved;
+  }
+
+  /**
+   * The secret's policy (schedule, grace, retry, onLeak) without opening any provider, so
+   * queuing work needs none of the providers' credentials: `${env:...}` is resolved where
+   * the work runs, in the worker.
+   */
+  async policy(secret: string): Promise<SecretPolicy> {
+    let generation = await this.current();
+    if (!own(generation.config.secrets, secret)) {
+      this.checkedAt = 0; // applied a moment ago and not seen yet?
+      generation = await this.current();
+    }
+    return own(generation.config.secrets, secret) ?? (await this.removedSpec(generation, secret)).spec;
+  }
+
+  /** A secret no longer in the config, from the revision it was last applied in. */
+  private async resolveRemoved(latest: Generation, secret: string): Promise<ResolvedSecret> {
+    const { bound, spec } = await this.removedSpec(latest, secret);
+    const providerDoc = (g: Generation, name: string) => (g.document.providers as Record<string, unknown> | undefined)?.[name];
+    const unchanged = (name: string) => Object.hasOwn(latest.config.providers, name) && canonicalJson(providerDoc(latest, name)) === canonicalJson(providerDoc(bound, name));
+    return this.build(spec, (name) => this.instance(unchanged(name) ? latest : bound, name));
+  }
+
+  private async removedSpec(latest: Generation, secret: string): Promise<{ bound: Generation; spec: SecretSpec }> {
+    const row = await this.options.db.secret.findUnique({ where: { name: secret }, select: { removedAt: true, boundRevisionId: true } });
+    if (!row?.removedAt || row.boundRevisionId === null) {
+      throw new RekeyError('REKEY_ERR_UNKNOWN', `${secret} is not in the applied config (revision ${latest.revision})`);
+    }
+    const bound = await this.boundGeneration(row.boundRevisionId);
+    const spec = own(bound.config.secrets, secret);
+    if (!spec) throw new RekeyError('REKEY_ERR_UNKNOWN', `${secret} is not in config revision ${bound.revision}, where it was last applied`);
+    return { bound, spec };
+  }
+
+  private boundGeneration(revision: number): Promise<Generation> {
+    let generation = this.bound.get(revision);
+    if (!generation) {
+      generation = this.options.db.configRevision.findUniqueOrThrow({ where: { id: revision } }).then((row) => this.generationOf(row));
+      generation.catch(() => this.bound.delete(revision));
+      this.bound.set(revision, generation);
+    }
+    return generation;
+  }
+
+  /**
+   * The authenticator named `name` under the applied config's `delivery.authenticators`,
+   * opened once per config revision.
+   * @throws RekeyError REKEY_ERR_UNKNOWN when there is none.
+   */
+  async authenticator(name: string): Promise<Authenticator> {
+    const generation = await this.current();
+    let found = generation.authenticators.get(name);
+    if (!found) {
+      const ref = generation.config.delivery && own(generation.config.delivery.authenticators, name);
+      if (!ref) throw new RekeyError('REKEY_ERR_UNKNOWN', `no authenticator named ${name} under delivery.authenticators`);
+      found = this.instance(generation, ref.instance).authenticator!({ name, params: ref.params });
+      generation.authenticators.set(name, found);
+    }
+    return found;
   }
 
   /** The applied config itself (for status and the server's webhook routing). */
@@ -71,6 +153,10 @@ export class ConfigResolver implements ProviderResolver {
     for (const timer of this.timers) clearTimeout(timer);
     if (this.generation) await closeAll(this.generation, this.options.log);
     this.generation = undefined;
+    for (const generation of await Promise.allSettled(this.bound.values())) {
+      if (generation.status === 'fulfilled') await closeAll(generation.value, this.options.log);
+    }
+    this.bound.clear();
   }
 
   private async current(): Promise<Generation> {
@@ -86,9 +172,8 @@ export class ConfigResolver implements ProviderResolver {
     if (!latest) throw new RekeyError('REKEY_ERR_CONFIG', 'no configuration applied yet: run `rekey apply -f rekey.yaml`');
     if (this.generation?.revision === latest.id) return this.generation;
     const row = (await this.options.db.configRevision.findUnique({ where: { id: latest.id } }))!;
-    const loaded: LoadedConfig = fromDocument(row.document as Record<string, unknown>, `config revision ${row.id}`, this.options.modules);
     const previous = this.generation;
-    this.generation = { revision: row.id, config: loaded.config, instances: new Map(), secrets: new Map() };
+    this.generation = await this.generationOf(row);
     if (previous) {
       this.options.log.info({ from: previous.revision, to: row.id }, 'config revision changed');
       const timer = setTimeout(() => {
@@ -101,33 +186,44 @@ export class ConfigResolver implements ProviderResolver {
     return this.generation;
   }
 
-  private build(generation: Generation, spec: SecretSpec): ResolvedSecret {
-    const instance = (name: string) => this.instance(generation, name);
+  private async generationOf(row: { id: number; document: unknown }): Promise<Generation> {
+    const loaded: LoadedConfig = await fromDocument(row.document as Record<string, unknown>, `config revision ${row.id}`, this.options.modules);
+    const modules = await this.options.modules.load(Object.values(loaded.config.providers).map((p) => p.type));
+    return { revision: row.id, config: loaded.config, document: loaded.document, modules: new Map(modules.map((m) => [m.type, m])), instances: new Map(), secrets: new Map(), authenticators: new Map() };
+  }
+
+  private build(spec: SecretSpec, instance: (name: string) => ProviderInstance<unknown, unknown, unknown, unknown>): ResolvedSecret {
     const binding = <P>(params: P) => ({ secret: spec.name, params, client: spec.client });
     const issuer = instance(spec.issuer.instance).issuer!(binding(spec.issuer.params));
     const targets = new Map<string, Target>();
     for (const [name, params] of spec.targetParams) {
       const target = instance(name).target!(binding(params));
       const where = `secrets.${spec.name}.targets.${name}`;
-      targets.set(name, spec.publishJwks.has(name) ? new JwksPublishingTarget(target, issuer, this.options.db, this.options.fingerprint, where) : target);
+      targets.set(name, spec.publishJwks.has(name) ? new JwksPublishingTarget(target, issuer, this.options.db, this.options.fingerprint, where, spec.name) : target);
     }
-    return { policy: spec, store: instance(spec.store.instance).store!(binding(spec.store.params)), issuer, targets };
+    const store = instance(spec.store.instance).store!(binding(spec.store.params));
+    return { policy: spec, store, issuer, targets, names: { store: spec.store.instance, issuer: spec.issuer.instance.replace(/^@/, '') } };
   }
 
-  private instance(generation: Generation, name: string): ProviderInstance<unknown, unknown, unknown> {
+  private instance(generation: Generation, name: string): ProviderInstance<unknown, unknown, unknown, unknown> {
     let instance = generation.instances.get(name);
     if (instance) return instance;
     const spec = generation.config.providers[name]!;
-    const module = this.options.modules.find((m) => m.type === spec.type)!;
+    const module = generation.modules.get(spec.type)!;
     const env = this.options.env ?? process.env;
     instance = module.open(spec.config, {
       name,
       log: this.options.log.child({ provider: name }),
       fingerprint: this.options.fingerprint,
-      credential: (ref) => resolveCredential(ref, env, `providers.${name}`),
+      credential: (ref) => readCredential(ref, env, `providers.${name}`),
       databaseUrl: this.options.databaseUrl,
-      redisUrl: this.options.redisUrl,
-    }) as ProviderInstance<unknown, unknown, unknown>;
+      redis: this.options.redis,
+      storeKey: () => {
+        if (!this.options.storeKey) throw new RekeyError('REKEY_ERR_CONFIG', `providers.${name}: REKEY_LOCAL_STORE_KEY is not set`);
+        return this.options.storeKey;
+      },
+      liveValues: (secret, call) => liveValues(this.options.repo, this, secret, call),
+    }) as ProviderInstance<unknown, unknown, unknown, unknown>;
     generation.instances.set(name, instance);
     return instance;
   }

@@ -2,17 +2,22 @@
  * Composition root: one Runtime per process wires settings, PostgreSQL, Redis, the
  * queues, the provider resolver, metrics and the engine together.
  */
-import { Redis } from 'ioredis';
 import type { Logger as PinoLogger } from 'pino';
 import { Engine } from './core/engine.js';
 import { describeError } from './core/errors.js';
 import { createFingerprinter, type Fingerprinter } from './core/fingerprint.js';
-import type { AnyProviderModule } from './core/provider.js';
+import type { ProviderCatalog } from './core/provider.js';
+import { AuditLog } from './db/audit.js';
 import { type Db, createDb } from './db/client.js';
 import { activeSchedules } from './db/config-store.js';
 import { PrismaRepository } from './db/repository.js';
-import { Metrics } from './http/metrics.js';
+import { PrismaSyncRepository } from './db/sync.js';
+import { DriftSchedule } from './drift-schedule.js';
+import { Metrics } from './metrics.js';
+import { Housekeeping } from './housekeeping.js';
 import { createLogger } from './log.js';
+import { openRedis, type RedisConnection } from './queue/connection.js';
+import { Heartbeats } from './queue/heartbeats.js';
 import { BullQueues } from './queue/queues.js';
 import { providers } from './registry.js';
 import { ConfigResolver } from './resolver.js';
@@ -22,7 +27,8 @@ export interface RuntimeOptions {
   /** Who acts, for the audit log. */
   actor: string;
   settings?: Settings;
-  modules?: readonly AnyProviderModule[];
+  /** The providers configs may use. @defaultValue the registry's */
+  modules?: ProviderCatalog;
   log?: PinoLogger;
   /** Long-lived processes retry Redis forever; CLI commands give up quickly. */
   longLived?: boolean;
@@ -33,38 +39,48 @@ export interface RuntimeOptions {
 export class Runtime {
   readonly settings: Settings;
   readonly log: PinoLogger;
-  readonly modules: readonly AnyProviderModule[];
+  readonly modules: ProviderCatalog;
   readonly db: Db;
-  readonly redis: Redis;
+  /** The audit log, keyed by REKEY_AUDIT_KEY. */
+  readonly audit: AuditLog;
+  readonly redis: RedisConnection;
   readonly queues: BullQueues;
+  /** Worker processes' last signs of life (src/queue/heartbeats.ts). */
+  readonly heartbeats: Heartbeats;
   readonly resolver: ConfigResolver;
   readonly metrics: Metrics;
   readonly engine: Engine;
+  /** Per-process timers (reconcile, gauges, key refreshes); nothing runs until a job is scheduled. */
+  readonly housekeeping: Housekeeping;
+  /** The drift checks of every target (src/drift-schedule.ts); `rekey worker` runs them on housekeeping. */
+  readonly drift: DriftSchedule;
   private fingerprinter: Fingerprinter | undefined;
 
   constructor(options: RuntimeOptions) {
     this.settings = options.settings ?? loadSettings();
     this.log = options.log ?? createLogger(this.settings.logLevel);
     this.modules = options.modules ?? providers;
+    this.housekeeping = new Housekeeping(this.log);
+    this.audit = new AuditLog(this.settings.auditKey);
     this.db = createDb(this.settings.databaseUrl, 10, (error) => this.log.warn({ error: describeError(error) }, 'PostgreSQL connection failed'));
-    this.redis = new Redis(this.settings.redisUrl, {
-      maxRetriesPerRequest: options.longLived ? null : 2,
-      lazyConnect: true,
-      retryStrategy: (times) => (options.longLived || times < 5 ? Math.min(times * 200, 2000) : null),
-    });
+    this.redis = openRedis(this.settings.redis, { longLived: options.longLived ?? false });
     this.redis.on('error', (error) => this.log.debug({ error: describeError(error) }, 'redis connection error'));
     this.queues = new BullQueues(this.redis, this.settings.queuePrefix);
+    this.heartbeats = new Heartbeats(this.redis, this.settings.queuePrefix);
     // Without a listener BullMQ prints a queue's connection errors to stderr as raw stack
     // traces (every reconnect attempt while Redis is down); the client's own are logged above.
     for (const queue of Object.values(this.queues.queues)) queue.on('error', (error) => this.log.debug({ error: describeError(error) }, 'queue connection error'));
     const fingerprint: Fingerprinter = (value) => (this.fingerprinter ??= createFingerprinter(this.settings.fingerprintKey))(value);
+    const repo = new PrismaRepository(this.db, this.audit);
     this.resolver = new ConfigResolver({
       db: this.db,
+      repo,
       modules: this.modules,
       log: this.log,
       fingerprint,
       databaseUrl: this.settings.databaseUrl,
-      redisUrl: this.settings.redisUrl,
+      redis: this.settings.redis,
+      storeKey: this.settings.localStoreKey,
     });
     // A gauge whose source is down is left empty: the rest of /metrics must still answer
     // (a long-lived Redis client queues commands for as long as Redis is away).
@@ -77,8 +93,9 @@ export class Runtime {
       queueDepth: () => within(SAMPLE_TIMEOUT_MS, this.queues.depth()).catch(() => ({})),
     });
     this.engine = new Engine({
-      repo: new PrismaRepository(this.db),
+      repo,
       queue: this.queues,
+      sync: new PrismaSyncRepository(this.db, this.audit),
       providers: this.resolver,
       fingerprint,
       log: this.log,
@@ -86,6 +103,7 @@ export class Runtime {
       actor: options.actor,
       ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
     });
+    this.drift = new DriftSchedule({ engine: this.engine, resolver: this.resolver, db: this.db, log: this.log });
   }
 
   /** Connects to Redis unless a queue already started the (lazy) connection. */
@@ -93,14 +111,15 @@ export class Runtime {
     if (this.redis.status === 'wait') await this.redis.connect();
   }
 
-  /** Fails fast, with the variable's name, when a key this process needs is missing. */
-  requireFingerprintKey(): void {
+  /** Fails fast, with the variable's name, when a key this process needs is missing (fingerprints, the audit chain). */
+  requireKeys(): void {
     this.fingerprinter ??= createFingerprinter(this.settings.fingerprintKey);
+    this.audit.requireKey();
   }
 
   /** Re-derives queued work and cron schedules from PostgreSQL. */
   async reconcile(): Promise<void> {
-    const schedules = await this.queues.syncSchedules(await activeSchedules(this.db));
+    const schedules = await this.queues.syncSchedules(await activeSchedules(this.db), this.settings.anchorEveryMs);
     const work = await this.engine.reconcile();
     this.metrics.runsStuck(work.stuck);
     if (schedules.upserted.length || schedules.removed.length) this.log.info({ schedules, work }, 'reconciled');
@@ -116,6 +135,8 @@ export class Runtime {
   }
 
   async close(): Promise<void> {
+    await this.housekeeping.stop();
+    await this.drift.stop();
     await this.resolver.close();
     await this.queues.close().catch(() => undefined);
     this.redis.disconnect();

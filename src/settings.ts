@@ -6,6 +6,7 @@
  */
 import { requireDuration } from './core/duration.js';
 import { RekeyError } from './core/errors.js';
+import { parseRedisUrl, type RedisEndpoint } from './core/redis-endpoint.js';
 import { SecretValue } from './core/secret-value.js';
 
 export interface EnvVar {
@@ -14,6 +15,8 @@ export interface EnvVar {
   secret: boolean;
   /** Which processes cannot start without it. */
   requiredBy: ReadonlyArray<'worker' | 'server' | 'migrate'>;
+  /** Given to these processes only (the chart leaves it out of the others); every process when absent. */
+  only?: ReadonlyArray<'migrate'>;
   default?: string;
 }
 
@@ -24,16 +27,50 @@ export const ENVIRONMENT = {
     requiredBy: ['worker', 'server', 'migrate'],
     default: 'postgresql://postgres@127.0.0.1:5432/rekey',
   },
+  REKEY_MIGRATE_DATABASE_URL: {
+    description:
+      'PostgreSQL URL of the role that owns the tables, for `rekey migrate` only; it grants the role of DATABASE_URL what the runtime needs (never UPDATE/DELETE/TRUNCATE of the audit log). Unset: migrate as DATABASE_URL (one role, whose holder can rewrite the audit log)',
+    secret: true,
+    requiredBy: [],
+    only: ['migrate'],
+  },
   REDIS_URL: {
-    description: 'Redis connection URL for the BullMQ queues',
+    description:
+      'Redis for the BullMQ queues: redis://host:6379/db (one node), redis+sentinel://h1:26379,h2:26379/mymaster (Sentinel) or redis+cluster://h1:6379,h2:6379 (Cluster seeds); rediss for TLS',
     secret: true,
     requiredBy: ['worker', 'server'],
     default: 'redis://127.0.0.1:6379',
+  },
+  REDIS_PASSWORD: {
+    description: "Password of the Redis data nodes; wins over one in REDIS_URL (e.g. a Redis operator's generated Secret)",
+    secret: true,
+    requiredBy: [],
+  },
+  REDIS_SENTINEL_PASSWORD: {
+    description: "Password of the Redis sentinels, when they require one (Sentinel's requirepass)",
+    secret: true,
+    requiredBy: [],
   },
   REKEY_FINGERPRINT_KEY: {
     description: 'HMAC-SHA256 key (32 bytes, hex or base64) for value fingerprints',
     secret: true,
     requiredBy: ['worker', 'server'],
+  },
+  REKEY_AUDIT_KEY: {
+    description: 'HMAC-SHA256 key (32 bytes, hex or base64) of the audit chain and its anchors; keep it outside the database, and keep it: `rekey audit verify` needs the key the rows were written under',
+    secret: true,
+    requiredBy: ['worker', 'server'],
+  },
+  REKEY_AUDIT_ANCHOR_INTERVAL: {
+    description: 'How often the cluster-wide anchor job logs a signed audit anchor (and posts it to REKEY_AUDIT_ANCHOR_WEBHOOK); at most 1h',
+    secret: false,
+    requiredBy: [],
+    default: '1h',
+  },
+  REKEY_AUDIT_ANCHOR_WEBHOOK: {
+    description: 'Optional https URL the anchor job POSTs each signed anchor to as JSON (http only to a loopback address)',
+    secret: true,
+    requiredBy: [],
   },
   REKEY_LOCAL_STORE_KEY: {
     description: 'AES-256-GCM key (32 bytes, hex or base64) sealing values in the built-in local store',
@@ -54,28 +91,47 @@ export const ENVIRONMENT = {
   },
   REKEY_TRUST_PROXY: {
     description:
-      "Which reverse proxies `rekey server` believes about the client's address (X-Forwarded-For, used by the receivers' per-source rate limits): false, true, a hop count, or comma-separated addresses/CIDRs",
+      "Which reverse proxies `rekey server` believes about the client's address (X-Forwarded-For, by which failed authentications are counted): false, a hop count (1 behind one ingress), or comma-separated addresses/CIDRs; true believes any client and is refused",
     secret: false,
     requiredBy: [],
     default: 'false',
   },
   LOG_LEVEL: { description: 'pino log level', secret: false, requiredBy: [], default: 'info' },
   PORT: { description: 'HTTP port of `rekey server` (`--port` wins)', secret: false, requiredBy: [], default: '8080' },
+  REKEY_METRICS_PORT: {
+    description: 'Serve /metrics on this port only (0: any free one), apart from the port an ingress routes to; empty: /metrics on the main port',
+    secret: false,
+    requiredBy: [],
+  },
 } as const satisfies Record<string, EnvVar>;
 
 export type EnvName = keyof typeof ENVIRONMENT;
 
 export interface Settings {
   databaseUrl: string;
+  /** REKEY_MIGRATE_DATABASE_URL: the owner role's URL for `rekey migrate`, when it is not DATABASE_URL's. */
+  migrateDatabaseUrl: string | undefined;
   redisUrl: string;
-  /** REKEY_FINGERPRINT_KEY; the local store's key is read by its config (`${env:REKEY_LOCAL_STORE_KEY}`). */
+  /** REDIS_URL parsed, with REDIS_PASSWORD and REDIS_SENTINEL_PASSWORD. */
+  redis: RedisEndpoint;
+  /** REKEY_FINGERPRINT_KEY. */
   fingerprintKey: SecretValue | undefined;
+  /** REKEY_AUDIT_KEY. */
+  auditKey: SecretValue | undefined;
+  /** REKEY_AUDIT_ANCHOR_INTERVAL in milliseconds. */
+  anchorEveryMs: number;
+  /** REKEY_AUDIT_ANCHOR_WEBHOOK, checked; a SecretValue because such URLs often carry a token. */
+  anchorWebhook: SecretValue | undefined;
+  /** REKEY_LOCAL_STORE_KEY: the built-in local store's default sealing key (ProviderContext.storeKey). */
+  localStoreKey: SecretValue | undefined;
   queuePrefix: string;
   drainTimeoutMs: number;
-  /** fastify's trustProxy: nobody by default, so a client cannot pick its own rate-limit bucket. */
-  trustProxy: boolean | number | string[];
+  /** fastify's trustProxy: nobody by default, so a client cannot pick the address its failures are counted by. */
+  trustProxy: false | number | string[];
   logLevel: string;
   port: number;
+  /** REKEY_METRICS_PORT: /metrics is served there only; undefined serves it on the main port. */
+  metricsPort: number | undefined;
 }
 
 /** Reads the environment once. @throws RekeyError REKEY_ERR_CONFIG naming the variable. */
@@ -87,25 +143,67 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const drain = requireDuration(get('REKEY_DRAIN_TIMEOUT')!, 'REKEY_DRAIN_TIMEOUT');
   const port = Number(get('PORT'));
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RekeyError('REKEY_ERR_CONFIG', 'PORT must be a TCP port');
+  const metricsText = get('REKEY_METRICS_PORT');
+  const metricsPort = metricsText ? Number(metricsText) : undefined;
+  if (metricsPort !== undefined && (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535)) {
+    throw new RekeyError('REKEY_ERR_CONFIG', 'REKEY_METRICS_PORT must be a TCP port (or empty)');
+  }
+  const redis = parseRedisUrl(get('REDIS_URL')!, { password: optionalSecret(get('REDIS_PASSWORD')), sentinelPassword: optionalSecret(get('REDIS_SENTINEL_PASSWORD')) });
+  const queuePrefix = get('REKEY_QUEUE_PREFIX')!;
+  // Every key of every queue must hash to one slot: BullMQ's scripts touch several at once.
+  if (redis.mode === 'cluster' && !hashTag(queuePrefix)) {
+    throw new RekeyError('REKEY_ERR_CONFIG', 'REKEY_QUEUE_PREFIX must contain a hash tag such as {rekey} on a Redis Cluster');
+  }
   return {
     databaseUrl: get('DATABASE_URL')!,
+    migrateDatabaseUrl: get('REKEY_MIGRATE_DATABASE_URL'),
     redisUrl: get('REDIS_URL')!,
+    redis,
     fingerprintKey: optionalSecret(get('REKEY_FINGERPRINT_KEY')),
-    queuePrefix: get('REKEY_QUEUE_PREFIX')!,
+    localStoreKey: optionalSecret(get('REKEY_LOCAL_STORE_KEY')),
+    auditKey: optionalSecret(get('REKEY_AUDIT_KEY')),
+    anchorEveryMs: anchorInterval(get('REKEY_AUDIT_ANCHOR_INTERVAL')!),
+    anchorWebhook: anchorWebhook(get('REKEY_AUDIT_ANCHOR_WEBHOOK')),
+    queuePrefix,
     drainTimeoutMs: drain,
     trustProxy: parseTrustProxy(get('REKEY_TRUST_PROXY')!),
     logLevel: get('LOG_LEVEL')!,
     port,
+    metricsPort,
   };
+}
+
+/** The part of a key Redis Cluster hashes (between the first `{` and the next `}`), when not empty. */
+function hashTag(key: string): string | undefined {
+  const open = key.indexOf('{');
+  const close = open === -1 ? -1 : key.indexOf('}', open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : undefined;
 }
 
 function optionalSecret(text: string | undefined): SecretValue | undefined {
   return text ? SecretValue.of(text) : undefined;
 }
 
-function parseTrustProxy(text: string): boolean | number | string[] {
+function anchorInterval(text: string): number {
+  const ms = requireDuration(text, 'REKEY_AUDIT_ANCHOR_INTERVAL');
+  if (ms < 1000 || ms > 3_600_000) throw new RekeyError('REKEY_ERR_CONFIG', 'REKEY_AUDIT_ANCHOR_INTERVAL must be between 1s and 1h: anchors bound how much of the audit log can vanish unseen');
+  return ms;
+}
+
+/** https, or http to a loopback address (a collector beside rekey); never credentials in the error. */
+function anchorWebhook(text: string | undefined): SecretValue | undefined {
+  if (!text) return undefined;
+  const url = URL.canParse(text) ? new URL(text) : undefined;
+  const loopback = url && ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname);
+  if (!url || !(url.protocol === 'https:' || (url.protocol === 'http:' && loopback))) {
+    throw new RekeyError('REKEY_ERR_CONFIG', 'REKEY_AUDIT_ANCHOR_WEBHOOK must be an https URL (http only to a loopback address)');
+  }
+  return SecretValue.of(text);
+}
+
+function parseTrustProxy(text: string): false | number | string[] {
   if (text === 'false' || text === '') return false;
-  if (text === 'true') return true;
+  if (text === 'true') throw new RekeyError('REKEY_ERR_CONFIG', 'REKEY_TRUST_PROXY=true would believe any client about its own address: give the number of proxies in front of rekey (1 behind one ingress) or their addresses');
   if (/^\d+$/.test(text)) return Number(text);
   return text.split(',').map((part) => part.trim()).filter(Boolean);
 }

@@ -4,12 +4,13 @@
  */
 import type { Fleet } from './fleet.js';
 import type { RuntimeApiProxy } from './proxy.js';
-import type { OwnPostgres, OwnRedis } from '../../test/support/own-services.js';
+import type { OwnPostgres } from '../../test/support/own-services.js';
+import type { RedisSentinelSet } from '../../test/support/redis-ha.js';
 import { FAULT_KINDS, type Fault, type FaultKind, type SoakState, sleep } from './state.js';
 
 export interface FaultTargets {
   fleet: Fleet;
-  redis: OwnRedis;
+  redis: RedisSentinelSet;
   postgres: OwnPostgres;
   proxy: RuntimeApiProxy;
 }
@@ -65,10 +66,25 @@ export class FaultInjector {
         break;
       }
       case 'redis-restart': {
-        // Nothing on disk: every queue, job, lock and scheduler is gone after this.
-        await redis.kill('SIGKILL');
-        await sleep(between(500, 3000));
-        await redis.start();
+        // The primary, back empty before the sentinels call it down (nothing on disk; its
+        // replica resyncs to nothing): every queue, job, lock and scheduler is gone after this.
+        const primary = await redis.primary();
+        await primary.kill('SIGKILL');
+        await sleep(between(500, Math.min(3000, redis.downAfterMs / 2)));
+        await primary.start();
+        await redis.settled(120_000);
+        break;
+      }
+      case 'redis-failover': {
+        // The primary killed for good: the sentinels promote the replica; the killed node comes
+        // back empty and the sentinels make it the new primary's replica.
+        const old = await redis.primary();
+        const replica = redis.data.find((n) => n !== old)!;
+        await old.kill('SIGKILL');
+        const named = (await redis.announced(replica, 120_000)) - performance.now() + Date.now();
+        fault.detail = `${old.port} -> ${replica.port}, named after ${((named - fault.start) / 1000).toFixed(1)} s`;
+        await old.start();
+        await redis.settled(120_000);
         break;
       }
       case 'postgres-restart': {

@@ -17,7 +17,7 @@ import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Pool } from 'pg';
-import { verifyAudit } from '../../src/db/audit.js';
+import { verifyAudit } from '../../src/db/audit-verify.js';
 import { dumpDatabase, dumpRedis } from '../../test/support/dumps.js';
 import type { Fleet } from './fleet.js';
 import type { SoakState } from './state.js';
@@ -143,7 +143,7 @@ async function duplicates(s: SoakState, pool: Pool): Promise<void> {
 }
 
 async function auditComplete(s: SoakState, pool: Pool, env: NodeJS.ProcessEnv): Promise<void> {
-  const verified = await verifyAudit(s.runtime.db);
+  const verified = await verifyAudit(s.runtime.db, s.runtime.audit);
   if (!verified.ok) s.violate(7, `audit chain broken at row ${verified.seq}: ${verified.problem}`);
   const cli = spawnSync(process.execPath, ['--import', 'tsx', cliPath(), 'audit', 'verify'], { env, encoding: 'utf8', timeout: 120_000 });
   if (cli.status !== 0) s.violate(7, `rekey audit verify exited ${cli.status}: ${(cli.stdout + cli.stderr).trim().slice(0, 500)}`);

@@ -7,7 +7,7 @@
  * then the same delivery is sent again and must come back as a duplicate, with no second run.
  */
 import { randomUUID } from 'node:crypto';
-import { standardWebhookSignature } from '../../src/core/standard-webhooks.js';
+import { standardWebhookSignature } from '../../src/core/kit/standard-webhooks.js';
 import { type Checker, probe } from './checker.js';
 import { type LeakSample, type SoakState, sleep } from './state.js';
 

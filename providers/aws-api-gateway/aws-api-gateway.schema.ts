@@ -3,7 +3,7 @@
  * No credentials here: the SDK's default chain (IRSA, instance role, environment) supplies them.
  */
 import { z } from 'zod';
-import { probeSchema } from '../../src/core/probe.js';
+import { probeSchema } from '../../src/core/kit/probe.js';
 
 const usagePlanId = z.string().regex(/^[a-z0-9]{1,32}$/, 'must be a usage plan id such as a1b2c3');
 

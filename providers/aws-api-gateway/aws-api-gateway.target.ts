@@ -18,11 +18,12 @@ import {
   GetUsagePlanKeyCommand,
   UpdateApiKeyCommand,
 } from '@aws-sdk/client-api-gateway';
-import { awsErrorName } from '../../src/core/aws-errors.js';
+import { awsErrorName } from '../../src/core/kit/aws-errors.js';
 import { ProviderError } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/logger.js';
-import type { Call, DeployedEntry, Target, VersionRef } from '../../src/core/ports.js';
-import { probeKey, type ProbeConfig } from '../../src/core/probe.js';
+import type { Call, Inspection, Target, VersionRef } from '../../src/core/ports.js';
+import { sharedRead } from '../../src/core/kit/serial.js';
+import { probeKey, type ProbeConfig } from '../../src/core/kit/probe.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import { apiGatewayError, type ApiGatewayOperation } from './aws-errors.js';
 
@@ -116,11 +117,12 @@ export class ApiGatewayTarget implements Target {
     this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, deleted: keys.length }, 'api-gateway: key retired');
   }
 
-  /** Every enabled key tagged with this secret. */
-  async listDeployed(call: Call): Promise<DeployedEntry[]> {
-    return (await this.#all(call))
+  /** Every enabled key tagged with this secret, from one listing of the account's keys shared by every binding. */
+  async inspect(call: Call): Promise<Inspection> {
+    const entries = (await sharedRead(this.#o.client, () => this.#all(call)))
       .filter((k) => k.enabled && k.tags?.[TAG.secret] === this.#o.secret)
       .map((k) => ({ versionId: k.tags?.[TAG.version], fingerprint: k.tags?.[TAG.fingerprint], consumer: k.customerId }));
+    return { entries, holds: 'all' };
   }
 
   #name(version: VersionRef): string {

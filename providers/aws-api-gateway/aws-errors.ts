@@ -1,8 +1,8 @@
 /**
- * API Gateway's part of mapping SDK errors (src/core/aws-errors.ts reads the rest): the operations
+ * API Gateway's part of mapping SDK errors (src/core/kit/aws-errors.ts reads the rest): the operations
  * and the `apigateway:<METHOD>` each needs.
  */
-import { awsProviderError } from '../../src/core/aws-errors.js';
+import { awsProviderError } from '../../src/core/kit/aws-errors.js';
 import type { ProviderError } from '../../src/core/errors.js';
 
 /** The API Gateway operations this target calls; `apigateway:<METHOD>` grants them (README). */

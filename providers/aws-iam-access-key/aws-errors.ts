@@ -1,8 +1,8 @@
 /**
- * IAM's part of mapping SDK errors (src/core/aws-errors.ts reads the rest): the actions and the
+ * IAM's part of mapping SDK errors (src/core/kit/aws-errors.ts reads the rest): the actions and the
  * two-keys-per-user limit.
  */
-import { awsProviderError, type AwsSpecialCase } from '../../src/core/aws-errors.js';
+import { awsProviderError, type AwsSpecialCase } from '../../src/core/kit/aws-errors.js';
 import type { ProviderError } from '../../src/core/errors.js';
 
 /** The IAM actions this issuer calls, each also its IAM permission's name. */

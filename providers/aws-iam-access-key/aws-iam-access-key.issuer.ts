@@ -8,7 +8,7 @@ import {
   type AccessKeyMetadata,
   type IAMClient,
 } from '@aws-sdk/client-iam';
-import { awsErrorName } from '../../src/core/aws-errors.js';
+import { awsErrorName } from '../../src/core/kit/aws-errors.js';
 import { ProviderError, type ErrorCode } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/logger.js';
 import type { Call, IssuedRef, Issuer, JsonObject, VersionRef } from '../../src/core/ports.js';
@@ -38,6 +38,11 @@ export const ISSUE_JOURNAL_TAG = 'rekey-issuing';
  * the old one. The value is `{"accessKeyId","secretAccessKey"}`; the state names the key id.
  */
 export class AwsIamAccessKeyIssuer implements Issuer {
+  /** AWS Health names an exposed key by its access key id. */
+  publicId(state: JsonObject): string | undefined {
+    return accessKeyIdFromState(state);
+  }
+
   constructor(
     private readonly provider: string,
     private readonly iam: IAMClient,
@@ -52,8 +57,9 @@ export class AwsIamAccessKeyIssuer implements Issuer {
       // Make room by deleting the oldest key that is not live; never an Active one.
       const idle = keys.filter((k) => k.Status !== 'Active').sort((a, b) => time(a) - time(b));
       if (!idle[0]) {
+        // LIMIT: after a leak, core ends the previous version's overlap to free a slot and tries again.
         throw this.error(
-          'REKEY_ERR_INVALID',
+          'REKEY_ERR_LIMIT',
           version,
           `IAM user ${userName} already has two active access keys; deactivate the one not in use (or let its rotation finish) and retry`,
           false,

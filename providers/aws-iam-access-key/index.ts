@@ -12,7 +12,6 @@ import {
   type AwsIamAccessKeyIssuerBinding,
 } from './aws-iam-access-key.schema.js';
 
-export { accessKeyIdFromState } from './aws-iam-access-key.issuer.js';
 
 export default defineProvider<AwsIamAccessKeyConfig, never, AwsIamAccessKeyIssuerBinding>({
   type: 'aws-iam-access-key',

@@ -1,8 +1,8 @@
 /**
- * Secrets Manager's part of mapping SDK errors (src/core/aws-errors.ts reads the rest): the
+ * Secrets Manager's part of mapping SDK errors (src/core/kit/aws-errors.ts reads the rest): the
  * operations, each also its IAM action's name, and the KMS failures that need a KMS grant.
  */
-import { awsProviderError, type AwsSpecialCase } from '../../src/core/aws-errors.js';
+import { awsProviderError, type AwsSpecialCase } from '../../src/core/kit/aws-errors.js';
 import type { ProviderError } from '../../src/core/errors.js';
 
 /** The Secrets Manager operations this provider calls; each is also its IAM action's name. */

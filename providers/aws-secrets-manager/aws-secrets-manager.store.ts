@@ -32,7 +32,7 @@ import {
   type GetSecretValueCommandOutput,
   type SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
-import { awsErrorName } from '../../src/core/aws-errors.js';
+import { awsErrorName } from '../../src/core/kit/aws-errors.js';
 import { formatDuration } from '../../src/core/duration.js';
 import { ProviderError } from '../../src/core/errors.js';
 import type { Fingerprinter } from '../../src/core/fingerprint.js';

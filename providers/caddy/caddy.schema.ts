@@ -4,7 +4,7 @@
  * the operator's and is never rewritten.
  */
 import { z } from 'zod';
-import { probeSchema } from '../../src/core/probe.js';
+import { probeSchema } from '../../src/core/kit/probe.js';
 
 /** An `@id` in Caddy's JSON config. */
 const handlerId = z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'must be an @id of letters, digits, _ . -');

@@ -8,10 +8,11 @@
 import { ProviderError, type ErrorCode } from '../../src/core/errors.js';
 import type { Fingerprinter } from '../../src/core/fingerprint.js';
 import type { Logger } from '../../src/core/logger.js';
-import type { Call, DeployedEntry, JsonValue, Target, VersionRef } from '../../src/core/ports.js';
-import { probeKey, type ProbeConfig } from '../../src/core/probe.js';
+import type { Call, Inspection, JsonValue, Target, VersionRef } from '../../src/core/ports.js';
+import { sharedRead } from '../../src/core/kit/serial.js';
+import { probeKey, type ProbeConfig } from '../../src/core/kit/probe.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
-import { checkMapEntry } from '../../src/core/map-entry.js';
+import { checkMapEntry } from '../../src/core/kit/map-entry.js';
 import { AdminTransportError, adminRequest, type AdminAnswer, type AdminEndpoint } from './admin-api.js';
 
 export interface CaddyTargetOptions {
@@ -79,12 +80,15 @@ export class CaddyTarget implements Target {
     this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, handler: this.#o.handler }, 'caddy: key retired');
   }
 
-  /** Every plain (non-regex) input of the handler, by fingerprint, with its consumer. */
-  async listDeployed(call: Call): Promise<DeployedEntry[]> {
-    const { handler } = await this.#read(call);
-    return (handler.mappings ?? [])
-      .filter((m) => !m.input.startsWith('~'))
-      .map((m) => ({ fingerprint: this.#o.fingerprint(m.input), consumer: typeof m.outputs[0] === 'string' ? m.outputs[0] : undefined }));
+  /** Every plain (non-regex) input of the handler, by fingerprint, with its consumer: one GET for every binding of the handler. */
+  inspect(call: Call): Promise<Inspection> {
+    return sharedRead(`caddy:${JSON.stringify(this.#o.endpoint)}:${this.#o.handler}`, async () => {
+      const { handler } = await this.#read(call);
+      const entries = (handler.mappings ?? [])
+        .filter((m) => !m.input.startsWith('~'))
+        .map((m) => ({ fingerprint: this.#o.fingerprint(m.input), consumer: typeof m.outputs[0] === 'string' ? m.outputs[0] : undefined }));
+      return { entries, holds: 'all' as const };
+    });
   }
 
   /**

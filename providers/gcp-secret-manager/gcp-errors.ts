@@ -1,7 +1,10 @@
 /**
- * Maps gRPC status codes from Secret Manager to rekey's ProviderError codes. The client's error
- * rides along as `cause`; the message names the secret, the gRPC status and, for permission
- * problems, the IAM permission the method needs. Google's own text (`details`) is read to tell
+ * Maps Secret Manager's status codes to rekey's ProviderError codes, over either transport: gRPC
+ * errors carry the gRPC code; over REST (the client's fallback mode) google-auth-library's
+ * transport throws with the HTTP status and the body, a google.rpc.Status whose `status` names the
+ * same code, or a bare HTTP status when a proxy answered instead of Google. The client's error
+ * rides along as `cause`; the message names the secret, the status and, for permission problems,
+ * the IAM permission the method needs. Google's own text (`details`, the REST body) is read to tell
  * cases apart but never copied: it is free text that may echo the request.
  */
 import { ProviderError, type ErrorCode } from '../../src/core/errors.js';
@@ -51,11 +54,63 @@ export const Status = {
 
 const NAMES = Object.fromEntries(Object.entries(Status).map(([name, code]) => [code, name])) as Record<number, string>;
 
-/** The gRPC status code of a client error (or of the one a ProviderError wraps), if it has one. */
-export function grpcCode(error: unknown): number | undefined {
-  const cause = error instanceof ProviderError ? error.cause : error;
-  const code = (cause as { code?: unknown } | undefined)?.code;
-  return typeof code === 'number' ? code : undefined;
+/**
+ * The code a bare HTTP status stands for (Google's mapping, google/rpc/code.proto); other 4xx are
+ * invalid requests and other 5xx an unavailable service.
+ */
+const FROM_HTTP: Record<number, number> = {
+  400: Status.INVALID_ARGUMENT,
+  401: Status.UNAUTHENTICATED,
+  403: Status.PERMISSION_DENIED,
+  404: Status.NOT_FOUND,
+  408: Status.DEADLINE_EXCEEDED,
+  409: Status.ABORTED,
+  412: Status.FAILED_PRECONDITION,
+  429: Status.RESOURCE_EXHAUSTED,
+  499: Status.CANCELLED,
+  501: Status.UNIMPLEMENTED,
+  504: Status.DEADLINE_EXCEEDED,
+};
+
+interface ClientError {
+  code?: unknown;
+  /** The HTTP status, on errors of the REST transport. */
+  status?: unknown;
+  details?: unknown;
+  message?: unknown;
+  name?: unknown;
+}
+
+/** The `status` name of a google.rpc.Status error body (`{"error":{"code":409,"status":"ABORTED",...}}`), if it is one. */
+function bodyStatus(body: unknown): number | undefined {
+  if (typeof body !== 'string' || !body.startsWith('{')) return undefined;
+  try {
+    const name = (JSON.parse(body) as { error?: { status?: unknown } }).error?.status;
+    return typeof name === 'string' && Object.hasOwn(Status, name) ? Status[name as keyof typeof Status] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The status code (gRPC numbering) of a client error, or of the one a ProviderError wraps: the
+ * gRPC code; over REST the google.rpc.Status of the body, or else what the HTTP status stands for.
+ */
+export function rpcCode(error: unknown): number | undefined {
+  const e = (error instanceof ProviderError ? error.cause : error) as ClientError | undefined;
+  if (typeof e?.status === 'number') {
+    return bodyStatus(e.message) ?? FROM_HTTP[e.status] ?? (e.status >= 500 ? Status.UNAVAILABLE : Status.INVALID_ARGUMENT);
+  }
+  return typeof e?.code === 'number' ? e.code : undefined;
+}
+
+/** How the status reads in messages: `NOT_FOUND`, or `HTTP 404 NOT_FOUND` over REST. */
+function statusText(e: ClientError | undefined, code: number | undefined): string {
+  const name = code === undefined ? undefined : (NAMES[code] ?? `gRPC code ${code}`);
+  if (typeof e?.status === 'number') return `HTTP ${e.status} ${name}`;
+  if (name) return name;
+  const system = typeof e?.code === 'string' && /^[A-Z_]{1,40}$/.test(e.code) ? ` ${e.code}` : '';
+  return `${typeof e?.name === 'string' ? e.name : 'error'}${system}, no status`;
 }
 
 export interface GcpErrorContext {
@@ -69,10 +124,10 @@ export interface GcpErrorContext {
 /** Wraps a client error in a ProviderError with the right code and an actionable message. */
 export function gcpError(error: unknown, context: GcpErrorContext): ProviderError {
   if (error instanceof ProviderError) return error;
-  const code = grpcCode(error);
-  const e = error as { details?: unknown; message?: unknown; name?: unknown } | undefined;
+  const code = rpcCode(error);
+  const e = error as ClientError | undefined;
   const text = [e?.details, e?.message].filter((t) => typeof t === 'string').join(' ');
-  const detail = code === undefined ? `${typeof e?.name === 'string' ? e.name : 'error'}, no gRPC status` : (NAMES[code] ?? `gRPC code ${code}`);
+  const detail = statusText(e, code);
   const where = `${context.method} on ${context.secret}`;
   const make = (rekeyCode: ErrorCode, message: string) =>
     new ProviderError(rekeyCode, message, { provider: context.provider, cause: error });

@@ -20,11 +20,17 @@ export const gcpSecretManagerConfig = z
     projectNumber: z.string().regex(/^\d{1,20}$/).optional(),
     /** Overrides the API host (a private endpoint, or a local fake). @defaultValue secretmanager.googleapis.com */
     apiEndpoint: z.string().min(1).max(253).optional(),
+    /**
+     * How the client talks to the API: `grpc` (HTTP/2), or `rest`, the official client's HTTP/1.1
+     * fallback mode (JSON over HTTPS) for networks whose proxies or firewalls block gRPC. Same
+     * methods, permissions and error codes either way. @defaultValue grpc
+     */
+    transport: z.enum(['grpc', 'rest']).default('grpc'),
     /** Overrides the API port. @defaultValue 443 */
     port: z.number().int().min(1).max(65535).optional(),
     /**
-     * Plaintext gRPC and no credentials at all, for a local fake or emulator only: refused unless
-     * `apiEndpoint` is a loopback address. @defaultValue false
+     * Plaintext (gRPC without TLS, or `http://` for `rest`) and no credentials at all, for a local
+     * fake or emulator only: refused unless `apiEndpoint` is a loopback address. @defaultValue false
      */
     insecure: z.boolean().default(false),
     /**
@@ -32,12 +38,7 @@ export const gcpSecretManagerConfig = z
      * console); `destroy` disables it, then destroys its data irrevocably. @defaultValue disable
      */
     destroy: z.enum(['disable', 'destroy']).default('disable'),
-    /**
-     * Attempts per API call, counting the first, when Google answers RESOURCE_EXHAUSTED (or
-     * UNAVAILABLE, for reads). Kept small: rekey retries the whole step with its own backoff. @defaultValue 3
-     */
-    maxAttempts: z.number().int().min(1).max(10).default(3),
-    /** Deadline of one API call, in milliseconds. @defaultValue 30000 */
+    /** Deadline of one API call, in milliseconds; one attempt per call, rekey retries the step. @defaultValue 30000 */
     timeoutMs: z.number().int().min(100).max(600_000).default(30_000),
     /**
      * Replica locations for secrets rekey creates (user-managed replication); automatic

@@ -23,8 +23,8 @@ import type { Logger } from '../../src/core/logger.js';
 import type { Call, RotationPolicy, SecretStore, Stage, StoredRef, StoredVersion, VersionRef } from '../../src/core/ports.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import { crc32c } from './crc32c.js';
-import { gcpError, grpcCode, Status, type GcpMethod } from './gcp-errors.js';
-import { secretResourceName, versionNumberOf } from './gcp-names.js';
+import { gcpError, rpcCode, Status, type GcpMethod } from './gcp-errors.js';
+import { referencesSecret, secretResourceName, versionNumberOf } from './gcp-names.js';
 import { deriveRotation } from './gcp-rotation.js';
 
 type ISecret = protos.google.cloud.secretmanager.v1.ISecret;
@@ -41,16 +41,19 @@ export const ROTATION_ANNOTATION = 'rekey-rotation';
 const STAGES: readonly Stage[] = ['current', 'previous', 'pending'];
 /** Orphans examined when recovering from a lost AddSecretVersion response. */
 const MAX_ORPHANS = 3;
+/** Read-modify-write rounds of the aliases under concurrent changes (etag mismatches) before CONFLICT. */
+const MERGE_ATTEMPTS = 3;
 
 export interface GcpStoreOptions {
   client: SecretManagerServiceClient;
   provider: string;
   project: string;
+  /** The project's number, which notifications may name instead of its id. */
+  projectNumber?: string | undefined;
   secretId: string;
   /** A Pub/Sub topic describeRotation adds to the secret's topics. */
   topic?: string | undefined;
   destroy: 'disable' | 'destroy';
-  maxAttempts: number;
   timeoutMs: number;
   locations: string[] | undefined;
   log: Logger;
@@ -76,6 +79,11 @@ export class GcpSecretManagerStore implements SecretStore {
     this.#name = secretResourceName(options.project, options.secretId);
   }
 
+  /** A SECRET_ROTATE notification's `secretId` attribute names this secret (by project id or number). */
+  references(resourceName: string): boolean {
+    return referencesSecret(resourceName, this.#o, this.#o.secretId);
+  }
+
   async writePending(version: VersionRef, value: SecretValue, call: Call): Promise<{ storeVersionId: string }> {
     let secret = await this.#getOrCreate(call);
     let superseded: number | undefined;
@@ -87,7 +95,7 @@ export class GcpSecretManagerStore implements SecretStore {
       secret = await this.#modify(secret, (s) => ({ aliases: s.aliases, annotations: { ...s.annotations, [INTENT_ANNOTATION]: version.versionId } }), call);
     }
     const data = Buffer.from(value.reveal(), 'utf8');
-    const [added] = await this.#rpc('AddSecretVersion', call, false, (options) =>
+    const [added] = await this.#rpc('AddSecretVersion', call, (options) =>
       this.#o.client.addSecretVersion({ parent: this.#name, payload: { data, dataCrc32c: crc32c(data) } }, options),
     );
     const n = versionNumberOf(added.name);
@@ -227,7 +235,7 @@ export class GcpSecretManagerStore implements SecretStore {
     call: Call,
   ): Promise<void> {
     const paths = ['rotation', 'annotations', ...(change.topics ? ['topics'] : [])];
-    await this.#rpc('UpdateSecret', call, false, (options) =>
+    await this.#rpc('UpdateSecret', call, (options) =>
       this.#o.client.updateSecret(
         {
           secret: {
@@ -290,16 +298,16 @@ export class GcpSecretManagerStore implements SecretStore {
       this.#o.destroy === 'destroy' ? ['DisableSecretVersion', 'DestroySecretVersion'] : ['DisableSecretVersion'];
     for (const method of steps) {
       try {
-        await this.#rpc(method, call, true, (options) =>
+        await this.#rpc(method, call, (options) =>
           method === 'DisableSecretVersion'
             ? this.#o.client.disableSecretVersion({ name }, options)
             : this.#o.client.destroySecretVersion({ name }, options),
         );
       } catch (error) {
-        if (grpcCode(error) === Status.NOT_FOUND) return;
+        if (rpcCode(error) === Status.NOT_FOUND) return;
         // Disabling or destroying a destroyed version is refused: already as gone as it gets.
-        if (grpcCode(error) !== Status.FAILED_PRECONDITION) throw error;
-        const [state] = await this.#rpc('GetSecretVersion', call, true, (options) => this.#o.client.getSecretVersion({ name }, options));
+        if (rpcCode(error) !== Status.FAILED_PRECONDITION) throw error;
+        const [state] = await this.#rpc('GetSecretVersion', call, (options) => this.#o.client.getSecretVersion({ name }, options));
         if (state.state !== 'DESTROYED') throw error;
         return;
       }
@@ -309,7 +317,7 @@ export class GcpSecretManagerStore implements SecretStore {
   /** The value of a version (number or alias), or undefined when it is absent, disabled or destroyed. */
   async #access(version: string, call: Call): Promise<SecretValue | undefined> {
     try {
-      const [response] = await this.#rpc('AccessSecretVersion', call, true, (options) =>
+      const [response] = await this.#rpc('AccessSecretVersion', call, (options) =>
         this.#o.client.accessSecretVersion({ name: `${this.#name}/versions/${version}` }, options),
       );
       const data = response.payload?.data;
@@ -323,7 +331,7 @@ export class GcpSecretManagerStore implements SecretStore {
       }
       return SecretValue.of(bytes.toString('utf8'));
     } catch (error) {
-      const code = grpcCode(error);
+      const code = rpcCode(error);
       if (code === Status.NOT_FOUND || code === Status.FAILED_PRECONDITION) return undefined;
       throw error;
     }
@@ -333,14 +341,14 @@ export class GcpSecretManagerStore implements SecretStore {
     try {
       return await this.#get(call);
     } catch (error) {
-      if (grpcCode(error) !== Status.NOT_FOUND) throw error;
+      if (rpcCode(error) !== Status.NOT_FOUND) throw error;
     }
     this.#o.log.info({ name: this.#name }, 'creating Google secret');
     const replication = this.#o.locations
       ? { userManaged: { replicas: this.#o.locations.map((location) => ({ location })) } }
       : { automatic: {} };
     try {
-      const [created] = await this.#rpc('CreateSecret', call, false, (options) =>
+      const [created] = await this.#rpc('CreateSecret', call, (options) =>
         this.#o.client.createSecret(
           { parent: `projects/${this.#o.project}`, secretId: this.#o.secretId, secret: { replication, labels: { 'managed-by': 'rekey' } } },
           options,
@@ -349,20 +357,20 @@ export class GcpSecretManagerStore implements SecretStore {
       return stateOf(created);
     } catch (error) {
       // Created concurrently, or by our own earlier attempt whose response was lost.
-      if (grpcCode(error) !== Status.ALREADY_EXISTS) throw error;
+      if (rpcCode(error) !== Status.ALREADY_EXISTS) throw error;
       return this.#get(call);
     }
   }
 
   async #get(call: Call): Promise<SecretState> {
-    const [secret] = await this.#rpc('GetSecret', call, true, (options) => this.#o.client.getSecret({ name: this.#name }, options));
+    const [secret] = await this.#rpc('GetSecret', call, (options) => this.#o.client.getSecret({ name: this.#name }, options));
     return stateOf(secret);
   }
 
   /**
    * Read-modify-write of the secret's aliases and annotations: `change` computes them from the
    * secret's state (undefined: nothing to do). On an etag mismatch it re-reads the secret and
-   * recomputes, up to maxAttempts, then throws CONFLICT. A version's retirement and the next
+   * recomputes, up to MERGE_ATTEMPTS times, then throws CONFLICT. A version's retirement and the next
    * rotation can update the same secret at the same moment; failing the step instead would make
    * core re-issue the credential and could leave an unaliased version behind.
    */
@@ -377,7 +385,7 @@ export class GcpSecretManagerStore implements SecretStore {
       try {
         return await this.#update(secret, next.aliases, next.annotations, call);
       } catch (error) {
-        if (grpcCode(error) !== Status.FAILED_PRECONDITION || attempt >= this.#o.maxAttempts || call.signal.aborted) throw error;
+        if (rpcCode(error) !== Status.FAILED_PRECONDITION || attempt >= MERGE_ATTEMPTS || call.signal.aborted) throw error;
         this.#o.log.debug({ attempt }, 'the secret changed under an update (etag); re-reading it');
         secret = await this.#get(call);
       }
@@ -389,7 +397,7 @@ export class GcpSecretManagerStore implements SecretStore {
     // Keep rekey's own annotations bounded: only versions that still hold an alias keep their mapping.
     const live = new Set(Object.values(aliases).map((n) => versionAnnotation(n)));
     const kept = Object.fromEntries(Object.entries(annotations).filter(([key]) => !key.startsWith('rekey-version-') || live.has(key)));
-    const [updated] = await this.#rpc('UpdateSecret', call, false, (options) =>
+    const [updated] = await this.#rpc('UpdateSecret', call, (options) =>
       this.#o.client.updateSecret(
         {
           secret: { name: this.#name, versionAliases: aliases, annotations: kept, etag: secret.etag },
@@ -402,7 +410,7 @@ export class GcpSecretManagerStore implements SecretStore {
   }
 
   async #versions(call: Call): Promise<Array<{ number: number; state: string }>> {
-    const [versions] = await this.#rpc('ListSecretVersions', call, true, (options) =>
+    const [versions] = await this.#rpc('ListSecretVersions', call, (options) =>
       this.#o.client.listSecretVersions({ parent: this.#name, pageSize: 100 }, options),
     );
     return versions.flatMap((v) => {
@@ -412,23 +420,19 @@ export class GcpSecretManagerStore implements SecretStore {
   }
 
   /**
-   * One API call with the client's own retries off, so a quota error cannot hide for minutes;
-   * RESOURCE_EXHAUSTED (and UNAVAILABLE for idempotent calls) is retried here up to maxAttempts
-   * with jittered backoff, then surfaces as a retryable ProviderError for rekey's own backoff.
+   * One API call, one attempt, with the client library's own retries off (its defaults retry
+   * `AccessSecretVersion` for up to 10 minutes, which would hide a quota error): a transient
+   * failure surfaces as a retryable ProviderError and the engine retries the step (see "Retries
+   * and timeouts" in providers/README.md).
    */
-  async #rpc<T>(method: GcpMethod, call: Call, idempotent: boolean, run: (options: { timeout: number; retry: null }) => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        if (call.signal.aborted) throw abortError(call.signal);
-        return await untilAborted(run({ timeout: this.#o.timeoutMs, retry: null }), call.signal);
-      } catch (error) {
-        const code = grpcCode(error);
-        const transient = code === Status.RESOURCE_EXHAUSTED || (idempotent && code === Status.UNAVAILABLE);
-        if (!transient || attempt >= this.#o.maxAttempts || call.signal.aborted) {
-          throw gcpError(error, { provider: this.#o.provider, secret: this.#name, method, signal: call.signal });
-        }
-        await sleep(100 * 2 ** (attempt - 1) * (0.5 + Math.random() / 2), call.signal);
-      }
+  async #rpc<T>(method: GcpMethod, call: Call, run: (options: { timeout: number; retry: null }) => Promise<T>): Promise<T> {
+    // The client enforces `timeout` as a gRPC deadline only; the REST transport ignores it.
+    const signal = AbortSignal.any([call.signal, AbortSignal.timeout(this.#o.timeoutMs)]);
+    try {
+      if (signal.aborted) throw abortError(signal);
+      return await untilAborted(run({ timeout: this.#o.timeoutMs, retry: null }), signal);
+    } catch (error) {
+      throw gcpError(error, { provider: this.#o.provider, secret: this.#name, method, signal });
     }
   }
 
@@ -475,16 +479,4 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
 
 function abortError(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new Error('aborted');
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-  });
 }

@@ -4,6 +4,7 @@
  */
 import { credentials } from '@grpc/grpc-js';
 import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
+import { GoogleAuth, PassThroughClient } from 'google-auth-library';
 import { defineProvider } from '../../src/core/provider.js';
 import { GcpSecretManagerStore } from './gcp-secret-manager.store.js';
 import {
@@ -17,23 +18,28 @@ export { GcpSecretManagerStore, INTENT_ANNOTATION, ROTATION_ANNOTATION, versionA
 export { deriveRotation, type DerivedRotation } from './gcp-rotation.js';
 import { secretIdFor } from './gcp-names.js';
 
-export { parseSecretResourceName, referencesSecret, secretIdFor, secretResourceName, type SecretResourceName } from './gcp-names.js';
 export { gcpSecretManagerConfig, gcpSecretManagerStoreBinding, type GcpSecretManagerConfig, type GcpSecretManagerStoreBinding };
 
 type ClientOptions = NonNullable<ConstructorParameters<typeof SecretManagerServiceClient>[0]>;
 
 /**
- * Stands in for google-auth-library in `insecure` mode. Without it the client would look for
- * Application Default Credentials and ask the metadata server for a universe domain.
+ * Client options for a provider instance. `rest` is the client's HTTP/1.1 fallback mode, whose
+ * requests go through google-auth-library's transport (gaxios). In `insecure` mode the client gets
+ * plaintext and google-auth-library's PassThroughClient, which adds no credentials, with the
+ * universe domain given: without them the client would look for Application Default Credentials
+ * and ask the metadata server for a universe domain.
  */
-function noAuth(project: string): ClientOptions['auth'] {
-  const headers = () => Promise.resolve(new Headers());
-  return {
-    getClient: () => Promise.resolve({ getRequestHeaders: headers }),
-    getRequestHeaders: headers,
-    getProjectId: () => Promise.resolve(project),
-    getUniverseDomain: () => Promise.resolve('googleapis.com'),
-  } as unknown as ClientOptions['auth'];
+function clientOptions(config: GcpSecretManagerConfig): ClientOptions {
+  const options: ClientOptions = {};
+  if (config.apiEndpoint) options.apiEndpoint = config.apiEndpoint;
+  if (config.port) options.port = config.port;
+  if (config.transport === 'rest') options.fallback = true;
+  if (config.insecure) {
+    if (config.transport === 'rest') options.protocol = 'http';
+    else options.sslCreds = credentials.createInsecure();
+    options.auth = new GoogleAuth({ authClient: new PassThroughClient(), universeDomain: 'googleapis.com' });
+  }
+  return options;
 }
 
 export default defineProvider<GcpSecretManagerConfig, GcpSecretManagerStoreBinding>({
@@ -47,25 +53,18 @@ export default defineProvider<GcpSecretManagerConfig, GcpSecretManagerStoreBindi
       // The generated client logs whole requests at this level, AddSecretVersion payloads included.
       log.warn({}, 'GOOGLE_SDK_NODE_LOGGING is set: the Secret Manager client logs request payloads, i.e. secret values');
     }
-    const options: ClientOptions = {};
-    if (config.apiEndpoint) options.apiEndpoint = config.apiEndpoint;
-    if (config.port) options.port = config.port;
-    if (config.insecure) {
-      options.sslCreds = credentials.createInsecure();
-      options.auth = noAuth(config.project);
-    }
-    // One client (one gRPC channel) per provider instance, shared by its secrets.
-    const client = new SecretManagerServiceClient(options);
+    // One client (one gRPC channel, or one HTTP agent) per provider instance, shared by its secrets.
+    const client = new SecretManagerServiceClient(clientOptions(config));
     return {
       store: ({ secret, params, client: perClient }) =>
         new GcpSecretManagerStore({
           client,
           provider: ctx.name,
           project: config.project,
+          projectNumber: config.projectNumber,
           secretId: secretIdFor(params.name, perClient),
           topic: params.topic,
           destroy: config.destroy,
-          maxAttempts: config.maxAttempts,
           timeoutMs: config.timeoutMs,
           locations: config.locations,
           log: log.child({ secret }),

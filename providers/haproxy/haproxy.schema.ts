@@ -4,9 +4,15 @@
  * file permissions or by where its TCP port listens (see README.md).
  */
 import { z } from 'zod';
-import { probeSchema } from '../../src/core/probe.js';
+import { absolutePath } from '../../src/core/kit/paths.js';
+import { probeSchema } from '../../src/core/kit/probe.js';
 
-const absolutePath = z.string().regex(/^\/\S*$/, 'must be an absolute path without spaces');
+/**
+ * A map's name on the Runtime API is its path, sent as one argument of `add map`, `del map`...
+ * The API splits commands on `;` and newlines and arguments on spaces, and gives `#` and `\`
+ * their own meanings: a name holds none of them.
+ */
+const mapName = absolutePath.regex(/^[\w./@+-]+$/, 'a map name holds only letters, digits and . _ / @ + - (the Runtime API splits commands on ; and spaces)');
 
 /** `unix:/run/haproxy/admin.sock` or `tcp://127.0.0.1:9999`. */
 export const runtimeApiSchema = z
@@ -18,7 +24,7 @@ export const haproxyConfigSchema = z
     /** Where HAProxy's Runtime API listens (`stats socket ... level operator`). */
     runtimeApi: runtimeApiSchema,
     /** The map as haproxy.cfg loads it (`map(/etc/haproxy/api-keys.map)`): its name on the Runtime API. */
-    map: absolutePath,
+    map: mapName,
     /**
      * The file rekey rewrites after each change so a restart keeps the keys.
      * @defaultValue the same path as `map` (rekey runs beside HAProxy)
@@ -37,7 +43,7 @@ export const haproxyConfigSchema = z
 export const haproxyTargetSchema = z
   .object({
     /** Overrides the provider's `map` for this secret. */
-    map: absolutePath.optional(),
+    map: mapName.optional(),
     /** Overrides the provider's `mapFile` for this secret. @defaultValue this binding's `map` */
     mapFile: absolutePath.optional(),
   })

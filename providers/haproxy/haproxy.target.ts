@@ -6,14 +6,15 @@
  * changes. After each change the map file is rewritten atomically from `show map` (a burst
  * of changes shares one rewrite), so a restart loads the same keys.
  */
-import { coalesced, serialized, writeFileAtomic } from '../../src/core/atomic-file.js';
+import { writeFileAtomic } from '../../src/core/kit/atomic-file.js';
+import { coalesced, serialized, sharedRead } from '../../src/core/kit/serial.js';
 import { ProviderError } from '../../src/core/errors.js';
 import type { Fingerprinter } from '../../src/core/fingerprint.js';
 import type { Logger } from '../../src/core/logger.js';
-import type { Call, DeployedEntry, Target, VersionRef } from '../../src/core/ports.js';
-import { probeKey, type ProbeConfig } from '../../src/core/probe.js';
+import type { Call, Inspection, Target, VersionRef } from '../../src/core/ports.js';
+import { probeKey, type ProbeConfig } from '../../src/core/kit/probe.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
-import { checkMapEntry } from '../../src/core/map-entry.js';
+import { checkMapEntry } from '../../src/core/kit/map-entry.js';
 import { runtimeCommand, RuntimeTransportError, type RuntimeEndpoint } from './runtime-api.js';
 
 export interface HaproxyTargetOptions {
@@ -88,9 +89,12 @@ export class HaproxyTarget implements Target {
     this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map }, 'haproxy: key retired');
   }
 
-  /** Every key of the live map, by fingerprint, with its consumer. */
-  async listDeployed(call: Call): Promise<DeployedEntry[]> {
-    return (await this.#show(call)).map((entry) => ({ fingerprint: this.#o.fingerprint(entry.key), consumer: entry.value }));
+  /** Every key of the live map, by fingerprint, with its consumer: one `show map` for every binding of the map. */
+  inspect(call: Call): Promise<Inspection> {
+    return sharedRead(`haproxy:${JSON.stringify(this.#o.endpoint)}:${this.#o.map}`, async () => ({
+      entries: (await this.#show(call)).map((entry) => ({ fingerprint: this.#o.fingerprint(entry.key), consumer: entry.value })),
+      holds: 'all' as const,
+    }));
   }
 
   /** Serializes this process's changes to one key of the map (deploy and retire of one version). */

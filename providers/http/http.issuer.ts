@@ -1,5 +1,6 @@
 import type { CredentialRef } from '../../src/core/credential.js';
-import { ProviderError, type ErrorCode } from '../../src/core/errors.js';
+import { ProviderError, RekeyError, type ErrorCode } from '../../src/core/errors.js';
+import { outboundUrlProblem } from '../../src/core/kit/outbound-url.js';
 import type { Call, IssuedRef, Issuer, JsonObject, VersionRef } from '../../src/core/ports.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import type { HttpConfig, HttpIssuerBinding, HttpRequestSpec } from './http.schema.js';
@@ -47,7 +48,8 @@ export class HttpIssuer implements Issuer {
     const spec = this.config.verify;
     if (!spec) return;
     const vars = { ...this.vars(version), id: stateId(version.issuerState), value: value.reveal() };
-    const response = await this.send('verify', spec, vars, version, call);
+    // The admin token proves nothing about the new key: sent only when the config asks.
+    const response = await this.send('verify', spec, vars, version, call, spec.providerHeaders);
     await response.body?.cancel();
     const accepted = spec.expectStatus ? spec.expectStatus.includes(response.status) : response.ok;
     if (accepted) return;
@@ -77,27 +79,33 @@ export class HttpIssuer implements Issuer {
     return vars;
   }
 
-  private async send(step: Step, spec: HttpRequestSpec, vars: Vars, version: VersionRef, call: Call): Promise<Response> {
+  /** One call; `providerHeaders`: also send the provider-level headers (the admin token). */
+  private async send(step: Step, spec: HttpRequestSpec, vars: Vars, version: VersionRef, call: Call, providerHeaders = true): Promise<Response> {
     let url: URL;
     const headers = new Headers();
     let body: string | undefined;
+    let building = 'the url';
     try {
       url = new URL(render(spec.url, vars, encodeURIComponent), this.config.baseUrl);
-      for (const [name, parts] of [...Object.entries(this.config.headers), ...Object.entries(spec.headers)]) {
+      const common = providerHeaders ? Object.entries(this.config.headers) : [];
+      for (const [name, parts] of [...common, ...Object.entries(spec.headers)]) {
+        building = `header ${name}`;
         headers.set(name, parts.map((part) => (typeof part === 'string' ? render(part, vars) : this.credential(part).reveal())).join(''));
       }
+      building = 'the body';
       if (spec.body !== undefined) {
         body = JSON.stringify(renderJson(spec.body, vars));
         if (!headers.has('content-type')) headers.set('content-type', 'application/json');
       }
     } catch (error) {
-      const code = (error as { code?: ErrorCode }).code ?? 'REKEY_ERR_CONFIG';
-      throw this.error(code, version, `${step}: ${(error as Error).message} in ${spec.method} ${spec.url}`);
+      // Our own words only: the runtime's messages quote the rendered text, which can hold the key
+      // or the admin token (undici: `Headers.set: "Bearer <key>" is an invalid header value`).
+      if (error instanceof RekeyError) throw this.error(error.code, version, `${step}: ${error.message} in ${building} of ${spec.method} ${spec.url}`);
+      throw this.error('REKEY_ERR_INVALID', version, `${step}: ${building} of ${spec.method} ${spec.url} is not valid once rendered (a control character in a value?)`);
     }
-    // Credentials go over TLS only; plain http is for loopback (tests, a local sidecar).
-    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url.hostname))) {
-      throw this.error('REKEY_ERR_CONFIG', version, `${step}: ${spec.url} must be https (http only to a loopback address)`);
-    }
+    // Checked again once rendered: a template may have built the host.
+    const problem = outboundUrlProblem(url, this.config.insecure);
+    if (problem) throw this.error('REKEY_ERR_CONFIG', version, `${step}: ${spec.method} ${spec.url} ${problem}`);
     try {
       // No redirects: following one would send the admin token to wherever it points.
       return await fetch(url, { method: spec.method, headers, body, signal: call.signal, redirect: 'manual' });
@@ -128,8 +136,4 @@ export class HttpIssuer implements Issuer {
 
 function stateId(state: JsonObject): string | undefined {
   return typeof state.id === 'string' && state.id ? state.id : undefined;
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { checkOutboundUrl, insecureFlag } from '../../src/core/kit/outbound-url.js';
 import type { JsonValue } from '../../src/core/ports.js';
 import { parseHeader, parsePath, variablesOf, variablesOfJson } from './template.js';
 
@@ -49,8 +50,10 @@ function allowOnly(allowed: string[], what: string) {
 /** The `providers:` entry: how to mint, revoke and (optionally) probe keys on one SaaS API. */
 export const httpConfig = z
   .object({
-    /** Base for relative URLs. https, or http to a loopback address only. */
+    /** Base for relative URLs: https, unless `insecure`. */
     baseUrl: z.url({ protocol: /^https?$/ }).optional(),
+    /** Allow plain http (a test API, a sidecar). Link-local and metadata addresses stay refused. @defaultValue false */
+    insecure: insecureFlag,
     /** Sent with every call (typically the admin token: `Authorization: Bearer ${env:ACME_ADMIN_TOKEN}`). */
     headers,
     issue: request('POST')
@@ -81,12 +84,21 @@ export const httpConfig = z
       .extend({
         /** Statuses that mean "the key works". @defaultValue any 2xx */
         expectStatus: z.array(status).optional(),
+        /**
+         * Also send the provider's `headers` (typically the admin token). Off by default: verify
+         * must prove that the new key works, not the admin token. @defaultValue false
+         */
+        providerHeaders: z.boolean().default(false),
       })
       .strict()
       .superRefine(allowOnly([...COMMON, 'id', 'value'], 'verify'))
       .optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((config, ctx) => {
+    checkOutboundUrl(config.baseUrl, config.insecure, ['baseUrl'], ctx);
+    for (const step of ['issue', 'revoke', 'verify'] as const) checkOutboundUrl(config[step]?.url, config.insecure, [step, 'url'], ctx);
+  });
 export type HttpConfig = z.infer<typeof httpConfig>;
 export type HttpRequestSpec = z.infer<ReturnType<typeof request>>;
 

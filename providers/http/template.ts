@@ -7,6 +7,7 @@
  * - JSON paths `$.data.key`, `data.items[0].id` to read the response.
  */
 import type { CredentialRef } from '../../src/core/credential.js';
+import { RekeyError } from '../../src/core/errors.js';
 import type { JsonValue } from '../../src/core/ports.js';
 
 export type Vars = Record<string, string | undefined>;
@@ -30,11 +31,11 @@ export function variablesOfJson(value: JsonValue | undefined): string[] {
   return [];
 }
 
-/** Substitutes variables. @throws Error naming an unknown variable (never a value). */
+/** Substitutes variables. @throws RekeyError naming an unknown variable (never a value). */
 export function render(text: string, vars: Vars, encode: (s: string) => string = (s) => s): string {
   return text.replace(VARIABLE, (_, name: string) => {
-    const value = vars[name];
-    if (value === undefined) throw new Error(`unknown template variable {{${name}}}`);
+    const value = Object.hasOwn(vars, name) ? vars[name] : undefined;
+    if (value === undefined) throw new RekeyError('REKEY_ERR_CONFIG', `unknown template variable {{${name}}}`);
     return encode(value);
   });
 }
@@ -83,7 +84,8 @@ export function parsePath(path: string): Array<string | number> | undefined {
 export function readPath(document: unknown, segments: Array<string | number>): unknown {
   let node = document;
   for (const segment of segments) {
-    if (node === null || typeof node !== 'object') return undefined;
+    // Own members only: `$.constructor` or `$.__proto__` names nothing in a JSON document.
+    if (node === null || typeof node !== 'object' || !Object.hasOwn(node, segment)) return undefined;
     node = (node as Record<string | number, unknown>)[segment];
   }
   return node;

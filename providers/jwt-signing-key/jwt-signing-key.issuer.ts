@@ -1,4 +1,4 @@
-import { CompactSign, compactVerify, exportJWK, generateKeyPair, importJWK } from 'jose';
+import { CompactSign, compactVerify, exportJWK, generateKeyPair, importJWK, SignJWT } from 'jose';
 import { ProviderError } from '../../src/core/errors.js';
 import type { Call, IssuedRef, Issuer, JsonObject, VersionRef } from '../../src/core/ports.js';
 import { SecretValue } from '../../src/core/secret-value.js';
@@ -30,12 +30,20 @@ export class JwtSigningKeyIssuer implements Issuer {
     return { value: SecretValue.of(JSON.stringify(privateJwk)), state: { kid: meta.kid, alg, publicJwk } };
   }
 
-  /** Signs a probe with the private key and checks it against the public key in the state. */
   /** The version's public JWK (kid = version id), for the server's JWKS. */
   publicKey(state: JsonObject): JsonObject | undefined {
     return publicJwkFromState(state);
   }
 
+  /** Signs `payload` with the version's private key; header `{ alg, kid: version id, typ: JWT }`. */
+  async signJwt(version: IssuedRef, value: SecretValue, payload: JsonObject): Promise<string> {
+    const signing = await signingKeyFromValue(value).catch((e: unknown) => {
+      throw new ProviderError('REKEY_ERR_INVALID', `secret ${version.secret} version ${version.versionId}: the value is not a private JWK`, { provider: this.provider, cause: e });
+    });
+    return new SignJWT(payload).setProtectedHeader({ alg: signing.alg, kid: signing.kid, typ: 'JWT' }).sign(signing.key);
+  }
+
+  /** Signs a probe with the private key and checks it against the public key in the state. */
   async verify(version: IssuedRef, value: SecretValue, _call: Call): Promise<void> {
     const fail = (why: string, cause?: unknown) =>
       new ProviderError('REKEY_ERR_VERIFY_FAILED', `secret ${version.secret} version ${version.versionId}: ${why}`, {

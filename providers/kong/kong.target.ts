@@ -2,14 +2,15 @@
  * Kong as a target: each version is one key-auth credential on a consumer, created with
  * `PUT /consumers/{consumer}/key-auth/{versionId}` (an upsert by id, so a retry after a lost
  * answer creates no second credential) and tagged with rekey's secret, version id and
- * fingerprint, so retire() and listDeployed() find it without the value. The consumer is
+ * fingerprint, so retire() and inspect() find it without the value. The consumer is
  * created when absent. Retire deletes by credential id, found by the fingerprint tag.
  */
 import { ProviderError } from '../../src/core/errors.js';
 import type { Fingerprinter } from '../../src/core/fingerprint.js';
 import type { Logger } from '../../src/core/logger.js';
-import type { Call, DeployedEntry, Target, VersionRef } from '../../src/core/ports.js';
-import { probeKey, type ProbeConfig } from '../../src/core/probe.js';
+import type { Call, Inspection, Target, VersionRef } from '../../src/core/ports.js';
+import { sharedRead } from '../../src/core/kit/serial.js';
+import { probeKey, type ProbeConfig } from '../../src/core/kit/probe.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import type { KongAdmin } from './admin-api.js';
 
@@ -31,12 +32,6 @@ interface KeyAuth {
   key?: string;
   consumer?: { id: string };
   tags?: string[] | null;
-}
-
-interface Consumer {
-  id: string;
-  username?: string | null;
-  custom_id?: string | null;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -99,23 +94,23 @@ export class KongTarget implements Target {
     this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, deleted: ids.length }, 'kong: key retired');
   }
 
-  /** Every credential tagged with this secret: fingerprint of the key Kong holds, version id, consumer name. */
-  async listDeployed(call: Call): Promise<DeployedEntry[]> {
-    const credentials = await this.#o.admin.list<KeyAuth>('/key-auths', { tags: this.#secretTag }, call.signal);
-    const names = new Map<string, string>();
-    const entries: DeployedEntry[] = [];
-    for (const credential of credentials) {
-      const tags = credential.tags ?? [];
-      const consumerId = credential.consumer?.id;
-      if (consumerId && !names.has(consumerId)) names.set(consumerId, await this.#consumerName(consumerId, call));
-      entries.push({
-        versionId: tags.find((t) => t.startsWith(TAG.version))?.slice(TAG.version.length),
-        // What Kong really holds when it shows keys; the tag when it does not (hashed keys).
-        fingerprint: credential.key ? this.#o.fingerprint(credential.key) : tags.find((t) => t.startsWith(TAG.fingerprint))?.slice(TAG.fingerprint.length),
-        consumer: consumerId ? names.get(consumerId) : undefined,
+  /**
+   * Every credential tagged with this secret: fingerprint of the key Kong holds (the tag when Kong
+   * hides keys), version id. One listing of rekey's credentials serves every binding at once.
+   */
+  async inspect(call: Call): Promise<Inspection> {
+    const all = await sharedRead(this.#o.admin, () => this.#o.admin.list<KeyAuth>('/key-auths', { tags: TAG.any }, call.signal));
+    const entries = all
+      .filter((credential) => credential.tags?.includes(this.#secretTag))
+      .map((credential) => {
+        const tags = credential.tags ?? [];
+        return {
+          versionId: tags.find((t) => t.startsWith(TAG.version))?.slice(TAG.version.length),
+          // What Kong really holds when it shows keys; the tag when it does not (hashed keys).
+          fingerprint: credential.key ? this.#o.fingerprint(credential.key) : tags.find((t) => t.startsWith(TAG.fingerprint))?.slice(TAG.fingerprint.length),
+        };
       });
-    }
-    return entries;
+    return { entries, holds: 'all' };
   }
 
   #consumer(version: VersionRef): string {
@@ -133,11 +128,5 @@ export class KongTarget implements Target {
       throw this.#o.admin.error('REKEY_ERR_UNAVAILABLE', `Kong Admin API POST /consumers answered ${answer.status}`);
     }
     this.#o.log.info({ consumer: username }, 'kong: consumer created');
-  }
-
-  async #consumerName(id: string, call: Call): Promise<string> {
-    const answer = await this.#o.admin.request('GET', `/consumers/${encodeURIComponent(id)}`, call.signal);
-    const consumer = answer.status === 200 ? (answer.body as Consumer) : undefined;
-    return consumer?.username ?? consumer?.custom_id ?? id;
   }
 }

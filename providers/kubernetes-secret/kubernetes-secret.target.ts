@@ -15,7 +15,8 @@ import type { V1Secret } from '@kubernetes/client-node';
 import { ProviderError } from '../../src/core/errors.js';
 import type { Fingerprinter } from '../../src/core/fingerprint.js';
 import type { Logger } from '../../src/core/logger.js';
-import type { Call, DeployedEntry, Target, VersionRef } from '../../src/core/ports.js';
+import type { Call, Inspection, Target, VersionRef } from '../../src/core/ports.js';
+import { sharedRead } from '../../src/core/kit/serial.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import type { KubeApi } from './kube-api.js';
 
@@ -116,13 +117,15 @@ export class KubernetesSecretTarget implements Target {
     );
   }
 
-  /** The fingerprints of the values in `key` and in `previousKey`. */
-  async listDeployed(call: Call): Promise<DeployedEntry[]> {
-    const secret = await this.#o.api.readSecret(this.#o.namespace, this.#o.name, call.signal);
-    if (!secret) return [];
-    return [this.#o.key, this.#o.previousKey]
-      .flatMap((k) => (k ? [read(secret, k)] : []))
-      .flatMap((v) => (v ? [{ fingerprint: this.#o.fingerprint(v) }] : []));
+  /**
+   * The fingerprints of the values in `key` (in use) and in `previousKey` (the fallback): the
+   * newest wanted version must be in `key`. Bindings of one Secret share one read of it.
+   */
+  async inspect(call: Call): Promise<Inspection> {
+    const { api, namespace, name } = this.#o;
+    const secret = await sharedRead(`kubernetes:${this.#o.provider}:${namespace}/${name}`, () => api.readSecret(namespace, name, call.signal));
+    const values = secret ? [this.#o.key, this.#o.previousKey].map((k) => (k ? read(secret, k) : undefined)) : [];
+    return { entries: values.flatMap((v) => (v ? [{ fingerprint: this.#o.fingerprint(v) }] : [])), holds: 'newest' };
   }
 
   /** Sets the restart annotations on each Deployment whose pods were not yet restarted for `fingerprint`. */

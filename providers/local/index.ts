@@ -13,7 +13,7 @@ export default defineProvider({
   config: localConfig,
   bindings: { store: localStoreBinding },
   open(config, ctx) {
-    const key = sealingKey(decodeKey(ctx.credential(config.key).reveal(), config.key.name));
+    const key = sealingKey(config.key ? decodeKey(ctx.credential(config.key).reveal(), config.key.name) : decodeKey(ctx.storeKey().reveal(), 'REKEY_LOCAL_STORE_KEY'));
     const pool = new pg.Pool({ connectionString: ctx.databaseUrl, max: 4 });
     pool.on('error', (error) => ctx.log.warn({ error: describeError(error) }, 'local store: idle connection failed'));
     // A connection checked out for a transaction has no pool listener: when PostgreSQL ends it

@@ -4,8 +4,8 @@ import { credential } from '../../src/core/credential.js';
 export const localConfig = z
   .object({
     key: credential()
-      .prefault('${env:REKEY_LOCAL_STORE_KEY}')
-      .describe('AES-256 key sealing the values (32 bytes, hex or base64), as ${env:NAME}'),
+      .optional()
+      .describe("AES-256 key sealing the values (32 bytes, hex or base64), as ${env:NAME}; default: rekey's own REKEY_LOCAL_STORE_KEY"),
   })
   .strict();
 

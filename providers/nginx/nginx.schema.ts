@@ -4,9 +4,8 @@
  * and reloads the running master with SIGHUP.
  */
 import { z } from 'zod';
-import { probeSchema } from '../../src/core/probe.js';
-
-const absolutePath = z.string().regex(/^\/\S*$/, 'must be an absolute path without spaces');
+import { absolutePath } from '../../src/core/kit/paths.js';
+import { probeSchema } from '../../src/core/kit/probe.js';
 
 export const nginxConfigSchema = z
   .object({

@@ -4,14 +4,15 @@
  * `nginx -t` on the real config, puts the previous file back if the test fails, and
  * otherwise reloads the master and waits until the new map serves every new request.
  */
-import { readFileIfExists, serialized, writeFileAtomic } from '../../src/core/atomic-file.js';
+import { readFileIfExists, writeFileAtomic } from '../../src/core/kit/atomic-file.js';
+import { serialized, sharedRead } from '../../src/core/kit/serial.js';
 import { ProviderError, type ErrorCode } from '../../src/core/errors.js';
 import type { Fingerprinter } from '../../src/core/fingerprint.js';
 import type { Logger } from '../../src/core/logger.js';
-import type { Call, DeployedEntry, Target, VersionRef } from '../../src/core/ports.js';
-import { probeKey, type ProbeConfig } from '../../src/core/probe.js';
+import type { Call, Inspection, Target, VersionRef } from '../../src/core/ports.js';
+import { probeKey, type ProbeConfig } from '../../src/core/kit/probe.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
-import { checkMapEntry } from '../../src/core/map-entry.js';
+import { checkMapEntry } from '../../src/core/kit/map-entry.js';
 import { unlink } from 'node:fs/promises';
 import { MapFile } from './nginx.map.js';
 import { reload, ReloadError, testConfig, type NginxProcessOptions } from './nginx.process.js';
@@ -54,10 +55,12 @@ export class NginxTarget implements Target {
     this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map }, 'nginx: key retired');
   }
 
-  /** The keys of the map file (what nginx serves once the last reload has finished). */
-  async listDeployed(_call: Call): Promise<DeployedEntry[]> {
-    const map = MapFile.parse((await this.#read()) ?? '');
-    return map.entries().map((entry) => ({ fingerprint: this.#o.fingerprint(entry.key), consumer: entry.consumer }));
+  /** The keys of the map file (what nginx serves once the last reload has finished, and after a restart). */
+  inspect(_call: Call): Promise<Inspection> {
+    return sharedRead(`nginx:${this.#o.map}`, async () => {
+      const map = MapFile.parse((await this.#read()) ?? '');
+      return { entries: map.entries().map((entry) => ({ fingerprint: this.#o.fingerprint(entry.key), consumer: entry.consumer })), holds: 'all' as const };
+    });
   }
 
   async #change(call: Call, edit: (map: MapFile) => MapFile): Promise<void> {

@@ -1,7 +1,7 @@
 import { ProviderError } from '../../src/core/errors.js';
 import type { Issuer, VersionRef } from '../../src/core/ports.js';
 import { SecretValue } from '../../src/core/secret-value.js';
-import { generateKey, hasValidChecksum } from './key-format.js';
+import { generateKey, hasValidChecksum } from '../../src/core/key-format.js';
 import type { RandomIssuerBinding } from './random.schema.js';
 
 /**

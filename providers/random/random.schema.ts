@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { PREFIX_PATTERN } from './key-format.js';
+import { PREFIX_PATTERN } from '../../src/core/key-format.js';
 
 export const randomConfig = z.object({}).strict();
 

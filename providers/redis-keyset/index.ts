@@ -1,5 +1,6 @@
-import { Redis } from 'ioredis';
 import { describeError } from '../../src/core/errors.js';
+import { parseRedisUrl } from '../../src/core/redis-endpoint.js';
+import { connectKeysetRedis } from './connect.js';
 import { defineProvider } from '../../src/core/provider.js';
 import { RedisKeysetTarget } from './redis-keyset.target.js';
 import { redisKeysetBinding, redisKeysetConfig } from './redis-keyset.schema.js';
@@ -13,7 +14,7 @@ export default defineProvider({
   config: redisKeysetConfig,
   bindings: { target: redisKeysetBinding },
   open(config, ctx) {
-    const redis = new Redis(config.url ? ctx.credential(config.url).reveal() : ctx.redisUrl, { maxRetriesPerRequest: 2 });
+    const redis = connectKeysetRedis(config.url ? parseRedisUrl(ctx.credential(config.url).reveal()) : ctx.redis, 2);
     redis.on('error', (error) => ctx.log.debug({ error: describeError(error) }, 'redis-keyset: connection error'));
     return {
       target: ({ secret, params }) => new RedisKeysetTarget(redis, config, `${config.keyPrefix}${params.set ?? secret}`, ctx.name),

@@ -10,11 +10,13 @@
  * A key is checked by computing its HMAC fingerprint and looking that up: the lookup
  * never compares key material, so its timing tells an attacker nothing about valid keys.
  */
-import { Redis } from 'ioredis';
 import { createFingerprinter } from '../../src/core/fingerprint.js';
+import { parseRedisUrl } from '../../src/core/redis-endpoint.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
+import { connectKeysetRedis } from './connect.js';
 
 export interface KeysetVerifierOptions {
+  /** The Redis rekey publishes to, in any REDIS_URL form (single node, Sentinel, Cluster). */
   redisUrl: string;
   /** The same REKEY_FINGERPRINT_KEY rekey uses. */
   fingerprintKey: string | SecretValue;
@@ -35,8 +37,9 @@ export interface KeysetVerifier {
 export async function createKeysetVerifier(options: KeysetVerifierOptions): Promise<KeysetVerifier> {
   const fingerprint = createFingerprinter(options.fingerprintKey);
   const hash = `${options.keyPrefix ?? 'rekey:keyset:'}${options.keyset}`;
-  const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 1 });
-  const subscriber = new Redis(options.redisUrl);
+  const endpoint = parseRedisUrl(options.redisUrl);
+  const redis = connectKeysetRedis(endpoint, 1);
+  const subscriber = connectKeysetRedis(endpoint, null);
   let accepted = new Map<string, string>();
   const reload = async () => {
     accepted = new Map(Object.entries(await redis.hgetall(hash)));

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { credential } from '../../src/core/credential.js';
-import { probeSchema } from '../../src/core/probe.js';
+import { probeSchema } from '../../src/core/kit/probe.js';
 
 export const redisKeysetConfig = z
   .object({

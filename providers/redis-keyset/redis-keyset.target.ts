@@ -3,16 +3,16 @@
  * value = consumer. Each change is announced on a Pub/Sub channel so API servers using
  * the keyset middleware (./middleware.ts) see it within milliseconds.
  */
-import type { Redis } from 'ioredis';
 import { ProviderError } from '../../src/core/errors.js';
-import type { Call, DeployedEntry, Target, VersionRef } from '../../src/core/ports.js';
-import { probeKey } from '../../src/core/probe.js';
+import type { Call, Inspection, Target, VersionRef } from '../../src/core/ports.js';
+import { probeKey } from '../../src/core/kit/probe.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
+import type { KeysetRedis } from './connect.js';
 import type { RedisKeysetConfig } from './redis-keyset.schema.js';
 
 export class RedisKeysetTarget implements Target {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: KeysetRedis,
     private readonly config: RedisKeysetConfig,
     private readonly key: string,
     private readonly provider: string,
@@ -32,9 +32,10 @@ export class RedisKeysetTarget implements Target {
     await this.run(() => this.redis.multi().hdel(this.key, version.fingerprint).publish(this.config.channel, this.key).exec());
   }
 
-  async listDeployed(): Promise<DeployedEntry[]> {
+  /** The fingerprints in the set's hash, with their consumers: one HGETALL. */
+  async inspect(): Promise<Inspection> {
     const entries = await this.run(() => this.redis.hgetall(this.key));
-    return Object.entries(entries).map(([fingerprint, consumer]) => ({ fingerprint, consumer }));
+    return { entries: Object.entries(entries).map(([fingerprint, consumer]) => ({ fingerprint, consumer })), holds: 'all' };
   }
 
   private notAccepted(version: VersionRef, why: string): ProviderError {

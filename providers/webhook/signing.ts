@@ -1,7 +1,7 @@
-/** The webhook target's side of Standard Webhooks (src/core/standard-webhooks.ts): its key and headers. */
+/** The webhook target's side of Standard Webhooks (src/core/kit/standard-webhooks.ts): its key and headers. */
 import { RekeyError } from '../../src/core/errors.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
-import { standardWebhookSignature, whsecKey } from '../../src/core/standard-webhooks.js';
+import { standardWebhookSignature, whsecKey } from '../../src/core/kit/standard-webhooks.js';
 
 /** Decodes a `whsec_<base64>` secret. @throws RekeyError REKEY_ERR_CONFIG when it is not one. */
 export function signingKey(secret: SecretValue, where: string): Buffer {

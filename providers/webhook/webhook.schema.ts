@@ -4,12 +4,13 @@
  */
 import { z } from 'zod';
 import { credential } from '../../src/core/credential.js';
+import { checkOutboundUrl, insecureFlag } from '../../src/core/kit/outbound-url.js';
 
 const LOOPBACK = new Set(['127.0.0.1', '[::1]', 'localhost']);
 
 export const webhookConfigSchema = z
   .object({
-    /** Where version events are POSTed. */
+    /** Where version events are POSTed: https, unless `insecure`. */
     url: z.url({ protocol: /^https?$/ }),
     /** The Standard Webhooks signing secret, `whsec_` + base64 of 24-64 random bytes, as `${env:NAME}`. */
     secret: credential(),
@@ -21,27 +22,19 @@ export const webhookConfigSchema = z
     includeValue: z.boolean().default(false),
     /**
      * A URL answering a signed GET with `{"deployed":[{"versionId","fingerprint"?,"consumer"?}]}`:
-     * what the receiver holds now. Without it, listDeployed() reports nothing and verify() trusts
+     * what the receiver holds now. Without it, the target cannot be inspected and verify() trusts
      * the 2xx of the delivery.
      */
     state: z.url({ protocol: /^https?$/ }).optional(),
-    /** Milliseconds one delivery attempt may take. @defaultValue 5000 */
+    /** Allow plain http for `url` and `state` (a test receiver, a sidecar). Link-local and metadata addresses stay refused. @defaultValue false */
+    insecure: insecureFlag,
+    /** Milliseconds one request may take. A failed delivery is retried by the engine (the secret's `retry`), not here. @defaultValue 5000 */
     timeoutMs: z.number().int().positive().max(60_000).default(5000),
-    /** Delivery attempts inside one call, with exponential backoff, bounded by the call's timeout. */
-    retry: z
-      .object({
-        /** @defaultValue 5 */
-        attempts: z.number().int().min(1).max(20).default(5),
-        /** First delay; doubles each attempt (with jitter). @defaultValue 500 */
-        initialDelayMs: z.number().int().min(1).max(60_000).default(500),
-        /** Cap of one delay, also of a Retry-After the receiver asks for. @defaultValue 10000 */
-        maxDelayMs: z.number().int().min(1).max(300_000).default(10_000),
-      })
-      .strict()
-      .prefault({}),
   })
   .strict()
   .superRefine((config, ctx) => {
+    checkOutboundUrl(config.url, config.insecure, ['url'], ctx);
+    checkOutboundUrl(config.state, config.insecure, ['state'], ctx);
     const url = new URL(config.url);
     if (config.includeValue && url.protocol !== 'https:' && !LOOPBACK.has(url.hostname)) {
       ctx.addIssue({ code: 'custom', path: ['includeValue'], message: 'includeValue sends the credential itself: the url must be https (plain http only to loopback)' });

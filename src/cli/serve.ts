@@ -3,9 +3,14 @@
  * SIGTERM/SIGINT drain: stop taking jobs, let in-flight ones finish for up to
  * REKEY_DRAIN_TIMEOUT (the rest return to their queue), close the HTTP server, exit 0.
  */
+import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
-import { describeError } from '../core/errors.js';
-import { buildServer, type RouteModule } from '../http/server.js';
+import { recordAnchor } from '../audit-anchor.js';
+import { describeError, RekeyError } from '../core/errors.js';
+import { pendingMigrations } from '../db/migrate.js';
+import { retryRotationMetadata } from '../events/rotation-metadata.js';
+import { buildMetricsServer, buildServer, type RouteModule } from '../http/server.js';
+import { HEARTBEAT_EVERY } from '../queue/heartbeats.js';
 import { DEFAULT_WORKER_OPTIONS, startWorkers, type WorkerOptions, type Workers } from '../queue/workers.js';
 import type { Runtime } from '../runtime.js';
 
@@ -17,46 +22,108 @@ export interface ServeOptions {
   workers: boolean;
   /** Serve the receivers (webhooks, Pub/Sub push) besides health and metrics. */
   routes: readonly RouteModule[];
-  /** How often reconcile() re-derives queued work from PostgreSQL. @defaultValue 15000 */
-  reconcileMs?: number;
+  /**
+   * Housekeeping schedules (cron expressions or even durations, see housekeepingCron()):
+   * when reconcile() re-derives queued work from PostgreSQL (workers only), and when the
+   * gauges of /metrics are sampled. @defaultValue `{ reconcile: '15s', gauges: '15s' }`
+   */
+  housekeeping?: { reconcile?: string; gauges?: string };
 }
 
 export interface Serving {
   url: string;
+  /** Where /metrics is served when REKEY_METRICS_PORT gives it a port of its own. */
+  metricsUrl?: string;
   stop(): Promise<void>;
 }
 
+/**
+ * Starts a long-lived process. Everything that can be wrong before it runs is checked
+ * first, so a misconfigured process exits at once instead of half-running (workers busy
+ * with no health endpoint): the fingerprint and audit keys, a database schema older than the code,
+ * the HTTP port (listened on before any worker starts).
+ * @throws RekeyError REKEY_ERR_CONFIG for each of those, after closing what it opened.
+ */
 export async function serve(runtime: Runtime, options: ServeOptions): Promise<Serving> {
+  try {
+    runtime.requireKeys();
+  } catch (error) {
+    await runtime.close();
+    throw error;
+  }
+  await requireCurrentSchema(runtime);
+  let app: FastifyInstance | undefined;
+  let metricsApp: FastifyInstance | undefined;
+  let url: string;
+  let metricsUrl: string | undefined;
+  const host = options.host ?? '0.0.0.0';
+  const { metricsPort } = runtime.settings;
+  let listening = options.port;
+  try {
+    app = await buildServer(runtime, options.routes, { metrics: metricsPort === undefined });
+    url = await app.listen({ host, port: options.port });
+    if (metricsPort !== undefined) {
+      listening = metricsPort;
+      metricsApp = buildMetricsServer(runtime);
+      metricsUrl = await metricsApp.listen({ host, port: metricsPort });
+    }
+  } catch (error) {
+    await metricsApp?.close();
+    await app?.close();
+    await runtime.close();
+    const code = (error as { code?: string }).code;
+    const flag = listening === options.port ? '--port' : 'REKEY_METRICS_PORT';
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      throw new RekeyError('REKEY_ERR_CONFIG', `cannot listen on ${host}:${listening} (${code}): ${code === 'EADDRINUSE' ? `another process uses the port; pick another with ${flag}` : `pick another port with ${flag}`}`);
+    }
+    throw error;
+  }
   await runtime.connect().catch(() => undefined); // retried in the background when Redis is down
   let workers: Workers | undefined;
-  let timer: NodeJS.Timeout | undefined;
+  const { housekeeping } = runtime;
   if (options.workers) {
-    runtime.requireFingerprintKey();
-    workers = startWorkers(runtime.engine, runtime.redis, runtime.settings.queuePrefix, runtime.log, options.worker ?? DEFAULT_WORKER_OPTIONS);
-    const reconcile = () =>
-      runtime.reconcile().catch((error: unknown) => runtime.log.warn({ error: describeError(error) }, 'reconcile failed; will retry'));
-    await reconcile();
-    timer = setInterval(() => void reconcile(), options.reconcileMs ?? 15_000);
+    const anchor = () => recordAnchor({ db: runtime.db, audit: runtime.audit, log: runtime.log, actor: 'worker', webhook: runtime.settings.anchorWebhook });
+    workers = startWorkers(runtime.engine, runtime.redis, runtime.settings.queuePrefix, runtime.log, options.worker ?? DEFAULT_WORKER_OPTIONS, { anchor });
+    housekeeping.schedule({ name: 'reconcile', schedule: options.housekeeping?.reconcile ?? '15s', run: () => runtime.reconcile() });
+    await housekeeping.runNow('reconcile');
     // After Redis comes back (a restart loses the queues when it keeps nothing on disk), rebuild at once.
-    runtime.redis.on('ready', () => void reconcile());
+    runtime.redis.on('ready', () => void housekeeping.runNow('reconcile'));
+    // Each target's drift check at its own interval (drift.interval on its providers: entry).
+    housekeeping.schedule({ name: 'drift', schedule: '1s', run: () => runtime.drift.tick() });
+    // Rotation metadata an apply could not write to a store (src/events/rotation-metadata.ts).
+    housekeeping.schedule({ name: 'rotation-metadata', schedule: '1m', run: () => retryRotationMetadata(runtime.db, runtime.resolver, runtime.log) });
+    // So `rekey rotate --wait` can tell "no worker running" from "workers busy".
+    const worker = `${hostname()}:${process.pid}`;
+    housekeeping.schedule({ name: 'heartbeat', schedule: HEARTBEAT_EVERY, run: () => runtime.heartbeats.beat(worker), immediately: true });
   }
-  const app: FastifyInstance = await buildServer(runtime, options.routes);
-  const url = await app.listen({ host: options.host ?? '0.0.0.0', port: options.port });
-  runtime.log.info({ url, workers: options.workers }, 'rekey started');
+  housekeeping.schedule({ name: 'gauges', schedule: options.housekeeping?.gauges ?? '15s', run: () => runtime.metrics.sampleGauges(), immediately: true });
+  runtime.log.info({ url, metricsUrl, workers: options.workers }, 'rekey started');
   let stopping: Promise<void> | undefined;
   return {
     url,
+    ...(metricsUrl ? { metricsUrl } : {}),
     stop: () =>
       (stopping ??= (async () => {
         const started = Date.now();
-        clearInterval(timer);
+        await housekeeping.stop();
+        await runtime.drift.stop();
         await workers?.close(runtime.settings.drainTimeoutMs);
         const drained = Date.now();
         await app.close();
+        await metricsApp?.close();
         await runtime.close();
         runtime.log.info({ drainMs: drained - started, closeMs: Date.now() - drained }, 'stopped');
       })()),
   };
+}
+
+/** Refuses to run code newer than the database: its queries would fail later, one job at a time. */
+async function requireCurrentSchema(runtime: Runtime): Promise<void> {
+  // An unreachable database is not fatal here: /readyz says so and the process waits for it.
+  const pending = await pendingMigrations(runtime.settings.databaseUrl).catch(() => []);
+  if (!pending.length) return;
+  await runtime.close();
+  throw new RekeyError('REKEY_ERR_CONFIG', `the database schema is older than this rekey: ${pending.length} migration(s) not applied (${pending.at(-1)}); run \`rekey migrate\` first`);
 }
 
 /**

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import type { AnyProviderModule } from '../core/provider.js';
-import { documentSchema } from './schema.js';
+import { documentSchema, driftSchema } from './schema.js';
 
 export function configJsonSchema(modules: readonly AnyProviderModule[]): Record<string, unknown> {
   const schema = z.toJSONSchema(documentSchema, { io: 'input', unrepresentable: 'any' }) as unknown as Record<string, unknown> & {
@@ -20,7 +20,11 @@ export function configJsonSchema(modules: readonly AnyProviderModule[]): Record<
         return {
           ...entry,
           description: m.summary,
-          properties: { type: { const: m.type }, ...(entry.properties ?? {}) },
+          properties: {
+            type: { const: m.type },
+            ...(entry.properties ?? {}),
+            ...(m.bindings.target ? { drift: z.toJSONSchema(driftSchema, { io: 'input', unrepresentable: 'any' }) } : {}),
+          },
           required: ['type', ...(entry.required ?? [])],
         };
       }),

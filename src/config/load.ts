@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
-import type { AnyProviderModule } from '../core/provider.js';
+import type { ProviderCatalog } from '../core/provider.js';
 import { type RekeyConfig, validate } from './schema.js';
 
 export interface LoadedConfig {
@@ -18,17 +18,17 @@ export interface LoadedConfig {
   hash: string;
 }
 
-export async function loadConfigFile(file: string, modules: readonly AnyProviderModule[]): Promise<LoadedConfig> {
+export async function loadConfigFile(file: string, providers: ProviderCatalog): Promise<LoadedConfig> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
     throw new ConfigError(file, [{ path: '', message: `cannot read the file (${(error as NodeJS.ErrnoException).code ?? 'error'})` }]);
   }
-  return parseConfig(text, file, modules);
+  return parseConfig(text, file, providers);
 }
 
-export function parseConfig(text: string, file: string, modules: readonly AnyProviderModule[]): LoadedConfig {
+export async function parseConfig(text: string, file: string, providers: ProviderCatalog): Promise<LoadedConfig> {
   const doc = parseDocument(text, { uniqueKeys: true });
   if (doc.errors.length) {
     throw new ConfigError(
@@ -40,14 +40,25 @@ export function parseConfig(text: string, file: string, modules: readonly AnyPro
   if (document !== null && (typeof document !== 'object' || Array.isArray(document))) {
     throw new ConfigError(file, [{ path: '', message: 'the document must be a mapping with providers: and secrets:' }]);
   }
-  return fromDocument((document ?? {}) as Record<string, unknown>, file, modules);
+  return fromDocument((document ?? {}) as Record<string, unknown>, file, providers);
 }
 
-/** Validates an already-parsed document (a stored revision, for instance). */
-export function fromDocument(document: Record<string, unknown>, source: string, modules: readonly AnyProviderModule[]): LoadedConfig {
-  const result = validate(document, modules);
+/** Validates an already-parsed document (a stored revision, for instance), importing the providers it names. */
+export async function fromDocument(document: Record<string, unknown>, source: string, providers: ProviderCatalog): Promise<LoadedConfig> {
+  const result = validate(document, await providers.load(typesNamed(document)), providers.types);
   if ('issues' in result) throw new ConfigError(source, result.issues.map(toIssue));
   return { config: deepFreeze(result.config), document, hash: hashDocument(document) };
+}
+
+/** Every string under a `type:` key, wherever it is: the provider types a document may use. */
+function typesNamed(value: unknown, found = new Set<string>()): Set<string> {
+  if (value && typeof value === 'object') {
+    for (const [key, child] of Object.entries(value)) {
+      if (key === 'type' && typeof child === 'string') found.add(child);
+      else typesNamed(child, found);
+    }
+  }
+  return found;
 }
 
 export function hashDocument(value: unknown): string {

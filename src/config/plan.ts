@@ -1,4 +1,9 @@
-/** What `rekey apply` would change: secrets, schedules and providers, added / changed / removed. */
+/**
+ * What `rekey apply` would change: secrets and their schedules, and every other section of
+ * the document (providers, leaks, events, env, and any section added later), entry by entry;
+ * `delivery:` by authenticator and grant.
+ */
+import { CronExpressionParser } from 'cron-parser';
 import type { LoadedConfig } from './load.js';
 import { canonicalJson, hashDocument } from './load.js';
 
@@ -14,10 +19,41 @@ interface ScheduleText {
   schedule: string;
 }
 
+/** An added or changed schedule, with its next three due times (ISO, UTC) so a wrong pattern shows before it runs. */
+interface NextDue {
+  next: string[];
+}
+
+/** What a secret still has live: its versions not yet revoked, and the targets holding one. */
+export interface LiveKeys {
+  /** `v3 current`, `v2 previous`. */
+  versions: string[];
+  targets: string[];
+}
+
 export interface Plan {
-  secrets: { added: string[]; changed: Array<{ name: string; fields: string[] }>; removed: string[]; unchanged: number };
-  schedules: { added: ScheduleText[]; changed: Array<{ secret: string; from: string; to: string }>; removed: ScheduleText[] };
-  providers: { added: string[]; changed: string[]; removed: string[] };
+  secrets: {
+    added: string[];
+    changed: Array<{ name: string; fields: string[] }>;
+    removed: string[];
+    unchanged: number;
+    /** Removed (or renamed) secrets whose keys stay live until `rekey decommission` (filled by apply from the database). */
+    keptLive: Array<{ name: string } & LiveKeys>;
+  };
+  schedules: { added: Array<ScheduleText & NextDue>; changed: Array<{ secret: string; from: string; to: string } & NextDue>; removed: ScheduleText[] };
+  /**
+   * Every top-level section but `secrets:`, entry by entry (`providers` `edge`, `leaks` `github`):
+   * a section is never left out, so removing `leaks:` shows as its receivers removed.
+   * A section that is not a mapping is one entry named after itself.
+   */
+  sections: SectionDiff[];
+}
+
+export interface SectionDiff {
+  section: string;
+  added: string[];
+  changed: string[];
+  removed: string[];
 }
 
 type Doc = Record<string, Record<string, unknown> | undefined>;
@@ -36,20 +72,22 @@ export function managedSpecs(document: Record<string, unknown>): Record<string, 
   return managed;
 }
 
-export function computePlan(loaded: LoadedConfig, stored: readonly StoredSecret[], previousDocument: Record<string, unknown> | undefined): Plan {
+/** @param now where the due times shown for added and changed schedules start. @defaultValue the current time */
+export function computePlan(loaded: LoadedConfig, stored: readonly StoredSecret[], previousDocument: Record<string, unknown> | undefined, now = new Date()): Plan {
   const desired = managedSpecs(loaded.document) as Doc;
   const active = new Map(stored.filter((s) => !s.removedAt).map((s) => [s.name, s]));
   const plan: Plan = {
-    secrets: { added: [], changed: [], removed: [], unchanged: 0 },
+    secrets: { added: [], changed: [], removed: [], unchanged: 0, keptLive: [] },
     schedules: { added: [], changed: [], removed: [] },
-    providers: diffKeys((previousDocument?.providers ?? {}) as Doc, (loaded.document.providers ?? {}) as Doc),
+    sections: diffSections(previousDocument ?? {}, loaded.document),
   };
   for (const [name, spec] of Object.entries(desired)) {
     const before = active.get(name);
-    const now = scheduleText(spec);
+    const schedule = scheduleText(spec);
+    const next = () => nextDueTimes(spec, now);
     if (!before) {
       plan.secrets.added.push(name);
-      if (now) plan.schedules.added.push({ secret: name, schedule: now });
+      if (schedule) plan.schedules.added.push({ secret: name, schedule, next: next() });
       continue;
     }
     if (before.specHash === hashDocument(spec)) {
@@ -61,14 +99,14 @@ export function computePlan(loaded: LoadedConfig, stored: readonly StoredSecret[
     const fields = [...new Set([...Object.keys(old), ...Object.keys(spec ?? {})])].filter((k) => canonicalJson(old[k]) !== canonicalJson(spec?.[k])).sort();
     plan.secrets.changed.push({ name, fields });
     const then = scheduleText(old);
-    if (then !== now) {
-      if (!then) plan.schedules.added.push({ secret: name, schedule: now! });
-      else if (!now) plan.schedules.removed.push({ secret: name, schedule: then });
-      else plan.schedules.changed.push({ secret: name, from: then, to: now });
+    if (then !== schedule) {
+      if (!then) plan.schedules.added.push({ secret: name, schedule: schedule!, next: next() });
+      else if (!schedule) plan.schedules.removed.push({ secret: name, schedule: then });
+      else plan.schedules.changed.push({ secret: name, from: then, to: schedule, next: next() });
     }
   }
   for (const [name, before] of active) {
-    if (desired[name]) continue;
+    if (Object.hasOwn(desired, name)) continue;
     plan.secrets.removed.push(name);
     const then = scheduleText(before.spec as Record<string, unknown>);
     if (then) plan.schedules.removed.push({ secret: name, schedule: then });
@@ -77,24 +115,54 @@ export function computePlan(loaded: LoadedConfig, stored: readonly StoredSecret[
 }
 
 export function isEmpty(plan: Plan): boolean {
-  const { secrets, providers } = plan;
-  return !secrets.added.length && !secrets.changed.length && !secrets.removed.length && !providers.added.length && !providers.changed.length && !providers.removed.length;
+  const { secrets, sections } = plan;
+  return !secrets.added.length && !secrets.changed.length && !secrets.removed.length && sections.every((s) => !s.added.length && !s.changed.length && !s.removed.length);
 }
 
 export function formatPlan(plan: Plan, file: string): string {
   const lines = [`Plan for ${file}:`];
-  for (const name of plan.providers.added) lines.push(`  + provider ${name}`);
-  for (const name of plan.providers.changed) lines.push(`  ~ provider ${name}`);
-  for (const name of plan.providers.removed) lines.push(`  - provider ${name}`);
+  for (const { section, added, changed, removed } of plan.sections) {
+    const entry = (name: string) => (name === section ? section : `${section}.${name}`);
+    for (const name of added) lines.push(`  + ${entry(name)}`);
+    for (const name of changed) lines.push(`  ~ ${entry(name)}`);
+    for (const name of removed) lines.push(`  - ${entry(name)}${section === 'leaks' ? ' (its webhook will answer 404)' : ''}`);
+  }
   for (const name of plan.secrets.added) lines.push(`  + secret ${name}`);
   for (const { name, fields } of plan.secrets.changed) lines.push(`  ~ secret ${name} (${fields.join(', ')})`);
-  for (const name of plan.secrets.removed) lines.push(`  - secret ${name} (no longer rotated; its history is kept)`);
-  for (const s of plan.schedules.added) lines.push(`  + schedule ${s.secret}: ${s.schedule}`);
-  for (const s of plan.schedules.changed) lines.push(`  ~ schedule ${s.secret}: ${s.from} -> ${s.to}`);
+  for (const name of plan.secrets.removed) {
+    lines.push(`  - secret ${name} (no longer rotated; its history is kept)`);
+    const keys = plan.secrets.keptLive.find((k) => k.name === name);
+    if (keys) {
+      lines.push(`    ! its keys stay live: ${keys.versions.join(', ')}, at ${keys.targets.join(', ') || 'no target'}`);
+      lines.push(`    ! leaks and \`rekey revoke\` still reach them; \`rekey decommission ${name}\` retires and revokes them everywhere`);
+    }
+  }
+  for (const s of plan.schedules.added) lines.push(`  + schedule ${s.secret}: ${s.schedule}`, dueLine(s));
+  for (const s of plan.schedules.changed) lines.push(`  ~ schedule ${s.secret}: ${s.from} -> ${s.to}`, dueLine(s));
   for (const s of plan.schedules.removed) lines.push(`  - schedule ${s.secret}: ${s.schedule}`);
   const { added, changed, removed, unchanged } = plan.secrets;
   lines.push(`Secrets: ${added.length} to add, ${changed.length} to change, ${removed.length} to remove, ${unchanged} unchanged.`);
+  const other = plan.sections.filter((s) => s.added.length + s.changed.length + s.removed.length);
+  lines.push(other.length ? `Other sections: ${other.map((s) => `${s.section} ${[s.added.length && `+${s.added.length}`, s.changed.length && `~${s.changed.length}`, s.removed.length && `-${s.removed.length}`].filter(Boolean).join(' ')}`).join(', ')}.` : 'Other sections: no changes.');
   return lines.join('\n');
+}
+
+/** `    next: Mon 2026-12-07 03:00, Mon 2026-12-14 03:00, ... (Europe/Paris)`: wall-clock times in the schedule's zone. */
+function dueLine(s: { schedule?: string; to?: string; next: string[] }): string {
+  const timezone = (s.to ?? s.schedule ?? '').replace(/^".*" /, '');
+  const format = new Intl.DateTimeFormat('en-GB', { timeZone: timezone, weekday: 'short', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
+  const wall = (iso: string) => {
+    const p = Object.fromEntries(format.formatToParts(new Date(iso)).map((part) => [part.type, part.value]));
+    return `${p.weekday} ${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}${p.second === '00' ? '' : `:${p.second}`}`;
+  };
+  return `    next: ${s.next.map(wall).join(', ')} (${timezone})`;
+}
+
+/** The next three due times of a secret's schedule after `from`, as BullMQ's scheduler computes them (cron-parser). */
+function nextDueTimes(spec: Record<string, unknown> | undefined, from: Date): string[] {
+  const schedule = spec?.schedule as { cron: string; timezone?: string };
+  const times = CronExpressionParser.parse(schedule.cron, { tz: schedule.timezone ?? 'UTC', currentDate: from });
+  return [times.next(), times.next(), times.next()].map((d) => d.toISOString()!);
 }
 
 function scheduleText(spec: Record<string, unknown> | undefined): string | undefined {
@@ -102,9 +170,46 @@ function scheduleText(spec: Record<string, unknown> | undefined): string | undef
   return schedule?.cron ? `"${schedule.cron}" ${schedule.timezone ?? 'UTC'}` : undefined;
 }
 
-function diffKeys(before: Doc, after: Doc): Plan['providers'] {
-  const added = Object.keys(after).filter((k) => !(k in before));
-  const removed = Object.keys(before).filter((k) => !(k in after));
-  const changed = Object.keys(after).filter((k) => k in before && hashDocument(before[k]) !== hashDocument(after[k]));
+function diffSections(before: Record<string, unknown>, after: Record<string, unknown>): SectionDiff[] {
+  const names = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((k) => k !== 'secrets').sort();
+  return names.map((section) => {
+    const [then, now] = [before[section], after[section]];
+    if (!isMapping(then) && !isMapping(now)) return { section, ...diffKeys(then === undefined ? {} : { [section]: then }, now === undefined ? {} : { [section]: now }) };
+    if (section === 'delivery') return { section, ...diffKeys(entries(then), entries(now)) };
+    return { section, ...diffKeys(isMapping(then) ? then : {}, isMapping(now) ? now : {}) };
+  });
+}
+
+/** `delivery:` entry by entry: `issuer`, `authenticators.<name>`, `grants.<name>`. */
+function entries(section: unknown): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(isMapping(section) ? section : {})) {
+    if (key !== 'authenticators' && key !== 'grants') out[key] = value;
+    else for (const [name, entry] of Object.entries(isMapping(value) ? value : {})) out[`${key}.${name}`] = entry;
+  }
+  return out;
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return !!value && typeof value === 'object' && !Array.isArray(value);
+}
+
+function diffKeys(before: Record<string, unknown>, after: Record<string, unknown>): Omit<SectionDiff, 'section'> {
+  const added = Object.keys(after).filter((k) => !Object.hasOwn(before, k));
+  const removed = Object.keys(before).filter((k) => !Object.hasOwn(after, k));
+  // canonicalJson, not hashDocument: an entry may be a bare scalar or null.
+  const changed = Object.keys(after).filter((k) => Object.hasOwn(before, k) && canonicalJson(before[k]) !== canonicalJson(after[k]));
   return { added, changed, removed };
+}
+
+/** Every section of two documents entry by entry, secrets included: what one config revision changed from another. */
+export function diffDocuments(before: Record<string, unknown>, after: Record<string, unknown>): SectionDiff[] {
+  const secrets = (doc: Record<string, unknown>) => (isMapping(doc.secrets) ? doc.secrets : {});
+  // Sorted: stored documents (jsonb) do not keep their keys' order.
+  return [{ section: 'secrets', ...diffKeys(secrets(before), secrets(after)) }, ...diffSections(before, after)].map((d) => ({
+    section: d.section,
+    added: d.added.sort(),
+    changed: d.changed.sort(),
+    removed: d.removed.sort(),
+  }));
 }

@@ -5,15 +5,24 @@
  */
 import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
-import { durationSchema } from '../core/duration.js';
+import { durationSchema } from './duration.js';
 import type { SecretPolicy } from '../core/model.js';
 import type { AnyProviderModule, Role } from '../core/provider.js';
-import { eventsConfig, type EventsConfig } from '../events/config.js';
-import { type LeaksConfig, leaksSchema } from '../leaks/config.js';
+import { type DeliveryConfig, deliverySchema, validateDelivery } from './delivery.js';
+import { envIssues, envSchema } from './environment.js';
+import { eventsConfig, type EventsConfig } from './events.js';
+import { type LeaksConfig, leaksSchema } from './leaks.js';
 
 const NAME = /^[a-z0-9][a-z0-9._/-]{0,127}$/;
 const nameMessage = 'names are 1-128 characters of a-z 0-9 . _ / -, starting with a letter or digit';
 const CLIENT = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+/** Names every JavaScript object already answers to (constructor, toString, __proto__, ...). */
+const RESERVED = new Set([...Object.getOwnPropertyNames(Object.prototype), '__proto__', 'prototype']);
+
+/** `record[key]` when the record itself has it (a name from the config), never what every object inherits. */
+export function own<T>(record: Readonly<Record<string, T>>, key: string): T | undefined {
+  return Object.hasOwn(record, key) ? record[key] : undefined;
+}
 
 const schedule = z
   .object({
@@ -26,6 +35,12 @@ const schedule = z
       new Intl.DateTimeFormat('en', { timeZone: value.timezone });
     } catch {
       ctx.addIssue({ code: 'custom', path: ['timezone'], message: `unknown time zone "${value.timezone}"` });
+      return;
+    }
+    // cron-parser pads a short pattern ("0 3 * *" becomes "* 0 3 * *", every minute of the 3rd): refuse it instead.
+    const fields = value.cron.trim().split(/\s+/).filter(Boolean).length;
+    if (fields !== 5 && fields !== 6) {
+      ctx.addIssue({ code: 'custom', path: ['cron'], message: `cron pattern "${value.cron}" has ${fields} field(s): give 5 (minute hour day-of-month month day-of-week) or 6 with seconds first` });
       return;
     }
     try {
@@ -66,12 +81,22 @@ const secret = z
   })
   .strict();
 
+/** rekey's own settings on a target's `providers:` entry (not the provider's: stripped before its schema sees the entry). */
+export const driftSchema = z
+  .object({
+    interval: durationSchema('30s').describe('How often the drift check compares this target with the desired state and repairs it (jittered, never later)'),
+  })
+  .strict()
+  .prefault({});
+
 export const documentSchema = z
   .object({
     providers: z.record(z.string(), z.object({ type: z.string() }).loose()).default({}),
     secrets: z.record(z.string(), secret).default({}),
     events: eventsConfig.optional().describe('Receivers that turn cloud events into rotations (docs/cloud-stores.md)'),
     leaks: leaksSchema.optional().describe('Leak receivers of `rekey server` (docs/leaks.md)'),
+    delivery: deliverySchema.optional().describe('Just-in-time delivery: authenticators and token grants of `rekey server` (docs/delivery.md)'),
+    env: envSchema.prefault({}).describe('Which environment variables ${env:NAME} references may read (never rekey\'s own)'),
   })
   .strict();
 
@@ -101,6 +126,8 @@ export interface SecretSpec extends SecretPolicy {
 export interface ProviderSpec {
   type: string;
   config: unknown;
+  /** For a target: how often the drift check runs, in ms. @defaultValue 30000 */
+  driftIntervalMs: number;
 }
 
 export interface RekeyConfig {
@@ -108,6 +135,7 @@ export interface RekeyConfig {
   secrets: Readonly<Record<string, SecretSpec>>;
   events?: EventsConfig | undefined;
   leaks?: LeaksConfig | undefined;
+  delivery?: DeliveryConfig | undefined;
 }
 
 interface Issue {
@@ -115,12 +143,16 @@ interface Issue {
   message: string;
 }
 
-/** Validates a parsed document against the registry; returns the config or every issue found. */
-export function validate(document: unknown, modules: readonly AnyProviderModule[]): { config: RekeyConfig } | { issues: Issue[] } {
+/**
+ * Validates a parsed document against the provider modules it names (`known`: every type the
+ * registry lists, for the message about an unknown one); returns the config or every issue found.
+ */
+export function validate(document: unknown, modules: readonly AnyProviderModule[], known: readonly string[]): { config: RekeyConfig } | { issues: Issue[] } {
   const outer = documentSchema.safeParse(document ?? {});
   if (!outer.success) return { issues: outer.error.issues.map((i) => ({ path: i.path as Array<string | number>, message: i.message })) };
-  const issues: Issue[] = [];
+  const issues: Issue[] = [...reservedNames(document), ...envIssues(document, outer.data.env.allow)];
   const byType = new Map(modules.map((m) => [m.type, m]));
+  const knownTypes = [...known].sort().join(', ');
   const providers: Record<string, ProviderSpec> = {};
 
   const check = <T>(schema: z.ZodType<T>, value: unknown, path: Array<string | number>): T | undefined => {
@@ -134,12 +166,13 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
     if (!NAME.test(name)) issues.push({ path: ['providers', name], message: nameMessage });
     const module = byType.get(entry.type);
     if (!module) {
-      issues.push({ path: ['providers', name, 'type'], message: `unknown provider type "${entry.type}" (known: ${[...byType.keys()].sort().join(', ')})` });
+      issues.push({ path: ['providers', name, 'type'], message: `unknown provider type "${entry.type}" (known: ${knownTypes})` });
       continue;
     }
-    const { type: _type, ...rest } = entry;
+    const { type: _type, drift, ...rest } = entry;
     const config: unknown = check(module.config, rest, ['providers', name]);
-    if (config !== undefined) providers[name] = { type: module.type, config };
+    const driftSettings = check(driftSchema, drift, ['providers', name, 'drift']);
+    if (config !== undefined && driftSettings) providers[name] = { type: module.type, config, driftIntervalMs: driftSettings.interval };
   }
 
   const role = (raw: Record<string, unknown>, wanted: Role, path: Array<string | number>): RoleRef | undefined => {
@@ -147,7 +180,7 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
     let module: AnyProviderModule | undefined;
     let instance: string;
     if (typeof provider === 'string') {
-      const entry = outer.data.providers[provider];
+      const entry = own(outer.data.providers, provider);
       if (!entry) {
         issues.push({ path: [...path, 'provider'], message: `no provider named "${provider}" under providers:` });
         return undefined;
@@ -159,16 +192,16 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
       module = byType.get(type ?? '');
       instance = `@${type}`;
       if (!module) {
-        issues.push({ path: [...path, 'type'], message: `unknown provider type "${type}" (known: ${[...byType.keys()].sort().join(', ')})` });
+        issues.push({ path: [...path, 'type'], message: `unknown provider type "${type}" (known: ${knownTypes})` });
         return undefined;
       }
-      if (module.config.safeParse({}).success) providers[instance] ??= { type: module.type, config: module.config.parse({}) };
+      if (module.config.safeParse({}).success) providers[instance] ??= { type: module.type, config: module.config.parse({}), driftIntervalMs: driftSchema.parse(undefined).interval };
       else issues.push({ path: [...path, 'type'], message: `${module.type} needs a providers: entry; reference it with provider:` });
     }
     const schema = module.bindings[wanted];
     if (!schema) {
       const roles = (Object.keys(module.bindings) as Role[]).join(', ');
-      issues.push({ path, message: `provider "${instance}" (${module.type}) cannot be used as a ${wanted}; it is a ${roles}` });
+      issues.push({ path, message: `provider "${instance}" (${module.type}) cannot be used as ${wanted === 'authenticator' ? 'an' : 'a'} ${wanted}; it is a ${roles}` });
       return undefined;
     }
     const parsed: unknown = check(schema, params, path);
@@ -196,7 +229,7 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
     if (!store || !issuer) continue;
     for (const client of raw.clients ?? [undefined]) {
       const managed = client ? `${name}/${client}` : name;
-      if (secrets[managed] || (client && outer.data.secrets[managed])) {
+      if (own(secrets, managed) || (client && own(outer.data.secrets, managed))) {
         issues.push({ path, message: `${managed} is declared twice (a client of ${name} and a secret of its own)` });
         continue;
       }
@@ -220,5 +253,33 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
       };
     }
   }
-  return issues.length ? { issues } : { config: { providers, secrets, events: outer.data.events, leaks: outer.data.leaks } };
+  const delivery = outer.data.delivery && validateDelivery(outer.data.delivery, (raw, path) => role(raw, 'authenticator', path), secrets);
+  if (delivery) issues.push(...delivery.issues);
+  return issues.length ? { issues } : { config: { providers, secrets, events: outer.data.events, leaks: outer.data.leaks, delivery: delivery?.delivery } };
+}
+
+/**
+ * Secret, provider and client names that collide with what every object has: the parsers drop
+ * a `__proto__` key without a word and a lookup of `constructor` finds a function, so a secret
+ * the plan shows as added could silently not exist. Checked on the document as written.
+ */
+function reservedNames(document: unknown): Issue[] {
+  const issues: Issue[] = [];
+  const refuse = (path: Array<string | number>, name: string, what: string) =>
+    issues.push({ path, message: `"${name}" cannot name a ${what}: every JavaScript object already has a property of that name (constructor, toString, __proto__, ...)` });
+  const sections = isRecord(document) ? document : {};
+  for (const [section, what] of [['providers', 'provider'], ['secrets', 'secret']] as const) {
+    const record = sections[section];
+    if (!isRecord(record)) continue;
+    for (const name of Object.keys(record)) {
+      if (RESERVED.has(name)) refuse([section, name], name, what);
+      const clients = section === 'secrets' && isRecord(record[name]) ? record[name].clients : undefined;
+      if (Array.isArray(clients)) clients.forEach((client, i) => typeof client === 'string' && RESERVED.has(client) && refuse([section, name, 'clients', i], client, 'client'));
+    }
+  }
+  return issues;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

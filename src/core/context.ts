@@ -1,15 +1,18 @@
 import { timed } from './call.js';
-import { RekeyError } from './errors.js';
+import { RekeyError, describeError } from './errors.js';
 import type { Fingerprinter } from './fingerprint.js';
 import type { Logger } from './logger.js';
 import type { AuditContext, EngineEvents, StateRepository, VersionRecord, WorkQueue } from './model.js';
 import type { Call, IssuedRef, StoredRef, VersionRef } from './ports.js';
 import type { ProviderResolver } from './resolved.js';
+import type { SyncRepository } from './sync.js';
 
 /** Everything the engine's steps share. */
 export interface EngineDeps {
   repo: StateRepository;
   queue: WorkQueue;
+  /** The per-target sync status (drift.ts). */
+  sync: SyncRepository;
   providers: ProviderResolver;
   fingerprint: Fingerprinter;
   log: Logger;
@@ -61,15 +64,44 @@ export function issuedRef(version: VersionRecord, consumer: string): IssuedRef {
   return { ...versionRef(version, consumer), issuerState: version.issuerState ?? {} };
 }
 
-/** A provider call under the secret's timeout, logged with its duration (never its arguments). */
-export async function providerCall<T>(log: Logger, label: string, timeoutMs: number, fn: (call: Call) => Promise<T>): Promise<T> {
+/** Which provider a call goes to and what it asks. */
+export interface CallSite {
+  /** The provider instance's name in rekey.yaml (an inline issuer's type). */
+  provider: string;
+  /** Role and method: `store.promote`, `target.deploy`, ... */
+  op: string;
+}
+
+/**
+ * A provider call under the secret's timeout, logged with its duration (never its
+ * arguments) and reported to EngineEvents.providerCalled: outcome `ok`, or the error's
+ * code (`timeout`, `unavailable`, ...; `error` for an error without one).
+ */
+export async function providerCall<T>(deps: Pick<EngineDeps, 'events'>, log: Logger, site: CallSite, timeoutMs: number, fn: (call: Call) => Promise<T>): Promise<T> {
   const started = performance.now();
+  const finished = (outcome: string) => {
+    const ms = performance.now() - started;
+    log.debug({ call: site.op, provider: site.provider, ms: Math.round(ms), ...(outcome === 'ok' ? {} : { failed: outcome }) }, 'provider call');
+    deps.events.providerCalled(site.provider, site.op, outcome, ms / 1000);
+  };
   try {
-    const result = await timed(label, timeoutMs, fn);
-    log.debug({ call: label, ms: Math.round(performance.now() - started) }, 'provider call');
+    const result = await timed(`${site.op}:${site.provider}`, timeoutMs, fn);
+    finished('ok');
     return result;
   } catch (error) {
-    log.debug({ call: label, ms: Math.round(performance.now() - started), failed: true }, 'provider call');
+    finished(error instanceof RekeyError ? error.code.replace(/^REKEY_ERR_/, '').toLowerCase() : 'error');
     throw error;
+  }
+}
+
+/**
+ * Records a failed step's error on its run, best effort: the text is diagnostic, and a run
+ * whose bookkeeping write fails must still roll back (or be retried), never stop there.
+ */
+export async function noteRunError(deps: EngineDeps, runId: string, reason: string, log: Logger): Promise<void> {
+  try {
+    await deps.repo.recordRunError(runId, reason);
+  } catch (error) {
+    log.error({ runId, error: describeError(error) }, 'could not record the run error; carrying on');
   }
 }

@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { RekeyError } from './errors.js';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -11,28 +10,14 @@ export function parseDuration(text: string): number | undefined {
   return Math.round(Number(match[1]) * UNITS[match[2]!]!);
 }
 
-const EXAMPLES = 'use e.g. 500ms, 30s, 15m, 24h, 7d';
+export const DURATION_EXAMPLES = 'use e.g. 500ms, 30s, 15m, 24h, 7d';
 
 /** Parses a duration given as a flag or variable (`what` names it). @throws RekeyError REKEY_ERR_CONFIG */
 export function requireDuration(text: string, what: string): number {
   const ms = parseDuration(text);
-  if (ms === undefined) throw new RekeyError('REKEY_ERR_CONFIG', `${what}: "${text}" is not a duration (${EXAMPLES})`);
+  if (ms === undefined) throw new RekeyError('REKEY_ERR_CONFIG', `${what}: "${text}" is not a duration (${DURATION_EXAMPLES})`);
   return ms;
 }
-
-/** A duration in rekey.yaml (`fallback` when absent), parsed to milliseconds. */
-export const durationSchema = (fallback: string) =>
-  z
-    .string()
-    .default(fallback)
-    .transform((text, ctx) => {
-      const ms = parseDuration(text);
-      if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration (${EXAMPLES})` });
-        return z.NEVER;
-      }
-      return ms;
-    });
 
 /** Formats milliseconds in the largest unit that divides them, for plans and status output. */
 export function formatDuration(ms: number): string {

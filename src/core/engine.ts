@@ -1,7 +1,9 @@
 /** The engine: core's entry points, bound to their dependencies. */
 import type { EngineDeps } from './context.js';
+import { decommission } from './decommission.js';
+import { checkTarget, retireDrifted, type TargetReport } from './drift.js';
 import { reportLeak, revokeByNumber } from './leak.js';
-import type { LeakRecord, LeakReportInput, RunStatus } from './model.js';
+import type { LeakRecord, LeakReportInput, RunStatus, VersionRecord } from './model.js';
 import { type ReconcileSummary, reconcile } from './reconcile.js';
 import { type RotationRequest, type RotationRequestResult, requestRotation } from './requests.js';
 import { type Attempt, driveRotation } from './rotation.js';
@@ -9,6 +11,11 @@ import { blockAtDeadline, retireVersion, revokeVersion } from './takedown.js';
 
 export class Engine {
   constructor(readonly deps: EngineDeps) {}
+
+  /** The same engine acting as `actor` in the audit log (an admin API caller, `token:<name>`). */
+  as(actor: string): Engine {
+    return new Engine({ ...this.deps, actor });
+  }
 
   /** A trigger asks for a rotation; returns the run that will do it (new or joined), or stale. */
   requestRotation(request: RotationRequest): Promise<RotationRequestResult> {
@@ -23,6 +30,11 @@ export class Engine {
   /** An operator revokes one version (`rekey revoke NAME --version N`). */
   revoke(secret: string, number: number): Promise<LeakRecord> {
     return revokeByNumber(this.deps, secret, number);
+  }
+
+  /** Retires and revokes everywhere every live key of a secret removed from the config. */
+  decommission(secret: string): Promise<VersionRecord[]> {
+    return decommission(this.deps, secret);
   }
 
   /** Job handler: drives a rotation run forward (or rolls it back). */
@@ -43,6 +55,16 @@ export class Engine {
   /** Job handler: a leaked current version's deadline has passed. */
   block(versionId: string): Promise<void> {
     return blockAtDeadline(this.deps, versionId);
+  }
+
+  /** Compares `target` with the desired state of each of `secrets` bound to it; repairs what differs when asked. */
+  checkTarget(target: string, secrets: readonly string[], options: { repair: boolean }): Promise<TargetReport> {
+    return checkTarget(this.deps, target, secrets, options);
+  }
+
+  /** Job handler: retires a version the drift check found where it must be refused. */
+  retireDrifted(versionId: string, target: string): Promise<'succeeded' | 'skipped'> {
+    return retireDrifted(this.deps, versionId, target);
   }
 
   /** Re-derives queued work from the database. */

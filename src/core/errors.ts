@@ -24,6 +24,12 @@ export const ERROR_CODES = {
   REKEY_ERR_INVALID: false,
   /** rekey.yaml or an argument is invalid. */
   REKEY_ERR_CONFIG: false,
+  /**
+   * The issuer already holds as many live credentials as it allows (an IAM user's two access
+   * keys). Not retried by a rotation; an emergency rotation after a leak ends the previous
+   * versions' overlap to make room, then tries again.
+   */
+  REKEY_ERR_LIMIT: false,
   /** A version was reported leaked while a run was using it. */
   REKEY_ERR_COMPROMISED: false,
   /** A named secret or version is not known to rekey. */
@@ -93,9 +99,9 @@ export function isRetryable(error: unknown): boolean {
  */
 export function describeError(error: unknown): string {
   if (error instanceof RekeyError) {
-    return `${error.code}${error.provider ? ` (${error.provider})` : ''}: ${error.message}`;
+    return sanitize(`${error.code}${error.provider ? ` (${error.provider})` : ''}: ${error.message}`);
   }
-  if (error instanceof Error) return `${error.name}: ${sanitize(error.message)}`;
+  if (error instanceof Error) return sanitize(`${error.name}: ${error.message}`);
   return 'non-error thrown';
 }
 
@@ -108,7 +114,25 @@ const SANITIZERS: Array<[RegExp, string]> = [
   [/(:\/\/[^:/@\s]*:)[^\s/]*@/g, '$1[stripped]@'],
 ];
 
-/** Removes credential-shaped fragments from a message. */
+/**
+ * Control characters (C0, DEL, C1), line and paragraph separators and bidirectional
+ * overrides: PostgreSQL refuses a NUL in a text column, and the rest can forge log lines
+ * or hide text in a terminal.
+ */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]+/g;
+
+/** Longest error text rekey stores or logs; the rest is cut. */
+export const MAX_ERROR_TEXT = 1000;
+
+/**
+ * The one function every error text passes through before it is stored (runs.error,
+ * deliveries.last_error), logged or answered: credential-shaped fragments stripped, control
+ * characters replaced, length capped. It cannot remove a value a message was built from:
+ * messages are built from rekey's own words, codes and statuses (STYLE.md), never from a
+ * request's headers or body nor a peer's free text.
+ */
 export function sanitize(message: string): string {
-  return SANITIZERS.reduce((text, [pattern, replacement]) => text.replace(pattern, replacement), message);
+  const text = SANITIZERS.reduce((out, [pattern, replacement]) => out.replace(pattern, replacement), message).replace(CONTROL, ' ');
+  return text.length > MAX_ERROR_TEXT ? `${text.slice(0, MAX_ERROR_TEXT)}… (cut)` : text;
 }

@@ -14,11 +14,14 @@ export async function reportLeak(deps: EngineDeps, report: LeakReportInput): Pro
   const version = await deps.repo.findVersionByFingerprint(report.fingerprint);
   let outcome: LeakOutcome = 'unknown';
   if (version) {
-    const { policy } = await deps.providers.resolve(version.secret);
+    const policy = await deps.providers.policy(version.secret);
     outcome = await act(deps, version, policy, report);
   }
   const record = await deps.repo.recordLeak({ ...report, version, outcome }, audit(deps));
-  deps.log.warn(
+  // The takedown finished before the row existed, so markBlocked could not time it: this is its figure.
+  if (record.blockedAt) deps.events.leakBlocked((record.blockedAt.getTime() - report.receivedAt.getTime()) / 1000);
+  // A scanner's report is a warning; an operator's `rekey revoke` is the operator's own deliberate act.
+  deps.log[report.source === 'cli' ? 'info' : 'warn'](
     { source: report.source, secret: record.secret, versionId: record.versionId, outcome: record.outcome, duplicate: record.duplicate },
     'leak report',
   );
@@ -41,17 +44,20 @@ async function act(deps: EngineDeps, version: VersionRecord, policy: SecretPolic
     case 'revoked':
     case 'failed':
       return 'already-revoked';
-    case 'current':
-      if (policy.onLeak === 'block-first') {
+    case 'current': {
+      // A secret removed from the config is not rotated any more: nothing will replace the key, so it is blocked now.
+      const removed = !!(await deps.repo.getSecret(version.secret))?.removedAt;
+      if (policy.onLeak === 'block-first' || removed) {
         await deps.repo.transition(version.id, ['current'], 'compromised', ctx);
         await deps.queue.enqueueRevocation(version.id);
-        await leakRotation();
+        if (!removed) await leakRotation();
         return 'blocking';
       }
       await deps.repo.markCompromised(version.id, ctx);
       await leakRotation();
       await deps.queue.scheduleBlock(version.id, new Date(report.receivedAt.getTime() + policy.leakDeadlineMs));
       return 'rotating';
+    }
     default:
       // issuing, pending, previous, retired, compromised: take it down now.
       await deps.repo.transition(version.id, ['issuing', 'pending', 'previous', 'retired'], 'compromised', ctx);

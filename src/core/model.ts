@@ -7,6 +7,27 @@ import type { JsonObject } from './ports.js';
 
 export const VERSION_STATES = ['issuing', 'pending', 'current', 'previous', 'retired', 'revoked', 'failed', 'compromised'] as const;
 export type VersionState = (typeof VERSION_STATES)[number];
+
+/**
+ * Every allowed version state change, from -> to (DESIGN.md's lifecycle). A version is
+ * created `issuing`; `revoked` and `failed` are final. The repository refuses any change
+ * not listed here (REKEY_ERR_INVALID), whoever asks for it.
+ */
+export const VERSION_TRANSITIONS: Readonly<Record<VersionState, readonly VersionState[]>> = {
+  issuing: ['pending', 'failed', 'compromised'],
+  pending: ['current', 'failed', 'compromised'],
+  current: ['previous', 'compromised'],
+  previous: ['retired', 'compromised'],
+  retired: ['revoked', 'compromised'],
+  compromised: ['revoked'],
+  revoked: [],
+  failed: [],
+};
+
+/** Whether the lifecycle allows a version to go from `from` to `to`. */
+export function canTransition(from: VersionState, to: VersionState): boolean {
+  return VERSION_TRANSITIONS[from].includes(to);
+}
 export type DeliveryStatus = 'pending' | 'deployed' | 'verified' | 'retired' | 'failed';
 export type RunKind = 'rotation' | 'retirement' | 'revocation';
 export type RunStatus = 'running' | 'succeeded' | 'rolled_back' | 'failed' | 'skipped';
@@ -30,6 +51,8 @@ export interface VersionRecord {
   fingerprint: string | null;
   storeVersionId: string | null;
   issuerState: JsonObject | null;
+  /** The credential's public identifier (Issuer.publicId), when its issuer names one. */
+  publicId: string | null;
   graceEndsAt: Date | null;
   promotedAt: Date | null;
   compromisedAt: Date | null;
@@ -100,6 +123,43 @@ export interface LeakRecord {
   secret: string | null;
   versionId: string | null;
   duplicate: boolean;
+  /** Set when this record was stamped blocked as it was inserted (its takedown finished first); null otherwise. */
+  blockedAt: Date | null;
+}
+
+/**
+ * What the repository reads, under the secret's lock, for a promotion: the run's version,
+ * the secret's current version (the run's own after a repeat) and its previous versions.
+ */
+export interface PromotionSnapshot {
+  version: VersionRecord;
+  current: VersionRecord | null;
+  previous: readonly VersionRecord[];
+  /** The transaction's time. */
+  now: Date;
+}
+
+/** What planDecommission reads under the secret's lock. */
+export type DecommissionSnapshot = Omit<PromotionSnapshot, 'version'>;
+
+/** One version's change within a promotion; `to` equal to its state changes only the fields in `set`. */
+export interface VersionChange {
+  /** The version as read; the repository applies the change only while it is still in this state. */
+  version: VersionRecord;
+  to: VersionState;
+  set: { graceEndsAt?: Date; promotedAt?: Date };
+  /** The audit event the change writes. */
+  audit: { action: string; data: JsonObject };
+}
+
+/** A promotion as core builds it (lifecycle.ts planPromotion) and the repository applies it, in one transaction. */
+export interface Promotion {
+  /** Applied in order. */
+  changes: readonly VersionChange[];
+  /** Stamped on the secret as lastPromotedAt; absent when the version was current already (a repeat after a crash). */
+  promotedAt?: Date;
+  /** The run's step once the promotion is applied. */
+  nextStep: RotationStep;
 }
 
 export interface AuditContext {
@@ -108,26 +168,48 @@ export interface AuditContext {
 }
 
 /**
- * PostgreSQL behind an interface. Every method that changes state writes an audit
- * event in the same transaction. Conditional transitions throw RekeyError
- * REKEY_ERR_COMPROMISED when a leak report changed the version under the caller.
+ * PostgreSQL behind an interface: the source of truth core drives.
+ *
+ * Conventions, unless a method says otherwise:
+ * - Reads take no lock and return `null` (or `[]`) for what does not exist.
+ * - Every method that changes lifecycle state writes its audit event in the same
+ *   transaction, and takes **the secret lock** (the secret's row, `SELECT ... FOR UPDATE`)
+ *   first, so promotions, leak reports and takedowns of one secret serialize.
+ * - Version state changes follow {@link VERSION_TRANSITIONS}: any other is refused with
+ *   RekeyError REKEY_ERR_INVALID and nothing is written.
+ * - Any method may throw the database's own error when PostgreSQL is unreachable; the
+ *   engine treats it as retryable.
  */
 export interface StateRepository {
+  /** The secret named `name` (removed ones too: `removedAt` is set). */
   getSecret(name: string): Promise<SecretRecord | null>;
   getRun(id: string): Promise<RunRecord | null>;
   getVersion(id: string): Promise<VersionRecord | null>;
+  /** The secret's one current version (a unique index allows no second). */
   currentVersion(secretId: string): Promise<VersionRecord | null>;
+  /** A version whose value has this fingerprint, in any state (leak matching). */
   findVersionByFingerprint(fingerprint: string): Promise<VersionRecord | null>;
   findVersionByNumber(secret: string, number: number): Promise<VersionRecord | null>;
-  /** The newest version whose public issuer state holds `value` under `key` (an AWS access key id, for one). */
-  findVersionByIssuerState(key: string, value: string): Promise<VersionRecord | null>;
+  /** The newest version whose credential has this public identifier (Issuer.publicId: an AWS access key id). */
+  findVersionByPublicId(publicId: string): Promise<VersionRecord | null>;
+  /**
+   * The newest version ever promoted (whatever its state now), or the newest promoted before
+   * `before`: the version the store holds as current until a successor is promoted.
+   */
+  lastPromoted(secretId: string, before?: Date): Promise<VersionRecord | null>;
+  /** The version's delivery rows, one per target it was ever sent to, by target name. */
   deliveries(versionId: string): Promise<DeliveryRecord[]>;
   /** A secret's versions in the given states, oldest first. */
   versions(secretId: string, states: readonly VersionState[]): Promise<VersionRecord[]>;
   /** The versions in the given states of every named secret, in one query. */
   versionsOf(secretNames: readonly string[], states: readonly VersionState[]): Promise<VersionRecord[]>;
 
-  /** Creates a rotation run, or returns the run holding the key or the secret's active rotation. */
+  /**
+   * Creates a rotation run (step `issue`, audited `run.started`), or returns the run that
+   * already holds the idempotency key or the secret's one running rotation, with
+   * `created: false`. Idempotent per key; no lock: unique indexes decide the race.
+   * @throws RekeyError REKEY_ERR_CONFLICT when neither insert nor look-up wins after five tries.
+   */
   createRotationRun(input: {
     secretId: string;
     trigger: string;
@@ -135,7 +217,7 @@ export interface StateRepository {
     graceMs: number | null;
     audit: AuditContext;
   }): Promise<{ run: RunRecord; created: boolean }>;
-  /** Creates (or returns) the run that retires or revokes one version. */
+  /** Creates (or returns) the run that retires or revokes one version; idempotent per (kind, version), audited `run.started` once. */
   startVersionRun(input: { kind: 'retirement' | 'revocation'; version: VersionRecord; trigger: string; audit: AuditContext }): Promise<RunRecord>;
   /** The version's retirement or revocation run while it is still running, if there is one. */
   openVersionRun(kind: 'retirement' | 'revocation', versionId: string): Promise<RunRecord | null>;
@@ -143,48 +225,115 @@ export interface StateRepository {
    * Audits a trigger that made no run of its own: stale, or joined to a running rotation. A
    * key that already has an outcome (it made a run, or was audited before: a job delivered
    * again after a worker died) is not audited again; returns whether this call audited it.
+   * Takes the secret lock, so two deliveries of one key audit it once.
    */
   recordTrigger(input: { secret: SecretRecord; trigger: string; idempotencyKey: string; outcome: 'stale' | 'joined'; runId?: string }, audit: AuditContext): Promise<boolean>;
   /**
    * Takes (or renews) the right to drive a run for `ms`, by the database's clock: granted when
    * nobody holds it, its lease has expired, or `owner` holds it already. One driver per run.
+   * One conditional UPDATE of the run's row; never granted for a finished run. Not audited.
    */
   takeLease(runId: string, owner: string, ms: number): Promise<boolean>;
+  /** Gives the lease up if `owner` still holds it; idempotent, not audited. */
   releaseLease(runId: string, owner: string): Promise<void>;
-  /** Counts an attempt at a run (for the status output and the reconciler's budget). */
+  /** Counts an attempt at a run (for the status output and the reconciler's budget). Not idempotent: each call adds one. */
   touchRun(runId: string): Promise<void>;
+  /** Records the step a run has reached; idempotent. Progress bookkeeping: not audited (the step's own events are). */
   setRunStep(runId: string, step: RotationStep): Promise<void>;
+  /** Sets the overlap the run's promotion will give the version it replaces (0 after a leak); audited `run.grace`. */
   setRunGrace(runId: string, graceMs: number, audit: AuditContext): Promise<void>;
+  /**
+   * Starts a running rotation over at `issue` with no version (its version was rolled back):
+   * an emergency rotation is retried with a fresh version rather than finished. Audited
+   * `run.restarted`; a finished run is left as it is. No lock.
+   */
+  restartRun(runId: string, audit: AuditContext): Promise<void>;
+  /** Error texts (here, in finishRun and setDelivery) are stored through errors.ts `sanitize`. Overwrites; not audited. */
   recordRunError(runId: string, error: string): Promise<void>;
+  /** Closes a running run with `status` (audited `run.finished`); idempotent: a run already finished is left as it is. */
   finishRun(runId: string, status: Exclude<RunStatus, 'running'>, audit: AuditContext, error?: string): Promise<void>;
 
-  /** Creates the run's version in `issuing` (or returns the one it already has). */
+  /**
+   * Creates the run's version in `issuing` with the secret's next number (audited
+   * `version.issuing`), or returns the one it already has. Idempotent per run; takes the secret lock.
+   */
   createVersion(runId: string, audit: AuditContext): Promise<VersionRecord>;
-  recordIssued(versionId: string, fingerprint: string, issuerState: JsonObject, audit: AuditContext): Promise<VersionRecord>;
+  /** Records what issue() produced (fingerprint, public issuer state, public id; never the value); audited `version.issued`. A repeat overwrites. */
+  recordIssued(versionId: string, issued: { fingerprint: string; issuerState: JsonObject; publicId: string | undefined }, audit: AuditContext): Promise<VersionRecord>;
+  /**
+   * issuing -> pending with the store's version id (audited). Idempotent: a pending version
+   * is returned as it is. Takes the secret lock.
+   * @throws RekeyError REKEY_ERR_COMPROMISED when the version is in any other state (a leak report took it).
+   */
   markPending(versionId: string, storeVersionId: string, audit: AuditContext): Promise<VersionRecord>;
+  /**
+   * Upserts the (version, target) delivery row, audited `delivery.<status>`; `pending` counts
+   * an attempt. Written before the target is called, so a crash leaves a row to roll back. No lock.
+   */
   setDelivery(versionId: string, target: string, status: DeliveryStatus, audit: AuditContext, error?: string): Promise<void>;
   /**
-   * new pending -> current, old current -> previous (or compromised), older previous versions'
-   * grace cut to now, secret.lastPromotedAt; one transaction. finalize() reads the outcome back.
+   * Applies the promotion `plan` builds (core's planPromotion) from what it reads under the
+   * secret lock, in one transaction: each version change (only from the state it was read
+   * in), secret.lastPromotedAt, the run's next step, and their audit events. Idempotent
+   * through the plan: a version already current changes only the step. Returns what it applied.
+   * @throws what `plan` throws (REKEY_ERR_COMPROMISED), RekeyError REKEY_ERR_INVALID for a
+   *   change the transitions table refuses; nothing is written then.
    */
-  promote(runId: string, graceMs: number, audit: AuditContext): Promise<void>;
-  /** Moves a version along its lifecycle when it is in one of `from`; returns whether it moved. */
+  promote(runId: string, plan: (snapshot: PromotionSnapshot) => Promotion, audit: AuditContext): Promise<Promotion>;
+  /**
+   * Moves a version to `to` when it is in one of `from`, stamping retiredAt / revokedAt /
+   * compromisedAt (an earlier compromisedAt is kept); audited `version.<to>`. Returns whether
+   * it moved: false (nothing written) when the version is in none of `from`, so a repeat is
+   * harmless. Takes the secret lock.
+   * @throws RekeyError REKEY_ERR_INVALID when the table refuses the change; REKEY_ERR_UNKNOWN for no such version.
+   */
   transition(versionId: string, from: readonly VersionState[], to: VersionState, audit: AuditContext): Promise<boolean>;
-  /** Stamps compromisedAt (a leak of the current version under rotate-then-revoke). */
+  /** Stamps compromisedAt (a leak of the current version under rotate-then-revoke), audited `version.leaked`; idempotent; takes the secret lock. */
   markCompromised(versionId: string, audit: AuditContext): Promise<void>;
+  /**
+   * Decommissions a secret removed from the config, in one transaction that locks it: applies
+   * the changes `plan` (lifecycle.ts planDecommission) builds from its current and previous
+   * versions, audited, then `secret.decommissioned`. Returns the versions left to take down
+   * (previous, retired).
+   * @throws RekeyError REKEY_ERR_CONFLICT while a rotation of the secret is running.
+   */
+  decommission(secretId: string, plan: (snapshot: DecommissionSnapshot) => readonly VersionChange[], audit: AuditContext): Promise<VersionRecord[]>;
 
-  /** Records a leak report once per (source, deliveryId, fingerprint). */
+  /**
+   * Applies the changes `plan` (lifecycle.ts planGraceEnd) builds from the secret's current
+   * and previous versions, read under the secret lock, in one transaction, each audited;
+   * returns the versions that are previous afterwards.
+   * @throws RekeyError REKEY_ERR_CONFLICT when a version changed state while being planned.
+   */
+  endGrace(secretId: string, plan: (snapshot: DecommissionSnapshot) => readonly VersionChange[], audit: AuditContext): Promise<VersionRecord[]>;
+
+  /**
+   * Records a leak report (audited `leak.reported`) once per (source, deliveryId, fingerprint):
+   * a redelivery returns the first record with `duplicate: true`. Takes the secret lock of a
+   * matched version: a version already blocked (markBlocked ran first: its revocation finished
+   * before this row existed) stamps the report blocked at once, returned as `blockedAt`.
+   */
   recordLeak(input: LeakReportInput & { version: VersionRecord | null; outcome: LeakOutcome }, audit: AuditContext): Promise<LeakRecord>;
-  /** Stamps blockedAt on the version's open leak reports; returns their receivedAt times. */
+  /**
+   * Stamps blockedAt on the version (once) and on its open leak reports; returns their
+   * receivedAt times. Idempotent: a report is stamped once. Takes the secret lock, so a report
+   * recorded at the same time either is stamped here or finds the version's stamp.
+   */
   markBlocked(versionId: string): Promise<Date[]>;
 
-  /** For reconcile(): what should have work queued. */
+  /** For reconcile(): what should have work queued. Reads only. */
   pendingWork(): Promise<{
     /** Every run still running, of every kind. */
     activeRuns: RunRecord[];
     previous: VersionRecord[];
     compromised: VersionRecord[];
     leakedCurrent: VersionRecord[];
+    /**
+     * The last promoted version of each secret still in the config that has no current version
+     * and no running rotation, when that version was taken down after a leak: nothing is
+     * replacing it (a worker died between the revocation and its request for a replacement).
+     */
+    unreplaced: VersionRecord[];
   }>;
 }
 
@@ -200,6 +349,8 @@ export interface WorkQueue {
   enqueueRevocation(versionId: string): Promise<void>;
   /** At the leak deadline, blocks a leaked current version that has not been replaced. */
   scheduleBlock(versionId: string, at: Date): Promise<void>;
+  /** Retires a version the drift check found at `target` although it must be refused; on the revocations queue, with a takedown's retries. */
+  enqueueTargetRetire(versionId: string, target: string): Promise<void>;
 }
 
 /** Figures core reports as it goes; the metrics module implements it. */
@@ -207,4 +358,10 @@ export interface EngineEvents {
   runFinished(kind: RunKind, status: RunStatus, trigger: string, seconds: number): void;
   triggerSkipped(reason: 'stale' | 'busy'): void;
   leakBlocked(seconds: number): void;
+  /** An emergency rotation (a leak's replacement) rolled its version back and starts over with a fresh one. */
+  emergencyRetried(): void;
+  /** A provider call ended: `outcome` is `ok` or its error's code in lower case (`timeout`, `unavailable`, `error`). */
+  providerCalled(provider: string, op: string, outcome: string, seconds: number): void;
+  /** A drift check found `count` versions `missing` at a target, or `unwanted` ones still held. */
+  targetDrift(target: string, kind: 'missing' | 'unwanted', count: number): void;
 }

@@ -1,5 +1,5 @@
 /**
- * The three provider roles. Core (src/core/rotation.ts and friends) orders every
+ * The provider roles: store, issuer, target (rotation) and authenticator (delivery). Core (src/core/rotation.ts and friends) orders every
  * call; a provider only does what one method says. Every method receives a
  * {@link Call} whose signal aborts when rekey's per-call timeout expires.
  *
@@ -92,6 +92,12 @@ export interface SecretStore {
    * @throws ProviderError as any call; apply reports it per secret and keeps the applied config.
    */
   describeRotation?(policy: RotationPolicy, call: Call): Promise<string>;
+  /**
+   * Optional. Whether this store's secret is the one a cloud notification names (a Secret
+   * Manager resource name such as `projects/p/secrets/s`). The event receivers use it to find
+   * the managed secret an event is about without knowing any store's naming. Pure: no call.
+   */
+  references?(resourceName: string): boolean;
 }
 
 /** What mints a new value and kills an old one upstream. One instance serves one managed secret. */
@@ -113,13 +119,44 @@ export interface Issuer {
    * for pending, current and previous versions at /.well-known/jwks.json.
    */
   publicKey?(state: JsonObject): JsonObject | undefined;
+  /**
+   * Optional: signs a JWT with the version's private key, for the tokens `rekey server` mints
+   * (POST /v1/token). The header carries the version's `kid` (its id, as publicKey publishes
+   * it), its `alg` and `typ: JWT`; the payload is signed as given. Pure: no upstream call.
+   * @throws ProviderError REKEY_ERR_INVALID when the value is not this issuer's private key.
+   */
+  signJwt?(version: IssuedRef, value: SecretValue, payload: JsonObject): Promise<string>;
+  /**
+   * Optional: the credential's public identifier as outside reports name it (an AWS access key
+   * id in an AWS Health event), derived from the issuer state alone. rekey records it with the
+   * version when it is issued, so a report naming it finds the version. Not a secret.
+   */
+  publicId?(state: JsonObject): string | undefined;
 }
 
-/** One key a target currently accepts, as far as it can tell. */
+/** One key a target holds, as far as it can tell: matched to versions by fingerprint or versionId. */
 export interface DeployedEntry {
   versionId?: string;
   fingerprint?: string;
   consumer?: string;
+}
+
+/** What a target holds now, read in one go (see Target.inspect). Ids and fingerprints, never a value. */
+export interface Inspection {
+  /**
+   * Every key the target holds that it can name. Keys of other secrets sharing the same map or
+   * listing may be included: the drift check matches entries to versions by fingerprint or
+   * versionId and leaves keys it does not know alone.
+   */
+  entries: DeployedEntry[];
+  /**
+   * How many versions the target keeps in use at once.
+   * - `all`: every deployed version is accepted alongside the others (a gateway's key set):
+   *   each version the desired state wants must be held.
+   * - `newest`: one value is in use, the one deployed last (a workload's Secret); only the
+   *   newest wanted version must be held, and an older one may stay as a fallback.
+   */
+  holds: 'all' | 'newest';
 }
 
 /** What must accept or use the value: a gateway, a workload's Secret, a webhook. One instance per secret. */
@@ -136,6 +173,52 @@ export interface Target {
    * target holds with ProviderContext.fingerprint) or by versionId. Idempotent; absent is success.
    */
   retire(version: VersionRef, call: Call): Promise<void>;
-  /** What the target accepts now, for this secret. */
-  listDeployed(call: Call): Promise<DeployedEntry[]>;
+  /**
+   * Optional. Reads what the target holds now, for the drift check (src/core/drift.ts), which
+   * compares it with the desired state and repairs the difference. Read-only: never changes the
+   * target, never returns a value.
+   *
+   * The drift check inspects every secret bound to a target at once, each interval. Bindings
+   * that read the same resource (one map, one config, one listing) must share one read
+   * (`sharedRead` in src/core/kit/serial.ts), so the target sees one read per interval however
+   * many secrets it serves, never one per key.
+   *
+   * A target that cannot be read leaves it out: the drift check then probes it instead
+   * (verify() of the current version), which finds a missing key but cannot see a retired one.
+   * @throws ProviderError as any call (UNAVAILABLE when the target cannot be reached); the check
+   * records the error in the sync status and tries again at the next interval.
+   */
+  inspect?(call: Call): Promise<Inspection>;
+}
+
+/** Who presented a credential, as an authenticator established it. Public data only. */
+export interface Subject {
+  /**
+   * The subject's stable identifier, matched by grants (`subjects:` globs) and written to the
+   * audit log: a claim of the credential (`sub`, an app id, `system:serviceaccount:<ns>:<sa>`).
+   */
+  id: string;
+  /** The credential's verified claims, which a grant may copy into the tokens it mints. Never the credential. */
+  claims: JsonObject;
+}
+
+/**
+ * Turns a credential a workload presents (an app attestation token, an OIDC ID token, a
+ * Kubernetes service account token) into a {@link Subject}. One instance per entry under
+ * `delivery.authenticators`. Called on every token request, before anything else of it is
+ * acted on: it must not change state anywhere, and it never logs the credential.
+ *
+ * Errors are codes, never values: the message names the authenticator and a fixed reason
+ * (`expired`, `audience`, `signature`, `algorithm`, `malformed`...), never the credential, a
+ * claim or a key.
+ */
+export interface Authenticator {
+  /**
+   * Verifies `credential` (signature with a pinned algorithm, expiry, audience, issuer) and
+   * returns its subject. Idempotent and read-only.
+   * @throws ProviderError REKEY_ERR_DENIED when the credential is not valid for any reason.
+   * @throws ProviderError REKEY_ERR_UNAVAILABLE when what it verifies against (a JWKS, a secret's
+   * versions) cannot be read now; the caller may retry.
+   */
+  authenticate(credential: SecretValue, call: Call): Promise<Subject>;
 }

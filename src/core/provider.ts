@@ -8,10 +8,11 @@ import type { ZodType } from 'zod';
 import type { CredentialRef } from './credential.js';
 import type { Fingerprinter } from './fingerprint.js';
 import type { Logger } from './logger.js';
-import type { Issuer, SecretStore, Target } from './ports.js';
+import type { Authenticator, Call, Issuer, SecretStore, Target } from './ports.js';
+import type { RedisEndpoint } from './redis-endpoint.js';
 import type { SecretValue } from './secret-value.js';
 
-export type Role = 'store' | 'issuer' | 'target';
+export type Role = 'store' | 'issuer' | 'target' | 'authenticator';
 
 /** What rekey hands a provider when it opens an instance. */
 export interface ProviderContext {
@@ -24,8 +25,29 @@ export interface ProviderContext {
   credential(ref: CredentialRef): SecretValue;
   /** rekey's own PostgreSQL, for providers that keep state there (the local store). */
   databaseUrl: string;
-  /** rekey's own Redis, for providers that publish there (redis-keyset). */
-  redisUrl: string;
+  /** rekey's own Redis (REDIS_URL, parsed), for providers that publish there (redis-keyset). */
+  redis: RedisEndpoint;
+  /**
+   * rekey's own sealing key (REKEY_LOCAL_STORE_KEY), for the store that keeps values in rekey's
+   * PostgreSQL. A config cannot name it with `${env:...}`: this is the only way to it.
+   * @throws RekeyError REKEY_ERR_CONFIG when it is not set.
+   */
+  storeKey(): SecretValue;
+  /**
+   * The values of a managed secret's versions that are live for verifying: the current one
+   * first, then the previous one while its grace lasts. Never a pending, compromised, retired
+   * or revoked version. For authenticators that check credentials against a secret rekey
+   * itself rotates (attestation-jwt). Values stay in memory; never log them.
+   * @throws RekeyError REKEY_ERR_UNKNOWN when the secret is not managed.
+   */
+  liveValues(secret: string, call: Call): Promise<SecretValue[]>;
+}
+
+/** An authenticator's entry under `delivery.authenticators`. */
+export interface AuthenticatorBinding<AB> {
+  /** Its name under `delivery.authenticators`: grants and the audit log name it. */
+  name: string;
+  params: AB;
 }
 
 /** Which managed secret (and which of its clients) an instance serves. */
@@ -42,15 +64,16 @@ export interface Binding<B> {
 }
 
 /** One opened instance; a factory per role it plays. */
-export interface ProviderInstance<SB = never, IB = never, TB = never> {
+export interface ProviderInstance<SB = never, IB = never, TB = never, AB = never> {
   store?(binding: Binding<SB>): SecretStore;
   issuer?(binding: Binding<IB>): Issuer;
   target?(binding: Binding<TB>): Target;
+  authenticator?(binding: AuthenticatorBinding<AB>): Authenticator;
   /** Releases connections. Called when the config changes or the process stops. */
   close?(): Promise<void>;
 }
 
-export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never> {
+export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never, AB = never> {
   /** The `type:` value in rekey.yaml. */
   type: string;
   /** One line for `rekey config schema` and the docs. */
@@ -58,17 +81,67 @@ export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never>
   /** Schema of the `providers:` entry (without `type`). Use credential() for anything secret. */
   config: ZodType<C>;
   /** Schemas of the per-secret parameters for each role the provider plays. */
-  bindings: { store?: ZodType<SB>; issuer?: ZodType<IB>; target?: ZodType<TB> };
-  open(config: C, ctx: ProviderContext): ProviderInstance<SB, IB, TB>;
+  bindings: { store?: ZodType<SB>; issuer?: ZodType<IB>; target?: ZodType<TB>; authenticator?: ZodType<AB> };
+  open(config: C, ctx: ProviderContext): ProviderInstance<SB, IB, TB, AB>;
 }
 
 /** Erased form the registry holds. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type AnyProviderModule = ProviderModule<any, any, any, any>;
+export type AnyProviderModule = ProviderModule<any, any, any, any, any>;
 
 /** Identity helper that checks a module's types where it is written. */
-export function defineProvider<C, SB = never, IB = never, TB = never>(
-  module: ProviderModule<C, SB, IB, TB>,
-): ProviderModule<C, SB, IB, TB> {
+export function defineProvider<C, SB = never, IB = never, TB = never, AB = never>(
+  module: ProviderModule<C, SB, IB, TB, AB>,
+): ProviderModule<C, SB, IB, TB, AB> {
   return module;
+}
+
+/** How the registry names a provider module without importing it (and its SDK) yet. */
+export type ProviderLoader = () => Promise<{ default: AnyProviderModule }>;
+
+/**
+ * The provider modules a process may use, each imported on first use: a command imports
+ * only the providers its config names (or none), so `rekey keygen` never loads a cloud SDK.
+ */
+export class ProviderCatalog {
+  private readonly loaded = new Map<string, Promise<AnyProviderModule>>();
+
+  constructor(private readonly loaders: Readonly<Record<string, ProviderLoader>>) {}
+
+  /** Every type, without importing anything. */
+  get types(): readonly string[] {
+    return Object.keys(this.loaders);
+  }
+
+  /** This catalog plus modules already imported (test providers; a type given here replaces the listed one). */
+  with(modules: readonly AnyProviderModule[]): ProviderCatalog {
+    return new ProviderCatalog({ ...this.loaders, ...Object.fromEntries(modules.map((m) => [m.type, () => Promise.resolve({ default: m })])) });
+  }
+
+  /**
+   * The modules of these types, in the catalog's order; types it does not list are left out
+   * (validation reports them with the known ones).
+   * @throws Error when a module's own `type` is not the one it is listed under.
+   */
+  async load(types: Iterable<string>): Promise<AnyProviderModule[]> {
+    const wanted = new Set(types);
+    return Promise.all(this.types.filter((type) => wanted.has(type)).map((type) => this.module(type)));
+  }
+
+  /** Every module (`rekey config schema`). */
+  all(): Promise<AnyProviderModule[]> {
+    return this.load(this.types);
+  }
+
+  private module(type: string): Promise<AnyProviderModule> {
+    let module = this.loaded.get(type);
+    if (!module) {
+      module = this.loaders[type]!().then(({ default: m }) => {
+        if (m.type !== type) throw new Error(`provider listed as ${type} declares type ${m.type}`);
+        return m;
+      });
+      this.loaded.set(type, module);
+    }
+    return module;
+  }
 }

@@ -7,6 +7,7 @@
 import { type EngineDeps, now, retirementDue } from './context.js';
 import { describeError } from './errors.js';
 import { requestRotation } from './requests.js';
+import { blockAtDeadline } from './takedown.js';
 
 export interface ReconcileSummary {
   runs: number;
@@ -31,7 +32,7 @@ export async function reconcile(deps: EngineDeps): Promise<ReconcileSummary> {
   const summary: ReconcileSummary = { runs: 0, retirements: 0, revocations: 0, blocks: 0, stuck: 0 };
   const policyOf = async (secret: string) => {
     try {
-      return (await deps.providers.resolve(secret)).policy;
+      return deps.providers.policy(secret);
     } catch (error) {
       deps.log.warn({ secret, error: describeError(error) }, 'reconcile: cannot resolve secret');
       return undefined;
@@ -69,9 +70,21 @@ export async function reconcile(deps: EngineDeps): Promise<ReconcileSummary> {
   for (const version of work.leakedCurrent) {
     const policy = await policyOf(version.secret);
     if (!policy) continue;
+    summary.blocks += 1;
+    if ((await deps.repo.getSecret(version.secret))?.removedAt) {
+      // Removed from the config since the leak: no rotation will replace it, so it is blocked now.
+      await blockAtDeadline(deps, version.id, 'the secret was removed from the config; blocking its leaked key now');
+      continue;
+    }
     await deps.queue.scheduleBlock(version.id, new Date(version.compromisedAt!.getTime() + policy.leakDeadlineMs));
     await requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey: `leak:${version.id}`, urgent: true });
-    summary.blocks += 1;
+  }
+  for (const version of work.unreplaced) {
+    if (!(await policyOf(version.secret))) continue;
+    // A fresh key each time: an earlier recovery run of this version may have ended (failed, or rolled back before the emergency rule).
+    deps.log.error({ secret: version.secret, version: version.number }, 'a leaked key was taken down and nothing is replacing it; starting an emergency rotation');
+    await requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey: `recover:${version.id}:${now(deps).getTime()}`, urgent: true });
+    summary.runs += 1;
   }
   return summary;
 }

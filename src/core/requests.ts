@@ -34,7 +34,7 @@ export async function requestRotation(deps: EngineDeps, request: RotationRequest
     }
     return { status: 'stale' };
   }
-  const { policy } = await deps.providers.resolve(secret.name);
+  const policy = await deps.providers.policy(secret.name);
   const options = policy.retry;
   const urgent = request.urgent ?? false;
   const { run, created } = await deps.repo.createRotationRun({

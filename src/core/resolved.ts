@@ -8,10 +8,21 @@ export interface ResolvedSecret {
   issuer: Issuer;
   /** Keyed by target instance name. */
   targets: ReadonlyMap<string, Target>;
+  /** The store's and the issuer's provider instance names (an inline issuer's type), for metrics and logs. */
+  names: { store: string; issuer: string };
 }
 
-/** Builds (and caches) provider instances from the latest applied config. */
+/**
+ * Builds (and caches) provider instances from the latest applied config; a secret removed
+ * from it resolves from the revision it was last applied in, so its live keys stay reachable.
+ */
 export interface ProviderResolver {
-  /** @throws RekeyError REKEY_ERR_UNKNOWN when the secret is not in the config. */
+  /** @throws RekeyError REKEY_ERR_UNKNOWN when no applied config ever declared the secret. */
   resolve(secret: string): Promise<ResolvedSecret>;
+  /**
+   * The secret's policy alone, opening no provider (so no credential is read): what
+   * queuing a rotation or a revocation needs. Same lookup as resolve().
+   * @throws RekeyError REKEY_ERR_UNKNOWN when no applied config ever declared the secret.
+   */
+  policy(secret: string): Promise<SecretPolicy>;
 }

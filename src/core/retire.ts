@@ -47,7 +47,7 @@ export async function retireAtTargets(
       .map(async (name) => {
         const target = targets.get(name);
         if (!target) return log.warn({ target: name }, 'target no longer configured; cannot retire there');
-        await providerCall(log, `target.retire:${name}`, policy.timeoutMs, (c) => target.retire(versionRef(version, policy.consumer), c));
+        await providerCall(deps, log, { provider: name, op: 'target.retire' }, policy.timeoutMs, (c) => target.retire(versionRef(version, policy.consumer), c));
         await deps.repo.setDelivery(version.id, name, 'retired', ctx);
       }),
   );
@@ -55,13 +55,16 @@ export async function retireAtTargets(
 
 /**
  * Revokes `version` at the issuer, if it was ever issued, then destroys it in the store,
- * if it was ever stored. Call it only after {@link retireAtTargets} succeeded, and only
- * for a version that never became current, was succeeded by a verified version, or was
- * reported leaked or explicitly revoked (invariant 3). Idempotent (both ports treat
- * "already gone" as success); records nothing, so the caller's state transition follows.
+ * if it was ever stored and `destroy` allows. Call it only after {@link retireAtTargets}
+ * succeeded, and only for a version that never became current, was succeeded by a verified
+ * version, or was reported leaked or explicitly revoked (invariant 3). Idempotent (both
+ * ports treat "already gone" as success); records nothing, so the caller's state transition
+ * follows. `destroy: false` keeps it in the store: the version the store holds as current
+ * stays there until a successor is promoted, which destroys it then (rotation.ts): some
+ * stores cannot drop their current version (AWS keeps `AWSCURRENT`), and it is dead anyway.
  * @throws the issuer's or the store's error; the store is not called after a failed revoke.
  */
-export async function revokeAndDestroy({ issuer, store, policy }: ResolvedSecret, version: VersionRecord, log: Logger): Promise<void> {
-  if (version.fingerprint) await providerCall(log, 'issuer.revoke', policy.timeoutMs, (c) => issuer.revoke(issuedRef(version, policy.consumer), c));
-  if (version.storeVersionId) await providerCall(log, 'store.destroy', policy.timeoutMs, (c) => store.destroy(storedRef(version, policy.consumer), c));
+export async function revokeAndDestroy(deps: EngineDeps, { issuer, store, policy, names }: ResolvedSecret, version: VersionRecord, log: Logger, destroy = true): Promise<void> {
+  if (version.fingerprint) await providerCall(deps, log, { provider: names.issuer, op: 'issuer.revoke' }, policy.timeoutMs, (c) => issuer.revoke(issuedRef(version, policy.consumer), c));
+  if (version.storeVersionId && destroy) await providerCall(deps, log, { provider: names.store, op: 'store.destroy' }, policy.timeoutMs, (c) => store.destroy(storedRef(version, policy.consumer), c));
 }

@@ -4,18 +4,29 @@
  * progress before moving on, so a worker killed anywhere resumes from the run row.
  */
 import { allOrFirstError } from './call.js';
-import { audit, type EngineDeps, issuedRef, now, providerCall, retirementDue, storedRef, versionRef } from './context.js';
+import { audit, type EngineDeps, issuedRef, noteRunError, now, providerCall, retirementDue, storedRef, versionRef } from './context.js';
 import { RekeyError, describeError, isRetryable } from './errors.js';
 import type { RotationStep, RunRecord, RunStatus, VersionRecord } from './model.js';
 import type { Call, Target } from './ports.js';
 import type { ResolvedSecret } from './resolved.js';
 import type { SecretValue } from './secret-value.js';
 import { LeaseLost, RunLease } from './lease.js';
+import { isEmergency, makeRoom } from './emergency.js';
+import { planPromotion } from './lifecycle.js';
 import { retireAtTargets, revokeAndDestroy } from './retire.js';
 
 export interface Attempt {
-  /** No retry follows this one: a failure rolls back. */
+  /** No retry follows this one: a failure rolls back (an emergency rotation starts over instead). */
   final: boolean;
+  /** Which try of this job, 1 for the first: an emergency rotation's version gets `retry.attempts` of them. @defaultValue 1 */
+  number?: number;
+}
+
+/** Thrown once an emergency rotation has started over with no version: its job is retried, with backoff. */
+class StartedOver extends RekeyError {
+  constructor(message: string) {
+    super('REKEY_ERR_UNAVAILABLE', message);
+  }
 }
 
 const FORWARD: readonly RotationStep[] = ['issue', 'deploy', 'verify', 'promote', 'finalize'];
@@ -55,20 +66,23 @@ class Rotation {
     let resolved: ResolvedSecret | undefined;
     try {
       resolved = await this.deps.providers.resolve(this.run.secret);
-      if (this.step === 'rollback') return await this.rollback(resolved, this.run.error ?? 'rolled back');
+      if (this.step === 'rollback') return await this.giveUp(resolved, this.run.error ?? 'rolled back');
       await this.forward(resolved);
       return 'succeeded';
     } catch (error) {
-      if (error instanceof LeaseLost) throw error; // another worker drives the run now
+      // Another worker drives the run now; or an emergency rotation started over and waits for its retry.
+      if (error instanceof LeaseLost || error instanceof StartedOver) throw error;
       const reason = describeError(error);
-      await this.deps.repo.recordRunError(this.run.id, reason);
+      await noteRunError(this.deps, this.run.id, reason, this.log);
       this.log.warn({ step: this.step, error: reason, final: attempt.final }, 'rotation step failed');
-      const final = attempt.final || !isRetryable(error);
+      // An emergency rotation's job is never final (names.ts emergencyRetry): each version gets retry.attempts tries.
+      const spent = !!resolved && (attempt.number ?? 1) % resolved.policy.retry.attempts === 0 && (await isEmergency(this.deps, this.run));
+      const final = attempt.final || !isRetryable(error) || spent;
       // Roll back a forward step that cannot promote; a failed rollback is retried as a whole.
       const canRollBack = FORWARD.indexOf(this.step) !== -1 && FORWARD.indexOf(this.step) <= FORWARD.indexOf('promote');
-      if (final && canRollBack && resolved) return await this.rollback(resolved, reason);
+      if (final && canRollBack && resolved) return await this.giveUp(resolved, reason, error);
       if (final && !resolved) {
-        // The secret left the config mid-run: nothing can be rolled back through its providers.
+        // The secret cannot be resolved any more (no revision binds it): nothing can be rolled back through its providers.
         await this.deps.repo.finishRun(this.run.id, 'failed', audit(this.deps, this.run.id), reason);
         return 'failed';
       }
@@ -77,7 +91,6 @@ class Rotation {
   }
 
   private async forward(resolved: ResolvedSecret): Promise<void> {
-    const { policy } = resolved;
     let version = await this.ensureVersion();
     if (this.step === 'issue') {
       version = await this.issue(resolved, version);
@@ -92,11 +105,10 @@ class Rotation {
       await this.advance('promote');
     }
     if (this.step === 'promote') {
-      await this.promote(resolved, version);
-      this.step = 'finalize'; // recorded by repo.promote in the same transaction
+      this.step = await this.promote(resolved, version); // recorded by repo.promote in the same transaction
     }
     if (this.step === 'finalize') {
-      await this.finalize(policy);
+      await this.finalize(resolved, (await this.deps.repo.getVersion(version.id)) ?? version);
     }
   }
 
@@ -108,22 +120,22 @@ class Rotation {
     return this.deps.repo.createVersion(this.run.id, audit(this.deps, this.run.id));
   }
 
-  private async issue({ issuer, store, policy }: ResolvedSecret, version: VersionRecord): Promise<VersionRecord> {
+  private async issue({ issuer, store, policy, names }: ResolvedSecret, version: VersionRecord): Promise<VersionRecord> {
     if (version.state !== 'issuing') return this.live(version);
     this.lease.check();
     const ctx = audit(this.deps, this.run.id);
     if (version.fingerprint) {
       // A crash after issue(): the value may have reached the store before we lost it.
-      const stored = (await providerCall(this.log, 'store.list', policy.timeoutMs, (c) => store.list(c))).find(
+      const stored = (await providerCall(this.deps, this.log, { provider: names.store, op: 'store.list' }, policy.timeoutMs, (c) => store.list(c))).find(
         (v) => v.versionId === version.id,
       );
       if (stored) return this.deps.repo.markPending(version.id, stored.storeVersionId, ctx);
-      await providerCall(this.log, 'issuer.revoke', policy.timeoutMs, (c) => issuer.revoke(issuedRef(version, policy.consumer), c));
+      await providerCall(this.deps, this.log, { provider: names.issuer, op: 'issuer.revoke' }, policy.timeoutMs, (c) => issuer.revoke(issuedRef(version, policy.consumer), c));
     }
-    const issued = await providerCall(this.log, 'issuer.issue', policy.timeoutMs, (c) => issuer.issue(versionRef(version, policy.consumer), c));
+    const issued = await providerCall(this.deps, this.log, { provider: names.issuer, op: 'issuer.issue' }, policy.timeoutMs, (c) => issuer.issue(versionRef(version, policy.consumer), c));
     const fingerprint = this.deps.fingerprint(issued.value);
-    const recorded = await this.deps.repo.recordIssued(version.id, fingerprint, issued.state, ctx);
-    const { storeVersionId } = await providerCall(this.log, 'store.writePending', policy.timeoutMs, (c) =>
+    const recorded = await this.deps.repo.recordIssued(version.id, { fingerprint, issuerState: issued.state, publicId: issuer.publicId?.(issued.state) }, ctx);
+    const { storeVersionId } = await providerCall(this.deps, this.log, { provider: names.store, op: 'store.writePending' }, policy.timeoutMs, (c) =>
       store.writePending(versionRef(recorded, policy.consumer), issued.value, c),
     );
     return this.deps.repo.markPending(version.id, storeVersionId, ctx);
@@ -133,9 +145,9 @@ class Rotation {
    * Reads the pending value back from the store, once per attempt: nothing after issue()
    * keeps the value, and the fingerprint check proves the store holds what was issued.
    */
-  private async readValue({ store, policy }: ResolvedSecret, version: VersionRecord): Promise<SecretValue> {
+  private async readValue({ store, policy, names }: ResolvedSecret, version: VersionRecord): Promise<SecretValue> {
     if (this.value) return this.value;
-    const value = await providerCall(this.log, 'store.read', policy.timeoutMs, (c) => store.read({ storeVersionId: storedRef(version, policy.consumer).storeVersionId }, c));
+    const value = await providerCall(this.deps, this.log, { provider: names.store, op: 'store.read' }, policy.timeoutMs, (c) => store.read({ storeVersionId: storedRef(version, policy.consumer).storeVersionId }, c));
     if (this.deps.fingerprint(value) !== version.fingerprint) {
       throw new RekeyError('REKEY_ERR_INVALID', `store returned a different value for version ${version.number} of ${version.secret}`);
     }
@@ -155,24 +167,31 @@ class Rotation {
 
   private async verify(resolved: ResolvedSecret, version: VersionRecord): Promise<void> {
     const value = await this.readValue(resolved, this.live(version));
-    const { issuer, policy } = resolved;
-    await providerCall(this.log, 'issuer.verify', policy.timeoutMs, (c) => issuer.verify(issuedRef(version, policy.consumer), value, c));
+    const { issuer, policy, names } = resolved;
+    await providerCall(this.deps, this.log, { provider: names.issuer, op: 'issuer.verify' }, policy.timeoutMs, (c) => issuer.verify(issuedRef(version, policy.consumer), value, c));
     const done = new Set((await this.deps.repo.deliveries(version.id)).filter((d) => d.status === 'verified').map((d) => d.target));
     await this.eachTarget(resolved, done, 'verify', (target, c) => target.verify(versionRef(version, policy.consumer), value, c), 'verified', version);
   }
 
-  private async promote({ store, policy }: ResolvedSecret, version: VersionRecord): Promise<void> {
+  /** Returns the step that follows. */
+  private async promote({ store, policy, names }: ResolvedSecret, version: VersionRecord): Promise<RotationStep> {
     this.lease.check();
-    const current = await this.deps.repo.currentVersion(version.secretId);
+    const current = await this.storeCurrent(version.secretId);
     const previous = current && current.id !== version.id && current.storeVersionId ? storedRef(current, policy.consumer) : undefined;
-    await providerCall(this.log, 'store.promote', policy.timeoutMs, (c) => store.promote(storedRef(this.live(version), policy.consumer), previous, c));
+    await providerCall(this.deps, this.log, { provider: names.store, op: 'store.promote' }, policy.timeoutMs, (c) => store.promote(storedRef(this.live(version), policy.consumer), previous, c));
     const fresh = (await this.deps.repo.getRun(this.run.id)) ?? this.run;
-    await this.deps.repo.promote(this.run.id, fresh.graceMs ?? policy.graceMs, audit(this.deps, this.run.id));
+    const graceMs = fresh.graceMs ?? policy.graceMs;
+    return (await this.deps.repo.promote(this.run.id, (snapshot) => planPromotion(snapshot, graceMs), audit(this.deps, this.run.id))).nextStep;
   }
 
   /** Queues what follows a promotion; repeated after a crash, the deterministic job ids collapse. */
-  private async finalize(policy: ResolvedSecret['policy']): Promise<void> {
+  private async finalize({ store, policy, names }: ResolvedSecret, version: VersionRecord): Promise<void> {
     const options = policy.retry;
+    // A predecessor taken down while the store still held it as current was kept there (takedown.ts): it goes now.
+    const displaced = version.promotedAt ? await this.deps.repo.lastPromoted(version.secretId, version.promotedAt) : null;
+    if (displaced?.state === 'revoked' && displaced.storeVersionId) {
+      await providerCall(this.deps, this.log, { provider: names.store, op: 'store.destroy' }, policy.timeoutMs, (c) => store.destroy(storedRef(displaced, policy.consumer), c));
+    }
     for (const v of await this.deps.repo.versions(this.run.secretId, ['previous', 'compromised'])) {
       if (v.state === 'compromised') await this.deps.queue.enqueueRevocation(v.id);
       else await this.deps.queue.scheduleRetirement(v.id, retirementDue(v.graceEndsAt ?? now(this.deps)), options);
@@ -182,9 +201,32 @@ class Rotation {
     this.log.info({}, 'rotation promoted');
   }
 
-  /** Undoes a rotation that cannot promote: retire where deployed, revoke, destroy; current untouched. */
+  /**
+   * A rotation that cannot promote is rolled back, except an emergency rotation: after a leak
+   * the secret has no working current version until one is promoted, so its version is
+   * rolled back and the run starts over with a fresh one, loudly, until one is current.
+   */
+  private async giveUp(resolved: ResolvedSecret, reason: string, error?: unknown): Promise<RunStatus> {
+    if (!(await isEmergency(this.deps, this.run))) return this.rollback(resolved, reason);
+    await this.undo(resolved);
+    if (error instanceof RekeyError && error.code === 'REKEY_ERR_LIMIT') await makeRoom(this.deps, this.run, resolved.policy, this.log);
+    await this.deps.repo.restartRun(this.run.id, audit(this.deps, this.run.id));
+    this.deps.events.emergencyRetried();
+    this.log.error({ error: reason }, 'emergency rotation failed; retrying with a fresh version');
+    throw new StartedOver(`emergency rotation of ${this.run.secret} starts over with a fresh version after: ${reason}`);
+  }
+
+  /** Undoes a rotation that cannot promote and closes it: current untouched. */
   private async rollback(resolved: ResolvedSecret, reason: string): Promise<RunStatus> {
-    const { store, policy } = resolved;
+    await this.undo(resolved);
+    await this.deps.repo.finishRun(this.run.id, 'rolled_back', audit(this.deps, this.run.id), reason);
+    this.log.warn({ error: reason }, 'rotation rolled back');
+    return 'rolled_back';
+  }
+
+  /** Takes the run's version back: retire where deployed, revoke, destroy, mark it failed. */
+  private async undo(resolved: ResolvedSecret): Promise<void> {
+    const { store, policy, names } = resolved;
     // store.promote may have run before the failure (or before the crash of an earlier rollback).
     const storeMayHavePromoted = this.step === 'promote' || this.step === 'rollback';
     await this.advance('rollback');
@@ -193,19 +235,16 @@ class Rotation {
     const versionId = (await this.deps.repo.getRun(this.run.id))?.versionId;
     const version = versionId ? await this.deps.repo.getVersion(versionId) : null;
     if (version) {
-      const current = await this.deps.repo.currentVersion(version.secretId);
-      if (storeMayHavePromoted && version.storeVersionId && current?.storeVersionId) {
-        // Give the current stage back to the version the database says is current (idempotent).
-        await providerCall(this.log, 'store.promote', policy.timeoutMs, (c) => store.promote(storedRef(current, policy.consumer), undefined, c));
+      const current = await this.storeCurrent(version.secretId);
+      if (storeMayHavePromoted && version.storeVersionId && current?.storeVersionId && current.id !== version.id) {
+        // Give the current stage back to the version the store held before (idempotent).
+        await providerCall(this.deps, this.log, { provider: names.store, op: 'store.promote' }, policy.timeoutMs, (c) => store.promote(storedRef(current, policy.consumer), undefined, c));
       }
       // Only where deployed: the version never went live, so no other target can hold it.
       await retireAtTargets(this.deps, resolved, version, 'deployed', ctx, this.log);
-      await revokeAndDestroy(resolved, version, this.log);
+      await revokeAndDestroy(this.deps, resolved, version, this.log);
       await this.deps.repo.transition(version.id, ['issuing', 'pending'], 'failed', ctx);
     }
-    await this.deps.repo.finishRun(this.run.id, 'rolled_back', ctx, reason);
-    this.log.warn({ error: reason }, 'rotation rolled back');
-    return 'rolled_back';
   }
 
   private async eachTarget(
@@ -225,7 +264,7 @@ class Rotation {
           // Recorded before the call, so a crash mid-deploy still rolls back here.
           if (verb === 'deploy') await this.deps.repo.setDelivery(version.id, name, 'pending', ctx);
           try {
-            await providerCall(this.log, `target.${verb}:${name}`, policy.timeoutMs, (c) => act(target, c));
+            await providerCall(this.deps, this.log, { provider: name, op: `target.${verb}` }, policy.timeoutMs, (c) => act(target, c));
           } catch (error) {
             await this.deps.repo.setDelivery(version.id, name, 'failed', ctx, describeError(error));
             throw error;
@@ -233,6 +272,11 @@ class Rotation {
           await this.deps.repo.setDelivery(version.id, name, status, ctx);
         }),
     );
+  }
+
+  /** The version the store holds as current: the current one, or one taken down with no successor promoted yet. */
+  private async storeCurrent(secretId: string): Promise<VersionRecord | null> {
+    return (await this.deps.repo.currentVersion(secretId)) ?? this.deps.repo.lastPromoted(secretId);
   }
 
   private async advance(step: RotationStep): Promise<void> {

@@ -4,7 +4,7 @@
  * destroy it in the store. No value is needed, so a leak is blocked even while the
  * store is unreachable.
  */
-import { audit, type EngineDeps, now, retirementDue } from './context.js';
+import { audit, type EngineDeps, noteRunError, now, retirementDue } from './context.js';
 import { describeError } from './errors.js';
 import type { RunStatus, VersionRecord } from './model.js';
 import { requestRotation } from './requests.js';
@@ -46,11 +46,11 @@ export async function revokeVersion(deps: EngineDeps, versionId: string): Promis
  * rotation has replaced yet is blocked anyway. The secret then has no current version
  * until the rotation promotes (the one exception to invariants 2 and 4).
  */
-export async function blockAtDeadline(deps: EngineDeps, versionId: string): Promise<void> {
+export async function blockAtDeadline(deps: EngineDeps, versionId: string, why = 'leak deadline passed before the replacement was promoted; blocking anyway'): Promise<void> {
   const version = await deps.repo.getVersion(versionId);
   if (!version || version.state !== 'current' || !version.compromisedAt) return;
   if (await deps.repo.transition(version.id, ['current'], 'compromised', audit(deps))) {
-    deps.log.warn({ secret: version.secret, version: version.number }, 'leak deadline passed before the replacement was promoted; blocking anyway');
+    deps.log.warn({ secret: version.secret, version: version.number }, why);
     await deps.queue.enqueueRevocation(version.id);
   }
 }
@@ -72,7 +72,9 @@ async function takeDown(deps: EngineDeps, version: VersionRecord, kind: 'retirem
     } else {
       await deps.repo.transition(version.id, ['previous'], 'retired', ctx);
     }
-    await revokeAndDestroy(resolved, version, log);
+    // No successor was promoted yet (a leak blocked at its deadline, a decommission): the store keeps it as current.
+    const storeCurrent = (await deps.repo.lastPromoted(version.secretId))?.id === version.id;
+    await revokeAndDestroy(deps, resolved, version, log, !storeCurrent);
     if (!(await deps.repo.transition(version.id, kind === 'revocation' ? ['compromised'] : ['retired'], 'revoked', ctx))) {
       // Reported leaked while we retired it: the revocation run finishes the job.
       await deps.repo.finishRun(run.id, 'skipped', ctx);
@@ -87,7 +89,7 @@ async function takeDown(deps: EngineDeps, version: VersionRecord, kind: 'retirem
     return 'succeeded';
   } catch (error) {
     // Nothing to roll back: the run stays open and is retried until it completes.
-    await deps.repo.recordRunError(run.id, describeError(error));
+    await noteRunError(deps, run.id, describeError(error), log);
     log.warn({ error: describeError(error) }, `${kind} step failed`);
     throw error;
   }

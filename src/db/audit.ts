@@ -1,21 +1,34 @@
 /**
- * The audit log: append-only (a trigger refuses UPDATE/DELETE/TRUNCATE) and
- * hash-chained, so `rekey audit verify` also catches edits made around the trigger
- * (a superuser disabling it, a restored dump). There is one chain per secret (and one,
- * named '', for events of no secret), so appends for different secrets never wait on
- * each other. Each row's hash covers its sequence number, its fields and the previous
- * row of its chain; appends take a transaction-scoped advisory lock on their chain so
- * it stays linear across processes.
+ * The audit log: append-only (a trigger refuses UPDATE/DELETE/TRUNCATE, and the runtime
+ * database role may only INSERT and SELECT it, see src/db/grants.ts) and chained with an
+ * HMAC-SHA256 under REKEY_AUDIT_KEY, a key kept outside PostgreSQL: whoever holds only the
+ * database (rekey's own DATABASE_URL, or the owner role, or a dump) cannot write a row that
+ * `rekey audit verify` accepts, nor edit, delete or re-chain one without it saying so.
  *
- * A chain alone cannot show that its last rows were deleted. `verify` therefore prints an
- * anchor, `<seq>:<digest of every chain's head at seq>`; kept outside the database (a log
- * store, a ticket), it lets a later `verify --anchor` prove nothing up to it was removed.
+ * There is one chain per secret (and one, named '', for events of no secret), so appends
+ * for different secrets never wait on each other. Each row's MAC covers its sequence
+ * number, its fields, its chain and the previous row of its chain; appends take a
+ * transaction-scoped advisory lock on their chain so it stays linear across processes, and
+ * a shared lock that anchors take exclusively for an instant (settledSeq) so that an
+ * anchor never falls between a sequence number taken and its row committed.
+ *
+ * Rows written before the key existed (key_id NULL) keep their plain SHA-256 chain; the
+ * migration that added key_id refuses new unkeyed rows (a CHECK constraint), and `verify`
+ * refuses an unkeyed row after the first keyed one. The first anchor job records an
+ * `audit.keyed` event (keyed) pinning the heads and count of the unkeyed rows, so they
+ * cannot be rewritten afterwards either; until then only anchors taken before the upgrade
+ * vouch for them. See src/db/audit-verify.ts.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
+import { decodeKey } from '../core/fingerprint.js';
 import type { JsonObject, JsonValue } from '../core/ports.js';
+import type { SecretValue } from '../core/secret-value.js';
 import type { Db, Tx } from './client.js';
 
 export const GENESIS = '0'.repeat(64);
+
+/** The action of the event that starts the keyed epoch over an upgraded log. */
+export const EPOCH_ACTION = 'audit.keyed';
 
 export interface AuditInput {
   actor: string;
@@ -26,7 +39,7 @@ export interface AuditInput {
   data?: JsonObject;
 }
 
-interface AuditRow {
+export interface AuditRow {
   seq: bigint;
   chain: string;
   at: Date;
@@ -38,95 +51,98 @@ interface AuditRow {
   data: JsonValue;
   prevHash: string;
   hash: string;
+  /** Which REKEY_AUDIT_KEY wrote the row (see {@link AuditLog.keyId}); null before the keyed epoch. */
+  keyId: string | null;
 }
 
-/** Appends one event inside the caller's transaction. Call it last: it serializes appends until commit. */
-export async function appendAudit(tx: Tx, input: AuditInput): Promise<void> {
-  const chain = input.secret ?? '';
-  await tx.$queryRaw`SELECT 1 FROM pg_advisory_xact_lock(hashtextextended(${`audit:${chain}`}, 0))`;
-  const [head] = await tx.$queryRaw<Array<{ prev: string | null; seq: bigint }>>`
-    SELECT (SELECT hash FROM audit_events WHERE chain = ${chain} ORDER BY seq DESC LIMIT 1) AS prev,
-           nextval(pg_get_serial_sequence('audit_events', 'seq')) AS seq`;
-  const row = {
-    seq: head!.seq,
-    chain,
-    at: new Date(),
-    actor: input.actor,
-    action: input.action,
-    secret: input.secret ?? null,
-    versionId: input.versionId ?? null,
-    runId: input.runId ?? null,
-    data: input.data ?? {},
-    prevHash: head!.prev ?? GENESIS,
-  };
-  await tx.auditEvent.create({ data: { ...row, hash: hashOf(row) } });
-}
+/** The audit log of one process, keyed by REKEY_AUDIT_KEY (decoded on first use). */
+export class AuditLog {
+  #key: Buffer | undefined;
 
-export type VerifyResult =
-  | { ok: true; events: number; /** The log's tip, to keep outside the database. */ anchor: string }
-  | { ok: false; events: number; seq: bigint; problem: string };
+  constructor(private readonly secret: SecretValue | undefined) {}
 
-/** `<seq>:<sha256>`, as `verify` prints it. */
-const ANCHOR = /^(\d+):([0-9a-f]{64})$/;
+  /** The decoded key. @throws RekeyError REKEY_ERR_CONFIG when REKEY_AUDIT_KEY is missing or short. */
+  private key(): Buffer {
+    return (this.#key ??= decodeKey(this.secret?.reveal(), 'REKEY_AUDIT_KEY'));
+  }
 
-/** Checks an anchor's shape. @returns undefined when it is well formed, else what is wrong. */
-export function anchorProblem(anchor: string): string | undefined {
-  return ANCHOR.test(anchor) ? undefined : 'an anchor is <seq>:<64 hex digits>, as `rekey audit verify` prints it';
-}
+  /** Fails fast, naming the variable, when REKEY_AUDIT_KEY is not usable. */
+  requireKey(): void {
+    this.key();
+  }
 
-/**
- * Walks every chain in order and reports the first row (by seq) that does not check out.
- * With `anchor`, also checks that every chain's head at the anchor's seq is what it was
- * when the anchor was taken: rows deleted from the end of a chain leave a valid chain but
- * not the same heads.
- */
-export async function verifyAudit(db: Db, options: { anchor?: string; batch?: number } = {}): Promise<VerifyResult> {
-  const batch = options.batch ?? 1000;
-  const [, anchorSeq, anchorDigest] = options.anchor ? (ANCHOR.exec(options.anchor) ?? []) : [];
-  const heads = new Map<string, string>();
-  let after = -1n;
-  let events = 0;
-  let pendingAnchor = anchorSeq === undefined ? undefined : BigInt(anchorSeq);
-  const anchorBroken = () => ({
-    ok: false as const,
-    events,
-    seq: pendingAnchor!,
-    problem: 'is the anchor, and the chains up to it are not what they were when it was taken (events were removed)',
-  });
-  for (;;) {
-    const rows = (await db.auditEvent.findMany({ where: { seq: { gt: after } }, orderBy: { seq: 'asc' }, take: batch })) as AuditRow[];
-    for (const row of rows) {
-      if (pendingAnchor !== undefined && row.seq > pendingAnchor) {
-        if (digestOf(heads) !== anchorDigest) return anchorBroken();
-        pendingAnchor = undefined;
-      }
-      if (row.prevHash !== (heads.get(row.chain) ?? GENESIS)) {
-        return { ok: false, events, seq: row.seq, problem: 'does not follow the row before it (a row was deleted, inserted or reordered)' };
-      }
-      if (hashOf(row) !== row.hash) return { ok: false, events, seq: row.seq, problem: 'its content does not match its hash (the row was edited)' };
-      heads.set(row.chain, row.hash);
-      after = row.seq;
-      events += 1;
-    }
-    if (rows.length < batch) {
-      if (pendingAnchor !== undefined && digestOf(heads) !== anchorDigest) return anchorBroken();
-      return { ok: true, events, anchor: `${after < 0n ? 0n : after}:${digestOf(heads)}` };
-    }
+  /** First 8 hex chars of SHA-256(key): names the key a row was written under, reveals nothing of it. */
+  keyId(): string {
+    return createHash('sha256').update(this.key()).digest('hex').slice(0, 8);
+  }
+
+  /**
+   * Appends one event inside the caller's transaction: two statements and the insert, as
+   * before the chain was keyed (the MAC is computed in process). Call it last: it
+   * serializes the chain's appends until commit.
+   * @throws RekeyError REKEY_ERR_CONFIG when REKEY_AUDIT_KEY is not set.
+   */
+  async append(tx: Tx, input: AuditInput): Promise<void> {
+    const keyId = this.keyId();
+    const chain = input.secret ?? '';
+    // One statement, in this order (a target list is evaluated left to right): the shared lock first.
+    await tx.$queryRaw`SELECT pg_advisory_xact_lock_shared(hashtextextended(${SETTLE_LOCK}, 0))::text, pg_advisory_xact_lock(hashtextextended(${`audit:${chain}`}, 0))::text`;
+    const [head] = await tx.$queryRaw<Array<{ prev: string | null; seq: bigint }>>`
+      SELECT (SELECT hash FROM audit_events WHERE chain = ${chain} ORDER BY seq DESC LIMIT 1) AS prev,
+             nextval(pg_get_serial_sequence('audit_events', 'seq')) AS seq`;
+    const row = {
+      seq: head!.seq,
+      chain,
+      at: new Date(),
+      actor: input.actor,
+      action: input.action,
+      secret: input.secret ?? null,
+      versionId: input.versionId ?? null,
+      runId: input.runId ?? null,
+      data: input.data ?? {},
+      prevHash: head!.prev ?? GENESIS,
+      keyId,
+    };
+    await tx.auditEvent.create({ data: { ...row, hash: this.hashOf(row) } });
+  }
+
+  /** What a row's hash must be: an HMAC for keyed rows, the plain SHA-256 of before for the others. */
+  hashOf(row: Omit<AuditRow, 'hash'>): string {
+    const fields = [row.seq.toString(), row.at.toISOString(), row.actor, row.action, row.secret, row.versionId, row.runId, canonical(row.data), row.prevHash];
+    if (row.keyId !== null) return createHmac('sha256', this.key()).update(JSON.stringify([...fields, row.chain, row.keyId])).digest('hex');
+    // The chain joined the hash with the per-secret chains; rows of the '' chain hash as before.
+    if (row.chain !== '') fields.push(row.chain);
+    return createHash('sha256').update(JSON.stringify(fields)).digest('hex');
+  }
+
+  /** The MAC that signs an anchor's `<seq>:<digest>`. */
+  anchorMac(body: string): string {
+    return createHmac('sha256', this.key()).update(`rekey-audit-anchor:${body}`).digest('hex');
   }
 }
 
+/** The advisory lock every append holds shared and settledSeq() takes exclusively. */
+const SETTLE_LOCK = 'audit-append';
+
+/**
+ * The highest seq below which every row is committed and no append in flight can still
+ * add one: waits for the appends under way (an instant; they hold their lock only around
+ * their insert) and reads the newest seq. Rows above it may be missing for a while.
+ */
+export async function settledSeq(db: Db): Promise<bigint> {
+  return db.$transaction(async (tx) => {
+    await tx.$executeRaw`SET LOCAL lock_timeout = '30s'`;
+    await tx.$queryRaw`SELECT 1 FROM pg_advisory_xact_lock(hashtextextended(${SETTLE_LOCK}, 0))`;
+    const [row] = await tx.$queryRaw<Array<{ seq: bigint | null }>>`SELECT max(seq) AS seq FROM audit_events`;
+    return row?.seq ?? 0n;
+  }, { timeout: 40_000 });
+}
+
 /** One hash over every chain's head: what an anchor pins. */
-function digestOf(heads: Map<string, string>): string {
+export function digestOf(heads: Map<string, string>): string {
   return createHash('sha256')
     .update(JSON.stringify([...heads].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))))
     .digest('hex');
-}
-
-function hashOf(row: Omit<AuditRow, 'hash'>): string {
-  // The chain joined the hash with the per-secret chains; rows of the '' chain hash as before.
-  const fields = [row.seq.toString(), row.at.toISOString(), row.actor, row.action, row.secret, row.versionId, row.runId, canonical(row.data), row.prevHash];
-  if (row.chain !== '') fields.push(row.chain);
-  return createHash('sha256').update(JSON.stringify(fields)).digest('hex');
 }
 
 /** JSON with object keys sorted, so jsonb's key reordering does not change the hash. */

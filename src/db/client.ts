@@ -14,12 +14,20 @@ export type Tx = Parameters<Parameters<Db['$transaction']>[0]>[0];
  * - a connection that dies inside an interactive transaction is given back to the pool
  *   (which then discards it) if Prisma has not done so shortly after: Prisma's rollback
  *   fails on the dead connection and never releases it, so every restart would leak a
- *   slot until the pool was exhausted and every query waited for ever.
+ *   slot until the pool was exhausted and every query waited for ever;
+ * - a connection whose server refused a write as read-only (SQLSTATE 25006: a standby, or
+ *   a primary demoted by a failover while the front still routed to it) is dropped when it
+ *   is given back, so the next one is opened through the front to the new primary instead
+ *   of the pool failing every step on it for ever. The step itself fails retryably and the
+ *   engine retries it from the run's row.
  */
 export function createDb(databaseUrl: string, poolSize = 10, onError: (error: Error) => void = () => undefined): Db {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, connectionTimeoutMillis: 30_000 });
   pool.on('error', onError);
-  pool.on('connect', (client) => client.on('error', onError));
+  pool.on('connect', (client) => {
+    client.on('error', onError);
+    watchReadOnly(client);
+  });
   // pg-pool calls connect() itself with a callback (pool.query), Prisma with none.
   type Done = (error: Error | undefined, client: pg.PoolClient | undefined, release: unknown) => void;
   const connect = pool.connect.bind(pool) as (done?: Done) => Promise<pg.PoolClient> | undefined;
@@ -31,6 +39,30 @@ export function createDb(databaseUrl: string, poolSize = 10, onError: (error: Er
 }
 
 const DEAD_CLIENT_GRACE_MS = 1000;
+const READ_ONLY_SQL_TRANSACTION = '25006';
+const readOnlyServers = new WeakSet<pg.ClientBase>();
+
+/** Marks `client` once a query on it fails with 25006 (callback and promise forms). */
+function watchReadOnly(client: pg.ClientBase): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  const note = (error: unknown) => {
+    if ((error as { code?: string } | null)?.code === READ_ONLY_SQL_TRANSACTION) readOnlyServers.add(client);
+  };
+  client.query = ((...args: unknown[]) => {
+    const callback = args.at(-1);
+    if (typeof callback === 'function') {
+      args[args.length - 1] = (error: unknown, result: unknown) => {
+        note(error);
+        (callback as (error: unknown, result: unknown) => void)(error, result);
+      };
+      return query(...args);
+    }
+    const result = query(...args);
+    // A branch of its own: the caller still gets (and handles) the original rejection.
+    if (result instanceof Promise) result.catch(note);
+    return result;
+  }) as typeof client.query;
+}
 
 function releaseWhenDead(client: pg.PoolClient): pg.PoolClient {
   const release = client.release.bind(client);
@@ -46,7 +78,8 @@ function releaseWhenDead(client: pg.PoolClient): pg.PoolClient {
     released = true;
     clearTimeout(timer);
     client.removeListener('error', died);
-    release(error);
+    // pg-pool destroys a client given back with an error instead of keeping it.
+    release(error ?? (readOnlyServers.has(client) ? new Error('server is read-only') : undefined));
   };
   return client;
 }

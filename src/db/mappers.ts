@@ -17,6 +17,7 @@ export function toVersion(row: VersionRow): VersionRecord {
     fingerprint: row.fingerprint,
     storeVersionId: row.storeVersionId,
     issuerState: (row.issuerState as JsonObject | null) ?? null,
+    publicId: row.publicId,
     graceEndsAt: row.graceEndsAt,
     promotedAt: row.promotedAt,
     compromisedAt: row.compromisedAt,

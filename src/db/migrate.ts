@@ -77,6 +77,26 @@ export async function migrate(databaseUrl: string, migrations = listMigrations()
   }
 }
 
+/**
+ * The shipped migrations the database has not applied, oldest first: a process whose
+ * schema is older than its code refuses to start. Reads only; a database without
+ * `_prisma_migrations` has applied none.
+ * @throws what connecting throws (the caller decides whether an unreachable database is fatal).
+ */
+export async function pendingMigrations(databaseUrl: string, migrations = listMigrations()): Promise<string[]> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ name: string | null }>(`SELECT to_regclass('"_prisma_migrations"')::text AS name`);
+    if (!rows[0]?.name) return migrations.map((m) => m.name);
+    const applied = await client.query<{ migration_name: string }>(`SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`);
+    const names = new Set(applied.rows.map((r) => r.migration_name));
+    return migrations.map((m) => m.name).filter((name) => !names.has(name));
+  } finally {
+    await client.end();
+  }
+}
+
 /** Creates the database named in the URL when it does not exist (for dev and tests). */
 export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
   const url = new URL(databaseUrl);

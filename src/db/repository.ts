@@ -4,29 +4,38 @@
  * in the same transaction.
  */
 import { randomUUID } from 'node:crypto';
-import { RekeyError } from '../core/errors.js';
-import type {
-  AuditContext,
-  DeliveryStatus,
-  LeakOutcome,
-  LeakRecord,
-  LeakReportInput,
-  RotationStep,
-  SecretRecord,
-  RunStatus,
-  StateRepository,
-  VersionRecord,
-  VersionState,
+import { RekeyError, sanitize } from '../core/errors.js';
+import { notPending } from '../core/lifecycle.js';
+import {
+  type AuditContext,
+  canTransition,
+  type DecommissionSnapshot,
+  type DeliveryStatus,
+  type LeakOutcome,
+  type LeakRecord,
+  type LeakReportInput,
+  type Promotion,
+  type PromotionSnapshot,
+  type RotationStep,
+  type SecretRecord,
+  type RunStatus,
+  type StateRepository,
+  type VersionChange,
+  type VersionRecord,
+  type VersionState,
 } from '../core/model.js';
 import type { JsonObject } from '../core/ports.js';
-import { appendAudit } from './audit.js';
+import type { AuditLog } from './audit.js';
 import { type Db, type Tx, isUniqueViolation } from './client.js';
 import { STATE_STAMPS, toDelivery, toRun, toVersion, versionInclude } from './mappers.js';
 
 const runInclude = versionInclude;
 
 export class PrismaRepository implements StateRepository {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly audit: AuditLog,
+  ) {}
 
   async getSecret(name: string) {
     return this.db.secret.findUnique({ where: { name }, select: { id: true, name: true, lastPromotedAt: true, removedAt: true } });
@@ -57,9 +66,17 @@ export class PrismaRepository implements StateRepository {
     return row ? toVersion(row) : null;
   }
 
-  async findVersionByIssuerState(key: string, value: string) {
-    // A jsonb path match; versions are few per secret, so no index is needed yet.
-    const row = await this.db.version.findFirst({ where: { issuerState: { path: [key], equals: value } }, orderBy: { createdAt: 'desc' }, include: versionInclude });
+  async findVersionByPublicId(publicId: string) {
+    const row = await this.db.version.findFirst({ where: { publicId }, orderBy: { createdAt: 'desc' }, include: versionInclude });
+    return row ? toVersion(row) : null;
+  }
+
+  async lastPromoted(secretId: string, before?: Date) {
+    const row = await this.db.version.findFirst({
+      where: { secretId, promotedAt: before ? { lt: before } : { not: null } },
+      orderBy: { promotedAt: 'desc' },
+      include: versionInclude,
+    });
     return row ? toVersion(row) : null;
   }
 
@@ -98,7 +115,7 @@ export class PrismaRepository implements StateRepository {
             },
             include: runInclude,
           });
-          await appendAudit(tx, { ...auditOf(input.audit, row.id), action: 'run.started', secret: row.secret.name, data: { kind: 'rotation', trigger: input.trigger } });
+          await this.audit.append(tx, { ...auditOf(input.audit, row.id), action: 'run.started', secret: row.secret.name, data: { kind: 'rotation', trigger: input.trigger } });
           return { run: toRun(row), created: true };
         });
       } catch (error) {
@@ -132,7 +149,7 @@ export class PrismaRepository implements StateRepository {
           },
           include: runInclude,
         });
-        await appendAudit(tx, { ...auditOf(input.audit, row.id), action: 'run.started', secret: row.secret.name, versionId: input.version.id, data: { kind: input.kind, trigger: input.trigger } });
+        await this.audit.append(tx, { ...auditOf(input.audit, row.id), action: 'run.started', secret: row.secret.name, versionId: input.version.id, data: { kind: input.kind, trigger: input.trigger } });
         return toRun(row);
       });
     } catch (error) {
@@ -164,7 +181,7 @@ export class PrismaRepository implements StateRepository {
         SELECT EXISTS (SELECT 1 FROM runs WHERE idempotency_key = ${input.idempotencyKey})
             OR EXISTS (SELECT 1 FROM audit_events WHERE action LIKE 'trigger.%' AND data->>'idempotencyKey' = ${input.idempotencyKey}) AS known`;
       if (known) return false;
-      await appendAudit(tx, {
+      await this.audit.append(tx, {
         ...auditOf(audit, input.runId),
         action: `trigger.${input.outcome}`,
         secret: input.secret.name,
@@ -189,23 +206,32 @@ export class PrismaRepository implements StateRepository {
   async setRunGrace(runId: string, graceMs: number, audit: AuditContext) {
     await this.db.$transaction(async (tx) => {
       const run = await tx.run.update({ where: { id: runId }, data: { graceMs }, include: runInclude });
-      await appendAudit(tx, { ...auditOf(audit, runId), action: 'run.grace', secret: run.secret.name, data: { graceMs } });
+      await this.audit.append(tx, { ...auditOf(audit, runId), action: 'run.grace', secret: run.secret.name, data: { graceMs } });
+    });
+  }
+
+  async restartRun(runId: string, audit: AuditContext) {
+    await this.db.$transaction(async (tx) => {
+      const { count } = await tx.run.updateMany({ where: { id: runId, status: 'running' }, data: { step: 'issue', versionId: null } });
+      if (!count) return;
+      const run = (await tx.run.findUnique({ where: { id: runId }, include: runInclude }))!;
+      await this.audit.append(tx, { ...auditOf(audit, runId), action: 'run.restarted', secret: run.secret.name, data: { kind: run.kind } });
     });
   }
 
   async recordRunError(runId: string, error: string) {
-    await this.db.run.update({ where: { id: runId }, data: { error } });
+    await this.db.run.update({ where: { id: runId }, data: { error: sanitize(error) } });
   }
 
   async finishRun(runId: string, status: Exclude<RunStatus, 'running'>, audit: AuditContext, error?: string) {
     await this.db.$transaction(async (tx) => {
       const { count } = await tx.run.updateMany({
         where: { id: runId, status: 'running' },
-        data: { status, finishedAt: new Date(), step: status === 'succeeded' ? 'done' : undefined, ...(error === undefined ? {} : { error }) },
+        data: { status, finishedAt: new Date(), step: status === 'succeeded' ? 'done' : undefined, ...(error === undefined ? {} : { error: sanitize(error) }) },
       });
       if (!count) return;
       const run = (await tx.run.findUnique({ where: { id: runId }, include: runInclude }))!;
-      await appendAudit(tx, { ...auditOf(audit, runId), action: 'run.finished', secret: run.secret.name, versionId: run.versionId, data: { status, kind: run.kind } });
+      await this.audit.append(tx, { ...auditOf(audit, runId), action: 'run.finished', secret: run.secret.name, versionId: run.versionId, data: { status, kind: run.kind } });
     });
   }
 
@@ -220,15 +246,15 @@ export class PrismaRepository implements StateRepository {
         include: versionInclude,
       });
       await tx.run.update({ where: { id: runId }, data: { versionId: row.id } });
-      await appendAudit(tx, { ...auditOf(audit, runId), action: 'version.issuing', secret: secret.name, versionId: row.id, data: { number: row.number } });
+      await this.audit.append(tx, { ...auditOf(audit, runId), action: 'version.issuing', secret: secret.name, versionId: row.id, data: { number: row.number } });
       return toVersion(row);
     });
   }
 
-  async recordIssued(versionId: string, fingerprint: string, issuerState: JsonObject, audit: AuditContext) {
+  async recordIssued(versionId: string, { fingerprint, issuerState, publicId }: { fingerprint: string; issuerState: JsonObject; publicId: string | undefined }, audit: AuditContext) {
     return this.db.$transaction(async (tx) => {
-      const row = await tx.version.update({ where: { id: versionId }, data: { fingerprint, issuerState }, include: versionInclude });
-      await appendAudit(tx, { ...auditOf(audit), action: 'version.issued', secret: row.secret.name, versionId, data: { number: row.number, fingerprint } });
+      const row = await tx.version.update({ where: { id: versionId }, data: { fingerprint, issuerState, publicId: publicId ?? null }, include: versionInclude });
+      await this.audit.append(tx, { ...auditOf(audit), action: 'version.issued', secret: row.secret.name, versionId, data: { number: row.number, fingerprint } });
       return toVersion(row);
     });
   }
@@ -237,9 +263,9 @@ export class PrismaRepository implements StateRepository {
     return this.db.$transaction(async (tx) => {
       const version = await lockVersion(tx, versionId);
       if (version.state === 'pending') return version;
-      if (version.state !== 'issuing') throw compromised(version);
+      if (version.state !== 'issuing') throw notPending(version);
       const row = await tx.version.update({ where: { id: versionId }, data: { state: 'pending', storeVersionId }, include: versionInclude });
-      await appendAudit(tx, { ...auditOf(audit), action: 'version.pending', secret: row.secret.name, versionId, data: { from: 'issuing', to: 'pending', storeVersionId } });
+      await this.audit.append(tx, { ...auditOf(audit), action: 'version.pending', secret: row.secret.name, versionId, data: { from: 'issuing', to: 'pending', storeVersionId } });
       return toVersion(row);
     });
   }
@@ -248,45 +274,29 @@ export class PrismaRepository implements StateRepository {
     await this.db.$transaction(async (tx) => {
       const row = await tx.delivery.upsert({
         where: { versionId_target: { versionId, target } },
-        create: { versionId, target, status, attempts: status === 'pending' ? 1 : 0, lastError: error ?? null },
-        update: { status, ...(status === 'pending' ? { attempts: { increment: 1 } } : {}), ...(error === undefined ? {} : { lastError: error }) },
+        create: { versionId, target, status, attempts: status === 'pending' ? 1 : 0, lastError: error === undefined ? null : sanitize(error) },
+        update: { status, ...(status === 'pending' ? { attempts: { increment: 1 } } : {}), ...(error === undefined ? {} : { lastError: sanitize(error) }) },
         include: { version: { include: versionInclude } },
       });
-      await appendAudit(tx, { ...auditOf(audit), action: `delivery.${status}`, secret: row.version.secret.name, versionId, data: { target } });
+      await this.audit.append(tx, { ...auditOf(audit), action: `delivery.${status}`, secret: row.version.secret.name, versionId, data: { target } });
     });
   }
 
-  async promote(runId: string, graceMs: number, audit: AuditContext): Promise<void> {
+  async promote(runId: string, plan: (snapshot: PromotionSnapshot) => Promotion, audit: AuditContext): Promise<Promotion> {
     return this.db.$transaction(async (tx) => {
       const run = (await tx.run.findUnique({ where: { id: runId } }))!;
       await lockSecret(tx, run.secretId);
-      const version = toVersion((await tx.version.findUnique({ where: { id: run.versionId! }, include: versionInclude }))!);
-      const ctx = auditOf(audit, runId);
-      if (version.state === 'current') {
-        await tx.run.update({ where: { id: runId }, data: { step: 'finalize' } });
-        return;
-      }
-      if (version.state !== 'pending') throw compromised(version);
-      const now = new Date();
-      const cutShort = await tx.version.findMany({ where: { secretId: run.secretId, state: 'previous', graceEndsAt: { gt: now } }, select: { id: true, number: true } });
-      for (const v of cutShort) {
-        await tx.version.update({ where: { id: v.id }, data: { graceEndsAt: now } });
-        await appendAudit(tx, { ...ctx, action: 'version.grace-cut', secret: version.secret, versionId: v.id, data: { number: v.number } });
-      }
-      const old = await tx.version.findFirst({ where: { secretId: run.secretId, state: 'current' }, select: { id: true, number: true, compromisedAt: true } });
-      if (old) {
-        const leaked = old.compromisedAt !== null;
-        const row = await tx.version.update({
-          where: { id: old.id },
-          data: leaked ? { state: 'compromised', graceEndsAt: now } : { state: 'previous', graceEndsAt: new Date(now.getTime() + graceMs) },
-          select: { state: true, graceEndsAt: true },
-        });
-        await appendAudit(tx, { ...ctx, action: `version.${row.state}`, secret: version.secret, versionId: old.id, data: { from: 'current', to: row.state, number: old.number, graceEndsAt: row.graceEndsAt!.toISOString() } });
-      }
-      await tx.version.update({ where: { id: version.id }, data: { state: 'current', promotedAt: now } });
-      await tx.secret.update({ where: { id: run.secretId }, data: { lastPromotedAt: now } });
-      await tx.run.update({ where: { id: runId }, data: { step: 'finalize' } });
-      await appendAudit(tx, { ...ctx, action: 'version.current', secret: version.secret, versionId: version.id, data: { from: 'pending', to: 'current', number: version.number, graceMs } });
+      const read = (states: VersionState[]) => tx.version.findMany({ where: { secretId: run.secretId, state: { in: states } }, orderBy: { number: 'asc' }, include: versionInclude });
+      const [version, current, previous] = await Promise.all([
+        tx.version.findUnique({ where: { id: run.versionId! }, include: versionInclude }),
+        read(['current']),
+        read(['previous']),
+      ]);
+      const promotion = plan({ version: toVersion(version!), current: current[0] ? toVersion(current[0]) : null, previous: previous.map(toVersion), now: new Date() });
+      await applyChanges(tx, this.audit, promotion.changes, auditOf(audit, runId));
+      if (promotion.promotedAt) await tx.secret.update({ where: { id: run.secretId }, data: { lastPromotedAt: promotion.promotedAt } });
+      await tx.run.update({ where: { id: runId }, data: { step: promotion.nextStep } });
+      return promotion;
     });
   }
 
@@ -294,9 +304,10 @@ export class PrismaRepository implements StateRepository {
     return this.db.$transaction(async (tx) => {
       const version = await lockVersion(tx, versionId);
       if (!from.includes(version.state)) return false;
+      refuseIllegal(version, to);
       const stamp = STATE_STAMPS[to];
       await tx.version.update({ where: { id: versionId }, data: { state: to, ...(stamp && !(stamp === 'compromisedAt' && version.compromisedAt) ? { [stamp]: new Date() } : {}) } });
-      await appendAudit(tx, { ...auditOf(audit), action: `version.${to}`, secret: version.secret, versionId, data: { from: version.state, to, number: version.number } });
+      await this.audit.append(tx, { ...auditOf(audit), action: `version.${to}`, secret: version.secret, versionId, data: { from: version.state, to, number: version.number } });
       return true;
     });
   }
@@ -306,7 +317,35 @@ export class PrismaRepository implements StateRepository {
       const version = await lockVersion(tx, versionId);
       if (version.compromisedAt) return;
       await tx.version.update({ where: { id: versionId }, data: { compromisedAt: new Date() } });
-      await appendAudit(tx, { ...auditOf(audit), action: 'version.leaked', secret: version.secret, versionId, data: { state: version.state, number: version.number } });
+      await this.audit.append(tx, { ...auditOf(audit), action: 'version.leaked', secret: version.secret, versionId, data: { state: version.state, number: version.number } });
+    });
+  }
+
+  async decommission(secretId: string, plan: (snapshot: DecommissionSnapshot) => readonly VersionChange[], audit: AuditContext) {
+    return this.db.$transaction(async (tx) => {
+      await lockSecret(tx, secretId);
+      const rotating = await tx.run.findFirst({ where: { secretId, kind: 'rotation', status: 'running' }, select: { id: true } });
+      if (rotating) throw new RekeyError('REKEY_ERR_CONFLICT', `a rotation is running (run ${rotating.id}); decommission again once it has finished`);
+      const read = async (states: VersionState[]) =>
+        (await tx.version.findMany({ where: { secretId, state: { in: states } }, orderBy: { number: 'asc' }, include: versionInclude })).map(toVersion);
+      const [current, previous] = await Promise.all([read(['current']), read(['previous'])]);
+      const ctx = auditOf(audit);
+      await applyChanges(tx, this.audit, plan({ current: current[0] ?? null, previous, now: new Date() }), ctx);
+      const left = await read(['previous', 'retired']);
+      const { name } = (await tx.secret.findUnique({ where: { id: secretId }, select: { name: true } }))!;
+      await this.audit.append(tx, { ...ctx, action: 'secret.decommissioned', secret: name, data: { versions: left.map((v) => v.number) } });
+      return left;
+    });
+  }
+
+  async endGrace(secretId: string, plan: (snapshot: DecommissionSnapshot) => readonly VersionChange[], audit: AuditContext) {
+    return this.db.$transaction(async (tx) => {
+      await lockSecret(tx, secretId);
+      const read = async (states: VersionState[]) =>
+        (await tx.version.findMany({ where: { secretId, state: { in: states } }, orderBy: { number: 'asc' }, include: versionInclude })).map(toVersion);
+      const [current, previous] = await Promise.all([read(['current']), read(['previous'])]);
+      await applyChanges(tx, this.audit, plan({ current: current[0] ?? null, previous, now: new Date() }), auditOf(audit));
+      return read(['previous']);
     });
   }
 
@@ -315,6 +354,13 @@ export class PrismaRepository implements StateRepository {
     const versionId = input.version?.id ?? null;
     try {
       return await this.db.$transaction(async (tx) => {
+        let blockedAt = input.outcome === 'already-revoked' ? input.receivedAt : null;
+        if (input.version) {
+          // Under the lock markBlocked takes: a revocation that finished before this row existed stamped the version.
+          await lockSecret(tx, input.version.secretId);
+          const blocked = (await tx.version.findUnique({ where: { id: input.version.id }, select: { blockedAt: true } }))?.blockedAt;
+          if (blocked && !blockedAt) blockedAt = blocked > input.receivedAt ? blocked : input.receivedAt;
+        }
         const row = await tx.leakReport.create({
           data: {
             id: randomUUID(),
@@ -325,39 +371,52 @@ export class PrismaRepository implements StateRepository {
             versionId,
             outcome: input.outcome,
             receivedAt: input.receivedAt,
-            blockedAt: input.outcome === 'already-revoked' ? input.receivedAt : null,
+            blockedAt,
           },
         });
-        await appendAudit(tx, { ...auditOf(audit), action: 'leak.reported', secret, versionId, data: { source: input.source, deliveryId: input.deliveryId, fingerprint: input.fingerprint, outcome: input.outcome } });
-        return { id: row.id, outcome: input.outcome, secret, versionId, duplicate: false };
+        await this.audit.append(tx, { ...auditOf(audit), action: 'leak.reported', secret, versionId, data: { source: input.source, deliveryId: input.deliveryId, fingerprint: input.fingerprint, outcome: input.outcome } });
+        return { id: row.id, outcome: input.outcome, secret, versionId, duplicate: false, blockedAt: input.outcome === 'already-revoked' ? null : blockedAt };
       });
     } catch (error) {
       if (!isUniqueViolation(error)) throw error;
       const row = (await this.db.leakReport.findUnique({
         where: { source_deliveryId_fingerprint: { source: input.source, deliveryId: input.deliveryId, fingerprint: input.fingerprint } },
       }))!;
-      return { id: row.id, outcome: row.outcome as LeakOutcome, secret, versionId: row.versionId, duplicate: true };
+      return { id: row.id, outcome: row.outcome as LeakOutcome, secret, versionId: row.versionId, duplicate: true, blockedAt: null };
     }
   }
 
   async markBlocked(versionId: string) {
-    const rows = await this.db.$queryRaw<Array<{ received_at: Date }>>`
-      UPDATE leak_reports SET blocked_at = now() WHERE version_id = ${versionId}::uuid AND blocked_at IS NULL RETURNING received_at`;
-    return rows.map((r) => r.received_at);
+    return this.db.$transaction(async (tx) => {
+      await lockVersion(tx, versionId);
+      await tx.$executeRaw`UPDATE versions SET blocked_at = coalesce(blocked_at, now()) WHERE id = ${versionId}::uuid`;
+      const rows = await tx.$queryRaw<Array<{ received_at: Date }>>`
+        UPDATE leak_reports SET blocked_at = now() WHERE version_id = ${versionId}::uuid AND blocked_at IS NULL RETURNING received_at`;
+      return rows.map((r) => r.received_at);
+    });
   }
 
   async pendingWork() {
-    const [runs, previous, compromisedRows, leakedCurrent] = await Promise.all([
+    const [runs, previous, compromisedRows, leakedCurrent, unreplaced] = await Promise.all([
       this.db.run.findMany({ where: { status: 'running' }, include: runInclude }),
       this.db.version.findMany({ where: { state: { in: ['previous', 'retired'] } }, include: versionInclude }),
       this.db.version.findMany({ where: { state: 'compromised' }, include: versionInclude }),
       this.db.version.findMany({ where: { state: 'current', compromisedAt: { not: null } }, include: versionInclude }),
+      this.db.$queryRaw<Array<{ id: string }>>`
+        SELECT v.id::text AS id FROM secrets s
+        JOIN LATERAL (SELECT id, state, compromised_at FROM versions WHERE secret_id = s.id AND promoted_at IS NOT NULL ORDER BY promoted_at DESC LIMIT 1) v ON true
+        WHERE s.removed_at IS NULL AND v.compromised_at IS NOT NULL AND v.state IN ('compromised', 'revoked')
+          AND NOT EXISTS (SELECT 1 FROM versions c WHERE c.secret_id = s.id AND c.state = 'current')
+          AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.secret_id = s.id AND r.kind = 'rotation' AND r.status = 'running')`.then((rows) =>
+        rows.length ? this.db.version.findMany({ where: { id: { in: rows.map((r) => r.id) } }, include: versionInclude }) : [],
+      ),
     ]);
     return {
       activeRuns: runs.map(toRun),
       previous: previous.map(toVersion),
       compromised: compromisedRows.map(toVersion),
       leakedCurrent: leakedCurrent.map(toVersion),
+      unreplaced: unreplaced.map(toVersion),
     };
   }
 }
@@ -378,6 +437,21 @@ async function lockVersion(tx: Tx, versionId: string): Promise<VersionRecord> {
   return toVersion((await tx.version.findUnique({ where: { id: versionId }, include: versionInclude }))!);
 }
 
-function compromised(version: VersionRecord): RekeyError {
-  return new RekeyError('REKEY_ERR_COMPROMISED', `version ${version.number} of ${version.secret} is ${version.state}, not pending`);
+/** Applies core-built version changes in order, each audited, each only from the state it was planned on. */
+async function applyChanges(tx: Tx, audit: AuditLog, changes: readonly VersionChange[], ctx: ReturnType<typeof auditOf>): Promise<void> {
+  for (const change of changes) {
+    const { version: v, to } = change;
+    if (to !== v.state) refuseIllegal(v, to);
+    // Only from the state the plan was built on: anything else means the plan is stale.
+    const { count } = await tx.version.updateMany({ where: { id: v.id, state: v.state }, data: { state: to, ...change.set } });
+    if (count !== 1) throw new RekeyError('REKEY_ERR_CONFLICT', `version ${v.number} of ${v.secret} changed while it was being planned`);
+    await audit.append(tx, { ...ctx, action: change.audit.action, secret: v.secret, versionId: v.id, data: change.audit.data });
+  }
+}
+
+/** The lifecycle's rule (VERSION_TRANSITIONS), enforced here whoever asks for a change. */
+function refuseIllegal(version: VersionRecord, to: VersionState): void {
+  if (!canTransition(version.state, to)) {
+    throw new RekeyError('REKEY_ERR_INVALID', `version ${version.number} of ${version.secret} cannot go from ${version.state} to ${to}`);
+  }
 }

@@ -1,12 +1,15 @@
 /**
  * POST /events/pubsub: Google Secret Manager rotation notifications, pushed by a Pub/Sub push
  * subscription (https://cloud.google.com/pubsub/docs/push). The OIDC token is checked first, in an
- * onRequest hook, before the body is even parsed; a rejected push gets 401 and leaves no trace but
- * a counter (rekey_pubsub_push_total{outcome="unauthenticated"}).
+ * onRequest hook, before the body is even parsed, once the request is admitted (src/http/admission.ts:
+ * 503 `busy` when the process has its cap of requests awaiting authentication, 429 `throttled` when
+ * the source is over its limit of failed authentications and such sources hold their share). A
+ * rejected push gets 401 and leaves no trace but a counter
+ * (rekey_pubsub_push_total{outcome="unauthenticated"}) and a failure in its source's bucket.
  *
  * Then, for a SECRET_ROTATE message (https://cloud.google.com/secret-manager/docs/event-notifications),
- * `secretId` (projects/<number or id>/secrets/<id>) is matched to the managed secret whose store is a
- * gcp-secret-manager binding naming it, and one rotation is requested with the idempotency key
+ * `secretId` (projects/<number or id>/secrets/<id>) is matched to the managed secrets whose store
+ * says it is that secret (SecretStore.references), and one rotation is requested with the idempotency key
  * `pubsub:<messageId>` (a redelivery joins the same run) and the message's timestamp (a message
  * older than the last rotation is stale). Answers, as Pub/Sub reads them (2xx acknowledges, anything
  * else is redelivered with backoff):
@@ -24,13 +27,14 @@
 import type client from 'prom-client';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import gcpSecretManager, { referencesSecret, secretIdFor, type GcpSecretManagerConfig, type GcpSecretManagerStoreBinding } from '../../providers/gcp-secret-manager/index.js';
 import type { RekeyConfig, SecretSpec } from '../config/schema.js';
+import type { ProviderResolver } from '../core/resolved.js';
 import { RekeyError, describeError } from '../core/errors.js';
-import { sharedCounter } from '../http/metrics.js';
+import { sharedCounter } from '../metrics.js';
+import { isRefusal } from '../http/admission.js';
 import type { RouteModule } from '../http/server.js';
 import type { Runtime } from '../runtime.js';
-import type { PubsubConfig } from './config.js';
+import type { PubsubConfig } from '../config/events.js';
 import { PushAuthenticator } from './push-auth.js';
 
 export const PUBSUB_PATH = '/events/pubsub';
@@ -44,6 +48,8 @@ type Outcome =
   | 'unknown_secret'
   | 'invalid'
   | 'unauthenticated'
+  | 'busy'
+  | 'throttled'
   | 'not_configured'
   | 'unavailable';
 
@@ -64,7 +70,7 @@ const envelope = z.object({
 });
 
 /** The route module `rekey server` registers (src/http/routes.ts). */
-export const pubsubPushRoutes: RouteModule = (app: FastifyInstance, runtime: Runtime) => {
+export const pubsubPushRoutes: RouteModule = (app: FastifyInstance, runtime: Runtime, { admission }) => {
   const counter = pushCounter(runtime.metrics.registry);
   const auth = new PushAuthenticator();
   const log = runtime.log.child({ component: 'pubsub-push' });
@@ -84,6 +90,16 @@ export const pubsubPushRoutes: RouteModule = (app: FastifyInstance, runtime: Run
   };
 
   const authenticate = async (request: FastifyRequest, res: FastifyReply) => {
+    const ticket = admission.enter(request.ip, res.raw);
+    if (isRefusal(ticket)) return reply(res.header('retry-after', String(ticket.retryAfter)), ticket.status === 503 ? 'busy' : 'throttled', ticket.status, {});
+    try {
+      return await check(request, res);
+    } finally {
+      ticket.release();
+    }
+  };
+
+  const check = async (request: FastifyRequest, res: FastifyReply) => {
     let config: RekeyConfig;
     try {
       config = await runtime.resolver.config();
@@ -99,6 +115,7 @@ export const pubsubPushRoutes: RouteModule = (app: FastifyInstance, runtime: Run
       return;
     }
     if (result.reason === 'invalid') {
+      admission.failed(request.ip);
       // No log line: a flood of forged pushes must not become a flood of log lines.
       return reply(res.header('www-authenticate', 'Bearer error="invalid_token"'), 'unauthenticated', 401, {});
     }
@@ -126,7 +143,7 @@ export const pubsubPushRoutes: RouteModule = (app: FastifyInstance, runtime: Run
       log.warn(fields, 'pubsub push: SECRET_ROTATE without a secretId or a timestamp; acknowledged');
       return reply(res, 'invalid', 204);
     }
-    const matches = managedSecretsFor(config, secretId);
+    const matches = await managedSecretsFor(config, runtime.resolver, secretId);
     if (!matches.length) {
       log.warn(fields, 'pubsub push: SECRET_ROTATE for a secret rekey does not manage; acknowledged');
       return reply(res, 'unknown_secret', 204);
@@ -157,21 +174,21 @@ export const pubsubPushRoutes: RouteModule = (app: FastifyInstance, runtime: Run
   });
 };
 
-/** Managed secrets whose store is a gcp-secret-manager binding naming `resourceName`. */
-export function managedSecretsFor(config: RekeyConfig, resourceName: string): SecretSpec[] {
-  return Object.values(config.secrets).filter((spec) => {
-    const provider = config.providers[spec.store.instance];
-    if (provider?.type !== gcpSecretManager.type) return false;
-    const binding = spec.store.params as GcpSecretManagerStoreBinding;
-    return referencesSecret(resourceName, provider.config as GcpSecretManagerConfig, secretIdFor(binding.name, spec.client));
-  });
+/** Managed secrets whose store says it is the secret `resourceName` names (SecretStore.references). */
+export async function managedSecretsFor(config: RekeyConfig, resolver: ProviderResolver, resourceName: string): Promise<SecretSpec[]> {
+  const matches: SecretSpec[] = [];
+  for (const spec of Object.values(config.secrets)) {
+    const { store } = await resolver.resolve(spec.name);
+    if (store.references?.(resourceName)) matches.push(spec);
+  }
+  return matches;
 }
 
 function pushCounter(registry: client.Registry): client.Counter<'outcome'> {
   return sharedCounter(
     registry,
     'rekey_pubsub_push_total',
-    'Pub/Sub push requests on /events/pubsub by outcome (queued, joined, stale, scheduled, ignored, unknown_secret, invalid, unauthenticated, not_configured, unavailable)',
+    'Pub/Sub push requests on /events/pubsub by outcome (queued, joined, stale, scheduled, ignored, unknown_secret, invalid, unauthenticated, busy, throttled, not_configured, unavailable)',
     ['outcome'],
   );
 }

@@ -21,7 +21,7 @@ import {
   type CryptoKey,
   type JWTVerifyGetKey,
 } from 'jose';
-import { GOOGLE_ISSUERS, GOOGLE_JWKS_URL, type PubsubConfig } from './config.js';
+import { GOOGLE_ISSUERS, GOOGLE_JWKS_URL, type PubsubConfig } from '../config/events.js';
 
 export type PushAuthResult = { ok: true; email: string | undefined } | { ok: false; reason: 'invalid' } | { ok: false; reason: 'unavailable'; error: unknown };
 

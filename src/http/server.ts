@@ -1,32 +1,87 @@
 /**
- * The HTTP surface. Every process serves /healthz, /readyz and /metrics; `rekey server`
- * adds the receivers (webhooks, Pub/Sub push, JWKS) registered by feature modules.
+ * The HTTP surface. Every process serves /healthz, /readyz and /metrics (or /metrics on a
+ * port of its own, REKEY_METRICS_PORT); `rekey server` adds the receivers (webhooks, Pub/Sub
+ * push, JWKS) registered by feature modules. /readyz and /metrics answer from a probe taken at
+ * most once per PROBE_CACHE_MS, so a flood of them costs PostgreSQL and Redis nothing more.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Runtime } from '../runtime.js';
+import { Admission } from './admission.js';
 
-export type RouteModule = (app: FastifyInstance, runtime: Runtime) => void | Promise<void>;
+/** What the route modules of one server share. */
+export interface HttpShared {
+  /** Admission to every route that authenticates its callers (one cap for them all). */
+  admission: Admission;
+}
 
-export async function buildServer(runtime: Runtime, routes: readonly RouteModule[] = []): Promise<FastifyInstance> {
+export type RouteModule = (app: FastifyInstance, runtime: Runtime, shared: HttpShared) => void | Promise<void>;
+
+/** How long a client may take to send a whole request: a slow body must not hold an admission slot for ever. */
+export const REQUEST_TIMEOUT_MS = 15_000;
+
+/** How long a /readyz probe or a rendered /metrics is answered again before it is taken anew. */
+export const PROBE_CACHE_MS = 1000;
+
+export interface ServerOptions {
+  /** Serve /metrics here; false when it has a port of its own. @defaultValue true */
+  metrics?: boolean;
+}
+
+export async function buildServer(runtime: Runtime, routes: readonly RouteModule[] = [], options: ServerOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     // Request lines are info-level; only warnings and errors reach the log.
     loggerInstance: runtime.log.child({ component: 'http' }, { level: 'warn' }),
     bodyLimit: 1024 * 1024,
+    requestTimeout: REQUEST_TIMEOUT_MS,
     trustProxy: trustProxy(runtime.settings.trustProxy),
   }) as unknown as FastifyInstance; // pino's Logger type is wider than fastify's default instance type
   app.get('/healthz', () => ({ status: 'ok' }));
+  const ready = sharedFor(PROBE_CACHE_MS, () => runtime.ready());
   app.get('/readyz', async (_request, reply) => {
-    const checks = await runtime.ready();
+    const checks = await ready();
     return reply.code(checks.postgres && checks.redis ? 200 : 503).send(checks);
   });
-  app.get('/metrics', async (_request, reply) =>
-    reply.header('content-type', runtime.metrics.registry.contentType).send(await runtime.metrics.registry.metrics()),
-  );
-  for (const register of routes) await register(app, runtime);
+  if (options.metrics !== false) serveMetrics(app, runtime);
+  const shared: HttpShared = { admission: new Admission() };
+  for (const register of routes) await register(app, runtime, shared);
   return app;
 }
 
+/** The server of REKEY_METRICS_PORT: /metrics and nothing else. */
+export function buildMetricsServer(runtime: Runtime): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: runtime.log.child({ component: 'http-metrics' }, { level: 'warn' }),
+    requestTimeout: REQUEST_TIMEOUT_MS,
+  }) as unknown as FastifyInstance;
+  serveMetrics(app, runtime);
+  return app;
+}
+
+function serveMetrics(app: FastifyInstance, runtime: Runtime): void {
+  const { registry } = runtime.metrics;
+  const render = sharedFor(PROBE_CACHE_MS, () => registry.metrics());
+  app.get('/metrics', async (_request, reply) => reply.header('content-type', registry.contentType).send(await render()));
+}
+
+/**
+ * `fn`, run at most once per `ms`: callers while it runs share its answer, and so do callers
+ * within `ms` of its end. A rejection is not kept: the next caller runs it again.
+ */
+export function sharedFor<T>(ms: number, fn: () => Promise<T>): () => Promise<T> {
+  let running: Promise<T> | undefined;
+  let last: { at: number; value: T } | undefined;
+  return () => {
+    if (last && performance.now() - last.at < ms) return Promise.resolve(last.value);
+    return (running ??= fn()
+      .then((value) => {
+        last = { at: performance.now(), value };
+        return value;
+      })
+      .finally(() => (running = undefined)));
+  };
+}
+
 /** fastify takes a hop count as a function of the hop. */
-function trustProxy(setting: boolean | number | string[]): boolean | string[] | ((address: string, hop: number) => boolean) {
+function trustProxy(setting: false | number | string[]): boolean | string[] | ((address: string, hop: number) => boolean) {
   return typeof setting === 'number' ? (_address, hop) => hop < setting : setting;
 }

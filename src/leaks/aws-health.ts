@@ -8,8 +8,7 @@
  * `communicationId`), the same in EventBridge's retries and in the copy AWS Health sends to
  * the backup region; the event `id` only when there is no eventArn.
  */
-import { accessKeyIdFromState } from '../../providers/aws-iam-access-key/index.js';
-import type { AwsHealthConfig } from './config.js';
+import type { AwsHealthConfig } from '../config/leaks.js';
 import { DELIVERY_ID } from './report.js';
 import { header, isObject, parseJson, type Receiver, Rejection, safeEqual } from './receiver.js';
 
@@ -47,8 +46,7 @@ export const awsHealthReceiver: Receiver<AwsHealthConfig> = {
     const { repo } = ctx.runtime.engine.deps;
     const results = [];
     for (const accessKeyId of keyIds) {
-      const version = await repo.findVersionByIssuerState('accessKeyId', accessKeyId);
-      const issued = version?.issuerState && accessKeyIdFromState(version.issuerState) === accessKeyId ? version : null;
+      const issued = await repo.findVersionByPublicId(accessKeyId);
       // Unmatched: recorded under the key id (public: it names the key, it is not the secret).
       const fingerprint = issued?.fingerprint ?? `aws-access-key:${accessKeyId}`;
       const record = await ctx.reporter.report('aws-health', deliveryId, fingerprint, request.receivedAt);

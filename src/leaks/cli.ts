@@ -23,7 +23,7 @@ export interface TokenOutcome {
 
 /** Reports every non-empty line of `input` as a leaked token. */
 export async function revokeTokens(runtime: Runtime, input: Readable): Promise<TokenOutcome[]> {
-  runtime.requireFingerprintKey();
+  runtime.requireKeys();
   const reporter = new LeakReporter(runtime);
   const deliveryId = `stdin:${randomUUID()}`;
   const outcomes: TokenOutcome[] = [];

@@ -14,7 +14,7 @@
  * in plain text (`matches[].match`); those are fingerprinted like any reported token.
  */
 import { createHmac } from 'node:crypto';
-import type { GitguardianConfig } from './config.js';
+import type { GitguardianConfig } from '../config/leaks.js';
 import {
   type Answer,
   checkTimestamp,

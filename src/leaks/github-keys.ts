@@ -2,9 +2,13 @@
  * GitHub's secret scanning public keys, in GitHub's own format
  * (https://api.github.com/meta/public_keys/secret_scanning):
  * `{"public_keys":[{"key_identifier":"<hex>","key":"-----BEGIN PUBLIC KEY-----...","is_current":true}]}`,
- * read from a file or fetched from a URL, cached, and read again every `refresh`. A request
- * naming a key id we do not know triggers one early refresh at most every `minRefresh`
- * (GitHub rotates keys; a flood of made-up ids must not become a flood of fetches).
+ * read from a file or fetched from a URL and cached. refresh() reads it again: the
+ * housekeeping job `github-keys` calls it every `refresh` (5 minutes by default, so a key
+ * GitHub withdraws stops being accepted within minutes; src/leaks/routes.ts). A request
+ * naming a key id we do not know triggers an early refresh at once (GitHub rotated its key),
+ * at most one per `minRefresh` and never within EARLY_FLOOR_MS of any fetch (a flood of
+ * made-up ids must not become a flood of fetches). Regular refreshes do not count against
+ * `minRefresh`, so one just before an unknown id never delays its fetch by a minute.
  * A failed refresh keeps the keys we had.
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
@@ -16,11 +20,13 @@ import type { SecretValue } from '../core/secret-value.js';
 /** Enough for GitHub's few keys; anything bigger is not a key list. */
 const MAX_DOCUMENT_BYTES = 256 * 1024;
 const FETCH_TIMEOUT_MS = 10_000;
+/** No early refresh within this long of any fetch (or `minRefresh`, if shorter): the document was just read. */
+const EARLY_FLOOR_MS = 10_000;
 
 export interface GithubKeysOptions {
   /** A file path or an http(s) URL. */
   source: string;
-  refreshMs: number;
+  /** At most one early refresh (for an unknown key id) per this long. */
   minRefreshMs: number;
   /** Sent as a bearer token to api.github.com, if given. */
   token?: () => SecretValue | undefined;
@@ -32,6 +38,7 @@ export class GithubKeys {
   private keys = new Map<string, KeyObject>();
   private loadedAt: number | undefined;
   private attemptedAt: number | undefined;
+  private earlyAt: number | undefined;
   private etag: string | undefined;
   private loading: Promise<void> | undefined;
 
@@ -41,14 +48,10 @@ export class GithubKeys {
   async get(id: string): Promise<KeyObject | undefined> {
     // A load under way (the first one, or one an unknown id started) may bring this key.
     if (this.loading) await this.loading;
-    const now = this.now();
-    if (this.loadedAt === undefined) {
-      if (this.mayRefresh(now)) await this.refresh();
-    } else if (now - this.loadedAt >= this.options.refreshMs) {
-      void this.refresh(); // in the background: the keys we have stay valid meanwhile
-    }
+    if (this.loadedAt === undefined && this.mayRefresh(this.now())) await this.refresh();
     let key = this.keys.get(id);
-    if (!key && this.mayRefresh(this.now())) {
+    if (!key && this.mayRefreshEarly(this.now())) {
+      this.earlyAt = this.now();
       await this.refresh();
       key = this.keys.get(id);
     }
@@ -63,6 +66,12 @@ export class GithubKeys {
 
   private mayRefresh(now: number): boolean {
     return this.attemptedAt === undefined || now - this.attemptedAt >= this.options.minRefreshMs;
+  }
+
+  private mayRefreshEarly(now: number): boolean {
+    const floor = Math.min(EARLY_FLOOR_MS, this.options.minRefreshMs);
+    if (this.attemptedAt !== undefined && now - this.attemptedAt < floor) return false;
+    return this.earlyAt === undefined || now - this.earlyAt >= this.options.minRefreshMs;
   }
 
   private async load(): Promise<void> {

@@ -12,7 +12,7 @@
  * redelivery of the same body is a duplicate, per token.
  */
 import { verify } from 'node:crypto';
-import type { GithubConfig } from './config.js';
+import type { GithubConfig } from '../config/leaks.js';
 import { header, parseJson, type Receiver, Rejection, sha256Hex } from './receiver.js';
 import { isToken } from './report.js';
 

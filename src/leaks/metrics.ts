@@ -4,13 +4,15 @@
  * anything a sender chose.
  */
 import type client from 'prom-client';
-import { sharedCounter } from '../http/metrics.js';
+import { sharedCounter } from '../metrics.js';
 
 export const RECEIVERS = ['github', 'gitguardian', 'aws-health', 'webhook'] as const;
 export type ReceiverName = (typeof RECEIVERS)[number];
 
 /** Why a request was refused before anything was recorded. */
 export type RejectReason =
+  | 'busy'
+  | 'auth_failures'
   | 'rate_limited'
   | 'too_large'
   | 'content_type'

@@ -9,7 +9,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { CredentialRef } from '../core/credential.js';
 import type { SecretValue } from '../core/secret-value.js';
 import type { Runtime } from '../runtime.js';
-import type { LeaksConfig } from './config.js';
+import type { LeaksConfig } from '../config/leaks.js';
 import type { GithubKeys } from './github-keys.js';
 import type { HmslIndex } from './hmsl.js';
 import type { ReceiverName, RejectReason } from './metrics.js';

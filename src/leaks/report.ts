@@ -9,7 +9,7 @@
  * compromised, emergency rotation started) carries its source and delivery id in the
  * audit log, not only the `leak.reported` event.
  */
-import { Engine } from '../core/engine.js';
+import { revokeLeakedToken } from '../api/tokens.js';
 import type { LeakRecord } from '../core/model.js';
 import { SecretValue } from '../core/secret-value.js';
 import type { Runtime } from '../runtime.js';
@@ -40,18 +40,26 @@ export class LeakReporter {
     return this.runtime.engine.deps.fingerprint(token);
   }
 
-  /** Reports one leaked token: only its fingerprint goes further. */
+  /**
+   * Reports one leaked token: only its fingerprint goes further. An admin API token (rekey's
+   * own, `rkadm_...`) is revoked first; its report is then recorded like any unknown key's.
+   */
   async reportToken(source: LeakSource, deliveryId: string, token: string, receivedAt: Date): Promise<LeakRecord & { fingerprint: string }> {
+    const { db, audit, log } = this.runtime;
+    const adminToken = await revokeLeakedToken(db, audit, token, actorOf(source, deliveryId));
+    if (adminToken) log.warn({ token: adminToken, source }, 'admin API token reported leaked: revoked');
     const fingerprint = this.fingerprint(SecretValue.of(token));
     return { ...(await this.report(source, deliveryId, fingerprint, receivedAt)), fingerprint };
   }
 
   /** Reports one leaked credential, known by its fingerprint (or an identifier standing in for it). */
   async report(source: LeakSource, deliveryId: string, fingerprint: string, receivedAt: Date): Promise<LeakRecord> {
-    const deps = this.runtime.engine.deps;
-    const engine = new Engine({ ...deps, actor: `leak/${source}/${deliveryId}` });
-    const record = await engine.reportLeak({ source, deliveryId, fingerprint, receivedAt });
+    const record = await this.runtime.engine.as(actorOf(source, deliveryId)).reportLeak({ source, deliveryId, fingerprint, receivedAt });
     if (source !== 'cli') this.metrics?.reported(source, record.duplicate ? 'duplicate' : record.outcome);
     return record;
   }
+}
+
+function actorOf(source: LeakSource, deliveryId: string): string {
+  return `leak/${source}/${deliveryId}`;
 }

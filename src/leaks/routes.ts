@@ -3,27 +3,35 @@
  * fastify scope whose only body parser keeps `application/json` bodies as raw bytes (up
  * to 1 MiB): signatures are checked over exactly what was sent. In that scope, in order:
  *
- *   1. onRequest: the per-source-IP token bucket (429 when empty), before any body is read;
+ *   1. onRequest: admission (src/http/admission.ts): 503 when the process already has its
+ *      cap of requests awaiting authentication, 429 when the source is over its limit of
+ *      failed authentications and such sources already hold their share; nothing is charged
+ *      to any sender here;
  *   2. the receiver's `leaks:` section from the applied config (404 when absent);
- *   3. authenticate(): 401 with nothing recorded, only rekey_webhook_rejected_total;
- *   4. handle(): parse (400 when malformed), then report through core.
+ *   3. authenticate(): 401 with nothing recorded, only rekey_webhook_rejected_total and the
+ *      source's failed-authentication bucket;
+ *   4. the receiver's own bucket (`leaks.rateLimit`), charged only by authenticated requests:
+ *      429 when empty, so no one but the sender can use up the sender's allowance;
+ *   5. handle(): parse (400 when malformed), then report through core.
  *
  * Answers never echo the request. No token reaches a log line: nothing here logs a body
  * or a header, and rejections are not logged at all.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { resolveCredential } from '../core/credential.js';
 import { describeError, RekeyError } from '../core/errors.js';
+import { cronEveryAtMost } from '../housekeeping.js';
+import { isRefusal, type Ticket } from '../http/admission.js';
+import { RateLimiter } from '../http/rate-limit.js';
 import type { RouteModule } from '../http/server.js';
 import type { Runtime } from '../runtime.js';
 import { awsHealthReceiver } from './aws-health.js';
-import type { GithubConfig, LeaksConfig } from './config.js';
+import { readCredential } from '../config/environment.js';
+import type { GithubConfig, LeaksConfig } from '../config/leaks.js';
 import { githubReceiver } from './github.js';
 import { GithubKeys } from './github-keys.js';
 import { gitguardianReceiver } from './gitguardian.js';
 import { HmslIndex } from './hmsl.js';
 import { leakMetrics, type LeakMetrics, type ReceiverName } from './metrics.js';
-import { RateLimiter } from './rate-limit.js';
 import { type Receiver, type ReceiverContext, Rejection } from './receiver.js';
 import { LeakReporter } from './report.js';
 import { webhookReceiver } from './standard-webhook.js';
@@ -38,11 +46,13 @@ export const receivers: ReadonlyArray<Receiver<unknown, unknown>> = [
   webhookReceiver,
 ] as ReadonlyArray<Receiver<unknown, unknown>>;
 
-export const leakRoutes: RouteModule = async (app: FastifyInstance, runtime: Runtime) => {
+export const leakRoutes: RouteModule = async (app: FastifyInstance, runtime: Runtime, { admission }) => {
   const metrics = leakMetrics(runtime.metrics.registry);
   const ctx = receiverContext(runtime, metrics);
-  const limiter = new RateLimiter({ max: 60, windowMs: 60_000 });
+  // Keyed by receiver: each sender's allowance is its own, and only its authenticated requests use it.
+  const allowance = new RateLimiter({ max: 60, windowMs: 60_000 });
   const byPath = new Map(receivers.map((r) => [r.path, r]));
+  const tickets = new WeakMap<FastifyRequest, Ticket>();
 
   await app.register((scope, _options, done) => {
     scope.removeAllContentTypeParsers();
@@ -51,12 +61,14 @@ export const leakRoutes: RouteModule = async (app: FastifyInstance, runtime: Run
     scope.addHook('onRequest', async (request, reply) => {
       const receiver = byPath.get(request.routeOptions.url ?? '');
       if (!receiver) return;
-      const { max, window } = (await leaksConfig(runtime))?.rateLimit ?? { max: 60, window: 60_000 };
-      limiter.configure(max, window);
-      if (limiter.take(request.ip)) return undefined;
-      metrics.rejected(receiver.name, 'rate_limited');
+      const admitted = admission.enter(request.ip, reply.raw);
+      if (!isRefusal(admitted)) {
+        tickets.set(request, admitted);
+        return;
+      }
+      metrics.rejected(receiver.name, admitted.reason);
       // Returning the reply ends the request here: no body is read, the handler never runs.
-      return reply.code(429).header('retry-after', String(Math.ceil(window / max / 1000))).send({ error: 'too many requests' });
+      return reply.code(admitted.status).header('retry-after', String(admitted.retryAfter)).send({ error: admitted.status === 503 ? 'busy' : 'too many requests' });
     });
 
     scope.setErrorHandler((error: FastifyError | Rejection | RekeyError, request, reply) => answerError(error, request, reply, byPath, metrics, runtime));
@@ -68,7 +80,21 @@ export const leakRoutes: RouteModule = async (app: FastifyInstance, runtime: Run
         const section = config ? receiver.section(config) : undefined;
         if (section === undefined) return reply.code(404).send({ error: 'not found' });
         const raw = { headers: request.headers, body: Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0), receivedAt };
-        const auth = await receiver.authenticate(raw, section, ctx);
+        let auth: unknown;
+        try {
+          auth = await receiver.authenticate(raw, section, ctx);
+        } catch (error) {
+          if (error instanceof Rejection && error.status === 401) admission.failed(request.ip);
+          throw error;
+        } finally {
+          tickets.get(request)?.release();
+        }
+        const { max, window } = config!.rateLimit;
+        allowance.configure(max, window);
+        if (!allowance.take(receiver.name)) {
+          metrics.rejected(receiver.name, 'rate_limited');
+          return reply.code(429).header('retry-after', String(allowance.retryAfterSeconds())).send({ error: 'too many requests' });
+        }
         const answer = await receiver.handle(raw, section, ctx, auth);
         return reply.code(answer.status).send(answer.body);
       });
@@ -85,7 +111,7 @@ function receiverContext(runtime: Runtime, metrics: LeakMetrics): ReceiverContex
     reporter: new LeakReporter(runtime, metrics),
     hmsl: new HmslIndex(runtime, log),
     now: () => Date.now(),
-    credential: (ref, where) => resolveCredential(ref, process.env, where),
+    credential: (ref, where) => readCredential(ref, process.env, where),
     githubKeys(config: GithubConfig) {
       // One cache for the setting in force: a config change replaces it.
       const id = JSON.stringify([config.publicKeys, config.refresh, config.minRefresh, config.githubToken?.name]);
@@ -93,11 +119,12 @@ function receiverContext(runtime: Runtime, metrics: LeakMetrics): ReceiverContex
         const token = config.githubToken;
         const keys = new GithubKeys({
           source: config.publicKeys,
-          refreshMs: config.refresh,
           minRefreshMs: config.minRefresh,
-          token: token ? () => resolveCredential(token, process.env, 'leaks.github.githubToken') : undefined,
+          token: token ? () => readCredential(token, process.env, 'leaks.github.githubToken') : undefined,
           log,
         });
+        // Replaces the job of the previous setting, if any.
+        runtime.housekeeping.schedule({ name: 'github-keys', schedule: cronEveryAtMost(config.refresh), run: () => keys.refresh() });
         github = { id, keys };
       }
       return github.keys;

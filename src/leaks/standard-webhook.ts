@@ -12,8 +12,8 @@
  */
 import { RekeyError } from '../core/errors.js';
 import { SecretValue } from '../core/secret-value.js';
-import { standardWebhookSignature, whsecKey } from '../core/standard-webhooks.js';
-import type { WebhookConfig } from './config.js';
+import { standardWebhookSignature, whsecKey } from '../core/kit/standard-webhooks.js';
+import type { WebhookConfig } from '../config/leaks.js';
 import { DELIVERY_ID, isToken } from './report.js';
 import { checkTimestamp, header, isObject, parseJson, type Receiver, Rejection, safeEqual } from './receiver.js';
 

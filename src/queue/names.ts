@@ -7,7 +7,10 @@ export const jobId = {
   retire: (versionId: string) => `retire.${versionId}`,
   revoke: (versionId: string) => `revoke.${versionId}`,
   block: (versionId: string) => `block.${versionId}`,
+  targetRetire: (versionId: string, target: string) => `drift.${versionId}.${target}`,
   scheduler: (secret: string) => `rotate.${secret}`,
+  /** The one audit anchor job scheduler of the cluster (src/audit-anchor.ts). */
+  anchorScheduler: 'audit.anchor',
 };
 
 export interface RunJob {
@@ -16,6 +19,10 @@ export interface RunJob {
 export interface VersionJob {
   versionId: string;
 }
+export interface TargetJob {
+  versionId: string;
+  target: string;
+}
 export interface ScheduledJob {
   secret: string;
 }
@@ -23,6 +30,9 @@ export interface ScheduledJob {
 /** BullMQ backoff type of leak takedowns: exponential from `delay`, capped at TAKEDOWN_MAX_DELAY_MS. */
 export const CAPPED_BACKOFF = 'capped';
 const TAKEDOWN_MAX_DELAY_MS = 2000;
+/** BullMQ backoff type of emergency rotations: exponential from `delay`, capped at EMERGENCY_MAX_DELAY_MS. */
+export const EMERGENCY_BACKOFF = 'emergency';
+const EMERGENCY_MAX_DELAY_MS = 30_000;
 
 /**
  * Retries of a leak takedown (revoke and block jobs): 250 ms, 500 ms, 1 s, then every 2 s
@@ -32,7 +42,18 @@ const TAKEDOWN_MAX_DELAY_MS = 2000;
  */
 export const TAKEDOWN_RETRY = { attempts: 120, backoff: { type: CAPPED_BACKOFF, delay: 250 } };
 
-/** The delay before retry `attemptsMade` (1 for the first) of a job with a `capped` backoff. */
-export function cappedDelay(attemptsMade: number, delay: number): number {
-  return Math.min(delay * 2 ** Math.max(0, attemptsMade - 1), TAKEDOWN_MAX_DELAY_MS);
+/**
+ * Retries of an emergency rotation (a leak's replacement): it is not given up until a version
+ * is current. Core rolls back the version on every `retry.attempts`-th failure and starts
+ * over with a fresh one; the job's backoff doubles from the secret's `retry.backoff` up to
+ * 30 s, so an issuer that stays down is not hammered with new credentials.
+ */
+export function emergencyRetry(backoffMs: number) {
+  return { attempts: 1_000_000_000, backoff: { type: EMERGENCY_BACKOFF, delay: backoffMs } };
+}
+
+/** The delay before retry `attemptsMade` (1 for the first) of a job with a `capped` or `emergency` backoff. */
+export function cappedDelay(attemptsMade: number, delay: number, type: string = CAPPED_BACKOFF): number {
+  const max = type === EMERGENCY_BACKOFF ? EMERGENCY_MAX_DELAY_MS : TAKEDOWN_MAX_DELAY_MS;
+  return Math.min(delay * 2 ** Math.max(0, attemptsMade - 1), max);
 }

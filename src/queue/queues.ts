@@ -5,9 +5,9 @@
  * can be queued again by reconcile() when the database says work remains.
  */
 import { type JobsOptions, Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from './connection.js';
 import type { RunRecord, WorkQueue } from '../core/model.js';
-import { jobId, QUEUES, type QueueName, TAKEDOWN_RETRY } from './names.js';
+import { emergencyRetry, jobId, QUEUES, type QueueName, TAKEDOWN_RETRY } from './names.js';
 
 export interface Schedule {
   secret: string;
@@ -20,14 +20,16 @@ const PENDING_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-ch
 export class BullQueues implements WorkQueue {
   readonly queues: Record<QueueName, Queue>;
 
-  constructor(connection: Redis, prefix: string) {
+  constructor(connection: RedisConnection, prefix: string) {
     this.queues = Object.fromEntries(QUEUES.map((name) => [name, new Queue(name, { connection, prefix })])) as Record<QueueName, Queue>;
   }
 
   async enqueueRun(run: RunRecord, options: { urgent: boolean; attempts: number; backoffMs: number }): Promise<void> {
     const id = jobId.run(run.id);
     if ((await this.queues.rotations.getJob(id)) || (await this.queues.revocations.getJob(id))) return;
-    await this.queues[options.urgent ? 'revocations' : 'rotations'].add('run', { runId: run.id }, { jobId: id, ...retrying(options) });
+    // Urgent = a leak's replacement: retried until a version is current (names.ts emergencyRetry).
+    const retry = options.urgent ? { ...emergencyRetry(options.backoffMs), ...DONE } : retrying(options);
+    await this.queues[options.urgent ? 'revocations' : 'rotations'].add('run', { runId: run.id }, { jobId: id, ...retry });
   }
 
   async expediteRun(run: RunRecord, options: { attempts: number; backoffMs: number }): Promise<void> {
@@ -64,11 +66,22 @@ export class BullQueues implements WorkQueue {
     await this.queues.revocations.add('block', { versionId }, { jobId: jobId.block(versionId), delay, ...TAKEDOWN_RETRY, ...DONE });
   }
 
-  /** Makes Redis's job schedulers match the database's schedules; changes only what differs. */
-  async syncSchedules(schedules: readonly Schedule[]): Promise<{ upserted: string[]; removed: string[] }> {
+  async enqueueTargetRetire(versionId: string, target: string): Promise<void> {
+    await this.queues.revocations.add('target-retire', { versionId, target }, { jobId: jobId.targetRetire(versionId, target), ...TAKEDOWN_RETRY, ...DONE });
+  }
+
+  /**
+   * Makes Redis's job schedulers match the database's schedules, and keeps the audit anchor
+   * scheduler firing every `anchorEveryMs` (when given); changes only what differs.
+   */
+  async syncSchedules(schedules: readonly Schedule[], anchorEveryMs?: number): Promise<{ upserted: string[]; removed: string[] }> {
     const queue = this.queues.rotations;
     const existing = new Map((await queue.getJobSchedulers(0, -1)).map((s) => [s.key, s]));
     const upserted: string[] = [];
+    if (anchorEveryMs !== undefined && Number(existing.get(jobId.anchorScheduler)?.every) !== anchorEveryMs) {
+      await queue.upsertJobScheduler(jobId.anchorScheduler, { every: anchorEveryMs }, { name: 'anchor', data: {}, opts: retrying({ attempts: 5, backoffMs: 5000 }) });
+      upserted.push(jobId.anchorScheduler);
+    }
     for (const schedule of schedules) {
       const id = jobId.scheduler(schedule.secret);
       const current = existing.get(id);

@@ -4,11 +4,11 @@
  * Non-retryable ones become UnrecoverableError so BullMQ stops retrying them.
  */
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { FAILOVER_RETRY_MS, type RedisConnection } from './connection.js';
 import type { Engine } from '../core/engine.js';
 import { describeError, isRetryable } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { CAPPED_BACKOFF, cappedDelay, type QueueName, type RunJob, type ScheduledJob, type VersionJob } from './names.js';
+import { CAPPED_BACKOFF, cappedDelay, EMERGENCY_BACKOFF, type QueueName, type RunJob, type ScheduledJob, type TargetJob, type VersionJob } from './names.js';
 
 export interface WorkerOptions {
   concurrency: Record<QueueName, number>;
@@ -39,20 +39,27 @@ function backoffDelay(job: { opts: { backoff?: number | { delay?: number } } } |
   return typeof backoff === 'object' ? (backoff.delay ?? 0) : (backoff ?? 0);
 }
 
-export function startWorkers(engine: Engine, connection: Redis, prefix: string, log: Logger, options: WorkerOptions): Workers {
-  const final = (job: Job) => job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+/** Cluster-wide jobs that are not core's: the audit anchor (src/audit-anchor.ts). */
+export interface ClusterJobs {
+  anchor(): Promise<unknown>;
+}
+
+export function startWorkers(engine: Engine, connection: RedisConnection, prefix: string, log: Logger, options: WorkerOptions, cluster?: ClusterJobs): Workers {
+  const attempt = (job: Job) => ({ final: job.attemptsMade + 1 >= (job.opts.attempts ?? 1), number: job.attemptsMade + 1 });
   const handlers: Record<QueueName, (job: Job) => Promise<unknown>> = {
     rotations: async (job) => {
+      if (job.name === 'anchor') return cluster?.anchor();
       if (job.name === 'scheduled') {
         const { secret } = job.data as ScheduledJob;
         const due = job.opts.prevMillis ?? job.timestamp;
         return engine.requestRotation({ secret, trigger: 'cron', idempotencyKey: `cron:${secret}:${due}`, requestedAt: new Date(due) });
       }
-      return engine.driveRotation((job.data as RunJob).runId, { final: final(job) });
+      return engine.driveRotation((job.data as RunJob).runId, attempt(job));
     },
     revocations: async (job) => {
-      if (job.name === 'run') return engine.driveRotation((job.data as RunJob).runId, { final: final(job) });
+      if (job.name === 'run') return engine.driveRotation((job.data as RunJob).runId, attempt(job));
       if (job.name === 'block') return engine.block((job.data as VersionJob).versionId);
+      if (job.name === 'target-retire') return engine.retireDrifted((job.data as TargetJob).versionId, (job.data as TargetJob).target);
       return engine.revokeNow((job.data as VersionJob).versionId);
     },
     retirements: async (job) => engine.retire((job.data as VersionJob).versionId),
@@ -79,7 +86,12 @@ export function startWorkers(engine: Engine, connection: Redis, prefix: string, 
         maxStalledCount: options.maxStalledCount,
         // Seconds an idle worker blocks waiting for a job: also how long closing it can take.
         drainDelay: 1,
-        settings: { backoffStrategy: (attemptsMade, type, _error, job) => (type === CAPPED_BACKOFF ? cappedDelay(attemptsMade, backoffDelay(job)) : 0) },
+        // A fetch or finish that met a connection error (a failover) is retried this soon.
+        runRetryDelay: FAILOVER_RETRY_MS,
+        settings: {
+          backoffStrategy: (attemptsMade, type, _error, job) =>
+            type === CAPPED_BACKOFF || type === EMERGENCY_BACKOFF ? cappedDelay(attemptsMade, backoffDelay(job), type) : 0,
+        },
       },
     );
     worker.on('failed', (job, error) => log.warn({ queue: name, job: job?.name, jobId: job?.id, attempt: job?.attemptsMade, error: describeError(error) }, 'job failed'));

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'vitest';
 import { ProviderError } from '../../src/core/errors.js';
-import type { Call, IssuedRef, StoredRef, VersionRef } from '../../src/core/ports.js';
+import type { Call, DeployedEntry, IssuedRef, StoredRef, Target, VersionRef } from '../../src/core/ports.js';
 import { createFingerprinter } from '../../src/core/fingerprint.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 
@@ -41,4 +41,10 @@ export async function rejection(promise: Promise<unknown>): Promise<ProviderErro
   );
   expect(error).toBeInstanceOf(ProviderError);
   return error as ProviderError;
+}
+
+/** What the target holds now (Target.inspect), for tests of targets that can be read. */
+export async function held(target: Target, timeoutMs = 10_000): Promise<DeployedEntry[]> {
+  if (!target.inspect) throw new Error('this target cannot be inspected');
+  return (await target.inspect(call(timeoutMs))).entries;
 }

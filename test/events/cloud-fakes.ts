@@ -28,8 +28,8 @@ export async function startCloudFakes(): Promise<CloudFakes> {
     aws,
     gcp,
     providers: [
-      `  aws: { type: aws-secrets-manager, region: us-east-1, endpoint: "${aws.endpoint}", maxAttempts: 2 }`,
-      `  gcp: { type: gcp-secret-manager, project: ${GCP_PROJECT}, projectNumber: "${gcp.model.projectNumber}", apiEndpoint: 127.0.0.1, port: ${gcp.port}, insecure: true, maxAttempts: 2 }`,
+      `  aws: { type: aws-secrets-manager, region: us-east-1, endpoint: "${aws.endpoint}" }`,
+      `  gcp: { type: gcp-secret-manager, project: ${GCP_PROJECT}, projectNumber: "${gcp.model.projectNumber}", apiEndpoint: 127.0.0.1, port: ${gcp.port}, insecure: true }`,
     ].join('\n'),
     env: LOOPBACK_AWS_ENV,
     async close() {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rekey } from '../support/cli.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { secretSchedulers } from '../support/redis.js';
 
 let h: Harness;
 let env: NodeJS.ProcessEnv;
@@ -110,7 +111,7 @@ describe('apply', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('Secrets: 2 to add, 0 to change, 0 to remove, 0 unchanged.');
     expect((await h.runtime.db.secret.findMany({ orderBy: { name: 'asc' } })).map((s) => s.name)).toEqual(['billing', 'payments']);
-    const schedulers = await h.runtime.queues.queues.rotations.getJobSchedulers(0, -1);
+    const schedulers = await secretSchedulers(h.runtime.queues.queues.rotations);
     expect(schedulers.map((s) => [s.key, s.pattern, s.tz]).sort()).toEqual([
       ['rotate.billing', '0 4 * * *', 'UTC'],
       ['rotate.payments', '0 3 * * 1', 'Europe/Paris'],
@@ -131,7 +132,7 @@ describe('apply', () => {
     expect(result.stdout).toContain('- secret billing (no longer rotated; its history is kept)');
     expect(result.stdout).toContain('~ schedule payments: "0 3 * * 1" Europe/Paris -> "30 2 * * *" UTC');
     expect(result.stdout).toContain('- schedule billing: "0 4 * * *" UTC');
-    const schedulers = await h.runtime.queues.queues.rotations.getJobSchedulers(0, -1);
+    const schedulers = await secretSchedulers(h.runtime.queues.queues.rotations);
     expect(schedulers.map((s) => [s.key, s.pattern, s.tz])).toEqual([['rotate.payments', '30 2 * * *', 'UTC']]);
     const billing = await h.runtime.db.secret.findUniqueOrThrow({ where: { name: 'billing' }, include: { versions: true } });
     expect(billing.removedAt).not.toBeNull();

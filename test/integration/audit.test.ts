@@ -4,30 +4,19 @@
  * earlier verify, it also detects rows deleted from the end of a chain.
  */
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { verifyAudit } from '../../src/db/audit.js';
+import { verifyAudit } from '../../src/db/audit-verify.js';
 import { rekey } from '../support/cli.js';
 import { startHarness, type Harness } from '../support/harness.js';
-import { journal } from '../support/memory-provider.js';
+import { runSql } from '../support/isolation.js';
+import { journal, memoryConfig } from '../support/memory-provider.js';
 
 let h: Harness;
 const JOURNAL = `audit-${randomUUID()}`;
 
 beforeAll(async () => {
   h = await startHarness({ label: 'audit' });
-  await h.apply(`
-providers:
-  mem: { type: memory, journal: ${JOURNAL} }
-  edge: { type: memory, journal: ${JOURNAL} }
-secrets:
-  audited:
-    store: { provider: mem }
-    issuer: { provider: mem }
-    targets: [edge]
-    grace: 100ms
-    retry: { attempts: 1, backoff: 10ms }
-`);
+  await h.apply(memoryConfig(JOURNAL, { audited: 'grace: 100ms, retry: { attempts: 1, backoff: 10ms }' }));
   for (let i = 0; i < 3; i++) await h.rotate('audited');
   journal(JOURNAL).fail('verify:edge', 1, false);
   await h.rotate('audited');
@@ -65,7 +54,7 @@ it('records every version state change and every delivery change', async () => {
 
 it('an anchor from an earlier verify catches rows deleted from the end of a chain, which the chain alone cannot', async () => {
   const env = { DATABASE_URL: h.env.databaseUrl, REDIS_URL: h.env.redisUrl, REKEY_QUEUE_PREFIX: h.env.prefix };
-  const anchorOf = (stdout: string) => /^Anchor: (\d+:[0-9a-f]{64}) /m.exec(stdout)![1]!;
+  const anchorOf = (stdout: string) => /^Anchor: (\d+:[0-9a-f]{64}:[0-9a-f]{64}) /m.exec(stdout)![1]!;
   const first = anchorOf((await rekey(['audit', 'verify'], env)).stdout);
   await h.rotate('audited');
   // Events appended after an anchor are fine.
@@ -76,7 +65,7 @@ it('an anchor from an earlier verify catches rows deleted from the end of a chai
 
   // Drop the secret's last three events: what is left is still a valid chain.
   const tail = await h.runtime.db.auditEvent.findMany({ where: { chain: 'audited' }, orderBy: { seq: 'desc' }, take: 3, select: { seq: true } });
-  await asSuperuser(h.env.databaseUrl, [
+  await runSql(h.env.databaseUrl, [
     'ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update',
     `DELETE FROM audit_events WHERE seq IN (${tail.map((e) => e.seq).join(', ')})`,
     'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update',
@@ -100,7 +89,7 @@ it('verifies the chain, then names the row that was edited, then the row after o
   const events = await h.runtime.db.auditEvent.findMany({ where: { chain: 'audited' }, orderBy: { seq: 'asc' }, select: { seq: true } });
   const edited = events[Math.floor(events.length / 2)]!.seq;
   const { actor } = await h.runtime.db.auditEvent.findUniqueOrThrow({ where: { seq: edited } });
-  await asSuperuser(h.env.databaseUrl, [
+  await runSql(h.env.databaseUrl, [
     'ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update',
     `UPDATE audit_events SET actor = 'mallory' WHERE seq = ${edited}`,
     'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update',
@@ -113,26 +102,16 @@ it('verifies the chain, then names the row that was edited, then the row after o
   const index = events.findIndex((e) => e.seq === edited);
   const deleted = events[index + 1]!.seq;
   const following = events[index + 2]!.seq;
-  await asSuperuser(h.env.databaseUrl, [
+  await runSql(h.env.databaseUrl, [
     'ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update',
     `UPDATE audit_events SET actor = '${actor}' WHERE seq = ${edited}`,
     `DELETE FROM audit_events WHERE seq = ${deleted}`,
     'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update',
   ]);
-  const result = await verifyAudit(h.runtime.db);
+  const result = await verifyAudit(h.runtime.db, h.runtime.audit);
   expect(result.ok).toBe(false);
   if (!result.ok) {
     expect(result.seq).toBe(following);
     expect(result.problem).toMatch(/does not follow the row before it/);
   }
 });
-
-async function asSuperuser(url: string, statements: string[]): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    for (const sql of statements) await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}

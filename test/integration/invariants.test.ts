@@ -69,7 +69,7 @@ it('2: every target always accepts a version valid at the issuer; 4: exactly one
   expect(currents.every((n) => n === 1)).toBe(true);
   const states = await h.runtime.db.version.groupBy({ by: ['state'], _count: { _all: true } });
   expect(Object.fromEntries(states.map((s) => [s.state, s._count._all]))).toMatchObject({ current: 1, failed: 8, revoked: 16 });
-}, 120_000);
+}, 600_000); // a hang guard only: 24 rotations take minutes on a loaded 2-core machine
 
 it('3: a version is revoked only after its successor was verified at every target', async () => {
   const versions = await h.runtime.db.version.findMany({ where: { secret: { name: 'watched' } }, orderBy: { number: 'asc' } });

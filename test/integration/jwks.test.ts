@@ -9,7 +9,7 @@ import { createLocalJWKSet, SignJWT, jwtVerify } from 'jose';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { signingKeyFromValue } from '../../providers/jwt-signing-key/jwks.js';
-import { jwksRoutes } from '../../src/http/jwks.js';
+import { jwksRoutes } from '../../src/jwks/routes.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { journal } from '../support/memory-provider.js';
 

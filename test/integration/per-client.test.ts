@@ -9,6 +9,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { rekey } from '../support/cli.js';
 import { send, startBackend, haproxyProviderYaml, startHaproxy, type Backend, type HaproxyGateway } from '../support/gateways/index.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { secretSchedulers } from '../support/redis.js';
 
 let h: Harness;
 let backend: Backend;
@@ -46,7 +47,7 @@ async function keyOf(client: string): Promise<string> {
 
 it('each client gets its own key, scheduled and stored apart, labelled with the client at the gateway', async () => {
   expect((await h.runtime.db.secret.findMany({ orderBy: { name: 'asc' } })).map((s) => s.name)).toEqual([`${family}/acme`, `${family}/globex`]);
-  const schedulers = await h.runtime.queues.queues.rotations.getJobSchedulers(0, -1);
+  const schedulers = await secretSchedulers(h.runtime.queues.queues.rotations);
   expect(schedulers.map((s) => s.key).sort()).toEqual([`rotate.${family}/acme`, `rotate.${family}/globex`]);
   for (const client of ['acme', 'globex']) expect((await h.rotate(`${family}/${client}`)).status).toBe('succeeded');
   const [acme, globex] = [await keyOf('acme'), await keyOf('globex')];

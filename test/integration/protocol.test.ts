@@ -6,25 +6,13 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../support/harness.js';
-import { journal, type Journal } from '../support/memory-provider.js';
+import { journal, memoryConfig, type Journal } from '../support/memory-provider.js';
 
 let h: Harness;
 let j: Journal;
 let secret: string;
 
-const config = (name: string, journalName: string, attempts: number) => `
-providers:
-  mem: { type: memory, journal: ${journalName} }
-  edge: { type: memory, journal: ${journalName} }
-secrets:
-  ${name}:
-    store: { provider: mem }
-    issuer: { provider: mem }
-    targets: [edge]
-    grace: 300ms
-    retry: { attempts: ${attempts}, backoff: 50ms }
-    timeout: 2s
-`;
+const config = (name: string, journalName: string, attempts: number) => memoryConfig(journalName, { [name]: `grace: 300ms, retry: { attempts: ${attempts}, backoff: 50ms }, timeout: 2s` });
 
 beforeAll(async () => (h = await startHarness({ label: 'protocol' })));
 afterAll(() => h.stop());
@@ -123,7 +111,8 @@ describe('a rollback that cannot finish', () => {
     const stuck = await h.runtime.engine.deps.repo.getRun(result.run.id);
     expect(stuck).toMatchObject({ status: 'running', step: 'rollback' });
     expect(h.logs.some((line) => line.includes('run stuck past its retry budget'))).toBe(true);
-    expect(await (await fetch(`${h.serving!.url}/metrics`)).text()).toMatch(/rekey_runs_stuck 1/);
+    // /metrics renders at most once a second, and the gauges are sampled on their own tick.
+    await expect.poll(async () => (await fetch(`${h.serving!.url}/metrics`)).text(), { timeout: 10_000 }).toMatch(/rekey_runs_stuck 1/);
     // The pending key is still accepted at edge: exactly why the run must not be given up.
     expect(j.accepted.get('edge')!.size).toBe(2);
 

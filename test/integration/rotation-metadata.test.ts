@@ -1,7 +1,8 @@
 /**
  * `rekey apply` (the real CLI, in a child process) mirrors each added or changed secret's schedule
  * into its store's own rotation metadata: Secret Manager's rotation and topic, Secrets Manager
- * tags. A store that refuses is reported for its secret, and the apply stands.
+ * tags. A store that refuses is reported for its secret, and the apply stands; the write stays
+ * pending in PostgreSQL and is retried by the next apply and by the workers' housekeeping job.
  */
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -11,6 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROTATION_TAGS } from '../../providers/aws-secrets-manager/index.js';
+import { formatStatus, secretStatus } from '../../src/cli/status.js';
 import { GCP_PROJECT, startCloudFakes, type CloudFakes } from '../events/cloud-fakes.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
@@ -41,11 +43,11 @@ ${schedule ? '    schedule: { cron: "0 3 * * 1", timezone: UTC }' : ''}
 ${schedule ? '    schedule: { cron: "0 4 * * *", timezone: UTC }' : ''}
 `;
 
-async function apply(text: string): Promise<{ code: number; stdout: string; stderr: string }> {
+async function apply(text: string, ...flags: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const file = join(dir, `rekey-${randomUUID()}.yaml`);
   await writeFile(file, text);
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'apply', '-f', file], {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'apply', '-f', file, ...flags], {
       env: { ...h.childEnv(), ...fakes.env, LOG_LEVEL: 'warn' },
       encoding: 'utf8',
       timeout: 30_000,
@@ -95,9 +97,10 @@ describe('rekey apply: rotation metadata', () => {
     );
   });
 
-  it('an unchanged apply touches nothing; dropping the schedules clears what rekey set', async () => {
+  it('an unchanged apply touches nothing but the write still pending; dropping the schedules clears what rekey set', async () => {
     const again = await apply(yaml(true));
-    expect(again.stdout).not.toContain('rotation metadata');
+    expect(again.stdout).not.toMatch(/rotation metadata (gcp|aws)-/);
+    expect(again.stdout).toMatch(new RegExp(`! rotation metadata conflicted-${id} not updated \\(retried: an earlier write failed\\): REKEY_ERR_INVALID`));
 
     const cleared = await apply(yaml(false));
     expect(cleared.code, cleared.stderr).toBe(0);
@@ -107,4 +110,69 @@ describe('rekey apply: rotation metadata', () => {
     expect(fakes.gcp.model.secrets.get(names.gcp)!.topics).toEqual([TOPIC]);
     expect(fakes.aws.model.secrets.get(names.aws)!.tags.size).toBe(0);
   });
+
+  const flaky = { gcp: `rekey-flaky-${id}`, aws: `rekey-flaky/${id}` };
+  const flakyConfig = (cron = '0 3 * * 1') => `
+providers:
+${fakes.providers}
+secrets:
+  flaky-gcp-${id}:
+    store: { provider: gcp, name: ${flaky.gcp}, topic: ${TOPIC} }
+    issuer: { type: random }
+    schedule: { cron: "${cron}", timezone: UTC }
+  flaky-aws-${id}:
+    store: { provider: aws, name: ${flaky.aws} }
+    issuer: { type: random }
+    schedule: { cron: "${cron}", timezone: UTC }
+`;
+  /** Per secret: null when nothing is left to write, else the code of the last failure. */
+  const pending = async () =>
+    Object.fromEntries(
+      (await h.runtime.db.secret.findMany({ where: { name: { startsWith: 'flaky-' } }, orderBy: { name: 'asc' } })).map((s) => [
+        s.name,
+        s.metadataPendingAt === null ? null : (s.metadataError?.split(' ')[0] ?? 'pending'),
+      ]),
+    );
+  const tags = () => Object.fromEntries(fakes.aws.model.secrets.get(flaky.aws)?.tags ?? []);
+  // The harness runs a worker, whose housekeeping job may retry a write at any moment: the stores
+  // refuse by permission (until allowed), so whoever tries meanwhile gets the same answer.
+  const notUpdated = (secret: string) => new RegExp(`! rotation metadata ${secret}-${id} not updated( \\(retried[^)]*\\))?: REKEY_ERR_DENIED.*workers retry it every minute`);
+
+  it('a write refused on the first apply stays pending and is retried by the next apply, not forgotten', async () => {
+    fakes.gcp.deny('UpdateSecret');
+    fakes.aws.deny('TagResource');
+    const first = await apply(flakyConfig());
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(notUpdated('flaky-gcp'));
+    expect(first.stdout).toMatch(notUpdated('flaky-aws'));
+    expect(fakes.gcp.model.secrets.get(flaky.gcp)!.rotation).toBeUndefined();
+    expect(tags()).toEqual({});
+    expect(await pending()).toEqual({ [`flaky-aws-${id}`]: 'REKEY_ERR_DENIED', [`flaky-gcp-${id}`]: 'REKEY_ERR_DENIED' });
+    expect(formatStatus(await secretStatus(h.runtime, `flaky-aws-${id}`))).toMatch(/! rotation metadata not written to the store since .*Z: REKEY_ERR_DENIED/);
+
+    // Google allows it now; the same config again (no changes) retries both pending writes.
+    fakes.gcp.allow('UpdateSecret');
+    const second = await apply(flakyConfig());
+    expect(second.stdout).toContain('No changes');
+    expect(second.stdout).toMatch(new RegExp(`! rotation metadata flaky-aws-${id} not updated \\(retried: an earlier write failed\\): REKEY_ERR_DENIED`));
+    expect(fakes.gcp.model.secrets.get(flaky.gcp)!.rotation?.periodSeconds).toBe(7 * 86_400);
+    expect(await pending()).toEqual({ [`flaky-aws-${id}`]: 'REKEY_ERR_DENIED', [`flaky-gcp-${id}`]: null });
+  });
+
+  it("is retried by the workers' housekeeping each minute, with no apply; --no-rotation-metadata marks nothing", async () => {
+    fakes.aws.allow('TagResource');
+    // Hang guard: the job runs every minute, on a loaded machine perhaps a little later.
+    await expect.poll(pending, { timeout: 150_000, interval: 500 }).toEqual({ [`flaky-aws-${id}`]: null, [`flaky-gcp-${id}`]: null });
+    expect(Object.keys(tags()).sort()).toEqual(Object.values(ROTATION_TAGS).sort());
+    expect(tags()[ROTATION_TAGS.schedule]).toBe('0 3 * * 1 UTC');
+    expect(h.logs.some((line) => line.includes('rotation metadata written on retry') && line.includes(`flaky-aws-${id}`))).toBe(true);
+    expect(formatStatus(await secretStatus(h.runtime, `flaky-aws-${id}`))).not.toContain('rotation metadata');
+    expect((await apply(flakyConfig())).stdout).not.toContain('rotation metadata');
+
+    const skipped = await apply(flakyConfig('0 5 * * 1'), '--no-rotation-metadata');
+    expect(skipped.stdout).toContain('Applied as config revision');
+    expect(skipped.stdout).not.toContain('rotation metadata');
+    expect(await pending()).toEqual({ [`flaky-aws-${id}`]: null, [`flaky-gcp-${id}`]: null });
+    expect(tags()[ROTATION_TAGS.schedule]).toBe('0 3 * * 1 UTC');
+  }, 240_000);
 });

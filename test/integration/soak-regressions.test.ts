@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../support/harness.js';
-import { journal } from '../support/memory-provider.js';
+import { journal, memoryConfig } from '../support/memory-provider.js';
 import { until } from '../support/poll.js';
 
 let h: Harness;
@@ -20,18 +20,7 @@ afterAll(() => h.stop());
 
 it('a leak reported while a retirement keeps failing: the revocation closes the retirement run, none is left running', async () => {
   const secret = `retire-leak-${randomUUID().slice(0, 6)}`;
-  await h.apply(`
-providers:
-  mem: { type: memory, journal: ${JOURNAL} }
-  edge: { type: memory, journal: ${JOURNAL} }
-secrets:
-  ${secret}:
-    store: { provider: mem }
-    issuer: { provider: mem }
-    targets: [edge]
-    grace: 200ms
-    retry: { attempts: 2, backoff: 20ms }
-`);
+  await h.apply(memoryConfig(JOURNAL, { [secret]: 'grace: 200ms, retry: { attempts: 2, backoff: 20ms }' }));
   expect((await h.rotate(secret)).status).toBe('succeeded');
   // The retirement of v1 keeps failing (the gateway's API is down).
   j.fail('retire:edge', Infinity, true);
@@ -91,15 +80,7 @@ secrets:
 
 it('a worker that dies after a version is revoked but before its run is closed: reconcile() requeues the run and its handler closes it', async () => {
   const [a, b] = [`died-a-${randomUUID().slice(0, 6)}`, `died-b-${randomUUID().slice(0, 6)}`];
-  const spec = `{ store: { provider: mem }, issuer: { provider: mem }, targets: [edge], grace: 1h }`;
-  await h.apply(`
-providers:
-  mem: { type: memory, journal: ${JOURNAL} }
-  edge: { type: memory, journal: ${JOURNAL} }
-secrets:
-  ${a}: ${spec}
-  ${b}: ${spec}
-`);
+  await h.apply(memoryConfig(JOURNAL, { [a]: 'grace: 1h', [b]: 'grace: 1h' }));
   for (const secret of [a, b]) for (let i = 0; i < 2; i++) expect((await h.rotate(secret)).status).toBe('succeeded');
   const repo = h.runtime.engine.deps.repo;
   const ctx = { actor: 'test' };

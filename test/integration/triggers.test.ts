@@ -6,6 +6,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../support/harness.js';
+import { secretSchedulers } from '../support/redis.js';
+import { journal } from '../support/memory-provider.js';
 
 let h: Harness;
 const JOURNAL = `triggers-${randomUUID()}`;
@@ -21,7 +23,7 @@ secrets:
 ${schedule}`;
 
 beforeAll(async () => {
-  h = await startHarness({ label: 'triggers' });
+  h = await startHarness({ label: 'triggers', gaugesInterval: '1s' });
   await h.apply(config(''));
 });
 afterAll(() => h.stop());
@@ -67,10 +69,19 @@ describe('schedules follow apply', () => {
     await h.apply(config('    schedule: { cron: "* * * * * *" }\n'));
     await expect.poll(count, { timeout: 10_000, interval: 200 }).toBeGreaterThanOrEqual(2);
     await h.apply(config(''));
-    await new Promise((resolve) => setTimeout(resolve, 1200)); // one tick may already be queued
+    // Gate on Redis, not on time: the scheduler is gone and nothing it queued is left to run.
+    const rotations = h.runtime.queues.queues.rotations;
+    // (The cluster's audit anchor scheduler shares the queue: only the secret's own count.)
+    const schedules = async () => (await secretSchedulers(rotations)).length;
+    const queued = async () => (await rotations.getJobs(['waiting', 'delayed', 'prioritized', 'active'])).filter((j) => j?.name !== 'anchor').length;
+    await expect.poll(schedules, { timeout: 10_000 }).toBe(0);
+    await expect.poll(queued, { timeout: 10_000 }).toBe(0);
+    await expect.poll(() => h.runtime.db.run.count({ where: { status: 'running' } }), { timeout: 10_000 }).toBe(0);
     const settled = await count();
-    await new Promise((resolve) => setTimeout(resolve, 2500));
+    // Two more seconds of the former schedule's ticks: none of them may start a run.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
     expect(await count()).toBe(settled);
+    expect(await queued()).toBe(0);
   }, 30_000);
 });
 
@@ -81,12 +92,31 @@ describe('health, readiness and metrics', () => {
     const ready = await fetch(`${url}/readyz`);
     expect(ready.status).toBe(200);
     expect(await ready.json()).toEqual({ postgres: true, redis: true });
-    const metrics = await (await fetch(`${url}/metrics`)).text();
+    // Gauges are sampled by the housekeeping job `gauges` (every second here): wait for a sample taken after the rotations.
+    const scrape = async () => (await fetch(`${url}/metrics`)).text();
+    await expect.poll(scrape, { timeout: 10_000, interval: 200 }).toMatch(/rekey_versions\{state="current"\} 1/);
+    const metrics = await scrape();
     expect(metrics).toMatch(/rekey_rotations_total\{result="succeeded",trigger="manual"\} [1-9]/);
-    expect(metrics).toMatch(/rekey_versions\{state="current"\} 1/);
     expect(metrics).toMatch(/rekey_queue_jobs\{queue="rotations",state="waiting"\} \d/);
     // 'event:late' and 'event:late-again' (three deliveries); a redelivery of a trigger that made a run is not counted.
     expect(metrics).toMatch(/rekey_triggers_skipped_total\{reason="stale"\} 2/);
     expect(metrics).toMatch(/rekey_run_duration_seconds_count\{kind="rotation"\} [1-9]/);
   });
+
+  it('every provider call is counted by provider, operation and outcome, with its duration', async () => {
+    const scrape = async () => (await fetch(`${h.serving!.url}/metrics`)).text();
+    const count = (text: string, labels: string) => Number(new RegExp(`^rekey_provider_calls_total\\{${labels}\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+    const before = await scrape();
+    journal(JOURNAL).fail('deploy:mem', 1, true); // the first deploy fails as unavailable; the retry succeeds
+    expect((await h.rotate('timely', 30_000)).status).toBe('succeeded');
+    const after = await scrape();
+    const delta = (labels: string) => count(after, labels) - count(before, labels);
+    expect(delta('provider="mem",op="target.deploy",outcome="unavailable"')).toBe(1);
+    expect(delta('provider="mem",op="target.deploy",outcome="ok"')).toBe(1);
+    for (const op of ['issuer.issue', 'store.writePending', 'store.read', 'issuer.verify', 'target.verify', 'store.promote']) {
+      expect(delta(`provider="mem",op="${op}",outcome="ok"`), op).toBeGreaterThanOrEqual(1);
+    }
+    expect(after).toMatch(/rekey_provider_call_duration_seconds_count\{provider="mem",op="store.promote"\} [1-9]/);
+    expect(after).toMatch(/rekey_provider_call_duration_seconds_bucket\{le="0.005",provider="mem",op="target.deploy"\} \d+/);
+  }, 60_000);
 });

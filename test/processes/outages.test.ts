@@ -21,6 +21,7 @@ import { type Serving, serve } from '../../src/cli/serve.js';
 import { Runtime } from '../../src/runtime.js';
 import { loadSettings, type Settings } from '../../src/settings.js';
 import { TEST_FINGERPRINT_KEY } from '../conformance/refs.js';
+import { TEST_AUDIT_KEY } from '../support/services.js';
 import { testModules } from '../support/harness.js';
 import { journal } from '../support/memory-provider.js';
 import { OwnPostgres, OwnRedis } from '../support/own-services.js';
@@ -39,7 +40,7 @@ beforeAll(async () => {
   postgres = await OwnPostgres.create(dir);
   await migrate(postgres.url);
   redis = await OwnRedis.create();
-  settings = loadSettings({ DATABASE_URL: postgres.url, REDIS_URL: redis.url, REKEY_FINGERPRINT_KEY: TEST_FINGERPRINT_KEY, REKEY_QUEUE_PREFIX: '{outages}', REKEY_DRAIN_TIMEOUT: '2s', LOG_LEVEL: 'warn' });
+  settings = loadSettings({ DATABASE_URL: postgres.url, REDIS_URL: redis.url, REKEY_FINGERPRINT_KEY: TEST_FINGERPRINT_KEY, REKEY_AUDIT_KEY: TEST_AUDIT_KEY, REKEY_QUEUE_PREFIX: '{outages}', REKEY_DRAIN_TIMEOUT: '2s', LOG_LEVEL: 'warn' });
   runtime = new Runtime({ actor: 'test', settings, modules: testModules, log: createLogger('silent'), longLived: true, leaseMs: 2000 });
   serving = await serve(runtime, {
     port: 0,
@@ -47,9 +48,9 @@ beforeAll(async () => {
     workers: true,
     routes: [],
     worker: { concurrency: { rotations: 3, revocations: 3, retirements: 3 }, lockDurationMs: 2000, maxStalledCount: 5 },
-    reconcileMs: 1000,
+    housekeeping: { reconcile: '1s', gauges: '1s' },
   });
-  const loaded = parseConfig(
+  const loaded = await parseConfig(
     `
 providers:
   mem: { type: memory, journal: ${JOURNAL} }
@@ -73,7 +74,7 @@ secrets:
     'outages.yaml',
     testModules,
   );
-  await saveConfig(runtime.db, loaded, computePlan(loaded, await storedSecrets(runtime.db), await latestDocument(runtime.db)), 'test');
+  await saveConfig(runtime.db, runtime.audit, loaded, computePlan(loaded, await storedSecrets(runtime.db), await latestDocument(runtime.db)), 'test');
   await runtime.reconcile();
 }, 120_000);
 
@@ -112,6 +113,7 @@ it('Redis restarted empty: the scheduler, the pending retirement and a stuck run
   const stuck = await rotate('blocked'); // retrying in Redis
   const schedulers = async () => (await runtime.queues.queues.rotations.getJobSchedulers(0, -1)).map((s) => s.key);
   expect(await schedulers()).toContain('rotate.scheduled');
+  await runtime.housekeeping.runNow('gauges'); // a sample that has seen the rotations above
 
   await redis.kill('SIGKILL');
   // /readyz and /metrics answer while Redis is away (they used to wait for it to come back).

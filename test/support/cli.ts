@@ -1,6 +1,6 @@
 /** Runs `rekey` in this process with an environment and captures what it prints. */
 import { runCli } from '../../src/cli/main.js';
-import type { AnyProviderModule } from '../../src/core/provider.js';
+import type { ProviderCatalog } from '../../src/core/provider.js';
 import { testModules } from './harness.js';
 
 export interface CliResult {
@@ -9,7 +9,7 @@ export interface CliResult {
   stderr: string;
 }
 
-export async function rekey(args: string[], env: NodeJS.ProcessEnv = {}, modules: readonly AnyProviderModule[] = testModules): Promise<CliResult> {
+export async function rekey(args: string[], env: NodeJS.ProcessEnv = {}, modules: ProviderCatalog = testModules): Promise<CliResult> {
   const saved = { ...process.env };
   const out = { stdout: '', stderr: '' };
   const write = { stdout: process.stdout.write.bind(process.stdout), stderr: process.stderr.write.bind(process.stderr) };

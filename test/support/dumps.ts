@@ -2,8 +2,8 @@
  * Everything rekey left in PostgreSQL and Redis, as text, for searching secret values in
  * (invariant 1): the no-plaintext test and the chaos soak both use it.
  */
-import { Redis } from 'ioredis';
 import pg from 'pg';
+import { scanKeys, testRedis } from './redis.js';
 
 /** Every row of every table in the public schema; bytea both as hex and as raw bytes. */
 export async function dumpDatabase(databaseUrl: string): Promise<string> {
@@ -26,11 +26,11 @@ export async function dumpDatabase(databaseUrl: string): Promise<string> {
 
 /** Every key matching the patterns, and its value whatever the type. */
 export async function dumpRedis(redisUrl: string, patterns: readonly string[] = ['*']): Promise<string> {
-  const redis = new Redis(redisUrl);
+  const redis = testRedis(redisUrl);
   const parts: string[] = [];
   try {
     for (const pattern of patterns) {
-      for (const key of await redis.keys(pattern)) {
+      for (const key of await scanKeys(redis, pattern)) {
         const type = await redis.type(key);
         const value =
           type === 'string' ? await redis.getBuffer(key).then((b) => b?.toString('latin1'))

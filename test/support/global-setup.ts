@@ -1,10 +1,10 @@
 // Integration tests: check the services answer, then build (once per migration set)
 // a template database that every test file clones into a database of its own.
 import { createHash } from 'node:crypto';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { listMigrations, migrate } from '../../src/db/migrate.js';
-import { DATABASE_URL, REDIS_URL, databaseUrl } from './services.js';
+import { testRedis } from './redis.js';
+import { DATABASE_URL, REDIS_URL, TEST_AUDIT_KEY, databaseUrl } from './services.js';
 
 export default async function setup(): Promise<void> {
   await checkRedis();
@@ -27,15 +27,16 @@ export default async function setup(): Promise<void> {
       await admin.query('SELECT pg_advisory_unlock(7270001)');
     }
     process.env.REKEY_TEST_TEMPLATE_DB = template;
+    // The CLI run in process (test/support/cli.ts) and child processes read it from the environment.
+    process.env.REKEY_AUDIT_KEY ||= TEST_AUDIT_KEY;
   } finally {
     await admin.end();
   }
 }
 
 async function checkRedis(): Promise<void> {
-  const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const redis = testRedis();
   try {
-    await redis.connect();
     await redis.ping();
   } catch (error) {
     throw new Error(`Redis is not reachable at ${REDIS_URL} (${(error as Error).message}). Start it or set REDIS_URL.`, { cause: error });

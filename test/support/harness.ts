@@ -6,7 +6,7 @@
 import { Writable } from 'node:stream';
 import { parseConfig } from '../../src/config/load.js';
 import { computePlan } from '../../src/config/plan.js';
-import type { AnyProviderModule } from '../../src/core/provider.js';
+import type { ProviderCatalog } from '../../src/core/provider.js';
 import type { RunRecord } from '../../src/core/model.js';
 import { latestDocument, saveConfig, storedSecrets } from '../../src/db/config-store.js';
 import { createLogger } from '../../src/log.js';
@@ -17,6 +17,7 @@ import type { RouteModule } from '../../src/http/server.js';
 import { loadSettings, type Settings } from '../../src/settings.js';
 import { TEST_FINGERPRINT_KEY } from '../conformance/refs.js';
 import { isolate, type Isolated } from './isolation.js';
+import { TEST_AUDIT_KEY } from './services.js';
 import { memoryProvider } from './memory-provider.js';
 import { slowKeysetProvider, slowLocalProvider } from './slow-providers.js';
 
@@ -27,8 +28,16 @@ export interface HarnessOptions {
   /** Serve and run workers in this process. @defaultValue true */
   workers?: boolean;
   routes?: readonly RouteModule[];
-  modules?: readonly AnyProviderModule[];
+  modules?: ProviderCatalog;
   lockDurationMs?: number;
+  /** Settings besides the isolated ones (REKEY_TRUST_PROXY, ...), as their environment variables. */
+  settings?: Record<string, string>;
+  /** A database and prefix made beforehand (e.g. to connect as another role); removed by stop() all the same. */
+  isolated?: Isolated;
+  /** When /metrics' gauges are sampled (a housekeeping schedule). @defaultValue '15s' */
+  gaugesInterval?: string;
+  /** REDIS_URL instead of the shared Redis (a Sentinel set or Cluster of the test's own). */
+  redisUrl?: string;
 }
 
 export interface Harness {
@@ -47,19 +56,20 @@ export interface Harness {
   stop(): Promise<void>;
 }
 
-export const testModules: readonly AnyProviderModule[] = [...providers, memoryProvider, slowKeysetProvider, slowLocalProvider];
+export const testModules: ProviderCatalog = providers.with([memoryProvider, slowKeysetProvider, slowLocalProvider]);
 
 export async function startHarness(options: HarnessOptions): Promise<Harness> {
-  const env = await isolate(options.label);
-  const settings: Settings = loadSettings({
+  const env = options.isolated ?? (await isolate(options.label));
+  // What this process and the rekey processes a test starts share: where state lives, and the keys.
+  const shared = {
     DATABASE_URL: env.databaseUrl,
-    REDIS_URL: env.redisUrl,
+    REDIS_URL: options.redisUrl ?? env.redisUrl,
     REKEY_FINGERPRINT_KEY: TEST_FINGERPRINT_KEY,
     REKEY_LOCAL_STORE_KEY: TEST_LOCAL_STORE_KEY,
+    REKEY_AUDIT_KEY: TEST_AUDIT_KEY,
     REKEY_QUEUE_PREFIX: env.prefix,
-    REKEY_DRAIN_TIMEOUT: '5s',
-    LOG_LEVEL: 'debug',
-  });
+  };
+  const settings: Settings = loadSettings({ ...shared, REKEY_DRAIN_TIMEOUT: '5s', LOG_LEVEL: 'debug', ...options.settings });
   process.env.REKEY_LOCAL_STORE_KEY = TEST_LOCAL_STORE_KEY;
   const logs: string[] = [];
   const sink = new Writable({
@@ -80,7 +90,7 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
           workers: true,
           routes: options.routes ?? [],
           worker: { concurrency: { rotations: 5, revocations: 5, retirements: 3 }, lockDurationMs, maxStalledCount: 5 },
-          reconcileMs: 1000,
+          housekeeping: { reconcile: '1s', gauges: options.gaugesInterval ?? '15s' },
         });
 
   const waitForRun = async (runId: string, timeoutMs = 20_000): Promise<RunRecord> => {
@@ -100,9 +110,9 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
     serving,
     logs,
     async apply(yaml) {
-      const loaded = parseConfig(yaml, 'test.yaml', modules);
+      const loaded = await parseConfig(yaml, 'test.yaml', modules);
       const plan = computePlan(loaded, await storedSecrets(runtime.db), await latestDocument(runtime.db));
-      await saveConfig(runtime.db, loaded, plan, 'test');
+      await saveConfig(runtime.db, runtime.audit, loaded, plan, 'test');
       await runtime.reconcile();
     },
     async rotate(secret, timeoutMs) {
@@ -111,15 +121,7 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
       return waitForRun(result.run.id, timeoutMs);
     },
     waitForRun,
-    childEnv: () => ({
-      ...process.env,
-      DATABASE_URL: env.databaseUrl,
-      REDIS_URL: env.redisUrl,
-      REKEY_FINGERPRINT_KEY: TEST_FINGERPRINT_KEY,
-      REKEY_LOCAL_STORE_KEY: TEST_LOCAL_STORE_KEY,
-      REKEY_QUEUE_PREFIX: env.prefix,
-      LOG_LEVEL: 'info',
-    }),
+    childEnv: () => ({ ...process.env, ...shared, LOG_LEVEL: 'info' }),
     async stop() {
       if (serving) await serving.stop();
       else await runtime.close();

@@ -1,8 +1,8 @@
 // Per-file isolation for integration tests: a database cloned from the migrated
 // template and a Redis key prefix of its own, both removed by cleanup().
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
 import pg from 'pg';
+import { scanKeys, testRedis } from './redis.js';
 import { DATABASE_URL, REDIS_URL, databaseUrl } from './services.js';
 
 export interface Isolated {
@@ -33,16 +33,23 @@ export async function isolate(label = 'test'): Promise<Isolated> {
 
 /** Deletes every Redis key matching a pattern. */
 export async function deleteKeys(pattern: string): Promise<void> {
-  const redis = new Redis(REDIS_URL);
+  const redis = testRedis();
   try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-      if (keys.length) await redis.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
+    // One key at a time: on a Cluster, keys of different slots cannot go in one DEL.
+    await Promise.all((await scanKeys(redis, pattern)).map((key) => redis.del(key)));
   } finally {
     redis.disconnect();
+  }
+}
+
+/** Runs `statements` in order on one connection to `url` (as whoever the URL names), then closes it. */
+export async function runSql(url: string, statements: readonly string[]): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    for (const sql of statements) await client.query(sql);
+  } finally {
+    await client.end();
   }
 }
 

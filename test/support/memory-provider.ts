@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { ProviderError } from '../../src/core/errors.js';
-import type { DeployedEntry, Issuer, SecretStore, Stage, StoredVersion, Target, VersionRef } from '../../src/core/ports.js';
+import type { Inspection, Issuer, SecretStore, Stage, StoredVersion, Target, VersionRef } from '../../src/core/ports.js';
 import { defineProvider } from '../../src/core/provider.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 
@@ -59,6 +59,18 @@ export class Journal {
   values(): string[] {
     return [...this.stored.values()].map((v) => v.value.reveal());
   }
+}
+
+/**
+ * rekey.yaml for `secrets` kept and issued by the memory provider `mem` and delivered to the
+ * memory target `edge`, both recording into `journalName`. Each secret's value holds its other
+ * settings as YAML flow entries (`grace: 1h, retry: { attempts: 2, backoff: 20ms }`).
+ */
+export function memoryConfig(journalName: string, secrets: Record<string, string>): string {
+  const lines = Object.entries(secrets).map(
+    ([name, settings]) => `  ${name}: { store: { provider: mem }, issuer: { provider: mem }, targets: [edge]${settings ? `, ${settings}` : ''} }`,
+  );
+  return `providers:\n  mem: { type: memory, journal: ${journalName} }\n  edge: { type: memory, journal: ${journalName} }\nsecrets:\n${lines.join('\n')}\n`;
 }
 
 export const journals = new Map<string, Journal>();
@@ -150,8 +162,9 @@ class MemoryTarget implements Target {
     await this.j.record(`retire:${this.name}`);
     this.set().delete(version.fingerprint);
   }
-  listDeployed(): Promise<DeployedEntry[]> {
-    return Promise.resolve([...this.set().entries()].map(([fingerprint, consumer]) => ({ fingerprint, consumer })));
+  /** A read: not journaled, so the drift check never changes a recorded call sequence. */
+  inspect(): Promise<Inspection> {
+    return Promise.resolve({ entries: [...this.set().entries()].map(([fingerprint, consumer]) => ({ fingerprint, consumer })), holds: 'all' });
   }
 }
 

@@ -20,13 +20,13 @@ import pg from 'pg';
 import { Redis } from 'ioredis';
 import { freePort, killOnExit, sleep } from './gateways/process.js';
 
-interface Owner {
+export interface Owner {
   uid: number;
   gid: number;
 }
 
 /** A server process we can stop hard and start again on the same port. */
-abstract class Restartable {
+export abstract class Restartable {
   protected child: ChildProcess | undefined;
   protected output = '';
 
@@ -93,6 +93,26 @@ export class OwnPostgres extends Restartable {
     await admin.query('CREATE DATABASE rekey');
     await admin.end();
     return server;
+  }
+
+  /**
+   * A streaming standby of `primary` in `dir` (`pg_basebackup -R`: it follows the primary
+   * and answers read-only queries), started on a port of its own.
+   */
+  static async standbyOf(primary: OwnPostgres, dir: string): Promise<OwnPostgres> {
+    if (primary.owner) chownSync(dir, primary.owner.uid, primary.owner.gid);
+    const args = ['-D', join(dir, 'pgdata'), '-R', '-X', 'stream', '-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '--no-sync'];
+    const backup = spawnSync(join(primary.bin, 'pg_basebackup'), args, { ...(primary.owner ?? {}), encoding: 'utf8', timeout: 120_000 });
+    if (backup.status !== 0) throw new Error(`pg_basebackup failed: ${backup.stderr || backup.error?.message}`);
+    const standby = new OwnPostgres(primary.bin, dir, await freePort(), primary.owner);
+    await standby.start();
+    return standby;
+  }
+
+  /** `pg_ctl promote`: a standby leaves recovery and accepts writes (waits until it does). */
+  promote(): void {
+    const result = spawnSync(join(this.bin, 'pg_ctl'), ['promote', '-w', '-D', join(this.dir, 'pgdata')], { ...(this.owner ?? {}), encoding: 'utf8', timeout: 120_000 });
+    if (result.status !== 0) throw new Error(`pg_ctl promote failed: ${result.stderr || result.error?.message}`);
   }
 
   /** Starts the postmaster on its port and waits until it accepts queries. */

@@ -12,11 +12,13 @@ export interface Child {
 }
 
 export function spawnRekey(args: string[], env: NodeJS.ProcessEnv): Child {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // The IPC channel is the child's lifeline: rekey-cli.ts exits when it closes, so a test
+  // process that dies without cleaning up (a killed vitest worker) leaves no orphan behind.
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], { env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
   killOnExit(child);
   let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
   return { process: child, output: () => output, exited };
 }
@@ -31,12 +33,30 @@ export async function kill(child: Child, signal: NodeJS.Signals = 'SIGKILL'): Pr
   return child.exited;
 }
 
-/** Waits until the child printed something matching, or fails with its output. */
-export async function waitForOutput(child: Child, pattern: RegExp, timeoutMs = 20_000): Promise<void> {
+/** Waits for `pattern` in the child's output. The default is a hang guard: tsx compiling the CLI on a loaded machine takes tens of seconds. */
+export async function waitForOutput(child: Child, pattern: RegExp, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!pattern.test(child.output())) {
     if (Date.now() > deadline) throw new Error(`no ${pattern} in child output:\n${child.output()}`);
     if (child.process.exitCode !== null) throw new Error(`child exited ${child.process.exitCode}:\n${child.output()}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+export interface ProcessResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `rekey ARGS` as a child process to the end: exit code, stdout and stderr apart. `stdin` is written and closed. */
+export async function runRekey(args: string[], env: NodeJS.ProcessEnv, stdin = ''): Promise<ProcessResult> {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], { env, stdio: ['pipe', 'pipe', 'pipe', 'ipc'] });
+  killOnExit(child);
+  const out = { stdout: '', stderr: '' };
+  child.stdout!.on('data', (chunk: Buffer) => (out.stdout += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (out.stderr += chunk.toString()));
+  child.stdin!.end(stdin);
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  return { code, ...out };
 }

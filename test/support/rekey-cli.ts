@@ -3,4 +3,12 @@ import { runCli } from '../../src/cli/main.js';
 import { providers } from '../../src/registry.js';
 import { slowKeysetProvider, slowLocalProvider } from './slow-providers.js';
 
-process.exitCode = await runCli(process.argv, [...providers, slowKeysetProvider, slowLocalProvider]);
+// Spawned by test/support/processes.ts with an IPC channel: when the test process is gone,
+// so is this one (SIGKILL, like an orphan reaped by its supervisor), whatever it was doing.
+if (process.channel) {
+  process.channel.unref();
+  process.once('disconnect', () => process.kill(process.pid, 'SIGKILL'));
+  if (!process.connected) process.kill(process.pid, 'SIGKILL');
+}
+
+process.exitCode = await runCli(process.argv, providers.with([slowKeysetProvider, slowLocalProvider]));

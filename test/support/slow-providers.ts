@@ -5,7 +5,7 @@
  * they work across processes (unlike the memory provider).
  */
 import { z } from 'zod';
-import type { Call, DeployedEntry, SecretStore, StoredRef, Target, VersionRef } from '../../src/core/ports.js';
+import type { Call, Inspection, SecretStore, StoredRef, Target, VersionRef } from '../../src/core/ports.js';
 import { defineProvider } from '../../src/core/provider.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
 import local from '../../providers/local/index.js';
@@ -32,8 +32,8 @@ class SlowTarget implements Target {
     await sleep(this.delayMs);
     return this.inner.retire(version, call);
   }
-  listDeployed(call: Call): Promise<DeployedEntry[]> {
-    return this.inner.listDeployed(call);
+  inspect(call: Call): Promise<Inspection> {
+    return this.inner.inspect!(call);
   }
 }
 

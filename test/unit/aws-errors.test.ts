@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { apiGatewayError } from '../../providers/aws-api-gateway/aws-errors.js';
 import { iamError } from '../../providers/aws-iam-access-key/aws-errors.js';
 import { secretsManagerError } from '../../providers/aws-secrets-manager/aws-errors.js';
-import { classifyAwsError } from '../../src/core/aws-errors.js';
+import { classifyAwsError } from '../../src/core/kit/aws-errors.js';
 import { describeError, type ErrorCode } from '../../src/core/errors.js';
 
 const LEAK = 'ECHOED-REQUEST-zq81x';

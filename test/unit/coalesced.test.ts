@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { coalesced } from '../../src/core/atomic-file.js';
+import { coalesced, sharedRead } from '../../src/core/kit/serial.js';
 
 async function until(check: () => boolean): Promise<void> {
   while (!check()) await new Promise((resolve) => setImmediate(resolve));
@@ -38,5 +38,34 @@ describe('coalesced', () => {
     await expect(coalesced('unit-fail', task)).rejects.toThrow('disk full');
     fail = false;
     await expect(coalesced('unit-fail', task)).resolves.toBe('ok');
+  });
+});
+
+describe('sharedRead', () => {
+  it('gives callers that arrive while a read is in flight its result, and reads again after it settled', async () => {
+    let reads = 0;
+    let release: (() => void) | undefined;
+    const read = async () => {
+      const n = ++reads;
+      await new Promise<void>((resolve) => (release = resolve));
+      return n;
+    };
+    const burst = Array.from({ length: 200 }, () => sharedRead('unit-read', read));
+    await until(() => release !== undefined);
+    release!();
+    expect(await Promise.all(burst)).toEqual(Array(200).fill(1));
+    release = undefined;
+    const next = sharedRead('unit-read', read);
+    await until(() => release !== undefined);
+    release!();
+    expect(await next).toBe(2);
+  });
+
+  it('shares a failure the same way, then lets the next caller try again', async () => {
+    let attempts = 0;
+    const failing = () => Promise.reject(new Error(`attempt ${++attempts}`));
+    const both = await Promise.allSettled([sharedRead('unit-fail', failing), sharedRead('unit-fail', failing)]);
+    expect(both.map((r) => (r.status === 'rejected' ? (r.reason as Error).message : 'ok'))).toEqual(['attempt 1', 'attempt 1']);
+    await expect(sharedRead('unit-fail', failing)).rejects.toThrow('attempt 2');
   });
 });

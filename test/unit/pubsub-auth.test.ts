@@ -3,7 +3,7 @@
 // from "rejected" so Pub/Sub redelivers instead of losing the message.
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pubsubConfig, type PubsubConfig } from '../../src/events/config.js';
+import { pubsubConfig, type PubsubConfig } from '../../src/config/events.js';
 import { PushAuthenticator } from '../../src/events/push-auth.js';
 import { PUSH_SERVICE_ACCOUNT, pushSigner, startJwksServer, type PushSigner } from '../events/pubsub.js';
 

@@ -8,8 +8,8 @@ describe('settings', () => {
     expect(s).toMatchObject({ trustProxy: false, queuePrefix: '{rekey}', drainTimeoutMs: 25_000, port: 8080, fingerprintKey: undefined });
   });
 
-  it('REKEY_TRUST_PROXY: true, a hop count, or addresses', () => {
-    expect(loadSettings({ REKEY_TRUST_PROXY: 'true' }).trustProxy).toBe(true);
+  it('REKEY_TRUST_PROXY: a hop count or addresses; never true (any client could name its own address)', () => {
+    expect(() => loadSettings({ REKEY_TRUST_PROXY: 'true' })).toThrow(/REKEY_TRUST_PROXY=true would believe any client/);
     expect(loadSettings({ REKEY_TRUST_PROXY: '1' }).trustProxy).toBe(1);
     expect(loadSettings({ REKEY_TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' }).trustProxy).toEqual(['10.0.0.0/8', '127.0.0.1']);
   });
@@ -20,6 +20,18 @@ describe('settings', () => {
     expect(s.fingerprintKey?.reveal()).toBe(key);
     expect(JSON.stringify(s)).not.toContain(key);
     expect(inspect(s)).not.toContain(key);
+  });
+
+  it('audit anchors: at least hourly; the webhook https (http only to loopback), held like a key', () => {
+    expect(loadSettings({}).anchorEveryMs).toBe(3_600_000);
+    expect(() => loadSettings({ REKEY_AUDIT_ANCHOR_INTERVAL: '2h' })).toThrow(/REKEY_AUDIT_ANCHOR_INTERVAL must be between 1s and 1h/);
+    expect(() => loadSettings({ REKEY_AUDIT_ANCHOR_WEBHOOK: 'http://collector.example/anchors?token=sekrit' })).toThrow(/REKEY_AUDIT_ANCHOR_WEBHOOK must be an https URL/);
+    const hook = 'https://collector.example/anchors?token=sekrit';
+    const s = loadSettings({ REKEY_AUDIT_ANCHOR_WEBHOOK: hook, REKEY_AUDIT_KEY: 'e'.repeat(64) });
+    expect(s.anchorWebhook?.reveal()).toBe(hook);
+    expect(loadSettings({ REKEY_AUDIT_ANCHOR_WEBHOOK: 'http://127.0.0.1:9000/a' }).anchorWebhook).toBeDefined();
+    expect(JSON.stringify(s)).not.toContain('sekrit');
+    expect(JSON.stringify(s)).not.toContain('e'.repeat(64));
   });
 
   it('names the variable when a value is malformed', () => {

@@ -83,21 +83,62 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/*
 Environment of every rekey container: each variable of src/settings.ts (ENVIRONMENT).
-The credentials come from the existing Secret; the rest from values. Pass (dict "root" $ "port" N).
+The credentials come from the existing Secret; the rest from values. Pass (dict "root" $ "port" N), and
+"metricsPort" M to serve /metrics on its own port, and "migrate" true for the container that runs
+`rekey migrate`: only it gets the owner role's URL.
 */}}
 {{- define "rekey.env" -}}
 {{- $root := .root }}
 {{- $secret := required "credentials.existingSecret is required" $root.Values.credentials.existingSecret }}
-{{- $keys := $root.Values.credentials.keys -}}
+{{- $keys := $root.Values.credentials.keys }}
+{{- $redis := $root.Values.redis -}}
 - name: DATABASE_URL
   valueFrom:
+    {{- if $root.Values.database.existingSecret }}
+    # The database's own Secret (CloudNativePG: <cluster>-app, whose uri names the <cluster>-rw Service).
+    secretKeyRef: { name: {{ $root.Values.database.existingSecret | quote }}, key: {{ $root.Values.database.key | quote }} }
+    {{- else }}
     secretKeyRef: { name: {{ $secret | quote }}, key: {{ $keys.databaseUrl | quote }} }
+    {{- end }}
+{{- if .migrate }}
+- name: REKEY_MIGRATE_DATABASE_URL
+  valueFrom:
+    # The owner role's URL: only `rekey migrate` holds it; without it, one role migrates and runs rekey.
+    secretKeyRef: { name: {{ $secret | quote }}, key: {{ $keys.migrateDatabaseUrl | quote }}, optional: true }
+{{- end }}
 - name: REDIS_URL
+{{- if eq $redis.mode "secret" }}
   valueFrom:
     secretKeyRef: { name: {{ $secret | quote }}, key: {{ $keys.redisUrl | quote }} }
+{{- else }}
+  # The topology only; the passwords come from REDIS_PASSWORD and REDIS_SENTINEL_PASSWORD.
+  value: {{ include "rekey.redisUrl" $root | quote }}
+{{- end }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    {{- if $redis.passwordSecret.name }}
+    secretKeyRef: { name: {{ $redis.passwordSecret.name | quote }}, key: {{ $redis.passwordSecret.key | quote }} }
+    {{- else }}
+    secretKeyRef: { name: {{ $secret | quote }}, key: {{ $keys.redisPassword | quote }}, optional: true }
+    {{- end }}
+- name: REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    {{- if $redis.sentinelPasswordSecret.name }}
+    secretKeyRef: { name: {{ $redis.sentinelPasswordSecret.name | quote }}, key: {{ $redis.sentinelPasswordSecret.key | quote }} }
+    {{- else }}
+    secretKeyRef: { name: {{ $secret | quote }}, key: {{ $keys.redisSentinelPassword | quote }}, optional: true }
+    {{- end }}
 - name: REKEY_FINGERPRINT_KEY
   valueFrom:
     secretKeyRef: { name: {{ $secret | quote }}, key: {{ $keys.fingerprintKey | quote }} }
+- name: REKEY_AUDIT_KEY
+  valueFrom:
+    secretKeyRef: { name: {{ $secret | quote }}, key: {{ $keys.auditKey | quote }} }
+- name: REKEY_AUDIT_ANCHOR_INTERVAL
+  value: {{ $root.Values.audit.anchorInterval | quote }}
+- name: REKEY_AUDIT_ANCHOR_WEBHOOK
+  valueFrom:
+    secretKeyRef: { name: {{ $secret | quote }}, key: {{ $keys.anchorWebhook | quote }}, optional: true }
 - name: REKEY_LOCAL_STORE_KEY
   valueFrom:
     # Only the built-in local store needs it.
@@ -107,14 +148,42 @@ The credentials come from the existing Secret; the rest from values. Pass (dict 
 - name: REKEY_DRAIN_TIMEOUT
   value: {{ printf "%ds" (int $root.Values.drainTimeoutSeconds) | quote }}
 - name: REKEY_TRUST_PROXY
-  value: {{ $root.Values.trustProxy | toString | quote }}
+  value: {{ include "rekey.trustProxy" $root | quote }}
 - name: LOG_LEVEL
   value: {{ $root.Values.logLevel | quote }}
 - name: PORT
   value: {{ .port | quote }}
+- name: REKEY_METRICS_PORT
+  # Empty: /metrics on PORT.
+  value: {{ .metricsPort | default "" | toString | quote }}
 {{- with $root.Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/* REDIS_URL for redis.mode sentinel or cluster: the topology from values, no credentials. */}}
+{{- define "rekey.redisUrl" -}}
+{{- $redis := .Values.redis }}
+{{- $scheme := ternary "rediss" "redis" $redis.tls }}
+{{- if eq $redis.mode "sentinel" }}
+{{- $hosts := required "redis.sentinel.hosts is required with redis.mode=sentinel" $redis.sentinel.hosts }}
+{{- printf "%s+sentinel://%s/%s" $scheme (join "," $hosts) $redis.sentinel.masterName }}
+{{- if $redis.db }}{{ printf "/%d" (int $redis.db) }}{{ end }}
+{{- else }}
+{{- $nodes := required "redis.cluster.nodes is required with redis.mode=cluster" $redis.cluster.nodes }}
+{{- printf "%s+cluster://%s" $scheme (join "," $nodes) }}
+{{- end }}
+{{- end }}
+
+{{/* Which proxies the server believes: the value given, else exactly the ingress hops when there is an ingress. */}}
+{{- define "rekey.trustProxy" -}}
+{{- if ne (toString .Values.trustProxy) "" -}}
+{{- .Values.trustProxy -}}
+{{- else if .Values.server.ingress.enabled -}}
+{{- .Values.server.ingress.trustedHops -}}
+{{- else -}}
+false
+{{- end -}}
 {{- end }}
 
 {{/* Pod-level settings shared by the worker, the server and the hook Job. */}}

@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RekeyError } from '../../../src/core/errors.js';
 import type { ProviderInstance } from '../../../src/core/provider.js';
 import type { Target } from '../../../src/core/ports.js';
-import { call, newVersion, rejection } from '../../../test/conformance/refs.js';
+import { call, held, newVersion, rejection } from '../../../test/conformance/refs.js';
 import { targetConformance } from '../../../test/conformance/target.js';
 import { retireAll, send } from '../../../test/support/gateways/index.js';
 import { useLoopbackAwsEnv } from '../../../test/support/aws-env.js';
@@ -100,7 +100,7 @@ describe('aws-api-gateway specifics', () => {
     expect(error.code).toBe('REKEY_ERR_UNAVAILABLE');
     expect(error.retryable).toBe(true);
     expect((await send(fake.stageUrl, 'x-api-key', v.value.reveal())).status).toBe(403);
-    expect(await target.listDeployed(call())).toEqual([]);
+    expect(await held(target)).toEqual([]);
     fake.failWith = undefined;
     await target.retire(v.ref, call());
     expect([...fake.keys.values()].some((k) => k.value === v.value.reveal())).toBe(false);
@@ -111,7 +111,7 @@ describe('aws-api-gateway specifics', () => {
     const versions = ['acme', 'globex', 'initech', 'umbrella'].map((client) => newVersion('clients', client));
     for (const v of versions) await target.deploy(v.ref, v.value, call());
     await openTarget('payments-api-key').deploy(newVersion('payments-api-key').ref, newVersion('payments-api-key').value, call());
-    const listed = await target.listDeployed(call());
+    const listed = await held(target);
     expect(listed).toHaveLength(4);
     for (const v of versions) expect(listed).toContainEqual({ versionId: v.ref.versionId, fingerprint: v.ref.fingerprint, consumer: v.ref.consumer });
   });
@@ -133,7 +133,7 @@ describe('aws-api-gateway specifics', () => {
     fake.failWith = undefined;
     const lost = await rejection(openTarget('payments-api-key', { params: { usagePlanId: 'nosuchplan' } }).deploy(v.ref, v.value, call()));
     expect([lost.code, lost.retryable]).toEqual(['REKEY_ERR_NOT_FOUND', false]);
-    const closed = await rejection(openTarget('payments-api-key', { config: { endpoint: 'http://127.0.0.1:1' } }).listDeployed(call()));
+    const closed = await rejection(held(openTarget('payments-api-key', { config: { endpoint: 'http://127.0.0.1:1' } })));
     expect(closed.code).toBe('REKEY_ERR_UNAVAILABLE');
   });
 

@@ -6,7 +6,7 @@ import { call, issued, newVersion } from '../../../test/conformance/refs.js';
 import { useLoopbackAwsEnv } from '../../../test/support/aws-env.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import { ISSUE_JOURNAL_TAG } from '../aws-iam-access-key.issuer.js';
-import awsIam, { accessKeyIdFromState } from '../index.js';
+import awsIam from '../index.js';
 import { startFakeIam, type FakeIam, type FakeKey } from './fake/iam-server.js';
 
 let fake: FakeIam;
@@ -56,8 +56,8 @@ describe('aws-iam-access-key', () => {
     expect(parsed.accessKeyId).toMatch(/^AKIA[A-Z0-9]{16}$/);
     expect(parsed.secretAccessKey).toBe(keys()[0]!.secretAccessKey);
     expect(state).toEqual({ userName, accessKeyId: parsed.accessKeyId });
-    expect(accessKeyIdFromState(state)).toBe(parsed.accessKeyId);
-    expect(accessKeyIdFromState({ role: 'x' })).toBeUndefined();
+    expect(issuer.publicId!(state)).toBe(parsed.accessKeyId);
+    expect(issuer.publicId!({ role: 'x' })).toBeUndefined();
     await close();
   });
 
@@ -101,7 +101,7 @@ describe('aws-iam-access-key', () => {
     const { issuer, keys, close } = open({}, [{}, {}]);
     const before = fake.calls.length;
     const error = await issuer.issue(newVersion('k').ref, call()).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: 'REKEY_ERR_INVALID', retryable: false });
+    expect(error).toMatchObject({ code: 'REKEY_ERR_LIMIT', retryable: false });
     expect(String((error as Error).message)).toContain('two active access keys');
     expect(fake.calls.slice(before)).toEqual(['ListAccessKeys', 'ListUserTags']); // reads only
     expect(keys().map((k) => k.status)).toEqual(['Active', 'Active']);

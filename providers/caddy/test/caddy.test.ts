@@ -1,7 +1,7 @@
 // The caddy target against the real Caddy from Debian (started once for this file).
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Target } from '../../../src/core/ports.js';
-import { call, newVersion, rejection } from '../../../test/conformance/refs.js';
+import { call, held, newVersion, rejection } from '../../../test/conformance/refs.js';
 import { targetConformance } from '../../../test/conformance/target.js';
 import { retireAll, send, startBackend, startCaddy, type Backend, type CaddyGateway } from '../../../test/support/gateways/index.js';
 import { throughGateway } from '../../../test/support/gateways/suite.js';
@@ -68,7 +68,7 @@ describe('caddy specifics', () => {
     const [a, b] = [newVersion('race-caddy'), newVersion('race-caddy')];
     // Two deploys at once: each read-modify-write must see the other's result.
     await Promise.all([target.deploy(a.ref, a.value, call()), openTarget('race-caddy').deploy(b.ref, b.value, call())]);
-    const listed = (await target.listDeployed(call())).map((e) => e.fingerprint).sort();
+    const listed = (await held(target)).map((e) => e.fingerprint).sort();
     expect(listed).toEqual([a.ref.fingerprint, b.ref.fingerprint].sort());
   });
 
@@ -77,18 +77,18 @@ describe('caddy specifics', () => {
     const v = newVersion('consumer-caddy', 'old-consumer');
     await target.deploy(v.ref, v.value, call());
     await target.deploy({ ...v.ref, consumer: 'new-consumer' }, v.value, call());
-    expect(await target.listDeployed(call())).toEqual([{ fingerprint: v.ref.fingerprint, consumer: 'new-consumer' }]);
+    expect(await held(target)).toEqual([{ fingerprint: v.ref.fingerprint, consumer: 'new-consumer' }]);
     expect((await send(gateway.url, gateway.header, v.value.reveal())).body).toBe('consumer=new-consumer');
   });
 
   it('reports a missing handler @id as a configuration error, not worth retrying', async () => {
-    const error = await rejection(openTarget('noid-caddy', { handler: 'no_such_handler' }).listDeployed(call()));
+    const error = await rejection(held(openTarget('noid-caddy', { handler: 'no_such_handler' })));
     expect(error.code).toBe('REKEY_ERR_INVALID');
     expect(error.retryable).toBe(false);
   });
 
   it('reports an unreachable admin API as retryable UNAVAILABLE', async () => {
-    const error = await rejection(openTarget('down-caddy', { admin: `unix:${gateway.dir}/absent.sock` }).listDeployed(call()));
+    const error = await rejection(held(openTarget('down-caddy', { admin: `unix:${gateway.dir}/absent.sock` })));
     expect(error.code).toBe('REKEY_ERR_UNAVAILABLE');
     expect(error.retryable).toBe(true);
   });
@@ -102,7 +102,7 @@ describe('caddy specifics', () => {
       await target.verify(v.ref, v.value, call());
       expect((await send(other.url, other.header, v.value.reveal())).status).toBe(200);
       await target.retire(v.ref, call());
-      expect(await target.listDeployed(call())).toEqual([]);
+      expect(await held(target)).toEqual([]);
     } finally {
       await other.stop();
     }

@@ -11,7 +11,8 @@ import { call, newVersion, rejection, stored } from '../../../test/conformance/r
 import { callsPerRotation, storeConformance } from '../../../test/conformance/store.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import { crc32c } from '../crc32c.js';
-import gcpSecretManager, { INTENT_ANNOTATION, parseSecretResourceName, referencesSecret, type GcpSecretManagerStoreBinding } from '../index.js';
+import gcpSecretManager, { INTENT_ANNOTATION, type GcpSecretManagerStoreBinding } from '../index.js';
+import { parseSecretResourceName, referencesSecret } from '../gcp-names.js';
 import { officialClient, startFakeSecretManager, type FakeSecretManager } from './fake/secret-manager-fake.js';
 
 const PROJECT = 'rekey-test';
@@ -28,7 +29,6 @@ function open(overrides: Record<string, unknown> = {}): Instance {
     apiEndpoint: '127.0.0.1',
     port: fake.port,
     insecure: true,
-    maxAttempts: 2,
     ...overrides,
   });
   const instance = gcpSecretManager.open(config, testProviderContext('gcp-test'));
@@ -61,19 +61,20 @@ storeConformance('gcp-secret-manager', () => {
 });
 
 describe('gcp-secret-manager: failures', () => {
-  it('RESOURCE_EXHAUSTED is retried within maxAttempts, then surfaces as retryable THROTTLED', async () => {
+  it('RESOURCE_EXHAUSTED and UNAVAILABLE are one call each, surfacing as retryable THROTTLED and UNAVAILABLE for the engine to retry', async () => {
     const store = storeFor(uniqueName());
     const v = newVersion('exhausted');
     fake.resetCalls();
     fake.exhaust(1, 'AddSecretVersion');
-    const { storeVersionId } = await store.writePending(v.ref, v.value, call());
-    expect(fake.calls.AddSecretVersion).toBe(2);
+    const throttled = await rejection(store.writePending(v.ref, v.value, call()));
+    expect([throttled.code, throttled.retryable]).toEqual(['REKEY_ERR_THROTTLED', true]);
+    expect(fake.calls.AddSecretVersion).toBe(1); // the client's own retries (up to 10 minutes) are off too
+    const { storeVersionId } = await store.writePending(v.ref, v.value, call()); // the engine's next attempt
 
-    fake.exhaust(2, 'AccessSecretVersion');
+    fake.exhaust(1, 'AccessSecretVersion');
     const error = await rejection(store.read({ storeVersionId }, call()));
-    expect(error.code).toBe('REKEY_ERR_THROTTLED');
-    expect(error.retryable).toBe(true);
-    expect(fake.calls.AccessSecretVersion).toBe(2); // maxAttempts: the client's own 10-minute retry is off
+    expect([error.code, error.retryable]).toEqual(['REKEY_ERR_THROTTLED', true]);
+    expect(fake.calls.AccessSecretVersion).toBe(1);
     expect((await store.read({ storeVersionId }, call())).equals(v.value)).toBe(true);
   });
 
@@ -131,9 +132,9 @@ describe('gcp-secret-manager: failures', () => {
     expect((await store.read({ stage: 'current' }, call())).equals(a.value)).toBe(true);
   });
 
-  it('a concurrent change between read and update (etag) is re-read and merged, keeping the other change', async () => {
+  it.each(['grpc', 'rest'] as const)('a concurrent change between read and update (etag) is re-read and merged, keeping the other change (%s; REST: an HTTP 400 whose body says FAILED_PRECONDITION)', async (transport) => {
     const name = uniqueName();
-    const store = storeFor(name);
+    const store = storeFor(name, transport === 'grpc' ? gcp : open({ transport, port: fake.restPort }));
     const v = newVersion('etag');
     const sv = stored(v.ref, (await store.writePending(v.ref, v.value, call())).storeVersionId);
     fake.before('UpdateSecret', (model) => {

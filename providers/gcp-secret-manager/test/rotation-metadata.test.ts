@@ -28,7 +28,7 @@ const secretOf = (name: string) => fake.model.secrets.get(name)!;
 beforeAll(async () => {
   fake = await startFakeSecretManager(PROJECT);
   gcp = gcpSecretManager.open(
-    gcpSecretManager.config.parse({ project: PROJECT, apiEndpoint: '127.0.0.1', port: fake.port, insecure: true, maxAttempts: 2 }),
+    gcpSecretManager.config.parse({ project: PROJECT, apiEndpoint: '127.0.0.1', port: fake.port, insecure: true }),
     testProviderContext('gcp-test'),
   );
   raw = officialClient(fake.port);

@@ -1,9 +1,9 @@
 // The haproxy target against the real HAProxy from Debian (started once for this file).
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import type * as AtomicFile from '../../../src/core/atomic-file.js';
+import type * as AtomicFile from '../../../src/core/kit/atomic-file.js';
 import type { Target } from '../../../src/core/ports.js';
-import { call, fingerprint, newVersion, rejection } from '../../../test/conformance/refs.js';
+import { call, fingerprint, held, newVersion, rejection } from '../../../test/conformance/refs.js';
 import { targetConformance } from '../../../test/conformance/target.js';
 import { retireAll, send, startBackend, startHaproxy, type Backend, type HaproxyGateway } from '../../../test/support/gateways/index.js';
 import { throughGateway } from '../../../test/support/gateways/suite.js';
@@ -77,7 +77,7 @@ describe('haproxy specifics', () => {
     await gateway.restart();
     expect((await send(gateway.url, gateway.header, b.value.reveal())).status).toBe(200);
     expect((await send(gateway.url, gateway.header, a.value.reveal())).status).toBe(401);
-    expect((await target.listDeployed(call())).map((e) => e.fingerprint)).toEqual([b.ref.fingerprint]);
+    expect((await held(target)).map((e) => e.fingerprint)).toEqual([b.ref.fingerprint]);
     await retireAll(target);
   });
 
@@ -86,7 +86,7 @@ describe('haproxy specifics', () => {
     const versions = Array.from({ length: 40 }, () => newVersion('burst-haproxy'));
     await Promise.all(versions.map((v) => target.deploy(v.ref, v.value, call())));
     await Promise.all(versions.slice(0, 20).map((v) => target.retire(v.ref, call())));
-    const live = (await target.listDeployed(call())).map((e) => e.fingerprint).sort();
+    const live = (await held(target)).map((e) => e.fingerprint).sort();
     expect(live).toEqual(versions.slice(20).map((v) => v.ref.fingerprint).sort());
     expect(await fileFingerprints()).toEqual(live);
     await retireAll(target);
@@ -116,10 +116,10 @@ describe('haproxy specifics', () => {
     const target = openTarget('tcp-haproxy', { runtimeApi: gateway.runtimeApi.tcp });
     const v = newVersion('tcp-haproxy');
     await target.deploy(v.ref, v.value, call());
-    expect(await target.listDeployed(call())).toEqual([{ fingerprint: v.ref.fingerprint, consumer: 'tcp-haproxy' }]);
+    expect(await held(target)).toEqual([{ fingerprint: v.ref.fingerprint, consumer: 'tcp-haproxy' }]);
     expect((await send(gateway.url, gateway.header, v.value.reveal())).status).toBe(200);
     await target.retire(v.ref, call());
-    expect(await target.listDeployed(call())).toEqual([]);
+    expect(await held(target)).toEqual([]);
   });
 
   it('corrects the consumer of a key deployed again with another consumer, keeping one entry', async () => {
@@ -127,7 +127,7 @@ describe('haproxy specifics', () => {
     const v = newVersion('consumer-haproxy', 'old-consumer');
     await target.deploy(v.ref, v.value, call());
     await target.deploy({ ...v.ref, consumer: 'new-consumer' }, v.value, call());
-    expect(await target.listDeployed(call())).toEqual([{ fingerprint: v.ref.fingerprint, consumer: 'new-consumer' }]);
+    expect(await held(target)).toEqual([{ fingerprint: v.ref.fingerprint, consumer: 'new-consumer' }]);
     expect((await send(gateway.url, gateway.header, v.value.reveal())).body).toBe('consumer=new-consumer');
     await retireAll(target);
   });
@@ -142,7 +142,7 @@ describe('haproxy specifics', () => {
 
   it('reports an unreachable Runtime API as retryable UNAVAILABLE', async () => {
     const target = openTarget('down-haproxy', { runtimeApi: `unix:${gateway.dir}/absent.sock` });
-    const error = await rejection(target.listDeployed(call()));
+    const error = await rejection(held(target));
     expect(error.code).toBe('REKEY_ERR_UNAVAILABLE');
     expect(error.retryable).toBe(true);
   });

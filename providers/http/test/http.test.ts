@@ -7,7 +7,7 @@ import http from '../index.js';
 import { parsePath, readPath } from '../template.js';
 import { startFakeSaas, type FakeSaas } from './fake/saas-server.js';
 
-const ENV = `REKEY_TEST_SAAS_ADMIN_${process.pid}`;
+const ENV = `PROVIDERTEST_SAAS_ADMIN_${process.pid}`;
 let saas: FakeSaas;
 
 beforeAll(async () => {
@@ -21,6 +21,7 @@ afterAll(async () => {
 
 const config = (overrides: Record<string, unknown> = {}) => ({
   baseUrl: saas.baseUrl,
+  insecure: true, // the fake SaaS speaks plain http on loopback
   headers: { Authorization: `Bearer \${env:${ENV}}` },
   issue: {
     url: '/v1/keys',
@@ -89,6 +90,29 @@ describe('http issuer', () => {
     await open({ verify: undefined }).verify(issued(ref, state), value, call());
   });
 
+  it('verify sends the new key, not the admin token, unless the config asks for the provider headers', async () => {
+    const { ref } = newVersion('s');
+    const verify = { url: '/v1/whoami', headers: { 'X-Api-Key': '{{value}}' } };
+    const { value, state } = await open({ verify }).issue(ref, call());
+    await open({ verify }).verify(issued(ref, state), value, call());
+    expect(saas.requests.at(-1)).toMatchObject({ path: '/v1/whoami', headers: { 'x-api-key': value.reveal() } });
+    expect(saas.requests.at(-1)!.headers.authorization).toBeUndefined();
+    await open({ verify: { ...verify, providerHeaders: true } }).verify(issued(ref, state), value, call());
+    expect(saas.requests.at(-1)!.headers.authorization).toBe(`Bearer ${saas.adminToken}`);
+  });
+
+  it('a key with control characters fails verify in our own words: no part of it in the message', async () => {
+    const { ref } = newVersion('s');
+    const key = `sk_live_${'k'.repeat(20)}\r\nX-Injected: 1\u0000tail`;
+    saas.issueNext(key);
+    const { value, state } = await open().issue(ref, call());
+    expect(value.reveal()).toBe(key);
+    const error = (await open().verify(issued(ref, state), value, call()).catch((e: unknown) => e)) as Error & { code: string };
+    expect(error.code).toBe('REKEY_ERR_INVALID');
+    expect(error.message).toContain('header Authorization of GET /v1/whoami');
+    for (const part of ['kkkkkkkkkk', 'X-Injected', 'tail', 'Bearer']) expect(error.message).not.toContain(part);
+  });
+
   it('refuses configs that would leak or cannot revoke', () => {
     const parse = (overrides: Record<string, unknown>) => http.config.safeParse(config(overrides)).success;
     expect(parse({})).toBe(true);
@@ -98,9 +122,19 @@ describe('http issuer', () => {
     expect(parse({ issue: { ...config().issue, valuePath: '$..key' } })).toBe(false);
   });
 
-  it('refuses plain http to a non-loopback host', async () => {
-    const issuer = open({ baseUrl: 'http://api.example.invalid' });
-    expect(await issuer.issue(newVersion('s').ref, call()).catch((e: unknown) => e)).toMatchObject({ code: 'REKEY_ERR_CONFIG' });
+  it('refuses plain http unless insecure, and link-local or metadata addresses always', async () => {
+    const issues = (overrides: Record<string, unknown>) => http.config.safeParse(config(overrides)).error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    expect(issues({ insecure: false })).toEqual(['baseUrl: must be https (http only with insecure: true)']);
+    expect(issues({ baseUrl: 'https://169.254.169.254/latest' })).toEqual(['baseUrl: must not point at a link-local or cloud metadata address']);
+    expect(issues({ baseUrl: 'http://2852039166/' })).toEqual(['baseUrl: must not point at a link-local or cloud metadata address']);
+    expect(issues({ verify: { url: 'https://metadata.google.internal/computeMetadata/v1/' } })).toEqual(['verify.url: must not point at a link-local or cloud metadata address']);
+    expect(issues({ baseUrl: 'https://[fd00:ec2::254]/' })).toEqual(['baseUrl: must not point at a link-local or cloud metadata address']);
+    // A host built by a template is checked once rendered.
+    const issuer = http.open(http.config.parse(config({ issue: { ...config().issue, url: '//{{vars.team}}/latest/meta-data/' } })), testProviderContext('acme'));
+    const binding = { secret: 'acme-api-key', params: http.bindings.issuer!.parse({ vars: { team: '169.254.169.254' } }) };
+    const error = await issuer.issuer!(binding).issue(newVersion('s').ref, call()).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'REKEY_ERR_CONFIG' });
+    expect((error as Error).message).toMatch(/must not point at a link-local or cloud metadata address/);
   });
 
   it('reads JSON paths', () => {
@@ -110,5 +144,8 @@ describe('http issuer', () => {
     expect(readPath([{ id: 'a' }], parsePath('$[0].id')!)).toBe('a');
     expect(readPath(doc, parsePath('$.nope.deeper')!)).toBeUndefined();
     expect(parsePath('$.a..b')).toBeUndefined();
+    // Own members only: what every object inherits is not in the document.
+    expect(readPath(doc, parsePath('$.constructor')!)).toBeUndefined();
+    expect(readPath(doc, parsePath('$.data.toString')!)).toBeUndefined();
   });
 });

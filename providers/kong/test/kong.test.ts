@@ -4,14 +4,14 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Target } from '../../../src/core/ports.js';
 import { SecretValue } from '../../../src/core/secret-value.js';
-import { call, newVersion, rejection } from '../../../test/conformance/refs.js';
+import { call, held, newVersion, rejection } from '../../../test/conformance/refs.js';
 import { targetConformance } from '../../../test/conformance/target.js';
 import { retireAll, send } from '../../../test/support/gateways/index.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import { kong } from '../index.js';
 import { startFakeKong, type FakeKong } from './fake/kong-admin.js';
 
-const TOKEN_ENV = `REKEY_TEST_KONG_TOKEN_${process.pid}`;
+const TOKEN_ENV = `PROVIDERTEST_KONG_TOKEN_${process.pid}`;
 let fake: FakeKong;
 
 beforeAll(async () => {
@@ -84,14 +84,14 @@ describe('kong specifics', () => {
     expect((await send(fake.proxyUrl, 'apikey', b.value.reveal())).status).toBe(200);
   });
 
-  it('puts per-client keys on each version\'s consumer and lists them by consumer name, across pages', async () => {
+  it('puts per-client keys on each version\'s consumer and lists them, across pages', async () => {
     const target = openTarget('clients');
     const versions = ['acme', 'globex', 'initech', 'umbrella'].map((client) => newVersion('clients', client));
     for (const v of versions) await target.deploy(v.ref, v.value, call());
-    const listed = await target.listDeployed(call());
+    const listed = await held(target);
     // The fake pages 3 at a time: 4 entries means the offset was followed.
-    expect(listed.map((e) => e.consumer).sort()).toEqual(['acme', 'globex', 'initech', 'umbrella']);
-    for (const v of versions) expect(listed).toContainEqual({ versionId: v.ref.versionId, fingerprint: v.ref.fingerprint, consumer: v.ref.consumer });
+    expect(listed).toHaveLength(4);
+    for (const v of versions) expect(listed).toContainEqual({ versionId: v.ref.versionId, fingerprint: v.ref.fingerprint });
     expect((await send(fake.proxyUrl, 'apikey', versions[1]!.value.reveal())).body).toBe('consumer=globex');
   });
 
@@ -99,7 +99,8 @@ describe('kong specifics', () => {
     const target = openTarget('override', { consumer: 'edge-clients' });
     const v = newVersion('override', 'ignored');
     await target.deploy(v.ref, v.value, call());
-    expect(await target.listDeployed(call())).toEqual([{ versionId: v.ref.versionId, fingerprint: v.ref.fingerprint, consumer: 'edge-clients' }]);
+    expect(await held(target)).toEqual([{ versionId: v.ref.versionId, fingerprint: v.ref.fingerprint }]);
+    expect((await send(fake.proxyUrl, 'apikey', v.value.reveal())).body).toBe('consumer=edge-clients');
   });
 
   it('refuses to create consumers when told not to', async () => {
@@ -114,7 +115,7 @@ describe('kong specifics', () => {
     process.env[`${TOKEN_ENV}_WRONG`] = 'not-the-token';
     try {
       const target = openTarget('override', { config: { adminToken: `\${env:${TOKEN_ENV}_WRONG}` } });
-      const error = await rejection(target.listDeployed(call()));
+      const error = await rejection(held(target));
       expect(error.code).toBe('REKEY_ERR_DENIED');
       expect(error.retryable).toBe(false);
       expect(error.message).not.toContain('not-the-token');

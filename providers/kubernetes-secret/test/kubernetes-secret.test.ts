@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Target } from '../../../src/core/ports.js';
-import { call, newVersion, rejection } from '../../../test/conformance/refs.js';
+import { call, held, newVersion, rejection } from '../../../test/conformance/refs.js';
 import { targetConformance } from '../../../test/conformance/target.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import { kubernetesSecret } from '../index.js';
@@ -87,13 +87,13 @@ describe('kubernetes-secret specifics', () => {
     api.requests.clear();
     await target.verify(v2.ref, v2.value, call());
     expect(Object.fromEntries(api.requests)).toEqual({ 'GET secrets': 1, 'GET deployments': 1 });
-    expect(await target.listDeployed(call())).toEqual([{ fingerprint: v2.ref.fingerprint }, { fingerprint: v1.ref.fingerprint }]);
+    expect(await held(target)).toEqual([{ fingerprint: v2.ref.fingerprint }, { fingerprint: v1.ref.fingerprint }]);
 
     api.requests.clear();
     await target.retire(v1.ref, call());
     expect(Object.fromEntries(api.requests)).toEqual({ 'GET secrets': 1, 'PATCH secrets': 1 });
     expect(api.secretData(NS, 'payments-api-key')).toEqual({ 'other-key': 'untouched', 'api-key': v2.value.reveal() });
-    expect(await target.listDeployed(call())).toEqual([{ fingerprint: v2.ref.fingerprint }]);
+    expect(await held(target)).toEqual([{ fingerprint: v2.ref.fingerprint }]);
   });
 
   it('a rollback (retire of the value in the key) gives the previous value back and restarts again', async () => {
@@ -163,7 +163,7 @@ describe('kubernetes-secret specifics', () => {
     expect(api.secretData(NS, 'absent')).toEqual({ 'api-key': v.value.reveal() });
     const bad = join(dir, 'bad-kubeconfig');
     await writeKubeconfig(bad, 'wrong-token');
-    const denied = await rejection(openTarget('absent', {}, { kubeconfig: bad }).listDeployed(call()));
+    const denied = await rejection(held(openTarget('absent', {}, { kubeconfig: bad })));
     expect(denied.code).toBe('REKEY_ERR_DENIED');
   });
 

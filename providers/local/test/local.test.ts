@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { SecretStore } from '../../../src/core/ports.js';
+import { SecretValue } from '../../../src/core/secret-value.js';
 import { call, newVersion } from '../../../test/conformance/refs.js';
 import { storeConformance } from '../../../test/conformance/store.js';
 import { isolate, type Isolated } from '../../../test/support/isolation.js';
@@ -14,14 +15,14 @@ const instances: Array<{ close?: () => Promise<void> }> = [];
 
 beforeAll(async () => {
   env = await isolate('local');
-  process.env.REKEY_TEST_LOCAL_KEY = KEY;
+  process.env.PROVIDERTEST_LOCAL_KEY = KEY;
 });
 afterAll(async () => {
   for (const i of instances) await i.close?.();
   await env.cleanup();
 });
 
-function openStore(key = '${env:REKEY_TEST_LOCAL_KEY}', name = `secret-${++counter}`): SecretStore {
+function openStore(key = '${env:PROVIDERTEST_LOCAL_KEY}', name = `secret-${++counter}`): SecretStore {
   const instance = local.open(local.config.parse({ key }), testProviderContext('vault', { databaseUrl: env.databaseUrl }));
   instances.push(instance);
   return instance.store!({ secret: name, params: {} });
@@ -49,6 +50,22 @@ it('names both keys when read with the wrong one', async () => {
   const name = 'rekeyed';
   const v = newVersion(name);
   const { storeVersionId } = await openStore(undefined, name).writePending(v.ref, v.value, call());
-  process.env.REKEY_TEST_OTHER_KEY = 'c'.repeat(64);
-  await expect(openStore('${env:REKEY_TEST_OTHER_KEY}', name).read({ storeVersionId }, call())).rejects.toThrow(/sealed with key \w{8}, but REKEY_LOCAL_STORE_KEY is \w{8}/);
+  process.env.PROVIDERTEST_OTHER_KEY = 'c'.repeat(64);
+  await expect(openStore('${env:PROVIDERTEST_OTHER_KEY}', name).read({ storeVersionId }, call())).rejects.toThrow(/sealed with key \w{8}, but REKEY_LOCAL_STORE_KEY is \w{8}/);
+});
+
+it("seals with rekey's own key when the config names none; a config can never name that key", async () => {
+  const own = 'e'.repeat(64);
+  const open = (config: Record<string, unknown>) => {
+    const instance = local.open(local.config.parse(config), testProviderContext('vault', { databaseUrl: env.databaseUrl, storeKey: () => SecretValue.of(own) }));
+    instances.push(instance);
+    return instance;
+  };
+  const v = newVersion('default-key');
+  const { storeVersionId } = await open({}).store!({ secret: 'default-key', params: {} }).writePending(v.ref, v.value, call());
+  process.env.PROVIDERTEST_SAME_KEY = own;
+  const read = await open({ key: '${env:PROVIDERTEST_SAME_KEY}' }).store!({ secret: 'default-key', params: {} }).read({ storeVersionId }, call());
+  expect(read.reveal()).toBe(v.value.reveal());
+  process.env.REKEY_LOCAL_STORE_KEY ??= own;
+  expect(() => open({ key: '${env:REKEY_LOCAL_STORE_KEY}' })).toThrow(/REKEY_LOCAL_STORE_KEY\} is rekey's own setting/);
 });

@@ -3,7 +3,7 @@ import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Target } from '../../../src/core/ports.js';
 import { SecretValue } from '../../../src/core/secret-value.js';
-import { call, fingerprint, newVersion, rejection } from '../../../test/conformance/refs.js';
+import { call, fingerprint, held, newVersion, rejection } from '../../../test/conformance/refs.js';
 import { targetConformance } from '../../../test/conformance/target.js';
 import { retireAll, send, startBackend, startNginx, type Backend, type NginxGateway } from '../../../test/support/gateways/index.js';
 import { throughGateway } from '../../../test/support/gateways/suite.js';
@@ -79,7 +79,7 @@ describe('nginx specifics', () => {
     expect((await send(gateway.url, gateway.header, value.reveal().toUpperCase())).status).toBe(401);
     // `.` and `+` are literal, not regex operators.
     expect((await send(gateway.url, gateway.header, value.reveal().replace('.', 'x'))).status).toBe(401);
-    expect(await target.listDeployed(call())).toEqual([{ fingerprint: ref.fingerprint, consumer: 'case-nginx' }]);
+    expect(await held(target)).toEqual([{ fingerprint: ref.fingerprint, consumer: 'case-nginx' }]);
   });
 
   it('keeps lines it did not write', async () => {
@@ -98,7 +98,7 @@ describe('nginx specifics', () => {
     const v = newVersion('consumer-nginx', 'old-consumer');
     await target.deploy(v.ref, v.value, call());
     await target.deploy({ ...v.ref, consumer: 'new-consumer' }, v.value, call());
-    expect(await target.listDeployed(call())).toEqual([{ fingerprint: v.ref.fingerprint, consumer: 'new-consumer' }]);
+    expect(await held(target)).toEqual([{ fingerprint: v.ref.fingerprint, consumer: 'new-consumer' }]);
     expect((await send(gateway.url, gateway.header, v.value.reveal())).body).toBe('consumer=new-consumer');
   });
 

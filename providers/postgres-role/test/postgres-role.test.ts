@@ -13,7 +13,7 @@ import { DATABASE_URL } from '../../../test/support/services.js';
 import postgresRole from '../index.js';
 import { startScramCluster, type ScramCluster } from './scram-cluster.js';
 
-const ENV = `REKEY_TEST_PG_ROLE_URL_${process.pid}`;
+const ENV = `PROVIDERTEST_PG_ROLE_URL_${process.pid}`;
 const SHARED_ENV = `${ENV}_SHARED`;
 let cluster: ScramCluster;
 let managerUrl: string;

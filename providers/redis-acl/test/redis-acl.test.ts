@@ -9,7 +9,7 @@ import { testProviderContext } from '../../../test/support/provider-context.js';
 import { REDIS_URL } from '../../../test/support/services.js';
 import redisAcl from '../index.js';
 
-const ENV = `REKEY_TEST_REDIS_ACL_URL_${process.pid}`;
+const ENV = `PROVIDERTEST_REDIS_ACL_URL_${process.pid}`;
 const created = new Set<string>();
 let redis: Redis;
 

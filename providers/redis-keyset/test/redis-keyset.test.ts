@@ -5,6 +5,7 @@ import { targetConformance } from '../../../test/conformance/target.js';
 import { deleteKeys } from '../../../test/support/isolation.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import { REDIS_URL } from '../../../test/support/services.js';
+import { parseRedisUrl } from '../../../src/core/redis-endpoint.js';
 import keyset, { createKeysetVerifier, keysetAuth } from '../index.js';
 
 const prefix = `test-keyset-${process.pid}-${Date.now()}:`;
@@ -26,7 +27,7 @@ async function fixture() {
   const secret = `secret-${++counter}`;
   const api = await guardedApi(secret);
   const config = keyset.config.parse({ keyPrefix: prefix, channel, probe: { url: api.url } });
-  const instance = keyset.open(config, testProviderContext('api', { redisUrl: REDIS_URL }));
+  const instance = keyset.open(config, testProviderContext('api', { redis: parseRedisUrl(REDIS_URL) }));
   return { target: instance.target!({ secret, params: {} }), secret, api, cleanup: async () => (await instance.close?.(), await api.close()) };
 }
 

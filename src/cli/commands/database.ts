@@ -1,24 +1,15 @@
-/** migrate, apply, config schema, audit verify. */
+/** migrate, apply, config schema, audit verify: definitions; the work is in ../actions/database.ts, imported when one runs. */
 import type { Command } from 'commander';
-import { configJsonSchema } from '../../config/json-schema.js';
-import { loadConfigFile } from '../../config/load.js';
-import { isEmpty } from '../../config/plan.js';
-import { anchorProblem, verifyAudit } from '../../db/audit.js';
-import { migrate } from '../../db/migrate.js';
-import { describeRotations, formatRotationMetadata } from '../../events/rotation-metadata.js';
-import { loadSettings } from '../../settings.js';
-import { applyConfig } from '../apply.js';
-import { ExitCode, type CliContext } from '../main.js';
-import { withRuntime } from '../with-runtime.js';
+import type { CliContext } from '../context.js';
+
+const actions = () => import('../actions/database.js');
 
 export function registerDatabaseCommands(program: Command, ctx: CliContext): void {
   program
     .command('migrate')
-    .description('Apply database migrations (idempotent; safe to run from several places at once)')
-    .action(async () => {
-      const applied = await migrate(loadSettings().databaseUrl);
-      ctx.out(applied.length ? `Applied ${applied.length} migration(s): ${applied.join(', ')}` : 'Database is up to date.');
-    });
+    .description('Create the database if it does not exist, apply migrations as the owner role, then grant the runtime role its privileges (idempotent; safe to run from several places at once)')
+    .option('--print-grants', "print the statements that grant DATABASE_URL's role what the runtime needs, and change nothing")
+    .action(async (options: { printGrants?: boolean }) => (await actions()).migrateCommand(ctx, options));
 
   program
     .command('apply')
@@ -27,50 +18,21 @@ export function registerDatabaseCommands(program: Command, ctx: CliContext): voi
     .option('--dry-run', 'print the plan and change nothing')
     .option('--json', 'print the plan as JSON')
     .option('--no-rotation-metadata', "do not mirror schedules into the stores' own rotation metadata")
-    .action(async (options: { file: string; dryRun?: boolean; json?: boolean; rotationMetadata: boolean }) => {
-      const loaded = await loadConfigFile(options.file, ctx.modules);
-      await withRuntime('cli', ctx, async (runtime) => {
-        const { plan, revision } = await applyConfig(runtime, loaded, { file: options.file, actor: 'cli', out: ctx.out, json: !!options.json, dryRun: !!options.dryRun });
-        if (revision === undefined) {
-          if (!options.json) ctx.out('Dry run: nothing applied.');
-          return;
-        }
-        if (!options.json) ctx.out(isEmpty(plan) ? `No changes (config revision ${revision}).` : `Applied as config revision ${revision}.`);
-        if (options.rotationMetadata) {
-          // Best effort after the apply: a failure is reported per secret and undoes nothing.
-          const results = await describeRotations(runtime.resolver, [...plan.secrets.added, ...plan.secrets.changed.map((c) => c.name)]);
-          const write = options.json ? (text: string) => void process.stderr.write(`${text}\n`) : ctx.out; // keep stdout pure JSON
-          for (const line of formatRotationMetadata(results)) write(line);
-        }
-      });
-    });
+    .action(async (options: { file: string; dryRun?: boolean; json?: boolean; rotationMetadata: boolean }) => (await actions()).apply(ctx, options));
 
   program
     .command('config')
     .description('Configuration helpers')
     .command('schema')
     .description('Print the JSON Schema of rekey.yaml')
-    .action(() => ctx.out(JSON.stringify(configJsonSchema(ctx.modules), null, 2)));
+    .action(async () => (await actions()).configSchema(ctx));
 
   program
     .command('audit')
     .description('Audit log tools')
     .command('verify')
-    .description('Check the audit log hash chain; exits 1 and names the first bad row on tampering')
-    .option('--anchor <anchor>', 'an anchor an earlier verify printed: also prove no event up to it was removed')
+    .description('Check the audit log chains (HMAC under REKEY_AUDIT_KEY); exits 1 and names the first bad row on tampering')
+    .option('--anchor <anchor>', 'an anchor an earlier verify or the anchor job printed: also prove no event up to it was removed')
     .option('--json', 'print the result as JSON')
-    .action(async (options: { anchor?: string; json?: boolean }, command: Command) => {
-      const problem = options.anchor === undefined ? undefined : anchorProblem(options.anchor);
-      if (problem) command.error(`rekey audit verify: ${problem}`, { exitCode: 2 });
-      await withRuntime('cli', ctx, async (runtime) => {
-        const result = await verifyAudit(runtime.db, { anchor: options.anchor });
-        if (options.json) ctx.out(JSON.stringify({ ...result, seq: 'seq' in result ? result.seq.toString() : undefined }));
-        else if (result.ok) {
-          ctx.out(`Audit log intact: ${result.events} events, hash chain verified${options.anchor ? ', anchor matches' : ''}.`);
-          ctx.out(`Anchor: ${result.anchor} (keep it outside the database; pass it to --anchor later)`);
-        }
-        else ctx.out(`Audit log TAMPERED: row ${result.seq} ${result.problem} (${result.events} rows before it verified).`);
-        if (!result.ok) throw new ExitCode(1);
-      });
-    });
+    .action(async (options: { anchor?: string; json?: boolean }, command: Command) => (await actions()).auditVerify(ctx, options, command));
 }

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hmslHash } from '../../../src/leaks/hmsl.js';
 import { send } from '../../support/gateways/index.js';
 import {
+  ENV_ALLOW_YAML,
   gatewaySecretYaml,
   gitguardianHeaders,
   leaksYaml,
@@ -130,7 +131,7 @@ secrets:${Object.values(names)
       .join('')}
 leaks:
   webhook: { secret: "\${env:${e.env.webhook}}" }
-`);
+${ENV_ALLOW_YAML}`);
     await until(async () => (await post(e.h.serving!.url, '/webhooks/gitguardian', '{}', { 'content-type': 'application/json' })).status === 404, 5000);
     const body = JSON.stringify({ token: 'x' });
     expect((await post(e.h.serving!.url, '/webhooks/github-secret-scanning', body, e.github.headers(body))).status).toBe(404);

@@ -3,9 +3,10 @@
 // the leak routes served in front of a real HAProxy.
 import { createHash, createHmac, generateKeyPairSync, randomBytes, randomUUID, sign, type KeyObject } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { leakRoutes } from '../../../src/leaks/routes.js';
-import { standardWebhookSignature } from '../../../src/core/standard-webhooks.js';
+import { standardWebhookSignature } from '../../../src/core/kit/standard-webhooks.js';
 import type { SecretValue } from '../../../src/core/secret-value.js';
 import { call } from '../../conformance/refs.js';
 import { startBackend, startHaproxy, tempDir, type Backend, type HaproxyGateway } from '../../support/gateways/index.js';
@@ -81,6 +82,22 @@ export interface Answer {
   body: string;
 }
 
+/** POSTs from a local address of our choosing (127.0.0.0/8 is all loopback), as a client elsewhere would. */
+export function postFrom(localAddress: string, base: string, path: string, body: Buffer | string, headers: Record<string, string>): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(new URL(path, base), { method: 'POST', headers, localAddress, agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      res.on('error', reject);
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error('request timed out')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 /** POSTs raw bytes; a refused upload (the server answered early and closed) still yields its status when one came. */
 export async function post(base: string, path: string, body: Buffer | string, headers: Record<string, string>): Promise<Answer> {
   const response = await fetch(new URL(path, base), { method: 'POST', headers, body });
@@ -106,7 +123,7 @@ export async function startLeakEnv(label: string, options: Partial<HarnessOption
   const gateway = await startHaproxy(backend.port);
   const github = await fakeGithub(dir.path);
   const suffix = randomUUID().replaceAll('-', '').slice(0, 8).toUpperCase();
-  const env = { gitguardian: `REKEY_T_GG_${suffix}`, aws: `REKEY_T_AWS_${suffix}`, webhook: `REKEY_T_WH_${suffix}` };
+  const env = { gitguardian: `LEAKTEST_GG_${suffix}`, aws: `LEAKTEST_AWS_${suffix}`, webhook: `LEAKTEST_WH_${suffix}` };
   const secrets = { gitguardian: randomBytes(24).toString('hex'), aws: randomBytes(24).toString('hex'), webhook: `whsec_${randomBytes(32).toString('base64')}` };
   process.env[env.gitguardian] = secrets.gitguardian;
   process.env[env.aws] = secrets.aws;
@@ -130,9 +147,12 @@ export async function startLeakEnv(label: string, options: Partial<HarnessOption
   };
 }
 
-/** The `leaks:` section for this env; `extra` goes in verbatim (YAML flow fields). */
+/** The config's `env:` section letting it read the receivers' credentials (LeakEnv.env). */
+export const ENV_ALLOW_YAML = '\nenv: { allow: ["LEAKTEST_*"] }\n';
+
+/** The `leaks:` section for this env (and the `env:` allow-list it needs); `extra` goes in verbatim (YAML flow fields). */
 export function leaksYaml(e: LeakEnv, extra = ''): string {
-  return `
+  return `${ENV_ALLOW_YAML}
 leaks:
   github: { publicKeys: ${e.github.keysFile}, minRefresh: 1h }
   gitguardian: { token: "\${env:${e.env.gitguardian}}", tolerance: 5m }

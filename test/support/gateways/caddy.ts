@@ -17,8 +17,13 @@ export interface CaddyGateway extends Gateway {
 
 export const CADDY_HANDLER_ID = 'rekey_api_keys';
 
-/** `unixAdmin`: the admin API on a unix socket in the temp dir instead of a loopback port. */
-export async function startCaddy(backendPort: number, o: { header?: string; unixAdmin?: boolean } = {}): Promise<CaddyGateway> {
+/**
+ * `unixAdmin`: the admin API on a unix socket in the temp dir instead of a loopback port.
+ * `persist`: Caddy autosaves every admin API change and a restart resumes from it (`caddy run
+ * --resume`, as Debian's unit does on reload); without it, a restart loads the config file
+ * again and loses every key rekey deployed (the admin-API-only case).
+ */
+export async function startCaddy(backendPort: number, o: { header?: string; unixAdmin?: boolean; persist?: boolean } = {}): Promise<CaddyGateway> {
   const header = o.header ?? 'X-Api-Key';
   const dir = await tempDir('caddy');
   const config = join(dir.path, 'caddy.json');
@@ -32,9 +37,9 @@ export async function startCaddy(backendPort: number, o: { header?: string; unix
     async () => {
       port = await freePort();
       adminPort = await freePort();
-      await writeFile(config, JSON.stringify(render({ port, admin: o.unixAdmin ? { listen: `unix/${socket}`, origins: ['localhost'] } : { listen: `127.0.0.1:${adminPort}` }, header, backendPort }), null, 2));
+      await writeFile(config, JSON.stringify(render({ port, admin: o.unixAdmin ? { listen: `unix/${socket}`, origins: ['localhost'] } : { listen: `127.0.0.1:${adminPort}` }, header, backendPort, persist: o.persist ?? false }), null, 2));
     },
-    () => start('caddy', ['run', '--config', config], { env }),
+    () => start('caddy', ['run', '--config', config, ...(o.persist ? ['--resume'] : [])], { env }),
     async (proc) => {
       await waitForPort(port, proc);
       if (!o.unixAdmin) await waitForPort(adminPort, proc);
@@ -54,9 +59,9 @@ export async function startCaddy(backendPort: number, o: { header?: string; unix
   };
 }
 
-function render(o: { port: number; admin: Record<string, unknown>; header: string; backendPort: number }) {
+function render(o: { port: number; admin: Record<string, unknown>; header: string; backendPort: number; persist: boolean }) {
   return {
-    admin: { ...o.admin, config: { persist: false } },
+    admin: { ...o.admin, config: { persist: o.persist } },
     apps: {
       http: {
         servers: {

@@ -50,16 +50,21 @@ export async function startNginx(backendPort: number, header = 'X-Api-Key'): Pro
   };
 }
 
-function render(o: { port: number; dir: string; map: string; pidFile: string; header: string; backendPort: number }): string {
-  const variable = `$http_${o.header.toLowerCase().replaceAll('-', '_')}`;
-  return `worker_processes 2;
-pid ${o.pidFile};
-error_log ${o.dir}/error.log warn;
+/** The top of an nginx.conf whose files all live in `dir`, opening its `http {` block. */
+export function nginxPreamble(dir: string, pidFile: string, workers: number): string {
+  return `worker_processes ${workers};
+pid ${pidFile};
+error_log ${dir}/error.log warn;
 events { worker_connections 512; }
 http {
   access_log off;
-  client_body_temp_path ${o.dir}/body;
-  proxy_temp_path ${o.dir}/proxy;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;`;
+}
+
+function render(o: { port: number; dir: string; map: string; pidFile: string; header: string; backendPort: number }): string {
+  const variable = `$http_${o.header.toLowerCase().replaceAll('-', '_')}`;
+  return `${nginxPreamble(o.dir, o.pidFile, 2)}
   keepalive_timeout 30s;
   map ${variable} $rekey_consumer {
     default "";

@@ -1,9 +1,9 @@
 // Requests through a gateway: one-off, and a client that keeps sending while a
 // rotation runs and counts what the gateway rejected.
-import { Agent, request } from 'node:http';
+import { Agent, request, type RequestOptions } from 'node:http';
 import type { Target, VersionRef } from '../../../src/core/ports.js';
 import type { SecretValue } from '../../../src/core/secret-value.js';
-import { call } from '../../conformance/refs.js';
+import { call, held } from '../../conformance/refs.js';
 import { sleep } from './process.js';
 
 export interface Answer {
@@ -13,17 +13,26 @@ export interface Answer {
 
 /** Sends one GET with `key` in `header` (no header when key is undefined). */
 export function send(url: string, header: string, key: string | undefined, agent?: Agent): Promise<Answer> {
+  return exchange(url, { method: 'GET', agent: agent ?? false, headers: key === undefined ? {} : { [header]: key } });
+}
+
+/** Sends one JSON body (an admin API call) on a connection of its own: a gateway restarted meanwhile resets no kept-alive socket. */
+export function sendJson(url: string, method: string, body: unknown): Promise<Answer> {
+  return exchange(url, { method, agent: false, headers: { 'content-type': 'application/json' } }, JSON.stringify(body));
+}
+
+function exchange(url: string, options: RequestOptions, body?: string): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'GET', agent: agent ?? false, headers: key === undefined ? {} : { [header]: key } }, (res) => {
-      let body = '';
+    const req = request(url, options, (res) => {
+      let text = '';
       res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
       res.on('error', reject);
     });
     req.setTimeout(5000, () => req.destroy(new Error('request timed out')));
     req.on('error', reject);
-    req.end();
+    req.end(body);
   });
 }
 
@@ -129,7 +138,7 @@ export async function rotate(target: Target, from: Keyed, to: Keyed, traffic: Tr
 
 /** Retires everything the target lists, so the next test starts from an empty map. */
 export async function retireAll(target: Target): Promise<void> {
-  for (const entry of await target.listDeployed(call())) {
+  for (const entry of await held(target)) {
     if (!entry.fingerprint) continue;
     await target.retire({ secret: 'cleanup', versionId: entry.versionId ?? '', number: 0, fingerprint: entry.fingerprint, consumer: '' }, call());
   }

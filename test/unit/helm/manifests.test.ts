@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { parseDuration } from '../../../src/core/duration.js';
-import { ENVIRONMENT, type EnvName } from '../../../src/settings.js';
+import { parseRedisUrl } from '../../../src/core/redis-endpoint.js';
+import { ENVIRONMENT, type EnvName, type EnvVar } from '../../../src/settings.js';
 import {
   allContainers,
   chartDir,
@@ -24,12 +25,25 @@ import {
 
 interface Values {
   config: unknown;
-  credentials: { existingSecret: string; keys: Record<'databaseUrl' | 'redisUrl' | 'fingerprintKey' | 'localStoreKey', string> };
+  credentials: {
+    existingSecret: string;
+    keys: Record<'databaseUrl' | 'migrateDatabaseUrl' | 'redisUrl' | 'fingerprintKey' | 'auditKey' | 'anchorWebhook' | 'localStoreKey' | 'redisPassword' | 'redisSentinelPassword', string>;
+  };
+  database: { existingSecret: string; key: string };
+  redis: {
+    mode: 'secret' | 'sentinel' | 'cluster';
+    sentinel: { hosts: string[]; masterName: string };
+    cluster: { nodes: string[] };
+    tls: boolean;
+    db: number;
+    passwordSecret: { name: string; key: string };
+    sentinelPasswordSecret: { name: string; key: string };
+  };
   extraEnv: Array<{ name: string }>;
   serviceAccount: { create: boolean; name: string; automount: boolean };
   rbac: { create: boolean; targets: Array<{ namespace?: string; secrets?: string[]; deployments?: string[] }> };
   worker: { port: number; concurrency: number; replicas: number; autoscaling: { enabled: boolean } };
-  server: { port: number; replicas: number; ingress: { enabled: boolean } };
+  server: { port: number; metricsPort: number; replicas: number; ingress: { enabled: boolean } };
   migrate: { enabled: boolean };
   networkPolicy: { enabled: boolean };
   serviceMonitor: { enabled: boolean };
@@ -51,10 +65,31 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 /** Which secret key each secret variable of ENVIRONMENT comes from. */
 const SECRET_KEYS: Partial<Record<EnvName, keyof Values['credentials']['keys']>> = {
   DATABASE_URL: 'databaseUrl',
+  REKEY_MIGRATE_DATABASE_URL: 'migrateDatabaseUrl',
+  REKEY_AUDIT_KEY: 'auditKey',
+  REKEY_AUDIT_ANCHOR_WEBHOOK: 'anchorWebhook',
   REDIS_URL: 'redisUrl',
   REKEY_FINGERPRINT_KEY: 'fingerprintKey',
   REKEY_LOCAL_STORE_KEY: 'localStoreKey',
+  REDIS_PASSWORD: 'redisPassword',
+  REDIS_SENTINEL_PASSWORD: 'redisSentinelPassword',
 };
+
+/**
+ * The Secret and key a credential variable must come from, and whether it may be missing; or
+ * undefined when the values build it as a literal (REDIS_URL from redis.sentinel/cluster: no password in it).
+ */
+function secretSource(values: Values, name: EnvName): { name: string; key: string; optional: boolean } | undefined {
+  const { existingSecret, keys } = values.credentials;
+  const own = (ref: { name: string; key: string }) => (ref.name ? { name: ref.name, key: ref.key, optional: false } : undefined);
+  const overridden =
+    name === 'DATABASE_URL' ? own({ name: values.database.existingSecret, key: values.database.key })
+    : name === 'REDIS_PASSWORD' ? own(values.redis.passwordSecret)
+    : name === 'REDIS_SENTINEL_PASSWORD' ? own(values.redis.sentinelPasswordSecret)
+    : undefined;
+  if (name === 'REDIS_URL' && values.redis.mode !== 'secret') return undefined;
+  return overridden ?? { name: existingSecret, key: keys[SECRET_KEYS[name]!], optional: ENVIRONMENT[name].requiredBy.length === 0 };
+}
 
 describe.each(variants)('helm/rekey with $name values', ({ file }) => {
   let out: Rendered;
@@ -153,21 +188,30 @@ describe.each(variants)('helm/rekey with $name values', ({ file }) => {
     }
   });
 
-  it('wires every environment variable of src/settings.ts, credentials from the existing Secret', () => {
-    const { existingSecret, keys } = values.credentials;
+  it('wires every environment variable of src/settings.ts, credentials from the existing Secret (or their own)', () => {
     const workloads = [out.workload('worker')!, out.workload('server')!, ...(values.migrate.enabled ? [out.workload('migrate')!] : [])];
     for (const c of workloads.flatMap(allContainers)) {
       const env = c.env ?? [];
-      for (const [name, spec] of Object.entries(ENVIRONMENT) as Array<[EnvName, (typeof ENVIRONMENT)[EnvName]]>) {
+      for (const [name, spec] of Object.entries(ENVIRONMENT) as Array<[EnvName, EnvVar]>) {
         const entries = env.filter((e) => e.name === name);
+        // The owner role's URL reaches the container running `rekey migrate` and no other.
+        if (spec.only && !spec.only.includes(c.name as 'migrate')) {
+          expect(entries, `${c.name}: ${name}`).toHaveLength(0);
+          continue;
+        }
         expect(entries, `${c.name}: ${name}`).toHaveLength(1);
         const entry = entries[0]!;
-        if (spec.secret) {
+        const source = spec.secret ? secretSource(values, name) : undefined;
+        if (source) {
           // A credential never sits in a manifest as a literal.
           expect(entry.value, `${c.name}: ${name}`).toBeUndefined();
-          expect(entry.valueFrom?.secretKeyRef, `${c.name}: ${name}`).toMatchObject({ name: existingSecret, key: keys[SECRET_KEYS[name]!] });
+          expect(entry.valueFrom?.secretKeyRef, `${c.name}: ${name}`).toMatchObject({ name: source.name, key: source.key });
           // Only variables no process requires may be missing from the Secret.
-          expect(entry.valueFrom?.secretKeyRef?.optional === true, `${c.name}: ${name} optional`).toBe(spec.requiredBy.length === 0);
+          expect(entry.valueFrom?.secretKeyRef?.optional === true, `${c.name}: ${name} optional`).toBe(source.optional);
+        } else if (spec.secret) {
+          // Built from values: the topology only, never a password.
+          expect(entry.value, `${c.name}: ${name}`).toMatch(/^rediss?\+(sentinel|cluster):\/\/[^@]+$/);
+          expect(() => parseRedisUrl(entry.value!)).not.toThrow();
         } else {
           expect(typeof entry.value, `${c.name}: ${name}`).toBe('string');
         }
@@ -253,13 +297,14 @@ describe.each(variants)('helm/rekey with $name values', ({ file }) => {
     });
   });
 
-  it('admits traffic only to the server port and the worker metrics port', () => {
+  it("admits traffic only to the server's ports (receivers, metrics) and the worker metrics port", () => {
     const policies = out.all('NetworkPolicy');
     if (!values.networkPolicy.enabled) {
       expect(policies).toHaveLength(0);
       return;
     }
-    const expected = { server: values.server.port, worker: values.worker.port, migrate: undefined };
+    const serverPorts = [values.server.port, ...(values.server.metricsPort ? [values.server.metricsPort] : [])];
+    const expected = { server: serverPorts, worker: [values.worker.port], migrate: [] as number[] };
     for (const component of ['server', 'worker', 'migrate'] as const) {
       const workload = out.workload(component);
       if (!workload) continue;
@@ -271,7 +316,7 @@ describe.each(variants)('helm/rekey with $name values', ({ file }) => {
       expect(spec.policyTypes).toContain('Ingress');
       const ports = spec.ingress.map((rule) => rule.ports?.map((p) => p.port));
       // Every rule names a port (a rule without ports would open all of them).
-      expect(ports, component).toEqual(expected[component] === undefined ? [] : [[expected[component]]]);
+      expect(ports, component).toEqual(expected[component].map((port) => [port]));
     }
   });
 

@@ -1,11 +1,12 @@
 // GitHub's key list fetched from a URL (a loopback server standing in for
-// api.github.com/meta/public_keys/secret_scanning): cached, refreshed on schedule with a
+// api.github.com/meta/public_keys/secret_scanning): cached, refreshed with a
 // conditional request, refreshed early for an unknown key id at most once per minRefresh,
 // and kept when a refresh fails.
 import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import pino from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { leaksSchema } from '../../../src/config/leaks.js';
 import { GithubKeys, parseKeys } from '../../../src/leaks/github-keys.js';
 import { SecretValue } from '../../../src/core/secret-value.js';
 
@@ -36,7 +37,6 @@ beforeEach(() => {
 function source(clock: { now: number }, token?: string): GithubKeys {
   return new GithubKeys({
     source: url,
-    refreshMs: 3_600_000,
     minRefreshMs: 60_000,
     log: pino({ level: 'silent' }),
     now: () => clock.now,
@@ -78,20 +78,41 @@ describe('GitHub public keys from a URL', () => {
     expect(requests.length - before).toBe(1);
   });
 
-  it('refreshes on schedule with If-None-Match, and keeps its keys when a refresh fails', async () => {
+  it('an unknown key id right after a scheduled refresh is fetched at once: only early fetches count against minRefresh', async () => {
     const clock = { now: 0 };
     const keys = source(clock);
     await keys.get('k1');
-    clock.now = 3_600_000;
+    clock.now = 290_000;
+    await keys.refresh(); // the housekeeping job's regular refresh
+    served.keys.push({ key_identifier: 'k2', key: pem(), is_current: true }); // GitHub rotates its key
+    clock.now = 300_000; // 10 s later: the floor between any two fetches
+    const before = requests.length;
+    expect(await keys.get('k2')).toBeDefined();
+    expect(requests.length - before).toBe(1);
+  });
+
+  it('a key GitHub withdrew is refused after the next refresh, which by default comes within minutes', async () => {
+    const defaults = leaksSchema.parse({ github: { publicKeys: url } }).github!;
+    expect(defaults.refresh).toBeLessThanOrEqual(5 * 60_000);
+    expect(defaults.minRefresh).toBeLessThanOrEqual(60_000);
+    const keys = source({ now: 0 });
+    expect(await keys.get('k1')).toBeDefined();
+    served.keys = [{ key_identifier: 'k2', key: pem(), is_current: true }];
+    await keys.refresh();
+    expect(await keys.get('k1')).toBeUndefined();
+    expect(await keys.get('k2')).toBeDefined();
+  });
+
+  it('a refresh (the housekeeping job github-keys) asks with If-None-Match, and keeps the keys when it fails', async () => {
+    const keys = source({ now: 0 });
     await keys.get('k1');
-    await keys.refresh(); // joins the background refresh started above
+    await keys.refresh();
     expect(requests[1]?.etag).toBe('"k1"');
     served.status = 503;
-    clock.now = 7_200_000;
-    expect(await keys.get('k1')).toBeDefined();
     await keys.refresh();
     expect(requests).toHaveLength(3); // the refresh was tried, and failed
     expect(await keys.get('k1')).toBeDefined();
+    expect(requests).toHaveLength(3); // a known key id costs no fetch
   });
 
   it('keeps only ECDSA P-256 keys and refuses a document without one', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { leaksSchema } from '../../../src/leaks/config.js';
-import { RateLimiter } from '../../../src/leaks/rate-limit.js';
+import { leaksSchema } from '../../../src/config/leaks.js';
+import { RateLimiter } from '../../../src/http/rate-limit.js';
 
 describe('RateLimiter', () => {
   it('allows max at once per source, then refills max per window', () => {
@@ -38,7 +38,7 @@ describe('leaks: config', () => {
       webhook: { secret: '${env:LEAK_WEBHOOK_SECRET}' },
     });
     expect(ok).toMatchObject({
-      github: { refresh: 3_600_000, minRefresh: 60_000 },
+      github: { refresh: 300_000, minRefresh: 60_000 },
       gitguardian: { token: { kind: 'env', name: 'GG_TOKEN' }, tolerance: 120_000 },
       awsHealth: { header: 'X-Rekey-Token' },
       webhook: { tolerance: 300_000 },

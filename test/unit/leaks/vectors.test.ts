@@ -52,7 +52,7 @@ describe("GitHub's documented sample request", () => {
   async function keys(): Promise<GithubKeys> {
     const file = join(dir, 'github.json');
     await writeFile(file, JSON.stringify({ public_keys: [{ key_identifier: keyId, key: pem, is_current: true }] }));
-    return new GithubKeys({ source: file, refreshMs: 3_600_000, minRefreshMs: 60_000, log: silent });
+    return new GithubKeys({ source: file, minRefreshMs: 60_000, log: silent });
   }
 
   it('verifies over the raw body', async () => {

@@ -1,18 +1,23 @@
 /**
- * A local Google Secret Manager for tests: a gRPC server on 127.0.0.1 implementing
- * google.cloud.secretmanager.v1.SecretManagerService from the .proto files that
- * @google-cloud/secret-manager ships (its imports resolved from google-gax's protos), loaded from
- * node_modules at start. The official client talks to it with apiEndpoint 127.0.0.1, the port,
- * insecure channel credentials and no auth. Semantics live in secret-manager-model.ts (with their
- * documentation links); methods rekey does not use answer UNIMPLEMENTED.
+ * A local Google Secret Manager for tests, speaking both transports of the official client on
+ * 127.0.0.1 over one in-memory model (secret-manager-model.ts, with its documentation links):
  *
- * Failure injection: RESOURCE_EXHAUSTED for the next N calls, PERMISSION_DENIED for a method (with
- * Google's message naming the permission), a response lost after the write (the method runs,
- * then the call ends with UNAVAILABLE "Connection dropped", which is how @grpc/grpc-js reports a
- * connection that died before the response arrived), and a one-shot hook that runs just before a
- * method (to change the secret underneath a caller). Every call is counted per method.
+ * - gRPC (`port`): google.cloud.secretmanager.v1.SecretManagerService from the .proto files that
+ *   @google-cloud/secret-manager ships (their imports resolved from google-gax's protos). The client
+ *   talks to it with apiEndpoint 127.0.0.1, the port, insecure channel credentials and no auth.
+ * - REST (`restPort`): the same service's HTTP/1.1 JSON mapping, for the client in fallback mode
+ *   (secret-manager-rest.ts).
+ *
+ * Methods rekey does not use answer UNIMPLEMENTED (gRPC) or 404 (REST). Failure injection, shared by
+ * both transports (secret-manager-faults.ts): RESOURCE_EXHAUSTED or any status for the next N calls,
+ * PERMISSION_DENIED for a method (with Google's message naming the permission), a response lost
+ * after the write (the method runs, then the connection drops: over gRPC the call ends with
+ * UNAVAILABLE "Connection dropped", which is how @grpc/grpc-js reports it; over REST the socket is
+ * destroyed), and a one-shot hook that runs just before a method (to change the secret underneath
+ * a caller). Every call is counted per method, whichever transport carried it.
  */
 import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import {
   credentials,
@@ -26,43 +31,36 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
 import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
-import { PERMISSION, type GcpMethod } from '../../gcp-errors.js';
-import { GrpcError, SecretManagerModel, field } from './secret-manager-model.js';
+import { Faults, METHODS, type Method } from './secret-manager-faults.js';
+import { GrpcError, SecretManagerModel } from './secret-manager-model.js';
+import { startRestServer, type RestServer } from './secret-manager-rest.js';
 
-const METHODS = [
-  'CreateSecret',
-  'GetSecret',
-  'UpdateSecret',
-  'AddSecretVersion',
-  'AccessSecretVersion',
-  'GetSecretVersion',
-  'ListSecretVersions',
-  'DisableSecretVersion',
-  'DestroySecretVersion',
-] as const satisfies readonly GcpMethod[];
-export type Method = (typeof METHODS)[number];
-
-interface Injection {
-  method: Method | undefined;
-  remaining: number;
-}
+export type { Method } from './secret-manager-faults.js';
 
 export interface FakeSecretManager {
+  /** The gRPC port. */
   port: number;
+  /** The REST (HTTP/1.1 JSON) port. */
+  restPort: number;
   model: SecretManagerModel;
-  /** Calls received per method, including those answered with an injected failure. */
+  /** Calls received per method, over both transports, including those answered with an injected failure. */
   calls: Record<string, number>;
   resetCalls(): void;
   /** Answers the next `n` calls (of `method`, or of any) with RESOURCE_EXHAUSTED. */
   exhaust(n: number, method?: Method): void;
-  /** Performs the next `n` calls of `method`, then fails them as a dropped connection would. */
+  /** Answers the next `n` calls (of `method`, or of any) with gRPC status `code` (over REST: its google.rpc.Status body). */
+  fail(code: status, n?: number, method?: Method): void;
+  /** Performs the next `n` calls of `method`, then drops the connection before the answer. */
   loseResponse(method: Method, n?: number): void;
   /** Answers every call of `method` with PERMISSION_DENIED until allow(). */
   deny(method: Method): void;
   allow(method: Method): void;
   /** Runs `hook` once, just before the next call of `method` is handled. */
   before(method: Method, hook: (model: SecretManagerModel) => void): void;
+  /** REST only: answers the next `n` calls with a bare HTTP status and an HTML body, as a proxy would. */
+  httpFailure: RestServer['httpFailure'];
   close(): Promise<void>;
 }
 
@@ -74,8 +72,10 @@ export function protoIncludeDirs(): string[] {
   return [join(secretManager, 'build', 'protos'), join(gax, 'build', 'protos')];
 }
 
+const SERVICE_PROTO = 'google/cloud/secretmanager/v1/service.proto';
+
 function loadService(): ServiceDefinition {
-  const definition = loadSync('google/cloud/secretmanager/v1/service.proto', {
+  const definition = loadSync(SERVICE_PROTO, {
     includeDirs: protoIncludeDirs(),
     keepCase: true,
     longs: String,
@@ -89,69 +89,65 @@ function loadService(): ServiceDefinition {
   return root.google.cloud.secretmanager.v1.SecretManagerService.service;
 }
 
-/** Starts a fake serving `project` on 127.0.0.1 and a random port. */
-export async function startFakeSecretManager(project: string): Promise<FakeSecretManager> {
-  const model = new SecretManagerModel(project);
-  const calls: Record<string, number> = {};
-  const exhausted: Injection[] = [];
-  const losses: Injection[] = [];
-  const denied = new Set<Method>();
-  const hooks = new Map<Method, (model: SecretManagerModel) => void>();
-  const take = (list: Injection[], method: Method) => {
-    const hit = list.find((i) => i.remaining > 0 && (i.method === undefined || i.method === method));
-    if (hit) hit.remaining -= 1;
-    return hit !== undefined;
-  };
+/** The same .proto files as a protobufjs root with proto field names, for the REST side. */
+function loadRoot(): protobuf.Root {
+  const dirs = protoIncludeDirs();
+  const root = new protobuf.Root();
+  root.resolvePath = (_origin, target) => dirs.map((d) => join(d, target)).find((p) => existsSync(p)) ?? target;
+  root.loadSync(SERVICE_PROTO, { keepCase: true }).resolveAll();
+  return root;
+}
 
+async function startGrpcServer(faults: Faults): Promise<{ port: number; server: Server }> {
   const implementation: UntypedServiceImplementation = {};
   for (const method of METHODS) {
     implementation[method] = (call: ServerUnaryCall<Record<string, unknown>, unknown>, callback: sendUnaryData<unknown>) => {
-      calls[method] = (calls[method] ?? 0) + 1;
-      const resource =
-        field(call.request, 'name') || field(call.request, 'parent') || field(call.request.secret as Record<string, unknown> | undefined, 'name');
+      faults.count(method);
       try {
-        if (denied.has(method)) {
-          throw new GrpcError(status.PERMISSION_DENIED, `Permission '${PERMISSION[method]}' denied for resource '${resource}' (or it may not exist).`);
-        }
-        if (take(exhausted, method)) {
-          throw new GrpcError(status.RESOURCE_EXHAUSTED, "Quota exceeded for quota metric 'Access requests' of service 'secretmanager.googleapis.com'.");
-        }
-        const hook = hooks.get(method);
-        hooks.delete(method);
-        hook?.(model);
-        const response = model[method](call.request);
-        if (take(losses, method)) throw new GrpcError(status.UNAVAILABLE, 'Connection dropped');
-        callback(null, response);
+        const outcome = faults.handle(method, call.request);
+        if (outcome.lost) callback({ code: status.UNAVAILABLE, details: 'Connection dropped' });
+        else callback(null, outcome.response);
       } catch (error) {
         if (!(error instanceof GrpcError)) throw error;
         callback({ code: error.code, details: error.details });
       }
     };
   }
-
   const server = new Server();
   server.addService(loadService(), implementation);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),
   );
+  return { port, server };
+}
 
+/** Starts a fake serving `project` on 127.0.0.1, gRPC and REST each on a random port. */
+export async function startFakeSecretManager(project: string): Promise<FakeSecretManager> {
+  const model = new SecretManagerModel(project);
+  const faults = new Faults(model);
+  const grpc = await startGrpcServer(faults);
+  const rest = await startRestServer(faults, loadRoot());
   return {
-    port,
+    port: grpc.port,
+    restPort: rest.port,
     model,
-    calls,
-    resetCalls: () => {
-      for (const key of Object.keys(calls)) delete calls[key];
+    calls: faults.calls,
+    resetCalls: () => faults.resetCalls(),
+    exhaust: (n, method) => faults.exhaust(n, method),
+    fail: (code, n, method) => faults.fail(code, n, method),
+    loseResponse: (method, n) => faults.loseResponse(method, n),
+    deny: (method) => faults.deny(method),
+    allow: (method) => faults.allow(method),
+    before: (method, hook) => faults.before(method, hook),
+    httpFailure: (httpStatus, n, method) => rest.httpFailure(httpStatus, n, method),
+    close: async () => {
+      await rest.close();
+      await new Promise<void>((resolve) => grpc.server.tryShutdown(() => resolve()));
     },
-    exhaust: (n, method) => void exhausted.push({ method, remaining: n }),
-    loseResponse: (method, n = 1) => void losses.push({ method, remaining: n }),
-    deny: (method) => void denied.add(method),
-    allow: (method) => void denied.delete(method),
-    before: (method, hook) => void hooks.set(method, hook),
-    close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
   };
 }
 
-/** The official client pointed at a fake, without TLS or Google auth: tests look behind the provider with it. */
+/** The official client pointed at a fake's gRPC port, without TLS or Google auth: tests look behind the provider with it. */
 export function officialClient(port: number): SecretManagerServiceClient {
   return new SecretManagerServiceClient({
     apiEndpoint: '127.0.0.1',

@@ -2,7 +2,7 @@
  * A tiny "SaaS key API" in the common shape (Stripe/SendGrid/Datadog-like) for the http issuer:
  *   POST   /v1/keys        admin bearer token, JSON {name}  -> 201 {"data":{"id","key","name"}}
  *   DELETE /v1/keys/:id    admin bearer token               -> 204, or 404 when unknown
- *   GET    /v1/whoami      bearer = an API key              -> 200 {"keyId"} or 401
+ *   GET    /v1/whoami      bearer (or X-Api-Key) = an API key -> 200 {"keyId"} or 401
  * Binds 127.0.0.1 on a random port and records each request's method, path, headers and body.
  */
 import { randomBytes } from 'node:crypto';
@@ -24,6 +24,8 @@ export interface FakeSaas {
   requests: SaasRequest[];
   /** The next N requests answer this status. */
   failNext(count: number, status: number): void;
+  /** The next key issued is exactly this text (a hostile or broken API). */
+  issueNext(key: string): void;
   close(): Promise<void>;
 }
 
@@ -32,6 +34,7 @@ export async function startFakeSaas(): Promise<FakeSaas> {
   const keys = new Map<string, { key: string; name: string }>();
   const requests: SaasRequest[] = [];
   let failures = { count: 0, status: 500 };
+  let nextKey: string | undefined;
 
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -50,14 +53,16 @@ export async function startFakeSaas(): Promise<FakeSaas> {
       }
       const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
       if (path === '/v1/whoami' && req.method === 'GET') {
-        const found = [...keys].find(([, k]) => k.key === bearer);
+        const presented = req.headers['x-api-key'] ?? bearer;
+        const found = [...keys].find(([, k]) => k.key === presented);
         return found ? send(200, { keyId: found[0] }) : send(401, { error: 'invalid api key' });
       }
       if (bearer !== adminToken) return send(401, { error: 'admin token required' });
       if (path === '/v1/keys' && req.method === 'POST') {
         const { name } = JSON.parse(body || '{}') as { name?: string };
         const id = `key_${randomBytes(6).toString('hex')}`;
-        const key = `sk_live_${randomBytes(24).toString('base64url')}`;
+        const key = nextKey ?? `sk_live_${randomBytes(24).toString('base64url')}`;
+        nextKey = undefined;
         keys.set(id, { key, name: name ?? '' });
         return send(201, { data: { id, key, name } });
       }
@@ -74,6 +79,9 @@ export async function startFakeSaas(): Promise<FakeSaas> {
     requests,
     failNext(count, status) {
       failures = { count, status };
+    },
+    issueNext(key) {
+      nextKey = key;
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

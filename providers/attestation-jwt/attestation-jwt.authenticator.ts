@@ -1,0 +1,67 @@
+import { errors, jwtVerify } from 'jose';
+import { ProviderError } from '../../src/core/errors.js';
+import type { Authenticator, Call, JsonObject, Subject } from '../../src/core/ports.js';
+import type { SecretValue } from '../../src/core/secret-value.js';
+import type { AttestationJwtBinding } from './attestation-jwt.schema.js';
+
+/**
+ * Verifies an HS256 JWT (the algorithm is pinned: `none`, RS256 and the rest are refused)
+ * against each live version of the shared secret, current first: a token signed with the
+ * previous version still passes during its grace, one signed with a compromised or retired
+ * version never does. Then exp, nbf, iat (present, not older than maxAgeSeconds), aud and iss.
+ */
+export class AttestationJwtAuthenticator implements Authenticator {
+  constructor(
+    private readonly name: string,
+    private readonly params: AttestationJwtBinding,
+    private readonly liveValues: (secret: string, call: Call) => Promise<SecretValue[]>,
+  ) {}
+
+  async authenticate(credential: SecretValue, call: Call): Promise<Subject> {
+    const values = await this.liveValues(this.params.secret, call).catch((cause: unknown) => {
+      throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: the versions of ${this.params.secret} cannot be read`, { provider: this.name, cause });
+    });
+    if (!values.length) throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: ${this.params.secret} has no live version`, { provider: this.name });
+    let reason = 'signature';
+    for (const value of values) {
+      try {
+        const { payload } = await jwtVerify(credential.reveal(), this.key(value), {
+          algorithms: ['HS256'],
+          audience: this.params.audience,
+          ...(this.params.issuer ? { issuer: this.params.issuer } : {}),
+          requiredClaims: ['exp', 'iat'],
+          maxTokenAge: this.params.maxAgeSeconds,
+          clockTolerance: this.params.clockToleranceSeconds,
+        });
+        const id = payload[this.params.subjectClaim];
+        if (typeof id !== 'string' || !id) throw this.denied('subject');
+        return { id, claims: payload as JsonObject };
+      } catch (error) {
+        if (error instanceof ProviderError) throw error;
+        reason = reasonOf(error);
+        // Only a signature that does not match this version sends us to the next one.
+        if (reason !== 'signature') break;
+      }
+    }
+    throw this.denied(reason);
+  }
+
+  private key(value: SecretValue): Uint8Array {
+    const text = value.reveal();
+    return this.params.encoding === 'utf8' ? new TextEncoder().encode(text) : Buffer.from(text, this.params.encoding);
+  }
+
+  private denied(reason: string): ProviderError {
+    return new ProviderError('REKEY_ERR_DENIED', `authenticator ${this.name}: ${reason}`, { provider: this.name });
+  }
+}
+
+/** A fixed reason for a jose error: its code or the claim it names, never its message. */
+function reasonOf(error: unknown): string {
+  if (error instanceof errors.JWTExpired) return 'expired';
+  if (error instanceof errors.JWTClaimValidationFailed) return `claim ${/^[a-z]{2,3}$/.test(error.claim) ? error.claim : 'invalid'}`;
+  if (error instanceof errors.JOSEAlgNotAllowed) return 'algorithm';
+  if (error instanceof errors.JWSSignatureVerificationFailed) return 'signature';
+  if (error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid) return 'malformed';
+  return 'invalid';
+}

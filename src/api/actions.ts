@@ -1,0 +1,116 @@
+/**
+ * Actions: rotate now, revoke a version, decommission, re-run a drift check, verify the audit
+ * log. Each goes through the engine or the function the CLI uses for the same thing, acting as
+ * the caller (`token:<name>` in the audit log), and is answered again for a retried
+ * `Idempotency-Key` (src/api/routes.ts).
+ */
+import { z } from 'zod';
+import { anchorProblem, verifyAudit } from '../db/audit-verify.js';
+import { ApiProblem } from './problems.js';
+import { route, secretParams } from './route.js';
+
+const verifyResult = z.union([
+  z.object({ ok: z.literal(true), events: z.number().int(), anchor: z.string(), unkeyed: z.number().int(), unkeyedPinned: z.boolean() }),
+  z.object({ ok: z.literal(false), events: z.number().int(), seq: z.string(), problem: z.string() }),
+]);
+
+export const actionRoutes = [
+  route({
+    method: 'POST',
+    path: '/secrets/:name/rotate',
+    operationId: 'rotateSecret',
+    summary: 'Rotate now; a rotation already running is joined, not duplicated',
+    scope: 'rotate',
+    reach: 'secret',
+    action: true,
+    status: 202,
+    params: secretParams,
+    response: z.object({ runId: z.string(), status: z.enum(['queued', 'joined']) }),
+    handler: async ({ runtime, caller, params, idempotencyKey }) => {
+      const result = await runtime.engine.as(caller.actor).requestRotation({
+        secret: params.name,
+        trigger: 'manual',
+        // The engine's own key too: a retry after a failure that lost the API's record still makes one run.
+        ...(idempotencyKey ? { idempotencyKey: `api:${caller.token.id}:${idempotencyKey}` } : {}),
+      });
+      if (result.status === 'stale') throw new ApiProblem('REKEY_API_CONFLICT'); // manual requests are never stale
+      return { runId: result.run.id, status: result.status };
+    },
+  }),
+  route({
+    method: 'POST',
+    path: '/secrets/:name/versions/:number/revoke',
+    operationId: 'revokeVersion',
+    summary: "Revoke one version now: the leak path (retired everywhere, revoked upstream; a current version is replaced per the secret's onLeak)",
+    scope: 'revoke',
+    reach: 'secret',
+    action: true,
+    params: secretParams.extend({ number: z.coerce.number().int().min(1) }),
+    response: z.object({ outcome: z.string(), versionId: z.string().nullable() }),
+    handler: async ({ runtime, caller, params }) => {
+      const record = await runtime.engine.as(caller.actor).revoke(params.name, params.number);
+      return { outcome: record.outcome, versionId: record.versionId };
+    },
+  }),
+  route({
+    method: 'POST',
+    path: '/secrets/:name/decommission',
+    operationId: 'decommissionSecret',
+    summary: 'For a secret removed from rekey.yaml: retire and revoke every live key of it everywhere (its history is kept)',
+    scope: 'revoke',
+    reach: 'secret',
+    action: true,
+    status: 202,
+    params: secretParams,
+    response: z.object({ versions: z.array(z.number().int()) }),
+    handler: async ({ runtime, caller, params }) => ({ versions: (await runtime.engine.as(caller.actor).decommission(params.name)).map((v) => v.number) }),
+  }),
+  route({
+    method: 'POST',
+    path: '/secrets/:name/drift-check',
+    operationId: 'checkDrift',
+    summary: "Compare every target of the secret with the keys it must accept and refuse now, and repair what differs (as the workers' drift check does)",
+    scope: 'rotate',
+    reach: 'secret',
+    action: true,
+    params: secretParams,
+    body: z.object({ repair: z.boolean().default(true) }).strict(),
+    response: z.object({
+      inSync: z.boolean(),
+      targets: z.array(
+        z.object({
+          target: z.string(),
+          method: z.enum(['inspect', 'probe']),
+          missing: z.array(z.number().int()),
+          unwanted: z.array(z.number().int()),
+          redeployed: z.array(z.number().int()),
+          retiring: z.array(z.number().int()),
+          error: z.string().nullable(),
+        }),
+      ),
+    }),
+    handler: async ({ runtime, params, body }) => {
+      if (!(await runtime.db.secret.findUnique({ where: { name: params.name }, select: { id: true } }))) throw new ApiProblem('REKEY_API_NOT_FOUND', `no secret named ${params.name}`);
+      const reports = await runtime.drift.checkNow({ repair: body.repair, secrets: [params.name] });
+      const targets = reports.flatMap((report) => report.results.map((r) => ({ target: report.target, method: r.method, missing: r.missing, unwanted: r.unwanted, redeployed: r.redeployed, retiring: r.retiring, error: r.error ?? null })));
+      return { inSync: targets.every((t) => !t.error && !t.missing.length && !t.unwanted.length), targets };
+    },
+  }),
+  route({
+    method: 'POST',
+    path: '/audit/verify',
+    operationId: 'verifyAudit',
+    summary: 'Check the audit log\'s HMAC chains (and, with `anchor`, that nothing up to it was removed); answers a fresh signed anchor',
+    scope: 'admin',
+    reach: 'all',
+    action: true,
+    body: z.object({ anchor: z.string().max(200).optional() }).strict(),
+    response: verifyResult,
+    handler: async ({ runtime, body }) => {
+      const problem = body.anchor === undefined ? undefined : anchorProblem(body.anchor);
+      if (problem) throw new ApiProblem('REKEY_API_INVALID_REQUEST', problem);
+      const result = await verifyAudit(runtime.db, runtime.audit, body.anchor === undefined ? {} : { anchor: body.anchor });
+      return result.ok ? result : { ...result, seq: result.seq.toString() };
+    },
+  }),
+];

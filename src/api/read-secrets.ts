@@ -1,0 +1,128 @@
+/** GET /secrets (paged, by name glob and status) and GET /secrets/:name (versions, delivery, sync, runs). */
+import { z } from 'zod';
+import { secretStatus } from '../cli/status.js';
+import type { Runtime } from '../runtime.js';
+import { ApiProblem } from './problems.js';
+import { instant, iso, pageOf, pageQuery, route, secretParams } from './route.js';
+import { globRegExp } from './scopes.js';
+import { CONDITIONS, filterHealth, nextRotation, secretHealth, type SecretHealth, STATUSES } from './secret-health.js';
+
+/** Fingerprints leave the server in this short form only (as `rekey status` prints them). */
+export const SHORT_FINGERPRINT = 12;
+export const shortFingerprint = (fingerprint: string | null) => fingerprint?.slice(0, SHORT_FINGERPRINT) ?? null;
+const fingerprint = z.string().max(SHORT_FINGERPRINT).nullable().describe('first 12 hex characters of the HMAC fingerprint');
+
+const summary = z.object({
+  name: z.string(),
+  family: z.string().nullable(),
+  client: z.string().nullable(),
+  removed: z.boolean(),
+  status: z.enum(STATUSES),
+  conditions: z.array(z.enum(CONDITIONS)),
+  currentVersion: z.number().int().nullable(),
+  lastRotatedAt: instant,
+  nextRotation: instant.describe('null: not scheduled, or the schedules cannot be read (Redis unreachable)'),
+  lastRun: z.object({ id: z.string(), status: z.string(), finishedAt: instant, error: z.string().nullable() }).nullable(),
+});
+
+const version = z.object({
+  number: z.number().int(),
+  state: z.string(),
+  fingerprint,
+  issuedAt: z.string(),
+  promotedAt: instant,
+  graceEndsAt: instant,
+  retiredAt: instant,
+  revokedAt: instant,
+  compromisedAt: instant,
+  blockedAt: instant,
+  issuedBy: z.object({ runId: z.string(), trigger: z.string() }).nullable(),
+  deliveries: z.array(z.object({ target: z.string(), status: z.string(), attempts: z.number().int(), lastError: z.string().nullable() })),
+});
+
+const sync = z.object({
+  target: z.string(),
+  lastCheckedAt: instant,
+  lastInSyncAt: instant,
+  lastDriftAt: instant,
+  lastDrift: z.string().nullable(),
+  lastRepairedAt: instant,
+  lastError: z.string().nullable(),
+  lastErrorAt: instant,
+  driftStreak: z.number().int(),
+  warning: z.string().nullable(),
+});
+
+const detail = summary.extend({
+  versions: z.array(version),
+  sync: z.array(sync),
+  activeRun: z.object({ id: z.string(), kind: z.string(), step: z.string(), attempts: z.number().int(), error: z.string().nullable(), emergency: z.boolean() }).nullable(),
+});
+
+async function summaryOf(runtime: Runtime, h: SecretHealth): Promise<z.input<typeof summary>> {
+  const { id: _id, lastRotatedAt, lastRun, ...rest } = h;
+  return { ...rest, lastRotatedAt: iso(lastRotatedAt), nextRotation: iso(await nextRotation(runtime.queues, h)), lastRun: lastRun && { ...lastRun, finishedAt: iso(lastRun.finishedAt) } };
+}
+
+/** The first `count` names after `after` that the name glob and `may` let through. */
+function pageOfNames(rows: ReadonlyArray<{ name: string }>, filter: { name?: string | undefined; may: (name: string) => boolean }, after: string | undefined, count: number): string[] {
+  const named = filter.name ? globRegExp(filter.name) : undefined;
+  const names: string[] = [];
+  for (const { name } of rows) {
+    if (names.length === count) break;
+    if ((after === undefined || name > after) && (!named || named.test(name)) && filter.may(name)) names.push(name);
+  }
+  return names;
+}
+
+export const secretRoutes = [
+  route({
+    method: 'GET',
+    path: '/secrets',
+    operationId: 'listSecrets',
+    summary: 'Secrets the token may read, by name; filtered by name glob and status',
+    scope: 'read',
+    reach: 'some',
+    query: z.object({
+      ...pageQuery,
+      name: z.string().max(200).optional().describe('a glob: payments-*'),
+      status: z.enum(STATUSES).optional().describe('secrets meeting this condition (healthy: none)'),
+    }),
+    response: pageOf(summary),
+    handler: async ({ runtime, caller, query }) => {
+      const filter = { name: query.name, status: query.status, may: (name: string) => caller.access.allows('read', name) };
+      // Without a status filter, names decide the page: the conditions are computed for its secrets only.
+      const candidates = query.status
+        ? await secretHealth(runtime.db)
+        : await secretHealth(runtime.db, pageOfNames(await runtime.db.secret.findMany({ select: { name: true }, orderBy: { name: 'asc' } }), filter, query.after, query.limit + 1));
+      const matching = filterHealth(candidates, filter).filter((h) => query.after === undefined || h.name > query.after);
+      const page = matching.slice(0, query.limit);
+      return {
+        items: await Promise.all(page.map((h) => summaryOf(runtime, h))),
+        next: matching.length > page.length ? page.at(-1)!.name : null,
+      };
+    },
+  }),
+  route({
+    method: 'GET',
+    path: '/secrets/:name',
+    operationId: 'getSecret',
+    summary: 'One secret: its versions (states, short fingerprints, times, what issued them), per-target delivery and sync, the running run',
+    scope: 'read',
+    reach: 'secret',
+    params: secretParams,
+    query: z.object({ versions: z.coerce.number().int().min(1).max(500).default(20).describe('newest versions to show') }),
+    response: detail,
+    handler: async ({ runtime, params, query }) => {
+      const [health] = await secretHealth(runtime.db, params.name);
+      const [status] = health ? (await secretStatus(runtime, params.name, query.versions)).filter((s) => s.name === params.name) : [];
+      if (!health || !status) throw new ApiProblem('REKEY_API_NOT_FOUND', `no secret named ${params.name}`);
+      return {
+        ...(await summaryOf(runtime, health)),
+        versions: status.versions.map(({ createdAt, fingerprint: full, ...v }) => ({ ...v, issuedAt: createdAt, fingerprint: shortFingerprint(full) })),
+        sync: status.sync,
+        activeRun: status.activeRun,
+      };
+    },
+  }),
+];

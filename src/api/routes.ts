@@ -1,0 +1,116 @@
+/**
+ * The admin API as a RouteModule of `rekey server`, under /api/v1, in a fastify scope of its
+ * own. Every request is authenticated first (src/api/auth.ts), then, per operation: the
+ * token's scope (403), the request against the operation's schemas (400), for actions the
+ * `Idempotency-Key` (src/api/idempotency.ts), the handler, and the answer stripped to its
+ * schema, so a field no schema names never leaves the server. Actions write an audit event
+ * `api.<operationId>` naming the caller (`token:<name>`); the engine's own events name it too.
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { z } from 'zod';
+import type { JsonValue } from '../core/ports.js';
+import { describeError, RekeyError } from '../core/errors.js';
+import type { RouteModule } from '../http/server.js';
+import type { Runtime } from '../runtime.js';
+import { describeInfraFailure } from '../cli/failures.js';
+import { Authenticator } from './auth.js';
+import { claim, IDEMPOTENCY_KEY_PATTERN, release, requestHash, settle } from './idempotency.js';
+import { actionRoutes } from './actions.js';
+import { openapiRoute } from './openapi.js';
+import { historyRoutes } from './read-history.js';
+import { secretRoutes } from './read-secrets.js';
+import { ApiProblem, sendProblem, type ProblemCode } from './problems.js';
+import { API_PREFIX, type ApiRoute, type Caller } from './route.js';
+
+/** Every operation of the API; the OpenAPI document is generated from this list. */
+export const apiRoutes: readonly ApiRoute[] = [...secretRoutes, ...historyRoutes, ...actionRoutes, openapiRoute(() => apiRoutes)];
+
+export const adminApiRoutes: RouteModule = async (app: FastifyInstance, runtime: Runtime, { admission }) => {
+  const auth = new Authenticator(runtime.db, admission);
+  const log = runtime.log.child({ component: 'api' });
+  await app.register(
+    (api, _options, done) => {
+      api.addHook('onRequest', auth.hook);
+      api.setNotFoundHandler((_request, reply) => sendProblem(reply, 'REKEY_API_NOT_FOUND', 'no operation at this path'));
+      api.setErrorHandler((error: FastifyError | Error, _request, reply) => answerError(error, reply, runtime, log));
+      for (const definition of apiRoutes) {
+        api.route({ method: definition.method, url: definition.path, handler: (request, reply) => handle(definition, runtime, auth.caller(request), request, reply) });
+      }
+      done();
+    },
+    { prefix: API_PREFIX },
+  );
+};
+
+async function handle(definition: ApiRoute, runtime: Runtime, caller: Caller, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const params = parse(definition.params, request.params, 'path');
+  if (!permitted(definition, caller, params)) throw new ApiProblem('REKEY_API_FORBIDDEN', `needs scope ${definition.scope ?? ''}`);
+  const query = parse(definition.query, request.query, 'query');
+  const body = parse(definition.body, request.body ?? {}, 'body');
+  const status = definition.status ?? 200;
+  const header = request.headers['idempotency-key'];
+  if (header !== undefined && (!definition.action || typeof header !== 'string' || !IDEMPOTENCY_KEY_PATTERN.test(header))) {
+    throw new ApiProblem('REKEY_API_INVALID_REQUEST', 'Idempotency-Key is 1-200 printable ASCII characters, on actions only');
+  }
+  const key = header;
+  const act = async () => definition.response.parse(await definition.handler({ runtime, caller, params, query, body, idempotencyKey: key })) as JsonValue;
+  if (!definition.action) return reply.code(status).send(await act());
+
+  const tokenId = caller.token.id;
+  if (key !== undefined) {
+    const claimed = await claim(runtime.db, tokenId, key, requestHash(definition.method, request.url, body));
+    if (claimed.replay) return reply.code(claimed.replay.status).header('idempotent-replayed', 'true').send(claimed.replay.response);
+  }
+  let answer: JsonValue;
+  try {
+    answer = await act();
+    await runtime.db.$transaction((tx) =>
+      runtime.audit.append(tx, {
+        actor: caller.actor,
+        action: `api.${definition.operationId}`,
+        secret: typeof (params as { name?: unknown }).name === 'string' ? (params as { name: string }).name : null,
+        data: { status, ...(key !== undefined ? { idempotencyKey: key } : {}) },
+      }),
+    );
+  } catch (error) {
+    if (key !== undefined) await release(runtime.db, tokenId, key).catch(() => undefined);
+    throw error;
+  }
+  if (key !== undefined) await settle(runtime.db, tokenId, key, status, answer);
+  return reply.code(status).send(answer);
+}
+
+function permitted(definition: ApiRoute, caller: Caller, params: unknown): boolean {
+  if (!definition.scope) return true;
+  if (definition.reach === 'secret') return caller.access.allows(definition.scope, (params as { name: string }).name);
+  if (definition.reach === 'some') return caller.access.holds(definition.scope);
+  return caller.access.allows(definition.scope);
+}
+
+function parse<T>(schema: z.ZodType<T> | undefined, value: unknown, where: string): T {
+  if (!schema) return {} as T;
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  // Paths and zod's messages only: the values sent are never echoed.
+  const issues = result.error.issues.map((issue) => ({ path: [where, ...issue.path.map(String)].join('.'), message: issue.code === 'unrecognized_keys' ? 'unknown field' : issue.message.slice(0, 200) }));
+  throw new ApiProblem('REKEY_API_INVALID_REQUEST', undefined, issues);
+}
+
+const ENGINE_CODES: Partial<Record<string, ProblemCode>> = {
+  REKEY_ERR_UNKNOWN: 'REKEY_API_NOT_FOUND',
+  REKEY_ERR_CONFIG: 'REKEY_API_CONFLICT',
+  REKEY_ERR_INVALID: 'REKEY_API_CONFLICT',
+  REKEY_ERR_CONFLICT: 'REKEY_API_CONFLICT',
+  REKEY_ERR_UNAVAILABLE: 'REKEY_API_UNAVAILABLE',
+};
+
+function answerError(error: FastifyError | Error, reply: FastifyReply, runtime: Runtime, log: Runtime['log']): FastifyReply {
+  if (error instanceof ApiProblem) return sendProblem(reply, error.code, error.detail, error.issues);
+  // RekeyError messages name secrets and versions only, never a value (src/core/errors.ts).
+  if (error instanceof RekeyError) return sendProblem(reply, ENGINE_CODES[error.code] ?? 'REKEY_API_INTERNAL', error.message);
+  const status = (error as FastifyError).statusCode;
+  if (status && status >= 400 && status < 500) return sendProblem(reply, 'REKEY_API_INVALID_REQUEST', (error as FastifyError).code);
+  if (describeInfraFailure(error, runtime.settings)) return sendProblem(reply, 'REKEY_API_UNAVAILABLE');
+  log.error({ error: describeError(error) }, 'admin API request failed');
+  return sendProblem(reply, 'REKEY_API_INTERNAL');
+}

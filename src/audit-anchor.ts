@@ -1,0 +1,65 @@
+/**
+ * The audit anchor job: one BullMQ job scheduler per cluster (`audit.anchor` on the
+ * rotations queue, kept by reconcile like the rotation schedules; src/queue/queues.ts)
+ * fires every REKEY_AUDIT_ANCHOR_INTERVAL (at most an hour) and writes a signed anchor
+ * outside PostgreSQL: always to the log at info level (`audit anchor`, field `anchor`), and
+ * to REKEY_AUDIT_ANCHOR_WEBHOOK when set. `rekey audit verify --anchor <anchor>` then proves
+ * nothing up to it was removed or rewritten, so truncating the log loses at most one
+ * interval unseen.
+ */
+import { RekeyError } from './core/errors.js';
+import type { Logger } from './core/logger.js';
+import type { SecretValue } from './core/secret-value.js';
+import type { AuditLog } from './db/audit.js';
+import { takeAnchor } from './db/audit-verify.js';
+import type { Db } from './db/client.js';
+
+export interface AnchorDeps {
+  db: Db;
+  audit: AuditLog;
+  log: Logger;
+  /** Who records the `audit.keyed` event, when the first anchor starts the keyed epoch. */
+  actor: string;
+  webhook: SecretValue | undefined;
+}
+
+/** What the webhook receives (JSON). */
+export interface AnchorMessage {
+  anchor: string;
+  seq: string;
+  at: string;
+}
+
+const WEBHOOK_TIMEOUT_MS = 10_000;
+
+/**
+ * Takes a signed anchor, logs it, and posts it to the webhook. Idempotent: a retry posts a
+ * newer anchor, which is as good.
+ * @throws RekeyError REKEY_ERR_UNAVAILABLE when the webhook fails (after the log line), so the job retries.
+ */
+export async function recordAnchor(deps: AnchorDeps): Promise<AnchorMessage> {
+  const { anchor, seq } = await takeAnchor(deps.db, deps.audit, deps.actor);
+  const message: AnchorMessage = { anchor, seq: seq.toString(), at: new Date().toISOString() };
+  deps.log.info({ component: 'audit', ...message }, 'audit anchor');
+  if (deps.webhook) await post(deps.webhook, message);
+  return message;
+}
+
+async function post(webhook: SecretValue, message: AnchorMessage): Promise<void> {
+  let status: number;
+  try {
+    const response = await fetch(webhook.reveal(), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(message),
+      redirect: 'error',
+      signal: AbortSignal.timeout(WEBHOOK_TIMEOUT_MS),
+    });
+    status = response.status;
+    await response.body?.cancel();
+  } catch {
+    // The URL may carry a token, and fetch's errors may quote it: our words only.
+    throw new RekeyError('REKEY_ERR_UNAVAILABLE', 'the audit anchor webhook could not be reached');
+  }
+  if (status < 200 || status >= 300) throw new RekeyError('REKEY_ERR_UNAVAILABLE', `the audit anchor webhook answered ${status}`);
+}

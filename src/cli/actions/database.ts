@@ -1,0 +1,86 @@
+/** What migrate, apply, config schema and audit verify do (../commands/database.ts defines them). */
+import type { Command } from 'commander';
+import { configJsonSchema } from '../../config/json-schema.js';
+import { loadConfigFile } from '../../config/load.js';
+import { isEmpty } from '../../config/plan.js';
+import { anchorProblem, verifyAudit } from '../../db/audit-verify.js';
+import { grantRuntimeRole, runtimeGrants, userOf } from '../../db/grants.js';
+import { ensureDatabase, migrate } from '../../db/migrate.js';
+import { formatRotationMetadata, writeRotationMetadata } from '../../events/rotation-metadata.js';
+import { loadSettings } from '../../settings.js';
+import { applyConfig } from '../apply.js';
+import { ExitCode, type CliContext } from '../context.js';
+import { withRuntime } from '../with-runtime.js';
+
+export async function migrateCommand(ctx: CliContext, options: { printGrants?: boolean }): Promise<void> {
+  const settings = loadSettings();
+  const runtimeRole = userOf(settings.databaseUrl);
+  if (options.printGrants) {
+    for (const sql of runtimeGrants(runtimeRole ?? 'rekey')) ctx.out(`${sql};`);
+    return;
+  }
+  const ownerUrl = settings.migrateDatabaseUrl ?? settings.databaseUrl;
+  if (await ensureDatabase(ownerUrl)) ctx.out(`Created database ${decodeURIComponent(new URL(ownerUrl).pathname.slice(1))}.`);
+  const applied = await migrate(ownerUrl);
+  ctx.out(applied.length ? `Applied ${applied.length} migration(s): ${applied.join(', ')}` : 'Database is up to date.');
+  if (settings.migrateDatabaseUrl && runtimeRole && runtimeRole !== userOf(ownerUrl)) {
+    await grantRuntimeRole(ownerUrl, runtimeRole);
+    ctx.out(`Runtime role ${runtimeRole}: granted; it may INSERT and SELECT the audit log, nothing more there.`);
+  } else {
+    // A warning, on stderr: stdout stays what scripts read.
+    process.stderr.write('rekey: one database role migrates and runs rekey: whoever holds DATABASE_URL can alter the audit log table (verify still catches it); set REKEY_MIGRATE_DATABASE_URL to the owner role (docs/database-roles.md)\n');
+  }
+}
+
+export async function apply(ctx: CliContext, options: { file: string; dryRun?: boolean; json?: boolean; rotationMetadata: boolean }): Promise<void> {
+  const loaded = await loadConfigFile(options.file, ctx.modules);
+  await withRuntime('cli', ctx, async (runtime) => {
+    const { plan, revision } = await applyConfig(runtime, loaded, {
+      file: options.file,
+      actor: 'cli',
+      out: ctx.out,
+      json: !!options.json,
+      dryRun: !!options.dryRun,
+      rotationMetadata: options.rotationMetadata,
+    });
+    if (revision === undefined) {
+      if (!options.json) ctx.out('Dry run: nothing applied.');
+      return;
+    }
+    if (!options.json) ctx.out(isEmpty(plan) ? `No changes (config revision ${revision}).` : `Applied as config revision ${revision}.`);
+    if (options.rotationMetadata) {
+      // The secrets this apply marked, and any an earlier one left: a failure is reported per
+      // secret, undoes nothing, and stays pending for the workers and the next apply to retry.
+      const results = await writeRotationMetadata(runtime.db, runtime.resolver);
+      const write = options.json ? (text: string) => void process.stderr.write(`${text}\n`) : ctx.out; // keep stdout pure JSON
+      for (const line of formatRotationMetadata(results)) write(line);
+    }
+  });
+}
+
+/** Every provider's entry: this imports every provider module (and its SDK). */
+export async function configSchema(ctx: CliContext): Promise<void> {
+  ctx.out(JSON.stringify(configJsonSchema(await ctx.modules.all()), null, 2));
+}
+
+export async function auditVerify(ctx: CliContext, options: { anchor?: string; json?: boolean }, command: Command): Promise<void> {
+  const problem = options.anchor === undefined ? undefined : anchorProblem(options.anchor);
+  if (problem) command.error(`rekey audit verify: ${problem}`, { exitCode: 2 });
+  await withRuntime('cli', ctx, async (runtime) => {
+    const result = await verifyAudit(runtime.db, runtime.audit, { anchor: options.anchor });
+    if (options.json) ctx.out(JSON.stringify({ ...result, seq: 'seq' in result ? result.seq.toString() : undefined }));
+    else if (result.ok) {
+      ctx.out(`Audit log intact: ${result.events} events, hash chain verified${options.anchor ? ', anchor matches' : ''}.`);
+      if (result.unkeyed) {
+        ctx.out(
+          result.unkeyedPinned
+            ? `${result.unkeyed} events from before REKEY_AUDIT_KEY are pinned by the audit.keyed event.`
+            : `${result.unkeyed} events from before REKEY_AUDIT_KEY are not pinned yet (the first anchor job pins them); only anchors taken before vouch for them.`,
+        );
+      }
+      ctx.out(`Anchor: ${result.anchor} (keep it outside the database; pass it to --anchor later)`);
+    }
+    else ctx.out(`Audit log TAMPERED: row ${result.seq} ${result.problem} (${result.events} rows before it verified).`);
+    if (!result.ok) throw new ExitCode(1);
+  });
+}

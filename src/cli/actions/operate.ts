@@ -1,0 +1,132 @@
+/** What rotate, revoke, decommission and status do (../commands/operate.ts defines them). */
+import { humanDuration, requireDuration } from '../../core/duration.js';
+import { RekeyError } from '../../core/errors.js';
+import type { RunRecord, VersionRecord } from '../../core/model.js';
+import { revokeTokensCommand } from '../../leaks/cli.js';
+import { HEARTBEAT_STALE_MS, type LastHeartbeat } from '../../queue/heartbeats.js';
+import type { Runtime } from '../../runtime.js';
+import { ExitCode, type CliContext } from '../context.js';
+import { formatStatus, secretStatus } from '../status.js';
+import { withRuntime } from '../with-runtime.js';
+
+export async function rotate(ctx: CliContext, name: string, options: { wait?: boolean; timeout: string; json?: boolean }): Promise<void> {
+  const timeoutMs = requireDuration(options.timeout, '--timeout');
+  await withRuntime('cli', ctx, async (runtime) => {
+    await runtime.connect();
+    const result = await runtime.engine.requestRotation({ secret: name, trigger: 'manual' });
+    if (result.status === 'stale') return; // manual requests are never stale
+    const { run } = result;
+    if (!options.json) ctx.out(`${result.status === 'queued' ? 'Queued' : 'Joined running'} rotation ${run.id} of ${name}.`);
+    if (!options.wait) {
+      if (options.json) ctx.out(JSON.stringify({ runId: run.id, status: result.status }));
+      return;
+    }
+    const finished = await waitForRun(runtime, run, timeoutMs, options.json ? () => undefined : ctx.out);
+    if (options.json) ctx.out(JSON.stringify({ runId: run.id, status: finished.status, error: finished.error }));
+    else ctx.out(finished.status === 'succeeded' ? `Rotated ${name}.` : `Rotation ${finished.status}: ${finished.error ?? 'no error recorded'}`);
+    if (finished.status !== 'succeeded') throw new ExitCode(1);
+  });
+}
+
+export function revokeTokens(ctx: CliContext, json: boolean): Promise<void> {
+  return withRuntime('cli', ctx, (runtime) => revokeTokensCommand(runtime, process.stdin, ctx.out, json));
+}
+
+export async function revoke(ctx: CliContext, name: string, version: number, json: boolean): Promise<void> {
+  await withRuntime('cli', ctx, async (runtime) => {
+    await runtime.connect();
+    const record = await runtime.engine.revoke(name, version);
+    if (json) ctx.out(JSON.stringify({ outcome: record.outcome, versionId: record.versionId }));
+    else ctx.out(`Version ${version} of ${name}: ${record.outcome}.`);
+  });
+}
+
+export async function decommission(ctx: CliContext, name: string, options: { wait?: boolean; timeout: string; json?: boolean }): Promise<void> {
+  const timeoutMs = requireDuration(options.timeout, '--timeout');
+  await withRuntime('cli', ctx, async (runtime) => {
+    await runtime.connect();
+    const versions = await runtime.engine.decommission(name);
+    const numbers = versions.map((v) => `v${v.number}`).join(', ') || 'none';
+    if (!options.json) ctx.out(`Decommissioning ${name}: retiring and revoking ${numbers}.`);
+    const left = options.wait ? await waitForTakedown(runtime, versions, timeoutMs) : undefined;
+    if (options.json) ctx.out(JSON.stringify({ secret: name, versions: versions.map((v) => v.number), ...(left ? { left } : {}) }));
+    else if (left) ctx.out(left.length ? `Still live: ${left.join(', ')}.` : `Decommissioned ${name}: no key of it is live anywhere.`);
+    if (left?.length) throw new ExitCode(1);
+  });
+}
+
+export async function status(ctx: CliContext, name: string | undefined, options: { json?: boolean; versions: number }): Promise<void> {
+  await withRuntime('cli', ctx, async (runtime) => {
+    const redisUp = await runtime.connect().then(() => true, () => false);
+    const statuses = await secretStatus(runtime, name, options.versions, redisUp);
+    if (name && !statuses.length) throw new RekeyError('REKEY_ERR_UNKNOWN', `no managed secret named ${name}`);
+    ctx.out(options.json ? JSON.stringify(statuses, null, 2) : formatStatus(statuses));
+  });
+}
+
+/** Waits until every version is revoked; returns those that are not (`v3 retired`) when time runs out. */
+async function waitForTakedown(runtime: Runtime, versions: readonly VersionRecord[], timeoutMs: number): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const rows = await Promise.all(versions.map((v) => runtime.engine.deps.repo.getVersion(v.id)));
+    const left = rows.filter((v) => v && v.state !== 'revoked').map((v) => `v${v!.number} ${v!.state}`);
+    if (!left.length || Date.now() > deadline) return left;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/** How often `--wait` prints a progress line even when nothing changed (and reads the workers' heartbeats). */
+const PROGRESS_EVERY_MS = 5000;
+
+/**
+ * Follows a run until it ends: a line whenever its step, attempt or error changes, and at
+ * least every 5 s. A run no worker has picked up yet (no attempt) is shown as queued, with
+ * what the workers' heartbeats say: none seen, none seen lately, or alive (busy).
+ */
+async function waitForRun(runtime: Runtime, run: RunRecord, timeoutMs: number, progress: (line: string) => void): Promise<RunRecord> {
+  const started = Date.now();
+  let last = '';
+  let printedAt = 0;
+  let workers: WorkersNote = { state: 'unknown', text: '' };
+  let workersAt = -Infinity;
+  for (;;) {
+    const current = (await runtime.engine.deps.repo.getRun(run.id))!;
+    const queued = current.status === 'running' && current.attempts === 0;
+    if (queued && Date.now() - workersAt >= PROGRESS_EVERY_MS) {
+      workers = workersNote(await runtime.heartbeats.last().catch(() => null));
+      workersAt = Date.now();
+    }
+    const step = `${current.step}, attempt ${current.attempts}${current.error && current.status === 'running' ? `, last error: ${current.error}` : ''}`;
+    const state = queued ? `queued ${workers.state}` : step;
+    const line = queued ? `queued: no worker has picked it up yet${workers.text ? ` (${workers.text})` : ''}` : step;
+    if (current.status === 'running' && (state !== last || Date.now() - printedAt >= PROGRESS_EVERY_MS)) {
+      progress(`  ${humanDuration(Date.now() - started).padStart(7)}  ${line}`);
+      last = state;
+      printedAt = Date.now();
+    }
+    if (current.status !== 'running') return current;
+    if (Date.now() - started > timeoutMs) {
+      throw new RekeyError(
+        'REKEY_ERR_TIMEOUT',
+        queued
+          ? `run ${run.id} still queued after ${humanDuration(timeoutMs)}: no worker picked it up; ${workers.state === 'alive' ? `${workers.text}, so the workers are busy or cannot run it` : workers.text || 'is `rekey worker` running against this REDIS_URL and REKEY_QUEUE_PREFIX?'}`
+          : `run ${run.id} still at ${current.step} (attempt ${current.attempts}) after ${humanDuration(timeoutMs)}${current.error ? `; last error: ${current.error}` : ''}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+interface WorkersNote {
+  /** What changed, for deciding to print: the ages in `text` change every time. */
+  state: 'none' | 'gone' | 'alive' | 'unknown';
+  text: string;
+}
+
+/** What the last heartbeat (undefined: none in a day; null: unreadable) says about the workers. */
+function workersNote(last: LastHeartbeat | undefined | null): WorkersNote {
+  if (last === null) return { state: 'unknown', text: '' };
+  if (!last) return { state: 'none', text: 'no worker has sent a heartbeat to this REDIS_URL and REKEY_QUEUE_PREFIX: is `rekey worker` running against them?' };
+  if (last.ageMs > HEARTBEAT_STALE_MS) return { state: 'gone', text: `no worker seen for ${humanDuration(last.ageMs)} (the last was ${last.worker}): is \`rekey worker\` running?` };
+  return { state: 'alive', text: `a worker is alive: ${last.worker} seen ${humanDuration(last.ageMs)} ago` };
+}

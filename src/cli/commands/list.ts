@@ -1,0 +1,20 @@
+/** `rekey list`: every secret with its status and next rotation, on the admin API's read model (src/api/secret-health.ts). Definition; the work is in ../actions/list.ts, imported when it runs. */
+import type { Command } from 'commander';
+import { InvalidArgumentError } from 'commander';
+import { STATUSES, type SecretStatusName } from '../../api/secret-health.js';
+import type { CliContext } from '../context.js';
+
+function statusName(text: string): SecretStatusName {
+  if (!(STATUSES as readonly string[]).includes(text)) throw new InvalidArgumentError(`one of ${STATUSES.join(', ')}`);
+  return text as SecretStatusName;
+}
+
+export function registerListCommand(program: Command, ctx: CliContext): void {
+  program
+    .command('list')
+    .description('Secrets with their status (leaked, no-current, failing, drifted, rotating, healthy), current version, last and next rotation')
+    .option('--name <glob>', 'only names matching this glob (payments-*)')
+    .option('--status <status>', `only secrets meeting this condition (${STATUSES.join(', ')})`, statusName)
+    .option('--json', 'print as JSON')
+    .action(async (options: { name?: string; status?: SecretStatusName; json?: boolean }) => (await import('../actions/list.js')).list(ctx, options));
+}

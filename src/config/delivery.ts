@@ -1,0 +1,98 @@
+/**
+ * The `delivery:` section of rekey.yaml (issue 17, docs/delivery.md): the authenticators that
+ * turn a workload's credential into a subject, and the grants that say which subjects may get
+ * a short-lived JWT signed with which managed signing key. A grant's TTL may not exceed the
+ * signing key's grace, so a rotation never leaves a live token without its public key.
+ */
+import { z } from 'zod';
+import { formatDuration } from '../core/duration.js';
+import { durationSchema } from './duration.js';
+import { RESERVED_CLAIMS, type DeliverySpec, type GrantSpec } from '../core/token-exchange.js';
+
+const claimName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/, 'a claim name: 1-64 characters of A-Z a-z 0-9 _ . : -, starting with a letter or _')
+  .refine((name) => !(RESERVED_CLAIMS as readonly string[]).includes(name), `rekey sets ${RESERVED_CLAIMS.join(', ')} itself`);
+
+const grant = z
+  .object({
+    authenticator: z.string().describe('An entry of delivery.authenticators'),
+    subjects: z.array(z.string().min(1).max(256)).min(1).describe('Subject ids this grant serves; * matches any run of characters'),
+    token: z
+      .object({
+        signingKey: z.string().describe('A managed secret whose issuer signs JWTs (jwt-signing-key)'),
+        audience: z.string().min(1).max(256).describe('aud of the minted tokens; a request names it in `audience`'),
+        ttl: durationSchema('5m').describe("Lifetime of a minted token; at most the signing key's grace"),
+        claims: z
+          .object({
+            copy: z.array(claimName).default([]).describe("Claims copied from the subject's verified claims"),
+            fixed: z
+              .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
+              .default({})
+              .superRefine((claims, ctx) => {
+                for (const name of Object.keys(claims)) for (const issue of claimName.safeParse(name).error?.issues ?? []) ctx.addIssue({ code: 'custom', path: [name], message: issue.message });
+              })
+              .describe('Claims set to fixed values'),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict(),
+  })
+  .strict();
+
+export const deliverySchema = z
+  .object({
+    issuer: z.string().min(1).max(256).default('rekey').describe('iss of every minted token'),
+    authenticators: z
+      .record(z.string(), z.object({}).loose())
+      .default({})
+      .describe('Each entry: `type:` (an authenticator provider) or `provider:` (a providers: entry), plus its parameters'),
+    grants: z.record(z.string(), grant).default({}).describe('Which subjects get which tokens'),
+  })
+  .strict();
+
+export type DeliveryDocument = z.infer<typeof deliverySchema>;
+
+/** The validated section: grants in core's shape, authenticators as role references. */
+export interface DeliveryConfig extends DeliverySpec {
+  authenticators: Readonly<Record<string, { instance: string; params: unknown }>>;
+}
+
+interface Issue {
+  path: Array<string | number>;
+  message: string;
+}
+
+/**
+ * Checks the section against the rest of the document: each authenticator through `role`
+ * (schema.ts's check of a provider binding), each grant's authenticator and signing key, and
+ * its TTL against that key's grace.
+ */
+export function validateDelivery(
+  section: DeliveryDocument,
+  role: (raw: Record<string, unknown>, path: Array<string | number>) => { instance: string; params: unknown } | undefined,
+  secrets: Readonly<Record<string, { graceMs: number }>>,
+): { delivery: DeliveryConfig; issues: Issue[] } {
+  const issues: Issue[] = [];
+  const authenticators: Record<string, { instance: string; params: unknown }> = {};
+  for (const [name, raw] of Object.entries(section.authenticators)) {
+    const ref = role(raw, ['delivery', 'authenticators', name]);
+    if (ref) authenticators[name] = ref;
+  }
+  const grants: Record<string, GrantSpec> = {};
+  for (const [name, g] of Object.entries(section.grants)) {
+    const path = ['delivery', 'grants', name];
+    if (!Object.hasOwn(section.authenticators, g.authenticator)) issues.push({ path: [...path, 'authenticator'], message: `no authenticator named "${g.authenticator}" under delivery.authenticators` });
+    const key = Object.hasOwn(secrets, g.token.signingKey) ? secrets[g.token.signingKey] : undefined;
+    if (!key) issues.push({ path: [...path, 'token', 'signingKey'], message: `no managed secret named "${g.token.signingKey}"` });
+    else if (g.token.ttl > key.graceMs) {
+      issues.push({
+        path: [...path, 'token', 'ttl'],
+        message: `ttl ${formatDuration(g.token.ttl)} is longer than the grace of ${g.token.signingKey} (${formatDuration(key.graceMs)}): a rotation would retire the key of tokens still live`,
+      });
+    }
+    grants[name] = { name, authenticator: g.authenticator, subjects: g.subjects, token: { signingKey: g.token.signingKey, audience: g.token.audience, ttlMs: g.token.ttl, claims: g.token.claims } };
+  }
+  return { delivery: { issuer: section.issuer, authenticators, grants }, issues };
+}

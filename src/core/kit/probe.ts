@@ -1,0 +1,66 @@
+/**
+ * The verify probe shared by gateway targets: send one request carrying the key in a
+ * header to a URL behind the gateway and check the gateway let it through. A target
+ * calls it from `verify()` so a version is promoted only once the gateway really
+ * accepts it (DESIGN.md, rotation step 3).
+ */
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { z } from 'zod';
+import { ProviderError } from '../errors.js';
+import type { Call } from '../ports.js';
+import type { SecretValue } from '../secret-value.js';
+
+/** `probe:` in a target's config: where to send the verify request and in which header. */
+export const probeSchema = z
+  .object({
+    /** A URL served through the gateway that needs a valid key (http or https). */
+    url: z.url({ protocol: /^https?$/ }),
+    /** The header the gateway reads the key from. @defaultValue `X-Api-Key` */
+    header: z
+      .string()
+      .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be an HTTP header name')
+      .default('X-Api-Key'),
+    /** Milliseconds to wait for the answer. @defaultValue 2000 */
+    timeoutMs: z.number().int().positive().max(60_000).default(2000),
+  })
+  .strict();
+
+export type ProbeConfig = z.infer<typeof probeSchema>;
+
+/**
+ * Sends one request with `value` in `probe.header` and resolves when the answer is
+ * 2xx or 3xx. Redirects are not followed (a redirect already means the key passed).
+ * Each probe opens a new connection, as a new client would: a kept-alive one may be
+ * closed under it by a gateway reload, or still be served by an old worker.
+ * @throws ProviderError REKEY_ERR_VERIFY_FAILED (retryable) when the gateway answers
+ * anything else or cannot be reached; the message names the status, never the value.
+ */
+export async function probeKey(probe: ProbeConfig, value: SecretValue, call: Call, provider: string): Promise<void> {
+  const url = new URL(probe.url);
+  // Only origin and path in messages: a query string may carry something secret.
+  const where = `${url.origin}${url.pathname}`;
+  let status: number;
+  try {
+    status = await get(url, { [probe.header]: value.reveal() }, AbortSignal.any([call.signal, AbortSignal.timeout(probe.timeoutMs)]));
+  } catch (error) {
+    throw new ProviderError('REKEY_ERR_VERIFY_FAILED', `probe ${where} could not be completed`, { provider, cause: error });
+  }
+  if (status >= 200 && status < 400) return;
+  const why = status === 401 || status === 403 ? 'the gateway does not accept the key (yet)' : 'unexpected status';
+  throw new ProviderError('REKEY_ERR_VERIFY_FAILED', `probe ${where} answered ${status}: ${why}`, { provider });
+}
+
+function get(url: URL, headers: Record<string, string>, signal: AbortSignal): Promise<number> {
+  const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = send(url, { method: 'GET', headers, agent: false, signal }, (res) => {
+      // Drain the body; only the status matters.
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}

@@ -1,0 +1,23 @@
+/**
+ * The values of a managed secret that verifiers must accept now (ProviderContext.liveValues):
+ * the current version first, then the previous one while its grace lasts. Pending,
+ * compromised, retired and revoked versions are never returned, so a leaked shared secret
+ * stops verifying the moment its version is marked compromised.
+ */
+import { RekeyError } from './errors.js';
+import type { StateRepository } from './model.js';
+import type { Call } from './ports.js';
+import type { ProviderResolver } from './resolved.js';
+import type { SecretValue } from './secret-value.js';
+
+export async function liveValues(repo: StateRepository, providers: ProviderResolver, secret: string, call: Call): Promise<SecretValue[]> {
+  const record = await repo.getSecret(secret);
+  if (!record || record.removedAt) throw new RekeyError('REKEY_ERR_UNKNOWN', `${secret} is not a managed secret`);
+  const now = Date.now();
+  const versions = (await repo.versions(record.id, ['current', 'previous']))
+    .filter((v) => v.storeVersionId && (v.state === 'current' || (v.graceEndsAt && v.graceEndsAt.getTime() > now)))
+    .sort((a, b) => (a.state === 'current' ? -1 : b.state === 'current' ? 1 : b.number - a.number));
+  if (!versions.length) return [];
+  const { store } = await providers.resolve(secret);
+  return Promise.all(versions.map((v) => store.read({ storeVersionId: v.storeVersionId! }, call)));
+}

@@ -1,0 +1,86 @@
+/**
+ * SyncRepository on PostgreSQL: the target_syncs rows and the `target.drift` audit events.
+ * A check of a target in sync costs two statements however many secrets it serves.
+ */
+import { sanitize } from '../core/errors.js';
+import type { AuditContext } from '../core/model.js';
+import { DRIFT_WINDOW_MS, type SyncRepository, type SyncResult } from '../core/sync.js';
+import type { AuditLog } from './audit.js';
+import type { Db } from './client.js';
+import { toVersion, versionInclude } from './mappers.js';
+
+/** `missing v3; unwanted v1`: what a check found, by version number. */
+export function describeDrift(result: Pick<SyncResult, 'missing' | 'unwanted'>): string {
+  const part = (what: string, numbers: number[]) => (numbers.length ? [`${what} ${numbers.map((n) => `v${n}`).join(', ')}`] : []);
+  return [...part('missing', result.missing), ...part('unwanted', result.unwanted)].join('; ');
+}
+
+export class PrismaSyncRepository implements SyncRepository {
+  constructor(
+    private readonly db: Db,
+    private readonly audit: AuditLog,
+  ) {}
+
+  async secretIds(names: readonly string[]): Promise<Map<string, string>> {
+    const rows = await this.db.secret.findMany({ where: { name: { in: [...names] } }, select: { id: true, name: true } });
+    return new Map(rows.map((r) => [r.name, r.id]));
+  }
+
+  async versionsByKeys({ fingerprints, versionIds }: { fingerprints: readonly string[]; versionIds: readonly string[] }) {
+    if (!fingerprints.length && !versionIds.length) return [];
+    const rows = await this.db.version.findMany({
+      where: { OR: [{ fingerprint: { in: [...fingerprints] } }, { id: { in: versionIds.filter((id) => /^[0-9a-f-]{36}$/i.test(id)) } }] },
+      include: versionInclude,
+    });
+    return rows.map(toVersion);
+  }
+
+  async recordCheck(target: string, at: Date, results: readonly SyncResult[], audit: AuditContext, options: { repair: boolean }): Promise<Map<string, number>> {
+    const streaks = new Map<string, number>();
+    if (!results.length) return streaks;
+    await this.db.targetSync.createMany({ data: results.map((r) => ({ secretId: r.secretId, target })), skipDuplicates: true });
+    const inSync = results.filter((r) => !r.error && !r.missing.length && !r.unwanted.length).map((r) => r.secretId);
+    if (inSync.length) {
+      await this.db.targetSync.updateMany({ where: { target, secretId: { in: inSync } }, data: { lastCheckedAt: at, lastInSyncAt: at, driftStreak: 0 } });
+    }
+    for (const result of results) {
+      const drifted = result.missing.length > 0 || result.unwanted.length > 0;
+      if (!drifted && !result.error) continue;
+      const error = result.error ? { lastError: sanitize(result.error), lastErrorAt: at } : {};
+      if (!drifted || !options.repair) {
+        await this.db.targetSync.update({ where: { secretId_target: { secretId: result.secretId, target } }, data: { lastCheckedAt: at, ...error } });
+        continue;
+      }
+      const streak = await this.db.$transaction(async (tx) => {
+        const row = await tx.targetSync.findUniqueOrThrow({ where: { secretId_target: { secretId: result.secretId, target } }, select: { lastDriftAt: true, driftStreak: true } });
+        const recent = row.lastDriftAt !== null && at.getTime() - row.lastDriftAt.getTime() <= DRIFT_WINDOW_MS;
+        const next = recent ? row.driftStreak + 1 : 1;
+        const repaired = result.redeployed.length > 0 && result.redeployed.length === result.missing.length && !result.unwanted.length;
+        await tx.targetSync.update({
+          where: { secretId_target: { secretId: result.secretId, target } },
+          data: { lastCheckedAt: at, lastDriftAt: at, lastDrift: describeDrift(result), driftStreak: next, ...(repaired ? { lastRepairedAt: at } : {}), ...error },
+        });
+        await this.audit.append(tx, {
+          actor: audit.actor,
+          action: 'target.drift',
+          secret: result.secret,
+          data: {
+            target,
+            method: result.method,
+            found: { missing: result.missing, unwanted: result.unwanted },
+            done: { redeployed: result.redeployed, retiring: result.retiring },
+            streak: next,
+            ...(result.error ? { error: sanitize(result.error) } : {}),
+          },
+        });
+        return next;
+      });
+      streaks.set(result.secretId, streak);
+    }
+    return streaks;
+  }
+
+  async markRepaired(secretId: string, target: string, at: Date): Promise<void> {
+    await this.db.targetSync.updateMany({ where: { secretId, target }, data: { lastRepairedAt: at } });
+  }
+}

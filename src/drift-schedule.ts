@@ -1,0 +1,109 @@
+/**
+ * When each target's drift check runs: per process (every replica checks on its own clock;
+ * repairs are idempotent), on the housekeeping job `drift`, which ticks every second and
+ * starts the checks that are due. Each target runs at its own interval (`drift.interval` on
+ * its providers: entry, default 30 s), jittered: the next check comes up to a fifth of the
+ * interval (at most 5 s) early, never late, so replicas drift apart instead of reading the
+ * target in step. Checks of one target never overlap; a slow target delays no other.
+ */
+import type { Engine } from './core/engine.js';
+import { describeError } from './core/errors.js';
+import type { Logger } from './core/logger.js';
+import type { Db } from './db/client.js';
+import type { ConfigResolver } from './resolver.js';
+
+/** Targets named by no applied config any more (a removed secret's) are checked this often. */
+const DEFAULT_INTERVAL_MS = 30_000;
+const MAX_JITTER_MS = 5000;
+/** How long the list of bindings is trusted before it is read again. */
+const BINDINGS_TTL_MS = 5000;
+
+export interface DriftScheduleDeps {
+  engine: Engine;
+  resolver: ConfigResolver;
+  db: Db;
+  log: Logger;
+}
+
+export class DriftSchedule {
+  private readonly next = new Map<string, number>();
+  private readonly running = new Map<string, Promise<void>>();
+  private bindings: { at: number; byTarget: Map<string, string[]>; intervals: Map<string, number> } | undefined;
+  private stopped = false;
+
+  constructor(private readonly deps: DriftScheduleDeps) {}
+
+  /** Starts every check that is due; returns without waiting for them. */
+  async tick(): Promise<void> {
+    if (this.stopped) return;
+    const now = Date.now();
+    const { byTarget, intervals } = await this.bindingsAt(now);
+    for (const [target, secrets] of byTarget) {
+      if (this.running.has(target)) continue;
+      const interval = intervals.get(target) ?? DEFAULT_INTERVAL_MS;
+      // A first check within a few seconds of start; a shortened interval (a new apply) takes effect at once.
+      let due = this.next.get(target) ?? now + Math.random() * Math.min(interval, MAX_JITTER_MS);
+      if (due > now + interval) due = this.nextAfter(now, interval);
+      this.next.set(target, due);
+      if (due > now) continue;
+      this.next.set(target, this.nextAfter(now, interval));
+      const run = this.deps.engine
+        .checkTarget(target, secrets, { repair: true })
+        .then(
+          () => undefined,
+          (error: unknown) => this.deps.log.warn({ component: 'drift', target, error: describeError(error) }, 'drift check failed; trying again next interval'),
+        )
+        .finally(() => this.running.delete(target));
+      this.running.set(target, run);
+    }
+  }
+
+  /** Up to a fifth of the interval (at most MAX_JITTER_MS) early, never late. */
+  private nextAfter(now: number, interval: number): number {
+    return now + interval - Math.random() * Math.min(interval / 5, MAX_JITTER_MS);
+  }
+
+  /** Checks every target of `secrets` (all when empty) now, once, and waits for the reports. */
+  async checkNow(options: { repair: boolean; secrets?: readonly string[] }) {
+    const { byTarget } = await this.bindingsAt(Date.now(), true);
+    const filter = options.secrets && new Set(options.secrets);
+    const reports = [];
+    for (const [target, secrets] of byTarget) {
+      const chosen = filter ? secrets.filter((s) => filter.has(s)) : secrets;
+      if (chosen.length) reports.push(await this.deps.engine.checkTarget(target, chosen, { repair: options.repair }));
+    }
+    return reports;
+  }
+
+  /** Stops starting checks and waits for those running. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.running.values());
+  }
+
+  /**
+   * Secrets by target (every secret with a row: a removed one keeps its last bindings while its
+   * keys are live) and each target's interval, read again every few seconds: an apply takes
+   * effect within BINDINGS_TTL_MS.
+   */
+  private async bindingsAt(now: number, fresh = false): Promise<{ byTarget: Map<string, string[]>; intervals: Map<string, number> }> {
+    if (!fresh && this.bindings && now - this.bindings.at < BINDINGS_TTL_MS) return this.bindings;
+    const rows = await this.deps.db.secret.findMany({
+      where: { OR: [{ removedAt: null }, { versions: { some: { state: { in: ['current', 'previous', 'pending'] } } } }] },
+      select: { name: true },
+      orderBy: { name: 'asc' },
+    });
+    const byTarget = new Map<string, string[]>();
+    for (const { name } of rows) {
+      try {
+        for (const target of (await this.deps.resolver.resolve(name)).policy.targets) byTarget.set(target, [...(byTarget.get(target) ?? []), name]);
+      } catch (error) {
+        this.deps.log.debug({ component: 'drift', secret: name, error: describeError(error) }, 'drift: cannot resolve secret');
+      }
+    }
+    const config = await this.deps.resolver.config();
+    const intervals = new Map(Object.entries(config.providers).map(([name, spec]) => [name, spec.driftIntervalMs]));
+    this.bindings = { at: now, byTarget, intervals };
+    return this.bindings;
+  }
+}

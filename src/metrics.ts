@@ -1,0 +1,147 @@
+/**
+ * Prometheus metrics. Counters and histograms are per process (each worker exposes its
+ * own on --port); gauges are sampled from PostgreSQL and Redis by the housekeeping job
+ * `gauges` (sampleGauges(), every 15 s by default), so any process reports the same truth
+ * and a flood of scrapes costs no query. Labels never carry a secret value or token.
+ */
+import client from 'prom-client';
+import type { EngineEvents, RunKind, RunStatus } from './core/model.js';
+
+export interface GaugeSources {
+  versionsByState(): Promise<Record<string, number>>;
+  queueDepth(): Promise<Record<string, Record<string, number>>>;
+}
+
+export class Metrics implements EngineEvents {
+  readonly registry = new client.Registry();
+  private readonly rotations = new client.Counter({
+    name: 'rekey_rotations_total',
+    help: 'Rotation runs finished, by result (succeeded, rolled_back, failed) and trigger',
+    labelNames: ['result', 'trigger'],
+    registers: [this.registry],
+  });
+  private readonly runs = new client.Histogram({
+    name: 'rekey_run_duration_seconds',
+    help: 'Run duration from start to finish, by kind (rotation, retirement, revocation)',
+    labelNames: ['kind'],
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    registers: [this.registry],
+  });
+  private readonly skipped = new client.Counter({
+    name: 'rekey_triggers_skipped_total',
+    help: 'Rotation triggers that made no new run: stale (older than the last rotation) or busy (joined a running one)',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  private readonly stuck = new client.Gauge({
+    name: 'rekey_runs_stuck',
+    help: "Runs past their retry budget at the last reconcile (still retried; see `rekey status`)",
+    registers: [this.registry],
+  });
+  private readonly emergencyRetries = new client.Counter({
+    name: 'rekey_emergency_rotation_retries_total',
+    help: 'Emergency rotations (replacing a leaked key) that rolled their version back and started over with a fresh one; alert on any increase',
+    registers: [this.registry],
+  });
+  readonly leakToBlocked = new client.Histogram({
+    name: 'rekey_leak_to_blocked_seconds',
+    help: 'From a leak report received to the version retired at every target',
+    buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+
+  private readonly providerCalls = new client.Counter({
+    name: 'rekey_provider_calls_total',
+    help: 'Provider calls by provider instance, operation (store.promote, target.deploy, ...) and outcome (ok, or the error code: timeout, unavailable, denied, ...)',
+    labelNames: ['provider', 'op', 'outcome'],
+    registers: [this.registry],
+  });
+  private readonly providerCallSeconds = new client.Histogram({
+    name: 'rekey_provider_call_duration_seconds',
+    help: 'Provider call duration, by provider instance and operation',
+    labelNames: ['provider', 'op'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  private readonly drift = new client.Counter({
+    name: 'rekey_target_drift_total',
+    help: 'Drift found by the drift check: versions missing at a target (kind=missing) or still held although retired or leaked (kind=unwanted)',
+    labelNames: ['target', 'kind'],
+    registers: [this.registry],
+  });
+  /** The last sample of each gauge; empty before the first one and while its source is down. */
+  private sampled: { versionsByState: Record<string, number>; queueDepth: Record<string, Record<string, number>> } = { versionsByState: {}, queueDepth: {} };
+
+  constructor(private readonly sources?: GaugeSources) {
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'rekey_process_' });
+    if (!sources) return;
+    const sampled = () => this.sampled;
+    new client.Gauge({
+      name: 'rekey_versions',
+      help: 'Versions by lifecycle state',
+      labelNames: ['state'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [state, count] of Object.entries(sampled().versionsByState)) this.set({ state }, count);
+      },
+    });
+    new client.Gauge({
+      name: 'rekey_queue_jobs',
+      help: 'Jobs per queue and state (waiting, active, delayed, failed)',
+      labelNames: ['queue', 'state'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [queue, counts] of Object.entries(sampled().queueDepth)) {
+          for (const [state, count] of Object.entries(counts)) this.set({ queue, state }, count);
+        }
+      },
+    });
+  }
+
+  /** Reads every gauge's source once; the next scrapes report what it read. */
+  async sampleGauges(): Promise<void> {
+    if (!this.sources) return;
+    const [versionsByState, queueDepth] = await Promise.all([this.sources.versionsByState(), this.sources.queueDepth()]);
+    this.sampled = { versionsByState, queueDepth };
+  }
+
+  runFinished(kind: RunKind, status: RunStatus, trigger: string, seconds: number): void {
+    if (kind === 'rotation') this.rotations.inc({ result: status, trigger });
+    this.runs.observe({ kind }, seconds);
+  }
+
+  triggerSkipped(reason: 'stale' | 'busy'): void {
+    this.skipped.inc({ reason });
+  }
+
+  runsStuck(count: number): void {
+    this.stuck.set(count);
+  }
+
+  leakBlocked(seconds: number): void {
+    this.leakToBlocked.observe(seconds);
+  }
+
+  emergencyRetried(): void {
+    this.emergencyRetries.inc();
+  }
+
+  providerCalled(provider: string, op: string, outcome: string, seconds: number): void {
+    this.providerCalls.inc({ provider, op, outcome });
+    this.providerCallSeconds.observe({ provider, op }, seconds);
+  }
+
+  targetDrift(target: string, kind: 'missing' | 'unwanted', count: number): void {
+    this.drift.inc({ target, kind }, count);
+  }
+}
+
+/**
+ * The counter `name` in `registry`, created on first use: a registry refuses a second metric
+ * of one name, and routes may be registered more than once (tests, a reloaded server).
+ */
+export function sharedCounter<L extends string>(registry: client.Registry, name: string, help: string, labelNames: readonly L[]): client.Counter<L> {
+  return (registry.getSingleMetric(name) as client.Counter<L> | undefined) ?? new client.Counter({ name, help, labelNames, registers: [registry] });
+}

@@ -1,0 +1,109 @@
+/**
+ * rekey's Redis connections, built in one place from the parsed REDIS_URL (a single node,
+ * Sentinel or Cluster) with the options BullMQ needs to live through a failover:
+ * - `maxRetriesPerRequest: null` (long-lived processes): a command waits for the new
+ *   primary instead of failing; BullMQ refuses blocking connections without it;
+ * - reconnect and resend on `READONLY` (the server answering is a demoted primary);
+ * - Sentinel: ask the sentinels again on every reconnect, and drop the connection as soon
+ *   as they announce a new primary (`failoverDetector`), so nothing keeps talking to the
+ *   old one through a partition;
+ * - Cluster: follow slot moves and failovers, reads from primaries only;
+ * - a reconnect delay capped at {@link FAILOVER_RETRY_MS}, so a worker is back within a
+ *   quarter of a second of the sentinels naming the new primary (and BullMQ's workers retry
+ *   a fetch or a finish that met a connection error after as long, not its default 15 s);
+ * - long-lived Sentinel connections (and their duplicates, which BullMQ's workers use)
+ *   connect again when ioredis gives up on its own: a failover announced while it was
+ *   asking the sentinels makes its connect fail with "Connection is closed" and leaves the
+ *   client ended for good, a worker that never resumes ({@link reviveWhenEnded}).
+ * Short-lived commands (the CLI) give up after a few attempts instead of waiting.
+ */
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { type RedisEndpoint, redisClientPlan } from '../core/redis-endpoint.js';
+
+/** A connection the queues and workers share: one node (maybe found through Sentinel) or a Cluster. */
+export type RedisConnection = Redis | Cluster;
+
+export interface ConnectionOptions {
+  /** Long-lived processes (workers, server) retry for ever; CLI commands give up quickly. */
+  longLived: boolean;
+  /** Connect on the first command rather than at once. @defaultValue true */
+  lazyConnect?: boolean;
+}
+
+/**
+ * The longest wait between reconnect attempts of a long-lived connection, and before a
+ * worker fetches or finishes a job again after a connection error (BullMQ's `runRetryDelay`,
+ * 15 s by default: a worker whose fetch failed once during a failover sat idle that long).
+ * Attempts are cheap (one sentinel query and one connect); the sentinels name the new
+ * primary about a second after promoting it, and rekey should be there within this much.
+ */
+export const FAILOVER_RETRY_MS = 250;
+
+/** The `READONLY` reply: a replica (or a demoted primary) refused a write. Reconnect, then resend the command. */
+export function reconnectOnReadonly(error: Error): 2 | false {
+  return error.message.startsWith('READONLY') ? 2 : false;
+}
+
+/** Opens (lazily, by default) a connection to rekey's Redis. */
+export function openRedis(endpoint: RedisEndpoint, options: ConnectionOptions): RedisConnection {
+  const plan = redisClientPlan(endpoint);
+  const retry = (times: number): number | null => {
+    if (options.longLived) return Math.min(times * 50, FAILOVER_RETRY_MS);
+    return times < 5 ? times * 100 : null; // a CLI command waits about a second, then reports Redis down
+  };
+  const common: RedisOptions = {
+    ...plan.options,
+    maxRetriesPerRequest: options.longLived ? null : 2,
+    reconnectOnError: reconnectOnReadonly,
+    connectTimeout: 5000,
+  };
+  const lazyConnect = options.lazyConnect ?? true;
+  if (plan.cluster) {
+    return new Cluster(plan.nodes, {
+      redisOptions: common,
+      lazyConnect,
+      clusterRetryStrategy: (times) => retry(times),
+      scaleReads: 'master',
+      retryDelayOnFailover: 200,
+      retryDelayOnClusterDown: 300,
+      retryDelayOnTryAgain: 200,
+      slotsRefreshTimeout: 2000,
+      // Nodes announce addresses a TLS certificate names by host: keep the host as given.
+      ...(endpoint.tls ? { dnsLookup: (address: string, callback: (error: null, address: string) => void) => callback(null, address) } : {}),
+    });
+  }
+  const client = new Redis({
+    ...common,
+    lazyConnect,
+    retryStrategy: retry,
+    ...(endpoint.mode === 'sentinel' ? { failoverDetector: true, sentinelRetryStrategy: (times: number) => retry(times) } : {}),
+  });
+  return options.longLived && endpoint.mode === 'sentinel' ? reviveWhenEnded(client) : client;
+}
+
+/**
+ * Connects `client` again (after the reconnect cap) whenever it ends without having been
+ * closed by its owner (`disconnect()`, `quit()`); the same for every `duplicate()` of it.
+ */
+export function reviveWhenEnded(client: Redis): Redis {
+  let closing = false;
+  const disconnect = client.disconnect.bind(client);
+  client.disconnect = (reconnect = false) => {
+    if (!reconnect) closing = true;
+    disconnect(reconnect);
+  };
+  const quit = client.quit.bind(client) as (...args: unknown[]) => Promise<'OK'>;
+  client.quit = ((...args: unknown[]) => {
+    closing = true;
+    return quit(...args);
+  });
+  const duplicate = client.duplicate.bind(client);
+  client.duplicate = (override) => reviveWhenEnded(duplicate(override));
+  client.on('end', () => {
+    if (closing) return;
+    setTimeout(() => {
+      if (!closing && client.status === 'end') client.connect().catch(() => undefined);
+    }, FAILOVER_RETRY_MS).unref();
+  });
+  return client;
+}

@@ -1,0 +1,165 @@
+/**
+ * Just-in-time delivery, first slice (issue 17): POST /v1/token on a real server exchanges an
+ * app attestation token (HS256 under a secret rekey rotates, as an attestation service would
+ * sign it) for a short JWT signed with the current version of a jwt-signing-key secret.
+ * Checked with jose against the JWKS the server publishes: valid, expired, wrong audience,
+ * tampered, `alg: none`, wrong key and ungranted subjects; the previous attestation secret
+ * during its grace; every hand-out audited without the token; and after a leak of the signing
+ * key's current version, new tokens come from the new version and the old key has left the JWKS.
+ */
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, SignJWT, type JSONWebKeySet } from 'jose';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { deliveryRoutes, GRANT_TYPE, JWT_TOKEN_TYPE } from '../../src/delivery/routes.js';
+import { jwksRoutes } from '../../src/jwks/routes.js';
+import { startHarness, type Harness } from '../support/harness.js';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startHarness({ label: 'delivery', routes: [deliveryRoutes, jwksRoutes] });
+  await h.apply(`
+providers:
+  vault: { type: local }
+secrets:
+  app-attestation:
+    store: { provider: vault }
+    issuer: { type: hmac-key }
+    grace: 1h
+  api-signing:
+    store: { provider: vault }
+    issuer: { type: jwt-signing-key, alg: ES256 }
+    grace: 10m
+delivery:
+  issuer: https://rekey.test
+  authenticators:
+    app: { type: attestation-jwt, secret: app-attestation, audience: rekey }
+  grants:
+    mobile:
+      authenticator: app
+      subjects: ["app:com.example.*"]
+      token: { signingKey: api-signing, audience: api.example.com, ttl: 5m, claims: { copy: [did], fixed: { tier: gold } } }
+`);
+  for (const secret of ['app-attestation', 'api-signing']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
+}, 120_000);
+afterAll(() => h.stop());
+
+const call = () => ({ signal: AbortSignal.timeout(10_000) });
+
+/** An attestation token as the attestation service signs it, with the given stage of the shared secret. */
+async function attestation(o: { sub?: string; aud?: string; exp?: number; stage?: 'current' | 'previous'; key?: string } = {}): Promise<string> {
+  const { store } = await h.runtime.resolver.resolve('app-attestation');
+  const secret = o.key ?? (await store.read({ stage: o.stage ?? 'current' }, call())).reveal();
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({ did: 'device-42' })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(o.sub ?? 'app:com.example.ios')
+    .setAudience(o.aud ?? 'rekey')
+    .setIssuedAt(now - 5)
+    .setExpirationTime(o.exp ?? now + 60)
+    .sign(new TextEncoder().encode(secret));
+}
+
+async function exchange(subjectToken: string, audience = 'api.example.com') {
+  const response = await fetch(`${h.serving!.url}/v1/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: GRANT_TYPE, subject_token: subjectToken, subject_token_type: JWT_TOKEN_TYPE, audience }),
+  });
+  return { status: response.status, cacheControl: response.headers.get('cache-control'), body: (await response.json()) as Record<string, unknown> };
+}
+
+async function jwks() {
+  return (await (await fetch(`${h.serving!.url}/.well-known/jwks.json`)).json()) as JSONWebKeySet;
+}
+
+const currentSigning = () => h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'api-signing' }, state: 'current' } });
+
+it('exchanges a valid attestation token for a JWT that verifies against the published JWKS, and audits it without the token', async () => {
+  const presented = await attestation();
+  const answer = await exchange(presented);
+  expect(answer.status).toBe(200);
+  expect(answer.cacheControl).toBe('no-store');
+  expect(answer.body).toMatchObject({ issued_token_type: JWT_TOKEN_TYPE, token_type: 'Bearer', expires_in: 300 });
+  const token = answer.body.access_token as string;
+  const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet(await jwks()), { issuer: 'https://rekey.test', audience: 'api.example.com', algorithms: ['ES256'] });
+  expect(protectedHeader.kid).toBe((await currentSigning()).id);
+  expect(payload).toMatchObject({ sub: 'app:com.example.ios', did: 'device-42', tier: 'gold' });
+  expect(payload.exp! - payload.iat!).toBe(300);
+
+  const events = await h.runtime.db.auditEvent.findMany({ where: { action: 'delivery.token' } });
+  expect(events).toHaveLength(1);
+  expect(events[0]).toMatchObject({ actor: 'subject:app:com.example.ios', secret: 'api-signing', versionId: protectedHeader.kid, data: { grant: 'mobile', authenticator: 'app', subject: 'app:com.example.ios', version: 1, jti: payload.jti } });
+  const everything = JSON.stringify(await h.runtime.db.auditEvent.findMany(), (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v)) + h.logs.join('\n');
+  expect(everything).not.toContain(token);
+  expect(everything).not.toContain(presented);
+});
+
+it('refuses expired, wrong-audience, tampered, alg none and wrongly keyed attestation tokens with one answer, and ungranted subjects', async () => {
+  const now = Math.floor(Date.now() / 1000);
+  const valid = await attestation();
+  const [header, body] = valid.split('.');
+  const claims = JSON.parse(Buffer.from(body!, 'base64url').toString()) as Record<string, unknown>;
+  const tampered = `${header}.${Buffer.from(JSON.stringify({ ...claims, sub: 'app:com.example.admin' })).toString('base64url')}.${valid.split('.')[2]}`;
+  const none = `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url')}.${body}.`;
+  const refused = {
+    expired: await attestation({ exp: now - 120 }),
+    audience: await attestation({ aud: 'someone-else' }),
+    tampered,
+    none,
+    key: await attestation({ key: 'not-the-shared-secret-at-all-0123456789' }),
+    garbage: 'not.a.jwt',
+  };
+  for (const [why, token] of Object.entries(refused)) {
+    expect({ why, ...(await exchange(token)) }).toEqual({ why, status: 400, cacheControl: 'no-store', body: { error: 'invalid_request', error_description: 'the subject token is not valid' } });
+  }
+  expect(decodeProtectedHeader(none).alg).toBe('none');
+  // Authenticated, but no grant covers this subject, or this audience.
+  expect((await exchange(await attestation({ sub: 'app:org.other.app' }))).body).toMatchObject({ error: 'invalid_target' });
+  expect((await exchange(valid, 'api.other.com')).body).toMatchObject({ error: 'invalid_target' });
+  expect(await h.runtime.db.auditEvent.count({ where: { action: 'delivery.token' } })).toBe(1);
+  // Reasons are logged as fixed words, never a token.
+  expect(h.logs.filter((l) => l.includes('credential refused')).join('\n')).toMatch(/authenticator app: expired[\s\S]*claim aud[\s\S]*signature[\s\S]*algorithm/);
+});
+
+it('accepts attestation tokens signed with the previous shared secret during its grace', async () => {
+  const before = await attestation();
+  expect((await h.rotate('app-attestation', 60_000)).status).toBe('succeeded');
+  expect((await exchange(before)).status).toBe(200);
+  expect((await exchange(await attestation({ stage: 'current' }))).status).toBe(200);
+});
+
+it('after a leak of the signing key current version, signs with the new version and the old key leaves the JWKS', async () => {
+  const leaked = await currentSigning();
+  const old = (await exchange(await attestation())).body.access_token as string;
+  expect(decodeProtectedHeader(old).kid).toBe(leaked.id);
+
+  await h.runtime.engine.revoke('api-signing', leaked.number);
+  await expect.poll(async () => (await currentSigning().catch(() => undefined))?.id ?? leaked.id, { timeout: 60_000, interval: 100 }).not.toBe(leaked.id);
+  await expect.poll(async () => (await jwks()).keys.map((k) => k.kid), { timeout: 30_000, interval: 100 }).not.toContain(leaked.id);
+
+  const fresh = (await exchange(await attestation())).body.access_token as string;
+  const replacement = await currentSigning();
+  expect(decodeProtectedHeader(fresh).kid).toBe(replacement.id);
+  const published = createLocalJWKSet(await jwks());
+  await expect(jwtVerify(fresh, published, { audience: 'api.example.com' })).resolves.toBeTruthy();
+  await expect(jwtVerify(old, published, { audience: 'api.example.com' })).rejects.toThrow(/no applicable key found/i);
+  const audited = await h.runtime.db.auditEvent.findMany({ where: { action: 'delivery.token', versionId: replacement.id } });
+  expect(audited.length).toBeGreaterThanOrEqual(1);
+}, 120_000);
+
+it('refuses attestation tokens signed with a leaked version of the shared secret, and accepts its replacement', async () => {
+  const leaked = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'app-attestation' }, state: 'current' } });
+  const signedWithLeaked = await attestation();
+  expect((await exchange(signedWithLeaked)).status).toBe(200);
+  await h.runtime.engine.revoke('app-attestation', leaked.number);
+  await expect.poll(async () => (await exchange(signedWithLeaked)).status, { timeout: 30_000, interval: 100 }).toBe(400);
+  await expect.poll(async () => (await h.runtime.db.version.findFirst({ where: { secret: { name: 'app-attestation' }, state: 'current' } }))?.id ?? leaked.id, { timeout: 60_000, interval: 100 }).not.toBe(leaked.id);
+  expect((await exchange(await attestation())).status).toBe(200);
+}, 120_000);
+
+it('counts failed authentications against the source, never against a caller that authenticates', async () => {
+  // Past the per-source failure limit (30 a minute) from this very address: a valid credential still gets its token.
+  for (let i = 0; i < 35; i++) expect((await exchange('not.a.jwt')).status).toBe(400);
+  const answer = await exchange(await attestation());
+  expect(answer.status).toBe(200);
+  expect(answer.body.access_token).toEqual(expect.any(String));
+});

@@ -1,0 +1,172 @@
+/**
+ * After a leak, rekey does not rest until the secret has a working current version
+ * (issue 12 item 4): the emergency rotation is retried with a fresh version, backoff
+ * capped, loudly (error log, `rekey status`, a metric), and never ends rolled back leaving
+ * none. The aws-iam-access-key case runs the official IAM client against the wire fake.
+ * And the leak's bookkeeping is complete whichever finishes first, the takedown or the
+ * report's row (item 7).
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { formatStatus, secretStatus } from '../../src/cli/status.js';
+import { Engine } from '../../src/core/engine.js';
+import type { StateRepository } from '../../src/core/model.js';
+import { startFakeIam, type FakeIam } from '../../providers/aws-iam-access-key/test/fake/iam-server.js';
+import { useLoopbackAwsEnv } from '../support/aws-env.js';
+import { startHarness, type Harness } from '../support/harness.js';
+import { journal, memoryConfig } from '../support/memory-provider.js';
+import { until } from '../support/poll.js';
+
+let h: Harness;
+let iam: FakeIam;
+let restoreEnv: () => void;
+const JOURNAL = `leakrec-${randomUUID()}`;
+const j = journal(JOURNAL);
+
+beforeAll(async () => {
+  iam = await startFakeIam();
+  restoreEnv = useLoopbackAwsEnv({ AWS_ACCESS_KEY_ID: iam.callerKeyId });
+  h = await startHarness({ label: 'leak-recovery' });
+});
+afterAll(async () => {
+  await h?.stop();
+  await iam?.close();
+  restoreEnv?.();
+});
+
+const versionsOf = (secret: string) => h.runtime.db.version.findMany({ where: { secret: { name: secret } }, orderBy: { number: 'asc' } });
+
+it('a leaked current key whose emergency rotation keeps failing: retried with fresh versions until one is current, never rolled back leaving none', async () => {
+  const secret = `emerg-${randomUUID().slice(0, 6)}`;
+  await h.apply(memoryConfig(JOURNAL, { [secret]: 'grace: 1h, leakDeadline: 200ms, retry: { attempts: 2, backoff: 20ms }' }));
+  expect((await h.rotate(secret)).status).toBe('succeeded');
+  // The issuer is down: every emergency attempt fails, the leaked key is blocked at its deadline.
+  j.fail('issue', Infinity, true);
+  const leak = await h.runtime.engine.revoke(secret, 1);
+  expect(leak.outcome).toBe('rotating');
+  const emergency = () => h.runtime.db.run.findUniqueOrThrow({ where: { idempotencyKey: `leak:${leak.versionId}` } });
+  // Three versions' worth of attempts (two each): past the point where it used to roll back for good.
+  await until(() => Promise.resolve(j.calls.filter((c) => c === 'issue').length >= 6), 30_000, 'three emergency versions tried');
+  await until(async () => (await versionsOf(secret))[0]!.state === 'revoked', 15_000, 'the leaked key blocked at its deadline');
+  expect((await emergency()).status).toBe('running');
+
+  // Loud: an error-level log line, a metric, and `rekey status` says the secret has no working key.
+  const errors = h.logs.map((l) => JSON.parse(l) as { level: number; msg: string; secret?: string }).filter((l) => l.level >= 50 && l.secret === secret);
+  expect(errors.map((l) => l.msg)).toContain('emergency rotation failed; retrying with a fresh version');
+  expect(await h.runtime.metrics.registry.getSingleMetricAsString('rekey_emergency_rotation_retries_total')).toMatch(/rekey_emergency_rotation_retries_total [1-9]/);
+  const [status] = await secretStatus(h.runtime, secret);
+  expect(status!.activeRun).toMatchObject({ kind: 'rotation', emergency: true });
+  expect(formatStatus([status!])).toMatch(/no working current version: emergency rotation retrying/);
+
+  // The issuer comes back: the same run promotes a fresh version.
+  j.reset();
+  await until(async () => (await emergency()).status !== 'running', 30_000, 'the emergency rotation to finish');
+  expect((await emergency()).status).toBe('succeeded');
+  const versions = await versionsOf(secret);
+  expect(versions.filter((v) => v.state === 'current')).toHaveLength(1);
+  expect(versions.at(-1)!.state).toBe('current');
+  expect(versions.slice(1, -1).every((v) => v.state === 'failed')).toBe(true);
+  expect(await h.runtime.db.run.count({ where: { secret: { name: secret }, status: 'rolled_back' } })).toBe(0);
+}, 90_000);
+
+it('aws-iam-access-key: a leak of the current key while the previous is in its overlap ends within leakDeadline with one working key', async () => {
+  const secret = `iam-${randomUUID().slice(0, 6)}`;
+  const userName = `ci-${randomUUID().slice(0, 8)}`;
+  iam.users.set(userName, []);
+  const leakDeadlineMs = 20_000;
+  await h.apply(`
+providers:
+  iam: { type: aws-iam-access-key, endpoint: ${iam.endpoint} }
+  mem: { type: memory, journal: ${JOURNAL} }
+  edge: { type: memory, journal: ${JOURNAL} }
+secrets:
+  ${secret}:
+    store: { provider: mem }
+    issuer: { provider: iam, userName: ${userName} }
+    targets: [edge]
+    grace: 1h
+    leakDeadline: ${leakDeadlineMs / 1000}s
+    retry: { attempts: 3, backoff: 50ms }
+`);
+  expect((await h.rotate(secret)).status).toBe('succeeded');
+  expect((await h.rotate(secret)).status).toBe('succeeded');
+  // v1 previous (in its 1 h overlap), v2 current: the user holds two active keys, AWS's limit.
+  const keyOf = (v: { issuerState: unknown }) => (v.issuerState as { accessKeyId: string }).accessKeyId;
+  const [v1, v2] = await versionsOf(secret);
+  expect(iam.users.get(userName)!.map((k) => [k.accessKeyId, k.status])).toEqual([
+    [keyOf(v1!), 'Active'],
+    [keyOf(v2!), 'Active'],
+  ]);
+
+  const reportedAt = Date.now();
+  const leak = await h.runtime.engine.revoke(secret, 2);
+  expect(leak.outcome).toBe('rotating');
+  const settled = async () => {
+    const versions = await versionsOf(secret);
+    const current = versions.filter((v) => v.state === 'current');
+    const keys = iam.users.get(userName)!;
+    return current.length === 1 && !current[0]!.compromisedAt && keys.length === 1 && keys[0]!.accessKeyId === keyOf(current[0]!) && versions[1]!.state === 'revoked';
+  };
+  await until(settled, 60_000, 'one working key, stored as current, leaked key deleted');
+  const versions = await versionsOf(secret);
+  const current = versions.find((v) => v.state === 'current')!;
+  // Replaced by the emergency rotation, not blocked at the deadline.
+  expect(current.promotedAt!.getTime() - reportedAt).toBeLessThan(leakDeadlineMs);
+  expect(iam.users.get(userName)!.map((k) => k.status)).toEqual(['Active']);
+  expect(iam.users.get(userName)!.map((k) => k.accessKeyId)).not.toContain(keyOf(v2!));
+  // The store's current stage holds the working key.
+  const stored = [...j.stored.values()].find((s) => s.versionId === current.id)!;
+  expect(stored.stages).toEqual(['current']);
+  expect((JSON.parse(stored.value.reveal()) as { accessKeyId: string }).accessKeyId).toBe(keyOf(current));
+  // Nothing left looping: every run closed, no revocation job waiting for another try.
+  await until(async () => (await h.runtime.db.run.count({ where: { secret: { name: secret }, status: 'running' } })) === 0, 30_000, 'every run closed');
+  expect(await h.runtime.db.run.count({ where: { secret: { name: secret }, status: 'rolled_back' } })).toBe(0);
+  const revocation = await h.runtime.db.run.findUniqueOrThrow({ where: { idempotencyKey: `revocation:${v2!.id}` } });
+  expect([revocation.status, revocation.attempts]).toEqual(['succeeded', 1]);
+}, 120_000);
+
+it('a revocation that finishes before its leak report row is inserted: blocked_at is stamped anyway and the leak-to-blocked metric counts it', async () => {
+  const secret = `late-row-${randomUUID().slice(0, 6)}`;
+  await h.apply(memoryConfig(JOURNAL, { [secret]: 'grace: 1h' }));
+  for (let i = 0; i < 2; i++) expect((await h.rotate(secret)).status).toBe('succeeded');
+  const blockedCount = async () =>
+    (await h.runtime.metrics.leakToBlocked.get()).values.find((v) => v.metricName === 'rekey_leak_to_blocked_seconds_count')?.value ?? 0;
+  const before = await blockedCount();
+  // The report's row is inserted only once the revocation (another worker) has taken v1 down:
+  // the order a slow database insert and a fast gateway produce.
+  const repo = h.runtime.engine.deps.repo;
+  const late = Object.create(repo) as StateRepository;
+  late.recordLeak = async (input, ctx) => {
+    await until(async () => (await repo.getVersion(input.version!.id))?.state === 'revoked', 15_000, 'the revocation to finish first');
+    return repo.recordLeak(input, ctx);
+  };
+  const record = await new Engine({ ...h.runtime.engine.deps, repo: late }).revoke(secret, 1);
+  expect(record.outcome).toBe('revoking');
+  const row = await h.runtime.db.leakReport.findUniqueOrThrow({ where: { id: record.id } });
+  expect(row.blockedAt).not.toBeNull();
+  expect(row.blockedAt!.getTime()).toBeGreaterThanOrEqual(row.receivedAt.getTime());
+  expect(await blockedCount()).toBe(before + 1);
+});
+
+it('a worker that dies after revoking a leaked key but before asking for its replacement: reconcile() starts the emergency rotation', async () => {
+  const secret = `orphan-${randomUUID().slice(0, 6)}`;
+  await h.apply(memoryConfig(JOURNAL, { [secret]: 'grace: 1h, onLeak: block-first' }));
+  expect((await h.rotate(secret)).status).toBe('succeeded');
+  // What the revocation leaves when its worker is SIGKILLed right after the version's last
+  // transition: the job is spent (a retry finds the version revoked and skips), and nothing
+  // asked for a replacement.
+  const repo = h.runtime.engine.deps.repo;
+  const ctx = { actor: 'test' };
+  const v1 = (await repo.findVersionByNumber(secret, 1))!;
+  await repo.markCompromised(v1.id, ctx);
+  await repo.transition(v1.id, ['current'], 'compromised', ctx);
+  await repo.transition(v1.id, ['compromised'], 'revoked', ctx);
+  expect(await repo.currentVersion(v1.secretId)).toBeNull();
+
+  await h.runtime.reconcile();
+  await until(async () => (await repo.currentVersion(v1.secretId)) !== null, 30_000, 'a replacement current version');
+  const started = await h.runtime.db.run.findFirstOrThrow({ where: { secret: { name: secret }, kind: 'rotation', trigger: 'leak' } });
+  const run = await h.waitForRun(started.id);
+  expect([run.status, run.graceMs]).toEqual(['succeeded', 0]);
+  expect(await h.runtime.db.run.count({ where: { secret: { name: secret }, kind: 'rotation', trigger: 'leak' } })).toBe(1);
+});

@@ -1,0 +1,57 @@
+/**
+ * /readyz and /metrics under a flood (issue 12 item 7): they answer from a probe taken at most
+ * about once a second, so a hundred requests at once cost PostgreSQL and Redis one probe, not
+ * a hundred; and /metrics can be served on a port of its own (REKEY_METRICS_PORT), away from
+ * the port an ingress routes to.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startHarness, type Harness } from '../support/harness.js';
+import { until } from '../support/poll.js';
+
+let h: Harness;
+let readyProbes = 0;
+let metricsRenders = 0;
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'probes', settings: { REKEY_METRICS_PORT: '0' } });
+  // Count what reaches the stores of state (one SELECT 1 and one PING per probe) and the registry.
+  const ready = h.runtime.ready.bind(h.runtime);
+  h.runtime.ready = () => {
+    readyProbes += 1;
+    return ready();
+  };
+  const { registry } = h.runtime.metrics;
+  const render = registry.metrics.bind(registry);
+  registry.metrics = () => {
+    metricsRenders += 1;
+    return render();
+  };
+});
+afterAll(() => h?.stop());
+
+const flood = (url: string, n: number) => Promise.all(Array.from({ length: n }, () => fetch(url).then(async (r) => ({ status: r.status, body: await r.text() }))));
+
+it('100 concurrent /readyz cost one or two database probes, and a later request probes again', async () => {
+  const before = readyProbes;
+  const answers = await flood(`${h.serving!.url}/readyz`, 100);
+  expect(answers.every((a) => a.status === 200 && (JSON.parse(a.body) as { postgres: boolean }).postgres)).toBe(true);
+  expect(readyProbes - before).toBeGreaterThanOrEqual(1);
+  expect(readyProbes - before).toBeLessThanOrEqual(2);
+  // Not cached for ever: once the probe is about a second old, the next request takes a new one.
+  const after = readyProbes;
+  await until(async () => (await fetch(`${h.serving!.url}/readyz`)).ok && readyProbes > after, 20_000, 'a fresh probe');
+});
+
+it('/metrics on its own port: 100 concurrent scrapes render once or twice; the main port serves no /metrics', async () => {
+  const metricsUrl = h.serving!.metricsUrl!;
+  expect(metricsUrl).toBeDefined();
+  expect(metricsUrl).not.toBe(h.serving!.url);
+  const before = metricsRenders;
+  const answers = await flood(`${metricsUrl}/metrics`, 100);
+  expect(answers.every((a) => a.status === 200 && a.body.includes('rekey_rotations_total'))).toBe(true);
+  expect(metricsRenders - before).toBeLessThanOrEqual(2);
+  expect((await fetch(`${h.serving!.url}/metrics`)).status).toBe(404);
+  // The metrics port serves metrics only: no receivers, no health endpoints an ingress could reach there.
+  expect((await fetch(`${metricsUrl}/readyz`)).status).toBe(404);
+  expect((await fetch(`${h.serving!.url}/readyz`)).status).toBe(200);
+});

@@ -1,0 +1,50 @@
+import { EventEmitter } from 'node:events';
+import type { ServerResponse } from 'node:http';
+import { describe, expect, it } from 'vitest';
+import { Admission, isRefusal, type Ticket } from '../../src/http/admission.js';
+
+const admitted = (value: ReturnType<Admission['enter']>): Ticket => {
+  if (isRefusal(value)) throw new Error(`refused: ${value.reason}`);
+  return value;
+};
+
+describe('Admission', () => {
+  it('caps requests awaiting authentication (503 beyond); a slot comes back once, on release or when the response closes', () => {
+    const admission = new Admission({ maxInFlight: 3 });
+    const response = new EventEmitter() as unknown as ServerResponse;
+    const a = admitted(admission.enter('10.0.0.1'));
+    admitted(admission.enter('10.0.0.2', response));
+    admitted(admission.enter('10.0.0.3'));
+    expect(admission.enter('10.0.0.4')).toEqual({ status: 503, reason: 'busy', retryAfter: 1 });
+    a.release();
+    a.release(); // idempotent: one slot back, not two
+    admitted(admission.enter('10.0.0.4'));
+    expect(isRefusal(admission.enter('10.0.0.5'))).toBe(true);
+    response.emit('close'); // a request that never reached authentication (413, client gone)
+    admitted(admission.enter('10.0.0.5'));
+  });
+
+  it('keeps admitting a source over its failed-authentication limit, but such sources hold only their share', () => {
+    const admission = new Admission({ maxInFlight: 10, maxInFlightOverLimit: 2, failures: 3, failuresWindowMs: 60_000, now: () => 0 });
+    for (let i = 0; i < 3; i++) admission.failed('10.0.0.66');
+    // Over its limit, yet admitted: a genuine sender behind the same address must get through.
+    const first = admitted(admission.enter('10.0.0.66'));
+    admitted(admission.enter('10.0.0.66'));
+    expect(admission.enter('10.0.0.66')).toMatchObject({ status: 429, reason: 'auth_failures' });
+    // Other sources are untouched by its failures and still have the rest of the cap.
+    for (let i = 0; i < 8; i++) admitted(admission.enter(`10.0.1.${i}`));
+    expect(admission.enter('10.0.2.1')).toMatchObject({ status: 503, reason: 'busy' });
+    first.release();
+    admitted(admission.enter('10.0.0.66'));
+  });
+
+  it('forgives failures at the bucket rate', () => {
+    const clock = { now: 0 };
+    const admission = new Admission({ maxInFlight: 10, maxInFlightOverLimit: 0, failures: 2, failuresWindowMs: 60_000, now: () => clock.now });
+    admission.failed('10.0.0.66');
+    admission.failed('10.0.0.66');
+    expect(admission.enter('10.0.0.66')).toMatchObject({ status: 429, retryAfter: 30 });
+    clock.now = 30_000;
+    admitted(admission.enter('10.0.0.66'));
+  });
+});

@@ -1,0 +1,49 @@
+/**
+ * rekey.yaml's `delivery:` section (issue 17): apply refuses a grant whose token TTL exceeds
+ * its signing key's grace, a grant naming an unknown authenticator or secret, and a reserved
+ * claim; the plan shows authenticators and grants one by one.
+ */
+import { expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
+import { computePlan, formatPlan } from '../../src/config/plan.js';
+import { providers } from '../../src/registry.js';
+
+const config = (grant: string) => `
+providers:
+  vault: { type: local }
+secrets:
+  app-attestation: { store: { provider: vault }, issuer: { type: hmac-key }, grace: 1h }
+  api-signing: { store: { provider: vault }, issuer: { type: jwt-signing-key }, grace: 10m }
+delivery:
+  authenticators:
+    app: { type: attestation-jwt, secret: app-attestation, audience: rekey }
+  grants:
+    mobile: ${grant}
+`;
+
+it('accepts a grant within the signing key grace and plans it entry by entry', async () => {
+  const loaded = await parseConfig(config('{ authenticator: app, subjects: ["app:*"], token: { signingKey: api-signing, audience: api, ttl: 10m } }'), 'rekey.yaml', providers);
+  expect(loaded.config.delivery?.grants.mobile).toMatchObject({ authenticator: 'app', token: { signingKey: 'api-signing', ttlMs: 600_000, audience: 'api' } });
+  expect(loaded.config.delivery?.authenticators.app).toEqual(expect.objectContaining({ instance: '@attestation-jwt' }));
+  const text = formatPlan(computePlan(loaded, [], undefined), 'rekey.yaml');
+  expect(text).toContain('+ delivery.authenticators.app');
+  expect(text).toContain('+ delivery.grants.mobile');
+});
+
+it('refuses a token TTL longer than the signing key grace', async () => {
+  await expect(parseConfig(config('{ authenticator: app, subjects: ["*"], token: { signingKey: api-signing, audience: api, ttl: 11m } }'), 'rekey.yaml', providers)).rejects.toThrow(
+    /delivery\.grants\.mobile\.token\.ttl.*ttl 11m is longer than the grace of api-signing \(10m\)/s,
+  );
+});
+
+it('refuses unknown authenticators and signing keys, reserved claims and authenticator parameters it does not know', async () => {
+  await expect(parseConfig(config('{ authenticator: nope, subjects: ["*"], token: { signingKey: missing, audience: api } }'), 'rekey.yaml', providers)).rejects.toThrow(
+    /no authenticator named "nope"[\s\S]*no managed secret named "missing"/,
+  );
+  await expect(parseConfig(config('{ authenticator: app, subjects: ["*"], token: { signingKey: api-signing, audience: api, claims: { fixed: { sub: x } } } }'), 'rekey.yaml', providers)).rejects.toThrow(
+    /rekey sets iss, sub/,
+  );
+  await expect(parseConfig(config('{ authenticator: app, subjects: ["*"], token: { signingKey: api-signing, audience: api } }').replace('audience: rekey }', 'audience: rekey, alg: none }'), 'rekey.yaml', providers)).rejects.toThrow(
+    /delivery\.authenticators\.app/,
+  );
+});

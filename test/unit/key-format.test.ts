@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { base62, checksum, findKeys, generateKey, hasValidChecksum } from '../../src/core/key-format.js';
+
+describe('random key format', () => {
+  it('matches the documented layout', () => {
+    const key = generateKey('rk_live_');
+    expect(key).toMatch(/^rk_live_[0-9A-Za-z]{36}$/);
+    expect(hasValidChecksum(key)).toBe(true);
+  });
+
+  it('encodes the CRC32 in base62, left-padded to 6', () => {
+    expect(base62(0, 6)).toBe('000000');
+    expect(base62(61, 6)).toBe('00000z');
+    expect(base62(62, 6)).toBe('000010');
+    expect(base62(0xffffffff, 6)).toBe('4gfFC3');
+    // The CRC-32 (IEEE) check value: crc32("123456789") = 0xCBF43926, base62 computed independently.
+    expect(checksum('123456789')).toBe('3jZRME');
+    expect(checksum('a'.repeat(30))).toBe('1yLcDB');
+  });
+
+  it('rejects a key whose checksum is off by one character', () => {
+    const key = generateKey('rk_');
+    const last = key.at(-1)!;
+    const tampered = key.slice(0, -1) + (last === '0' ? '1' : '0');
+    expect(hasValidChecksum(tampered)).toBe(false);
+  });
+
+  it('finds keys in text with their line numbers, and nothing else', () => {
+    const a = generateKey('rk_live_');
+    const b = generateKey('');
+    const text = `config:\n  key: "${a}"\nrandom: ${'x'.repeat(40)}\n${b} trailing`;
+    expect(findKeys(text)).toEqual([
+      { line: 2, token: a },
+      { line: 4, token: b },
+    ]);
+  });
+});
