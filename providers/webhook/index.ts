@@ -3,11 +3,11 @@
  * signed per the Standard Webhooks spec and retried with backoff.
  */
 import { defineProvider } from '../../src/core/provider.js';
-import { signingKey } from './signing.js';
+import { signingKey } from '../../src/core/kit/standard-webhooks.js';
 import { webhookConfigSchema, webhookTargetSchema, type WebhookConfig, type WebhookTargetParams } from './webhook.schema.js';
 import { WebhookTarget } from './webhook.target.js';
 
-export { signedHeaders } from './signing.js';
+export { signedHeaders } from '../../src/core/kit/standard-webhooks.js';
 
 export const webhook = defineProvider<WebhookConfig, never, never, WebhookTargetParams>({
   type: 'webhook',

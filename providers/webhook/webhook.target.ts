@@ -1,6 +1,6 @@
 /**
  * A signed webhook as a target: each deploy and retire is one POST of a version event to
- * the receiver, signed per Standard Webhooks (./signing.ts), one attempt per call; the engine retries.
+ * the receiver, signed per Standard Webhooks (src/core/kit/standard-webhooks.ts), one attempt per call; the engine retries.
  * The `webhook-id` is fixed per (versionId, event), so a receiver that deduplicates by it
  * processes a redelivery once, however often rekey retries.
  *
@@ -13,7 +13,7 @@ import type { Logger } from '../../src/core/logger.js';
 import type { Call, DeployedEntry, Inspection, JsonObject, Target, VersionRef } from '../../src/core/ports.js';
 import { sharedRead } from '../../src/core/kit/serial.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
-import { signedHeaders } from './signing.js';
+import { signedHeaders } from '../../src/core/kit/standard-webhooks.js';
 import type { WebhookConfig } from './webhook.schema.js';
 
 export type VersionEvent = 'deployed' | 'retired';
