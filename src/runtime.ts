@@ -4,7 +4,7 @@
  */
 import type { Logger as PinoLogger } from 'pino';
 import { Engine } from './core/engine.js';
-import { describeError } from './core/errors.js';
+import { describeError, RekeyError } from './core/errors.js';
 import { createFingerprinter, type Fingerprinter } from './core/fingerprint.js';
 import type { ProviderCatalog } from './core/provider.js';
 import { AuditLog } from './db/audit.js';
@@ -15,6 +15,7 @@ import { PrismaSyncRepository } from './db/sync.js';
 import { DriftSchedule } from './drift-schedule.js';
 import { Metrics } from './metrics.js';
 import { Housekeeping } from './housekeeping.js';
+import { QueueNotifier } from './notify/queue.js';
 import { createLogger } from './log.js';
 import { openRedis, type RedisConnection } from './queue/connection.js';
 import { Heartbeats } from './queue/heartbeats.js';
@@ -45,6 +46,8 @@ export class Runtime {
   readonly audit: AuditLog;
   readonly redis: RedisConnection;
   readonly queues: BullQueues;
+  /** Alerts for people (src/notify): the engine's Notifier, on the `notifications` queue. */
+  readonly notifier: QueueNotifier;
   /** Worker processes' last signs of life (src/queue/heartbeats.ts). */
   readonly heartbeats: Heartbeats;
   readonly resolver: ConfigResolver;
@@ -69,7 +72,8 @@ export class Runtime {
     this.heartbeats = new Heartbeats(this.redis, this.settings.queuePrefix);
     // Without a listener BullMQ prints a queue's connection errors to stderr as raw stack
     // traces (every reconnect attempt while Redis is down); the client's own are logged above.
-    for (const queue of Object.values(this.queues.queues)) queue.on('error', (error) => this.log.debug({ error: describeError(error) }, 'queue connection error'));
+    this.notifier = new QueueNotifier(this.redis, this.settings.queuePrefix, () => this.notifications());
+    for (const queue of [...Object.values(this.queues.queues), this.notifier.queue]) queue.on('error', (error) => this.log.debug({ error: describeError(error) }, 'queue connection error'));
     const fingerprint: Fingerprinter = (value) => (this.fingerprinter ??= createFingerprinter(this.settings.fingerprintKey))(value);
     const repo = new PrismaRepository(this.db, this.audit);
     this.resolver = new ConfigResolver({
@@ -100,6 +104,7 @@ export class Runtime {
       fingerprint,
       log: this.log,
       events: this.metrics,
+      notifier: this.notifier,
       actor: options.actor,
       ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
     });
@@ -125,6 +130,16 @@ export class Runtime {
     if (schedules.upserted.length || schedules.removed.length) this.log.info({ schedules, work }, 'reconciled');
   }
 
+  /** The applied config's `notifications:`; none before any config is applied (a leak report may come first). */
+  private async notifications() {
+    try {
+      return (await this.resolver.config()).notifications;
+    } catch (error) {
+      if (error instanceof RekeyError && error.code === 'REKEY_ERR_CONFIG' && !(await this.db.configRevision.count())) return undefined;
+      throw error;
+    }
+  }
+
   /** Readiness: both stores of state answer. */
   async ready(): Promise<{ postgres: boolean; redis: boolean }> {
     const [postgres, redis] = await Promise.all([
@@ -139,6 +154,7 @@ export class Runtime {
     await this.drift.stop();
     await this.resolver.close();
     await this.queues.close().catch(() => undefined);
+    await this.notifier.close().catch(() => undefined);
     this.redis.disconnect();
     await this.db.$disconnect();
   }

@@ -1,5 +1,6 @@
 /** GET /secrets (paged, by name glob and status) and GET /secrets/:name (versions, delivery, sync, runs). */
 import { z } from 'zod';
+import { SHORT_FINGERPRINT, shortFingerprint } from '../core/fingerprint.js';
 import { secretStatus } from '../cli/status.js';
 import type { Runtime } from '../runtime.js';
 import { ApiProblem } from './problems.js';
@@ -7,9 +8,8 @@ import { instant, iso, pageOf, pageQuery, route, secretParams } from './route.js
 import { globRegExp } from './scopes.js';
 import { CONDITIONS, filterHealth, nextRotation, secretHealth, type SecretHealth, STATUSES } from './secret-health.js';
 
-/** Fingerprints leave the server in this short form only (as `rekey status` prints them). */
-export const SHORT_FINGERPRINT = 12;
-export const shortFingerprint = (fingerprint: string | null) => fingerprint?.slice(0, SHORT_FINGERPRINT) ?? null;
+export { SHORT_FINGERPRINT, shortFingerprint };
+
 const fingerprint = z.string().max(SHORT_FINGERPRINT).nullable().describe('first 12 hex characters of the HMAC fingerprint');
 
 const summary = z.object({

@@ -4,12 +4,15 @@
  * REKEY_DRAIN_TIMEOUT (the rest return to their queue), close the HTTP server, exit 0.
  */
 import { hostname } from 'node:os';
+import type { Worker } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { recordAnchor } from '../audit-anchor.js';
 import { describeError, RekeyError } from '../core/errors.js';
 import { pendingMigrations } from '../db/migrate.js';
 import { retryRotationMetadata } from '../events/rotation-metadata.js';
 import { buildMetricsServer, buildServer, type RouteModule } from '../http/server.js';
+import { raiseRotationsDue } from '../notify/due.js';
+import { startNotificationWorker } from '../notify/worker.js';
 import { HEARTBEAT_EVERY } from '../queue/heartbeats.js';
 import { DEFAULT_WORKER_OPTIONS, startWorkers, type WorkerOptions, type Workers } from '../queue/workers.js';
 import type { Runtime } from '../runtime.js';
@@ -80,8 +83,12 @@ export async function serve(runtime: Runtime, options: ServeOptions): Promise<Se
   }
   await runtime.connect().catch(() => undefined); // retried in the background when Redis is down
   let workers: Workers | undefined;
+  let notifications: Worker | undefined;
   const { housekeeping } = runtime;
   if (options.workers) {
+    notifications = startNotificationWorker({ connection: runtime.redis, prefix: runtime.settings.queuePrefix, notifier: runtime.notifier, log: runtime.log });
+    // rotation.due for secrets without a schedule (notifications.rotationDue); one notice per version however many replicas check.
+    housekeeping.schedule({ name: 'rotation-due', schedule: '1h', run: async () => void (await raiseRotationsDue({ db: runtime.db, resolver: runtime.resolver, notifier: runtime.notifier })) });
     const anchor = () => recordAnchor({ db: runtime.db, audit: runtime.audit, log: runtime.log, actor: 'worker', webhook: runtime.settings.anchorWebhook });
     workers = startWorkers(runtime.engine, runtime.redis, runtime.settings.queuePrefix, runtime.log, options.worker ?? DEFAULT_WORKER_OPTIONS, { anchor });
     housekeeping.schedule({ name: 'reconcile', schedule: options.housekeeping?.reconcile ?? '15s', run: () => runtime.reconcile() });
@@ -107,7 +114,7 @@ export async function serve(runtime: Runtime, options: ServeOptions): Promise<Se
         const started = Date.now();
         await housekeeping.stop();
         await runtime.drift.stop();
-        await workers?.close(runtime.settings.drainTimeoutMs);
+        await Promise.all([workers?.close(runtime.settings.drainTimeoutMs), notifications?.close()]);
         const drained = Date.now();
         await app.close();
         await metricsApp?.close();

@@ -1,7 +1,7 @@
 /**
  * What `rekey apply` would change: secrets and their schedules, and every other section of
  * the document (providers, leaks, events, env, and any section added later), entry by entry;
- * `delivery:` by authenticator and grant.
+ * `delivery:` by authenticator and grant, `notifications:` by destination.
  */
 import { CronExpressionParser } from 'cron-parser';
 import type { LoadedConfig } from './load.js';
@@ -119,13 +119,16 @@ export function isEmpty(plan: Plan): boolean {
   return !secrets.added.length && !secrets.changed.length && !secrets.removed.length && sections.every((s) => !s.added.length && !s.changed.length && !s.removed.length);
 }
 
+/** What removing an entry of these sections does, said in the plan. */
+const REMOVED_NOTE: Record<string, string> = { leaks: ' (its webhook will answer 404)', notifications: ' (it receives no more notifications)' };
+
 export function formatPlan(plan: Plan, file: string): string {
   const lines = [`Plan for ${file}:`];
   for (const { section, added, changed, removed } of plan.sections) {
     const entry = (name: string) => (name === section ? section : `${section}.${name}`);
     for (const name of added) lines.push(`  + ${entry(name)}`);
     for (const name of changed) lines.push(`  ~ ${entry(name)}`);
-    for (const name of removed) lines.push(`  - ${entry(name)}${section === 'leaks' ? ' (its webhook will answer 404)' : ''}`);
+    for (const name of removed) lines.push(`  - ${entry(name)}${Object.hasOwn(REMOVED_NOTE, section) ? REMOVED_NOTE[section] : ''}`);
   }
   for (const name of plan.secrets.added) lines.push(`  + secret ${name}`);
   for (const { name, fields } of plan.secrets.changed) lines.push(`  ~ secret ${name} (${fields.join(', ')})`);
@@ -175,16 +178,19 @@ function diffSections(before: Record<string, unknown>, after: Record<string, unk
   return names.map((section) => {
     const [then, now] = [before[section], after[section]];
     if (!isMapping(then) && !isMapping(now)) return { section, ...diffKeys(then === undefined ? {} : { [section]: then }, now === undefined ? {} : { [section]: now }) };
-    if (section === 'delivery') return { section, ...diffKeys(entries(then), entries(now)) };
+    if (section === 'delivery' || section === 'notifications') return { section, ...diffKeys(entries(then), entries(now)) };
     return { section, ...diffKeys(isMapping(then) ? then : {}, isMapping(now) ? now : {}) };
   });
 }
 
-/** `delivery:` entry by entry: `issuer`, `authenticators.<name>`, `grants.<name>`. */
+/** Named entries one by one: `delivery.authenticators.<name>`, `delivery.grants.<name>`, `notifications.destinations.<name>`. */
+const NAMED = new Set(['authenticators', 'grants', 'destinations']);
+
+/** `delivery:` and `notifications:` entry by entry: `issuer`, `authenticators.<name>`, `grants.<name>`, `destinations.<name>`. */
 function entries(section: unknown): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(isMapping(section) ? section : {})) {
-    if (key !== 'authenticators' && key !== 'grants') out[key] = value;
+    if (!NAMED.has(key)) out[key] = value;
     else for (const [name, entry] of Object.entries(isMapping(value) ? value : {})) out[`${key}.${name}`] = entry;
   }
   return out;

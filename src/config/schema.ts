@@ -12,6 +12,7 @@ import { type DeliveryConfig, deliverySchema, validateDelivery } from './deliver
 import { envIssues, envSchema } from './environment.js';
 import { eventsConfig, type EventsConfig } from './events.js';
 import { type LeaksConfig, leaksSchema } from './leaks.js';
+import { type NotificationsConfig, notificationsSchema } from './notifications.js';
 
 const NAME = /^[a-z0-9][a-z0-9._/-]{0,127}$/;
 const nameMessage = 'names are 1-128 characters of a-z 0-9 . _ / -, starting with a letter or digit';
@@ -96,6 +97,7 @@ export const documentSchema = z
     events: eventsConfig.optional().describe('Receivers that turn cloud events into rotations (docs/cloud-stores.md)'),
     leaks: leaksSchema.optional().describe('Leak receivers of `rekey server` (docs/leaks.md)'),
     delivery: deliverySchema.optional().describe('Just-in-time delivery: authenticators and token grants of `rekey server` (docs/delivery.md)'),
+    notifications: notificationsSchema.optional().describe('Alerts for a person: signed webhook and Slack destinations, and the events each receives (docs/notifications.md)'),
     env: envSchema.prefault({}).describe('Which environment variables ${env:NAME} references may read (never rekey\'s own)'),
   })
   .strict();
@@ -136,6 +138,7 @@ export interface RekeyConfig {
   events?: EventsConfig | undefined;
   leaks?: LeaksConfig | undefined;
   delivery?: DeliveryConfig | undefined;
+  notifications?: NotificationsConfig | undefined;
 }
 
 interface Issue {
@@ -255,7 +258,7 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
   }
   const delivery = outer.data.delivery && validateDelivery(outer.data.delivery, (raw, path) => role(raw, 'authenticator', path), secrets);
   if (delivery) issues.push(...delivery.issues);
-  return issues.length ? { issues } : { config: { providers, secrets, events: outer.data.events, leaks: outer.data.leaks, delivery: delivery?.delivery } };
+  return issues.length ? { issues } : { config: { providers, secrets, events: outer.data.events, leaks: outer.data.leaks, delivery: delivery?.delivery, notifications: outer.data.notifications } };
 }
 
 /**

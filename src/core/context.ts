@@ -2,6 +2,7 @@ import { timed } from './call.js';
 import { RekeyError, describeError } from './errors.js';
 import type { Fingerprinter } from './fingerprint.js';
 import type { Logger } from './logger.js';
+import type { Notifier } from './notify.js';
 import type { AuditContext, EngineEvents, StateRepository, VersionRecord, WorkQueue } from './model.js';
 import type { Call, IssuedRef, StoredRef, VersionRef } from './ports.js';
 import type { ProviderResolver } from './resolved.js';
@@ -17,6 +18,8 @@ export interface EngineDeps {
   fingerprint: Fingerprinter;
   log: Logger;
   events: EngineEvents;
+  /** Alerts for a person (notify.ts); src/notify delivers them to the configured destinations. */
+  notifier: Notifier;
   /** Who acts, for the audit log (`worker`, `server`, `cli`). */
   actor: string;
   /** How long a rotation run's lease lasts without renewal. @defaultValue 30000 */

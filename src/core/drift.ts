@@ -13,6 +13,7 @@ import { audit, type EngineDeps, now, providerCall, storedRef, versionRef } from
 import { desiredState, type DesiredState, wantOf } from './desired.js';
 import { describeError, RekeyError } from './errors.js';
 import type { Logger } from './logger.js';
+import { notify } from './notify.js';
 import type { VersionRecord } from './model.js';
 import type { DeployedEntry, Inspection, Target } from './ports.js';
 import type { ResolvedSecret } from './resolved.js';
@@ -98,6 +99,7 @@ export async function checkTarget(deps: EngineDeps, target: string, secrets: rea
   }
   const streaks = await deps.sync.recordCheck(target, at, results, audit(deps), options);
   report(log, results, streaks);
+  await alertRepeated(deps, log, target, at, results, streaks);
   return { target, results };
 }
 
@@ -120,6 +122,19 @@ function report(log: Logger, results: readonly SyncResult[], streaks: ReadonlyMa
   for (const r of drifted) {
     const streak = streaks.get(r.secretId)!;
     if (streak >= DRIFT_STREAK_ALERT) log.error({ secret: r.secret, missing: r.missing, unwanted: r.unwanted, streak }, 'target keeps drifting: something outside rekey keeps changing it');
+  }
+}
+
+/**
+ * `drift.repeated` when a secret's drift at a target reaches the alert streak: raised once per
+ * streak. Best effort: the check must not fail for it, and a notice lost here is in the log above.
+ */
+async function alertRepeated(deps: EngineDeps, log: Logger, target: string, at: Date, results: readonly SyncResult[], streaks: ReadonlyMap<string, number>): Promise<void> {
+  for (const r of results.filter((r) => streaks.get(r.secretId) === DRIFT_STREAK_ALERT)) {
+    const data = { target, streak: DRIFT_STREAK_ALERT, missing: r.missing.join(','), unwanted: r.unwanted.join(',') };
+    await notify(deps, 'drift.repeated', `${r.secretId}.${target}.${at.getTime()}`, r.secret, data).catch((error: unknown) =>
+      log.error({ secret: r.secret, error: describeError(error) }, 'could not queue the drift.repeated notification'),
+    );
   }
 }
 

@@ -18,6 +18,10 @@ export function createFingerprinter(key: SecretValue | string | undefined): Fing
       .digest('base64url');
 }
 
+/** Fingerprints leave rekey (API answers, `rekey status`, notifications) in this short form only: `fp_` and 9 more characters. */
+export const SHORT_FINGERPRINT = 12;
+export const shortFingerprint = (fingerprint: string | null): string | null => fingerprint?.slice(0, SHORT_FINGERPRINT) ?? null;
+
 /** Decodes a 32-byte key given as 64 hex chars or base64. @throws RekeyError REKEY_ERR_CONFIG. */
 export function decodeKey(key: string | undefined, name: string): Buffer {
   if (!key) throw new RekeyError('REKEY_ERR_CONFIG', `${name} is not set (32 random bytes, hex or base64; \`openssl rand -hex 32\`)`);

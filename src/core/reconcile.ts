@@ -6,6 +6,8 @@
  */
 import { type EngineDeps, now, retirementDue } from './context.js';
 import { describeError } from './errors.js';
+import { shortFingerprint } from './fingerprint.js';
+import { errorCode, notify } from './notify.js';
 import { requestRotation } from './requests.js';
 import { blockAtDeadline } from './takedown.js';
 
@@ -44,6 +46,8 @@ export async function reconcile(deps: EngineDeps): Promise<ReconcileSummary> {
     if (run.attempts > policy.retry.attempts * RUN_BUDGET_FACTOR) {
       deps.log.error({ runId: run.id, secret: run.secret, kind: run.kind, step: run.step, attempts: run.attempts, error: run.error }, 'run stuck past its retry budget; still retrying');
       summary.stuck += 1;
+      // Raised at every pass while it stays stuck, under one id: one notice per run.
+      await notify(deps, 'run.stuck', run.id, run.secret, { runId: run.id, kind: run.kind, step: run.step, attempts: run.attempts, code: errorCode(run.error) });
     }
     const options = policy.retry;
     if (run.kind === 'rotation') await deps.queue.enqueueRun(run, { urgent: run.graceMs === 0, ...options });
@@ -83,6 +87,7 @@ export async function reconcile(deps: EngineDeps): Promise<ReconcileSummary> {
     if (!(await policyOf(version.secret))) continue;
     // A fresh key each time: an earlier recovery run of this version may have ended (failed, or rolled back before the emergency rule).
     deps.log.error({ secret: version.secret, version: version.number }, 'a leaked key was taken down and nothing is replacing it; starting an emergency rotation');
+    await notify(deps, 'secret.no-current', version.id, version.secret, { version: version.number, fingerprint: shortFingerprint(version.fingerprint) });
     await requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey: `recover:${version.id}:${now(deps).getTime()}`, urgent: true });
     summary.runs += 1;
   }

@@ -14,6 +14,7 @@ import { LeaseLost, RunLease } from './lease.js';
 import { isEmergency, makeRoom } from './emergency.js';
 import { planPromotion } from './lifecycle.js';
 import { retireAtTargets, revokeAndDestroy } from './retire.js';
+import { rotationGaveUp } from './notify.js';
 
 export interface Attempt {
   /** No retry follows this one: a failure rolls back (an emergency rotation starts over instead). */
@@ -84,6 +85,7 @@ class Rotation {
       if (final && !resolved) {
         // The secret cannot be resolved any more (no revision binds it): nothing can be rolled back through its providers.
         await this.deps.repo.finishRun(this.run.id, 'failed', audit(this.deps, this.run.id), reason);
+        await rotationGaveUp(this.deps, this.run, { status: 'failed', step: this.step, error });
         return 'failed';
       }
       throw error;
@@ -207,20 +209,23 @@ class Rotation {
    * rolled back and the run starts over with a fresh one, loudly, until one is current.
    */
   private async giveUp(resolved: ResolvedSecret, reason: string, error?: unknown): Promise<RunStatus> {
-    if (!(await isEmergency(this.deps, this.run))) return this.rollback(resolved, reason);
+    const step = this.step;
+    if (!(await isEmergency(this.deps, this.run))) return this.rollback(resolved, reason, step, error);
     await this.undo(resolved);
     if (error instanceof RekeyError && error.code === 'REKEY_ERR_LIMIT') await makeRoom(this.deps, this.run, resolved.policy, this.log);
     await this.deps.repo.restartRun(this.run.id, audit(this.deps, this.run.id));
     this.deps.events.emergencyRetried();
     this.log.error({ error: reason }, 'emergency rotation failed; retrying with a fresh version');
+    await rotationGaveUp(this.deps, this.run, { status: 'restarted', step, error: error ?? reason });
     throw new StartedOver(`emergency rotation of ${this.run.secret} starts over with a fresh version after: ${reason}`);
   }
 
   /** Undoes a rotation that cannot promote and closes it: current untouched. */
-  private async rollback(resolved: ResolvedSecret, reason: string): Promise<RunStatus> {
+  private async rollback(resolved: ResolvedSecret, reason: string, step: RotationStep, error: unknown): Promise<RunStatus> {
     await this.undo(resolved);
     await this.deps.repo.finishRun(this.run.id, 'rolled_back', audit(this.deps, this.run.id), reason);
     this.log.warn({ error: reason }, 'rotation rolled back');
+    await rotationGaveUp(this.deps, this.run, { status: 'rolled_back', step, error: error ?? reason });
     return 'rolled_back';
   }
 

@@ -7,6 +7,7 @@
 import { audit, type EngineDeps, noteRunError, now, retirementDue } from './context.js';
 import { describeError } from './errors.js';
 import type { RunStatus, VersionRecord } from './model.js';
+import { leakBlocked } from './notify.js';
 import { requestRotation } from './requests.js';
 import { retireAtTargets, revokeAndDestroy } from './retire.js';
 
@@ -66,9 +67,10 @@ async function takeDown(deps: EngineDeps, version: VersionRecord, kind: 'retirem
     // Everywhere: a version that was live goes wherever the config points now, row or not.
     await retireAtTargets(deps, resolved, version, 'everywhere', ctx, log);
     if (kind === 'revocation') {
-      for (const receivedAt of await deps.repo.markBlocked(version.id)) {
-        deps.events.leakBlocked((now(deps).getTime() - receivedAt.getTime()) / 1000);
-      }
+      const reports = await deps.repo.markBlocked(version.id);
+      for (const receivedAt of reports) deps.events.leakBlocked((now(deps).getTime() - receivedAt.getTime()) / 1000);
+      // Timed from the first report: what the person who reads it waited for.
+      if (reports.length) await leakBlocked(deps, version, new Date(Math.min(...reports.map((d) => d.getTime()))), now(deps));
     } else {
       await deps.repo.transition(version.id, ['previous'], 'retired', ctx);
     }

@@ -1,6 +1,8 @@
 /** Queue names, job names and deterministic job ids: duplicates of one piece of work collapse. */
 export const QUEUES = ['rotations', 'revocations', 'retirements'] as const;
 export type QueueName = (typeof QUEUES)[number];
+/** Notices for people (src/notify): its own queue and worker, so a slow receiver never holds up core's work. */
+export const NOTIFICATIONS_QUEUE = 'notifications';
 
 export const jobId = {
   run: (runId: string) => `run.${runId}`,
@@ -11,6 +13,8 @@ export const jobId = {
   scheduler: (secret: string) => `rotate.${secret}`,
   /** The one audit anchor job scheduler of the cluster (src/audit-anchor.ts). */
   anchorScheduler: 'audit.anchor',
+  /** One notice for one destination (src/notify): raising the notice again adds nothing while its job is kept. */
+  notice: (noticeId: string, destination: string) => `${noticeId}@${destination}`,
 };
 
 export interface RunJob {
@@ -33,6 +37,15 @@ const TAKEDOWN_MAX_DELAY_MS = 2000;
 /** BullMQ backoff type of emergency rotations: exponential from `delay`, capped at EMERGENCY_MAX_DELAY_MS. */
 export const EMERGENCY_BACKOFF = 'emergency';
 const EMERGENCY_MAX_DELAY_MS = 30_000;
+/** BullMQ backoff type of notifications (src/notify): exponential from the destination's `retry.backoff`, capped at NOTIFY_MAX_DELAY_MS. */
+export const NOTIFY_BACKOFF = 'notify';
+const NOTIFY_MAX_DELAY_MS = 5 * 60_000;
+const MAX_DELAY_MS: Record<string, number> = { [CAPPED_BACKOFF]: TAKEDOWN_MAX_DELAY_MS, [EMERGENCY_BACKOFF]: EMERGENCY_MAX_DELAY_MS, [NOTIFY_BACKOFF]: NOTIFY_MAX_DELAY_MS };
+
+/** Whether `type` is one of rekey's capped backoffs (the workers' backoffStrategy computes it with cappedDelay). */
+export function isCappedBackoff(type: string | undefined): type is string {
+  return type !== undefined && Object.hasOwn(MAX_DELAY_MS, type);
+}
 
 /**
  * Retries of a leak takedown (revoke and block jobs): 250 ms, 500 ms, 1 s, then every 2 s
@@ -52,8 +65,8 @@ export function emergencyRetry(backoffMs: number) {
   return { attempts: 1_000_000_000, backoff: { type: EMERGENCY_BACKOFF, delay: backoffMs } };
 }
 
-/** The delay before retry `attemptsMade` (1 for the first) of a job with a `capped` or `emergency` backoff. */
+/** The delay before retry `attemptsMade` (1 for the first) of a job with a `capped`, `emergency` or `notify` backoff. */
 export function cappedDelay(attemptsMade: number, delay: number, type: string = CAPPED_BACKOFF): number {
-  const max = type === EMERGENCY_BACKOFF ? EMERGENCY_MAX_DELAY_MS : TAKEDOWN_MAX_DELAY_MS;
+  const max = isCappedBackoff(type) ? MAX_DELAY_MS[type]! : TAKEDOWN_MAX_DELAY_MS;
   return Math.min(delay * 2 ** Math.max(0, attemptsMade - 1), max);
 }

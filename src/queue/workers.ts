@@ -8,7 +8,7 @@ import { FAILOVER_RETRY_MS, type RedisConnection } from './connection.js';
 import type { Engine } from '../core/engine.js';
 import { describeError, isRetryable } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { CAPPED_BACKOFF, cappedDelay, EMERGENCY_BACKOFF, type QueueName, type RunJob, type ScheduledJob, type TargetJob, type VersionJob } from './names.js';
+import { cappedDelay, isCappedBackoff, type QueueName, type RunJob, type ScheduledJob, type TargetJob, type VersionJob } from './names.js';
 
 export interface WorkerOptions {
   concurrency: Record<QueueName, number>;
@@ -34,7 +34,7 @@ export interface Workers {
 }
 
 /** The `delay` a job's backoff option names (BullMQ hands the strategy the job, not its option). */
-function backoffDelay(job: { opts: { backoff?: number | { delay?: number } } } | undefined): number {
+export function backoffDelay(job: { opts: { backoff?: number | { delay?: number } } } | undefined): number {
   const backoff = job?.opts.backoff;
   return typeof backoff === 'object' ? (backoff.delay ?? 0) : (backoff ?? 0);
 }
@@ -89,8 +89,7 @@ export function startWorkers(engine: Engine, connection: RedisConnection, prefix
         // A fetch or finish that met a connection error (a failover) is retried this soon.
         runRetryDelay: FAILOVER_RETRY_MS,
         settings: {
-          backoffStrategy: (attemptsMade, type, _error, job) =>
-            type === CAPPED_BACKOFF || type === EMERGENCY_BACKOFF ? cappedDelay(attemptsMade, backoffDelay(job), type) : 0,
+          backoffStrategy: (attemptsMade, type, _error, job) => (isCappedBackoff(type) ? cappedDelay(attemptsMade, backoffDelay(job), type) : 0),
         },
       },
     );

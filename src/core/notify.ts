@@ -1,0 +1,90 @@
+/**
+ * Alerts for a person (issue 16): core raises a {@link Notice} through the {@link Notifier}
+ * port when something needs one; src/notify queues it per destination (BullMQ) and delivers
+ * it. Core never imports the queue.
+ *
+ * A notice carries names, version numbers, short fingerprints, error codes and times: never a
+ * value, never free text a value could have been echoed into. Its id is stable (the same
+ * occurrence always gets the same id), so a redelivery, or a notice raised again after a
+ * retried job, can be dropped by the receiver.
+ */
+import { RekeyError } from './errors.js';
+import { shortFingerprint } from './fingerprint.js';
+import type { RunRecord, StateRepository, VersionRecord } from './model.js';
+
+/** What a destination can subscribe to. */
+export const NOTICE_TYPES = [
+  'rotation.failed',
+  'run.stuck',
+  'leak.received',
+  'leak.blocked',
+  'secret.no-current',
+  'drift.repeated',
+  'audit.verify-failed',
+  'rotation.due',
+] as const;
+export type NoticeType = (typeof NOTICE_TYPES)[number];
+
+/** One alert, as every destination receives it. */
+export interface Notice {
+  /** Stable per occurrence (`rotation.failed.<runId>`): the Standard Webhooks `webhook-id`. */
+  id: string;
+  type: NoticeType;
+  /** When it happened (ISO 8601). */
+  at: string;
+  /** The secret it is about, when there is one. */
+  secret: string | null;
+  /** Names, numbers, codes and times only. */
+  data: Readonly<Record<string, string | number | boolean | null>>;
+}
+
+export interface Notifier {
+  /**
+   * Queues `notice` for every destination subscribed to its type (none: does nothing).
+   * Idempotent per notice id: raising it again while the first is queued or was delivered
+   * recently adds nothing.
+   * @throws when the queue cannot take it; the caller's job is retried and raises it again.
+   */
+  notify(notice: Notice): Promise<void>;
+}
+
+/** The error code in an error or a stored error text (`REKEY_ERR_UNAVAILABLE`), never its message. */
+export function errorCode(error: unknown): string | null {
+  if (error instanceof RekeyError) return error.code;
+  const text = typeof error === 'string' ? error : '';
+  return /\bREKEY_ERR_[A-Z_]+\b/.exec(text)?.[0] ?? null;
+}
+
+/** Raises a notice of `type` about `secret`, at the engine's time. */
+export function notify(deps: { notifier: Notifier; now?: () => Date }, type: NoticeType, key: string, secret: string | null, data: Notice['data']): Promise<void> {
+  const at = (deps.now ? deps.now() : new Date()).toISOString();
+  return deps.notifier.notify({ id: `${type}.${key}`, type, at, secret, data });
+}
+
+/**
+ * A rotation that gave up (rolled back after its last attempt, or failed where it could not be
+ * rolled back): `rotation.failed` (an emergency rotation that starts over with a fresh version too: `restarted`), then `secret.no-current` when the secret is left without a
+ * current version (its first rotation failed, or a leaked key is blocked and the replacement
+ * keeps failing).
+ */
+export async function rotationGaveUp(
+  deps: { notifier: Notifier; now?: () => Date; repo: Pick<StateRepository, 'currentVersion'> },
+  run: RunRecord,
+  outcome: { status: 'rolled_back' | 'failed' | 'restarted'; step: string; error: unknown },
+): Promise<void> {
+  const data = { runId: run.id, trigger: run.trigger, status: outcome.status, step: outcome.step, code: errorCode(outcome.error) };
+  // An emergency rotation starts over until a version is current: the id is per run, so its tries make one notice.
+  await notify(deps, 'rotation.failed', run.id, run.secret, data);
+  if (!(await deps.repo.currentVersion(run.secretId))) await notify(deps, 'secret.no-current', run.id, run.secret, data);
+}
+
+/** A leaked version refused at every target: `leak.blocked`, once per version, with the leak-to-blocked time. */
+export function leakBlocked(deps: { notifier: Notifier; now?: () => Date }, version: VersionRecord, receivedAt: Date, blockedAt: Date): Promise<void> {
+  return notify(deps, 'leak.blocked', version.id, version.secret, {
+    version: version.number,
+    fingerprint: shortFingerprint(version.fingerprint),
+    receivedAt: receivedAt.toISOString(),
+    blockedAt: blockedAt.toISOString(),
+    seconds: (blockedAt.getTime() - receivedAt.getTime()) / 1000,
+  });
+}

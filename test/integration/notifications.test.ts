@@ -1,0 +1,160 @@
+/**
+ * Notifications end to end on real Redis (BullMQ) and PostgreSQL, delivered over HTTP to a
+ * local receiver that checks Standard Webhooks signatures with the reference library: a failed
+ * rotation makes one signed delivery per subscribed destination under a stable id, a receiver
+ * that fails is sent the same id again, a leak report makes leak.received and leak.blocked
+ * (with the time), a stuck run is reported, and no body carries a secret's value.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rotationGaveUp } from '../../src/core/notify.js';
+import { dumpRedis } from '../support/dumps.js';
+import { startHarness, type Harness } from '../support/harness.js';
+import { journal } from '../support/memory-provider.js';
+import { type NoticeReceiver, startNoticeReceiver } from '../support/notice-receiver.js';
+
+const J = `notify-${randomUUID()}`;
+const STUCK = `notify-stuck-${randomUUID()}`;
+const j = journal(J);
+const stuck = journal(STUCK);
+const WHSEC = `whsec_${randomBytes(32).toString('base64')}`;
+let h: Harness;
+let r: NoticeReceiver;
+
+interface Body {
+  type: string;
+  timestamp: string;
+  data: Record<string, string | number | boolean | null>;
+}
+const parse = (body: string) => JSON.parse(body) as Body;
+
+/** Until no notice waits, runs or waits for a retry: every delivery there will be has been made. */
+async function settled(): Promise<void> {
+  await expect
+    .poll(async () => Object.values(await h.runtime.notifier.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized')).reduce((a, b) => a + b, 0), { timeout: 20_000 })
+    .toBe(0);
+}
+
+beforeAll(async () => {
+  r = await startNoticeReceiver(WHSEC);
+  process.env.NOTIFY_TEST_WHSEC = WHSEC;
+  process.env.NOTIFY_TEST_SLACK = `${r.base}/slack`;
+  h = await startHarness({ label: 'notifications' });
+  const retry = 'retry: { attempts: 5, backoff: 100ms }';
+  await h.apply(`
+env: { allow: ["NOTIFY_TEST_*"] }
+providers:
+  mem: { type: memory, journal: ${J} }
+  edge: { type: memory, journal: ${J} }
+  mem2: { type: memory, journal: ${STUCK} }
+  edge2: { type: memory, journal: ${STUCK} }
+secrets:
+  pay-key: { store: { provider: mem }, issuer: { provider: mem }, targets: [edge], grace: 1h, retry: { attempts: 1, backoff: 10ms } }
+  stuck-key: { store: { provider: mem2 }, issuer: { provider: mem2 }, targets: [edge2], retry: { attempts: 1, backoff: 10ms } }
+notifications:
+  destinations:
+    oncall: { type: webhook, url: "${r.base}/hooks/oncall", insecure: true, secret: "\${env:NOTIFY_TEST_WHSEC}", events: [rotation.failed, leak.received, leak.blocked], ${retry} }
+    ops: { type: webhook, url: "${r.base}/hooks/ops", insecure: true, secret: "\${env:NOTIFY_TEST_WHSEC}", events: [secret.no-current, run.stuck], ${retry} }
+    chat: { type: slack, url: "\${env:NOTIFY_TEST_SLACK}", insecure: true, events: [rotation.failed, leak.blocked], ${retry} }
+`);
+});
+afterAll(async () => {
+  await h?.stop();
+  await r?.close();
+});
+
+describe('notifications', () => {
+  it('a failed rotation makes exactly one signed delivery per subscribed destination, under a stable id', async () => {
+    j.fail('deploy:edge', 1, false);
+    const run = await h.rotate('pay-key');
+    expect(run.status).toBe('rolled_back');
+    await expect.poll(() => r.accepted('/hooks/oncall').length + r.accepted('/slack').length + r.accepted('/hooks/ops').length, { timeout: 20_000 }).toBe(3);
+
+    const [webhook] = r.accepted('/hooks/oncall');
+    expect(webhook!.id).toBe(`rotation.failed.${run.id}`);
+    expect(webhook!.signatureValid).toBe(true);
+    expect(parse(webhook!.body)).toMatchObject({
+      type: 'rekey.rotation.failed',
+      data: { id: `rotation.failed.${run.id}`, secret: 'pay-key', runId: run.id, status: 'rolled_back', step: 'deploy', code: 'REKEY_ERR_DENIED' },
+    });
+    const [slack] = r.accepted('/slack');
+    const text = (JSON.parse(slack!.body) as { text: string }).text;
+    expect(text).toContain('Rotation failed');
+    expect(text).toContain('pay-key');
+    expect(text).toContain(`rotation.failed.${run.id}`);
+    // Its first rotation failed: the secret has no current version.
+    const [noCurrent] = r.accepted('/hooks/ops');
+    expect(noCurrent!.id).toBe(`secret.no-current.${run.id}`);
+    expect(parse(noCurrent!.body).type).toBe('rekey.secret.no-current');
+
+    // Raised again (a retried job raises it again): the queue keeps one delivery per id.
+    await rotationGaveUp(h.runtime.engine.deps, run, { status: 'rolled_back', step: 'deploy', error: 'REKEY_ERR_DENIED' });
+    await settled();
+    expect(r.deliveries.filter((d) => d.id === `rotation.failed.${run.id}` || d.path === '/slack')).toHaveLength(2);
+  });
+
+  it('a receiver answering 500 twice then 200 is sent the same id again, signed each time', async () => {
+    expect((await h.rotate('pay-key')).status).toBe('succeeded');
+    r.failNext('/hooks/oncall', 500, 2);
+    j.fail('verify:edge', 1, false);
+    const run = await h.rotate('pay-key');
+    expect(run.status).toBe('rolled_back');
+    const id = `rotation.failed.${run.id}`;
+    await expect.poll(() => r.accepted('/hooks/oncall').filter((d) => d.id === id).length, { timeout: 20_000 }).toBe(1);
+    await settled();
+    const tries = r.deliveries.filter((d) => d.id === id && d.path === '/hooks/oncall');
+    expect(tries.map((d) => d.status)).toEqual([500, 500, 204]);
+    expect(tries.every((d) => d.signatureValid)).toBe(true);
+    expect(new Set(tries.map((d) => d.body)).size).toBe(1);
+    // The secret kept its current version: no secret.no-current for this run.
+    expect(r.deliveries.some((d) => d.id === `secret.no-current.${run.id}`)).toBe(false);
+  });
+
+  it('a leak report makes leak.received and leak.blocked, with the time it took', async () => {
+    const current = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'pay-key' }, state: 'current' } });
+    const receivedAt = new Date();
+    const record = await h.runtime.engine.reportLeak({ source: 'webhook', deliveryId: randomUUID(), fingerprint: current.fingerprint!, receivedAt });
+    expect(record.outcome).toBe('rotating');
+    await expect.poll(() => r.accepted('/hooks/oncall').filter((d) => d.id === `leak.blocked.${current.id}`).length, { timeout: 20_000 }).toBe(1);
+    await settled();
+
+    const received = r.accepted('/hooks/oncall').filter((d) => d.id === `leak.received.${record.id}`);
+    expect(received).toHaveLength(1);
+    expect(parse(received[0]!.body).data).toMatchObject({ secret: 'pay-key', source: 'webhook', version: current.number, outcome: 'rotating', receivedAt: receivedAt.toISOString() });
+    const blocked = parse(r.accepted('/hooks/oncall').find((d) => d.id === `leak.blocked.${current.id}`)!.body).data;
+    expect(blocked).toMatchObject({ secret: 'pay-key', version: current.number, fingerprint: current.fingerprint!.slice(0, 12), receivedAt: receivedAt.toISOString() });
+    expect(Date.parse(String(blocked.blockedAt))).toBeGreaterThanOrEqual(receivedAt.getTime());
+    expect(blocked.seconds).toBe((Date.parse(String(blocked.blockedAt)) - receivedAt.getTime()) / 1000);
+    expect(r.accepted('/slack').some((d) => d.body.includes(`leak.blocked.${current.id}`))).toBe(true);
+  });
+
+  it('a run stuck past its retry budget is reported once', async () => {
+    stuck.fail('deploy:edge2', 1, false);
+    stuck.fail('revoke', Infinity, true); // the rollback cannot finish
+    const result = await h.runtime.engine.requestRotation({ secret: 'stuck-key', trigger: 'manual' });
+    if (result.status === 'stale') throw new Error('stale');
+    const id = `run.stuck.${result.run.id}`;
+    // reconcile (every second here) queues the run again each time it fails, until attempts pass 5 x retry.attempts.
+    await expect.poll(() => r.accepted('/hooks/ops').filter((d) => d.id === id).length, { timeout: 30_000 }).toBe(1);
+    expect(parse(r.accepted('/hooks/ops').find((d) => d.id === id)!.body).data).toMatchObject({ secret: 'stuck-key', kind: 'rotation', step: 'rollback', code: 'REKEY_ERR_UNAVAILABLE' });
+    stuck.reset();
+    await h.waitForRun(result.run.id, 20_000);
+    await settled();
+    expect(r.deliveries.filter((d) => d.id === id)).toHaveLength(1);
+  });
+
+  it('no delivery, header or queued job carries a secret value; fingerprints only in their short form', async () => {
+    const values = [...j.values(), ...stuck.values(), ...j.deployedValues];
+    expect(values.length).toBeGreaterThan(3);
+    const fingerprints = (await h.runtime.db.version.findMany({ select: { fingerprint: true } })).flatMap((v) => (v.fingerprint ? [v.fingerprint] : []));
+    const sent = r.deliveries.map((d) => `${JSON.stringify(d.headers)}\n${d.body}`).join('\n');
+    const queued = await dumpRedis(h.settings.redisUrl, [`${h.env.prefix}:notifications:*`]);
+    expect(sent).toContain('fp_'); // the search can see
+    expect(queued).toContain('leak.blocked');
+    for (const value of values) {
+      expect(sent).not.toContain(value);
+      expect(queued).not.toContain(value);
+    }
+    for (const fingerprint of fingerprints) expect(sent).not.toContain(fingerprint);
+  });
+});
