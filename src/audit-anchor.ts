@@ -6,12 +6,17 @@
  * to REKEY_AUDIT_ANCHOR_WEBHOOK when set. `rekey audit verify --anchor <anchor>` then proves
  * nothing up to it was removed or rewritten, so truncating the log loses at most one
  * interval unseen.
+ *
+ * Each run first walks the whole log (`verifyAudit`, as `rekey audit verify` does); a log that
+ * does not verify raises `audit.verify-failed` (src/core/notify.ts), once per broken row, and is
+ * logged at error level. The anchor is taken all the same: it pins what is there now.
  */
 import { RekeyError } from './core/errors.js';
 import type { Logger } from './core/logger.js';
+import { notify, type Notifier } from './core/notify.js';
 import type { SecretValue } from './core/secret-value.js';
 import type { AuditLog } from './db/audit.js';
-import { takeAnchor } from './db/audit-verify.js';
+import { takeAnchor, verifyAudit } from './db/audit-verify.js';
 import type { Db } from './db/client.js';
 
 export interface AnchorDeps {
@@ -21,6 +26,8 @@ export interface AnchorDeps {
   /** Who records the `audit.keyed` event, when the first anchor starts the keyed epoch. */
   actor: string;
   webhook: SecretValue | undefined;
+  /** Where audit.verify-failed goes. */
+  notifier: Notifier;
 }
 
 /** What the webhook receives (JSON). */
@@ -33,11 +40,16 @@ export interface AnchorMessage {
 const WEBHOOK_TIMEOUT_MS = 10_000;
 
 /**
- * Takes a signed anchor, logs it, and posts it to the webhook. Idempotent: a retry posts a
- * newer anchor, which is as good.
+ * Verifies the log, takes a signed anchor, logs it, and posts it to the webhook. Idempotent: a
+ * retry posts a newer anchor, which is as good, and raises the same notice under the same id.
  * @throws RekeyError REKEY_ERR_UNAVAILABLE when the webhook fails (after the log line), so the job retries.
  */
 export async function recordAnchor(deps: AnchorDeps): Promise<AnchorMessage> {
+  const verified = await verifyAudit(deps.db, deps.audit);
+  if (!verified.ok) {
+    deps.log.error({ component: 'audit', seq: verified.seq.toString(), problem: verified.problem }, 'audit log does not verify');
+    await notify(deps, 'audit.verify-failed', verified.seq.toString(), null, { seq: verified.seq.toString(), problem: verified.problem, verifiedEvents: verified.events });
+  }
   const { anchor, seq } = await takeAnchor(deps.db, deps.audit, deps.actor);
   const message: AnchorMessage = { anchor, seq: seq.toString(), at: new Date().toISOString() };
   deps.log.info({ component: 'audit', ...message }, 'audit anchor');

@@ -89,7 +89,7 @@ export async function serve(runtime: Runtime, options: ServeOptions): Promise<Se
     notifications = startNotificationWorker({ connection: runtime.redis, prefix: runtime.settings.queuePrefix, notifier: runtime.notifier, log: runtime.log });
     // rotation.due for secrets without a schedule (notifications.rotationDue); one notice per version however many replicas check.
     housekeeping.schedule({ name: 'rotation-due', schedule: '1h', run: async () => void (await raiseRotationsDue({ db: runtime.db, resolver: runtime.resolver, notifier: runtime.notifier })) });
-    const anchor = () => recordAnchor({ db: runtime.db, audit: runtime.audit, log: runtime.log, actor: 'worker', webhook: runtime.settings.anchorWebhook });
+    const anchor = () => recordAnchor({ db: runtime.db, audit: runtime.audit, log: runtime.log, actor: 'worker', webhook: runtime.settings.anchorWebhook, notifier: runtime.notifier });
     workers = startWorkers(runtime.engine, runtime.redis, runtime.settings.queuePrefix, runtime.log, options.worker ?? DEFAULT_WORKER_OPTIONS, { anchor });
     housekeeping.schedule({ name: 'reconcile', schedule: options.housekeeping?.reconcile ?? '15s', run: () => runtime.reconcile() });
     await housekeeping.runNow('reconcile');

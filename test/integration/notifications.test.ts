@@ -7,9 +7,12 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordAnchor } from '../../src/audit-anchor.js';
 import { rotationGaveUp } from '../../src/core/notify.js';
+import { raiseRotationsDue } from '../../src/notify/due.js';
 import { dumpRedis } from '../support/dumps.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { runSql } from '../support/isolation.js';
 import { journal } from '../support/memory-provider.js';
 import { type NoticeReceiver, startNoticeReceiver } from '../support/notice-receiver.js';
 
@@ -54,8 +57,9 @@ secrets:
 notifications:
   destinations:
     oncall: { type: webhook, url: "${r.base}/hooks/oncall", insecure: true, secret: "\${env:NOTIFY_TEST_WHSEC}", events: [rotation.failed, leak.received, leak.blocked], ${retry} }
-    ops: { type: webhook, url: "${r.base}/hooks/ops", insecure: true, secret: "\${env:NOTIFY_TEST_WHSEC}", events: [secret.no-current, run.stuck], ${retry} }
+    ops: { type: webhook, url: "${r.base}/hooks/ops", insecure: true, secret: "\${env:NOTIFY_TEST_WHSEC}", events: [secret.no-current, run.stuck, audit.verify-failed, rotation.due], ${retry} }
     chat: { type: slack, url: "\${env:NOTIFY_TEST_SLACK}", insecure: true, events: [rotation.failed, leak.blocked], ${retry} }
+  rotationDue: { every: 30d, within: 7d }
 `);
 });
 afterAll(async () => {
@@ -141,6 +145,42 @@ describe('notifications', () => {
     await h.waitForRun(result.run.id, 20_000);
     await settled();
     expect(r.deliveries.filter((d) => d.id === id)).toHaveLength(1);
+  });
+
+  it('rotation.due: once per current version of a secret without a schedule, from `within` before it is due', async () => {
+    const current = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'pay-key' }, state: 'current' } });
+    const deps = { db: h.runtime.db, resolver: h.runtime.resolver, notifier: h.runtime.notifier };
+    // Promoted just now: due in 30 days, not within 7.
+    expect(await raiseRotationsDue(deps)).toBe(0);
+    const later = () => new Date(current.promotedAt!.getTime() + 24 * 86_400_000);
+    expect(await raiseRotationsDue({ ...deps, now: later })).toBe(1);
+    expect(await raiseRotationsDue({ ...deps, now: later })).toBe(1); // every replica, every pass: one notice
+    await expect.poll(() => r.accepted('/hooks/ops').filter((d) => d.id === `rotation.due.${current.id}`).length, { timeout: 20_000 }).toBe(1);
+    await settled();
+    expect(r.deliveries.filter((d) => d.id === `rotation.due.${current.id}`)).toHaveLength(1);
+    expect(parse(r.accepted('/hooks/ops').find((d) => d.id === `rotation.due.${current.id}`)!.body).data).toMatchObject({
+      secret: 'pay-key',
+      version: current.number,
+      dueAt: new Date(current.promotedAt!.getTime() + 30 * 86_400_000).toISOString(),
+      overdue: false,
+    });
+  });
+
+  it('the anchor job raises audit.verify-failed when the log does not verify', async () => {
+    const row = await h.runtime.db.auditEvent.findFirstOrThrow({ orderBy: { seq: 'desc' }, skip: 3 });
+    await runSql(h.env.databaseUrl, [
+      'ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update',
+      `UPDATE audit_events SET actor = 'mallory' WHERE seq = ${row.seq}`,
+      'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update',
+    ]);
+    const anchor = () => recordAnchor({ db: h.runtime.db, audit: h.runtime.audit, log: h.runtime.log, actor: 'test', webhook: undefined, notifier: h.runtime.notifier });
+    await anchor();
+    await anchor();
+    const id = `audit.verify-failed.${row.seq}`;
+    await expect.poll(() => r.accepted('/hooks/ops').filter((d) => d.id === id).length, { timeout: 20_000 }).toBe(1);
+    await settled();
+    expect(r.deliveries.filter((d) => d.id === id)).toHaveLength(1);
+    expect(parse(r.accepted('/hooks/ops').find((d) => d.id === id)!.body)).toMatchObject({ type: 'rekey.audit.verify-failed', data: { secret: null, seq: String(row.seq) } });
   });
 
   it('no delivery, header or queued job carries a secret value; fingerprints only in their short form', async () => {
