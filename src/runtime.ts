@@ -12,6 +12,7 @@ import { type Db, createDb } from './db/client.js';
 import { activeSchedules } from './db/config-store.js';
 import { PrismaRepository } from './db/repository.js';
 import { PrismaSyncRepository } from './db/sync.js';
+import { ChangeFeed } from './delivery/change-feed.js';
 import { DriftSchedule } from './drift-schedule.js';
 import { Metrics } from './metrics.js';
 import { Housekeeping } from './housekeeping.js';
@@ -57,6 +58,8 @@ export class Runtime {
   readonly housekeeping: Housekeeping;
   /** The drift checks of every target (src/drift-schedule.ts); `rekey worker` runs them on housekeeping. */
   readonly drift: DriftSchedule;
+  /** Secret changes for delivery clients, across every process (Redis pub/sub). */
+  readonly changes: ChangeFeed;
   private fingerprinter: Fingerprinter | undefined;
 
   constructor(options: RuntimeOptions) {
@@ -96,6 +99,7 @@ export class Runtime {
         ),
       queueDepth: () => within(SAMPLE_TIMEOUT_MS, this.queues.depth()).catch(() => ({})),
     });
+    this.changes = new ChangeFeed(this.redis, this.settings.redis, this.settings.queuePrefix, this.log);
     this.engine = new Engine({
       repo,
       queue: this.queues,
@@ -105,6 +109,7 @@ export class Runtime {
       log: this.log,
       events: this.metrics,
       notifier: this.notifier,
+      announce: (change) => void this.changes.publish(change).catch((error: unknown) => this.log.warn({ secret: change.secret, error: describeError(error) }, 'could not publish a change for delivery clients')),
       actor: options.actor,
       ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
     });
@@ -155,6 +160,7 @@ export class Runtime {
     await this.resolver.close();
     await this.queues.close().catch(() => undefined);
     await this.notifier.close().catch(() => undefined);
+    await this.changes.close();
     this.redis.disconnect();
     await this.db.$disconnect();
   }

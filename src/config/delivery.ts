@@ -1,13 +1,15 @@
 /**
  * The `delivery:` section of rekey.yaml (issue 17, docs/delivery.md): the authenticators that
  * turn a workload's credential into a subject, and the grants that say which subjects may get
- * a short-lived JWT signed with which managed signing key. A grant's TTL may not exceed the
- * signing key's grace, so a rotation never leaves a live token without its public key.
+ * a short-lived JWT signed with which managed signing key, or which secret's current value.
+ * A token grant's TTL may not exceed the signing key's grace, so a rotation never leaves a
+ * live token without its public key.
  */
 import { z } from 'zod';
 import { formatDuration } from '../core/duration.js';
 import { durationSchema } from './duration.js';
-import { RESERVED_CLAIMS, type DeliverySpec, type GrantSpec } from '../core/token-exchange.js';
+import type { DeliverySpec, GrantSpec } from '../core/delivery.js';
+import { RESERVED_CLAIMS } from '../core/token-exchange.js';
 
 const claimName = z
   .string()
@@ -37,9 +39,20 @@ const grant = z
           .strict()
           .prefault({}),
       })
-      .strict(),
+      .strict()
+      .optional()
+      .describe('A token grant: short-lived JWTs signed with a managed signing key (POST /v1/token)'),
+    value: z
+      .object({
+        secret: z.string().describe('A managed secret whose current value the subjects may read (GET /v1/secrets/{name})'),
+        ttl: durationSchema('5m').describe('How long a client may use a value before asking again; never past the next scheduled rotation'),
+      })
+      .strict()
+      .optional()
+      .describe('A value grant: the current value of one secret'),
   })
-  .strict();
+  .strict()
+  .refine((g) => !g.token !== !g.value, 'a grant has either token: or value:, not both and not neither');
 
 export const deliverySchema = z
   .object({
@@ -48,7 +61,15 @@ export const deliverySchema = z
       .record(z.string(), z.object({}).loose())
       .default({})
       .describe('Each entry: `type:` (an authenticator provider) or `provider:` (a providers: entry), plus its parameters'),
-    grants: z.record(z.string(), grant).default({}).describe('Which subjects get which tokens'),
+    grants: z.record(z.string(), grant).default({}).describe('Which subjects get which tokens or values'),
+    rateLimit: z
+      .object({
+        max: z.number().int().min(1).max(100_000).default(120).describe('Requests an authenticated subject may make at once, and per window'),
+        window: durationSchema('1m'),
+      })
+      .strict()
+      .prefault({})
+      .describe('Per-subject limit on every delivery request, charged after authentication (each server replica counts its own)'),
   })
   .strict();
 
@@ -57,6 +78,8 @@ export type DeliveryDocument = z.infer<typeof deliverySchema>;
 /** The validated section: grants in core's shape, authenticators as role references. */
 export interface DeliveryConfig extends DeliverySpec {
   authenticators: Readonly<Record<string, { instance: string; params: unknown }>>;
+  /** Per authenticated subject, on each server replica. */
+  rateLimit: { max: number; windowMs: number };
 }
 
 interface Issue {
@@ -84,15 +107,27 @@ export function validateDelivery(
   for (const [name, g] of Object.entries(section.grants)) {
     const path = ['delivery', 'grants', name];
     if (!Object.hasOwn(section.authenticators, g.authenticator)) issues.push({ path: [...path, 'authenticator'], message: `no authenticator named "${g.authenticator}" under delivery.authenticators` });
-    const key = Object.hasOwn(secrets, g.token.signingKey) ? secrets[g.token.signingKey] : undefined;
-    if (!key) issues.push({ path: [...path, 'token', 'signingKey'], message: `no managed secret named "${g.token.signingKey}"` });
-    else if (g.token.ttl > key.graceMs) {
-      issues.push({
-        path: [...path, 'token', 'ttl'],
-        message: `ttl ${formatDuration(g.token.ttl)} is longer than the grace of ${g.token.signingKey} (${formatDuration(key.graceMs)}): a rotation would retire the key of tokens still live`,
-      });
+    const managed = (secret: string, at: string[]) => {
+      const found = Object.hasOwn(secrets, secret) ? secrets[secret] : undefined;
+      if (!found) issues.push({ path: [...path, ...at], message: `no managed secret named "${secret}"` });
+      return found;
+    };
+    const spec: GrantSpec = { name, authenticator: g.authenticator, subjects: g.subjects };
+    if (g.token) {
+      const key = managed(g.token.signingKey, ['token', 'signingKey']);
+      if (key && g.token.ttl > key.graceMs) {
+        issues.push({
+          path: [...path, 'token', 'ttl'],
+          message: `ttl ${formatDuration(g.token.ttl)} is longer than the grace of ${g.token.signingKey} (${formatDuration(key.graceMs)}): a rotation would retire the key of tokens still live`,
+        });
+      }
+      spec.token = { signingKey: g.token.signingKey, audience: g.token.audience, ttlMs: g.token.ttl, claims: g.token.claims };
     }
-    grants[name] = { name, authenticator: g.authenticator, subjects: g.subjects, token: { signingKey: g.token.signingKey, audience: g.token.audience, ttlMs: g.token.ttl, claims: g.token.claims } };
+    if (g.value) {
+      managed(g.value.secret, ['value', 'secret']);
+      spec.value = { secret: g.value.secret, ttlMs: g.value.ttl };
+    }
+    grants[name] = spec;
   }
-  return { delivery: { issuer: section.issuer, authenticators, grants }, issues };
+  return { delivery: { issuer: section.issuer, authenticators, grants, rateLimit: { max: section.rateLimit.max, windowMs: section.rateLimit.window } }, issues };
 }

@@ -3,7 +3,7 @@ import { RekeyError, describeError } from './errors.js';
 import type { Fingerprinter } from './fingerprint.js';
 import type { Logger } from './logger.js';
 import type { Notifier } from './notify.js';
-import type { AuditContext, EngineEvents, StateRepository, VersionRecord, WorkQueue } from './model.js';
+import type { AuditContext, EngineEvents, SecretChange, StateRepository, VersionRecord, WorkQueue } from './model.js';
 import type { Call, IssuedRef, StoredRef, VersionRef } from './ports.js';
 import type { ProviderResolver } from './resolved.js';
 import type { SyncRepository } from './sync.js';
@@ -20,11 +20,26 @@ export interface EngineDeps {
   events: EngineEvents;
   /** Alerts for a person (notify.ts); src/notify delivers them to the configured destinations. */
   notifier: Notifier;
+  /**
+   * Tells delivery clients of a change once it is committed (src/delivery/change-feed.ts:
+   * Redis pub/sub to every server replica). Best effort and never awaited: a client that
+   * missed one finds the new version when its value expires.
+   */
+  announce?: (change: SecretChange) => void;
   /** Who acts, for the audit log (`worker`, `server`, `cli`). */
   actor: string;
   /** How long a rotation run's lease lasts without renewal. @defaultValue 30000 */
   leaseMs?: number;
   now?: () => Date;
+}
+
+/** Announces a committed change, if anyone listens; never throws. */
+export function announce(deps: EngineDeps, change: SecretChange): void {
+  try {
+    deps.announce?.(change);
+  } catch (error) {
+    deps.log.warn({ secret: change.secret, error: describeError(error) }, 'could not announce a change to delivery clients');
+  }
 }
 
 export function now(deps: EngineDeps): Date {

@@ -5,7 +5,7 @@
  * crash in between is healed by the sender's redelivery.
  */
 import { randomUUID } from 'node:crypto';
-import { audit, type EngineDeps } from './context.js';
+import { announce, audit, type EngineDeps } from './context.js';
 import { RekeyError } from './errors.js';
 import type { LeakOutcome, LeakRecord, LeakReportInput, SecretPolicy, VersionRecord } from './model.js';
 import { shortFingerprint } from './fingerprint.js';
@@ -63,18 +63,20 @@ async function act(deps: EngineDeps, version: VersionRecord, policy: SecretPolic
       const removed = !!(await deps.repo.getSecret(version.secret))?.removedAt;
       if (policy.onLeak === 'block-first' || removed) {
         await deps.repo.transition(version.id, ['current'], 'compromised', ctx);
+        announce(deps, { secret: version.secret, event: 'revoked', version: version.number });
         await deps.queue.enqueueRevocation(version.id);
         if (!removed) await leakRotation();
         return 'blocking';
       }
       await deps.repo.markCompromised(version.id, ctx);
+      announce(deps, { secret: version.secret, event: 'revoked', version: version.number });
       await leakRotation();
       await deps.queue.scheduleBlock(version.id, new Date(report.receivedAt.getTime() + policy.leakDeadlineMs));
       return 'rotating';
     }
     default:
       // issuing, pending, previous, retired, compromised: take it down now.
-      await deps.repo.transition(version.id, ['issuing', 'pending', 'previous', 'retired'], 'compromised', ctx);
+      if (await deps.repo.transition(version.id, ['issuing', 'pending', 'previous', 'retired'], 'compromised', ctx)) announce(deps, { secret: version.secret, event: 'revoked', version: version.number });
       await deps.queue.enqueueRevocation(version.id);
       return 'revoking';
   }

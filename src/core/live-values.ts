@@ -1,8 +1,9 @@
 /**
  * The values of a managed secret that verifiers must accept now (ProviderContext.liveValues):
  * the current version first, then the previous one while its grace lasts. Pending,
- * compromised, retired and revoked versions are never returned, so a leaked shared secret
- * stops verifying the moment its version is marked compromised.
+ * compromised, retired and revoked versions are never returned, nor a leaked current version
+ * waiting for its replacement (compromisedAt set), so a leaked shared secret stops verifying
+ * the moment the leak is recorded.
  */
 import { RekeyError } from './errors.js';
 import type { StateRepository } from './model.js';
@@ -15,7 +16,7 @@ export async function liveValues(repo: StateRepository, providers: ProviderResol
   if (!record || record.removedAt) throw new RekeyError('REKEY_ERR_UNKNOWN', `${secret} is not a managed secret`);
   const now = Date.now();
   const versions = (await repo.versions(record.id, ['current', 'previous']))
-    .filter((v) => v.storeVersionId && (v.state === 'current' || (v.graceEndsAt && v.graceEndsAt.getTime() > now)))
+    .filter((v) => v.storeVersionId && !v.compromisedAt && (v.state === 'current' || (v.graceEndsAt && v.graceEndsAt.getTime() > now)))
     .sort((a, b) => (a.state === 'current' ? -1 : b.state === 'current' ? 1 : b.number - a.number));
   if (!versions.length) return [];
   const { store } = await providers.resolve(secret);

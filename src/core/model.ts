@@ -353,6 +353,17 @@ export interface WorkQueue {
   enqueueTargetRetire(versionId: string, target: string): Promise<void>;
 }
 
+/**
+ * A change delivery clients hear about (GET /v1/events): a secret got a new current version
+ * (`rotated`), or one of its versions was found leaked or revoked (`revoked`). Never a value.
+ */
+export interface SecretChange {
+  secret: string;
+  event: 'rotated' | 'revoked';
+  /** The version's number. */
+  version: number;
+}
+
 /** Figures core reports as it goes; the metrics module implements it. */
 export interface EngineEvents {
   runFinished(kind: RunKind, status: RunStatus, trigger: string, seconds: number): void;

@@ -4,7 +4,7 @@
  * progress before moving on, so a worker killed anywhere resumes from the run row.
  */
 import { allOrFirstError } from './call.js';
-import { audit, type EngineDeps, issuedRef, noteRunError, now, providerCall, retirementDue, storedRef, versionRef } from './context.js';
+import { announce, audit, type EngineDeps, issuedRef, noteRunError, now, providerCall, retirementDue, storedRef, versionRef } from './context.js';
 import { RekeyError, describeError, isRetryable } from './errors.js';
 import type { RotationStep, RunRecord, RunStatus, VersionRecord } from './model.js';
 import type { Call, Target } from './ports.js';
@@ -183,7 +183,9 @@ class Rotation {
     await providerCall(this.deps, this.log, { provider: names.store, op: 'store.promote' }, policy.timeoutMs, (c) => store.promote(storedRef(this.live(version), policy.consumer), previous, c));
     const fresh = (await this.deps.repo.getRun(this.run.id)) ?? this.run;
     const graceMs = fresh.graceMs ?? policy.graceMs;
-    return (await this.deps.repo.promote(this.run.id, (snapshot) => planPromotion(snapshot, graceMs), audit(this.deps, this.run.id))).nextStep;
+    const promotion = await this.deps.repo.promote(this.run.id, (snapshot) => planPromotion(snapshot, graceMs), audit(this.deps, this.run.id));
+    if (promotion.promotedAt) announce(this.deps, { secret: version.secret, event: 'rotated', version: version.number });
+    return promotion.nextStep;
   }
 
   /** Queues what follows a promotion; repeated after a crash, the deterministic job ids collapse. */

@@ -1,5 +1,8 @@
 /**
- * POST /v1/token: token exchange shaped as RFC 8693 (docs/delivery.md). A workload presents
+ * The delivery endpoints (docs/delivery.md): POST /v1/token here, GET /v1/secrets/{name}
+ * (secrets.ts) and the change stream GET /v1/events (events.ts).
+ *
+ * POST /v1/token: token exchange shaped as RFC 8693. A workload presents
  * a credential (`subject_token`), an authenticator of `delivery.authenticators` turns it into
  * a subject, a grant of `delivery.grants` allows it a token for the requested `audience`, and
  * rekey answers with a short-lived JWT signed with the current version of the grant's signing
@@ -11,35 +14,41 @@
  * authenticated caller. Answers carry `Cache-Control: no-store`; errors are RFC 6749 §5.2
  * codes with fixed descriptions, never an echo of what was sent.
  */
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import { DeliveryError, type DeliveryCode } from '../core/delivery.js';
 import { describeError } from '../core/errors.js';
 import { SecretValue } from '../core/secret-value.js';
-import { exchangeToken, TokenExchangeError, type TokenExchangeCode } from '../core/token-exchange.js';
-import { isRefusal, type Ticket } from '../http/admission.js';
+import { exchangeToken } from '../core/token-exchange.js';
+import { isRefusal } from '../http/admission.js';
 import type { RouteModule } from '../http/server.js';
+import { DeliveryContext, refuse } from './context.js';
+import { eventsRoute } from './events.js';
+import { secretsRoute } from './secrets.js';
 
 export const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 /** subject_token_type values accepted: every credential our authenticators take is a JWT. */
 const SUBJECT_TOKEN_TYPES = [JWT_TOKEN_TYPE, 'urn:ietf:params:oauth:token-type:id_token', 'urn:ietf:params:oauth:token-type:access_token'];
 
-const ANSWERS: Record<TokenExchangeCode, { status: number; error: string; description: string }> = {
+const ANSWERS: Record<DeliveryCode, { status: number; error: string; description: string }> = {
   unauthenticated: { status: 400, error: 'invalid_request', description: 'the subject token is not valid' },
   no_grant: { status: 400, error: 'invalid_target', description: 'no grant issues tokens for this audience' },
   forbidden: { status: 400, error: 'invalid_target', description: 'the subject is not allowed a token for this audience' },
+  rate_limited: { status: 429, error: 'slow_down', description: 'too many requests' },
   unavailable: { status: 503, error: 'temporarily_unavailable', description: 'try again shortly' },
 };
 
-function refuse(reply: FastifyReply, status: number, error: string, description: string): FastifyReply {
-  return reply.code(status).header('cache-control', 'no-store').send({ error, error_description: description });
-}
-
 export const deliveryRoutes: RouteModule = async (app, runtime, shared) => {
+  const ctx = new DeliveryContext(runtime, shared.admission);
+  let endStreams = () => {};
+  // Open streams would keep the server from closing.
+  app.addHook('preClose', (done) => {
+    endStreams();
+    done();
+  });
   await app.register((scope, _options, registered) => {
     scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
       done(null, Object.fromEntries(new URLSearchParams(String(body))));
     });
-    const tickets = new WeakMap<FastifyRequest, Ticket>();
     scope.addHook('onRequest', (request, reply, done) => {
       const admitted = shared.admission.enter(request.ip, reply.raw);
       if (isRefusal(admitted)) {
@@ -47,7 +56,7 @@ export const deliveryRoutes: RouteModule = async (app, runtime, shared) => {
         void refuse(reply, admitted.status, admitted.status === 503 ? 'temporarily_unavailable' : 'slow_down', 'too many requests');
         return;
       }
-      tickets.set(request, admitted);
+      ctx.hold(request, admitted);
       done();
     });
 
@@ -65,25 +74,14 @@ export const deliveryRoutes: RouteModule = async (app, runtime, shared) => {
         if (!SUBJECT_TOKEN_TYPES.includes(field('subject_token_type') ?? '')) return failed(400, 'invalid_request', 'subject_token_type must be a JWT token type');
         const requested = field('requested_token_type');
         if (requested !== undefined && requested !== JWT_TOKEN_TYPE) return failed(400, 'invalid_request', `requested_token_type must be ${JWT_TOKEN_TYPE}`);
-        const delivery = (await runtime.resolver.config()).delivery;
+        const delivery = await ctx.config();
         if (!delivery) return failed(404, 'invalid_request', 'token exchange is not configured');
 
-        const minted = await exchangeToken(
-          {
-            repo: runtime.engine.deps.repo,
-            providers: runtime.resolver,
-            authenticator: (name) => runtime.resolver.authenticator(name),
-            audit: (event) => runtime.db.$transaction((tx) => runtime.audit.append(tx, event)),
-            log: runtime.log.child({ component: 'delivery' }),
-          },
-          delivery,
-          SecretValue.of(subjectToken),
-          field('audience'),
-        ).catch((error: unknown) => {
-          if (!(error instanceof TokenExchangeError)) throw error;
-          const answer = ANSWERS[error.code];
+        const minted = await exchangeToken(ctx.deps(), delivery, SecretValue.of(subjectToken), field('audience')).catch((error: unknown) => {
+          if (!(error instanceof DeliveryError)) throw error;
           if (error.code === 'unauthenticated' || error.code === 'no_grant') shared.admission.failed(request.ip);
-          return answer;
+          if (error.code === 'rate_limited') reply.header('retry-after', String(ctx.retryAfterSeconds()));
+          return ANSWERS[error.code];
         });
         if ('status' in minted) return refuse(reply, minted.status, minted.error, minted.description);
         return reply
@@ -94,9 +92,11 @@ export const deliveryRoutes: RouteModule = async (app, runtime, shared) => {
         request.log.error({ error: describeError(error) }, 'token exchange failed');
         return refuse(reply, 500, 'server_error', 'the token could not be issued');
       } finally {
-        tickets.get(request)?.release();
+        ctx.release(request);
       }
     });
+    secretsRoute(scope, ctx);
+    endStreams = eventsRoute(scope, ctx);
     registered();
   });
 };

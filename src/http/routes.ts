@@ -10,6 +10,6 @@ export const serverRoutes: readonly RouteModule[] = [
   pubsubPushRoutes, // POST /events/pubsub: Secret Manager rotation notifications
   leakRoutes, // POST /webhooks/{github-secret-scanning,gitguardian,aws-health,leaks}: leak reports
   jwksRoutes, // GET /.well-known/jwks.json: public keys of live signing-key versions
-  deliveryRoutes, // POST /v1/token: token exchange for workloads (delivery.grants)
+  deliveryRoutes, // POST /v1/token, GET /v1/secrets/{name}, GET /v1/events: delivery to workloads (delivery.grants)
   adminApiRoutes, // /api/v1: the admin API (scoped tokens, OpenAPI at /api/v1/openapi.json)
 ];

@@ -2,11 +2,14 @@
  * Invariant 1: no plaintext value in PostgreSQL, Redis, logs or HTTP responses. After
  * rotations, a rollback, retirement and a revoke, every issued value is searched for in
  * a dump of every table, every Redis key under the test's prefixes, the captured logs
- * (debug level), /metrics and `rekey status` output (JSON and text). Fingerprints must be
- * found, so the search can see.
+ * (debug level), /metrics and `rekey status` output (JSON and text). Values handed out by
+ * GET /v1/secrets/{name} (delivery) take the same path: each one read there must appear in
+ * none of them either. Fingerprints must be found, so the search can see.
  */
 import { randomUUID } from 'node:crypto';
+import { SignJWT } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { deliveryRoutes } from '../../src/delivery/routes.js';
 import { rekey } from '../support/cli.js';
 import { dumpDatabase, dumpRedis } from '../support/dumps.js';
 import { startHarness, type Harness } from '../support/harness.js';
@@ -19,7 +22,7 @@ const JOURNAL = `plain-${randomUUID()}`;
 const j = journal(JOURNAL);
 
 beforeAll(async () => {
-  h = await startHarness({ label: 'plaintext' });
+  h = await startHarness({ label: 'plaintext', routes: [deliveryRoutes] });
   await h.apply(`
 providers:
   vault: { type: local }
@@ -32,15 +35,39 @@ secrets:
     targets: [api, mem]
     grace: 200ms
     retry: { attempts: 1, backoff: 10ms }
+  app-attestation:
+    store: { provider: vault }
+    issuer: { type: hmac-key }
+delivery:
+  authenticators:
+    app: { type: attestation-jwt, secret: app-attestation, audience: rekey }
+  grants:
+    reader: { authenticator: app, subjects: [reader], value: { secret: sealed-key } }
 `);
+  expect((await h.rotate('app-attestation')).status).toBe('succeeded');
 });
+
+/** The current value of sealed-key as a granted client gets it from GET /v1/secrets/sealed-key. */
+async function delivered(): Promise<string> {
+  const { store } = await h.runtime.resolver.resolve('app-attestation');
+  const key = new TextEncoder().encode((await store.read({ stage: 'current' }, { signal: AbortSignal.timeout(10_000) })).reveal());
+  const now = Math.floor(Date.now() / 1000);
+  const credential = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('reader').setAudience('rekey').setIssuedAt(now).setExpirationTime(now + 60).sign(key);
+  const response = await fetch(`${h.serving!.url}/v1/secrets/sealed-key`, { headers: { authorization: `Bearer ${credential}` } });
+  expect(response.status).toBe(200);
+  return ((await response.json()) as { value: string }).value;
+}
 afterAll(async () => {
   await h.stop();
   await deleteKeys(`${KEYSET}*`);
 });
 
 it('no issued value reaches PostgreSQL, Redis, logs, metrics or CLI output', async () => {
-  for (let i = 0; i < 3; i++) expect((await h.rotate('sealed-key')).status).toBe('succeeded');
+  const handedOut: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    expect((await h.rotate('sealed-key')).status).toBe('succeeded');
+    handedOut.push(await delivered());
+  }
   // A rollback: the pending value is issued and stored, then destroyed.
   j.fail('verify:mem', 1, false);
   expect((await h.rotate('sealed-key')).status).toBe('rolled_back');
@@ -74,6 +101,10 @@ it('no issued value reaches PostgreSQL, Redis, logs, metrics or CLI output', asy
   // Every value the mem target was given: three rotations, the rolled-back one, the replacement.
   const issued = j.deployedValues;
   expect(issued.length).toBeGreaterThanOrEqual(5);
+  // The values delivered are values rekey issued, and were audited as hand-outs.
+  expect(new Set(handedOut).size).toBe(3);
+  for (const value of handedOut) expect(issued).toContain(value);
+  expect(await h.runtime.db.auditEvent.count({ where: { action: 'delivery.value' } })).toBe(3);
   for (const value of issued) {
     expect(value).toMatch(/^rk_plain_/);
     expect(pgDump.includes(value), 'value in PostgreSQL').toBe(false);

@@ -1,0 +1,120 @@
+/**
+ * What the delivery flows share (issue 17, docs/delivery.md): the grants of rekey.yaml's
+ * `delivery:` section, the errors the HTTP adapters map to answers, and the first two steps of
+ * every request, read top to bottom:
+ *
+ *   1. authenticate: the candidate grants name their authenticators; the presented credential
+ *      must pass one of them (the first that accepts it gives the subject);
+ *   2. admit: the subject's own rate limit, charged only once it is authenticated, so failed
+ *      authentications never use up an authenticated caller's allowance.
+ *
+ * Token exchange (token-exchange.ts) and value delivery (value-delivery.ts) go on from there.
+ */
+import { describeError, RekeyError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { StateRepository } from './model.js';
+import type { Authenticator, JsonObject, Subject } from './ports.js';
+import type { ProviderResolver } from './resolved.js';
+import type { SecretValue } from './secret-value.js';
+
+/** A grant of rekey.yaml's `delivery.grants`: a token grant (`token`) or a value grant (`value`), never both. */
+export interface GrantSpec {
+  name: string;
+  /** An entry of `delivery.authenticators`. */
+  authenticator: string;
+  /** Subject id globs (`*` matches any run of characters). */
+  subjects: readonly string[];
+  token?: {
+    /** The managed secret whose issuer signs (Issuer.signJwt: jwt-signing-key). */
+    signingKey: string;
+    audience: string;
+    ttlMs: number;
+    /** Claims copied from the subject's verified claims (absent ones are left out), and fixed ones. */
+    claims: { copy: readonly string[]; fixed: Readonly<Record<string, string | number | boolean>> };
+  };
+  value?: {
+    /** The managed secret whose current value the subject may read (GET /v1/secrets/{name}). */
+    secret: string;
+    /** How long a client may use a value before asking again; the answer's expiry is never later than the next scheduled rotation. */
+    ttlMs: number;
+  };
+}
+
+/** rekey.yaml's `delivery:` section, validated. */
+export interface DeliverySpec {
+  /** `iss` of every minted token. */
+  issuer: string;
+  grants: Readonly<Record<string, GrantSpec>>;
+}
+
+export type DeliveryCode = 'unauthenticated' | 'no_grant' | 'forbidden' | 'rate_limited' | 'unavailable';
+
+/** A refusal of a delivery request; the HTTP adapters answer each code with a fixed text. */
+export class DeliveryError extends Error {
+  constructor(
+    readonly code: DeliveryCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'DeliveryError';
+  }
+}
+
+export interface DeliveryDeps {
+  repo: StateRepository;
+  providers: ProviderResolver;
+  authenticator(name: string): Promise<Authenticator>;
+  /** Takes one request from the subject's allowance (`<authenticator>:<subject id>`); false when it is used up. */
+  admit(subjectKey: string): boolean;
+  /** Appends one audit event (its own transaction). */
+  audit(event: { actor: string; action: string; secret: string; versionId: string; data: JsonObject }): Promise<void>;
+  log: Logger;
+  /** Per provider call. @defaultValue 10000 */
+  timeoutMs?: number;
+}
+
+/** A subject and the authenticator that established it. */
+export interface Authenticated {
+  subject: Subject;
+  authenticator: string;
+}
+
+/** Whether a subject id matches a grant's glob (`*`: any run of characters, nothing else special). */
+export function subjectMatches(glob: string, id: string): boolean {
+  const pattern = glob.split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*');
+  return new RegExp(`^${pattern}$`, 's').test(id);
+}
+
+export function signal(deps: Pick<DeliveryDeps, 'timeoutMs'>): AbortSignal {
+  return AbortSignal.timeout(deps.timeoutMs ?? 10_000);
+}
+
+/**
+ * Steps 1 and 2: the subject `credential` proves to one of the authenticators `grants` name,
+ * charged to its own allowance.
+ * @throws DeliveryError `unauthenticated` (one answer for every reason; the reason is logged),
+ *   `rate_limited`, or `unavailable` when an authenticator cannot verify now.
+ */
+export async function authenticate(deps: DeliveryDeps, grants: readonly GrantSpec[], credential: SecretValue): Promise<Authenticated> {
+  for (const name of new Set(grants.map((g) => g.authenticator))) {
+    let subject: Subject;
+    try {
+      subject = await (await deps.authenticator(name)).authenticate(credential, { signal: signal(deps) });
+    } catch (error) {
+      if (error instanceof RekeyError && error.code === 'REKEY_ERR_DENIED') {
+        deps.log.info({ authenticator: name, reason: error.message }, 'delivery request: credential refused');
+        continue;
+      }
+      deps.log.warn({ authenticator: name, error: describeError(error) }, 'delivery request: authenticator failed');
+      throw new DeliveryError('unavailable', 'the authenticator is unavailable');
+    }
+    if (!deps.admit(`${name}:${subject.id}`)) throw new DeliveryError('rate_limited', 'the subject is over its request limit');
+    return { subject, authenticator: name };
+  }
+  throw new DeliveryError('unauthenticated', 'the credential is not valid');
+}
+
+/** The grant of `grants` that serves `who`: the first of its authenticator whose subject globs match. */
+export function grantFor<G extends GrantSpec>(grants: readonly G[], who: Authenticated): G | undefined {
+  return grants.find((g) => g.authenticator === who.authenticator && g.subjects.some((glob) => subjectMatches(glob, who.subject.id)));
+}

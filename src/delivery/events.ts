@@ -1,0 +1,114 @@
+/**
+ * GET /v1/events: a server-sent-events stream telling an authenticated client that a secret it
+ * may read (its value grants) rotated or that one of its versions was revoked, so it fetches
+ * the value again at once instead of polling. Events carry the secret, the version number
+ * and nothing else:
+ *
+ *   event: ready     data: {"secrets":[{"secret":"payments-api-key","version":4}]}   (once, first)
+ *   event: rotated   data: {"secret":"payments-api-key","version":5}
+ *   event: revoked   data: {"secret":"payments-api-key","version":4}
+ *
+ * Changes come from every process through the change feed (Redis pub/sub, change-feed.ts).
+ * The subscription is in place before `ready` is read, so nothing falls between the two. The
+ * stream ends when the credential expires (its `exp`); the client reconnects with a fresh one.
+ * The admission slot is given back once the caller is authenticated: a stream holds none.
+ */
+import type { FastifyInstance } from 'fastify';
+import { authenticate, DeliveryError } from '../core/delivery.js';
+import { describeError } from '../core/errors.js';
+import type { SecretChange } from '../core/model.js';
+import { SecretValue } from '../core/secret-value.js';
+import { readableSecrets, valueGrants } from '../core/value-delivery.js';
+import { bearer, refuse, type DeliveryContext } from './context.js';
+
+/** Streams one server holds open at most. */
+const MAX_STREAMS = 10_000;
+/** A comment line this often keeps proxies from closing an idle stream. */
+const KEEPALIVE_MS = 15_000;
+
+/** Registers the route; returns what ends every open stream (the server is closing). */
+export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () => void {
+  const streams = new Set<() => void>();
+
+  scope.get('/v1/events', async (request, reply) => {
+    let deps;
+    let who;
+    let secrets: string[];
+    try {
+      const credential = bearer(request);
+      const delivery = credential ? await ctx.config() : undefined;
+      const grants = delivery ? valueGrants(delivery) : [];
+      if (!credential || !delivery || !grants.length) {
+        ctx.admission.failed(request.ip);
+        return credential ? refuse(reply, 404, 'not_found', 'value delivery is not configured') : refuse(reply, 401, 'invalid_token', 'a bearer credential is required');
+      }
+      deps = ctx.deps();
+      who = await authenticate(deps, grants, SecretValue.of(credential));
+      secrets = readableSecrets(delivery, who);
+      if (!secrets.length) return refuse(reply, 403, 'insufficient_scope', 'the subject may read no secret');
+      if (streams.size >= MAX_STREAMS) return refuse(reply.header('retry-after', '5'), 503, 'temporarily_unavailable', 'too many streams');
+    } catch (error) {
+      if (!(error instanceof DeliveryError)) {
+        request.log.error({ error: describeError(error) }, 'change stream failed');
+        return refuse(reply, 500, 'server_error', 'the stream could not be opened');
+      }
+      if (error.code === 'unauthenticated') {
+        ctx.admission.failed(request.ip);
+        return refuse(reply, 401, 'invalid_token', 'the credential is not valid');
+      }
+      if (error.code === 'rate_limited') return refuse(reply.header('retry-after', String(ctx.retryAfterSeconds())), 429, 'slow_down', 'too many requests');
+      return refuse(reply, 503, 'temporarily_unavailable', 'try again shortly');
+    } finally {
+      ctx.release(request);
+    }
+
+    const readable = new Set(secrets);
+    const raw = reply.raw;
+    let ready = false;
+    const early: SecretChange[] = [];
+    const send = (event: string, data: unknown) => raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    const forward = (change: SecretChange) => {
+      if (!readable.has(change.secret)) return;
+      if (!ready) early.push(change);
+      else send(change.event, { secret: change.secret, version: change.version });
+    };
+    let unsubscribe: (() => void) | undefined;
+    const timers: NodeJS.Timeout[] = [];
+    const end = () => {
+      if (!streams.delete(end)) return;
+      unsubscribe?.();
+      for (const timer of timers) clearTimeout(timer);
+      raw.end();
+    };
+    streams.add(end);
+    request.raw.once('close', end);
+    reply.hijack();
+    raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    raw.write('retry: 1000\n\n');
+    try {
+      unsubscribe = await ctx.runtime.changes.subscribe(forward);
+      const current = await Promise.all(
+        secrets.map(async (secret) => {
+          const record = await deps.repo.getSecret(secret);
+          const version = record ? await deps.repo.currentVersion(record.id) : null;
+          return { secret, version: version && !version.compromisedAt ? version.number : null };
+        }),
+      );
+      if (!streams.has(end)) return; // the client left meanwhile
+      send('ready', { secrets: current });
+      ready = true;
+      for (const change of early.splice(0)) forward(change);
+    } catch (error) {
+      request.log.warn({ error: describeError(error) }, 'change stream could not subscribe');
+      end();
+      return;
+    }
+    timers.push(setInterval(() => raw.write(': keepalive\n\n'), KEEPALIVE_MS));
+    const exp = who.subject.claims.exp;
+    if (typeof exp === 'number') timers.push(setTimeout(end, Math.max(0, Math.min(exp * 1000 - Date.now(), 2 ** 31 - 1))));
+  });
+
+  return () => {
+    for (const end of [...streams]) end();
+  };
+}

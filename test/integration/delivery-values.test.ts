@@ -1,0 +1,175 @@
+/**
+ * Value delivery (issue 17) on a real server: GET /v1/secrets/{name} hands the current value to
+ * a subject whose value grant names the secret, and nobody else (another subject 403, no or a
+ * bad credential 401); an ETag makes polling cheap (304, nothing audited); the expiry is never
+ * later than the next scheduled rotation; each hand-out is audited without the value; a leaked
+ * current version is never handed out; each subject has its own rate limit, untouched by other
+ * subjects and by failed authentications from its address. GET /v1/events tells a connected
+ * client of a rotation within a second of the promotion, and of a revocation.
+ */
+import { SignJWT } from 'jose';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { deliveryRoutes } from '../../src/delivery/routes.js';
+import { startHarness, type Harness } from '../support/harness.js';
+import { openStream } from '../support/sse.js';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startHarness({ label: 'delivery-values', routes: [deliveryRoutes] });
+  await h.apply(`
+providers:
+  vault: { type: local }
+secrets:
+  app-attestation:
+    store: { provider: vault }
+    issuer: { type: hmac-key }
+    grace: 1h
+  payments-api-key:
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_pay_ }
+    schedule: { cron: "0 3 * * *" }
+    grace: 1h
+  hourly-key:
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_hour_ }
+    schedule: { cron: "0 * * * *" }
+  other-key:
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_other_ }
+delivery:
+  authenticators:
+    app: { type: attestation-jwt, secret: app-attestation, audience: rekey }
+  grants:
+    payments:
+      authenticator: app
+      subjects: ["app:com.example.*"]
+      value: { secret: payments-api-key, ttl: 5m }
+    hourly:
+      authenticator: app
+      subjects: ["app:com.example.*"]
+      value: { secret: hourly-key, ttl: 24h }
+    burst:
+      authenticator: app
+      subjects: ["app:burst-*"]
+      value: { secret: other-key }
+  rateLimit: { max: 10, window: 1m }
+`);
+  for (const secret of ['app-attestation', 'payments-api-key', 'hourly-key', 'other-key']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
+}, 120_000);
+afterAll(() => h.stop());
+
+const call = () => ({ signal: AbortSignal.timeout(10_000) });
+
+async function attestation(sub = 'app:com.example.ios'): Promise<string> {
+  const { store } = await h.runtime.resolver.resolve('app-attestation');
+  const secret = (await store.read({ stage: 'current' }, call())).reveal();
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setAudience('rekey').setIssuedAt(now - 5).setExpirationTime(now + 120).sign(new TextEncoder().encode(secret));
+}
+
+async function get(secret: string, credential: string | undefined, headers: Record<string, string> = {}) {
+  const response = await fetch(`${h.serving!.url}/v1/secrets/${secret}`, { headers: { ...(credential ? { authorization: `Bearer ${credential}` } : {}), ...headers } });
+  const text = await response.text();
+  return { status: response.status, headers: response.headers, body: (text ? JSON.parse(text) : undefined) as Record<string, unknown> | undefined };
+}
+
+const current = (secret: string) => h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: secret }, state: 'current' } });
+const stored = async (secret: string) => (await (await h.runtime.resolver.resolve(secret)).store.read({ stage: 'current' }, call())).reveal();
+
+it('hands the current value to the granted subject with its version, ETag, no-store and an expiry, and audits it without the value', async () => {
+  const answer = await get('payments-api-key', await attestation());
+  expect(answer.status).toBe(200);
+  const version = await current('payments-api-key');
+  const value = await stored('payments-api-key');
+  expect(answer.body).toMatchObject({ secret: 'payments-api-key', version: version.number, value });
+  expect(answer.headers.get('cache-control')).toBe('no-store');
+  expect(answer.headers.get('etag')).toBe(`"${version.id}"`);
+  const expiresAt = Date.parse(answer.body!.expiresAt as string);
+  expect(expiresAt - Date.now()).toBeGreaterThan(4 * 60_000);
+  expect(expiresAt - Date.now()).toBeLessThanOrEqual(5 * 60_000);
+
+  const events = await h.runtime.db.auditEvent.findMany({ where: { action: 'delivery.value' } });
+  expect(events).toHaveLength(1);
+  expect(events[0]).toMatchObject({ actor: 'subject:app:com.example.ios', secret: 'payments-api-key', versionId: version.id, data: { grant: 'payments', authenticator: 'app', subject: 'app:com.example.ios', version: version.number } });
+  expect(JSON.stringify(events, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)) + h.logs.join('\n')).not.toContain(value);
+});
+
+it('answers 304 to a poll that holds the current version, reading and auditing nothing', async () => {
+  const credential = await attestation();
+  const first = await get('payments-api-key', credential);
+  const before = await h.runtime.db.auditEvent.count({ where: { action: 'delivery.value' } });
+  const again = await get('payments-api-key', credential, { 'if-none-match': first.headers.get('etag')! });
+  expect(again.status).toBe(304);
+  expect(again.headers.get('etag')).toBe(first.headers.get('etag'));
+  expect(again.headers.get('cache-control')).toBe('no-store');
+  expect(await h.runtime.db.auditEvent.count({ where: { action: 'delivery.value' } })).toBe(before);
+  expect((await get('payments-api-key', credential, { 'if-none-match': '"some-older-version"' })).status).toBe(200);
+});
+
+it('bounds the expiry by the next scheduled rotation', async () => {
+  const answer = await get('hourly-key', await attestation());
+  expect(answer.status).toBe(200);
+  const nextHour = new Date();
+  nextHour.setUTCMinutes(60, 0, 0);
+  expect(Date.parse(answer.body!.expiresAt as string)).toBe(nextHour.getTime());
+});
+
+it('refuses other subjects (403), missing and invalid credentials (401), and secrets the subject has no grant for', async () => {
+  expect((await get('payments-api-key', await attestation('app:org.other'))).status).toBe(403);
+  expect((await get('payments-api-key', await attestation('app:burst-1'))).status).toBe(403);
+  expect((await get('other-key', await attestation())).status).toBe(403);
+  expect((await get('no-such-secret', await attestation())).status).toBe(403);
+  const missing = await get('payments-api-key', undefined);
+  expect(missing.status).toBe(401);
+  expect(missing.headers.get('www-authenticate')).toContain('Bearer');
+  expect((await get('payments-api-key', 'not.a.jwt')).body).toEqual({ error: 'invalid_token', error_description: 'the credential is not valid' });
+  expect((await get('no-such-secret', 'not.a.jwt')).status).toBe(401); // nothing learnt about which secrets exist
+});
+
+it('limits each subject on its own, and failed authentications from its address never touch it', async () => {
+  const burst = await attestation('app:burst-2');
+  const statuses: number[] = [];
+  for (let i = 0; i < 12; i++) statuses.push((await get('other-key', burst)).status);
+  expect(statuses.slice(0, 10)).toEqual(Array(10).fill(200));
+  expect(statuses.slice(10)).toEqual([429, 429]);
+  // Another subject, and this source after 35 failed authentications, still get through.
+  for (let i = 0; i < 35; i++) expect((await get('payments-api-key', 'not.a.jwt')).status).toBe(401);
+  expect((await get('payments-api-key', await attestation('app:com.example.android'))).status).toBe(200);
+});
+
+it('tells a connected client of a rotation within a second of the promotion, and of a revocation', async () => {
+  const stream = await openStream(`${h.serving!.url}/v1/events`, await attestation());
+  try {
+    const ready = await stream.next('ready');
+    const before = await current('payments-api-key');
+    expect(ready.secrets).toEqual(expect.arrayContaining([{ secret: 'payments-api-key', version: before.number }, expect.objectContaining({ secret: 'hourly-key' })]));
+    expect(ready.secrets).not.toContainEqual(expect.objectContaining({ secret: 'other-key' }));
+
+    expect((await h.rotate('payments-api-key', 60_000)).status).toBe('succeeded');
+    const rotated = await stream.next('rotated');
+    const promoted = await current('payments-api-key');
+    expect(rotated.data).toEqual({ secret: 'payments-api-key', version: promoted.number });
+    const latency = rotated.at - promoted.promotedAt!.getTime();
+    expect(latency).toBeLessThan(1000);
+
+    await h.runtime.engine.revoke('payments-api-key', promoted.number);
+    expect((await stream.next('revoked')).data).toEqual({ secret: 'payments-api-key', version: promoted.number });
+    // A leaked current version is never handed out: 503 until its replacement is promoted, then the replacement.
+    const during = await get('payments-api-key', await attestation());
+    if (during.status === 200) expect(during.body!.version).not.toBe(promoted.number);
+    else expect(during.status).toBe(503);
+    const replaced = (await stream.next('rotated')).data as { secret: string; version: number };
+    expect(replaced.secret).toBe('payments-api-key');
+    expect(replaced.version).toBeGreaterThan(promoted.number);
+    const after = await get('payments-api-key', await attestation());
+    expect(after.body).toMatchObject({ version: replaced.version, value: await stored('payments-api-key') });
+  } finally {
+    stream.close();
+  }
+}, 120_000);
+
+it('refuses a stream without a valid credential, and to a subject that may read nothing', async () => {
+  expect((await fetch(`${h.serving!.url}/v1/events`)).status).toBe(401);
+  expect((await fetch(`${h.serving!.url}/v1/events`, { headers: { authorization: 'Bearer not.a.jwt' } })).status).toBe(401);
+  expect((await fetch(`${h.serving!.url}/v1/events`, { headers: { authorization: `Bearer ${await attestation('app:org.other')}` } })).status).toBe(403);
+});

@@ -1,0 +1,69 @@
+/**
+ * A server-sent-events client for tests: reads a text/event-stream response as it arrives and
+ * hands its events out in order, each stamped with the time it was received.
+ */
+export interface StreamEvent {
+  event: string;
+  data: unknown;
+  /** Date.now() when the event's last line arrived. */
+  at: number;
+}
+
+export interface EventStream {
+  /** The next event named `event` (earlier events of other names are skipped); rejects after `timeoutMs`. */
+  next(event: string, timeoutMs?: number): Promise<StreamEvent & { secrets?: unknown }>;
+  close(): void;
+}
+
+export async function openStream(url: string, credential: string): Promise<EventStream> {
+  const controller = new AbortController();
+  const response = await fetch(url, { headers: { authorization: `Bearer ${credential}`, accept: 'text/event-stream' }, signal: controller.signal });
+  if (response.status !== 200 || !response.body) throw new Error(`stream refused: ${response.status}`);
+  const queue: StreamEvent[] = [];
+  let wake: (() => void) | undefined;
+  let ended = false;
+  void (async () => {
+    const decoder = new TextDecoder();
+    let buffer = '';
+    try {
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+        buffer += decoder.decode(chunk, { stream: true });
+        let cut: number;
+        while ((cut = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          const fields = Object.fromEntries(block.split('\n').filter((l) => !l.startsWith(':') && l.includes(':')).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]));
+          if (fields.event) queue.push({ event: fields.event, data: fields.data ? JSON.parse(fields.data) : undefined, at: Date.now() });
+          wake?.();
+        }
+      }
+    } catch {
+      // aborted by close()
+    }
+    ended = true;
+    wake?.();
+  })();
+  return {
+    async next(event, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const index = queue.findIndex((e) => e.event === event);
+        if (index >= 0) {
+          const [found] = queue.splice(0, index + 1).slice(-1);
+          return { ...found!, ...(event === 'ready' ? { secrets: (found!.data as { secrets: unknown }).secrets } : {}) };
+        }
+        if (ended) throw new Error(`stream ended before a ${event} event`);
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`no ${event} event within ${timeoutMs} ms`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, left);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+    },
+    close: () => controller.abort(),
+  };
+}
