@@ -1,11 +1,18 @@
 /**
  * The JSON Schema of rekey.yaml for editors (`rekey config schema > rekey.schema.json`,
  * then `# yaml-language-server: $schema=./rekey.schema.json`). Built from the same zod
- * schemas as validation: the outer document, plus each provider type's entry.
+ * schemas as validation: the outer document, plus each provider type's entry. Building it
+ * imports every provider (and so every SDK, seconds of start-up), so it is built once by
+ * `npm run config-schema` into {@link SHIPPED_SCHEMA_PATH}, which the command prints; a unit
+ * test fails when that file no longer matches the schemas.
  */
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { AnyProviderModule } from '../core/provider.js';
 import { documentSchema, driftSchema } from './schema.js';
+
+/** The built schema, beside this module (the CLI imports it as JSON; tsc copies it to dist/). */
+export const SHIPPED_SCHEMA_PATH = fileURLToPath(new URL('./rekey.schema.json', import.meta.url));
 
 export function configJsonSchema(modules: readonly AnyProviderModule[]): Record<string, unknown> {
   const schema = z.toJSONSchema(documentSchema, { io: 'input', unrepresentable: 'any' }) as unknown as Record<string, unknown> & {

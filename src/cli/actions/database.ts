@@ -1,6 +1,5 @@
 /** What migrate, apply, config schema and audit verify do (../commands/database.ts defines them). */
 import type { Command } from 'commander';
-import { configJsonSchema } from '../../config/json-schema.js';
 import { loadConfigFile } from '../../config/load.js';
 import { isEmpty } from '../../config/plan.js';
 import { anchorProblem, verifyAudit } from '../../db/audit-verify.js';
@@ -59,10 +58,6 @@ export async function apply(ctx: CliContext, options: { file: string; dryRun?: b
 }
 
 /** Every provider's entry: this imports every provider module (and its SDK). */
-export async function configSchema(ctx: CliContext): Promise<void> {
-  ctx.out(JSON.stringify(configJsonSchema(await ctx.modules.all()), null, 2));
-}
-
 export async function auditVerify(ctx: CliContext, options: { anchor?: string; json?: boolean }, command: Command): Promise<void> {
   const problem = options.anchor === undefined ? undefined : anchorProblem(options.anchor);
   if (problem) command.error(`rekey audit verify: ${problem}`, { exitCode: 2 });
