@@ -23,7 +23,7 @@ function shortenData(data: JsonValue): JsonValue {
   return data;
 }
 
-const auditEvent = z.object({
+export const auditEvent = z.object({
   seq: z.string(),
   at: z.string(),
   actor: z.string(),
@@ -37,7 +37,7 @@ const auditEvent = z.object({
 type AuditRow = { seq: bigint; at: Date; actor: string; action: string; secret: string | null; versionId: string | null; runId: string | null; data: unknown };
 const auditOut = (e: AuditRow) => ({ seq: e.seq.toString(), at: e.at.toISOString(), actor: e.actor, action: e.action, secret: e.secret, versionId: e.versionId, runId: e.runId, data: shortenData(e.data as JsonValue) });
 
-const run = z.object({
+export const run = z.object({
   id: z.string(),
   secret: z.string(),
   kind: z.string(),

@@ -156,6 +156,31 @@ describe('history', () => {
     expect(BigInt(second.json.items[0].seq)).toBeLessThan(BigInt(first.json.items[2].seq));
   });
 
+  it('`rekey history` and `rekey audit log` read the same model as /runs, /secrets/:name and /audit', async () => {
+    const runs = (await call(h, '/api/v1/runs?secret=payments-web', { token: admin })).json.items;
+    const cli = await rekey(['history', 'payments-web', '--json'], h.childEnv());
+    expect(cli.code).toBe(0);
+    const shown = JSON.parse(cli.stdout) as { versions: Array<{ number: number; state: string; fingerprint: string }>; runs: Array<{ id: string }> };
+    expect(shown.runs.map((r) => r.id)).toEqual(runs.map((r: { id: string }) => r.id));
+    const versions = (await call(h, '/api/v1/secrets/payments-web', { token: admin })).json.versions;
+    expect(shown.versions).toEqual(versions);
+    const text = (await rekey(['history', 'payments-web'], h.childEnv())).stdout;
+    expect(text).toMatch(/^ {2}v1 {2}revoked +\S{12} {2}issued .*leaked .*revoked /m);
+    expect(text).toMatch(/rotation \(emergency\) by leak +succeeded/);
+    const unknown = await rekey(['history', 'nope'], h.childEnv());
+    expect({ code: unknown.code, stderr: unknown.stderr }).toEqual({ code: 1, stderr: 'rekey: no secret named nope\n' });
+
+    const api = (await call(h, '/api/v1/audit?secret=payments-api&action=run.finished', { token: admin })).json;
+    const log = await rekey(['audit', 'log', 'payments-api', '--action', 'run.finished', '--json'], h.childEnv());
+    expect(JSON.parse(log.stdout)).toEqual(api);
+    const page = await rekey(['audit', 'log', '--limit', '2'], h.childEnv());
+    const [first, second, more] = page.stdout.trim().split('\n');
+    expect(Number(first!.trim().split(' ')[0])).toBeGreaterThan(Number(second!.trim().split(' ')[0]));
+    expect(more).toMatch(/^\(more: --after \d+\)$/);
+    expect((await rekey(['audit', 'log', '--since', 'yesterday'], h.childEnv())).code).toBe(2);
+    expect((await rekey(['audit', 'log', '--since', '2999-01-01'], h.childEnv())).stdout).toBe('No audit events match.\n');
+  });
+
   it('config revisions and the diff between two', async () => {
     const revisions = await call(h, '/api/v1/config/revisions', { token: admin });
     expect(revisions.json.items.map((r: { id: number }) => r.id)).toEqual([2, 1]);

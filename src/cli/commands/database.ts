@@ -1,6 +1,7 @@
-/** migrate, apply, config schema, audit verify: definitions; the work is in ../actions/database.ts, imported when one runs. */
+/** migrate, apply, config schema, audit verify (and, through ./history.ts, audit log and history): definitions; the work is in ../actions/database.ts, imported when one runs. */
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
+import { registerHistoryCommands } from './history.js';
 
 const actions = () => import('../actions/database.js');
 
@@ -28,9 +29,9 @@ export function registerDatabaseCommands(program: Command, ctx: CliContext): voi
     // Built by `npm run config-schema` (src/config/json-schema.ts): building it here would import every provider's SDK.
     .action(async () => ctx.out(JSON.stringify((await import('../../config/rekey.schema.json', { with: { type: 'json' } })).default, null, 2)));
 
-  program
-    .command('audit')
-    .description('Audit log tools')
+  const audit = program.command('audit').description('Audit log tools');
+  registerHistoryCommands(program, audit, ctx);
+  audit
     .command('verify')
     .description('Check the audit log chains (HMAC under REKEY_AUDIT_KEY); exits 1 and names the first bad row on tampering')
     .option('--anchor <anchor>', 'an anchor an earlier verify or the anchor job printed: also prove no event up to it was removed')
