@@ -69,6 +69,12 @@ export class Metrics implements EngineEvents {
     labelNames: ['target', 'kind'],
     registers: [this.registry],
   });
+  private readonly notices = new client.Counter({
+    name: 'rekey_notifications_total',
+    help: 'Notification deliveries, by destination, event and outcome (delivered, retrying, given_up, dropped)',
+    labelNames: ['destination', 'event', 'outcome'],
+    registers: [this.registry],
+  });
   /** The last sample of each gauge; empty before the first one and while its source is down. */
   private sampled: { versionsByState: Record<string, number>; queueDepth: Record<string, Record<string, number>> } = { versionsByState: {}, queueDepth: {} };
 
@@ -135,6 +141,11 @@ export class Metrics implements EngineEvents {
 
   targetDrift(target: string, kind: 'missing' | 'unwanted', count: number): void {
     this.drift.inc({ target, kind }, count);
+  }
+
+  /** One try at delivering a notice (src/notify/worker.ts). */
+  notificationTried(destination: string, event: string, outcome: 'delivered' | 'retrying' | 'given_up' | 'dropped'): void {
+    this.notices.inc({ destination, event, outcome });
   }
 }
 

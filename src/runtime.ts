@@ -97,7 +97,11 @@ export class Runtime {
           (rows) => Object.fromEntries(rows.map((r) => [r.state, r._count._all])),
           () => ({}),
         ),
-      queueDepth: () => within(SAMPLE_TIMEOUT_MS, this.queues.depth()).catch(() => ({})),
+      queueDepth: () =>
+        within(SAMPLE_TIMEOUT_MS, Promise.all([this.queues.depth(), this.notifier.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed')])).then(
+          ([depth, notifications]) => ({ ...depth, [this.notifier.queue.name]: notifications }),
+          () => ({}),
+        ),
     });
     this.changes = new ChangeFeed(this.redis, this.settings.redis, this.settings.queuePrefix, this.log);
     this.engine = new Engine({

@@ -86,7 +86,7 @@ export async function serve(runtime: Runtime, options: ServeOptions): Promise<Se
   let notifications: Worker | undefined;
   const { housekeeping } = runtime;
   if (options.workers) {
-    notifications = startNotificationWorker({ connection: runtime.redis, prefix: runtime.settings.queuePrefix, notifier: runtime.notifier, log: runtime.log });
+    notifications = startNotificationWorker({ connection: runtime.redis, prefix: runtime.settings.queuePrefix, notifier: runtime.notifier, log: runtime.log, metrics: runtime.metrics });
     // rotation.due for secrets without a schedule (notifications.rotationDue); one notice per version however many replicas check.
     housekeeping.schedule({ name: 'rotation-due', schedule: '1h', run: async () => void (await raiseRotationsDue({ db: runtime.db, resolver: runtime.resolver, notifier: runtime.notifier })) });
     const anchor = () => recordAnchor({ db: runtime.db, audit: runtime.audit, log: runtime.log, actor: 'worker', webhook: runtime.settings.anchorWebhook, notifier: runtime.notifier });

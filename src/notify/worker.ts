@@ -10,6 +10,7 @@ import type { Logger } from '../core/logger.js';
 import { FAILOVER_RETRY_MS, type RedisConnection } from '../queue/connection.js';
 import { cappedDelay, isCappedBackoff, NOTIFICATIONS_QUEUE } from '../queue/names.js';
 import { backoffDelay } from '../queue/workers.js';
+import type { Metrics } from '../metrics.js';
 import { deliver } from './deliver.js';
 import type { NoticeJob, QueueNotifier } from './queue.js';
 
@@ -18,6 +19,7 @@ export interface NotificationWorkerOptions {
   prefix: string;
   notifier: QueueNotifier;
   log: Logger;
+  metrics: Pick<Metrics, 'notificationTried'>;
   /** Deliveries in flight at once. @defaultValue 5 */
   concurrency?: number;
   env?: NodeJS.ProcessEnv;
@@ -31,15 +33,18 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Wor
     const destination = await options.notifier.destination(name);
     if (!destination?.events.includes(notice.type)) {
       log.info(fields, 'notification dropped: the destination no longer receives it');
+      options.metrics.notificationTried(name, notice.type, 'dropped');
       return 'dropped';
     }
     try {
       const status = await deliver(notice, name, destination, options.env);
       log.info({ ...fields, status }, 'notification delivered');
+      options.metrics.notificationTried(name, notice.type, 'delivered');
       return 'delivered';
     } catch (error) {
       const final = !isRetryable(error) || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       log[final ? 'error' : 'warn']({ ...fields, error: describeError(error), final }, final ? 'notification given up' : 'notification failed; retrying');
+      options.metrics.notificationTried(name, notice.type, final ? 'given_up' : 'retrying');
       throw isRetryable(error) ? new Error(describeError(error)) : new UnrecoverableError(describeError(error));
     }
   };

@@ -110,6 +110,9 @@ describe('notifications', () => {
     expect(tries.map((d) => d.status)).toEqual([500, 500, 204]);
     expect(tries.every((d) => d.signatureValid)).toBe(true);
     expect(new Set(tries.map((d) => d.body)).size).toBe(1);
+    const metrics = await (await fetch(`${h.serving!.url}/metrics`)).text();
+    expect(Number(/rekey_notifications_total\{destination="oncall",event="rotation.failed",outcome="retrying"\} (\d+)/.exec(metrics)?.[1])).toBe(2);
+    expect(metrics).toMatch(/rekey_notifications_total\{destination="oncall",event="rotation.failed",outcome="delivered"\} 2/);
     // The secret kept its current version: no secret.no-current for this run.
     expect(r.deliveries.some((d) => d.id === `secret.no-current.${run.id}`)).toBe(false);
   });
