@@ -119,8 +119,12 @@ export function isEmpty(plan: Plan): boolean {
   return !secrets.added.length && !secrets.changed.length && !secrets.removed.length && sections.every((s) => !s.added.length && !s.changed.length && !s.removed.length);
 }
 
-/** What removing an entry of these sections does, said in the plan. */
-const REMOVED_NOTE: Record<string, string> = { leaks: ' (its webhook will answer 404)', notifications: ' (it receives no more notifications)' };
+/** What removing an entry does, said in the plan: a leak receiver, a notification destination. */
+function removedNote(section: string, name: string): string {
+  if (section === 'leaks') return ' (its webhook will answer 404)';
+  if (section === 'notifications' && name.startsWith('destinations.')) return ' (it receives no more notifications)';
+  return '';
+}
 
 export function formatPlan(plan: Plan, file: string): string {
   const lines = [`Plan for ${file}:`];
@@ -128,7 +132,7 @@ export function formatPlan(plan: Plan, file: string): string {
     const entry = (name: string) => (name === section ? section : `${section}.${name}`);
     for (const name of added) lines.push(`  + ${entry(name)}`);
     for (const name of changed) lines.push(`  ~ ${entry(name)}`);
-    for (const name of removed) lines.push(`  - ${entry(name)}${Object.hasOwn(REMOVED_NOTE, section) ? REMOVED_NOTE[section] : ''}`);
+    for (const name of removed) lines.push(`  - ${entry(name)}${removedNote(section, name)}`);
   }
   for (const name of plan.secrets.added) lines.push(`  + secret ${name}`);
   for (const { name, fields } of plan.secrets.changed) lines.push(`  ~ secret ${name} (${fields.join(', ')})`);

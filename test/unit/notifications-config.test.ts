@@ -66,6 +66,9 @@ describe('notifications: apply plan and JSON Schema', () => {
     expect(plan).toContain('- notifications.destinations.chat (it receives no more notifications)');
     const gone = await parseConfig('secrets: {}\n', 'gone.yaml', providers);
     expect(formatPlan(computePlan(gone, [], after.document), 'gone.yaml')).toContain('- notifications.destinations.oncall');
+    const withDue = await parseConfig(`${config(oncall)}  rotationDue: { every: 30d }\n`, 'due.yaml', providers);
+    expect(formatPlan(computePlan(withDue, [], after.document), 'due.yaml')).toContain('+ notifications.rotationDue\n');
+    expect(formatPlan(computePlan(after, [], withDue.document), 'after.yaml')).toContain('- notifications.rotationDue\n');
   });
 
   it('names the file and the field when a config is refused', async () => {
