@@ -96,6 +96,12 @@ export const ENVIRONMENT = {
     requiredBy: [],
     default: 'false',
   },
+  REKEY_DASHBOARD_COOKIE_SECURE: {
+    description: "Whether the dashboard's session cookie is Secure (sent over HTTPS only, named __Host-rekey_session): true, or false for plain-HTTP local development",
+    secret: false,
+    requiredBy: [],
+    default: 'true',
+  },
   LOG_LEVEL: { description: 'pino log level', secret: false, requiredBy: [], default: 'info' },
   PORT: { description: 'HTTP port of `rekey server` (`--port` wins)', secret: false, requiredBy: [], default: '8080' },
   REKEY_METRICS_PORT: {
@@ -128,6 +134,8 @@ export interface Settings {
   drainTimeoutMs: number;
   /** fastify's trustProxy: nobody by default, so a client cannot pick the address its failures are counted by. */
   trustProxy: false | number | string[];
+  /** REKEY_DASHBOARD_COOKIE_SECURE. */
+  dashboardCookieSecure: boolean;
   logLevel: string;
   port: number;
   /** REKEY_METRICS_PORT: /metrics is served there only; undefined serves it on the main port. */
@@ -167,10 +175,16 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     queuePrefix,
     drainTimeoutMs: drain,
     trustProxy: parseTrustProxy(get('REKEY_TRUST_PROXY')!),
+    dashboardCookieSecure: booleanSetting(get('REKEY_DASHBOARD_COOKIE_SECURE')!, 'REKEY_DASHBOARD_COOKIE_SECURE'),
     logLevel: get('LOG_LEVEL')!,
     port,
     metricsPort,
   };
+}
+
+function booleanSetting(text: string, name: EnvName): boolean {
+  if (text !== 'true' && text !== 'false') throw new RekeyError('REKEY_ERR_CONFIG', `${name} must be true or false`);
+  return text === 'true';
 }
 
 /** The part of a key Redis Cluster hashes (between the first `{` and the next `}`), when not empty. */

@@ -9,7 +9,11 @@
  *   2. `Authorization: Bearer <token>`: 401 REKEY_API_UNAUTHENTICATED without one, 401
  *      REKEY_API_TOKEN_INVALID for an unknown, revoked or expired token (one answer for all),
  *      each counted against the source;
- *   3. the caller (token, scopes, audit actor `token:<name>`) is attached to the request.
+ *      or, without that header, the dashboard's session cookie (src/api/sessions.ts): 401
+ *      REKEY_API_SESSION_INVALID for an unknown or ended session or one whose token is no
+ *      longer live (counted too), and 403 REKEY_API_CSRF for a state-changing request without
+ *      the session's CSRF token;
+ *   3. the caller (token, scopes, audit actor `token:<name>`, the session) is attached to the request.
  *
  * Nothing here logs a header or echoes what was sent.
  */
@@ -17,10 +21,16 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Admission } from '../http/admission.js';
 import { isRefusal } from '../http/admission.js';
 import type { Db } from '../db/client.js';
-import { sendProblem } from './problems.js';
+import { type ProblemCode, sendProblem } from './problems.js';
 import type { Caller } from './route.js';
 import { Access } from './scopes.js';
-import { findToken } from './tokens.js';
+import { CSRF_HEADER, csrfMatches, type Session, type Sessions } from './sessions.js';
+import { findToken, findTokenById, type TokenInfo } from './tokens.js';
+
+/** Methods that change nothing: the only ones a session cookie authenticates without the CSRF token. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+type Identified = { token: TokenInfo; session?: Session } | { problem: ProblemCode; failed: boolean };
 
 /** lastUsedAt is written at most this often per token: reads must not turn into a write each. */
 const LAST_USED_EVERY_MS = 60_000;
@@ -32,6 +42,7 @@ export class Authenticator {
   constructor(
     private readonly db: Db,
     private readonly admission: Admission,
+    private readonly sessions: Sessions,
   ) {}
 
   /** The onRequest hook: answers and ends the request unless it is authenticated. */
@@ -42,21 +53,36 @@ export class Authenticator {
       return sendProblem(reply, admitted.status === 503 ? 'REKEY_API_BUSY' : 'REKEY_API_TOO_MANY_FAILURES');
     }
     try {
-      const header = request.headers.authorization;
-      const presented = typeof header === 'string' && /^Bearer [\x21-\x7e]+$/i.test(header) ? header.slice(7) : undefined;
-      const token = presented === undefined ? undefined : await findToken(this.db, presented);
-      if (!token) {
-        this.admission.failed(request.ip);
-        reply.header('www-authenticate', 'Bearer realm="rekey"');
-        return sendProblem(reply, presented === undefined ? 'REKEY_API_UNAUTHENTICATED' : 'REKEY_API_TOKEN_INVALID');
+      const identified = await this.identify(request);
+      if ('problem' in identified) {
+        if (identified.failed) this.admission.failed(request.ip);
+        if (identified.problem === 'REKEY_API_UNAUTHENTICATED' || identified.problem === 'REKEY_API_TOKEN_INVALID') reply.header('www-authenticate', 'Bearer realm="rekey"');
+        return sendProblem(reply, identified.problem);
       }
-      this.callers.set(request, { token, access: new Access(token.scopes), actor: `token:${token.name}` });
+      const { token, session } = identified;
+      this.callers.set(request, { token, access: new Access(token.scopes), actor: `token:${token.name}`, ...(session ? { session } : {}) });
       this.touch(token.id);
       return undefined;
     } finally {
       admitted.release();
     }
   };
+
+  private async identify(request: FastifyRequest): Promise<Identified> {
+    const header = request.headers.authorization;
+    const sessionId = header === undefined ? this.sessions.idFrom(request.headers.cookie) : undefined;
+    if (sessionId === undefined) {
+      const presented = typeof header === 'string' && /^Bearer [\x21-\x7e]+$/i.test(header) ? header.slice(7) : undefined;
+      const token = presented === undefined ? undefined : await findToken(this.db, presented);
+      return token ? { token } : { problem: presented === undefined ? 'REKEY_API_UNAUTHENTICATED' : 'REKEY_API_TOKEN_INVALID', failed: true };
+    }
+    const session = await this.sessions.find(sessionId);
+    const token = session && (await findTokenById(this.db, session.tokenId));
+    if (!session || !token) return { problem: 'REKEY_API_SESSION_INVALID', failed: true };
+    // SameSite=Strict already keeps the cookie off cross-site requests; the token is the second lock.
+    if (!SAFE_METHODS.has(request.method) && !csrfMatches(sessionId, request.headers[CSRF_HEADER])) return { problem: 'REKEY_API_CSRF', failed: false };
+    return { token, session };
+  }
 
   /** The caller of an authenticated request. */
   caller(request: FastifyRequest): Caller {

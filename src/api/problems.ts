@@ -10,6 +10,8 @@ import { z } from 'zod';
 export const PROBLEMS = {
   REKEY_API_UNAUTHENTICATED: { status: 401, title: 'a bearer token is required' },
   REKEY_API_TOKEN_INVALID: { status: 401, title: 'the token is unknown, revoked or expired' },
+  REKEY_API_SESSION_INVALID: { status: 401, title: 'the dashboard session is unknown or over, or its token was revoked' },
+  REKEY_API_CSRF: { status: 403, title: 'a state-changing request of a dashboard session needs its X-CSRF-Token' },
   REKEY_API_FORBIDDEN: { status: 403, title: "the token's scopes do not allow this" },
   REKEY_API_NOT_FOUND: { status: 404, title: 'no such resource' },
   REKEY_API_INVALID_REQUEST: { status: 400, title: 'the request does not match the operation' },

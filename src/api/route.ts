@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import type { Runtime } from '../runtime.js';
 import type { Access, ScopeName } from './scopes.js';
+import type { Session } from './sessions.js';
 import type { TokenInfo } from './tokens.js';
 
 /** Where the admin API is served. */
@@ -17,6 +18,8 @@ export interface Caller {
   access: Access;
   /** How the caller is named in the audit log. */
   actor: string;
+  /** The dashboard session that authenticated the request, when it was not a bearer token. */
+  session?: Session;
 }
 
 export interface Handled<Q, P, B> {

@@ -14,6 +14,7 @@ import type { RouteModule } from '../http/server.js';
 import type { Runtime } from '../runtime.js';
 import { describeInfraFailure } from '../cli/failures.js';
 import { Authenticator } from './auth.js';
+import { sessionsOf } from './sessions.js';
 import { claim, IDEMPOTENCY_KEY_PATTERN, release, requestHash, settle } from './idempotency.js';
 import { actionRoutes } from './actions.js';
 import { openapiRoute } from './openapi.js';
@@ -26,7 +27,7 @@ import { API_PREFIX, type ApiRoute, type Caller } from './route.js';
 export const apiRoutes: readonly ApiRoute[] = [...secretRoutes, ...historyRoutes, ...actionRoutes, openapiRoute(() => apiRoutes)];
 
 export const adminApiRoutes: RouteModule = async (app: FastifyInstance, runtime: Runtime, { admission }) => {
-  const auth = new Authenticator(runtime.db, admission);
+  const auth = new Authenticator(runtime.db, admission, sessionsOf(runtime));
   const log = runtime.log.child({ component: 'api' });
   await app.register(
     (api, _options, done) => {
@@ -104,7 +105,8 @@ const ENGINE_CODES: Partial<Record<string, ProblemCode>> = {
   REKEY_ERR_UNAVAILABLE: 'REKEY_API_UNAVAILABLE',
 };
 
-function answerError(error: FastifyError | Error, reply: FastifyReply, runtime: Runtime, log: Runtime['log']): FastifyReply {
+/** Answers any error of an authenticated route as a problem (also the dashboard's session routes). */
+export function answerError(error: FastifyError | Error, reply: FastifyReply, runtime: Runtime, log: Runtime['log']): FastifyReply {
   if (error instanceof ApiProblem) return sendProblem(reply, error.code, error.detail, error.issues);
   // RekeyError messages name secrets and versions only, never a value (src/core/errors.ts).
   if (error instanceof RekeyError) return sendProblem(reply, ENGINE_CODES[error.code] ?? 'REKEY_API_INTERNAL', error.message);

@@ -75,6 +75,16 @@ export async function findToken(db: Db, presented: string, now = new Date()): Pr
   const hash = hashToken(presented);
   const row = await db.apiToken.findUnique({ where: { hash } });
   if (!row || !timingSafeEqual(Buffer.from(row.hash, 'hex'), Buffer.from(hash, 'hex'))) return undefined;
+  return live(row, now);
+}
+
+/** The token of a dashboard session, by id: undefined when it is gone, revoked or expired. */
+export async function findTokenById(db: Db, id: string, now = new Date()): Promise<TokenInfo | undefined> {
+  const row = await db.apiToken.findUnique({ where: { id } });
+  return row ? live(row, now) : undefined;
+}
+
+function live(row: TokenInfo & { hash?: string }, now: Date): TokenInfo | undefined {
   if (row.revokedAt || (row.expiresAt && row.expiresAt <= now)) return undefined;
   return strip(row);
 }

@@ -1,5 +1,6 @@
 /** The receivers `rekey server` adds to health and metrics: one module per feature. */
 import { adminApiRoutes } from '../api/routes.js';
+import { dashboardRoutes } from '../dashboard/routes.js';
 import { deliveryRoutes } from '../delivery/routes.js';
 import { pubsubPushRoutes } from '../events/pubsub-push.js';
 import { leakRoutes } from '../leaks/routes.js';
@@ -12,4 +13,5 @@ export const serverRoutes: readonly RouteModule[] = [
   jwksRoutes, // GET /.well-known/jwks.json: public keys of live signing-key versions
   deliveryRoutes, // POST /v1/token, GET /v1/secrets/{name}, GET /v1/events: delivery to workloads (delivery.grants)
   adminApiRoutes, // /api/v1: the admin API (scoped tokens, OpenAPI at /api/v1/openapi.json)
+  dashboardRoutes, // /ui: the dashboard (a session cookie for a token; everything else through /api/v1)
 ];

@@ -149,6 +149,8 @@ The credentials come from the existing Secret; the rest from values. Pass (dict 
   value: {{ printf "%ds" (int $root.Values.drainTimeoutSeconds) | quote }}
 - name: REKEY_TRUST_PROXY
   value: {{ include "rekey.trustProxy" $root | quote }}
+- name: REKEY_DASHBOARD_COOKIE_SECURE
+  value: {{ $root.Values.server.dashboard.secureCookie | quote }}
 - name: LOG_LEVEL
   value: {{ $root.Values.logLevel | quote }}
 - name: PORT

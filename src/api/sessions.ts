@@ -1,0 +1,107 @@
+/**
+ * Dashboard sessions: an admin API token exchanged for a session cookie (POST /ui/session),
+ * so the browser never keeps the token. A session is 32 random bytes; Redis keeps only its
+ * SHA-256 (with the token's id, for SESSION_TTL_MS), so every server replica finds it and a
+ * dump of Redis holds nothing that signs anyone in. The session authenticates as its token,
+ * looked up again on every request: revoking or expiring the token ends its sessions at once.
+ *
+ * The cookie is HttpOnly and SameSite=Strict, and Secure unless REKEY_DASHBOARD_COOKIE_SECURE
+ * is false (plain-HTTP local development); a Secure cookie is named with the `__Host-` prefix,
+ * so no subdomain can plant one. Each session has a CSRF token, an HMAC of the session id, that
+ * every state-changing request authenticated by the cookie must send in `X-CSRF-Token`.
+ */
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { RedisConnection } from '../queue/connection.js';
+import type { Runtime } from '../runtime.js';
+
+/** A session lasts this long from sign-in, whatever it does. */
+export const SESSION_TTL_MS = 8 * 3600_000;
+
+/** The header carrying the session's CSRF token. */
+export const CSRF_HEADER = 'x-csrf-token';
+
+export interface Session {
+  /** The id as the cookie carries it. */
+  id: string;
+  tokenId: string;
+  expiresAt: Date;
+}
+
+export class Sessions {
+  constructor(
+    private readonly redis: RedisConnection,
+    private readonly prefix: string,
+    readonly secureCookie: boolean,
+  ) {}
+
+  /** The cookie's name: `__Host-` only for a Secure cookie, which browsers require of it. */
+  get cookieName(): string {
+    return this.secureCookie ? '__Host-rekey_session' : 'rekey_session';
+  }
+
+  private key(id: string): string {
+    return `${this.prefix}:dashboard-session:${createHash('sha256').update(id).digest('hex')}`;
+  }
+
+  async create(tokenId: string, now = Date.now()): Promise<Session> {
+    const id = randomBytes(32).toString('base64url');
+    const expiresAt = new Date(now + SESSION_TTL_MS);
+    await this.redis.set(this.key(id), JSON.stringify({ tokenId, expiresAt: expiresAt.toISOString() }), 'PX', SESSION_TTL_MS);
+    return { id, tokenId, expiresAt };
+  }
+
+  /** The session of a cookie value, or undefined when it is unknown or over. */
+  async find(id: string): Promise<Session | undefined> {
+    if (!/^[A-Za-z0-9_-]{43}$/.test(id)) return undefined;
+    const stored = await this.redis.get(this.key(id));
+    if (!stored) return undefined;
+    const { tokenId, expiresAt } = JSON.parse(stored) as { tokenId: string; expiresAt: string };
+    return { id, tokenId, expiresAt: new Date(expiresAt) };
+  }
+
+  /** Ends a session; idempotent. */
+  async end(id: string): Promise<void> {
+    await this.redis.del(this.key(id));
+  }
+
+  /** The session id a request's Cookie header carries, if any. */
+  idFrom(cookieHeader: string | undefined): string | undefined {
+    for (const part of (cookieHeader ?? '').split(';')) {
+      const [name, ...value] = part.trim().split('=');
+      if (name === this.cookieName) return value.join('=');
+    }
+    return undefined;
+  }
+
+  /** Set-Cookie for a new session. */
+  cookie(session: Session): string {
+    return this.attributes(`${this.cookieName}=${session.id}`, Math.floor(SESSION_TTL_MS / 1000));
+  }
+
+  /** Set-Cookie that removes the session cookie. */
+  clearCookie(): string {
+    return this.attributes(`${this.cookieName}=`, 0);
+  }
+
+  private attributes(pair: string, maxAge: number): string {
+    return `${pair}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${this.secureCookie ? '; Secure' : ''}`;
+  }
+}
+
+/** The sessions of a runtime's Redis, under its queue prefix. */
+export function sessionsOf(runtime: Runtime): Sessions {
+  return new Sessions(runtime.redis, runtime.settings.queuePrefix, runtime.settings.dashboardCookieSecure);
+}
+
+/** The CSRF token of a session: derived from its id, so nothing more is stored. */
+export function csrfToken(sessionId: string): string {
+  return createHmac('sha256', sessionId).update('rekey dashboard csrf').digest('base64url');
+}
+
+/** Whether `presented` is the session's CSRF token, compared in constant time. */
+export function csrfMatches(sessionId: string, presented: unknown): boolean {
+  if (typeof presented !== 'string') return false;
+  const expected = Buffer.from(csrfToken(sessionId));
+  const given = Buffer.from(presented);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}

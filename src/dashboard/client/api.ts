@@ -1,0 +1,185 @@
+/**
+ * The admin API as the dashboard calls it: same origin, authenticated by the session cookie
+ * (the browser sends it; scripts cannot read it), the session's CSRF token on every POST, and
+ * a fresh Idempotency-Key per action, so a retried click makes one run. Answers are the API's
+ * own shapes (docs/admin-api.md); only the fields the views show are typed here.
+ */
+export interface Me {
+  name: string;
+  scopes: string[];
+  csrfToken: string;
+  expiresAt: string;
+}
+
+export interface SecretSummary {
+  name: string;
+  removed: boolean;
+  status: string;
+  conditions: string[];
+  currentVersion: number | null;
+  lastRotatedAt: string | null;
+  nextRotation: string | null;
+  lastRun: { id: string; status: string; finishedAt: string | null; error: string | null } | null;
+}
+
+export interface Version {
+  number: number;
+  state: string;
+  fingerprint: string | null;
+  issuedAt: string;
+  promotedAt: string | null;
+  graceEndsAt: string | null;
+  retiredAt: string | null;
+  revokedAt: string | null;
+  compromisedAt: string | null;
+  blockedAt: string | null;
+  issuedBy: { runId: string; trigger: string } | null;
+  deliveries: Array<{ target: string; status: string; attempts: number; lastError: string | null }>;
+}
+
+export interface SyncStatus {
+  target: string;
+  lastCheckedAt: string | null;
+  lastInSyncAt: string | null;
+  lastDrift: string | null;
+  lastError: string | null;
+  driftStreak: number;
+  warning: string | null;
+}
+
+export interface SecretDetail extends SecretSummary {
+  versions: Version[];
+  sync: SyncStatus[];
+  activeRun: { id: string; kind: string; step: string; attempts: number; error: string | null; emergency: boolean } | null;
+}
+
+export interface Run {
+  id: string;
+  secret: string;
+  kind: string;
+  trigger: string;
+  status: string;
+  step: string;
+  attempts: number;
+  error: string | null;
+  emergency: boolean;
+  startedAt: string;
+  finishedAt: string | null;
+}
+
+export interface AuditEvent {
+  seq: string;
+  at: string;
+  actor: string;
+  action: string;
+  secret: string | null;
+  runId: string | null;
+  data: unknown;
+}
+
+export interface Leak {
+  id: string;
+  source: string;
+  fingerprint: string;
+  secret: string | null;
+  version: number | null;
+  outcome: string;
+  receivedAt: string;
+  blockedAt: string | null;
+  leakToBlockedMs: number | null;
+}
+
+export interface Page<T> {
+  items: T[];
+  next: string | null;
+}
+
+/** A refusal of the API, by its problem code (docs/admin-api.md). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+let csrf = '';
+let onSignedOut: () => void = () => undefined;
+
+/** Called when the session ends under the page (expired, token revoked). */
+export function whenSignedOut(callback: () => void): void {
+  onSignedOut = callback;
+}
+
+async function request<T>(method: string, path: string, headers: Record<string, string> = {}, body?: unknown): Promise<T> {
+  const response = await fetch(path, {
+    method,
+    credentials: 'same-origin',
+    headers: { accept: 'application/json', ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  if (response.status === 204) return undefined as T;
+  const json = (await response.json().catch(() => ({}))) as { code?: string; title?: string; detail?: string };
+  if (!response.ok) {
+    const error = new ApiError(response.status, json.code ?? 'UNKNOWN', json.detail ? `${json.title ?? 'refused'}: ${json.detail}` : (json.title ?? `HTTP ${response.status}`));
+    if (error.code === 'REKEY_API_SESSION_INVALID' && !path.startsWith('/ui/session')) onSignedOut();
+    throw error;
+  }
+  return json as T;
+}
+
+export const api = {
+  get: <T>(path: string, query: Record<string, string | number | undefined> = {}): Promise<T> => {
+    const search = new URLSearchParams(Object.entries(query).flatMap(([k, v]) => (v === undefined || v === '' ? [] : [[k, String(v)]])));
+    return request<T>('GET', `/api/v1${path}${search.size ? `?${search}` : ''}`);
+  },
+  /** An action: the CSRF token and a new Idempotency-Key. */
+  act: <T>(path: string, body?: unknown): Promise<T> => request<T>('POST', `/api/v1${path}`, { 'x-csrf-token': csrf, 'idempotency-key': idempotencyKey() }, body),
+};
+
+/** 128 random bits (getRandomValues: randomUUID needs a secure context, plain-HTTP development is not one). */
+function idempotencyKey(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+export const session = {
+  async current(): Promise<Me | undefined> {
+    try {
+      return remember(await request<Me>('GET', '/ui/session'));
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) return undefined;
+      throw error;
+    }
+  },
+  /** Exchanges the token for the session cookie; the token is not kept anywhere. */
+  async signIn(token: string): Promise<Me> {
+    return remember(await request<Me>('POST', '/ui/session', { authorization: `Bearer ${token}` }));
+  },
+  async signOut(): Promise<void> {
+    await request<void>('DELETE', '/ui/session', { 'x-csrf-token': csrf });
+    csrf = '';
+  },
+};
+
+function remember(me: Me): Me {
+  csrf = me.csrfToken;
+  return me;
+}
+
+/** `encodeURIComponent` for a secret name in a path (a per-client key's `/` becomes `%2F`). */
+export const segment = encodeURIComponent;
+
+/**
+ * Whether the caller's scopes allow `scope` on `secret` (or on everything), as the server
+ * decides it (src/api/scopes.ts); the dashboard only hides what it would be refused.
+ */
+export function allows(me: Me, scope: 'read' | 'rotate' | 'revoke' | 'admin', secret?: string): boolean {
+  return me.scopes.some((text) => {
+    const [name, glob] = text.split(/:(.*)/s) as [string, string | undefined];
+    if (name !== scope && name !== 'admin') return false;
+    if (glob === undefined) return true;
+    return secret !== undefined && new RegExp(`^${glob.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\/-]/g, '\\$&')).join('.*')}$`).test(secret);
+  });
+}

@@ -1,0 +1,78 @@
+/**
+ * The dashboard as a RouteModule of `rekey server`: its page and assets under /ui, and its
+ * session under /ui/session. Everything it shows and does goes through the admin API
+ * (/api/v1), which accepts the session cookie as it accepts a bearer token (src/api/auth.ts).
+ *
+ *   POST   /ui/session  `Authorization: Bearer rkadm_...` → a session cookie (the token stays
+ *                       in the sign-in form); answers the caller and the session's CSRF token
+ *   GET    /ui/session  the session's caller and CSRF token (401 when there is none)
+ *   DELETE /ui/session  signs out (CSRF token required)
+ *
+ * The session routes are authenticated by the API's own Authenticator, with the admission
+ * the other receivers share: failed sign-ins are counted per source like any failed token.
+ */
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { Authenticator } from '../api/auth.js';
+import { sendProblem } from '../api/problems.js';
+import { answerError } from '../api/routes.js';
+import { csrfToken, type Session, sessionsOf } from '../api/sessions.js';
+import type { Caller } from '../api/route.js';
+import type { RouteModule } from '../http/server.js';
+import { type Asset, loadAssets, SECURITY_HEADERS } from './assets.js';
+
+export const UI_PREFIX = '/ui';
+
+export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime, { admission }) => {
+  const assets = loadAssets();
+  const sessions = sessionsOf(runtime);
+  const auth = new Authenticator(runtime.db, admission, sessions);
+  const log = runtime.log.child({ component: 'dashboard' });
+  const audited = (caller: Caller, action: string, session: Session) =>
+    runtime.db.$transaction((tx) => runtime.audit.append(tx, { actor: caller.actor, action, data: { expiresAt: session.expiresAt.toISOString() } }));
+  const answer = (reply: FastifyReply, caller: Caller, session: Session) =>
+    reply.header('cache-control', 'no-store').send({ name: caller.token.name, scopes: caller.token.scopes, csrfToken: csrfToken(session.id), expiresAt: session.expiresAt.toISOString() });
+
+  await app.register(
+    (ui, _options, done) => {
+      ui.addHook('onSend', (_request, reply, payload, next) => {
+        reply.headers(SECURITY_HEADERS);
+        next(null, payload);
+      });
+      const page = (reply: FastifyReply, asset: Asset | undefined) => {
+        if (!asset) return reply.code(assets.size ? 404 : 503).type('text/plain; charset=utf-8').send(assets.size ? 'not found' : 'the dashboard is not built: run `npm run build:ui`');
+        return reply.header('cache-control', 'no-cache').header('etag', asset.etag).type(asset.type).send(asset.body);
+      };
+      ui.get('/', (_request, reply) => page(reply, assets.get('index.html')));
+      ui.get('/assets/*', (request, reply) => page(reply, assets.get(`assets/${(request.params as { '*': string })['*']}`)));
+
+      ui.register(
+        (session, _o, registered) => {
+          session.addHook('onRequest', auth.hook);
+          session.setErrorHandler((error: Error, _request, reply) => answerError(error, reply, runtime, log));
+          session.post('/session', async (request, reply) => {
+            const caller = auth.caller(request);
+            if (caller.session) return sendProblem(reply, 'REKEY_API_INVALID_REQUEST', 'sign in with Authorization: Bearer <token>');
+            const created = await sessions.create(caller.token.id);
+            await audited(caller, 'dashboard.signedIn', created);
+            return answer(reply.header('set-cookie', sessions.cookie(created)), caller, created);
+          });
+          session.get('/session', (request, reply) => {
+            const caller = auth.caller(request);
+            if (!caller.session) return sendProblem(reply, 'REKEY_API_NOT_FOUND', 'no dashboard session: this request used a bearer token');
+            return answer(reply, caller, caller.session);
+          });
+          session.delete('/session', async (request, reply) => {
+            const caller = auth.caller(request);
+            if (!caller.session) return sendProblem(reply, 'REKEY_API_NOT_FOUND', 'no dashboard session: this request used a bearer token');
+            await sessions.end(caller.session.id);
+            await audited(caller, 'dashboard.signedOut', caller.session);
+            return reply.header('set-cookie', sessions.clearCookie()).code(204).send();
+          });
+          registered();
+        },
+      );
+      done();
+    },
+    { prefix: UI_PREFIX },
+  );
+};

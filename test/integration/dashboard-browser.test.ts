@@ -1,0 +1,253 @@
+/**
+ * The dashboard end to end in a real browser (issue 16): Debian's Chromium driven by
+ * playwright-core against `rekey server`'s /ui and /api/v1 with real workers, PostgreSQL and
+ * Redis. One browser for the whole file (the machine has 2 cores). Any console error or
+ * Content-Security-Policy violation fails the test; the 401s a sign-in page is expected to
+ * meet are asserted where they happen. Screenshots land in test-artifacts/dashboard/.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { type Browser, type BrowserContext, chromium, type ConsoleMessage, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminApiRoutes } from '../../src/api/routes.js';
+import { CONTENT_SECURITY_POLICY } from '../../src/dashboard/assets.js';
+import { dashboardRoutes } from '../../src/dashboard/routes.js';
+import { packageRoot } from '../../src/paths.js';
+import { tokenFor } from '../support/api.js';
+import { startHarness, type Harness } from '../support/harness.js';
+import { journal, memoryConfig } from '../support/memory-provider.js';
+
+const JOURNAL = 'dashboard-browser';
+const ARTIFACTS = join(packageRoot, 'test-artifacts', 'dashboard');
+const WAIT = { timeout: 30_000 };
+
+let h: Harness;
+let browser: Browser;
+let context: BrowserContext;
+let page: Page;
+let base: string;
+let ops: string;
+const consoleErrors: Array<{ text: string; url: string }> = [];
+const violations: string[] = [];
+
+/** Console errors so far that are not the expected 401 of /ui/session, after taking those out (how many there were). */
+function take401s(): number {
+  const expected = (e: { text: string; url: string }) => e.url === `${base}/ui/session` && e.text.includes('status of 401');
+  const count = consoleErrors.filter(expected).length;
+  consoleErrors.splice(0, consoleErrors.length, ...consoleErrors.filter((e) => !expected(e)));
+  return count;
+}
+
+/** A screenshot of the viewport, or of its top `height` pixels (docs/dashboard-*.png are two of these). */
+async function shot(name: string, height?: number): Promise<void> {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), ...(height ? { clip: { x: 0, y: 0, width: page.viewportSize()!.width, height } } : {}) });
+}
+
+/** The `names` attributes of every element matching `selector`, in document order. */
+const attributes = (selector: string, names: string[]) =>
+  page.evaluate<Array<Array<string | null>>>(`[...document.querySelectorAll(${JSON.stringify(selector)})].map((e) => ${JSON.stringify(names)}.map((n) => e.getAttribute(n)))`);
+
+/** Everything the page shows, for the search for values. */
+const pageText = () => page.evaluate<string>('document.documentElement.outerHTML');
+
+beforeAll(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  execFileSync(process.execPath, [join(packageRoot, 'scripts', 'build-ui.mjs')], { stdio: 'inherit' });
+  h = await startHarness({ label: 'dashboard-browser', routes: [adminApiRoutes, dashboardRoutes] });
+  await h.apply(
+    memoryConfig(JOURNAL, {
+      'pay-api': 'grace: 1h',
+      'pay-web': 'grace: 1h',
+      'billing-db': 'grace: 1h, retry: { attempts: 1, backoff: 10ms }',
+    }),
+  );
+  for (const name of ['pay-api', 'pay-api', 'pay-web', 'billing-db']) expect((await h.rotate(name)).status).toBe('succeeded');
+  // billing-db's next rotation fails: the overview must list it before the healthy ones.
+  journal(JOURNAL).fail('deploy:edge', 1, false);
+  expect((await h.rotate('billing-db')).status).toBe('rolled_back');
+  ops = await tokenFor(h, 'ops', ['admin']);
+  base = h.serving!.url;
+
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  // Reported by the page itself, so a violation Chromium does not print is still seen.
+  await context.exposeBinding('reportViolation', (_source, text: string) => void violations.push(text));
+  await context.addInitScript({ content: "document.addEventListener('securitypolicyviolation', (e) => reportViolation(`${e.violatedDirective} ${e.blockedURI}`))" });
+  page = await context.newPage();
+  page.on('console', (message: ConsoleMessage) => {
+    if (message.type() === 'error') consoleErrors.push({ text: message.text(), url: message.location().url });
+  });
+  page.on('pageerror', (error) => consoleErrors.push({ text: `pageerror: ${error.message}`, url: '' }));
+}, 120_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await h?.stop();
+});
+
+describe('the dashboard in Chromium', () => {
+  it('serves the page with a strict CSP and under 150 KB of gzipped JavaScript', async () => {
+    const response = await page.goto(`${base}/ui`);
+    expect(response!.status()).toBe(200);
+    expect(response!.headers()['content-security-policy']).toBe(CONTENT_SECURITY_POLICY);
+    expect(CONTENT_SECURITY_POLICY).not.toMatch(/unsafe|\*|data:|https?:/);
+    await page.waitForSelector('form.signin', WAIT);
+    expect(take401s()).toBe(1); // the page asked whether a session exists: none
+    expect(await attributes('script', ['src', 'type'])).toEqual([['/ui/assets/main.js', 'module']]);
+    expect(await page.evaluate("[...document.querySelectorAll('script, style, [style]')].filter((e) => e.textContent.trim() || e.hasAttribute('style')).length")).toBe(0);
+    const modules = ['main', 'api', 'dom', 'views/overview', 'views/secret', 'views/timeline', 'views/leaks', 'views/audit', 'views/signin'];
+    let gzipped = 0;
+    for (const name of modules) {
+      const asset = await fetch(`${base}/ui/assets/${name}.js`);
+      expect(asset.headers.get('content-security-policy')).toBe(CONTENT_SECURITY_POLICY);
+      gzipped += gzipSync(Buffer.from(await asset.arrayBuffer())).length;
+    }
+    console.log(`dashboard JavaScript: ${modules.length} modules, ${gzipped} bytes gzipped`);
+    expect(gzipped).toBeLessThan(150 * 1024);
+    expect((await fetch(`${base}/ui/assets/../../package.json`)).status).toBe(404);
+    await shot('sign-in');
+  });
+
+  it('refuses a wrong token and sets no cookie', async () => {
+    await page.fill('#token', 'rkadm_' + 'A'.repeat(36));
+    await page.click('form.signin button[type=submit]');
+    await page.waitForSelector('form.signin [role=alert]', WAIT);
+    expect(await page.textContent('form.signin [role=alert]')).toContain('unknown, revoked or expired');
+    expect(await page.inputValue('#token')).toBe('');
+    expect(await context.cookies()).toEqual([]);
+    expect(take401s()).toBe(1);
+  });
+
+  it('signs in with a token and shows every secret, the failing one first', async () => {
+    await page.fill('#token', ops);
+    await page.click('form.signin button[type=submit]');
+    await page.waitForSelector('tr[data-secret="pay-web"]', WAIT);
+    const [cookie] = await context.cookies();
+    expect(cookie).toMatchObject({ name: '__Host-rekey_session', httpOnly: true, secure: true, sameSite: 'Strict', path: '/' });
+    expect(await page.evaluate('document.cookie')).toBe(''); // HttpOnly: out of the page's reach
+    expect(await attributes('tr[data-secret]', ['data-secret', 'data-status'])).toEqual([
+      ['billing-db', 'failing'],
+      ['pay-api', 'healthy'],
+      ['pay-web', 'healthy'],
+    ]);
+    expect(await page.textContent('tr[data-secret="billing-db"]')).toContain('rolled_back');
+    expect(await page.textContent('header .token-name')).toBe('ops');
+    await shot('overview', 300);
+  });
+
+  it('rotates a secret from its page and the timeline follows the run without a reload', async () => {
+    await page.click('a[href="#/secrets/pay-api"]');
+    await page.waitForSelector('.tl-row[data-version="2"][data-state="current"]', WAIT);
+    expect(await attributes('.tl-row', ['data-version', 'data-state'])).toEqual([
+      ['2', 'current'],
+      ['1', 'previous'],
+    ]);
+    await page.evaluate('window.marker = 1');
+    journal(JOURNAL).delayMs = 300; // a run slow enough to be watched step by step
+    await page.click('#rotate-now');
+    await page.waitForSelector('.notice-ok:has-text("Rotation queued")', WAIT);
+    // The running run is expanded with its steps, then v3 becomes current with v2 in its overlap window.
+    await page.waitForSelector('.run-detail .steps', WAIT);
+    await page.waitForSelector('.tl-row[data-version="3"][data-state="current"]', WAIT);
+    journal(JOURNAL).delayMs = 0;
+    await page.waitForSelector('.tl-row[data-version="2"][data-state="previous"] .seg-overlap', WAIT);
+    await page.waitForSelector('tr.run-row:has-text("succeeded")', WAIT);
+    expect(await page.evaluate('window.marker')).toBe(1); // no reload happened
+    const run = await h.runtime.db.run.findFirstOrThrow({ where: { secret: { name: 'pay-api' }, kind: 'rotation' }, orderBy: { startedAt: 'desc' } });
+    expect(run.status).toBe('succeeded');
+    expect((await h.runtime.db.auditEvent.findFirstOrThrow({ where: { runId: run.id, action: 'run.started' } })).actor).toBe('token:ops');
+    await page.waitForSelector('.card:has(h2:text("Audit events")) tr:has-text("api.rotateSecret")', WAIT);
+    await shot('secret', 620);
+  });
+
+  it('revokes a version only after its name is typed', async () => {
+    await page.click('button[data-revoke="2"]');
+    const confirm = page.locator('dialog.confirm button[type=submit]');
+    expect(await confirm.isDisabled()).toBe(true);
+    await page.fill('#revoke-confirm', 'pay-api v3');
+    expect(await confirm.isDisabled()).toBe(true);
+    await page.fill('#revoke-confirm', 'pay-api v2');
+    expect(await confirm.isDisabled()).toBe(false);
+    await shot('revoke-confirm');
+    await confirm.click();
+    await page.waitForSelector('.notice-ok:has-text("v2:")', WAIT);
+    await page.waitForSelector('.tl-row[data-version="2"][data-state="revoked"]', WAIT);
+    const events = await h.runtime.db.auditEvent.findMany({ where: { action: 'api.revokeVersion' } });
+    expect(events.map((e) => [e.actor, e.secret])).toEqual([['token:ops', 'pay-api']]);
+  });
+
+  it('shows a leak report as it arrives', async () => {
+    await page.click('header a[href="#/leaks"]');
+    await page.waitForSelector('tr[data-leak]', WAIT); // the revoke above went through the leak path
+    const before = await page.locator('tr[data-leak]').count();
+    const current = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'pay-web' }, state: 'current' } });
+    await h.runtime.engine.reportLeak({ source: 'github', deliveryId: 'gh-delivery-1', fingerprint: current.fingerprint!, receivedAt: new Date() });
+    await page.waitForSelector(`tr[data-leak]:has-text("github"):has-text("pay-web v${current.number}")`, WAIT);
+    expect(await page.locator('tr[data-leak]').count()).toBe(before + 1);
+    await page.waitForSelector('tr[data-leak]:has-text("github") td[data-label="Report → blocked"]:not(:text("—"))', WAIT);
+    await shot('leaks');
+  });
+
+  it('filters the audit log and verifies it', async () => {
+    await page.click('header a[href="#/audit"]');
+    await page.waitForSelector('tr[data-seq]', WAIT);
+    await page.fill('input[name=secret]', 'pay-api');
+    await page.fill('input[name=actor]', 'token:ops');
+    await page.click('form.filters button[type=submit]');
+    // (waitForFunction would evaluate a string in the page, which the CSP refuses: no 'unsafe-eval'.)
+    const filtered = "(() => { const rows = [...document.querySelectorAll('tr[data-seq]')]; return rows.length > 0 && rows.every((r) => r.textContent.includes('token:ops') && r.textContent.includes('pay-api')); })()";
+    await expect.poll(() => page.evaluate<boolean>(filtered), WAIT).toBe(true);
+    await page.click('#verify-audit');
+    await page.waitForSelector('.verify .notice-ok:has-text("Verified")', WAIT);
+    expect(await page.textContent('.verify .anchor')).toMatch(/\S{20,}/);
+    await shot('audit');
+  });
+
+  it('fits a phone screen', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const [hash, ready] of [['#/', 'tr[data-secret]'], ['#/secrets/pay-api', '.tl-row'], ['#/leaks', 'tr[data-leak]']] as const) {
+      await page.evaluate(`location.hash = ${JSON.stringify(hash)}`);
+      await page.waitForSelector(ready, WAIT);
+      const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - window.innerWidth');
+      expect(overflow, hash).toBeLessThanOrEqual(0);
+      if (hash === '#/secrets/pay-api') await shot('secret-phone');
+      if (hash === '#/') await shot('overview-phone');
+    }
+    await page.setViewportSize({ width: 1280, height: 860 });
+  });
+
+  it('never shows a value, and signs out', async () => {
+    const values = journal(JOURNAL).values();
+    expect(values.length).toBeGreaterThan(0);
+    for (const hash of ['#/', '#/secrets/pay-api', '#/leaks', '#/audit']) {
+      await page.evaluate(`location.hash = ${JSON.stringify(hash)}`);
+      await page.waitForSelector('main section', WAIT);
+      const html = await pageText();
+      for (const value of values) expect(html.includes(value), hash).toBe(false);
+      expect(html.includes(ops)).toBe(false);
+    }
+    await page.click('#sign-out');
+    await page.waitForSelector('form.signin', WAIT);
+    expect(await context.cookies()).toEqual([]);
+  });
+
+  it('had no console error and no CSP violation, and would have seen one', async () => {
+    expect(consoleErrors).toEqual([]);
+    expect(violations).toEqual([]);
+    // The control: an inline style is refused, and the refusal is seen (an inline script could not even be
+    // written: Trusted Types make `script.textContent = '...'` throw).
+    const colour = () => page.evaluate<string>('getComputedStyle(document.body).color');
+    const before = await colour();
+    await page.evaluate("document.head.append(Object.assign(document.createElement('style'), {}).appendChild(document.createTextNode('body { color: rgb(255, 0, 0) }')).parentNode)");
+    await expect.poll(() => violations.length, { timeout: 10_000 }).toBe(1);
+    expect(violations[0]).toMatch(/^style-src/);
+    expect(await colour()).toBe(before);
+    await expect(page.evaluate("document.createElement('script').textContent = 'window.inlineRan = true'")).rejects.toThrow(/TrustedScript/);
+  });
+});

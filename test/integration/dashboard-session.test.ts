@@ -1,0 +1,139 @@
+/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-call -- answers are JSON, checked field by field */
+/**
+ * The dashboard's session at the HTTP level (issue 16): a token exchanged for a cookie that is
+ * HttpOnly, SameSite=Strict and Secure; the cookie authenticates the admin API; a
+ * state-changing request with it needs the session's CSRF token; a wrong token gets no
+ * session; signing out or revoking the token ends it; Redis holds no session id.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminApiRoutes } from '../../src/api/routes.js';
+import { Sessions } from '../../src/api/sessions.js';
+import { revokeToken } from '../../src/api/tokens.js';
+import { CONTENT_SECURITY_POLICY } from '../../src/dashboard/assets.js';
+import { dashboardRoutes } from '../../src/dashboard/routes.js';
+import { call, tokenFor } from '../support/api.js';
+import { startHarness, type Harness } from '../support/harness.js';
+import { memoryConfig } from '../support/memory-provider.js';
+
+let h: Harness;
+let operator: string;
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'dashboard-session', routes: [adminApiRoutes, dashboardRoutes] });
+  await h.apply(memoryConfig('dashboard-session', { 'pay-api': 'grace: 1h' }));
+  expect((await h.rotate('pay-api')).status).toBe('succeeded');
+  operator = await tokenFor(h, 'operator', ['read', 'rotate']);
+});
+afterAll(() => h?.stop());
+
+/** Signs in with `token`; answers the cookie pair to send back and the CSRF token. */
+async function signIn(token: string): Promise<{ cookie: string; csrf: string; setCookie: string }> {
+  const answer = await call(h, '/ui/session', { method: 'POST', token });
+  expect(answer.status).toBe(200);
+  const setCookie = answer.headers.get('set-cookie') ?? '';
+  return { cookie: setCookie.split(';')[0]!, csrf: answer.json.csrfToken as string, setCookie };
+}
+
+const rotations = () => h.runtime.db.run.count({ where: { secret: { name: 'pay-api' }, kind: 'rotation' } });
+
+describe('sign-in', () => {
+  it('exchanges a token for an HttpOnly, SameSite=Strict, Secure __Host- cookie and answers the caller, never the token', async () => {
+    const answer = await call(h, '/ui/session', { method: 'POST', token: operator });
+    expect(answer.status).toBe(200);
+    expect(answer.json).toMatchObject({ name: 'operator', scopes: ['read', 'rotate'] });
+    expect(answer.json.csrfToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(answer.text).not.toContain(operator);
+    const setCookie = answer.headers.get('set-cookie')!;
+    expect(setCookie).toMatch(/^__Host-rekey_session=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=28800; HttpOnly; SameSite=Strict; Secure$/);
+    expect(answer.headers.get('content-security-policy')).toBe(CONTENT_SECURITY_POLICY);
+    expect(answer.headers.get('cache-control')).toBe('no-store');
+    const events = await h.runtime.db.auditEvent.findMany({ where: { action: 'dashboard.signedIn' } });
+    expect(events.map((e) => e.actor)).toContain('token:operator');
+  });
+
+  it('refuses a wrong token, a revoked one, and no token, with no cookie', async () => {
+    const wrong = await call(h, '/ui/session', { method: 'POST', token: 'rkadm_' + 'x'.repeat(36) });
+    expect([wrong.status, wrong.json.code]).toEqual([401, 'REKEY_API_TOKEN_INVALID']);
+    expect(wrong.headers.get('set-cookie')).toBeNull();
+    const none = await call(h, '/ui/session', { method: 'POST' });
+    expect([none.status, none.json.code]).toEqual([401, 'REKEY_API_UNAUTHENTICATED']);
+    const gone = await tokenFor(h, 'gone', ['read']);
+    await revokeToken(h.runtime.db, h.runtime.audit, 'gone', 'test');
+    expect((await call(h, '/ui/session', { method: 'POST', token: gone })).json.code).toBe('REKEY_API_TOKEN_INVALID');
+  });
+
+  it('keeps only a hash of the session id in Redis', async () => {
+    const { cookie } = await signIn(operator);
+    const id = cookie.split('=')[1]!;
+    const keys = await h.runtime.redis.keys(`${h.env.prefix}:dashboard-session:*`);
+    expect(keys.length).toBeGreaterThan(0);
+    for (const key of keys) {
+      expect(key).not.toContain(id);
+      expect(await h.runtime.redis.get(key)).not.toContain(id);
+    }
+  });
+
+  it('REKEY_DASHBOARD_COOKIE_SECURE=false: a plain cookie for plain-HTTP development, still HttpOnly and SameSite=Strict', async () => {
+    const plain = new Sessions(h.runtime.redis, h.env.prefix, false);
+    const session = await plain.create('token-id');
+    expect(plain.cookie(session)).toBe(`rekey_session=${session.id}; Path=/; Max-Age=28800; HttpOnly; SameSite=Strict`);
+    expect(plain.clearCookie()).toBe('rekey_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict');
+    await plain.end(session.id);
+    expect(await plain.find(session.id)).toBeUndefined();
+  });
+});
+
+describe('the cookie on the admin API', () => {
+  it('authenticates reads as the token', async () => {
+    const { cookie, csrf } = await signIn(operator);
+    const list = await call(h, '/api/v1/secrets', { headers: { cookie } });
+    expect(list.status).toBe(200);
+    expect(list.json.items.map((s: { name: string }) => s.name)).toEqual(['pay-api']);
+    const me = await call(h, '/ui/session', { headers: { cookie } });
+    expect(me.json).toMatchObject({ name: 'operator', csrfToken: csrf });
+  });
+
+  it('refuses a state-changing request without the CSRF token, or with another session\'s, and acts with its own', async () => {
+    const { cookie, csrf } = await signIn(operator);
+    const other = await signIn(operator);
+    const before = await rotations();
+    const missing = await call(h, '/api/v1/secrets/pay-api/rotate', { method: 'POST', headers: { cookie } });
+    expect([missing.status, missing.json.code]).toEqual([403, 'REKEY_API_CSRF']);
+    const foreign = await call(h, '/api/v1/secrets/pay-api/rotate', { method: 'POST', headers: { cookie, 'x-csrf-token': other.csrf } });
+    expect([foreign.status, foreign.json.code]).toEqual([403, 'REKEY_API_CSRF']);
+    expect(await rotations()).toBe(before);
+    const done = await call(h, '/api/v1/secrets/pay-api/rotate', { method: 'POST', headers: { cookie, 'x-csrf-token': csrf } });
+    expect(done.status).toBe(202);
+    expect((await h.waitForRun(done.json.runId as string)).status).toBe('succeeded');
+    const started = await h.runtime.db.auditEvent.findFirstOrThrow({ where: { runId: done.json.runId as string, action: 'run.started' } });
+    expect(started.actor).toBe('token:operator');
+    // Scopes are the token's: this one cannot revoke.
+    expect((await call(h, '/api/v1/secrets/pay-api/versions/1/revoke', { method: 'POST', headers: { cookie, 'x-csrf-token': csrf } })).json.code).toBe('REKEY_API_FORBIDDEN');
+  });
+
+  it('signing out needs the CSRF token and ends the session', async () => {
+    const { cookie, csrf } = await signIn(operator);
+    expect((await call(h, '/ui/session', { method: 'DELETE', headers: { cookie } })).json.code).toBe('REKEY_API_CSRF');
+    const out = await call(h, '/ui/session', { method: 'DELETE', headers: { cookie, 'x-csrf-token': csrf } });
+    expect(out.status).toBe(204);
+    expect(out.headers.get('set-cookie')).toMatch(/^__Host-rekey_session=; Path=\/; Max-Age=0;/);
+    const after = await call(h, '/api/v1/secrets', { headers: { cookie } });
+    expect([after.status, after.json.code]).toEqual([401, 'REKEY_API_SESSION_INVALID']);
+  });
+
+  it('revoking the token ends its sessions at once; a made-up session id is refused', async () => {
+    const doomed = await tokenFor(h, 'doomed', ['read']);
+    const { cookie } = await signIn(doomed);
+    expect((await call(h, '/api/v1/secrets', { headers: { cookie } })).status).toBe(200);
+    await revokeToken(h.runtime.db, h.runtime.audit, 'doomed', 'test');
+    expect((await call(h, '/api/v1/secrets', { headers: { cookie } })).json.code).toBe('REKEY_API_SESSION_INVALID');
+    const madeUp = await call(h, '/api/v1/secrets', { headers: { cookie: `__Host-rekey_session=${'A'.repeat(43)}` } });
+    expect([madeUp.status, madeUp.json.code]).toEqual([401, 'REKEY_API_SESSION_INVALID']);
+  });
+
+  it('a bearer token wins over a cookie, and needs no CSRF token', async () => {
+    const { cookie } = await signIn(operator);
+    const answer = await call(h, '/api/v1/secrets/pay-api/drift-check', { method: 'POST', token: operator, headers: { cookie }, body: { repair: false } });
+    expect(answer.status).toBe(200);
+  });
+});
