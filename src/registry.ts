@@ -28,4 +28,5 @@ export const providers = new ProviderCatalog({
   'kubernetes-secret': () => import('../providers/kubernetes-secret/index.js'),
   // authenticators (delivery)
   'attestation-jwt': () => import('../providers/attestation-jwt/index.js'),
+  'client-key': () => import('../providers/client-key/index.js'),
 });

@@ -21,7 +21,7 @@ import type { ProviderResolver, ResolvedSecret } from './core/resolved.js';
 import type { SecretValue } from './core/secret-value.js';
 import type { Db } from './db/client.js';
 import type { Authenticator, Target } from './core/ports.js';
-import { liveValues } from './core/live-values.js';
+import { liveSecretOf, liveValues } from './core/live-values.js';
 import type { StateRepository } from './core/model.js';
 import type { RedisEndpoint } from './core/redis-endpoint.js';
 import { JwksPublishingTarget } from './jwks/target.js';
@@ -223,6 +223,11 @@ export class ConfigResolver implements ProviderResolver {
         return this.options.storeKey;
       },
       liveValues: (secret, call) => liveValues(this.options.repo, this, secret, call),
+      liveSecretOf: async (value) => {
+        const secret = await liveSecretOf(this.options.repo, this.options.fingerprint, value);
+        const spec = secret === undefined ? undefined : own((await this.current()).config.secrets, secret);
+        return spec && { secret: spec.name, family: spec.family, client: spec.client };
+      },
     }) as ProviderInstance<unknown, unknown, unknown, unknown>;
     generation.instances.set(name, instance);
     return instance;

@@ -41,6 +41,22 @@ export interface ProviderContext {
    * @throws RekeyError REKEY_ERR_UNKNOWN when the secret is not managed.
    */
   liveValues(secret: string, call: Call): Promise<SecretValue[]>;
+  /**
+   * The managed secret one of whose live versions, as liveValues counts them, is `value`, with
+   * its family and client for per-client keys (`clients:`): found by its keyed fingerprint,
+   * nothing read from a store. Undefined when none is. For authenticators of keys rekey itself
+   * issues (client-key).
+   */
+  liveSecretOf(value: SecretValue): Promise<LiveSecret | undefined>;
+}
+
+/** A managed secret as ProviderContext.liveSecretOf finds it. */
+export interface LiveSecret {
+  /** Its name; for per-client keys `<family>/<client>`. */
+  secret: string;
+  /** Per-client keys: the secret with `clients:` it belongs to, and its client. */
+  family: string | undefined;
+  client: string | undefined;
 }
 
 /** An authenticator's entry under `delivery.authenticators`. */

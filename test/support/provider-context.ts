@@ -18,6 +18,7 @@ export function testProviderContext(name: string, overrides: Partial<ProviderCon
     redis: parseRedisUrl(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'),
     storeKey: () => resolveCredential({ kind: 'env', name: 'REKEY_LOCAL_STORE_KEY' }, process.env, `providers.${name}`),
     liveValues: (secret) => Promise.reject(new RekeyError('REKEY_ERR_UNKNOWN', `${secret} is not managed in this test`)),
+    liveSecretOf: () => Promise.resolve(undefined),
     ...overrides,
   };
 }
