@@ -136,7 +136,9 @@ export class Runtime {
     const schedules = await this.queues.syncSchedules(await activeSchedules(this.db), this.settings.anchorEveryMs);
     const work = await this.engine.reconcile();
     this.metrics.runsStuck(work.stuck);
-    if (schedules.upserted.length || schedules.removed.length) this.log.info({ schedules, work }, 'reconciled');
+    // Counts, and the first few names: an apply of 100,000 secrets upserts as many schedulers.
+    const some = (names: string[]) => ({ count: names.length, names: names.slice(0, 10) });
+    if (schedules.upserted.length || schedules.removed.length) this.log.info({ schedules: { upserted: some(schedules.upserted), removed: some(schedules.removed) }, work }, 'reconciled');
   }
 
   /** The applied config's `notifications:`; none before any config is applied (a leak report may come first). */

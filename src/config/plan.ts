@@ -81,10 +81,12 @@ export function computePlan(loaded: LoadedConfig, stored: readonly StoredSecret[
     schedules: { added: [], changed: [], removed: [] },
     sections: diffSections(previousDocument ?? {}, loaded.document),
   };
+  // One computation per distinct schedule: a fleet shares a handful.
+  const dueTimes = new Map<string, string[]>();
   for (const [name, spec] of Object.entries(desired)) {
     const before = active.get(name);
     const schedule = scheduleText(spec);
-    const next = () => nextDueTimes(spec, now);
+    const next = () => dueTimes.get(schedule!) ?? dueTimes.set(schedule!, nextDueTimes(spec, now)).get(schedule!)!;
     if (!before) {
       plan.secrets.added.push(name);
       if (schedule) plan.schedules.added.push({ secret: name, schedule, next: next() });
@@ -126,27 +128,34 @@ function removedNote(section: string, name: string): string {
   return '';
 }
 
+/** How many entries of one kind (secrets added, schedules changed, ...) the text plan lists; `--json` lists every one. */
+export const PLAN_LINES = 100;
+
 export function formatPlan(plan: Plan, file: string): string {
   const lines = [`Plan for ${file}:`];
+  const listed = <T>(items: readonly T[], what: string, line: (item: T) => void) => {
+    items.slice(0, PLAN_LINES).forEach(line);
+    if (items.length > PLAN_LINES) lines.push(`  ... and ${items.length - PLAN_LINES} more ${what} (--json lists every one)`);
+  };
   for (const { section, added, changed, removed } of plan.sections) {
     const entry = (name: string) => (name === section ? section : `${section}.${name}`);
     for (const name of added) lines.push(`  + ${entry(name)}`);
     for (const name of changed) lines.push(`  ~ ${entry(name)}`);
     for (const name of removed) lines.push(`  - ${entry(name)}${removedNote(section, name)}`);
   }
-  for (const name of plan.secrets.added) lines.push(`  + secret ${name}`);
-  for (const { name, fields } of plan.secrets.changed) lines.push(`  ~ secret ${name} (${fields.join(', ')})`);
-  for (const name of plan.secrets.removed) {
+  listed(plan.secrets.added, 'secrets to add', (name) => lines.push(`  + secret ${name}`));
+  listed(plan.secrets.changed, 'secrets to change', ({ name, fields }) => lines.push(`  ~ secret ${name} (${fields.join(', ')})`));
+  listed(plan.secrets.removed, 'secrets to remove', (name) => {
     lines.push(`  - secret ${name} (no longer rotated; its history is kept)`);
     const keys = plan.secrets.keptLive.find((k) => k.name === name);
     if (keys) {
       lines.push(`    ! its keys stay live: ${keys.versions.join(', ')}, at ${keys.targets.join(', ') || 'no target'}`);
       lines.push(`    ! leaks and \`rekey revoke\` still reach them; \`rekey decommission ${name}\` retires and revokes them everywhere`);
     }
-  }
-  for (const s of plan.schedules.added) lines.push(`  + schedule ${s.secret}: ${s.schedule}`, dueLine(s));
-  for (const s of plan.schedules.changed) lines.push(`  ~ schedule ${s.secret}: ${s.from} -> ${s.to}`, dueLine(s));
-  for (const s of plan.schedules.removed) lines.push(`  - schedule ${s.secret}: ${s.schedule}`);
+  });
+  listed(plan.schedules.added, 'schedules to add', (s) => lines.push(`  + schedule ${s.secret}: ${s.schedule}`, dueLine(s)));
+  listed(plan.schedules.changed, 'schedules to change', (s) => lines.push(`  ~ schedule ${s.secret}: ${s.from} -> ${s.to}`, dueLine(s)));
+  listed(plan.schedules.removed, 'schedules to remove', (s) => lines.push(`  - schedule ${s.secret}: ${s.schedule}`));
   const { added, changed, removed, unchanged } = plan.secrets;
   lines.push(`Secrets: ${added.length} to add, ${changed.length} to change, ${removed.length} to remove, ${unchanged} unchanged.`);
   const other = plan.sections.filter((s) => s.added.length + s.changed.length + s.removed.length);

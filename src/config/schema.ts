@@ -32,24 +32,40 @@ const schedule = z
   })
   .strict()
   .superRefine((value, ctx) => {
-    try {
-      new Intl.DateTimeFormat('en', { timeZone: value.timezone });
-    } catch {
-      ctx.addIssue({ code: 'custom', path: ['timezone'], message: `unknown time zone "${value.timezone}"` });
-      return;
-    }
-    // cron-parser pads a short pattern ("0 3 * *" becomes "* 0 3 * *", every minute of the 3rd): refuse it instead.
-    const fields = value.cron.trim().split(/\s+/).filter(Boolean).length;
-    if (fields !== 5 && fields !== 6) {
-      ctx.addIssue({ code: 'custom', path: ['cron'], message: `cron pattern "${value.cron}" has ${fields} field(s): give 5 (minute hour day-of-month month day-of-week) or 6 with seconds first` });
-      return;
-    }
-    try {
-      CronExpressionParser.parse(value.cron, { tz: value.timezone });
-    } catch (error) {
-      ctx.addIssue({ code: 'custom', path: ['cron'], message: `invalid cron pattern "${value.cron}": ${(error as Error).message}` });
-    }
+    for (const issue of scheduleIssues(value.cron, value.timezone)) ctx.addIssue({ code: 'custom', ...issue });
   });
+
+/** Checked once per distinct pattern and zone: a fleet of 100,000 secrets shares a handful (cron-parser and Intl cost a millisecond each). */
+const checkedSchedules = new Map<string, Array<{ path: string[]; message: string }>>();
+
+function scheduleIssues(cron: string, timezone: string): Array<{ path: string[]; message: string }> {
+  const key = `${cron}\u0000${timezone}`;
+  let issues = checkedSchedules.get(key);
+  if (!issues) {
+    if (checkedSchedules.size >= 10_000) checkedSchedules.clear();
+    checkedSchedules.set(key, (issues = checkSchedule(cron, timezone)));
+  }
+  return issues;
+}
+
+function checkSchedule(cron: string, timezone: string): Array<{ path: string[]; message: string }> {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: timezone });
+  } catch {
+    return [{ path: ['timezone'], message: `unknown time zone "${timezone}"` }];
+  }
+  // cron-parser pads a short pattern ("0 3 * *" becomes "* 0 3 * *", every minute of the 3rd): refuse it instead.
+  const fields = cron.trim().split(/\s+/).filter(Boolean).length;
+  if (fields !== 5 && fields !== 6) {
+    return [{ path: ['cron'], message: `cron pattern "${cron}" has ${fields} field(s): give 5 (minute hour day-of-month month day-of-week) or 6 with seconds first` }];
+  }
+  try {
+    CronExpressionParser.parse(cron, { tz: timezone });
+  } catch (error) {
+    return [{ path: ['cron'], message: `invalid cron pattern "${cron}": ${(error as Error).message}` }];
+  }
+  return [];
+}
 
 /** A reference to a provider instance plus that role's parameters, checked later by the module. */
 const binding = z.object({ provider: z.string().describe('Name of an entry under providers:') }).loose();

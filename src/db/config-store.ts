@@ -5,7 +5,6 @@ import { type LiveKeys, managedSpecs, type Plan, type StoredSecret } from '../co
 import type { Schedule } from '../queue/queues.js';
 import type { AuditLog } from './audit.js';
 import type { Db } from './client.js';
-import type { Prisma } from './generated/client.js';
 
 export async function storedSecrets(db: Db): Promise<StoredSecret[]> {
   return db.secret.findMany({ select: { name: true, spec: true, specHash: true, removedAt: true }, orderBy: { name: 'asc' } });
@@ -29,43 +28,75 @@ export async function liveKeys(db: Db, names: readonly string[]): Promise<Map<st
   return live;
 }
 
+/** The latest revision's document. As text, parsed here: a 100,000-secret document costs Prisma's JSON mapping seconds. */
 export async function latestDocument(db: Db): Promise<Record<string, unknown> | undefined> {
-  const row = await db.configRevision.findFirst({ orderBy: { id: 'desc' }, select: { document: true } });
-  return row?.document as Record<string, unknown> | undefined;
+  const [row] = await db.$queryRaw<Array<{ document: string }>>`SELECT document::text AS document FROM config_revisions ORDER BY id DESC LIMIT 1`;
+  return row ? (JSON.parse(row.document) as Record<string, unknown>) : undefined;
 }
 
+/** How many secrets one statement (and one transaction) of an apply writes. */
+export const APPLY_BATCH = 1000;
+
 /**
- * Stores a new revision and the secrets' rows in one transaction; removed secrets keep their
- * history and bindings. With `rotationMetadata`, added and changed secrets are marked as having
- * rotation metadata to write to their stores (`rekey apply`; `--no-rotation-metadata` leaves it off).
+ * Stores a config in steps that each commit, so its size is bounded by nothing but the disk:
+ * 1. one transaction: the revision (unless the latest has the same hash), the removed secrets
+ *    (which keep the bindings of the revision they were last applied in, src/resolver.ts), and
+ *    the audit event `config.apply.started`;
+ * 2. the added and changed secrets, {@link APPLY_BATCH} at a time: each batch one multi-row
+ *    upsert and its `config.secrets` audit event (the names it wrote) in one transaction;
+ * 3. `config.applied`, once every batch has committed.
+ * A failure between batches leaves the revision stored and the secrets of the committed
+ * batches written: the next apply of the same file stores no new revision, plans only what
+ * is still missing or different, and writes that (docs/scale.md). With `rotationMetadata`,
+ * added and changed secrets are marked as having rotation metadata to write to their stores
+ * (`rekey apply`; `--no-rotation-metadata` leaves it off), in their batch's transaction.
  */
 export async function saveConfig(db: Db, audit: AuditLog, loaded: LoadedConfig, plan: Plan, actor: string, options: { rotationMetadata?: boolean } = {}): Promise<number> {
-  return db.$transaction(async (tx) => {
-    const latest = await tx.configRevision.findFirst({ orderBy: { id: 'desc' }, select: { id: true, hash: true } });
-    const revision = latest?.hash === loaded.hash ? latest : await tx.configRevision.create({ data: { hash: loaded.hash, document: loaded.document as Prisma.InputJsonObject } });
-    const secrets = managedSpecs(loaded.document) as Record<string, Prisma.InputJsonObject>;
-    // With the apply, so a process killed right after it still leaves the writes to do (src/events/rotation-metadata.ts).
-    const metadata = options.rotationMetadata ? { metadataPendingAt: new Date() } : {};
-    for (const name of [...plan.secrets.added, ...plan.secrets.changed.map((c) => c.name)]) {
-      const spec = secrets[name]!;
-      await tx.secret.upsert({
-        where: { name },
-        create: { id: randomUUID(), name, spec, specHash: hashDocument(spec), ...metadata },
-        update: { spec, specHash: hashDocument(spec), removedAt: null, boundRevisionId: null, ...metadata },
+  const added = new Set(plan.secrets.added);
+  const names = [...plan.secrets.added, ...plan.secrets.changed.map((c) => c.name)];
+  const batches = Math.ceil(names.length / APPLY_BATCH);
+  const revision = await db.$transaction(
+    async (tx) => {
+      const latest = await tx.configRevision.findFirst({ orderBy: { id: 'desc' }, select: { id: true, hash: true } });
+      // The document as JSON text in one statement: through Prisma's JSON mapping a large one takes seconds.
+      const [stored] =
+        latest?.hash === loaded.hash
+          ? [latest]
+          : await tx.$queryRaw<Array<{ id: number }>>`INSERT INTO config_revisions (hash, document) VALUES (${loaded.hash}, ${JSON.stringify(loaded.document)}::jsonb) RETURNING id`;
+      if (plan.secrets.removed.length) {
+        // Bound to the last revision of another document: the one they were last applied in (a re-run of an apply stores no revision).
+        const before = await tx.configRevision.findFirst({ where: { hash: { not: loaded.hash } }, orderBy: { id: 'desc' }, select: { id: true } });
+        await tx.secret.updateMany({ where: { name: { in: plan.secrets.removed } }, data: { removedAt: new Date(), boundRevisionId: before!.id } });
+      }
+      await audit.append(tx, { actor, action: 'config.apply.started', data: { revision: stored!.id, hash: loaded.hash, removed: plan.secrets.removed, writes: names.length, batches } });
+      return stored!.id;
+    },
+    { timeout: 60_000 },
+  );
+  const secrets = managedSpecs(loaded.document);
+  // With the apply, so a process killed right after it still leaves the writes to do (src/events/rotation-metadata.ts).
+  const metadataPendingAt = options.rotationMetadata ? new Date().toISOString() : null;
+  for (let batch = 0; batch < batches; batch++) {
+    const chunk = names.slice(batch * APPLY_BATCH, (batch + 1) * APPLY_BATCH);
+    const rows = chunk.map((name) => ({ id: randomUUID(), name, spec: secrets[name]!, hash: hashDocument(secrets[name]!) }));
+    await db.$transaction(async (tx) => {
+      await tx.$executeRaw`
+        INSERT INTO secrets (id, name, spec, spec_hash, metadata_pending_at, updated_at)
+        SELECT r.id, r.name, r.spec, r.hash, ${metadataPendingAt}::timestamptz AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
+        FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(id uuid, name text, spec jsonb, hash text)
+        ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, spec_hash = EXCLUDED.spec_hash, removed_at = NULL, bound_revision_id = NULL,
+          metadata_pending_at = COALESCE(EXCLUDED.metadata_pending_at, secrets.metadata_pending_at), updated_at = EXCLUDED.updated_at`;
+      await audit.append(tx, {
+        actor,
+        action: 'config.secrets',
+        data: { revision, batch: batch + 1, of: batches, added: chunk.filter((n) => added.has(n)), changed: chunk.filter((n) => !added.has(n)) },
       });
-    }
-    // A removed secret keeps the bindings of the revision it was last applied in (the latest
-    // before this one), so its live versions stay reachable (src/resolver.ts).
-    if (plan.secrets.removed.length) {
-      await tx.secret.updateMany({ where: { name: { in: plan.secrets.removed } }, data: { removedAt: new Date(), boundRevisionId: latest!.id } });
-    }
-    await audit.append(tx, {
-      actor,
-      action: 'config.applied',
-      data: { revision: revision.id, hash: loaded.hash, added: plan.secrets.added, changed: plan.secrets.changed.map((c) => c.name), removed: plan.secrets.removed },
-    });
-    return revision.id;
-  });
+    }, { timeout: 30_000 });
+  }
+  await db.$transaction((tx) =>
+    audit.append(tx, { actor, action: 'config.applied', data: { revision, hash: loaded.hash, added: plan.secrets.added.length, changed: plan.secrets.changed.length, removed: plan.secrets.removed.length } }),
+  );
+  return revision;
 }
 
 /** The schedules of every active secret, as the database has them. */

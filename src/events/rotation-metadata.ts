@@ -26,51 +26,76 @@ export interface RotationMetadataResult {
 
 type Resolver = ProviderResolver & { config(): Promise<RekeyConfig> };
 
+/** Marked secrets read per page. */
+const PAGE = 1000;
+
 /**
  * Writes the rotation metadata of every secret marked as having some to write (by the apply that
  * added or changed it, in the apply's transaction: src/db/config-store.ts `saveConfig`), one at a
- * time. A success clears the mark unless another apply marked the secret again meanwhile; a
- * failure records its error and keeps the mark. Harmless when several processes run it at once:
- * describeRotation reads before it writes and writes nothing when the store already agrees.
+ * time, a page of marked secrets at a time. A success clears the mark unless another apply marked
+ * the secret again meanwhile; a failure records its error and keeps the mark. A store instance
+ * with nothing to show (no describeRotation) is found out once: every other secret it holds has
+ * its mark cleared with the page's, in one statement, and no result. Harmless when several
+ * processes run it at once: describeRotation reads before it writes and writes nothing when the
+ * store already agrees.
  */
 export async function writeRotationMetadata(db: Db, resolver: Resolver): Promise<RotationMetadataResult[]> {
-  const pending = await db.secret.findMany({
-    where: { metadataPendingAt: { not: null }, removedAt: null },
-    select: { id: true, name: true, metadataPendingAt: true, metadataError: true },
-    orderBy: { name: 'asc' },
-  });
-  if (!pending.length) return [];
-  const config = await resolver.config();
   const results: RotationMetadataResult[] = [];
-  for (const secret of pending) {
-    const done = (error: string | null) =>
-      error === null
-        ? db.secret.updateMany({ where: { id: secret.id, metadataPendingAt: secret.metadataPendingAt }, data: { metadataPendingAt: null, metadataError: null } })
-        : db.secret.update({ where: { id: secret.id }, data: { metadataError: error } });
-    const spec = own(config.secrets, secret.name);
-    const retry = secret.metadataError !== null;
-    if (!spec) {
-      await done(null); // no longer in the config: nothing to show
-      continue;
-    }
-    try {
-      const { store, policy } = await resolver.resolve(secret.name);
-      if (!store.describeRotation) {
-        await done(null); // a store with nothing to show
+  const showsRotation = new Map<string, boolean>(); // by store instance
+  let config: RekeyConfig | undefined;
+  for (let after = ''; ; ) {
+    const pending = await db.secret.findMany({
+      where: { metadataPendingAt: { not: null }, removedAt: null, name: { gt: after } },
+      select: { id: true, name: true, metadataPendingAt: true, metadataError: true },
+      orderBy: { name: 'asc' },
+      take: PAGE,
+    });
+    if (!pending.length) return results;
+    after = pending.at(-1)!.name;
+    config ??= await resolver.config();
+    const nothingToShow: typeof pending = [];
+    for (const secret of pending) {
+      const spec = own(config.secrets, secret.name);
+      // No longer in the config, or a store with nothing to show: nothing to write.
+      if (!spec || showsRotation.get(spec.store.instance) === false) {
+        nothingToShow.push(secret);
         continue;
       }
-      const message = await timed('store.describeRotation', policy.timeoutMs, (call) =>
-        store.describeRotation!({ schedule: spec.schedule, graceMs: spec.graceMs }, call),
-      );
-      await done(null);
-      results.push({ secret: secret.name, ok: true, retry, repeated: false, message });
-    } catch (error) {
-      const message = sanitize(describeError(error));
-      await done(message);
-      results.push({ secret: secret.name, ok: false, retry, repeated: message === secret.metadataError, message });
+      const retry = secret.metadataError !== null;
+      try {
+        const { store, policy } = await resolver.resolve(secret.name);
+        showsRotation.set(spec.store.instance, !!store.describeRotation);
+        if (!store.describeRotation) {
+          nothingToShow.push(secret);
+          continue;
+        }
+        const message = await timed('store.describeRotation', policy.timeoutMs, (call) =>
+          store.describeRotation!({ schedule: spec.schedule, graceMs: spec.graceMs }, call),
+        );
+        await clearMarks(db, [secret]);
+        results.push({ secret: secret.name, ok: true, retry, repeated: false, message });
+      } catch (error) {
+        const message = sanitize(describeError(error));
+        await db.secret.update({ where: { id: secret.id }, data: { metadataError: message } });
+        results.push({ secret: secret.name, ok: false, retry, repeated: message === secret.metadataError, message });
+      }
     }
+    await clearMarks(db, nothingToShow);
   }
-  return results;
+}
+
+/** Clears the marks of `secrets`, except where another apply marked one again since it was read (one statement per distinct mark: usually one). */
+async function clearMarks(db: Db, secrets: ReadonlyArray<{ id: string; metadataPendingAt: Date | null }>): Promise<void> {
+  const byMark = new Map<number, string[]>();
+  for (const s of secrets) {
+    const mark = s.metadataPendingAt!.getTime();
+    const ids = byMark.get(mark) ?? [];
+    ids.push(s.id);
+    byMark.set(mark, ids);
+  }
+  for (const [mark, ids] of byMark) {
+    await db.secret.updateMany({ where: { id: { in: ids }, metadataPendingAt: new Date(mark) }, data: { metadataPendingAt: null, metadataError: null } });
+  }
 }
 
 /** The workers' housekeeping: retries the writes that failed, logging what happened to each. */

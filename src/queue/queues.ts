@@ -5,6 +5,7 @@
  * can be queued again by reconcile() when the database says work remains.
  */
 import { type JobsOptions, Queue } from 'bullmq';
+import { forEachBounded } from '../core/bounded.js';
 import type { RedisConnection } from './connection.js';
 import type { RunRecord, WorkQueue } from '../core/model.js';
 import { emergencyRetry, jobId, QUEUES, type QueueName, TAKEDOWN_RETRY } from './names.js';
@@ -14,6 +15,10 @@ export interface Schedule {
   cron: string;
   timezone: string;
 }
+
+/** Job scheduler writes in flight at once (pipelined on one connection), and schedulers read per page. */
+const SCHEDULER_WRITES = 64;
+const SCHEDULER_PAGE = 1000;
 
 const PENDING_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children']);
 
@@ -76,31 +81,39 @@ export class BullQueues implements WorkQueue {
    */
   async syncSchedules(schedules: readonly Schedule[], anchorEveryMs?: number): Promise<{ upserted: string[]; removed: string[] }> {
     const queue = this.queues.rotations;
-    const existing = new Map((await queue.getJobSchedulers(0, -1)).map((s) => [s.key, s]));
+    const existing = await this.schedulerSettings();
     const upserted: string[] = [];
-    if (anchorEveryMs !== undefined && Number(existing.get(jobId.anchorScheduler)?.every) !== anchorEveryMs) {
+    if (anchorEveryMs !== undefined && existing.get(jobId.anchorScheduler) !== `every ${anchorEveryMs}`) {
       await queue.upsertJobScheduler(jobId.anchorScheduler, { every: anchorEveryMs }, { name: 'anchor', data: {}, opts: retrying({ attempts: 5, backoffMs: 5000 }) });
       upserted.push(jobId.anchorScheduler);
     }
-    for (const schedule of schedules) {
+    const changed = schedules.filter((schedule) => {
       const id = jobId.scheduler(schedule.secret);
       const current = existing.get(id);
       existing.delete(id);
-      if (current && current.pattern === schedule.cron && (current.tz ?? 'UTC') === schedule.timezone) continue;
-      await queue.upsertJobScheduler(
-        id,
+      return current !== `${schedule.cron} ${schedule.timezone}`;
+    });
+    await forEachBounded(changed, SCHEDULER_WRITES, (schedule) =>
+      queue.upsertJobScheduler(
+        jobId.scheduler(schedule.secret),
         { pattern: schedule.cron, tz: schedule.timezone },
         { name: 'scheduled', data: { secret: schedule.secret }, opts: retrying({ attempts: 5, backoffMs: 1000 }) },
-      );
-      upserted.push(schedule.secret);
+      ),
+    );
+    upserted.push(...changed.map((s) => s.secret));
+    const removed = [...existing.keys()].filter((id) => id.startsWith('rotate.'));
+    await forEachBounded(removed, SCHEDULER_WRITES, (id) => queue.removeJobScheduler(id));
+    return { upserted, removed: removed.map((id) => id.slice('rotate.'.length)) };
+  }
+
+  /** Every job scheduler's key and its setting (`<pattern> <tz>`, `every <ms>`), read a page at a time. */
+  private async schedulerSettings(): Promise<Map<string, string>> {
+    const settings = new Map<string, string>();
+    for (let start = 0; ; start += SCHEDULER_PAGE) {
+      const page = await this.queues.rotations.getJobSchedulers(start, start + SCHEDULER_PAGE - 1);
+      for (const s of page) settings.set(s.key, s.pattern ? `${s.pattern} ${s.tz ?? 'UTC'}` : `every ${Number(s.every)}`);
+      if (page.length < SCHEDULER_PAGE) return settings;
     }
-    const removed: string[] = [];
-    for (const id of existing.keys()) {
-      if (!id.startsWith('rotate.')) continue;
-      await queue.removeJobScheduler(id);
-      removed.push(id.slice('rotate.'.length));
-    }
-    return { upserted, removed };
   }
 
   /** The next due time of a secret's schedule, for `rekey status`. */

@@ -147,3 +147,55 @@ describe('apply', () => {
     expect(result.stderr).toContain('no managed secret named billing');
   });
 });
+
+describe('a large config', () => {
+  const many = (n: number) =>
+    ['providers:', '  vault: { type: local }', '  api: { type: redis-keyset }', 'secrets:']
+      .concat(Array.from({ length: n }, (_, i) => `  fleet-${i}: { store: { provider: vault }, issuer: { type: random }, targets: [api], schedule: { cron: "${i % 60} 3 * * *" } }`))
+      .join('\n');
+  const actions = async () =>
+    (await h.runtime.db.auditEvent.findMany({ where: { action: { startsWith: 'config.' }, seq: { gt: since } }, orderBy: { seq: 'asc' }, select: { action: true, data: true } })).map((e) => e.action);
+  let since = 0n;
+
+  it('5,000 secrets: applied in batches with a scheduler each; applying it again is a no-op plan', async () => {
+    since = (await h.runtime.db.auditEvent.aggregate({ _max: { seq: true } }))._max.seq ?? 0n;
+    const path = file('fleet.yaml', many(5000));
+    const result = await rekey(['apply', '-f', path], env);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('Secrets: 5000 to add, 0 to change, 1 to remove, 0 unchanged.');
+    expect(result.stdout).toContain('... and 4900 more secrets to add (--json lists every one)');
+    expect(await h.runtime.db.secret.count({ where: { removedAt: null } })).toBe(5000);
+    expect((await secretSchedulers(h.runtime.queues.queues.rotations)).length).toBe(5000);
+    expect(await actions()).toEqual(['config.apply.started', ...Array<string>(5).fill('config.secrets'), 'config.applied']);
+    const again = await rekey(['apply', '-f', path], env);
+    expect(again.stdout).toContain('Secrets: 0 to add, 0 to change, 0 to remove, 5000 unchanged.');
+    expect(again.stdout).toMatch(/No changes \(config revision \d+\)/);
+  });
+
+  it('a batch that fails midway: the re-run stores no new revision, writes only what is missing, and the audit log says so', async () => {
+    const path = file('fleet-2.yaml', many(5000).replaceAll(' 3 * * *', ' 4 * * *'));
+    const revisions = await h.runtime.db.configRevision.count();
+    since = (await h.runtime.db.auditEvent.aggregate({ _max: { seq: true } }))._max.seq ?? 0n;
+    // The database refuses the third batch (fleet-2000..2999, in file order): the apply stops there.
+    await h.runtime.db.$executeRawUnsafe(`CREATE FUNCTION refuse_fleet() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.name = 'fleet-2500' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$`);
+    await h.runtime.db.$executeRawUnsafe(`CREATE TRIGGER refuse_fleet BEFORE UPDATE ON secrets FOR EACH ROW EXECUTE FUNCTION refuse_fleet()`);
+    const failed = await rekey(['apply', '-f', path], env);
+    expect(failed.code).toBe(1);
+    expect(failed.stdout).toContain('Secrets: 0 to add, 5000 to change, 0 to remove, 0 unchanged.');
+    await h.runtime.db.$executeRawUnsafe('DROP TRIGGER refuse_fleet ON secrets');
+    await h.runtime.db.$executeRawUnsafe('DROP FUNCTION refuse_fleet()');
+    expect(await h.runtime.db.configRevision.count()).toBe(revisions + 1);
+    expect(await actions()).toEqual(['config.apply.started', 'config.secrets', 'config.secrets']);
+
+    const rerun = await rekey(['apply', '-f', path], env);
+    expect(rerun.code).toBe(0);
+    expect(rerun.stdout).toContain('Secrets: 0 to add, 3000 to change, 0 to remove, 2000 unchanged.');
+    expect(await h.runtime.db.configRevision.count()).toBe(revisions + 1);
+    expect(await actions()).toEqual(['config.apply.started', 'config.secrets', 'config.secrets', 'config.apply.started', 'config.secrets', 'config.secrets', 'config.secrets', 'config.applied']);
+    const schedulers = await secretSchedulers(h.runtime.queues.queues.rotations);
+    expect(schedulers.filter((s) => s.pattern?.endsWith(' 4 * * *')).length).toBe(5000);
+    expect((await rekey(['apply', '-f', path], env)).stdout).toContain('Secrets: 0 to add, 0 to change, 0 to remove, 5000 unchanged.');
+    expect((await rekey(['audit', 'verify'], env)).code).toBe(0);
+  });
+});
