@@ -4,11 +4,22 @@
  * back): p50/p99 of the first page of GET /api/v1/secrets, of a status filter, and of one
  * secret's detail, each beside a bare fastify route answering a JSON body of about the same
  * size on the same server (the floor: HTTP, JSON, loopback). Requests are sequential.
- *   npm run bench -- admin-api [--secrets 10000] [--requests 200]
+ * Then the dashboard in headless Chromium (Debian's, as the browser test), signed in: time from
+ * opening /ui to the first secrets on screen and to the overview complete (median of 5 loads),
+ * and the JavaScript it ships, gzipped. `--no-browser` skips that part.
+ *   npm run bench -- admin-api [--secrets 10000] [--requests 200] [--no-browser]
  */
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import { chromium } from 'playwright-core';
 import type { FastifyInstance } from 'fastify';
 import { adminApiRoutes } from '../src/api/routes.js';
+import { UI_DIR } from '../src/dashboard/assets.js';
+import { dashboardRoutes } from '../src/dashboard/routes.js';
+import { packageRoot } from '../src/paths.js';
 import { createToken } from '../src/api/tokens.js';
 import { buildServer } from '../src/http/server.js';
 import { createLogger } from '../src/log.js';
@@ -17,22 +28,23 @@ import { loadSettings } from '../src/settings.js';
 import { benchEnvironment, percentile } from './support/environment.js';
 
 export async function main(args: string[]): Promise<Record<string, number>> {
-  const { values } = parseArgs({ args, options: { secrets: { type: 'string', default: '10000' }, requests: { type: 'string', default: '200' } } });
+  const { values } = parseArgs({ args, options: { secrets: { type: 'string', default: '10000' }, requests: { type: 'string', default: '200' }, 'no-browser': { type: 'boolean', default: false } } });
   const n = Number(values.secrets);
   const requests = Number(values.requests);
   const env = await benchEnvironment('admin_api');
-  const settings = loadSettings({ DATABASE_URL: env.databaseUrl, REDIS_URL: env.redisUrl, REKEY_FINGERPRINT_KEY: 'e'.repeat(64), REKEY_AUDIT_KEY: 'f'.repeat(64), REKEY_QUEUE_PREFIX: env.prefix, LOG_LEVEL: 'warn' });
+  const settings = loadSettings({ DATABASE_URL: env.databaseUrl, REDIS_URL: env.redisUrl, REKEY_FINGERPRINT_KEY: 'e'.repeat(64), REKEY_AUDIT_KEY: 'f'.repeat(64), REKEY_QUEUE_PREFIX: env.prefix, LOG_LEVEL: 'warn', REKEY_DASHBOARD_COOKIE_SECURE: 'false' });
   const runtime = new Runtime({ actor: 'bench', settings, log: createLogger('warn'), longLived: true });
   let app: FastifyInstance | undefined;
   try {
     await runtime.connect();
     await seed(runtime, n);
+    if (!values['no-browser']) execFileSync(process.execPath, [join(packageRoot, 'scripts', 'build-ui.mjs')], { stdio: 'inherit' });
     const { token } = await createToken(runtime.db, runtime.audit, { name: 'bench', scopes: ['read'], actor: 'bench' });
     let bareBody = '';
     const bare = (app_: FastifyInstance) => {
       app_.get('/bare', (_request, reply) => reply.header('content-type', 'application/json').send(bareBody));
     };
-    app = await buildServer(runtime, [bare, adminApiRoutes], { metrics: false });
+    app = await buildServer(runtime, [bare, adminApiRoutes, dashboardRoutes], { metrics: false });
     const url = await app.listen({ host: '127.0.0.1', port: 0 });
     const headers = { authorization: `Bearer ${token}` };
     const get = async (path: string) => {
@@ -58,12 +70,45 @@ export async function main(args: string[]): Promise<Record<string, number>> {
       figures[`${name}P99Ms`] = round(percentile(ms, 99));
       console.log(`  ${name.padEnd(8)} ${path.padEnd(42)} p50 ${figures[`${name}P50Ms`]} ms   p99 ${figures[`${name}P99Ms`]} ms`);
     }
+    if (!values['no-browser']) Object.assign(figures, await dashboardLoad(url, token));
     console.log(JSON.stringify({ bench: 'admin-api', ...figures }));
     return figures;
   } finally {
     await app?.close();
     await runtime.close();
     await env.cleanup();
+  }
+}
+
+/** The dashboard's overview loaded in Chromium with a session: first secrets on screen, and complete. */
+async function dashboardLoad(url: string, token: string): Promise<Record<string, number>> {
+  const signIn = await fetch(`${url}/ui/session`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+  const [name, value] = (signIn.headers.get('set-cookie') ?? '').split(';')[0]!.split('=') as [string, string];
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  try {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    await context.addCookies([{ name, value, url }]);
+    const page = await context.newPage();
+    const first: number[] = [];
+    const complete: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const started = performance.now();
+      await page.goto(`${url}/ui`);
+      await page.waitForSelector('tr[data-secret]', { timeout: 120_000 });
+      first.push(performance.now() - started);
+      // Complete: every page (and, past the cap, the attention queries) fetched; networkidle is 500 ms without a request.
+      await page.waitForLoadState('networkidle', { timeout: 120_000 });
+      complete.push(performance.now() - started - 500);
+    }
+    const gzipped = readdirSync(join(UI_DIR, 'assets'), { recursive: true, encoding: 'utf8' })
+      .filter((f) => f.endsWith('.js'))
+      .reduce((sum, f) => sum + gzipSync(readFileSync(join(UI_DIR, 'assets', f))).length, 0);
+    const median = (xs: number[]) => round(xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!);
+    const figures = { dashboardFirstRowsMs: median(first), dashboardCompleteMs: median(complete), dashboardJsGzipBytes: gzipped };
+    console.log(`  dashboard overview: first secrets on screen ${figures.dashboardFirstRowsMs} ms, complete ${figures.dashboardCompleteMs} ms (median of 5); JavaScript ${gzipped} bytes gzipped`);
+    return figures;
+  } finally {
+    await browser.close();
   }
 }
 
