@@ -215,19 +215,22 @@ class Rotation {
     if (!(await isEmergency(this.deps, this.run))) return this.rollback(resolved, reason, step, error);
     await this.undo(resolved);
     if (error instanceof RekeyError && error.code === 'REKEY_ERR_LIMIT') await makeRoom(this.deps, this.run, resolved.policy, this.log);
+    // Before the run moves on: a notice that cannot be queued fails this try, and the retry raises it again.
+    await rotationGaveUp(this.deps, this.run, { status: 'restarted', step, error: error ?? reason });
     await this.deps.repo.restartRun(this.run.id, audit(this.deps, this.run.id));
     this.deps.events.emergencyRetried();
     this.log.error({ error: reason }, 'emergency rotation failed; retrying with a fresh version');
-    await rotationGaveUp(this.deps, this.run, { status: 'restarted', step, error: error ?? reason });
     throw new StartedOver(`emergency rotation of ${this.run.secret} starts over with a fresh version after: ${reason}`);
   }
 
   /** Undoes a rotation that cannot promote and closes it: current untouched. */
   private async rollback(resolved: ResolvedSecret, reason: string, step: RotationStep, error: unknown): Promise<RunStatus> {
     await this.undo(resolved);
+    // Before the run is closed: a notice that cannot be queued leaves it open at `rollback`, so the
+    // job's retry or reconcile() drives it again and raises the notice again (at least once).
+    await rotationGaveUp(this.deps, this.run, { status: 'rolled_back', step, error: error ?? reason });
     await this.deps.repo.finishRun(this.run.id, 'rolled_back', audit(this.deps, this.run.id), reason);
     this.log.warn({ error: reason }, 'rotation rolled back');
-    await rotationGaveUp(this.deps, this.run, { status: 'rolled_back', step, error: error ?? reason });
     return 'rolled_back';
   }
 
