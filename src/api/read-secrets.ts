@@ -64,15 +64,26 @@ async function summaryOf(runtime: Runtime, h: SecretHealth): Promise<z.input<typ
   return { ...rest, lastRotatedAt: iso(lastRotatedAt), nextRotation: iso(await nextRotation(runtime.queues, h)), lastRun: lastRun && { ...lastRun, finishedAt: iso(lastRun.finishedAt) } };
 }
 
-/** The first `count` names after `after` that the name glob and `may` let through. */
-function pageOfNames(rows: ReadonlyArray<{ name: string }>, filter: { name?: string | undefined; may: (name: string) => boolean }, after: string | undefined, count: number): string[] {
+/** Names read from the database per step of a listing: a listing holds this many rows at most, whatever the fleet's size. */
+const SCAN_PAGE = 1000;
+
+/**
+ * The first `limit + 1` secrets after `after`, by name, that the filter lets through: names are read
+ * a page at a time, and conditions computed only for names the glob and `may` pass (without a
+ * status filter, only for as many as the page needs).
+ */
+async function listHealth(runtime: Runtime, filter: Parameters<typeof filterHealth>[1], after: string | undefined, limit: number): Promise<SecretHealth[]> {
   const named = filter.name ? globRegExp(filter.name) : undefined;
-  const names: string[] = [];
-  for (const { name } of rows) {
-    if (names.length === count) break;
-    if ((after === undefined || name > after) && (!named || named.test(name)) && filter.may(name)) names.push(name);
+  const matching: SecretHealth[] = [];
+  for (let from = after; matching.length <= limit; ) {
+    const names = (await runtime.db.secret.findMany({ where: from === undefined ? {} : { name: { gt: from } }, select: { name: true }, orderBy: { name: 'asc' }, take: SCAN_PAGE })).map((r) => r.name);
+    const wanted = names.filter((name) => (!named || named.test(name)) && (!filter.may || filter.may(name)));
+    const needed = filter.status ? wanted : wanted.slice(0, limit + 1 - matching.length);
+    if (needed.length) matching.push(...filterHealth(await secretHealth(runtime.db, needed), filter));
+    if (names.length < SCAN_PAGE) break;
+    from = names.at(-1);
   }
-  return names;
+  return matching;
 }
 
 export const secretRoutes = [
@@ -91,11 +102,7 @@ export const secretRoutes = [
     response: pageOf(summary),
     handler: async ({ runtime, caller, query }) => {
       const filter = { name: query.name, status: query.status, may: (name: string) => caller.access.allows('read', name) };
-      // Without a status filter, names decide the page: the conditions are computed for its secrets only.
-      const candidates = query.status
-        ? await secretHealth(runtime.db)
-        : await secretHealth(runtime.db, pageOfNames(await runtime.db.secret.findMany({ select: { name: true }, orderBy: { name: 'asc' } }), filter, query.after, query.limit + 1));
-      const matching = filterHealth(candidates, filter).filter((h) => query.after === undefined || h.name > query.after);
+      const matching = await listHealth(runtime, filter, query.after, query.limit);
       const page = matching.slice(0, query.limit);
       return {
         items: await Promise.all(page.map((h) => summaryOf(runtime, h))),

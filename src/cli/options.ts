@@ -41,3 +41,6 @@ export function schedule(text: string): string {
   }
   return text;
 }
+
+/** Secrets `rekey status` shows per page unless told (`--limit`). */
+export const STATUS_PAGE = 50;

@@ -1,6 +1,7 @@
 /** `rekey status`: versions with their states, per-target delivery, runs and the next rotation. */
 import { humanDuration } from '../core/duration.js';
 import { DRIFT_STREAK_ALERT, DRIFT_WINDOW_MS } from '../core/sync.js';
+import type { Prisma } from '../db/generated/client.js';
 import type { Runtime } from '../runtime.js';
 
 export interface SecretStatus {
@@ -50,8 +51,17 @@ export interface SecretStatus {
   }>;
 }
 
-/** @param redisUp false when Redis is unreachable: the schedules are then reported unknown, not read. */
-export async function secretStatus(runtime: Runtime, name?: string, versionsPerSecret = 5, redisUp = true): Promise<SecretStatus[]> {
+/** The secrets `rekey status NAME` shows: that one, or every client of a family of that name; every secret without a name. */
+export function statusWhere(name: string | undefined): Prisma.SecretWhereInput {
+  // A family's name shows all its clients.
+  return name ? { OR: [{ name }, { name: { startsWith: `${name}/` }, spec: { path: ['family'], equals: name } }] } : {};
+}
+
+/**
+ * @param redisUp false when Redis is unreachable: the schedules are then reported unknown, not read.
+ * @param page at most `limit` secrets, by name, after `after`: the only rows read.
+ */
+export async function secretStatus(runtime: Runtime, name?: string, versionsPerSecret = 5, redisUp = true, page: { after?: string | undefined; limit?: number } = {}): Promise<SecretStatus[]> {
   const unreachable = 'cannot read the schedules: Redis is unreachable';
   const next = async (secret: string): Promise<{ nextRotation: string | null; scheduleUnknown: string | null }> => {
     if (!redisUp) return { nextRotation: null, scheduleUnknown: unreachable };
@@ -61,9 +71,9 @@ export async function secretStatus(runtime: Runtime, name?: string, versionsPerS
     );
   };
   const secrets = await runtime.db.secret.findMany({
-    // A family's name shows all its clients.
-    where: name ? { OR: [{ name }, { name: { startsWith: `${name}/` }, spec: { path: ['family'], equals: name } }] } : {},
+    where: { AND: [statusWhere(name), page.after === undefined ? {} : { name: { gt: page.after } }] },
     orderBy: { name: 'asc' },
+    ...(page.limit === undefined ? {} : { take: page.limit }),
     include: {
       versions: { orderBy: { number: 'desc' }, take: versionsPerSecret, include: { deliveries: { orderBy: { target: 'asc' } } } },
       runs: { where: { status: 'running' }, orderBy: { startedAt: 'desc' }, take: 1 },

@@ -173,6 +173,22 @@ describe('a large config', () => {
     expect(again.stdout).toMatch(/No changes \(config revision \d+\)/);
   });
 
+  it('rekey status shows a page of 50 and the command for the next; --after and --limit walk on', async () => {
+    const names = (stdout: string) => stdout.split('\n').filter((line) => /^(fleet-\d+|billing|payments)( |$)/.test(line)).map((line) => line.split(' ')[0]!);
+    const first = await rekey(['status'], env);
+    expect(first.code).toBe(0);
+    expect(names(first.stdout)).toHaveLength(50);
+    const after = /^5002 secrets; next page: rekey status --after (\S+)$/m.exec(first.stdout)?.[1];
+    expect(after).toBe(names(first.stdout).at(-1));
+    const second = await rekey(['status', '--after', after!, '--limit', '10'], env);
+    expect(names(second.stdout)).toHaveLength(10);
+    expect(names(second.stdout).every((name) => name > after!)).toBe(true);
+    expect(second.stdout).toMatch(/next page: rekey status --after \S+ --limit 10$/m);
+    const json = await rekey(['status', '--json', '--limit', '3'], env);
+    expect(JSON.parse(json.stdout)).toHaveLength(3);
+    expect(json.stderr).toMatch(/^rekey: 5002 secrets; next page: rekey status --after \S+ --limit 3$/m);
+  });
+
   it('a batch that fails midway: the re-run stores no new revision, writes only what is missing, and the audit log says so', async () => {
     const path = file('fleet-2.yaml', many(5000).replaceAll(' 3 * * *', ' 4 * * *'));
     const revisions = await h.runtime.db.configRevision.count();

@@ -6,7 +6,8 @@ import { revokeTokensCommand } from '../../leaks/cli.js';
 import { HEARTBEAT_STALE_MS, type LastHeartbeat } from '../../queue/heartbeats.js';
 import type { Runtime } from '../../runtime.js';
 import { ExitCode, type CliContext } from '../context.js';
-import { formatStatus, secretStatus } from '../status.js';
+import { STATUS_PAGE } from '../options.js';
+import { formatStatus, secretStatus, statusWhere } from '../status.js';
 import { withRuntime } from '../with-runtime.js';
 
 export async function rotate(ctx: CliContext, name: string, options: { wait?: boolean; timeout: string; json?: boolean }): Promise<void> {
@@ -55,12 +56,22 @@ export async function decommission(ctx: CliContext, name: string, options: { wai
   });
 }
 
-export async function status(ctx: CliContext, name: string | undefined, options: { json?: boolean; versions: number }): Promise<void> {
+export async function status(ctx: CliContext, name: string | undefined, options: { json?: boolean; versions: number; limit: number; after?: string }): Promise<void> {
   await withRuntime('cli', ctx, async (runtime) => {
     const redisUp = await runtime.connect().then(() => true, () => false);
-    const statuses = await secretStatus(runtime, name, options.versions, redisUp);
-    if (name && !statuses.length) throw new RekeyError('REKEY_ERR_UNKNOWN', `no managed secret named ${name}`);
-    ctx.out(options.json ? JSON.stringify(statuses, null, 2) : formatStatus(statuses));
+    // One secret more than the page: whether there is a next one.
+    const [rows, total] = await Promise.all([
+      secretStatus(runtime, name, options.versions, redisUp, { after: options.after, limit: options.limit + 1 }),
+      runtime.db.secret.count({ where: statusWhere(name) }),
+    ]);
+    if (name && !total) throw new RekeyError('REKEY_ERR_UNKNOWN', `no managed secret named ${name}`);
+    const statuses = rows.slice(0, options.limit);
+    const next = rows.length > statuses.length ? statuses.at(-1)!.name : null;
+    const more = next && `${total} secrets; next page: rekey status${name ? ` ${name}` : ''} --after ${next}${options.limit === STATUS_PAGE ? '' : ` --limit ${options.limit}`}`;
+    if (options.json) {
+      ctx.out(JSON.stringify(statuses, null, 2));
+      if (more) process.stderr.write(`rekey: ${more}\n`); // stdout stays the page's JSON
+    } else ctx.out(formatStatus(statuses) + (more ? `\n\n${more}` : ''));
   });
 }
 

@@ -1,7 +1,7 @@
 /** rotate, revoke, decommission, status: definitions; the work is in ../actions/operate.ts, imported when one runs. */
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
-import { duration, positiveInt } from '../options.js';
+import { duration, positiveInt, STATUS_PAGE } from '../options.js';
 
 const actions = () => import('../actions/operate.js');
 
@@ -46,5 +46,7 @@ export function registerOperateCommands(program: Command, ctx: CliContext): void
     .argument('[name]')
     .option('--json', 'print as JSON')
     .option('--versions <n>', 'versions to show per secret', positiveInt, 5)
-    .action(async (name: string | undefined, options: { json?: boolean; versions: number }) => (await actions()).status(ctx, name, options));
+    .option('--limit <n>', 'secrets per page', positiveInt, STATUS_PAGE)
+    .option('--after <name>', 'the page after this secret (the last one shown): `rekey status` ends with the command for the next page')
+    .action(async (name: string | undefined, options: { json?: boolean; versions: number; limit: number; after?: string }) => (await actions()).status(ctx, name, options));
 }
