@@ -8,7 +8,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordAnchor } from '../../src/audit-anchor.js';
+import { Engine } from '../../src/core/engine.js';
 import { rotationGaveUp } from '../../src/core/notify.js';
+import { parseRedisUrl } from '../../src/core/redis-endpoint.js';
+import { QueueNotifier } from '../../src/notify/queue.js';
+import { openRedis } from '../../src/queue/connection.js';
 import { raiseRotationsDue } from '../../src/notify/due.js';
 import { dumpRedis } from '../support/dumps.js';
 import { startHarness, type Harness } from '../support/harness.js';
@@ -115,6 +119,32 @@ describe('notifications', () => {
     expect(metrics).toMatch(/rekey_notifications_total\{destination="oncall",event="rotation.failed",outcome="delivered"\} 2/);
     // The secret kept its current version: no secret.no-current for this run.
     expect(r.deliveries.some((d) => d.id === `secret.no-current.${run.id}`)).toBe(false);
+  });
+
+  it('a rotation.failed that cannot be queued leaves the run at rollback; driving it again raises it', async () => {
+    // A real queue on a Redis that is not there (nothing listens on port 1): adding a job fails.
+    const nowhere = openRedis(parseRedisUrl('redis://127.0.0.1:1'), { longLived: false });
+    nowhere.on('error', () => undefined);
+    const unreachable = new QueueNotifier(nowhere, h.env.prefix, async () => (await h.runtime.resolver.config()).notifications);
+    unreachable.queue.on('error', () => undefined);
+    try {
+      const cut = new Engine({ ...h.runtime.engine.deps, notifier: unreachable });
+      const { repo } = h.runtime.engine.deps;
+      // A run nobody queued yet, driven here first: its last attempt fails and rolls back.
+      const secret = (await repo.getSecret('pay-key'))!;
+      const { run } = await repo.createRotationRun({ secretId: secret.id, trigger: 'manual', idempotencyKey: `cut-${randomUUID()}`, graceMs: null, audit: { actor: 'test' } });
+      j.fail('deploy:edge', 1, false);
+      await expect(cut.driveRotation(run.id, { final: true })).rejects.toThrow();
+      expect(await repo.getRun(run.id)).toMatchObject({ status: 'running', step: 'rollback' });
+      expect(r.deliveries.some((d) => d.id === `rotation.failed.${run.id}`)).toBe(false);
+      // reconcile() (every second here) queues the open run; the worker finishes the rollback and raises the notice.
+      expect((await h.waitForRun(run.id)).status).toBe('rolled_back');
+      await expect.poll(() => r.accepted('/hooks/oncall').filter((d) => d.id === `rotation.failed.${run.id}`).length, { timeout: 20_000 }).toBe(1);
+      expect(parse(r.accepted('/hooks/oncall').find((d) => d.id === `rotation.failed.${run.id}`)!.body).data).toMatchObject({ status: 'rolled_back', step: 'rollback', code: 'REKEY_ERR_DENIED' });
+    } finally {
+      await unreachable.close().catch(() => undefined);
+      nowhere.disconnect();
+    }
   });
 
   it('a leak report makes leak.received and leak.blocked, with the time it took', async () => {
