@@ -29,4 +29,5 @@ export const providers = new ProviderCatalog({
   // authenticators (delivery)
   'attestation-jwt': () => import('../providers/attestation-jwt/index.js'),
   'client-key': () => import('../providers/client-key/index.js'),
+  oidc: () => import('../providers/oidc/index.js'),
 });

@@ -1,0 +1,155 @@
+/**
+ * The oidc authenticator (issue 17) against a real OpenID Connect provider run locally
+ * (`oidc-provider`, a certified implementation): it issues JWT access tokens by the client
+ * credentials grant, and rekey finds its keys through its discovery document. Valid tokens are
+ * exchanged at POST /v1/token; expired, wrong-audience, wrong-issuer (same keys, another
+ * issuer), unknown-key (same issuer name, other keys), tampered and claim-rule-failing tokens
+ * all get the one refusal, each logged with its reason.
+ */
+import { createServer, type Server } from 'node:http';
+import { exportJWK, generateKeyPair, decodeJwt, type JWK } from 'jose';
+import Provider from 'oidc-provider';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { deliveryRoutes, GRANT_TYPE } from '../../src/delivery/routes.js';
+import { startHarness, type Harness } from '../support/harness.js';
+
+const REKEY = 'https://rekey.test/';
+const servers: Server[] = [];
+
+/** A listening oidc-provider; `issuer` defaults to its own address. */
+async function idp(keys: JWK[], issuer?: (port: number) => string): Promise<{ issuer: string; url: string }> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  servers.push(server);
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const name = issuer ? issuer(0) : url;
+  const clients = ['ci-deploy', 'short', 'other'].map((id) => ({ client_id: id, client_secret: `${id}-secret-0123456789`, grant_types: ['client_credentials'], redirect_uris: [], response_types: [] }));
+  const provider = new Provider(name, {
+    clients,
+    jwks: { keys },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => REKEY,
+        useGrantedResource: () => true,
+        getResourceServerInfo: (_ctx, resource, client) => ({
+          scope: 'deploy',
+          audience: resource,
+          accessTokenFormat: 'jwt',
+          accessTokenTTL: client.clientId === 'short' ? 1 : 300,
+          jwt: { sign: { alg: 'RS256' } },
+        }),
+      },
+    },
+  });
+  const handle = provider.callback();
+  server.on('request', (request, response) => void handle(request, response));
+  return { issuer: name, url };
+}
+
+async function rsaKey(kid: string): Promise<JWK> {
+  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+  return { ...(await exportJWK(privateKey)), kid, alg: 'RS256', use: 'sig' };
+}
+
+/** A JWT access token from the provider at `url` for `client`, for `resource`. */
+async function tokenFrom(url: string, client: string, resource = REKEY): Promise<string> {
+  const response = await fetch(`${url}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${client}:${client}-secret-0123456789`).toString('base64')}` },
+    body: new URLSearchParams({ grant_type: 'client_credentials', resource, scope: 'deploy' }),
+  });
+  const body = (await response.json()) as { access_token?: string };
+  if (!body.access_token) throw new Error(`no token from ${url}: ${response.status} ${JSON.stringify(body)}`);
+  return body.access_token;
+}
+
+let h: Harness;
+let real: { issuer: string; url: string };
+let sameKeysOtherIssuer: { issuer: string; url: string };
+let sameIssuerOtherKeys: { issuer: string; url: string };
+
+beforeAll(async () => {
+  const key = await rsaKey('idp-key-1');
+  real = await idp([key]);
+  sameKeysOtherIssuer = await idp([key]);
+  sameIssuerOtherKeys = await idp([await rsaKey('impostor-key')], () => real.issuer);
+  h = await startHarness({ label: 'delivery-oidc', routes: [deliveryRoutes] });
+  await h.apply(`
+providers:
+  vault: { type: local }
+secrets:
+  api-signing:
+    store: { provider: vault }
+    issuer: { type: jwt-signing-key, alg: ES256 }
+    grace: 10m
+delivery:
+  issuer: https://rekey.test
+  authenticators:
+    ci:
+      type: oidc
+      issuer: ${real.issuer}
+      audience: ${REKEY}
+      insecure: true
+      clockToleranceSeconds: 0
+      claims: { client_id: [ci-deploy, short], scope: deploy }
+  grants:
+    deploys:
+      authenticator: ci
+      subjects: [ci-deploy, short]
+      token: { signingKey: api-signing, audience: internal-api, ttl: 5m, claims: { copy: [client_id] } }
+`);
+  expect((await h.rotate('api-signing', 60_000)).status).toBe('succeeded');
+}, 120_000);
+afterAll(async () => {
+  await h.stop();
+  for (const server of servers) server.close();
+});
+
+async function exchange(subjectToken: string) {
+  const response = await fetch(`${h.serving!.url}/v1/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: GRANT_TYPE, subject_token: subjectToken, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', audience: 'internal-api' }),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+const REFUSED = { status: 400, body: { error: 'invalid_request', error_description: 'the subject token is not valid' } };
+const reasons = () => h.logs.filter((l) => l.includes('credential refused')).map((l) => (JSON.parse(l) as { reason: string }).reason);
+
+it('exchanges a token of the real OIDC provider for a rekey token naming its subject', async () => {
+  const presented = await tokenFrom(real.url, 'ci-deploy');
+  expect(decodeJwt(presented)).toMatchObject({ iss: real.issuer, aud: REKEY, sub: 'ci-deploy' });
+  const answer = await exchange(presented);
+  expect(answer.status).toBe(200);
+  expect(decodeJwt(answer.body.access_token as string)).toMatchObject({ sub: 'ci-deploy', client_id: 'ci-deploy', aud: 'internal-api', iss: 'https://rekey.test' });
+  expect(h.logs.join('\n')).not.toContain(presented);
+});
+
+it('refuses expired, wrong-audience, wrong-issuer, unknown-key, tampered and claim-rule-failing tokens with one answer', async () => {
+  const short = await tokenFrom(real.url, 'short');
+  const expiresAt = decodeJwt(short).exp! * 1000;
+  const valid = await tokenFrom(real.url, 'ci-deploy');
+  const [header, payload, signature] = valid.split('.');
+  const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString()) as Record<string, unknown>;
+  const refused: Record<string, string> = {
+    'claim aud': await tokenFrom(real.url, 'ci-deploy', 'https://another-api.test/'),
+    'claim iss': await tokenFrom(sameKeysOtherIssuer.url, 'ci-deploy'),
+    'unknown key': await tokenFrom(sameIssuerOtherKeys.url, 'ci-deploy'),
+    signature: `${header}.${Buffer.from(JSON.stringify({ ...claims, sub: 'short' })).toString('base64url')}.${signature}`,
+    'claim rule': await tokenFrom(real.url, 'other'),
+    algorithm: `${Buffer.from(JSON.stringify({ alg: 'none', kid: 'idp-key-1' })).toString('base64url')}.${payload}.`,
+  };
+  // The short token's one second: wait it out (its exp is the provider's), then it must be refused.
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, expiresAt - Date.now() + 1100)));
+  refused.expired = short;
+  for (const [why, token] of Object.entries(refused)) {
+    const before = reasons().length;
+    expect({ why, ...(await exchange(token)) }).toEqual({ why, ...REFUSED });
+    expect(reasons().slice(before)).toEqual([`authenticator ci: ${why}`]);
+  }
+  expect((await exchange(valid)).status).toBe(200);
+}, 60_000);
