@@ -101,7 +101,7 @@ describe('the dashboard in Chromium', () => {
     expect(take401s()).toBe(1); // the page asked whether a session exists: none
     expect(await attributes('script', ['src', 'type'])).toEqual([['/ui/assets/main.js', 'module']]);
     expect(await page.evaluate("[...document.querySelectorAll('script, style, [style]')].filter((e) => e.textContent.trim() || e.hasAttribute('style')).length")).toBe(0);
-    const modules = ['main', 'api', 'dom', 'views/overview', 'views/secret', 'views/timeline', 'views/leaks', 'views/audit', 'views/signin'];
+    const modules = ['main', 'api', 'dom', 'views/overview', 'views/secret', 'views/timeline', 'views/leaks', 'views/audit', 'views/config', 'views/signin'];
     let gzipped = 0;
     for (const name of modules) {
       const asset = await fetch(`${base}/ui/assets/${name}.js`);
@@ -170,9 +170,9 @@ describe('the dashboard in Chromium', () => {
     await page.click('button[data-revoke="2"]');
     const confirm = page.locator('dialog.confirm button[type=submit]');
     expect(await confirm.isDisabled()).toBe(true);
-    await page.fill('#revoke-confirm', 'pay-api v3');
+    await page.fill('#typed-confirm', 'pay-api v3');
     expect(await confirm.isDisabled()).toBe(true);
-    await page.fill('#revoke-confirm', 'pay-api v2');
+    await page.fill('#typed-confirm', 'pay-api v2');
     expect(await confirm.isDisabled()).toBe(false);
     await shot('revoke-confirm');
     await confirm.click();
@@ -209,6 +209,23 @@ describe('the dashboard in Chromium', () => {
     await shot('audit');
   });
 
+  it('shows what a config revision changed, and decommissions the secret it removed after its name is typed', async () => {
+    await h.apply(memoryConfig(JOURNAL, { 'pay-api': 'grace: 1h', 'pay-web': 'grace: 1h' }));
+    await page.click('header a[href="#/config"]');
+    await page.waitForSelector('[data-diff] li:has-text("- secrets.billing-db")', WAIT);
+    await shot('config');
+    await page.evaluate(`location.hash = '#/secrets/billing-db'`);
+    await page.click('#decommission');
+    const confirm = page.locator('dialog.confirm button[type=submit]');
+    await page.fill('#typed-confirm', 'billing');
+    expect(await confirm.isDisabled()).toBe(true);
+    await page.fill('#typed-confirm', 'billing-db');
+    await confirm.click();
+    await page.waitForSelector('.notice-ok:has-text("Decommissioning: v1")', WAIT);
+    await page.waitForSelector('.tl-row[data-version="1"][data-state="revoked"]', WAIT);
+    expect((await h.runtime.db.auditEvent.findMany({ where: { action: 'api.decommissionSecret' } })).map((e) => e.actor)).toEqual(['token:ops']);
+  });
+
   it('fits a phone screen', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     for (const [hash, ready] of [['#/', 'tr[data-secret]'], ['#/secrets/pay-api', '.tl-row'], ['#/leaks', 'tr[data-leak]']] as const) {
@@ -225,7 +242,7 @@ describe('the dashboard in Chromium', () => {
   it('never shows a value, and signs out', async () => {
     const values = journal(JOURNAL).values();
     expect(values.length).toBeGreaterThan(0);
-    for (const hash of ['#/', '#/secrets/pay-api', '#/leaks', '#/audit']) {
+    for (const hash of ['#/', '#/secrets/pay-api', '#/leaks', '#/audit', '#/config']) {
       await page.evaluate(`location.hash = ${JSON.stringify(hash)}`);
       await page.waitForSelector('main section', WAIT);
       const html = await pageText();

@@ -70,3 +70,35 @@ export function table(columns: string[], rows: Array<{ cells: Child[]; attrs?: A
 export function notice(text: string, kind: 'error' | 'ok' = 'error'): HTMLElement {
   return h('p', { class: `notice notice-${kind}`, role: kind === 'error' ? 'alert' : 'status' }, text);
 }
+
+/**
+ * A modal asking for `phrase` to be typed before `button` works (revoke, decommission): a
+ * destructive action is never one stray click away.
+ */
+export function confirmTyped(options: { title: string; text: string; phrase: string; button: string; confirmed: () => void }): void {
+  const input = h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false', id: 'typed-confirm' });
+  const confirm = h('button', { type: 'submit', class: 'danger', disabled: true }, options.button);
+  const dialog = h('dialog', { class: 'confirm', 'aria-labelledby': 'confirm-title' });
+  input.addEventListener('input', () => (confirm.disabled = input.value !== options.phrase));
+  const form = h(
+    'form',
+    {
+      onsubmit: (event: Event) => {
+        event.preventDefault();
+        if (input.value !== options.phrase) return;
+        dialog.close();
+        options.confirmed();
+      },
+    },
+    h('h2', { id: 'confirm-title' }, options.title),
+    h('p', {}, options.text),
+    h('label', { for: 'typed-confirm' }, 'Type ', h('code', {}, options.phrase), ' to confirm'),
+    input,
+    h('div', { class: 'buttons' }, h('button', { type: 'button', class: 'quiet', onclick: () => dialog.close() }, 'Cancel'), confirm),
+  );
+  dialog.append(form);
+  dialog.addEventListener('close', () => dialog.remove());
+  document.body.append(dialog);
+  dialog.showModal();
+  input.focus();
+}

@@ -1,12 +1,13 @@
 /**
  * The dashboard's entry module: sign-in, the header, and a hash router over the views
- * (#/ overview, #/secrets/NAME detail, #/leaks, #/audit). Each view refreshes itself by
+ * (#/ overview, #/secrets/NAME detail, #/leaks, #/audit, #/config). Each view refreshes itself by
  * polling the admin API at the pace it asks for (a running rotation: every second), and
  * polling stops while the tab is hidden.
  */
-import { ApiError, type Me, session, whenSignedOut } from './api.js';
+import { allows, ApiError, type Me, session, whenSignedOut } from './api.js';
 import { fill, h, notice } from './dom.js';
 import { auditView } from './views/audit.js';
+import { configView } from './views/config.js';
 import { leaksView } from './views/leaks.js';
 import { overviewView } from './views/overview.js';
 import { secretView } from './views/secret.js';
@@ -30,6 +31,7 @@ function viewFor(me: Me, hash: string): View {
   if (secret) return secretView(me, decodeURIComponent(secret[1]!));
   if (hash === '#/leaks') return leaksView();
   if (hash === '#/audit') return auditView(me);
+  if (hash === '#/config') return configView();
   return overviewView();
 }
 
@@ -39,7 +41,8 @@ function header(me: Me): HTMLElement {
     'header',
     { class: 'bar' },
     h('a', { href: '#/', class: 'brand' }, 'rekey'),
-    h('nav', {}, link('#/', 'Overview'), link('#/leaks', 'Leaks'), link('#/audit', 'Audit')),
+    // Config revisions belong to no secret: they need `read` without a glob.
+    h('nav', {}, link('#/', 'Overview'), link('#/leaks', 'Leaks'), link('#/audit', 'Audit'), allows(me, 'read') ? link('#/config', 'Config') : null),
     h(
       'div',
       { class: 'who' },

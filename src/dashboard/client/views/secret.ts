@@ -1,10 +1,11 @@
 /**
  * One secret: its version timeline, versions with per-target delivery, per-target sync, runs
  * with their steps (a running one followed live, every second), and its audit events. Actions:
- * rotate now, and revoke a version after typing its name (`pay-api v3`).
+ * rotate now, revoke a version after typing its name (`pay-api v3`), and, for a secret removed
+ * from rekey.yaml, decommission after typing the secret's name.
  */
 import { allows, api, ApiError, type AuditEvent, type Me, type Page, type Run, type SecretDetail, segment, type Version } from '../api.js';
-import { badge, fill, h, notice, table, time } from '../dom.js';
+import { badge, confirmTyped, fill, h, notice, table, time } from '../dom.js';
 import type { View } from '../main.js';
 import { auditTable } from './audit.js';
 import { timeline } from './timeline.js';
@@ -61,37 +62,33 @@ export function secretView(me: Me, name: string): View {
     }),
   );
 
-  const revoke = (v: Version) => {
-    const phrase = `${name} v${v.number}`;
-    const input = h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false', 'aria-label': `Type ${phrase} to confirm`, id: 'revoke-confirm' });
-    const confirm = h('button', { type: 'submit', class: 'danger', disabled: true }, `Revoke v${v.number}`);
-    const dialog = h('dialog', { class: 'confirm', 'aria-labelledby': 'revoke-title' });
-    input.addEventListener('input', () => (confirm.disabled = input.value !== phrase));
-    const form = h(
-      'form',
-      {
-        onsubmit: (event: Event) => {
-          event.preventDefault();
-          if (input.value !== phrase) return;
-          dialog.close();
-          act(rotate, async () => {
-            const answer = await api.act<{ outcome: string }>(`${path}/versions/${v.number}/revoke`);
-            return `v${v.number}: ${answer.outcome}.`;
-          });
-        },
-      },
-      h('h2', { id: 'revoke-title' }, `Revoke ${phrase}?`),
-      h('p', {}, v.state === 'current' ? `v${v.number} is current: it is taken down as a leaked key, and replaced as the secret's onLeak policy says.` : `v${v.number} is removed from every target and revoked where it was issued.`),
-      h('label', { for: 'revoke-confirm' }, 'Type ', h('code', {}, phrase), ' to confirm'),
-      input,
-      h('div', { class: 'buttons' }, h('button', { type: 'button', class: 'quiet', onclick: () => dialog.close() }, 'Cancel'), confirm),
-    );
-    dialog.append(form);
-    dialog.addEventListener('close', () => dialog.remove());
-    document.body.append(dialog);
-    dialog.showModal();
-    input.focus();
-  };
+  const revoke = (v: Version) =>
+    confirmTyped({
+      title: `Revoke ${name} v${v.number}?`,
+      text: v.state === 'current' ? `v${v.number} is current: it is taken down as a leaked key, and replaced as the secret's onLeak policy says.` : `v${v.number} is removed from every target and revoked where it was issued.`,
+      phrase: `${name} v${v.number}`,
+      button: `Revoke v${v.number}`,
+      confirmed: () =>
+        act(rotate, async () => {
+          const answer = await api.act<{ outcome: string }>(`${path}/versions/${v.number}/revoke`);
+          return `v${v.number}: ${answer.outcome}.`;
+        }),
+    });
+
+  const decommission = h('button', { type: 'button', class: 'danger', id: 'decommission' }, 'Decommission…');
+  decommission.addEventListener('click', () =>
+    confirmTyped({
+      title: `Decommission ${name}?`,
+      text: `${name} is no longer in rekey.yaml. Every live key of it is retired from its targets and revoked where it was issued; its history is kept.`,
+      phrase: name,
+      button: 'Decommission',
+      confirmed: () =>
+        act(decommission, async () => {
+          const answer = await api.act<{ versions: number[] }>(`${path}/decommission`);
+          return answer.versions.length ? `Decommissioning: ${answer.versions.map((n) => `v${n}`).join(', ')} retired and revoked.` : 'Nothing was live.';
+        }),
+    }),
+  );
 
   const render = (d: SecretDetail, events: AuditEvent[], runEvents: Map<string, AuditEvent[]>) => {
     const mayRevoke = allows(me, 'revoke', name);
@@ -199,6 +196,7 @@ export function secretView(me: Me, name: string): View {
         h('span', { class: 'badges' }, ...(detail.conditions.length ? detail.conditions : ['healthy']).map(badge), detail.removed ? badge('removed') : null),
         h('span', { class: 'facts' }, `current ${detail.currentVersion === null ? '—' : `v${detail.currentVersion}`} · last rotated `, time(detail.lastRotatedAt), ' · next ', time(detail.nextRotation)),
         allows(me, 'rotate', name) && !detail.removed ? rotate : null,
+        allows(me, 'revoke', name) && detail.removed && detail.versions.some((v) => REVOCABLE.has(v.state)) ? decommission : null,
       );
       render(detail, audit.items, runEvents);
     },
