@@ -19,12 +19,13 @@ import { claim, IDEMPOTENCY_KEY_PATTERN, release, requestHash, settle } from './
 import { actionRoutes } from './actions.js';
 import { openapiRoute } from './openapi.js';
 import { historyRoutes } from './read-history.js';
+import { keyRoutes } from './keys.js';
 import { secretRoutes } from './read-secrets.js';
 import { ApiProblem, sendProblem, type ProblemCode } from './problems.js';
 import { API_PREFIX, type ApiRoute, type Caller } from './route.js';
 
 /** Every operation of the API; the OpenAPI document is generated from this list. */
-export const apiRoutes: readonly ApiRoute[] = [...secretRoutes, ...historyRoutes, ...actionRoutes, openapiRoute(() => apiRoutes)];
+export const apiRoutes: readonly ApiRoute[] = [...secretRoutes, ...historyRoutes, ...actionRoutes, ...keyRoutes, openapiRoute(() => apiRoutes)];
 
 export const adminApiRoutes: RouteModule = async (app: FastifyInstance, runtime: Runtime, { admission }) => {
   const auth = new Authenticator(runtime.db, admission, sessionsOf(runtime));

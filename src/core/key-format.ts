@@ -39,7 +39,10 @@ export function hasValidChecksum(token: string): boolean {
 }
 
 export interface Found {
+  /** 1-based. */
   line: number;
+  /** 1-based, in UTF-16 code units (as SARIF's default column kind). */
+  column: number;
   token: string;
 }
 
@@ -51,7 +54,7 @@ export function findKeys(text: string): Found[] {
   const found: Found[] = [];
   text.split('\n').forEach((content, index) => {
     for (const match of content.matchAll(/[A-Za-z0-9_]{36,}/g)) {
-      if (hasValidChecksum(match[0])) found.push({ line: index + 1, token: match[0] });
+      if (hasValidChecksum(match[0])) found.push({ line: index + 1, column: match.index + 1, token: match[0] });
     }
   });
   return found;

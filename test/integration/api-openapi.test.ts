@@ -58,10 +58,11 @@ it('lists exactly the routes the server registers under /api/v1, and every one o
 it("is filtered to what the caller's token may do", async () => {
   const docFor = async (scopes: string[]) => operations((await call(h, '/api/v1/openapi.json', { token: await tokenFor(h, `t-${randomUUID().slice(0, 8)}`, scopes) })).json as Doc);
   const read = await docFor(['read']);
-  expect(read.every((op) => op.startsWith('GET '))).toBe(true);
+  // Reads, and the one read that takes a body (keys found by a scanner are not put in a URL).
+  expect(read.filter((op) => !op.startsWith('GET '))).toEqual(['POST /api/v1/keys/check']);
   expect(read).toContain('GET /api/v1/secrets/{name}');
   expect(await docFor(['rotate:pay-*'])).toEqual(['GET /api/v1/openapi.json', 'POST /api/v1/secrets/{name}/drift-check', 'POST /api/v1/secrets/{name}/rotate']);
-  expect(await docFor(['revoke'])).toEqual(['GET /api/v1/openapi.json', 'POST /api/v1/secrets/{name}/decommission', 'POST /api/v1/secrets/{name}/versions/{number}/revoke']);
+  expect(await docFor(['revoke'])).toEqual(['GET /api/v1/openapi.json', 'POST /api/v1/keys/report', 'POST /api/v1/secrets/{name}/decommission', 'POST /api/v1/secrets/{name}/versions/{number}/revoke']);
   expect((await docFor(['admin'])).length).toBe(operations((await call(h, '/api/v1/openapi.json', { token: await tokenFor(h, 'admin-2', ['admin']) })).json as Doc).length);
   expect(await docFor(['admin'])).toContain('POST /api/v1/audit/verify');
 });

@@ -1,8 +1,8 @@
-/** keygen, scan: the random issuer's key format, offline. */
-import { readFile } from 'node:fs/promises';
-import type { Command } from 'commander';
-import { findKeys, generateKey } from '../../core/key-format.js';
-import { ExitCode, type CliContext } from '../context.js';
+/** keygen, scan: rekey's key format (keygen offline; scan's work is in ../scan.ts, imported when it runs). */
+import { type Command, Option } from 'commander';
+import { generateKey } from '../../core/key-format.js';
+import type { CliContext } from '../context.js';
+import type { ScanOptions } from '../scan.js';
 import { keyPrefix } from '../options.js';
 
 export function registerKeyCommands(program: Command, ctx: CliContext): void {
@@ -14,25 +14,13 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
 
   program
     .command('scan')
-    .description('Find rekey keys (checksum verified) in files; exits 1 if any is found')
-    .argument('<files...>')
-    .action(async (files: string[], _options: unknown, command: Command) => {
-      // Every file is read before anything is printed: a missing one is a usage error, not a half scan.
-      const texts: string[] = [];
-      for (const file of files) {
-        try {
-          texts.push(await readFile(file, 'utf8'));
-        } catch (error) {
-          command.error(`error: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { exitCode: 2, code: 'rekey.scan.unreadable' });
-        }
-      }
-      let found = 0;
-      files.forEach((file, i) => {
-        for (const { line, token } of findKeys(texts[i]!)) {
-          ctx.out(`${file}:${line}: ${token.slice(0, 8)}...`);
-          found += 1;
-        }
-      });
-      if (found) throw new ExitCode(1);
-    });
+    .description('Find rekey keys (checksum verified: no false positives) in files, directories or the git index; exits 1 if any is found')
+    .argument('[paths...]', 'files and directories (.git and node_modules skipped)')
+    .option('--staged', 'scan what the git index holds for the next commit (a pre-commit hook)')
+    .addOption(new Option('--format <format>', 'text, or SARIF 2.1.0 for code scanning').choices(['text', 'sarif']).default('text'))
+    .option('--check', "ask rekey's admin API which keys found are live (REKEY_API_URL, REKEY_API_TOKEN with read scope)")
+    .option('--report', 'send the live ones to the leak path (a token with revoke scope); implies --check')
+    .action(async (paths: string[], options: ScanOptions, command: Command) =>
+      (await import('../scan.js')).scan(ctx, paths, options, (message) => command.error(message, { exitCode: 2, code: 'rekey.scan.usage' })),
+    );
 }

@@ -1,0 +1,79 @@
+/**
+ * Keys found by `rekey scan --check | --report` (issue 18): which of them are keys rekey
+ * manages, in which state, and the leak path for those still live. The keys come in the body
+ * (over the API's TLS, from a caller holding a token), are fingerprinted here with rekey's own
+ * key and are never stored, logged or echoed: an answer names each key by its position in the
+ * request and its first 8 characters, as `rekey scan` prints them.
+ */
+import { z } from 'zod';
+import { hasValidChecksum } from '../core/key-format.js';
+import { SecretValue } from '../core/secret-value.js';
+import type { VersionState } from '../core/model.js';
+import type { Runtime } from '../runtime.js';
+import { route, type Caller } from './route.js';
+
+/** States in which a target may still accept the key (a compromised one until its takedown ends). */
+const LIVE: readonly VersionState[] = ['issuing', 'pending', 'current', 'previous', 'compromised'];
+
+const keysBody = z.object({ keys: z.array(z.string().min(36).max(300)).min(1).max(100) }).strict();
+
+const found = z.object({
+  index: z.number().int().describe('the position of the key in the request'),
+  prefix: z.string().max(8).describe('its first 8 characters'),
+  secret: z.string().nullable().describe('null: no version rekey manages (or none of a secret the token may read) has this key'),
+  version: z.number().int().nullable(),
+  state: z.string().nullable(),
+  live: z.boolean().describe('a target may still accept it: issuing, pending, current, previous, or compromised and not yet taken down'),
+});
+
+async function lookUp(runtime: Runtime, caller: Caller, keys: readonly string[]) {
+  return Promise.all(
+    keys.map(async (key, index) => {
+      // A string without a valid checksum is no rekey key: not even fingerprinted.
+      const version = hasValidChecksum(key) ? await runtime.engine.deps.repo.findVersionByFingerprint(runtime.engine.deps.fingerprint(SecretValue.of(key))) : null;
+      const visible = version && caller.access.allows('read', version.secret) ? version : null;
+      return {
+        index,
+        prefix: key.slice(0, 8),
+        secret: visible?.secret ?? null,
+        version: visible?.number ?? null,
+        state: visible?.state ?? null,
+        live: !!visible && LIVE.includes(visible.state),
+      };
+    }),
+  );
+}
+
+export const keyRoutes = [
+  route({
+    method: 'POST',
+    path: '/keys/check',
+    operationId: 'checkKeys',
+    summary: 'Which of these keys (found by a scanner) rekey manages, their secret, version and state, and whether they are live',
+    scope: 'read',
+    reach: 'some',
+    body: keysBody,
+    response: z.object({ items: z.array(found) }),
+    handler: async ({ runtime, caller, body }) => ({ items: await lookUp(runtime, caller, body.keys) }),
+  }),
+  route({
+    method: 'POST',
+    path: '/keys/report',
+    operationId: 'reportKeys',
+    summary: "The leak path for every live key among these (found where it must not be): each version is revoked as by POST /secrets/{name}/versions/{number}/revoke",
+    scope: 'revoke',
+    reach: 'some',
+    action: true,
+    body: keysBody,
+    response: z.object({ items: z.array(found.extend({ outcome: z.string().nullable().describe('the leak path outcome; null: not live, or not a secret the token may revoke') })) }),
+    handler: async ({ runtime, caller, body }) => {
+      const items = [];
+      for (const item of await lookUp(runtime, caller, body.keys)) {
+        const revocable = item.live && item.secret !== null && item.version !== null && caller.access.allows('revoke', item.secret);
+        const outcome = revocable ? (await runtime.engine.as(caller.actor).revoke(item.secret!, item.version!)).outcome : null;
+        items.push({ ...item, outcome });
+      }
+      return { items };
+    },
+  }),
+];

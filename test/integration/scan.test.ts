@@ -1,0 +1,152 @@
+/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment -- SARIF and API answers are JSON, checked field by field */
+/**
+ * `rekey scan` (issue 18): the git index for a pre-commit hook (`--staged`, as a real process
+ * in a real repository), SARIF 2.1.0 output validated against the SARIF schema, and
+ * `--check` / `--report` through the admin API of a running server: a live key is named live,
+ * a retired one retired, a random string that merely looks like a key is never a finding.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import ajvDraft04 from 'ajv-draft-04';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminApiRoutes } from '../../src/api/routes.js';
+import { generateKey } from '../../src/core/key-format.js';
+import { tokenFor } from '../support/api.js';
+import { rekey } from '../support/cli.js';
+import { startHarness, type Harness } from '../support/harness.js';
+
+const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+const tsx = import.meta.resolve('tsx');
+const dir = mkdtempSync(join(tmpdir(), 'rekey-scan-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** `rekey ARGS` as a process in `cwd` (the git repository it scans). */
+async function rekeyIn(cwd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', tsx, main, ...args], { cwd, env: { PATH: process.env.PATH } });
+  const out = { stdout: '', stderr: '' };
+  child.stdout.on('data', (chunk: Buffer) => (out.stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (out.stderr += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  return { code, ...out };
+}
+
+describe('scan --staged', () => {
+  it('finds a key the next commit would add, from the index (not the working tree), and exits 1; a clean index exits 0', async () => {
+    const repo = join(dir, 'repo');
+    const git = (...args: string[]) => execFileSync('git', args, { cwd: repo, stdio: 'pipe' });
+    execFileSync('git', ['init', '-q', repo]);
+    git('config', 'user.email', 'dev@example.com');
+    git('config', 'user.name', 'dev');
+    const key = generateKey('rk_live_');
+    writeFileSync(join(repo, 'README.md'), 'nothing here\n');
+    git('add', 'README.md');
+    git('commit', '-qm', 'first');
+    expect(await rekeyIn(repo, ['scan', '--staged'])).toMatchObject({ code: 0, stdout: '' });
+
+    writeFileSync(join(repo, 'app.env'), `# settings\nAPI_KEY=${key}\n`);
+    git('add', 'app.env');
+    // Taken out of the working tree but still staged: the commit would hold it.
+    writeFileSync(join(repo, 'app.env'), '# settings\nAPI_KEY=\n');
+    // In the working tree only: not part of the commit.
+    writeFileSync(join(repo, 'notes.txt'), `${generateKey('rk_live_')}\n`);
+    const found = await rekeyIn(repo, ['scan', '--staged']);
+    expect(found).toEqual({ code: 1, stdout: 'app.env:2: rk_live_...\n', stderr: '' });
+    expect(found.stdout).not.toContain(key.slice(8));
+
+    git('reset', '-q', 'app.env');
+    expect((await rekeyIn(repo, ['scan', '--staged'])).code).toBe(0);
+    expect((await rekeyIn(repo, ['scan', '--staged', 'app.env'])).code).toBe(2);
+    expect((await rekeyIn(dir, ['scan', '--staged'])).stderr).toContain('not in a git repository');
+  }, 60_000);
+});
+
+describe('scan --format sarif', () => {
+  it('is a valid SARIF 2.1.0 log: one result per key with file, line and column, never the key', async () => {
+    const tree = join(dir, 'tree');
+    execFileSync('mkdir', ['-p', join(tree, 'config'), join(tree, 'node_modules', 'x')]);
+    const keys = [generateKey('rk_live_'), generateKey('rk_test_')];
+    const [first, second] = keys as [string, string];
+    writeFileSync(join(tree, 'config', 'a.env'), `A=${first}\n`);
+    writeFileSync(join(tree, 'b.txt'), `first line\n  token: "${second}"\n`);
+    // A random string as long as a key, and a key with one character changed: no checksum, no finding.
+    writeFileSync(join(tree, 'c.txt'), `rk_live_${'a'.repeat(36)}\n${first.slice(0, -1)}${first.endsWith('A') ? 'B' : 'A'}\n`);
+    writeFileSync(join(tree, 'node_modules', 'x', 'd.txt'), `${generateKey('rk_')}\n`);
+    const result = await rekey(['scan', tree, '--format', 'sarif']);
+    expect(result.code).toBe(1);
+    const log = JSON.parse(result.stdout);
+    const schema = JSON.parse(readFileSync(createRequire(import.meta.url).resolve('@microsoft/jest-sarif/lib/schemas/sarif-2.1.0-rtm.5.json'), 'utf8'));
+    // ajv-draft-04 is CommonJS: its class is the default export's `default`. The schema's
+    // language-tag pattern is not valid in unicode mode; string formats (uri) are not checked.
+    const validate = new ajvDraft04.default({ allErrors: true, strict: false, unicodeRegExp: false, validateFormats: false, logger: false }).compile(schema);
+    expect(validate(log) ? [] : validate.errors).toEqual([]);
+    type Result = { ruleId: string; locations: Array<{ physicalLocation: { artifactLocation: { uri: string }; region: object } }> };
+    const results = (log.runs[0].results as Result[]).map((r) => [r.ruleId, r.locations[0]!.physicalLocation.artifactLocation.uri.replace(/^.*tree\//, ''), r.locations[0]!.physicalLocation.region]);
+    expect(results).toEqual([
+      ['rekey/key', 'b.txt', { startLine: 2, startColumn: 11 }],
+      ['rekey/key', 'config/a.env', { startLine: 1, startColumn: 3 }],
+    ]);
+    for (const key of keys) expect(result.stdout).not.toContain(key.slice(8));
+  });
+});
+
+describe('scan --check and --report', () => {
+  let h: Harness;
+  let env: NodeJS.ProcessEnv;
+  let file: string;
+  const value = async (name: string, stage: 'current' | 'previous') =>
+    (await (await h.runtime.resolver.resolve(name)).store.read({ stage }, { signal: AbortSignal.timeout(10_000) })).reveal();
+
+  beforeAll(async () => {
+    h = await startHarness({ label: 'scan', routes: [adminApiRoutes] });
+    await h.apply(`
+providers:
+  vault: { type: local }
+secrets:
+  payments: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ }, grace: 1h }
+  billing: { store: { provider: vault }, issuer: { type: random, prefix: rk_bill_ }, grace: 1h }
+`);
+    for (const name of ['payments', 'payments', 'billing']) expect((await h.rotate(name)).status).toBe('succeeded');
+    // payments v1 retired by hand (the end of its grace), v2 current; billing v1 current.
+    const previous = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'payments' }, number: 1 } });
+    file = join(dir, 'leaky.env');
+    writeFileSync(file, `OLD=${await value('payments', 'previous')}\nNEW=${await value('payments', 'current')}\nBILL=${await value('billing', 'current')}\nOTHER=${generateKey('rk_pay_')}\n`);
+    await h.runtime.db.version.update({ where: { id: previous.id }, data: { state: 'retired' } });
+    env = { REKEY_API_URL: h.serving!.url, REKEY_API_TOKEN: await tokenFor(h, 'scanner', ['read', 'revoke:billing']) };
+  }, 120_000);
+  afterAll(() => h?.stop());
+
+  it('--check names each key found: its secret, version and state, live or not', async () => {
+    const result = await rekey(['scan', file, '--check'], env);
+    expect(result.code).toBe(1);
+    expect(result.stdout.split('\n').filter(Boolean)).toEqual([
+      expect.stringMatching(/^.*:1: rk_pay_.\.\.\. {2}payments v1 retired$/),
+      expect.stringMatching(/^.*:2: rk_pay_.\.\.\. {2}payments v2 current \(live\)$/),
+      expect.stringMatching(/^.*:3: rk_bill.\.\.\. {2}billing v1 current \(live\)$/),
+      expect.stringMatching(/^.*:4: rk_pay_.\.\.\. {2}not a key rekey manages$/),
+    ]);
+  });
+
+  it('--report sends the live keys the token may revoke to the leak path; the others are left alone', async () => {
+    const result = await rekey(['scan', file, '--report'], env);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toMatch(/:3: rk_bill.\.\.\. {2}billing v1 current \(live\): reported, (blocking|rotating)\n/);
+    // The token holds revoke for billing only: payments v2 is named, not reported.
+    expect(result.stdout).toMatch(/:2: rk_pay_.\.\.\. {2}payments v2 current \(live\)\n/);
+    const billing = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'billing' }, number: 1 } });
+    expect(billing.compromisedAt).not.toBeNull();
+    expect((await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'payments' }, number: 2 } })).state).toBe('current');
+    expect(await h.runtime.db.leakReport.count()).toBe(1);
+  });
+
+  it('without the API settings, or with a token that may not read, it says so and exits 1; plain http only to loopback', async () => {
+    expect(await rekey(['scan', file, '--check'])).toMatchObject({ code: 1, stderr: expect.stringContaining('set REKEY_API_URL') });
+    const none = await rekey(['scan', file, '--check'], { ...env, REKEY_API_TOKEN: await tokenFor(h, 'rotator', ['rotate']) });
+    expect(none).toMatchObject({ code: 1, stderr: expect.stringContaining('answered 403 REKEY_API_FORBIDDEN') });
+    const remote = await rekey(['scan', file, '--check'], { ...env, REKEY_API_URL: 'http://rekey.example.com' });
+    expect(remote).toMatchObject({ code: 1, stderr: expect.stringContaining('must be https') });
+  });
+});
