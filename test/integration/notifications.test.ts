@@ -52,7 +52,7 @@ beforeAll(async () => {
 env: { allow: ["NOTIFY_TEST_*"] }
 providers:
   mem: { type: memory, journal: ${J} }
-  edge: { type: memory, journal: ${J} }
+  edge: { type: memory, journal: ${J}, drift: { interval: 1h } }
   mem2: { type: memory, journal: ${STUCK} }
   edge2: { type: memory, journal: ${STUCK} }
 secrets:
@@ -61,7 +61,7 @@ secrets:
 notifications:
   destinations:
     oncall: { type: webhook, url: "${r.base}/hooks/oncall", insecure: true, secret: "\${env:NOTIFY_TEST_WHSEC}", events: [rotation.failed, leak.received, leak.blocked], ${retry} }
-    ops: { type: webhook, url: "${r.base}/hooks/ops", insecure: true, secret: "\${env:NOTIFY_TEST_WHSEC}", events: [secret.no-current, run.stuck, audit.verify-failed, rotation.due], ${retry} }
+    ops: { type: webhook, url: "${r.base}/hooks/ops", insecure: true, secret: "\${env:NOTIFY_TEST_WHSEC}", events: [secret.no-current, run.stuck, audit.verify-failed, rotation.due, drift.repeated], ${retry} }
     chat: { type: slack, url: "\${env:NOTIFY_TEST_SLACK}", insecure: true, events: [rotation.failed, leak.blocked], ${retry} }
   rotationDue: { every: 30d, within: 7d }
 `);
@@ -214,6 +214,20 @@ describe('notifications', () => {
     await settled();
     expect(r.deliveries.filter((d) => d.id === id)).toHaveLength(1);
     expect(parse(r.accepted('/hooks/ops').find((d) => d.id === id)!.body)).toMatchObject({ type: 'rekey.audit.verify-failed', data: { secret: null, seq: String(row.seq) } });
+  });
+
+  it('drift.repeated when a target loses its key three checks in a row, once per streak', async () => {
+    const current = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'pay-key' }, state: 'current' } });
+    for (let i = 0; i < 4; i++) {
+      j.accepted.get('edge')!.clear(); // something outside rekey keeps emptying the target
+      const report = await h.runtime.engine.checkTarget('edge', ['pay-key'], { repair: true });
+      expect(report.results[0]).toMatchObject({ missing: [current.number], redeployed: [current.number] });
+    }
+    await expect.poll(() => r.accepted('/hooks/ops').filter((d) => d.id.startsWith(`drift.repeated.${current.secretId}.edge.`)).length, { timeout: 20_000 }).toBe(1);
+    await settled();
+    const notices = r.deliveries.filter((d) => d.id.startsWith('drift.repeated.'));
+    expect(notices).toHaveLength(1); // the fourth check extends the streak: no second notice
+    expect(parse(notices[0]!.body).data).toMatchObject({ secret: 'pay-key', target: 'edge', streak: 3, missing: String(current.number), unwanted: '' });
   });
 
   it('no delivery, header or queued job carries a secret value; fingerprints only in their short form', async () => {
