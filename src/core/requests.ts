@@ -17,6 +17,8 @@ export interface RotationRequest {
   requestedAt?: Date;
   /** A leak: zero grace for the replaced version, and the revocations queue. */
   urgent?: boolean;
+  /** Overlap for the version this rotation replaces, instead of the secret's `grace` (a fleet rotation's `--grace`); more than 0: zero is the leak path. */
+  graceMs?: number;
 }
 
 export type RotationRequestResult =
@@ -41,7 +43,7 @@ export async function requestRotation(deps: EngineDeps, request: RotationRequest
     secretId: secret.id,
     trigger: request.trigger,
     idempotencyKey,
-    graceMs: urgent ? 0 : null,
+    graceMs: urgent ? 0 : (request.graceMs ?? null),
     audit: audit(deps),
   });
   if (!created && urgent && run.graceMs !== 0) {

@@ -8,6 +8,8 @@ import type { Runtime } from '../../runtime.js';
 import { ExitCode, type CliContext } from '../context.js';
 import { STATUS_PAGE } from '../options.js';
 import { formatStatus, secretStatus, statusWhere } from '../status.js';
+import type { RotateOptions } from '../commands/operate.js';
+import { rotateFleet } from '../fleet.js';
 import { withRuntime } from '../with-runtime.js';
 
 export async function rotate(ctx: CliContext, name: string, options: { wait?: boolean; timeout: string; json?: boolean }): Promise<void> {
@@ -26,6 +28,26 @@ export async function rotate(ctx: CliContext, name: string, options: { wait?: bo
     if (options.json) ctx.out(JSON.stringify({ runId: run.id, status: finished.status, error: finished.error }));
     else ctx.out(finished.status === 'succeeded' ? `Rotated ${name}.` : `Rotation ${finished.status}: ${finished.error ?? 'no error recorded'}`);
     if (finished.status !== 'succeeded') throw new ExitCode(1);
+  });
+}
+
+/** A fleet rotation (../fleet.ts); exit 1 when any of its rotations did not succeed. */
+export async function rotateMany(ctx: CliContext, options: RotateOptions): Promise<void> {
+  const graceMs = options.grace === undefined ? undefined : requireDuration(options.grace, '--grace');
+  await withRuntime('cli', ctx, async (runtime) => {
+    const selection = { all: options.all ?? false, ...(options.selector === undefined ? {} : { selector: options.selector }), ...(options.store === undefined ? {} : { store: options.store }), ...(options.issuer === undefined ? {} : { issuer: options.issuer }) };
+    const result = await rotateFleet(runtime, selection, {
+      ...(graceMs === undefined ? {} : { graceMs }),
+      dryRun: options.dryRun ?? false,
+      perStore: options.perStore,
+      perTarget: options.perTarget,
+      storeRate: options.storeRate,
+      out: options.json ? () => undefined : ctx.out,
+    });
+    if (options.json) ctx.out(JSON.stringify(result));
+    else if (options.dryRun) ctx.out('Dry run: nothing rotated.');
+    else if (result.fleet) ctx.out(`Fleet ${result.fleet}: ${result.done} rotated, ${result.failed} failed, in ${humanDuration(result.seconds * 1000)}.`);
+    if (result.failed) throw new ExitCode(1);
   });
 }
 

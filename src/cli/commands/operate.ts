@@ -5,15 +5,45 @@ import { duration, positiveInt, STATUS_PAGE } from '../options.js';
 
 const actions = () => import('../actions/operate.js');
 
+export interface RotateOptions {
+  wait?: boolean;
+  timeout: string;
+  json?: boolean;
+  all?: boolean;
+  selector?: string;
+  store?: string;
+  issuer?: string;
+  grace?: string;
+  dryRun?: boolean;
+  perStore: number;
+  storeRate: number;
+  perTarget: number;
+}
+
 export function registerOperateCommands(program: Command, ctx: CliContext): void {
   program
     .command('rotate')
-    .description('Rotate a secret now (a running rotation of it is joined, not duplicated)')
-    .argument('<name>')
+    .description('Rotate a secret now (a running rotation of it is joined, not duplicated), or a fleet of them (--all, --selector, --store, --issuer: docs/scale.md)')
+    .argument('[name]')
     .option('--wait', 'wait until the new version is current (or the run rolled back)')
     .option('--timeout <duration>', 'with --wait: give up after this long', duration, '5m')
     .option('--json', 'print the result as JSON')
-    .action(async (name: string, options: { wait?: boolean; timeout: string; json?: boolean }) => (await actions()).rotate(ctx, name, options));
+    .option('--all', 'fleet: every secret in the config')
+    .option('--selector <glob>', 'fleet: secrets whose name matches the glob (payments-*)')
+    .option('--store <name>', 'fleet: secrets kept in this store instance')
+    .option('--issuer <name>', 'fleet: secrets minted by this issuer instance or type')
+    .option('--grace <duration>', 'fleet: overlap for each replaced version instead of its grace (more than 0)', duration)
+    .option('--dry-run', 'fleet: print what would be rotated and change nothing')
+    .option('--per-store <n>', 'fleet: rotations at once per store instance', positiveInt, 10)
+    .option('--store-rate <n>', 'fleet: rotations started per second per store instance', positiveInt, 10)
+    .option('--per-target <n>', 'fleet: rotations at once per target instance', positiveInt, 20)
+    .action(async (name: string | undefined, options: RotateOptions, command: Command) => {
+      const fleet = options.all || options.selector !== undefined || options.store !== undefined || options.issuer !== undefined;
+      if (!name === !fleet) command.error('rekey rotate: give a NAME, or a fleet with --all, --selector, --store or --issuer', { exitCode: 2 });
+      if (options.grace !== undefined && /^0+(\.0+)?[a-z]*$/.test(options.grace)) command.error('rekey rotate: --grace must be more than 0 (a zero overlap is the leak path: rekey revoke)', { exitCode: 2 });
+      if (!fleet && (options.grace !== undefined || options.dryRun)) command.error('rekey rotate: --grace and --dry-run are for fleets', { exitCode: 2 });
+      return fleet ? (await actions()).rotateMany(ctx, options) : (await actions()).rotate(ctx, name!, options);
+    });
 
   program
     .command('revoke')

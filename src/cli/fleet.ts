@@ -1,0 +1,160 @@
+/**
+ * Fleet rotation (`rekey rotate --all | --selector GLOB | --store NAME | --issuer NAME`): this
+ * command selects the secrets, then requests their rotations a few at a time, so that at most
+ * `perStore` run at once per store instance and `perTarget` per target instance, and at most
+ * `storeRate` start per second per store instance; it prints progress until every one has
+ * finished. The runs are ordinary rotations on the rotations queue: leak takedowns and emergency
+ * rotations have their own queue and workers, and the fleet never puts more than its limits'
+ * worth of work in front of anything.
+ *
+ * Resumable: the fleet is recorded in the audit log (`fleet.started`, `fleet.finished`) and each
+ * of its runs has the idempotency key `fleet:<id>:<secret>`, so running the same command again
+ * while a fleet of the same selection is unfinished continues it (a secret whose run exists is
+ * not requested again), and once it has finished starts a new one.
+ */
+import { randomUUID } from 'node:crypto';
+import { humanDuration } from '../core/duration.js';
+import { canonicalJson } from '../config/load.js';
+import { globRegExp } from '../api/scopes.js';
+import type { Runtime } from '../runtime.js';
+
+export interface FleetSelection {
+  all?: boolean;
+  selector?: string;
+  store?: string;
+  issuer?: string;
+}
+
+export interface FleetOptions {
+  /** Overlap for each replaced version instead of the secret's grace. */
+  graceMs?: number;
+  dryRun: boolean;
+  perStore: number;
+  perTarget: number;
+  storeRate: number;
+  out: (line: string) => void;
+  /** How often a progress line is printed. @defaultValue 2000 */
+  progressEveryMs?: number;
+}
+
+export interface FleetResult {
+  fleet: string | null;
+  resumed: boolean;
+  selected: number;
+  done: number;
+  failed: number;
+  seconds: number;
+}
+
+interface Member {
+  name: string;
+  store: string;
+  targets: string[];
+}
+
+type Binding = { provider?: string; type?: string } | string;
+
+const name = (binding: Binding | undefined): string => (typeof binding === 'string' ? binding : (binding?.provider ?? `@${binding?.type ?? '?'}`));
+
+/** Active secrets matching the selection, by name, read a page at a time. */
+async function select(runtime: Runtime, selection: FleetSelection): Promise<Member[]> {
+  const glob = selection.selector ? globRegExp(selection.selector) : undefined;
+  const members: Member[] = [];
+  for (let after = ''; ; ) {
+    const rows = await runtime.db.secret.findMany({ where: { removedAt: null, name: { gt: after } }, select: { name: true, spec: true }, orderBy: { name: 'asc' }, take: 1000 });
+    for (const row of rows) {
+      const spec = row.spec as { store?: Binding; issuer?: Binding; targets?: Binding[] };
+      const issuer = typeof spec.issuer === 'object' ? [spec.issuer.provider, spec.issuer.type] : [];
+      if (glob && !glob.test(row.name)) continue;
+      if (selection.store && name(spec.store) !== selection.store) continue;
+      if (selection.issuer && !issuer.includes(selection.issuer)) continue;
+      members.push({ name: row.name, store: name(spec.store), targets: (spec.targets ?? []).map(name) });
+    }
+    if (rows.length < 1000) return members;
+    after = rows.at(-1)!.name;
+  }
+}
+
+/** The unfinished fleet of this selection, from the audit log, if any. */
+async function unfinished(runtime: Runtime, key: string): Promise<string | undefined> {
+  const [last] = await runtime.db.$queryRaw<Array<{ action: string; fleet: string }>>`
+    SELECT action, data->>'fleet' AS fleet FROM audit_events
+     WHERE action IN ('fleet.started', 'fleet.finished') AND data->>'selection' = ${key}
+     ORDER BY seq DESC LIMIT 1`;
+  return last?.action === 'fleet.started' ? last.fleet : undefined;
+}
+
+/** Each secret's run of the fleet and its status. */
+async function runsOf(runtime: Runtime, fleet: string): Promise<Map<string, string>> {
+  const rows = await runtime.db.$queryRaw<Array<{ name: string; status: string }>>`
+    SELECT s.name, r.status::text AS status FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.idempotency_key LIKE ${`fleet:${fleet}:%`}`;
+  return new Map(rows.map((r) => [r.name, r.status]));
+}
+
+export async function rotateFleet(runtime: Runtime, selection: FleetSelection, options: FleetOptions): Promise<FleetResult> {
+  const started = Date.now();
+  const members = await select(runtime, selection);
+  const key = canonicalJson({ ...selection, graceMs: options.graceMs ?? null });
+  const resume = await unfinished(runtime, key);
+  const stores = new Set(members.map((m) => m.store));
+  const targets = new Set(members.flatMap((m) => m.targets));
+  options.out(
+    `${resume ? `Resuming fleet ${resume}` : 'Fleet rotation'}: ${members.length} secrets, ${stores.size} store(s), ${targets.size} target(s); ` +
+      `at most ${options.perStore} at once per store (${options.storeRate} started/s), ${options.perTarget} per target.`,
+  );
+  if (options.dryRun || !members.length) return { fleet: resume ?? null, resumed: !!resume, selected: members.length, done: 0, failed: 0, seconds: 0 };
+  await runtime.connect();
+  const fleet = resume ?? randomUUID();
+  const audit = (action: string, data: Record<string, string | number>) => runtime.db.$transaction((tx) => runtime.audit.append(tx, { actor: 'cli', action, data: { fleet, selection: key, ...data } }));
+  if (!resume) await audit('fleet.started', { secrets: members.length });
+
+  // Runs joined (a rotation of the secret was running already) are followed by id.
+  const joined = new Map<string, string>();
+  const starts = new Map<string, number[]>(); // per store: start times in the last second
+  let lastProgress = 0;
+  let before: number | undefined; // finished before this command (a resumed fleet), for the rate
+  for (;;) {
+    const runs = await runsOf(runtime, fleet);
+    if (joined.size) {
+      for (const r of await runtime.db.run.findMany({ where: { id: { in: [...joined.values()] } }, select: { id: true, status: true } })) {
+        const secret = [...joined].find(([, id]) => id === r.id)![0];
+        runs.set(secret, r.status);
+      }
+    }
+    const running = new Map<string, number>();
+    for (const m of members) {
+      if (runs.get(m.name) !== 'running') continue;
+      for (const instance of [`s:${m.store}`, ...m.targets.map((t) => `t:${t}`)]) running.set(instance, (running.get(instance) ?? 0) + 1);
+    }
+    const now = Date.now();
+    for (const m of members) {
+      if (runs.has(m.name)) continue;
+      const recent = (starts.get(m.store) ?? []).filter((t) => now - t < 1000);
+      starts.set(m.store, recent);
+      if ((running.get(`s:${m.store}`) ?? 0) >= options.perStore || recent.length >= options.storeRate) continue;
+      if (m.targets.some((t) => (running.get(`t:${t}`) ?? 0) >= options.perTarget)) continue;
+      const result = await runtime.engine.requestRotation({ secret: m.name, trigger: 'fleet', idempotencyKey: `fleet:${fleet}:${m.name}`, ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }) });
+      if (result.status === 'joined') joined.set(m.name, result.run.id);
+      runs.set(m.name, 'running');
+      recent.push(now);
+      for (const instance of [`s:${m.store}`, ...m.targets.map((t) => `t:${t}`)]) running.set(instance, (running.get(instance) ?? 0) + 1);
+    }
+    const statuses = members.map((m) => runs.get(m.name));
+    const done = statuses.filter((s) => s === 'succeeded').length;
+    const failed = statuses.filter((s) => s === 'failed' || s === 'rolled_back' || s === 'skipped').length;
+    const finished = done + failed === members.length;
+    if (finished || now - lastProgress >= (options.progressEveryMs ?? 2000)) {
+      before ??= done + failed;
+      const rate = (done + failed - before) / Math.max(0.001, (now - started) / 1000);
+      const remaining = members.length - done - failed;
+      const eta = rate > 0 ? humanDuration((remaining / rate) * 1000) : 'unknown';
+      options.out(`  ${done} done, ${failed} failed, ${remaining} remaining (${statuses.filter((s) => s === 'running').length} running); ${rate.toFixed(1)}/s, ETA ${finished ? '-' : eta}`);
+      lastProgress = now;
+    }
+    if (finished) {
+      await audit('fleet.finished', { done, failed });
+      return { fleet, resumed: !!resume, selected: members.length, done, failed, seconds: (Date.now() - started) / 1000 };
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
