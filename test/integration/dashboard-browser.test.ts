@@ -166,6 +166,16 @@ describe('the dashboard in Chromium', () => {
     await shot('secret', 620);
   });
 
+  it('checks drift and repairs a key a target lost', async () => {
+    const current = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'pay-api' }, state: 'current' } });
+    journal(JOURNAL).accepted.get('edge')!.delete(current.fingerprint!);
+    await page.click('#check-drift');
+    await page.waitForSelector(`.notice-ok:has-text("edge: deployed v${current.number} again")`, WAIT);
+    expect(journal(JOURNAL).accepted.get('edge')!.has(current.fingerprint!)).toBe(true);
+    await page.click('#check-drift');
+    await page.waitForSelector('.notice-ok:has-text("Every target holds exactly the keys it should.")', WAIT);
+  });
+
   it('revokes a version only after its name is typed', async () => {
     await page.click('button[data-revoke="2"]');
     const confirm = page.locator('dialog.confirm button[type=submit]');

@@ -1,7 +1,7 @@
 /**
  * One secret: its version timeline, versions with per-target delivery, per-target sync, runs
  * with their steps (a running one followed live, every second), and its audit events. Actions:
- * rotate now, revoke a version after typing its name (`pay-api v3`), and, for a secret removed
+ * check drift (and repair), rotate now, revoke a version after typing its name (`pay-api v3`), and, for a secret removed
  * from rekey.yaml, decommission after typing the secret's name.
  */
 import { allows, api, ApiError, type AuditEvent, type Me, type Page, type Run, type SecretDetail, segment, type Version } from '../api.js';
@@ -59,6 +59,21 @@ export function secretView(me: Me, name: string): View {
       const answer = await api.act<{ runId: string; status: string }>(`${path}/rotate`);
       expanded.add(answer.runId);
       return answer.status === 'joined' ? `A rotation was already running: following run ${answer.runId.slice(0, 8)}.` : `Rotation queued: run ${answer.runId.slice(0, 8)}.`;
+    }),
+  );
+
+  type DriftReport = { inSync: boolean; targets: Array<{ target: string; missing: number[]; unwanted: number[]; redeployed: number[]; retiring: number[]; error: string | null }> };
+  const drift = h('button', { type: 'button', class: 'quiet', id: 'check-drift' }, 'Check drift');
+  drift.addEventListener('click', () =>
+    act(drift, async () => {
+      const report = await api.act<DriftReport>(`${path}/drift-check`, { repair: true });
+      const list = (ns: number[]) => ns.map((n) => `v${n}`).join(', ');
+      const found = report.targets.flatMap((t) => [
+        ...(t.error ? [`${t.target}: ${t.error}`] : []),
+        ...(t.redeployed.length ? [`${t.target}: deployed ${list(t.redeployed)} again`] : t.missing.length ? [`${t.target}: missing ${list(t.missing)}`] : []),
+        ...(t.retiring.length ? [`${t.target}: retiring ${list(t.retiring)}`] : t.unwanted.length ? [`${t.target}: still holds ${list(t.unwanted)}`] : []),
+      ]);
+      return report.inSync ? 'Every target holds exactly the keys it should.' : `Drift found: ${found.join('; ')}.`;
     }),
   );
 
@@ -195,6 +210,7 @@ export function secretView(me: Me, name: string): View {
         h('h1', {}, name),
         h('span', { class: 'badges' }, ...(detail.conditions.length ? detail.conditions : ['healthy']).map(badge), detail.removed ? badge('removed') : null),
         h('span', { class: 'facts' }, `current ${detail.currentVersion === null ? '—' : `v${detail.currentVersion}`} · last rotated `, time(detail.lastRotatedAt), ' · next ', time(detail.nextRotation)),
+        allows(me, 'rotate', name) && !detail.removed ? drift : null,
         allows(me, 'rotate', name) && !detail.removed ? rotate : null,
         allows(me, 'revoke', name) && detail.removed && detail.versions.some((v) => REVOCABLE.has(v.state)) ? decommission : null,
       );
