@@ -10,7 +10,9 @@
  *
  * Changes come from every process through the change feed (Redis pub/sub, change-feed.ts).
  * The subscription is in place before `ready` is read, so nothing falls between the two. The
- * stream ends when the credential expires (its `exp`); the client reconnects with a fresh one.
+ * stream ends when the credential expires (its `exp`), and after an hour at most (a credential
+ * without `exp`, such as a client key): the client reconnects and is authenticated and
+ * authorized again, so a grant removed by `rekey apply` stops its streams within the hour.
  * The admission slot is given back once the caller is authenticated: a stream holds none.
  */
 import type { FastifyInstance } from 'fastify';
@@ -23,6 +25,8 @@ import { bearer, refuse, type DeliveryContext } from './context.js';
 
 /** Streams one server holds open at most. */
 const MAX_STREAMS = 10_000;
+/** The longest a stream lives before its client must authenticate again. */
+const MAX_STREAM_MS = 3_600_000;
 /** A comment line this often keeps proxies from closing an idle stream. */
 const KEEPALIVE_MS = 15_000;
 
@@ -105,7 +109,8 @@ export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () =>
     }
     timers.push(setInterval(() => raw.write(': keepalive\n\n'), KEEPALIVE_MS));
     const exp = who.subject.claims.exp;
-    if (typeof exp === 'number') timers.push(setTimeout(end, Math.max(0, Math.min(exp * 1000 - Date.now(), 2 ** 31 - 1))));
+    const lifetime = typeof exp === 'number' ? Math.min(exp * 1000 - Date.now(), MAX_STREAM_MS) : MAX_STREAM_MS;
+    timers.push(setTimeout(end, Math.max(0, lifetime)));
   });
 
   return () => {
