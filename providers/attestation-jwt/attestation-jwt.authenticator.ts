@@ -1,5 +1,6 @@
-import { errors, jwtVerify } from 'jose';
+import { jwtVerify } from 'jose';
 import { ProviderError } from '../../src/core/errors.js';
+import { jwtRefusalReason } from '../../src/core/kit/jwt-errors.js';
 import type { Authenticator, Call, JsonObject, Subject } from '../../src/core/ports.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
 import type { AttestationJwtBinding } from './attestation-jwt.schema.js';
@@ -38,7 +39,7 @@ export class AttestationJwtAuthenticator implements Authenticator {
         return { id, claims: payload as JsonObject };
       } catch (error) {
         if (error instanceof ProviderError) throw error;
-        reason = reasonOf(error);
+        reason = jwtRefusalReason(error);
         // Only a signature that does not match this version sends us to the next one.
         if (reason !== 'signature') break;
       }
@@ -54,14 +55,4 @@ export class AttestationJwtAuthenticator implements Authenticator {
   private denied(reason: string): ProviderError {
     return new ProviderError('REKEY_ERR_DENIED', `authenticator ${this.name}: ${reason}`, { provider: this.name });
   }
-}
-
-/** A fixed reason for a jose error: its code or the claim it names, never its message. */
-function reasonOf(error: unknown): string {
-  if (error instanceof errors.JWTExpired) return 'expired';
-  if (error instanceof errors.JWTClaimValidationFailed) return `claim ${/^[a-z]{2,3}$/.test(error.claim) ? error.claim : 'invalid'}`;
-  if (error instanceof errors.JOSEAlgNotAllowed) return 'algorithm';
-  if (error instanceof errors.JWSSignatureVerificationFailed) return 'signature';
-  if (error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid) return 'malformed';
-  return 'invalid';
 }

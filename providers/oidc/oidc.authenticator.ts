@@ -1,5 +1,6 @@
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose';
 import { ProviderError } from '../../src/core/errors.js';
+import { jwtRefusalReason } from '../../src/core/kit/jwt-errors.js';
 import { outboundUrlProblem } from '../../src/core/kit/outbound-url.js';
 import type { Authenticator, Call, JsonObject, Subject } from '../../src/core/ports.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
@@ -37,7 +38,7 @@ export class OidcAuthenticator implements Authenticator {
       if (error instanceof errors.JWKSTimeout || (error instanceof Error && !(error instanceof errors.JOSEError))) {
         throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: the issuer's keys cannot be read`, { provider: this.name, cause: error });
       }
-      throw this.denied(reasonOf(error));
+      throw this.denied(jwtRefusalReason(error));
     }
     for (const [claim, wanted] of Object.entries(this.params.claims)) {
       const allowed = Array.isArray(wanted) ? wanted : [wanted];
@@ -75,15 +76,4 @@ export class OidcAuthenticator implements Authenticator {
   private denied(reason: string): ProviderError {
     return new ProviderError('REKEY_ERR_DENIED', `authenticator ${this.name}: ${reason}`, { provider: this.name });
   }
-}
-
-/** A fixed reason for a jose error: its kind or the claim it names, never its message. */
-function reasonOf(error: unknown): string {
-  if (error instanceof errors.JWTExpired) return 'expired';
-  if (error instanceof errors.JWTClaimValidationFailed) return `claim ${/^[a-z]{2,3}$/.test(error.claim) ? error.claim : 'invalid'}`;
-  if (error instanceof errors.JOSEAlgNotAllowed) return 'algorithm';
-  if (error instanceof errors.JWKSNoMatchingKey) return 'unknown key';
-  if (error instanceof errors.JWSSignatureVerificationFailed) return 'signature';
-  if (error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid) return 'malformed';
-  return 'invalid';
 }
