@@ -25,13 +25,13 @@ describe('random key format', () => {
     expect(hasValidChecksum(tampered)).toBe(false);
   });
 
-  it('finds keys in text with their line numbers, and nothing else', () => {
+  it('finds keys in text with their line and column numbers, and nothing else', () => {
     const a = generateKey('rk_live_');
     const b = generateKey('');
     const text = `config:\n  key: "${a}"\nrandom: ${'x'.repeat(40)}\n${b} trailing`;
     expect(findKeys(text)).toEqual([
-      { line: 2, token: a },
-      { line: 4, token: b },
+      { line: 2, column: 9, token: a },
+      { line: 4, column: 1, token: b },
     ]);
   });
 });
