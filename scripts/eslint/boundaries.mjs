@@ -3,7 +3,9 @@
 //   Prisma, pg); the protocol files do not import the providers' toolkit (src/core/kit);
 // - a provider imports only src/core and its own folder (its tests may also use test/);
 // - nothing else under src/ imports a provider, except src/registry.ts (the one list) and
-//   the demo (src/cli/demo.ts), which plays an API server with the redis-keyset middleware.
+//   the demo (src/cli/demo.ts), which plays an API server with the redis-keyset middleware;
+// - the client library (src/client, exported as `rekey/client`, linked into apps) imports only
+//   its own folder and Node's built-in modules: no database, queue, provider SDK or server code.
 import { dirname, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -11,10 +13,11 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const INFRASTRUCTURE = /^(bullmq|ioredis|fastify|@fastify\/.*|@prisma\/.*|prisma|pg|pg-.*)$/;
 const MAY_IMPORT_PROVIDERS = new Set(['src/registry.ts', 'src/cli/demo.ts']);
 
-/** Where a file sits: core, kit, provider:<name>, provider-test:<name>, src, or other. */
+/** Where a file sits: core, kit, client, provider:<name>, provider-test:<name>, src, or other. */
 export function layerOf(path) {
   const [top, second, third] = path.split('/');
   if (top === 'src' && second === 'core') return third === 'kit' ? 'kit' : 'core';
+  if (top === 'src' && second === 'client') return 'client';
   if (top === 'providers' && third !== undefined) return third === 'test' ? `provider-test:${second}` : `provider:${second}`;
   if (top === 'src') return 'src';
   return 'other';
@@ -26,9 +29,11 @@ export function violation(from, spec, to) {
   if (to === undefined) {
     const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
     if ((layer === 'core' || layer === 'kit') && INFRASTRUCTURE.test(name)) return `src/core must not import ${name}: it drives ports, not infrastructure`;
+    if (layer === 'client' && !spec.startsWith('node:')) return `the client library (rekey/client) imports only node: built-ins, not ${name}`;
     return undefined;
   }
   const target = layerOf(to);
+  if (layer === 'client' && target !== 'client') return `the client library (rekey/client) imports only src/client, not ${to}`;
   const inProviders = to.startsWith('providers/');
   if (layer === 'core') {
     if (target === 'kit') return 'the protocol in src/core must not import src/core/kit (the providers\' toolkit)';

@@ -49,6 +49,13 @@ describe('import boundaries (rekey/boundaries)', () => {
     expect(lint('src/events/pubsub-push.ts', "const m = await import('../../providers/gcp-secret-manager/index.js');")).toHaveLength(1);
     expect(lint('src/registry.ts', "import local from '../providers/local/index.js';")).toEqual([]);
   });
+
+  it('the client library (rekey/client) imports only its own folder and node: built-ins', () => {
+    expect(lint('src/client/index.ts', "import { PrismaClient } from '@prisma/client';")).toEqual([expect.stringContaining('imports only node: built-ins')]);
+    expect(lint('src/client/index.ts', "import { jwtVerify } from 'jose';")).toHaveLength(1);
+    expect(lint('src/client/index.ts', "import { SecretValue } from '../core/secret-value.js';")).toEqual([expect.stringContaining('imports only src/client')]);
+    expect(lint('src/client/index.ts', "import { follow } from './events.js';\nimport { setTimeout } from 'node:timers/promises';")).toEqual([]);
+  });
 });
 
 describe('import cycles (scripts/check-cycles.mjs)', () => {

@@ -1,0 +1,210 @@
+/**
+ * `rekey/client`: what an app or workload links to get what `rekey server` delivers
+ * (docs/delivery.md) with no key baked in. It proves what it is with a credential it reads
+ * when needed (an attestation token, a projected service account token, its client key) and:
+ *
+ * - `token(audience)`: a short-lived JWT from `POST /v1/token`, cached and renewed before it
+ *   expires (at `refreshAt` of its lifetime; the cached one is used while still valid if the
+ *   renewal fails);
+ * - `secret(name)`: the current value from `GET /v1/secrets/{name}`, cached until its expiry
+ *   (never later than the secret's next rotation), revalidated with `If-None-Match`;
+ * - `subscribe(listener)`: the change stream (`GET /v1/events`), reconnected with backoff;
+ *   a rotation or revocation drops the cached value at once, so the next `secret()` is fresh.
+ *
+ * Requests are retried with exponential backoff and full jitter. The logger hook receives
+ * codes and numbers only; errors are `RekeyClientError` codes. This folder imports nothing but
+ * itself and Node's globals (the `rekey/boundaries` lint rule holds it), so an app pays for
+ * no database, queue or provider SDK.
+ */
+import { follow, type SecretChange } from './events.js';
+import { DEFAULT_RETRY, errorCode, refusal, RekeyClientError, withRetry, type ClientLogger, type RetryPolicy } from './retry.js';
+
+export { RekeyClientError, type ClientErrorCode, type ClientLogCode, type ClientLogEvent, type ClientLogger, type RetryPolicy } from './retry.js';
+export type { SecretChange } from './events.js';
+
+const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+
+export interface ClientOptions {
+  /** Base URL of `rekey server` (`https://rekey.example.com`). */
+  url: string;
+  /** The credential this workload proves itself with, read for every request (so a rotated token file is picked up). */
+  credential: () => string | Promise<string>;
+  /** `subject_token_type` of the credential. @defaultValue JWT; use `urn:ietf:params:oauth:token-type:access_token` for a client key */
+  credentialType?: string;
+  /** Renew a token or value once this fraction of its lifetime has passed. @defaultValue 0.75 */
+  refreshAt?: number;
+  retry?: Partial<RetryPolicy>;
+  /** Per attempt. @defaultValue 10000 */
+  timeoutMs?: number;
+  /** Receives codes only. @defaultValue nothing logged */
+  logger?: ClientLogger;
+  fetch?: typeof fetch;
+}
+
+export interface IssuedToken {
+  token: string;
+  /** Date.now() when it expires. */
+  expiresAt: number;
+}
+
+export interface DeliveredValue {
+  secret: string;
+  version: number;
+  value: string;
+  expiresAt: number;
+}
+
+interface Cached<T> {
+  item: T;
+  /** Date.now() after which it is renewed before being handed out. */
+  renewAt: number;
+  expiresAt: number;
+  etag?: string;
+}
+
+export class RekeyClient {
+  private readonly tokens = new Map<string, Cached<IssuedToken>>();
+  private readonly values = new Map<string, Cached<DeliveredValue>>();
+  private readonly pending = new Map<string, Promise<unknown>>();
+  private readonly streams = new Set<AbortController>();
+  private readonly policy: RetryPolicy;
+  private readonly log: ClientLogger;
+  private readonly fetch: typeof fetch;
+  private readonly url: string;
+
+  constructor(private readonly options: ClientOptions) {
+    this.url = options.url.replace(/\/+$/, '');
+    this.policy = { ...DEFAULT_RETRY, ...options.retry };
+    this.log = options.logger ?? (() => {});
+    this.fetch = options.fetch ?? globalThis.fetch;
+  }
+
+  /** A token for `audience`, from the cache while fresh. */
+  async token(audience: string, signal?: AbortSignal): Promise<IssuedToken> {
+    return this.cached(this.tokens, `token:${audience}`, audience, 'token_refresh_failed', () => this.exchange(audience, signal));
+  }
+
+  /** The current value of `name`, from the cache while fresh. */
+  async secret(name: string, signal?: AbortSignal): Promise<DeliveredValue> {
+    return this.cached(this.values, `secret:${name}`, name, 'secret_refresh_failed', () => this.read(name, signal));
+  }
+
+  /** Forgets a cached value (the next `secret()` asks the server). */
+  invalidate(name: string): void {
+    this.values.delete(name);
+  }
+
+  /**
+   * Follows the change stream until the returned function is called. Before `listener` sees a
+   * change, the cached value it makes stale is dropped (a `ready` drops those whose version is
+   * no longer current).
+   */
+  subscribe(listener: (change: SecretChange) => void): () => void {
+    const controller = new AbortController();
+    this.streams.add(controller);
+    const credential = async () => String(await this.options.credential());
+    void follow(
+      { url: this.url, credential, policy: this.policy, log: this.log, fetch: this.fetch },
+      (change) => {
+        if (change.type === 'ready') {
+          for (const { secret, version } of change.secrets) if (this.values.get(secret)?.item.version !== version) this.values.delete(secret);
+        } else if (change.type === 'revoked' || this.values.get(change.secret)?.item.version !== change.version) {
+          this.values.delete(change.secret);
+        }
+        listener(change);
+      },
+      controller.signal,
+    ).finally(() => this.streams.delete(controller));
+    return () => controller.abort();
+  }
+
+  /** Ends every stream and forgets every token and value. */
+  close(): void {
+    for (const stream of this.streams) stream.abort();
+    this.tokens.clear();
+    this.values.clear();
+  }
+
+  private async cached<T>(cache: Map<string, Cached<T>>, key: string, name: string, failed: 'token_refresh_failed' | 'secret_refresh_failed', load: () => Promise<Cached<T> | 'unchanged'>): Promise<T> {
+    const now = Date.now();
+    const hit = cache.get(name);
+    if (hit && now < hit.renewAt) return hit.item;
+    // Callers asking at once share one request.
+    let running = this.pending.get(key) as Promise<T> | undefined;
+    if (!running) {
+      running = (async () => {
+        try {
+          const loaded = await load();
+          const fresh = loaded === 'unchanged' ? hit! : loaded;
+          cache.set(name, fresh);
+          return fresh.item;
+        } catch (error) {
+          // A renewal that fails leaves the cached item in use while it is valid.
+          if (hit && Date.now() < hit.expiresAt && !(error instanceof RekeyClientError && (error.code === 'unauthenticated' || error.code === 'forbidden'))) {
+            this.log({ code: failed });
+            return hit.item;
+          }
+          throw error;
+        } finally {
+          this.pending.delete(key);
+        }
+      })();
+      this.pending.set(key, running);
+    }
+    return running;
+  }
+
+  private renewAt(expiresAt: number, now = Date.now()): number {
+    return now + (expiresAt - now) * (this.options.refreshAt ?? 0.75);
+  }
+
+  private async exchange(audience: string, signal?: AbortSignal): Promise<Cached<IssuedToken>> {
+    const response = await this.request(async (attempt) =>
+      this.fetch(`${this.url}/v1/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        body: new URLSearchParams({ grant_type: GRANT_TYPE, subject_token: String(await this.options.credential()), subject_token_type: this.options.credentialType ?? JWT_TOKEN_TYPE, audience, requested_token_type: JWT_TOKEN_TYPE }),
+        signal: attempt,
+      }), signal);
+    if (response.status !== 200) throw refusal(response.status, await errorCode(response), 400);
+    const body = (await response.json().catch(() => ({}))) as { access_token?: unknown; expires_in?: unknown };
+    if (typeof body.access_token !== 'string' || typeof body.expires_in !== 'number') throw new RekeyClientError('protocol', response.status);
+    const now = Date.now();
+    const expiresAt = now + body.expires_in * 1000;
+    this.log({ code: 'token_issued', status: 200 });
+    return { item: { token: body.access_token, expiresAt }, expiresAt, renewAt: this.renewAt(expiresAt, now) };
+  }
+
+  private async read(name: string, signal?: AbortSignal): Promise<Cached<DeliveredValue> | 'unchanged'> {
+    const hit = this.values.get(name);
+    const etag = hit && Date.now() < hit.expiresAt ? hit.etag : undefined;
+    const response = await this.request(async (attempt) =>
+      this.fetch(`${this.url}/v1/secrets/${name.split('/').map(encodeURIComponent).join('/')}`, {
+        headers: { authorization: `Bearer ${await this.options.credential()}`, accept: 'application/json', ...(etag ? { 'if-none-match': etag } : {}) },
+        signal: attempt,
+      }), signal);
+    if (response.status === 304 && hit) {
+      // Still the current version; its expiry is unchanged (a 304 carries none), so look again halfway there.
+      this.log({ code: 'secret_unchanged', status: 304 });
+      hit.renewAt = this.renewAt(hit.expiresAt);
+      return 'unchanged';
+    }
+    if (response.status !== 200) throw refusal(response.status, await errorCode(response), 401);
+    const body = (await response.json().catch(() => ({}))) as Record<string, unknown>;
+    const expiresAt = typeof body.expiresAt === 'string' ? Date.parse(body.expiresAt) : NaN;
+    if (typeof body.value !== 'string' || typeof body.version !== 'number' || !Number.isFinite(expiresAt)) throw new RekeyClientError('protocol', response.status);
+    this.log({ code: 'secret_fetched', status: 200 });
+    const item = { secret: name, version: body.version, value: body.value, expiresAt };
+    return { item, expiresAt, renewAt: this.renewAt(expiresAt), etag: response.headers.get('etag') ?? undefined };
+  }
+
+  private request(send: (signal: AbortSignal) => Promise<Response>, signal?: AbortSignal): Promise<Response> {
+    return withRetry(send, { policy: this.policy, log: this.log, signal, timeoutMs: this.options.timeoutMs ?? 10_000 });
+  }
+}
+
+/** A client for `options.url`; see {@link RekeyClient}. */
+export function createClient(options: ClientOptions): RekeyClient {
+  return new RekeyClient(options);
+}
