@@ -29,5 +29,6 @@ export const providers = new ProviderCatalog({
   // authenticators (delivery)
   'attestation-jwt': () => import('../providers/attestation-jwt/index.js'),
   'client-key': () => import('../providers/client-key/index.js'),
+  'kubernetes-service-account': () => import('../providers/kubernetes-service-account/index.js'),
   oidc: () => import('../providers/oidc/index.js'),
 });

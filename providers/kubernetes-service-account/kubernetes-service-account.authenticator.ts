@@ -1,0 +1,44 @@
+import { subjectMatches } from '../../src/core/delivery.js';
+import { OidcVerifier } from '../../src/core/kit/oidc-verifier.js';
+import type { Authenticator, Call, JsonObject, Subject } from '../../src/core/ports.js';
+import type { SecretValue } from '../../src/core/secret-value.js';
+import type { KubernetesServiceAccountBinding } from './kubernetes-service-account.schema.js';
+
+/** The private claim a cluster puts in a projected service account token. */
+interface KubernetesClaim {
+  namespace?: unknown;
+  serviceaccount?: { name?: unknown; uid?: unknown };
+  pod?: { name?: unknown; uid?: unknown };
+}
+
+/**
+ * Verifies a projected service account token (what the kubelet mounts for a
+ * `serviceAccountToken` volume with `audience: rekey`): signature with a key of the cluster's
+ * JWKS found through its discovery document (`OidcVerifier`, as the `oidc` authenticator),
+ * algorithm, exp, nbf, iss, aud; then the token's shape (`sub` is
+ * `system:serviceaccount:<namespace>:<name>` and agrees with its `kubernetes.io` claim) and the
+ * namespace/service-account rules. The subject is the `sub`.
+ */
+export class KubernetesServiceAccountAuthenticator implements Authenticator {
+  private readonly verifier: OidcVerifier;
+
+  constructor(
+    name: string,
+    private readonly params: KubernetesServiceAccountBinding,
+  ) {
+    this.verifier = new OidcVerifier(name, params);
+  }
+
+  async authenticate(credential: SecretValue, call: Call): Promise<Subject> {
+    const payload = await this.verifier.verify(credential, call);
+    const k8s = payload['kubernetes.io'] as KubernetesClaim | undefined;
+    const namespace = k8s?.namespace;
+    const account = k8s?.serviceaccount?.name;
+    if (typeof namespace !== 'string' || typeof account !== 'string' || payload.sub !== `system:serviceaccount:${namespace}:${account}`) {
+      // A legacy (unbound) secret-based token has no kubernetes.io claim: refused too.
+      throw this.verifier.denied('subject');
+    }
+    if (!this.params.serviceAccounts.some((glob) => subjectMatches(glob, `${namespace}/${account}`))) throw this.verifier.denied('service account');
+    return { id: payload.sub, claims: payload as JsonObject };
+  }
+}

@@ -1,0 +1,27 @@
+import { z } from 'zod';
+import { checkOutboundUrl, insecureFlag } from '../../src/core/kit/outbound-url.js';
+
+/** The `providers:` entry: nothing to configure (each authenticator names its cluster's issuer). */
+export const kubernetesServiceAccountConfig = z.object({}).strict();
+export type KubernetesServiceAccountConfig = z.infer<typeof kubernetesServiceAccountConfig>;
+
+/** `namespace/name`, each part a Kubernetes name or a glob of one. */
+const serviceAccountGlob = z.string().regex(/^[a-z0-9*]([-a-z0-9.*]*)\/[a-z0-9*]([-a-z0-9.*]*)$/, 'namespace/service-account, each part a name or a glob (*)');
+
+/** An entry of `delivery.authenticators`. */
+export const kubernetesServiceAccountBinding = z
+  .object({
+    /** The cluster's service account issuer (`--service-account-issuer`), exactly as its tokens' `iss` say it. */
+    issuer: z.string().url().describe("The cluster's service account issuer: iss must equal it; its discovery document is <issuer>/.well-known/openid-configuration"),
+    audience: z.string().min(1).default('rekey').describe('aud of the projected token (serviceAccountToken.audience in the pod spec)'),
+    serviceAccounts: z
+      .array(serviceAccountGlob)
+      .min(1)
+      .describe('Service accounts allowed, as namespace/name globs ("payments/api", "ci/*"); any other is refused'),
+    algorithms: z.array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512'])).min(1).default(['RS256', 'ES256']).describe('Signature algorithms accepted (never none or HMAC)'),
+    clockToleranceSeconds: z.number().int().min(0).max(300).default(30).describe('Allowed clock skew for exp, nbf and iat'),
+    insecure: insecureFlag,
+  })
+  .strict()
+  .superRefine((binding, ctx) => checkOutboundUrl(binding.issuer, binding.insecure, ['issuer'], ctx));
+export type KubernetesServiceAccountBinding = z.infer<typeof kubernetesServiceAccountBinding>;

@@ -1,0 +1,93 @@
+/**
+ * A JWT verifier for an OpenID Connect issuer, shared by the authenticators whose tokens come
+ * from one (`oidc`, `kubernetes-service-account`): the issuer's discovery document
+ * (`<issuer>/.well-known/openid-configuration`, read once, again after a failure) names its
+ * JWKS, whose keys jose fetches and caches (10 minutes; a token with an unknown key id fetches
+ * the set again at most every 30 s, so a flood of made-up key ids costs the issuer nothing).
+ */
+import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose';
+import { ProviderError } from '../errors.js';
+import type { Call } from '../ports.js';
+import type { SecretValue } from '../secret-value.js';
+import { jwtRefusalReason } from './jwt-errors.js';
+import { outboundUrlProblem } from './outbound-url.js';
+
+type KeySet = ReturnType<typeof createRemoteJWKSet>;
+
+export interface OidcVerifierOptions {
+  /** The issuer, exactly as its tokens' `iss` and its discovery document say it. */
+  issuer: string;
+  /** `aud` the token must carry (one of these). */
+  audience: string | string[];
+  /** Signature algorithms accepted: asymmetric ones only (never `none` or HMAC). */
+  algorithms: string[];
+  clockToleranceSeconds: number;
+  /** Allow a plain http issuer and jwks_uri. */
+  insecure: boolean;
+}
+
+export class OidcVerifier {
+  private keys: Promise<KeySet> | undefined;
+
+  /** `name` is the authenticator's, for errors: `authenticator <name>: <reason>`. */
+  constructor(
+    private readonly name: string,
+    private readonly o: OidcVerifierOptions,
+  ) {}
+
+  /**
+   * The payload of a JWT whose signature, algorithm, exp (required), nbf, iss and aud pass.
+   * @throws ProviderError REKEY_ERR_DENIED with a fixed reason (`expired`, `claim aud`,
+   * `unknown key`, ...) when the token is not valid.
+   * @throws ProviderError REKEY_ERR_UNAVAILABLE when the issuer's keys cannot be read.
+   */
+  async verify(credential: SecretValue, call: Call): Promise<JWTPayload> {
+    const keys = await this.keySet(call);
+    try {
+      const { payload } = await jwtVerify(credential.reveal(), keys, {
+        algorithms: this.o.algorithms,
+        issuer: this.o.issuer,
+        audience: this.o.audience,
+        requiredClaims: ['exp'],
+        clockTolerance: this.o.clockToleranceSeconds,
+      });
+      return payload;
+    } catch (error) {
+      if (error instanceof errors.JWKSTimeout || (error instanceof Error && !(error instanceof errors.JOSEError))) {
+        throw this.unavailable("the issuer's keys cannot be read", error);
+      }
+      throw this.denied(jwtRefusalReason(error));
+    }
+  }
+
+  /** The refusal of a token for `reason` (a fixed word, never a claim's value). */
+  denied(reason: string): ProviderError {
+    return new ProviderError('REKEY_ERR_DENIED', `authenticator ${this.name}: ${reason}`, { provider: this.name });
+  }
+
+  unavailable(why: string, cause?: unknown): ProviderError {
+    return new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: ${why}`, { provider: this.name, ...(cause ? { cause } : {}) });
+  }
+
+  private keySet(call: Call): Promise<KeySet> {
+    this.keys ??= this.discover(call).catch((error: unknown) => {
+      this.keys = undefined;
+      throw error;
+    });
+    return this.keys;
+  }
+
+  private async discover(call: Call): Promise<KeySet> {
+    const url = `${this.o.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
+    const response = await fetch(url, { signal: call.signal, redirect: 'error' }).catch((error: unknown) => {
+      throw this.unavailable('the discovery document cannot be read', error);
+    });
+    if (!response.ok) throw this.unavailable(`the discovery document answered ${response.status}`);
+    const document = (await response.json().catch(() => ({}))) as { issuer?: unknown; jwks_uri?: unknown };
+    if (document.issuer !== this.o.issuer) throw this.unavailable('the discovery document names another issuer');
+    if (typeof document.jwks_uri !== 'string') throw this.unavailable('the discovery document has no jwks_uri');
+    const jwksUri = new URL(document.jwks_uri);
+    if (outboundUrlProblem(jwksUri, this.o.insecure)) throw this.unavailable('the jwks_uri may not be fetched');
+    return createRemoteJWKSet(jwksUri, { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 600_000 });
+  }
+}
