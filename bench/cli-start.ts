@@ -34,14 +34,7 @@ export async function main(args: string[] = process.argv.slice(2)): Promise<Reco
   writeFileSync(envFile, 'API_KEY=not-a-rekey-key\n');
 
   const bench = await benchEnvironment('cli_start');
-  const env = {
-    PATH: process.env.PATH,
-    DATABASE_URL: bench.databaseUrl,
-    REDIS_URL: bench.redisUrl,
-    REKEY_QUEUE_PREFIX: bench.prefix,
-    REKEY_FINGERPRINT_KEY: 'f'.repeat(64),
-    REKEY_AUDIT_KEY: 'a'.repeat(64),
-  };
+  const env = bench.env;
   const run = async (argv: string[]): Promise<{ ms: number; rssKb: number; code: number | null }> => {
     const rssFile = join(dir, 'rss');
     rmSync(rssFile, { force: true });

@@ -57,15 +57,7 @@ async function measure(n: number, dir: string, reporter: string): Promise<Size> 
   for (let i = 0; i < n; i++) lines.push(`  key-${i}: { store: { provider: vault }, issuer: { type: random }, targets: [api], schedule: { cron: "${i % 60} ${Math.floor(i / 60) % 24} * * *" } }`);
   writeFileSync(file, `${lines.join('\n')}\n`);
   const bench = await benchEnvironment(`scale_${n}`);
-  const env = {
-    PATH: process.env.PATH,
-    DATABASE_URL: bench.databaseUrl,
-    REDIS_URL: bench.redisUrl,
-    REKEY_QUEUE_PREFIX: bench.prefix,
-    REKEY_FINGERPRINT_KEY: 'f'.repeat(64),
-    REKEY_AUDIT_KEY: 'a'.repeat(64),
-    REKEY_LOCAL_STORE_KEY: 'b'.repeat(64),
-  };
+  const env = bench.env;
   const run = async (argv: string[]) => {
     const rssFile = join(dir, 'rss');
     rmSync(rssFile, { force: true });

@@ -8,6 +8,8 @@ export interface BenchEnvironment {
   databaseUrl: string;
   redisUrl: string;
   prefix: string;
+  /** What a rekey process (CLI or worker) needs in its environment to use this one. */
+  env: Record<string, string>;
   cleanup(): Promise<void>;
 }
 
@@ -25,6 +27,15 @@ export async function benchEnvironment(label: string): Promise<BenchEnvironment>
     databaseUrl,
     redisUrl,
     prefix,
+    env: {
+      PATH: process.env.PATH ?? '',
+      DATABASE_URL: databaseUrl,
+      REDIS_URL: redisUrl,
+      REKEY_QUEUE_PREFIX: prefix,
+      REKEY_FINGERPRINT_KEY: 'f'.repeat(64),
+      REKEY_AUDIT_KEY: 'a'.repeat(64),
+      REKEY_LOCAL_STORE_KEY: 'b'.repeat(64),
+    },
     async cleanup() {
       const admin = new URL(databaseUrl);
       admin.pathname = '/postgres';

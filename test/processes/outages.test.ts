@@ -24,13 +24,13 @@ import { TEST_FINGERPRINT_KEY } from '../conformance/refs.js';
 import { TEST_AUDIT_KEY } from '../support/services.js';
 import { testModules } from '../support/harness.js';
 import { journal } from '../support/memory-provider.js';
-import { OwnPostgres, OwnRedis } from '../support/own-services.js';
+import { OwnPostgres, RedisServer } from '../support/own-services.js';
 
 const JOURNAL = `outage-${randomUUID()}`;
 const j = journal(JOURNAL);
 let dir: string;
 let postgres: OwnPostgres;
-let redis: OwnRedis;
+let redis: RedisServer;
 let settings: Settings;
 let runtime: Runtime;
 let serving: Serving;
@@ -39,7 +39,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'rekey-outages-'));
   postgres = await OwnPostgres.create(dir);
   await migrate(postgres.url);
-  redis = await OwnRedis.create();
+  redis = await RedisServer.create();
   settings = loadSettings({ DATABASE_URL: postgres.url, REDIS_URL: redis.url, REKEY_FINGERPRINT_KEY: TEST_FINGERPRINT_KEY, REKEY_AUDIT_KEY: TEST_AUDIT_KEY, REKEY_QUEUE_PREFIX: '{outages}', REKEY_DRAIN_TIMEOUT: '2s', LOG_LEVEL: 'warn' });
   runtime = new Runtime({ actor: 'test', settings, modules: testModules, log: createLogger('silent'), longLived: true, leaseMs: 2000 });
   serving = await serve(runtime, {

@@ -140,28 +140,32 @@ export class OwnPostgres extends Restartable {
   }
 }
 
-/** A redis-server that keeps nothing on disk. */
-export class OwnRedis extends Restartable {
-  private constructor(readonly port: number) {
+/** A redis-server on a loopback port, run with `args`; `start()` returns once it answers PING. */
+export class RedisServer extends Restartable {
+  constructor(
+    readonly port: number,
+    private readonly args: string[],
+  ) {
     super();
+  }
+
+  /** A redis-server that keeps nothing on disk. */
+  static async create(): Promise<RedisServer> {
+    const port = await freePort();
+    const server = new RedisServer(port, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no', '--maxclients', '2000']);
+    await server.start();
+    return server;
   }
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  static async create(): Promise<OwnRedis> {
-    const server = new OwnRedis(await freePort());
-    await server.start();
-    return server;
-  }
-
   async start(): Promise<void> {
-    this.launch('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no', '--maxclients', '2000']);
-    for (let i = 0; i < 200; i++) {
-      if (!this.running) throw new Error(`redis-server exited:\n${this.output}`);
-      const client = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      client.on('error', () => undefined);
+    this.launch('redis-server', this.args);
+    for (let i = 0; i < 400; i++) {
+      if (!this.running) throw new Error(`redis-server on ${this.port} exited:\n${this.output}`);
+      const client = this.client();
       try {
         await client.connect();
         await client.ping();
@@ -172,7 +176,24 @@ export class OwnRedis extends Restartable {
         client.disconnect();
       }
     }
-    throw new Error(`redis-server did not answer:\n${this.output}`);
+    throw new Error(`redis-server on ${this.port} did not answer:\n${this.output}`);
+  }
+
+  /** One command on a short-lived connection of its own. */
+  async command(...args: string[]): Promise<unknown> {
+    const client = this.client();
+    try {
+      await client.connect();
+      return await client.call(args[0]!, ...args.slice(1));
+    } finally {
+      client.disconnect();
+    }
+  }
+
+  private client(): Redis {
+    const client = new Redis({ host: '127.0.0.1', port: this.port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+    client.on('error', () => undefined);
+    return client;
   }
 }
 

@@ -10,54 +10,8 @@
 import { spawnSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { freePort, sleep } from './gateways/process.js';
-import { Restartable } from './own-services.js';
-
-/** One redis-server (data node or sentinel) that can be killed and started again with the same arguments. */
-export class RedisNodeProcess extends Restartable {
-  constructor(
-    readonly port: number,
-    private readonly args: string[],
-  ) {
-    super();
-  }
-
-  async start(): Promise<void> {
-    this.launch('redis-server', this.args);
-    for (let i = 0; i < 400; i++) {
-      if (!this.running) throw new Error(`redis-server on ${this.port} exited:\n${this.output}`);
-      const client = plainClient(this.port);
-      try {
-        await client.connect();
-        await client.ping();
-        return;
-      } catch {
-        await sleep(25);
-      } finally {
-        client.disconnect();
-      }
-    }
-    throw new Error(`redis-server on ${this.port} did not answer:\n${this.output}`);
-  }
-
-  /** One command on a short-lived connection of its own. */
-  async command(...args: string[]): Promise<unknown> {
-    const client = plainClient(this.port);
-    try {
-      await client.connect();
-      return await client.call(args[0]!, ...args.slice(1));
-    } finally {
-      client.disconnect();
-    }
-  }
-}
-
-function plainClient(port: number): Redis {
-  const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
-  client.on('error', () => undefined);
-  return client;
-}
+import { RedisServer } from './own-services.js';
 
 const DATA_ARGS = ['--bind', '127.0.0.1', '--protected-mode', 'no', '--save', '', '--maxclients', '2000'];
 
@@ -74,8 +28,8 @@ export class RedisSentinelSet {
   static readonly MASTER = 'mymaster';
 
   private constructor(
-    readonly data: RedisNodeProcess[],
-    readonly sentinels: RedisNodeProcess[],
+    readonly data: RedisServer[],
+    readonly sentinels: RedisServer[],
     /** How long the primary must be silent before the sentinels call it down. */
     readonly downAfterMs: number,
   ) {}
@@ -87,15 +41,15 @@ export class RedisSentinelSet {
 
   static async create(dir: string, downAfterMs = 1000): Promise<RedisSentinelSet> {
     const primaryPort = await freePort();
-    const primary = new RedisNodeProcess(primaryPort, ['--port', String(primaryPort), '--dir', dir, ...DATA_ARGS]);
+    const primary = new RedisServer(primaryPort, ['--port', String(primaryPort), '--dir', dir, ...DATA_ARGS]);
     const replicaPort = await freePort();
     // Replication by command, not in the arguments: a node started again (after being killed)
     // comes back as an empty primary, and the sentinels make it a replica of the one they name.
-    const replica = new RedisNodeProcess(replicaPort, ['--port', String(replicaPort), '--dir', dir, ...DATA_ARGS]);
+    const replica = new RedisServer(replicaPort, ['--port', String(replicaPort), '--dir', dir, ...DATA_ARGS]);
     await primary.start();
     await replica.start();
     await replica.command('REPLICAOF', '127.0.0.1', String(primaryPort));
-    const sentinels: RedisNodeProcess[] = [];
+    const sentinels: RedisServer[] = [];
     for (let i = 0; i < 3; i++) {
       const port = await freePort();
       const home = join(dir, `sentinel-${i}`);
@@ -116,7 +70,7 @@ export class RedisSentinelSet {
           '',
         ].join('\n'),
       );
-      sentinels.push(new RedisNodeProcess(port, [conf, '--sentinel']));
+      sentinels.push(new RedisServer(port, [conf, '--sentinel']));
     }
     for (const sentinel of sentinels) await sentinel.start();
     const set = new RedisSentinelSet([primary, replica], sentinels, downAfterMs);
@@ -125,7 +79,7 @@ export class RedisSentinelSet {
   }
 
   /** The data node the sentinels name as primary. */
-  async primary(sentinel = this.sentinels.find((s) => s.running)!): Promise<RedisNodeProcess> {
+  async primary(sentinel = this.sentinels.find((s) => s.running)!): Promise<RedisServer> {
     const [, port] = (await sentinel.command('SENTINEL', 'get-master-addr-by-name', RedisSentinelSet.MASTER)) as [string, string];
     const node = this.data.find((n) => n.port === Number(port));
     if (!node) throw new Error(`sentinels name an unknown primary on port ${port}`);
@@ -136,8 +90,8 @@ export class RedisSentinelSet {
    * Resolves with performance.now() once a running sentinel names `node` as the primary: what
    * a client asking them learns, a moment after the node itself accepts writes.
    */
-  async announced(node: RedisNodeProcess, timeoutMs = 60_000): Promise<number> {
-    const names = async (s: RedisNodeProcess) => (await this.primary(s).catch(() => undefined)) === node;
+  async announced(node: RedisServer, timeoutMs = 60_000): Promise<number> {
+    const names = async (s: RedisServer) => (await this.primary(s).catch(() => undefined)) === node;
     await until(async () => (await Promise.all(this.sentinels.filter((s) => s.running).map(names))).some(Boolean), timeoutMs, `the sentinels naming ${node.port}`);
     return performance.now();
   }
@@ -173,7 +127,7 @@ export class RedisSentinelSet {
 
 /** Three primaries, no replicas, their slots spread by `redis-cli --cluster create`. */
 export class RedisClusterSet {
-  private constructor(readonly nodes: RedisNodeProcess[]) {}
+  private constructor(readonly nodes: RedisServer[]) {}
 
   /** REDIS_URL for rekey: the nodes as seeds. */
   get url(): string {
@@ -181,14 +135,14 @@ export class RedisClusterSet {
   }
 
   static async create(dir: string): Promise<RedisClusterSet> {
-    const nodes: RedisNodeProcess[] = [];
+    const nodes: RedisServer[] = [];
     for (let i = 0; i < 3; i++) {
       const port = await freePort();
       const home = join(dir, `cluster-${port}`);
       await mkdir(home, { recursive: true });
       // An append-only file, so a restarted primary comes back with its keys (as a real one does).
       nodes.push(
-        new RedisNodeProcess(port, ['--port', String(port), '--dir', home, ...DATA_ARGS, '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000', '--appendonly', 'yes']),
+        new RedisServer(port, ['--port', String(port), '--dir', home, ...DATA_ARGS, '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000', '--appendonly', 'yes']),
       );
     }
     for (const node of nodes) await node.start();
@@ -200,7 +154,7 @@ export class RedisClusterSet {
   }
 
   /** The primary serving the slot of `key` (e.g. `{rekey}`). */
-  async ownerOf(key: string): Promise<RedisNodeProcess> {
+  async ownerOf(key: string): Promise<RedisServer> {
     const slot = Number(await this.nodes.find((n) => n.running)!.command('CLUSTER', 'KEYSLOT', key));
     const slots = (await this.nodes.find((n) => n.running)!.command('CLUSTER', 'SLOTS')) as Array<[number, number, [string, number]]>;
     const range = slots.find(([from, to]) => slot >= from && slot <= to);
