@@ -3,7 +3,9 @@
  * A demo API accepts keys through the redis-keyset middleware; a client fetches the
  * current key just in time from the store. rekey rotates the key twice with an
  * overlap window, retires the old key when the window closes, then revokes a key
- * reported leaked. The timeline comes from the audit log; the run fails (exit 1)
+ * reported leaked. Then an app with no key in it gets a short-lived token through
+ * the client library and calls an API through HAProxy, which verifies the token
+ * (demo-tokens.ts). The timeline comes from the audit log; the run fails (exit 1)
  * if any promise below does not hold.
  */
 import { writeFile } from 'node:fs/promises';
@@ -14,14 +16,18 @@ import { loadConfigFile } from '../config/load.js';
 import { verifyAudit } from '../db/audit-verify.js';
 import type { Runtime } from '../runtime.js';
 import { applyConfig } from './apply.js';
+import { runTokenDemo, TOKEN_SECRETS, tokenDemoConfig } from './demo-tokens.js';
 import { AuditTail } from './timeline.js';
 
 const SECRET = 'demo-api-key';
 const GRACE_S = 3;
 const KEYSET = { keyPrefix: 'rekey-demo:keyset:', channel: 'rekey-demo:keyset' };
 
-/** @param options.inspect how a second terminal reaches the demo's state, printed at the end. */
-export async function runDemo(runtime: Runtime, options: { out: (text: string) => void; notes: string[]; started: number; inspect: string }): Promise<boolean> {
+/**
+ * @param options.inspect how a second terminal reaches the demo's state, printed at the end.
+ * @param options.serverUrl the `rekey server` the keyless app asks for its token.
+ */
+export async function runDemo(runtime: Runtime, options: { out: (text: string) => void; notes: string[]; started: number; inspect: string; serverUrl: string }): Promise<boolean> {
   const { out } = options;
   const t0 = options.started;
   const stamp = (at = Date.now()) => `+${((at - t0) / 1000).toFixed(2)}s`.padStart(8);
@@ -32,7 +38,7 @@ export async function runDemo(runtime: Runtime, options: { out: (text: string) =
   };
   const line = (text: string, at?: number) => out(`${stamp(at)}  ${text}`);
 
-  out('rekey demo: rotate an API key with an overlap window, retire the old key, revoke a leaked one\n');
+  out('rekey demo: rotate an API key with an overlap window, retire the old key, revoke a leaked one; an app with no key gets a token\n');
   for (const note of options.notes) out(`  ${note}`);
 
   const verifier = await createKeysetVerifier({ redisUrl: runtime.settings.redisUrl, fingerprintKey: runtime.settings.fingerprintKey!, keyset: SECRET, ...KEYSET });
@@ -57,7 +63,7 @@ export async function runDemo(runtime: Runtime, options: { out: (text: string) =
   const currentKey = async () => (await store.read({ stage: 'current' }, { signal: AbortSignal.timeout(5000) })).reveal();
 
   try {
-    await rotate(runtime, flush);
+    await rotate(runtime, flush, [SECRET, ...TOKEN_SECRETS]);
     const first = await currentKey();
     line(`client fetched the current key just in time from the store: ${first.slice(0, 12)}…`);
     expect((await call(first)) === 200, 'the API accepts the current key');
@@ -86,6 +92,9 @@ export async function runDemo(runtime: Runtime, options: { out: (text: string) =
     const third = await currentKey();
     expect((await call(third)) === 200, 'the replacement key works');
 
+    await runTokenDemo(runtime, { serverUrl: options.serverUrl, dir: join(process.cwd(), '.rekey'), line, expect });
+    await flush();
+
     const audit = await verifyAudit(runtime.db, runtime.audit);
     expect(audit.ok, `audit log: ${audit.events} events, hash chain verified`);
   } finally {
@@ -96,12 +105,14 @@ export async function runDemo(runtime: Runtime, options: { out: (text: string) =
   return failures.length === 0;
 }
 
-async function rotate(runtime: Runtime, flush: () => Promise<void>): Promise<void> {
-  const result = await runtime.engine.requestRotation({ secret: SECRET, trigger: 'manual' });
-  if (result.status === 'stale') return;
-  const done = await until(async () => (await runtime.engine.deps.repo.getRun(result.run.id))?.status !== 'running', 30_000, flush);
+/** Rotates `secrets` at once and waits for every run to finish. */
+async function rotate(runtime: Runtime, flush: () => Promise<void>, secrets = [SECRET]): Promise<void> {
+  const results = await Promise.all(secrets.map((secret) => runtime.engine.requestRotation({ secret, trigger: 'manual' })));
+  const runs = results.flatMap((result) => (result.status === 'stale' ? [] : [result.run.id]));
+  const finished = async () => (await Promise.all(runs.map((id) => runtime.engine.deps.repo.getRun(id)))).every((run) => run?.status !== 'running');
+  const done = await until(finished, 30_000, flush);
   await flush();
-  if (!done) throw new Error(`rotation ${result.run.id} did not finish in 30 s`);
+  if (!done) throw new Error(`rotations ${runs.join(', ')} did not finish in 30 s`);
 }
 
 async function until(predicate: () => Promise<boolean>, timeoutMs: number, tick: () => Promise<void>): Promise<boolean> {
@@ -133,5 +144,5 @@ secrets:
     grace: ${GRACE_S}s                          # the old key stays accepted this long
     onLeak: rotate-then-revoke
     leakDeadline: 10s
-`;
+${tokenDemoConfig.secrets}${tokenDemoConfig.delivery}`;
 }

@@ -5,9 +5,9 @@
  * tokens are refused. (Publishing the key file from rekey is not built yet: the test writes
  * the PEM of the JWKS key rekey serves.)
  */
-import { createPublicKey, type JsonWebKey } from 'node:crypto';
 import { decodeProtectedHeader, SignJWT, type JWK } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { pemOfJwk } from '../../src/cli/demo-gateway.js';
 import { signingKeyFromValue } from '../../providers/jwt-signing-key/jwks.js';
 import { deliveryRoutes, GRANT_TYPE, JWT_TOKEN_TYPE } from '../../src/delivery/routes.js';
 import { jwksRoutes } from '../../src/jwks/routes.js';
@@ -33,7 +33,7 @@ delivery:
 `);
   for (const secret of ['app-attestation', 'api-signing']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
   const { keys } = (await (await fetch(`${h.serving!.url}/.well-known/jwks/api-signing.json`)).json()) as { keys: JWK[] };
-  pem = createPublicKey({ key: keys[0]! as JsonWebKey, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString();
+  pem = pemOfJwk(keys[0]!);
   gateway = await startJwtHaproxy(pem, 'api.example.com');
 }, 120_000);
 afterAll(async () => {

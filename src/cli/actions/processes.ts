@@ -59,7 +59,7 @@ export async function dev(ctx: CliContext, flags: WorkerFlags & { port: number; 
       housekeeping: schedules(flags),
     });
     if (flags.demo) {
-      const ok = await runDemo(runtime, { out: ctx.out, inspect: inspectHint(infra.ephemeral, settings), notes: [...infra.notes, `migrate: ${applied.length ? applied.join(', ') + ' applied' : 'up to date'}`, `worker + server: ${serving.url} (logs: .rekey/demo.log)`], started });
+      const ok = await runDemo(runtime, { out: ctx.out, serverUrl: serving.url, inspect: inspectHint(infra.ephemeral, settings), notes: [...infra.notes, `migrate: ${applied.length ? applied.join(', ') + ' applied' : 'up to date'}`, `worker + server: ${serving.url} (logs: .rekey/demo.log)`], started });
       await serving.stop();
       if (!ok) process.exitCode = 1;
       return;

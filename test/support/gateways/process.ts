@@ -2,7 +2,7 @@
 // loopback ports, tracked by PID and stopped by PID, also when the test process exits.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -26,17 +26,7 @@ function tryKill(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-/** A free loopback port: bind port 0, read it, release it (the gateway binds it next). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../../../src/cli/demo-gateway.js';
 
 /** A private temp directory, removed by the returned function. */
 export async function tempDir(label: string): Promise<{ path: string; remove: () => Promise<void> }> {
