@@ -21,10 +21,12 @@ export const runtimeApiSchema = z
 
 export const haproxyConfigSchema = z
   .object({
-    /** Where HAProxy's Runtime API listens (`stats socket ... level operator`). */
-    runtimeApi: runtimeApiSchema,
-    /** The map as haproxy.cfg loads it (`map(/etc/haproxy/api-keys.map)`): its name on the Runtime API. */
-    map: mapName,
+    /** Where HAProxy's Runtime API listens (`stats socket ... level operator`): required for map bindings. */
+    runtimeApi: runtimeApiSchema.optional(),
+    /** The map as haproxy.cfg loads it (`map(/etc/haproxy/api-keys.map)`): its name on the Runtime API. Required for map bindings unless each names its own. */
+    map: mapName.optional(),
+    /** HAProxy's master CLI (`haproxy -W -S /run/haproxy-master.sock`): required for `keyFiles` bindings, which reload through it. */
+    masterCli: runtimeApiSchema.optional(),
     /**
      * The file rekey rewrites after each change so a restart keeps the keys.
      * @defaultValue the same path as `map` (rekey runs beside HAProxy)
@@ -46,8 +48,14 @@ export const haproxyTargetSchema = z
     map: mapName.optional(),
     /** Overrides the provider's `mapFile` for this secret. @defaultValue this binding's `map` */
     mapFile: absolutePath.optional(),
+    /**
+     * Public key files for `jwt_verify` (a `publish: jwks` target of a jwt-signing-key secret):
+     * the live public keys as PEM, newest first, one per file; files beyond them are left empty.
+     */
+    keyFiles: z.array(absolutePath).min(2).max(8).optional(),
   })
   .strict()
+  .refine((binding) => !binding.keyFiles || (!binding.map && !binding.mapFile), { message: 'a binding has keyFiles or a map, not both', path: ['keyFiles'] })
   .default({});
 
 export type HaproxyConfig = z.infer<typeof haproxyConfigSchema>;

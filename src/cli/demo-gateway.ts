@@ -1,7 +1,7 @@
 /**
  * HAProxy 2.6 as an API gateway that verifies bearer JWTs itself with `jwt_verify`: alg pinned
- * to ES256, `aud` and `exp` checked with `jwt_payload_query`, the signature against a PEM
- * public key file loaded at start (2.6 takes a key file, not a JWKS). The demo runs it in front
+ * to ES256, `aud` and `exp` checked with `jwt_payload_query`, the signature against PEM
+ * public key files loaded with the configuration (2.6 takes a key file, not a JWKS). The demo runs it in front
  * of its orders API; the delivery tests in front of a fixed answer. docs/delivery.md shows the
  * same frontend.
  */
@@ -9,8 +9,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createPublicKey, type JsonWebKey } from 'node:crypto';
 import { connect, createServer } from 'node:net';
 
-/** haproxy.cfg: 401 unless every check passes; then `backend` (host:port), or 200 "ok" without one. */
-export function haproxyJwtConfig(o: { port: number; keyFile: string; audience: string; backend?: string }): string {
+/**
+ * haproxy.cfg: 401 unless every check passes; then `backend` (host:port), or 200 "ok" without one.
+ * The signature must verify with one of `keyFiles` (the haproxy target's `keyFiles` publish a
+ * signing key's live public keys there; an empty file verifies nothing).
+ */
+export function haproxyJwtConfig(o: { port: number; keyFiles: string[]; audience: string; backend?: string }): string {
+  const verified = o.keyFiles.map((file) => `{ var(txn.bearer),jwt_verify(ES256,"${file}") -m int 1 }`).join(' || ');
   return `defaults
   mode http
   timeout connect 2s
@@ -27,7 +32,7 @@ frontend api
   http-request deny deny_status 401 unless { var(txn.alg) -m str ES256 }
   http-request deny deny_status 401 unless { var(txn.aud) -m str ${o.audience} }
   http-request deny deny_status 401 unless { var(txn.exp),sub(txn.now) -m int gt 0 }
-  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(ES256,"${o.keyFile}") -m int 1 }
+  http-request deny deny_status 401 unless ${verified}
 ${o.backend ? `  default_backend app\n\nbackend app\n  server app ${o.backend}\n` : '  http-request return status 200 content-type text/plain string ok\n'}`;
 }
 

@@ -56,7 +56,7 @@ export async function runTokenDemo(
     await writeFile(keyFile, pemOfJwk(keys[0]!));
     const port = await freePort();
     const config = join(o.dir, 'demo-haproxy.cfg');
-    await writeFile(config, haproxyJwtConfig({ port, keyFile, audience: AUDIENCE, backend: apiUrl.host }));
+    await writeFile(config, haproxyJwtConfig({ port, keyFiles: [keyFile], audience: AUDIENCE, backend: apiUrl.host }));
     haproxy = await startHaproxy(config, port);
     if (!haproxy) {
       o.line('skipped the keyless app: no haproxy on PATH (HAProxy 2.6 or later verifies the tokens)');

@@ -14,8 +14,8 @@ import type { Db } from '../db/client.js';
 const LIVE = ['pending', 'current', 'previous'] as const;
 
 /**
- * The public keys (Issuer.publicKey) of the live versions of managed secrets, newest first
- * per secret: of one `secret` or all, optionally `without` one version. `issuerOf` is asked
+ * The public keys (Issuer.publicKey) of the live versions of managed secrets that are not
+ * reported leaked, newest first per secret: of one `secret` or all, optionally `without` one version. `issuerOf` is asked
  * once per secret; a secret whose issuer publishes no keys contributes none.
  */
 export async function liveKeys(
@@ -33,7 +33,8 @@ async function published(
   o: { secret?: string; without?: string },
 ): Promise<{ keys: JsonObject[]; versionIds: string[] }> {
   const versions = await db.version.findMany({
-    where: { state: { in: [...LIVE] }, secret: { removedAt: null, ...(o.secret ? { name: o.secret } : {}) }, ...(o.without ? { id: { not: o.without } } : {}) },
+    // A version reported leaked leaves at once, though it stays current until its replacement is promoted.
+    where: { state: { in: [...LIVE] }, compromisedAt: null, secret: { removedAt: null, ...(o.secret ? { name: o.secret } : {}) }, ...(o.without ? { id: { not: o.without } } : {}) },
     orderBy: [{ secretId: 'asc' }, { number: 'desc' }],
     select: { id: true, issuerState: true, secret: { select: { name: true } } },
   });

@@ -1,5 +1,7 @@
 // HAProxy 2.6 from Debian as an API gateway that verifies bearer JWTs itself (jwt_verify),
-// configured as the demo's (src/cli/demo-gateway.ts): 200 "ok" when every check passes, 401 otherwise.
+// configured as the demo's (src/cli/demo-gateway.ts) with several key files (empty at start),
+// run in master-worker mode (-W) with a master CLI, so the haproxy target's `keyFiles` binding
+// can publish the keys and reload. 200 "ok" when every check passes, 401 otherwise.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { haproxyJwtConfig } from '../../../src/cli/demo-gateway.js';
@@ -7,24 +9,27 @@ import { freePort, launchOnFreePorts, start, tempDir, waitForPort, type Supervis
 
 export interface JwtGateway extends Supervised {
   url: string;
-  /** The PEM file jwt_verify reads (at start: restart() after changing it). */
-  keyFile: string;
+  /** The PEM files jwt_verify reads, any of which may verify a token (empty at start). */
+  keyFiles: string[];
+  /** `unix:<path>` of the master CLI (the provider's `masterCli`). */
+  masterCli: string;
 }
 
-export async function startJwtHaproxy(publicKeyPem: string, audience: string): Promise<JwtGateway> {
+export async function startJwtHaproxy(audience: string, slots = 3): Promise<JwtGateway> {
   const dir = await tempDir('haproxy-jwt');
-  const keyFile = join(dir.path, 'signing.pem');
+  const keyFiles = Array.from({ length: slots }, (_, i) => join(dir.path, `signing-${i + 1}.pem`));
+  const master = join(dir.path, 'master.sock');
   const config = join(dir.path, 'haproxy.cfg');
-  await writeFile(keyFile, publicKeyPem);
+  for (const file of keyFiles) await writeFile(file, '');
   let port = 0;
   const supervised = await launchOnFreePorts(
     dir,
     async () => {
       port = await freePort();
-      await writeFile(config, haproxyJwtConfig({ port, keyFile, audience }));
+      await writeFile(config, haproxyJwtConfig({ port, keyFiles, audience }));
     },
-    () => start('haproxy', ['-db', '-f', config]),
+    () => start('haproxy', ['-W', '-db', '-S', `${master},mode,600`, '-f', config]),
     (proc) => waitForPort(port, proc),
   );
-  return { ...supervised, url: `http://127.0.0.1:${port}/`, keyFile };
+  return { ...supervised, url: `http://127.0.0.1:${port}/`, keyFiles, masterCli: `unix:${master}` };
 }
