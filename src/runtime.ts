@@ -9,7 +9,6 @@ import { createFingerprinter, type Fingerprinter } from './core/fingerprint.js';
 import type { ProviderCatalog } from './core/provider.js';
 import { AuditLog } from './db/audit.js';
 import { type Db, createDb } from './db/client.js';
-import { activeSchedules } from './db/config-store.js';
 import { PrismaRepository } from './db/repository.js';
 import { PrismaSyncRepository } from './db/sync.js';
 import { ChangeFeed } from './delivery/change-feed.js';
@@ -21,6 +20,7 @@ import { createLogger } from './log.js';
 import { openRedis, type RedisConnection } from './queue/connection.js';
 import { Heartbeats } from './queue/heartbeats.js';
 import { BullQueues } from './queue/queues.js';
+import { ReconcilePasses } from './reconcile-passes.js';
 import { providers } from './registry.js';
 import { ConfigResolver } from './resolver.js';
 import { type Settings, loadSettings } from './settings.js';
@@ -61,6 +61,7 @@ export class Runtime {
   /** Secret changes for delivery clients, across every process (Redis pub/sub). */
   readonly changes: ChangeFeed;
   private fingerprinter: Fingerprinter | undefined;
+  private readonly reconciler: ReconcilePasses;
 
   constructor(options: RuntimeOptions) {
     this.settings = options.settings ?? loadSettings();
@@ -117,6 +118,10 @@ export class Runtime {
       actor: options.actor,
       ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
     });
+    const { queuePrefix: prefix, anchorEveryMs } = this.settings;
+    this.reconciler = new ReconcilePasses({ db: this.db, redis: this.redis, queues: this.queues, engine: this.engine, metrics: this.metrics, log: this.log, prefix, anchorEveryMs });
+    // Redis may have come back empty: the next pass re-derives everything.
+    this.redis.on('ready', () => this.reconciler.forgetWatermark());
     this.drift = new DriftSchedule({ engine: this.engine, resolver: this.resolver, db: this.db, log: this.log });
   }
 
@@ -131,14 +136,12 @@ export class Runtime {
     this.audit.requireKey();
   }
 
-  /** Re-derives queued work and cron schedules from PostgreSQL. */
-  async reconcile(): Promise<void> {
-    const schedules = await this.queues.syncSchedules(await activeSchedules(this.db), this.settings.anchorEveryMs);
-    const work = await this.engine.reconcile();
-    this.metrics.runsStuck(work.stuck);
-    // Counts, and the first few names: an apply of 100,000 secrets upserts as many schedulers.
-    const some = (names: string[]) => ({ count: names.length, names: names.slice(0, 10) });
-    if (schedules.upserted.length || schedules.removed.length) this.log.info({ schedules: { upserted: some(schedules.upserted), removed: some(schedules.removed) }, work }, 'reconciled');
+  /**
+   * Re-derives queued work and cron schedules from PostgreSQL: all of it, or with
+   * `incremental` what changed since this process's last pass (src/reconcile-passes.ts).
+   */
+  reconcile(options?: { incremental?: boolean }): Promise<void> {
+    return this.reconciler.run(options);
   }
 
   /** The applied config's `notifications:`; none before any config is applied (a leak report may come first). */

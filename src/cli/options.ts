@@ -42,5 +42,10 @@ export function schedule(text: string): string {
   return text;
 }
 
-/** Secrets `rekey status` shows per page unless told (`--limit`). */
+/** Secrets `rekey status` and `rekey list` show per page unless told (`--limit`). */
 export const STATUS_PAGE = 50;
+
+/** The command for the page after the one that ended with `last`: what `rekey status` and `rekey list` end with. */
+export function nextPageCommand(command: string, last: string, limit: number): string {
+  return `rekey ${command} --after ${last}${limit === STATUS_PAGE ? '' : ` --limit ${limit}`}`;
+}

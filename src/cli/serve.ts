@@ -91,7 +91,7 @@ export async function serve(runtime: Runtime, options: ServeOptions): Promise<Se
     housekeeping.schedule({ name: 'rotation-due', schedule: '1h', run: async () => void (await raiseRotationsDue({ db: runtime.db, resolver: runtime.resolver, notifier: runtime.notifier })) });
     const anchor = () => recordAnchor({ db: runtime.db, audit: runtime.audit, log: runtime.log, actor: 'worker', webhook: runtime.settings.anchorWebhook, notifier: runtime.notifier });
     workers = startWorkers(runtime.engine, runtime.redis, runtime.settings.queuePrefix, runtime.log, options.worker ?? DEFAULT_WORKER_OPTIONS, { anchor });
-    housekeeping.schedule({ name: 'reconcile', schedule: options.housekeeping?.reconcile ?? '15s', run: () => runtime.reconcile() });
+    housekeeping.schedule({ name: 'reconcile', schedule: options.housekeeping?.reconcile ?? '15s', run: () => runtime.reconcile({ incremental: true }) });
     await housekeeping.runNow('reconcile');
     // After Redis comes back (a restart loses the queues when it keeps nothing on disk), rebuild at once.
     runtime.redis.on('ready', () => void housekeeping.runNow('reconcile'));

@@ -4,7 +4,7 @@ import { decommission } from './decommission.js';
 import { checkTarget, retireDrifted, type TargetReport } from './drift.js';
 import { reportLeak, revokeByNumber } from './leak.js';
 import type { LeakRecord, LeakReportInput, RunStatus, VersionRecord } from './model.js';
-import { type ReconcileSummary, reconcile } from './reconcile.js';
+import { type ReconcileOptions, type ReconcileSummary, reconcile } from './reconcile.js';
 import { type RotationRequest, type RotationRequestResult, requestRotation } from './requests.js';
 import { type Attempt, driveRotation } from './rotation.js';
 import { blockAtDeadline, retireVersion, revokeVersion } from './takedown.js';
@@ -67,8 +67,8 @@ export class Engine {
     return retireDrifted(this.deps, versionId, target);
   }
 
-  /** Re-derives queued work from the database. */
-  reconcile(): Promise<ReconcileSummary> {
-    return reconcile(this.deps);
+  /** Re-derives queued work from the database: all of it, or what changed since `options.since`. */
+  reconcile(options?: ReconcileOptions): Promise<ReconcileSummary> {
+    return reconcile(this.deps, options);
   }
 }

@@ -321,10 +321,18 @@ export interface StateRepository {
    */
   markBlocked(versionId: string): Promise<Date[]>;
 
-  /** For reconcile(): what should have work queued. Reads only. */
-  pendingWork(): Promise<{
+  /**
+   * For reconcile(): what should have work queued. Reads only. With `since`, only the items
+   * written at or after it (by the database's clock), and previous versions whose grace ended
+   * between it and `asOf`; without, every open item.
+   */
+  pendingWork(since?: Date): Promise<{
+    /** The database's clock when the read began: the next incremental pass's watermark. */
+    asOf: Date;
     /** Every run still running, of every kind. */
     activeRuns: RunRecord[];
+    /** With `since`: the ids of runs that ended since (so a caller can forget them); otherwise empty. */
+    endedRuns: string[];
     previous: VersionRecord[];
     compromised: VersionRecord[];
     leakedCurrent: VersionRecord[];

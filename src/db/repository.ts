@@ -28,6 +28,7 @@ import type { JsonObject } from '../core/ports.js';
 import type { AuditLog } from './audit.js';
 import { type Db, type Tx, isUniqueViolation } from './client.js';
 import { STATE_STAMPS, toDelivery, toRun, toVersion, versionInclude } from './mappers.js';
+import { pendingWork } from './pending-work.js';
 
 const runInclude = versionInclude;
 
@@ -396,28 +397,8 @@ export class PrismaRepository implements StateRepository {
     });
   }
 
-  async pendingWork() {
-    const [runs, previous, compromisedRows, leakedCurrent, unreplaced] = await Promise.all([
-      this.db.run.findMany({ where: { status: 'running' }, include: runInclude }),
-      this.db.version.findMany({ where: { state: { in: ['previous', 'retired'] } }, include: versionInclude }),
-      this.db.version.findMany({ where: { state: 'compromised' }, include: versionInclude }),
-      this.db.version.findMany({ where: { state: 'current', compromisedAt: { not: null } }, include: versionInclude }),
-      this.db.$queryRaw<Array<{ id: string }>>`
-        SELECT v.id::text AS id FROM secrets s
-        JOIN LATERAL (SELECT id, state, compromised_at FROM versions WHERE secret_id = s.id AND promoted_at IS NOT NULL ORDER BY promoted_at DESC LIMIT 1) v ON true
-        WHERE s.removed_at IS NULL AND v.compromised_at IS NOT NULL AND v.state IN ('compromised', 'revoked')
-          AND NOT EXISTS (SELECT 1 FROM versions c WHERE c.secret_id = s.id AND c.state = 'current')
-          AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.secret_id = s.id AND r.kind = 'rotation' AND r.status = 'running')`.then((rows) =>
-        rows.length ? this.db.version.findMany({ where: { id: { in: rows.map((r) => r.id) } }, include: versionInclude }) : [],
-      ),
-    ]);
-    return {
-      activeRuns: runs.map(toRun),
-      previous: previous.map(toVersion),
-      compromised: compromisedRows.map(toVersion),
-      leakedCurrent: leakedCurrent.map(toVersion),
-      unreplaced: unreplaced.map(toVersion),
-    };
+  pendingWork(since?: Date) {
+    return pendingWork(this.db, since);
   }
 }
 

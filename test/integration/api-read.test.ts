@@ -103,6 +103,25 @@ describe('secrets', () => {
     expect((await rekey(['list', '--name', 'payments-*'], h.childEnv())).stdout.trim().split('\n').map((l) => l.split(' ')[0])).toEqual(['payments-api', 'payments-web']);
     expect((await rekey(['list', '--status', 'sideways'], h.childEnv())).code).toBe(2);
   });
+
+  it('`rekey list` is paged like `rekey status`: by name, --limit, and the command for the next page', async () => {
+    const all = (await call(h, '/api/v1/secrets', { token: admin })).json.items.map((i: { name: string }) => i.name) as string[];
+    const seen: string[] = [];
+    let argv = ['list', '--limit', '2'];
+    for (let pages = 0; pages <= all.length; pages++) {
+      const page = await rekey(argv, h.childEnv());
+      expect(page.code).toBe(0);
+      const [rows, hint] = page.stdout.trim().split('\n\n') as [string, string?];
+      seen.push(...rows.split('\n').map((l) => l.split(' ')[0]!));
+      if (!hint) break;
+      expect(hint).toBe(`next page: rekey list --after ${seen.at(-1)} --limit 2`);
+      argv = hint.slice('next page: rekey '.length).split(' ');
+    }
+    expect(seen).toEqual(all);
+    expect(all.length).toBeGreaterThan(2);
+    const filtered = await rekey(['list', '--name', 'payments-*', '--limit', '1'], h.childEnv());
+    expect(filtered.stdout).toMatch(/^payments-api .*\n\nnext page: rekey list --name 'payments-\*' --after payments-api --limit 1\n$/);
+  });
 });
 
 describe('scopes', () => {

@@ -1,23 +1,37 @@
-/** What `rekey list` does (../commands/list.ts defines it). */
-import { filterHealth, nextRotation, secretHealth, type SecretStatusName } from '../../api/secret-health.js';
+/** What `rekey list` does (../commands/list.ts defines it): the admin API's `GET /secrets`, a page at a time. */
+import { readOperation } from '../../api/local.js';
+import type { ListOptions } from '../commands/list.js';
 import type { CliContext } from '../context.js';
+import { nextPageCommand } from '../options.js';
 import { withRuntime } from '../with-runtime.js';
 
-export async function list(ctx: CliContext, options: { name?: string; status?: SecretStatusName; json?: boolean }): Promise<void> {
+interface Summary {
+  name: string;
+  status: string;
+  conditions: string[];
+  currentVersion: number | null;
+  lastRotatedAt: string | null;
+  nextRotation: string | null;
+}
+
+export async function list(ctx: CliContext, options: ListOptions): Promise<void> {
   await withRuntime('cli', ctx, async (runtime) => {
     const redisUp = await runtime.connect().then(() => true, () => false);
-    const rows = filterHealth(await secretHealth(runtime.db), { name: options.name, status: options.status });
-    const next = redisUp ? await Promise.all(rows.map((h) => nextRotation(runtime.queues, h))) : rows.map(() => null);
-    const when = (d: Date | null) => d?.toISOString() ?? '-';
+    const { name, status, limit, after } = options;
+    const page = (await readOperation(runtime, 'listSecrets', { query: { name, status, limit, after } })) as { items: Summary[]; next: string | null };
+    const filters = [name && `--name '${name}'`, status && `--status ${status}`].filter(Boolean).join(' ');
+    const more = page.next && `next page: ${nextPageCommand(filters ? `list ${filters}` : 'list', page.next, limit)}`;
     if (options.json) {
-      ctx.out(JSON.stringify(rows.map(({ id: _id, ...h }, i) => ({ ...h, nextRotation: next[i]?.toISOString() ?? null })), null, 2));
+      ctx.out(JSON.stringify(page.items, null, 2));
+      if (more) process.stderr.write(`rekey: ${more}\n`); // stdout stays the page's JSON
       return;
     }
-    if (!rows.length) return ctx.out('No secrets match.');
-    const width = Math.max(...rows.map((h) => h.name.length));
-    for (const [i, h] of rows.entries()) {
+    if (!page.items.length) return ctx.out('No secrets match.');
+    const width = Math.max(...page.items.map((h) => h.name.length));
+    for (const h of page.items) {
       const conditions = h.conditions.length > 1 ? ` (${h.conditions.join(', ')})` : '';
-      ctx.out(`${h.name.padEnd(width)}  ${h.status.padEnd(10)}  current ${h.currentVersion === null ? '-' : `v${h.currentVersion}`}  rotated ${when(h.lastRotatedAt)}  next ${redisUp ? when(next[i]!) : 'unknown (Redis unreachable)'}${conditions}`);
+      ctx.out(`${h.name.padEnd(width)}  ${h.status.padEnd(10)}  current ${h.currentVersion === null ? '-' : `v${h.currentVersion}`}  rotated ${h.lastRotatedAt ?? '-'}  next ${redisUp ? (h.nextRotation ?? '-') : 'unknown (Redis unreachable)'}${conditions}`);
     }
+    if (more) ctx.out(`\n${more}`);
   });
 }

@@ -6,7 +6,7 @@ import { revokeTokensCommand } from '../../leaks/cli.js';
 import { HEARTBEAT_STALE_MS, type LastHeartbeat } from '../../queue/heartbeats.js';
 import type { Runtime } from '../../runtime.js';
 import { ExitCode, type CliContext } from '../context.js';
-import { STATUS_PAGE } from '../options.js';
+import { nextPageCommand } from '../options.js';
 import { formatStatus, secretStatus, statusWhere } from '../status.js';
 import type { RotateOptions } from '../commands/operate.js';
 import { rotateFleet } from '../fleet.js';
@@ -89,7 +89,7 @@ export async function status(ctx: CliContext, name: string | undefined, options:
     if (name && !total) throw new RekeyError('REKEY_ERR_UNKNOWN', `no managed secret named ${name}`);
     const statuses = rows.slice(0, options.limit);
     const next = rows.length > statuses.length ? statuses.at(-1)!.name : null;
-    const more = next && `${total} secrets; next page: rekey status${name ? ` ${name}` : ''} --after ${next}${options.limit === STATUS_PAGE ? '' : ` --limit ${options.limit}`}`;
+    const more = next && `${total} secrets; next page: ${nextPageCommand(name ? `status ${name}` : 'status', next, options.limit)}`;
     if (options.json) {
       ctx.out(JSON.stringify(statuses, null, 2));
       if (more) process.stderr.write(`rekey: ${more}\n`); // stdout stays the page's JSON

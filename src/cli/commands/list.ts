@@ -1,12 +1,21 @@
-/** `rekey list`: every secret with its status and next rotation, on the admin API's read model (src/api/secret-health.ts). Definition; the work is in ../actions/list.ts, imported when it runs. */
+/** `rekey list`: secrets with their status and next rotation, a page at a time, on the admin API's read model (src/api/secret-health.ts). Definition; the work is in ../actions/list.ts, imported when it runs. */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { STATUSES, type SecretStatusName } from '../../api/secret-health.js';
 import type { CliContext } from '../context.js';
+import { positiveInt, STATUS_PAGE } from '../options.js';
 
 function statusName(text: string): SecretStatusName {
   if (!(STATUSES as readonly string[]).includes(text)) throw new InvalidArgumentError(`one of ${STATUSES.join(', ')}`);
   return text as SecretStatusName;
+}
+
+export interface ListOptions {
+  name?: string;
+  status?: SecretStatusName;
+  json?: boolean;
+  limit: number;
+  after?: string;
 }
 
 export function registerListCommand(program: Command, ctx: CliContext): void {
@@ -16,5 +25,7 @@ export function registerListCommand(program: Command, ctx: CliContext): void {
     .option('--name <glob>', 'only names matching this glob (payments-*)')
     .option('--status <status>', `only secrets meeting this condition (${STATUSES.join(', ')})`, statusName)
     .option('--json', 'print as JSON')
-    .action(async (options: { name?: string; status?: SecretStatusName; json?: boolean }) => (await import('../actions/list.js')).list(ctx, options));
+    .option('--limit <n>', 'secrets per page (up to 500)', positiveInt, STATUS_PAGE)
+    .option('--after <name>', 'the page after this secret (the last one shown): `rekey list` ends with the command for the next page')
+    .action(async (options: ListOptions) => (await import('../actions/list.js')).list(ctx, options));
 }

@@ -1,0 +1,99 @@
+/**
+ * Which reconcile pass a process runs (src/core/reconcile.ts). Each process keeps a watermark:
+ * the database's clock when its last pass read its work. A periodic pass is incremental: the
+ * rows written since the watermark, less an overlap for transactions that committed after a
+ * later pass had read (so a crash between a commit and its enqueue is repaired by the next
+ * pass), and the retirements that came due since it. A full pass reads everything:
+ * - once per `fullEveryMs` in the whole cluster, run by whichever process first takes that
+ *   period's Redis key (set if absent, expiring after the period);
+ * - in a process with no watermark (just started), whose Redis connection came back (Redis may
+ *   have lost its queues), or whose last pass failed (PostgreSQL or Redis was down: jobs that
+ *   ran out of attempts meanwhile wrote no row an incremental pass would see).
+ * Cron schedules follow the database on a full pass or when a newer config revision was
+ * applied; not on every pass (they are one Redis read per secret).
+ */
+import type { Engine } from './core/engine.js';
+import type { Db } from './db/client.js';
+import { activeSchedules } from './db/config-store.js';
+import type { Metrics } from './metrics.js';
+import type { RedisConnection } from './queue/connection.js';
+import type { BullQueues } from './queue/queues.js';
+import type { Logger } from './core/logger.js';
+
+/** Longer than any write transaction lasts (Prisma's longest timeout is 30 s): a row it wrote is read by a later pass. */
+export const RECONCILE_OVERLAP_MS = 60_000;
+/** How often some process in the cluster runs a full pass. */
+export const FULL_RECONCILE_EVERY_MS = 10 * 60_000;
+
+export interface ReconcileDeps {
+  db: Db;
+  redis: RedisConnection;
+  queues: BullQueues;
+  engine: Engine;
+  metrics: Metrics;
+  log: Logger;
+  prefix: string;
+  anchorEveryMs: number;
+}
+
+export class ReconcilePasses {
+  private watermark: Date | undefined;
+  /** Set by forgetWatermark(): the next pass to start is full, even if one in flight sets a watermark. */
+  private fullNext = false;
+  private syncedRevision: number | undefined;
+  private readonly stuck = new Set<string>();
+
+  constructor(
+    private readonly deps: ReconcileDeps,
+    private readonly fullEveryMs = FULL_RECONCILE_EVERY_MS,
+  ) {}
+
+  /** The next pass is full (Redis came back and may have lost its queues). */
+  forgetWatermark(): void {
+    this.fullNext = true;
+  }
+
+  /** Runs a pass: full, or with `incremental`, what changed since the last one unless a full pass is due. */
+  async run(options: { incremental?: boolean } = {}): Promise<void> {
+    const started = performance.now();
+    const forced = !options.incremental || !this.watermark || this.fullNext;
+    this.fullNext = false;
+    let full = forced;
+    try {
+      full ||= await this.claimFullPass(false);
+      // A full pass for any other reason also counts as this period's: the cluster's next is fullEveryMs away.
+      if (forced) await this.claimFullPass(true);
+      await this.pass(full, started);
+    } catch (error) {
+      // The next pass is full: whatever failed meanwhile (PostgreSQL or Redis down, jobs that ran out of attempts without a row to write) changed no row.
+      this.fullNext = true;
+      throw error;
+    }
+  }
+
+  private async pass(full: boolean, started: number): Promise<void> {
+    const { db, queues, engine, metrics, log } = this.deps;
+    const revision = (await db.configRevision.findFirst({ orderBy: { id: 'desc' }, select: { id: true } }))?.id;
+    const schedules = full || revision !== this.syncedRevision ? await queues.syncSchedules(await activeSchedules(db), this.deps.anchorEveryMs) : undefined;
+    this.syncedRevision = revision;
+    const since = full ? undefined : new Date(this.watermark!.getTime() - RECONCILE_OVERLAP_MS);
+    const work = await engine.reconcile({ since });
+    this.watermark = work.asOf;
+    if (full) this.stuck.clear();
+    for (const id of work.endedRuns) this.stuck.delete(id);
+    for (const id of work.stuckRuns) this.stuck.add(id);
+    metrics.runsStuck(this.stuck.size);
+    const counts = { runs: work.runs, retirements: work.retirements, revocations: work.revocations, blocks: work.blocks, stuck: this.stuck.size };
+    log.debug({ pass: full ? 'full' : 'incremental', ms: Math.round(performance.now() - started), work: counts }, 'reconcile pass');
+    // Counts, and the first few names: an apply of 100,000 secrets upserts as many schedulers.
+    const some = (names: string[]) => ({ count: names.length, names: names.slice(0, 10) });
+    if (schedules && (schedules.upserted.length || schedules.removed.length)) log.info({ schedules: { upserted: some(schedules.upserted), removed: some(schedules.removed) }, work: counts }, 'reconciled');
+  }
+
+  /** True for the one process that gets to run this period's full pass (`anyway`: takes the period even if another had it). */
+  private async claimFullPass(anyway: boolean): Promise<boolean> {
+    const key = `${this.deps.prefix}:reconcile-full`;
+    const set = anyway ? this.deps.redis.set(key, String(process.pid), 'PX', this.fullEveryMs) : this.deps.redis.set(key, String(process.pid), 'PX', this.fullEveryMs, 'NX');
+    return (await set) === 'OK';
+  }
+}
