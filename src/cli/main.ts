@@ -1,7 +1,7 @@
 /**
  * `rekey`: the command line. Exit codes: 0 ok, 1 failure, 2 usage error.
  * Start-up stays light: commands/*.ts define options and import their work (src/cli/actions/)
- * only when they run, and providers load on first use; test/processes/cli-start.test.ts fails
+ * only when they run, and providers load on first use; test/integration/cli-start.test.ts fails
  * when a definition imports a provider, an SDK, Prisma, BullMQ, zod or pino.
  * runCli() takes the provider modules so tests can run real worker processes with
  * extra test providers registered.

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ensureDatabase, listMigrations, migrate } from '../../src/db/migrate.js';
 import { freePort } from '../support/gateways/process.js';
 import { journal } from '../support/memory-provider.js';
@@ -14,6 +14,9 @@ import { runRekey } from '../support/processes.js';
 import { scanKeys, testRedis } from '../support/redis.js';
 import { DATABASE_URL, databaseUrl } from '../support/services.js';
 import pg from 'pg';
+
+// Each test starts several rekey processes through tsx: seconds each on a loaded machine.
+vi.setConfig({ testTimeout: 180_000, hookTimeout: 180_000 });
 
 const dir = mkdtempSync(join(tmpdir(), 'rekey-first-hour-'));
 let n = 0;

@@ -8,10 +8,13 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { providers } from '../../src/registry.js';
 import { killOnExit } from '../support/gateways/process.js';
 import { startHarness, type Harness } from '../support/harness.js';
+
+// Each test starts several rekey processes through tsx: seconds each on a loaded machine.
+vi.setConfig({ testTimeout: 180_000, hookTimeout: 180_000 });
 
 const dir = mkdtempSync(join(tmpdir(), 'rekey-cli-start-'));
 const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
