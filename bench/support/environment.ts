@@ -73,3 +73,45 @@ export function percentile(sorted: readonly number[], p: number): number {
   if (!sorted.length) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
+
+/**
+ * Counts the SQL statements this process sends to PostgreSQL (Prisma's driver adapter and
+ * `pg` alike go through pg.Client#query), transaction control (BEGIN, COMMIT, ROLLBACK)
+ * left out: those are counted as commits from PostgreSQL's own statistics.
+ */
+export function countStatements(): { count(): number; stop(): void } {
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- wrapped and restored below, always called with its client
+  const original = pg.Client.prototype.query;
+  let count = 0;
+  const control = /^\s*(BEGIN|COMMIT|ROLLBACK|START TRANSACTION)\b/i;
+  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+    const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text;
+    if (typeof text === 'string' && !control.test(text)) count += 1;
+    return (original as (...a: unknown[]) => unknown).apply(this, args);
+  } as typeof original;
+  return {
+    count: () => count,
+    stop: () => void (pg.Client.prototype.query = original),
+  };
+}
+
+/**
+ * PostgreSQL's own counters: commits of one database (pg_stat_database.xact_commit, read
+ * transactions included) and WAL flushes of the whole cluster (pg_stat_wal.wal_sync: other
+ * databases' writes count too, so read it on a quiet server).
+ */
+export async function pgCounters(databaseUrl: string): Promise<{ commits: number; walSyncs: number }> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    // Backends report their counters when idle, at most once a second.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const { rows } = await client.query<{ commits: string; wal_syncs: string }>(
+      `SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()) AS commits, (SELECT wal_sync FROM pg_stat_wal) AS wal_syncs`,
+    );
+    // This query's own transaction is counted in the next reading: leave it out.
+    return { commits: Number(rows[0]!.commits), walSyncs: Number(rows[0]!.wal_syncs) };
+  } finally {
+    await client.end();
+  }
+}

@@ -26,7 +26,11 @@ export async function timed<T>(label: string, timeoutMs: number, fn: (call: Call
  * failure, marked retryable only if every failure was.
  */
 export async function allOrFirstError(tasks: Array<Promise<unknown>>): Promise<void> {
-  const results = await Promise.allSettled(tasks);
+  throwFirstError(await Promise.allSettled(tasks));
+}
+
+/** Throws the first failure of settled calls, marked retryable only if every failure was (see {@link allOrFirstError}). */
+export function throwFirstError(results: ReadonlyArray<PromiseSettledResult<unknown>>): void {
   const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
   if (failures.length === 0) return;
   const first = failures[0];

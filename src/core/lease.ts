@@ -19,6 +19,7 @@ export class LeaseLost extends RekeyError {
 
 export class RunLease {
   private lost = false;
+  private ended = false;
   private readonly timer: NodeJS.Timeout;
 
   private constructor(
@@ -31,11 +32,14 @@ export class RunLease {
     this.timer.unref();
   }
 
-  /** @throws RekeyError REKEY_ERR_CONFLICT (retryable) when another worker drives the run. */
-  static async take(deps: EngineDeps, runId: string): Promise<RunLease> {
+  /**
+   * `countAttempt` counts an attempt at the run in the same statement (StateRepository.touchRun).
+   * @throws RekeyError REKEY_ERR_CONFLICT (retryable) when another worker drives the run.
+   */
+  static async take(deps: EngineDeps, runId: string, countAttempt = false): Promise<RunLease> {
     const owner = `${deps.actor}:${process.pid}:${randomUUID().slice(0, 8)}`;
     const ms = deps.leaseMs ?? DEFAULT_LEASE_MS;
-    if (!(await deps.repo.takeLease(runId, owner, ms))) {
+    if (!(await deps.repo.takeLease(runId, owner, ms, countAttempt))) {
       throw new RekeyError('REKEY_ERR_CONFLICT', `run ${runId} is being driven by another worker`);
     }
     return new RunLease(deps, runId, owner, ms);
@@ -46,9 +50,16 @@ export class RunLease {
     if (this.lost) throw new LeaseLost(this.runId);
   }
 
+  /** Gives the lease back, unless the run was finished (StateRepository.finishRun ended it then). */
   async release(): Promise<void> {
     clearInterval(this.timer);
+    if (this.ended) return;
     await this.deps.repo.releaseLease(this.runId, this.owner).catch(() => undefined);
+  }
+
+  /** The run was finished: finishRun ended the lease with it, nothing is left to give back. */
+  finished(): void {
+    this.ended = true;
   }
 
   private async renew(): Promise<void> {

@@ -137,10 +137,21 @@ export interface PromotionSnapshot {
   previous: readonly VersionRecord[];
   /** The transaction's time. */
   now: Date;
+  /** The run's own grace (StateRepository.setRunGrace: 0 after a leak), read in the same transaction; null for the policy's. */
+  runGraceMs?: number | null;
+}
+
+/** What a rotation step records in one transaction with its last write (StateRepository.markPending, recordProgress). */
+export interface StepProgress {
+  runId: string;
+  /** The run's next step. */
+  step?: RotationStep;
+  /** The version's delivery rows at these targets set to `status` (`pending` counts an attempt), each audited `delivery.<status>`. */
+  deliveries?: { targets: readonly string[]; status: DeliveryStatus };
 }
 
 /** What planDecommission reads under the secret's lock. */
-export type DecommissionSnapshot = Omit<PromotionSnapshot, 'version'>;
+export type DecommissionSnapshot = Omit<PromotionSnapshot, 'version' | 'runGraceMs'>;
 
 /** One version's change within a promotion; `to` equal to its state changes only the fields in `set`. */
 export interface VersionChange {
@@ -232,8 +243,9 @@ export interface StateRepository {
    * Takes (or renews) the right to drive a run for `ms`, by the database's clock: granted when
    * nobody holds it, its lease has expired, or `owner` holds it already. One driver per run.
    * One conditional UPDATE of the run's row; never granted for a finished run. Not audited.
+   * `countAttempt` counts an attempt in the same UPDATE (what touchRun does).
    */
-  takeLease(runId: string, owner: string, ms: number): Promise<boolean>;
+  takeLease(runId: string, owner: string, ms: number, countAttempt?: boolean): Promise<boolean>;
   /** Gives the lease up if `owner` still holds it; idempotent, not audited. */
   releaseLease(runId: string, owner: string): Promise<void>;
   /** Counts an attempt at a run (for the status output and the reconciler's budget). Not idempotent: each call adds one. */
@@ -250,7 +262,7 @@ export interface StateRepository {
   restartRun(runId: string, audit: AuditContext): Promise<void>;
   /** Error texts (here, in finishRun and setDelivery) are stored through errors.ts `sanitize`. Overwrites; not audited. */
   recordRunError(runId: string, error: string): Promise<void>;
-  /** Closes a running run with `status` (audited `run.finished`); idempotent: a run already finished is left as it is. */
+  /** Closes a running run with `status` (audited `run.finished`) and ends its lease; idempotent: a run already finished is left as it is. */
   finishRun(runId: string, status: Exclude<RunStatus, 'running'>, audit: AuditContext, error?: string): Promise<void>;
 
   /**
@@ -265,7 +277,14 @@ export interface StateRepository {
    * is returned as it is. Takes the secret lock.
    * @throws RekeyError REKEY_ERR_COMPROMISED when the version is in any other state (a leak report took it).
    */
-  markPending(versionId: string, storeVersionId: string, audit: AuditContext): Promise<VersionRecord>;
+  markPending(versionId: string, storeVersionId: string, audit: AuditContext, next?: StepProgress): Promise<VersionRecord>;
+  /**
+   * Records a rotation step's progress (`next`: delivery rows, then the run's step) in one
+   * transaction with its audit events, and returns the version as it is now (a leak report
+   * may have taken it meanwhile). No lock.
+   * @throws RekeyError REKEY_ERR_UNKNOWN for no such version.
+   */
+  recordProgress(versionId: string, next: StepProgress, audit: AuditContext): Promise<VersionRecord>;
   /**
    * Upserts the (version, target) delivery row, audited `delivery.<status>`; `pending` counts
    * an attempt. Written before the target is called, so a crash leaves a row to roll back. No lock.

@@ -3,10 +3,10 @@
  * or rollback after the last attempt. Every step is idempotent and records its
  * progress before moving on, so a worker killed anywhere resumes from the run row.
  */
-import { allOrFirstError } from './call.js';
+import { throwFirstError } from './call.js';
 import { announce, audit, type EngineDeps, issuedRef, noteRunError, now, providerCall, retirementDue, storedRef, versionRef } from './context.js';
 import { RekeyError, describeError, isRetryable } from './errors.js';
-import type { RotationStep, RunRecord, RunStatus, VersionRecord } from './model.js';
+import type { DeliveryStatus, RotationStep, RunRecord, RunStatus, StepProgress, VersionRecord } from './model.js';
 import type { Call, Target } from './ports.js';
 import type { ResolvedSecret } from './resolved.js';
 import type { SecretValue } from './secret-value.js';
@@ -36,9 +36,8 @@ const FORWARD: readonly RotationStep[] = ['issue', 'deploy', 'verify', 'promote'
 export async function driveRotation(deps: EngineDeps, runId: string, attempt: Attempt): Promise<RunStatus> {
   const run = await deps.repo.getRun(runId);
   if (!run || run.status !== 'running') return run?.status ?? 'skipped';
-  const lease = await RunLease.take(deps, runId);
+  const lease = await RunLease.take(deps, runId, true);
   try {
-    await deps.repo.touchRun(runId);
     const started = now(deps);
     const status = await new Rotation(deps, run, lease).drive(attempt);
     deps.events.runFinished('rotation', status, run.trigger, (now(deps).getTime() - run.startedAt.getTime()) / 1000);
@@ -53,6 +52,8 @@ class Rotation {
   private readonly log;
   private step: RotationStep;
   private value: SecretValue | undefined;
+  /** The version as this attempt's promotion left it. */
+  private promoted: VersionRecord | undefined;
 
   constructor(
     private readonly deps: EngineDeps,
@@ -92,25 +93,25 @@ class Rotation {
     }
   }
 
+  /**
+   * Each step records its outcome and the next step in one transaction (README, Architecture:
+   * what each commit holds). A step this attempt reached from the one before needs not read
+   * back what that one wrote: no delivery row is deployed before `deploy`, none verified before `verify`.
+   */
   private async forward(resolved: ResolvedSecret): Promise<void> {
+    const from = this.step;
     let version = await this.ensureVersion();
     if (this.step === 'issue') {
-      version = await this.issue(resolved, version);
-      await this.advance('deploy');
+      version = await this.issue(resolved, version); // marking it pending records `deploy`
+      if (this.step === 'issue') await this.advance('deploy');
     }
-    if (this.step === 'deploy') {
-      await this.deploy(resolved, version);
-      await this.advance('verify');
-    }
-    if (this.step === 'verify') {
-      await this.verify(resolved, version);
-      await this.advance('promote');
-    }
+    if (this.step === 'deploy') version = await this.deploy(resolved, version, from === 'issue'); // records `verify`
+    if (this.step === 'verify') await this.verify(resolved, version, from !== 'verify'); // records `promote`
     if (this.step === 'promote') {
       this.step = await this.promote(resolved, version); // recorded by repo.promote in the same transaction
     }
     if (this.step === 'finalize') {
-      await this.finalize(resolved, (await this.deps.repo.getVersion(version.id)) ?? version);
+      await this.finalize(resolved, this.promoted ?? (await this.deps.repo.getVersion(version.id)) ?? version);
     }
   }
 
@@ -131,7 +132,7 @@ class Rotation {
       const stored = (await providerCall(this.deps, this.log, { provider: names.store, op: 'store.list' }, policy.timeoutMs, (c) => store.list(c))).find(
         (v) => v.versionId === version.id,
       );
-      if (stored) return this.deps.repo.markPending(version.id, stored.storeVersionId, ctx);
+      if (stored) return this.markPending(version, stored.storeVersionId);
       await providerCall(this.deps, this.log, { provider: names.issuer, op: 'issuer.revoke' }, policy.timeoutMs, (c) => issuer.revoke(issuedRef(version, policy.consumer), c));
     }
     const issued = await providerCall(this.deps, this.log, { provider: names.issuer, op: 'issuer.issue' }, policy.timeoutMs, (c) => issuer.issue(versionRef(version, policy.consumer), c));
@@ -140,7 +141,15 @@ class Rotation {
     const { storeVersionId } = await providerCall(this.deps, this.log, { provider: names.store, op: 'store.writePending' }, policy.timeoutMs, (c) =>
       store.writePending(versionRef(recorded, policy.consumer), issued.value, c),
     );
-    return this.deps.repo.markPending(version.id, storeVersionId, ctx);
+    return this.markPending(version, storeVersionId);
+  }
+
+  /** issuing -> pending and the step `deploy`, in one transaction. */
+  private async markPending(version: VersionRecord, storeVersionId: string): Promise<VersionRecord> {
+    this.lease.check();
+    const pending = await this.deps.repo.markPending(version.id, storeVersionId, audit(this.deps, this.run.id), { runId: this.run.id, step: 'deploy' });
+    this.step = 'deploy';
+    return pending;
   }
 
   /**
@@ -157,22 +166,28 @@ class Rotation {
     return value;
   }
 
-  private async deploy(resolved: ResolvedSecret, version: VersionRecord): Promise<void> {
+  /** `fresh`: this attempt issued the version, so no target has it deployed yet. Returns the version as it is after. */
+  private async deploy(resolved: ResolvedSecret, version: VersionRecord, fresh: boolean): Promise<VersionRecord> {
     const value = await this.readValue(resolved, this.live(version));
-    const done = new Set(
-      (await this.deps.repo.deliveries(version.id)).filter((d) => d.status === 'deployed' || d.status === 'verified').map((d) => d.target),
-    );
-    await this.eachTarget(resolved, done, 'deploy', (target, c) => target.deploy(versionRef(version, resolved.policy.consumer), value, c), 'deployed', version);
+    const done = await this.delivered(version, fresh, ['deployed', 'verified']);
+    const after = await this.eachTarget(resolved, done, 'deploy', (target, c) => target.deploy(versionRef(version, resolved.policy.consumer), value, c), 'deployed', version);
     // A leak report may have retired this version while we were deploying it.
-    this.live((await this.deps.repo.getVersion(version.id)) ?? version);
+    return this.live(after);
   }
 
-  private async verify(resolved: ResolvedSecret, version: VersionRecord): Promise<void> {
+  /** `fresh`: this attempt deployed the version, so no target has verified it yet. */
+  private async verify(resolved: ResolvedSecret, version: VersionRecord, fresh: boolean): Promise<void> {
     const value = await this.readValue(resolved, this.live(version));
     const { issuer, policy, names } = resolved;
     await providerCall(this.deps, this.log, { provider: names.issuer, op: 'issuer.verify' }, policy.timeoutMs, (c) => issuer.verify(issuedRef(version, policy.consumer), value, c));
-    const done = new Set((await this.deps.repo.deliveries(version.id)).filter((d) => d.status === 'verified').map((d) => d.target));
+    const done = await this.delivered(version, fresh, ['verified']);
     await this.eachTarget(resolved, done, 'verify', (target, c) => target.verify(versionRef(version, policy.consumer), value, c), 'verified', version);
+  }
+
+  /** The targets whose delivery of `version` is in one of `statuses`; none when `fresh` (this attempt did the step before). */
+  private async delivered(version: VersionRecord, fresh: boolean, statuses: readonly DeliveryStatus[]): Promise<ReadonlySet<string>> {
+    if (fresh) return new Set();
+    return new Set((await this.deps.repo.deliveries(version.id)).filter((d) => statuses.includes(d.status)).map((d) => d.target));
   }
 
   /** Returns the step that follows. */
@@ -181,10 +196,12 @@ class Rotation {
     const current = await this.storeCurrent(version.secretId);
     const previous = current && current.id !== version.id && current.storeVersionId ? storedRef(current, policy.consumer) : undefined;
     await providerCall(this.deps, this.log, { provider: names.store, op: 'store.promote' }, policy.timeoutMs, (c) => store.promote(storedRef(this.live(version), policy.consumer), previous, c));
-    const fresh = (await this.deps.repo.getRun(this.run.id)) ?? this.run;
-    const graceMs = fresh.graceMs ?? policy.graceMs;
-    const promotion = await this.deps.repo.promote(this.run.id, (snapshot) => planPromotion(snapshot, graceMs), audit(this.deps, this.run.id));
-    if (promotion.promotedAt) announce(this.deps, { secret: version.secret, event: 'rotated', version: version.number });
+    // The run's grace as the promotion's transaction reads it (a leak report sets 0).
+    const promotion = await this.deps.repo.promote(this.run.id, (snapshot) => planPromotion(snapshot, snapshot.runGraceMs ?? policy.graceMs), audit(this.deps, this.run.id));
+    if (promotion.promotedAt) {
+      this.promoted = { ...version, state: 'current', promotedAt: promotion.promotedAt };
+      announce(this.deps, { secret: version.secret, event: 'rotated', version: version.number });
+    }
     return promotion.nextStep;
   }
 
@@ -201,6 +218,7 @@ class Rotation {
       else await this.deps.queue.scheduleRetirement(v.id, retirementDue(v.graceEndsAt ?? now(this.deps)), options);
     }
     await this.deps.repo.finishRun(this.run.id, 'succeeded', audit(this.deps, this.run.id));
+    this.lease.finished();
     this.step = 'done';
     this.log.info({}, 'rotation promoted');
   }
@@ -257,6 +275,12 @@ class Rotation {
     }
   }
 
+  /**
+   * Calls every target not `done` at once. A deploy records their deliveries `pending` first
+   * (one transaction), so a crash mid-deploy still rolls back there. Then one transaction
+   * records the targets that succeeded and, when all did, the next step; a failure is
+   * recorded on its own. Returns the version as that transaction read it.
+   */
   private async eachTarget(
     { targets, policy }: ResolvedSecret,
     done: ReadonlySet<string>,
@@ -264,24 +288,27 @@ class Rotation {
     act: (target: Target, c: Call) => Promise<void>,
     status: 'deployed' | 'verified',
     version: VersionRecord,
-  ): Promise<void> {
+  ): Promise<VersionRecord> {
     const ctx = audit(this.deps, this.run.id);
-    await allOrFirstError(
-      policy.targets
-        .filter((name) => !done.has(name))
-        .map(async (name) => {
-          const target = targets.get(name)!;
-          // Recorded before the call, so a crash mid-deploy still rolls back here.
-          if (verb === 'deploy') await this.deps.repo.setDelivery(version.id, name, 'pending', ctx);
-          try {
-            await providerCall(this.deps, this.log, { provider: name, op: `target.${verb}` }, policy.timeoutMs, (c) => act(target, c));
-          } catch (error) {
-            await this.deps.repo.setDelivery(version.id, name, 'failed', ctx, describeError(error));
-            throw error;
-          }
-          await this.deps.repo.setDelivery(version.id, name, status, ctx);
-        }),
-    );
+    const names = policy.targets.filter((name) => !done.has(name));
+    if (verb === 'deploy' && names.length > 0) {
+      await this.deps.repo.recordProgress(version.id, this.progress(undefined, names, 'pending'), ctx);
+    }
+    const results = await Promise.allSettled(names.map((name) => providerCall(this.deps, this.log, { provider: name, op: `target.${verb}` }, policy.timeoutMs, (c) => act(targets.get(name)!, c))));
+    const next = verb === 'deploy' ? 'verify' : 'promote';
+    const failed = results.some((r) => r.status === 'rejected');
+    this.lease.check();
+    const after = await this.deps.repo.recordProgress(version.id, this.progress(failed ? undefined : next, names.filter((_, i) => results[i]!.status === 'fulfilled'), status), ctx);
+    if (!failed) this.step = next;
+    for (const [i, result] of results.entries()) {
+      if (result.status === 'rejected') await this.deps.repo.setDelivery(version.id, names[i]!, 'failed', ctx, describeError(result.reason));
+    }
+    throwFirstError(results);
+    return after;
+  }
+
+  private progress(step: RotationStep | undefined, targets: readonly string[], status: DeliveryStatus): StepProgress {
+    return { runId: this.run.id, step, deliveries: { targets, status } };
   }
 
   /** The version the store holds as current: the current one, or one taken down with no successor promoted yet. */

@@ -77,33 +77,56 @@ export class AuditLog {
   }
 
   /**
-   * Appends one event inside the caller's transaction: two statements and the insert, as
-   * before the chain was keyed (the MAC is computed in process). Call it last: it
-   * serializes the chain's appends until commit.
+   * Appends one event inside the caller's transaction (see {@link appendAll}).
    * @throws RekeyError REKEY_ERR_CONFIG when REKEY_AUDIT_KEY is not set.
    */
   async append(tx: Tx, input: AuditInput): Promise<void> {
+    await this.appendAll(tx, [input]);
+  }
+
+  /**
+   * Appends events, in order, inside the caller's transaction: per chain they touch, one
+   * statement takes its lock and one reads its head and their sequence numbers, then one
+   * insert writes every row (the MACs are computed in process, each over the row before).
+   * Call it last: it serializes the chain's appends until commit.
+   * @throws RekeyError REKEY_ERR_CONFIG when REKEY_AUDIT_KEY is not set.
+   */
+  async appendAll(tx: Tx, inputs: readonly AuditInput[]): Promise<void> {
+    if (inputs.length === 0) return;
     const keyId = this.keyId();
-    const chain = input.secret ?? '';
-    // One statement, in this order (a target list is evaluated left to right): the shared lock first.
-    await tx.$queryRaw`SELECT pg_advisory_xact_lock_shared(hashtextextended(${SETTLE_LOCK}, 0))::text, pg_advisory_xact_lock(hashtextextended(${`audit:${chain}`}, 0))::text`;
-    const [head] = await tx.$queryRaw<Array<{ prev: string | null; seq: bigint }>>`
-      SELECT (SELECT hash FROM audit_events WHERE chain = ${chain} ORDER BY seq DESC LIMIT 1) AS prev,
-             nextval(pg_get_serial_sequence('audit_events', 'seq')) AS seq`;
-    const row = {
-      seq: head!.seq,
-      chain,
-      at: new Date(),
-      actor: input.actor,
-      action: input.action,
-      secret: input.secret ?? null,
-      versionId: input.versionId ?? null,
-      runId: input.runId ?? null,
-      data: input.data ?? {},
-      prevHash: head!.prev ?? GENESIS,
-      keyId,
-    };
-    await tx.auditEvent.create({ data: { ...row, hash: this.hashOf(row) } });
+    const at = new Date();
+    // Chains in a fixed order, so two transactions appending to the same two never wait on each other in a circle.
+    const chains = [...new Set(inputs.map((i) => i.secret ?? ''))].sort();
+    const rows: AuditRow[] = [];
+    for (const chain of chains) {
+      const events = inputs.filter((i) => (i.secret ?? '') === chain);
+      // One statement, in this order (a target list is evaluated left to right): the shared lock first.
+      await tx.$queryRaw`SELECT pg_advisory_xact_lock_shared(hashtextextended(${SETTLE_LOCK}, 0))::text, pg_advisory_xact_lock(hashtextextended(${`audit:${chain}`}, 0))::text`;
+      // A statement of its own after the lock: its snapshot sees the head the lock's last holder committed.
+      const taken = await tx.$queryRaw<Array<{ prev: string | null; seq: bigint }>>`
+        SELECT (SELECT hash FROM audit_events WHERE chain = ${chain} ORDER BY seq DESC LIMIT 1) AS prev,
+               nextval(pg_get_serial_sequence('audit_events', 'seq')) AS seq
+        FROM generate_series(1, ${events.length}::int) ORDER BY seq`;
+      let prevHash = taken[0]!.prev ?? GENESIS;
+      for (const [i, input] of events.entries()) {
+        const row = {
+          seq: taken[i]!.seq,
+          chain,
+          at,
+          actor: input.actor,
+          action: input.action,
+          secret: input.secret ?? null,
+          versionId: input.versionId ?? null,
+          runId: input.runId ?? null,
+          data: input.data ?? {},
+          prevHash,
+          keyId,
+        };
+        prevHash = this.hashOf(row);
+        rows.push({ ...row, hash: prevHash });
+      }
+    }
+    await tx.auditEvent.createMany({ data: rows.map((r) => ({ ...r, data: r.data as JsonObject })) });
   }
 
   /** What a row's hash must be: an HMAC for keyed rows, the plain SHA-256 of before for the others. */

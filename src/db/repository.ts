@@ -18,6 +18,7 @@ import {
   type PromotionSnapshot,
   type RotationStep,
   type SecretRecord,
+  type StepProgress,
   type RunStatus,
   type StateRepository,
   type VersionChange,
@@ -25,7 +26,7 @@ import {
   type VersionState,
 } from '../core/model.js';
 import type { JsonObject } from '../core/ports.js';
-import type { AuditLog } from './audit.js';
+import type { AuditInput, AuditLog } from './audit.js';
 import { type Db, type Tx, isUniqueViolation } from './client.js';
 import { STATE_STAMPS, toDelivery, toRun, toVersion, versionInclude } from './mappers.js';
 import { pendingWork } from './pending-work.js';
@@ -164,9 +165,9 @@ export class PrismaRepository implements StateRepository {
     return row && row.status === 'running' ? toRun(row) : null;
   }
 
-  async takeLease(runId: string, owner: string, ms: number) {
+  async takeLease(runId: string, owner: string, ms: number, countAttempt = false) {
     const granted = await this.db.$executeRaw`
-      UPDATE runs SET lease_owner = ${owner}, lease_until = now() + ${ms} * interval '1 millisecond'
+      UPDATE runs SET lease_owner = ${owner}, lease_until = now() + ${ms} * interval '1 millisecond', attempts = attempts + ${countAttempt ? 1 : 0}
       WHERE id = ${runId}::uuid AND status = 'running' AND (lease_until IS NULL OR lease_until < now() OR lease_owner = ${owner})`;
     return granted === 1;
   }
@@ -228,7 +229,14 @@ export class PrismaRepository implements StateRepository {
     await this.db.$transaction(async (tx) => {
       const { count } = await tx.run.updateMany({
         where: { id: runId, status: 'running' },
-        data: { status, finishedAt: new Date(), step: status === 'succeeded' ? 'done' : undefined, ...(error === undefined ? {} : { error: sanitize(error) }) },
+        data: {
+          status,
+          finishedAt: new Date(),
+          step: status === 'succeeded' ? 'done' : undefined,
+          leaseOwner: null,
+          leaseUntil: null,
+          ...(error === undefined ? {} : { error: sanitize(error) }),
+        },
       });
       if (!count) return;
       const run = (await tx.run.findUnique({ where: { id: runId }, include: runInclude }))!;
@@ -260,14 +268,30 @@ export class PrismaRepository implements StateRepository {
     });
   }
 
-  async markPending(versionId: string, storeVersionId: string, audit: AuditContext) {
+  async markPending(versionId: string, storeVersionId: string, audit: AuditContext, next?: StepProgress) {
     return this.db.$transaction(async (tx) => {
       const version = await lockVersion(tx, versionId);
-      if (version.state === 'pending') return version;
-      if (version.state !== 'issuing') throw notPending(version);
-      const row = await tx.version.update({ where: { id: versionId }, data: { state: 'pending', storeVersionId }, include: versionInclude });
-      await this.audit.append(tx, { ...auditOf(audit), action: 'version.pending', secret: row.secret.name, versionId, data: { from: 'issuing', to: 'pending', storeVersionId } });
-      return toVersion(row);
+      if (version.state !== 'pending' && version.state !== 'issuing') throw notPending(version);
+      const events: AuditInput[] = [];
+      let row = version;
+      if (version.state === 'issuing') {
+        row = toVersion(await tx.version.update({ where: { id: versionId }, data: { state: 'pending', storeVersionId }, include: versionInclude }));
+        events.push({ ...auditOf(audit), action: 'version.pending', secret: row.secret, versionId, data: { from: 'issuing', to: 'pending', storeVersionId } });
+      }
+      if (next) events.push(...(await progress(tx, row, next, auditOf(audit))));
+      await this.audit.appendAll(tx, events);
+      return row;
+    });
+  }
+
+  async recordProgress(versionId: string, next: StepProgress, audit: AuditContext) {
+    return this.db.$transaction(async (tx) => {
+      const row = await tx.version.findUnique({ where: { id: versionId }, include: versionInclude });
+      if (!row) throw new RekeyError('REKEY_ERR_UNKNOWN', `no version ${versionId}`);
+      const version = toVersion(row);
+      const events = await progress(tx, version, next, auditOf(audit));
+      await this.audit.appendAll(tx, events);
+      return version;
     });
   }
 
@@ -293,7 +317,7 @@ export class PrismaRepository implements StateRepository {
         read(['current']),
         read(['previous']),
       ]);
-      const promotion = plan({ version: toVersion(version!), current: current[0] ? toVersion(current[0]) : null, previous: previous.map(toVersion), now: new Date() });
+      const promotion = plan({ version: toVersion(version!), current: current[0] ? toVersion(current[0]) : null, previous: previous.map(toVersion), now: new Date(), runGraceMs: run.graceMs });
       await applyChanges(tx, this.audit, promotion.changes, auditOf(audit, runId));
       if (promotion.promotedAt) await tx.secret.update({ where: { id: run.secretId }, data: { lastPromotedAt: promotion.promotedAt } });
       await tx.run.update({ where: { id: runId }, data: { step: promotion.nextStep } });
@@ -418,16 +442,36 @@ async function lockVersion(tx: Tx, versionId: string): Promise<VersionRecord> {
   return toVersion((await tx.version.findUnique({ where: { id: versionId }, include: versionInclude }))!);
 }
 
-/** Applies core-built version changes in order, each audited, each only from the state it was planned on. */
+/** Applies core-built version changes in order, each audited (one append for all), each only from the state it was planned on. */
 async function applyChanges(tx: Tx, audit: AuditLog, changes: readonly VersionChange[], ctx: ReturnType<typeof auditOf>): Promise<void> {
+  const events: AuditInput[] = [];
   for (const change of changes) {
     const { version: v, to } = change;
     if (to !== v.state) refuseIllegal(v, to);
     // Only from the state the plan was built on: anything else means the plan is stale.
     const { count } = await tx.version.updateMany({ where: { id: v.id, state: v.state }, data: { state: to, ...change.set } });
     if (count !== 1) throw new RekeyError('REKEY_ERR_CONFLICT', `version ${v.number} of ${v.secret} changed while it was being planned`);
-    await audit.append(tx, { ...ctx, action: change.audit.action, secret: v.secret, versionId: v.id, data: change.audit.data });
+    events.push({ ...ctx, action: change.audit.action, secret: v.secret, versionId: v.id, data: change.audit.data });
   }
+  await audit.appendAll(tx, events);
+}
+
+/**
+ * A rotation step's bookkeeping inside its transaction: the delivery rows of `version` at
+ * `next.deliveries.targets` set to one status in one statement (`pending` counts an
+ * attempt; the error column is left as it is), then the run's next step. Returns their
+ * audit events (`delivery.<status>` per target; the step itself is not audited).
+ */
+async function progress(tx: Tx, version: VersionRecord, next: StepProgress, ctx: ReturnType<typeof auditOf>): Promise<AuditInput[]> {
+  const { targets = [], status = 'pending' } = next.deliveries ?? {};
+  if (targets.length > 0) {
+    await tx.$executeRaw`
+      INSERT INTO deliveries (version_id, target, status, attempts, updated_at)
+      SELECT ${version.id}::uuid, t, ${status}::"DeliveryStatus", ${status === 'pending' ? 1 : 0}, now() FROM unnest(${[...targets]}::text[]) AS t
+      ON CONFLICT (version_id, target) DO UPDATE SET status = EXCLUDED.status, attempts = deliveries.attempts + EXCLUDED.attempts, updated_at = now()`;
+  }
+  if (next.step) await tx.run.update({ where: { id: next.runId }, data: { step: next.step } });
+  return targets.map((target) => ({ ...ctx, action: `delivery.${status}`, secret: version.secret, versionId: version.id, data: { target } }));
 }
 
 /** The lifecycle's rule (VERSION_TRANSITIONS), enforced here whoever asks for a change. */

@@ -1,0 +1,32 @@
+/**
+ * One worker process for `rotation-throughput`: the real engine and BullMQ workers on the
+ * bench's database and queue prefix, with the in-memory provider (so providers cost
+ * nothing). Spawned with an IPC channel: it sends `ready` once its workers run, answers
+ * `count` with the SQL statements and Redis commands it sent since then, and dies with its
+ * parent (the bench kills it when done). Environment: DATABASE_URL, REDIS_URL, REKEY_QUEUE_PREFIX, CONCURRENCY.
+ */
+import { loadSettings } from '../../src/settings.js';
+import { createLogger } from '../../src/log.js';
+import { startWorkers } from '../../src/queue/workers.js';
+import { providers } from '../../src/registry.js';
+import { Runtime } from '../../src/runtime.js';
+import { memoryProvider } from '../../test/support/memory-provider.js';
+import { countCommands, countStatements } from './environment.js';
+
+const send = (message: unknown) => process.send!(message);
+process.once('disconnect', () => process.kill(process.pid, 'SIGKILL'));
+const concurrency = Number(process.env.CONCURRENCY ?? 20);
+const settings = loadSettings({ ...process.env, REKEY_FINGERPRINT_KEY: 'e'.repeat(64), REKEY_AUDIT_KEY: 'f'.repeat(64), LOG_LEVEL: 'warn' });
+const runtime = new Runtime({ actor: 'bench', settings, modules: providers.with([memoryProvider]), log: createLogger('warn'), longLived: true });
+await runtime.connect();
+startWorkers(runtime.engine, runtime.redis, settings.queuePrefix, runtime.log, {
+  concurrency: { rotations: concurrency, revocations: concurrency, retirements: concurrency },
+  lockDurationMs: 30_000,
+  maxStalledCount: 5,
+});
+const statements = countStatements();
+const redis = countCommands(settings.queuePrefix);
+process.on('message', (message: string) => {
+  if (message === 'count') send({ statements: statements.count(), redis: redis.count() });
+});
+send('ready');
