@@ -24,7 +24,7 @@ import { providers } from '../src/registry.js';
 import { Runtime } from '../src/runtime.js';
 import { loadSettings } from '../src/settings.js';
 import { memoryProvider } from '../test/support/memory-provider.js';
-import { benchEnvironment, countCommands, countStatements, pgCounters, percentile } from './support/environment.js';
+import { type BenchEnvironment, benchEnvironment, countCommands, countStatements, pgCounters, percentile } from './support/environment.js';
 
 const WARM_UP = 20;
 
@@ -50,7 +50,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
   const counts = values.processes.split(',').map(Number);
   const env = await benchEnvironment('throughput');
   const modules = providers.with([memoryProvider]);
-  const settings = loadSettings({ DATABASE_URL: env.databaseUrl, REDIS_URL: env.redisUrl, REKEY_FINGERPRINT_KEY: 'e'.repeat(64), REKEY_AUDIT_KEY: 'f'.repeat(64), REKEY_QUEUE_PREFIX: env.prefix, LOG_LEVEL: 'warn' });
+  const settings = loadSettings({ ...env.env, LOG_LEVEL: 'warn' });
   const runtime = new Runtime({ actor: 'bench', settings, modules, log: createLogger(process.env.LOG_LEVEL ?? 'warn'), longLived: true });
   try {
     await runtime.connect();
@@ -161,10 +161,10 @@ interface ChildWorker {
   stop(): Promise<void>;
 }
 
-async function spawnWorker(env: { databaseUrl: string; redisUrl: string; prefix: string }, concurrency: number): Promise<ChildWorker> {
+async function spawnWorker(env: BenchEnvironment, concurrency: number): Promise<ChildWorker> {
   const entry = fileURLToPath(new URL('./support/rotation-worker.ts', import.meta.url));
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', entry], {
-    env: { ...process.env, DATABASE_URL: env.databaseUrl, REDIS_URL: env.redisUrl, REKEY_QUEUE_PREFIX: env.prefix, CONCURRENCY: String(concurrency) },
+    env: { ...env.env, CONCURRENCY: String(concurrency) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

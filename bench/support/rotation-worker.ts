@@ -3,7 +3,7 @@
  * bench's database and queue prefix, with the in-memory provider (so providers cost
  * nothing). Spawned with an IPC channel: it sends `ready` once its workers run, answers
  * `count` with the SQL statements and Redis commands it sent since then, and dies with its
- * parent (the bench kills it when done). Environment: DATABASE_URL, REDIS_URL, REKEY_QUEUE_PREFIX, CONCURRENCY.
+ * parent (the bench kills it when done). Environment: the bench's (benchEnvironment().env) and CONCURRENCY.
  */
 import { loadSettings } from '../../src/settings.js';
 import { createLogger } from '../../src/log.js';
@@ -16,7 +16,7 @@ import { countCommands, countStatements } from './environment.js';
 const send = (message: unknown) => process.send!(message);
 process.once('disconnect', () => process.kill(process.pid, 'SIGKILL'));
 const concurrency = Number(process.env.CONCURRENCY ?? 20);
-const settings = loadSettings({ ...process.env, REKEY_FINGERPRINT_KEY: 'e'.repeat(64), REKEY_AUDIT_KEY: 'f'.repeat(64), LOG_LEVEL: 'warn' });
+const settings = loadSettings({ ...process.env, LOG_LEVEL: 'warn' });
 const runtime = new Runtime({ actor: 'bench', settings, modules: providers.with([memoryProvider]), log: createLogger('warn'), longLived: true });
 await runtime.connect();
 startWorkers(runtime.engine, runtime.redis, settings.queuePrefix, runtime.log, {
