@@ -9,6 +9,7 @@ import { createFingerprinter, type Fingerprinter } from './core/fingerprint.js';
 import type { ProviderCatalog } from './core/provider.js';
 import { AuditLog } from './db/audit.js';
 import { type Db, createDb } from './db/client.js';
+import type { RekeyConfig } from './config/schema.js';
 import { PrismaRepository } from './db/repository.js';
 import { PrismaSyncRepository } from './db/sync.js';
 import { ChangeFeed } from './delivery/change-feed.js';
@@ -76,7 +77,7 @@ export class Runtime {
     this.heartbeats = new Heartbeats(this.redis, this.settings.queuePrefix);
     // Without a listener BullMQ prints a queue's connection errors to stderr as raw stack
     // traces (every reconnect attempt while Redis is down); the client's own are logged above.
-    this.notifier = new QueueNotifier(this.redis, this.settings.queuePrefix, () => this.notifications());
+    this.notifier = new QueueNotifier(this.redis, this.settings.queuePrefix, () => this.applied('notifications'));
     for (const queue of [...Object.values(this.queues.queues), this.notifier.queue]) queue.on('error', (error) => this.log.debug({ error: describeError(error) }, 'queue connection error'));
     const fingerprint: Fingerprinter = (value) => (this.fingerprinter ??= createFingerprinter(this.settings.fingerprintKey))(value);
     const repo = new PrismaRepository(this.db, this.audit);
@@ -145,9 +146,10 @@ export class Runtime {
   }
 
   /** The applied config's `notifications:`; none before any config is applied (a leak report may come first). */
-  private async notifications() {
+  /** A section of the applied config: undefined when it has none, or no config was ever applied. */
+  async applied<K extends 'notifications' | 'dashboard'>(section: K): Promise<RekeyConfig[K]> {
     try {
-      return (await this.resolver.config()).notifications;
+      return (await this.resolver.config())[section];
     } catch (error) {
       if (error instanceof RekeyError && error.code === 'REKEY_ERR_CONFIG' && !(await this.db.configRevision.count())) return undefined;
       throw error;

@@ -31,7 +31,7 @@ export const actionRoutes = [
         secret: params.name,
         trigger: 'manual',
         // The engine's own key too: a retry after a failure that lost the API's record still makes one run.
-        ...(idempotencyKey ? { idempotencyKey: `api:${caller.token.id}:${idempotencyKey}` } : {}),
+        ...(idempotencyKey ? { idempotencyKey: `api:${caller.principal.id}:${idempotencyKey}` } : {}),
       });
       if (result.status === 'stale') throw new ApiProblem('REKEY_API_CONFLICT'); // manual requests are never stale
       return { runId: result.run.id, status: result.status };

@@ -13,7 +13,10 @@
  *      REKEY_API_SESSION_INVALID for an unknown or ended session or one whose token is no
  *      longer live (counted too), and 403 REKEY_API_CSRF for a state-changing request without
  *      the session's CSRF token;
- *   3. the caller (token, scopes, audit actor `token:<name>`, the session) is attached to the request.
+ *      a session of a person (OpenID Connect) is refused the same way once none of their
+ *      groups maps to a scope under the applied config;
+ *   3. the caller (token or person, scopes, audit actor `token:<name>` or `oidc:<subject>`, the
+ *      session) is attached to the request.
  *
  * Nothing here logs a header or echoes what was sent.
  */
@@ -24,13 +27,13 @@ import type { Db } from '../db/client.js';
 import { type ProblemCode, sendProblem } from './problems.js';
 import type { Caller } from './route.js';
 import { Access } from './scopes.js';
-import { CSRF_HEADER, csrfMatches, type Session, type Sessions } from './sessions.js';
+import { CSRF_HEADER, csrfMatches, personId, type Session, type Sessions } from './sessions.js';
 import { findToken, findTokenById, type TokenInfo } from './tokens.js';
 
 /** Methods that change nothing: the only ones a session cookie authenticates without the CSRF token. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
-type Identified = { token: TokenInfo; session?: Session } | { problem: ProblemCode; failed: boolean };
+type Identified = { principal: Caller['principal']; actor: string; token?: TokenInfo; session?: Session } | { problem: ProblemCode; failed: boolean };
 
 /** lastUsedAt is written at most this often per token: reads must not turn into a write each. */
 const LAST_USED_EVERY_MS = 60_000;
@@ -59,9 +62,9 @@ export class Authenticator {
         if (identified.problem === 'REKEY_API_UNAUTHENTICATED' || identified.problem === 'REKEY_API_TOKEN_INVALID') reply.header('www-authenticate', 'Bearer realm="rekey"');
         return sendProblem(reply, identified.problem);
       }
-      const { token, session } = identified;
-      this.callers.set(request, { token, access: new Access(token.scopes), actor: `token:${token.name}`, ...(session ? { session } : {}) });
-      this.touch(token.id);
+      const { principal, actor, token, session } = identified;
+      this.callers.set(request, { principal, access: new Access(principal.scopes), actor, ...(session ? { session } : {}) });
+      if (token) this.touch(token.id);
       return undefined;
     } finally {
       admitted.release();
@@ -74,14 +77,25 @@ export class Authenticator {
     if (sessionId === undefined) {
       const presented = typeof header === 'string' && /^Bearer [\x21-\x7e]+$/i.test(header) ? header.slice(7) : undefined;
       const token = presented === undefined ? undefined : await findToken(this.db, presented);
-      return token ? { token } : { problem: presented === undefined ? 'REKEY_API_UNAUTHENTICATED' : 'REKEY_API_TOKEN_INVALID', failed: true };
+      return token ? { principal: token, actor: `token:${token.name}`, token } : { problem: presented === undefined ? 'REKEY_API_UNAUTHENTICATED' : 'REKEY_API_TOKEN_INVALID', failed: true };
     }
     const session = await this.sessions.find(sessionId);
-    const token = session && (await findTokenById(this.db, session.tokenId));
-    if (!session || !token) return { problem: 'REKEY_API_SESSION_INVALID', failed: true };
+    const signedIn = session && (await this.signedIn(session));
+    if (!session || !signedIn) return { problem: 'REKEY_API_SESSION_INVALID', failed: true };
     // SameSite=Strict already keeps the cookie off cross-site requests; the token is the second lock.
     if (!SAFE_METHODS.has(request.method) && !csrfMatches(sessionId, request.headers[CSRF_HEADER])) return { problem: 'REKEY_API_CSRF', failed: false };
-    return { token, session };
+    return { ...signedIn, session };
+  }
+
+  /** Who a session signs in now: its token while live, or its person while their groups map to a scope. */
+  private async signedIn(session: Session): Promise<{ principal: Caller['principal']; actor: string; token?: TokenInfo } | undefined> {
+    if ('tokenId' in session) {
+      const token = await findTokenById(this.db, session.tokenId);
+      return token && { principal: token, actor: `token:${token.name}`, token };
+    }
+    const scopes = await this.sessions.scopesOf(session.person);
+    if (!scopes.length) return undefined;
+    return { principal: { id: personId(session.person.subject), name: session.person.name, scopes }, actor: `oidc:${session.person.subject}` };
   }
 
   /** The caller of an authenticated request. */

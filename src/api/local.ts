@@ -10,7 +10,7 @@ import { apiRoutes } from './routes.js';
 import { Access } from './scopes.js';
 
 const OPERATOR: Caller = {
-  token: { id: 'cli', name: 'cli', scopes: ['read'], createdAt: new Date(0), expiresAt: null, revokedAt: null, lastUsedAt: null },
+  principal: { id: 'cli', name: 'cli', scopes: ['read'] },
   access: new Access(['read']),
   actor: 'cli',
 };

@@ -10,7 +10,7 @@ import { z } from 'zod';
 export const PROBLEMS = {
   REKEY_API_UNAUTHENTICATED: { status: 401, title: 'a bearer token is required' },
   REKEY_API_TOKEN_INVALID: { status: 401, title: 'the token is unknown, revoked or expired' },
-  REKEY_API_SESSION_INVALID: { status: 401, title: 'the dashboard session is unknown or over, or its token was revoked' },
+  REKEY_API_SESSION_INVALID: { status: 401, title: 'the dashboard session is unknown or over, or its token was revoked, or its person has no scope left' },
   REKEY_API_CSRF: { status: 403, title: 'a state-changing request of a dashboard session needs its X-CSRF-Token' },
   REKEY_API_FORBIDDEN: { status: 403, title: "the token's scopes do not allow this" },
   REKEY_API_NOT_FOUND: { status: 404, title: 'no such resource' },

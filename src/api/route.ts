@@ -14,9 +14,10 @@ export const API_PREFIX = '/api/v1';
 
 /** The authenticated caller of a request. */
 export interface Caller {
-  token: TokenInfo;
+  /** The token, or the person of an OpenID Connect session (a stable id derived from their subject). */
+  principal: Pick<TokenInfo, 'id' | 'name' | 'scopes'>;
   access: Access;
-  /** How the caller is named in the audit log. */
+  /** How the caller is named in the audit log: `token:<name>` or `oidc:<subject>`. */
   actor: string;
   /** The dashboard session that authenticated the request, when it was not a bearer token. */
   session?: Session;

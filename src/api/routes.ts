@@ -58,7 +58,7 @@ async function handle(definition: ApiRoute, runtime: Runtime, caller: Caller, re
   const act = async () => definition.response.parse(await definition.handler({ runtime, caller, params, query, body, idempotencyKey: key })) as JsonValue;
   if (!definition.action) return reply.code(status).send(await act());
 
-  const tokenId = caller.token.id;
+  const tokenId = caller.principal.id;
   if (key !== undefined) {
     const claimed = await claim(runtime.db, tokenId, key, requestHash(definition.method, request.url, body));
     if (claimed.replay) return reply.code(claimed.replay.status).header('idempotent-replayed', 'true').send(claimed.replay.response);

@@ -6,6 +6,8 @@
  * secret (the audit log as a whole, config revisions, leak reports of unknown keys) needs the
  * scope without a glob.
  */
+import { SCOPE_PATTERN } from '../config/dashboard.js';
+
 export const SCOPE_NAMES = ['read', 'rotate', 'revoke', 'admin'] as const;
 export type ScopeName = (typeof SCOPE_NAMES)[number];
 
@@ -15,7 +17,6 @@ export interface Scope {
   glob?: string;
 }
 
-const SCOPE_PATTERN = /^(read|rotate|revoke|admin)(?::([A-Za-z0-9_.*/-]{1,200}))?$/;
 
 /** Parses `rotate:payments-*`; undefined when it is not a scope. */
 export function parseScope(text: string): Scope | undefined {

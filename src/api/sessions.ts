@@ -4,6 +4,9 @@
  * SHA-256 (with the token's id, for SESSION_TTL_MS), so every server replica finds it and a
  * dump of Redis holds nothing that signs anyone in. The session authenticates as its token,
  * looked up again on every request: revoking or expiring the token ends its sessions at once.
+ * A session of a person signed in with OpenID Connect (src/dashboard/oidc.ts) keeps their
+ * subject and groups instead, and their scopes are mapped from the groups by the applied
+ * config on every request: removing a group from `dashboard.oidc.groups` takes effect at once.
  *
  * The cookie is HttpOnly and SameSite=Strict, and Secure unless REKEY_DASHBOARD_COOKIE_SECURE
  * is false (plain-HTTP local development); a Secure cookie is named with the `__Host-` prefix,
@@ -11,6 +14,7 @@
  * every state-changing request authenticated by the cookie must send in `X-CSRF-Token`.
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { type OidcSignInConfig, scopesOfGroups } from '../config/dashboard.js';
 import type { RedisConnection } from '../queue/connection.js';
 import type { Runtime } from '../runtime.js';
 
@@ -20,19 +24,34 @@ export const SESSION_TTL_MS = 8 * 3600_000;
 /** The header carrying the session's CSRF token. */
 export const CSRF_HEADER = 'x-csrf-token';
 
-export interface Session {
+/** A person an OpenID Connect provider signed in: the ID token's subject, a name to show, their groups. */
+export interface Person {
+  subject: string;
+  name: string;
+  groups: string[];
+}
+
+/** Who a session signs in: the admin API token it was exchanged for, or a person. */
+export type Principal = { tokenId: string } | { person: Person };
+
+export type Session = Principal & {
   /** The id as the cookie carries it. */
   id: string;
-  tokenId: string;
   expiresAt: Date;
-}
+};
 
 export class Sessions {
   constructor(
     private readonly redis: RedisConnection,
     private readonly prefix: string,
     readonly secureCookie: boolean,
+    private readonly oidc: () => Promise<OidcSignInConfig | undefined>,
   ) {}
+
+  /** A person's scopes under the applied config (none: the session no longer signs anyone in). */
+  async scopesOf(person: Person): Promise<string[]> {
+    return scopesOfGroups(await this.oidc(), person.groups);
+  }
 
   /** The cookie's name: `__Host-` only for a Secure cookie, which browsers require of it. */
   get cookieName(): string {
@@ -43,11 +62,11 @@ export class Sessions {
     return `${this.prefix}:dashboard-session:${createHash('sha256').update(id).digest('hex')}`;
   }
 
-  async create(tokenId: string, now = Date.now()): Promise<Session> {
+  async create(principal: Principal, now = Date.now()): Promise<Session> {
     const id = randomBytes(32).toString('base64url');
     const expiresAt = new Date(now + SESSION_TTL_MS);
-    await this.redis.set(this.key(id), JSON.stringify({ tokenId, expiresAt: expiresAt.toISOString() }), 'PX', SESSION_TTL_MS);
-    return { id, tokenId, expiresAt };
+    await this.redis.set(this.key(id), JSON.stringify({ ...principal, expiresAt: expiresAt.toISOString() }), 'PX', SESSION_TTL_MS);
+    return { ...principal, id, expiresAt };
   }
 
   /** The session of a cookie value, or undefined when it is unknown or over. */
@@ -55,8 +74,8 @@ export class Sessions {
     if (!/^[A-Za-z0-9_-]{43}$/.test(id)) return undefined;
     const stored = await this.redis.get(this.key(id));
     if (!stored) return undefined;
-    const { tokenId, expiresAt } = JSON.parse(stored) as { tokenId: string; expiresAt: string };
-    return { id, tokenId, expiresAt: new Date(expiresAt) };
+    const { expiresAt, ...principal } = JSON.parse(stored) as Principal & { expiresAt: string };
+    return { ...principal, id, expiresAt: new Date(expiresAt) };
   }
 
   /** Ends a session; idempotent. */
@@ -66,9 +85,14 @@ export class Sessions {
 
   /** The session id a request's Cookie header carries, if any. */
   idFrom(cookieHeader: string | undefined): string | undefined {
+    return this.cookieValue(cookieHeader, this.cookieName);
+  }
+
+  /** The value of the cookie `wanted` in a Cookie header, if any. */
+  cookieValue(cookieHeader: string | undefined, wanted: string): string | undefined {
     for (const part of (cookieHeader ?? '').split(';')) {
       const [name, ...value] = part.trim().split('=');
-      if (name === this.cookieName) return value.join('=');
+      if (name === wanted) return value.join('=');
     }
     return undefined;
   }
@@ -90,7 +114,13 @@ export class Sessions {
 
 /** The sessions of a runtime's Redis, under its queue prefix. */
 export function sessionsOf(runtime: Runtime): Sessions {
-  return new Sessions(runtime.redis, runtime.settings.queuePrefix, runtime.settings.dashboardCookieSecure);
+  return new Sessions(runtime.redis, runtime.settings.queuePrefix, runtime.settings.dashboardCookieSecure, async () => (await runtime.applied('dashboard'))?.oidc);
+}
+
+/** A stable id for a person's subject, shaped as a UUID (it keys their Idempotency-Keys as a token's id does). */
+export function personId(subject: string): string {
+  const hex = createHash('sha256').update(`oidc:${subject}`).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 
 /** The CSRF token of a session: derived from its id, so nothing more is stored. */

@@ -13,6 +13,7 @@ import { envIssues, envSchema } from './environment.js';
 import { eventsConfig, type EventsConfig } from './events.js';
 import { type LeaksConfig, leaksSchema } from './leaks.js';
 import { type NotificationsConfig, notificationsSchema } from './notifications.js';
+import { type DashboardConfig, dashboardSchema } from './dashboard.js';
 
 const NAME = /^[a-z0-9][a-z0-9._/-]{0,127}$/;
 const nameMessage = 'names are 1-128 characters of a-z 0-9 . _ / -, starting with a letter or digit';
@@ -114,6 +115,7 @@ export const documentSchema = z
     leaks: leaksSchema.optional().describe('Leak receivers of `rekey server` (docs/leaks.md)'),
     delivery: deliverySchema.optional().describe('Just-in-time delivery: authenticators and token grants of `rekey server` (docs/delivery.md)'),
     notifications: notificationsSchema.optional().describe('Alerts for a person: signed webhook and Slack destinations, and the events each receives (docs/notifications.md)'),
+    dashboard: dashboardSchema.optional().describe('The dashboard of `rekey server`: sign-in with an OpenID Connect provider (docs/dashboard.md)'),
     env: envSchema.prefault({}).describe('Which environment variables ${env:NAME} references may read (never rekey\'s own)'),
   })
   .strict();
@@ -155,6 +157,7 @@ export interface RekeyConfig {
   leaks?: LeaksConfig | undefined;
   delivery?: DeliveryConfig | undefined;
   notifications?: NotificationsConfig | undefined;
+  dashboard?: DashboardConfig | undefined;
 }
 
 interface Issue {
@@ -274,7 +277,7 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
   }
   const delivery = outer.data.delivery && validateDelivery(outer.data.delivery, (raw, path) => role(raw, 'authenticator', path), secrets);
   if (delivery) issues.push(...delivery.issues);
-  return issues.length ? { issues } : { config: { providers, secrets, events: outer.data.events, leaks: outer.data.leaks, delivery: delivery?.delivery, notifications: outer.data.notifications } };
+  return issues.length ? { issues } : { config: { providers, secrets, events: outer.data.events, leaks: outer.data.leaks, delivery: delivery?.delivery, notifications: outer.data.notifications, dashboard: outer.data.dashboard } };
 }
 
 /**

@@ -7,6 +7,9 @@
  *                       in the sign-in form); answers the caller and the session's CSRF token
  *   GET    /ui/session  the session's caller and CSRF token (401 when there is none)
  *   DELETE /ui/session  signs out (CSRF token required)
+ *   GET    /ui/oidc     where sign-in with the configured OpenID Connect provider starts (or null)
+ *   GET    /ui/oidc/start, /ui/oidc/callback   that sign-in (src/dashboard/oidc.ts): a session
+ *                       like a token's, its actor `oidc:<subject>`
  *
  * The session routes are authenticated by the API's own Authenticator, with the admission
  * the other receivers share: failed sign-ins are counted per source like any failed token.
@@ -18,7 +21,9 @@ import { answerError } from '../api/routes.js';
 import { csrfToken, type Session, sessionsOf } from '../api/sessions.js';
 import type { Caller } from '../api/route.js';
 import type { RouteModule } from '../http/server.js';
+import { isRefusal } from '../http/admission.js';
 import { type Asset, loadAssets, SECURITY_HEADERS } from './assets.js';
+import { OidcSignIn, type Refusal } from './oidc.js';
 
 export const UI_PREFIX = '/ui';
 
@@ -27,10 +32,10 @@ export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime
   const sessions = sessionsOf(runtime);
   const auth = new Authenticator(runtime.db, admission, sessions);
   const log = runtime.log.child({ component: 'dashboard' });
-  const audited = (caller: Caller, action: string, session: Session) =>
-    runtime.db.$transaction((tx) => runtime.audit.append(tx, { actor: caller.actor, action, data: { expiresAt: session.expiresAt.toISOString() } }));
+  const oidc = new OidcSignIn(runtime, sessions);
+  const audited = (actor: string, action: string, data: Record<string, string | string[]>) => runtime.db.$transaction((tx) => runtime.audit.append(tx, { actor, action, data }));
   const answer = (reply: FastifyReply, caller: Caller, session: Session) =>
-    reply.header('cache-control', 'no-store').send({ name: caller.token.name, scopes: caller.token.scopes, csrfToken: csrfToken(session.id), expiresAt: session.expiresAt.toISOString() });
+    reply.header('cache-control', 'no-store').send({ name: caller.principal.name, scopes: caller.principal.scopes, csrfToken: csrfToken(session.id), expiresAt: session.expiresAt.toISOString() });
 
   await app.register(
     (ui, _options, done) => {
@@ -45,6 +50,37 @@ export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime
       ui.get('/', (_request, reply) => page(reply, assets.get('index.html')));
       ui.get('/assets/*', (request, reply) => page(reply, assets.get(`assets/${(request.params as { '*': string })['*']}`)));
 
+      ui.get('/oidc', async (_request, reply) => reply.header('cache-control', 'no-store').send({ start: (await oidc.config()) ? `${UI_PREFIX}/oidc/start` : null }));
+      ui.get('/oidc/start', async (_request, reply) => {
+        const config = await oidc.config();
+        return config ? oidc.start(config, reply) : sendProblem(reply, 'REKEY_API_NOT_FOUND', 'no dashboard.oidc in the applied config');
+      });
+      ui.get('/oidc/callback', async (request, reply) => {
+        const admitted = admission.enter(request.ip, reply.raw);
+        if (isRefusal(admitted)) return sendProblem(reply.header('retry-after', String(admitted.retryAfter)), admitted.status === 503 ? 'REKEY_API_BUSY' : 'REKEY_API_TOO_MANY_FAILURES');
+        try {
+          const config = await oidc.config();
+          if (!config) return sendProblem(reply, 'REKEY_API_NOT_FOUND', 'no dashboard.oidc in the applied config');
+          oidc.clearFlow(reply.header('cache-control', 'no-store'));
+          const refuse = (reason: Refusal, subject?: string) => {
+            admission.failed(request.ip);
+            log.info({ reason, subject }, 'OIDC sign-in refused');
+            return reply.redirect(`${UI_PREFIX}/?signin=${reason}`, 303);
+          };
+          const person = await oidc.finish(config, request);
+          if ('refused' in person) return refuse(person.refused);
+          if (!(await sessions.scopesOf(person)).length) {
+            await audited(`oidc:${person.subject}`, 'dashboard.signInRefused', { reason: 'no_scope', groups: person.groups.slice(0, 50) });
+            return refuse('no_scope', person.subject);
+          }
+          const created = await sessions.create({ person });
+          await audited(`oidc:${person.subject}`, 'dashboard.signedIn', { expiresAt: created.expiresAt.toISOString(), groups: person.groups.slice(0, 50) });
+          return reply.header('set-cookie', sessions.cookie(created)).redirect(`${UI_PREFIX}/`, 303);
+        } finally {
+          admitted.release();
+        }
+      });
+
       ui.register(
         (session, _o, registered) => {
           session.addHook('onRequest', auth.hook);
@@ -52,8 +88,8 @@ export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime
           session.post('/session', async (request, reply) => {
             const caller = auth.caller(request);
             if (caller.session) return sendProblem(reply, 'REKEY_API_INVALID_REQUEST', 'sign in with Authorization: Bearer <token>');
-            const created = await sessions.create(caller.token.id);
-            await audited(caller, 'dashboard.signedIn', created);
+            const created = await sessions.create({ tokenId: caller.principal.id });
+            await audited(caller.actor, 'dashboard.signedIn', { expiresAt: created.expiresAt.toISOString() });
             return answer(reply.header('set-cookie', sessions.cookie(created)), caller, created);
           });
           session.get('/session', (request, reply) => {
@@ -65,7 +101,7 @@ export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime
             const caller = auth.caller(request);
             if (!caller.session) return sendProblem(reply, 'REKEY_API_NOT_FOUND', 'no dashboard session: this request used a bearer token');
             await sessions.end(caller.session.id);
-            await audited(caller, 'dashboard.signedOut', caller.session);
+            await audited(caller.actor, 'dashboard.signedOut', { expiresAt: caller.session.expiresAt.toISOString() });
             return reply.header('set-cookie', sessions.clearCookie()).code(204).send();
           });
           registered();

@@ -9,13 +9,14 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { type Browser, type BrowserContext, chromium, type ConsoleMessage, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminApiRoutes } from '../../src/api/routes.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/dashboard/assets.js';
 import { dashboardRoutes } from '../../src/dashboard/routes.js';
 import { packageRoot } from '../../src/paths.js';
 import { tokenFor } from '../support/api.js';
+import { type Chromium, openChromium } from '../support/browser.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { journal, memoryConfig } from '../support/memory-provider.js';
 
@@ -29,8 +30,8 @@ let context: BrowserContext;
 let page: Page;
 let base: string;
 let ops: string;
-const consoleErrors: Array<{ text: string; url: string }> = [];
-const violations: string[] = [];
+let consoleErrors: Chromium['consoleErrors'];
+let violations: string[];
 
 /** Console errors so far that are not the expected 401 of /ui/session, after taking those out (how many there were). */
 function take401s(): number {
@@ -70,20 +71,7 @@ beforeAll(async () => {
   ops = await tokenFor(h, 'ops', ['admin']);
   base = h.serving!.url;
 
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
-  // Reported by the page itself, so a violation Chromium does not print is still seen.
-  await context.exposeBinding('reportViolation', (_source, text: string) => void violations.push(text));
-  await context.addInitScript({ content: "document.addEventListener('securitypolicyviolation', (e) => reportViolation(`${e.violatedDirective} ${e.blockedURI}`))" });
-  page = await context.newPage();
-  page.on('console', (message: ConsoleMessage) => {
-    if (message.type() === 'error') consoleErrors.push({ text: message.text(), url: message.location().url });
-  });
-  page.on('pageerror', (error) => consoleErrors.push({ text: `pageerror: ${error.message}`, url: '' }));
+  ({ browser, context, page, consoleErrors, violations } = await openChromium());
 }, 120_000);
 
 afterAll(async () => {

@@ -74,8 +74,8 @@ describe('sign-in', () => {
   });
 
   it('REKEY_DASHBOARD_COOKIE_SECURE=false: a plain cookie for plain-HTTP development, still HttpOnly and SameSite=Strict', async () => {
-    const plain = new Sessions(h.runtime.redis, h.env.prefix, false);
-    const session = await plain.create('token-id');
+    const plain = new Sessions(h.runtime.redis, h.env.prefix, false, () => Promise.resolve(undefined));
+    const session = await plain.create({ tokenId: 'token-id' });
     expect(plain.cookie(session)).toBe(`rekey_session=${session.id}; Path=/; Max-Age=28800; HttpOnly; SameSite=Strict`);
     expect(plain.clearCookie()).toBe('rekey_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict');
     await plain.end(session.id);

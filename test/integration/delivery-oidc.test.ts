@@ -6,52 +6,43 @@
  * issuer), unknown-key (same issuer name, other keys), tampered and claim-rule-failing tokens
  * all get the one refusal, each logged with its reason.
  */
-import { createServer, type Server } from 'node:http';
-import { exportJWK, generateKeyPair, decodeJwt, type JWK } from 'jose';
-import Provider from 'oidc-provider';
+import { decodeJwt, type JWK } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { deliveryRoutes, GRANT_TYPE } from '../../src/delivery/routes.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { type LocalIdp, rsaKey, startIdp } from '../support/oidc-provider.js';
 
 const REKEY = 'https://rekey.test/';
-const servers: Server[] = [];
+const idps: LocalIdp[] = [];
 
-/** A listening oidc-provider; `issuer` defaults to its own address. */
-async function idp(keys: JWK[], issuer?: (port: number) => string): Promise<{ issuer: string; url: string }> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  servers.push(server);
-  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-  const name = issuer ? issuer(0) : url;
+/** A listening oidc-provider issuing JWT access tokens by client credentials; `issuer` defaults to its own address. */
+async function idp(keys: JWK[], issuer?: string): Promise<{ issuer: string; url: string }> {
   const clients = ['ci-deploy', 'short', 'other'].map((id) => ({ client_id: id, client_secret: `${id}-secret-0123456789`, grant_types: ['client_credentials'], redirect_uris: [], response_types: [] }));
-  const provider = new Provider(name, {
-    clients,
-    jwks: { keys },
-    features: {
-      devInteractions: { enabled: false },
-      clientCredentials: { enabled: true },
-      resourceIndicators: {
-        enabled: true,
-        defaultResource: () => REKEY,
-        useGrantedResource: () => true,
-        getResourceServerInfo: (_ctx, resource, client) => ({
-          scope: 'deploy',
-          audience: resource,
-          accessTokenFormat: 'jwt',
-          accessTokenTTL: client.clientId === 'short' ? 1 : 300,
-          jwt: { sign: { alg: 'RS256' } },
-        }),
+  const started = await startIdp(
+    {
+      clients,
+      jwks: { keys },
+      features: {
+        devInteractions: { enabled: false },
+        clientCredentials: { enabled: true },
+        resourceIndicators: {
+          enabled: true,
+          defaultResource: () => REKEY,
+          useGrantedResource: () => true,
+          getResourceServerInfo: (_ctx, resource, client) => ({
+            scope: 'deploy',
+            audience: resource,
+            accessTokenFormat: 'jwt',
+            accessTokenTTL: client.clientId === 'short' ? 1 : 300,
+            jwt: { sign: { alg: 'RS256' } },
+          }),
+        },
       },
     },
-  });
-  const handle = provider.callback();
-  server.on('request', (request, response) => void handle(request, response));
-  return { issuer: name, url };
-}
-
-async function rsaKey(kid: string): Promise<JWK> {
-  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
-  return { ...(await exportJWK(privateKey)), kid, alg: 'RS256', use: 'sig' };
+    issuer,
+  );
+  idps.push(started);
+  return started;
 }
 
 /** A JWT access token from the provider at `url` for `client`, for `resource`. */
@@ -75,7 +66,7 @@ beforeAll(async () => {
   const key = await rsaKey('idp-key-1');
   real = await idp([key]);
   sameKeysOtherIssuer = await idp([key]);
-  sameIssuerOtherKeys = await idp([await rsaKey('impostor-key')], () => real.issuer);
+  sameIssuerOtherKeys = await idp([await rsaKey('impostor-key')], real.issuer);
   h = await startHarness({ label: 'delivery-oidc', routes: [deliveryRoutes] });
   await h.apply(`
 providers:
@@ -105,7 +96,7 @@ delivery:
 }, 120_000);
 afterAll(async () => {
   await h.stop();
-  for (const server of servers) server.close();
+  for (const started of idps) await started.close();
 });
 
 async function exchange(subjectToken: string) {

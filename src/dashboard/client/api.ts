@@ -157,6 +157,10 @@ export const session = {
   async signIn(token: string): Promise<Me> {
     return remember(await request<Me>('POST', '/ui/session', { authorization: `Bearer ${token}` }));
   },
+  /** Where sign-in with the configured OpenID Connect provider starts, or null when there is none. */
+  async oidcStart(): Promise<string | null> {
+    return (await request<{ start: string | null }>('GET', '/ui/oidc')).start;
+  },
   async signOut(): Promise<void> {
     await request<void>('DELETE', '/ui/session', { 'x-csrf-token': csrf });
     csrf = '';

@@ -1,0 +1,221 @@
+/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-return -- answers are JSON, checked field by field */
+/**
+ * Dashboard sign-in with OpenID Connect (issue 16) in Chromium against a real provider run
+ * locally (`oidc-provider`, with its own login and consent pages): authorization code + PKCE,
+ * state and nonce; the `groups` claim mapped to scopes by rekey.yaml; the session then works
+ * like a token's and audit events name the subject. Refused: a wrong state, a replayed code, a
+ * person whose groups map to no scope, an ID token tampered with on its way back.
+ */
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminApiRoutes } from '../../src/api/routes.js';
+import { dashboardRoutes } from '../../src/dashboard/routes.js';
+import { packageRoot } from '../../src/paths.js';
+import { call } from '../support/api.js';
+import { type Chromium, openChromium } from '../support/browser.js';
+import { startHarness, type Harness } from '../support/harness.js';
+import { journal, memoryConfig } from '../support/memory-provider.js';
+import { type LocalIdp, rsaKey, startIdp } from '../support/oidc-provider.js';
+
+const JOURNAL = 'dashboard-oidc';
+const WAIT = { timeout: 30_000 };
+const CLIENT_SECRET = 'rekey-dashboard-client-secret-0123456789';
+/** The provider's people: login → groups. */
+const PEOPLE: Record<string, string[]> = { alice: ['sre', 'everyone'], mallory: ['marketing', 'everyone'] };
+
+let h: Harness;
+let idp: LocalIdp;
+let browser: Browser;
+let context: BrowserContext;
+let page: Page;
+let base: string;
+let consoleErrors: Chromium['consoleErrors'];
+let violations: string[];
+let tamper = false;
+let hold = false;
+let held: string | undefined;
+
+const config = (groups: string) => `${memoryConfig(JOURNAL, { 'pay-api': 'grace: 1h' })}env: { allow: [TEST_OIDC_CLIENT_SECRET] }
+dashboard:
+  oidc:
+    issuer: ${idp.issuer}
+    clientId: rekey-dashboard
+    clientSecret: \${env:TEST_OIDC_CLIENT_SECRET}
+    redirectUri: ${base}/ui/oidc/callback
+    scopes: [openid, profile, groups]
+    insecure: true
+    groups: { ${groups} }
+`;
+
+beforeAll(async () => {
+  execFileSync(process.execPath, [join(packageRoot, 'scripts', 'build-ui.mjs')], { stdio: 'inherit' });
+  h = await startHarness({ label: 'dashboard-oidc', routes: [adminApiRoutes, dashboardRoutes] });
+  base = h.serving!.url;
+  idp = await startIdp({
+    clients: [{ client_id: 'rekey-dashboard', client_secret: CLIENT_SECRET, redirect_uris: [`${base}/ui/oidc/callback`], grant_types: ['authorization_code'], response_types: ['code'] }],
+    jwks: { keys: [await rsaKey('idp-key')] },
+    claims: { openid: ['sub'], profile: ['name', 'preferred_username'], groups: ['groups'] },
+    conformIdTokenClaims: false, // the groups claim in the ID token, as most providers put it
+    findAccount: (_ctx, id) => ({ accountId: id, claims: () => ({ sub: id, preferred_username: id, groups: PEOPLE[id] ?? [] }) }),
+    pkce: { required: () => true },
+    features: { devInteractions: { enabled: true } },
+  });
+  // The way back to rekey, for the held callbacks; and the wire between rekey and the token
+  // endpoint, for the tampered case: the ID token's subject changes, its signature stays.
+  idp.provider.use(async (ctx, next) => {
+    await next();
+    const location = ctx.response.get('location');
+    if (hold && location.startsWith(`${base}/ui/oidc/callback?`)) {
+      held = location;
+      ctx.response.remove('location');
+      ctx.status = 200;
+      ctx.body = 'held by the test';
+    }
+    const body = ctx.body as { id_token?: string } | undefined;
+    if (!tamper || ctx.path !== '/token' || typeof body?.id_token !== 'string') return;
+    const [header, payload, signature] = body.id_token.split('.');
+    const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString()) as Record<string, unknown>;
+    ctx.body = { ...body, id_token: `${header}.${Buffer.from(JSON.stringify({ ...claims, sub: 'admin' })).toString('base64url')}.${signature}` };
+  });
+  process.env.TEST_OIDC_CLIENT_SECRET = CLIENT_SECRET;
+  await h.apply(config('sre: [read, rotate]'));
+  expect((await h.rotate('pay-api')).status).toBe('succeeded');
+  ({ browser, context, page, consoleErrors, violations } = await openChromium());
+}, 120_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await idp?.close();
+  await h?.stop();
+});
+
+/** Sends the browser to the provider from the sign-in page; with `login`, signs in there and consents. */
+async function startSignIn(login?: string): Promise<void> {
+  await context.clearCookies({ name: '__Host-rekey_session' }); // whatever an earlier test left
+  await page.goto(`${base}/ui/`);
+  await page.click('#oidc-sign-in', WAIT);
+  if (!login) return;
+  await page.waitForSelector('input[name=login]', WAIT);
+  await page.fill('input[name=login]', login);
+  await page.fill('input[name=password]', 'any password: the development login page checks none');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('button:has-text("Continue")', WAIT);
+  await page.click('button:has-text("Continue")');
+}
+
+/** The callback URL the provider sends the browser to next, held back by the provider (it answers a page instead). */
+async function heldCallback(start: () => Promise<void>): Promise<URL> {
+  held = undefined;
+  hold = true;
+  try {
+    await start();
+    await expect.poll(() => held, WAIT).toBeDefined();
+  } finally {
+    hold = false;
+  }
+  return new URL(held!);
+}
+
+const refusal = async () => (await page.waitForSelector('form.signin [role=alert]', WAIT)).textContent();
+const sessionCookie = async () => (await context.cookies(base)).find((c) => c.name === '__Host-rekey_session');
+
+async function signOut(): Promise<void> {
+  await page.click('#sign-out');
+  await page.waitForSelector('form.signin', WAIT);
+}
+
+describe('OIDC sign-in', () => {
+  it('signs in through the provider, rotates a secret, and the audit log names the subject', async () => {
+    await startSignIn('alice');
+    await page.waitForSelector('tr[data-secret="pay-api"]', WAIT);
+    expect(new URL(page.url()).pathname).toBe('/ui/');
+    expect(await page.textContent('header .token-name')).toBe('alice');
+    expect(await sessionCookie()).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict', path: '/' });
+    expect((await context.cookies(base)).map((c) => c.name)).not.toContain('__Host-rekey_oidc'); // the flow's cookie is spent
+
+    await page.click('a[href="#/secrets/pay-api"]');
+    await page.waitForSelector('.tl-row[data-version="1"][data-state="current"]', WAIT);
+    await page.click('#rotate-now');
+    await page.waitForSelector('.tl-row[data-version="2"][data-state="current"]', WAIT);
+    await page.waitForSelector('.card:has(h2:text("Audit events")) tr:has-text("api.rotateSecret"):has-text("oidc:alice")', WAIT);
+    const run = await h.runtime.db.run.findFirstOrThrow({ where: { secret: { name: 'pay-api' }, kind: 'rotation' }, orderBy: { startedAt: 'desc' } });
+    const actors = await h.runtime.db.auditEvent.findMany({ where: { OR: [{ runId: run.id, action: 'run.started' }, { action: { in: ['api.rotateSecret', 'dashboard.signedIn'] } }] } });
+    expect(actors.map((e) => [e.action, e.actor]).sort()).toEqual([
+      ['api.rotateSecret', 'oidc:alice'],
+      ['dashboard.signedIn', 'oidc:alice'],
+      ['run.started', 'oidc:alice'],
+    ]);
+  });
+
+  it("re-checks the person's scopes on every request: revoking is not one of them, and unmapping the group ends the session", async () => {
+    const cookie = `__Host-rekey_session=${(await sessionCookie())!.value}`;
+    const me = await call(h, '/ui/session', { headers: { cookie } });
+    expect(me.json).toMatchObject({ name: 'alice', scopes: ['read', 'rotate'] });
+    const revoke = await call(h, '/api/v1/secrets/pay-api/versions/1/revoke', { method: 'POST', headers: { cookie, 'x-csrf-token': me.json.csrfToken as string } });
+    expect([revoke.status, revoke.json.code]).toEqual([403, 'REKEY_API_FORBIDDEN']);
+    // Every process reads the applied config again within a second (src/resolver.ts): wait for this one's.
+    const applied = async (groups: string) => {
+      await h.apply(config(groups));
+      await expect.poll(async () => Object.keys((await h.runtime.applied('dashboard'))!.oidc!.groups), WAIT).toEqual([groups.split(':')[0]]);
+    };
+    const listed = async () => (await call(h, '/api/v1/secrets', { headers: { cookie } })).json;
+    await applied('sre-leads: [admin]');
+    expect((await listed()).code).toBe('REKEY_API_SESSION_INVALID');
+    await applied('sre: [read, rotate]');
+    expect((await listed()).items).toHaveLength(1);
+    await page.reload();
+    await page.waitForSelector('.tl-row[data-version="2"]', WAIT);
+    await signOut();
+  });
+
+  it('refuses a callback whose state is not the one this browser started', async () => {
+    const callback = await heldCallback(() => startSignIn()); // the provider remembers alice: straight back
+    callback.searchParams.set('state', 'A'.repeat(43));
+    await page.goto(callback.href);
+    expect(await refusal()).toContain('stale or was not started here');
+    expect(await sessionCookie()).toBeUndefined();
+  });
+
+  it('refuses a replayed code, even with a fresh state', async () => {
+    const first = await heldCallback(() => startSignIn());
+    await page.goto(first.href);
+    await page.waitForSelector('tr[data-secret="pay-api"]', WAIT);
+    await signOut();
+    const second = await heldCallback(() => startSignIn());
+    second.searchParams.set('code', first.searchParams.get('code')!);
+    await page.goto(second.href);
+    expect(await refusal()).toContain('refused the sign-in code');
+    expect(await sessionCookie()).toBeUndefined();
+  });
+
+  it('refuses an ID token tampered with on its way back', async () => {
+    tamper = true;
+    try {
+      await startSignIn();
+      expect(await refusal()).toContain('could not be verified');
+    } finally {
+      tamper = false;
+    }
+    expect(await sessionCookie()).toBeUndefined();
+    expect(h.logs.some((l) => l.includes('OIDC ID token refused') && l.includes('"reason":"signature"'))).toBe(true);
+  });
+
+  it('refuses a person whose groups map to no scope, and records who it was', async () => {
+    await context.clearCookies({ name: /^_session/ }); // sign alice out at the provider
+    await startSignIn('mallory');
+    expect(await refusal()).toContain('none of your groups');
+    expect(await sessionCookie()).toBeUndefined();
+    const refused = await h.runtime.db.auditEvent.findFirstOrThrow({ where: { action: 'dashboard.signInRefused' } });
+    expect(refused).toMatchObject({ actor: 'oidc:mallory', data: { reason: 'no_scope', groups: ['marketing', 'everyone'] } });
+  });
+
+  it('showed no value, and rekey\'s pages had no console error or CSP violation', () => {
+    const ours = consoleErrors.filter((e) => e.url.startsWith(base) && !(e.url === `${base}/ui/session` && e.text.includes('status of 401')));
+    expect(ours).toEqual([]);
+    expect(violations).toEqual([]);
+    const logs = h.logs.join('\n');
+    for (const value of [...journal(JOURNAL).values(), CLIENT_SECRET]) expect(logs.includes(value)).toBe(false);
+  });
+});
