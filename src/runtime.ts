@@ -145,8 +145,7 @@ export class Runtime {
     return this.reconciler.run(options);
   }
 
-  /** The applied config's `notifications:`; none before any config is applied (a leak report may come first). */
-  /** A section of the applied config: undefined when it has none, or no config was ever applied. */
+  /** A section of the applied config: undefined when it has none, or before any config is applied (a leak report may come first). */
   async applied<K extends 'notifications' | 'dashboard'>(section: K): Promise<RekeyConfig[K]> {
     try {
       return (await this.resolver.config())[section];
