@@ -1,0 +1,211 @@
+/**
+ * Delivery (issue 17) over loopback, in one process, one run:
+ * 1. Token exchange: POST /v1/token (attestation-jwt HS256 in, ES256 JWT out, audited) at a
+ *    fixed concurrency, beside a bare fastify route that parses the same form body, verifies
+ *    the same incoming token and signs the same JWT with jose (the floor on this machine);
+ *    then rekey's route paced at --rate requests/s (p99 at that rate, and the rate achieved).
+ * 2. Value delivery: GET /v1/secrets/{name} at the same concurrency, a full answer (store read,
+ *    audit) and a 304 on If-None-Match (nothing read, nothing audited).
+ * 3. Rotation to client notified: --clients streams on GET /v1/events, then --rotations
+ *    rotations of the secret; for each client and rotation, the promotion (promotedAt in
+ *    PostgreSQL) to the `rotated` event's arrival. p50/p99 over all of them.
+ *   npm run bench -- delivery [--seconds 5] [--concurrency 16] [--rate 1000] [--clients 1000] [--rotations 3]
+ */
+import { loadavg } from 'node:os';
+import Fastify from 'fastify';
+import { importJWK, jwtVerify, SignJWT, type JWK } from 'jose';
+import { deliveryRoutes, GRANT_TYPE, JWT_TOKEN_TYPE } from '../src/delivery/routes.js';
+import setup from '../test/support/global-setup.js';
+import { attestationToken, currentVersion, storedValue } from '../test/support/delivery.js';
+import { startHarness } from '../test/support/harness.js';
+import { openStream, type EventStream } from '../test/support/sse.js';
+import { option } from './support/cli.js';
+import { percentile } from './support/environment.js';
+
+interface Run {
+  perSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+export async function main(args: string[] = process.argv.slice(2)): Promise<Record<string, unknown>> {
+  const seconds = Number(option(args, '--seconds') ?? 5);
+  const concurrency = Number(option(args, '--concurrency') ?? 16);
+  const rate = Number(option(args, '--rate') ?? 1000);
+  const clients = Number(option(args, '--clients') ?? 1000);
+  const rotations = Number(option(args, '--rotations') ?? 3);
+  await setup();
+  const h = await startHarness({ label: 'bench-delivery', routes: [deliveryRoutes] });
+  const bare = Fastify();
+  const streams: EventStream[] = [];
+  try {
+    await h.apply(`
+providers:
+  vault: { type: local }
+secrets:
+  app-attestation: { store: { provider: vault }, issuer: { type: hmac-key }, grace: 1h }
+  api-signing: { store: { provider: vault }, issuer: { type: jwt-signing-key, alg: ES256 }, grace: 10m }
+  payments-api-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ }, grace: 1h }
+delivery:
+  authenticators:
+    app: { type: attestation-jwt, secret: app-attestation, audience: rekey }
+  grants:
+    mobile: { authenticator: app, subjects: ["app:*"], token: { signingKey: api-signing, audience: api.example.com, ttl: 5m, claims: { copy: [did] } } }
+    payments: { authenticator: app, subjects: ["app:*"], value: { secret: payments-api-key, ttl: 5m } }
+  rateLimit: { max: 100000, window: 1s }
+`);
+    for (const secret of ['app-attestation', 'api-signing', 'payments-api-key']) await h.rotate(secret, 60_000);
+    const url = h.serving!.url;
+    // One attestation token per client loop, each its own subject (as many devices would be).
+    const credentials = await Promise.all(Array.from({ length: Math.max(concurrency, 16) }, (_, i) => attestationToken(h, 'app-attestation', { sub: `app:bench-${i}`, ttlSeconds: 3600 })));
+    const form = (token: string) => new URLSearchParams({ grant_type: GRANT_TYPE, subject_token: token, subject_token_type: JWT_TOKEN_TYPE, audience: 'api.example.com' }).toString();
+    const bodies = credentials.map(form);
+
+    // The floor: the same work with jose alone (HS256 verify with the same secret, ES256 sign with the same key).
+    const shared = new TextEncoder().encode(await storedValue(h, 'app-attestation'));
+    const jwk = JSON.parse(await storedValue(h, 'api-signing')) as JWK;
+    const signingKey = await importJWK(jwk, 'ES256');
+    bare.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => done(null, Object.fromEntries(new URLSearchParams(String(body)))));
+    bare.post('/token', async (request, reply) => {
+      const token = (request.body as { subject_token: string }).subject_token;
+      const { payload } = await jwtVerify(token, shared, { algorithms: ['HS256'], audience: 'rekey', requiredClaims: ['exp'] });
+      const access = await new SignJWT({ did: payload.did })
+        .setProtectedHeader({ alg: 'ES256', kid: jwk.kid!, typ: 'JWT' })
+        .setIssuer('rekey')
+        .setSubject(payload.sub!)
+        .setAudience('api.example.com')
+        .setIssuedAt()
+        .setExpirationTime('5m')
+        .setJti(crypto.randomUUID())
+        .sign(signingKey);
+      return reply.header('cache-control', 'no-store').send({ access_token: access, issued_token_type: JWT_TOKEN_TYPE, token_type: 'Bearer', expires_in: 300 });
+    });
+    const bareUrl = await bare.listen({ host: '127.0.0.1', port: 0 });
+
+    const post = (target: string) => async (i: number) => {
+      const response = await fetch(target, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: bodies[i % bodies.length] });
+      await response.arrayBuffer();
+      return response.status;
+    };
+    const rekeyToken = post(`${url}/v1/token`);
+    const bareToken = post(`${bareUrl}/token`);
+    await closedLoop(rekeyToken, concurrency, 1, 200); // warm-up
+    await closedLoop(bareToken, concurrency, 1, 200);
+    const loadBefore = loadavg()[0]!;
+    const exchange = await closedLoop(rekeyToken, concurrency, seconds, 200);
+    const floor = await closedLoop(bareToken, concurrency, seconds, 200);
+    const paced = await openLoop(rekeyToken, rate, seconds, 200);
+
+    const version = (await currentVersion(h, 'payments-api-key')).id;
+    const getValue = (etag?: string) => async (i: number) => {
+      const response = await fetch(`${url}/v1/secrets/payments-api-key`, { headers: { authorization: `Bearer ${credentials[i % credentials.length]!}`, ...(etag ? { 'if-none-match': etag } : {}) } });
+      await response.arrayBuffer();
+      return response.status;
+    };
+    const value = await closedLoop(getValue(), concurrency, seconds, 200);
+    const notModified = await closedLoop(getValue(`"${version}"`), concurrency, seconds, 304);
+    const loadAfterHttp = loadavg()[0]!;
+
+    for (let i = 0; i < clients; i++) {
+      const stream = await openStream(`${url}/v1/events`, credentials[i % credentials.length]!);
+      await stream.next('ready', 60_000);
+      streams.push(stream);
+    }
+    const notifiedMs: number[] = [];
+    let missed = 0;
+    for (let r = 0; r < rotations; r++) {
+      const run = await h.rotate('payments-api-key', 120_000);
+      if (run.status !== 'succeeded') throw new Error(`rotation ${run.status}`);
+      const promoted = (await currentVersion(h, 'payments-api-key')).promotedAt!.getTime();
+      const arrivals = await Promise.all(streams.map((s) => s.next('rotated', 30_000).then((e) => e.at, () => undefined)));
+      for (const at of arrivals) {
+        if (at === undefined) missed += 1;
+        else notifiedMs.push(at - promoted);
+      }
+    }
+    notifiedMs.sort((a, b) => a - b);
+    const figures = {
+      concurrency,
+      seconds,
+      tokenExchange: exchange,
+      bareFastifyJose: floor,
+      ratio: round(exchange.perSecond / floor.perSecond, 2),
+      pacedTokenExchange: { targetPerSecond: rate, ...paced },
+      valueDelivery: value,
+      valueNotModified: notModified,
+      rotationToClientNotified: { clients, rotations, p50Ms: round(percentile(notifiedMs, 50)), p99Ms: round(percentile(notifiedMs, 99)), maxMs: round(notifiedMs.at(-1) ?? NaN), missed },
+      loadAverage: { beforeHttp: round(loadBefore, 2), afterHttp: round(loadAfterHttp, 2), end: round(loadavg()[0]!, 2) },
+    };
+    console.log(`  token exchange   ${exchange.perSecond}/s  p50 ${exchange.p50Ms} ms  p99 ${exchange.p99Ms} ms  (bare fastify+jose ${floor.perSecond}/s, ratio ${figures.ratio})`);
+    console.log(`  paced at ${rate}/s  answered 200 ${paced.perSecond}/s  p99 ${paced.p99Ms} ms  shed (503 or reset) ${paced.shed}`);
+    console.log(`  value delivery   ${value.perSecond}/s  p99 ${value.p99Ms} ms;  304 ${notModified.perSecond}/s`);
+    console.log(`  rotation -> ${clients} clients notified  p50 ${figures.rotationToClientNotified.p50Ms} ms  p99 ${figures.rotationToClientNotified.p99Ms} ms  missed ${missed}`);
+    console.log(JSON.stringify({ bench: 'delivery', unit: 'ms', ...figures }));
+    return figures;
+  } finally {
+    for (const stream of streams) stream.close();
+    await bare.close();
+    await h.stop();
+  }
+}
+
+/** `concurrency` loops sending back to back for `seconds`: requests per second and latency percentiles. */
+async function closedLoop(send: (i: number) => Promise<number>, concurrency: number, seconds: number, expected: number): Promise<Run> {
+  const ms: number[] = [];
+  const deadline = performance.now() + seconds * 1000;
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < deadline) {
+        const t = performance.now();
+        const status = await send(next++);
+        if (status !== expected) throw new Error(`answered ${status}, expected ${expected}`);
+        ms.push(performance.now() - t);
+      }
+    }),
+  );
+  return summary(ms, performance.now() - started);
+}
+
+/**
+ * Requests started at `rate` per second for `seconds` whatever the answers' pace (open loop):
+ * latency counted from the scheduled start; answers other than `expected` (503 when the server
+ * sheds requests awaiting authentication) and failed connections counted apart, their latency
+ * left out.
+ */
+async function openLoop(send: (i: number) => Promise<number>, rate: number, seconds: number, expected: number): Promise<Run & { shed: number }> {
+  const ms: number[] = [];
+  let shed = 0;
+  const total = Math.round(rate * seconds);
+  const started = performance.now();
+  const inFlight: Promise<void>[] = [];
+  for (let i = 0; i < total; i++) {
+    const scheduled = started + (i * 1000) / rate;
+    const wait = scheduled - performance.now();
+    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+    inFlight.push(
+      send(i).then(
+        (status) => {
+          if (status === expected) ms.push(performance.now() - scheduled);
+          else shed += 1;
+        },
+        () => {
+          shed += 1; // a connection reset by the overloaded server: shed too
+        },
+      ),
+    );
+  }
+  await Promise.all(inFlight);
+  return { ...summary(ms, performance.now() - started), shed };
+}
+
+function summary(ms: number[], elapsedMs: number): Run {
+  ms.sort((a, b) => a - b);
+  return { perSecond: Math.round((ms.length * 1000) / elapsedMs), p50Ms: round(percentile(ms, 50)), p99Ms: round(percentile(ms, 99)) };
+}
+
+function round(x: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
