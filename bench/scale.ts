@@ -4,7 +4,8 @@
  * process, on its own database and queue prefix. Measures the apply's wall time and peak RSS,
  * that a second apply is a no-op plan (and how long it takes), the Redis keys and memory under
  * the prefix afterwards, and how long `rekey status` takes to print its first page.
- *   npm run bench -- scale [--sizes 1000,10000,100000]
+ * Then a `rekey worker` on it for --idle seconds: its CPU, RSS and reconcile pass durations.
+ *   npm run bench -- scale [--sizes 1000,10000,100000] [--idle 60]
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { benchEnvironment } from './support/environment.js';
 import { option } from './support/cli.js';
+import { idleWorker, type IdleWorker } from './support/worker-idle.js';
 
 interface Size {
   secrets: number;
@@ -25,6 +27,8 @@ interface Size {
   redisMb: number;
   statusFirstPageMs: number;
   statusPeakRssMb: number;
+  /** A `rekey worker` after start-up, over --idle seconds (default 60). */
+  worker: IdleWorker;
 }
 
 const bin = fileURLToPath(new URL('../bin/rekey.js', import.meta.url));
@@ -36,21 +40,23 @@ export async function main(args: string[]): Promise<Size[]> {
   writeFileSync(reporter, "process.on('exit', () => require('node:fs').writeFileSync(process.env.RSS_FILE, String(process.resourceUsage().maxRSS)));\n");
   const figures: Size[] = [];
   try {
-    for (const n of sizes) figures.push(await measure(n, dir, reporter));
+    const idleMs = Number(option(args, '--idle') ?? '60') * 1000;
+    for (const n of sizes) figures.push(await measure(n, dir, reporter, idleMs));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
   for (const f of figures) {
     console.log(
       `${f.secrets} secrets: apply ${(f.applyMs / 1000).toFixed(1)} s, peak RSS ${f.applyPeakRssMb} MB; re-apply ${(f.reapplyMs / 1000).toFixed(1)} s (no-op: ${f.reapplyNoop}); ` +
-        `Redis ${f.redisKeys} keys, ${f.redisMb} MB; status first page ${f.statusFirstPageMs} ms, ${f.statusPeakRssMb} MB`,
+        `Redis ${f.redisKeys} keys, ${f.redisMb} MB; status first page ${f.statusFirstPageMs} ms, ${f.statusPeakRssMb} MB; ` +
+        `worker ${f.worker.idleCpuPct}% of a core, ${f.worker.rssMb} MB RSS, reconcile full ${f.worker.fullPassMs} ms, incremental median ${f.worker.incrementalPassMs.median} ms (max ${f.worker.incrementalPassMs.max}, ${f.worker.incrementalPassMs.count} passes)`,
     );
   }
   console.log(JSON.stringify({ bench: 'scale', sizes: figures }));
   return figures;
 }
 
-async function measure(n: number, dir: string, reporter: string): Promise<Size> {
+async function measure(n: number, dir: string, reporter: string, idleMs: number): Promise<Size> {
   const file = join(dir, `rekey-${n}.yaml`);
   const lines = ['providers:', '  vault: { type: local }', '  api: { type: redis-keyset }', 'secrets:'];
   // Schedules spread over the day, as a fleet's would be.
@@ -76,6 +82,7 @@ async function measure(n: number, dir: string, reporter: string): Promise<Size> 
     const apply = await run(['apply', '-f', file]);
     const again = await run(['apply', '-f', file]);
     const status = await run(['status']);
+    const worker = await idleWorker(env, idleMs);
     const redis = new Redis(bench.redisUrl);
     const keys: string[] = [];
     let cursor = '0';
@@ -101,6 +108,7 @@ async function measure(n: number, dir: string, reporter: string): Promise<Size> 
       redisMb: Math.round(bytes / 1024 / 102.4) / 10,
       statusFirstPageMs: status.ms,
       statusPeakRssMb: status.rssMb,
+      worker,
     };
   } finally {
     await bench.cleanup();
