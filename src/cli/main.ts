@@ -12,6 +12,7 @@ import type { ProviderCatalog } from '../core/provider.js';
 import { providers } from '../registry.js';
 import { describeInfraFailure } from './failures.js';
 import { type CliContext, ExitCode } from './context.js';
+import { registerAgentCommand } from './commands/agent.js';
 import { registerDatabaseCommands } from './commands/database.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerListCommand } from './commands/list.js';
@@ -34,6 +35,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerKeyCommands(program, ctx);
   registerTokenCommands(program, ctx);
   registerVerifyCommand(program, ctx);
+  registerAgentCommand(program, ctx);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

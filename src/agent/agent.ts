@@ -1,0 +1,172 @@
+/**
+ * `rekey agent`: a sidecar for workloads that cannot call `rekey server` themselves. It
+ * authenticates with the workload's credential (a client key, a projected service account
+ * token file: read for every request), keeps tokens and values in memory through the client
+ * library, and:
+ *
+ * - serves them on loopback only: `GET /v1/token?audience=A` and `GET /v1/secrets/{name}`,
+ *   each request carrying the per-host token in `X-Rekey-Agent-Token` (request-forgery
+ *   protection, as the AWS Secrets Manager Agent's `X-Aws-Parameters-Secrets-Token`): a
+ *   server-side request forgery through the app cannot add it. Requests with
+ *   `X-Forwarded-For` (relayed by a proxy) are refused too;
+ * - renders template files (`{{ secret "name" }}`, `{{ token "audience" }}`), 0600, replaced
+ *   atomically: the only way a value reaches the disk, and only when asked;
+ * - refreshes what it holds before it expires and at once on the change stream, then renders
+ *   again and signals a process (`SIGHUP` to a pid) when a rendered file changed.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createClient, RekeyClientError, type ClientLogEvent, type RekeyClient } from '../client/index.js';
+import { renderTemplates, type Template } from './templates.js';
+
+export const AGENT_TOKEN_HEADER = 'x-rekey-agent-token';
+
+/** What the agent's logger receives: codes, numbers and names of secrets; never a value or token. */
+export type AgentLogEvent =
+  | ClientLogEvent
+  | { code: 'agent_listening'; port: number }
+  | { code: 'agent_refused'; status: number }
+  | { code: 'agent_refreshed'; secret: string; version: number }
+  | { code: 'agent_refresh_failed'; secret?: string; audience?: string }
+  | { code: 'agent_rendered'; files: number }
+  | { code: 'agent_render_failed' }
+  | { code: 'agent_signalled'; pid: number };
+
+export interface AgentOptions {
+  server: string;
+  credential: () => Promise<string>;
+  credentialType?: string;
+  /** The per-host token every request must carry. */
+  requestToken: string;
+  /** Loopback port to listen on (0: any free one). */
+  port: number;
+  /** Secrets to fetch at start and keep fresh. */
+  secrets: string[];
+  /** Audiences whose tokens to fetch at start and keep fresh. */
+  audiences: string[];
+  templates: Template[];
+  /** Process to signal when a rendered file changed, and how. */
+  notify?: { pid: () => Promise<number | undefined>; signal: NodeJS.Signals };
+  logger?: (event: AgentLogEvent) => void;
+}
+
+export interface Agent {
+  url: string;
+  client: RekeyClient;
+  stop(): Promise<void>;
+}
+
+export async function startAgent(options: AgentOptions): Promise<Agent> {
+  const log = options.logger ?? (() => {});
+  const client = createClient({ url: options.server, credential: options.credential, credentialType: options.credentialType, logger: log });
+  const timers = new Map<string, NodeJS.Timeout>();
+  const secrets = new Set([...options.secrets, ...options.templates.flatMap((t) => t.secrets)]);
+  const audiences = new Set([...options.audiences, ...options.templates.flatMap((t) => t.audiences)]);
+  let stopped = false;
+
+  /** Re-renders the templates (one rendering at a time); signals the process when a file changed. */
+  let rendering = Promise.resolve();
+  const queueRender = () => {
+    const run = rendering.then(renderNow);
+    rendering = run.catch(() => log({ code: 'agent_render_failed' }));
+    return run;
+  };
+  const render = () => rendering.then(() => queueRender().catch(() => {}));
+  const renderNow = async () => {
+    if (!options.templates.length) return;
+    const changed = await renderTemplates(options.templates, { secret: async (name) => (await client.secret(name)).value, token: async (audience) => (await client.token(audience)).token });
+    log({ code: 'agent_rendered', files: changed });
+    const pid = changed && options.notify ? await options.notify.pid() : undefined;
+    if (pid && options.notify) {
+      process.kill(pid, options.notify.signal);
+      log({ code: 'agent_signalled', pid });
+    }
+  };
+  /** Fetches `key` now, then again at its renewal time (or soon, after a failure). */
+  const keep = async (key: string, fetch: () => Promise<{ expiresAt: number }>, failed: AgentLogEvent) => {
+    clearTimeout(timers.get(key));
+    let delayMs = 5_000;
+    try {
+      const { expiresAt } = await fetch();
+      delayMs = Math.max(1_000, (expiresAt - Date.now()) * 0.8);
+    } catch {
+      log(failed);
+    }
+    if (!stopped) timers.set(key, setTimeout(() => void keep(key, fetch, failed).then(render), delayMs).unref());
+  };
+  const keepSecret = (name: string) =>
+    keep(`secret:${name}`, async () => {
+      const value = await client.secret(name);
+      log({ code: 'agent_refreshed', secret: name, version: value.version });
+      return value;
+    }, { code: 'agent_refresh_failed', secret: name });
+  const keepToken = (audience: string) => keep(`token:${audience}`, () => client.token(audience), { code: 'agent_refresh_failed', audience });
+
+  const unsubscribe = client.subscribe((change) => {
+    // The client has dropped what the change made stale: fetch it again, render, signal.
+    const names = change.type === 'ready' ? change.secrets.map((s) => s.secret) : [change.secret];
+    void Promise.all(names.filter((name) => secrets.has(name)).map(keepSecret)).then(render);
+  });
+  await Promise.all([...[...secrets].map(keepSecret), ...[...audiences].map(keepToken)]);
+  await queueRender(); // a template that cannot be rendered at start stops the agent
+
+  const server = createServer((request, response) => void answer(request, response, options.requestToken, client, log));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, '127.0.0.1', resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  log({ code: 'agent_listening', port });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    client,
+    async stop() {
+      stopped = true;
+      unsubscribe();
+      for (const timer of timers.values()) clearTimeout(timer);
+      client.close();
+      await close(server);
+    },
+  };
+}
+
+async function answer(request: IncomingMessage, response: ServerResponse, requestToken: string, client: RekeyClient, log: (event: AgentLogEvent) => void): Promise<void> {
+  const send = (status: number, body: unknown) => {
+    if (status >= 400) log({ code: 'agent_refused', status });
+    response.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body));
+  };
+  const presented = request.headers[AGENT_TOKEN_HEADER];
+  if (typeof presented !== 'string' || !same(presented, requestToken) || request.headers['x-forwarded-for'] !== undefined) return send(401, { error: 'invalid_token' });
+  if (request.method !== 'GET') return send(405, { error: 'method_not_allowed' });
+  const url = new URL(request.url ?? '/', 'http://agent');
+  try {
+    if (url.pathname === '/v1/token') {
+      const audience = url.searchParams.get('audience');
+      if (!audience) return send(400, { error: 'invalid_request' });
+      const { token, expiresAt } = await client.token(audience);
+      return send(200, { access_token: token, token_type: 'Bearer', expires_in: Math.max(0, Math.floor((expiresAt - Date.now()) / 1000)) });
+    }
+    if (url.pathname.startsWith('/v1/secrets/')) {
+      const name = url.pathname.slice('/v1/secrets/'.length).split('/').map(decodeURIComponent).join('/');
+      const value = await client.secret(name);
+      return send(200, { secret: value.secret, version: value.version, value: value.value, expiresAt: new Date(value.expiresAt).toISOString() });
+    }
+    return send(404, { error: 'not_found' });
+  } catch (error) {
+    if (!(error instanceof RekeyClientError)) return send(500, { error: 'server_error' });
+    const status = { unauthenticated: 502, forbidden: 403, not_configured: 404, unavailable: 503, protocol: 502, aborted: 503 }[error.code];
+    return send(status, { error: error.code });
+  }
+}
+
+function same(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+function close(server: Server): Promise<void> {
+  server.closeAllConnections();
+  return new Promise((resolve) => server.close(() => resolve()));
+}

@@ -1,0 +1,49 @@
+/**
+ * Template files of `rekey agent`: `{{ secret "payments-api-key" }}` and `{{ token "api.example.com" }}`
+ * are replaced by the current value and a current token. A rendered file is written 0600 to a
+ * temporary file beside it and renamed over it, so a reader never sees half a file; it is
+ * written only when its content changed.
+ */
+import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname, join, basename } from 'node:path';
+
+const PLACEHOLDER = /\{\{\s*(secret|token)\s+"([^"]+)"\s*\}\}/g;
+
+export interface Template {
+  source: string;
+  destination: string;
+  text: string;
+  /** Secrets and audiences it names (read once, at start). */
+  secrets: string[];
+  audiences: string[];
+}
+
+/** Reads `source:destination`. */
+export async function loadTemplate(spec: string): Promise<Template> {
+  const cut = spec.lastIndexOf(':');
+  if (cut <= 0 || cut === spec.length - 1) throw new Error(`--template takes SOURCE:DESTINATION, not ${spec}`);
+  const source = spec.slice(0, cut);
+  const text = await readFile(source, 'utf8');
+  const names = (kind: string) => [...text.matchAll(PLACEHOLDER)].filter((m) => m[1] === kind).map((m) => m[2]!);
+  return { source, destination: spec.slice(cut + 1), text, secrets: names('secret'), audiences: names('token') };
+}
+
+/** Renders every template; the number of files whose content changed. */
+export async function renderTemplates(templates: Template[], read: { secret: (name: string) => Promise<string>; token: (audience: string) => Promise<string> }): Promise<number> {
+  let changed = 0;
+  for (const template of templates) {
+    const values = new Map<string, string>();
+    for (const match of template.text.matchAll(PLACEHOLDER)) {
+      const key = `${match[1]} ${match[2]}`;
+      if (!values.has(key)) values.set(key, match[1] === 'secret' ? await read.secret(match[2]!) : await read.token(match[2]!));
+    }
+    const text = template.text.replace(PLACEHOLDER, (_all, kind: string, name: string) => values.get(`${kind} ${name}`)!);
+    if ((await readFile(template.destination, 'utf8').catch(() => undefined)) === text) continue;
+    const temporary = join(dirname(template.destination), `.${basename(template.destination)}.rekey-tmp`);
+    await writeFile(temporary, text, { mode: 0o600 });
+    await chmod(temporary, 0o600); // whatever the umask
+    await rename(temporary, template.destination);
+    changed++;
+  }
+  return changed;
+}

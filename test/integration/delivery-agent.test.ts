@@ -1,0 +1,130 @@
+/**
+ * `rekey agent` (src/agent) against a real `rekey server`: authenticated with a client key
+ * read from a file, it serves values and tokens on loopback only to requests carrying the
+ * per-host token (none, a wrong one, or one relayed with X-Forwarded-For are refused), renders
+ * a template into a 0600 file, and refreshes its cache on the change stream within a second of
+ * a rotation (promotion in PostgreSQL to the agent's refresh, measured), re-rendering the file
+ * and signalling the process that reads it.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { AGENT_TOKEN_HEADER, startAgent, type Agent, type AgentLogEvent } from '../../src/agent/agent.js';
+import { loadTemplate } from '../../src/agent/templates.js';
+import { deliveryRoutes } from '../../src/delivery/routes.js';
+import { jwksRoutes } from '../../src/jwks/routes.js';
+import { CLIENT_KEY_TYPE, currentVersion, storedValue, verifyServed } from '../support/delivery.js';
+import { killOnExit } from '../support/gateways/process.js';
+import { startHarness, type Harness } from '../support/harness.js';
+
+const REQUEST_TOKEN = 'agent-request-token-0123456789abcdef';
+let h: Harness;
+let agent: Agent;
+let dir: string;
+const logs: (AgentLogEvent & { at: number })[] = [];
+const reloader = spawn(process.execPath, ['-e', "process.on('SIGHUP', () => console.log('reloaded')); setInterval(() => {}, 1000)"], { stdio: ['ignore', 'pipe', 'inherit'] });
+killOnExit(reloader);
+let reloads = 0;
+reloader.stdout.on('data', (chunk: Buffer) => (reloads += chunk.toString().split('reloaded').length - 1));
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'delivery-agent', routes: [deliveryRoutes, jwksRoutes] });
+  await h.apply(`
+providers:
+  vault: { type: local }
+secrets:
+  workloads:
+    clients: [orders]
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_wl_ }
+    grace: 1h
+  api-signing: { store: { provider: vault }, issuer: { type: jwt-signing-key, alg: ES256 }, grace: 10m }
+  payments-api-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ }, grace: 1h }
+delivery:
+  issuer: https://rekey.test
+  authenticators:
+    workloads: { type: client-key, secret: workloads }
+  grants:
+    api: { authenticator: workloads, subjects: ["workloads/*"], token: { signingKey: api-signing, audience: api.example.com, ttl: 5m } }
+    payments: { authenticator: workloads, subjects: ["workloads/orders"], value: { secret: payments-api-key, ttl: 5m } }
+  rateLimit: { max: 1000, window: 1m }
+`);
+  for (const secret of ['workloads/orders', 'api-signing', 'payments-api-key']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
+  dir = await mkdtemp(join(tmpdir(), 'rekey-agent-'));
+  const keyFile = join(dir, 'client-key');
+  await writeFile(keyFile, await storedValue(h, 'workloads/orders'), { mode: 0o600 });
+  await writeFile(join(dir, 'app.env.tmpl'), 'PAYMENTS_API_KEY={{ secret "payments-api-key" }}\nAPI_TOKEN={{ token "api.example.com" }}\n');
+  agent = await startAgent({
+    server: h.serving!.url,
+    credential: async () => (await readFile(keyFile, 'utf8')).trim(),
+    credentialType: CLIENT_KEY_TYPE,
+    requestToken: REQUEST_TOKEN,
+    port: 0,
+    secrets: [],
+    audiences: [],
+    templates: [await loadTemplate(`${join(dir, 'app.env.tmpl')}:${join(dir, 'app.env')}`)],
+    notify: { pid: () => Promise.resolve(reloader.pid), signal: 'SIGHUP' },
+    logger: (event) => logs.push({ ...event, at: Date.now() }),
+  });
+}, 120_000);
+afterAll(async () => {
+  await agent?.stop();
+  reloader.kill('SIGKILL');
+  await h.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const get = async (path: string, headers: Record<string, string> = { [AGENT_TOKEN_HEADER]: REQUEST_TOKEN }) => {
+  const response = await fetch(`${agent.url}${path}`, { headers });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+};
+
+it('serves values and tokens only to requests carrying the per-host token', async () => {
+  expect(new URL(agent.url).hostname).toBe('127.0.0.1');
+  const value = await get('/v1/secrets/payments-api-key');
+  expect(value).toMatchObject({ status: 200, body: { secret: 'payments-api-key', value: await storedValue(h, 'payments-api-key'), version: (await currentVersion(h, 'payments-api-key')).number } });
+  const token = await get('/v1/token?audience=api.example.com');
+  expect(token.status).toBe(200);
+  expect((await verifyServed(h, token.body.access_token as string, { issuer: 'https://rekey.test', audience: 'api.example.com' })).payload.sub).toBe('workloads/orders');
+
+  for (const headers of <Record<string, string>[]>[{}, { [AGENT_TOKEN_HEADER]: 'wrong' }, { [AGENT_TOKEN_HEADER]: `${REQUEST_TOKEN}x` }, { [AGENT_TOKEN_HEADER]: REQUEST_TOKEN, 'x-forwarded-for': '10.0.0.1' }]) {
+    expect(await get('/v1/secrets/payments-api-key', headers)).toEqual({ status: 401, body: { error: 'invalid_token' } });
+    expect((await get('/v1/token?audience=api.example.com', headers)).status).toBe(401);
+  }
+});
+
+it('renders the template into a 0600 file', async () => {
+  const file = join(dir, 'app.env');
+  expect((await stat(file)).mode & 0o777).toBe(0o600);
+  const text = await readFile(file, 'utf8');
+  expect(text).toContain(`PAYMENTS_API_KEY=${await storedValue(h, 'payments-api-key')}\n`);
+  expect(text).toMatch(/^API_TOKEN=eyJ[\w-]+\.[\w-]+\.[\w-]+$/m);
+});
+
+it('refreshes its cache on the change stream within a second of a rotation, re-renders and signals', async () => {
+  await expect.poll(() => logs.some((e) => e.code === 'stream_open'), { timeout: 30_000, interval: 20 }).toBe(true);
+  const before = await currentVersion(h, 'payments-api-key');
+  const reloadsBefore = reloads;
+  expect((await h.rotate('payments-api-key', 60_000)).status).toBe('succeeded');
+  const promoted = await currentVersion(h, 'payments-api-key');
+  expect(promoted.number).toBeGreaterThan(before.number);
+  const refreshed = () => logs.find((e) => e.code === 'agent_refreshed' && e.secret === 'payments-api-key' && e.version === promoted.number);
+  await expect.poll(() => refreshed() !== undefined, { timeout: 30_000, interval: 20 }).toBe(true);
+  const latencyMs = refreshed()!.at - promoted.promotedAt!.getTime();
+  console.log(`agent refresh after promotion: ${latencyMs} ms`);
+  expect(latencyMs).toBeLessThan(1000);
+
+  const value = await storedValue(h, 'payments-api-key');
+  expect((await get('/v1/secrets/payments-api-key')).body).toMatchObject({ version: promoted.number, value });
+  await expect.poll(() => readFile(join(dir, 'app.env'), 'utf8'), { timeout: 10_000, interval: 20 }).toContain(`PAYMENTS_API_KEY=${value}\n`);
+  expect((await stat(join(dir, 'app.env'))).mode & 0o777).toBe(0o600);
+  await expect.poll(() => reloads, { timeout: 10_000, interval: 20 }).toBeGreaterThan(reloadsBefore);
+  expect(logs.some((e) => e.code === 'agent_signalled' && e.pid === reloader.pid)).toBe(true);
+}, 120_000);
+
+it('logs codes, numbers and secret names only', () => {
+  const text = JSON.stringify(logs);
+  expect(text).not.toMatch(/rk_(wl|pay)_|eyJ/);
+});
