@@ -3,7 +3,8 @@
  * is kept (PostgreSQL, per token and key, for IDEMPOTENCY_TTL_MS); a retry with the same key
  * and the same request gets that answer again without acting, one still in progress is told
  * so (409), and the same key with another request is refused (422). A request that failed
- * keeps nothing, so its retry acts. Answers of actions carry ids and states, never a value.
+ * keeps nothing, so its retry acts. Expired answers are deleted hourly by every server's
+ * housekeeping (`idempotency-purge`), and a key's own expired answer when it is used again. Answers of actions carry ids and states, never a value.
  */
 import { createHash } from 'node:crypto';
 import type { Db } from '../db/client.js';
@@ -38,6 +39,11 @@ export async function claim(db: Db, tokenId: string, key: string, request: strin
 
 export async function settle(db: Db, tokenId: string, key: string, status: number, response: JsonValue): Promise<void> {
   await db.apiIdempotency.update({ where: { tokenId_key: { tokenId, key } }, data: { status, response: response as object } });
+}
+
+/** Deletes every kept answer older than IDEMPOTENCY_TTL_MS (per-process housekeeping; idempotent). Answers how many. */
+export async function purgeIdempotency(db: Db, now = Date.now()): Promise<number> {
+  return (await db.apiIdempotency.deleteMany({ where: { createdAt: { lt: new Date(now - IDEMPOTENCY_TTL_MS) } } })).count;
 }
 
 /** The action failed: forget the key, so a retry acts. */

@@ -3,6 +3,7 @@
  * SIGTERM/SIGINT drain: stop taking jobs, let in-flight ones finish for up to
  * REKEY_DRAIN_TIMEOUT (the rest return to their queue), close the HTTP server, exit 0.
  */
+import { purgeIdempotency } from '../api/idempotency.js';
 import { hostname } from 'node:os';
 import type { Worker } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
@@ -103,6 +104,8 @@ export async function serve(runtime: Runtime, options: ServeOptions): Promise<Se
     const worker = `${hostname()}:${process.pid}`;
     housekeeping.schedule({ name: 'heartbeat', schedule: HEARTBEAT_EVERY, run: () => runtime.heartbeats.beat(worker), immediately: true });
   }
+  // Admin API answers kept for Idempotency-Key replays, past their 24 hours.
+  housekeeping.schedule({ name: 'idempotency-purge', schedule: '1h', run: async () => void (await purgeIdempotency(runtime.db)) });
   housekeeping.schedule({ name: 'gauges', schedule: options.housekeeping?.gauges ?? '15s', run: () => runtime.metrics.sampleGauges(), immediately: true });
   runtime.log.info({ url, metricsUrl, workers: options.workers }, 'rekey started');
   let stopping: Promise<void> | undefined;

@@ -5,6 +5,7 @@
  * token, and is answered again, without acting twice, for a retried Idempotency-Key.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IDEMPOTENCY_TTL_MS } from '../../src/api/idempotency.js';
 import { adminApiRoutes } from '../../src/api/routes.js';
 import { call, tokenFor, type Answer } from '../support/api.js';
 import { startHarness, type Harness } from '../support/harness.js';
@@ -61,6 +62,15 @@ describe('rotate now', () => {
     expect(await runsOf('pay-api')).toBe(before + 1);
     expect((await post('/secrets/pay-old/rotate', rotator, { key: 'deploy-42' })).json.code).toBe('REKEY_API_IDEMPOTENCY_MISMATCH');
     await h.waitForRun(first.json.runId);
+  });
+
+  it("the server's housekeeping purges answers past their TTL and keeps the others", async () => {
+    const key = (k: string) => ({ tokenId_key: { tokenId: '00000000-0000-4000-8000-000000000001', key: k } });
+    const old = new Date(Date.now() - IDEMPOTENCY_TTL_MS - 60_000);
+    await h.runtime.db.apiIdempotency.createMany({ data: [{ ...key('stale').tokenId_key, request: 'r', createdAt: old }, { ...key('fresh').tokenId_key, request: 'r' }] });
+    await h.runtime.housekeeping.runNow('idempotency-purge');
+    expect(await h.runtime.db.apiIdempotency.findUnique({ where: key('stale') })).toBeNull();
+    expect(await h.runtime.db.apiIdempotency.findUnique({ where: key('fresh') })).not.toBeNull();
   });
 
   it('20 concurrent retries with one key: one run, every answer the same run or "in progress"', async () => {
