@@ -13,7 +13,9 @@ import type { RekeyConfig } from './config/schema.js';
 import { PrismaRepository } from './db/repository.js';
 import { PrismaSyncRepository } from './db/sync.js';
 import { ChangeFeed } from './delivery/change-feed.js';
-import { DriftSchedule } from './drift-schedule.js';
+import { TargetSchedule } from './target-schedule.js';
+import { UsageMonitor } from './core/usage.js';
+import { PrismaUsageRepository } from './db/usage.js';
 import { Metrics } from './metrics.js';
 import { Housekeeping } from './housekeeping.js';
 import { QueueNotifier } from './notify/queue.js';
@@ -57,8 +59,10 @@ export class Runtime {
   readonly engine: Engine;
   /** Per-process timers (reconcile, gauges, key refreshes); nothing runs until a job is scheduled. */
   readonly housekeeping: Housekeeping;
-  /** The drift checks of every target (src/drift-schedule.ts); `rekey worker` runs them on housekeeping. */
-  readonly drift: DriftSchedule;
+  /** The drift checks of every target (src/target-schedule.ts); `rekey worker` runs them on housekeeping. */
+  readonly drift: TargetSchedule;
+  /** The usage checks of targets with `usage:` on their providers: entry (src/core/usage.ts); `rekey worker` runs them on housekeeping. */
+  readonly usage: TargetSchedule;
   /** Secret changes for delivery clients, across every process (Redis pub/sub). */
   readonly changes: ChangeFeed;
   private fingerprinter: Fingerprinter | undefined;
@@ -123,7 +127,22 @@ export class Runtime {
     this.reconciler = new ReconcilePasses({ db: this.db, redis: this.redis, queues: this.queues, engine: this.engine, metrics: this.metrics, log: this.log, prefix, anchorEveryMs });
     // Redis may have come back empty: the next pass re-derives everything.
     this.redis.on('ready', () => this.reconciler.forgetWatermark());
-    this.drift = new DriftSchedule({ engine: this.engine, resolver: this.resolver, db: this.db, log: this.log });
+    const scheduled = { resolver: this.resolver, db: this.db, log: this.log };
+    this.drift = new TargetSchedule({
+      ...scheduled,
+      component: 'drift',
+      interval: (spec) => spec.driftIntervalMs,
+      orphanIntervalMs: DRIFT_ORPHAN_INTERVAL_MS,
+      run: (target, secrets) => this.engine.checkTarget(target, secrets, { repair: true }),
+    });
+    const monitor = new UsageMonitor(this.engine.deps, new PrismaUsageRepository(this.db, this.audit));
+    this.usage = new TargetSchedule({
+      ...scheduled,
+      component: 'usage',
+      interval: (spec) => spec.usageIntervalMs,
+      orphanIntervalMs: undefined,
+      run: (target, secrets, intervalMs) => monitor.check(target, secrets, intervalMs),
+    });
   }
 
   /** Connects to Redis unless a queue already started the (lazy) connection. */
@@ -167,6 +186,7 @@ export class Runtime {
   async close(): Promise<void> {
     await this.housekeeping.stop();
     await this.drift.stop();
+    await this.usage.stop();
     await this.resolver.close();
     await this.queues.close().catch(() => undefined);
     await this.notifier.close().catch(() => undefined);
@@ -178,6 +198,8 @@ export class Runtime {
 
 /** How long /readyz and the gauges wait for PostgreSQL or Redis before reporting them down. */
 const SAMPLE_TIMEOUT_MS = 2000;
+/** Targets named by no applied config any more (a removed secret's) are drift-checked this often. */
+const DRIFT_ORPHAN_INTERVAL_MS = 30_000;
 
 /** Rejects when `promise` has not settled within `ms`. */
 function within<T>(ms: number, promise: Promise<T>): Promise<T> {

@@ -14,6 +14,9 @@ import { probeSchema } from '../../src/core/kit/probe.js';
  */
 const mapName = absolutePath.regex(/^[\w./@+-]+$/, 'a map name holds only letters, digits and . _ / @ + - (the Runtime API splits commands on ; and spaces)');
 
+/** A stick table's name: a backend or `peers` table name, one argument of `show table`. */
+const tableName = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'a table name holds only letters, digits and _ . : -');
+
 /** `unix:/run/haproxy/admin.sock` or `tcp://127.0.0.1:9999`. */
 export const runtimeApiSchema = z
   .string()
@@ -36,6 +39,19 @@ export const haproxyConfigSchema = z
     persist: z.boolean().default(true),
     /** The verify probe; without it, verify() checks the live map instead. */
     probe: probeSchema.optional(),
+    /**
+     * The usage source: the stick tables haproxy.cfg tracks accepted keys in (README.md "Usage").
+     * Without it the target reports no usage and cannot throttle.
+     */
+    stickTables: z
+      .object({
+        /** Keyed by the key: `store http_req_cnt,http_err_cnt` (and the rate the throttled class limits on). */
+        keys: tableName,
+        /** Keyed by `<key>@<network>`: `store http_req_cnt`. */
+        sources: tableName,
+      })
+      .strict()
+      .optional(),
     /** Milliseconds one Runtime API command may take. @defaultValue 5000 */
     timeoutMs: z.number().int().positive().max(60_000).default(5000),
   })

@@ -11,11 +11,19 @@ import { coalesced, serialized, sharedRead } from '../../src/core/kit/serial.js'
 import { ProviderError } from '../../src/core/errors.js';
 import type { Fingerprinter } from '../../src/core/fingerprint.js';
 import type { Logger } from '../../src/core/logger.js';
-import type { Call, Inspection, Target, VersionRef } from '../../src/core/ports.js';
+import type { Call, Inspection, Target, UsageReading, VersionRef } from '../../src/core/ports.js';
 import { probeKey, type ProbeConfig } from '../../src/core/kit/probe.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
 import { checkMapEntry } from '../../src/core/kit/map-entry.js';
 import { runtimeCommand, RuntimeTransportError, type RuntimeEndpoint } from './runtime-api.js';
+import type { HaproxyUsage } from './haproxy.usage.js';
+
+/**
+ * The map value of a throttled key: `throttled:<consumer>`. haproxy.cfg puts keys whose consumer
+ * starts with it in its rate-limited class (README.md "Throttling").
+ */
+export const THROTTLED = 'throttled:';
+const consumerOf = (value: string) => (value.startsWith(THROTTLED) ? value.slice(THROTTLED.length) : value);
 
 export interface HaproxyTargetOptions {
   provider: string;
@@ -28,6 +36,8 @@ export interface HaproxyTargetOptions {
   timeoutMs: number;
   fingerprint: Fingerprinter;
   log: Logger;
+  /** The usage source (stick tables), shared by every binding of the provider; undefined when not configured. */
+  usage: HaproxyUsage | undefined;
 }
 
 /** Rewrites of the map file one persist may make while the live map keeps changing. */
@@ -55,7 +65,7 @@ export class HaproxyTarget implements Target {
       const existing = (await this.#show(call)).filter((entry) => entry.key === key);
       if (existing.length === 0) {
         await this.#mutate(`add map ${this.#o.map} ${key} ${version.consumer}`, key, call);
-      } else if (existing.some((entry) => entry.value !== version.consumer)) {
+      } else if (existing.some((entry) => consumerOf(entry.value) !== version.consumer)) {
         // `set map` by key updates every entry with that key.
         await this.#mutate(`set map ${this.#o.map} ${key} ${version.consumer}`, key, call);
       }
@@ -92,9 +102,27 @@ export class HaproxyTarget implements Target {
   /** Every key of the live map, by fingerprint, with its consumer: one `show map` for every binding of the map. */
   inspect(call: Call): Promise<Inspection> {
     return sharedRead(`haproxy:${JSON.stringify(this.#o.endpoint)}:${this.#o.map}`, async () => ({
-      entries: (await this.#show(call)).map((entry) => ({ fingerprint: this.#o.fingerprint(entry.key), consumer: entry.value })),
+      entries: (await this.#show(call)).map((entry) => ({ fingerprint: this.#o.fingerprint(entry.key), consumer: consumerOf(entry.value) })),
       holds: 'all' as const,
     }));
+  }
+
+  /** The stick tables' counters (README.md "Usage"); one read for every binding of the provider. */
+  readUsage(_windowMs: number, call: Call): Promise<UsageReading> {
+    const usage = this.#o.usage;
+    if (!usage) throw this.#error('REKEY_ERR_INVALID', `provider ${this.#o.provider} has no stickTables: configured, so it cannot report usage`);
+    return sharedRead(`haproxy-usage:${JSON.stringify(this.#o.endpoint)}`, () => usage.read((line, c) => this.#command(line, c), call));
+  }
+
+  /** Sets the map value of the version's key to `throttled:<consumer>` or back to `<consumer>`. Absent is success. */
+  async throttle(version: VersionRef, throttled: boolean, call: Call): Promise<void> {
+    const value = throttled ? `${THROTTLED}${version.consumer}` : version.consumer;
+    await this.#exclusive(version, async () => {
+      const entries = (await this.#show(call)).filter((entry) => entry.value !== value && this.#o.fingerprint(entry.key) === version.fingerprint);
+      for (const entry of entries) await this.#mutate(`set map ${this.#o.map} #${entry.ref} ${value}`, entry.key, call, { absentIsFine: true });
+    });
+    await this.#persist();
+    this.#o.log.warn({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map, throttled }, 'haproxy: key throttle changed');
   }
 
   /** Serializes this process's changes to one key of the map (deploy and retire of one version). */

@@ -9,6 +9,7 @@ import { defineProvider } from '../../src/core/provider.js';
 import { haproxyConfigSchema, haproxyTargetSchema, type HaproxyConfig, type HaproxyTargetParams } from './haproxy.schema.js';
 import { HaproxyKeyFilesTarget } from './haproxy.keyfiles.target.js';
 import { HaproxyTarget } from './haproxy.target.js';
+import { HaproxyUsage } from './haproxy.usage.js';
 import { parseRuntimeEndpoint } from './runtime-api.js';
 
 export const haproxy = defineProvider<HaproxyConfig, never, never, HaproxyTargetParams>({
@@ -18,6 +19,8 @@ export const haproxy = defineProvider<HaproxyConfig, never, never, HaproxyTarget
   bindings: { target: haproxyTargetSchema },
   open(config, ctx) {
     const missing = (secret: string, what: string) => new RekeyError('REKEY_ERR_CONFIG', `secrets.${secret}: target ${ctx.name} needs ${what}`);
+    // One per provider instance: every binding reads the same stick tables.
+    const usage = config.stickTables && new HaproxyUsage(config.stickTables, ctx.fingerprint);
     return {
       target({ secret, params }) {
         const log = ctx.log.child({ provider: ctx.name, secret });
@@ -39,6 +42,7 @@ export const haproxy = defineProvider<HaproxyConfig, never, never, HaproxyTarget
           timeoutMs: config.timeoutMs,
           fingerprint: ctx.fingerprint,
           log,
+          usage,
         });
       },
     };

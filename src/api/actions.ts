@@ -91,7 +91,7 @@ export const actionRoutes = [
     }),
     handler: async ({ runtime, params, body }) => {
       if (!(await runtime.db.secret.findUnique({ where: { name: params.name }, select: { id: true } }))) throw new ApiProblem('REKEY_API_NOT_FOUND', `no secret named ${params.name}`);
-      const reports = await runtime.drift.checkNow({ repair: body.repair, secrets: [params.name] });
+      const reports = await runtime.drift.checkNow([params.name], (target, secrets) => runtime.engine.checkTarget(target, secrets, { repair: body.repair }));
       const targets = reports.flatMap((report) => report.results.map((r) => ({ target: report.target, method: r.method, missing: r.missing, unwanted: r.unwanted, redeployed: r.redeployed, retiring: r.retiring, error: r.error ?? null })));
       return { inSync: targets.every((t) => !t.error && !t.missing.length && !t.unwanted.length), targets };
     },

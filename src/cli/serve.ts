@@ -98,6 +98,8 @@ export async function serve(runtime: Runtime, options: ServeOptions): Promise<Se
     runtime.redis.on('ready', () => void housekeeping.runNow('reconcile'));
     // Each target's drift check at its own interval (drift.interval on its providers: entry).
     housekeeping.schedule({ name: 'drift', schedule: '1s', run: () => runtime.drift.tick() });
+    // Each usage source's check at its own interval (usage.interval on its providers: entry).
+    housekeeping.schedule({ name: 'usage', schedule: '1s', run: () => runtime.usage.tick() });
     // Rotation metadata an apply could not write to a store (src/events/rotation-metadata.ts).
     housekeeping.schedule({ name: 'rotation-metadata', schedule: '1m', run: () => retryRotationMetadata(runtime.db, runtime.resolver, runtime.log) });
     // So `rekey rotate --wait` can tell "no worker running" from "workers busy".
@@ -117,6 +119,7 @@ export async function serve(runtime: Runtime, options: ServeOptions): Promise<Se
         const started = Date.now();
         await housekeeping.stop();
         await runtime.drift.stop();
+        await runtime.usage.stop();
         await Promise.all([workers?.close(runtime.settings.drainTimeoutMs), notifications?.close()]);
         const drained = Date.now();
         await app.close();

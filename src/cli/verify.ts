@@ -14,7 +14,7 @@ export async function verify(ctx: CliContext, name: string | undefined, options:
       if (!rows.length) throw new RekeyError('REKEY_ERR_UNKNOWN', `no managed secret named ${name}`);
       secrets = rows.map((r) => r.name);
     }
-    const reports = await runtime.drift.checkNow({ repair: options.repair ?? false, ...(secrets ? { secrets } : {}) });
+    const reports = await runtime.drift.checkNow(secrets, (target, bound) => runtime.engine.checkTarget(target, bound, { repair: options.repair ?? false }));
     ctx.out(options.json ? JSON.stringify(reports, null, 2) : formatReports(reports));
     if (reports.some((r) => r.results.some((s) => s.error || s.missing.length || s.unwanted.length))) throw new ExitCode(1);
   });

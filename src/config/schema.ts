@@ -14,6 +14,7 @@ import { eventsConfig, type EventsConfig } from './events.js';
 import { type LeaksConfig, leaksSchema } from './leaks.js';
 import { type NotificationsConfig, notificationsSchema } from './notifications.js';
 import { type DashboardConfig, dashboardSchema } from './dashboard.js';
+import { usageCollectionSchema, usagePolicySchema } from './usage.js';
 
 const NAME = /^[a-z0-9][a-z0-9._/-]{0,127}$/;
 const nameMessage = 'names are 1-128 characters of a-z 0-9 . _ / -, starting with a letter or digit';
@@ -89,6 +90,7 @@ const secret = z
     onLeak: z.enum(['rotate-then-revoke', 'block-first']).default('rotate-then-revoke'),
     leakDeadline: durationSchema('30s').describe('rotate-then-revoke: block the leaked key anyway after this long'),
     timeout: durationSchema('30s').describe('Timeout of each provider call'),
+    usage: usagePolicySchema.optional().describe('Usage rules for this secret\'s keys (docs/usage.md); default: the top-level usage:'),
     retry: z
       .object({
         attempts: z.number().int().min(1).max(50).default(5),
@@ -114,6 +116,7 @@ export const documentSchema = z
     events: eventsConfig.optional().describe('Receivers that turn cloud events into rotations (docs/cloud-stores.md)'),
     leaks: leaksSchema.optional().describe('Leak receivers of `rekey server` (docs/leaks.md)'),
     delivery: deliverySchema.optional().describe('Just-in-time delivery: authenticators and token grants of `rekey server` (docs/delivery.md)'),
+    usage: usagePolicySchema.optional().describe('Usage rules of every secret without its own usage: (docs/usage.md)'),
     notifications: notificationsSchema.optional().describe('Alerts for a person: signed webhook and Slack destinations, and the events each receives (docs/notifications.md)'),
     dashboard: dashboardSchema.optional().describe('The dashboard of `rekey server`: sign-in with an OpenID Connect provider (docs/dashboard.md)'),
     env: envSchema.prefault({}).describe('Which environment variables ${env:NAME} references may read (never rekey\'s own)'),
@@ -148,6 +151,8 @@ export interface ProviderSpec {
   config: unknown;
   /** For a target: how often the drift check runs, in ms. @defaultValue 30000 */
   driftIntervalMs: number;
+  /** For a target that is a usage source: how often its usage is read (`usage.interval`), in ms; undefined: not collected. */
+  usageIntervalMs?: number | undefined;
 }
 
 export interface RekeyConfig {
@@ -191,10 +196,11 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
       issues.push({ path: ['providers', name, 'type'], message: `unknown provider type "${entry.type}" (known: ${knownTypes})` });
       continue;
     }
-    const { type: _type, drift, ...rest } = entry;
+    const { type: _type, drift, usage, ...rest } = entry;
     const config: unknown = check(module.config, rest, ['providers', name]);
     const driftSettings = check(driftSchema, drift, ['providers', name, 'drift']);
-    if (config !== undefined && driftSettings) providers[name] = { type: module.type, config, driftIntervalMs: driftSettings.interval };
+    const usageSettings = usage === undefined ? undefined : check(usageCollectionSchema, usage, ['providers', name, 'usage']);
+    if (config !== undefined && driftSettings) providers[name] = { type: module.type, config, driftIntervalMs: driftSettings.interval, usageIntervalMs: usageSettings?.interval };
   }
 
   const role = (raw: Record<string, unknown>, wanted: Role, path: Array<string | number>): RoleRef | undefined => {
@@ -272,6 +278,7 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
       leakDeadlineMs: raw.leakDeadline,
       timeoutMs: raw.timeout,
       retry: { attempts: raw.retry.attempts, backoffMs: raw.retry.backoff },
+      usage: raw.usage ?? outer.data.usage,
       };
     }
   }

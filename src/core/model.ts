@@ -4,6 +4,7 @@
  * (BullMQ, derived work that reconcile() can rebuild from the repository).
  */
 import type { JsonObject } from './ports.js';
+import type { UsagePolicy } from './usage-rules.js';
 
 export const VERSION_STATES = ['issuing', 'pending', 'current', 'previous', 'retired', 'revoked', 'failed', 'compromised'] as const;
 export type VersionState = (typeof VERSION_STATES)[number];
@@ -99,6 +100,8 @@ export interface SecretPolicy {
   retry: { attempts: number; backoffMs: number };
   /** Target instance names, in config order. */
   targets: readonly string[];
+  /** Usage rules for the secret's keys (usage-rules.ts); undefined: usage is recorded, no rule applies. */
+  usage?: UsagePolicy | undefined;
 }
 
 export interface LeakReportInput {

@@ -22,6 +22,7 @@ export const NOTICE_TYPES = [
   'drift.repeated',
   'audit.verify-failed',
   'rotation.due',
+  'usage.anomaly',
 ] as const;
 export type NoticeType = (typeof NOTICE_TYPES)[number];
 

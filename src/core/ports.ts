@@ -159,6 +159,32 @@ export interface Inspection {
   holds: 'all' | 'newest';
 }
 
+/**
+ * One key's counters as a usage source reads them (see Target.readUsage). Matched to a version by
+ * fingerprint, never by value. Counters are cumulative since the gateway started tracking the key:
+ * the collector takes differences between reads, and a counter that went down (the entry expired
+ * or the gateway restarted) counts from zero again.
+ */
+export interface UsageCounter {
+  fingerprint: string;
+  /** Requests made with the key. */
+  requests: number;
+  /** Of those, the ones the upstream or the gateway answered with an error (4xx/5xx). */
+  errors: number;
+  /**
+   * Distinct source networks seen with the key within the last `windowMs` of the read (the source
+   * decides what a network is: an address, a /24); undefined when the source cannot tell.
+   */
+  sources: number | undefined;
+}
+
+/** One read of a usage source: every key it tracks, counted up to `at`. */
+export interface UsageReading {
+  /** When the counters were read (the collector's clock). */
+  at: Date;
+  counters: UsageCounter[];
+}
+
 /** What must accept or use the value: a gateway, a workload's Secret, a webhook. One instance per secret. */
 export interface Target {
   /**
@@ -189,6 +215,28 @@ export interface Target {
    * records the error in the sync status and tries again at the next interval.
    */
   inspect?(call: Call): Promise<Inspection>;
+  /**
+   * Optional, the usage source capability: the per-key counters the gateway keeps (an HAProxy stick
+   * table, a Redis counter per key and window). The usage check (src/core/usage.ts) reads it on a
+   * schedule per target (`usage.interval` on the providers: entry, default 10 s) and turns the
+   * differences into rates, baselines, last use per version and rule decisions.
+   *
+   * Must be cheap and incremental: one read of the whole table per interval, shared by every
+   * binding of the same table (`sharedRead`), never one call per key. Read-only, never returns a
+   * value: keys are fingerprinted in the provider. Keys of other secrets may be included; the
+   * check leaves fingerprints it does not know alone. `windowMs` is the collection interval: the
+   * window `sources` counts over.
+   * @throws ProviderError as any call; the check logs it and reads again at the next interval.
+   */
+  readUsage?(windowMs: number, call: Call): Promise<UsageReading>;
+  /**
+   * Optional, with readUsage: moves one version's key into (`throttled: true`) or out of the
+   * gateway's rate-limited class, which the gateway's own config enforces (HAProxy answers 429
+   * over its limit for that key only). Matched by fingerprint like retire(). Idempotent; a key the
+   * target does not hold is success. The drift check does not see the class: inspect() reports the
+   * consumer without it.
+   */
+  throttle?(version: VersionRef, throttled: boolean, call: Call): Promise<void>;
 }
 
 /** Who presented a credential, as an authenticator established it. Public data only. */

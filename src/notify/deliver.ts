@@ -25,6 +25,7 @@ const TITLES: Record<NoticeType, string> = {
   'drift.repeated': 'Target keeps drifting',
   'audit.verify-failed': 'Audit log verification failed',
   'rotation.due': 'Rotation due',
+  'usage.anomaly': 'Key usage anomaly',
 };
 
 /** The body a webhook destination receives. */

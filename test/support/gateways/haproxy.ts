@@ -18,9 +18,15 @@ export interface HaproxyOptions {
   header?: string;
   /** `stats maxconn`, for several rekey processes (the provider opens up to 4 each). @defaultValue HAProxy's 10 */
   statsMaxconn?: number;
+  /**
+   * Track accepted keys in the stick tables of providers/haproxy/README.md "Usage" (`keys`,
+   * `sources`, sources by /24) and refuse throttled keys (`throttled:<consumer>`) with 429 over
+   * `throttledPer10s` requests in 10 s. @defaultValue off
+   */
+  usage?: { throttledPer10s: number };
 }
 
-export async function startHaproxy(backendPort: number, { header = 'X-Api-Key', statsMaxconn }: HaproxyOptions = {}): Promise<HaproxyGateway> {
+export async function startHaproxy(backendPort: number, { header = 'X-Api-Key', statsMaxconn, usage }: HaproxyOptions = {}): Promise<HaproxyGateway> {
   const dir = await tempDir('haproxy');
   const map = join(dir.path, 'api-keys.map');
   const socket = join(dir.path, 'runtime.sock');
@@ -34,7 +40,7 @@ export async function startHaproxy(backendPort: number, { header = 'X-Api-Key', 
     async () => {
       port = await freePort();
       runtimePort = await freePort();
-      await writeFile(config, render({ port, runtimePort, socket, map, header, backendPort, statsMaxconn }));
+      await writeFile(config, render({ port, runtimePort, socket, map, header, backendPort, statsMaxconn, usage }));
     },
     () => start('haproxy', ['-db', '-f', config]),
     async (proc) => {
@@ -49,13 +55,34 @@ export async function startHaproxy(backendPort: number, { header = 'X-Api-Key', 
     dir: dir.path,
     map,
     runtimeApi: { unix: `unix:${socket}`, tcp: `tcp://127.0.0.1:${runtimePort}` },
-    providerConfig: { runtimeApi: `unix:${socket}`, map, probe: { url: `http://127.0.0.1:${port}/`, header } },
+    providerConfig: {
+      runtimeApi: `unix:${socket}`,
+      map,
+      probe: { url: `http://127.0.0.1:${port}/`, header },
+      ...(usage ? { stickTables: { keys: 'st_keys', sources: 'st_key_sources' } } : {}),
+    },
     restart: supervised.restart,
     stop: supervised.stop,
   };
 }
 
-function render(o: { port: number; runtimePort: number; socket: string; map: string; header: string; backendPort: number; statsMaxconn: number | undefined }): string {
+function render(o: { port: number; runtimePort: number; socket: string; map: string; header: string; backendPort: number; statsMaxconn: number | undefined; usage: HaproxyOptions['usage'] }): string {
+  const tables = o.usage
+    ? `
+backend st_keys
+  stick-table type string len 128 size 100k expire 1h store http_req_cnt,http_err_cnt,http_req_rate(10s)
+
+backend st_key_sources
+  stick-table type string len 160 size 1m expire 10m store http_req_cnt
+`
+    : '';
+  const track = o.usage
+    ? `
+  http-request track-sc0 req.fhdr(${o.header}) table st_keys
+  http-request set-var(txn.network) src,ipmask(24)
+  http-request track-sc1 req.fhdr(${o.header}),concat(@,txn.network) table st_key_sources
+  http-request deny deny_status 429 if { var(txn.consumer) -m beg throttled: } { sc0_http_req_rate(st_keys) gt ${o.usage.throttledPer10s} }`
+    : '';
   return `global${o.statsMaxconn ? `\n  stats maxconn ${o.statsMaxconn}` : ''}
   stats socket ${o.socket} mode 600 level operator
   stats socket ipv4@127.0.0.1:${o.runtimePort} level operator
@@ -70,13 +97,13 @@ defaults
 frontend api
   bind 127.0.0.1:${o.port}
   http-request set-var(txn.consumer) req.fhdr(${o.header}),map(${o.map})
-  http-request deny deny_status 401 unless { var(txn.consumer) -m found }
+  http-request deny deny_status 401 unless { var(txn.consumer) -m found }${track}
   http-request set-header ${CONSUMER_HEADER} %[var(txn.consumer)]
   default_backend app
 
 backend app
   server app1 127.0.0.1:${o.backendPort}
-`;
+${tables}`;
 }
 
 /** The `providers:` entry (YAML, indented for a providers: map) pointing a haproxy target at this gateway. */

@@ -1,37 +1,43 @@
 /**
- * When each target's drift check runs: per process (every replica checks on its own clock;
- * repairs are idempotent), on the housekeeping job `drift`, which ticks every second and
- * starts the checks that are due. Each target runs at its own interval (`drift.interval` on
- * its providers: entry, default 30 s), jittered: the next check comes up to a fifth of the
- * interval (at most 5 s) early, never late, so replicas drift apart instead of reading the
- * target in step. Checks of one target never overlap; a slow target delays no other.
+ * When each target's periodic job runs: the drift check and the usage check, one schedule
+ * each. Per process (every replica checks on its own clock; repairs and usage actions are
+ * idempotent), on a housekeeping job (`drift`, `usage`) that ticks every second and starts the
+ * checks that are due. Each target runs at its own interval (`drift.interval` on its providers:
+ * entry, default 30 s; `usage.interval`, only where set), jittered: the next check comes up to a
+ * fifth of the interval (at most 5 s) early, never late, so replicas drift apart instead of
+ * reading the target in step. Checks of one target never overlap; a slow target delays no other.
  */
-import type { Engine } from './core/engine.js';
+import type { ProviderSpec } from './config/schema.js';
 import { describeError } from './core/errors.js';
 import type { Logger } from './core/logger.js';
 import type { Db } from './db/client.js';
 import type { ConfigResolver } from './resolver.js';
 
-/** Targets named by no applied config any more (a removed secret's) are checked this often. */
-const DEFAULT_INTERVAL_MS = 30_000;
 const MAX_JITTER_MS = 5000;
 /** How long the list of bindings is trusted before it is read again. */
 const BINDINGS_TTL_MS = 5000;
 
-export interface DriftScheduleDeps {
-  engine: Engine;
+export interface TargetScheduleDeps {
   resolver: ConfigResolver;
   db: Db;
   log: Logger;
+  /** For logs: `drift`, `usage`. */
+  component: string;
+  /** A target's interval from its providers: entry; undefined: the target is not checked. */
+  interval(spec: ProviderSpec): number | undefined;
+  /** Targets named by no applied config any more (a removed secret's) are checked this often; undefined: not at all. */
+  orphanIntervalMs: number | undefined;
+  /** One check of `target` for `secrets`; its failure is logged. */
+  run(target: string, secrets: string[], intervalMs: number): Promise<unknown>;
 }
 
-export class DriftSchedule {
+export class TargetSchedule {
   private readonly next = new Map<string, number>();
   private readonly running = new Map<string, Promise<void>>();
-  private bindings: { at: number; byTarget: Map<string, string[]>; intervals: Map<string, number> } | undefined;
+  private bindings: { at: number; byTarget: Map<string, string[]>; intervals: Map<string, number | undefined> } | undefined;
   private stopped = false;
 
-  constructor(private readonly deps: DriftScheduleDeps) {}
+  constructor(private readonly deps: TargetScheduleDeps) {}
 
   /** Starts every check that is due; returns without waiting for them. */
   async tick(): Promise<void> {
@@ -40,18 +46,19 @@ export class DriftSchedule {
     const { byTarget, intervals } = await this.bindingsAt(now);
     for (const [target, secrets] of byTarget) {
       if (this.running.has(target)) continue;
-      const interval = intervals.get(target) ?? DEFAULT_INTERVAL_MS;
+      const interval = intervals.has(target) ? intervals.get(target) : this.deps.orphanIntervalMs;
+      if (interval === undefined) continue;
       // A first check within a few seconds of start; a shortened interval (a new apply) takes effect at once.
       let due = this.next.get(target) ?? now + Math.random() * Math.min(interval, MAX_JITTER_MS);
       if (due > now + interval) due = this.nextAfter(now, interval);
       this.next.set(target, due);
       if (due > now) continue;
       this.next.set(target, this.nextAfter(now, interval));
-      const run = this.deps.engine
-        .checkTarget(target, secrets, { repair: true })
+      const run = this.deps
+        .run(target, secrets, interval)
         .then(
           () => undefined,
-          (error: unknown) => this.deps.log.warn({ component: 'drift', target, error: describeError(error) }, 'drift check failed; trying again next interval'),
+          (error: unknown) => this.deps.log.warn({ component: this.deps.component, target, error: describeError(error) }, 'check failed; trying again next interval'),
         )
         .finally(() => this.running.delete(target));
       this.running.set(target, run);
@@ -63,14 +70,14 @@ export class DriftSchedule {
     return now + interval - Math.random() * Math.min(interval / 5, MAX_JITTER_MS);
   }
 
-  /** Checks every target of `secrets` (all when empty) now, once, and waits for the reports. */
-  async checkNow(options: { repair: boolean; secrets?: readonly string[] }) {
+  /** Runs `check` for every target of `secrets` (all when undefined) now, once, one target at a time; returns what each returned. */
+  async checkNow<T>(secrets: readonly string[] | undefined, check: (target: string, secrets: string[]) => Promise<T>): Promise<T[]> {
     const { byTarget } = await this.bindingsAt(Date.now(), true);
-    const filter = options.secrets && new Set(options.secrets);
-    const reports = [];
-    for (const [target, secrets] of byTarget) {
-      const chosen = filter ? secrets.filter((s) => filter.has(s)) : secrets;
-      if (chosen.length) reports.push(await this.deps.engine.checkTarget(target, chosen, { repair: options.repair }));
+    const filter = secrets && new Set(secrets);
+    const reports: T[] = [];
+    for (const [target, bound] of byTarget) {
+      const chosen = filter ? bound.filter((s) => filter.has(s)) : bound;
+      if (chosen.length) reports.push(await check(target, chosen));
     }
     return reports;
   }
@@ -86,7 +93,7 @@ export class DriftSchedule {
    * keys are live) and each target's interval, read again every few seconds: an apply takes
    * effect within BINDINGS_TTL_MS.
    */
-  private async bindingsAt(now: number, fresh = false): Promise<{ byTarget: Map<string, string[]>; intervals: Map<string, number> }> {
+  private async bindingsAt(now: number, fresh = false): Promise<{ byTarget: Map<string, string[]>; intervals: Map<string, number | undefined> }> {
     if (!fresh && this.bindings && now - this.bindings.at < BINDINGS_TTL_MS) return this.bindings;
     const rows = await this.deps.db.secret.findMany({
       where: { OR: [{ removedAt: null }, { versions: { some: { state: { in: ['current', 'previous', 'pending'] } } } }] },
@@ -98,11 +105,11 @@ export class DriftSchedule {
       try {
         for (const target of (await this.deps.resolver.resolve(name)).policy.targets) byTarget.set(target, [...(byTarget.get(target) ?? []), name]);
       } catch (error) {
-        this.deps.log.debug({ component: 'drift', secret: name, error: describeError(error) }, 'drift: cannot resolve secret');
+        this.deps.log.debug({ component: this.deps.component, secret: name, error: describeError(error) }, 'cannot resolve secret');
       }
     }
     const config = await this.deps.resolver.config();
-    const intervals = new Map(Object.entries(config.providers).map(([name, spec]) => [name, spec.driftIntervalMs]));
+    const intervals = new Map(Object.entries(config.providers).map(([name, spec]) => [name, this.deps.interval(spec)]));
     this.bindings = { at: now, byTarget, intervals };
     return this.bindings;
   }

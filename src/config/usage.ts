@@ -1,0 +1,61 @@
+/**
+ * Usage rules in rekey.yaml (docs/usage.md): `usage:` on a secret, or at the top level as the
+ * default of every secret without its own; and `usage: { interval }` on a target's providers:
+ * entry, which turns its usage collection on.
+ */
+import { z } from 'zod';
+import { USAGE_ACTIONS, USAGE_METRICS, type UsagePolicy } from '../core/usage-rules.js';
+import { durationSchema } from './duration.js';
+
+const rule = z
+  .object({
+    name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a rule name is 1-63 characters of a-z 0-9 -').describe('Names the rule in audit events, alerts and leak reports'),
+    metric: z.enum(USAGE_METRICS).describe('rate: requests/s; sources: distinct source networks per window; errorRate: errors/requests in the window (0..1)'),
+    above: z.number().positive().optional().describe('Absolute ceiling of the metric'),
+    factor: z.number().gt(1).optional().describe("Spike: the metric above factor x the key's learned baseline (only after the warm-up)"),
+    minRate: z.number().min(0).default(0).describe('Below this request rate (requests/s) the rule never fires'),
+    action: z.enum(USAGE_ACTIONS).default('observe').describe('observe: audit what would have happened; alert: a usage.anomaly notice; throttle: the gateway rate-limits the key; revoke: the leak path'),
+    windows: z.number().int().min(1).max(100).optional().describe('Consecutive anomalous windows before acting (default: 2 for revoke, 1 otherwise)'),
+    cooldown: durationSchema('10m').describe('After acting, the rule stays quiet this long for the same key'),
+  })
+  .strict()
+  .refine((r) => (r.above === undefined) !== (r.factor === undefined), { message: 'give exactly one of above (a ceiling) and factor (a spike over the baseline)' });
+
+export const usagePolicySchema = z
+  .object({
+    baseline: z
+      .object({
+        halfLife: durationSchema('1h').describe('Half-life of the learned average (EWMA) of each metric'),
+        warmup: durationSchema('30m').describe('How long a key is learned before spike rules (factor) apply'),
+      })
+      .strict()
+      .prefault({}),
+    rules: z
+      .array(rule)
+      .min(1)
+      .refine((rules) => new Set(rules.map((r) => r.name)).size === rules.length, 'two rules have the same name'),
+  })
+  .strict()
+  .transform(
+    (u): UsagePolicy => ({
+      halfLifeMs: u.baseline.halfLife,
+      warmupMs: u.baseline.warmup,
+      rules: u.rules.map((r) => ({
+        name: r.name,
+        metric: r.metric,
+        above: r.above,
+        factor: r.factor,
+        minRate: r.minRate,
+        action: r.action,
+        windows: r.windows ?? (r.action === 'revoke' ? 2 : 1),
+        cooldownMs: r.cooldown,
+      })),
+    }),
+  );
+
+/** rekey's own usage settings on a target's providers: entry. */
+export const usageCollectionSchema = z
+  .object({
+    interval: durationSchema('10s').describe('How often the target\'s usage counters are read (one window); only targets that are usage sources'),
+  })
+  .strict();

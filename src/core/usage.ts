@@ -1,0 +1,175 @@
+/**
+ * The usage check (issue 18): reads one target's usage counters (Target.readUsage), turns the
+ * difference since the previous read into one window per live version, records each version's
+ * last use, judges the window against the secret's usage rules (usage-rules.ts) and acts:
+ *
+ * - every due rule: audit `usage.anomaly` (rule, metric, value, limit, action, what was done);
+ * - `observe`: nothing else (the event says what would have fired);
+ * - `alert`: a `usage.anomaly` notice (so do `throttle` and `revoke`);
+ * - `throttle`: Target.throttle at this target; released once the cool-down has passed and the
+ *   rule no longer fires;
+ * - `revoke`: the leak path with source `usage` and the rule in the delivery id; never while the
+ *   secret is inside a rotation's overlap (a pending or previous version: clients moving keys).
+ *
+ * Baselines and the previous read live in this process (one UsageMonitor per worker): a
+ * restart learns again (spike rules wait for the warm-up; ceilings apply at once). Replicas each
+ * judge on their own; actions are idempotent (throttle sets a value, leak reports dedupe on the
+ * delivery id, notices on their id).
+ */
+import { audit, type EngineDeps, now, providerCall, versionRef } from './context.js';
+import { describeError } from './errors.js';
+import type { AuditContext, VersionRecord } from './model.js';
+import { notify } from './notify.js';
+import { shortFingerprint } from './fingerprint.js';
+import type { JsonObject, Target, UsageReading } from './ports.js';
+import { reportLeak } from './leak.js';
+import { judge, newBaseline, type UsageBaseline, type UsagePolicy, type UsageVerdict, type UsageWindow } from './usage-rules.js';
+
+/** PostgreSQL behind an interface, for the usage check. */
+export interface UsageRepository {
+  /** Moves each version's last use forward to `at` (never back). Not audited: bookkeeping. */
+  recordUse(versionIds: readonly string[], at: Date): Promise<void>;
+  /** Writes the audit event `usage.anomaly` (or `usage.released`) in the secret's chain. */
+  recordUsageEvent(event: { action: 'usage.anomaly' | 'usage.released'; secret: string; versionId: string; data: JsonObject }, audit: AuditContext): Promise<void>;
+}
+
+interface Watched {
+  version: VersionRecord;
+  usage: UsagePolicy | undefined;
+  consumer: string;
+  target: Target;
+}
+
+export class UsageMonitor {
+  readonly #previous = new Map<string, UsageReading>();
+  readonly #baselines = new Map<string, UsageBaseline>();
+  /** Throttled versions (by id) and when their throttle may be lifted. */
+  readonly #throttled = new Map<string, number>();
+
+  constructor(
+    private readonly deps: EngineDeps,
+    private readonly repo: UsageRepository,
+  ) {}
+
+  /** One usage check of `target` for `secrets` (the others are left alone). Never throws: a failure is logged. */
+  async check(target: string, secrets: readonly string[], windowMs: number): Promise<void> {
+    const log = this.deps.log.child({ component: 'usage', target });
+    try {
+      await this.#check(target, secrets, windowMs);
+    } catch (error) {
+      log.warn({ error: describeError(error) }, 'usage check failed; reading again next interval');
+    }
+  }
+
+  async #check(target: string, secrets: readonly string[], windowMs: number): Promise<void> {
+    const log = this.deps.log.child({ component: 'usage', target });
+    const watched = new Map<string, Watched>();
+    let source: { target: Target; timeoutMs: number } | undefined;
+    const policies = new Map<string, { usage: UsagePolicy | undefined; consumer: string; bound: Target }>();
+    for (const secret of secrets) {
+      const resolved = await this.deps.providers.resolve(secret);
+      const bound = resolved.targets.get(target);
+      if (!bound?.readUsage) continue;
+      source ??= { target: bound, timeoutMs: resolved.policy.timeoutMs };
+      policies.set(secret, { usage: resolved.policy.usage, consumer: resolved.policy.consumer, bound });
+    }
+    if (!source) return;
+    const reader = source.target;
+    // Any binding reads the whole table: one read per target and interval.
+    const reading = await providerCall(this.deps, log, { provider: target, op: 'target.readUsage' }, source.timeoutMs, (c) => reader.readUsage!(windowMs, c));
+    const previous = this.#previous.get(target);
+    this.#previous.set(target, reading);
+    if (!previous) return;
+    for (const version of await this.deps.repo.versionsOf([...policies.keys()], ['pending', 'current', 'previous'])) {
+      const p = policies.get(version.secret)!;
+      if (version.fingerprint) watched.set(version.fingerprint, { version, usage: p.usage, consumer: p.consumer, target: p.bound });
+    }
+    const before = new Map(previous.counters.map((c) => [c.fingerprint, c]));
+    const ms = Math.max(1, reading.at.getTime() - previous.at.getTime());
+    const used: string[] = [];
+    const windows = new Map<string, UsageWindow>();
+    for (const counter of reading.counters) {
+      if (!watched.has(counter.fingerprint)) continue;
+      const last = before.get(counter.fingerprint);
+      // A counter that went down was reset (expired entry, restarted gateway): it counts from zero.
+      const reset = !last || counter.requests < last.requests;
+      const window = { ms, requests: counter.requests - (reset ? 0 : last.requests), errors: Math.max(0, counter.errors - (reset ? 0 : last.errors)), sources: counter.sources };
+      windows.set(counter.fingerprint, window);
+      if (window.requests > 0) used.push(watched.get(counter.fingerprint)!.version.id);
+    }
+    if (used.length) await this.repo.recordUse(used, reading.at);
+    for (const [fingerprint, w] of watched) {
+      if (!w.usage) continue;
+      const window = windows.get(fingerprint) ?? { ms, requests: 0, errors: 0, sources: 0 };
+      const key = `${target}\n${w.version.id}`;
+      const baseline = this.#baselines.get(key) ?? newBaseline();
+      this.#baselines.set(key, baseline);
+      const verdicts = judge(w.usage, baseline, window, reading.at.getTime());
+      for (const verdict of verdicts.filter((v) => v.due)) await this.#act(target, w, verdict, { end: reading.at, ms: window.ms }, log);
+      await this.#maybeRelease(target, w, verdicts, reading.at.getTime());
+    }
+    this.#forget(target, new Set([...watched.values()].map((w) => w.version.id)));
+  }
+
+  async #act(target: string, w: Watched, verdict: UsageVerdict, window: { end: Date; ms: number }, log: EngineDeps['log']): Promise<void> {
+    const { rule } = verdict;
+    const { version } = w;
+    let done = rule.action === 'observe' ? 'observed' : 'alerted';
+    if (rule.action === 'throttle') {
+      if (w.target.throttle) {
+        await providerCall(this.deps, log, { provider: target, op: 'target.throttle' }, 30_000, (c) => w.target.throttle!(versionRef(version, w.consumer), true, c));
+        this.#throttled.set(version.id, now(this.deps).getTime() + rule.cooldownMs);
+        done = 'throttled';
+      } else done = 'not-throttled: the target cannot throttle';
+    }
+    if (rule.action === 'revoke') {
+      const overlap = await this.deps.repo.versionsOf([version.secret], ['pending', 'previous']);
+      if (overlap.length) done = 'not-revoked: inside a rotation overlap';
+      else {
+        await reportLeak(this.deps, { source: 'usage', deliveryId: `${rule.name}:${version.id}`, fingerprint: version.fingerprint!, receivedAt: now(this.deps) });
+        done = 'revoked';
+      }
+    }
+    const data = {
+      target,
+      rule: rule.name,
+      metric: rule.metric,
+      value: round(verdict.value),
+      limit: rule.above ?? round(rule.factor! * verdict.baseline!),
+      baseline: verdict.baseline === null ? null : round(verdict.baseline),
+      windows: verdict.streak,
+      windowEnd: window.end.toISOString(),
+      windowMs: window.ms,
+      action: rule.action,
+      done,
+      version: version.number,
+      fingerprint: shortFingerprint(version.fingerprint),
+    };
+    await this.repo.recordUsageEvent({ action: 'usage.anomaly', secret: version.secret, versionId: version.id, data }, audit(this.deps));
+    log.warn({ secret: version.secret, versionId: version.id, rule: rule.name, action: rule.action, done }, 'usage anomaly');
+    if (rule.action !== 'observe') {
+      const at = now(this.deps).getTime();
+      await notify(this.deps, 'usage.anomaly', `${rule.name}.${version.id}.${Math.floor(at / Math.max(rule.cooldownMs, 1000))}`, version.secret, data);
+    }
+  }
+
+  /** Lifts a throttle once its cool-down has passed and no throttle rule fires any more. */
+  async #maybeRelease(target: string, w: Watched, verdicts: UsageVerdict[], at: number): Promise<void> {
+    const until = this.#throttled.get(w.version.id);
+    if (until === undefined || at < until || verdicts.some((v) => v.rule.action === 'throttle') || !w.target.throttle) return;
+    const log = this.deps.log.child({ component: 'usage', target });
+    await providerCall(this.deps, log, { provider: target, op: 'target.throttle' }, 30_000, (c) => w.target.throttle!(versionRef(w.version, w.consumer), false, c));
+    this.#throttled.delete(w.version.id);
+    await this.repo.recordUsageEvent({ action: 'usage.released', secret: w.version.secret, versionId: w.version.id, data: { target, version: w.version.number } }, audit(this.deps));
+  }
+
+  /** Drops the baselines this target kept for versions no longer live. */
+  #forget(target: string, live: Set<string>): void {
+    for (const key of this.#baselines.keys()) {
+      const [of, id] = key.split('\n');
+      if (of === target && !live.has(id!)) this.#baselines.delete(key);
+    }
+  }
+}
+
+const round = (n: number) => Math.round(n * 1000) / 1000;

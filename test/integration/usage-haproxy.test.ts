@@ -1,0 +1,145 @@
+/**
+ * Usage-based protection through a real HAProxy (issue 18): 50 per-client keys of one secret
+ * and one key of another secret get steady noisy traffic on loopback; the worker reads the
+ * stick tables every second (one window). No rule fires while the traffic is steady. Then
+ * one client's key jumps 20x from 20 new source networks: the spike rule throttles it (HAProxy
+ * answers 429 for that key only) within two collection windows of the spike, while every
+ * other key keeps getting 200. The other secret's key, under the same rule in observe mode,
+ * jumps the same way: the anomaly is audited and nothing changes at the gateway.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseRuntimeEndpoint, runtimeCommand } from '../../providers/haproxy/runtime-api.js';
+import { startBackend, startHaproxy, type Backend, type HaproxyGateway } from '../support/gateways/index.js';
+import { keyedLoad, type KeyedLoad } from '../support/gateways/keyed-load.js';
+import { startHarness, type Harness } from '../support/harness.js';
+import { until } from '../support/poll.js';
+
+const family = `uf-${randomUUID().slice(0, 8)}`;
+const watched = `uo-${randomUUID().slice(0, 8)}`;
+const clients = Array.from({ length: 50 }, (_, i) => `c${String(i + 1).padStart(2, '0')}`);
+const STEADY = 4;
+const SPIKE_SOURCES = Array.from({ length: 20 }, (_, i) => `127.0.${i + 1}.1`);
+
+let h: Harness;
+let backend: Backend;
+let haproxy: HaproxyGateway;
+let load: KeyedLoad;
+const keys = new Map<string, string>();
+
+const rule = (action: string) => `{ name: spike, metric: rate, factor: 5, minRate: 10, action: ${action}, cooldown: 1m }`;
+
+async function currentValue(name: string): Promise<string> {
+  const { store } = await h.runtime.resolver.resolve(name);
+  return (await store.read({ stage: 'current' }, { signal: new AbortController().signal })).reveal();
+}
+
+interface Anomaly {
+  rule: string;
+  action: string;
+  done: string;
+  value: number;
+  windowEnd: string;
+  windowMs: number;
+}
+
+async function anomalies(secret?: string): Promise<Array<{ secret: string; data: Anomaly }>> {
+  const rows = await h.runtime.db.auditEvent.findMany({ where: { action: 'usage.anomaly', ...(secret ? { chain: secret } : {}) }, orderBy: { seq: 'asc' } });
+  return rows.map((r) => ({ secret: r.chain, data: r.data as unknown as Anomaly }));
+}
+
+/** Each collection moves the last use of a version that was used forward: waits for `n` more. */
+async function windows(n: number): Promise<void> {
+  const name = `${family}/c01`;
+  const seen = new Set<number>();
+  await until(
+    async () => {
+      const v = await h.runtime.db.version.findFirst({ where: { secret: { name }, state: 'current' }, select: { lastUsedAt: true } });
+      if (v?.lastUsedAt) seen.add(v.lastUsedAt.getTime());
+      return seen.size > n;
+    },
+    60_000,
+    `${n} collection windows`,
+  );
+}
+
+const statuses = (key: string) => Object.fromEntries(load.answers(key));
+
+beforeAll(async () => {
+  backend = await startBackend();
+  haproxy = await startHaproxy(backend.port, { usage: { throttledPer10s: 5 } });
+  h = await startHarness({ label: 'usage-haproxy' });
+  const { probe: _probe, ...gateway } = haproxy.providerConfig;
+  // No probe: verify reads the live map, which keeps the 51 first rotations short.
+  const edge = { type: 'haproxy', ...gateway, drift: { interval: '1h' }, usage: { interval: '1s' } };
+  await h.apply(`
+providers:
+  vault: { type: local }
+  edge: ${JSON.stringify(edge)}
+usage:
+  baseline: { halfLife: 20s, warmup: 3s }
+  rules: [${rule('throttle')}]
+secrets:
+  ${family}:
+    clients: [${clients.join(', ')}]
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_uf_ }
+    targets: [edge]
+  ${watched}:
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_uo_ }
+    targets: [edge]
+    usage:
+      baseline: { halfLife: 20s, warmup: 3s }
+      rules: [${rule('observe')}]
+`);
+  const names = [...clients.map((c) => `${family}/${c}`), watched];
+  // A few at a time: the harness's connection pool is small.
+  for (let i = 0; i < names.length; i += 8) await Promise.all(names.slice(i, i + 8).map(async (name) => expect((await h.rotate(name, 60_000)).status).toBe('succeeded')));
+  for (const name of names) keys.set(name, await currentValue(name));
+  load = keyedLoad({ url: haproxy.url, header: haproxy.header, streams: [...keys.values()].map((key) => ({ key, rate: STEADY })) });
+}, 120_000);
+
+afterAll(async () => {
+  await load?.stop();
+  await h?.stop();
+  await haproxy?.stop();
+  await backend?.close();
+});
+
+describe('usage rules through HAProxy', () => {
+  it('steady noisy traffic on 51 keys: no rule fires over the warm-up and several windows after it', async () => {
+    await windows(8);
+    expect(await anomalies()).toEqual([]);
+    for (const key of keys.values()) expect(Object.keys(statuses(key))).toEqual(['200']);
+    const used = await h.runtime.db.version.count({ where: { secret: { name: { startsWith: `${family}/` } }, state: 'current', lastUsedAt: { not: null } } });
+    expect(used).toBe(50);
+  }, 90_000);
+
+  it('a key jumping 20x from 20 new networks is throttled within two windows (429 for it alone); the same rule in observe mode changes nothing', async () => {
+    const spiked = keys.get(`${family}/c07`)!;
+    const observed = keys.get(watched)!;
+    const spikeStart = Date.now();
+    load.set({ key: spiked, rate: STEADY * 20, sources: SPIKE_SOURCES });
+    load.set({ key: observed, rate: STEADY * 20, sources: SPIKE_SOURCES });
+
+    await until(async () => (await anomalies(`${family}/c07`)).length > 0 && (await anomalies(watched)).length > 0, 60_000, 'both anomalies audited');
+    const [throttled] = await anomalies(`${family}/c07`);
+    expect(throttled!.data).toMatchObject({ rule: 'spike', action: 'throttle', done: 'throttled' });
+    // The window that caught it is the first or second one holding spike traffic, by the windows' own lengths.
+    expect(new Date(throttled!.data.windowEnd).getTime() - 2 * throttled!.data.windowMs).toBeLessThanOrEqual(spikeStart);
+    const [seen] = await anomalies(watched);
+    expect(seen!.data).toMatchObject({ rule: 'spike', action: 'observe', done: 'observed' });
+
+    const before429 = statuses(spiked)[429] ?? 0;
+    await until(() => Promise.resolve((statuses(spiked)[429] ?? 0) > before429 + 20), 30_000, 'HAProxy answers 429 to the throttled key');
+    const map = await runtimeCommand(parseRuntimeEndpoint(haproxy.runtimeApi.unix), `show map ${haproxy.map}`, new AbortController().signal, 5000);
+    const values = new Map(map.trim().split('\n').map((line) => [line.split(' ')[1]!, line.split(' ')[2]!]));
+    expect(values.get(spiked)).toBe('throttled:c07');
+    expect(values.get(observed)).toBe(watched);
+    // Every other key, the observed one included, only ever got 200.
+    for (const [name, key] of keys) if (key !== spiked) expect({ name, answered: Object.keys(statuses(key)) }).toEqual({ name, answered: ['200'] });
+    // Only the spike's own anomalies: no other key was acted on.
+    expect(new Set((await anomalies()).map((a) => a.secret))).toEqual(new Set([`${family}/c07`, watched]));
+  }, 90_000);
+});

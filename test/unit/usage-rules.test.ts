@@ -1,0 +1,48 @@
+// The usage rules' judgement of one window (src/core/usage-rules.ts), and their config (src/config/usage.ts).
+import { describe, expect, it } from 'vitest';
+import { usagePolicySchema } from '../../src/config/usage.js';
+import { judge, newBaseline } from '../../src/core/usage-rules.js';
+
+const policy = usagePolicySchema.parse({
+  baseline: { halfLife: '10s', warmup: '5s' },
+  rules: [
+    { name: 'spike', metric: 'rate', factor: 5, minRate: 10, action: 'throttle' },
+    { name: 'ceiling', metric: 'sources', above: 20, action: 'revoke', cooldown: '1m' },
+  ],
+});
+const second = (requests: number, sources = 1) => ({ ms: 1000, requests, errors: 0, sources });
+
+describe('usage rules', () => {
+  it('defaults: revoke waits for two windows, other actions for one; one of above and factor', () => {
+    expect(policy.rules.map((r) => [r.name, r.windows, r.cooldownMs])).toEqual([
+      ['spike', 1, 600_000],
+      ['ceiling', 2, 60_000],
+    ]);
+    expect(usagePolicySchema.safeParse({ rules: [{ name: 'x', metric: 'rate', above: 1, factor: 2 }] }).success).toBe(false);
+    expect(usagePolicySchema.safeParse({ rules: [{ name: 'x', metric: 'rate' }] }).success).toBe(false);
+  });
+
+  it('a spike rule is silent during the warm-up, then fires at factor x the learned rate (above minRate)', () => {
+    expect(judge(policy, newBaseline(), second(400), 1000)).toEqual([]); // warm-up: learned, not judged
+    const baseline = newBaseline();
+    let t = 0;
+    for (let i = 0; i < 9; i++) expect(judge(policy, baseline, second(i % 2 ? 6 : 2), (t += 1000))).toEqual([]);
+    expect(baseline.mean.rate).toBeGreaterThan(2);
+    expect(baseline.mean.rate).toBeLessThan(6);
+    expect(judge(policy, baseline, second(8), (t += 1000))).toEqual([]); // under minRate
+    const [verdict] = judge(policy, baseline, second(400), t + 1000);
+    expect(verdict).toMatchObject({ rule: { name: 'spike' }, value: 400, streak: 1, due: true });
+    // Not learned: the next quiet window is judged against the same baseline.
+    expect(baseline.mean.rate).toBeLessThan(100);
+  });
+
+  it('a revoke ceiling needs two windows in a row, then keeps quiet for its cool-down', () => {
+    const baseline = newBaseline();
+    expect(judge(policy, baseline, second(5, 30), 1000)[0]).toMatchObject({ due: false, streak: 1 });
+    expect(judge(policy, baseline, second(5, 1), 2000)).toEqual([]); // the streak breaks
+    expect(judge(policy, baseline, second(5, 30), 3000)[0]).toMatchObject({ due: false, streak: 1 });
+    expect(judge(policy, baseline, second(5, 30), 4000)[0]).toMatchObject({ due: true, streak: 2 });
+    expect(judge(policy, baseline, second(5, 30), 5000)[0]).toMatchObject({ due: false, streak: 3 });
+    expect(judge(policy, baseline, second(5, 30), 64_000)[0]).toMatchObject({ due: true });
+  });
+});
