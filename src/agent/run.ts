@@ -7,7 +7,7 @@ import { ExitCode } from '../cli/context.js';
 import { startAgent } from './agent.js';
 import { loadTemplate } from './templates.js';
 
-const CLIENT_KEY_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
 export async function runAgent(ctx: CliContext, flags: AgentFlags): Promise<void> {
   const file = flags.clientKeyFile ?? flags.tokenFile;
@@ -18,7 +18,7 @@ export async function runAgent(ctx: CliContext, flags: AgentFlags): Promise<void
   const agent = await startAgent({
     server: flags.server,
     credential: async () => (await readFile(file, 'utf8')).trim(),
-    credentialType: flags.clientKeyFile ? CLIENT_KEY_TYPE : undefined,
+    credentialType: flags.clientKeyFile ? ACCESS_TOKEN_TYPE : undefined,
     requestToken: await requestToken(flags.requestTokenFile),
     port: flags.port,
     secrets: flags.secret,

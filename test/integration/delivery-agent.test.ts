@@ -15,7 +15,7 @@ import { AGENT_TOKEN_HEADER, startAgent, type Agent, type AgentLogEvent } from '
 import { loadTemplate } from '../../src/agent/templates.js';
 import { deliveryRoutes } from '../../src/delivery/routes.js';
 import { jwksRoutes } from '../../src/jwks/routes.js';
-import { CLIENT_KEY_TYPE, currentVersion, storedValue, verifyServed } from '../support/delivery.js';
+import { ACCESS_TOKEN_TYPE, currentVersion, storedValue, verifyServed } from '../support/delivery.js';
 import { killOnExit } from '../support/gateways/process.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
@@ -59,7 +59,7 @@ delivery:
   agent = await startAgent({
     server: h.serving!.url,
     credential: async () => (await readFile(keyFile, 'utf8')).trim(),
-    credentialType: CLIENT_KEY_TYPE,
+    credentialType: ACCESS_TOKEN_TYPE,
     requestToken: REQUEST_TOKEN,
     port: 0,
     secrets: [],

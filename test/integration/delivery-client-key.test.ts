@@ -5,9 +5,9 @@
  * on; a tampered key, a key of another family and garbage get the one refusal; neither key nor
  * token reaches the audit log or the logs.
  */
-import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { deliveryRoutes, GRANT_TYPE } from '../../src/delivery/routes.js';
+import { deliveryRoutes } from '../../src/delivery/routes.js';
+import { ACCESS_TOKEN_TYPE, exchange as exchangeToken, REFUSED, storedValue, verifyServed } from '../support/delivery.js';
 import { jwksRoutes } from '../../src/jwks/routes.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
@@ -45,23 +45,15 @@ delivery:
 }, 120_000);
 afterAll(() => h.stop());
 
-const keyOf = async (secret: string) => (await (await h.runtime.resolver.resolve(secret)).store.read({ stage: 'current' }, { signal: AbortSignal.timeout(10_000) })).reveal();
+const keyOf = (secret: string) => storedValue(h, secret);
 
+/** POST /v1/token with a client key for `partner-api`: status and body. */
 async function exchange(key: string) {
-  const response = await fetch(`${h.serving!.url}/v1/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: GRANT_TYPE, subject_token: key, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', audience: 'partner-api' }),
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  const { status, body } = await exchangeToken(h, key, { type: ACCESS_TOKEN_TYPE, audience: 'partner-api' });
+  return { status, body };
 }
 
-const REFUSED = { status: 400, body: { error: 'invalid_request', error_description: 'the subject token is not valid' } };
-
-async function verify(token: string) {
-  const jwks = (await (await fetch(`${h.serving!.url}/.well-known/jwks.json`)).json()) as JSONWebKeySet;
-  return (await jwtVerify(token, createLocalJWKSet(jwks), { issuer: 'https://rekey.test', audience: 'partner-api', algorithms: ['ES256'] })).payload;
-}
+const verify = async (token: string) => (await verifyServed(h, token, { issuer: 'https://rekey.test', audience: 'partner-api' })).payload;
 
 it('exchanges a client key for a token naming the client, audited without key or token', async () => {
   const key = await keyOf('api-clients/acme');

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createClient, RekeyClientError, type ClientLogEvent, type SecretChange } from '../../src/client/index.js';
 import { deliveryRoutes } from '../../src/delivery/routes.js';
 import { jwksRoutes } from '../../src/jwks/routes.js';
-import { CLIENT_KEY_TYPE, currentVersion, storedValue, verifyServed } from '../support/delivery.js';
+import { ACCESS_TOKEN_TYPE, currentVersion, storedValue, verifyServed } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { TcpFront } from '../support/tcp-front.js';
 
@@ -67,7 +67,7 @@ const logger = (event: ClientLogEvent) => logs.push(event);
 const logged = (code: ClientLogEvent['code'], from: number) => expect.poll(() => logs.slice(from).some((e) => e.code === code), { timeout: 30_000, interval: 20 }).toBe(true);
 
 function client(key: () => Promise<string>, o: { url?: string; refreshAt?: number } = {}) {
-  return createClient({ url: o.url ?? h.serving!.url, credential: key, credentialType: CLIENT_KEY_TYPE, logger, refreshAt: o.refreshAt, retry: { attempts: 200, baseMs: 20, maxMs: 100 } });
+  return createClient({ url: o.url ?? h.serving!.url, credential: key, credentialType: ACCESS_TOKEN_TYPE, logger, refreshAt: o.refreshAt, retry: { attempts: 200, baseMs: 20, maxMs: 100 } });
 }
 const billingKey = () => storedValue(h, 'app-clients/billing');
 const audited = (action: string) => h.runtime.db.auditEvent.count({ where: { action } });
@@ -80,7 +80,7 @@ it('gets a token for an audience that verifies against the JWKS, serves it from 
   expect(protectedHeader.kid).toBe((await currentVersion(h, 'api-signing')).id);
   expect(first.expiresAt - Date.now()).toBeGreaterThan(4 * 60_000);
 
-  const steady = createClient({ url: h.serving!.url, credential: billingKey, credentialType: CLIENT_KEY_TYPE, logger });
+  const steady = createClient({ url: h.serving!.url, credential: billingKey, credentialType: ACCESS_TOKEN_TYPE, logger });
   const before = await audited('delivery.token');
   const [a, b] = await Promise.all([steady.token('api.example.com'), steady.token('api.example.com')]);
   expect(a.token).toBe(b.token); // callers at once share one exchange

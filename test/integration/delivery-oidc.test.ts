@@ -8,7 +8,8 @@
  */
 import { decodeJwt, type JWK } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { deliveryRoutes, GRANT_TYPE } from '../../src/delivery/routes.js';
+import { deliveryRoutes } from '../../src/delivery/routes.js';
+import { ACCESS_TOKEN_TYPE, exchange as exchangeToken, REFUSED } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { type LocalIdp, rsaKey, startIdp } from '../support/oidc-provider.js';
 
@@ -99,16 +100,12 @@ afterAll(async () => {
   for (const started of idps) await started.close();
 });
 
+/** POST /v1/token with an OIDC token for `internal-api`: status and body. */
 async function exchange(subjectToken: string) {
-  const response = await fetch(`${h.serving!.url}/v1/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: GRANT_TYPE, subject_token: subjectToken, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', audience: 'internal-api' }),
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  const { status, body } = await exchangeToken(h, subjectToken, { type: ACCESS_TOKEN_TYPE, audience: 'internal-api' });
+  return { status, body };
 }
 
-const REFUSED = { status: 400, body: { error: 'invalid_request', error_description: 'the subject token is not valid' } };
 const reasons = () => h.logs.filter((l) => l.includes('credential refused')).map((l) => (JSON.parse(l) as { reason: string }).reason);
 
 it('exchanges a token of the real OIDC provider for a rekey token naming its subject', async () => {

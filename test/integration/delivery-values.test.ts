@@ -7,9 +7,9 @@
  * subjects and by failed authentications from its address. GET /v1/events tells a connected
  * client of a rotation within a second of the promotion, and of a revocation.
  */
-import { SignJWT } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { deliveryRoutes } from '../../src/delivery/routes.js';
+import { attestationToken, currentVersion, storedValue } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { runRekey } from '../support/processes.js';
 import { openStream } from '../support/sse.js';
@@ -59,14 +59,7 @@ delivery:
 }, 120_000);
 afterAll(() => h.stop());
 
-const call = () => ({ signal: AbortSignal.timeout(10_000) });
-
-async function attestation(sub = 'app:com.example.ios'): Promise<string> {
-  const { store } = await h.runtime.resolver.resolve('app-attestation');
-  const secret = (await store.read({ stage: 'current' }, call())).reveal();
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setAudience('rekey').setIssuedAt(now - 5).setExpirationTime(now + 120).sign(new TextEncoder().encode(secret));
-}
+const attestation = (sub = 'app:com.example.ios') => attestationToken(h, 'app-attestation', { sub });
 
 async function get(secret: string, credential: string | undefined, headers: Record<string, string> = {}) {
   const response = await fetch(`${h.serving!.url}/v1/secrets/${secret}`, { headers: { ...(credential ? { authorization: `Bearer ${credential}` } : {}), ...headers } });
@@ -74,8 +67,8 @@ async function get(secret: string, credential: string | undefined, headers: Reco
   return { status: response.status, headers: response.headers, body: (text ? JSON.parse(text) : undefined) as Record<string, unknown> | undefined };
 }
 
-const current = (secret: string) => h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: secret }, state: 'current' } });
-const stored = async (secret: string) => (await (await h.runtime.resolver.resolve(secret)).store.read({ stage: 'current' }, call())).reveal();
+const current = (secret: string) => currentVersion(h, secret);
+const stored = (secret: string) => storedValue(h, secret);
 
 it('hands the current value to the granted subject with its version, ETag, no-store and an expiry, and audits it without the value', async () => {
   const answer = await get('payments-api-key', await attestation());

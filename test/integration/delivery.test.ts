@@ -7,10 +7,11 @@
  * during its grace; every hand-out audited without the token; and after a leak of the signing
  * key's current version, new tokens come from the new version and the old key has left the JWKS.
  */
-import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, SignJWT, type JSONWebKeySet } from 'jose';
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, SignJWT } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { deliveryRoutes, GRANT_TYPE, JWT_TOKEN_TYPE } from '../../src/delivery/routes.js';
+import { deliveryRoutes, JWT_TOKEN_TYPE } from '../../src/delivery/routes.js';
 import { jwksRoutes } from '../../src/jwks/routes.js';
+import { currentVersion, exchange as exchangeToken, REFUSED, servedJwks, verifyServed } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
 let h: Harness;
@@ -58,20 +59,9 @@ async function attestation(o: { sub?: string; aud?: string; exp?: number; stage?
     .sign(new TextEncoder().encode(secret));
 }
 
-async function exchange(subjectToken: string, audience = 'api.example.com') {
-  const response = await fetch(`${h.serving!.url}/v1/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: GRANT_TYPE, subject_token: subjectToken, subject_token_type: JWT_TOKEN_TYPE, audience }),
-  });
-  return { status: response.status, cacheControl: response.headers.get('cache-control'), body: (await response.json()) as Record<string, unknown> };
-}
-
-async function jwks() {
-  return (await (await fetch(`${h.serving!.url}/.well-known/jwks.json`)).json()) as JSONWebKeySet;
-}
-
-const currentSigning = () => h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'api-signing' }, state: 'current' } });
+const exchange = (subjectToken: string, audience = 'api.example.com') => exchangeToken(h, subjectToken, { audience });
+const jwks = () => servedJwks(h);
+const currentSigning = () => currentVersion(h, 'api-signing');
 
 it('exchanges a valid attestation token for a JWT that verifies against the published JWKS, and audits it without the token', async () => {
   const presented = await attestation();
@@ -80,7 +70,7 @@ it('exchanges a valid attestation token for a JWT that verifies against the publ
   expect(answer.cacheControl).toBe('no-store');
   expect(answer.body).toMatchObject({ issued_token_type: JWT_TOKEN_TYPE, token_type: 'Bearer', expires_in: 300 });
   const token = answer.body.access_token as string;
-  const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet(await jwks()), { issuer: 'https://rekey.test', audience: 'api.example.com', algorithms: ['ES256'] });
+  const { payload, protectedHeader } = await verifyServed(h, token, { issuer: 'https://rekey.test', audience: 'api.example.com' });
   expect(protectedHeader.kid).toBe((await currentSigning()).id);
   expect(payload).toMatchObject({ sub: 'app:com.example.ios', did: 'device-42', tier: 'gold' });
   expect(payload.exp! - payload.iat!).toBe(300);
@@ -109,7 +99,7 @@ it('refuses expired, wrong-audience, tampered, alg none and wrongly keyed attest
     garbage: 'not.a.jwt',
   };
   for (const [why, token] of Object.entries(refused)) {
-    expect({ why, ...(await exchange(token)) }).toEqual({ why, status: 400, cacheControl: 'no-store', body: { error: 'invalid_request', error_description: 'the subject token is not valid' } });
+    expect({ why, ...(await exchange(token)) }).toEqual({ why, ...REFUSED, cacheControl: 'no-store' });
   }
   expect(decodeProtectedHeader(none).alg).toBe('none');
   // Authenticated, but no grant covers this subject, or this audience.

@@ -10,7 +10,8 @@ import type { Harness } from './harness.js';
 /** The one answer to every invalid subject token. */
 export const REFUSED = { status: 400, body: { error: 'invalid_request', error_description: 'the subject token is not valid' } };
 
-export const CLIENT_KEY_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+/** RFC 8693's token type for an opaque access token: what a client key or an OIDC access token is presented as. */
+export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
 const call = () => ({ signal: AbortSignal.timeout(10_000) });
 
