@@ -124,7 +124,7 @@ export class Runtime {
       ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
     });
     const { queuePrefix: prefix, anchorEveryMs } = this.settings;
-    this.reconciler = new ReconcilePasses({ db: this.db, redis: this.redis, queues: this.queues, engine: this.engine, metrics: this.metrics, log: this.log, prefix, anchorEveryMs });
+    this.reconciler = new ReconcilePasses({ db: this.db, redis: this.redis, queues: this.queues, engine: this.engine, metrics: this.metrics, log: this.log.child({ component: 'reconcile' }), prefix, anchorEveryMs });
     // Redis may have come back empty: the next pass re-derives everything.
     this.redis.on('ready', () => this.reconciler.forgetWatermark());
     const scheduled = { resolver: this.resolver, db: this.db, log: this.log };
