@@ -6,7 +6,9 @@
  * secret (the audit log as a whole, config revisions, leak reports of unknown keys) needs the
  * scope without a glob.
  */
-import { SCOPE_PATTERN } from '../config/dashboard.js';
+
+/** The syntax of a scope: `rotate:payments-*`. Kept here, free of zod: `rekey keygen` and `--help` load this module. */
+export const SCOPE_PATTERN = /^(read|rotate|revoke|admin)(?::([A-Za-z0-9_.*/-]{1,200}))?$/;
 
 export const SCOPE_NAMES = ['read', 'rotate', 'revoke', 'admin'] as const;
 export type ScopeName = (typeof SCOPE_NAMES)[number];

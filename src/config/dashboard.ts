@@ -16,11 +16,9 @@
  * ```
  */
 import { z } from 'zod';
+import { SCOPE_PATTERN } from '../api/scopes.js';
 import { credential } from '../core/credential.js';
 import { checkOutboundUrl, insecureFlag } from '../core/kit/outbound-url.js';
-
-/** The syntax of an admin API scope (parsed by src/api/scopes.ts): `rotate:payments-*`. */
-export const SCOPE_PATTERN = /^(read|rotate|revoke|admin)(?::([A-Za-z0-9_.*/-]{1,200}))?$/;
 
 const oidcSchema = z
   .object({
