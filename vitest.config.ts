@@ -2,9 +2,9 @@ import { defineConfig } from 'vitest/config';
 
 // unit: no services. integration: the real Redis and PostgreSQL (REDIS_URL,
 // DATABASE_URL) and real gateways; each file isolated by its own database and queue
-// prefix, so files run in parallel: three at a time (vitest's default is one fewer than the
-// cores, one file at a time on 2 cores, and most of these files wait on real processes and
-// services, not on the CPU). processes: tests that run several real rekey
+// prefix, so files run in parallel: three at a time (maxWorkers; vitest's default is one fewer
+// than the cores, one file at a time on 2 cores, and most of these files wait on real processes
+// and services, not on the CPU). processes: tests that run several real rekey
 // processes with tight timing (crash recovery, cron across workers, shutdown, outages);
 // they run after the rest, one file at a time, so a 2-core machine does not starve them.
 // soak: the short chaos soak, last and alone (it brings its own PostgreSQL, Redis and
@@ -17,6 +17,7 @@ const integration = {
 
 export default defineConfig({
   test: {
+    maxWorkers: 3,
     reporters: ['default', './test/support/summary-reporter.ts'],
     projects: [
       {
@@ -33,7 +34,6 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts', 'providers/*/test/**/*.test.ts'],
           exclude: ['**/*.unit.test.ts'],
-          maxWorkers: 3,
           ...integration,
         },
       },
