@@ -75,5 +75,6 @@ it('a worker process rolls back a failed rotation and delivers rotation.failed; 
   expect(tries.every((d) => d.id === id && d.signatureValid)).toBe(true);
   expect(tries.map((d) => d.status)).toEqual([503, 503, 204]);
   expect(JSON.parse(tries.at(-1)!.body)).toMatchObject({ type: 'rekey.rotation.failed', data: { id, secret: 'api-key', status: 'rolled_back', step: 'deploy', code: 'REKEY_ERR_INVALID' } });
-  expect(worker.output()).toMatch(/notification delivered/);
+  // The receiver answers 204 before the worker logs the delivery: wait for the line, do not race it.
+  await waitForOutput(worker, /notification delivered/, 60_000);
 }, 300_000);
