@@ -20,9 +20,12 @@ export type Tx = Parameters<Parameters<Db['$transaction']>[0]>[0];
  *   is given back, so the next one is opened through the front to the new primary instead
  *   of the pool failing every step on it for ever. The step itself fails retryably and the
  *   engine retries it from the run's row.
+ * - a transaction waits for a free connection as long as any query does (the pool's
+ *   connection timeout), not Prisma's default 2 s: a burst of rotations or API actions
+ *   larger than the pool queues instead of failing with P2028.
  */
 export function createDb(databaseUrl: string, poolSize = 10, onError: (error: Error) => void = () => undefined): Db {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, connectionTimeoutMillis: 30_000 });
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, connectionTimeoutMillis: CONNECTION_WAIT_MS });
   pool.on('error', onError);
   pool.on('connect', (client) => {
     client.on('error', onError);
@@ -35,8 +38,10 @@ export function createDb(databaseUrl: string, poolSize = 10, onError: (error: Er
     done
       ? connect((error, client, release) => done(error, client && releaseWhenDead(client), release))
       : connect()!.then(releaseWhenDead)) as typeof pool.connect;
-  return new PrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: true }) });
+  return new PrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: true }), transactionOptions: { maxWait: CONNECTION_WAIT_MS } });
 }
+
+const CONNECTION_WAIT_MS = 30_000;
 
 const DEAD_CLIENT_GRACE_MS = 1000;
 const READ_ONLY_SQL_TRANSACTION = '25006';

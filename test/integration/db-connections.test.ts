@@ -48,3 +48,12 @@ it('survives its connections being terminated, idle or inside a transaction', as
   await expect(db.$queryRaw`SELECT 1 AS ok`).resolves.toEqual([{ ok: 1 }]);
   expect(errors.some((m) => /terminat/i.test(m))).toBe(true);
 });
+
+it('a burst of transactions larger than the pool queues for connections instead of failing after 2 s (P2028)', async () => {
+  // 40 transactions of 250 ms on 4 connections: the last ones wait at least 2.25 s for a
+  // connection, longer than Prisma's default maxWait.
+  const started = Date.now();
+  const results = await Promise.allSettled(Array.from({ length: 40 }, () => db.$transaction((tx) => tx.$executeRaw`SELECT pg_sleep(0.25)`)));
+  expect(results.filter((r) => r.status === 'rejected').map((r) => String((r).reason).slice(0, 200))).toEqual([]);
+  expect(Date.now() - started).toBeGreaterThanOrEqual(2_250);
+});
