@@ -54,6 +54,6 @@ it('a burst of transactions larger than the pool queues for connections instead 
   // connection, longer than Prisma's default maxWait.
   const started = Date.now();
   const results = await Promise.allSettled(Array.from({ length: 40 }, () => db.$transaction((tx) => tx.$executeRaw`SELECT pg_sleep(0.25)`)));
-  expect(results.filter((r) => r.status === 'rejected').map((r) => String((r).reason).slice(0, 200))).toEqual([]);
+  expect(results.filter((r) => r.status === 'rejected').map((r) => String(r.reason).slice(0, 200))).toEqual([]);
   expect(Date.now() - started).toBeGreaterThanOrEqual(2_250);
 });
