@@ -3,9 +3,14 @@
 // WebAssembly; these variables stop it from downloading native engines it would not use.
 //   node scripts/prisma.mjs generate   -> src/db/generated
 //   node scripts/prisma.mjs diff NAME  -> prisma/migrations/<timestamp>_NAME/migration.sql
+// The diff is from the committed schema (git HEAD:prisma/schema.prisma, which the newest
+// migration was written for) to the working one: with a driver adapter configured, Prisma
+// refuses to read a database or a shadow database for a diff, but compares datamodels.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const env = {
   ...process.env,
@@ -30,12 +35,21 @@ if (command === 'generate') {
 } else if (command === 'diff') {
   if (!name || !/^[a-z0-9_]+$/.test(name)) throw new Error('usage: npm run db:diff -- <snake_case_name>');
   const dir = 'prisma/migrations';
-  const from = existsSync(dir) && readdirSync(dir).some((d) => /^\d/.test(d))
-    ? ['--from-migrations', dir, '--shadow-database-url', process.env.SHADOW_DATABASE_URL ?? '']
-    : ['--from-empty'];
-  const sql = prisma(['migrate', 'diff', ...from, '--to-schema-datamodel', 'prisma/schema.prisma', '--script'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  }).toString();
+  const scratch = mkdtempSync(join(tmpdir(), 'rekey-diff-'));
+  let sql;
+  try {
+    const committed = join(scratch, 'schema.prisma');
+    writeFileSync(committed, execFileSync('git', ['show', 'HEAD:prisma/schema.prisma']));
+    sql = prisma(['migrate', 'diff', '--from-schema-datamodel', committed, '--to-schema-datamodel', 'prisma/schema.prisma', '--script'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }).toString();
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+  if (sql.includes('This is an empty migration')) {
+    console.log('prisma/schema.prisma has no change from the committed one: no migration written');
+    process.exit(0);
+  }
   const body = sql.slice(sql.indexOf('--'));
   const stamp = new Date().toISOString().replace(/\D/g, '').slice(0, 14);
   mkdirSync(`${dir}/${stamp}_${name}`, { recursive: true });
