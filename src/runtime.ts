@@ -11,6 +11,7 @@ import { AuditLog } from './db/audit.js';
 import { type Db, createDb } from './db/client.js';
 import type { RekeyConfig } from './config/schema.js';
 import { PrismaRepository } from './db/repository.js';
+import { OutboxNotifier } from './db/outbox.js';
 import { PrismaSyncRepository } from './db/sync.js';
 import { ChangeFeed } from './delivery/change-feed.js';
 import { TargetSchedule } from './target-schedule.js';
@@ -18,7 +19,7 @@ import { UsageMonitor } from './core/usage.js';
 import { PrismaUsageRepository } from './db/usage.js';
 import { Metrics } from './metrics.js';
 import { Housekeeping } from './housekeeping.js';
-import { QueueNotifier } from './notify/queue.js';
+import { NoticeQueue } from './notify/queue.js';
 import { createLogger } from './log.js';
 import { openRedis, type RedisConnection } from './queue/connection.js';
 import { Heartbeats } from './queue/heartbeats.js';
@@ -50,8 +51,10 @@ export class Runtime {
   readonly audit: AuditLog;
   readonly redis: RedisConnection;
   readonly queues: BullQueues;
-  /** Alerts for people (src/notify): the engine's Notifier, on the `notifications` queue. */
-  readonly notifier: QueueNotifier;
+  /** Alerts for people: the engine's Notifier, on the notification outbox (src/db/outbox.ts). */
+  readonly notifier: OutboxNotifier;
+  /** The `notifications` queue the outbox relay fills and the notifications worker drains (src/notify). */
+  readonly notices: NoticeQueue;
   /** Worker processes' last signs of life (src/queue/heartbeats.ts). */
   readonly heartbeats: Heartbeats;
   readonly resolver: ConfigResolver;
@@ -81,8 +84,9 @@ export class Runtime {
     this.heartbeats = new Heartbeats(this.redis, this.settings.queuePrefix);
     // Without a listener BullMQ prints a queue's connection errors to stderr as raw stack
     // traces (every reconnect attempt while Redis is down); the client's own are logged above.
-    this.notifier = new QueueNotifier(this.redis, this.settings.queuePrefix, () => this.applied('notifications'));
-    for (const queue of [...Object.values(this.queues.queues), this.notifier.queue]) queue.on('error', (error) => this.log.debug({ error: describeError(error) }, 'queue connection error'));
+    this.notifier = new OutboxNotifier(this.db);
+    this.notices = new NoticeQueue(this.redis, this.settings.queuePrefix, () => this.applied('notifications'));
+    for (const queue of [...Object.values(this.queues.queues), this.notices.queue]) queue.on('error', (error) => this.log.debug({ error: describeError(error) }, 'queue connection error'));
     const fingerprint: Fingerprinter = (value) => (this.fingerprinter ??= createFingerprinter(this.settings.fingerprintKey))(value);
     const repo = new PrismaRepository(this.db, this.audit);
     this.resolver = new ConfigResolver({
@@ -104,8 +108,8 @@ export class Runtime {
           () => ({}),
         ),
       queueDepth: () =>
-        within(SAMPLE_TIMEOUT_MS, Promise.all([this.queues.depth(), this.notifier.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed')])).then(
-          ([depth, notifications]) => ({ ...depth, [this.notifier.queue.name]: notifications }),
+        within(SAMPLE_TIMEOUT_MS, Promise.all([this.queues.depth(), this.notices.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed')])).then(
+          ([depth, notifications]) => ({ ...depth, [this.notices.queue.name]: notifications }),
           () => ({}),
         ),
     });
@@ -189,7 +193,7 @@ export class Runtime {
     await this.usage.stop();
     await this.resolver.close();
     await this.queues.close().catch(() => undefined);
-    await this.notifier.close().catch(() => undefined);
+    await this.notices.close().catch(() => undefined);
     await this.changes.close();
     this.redis.disconnect();
     await this.db.$disconnect();

@@ -16,7 +16,8 @@ export interface BenchEnvironment {
 export async function benchEnvironment(label: string): Promise<BenchEnvironment> {
   const id = randomUUID().slice(0, 8);
   const base = new URL(process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres');
-  const name = `rekey_bench_${label}_${id}`;
+  // BENCH_DATABASE_PREFIX: an engineer's own database namespace on a shared server (rekey_<name>).
+  const name = `${process.env.BENCH_DATABASE_PREFIX ?? 'rekey_bench'}_${label}_${id}`;
   base.pathname = `/${name}`;
   const databaseUrl = base.toString();
   await ensureDatabase(databaseUrl);

@@ -28,10 +28,11 @@ export interface ServeOptions {
   routes: readonly RouteModule[];
   /**
    * Housekeeping schedules (cron expressions or even durations, see housekeepingCron()):
-   * when reconcile() re-derives queued work from PostgreSQL (workers only), and when the
-   * gauges of /metrics are sampled. @defaultValue `{ reconcile: '15s', gauges: '15s' }`
+   * when reconcile() re-derives queued work from PostgreSQL (workers only), when the outbox
+   * relay queues waiting notices (workers only), and when the gauges of /metrics are sampled.
+   * @defaultValue `{ reconcile: '15s', outbox: '1s', gauges: '15s' }`
    */
-  housekeeping?: { reconcile?: string; gauges?: string };
+  housekeeping?: { reconcile?: string; outbox?: string; gauges?: string };
 }
 
 export interface Serving {
@@ -87,7 +88,9 @@ export async function serve(runtime: Runtime, options: ServeOptions): Promise<Se
   let notifications: Worker | undefined;
   const { housekeeping } = runtime;
   if (options.workers) {
-    notifications = startNotificationWorker({ connection: runtime.redis, prefix: runtime.settings.queuePrefix, notifier: runtime.notifier, log: runtime.log, metrics: runtime.metrics });
+    notifications = startNotificationWorker({ connection: runtime.redis, prefix: runtime.settings.queuePrefix, notices: runtime.notices, log: runtime.log, metrics: runtime.metrics });
+    // Notices committed to the outbox (by any process) go to the queue; relays of several workers share the rows.
+    housekeeping.schedule({ name: 'notification-outbox', schedule: options.housekeeping?.outbox ?? '1s', run: async () => void (await runtime.notices.relay(runtime.db)) });
     // rotation.due for secrets without a schedule (notifications.rotationDue); one notice per version however many replicas check.
     housekeeping.schedule({ name: 'rotation-due', schedule: '1h', run: async () => void (await raiseRotationsDue({ db: runtime.db, resolver: runtime.resolver, notifier: runtime.notifier })) });
     const anchor = () => recordAnchor({ db: runtime.db, audit: runtime.audit, log: runtime.log, actor: 'worker', webhook: runtime.settings.anchorWebhook, notifier: runtime.notifier });

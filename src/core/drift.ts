@@ -13,7 +13,7 @@ import { audit, type EngineDeps, now, providerCall, storedRef, versionRef } from
 import { desiredState, type DesiredState, wantOf } from './desired.js';
 import { describeError, RekeyError } from './errors.js';
 import type { Logger } from './logger.js';
-import { notify } from './notify.js';
+import { notice, type Notice } from './notify.js';
 import type { VersionRecord } from './model.js';
 import type { DeployedEntry, Inspection, Target } from './ports.js';
 import type { ResolvedSecret } from './resolved.js';
@@ -97,9 +97,8 @@ export async function checkTarget(deps: EngineDeps, target: string, secrets: rea
     if (result.missing.length) deps.events.targetDrift(target, 'missing', result.missing.length);
     if (result.unwanted.length) deps.events.targetDrift(target, 'unwanted', result.unwanted.length);
   }
-  const streaks = await deps.sync.recordCheck(target, at, results, audit(deps), options);
+  const streaks = await deps.sync.recordCheck(target, at, results, audit(deps), { repair: options.repair, notices: (r, streak) => repeated(deps, target, at, r, streak) });
   report(log, results, streaks);
-  await alertRepeated(deps, log, target, at, results, streaks);
   return { target, results };
 }
 
@@ -126,16 +125,13 @@ function report(log: Logger, results: readonly SyncResult[], streaks: ReadonlyMa
 }
 
 /**
- * `drift.repeated` when a secret's drift at a target reaches the alert streak: raised once per
- * streak. Best effort: the check must not fail for it, and a notice lost here is in the log above.
+ * `drift.repeated` when a secret's drift at a target reaches the alert streak: once per streak,
+ * written with the drift it reports (the check that extends the streak raises nothing).
  */
-async function alertRepeated(deps: EngineDeps, log: Logger, target: string, at: Date, results: readonly SyncResult[], streaks: ReadonlyMap<string, number>): Promise<void> {
-  for (const r of results.filter((r) => streaks.get(r.secretId) === DRIFT_STREAK_ALERT)) {
-    const data = { target, streak: DRIFT_STREAK_ALERT, missing: r.missing.join(','), unwanted: r.unwanted.join(',') };
-    await notify(deps, 'drift.repeated', `${r.secretId}.${target}.${at.getTime()}`, r.secret, data).catch((error: unknown) =>
-      log.error({ secret: r.secret, error: describeError(error) }, 'could not queue the drift.repeated notification'),
-    );
-  }
+function repeated(deps: EngineDeps, target: string, at: Date, r: SyncResult, streak: number): Notice[] {
+  if (streak !== DRIFT_STREAK_ALERT) return [];
+  const data = { target, streak, missing: r.missing.join(','), unwanted: r.unwanted.join(',') };
+  return [notice(deps, 'drift.repeated', `${r.secretId}.${target}.${at.getTime()}`, r.secret, data)];
 }
 
 /** The binding's inspection, or undefined for a target that cannot be read (it is probed). */

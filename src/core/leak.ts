@@ -9,7 +9,7 @@ import { announce, audit, type EngineDeps } from './context.js';
 import { RekeyError } from './errors.js';
 import type { LeakOutcome, LeakRecord, LeakReportInput, SecretPolicy, VersionRecord } from './model.js';
 import { shortFingerprint } from './fingerprint.js';
-import { leakBlocked, notify } from './notify.js';
+import { leakBlocked, notice } from './notify.js';
 import { requestRotation } from './requests.js';
 
 export async function reportLeak(deps: EngineDeps, report: LeakReportInput): Promise<LeakRecord> {
@@ -19,21 +19,20 @@ export async function reportLeak(deps: EngineDeps, report: LeakReportInput): Pro
     const policy = await deps.providers.policy(version.secret);
     outcome = await act(deps, version, policy, report);
   }
-  const record = await deps.repo.recordLeak({ ...report, version, outcome }, audit(deps));
-  // A redelivered report raises its notice again under the same id: the queue or the receiver drops it.
-  await notify(deps, 'leak.received', record.id, record.secret, {
-    leakId: record.id,
-    source: report.source,
-    version: version?.number ?? null,
-    fingerprint: version ? shortFingerprint(report.fingerprint) : null,
-    outcome: record.outcome,
-    receivedAt: report.receivedAt.toISOString(),
-  });
-  // The takedown finished before the row existed, so markBlocked could not time it: this is its figure.
-  if (record.blockedAt) {
-    deps.events.leakBlocked((record.blockedAt.getTime() - report.receivedAt.getTime()) / 1000);
-    await leakBlocked(deps, version!, report.receivedAt, record.blockedAt);
-  }
+  // Its notices commit with the report; a redelivered report records nothing and raises nothing again.
+  const record = await deps.repo.recordLeak({ ...report, version, outcome }, audit(deps), (record) => [
+    notice(deps, 'leak.received', record.id, record.secret, {
+      leakId: record.id,
+      source: report.source,
+      version: version?.number ?? null,
+      fingerprint: version ? shortFingerprint(report.fingerprint) : null,
+      outcome: record.outcome,
+      receivedAt: report.receivedAt.toISOString(),
+    }),
+    // The takedown finished before the row existed, so markBlocked could not time it: this is its figure.
+    ...(record.blockedAt ? [leakBlocked(deps, version!, report.receivedAt, record.blockedAt)] : []),
+  ]);
+  if (record.blockedAt) deps.events.leakBlocked((record.blockedAt.getTime() - report.receivedAt.getTime()) / 1000);
   // A scanner's report is a warning; an operator's `rekey revoke` is the operator's own deliberate act.
   deps.log[report.source === 'cli' ? 'info' : 'warn'](
     { source: report.source, secret: record.secret, versionId: record.versionId, outcome: record.outcome, duplicate: record.duplicate },

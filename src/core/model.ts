@@ -4,6 +4,7 @@
  * (BullMQ, derived work that reconcile() can rebuild from the repository).
  */
 import type { JsonObject } from './ports.js';
+import type { Notice } from './notify.js';
 import type { UsagePolicy } from './usage-rules.js';
 
 export const VERSION_STATES = ['issuing', 'pending', 'current', 'previous', 'retired', 'revoked', 'failed', 'compromised'] as const;
@@ -334,14 +335,18 @@ export interface StateRepository {
    * a redelivery returns the first record with `duplicate: true`. Takes the secret lock of a
    * matched version: a version already blocked (markBlocked ran first: its revocation finished
    * before this row existed) stamps the report blocked at once, returned as `blockedAt`.
+   * `notices(record)` are written to the notification outbox in the same transaction (a
+   * redelivery, which records nothing, writes none).
    */
-  recordLeak(input: LeakReportInput & { version: VersionRecord | null; outcome: LeakOutcome }, audit: AuditContext): Promise<LeakRecord>;
+  recordLeak(input: LeakReportInput & { version: VersionRecord | null; outcome: LeakOutcome }, audit: AuditContext, notices?: (record: LeakRecord) => readonly Notice[]): Promise<LeakRecord>;
   /**
    * Stamps blockedAt on the version (once) and on its open leak reports; returns their
    * receivedAt times. Idempotent: a report is stamped once. Takes the secret lock, so a report
    * recorded at the same time either is stamped here or finds the version's stamp.
+   * `notices(receivedAt)` (given the times it returns, called only when there are some) are
+   * written to the notification outbox in the same transaction.
    */
-  markBlocked(versionId: string): Promise<Date[]>;
+  markBlocked(versionId: string, notices?: (receivedAt: readonly Date[]) => readonly Notice[]): Promise<Date[]>;
 
   /**
    * For reconcile(): what should have work queued. Reads only. With `since`, only the items

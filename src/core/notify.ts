@@ -1,7 +1,9 @@
 /**
- * Alerts for a person (issue 16): core raises a {@link Notice} through the {@link Notifier}
- * port when something needs one; src/notify queues it per destination (BullMQ) and delivers
- * it. Core never imports the queue.
+ * Alerts for a person (issue 16): core raises a {@link Notice} when something needs one, in
+ * the transaction of the state change it reports (the repository methods' `notices` argument)
+ * or, for a notice raised again at every pass, through the {@link Notifier} port. Either way it
+ * lands in the notification outbox (src/db/outbox.ts); each worker's relay queues it per
+ * destination (src/notify) and delivers it. Core never imports the queue.
  *
  * A notice carries names, version numbers, short fingerprints, error codes and times: never a
  * value, never free text a value could have been echoed into. Its id is stable (the same
@@ -41,10 +43,11 @@ export interface Notice {
 
 export interface Notifier {
   /**
-   * Queues `notice` for every destination subscribed to its type (none: does nothing).
-   * Idempotent per notice id: raising it again while the first is queued or was delivered
-   * recently adds nothing.
-   * @throws when the queue cannot take it; the caller's job is retried and raises it again.
+   * Records `notice` for delivery, durably, in a transaction of its own: src/db/outbox.ts writes
+   * it to the notification outbox, which each worker's relay moves to the queue (at least once).
+   * Idempotent per notice id. For a notice that reports a state change, prefer the repository
+   * method that makes the change (its `notices` argument): the notice then commits with it.
+   * @throws when it cannot be recorded; the caller's job is retried and raises it again.
    */
   notify(notice: Notice): Promise<void>;
 }
@@ -56,10 +59,15 @@ export function errorCode(error: unknown): string | null {
   return /\bREKEY_ERR_[A-Z_]+\b/.exec(text)?.[0] ?? null;
 }
 
-/** Raises a notice of `type` about `secret`, at the engine's time. */
-export function notify(deps: { notifier: Notifier; now?: () => Date }, type: NoticeType, key: string, secret: string | null, data: Notice['data']): Promise<void> {
+/** The notice of `type` about `secret`, at the engine's time; its id is `<type>.<key>`. */
+export function notice(deps: { now?: () => Date }, type: NoticeType, key: string, secret: string | null, data: Notice['data']): Notice {
   const at = (deps.now ? deps.now() : new Date()).toISOString();
-  return deps.notifier.notify({ id: `${type}.${key}`, type, at, secret, data });
+  return { id: `${type}.${key}`, type, at, secret, data };
+}
+
+/** Raises a notice of `type` about `secret` in a transaction of its own (see {@link Notifier.notify}). */
+export function notify(deps: { notifier: Notifier; now?: () => Date }, type: NoticeType, key: string, secret: string | null, data: Notice['data']): Promise<void> {
+  return deps.notifier.notify(notice(deps, type, key, secret, data));
 }
 
 /**
@@ -80,8 +88,8 @@ export async function rotationGaveUp(
 }
 
 /** A leaked version refused at every target: `leak.blocked`, once per version, with the leak-to-blocked time. */
-export function leakBlocked(deps: { notifier: Notifier; now?: () => Date }, version: VersionRecord, receivedAt: Date, blockedAt: Date): Promise<void> {
-  return notify(deps, 'leak.blocked', version.id, version.secret, {
+export function leakBlocked(deps: { now?: () => Date }, version: VersionRecord, receivedAt: Date, blockedAt: Date): Notice {
+  return notice(deps, 'leak.blocked', version.id, version.secret, {
     version: version.number,
     fingerprint: shortFingerprint(version.fingerprint),
     receivedAt: receivedAt.toISOString(),

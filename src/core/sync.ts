@@ -3,6 +3,7 @@
  * drift check (drift.ts) found the last time it compared a target with its desired state.
  */
 import type { AuditContext, VersionRecord } from './model.js';
+import type { Notice } from './notify.js';
 
 /** What one check of one secret at one target found and did. Version numbers, never values. */
 export interface SyncResult {
@@ -43,9 +44,16 @@ export interface SyncRepository {
    * the secret's chain) and extends or restarts its streak; a check-only result (`rekey verify`
    * without --repair) records none of that, since it changed nothing and the next repairing check
    * finds the same drift. Returns the streak of each secret that drifted, by id (check-only: none).
-   * Errors are stored through errors.ts `sanitize`. Takes no secret lock.
+   * Errors are stored through errors.ts `sanitize`. Takes no secret lock. `options.notices(result,
+   * streak)` are written to the notification outbox in the transaction that records the drift.
    */
-  recordCheck(target: string, at: Date, results: readonly SyncResult[], audit: AuditContext, options: { repair: boolean }): Promise<Map<string, number>>;
+  recordCheck(
+    target: string,
+    at: Date,
+    results: readonly SyncResult[],
+    audit: AuditContext,
+    options: { repair: boolean; notices?: (result: SyncResult, streak: number) => readonly Notice[] },
+  ): Promise<Map<string, number>>;
   /** Stamps lastRepairedAt once a queued repair has been done (an unwanted key retired again). Idempotent. */
   markRepaired(secretId: string, target: string, at: Date): Promise<void>;
 }

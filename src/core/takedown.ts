@@ -67,10 +67,9 @@ async function takeDown(deps: EngineDeps, version: VersionRecord, kind: 'retirem
     // Everywhere: a version that was live goes wherever the config points now, row or not.
     await retireAtTargets(deps, resolved, version, 'everywhere', ctx, log);
     if (kind === 'revocation') {
-      const reports = await deps.repo.markBlocked(version.id);
+      // Timed from the first report: what the person who reads it waited for. The notice commits with the stamp.
+      const reports = await deps.repo.markBlocked(version.id, (received) => [leakBlocked(deps, version, new Date(Math.min(...received.map((d) => d.getTime()))), now(deps))]);
       for (const receivedAt of reports) deps.events.leakBlocked((now(deps).getTime() - receivedAt.getTime()) / 1000);
-      // Timed from the first report: what the person who reads it waited for.
-      if (reports.length) await leakBlocked(deps, version, new Date(Math.min(...reports.map((d) => d.getTime()))), now(deps));
     } else {
       await deps.repo.transition(version.id, ['previous'], 'retired', ctx);
     }

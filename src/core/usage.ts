@@ -19,7 +19,7 @@
 import { audit, type EngineDeps, now, providerCall, versionRef } from './context.js';
 import { describeError } from './errors.js';
 import type { AuditContext, VersionRecord } from './model.js';
-import { notify } from './notify.js';
+import { notice, type Notice } from './notify.js';
 import { shortFingerprint } from './fingerprint.js';
 import type { JsonObject, Target, UsageReading } from './ports.js';
 import { reportLeak } from './leak.js';
@@ -29,8 +29,8 @@ import { judge, newBaseline, type UsageBaseline, type UsagePolicy, type UsageVer
 export interface UsageRepository {
   /** Moves each version's last use forward to `at` (never back). Not audited: bookkeeping. */
   recordUse(versionIds: readonly string[], at: Date): Promise<void>;
-  /** Writes the audit event `usage.anomaly` (or `usage.released`) in the secret's chain. */
-  recordUsageEvent(event: { action: 'usage.anomaly' | 'usage.released'; secret: string; versionId: string; data: JsonObject }, audit: AuditContext): Promise<void>;
+  /** Writes the audit event `usage.anomaly` (or `usage.released`) in the secret's chain, and `notices` to the notification outbox in the same transaction. */
+  recordUsageEvent(event: { action: 'usage.anomaly' | 'usage.released'; secret: string; versionId: string; data: JsonObject }, audit: AuditContext, notices?: readonly Notice[]): Promise<void>;
 }
 
 interface Watched {
@@ -145,12 +145,10 @@ export class UsageMonitor {
       version: version.number,
       fingerprint: shortFingerprint(version.fingerprint),
     };
-    await this.repo.recordUsageEvent({ action: 'usage.anomaly', secret: version.secret, versionId: version.id, data }, audit(this.deps));
+    const period = Math.floor(now(this.deps).getTime() / Math.max(rule.cooldownMs, 1000));
+    const notices = rule.action === 'observe' ? [] : [notice(this.deps, 'usage.anomaly', `${rule.name}.${version.id}.${period}`, version.secret, data)];
+    await this.repo.recordUsageEvent({ action: 'usage.anomaly', secret: version.secret, versionId: version.id, data }, audit(this.deps), notices);
     log.warn({ secret: version.secret, versionId: version.id, rule: rule.name, action: rule.action, done }, 'usage anomaly');
-    if (rule.action !== 'observe') {
-      const at = now(this.deps).getTime();
-      await notify(this.deps, 'usage.anomaly', `${rule.name}.${version.id}.${Math.floor(at / Math.max(rule.cooldownMs, 1000))}`, version.secret, data);
-    }
   }
 
   /** Lifts a throttle once its cool-down has passed and no throttle rule fires any more. */

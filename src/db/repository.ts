@@ -26,9 +26,11 @@ import {
   type VersionState,
 } from '../core/model.js';
 import type { JsonObject } from '../core/ports.js';
+import type { Notice } from '../core/notify.js';
 import type { AuditInput, AuditLog } from './audit.js';
 import { type Db, type Tx, isUniqueViolation } from './client.js';
 import { STATE_STAMPS, toDelivery, toRun, toVersion, versionInclude } from './mappers.js';
+import { writeNotices } from './outbox.js';
 import { pendingWork } from './pending-work.js';
 
 const runInclude = versionInclude;
@@ -374,7 +376,7 @@ export class PrismaRepository implements StateRepository {
     });
   }
 
-  async recordLeak(input: LeakReportInput & { version: VersionRecord | null; outcome: LeakOutcome }, audit: AuditContext): Promise<LeakRecord> {
+  async recordLeak(input: LeakReportInput & { version: VersionRecord | null; outcome: LeakOutcome }, audit: AuditContext, notices?: (record: LeakRecord) => readonly Notice[]): Promise<LeakRecord> {
     const secret = input.version?.secret ?? null;
     const versionId = input.version?.id ?? null;
     try {
@@ -399,8 +401,10 @@ export class PrismaRepository implements StateRepository {
             blockedAt,
           },
         });
+        const record = { id: row.id, outcome: input.outcome, secret, versionId, duplicate: false, blockedAt: input.outcome === 'already-revoked' ? null : blockedAt };
+        await writeNotices(tx, notices?.(record) ?? []);
         await this.audit.append(tx, { ...auditOf(audit), action: 'leak.reported', secret, versionId, data: { source: input.source, deliveryId: input.deliveryId, fingerprint: input.fingerprint, outcome: input.outcome } });
-        return { id: row.id, outcome: input.outcome, secret, versionId, duplicate: false, blockedAt: input.outcome === 'already-revoked' ? null : blockedAt };
+        return record;
       });
     } catch (error) {
       if (!isUniqueViolation(error)) throw error;
@@ -411,13 +415,15 @@ export class PrismaRepository implements StateRepository {
     }
   }
 
-  async markBlocked(versionId: string) {
+  async markBlocked(versionId: string, notices?: (receivedAt: readonly Date[]) => readonly Notice[]) {
     return this.db.$transaction(async (tx) => {
       await lockVersion(tx, versionId);
       await tx.$executeRaw`UPDATE versions SET blocked_at = coalesce(blocked_at, now()) WHERE id = ${versionId}::uuid`;
       const rows = await tx.$queryRaw<Array<{ received_at: Date }>>`
         UPDATE leak_reports SET blocked_at = now() WHERE version_id = ${versionId}::uuid AND blocked_at IS NULL RETURNING received_at`;
-      return rows.map((r) => r.received_at);
+      const received = rows.map((r) => r.received_at);
+      if (received.length) await writeNotices(tx, notices?.(received) ?? []);
+      return received;
     });
   }
 

@@ -4,9 +4,11 @@
  */
 import { sanitize } from '../core/errors.js';
 import type { AuditContext } from '../core/model.js';
+import type { Notice } from '../core/notify.js';
 import { DRIFT_WINDOW_MS, type SyncRepository, type SyncResult } from '../core/sync.js';
 import type { AuditLog } from './audit.js';
 import type { Db } from './client.js';
+import { writeNotices } from './outbox.js';
 import { toVersion, versionInclude } from './mappers.js';
 
 /** `missing v3; unwanted v1`: what a check found, by version number. */
@@ -35,7 +37,13 @@ export class PrismaSyncRepository implements SyncRepository {
     return rows.map(toVersion);
   }
 
-  async recordCheck(target: string, at: Date, results: readonly SyncResult[], audit: AuditContext, options: { repair: boolean }): Promise<Map<string, number>> {
+  async recordCheck(
+    target: string,
+    at: Date,
+    results: readonly SyncResult[],
+    audit: AuditContext,
+    options: { repair: boolean; notices?: (result: SyncResult, streak: number) => readonly Notice[] },
+  ): Promise<Map<string, number>> {
     const streaks = new Map<string, number>();
     if (!results.length) return streaks;
     await this.db.targetSync.createMany({ data: results.map((r) => ({ secretId: r.secretId, target })), skipDuplicates: true });
@@ -73,6 +81,7 @@ export class PrismaSyncRepository implements SyncRepository {
             ...(result.error ? { error: sanitize(result.error) } : {}),
           },
         });
+        await writeNotices(tx, options.notices?.(result, next) ?? []);
         return next;
       });
       streaks.set(result.secretId, streak);

@@ -12,12 +12,12 @@ import { cappedDelay, isCappedBackoff, NOTIFICATIONS_QUEUE } from '../queue/name
 import { backoffDelay } from '../queue/workers.js';
 import type { Metrics } from '../metrics.js';
 import { deliver } from './deliver.js';
-import type { NoticeJob, QueueNotifier } from './queue.js';
+import type { NoticeJob, NoticeQueue } from './queue.js';
 
 export interface NotificationWorkerOptions {
   connection: RedisConnection;
   prefix: string;
-  notifier: QueueNotifier;
+  notices: NoticeQueue;
   log: Logger;
   metrics: Pick<Metrics, 'notificationTried'>;
   /** Deliveries in flight at once. @defaultValue 5 */
@@ -30,7 +30,7 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Wor
   const handle = async (job: Job<NoticeJob>): Promise<string> => {
     const { notice, destination: name } = job.data;
     const fields = { destination: name, notice: notice.id, type: notice.type, attempt: job.attemptsMade + 1 };
-    const destination = await options.notifier.destination(name);
+    const destination = await options.notices.destination(name);
     if (!destination?.events.includes(notice.type)) {
       log.info(fields, 'notification dropped: the destination no longer receives it');
       options.metrics.notificationTried(name, notice.type, 'dropped');

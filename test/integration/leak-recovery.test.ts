@@ -136,9 +136,9 @@ it('a revocation that finishes before its leak report row is inserted: blocked_a
   // the order a slow database insert and a fast gateway produce.
   const repo = h.runtime.engine.deps.repo;
   const late = Object.create(repo) as StateRepository;
-  late.recordLeak = async (input, ctx) => {
+  late.recordLeak = async (input, ctx, notices) => {
     await until(async () => (await repo.getVersion(input.version!.id))?.state === 'revoked', 15_000, 'the revocation to finish first');
-    return repo.recordLeak(input, ctx);
+    return repo.recordLeak(input, ctx, notices);
   };
   const record = await new Engine({ ...h.runtime.engine.deps, repo: late }).revoke(secret, 1);
   expect(record.outcome).toBe('revoking');

@@ -3,16 +3,16 @@
  * local receiver that checks Standard Webhooks signatures with the reference library: a failed
  * rotation makes one signed delivery per subscribed destination under a stable id, a receiver
  * that fails is sent the same id again, a leak report makes leak.received and leak.blocked
- * (with the time), a stuck run is reported, and no body carries a secret's value.
+ * (with the time), a stuck run is reported, a notice relayed twice is delivered once, and no
+ * body carries a secret's value. Every notice goes through the outbox and this process's relay.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordAnchor } from '../../src/audit-anchor.js';
 import { Engine } from '../../src/core/engine.js';
-import { rotationGaveUp } from '../../src/core/notify.js';
-import { parseRedisUrl } from '../../src/core/redis-endpoint.js';
-import { QueueNotifier } from '../../src/notify/queue.js';
-import { openRedis } from '../../src/queue/connection.js';
+import { notice, rotationGaveUp } from '../../src/core/notify.js';
+import { createDb } from '../../src/db/client.js';
+import { OutboxNotifier } from '../../src/db/outbox.js';
 import { raiseRotationsDue } from '../../src/notify/due.js';
 import { dumpRedis } from '../support/dumps.js';
 import { startHarness, type Harness } from '../support/harness.js';
@@ -35,11 +35,12 @@ interface Body {
 }
 const parse = (body: string) => JSON.parse(body) as Body;
 
-/** Until no notice waits, runs or waits for a retry: every delivery there will be has been made. */
+/** Until no notice waits in the outbox, runs or waits for a retry: every delivery there will be has been made. */
 async function settled(): Promise<void> {
-  await expect
-    .poll(async () => Object.values(await h.runtime.notifier.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized')).reduce((a, b) => a + b, 0), { timeout: 20_000 })
-    .toBe(0);
+  const waiting = async () =>
+    (await h.runtime.db.notificationOutbox.count()) +
+    Object.values(await h.runtime.notices.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized')).reduce((a, b) => a + b, 0);
+  await expect.poll(waiting, { timeout: 20_000 }).toBe(0);
 }
 
 beforeAll(async () => {
@@ -121,14 +122,11 @@ describe('notifications', () => {
     expect(r.deliveries.some((d) => d.id === `secret.no-current.${run.id}`)).toBe(false);
   });
 
-  it('a rotation.failed that cannot be queued leaves the run at rollback; driving it again raises it', async () => {
-    // A real queue on a Redis that is not there (nothing listens on port 1): adding a job fails.
-    const nowhere = openRedis(parseRedisUrl('redis://127.0.0.1:1'), { longLived: false });
-    nowhere.on('error', () => undefined);
-    const unreachable = new QueueNotifier(nowhere, h.env.prefix, async () => (await h.runtime.resolver.config()).notifications);
-    unreachable.queue.on('error', () => undefined);
+  it('a rotation.failed that cannot be recorded leaves the run at rollback; driving it again raises it', async () => {
+    // A real outbox on a PostgreSQL that is not there (nothing listens on port 1): writing the notice fails.
+    const nowhere = createDb('postgresql://postgres@127.0.0.1:1/none', 1);
     try {
-      const cut = new Engine({ ...h.runtime.engine.deps, notifier: unreachable });
+      const cut = new Engine({ ...h.runtime.engine.deps, notifier: new OutboxNotifier(nowhere) });
       const { repo } = h.runtime.engine.deps;
       // A run nobody queued yet, driven here first: its last attempt fails and rolls back.
       const secret = (await repo.getSecret('pay-key'))!;
@@ -142,9 +140,18 @@ describe('notifications', () => {
       await expect.poll(() => r.accepted('/hooks/oncall').filter((d) => d.id === `rotation.failed.${run.id}`).length, { timeout: 20_000 }).toBe(1);
       expect(parse(r.accepted('/hooks/oncall').find((d) => d.id === `rotation.failed.${run.id}`)!.body).data).toMatchObject({ status: 'rolled_back', step: 'rollback', code: 'REKEY_ERR_DENIED' });
     } finally {
-      await unreachable.close().catch(() => undefined);
-      nowhere.disconnect();
+      await nowhere.$disconnect();
     }
+  });
+
+  it('a notice relayed again (a relay that died after queuing it, before deleting its row) is delivered once', async () => {
+    const again = notice({}, 'leak.received', randomUUID(), 'pay-key', { leakId: 'test', source: 'cli', version: null, fingerprint: null, outcome: 'unknown', receivedAt: new Date().toISOString() });
+    // What that relay left: the jobs queued, and the row still in the outbox (this process's relay takes it next).
+    await h.runtime.notices.enqueue([again]);
+    await h.runtime.notifier.notify(again);
+    await expect.poll(() => r.accepted('/hooks/oncall').filter((d) => d.id === again.id).length, { timeout: 20_000 }).toBe(1);
+    await settled();
+    expect(r.deliveries.filter((d) => d.id === again.id)).toHaveLength(1);
   });
 
   it('a leak report makes leak.received and leak.blocked, with the time it took', async () => {

@@ -3,21 +3,23 @@
  * (real local store, random issuer) is rolled back by a worker process, whose notifications
  * worker delivers rotation.failed to a receiver checking Standard Webhooks signatures; the
  * receiver fails, the worker is SIGKILLed between tries, and a fresh worker delivers the same
- * id (at least once across a crash).
+ * id (at least once across a crash). Then a leak (`rekey revoke`, a CLI process) taken down by a
+ * worker whose outbox relay is idle: its notices are committed with the state changes, the
+ * worker is SIGKILLed before any is queued, and a fresh worker delivers each id once.
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../support/harness.js';
 import { type NoticeReceiver, startNoticeReceiver } from '../support/notice-receiver.js';
-import { type Child, kill, spawnWorker, waitForOutput } from '../support/processes.js';
+import { type Child, kill, runRekey, spawnWorker, waitForOutput } from '../support/processes.js';
 
 const WHSEC = `whsec_${randomBytes(32).toString('base64')}`;
 let h: Harness;
 let r: NoticeReceiver;
 const children: Child[] = [];
 
-async function startWorker(): Promise<Child> {
-  const worker = spawnWorker({ ...h.childEnv(), NOTIFY_PROC_WHSEC: WHSEC });
+async function startWorker(extra: string[] = []): Promise<Child> {
+  const worker = spawnWorker({ ...h.childEnv(), NOTIFY_PROC_WHSEC: WHSEC }, extra);
   children.push(worker);
   await waitForOutput(worker, /rekey started/);
   return worker;
@@ -45,7 +47,7 @@ notifications:
       url: "${r.base}/hooks/oncall"
       insecure: true
       secret: "\${env:NOTIFY_PROC_WHSEC}"
-      events: [rotation.failed]
+      events: [rotation.failed, leak.received, leak.blocked]
       retry: { attempts: 10, backoff: 1s }
 `);
 }, 60_000);
@@ -76,5 +78,40 @@ it('a worker process rolls back a failed rotation and delivers rotation.failed; 
   expect(tries.map((d) => d.status)).toEqual([503, 503, 204]);
   expect(JSON.parse(tries.at(-1)!.body)).toMatchObject({ type: 'rekey.rotation.failed', data: { id, secret: 'api-key', status: 'rolled_back', step: 'deploy', code: 'REKEY_ERR_INVALID' } });
   // The receiver answers 204 before the worker logs the delivery: wait for the line, do not race it.
+  await waitForOutput(worker, /notification delivered/, 60_000);
+}, 300_000);
+
+it('notices committed with a leak and its takedown survive a SIGKILL before the relay queued them: a fresh worker delivers each id once', async () => {
+  for (const child of children) if (child.process.exitCode === null) await kill(child);
+  // This worker's relay waits for midnight: whatever it commits stays in the outbox while it lives.
+  let worker = await startWorker(['--outbox-interval', '1d']);
+  const rotated = await h.runtime.engine.requestRotation({ secret: 'api-key', trigger: 'manual' });
+  if (rotated.status === 'stale') throw new Error('stale');
+  expect((await h.waitForRun(rotated.run.id, 120_000)).status).toBe('succeeded');
+  const current = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'api-key' }, state: 'current' } });
+
+  // The CLI records the report (leak.received commits with it); the worker takes the key down (leak.blocked commits with the stamp).
+  const revoked = await runRekey(['revoke', 'api-key', '--version', String(current.number), '--json'], { ...h.childEnv(), NOTIFY_PROC_WHSEC: WHSEC });
+  expect(revoked.code, revoked.stderr).toBe(0);
+  const blocked = `leak.blocked.${current.id}`;
+  const outbox = async () => (await h.runtime.db.notificationOutbox.findMany()).map((row) => row.id);
+  await expect.poll(outbox, { timeout: 120_000 }).toContain(blocked);
+  const ids = (await outbox()).filter((id) => id.startsWith('leak.'));
+  expect(ids).toHaveLength(2);
+  // Committed, not queued: nothing in Redis for them yet. Names, numbers and times only, no value.
+  for (const id of ids) expect(await h.runtime.notices.queue.getJob(`${id}@oncall`)).toBeUndefined();
+  const rows = JSON.stringify(await h.runtime.db.notificationOutbox.findMany());
+  expect(rows).toContain(`"fingerprint":"${current.fingerprint!.slice(0, 12)}"`);
+  expect(rows).not.toContain('rk_notify_');
+  expect(rows).not.toContain(current.fingerprint!);
+
+  await kill(worker);
+  worker = await startWorker();
+  for (const id of ids) await expect.poll(() => r.accepted('/hooks/oncall').filter((d) => d.id === id).length, { timeout: 120_000 }).toBe(1);
+  await expect.poll(async () => (await outbox()).length, { timeout: 60_000 }).toBe(0);
+  const leakTries = r.deliveries.filter((d) => d.path === '/hooks/oncall' && d.id.startsWith('leak.'));
+  expect(leakTries.map((d) => d.id).sort()).toEqual([...ids].sort());
+  expect(leakTries.every((d) => d.signatureValid && d.status === 204)).toBe(true);
+  expect(JSON.parse(leakTries.find((d) => d.id === blocked)!.body)).toMatchObject({ type: 'rekey.leak.blocked', data: { id: blocked, secret: 'api-key', version: current.number } });
   await waitForOutput(worker, /notification delivered/, 60_000);
 }, 300_000);

@@ -21,6 +21,7 @@ export interface WorkerFlags {
   concurrency?: number;
   lockDuration: string;
   reconcileInterval: string;
+  outboxInterval: string;
   gaugesInterval: string;
 }
 
@@ -89,7 +90,7 @@ function workerOptions(flags: WorkerFlags): WorkerOptions {
   };
 }
 
-function schedules(flags: WorkerFlags): { reconcile: string; gauges: string } {
-  return { reconcile: flags.reconcileInterval, gauges: flags.gaugesInterval };
+function schedules(flags: WorkerFlags): { reconcile: string; outbox: string; gauges: string } {
+  return { reconcile: flags.reconcileInterval, outbox: flags.outboxInterval, gauges: flags.gaugesInterval };
 }
 

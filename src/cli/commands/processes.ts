@@ -15,7 +15,8 @@ export function registerProcessCommands(program: Command, ctx: CliContext): void
     gaugesFlag(command)
       .option('--concurrency <n>', 'jobs at once per queue (retirements get half)', positiveInt)
       .option('--lock-duration <duration>', "a killed worker's jobs restart after this long", duration, '30s')
-      .option('--reconcile-interval <schedule>', 'when queued work is re-derived from PostgreSQL: a duration (15s) or a cron expression with seconds', schedule, '15s');
+      .option('--reconcile-interval <schedule>', 'when queued work is re-derived from PostgreSQL: a duration (15s) or a cron expression with seconds', schedule, '15s')
+      .option('--outbox-interval <schedule>', 'when notices waiting in the notification outbox are queued: a duration (1s) or a cron expression with seconds', schedule, '1s');
 
   workerFlags(program.command('worker').description('Run the rotation, revocation and retirement workers (health and metrics on --port)'))
     .option('--port <port>', 'port for /healthz, /readyz, /metrics', port, 9464)
