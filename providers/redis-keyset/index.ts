@@ -4,8 +4,9 @@ import { connectKeysetRedis } from './connect.js';
 import { defineProvider } from '../../src/core/provider.js';
 import { RedisKeysetTarget } from './redis-keyset.target.js';
 import { redisKeysetBinding, redisKeysetConfig } from './redis-keyset.schema.js';
+import { KeysetUsageReader } from './usage-reader.js';
 
-export { createKeysetVerifier, keysetAuth, type KeysetVerifier } from './middleware.js';
+export { createKeysetVerifier, keysetAuth, type Admission, type KeysetVerifier } from './middleware.js';
 
 /** `providers: { api: { type: redis-keyset } }` then `targets: [api]` */
 export default defineProvider({
@@ -16,8 +17,10 @@ export default defineProvider({
   open(config, ctx) {
     const redis = connectKeysetRedis(config.url ? parseRedisUrl(ctx.credential(config.url).reveal()) : ctx.redis, 2);
     redis.on('error', (error) => ctx.log.debug({ error: describeError(error) }, 'redis-keyset: connection error'));
+    // One per provider instance: every keyset counts into the same buckets.
+    const usage = new KeysetUsageReader(redis, config.usageCounters);
     return {
-      target: ({ secret, params }) => new RedisKeysetTarget(redis, config, `${config.keyPrefix}${params.set ?? secret}`, ctx.name),
+      target: ({ secret, params }) => new RedisKeysetTarget(redis, config, `${config.keyPrefix}${params.set ?? secret}`, ctx.name, usage),
       close: async () => void (await redis.quit().catch(() => redis.disconnect())),
     };
   },

@@ -1,14 +1,26 @@
 /**
  * Accepted keys as fingerprints (never the keys) in a Redis hash, field = fingerprint,
  * value = consumer. Each change is announced on a Pub/Sub channel so API servers using
- * the keyset middleware (./middleware.ts) see it within milliseconds.
+ * the keyset middleware (./middleware.ts) see it within milliseconds. A usage source too:
+ * the middleware's counters (usage-reader.ts), and a throttled key's value is
+ * `throttled:<consumer>`, which the middleware rate-limits.
  */
 import { ProviderError } from '../../src/core/errors.js';
-import type { Call, Inspection, Target, VersionRef } from '../../src/core/ports.js';
+import type { Call, Inspection, Target, UsageReading, VersionRef } from '../../src/core/ports.js';
+import { sharedRead } from '../../src/core/kit/serial.js';
 import { probeKey } from '../../src/core/kit/probe.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
 import type { KeysetRedis } from './connect.js';
 import type { RedisKeysetConfig } from './redis-keyset.schema.js';
+import { THROTTLED } from './usage-keys.js';
+import type { KeysetUsageReader } from './usage-reader.js';
+
+/** Sets the key's value only when the key is held (a throttle must not bring back a retired key), and announces it. */
+const SET_IF_HELD = `if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('PUBLISH', ARGV[3], KEYS[1])
+end
+return 0`;
 
 export class RedisKeysetTarget implements Target {
   constructor(
@@ -16,6 +28,7 @@ export class RedisKeysetTarget implements Target {
     private readonly config: RedisKeysetConfig,
     private readonly key: string,
     private readonly provider: string,
+    private readonly usage: KeysetUsageReader,
   ) {}
 
   async deploy(version: VersionRef): Promise<void> {
@@ -32,10 +45,24 @@ export class RedisKeysetTarget implements Target {
     await this.run(() => this.redis.multi().hdel(this.key, version.fingerprint).publish(this.config.channel, this.key).exec());
   }
 
-  /** The fingerprints in the set's hash, with their consumers: one HGETALL. */
+  /** The fingerprints in the set's hash, with their consumers (a throttle is not drift): one HGETALL. */
   async inspect(): Promise<Inspection> {
     const entries = await this.run(() => this.redis.hgetall(this.key));
-    return { entries: Object.entries(entries).map(([fingerprint, consumer]) => ({ fingerprint, consumer })), holds: 'all' };
+    return {
+      entries: Object.entries(entries).map(([fingerprint, value]) => ({ fingerprint, consumer: value.startsWith(THROTTLED) ? value.slice(THROTTLED.length) : value })),
+      holds: 'all',
+    };
+  }
+
+  /** The middleware's counters of every keyset of this provider (README.md "Usage"); one read per interval. */
+  readUsage(windowMs: number): Promise<UsageReading> {
+    return sharedRead(this.usage, () => this.run(() => this.usage.read(windowMs)));
+  }
+
+  /** Sets the key's value to `throttled:<consumer>` or back to `<consumer>`, when the keyset holds it. */
+  async throttle(version: VersionRef, throttled: boolean): Promise<void> {
+    const value = throttled ? `${THROTTLED}${version.consumer}` : version.consumer;
+    await this.run(() => this.redis.eval(SET_IF_HELD, 1, this.key, version.fingerprint, value, this.config.channel));
   }
 
   private notAccepted(version: VersionRef, why: string): ProviderError {

@@ -1,12 +1,17 @@
 import Fastify from 'fastify';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, newVersion, TEST_FINGERPRINT_KEY } from '../../../test/conformance/refs.js';
 import { targetConformance } from '../../../test/conformance/target.js';
 import { deleteKeys } from '../../../test/support/isolation.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import { REDIS_URL } from '../../../test/support/services.js';
 import { parseRedisUrl } from '../../../src/core/redis-endpoint.js';
+import { until } from '../../../test/support/poll.js';
 import keyset, { createKeysetVerifier, keysetAuth } from '../index.js';
+import { networkOf } from '../usage-keys.js';
+import { KeysetUsageReader } from '../usage-reader.js';
+import { UsageRecorder } from '../usage-recorder.js';
 
 const prefix = `test-keyset-${process.pid}-${Date.now()}:`;
 const channel = `${prefix}changes`;
@@ -61,4 +66,65 @@ it('names the consumer to the API and rejects a retired key within a few ms', as
     await new Promise((r) => setTimeout(r, 1));
   }
   expect((await fetch(f.api.url, { headers: { 'x-api-key': v.value.reveal() } })).status).toBe(401);
+});
+
+describe('usage source', () => {
+  const usage = { prefix: `${prefix}usage:`, bucketMs: 200 };
+
+  it('names networks: /24 for IPv4 (mapped too), /64 for IPv6', () => {
+    expect(networkOf('10.1.2.3')).toBe('10.1.2.0/24');
+    expect(networkOf('::ffff:10.1.2.3')).toBe('10.1.2.0/24');
+    expect(networkOf('2001:db8:0:12::7')).toBe('2001:db8:0:12::/64');
+    expect(networkOf('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(networkOf(undefined)).toBe('?');
+  });
+
+  it('reads what the middleware counted as cumulative counters, incrementally, with the networks of the window', async () => {
+    const redis = new Redis(REDIS_URL);
+    const recorder = new UsageRecorder(redis, usage, 60_000);
+    const reader = new KeysetUsageReader(redis, usage);
+    try {
+      const counters = async (windowMs: number) => new Map((await reader.read(windowMs)).counters.map((c) => [c.fingerprint, c]));
+      expect((await counters(1000)).size).toBe(0);
+      for (let i = 0; i < 30; i++) recorder.record('fp-a', networkOf(`10.0.${i % 3}.9`), i % 10 === 0);
+      recorder.record('fp-b', networkOf('10.9.9.9'), false);
+      await recorder.flush();
+      let read = await counters(1000);
+      expect(read.get('fp-a')).toEqual({ fingerprint: 'fp-a', requests: 30, errors: 3, sources: 3 });
+      expect(read.get('fp-b')).toEqual({ fingerprint: 'fp-b', requests: 1, errors: 0, sources: 1 });
+      // Nothing new: the same totals, no sources (a key counts networks only in windows it was used in).
+      read = await counters(1000);
+      expect(read.get('fp-a')).toEqual({ fingerprint: 'fp-a', requests: 30, errors: 3, sources: 0 });
+      // Later traffic lands in later buckets; the totals only grow by it, and sources are the window's.
+      await new Promise((r) => setTimeout(r, 3 * usage.bucketMs));
+      for (let i = 0; i < 5; i++) recorder.record('fp-a', networkOf('192.168.7.1'), true);
+      await recorder.flush();
+      read = await counters(usage.bucketMs);
+      expect(read.get('fp-a')).toEqual({ fingerprint: 'fp-a', requests: 35, errors: 8, sources: 1 });
+      expect(read.get('fp-b')).toMatchObject({ requests: 1, sources: 0 });
+      // Nothing but fingerprints, counts and networks in Redis.
+      const stored = await redis.keys(`${usage.prefix}*`);
+      expect(stored.every((k) => k.startsWith(`${usage.prefix}n:`) || k.startsWith(`${usage.prefix}s:{fp-`))).toBe(true);
+      expect(await redis.pttl(stored[0]!)).toBeGreaterThan(0);
+    } finally {
+      await recorder.close();
+      redis.disconnect();
+    }
+  });
+
+  it('throttles a held key (the middleware answers 429 over its allowance) and never adds an absent one', async () => {
+    const v = newVersion(f.secret, 'acme');
+    const absent = newVersion(f.secret, 'ghost');
+    await f.target.deploy(v.ref, v.value, call());
+    await f.target.throttle!(absent.ref, true, call());
+    expect((await f.target.inspect!(call())).entries.map((e) => e.fingerprint)).not.toContain(absent.ref.fingerprint);
+    await f.target.throttle!(v.ref, true, call());
+    expect((await f.target.inspect!(call())).entries).toContainEqual({ fingerprint: v.ref.fingerprint, consumer: 'acme' });
+    await until(() => Promise.resolve(f.api.verifier.admit(v.value.reveal())?.throttled === true), 5000, 'the middleware sees the throttle');
+    const answers = await Promise.all(Array.from({ length: 5 }, () => fetch(f.api.url, { headers: { 'x-api-key': v.value.reveal() } }).then((r) => r.status)));
+    expect(answers.filter((s) => s === 429).length).toBeGreaterThanOrEqual(3);
+    await f.target.throttle!(v.ref, false, call());
+    await until(async () => (await fetch(f.api.url, { headers: { 'x-api-key': v.value.reveal() } })).status === 200, 5000, 'the throttle lifted');
+    expect(f.api.verifier.check(v.value.reveal())).toBe('acme');
+  });
 });

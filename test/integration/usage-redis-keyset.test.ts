@@ -1,0 +1,198 @@
+/**
+ * Usage-based protection through the redis-keyset middleware on the real Redis (issue 18): a
+ * fastify API guarded by keysetAuth counts usage into Redis; the worker reads it every
+ * INTERVAL_MS (one window). 30 per-client keys and two other secrets' keys get steady noisy
+ * traffic on loopback (source networks 127.0.N.0/24). Then:
+ * - one client's key jumps 20x from 20 networks: throttled within two windows (the middleware
+ *   answers 429 for that key alone), and the throttle is lifted after its cool-down once the
+ *   spike stops (audit `usage.released`, 200 again);
+ * - a key whose secret has a `revoke` rule is used from 20 networks: two windows later it goes
+ *   down the leak path (a report of source `usage` naming the rule, `leak.reported` naming it
+ *   too) and the middleware refuses it;
+ * - the same revoke rule on a secret inside a rotation overlap (a previous version in its
+ *   grace) audits `not-revoked` and leaves the key working.
+ */
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createKeysetVerifier, keysetAuth, type KeysetVerifier } from '../../providers/redis-keyset/index.js';
+import { keyedLoad, type KeyedLoad } from '../support/gateways/keyed-load.js';
+import { startHarness, type Harness } from '../support/harness.js';
+import { deleteKeys } from '../support/isolation.js';
+import { until } from '../support/poll.js';
+import { TEST_FINGERPRINT_KEY } from '../conformance/refs.js';
+import { REDIS_URL } from '../support/services.js';
+
+const P = `rekey-usage-${randomUUID().slice(0, 8)}:`;
+const INTERVAL_MS = 1000;
+const BUCKET_MS = 500;
+const COOLDOWN_MS = 3000;
+const family = `kf-${randomUUID().slice(0, 8)}`;
+const revoking = `kr-${randomUUID().slice(0, 8)}`;
+const overlapping = `ko-${randomUUID().slice(0, 8)}`;
+const clients = Array.from({ length: 30 }, (_, i) => `c${String(i + 1).padStart(2, '0')}`);
+const STEADY = 4;
+const SPIKE_SOURCES = Array.from({ length: 20 }, (_, i) => `127.0.${i + 1}.1`);
+
+let h: Harness;
+let verifier: KeysetVerifier;
+let api: FastifyInstance;
+let load: KeyedLoad;
+const keys = new Map<string, string>();
+
+interface Anomaly {
+  rule: string;
+  action: string;
+  done: string;
+  windowEnd: string;
+  windowMs: number;
+}
+
+async function events(action: string, secret?: string): Promise<Array<{ secret: string; data: Anomaly }>> {
+  const rows = await h.runtime.db.auditEvent.findMany({ where: { action, ...(secret ? { chain: secret } : {}) }, orderBy: { seq: 'asc' } });
+  return rows.map((r) => ({ secret: r.chain, data: r.data as unknown as Anomaly }));
+}
+
+async function currentValue(name: string): Promise<string> {
+  const { store } = await h.runtime.resolver.resolve(name);
+  return (await store.read({ stage: 'current' }, { signal: AbortSignal.timeout(10_000) })).reveal();
+}
+
+/** Each collection moves the last use of a used version forward: waits for `n` more. */
+async function windows(n: number): Promise<void> {
+  const seen = new Set<number>();
+  await until(
+    async () => {
+      const v = await h.runtime.db.version.findFirst({ where: { secret: { name: `${family}/c01` }, state: 'current' }, select: { lastUsedAt: true } });
+      if (v?.lastUsedAt) seen.add(v.lastUsedAt.getTime());
+      return seen.size > n;
+    },
+    (n + 5) * INTERVAL_MS * 10,
+    `${n} collection windows`,
+  );
+}
+
+const statuses = (key: string) => Object.fromEntries(load.answers(key));
+const count = (key: string, status: number) => statuses(key)[status] ?? 0;
+/** What the collector needs at most to see a change: two windows, with room for a loaded machine. */
+const SOON = 30 * INTERVAL_MS;
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'usage-keyset' });
+  const api0 = { type: 'redis-keyset', keyPrefix: `${P}keyset:`, channel: `${P}c`, usageCounters: { prefix: `${P}usage:`, bucketMs: BUCKET_MS }, drift: { interval: '1h' }, usage: { interval: `${INTERVAL_MS}ms` } };
+  const revoke = `usage: { baseline: { halfLife: 20s, warmup: 3s }, rules: [{ name: many-networks, metric: sources, above: 10, action: revoke }] }`;
+  await h.apply(`
+providers:
+  vault: { type: local }
+  api: ${JSON.stringify(api0)}
+usage:
+  baseline: { halfLife: 20s, warmup: 3s }
+  rules: [{ name: spike, metric: rate, factor: 5, minRate: 10, action: throttle, cooldown: ${COOLDOWN_MS}ms }]
+secrets:
+  ${family}:
+    clients: [${clients.join(', ')}]
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_kf_ }
+    targets: [{ provider: api, set: shared }]
+  ${revoking}:
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_kr_ }
+    targets: [{ provider: api, set: shared }]
+    ${revoke}
+  ${overlapping}:
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_ko_ }
+    targets: [{ provider: api, set: shared }]
+    grace: 1h
+    ${revoke}
+`);
+  const names = [...clients.map((c) => `${family}/${c}`), revoking, overlapping];
+  for (let i = 0; i < names.length; i += 8) await Promise.all(names.slice(i, i + 8).map(async (name) => expect((await h.rotate(name, 60_000)).status).toBe('succeeded')));
+  // A second rotation: its previous version stays accepted for the grace hour (a rotation overlap).
+  expect((await h.rotate(overlapping, 60_000)).status).toBe('succeeded');
+  for (const name of names) keys.set(name, await currentValue(name));
+
+  verifier = await createKeysetVerifier({ redisUrl: REDIS_URL, fingerprintKey: TEST_FINGERPRINT_KEY, keyset: 'shared', keyPrefix: `${P}keyset:`, channel: `${P}c`, usage: { prefix: `${P}usage:`, bucketMs: BUCKET_MS, flushMs: 200 }, throttledPerSecond: 1 });
+  api = Fastify();
+  api.addHook('onRequest', keysetAuth(verifier));
+  api.get('/', () => ({ ok: true }));
+  const url = await api.listen({ host: '127.0.0.1', port: 0 });
+  load = keyedLoad({ url, header: 'x-api-key', streams: [...keys.values()].map((key) => ({ key, rate: STEADY })) });
+}, 120_000);
+
+afterAll(async () => {
+  await load?.stop();
+  await api?.close();
+  await verifier?.close();
+  await h?.stop();
+  await deleteKeys(`${P}*`);
+});
+
+describe('usage rules through the redis-keyset middleware', () => {
+  it('steady noisy traffic on 32 keys: no rule fires over the warm-up and several windows after it', async () => {
+    await windows(8);
+    expect(await events('usage.anomaly')).toEqual([]);
+    for (const key of keys.values()) expect(Object.keys(statuses(key))).toEqual(['200']);
+    const used = await h.runtime.db.version.count({ where: { secret: { name: { startsWith: `${family}/` } }, state: 'current', lastUsedAt: { not: null } } });
+    expect(used).toBe(clients.length);
+  }, 120_000);
+
+  it('a key jumping 20x from 20 networks is throttled within two windows (429 for it alone), and released after the cool-down', async () => {
+    const name = `${family}/c07`;
+    const spiked = keys.get(name)!;
+    const spikeStart = Date.now();
+    load.set({ key: spiked, rate: STEADY * 20, sources: SPIKE_SOURCES });
+    await until(async () => (await events('usage.anomaly', name)).length > 0, SOON, 'the spike audited');
+    const [throttled] = await events('usage.anomaly', name);
+    expect(throttled!.data).toMatchObject({ rule: 'spike', action: 'throttle', done: 'throttled' });
+    expect(new Date(throttled!.data.windowEnd).getTime() - 2 * throttled!.data.windowMs).toBeLessThanOrEqual(spikeStart);
+    const before429 = count(spiked, 429);
+    await until(() => Promise.resolve(count(spiked, 429) > before429 + 20), SOON, 'the middleware answers 429 to the throttled key');
+    for (const [other, key] of keys) if (key !== spiked) expect({ other, answered: Object.keys(statuses(key)) }).toEqual({ other, answered: ['200'] });
+    expect(new Set((await events('usage.anomaly')).map((a) => a.secret))).toEqual(new Set([name]));
+
+    // The spike stops: after the cool-down, the first quiet window lifts the throttle.
+    const calmed = Date.now();
+    load.set({ key: spiked, rate: STEADY });
+    await until(async () => (await events('usage.released', name)).length > 0, COOLDOWN_MS + SOON, 'the throttle released');
+    const [released] = await h.runtime.db.auditEvent.findMany({ where: { action: 'usage.released', chain: name } });
+    // Not before the cool-down counted from the throttle (which came after its window's end), nor before the spike stopped.
+    expect(released!.at.getTime() - new Date(throttled!.data.windowEnd).getTime()).toBeGreaterThanOrEqual(COOLDOWN_MS);
+    expect(released!.at.getTime()).toBeGreaterThanOrEqual(calmed);
+    const before200 = count(spiked, 200);
+    await until(() => Promise.resolve(count(spiked, 200) > before200 + 10), SOON, 'the released key gets 200 again');
+  }, 120_000);
+
+  it('a revoke rule takes the key down the leak path after two windows; the middleware refuses it', async () => {
+    const key = keys.get(revoking)!;
+    const version = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: revoking }, state: 'current' } });
+    load.set({ key, rate: STEADY * 5, sources: SPIKE_SOURCES });
+    await until(async () => (await events('usage.anomaly', revoking)).length > 0, SOON, 'the revoke rule fired');
+    const [anomaly] = await events('usage.anomaly', revoking);
+    expect(anomaly!.data).toMatchObject({ rule: 'many-networks', action: 'revoke', done: 'revoked', windows: 2 });
+    const report = await h.runtime.db.leakReport.findFirstOrThrow({ where: { versionId: version.id } });
+    expect(report).toMatchObject({ source: 'usage', deliveryId: `many-networks:${version.id}` });
+    const [reported] = await events('leak.reported', revoking);
+    expect(reported!.data).toMatchObject({ source: 'usage', deliveryId: `many-networks:${version.id}` });
+    await until(async () => (await h.runtime.db.version.findUniqueOrThrow({ where: { id: version.id } })).state === 'revoked', SOON, 'the version revoked');
+    const before401 = count(key, 401);
+    await until(() => Promise.resolve(count(key, 401) > before401 + 5), SOON, 'the middleware refuses the revoked key');
+    expect(verifier.check(key)).toBeUndefined();
+  }, 120_000);
+
+  it('the same revoke rule inside a rotation overlap audits not-revoked and leaves the key working', async () => {
+    const key = keys.get(overlapping)!;
+    expect(await h.runtime.db.version.count({ where: { secret: { name: overlapping }, state: 'previous' } })).toBe(1);
+    load.set({ key, rate: STEADY * 5, sources: SPIKE_SOURCES });
+    await until(async () => (await events('usage.anomaly', overlapping)).length > 0, SOON, 'the revoke rule fired');
+    const [anomaly] = await events('usage.anomaly', overlapping);
+    expect(anomaly!.data).toMatchObject({ rule: 'many-networks', action: 'revoke', done: 'not-revoked: inside a rotation overlap' });
+    const before200 = count(key, 200);
+    await until(() => Promise.resolve(count(key, 200) > before200 + 20), SOON, 'the key still accepted');
+    load.set({ key, rate: STEADY });
+    const fingerprints = (await h.runtime.db.version.findMany({ where: { secret: { name: overlapping } } })).map((v) => v.fingerprint!);
+    expect(await h.runtime.db.leakReport.count({ where: { fingerprint: { in: fingerprints } } })).toBe(0);
+    expect(Object.keys(statuses(key))).toEqual(['200']);
+    expect(await h.runtime.db.version.count({ where: { secret: { name: overlapping }, state: 'current' } })).toBe(1);
+  }, 120_000);
+});
