@@ -16,12 +16,12 @@ import { describeError, RekeyError } from './core/errors.js';
 import type { Fingerprinter } from './core/fingerprint.js';
 import type { Logger } from './core/logger.js';
 import type { SecretPolicy } from './core/model.js';
-import type { AnyProviderModule, ProviderCatalog, ProviderInstance } from './core/provider.js';
+import type { AnyProviderModule, LiveValue, ProviderCatalog, ProviderInstance } from './core/provider.js';
 import type { ProviderResolver, ResolvedSecret } from './core/resolved.js';
 import type { SecretValue } from './core/secret-value.js';
 import type { Db } from './db/client.js';
-import type { Authenticator, Target } from './core/ports.js';
-import { liveSecretOf, liveValues } from './core/live-values.js';
+import type { Authenticator, Call, Target } from './core/ports.js';
+import { liveValues, liveVersionOf } from './core/live-values.js';
 import type { StateRepository } from './core/model.js';
 import type { RedisEndpoint } from './core/redis-endpoint.js';
 import { JwksPublishingTarget } from './jwks/target.js';
@@ -58,6 +58,15 @@ interface Generation {
 
 export class ConfigResolver implements ProviderResolver {
   private generation: Generation | undefined;
+  private liveSource: ((secret: string, call: Call) => Promise<LiveValue[]>) | undefined;
+
+  /** ProviderContext.liveValues read from PostgreSQL and the stores, uncached. */
+  readonly readLiveValues = (secret: string, call: Call): Promise<LiveValue[]> => liveValues(this.options.repo, this, this.options.log, secret, call);
+
+  /** Makes ProviderContext.liveValues answer from `source` (a server's delivery cache) from now on. */
+  useLiveValues(source: (secret: string, call: Call) => Promise<LiveValue[]>): void {
+    this.liveSource = source;
+  }
   private checkedAt = 0;
   private loading: Promise<Generation> | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -222,11 +231,11 @@ export class ConfigResolver implements ProviderResolver {
         if (!this.options.storeKey) throw new RekeyError('REKEY_ERR_CONFIG', `providers.${name}: REKEY_LOCAL_STORE_KEY is not set`);
         return this.options.storeKey;
       },
-      liveValues: (secret, call) => liveValues(this.options.repo, this, secret, call),
+      liveValues: (secret, call) => (this.liveSource ?? this.readLiveValues)(secret, call),
       liveSecretOf: async (value) => {
-        const secret = await liveSecretOf(this.options.repo, this.options.fingerprint, value);
-        const spec = secret === undefined ? undefined : own((await this.current()).config.secrets, secret);
-        return spec && { secret: spec.name, family: spec.family, client: spec.client };
+        const version = await liveVersionOf(this.options.repo, this.options.fingerprint, value);
+        const spec = version && own((await this.current()).config.secrets, version.secret);
+        return spec && { versionId: version.id, secret: spec.name, family: spec.family, client: spec.client };
       },
     }) as ProviderInstance<unknown, unknown, unknown, unknown>;
     generation.instances.set(name, instance);

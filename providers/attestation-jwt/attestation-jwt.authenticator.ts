@@ -2,6 +2,7 @@ import { jwtVerify } from 'jose';
 import { ProviderError } from '../../src/core/errors.js';
 import { jwtRefusalReason } from '../../src/core/kit/jwt-errors.js';
 import type { Authenticator, Call, JsonObject, Subject } from '../../src/core/ports.js';
+import type { LiveValue } from '../../src/core/provider.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
 import type { AttestationJwtBinding } from './attestation-jwt.schema.js';
 
@@ -10,12 +11,14 @@ import type { AttestationJwtBinding } from './attestation-jwt.schema.js';
  * against each live version of the shared secret, current first: a token signed with the
  * previous version still passes during its grace, one signed with a compromised or retired
  * version never does. Then exp, nbf, iat (present, not older than maxAgeSeconds), aud and iss.
+ * The subject names the version that verified, so rekey re-checks it is still live when it
+ * records the hand-out (the values may come from a cache).
  */
 export class AttestationJwtAuthenticator implements Authenticator {
   constructor(
     private readonly name: string,
     private readonly params: AttestationJwtBinding,
-    private readonly liveValues: (secret: string, call: Call) => Promise<SecretValue[]>,
+    private readonly liveValues: (secret: string, call: Call) => Promise<LiveValue[]>,
   ) {}
 
   async authenticate(credential: SecretValue, call: Call): Promise<Subject> {
@@ -24,7 +27,7 @@ export class AttestationJwtAuthenticator implements Authenticator {
     });
     if (!values.length) throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: ${this.params.secret} has no live version`, { provider: this.name });
     let reason = 'signature';
-    for (const value of values) {
+    for (const { versionId, value } of values) {
       try {
         const { payload } = await jwtVerify(credential.reveal(), this.key(value), {
           algorithms: ['HS256'],
@@ -36,7 +39,7 @@ export class AttestationJwtAuthenticator implements Authenticator {
         });
         const id = payload[this.params.subjectClaim];
         if (typeof id !== 'string' || !id) throw this.denied('subject');
-        return { id, claims: payload as JsonObject };
+        return { id, claims: payload as JsonObject, versions: [versionId] };
       } catch (error) {
         if (error instanceof ProviderError) throw error;
         reason = jwtRefusalReason(error);

@@ -31,7 +31,7 @@ export class ClientKeyAuthenticator implements Authenticator {
     });
     // Unknown, not live, or a key of another secret: one reason, so nothing is learnt about which.
     if (!found || found.family !== this.params.secret || !found.client) throw this.denied('unknown key');
-    return { id: found.secret, claims: { family: found.family, client: found.client } };
+    return { id: found.secret, claims: { family: found.family, client: found.client }, versions: [found.versionId] };
   }
 
   private denied(reason: string): ProviderError {

@@ -12,8 +12,8 @@
  */
 import { describeError, RekeyError } from './errors.js';
 import type { Logger } from './logger.js';
-import type { StateRepository } from './model.js';
-import type { Authenticator, JsonObject, Subject } from './ports.js';
+import type { StateRepository, VersionRecord } from './model.js';
+import type { Authenticator, Call, JsonObject, Subject } from './ports.js';
 import type { ProviderResolver } from './resolved.js';
 import type { SecretValue } from './secret-value.js';
 
@@ -60,14 +60,42 @@ export class DeliveryError extends Error {
   }
 }
 
+/** A version that may be handed out (current, stored, not compromised) and its value. */
+export interface Handable {
+  version: VersionRecord;
+  value: SecretValue;
+}
+
+/** What a hand-out relies on and what it records. */
+export interface HandOut {
+  /** Versions handed out (the value's, the signing key's): each must still be current and not compromised. */
+  handed: readonly string[];
+  /** Versions the subject's proof relied on (Subject.versions): each must still be live. */
+  relied: readonly string[];
+  /** The audit event; none for an answer that hands nothing out (a 304). */
+  event?: { actor: string; action: string; secret: string; versionId: string; data: JsonObject };
+}
+
 export interface DeliveryDeps {
   repo: StateRepository;
   providers: ProviderResolver;
   authenticator(name: string): Promise<Authenticator>;
   /** Takes one request from the subject's allowance (`<authenticator>:<subject id>`); false when it is used up. */
   admit(subjectKey: string): boolean;
-  /** Appends one audit event (its own transaction). */
-  audit(event: { actor: string; action: string; secret: string; versionId: string; data: JsonObject }): Promise<void>;
+  /**
+   * The version of `secret` that may be handed out, with its value; undefined when there is none
+   * (no current version, a compromised one, a secret removed from the config). May answer from
+   * an in-process cache: {@link handOut} re-checks the version in PostgreSQL.
+   */
+  current(secret: string, call: Call): Promise<Handable | undefined>;
+  /**
+   * Checks and records a hand-out, and resolves once that is durably committed: in one
+   * transaction, the versions of `entry` are checked (and share-locked, so a revocation commits
+   * either before the check or after the record), then the audit event is appended. Answers
+   * false, with nothing recorded, when a version failed the check, after forgetting what the
+   * cache held of it, so the next read sees PostgreSQL.
+   */
+  handOut(entry: HandOut): Promise<boolean>;
   log: Logger;
   /** Per provider call. @defaultValue 10000 */
   timeoutMs?: number;
@@ -87,6 +115,19 @@ export function subjectMatches(glob: string, id: string): boolean {
 
 export function signal(deps: Pick<DeliveryDeps, 'timeoutMs'>): AbortSignal {
   return AbortSignal.timeout(deps.timeoutMs ?? 10_000);
+}
+
+/**
+ * Runs a hand-out `attempt` (undefined: a version it relied on was revoked or replaced between
+ * the cached read and the recording) at most twice: the second reads PostgreSQL afresh.
+ * @throws DeliveryError `unavailable` when the second attempt fails its check too.
+ */
+export async function retryingStale<T>(attempt: () => Promise<T | undefined>): Promise<T> {
+  const first = await attempt();
+  if (first !== undefined) return first;
+  const second = await attempt();
+  if (second !== undefined) return second;
+  throw new DeliveryError('unavailable', 'the versions changed while the request was answered');
 }
 
 /**

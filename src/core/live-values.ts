@@ -5,14 +5,23 @@
  * waiting for its replacement (compromisedAt set), so a leaked shared secret stops verifying
  * the moment the leak is recorded.
  */
-import { RekeyError } from './errors.js';
+import { describeError, RekeyError } from './errors.js';
+import type { Handable } from './delivery.js';
 import type { Fingerprinter } from './fingerprint.js';
+import type { Logger } from './logger.js';
 import type { StateRepository, VersionRecord } from './model.js';
 import type { Call } from './ports.js';
+import type { LiveValue } from './provider.js';
 import type { ProviderResolver } from './resolved.js';
 import type { SecretValue } from './secret-value.js';
 
-export async function liveValues(repo: StateRepository, providers: ProviderResolver, secret: string, call: Call): Promise<SecretValue[]> {
+/**
+ * The live values, current first. A version whose value cannot be read (a store that is
+ * down for it, a value sealed under another key) is left out and logged when another can be
+ * read, so one unreadable previous version does not refuse every credential.
+ * @throws the first version's read error when none can be read; RekeyError REKEY_ERR_UNKNOWN when the secret is not managed.
+ */
+export async function liveValues(repo: StateRepository, providers: ProviderResolver, log: Logger, secret: string, call: Call): Promise<LiveValue[]> {
   const record = await repo.getSecret(secret);
   if (!record || record.removedAt) throw new RekeyError('REKEY_ERR_UNKNOWN', `${secret} is not a managed secret`);
   const now = Date.now();
@@ -21,23 +30,46 @@ export async function liveValues(repo: StateRepository, providers: ProviderResol
     .sort((a, b) => (a.state === 'current' ? -1 : b.state === 'current' ? 1 : b.number - a.number));
   if (!versions.length) return [];
   const { store } = await providers.resolve(secret);
-  return Promise.all(versions.map((v) => store.read({ storeVersionId: v.storeVersionId! }, call)));
+  const read = await Promise.allSettled(versions.map((v) => store.read({ storeVersionId: v.storeVersionId! }, call)));
+  const values: LiveValue[] = [];
+  for (const [i, outcome] of read.entries()) {
+    if (outcome.status === 'fulfilled') values.push({ versionId: versions[i]!.id, value: outcome.value });
+  }
+  const failed = read.find((outcome) => outcome.status === 'rejected');
+  if (!failed) return values;
+  if (!values.length) throw failed.reason;
+  for (const [i, outcome] of read.entries()) {
+    if (outcome.status === 'rejected') log.warn({ secret, version: versions[i]!.number, error: describeError(outcome.reason) }, 'live version unreadable: left out of verification');
+  }
+  return values;
 }
 
 /** Whether verifiers must accept `version` at `now`: current, or previous within its grace; stored; never leaked. */
-function isLive(version: VersionRecord, now: number): boolean {
+export function isLive(version: VersionRecord, now: number): boolean {
   if (!version.storeVersionId || version.compromisedAt) return false;
   return version.state === 'current' || (version.state === 'previous' && !!version.graceEndsAt && version.graceEndsAt.getTime() > now);
 }
 
 /**
- * The managed secret one of whose live versions (as liveValues counts them) is `value`, found
- * by its fingerprint: no value is read or compared. Undefined when none is, including a
- * compromised, retired or revoked version, or one of a secret removed from the config.
+ * The live version (as liveValues counts them) that `value` is, found by its fingerprint: no
+ * value is read or compared. Undefined when none is, including a compromised, retired or
+ * revoked version, or one of a secret removed from the config.
  */
-export async function liveSecretOf(repo: StateRepository, fingerprint: Fingerprinter, value: SecretValue): Promise<string | undefined> {
+export async function liveVersionOf(repo: StateRepository, fingerprint: Fingerprinter, value: SecretValue): Promise<VersionRecord | undefined> {
   const version = await repo.findVersionByFingerprint(fingerprint(value));
   if (!version || !isLive(version, Date.now())) return undefined;
   const record = await repo.getSecret(version.secret);
-  return record && !record.removedAt ? version.secret : undefined;
+  return record && !record.removedAt ? version : undefined;
+}
+
+/**
+ * The version of `secret` that may be handed out (current, stored, not compromised; the secret
+ * still in the config) with its value read from its store; undefined when there is none.
+ */
+export async function handableVersion(repo: StateRepository, providers: ProviderResolver, secret: string, call: Call): Promise<Handable | undefined> {
+  const record = await repo.getSecret(secret);
+  const version = record && !record.removedAt ? await repo.currentVersion(record.id) : null;
+  if (!version?.storeVersionId || version.compromisedAt) return undefined;
+  const { store } = await providers.resolve(secret);
+  return { version, value: await store.read({ storeVersionId: version.storeVersionId }, call) };
 }

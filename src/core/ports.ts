@@ -248,6 +248,13 @@ export interface Subject {
   id: string;
   /** The credential's verified claims, which a grant may copy into the tokens it mints. Never the credential. */
   claims: JsonObject;
+  /**
+   * Ids of the managed versions the proof relied on (attestation-jwt: the version of the shared
+   * secret that verified it; client-key: the client's key). rekey checks they are still live in
+   * the transaction that records the hand-out, so a credential checked against a version revoked
+   * meanwhile gets nothing. Empty for credentials verified against keys rekey does not manage.
+   */
+  versions?: readonly string[];
 }
 
 /**

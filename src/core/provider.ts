@@ -37,10 +37,13 @@ export interface ProviderContext {
    * The values of a managed secret's versions that are live for verifying: the current one
    * first, then the previous one while its grace lasts. Never a pending, compromised, retired
    * or revoked version. For authenticators that check credentials against a secret rekey
-   * itself rotates (attestation-jwt). Values stay in memory; never log them.
-   * @throws RekeyError REKEY_ERR_UNKNOWN when the secret is not managed.
+   * itself rotates (attestation-jwt). A version whose value cannot be read is left out (and
+   * logged) when another can be read. May answer from an in-process cache: name the version that
+   * verified in the subject's `versions`, and rekey re-checks it when it records the hand-out.
+   * Values stay in memory; never log them.
+   * @throws RekeyError REKEY_ERR_UNKNOWN when the secret is not managed; the store's error when no live version can be read.
    */
-  liveValues(secret: string, call: Call): Promise<SecretValue[]>;
+  liveValues(secret: string, call: Call): Promise<LiveValue[]>;
   /**
    * The managed secret one of whose live versions, as liveValues counts them, is `value`, with
    * its family and client for per-client keys (`clients:`): found by its keyed fingerprint,
@@ -50,8 +53,16 @@ export interface ProviderContext {
   liveSecretOf(value: SecretValue): Promise<LiveSecret | undefined>;
 }
 
+/** One live version's value, as ProviderContext.liveValues gives it. */
+export interface LiveValue {
+  versionId: string;
+  value: SecretValue;
+}
+
 /** A managed secret as ProviderContext.liveSecretOf finds it. */
 export interface LiveSecret {
+  /** The live version the value is. */
+  versionId: string;
   /** Its name; for per-client keys `<family>/<client>`. */
   secret: string;
   /** Per-client keys: the secret with `clients:` it belongs to, and its client. */

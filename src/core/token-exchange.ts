@@ -6,10 +6,14 @@
  *      subject must be within its rate limit;
  *   3. authorize: the first of that authenticator's grants whose `subjects` globs match the
  *      subject id;
- *   4. sign: with the current version of the grant's signing key, read from its store, never a
- *      pending, previous, compromised or retired one (none current: unavailable);
- *   5. audit `delivery.token` (subject, grant, authenticator, version, audience, expiry, jti;
- *      never the token or the credential), then hand the token out.
+ *   4. sign: with the current version of the grant's signing key (deps.current: the store's
+ *      value, possibly cached), never a pending, previous, compromised or retired one (none
+ *      current: unavailable);
+ *   5. record: in one transaction (deps.handOut, batched with other requests), check that the
+ *      signing version is still current and the versions the proof relied on still live, and
+ *      audit `delivery.token` (subject, grant, authenticator, version, audience, expiry, jti;
+ *      never the token or the credential); then hand the token out. A version revoked between
+ *      steps 1-4 and this check fails it: the request runs once more from PostgreSQL.
  *
  * Errors are DeliveryError codes that the HTTP adapter maps to RFC 8693 answers; a credential
  * that fails authentication gets one answer whatever the reason.
@@ -17,7 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import { RekeyError } from './errors.js';
 import { issuedRef } from './context.js';
-import { authenticate, DeliveryError, grantFor, signal, type DeliveryDeps, type DeliverySpec, type GrantSpec } from './delivery.js';
+import { authenticate, DeliveryError, grantFor, retryingStale, signal, type DeliveryDeps, type DeliverySpec, type GrantSpec } from './delivery.js';
 import type { JsonObject } from './ports.js';
 import type { SecretValue } from './secret-value.js';
 
@@ -41,36 +45,41 @@ export async function exchangeToken(deps: DeliveryDeps, delivery: DeliverySpec, 
   const grants = Object.values(delivery.grants).filter((g): g is TokenGrant => !!g.token && (audience === undefined || g.token.audience === audience));
   if (!grants.length) throw new DeliveryError('no_grant', 'no grant issues tokens for this audience');
 
-  // 1, 2. authenticate, admit
-  const who = await authenticate(deps, grants, credential);
-  const { subject, authenticator } = who;
+  return retryingStale(async () => {
+    // 1, 2. authenticate, admit
+    const who = await authenticate(deps, grants, credential);
+    const { subject, authenticator } = who;
 
-  // 3. authorize
-  const grant = grantFor(grants, who);
-  if (!grant) throw new DeliveryError('forbidden', 'no grant allows this subject a token for this audience');
+    // 3. authorize
+    const grant = grantFor(grants, who);
+    if (!grant) throw new DeliveryError('forbidden', 'no grant allows this subject a token for this audience');
 
-  // 4. sign with the current version only
-  const secret = await deps.repo.getSecret(grant.token.signingKey);
-  const version = secret && !secret.removedAt ? await deps.repo.currentVersion(secret.id) : null;
-  if (!secret || !version?.storeVersionId) throw new DeliveryError('unavailable', 'the signing key has no current version');
-  const resolved = await deps.providers.resolve(secret.name);
-  if (!resolved.issuer.signJwt) throw new RekeyError('REKEY_ERR_CONFIG', `delivery.grants.${grant.name}: the issuer of ${secret.name} does not sign JWTs`);
-  const value = await resolved.store.read({ storeVersionId: version.storeVersionId }, { signal: signal(deps) });
-  const now = Math.floor(Date.now() / 1000);
-  const ttl = Math.floor(grant.token.ttlMs / 1000);
-  const jti = randomUUID();
-  const payload: JsonObject = { ...copied(subject.claims, grant.token.claims.copy), ...grant.token.claims.fixed, iss: delivery.issuer, sub: subject.id, aud: grant.token.audience, iat: now, exp: now + ttl, jti };
-  const token = await resolved.issuer.signJwt(issuedRef(version, resolved.policy.consumer), value, payload);
+    // 4. sign with the current version only
+    const signing = await deps.current(grant.token.signingKey, { signal: signal(deps) });
+    if (!signing) throw new DeliveryError('unavailable', 'the signing key has no current version');
+    const { version, value } = signing;
+    const resolved = await deps.providers.resolve(version.secret);
+    if (!resolved.issuer.signJwt) throw new RekeyError('REKEY_ERR_CONFIG', `delivery.grants.${grant.name}: the issuer of ${version.secret} does not sign JWTs`);
+    const now = Math.floor(Date.now() / 1000);
+    const ttl = Math.floor(grant.token.ttlMs / 1000);
+    const jti = randomUUID();
+    const payload: JsonObject = { ...copied(subject.claims, grant.token.claims.copy), ...grant.token.claims.fixed, iss: delivery.issuer, sub: subject.id, aud: grant.token.audience, iat: now, exp: now + ttl, jti };
+    const token = await resolved.issuer.signJwt(issuedRef(version, resolved.policy.consumer), value, payload);
 
-  // 5. audit, then hand out
-  await deps.audit({
-    actor: `subject:${subject.id}`,
-    action: 'delivery.token',
-    secret: secret.name,
-    versionId: version.id,
-    data: { grant: grant.name, authenticator, subject: subject.id, audience: grant.token.audience, version: version.number, jti, expiresAt: new Date((now + ttl) * 1000).toISOString() },
+    // 5. check and audit in one transaction, then hand out
+    const recorded = await deps.handOut({
+      handed: [version.id],
+      relied: subject.versions ?? [],
+      event: {
+        actor: `subject:${subject.id}`,
+        action: 'delivery.token',
+        secret: version.secret,
+        versionId: version.id,
+        data: { grant: grant.name, authenticator, subject: subject.id, audience: grant.token.audience, version: version.number, jti, expiresAt: new Date((now + ttl) * 1000).toISOString() },
+      },
+    });
+    return recorded ? { token, expiresInSeconds: ttl, grant: grant.name, subject: subject.id } : undefined;
   });
-  return { token, expiresInSeconds: ttl, grant: grant.name, subject: subject.id };
 }
 
 function copied(claims: JsonObject, names: readonly string[]): JsonObject {

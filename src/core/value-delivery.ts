@@ -6,14 +6,17 @@
  *      secrets exist or are granted;
  *   3. authorize: a value grant of that authenticator naming this secret, whose `subjects`
  *      globs match the subject id;
- *   4. pick the current version, never a pending, previous, retired or compromised one (a
- *      leaked current version waiting for its replacement is compromised already): none is
- *      unavailable. A caller that already holds it (its ETag) gets `not_modified`, nothing read;
- *   5. read the value from the store, audit `delivery.value` (subject, grant, authenticator,
- *      version; never the value), then hand it out with an expiry no later than the secret's
- *      next scheduled rotation.
+ *   4. the current version and its value (deps.current, possibly cached), never a pending,
+ *      previous, retired or compromised one (a leaked current version waiting for its
+ *      replacement is compromised already): none is unavailable;
+ *   5. record: in one transaction (deps.handOut, batched with other requests), check that the
+ *      version is still current and the versions the proof relied on still live, and audit
+ *      `delivery.value` (subject, grant, authenticator, version; never the value); then hand it
+ *      out with an expiry no later than the secret's next scheduled rotation. A caller that
+ *      already holds it (its ETag) gets `not_modified` after the same check, nothing audited.
+ *      A version revoked meanwhile fails the check: the request runs once more from PostgreSQL.
  */
-import { authenticate, DeliveryError, grantFor, signal, type Authenticated, type DeliveryDeps, type DeliverySpec, type GrantSpec } from './delivery.js';
+import { authenticate, DeliveryError, grantFor, retryingStale, signal, type Authenticated, type DeliveryDeps, type DeliverySpec, type GrantSpec } from './delivery.js';
 import type { SecretValue } from './secret-value.js';
 
 export interface ValueDeliveryDeps extends DeliveryDeps {
@@ -45,41 +48,48 @@ export function etagOf(versionId: string): string {
 
 /**
  * Hands the current value of `secret` to the subject `credential` proves, or throws DeliveryError.
- * @param ifNoneMatch the request's If-None-Match: when it names the current version, nothing is read or audited.
+ * @param ifNoneMatch the request's If-None-Match: when it names the current version, nothing is audited.
  */
 export async function deliverValue(deps: ValueDeliveryDeps, delivery: DeliverySpec, credential: SecretValue, secret: string, ifNoneMatch: string | undefined): Promise<ValueAnswer> {
   const grants = valueGrants(delivery);
   if (!grants.length) throw new DeliveryError('no_grant', 'no grant delivers values');
 
-  // 1, 2. authenticate, admit
-  const who = await authenticate(deps, grants, credential);
+  return retryingStale(async () => {
+    // 1, 2. authenticate, admit
+    const who = await authenticate(deps, grants, credential);
 
-  // 3. authorize
-  const grant = grantFor(
-    grants.filter((g) => g.value.secret === secret),
-    who,
-  );
-  if (!grant) throw new DeliveryError('forbidden', 'no grant allows this subject this secret');
+    // 3. authorize
+    const grant = grantFor(
+      grants.filter((g) => g.value.secret === secret),
+      who,
+    );
+    if (!grant) throw new DeliveryError('forbidden', 'no grant allows this subject this secret');
 
-  // 4. the current version, unless it is compromised
-  const record = await deps.repo.getSecret(secret);
-  const version = record && !record.removedAt ? await deps.repo.currentVersion(record.id) : null;
-  if (!record || !version?.storeVersionId || version.compromisedAt) throw new DeliveryError('unavailable', 'the secret has no current version that may be handed out');
-  const now = Date.now();
-  const next = await deps.nextRotation(secret);
-  const expiresAt = new Date(Math.max(now, Math.min(now + grant.value.ttlMs, next?.getTime() ?? Infinity)));
-  const etag = etagOf(version.id);
-  if (ifNoneMatch?.split(',').some((tag) => tag.trim() === etag || tag.trim() === `W/${etag}`)) return { status: 'not_modified', version: version.number, etag, expiresAt };
+    // 4. the current version, unless it is compromised
+    const current = await deps.current(secret, { signal: signal(deps) });
+    if (!current) throw new DeliveryError('unavailable', 'the secret has no current version that may be handed out');
+    const { version, value } = current;
+    const now = Date.now();
+    const next = await deps.nextRotation(secret);
+    const expiresAt = new Date(Math.max(now, Math.min(now + grant.value.ttlMs, next?.getTime() ?? Infinity)));
+    const etag = etagOf(version.id);
+    const relied = who.subject.versions ?? [];
 
-  // 5. read, audit, hand out
-  const { store } = await deps.providers.resolve(secret);
-  const value = await store.read({ storeVersionId: version.storeVersionId }, { signal: signal(deps) });
-  await deps.audit({
-    actor: `subject:${who.subject.id}`,
-    action: 'delivery.value',
-    secret,
-    versionId: version.id,
-    data: { grant: grant.name, authenticator: who.authenticator, subject: who.subject.id, version: version.number, expiresAt: expiresAt.toISOString() },
+    // 5. check (and audit), then answer
+    if (ifNoneMatch?.split(',').some((tag) => tag.trim() === etag || tag.trim() === `W/${etag}`)) {
+      return (await deps.handOut({ handed: [version.id], relied })) ? ({ status: 'not_modified', version: version.number, etag, expiresAt } as const) : undefined;
+    }
+    const recorded = await deps.handOut({
+      handed: [version.id],
+      relied,
+      event: {
+        actor: `subject:${who.subject.id}`,
+        action: 'delivery.value',
+        secret,
+        versionId: version.id,
+        data: { grant: grant.name, authenticator: who.authenticator, subject: who.subject.id, version: version.number, expiresAt: expiresAt.toISOString() },
+      },
+    });
+    return recorded ? ({ status: 'fresh', value, version: version.number, etag, expiresAt, grant: grant.name } as const) : undefined;
   });
-  return { status: 'fresh', value, version: version.number, etag, expiresAt, grant: grant.name };
 }

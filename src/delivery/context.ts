@@ -7,19 +7,42 @@ import { CronExpressionParser } from 'cron-parser';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { DeliveryConfig } from '../config/delivery.js';
 import { own } from '../config/schema.js';
+import { handableVersion } from '../core/live-values.js';
+import { HandoutJournal } from '../db/handouts.js';
 import type { ValueDeliveryDeps } from '../core/value-delivery.js';
 import type { Admission, Ticket } from '../http/admission.js';
 import { RateLimiter } from '../http/rate-limit.js';
 import type { Runtime } from '../runtime.js';
+import { DeliveryCache } from './cache.js';
 
 export class DeliveryContext {
   private readonly tickets = new WeakMap<FastifyRequest, Ticket>();
   private readonly perSubject = new RateLimiter({ max: 120, windowMs: 60_000 });
+  /** Current versions' values and authenticators' live values, dropped on the change feed. */
+  readonly cache: DeliveryCache;
+  /** Hand-outs checked and audited, one transaction per batch. */
+  readonly journal: HandoutJournal;
+  private unsubscribe: (() => void) | undefined;
 
   constructor(
     readonly runtime: Runtime,
     readonly admission: Admission,
-  ) {}
+  ) {
+    const { repo } = runtime.engine.deps;
+    this.cache = new DeliveryCache({ current: (secret, call) => handableVersion(repo, runtime.resolver, secret, call), live: runtime.resolver.readLiveValues });
+    runtime.resolver.useLiveValues((secret, call) => this.cache.live(secret, call));
+    this.journal = new HandoutJournal(runtime.db, runtime.audit);
+  }
+
+  /** Drops cached entries of every secret the change feed reports changed, from now on. */
+  async follow(): Promise<void> {
+    this.unsubscribe = await this.runtime.changes.subscribe((change) => this.cache.forget(change.secret));
+  }
+
+  /** Stops following the change feed. */
+  close(): void {
+    this.unsubscribe?.();
+  }
 
   hold(request: FastifyRequest, ticket: Ticket): void {
     this.tickets.set(request, ticket);
@@ -44,13 +67,22 @@ export class DeliveryContext {
 
   deps(): ValueDeliveryDeps {
     const { runtime } = this;
+    const log = runtime.log.child({ component: 'delivery' });
     return {
       repo: runtime.engine.deps.repo,
       providers: runtime.resolver,
       authenticator: (name) => runtime.resolver.authenticator(name),
       admit: (subjectKey) => this.perSubject.take(subjectKey),
-      audit: (event) => runtime.db.$transaction((tx) => runtime.audit.append(tx, event)),
-      log: runtime.log.child({ component: 'delivery' }),
+      current: (secret, call) => this.cache.current(secret, call),
+      handOut: async (entry) => {
+        const recorded = await this.journal.record(entry);
+        if (!recorded) {
+          log.debug('hand-out check failed: a version was revoked or replaced; reading afresh');
+          this.cache.forgetVersions([...entry.handed, ...entry.relied]);
+        }
+        return recorded;
+      },
+      log,
       nextRotation: async (secret) => {
         const schedule = own((await runtime.resolver.config()).secrets, secret)?.schedule;
         return schedule ? CronExpressionParser.parse(schedule.cron, { tz: schedule.timezone }).next().toDate() : undefined;

@@ -39,10 +39,14 @@ const ANSWERS: Record<DeliveryCode, { status: number; error: string; description
 
 export const deliveryRoutes: RouteModule = async (app, runtime, shared) => {
   const ctx = new DeliveryContext(runtime, shared.admission);
+  // Without the change feed, cached entries would live their full age after every rotation;
+  // not awaited: a server starts while Redis is away.
+  void ctx.follow().catch((error: unknown) => runtime.log.warn({ error: describeError(error) }, 'delivery cache: change feed unavailable; entries expire by age only'));
   let endStreams = () => {};
   // Open streams would keep the server from closing.
   app.addHook('preClose', (done) => {
     endStreams();
+    ctx.close();
     done();
   });
   await app.register((scope, _options, registered) => {

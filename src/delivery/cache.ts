@@ -1,0 +1,77 @@
+/**
+ * What delivery requests need on every call, kept in memory by each server (issue 17): the
+ * value of each secret's version that may be handed out (signing keys, granted values) and the
+ * live values authenticators verify credentials against (ProviderContext.liveValues). Without
+ * it every request read PostgreSQL and a store two or three times.
+ *
+ * Entries are dropped when the change feed reports the secret rotated or revoked (every
+ * process that commits a change publishes it), when a hand-out's check finds a version no
+ * longer what the entry said (forgetVersions), and after `maxAgeMs` at most (pub/sub delivers
+ * at most once). The cache is never what keeps a revoked version from being handed out: the
+ * hand-out journal (src/db/handouts.ts) re-checks every version a request relied on, in the
+ * transaction that records it, so a stale entry costs one more attempt, never a leaked value.
+ *
+ * Callers asking for the same entry at once share one read; a failed read is not kept.
+ */
+import type { Handable } from '../core/delivery.js';
+import type { Call } from '../core/ports.js';
+import type { LiveValue } from '../core/provider.js';
+
+export interface CacheSources {
+  current(secret: string, call: Call): Promise<Handable | undefined>;
+  live(secret: string, call: Call): Promise<LiveValue[]>;
+}
+
+interface Entry<T> {
+  secret: string;
+  answer: Promise<T>;
+  expiresAt: number;
+  /** Version ids the answer holds; undefined while it is read. */
+  versions: ReadonlySet<string> | undefined;
+}
+
+export class DeliveryCache {
+  private readonly entries = new Map<string, Entry<unknown>>();
+
+  /** @param maxAgeMs the longest an entry is kept without news from the change feed. @defaultValue 5000 */
+  constructor(
+    private readonly sources: CacheSources,
+    private readonly maxAgeMs = 5000,
+  ) {}
+
+  /** The version of `secret` that may be handed out and its value (CacheSources.current). */
+  current(secret: string, call: Call): Promise<Handable | undefined> {
+    return this.read(`current:${secret}`, secret, () => this.sources.current(secret, call), (h) => (h ? [h.version.id] : []));
+  }
+
+  /** The live values of `secret`, current first (ProviderContext.liveValues). */
+  live(secret: string, call: Call): Promise<LiveValue[]> {
+    return this.read(`live:${secret}`, secret, () => this.sources.live(secret, call), (values) => values.map((v) => v.versionId));
+  }
+
+  /** Drops what is held of `secret` (it rotated, or one of its versions was revoked). */
+  forget(secret: string): void {
+    for (const [key, entry] of this.entries) if (entry.secret === secret) this.entries.delete(key);
+  }
+
+  /** Drops every entry holding one of `versionIds` (or still being read: it may), and the rest of their secrets'. */
+  forgetVersions(versionIds: readonly string[]): void {
+    const secrets = new Set<string>();
+    for (const entry of this.entries.values()) if (!entry.versions || versionIds.some((id) => entry.versions!.has(id))) secrets.add(entry.secret);
+    for (const secret of secrets) this.forget(secret);
+  }
+
+  private read<T>(key: string, secret: string, load: () => Promise<T>, idsOf: (answer: T) => string[]): Promise<T> {
+    const held = this.entries.get(key) as Entry<T> | undefined;
+    if (held && held.expiresAt > Date.now()) return held.answer;
+    const entry: Entry<T> = { secret, answer: load(), expiresAt: Date.now() + this.maxAgeMs, versions: undefined };
+    this.entries.set(key, entry);
+    entry.answer.then(
+      (answer) => (entry.versions = new Set(idsOf(answer))),
+      () => {
+        if (this.entries.get(key) === entry) this.entries.delete(key);
+      },
+    );
+    return entry.answer;
+  }
+}
