@@ -20,9 +20,10 @@ import { attestationToken, currentVersion, storedValue } from '../test/support/d
 import { startHarness } from '../test/support/harness.js';
 import { openStream, type EventStream } from '../test/support/sse.js';
 import { option } from './support/cli.js';
-import { percentile } from './support/environment.js';
+import { percentile, pgCounters } from './support/environment.js';
 
 interface Run {
+  count: number;
   perSecond: number;
   p50Ms: number;
   p99Ms: number;
@@ -92,7 +93,10 @@ delivery:
     await closedLoop(rekeyToken, concurrency, 1, 200); // warm-up
     await closedLoop(bareToken, concurrency, 1, 200);
     const loadBefore = loadavg()[0]!;
+    const commitsBefore = (await pgCounters(h.env.databaseUrl)).commits;
     const exchange = await closedLoop(rekeyToken, concurrency, seconds, 200);
+    // Hand-outs are audited by group commit: PostgreSQL transactions per exchange (a count, it holds under load).
+    const commitsPerExchange = round(((await pgCounters(h.env.databaseUrl)).commits - commitsBefore) / exchange.count, 3);
     const floor = await closedLoop(bareToken, concurrency, seconds, 200);
     const paced = await openLoop(rekeyToken, rate, seconds, 200);
 
@@ -130,13 +134,14 @@ delivery:
       tokenExchange: exchange,
       bareFastifyJose: floor,
       ratio: round(exchange.perSecond / floor.perSecond, 2),
+      commitsPerExchange,
       pacedTokenExchange: { targetPerSecond: rate, ...paced },
       valueDelivery: value,
       valueNotModified: notModified,
       rotationToClientNotified: { clients, rotations, p50Ms: round(percentile(notifiedMs, 50)), p99Ms: round(percentile(notifiedMs, 99)), maxMs: round(notifiedMs.at(-1) ?? NaN), missed },
       loadAverage: { beforeHttp: round(loadBefore, 2), afterHttp: round(loadAfterHttp, 2), end: round(loadavg()[0]!, 2) },
     };
-    console.log(`  token exchange   ${exchange.perSecond}/s  p50 ${exchange.p50Ms} ms  p99 ${exchange.p99Ms} ms  (bare fastify+jose ${floor.perSecond}/s, ratio ${figures.ratio})`);
+    console.log(`  token exchange   ${exchange.perSecond}/s  p50 ${exchange.p50Ms} ms  p99 ${exchange.p99Ms} ms  (bare fastify+jose ${floor.perSecond}/s, ratio ${figures.ratio}); ${commitsPerExchange} PostgreSQL commits per exchange`);
     console.log(`  paced at ${rate}/s  answered 200 ${paced.perSecond}/s  p99 ${paced.p99Ms} ms  shed (503 or reset) ${paced.shed}`);
     console.log(`  value delivery   ${value.perSecond}/s  p99 ${value.p99Ms} ms;  304 ${notModified.perSecond}/s`);
     console.log(`  rotation -> ${clients} clients notified  p50 ${figures.rotationToClientNotified.p50Ms} ms  p99 ${figures.rotationToClientNotified.p99Ms} ms  missed ${missed}`);
@@ -202,7 +207,7 @@ async function openLoop(send: (i: number) => Promise<number>, rate: number, seco
 
 function summary(ms: number[], elapsedMs: number): Run {
   ms.sort((a, b) => a - b);
-  return { perSecond: Math.round((ms.length * 1000) / elapsedMs), p50Ms: round(percentile(ms, 50)), p99Ms: round(percentile(ms, 99)) };
+  return { count: ms.length, perSecond: Math.round((ms.length * 1000) / elapsedMs), p50Ms: round(percentile(ms, 50)), p99Ms: round(percentile(ms, 99)) };
 }
 
 function round(x: number, digits = 1): number {

@@ -2,8 +2,8 @@
  * The hand-out journal (issue 17): each delivery hand-out (a minted token, a value, a 304) is
  * checked and recorded here, with group commit. A request waits for the durable commit of the
  * transaction holding its record, so every hand-out is audited before it is answered, but
- * requests that arrive together share one transaction: while one batch commits, the next
- * gathers.
+ * requests that arrive together share one transaction: while a batch commits, the next
+ * gathers (a few transactions may be open at once, see maxInFlight).
  *
  * One transaction per batch:
  *   1. `SELECT … FROM versions WHERE id = ANY(…) ORDER BY id FOR SHARE`: every version the
@@ -38,42 +38,61 @@ interface Checked {
 
 export class HandoutJournal {
   private waiting: Waiting[] = [];
-  private draining = false;
-  /** Transactions committed, and hand-outs recorded (for the benchmark's figures). */
-  readonly stats = { batches: 0, records: 0 };
+  private inFlight = 0;
+  private scheduled = false;
+  /** Transactions committed, hand-outs recorded, and the milliseconds the transactions took (for the benchmark). */
+  readonly stats = { batches: 0, records: 0, ms: 0 };
 
-  /** @param maxBatch the most requests one transaction holds. @defaultValue 500 */
+  /**
+   * @param maxBatch the most requests one transaction holds. @defaultValue 500
+   * @param maxInFlight transactions open at once. More than one overlaps a batch's check with
+   *   the previous commit, but appends to one chain take turns anyway and the batches get
+   *   smaller (bench/delivery: 0.39 commits per exchange with 3, 0.24 with 1). @defaultValue 1
+   */
   constructor(
     private readonly db: Db,
     private readonly audit: AuditLog,
     private readonly maxBatch = 500,
+    private readonly maxInFlight = 1,
   ) {}
 
   /** Checks and records `entry` (see DeliveryDeps.handOut); resolves once its batch committed. */
   record(entry: HandOut): Promise<boolean> {
     return new Promise((resolve, reject) => {
       this.waiting.push({ entry, resolve, reject });
-      if (this.draining) return;
-      this.draining = true;
-      // The requests of this turn of the event loop join the first batch.
-      setImmediate(() => void this.drain());
+      this.schedule();
     });
   }
 
-  private async drain(): Promise<void> {
-    while (this.waiting.length) {
-      const batch = this.waiting.splice(0, this.maxBatch);
-      const entries = batch.map((w) => w.entry);
-      try {
-        const recorded = await this.commit(entries).catch(() => this.commit(entries));
-        this.stats.batches += 1;
-        this.stats.records += entries.length;
-        batch.forEach((w, i) => w.resolve(recorded[i]!));
-      } catch (error) {
-        for (const w of batch) w.reject(error);
-      }
+  private schedule(): void {
+    if (this.scheduled || this.inFlight >= this.maxInFlight || !this.waiting.length) return;
+    this.scheduled = true;
+    // The requests of this turn of the event loop join the batch.
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.waiting.splice(0, this.maxBatch);
+    if (!batch.length) return;
+    this.inFlight += 1;
+    this.schedule();
+    const entries = batch.map((w) => w.entry);
+    const started = performance.now();
+    try {
+      const recorded = await this.commit(entries).catch(() => this.commit(entries));
+      this.stats.batches += 1;
+      this.stats.records += entries.length;
+      this.stats.ms += performance.now() - started;
+      batch.forEach((w, i) => w.resolve(recorded[i]!));
+    } catch (error) {
+      for (const w of batch) w.reject(error);
+    } finally {
+      this.inFlight -= 1;
+      this.schedule();
     }
-    this.draining = false;
   }
 
   private commit(entries: readonly HandOut[]): Promise<boolean[]> {
