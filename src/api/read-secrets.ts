@@ -68,20 +68,29 @@ async function summaryOf(runtime: Runtime, h: SecretHealth): Promise<z.input<typ
 const SCAN_PAGE = 1000;
 
 /**
- * The first `limit + 1` secrets after `after`, by name, that the filter lets through: names are read
- * a page at a time, and conditions computed only for names the glob and `may` pass (without a
- * status filter, only for as many as the page needs).
+ * The first `limit + 1` secrets after `after`, by name, that the filter lets through, read a page
+ * at a time. Without a status filter, names are read first and health computed only for as many
+ * as the page needs that the glob and `may` pass; with one, the database computes health only for
+ * the secrets that may meet it (see secretHealth's `status`), as many as the page still needs.
  */
 async function listHealth(runtime: Runtime, filter: Parameters<typeof filterHealth>[1], after: string | undefined, limit: number): Promise<SecretHealth[]> {
   const named = filter.name ? globRegExp(filter.name) : undefined;
+  const passes = (name: string) => (!named || named.test(name)) && (!filter.may || filter.may(name));
   const matching: SecretHealth[] = [];
   for (let from = after; matching.length <= limit; ) {
-    const names = (await runtime.db.secret.findMany({ where: from === undefined ? {} : { name: { gt: from } }, select: { name: true }, orderBy: { name: 'asc' }, take: SCAN_PAGE })).map((r) => r.name);
-    const wanted = names.filter((name) => (!named || named.test(name)) && (!filter.may || filter.may(name)));
-    const needed = filter.status ? wanted : wanted.slice(0, limit + 1 - matching.length);
-    if (needed.length) matching.push(...filterHealth(await secretHealth(runtime.db, needed), filter));
-    if (names.length < SCAN_PAGE) break;
-    from = names.at(-1);
+    const page = filter.status ? Math.min(SCAN_PAGE, Math.max(limit + 1 - matching.length, 100)) : SCAN_PAGE;
+    let read: number;
+    if (filter.status) {
+      const rows = await secretHealth(runtime.db, { status: filter.status, ...(from === undefined ? {} : { after: from }), limit: page });
+      matching.push(...filterHealth(rows, filter));
+      [read, from] = [rows.length, rows.at(-1)?.name];
+    } else {
+      const names = (await runtime.db.secret.findMany({ where: from === undefined ? {} : { name: { gt: from } }, select: { name: true }, orderBy: { name: 'asc' }, take: page })).map((r) => r.name);
+      const needed = names.filter(passes).slice(0, limit + 1 - matching.length);
+      if (needed.length) matching.push(...filterHealth(await secretHealth(runtime.db, { names: needed }), filter));
+      [read, from] = [names.length, names.at(-1)];
+    }
+    if (read < page) break;
   }
   return matching;
 }

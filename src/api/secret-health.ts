@@ -4,6 +4,7 @@
  * `healthy` when it meets none. The admin API's list and `rekey list` read it.
  */
 import type { Db } from '../db/client.js';
+import { Prisma } from '../db/generated/client.js';
 import type { BullQueues } from '../queue/queues.js';
 import { globRegExp } from './scopes.js';
 
@@ -50,9 +51,46 @@ interface Row {
  * - drifted: a target's last drift check found it out of sync and nothing repaired it since;
  * - rotating: a rotation is running.
  */
-/** @param names these secrets only (one name, or a list); every secret when undefined. */
-export async function secretHealth(db: Db, names?: string | readonly string[]): Promise<SecretHealth[]> {
-  const only = names === undefined ? null : typeof names === 'string' ? [names] : [...names];
+/** Which secrets {@link secretHealth} reads, by name; all of them when empty. */
+export interface HealthScope {
+  /** These secrets only. */
+  names?: readonly string[];
+  /** Only those that may meet this condition: a superset read through an index, the caller filters exactly ({@link filterHealth}). */
+  status?: SecretStatusName;
+  /** Names after this one (keyset paging). */
+  after?: string;
+  /** At most this many. */
+  limit?: number;
+}
+
+/**
+ * A superset of the secrets meeting `status`, each found through an index (or, for drift, the
+ * small target_syncs table), so a status filter computes health for those only, not the fleet.
+ */
+function candidates(status: SecretStatusName | undefined): Prisma.Sql {
+  switch (status) {
+    case 'leaked':
+      return Prisma.sql`s.id IN (SELECT v.secret_id FROM versions v WHERE v.compromised_at IS NOT NULL AND v.state NOT IN ('revoked', 'failed'))`;
+    case 'no-current':
+      // One pass over the current versions (hashed), not a probe per secret.
+      return Prisma.sql`s.id NOT IN (SELECT v.secret_id FROM versions v WHERE v.state = 'current' AND v.compromised_at IS NULL)`;
+    case 'failing':
+      // A run that gave up with no finished run after it: one index probe per run that ever gave up.
+      return Prisma.sql`s.id IN (SELECT r.secret_id FROM runs r WHERE r.status IN ('rolled_back', 'failed') AND NOT EXISTS (
+        SELECT 1 FROM runs n WHERE n.secret_id = r.secret_id AND n.status IN ('succeeded', 'rolled_back', 'failed') AND n.finished_at > r.finished_at))`;
+    case 'drifted':
+      return Prisma.sql`s.id IN (SELECT t.secret_id FROM target_syncs t WHERE t.last_checked_at IS NOT NULL AND t.last_checked_at IS DISTINCT FROM t.last_in_sync_at)`;
+    case 'rotating':
+      return Prisma.sql`s.id IN (SELECT r.secret_id FROM runs r WHERE r.kind = 'rotation' AND r.status = 'running')`;
+    default:
+      return Prisma.sql`true`;
+  }
+}
+
+/** The health of the secrets in `scope` (one name, or a scope), by name. */
+export async function secretHealth(db: Db, scope: string | HealthScope = {}): Promise<SecretHealth[]> {
+  const { names, status, after, limit } = typeof scope === 'string' ? { names: [scope] } : scope;
+  const only = names ? [...names] : null;
   const rows = await db.$queryRaw<Row[]>`
     SELECT s.id::text, s.name, s.spec->>'family' AS family, s.spec->>'client' AS client, s.removed_at, s.last_promoted_at,
       (SELECT v.number FROM versions v WHERE v.secret_id = s.id AND v.state = 'current' AND v.compromised_at IS NULL) AS current,
@@ -67,8 +105,9 @@ export async function secretHealth(db: Db, names?: string | readonly string[]): 
       SELECT r.id, r.status, r.finished_at, r.error FROM runs r
        WHERE r.secret_id = s.id AND r.status IN ('succeeded', 'rolled_back', 'failed')
        ORDER BY r.finished_at DESC NULLS LAST LIMIT 1) lr ON true
-    WHERE ${only}::text[] IS NULL OR s.name = ANY(${only}::text[])
-    ORDER BY s.name`;
+    WHERE (${only}::text[] IS NULL OR s.name = ANY(${only}::text[])) AND (${after ?? null}::text IS NULL OR s.name > ${after ?? null}::text) AND ${candidates(status)}
+    ORDER BY s.name
+    LIMIT ${limit ?? null}::int`;
   return rows.map((r) => {
     const met: Record<Condition, boolean> = {
       leaked: r.leaked,

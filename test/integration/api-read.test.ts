@@ -77,6 +77,22 @@ describe('secrets', () => {
     expect(bad.text).not.toContain('sideways');
   });
 
+  it('each status filter lists exactly the secrets meeting it, paged by cursor (the database narrows, never drops one)', async () => {
+    const all = (await call(h, '/api/v1/secrets?limit=200', { token: admin })).json.items as Array<{ name: string; status: string; conditions: string[] }>;
+    expect(new Set(all.map((s) => s.status)).size).toBeGreaterThan(1);
+    for (const status of ['leaked', 'no-current', 'failing', 'drifted', 'rotating', 'healthy']) {
+      const seen: string[] = [];
+      let next: string | null = null;
+      do {
+        const page = await call(h, `/api/v1/secrets?status=${status}&limit=1${next ? `&after=${encodeURIComponent(next)}` : ''}`, { token: admin });
+        seen.push(...names(page));
+        next = page.json.next;
+      } while (next);
+      const meeting = all.filter((s) => (status === 'healthy' ? s.status === 'healthy' : s.conditions.includes(status))).map((s) => s.name);
+      expect(seen, status).toEqual(meeting);
+    }
+  });
+
   it('one secret: versions with short fingerprints, times and what issued them, delivery and sync', async () => {
     const answer = await call(h, '/api/v1/secrets/payments-api', { token: admin });
     expect(answer.status).toBe(200);

@@ -32,7 +32,8 @@ async function load(progress: (secrets: SecretSummary[], capped: boolean) => voi
     if (after !== undefined && all.size < CAP) progress([...all.values()].sort(byUrgency), false);
   } while (after !== undefined && all.size < CAP);
   if (after !== undefined) {
-    for (const status of ATTENTION) for (const s of (await api.get<Page<SecretSummary>>('/secrets', { limit: PAGE, status })).items) all.set(s.name, s);
+    const pages = await Promise.all(ATTENTION.map((status) => api.get<Page<SecretSummary>>('/secrets', { limit: PAGE, status })));
+    for (const s of pages.flatMap((page) => page.items)) all.set(s.name, s);
   }
   progress([...all.values()].sort(byUrgency), after !== undefined);
 }
