@@ -44,14 +44,18 @@ export interface ResolverOptions {
   retireAfterMs?: number;
 }
 
+/** Resolved secrets kept per revision: building one again costs a few objects (its provider instances are shared). */
+const RESOLVED_CACHE = 2000;
+
 interface Generation {
   revision: number;
   config: RekeyConfig;
-  /** The document as applied (`${env:...}` unresolved): providers are compared on it. */
-  document: Record<string, unknown>;
+  /** The document's providers as applied (`${env:...}` unresolved): providers are compared on them. */
+  providers: Record<string, unknown>;
   /** The provider modules its providers use, by type. */
   modules: ReadonlyMap<string, AnyProviderModule>;
   instances: Map<string, ProviderInstance<unknown, unknown, unknown, unknown>>;
+  /** Secrets resolved lately, at most RESOLVED_CACHE (the oldest is dropped): memory stays bounded however many a drift check resolves. */
   secrets: Map<string, ResolvedSecret>;
   authenticators: Map<string, Authenticator>;
 }
@@ -88,6 +92,7 @@ export class ConfigResolver implements ProviderResolver {
       const latest = generation;
       resolved = spec ? this.build(spec, (name) => this.instance(latest, name)) : await this.resolveRemoved(latest, secret);
       // Cached with the latest revision: a newer one (which may declare the secret again) rebuilds it.
+      if (latest.secrets.size >= RESOLVED_CACHE) latest.secrets.delete(latest.secrets.keys().next().value!);
       latest.secrets.set(secret, resolved);
     }
     return resolved;
@@ -110,7 +115,7 @@ export class ConfigResolver implements ProviderResolver {
   /** A secret no longer in the config, from the revision it was last applied in. */
   private async resolveRemoved(latest: Generation, secret: string): Promise<ResolvedSecret> {
     const { bound, spec } = await this.removedSpec(latest, secret);
-    const providerDoc = (g: Generation, name: string) => (g.document.providers as Record<string, unknown> | undefined)?.[name];
+    const providerDoc = (g: Generation, name: string) => g.providers[name];
     const unchanged = (name: string) => Object.hasOwn(latest.config.providers, name) && canonicalJson(providerDoc(latest, name)) === canonicalJson(providerDoc(bound, name));
     return this.build(spec, (name) => this.instance(unchanged(name) ? latest : bound, name));
   }
@@ -198,7 +203,8 @@ export class ConfigResolver implements ProviderResolver {
   private async generationOf(row: { id: number; document: unknown }): Promise<Generation> {
     const loaded: LoadedConfig = await fromDocument(row.document as Record<string, unknown>, `config revision ${row.id}`, this.options.modules);
     const modules = await this.options.modules.load(Object.values(loaded.config.providers).map((p) => p.type));
-    return { revision: row.id, config: loaded.config, document: loaded.document, modules: new Map(modules.map((m) => [m.type, m])), instances: new Map(), secrets: new Map(), authenticators: new Map() };
+    const providers = (loaded.document.providers ?? {}) as Record<string, unknown>;
+    return { revision: row.id, config: loaded.config, providers, modules: new Map(modules.map((m) => [m.type, m])), instances: new Map(), secrets: new Map(), authenticators: new Map() };
   }
 
   private build(spec: SecretSpec, instance: (name: string) => ProviderInstance<unknown, unknown, unknown, unknown>): ResolvedSecret {

@@ -27,6 +27,13 @@ export interface TargetScheduleDeps {
   interval(spec: ProviderSpec): number | undefined;
   /** Targets named by no applied config any more (a removed secret's) are checked this often; undefined: not at all. */
   orphanIntervalMs: number | undefined;
+  /**
+   * At most this many of a target's secrets per periodic check: a target bound to more is
+   * checked a slice at a time, the next slice each interval, so a check costs the same
+   * however large the fleet (each secret is then checked every ceil(bound / slice) intervals).
+   * `checkNow` always covers every secret. @defaultValue unlimited
+   */
+  slice?: number;
   /** One check of `target` for `secrets`; its failure is logged. */
   run(target: string, secrets: string[], intervalMs: number): Promise<unknown>;
 }
@@ -34,6 +41,8 @@ export interface TargetScheduleDeps {
 export class TargetSchedule {
   private readonly next = new Map<string, number>();
   private readonly running = new Map<string, Promise<void>>();
+  /** Where each sliced target's next check starts in its list of secrets. */
+  private readonly cursor = new Map<string, number>();
   private bindings: { at: number; byTarget: Map<string, string[]>; intervals: Map<string, number | undefined> } | undefined;
   private stopped = false;
 
@@ -55,7 +64,7 @@ export class TargetSchedule {
       if (due > now) continue;
       this.next.set(target, this.nextAfter(now, interval));
       const run = this.deps
-        .run(target, secrets, interval)
+        .run(target, this.sliceOf(target, secrets), interval)
         .then(
           () => undefined,
           (error: unknown) => this.deps.log.warn({ component: this.deps.component, target, error: describeError(error) }, 'check failed; trying again next interval'),
@@ -63,6 +72,15 @@ export class TargetSchedule {
         .finally(() => this.running.delete(target));
       this.running.set(target, run);
     }
+  }
+
+  /** The secrets of the target's next periodic check: all of them, or the next slice. */
+  private sliceOf(target: string, secrets: string[]): string[] {
+    const size = this.deps.slice ?? Infinity;
+    if (secrets.length <= size) return secrets;
+    const start = (this.cursor.get(target) ?? 0) % secrets.length;
+    this.cursor.set(target, start + size >= secrets.length ? 0 : start + size);
+    return secrets.slice(start, start + size);
   }
 
   /** Up to a fifth of the interval (at most MAX_JITTER_MS) early, never late. */
@@ -89,26 +107,34 @@ export class TargetSchedule {
   }
 
   /**
-   * Secrets by target (every secret with a row: a removed one keeps its last bindings while its
-   * keys are live) and each target's interval, read again every few seconds: an apply takes
-   * effect within BINDINGS_TTL_MS.
+   * Secrets by target (every secret of the applied config, and every removed one whose keys are
+   * still live: it keeps its last bindings) and each target's interval, read again every few
+   * seconds: an apply takes effect within BINDINGS_TTL_MS. Policies only, no provider instance
+   * is built: at 100,000 secrets this runs in milliseconds and holds one name per binding.
    */
   private async bindingsAt(now: number, fresh = false): Promise<{ byTarget: Map<string, string[]>; intervals: Map<string, number | undefined> }> {
     if (!fresh && this.bindings && now - this.bindings.at < BINDINGS_TTL_MS) return this.bindings;
-    const rows = await this.deps.db.secret.findMany({
-      where: { OR: [{ removedAt: null }, { versions: { some: { state: { in: ['current', 'previous', 'pending'] } } } }] },
+    const config = await this.deps.resolver.config();
+    const removed = await this.deps.db.secret.findMany({
+      where: { removedAt: { not: null }, versions: { some: { state: { in: ['current', 'previous', 'pending'] } } } },
       select: { name: true },
-      orderBy: { name: 'asc' },
     });
     const byTarget = new Map<string, string[]>();
-    for (const { name } of rows) {
+    const bind = (name: string, targets: readonly string[]) => {
+      for (const target of targets) {
+        const list = byTarget.get(target);
+        if (list) list.push(name);
+        else byTarget.set(target, [name]);
+      }
+    };
+    for (const [name, spec] of Object.entries(config.secrets)) bind(name, spec.targets);
+    for (const { name } of removed) {
       try {
-        for (const target of (await this.deps.resolver.resolve(name)).policy.targets) byTarget.set(target, [...(byTarget.get(target) ?? []), name]);
+        if (!Object.hasOwn(config.secrets, name)) bind(name, (await this.deps.resolver.policy(name)).targets);
       } catch (error) {
         this.deps.log.debug({ component: this.deps.component, secret: name, error: describeError(error) }, 'cannot resolve secret');
       }
     }
-    const config = await this.deps.resolver.config();
     const intervals = new Map(Object.entries(config.providers).map(([name, spec]) => [name, this.deps.interval(spec)]));
     this.bindings = { at: now, byTarget, intervals };
     return this.bindings;
