@@ -64,6 +64,24 @@ export class KongAdmin {
     throw this.error('REKEY_ERR_INVALID', `${where}: Kong rejected the request`);
   }
 
+  /**
+   * The text of a Prometheus `/metrics` endpoint (Kong's Status API, or the Admin API's own). The
+   * admin token goes only to the Admin API's origin.
+   */
+  async metrics(url: string, signal: AbortSignal): Promise<string> {
+    const headers: Record<string, string> = { accept: 'text/plain' };
+    if (this.token && new URL(url).origin === new URL(this.#base).origin) headers['kong-admin-token'] = this.token.reveal();
+    let response: Response;
+    try {
+      response = await fetch(url, { headers, signal: AbortSignal.any([signal, AbortSignal.timeout(this.timeoutMs)]), redirect: 'manual' });
+    } catch (error) {
+      throw this.error('REKEY_ERR_UNAVAILABLE', 'Kong /metrics could not be read', error);
+    }
+    const text = await response.text();
+    if (response.status !== 200) throw this.error(response.status === 401 || response.status === 403 ? 'REKEY_ERR_DENIED' : 'REKEY_ERR_UNAVAILABLE', `Kong /metrics answered ${response.status}`);
+    return text;
+  }
+
   /** Every item of a list endpoint (`GET /key-auths?tags=...`), following Kong's `offset` pagination. */
   async list<T>(path: string, query: Record<string, string>, signal: AbortSignal): Promise<T[]> {
     const items: T[] = [];

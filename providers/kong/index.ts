@@ -6,6 +6,7 @@ import { defineProvider } from '../../src/core/provider.js';
 import { KongAdmin } from './admin-api.js';
 import { kongConfigSchema, kongTargetSchema, type KongConfig, type KongTargetParams } from './kong.schema.js';
 import { KongTarget } from './kong.target.js';
+import { KongUsage } from './kong.usage.js';
 
 export const kong = defineProvider<KongConfig, never, never, KongTargetParams>({
   type: 'kong',
@@ -15,6 +16,8 @@ export const kong = defineProvider<KongConfig, never, never, KongTargetParams>({
   open(config, ctx) {
     // Resolved once per instance: a missing variable fails when the config is opened, not mid-rotation.
     const admin = new KongAdmin(config.adminUrl, config.adminToken ? ctx.credential(config.adminToken) : undefined, config.timeoutMs, ctx.name);
+    // One per provider instance: every binding reads the same metrics.
+    const usage = new KongUsage(admin, config.metricsUrls ?? [`${config.adminUrl.replace(/\/+$/, '')}/metrics`], ctx.fingerprint);
     return {
       target: ({ secret, params }) =>
         new KongTarget({
@@ -25,6 +28,7 @@ export const kong = defineProvider<KongConfig, never, never, KongTargetParams>({
           createConsumers: config.createConsumers,
           probe: config.probe,
           fingerprint: ctx.fingerprint,
+          usage,
           log: ctx.log.child({ provider: ctx.name, secret }),
         }),
     };

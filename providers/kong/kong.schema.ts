@@ -20,6 +20,12 @@ export const kongConfigSchema = z
      * reads the credential back from the Admin API instead.
      */
     probe: probeSchema.optional(),
+    /**
+     * Kong's Prometheus metrics, one URL per node (each node counts its own requests): the Status
+     * API's `/metrics` (e.g. `http://kong-node-1:8100/metrics`) or the Admin API's. Read only when
+     * the provider's `usage: { interval }` is set (README.md "Usage"). @defaultValue the Admin API's /metrics
+     */
+    metricsUrls: z.array(z.url({ protocol: /^https?$/ })).min(1).optional(),
     /** Milliseconds one Admin API request may take. @defaultValue 5000 */
     timeoutMs: z.number().int().positive().max(60_000).default(5000),
   })

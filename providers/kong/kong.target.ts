@@ -8,11 +8,12 @@
 import { ProviderError } from '../../src/core/errors.js';
 import type { Fingerprinter } from '../../src/core/fingerprint.js';
 import type { Logger } from '../../src/core/logger.js';
-import type { Call, Inspection, Target, VersionRef } from '../../src/core/ports.js';
+import type { Call, Inspection, Target, UsageReading, VersionRef } from '../../src/core/ports.js';
 import { sharedRead } from '../../src/core/kit/serial.js';
 import { probeKey, type ProbeConfig } from '../../src/core/kit/probe.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import type { KongAdmin } from './admin-api.js';
+import type { KongUsage } from './kong.usage.js';
 
 export interface KongTargetOptions {
   provider: string;
@@ -24,6 +25,8 @@ export interface KongTargetOptions {
   probe: ProbeConfig | undefined;
   fingerprint: Fingerprinter;
   log: Logger;
+  /** The usage source (Prometheus metrics per consumer), shared by every binding of the provider. */
+  usage: KongUsage;
 }
 
 /** A key-auth credential as the Admin API returns it. */
@@ -111,6 +114,11 @@ export class KongTarget implements Target {
         };
       });
     return { entries, holds: 'all' };
+  }
+
+  /** Per-consumer request counts from Kong's Prometheus metrics (README.md "Usage"); one read for every binding. */
+  readUsage(_windowMs: number, call: Call): Promise<UsageReading> {
+    return sharedRead(this.#o.usage, () => this.#o.usage.read(call));
   }
 
   #consumer(version: VersionRef): string {

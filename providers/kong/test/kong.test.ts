@@ -169,3 +169,54 @@ describe('kong specifics', () => {
     expect(kong.config.safeParse({ adminUrl: fake.adminUrl, adminToken: 'inline-token' }).success).toBe(false);
   });
 });
+
+describe('kong as a usage source (Prometheus metrics per consumer)', () => {
+  afterEach(async () => {
+    fake.restartMetrics();
+    await retireAll(openTarget('usage-a'));
+    await retireAll(openTarget('usage-b'));
+  });
+
+  const proxied = async (key: string, n: number, status = 200) => {
+    for (let i = 0; i < n; i++) {
+      const answer = await fetch(fake.proxyUrl, { headers: { apikey: key, 'x-fake-status': String(status) } });
+      expect(answer.status).toBe(status);
+    }
+  };
+
+  it("reads each consumer's requests and errors as cumulative counters of its keys, growing by what moved", async () => {
+    const a = openTarget('usage-a', { consumer: 'o"brien\\ops' });
+    const b = openTarget('usage-b');
+    const [va, vb] = [newVersion('usage-a'), newVersion('usage-b', 'globex')];
+    await a.deploy(va.ref, va.value, call());
+    await b.deploy(vb.ref, vb.value, call());
+    const read = async () => new Map((await a.readUsage!(10_000, call())).counters.map((c) => [c.fingerprint, c]));
+    await proxied(va.value.reveal(), 3);
+    await fetch(fake.proxyUrl, { headers: { apikey: 'not-a-key' } });
+    // The first read of a node only sets where its counters start.
+    expect([...(await read()).values()]).toEqual(expect.arrayContaining([{ fingerprint: va.ref.fingerprint, requests: 0, errors: 0, sources: undefined }]));
+    await proxied(va.value.reveal(), 4);
+    await proxied(va.value.reveal(), 2, 500);
+    await proxied(vb.value.reveal(), 5, 429);
+    let counters = await read();
+    expect(counters.get(va.ref.fingerprint)).toEqual({ fingerprint: va.ref.fingerprint, requests: 6, errors: 2, sources: undefined });
+    expect(counters.get(vb.ref.fingerprint)).toEqual({ fingerprint: vb.ref.fingerprint, requests: 5, errors: 5, sources: undefined });
+    // A restarted node counts from zero: the totals only grow, by its new requests.
+    fake.restartMetrics();
+    await proxied(va.value.reveal(), 1);
+    counters = await read();
+    expect(counters.get(va.ref.fingerprint)).toMatchObject({ requests: 7, errors: 2 });
+    expect(counters.get(vb.ref.fingerprint)).toMatchObject({ requests: 5, errors: 5 });
+  });
+
+  it("reports a consumer's traffic on each of its keys (Kong does not count per key)", async () => {
+    const a = openTarget('usage-a', { consumer: 'shared-consumer' });
+    const [old, next] = [newVersion('usage-a'), newVersion('usage-a')];
+    await a.deploy(old.ref, old.value, call());
+    await a.deploy(next.ref, next.value, call());
+    await a.readUsage!(10_000, call());
+    await proxied(next.value.reveal(), 3);
+    const counters = (await a.readUsage!(10_000, call())).counters.filter((c) => [old.ref.fingerprint, next.ref.fingerprint].includes(c.fingerprint));
+    expect(counters.map((c) => c.requests)).toEqual([3, 3]);
+  });
+});

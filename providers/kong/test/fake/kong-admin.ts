@@ -14,6 +14,11 @@
  * - key-auth plugin: the key in the `apikey` header (key_names), 401 "No API key found in request"
  *   or "Invalid authentication credentials"; upstream learns the consumer (X-Consumer-Username):
  *   https://developer.konghq.com/plugins/key-auth/
+ * - Prometheus plugin with `per_consumer: true`, `GET /metrics` on the Admin API (and the Status
+ *   API) in the text exposition format: `kong_http_requests_total{service,route,code,source,
+ *   workspace,consumer}` per proxied request (consumer "" when none was authenticated), beside
+ *   gauges such as `kong_datastore_reachable`: https://developer.konghq.com/plugins/prometheus/
+ *   The fake's upstream answers the status a request asks for in `x-fake-status` (default 200).
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type ServerResponse } from 'node:http';
@@ -45,6 +50,8 @@ export interface FakeKong {
   requests: Map<string, number>;
   /** Answer 503 to every Admin API request while true (the proxy keeps serving). */
   down: boolean;
+  /** Forget the proxy's request counts, as a restarted node does. */
+  restartMetrics(): void;
   resetCounts(): void;
   close(): Promise<void>;
 }
@@ -55,6 +62,8 @@ export async function startFakeKong(o: { adminToken?: string; keyNames?: string[
   const consumers = new Map<string, Consumer>();
   const credentials = new Map<string, KeyAuth>();
   const requests = new Map<string, number>();
+  /** `<consumer>\n<code>` -> proxied requests, as the Prometheus plugin counts them. */
+  const proxied = new Map<string, number>();
   const keyNames = (o.keyNames ?? ['apikey']).map((k) => k.toLowerCase());
   const state = { down: false };
   const now = () => Math.floor(Date.now() / 1000);
@@ -71,6 +80,10 @@ export async function startFakeKong(o: { adminToken?: string; keyNames?: string[
       if (state.down) return send(res, 503, { message: 'An unexpected error occurred' });
       if (o.adminToken && req.headers['kong-admin-token'] !== o.adminToken) {
         return send(res, 401, { message: 'Invalid credentials. Token or User credentials required' });
+      }
+      if (parts[0] === 'metrics' && parts.length === 1 && req.method === 'GET') {
+        res.writeHead(200, { 'content-type': 'text/plain; charset=UTF-8' }).end(exposition(proxied));
+        return;
       }
       let input: Record<string, unknown> = {};
       try {
@@ -143,14 +156,17 @@ export async function startFakeKong(o: { adminToken?: string; keyNames?: string[
     });
   });
 
+  const count = (consumer: string, code: number) => proxied.set(`${consumer}\n${code}`, (proxied.get(`${consumer}\n${code}`) ?? 0) + 1);
   const proxy = createServer((req, res) => {
     const name = keyNames.find((k) => typeof req.headers[k] === 'string');
     const key = name ? (req.headers[name] as string) : undefined;
-    if (!key) return send(res, 401, { message: 'No API key found in request' });
+    if (!key) return (count('', 401), send(res, 401, { message: 'No API key found in request' }));
     const credential = [...credentials.values()].find((c) => c.key === key);
-    if (!credential) return send(res, 401, { message: 'Invalid authentication credentials' });
+    if (!credential) return (count('', 401), send(res, 401, { message: 'Invalid authentication credentials' }));
     const consumer = consumers.get(credential.consumer.id);
-    res.writeHead(200, { 'content-type': 'text/plain' }).end(`consumer=${consumer?.username ?? consumer?.id ?? ''}`);
+    const status = Number(req.headers['x-fake-status'] ?? 200);
+    count(consumer?.username ?? '', status);
+    res.writeHead(status, { 'content-type': 'text/plain' }).end(`consumer=${consumer?.username ?? consumer?.id ?? ''}`);
   });
 
   const [adminPort, proxyPort] = [await listenLoopback(admin), await listenLoopback(proxy)];
@@ -167,10 +183,36 @@ export async function startFakeKong(o: { adminToken?: string; keyNames?: string[
       state.down = value;
     },
     resetCounts: () => requests.clear(),
+    restartMetrics: () => proxied.clear(),
     close: async () => {
       await Promise.all([admin, proxy].map((s) => new Promise<void>((resolve) => (s.closeAllConnections(), s.close(() => resolve())))));
     },
   };
+}
+
+/** The Prometheus plugin's answer: a few gauges, then the request counter per consumer and code (label values escaped). */
+function exposition(proxied: Map<string, number>): string {
+  const escape = (v: string) => v.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', '\\n');
+  const lines = [
+    '# HELP kong_datastore_reachable Datastore reachable from Kong, 0 is unreachable',
+    '# TYPE kong_datastore_reachable gauge',
+    'kong_datastore_reachable 1',
+    '# HELP kong_http_requests_total HTTP status codes per consumer/service/route in Kong',
+    '# TYPE kong_http_requests_total counter',
+  ];
+  for (const [label, n] of proxied) {
+    const [consumer, code] = label.split('\n');
+    lines.push(`kong_http_requests_total{service="fake-upstream",route="fake-route",code="${code}",source="service",workspace="default",consumer="${escape(consumer!)}"} ${n}`);
+  }
+  lines.push(
+    '# HELP kong_nginx_connections_total Number of connections by subsystem',
+    '# TYPE kong_nginx_connections_total gauge',
+    'kong_nginx_connections_total{node_id="6d2c3e44-1d5e-4c8e-9a3f-3b1d1b1d1b1d",subsystem="http",state="active"} 2',
+    '# HELP kong_memory_lua_shared_dict_bytes Allocated slabs in bytes in a shared_dict',
+    '# TYPE kong_memory_lua_shared_dict_bytes gauge',
+    'kong_memory_lua_shared_dict_bytes{node_id="6d2c3e44-1d5e-4c8e-9a3f-3b1d1b1d1b1d",shared_dict="kong",kong_subsystem="http"} 45056',
+  );
+  return `${lines.join('\n')}\n`;
 }
 
 /** Kong's list answer: tag filter, then `size` items from `offset`; `next` and `offset` when more remain. */
