@@ -36,6 +36,8 @@ const version = z.object({
   revokedAt: instant,
   compromisedAt: instant,
   blockedAt: instant,
+  lastUsedAt: instant.describe('when a usage source last saw it used (docs/usage.md)'),
+  stillUsed: z.boolean().nullable().describe('a previous version used within its in-use window (retire.whenUnusedFor, else 10 min); null for other states'),
   issuedBy: z.object({ runId: z.string(), trigger: z.string() }).nullable(),
   deliveries: z.array(z.object({ target: z.string(), status: z.string(), attempts: z.number().int(), lastError: z.string().nullable() })),
 });

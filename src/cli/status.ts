@@ -2,6 +2,7 @@
 import { humanDuration } from '../core/duration.js';
 import { DRIFT_STREAK_ALERT, DRIFT_WINDOW_MS } from '../core/sync.js';
 import type { Prisma } from '../db/generated/client.js';
+import { stillUsed } from '../core/usage-retire.js';
 import type { Runtime } from '../runtime.js';
 
 export interface SecretStatus {
@@ -25,6 +26,10 @@ export interface SecretStatus {
     compromisedAt: string | null;
     /** When a leaked version was first refused by every target. */
     blockedAt: string | null;
+    /** When a usage source last saw it used (docs/usage.md). */
+    lastUsedAt: string | null;
+    /** A previous version used within its secret's in-use window (`retire.whenUnusedFor`, else 10 min): retiring it would cut someone off. Null for other states. */
+    stillUsed: boolean | null;
     /** The rotation run that issued it, and what triggered that run (cron, manual, event, leak). */
     issuedBy: { runId: string; trigger: string } | null;
     deliveries: Array<{ target: string; status: string; attempts: number; lastError: string | null }>;
@@ -89,6 +94,15 @@ export async function secretStatus(runtime: Runtime, name?: string, versionsPerS
   const finished = await Promise.all(
     secrets.map((s) => runtime.db.run.findFirst({ where: { secretId: s.id, status: { in: ['succeeded', 'rolled_back', 'failed'] } }, orderBy: { finishedAt: 'desc' } })),
   );
+  // The in-use window of each secret with a previous version (its retire: policy).
+  const retireOf = new Map(
+    await Promise.all(
+      secrets
+        .filter((s) => s.versions.some((v) => v.state === 'previous'))
+        .map(async (s) => [s.name, await runtime.resolver.policy(s.name).catch(() => ({}))] as const),
+    ),
+  );
+  const at = new Date();
   return Promise.all(
     secrets.map(async (s, i) => ({
       name: s.name,
@@ -107,6 +121,8 @@ export async function secretStatus(runtime: Runtime, name?: string, versionsPerS
         revokedAt: v.revokedAt?.toISOString() ?? null,
         compromisedAt: v.compromisedAt?.toISOString() ?? null,
         blockedAt: v.blockedAt?.toISOString() ?? null,
+        lastUsedAt: v.lastUsedAt?.toISOString() ?? null,
+        stillUsed: v.state === 'previous' ? stillUsed(v, retireOf.get(s.name) ?? {}, at) : null,
         issuedBy: issuedBy.get(v.id) ?? null,
         deliveries: v.deliveries.map((d) => ({ target: d.target, status: d.status, attempts: d.attempts, lastError: d.lastError })),
       })),
@@ -157,7 +173,7 @@ export function formatStatus(statuses: readonly SecretStatus[], now = new Date()
       for (const v of s.versions) {
         const extra = v.state === 'previous' && v.graceEndsAt ? `, accepted for ${humanDuration(Math.max(0, Date.parse(v.graceEndsAt) - now.getTime()))} more` : '';
         const leaked = v.compromisedAt ? ', reported leaked' : '';
-        lines.push(`  v${v.number}  ${v.state.padEnd(11)} ${v.fingerprint?.slice(0, 12) ?? '-'.padEnd(12)}  created ${v.createdAt}${extra}${leaked}`);
+        lines.push(`  v${v.number}  ${v.state.padEnd(11)} ${v.fingerprint?.slice(0, 12) ?? '-'.padEnd(12)}  created ${v.createdAt}${extra}${leaked}${usageText(s, v, now)}`);
         for (const d of v.deliveries) lines.push(`        ${d.target}: ${d.status}${d.lastError ? ` (${d.lastError})` : ''}`);
       }
       if (!s.versions.length) lines.push('  no versions yet: `rekey rotate ' + s.name + '`');
@@ -168,6 +184,13 @@ export function formatStatus(statuses: readonly SecretStatus[], now = new Date()
       return lines.join('\n');
     })
     .join('\n\n');
+}
+
+/** A version's last use; for a previous version, whether it is still in use and by whom. */
+function usageText(s: SecretStatus, v: SecretStatus['versions'][number], now: Date): string {
+  const last = v.lastUsedAt ? `last used ${humanDuration(Math.max(0, now.getTime() - Date.parse(v.lastUsedAt)))} ago` : '';
+  if (v.stillUsed) return `, STILL IN USE${s.client ? ` by client ${s.client}` : ''} (${last})`;
+  return last ? `, ${last}` : '';
 }
 
 function syncLine(y: SecretStatus['sync'][number], now: Date): string {

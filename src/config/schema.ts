@@ -6,7 +6,9 @@
 import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 import { durationSchema } from './duration.js';
+import { humanDuration } from '../core/duration.js';
 import type { SecretPolicy } from '../core/model.js';
+import type { RetirePolicy } from '../core/usage-rules.js';
 import type { AnyProviderModule, Role } from '../core/provider.js';
 import { type DeliveryConfig, deliverySchema, validateDelivery } from './delivery.js';
 import { envIssues, envSchema } from './environment.js';
@@ -14,7 +16,7 @@ import { eventsConfig, type EventsConfig } from './events.js';
 import { type LeaksConfig, leaksSchema } from './leaks.js';
 import { type NotificationsConfig, notificationsSchema } from './notifications.js';
 import { type DashboardConfig, dashboardSchema } from './dashboard.js';
-import { usageCollectionSchema, usagePolicySchema } from './usage.js';
+import { retireSchema, usageCollectionSchema, usagePolicySchema } from './usage.js';
 
 const NAME = /^[a-z0-9][a-z0-9._/-]{0,127}$/;
 const nameMessage = 'names are 1-128 characters of a-z 0-9 . _ / -, starting with a letter or digit';
@@ -91,6 +93,7 @@ const secret = z
     leakDeadline: durationSchema('30s').describe('rotate-then-revoke: block the leaked key anyway after this long'),
     timeout: durationSchema('30s').describe('Timeout of each provider call'),
     usage: usagePolicySchema.optional().describe('Usage rules for this secret\'s keys (docs/usage.md); default: the top-level usage:'),
+    retire: retireSchema.optional().describe('Usage-aware retirement of previous versions (docs/usage.md); every target must collect usage; default: the top-level retire:'),
     retry: z
       .object({
         attempts: z.number().int().min(1).max(50).default(5),
@@ -117,6 +120,7 @@ export const documentSchema = z
     leaks: leaksSchema.optional().describe('Leak receivers of `rekey server` (docs/leaks.md)'),
     delivery: deliverySchema.optional().describe('Just-in-time delivery: authenticators and token grants of `rekey server` (docs/delivery.md)'),
     usage: usagePolicySchema.optional().describe('Usage rules of every secret without its own usage: (docs/usage.md)'),
+    retire: retireSchema.optional().describe('Usage-aware retirement for every secret without its own retire: whose targets all collect usage (docs/usage.md)'),
     notifications: notificationsSchema.optional().describe('Alerts for a person: signed webhook and Slack destinations, and the events each receives (docs/notifications.md)'),
     dashboard: dashboardSchema.optional().describe('The dashboard of `rekey server`: sign-in with an OpenID Connect provider (docs/dashboard.md)'),
     env: envSchema.prefault({}).describe('Which environment variables ${env:NAME} references may read (never rekey\'s own)'),
@@ -255,6 +259,7 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
       if (publish === 'jwks') publishJwks.add(ref.instance);
     });
     if (!store || !issuer) continue;
+    const retire = retirePolicy(raw, outer.data.retire, [...targetParams.keys()], providers, path, issues);
     for (const client of raw.clients ?? [undefined]) {
       const managed = client ? `${name}/${client}` : name;
       if (own(secrets, managed) || (client && own(outer.data.secrets, managed))) {
@@ -279,12 +284,52 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
       timeoutMs: raw.timeout,
       retry: { attempts: raw.retry.attempts, backoffMs: raw.retry.backoff },
       usage: raw.usage ?? outer.data.usage,
+      retire,
       };
     }
   }
   const delivery = outer.data.delivery && validateDelivery(outer.data.delivery, (raw, path) => role(raw, 'authenticator', path), secrets);
   if (delivery) issues.push(...delivery.issues);
   return issues.length ? { issues } : { config: { providers, secrets, events: outer.data.events, leaks: outer.data.leaks, delivery: delivery?.delivery, notifications: outer.data.notifications, dashboard: outer.data.dashboard } };
+}
+
+type RetireDocument = z.output<typeof retireSchema>;
+
+/**
+ * A secret's usage-aware retirement: its own `retire:`, checked (every target collects usage,
+ * `whenUnusedFor` spans at least two of their windows, `maxGrace` is at least the grace), or
+ * the top-level default where it fits (every target collects usage).
+ */
+function retirePolicy(
+  raw: { retire?: RetireDocument | undefined; grace: number },
+  fallback: RetireDocument | undefined,
+  targets: readonly string[],
+  providers: Readonly<Record<string, ProviderSpec>>,
+  path: Array<string | number>,
+  issues: Issue[],
+): RetirePolicy | undefined {
+  const own = raw.retire;
+  const chosen = own ?? fallback;
+  if (!chosen) return undefined;
+  const intervals = targets.map((t) => providers[t]?.usageIntervalMs);
+  const blind = targets.filter((_, i) => intervals[i] === undefined);
+  if (!targets.length || blind.length) {
+    if (own) issues.push({ path: [...path, 'retire'], message: `retire: needs usage collection on every target (usage: on its providers: entry); ${targets.length ? `not on ${blind.join(', ')}` : 'this secret has no targets'}` });
+    return undefined;
+  }
+  const at = own ? [...path, 'retire'] : ['retire'];
+  const window = Math.max(...(intervals as number[]));
+  const maxGraceMs = chosen.maxGrace ?? raw.grace;
+  let valid = true;
+  if (chosen.whenUnusedFor < 2 * window) {
+    issues.push({ path: [...at, 'whenUnusedFor'], message: `whenUnusedFor must span at least two usage windows of ${path.at(-1)}'s targets (${humanDuration(2 * window)})` });
+    valid = false;
+  }
+  if (maxGraceMs < raw.grace) {
+    issues.push({ path: [...at, 'maxGrace'], message: `maxGrace must be at least the grace of ${path.at(-1)} (${humanDuration(raw.grace)})` });
+    valid = false;
+  }
+  return valid ? { whenUnusedForMs: chosen.whenUnusedFor, maxGraceMs } : undefined;
 }
 
 /**

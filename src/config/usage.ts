@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { USAGE_ACTIONS, USAGE_METRICS, type UsagePolicy } from '../core/usage-rules.js';
+import { DURATION_EXAMPLES, parseDuration } from '../core/duration.js';
 import { durationSchema } from './duration.js';
 
 const rule = z
@@ -57,5 +58,22 @@ export const usagePolicySchema = z
 export const usageCollectionSchema = z
   .object({
     interval: durationSchema('10s').describe('How often the target\'s usage counters are read (one window); only targets that are usage sources'),
+  })
+  .strict();
+
+/** `retire:` on a secret, or at the top level as the default (docs/usage.md, usage-aware retirement). */
+export const retireSchema = z
+  .object({
+    whenUnusedFor: durationSchema('10m').describe('A previous version nobody has used for this long is retired, before its grace ends or after; used within it, it is in use'),
+    maxGrace: z
+      .string()
+      .optional()
+      .transform((text, ctx) => {
+        if (text === undefined) return undefined;
+        const ms = parseDuration(text);
+        if (ms === undefined) ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration (${DURATION_EXAMPLES})` });
+        return ms;
+      })
+      .describe('While in use, a previous version is held past its grace up to this long after it became previous (at least grace:); default: the grace (no holding)'),
   })
   .strict();

@@ -5,7 +5,7 @@
  */
 import type { JsonObject } from './ports.js';
 import type { Notice } from './notify.js';
-import type { UsagePolicy } from './usage-rules.js';
+import type { RetirePolicy, UsagePolicy } from './usage-rules.js';
 
 export const VERSION_STATES = ['issuing', 'pending', 'current', 'previous', 'retired', 'revoked', 'failed', 'compromised'] as const;
 export type VersionState = (typeof VERSION_STATES)[number];
@@ -59,6 +59,8 @@ export interface VersionRecord {
   promotedAt: Date | null;
   compromisedAt: Date | null;
   createdAt: Date;
+  /** When a usage source last saw it used (usage.ts); null: never seen. */
+  lastUsedAt: Date | null;
 }
 
 export interface DeliveryRecord {
@@ -103,6 +105,8 @@ export interface SecretPolicy {
   targets: readonly string[];
   /** Usage rules for the secret's keys (usage-rules.ts); undefined: usage is recorded, no rule applies. */
   usage?: UsagePolicy | undefined;
+  /** Usage-aware retirement (usage-retire.ts); undefined: previous versions retire when their grace ends. */
+  retire?: RetirePolicy | undefined;
 }
 
 export interface LeakReportInput {
@@ -323,12 +327,19 @@ export interface StateRepository {
   decommission(secretId: string, plan: (snapshot: DecommissionSnapshot) => readonly VersionChange[], audit: AuditContext): Promise<VersionRecord[]>;
 
   /**
-   * Applies the changes `plan` (lifecycle.ts planGraceEnd) builds from the secret's current
+   * Applies the changes `plan` (lifecycle.ts planGraceEnd; usage-retire.ts planHold, planUnused) builds from the secret's current
    * and previous versions, read under the secret lock, in one transaction, each audited;
    * returns the versions that are previous afterwards.
+   * `notices(changes)` (called only when the plan changes something) are written to the
+   * notification outbox in the same transaction.
    * @throws RekeyError REKEY_ERR_CONFLICT when a version changed state while being planned.
    */
-  endGrace(secretId: string, plan: (snapshot: DecommissionSnapshot) => readonly VersionChange[], audit: AuditContext): Promise<VersionRecord[]>;
+  endGrace(
+    secretId: string,
+    plan: (snapshot: DecommissionSnapshot) => readonly VersionChange[],
+    audit: AuditContext,
+    notices?: (changes: readonly VersionChange[]) => readonly Notice[],
+  ): Promise<VersionRecord[]>;
 
   /**
    * Records a leak report (audited `leak.reported`) once per (source, deliveryId, fingerprint):

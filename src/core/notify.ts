@@ -25,6 +25,7 @@ export const NOTICE_TYPES = [
   'audit.verify-failed',
   'rotation.due',
   'usage.anomaly',
+  'version.still-used',
 ] as const;
 export type NoticeType = (typeof NOTICE_TYPES)[number];
 

@@ -10,6 +10,7 @@ import type { RunStatus, VersionRecord } from './model.js';
 import { leakBlocked } from './notify.js';
 import { requestRotation } from './requests.js';
 import { retireAtTargets, revokeAndDestroy } from './retire.js';
+import { holdWhileUsed } from './usage-retire.js';
 
 /** Retires a previous version once its grace has ended. */
 export async function retireVersion(deps: EngineDeps, versionId: string): Promise<RunStatus> {
@@ -26,6 +27,8 @@ export async function retireVersion(deps: EngineDeps, versionId: string): Promis
     // The job ends here; reconcile() queues it again for when it is due.
     return 'skipped';
   }
+  // Still in use at the end of its grace: held up to retire.maxGrace (usage-retire.ts).
+  if (version.state === 'previous' && (await holdWhileUsed(deps, version))) return 'skipped';
   return takeDown(deps, version, 'retirement');
 }
 

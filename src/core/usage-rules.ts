@@ -35,6 +35,14 @@ export interface UsageRule {
   cooldownMs: number;
 }
 
+/** A secret's `retire:` (usage-retire.ts): usage-aware retirement of its previous versions. */
+export interface RetirePolicy {
+  /** A previous version unused this long is retired, grace or not; used within it, it is in use. */
+  whenUnusedForMs: number;
+  /** While in use, a previous version is held past its grace up to this long after it became previous (at least the grace). */
+  maxGraceMs: number;
+}
+
 /** A secret's usage policy, as rekey.yaml states it (its own `usage:` or the top-level default). */
 export interface UsagePolicy {
   halfLifeMs: number;

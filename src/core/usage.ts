@@ -18,11 +18,12 @@
  */
 import { audit, type EngineDeps, now, providerCall, versionRef } from './context.js';
 import { describeError } from './errors.js';
-import type { AuditContext, VersionRecord } from './model.js';
+import type { AuditContext, SecretPolicy, VersionRecord } from './model.js';
 import { notice, type Notice } from './notify.js';
 import { shortFingerprint } from './fingerprint.js';
 import type { JsonObject, Target, UsageReading } from './ports.js';
 import { reportLeak } from './leak.js';
+import { type Observed, type RetireCandidate, reviewPrevious } from './usage-retire.js';
 import { judge, newBaseline, type UsageBaseline, type UsagePolicy, type UsageVerdict, type UsageWindow } from './usage-rules.js';
 
 /** PostgreSQL behind an interface, for the usage check. */
@@ -45,6 +46,8 @@ export class UsageMonitor {
   readonly #baselines = new Map<string, UsageBaseline>();
   /** Throttled versions (by id) and when their throttle may be lifted. */
   readonly #throttled = new Map<string, number>();
+  /** Per target: what this process has read of it (usage-aware retirement judges only over that). */
+  readonly #observed = new Map<string, Observed>();
 
   constructor(
     private readonly deps: EngineDeps,
@@ -65,13 +68,13 @@ export class UsageMonitor {
     const log = this.deps.log.child({ component: 'usage', target });
     const watched = new Map<string, Watched>();
     let source: { target: Target; timeoutMs: number } | undefined;
-    const policies = new Map<string, { usage: UsagePolicy | undefined; consumer: string; bound: Target }>();
+    const policies = new Map<string, { usage: UsagePolicy | undefined; consumer: string; bound: Target; policy: SecretPolicy }>();
     for (const secret of secrets) {
       const resolved = await this.deps.providers.resolve(secret);
       const bound = resolved.targets.get(target);
       if (!bound?.readUsage) continue;
       source ??= { target: bound, timeoutMs: resolved.policy.timeoutMs };
-      policies.set(secret, { usage: resolved.policy.usage, consumer: resolved.policy.consumer, bound });
+      policies.set(secret, { usage: resolved.policy.usage, consumer: resolved.policy.consumer, bound, policy: resolved.policy });
     }
     if (!source) return;
     const reader = source.target;
@@ -79,8 +82,12 @@ export class UsageMonitor {
     const reading = await providerCall(this.deps, log, { provider: target, op: 'target.readUsage' }, source.timeoutMs, (c) => reader.readUsage!(windowMs, c));
     const previous = this.#previous.get(target);
     this.#previous.set(target, reading);
-    if (!previous) return;
-    for (const version of await this.deps.repo.versionsOf([...policies.keys()], ['pending', 'current', 'previous'])) {
+    const since = this.#observed.get(target)?.since ?? reading.at.getTime();
+    if (!previous) return void this.#observed.set(target, { since, last: since });
+    // Taken before the versions are read: every use it covers is in them (or in this reading).
+    const observed = new Map([...this.#observed, [target, { since, last: reading.at.getTime() }]]);
+    const versions = await this.deps.repo.versionsOf([...policies.keys()], ['pending', 'current', 'previous']);
+    for (const version of versions) {
       const p = policies.get(version.secret)!;
       if (version.fingerprint) watched.set(version.fingerprint, { version, usage: p.usage, consumer: p.consumer, target: p.bound });
     }
@@ -98,6 +105,7 @@ export class UsageMonitor {
       if (window.requests > 0) used.push(watched.get(counter.fingerprint)!.version.id);
     }
     if (used.length) await this.repo.recordUse(used, reading.at);
+    this.#observed.set(target, { since, last: reading.at.getTime() });
     for (const [fingerprint, w] of watched) {
       if (!w.usage) continue;
       const window = windows.get(fingerprint) ?? { ms, requests: 0, errors: 0, sources: 0 };
@@ -108,6 +116,10 @@ export class UsageMonitor {
       for (const verdict of verdicts.filter((v) => v.due)) await this.#act(target, w, verdict, { end: reading.at, ms: window.ms }, log);
       await this.#maybeRelease(target, w, verdicts, reading.at.getTime());
     }
+    const candidates: RetireCandidate[] = versions
+      .filter((v) => v.state === 'previous')
+      .map((v) => ({ version: v, policy: policies.get(v.secret)!.policy, current: versions.find((c) => c.secretId === v.secretId && c.state === 'current'), usedNow: used.includes(v.id) }));
+    await reviewPrevious(this.deps, candidates, observed, windowMs, log);
     this.#forget(target, new Set([...watched.values()].map((w) => w.version.id)));
   }
 

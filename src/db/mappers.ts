@@ -22,6 +22,7 @@ export function toVersion(row: VersionRow): VersionRecord {
     promotedAt: row.promotedAt,
     compromisedAt: row.compromisedAt,
     createdAt: row.createdAt,
+    lastUsedAt: row.lastUsedAt,
   };
 }
 

@@ -365,13 +365,15 @@ export class PrismaRepository implements StateRepository {
     });
   }
 
-  async endGrace(secretId: string, plan: (snapshot: DecommissionSnapshot) => readonly VersionChange[], audit: AuditContext) {
+  async endGrace(secretId: string, plan: (snapshot: DecommissionSnapshot) => readonly VersionChange[], audit: AuditContext, notices?: (changes: readonly VersionChange[]) => readonly Notice[]) {
     return this.db.$transaction(async (tx) => {
       await lockSecret(tx, secretId);
       const read = async (states: VersionState[]) =>
         (await tx.version.findMany({ where: { secretId, state: { in: states } }, orderBy: { number: 'asc' }, include: versionInclude })).map(toVersion);
       const [current, previous] = await Promise.all([read(['current']), read(['previous'])]);
-      await applyChanges(tx, this.audit, plan({ current: current[0] ?? null, previous, now: new Date() }), auditOf(audit));
+      const changes = plan({ current: current[0] ?? null, previous, now: new Date() });
+      await applyChanges(tx, this.audit, changes, auditOf(audit));
+      if (changes.length && notices) await writeNotices(tx, notices(changes));
       return read(['previous']);
     });
   }

@@ -26,6 +26,7 @@ const TITLES: Record<NoticeType, string> = {
   'audit.verify-failed': 'Audit log verification failed',
   'rotation.due': 'Rotation due',
   'usage.anomaly': 'Key usage anomaly',
+  'version.still-used': 'Previous key still in use',
 };
 
 /** The body a webhook destination receives. */

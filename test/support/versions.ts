@@ -17,6 +17,7 @@ export function versionRecord(number: number, state: VersionState, createdAt: Da
     promotedAt: null,
     compromisedAt: null,
     createdAt,
+    lastUsedAt: null,
     ...extra,
   };
 }

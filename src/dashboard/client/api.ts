@@ -13,6 +13,8 @@ export interface Me {
 
 export interface SecretSummary {
   name: string;
+  /** Per-client keys: the client this secret's keys belong to. */
+  client: string | null;
   removed: boolean;
   status: string;
   conditions: string[];
@@ -33,6 +35,10 @@ export interface Version {
   revokedAt: string | null;
   compromisedAt: string | null;
   blockedAt: string | null;
+  /** When a usage source last saw it used. */
+  lastUsedAt: string | null;
+  /** A previous version still in use (retiring it would cut someone off); null for other states. */
+  stillUsed: boolean | null;
   issuedBy: { runId: string; trigger: string } | null;
   deliveries: Array<{ target: string; status: string; attempts: number; lastError: string | null }>;
 }

@@ -109,14 +109,16 @@ export function secretView(me: Me, name: string): View {
     const mayRevoke = allows(me, 'revoke', name);
     const live = d.versions.filter((v) => !['revoked', 'failed'].includes(v.state));
     const targets = [...new Set(live.flatMap((v) => v.deliveries.map((x) => x.target)))];
+    const inUse = d.versions.filter((v) => v.stillUsed);
     fill(
       body,
+      ...inUse.map((v) => notice(`v${v.number} (${v.state}) is still in use${d.client ? ` by client ${d.client}` : ''}: retiring it would cut ${d.client ? 'that client' : 'its callers'} off.`)),
       h('section', { class: 'card' }, h('h2', {}, 'Versions'), timeline(d.versions)),
       h(
         'section',
         { class: 'card' },
         table(
-          ['Version', 'State', 'Fingerprint', 'Issued', 'Promoted', 'Grace ends', 'Ended', 'Trigger', ''],
+          ['Version', 'State', 'Fingerprint', 'Issued', 'Promoted', 'Grace ends', 'Last used', 'Ended', 'Trigger', ''],
           d.versions.map((v) => ({
             attrs: { 'data-version': v.number },
             cells: [
@@ -126,6 +128,7 @@ export function secretView(me: Me, name: string): View {
               time(v.issuedAt),
               time(v.promotedAt),
               time(v.graceEndsAt),
+              v.stillUsed ? h('span', { 'data-still-used': v.number }, badge('in-use'), ' ', time(v.lastUsedAt)) : time(v.lastUsedAt),
               time(v.revokedAt ?? v.retiredAt),
               v.issuedBy?.trigger ?? '—',
               mayRevoke && REVOCABLE.has(v.state) ? h('button', { type: 'button', class: 'danger quiet', 'data-revoke': v.number, onclick: () => revoke(v) }, 'Revoke…') : '',
