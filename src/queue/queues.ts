@@ -20,6 +20,14 @@ export interface Schedule {
 const SCHEDULER_WRITES = 64;
 const SCHEDULER_PAGE = 1000;
 
+/**
+ * A fleet rotation's runs (`rekey rotate --all ...`) wait behind every other rotation: BullMQ
+ * takes a queue's jobs without a priority before any with one, so scheduled and manual
+ * rotations are never queued behind a fleet (leak takedowns and emergency rotations have the
+ * revocations queue).
+ */
+const FLEET_PRIORITY = 10;
+
 const PENDING_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children']);
 
 export class BullQueues implements WorkQueue {
@@ -34,7 +42,8 @@ export class BullQueues implements WorkQueue {
     if ((await this.queues.rotations.getJob(id)) || (await this.queues.revocations.getJob(id))) return;
     // Urgent = a leak's replacement: retried until a version is current (names.ts emergencyRetry).
     const retry = options.urgent ? { ...emergencyRetry(options.backoffMs), ...DONE } : retrying(options);
-    await this.queues[options.urgent ? 'revocations' : 'rotations'].add('run', { runId: run.id }, { jobId: id, ...retry });
+    const fleet = !options.urgent && run.trigger === 'fleet' ? { priority: FLEET_PRIORITY } : {};
+    await this.queues[options.urgent ? 'revocations' : 'rotations'].add('run', { runId: run.id }, { jobId: id, ...retry, ...fleet });
   }
 
   async expediteRun(run: RunRecord, options: { attempts: number; backoffMs: number }): Promise<void> {
