@@ -15,6 +15,12 @@
  *                          the flow's nonce), the groups claim mapped to scopes; then a session
  *                          exactly like a token's (src/api/sessions.ts), and back to /ui/.
  *
+ * Signing out (DELETE /ui/session) ends rekey's session first; when the provider's discovery
+ * document has an `end_session_endpoint`, the answer also names it (OpenID Connect RP-Initiated
+ * Logout 1.0: `client_id` and `post_logout_redirect_uri` = `<redirectUri's origin>/ui/`, which
+ * must be registered with the provider), and the dashboard sends the browser there to end the
+ * provider's session too.
+ *
  * Every refusal sends the browser to `/ui/?signin=<reason>` (state, provider, exchange,
  * id_token, no_scope) with no session, is logged with its reason, and counts as a failed
  * authentication of the source (src/http/admission.ts). Nothing logs a code, token or claim
@@ -47,6 +53,8 @@ interface Discovered {
   authorization: string;
   token: string;
   keys: ReturnType<typeof createRemoteJWKSet>;
+  /** RP-initiated logout, when the provider offers it. */
+  endSession: string | undefined;
 }
 
 const random = () => randomBytes(32).toString('base64url');
@@ -130,6 +138,19 @@ export class OidcSignIn {
     return { subject, name: name.slice(0, 200), groups };
   }
 
+  /**
+   * Where to send the browser to end the provider's session too (RP-initiated logout), or
+   * undefined when the provider offers none or cannot be reached (rekey's session is over anyway).
+   */
+  async endSessionUrl(config: OidcSignInConfig): Promise<string | undefined> {
+    const provider = await this.discover(config).catch(() => undefined);
+    if (!provider?.endSession) return undefined;
+    const url = new URL(provider.endSession);
+    url.searchParams.set('client_id', config.clientId);
+    url.searchParams.set('post_logout_redirect_uri', new URL('/ui/', config.redirectUri).href);
+    return url.href;
+  }
+
   /** Clears the flow cookie. */
   clearFlow(reply: FastifyReply): FastifyReply {
     return reply.header('set-cookie', this.flowCookie('', 0));
@@ -176,7 +197,15 @@ async function readDiscovery(config: OidcSignInConfig): Promise<Discovered> {
     if (!url || outboundUrlProblem(url, config.insecure)) throw new Error(`the OIDC discovery document's ${field} is missing or may not be used`);
     return url;
   });
-  return { authorization: urls[0]!.href, token: urls[1]!.href, keys: createRemoteJWKSet(urls[2]!, { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 600_000 }) };
+  // Optional: a provider without RP-initiated logout (or with an address rekey may not send people to) ends only rekey's session.
+  const end = document.end_session_endpoint;
+  const endSession = typeof end === 'string' && URL.canParse(end) && !outboundUrlProblem(new URL(end), config.insecure) ? new URL(end).href : undefined;
+  return {
+    authorization: urls[0]!.href,
+    token: urls[1]!.href,
+    keys: createRemoteJWKSet(urls[2]!, { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 600_000 }),
+    endSession,
+  };
 }
 
 /** Constant-time equality of two strings. */

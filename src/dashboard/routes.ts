@@ -6,7 +6,9 @@
  *   POST   /ui/session  `Authorization: Bearer rkadm_...` → a session cookie (the token stays
  *                       in the sign-in form); answers the caller and the session's CSRF token
  *   GET    /ui/session  the session's caller and CSRF token (401 when there is none)
- *   DELETE /ui/session  signs out (CSRF token required)
+ *   DELETE /ui/session  signs out (CSRF token required): 204, or for a person signed in with a
+ *                       provider that offers RP-initiated logout, `{ endSession }`: where the
+ *                       browser goes next to end the provider's session too
  *   GET    /ui/oidc     where sign-in with the configured OpenID Connect provider starts (or null)
  *   GET    /ui/oidc/start, /ui/oidc/callback   that sign-in (src/dashboard/oidc.ts): a session
  *                       like a token's, its actor `oidc:<subject>`
@@ -102,7 +104,10 @@ export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime
             if (!caller.session) return sendProblem(reply, 'REKEY_API_NOT_FOUND', 'no dashboard session: this request used a bearer token');
             await sessions.end(caller.session.id);
             await audited(caller.actor, 'dashboard.signedOut', { expiresAt: caller.session.expiresAt.toISOString() });
-            return reply.header('set-cookie', sessions.clearCookie()).code(204).send();
+            reply.header('set-cookie', sessions.clearCookie()).header('cache-control', 'no-store');
+            const config = 'person' in caller.session ? await oidc.config() : undefined;
+            const endSession = config && (await oidc.endSessionUrl(config));
+            return endSession ? reply.send({ endSession }) : reply.code(204).send();
           });
           registered();
         },

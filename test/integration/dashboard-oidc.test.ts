@@ -4,7 +4,9 @@
  * locally (`oidc-provider`, with its own login and consent pages): authorization code + PKCE,
  * state and nonce; the `groups` claim mapped to scopes by rekey.yaml; the session then works
  * like a token's and audit events name the subject. Refused: a wrong state, a replayed code, a
- * person whose groups map to no scope, an ID token tampered with on its way back.
+ * person whose groups map to no scope, an ID token tampered with on its way back, the provider's
+ * own refusal (error=access_denied: the person cancelled). Signing out ends rekey's session and,
+ * through the provider's end_session_endpoint (RP-initiated logout), the provider's.
  */
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -54,7 +56,16 @@ beforeAll(async () => {
   h = await startHarness({ label: 'dashboard-oidc', routes: [adminApiRoutes, dashboardRoutes] });
   base = h.serving!.url;
   idp = await startIdp({
-    clients: [{ client_id: 'rekey-dashboard', client_secret: CLIENT_SECRET, redirect_uris: [`${base}/ui/oidc/callback`], grant_types: ['authorization_code'], response_types: ['code'] }],
+    clients: [
+      {
+        client_id: 'rekey-dashboard',
+        client_secret: CLIENT_SECRET,
+        redirect_uris: [`${base}/ui/oidc/callback`],
+        post_logout_redirect_uris: [`${base}/ui/`],
+        grant_types: ['authorization_code'],
+        response_types: ['code'],
+      },
+    ],
     jwks: { keys: [await rsaKey('idp-key')] },
     claims: { openid: ['sub'], profile: ['name', 'preferred_username'], groups: ['groups'] },
     conformIdTokenClaims: false, // the groups claim in the ID token, as most providers put it
@@ -66,8 +77,8 @@ beforeAll(async () => {
   // endpoint, for the tampered case: the ID token's subject changes, its signature stays.
   idp.provider.use(async (ctx, next) => {
     await next();
-    const location = ctx.response.get('location');
-    if (hold && location.startsWith(`${base}/ui/oidc/callback?`)) {
+    const location: unknown = ctx.response.get('location');
+    if (hold && typeof location === 'string' && location.startsWith(`${base}/ui/oidc/callback?`)) {
       held = location;
       ctx.response.remove('location');
       ctx.status = 200;
@@ -121,9 +132,17 @@ async function heldCallback(start: () => Promise<void>): Promise<URL> {
 const refusal = async () => (await page.waitForSelector('form.signin [role=alert]', WAIT)).textContent();
 const sessionCookie = async () => (await context.cookies(base)).find((c) => c.name === '__Host-rekey_session');
 
+/**
+ * Ends rekey's session as the Sign out button does (DELETE /ui/session), without following the
+ * provider's logout page it answers (which would revoke the consent later cases rely on).
+ */
 async function signOut(): Promise<void> {
-  await page.click('#sign-out');
-  await page.waitForSelector('form.signin', WAIT);
+  const cookie = `__Host-rekey_session=${(await sessionCookie())!.value}`;
+  const me = await call(h, '/ui/session', { headers: { cookie } });
+  const out = await call(h, '/ui/session', { method: 'DELETE', headers: { cookie, 'x-csrf-token': me.json.csrfToken as string } });
+  expect(out.status).toBe(200);
+  expect(String(out.json.endSession)).toMatch(new RegExp(`^${idp.issuer}/`));
+  await context.clearCookies({ name: '__Host-rekey_session' });
 }
 
 describe('OIDC sign-in', () => {
@@ -209,6 +228,42 @@ describe('OIDC sign-in', () => {
     expect(await sessionCookie()).toBeUndefined();
     const refused = await h.runtime.db.auditEvent.findFirstOrThrow({ where: { action: 'dashboard.signInRefused' } });
     expect(refused).toMatchObject({ actor: 'oidc:mallory', data: { reason: 'no_scope', groups: ['marketing', 'everyone'] } });
+  });
+
+  it("refuses the provider's own refusal: error=access_denied when the person cancels at its login page", async () => {
+    await context.clearCookies({ name: /^_session/ }); // nobody signed in at the provider
+    const callback = await heldCallback(async () => {
+      await startSignIn();
+      await page.click('a:has-text("[ Cancel ]")', WAIT);
+    });
+    expect([callback.searchParams.get('error'), callback.searchParams.has('code')]).toEqual(['access_denied', false]);
+    await page.goto(callback.href);
+    expect(await refusal()).toContain('did not sign you in');
+    expect(await sessionCookie()).toBeUndefined();
+    expect(h.logs.some((l) => l.includes('OIDC sign-in refused') && l.includes('"reason":"provider"'))).toBe(true);
+  });
+
+  it("signing out ends rekey's session, then the provider's through its end_session_endpoint", async () => {
+    await context.clearCookies({ name: /^_session/ });
+    await startSignIn('alice');
+    await page.waitForSelector('tr[data-secret="pay-api"]', WAIT);
+    const cookie = `__Host-rekey_session=${(await sessionCookie())!.value}`;
+    await page.click('#sign-out');
+    await page.waitForSelector('button:has-text("Yes, sign me out")', WAIT);
+    const logout = new URL(page.url());
+    expect(logout.origin).toBe(new URL(idp.issuer).origin);
+    expect([logout.searchParams.get('client_id'), logout.searchParams.get('post_logout_redirect_uri')]).toEqual(['rekey-dashboard', `${base}/ui/`]);
+    // rekey's session ended before the browser left: the old cookie signs nobody in.
+    expect((await call(h, '/ui/session', { headers: { cookie } })).status).toBe(401);
+    expect(await sessionCookie()).toBeUndefined();
+    await page.click('button:has-text("Yes, sign me out")');
+    await page.waitForSelector('form.signin', WAIT);
+    expect(page.url()).toBe(`${base}/ui/`);
+    const signedOut = await h.runtime.db.auditEvent.findMany({ where: { action: 'dashboard.signedOut', actor: 'oidc:alice' } });
+    expect(signedOut.length).toBeGreaterThan(0);
+    // The provider forgot alice too: signing in asks for her login again.
+    await startSignIn();
+    await page.waitForSelector('input[name=login]', WAIT);
   });
 
   it('showed no value, and rekey\'s pages had no console error or CSP violation', () => {

@@ -167,9 +167,11 @@ export const session = {
   async oidcStart(): Promise<string | null> {
     return (await request<{ start: string | null }>('GET', '/ui/oidc')).start;
   },
-  async signOut(): Promise<void> {
-    await request<void>('DELETE', '/ui/session', { 'x-csrf-token': csrf });
+  /** Ends the session; answers where to send the browser to end the OpenID Connect provider's session too, if anywhere. */
+  async signOut(): Promise<string | undefined> {
+    const answer = await request<{ endSession: string } | undefined>('DELETE', '/ui/session', { 'x-csrf-token': csrf });
     csrf = '';
+    return answer?.endSession;
   },
 };
 

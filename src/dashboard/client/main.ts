@@ -47,7 +47,7 @@ function header(me: Me): HTMLElement {
       'div',
       { class: 'who' },
       h('span', { class: 'token-name', title: me.scopes.join(' ') }, me.name),
-      h('button', { type: 'button', class: 'quiet', id: 'sign-out', onclick: () => void session.signOut().finally(() => showSignIn()) }, 'Sign out'),
+      h('button', { type: 'button', class: 'quiet', id: 'sign-out', onclick: () => void session.signOut().then((endSession) => (endSession ? location.assign(endSession) : showSignIn()), showSignIn) }, 'Sign out'),
     ),
   );
 }
