@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import Fastify from 'fastify';
 import { createKeysetVerifier, keysetAuth } from '../../providers/redis-keyset/index.js';
 import { loadConfigFile } from '../config/load.js';
+import { ProviderError } from '../core/errors.js';
 import { verifyAudit } from '../db/audit-verify.js';
 import type { Runtime } from '../runtime.js';
 import { applyConfig } from './apply.js';
@@ -62,6 +63,14 @@ export async function runDemo(runtime: Runtime, options: { out: (text: string) =
   const { store } = await runtime.resolver.resolve(SECRET);
   const currentKey = async () => (await store.read({ stage: 'current' }, { signal: AbortSignal.timeout(5000) })).reveal();
 
+  const foreign = await unreadable(runtime, [SECRET, ...TOKEN_SECRETS]);
+  const otherAuditKey = await runtime.db.auditEvent.findFirst({ where: { keyId: { not: runtime.audit.keyId() } }, select: { seq: true } });
+  if (foreign.length || otherAuditKey) {
+    const database = new URL(runtime.settings.databaseUrl).pathname.slice(1);
+    const what = [foreign.length ? `${foreign.join(', ')} cannot be read here` : '', otherAuditKey ? 'its audit log will not verify' : ''].filter(Boolean).join(' and ');
+    out(`  demo: database ${database} was written with another checkout's keys (.rekey/dev-keys.json): ${what}; \`dropdb ${database}\` starts clean\n`);
+  }
+
   try {
     await rotate(runtime, flush, [SECRET, ...TOKEN_SECRETS]);
     const first = await currentKey();
@@ -103,6 +112,20 @@ export async function runDemo(runtime: Runtime, options: { out: (text: string) =
   }
   out(failures.length ? `\ndemo FAILED: ${failures.join('; ')}` : `\ndemo passed in ${((Date.now() - t0) / 1000).toFixed(1)}s. Config: ${file}.\n${options.inspect}`);
   return failures.length === 0;
+}
+
+/** The secrets of `names` whose current value exists but cannot be read here (a value sealed under another key). */
+async function unreadable(runtime: Runtime, names: string[]): Promise<string[]> {
+  const found = await Promise.all(
+    names.map(async (name) => {
+      const { store } = await runtime.resolver.resolve(name);
+      return store.read({ stage: 'current' }, { signal: AbortSignal.timeout(5000) }).then(
+        () => undefined,
+        (error: unknown) => (error instanceof ProviderError && error.code === 'REKEY_ERR_INVALID' ? name : undefined),
+      );
+    }),
+  );
+  return found.filter((name): name is string => name !== undefined);
 }
 
 /** Rotates `secrets` at once and waits for every run to finish. */

@@ -153,3 +153,17 @@ it('counts failed authentications against the source, never against a caller tha
   expect(answer.status).toBe(200);
   expect(answer.body.access_token).toEqual(expect.any(String));
 });
+
+it('leaves out a live version of the shared secret it cannot read, logs it, and verifies with the readable one', async () => {
+  // The current version becomes unreadable (sealed under another REKEY_LOCAL_STORE_KEY, as in a
+  // database another checkout wrote), then the rotation makes it the previous one.
+  const before = await attestation();
+  const unreadable = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'app-attestation' }, state: 'current' } });
+  await h.runtime.db.$executeRaw`UPDATE local_store_versions SET key_id = 'elsewhere' WHERE version_id = ${unreadable.id}::uuid`;
+  expect((await h.rotate('app-attestation', 60_000)).status).toBe('succeeded');
+  expect((await exchange(await attestation())).status).toBe(200);
+  expect((await exchange(before)).status).toBe(400);
+  const logged = h.logs.filter((l) => l.includes('live version unreadable'));
+  expect(logged.length).toBeGreaterThan(0);
+  expect(JSON.parse(logged[0]!)).toMatchObject({ secret: 'app-attestation', version: unreadable.number });
+}, 120_000);

@@ -62,8 +62,9 @@ export async function dev(ctx: CliContext, flags: WorkerFlags & { port: number; 
     if (flags.demo) {
       const ok = await runDemo(runtime, { out: ctx.out, serverUrl: serving.url, inspect: inspectHint(infra.ephemeral, settings), notes: [...infra.notes, `migrate: ${applied.length ? applied.join(', ') + ' applied' : 'up to date'}`, `worker + server: ${serving.url} (logs: .rekey/demo.log)`], started });
       await serving.stop();
-      if (!ok) process.exitCode = 1;
-      return;
+      await infra.stop();
+      // Explicitly: main's exit code would say 0, and a handle left open would keep a failed demo running.
+      process.exit(ok ? 0 : 1);
     }
     for (const note of infra.notes) ctx.out(note);
     if (flags.file) await applyConfig(runtime, await loadConfigFile(flags.file, ctx.modules), { file: flags.file, actor: 'dev', out: ctx.out });
