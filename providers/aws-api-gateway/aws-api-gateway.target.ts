@@ -21,11 +21,12 @@ import {
 import { awsErrorName } from '../../src/core/kit/aws-errors.js';
 import { ProviderError } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/logger.js';
-import type { Call, Inspection, Target, VersionRef } from '../../src/core/ports.js';
+import type { Call, Inspection, Target, UsageReading, VersionRef } from '../../src/core/ports.js';
 import { sharedRead } from '../../src/core/kit/serial.js';
 import { probeKey, type ProbeConfig } from '../../src/core/kit/probe.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import { apiGatewayError, type ApiGatewayOperation } from './aws-errors.js';
+import type { ApiGatewayUsage } from './aws-api-gateway.usage.js';
 
 export interface ApiGatewayTargetOptions {
   provider: string;
@@ -35,6 +36,8 @@ export interface ApiGatewayTargetOptions {
   namePrefix: string;
   probe: ProbeConfig | undefined;
   log: Logger;
+  /** The usage source (GetUsage of every plan of the provider), shared by every binding. */
+  usage: ApiGatewayUsage;
 }
 
 export const TAG = { secret: 'rekey:secret', version: 'rekey:version-id', fingerprint: 'rekey:fingerprint' } as const;
@@ -123,6 +126,12 @@ export class ApiGatewayTarget implements Target {
       .filter((k) => k.enabled && k.tags?.[TAG.secret] === this.#o.secret)
       .map((k) => ({ versionId: k.tags?.[TAG.version], fingerprint: k.tags?.[TAG.fingerprint], consumer: k.customerId }));
     return { entries, holds: 'all' };
+  }
+
+  /** Requests per key and day from GetUsage (README.md "Usage": coarse); one read for every binding. */
+  readUsage(_windowMs: number, call: Call): Promise<UsageReading> {
+    const source = { client: this.#o.client, listKeys: (c: Call) => this.#all(c), aws: <T>(what: string, c: Call, run: () => Promise<T>) => this.#aws('GetUsage', what, c, run) };
+    return sharedRead(this.#o.usage, () => this.#o.usage.read(source, call));
   }
 
   #name(version: VersionRef): string {

@@ -14,7 +14,8 @@ export type ApiGatewayOperation =
   | 'DeleteApiKey'
   | 'CreateUsagePlanKey'
   | 'GetUsagePlanKey'
-  | 'DeleteUsagePlanKey';
+  | 'DeleteUsagePlanKey'
+  | 'GetUsage';
 
 const IAM_METHOD: Record<ApiGatewayOperation, string> = {
   GetApiKeys: 'GET',
@@ -25,6 +26,7 @@ const IAM_METHOD: Record<ApiGatewayOperation, string> = {
   CreateUsagePlanKey: 'POST',
   GetUsagePlanKey: 'GET',
   DeleteUsagePlanKey: 'DELETE',
+  GetUsage: 'GET',
 };
 
 /** Wraps an SDK error in a ProviderError naming the call and, when denied, the method to grant. */

@@ -7,6 +7,7 @@ import { RekeyError } from '../../src/core/errors.js';
 import { defineProvider } from '../../src/core/provider.js';
 import { apiGatewayConfigSchema, apiGatewayTargetSchema, type ApiGatewayConfig, type ApiGatewayTargetParams } from './aws-api-gateway.schema.js';
 import { ApiGatewayTarget } from './aws-api-gateway.target.js';
+import { ApiGatewayUsage } from './aws-api-gateway.usage.js';
 
 export const awsApiGateway = defineProvider<ApiGatewayConfig, never, never, ApiGatewayTargetParams>({
   type: 'aws-api-gateway',
@@ -16,12 +17,15 @@ export const awsApiGateway = defineProvider<ApiGatewayConfig, never, never, ApiG
   open(config, ctx) {
     // Credentials from the SDK's default chain; never from rekey.yaml.
     const client = new APIGatewayClient({ region: config.region, endpoint: config.endpoint, maxAttempts: config.maxAttempts });
+    // One per provider instance: a read covers the usage plans of every binding.
+    const usage = new ApiGatewayUsage();
     return {
       target({ secret, params }) {
         const usagePlanId = params.usagePlanId ?? config.usagePlanId;
         if (!usagePlanId) {
           throw new RekeyError('REKEY_ERR_CONFIG', `secrets.${secret}: target ${ctx.name} needs a usagePlanId (in the binding or the provider)`);
         }
+        usage.plans.add(usagePlanId);
         return new ApiGatewayTarget({
           provider: ctx.name,
           client,
@@ -30,6 +34,7 @@ export const awsApiGateway = defineProvider<ApiGatewayConfig, never, never, ApiG
           namePrefix: config.namePrefix,
           probe: config.probe,
           log: ctx.log.child({ provider: ctx.name, secret }),
+          usage,
         });
       },
       close: () => Promise.resolve(client.destroy()),

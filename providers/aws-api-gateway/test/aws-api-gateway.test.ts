@@ -141,3 +141,43 @@ describe('aws-api-gateway specifics', () => {
     expect(() => openTarget('payments-api-key', { config: { usagePlanId: undefined } })).toThrow(RekeyError);
   });
 });
+
+describe('aws-api-gateway as a usage source (GetUsage: per key and day)', () => {
+  afterEach(() => retireAll(openTarget('usage-apigw')));
+
+  it("reads each rekey key's requests of yesterday and today as cumulative counters, growing by what GetUsage's daily counts moved", async () => {
+    const target = openTarget('usage-apigw');
+    const versions = ['acme', 'globex', 'initech', 'umbrella'].map((client) => newVersion('usage-apigw', client));
+    for (const v of versions) await target.deploy(v.ref, v.value, call());
+    const hit = async (key: string, n: number) => {
+      for (let i = 0; i < n; i++) expect((await send(fake.stageUrl, 'x-api-key', key)).status).toBe(200);
+    };
+    const read = async () => new Map((await target.readUsage!(60_000, call())).counters.map((c) => [c.fingerprint, c]));
+    await hit(versions[0]!.value.reveal(), 3);
+    fake.operations.clear();
+    let counters = await read();
+    // Four keys in the plan, pages of three: two GetUsage calls; one listing of the keys.
+    expect(fake.operations.get('GetUsage')).toBe(2);
+    expect(counters.get(versions[0]!.ref.fingerprint)).toEqual({ fingerprint: versions[0]!.ref.fingerprint, requests: 3, errors: 0, sources: undefined });
+    expect(counters.get(versions[1]!.ref.fingerprint)).toMatchObject({ requests: 0 });
+    await hit(versions[0]!.value.reveal(), 2);
+    await hit(versions[2]!.value.reveal(), 4);
+    counters = await read();
+    expect(counters.get(versions[0]!.ref.fingerprint)).toMatchObject({ requests: 5 });
+    expect(counters.get(versions[2]!.ref.fingerprint)).toMatchObject({ requests: 4 });
+    // API Gateway counts late: yesterday's count of a key moves after midnight; the total takes it.
+    const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+    const keyId = [...fake.keys.values()].find((k) => k.value === versions[1]!.value.reveal())!.id;
+    fake.usage.set(keyId, new Map([...(fake.usage.get(keyId) ?? []), [yesterday, 7]]));
+    counters = await read();
+    expect(counters.get(versions[1]!.ref.fingerprint)).toMatchObject({ requests: 7 });
+    expect(counters.get(versions[0]!.ref.fingerprint)).toMatchObject({ requests: 5 });
+    // Nothing new: the same totals.
+    expect([...(await read()).values()].map((c) => c.requests).sort()).toEqual([...counters.values()].map((c) => c.requests).sort());
+  });
+
+  it('maps a GetUsage failure like any call (an unknown plan is NOT_FOUND)', async () => {
+    const target = openTarget('usage-apigw', { params: { usagePlanId: 'nosuchplan' } });
+    await expect(target.readUsage!(60_000, call())).rejects.toMatchObject({ code: 'REKEY_ERR_NOT_FOUND' });
+  });
+});

@@ -11,6 +11,9 @@
  *   on /enabled, /name, /description, /customerId), DeleteApiKey (DELETE, 202).
  * - UsagePlanKey: CreateUsagePlanKey (POST /usageplans/{id}/keys, 201, Conflict when present),
  *   GetUsagePlanKey, DeleteUsagePlanKey (202); NotFoundException for an unknown plan or key.
+ * - GetUsage (GET /usageplans/{id}/usage?startDate=&endDate=&keyId=&limit=&position=): `values` maps
+ *   each key of the plan to one `[used, remaining]` pair per day from startDate to endDate (UTC,
+ *   inclusive) under the plan's daily quota; `position` pages over keys; dates are required.
  * - Errors: HTTP status + `x-amzn-errortype` header + `{"message": ...}` body (REST-JSON protocol).
  * - The stage: a request needs `x-api-key` naming an enabled key in the usage plan, else
  *   403 {"message":"Forbidden"} (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-api-usage-plans.html).
@@ -43,9 +46,22 @@ export interface FakeApiGateway {
   plans: Map<string, Set<string>>;
   /** Operation name -> count. */
   operations: Map<string, number>;
+  /** Key id -> UTC day (YYYY-MM-DD) -> requests the stage accepted with it, as GetUsage reports them. */
+  usage: Map<string, Map<string, number>>;
   /** Answer control-plane calls (all, or only `op`) with this error while set. */
   failWith: { status: number; type: string; op?: string } | undefined;
   close(): Promise<void>;
+}
+
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+/** The usage plan's quota: 10,000 requests a day. */
+const DAILY_QUOTA = 10_000;
+
+/** Every UTC day from `start` to `end`, inclusive (YYYY-MM-DD). */
+function daysBetween(start: string, end: string): string[] {
+  const days: string[] = [];
+  for (let t = Date.parse(`${start}T00:00:00Z`); t <= Date.parse(`${end}T00:00:00Z`); t += 86_400_000) days.push(new Date(t).toISOString().slice(0, 10));
+  return days;
 }
 
 const id = (n = 10) => randomBytes(n).toString('hex').slice(0, n);
@@ -55,6 +71,7 @@ export async function startFakeApiGateway(o: { pageLimit?: number } = {}): Promi
   const usagePlanId = id(6);
   const plans = new Map<string, Set<string>>([[usagePlanId, new Set()]]);
   const operations = new Map<string, number>();
+  const usage = new Map<string, Map<string, number>>();
   const state: { failWith: FakeApiGateway['failWith'] } = { failWith: undefined };
   const now = () => Math.floor(Date.now() / 1000);
   const view = (k: FakeKey, withValue: boolean) => {
@@ -149,6 +166,24 @@ export async function startFakeApiGateway(o: { pageLimit?: number } = {}): Promi
           }
           return json(res, 200, { id: parts[3], type: 'API_KEY', name: keys.get(parts[3]!)?.name });
         }
+        case 'GetUsage': {
+          const plan = plans.get(parts[1]!);
+          if (!plan) return error(res, 404, 'NotFoundException', 'Invalid Usage Plan ID specified');
+          const [start, end] = [url.searchParams.get('startDate'), url.searchParams.get('endDate')];
+          if (!start || !end || !DAY.test(start) || !DAY.test(end) || start > end) return error(res, 400, 'BadRequestException', 'Invalid startDate or endDate');
+          const keyId = url.searchParams.get('keyId');
+          const members = [...plan].filter((k) => !keyId || k === keyId).sort();
+          const limit = Math.min(Number(url.searchParams.get('limit') ?? 25), 1000, o.pageLimit ?? 1000);
+          const first = Number(url.searchParams.get('position') ?? 0);
+          const days = daysBetween(start, end);
+          const values = Object.fromEntries(
+            members.slice(first, first + limit).map((k) => [k, days.map((day) => {
+              const used = usage.get(k)?.get(day) ?? 0;
+              return [used, Math.max(0, DAILY_QUOTA - used)];
+            })]),
+          );
+          return json(res, 200, { usagePlanId: parts[1], startDate: start, endDate: end, values, ...(first + limit < members.length ? { position: String(first + limit) } : {}) });
+        }
         default:
           return error(res, 404, 'UnknownOperationException', `no such operation: ${req.method} ${url.pathname}`);
       }
@@ -160,6 +195,9 @@ export async function startFakeApiGateway(o: { pageLimit?: number } = {}): Promi
     const key = [...keys.values()].find((k) => k.value === presented);
     const allowed = key && key.enabled && [...plans.values()].some((members) => members.has(key.id));
     if (!allowed) return json(res, 403, { message: 'Forbidden' });
+    const day = new Date().toISOString().slice(0, 10);
+    const byDay = usage.get(key.id) ?? new Map<string, number>();
+    usage.set(key.id, byDay.set(day, (byDay.get(day) ?? 0) + 1));
     json(res, 200, { ok: true, customerId: key.customerId ?? null });
   });
 
@@ -171,6 +209,7 @@ export async function startFakeApiGateway(o: { pageLimit?: number } = {}): Promi
     keys,
     plans,
     operations,
+    usage,
     get failWith() {
       return state.failWith;
     },
@@ -194,6 +233,7 @@ function operation(method: string, parts: string[]): string {
     'POST /usageplans/*/keys': 'CreateUsagePlanKey',
     'GET /usageplans/*/keys/*': 'GetUsagePlanKey',
     'DELETE /usageplans/*/keys/*': 'DeleteUsagePlanKey',
+    'GET /usageplans/*/usage': 'GetUsage',
   };
   return names[shape] ?? shape;
 }
