@@ -49,6 +49,8 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
   const concurrency = Number(values.concurrency);
   const counts = values.processes.split(',').map(Number);
   const env = await benchEnvironment('throughput');
+  // Before any connection exists: createDb's pool binds each connection's query method when it connects.
+  const statements = countStatements();
   const modules = providers.with([memoryProvider]);
   const settings = loadSettings({ ...env.env, LOG_LEVEL: 'warn' });
   const runtime = new Runtime({ actor: 'bench', settings, modules, log: createLogger(process.env.LOG_LEVEL ?? 'warn'), longLived: true });
@@ -89,11 +91,11 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
         const sum = async () => (await Promise.all(children.map((c) => c.counts()))).reduce((a, b) => ({ statements: a.statements + b.statements, redis: a.redis + b.redis }));
         const childrenBefore = await sum();
         const before = await pgCounters(env.databaseUrl);
-        const statements = countStatements();
         const monitor = countCommands(env.prefix);
         const started = performance.now();
+        const requestStatements = statements.count();
         const runIds = await rotate(names(k, 's', n));
-        statements.stop();
+        const requested = statements.count() - requestStatements;
         const polls = await settle(runIds);
         const seconds = (performance.now() - started) / 1000;
         monitor.stop();
@@ -108,7 +110,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
           latencyP50Ms: percentile(latencies, 50),
           latencyP99Ms: percentile(latencies, 99),
           failed: runs.filter((r) => r.status !== 'succeeded').length,
-          statementsPerRotation: round((statements.count() + childrenAfter.statements - childrenBefore.statements) / n),
+          statementsPerRotation: round((requested + childrenAfter.statements - childrenBefore.statements) / n),
           // Less the polls and the `before` reading's own transaction.
           commitsPerRotation: round((after.commits - before.commits - polls - 1) / n),
           walFlushesPerRotation: round((after.walSyncs - before.walSyncs) / n),
@@ -145,6 +147,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
     console.log(JSON.stringify({ bench: 'rotation-throughput', ...figures }));
     return figures;
   } finally {
+    statements.stop();
     await runtime.close();
     await env.cleanup();
   }

@@ -16,6 +16,8 @@ import { countCommands, countStatements } from './environment.js';
 const send = (message: unknown) => process.send!(message);
 process.once('disconnect', () => process.kill(process.pid, 'SIGKILL'));
 const concurrency = Number(process.env.CONCURRENCY ?? 20);
+// Before any connection exists: createDb's pool binds each connection's query method when it connects.
+const statements = countStatements();
 const settings = loadSettings({ ...process.env, LOG_LEVEL: 'warn' });
 const runtime = new Runtime({ actor: 'bench', settings, modules: providers.with([memoryProvider]), log: createLogger('warn'), longLived: true });
 await runtime.connect();
@@ -24,7 +26,6 @@ startWorkers(runtime.engine, runtime.redis, settings.queuePrefix, runtime.log, {
   lockDurationMs: 30_000,
   maxStalledCount: 5,
 });
-const statements = countStatements();
 const redis = countCommands(settings.queuePrefix);
 process.on('message', (message: string) => {
   if (message === 'count') send({ statements: statements.count(), redis: redis.count() });

@@ -5,8 +5,9 @@
  * PostgreSQL, on the database's clock, and is renewed while the run is driven.
  */
 import { randomUUID } from 'node:crypto';
-import type { EngineDeps } from './context.js';
+import { audit, type EngineDeps } from './context.js';
 import { RekeyError } from './errors.js';
+import type { RunRecord, RunStatus, VersionRecord } from './model.js';
 
 export const DEFAULT_LEASE_MS = 30_000;
 
@@ -33,16 +34,21 @@ export class RunLease {
   }
 
   /**
-   * `countAttempt` counts an attempt at the run in the same statement (StateRepository.touchRun).
+   * Begins an attempt at a rotation run (StateRepository.startRotationAttempt): the lease, the
+   * run and its version in one commit. Returns null when the run is not running (with its
+   * status, or none for no such run).
    * @throws RekeyError REKEY_ERR_CONFLICT (retryable) when another worker drives the run.
    */
-  static async take(deps: EngineDeps, runId: string, countAttempt = false): Promise<RunLease> {
+  static async begin(
+    deps: EngineDeps,
+    runId: string,
+  ): Promise<{ lease: RunLease; run: RunRecord; version: VersionRecord | null; storeCurrent: VersionRecord | null } | { lease: null; status: RunStatus | 'skipped' }> {
     const owner = `${deps.actor}:${process.pid}:${randomUUID().slice(0, 8)}`;
     const ms = deps.leaseMs ?? DEFAULT_LEASE_MS;
-    if (!(await deps.repo.takeLease(runId, owner, ms, countAttempt))) {
-      throw new RekeyError('REKEY_ERR_CONFLICT', `run ${runId} is being driven by another worker`);
-    }
-    return new RunLease(deps, runId, owner, ms);
+    const attempt = await deps.repo.startRotationAttempt(runId, owner, ms, audit(deps, runId));
+    if (attempt.granted) return { lease: new RunLease(deps, runId, owner, ms), run: attempt.run, version: attempt.version, storeCurrent: attempt.storeCurrent };
+    if (!attempt.run || attempt.run.status !== 'running') return { lease: null, status: attempt.run?.status ?? 'skipped' };
+    throw new RekeyError('REKEY_ERR_CONFLICT', `run ${runId} is being driven by another worker`);
   }
 
   /** Call before anything with an effect outside the database. @throws LeaseLost */

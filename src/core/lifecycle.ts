@@ -10,12 +10,14 @@ import type { DecommissionSnapshot, Promotion, PromotionSnapshot, VersionChange,
  * Promotes the run's version: pending -> current; the old current -> previous with
  * `graceEndsAt = now + graceMs`, or -> compromised (grace ended now) when a leak of it was
  * reported; every earlier previous version still in its grace has it cut to now (only one
- * previous version is accepted beside the current one); then the run goes on to finalize.
- * A version already current (a repeat after a crash) changes nothing and goes on to finalize.
+ * previous version is accepted beside the current one); then the run is done, in the same
+ * transaction, unless the version promoted before it was revoked while the store still held
+ * it as current (it is destroyed there at finalize first). A version already current (a
+ * repeat after a crash) changes nothing and goes on to finalize.
  * @throws RekeyError REKEY_ERR_COMPROMISED when the version is neither pending nor current
  *   (a leak report took it down under the run).
  */
-export function planPromotion({ version, current, previous, now }: PromotionSnapshot, graceMs: number): Promotion {
+export function planPromotion({ version, current, previous, displaced, now }: PromotionSnapshot, graceMs: number): Promotion {
   if (version.state === 'current') return { changes: [], nextStep: 'finalize' };
   if (version.state !== 'pending') throw notPending(version);
   const changes: VersionChange[] = cutGrace(previous, now);
@@ -35,7 +37,9 @@ export function planPromotion({ version, current, previous, now }: PromotionSnap
     set: { promotedAt: now },
     audit: { action: 'version.current', data: { from: 'pending', to: 'current', number: version.number, graceMs } },
   });
-  return { changes, promotedAt: now, nextStep: 'finalize' };
+  // A predecessor taken down while the store still held it as current is destroyed there by finalize (rotation.ts) before the run ends.
+  const destroyFirst = displaced?.state === 'revoked' && !!displaced.storeVersionId;
+  return { changes, promotedAt: now, nextStep: destroyFirst ? 'finalize' : 'done' };
 }
 
 /**

@@ -137,12 +137,18 @@ export interface LeakRecord {
 
 /**
  * What the repository reads, under the secret's lock, for a promotion: the run's version,
- * the secret's current version (the run's own after a repeat) and its previous versions.
+ * the secret's current version (the run's own after a repeat), its previous versions and
+ * the version promoted last before this one.
  */
 export interface PromotionSnapshot {
   version: VersionRecord;
   current: VersionRecord | null;
   previous: readonly VersionRecord[];
+  /**
+   * The newest version ever promoted other than `version` (whatever its state now): the one
+   * the store held as current until this promotion. Null when there is none.
+   */
+  displaced?: VersionRecord | null;
   /** The transaction's time. */
   now: Date;
   /** The run's own grace (StateRepository.setRunGrace: 0 after a leak), read in the same transaction; null for the policy's. */
@@ -154,12 +160,17 @@ export interface StepProgress {
   runId: string;
   /** The run's next step. */
   step?: RotationStep;
-  /** The version's delivery rows at these targets set to `status` (`pending` counts an attempt), each audited `delivery.<status>`. */
-  deliveries?: { targets: readonly string[]; status: DeliveryStatus };
+  /**
+   * The version's delivery rows at these targets set to `status` (`pending` counts an
+   * attempt), each audited `delivery.<status>`; `through`: statuses the rows passed on the
+   * way in this attempt without being written (deploy and verify in one commit), audited
+   * first, in order.
+   */
+  deliveries?: { targets: readonly string[]; status: DeliveryStatus; through?: readonly DeliveryStatus[] };
 }
 
 /** What planDecommission reads under the secret's lock. */
-export type DecommissionSnapshot = Omit<PromotionSnapshot, 'version' | 'runGraceMs'>;
+export type DecommissionSnapshot = Omit<PromotionSnapshot, 'version' | 'runGraceMs' | 'displaced'>;
 
 /** One version's change within a promotion; `to` equal to its state changes only the fields in `set`. */
 export interface VersionChange {
@@ -177,9 +188,28 @@ export interface Promotion {
   changes: readonly VersionChange[];
   /** Stamped on the secret as lastPromotedAt; absent when the version was current already (a repeat after a crash). */
   promotedAt?: Date;
-  /** The run's step once the promotion is applied. */
+  /**
+   * The run's step once the promotion is applied: `done` finishes the run in the same
+   * transaction (succeeded, lease ended, audited `run.finished`); `finalize` leaves it to
+   * the rotation's finalize step (a displaced version to destroy in the store first).
+   */
   nextStep: RotationStep;
 }
+
+/** A promotion as the repository applied it. */
+export interface AppliedPromotion extends Promotion {
+  /** The secret's previous and compromised versions after it, oldest first: what the retirements and revocations queued next are for. */
+  takedowns: VersionRecord[];
+}
+
+/**
+ * A rotation attempt begun: its lease taken, the run as the lease's statement read it, its
+ * version, and the version the store holds as current (the newest ever promoted: see
+ * lastPromoted), which no other run can change while this one holds its secret's rotation.
+ */
+export type RotationAttempt =
+  | { granted: true; run: RunRecord; version: VersionRecord | null; storeCurrent: VersionRecord | null }
+  | { granted: false; run: RunRecord | null };
 
 export interface AuditContext {
   actor: string;
@@ -230,12 +260,15 @@ export interface StateRepository {
    * @throws RekeyError REKEY_ERR_CONFLICT when neither insert nor look-up wins after five tries.
    */
   createRotationRun(input: {
-    secretId: string;
+    /** The secret's name. */
+    secret: string;
     trigger: string;
     idempotencyKey: string;
     graceMs: number | null;
+    /** A request older than the secret's last promotion makes no run: `{ stale }` is returned instead. */
+    requestedAt?: Date;
     audit: AuditContext;
-  }): Promise<{ run: RunRecord; created: boolean }>;
+  }): Promise<{ run: RunRecord; created: boolean } | { stale: SecretRecord }>;
   /** Creates (or returns) the run that retires or revokes one version; idempotent per (kind, version), audited `run.started` once. */
   startVersionRun(input: { kind: 'retirement' | 'revocation'; version: VersionRecord; trigger: string; audit: AuditContext }): Promise<RunRecord>;
   /** The version's retirement or revocation run while it is still running, if there is one. */
@@ -246,14 +279,20 @@ export interface StateRepository {
    * again after a worker died) is not audited again; returns whether this call audited it.
    * Takes the secret lock, so two deliveries of one key audit it once.
    */
-  recordTrigger(input: { secret: SecretRecord; trigger: string; idempotencyKey: string; outcome: 'stale' | 'joined'; runId?: string }, audit: AuditContext): Promise<boolean>;
+  recordTrigger(input: { secret: Pick<SecretRecord, 'id' | 'name'>; trigger: string; idempotencyKey: string; outcome: 'stale' | 'joined'; runId?: string }, audit: AuditContext): Promise<boolean>;
   /**
    * Takes (or renews) the right to drive a run for `ms`, by the database's clock: granted when
    * nobody holds it, its lease has expired, or `owner` holds it already. One driver per run.
    * One conditional UPDATE of the run's row; never granted for a finished run. Not audited.
-   * `countAttempt` counts an attempt in the same UPDATE (what touchRun does).
    */
-  takeLease(runId: string, owner: string, ms: number, countAttempt?: boolean): Promise<boolean>;
+  takeLease(runId: string, owner: string, ms: number): Promise<boolean>;
+  /**
+   * Begins an attempt at a rotation run, in one transaction: takes the lease as takeLease does
+   * and counts an attempt (as touchRun does) in one UPDATE that reads the run with it; a run at `issue` with no version gets
+   * its version as createVersion makes it. Not granted: the run as it is (null for none),
+   * nothing written.
+   */
+  startRotationAttempt(runId: string, owner: string, ms: number, audit: AuditContext): Promise<RotationAttempt>;
   /** Gives the lease up if `owner` still holds it; idempotent, not audited. */
   releaseLease(runId: string, owner: string): Promise<void>;
   /** Counts an attempt at a run (for the status output and the reconciler's budget). Not idempotent: each call adds one. */
@@ -301,12 +340,13 @@ export interface StateRepository {
   /**
    * Applies the promotion `plan` builds (core's planPromotion) from what it reads under the
    * secret lock, in one transaction: each version change (only from the state it was read
-   * in), secret.lastPromotedAt, the run's next step, and their audit events. Idempotent
-   * through the plan: a version already current changes only the step. Returns what it applied.
+   * in), secret.lastPromotedAt, the run's next step (`done`: the run finished as finishRun
+   * does), and their audit events. Idempotent through the plan: a version already current
+   * changes only the step. Returns what it applied and the takedowns it leaves.
    * @throws what `plan` throws (REKEY_ERR_COMPROMISED), RekeyError REKEY_ERR_INVALID for a
    *   change the transitions table refuses; nothing is written then.
    */
-  promote(runId: string, plan: (snapshot: PromotionSnapshot) => Promotion, audit: AuditContext): Promise<Promotion>;
+  promote(runId: string, plan: (snapshot: PromotionSnapshot) => Promotion, audit: AuditContext): Promise<AppliedPromotion>;
   /**
    * Moves a version to `to` when it is in one of `from`, stamping retiredAt / revokedAt /
    * compromisedAt (an earlier compromisedAt is kept); audited `version.<to>`. Returns whether

@@ -1,7 +1,6 @@
 /** Turning triggers (cron, CLI, events, leaks) into rotation runs: one run per trigger, one active per secret. */
 import { randomUUID } from 'node:crypto';
 import { audit, type EngineDeps } from './context.js';
-import { RekeyError } from './errors.js';
 import type { RunRecord } from './model.js';
 
 export interface RotationRequest {
@@ -26,26 +25,26 @@ export type RotationRequestResult =
   | { status: 'stale' };
 
 export async function requestRotation(deps: EngineDeps, request: RotationRequest): Promise<RotationRequestResult> {
-  const secret = await deps.repo.getSecret(request.secret);
-  if (!secret || secret.removedAt) throw new RekeyError('REKEY_ERR_UNKNOWN', `no managed secret named ${request.secret}`);
   const idempotencyKey = request.idempotencyKey ?? `${request.trigger}:${randomUUID()}`;
-  if (request.requestedAt && secret.lastPromotedAt && request.requestedAt < secret.lastPromotedAt) {
-    if (await deps.repo.recordTrigger({ secret, trigger: request.trigger, idempotencyKey, outcome: 'stale' }, audit(deps))) {
-      deps.events.triggerSkipped('stale');
-      deps.log.info({ secret: secret.name, trigger: request.trigger }, 'trigger older than the last rotation; skipped');
-    }
-    return { status: 'stale' };
-  }
-  const policy = await deps.providers.policy(secret.name);
-  const options = policy.retry;
   const urgent = request.urgent ?? false;
-  const { run, created } = await deps.repo.createRotationRun({
-    secretId: secret.id,
+  // One commit: the insert looks the secret up and checks staleness itself (no read before it).
+  const made = await deps.repo.createRotationRun({
+    secret: request.secret,
     trigger: request.trigger,
     idempotencyKey,
     graceMs: urgent ? 0 : (request.graceMs ?? null),
+    requestedAt: request.requestedAt,
     audit: audit(deps),
   });
+  if ('stale' in made) {
+    if (await deps.repo.recordTrigger({ secret: made.stale, trigger: request.trigger, idempotencyKey, outcome: 'stale' }, audit(deps))) {
+      deps.events.triggerSkipped('stale');
+      deps.log.info({ secret: made.stale.name, trigger: request.trigger }, 'trigger older than the last rotation; skipped');
+    }
+    return { status: 'stale' };
+  }
+  const { run, created } = made;
+  const options = (await deps.providers.policy(run.secret)).retry;
   if (!created && urgent && run.graceMs !== 0) {
     await deps.repo.setRunGrace(run.id, 0, audit(deps, run.id));
     await deps.queue.expediteRun(run, options);
@@ -53,6 +52,7 @@ export async function requestRotation(deps: EngineDeps, request: RotationRequest
     await deps.queue.enqueueRun(run, { urgent: urgent || run.graceMs === 0, ...options });
   }
   if (!created && run.idempotencyKey !== idempotencyKey) {
+    const secret = { id: run.secretId, name: run.secret };
     if (await deps.repo.recordTrigger({ secret, trigger: request.trigger, idempotencyKey, outcome: 'joined', runId: run.id }, audit(deps))) deps.events.triggerSkipped('busy');
   }
   return { status: created ? 'queued' : 'joined', run };

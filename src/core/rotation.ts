@@ -34,12 +34,13 @@ const FORWARD: readonly RotationStep[] = ['issue', 'deploy', 'verify', 'promote'
 
 /** Drives a rotation run as far as it goes. Throws only when the job should be retried. */
 export async function driveRotation(deps: EngineDeps, runId: string, attempt: Attempt): Promise<RunStatus> {
-  const run = await deps.repo.getRun(runId);
-  if (!run || run.status !== 'running') return run?.status ?? 'skipped';
-  const lease = await RunLease.take(deps, runId, true);
+  // The lease, the run and (at `issue`) its new version: one commit before anything else.
+  const begun = await RunLease.begin(deps, runId);
+  if (!begun.lease) return begun.status;
+  const { lease, run } = begun;
   try {
     const started = now(deps);
-    const status = await new Rotation(deps, run, lease).drive(attempt);
+    const status = await new Rotation(deps, run, lease, begun.version, begun.storeCurrent).drive(attempt);
     deps.events.runFinished('rotation', status, run.trigger, (now(deps).getTime() - run.startedAt.getTime()) / 1000);
     deps.log.debug({ runId, ms: now(deps).getTime() - started.getTime() }, 'rotation attempt done');
     return status;
@@ -52,13 +53,19 @@ class Rotation {
   private readonly log;
   private step: RotationStep;
   private value: SecretValue | undefined;
-  /** The version as this attempt's promotion left it. */
-  private promoted: VersionRecord | undefined;
+  /** The version as this attempt's promotion left it, and the takedowns it left to queue. */
+  private promoted: { version: VersionRecord; takedowns: readonly VersionRecord[] } | undefined;
+  /** Targets this attempt deployed to without recording it yet (deploy and verify commit once, see eachTarget). */
+  private unrecorded: string[] = [];
 
   constructor(
     private readonly deps: EngineDeps,
     private readonly run: RunRecord,
     private readonly lease: RunLease,
+    /** The run's version as the attempt's first commit read or created it. */
+    private readonly version: VersionRecord | null,
+    /** The version the store held as current when the attempt began (RotationAttempt). */
+    private readonly storeCurrentAtStart: VersionRecord | null,
   ) {
     this.log = deps.log.child({ runId: run.id, secret: run.secret });
     this.step = run.step as RotationStep;
@@ -85,6 +92,8 @@ class Rotation {
       if (final && canRollBack && resolved) return await this.giveUp(resolved, reason, error);
       if (final && !resolved) {
         // The secret cannot be resolved any more (no revision binds it): nothing can be rolled back through its providers.
+        // A version this attempt created for it was never issued: it fails with the run.
+        if (this.version?.state === 'issuing' && !this.version.fingerprint) await this.deps.repo.transition(this.version.id, ['issuing'], 'failed', audit(this.deps, this.run.id));
         await this.deps.repo.finishRun(this.run.id, 'failed', audit(this.deps, this.run.id), reason);
         await rotationGaveUp(this.deps, this.run, { status: 'failed', step: this.step, error });
         return 'failed';
@@ -100,30 +109,28 @@ class Rotation {
    */
   private async forward(resolved: ResolvedSecret): Promise<void> {
     const from = this.step;
-    let version = await this.ensureVersion();
+    let version = this.version ?? (await this.deps.repo.createVersion(this.run.id, audit(this.deps, this.run.id)));
     if (this.step === 'issue') {
-      version = await this.issue(resolved, version); // marking it pending records `deploy`
+      version = await this.issue(resolved, version); // marking it pending records `deploy` and the pending deliveries
       if (this.step === 'issue') await this.advance('deploy');
     }
-    if (this.step === 'deploy') version = await this.deploy(resolved, version, from === 'issue'); // records `verify`
-    if (this.step === 'verify') await this.verify(resolved, version, from !== 'verify'); // records `promote`
+    // Deploy and verify commit once when both succeed (`verify` is recorded only on a failure of verify).
+    if (this.step === 'deploy') version = await this.deploy(resolved, version, from === 'issue' ? 'recorded' : 'resumed');
+    if (this.step === 'verify') version = await this.verify(resolved, version, from !== 'verify');
     if (this.step === 'promote') {
-      this.step = await this.promote(resolved, version); // recorded by repo.promote in the same transaction
+      this.step = await this.promote(resolved, version); // recorded by repo.promote in the same transaction (`done`: the run too)
     }
     if (this.step === 'finalize') {
-      await this.finalize(resolved, this.promoted ?? (await this.deps.repo.getVersion(version.id)) ?? version);
+      const promoted = this.promoted?.version ?? (await this.deps.repo.getVersion(version.id)) ?? version;
+      await this.finalize(resolved, promoted, this.promoted?.takedowns ?? (await this.deps.repo.versions(this.run.secretId, ['previous', 'compromised'])));
+    } else if (this.step === 'done' && this.promoted) {
+      await this.queueTakedowns(resolved, this.promoted.takedowns);
+      this.log.info({}, 'rotation promoted');
     }
   }
 
-  private async ensureVersion(): Promise<VersionRecord> {
-    if (this.run.versionId) {
-      const version = await this.deps.repo.getVersion(this.run.versionId);
-      if (version) return version;
-    }
-    return this.deps.repo.createVersion(this.run.id, audit(this.deps, this.run.id));
-  }
-
-  private async issue({ issuer, store, policy, names }: ResolvedSecret, version: VersionRecord): Promise<VersionRecord> {
+  private async issue(resolved: ResolvedSecret, version: VersionRecord): Promise<VersionRecord> {
+    const { issuer, store, policy, names } = resolved;
     if (version.state !== 'issuing') return this.live(version);
     this.lease.check();
     const ctx = audit(this.deps, this.run.id);
@@ -132,7 +139,7 @@ class Rotation {
       const stored = (await providerCall(this.deps, this.log, { provider: names.store, op: 'store.list' }, policy.timeoutMs, (c) => store.list(c))).find(
         (v) => v.versionId === version.id,
       );
-      if (stored) return this.markPending(version, stored.storeVersionId);
+      if (stored) return this.markPending(resolved, version, stored.storeVersionId);
       await providerCall(this.deps, this.log, { provider: names.issuer, op: 'issuer.revoke' }, policy.timeoutMs, (c) => issuer.revoke(issuedRef(version, policy.consumer), c));
     }
     const issued = await providerCall(this.deps, this.log, { provider: names.issuer, op: 'issuer.issue' }, policy.timeoutMs, (c) => issuer.issue(versionRef(version, policy.consumer), c));
@@ -141,13 +148,26 @@ class Rotation {
     const { storeVersionId } = await providerCall(this.deps, this.log, { provider: names.store, op: 'store.writePending' }, policy.timeoutMs, (c) =>
       store.writePending(versionRef(recorded, policy.consumer), issued.value, c),
     );
-    return this.markPending(version, storeVersionId);
+    return this.markPending(resolved, recorded, storeVersionId);
   }
 
-  /** issuing -> pending and the step `deploy`, in one transaction. */
-  private async markPending(version: VersionRecord, storeVersionId: string): Promise<VersionRecord> {
+  /**
+   * issuing -> pending, the step `deploy` and every target's delivery `pending`, in one
+   * transaction, after the value was read back from the store (before any target is called,
+   * so a crash mid-deploy leaves rows to roll back). A failed read records the version
+   * pending without deliveries first, so the rollback destroys it in the store.
+   */
+  private async markPending(resolved: ResolvedSecret, version: VersionRecord, storeVersionId: string): Promise<VersionRecord> {
     this.lease.check();
-    const pending = await this.deps.repo.markPending(version.id, storeVersionId, audit(this.deps, this.run.id), { runId: this.run.id, step: 'deploy' });
+    const ctx = audit(this.deps, this.run.id);
+    try {
+      await this.readValue(resolved, { ...version, storeVersionId });
+    } catch (error) {
+      await this.deps.repo.markPending(version.id, storeVersionId, ctx, { runId: this.run.id, step: 'deploy' });
+      this.step = 'deploy';
+      throw error;
+    }
+    const pending = await this.deps.repo.markPending(version.id, storeVersionId, ctx, this.progress('deploy', resolved.policy.targets, 'pending'));
     this.step = 'deploy';
     return pending;
   }
@@ -166,22 +186,45 @@ class Rotation {
     return value;
   }
 
-  /** `fresh`: this attempt issued the version, so no target has it deployed yet. Returns the version as it is after. */
-  private async deploy(resolved: ResolvedSecret, version: VersionRecord, fresh: boolean): Promise<VersionRecord> {
+  /**
+   * `recorded`: this attempt issued the version and recorded every target's delivery pending
+   * with it, so none has it deployed yet; `resumed`: the rows say where it is. Returns the
+   * version as it is after.
+   */
+  private async deploy(resolved: ResolvedSecret, version: VersionRecord, from: 'recorded' | 'resumed'): Promise<VersionRecord> {
     const value = await this.readValue(resolved, this.live(version));
-    const done = await this.delivered(version, fresh, ['deployed', 'verified']);
-    const after = await this.eachTarget(resolved, done, 'deploy', (target, c) => target.deploy(versionRef(version, resolved.policy.consumer), value, c), 'deployed', version);
+    const done = await this.delivered(version, from === 'recorded', ['deployed', 'verified']);
+    const after = await this.eachTarget(resolved, done, 'deploy', (target, c) => target.deploy(versionRef(version, resolved.policy.consumer), value, c), 'deployed', version, from === 'recorded');
     // A leak report may have retired this version while we were deploying it.
     return this.live(after);
   }
 
-  /** `fresh`: this attempt deployed the version, so no target has verified it yet. */
-  private async verify(resolved: ResolvedSecret, version: VersionRecord, fresh: boolean): Promise<void> {
+  /** `fresh`: this attempt deployed the version, so no target has verified it yet. Returns the version as it is after. */
+  private async verify(resolved: ResolvedSecret, version: VersionRecord, fresh: boolean): Promise<VersionRecord> {
     const value = await this.readValue(resolved, this.live(version));
     const { issuer, policy, names } = resolved;
-    await providerCall(this.deps, this.log, { provider: names.issuer, op: 'issuer.verify' }, policy.timeoutMs, (c) => issuer.verify(issuedRef(version, policy.consumer), value, c));
+    try {
+      await providerCall(this.deps, this.log, { provider: names.issuer, op: 'issuer.verify' }, policy.timeoutMs, (c) => issuer.verify(issuedRef(version, policy.consumer), value, c));
+    } catch (error) {
+      await this.recordDeployed(version);
+      throw error;
+    }
     const done = await this.delivered(version, fresh, ['verified']);
-    await this.eachTarget(resolved, done, 'verify', (target, c) => target.verify(versionRef(version, policy.consumer), value, c), 'verified', version);
+    const after = await this.eachTarget(resolved, done, 'verify', (target, c) => target.verify(versionRef(version, policy.consumer), value, c), 'verified', version);
+    // A leak report may have taken this version while we were deploying or verifying it.
+    return this.live(after);
+  }
+
+  /**
+   * Records the deliveries this attempt deployed without recording them (and the step
+   * `verify`): before a failure of verify is handled, so a retry resumes at verify, as it
+   * would had deploy committed on its own.
+   */
+  private async recordDeployed(version: VersionRecord): Promise<void> {
+    if (this.unrecorded.length === 0) return;
+    const targets = this.unrecorded;
+    this.unrecorded = [];
+    await this.deps.repo.recordProgress(version.id, this.progress('verify', targets, 'deployed'), audit(this.deps, this.run.id));
   }
 
   /** The targets whose delivery of `version` is in one of `statuses`; none when `fresh` (this attempt did the step before). */
@@ -190,37 +233,50 @@ class Rotation {
     return new Set((await this.deps.repo.deliveries(version.id)).filter((d) => statuses.includes(d.status)).map((d) => d.target));
   }
 
-  /** Returns the step that follows. */
+  /** Returns the step that follows: `done` when the promotion's transaction finished the run too. */
   private async promote({ store, policy, names }: ResolvedSecret, version: VersionRecord): Promise<RotationStep> {
     this.lease.check();
-    const current = await this.storeCurrent(version.secretId);
+    const current = this.storeCurrentAtStart;
     const previous = current && current.id !== version.id && current.storeVersionId ? storedRef(current, policy.consumer) : undefined;
     await providerCall(this.deps, this.log, { provider: names.store, op: 'store.promote' }, policy.timeoutMs, (c) => store.promote(storedRef(this.live(version), policy.consumer), previous, c));
     // The run's grace as the promotion's transaction reads it (a leak report sets 0).
     const promotion = await this.deps.repo.promote(this.run.id, (snapshot) => planPromotion(snapshot, snapshot.runGraceMs ?? policy.graceMs), audit(this.deps, this.run.id));
     if (promotion.promotedAt) {
-      this.promoted = { ...version, state: 'current', promotedAt: promotion.promotedAt };
+      this.promoted = { version: { ...version, state: 'current', promotedAt: promotion.promotedAt }, takedowns: promotion.takedowns };
       announce(this.deps, { secret: version.secret, event: 'rotated', version: version.number });
     }
+    if (promotion.nextStep === 'done') this.lease.finished();
     return promotion.nextStep;
   }
 
-  /** Queues what follows a promotion; repeated after a crash, the deterministic job ids collapse. */
-  private async finalize({ store, policy, names }: ResolvedSecret, version: VersionRecord): Promise<void> {
-    const options = policy.retry;
+  /**
+   * After a promotion that could not finish the run in its own transaction (a displaced version
+   * to destroy, or a repeat after a crash): destroys it, queues the takedowns, finishes the run.
+   */
+  private async finalize(resolved: ResolvedSecret, version: VersionRecord, takedowns: readonly VersionRecord[]): Promise<void> {
+    const { store, policy, names } = resolved;
     // A predecessor taken down while the store still held it as current was kept there (takedown.ts): it goes now.
     const displaced = version.promotedAt ? await this.deps.repo.lastPromoted(version.secretId, version.promotedAt) : null;
     if (displaced?.state === 'revoked' && displaced.storeVersionId) {
       await providerCall(this.deps, this.log, { provider: names.store, op: 'store.destroy' }, policy.timeoutMs, (c) => store.destroy(storedRef(displaced, policy.consumer), c));
     }
-    for (const v of await this.deps.repo.versions(this.run.secretId, ['previous', 'compromised'])) {
-      if (v.state === 'compromised') await this.deps.queue.enqueueRevocation(v.id);
-      else await this.deps.queue.scheduleRetirement(v.id, retirementDue(v.graceEndsAt ?? now(this.deps)), options);
-    }
+    await this.queueTakedowns(resolved, takedowns);
     await this.deps.repo.finishRun(this.run.id, 'succeeded', audit(this.deps, this.run.id));
     this.lease.finished();
     this.step = 'done';
     this.log.info({}, 'rotation promoted');
+  }
+
+  /**
+   * Queues the retirements and revocations a promotion left (deterministic job ids: a repeat
+   * collapses). After the run may have finished: a crash before this is healed by reconcile(),
+   * which queues them for every previous and compromised version written since its last pass.
+   */
+  private async queueTakedowns({ policy }: ResolvedSecret, takedowns: readonly VersionRecord[]): Promise<void> {
+    for (const v of takedowns) {
+      if (v.state === 'compromised') await this.deps.queue.enqueueRevocation(v.id);
+      else await this.deps.queue.scheduleRetirement(v.id, retirementDue(v.graceEndsAt ?? now(this.deps)), policy.retry);
+    }
   }
 
   /**
@@ -277,9 +333,12 @@ class Rotation {
 
   /**
    * Calls every target not `done` at once. A deploy records their deliveries `pending` first
-   * (one transaction), so a crash mid-deploy still rolls back there. Then one transaction
-   * records the targets that succeeded and, when all did, the next step; a failure is
-   * recorded on its own. Returns the version as that transaction read it.
+   * (one transaction; already done when `recorded`: markPending did), so a crash mid-deploy
+   * still rolls back there. A deploy that succeeded everywhere in an attempt that goes on to
+   * verify records nothing yet: the verify's transaction records both (a crash in between
+   * redoes the deploy, which is idempotent). Otherwise one transaction records the targets
+   * that succeeded and, when all did, the next step; a failure is recorded on its own.
+   * Returns the version as the last transaction read it.
    */
   private async eachTarget(
     { targets, policy }: ResolvedSecret,
@@ -288,18 +347,32 @@ class Rotation {
     act: (target: Target, c: Call) => Promise<void>,
     status: 'deployed' | 'verified',
     version: VersionRecord,
+    recorded = false,
   ): Promise<VersionRecord> {
     const ctx = audit(this.deps, this.run.id);
     const names = policy.targets.filter((name) => !done.has(name));
-    if (verb === 'deploy' && names.length > 0) {
+    if (verb === 'deploy' && names.length > 0 && !recorded) {
       await this.deps.repo.recordProgress(version.id, this.progress(undefined, names, 'pending'), ctx);
     }
     const results = await Promise.allSettled(names.map((name) => providerCall(this.deps, this.log, { provider: name, op: `target.${verb}` }, policy.timeoutMs, (c) => act(targets.get(name)!, c))));
     const next = verb === 'deploy' ? 'verify' : 'promote';
     const failed = results.some((r) => r.status === 'rejected');
     this.lease.check();
-    const after = await this.deps.repo.recordProgress(version.id, this.progress(failed ? undefined : next, names.filter((_, i) => results[i]!.status === 'fulfilled'), status), ctx);
-    if (!failed) this.step = next;
+    const succeeded = names.filter((_, i) => results[i]!.status === 'fulfilled');
+    if (verb === 'deploy' && !failed) {
+      this.unrecorded = succeeded;
+      this.step = next;
+      return version;
+    }
+    // Verified where this attempt deployed unrecorded: one commit for both, unless it failed somewhere or the sets differ.
+    const same = this.unrecorded.length === succeeded.length && succeeded.every((t) => this.unrecorded.includes(t));
+    if (failed || !same) await this.recordDeployed(version);
+    const progress = this.progress(failed ? undefined : next, succeeded, status, this.unrecorded.length ? ['deployed'] : []);
+    const after = await this.deps.repo.recordProgress(version.id, progress, ctx);
+    if (!failed) {
+      this.unrecorded = [];
+      this.step = next;
+    }
     for (const [i, result] of results.entries()) {
       if (result.status === 'rejected') await this.deps.repo.setDelivery(version.id, names[i]!, 'failed', ctx, describeError(result.reason));
     }
@@ -307,8 +380,8 @@ class Rotation {
     return after;
   }
 
-  private progress(step: RotationStep | undefined, targets: readonly string[], status: DeliveryStatus): StepProgress {
-    return { runId: this.run.id, step, deliveries: { targets, status } };
+  private progress(step: RotationStep | undefined, targets: readonly string[], status: DeliveryStatus, through: readonly DeliveryStatus[] = []): StepProgress {
+    return { runId: this.run.id, step, deliveries: { targets, status, ...(through.length ? { through } : {}) } };
   }
 
   /** The version the store holds as current: the current one, or one taken down with no successor promoted yet. */

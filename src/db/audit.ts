@@ -24,6 +24,7 @@ import { decodeKey } from '../core/fingerprint.js';
 import type { JsonObject, JsonValue } from '../core/ports.js';
 import type { SecretValue } from '../core/secret-value.js';
 import type { Db, Tx } from './client.js';
+import { type SqlTx, statement } from './sql.js';
 
 export const GENESIS = '0'.repeat(64);
 
@@ -77,10 +78,10 @@ export class AuditLog {
   }
 
   /**
-   * Appends one event inside the caller's transaction (see {@link appendAll}).
+   * Appends one event inside the caller's transaction, Prisma's or a hand-written one (see {@link appendAll}).
    * @throws RekeyError REKEY_ERR_CONFIG when REKEY_AUDIT_KEY is not set.
    */
-  async append(tx: Tx, input: AuditInput): Promise<void> {
+  async append(tx: Tx | SqlTx, input: AuditInput): Promise<void> {
     await this.appendAll(tx, [input]);
   }
 
@@ -91,7 +92,7 @@ export class AuditLog {
    * Call it last: it serializes the chain's appends until commit.
    * @throws RekeyError REKEY_ERR_CONFIG when REKEY_AUDIT_KEY is not set.
    */
-  async appendAll(tx: Tx, inputs: readonly AuditInput[]): Promise<void> {
+  async appendAll(tx: Tx | SqlTx, inputs: readonly AuditInput[]): Promise<void> {
     if (inputs.length === 0) return;
     const keyId = this.keyId();
     const at = new Date();
@@ -100,17 +101,11 @@ export class AuditLog {
     const rows: AuditRow[] = [];
     for (const chain of chains) {
       const events = inputs.filter((i) => (i.secret ?? '') === chain);
-      // One statement, in this order (a target list is evaluated left to right): the shared lock first.
-      await tx.$queryRaw`SELECT pg_advisory_xact_lock_shared(hashtextextended(${SETTLE_LOCK}, 0))::text, pg_advisory_xact_lock(hashtextextended(${`audit:${chain}`}, 0))::text`;
-      // A statement of its own after the lock: its snapshot sees the head the lock's last holder committed.
-      const taken = await tx.$queryRaw<Array<{ prev: string | null; seq: bigint }>>`
-        SELECT (SELECT hash FROM audit_events WHERE chain = ${chain} ORDER BY seq DESC LIMIT 1) AS prev,
-               nextval(pg_get_serial_sequence('audit_events', 'seq')) AS seq
-        FROM generate_series(1, ${events.length}::int) ORDER BY seq`;
-      let prevHash = taken[0]!.prev ?? GENESIS;
+      const taken = isSql(tx) ? await takeSql(tx, chain, events.length) : await takePrisma(tx, chain, events.length);
+      let prevHash = taken.prev ?? GENESIS;
       for (const [i, input] of events.entries()) {
         const row = {
-          seq: taken[i]!.seq,
+          seq: taken.seqs[i]!,
           chain,
           at,
           actor: input.actor,
@@ -126,7 +121,8 @@ export class AuditLog {
         rows.push({ ...row, hash: prevHash });
       }
     }
-    await tx.auditEvent.createMany({ data: rows.map((r) => ({ ...r, data: r.data as JsonObject })) });
+    if (isSql(tx)) await insertSql(tx, rows);
+    else await tx.auditEvent.createMany({ data: rows.map((r) => ({ ...r, data: r.data as JsonObject })) });
   }
 
   /** What a row's hash must be: an HMAC for keyed rows, the plain SHA-256 of before for the others. */
@@ -146,6 +142,68 @@ export class AuditLog {
 
 /** The advisory lock every append holds shared and settledSeq() takes exclusively. */
 const SETTLE_LOCK = 'audit-append';
+
+/** A chain's head and `count` sequence numbers, under its lock. */
+interface Taken {
+  prev: string | null;
+  seqs: bigint[];
+}
+
+function isSql(tx: Tx | SqlTx): tx is SqlTx {
+  return (tx as SqlTx).kind === 'sql';
+}
+
+// One statement, in this order (a target list is evaluated left to right): the shared lock first.
+const LOCK = statement('audit_lock', `SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))::text, pg_advisory_xact_lock(hashtextextended($2, 0))::text`);
+// A statement of its own after the lock: its snapshot sees the head the lock's last holder committed.
+const HEAD = statement(
+  'audit_head',
+  `SELECT (SELECT hash FROM audit_events WHERE chain = $1 ORDER BY seq DESC LIMIT 1) AS prev,
+          nextval(pg_get_serial_sequence('audit_events', 'seq')) AS seq
+   FROM generate_series(1, $2::int) ORDER BY seq`,
+);
+const INSERT = statement(
+  'audit_insert',
+  `INSERT INTO audit_events (seq, chain, at, actor, action, secret, version_id, run_id, data, prev_hash, hash, key_id)
+   SELECT seq, chain, at, actor, action, secret, version_id, run_id, data::jsonb, prev_hash, hash, key_id
+   FROM unnest($1::bigint[], $2::text[], $3::timestamp[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
+     AS r(seq, chain, at, actor, action, secret, version_id, run_id, data, prev_hash, hash, key_id)`,
+);
+
+async function takeSql(tx: SqlTx, chain: string, count: number): Promise<Taken> {
+  await tx.rows(LOCK, [SETTLE_LOCK, `audit:${chain}`]);
+  // node-postgres hands int8 over as a string.
+  const taken = await tx.rows<{ prev: string | null; seq: string }>(HEAD, [chain, count]);
+  return { prev: taken[0]!.prev, seqs: taken.map((t) => BigInt(t.seq)) };
+}
+
+async function takePrisma(tx: Tx, chain: string, count: number): Promise<Taken> {
+  await tx.$queryRaw`SELECT pg_advisory_xact_lock_shared(hashtextextended(${SETTLE_LOCK}, 0))::text, pg_advisory_xact_lock(hashtextextended(${`audit:${chain}`}, 0))::text`;
+  const taken = await tx.$queryRaw<Array<{ prev: string | null; seq: bigint }>>`
+    SELECT (SELECT hash FROM audit_events WHERE chain = ${chain} ORDER BY seq DESC LIMIT 1) AS prev,
+           nextval(pg_get_serial_sequence('audit_events', 'seq')) AS seq
+    FROM generate_series(1, ${count}::int) ORDER BY seq`;
+  return { prev: taken[0]!.prev, seqs: taken.map((t) => t.seq) };
+}
+
+/** Every row in one statement: one array per column. */
+async function insertSql(tx: SqlTx, rows: readonly AuditRow[]): Promise<void> {
+  const column = <K extends keyof AuditRow>(k: K) => rows.map((r) => r[k]);
+  await tx.rows(INSERT, [
+    rows.map((r) => r.seq.toString()),
+    column('chain'),
+    rows.map((r) => r.at.toISOString()),
+    column('actor'),
+    column('action'),
+    column('secret'),
+    column('versionId'),
+    column('runId'),
+    rows.map((r) => JSON.stringify(r.data)),
+    column('prevHash'),
+    column('hash'),
+    column('keyId'),
+  ]);
+}
 
 /**
  * The highest seq below which every row is committed and no append in flight can still

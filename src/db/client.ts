@@ -38,7 +38,22 @@ export function createDb(databaseUrl: string, poolSize = 10, onError: (error: Er
     done
       ? connect((error, client, release) => done(error, client && releaseWhenDead(client), release))
       : connect()!.then(releaseWhenDead)) as typeof pool.connect;
-  return new PrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: true }), transactionOptions: { maxWait: CONNECTION_WAIT_MS } });
+  const db = new PrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: true }), transactionOptions: { maxWait: CONNECTION_WAIT_MS } });
+  pools.set(db, pool);
+  return db;
+}
+
+const pools = new WeakMap<Db, pg.Pool>();
+
+/**
+ * The pool under `db` (createDb's), for the statements written by hand (src/db/sql.ts): they
+ * share its connections, its error handling and its read-only check with Prisma's.
+ * @throws Error for a client createDb did not make.
+ */
+export function poolOf(db: Db): pg.Pool {
+  const pool = pools.get(db);
+  if (!pool) throw new Error('this Prisma client was not made by createDb');
+  return pool;
 }
 
 const CONNECTION_WAIT_MS = 30_000;

@@ -1,7 +1,7 @@
 /** Prisma rows to core records. */
-import type { DeliveryRecord, RunRecord, VersionRecord, VersionState } from '../core/model.js';
+import type { RunRecord, VersionRecord, VersionState } from '../core/model.js';
 import type { JsonObject } from '../core/ports.js';
-import type { Delivery, Prisma } from './generated/client.js';
+import type { Prisma } from './generated/client.js';
 
 export const versionInclude = { secret: { select: { name: true } } } as const;
 
@@ -46,10 +46,6 @@ export function toRun(row: RunRow): RunRecord {
     updatedAt: row.updatedAt,
     finishedAt: row.finishedAt,
   };
-}
-
-export function toDelivery(row: Delivery): DeliveryRecord {
-  return { versionId: row.versionId, target: row.target, status: row.status, attempts: row.attempts, lastError: row.lastError };
 }
 
 /** Timestamp column a lifecycle state stamps when a version enters it. */

@@ -7,6 +7,7 @@
  */
 import type { Notice, Notifier } from '../core/notify.js';
 import type { Db, Tx } from './client.js';
+import { type SqlTx, statement } from './sql.js';
 
 /** Rows one relay pass takes at most. */
 const BATCH = 200;
@@ -15,13 +16,23 @@ const BATCH = 200;
  * Writes `notices` inside the caller's transaction (or on their own). Idempotent per notice id:
  * one still waiting keeps its first row.
  */
-export async function writeNotices(tx: Tx | Db, notices: readonly Notice[]): Promise<void> {
+export async function writeNotices(tx: Tx | Db | SqlTx, notices: readonly Notice[]): Promise<void> {
   if (!notices.length) return;
+  if ('kind' in tx) {
+    await tx.rows(WRITE, [JSON.stringify(notices)]);
+    return;
+  }
   await tx.$executeRaw`
     INSERT INTO notification_outbox (id, notice)
     SELECT n->>'id', n FROM jsonb_array_elements(${JSON.stringify(notices)}::jsonb) AS n
     ON CONFLICT (id) DO NOTHING`;
 }
+
+/** writeNotices in a hand-written transaction (src/db/sql.ts). */
+const WRITE = statement(
+  'write_notices',
+  `INSERT INTO notification_outbox (id, notice) SELECT n->>'id', n FROM jsonb_array_elements($1::jsonb) AS n ON CONFLICT (id) DO NOTHING`,
+);
 
 /** The Notifier port on the outbox: each notice in a transaction of its own. */
 export class OutboxNotifier implements Notifier {

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planPromotion } from '../../src/core/lifecycle.js';
-import type { StateRepository, VersionRecord } from '../../src/core/model.js';
+import type { RunRecord, StateRepository, VersionRecord } from '../../src/core/model.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
 let h: Harness;
@@ -31,8 +31,7 @@ afterAll(() => h.stop());
 
 /** A fresh version in `issuing`, made the way a rotation makes it. */
 async function issuingVersion(): Promise<{ runId: string; version: VersionRecord }> {
-  const secret = (await repo.getSecret('api-key'))!;
-  const { run } = await repo.createRotationRun({ secretId: secret.id, trigger: 'manual', idempotencyKey: `manual:${randomUUID()}`, graceMs: null, audit });
+  const { run } = (await repo.createRotationRun({ secret: 'api-key', trigger: 'manual', idempotencyKey: `manual:${randomUUID()}`, graceMs: null, audit })) as { run: RunRecord };
   const version = await repo.createVersion(run.id, audit);
   return { runId: run.id, version };
 }
@@ -73,13 +72,13 @@ describe('the repository refuses a transition the lifecycle does not allow', () 
     await repo.finishRun(runId, 'rolled_back', audit);
   });
 
-  it('promote(): core\'s plan applied to a pending version makes it current and stamps the secret', async () => {
+  it('promote(): core\'s plan applied to a pending version makes it current, stamps the secret and finishes the run in the same transaction', async () => {
     const { runId, version } = await issuingVersion();
     await repo.markPending(version.id, 'store-1', audit);
     const applied = await repo.promote(runId, (s) => planPromotion(s, 1000), audit);
-    expect(applied.nextStep).toBe('finalize');
+    expect(applied.nextStep).toBe('done');
     expect((await repo.getVersion(version.id))?.state).toBe('current');
-    expect((await repo.getRun(runId))?.step).toBe('finalize');
+    expect(await repo.getRun(runId)).toMatchObject({ step: 'done', status: 'succeeded', finishedAt: expect.any(Date) });
     expect((await repo.getSecret('api-key'))?.lastPromotedAt).toEqual(applied.promotedAt);
   });
 });

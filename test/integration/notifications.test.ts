@@ -10,6 +10,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordAnchor } from '../../src/audit-anchor.js';
 import { Engine } from '../../src/core/engine.js';
+import type { RunRecord } from '../../src/core/model.js';
 import { notice, rotationGaveUp } from '../../src/core/notify.js';
 import { createDb } from '../../src/db/client.js';
 import { OutboxNotifier } from '../../src/db/outbox.js';
@@ -129,8 +130,7 @@ describe('notifications', () => {
       const cut = new Engine({ ...h.runtime.engine.deps, notifier: new OutboxNotifier(nowhere) });
       const { repo } = h.runtime.engine.deps;
       // A run nobody queued yet, driven here first: its last attempt fails and rolls back.
-      const secret = (await repo.getSecret('pay-key'))!;
-      const { run } = await repo.createRotationRun({ secretId: secret.id, trigger: 'manual', idempotencyKey: `cut-${randomUUID()}`, graceMs: null, audit: { actor: 'test' } });
+      const { run } = (await repo.createRotationRun({ secret: 'pay-key', trigger: 'manual', idempotencyKey: `cut-${randomUUID()}`, graceMs: null, audit: { actor: 'test' } })) as { run: RunRecord };
       j.fail('deploy:edge', 1, false);
       await expect(cut.driveRotation(run.id, { final: true })).rejects.toThrow();
       expect(await repo.getRun(run.id)).toMatchObject({ status: 'running', step: 'rollback' });

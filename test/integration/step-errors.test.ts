@@ -8,7 +8,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Engine } from '../../src/core/engine.js';
-import type { StateRepository } from '../../src/core/model.js';
+import type { RunRecord, StateRepository } from '../../src/core/model.js';
 import { startFakeSaas, type FakeSaas } from '../../providers/http/test/fake/saas-server.js';
 import { rekey } from '../support/cli.js';
 import { startHarness, type Harness } from '../support/harness.js';
@@ -87,7 +87,7 @@ it('a run whose error bookkeeping cannot be written still rolls back', async () 
   const refusing = Object.create(repo) as StateRepository;
   refusing.recordRunError = () => Promise.reject(new Error('invalid byte sequence for encoding "UTF8": 0x00'));
   const engine = new Engine({ ...h.runtime.engine.deps, repo: refusing });
-  const { run } = await engine.deps.repo.createRotationRun({ secretId: (await repo.getSecret('plain'))!.id, trigger: 'manual', idempotencyKey: `manual:${randomUUID()}`, graceMs: null, audit: { actor: 'test' } });
+  const { run } = (await engine.deps.repo.createRotationRun({ secret: 'plain', trigger: 'manual', idempotencyKey: `manual:${randomUUID()}`, graceMs: null, audit: { actor: 'test' } })) as { run: RunRecord };
   try {
     expect(await engine.driveRotation(run.id, { final: true })).toBe('rolled_back');
   } finally {

@@ -1,0 +1,246 @@
+/**
+ * A rotation's version writes, each one transaction with its audit events (README,
+ * Architecture: what each commit holds): the version created, issued, pending, its
+ * delivery rows and the run's step, the promotion. Named statements (src/db/sql.ts).
+ */
+import { randomUUID } from 'node:crypto';
+import { RekeyError, sanitize } from '../core/errors.js';
+import { notPending } from '../core/lifecycle.js';
+import type { AppliedPromotion, AuditContext, DeliveryStatus, Promotion, PromotionSnapshot, RotationAttempt, StepProgress, VersionChange, VersionRecord } from '../core/model.js';
+import type { JsonObject } from '../core/ports.js';
+import type { AuditInput, AuditLog } from './audit.js';
+import type { Db } from './client.js';
+import { LAST_PROMOTED, RUN, VERSION } from './reads.js';
+import { RUN_COLUMNS, type RunRow, VERSION_COLUMNS, type VersionRow, runOf, versionOf } from './rows.js';
+import { LEASE, auditOf } from './runs.js';
+import { NOW, type SqlTx, statement, transaction } from './sql.js';
+import { refuseIllegal } from './transitions.js';
+
+/** The secret lock (see repository.ts), by the secret's id or by one of its versions'. */
+export const LOCK_SECRET = statement('lock_secret', `SELECT 1 FROM secrets WHERE id = $1 FOR UPDATE`);
+const LOCK_SECRET_OF_VERSION = statement('lock_secret_of_version', `SELECT 1 FROM secrets WHERE id = (SELECT secret_id FROM versions WHERE id = $1) FOR UPDATE`);
+const RUN_VERSION = statement('run_version', `SELECT secret_id, version_id, grace_ms FROM runs WHERE id = $1`);
+const CREATE_VERSION = statement(
+  'create_version',
+  `WITH s AS (UPDATE secrets SET version_counter = version_counter + 1 WHERE id = $2 RETURNING id, name, version_counter),
+        v AS (INSERT INTO versions (id, secret_id, number, state, created_at, updated_at)
+              SELECT $3, s.id, s.version_counter, 'issuing', ${NOW}, ${NOW} FROM s RETURNING *),
+        r AS (UPDATE runs SET version_id = $3 WHERE id = $1)
+   SELECT ${VERSION_COLUMNS} FROM v JOIN s ON s.id = v.secret_id`,
+);
+const ISSUED = statement(
+  'record_issued',
+  `WITH v AS (UPDATE versions SET fingerprint = $2, issuer_state = $3::jsonb, public_id = $4 WHERE id = $1 RETURNING *)
+   SELECT ${VERSION_COLUMNS} FROM v JOIN secrets s ON s.id = v.secret_id`,
+);
+const PENDING = statement(
+  'mark_pending',
+  `WITH v AS (UPDATE versions SET state = 'pending', store_version_id = $2 WHERE id = $1 AND state = 'issuing' RETURNING *)
+   SELECT ${VERSION_COLUMNS} FROM v JOIN secrets s ON s.id = v.secret_id`,
+);
+/**
+ * A step's bookkeeping: the delivery rows at `$2` set to `$3` (`pending` counts an attempt in
+ * `$4`; the error column is left as it is), the run's step `$6` unless null, and the version
+ * as this statement reads it.
+ */
+const PROGRESS = statement(
+  'record_progress',
+  `WITH d AS (INSERT INTO deliveries (version_id, target, status, attempts, updated_at)
+              SELECT $1, t, $3::text::"DeliveryStatus", $4::int, ${NOW} FROM unnest($2::text[]) AS t
+              ON CONFLICT (version_id, target) DO UPDATE SET status = EXCLUDED.status, attempts = deliveries.attempts + EXCLUDED.attempts, updated_at = ${NOW}),
+        r AS (UPDATE runs SET step = $6 WHERE id = $5 AND $6::text IS NOT NULL)
+   SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.id = $1`,
+);
+/** The run with its lease taken (an attempt counted), or nothing. */
+const BEGIN_ATTEMPT = statement('begin_attempt', `WITH r AS (${LEASE} RETURNING *) SELECT ${RUN_COLUMNS} FROM r JOIN secrets s ON s.id = r.secret_id`);
+/**
+ * Under the secret lock: the run's version, the secret's current, previous and compromised
+ * versions, the one promoted last (the store's current), and the run's grace.
+ */
+const PROMOTION_SNAPSHOT = statement(
+  'promotion_snapshot',
+  `SELECT ${VERSION_COLUMNS}, (SELECT grace_ms FROM runs WHERE id = $3) AS run_grace_ms
+   FROM versions v JOIN secrets s ON s.id = v.secret_id
+   WHERE v.secret_id = $1 AND (v.state IN ('current', 'previous', 'compromised') OR v.id = $2
+     OR v.id = (SELECT id FROM versions WHERE secret_id = $1 AND promoted_at IS NOT NULL AND id <> $2 ORDER BY promoted_at DESC LIMIT 1))
+   ORDER BY v.number`,
+);
+/** One planned change, only from the state it was planned on. */
+const CHANGE = statement(
+  'version_change',
+  `UPDATE versions SET state = $3::text::"VersionState", grace_ends_at = coalesce($4::timestamp, grace_ends_at), promoted_at = coalesce($5::timestamp, promoted_at)
+   WHERE id = $1 AND state = $2::text::"VersionState" RETURNING id`,
+);
+/** lastPromotedAt (unless `$2` is null) and the run's next step `$4`: `done` finishes it as finishRun does. */
+const PROMOTED = statement(
+  'promoted',
+  `WITH s AS (UPDATE secrets SET last_promoted_at = $2::timestamp WHERE id = $1 AND $2::timestamp IS NOT NULL)
+   UPDATE runs SET step = $4,
+     status = CASE WHEN $4 = 'done' THEN 'succeeded'::"RunStatus" ELSE status END,
+     finished_at = CASE WHEN $4 = 'done' THEN ${NOW} ELSE finished_at END,
+     lease_owner = CASE WHEN $4 = 'done' THEN NULL ELSE lease_owner END,
+     lease_until = CASE WHEN $4 = 'done' THEN NULL ELSE lease_until END
+   WHERE id = $3 AND status = 'running'`,
+);
+
+export class RotationSteps {
+  constructor(
+    private readonly db: Db,
+    private readonly audit: AuditLog,
+  ) {}
+
+  async createVersion(runId: string, audit: AuditContext): Promise<VersionRecord> {
+    return transaction(this.db, async (tx) => {
+      const [run] = await tx.rows<{ secret_id: string; version_id: string | null }>(RUN_VERSION, [runId]);
+      await tx.rows(LOCK_SECRET, [run!.secret_id]);
+      if (run!.version_id) return (await readVersion(tx, run!.version_id))!;
+      return this.newVersion(tx, runId, run!.secret_id, audit);
+    });
+  }
+
+  /** The lease and, for a run at `issue` with no version, its version: one commit before the issuer is called. */
+  async startAttempt(runId: string, owner: string, ms: number, audit: AuditContext): Promise<RotationAttempt> {
+    return transaction(this.db, async (tx) => {
+      const [row] = await tx.rows<RunRow>(BEGIN_ATTEMPT, [runId, owner, ms, 1]);
+      if (!row) {
+        const [found] = await tx.rows<RunRow>(RUN, [runId]);
+        return { granted: false, run: found ? runOf(found) : null };
+      }
+      const run = runOf(row);
+      const [current] = await tx.rows<VersionRow>(LAST_PROMOTED, [run.secretId, null]);
+      const storeCurrent = current ? versionOf(current) : null;
+      if (run.versionId) return { granted: true, run, version: await readVersion(tx, run.versionId), storeCurrent };
+      if (run.kind !== 'rotation' || run.step !== 'issue') return { granted: true, run, version: null, storeCurrent };
+      // The version counter's UPDATE takes the secret lock (createVersion's).
+      const version = await this.newVersion(tx, runId, run.secretId, audit);
+      return { granted: true, run: { ...run, versionId: version.id }, version, storeCurrent };
+    });
+  }
+
+  private async newVersion(tx: SqlTx, runId: string, secretId: string, audit: AuditContext): Promise<VersionRecord> {
+    const [row] = await tx.rows<VersionRow>(CREATE_VERSION, [runId, secretId, randomUUID()]);
+    const version = versionOf(row!);
+    await this.audit.append(tx, { ...auditOf(audit, runId), action: 'version.issuing', secret: version.secret, versionId: version.id, data: { number: version.number } });
+    return version;
+  }
+
+  async recordIssued(versionId: string, { fingerprint, issuerState, publicId }: { fingerprint: string; issuerState: JsonObject; publicId: string | undefined }, audit: AuditContext) {
+    return transaction(this.db, async (tx) => {
+      const [row] = await tx.rows<VersionRow>(ISSUED, [versionId, fingerprint, JSON.stringify(issuerState), publicId ?? null]);
+      if (!row) throw new RekeyError('REKEY_ERR_UNKNOWN', `no version ${versionId}`);
+      const version = versionOf(row);
+      await this.audit.append(tx, { ...auditOf(audit), action: 'version.issued', secret: version.secret, versionId, data: { number: version.number, fingerprint } });
+      return version;
+    });
+  }
+
+  /** Under the secret lock, so a leak report's transition of the same version is either before (refused here) or after. */
+  async markPending(versionId: string, storeVersionId: string, audit: AuditContext, next?: StepProgress) {
+    return transaction(this.db, async (tx) => {
+      await tx.rows(LOCK_SECRET_OF_VERSION, [versionId]);
+      const events: AuditInput[] = [];
+      const [moved] = await tx.rows<VersionRow>(PENDING, [versionId, storeVersionId]);
+      let version: VersionRecord;
+      if (moved) {
+        version = versionOf(moved);
+        events.push({ ...auditOf(audit), action: 'version.pending', secret: version.secret, versionId, data: { from: 'issuing', to: 'pending', storeVersionId } });
+      } else {
+        const found = await readVersion(tx, versionId);
+        if (!found) throw new RekeyError('REKEY_ERR_UNKNOWN', `no version ${versionId}`);
+        if (found.state !== 'pending') throw notPending(found);
+        version = found;
+      }
+      if (next) events.push(...(await progress(tx, version, next, auditOf(audit))).events);
+      await this.audit.appendAll(tx, events);
+      return version;
+    });
+  }
+
+  async recordProgress(versionId: string, next: StepProgress, audit: AuditContext) {
+    return transaction(this.db, async (tx) => {
+      const { version, events } = await progress(tx, { id: versionId }, next, auditOf(audit));
+      await this.audit.appendAll(tx, events);
+      return version;
+    });
+  }
+
+  async setDelivery(versionId: string, target: string, status: DeliveryStatus, audit: AuditContext, error?: string) {
+    await this.db.$transaction(async (tx) => {
+      const row = await tx.delivery.upsert({
+        where: { versionId_target: { versionId, target } },
+        create: { versionId, target, status, attempts: status === 'pending' ? 1 : 0, lastError: error === undefined ? null : sanitize(error) },
+        update: { status, ...(status === 'pending' ? { attempts: { increment: 1 } } : {}), ...(error === undefined ? {} : { lastError: sanitize(error) }) },
+        include: { version: { include: { secret: { select: { name: true } } } } },
+      });
+      await this.audit.append(tx, { ...auditOf(audit), action: `delivery.${status}`, secret: row.version.secret.name, versionId, data: { target } });
+    });
+  }
+
+  async promote(runId: string, plan: (snapshot: PromotionSnapshot) => Promotion, audit: AuditContext): Promise<AppliedPromotion> {
+    return transaction(this.db, async (tx) => {
+      const [run] = await tx.rows<{ secret_id: string; version_id: string }>(RUN_VERSION, [runId]);
+      await tx.rows(LOCK_SECRET, [run!.secret_id]);
+      // A statement of its own after the lock: it reads what the lock's last holder committed.
+      const rows = await tx.rows<VersionRow & { run_grace_ms: number | null }>(PROMOTION_SNAPSHOT, [run!.secret_id, run!.version_id, runId]);
+      const versions = rows.map(versionOf);
+      const version = versions.find((v) => v.id === run!.version_id)!;
+      const others = versions.filter((v) => v.id !== version.id && v.promotedAt);
+      const promotion = plan({
+        version,
+        current: versions.find((v) => v.state === 'current') ?? null,
+        previous: versions.filter((v) => v.state === 'previous'),
+        displaced: others.sort((a, b) => b.promotedAt!.getTime() - a.promotedAt!.getTime())[0] ?? null,
+        now: new Date(),
+        runGraceMs: rows[0]?.run_grace_ms ?? null,
+      });
+      const ctx = auditOf(audit, runId);
+      const events = await applyChanges(tx, promotion.changes, ctx);
+      await tx.rows(PROMOTED, [run!.secret_id, promotion.promotedAt ?? null, runId, promotion.nextStep]);
+      if (promotion.nextStep === 'done') events.push({ ...ctx, action: 'run.finished', secret: version.secret, versionId: version.id, data: { status: 'succeeded', kind: 'rotation' } });
+      await this.audit.appendAll(tx, events);
+      // What the changes left, as the transaction wrote it.
+      const after = versions.map((v) => {
+        const change = promotion.changes.find((c) => c.version.id === v.id);
+        return change ? { ...v, state: change.to, ...change.set } : v;
+      });
+      return { ...promotion, takedowns: after.filter((v) => v.state === 'previous' || v.state === 'compromised') };
+    });
+  }
+}
+
+async function readVersion(tx: SqlTx, versionId: string): Promise<VersionRecord | null> {
+  const [row] = await tx.rows<VersionRow>(VERSION, [versionId]);
+  return row ? versionOf(row) : null;
+}
+
+/**
+ * Applies core-built version changes in order (one statement each: the one-current index is
+ * checked row by row) and returns their audit events, for the caller's one append at the end.
+ */
+export async function applyChanges(tx: SqlTx, changes: readonly VersionChange[], ctx: ReturnType<typeof auditOf>): Promise<AuditInput[]> {
+  const events: AuditInput[] = [];
+  for (const change of changes) {
+    const { version: v, to } = change;
+    if (to !== v.state) refuseIllegal(v, to);
+    // Only from the state the plan was built on: anything else means the plan is stale.
+    const moved = await tx.rows(CHANGE, [v.id, v.state, to, change.set.graceEndsAt ?? null, change.set.promotedAt ?? null]);
+    if (moved.length !== 1) throw new RekeyError('REKEY_ERR_CONFLICT', `version ${v.number} of ${v.secret} changed while it was being planned`);
+    events.push({ ...ctx, action: change.audit.action, secret: v.secret, versionId: v.id, data: change.audit.data });
+  }
+  return events;
+}
+
+/**
+ * A rotation step's bookkeeping inside its transaction: the delivery rows of the version at
+ * `next.deliveries.targets` set to one status, then the run's next step, in one statement that
+ * also reads the version. Returns it and the step's audit events (`delivery.<status>` per
+ * target; the step itself is not audited).
+ */
+async function progress(tx: SqlTx, of: { id: string }, next: StepProgress, ctx: ReturnType<typeof auditOf>): Promise<{ version: VersionRecord; events: AuditInput[] }> {
+  const { targets = [], status = 'pending', through = [] } = next.deliveries ?? {};
+  const [row] = await tx.rows<VersionRow>(PROGRESS, [of.id, targets, status, status === 'pending' ? 1 : 0, next.runId, next.step ?? null]);
+  if (!row) throw new RekeyError('REKEY_ERR_UNKNOWN', `no version ${of.id}`);
+  const version = versionOf(row);
+  const events = [...through, status].flatMap((s) => targets.map((target) => ({ ...ctx, action: `delivery.${s}`, secret: version.secret, versionId: version.id, data: { target } })));
+  return { version, events };
+}

@@ -1,0 +1,187 @@
+/**
+ * Runs: created with their `run.started` event, leased to one driver, stepped, finished with
+ * their `run.finished` event. A rotation's statements are named (src/db/sql.ts).
+ */
+import { randomUUID } from 'node:crypto';
+import { RekeyError, sanitize } from '../core/errors.js';
+import type { AuditContext, RotationStep, RunRecord, RunStatus, SecretRecord, VersionRecord } from '../core/model.js';
+import type { AuditLog } from './audit.js';
+import { type Db, isUniqueViolation } from './client.js';
+import { toRun, versionInclude } from './mappers.js';
+import { RUN_COLUMNS, type RunRow, runOf } from './rows.js';
+import type { Reads } from './reads.js';
+import { NOW, type Sql, statement, transaction } from './sql.js';
+
+const runInclude = versionInclude;
+
+/** The run, for a secret by name that is managed and not stale for a request made at `$6` (null: not stale). */
+const CREATE_ROTATION = statement(
+  'create_rotation_run',
+  `WITH r AS (
+     INSERT INTO runs (id, secret_id, kind, trigger, status, step, idempotency_key, grace_ms, started_at, updated_at)
+     SELECT $1, id, 'rotation', $3, 'running', 'issue', $4, $5, ${NOW}, ${NOW} FROM secrets
+     WHERE name = $2 AND removed_at IS NULL AND ($6::timestamp IS NULL OR last_promoted_at IS NULL OR $6::timestamp >= last_promoted_at)
+     RETURNING *)
+   SELECT ${RUN_COLUMNS} FROM r JOIN secrets s ON s.id = r.secret_id`,
+);
+const RUN_BY_KEY = statement('run_by_key', `SELECT ${RUN_COLUMNS} FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.idempotency_key = $1`);
+const RUNNING_ROTATION = statement(
+  'running_rotation',
+  `SELECT ${RUN_COLUMNS} FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE s.name = $1 AND r.kind = 'rotation' AND r.status = 'running' LIMIT 1`,
+);
+/** The lease as takeLease takes it; `$4` attempts counted. */
+export const LEASE = `UPDATE runs SET lease_owner = $2, lease_until = ${NOW} + $3::int * interval '1 millisecond', attempts = attempts + $4::int
+   WHERE id = $1 AND status = 'running' AND (lease_until IS NULL OR lease_until < ${NOW} OR lease_owner = $2)`;
+const TAKE_LEASE = statement(
+  'take_lease',
+  `${LEASE} RETURNING id`,
+);
+const RELEASE_LEASE = statement('release_lease', `UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2`);
+const SET_STEP = statement('set_run_step', `UPDATE runs SET step = $2 WHERE id = $1`);
+const FINISH = statement(
+  'finish_run',
+  `WITH r AS (
+     UPDATE runs SET status = $2::text::"RunStatus", finished_at = ${NOW}, step = CASE WHEN $2::text = 'succeeded' THEN 'done' ELSE step END,
+       lease_owner = NULL, lease_until = NULL, error = coalesce($3, error)
+     WHERE id = $1 AND status = 'running' RETURNING *)
+   SELECT ${RUN_COLUMNS} FROM r JOIN secrets s ON s.id = r.secret_id`,
+);
+
+export class Runs {
+  constructor(
+    private readonly db: Db,
+    private readonly sql: Sql,
+    private readonly audit: AuditLog,
+    private readonly reads: Reads,
+  ) {}
+
+  /** The secret is looked up by the insert itself: a request commits once, reading nothing before. */
+  async createRotationRun(input: { secret: string; trigger: string; idempotencyKey: string; graceMs: number | null; requestedAt?: Date; audit: AuditContext }) {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        const created = await transaction(this.db, async (tx) => {
+          const [row] = await tx.rows<RunRow>(CREATE_ROTATION, [randomUUID(), input.secret, input.trigger, input.idempotencyKey, input.graceMs, input.requestedAt ?? null]);
+          if (!row) return null;
+          const run = runOf(row);
+          await this.audit.append(tx, { ...auditOf(input.audit, run.id), action: 'run.started', secret: run.secret, data: { kind: 'rotation', trigger: input.trigger } });
+          return { run, created: true };
+        });
+        if (created) return created;
+        // No run: no such secret, a removed one, or a stale request.
+        const secret = await this.reads.getSecret(input.secret);
+        if (!secret || secret.removedAt) throw new RekeyError('REKEY_ERR_UNKNOWN', `no managed secret named ${input.secret}`);
+        if (input.requestedAt && secret.lastPromotedAt && input.requestedAt < secret.lastPromotedAt) return { stale: secret };
+      } catch (error) {
+        if (!isUniqueViolation(error)) throw error;
+        const [existing] =
+          (await this.sql.rows<RunRow>(RUN_BY_KEY, [input.idempotencyKey])).concat(await this.sql.rows<RunRow>(RUNNING_ROTATION, [input.secret]));
+        if (existing) return { run: runOf(existing), created: false };
+        // The blocking run finished between our insert and our look-up: insert again.
+      }
+    }
+    throw new RekeyError('REKEY_ERR_CONFLICT', 'could not create or find a rotation run');
+  }
+
+  async startVersionRun(input: { kind: 'retirement' | 'revocation'; version: VersionRecord; trigger: string; audit: AuditContext }) {
+    const idempotencyKey = `${input.kind}:${input.version.id}`;
+    const existing = await this.db.run.findUnique({ where: { idempotencyKey }, include: runInclude });
+    if (existing) return toRun(existing);
+    try {
+      return await this.db.$transaction(async (tx) => {
+        const row = await tx.run.create({
+          data: {
+            id: randomUUID(),
+            secretId: input.version.secretId,
+            kind: input.kind,
+            trigger: input.trigger,
+            status: 'running',
+            step: input.kind,
+            idempotencyKey,
+            versionId: input.version.id,
+          },
+          include: runInclude,
+        });
+        await this.audit.append(tx, { ...auditOf(input.audit, row.id), action: 'run.started', secret: row.secret.name, versionId: input.version.id, data: { kind: input.kind, trigger: input.trigger } });
+        return toRun(row);
+      });
+    } catch (error) {
+      if (!isUniqueViolation(error)) throw error;
+      return toRun((await this.db.run.findUnique({ where: { idempotencyKey }, include: runInclude }))!);
+    }
+  }
+
+  async openVersionRun(kind: 'retirement' | 'revocation', versionId: string) {
+    const row = await this.db.run.findUnique({ where: { idempotencyKey: `${kind}:${versionId}` }, include: runInclude });
+    return row && row.status === 'running' ? toRun(row) : null;
+  }
+
+  async takeLease(runId: string, owner: string, ms: number) {
+    return (await this.sql.rows(TAKE_LEASE, [runId, owner, ms, 0])).length === 1;
+  }
+
+  async releaseLease(runId: string, owner: string) {
+    await this.sql.rows(RELEASE_LEASE, [runId, owner]);
+  }
+
+  async recordTrigger(input: { secret: Pick<SecretRecord, 'id' | 'name'>; trigger: string; idempotencyKey: string; outcome: 'stale' | 'joined'; runId?: string }, audit: AuditContext) {
+    return this.db.$transaction(async (tx) => {
+      await tx.$queryRaw`SELECT 1 FROM secrets WHERE id = ${input.secret.id}::uuid FOR UPDATE`;
+      const [{ known }] = await tx.$queryRaw<[{ known: boolean }]>`
+        SELECT EXISTS (SELECT 1 FROM runs WHERE idempotency_key = ${input.idempotencyKey})
+            OR EXISTS (SELECT 1 FROM audit_events WHERE action LIKE 'trigger.%' AND data->>'idempotencyKey' = ${input.idempotencyKey}) AS known`;
+      if (known) return false;
+      await this.audit.append(tx, {
+        ...auditOf(audit, input.runId),
+        action: `trigger.${input.outcome}`,
+        secret: input.secret.name,
+        data: { trigger: input.trigger, idempotencyKey: input.idempotencyKey },
+      });
+      return true;
+    });
+  }
+
+  async touchRun(runId: string) {
+    await this.db.run.update({ where: { id: runId }, data: { attempts: { increment: 1 } } });
+  }
+
+  /**
+   * Progress bookkeeping, not a lifecycle change: the audit log already holds the version,
+   * delivery and run events each step makes, so the step is not audited again.
+   */
+  async setRunStep(runId: string, step: RotationStep) {
+    await this.sql.rows(SET_STEP, [runId, step]);
+  }
+
+  async setRunGrace(runId: string, graceMs: number, audit: AuditContext) {
+    await this.db.$transaction(async (tx) => {
+      const run = await tx.run.update({ where: { id: runId }, data: { graceMs }, include: runInclude });
+      await this.audit.append(tx, { ...auditOf(audit, runId), action: 'run.grace', secret: run.secret.name, data: { graceMs } });
+    });
+  }
+
+  async restartRun(runId: string, audit: AuditContext) {
+    await this.db.$transaction(async (tx) => {
+      const { count } = await tx.run.updateMany({ where: { id: runId, status: 'running' }, data: { step: 'issue', versionId: null } });
+      if (!count) return;
+      const run = (await tx.run.findUnique({ where: { id: runId }, include: runInclude }))!;
+      await this.audit.append(tx, { ...auditOf(audit, runId), action: 'run.restarted', secret: run.secret.name, data: { kind: run.kind } });
+    });
+  }
+
+  async recordRunError(runId: string, error: string) {
+    await this.db.run.update({ where: { id: runId }, data: { error: sanitize(error) } });
+  }
+
+  async finishRun(runId: string, status: Exclude<RunStatus, 'running'>, audit: AuditContext, error?: string) {
+    await transaction(this.db, async (tx) => {
+      const [row] = await tx.rows<RunRow>(FINISH, [runId, status, error === undefined ? null : sanitize(error)]);
+      if (!row) return;
+      const run: RunRecord = runOf(row);
+      await this.audit.append(tx, { ...auditOf(audit, runId), action: 'run.finished', secret: run.secret, versionId: run.versionId, data: { status, kind: run.kind } });
+    });
+  }
+}
+
+export function auditOf(audit: AuditContext, runId?: string) {
+  return { actor: audit.actor, runId: runId ?? audit.runId ?? null };
+}
