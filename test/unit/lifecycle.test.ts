@@ -44,7 +44,7 @@ describe('VERSION_TRANSITIONS', () => {
 });
 
 describe('planPromotion', () => {
-  it('pending -> current, current -> previous with the grace, an earlier previous in grace cut to now; then finalize', () => {
+  it('pending -> current, current -> previous with the grace, an earlier previous in grace cut to now; then done (the run finishes with it)', () => {
     const inGrace = version(1, 'previous', { graceEndsAt: later(60_000) });
     const over = version(0, 'previous', { graceEndsAt: later(-1) });
     const plan = planPromotion({ version: version(3, 'pending'), current: version(2, 'current'), previous: [over, inGrace], now: NOW }, 3_600_000);
@@ -54,7 +54,7 @@ describe('planPromotion', () => {
       [3, 'pending', 'current', { promotedAt: NOW }, 'version.current'],
     ]);
     expect(plan.promotedAt).toEqual(NOW);
-    expect(plan.nextStep).toBe('finalize');
+    expect(plan.nextStep).toBe('done');
     for (const change of plan.changes) if (change.to !== change.version.state) expect(canTransition(change.version.state, change.to)).toBe(true);
   });
 
