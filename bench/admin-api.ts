@@ -3,7 +3,8 @@
  * current), a delivery per version and a finished run per version (2% of the latest rolled
  * back): p50/p99 of the first page of GET /api/v1/secrets, of a status filter, and of one
  * secret's detail, each beside a bare fastify route answering a JSON body of about the same
- * size on the same server (the floor: HTTP, JSON, loopback). Requests are sequential.
+ * size on the same server (the floor: HTTP, JSON, loopback). Requests are sequential. Each
+ * request's SQL statements and Redis commands are counted too: they hold under load, rates do not.
  * Then the dashboard in headless Chromium (Debian's, as the browser test), signed in: time from
  * opening /ui to the first secrets on screen and to the overview complete (median of 5 loads),
  * and the JavaScript it ships, gzipped. `--no-browser` skips that part.
@@ -25,13 +26,15 @@ import { buildServer } from '../src/http/server.js';
 import { createLogger } from '../src/log.js';
 import { Runtime } from '../src/runtime.js';
 import { loadSettings } from '../src/settings.js';
-import { benchEnvironment, percentile } from './support/environment.js';
+import { benchEnvironment, countCommands, countStatements, percentile } from './support/environment.js';
 
 export async function main(args: string[]): Promise<Record<string, number>> {
   const { values } = parseArgs({ args, options: { secrets: { type: 'string', default: '10000' }, requests: { type: 'string', default: '200' }, 'no-browser': { type: 'boolean', default: false } } });
   const n = Number(values.secrets);
   const requests = Number(values.requests);
   const env = await benchEnvironment('admin_api');
+  // Before any connection is made: the pool's clients bind their query method when they connect.
+  const [statements, commands] = [countStatements(), countCommands(env.prefix)];
   const settings = loadSettings({ DATABASE_URL: env.databaseUrl, REDIS_URL: env.redisUrl, REKEY_FINGERPRINT_KEY: 'e'.repeat(64), REKEY_AUDIT_KEY: 'f'.repeat(64), REKEY_QUEUE_PREFIX: env.prefix, LOG_LEVEL: 'warn', REKEY_DASHBOARD_COOKIE_SECURE: 'false' });
   const runtime = new Runtime({ actor: 'bench', settings, log: createLogger('warn'), longLived: true });
   let app: FastifyInstance | undefined;
@@ -59,6 +62,11 @@ export async function main(args: string[]): Promise<Record<string, number>> {
     const figures: Record<string, number> = { secrets: n, requests, listBytes: bareBody.length };
     for (const [name, path] of Object.entries(paths)) {
       for (let i = 0; i < 10; i++) await get(path); // warm up
+      // What one request costs, whatever the machine's load: SQL statements and Redis commands.
+      const [sqlBefore, redisBefore] = [statements.count(), commands.count()];
+      await get(path);
+      figures[`${name}Statements`] = statements.count() - sqlBefore;
+      figures[`${name}RedisCommands`] = commands.count() - redisBefore;
       const ms: number[] = [];
       for (let i = 0; i < requests; i++) {
         const started = performance.now();
@@ -68,12 +76,14 @@ export async function main(args: string[]): Promise<Record<string, number>> {
       ms.sort((a, b) => a - b);
       figures[`${name}P50Ms`] = round(percentile(ms, 50));
       figures[`${name}P99Ms`] = round(percentile(ms, 99));
-      console.log(`  ${name.padEnd(8)} ${path.padEnd(42)} p50 ${figures[`${name}P50Ms`]} ms   p99 ${figures[`${name}P99Ms`]} ms`);
+      console.log(`  ${name.padEnd(8)} ${path.padEnd(42)} p50 ${figures[`${name}P50Ms`]} ms   p99 ${figures[`${name}P99Ms`]} ms   ${figures[`${name}Statements`]} SQL statements, ${figures[`${name}RedisCommands`]} Redis commands`);
     }
     if (!values['no-browser']) Object.assign(figures, await dashboardLoad(url, token));
     console.log(JSON.stringify({ bench: 'admin-api', ...figures }));
     return figures;
   } finally {
+    statements.stop();
+    commands.stop();
     await app?.close();
     await runtime.close();
     await env.cleanup();

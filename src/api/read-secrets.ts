@@ -61,9 +61,15 @@ const detail = summary.extend({
   activeRun: z.object({ id: z.string(), kind: z.string(), step: z.string(), attempts: z.number().int(), error: z.string().nullable(), emergency: z.boolean() }).nullable(),
 });
 
-async function summaryOf(runtime: Runtime, h: SecretHealth): Promise<z.input<typeof summary>> {
+function summaryOf(h: SecretHealth, next: Date | null): z.input<typeof summary> {
   const { id: _id, lastRotatedAt, lastRun, ...rest } = h;
-  return { ...rest, lastRotatedAt: iso(lastRotatedAt), nextRotation: iso(await nextRotation(runtime.queues, h)), lastRun: lastRun && { ...lastRun, finishedAt: iso(lastRun.finishedAt) } };
+  return { ...rest, lastRotatedAt: iso(lastRotatedAt), nextRotation: iso(h.removed ? null : next), lastRun: lastRun && { ...lastRun, finishedAt: iso(lastRun.finishedAt) } };
+}
+
+/** The summaries of a page of secrets: their schedules in one Redis command (none when Redis cannot be read). */
+async function summariesOf(runtime: Runtime, page: readonly SecretHealth[]): Promise<Array<z.input<typeof summary>>> {
+  const next = await runtime.queues.nextRotations(page.map((h) => h.name)).catch(() => new Map<string, Date>());
+  return page.map((h) => summaryOf(h, next.get(h.name) ?? null));
 }
 
 /** Names read from the database per step of a listing: a listing holds this many rows at most, whatever the fleet's size. */
@@ -80,7 +86,8 @@ async function listHealth(runtime: Runtime, filter: Parameters<typeof filterHeal
   const passes = (name: string) => (!named || named.test(name)) && (!filter.may || filter.may(name));
   const matching: SecretHealth[] = [];
   for (let from = after; matching.length <= limit; ) {
-    const page = filter.status ? Math.min(SCAN_PAGE, Math.max(limit + 1 - matching.length, 100)) : SCAN_PAGE;
+    // As many as the page still needs, with room for the ones a glob or the caller's scopes leave out.
+    const page = Math.min(SCAN_PAGE, Math.max(2 * (limit + 1 - matching.length), 100));
     let read: number;
     if (filter.status) {
       const rows = await secretHealth(runtime.db, { status: filter.status, ...(from === undefined ? {} : { after: from }), limit: page });
@@ -116,7 +123,7 @@ export const secretRoutes = [
       const matching = await listHealth(runtime, filter, query.after, query.limit);
       const page = matching.slice(0, query.limit);
       return {
-        items: await Promise.all(page.map((h) => summaryOf(runtime, h))),
+        items: await summariesOf(runtime, page),
         next: matching.length > page.length ? page.at(-1)!.name : null,
       };
     },
@@ -133,10 +140,11 @@ export const secretRoutes = [
     response: detail,
     handler: async ({ runtime, params, query }) => {
       const [health] = await secretHealth(runtime.db, params.name);
-      const [status] = health ? (await secretStatus(runtime, params.name, query.versions)).filter((s) => s.name === params.name) : [];
+      // The schedule comes with the summary: secretStatus need not read it again (redisUp false).
+      const [status] = health ? (await secretStatus(runtime, params.name, query.versions, false)).filter((s) => s.name === params.name) : [];
       if (!health || !status) throw new ApiProblem('REKEY_API_NOT_FOUND', `no secret named ${params.name}`);
       return {
-        ...(await summaryOf(runtime, health)),
+        ...summaryOf(health, await nextRotation(runtime.queues, health)),
         versions: status.versions.map(({ createdAt, fingerprint: full, ...v }) => ({ ...v, issuedAt: createdAt, fingerprint: shortFingerprint(full) })),
         sync: status.sync,
         activeRun: status.activeRun,

@@ -33,7 +33,10 @@ const PENDING_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-ch
 export class BullQueues implements WorkQueue {
   readonly queues: Record<QueueName, Queue>;
 
-  constructor(connection: RedisConnection, prefix: string) {
+  constructor(
+    private readonly connection: RedisConnection,
+    prefix: string,
+  ) {
     this.queues = Object.fromEntries(QUEUES.map((name) => [name, new Queue(name, { connection, prefix })])) as Record<QueueName, Queue>;
   }
 
@@ -126,6 +129,21 @@ export class BullQueues implements WorkQueue {
   }
 
   /** The next due time of a secret's schedule, for `rekey status`. */
+  /**
+   * When each secret's schedule next fires (absent from the map: no schedule), in one Redis
+   * command for any number of secrets: the scores of the rotations queue's job schedulers, which
+   * are their next times (what {@link nextRotation} reads one secret at a time).
+   */
+  async nextRotations(secrets: readonly string[]): Promise<Map<string, Date>> {
+    const next = new Map<string, Date>();
+    if (!secrets.length) return next;
+    const scores = await this.connection.zmscore(this.queues.rotations.toKey('repeat'), ...secrets.map((s) => jobId.scheduler(s)));
+    scores.forEach((score, i) => {
+      if (score !== null) next.set(secrets[i]!, new Date(Number(score)));
+    });
+    return next;
+  }
+
   async nextRotation(secret: string): Promise<Date | undefined> {
     const scheduler = await this.queues.rotations.getJobScheduler(jobId.scheduler(secret));
     return scheduler?.next ? new Date(scheduler.next) : undefined;

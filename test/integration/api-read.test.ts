@@ -17,7 +17,7 @@ import { until } from '../support/poll.js';
 const JOURNAL = 'api-read';
 const SECRETS = {
   'payments-api': 'grace: 1h',
-  'payments-web': 'grace: 1h',
+  'payments-web': 'grace: 1h, schedule: { cron: "0 3 * * 1" }',
   'billing-api': 'grace: 1h, retry: { attempts: 1, backoff: 20ms }',
   team: 'clients: [acme]',
 };
@@ -75,6 +75,15 @@ describe('secrets', () => {
     expect(bad.json).toMatchObject({ code: 'REKEY_API_INVALID_REQUEST' });
     expect(bad.json.issues.map((i: { path: string }) => i.path).sort()).toEqual(['query.limit', 'query.status']);
     expect(bad.text).not.toContain('sideways');
+  });
+
+  it("a page's next rotations (one Redis command for the page) are the schedules' next times, as one secret's detail reads them", async () => {
+    const items = (await call(h, '/api/v1/secrets', { token: admin })).json.items as Array<{ name: string; nextRotation: string | null }>;
+    const scheduled = items.filter((i) => i.nextRotation !== null);
+    expect(scheduled.map((i) => i.name)).toEqual(['payments-web']);
+    const detail = await call(h, '/api/v1/secrets/payments-web', { token: admin });
+    expect(detail.json.nextRotation).toBe(scheduled[0]!.nextRotation);
+    expect(new Date(scheduled[0]!.nextRotation!).getUTCHours()).toBe(3);
   });
 
   it('each status filter lists exactly the secrets meeting it, paged by cursor (the database narrows, never drops one)', async () => {
