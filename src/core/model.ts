@@ -448,6 +448,8 @@ export interface SecretChange {
   event: 'rotated' | 'revoked';
   /** The version's number. */
   version: number;
+  /** Its id in the change log (a Redis stream id), once published: what `GET /v1/events` sends as the event's `id:`. */
+  id?: string;
 }
 
 /** Figures core reports as it goes; the metrics module implements it. */

@@ -5,10 +5,16 @@
  * each server holds one subscriber connection for all its streams. A message names a secret,
  * an event and a version number; never a value.
  *
+ * Each change is also appended to a capped log (a Redis stream, `<prefix>:delivery:log`, the
+ * last LOG_LENGTH changes), in the same script that publishes it with its log id: streams send
+ * that id as the SSE `id:`, and a client that reconnects with `Last-Event-ID` is sent what it
+ * missed from the log (since()).
+ *
  * Pub/sub delivers at most once: a replica whose subscriber is reconnecting misses what is
- * published meanwhile. Clients therefore also re-read a value when it expires (its expiry is
- * never later than the next scheduled rotation), and a new stream starts with the current
- * version of every secret it covers.
+ * published meanwhile (the log still has it for clients that resume). Clients therefore also
+ * re-read a value when it expires (its expiry is never later than the next scheduled
+ * rotation), and a stream that cannot resume starts with the current version of every secret
+ * it covers.
  */
 import type { Logger } from 'pino';
 import type { SecretChange } from '../core/model.js';
@@ -18,8 +24,16 @@ import { describeError } from '../core/errors.js';
 
 type Listener = (change: SecretChange) => void;
 
+/** Changes the log keeps (approximately: the stream is trimmed with `~`). */
+const LOG_LENGTH = 10_000;
+/** Appends the change to the log and publishes it with its id, atomically (one slot: the prefix is hash-tagged). */
+const PUBLISH = `local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'change', ARGV[2])
+redis.call('PUBLISH', ARGV[3], id .. ' ' .. ARGV[2])
+return id`;
+
 export class ChangeFeed {
   readonly channel: string;
+  private readonly log: string;
   private readonly listeners = new Set<Listener>();
   private subscriber: RedisConnection | undefined;
   private subscribed: Promise<void> | undefined;
@@ -34,14 +48,15 @@ export class ChangeFeed {
     private readonly publisher: RedisConnection,
     private readonly endpoint: RedisEndpoint,
     prefix: string,
-    private readonly log: Logger,
+    private readonly logger: Logger,
   ) {
     this.channel = `${prefix}:delivery:changes`;
+    this.log = `${prefix}:delivery:log`;
   }
 
   /** Publishes a committed change to every replica's streams. */
   async publish(change: SecretChange): Promise<void> {
-    const sent = this.publisher.publish(this.channel, JSON.stringify({ secret: change.secret, event: change.event, version: change.version }));
+    const sent = this.publisher.eval(PUBLISH, 1, this.log, LOG_LENGTH, JSON.stringify({ secret: change.secret, event: change.event, version: change.version }), this.channel);
     this.publishing.add(sent);
     try {
       await sent;
@@ -60,6 +75,21 @@ export class ChangeFeed {
     return () => this.listeners.delete(listener);
   }
 
+  /**
+   * The logged changes after `id` (a change's id), oldest first; undefined when the log no longer
+   * reaches back to it (trimmed, or an id of another log), so the caller starts afresh.
+   */
+  async since(id: string): Promise<SecretChange[] | undefined> {
+    if (!/^\d+-\d+$/.test(id)) return undefined;
+    const [first] = await this.publisher.xrange(this.log, '-', '+', 'COUNT', 1);
+    if (!first || compareIds(first[0], id) > 0) return undefined;
+    const entries = await this.publisher.xrange(this.log, `(${id}`, '+');
+    return entries.flatMap(([entryId, fields]) => {
+      const change = parse(`${entryId} ${fields[1] ?? ''}`);
+      return change ? [change] : [];
+    });
+  }
+
   /** Waits (up to a second) for publications in flight, then drops the subscriber. */
   async close(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
@@ -74,7 +104,7 @@ export class ChangeFeed {
   private async open(): Promise<void> {
     // A connection in subscriber mode may run nothing else: one of its own, kept for the process.
     const subscriber = (this.subscriber = openRedis(this.endpoint, { longLived: true }));
-    subscriber.on('error', (error) => this.log.debug({ error: describeError(error) }, 'change feed: redis connection error'));
+    subscriber.on('error', (error) => this.logger.debug({ error: describeError(error) }, 'change feed: redis connection error'));
     subscriber.on('message', (channel: string, message: string) => {
       if (channel !== this.channel) return;
       const change = parse(message);
@@ -90,12 +120,22 @@ export class ChangeFeed {
   }
 }
 
+/** `<log id> <json>`; a bare JSON message (from a process of an older version) has no id. */
 function parse(message: string): SecretChange | undefined {
+  const space = message.indexOf(' ');
+  const id = space > 0 && /^\d+-\d+$/.test(message.slice(0, space)) ? message.slice(0, space) : undefined;
   try {
-    const { secret, event, version } = JSON.parse(message) as Record<string, unknown>;
-    if (typeof secret === 'string' && (event === 'rotated' || event === 'revoked') && typeof version === 'number') return { secret, event, version };
+    const { secret, event, version } = JSON.parse(id ? message.slice(space + 1) : message) as Record<string, unknown>;
+    if (typeof secret === 'string' && (event === 'rotated' || event === 'revoked') && typeof version === 'number') return { secret, event, version, ...(id ? { id } : {}) };
   } catch {
     // not ours
   }
   return undefined;
+}
+
+/** Orders two stream ids (`<ms>-<seq>`). */
+export function compareIds(a: string, b: string): number {
+  const [am, as] = a.split('-').map(BigInt) as [bigint, bigint];
+  const [bm, bs] = b.split('-').map(BigInt) as [bigint, bigint];
+  return am !== bm ? (am < bm ? -1 : 1) : as === bs ? 0 : as < bs ? -1 : 1;
 }

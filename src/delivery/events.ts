@@ -8,6 +8,10 @@
  *   event: rotated   data: {"secret":"payments-api-key","version":5}
  *   event: revoked   data: {"secret":"payments-api-key","version":4}
  *
+ * `rotated` and `revoked` carry an `id:` (their place in the change log): a client that
+ * reconnects with `Last-Event-ID` gets the changes it missed instead of `ready`, or `ready` when
+ * the log no longer reaches back that far.
+ *
  * Changes come from every process through the change feed (Redis pub/sub, change-feed.ts).
  * The subscription is in place before `ready` is read, so nothing falls between the two. The
  * stream ends when the credential expires (its `exp`), and after an hour at most (a credential
@@ -21,6 +25,7 @@ import { describeError } from '../core/errors.js';
 import type { SecretChange } from '../core/model.js';
 import { SecretValue } from '../core/secret-value.js';
 import { readableSecrets, valueGrants } from '../core/value-delivery.js';
+import { compareIds } from './change-feed.js';
 import { bearer, refuse, type DeliveryContext } from './context.js';
 
 /** Streams one server holds open at most. */
@@ -69,12 +74,16 @@ export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () =>
     const readable = new Set(secrets);
     const raw = reply.raw;
     let ready = false;
+    // The newest log id sent: a change replayed from the log is not sent again when it also arrives live.
+    let sent: string | undefined;
     const early: SecretChange[] = [];
-    const send = (event: string, data: unknown) => raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    const send = (event: string, data: unknown, id?: string) => raw.write(`${id ? `id: ${id}\n` : ''}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     const forward = (change: SecretChange) => {
       if (!readable.has(change.secret)) return;
-      if (!ready) early.push(change);
-      else send(change.event, { secret: change.secret, version: change.version });
+      if (!ready) return void early.push(change);
+      if (change.id && sent && compareIds(change.id, sent) <= 0) return;
+      send(change.event, { secret: change.secret, version: change.version }, change.id);
+      if (change.id) sent = change.id;
     };
     let unsubscribe: (() => void) | undefined;
     const timers: NodeJS.Timeout[] = [];
@@ -91,16 +100,26 @@ export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () =>
     raw.write('retry: 1000\n\n');
     try {
       unsubscribe = await ctx.runtime.changes.subscribe(forward);
-      const current = await Promise.all(
-        secrets.map(async (secret) => {
-          const record = await deps.repo.getSecret(secret);
-          const version = record ? await deps.repo.currentVersion(record.id) : null;
-          return { secret, version: version && !version.compromisedAt ? version.number : null };
-        }),
-      );
+      const lastEventId = request.headers['last-event-id'];
+      const missed = typeof lastEventId === 'string' ? await ctx.runtime.changes.since(lastEventId) : undefined;
       if (!streams.has(end)) return; // the client left meanwhile
-      send('ready', { secrets: current });
-      ready = true;
+      if (missed) {
+        // Resumed: what it missed, from the log, instead of `ready`.
+        sent = lastEventId as string;
+        ready = true;
+        for (const change of missed) forward(change);
+      } else {
+        const current = await Promise.all(
+          secrets.map(async (secret) => {
+            const record = await deps.repo.getSecret(secret);
+            const version = record ? await deps.repo.currentVersion(record.id) : null;
+            return { secret, version: version && !version.compromisedAt ? version.number : null };
+          }),
+        );
+        if (!streams.has(end)) return;
+        send('ready', { secrets: current });
+        ready = true;
+      }
       for (const change of early.splice(0)) forward(change);
     } catch (error) {
       request.log.warn({ error: describeError(error) }, 'change stream could not subscribe');

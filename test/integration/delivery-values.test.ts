@@ -184,3 +184,32 @@ it('fans a change out across processes: `rekey revoke` in a process of its own r
     stream.close();
   }
 }, 120_000);
+
+it('gives changes an id, and a stream resumed with Last-Event-ID gets the changes it missed instead of ready', async () => {
+  const credential = await attestation('app:com.example.tv');
+  const first = await openStream(`${h.serving!.url}/v1/events`, credential);
+  await first.next('ready');
+  expect((await h.rotate('payments-api-key', 60_000)).status).toBe('succeeded');
+  const seen = await first.next('rotated');
+  expect(seen.id).toMatch(/^\d+-\d+$/);
+  first.close();
+
+  // Rotated while the client was away.
+  expect((await h.rotate('payments-api-key', 60_000)).status).toBe('succeeded');
+  const missed = (await current('payments-api-key')).number;
+  const resumed = await openStream(`${h.serving!.url}/v1/events`, credential, { 'last-event-id': seen.id! });
+  try {
+    const replayed = await resumed.next('rotated');
+    expect(replayed.data).toEqual({ secret: 'payments-api-key', version: missed });
+    expect(resumed.names()).toEqual(['rotated']);
+  } finally {
+    resumed.close();
+  }
+  // An id the log no longer reaches back to (or never held): a fresh start with ready.
+  const stale = await openStream(`${h.serving!.url}/v1/events`, credential, { 'last-event-id': '1-0' });
+  try {
+    expect((await stale.next('ready')).secrets).toContainEqual({ secret: 'payments-api-key', version: missed });
+  } finally {
+    stale.close();
+  }
+}, 120_000);

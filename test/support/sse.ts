@@ -7,19 +7,24 @@ export interface StreamEvent {
   data: unknown;
   /** Date.now() when the event's last line arrived. */
   at: number;
+  /** Its `id:` field, if it had one. */
+  id?: string;
 }
 
 export interface EventStream {
   /** The next event named `event` (earlier events of other names are skipped); rejects after `timeoutMs`. */
   next(event: string, timeoutMs?: number): Promise<StreamEvent & { secrets?: unknown }>;
   close(): void;
+  /** The names of every event received so far, in order (consumed or not). */
+  names(): string[];
 }
 
-export async function openStream(url: string, credential: string): Promise<EventStream> {
+export async function openStream(url: string, credential: string, headers: Record<string, string> = {}): Promise<EventStream> {
   const controller = new AbortController();
-  const response = await fetch(url, { headers: { authorization: `Bearer ${credential}`, accept: 'text/event-stream' }, signal: controller.signal });
+  const response = await fetch(url, { headers: { authorization: `Bearer ${credential}`, accept: 'text/event-stream', ...headers }, signal: controller.signal });
   if (response.status !== 200 || !response.body) throw new Error(`stream refused: ${response.status}`);
   const queue: StreamEvent[] = [];
+  const names: string[] = [];
   let wake: (() => void) | undefined;
   let ended = false;
   void (async () => {
@@ -33,7 +38,10 @@ export async function openStream(url: string, credential: string): Promise<Event
           const block = buffer.slice(0, cut);
           buffer = buffer.slice(cut + 2);
           const fields = Object.fromEntries(block.split('\n').filter((l) => !l.startsWith(':') && l.includes(':')).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]));
-          if (fields.event) queue.push({ event: fields.event, data: fields.data ? JSON.parse(fields.data) : undefined, at: Date.now() });
+          if (fields.event) {
+            names.push(fields.event);
+            queue.push({ event: fields.event, data: fields.data ? JSON.parse(fields.data) : undefined, at: Date.now(), ...(fields.id ? { id: fields.id } : {}) });
+          }
           wake?.();
         }
       }
@@ -65,5 +73,6 @@ export async function openStream(url: string, credential: string): Promise<Event
       }
     },
     close: () => controller.abort(),
+    names: () => [...names],
   };
 }
