@@ -6,7 +6,8 @@ import type { Runtime } from '../runtime.js';
 import { ApiProblem } from './problems.js';
 import { instant, iso, pageOf, pageQuery, route, secretParams } from './route.js';
 import { globRegExp } from './scopes.js';
-import { CONDITIONS, filterHealth, nextRotation, secretHealth, type SecretHealth, STATUSES } from './secret-health.js';
+import { filterHealth, nextRotation, secretHealth, type SecretHealth } from './secret-health.js';
+import { CONDITIONS, STATUSES } from './statuses.js';
 
 export { SHORT_FINGERPRINT, shortFingerprint };
 

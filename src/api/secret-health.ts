@@ -7,12 +7,8 @@ import type { Db } from '../db/client.js';
 import { Prisma } from '../db/generated/client.js';
 import type { BullQueues } from '../queue/queues.js';
 import { globRegExp } from './scopes.js';
+import { type Condition, CONDITIONS, type SecretStatusName } from './statuses.js';
 
-/** Most urgent first. */
-export const CONDITIONS = ['leaked', 'no-current', 'failing', 'drifted', 'rotating'] as const;
-export const STATUSES = [...CONDITIONS, 'healthy'] as const;
-export type Condition = (typeof CONDITIONS)[number];
-export type SecretStatusName = (typeof STATUSES)[number];
 
 export interface SecretHealth {
   id: string;

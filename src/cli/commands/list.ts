@@ -1,7 +1,7 @@
 /** `rekey list`: secrets with their status and next rotation, a page at a time, on the admin API's read model (src/api/secret-health.ts). Definition; the work is in ../actions/list.ts, imported when it runs. */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { STATUSES, type SecretStatusName } from '../../api/secret-health.js';
+import { STATUSES, type SecretStatusName } from '../../api/statuses.js';
 import type { CliContext } from '../context.js';
 import { positiveInt, STATUS_PAGE } from '../options.js';
 
