@@ -84,11 +84,10 @@ async function unfinished(runtime: Runtime, key: string): Promise<string | undef
   return last?.action === 'fleet.started' ? last.fleet : undefined;
 }
 
-/** Each secret's run of the fleet and its status. */
-async function runsOf(runtime: Runtime, fleet: string): Promise<Map<string, string>> {
-  const rows = await runtime.db.$queryRaw<Array<{ name: string; status: string }>>`
-    SELECT s.name, r.status::text AS status FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.idempotency_key LIKE ${`fleet:${fleet}:%`}`;
-  return new Map(rows.map((r) => [r.name, r.status]));
+/** Each secret's run of the fleet (id and status), read once when a fleet is resumed. */
+async function runsOf(runtime: Runtime, fleet: string): Promise<Array<{ id: string; name: string; status: string }>> {
+  return runtime.db.$queryRaw<Array<{ id: string; name: string; status: string }>>`
+    SELECT r.id::text AS id, s.name, r.status::text AS status FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.idempotency_key LIKE ${`fleet:${fleet}:%`}`;
 }
 
 export async function rotateFleet(runtime: Runtime, selection: FleetSelection, options: FleetOptions): Promise<FleetResult> {
@@ -108,17 +107,22 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
   const audit = (action: string, data: Record<string, string | number>) => runtime.db.$transaction((tx) => runtime.audit.append(tx, { actor: 'cli', action, data: { fleet, selection: key, ...data } }));
   if (!resume) await audit('fleet.started', { secrets: members.length });
 
-  // Runs joined (a rotation of the secret was running already) are followed by id.
-  const joined = new Map<string, string>();
+  // Each secret's run status; the runs not finished yet are followed by id (the fleet's own and
+  // any it joined), so a poll reads only those, whatever the size of the fleet.
+  const runs = new Map<string, string>();
+  const open = new Map<string, string>(); // run id -> secret
+  for (const r of resume ? await runsOf(runtime, fleet) : []) {
+    runs.set(r.name, r.status);
+    if (r.status === 'running') open.set(r.id, r.name);
+  }
   const starts = new Map<string, number[]>(); // per store: start times in the last second
   let lastProgress = 0;
   let before: number | undefined; // finished before this command (a resumed fleet), for the rate
   for (;;) {
-    const runs = await runsOf(runtime, fleet);
-    if (joined.size) {
-      for (const r of await runtime.db.run.findMany({ where: { id: { in: [...joined.values()] } }, select: { id: true, status: true } })) {
-        const secret = [...joined].find(([, id]) => id === r.id)![0];
-        runs.set(secret, r.status);
+    if (open.size) {
+      for (const r of await runtime.db.run.findMany({ where: { id: { in: [...open.keys()] } }, select: { id: true, status: true } })) {
+        runs.set(open.get(r.id)!, r.status);
+        if (r.status !== 'running') open.delete(r.id);
       }
     }
     const running = new Map<string, number>();
@@ -127,15 +131,20 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
       for (const instance of [`s:${m.store}`, ...m.targets.map((t) => `t:${t}`)]) running.set(instance, (running.get(instance) ?? 0) + 1);
     }
     const now = Date.now();
+    for (const [store, times] of starts) starts.set(store, times.filter((t) => now - t < 1000));
     for (const m of members) {
       if (runs.has(m.name)) continue;
-      const recent = (starts.get(m.store) ?? []).filter((t) => now - t < 1000);
-      starts.set(m.store, recent);
+      let recent = starts.get(m.store);
+      if (!recent) starts.set(m.store, (recent = []));
       if ((running.get(`s:${m.store}`) ?? 0) >= options.perStore || recent.length >= options.storeRate) continue;
       if (m.targets.some((t) => (running.get(`t:${t}`) ?? 0) >= options.perTarget)) continue;
       const result = await runtime.engine.requestRotation({ secret: m.name, trigger: 'fleet', idempotencyKey: `fleet:${fleet}:${m.name}`, ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }) });
-      if (result.status === 'joined') joined.set(m.name, result.run.id);
-      runs.set(m.name, 'running');
+      // A stale request (never for a fleet's: it names no due time) has nothing to wait for.
+      if (result.status === 'stale') runs.set(m.name, 'skipped');
+      else {
+        open.set(result.run.id, m.name);
+        runs.set(m.name, 'running');
+      }
       recent.push(now);
       for (const instance of [`s:${m.store}`, ...m.targets.map((t) => `t:${t}`)]) running.set(instance, (running.get(instance) ?? 0) + 1);
     }
