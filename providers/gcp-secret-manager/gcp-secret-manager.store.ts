@@ -189,9 +189,22 @@ export class GcpSecretManagerStore implements SecretStore {
   /**
    * Mirrors rekey's schedule into the secret's `rotation` (next time and period, see gcp-rotation.ts)
    * and adds the binding's `topic`, under the etag. Without a schedule, clears a rotation that
-   * carries rekey's annotation and leaves anyone else's alone. Creates the secret if absent.
+   * carries rekey's annotation and leaves anyone else's alone. Creates the secret if absent. On an
+   * etag mismatch (an apply and a worker's retry of the same pending write, say) it re-reads the
+   * secret and decides again, up to MERGE_ATTEMPTS times: the other writer may have done it already.
    */
   async describeRotation(policy: RotationPolicy, call: Call): Promise<string> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#describeRotationOnce(policy, call);
+      } catch (error) {
+        if (rpcCode(error) !== Status.FAILED_PRECONDITION || attempt >= MERGE_ATTEMPTS || call.signal.aborted) throw error;
+        this.#o.log.debug({ attempt }, 'the secret changed under a rotation update (etag); re-reading it');
+      }
+    }
+  }
+
+  async #describeRotationOnce(policy: RotationPolicy, call: Call): Promise<string> {
     const secret = await this.#getOrCreate(call);
     const ours = secret.annotations[ROTATION_ANNOTATION];
     if (!policy.schedule) {

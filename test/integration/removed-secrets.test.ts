@@ -134,5 +134,6 @@ it('decommission: nothing left at any target, the issuer revoked, the history ke
   const versions = await h.runtime.db.version.findMany({ where: { secretId: id }, orderBy: { number: 'asc' } });
   expect(versions.map((v) => v.state)).toEqual(['revoked', 'revoked']);
   expect(await h.runtime.db.auditEvent.count({ where: { chain: 'retiring', action: 'secret.decommissioned' } })).toBe(1);
-  expect(await h.runtime.db.run.count({ where: { secretId: id, kind: 'retirement', status: 'succeeded' } })).toBe(2);
+  // --wait ends when both versions are revoked; each retirement run records its success just after.
+  await expect.poll(() => h.runtime.db.run.count({ where: { secretId: id, kind: 'retirement', status: 'succeeded' } }), { timeout: 30_000 }).toBe(2);
 });

@@ -62,6 +62,25 @@ describe('gcp-secret-manager: describeRotation', () => {
     expect(summary).toMatch(/^Secret Manager rotation every 7d, next \d{4}-.*Z, topics projects\/rekey-test\/topics\/rekey-rotations$/);
   });
 
+  it('a concurrent writer of the same schedule (etag mismatch) is re-read, not reported as a conflict', async () => {
+    const name = uniqueName();
+    const store = storeFor({ name, topic: TOPIC });
+    await store.describeRotation!({ graceMs: 0 }, call()); // creates the secret, no schedule
+    // Another process (a worker retrying the pending write) sets the same rotation between our read and update.
+    const next = new Date(Date.now() + 7 * 86_400_000);
+    fake.before('UpdateSecret', (model) => {
+      const secret = model.secrets.get(name)!;
+      secret.annotations = { ...secret.annotations, [ROTATION_ANNOTATION]: '0 3 * * 1|UTC|604800' };
+      secret.rotation = { next, periodSeconds: 7 * 86_400 };
+      secret.topics = [TOPIC];
+      secret.etag = '"changed-by-a-worker"';
+    });
+    fake.resetCalls();
+    const summary = await store.describeRotation!(WEEKLY, call());
+    expect(summary).toBe(`Secret Manager rotation every 7d, next ${next.toISOString().replace(/\.\d+Z$/, '.000Z')}, topics ${TOPIC}`);
+    expect(fake.calls).toEqual({ GetSecret: 2, UpdateSecret: 1 });
+  });
+
   it('is idempotent: an unchanged schedule costs one GetSecret and no write', async () => {
     const store = storeFor({ name: uniqueName(), topic: TOPIC });
     await store.describeRotation!(WEEKLY, call());
