@@ -46,16 +46,49 @@ export interface Found {
   token: string;
 }
 
+/** Characters a candidate is made of ([A-Za-z0-9_], the prefix alphabet), by char code. */
+const WORD = new Uint8Array(128);
+for (const c of '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_') WORD[c.charCodeAt(0)] = 1;
+const isWord = (code: number) => code < 128 && WORD[code] === 1;
+
 /**
  * Every rekey key in a text. A candidate is a maximal run of [A-Za-z0-9_] (the prefix
  * alphabet) whose last 36 characters are a body and a matching checksum.
+ *
+ * Only every 36th character is looked at until one is a word character: a run of 36 or more
+ * always holds one of them, so the text between two non-word samples cannot hide a key. A
+ * word character found is grown to its whole run. Code is mostly short words, so this reads a
+ * fraction of the text (a regular expression over every character ran at a tenth of the speed
+ * of reading the files; bench/usage measures both).
  */
 export function findKeys(text: string): Found[] {
   const found: Found[] = [];
-  text.split('\n').forEach((content, index) => {
-    for (const match of content.matchAll(/[A-Za-z0-9_]{36,}/g)) {
-      if (hasValidChecksum(match[0])) found.push({ line: index + 1, column: match.index + 1, token: match[0] });
+  const min = BODY_LENGTH + CHECKSUM_LENGTH;
+  let line = 1;
+  let lineStart = 0;
+  let counted = 0;
+  for (let i = min - 1; i < text.length; ) {
+    if (!isWord(text.charCodeAt(i))) {
+      i += min;
+      continue;
     }
-  });
+    let start = i;
+    while (start > 0 && isWord(text.charCodeAt(start - 1))) start--;
+    let end = i + 1;
+    while (end < text.length && isWord(text.charCodeAt(end))) end++;
+    if (end - start >= min) {
+      const token = text.slice(start, end);
+      if (hasValidChecksum(token)) {
+        for (let nl = text.indexOf('\n', counted); nl !== -1 && nl < start; nl = text.indexOf('\n', nl + 1)) {
+          line++;
+          lineStart = nl + 1;
+        }
+        counted = start;
+        found.push({ line, column: start - lineStart + 1, token });
+      }
+    }
+    // text[end] is not a word character: the next run starts after it.
+    i = end + min;
+  }
   return found;
 }

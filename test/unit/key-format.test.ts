@@ -34,4 +34,24 @@ describe('random key format', () => {
       { line: 4, column: 1, token: b },
     ]);
   });
+
+  it('finds exactly what a regular expression over every line finds (the definition), on text full of near misses', () => {
+    const reference = (text: string) =>
+      text.split('\n').flatMap((content, index) => [...content.matchAll(/[A-Za-z0-9_]{36,}/g)].filter((m) => hasValidChecksum(m[0])).map((m) => ({ line: index + 1, column: m.index + 1, token: m[0] })));
+    const pieces = (seed: number) => {
+      const keys = [generateKey('rk_live_'), generateKey(''), generateKey('x'), generateKey('a_b_')];
+      const noise = ['', ' ', '\n', '\r\n', '_', 'é', '\u{1F511}', '-', '"', 'x'.repeat(35), 'y'.repeat(36), 'z'.repeat(71), 'ab_cd', '\t'];
+      let text = '';
+      let state = seed;
+      const next = () => (state = (state * 1103515245 + 12345) % 2 ** 31);
+      for (let i = 0; i < 400; i++) text += next() % 5 === 0 ? keys[next() % keys.length]! : noise[next() % noise.length]!;
+      return text;
+    };
+    for (let seed = 1; seed <= 200; seed++) {
+      const text = pieces(seed);
+      expect(findKeys(text), `seed ${seed}`).toEqual(reference(text));
+    }
+    const key = generateKey('');
+    for (const text of [key, `${key}\n`, `\n${key}`, `_${key}`, `${key}_`, `é${key}é`, key.slice(1), `${'a'.repeat(35)}\n${key}`]) expect(findKeys(text), text).toEqual(reference(text));
+  });
 });
