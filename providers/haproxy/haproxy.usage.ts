@@ -53,6 +53,8 @@ export class HaproxyUsage {
 
   /** `command` runs one Runtime API command (the target's, with its error mapping). */
   async read(command: (line: string, call: Call) => Promise<string>, call: Call): Promise<UsageReading> {
+    // HAProxy dumps entries as this process reads them: a starved reader spreads the capture over the read.
+    const startedAt = new Date();
     const [keys, sources] = await Promise.all([command(`show table ${this.tables.keys}`, call), command(`show table ${this.tables.sources}`, call)]);
     const at = new Date();
     const active = new Map<string, number>();
@@ -71,6 +73,6 @@ export class HaproxyUsage {
       errors: entry.data.get('http_err_cnt') ?? 0,
       sources: active.get(entry.key) ?? 0,
     }));
-    return { at, counters };
+    return { at, startedAt, counters };
   }
 }

@@ -180,8 +180,14 @@ export interface UsageCounter {
 
 /** One read of a usage source: every key it tracks, counted up to `at`. */
 export interface UsageReading {
-  /** When the counters were read (the collector's clock). */
+  /** When the counters were read (the collector's clock): the read's end. */
   at: Date;
+  /**
+   * When the read began, for a source whose counters are captured over the read (a long table
+   * dump): the window is then taken from the previous read's start to this read's end, the
+   * longest it can have been, so a slow read never makes a rate look higher than it was.
+   */
+  startedAt?: Date;
   counters: UsageCounter[];
 }
 

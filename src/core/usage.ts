@@ -92,7 +92,8 @@ export class UsageMonitor {
       if (version.fingerprint) watched.set(version.fingerprint, { version, usage: p.usage, consumer: p.consumer, target: p.bound });
     }
     const before = new Map(previous.counters.map((c) => [c.fingerprint, c]));
-    const ms = Math.max(1, reading.at.getTime() - previous.at.getTime());
+    // From the previous read's start: never shorter than any counter's real window (a rate is never overstated).
+    const ms = Math.max(1, reading.at.getTime() - (previous.startedAt ?? previous.at).getTime());
     const used: string[] = [];
     const windows = new Map<string, UsageWindow>();
     for (const counter of reading.counters) {
