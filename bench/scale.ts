@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { option } from './support/cli.js';
 import pg from 'pg';
-import { benchEnvironment, percentile } from './support/environment.js';
+import { benchEnvironment, type BenchEnvironment, percentile } from './support/environment.js';
 import { startWorker, type IdleWorker } from './support/worker-idle.js';
 
 interface Size {
@@ -82,8 +82,9 @@ const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice
  * The config: `n` secrets, schedules spread over the hours of one day half a year away (as a
  * fleet's would be spread, none due while measuring), the first `burst` due at `due` instead.
  */
-function writeConfig(file: string, n: number, burst?: { count: number; due: Date }): void {
-  const lines = ['providers:', '  vault: { type: local }', '  api: { type: redis-keyset }', 'secrets:'];
+function writeConfig(file: string, n: number, keyPrefix: string, burst?: { count: number; due: Date }): void {
+  // The keysets under the bench's queue prefix, so its cleanup removes them too.
+  const lines = ['providers:', '  vault: { type: local }', `  api: { type: redis-keyset, keyPrefix: "${keyPrefix}keyset:" }`, 'secrets:'];
   const month = ((new Date().getUTCMonth() + 6) % 12) + 1;
   const at = burst?.due;
   const burstCron = at && `${at.getUTCSeconds()} ${at.getUTCMinutes()} ${at.getUTCHours()} ${at.getUTCDate()} ${at.getUTCMonth() + 1} *`;
@@ -96,8 +97,8 @@ function writeConfig(file: string, n: number, burst?: { count: number; due: Date
 
 async function measure(n: number, dir: string, reporter: string, idleMs: number, burstCount: number): Promise<Size> {
   const file = join(dir, `rekey-${n}.yaml`);
-  writeConfig(file, n);
   const bench = await benchEnvironment(`scale_${n}`);
+  writeConfig(file, n, bench.prefix);
   const env = bench.env;
   const run = async (argv: string[]) => {
     const rssFile = join(dir, 'rss');
@@ -122,7 +123,7 @@ async function measure(n: number, dir: string, reporter: string, idleMs: number,
     let burst: Burst;
     try {
       worker = await running.idle(idleMs);
-      burst = await dueTogether(bench.databaseUrl, file, n, burstCount, again.ms, run);
+      burst = await dueTogether(bench, file, n, burstCount, again.ms, run);
     } finally {
       await running.stop();
     }
@@ -163,12 +164,12 @@ async function measure(n: number, dir: string, reporter: string, idleMs: number,
  * Applies the config again with `count` schedules due in one second, far enough ahead for the
  * apply to finish (twice the no-op re-apply's time, plus 15 s), and waits for their runs.
  */
-async function dueTogether(databaseUrl: string, file: string, n: number, count: number, reapplyMs: number, run: (argv: string[]) => Promise<unknown>): Promise<Burst> {
+async function dueTogether(bench: BenchEnvironment, file: string, n: number, count: number, reapplyMs: number, run: (argv: string[]) => Promise<unknown>): Promise<Burst> {
   const due = new Date(Math.ceil((Date.now() + 2 * reapplyMs + 15_000) / 1000) * 1000);
-  writeConfig(file, n, { count, due });
+  writeConfig(file, n, bench.prefix, { count, due });
   await run(['apply', '-f', file]);
   const appliedBeforeDueMs = due.getTime() - Date.now();
-  const db = new pg.Client({ connectionString: databaseUrl });
+  const db = new pg.Client({ connectionString: bench.databaseUrl });
   await db.connect();
   try {
     const deadline = due.getTime() + 30 * 60_000;
