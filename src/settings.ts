@@ -89,6 +89,13 @@ export const ENVIRONMENT = {
     requiredBy: [],
     default: '25s',
   },
+  REKEY_DELIVERY_CACHE_MAX_AGE: {
+    description:
+      "The longest `rekey server` keeps a delivered value, signing key or authenticator's live values in memory without news from the change feed (0s: no cache); a revoked version is refused regardless, by the hand-out's own check",
+    secret: false,
+    requiredBy: [],
+    default: '5s',
+  },
   REKEY_TRUST_PROXY: {
     description:
       "Which reverse proxies `rekey server` believes about the client's address (X-Forwarded-For, by which failed authentications are counted): false, a hop count (1 behind one ingress), or comma-separated addresses/CIDRs; true believes any client and is refused",
@@ -133,6 +140,8 @@ export interface Settings {
   queuePrefix: string;
   drainTimeoutMs: number;
   /** fastify's trustProxy: nobody by default, so a client cannot pick the address its failures are counted by. */
+  /** REKEY_DELIVERY_CACHE_MAX_AGE in milliseconds. */
+  deliveryCacheMaxAgeMs: number;
   trustProxy: false | number | string[];
   /** REKEY_DASHBOARD_COOKIE_SECURE. */
   dashboardCookieSecure: boolean;
@@ -174,6 +183,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     anchorWebhook: anchorWebhook(get('REKEY_AUDIT_ANCHOR_WEBHOOK')),
     queuePrefix,
     drainTimeoutMs: drain,
+    deliveryCacheMaxAgeMs: requireDuration(get('REKEY_DELIVERY_CACHE_MAX_AGE')!, 'REKEY_DELIVERY_CACHE_MAX_AGE'),
     trustProxy: parseTrustProxy(get('REKEY_TRUST_PROXY')!),
     dashboardCookieSecure: booleanSetting(get('REKEY_DASHBOARD_COOKIE_SECURE')!, 'REKEY_DASHBOARD_COOKIE_SECURE'),
     logLevel: get('LOG_LEVEL')!,

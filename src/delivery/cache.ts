@@ -11,7 +11,8 @@
  * hand-out journal (src/db/handouts.ts) re-checks every version a request relied on, in the
  * transaction that records it, so a stale entry costs one more attempt, never a leaked value.
  *
- * Callers asking for the same entry at once share one read; a failed read is not kept.
+ * Callers asking for the same entry at once share one read; a failed read is not kept, nor an
+ * answer that no version may be handed out.
  */
 import type { Handable } from '../core/delivery.js';
 import type { Call } from '../core/ports.js';
@@ -66,12 +67,12 @@ export class DeliveryCache {
     if (held && held.expiresAt > Date.now()) return held.answer;
     const entry: Entry<T> = { secret, answer: load(), expiresAt: Date.now() + this.maxAgeMs, versions: undefined };
     this.entries.set(key, entry);
-    entry.answer.then(
-      (answer) => (entry.versions = new Set(idsOf(answer))),
-      () => {
-        if (this.entries.get(key) === entry) this.entries.delete(key);
-      },
-    );
+    const drop = () => {
+      if (this.entries.get(key) === entry) this.entries.delete(key);
+    };
+    // "No version may be handed out" is not kept: the replacement's promotion must be seen at
+    // once, even by a server that misses its change event.
+    entry.answer.then((answer) => (answer === undefined ? drop() : (entry.versions = new Set(idsOf(answer)))), drop);
     return entry.answer;
   }
 }

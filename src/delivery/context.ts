@@ -29,7 +29,7 @@ export class DeliveryContext {
     readonly admission: Admission,
   ) {
     const { repo } = runtime.engine.deps;
-    this.cache = new DeliveryCache({ current: (secret, call) => handableVersion(repo, runtime.resolver, secret, call), live: runtime.resolver.readLiveValues });
+    this.cache = new DeliveryCache({ current: (secret, call) => handableVersion(repo, runtime.resolver, secret, call), live: runtime.resolver.readLiveValues }, runtime.settings.deliveryCacheMaxAgeMs);
     runtime.resolver.useLiveValues((secret, call) => this.cache.live(secret, call));
     this.journal = new HandoutJournal(runtime.db, runtime.audit);
   }

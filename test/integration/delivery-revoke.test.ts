@@ -4,9 +4,10 @@
  *
  * The second server is a `rekey server` process on the same database whose change feed listens
  * on another queue prefix: it never hears of the revocations, so its cache keeps the revoked
- * versions for its full entry age. Each request it answers after the revoke returned must still
- * refuse them, because the hand-out's own transaction re-checks every version it relies on; its
- * debug log shows the check catching the stale entry, so the test is not passing on an expired one.
+ * versions for its full entry age (10 min here: a loaded machine cannot expire them mid-test).
+ * Each request it answers after the revoke returned must still refuse them, because the
+ * hand-out's own transaction re-checks every version it relies on; its debug log shows the
+ * check catching the stale entry, so the test is not passing on an expired one.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { decodeProtectedHeader } from 'jose';
@@ -38,7 +39,7 @@ delivery:
   for (const secret of ['app-attestation', 'api-signing', 'payments-api-key']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
   const port = 44000 + Math.floor(Math.random() * 1000);
   deafUrl = `http://127.0.0.1:${port}`;
-  deaf = spawnRekey(['server', '--port', String(port)], { ...h.childEnv(), REKEY_QUEUE_PREFIX: `${h.env.prefix}-deaf`, LOG_LEVEL: 'debug' });
+  deaf = spawnRekey(['server', '--port', String(port)], { ...h.childEnv(), REKEY_QUEUE_PREFIX: `${h.env.prefix}-deaf`, LOG_LEVEL: 'debug', REKEY_DELIVERY_CACHE_MAX_AGE: '10m' });
   await waitForOutput(deaf, /rekey started/);
 }, 180_000);
 
