@@ -25,7 +25,9 @@ export type Tx = Parameters<Parameters<Db['$transaction']>[0]>[0];
  *   larger than the pool queues instead of failing with P2028.
  */
 export function createDb(databaseUrl: string, poolSize = 10, onError: (error: Error) => void = () => undefined): Db {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, connectionTimeoutMillis: CONNECTION_WAIT_MS });
+  // Every session in UTC: the schema's timestamps are `timestamp(3)` holding UTC (Prisma's
+  // convention), and now(), column defaults and comparisons with them use the session's zone.
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, connectionTimeoutMillis: CONNECTION_WAIT_MS, options: '-c TimeZone=UTC' });
   pool.on('error', onError);
   pool.on('connect', (client) => {
     client.on('error', onError);

@@ -57,3 +57,21 @@ it('a burst of transactions larger than the pool queues for connections instead 
   expect(results.filter((r) => r.status === 'rejected').map((r) => String(r.reason).slice(0, 200))).toEqual([]);
   expect(Date.now() - started).toBeGreaterThanOrEqual(2_250);
 });
+
+it('every session is in UTC whatever the server or database says: timestamp columns hold UTC and now() is compared with them', async () => {
+  const admin = new pg.Client({ connectionString: env.databaseUrl });
+  await admin.connect();
+  try {
+    await admin.query(`ALTER DATABASE "${new URL(env.databaseUrl).pathname.slice(1)}" SET timezone TO 'Pacific/Kiritimati'`);
+  } finally {
+    await admin.end();
+  }
+  const zoned = createDb(env.databaseUrl, 2);
+  try {
+    expect(await zoned.$queryRaw`SELECT current_setting('TimeZone') AS zone`).toEqual([{ zone: 'UTC' }]);
+    const [row] = await zoned.$queryRaw<Array<{ drift: number }>>`SELECT abs(extract(epoch FROM (now()::timestamp - (now() AT TIME ZONE 'UTC'))))::float AS drift`;
+    expect(row!.drift).toBe(0);
+  } finally {
+    await zoned.$disconnect();
+  }
+});
