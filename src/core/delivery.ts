@@ -119,13 +119,24 @@ export function signal(deps: Pick<DeliveryDeps, 'timeoutMs'>): AbortSignal {
 
 /**
  * Runs a hand-out `attempt` (undefined: a version it relied on was revoked or replaced between
- * the cached read and the recording) at most twice: the second reads PostgreSQL afresh.
+ * the cached read and the recording) at most twice: the second reads PostgreSQL afresh. Both
+ * attempts are one request: the second authenticates again (the version the proof relied on
+ * may be the one that changed) but `attempt` gets deps whose `admit` charges each subject's
+ * allowance once, so a failed check never costs the caller a second request.
  * @throws DeliveryError `unavailable` when the second attempt fails its check too.
  */
-export async function retryingStale<T>(attempt: () => Promise<T | undefined>): Promise<T> {
-  const first = await attempt();
+export async function retryingStale<D extends DeliveryDeps, T>(deps: D, attempt: (deps: D) => Promise<T | undefined>): Promise<T> {
+  const charged = new Map<string, boolean>();
+  const once: D = {
+    ...deps,
+    admit: (subjectKey) => {
+      if (!charged.has(subjectKey)) charged.set(subjectKey, deps.admit(subjectKey));
+      return charged.get(subjectKey)!;
+    },
+  };
+  const first = await attempt(once);
   if (first !== undefined) return first;
-  const second = await attempt();
+  const second = await attempt(once);
   if (second !== undefined) return second;
   throw new DeliveryError('unavailable', 'the versions changed while the request was answered');
 }

@@ -45,7 +45,7 @@ export async function exchangeToken(deps: DeliveryDeps, delivery: DeliverySpec, 
   const grants = Object.values(delivery.grants).filter((g): g is TokenGrant => !!g.token && (audience === undefined || g.token.audience === audience));
   if (!grants.length) throw new DeliveryError('no_grant', 'no grant issues tokens for this audience');
 
-  return retryingStale(async () => {
+  return retryingStale(deps, async (deps) => {
     // 1, 2. authenticate, admit
     const who = await authenticate(deps, grants, credential);
     const { subject, authenticator } = who;

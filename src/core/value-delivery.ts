@@ -54,7 +54,7 @@ export async function deliverValue(deps: ValueDeliveryDeps, delivery: DeliverySp
   const grants = valueGrants(delivery);
   if (!grants.length) throw new DeliveryError('no_grant', 'no grant delivers values');
 
-  return retryingStale(async () => {
+  return retryingStale(deps, async (deps) => {
     // 1, 2. authenticate, admit
     const who = await authenticate(deps, grants, credential);
 
