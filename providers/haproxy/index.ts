@@ -17,6 +17,7 @@ export const haproxy = defineProvider<HaproxyConfig, never, never, HaproxyTarget
   summary: 'HAProxy: API keys in a map (changed live over the Runtime API, persisted to the map file), or public key files for jwt_verify (reloaded)',
   config: haproxyConfigSchema,
   bindings: { target: haproxyTargetSchema },
+  throttles: true,
   open(config, ctx) {
     const missing = (secret: string, what: string) => new RekeyError('REKEY_ERR_CONFIG', `secrets.${secret}: target ${ctx.name} needs ${what}`);
     // One per provider instance: every binding reads the same stick tables.

@@ -16,7 +16,7 @@ import { eventsConfig, type EventsConfig } from './events.js';
 import { type LeaksConfig, leaksSchema } from './leaks.js';
 import { type NotificationsConfig, notificationsSchema } from './notifications.js';
 import { type DashboardConfig, dashboardSchema } from './dashboard.js';
-import { retireSchema, usageCollectionSchema, usagePolicySchema } from './usage.js';
+import { retireSchema, throttleIssues, usageCollectionSchema, usagePolicySchema } from './usage.js';
 
 const NAME = /^[a-z0-9][a-z0-9._/-]{0,127}$/;
 const nameMessage = 'names are 1-128 characters of a-z 0-9 . _ / -, starting with a letter or digit';
@@ -260,6 +260,8 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
     });
     if (!store || !issuer) continue;
     const retire = retirePolicy(raw, outer.data.retire, [...targetParams.keys()], providers, path, issues);
+    const unthrottled = [...targetParams.keys()].filter((t) => providers[t]?.usageIntervalMs !== undefined && !byType.get(providers[t].type)?.throttles);
+    issues.push(...throttleIssues(raw.usage ?? outer.data.usage, raw.usage ? [...path, 'usage'] : ['usage'], name, unthrottled.map((t) => `${t} (${providers[t]!.type})`)));
     for (const client of raw.clients ?? [undefined]) {
       const managed = client ? `${name}/${client}` : name;
       if (own(secrets, managed) || (client && own(outer.data.secrets, managed))) {

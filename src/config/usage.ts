@@ -77,3 +77,16 @@ export const retireSchema = z
       .describe('While in use, a previous version is held past its grace up to this long after it became previous (at least grace:); default: the grace (no holding)'),
   })
   .strict();
+
+/**
+ * A `throttle` rule where it cannot act: `targets` are the secret's usage-collecting targets whose
+ * provider cannot throttle (Kong, AWS API Gateway). Refused rather than run as a silent alert.
+ */
+export function throttleIssues(usage: UsagePolicy | undefined, at: Array<string | number>, secret: string, targets: readonly string[]): Array<{ path: Array<string | number>; message: string }> {
+  if (!usage || !targets.length) return [];
+  return usage.rules.flatMap((rule, i) =>
+    rule.action === 'throttle'
+      ? [{ path: [...at, 'rules', i, 'action'], message: `rule "${rule.name}" throttles, but ${secret}'s target${targets.length > 1 ? 's' : ''} ${targets.join(', ')} cannot throttle a key: use alert or revoke${at[0] === 'usage' ? `, or give ${secret} its own usage:` : ''}` }]
+      : [],
+  );
+}

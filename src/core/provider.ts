@@ -109,6 +109,12 @@ export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never,
   config: ZodType<C>;
   /** Schemas of the per-secret parameters for each role the provider plays. */
   bindings: { store?: ZodType<SB>; issuer?: ZodType<IB>; target?: ZodType<TB>; authenticator?: ZodType<AB> };
+  /**
+   * Whether its targets can throttle a key (Target.throttle) when they collect usage: a `throttle`
+   * usage rule on a secret with a usage-collecting target that cannot is refused when rekey.yaml is
+   * validated. Must agree with the targets' own `throttle` method. @defaultValue false
+   */
+  throttles?: boolean;
   open(config: C, ctx: ProviderContext): ProviderInstance<SB, IB, TB, AB>;
 }
 

@@ -1,7 +1,9 @@
 // The usage rules' judgement of one window (src/core/usage-rules.ts), and their config (src/config/usage.ts).
 import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
 import { usagePolicySchema } from '../../src/config/usage.js';
 import { judge, newBaseline } from '../../src/core/usage-rules.js';
+import { providers } from '../../src/registry.js';
 
 const policy = usagePolicySchema.parse({
   baseline: { halfLife: '10s', warmup: '5s' },
@@ -44,5 +46,39 @@ describe('usage rules', () => {
     expect(judge(policy, baseline, second(5, 30), 4000)[0]).toMatchObject({ due: true, streak: 2 });
     expect(judge(policy, baseline, second(5, 30), 5000)[0]).toMatchObject({ due: false, streak: 3 });
     expect(judge(policy, baseline, second(5, 30), 64_000)[0]).toMatchObject({ due: true });
+  });
+});
+
+describe('a throttle rule where it cannot act', () => {
+  // Kong and AWS API Gateway collect usage but cannot throttle a key (docs/usage.md).
+  const doc = (o: { own?: string; top?: string; kongUsage?: string }) => `providers:
+  vault: { type: local }
+  edge: { type: haproxy, runtimeApi: "unix:///tmp/none.sock", map: /tmp/none.map, usage: { interval: 10s } }
+  kong-edge: { type: kong, adminUrl: "http://127.0.0.1:1"${o.kongUsage ?? ', usage: { interval: 10s }'} }
+  apigw: { type: aws-api-gateway, region: eu-west-1, usagePlanId: a1b2c3, usage: { interval: 5m } }
+${o.top ?? ''}secrets:
+  on-haproxy: { store: { provider: vault }, issuer: { type: random }, targets: [edge] }
+  on-kong:
+    store: { provider: vault }
+    issuer: { type: random }
+    targets: [edge, kong-edge]
+${o.own ?? ''}`;
+  const issues = (yaml: string) => parseConfig(yaml, 'rekey.yaml', providers).then(() => '', (error: Error) => error.message);
+  const throttle = '{ rules: [{ name: spike, metric: rate, factor: 5, action: throttle }] }';
+
+  it('is refused on a secret with a usage-collecting Kong or AWS API Gateway target, naming the rule and the target', async () => {
+    expect(await issues(doc({ own: `    usage: ${throttle}\n` }))).toContain(
+      'secrets.on-kong.usage.rules[0].action: rule "spike" throttles, but on-kong\'s target kong-edge (kong) cannot throttle a key: use alert or revoke',
+    );
+    const apigw = doc({ own: `    usage: ${throttle}\n` }).replace('targets: [edge, kong-edge]', 'targets: [apigw]');
+    expect(await issues(apigw)).toContain("target apigw (aws-api-gateway) cannot throttle a key");
+    // The top-level default: the message says which secret it cannot serve.
+    expect(await issues(doc({ top: `usage: ${throttle}\n` }))).toContain("usage.rules[0].action: rule \"spike\" throttles, but on-kong's target kong-edge (kong) cannot throttle a key: use alert or revoke, or give on-kong its own usage:");
+  });
+
+  it('is accepted where every usage-collecting target throttles, and alert or revoke anywhere', async () => {
+    expect(await issues(doc({ top: `usage: ${throttle}\n`, kongUsage: '' }))).toBe('');
+    expect(await issues(doc({ top: `usage: ${throttle.replace('throttle', 'alert')}\n` }))).toBe('');
+    expect(await issues(doc({ own: `    usage: ${throttle.replace('throttle', 'revoke')}\n`, top: `usage: ${throttle}\n` }))).toBe('');
   });
 });
