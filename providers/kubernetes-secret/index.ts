@@ -2,8 +2,8 @@
  * The `kubernetes-secret` provider: a target that writes the value into one key of a Secret
  * and optionally restarts Deployments so their pods read it.
  */
-import { KubeConfig } from '@kubernetes/client-node';
 import { RekeyError } from '../../src/core/errors.js';
+import { loadKubeConfig } from '../../src/core/kit/kubeconfig.js';
 import { defineProvider } from '../../src/core/provider.js';
 import { KubeApi } from './kube-api.js';
 import { kubernetesConfigSchema, kubernetesTargetSchema, type KubernetesConfig, type KubernetesTargetParams } from './kubernetes-secret.schema.js';
@@ -43,23 +43,5 @@ export const kubernetesSecret = defineProvider<KubernetesConfig, never, never, K
     };
   },
 });
-
-/** A kubeconfig file when given; in a pod, the service account; else $KUBECONFIG or ~/.kube/config. */
-function loadKubeConfig(config: KubernetesConfig, where: string): KubeConfig {
-  const kc = new KubeConfig();
-  try {
-    if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
-    else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
-    else kc.loadFromDefault();
-    if (config.context) kc.setCurrentContext(config.context);
-  } catch (error) {
-    // Not the loader's message: a YAML error quotes kubeconfig lines, which may hold tokens or keys.
-    const why = (error as NodeJS.ErrnoException).code ?? (error as Error).name;
-    const from = config.kubeconfig ?? (process.env.KUBERNETES_SERVICE_HOST ? 'the service account' : '$KUBECONFIG or ~/.kube/config');
-    throw new RekeyError('REKEY_ERR_CONFIG', `${where}: cannot load the Kubernetes configuration from ${from} (${why})`);
-  }
-  if (!kc.getCurrentCluster()) throw new RekeyError('REKEY_ERR_CONFIG', `${where}: the Kubernetes configuration names no cluster`);
-  return kc;
-}
 
 export default kubernetesSecret;

@@ -3,6 +3,7 @@ import { OidcVerifier } from '../../src/core/kit/oidc-verifier.js';
 import type { Authenticator, Call, JsonObject, Subject } from '../../src/core/ports.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
 import type { KubernetesServiceAccountBinding } from './kubernetes-service-account.schema.js';
+import { TokenReview } from './token-review.js';
 
 /** The private claim a cluster puts in a projected service account token. */
 interface KubernetesClaim {
@@ -17,16 +18,20 @@ interface KubernetesClaim {
  * JWKS found through its discovery document (`OidcVerifier`, as the `oidc` authenticator),
  * algorithm, exp, nbf, iss, aud; then the token's shape (`sub` is
  * `system:serviceaccount:<namespace>:<name>` and agrees with its `kubernetes.io` claim) and the
- * namespace/service-account rules. The subject is the `sub`.
+ * namespace/service-account rules; then, with `tokenReview:`, the cluster's own word that the
+ * token is still valid (token-review.ts: a token of a deleted pod is refused). The subject is
+ * the `sub`.
  */
 export class KubernetesServiceAccountAuthenticator implements Authenticator {
   private readonly verifier: OidcVerifier;
+  private readonly review: TokenReview | undefined;
 
   constructor(
     name: string,
     private readonly params: KubernetesServiceAccountBinding,
   ) {
     this.verifier = new OidcVerifier(name, params);
+    this.review = params.tokenReview && new TokenReview(name, params.tokenReview, params.audience);
   }
 
   async authenticate(credential: SecretValue, call: Call): Promise<Subject> {
@@ -39,6 +44,8 @@ export class KubernetesServiceAccountAuthenticator implements Authenticator {
       throw this.verifier.denied('subject');
     }
     if (!this.params.serviceAccounts.some((glob) => subjectMatches(glob, `${namespace}/${account}`))) throw this.verifier.denied('service account');
+    // Last: only a token that passed every local check costs the API server a request.
+    await this.review?.check(credential, payload.sub, call);
     return { id: payload.sub, claims: payload as JsonObject };
   }
 }

@@ -8,6 +8,16 @@ export type KubernetesServiceAccountConfig = z.infer<typeof kubernetesServiceAcc
 /** `namespace/name`, each part a Kubernetes name or a glob of one. */
 const serviceAccountGlob = z.string().regex(/^[a-z0-9*]([-a-z0-9.*]*)\/[a-z0-9*]([-a-z0-9.*]*)$/, 'namespace/service-account, each part a name or a glob (*)');
 
+/** `tokenReview:` of a binding: where the API server is, and how long a review may take. */
+const tokenReview = z
+  .object({
+    kubeconfig: z.string().min(1).optional().describe('Path of a kubeconfig file; without it, the in-cluster service account (KUBERNETES_SERVICE_HOST), else $KUBECONFIG or ~/.kube/config'),
+    context: z.string().min(1).optional().describe("The kubeconfig context to use (default: its current-context)"),
+    timeoutMs: z.number().int().positive().max(30_000).default(5_000).describe('Milliseconds one TokenReview may take; a slower API server refuses the exchange (503)'),
+  })
+  .strict();
+export type TokenReviewOptions = z.infer<typeof tokenReview>;
+
 /** An entry of `delivery.authenticators`. */
 export const kubernetesServiceAccountBinding = z
   .object({
@@ -21,6 +31,9 @@ export const kubernetesServiceAccountBinding = z
     algorithms: z.array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512'])).min(1).default(['RS256', 'ES256']).describe('Signature algorithms accepted (never none or HMAC)'),
     clockToleranceSeconds: z.number().int().min(0).max(300).default(30).describe('Allowed clock skew for exp, nbf and iat'),
     insecure: insecureFlag,
+    tokenReview: tokenReview
+      .optional()
+      .describe("After the signature check, ask the cluster's API server (TokenReview, with the audience) whether the token is still valid: a bound token whose pod was deleted is refused. Fails closed (503) when the API server cannot answer"),
   })
   .strict()
   .superRefine((binding, ctx) => checkOutboundUrl(binding.issuer, binding.insecure, ['issuer'], ctx));

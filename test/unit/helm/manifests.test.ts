@@ -41,7 +41,7 @@ interface Values {
   };
   extraEnv: Array<{ name: string }>;
   serviceAccount: { create: boolean; name: string; automount: boolean };
-  rbac: { create: boolean; targets: Array<{ namespace?: string; secrets?: string[]; deployments?: string[] }> };
+  rbac: { create: boolean; tokenReview: boolean; targets: Array<{ namespace?: string; secrets?: string[]; deployments?: string[] }> };
   worker: { port: number; concurrency: number; replicas: number; autoscaling: { enabled: boolean } };
   server: { port: number; metricsPort: number; replicas: number; ingress: { enabled: boolean } };
   migrate: { enabled: boolean };
@@ -245,7 +245,9 @@ describe.each(variants)('helm/rekey with $name values', ({ file }) => {
     for (const m of out.manifests) {
       expect(m.metadata.name.length, m.metadata.name).toBeLessThanOrEqual(63);
       const rbac = m.kind === 'Role' || m.kind === 'RoleBinding';
-      if (!rbac) expect(m.metadata.namespace, `${m.kind}/${m.metadata.name}`).toBe('rekey');
+      const clusterWide = m.kind === 'ClusterRole' || m.kind === 'ClusterRoleBinding';
+      if (clusterWide) expect(m.metadata.namespace, `${m.kind}/${m.metadata.name}`).toBeUndefined();
+      else if (!rbac) expect(m.metadata.namespace, `${m.kind}/${m.metadata.name}`).toBe('rekey');
     }
     for (const d of out.all('Deployment')) {
       const spec = d.spec as { selector: { matchLabels: Record<string, string> } };
@@ -267,7 +269,20 @@ describe.each(variants)('helm/rekey with $name values', ({ file }) => {
     const account = [...accounts][0]!;
     expect(account).toBe(values.serviceAccount.create ? (out.find('ServiceAccount', account) && account) : values.serviceAccount.name);
     expect(podTemplate(out.workload('worker')!).spec.automountServiceAccountToken).toBe(values.serviceAccount.automount);
-    expect(podTemplate(out.workload('server')!).spec.automountServiceAccountToken).toBe(false);
+    expect(podTemplate(out.workload('server')!).spec.automountServiceAccountToken).toBe(values.rbac.tokenReview);
+  });
+
+  it('grants the server create on tokenreviews, and nothing else cluster-wide, only with rbac.tokenReview', () => {
+    const roles = out.all('ClusterRole');
+    if (!values.rbac.create || !values.rbac.tokenReview) {
+      expect(roles).toHaveLength(0);
+      expect(out.all('ClusterRoleBinding')).toHaveLength(0);
+      return;
+    }
+    expect(roles.map((r) => r.rules)).toEqual([[{ apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] }]]);
+    const binding = out.get('ClusterRoleBinding', roles[0]!.metadata.name);
+    expect(binding.roleRef).toMatchObject({ kind: 'ClusterRole', name: roles[0]!.metadata.name });
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: podTemplate(out.workload('server')!).spec.serviceAccountName, namespace: 'rekey' }]);
   });
 
   it('limits the kubernetes-secret Role to named Secrets and Deployments, get and patch', () => {
