@@ -27,6 +27,8 @@ interface Run {
   perSecond: number;
   p50Ms: number;
   p99Ms: number;
+  /** CPU time of this process (server and load generator both) per answer: far less sensitive to a busy machine than the rate. */
+  cpuUsPerRequest: number;
 }
 
 export async function main(args: string[] = process.argv.slice(2)): Promise<Record<string, unknown>> {
@@ -142,6 +144,7 @@ delivery:
       loadAverage: { beforeHttp: round(loadBefore, 2), afterHttp: round(loadAfterHttp, 2), end: round(loadavg()[0]!, 2) },
     };
     console.log(`  token exchange   ${exchange.perSecond}/s  p50 ${exchange.p50Ms} ms  p99 ${exchange.p99Ms} ms  (bare fastify+jose ${floor.perSecond}/s, ratio ${figures.ratio}); ${commitsPerExchange} PostgreSQL commits per exchange`);
+    console.log(`  CPU per answer   token ${exchange.cpuUsPerRequest} us  bare ${floor.cpuUsPerRequest} us  value ${value.cpuUsPerRequest} us  304 ${notModified.cpuUsPerRequest} us  (this process: server and load generator)`);
     console.log(`  paced at ${rate}/s  answered 200 ${paced.perSecond}/s  p99 ${paced.p99Ms} ms  shed (503 or reset) ${paced.shed}`);
     console.log(`  value delivery   ${value.perSecond}/s  p99 ${value.p99Ms} ms;  304 ${notModified.perSecond}/s`);
     console.log(`  rotation -> ${clients} clients notified  p50 ${figures.rotationToClientNotified.p50Ms} ms  p99 ${figures.rotationToClientNotified.p99Ms} ms  missed ${missed}`);
@@ -159,6 +162,7 @@ async function closedLoop(send: (i: number) => Promise<number>, concurrency: num
   const ms: number[] = [];
   const deadline = performance.now() + seconds * 1000;
   const started = performance.now();
+  const cpu = process.cpuUsage();
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -170,7 +174,7 @@ async function closedLoop(send: (i: number) => Promise<number>, concurrency: num
       }
     }),
   );
-  return summary(ms, performance.now() - started);
+  return summary(ms, performance.now() - started, process.cpuUsage(cpu));
 }
 
 /**
@@ -184,6 +188,7 @@ async function openLoop(send: (i: number) => Promise<number>, rate: number, seco
   let shed = 0;
   const total = Math.round(rate * seconds);
   const started = performance.now();
+  const cpu = process.cpuUsage();
   const inFlight: Promise<void>[] = [];
   for (let i = 0; i < total; i++) {
     const scheduled = started + (i * 1000) / rate;
@@ -202,12 +207,13 @@ async function openLoop(send: (i: number) => Promise<number>, rate: number, seco
     );
   }
   await Promise.all(inFlight);
-  return { ...summary(ms, performance.now() - started), shed };
+  return { ...summary(ms, performance.now() - started, process.cpuUsage(cpu)), shed };
 }
 
-function summary(ms: number[], elapsedMs: number): Run {
+function summary(ms: number[], elapsedMs: number, cpu: NodeJS.CpuUsage): Run {
   ms.sort((a, b) => a - b);
-  return { count: ms.length, perSecond: Math.round((ms.length * 1000) / elapsedMs), p50Ms: round(percentile(ms, 50)), p99Ms: round(percentile(ms, 99)) };
+  const cpuUsPerRequest = Math.round((cpu.user + cpu.system) / Math.max(1, ms.length));
+  return { count: ms.length, perSecond: Math.round((ms.length * 1000) / elapsedMs), p50Ms: round(percentile(ms, 50)), p99Ms: round(percentile(ms, 99)), cpuUsPerRequest };
 }
 
 function round(x: number, digits = 1): number {
