@@ -1,4 +1,4 @@
-import { jwtVerify } from 'jose';
+import { jwtVerify, type CryptoKey } from 'jose';
 import { ProviderError } from '../../src/core/errors.js';
 import { jwtRefusalReason } from '../../src/core/kit/jwt-errors.js';
 import type { Authenticator, Call, JsonObject, Subject } from '../../src/core/ports.js';
@@ -15,6 +15,9 @@ import type { AttestationJwtBinding } from './attestation-jwt.schema.js';
  * records the hand-out (the values may come from a cache).
  */
 export class AttestationJwtAuthenticator implements Authenticator {
+  /** Each live value's HMAC key, imported once: the delivery cache hands the same value objects out. */
+  private readonly keys = new WeakMap<SecretValue, Promise<CryptoKey>>();
+
   constructor(
     private readonly name: string,
     private readonly params: AttestationJwtBinding,
@@ -29,7 +32,7 @@ export class AttestationJwtAuthenticator implements Authenticator {
     let reason = 'signature';
     for (const { versionId, value } of values) {
       try {
-        const { payload } = await jwtVerify(credential.reveal(), this.key(value), {
+        const { payload } = await jwtVerify(credential.reveal(), await this.key(value), {
           algorithms: ['HS256'],
           audience: this.params.audience,
           ...(this.params.issuer ? { issuer: this.params.issuer } : {}),
@@ -50,9 +53,15 @@ export class AttestationJwtAuthenticator implements Authenticator {
     throw this.denied(reason);
   }
 
-  private key(value: SecretValue): Uint8Array {
-    const text = value.reveal();
-    return this.params.encoding === 'utf8' ? new TextEncoder().encode(text) : Buffer.from(text, this.params.encoding);
+  private key(value: SecretValue): Promise<CryptoKey> {
+    let key = this.keys.get(value);
+    if (!key) {
+      const text = value.reveal();
+      const raw = this.params.encoding === 'utf8' ? new TextEncoder().encode(text) : Buffer.from(text, this.params.encoding);
+      key = crypto.subtle.importKey('raw', raw, { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
+      this.keys.set(value, key);
+    }
+    return key;
   }
 
   private denied(reason: string): ProviderError {

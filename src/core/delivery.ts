@@ -107,10 +107,19 @@ export interface Authenticated {
   authenticator: string;
 }
 
+/** Globs compiled, by glob: they come from rekey.yaml, so there are few. */
+const compiled = new Map<string, RegExp>();
+
 /** Whether a subject id matches a grant's glob (`*`: any run of characters, nothing else special). */
 export function subjectMatches(glob: string, id: string): boolean {
-  const pattern = glob.split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*');
-  return new RegExp(`^${pattern}$`, 's').test(id);
+  let pattern = compiled.get(glob);
+  if (!pattern) {
+    pattern = new RegExp(`^${glob.split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 's');
+    // Globs live as long as the config that names them; a bound keeps a config churn from growing it for ever.
+    if (compiled.size >= 1000) compiled.clear();
+    compiled.set(glob, pattern);
+  }
+  return pattern.test(id);
 }
 
 export function signal(deps: Pick<DeliveryDeps, 'timeoutMs'>): AbortSignal {

@@ -23,6 +23,7 @@ export class DeliveryContext {
   /** Hand-outs checked and audited, one transaction per batch. */
   readonly journal: HandoutJournal;
   private unsubscribe: (() => void) | undefined;
+  private shared: ValueDeliveryDeps | undefined;
 
   constructor(
     readonly runtime: Runtime,
@@ -65,7 +66,13 @@ export class DeliveryContext {
     return this.perSubject.retryAfterSeconds();
   }
 
+  /** What the core delivery flows need, made once: every request of this server shares it. */
   deps(): ValueDeliveryDeps {
+    this.shared ??= this.makeDeps();
+    return this.shared;
+  }
+
+  private makeDeps(): ValueDeliveryDeps {
     const { runtime } = this;
     const log = runtime.log.child({ component: 'delivery' });
     return {
