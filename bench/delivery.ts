@@ -5,7 +5,8 @@
  *    the same incoming token and signs the same JWT with jose (the floor on this machine);
  *    then rekey's route paced at --rate requests/s (p99 at that rate, and the rate achieved).
  * 2. Value delivery: GET /v1/secrets/{name} at the same concurrency, a full answer (store read,
- *    audit) and a 304 on If-None-Match (nothing read, nothing audited).
+ *    audit) and a 304 on If-None-Match (nothing read, nothing audited), beside a bare fastify
+ *    GET that verifies the same bearer token and answers the same value (its floor).
  * 3. Rotation to client notified: --clients streams on GET /v1/events, then --rotations
  *    rotations of the secret; for each client and rotation, the promotion (promotedAt in
  *    PostgreSQL) to the `rotated` event's arrival. p50/p99 over all of them.
@@ -83,6 +84,13 @@ delivery:
         .sign(signingKey);
       return reply.header('cache-control', 'no-store').send({ access_token: access, issued_token_type: JWT_TOKEN_TYPE, token_type: 'Bearer', expires_in: 300 });
     });
+    // The floor of value delivery: verify the same bearer token, answer the same value (held in memory, nothing audited).
+    const payments = await storedValue(h, 'payments-api-key');
+    bare.get('/secret', async (request, reply) => {
+      const bearer = (request.headers.authorization ?? '').slice('Bearer '.length);
+      await jwtVerify(bearer, shared, { algorithms: ['HS256'], audience: 'rekey', requiredClaims: ['exp'] });
+      return reply.header('cache-control', 'no-store').send({ secret: 'payments-api-key', version: 1, value: payments, expiresAt: new Date(Date.now() + 300_000).toISOString() });
+    });
     const bareUrl = await bare.listen({ host: '127.0.0.1', port: 0 });
 
     const post = (target: string) => async (i: number) => {
@@ -103,13 +111,14 @@ delivery:
     const paced = await openLoop(rekeyToken, rate, seconds, 200);
 
     const version = (await currentVersion(h, 'payments-api-key')).id;
-    const getValue = (etag?: string) => async (i: number) => {
-      const response = await fetch(`${url}/v1/secrets/payments-api-key`, { headers: { authorization: `Bearer ${credentials[i % credentials.length]!}`, ...(etag ? { 'if-none-match': etag } : {}) } });
+    const getValue = (etag?: string, target = `${url}/v1/secrets/payments-api-key`) => async (i: number) => {
+      const response = await fetch(target, { headers: { authorization: `Bearer ${credentials[i % credentials.length]!}`, ...(etag ? { 'if-none-match': etag } : {}) } });
       await response.arrayBuffer();
       return response.status;
     };
     const value = await closedLoop(getValue(), concurrency, seconds, 200);
     const notModified = await closedLoop(getValue(`"${version}"`), concurrency, seconds, 304);
+    const bareValue = await closedLoop(getValue(undefined, `${bareUrl}/secret`), concurrency, seconds, 200);
     const loadAfterHttp = loadavg()[0]!;
 
     for (let i = 0; i < clients; i++) {
@@ -140,13 +149,14 @@ delivery:
       pacedTokenExchange: { targetPerSecond: rate, ...paced },
       valueDelivery: value,
       valueNotModified: notModified,
+      bareValue,
       rotationToClientNotified: { clients, rotations, p50Ms: round(percentile(notifiedMs, 50)), p99Ms: round(percentile(notifiedMs, 99)), maxMs: round(notifiedMs.at(-1) ?? NaN), missed },
       loadAverage: { beforeHttp: round(loadBefore, 2), afterHttp: round(loadAfterHttp, 2), end: round(loadavg()[0]!, 2) },
     };
     console.log(`  token exchange   ${exchange.perSecond}/s  p50 ${exchange.p50Ms} ms  p99 ${exchange.p99Ms} ms  (bare fastify+jose ${floor.perSecond}/s, ratio ${figures.ratio}); ${commitsPerExchange} PostgreSQL commits per exchange`);
     console.log(`  CPU per answer   token ${exchange.cpuUsPerRequest} us  bare ${floor.cpuUsPerRequest} us  value ${value.cpuUsPerRequest} us  304 ${notModified.cpuUsPerRequest} us  (this process: server and load generator)`);
     console.log(`  paced at ${rate}/s  answered 200 ${paced.perSecond}/s  p99 ${paced.p99Ms} ms  shed (503 or reset) ${paced.shed}`);
-    console.log(`  value delivery   ${value.perSecond}/s  p99 ${value.p99Ms} ms;  304 ${notModified.perSecond}/s`);
+    console.log(`  value delivery   ${value.perSecond}/s  p99 ${value.p99Ms} ms;  304 ${notModified.perSecond}/s  (bare fastify+jose GET ${bareValue.perSecond}/s, ${bareValue.cpuUsPerRequest} us CPU)`);
     console.log(`  rotation -> ${clients} clients notified  p50 ${figures.rotationToClientNotified.p50Ms} ms  p99 ${figures.rotationToClientNotified.p99Ms} ms  missed ${missed}`);
     console.log(JSON.stringify({ bench: 'delivery', unit: 'ms', ...figures }));
     return figures;
