@@ -8,9 +8,12 @@
  * databases' writes count too). In the same run, two floors: bare BullMQ jobs making the
  * same Redis round trips per job, and a pgbench-style floor (the same number of small
  * transactions per rotation, issued from Node with pg named prepared statements).
- *   npm run bench -- rotation-throughput [--secrets 200] [--concurrency 20] [--processes 1,2,3]
+ * Per rotation it also gives the CPU time of each party (the worker processes, PostgreSQL's
+ * backends, redis-server, this process), from /proc: what a saturated phase is short of.
+ *   npm run bench -- rotation-throughput [--secrets 200] [--concurrency 20] [--processes 1,2,3] [--cpu-prof DIR]
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { readFile, readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Queue, Worker } from 'bullmq';
@@ -38,12 +41,16 @@ interface Phase {
   commitsPerRotation: number;
   walFlushesPerRotation: number;
   redisCommandsPerRotation: number;
+  /** Per rotation, by statement name (Prisma's unnamed ones by their first words), most first. */
+  statementsByName: Record<string, number>;
+  /** CPU milliseconds per rotation of each party: the worker processes, PostgreSQL (every backend), redis-server, the bench (requests and polls). */
+  cpuMsPerRotation: { workers: number; postgres: number; redis: number; bench: number };
 }
 
 export async function main(args: string[]): Promise<Record<string, unknown>> {
   const { values } = parseArgs({
     args,
-    options: { secrets: { type: 'string', default: '200' }, concurrency: { type: 'string', default: '20' }, processes: { type: 'string', default: '1,2,3' } },
+    options: { secrets: { type: 'string', default: '200' }, concurrency: { type: 'string', default: '20' }, processes: { type: 'string', default: '1,2,3' }, 'cpu-prof': { type: 'string' } },
   });
   const n = Number(values.secrets);
   const concurrency = Number(values.concurrency);
@@ -54,6 +61,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
   const modules = providers.with([memoryProvider]);
   const settings = loadSettings({ ...env.env, LOG_LEVEL: 'warn' });
   const runtime = new Runtime({ actor: 'bench', settings, modules, log: createLogger(process.env.LOG_LEVEL ?? 'warn'), longLived: true });
+  let poller: pg.Client | undefined;
   try {
     await runtime.connect();
     const names = (phase: number, kind: 'w' | 's', count: number) => Array.from({ length: count }, (_, i) => `p${phase}${kind}${i}`);
@@ -73,30 +81,45 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
       }
       return runIds;
     };
-    /** Polls until every run is done; returns how many polls (each one commit of ours). */
+    /**
+     * Polls until every run is done; returns how many polls (each one commit of ours). Cheap on
+     * purpose (one small named statement every 25 ms): the polls share the cores with the workers.
+     */
+    poller = new pg.Client({ connectionString: env.databaseUrl });
+    await poller.connect();
     const settle = async (runIds: string[]) => {
-      let polls = 1;
-      while ((await runtime.db.run.count({ where: { id: { in: runIds }, status: 'running' } })) > 0) {
+      let polls = 0;
+      const running = async () => {
         polls += 1;
-        await new Promise((r) => setTimeout(r, 20));
-      }
+        const { rows } = await poller!.query<{ n: number }>({ name: 'settle', text: `SELECT count(*)::int AS n FROM runs WHERE id = ANY($1::uuid[]) AND status = 'running'`, values: [runIds] });
+        return rows[0]!.n;
+      };
+      while ((await running()) > 0) await new Promise((r) => setTimeout(r, 25));
       return polls;
     };
 
     const phases: Phase[] = [];
     for (const [k, processes] of counts.entries()) {
-      const children = await Promise.all(Array.from({ length: processes }, () => spawnWorker(env, concurrency)));
+      const children = await Promise.all(Array.from({ length: processes }, () => spawnWorker(env, concurrency, values['cpu-prof'])));
       try {
         await settle(await rotate(names(k, 'w', WARM_UP)));
-        const sum = async () => (await Promise.all(children.map((c) => c.counts()))).reduce((a, b) => ({ statements: a.statements + b.statements, redis: a.redis + b.redis }));
+        const sum = async () => {
+          const all = await Promise.all(children.map((c) => c.counts()));
+          return { statements: all.reduce((a, c) => a + c.statements, 0), redis: all.reduce((a, c) => a + c.redis, 0), byName: merged(all.map((c) => c.byName), 1), cpuMs: all.reduce((a, c) => a + c.cpuMs, 0) };
+        };
         const childrenBefore = await sum();
         const before = await pgCounters(env.databaseUrl);
         const monitor = countCommands(env.prefix);
+        const cpuBefore = await partyCpuMs(env.databaseUrl);
         const started = performance.now();
         const requestStatements = statements.count();
+        const requestByName = statements.byName();
         const runIds = await rotate(names(k, 's', n));
         const requested = statements.count() - requestStatements;
+        // The requests' statements count, the bench's own polls below do not.
+        const requestedByName = merged([statements.byName(), merged([requestByName], -1)], 1);
         const polls = await settle(runIds);
+        const cpuAfter = await partyCpuMs(env.databaseUrl);
         const seconds = (performance.now() - started) / 1000;
         monitor.stop();
         const childrenAfter = await sum();
@@ -115,6 +138,13 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
           commitsPerRotation: round((after.commits - before.commits - polls - 1) / n),
           walFlushesPerRotation: round((after.walSyncs - before.walSyncs) / n),
           redisCommandsPerRotation: round(redisCommands / n),
+          statementsByName: perRotation(childrenBefore.byName, merged([childrenAfter.byName, requestedByName], 1), n),
+          cpuMsPerRotation: {
+            workers: round((childrenAfter.cpuMs - childrenBefore.cpuMs) / n),
+            postgres: round((cpuAfter.postgres - cpuBefore.postgres) / n),
+            redis: round((cpuAfter.redis - cpuBefore.redis) / n),
+            bench: round((cpuAfter.bench - cpuBefore.bench) / n),
+          },
         });
       } finally {
         await Promise.all(children.map((c) => c.stop()));
@@ -138,9 +168,10 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
     console.log(`rotation throughput (${n} secrets per phase, concurrency ${concurrency} per process, in-memory providers, real Redis + PostgreSQL)`);
     for (const p of phases) {
       console.log(
-        `  ${p.processes} process(es)   ${p.rotationsPerSecond} /s   p50 ${p.latencyP50Ms} ms   p99 ${p.latencyP99Ms} ms   failed ${p.failed}   per rotation: ${p.statementsPerRotation} statements, ${p.commitsPerRotation} commits, ${p.walFlushesPerRotation} WAL flushes, ${p.redisCommandsPerRotation} Redis commands`,
+        `  ${p.processes} process(es)   ${p.rotationsPerSecond} /s   p50 ${p.latencyP50Ms} ms   p99 ${p.latencyP99Ms} ms   failed ${p.failed}   per rotation: ${p.statementsPerRotation} statements, ${p.commitsPerRotation} commits, ${p.walFlushesPerRotation} WAL flushes, ${p.redisCommandsPerRotation} Redis commands; CPU ms: workers ${p.cpuMsPerRotation.workers}, postgres ${p.cpuMsPerRotation.postgres}, redis ${p.cpuMsPerRotation.redis}, bench ${p.cpuMsPerRotation.bench}`,
       );
     }
+    console.log(`  statements per rotation (1st phase): ${Object.entries(first.statementsByName).map(([name, c]) => `${name} ${c}`).join(', ')}`);
     console.log(`  bare BullMQ jobs    ${figures.bareJobsPerSecond} /s   (${figures.bareRedisCommandsPerJob} Redis commands per job)`);
     console.log(`  pg floor            ${figures.floorRotationsPerSecond} rotations/s   (${first.commitsPerRotation} transactions of the same statements per rotation, from Node)`);
     console.log(`  ratios              ${figures.ratioToBare} of bare BullMQ, ${figures.ratioToFloor} of the pg floor (best phase)`);
@@ -148,6 +179,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
     return figures;
   } finally {
     statements.stop();
+    await poller?.end();
     await runtime.close();
     await env.cleanup();
   }
@@ -155,7 +187,54 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
 
 interface Counts {
   statements: number;
+  byName: Record<string, number>;
   redis: number;
+  cpuMs: number;
+}
+
+/**
+ * CPU milliseconds used so far (/proc, Linux; 0 elsewhere) by PostgreSQL (the backends of the
+ * bench's database and the server's own processes, not other databases' backends), by every
+ * redis-server (shared: read it on a quiet machine) and by this process. A backend that exits
+ * takes its time with it: the bench's pools keep theirs for the whole phase.
+ */
+async function partyCpuMs(databaseUrl: string): Promise<{ postgres: number; redis: number; bench: number }> {
+  const { user, system } = process.cpuUsage();
+  const sums = { postgres: 0, redis: 0, bench: (user + system) / 1000 };
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  const { rows } = await client.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() OR datname IS NULL`).finally(() => client.end());
+  const ours = new Set(rows.map((r) => String(r.pid)));
+  const ticks = clockTicks();
+  const pids = await readdir('/proc').catch(() => [] as string[]);
+  for (const pid of pids.filter((p) => /^\d+$/.test(p))) {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    // comm is in parentheses and may hold spaces; utime and stime are fields 14 and 15.
+    const comm = /\((.*)\)/.exec(stat)?.[1] ?? '';
+    const party = comm === 'postgres' && ours.has(pid) ? 'postgres' : comm === 'redis-server' ? 'redis' : undefined;
+    if (!party) continue;
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    sums[party] += ((Number(fields[11]) + Number(fields[12])) / ticks) * 1000;
+  }
+  return sums;
+}
+
+let ticksPerSecond: number | undefined;
+function clockTicks(): number {
+  return (ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100);
+}
+
+/** Sums counts by name, each scaled by `factor`. */
+function merged(counts: readonly Record<string, number>[], factor: number): Record<string, number> {
+  const sums: Record<string, number> = {};
+  for (const c of counts) for (const [name, k] of Object.entries(c)) sums[name] = (sums[name] ?? 0) + k * factor;
+  return sums;
+}
+
+/** What was counted between two readings, per rotation, most first (under 0.05 per rotation left out). */
+function perRotation(before: Record<string, number>, after: Record<string, number>, n: number): Record<string, number> {
+  const diff = merged([after, merged([before], -1)], 1 / n);
+  return Object.fromEntries(Object.entries(diff).filter(([, k]) => k >= 0.05).sort(([, a], [, b]) => b - a).map(([name, k]) => [name, round(k)]));
 }
 
 interface ChildWorker {
@@ -164,9 +243,10 @@ interface ChildWorker {
   stop(): Promise<void>;
 }
 
-async function spawnWorker(env: BenchEnvironment, concurrency: number): Promise<ChildWorker> {
+/** `cpuProf`: a directory each worker writes a V8 CPU profile to when it stops. */
+async function spawnWorker(env: BenchEnvironment, concurrency: number, cpuProf: string | undefined): Promise<ChildWorker> {
   const entry = fileURLToPath(new URL('./support/rotation-worker.ts', import.meta.url));
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', entry], {
+  const child: ChildProcess = spawn(process.execPath, [...(cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`] : []), '--import', 'tsx', entry], {
     env: { ...env.env, CONCURRENCY: String(concurrency) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -183,7 +263,7 @@ async function spawnWorker(env: BenchEnvironment, concurrency: number): Promise<
       return answer;
     },
     stop: async () => {
-      child.kill('SIGKILL');
+      child.kill('SIGTERM');
       await exited;
     },
   };

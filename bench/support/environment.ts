@@ -80,18 +80,24 @@ export function percentile(sorted: readonly number[], p: number): number {
  * `pg` alike go through pg.Client#query), transaction control (BEGIN, COMMIT, ROLLBACK)
  * left out: those are counted as commits from PostgreSQL's own statistics.
  */
-export function countStatements(): { count(): number; stop(): void } {
+export function countStatements(): { count(): number; byName(): Record<string, number>; stop(): void } {
   // eslint-disable-next-line @typescript-eslint/unbound-method -- wrapped and restored below, always called with its client
   const original = pg.Client.prototype.query;
-  let count = 0;
+  const names = new Map<string, number>();
   const control = /^\s*(BEGIN|COMMIT|ROLLBACK|START TRANSACTION)\b/i;
   pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-    const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text;
-    if (typeof text === 'string' && !control.test(text)) count += 1;
+    const query = args[0] as { text?: string; name?: string } | string | undefined;
+    const text = typeof query === 'string' ? query : query?.text;
+    if (typeof text === 'string' && !control.test(text)) {
+      // A named statement by its name, any other by its first words (Prisma's are unnamed).
+      const name = (typeof query === 'object' && query.name) || text.replace(/\s+/g, ' ').slice(0, 60);
+      names.set(name, (names.get(name) ?? 0) + 1);
+    }
     return (original as (...a: unknown[]) => unknown).apply(this, args);
   } as typeof original;
   return {
-    count: () => count,
+    count: () => [...names.values()].reduce((a, b) => a + b, 0),
+    byName: () => Object.fromEntries(names),
     stop: () => void (pg.Client.prototype.query = original),
   };
 }

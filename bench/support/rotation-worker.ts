@@ -2,8 +2,9 @@
  * One worker process for `rotation-throughput`: the real engine and BullMQ workers on the
  * bench's database and queue prefix, with the in-memory provider (so providers cost
  * nothing). Spawned with an IPC channel: it sends `ready` once its workers run, answers
- * `count` with the SQL statements and Redis commands it sent since then, and dies with its
- * parent (the bench kills it when done). Environment: the bench's (benchEnvironment().env) and CONCURRENCY.
+ * `count` with the SQL statements (in all and by name) and Redis commands it sent and the
+ * CPU time it used so far, and dies with its parent (the bench stops it with SIGTERM when
+ * done). Environment: the bench's (benchEnvironment().env) and CONCURRENCY.
  */
 import { loadSettings } from '../../src/settings.js';
 import { createLogger } from '../../src/log.js';
@@ -15,6 +16,8 @@ import { countCommands, countStatements } from './environment.js';
 
 const send = (message: unknown) => process.send!(message);
 process.once('disconnect', () => process.kill(process.pid, 'SIGKILL'));
+// A clean exit, so a --cpu-prof profile is written.
+process.once('SIGTERM', () => process.exit(0));
 const concurrency = Number(process.env.CONCURRENCY ?? 20);
 // Before any connection exists: createDb's pool binds each connection's query method when it connects.
 const statements = countStatements();
@@ -28,6 +31,11 @@ startWorkers(runtime.engine, runtime.redis, settings.queuePrefix, runtime.log, {
 });
 const redis = countCommands(settings.queuePrefix);
 process.on('message', (message: string) => {
-  if (message === 'count') send({ statements: statements.count(), redis: redis.count() });
+  if (message === 'count') send({ statements: statements.count(), byName: statements.byName(), redis: redis.count(), cpuMs: cpuMs() });
 });
 send('ready');
+
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
