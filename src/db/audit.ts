@@ -7,8 +7,9 @@
  *
  * There is one chain per secret (and one, named '', for events of no secret), so appends
  * for different secrets never wait on each other. Each row's MAC covers its sequence
- * number, its fields, its chain and the previous row of its chain; appends take a
- * transaction-scoped advisory lock on their chain so it stays linear across processes, and
+ * number, its fields, its chain and the previous row of its chain; appends lock their chain's
+ * head row (audit_heads, which a trigger keeps; an advisory lock per chain too, which
+ * processes of earlier releases take) so it stays linear across processes, and
  * a shared lock that anchors take exclusively for an instant (settledSeq) so that an
  * anchor never falls between a sequence number taken and its row committed.
  *
@@ -87,8 +88,8 @@ export class AuditLog {
 
   /**
    * Appends events, in order, inside the caller's transaction: per chain they touch, one
-   * statement takes its lock and one reads its head and their sequence numbers, then one
-   * insert writes every row (the MACs are computed in process, each over the row before).
+   * statement takes its locks, its head and their sequence numbers, then one insert writes
+   * every row (the MACs are computed in process, each over the row before).
    * Call it last: it serializes the chain's appends until commit.
    * @throws RekeyError REKEY_ERR_CONFIG when REKEY_AUDIT_KEY is not set.
    */
@@ -101,8 +102,8 @@ export class AuditLog {
     const rows: AuditRow[] = [];
     for (const chain of chains) {
       const events = inputs.filter((i) => (i.secret ?? '') === chain);
-      const taken = isSql(tx) ? await takeSql(tx, chain, events.length) : await takePrisma(tx, chain, events.length);
-      let prevHash = taken.prev ?? GENESIS;
+      const taken = await take(tx, chain, events.length);
+      let prevHash = taken.prev;
       for (const [i, input] of events.entries()) {
         const row = {
           seq: taken.seqs[i]!,
@@ -143,9 +144,9 @@ export class AuditLog {
 /** The advisory lock every append holds shared and settledSeq() takes exclusively. */
 const SETTLE_LOCK = 'audit-append';
 
-/** A chain's head and `count` sequence numbers, under its lock. */
+/** A chain's head (GENESIS for a new chain) and `count` sequence numbers, under its lock. */
 interface Taken {
-  prev: string | null;
+  prev: string;
   seqs: bigint[];
 }
 
@@ -153,15 +154,23 @@ function isSql(tx: Tx | SqlTx): tx is SqlTx {
   return (tx as SqlTx).kind === 'sql';
 }
 
-// One statement, in this order (a target list is evaluated left to right): the shared lock first.
-const LOCK = statement('audit_lock', `SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))::text, pg_advisory_xact_lock(hashtextextended($2, 0))::text`);
-// A statement of its own after the lock: its snapshot sees the head the lock's last holder committed.
-const HEAD = statement(
-  'audit_head',
-  `SELECT (SELECT hash FROM audit_events WHERE chain = $1 ORDER BY seq DESC LIMIT 1) AS prev,
-          nextval(pg_get_serial_sequence('audit_events', 'seq')) AS seq
-   FROM generate_series(1, $2::int) ORDER BY seq`,
+/**
+ * One statement, in this order: the shared lock, the chain's advisory lock (which processes of
+ * releases before audit_heads still take), then the chain's head row, inserted at GENESIS for a
+ * new chain or locked by ON CONFLICT DO UPDATE, which returns its newest committed hash whatever
+ * the statement's snapshot; then the sequence numbers, under all three locks.
+ */
+const TAKE = statement(
+  'audit_take',
+  `WITH head AS (
+     INSERT INTO audit_heads (chain, hash)
+     SELECT $3, '${GENESIS}' FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))::text, pg_advisory_xact_lock(hashtextextended($2, 0))::text) AS locked
+     ON CONFLICT (chain) DO UPDATE SET chain = EXCLUDED.chain
+     RETURNING hash)
+   SELECT head.hash AS prev, nextval(pg_get_serial_sequence('audit_events', 'seq')) AS seq
+   FROM head, generate_series(1, $4::int) ORDER BY seq`,
 );
+/** The rows; the trigger audit_events_heads moves each chain's head to its last one. */
 const INSERT = statement(
   'audit_insert',
   `INSERT INTO audit_events (seq, chain, at, actor, action, secret, version_id, run_id, data, prev_hash, hash, key_id)
@@ -170,20 +179,11 @@ const INSERT = statement(
      AS r(seq, chain, at, actor, action, secret, version_id, run_id, data, prev_hash, hash, key_id)`,
 );
 
-async function takeSql(tx: SqlTx, chain: string, count: number): Promise<Taken> {
-  await tx.rows(LOCK, [SETTLE_LOCK, `audit:${chain}`]);
-  // node-postgres hands int8 over as a string.
-  const taken = await tx.rows<{ prev: string | null; seq: string }>(HEAD, [chain, count]);
+async function take(tx: Tx | SqlTx, chain: string, count: number): Promise<Taken> {
+  const values = [SETTLE_LOCK, `audit:${chain}`, chain, count];
+  // node-postgres hands int8 over as a string, Prisma as a bigint.
+  const taken = isSql(tx) ? await tx.rows<{ prev: string; seq: string }>(TAKE, values) : await tx.$queryRawUnsafe<Array<{ prev: string; seq: bigint }>>(TAKE.text, ...values);
   return { prev: taken[0]!.prev, seqs: taken.map((t) => BigInt(t.seq)) };
-}
-
-async function takePrisma(tx: Tx, chain: string, count: number): Promise<Taken> {
-  await tx.$queryRaw`SELECT pg_advisory_xact_lock_shared(hashtextextended(${SETTLE_LOCK}, 0))::text, pg_advisory_xact_lock(hashtextextended(${`audit:${chain}`}, 0))::text`;
-  const taken = await tx.$queryRaw<Array<{ prev: string | null; seq: bigint }>>`
-    SELECT (SELECT hash FROM audit_events WHERE chain = ${chain} ORDER BY seq DESC LIMIT 1) AS prev,
-           nextval(pg_get_serial_sequence('audit_events', 'seq')) AS seq
-    FROM generate_series(1, ${count}::int) ORDER BY seq`;
-  return { prev: taken[0]!.prev, seqs: taken.map((t) => t.seq) };
 }
 
 /** Every row in one statement: one array per column. */

@@ -5,7 +5,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import pg from 'pg';
+import { GENESIS } from '../../src/db/audit.js';
 import { verifyAudit } from '../../src/db/audit-verify.js';
+import { transaction } from '../../src/db/sql.js';
 import { rekey } from '../support/cli.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { runSql } from '../support/isolation.js';
@@ -52,6 +55,44 @@ it('records every version state change and every delivery change', async () => {
   }
 });
 
+it('appends to one chain from many connections at once, and from a process of a release before audit_heads, keep the chain linear', async () => {
+  const chain = 'audited';
+  const append = (i: number) =>
+    transaction(h.runtime.db, (tx) => h.runtime.audit.appendAll(tx, [{ actor: 'test', action: 'test.concurrent', secret: chain, data: { i } }, { actor: 'test', action: 'test.concurrent', secret: chain, data: { i, second: true } }]));
+  // What a release before audit_heads did: the chain's advisory lock, then its head read from audit_events.
+  const legacy = async (client: pg.Client, i: number) => {
+    try {
+      await client.query('BEGIN');
+      await client.query(`SELECT pg_advisory_xact_lock_shared(hashtextextended('audit-append', 0))::text, pg_advisory_xact_lock(hashtextextended($1, 0))::text`, [`audit:${chain}`]);
+      const { rows: [head] } = await client.query<{ prev: string | null; seq: string }>(
+        `SELECT (SELECT hash FROM audit_events WHERE chain = $1 ORDER BY seq DESC LIMIT 1) AS prev, nextval(pg_get_serial_sequence('audit_events', 'seq')) AS seq`,
+        [chain],
+      );
+      // Holds the chain a while, so the appends around it queue behind it.
+      await client.query('SELECT pg_sleep(0.02)');
+      const row = { seq: BigInt(head!.seq), chain, at: new Date(), actor: 'test', action: 'test.legacy', secret: chain, versionId: null, runId: null, data: { i }, prevHash: head!.prev ?? GENESIS, keyId: h.runtime.audit.keyId() };
+      await client.query(
+        `INSERT INTO audit_events (seq, chain, at, actor, action, secret, data, prev_hash, hash, key_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+        [row.seq.toString(), chain, row.at.toISOString().replace('Z', ''), row.actor, row.action, row.secret, JSON.stringify(row.data), row.prevHash, h.runtime.audit.hashOf(row), row.keyId],
+      );
+      await client.query('COMMIT');
+    } finally {
+      await client.end();
+    }
+  };
+  const clients = await Promise.all(Array.from({ length: 5 }, async () => {
+    const client = new pg.Client({ connectionString: h.env.databaseUrl });
+    await client.connect();
+    return client;
+  }));
+  await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 8 === 0 ? legacy(clients[i / 8]!, i) : append(i))));
+  expect(await h.runtime.db.auditEvent.count({ where: { action: { in: ['test.concurrent', 'test.legacy'] } } })).toBe(75);
+  expect((await verifyAudit(h.runtime.db, h.runtime.audit)).ok).toBe(true);
+  // The head row follows every append, the legacy ones included.
+  const [last] = await h.runtime.db.auditEvent.findMany({ where: { chain }, orderBy: { seq: 'desc' }, take: 1 });
+  expect((await h.runtime.db.auditHead.findUnique({ where: { chain } }))?.hash).toBe(last!.hash);
+});
+
 it('an anchor from an earlier verify catches rows deleted from the end of a chain, which the chain alone cannot', async () => {
   const env = { DATABASE_URL: h.env.databaseUrl, REDIS_URL: h.env.redisUrl, REKEY_QUEUE_PREFIX: h.env.prefix };
   const anchorOf = (stdout: string) => /^Anchor: (\d+:[0-9a-f]{64}:[0-9a-f]{64}) /m.exec(stdout)![1]!;
@@ -63,12 +104,19 @@ it('an anchor from an earlier verify catches rows deleted from the end of a chai
   expect(later.stdout).toContain('anchor matches');
   const anchor = anchorOf(later.stdout);
 
-  // Drop the secret's last three events: what is left is still a valid chain.
-  const tail = await h.runtime.db.auditEvent.findMany({ where: { chain: 'audited' }, orderBy: { seq: 'desc' }, take: 3, select: { seq: true } });
+  // Drop the secret's last three events: what is left is still a valid chain. The head row is
+  // moved back too, as a careful attacker would (first, so no append in between follows the
+  // dropped rows: a later append chaining onto a dropped row would give the deletion away).
+  const last = (offset: number, column: 'seq' | 'hash') => `SELECT ${column} FROM audit_events WHERE chain = 'audited' ORDER BY seq DESC OFFSET ${offset} LIMIT 1`;
   await runSql(h.env.databaseUrl, [
+    'BEGIN',
+    // Appends wait on the head row from here on; the statements after see the last one before.
+    `SELECT 1 FROM audit_heads WHERE chain = 'audited' FOR UPDATE`,
+    `UPDATE audit_heads SET hash = (${last(3, 'hash')}) WHERE chain = 'audited'`,
     'ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update',
-    `DELETE FROM audit_events WHERE seq IN (${tail.map((e) => e.seq).join(', ')})`,
+    `DELETE FROM audit_events WHERE chain = 'audited' AND seq > (${last(3, 'seq')})`,
     'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update',
+    'COMMIT',
   ]);
   expect((await rekey(['audit', 'verify'], env)).code).toBe(0);
   const caught = await rekey(['audit', 'verify', '--anchor', anchor], env);
@@ -113,5 +161,31 @@ it('verifies the chain, then names the row that was edited, then the row after o
   if (!result.ok) {
     expect(result.seq).toBe(following);
     expect(result.problem).toMatch(/does not follow the row before it/);
+  }
+});
+
+it('rows dropped from the end of a chain are given away by the next append, which follows the head row, not what is left', async () => {
+  // A log of its own: the earlier tests left this one broken on purpose.
+  const own = await startHarness({ label: 'audit-tail' });
+  try {
+    const append = (i: number) => transaction(own.runtime.db, (tx) => own.runtime.audit.append(tx, { actor: 'test', action: 'test.tail', secret: 'tail', data: { i } }));
+    await append(1);
+    await append(2);
+    await runSql(own.env.databaseUrl, [
+      'ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update',
+      `DELETE FROM audit_events WHERE seq = (SELECT max(seq) FROM audit_events WHERE chain = 'tail')`,
+      'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update',
+    ]);
+    expect((await verifyAudit(own.runtime.db, own.runtime.audit)).ok).toBe(true);
+    await append(3);
+    const [appended] = await own.runtime.db.auditEvent.findMany({ where: { chain: 'tail' }, orderBy: { seq: 'desc' }, take: 1 });
+    const result = await verifyAudit(own.runtime.db, own.runtime.audit);
+    expect(result.ok).toBe(false);
+    if (!result.ok) {
+      expect(result.seq).toBe(appended!.seq);
+      expect(result.problem).toMatch(/does not follow the row before it/);
+    }
+  } finally {
+    await own.stop();
   }
 });
