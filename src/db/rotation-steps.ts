@@ -10,8 +10,8 @@ import type { AppliedPromotion, AuditContext, DeliveryStatus, Promotion, Promoti
 import type { JsonObject } from '../core/ports.js';
 import type { AuditInput, AuditLog } from './audit.js';
 import type { Db } from './client.js';
-import { LAST_PROMOTED, RUN, VERSION } from './reads.js';
-import { RUN_COLUMNS, type RunRow, VERSION_COLUMNS, type VersionRow, runOf, versionOf } from './rows.js';
+import { RUN, VERSION } from './reads.js';
+import { RUN_COLUMNS, type RunRow, VERSION_COLUMNS, type VersionRow, prefixedVersionColumns, prefixedVersionOf, runOf, versionOf } from './rows.js';
 import { LEASE, auditOf } from './runs.js';
 import { NOW, type SqlTx, statement, transaction } from './sql.js';
 import { refuseIllegal } from './transitions.js';
@@ -19,7 +19,8 @@ import { refuseIllegal } from './transitions.js';
 /** The secret lock (see repository.ts), by the secret's id or by one of its versions'. */
 export const LOCK_SECRET = statement('lock_secret', `SELECT 1 FROM secrets WHERE id = $1 FOR UPDATE`);
 const LOCK_SECRET_OF_VERSION = statement('lock_secret_of_version', `SELECT 1 FROM secrets WHERE id = (SELECT secret_id FROM versions WHERE id = $1) FOR UPDATE`);
-const RUN_VERSION = statement('run_version', `SELECT secret_id, version_id, grace_ms FROM runs WHERE id = $1`);
+/** The secret lock taken through a run: its secret and version. */
+const LOCK_RUN_SECRET = statement('lock_run_secret', `SELECT r.secret_id, r.version_id FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.id = $1 FOR UPDATE OF s`);
 const CREATE_VERSION = statement(
   'create_version',
   `WITH s AS (UPDATE secrets SET version_counter = version_counter + 1 WHERE id = $2 RETURNING id, name, version_counter),
@@ -33,9 +34,21 @@ const ISSUED = statement(
   `WITH v AS (UPDATE versions SET fingerprint = $2, issuer_state = $3::jsonb, public_id = $4 WHERE id = $1 RETURNING *)
    SELECT ${VERSION_COLUMNS} FROM v JOIN secrets s ON s.id = v.secret_id`,
 );
+/** The delivery rows of version `$1` at targets `$2` set to `$3`, counting `$4` attempts (`pending` counts one; the error column is left as it is). */
+const DELIVERIES_SET = `INSERT INTO deliveries (version_id, target, status, attempts, updated_at)
+   SELECT $1, t, $3::text::"DeliveryStatus", $4::int, ${NOW} FROM unnest($2::text[]) AS t
+   ON CONFLICT (version_id, target) DO UPDATE SET status = EXCLUDED.status, attempts = deliveries.attempts + EXCLUDED.attempts, updated_at = ${NOW}`;
+/**
+ * Under the secret lock (taken before the version row, which the UPDATE re-reads after the
+ * wait): issuing -> pending with store version `$7`, and only then a step's bookkeeping as
+ * {@link PROGRESS} does. Nothing when the version was not issuing.
+ */
 const PENDING = statement(
   'mark_pending',
-  `WITH v AS (UPDATE versions SET state = 'pending', store_version_id = $2 WHERE id = $1 AND state = 'issuing' RETURNING *)
+  `WITH l AS (SELECT 1 FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.id = $1 FOR UPDATE OF s),
+        v AS (UPDATE versions SET state = 'pending', store_version_id = $7 WHERE id = $1 AND state = 'issuing' AND EXISTS (SELECT 1 FROM l) RETURNING *),
+        d AS (${DELIVERIES_SET.replace('FROM unnest', 'FROM v, unnest')}),
+        r AS (UPDATE runs SET step = $6 WHERE id = $5 AND $6::text IS NOT NULL AND EXISTS (SELECT 1 FROM v))
    SELECT ${VERSION_COLUMNS} FROM v JOIN secrets s ON s.id = v.secret_id`,
 );
 /**
@@ -45,14 +58,18 @@ const PENDING = statement(
  */
 const PROGRESS = statement(
   'record_progress',
-  `WITH d AS (INSERT INTO deliveries (version_id, target, status, attempts, updated_at)
-              SELECT $1, t, $3::text::"DeliveryStatus", $4::int, ${NOW} FROM unnest($2::text[]) AS t
-              ON CONFLICT (version_id, target) DO UPDATE SET status = EXCLUDED.status, attempts = deliveries.attempts + EXCLUDED.attempts, updated_at = ${NOW}),
+  `WITH d AS (${DELIVERIES_SET}),
         r AS (UPDATE runs SET step = $6 WHERE id = $5 AND $6::text IS NOT NULL)
    SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.id = $1`,
 );
-/** The run with its lease taken (an attempt counted), or nothing. */
-const BEGIN_ATTEMPT = statement('begin_attempt', `WITH r AS (${LEASE} RETURNING *) SELECT ${RUN_COLUMNS} FROM r JOIN secrets s ON s.id = r.secret_id`);
+/** The run with its lease taken (an attempt counted) and, as `sc_*`, the version promoted last (the store's current), or nothing. */
+const BEGIN_ATTEMPT = statement(
+  'begin_attempt',
+  `WITH r AS (${LEASE} RETURNING *)
+   SELECT ${RUN_COLUMNS}, ${prefixedVersionColumns('sc')} FROM r JOIN secrets s ON s.id = r.secret_id
+   LEFT JOIN LATERAL (SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id
+     WHERE v.secret_id = r.secret_id AND v.promoted_at IS NOT NULL ORDER BY v.promoted_at DESC LIMIT 1) sc ON true`,
+);
 /**
  * Under the secret lock: the run's version, the secret's current, previous and compromised
  * versions, the one promoted last (the store's current), and the run's grace.
@@ -91,8 +108,7 @@ export class RotationSteps {
 
   async createVersion(runId: string, audit: AuditContext): Promise<VersionRecord> {
     return transaction(this.db, async (tx) => {
-      const [run] = await tx.rows<{ secret_id: string; version_id: string | null }>(RUN_VERSION, [runId]);
-      await tx.rows(LOCK_SECRET, [run!.secret_id]);
+      const [run] = await tx.rows<{ secret_id: string; version_id: string | null }>(LOCK_RUN_SECRET, [runId]);
       if (run!.version_id) return (await readVersion(tx, run!.version_id))!;
       return this.newVersion(tx, runId, run!.secret_id, audit);
     });
@@ -101,14 +117,13 @@ export class RotationSteps {
   /** The lease and, for a run at `issue` with no version, its version: one commit before the issuer is called. */
   async startAttempt(runId: string, owner: string, ms: number, audit: AuditContext): Promise<RotationAttempt> {
     return transaction(this.db, async (tx) => {
-      const [row] = await tx.rows<RunRow>(BEGIN_ATTEMPT, [runId, owner, ms, 1]);
+      const [row] = await tx.rows<RunRow & Record<string, unknown>>(BEGIN_ATTEMPT, [runId, owner, ms, 1]);
       if (!row) {
         const [found] = await tx.rows<RunRow>(RUN, [runId]);
         return { granted: false, run: found ? runOf(found) : null };
       }
       const run = runOf(row);
-      const [current] = await tx.rows<VersionRow>(LAST_PROMOTED, [run.secretId, null]);
-      const storeCurrent = current ? versionOf(current) : null;
+      const storeCurrent = prefixedVersionOf(row, 'sc');
       if (run.versionId) return { granted: true, run, version: await readVersion(tx, run.versionId), storeCurrent };
       if (run.kind !== 'rotation' || run.step !== 'issue') return { granted: true, run, version: null, storeCurrent };
       // The version counter's UPDATE takes the secret lock (createVersion's).
@@ -137,22 +152,21 @@ export class RotationSteps {
   /** Under the secret lock, so a leak report's transition of the same version is either before (refused here) or after. */
   async markPending(versionId: string, storeVersionId: string, audit: AuditContext, next?: StepProgress) {
     return transaction(this.db, async (tx) => {
-      await tx.rows(LOCK_SECRET_OF_VERSION, [versionId]);
-      const events: AuditInput[] = [];
-      const [moved] = await tx.rows<VersionRow>(PENDING, [versionId, storeVersionId]);
-      let version: VersionRecord;
+      const ctx = auditOf(audit);
+      const [moved] = await tx.rows<VersionRow>(PENDING, [versionId, ...progressValues(next ?? {}), storeVersionId]);
       if (moved) {
-        version = versionOf(moved);
-        events.push({ ...auditOf(audit), action: 'version.pending', secret: version.secret, versionId, data: { from: 'issuing', to: 'pending', storeVersionId } });
-      } else {
-        const found = await readVersion(tx, versionId);
-        if (!found) throw new RekeyError('REKEY_ERR_UNKNOWN', `no version ${versionId}`);
-        if (found.state !== 'pending') throw notPending(found);
-        version = found;
+        const version = versionOf(moved);
+        const pending: AuditInput = { ...ctx, action: 'version.pending', secret: version.secret, versionId, data: { from: 'issuing', to: 'pending', storeVersionId } };
+        await this.audit.appendAll(tx, [pending, ...progressEvents(version, next ?? {}, ctx)]);
+        return version;
       }
-      if (next) events.push(...(await progress(tx, version, next, auditOf(audit))).events);
-      await this.audit.appendAll(tx, events);
-      return version;
+      // Already pending (a repeat after a crash): its bookkeeping alone, under the secret lock.
+      await tx.rows(LOCK_SECRET_OF_VERSION, [versionId]);
+      const found = await readVersion(tx, versionId);
+      if (!found) throw new RekeyError('REKEY_ERR_UNKNOWN', `no version ${versionId}`);
+      if (found.state !== 'pending') throw notPending(found);
+      if (next) await this.audit.appendAll(tx, (await progress(tx, found, next, ctx)).events);
+      return found;
     });
   }
 
@@ -178,8 +192,7 @@ export class RotationSteps {
 
   async promote(runId: string, plan: (snapshot: PromotionSnapshot) => Promotion, audit: AuditContext): Promise<AppliedPromotion> {
     return transaction(this.db, async (tx) => {
-      const [run] = await tx.rows<{ secret_id: string; version_id: string }>(RUN_VERSION, [runId]);
-      await tx.rows(LOCK_SECRET, [run!.secret_id]);
+      const [run] = await tx.rows<{ secret_id: string; version_id: string }>(LOCK_RUN_SECRET, [runId]);
       // A statement of its own after the lock: it reads what the lock's last holder committed.
       const rows = await tx.rows<VersionRow & { run_grace_ms: number | null }>(PROMOTION_SNAPSHOT, [run!.secret_id, run!.version_id, runId]);
       const versions = rows.map(versionOf);
@@ -237,10 +250,20 @@ export async function applyChanges(tx: SqlTx, changes: readonly VersionChange[],
  * target; the step itself is not audited).
  */
 async function progress(tx: SqlTx, of: { id: string }, next: StepProgress, ctx: ReturnType<typeof auditOf>): Promise<{ version: VersionRecord; events: AuditInput[] }> {
-  const { targets = [], status = 'pending', through = [] } = next.deliveries ?? {};
-  const [row] = await tx.rows<VersionRow>(PROGRESS, [of.id, targets, status, status === 'pending' ? 1 : 0, next.runId, next.step ?? null]);
+  const [row] = await tx.rows<VersionRow>(PROGRESS, [of.id, ...progressValues(next)]);
   if (!row) throw new RekeyError('REKEY_ERR_UNKNOWN', `no version ${of.id}`);
   const version = versionOf(row);
-  const events = [...through, status].flatMap((s) => targets.map((target) => ({ ...ctx, action: `delivery.${s}`, secret: version.secret, versionId: version.id, data: { target } })));
-  return { version, events };
+  return { version, events: progressEvents(version, next, ctx) };
+}
+
+/** `$2`–`$6` of {@link PROGRESS} and {@link PENDING}: targets, status, attempts counted, run, step. */
+function progressValues(next: Partial<StepProgress>): unknown[] {
+  const { targets = [], status = 'pending' } = next.deliveries ?? {};
+  return [targets, status, status === 'pending' ? 1 : 0, next.runId ?? null, next.step ?? null];
+}
+
+/** `delivery.<status>` per target, for each status the step went through. */
+function progressEvents(version: VersionRecord, next: Partial<StepProgress>, ctx: ReturnType<typeof auditOf>): AuditInput[] {
+  const { targets = [], status = 'pending', through = [] } = next.deliveries ?? {};
+  return [...through, status].flatMap((s) => targets.map((target) => ({ ...ctx, action: `delivery.${s}`, secret: version.secret, versionId: version.id, data: { target } })));
 }

@@ -27,6 +27,24 @@ export interface VersionRow {
   last_used_at: Date | null;
 }
 
+/**
+ * VERSION_COLUMNS of a subquery aliased `alias` that selects them, each named `<alias>_<column>`:
+ * for a statement that returns a version beside another row (see {@link prefixedVersionOf}).
+ */
+export function prefixedVersionColumns(alias: string): string {
+  return VERSION_COLUMNS.split(',')
+    .map((c) => c.trim().split(/\s+/).at(-1)!.replace(/^[vs]\./, ''))
+    .map((c) => `${alias}.${c} AS ${alias}_${c}`)
+    .join(', ');
+}
+
+/** The version {@link prefixedVersionColumns} selected, or null when the subquery found none. */
+export function prefixedVersionOf(row: Record<string, unknown>, alias: string): VersionRecord | null {
+  if (row[`${alias}_id`] === null || row[`${alias}_id`] === undefined) return null;
+  const fields = Object.entries(row).filter(([k]) => k.startsWith(`${alias}_`)).map(([k, v]) => [k.slice(alias.length + 1), v]);
+  return versionOf(Object.fromEntries(fields) as VersionRow);
+}
+
 export function versionOf(row: VersionRow): VersionRecord {
   return {
     id: row.id,
