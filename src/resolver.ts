@@ -20,6 +20,7 @@ import type { AnyProviderModule, LiveValue, ProviderCatalog, ProviderInstance } 
 import type { ProviderResolver, ResolvedSecret } from './core/resolved.js';
 import type { SecretValue } from './core/secret-value.js';
 import type { Db } from './db/client.js';
+import { revisionDocument } from './db/config-store.js';
 import type { Authenticator, Call, Target } from './core/ports.js';
 import { liveValues, liveVersionOf } from './core/live-values.js';
 import type { StateRepository } from './core/model.js';
@@ -134,7 +135,10 @@ export class ConfigResolver implements ProviderResolver {
   private boundGeneration(revision: number): Promise<Generation> {
     let generation = this.bound.get(revision);
     if (!generation) {
-      generation = this.options.db.configRevision.findUniqueOrThrow({ where: { id: revision } }).then((row) => this.generationOf(row));
+      generation = revisionDocument(this.options.db, revision).then((document) => {
+        if (!document) throw new RekeyError('REKEY_ERR_UNKNOWN', `config revision ${revision} does not exist`);
+        return this.generationOf({ id: revision, document });
+      });
       generation.catch(() => this.bound.delete(revision));
       this.bound.set(revision, generation);
     }
@@ -185,7 +189,7 @@ export class ConfigResolver implements ProviderResolver {
     this.checkedAt = Date.now();
     if (!latest) throw new RekeyError('REKEY_ERR_CONFIG', 'no configuration applied yet: run `rekey apply -f rekey.yaml`');
     if (this.generation?.revision === latest.id) return this.generation;
-    const row = (await this.options.db.configRevision.findUnique({ where: { id: latest.id } }))!;
+    const row = { id: latest.id, document: (await revisionDocument(this.options.db, latest.id))! };
     const previous = this.generation;
     this.generation = await this.generationOf(row);
     if (previous) {
@@ -200,8 +204,8 @@ export class ConfigResolver implements ProviderResolver {
     return this.generation;
   }
 
-  private async generationOf(row: { id: number; document: unknown }): Promise<Generation> {
-    const loaded: LoadedConfig = await fromDocument(row.document as Record<string, unknown>, `config revision ${row.id}`, this.options.modules);
+  private async generationOf(row: { id: number; document: Record<string, unknown> }): Promise<Generation> {
+    const loaded: LoadedConfig = await fromDocument(row.document, `config revision ${row.id}`, this.options.modules);
     const modules = await this.options.modules.load(Object.values(loaded.config.providers).map((p) => p.type));
     const providers = (loaded.document.providers ?? {}) as Record<string, unknown>;
     return { revision: row.id, config: loaded.config, providers, modules: new Map(modules.map((m) => [m.type, m])), instances: new Map(), secrets: new Map(), authenticators: new Map() };

@@ -7,7 +7,7 @@
  * fifth of the interval (at most 5 s) early, never late, so replicas drift apart instead of
  * reading the target in step. Checks of one target never overlap; a slow target delays no other.
  */
-import type { ProviderSpec } from './config/schema.js';
+import type { ProviderSpec, RekeyConfig } from './config/schema.js';
 import { describeError } from './core/errors.js';
 import type { Logger } from './core/logger.js';
 import type { Db } from './db/client.js';
@@ -110,7 +110,9 @@ export class TargetSchedule {
    * Secrets by target (every secret of the applied config, and every removed one whose keys are
    * still live: it keeps its last bindings) and each target's interval, read again every few
    * seconds: an apply takes effect within BINDINGS_TTL_MS. Policies only, no provider instance
-   * is built: at 100,000 secrets this runs in milliseconds and holds one name per binding.
+   * is built. The applied config's part is derived once per config revision (shared by every
+   * schedule of the process): a read every few seconds costs the removed secrets' query, not a
+   * walk of 100,000 secrets.
    */
   private async bindingsAt(now: number, fresh = false): Promise<{ byTarget: Map<string, string[]>; intervals: Map<string, number | undefined> }> {
     if (!fresh && this.bindings && now - this.bindings.at < BINDINGS_TTL_MS) return this.bindings;
@@ -119,18 +121,17 @@ export class TargetSchedule {
       where: { removedAt: { not: null }, versions: { some: { state: { in: ['current', 'previous', 'pending'] } } } },
       select: { name: true },
     });
-    const byTarget = new Map<string, string[]>();
-    const bind = (name: string, targets: readonly string[]) => {
-      for (const target of targets) {
-        const list = byTarget.get(target);
-        if (list) list.push(name);
-        else byTarget.set(target, [name]);
-      }
-    };
-    for (const [name, spec] of Object.entries(config.secrets)) bind(name, spec.targets);
+    const byTarget = new Map(appliedBindings(config));
+    // The applied config's lists are shared: a target a removed secret keeps gets its own copy, once.
+    const copied = new Set<string>();
     for (const { name } of removed) {
       try {
-        if (!Object.hasOwn(config.secrets, name)) bind(name, (await this.deps.resolver.policy(name)).targets);
+        if (Object.hasOwn(config.secrets, name)) continue;
+        for (const target of (await this.deps.resolver.policy(name)).targets) {
+          if (!copied.has(target)) byTarget.set(target, [...(byTarget.get(target) ?? [])]);
+          copied.add(target);
+          byTarget.get(target)!.push(name);
+        }
       } catch (error) {
         this.deps.log.debug({ component: this.deps.component, secret: name, error: describeError(error) }, 'cannot resolve secret');
       }
@@ -139,4 +140,23 @@ export class TargetSchedule {
     this.bindings = { at: now, byTarget, intervals };
     return this.bindings;
   }
+}
+
+/** The applied config's secrets by target, in config order; computed once per config (revision). */
+const applied = new WeakMap<RekeyConfig, ReadonlyMap<string, string[]>>();
+
+function appliedBindings(config: RekeyConfig): ReadonlyMap<string, string[]> {
+  let byTarget = applied.get(config);
+  if (!byTarget) {
+    const lists = new Map<string, string[]>();
+    for (const name in config.secrets) {
+      for (const target of config.secrets[name]!.targets) {
+        const list = lists.get(target);
+        if (list) list.push(name);
+        else lists.set(target, [name]);
+      }
+    }
+    applied.set(config, (byTarget = lists));
+  }
+  return byTarget;
 }

@@ -237,9 +237,18 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
       return undefined;
     }
     const parsed: unknown = check(schema, params, path);
-    return parsed === undefined ? undefined : { instance, params: parsed };
+    return parsed === undefined ? undefined : shared({ instance, params: parsed });
   };
 
+  // A fleet repeats a handful of bindings, schedules and retry settings: each distinct one is kept once (docs/scale.md).
+  const interned = new Map<string, unknown>();
+  const shared = <T>(value: T): T => {
+    const key = JSON.stringify(value, (_, v: unknown) => (v instanceof Map ? { map: [...v] } : v instanceof Set ? { set: [...v] } : v));
+    const found = interned.get(key) as T | undefined;
+    if (found !== undefined) return found;
+    interned.set(key, value);
+    return value;
+  };
   const secrets: Record<string, SecretSpec> = {};
   for (const [name, raw] of Object.entries(outer.data.secrets)) {
     const path = ['secrets', name];
@@ -259,6 +268,7 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
       if (publish === 'jwks') publishJwks.add(ref.instance);
     });
     if (!store || !issuer) continue;
+    const bound = shared({ targets: [...targetParams.keys()], targetParams, publishJwks });
     const retire = retirePolicy(raw, outer.data.retire, [...targetParams.keys()], providers, path, issues);
     const unthrottled = [...targetParams.keys()].filter((t) => providers[t]?.usageIntervalMs !== undefined && !byType.get(providers[t].type)?.throttles);
     issues.push(...throttleIssues(raw.usage ?? outer.data.usage, raw.usage ? [...path, 'usage'] : ['usage'], name, unthrottled.map((t) => `${t} (${providers[t]!.type})`)));
@@ -276,15 +286,15 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
       description: raw.description,
       store,
       issuer,
-      targets: [...targetParams.keys()],
-      targetParams,
-      publishJwks,
-      schedule: raw.schedule,
+      targets: bound.targets,
+      targetParams: bound.targetParams,
+      publishJwks: bound.publishJwks,
+      schedule: raw.schedule && shared(raw.schedule),
       graceMs: raw.grace,
       onLeak: raw.onLeak,
       leakDeadlineMs: raw.leakDeadline,
       timeoutMs: raw.timeout,
-      retry: { attempts: raw.retry.attempts, backoffMs: raw.retry.backoff },
+      retry: shared({ attempts: raw.retry.attempts, backoffMs: raw.retry.backoff }),
       usage: raw.usage ?? outer.data.usage,
       retire,
       };

@@ -28,9 +28,15 @@ export async function liveKeys(db: Db, names: readonly string[]): Promise<Map<st
   return live;
 }
 
-/** The latest revision's document. As text, parsed here: a 100,000-secret document costs Prisma's JSON mapping seconds. */
+/** The latest revision's document. As text, parsed here: a 100,000-secret document costs Prisma's JSON mapping seconds (and hundreds of MB). */
 export async function latestDocument(db: Db): Promise<Record<string, unknown> | undefined> {
   const [row] = await db.$queryRaw<Array<{ document: string }>>`SELECT document::text AS document FROM config_revisions ORDER BY id DESC LIMIT 1`;
+  return row ? (JSON.parse(row.document) as Record<string, unknown>) : undefined;
+}
+
+/** A revision's document, read as {@link latestDocument} reads it; undefined when there is no such revision. */
+export async function revisionDocument(db: Db, id: number): Promise<Record<string, unknown> | undefined> {
+  const [row] = await db.$queryRaw<Array<{ document: string }>>`SELECT document::text AS document FROM config_revisions WHERE id = ${id}`;
   return row ? (JSON.parse(row.document) as Record<string, unknown>) : undefined;
 }
 
@@ -99,11 +105,9 @@ export async function saveConfig(db: Db, audit: AuditLog, loaded: LoadedConfig, 
   return revision;
 }
 
-/** The schedules of every active secret, as the database has them. */
+/** The schedules of every active secret, as the database has them: three short columns per secret, not its whole spec. */
 export async function activeSchedules(db: Db): Promise<Schedule[]> {
-  const rows = await db.secret.findMany({ where: { removedAt: null }, select: { name: true, spec: true } });
-  return rows.flatMap((row) => {
-    const schedule = (row.spec as { schedule?: { cron: string; timezone?: string } }).schedule;
-    return schedule ? [{ secret: row.name, cron: schedule.cron, timezone: schedule.timezone ?? 'UTC' }] : [];
-  });
+  return db.$queryRaw<Schedule[]>`
+    SELECT name AS secret, spec->'schedule'->>'cron' AS cron, COALESCE(spec->'schedule'->>'timezone', 'UTC') AS timezone
+    FROM secrets WHERE removed_at IS NULL AND spec->'schedule'->>'cron' IS NOT NULL`;
 }

@@ -9,6 +9,7 @@ import { forEachBounded } from '../core/bounded.js';
 import type { RedisConnection } from './connection.js';
 import type { RunRecord, WorkQueue } from '../core/model.js';
 import { emergencyRetry, jobId, QUEUES, type QueueName, TAKEDOWN_RETRY } from './names.js';
+import { rememberedRepeatStrategy } from './repeat.js';
 
 export interface Schedule {
   secret: string;
@@ -37,7 +38,7 @@ export class BullQueues implements WorkQueue {
     private readonly connection: RedisConnection,
     prefix: string,
   ) {
-    this.queues = Object.fromEntries(QUEUES.map((name) => [name, new Queue(name, { connection, prefix })])) as Record<QueueName, Queue>;
+    this.queues = Object.fromEntries(QUEUES.map((name) => [name, new Queue(name, { connection, prefix, settings: { repeatStrategy: rememberedRepeatStrategy } })])) as Record<QueueName, Queue>;
   }
 
   async enqueueRun(run: RunRecord, options: { urgent: boolean; attempts: number; backoffMs: number }): Promise<void> {

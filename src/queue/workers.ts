@@ -9,6 +9,7 @@ import type { Engine } from '../core/engine.js';
 import { describeError, isRetryable } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { cappedDelay, isCappedBackoff, type QueueName, type RunJob, type ScheduledJob, type TargetJob, type VersionJob } from './names.js';
+import { rememberedRepeatStrategy } from './repeat.js';
 
 export interface WorkerOptions {
   concurrency: Record<QueueName, number>;
@@ -89,6 +90,7 @@ export function startWorkers(engine: Engine, connection: RedisConnection, prefix
         // A fetch or finish that met a connection error (a failover) is retried this soon.
         runRetryDelay: FAILOVER_RETRY_MS,
         settings: {
+          repeatStrategy: rememberedRepeatStrategy,
           backoffStrategy: (attemptsMade, type, _error, job) => (isCappedBackoff(type) ? cappedDelay(attemptsMade, backoffDelay(job), type) : 0),
         },
       },
