@@ -9,6 +9,7 @@ import { isScalar, LineCounter, parseDocument, visit } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
 import type { ProviderCatalog } from '../core/provider.js';
 import { type RekeyConfig, validate } from './schema.js';
+import { readQuickly } from './yaml-fast.js';
 
 export interface LoadedConfig {
   config: RekeyConfig;
@@ -29,6 +30,16 @@ export async function loadConfigFile(file: string, providers: ProviderCatalog): 
 }
 
 export async function parseConfig(text: string, file: string, providers: ProviderCatalog): Promise<LoadedConfig> {
+  const quick = readQuickly(text);
+  const document = quick === undefined ? readFully(text, file) : quick;
+  if (document !== null && (typeof document !== 'object' || Array.isArray(document))) {
+    throw new ConfigError(file, [{ path: '', message: 'the document must be a mapping with providers: and secrets:' }]);
+  }
+  return fromDocument((document ?? {}) as Record<string, unknown>, file, providers);
+}
+
+/** With the `yaml` library's document model: what readQuickly leaves to it, errors with their lines. */
+function readFully(text: string, file: string): unknown {
   const lineCounter = new LineCounter();
   // yaml's own duplicate-key check compares each key with every earlier one (quadratic: minutes at 100,000 secrets).
   const doc = parseDocument(text, { uniqueKeys: false, lineCounter });
@@ -37,11 +48,7 @@ export async function parseConfig(text: string, file: string, providers: Provide
     ...duplicateKeys(doc).map((offset) => ({ line: lineCounter.linePos(offset), message: 'Map keys must be unique' })),
   ];
   if (errors.length) throw new ConfigError(file, errors.map((e) => ({ path: e.line ? `line ${e.line.line}, column ${e.line.col}` : '', message: e.message })));
-  const document: unknown = doc.toJS({ maxAliasCount: 100 });
-  if (document !== null && (typeof document !== 'object' || Array.isArray(document))) {
-    throw new ConfigError(file, [{ path: '', message: 'the document must be a mapping with providers: and secrets:' }]);
-  }
-  return fromDocument((document ?? {}) as Record<string, unknown>, file, providers);
+  return doc.toJS({ maxAliasCount: 100 });
 }
 
 /** Where each repeated key of a mapping starts (scalar keys compared by value, as yaml's own check does), in one pass. */
