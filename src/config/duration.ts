@@ -15,3 +15,18 @@ export const durationSchema = (fallback: string) =>
       }
       return ms;
     });
+
+/** A duration in rekey.yaml with no fixed default (the caller derives one), parsed to milliseconds or undefined. */
+export const optionalDurationSchema = () =>
+  z
+    .string()
+    .optional()
+    .transform((text, ctx) => {
+      if (text === undefined) return undefined;
+      const ms = parseDuration(text);
+      if (ms === undefined) {
+        ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration (${DURATION_EXAMPLES})` });
+        return z.NEVER;
+      }
+      return ms;
+    });

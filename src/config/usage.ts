@@ -5,8 +5,10 @@
  */
 import { z } from 'zod';
 import { USAGE_ACTIONS, USAGE_METRICS, type UsagePolicy } from '../core/usage-rules.js';
-import { DURATION_EXAMPLES, parseDuration } from '../core/duration.js';
-import { durationSchema } from './duration.js';
+import { durationSchema, optionalDurationSchema } from './duration.js';
+
+/** The default warm-up, in half-lives: the first window's weight left in the baseline is 0.5^2, a quarter. */
+export const WARMUP_HALF_LIVES = 2;
 
 const rule = z
   .object({
@@ -27,7 +29,7 @@ export const usagePolicySchema = z
     baseline: z
       .object({
         halfLife: durationSchema('1h').describe('Half-life of the learned average (EWMA) of each metric'),
-        warmup: durationSchema('30m').describe('How long a key is learned before spike rules (factor) apply'),
+        warmup: optionalDurationSchema().describe('How long a key is learned, from its first use, before spike rules (factor) apply; default: two half-lives (the first window then weighs a quarter)'),
       })
       .strict()
       .prefault({}),
@@ -40,7 +42,7 @@ export const usagePolicySchema = z
   .transform(
     (u): UsagePolicy => ({
       halfLifeMs: u.baseline.halfLife,
-      warmupMs: u.baseline.warmup,
+      warmupMs: u.baseline.warmup ?? WARMUP_HALF_LIVES * u.baseline.halfLife,
       rules: u.rules.map((r) => ({
         name: r.name,
         metric: r.metric,
@@ -65,15 +67,7 @@ export const usageCollectionSchema = z
 export const retireSchema = z
   .object({
     whenUnusedFor: durationSchema('10m').describe('A previous version nobody has used for this long is retired, before its grace ends or after; used within it, it is in use'),
-    maxGrace: z
-      .string()
-      .optional()
-      .transform((text, ctx) => {
-        if (text === undefined) return undefined;
-        const ms = parseDuration(text);
-        if (ms === undefined) ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration (${DURATION_EXAMPLES})` });
-        return ms;
-      })
+    maxGrace: optionalDurationSchema()
       .describe('While in use, a previous version is held past its grace up to this long after it became previous (at least grace:); default: the grace (no holding)'),
   })
   .strict();

@@ -3,8 +3,9 @@
  * means. The usage check (usage.ts) feeds it the window's figures and acts on its verdicts.
  *
  * Baseline: an exponentially weighted moving average of each metric per version, updated once
- * per window with a weight set by `halfLife` (default 1 h), and trusted only after `warmup`
- * (default 30 min) of windows. Daily cycles: a one-hour half-life follows the morning ramp
+ * per window with a weight set by `halfLife` (default 1 h), starting at the first window in
+ * which the version is used, and trusted only after `warmup` of windows after that one (default
+ * two half-lives, which leave a quarter of the first window's weight in it). Daily cycles: a one-hour half-life follows the morning ramp
  * and the evening fall (a busy hour is rarely more than 2-3x the hour before it, while a leaked
  * key jumps by 10x or more within a window), so a spike factor of 5-10 tolerates the cycle; a
  * key idle at night has a floor (`minRate`) below which no rule fires, so its first morning
@@ -64,7 +65,9 @@ export interface UsageWindow {
 export interface UsageBaseline {
   /** Learned averages per metric. */
   mean: Record<UsageMetric, number>;
-  /** How long it has learned, ms. */
+  /** Whether a window in which the version was used has set the averages. */
+  seeded: boolean;
+  /** How long it has learned since that window, ms. */
   learnedMs: number;
   /** Consecutive anomalous windows per rule. */
   streak: Map<string, number>;
@@ -84,7 +87,7 @@ export interface UsageVerdict {
 }
 
 export function newBaseline(): UsageBaseline {
-  return { mean: { rate: 0, sources: 0, errorRate: 0 }, learnedMs: 0, streak: new Map(), quietUntil: new Map() };
+  return { mean: { rate: 0, sources: 0, errorRate: 0 }, seeded: false, learnedMs: 0, streak: new Map(), quietUntil: new Map() };
 }
 
 export function metricsOf(window: UsageWindow): Record<UsageMetric, number | undefined> {
@@ -119,16 +122,27 @@ export function judge(policy: UsagePolicy, baseline: UsageBaseline, window: Usag
     if (due) baseline.quietUntil.set(rule.name, now + rule.cooldownMs);
     verdicts.push({ rule, value, baseline: reference ?? null, streak, due });
   }
-  if (!verdicts.length) learn(policy, baseline, metrics, window.ms);
+  if (!verdicts.length) learn(policy, baseline, metrics, window);
   return verdicts;
 }
 
-/** Folds one quiet window into the averages; the first window sets them. */
-function learn(policy: UsagePolicy, baseline: UsageBaseline, metrics: Record<UsageMetric, number | undefined>, ms: number): void {
-  const weight = baseline.learnedMs === 0 ? 1 : 1 - Math.pow(0.5, ms / policy.halfLifeMs);
+/**
+ * Folds one quiet window into the averages. The first window in which the version is used sets
+ * them: idle windows before it (a key deployed before its clients move to it) would teach a
+ * baseline of zero, and that window does not count towards the warm-up (a long first window,
+ * after a worker's start or a slow read, would pass it alone).
+ */
+function learn(policy: UsagePolicy, baseline: UsageBaseline, metrics: Record<UsageMetric, number | undefined>, window: UsageWindow): void {
+  if (!baseline.seeded) {
+    if (window.requests === 0) return;
+    for (const metric of USAGE_METRICS) baseline.mean[metric] = metrics[metric] ?? 0;
+    baseline.seeded = true;
+    return;
+  }
+  const weight = 1 - Math.pow(0.5, window.ms / policy.halfLifeMs);
   for (const metric of USAGE_METRICS) {
     const value = metrics[metric];
     if (value !== undefined) baseline.mean[metric] += weight * (value - baseline.mean[metric]);
   }
-  baseline.learnedMs += ms;
+  baseline.learnedMs += window.ms;
 }

@@ -38,6 +38,25 @@ describe('usage rules', () => {
     expect(baseline.mean.rate).toBeLessThan(100);
   });
 
+  it('the warm-up defaults to two half-lives and counts from the first window the key is used, after that window', () => {
+    const defaults = usagePolicySchema.parse({ rules: [{ name: 'spike', metric: 'rate', factor: 5, action: 'alert' }] });
+    expect([defaults.halfLifeMs, defaults.warmupMs]).toEqual([3_600_000, 7_200_000]);
+    const derived = usagePolicySchema.parse({ baseline: { halfLife: '10s' }, rules: [{ name: 'spike', metric: 'rate', factor: 5, action: 'alert' }] });
+    expect(derived.warmupMs).toBe(20_000);
+    const baseline = newBaseline();
+    let t = 0;
+    // Deployed, not used yet: nothing learned, however long.
+    for (let i = 0; i < 60; i++) expect(judge(derived, baseline, second(0), (t += 1000))).toEqual([]);
+    expect(baseline).toMatchObject({ seeded: false, learnedMs: 0 });
+    // A long first window of use (a slow read) seeds the averages but not the warm-up.
+    expect(judge(derived, baseline, { ms: 60_000, requests: 60, errors: 0, sources: 1 }, (t += 60_000))).toEqual([]);
+    expect(baseline).toMatchObject({ seeded: true, learnedMs: 0, mean: { rate: 1 } });
+    for (let i = 0; i < 19; i++) expect(judge(derived, baseline, second(1), (t += 1000))).toEqual([]);
+    // 19 s learned: still warming up, a 20x window is learned, not judged; at 20 s it is judged.
+    expect(judge(derived, baseline, second(20), (t += 1000))).toEqual([]);
+    expect(judge(derived, baseline, second(100), t + 1000)).toMatchObject([{ rule: { name: 'spike' }, due: true }]);
+  });
+
   it('a revoke ceiling needs two windows in a row, then keeps quiet for its cool-down', () => {
     const baseline = newBaseline();
     expect(judge(policy, baseline, second(5, 30), 1000)[0]).toMatchObject({ due: false, streak: 1 });
