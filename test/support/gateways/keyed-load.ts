@@ -31,7 +31,9 @@ export function keyedLoad(o: { url: string; header: string; streams: KeyedStream
   const agentFor = (source: string | undefined) => {
     const name = source ?? '';
     let agent = agents.get(name);
-    if (!agent) agents.set(name, (agent = new Agent({ keepAlive: true, maxSockets: 16, ...(source ? { localAddress: source } : {}) })));
+    // Idle sockets closed after 2 s, before any server's keep-alive timeout (Node's 5 s, HAProxy's
+    // 30 s) closes them under a request reusing one: a source unused for a while would see resets.
+    if (!agent) agents.set(name, (agent = new Agent({ keepAlive: true, maxSockets: 16, timeout: 2000, ...(source ? { localAddress: source } : {}) })));
     return agent;
   };
   let inFlight = 0;
@@ -83,4 +85,16 @@ export function keyedLoad(o: { url: string; header: string; streams: KeyedStream
       for (const agent of agents.values()) agent.destroy();
     },
   };
+}
+
+/**
+ * What a key was answered besides `ok`: every other status (a refusal is never tolerated), and
+ * transport errors (status 0) beyond one, or one in a thousand requests: on a loaded machine the
+ * load generator's own 5 s request timeout may fire. Empty when the key kept working.
+ */
+export function unexpectedAnswers(answers: Map<number, number>, ok = 200): Record<number, number> {
+  const total = [...answers.values()].reduce((a, b) => a + b, 0);
+  const unexpected = Object.fromEntries([...answers].filter(([status, n]) => status !== ok && (status !== 0 || n > Math.max(1, total / 1000))));
+  if (!answers.get(ok)) unexpected[ok] = 0;
+  return unexpected;
 }
