@@ -9,7 +9,8 @@
  * - `throttle`: Target.throttle at this target; released once the cool-down has passed and the
  *   rule no longer fires;
  * - `revoke`: the leak path with source `usage` and the rule in the delivery id; never while the
- *   secret is inside a rotation's overlap (a pending or previous version: clients moving keys).
+ *   secret is inside a rotation's overlap (a pending, previous or compromised version: clients
+ *   moving keys; a source counting per consumer, as Kong does, shows the old key's traffic on the new).
  *
  * Baselines and the previous read live in this process (one UsageMonitor per worker): a
  * restart learns again (spike rules wait for the warm-up; ceilings apply at once). Replicas each
@@ -136,7 +137,7 @@ export class UsageMonitor {
       } else done = 'not-throttled: the target cannot throttle';
     }
     if (rule.action === 'revoke') {
-      const overlap = await this.deps.repo.versionsOf([version.secret], ['pending', 'previous']);
+      const overlap = await this.deps.repo.versionsOf([version.secret], ['pending', 'previous', 'compromised']);
       if (overlap.length) done = 'not-revoked: inside a rotation overlap';
       else {
         await reportLeak(this.deps, { source: 'usage', deliveryId: `${rule.name}:${version.id}`, fingerprint: version.fingerprint!, receivedAt: now(this.deps) });
