@@ -81,7 +81,8 @@ export function computePlan(loaded: LoadedConfig, stored: readonly StoredSecret[
     schedules: { added: [], changed: [], removed: [] },
     sections: diffSections(previousDocument ?? {}, loaded.document),
   };
-  // One computation per distinct schedule: a fleet shares a handful.
+  // One computation per distinct schedule (a fleet shares a handful), and only when read: the text
+  // plan shows 100 of each kind, --json every one (JSON.stringify reads the getter).
   const dueTimes = new Map<string, string[]>();
   for (const [name, spec] of Object.entries(desired)) {
     const before = active.get(name);
@@ -89,7 +90,7 @@ export function computePlan(loaded: LoadedConfig, stored: readonly StoredSecret[
     const next = () => dueTimes.get(schedule!) ?? dueTimes.set(schedule!, nextDueTimes(spec, now)).get(schedule!)!;
     if (!before) {
       plan.secrets.added.push(name);
-      if (schedule) plan.schedules.added.push({ secret: name, schedule, next: next() });
+      if (schedule) plan.schedules.added.push(withNext({ secret: name, schedule }, next));
       continue;
     }
     if (before.specHash === hashDocument(spec)) {
@@ -102,9 +103,9 @@ export function computePlan(loaded: LoadedConfig, stored: readonly StoredSecret[
     plan.secrets.changed.push({ name, fields });
     const then = scheduleText(old);
     if (then !== schedule) {
-      if (!then) plan.schedules.added.push({ secret: name, schedule: schedule!, next: next() });
+      if (!then) plan.schedules.added.push(withNext({ secret: name, schedule: schedule! }, next));
       else if (!schedule) plan.schedules.removed.push({ secret: name, schedule: then });
-      else plan.schedules.changed.push({ secret: name, from: then, to: schedule, next: next() });
+      else plan.schedules.changed.push(withNext({ secret: name, from: then, to: schedule }, next));
     }
   }
   for (const [name, before] of active) {
@@ -172,6 +173,11 @@ function dueLine(s: { schedule?: string; to?: string; next: string[] }): string 
     return `${p.weekday} ${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}${p.second === '00' ? '' : `:${p.second}`}`;
   };
   return `    next: ${s.next.map(wall).join(', ')} (${timezone})`;
+}
+
+/** `entry` with `next` (enumerable, so in --json) computed when read. */
+function withNext<T extends object>(entry: T, next: () => string[]): T & { next: string[] } {
+  return Object.defineProperty(entry, 'next', { get: next, enumerable: true }) as T & { next: string[] };
 }
 
 /** The next three due times of a secret's schedule after `from`, as BullMQ's scheduler computes them (cron-parser). */
