@@ -42,22 +42,32 @@ async function probe(url: string, header: string, key: string): Promise<Probe> {
 }
 
 /** `n` requests to each gateway, alternating; returns each one's latencies (ms), sorted (an answer other than 200 throws). */
-export async function compareLatency(gateways: Array<{ url: string; header: string }>, key: string, n: number): Promise<number[][]> {
+/**
+ * `rounds` rounds of `perRound` requests to each gateway, alternating between them request by
+ * request (the order turning each time); returns each gateway's samples per round. Per-round
+ * figures let a reader compare gateways round by round, so a stall of the machine during one
+ * round shifts that round's figures for every gateway alike instead of one gateway's pool.
+ */
+export async function latencyRounds(gateways: Array<{ url: string; header: string }>, key: string, rounds: number, perRound: number): Promise<number[][][]> {
   const probes = await Promise.all(gateways.map((g) => probe(g.url, g.header, key)));
-  const samples = gateways.map(() => [] as number[]);
+  const samples = gateways.map(() => [] as number[][]);
   try {
     for (let i = 0; i < 200; i++) for (const p of probes) await p.send(); // warm-up
-    for (let i = 0; i < n; i++) {
-      // Alternate the order too, so neither gateway always goes first after an idle gap.
-      const order = i % 2 ? [...probes.keys()].reverse() : [...probes.keys()];
-      for (const g of order) {
-        const ms = await probes[g]!.send();
-        if (Number.isNaN(ms)) throw new Error(`${gateways[g]!.url} did not answer 200`);
-        samples[g]!.push(ms);
+    for (let r = 0; r < rounds; r++) {
+      const round = gateways.map(() => [] as number[]);
+      for (let i = 0; i < perRound; i++) {
+        const shift = (r * perRound + i) % probes.length;
+        for (let k = 0; k < probes.length; k++) {
+          const g = (k + shift) % probes.length;
+          const ms = await probes[g]!.send();
+          if (Number.isNaN(ms)) throw new Error(`${gateways[g]!.url} did not answer 200`);
+          round[g]!.push(ms);
+        }
       }
+      round.forEach((xs, g) => samples[g]!.push(xs));
     }
   } finally {
     for (const p of probes) p.close();
   }
-  return samples.map((s) => s.sort((a, b) => a - b));
+  return samples;
 }
