@@ -12,7 +12,7 @@ import type { AuditInput, AuditLog } from './audit.js';
 import type { Db } from './client.js';
 import { RUN, VERSION } from './reads.js';
 import { RUN_COLUMNS, type RunRow, VERSION_COLUMNS, type VersionRow, prefixedVersionColumns, prefixedVersionOf, runOf, versionOf } from './rows.js';
-import { LEASE, auditOf } from './runs.js';
+import { auditOf, leaseUpdate } from './runs.js';
 import { NOW, type SqlTx, statement, transaction } from './sql.js';
 import { refuseIllegal } from './transitions.js';
 
@@ -62,13 +62,23 @@ const PROGRESS = statement(
         r AS (UPDATE runs SET step = $6 WHERE id = $5 AND $6::text IS NOT NULL)
    SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.id = $1`,
 );
-/** The run with its lease taken (an attempt counted) and, as `sc_*`, the version promoted last (the store's current), or nothing. */
+/**
+ * The run with its lease taken (an attempt counted); as `sc_*`, the version promoted last (the
+ * store's current); and for a rotation at `issue` with no version, as `nv_*`, its new version
+ * `$5` (`issuing`, the secret's next number: the counter's UPDATE takes the secret lock, as
+ * CREATE_VERSION does). Nothing when the lease is not granted.
+ */
 const BEGIN_ATTEMPT = statement(
   'begin_attempt',
-  `WITH r AS (${LEASE} RETURNING *)
-   SELECT ${RUN_COLUMNS}, ${prefixedVersionColumns('sc')} FROM r JOIN secrets s ON s.id = r.secret_id
+  `WITH r AS (${leaseUpdate(`version_id = CASE WHEN kind = 'rotation' AND step = 'issue' AND version_id IS NULL THEN $5::uuid ELSE version_id END`)} RETURNING *),
+        n AS (UPDATE secrets SET version_counter = version_counter + 1 FROM r WHERE secrets.id = r.secret_id AND r.version_id = $5::uuid
+              RETURNING secrets.id, secrets.name, secrets.version_counter),
+        made AS (INSERT INTO versions (id, secret_id, number, state, created_at, updated_at)
+               SELECT $5::uuid, n.id, n.version_counter, 'issuing', ${NOW}, ${NOW} FROM n RETURNING *)
+   SELECT ${RUN_COLUMNS}, ${prefixedVersionColumns('sc')}, ${prefixedVersionColumns('nv')} FROM r JOIN secrets s ON s.id = r.secret_id
    LEFT JOIN LATERAL (SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id
-     WHERE v.secret_id = r.secret_id AND v.promoted_at IS NOT NULL ORDER BY v.promoted_at DESC LIMIT 1) sc ON true`,
+     WHERE v.secret_id = r.secret_id AND v.promoted_at IS NOT NULL ORDER BY v.promoted_at DESC LIMIT 1) sc ON true
+   LEFT JOIN (SELECT ${VERSION_COLUMNS} FROM made v JOIN n s ON s.id = v.secret_id) nv ON true`,
 );
 /**
  * Under the secret lock: the run's version, the secret's current, previous and compromised
@@ -88,16 +98,25 @@ const CHANGE = statement(
   `UPDATE versions SET state = $3::text::"VersionState", grace_ends_at = coalesce($4::timestamp, grace_ends_at), promoted_at = coalesce($5::timestamp, promoted_at)
    WHERE id = $1 AND state = $2::text::"VersionState" RETURNING id`,
 );
-/** lastPromotedAt (unless `$2` is null) and the run's next step `$4`: `done` finishes it as finishRun does. */
+/** The version change `$5`–`$9` as {@link CHANGE} makes it (none when `$5` is null), counted in `changed`. */
+const LAST_CHANGE = `UPDATE versions SET state = $7::text::"VersionState", grace_ends_at = coalesce($8::timestamp, grace_ends_at), promoted_at = coalesce($9::timestamp, promoted_at)
+   WHERE id = $5::uuid AND state = $6::text::"VersionState" RETURNING id`;
+/**
+ * The promotion's last version change (the ones before it were made a statement each, in
+ * order), lastPromotedAt (unless `$2` is null) and the run's next step `$4`: `done` finishes it
+ * as finishRun does.
+ */
 const PROMOTED = statement(
   'promoted',
-  `WITH s AS (UPDATE secrets SET last_promoted_at = $2::timestamp WHERE id = $1 AND $2::timestamp IS NOT NULL)
-   UPDATE runs SET step = $4,
-     status = CASE WHEN $4 = 'done' THEN 'succeeded'::"RunStatus" ELSE status END,
-     finished_at = CASE WHEN $4 = 'done' THEN ${NOW} ELSE finished_at END,
-     lease_owner = CASE WHEN $4 = 'done' THEN NULL ELSE lease_owner END,
-     lease_until = CASE WHEN $4 = 'done' THEN NULL ELSE lease_until END
-   WHERE id = $3 AND status = 'running'`,
+  `WITH c AS (${LAST_CHANGE}),
+        s AS (UPDATE secrets SET last_promoted_at = $2::timestamp WHERE id = $1 AND $2::timestamp IS NOT NULL),
+        r AS (UPDATE runs SET step = $4,
+          status = CASE WHEN $4 = 'done' THEN 'succeeded'::"RunStatus" ELSE status END,
+          finished_at = CASE WHEN $4 = 'done' THEN ${NOW} ELSE finished_at END,
+          lease_owner = CASE WHEN $4 = 'done' THEN NULL ELSE lease_owner END,
+          lease_until = CASE WHEN $4 = 'done' THEN NULL ELSE lease_until END
+        WHERE id = $3 AND status = 'running')
+   SELECT count(*)::int AS changed FROM c`,
 );
 
 export class RotationSteps {
@@ -117,25 +136,24 @@ export class RotationSteps {
   /** The lease and, for a run at `issue` with no version, its version: one commit before the issuer is called. */
   async startAttempt(runId: string, owner: string, ms: number, audit: AuditContext): Promise<RotationAttempt> {
     return transaction(this.db, async (tx) => {
-      const [row] = await tx.rows<RunRow & Record<string, unknown>>(BEGIN_ATTEMPT, [runId, owner, ms, 1]);
+      const [row] = await tx.rows<RunRow & Record<string, unknown>>(BEGIN_ATTEMPT, [runId, owner, ms, 1, randomUUID()]);
       if (!row) {
         const [found] = await tx.rows<RunRow>(RUN, [runId]);
         return { granted: false, run: found ? runOf(found) : null };
       }
       const run = runOf(row);
       const storeCurrent = prefixedVersionOf(row, 'sc');
-      if (run.versionId) return { granted: true, run, version: await readVersion(tx, run.versionId), storeCurrent };
-      if (run.kind !== 'rotation' || run.step !== 'issue') return { granted: true, run, version: null, storeCurrent };
-      // The version counter's UPDATE takes the secret lock (createVersion's).
-      const version = await this.newVersion(tx, runId, run.secretId, audit);
-      return { granted: true, run: { ...run, versionId: version.id }, version, storeCurrent };
+      const created = prefixedVersionOf(row, 'nv');
+      if (created) await this.audit.append(tx, issuing(created, runId, audit));
+      else if (run.versionId) return { granted: true, run, version: await readVersion(tx, run.versionId), storeCurrent };
+      return { granted: true, run, version: created, storeCurrent };
     });
   }
 
   private async newVersion(tx: SqlTx, runId: string, secretId: string, audit: AuditContext): Promise<VersionRecord> {
     const [row] = await tx.rows<VersionRow>(CREATE_VERSION, [runId, secretId, randomUUID()]);
     const version = versionOf(row!);
-    await this.audit.append(tx, { ...auditOf(audit, runId), action: 'version.issuing', secret: version.secret, versionId: version.id, data: { number: version.number } });
+    await this.audit.append(tx, issuing(version, runId, audit));
     return version;
   }
 
@@ -207,8 +225,10 @@ export class RotationSteps {
         runGraceMs: rows[0]?.run_grace_ms ?? null,
       });
       const ctx = auditOf(audit, runId);
-      const events = await applyChanges(tx, promotion.changes, ctx);
-      await tx.rows(PROMOTED, [run!.secret_id, promotion.promotedAt ?? null, runId, promotion.nextStep]);
+      const last = promotion.changes.at(-1);
+      const events = await applyChanges(tx, promotion.changes.slice(0, -1), ctx);
+      const [{ changed }] = (await tx.rows<{ changed: number }>(PROMOTED, [run!.secret_id, promotion.promotedAt ?? null, runId, promotion.nextStep, ...changeValues(last)])) as [{ changed: number }];
+      if (last) events.push(changed === 1 ? changeEvent(last, ctx) : stale(last));
       if (promotion.nextStep === 'done') events.push({ ...ctx, action: 'run.finished', secret: version.secret, versionId: version.id, data: { status: 'succeeded', kind: 'rotation' } });
       await this.audit.appendAll(tx, events);
       // What the changes left, as the transaction wrote it.
@@ -219,6 +239,11 @@ export class RotationSteps {
       return { ...promotion, takedowns: after.filter((v) => v.state === 'previous' || v.state === 'compromised') };
     });
   }
+}
+
+/** The audit event of a version created. */
+function issuing(version: VersionRecord, runId: string, audit: AuditContext): AuditInput {
+  return { ...auditOf(audit, runId), action: 'version.issuing', secret: version.secret, versionId: version.id, data: { number: version.number } };
 }
 
 async function readVersion(tx: SqlTx, versionId: string): Promise<VersionRecord | null> {
@@ -233,14 +258,27 @@ async function readVersion(tx: SqlTx, versionId: string): Promise<VersionRecord 
 export async function applyChanges(tx: SqlTx, changes: readonly VersionChange[], ctx: ReturnType<typeof auditOf>): Promise<AuditInput[]> {
   const events: AuditInput[] = [];
   for (const change of changes) {
-    const { version: v, to } = change;
-    if (to !== v.state) refuseIllegal(v, to);
-    // Only from the state the plan was built on: anything else means the plan is stale.
-    const moved = await tx.rows(CHANGE, [v.id, v.state, to, change.set.graceEndsAt ?? null, change.set.promotedAt ?? null]);
-    if (moved.length !== 1) throw new RekeyError('REKEY_ERR_CONFLICT', `version ${v.number} of ${v.secret} changed while it was being planned`);
-    events.push({ ...ctx, action: change.audit.action, secret: v.secret, versionId: v.id, data: change.audit.data });
+    const moved = await tx.rows(CHANGE, changeValues(change));
+    events.push(moved.length === 1 ? changeEvent(change, ctx) : stale(change));
   }
   return events;
+}
+
+/** A change's id, from, to, graceEndsAt and promotedAt; an illegal one refused. Nulls for none. */
+function changeValues(change: VersionChange | undefined): unknown[] {
+  if (!change) return [null, null, null, null, null];
+  const { version: v, to } = change;
+  if (to !== v.state) refuseIllegal(v, to);
+  // Only from the state the plan was built on (the statements' WHERE): anything else means the plan is stale.
+  return [v.id, v.state, to, change.set.graceEndsAt ?? null, change.set.promotedAt ?? null];
+}
+
+function changeEvent({ version: v, audit }: VersionChange, ctx: ReturnType<typeof auditOf>): AuditInput {
+  return { ...ctx, action: audit.action, secret: v.secret, versionId: v.id, data: audit.data };
+}
+
+function stale({ version: v }: VersionChange): never {
+  throw new RekeyError('REKEY_ERR_CONFLICT', `version ${v.number} of ${v.secret} changed while it was being planned`);
 }
 
 /**

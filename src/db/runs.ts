@@ -29,12 +29,14 @@ const RUNNING_ROTATION = statement(
   'running_rotation',
   `SELECT ${RUN_COLUMNS} FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE s.name = $1 AND r.kind = 'rotation' AND r.status = 'running' LIMIT 1`,
 );
-/** The lease as takeLease takes it; `$4` attempts counted. */
-export const LEASE = `UPDATE runs SET lease_owner = $2, lease_until = ${NOW} + $3::int * interval '1 millisecond', attempts = attempts + $4::int
+/** The lease as takeLease takes it; `$4` attempts counted; `set`: more assignments. */
+export function leaseUpdate(set = ''): string {
+  return `UPDATE runs SET lease_owner = $2, lease_until = ${NOW} + $3::int * interval '1 millisecond', attempts = attempts + $4::int${set ? `, ${set}` : ''}
    WHERE id = $1 AND status = 'running' AND (lease_until IS NULL OR lease_until < ${NOW} OR lease_owner = $2)`;
+}
 const TAKE_LEASE = statement(
   'take_lease',
-  `${LEASE} RETURNING id`,
+  `${leaseUpdate()} RETURNING id`,
 );
 const RELEASE_LEASE = statement('release_lease', `UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2`);
 const SET_STEP = statement('set_run_step', `UPDATE runs SET step = $2 WHERE id = $1`);
