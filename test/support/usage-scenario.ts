@@ -170,7 +170,9 @@ secrets:
       const [anomaly] = await events('usage.anomaly', revoking);
       expect(anomaly!.data).toMatchObject({ rule: 'volume', action: 'revoke', done: 'revoked', windows: 2 });
       // Two anomalous windows: the second or third window holding spike traffic (the first may hold little of it).
-      expect([2, 3]).toContain(readsBetween(spikeStart, new Date(anomaly!.data.windowEnd).getTime()));
+      // readsBetween leaves out the read under way at the spike's start (its window began before);
+      // when that read already held enough spike traffic, the first read counted is the second window.
+      expect([1, 2, 3]).toContain(readsBetween(spikeStart, new Date(anomaly!.data.windowEnd).getTime()));
       const report = await h.runtime.db.leakReport.findFirstOrThrow({ where: { versionId: version.id } });
       expect(report).toMatchObject({ source: 'usage', deliveryId: `volume:${version.id}` });
       const [reported] = await events('leak.reported', revoking);
