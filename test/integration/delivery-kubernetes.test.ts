@@ -9,17 +9,12 @@
  * inconsistent-subject and disallowed namespace/service-account tokens get the one refusal,
  * each logged with its reason.
  */
-import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
+import { calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { deliveryRoutes, GRANT_TYPE, JWT_TOKEN_TYPE } from '../../src/delivery/routes.js';
+import { type ClusterKey, projectedToken } from '../../providers/kubernetes-service-account/test/fake/projected-token.js';
 import { startHarness, type Harness } from '../support/harness.js';
-
-interface ClusterKey {
-  kid: string;
-  privateKey: CryptoKey;
-}
 
 async function clusterKey(): Promise<ClusterKey & { publicJwk: object }> {
   const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
@@ -95,28 +90,8 @@ interface Shape {
 }
 
 /** A projected service account token as kube-apiserver issues it (TokenRequest, bound to a pod). */
-function token(shape: Shape = {}): Promise<string> {
-  const namespace = shape.namespace ?? 'payments';
-  const account = shape.account ?? 'api';
-  const key = shape.key ?? cluster;
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({
-    aud: shape.aud ?? ['rekey'],
-    exp: now + (shape.exp ?? 3607),
-    iat: now - 10,
-    nbf: now - 10,
-    iss: shape.iss ?? issuer,
-    jti: randomUUID(),
-    'kubernetes.io': {
-      namespace,
-      node: { name: 'worker-1', uid: randomUUID() },
-      pod: { name: `${account}-7d9f8c6b5-x2x4z`, uid: randomUUID() },
-      serviceaccount: { name: account, uid: randomUUID() },
-    },
-    sub: shape.sub ?? `system:serviceaccount:${namespace}:${account}`,
-  })
-    .setProtectedHeader({ alg: 'RS256', kid: key.kid })
-    .sign(key.privateKey);
+function token({ key = cluster, iss = issuer, ...shape }: Shape = {}): Promise<string> {
+  return projectedToken({ ...shape, key, iss });
 }
 
 async function exchange(subjectToken: string) {

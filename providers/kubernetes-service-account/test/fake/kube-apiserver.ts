@@ -16,8 +16,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type ServerResponse } from 'node:http';
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, jwtVerify, type JWTPayload } from 'jose';
 import { listenLoopback, readBody } from '../../../../test/support/fake-http.js';
+import { projectedToken } from './projected-token.js';
 
 type Json = Record<string, unknown>;
 
@@ -108,23 +109,9 @@ export async function startFakeCluster(token = 'rekey-sa-token'): Promise<FakeCl
     audienceUnaware: false,
     forbidden: false,
     issue(pod, shape = {}) {
-      const namespace = shape.namespace ?? 'payments';
-      const account = shape.account ?? 'api';
       const uid = podUids.get(pod) ?? randomUUID();
       podUids.set(pod, uid);
-      const now = Math.floor(Date.now() / 1000);
-      return new SignJWT({
-        aud: shape.aud ?? ['rekey'],
-        exp: now + (shape.exp ?? 3607),
-        iat: now - 10,
-        nbf: now - 10,
-        iss: issuer,
-        jti: randomUUID(),
-        'kubernetes.io': { namespace, node: { name: 'worker-1', uid: randomUUID() }, pod: { name: pod, uid }, serviceaccount: { name: account, uid: randomUUID() } },
-        sub: `system:serviceaccount:${namespace}:${account}`,
-      })
-        .setProtectedHeader({ alg: 'RS256', kid })
-        .sign(privateKey);
+      return projectedToken({ ...shape, key: { kid, privateKey }, iss: issuer, pod: { name: pod, uid } });
     },
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
