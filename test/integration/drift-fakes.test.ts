@@ -46,10 +46,6 @@ async function version(number: number) {
   const row = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: secret }, number } });
   return row;
 }
-async function currentValue(): Promise<string> {
-  const { store } = await h.runtime.resolver.resolve(secret);
-  return (await store.read({ stage: 'current' }, { signal: new AbortController().signal })).reveal();
-}
 
 const kongHolds = (key: string) => [...kong.credentials.values()].some((c) => c.key === key);
 const apigwHolds = (key: string) => [...apigw.keys.values()].some((k) => k.value === key && k.enabled && apigw.plans.get(apigw.usagePlanId)?.has(k.id));
@@ -94,9 +90,9 @@ secrets:
     retry: { attempts: 3, backoff: 100ms }
 `);
   expect((await h.rotate(secret)).status).toBe('succeeded');
-  retired = { id: (await version(1)).id, key: await currentValue() };
+  retired = { id: (await version(1)).id, key: await h.currentValue(secret) };
   expect((await h.rotate(secret)).status).toBe('succeeded');
-  current = { id: (await version(2)).id, key: await currentValue() };
+  current = { id: (await version(2)).id, key: await h.currentValue(secret) };
   await until('version 1 revoked after its grace', async () => (await version(1)).state === 'revoked');
 }, 120_000);
 

@@ -74,10 +74,6 @@ async function firstDrift(target: string, after: bigint) {
 
 const lastSeq = async () => (await h.runtime.db.auditEvent.aggregate({ _max: { seq: true } }))._max.seq ?? 0n;
 
-async function currentValue(name: string): Promise<string> {
-  const { store } = await h.runtime.resolver.resolve(name);
-  return (await store.read({ stage: 'current' }, { signal: new AbortController().signal })).reveal();
-}
 
 /** The current key is accepted and the retired one refused, and stays so for a burst of requests. */
 async function expectRepaired(gateway: Gateway): Promise<void> {
@@ -110,11 +106,11 @@ secrets:
     targets: [saved]
 `);
   expect((await h.rotate(secret)).status).toBe('succeeded');
-  retiredKey = await currentValue(secret);
+  retiredKey = await h.currentValue(secret);
   expect((await h.rotate(secret)).status).toBe('succeeded');
-  currentKey = await currentValue(secret);
+  currentKey = await h.currentValue(secret);
   expect((await h.rotate(kept)).status).toBe('succeeded');
-  keptKey = await currentValue(kept);
+  keptKey = await h.currentValue(kept);
   await until('version 1 revoked after its grace', async () => (await h.runtime.db.version.findFirst({ where: { secret: { name: secret }, number: 1 } }))?.state === 'revoked');
   for (const gateway of [haproxy, caddy, nginx]) await expectRepaired(gateway);
 }, 120_000);

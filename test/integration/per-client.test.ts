@@ -40,17 +40,13 @@ afterAll(async () => {
   await backend?.close();
 });
 
-async function keyOf(client: string): Promise<string> {
-  const { store } = await h.runtime.resolver.resolve(`${family}/${client}`);
-  return (await store.read({ stage: 'current' }, { signal: AbortSignal.timeout(5000) })).reveal();
-}
 
 it('each client gets its own key, scheduled and stored apart, labelled with the client at the gateway', async () => {
   expect((await h.runtime.db.secret.findMany({ orderBy: { name: 'asc' } })).map((s) => s.name)).toEqual([`${family}/acme`, `${family}/globex`]);
   const schedulers = await secretSchedulers(h.runtime.queues.queues.rotations);
   expect(schedulers.map((s) => s.key).sort()).toEqual([`rotate.${family}/acme`, `rotate.${family}/globex`]);
   for (const client of ['acme', 'globex']) expect((await h.rotate(`${family}/${client}`)).status).toBe('succeeded');
-  const [acme, globex] = [await keyOf('acme'), await keyOf('globex')];
+  const [acme, globex] = [await h.currentValue(`${family}/acme`), await h.currentValue(`${family}/globex`)];
   expect(acme).not.toBe(globex);
   expect(await send(gateway.url, gateway.header, acme)).toMatchObject({ status: 200, body: 'consumer=acme' });
   expect(await send(gateway.url, gateway.header, globex)).toMatchObject({ status: 200, body: 'consumer=globex' });
@@ -60,13 +56,13 @@ it('each client gets its own key, scheduled and stored apart, labelled with the 
 });
 
 it('revoking one client leaves every other client working', async () => {
-  const [acme, globex] = [await keyOf('acme'), await keyOf('globex')];
+  const [acme, globex] = [await h.currentValue(`${family}/acme`), await h.currentValue(`${family}/globex`)];
   const acmeVersion = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: `${family}/acme` }, state: 'current' } });
   await h.runtime.engine.revoke(`${family}/acme`, acmeVersion.number);
   await expect.poll(async () => (await send(gateway.url, gateway.header, acme)).status, { timeout: 15_000 }).toBe(401);
   expect(await send(gateway.url, gateway.header, globex)).toMatchObject({ status: 200, body: 'consumer=globex' });
   // acme got a replacement (rotate-then-revoke); globex's versions are untouched.
-  await expect.poll(async () => (await send(gateway.url, gateway.header, await keyOf('acme'))).status, { timeout: 15_000 }).toBe(200);
+  await expect.poll(async () => (await send(gateway.url, gateway.header, await h.currentValue(`${family}/acme`))).status, { timeout: 15_000 }).toBe(200);
   expect(await h.runtime.db.version.count({ where: { secret: { name: `${family}/globex` } } })).toBe(1);
 });
 

@@ -59,10 +59,6 @@ function wanderEachSecond(): ReturnType<typeof setInterval> {
 
 const rule = (action: string) => `{ name: spike, metric: rate, factor: 5, minRate: 5, action: ${action}, cooldown: 1m }`;
 
-async function currentValue(name: string): Promise<string> {
-  const { store } = await h.runtime.resolver.resolve(name);
-  return (await store.read({ stage: 'current' }, { signal: new AbortController().signal })).reveal();
-}
 
 interface Anomaly {
   rule: string;
@@ -126,7 +122,7 @@ secrets:
   const names = [...clients.map((c) => `${family}/${c}`), watched];
   // A few at a time: the harness's connection pool is small.
   for (let i = 0; i < names.length; i += 8) await Promise.all(names.slice(i, i + 8).map(async (name) => expect((await h.rotate(name, 60_000)).status).toBe('succeeded')));
-  for (const name of names) keys.set(name, await currentValue(name));
+  for (const name of names) keys.set(name, await h.currentValue(name));
   [...keys.values()].forEach((key, i) => {
     const base = 5 + 4 * Math.random();
     steady.set(key, { base, rate: base, networks: [1, 2, 3].map((n) => `127.${n}.${i}.1`) });

@@ -53,10 +53,6 @@ async function events(action: string, secret?: string): Promise<Array<{ secret: 
   return rows.map((r) => ({ secret: r.chain, data: r.data as unknown as Anomaly }));
 }
 
-async function currentValue(name: string): Promise<string> {
-  const { store } = await h.runtime.resolver.resolve(name);
-  return (await store.read({ stage: 'current' }, { signal: AbortSignal.timeout(10_000) })).reveal();
-}
 
 /** Each collection moves the last use of a used version forward: waits for `n` more. */
 async function windows(n: number): Promise<void> {
@@ -110,7 +106,7 @@ secrets:
   for (let i = 0; i < names.length; i += 8) await Promise.all(names.slice(i, i + 8).map(async (name) => expect((await h.rotate(name, 60_000)).status).toBe('succeeded')));
   // A second rotation: its previous version stays accepted for the grace hour (a rotation overlap).
   expect((await h.rotate(overlapping, 60_000)).status).toBe('succeeded');
-  for (const name of names) keys.set(name, await currentValue(name));
+  for (const name of names) keys.set(name, await h.currentValue(name));
 
   verifier = await createKeysetVerifier({ redisUrl: REDIS_URL, fingerprintKey: TEST_FINGERPRINT_KEY, keyset: 'shared', keyPrefix: `${P}keyset:`, channel: `${P}c`, usage: { prefix: `${P}usage:`, bucketMs: BUCKET_MS, flushMs: 200 }, throttledPerSecond: 1 });
   api = Fastify();

@@ -31,10 +31,6 @@ let haproxy: HaproxyGateway;
 let load: KeyedLoad;
 let r: NoticeReceiver;
 
-async function currentValue(name: string): Promise<string> {
-  const { store } = await h.runtime.resolver.resolve(name);
-  return (await store.read({ stage: 'current' }, { signal: new AbortController().signal })).reveal();
-}
 
 const version = (name: string, number: number) => h.runtime.db.version.findFirstOrThrow({ where: { secret: { name }, number } });
 const auditOf = (name: string, action: string) => h.runtime.db.auditEvent.findMany({ where: { chain: name, action }, orderBy: { seq: 'asc' } });
@@ -80,13 +76,13 @@ afterAll(async () => {
 
 describe('usage-aware retirement through HAProxy', () => {
   it('retires an unused previous key early, reports one still used by its client, holds it to maxGrace', async () => {
-    const old = { alpha: await currentValue(alpha), beta: await currentValue(beta) };
+    const old = { alpha: await h.currentValue(alpha), beta: await h.currentValue(beta) };
     load = keyedLoad({ url: haproxy.url, header: haproxy.header, streams: [{ key: old.alpha, rate: 5 }, { key: old.beta, rate: 5 }] });
     // Both old keys are seen in use before the rotation (their last use is recorded).
     await until(async () => !!(await version(alpha, 1)).lastUsedAt && !!(await version(beta, 1)).lastUsedAt, 30_000, 'v1 of both clients used');
 
     for (const name of [alpha, beta]) expect((await h.rotate(name, 60_000)).status).toBe('succeeded');
-    const fresh = { alpha: await currentValue(alpha), beta: await currentValue(beta) };
+    const fresh = { alpha: await h.currentValue(alpha), beta: await h.currentValue(beta) };
     // beta moves to its new key; alpha keeps sending the old one.
     load.set({ key: old.beta, rate: 0 });
     load.set({ key: fresh.beta, rate: 5 });

@@ -51,6 +51,8 @@ export interface Harness {
   /** Requests a manual rotation and waits for its run to finish. */
   rotate(secret: string, timeoutMs?: number): Promise<RunRecord>;
   waitForRun(runId: string, timeoutMs?: number): Promise<RunRecord>;
+  /** The secret's current value, read from its store (what a client configured just in time would send). */
+  currentValue(secret: string): Promise<string>;
   /** Environment for child processes (`rekey worker` and friends) sharing this isolation. */
   childEnv(): NodeJS.ProcessEnv;
   stop(): Promise<void>;
@@ -121,6 +123,10 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
       return waitForRun(result.run.id, timeoutMs);
     },
     waitForRun,
+    async currentValue(secret) {
+      const { store } = await runtime.resolver.resolve(secret);
+      return (await store.read({ stage: 'current' }, { signal: AbortSignal.timeout(10_000) })).reveal();
+    },
     childEnv: () => ({ ...process.env, ...shared, LOG_LEVEL: 'info' }),
     async stop() {
       if (serving) await serving.stop();
