@@ -14,6 +14,7 @@ export const awsApiGateway = defineProvider<ApiGatewayConfig, never, never, ApiG
   summary: 'AWS API Gateway (REST): API keys added to a usage plan, disabled then deleted on retire',
   config: apiGatewayConfigSchema,
   bindings: { target: apiGatewayTargetSchema },
+  usageSource: true,
   open(config, ctx) {
     // Credentials from the SDK's default chain; never from rekey.yaml.
     const client = new APIGatewayClient({ region: config.region, endpoint: config.endpoint, maxAttempts: config.maxAttempts });

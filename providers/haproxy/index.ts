@@ -18,6 +18,7 @@ export const haproxy = defineProvider<HaproxyConfig, never, never, HaproxyTarget
   config: haproxyConfigSchema,
   bindings: { target: haproxyTargetSchema },
   throttles: true,
+  usageSource: (config) => config.stickTables !== undefined || 'stickTables: (the stick tables to read, providers/haproxy/README.md "Usage")',
   open(config, ctx) {
     const missing = (secret: string, what: string) => new RekeyError('REKEY_ERR_CONFIG', `secrets.${secret}: target ${ctx.name} needs ${what}`);
     // One per provider instance: every binding reads the same stick tables.

@@ -13,6 +13,7 @@ export const kong = defineProvider<KongConfig, never, never, KongTargetParams>({
   summary: 'Kong: API keys as key-auth credentials on consumers, through the Admin API',
   config: kongConfigSchema,
   bindings: { target: kongTargetSchema },
+  usageSource: true,
   open(config, ctx) {
     // Resolved once per instance: a missing variable fails when the config is opened, not mid-rotation.
     const admin = new KongAdmin(config.adminUrl, config.adminToken ? ctx.credential(config.adminToken) : undefined, config.timeoutMs, ctx.name);

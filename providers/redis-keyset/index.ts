@@ -14,6 +14,7 @@ export default defineProvider({
   summary: 'Publishes fingerprints of accepted keys to a Redis hash, for API servers using the keyset middleware',
   config: redisKeysetConfig,
   bindings: { target: redisKeysetBinding },
+  usageSource: true,
   throttles: true,
   open(config, ctx) {
     const redis = connectKeysetRedis(config.url ? parseRedisUrl(ctx.credential(config.url).reveal()) : ctx.redis, 2);

@@ -16,7 +16,7 @@ import { eventsConfig, type EventsConfig } from './events.js';
 import { type LeaksConfig, leaksSchema } from './leaks.js';
 import { type NotificationsConfig, notificationsSchema } from './notifications.js';
 import { type DashboardConfig, dashboardSchema } from './dashboard.js';
-import { retireSchema, throttleIssues, usageCollectionSchema, usagePolicySchema } from './usage.js';
+import { retireSchema, throttleIssues, usageCollectionSchema, usagePolicySchema, usageSourceIssues } from './usage.js';
 
 const NAME = /^[a-z0-9][a-z0-9._/-]{0,127}$/;
 const nameMessage = 'names are 1-128 characters of a-z 0-9 . _ / -, starting with a letter or digit';
@@ -204,6 +204,7 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
     const config: unknown = check(module.config, rest, ['providers', name]);
     const driftSettings = check(driftSchema, drift, ['providers', name, 'drift']);
     const usageSettings = usage === undefined ? undefined : check(usageCollectionSchema, usage, ['providers', name, 'usage']);
+    if (usageSettings && config !== undefined) issues.push(...usageSourceIssues(module, config, ['providers', name, 'usage']));
     if (config !== undefined && driftSettings) providers[name] = { type: module.type, config, driftIntervalMs: driftSettings.interval, usageIntervalMs: usageSettings?.interval };
   }
 

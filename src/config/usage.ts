@@ -4,6 +4,7 @@
  * entry, which turns its usage collection on.
  */
 import { z } from 'zod';
+import type { AnyProviderModule } from '../core/provider.js';
 import { USAGE_ACTIONS, USAGE_METRICS, type UsagePolicy } from '../core/usage-rules.js';
 import { durationSchema, optionalDurationSchema } from './duration.js';
 
@@ -71,6 +72,16 @@ export const retireSchema = z
       .describe('While in use, a previous version is held past its grace up to this long after it became previous (at least grace:); default: the grace (no holding)'),
   })
   .strict();
+
+/**
+ * `usage: { interval }` on a providers: entry whose targets cannot report usage (nginx, a
+ * Kubernetes Secret; HAProxy without stickTables:). Refused rather than collected as nothing.
+ */
+export function usageSourceIssues(module: AnyProviderModule, config: unknown, at: Array<string | number>): Array<{ path: Array<string | number>; message: string }> {
+  const source = typeof module.usageSource === 'function' ? module.usageSource(config) : module.usageSource;
+  if (source === true) return [];
+  return [{ path: at, message: source ? `${module.type} reports usage only with ${source}` : `${module.type} targets are not usage sources (docs/usage.md lists them): remove usage:` }];
+}
 
 /**
  * A `throttle` rule where it cannot act: `targets` are the secret's usage-collecting targets whose

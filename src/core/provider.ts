@@ -115,6 +115,13 @@ export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never,
    * validated. Must agree with the targets' own `throttle` method. @defaultValue false
    */
   throttles?: boolean;
+  /**
+   * Whether its targets are usage sources (Target.readUsage) under `config`: `true`, or what the
+   * config lacks to be one (a phrase naming the field). `usage: { interval }` on a providers: entry
+   * that is not a usage source is refused when rekey.yaml is validated. Must agree with the
+   * targets' own `readUsage`. @defaultValue never a usage source
+   */
+  usageSource?: true | ((config: C) => true | string);
   open(config: C, ctx: ProviderContext): ProviderInstance<SB, IB, TB, AB>;
 }
 

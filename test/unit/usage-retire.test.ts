@@ -7,7 +7,7 @@ import { planHold, planUnused, stillUsed } from '../../src/core/usage-retire.js'
 import { providers } from '../../src/registry.js';
 import { versionRecord } from '../support/versions.js';
 
-const edge = (usage: string) => `  edge: { type: haproxy, runtimeApi: "unix:///tmp/none.sock", map: /tmp/none.map${usage} }\n`;
+const edge = (usage: string) => `  edge: { type: haproxy, runtimeApi: "unix:///tmp/none.sock", map: /tmp/none.map, stickTables: { keys: st_keys, sources: st_key_sources }${usage} }\n`;
 const doc = (retire: string, { usage = ', usage: { interval: 10s }', top = '' } = {}) => `providers:
   vault: { type: local }
 ${edge(usage)}${top}secrets:

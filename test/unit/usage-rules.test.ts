@@ -72,7 +72,7 @@ describe('a throttle rule where it cannot act', () => {
   // Kong and AWS API Gateway collect usage but cannot throttle a key (docs/usage.md).
   const doc = (o: { own?: string; top?: string; kongUsage?: string }) => `providers:
   vault: { type: local }
-  edge: { type: haproxy, runtimeApi: "unix:///tmp/none.sock", map: /tmp/none.map, usage: { interval: 10s } }
+  edge: { type: haproxy, runtimeApi: "unix:///tmp/none.sock", map: /tmp/none.map, stickTables: { keys: st_keys, sources: st_key_sources }, usage: { interval: 10s } }
   kong-edge: { type: kong, adminUrl: "http://127.0.0.1:1"${o.kongUsage ?? ', usage: { interval: 10s }'} }
   apigw: { type: aws-api-gateway, region: eu-west-1, usagePlanId: a1b2c3, usage: { interval: 5m } }
 ${o.top ?? ''}secrets:
@@ -99,5 +99,28 @@ ${o.own ?? ''}`;
     expect(await issues(doc({ top: `usage: ${throttle}\n`, kongUsage: '' }))).toBe('');
     expect(await issues(doc({ top: `usage: ${throttle.replace('throttle', 'alert')}\n` }))).toBe('');
     expect(await issues(doc({ own: `    usage: ${throttle.replace('throttle', 'revoke')}\n`, top: `usage: ${throttle}\n` }))).toBe('');
+  });
+});
+
+describe('usage: { interval } on a provider that is not a usage source', () => {
+  const doc = (edge: string) => `providers:
+  vault: { type: local }
+  edge: ${edge}
+secrets:
+  api: { store: { provider: vault }, issuer: { type: random }, targets: [edge] }
+`;
+  const refusal = (yaml: string) => parseConfig(yaml, 'rekey.yaml', providers).then(() => undefined, (error: unknown) => error);
+  const haproxy = 'type: haproxy, runtimeApi: "unix:///tmp/none.sock", map: /tmp/none.map';
+
+  it('is refused with REKEY_ERR_CONFIG naming the entry: a provider type with no usage capability, HAProxy without stick tables', async () => {
+    const nginx = await refusal(doc('{ type: nginx, map: /tmp/none.map, usage: { interval: 10s } }'));
+    expect(nginx).toMatchObject({ code: 'REKEY_ERR_CONFIG', issues: [{ path: 'providers.edge.usage', message: 'nginx targets are not usage sources (docs/usage.md lists them): remove usage:' }] });
+    const bare = await refusal(doc(`{ ${haproxy}, usage: { interval: 10s } }`));
+    expect(bare).toMatchObject({ code: 'REKEY_ERR_CONFIG', issues: [{ path: 'providers.edge.usage', message: expect.stringContaining('haproxy reports usage only with stickTables:') as string }] });
+  });
+
+  it('is accepted on a usage source, and the same entries without usage: are accepted', async () => {
+    expect(await refusal(doc(`{ ${haproxy}, stickTables: { keys: st_keys, sources: st_key_sources }, usage: { interval: 10s } }`))).toBeUndefined();
+    expect(await refusal(doc(`{ ${haproxy} }`))).toBeUndefined();
   });
 });
