@@ -8,9 +8,12 @@
  * - `alert`: a `usage.anomaly` notice (so do `throttle` and `revoke`);
  * - `throttle`: Target.throttle at this target; released once the cool-down has passed and the
  *   rule no longer fires;
- * - `revoke`: the leak path with source `usage` and the rule in the delivery id; never while the
- *   secret is inside a rotation's overlap (a pending, previous or compromised version: clients
- *   moving keys; a source counting per consumer, as Kong does, shows the old key's traffic on the new).
+ * - `revoke`: the leak path with source `usage` and the rule in the delivery id.
+ *
+ * Throttle and revoke never act while the secret is inside a rotation's overlap (a pending,
+ * previous or compromised version): clients moving keys is legitimate traffic either would cut,
+ * and a source counting per consumer, as Kong does, shows the old key's traffic on the new.
+ * Their notice still goes out (it cuts nothing).
  *
  * Baselines and the previous read live in this process (one UsageMonitor per worker): a
  * restart learns again (spike rules wait for the warm-up; ceilings apply at once). Replicas each
@@ -129,20 +132,18 @@ export class UsageMonitor {
     const { rule } = verdict;
     const { version } = w;
     let done = rule.action === 'observe' ? 'observed' : 'alerted';
-    if (rule.action === 'throttle') {
+    const cuts = rule.action === 'throttle' || rule.action === 'revoke';
+    if (cuts && (await this.deps.repo.versionsOf([version.secret], ['pending', 'previous', 'compromised'])).length) {
+      done = `${rule.action === 'throttle' ? 'not-throttled' : 'not-revoked'}: inside a rotation overlap`;
+    } else if (rule.action === 'throttle') {
       if (w.target.throttle) {
         await providerCall(this.deps, log, { provider: target, op: 'target.throttle' }, 30_000, (c) => w.target.throttle!(versionRef(version, w.consumer), true, c));
         this.#throttled.set(version.id, now(this.deps).getTime() + rule.cooldownMs);
         done = 'throttled';
       } else done = 'not-throttled: the target cannot throttle';
-    }
-    if (rule.action === 'revoke') {
-      const overlap = await this.deps.repo.versionsOf([version.secret], ['pending', 'previous', 'compromised']);
-      if (overlap.length) done = 'not-revoked: inside a rotation overlap';
-      else {
-        await reportLeak(this.deps, { source: 'usage', deliveryId: `${rule.name}:${version.id}`, fingerprint: version.fingerprint!, receivedAt: now(this.deps) });
-        done = 'revoked';
-      }
+    } else if (rule.action === 'revoke') {
+      await reportLeak(this.deps, { source: 'usage', deliveryId: `${rule.name}:${version.id}`, fingerprint: version.fingerprint!, receivedAt: now(this.deps) });
+      done = 'revoked';
     }
     const data = {
       target,
