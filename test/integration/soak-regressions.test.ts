@@ -87,19 +87,21 @@ it('a worker that dies after a version is revoked but before its run is closed: 
   // What a worker SIGKILLed (or PostgreSQL restarted) between the version's last transition and
   // finishRun leaves behind; the job is gone too (lost with Redis, or retried and skipped).
   const retired = (await repo.findVersionByNumber(a, 1))!;
-  // The harness's own worker takes no retirement meanwhile: a reconcile pass of its own may queue
-  // one for the version moved below, and an active job cannot be removed (fresh-ci saw it once).
-  const retirements = h.runtime.queues.queues.retirements;
-  await retirements.pause();
+  // The harness's own worker takes no takedown job while the test arranges the rows: a reconcile
+  // pass of its own may queue one for a version moved below. A retirement taken then cannot be
+  // removed (fresh-ci saw it once); a revocation taken between 'compromised' and 'revoked' does
+  // the work itself and finds the version revoked under it, closing the run as skipped (seen once).
+  const { retirements, revocations } = h.runtime.queues.queues;
+  await Promise.all([retirements.pause(), revocations.pause()]);
   const retirement = await repo.startVersionRun({ kind: 'retirement', version: retired, trigger: 'grace', audit: ctx });
   await repo.transition(retired.id, ['previous'], 'retired', ctx);
   await repo.transition(retired.id, ['retired'], 'revoked', ctx);
   await retirements.getJob(`retire.${retired.id}`).then((job) => job?.remove());
-  await retirements.resume();
   const leaked = (await repo.findVersionByNumber(b, 1))!;
   await repo.transition(leaked.id, ['previous'], 'compromised', ctx);
   const revocation = await repo.startVersionRun({ kind: 'revocation', version: (await repo.getVersion(leaked.id))!, trigger: 'leak', audit: ctx });
   await repo.transition(leaked.id, ['compromised'], 'revoked', ctx);
+  await Promise.all([retirements.resume(), revocations.resume()]);
 
   await h.runtime.reconcile();
   const status = (id: string) => h.runtime.db.run.findUniqueOrThrow({ where: { id } }).then((r) => r.status);
