@@ -101,7 +101,7 @@ export class OwnPostgres extends Restartable {
    */
   static async standbyOf(primary: OwnPostgres, dir: string): Promise<OwnPostgres> {
     if (primary.owner) chownSync(dir, primary.owner.uid, primary.owner.gid);
-    const args = ['-D', join(dir, 'pgdata'), '-R', '-X', 'stream', '-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '--no-sync'];
+    const args = ['-D', join(dir, 'pgdata'), '-R', '-X', 'stream', '-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '--no-sync', '--checkpoint=fast'];
     const backup = spawnSync(join(primary.bin, 'pg_basebackup'), args, { ...(primary.owner ?? {}), encoding: 'utf8', timeout: 120_000 });
     if (backup.status !== 0) throw new Error(`pg_basebackup failed: ${backup.stderr || backup.error?.message}`);
     const standby = new OwnPostgres(primary.bin, dir, await freePort(), primary.owner);
