@@ -65,6 +65,8 @@ it('rotates under continuous traffic with zero rejections of a valid key; the ol
   const previous = counts();
   const previousClients: Array<Promise<void>> = [];
   const retiredKeys: string[] = [];
+  const sentDuringRotations: number[] = [];
+  const sentDuringGrace: number[] = [];
   let running = true;
 
   const request = async (key: string, tally: Counts) => {
@@ -89,10 +91,12 @@ it('rotates under continuous traffic with zero rejections of a valid key; the ol
     }
     expect(graceEndsAt).toBeInstanceOf(Date);
     // Stop a little before the deadline: a request sent at the last millisecond may arrive after it.
+    const sentBefore = previous.sent;
     while (Date.now() < graceEndsAt!.getTime() - 100) {
       await request(key, previous);
       await sleep(2);
     }
+    sentDuringGrace.push(previous.sent - sentBefore);
     retiredKeys.push(key);
   };
 
@@ -111,7 +115,11 @@ it('rotates under continuous traffic with zero rejections of a valid key; the ol
   try {
     await sleep(200);
     for (let i = 0; i < 2; i++) {
+      const sentBefore = current.sent;
       const run = await h.rotate(secret);
+      // Continuous traffic: the current-key client kept calling while the rotation ran (a count,
+      // not a rate: a loaded machine sends fewer, but never none).
+      sentDuringRotations.push(current.sent - sentBefore);
       expect(run.status).toBe('succeeded');
       // Let the previous version's grace run out and its retirement complete under traffic.
       await expect.poll(async () => (await h.runtime.db.version.count({ where: { secret: { name: secret }, state: 'previous' } })), { timeout: GRACE_MS + 5000, interval: 50 }).toBe(0);
@@ -126,10 +134,9 @@ it('rotates under continuous traffic with zero rejections of a valid key; the ol
 
   console.log(
     `gateway-rotation (haproxy, 2 rotations): current-key client sent ${current.sent}, rejected ${current.rejected}, errors ${current.errors}; ` +
-      `previous-key client sent ${previous.sent} during grace, rejected ${previous.rejected}, errors ${previous.errors}`,
+      `previous-key client sent ${previous.sent} during grace (${sentDuringGrace.join(', ')} per key; ${sentDuringRotations.join(', ')} current-key requests during each rotation), rejected ${previous.rejected}, errors ${previous.errors}`,
   );
-  expect(current.sent).toBeGreaterThan(100);
-  expect(previous.sent).toBeGreaterThan(50);
+  for (const sent of [...sentDuringRotations, ...sentDuringGrace]) expect(sent).toBeGreaterThan(2);
   expect([current.rejected, current.errors, previous.rejected, previous.errors]).toEqual([0, 0, 0, 0]);
 
   // After its grace, each retired key is refused by the real HAProxy; the current one still works.
