@@ -10,6 +10,14 @@ import type { EngineEvents, RunKind, RunStatus } from './core/model.js';
 export interface GaugeSources {
   versionsByState(): Promise<Record<string, number>>;
   queueDepth(): Promise<Record<string, Record<string, number>>>;
+  /** Notices committed and not yet queued by a relay (src/db/outbox.ts); null while PostgreSQL is away. */
+  outbox(): Promise<OutboxBacklog | null>;
+}
+
+export interface OutboxBacklog {
+  rows: number;
+  /** Age of the oldest waiting notice; 0 when none waits. */
+  oldestSeconds: number;
 }
 
 export class Metrics implements EngineEvents {
@@ -76,7 +84,11 @@ export class Metrics implements EngineEvents {
     registers: [this.registry],
   });
   /** The last sample of each gauge; empty before the first one and while its source is down. */
-  private sampled: { versionsByState: Record<string, number>; queueDepth: Record<string, Record<string, number>> } = { versionsByState: {}, queueDepth: {} };
+  private sampled: { versionsByState: Record<string, number>; queueDepth: Record<string, Record<string, number>>; outbox: OutboxBacklog | null } = {
+    versionsByState: {},
+    queueDepth: {},
+    outbox: null,
+  };
 
   constructor(private readonly sources?: GaugeSources) {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'rekey_process_' });
@@ -104,13 +116,29 @@ export class Metrics implements EngineEvents {
         }
       },
     });
+    // A relay that stopped (no worker running, or one failing to reach Redis) shows as a growing age.
+    for (const [name, help, pick] of [
+      ['rekey_notification_outbox_rows', 'Notices committed to the outbox and not yet queued for delivery by a worker', (b: OutboxBacklog) => b.rows],
+      ['rekey_notification_outbox_oldest_seconds', 'Age of the oldest notice waiting in the outbox (0 when none waits); alert when it grows past a few relay intervals', (b: OutboxBacklog) => b.oldestSeconds],
+    ] as const) {
+      new client.Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          const backlog = sampled().outbox;
+          if (backlog) this.set(pick(backlog));
+        },
+      });
+    }
   }
 
   /** Reads every gauge's source once; the next scrapes report what it read. */
   async sampleGauges(): Promise<void> {
     if (!this.sources) return;
-    const [versionsByState, queueDepth] = await Promise.all([this.sources.versionsByState(), this.sources.queueDepth()]);
-    this.sampled = { versionsByState, queueDepth };
+    const [versionsByState, queueDepth, outbox] = await Promise.all([this.sources.versionsByState(), this.sources.queueDepth(), this.sources.outbox()]);
+    this.sampled = { versionsByState, queueDepth, outbox };
   }
 
   runFinished(kind: RunKind, status: RunStatus, trigger: string, seconds: number): void {

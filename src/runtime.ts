@@ -11,7 +11,7 @@ import { AuditLog } from './db/audit.js';
 import { type Db, createDb } from './db/client.js';
 import type { RekeyConfig } from './config/schema.js';
 import { PrismaRepository } from './db/repository.js';
-import { OutboxNotifier } from './db/outbox.js';
+import { OutboxNotifier, outboxBacklog } from './db/outbox.js';
 import { PrismaSyncRepository } from './db/sync.js';
 import { ChangeFeed } from './delivery/change-feed.js';
 import { TargetSchedule } from './target-schedule.js';
@@ -112,6 +112,7 @@ export class Runtime {
           ([depth, notifications]) => ({ ...depth, [this.notices.queue.name]: notifications }),
           () => ({}),
         ),
+      outbox: () => within(SAMPLE_TIMEOUT_MS, outboxBacklog(this.db)).catch(() => null),
     });
     this.changes = new ChangeFeed(this.redis, this.settings.redis, this.settings.queuePrefix, this.log);
     this.engine = new Engine({

@@ -6,6 +6,7 @@
  * notice as destinations receive it (names, numbers, short fingerprints, codes, times): never a value.
  */
 import type { Notice, Notifier } from '../core/notify.js';
+import type { OutboxBacklog } from '../metrics.js';
 import type { Db, Tx } from './client.js';
 import { type SqlTx, statement } from './sql.js';
 
@@ -64,4 +65,11 @@ export async function relayOutbox(db: Db, send: (notices: readonly Notice[]) => 
     },
     { timeout: 30_000 },
   );
+}
+
+/** How many notices wait for a relay, and for how long the oldest has (the /metrics gauges). */
+export async function outboxBacklog(db: Db): Promise<OutboxBacklog> {
+  const [row] = await db.$queryRaw<Array<{ rows: number; oldest: number }>>`
+    SELECT count(*)::int AS rows, COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS oldest FROM notification_outbox`;
+  return { rows: row?.rows ?? 0, oldestSeconds: Math.max(0, Math.round(row?.oldest ?? 0)) };
 }

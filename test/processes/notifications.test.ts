@@ -104,11 +104,20 @@ it('notices committed with a leak and its takedown survive a SIGKILL before the 
   expect(rows).toContain(`"fingerprint":"${current.fingerprint!.slice(0, 12)}"`);
   expect(rows).not.toContain('rk_notify_');
   expect(rows).not.toContain(current.fingerprint!);
+  // The backlog shows on /metrics: rows waiting, and the age of the oldest (made 90 s old here).
+  const gauge = async (name: string) => {
+    await h.runtime.metrics.sampleGauges();
+    return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await h.runtime.metrics.registry.metrics())?.[1]);
+  };
+  await h.runtime.db.$executeRaw`UPDATE notification_outbox SET created_at = now() - interval '90 seconds' WHERE id = ${blocked}`;
+  expect(await gauge('rekey_notification_outbox_rows')).toBe(2);
+  expect(await gauge('rekey_notification_outbox_oldest_seconds')).toBeGreaterThanOrEqual(90);
 
   await kill(worker);
   worker = await startWorker();
   for (const id of ids) await expect.poll(() => r.accepted('/hooks/oncall').filter((d) => d.id === id).length, { timeout: 120_000 }).toBe(1);
   await expect.poll(async () => (await outbox()).length, { timeout: 60_000 }).toBe(0);
+  expect([await gauge('rekey_notification_outbox_rows'), await gauge('rekey_notification_outbox_oldest_seconds')]).toEqual([0, 0]);
   const leakTries = r.deliveries.filter((d) => d.path === '/hooks/oncall' && d.id.startsWith('leak.'));
   expect(leakTries.map((d) => d.id).sort()).toEqual([...ids].sort());
   expect(leakTries.every((d) => d.signatureValid && d.status === 204)).toBe(true);
