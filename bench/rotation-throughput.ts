@@ -91,7 +91,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
       let polls = 0;
       const running = async () => {
         polls += 1;
-        const { rows } = await poller!.query<{ n: number }>({ name: 'settle', text: `SELECT count(*)::int AS n FROM runs WHERE id = ANY($1::uuid[]) AND status = 'running'`, values: [runIds] });
+        const { rows } = await poller!.query<{ n: number }>({ name: 'settle', text: `SELECT count(*)::int AS n FROM runs WHERE id = ANY($1::uuid[]) AND status::text = 'running'`, values: [runIds] });
         return rows[0]!.n;
       };
       while ((await running()) > 0) await new Promise((r) => setTimeout(r, 25));
