@@ -12,7 +12,7 @@ import type { AuditInput, AuditLog } from './audit.js';
 import type { Db } from './client.js';
 import { RUN, VERSION } from './reads.js';
 import { RUN_COLUMNS, type RunRow, VERSION_COLUMNS, type VersionRow, prefixedVersionColumns, prefixedVersionOf, runOf, versionOf } from './rows.js';
-import { auditOf, leaseUpdate } from './runs.js';
+import { OPEN, auditOf, leaseUpdate } from './runs.js';
 import { NOW, type SqlTx, statement, transaction } from './sql.js';
 import { refuseIllegal } from './transitions.js';
 
@@ -92,31 +92,33 @@ const PROMOTION_SNAPSHOT = statement(
      OR v.id = (SELECT id FROM versions WHERE secret_id = $1 AND promoted_at IS NOT NULL AND id <> $2 ORDER BY promoted_at DESC LIMIT 1))
    ORDER BY v.number`,
 );
+/** A version change as {@link CHANGE} makes it, from parameters `$p`–`$p+4` (none when `$p` is null). */
+function changeUpdate(p: number): string {
+  return `UPDATE versions SET state = $${p + 2}::text::"VersionState", grace_ends_at = coalesce($${p + 3}::timestamp, grace_ends_at), promoted_at = coalesce($${p + 4}::timestamp, promoted_at)
+   WHERE id = $${p}::uuid AND state = $${p + 1}::text::"VersionState"`;
+}
 /** One planned change, only from the state it was planned on. */
-const CHANGE = statement(
-  'version_change',
-  `UPDATE versions SET state = $3::text::"VersionState", grace_ends_at = coalesce($4::timestamp, grace_ends_at), promoted_at = coalesce($5::timestamp, promoted_at)
-   WHERE id = $1 AND state = $2::text::"VersionState" RETURNING id`,
-);
-/** The version change `$5`–`$9` as {@link CHANGE} makes it (none when `$5` is null), counted in `changed`. */
-const LAST_CHANGE = `UPDATE versions SET state = $7::text::"VersionState", grace_ends_at = coalesce($8::timestamp, grace_ends_at), promoted_at = coalesce($9::timestamp, promoted_at)
-   WHERE id = $5::uuid AND state = $6::text::"VersionState" RETURNING id`;
+const CHANGE = statement('version_change', `${changeUpdate(1)} RETURNING id`);
 /**
- * The promotion's last version change (the ones before it were made a statement each, in
- * order), lastPromotedAt (unless `$2` is null) and the run's next step `$4`: `done` finishes it
- * as finishRun does.
+ * The promotion's first version change `$10`–`$14` (one that makes no version current), then
+ * its last `$5`–`$9`, counted in `first_changed` and `changed`; lastPromotedAt (unless `$2` is
+ * null) and the run's next step `$4`: `done` finishes it as finishRun does. The last change's
+ * WHERE waits for the first's count, so the first has left `current` before the last enters it
+ * (the one-current index is checked row by row). The changes between them, if any, were made
+ * a statement each before this one.
  */
 const PROMOTED = statement(
   'promoted',
-  `WITH c AS (${LAST_CHANGE}),
+  `WITH f AS (${changeUpdate(10)} RETURNING id),
+        c AS (${changeUpdate(5)} AND (SELECT count(*) FROM f) >= 0 RETURNING id),
         s AS (UPDATE secrets SET last_promoted_at = $2::timestamp WHERE id = $1 AND $2::timestamp IS NOT NULL),
         r AS (UPDATE runs SET step = $4,
           status = CASE WHEN $4 = 'done' THEN 'succeeded'::"RunStatus" ELSE status END,
           finished_at = CASE WHEN $4 = 'done' THEN ${NOW} ELSE finished_at END,
           lease_owner = CASE WHEN $4 = 'done' THEN NULL ELSE lease_owner END,
           lease_until = CASE WHEN $4 = 'done' THEN NULL ELSE lease_until END
-        WHERE id = $3 AND status = 'running')
-   SELECT count(*)::int AS changed FROM c`,
+        WHERE id = $3 AND ${OPEN})
+   SELECT (SELECT count(*) FROM f)::int AS first_changed, (SELECT count(*) FROM c)::int AS changed`,
 );
 
 export class RotationSteps {
@@ -225,10 +227,23 @@ export class RotationSteps {
         runGraceMs: rows[0]?.run_grace_ms ?? null,
       });
       const ctx = auditOf(audit, runId);
-      const last = promotion.changes.at(-1);
-      const events = await applyChanges(tx, promotion.changes.slice(0, -1), ctx);
-      const [{ changed }] = (await tx.rows<{ changed: number }>(PROMOTED, [run!.secret_id, promotion.promotedAt ?? null, runId, promotion.nextStep, ...changeValues(last)])) as [{ changed: number }];
-      if (last) events.push(changed === 1 ? changeEvent(last, ctx) : stale(last));
+      // The first and last changes go with the run's step (PROMOTED), the ones between them before it.
+      const { changes } = promotion;
+      const first = changes.length > 1 && changes[0]!.to !== 'current' ? changes[0] : undefined;
+      const last = changes.at(-1);
+      const between = await applyChanges(tx, changes.slice(first ? 1 : 0, -1), ctx);
+      const [counts] = await tx.rows<{ first_changed: number; changed: number }>(PROMOTED, [
+        run!.secret_id,
+        promotion.promotedAt ?? null,
+        runId,
+        promotion.nextStep,
+        ...changeValues(last),
+        ...changeValues(first),
+      ]);
+      const events: AuditInput[] = [];
+      if (first) events.push(counts!.first_changed === 1 ? changeEvent(first, ctx) : stale(first));
+      events.push(...between);
+      if (last) events.push(counts!.changed === 1 ? changeEvent(last, ctx) : stale(last));
       if (promotion.nextStep === 'done') events.push({ ...ctx, action: 'run.finished', secret: version.secret, versionId: version.id, data: { status: 'succeeded', kind: 'rotation' } });
       await this.audit.appendAll(tx, events);
       // What the changes left, as the transaction wrote it.
