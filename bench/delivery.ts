@@ -1,9 +1,12 @@
 /**
- * Delivery (issue 17) over loopback, in one process, one run:
+ * Delivery (issue 17) over loopback, one run. The servers (rekey's and the bare fastify floor)
+ * run in this process; the HTTP load comes from a child process (support/http-load.ts,
+ * keep-alive connections), so it does not take the servers' event loop, and both servers are
+ * loaded alike. Each phase reports the servers' and the generator's CPU time per answer.
  * 1. Token exchange: POST /v1/token (attestation-jwt HS256 in, ES256 JWT out, audited) at a
  *    fixed concurrency, beside a bare fastify route that parses the same form body, verifies
  *    the same incoming token and signs the same JWT with jose (the floor on this machine);
- *    then rekey's route paced at --rate requests/s (p99 at that rate, and the rate achieved).
+ *    then both paced at --rate requests/s (p99 at that rate, and the rate achieved).
  * 2. Value delivery: GET /v1/secrets/{name} at the same concurrency, a full answer (store read,
  *    audit) and a 304 on If-None-Match (nothing read, nothing audited), beside a bare fastify
  *    GET that verifies the same bearer token and answers the same value (its floor).
@@ -12,7 +15,9 @@
  *    PostgreSQL) to the `rotated` event's arrival. p50/p99 over all of them.
  *   npm run bench -- delivery [--seconds 5] [--concurrency 16] [--rate 1000] [--clients 1000] [--rotations 3]
  */
+import { fork } from 'node:child_process';
 import { loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
 import { importJWK, jwtVerify, SignJWT, type JWK } from 'jose';
 import { deliveryRoutes, GRANT_TYPE, JWT_TOKEN_TYPE } from '../src/delivery/routes.js';
@@ -21,16 +26,11 @@ import { attestationToken, currentVersion, storedValue } from '../test/support/d
 import { startHarness } from '../test/support/harness.js';
 import { openStream, type EventStream } from '../test/support/sse.js';
 import { option } from './support/cli.js';
+import type { LoadJob, LoadRequest, LoadResult } from './support/http-load.js';
 import { percentile, pgCounters } from './support/environment.js';
 
-interface Run {
-  count: number;
-  perSecond: number;
-  p50Ms: number;
-  p99Ms: number;
-  /** CPU time of this process (server and load generator both) per answer: far less sensitive to a busy machine than the rate. */
-  cpuUsPerRequest: number;
-}
+/** A load run's figures, plus this process's CPU time per answer: far less sensitive to a busy machine than the rate. */
+type Run = LoadResult & { serverCpuUs: number };
 
 export async function main(args: string[] = process.argv.slice(2)): Promise<Record<string, unknown>> {
   const seconds = Number(option(args, '--seconds') ?? 5);
@@ -42,6 +42,7 @@ export async function main(args: string[] = process.argv.slice(2)): Promise<Reco
   const h = await startHarness({ label: 'bench-delivery', routes: [deliveryRoutes] });
   const bare = Fastify();
   const streams: EventStream[] = [];
+  let load: Awaited<ReturnType<typeof loadGenerator>> | undefined;
   try {
     await h.apply(`
 providers:
@@ -93,32 +94,29 @@ delivery:
     });
     const bareUrl = await bare.listen({ host: '127.0.0.1', port: 0 });
 
-    const post = (target: string) => async (i: number) => {
-      const response = await fetch(target, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: bodies[i % bodies.length] });
-      await response.arrayBuffer();
-      return response.status;
-    };
+    const generator = await loadGenerator();
+    load = generator;
+    const post = (target: string): LoadRequest[] => bodies.map((body) => ({ method: 'POST', url: target, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body }));
     const rekeyToken = post(`${url}/v1/token`);
     const bareToken = post(`${bareUrl}/token`);
-    await closedLoop(rekeyToken, concurrency, 1, 200); // warm-up
-    await closedLoop(bareToken, concurrency, 1, 200);
+    const closed = (requests: LoadRequest[], expected: number, s = seconds) => generator.run({ mode: 'closed', requests, expected, seconds: s, concurrency });
+    await closed(rekeyToken, 200, 1); // warm-up
+    await closed(bareToken, 200, 1);
     const loadBefore = loadavg()[0]!;
     const commitsBefore = (await pgCounters(h.env.databaseUrl)).commits;
-    const exchange = await closedLoop(rekeyToken, concurrency, seconds, 200);
+    const exchange = await closed(rekeyToken, 200);
     // Hand-outs are audited by group commit: PostgreSQL transactions per exchange (a count, it holds under load).
     const commitsPerExchange = round(((await pgCounters(h.env.databaseUrl)).commits - commitsBefore) / exchange.count, 3);
-    const floor = await closedLoop(bareToken, concurrency, seconds, 200);
-    const paced = await openLoop(rekeyToken, rate, seconds, 200);
+    const floor = await closed(bareToken, 200);
+    const paced = await generator.run({ mode: 'open', requests: rekeyToken, expected: 200, seconds, concurrency, rate });
+    const pacedFloor = await generator.run({ mode: 'open', requests: bareToken, expected: 200, seconds, concurrency, rate });
 
     const version = (await currentVersion(h, 'payments-api-key')).id;
-    const getValue = (etag?: string, target = `${url}/v1/secrets/payments-api-key`) => async (i: number) => {
-      const response = await fetch(target, { headers: { authorization: `Bearer ${credentials[i % credentials.length]!}`, ...(etag ? { 'if-none-match': etag } : {}) } });
-      await response.arrayBuffer();
-      return response.status;
-    };
-    const value = await closedLoop(getValue(), concurrency, seconds, 200);
-    const notModified = await closedLoop(getValue(`"${version}"`), concurrency, seconds, 304);
-    const bareValue = await closedLoop(getValue(undefined, `${bareUrl}/secret`), concurrency, seconds, 200);
+    const getValue = (target: string, etag?: string): LoadRequest[] =>
+      credentials.map((credential) => ({ method: 'GET', url: target, headers: { authorization: `Bearer ${credential}`, ...(etag ? { 'if-none-match': etag } : {}) } }));
+    const value = await closed(getValue(`${url}/v1/secrets/payments-api-key`), 200);
+    const notModified = await closed(getValue(`${url}/v1/secrets/payments-api-key`, `"${version}"`), 304);
+    const bareValue = await closed(getValue(`${bareUrl}/secret`), 200);
     const loadAfterHttp = loadavg()[0]!;
 
     for (let i = 0; i < clients; i++) {
@@ -147,6 +145,7 @@ delivery:
       ratio: round(exchange.perSecond / floor.perSecond, 2),
       commitsPerExchange,
       pacedTokenExchange: { targetPerSecond: rate, ...paced },
+      pacedBareFastifyJose: { targetPerSecond: rate, ...pacedFloor },
       valueDelivery: value,
       valueNotModified: notModified,
       bareValue,
@@ -154,76 +153,42 @@ delivery:
       loadAverage: { beforeHttp: round(loadBefore, 2), afterHttp: round(loadAfterHttp, 2), end: round(loadavg()[0]!, 2) },
     };
     console.log(`  token exchange   ${exchange.perSecond}/s  p50 ${exchange.p50Ms} ms  p99 ${exchange.p99Ms} ms  (bare fastify+jose ${floor.perSecond}/s, ratio ${figures.ratio}); ${commitsPerExchange} PostgreSQL commits per exchange`);
-    console.log(`  CPU per answer   token ${exchange.cpuUsPerRequest} us  bare ${floor.cpuUsPerRequest} us  value ${value.cpuUsPerRequest} us  304 ${notModified.cpuUsPerRequest} us  (this process: server and load generator)`);
-    console.log(`  paced at ${rate}/s  answered 200 ${paced.perSecond}/s  p99 ${paced.p99Ms} ms  shed (503 or reset) ${paced.shed}`);
-    console.log(`  value delivery   ${value.perSecond}/s  p99 ${value.p99Ms} ms;  304 ${notModified.perSecond}/s  (bare fastify+jose GET ${bareValue.perSecond}/s, ${bareValue.cpuUsPerRequest} us CPU)`);
+    console.log(`  CPU per answer   server: token ${exchange.serverCpuUs} us  bare ${floor.serverCpuUs} us  value ${value.serverCpuUs} us  304 ${notModified.serverCpuUs} us  bare GET ${bareValue.serverCpuUs} us;  load generator (own process): token ${exchange.generatorCpuUs} us  value ${value.generatorCpuUs} us`);
+    console.log(`  paced at ${rate}/s  answered 200 ${paced.perSecond}/s  p50 ${paced.p50Ms} ms  p99 ${paced.p99Ms} ms  shed (503 or reset) ${paced.shed};  bare ${pacedFloor.perSecond}/s  p99 ${pacedFloor.p99Ms} ms`);
+    console.log(`  value delivery   ${value.perSecond}/s  p99 ${value.p99Ms} ms;  304 ${notModified.perSecond}/s  (bare fastify+jose GET ${bareValue.perSecond}/s)`);
     console.log(`  rotation -> ${clients} clients notified  p50 ${figures.rotationToClientNotified.p50Ms} ms  p99 ${figures.rotationToClientNotified.p99Ms} ms  missed ${missed}`);
     console.log(JSON.stringify({ bench: 'delivery', unit: 'ms', ...figures }));
     return figures;
   } finally {
+    load?.stop();
     for (const stream of streams) stream.close();
     await bare.close();
     await h.stop();
   }
 }
 
-/** `concurrency` loops sending back to back for `seconds`: requests per second and latency percentiles. */
-async function closedLoop(send: (i: number) => Promise<number>, concurrency: number, seconds: number, expected: number): Promise<Run> {
-  const ms: number[] = [];
-  const deadline = performance.now() + seconds * 1000;
-  const started = performance.now();
-  const cpu = process.cpuUsage();
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < deadline) {
-        const t = performance.now();
-        const status = await send(next++);
-        if (status !== expected) throw new Error(`answered ${status}, expected ${expected}`);
-        ms.push(performance.now() - t);
-      }
-    }),
-  );
-  return summary(ms, performance.now() - started, process.cpuUsage(cpu));
-}
-
 /**
- * Requests started at `rate` per second for `seconds` whatever the answers' pace (open loop):
- * latency counted from the scheduled start; answers other than `expected` (503 when the server
- * sheds requests awaiting authentication) and failed connections counted apart, their latency
- * left out.
+ * The load generator (support/http-load.ts) in a child process. Each run reports its rate and
+ * latencies, the generator's CPU per answer, and this process's (the servers': rekey's and the
+ * bare routes, which idle while the other is measured) CPU per answer.
  */
-async function openLoop(send: (i: number) => Promise<number>, rate: number, seconds: number, expected: number): Promise<Run & { shed: number }> {
-  const ms: number[] = [];
-  let shed = 0;
-  const total = Math.round(rate * seconds);
-  const started = performance.now();
-  const cpu = process.cpuUsage();
-  const inFlight: Promise<void>[] = [];
-  for (let i = 0; i < total; i++) {
-    const scheduled = started + (i * 1000) / rate;
-    const wait = scheduled - performance.now();
-    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
-    inFlight.push(
-      send(i).then(
-        (status) => {
-          if (status === expected) ms.push(performance.now() - scheduled);
-          else shed += 1;
-        },
-        () => {
-          shed += 1; // a connection reset by the overloaded server: shed too
-        },
-      ),
-    );
-  }
-  await Promise.all(inFlight);
-  return { ...summary(ms, performance.now() - started, process.cpuUsage(cpu)), shed };
-}
-
-function summary(ms: number[], elapsedMs: number, cpu: NodeJS.CpuUsage): Run {
-  ms.sort((a, b) => a - b);
-  const cpuUsPerRequest = Math.round((cpu.user + cpu.system) / Math.max(1, ms.length));
-  return { count: ms.length, perSecond: Math.round((ms.length * 1000) / elapsedMs), p50Ms: round(percentile(ms, 50)), p99Ms: round(percentile(ms, 99)), cpuUsPerRequest };
+async function loadGenerator(): Promise<{ run(job: LoadJob): Promise<Run>; stop(): void }> {
+  const child = fork(fileURLToPath(new URL('./support/http-load.ts', import.meta.url)), { execArgv: ['--import', 'tsx'] });
+  const exited = new Promise<never>((_resolve, reject) => child.once('exit', (code) => reject(new Error(`load generator exited (${code})`))));
+  exited.catch(() => {});
+  await Promise.race([new Promise((resolve) => child.once('message', resolve)), exited]); // ready
+  return {
+    async run(job) {
+      const cpu = process.cpuUsage();
+      const answer = new Promise<LoadResult>((resolve) => child.once('message', (m) => resolve(m as LoadResult)));
+      child.send(job);
+      const result = await Promise.race([answer, exited]);
+      if (result.error) throw new Error(`load generator: ${result.error}`);
+      const used = process.cpuUsage(cpu);
+      return { ...result, serverCpuUs: Math.round((used.user + used.system) / Math.max(1, result.count + result.shed)) };
+    },
+    stop: () => void child.kill(),
+  };
 }
 
 function round(x: number, digits = 1): number {
