@@ -13,10 +13,15 @@
  * 3. Rotation to client notified: --clients streams on GET /v1/events, then --rotations
  *    rotations of the secret; for each client and rotation, the promotion (promotedAt in
  *    PostgreSQL) to the `rotated` event's arrival. p50/p99 over all of them.
- *   npm run bench -- delivery [--seconds 5] [--concurrency 16] [--rate 1000] [--clients 1000] [--rotations 3]
+ * --cpu-prof DIR writes V8 CPU profiles of this process (the server side) during the token
+ * exchange, bare token and value delivery phases: DIR/{token-exchange,bare-token,value-delivery}.cpuprofile.
+ *   npm run bench -- delivery [--seconds 5] [--concurrency 16] [--rate 1000] [--clients 1000] [--rotations 3] [--cpu-prof DIR]
  */
 import { fork } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector';
 import { loadavg } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
 import { importJWK, jwtVerify, SignJWT, type JWK } from 'jose';
@@ -38,6 +43,7 @@ export async function main(args: string[] = process.argv.slice(2)): Promise<Reco
   const rate = Number(option(args, '--rate') ?? 1000);
   const clients = Number(option(args, '--clients') ?? 1000);
   const rotations = Number(option(args, '--rotations') ?? 3);
+  const cpuProf = option(args, '--cpu-prof');
   await setup();
   const h = await startHarness({ label: 'bench-delivery', routes: [deliveryRoutes] });
   const bare = Fastify();
@@ -104,17 +110,17 @@ delivery:
     await closed(bareToken, 200, 1);
     const loadBefore = loadavg()[0]!;
     const commitsBefore = (await pgCounters(h.env.databaseUrl)).commits;
-    const exchange = await closed(rekeyToken, 200);
+    const exchange = await profiled(cpuProf, 'token-exchange', () => closed(rekeyToken, 200));
     // Hand-outs are audited by group commit: PostgreSQL transactions per exchange (a count, it holds under load).
     const commitsPerExchange = round(((await pgCounters(h.env.databaseUrl)).commits - commitsBefore) / exchange.count, 3);
-    const floor = await closed(bareToken, 200);
+    const floor = await profiled(cpuProf, 'bare-token', () => closed(bareToken, 200));
     const paced = await generator.run({ mode: 'open', requests: rekeyToken, expected: 200, seconds, concurrency, rate });
     const pacedFloor = await generator.run({ mode: 'open', requests: bareToken, expected: 200, seconds, concurrency, rate });
 
     const version = (await currentVersion(h, 'payments-api-key')).id;
     const getValue = (target: string, etag?: string): LoadRequest[] =>
       credentials.map((credential) => ({ method: 'GET', url: target, headers: { authorization: `Bearer ${credential}`, ...(etag ? { 'if-none-match': etag } : {}) } }));
-    const value = await closed(getValue(`${url}/v1/secrets/payments-api-key`), 200);
+    const value = await profiled(cpuProf, 'value-delivery', () => closed(getValue(`${url}/v1/secrets/payments-api-key`), 200));
     const notModified = await closed(getValue(`${url}/v1/secrets/payments-api-key`, `"${version}"`), 304);
     const bareValue = await closed(getValue(`${bareUrl}/secret`), 200);
     const loadAfterHttp = loadavg()[0]!;
@@ -164,6 +170,24 @@ delivery:
     for (const stream of streams) stream.close();
     await bare.close();
     await h.stop();
+  }
+}
+
+/** `run()`, with a V8 CPU profile of this process written to `dir`/`name`.cpuprofile when `dir` is given. */
+async function profiled<T>(dir: string | undefined, name: string, run: () => Promise<T>): Promise<T> {
+  if (!dir) return run();
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object) => new Promise<unknown>((resolve, reject) => session.post(method, params, (error, result) => (error ? reject(error) : resolve(result))));
+  await post('Profiler.enable');
+  await post('Profiler.start');
+  try {
+    return await run();
+  } finally {
+    const { profile } = (await post('Profiler.stop')) as { profile: object };
+    session.disconnect();
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, `${name}.cpuprofile`), JSON.stringify(profile));
   }
 }
 
