@@ -95,18 +95,28 @@ export class AuditLog {
    */
   async appendAll(tx: Tx | SqlTx, inputs: readonly AuditInput[]): Promise<void> {
     if (inputs.length === 0) return;
+    const taken = new Map<string, Taken>();
+    for (const [chain, count] of chainsOf(inputs)) taken.set(chain, await take(tx, chain, count));
+    const rows = this.rowsOf(inputs, taken);
+    if (isSql(tx)) await tx.rows(INSERT, insertValues(rows));
+    else await tx.auditEvent.createMany({ data: rows.map((r) => ({ ...r, data: r.data as JsonObject })) });
+  }
+
+  /**
+   * The rows of `inputs`, chained and MACed: each chain's from its head and sequence numbers
+   * as `taken` (a chain may have more numbers than rows: the rest are left unused).
+   * @throws RekeyError REKEY_ERR_CONFIG when REKEY_AUDIT_KEY is not set.
+   */
+  rowsOf(inputs: readonly AuditInput[], taken: ReadonlyMap<string, Taken>): AuditRow[] {
     const keyId = this.keyId();
     const at = new Date();
-    // Chains in a fixed order, so two transactions appending to the same two never wait on each other in a circle.
-    const chains = [...new Set(inputs.map((i) => i.secret ?? ''))].sort();
     const rows: AuditRow[] = [];
-    for (const chain of chains) {
-      const events = inputs.filter((i) => (i.secret ?? '') === chain);
-      const taken = await take(tx, chain, events.length);
-      let prevHash = taken.prev;
-      for (const [i, input] of events.entries()) {
+    for (const chain of taken.keys()) {
+      const { prev, seqs } = taken.get(chain)!;
+      let prevHash = prev;
+      for (const [i, input] of inputs.filter((i) => (i.secret ?? '') === chain).entries()) {
         const row = {
-          seq: taken.seqs[i]!,
+          seq: seqs[i]!,
           chain,
           at,
           actor: input.actor,
@@ -122,8 +132,7 @@ export class AuditLog {
         rows.push({ ...row, hash: prevHash });
       }
     }
-    if (isSql(tx)) await insertSql(tx, rows);
-    else await tx.auditEvent.createMany({ data: rows.map((r) => ({ ...r, data: r.data as JsonObject })) });
+    return rows;
   }
 
   /** What a row's hash must be: an HMAC for keyed rows, the plain SHA-256 of before for the others. */
@@ -145,9 +154,19 @@ export class AuditLog {
 const SETTLE_LOCK = 'audit-append';
 
 /** A chain's head (GENESIS for a new chain) and `count` sequence numbers, under its lock. */
-interface Taken {
+export interface Taken {
   prev: string;
   seqs: bigint[];
+}
+
+/**
+ * The chains `inputs` touch, in the order their locks must be taken (so two transactions
+ * appending to the same two never wait on each other in a circle), with how many events each.
+ */
+export function chainsOf(inputs: readonly AuditInput[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const input of inputs) counts.set(input.secret ?? '', (counts.get(input.secret ?? '') ?? 0) + 1);
+  return new Map([...counts].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
 function isSql(tx: Tx | SqlTx): tx is SqlTx {
@@ -163,7 +182,7 @@ function isSql(tx: Tx | SqlTx): tx is SqlTx {
  * 10 for unnest, so PostgreSQL planned the statement again at every call (custom plans) instead
  * of once per connection.
  */
-const TAKE = statement(
+export const TAKE = statement(
   'audit_take',
   `WITH head AS (
      INSERT INTO audit_heads (chain, hash)
@@ -174,7 +193,7 @@ const TAKE = statement(
    FROM head, unnest(array_fill(0, ARRAY[$4::int])) ORDER BY seq`,
 );
 /** The rows; the trigger audit_events_heads moves each chain's head to its last one. */
-const INSERT = statement(
+export const INSERT = statement(
   'audit_insert',
   `INSERT INTO audit_events (seq, chain, at, actor, action, secret, version_id, run_id, data, prev_hash, hash, key_id)
    SELECT seq, chain, at, actor, action, secret, version_id, run_id, data::jsonb, prev_hash, hash, key_id
@@ -182,17 +201,25 @@ const INSERT = statement(
      AS r(seq, chain, at, actor, action, secret, version_id, run_id, data, prev_hash, hash, key_id)`,
 );
 
-async function take(tx: Tx | SqlTx, chain: string, count: number): Promise<Taken> {
-  const values = [SETTLE_LOCK, `audit:${chain}`, chain, count];
-  // node-postgres hands int8 over as a string, Prisma as a bigint.
-  const taken = isSql(tx) ? await tx.rows<{ prev: string; seq: string }>(TAKE, values) : await tx.$queryRawUnsafe<Array<{ prev: string; seq: bigint }>>(TAKE.text, ...values);
-  return { prev: taken[0]!.prev, seqs: taken.map((t) => BigInt(t.seq)) };
+/** The values of TAKE for `count` sequence numbers of `chain`. */
+export function takeValues(chain: string, count: number): unknown[] {
+  return [SETTLE_LOCK, `audit:${chain}`, chain, count];
 }
 
-/** Every row in one statement: one array per column. */
-async function insertSql(tx: SqlTx, rows: readonly AuditRow[]): Promise<void> {
+/** TAKE's answer (node-postgres hands int8 over as a string, Prisma as a bigint). */
+export function takenOf(rows: ReadonlyArray<{ prev: string; seq: string | bigint }>): Taken {
+  return { prev: rows[0]!.prev, seqs: rows.map((t) => BigInt(t.seq)) };
+}
+
+async function take(tx: Tx | SqlTx, chain: string, count: number): Promise<Taken> {
+  const values = takeValues(chain, count);
+  return takenOf(isSql(tx) ? await tx.rows<{ prev: string; seq: string }>(TAKE, values) : await tx.$queryRawUnsafe<Array<{ prev: string; seq: bigint }>>(TAKE.text, ...values));
+}
+
+/** INSERT's values: every row in one statement, one array per column. */
+export function insertValues(rows: readonly AuditRow[]): unknown[] {
   const column = <K extends keyof AuditRow>(k: K) => rows.map((r) => r[k]);
-  await tx.rows(INSERT, [
+  return [
     rows.map((r) => r.seq.toString()),
     column('chain'),
     rows.map((r) => r.at.toISOString()),
@@ -205,7 +232,7 @@ async function insertSql(tx: SqlTx, rows: readonly AuditRow[]): Promise<void> {
     column('prevHash'),
     column('hash'),
     column('keyId'),
-  ]);
+  ];
 }
 
 /**

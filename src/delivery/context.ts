@@ -45,6 +45,11 @@ export class DeliveryContext {
     this.unsubscribe?.();
   }
 
+  /** Ends the journal's connections, once no request can hand out any more. */
+  async end(): Promise<void> {
+    await this.journal.close();
+  }
+
   hold(request: FastifyRequest, ticket: Ticket): void {
     this.tickets.set(request, ticket);
   }

@@ -49,6 +49,7 @@ export const deliveryRoutes: RouteModule = async (app, runtime, shared) => {
     ctx.close();
     done();
   });
+  app.addHook('onClose', () => ctx.end());
   await app.register((scope, _options, registered) => {
     scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
       done(null, Object.fromEntries(new URLSearchParams(String(body))));
