@@ -1,8 +1,8 @@
-import { CompactSign, compactVerify, exportJWK, generateKeyPair, importJWK, SignJWT } from 'jose';
+import { CompactSign, compactVerify, exportJWK, generateKeyPair, importJWK } from 'jose';
 import { ProviderError } from '../../src/core/errors.js';
 import type { Call, IssuedRef, Issuer, JsonObject, VersionRef } from '../../src/core/ports.js';
 import { SecretValue } from '../../src/core/secret-value.js';
-import { publicJwkFromState, signingKeyFromValue, type SigningKey } from './jwks.js';
+import { jwtSignerFromValue, publicJwkFromState, signingKeyFromValue, type JwtSigner } from './jwks.js';
 import type { JwtSigningKeyIssuerBinding } from './jwt-signing-key.schema.js';
 
 /**
@@ -12,7 +12,7 @@ import type { JwtSigningKeyIssuerBinding } from './jwt-signing-key.schema.js';
  * published JWKS, which core controls by version state, so revoke is a no-op.
  */
 export class JwtSigningKeyIssuer implements Issuer {
-  private readonly imported = new WeakMap<SecretValue, Promise<SigningKey>>();
+  private readonly signers = new WeakMap<SecretValue, JwtSigner>();
 
   constructor(
     private readonly provider: string,
@@ -38,15 +38,18 @@ export class JwtSigningKeyIssuer implements Issuer {
   }
 
   /** Signs `payload` with the version's private key; header `{ alg, kid: version id, typ: JWT }`. */
-  async signJwt(version: IssuedRef, value: SecretValue, payload: JsonObject): Promise<string> {
+  signJwt(version: IssuedRef, value: SecretValue, payload: JsonObject): Promise<string> {
     // A cached value (the delivery cache hands the same object out) is imported once.
-    let imported = this.imported.get(value);
-    if (!imported) this.imported.set(value, (imported = signingKeyFromValue(value)));
-    const signing = await imported.catch((e: unknown) => {
-      this.imported.delete(value);
-      throw new ProviderError('REKEY_ERR_INVALID', `secret ${version.secret} version ${version.versionId}: the value is not a private JWK`, { provider: this.provider, cause: e });
-    });
-    return new SignJWT(payload).setProtectedHeader({ alg: signing.alg, kid: signing.kid, typ: 'JWT' }).sign(signing.key);
+    let signer = this.signers.get(value);
+    if (!signer) {
+      try {
+        signer = jwtSignerFromValue(value);
+      } catch (e) {
+        return Promise.reject(new ProviderError('REKEY_ERR_INVALID', `secret ${version.secret} version ${version.versionId}: the value is not a private JWK`, { provider: this.provider, cause: e }));
+      }
+      this.signers.set(value, signer);
+    }
+    return Promise.resolve(signer.sign(payload));
   }
 
   /** Signs a probe with the private key and checks it against the public key in the state. */

@@ -50,6 +50,18 @@ describe.each(['ES256', 'RS256', 'EdDSA'])('jwt-signing-key %s', (alg) => {
     expect(JSON.stringify(state)).not.toContain((JSON.parse(value.reveal()) as { d: string }).d);
     await issuer.verify(issued(ref, state), value, call());
   });
+
+  it('signJwt (node:crypto) mints tokens jose verifies against the published key, header { alg, kid, typ }', async () => {
+    const { issuer, ref, value, state } = await mint(alg);
+    const jwt = await issuer.signJwt!(issued(ref, state), value, { iss: 'https://auth.example.test', sub: 'user-1', exp: Math.floor(Date.now() / 1000) + 60 });
+    const { payload, protectedHeader } = await jwtVerify(jwt, createLocalJWKSet(buildJwks([state])), { issuer: 'https://auth.example.test', algorithms: [alg] });
+    expect(protectedHeader).toEqual({ alg, kid: ref.versionId, typ: 'JWT' });
+    expect(payload.sub).toBe('user-1');
+    // Another version's key does not verify it.
+    const other = await mint(alg);
+    expect(await accepts(buildJwks([{ ...other.state, publicJwk: { ...(other.state.publicJwk as JsonObject), kid: ref.versionId } }]), jwt)).toBe('ERR_JWS_SIGNATURE_VERIFICATION_FAILED');
+    await expect(issuer.signJwt!(issued(ref, state), SecretValue.of('{"kty":"EC"}'), {})).rejects.toMatchObject({ code: 'REKEY_ERR_INVALID' });
+  });
 });
 
 describe('jwt-signing-key rotation through the JWKS', () => {
