@@ -41,7 +41,6 @@ async function probe(url: string, header: string, key: string): Promise<Probe> {
   };
 }
 
-/** `n` requests to each gateway, alternating; returns each one's latencies (ms), sorted (an answer other than 200 throws). */
 /**
  * `rounds` rounds of `perRound` requests to each gateway, alternating between them request by
  * request (the order turning each time); returns each gateway's samples per round. Per-round
