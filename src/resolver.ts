@@ -177,6 +177,19 @@ export class ConfigResolver implements ProviderResolver {
     this.bound.clear();
   }
 
+  /**
+   * Takes `loaded` as config revision `revision` (the apply that just stored it), so resolving
+   * from it needs no read and no second validation of the stored document. Ignored when this
+   * resolver already follows that revision or a newer one.
+   */
+  async adopt(revision: number, loaded: LoadedConfig): Promise<void> {
+    if (this.generation && this.generation.revision >= revision) return;
+    const generation = await this.generationFrom(revision, loaded);
+    if (this.generation && this.generation.revision >= revision) return;
+    this.checkedAt = Date.now();
+    this.replace(generation);
+  }
+
   private async current(): Promise<Generation> {
     const fresh = Date.now() - this.checkedAt < (this.options.refreshMs ?? 1000);
     if (this.generation && fresh) return this.generation;
@@ -188,12 +201,18 @@ export class ConfigResolver implements ProviderResolver {
     const latest = await this.options.db.configRevision.findFirst({ orderBy: { id: 'desc' }, select: { id: true } });
     this.checkedAt = Date.now();
     if (!latest) throw new RekeyError('REKEY_ERR_CONFIG', 'no configuration applied yet: run `rekey apply -f rekey.yaml`');
-    if (this.generation?.revision === latest.id) return this.generation;
-    const row = { id: latest.id, document: (await revisionDocument(this.options.db, latest.id))! };
+    // The same revision, or a newer one adopted from the apply that stored it while this read ran.
+    if (this.generation && this.generation.revision >= latest.id) return this.generation;
+    this.replace(await this.generationOf({ id: latest.id, document: (await revisionDocument(this.options.db, latest.id))! }));
+    return this.generation!;
+  }
+
+  /** Makes `generation` the latest; the one it replaces is closed once calls in flight have had time to finish. */
+  private replace(generation: Generation): void {
     const previous = this.generation;
-    this.generation = await this.generationOf(row);
+    this.generation = generation;
     if (previous) {
-      this.options.log.info({ from: previous.revision, to: row.id }, 'config revision changed');
+      this.options.log.info({ from: previous.revision, to: generation.revision }, 'config revision changed');
       const timer = setTimeout(() => {
         this.timers.delete(timer);
         void closeAll(previous, this.options.log);
@@ -201,14 +220,16 @@ export class ConfigResolver implements ProviderResolver {
       timer.unref();
       this.timers.add(timer);
     }
-    return this.generation;
   }
 
   private async generationOf(row: { id: number; document: Record<string, unknown> }): Promise<Generation> {
-    const loaded: LoadedConfig = await fromDocument(row.document, `config revision ${row.id}`, this.options.modules);
+    return this.generationFrom(row.id, await fromDocument(row.document, `config revision ${row.id}`, this.options.modules));
+  }
+
+  private async generationFrom(revision: number, loaded: LoadedConfig): Promise<Generation> {
     const modules = await this.options.modules.load(Object.values(loaded.config.providers).map((p) => p.type));
     const providers = (loaded.document.providers ?? {}) as Record<string, unknown>;
-    return { revision: row.id, config: loaded.config, providers, modules: new Map(modules.map((m) => [m.type, m])), instances: new Map(), secrets: new Map(), authenticators: new Map() };
+    return { revision, config: loaded.config, providers, modules: new Map(modules.map((m) => [m.type, m])), instances: new Map(), secrets: new Map(), authenticators: new Map() };
   }
 
   private build(spec: SecretSpec, instance: (name: string) => ProviderInstance<unknown, unknown, unknown, unknown>): ResolvedSecret {

@@ -19,6 +19,7 @@ export { awsSecretsManagerConfig, awsSecretsManagerStoreBinding, type AwsSecrets
 export default defineProvider<AwsSecretsManagerConfig, AwsSecretsManagerStoreBinding>({
   type: 'aws-secrets-manager',
   summary: 'Store on AWS Secrets Manager: versions staged with AWSPENDING, AWSCURRENT and AWSPREVIOUS',
+  rotationMetadata: true,
   config: awsSecretsManagerConfig,
   bindings: { store: awsSecretsManagerStoreBinding },
   open(config, ctx) {

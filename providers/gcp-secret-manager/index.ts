@@ -45,6 +45,7 @@ function clientOptions(config: GcpSecretManagerConfig): ClientOptions {
 export default defineProvider<GcpSecretManagerConfig, GcpSecretManagerStoreBinding>({
   type: 'gcp-secret-manager',
   summary: 'Store on Google Secret Manager: stages are the version aliases pending, current and previous',
+  rotationMetadata: true,
   config: gcpSecretManagerConfig,
   bindings: { store: gcpSecretManagerStoreBinding },
   open(config, ctx) {

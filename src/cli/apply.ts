@@ -5,7 +5,8 @@
  */
 import type { LoadedConfig } from '../config/load.js';
 import { computePlan, formatPlan, type Plan } from '../config/plan.js';
-import { latestDocument, liveKeys, saveConfig, storedSecrets } from '../db/config-store.js';
+import { APPLY_BATCH, latestDocument, liveKeys, saveConfig, storedSecrets } from '../db/config-store.js';
+import { rotationMetadataStores } from '../events/rotation-metadata.js';
 import type { Runtime } from '../runtime.js';
 
 export interface ApplyOptions {
@@ -21,6 +22,8 @@ export interface ApplyOptions {
   dryRun?: boolean;
   /** Mark added and changed secrets' rotation metadata to be written to their stores (src/events/rotation-metadata.ts). @defaultValue false */
   rotationMetadata?: boolean;
+  /** Receives progress lines while a large apply writes (more than one batch of secrets): `rekey apply` sends them to stderr. */
+  progress?: (line: string) => void;
 }
 
 /**
@@ -39,8 +42,15 @@ export async function applyConfig(runtime: Runtime, loaded: LoadedConfig, option
   for (const [name, keys] of await liveKeys(runtime.db, plan.secrets.removed)) plan.secrets.keptLive.push({ name, ...keys });
   options.out(options.json ? JSON.stringify({ plan, dryRun: !!options.dryRun }, null, 2) : formatPlan(plan, options.file));
   if (options.dryRun) return { plan, revision: undefined };
-  const revision = await saveConfig(runtime.db, runtime.audit, loaded, plan, options.actor, { rotationMetadata: options.rotationMetadata ?? false });
+  const rotationMetadata = options.rotationMetadata ? await rotationMetadataStores(loaded.config, runtime.modules) : undefined;
+  const revision = await saveConfig(runtime.db, runtime.audit, loaded, plan, options.actor, { rotationMetadata, progress: options.progress });
+  // What follows resolves secrets from this revision: the config validated above, not the stored copy validated again (seconds at 100,000 secrets).
+  await runtime.resolver.adopt(revision, loaded);
   await runtime.connect(); // a no-op in a long-lived process, whose serve() connected already
+  const large = plan.secrets.added.length + plan.secrets.changed.length > APPLY_BATCH;
+  const started = performance.now();
+  if (large) options.progress?.('  schedules and queued work: reconciling with the database');
   await runtime.reconcile();
+  if (large) options.progress?.(`  schedules and queued work: reconciled in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   return { plan, revision };
 }

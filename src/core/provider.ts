@@ -122,6 +122,13 @@ export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never,
    * targets' own `readUsage`. @defaultValue never a usage source
    */
   usageSource?: true | ((config: C) => true | string);
+  /**
+   * Whether its stores can show a secret's rotation policy (SecretStore.describeRotation): `rekey
+   * apply` marks a secret for a rotation metadata write only when its store's module says so.
+   * Must agree with the stores' own `describeRotation` (the store conformance suite checks it).
+   * @defaultValue false
+   */
+  rotationMetadata?: boolean;
   open(config: C, ctx: ProviderContext): ProviderInstance<SB, IB, TB, AB>;
 }
 

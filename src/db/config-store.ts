@@ -1,6 +1,7 @@
 /** The applied configuration in PostgreSQL: revisions, and one row per managed secret. */
 import { randomUUID } from 'node:crypto';
 import { hashDocument, type LoadedConfig } from '../config/load.js';
+import { own } from '../config/schema.js';
 import { type LiveKeys, managedSpecs, type Plan, type StoredSecret } from '../config/plan.js';
 import type { Schedule } from '../queue/queues.js';
 import type { AuditLog } from './audit.js';
@@ -42,6 +43,8 @@ export async function revisionDocument(db: Db, id: number): Promise<Record<strin
 
 /** How many secrets one statement (and one transaction) of an apply writes. */
 export const APPLY_BATCH = 1000;
+/** A progress line at most this often while the batches are written. */
+const PROGRESS_EVERY_MS = 2000;
 
 /**
  * Stores a config in steps that each commit, so its size is bounded by nothing but the disk:
@@ -53,11 +56,19 @@ export const APPLY_BATCH = 1000;
  * 3. `config.applied`, once every batch has committed.
  * A failure between batches leaves the revision stored and the secrets of the committed
  * batches written: the next apply of the same file stores no new revision, plans only what
- * is still missing or different, and writes that (docs/scale.md). With `rotationMetadata`,
+ * is still missing or different, and writes that (docs/scale.md). With `rotationMetadata` (the store
+ * instances that can show a rotation policy),
  * added and changed secrets are marked as having rotation metadata to write to their stores
  * (`rekey apply`; `--no-rotation-metadata` leaves it off), in their batch's transaction.
  */
-export async function saveConfig(db: Db, audit: AuditLog, loaded: LoadedConfig, plan: Plan, actor: string, options: { rotationMetadata?: boolean } = {}): Promise<number> {
+export async function saveConfig(
+  db: Db,
+  audit: AuditLog,
+  loaded: LoadedConfig,
+  plan: Plan,
+  actor: string,
+  options: { rotationMetadata?: ReadonlySet<string>; progress?: (line: string) => void } = {},
+): Promise<number> {
   const added = new Set(plan.secrets.added);
   const names = [...plan.secrets.added, ...plan.secrets.changed.map((c) => c.name)];
   const batches = Math.ceil(names.length / APPLY_BATCH);
@@ -81,15 +92,22 @@ export async function saveConfig(db: Db, audit: AuditLog, loaded: LoadedConfig, 
   );
   const secrets = managedSpecs(loaded.document);
   // With the apply, so a process killed right after it still leaves the writes to do (src/events/rotation-metadata.ts).
-  const metadataPendingAt = options.rotationMetadata ? new Date().toISOString() : null;
+  const metadataPendingAt = options.rotationMetadata?.size ? new Date().toISOString() : null;
+  const marked = (name: string) => metadataPendingAt !== null && options.rotationMetadata!.has(own(loaded.config.secrets, name)!.store.instance);
+  const started = performance.now();
+  let reported = started;
   for (let batch = 0; batch < batches; batch++) {
+    if (options.progress && batches > 1 && (batch === 0 || performance.now() - reported >= PROGRESS_EVERY_MS)) {
+      reported = performance.now();
+      options.progress(`  secrets: ${batch * APPLY_BATCH} of ${names.length} written (batch ${batch + 1} of ${batches}), ${((reported - started) / 1000).toFixed(1)} s`);
+    }
     const chunk = names.slice(batch * APPLY_BATCH, (batch + 1) * APPLY_BATCH);
-    const rows = chunk.map((name) => ({ id: randomUUID(), name, spec: secrets[name]!, hash: hashDocument(secrets[name]!) }));
+    const rows = chunk.map((name) => ({ id: randomUUID(), name, spec: secrets[name]!, hash: hashDocument(secrets[name]!), marked: marked(name) }));
     await db.$transaction(async (tx) => {
       await tx.$executeRaw`
         INSERT INTO secrets (id, name, spec, spec_hash, metadata_pending_at, updated_at)
-        SELECT r.id, r.name, r.spec, r.hash, ${metadataPendingAt}::timestamptz AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
-        FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(id uuid, name text, spec jsonb, hash text)
+        SELECT r.id, r.name, r.spec, r.hash, CASE WHEN r.marked THEN ${metadataPendingAt}::timestamptz AT TIME ZONE 'UTC' END, now() AT TIME ZONE 'UTC'
+        FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(id uuid, name text, spec jsonb, hash text, marked boolean)
         ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, spec_hash = EXCLUDED.spec_hash, removed_at = NULL, bound_revision_id = NULL,
           metadata_pending_at = COALESCE(EXCLUDED.metadata_pending_at, secrets.metadata_pending_at), updated_at = EXCLUDED.updated_at`;
       await audit.append(tx, {
@@ -99,6 +117,7 @@ export async function saveConfig(db: Db, audit: AuditLog, loaded: LoadedConfig, 
       });
     }, { timeout: 30_000 });
   }
+  if (options.progress && batches > 1) options.progress(`  secrets: ${names.length} of ${names.length} written in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   await db.$transaction((tx) =>
     audit.append(tx, { actor, action: 'config.applied', data: { revision, hash: loaded.hash, added: plan.secrets.added.length, changed: plan.secrets.changed.length, removed: plan.secrets.removed.length } }),
   );

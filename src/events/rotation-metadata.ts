@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { own, type RekeyConfig } from '../config/schema.js';
 import { timed } from '../core/call.js';
 import { describeError, sanitize } from '../core/errors.js';
+import type { ProviderCatalog } from '../core/provider.js';
 import type { ProviderResolver } from '../core/resolved.js';
 import type { Db } from '../db/client.js';
 
@@ -25,6 +26,19 @@ export interface RotationMetadataResult {
 }
 
 type Resolver = ProviderResolver & { config(): Promise<RekeyConfig> };
+
+/** The store instances of `config` that can show a rotation policy: apply marks only their secrets. */
+export async function rotationMetadataStores(config: RekeyConfig, modules: ProviderCatalog): Promise<Set<string>> {
+  const showing = new Set((await modules.load(Object.values(config.providers).map((p) => p.type))).filter((m) => m.rotationMetadata).map((m) => m.type));
+  return new Set(Object.entries(config.providers).filter(([, p]) => showing.has(p.type)).map(([name]) => name));
+}
+
+interface Marked {
+  id: string;
+  name: string;
+  metadataPendingAt: Date;
+  metadataError: string | null;
+}
 
 /** Marked secrets read per page. */
 const PAGE = 1000;
@@ -44,12 +58,10 @@ export async function writeRotationMetadata(db: Db, resolver: Resolver): Promise
   const showsRotation = new Map<string, boolean>(); // by store instance
   let config: RekeyConfig | undefined;
   for (let after = ''; ; ) {
-    const pending = await db.secret.findMany({
-      where: { metadataPendingAt: { not: null }, removedAt: null, name: { gt: after } },
-      select: { id: true, name: true, metadataPendingAt: true, metadataError: true },
-      orderBy: { name: 'asc' },
-      take: PAGE,
-    });
+    // Plain SQL: a page through Prisma's query engine cost a quarter of a 100,000-secret apply.
+    const pending = await db.$queryRaw<Marked[]>`
+      SELECT id, name, metadata_pending_at AT TIME ZONE 'UTC' AS "metadataPendingAt", metadata_error AS "metadataError" FROM secrets
+      WHERE metadata_pending_at IS NOT NULL AND removed_at IS NULL AND name > ${after} ORDER BY name LIMIT ${PAGE}`;
     if (!pending.length) return results;
     after = pending.at(-1)!.name;
     config ??= await resolver.config();
@@ -85,16 +97,17 @@ export async function writeRotationMetadata(db: Db, resolver: Resolver): Promise
 }
 
 /** Clears the marks of `secrets`, except where another apply marked one again since it was read (one statement per distinct mark: usually one). */
-async function clearMarks(db: Db, secrets: ReadonlyArray<{ id: string; metadataPendingAt: Date | null }>): Promise<void> {
+async function clearMarks(db: Db, secrets: readonly Marked[]): Promise<void> {
   const byMark = new Map<number, string[]>();
   for (const s of secrets) {
-    const mark = s.metadataPendingAt!.getTime();
+    const mark = s.metadataPendingAt.getTime();
     const ids = byMark.get(mark) ?? [];
     ids.push(s.id);
     byMark.set(mark, ids);
   }
   for (const [mark, ids] of byMark) {
-    await db.secret.updateMany({ where: { id: { in: ids }, metadataPendingAt: new Date(mark) }, data: { metadataPendingAt: null, metadataError: null } });
+    await db.$executeRaw`
+      UPDATE secrets SET metadata_pending_at = NULL, metadata_error = NULL WHERE id = ANY(${ids}::uuid[]) AND metadata_pending_at = (${new Date(mark).toISOString()}::timestamptz AT TIME ZONE 'UTC')`;
   }
 }
 

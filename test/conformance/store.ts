@@ -5,10 +5,13 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SecretStore, StoredRef } from '../../src/core/ports.js';
+import type { AnyProviderModule } from '../../src/core/provider.js';
 import { call, newVersion, rejection, stored } from './refs.js';
 
 export interface StoreFixture {
   store: SecretStore;
+  /** The provider module the store came from: its declarations must agree with the store. */
+  module: AnyProviderModule;
   secret: string;
   cleanup?: () => Promise<void>;
 }
@@ -20,6 +23,11 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
     afterEach(async () => {
       await fixture?.cleanup?.();
       fixture = undefined;
+    });
+
+    it('declares rotationMetadata exactly when its stores can describe a rotation (apply marks secrets by the declaration)', async () => {
+      const { store, module } = await setup();
+      expect(!!module.rotationMetadata).toBe(typeof store.describeRotation === 'function');
     });
 
     it('writes a pending version readable by id and by stage', async () => {

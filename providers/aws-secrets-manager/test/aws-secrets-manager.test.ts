@@ -57,7 +57,7 @@ afterAll(async () => {
 
 storeConformance('aws-secrets-manager', () => {
   const name = uniqueName();
-  return Promise.resolve({ store: storeFor({ name }), secret: name });
+  return Promise.resolve({ store: storeFor({ name }), secret: name, module: awsSecretsManager });
 });
 
 describe('aws-secrets-manager: failures', () => {

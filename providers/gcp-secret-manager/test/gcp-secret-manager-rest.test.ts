@@ -55,7 +55,7 @@ afterAll(async () => {
 
 storeConformance('gcp-secret-manager (transport: rest)', () => {
   const name = uniqueName();
-  return Promise.resolve({ store: storeFor(rest, name), secret: name });
+  return Promise.resolve({ store: storeFor(rest, name), secret: name, module: gcpSecretManager });
 });
 
 /** Two rotations as the engine makes them: v1 current; v2 then v3 promoted; v1 destroyed at the end of its grace. */

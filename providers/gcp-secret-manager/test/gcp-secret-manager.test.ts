@@ -57,7 +57,7 @@ afterAll(async () => {
 
 storeConformance('gcp-secret-manager', () => {
   const name = uniqueName();
-  return Promise.resolve({ store: storeFor(name), secret: name });
+  return Promise.resolve({ store: storeFor(name), secret: name, module: gcpSecretManager });
 });
 
 describe('gcp-secret-manager: failures', () => {

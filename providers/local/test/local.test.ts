@@ -30,7 +30,7 @@ function openStore(key = '${env:PROVIDERTEST_LOCAL_KEY}', name = `secret-${++cou
 
 storeConformance('local', () => {
   const secret = `secret-${++counter}`;
-  return Promise.resolve({ store: openStore(undefined, secret), secret });
+  return Promise.resolve({ store: openStore(undefined, secret), secret, module: local });
 });
 
 it('keeps only ciphertext in PostgreSQL', async () => {

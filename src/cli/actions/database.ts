@@ -41,6 +41,8 @@ export async function apply(ctx: CliContext, options: { file: string; dryRun?: b
       json: !!options.json,
       dryRun: !!options.dryRun,
       rotationMetadata: options.rotationMetadata,
+      // On stderr: stdout stays the plan (and pure JSON with --json).
+      progress: (line) => void process.stderr.write(`${line}\n`),
     });
     if (revision === undefined) {
       if (!options.json) ctx.out('Dry run: nothing applied.');
