@@ -1,13 +1,14 @@
-import { jwtVerify, type CryptoKey } from 'jose';
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import { ProviderError } from '../../src/core/errors.js';
 import { jwtRefusalReason } from '../../src/core/kit/jwt-errors.js';
 import type { Authenticator, Call, JsonObject, Subject } from '../../src/core/ports.js';
 import type { LiveValue } from '../../src/core/provider.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
 import type { AttestationJwtBinding } from './attestation-jwt.schema.js';
+import { verifyHs256 } from './hs256.js';
 
 /**
- * Verifies an HS256 JWT (the algorithm is pinned: `none`, RS256 and the rest are refused)
+ * Verifies an HS256 JWT (hs256.ts; the algorithm is pinned: `none`, RS256 and the rest are refused)
  * against each live version of the shared secret, current first: a token signed with the
  * previous version still passes during its grace, one signed with a compromised or retired
  * version never does. Then exp, nbf, iat (present, not older than maxAgeSeconds), aud and iss.
@@ -16,7 +17,7 @@ import type { AttestationJwtBinding } from './attestation-jwt.schema.js';
  */
 export class AttestationJwtAuthenticator implements Authenticator {
   /** Each live value's HMAC key, imported once: the delivery cache hands the same value objects out. */
-  private readonly keys = new WeakMap<SecretValue, Promise<CryptoKey>>();
+  private readonly keys = new WeakMap<SecretValue, KeyObject>();
 
   constructor(
     private readonly name: string,
@@ -32,8 +33,7 @@ export class AttestationJwtAuthenticator implements Authenticator {
     let reason = 'signature';
     for (const { versionId, value } of values) {
       try {
-        const { payload } = await jwtVerify(credential.reveal(), await this.key(value), {
-          algorithms: ['HS256'],
+        const payload = verifyHs256(credential.reveal(), this.key(value), {
           audience: this.params.audience,
           ...(this.params.issuer ? { issuer: this.params.issuer } : {}),
           requiredClaims: ['exp', 'iat'],
@@ -53,12 +53,11 @@ export class AttestationJwtAuthenticator implements Authenticator {
     throw this.denied(reason);
   }
 
-  private key(value: SecretValue): Promise<CryptoKey> {
+  private key(value: SecretValue): KeyObject {
     let key = this.keys.get(value);
     if (!key) {
       const text = value.reveal();
-      const raw = this.params.encoding === 'utf8' ? new TextEncoder().encode(text) : Buffer.from(text, this.params.encoding);
-      key = crypto.subtle.importKey('raw', raw, { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
+      key = createSecretKey(Buffer.from(text, this.params.encoding));
       this.keys.set(value, key);
     }
     return key;
