@@ -161,14 +161,23 @@ describe('a large config', () => {
     since = (await h.runtime.db.auditEvent.aggregate({ _max: { seq: true } }))._max.seq ?? 0n;
     const path = file('fleet.yaml', many(5000));
     const result = await rekey(['apply', '-f', path], env);
-    expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
+    // Progress on stderr (stdout stays the plan): the batches, then schedules and queued work; nothing else.
+    const progress = result.stderr.trimEnd().split('\n');
+    expect(progress[0]).toMatch(/^ {2}secrets: 0 of 5000 written \(batch 1 of 5\), 0\.0 s$/);
+    expect(progress.slice(-3)).toEqual([
+      expect.stringMatching(/^ {2}secrets: 5000 of 5000 written in \d+\.\d s$/),
+      '  schedules and queued work: reconciling with the database',
+      expect.stringMatching(/^ {2}schedules and queued work: reconciled in \d+\.\d s$/),
+    ]);
+    expect(progress.every((line) => /^ {2}(secrets|schedules and queued work): /.test(line))).toBe(true);
     expect(result.stdout).toContain('Secrets: 5000 to add, 0 to change, 1 to remove, 0 unchanged.');
     expect(result.stdout).toContain('... and 4900 more secrets to add (--json lists every one)');
     expect(await h.runtime.db.secret.count({ where: { removedAt: null } })).toBe(5000);
     expect((await secretSchedulers(h.runtime.queues.queues.rotations)).length).toBe(5000);
     expect(await actions()).toEqual(['config.apply.started', ...Array<string>(5).fill('config.secrets'), 'config.applied']);
     const again = await rekey(['apply', '-f', path], env);
+    expect(again.stderr).toBe(''); // nothing to write: no progress
     expect(again.stdout).toContain('Secrets: 0 to add, 0 to change, 0 to remove, 5000 unchanged.');
     expect(again.stdout).toMatch(/No changes \(config revision \d+\)/);
   });
