@@ -16,7 +16,7 @@ export const SHIPPED_SCHEMA_PATH = fileURLToPath(new URL('./rekey.schema.json', 
 
 export function configJsonSchema(modules: readonly AnyProviderModule[]): Record<string, unknown> {
   const schema = z.toJSONSchema(documentSchema, { io: 'input', unrepresentable: 'any' }) as unknown as Record<string, unknown> & {
-    properties: { providers: Record<string, unknown> };
+    properties: { providers: Record<string, unknown>; delivery: { properties: { authenticators: { additionalProperties: unknown } } } };
   };
   schema.properties.providers = {
     type: 'object',
@@ -36,6 +36,18 @@ export function configJsonSchema(modules: readonly AnyProviderModule[]): Record<
         };
       }),
     },
+  };
+  // Each authenticator entry: `type:` and that type's parameters, or `provider:` naming a
+  // providers: entry (its type, hence its parameters, known only from the rest of the document).
+  schema.properties.delivery.properties.authenticators.additionalProperties = {
+    anyOf: [
+      ...modules.flatMap((m) => {
+        if (!m.bindings.authenticator) return [];
+        const entry = z.toJSONSchema(m.bindings.authenticator, { io: 'input', unrepresentable: 'any' }) as unknown as { properties?: Record<string, unknown>; required?: string[] };
+        return [{ ...entry, description: m.summary, properties: { type: { const: m.type }, ...(entry.properties ?? {}) }, required: ['type', ...(entry.required ?? [])] }];
+      }),
+      { type: 'object', description: 'An authenticator of a providers: entry, with its parameters', properties: { provider: { type: 'string' } }, required: ['provider'], additionalProperties: {} },
+    ],
   };
   return { $id: 'https://rekey.dev/schema/rekey.yaml.json', title: 'rekey.yaml', ...schema };
 }
