@@ -52,9 +52,10 @@ export class HandoutJournal {
 
   /**
    * @param maxBatch the most requests one transaction holds. @defaultValue 500
-   * @param maxInFlight transactions open at once. More than one overlaps a batch's check with
-   *   the previous commit, but appends to one chain take turns anyway and the batches get
-   *   smaller (bench/delivery: 0.39 commits per exchange with 3, 0.24 with 1). @defaultValue 1
+   * @param maxInFlight transactions open at once (each on a connection of its own). More than
+   *   one overlaps a batch's check with the previous commit, but appends to one chain take turns
+   *   anyway and the batches get smaller; on a contended machine 2 ran far slower than 1
+   *   (bench/delivery, docs/delivery.md#benchmark). @defaultValue 1
    */
   constructor(
     db: Db,
