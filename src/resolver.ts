@@ -203,8 +203,11 @@ export class ConfigResolver implements ProviderResolver {
     if (!latest) throw new RekeyError('REKEY_ERR_CONFIG', 'no configuration applied yet: run `rekey apply -f rekey.yaml`');
     // The same revision, or a newer one adopted from the apply that stored it while this read ran.
     if (this.generation && this.generation.revision >= latest.id) return this.generation;
-    this.replace(await this.generationOf({ id: latest.id, document: (await revisionDocument(this.options.db, latest.id))! }));
-    return this.generation!;
+    const generation = await this.generationOf({ id: latest.id, document: (await revisionDocument(this.options.db, latest.id))! });
+    // Adopted meanwhile (an apply in this process stored a newer revision): keep that one.
+    if (this.generation && this.generation.revision >= generation.revision) return this.generation;
+    this.replace(generation);
+    return generation;
   }
 
   /** Makes `generation` the latest; the one it replaces is closed once calls in flight have had time to finish. */
