@@ -52,7 +52,7 @@ export async function revokeByNumber(deps: EngineDeps, secret: string, number: n
 async function act(deps: EngineDeps, version: VersionRecord, policy: SecretPolicy, report: LeakReportInput): Promise<LeakOutcome> {
   const ctx = audit(deps);
   const leakRotation = () =>
-    requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey: `leak:${version.id}`, urgent: true });
+    requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey: `leak:${version.id}`, urgent: true, replacing: version.id });
   switch (version.state) {
     case 'revoked':
     case 'failed':

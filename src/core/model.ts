@@ -267,6 +267,12 @@ export interface StateRepository {
     graceMs: number | null;
     /** A request older than the secret's last promotion makes no run: `{ stale }` is returned instead. */
     requestedAt?: Date;
+    /**
+     * A leak's rotation: the leaked version. Once it is no longer current (a rotation promoted
+     * since the leak was seen), no new run is made and `{ stale }` is returned: a second,
+     * zero-grace rotation would cut the overlap of a key that never leaked.
+     */
+    replacing?: string;
     audit: AuditContext;
   }): Promise<{ run: RunRecord; created: boolean } | { stale: SecretRecord }>;
   /** Creates (or returns) the run that retires or revokes one version; idempotent per (kind, version), audited `run.started` once. */

@@ -108,7 +108,8 @@ export async function reconcile(deps: EngineDeps, options: ReconcileOptions = {}
       continue;
     }
     await deps.queue.scheduleBlock(version.id, new Date(version.compromisedAt!.getTime() + policy.leakDeadlineMs));
-    await requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey: `leak:${version.id}`, urgent: true });
+    // Replacing that version only: a rotation that promoted since this pass read it has replaced it already.
+    await requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey: `leak:${version.id}`, urgent: true, replacing: version.id });
   }
   for (const version of work.unreplaced) {
     if (!(await policyOf(version.secret))) continue;

@@ -16,6 +16,8 @@ export interface RotationRequest {
   requestedAt?: Date;
   /** A leak: zero grace for the replaced version, and the revocations queue. */
   urgent?: boolean;
+  /** A leak's rotation: the leaked version; no run is made once it is no longer current (StateRepository.createRotationRun). */
+  replacing?: string;
   /** Overlap for the version this rotation replaces, instead of the secret's `grace` (a fleet rotation's `--grace`); more than 0: zero is the leak path. */
   graceMs?: number;
 }
@@ -34,12 +36,13 @@ export async function requestRotation(deps: EngineDeps, request: RotationRequest
     idempotencyKey,
     graceMs: urgent ? 0 : (request.graceMs ?? null),
     requestedAt: request.requestedAt,
+    replacing: request.replacing,
     audit: audit(deps),
   });
   if ('stale' in made) {
     if (await deps.repo.recordTrigger({ secret: made.stale, trigger: request.trigger, idempotencyKey, outcome: 'stale' }, audit(deps))) {
       deps.events.triggerSkipped('stale');
-      deps.log.info({ secret: made.stale.name, trigger: request.trigger }, 'trigger older than the last rotation; skipped');
+      deps.log.info({ secret: made.stale.name, trigger: request.trigger }, request.replacing ? 'leak rotation not needed: the leaked version was already replaced; skipped' : 'trigger older than the last rotation; skipped');
     }
     return { status: 'stale' };
   }

@@ -24,6 +24,9 @@ const CREATE_ROTATION = statement(
      RETURNING *)
    SELECT ${RUN_COLUMNS} FROM r JOIN secrets s ON s.id = r.secret_id`,
 );
+/** Thrown inside createRotationRun's transaction when a leak's version was replaced meanwhile. */
+const REPLACED = new Error('the leaked version is no longer current');
+const STILL_CURRENT = statement('version_still_current', `SELECT 1 FROM versions WHERE id = $1 AND state = 'current'`);
 const RUN_BY_KEY = statement('run_by_key', `SELECT ${RUN_COLUMNS} FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.idempotency_key = $1`);
 const RUNNING_ROTATION = statement(
   'running_rotation',
@@ -65,12 +68,16 @@ export class Runs {
   ) {}
 
   /** The secret is looked up by the insert itself: a request commits once, reading nothing before. */
-  async createRotationRun(input: { secret: string; trigger: string; idempotencyKey: string; graceMs: number | null; requestedAt?: Date; audit: AuditContext }) {
+  async createRotationRun(input: { secret: string; trigger: string; idempotencyKey: string; graceMs: number | null; requestedAt?: Date; replacing?: string; audit: AuditContext }) {
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
         const created = await transaction(this.db, async (tx) => {
           const [row] = await tx.rows<RunRow>(CREATE_ROTATION, [randomUUID(), input.secret, input.trigger, input.idempotencyKey, input.graceMs, input.requestedAt ?? null]);
           if (!row) return null;
+          // A leak's rotation checks its version after the insert, in a statement of its own: the insert
+          // waited on the running rotation's unique index until that one finished, so a promotion that
+          // replaced the version is seen here (a lock on the version instead would invert the lock order).
+          if (input.replacing && !(await tx.rows(STILL_CURRENT, [input.replacing])).length) throw REPLACED; // rolls the insert back
           const run = runOf(row);
           await this.audit.append(tx, { ...auditOf(input.audit, run.id), action: 'run.started', secret: run.secret, data: { kind: 'rotation', trigger: input.trigger } });
           return { run, created: true };
@@ -81,6 +88,7 @@ export class Runs {
         if (!secret || secret.removedAt) throw new RekeyError('REKEY_ERR_UNKNOWN', `no managed secret named ${input.secret}`);
         if (input.requestedAt && secret.lastPromotedAt && input.requestedAt < secret.lastPromotedAt) return { stale: secret };
       } catch (error) {
+        if (error === REPLACED) return { stale: (await this.reads.getSecret(input.secret))! };
         if (!isUniqueViolation(error)) throw error;
         const [existing] =
           (await this.sql.rows<RunRow>(RUN_BY_KEY, [input.idempotencyKey])).concat(await this.sql.rows<RunRow>(RUNNING_ROTATION, [input.secret]));

@@ -95,6 +95,21 @@ describe('leaks at awkward moments', () => {
     expect(await runs(secret, 'revocation')).toEqual([{ trigger: 'leak', status: 'succeeded', graceMs: null }]);
   });
 
+  it("a leak's rotation asked for once the leaked version was replaced makes no run: no zero-grace rotation of a key that never leaked", async () => {
+    // What reconcile does when a rotation promotes between its read of the leaked current version and its request (fresh-ci saw a v3 once).
+    const { secret } = await secretWithCurrent();
+    const current = () => e.h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: secret }, state: 'current' } });
+    const v1 = await current();
+    expect((await e.h.rotate(secret)).status).toBe('succeeded');
+    const request = (id: string) => e.h.runtime.engine.requestRotation({ secret, trigger: 'leak', idempotencyKey: `leak:${id}`, urgent: true, replacing: id });
+    expect(await request(v1.id)).toEqual({ status: 'stale' });
+    expect(await runs(secret, 'rotation')).toHaveLength(2);
+    // The same request for the version that is current does rotate it.
+    const made = await request((await current()).id);
+    expect(made.status).toBe('queued');
+    expect(await e.h.waitForRun((made as { run: { id: string } }).run.id)).toMatchObject({ status: 'succeeded', graceMs: 0 });
+  });
+
   it('of the previous version during its grace: blocked at once, current untouched, no rotation', async () => {
     const { secret } = await secretWithCurrent();
     const v1 = (await storedValue(e.h, secret)).reveal();
