@@ -20,7 +20,7 @@ export interface ApplyOptions {
   json?: boolean;
   /** Print the plan and change nothing: no revision, no Redis connection. @defaultValue false */
   dryRun?: boolean;
-  /** Mark added and changed secrets' rotation metadata to be written to their stores (src/events/rotation-metadata.ts). @defaultValue false */
+  /** Mark added and changed secrets whose store can show a rotation policy (ProviderModule.rotationMetadata) to have it written there (src/events/rotation-metadata.ts). @defaultValue false */
   rotationMetadata?: boolean;
   /** Receives progress lines while a large apply writes (more than one batch of secrets): `rekey apply` sends them to stderr. */
   progress?: (line: string) => void;
