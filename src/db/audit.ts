@@ -25,7 +25,7 @@ import { decodeKey } from '../core/fingerprint.js';
 import type { JsonObject, JsonValue } from '../core/ports.js';
 import type { SecretValue } from '../core/secret-value.js';
 import type { Db, Tx } from './client.js';
-import { type SqlTx, statement } from './sql.js';
+import { type Batched, type SqlTx, type Statement, statement } from './sql.js';
 
 export const GENESIS = '0'.repeat(64);
 
@@ -89,7 +89,8 @@ export class AuditLog {
   /**
    * Appends events, in order, inside the caller's transaction: per chain they touch, one
    * statement takes its locks, its head and their sequence numbers, then one insert writes
-   * every row (the MACs are computed in process, each over the row before).
+   * every row (the MACs are computed in process, each over the row before). In a hand-written
+   * transaction the insert is deferred: it goes out with COMMIT (SqlTx.defer).
    * Call it last: it serializes the chain's appends until commit.
    * @throws RekeyError REKEY_ERR_CONFIG when REKEY_AUDIT_KEY is not set.
    */
@@ -98,8 +99,24 @@ export class AuditLog {
     const taken = new Map<string, Taken>();
     for (const [chain, count] of chainsOf(inputs)) taken.set(chain, await take(tx, chain, count));
     const rows = this.rowsOf(inputs, taken);
-    if (isSql(tx)) await tx.rows(INSERT, insertValues(rows));
+    if (isSql(tx)) tx.defer(INSERT, insertValues(rows));
     else await tx.auditEvent.createMany({ data: rows.map((r) => ({ ...r, data: r.data as JsonObject })) });
+  }
+
+  /**
+   * appendAll with the chain already taken: `taken` is the answer to {@link takeOf}, sent in the
+   * caller's batch behind the statements that lock what the transaction writes. The insert goes
+   * out with the next batch or COMMIT. Every input must be of that one chain, at most `count` of them.
+   * @throws Error when the inputs do not fit the take.
+   */
+  appendTaken(tx: SqlTx, inputs: readonly AuditInput[], taken: readonly unknown[]): void {
+    if (inputs.length === 0) return;
+    const rows = taken as ReadonlyArray<{ chain: string; prev: string; seq: string }>;
+    const chain = rows[0]?.chain;
+    if (chain === undefined || rows.length < inputs.length || inputs.some((i) => (i.secret ?? '') !== chain)) {
+      throw new Error(`audit: ${inputs.length} events do not fit a take of ${rows.length} on chain ${chain ?? 'none'}`);
+    }
+    tx.defer(INSERT, insertValues(this.rowsOf(inputs, new Map([[chain, takenOf(rows)]]))));
   }
 
   /**
@@ -178,20 +195,39 @@ function isSql(tx: Tx | SqlTx): tx is SqlTx {
  * releases before audit_heads still take), then the chain's head row, inserted at GENESIS for a
  * new chain or locked by ON CONFLICT DO UPDATE, which returns its newest committed hash whatever
  * the statement's snapshot; then the sequence numbers, under all three locks. They come from
- * unnest, not generate_series: a generic plan estimates 1,000 rows for generate_series($4) and
+ * unnest, not generate_series: a generic plan estimates 1,000 rows for generate_series($3) and
  * 10 for unnest, so PostgreSQL planned the statement again at every call (custom plans) instead
  * of once per connection.
  */
-export const TAKE = statement(
-  'audit_take',
-  `WITH head AS (
-     INSERT INTO audit_heads (chain, hash)
-     SELECT $3, '${GENESIS}' FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))::text, pg_advisory_xact_lock(hashtextextended($2, 0))::text) AS locked
-     ON CONFLICT (chain) DO UPDATE SET chain = EXCLUDED.chain
-     RETURNING hash)
-   SELECT head.hash AS prev, nextval(pg_get_serial_sequence('audit_events', 'seq')) AS seq
-   FROM head, unnest(array_fill(0, ARRAY[$4::int])) ORDER BY seq`,
-);
+function takeStatement(name: string, chain: string): Statement {
+  return statement(
+    name,
+    `WITH c AS MATERIALIZED (SELECT ${chain} AS chain),
+     head AS (
+       INSERT INTO audit_heads (chain, hash)
+       SELECT c.chain, '${GENESIS}' FROM c, LATERAL (SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))::text, pg_advisory_xact_lock(hashtextextended('audit:' || c.chain, 0))::text) AS locked
+       WHERE c.chain IS NOT NULL
+       ON CONFLICT (chain) DO UPDATE SET chain = EXCLUDED.chain
+       RETURNING chain, hash)
+     SELECT head.chain, head.hash AS prev, nextval(pg_get_serial_sequence('audit_events', 'seq')) AS seq
+     FROM head, unnest(array_fill(0, ARRAY[$3::int])) ORDER BY seq`,
+  );
+}
+/** The take of chain `$2` (a secret's name, '' for none). */
+export const TAKE = takeStatement('audit_take', '$2::text');
+/** Where {@link takeOf} finds its chain: the secret of a run or of a version, by id. Nothing is taken when there is no such row. */
+export type ChainOf = { run: string } | { version: string };
+const TAKE_OF_RUN = takeStatement('audit_take_of_run', '(SELECT s.name FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.id = $2::uuid)');
+const TAKE_OF_VERSION = takeStatement('audit_take_of_version', '(SELECT s.name FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.id = $2::uuid)');
+
+/**
+ * The take of `count` sequence numbers of a chain found by a row the caller's transaction may
+ * have just written, for its batch: put it behind the statements that take the transaction's
+ * other locks (the chain's lock comes last, as in appendAll). Hand its answer to AuditLog.appendTaken.
+ */
+export function takeOf(of: ChainOf, count: number): Batched {
+  return 'run' in of ? [TAKE_OF_RUN, [SETTLE_LOCK, of.run, count]] : [TAKE_OF_VERSION, [SETTLE_LOCK, of.version, count]];
+}
 /** The rows; the trigger audit_events_heads moves each chain's head to its last one. */
 export const INSERT = statement(
   'audit_insert',
@@ -203,7 +239,7 @@ export const INSERT = statement(
 
 /** The values of TAKE for `count` sequence numbers of `chain`. */
 export function takeValues(chain: string, count: number): unknown[] {
-  return [SETTLE_LOCK, `audit:${chain}`, chain, count];
+  return [SETTLE_LOCK, chain, count];
 }
 
 /** TAKE's answer (node-postgres hands int8 over as a string, Prisma as a bigint). */

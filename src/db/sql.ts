@@ -37,19 +37,39 @@ export interface Sql {
   rows<R>(statement: Statement, values: readonly unknown[]): Promise<R[]>;
 }
 
-/** Statements on one pooled connection inside BEGIN ... COMMIT. */
+/** One statement of a {@link SqlTx.batch}, with its values. */
+export type Batched = readonly [Statement, readonly unknown[]];
+
+/**
+ * Statements on one pooled connection inside BEGIN ... COMMIT. The connection pipelines
+ * (see pipeline below): BEGIN goes out with the first statement, and every batch is one write and one
+ * round trip, its statements run in order, each seeing what the ones before it wrote.
+ */
 export interface SqlTx extends Sql {
   /** Marks this as the hand-written kind (the audit log takes either kind of transaction). */
   readonly kind: 'sql';
+  /**
+   * Sends `statements` in one round trip and returns each one's rows, in order. When one
+   * fails, the ones after it fail too (the transaction is aborted): the first error is thrown
+   * once all have answered.
+   */
+  batch(statements: readonly Batched[]): Promise<unknown[][]>;
+  /**
+   * Queues a statement whose rows nobody reads: it goes out in front of the next batch, or
+   * with COMMIT, and its failure fails that batch or the commit (so the transaction rolls back).
+   */
+  defer(statement: Statement, values: readonly unknown[]): void;
 }
 
-class Runner implements SqlTx {
-  readonly kind = 'sql';
-  constructor(private readonly client: pg.Pool | pg.PoolClient) {}
+/** A Date as a `timestamp` parameter (UTC ISO text), anything else as it is. */
+const param = (v: unknown) => (v instanceof Date ? v.toISOString() : v);
+const named = (s: Statement, values: readonly unknown[]): pg.QueryConfig => ({ name: s.name, text: s.text, values: values.map(param), types });
+
+class Runner implements Sql {
+  constructor(private readonly pool: pg.Pool) {}
 
   async rows<R>(s: Statement, values: readonly unknown[]): Promise<R[]> {
-    const params = values.map((v) => (v instanceof Date ? v.toISOString() : v));
-    return (await this.client.query({ name: s.name, text: s.text, values: params, types })).rows as R[];
+    return (await this.pool.query(named(s, values))).rows as R[];
   }
 }
 
@@ -58,22 +78,92 @@ export function sql(db: Db): Sql {
   return new Runner(poolOf(db));
 }
 
+type Socket = { cork?(): void; uncork?(): void };
+
+class TxRunner implements SqlTx {
+  readonly kind = 'sql';
+  private begun = false;
+  private deferred: pg.QueryConfig[] = [];
+
+  constructor(private readonly client: pg.PoolClient) {}
+
+  async rows<R>(s: Statement, values: readonly unknown[]): Promise<R[]> {
+    return (await this.batch([[s, values]]))[0] as R[];
+  }
+
+  async batch(statements: readonly Batched[]): Promise<unknown[][]> {
+    const results = await this.send(statements.map(([s, values]) => named(s, values)));
+    return results.slice(results.length - statements.length);
+  }
+
+  defer(s: Statement, values: readonly unknown[]): void {
+    this.deferred.push(named(s, values));
+  }
+
+  /** COMMIT with what is deferred; nothing when nothing was sent. */
+  async commit(): Promise<void> {
+    if (this.begun || this.deferred.length) await this.send([{ text: 'COMMIT' }]);
+  }
+
+  /** Whether ROLLBACK is needed: something was sent. */
+  get open(): boolean {
+    return this.begun;
+  }
+
+  /**
+   * BEGIN (the first time), the deferred statements, then `queries`, written at once (the
+   * client writes each query when it is submitted: corked, they leave in one write). Returns
+   * the rows of the deferred statements and of `queries`, or throws the first error.
+   */
+  private async send(queries: pg.QueryConfig[]): Promise<unknown[][]> {
+    const all = [...(this.begun ? [] : [{ text: 'BEGIN' }]), ...this.deferred.splice(0), ...queries];
+    const begin = this.begun ? 0 : 1;
+    this.begun = true;
+    const socket = (this.client as unknown as { connection?: { stream?: Socket } }).connection?.stream;
+    socket?.cork?.();
+    let sent: Promise<pg.QueryResult>[];
+    try {
+      sent = all.map((q) => this.client.query(q));
+    } finally {
+      socket?.uncork?.();
+    }
+    const settled = await Promise.allSettled(sent);
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return settled.slice(begin).map((r) => (r as PromiseFulfilledResult<pg.QueryResult>).value.rows as unknown[]);
+  }
+}
+
 /**
  * Runs `fn` in one transaction on one connection: committed when it returns, rolled back
  * when it throws (the error is rethrown). A connection whose rollback fails is discarded.
+ * BEGIN leaves with the first statement and COMMIT with the deferred ones (SqlTx), so a
+ * transaction of one batch and a deferred insert is two round trips.
  */
 export async function transaction<T>(db: Db, fn: (tx: SqlTx) => Promise<T>): Promise<T> {
   const client = await poolOf(db).connect();
+  pipeline(client, true);
+  const tx = new TxRunner(client);
   let broken: Error | undefined;
   try {
-    await client.query('BEGIN');
-    const result = await fn(new Runner(client));
-    await client.query('COMMIT');
+    const result = await fn(tx);
+    await tx.commit();
     return result;
   } catch (error) {
-    await client.query('ROLLBACK').catch((e: unknown) => (broken = e instanceof Error ? e : new Error('rollback failed')));
+    // After a failed COMMIT the transaction is over already: ROLLBACK then only warns.
+    if (tx.open) await client.query('ROLLBACK').catch((e: unknown) => (broken = e instanceof Error ? e : new Error('rollback failed')));
     throw error;
   } finally {
+    pipeline(client, false);
     client.release(broken);
   }
+}
+
+/**
+ * node-postgres's pipeline mode (each query written as it is submitted, not after the answer
+ * to the one before), for one transaction's connection only: Prisma's adapter shares the pool
+ * and is not written for it. Switched while nothing is queued on the connection.
+ */
+function pipeline(client: pg.PoolClient, on: boolean): void {
+  (client as { pipeline: boolean }).pipeline = on;
 }
