@@ -8,12 +8,12 @@ import { RekeyError, sanitize } from '../core/errors.js';
 import { notPending } from '../core/lifecycle.js';
 import type { AppliedPromotion, AuditContext, DeliveryStatus, Promotion, PromotionSnapshot, RotationAttempt, StepProgress, VersionChange, VersionRecord } from '../core/model.js';
 import type { JsonObject } from '../core/ports.js';
-import type { AuditInput, AuditLog } from './audit.js';
+import { type AuditInput, type AuditLog, takeOf } from './audit.js';
 import type { Db } from './client.js';
 import { RUN, VERSION } from './reads.js';
 import { RUN_COLUMNS, type RunRow, VERSION_COLUMNS, type VersionRow, prefixedVersionColumns, prefixedVersionOf, runOf, versionOf } from './rows.js';
 import { OPEN, auditOf, leaseUpdate } from './runs.js';
-import { NOW, type SqlTx, statement, transaction } from './sql.js';
+import { type Batched, NOW, type SqlTx, statement, transaction } from './sql.js';
 import { refuseIllegal } from './transitions.js';
 
 /** The secret lock (see repository.ts), by the secret's id or by one of its versions'. */
@@ -81,15 +81,16 @@ const BEGIN_ATTEMPT = statement(
    LEFT JOIN (SELECT ${VERSION_COLUMNS} FROM made v JOIN n s ON s.id = v.secret_id) nv ON true`,
 );
 /**
- * Under the secret lock: the run's version, the secret's current, previous and compromised
- * versions, the one promoted last (the store's current), and the run's grace.
+ * Under the secret lock, for run `$1`: its version, the secret's current, previous and
+ * compromised versions, the one promoted last (the store's current), and the run's grace.
  */
 const PROMOTION_SNAPSHOT = statement(
   'promotion_snapshot',
-  `SELECT ${VERSION_COLUMNS}, (SELECT grace_ms FROM runs WHERE id = $3) AS run_grace_ms
-   FROM versions v JOIN secrets s ON s.id = v.secret_id
-   WHERE v.secret_id = $1 AND (v.state IN ('current', 'previous', 'compromised') OR v.id = $2
-     OR v.id = (SELECT id FROM versions WHERE secret_id = $1 AND promoted_at IS NOT NULL AND id <> $2 ORDER BY promoted_at DESC LIMIT 1))
+  `WITH r AS (SELECT secret_id, version_id, grace_ms FROM runs WHERE id = $1)
+   SELECT ${VERSION_COLUMNS}, r.grace_ms AS run_grace_ms
+   FROM r JOIN versions v ON v.secret_id = r.secret_id JOIN secrets s ON s.id = v.secret_id
+   WHERE v.state IN ('current', 'previous', 'compromised') OR v.id = r.version_id
+     OR v.id = (SELECT id FROM versions, r WHERE versions.secret_id = r.secret_id AND promoted_at IS NOT NULL AND id <> r.version_id ORDER BY promoted_at DESC LIMIT 1)
    ORDER BY v.number`,
 );
 /** A version change as {@link CHANGE} makes it, from parameters `$p`–`$p+4` (none when `$p` is null). */
@@ -135,10 +136,15 @@ export class RotationSteps {
     });
   }
 
-  /** The lease and, for a run at `issue` with no version, its version: one commit before the issuer is called. */
+  /**
+   * The lease and, for a run at `issue` with no version, its version: one commit before the
+   * issuer is called. The audit take goes in the same batch and takes nothing unless the version was made.
+   */
   async startAttempt(runId: string, owner: string, ms: number, audit: AuditContext): Promise<RotationAttempt> {
     return transaction(this.db, async (tx) => {
-      const [row] = await tx.rows<RunRow & Record<string, unknown>>(BEGIN_ATTEMPT, [runId, owner, ms, 1, randomUUID()]);
+      const made = randomUUID();
+      const [attempt, taken] = await tx.batch([[BEGIN_ATTEMPT, [runId, owner, ms, 1, made]], takeOf({ version: made }, 1)]);
+      const [row] = attempt as Array<RunRow & Record<string, unknown>>;
       if (!row) {
         const [found] = await tx.rows<RunRow>(RUN, [runId]);
         return { granted: false, run: found ? runOf(found) : null };
@@ -146,7 +152,7 @@ export class RotationSteps {
       const run = runOf(row);
       const storeCurrent = prefixedVersionOf(row, 'sc');
       const created = prefixedVersionOf(row, 'nv');
-      if (created) await this.audit.append(tx, issuing(created, runId, audit));
+      if (created) this.audit.appendTaken(tx, [issuing(created, runId, audit)], taken!);
       else if (run.versionId) return { granted: true, run, version: await readVersion(tx, run.versionId), storeCurrent };
       return { granted: true, run, version: created, storeCurrent };
     });
@@ -161,41 +167,49 @@ export class RotationSteps {
 
   async recordIssued(versionId: string, { fingerprint, issuerState, publicId }: { fingerprint: string; issuerState: JsonObject; publicId: string | undefined }, audit: AuditContext) {
     return transaction(this.db, async (tx) => {
-      const [row] = await tx.rows<VersionRow>(ISSUED, [versionId, fingerprint, JSON.stringify(issuerState), publicId ?? null]);
+      const [issued, taken] = await tx.batch([[ISSUED, [versionId, fingerprint, JSON.stringify(issuerState), publicId ?? null]], takeOf({ version: versionId }, 1)]);
+      const [row] = issued as VersionRow[];
       if (!row) throw new RekeyError('REKEY_ERR_UNKNOWN', `no version ${versionId}`);
       const version = versionOf(row);
-      await this.audit.append(tx, { ...auditOf(audit), action: 'version.issued', secret: version.secret, versionId, data: { number: version.number, fingerprint } });
+      this.audit.appendTaken(tx, [{ ...auditOf(audit), action: 'version.issued', secret: version.secret, versionId, data: { number: version.number, fingerprint } }], taken!);
       return version;
     });
   }
 
-  /** Under the secret lock, so a leak report's transition of the same version is either before (refused here) or after. */
+  /**
+   * Under the secret lock, so a leak report's transition of the same version is either before
+   * (refused here) or after. One batch when the version moves, with the audit take behind it;
+   * when it does not (a repeat after a crash), that transaction is rolled back before another
+   * takes the secret lock on its own: the chain's lock is never held while waiting for the secret's.
+   */
   async markPending(versionId: string, storeVersionId: string, audit: AuditContext, next?: StepProgress) {
+    const ctx = auditOf(audit);
+    const moved = await transaction(this.db, async (tx) => {
+      const [pending, taken] = await tx.batch([[PENDING, [versionId, ...progressValues(next ?? {}), storeVersionId]], takeOf({ version: versionId }, 1 + progressCount(next ?? {}))]);
+      const [row] = pending as VersionRow[];
+      if (!row) throw NOT_MOVED;
+      const version = versionOf(row);
+      const event: AuditInput = { ...ctx, action: 'version.pending', secret: version.secret, versionId, data: { from: 'issuing', to: 'pending', storeVersionId } };
+      this.audit.appendTaken(tx, [event, ...progressEvents(version, next ?? {}, ctx)], taken!);
+      return version;
+    }).catch((error: unknown) => {
+      if (error === NOT_MOVED) return null;
+      throw error;
+    });
+    if (moved) return moved;
     return transaction(this.db, async (tx) => {
-      const ctx = auditOf(audit);
-      const [moved] = await tx.rows<VersionRow>(PENDING, [versionId, ...progressValues(next ?? {}), storeVersionId]);
-      if (moved) {
-        const version = versionOf(moved);
-        const pending: AuditInput = { ...ctx, action: 'version.pending', secret: version.secret, versionId, data: { from: 'issuing', to: 'pending', storeVersionId } };
-        await this.audit.appendAll(tx, [pending, ...progressEvents(version, next ?? {}, ctx)]);
-        return version;
-      }
       // Already pending (a repeat after a crash): its bookkeeping alone, under the secret lock.
       await tx.rows(LOCK_SECRET_OF_VERSION, [versionId]);
       const found = await readVersion(tx, versionId);
       if (!found) throw new RekeyError('REKEY_ERR_UNKNOWN', `no version ${versionId}`);
       if (found.state !== 'pending') throw notPending(found);
-      if (next) await this.audit.appendAll(tx, (await progress(tx, found, next, ctx)).events);
+      if (next) await progress(tx, this.audit, found, next, ctx);
       return found;
     });
   }
 
   async recordProgress(versionId: string, next: StepProgress, audit: AuditContext) {
-    return transaction(this.db, async (tx) => {
-      const { version, events } = await progress(tx, { id: versionId }, next, auditOf(audit));
-      await this.audit.appendAll(tx, events);
-      return version;
-    });
+    return transaction(this.db, (tx) => progress(tx, this.audit, { id: versionId }, next, auditOf(audit)));
   }
 
   async setDelivery(versionId: string, target: string, status: DeliveryStatus, audit: AuditContext, error?: string) {
@@ -212,9 +226,10 @@ export class RotationSteps {
 
   async promote(runId: string, plan: (snapshot: PromotionSnapshot) => Promotion, audit: AuditContext): Promise<AppliedPromotion> {
     return transaction(this.db, async (tx) => {
-      const [run] = await tx.rows<{ secret_id: string; version_id: string }>(LOCK_RUN_SECRET, [runId]);
-      // A statement of its own after the lock: it reads what the lock's last holder committed.
-      const rows = await tx.rows<VersionRow & { run_grace_ms: number | null }>(PROMOTION_SNAPSHOT, [run!.secret_id, run!.version_id, runId]);
+      // The snapshot is a statement of its own after the lock: it reads what the lock's last holder committed.
+      const [locked, snapshot] = await tx.batch([[LOCK_RUN_SECRET, [runId]], [PROMOTION_SNAPSHOT, [runId]]]);
+      const [run] = locked as Array<{ secret_id: string; version_id: string }>;
+      const rows = snapshot as Array<VersionRow & { run_grace_ms: number | null }>;
       const versions = rows.map(versionOf);
       const version = versions.find((v) => v.id === run!.version_id)!;
       const others = versions.filter((v) => v.id !== version.id && v.promotedAt);
@@ -227,25 +242,23 @@ export class RotationSteps {
         runGraceMs: rows[0]?.run_grace_ms ?? null,
       });
       const ctx = auditOf(audit, runId);
-      // The first and last changes go with the run's step (PROMOTED), the ones between them before it.
+      // One batch: the changes between the first and the last, then the first and last with the
+      // run's step (PROMOTED), then the audit take (the chain's lock last).
       const { changes } = promotion;
       const first = changes.length > 1 && changes[0]!.to !== 'current' ? changes[0] : undefined;
       const last = changes.at(-1);
-      const between = await applyChanges(tx, changes.slice(first ? 1 : 0, -1), ctx);
-      const [counts] = await tx.rows<{ first_changed: number; changed: number }>(PROMOTED, [
-        run!.secret_id,
-        promotion.promotedAt ?? null,
-        runId,
-        promotion.nextStep,
-        ...changeValues(last),
-        ...changeValues(first),
-      ]);
+      const between = changes.slice(first ? 1 : 0, -1);
+      const done = promotion.nextStep === 'done';
+      const count = changes.length + (done ? 1 : 0);
+      const promoted: Batched = [PROMOTED, [run!.secret_id, promotion.promotedAt ?? null, runId, promotion.nextStep, ...changeValues(last), ...changeValues(first)]];
+      const answers = await tx.batch([...between.map((c): Batched => [CHANGE, changeValues(c)]), promoted, ...(count ? [takeOf({ run: runId }, count)] : [])]);
+      const [counts] = answers[between.length] as Array<{ first_changed: number; changed: number }>;
       const events: AuditInput[] = [];
-      if (first) events.push(counts!.first_changed === 1 ? changeEvent(first, ctx) : stale(first));
-      events.push(...between);
-      if (last) events.push(counts!.changed === 1 ? changeEvent(last, ctx) : stale(last));
-      if (promotion.nextStep === 'done') events.push({ ...ctx, action: 'run.finished', secret: version.secret, versionId: version.id, data: { status: 'succeeded', kind: 'rotation' } });
-      await this.audit.appendAll(tx, events);
+      if (first) events.push(changed(first, counts!.first_changed, ctx));
+      events.push(...between.map((c, i) => changed(c, answers[i]!.length, ctx)));
+      if (last) events.push(changed(last, counts!.changed, ctx));
+      if (done) events.push({ ...ctx, action: 'run.finished', secret: version.secret, versionId: version.id, data: { status: 'succeeded', kind: 'rotation' } });
+      if (count) this.audit.appendTaken(tx, events, answers.at(-1)!);
       // What the changes left, as the transaction wrote it.
       const after = versions.map((v) => {
         const change = promotion.changes.find((c) => c.version.id === v.id);
@@ -255,6 +268,9 @@ export class RotationSteps {
     });
   }
 }
+
+/** Thrown inside markPending's first transaction when the version was not issuing: rolls it back. */
+const NOT_MOVED = new Error('the version was not issuing');
 
 /** The audit event of a version created. */
 function issuing(version: VersionRecord, runId: string, audit: AuditContext): AuditInput {
@@ -272,11 +288,13 @@ async function readVersion(tx: SqlTx, versionId: string): Promise<VersionRecord 
  */
 export async function applyChanges(tx: SqlTx, changes: readonly VersionChange[], ctx: ReturnType<typeof auditOf>): Promise<AuditInput[]> {
   const events: AuditInput[] = [];
-  for (const change of changes) {
-    const moved = await tx.rows(CHANGE, changeValues(change));
-    events.push(moved.length === 1 ? changeEvent(change, ctx) : stale(change));
-  }
+  for (const change of changes) events.push(changed(change, (await tx.rows(CHANGE, changeValues(change))).length, ctx));
   return events;
+}
+
+/** The audit event of a planned change that `moved` one row; stale when it moved none. */
+function changed(change: VersionChange, moved: number, ctx: ReturnType<typeof auditOf>): AuditInput {
+  return moved === 1 ? changeEvent(change, ctx) : stale(change);
 }
 
 /** A change's id, from, to, graceEndsAt and promotedAt; an illegal one refused. Nulls for none. */
@@ -299,20 +317,29 @@ function stale({ version: v }: VersionChange): never {
 /**
  * A rotation step's bookkeeping inside its transaction: the delivery rows of the version at
  * `next.deliveries.targets` set to one status, then the run's next step, in one statement that
- * also reads the version. Returns it and the step's audit events (`delivery.<status>` per
- * target; the step itself is not audited).
+ * also reads the version, batched with the audit take of the step's events (`delivery.<status>`
+ * per target; the step itself is not audited). Returns the version.
  */
-async function progress(tx: SqlTx, of: { id: string }, next: StepProgress, ctx: ReturnType<typeof auditOf>): Promise<{ version: VersionRecord; events: AuditInput[] }> {
-  const [row] = await tx.rows<VersionRow>(PROGRESS, [of.id, ...progressValues(next)]);
+async function progress(tx: SqlTx, audit: AuditLog, of: { id: string }, next: StepProgress, ctx: ReturnType<typeof auditOf>): Promise<VersionRecord> {
+  const count = progressCount(next);
+  const [rows, taken] = await tx.batch([[PROGRESS, [of.id, ...progressValues(next)]], ...(count ? [takeOf({ version: of.id }, count)] : [])]);
+  const [row] = rows as VersionRow[];
   if (!row) throw new RekeyError('REKEY_ERR_UNKNOWN', `no version ${of.id}`);
   const version = versionOf(row);
-  return { version, events: progressEvents(version, next, ctx) };
+  if (count) audit.appendTaken(tx, progressEvents(version, next, ctx), taken!);
+  return version;
 }
 
 /** `$2`–`$6` of {@link PROGRESS} and {@link PENDING}: targets, status, attempts counted, run, step. */
 function progressValues(next: Partial<StepProgress>): unknown[] {
   const { targets = [], status = 'pending' } = next.deliveries ?? {};
   return [targets, status, status === 'pending' ? 1 : 0, next.runId ?? null, next.step ?? null];
+}
+
+/** How many events {@link progressEvents} makes. */
+function progressCount(next: Partial<StepProgress>): number {
+  const { targets = [], through = [] } = next.deliveries ?? {};
+  return targets.length * (through.length + 1);
 }
 
 /** `delivery.<status>` per target, for each status the step went through. */

@@ -5,12 +5,12 @@
 import { randomUUID } from 'node:crypto';
 import { RekeyError, sanitize } from '../core/errors.js';
 import type { AuditContext, RotationStep, RunRecord, RunStatus, SecretRecord, VersionRecord } from '../core/model.js';
-import type { AuditLog } from './audit.js';
+import { type AuditLog, takeOf } from './audit.js';
 import { type Db, isUniqueViolation } from './client.js';
 import { toRun, versionInclude } from './mappers.js';
 import { RUN_COLUMNS, type RunRow, runOf } from './rows.js';
 import type { Reads } from './reads.js';
-import { NOW, type Sql, statement, transaction } from './sql.js';
+import { type Batched, NOW, type Sql, statement, transaction } from './sql.js';
 
 const runInclude = versionInclude;
 
@@ -67,19 +67,29 @@ export class Runs {
     private readonly reads: Reads,
   ) {}
 
-  /** The secret is looked up by the insert itself: a request commits once, reading nothing before. */
+  /**
+   * The secret is looked up by the insert itself: a request commits once, reading nothing
+   * before, in one batch with the audit take (which takes nothing when no run was inserted).
+   */
   async createRotationRun(input: { secret: string; trigger: string; idempotencyKey: string; graceMs: number | null; requestedAt?: Date; replacing?: string; audit: AuditContext }) {
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
         const created = await transaction(this.db, async (tx) => {
-          const [row] = await tx.rows<RunRow>(CREATE_ROTATION, [randomUUID(), input.secret, input.trigger, input.idempotencyKey, input.graceMs, input.requestedAt ?? null]);
-          if (!row) return null;
+          const id = randomUUID();
           // A leak's rotation checks its version after the insert, in a statement of its own: the insert
           // waited on the running rotation's unique index until that one finished, so a promotion that
           // replaced the version is seen here (a lock on the version instead would invert the lock order).
-          if (input.replacing && !(await tx.rows(STILL_CURRENT, [input.replacing])).length) throw REPLACED; // rolls the insert back
+          const check: Batched[] = input.replacing ? [[STILL_CURRENT, [input.replacing]]] : [];
+          const [inserted, ...rest] = await tx.batch([
+            [CREATE_ROTATION, [id, input.secret, input.trigger, input.idempotencyKey, input.graceMs, input.requestedAt ?? null]],
+            ...check,
+            takeOf({ run: id }, 1),
+          ]);
+          const [row] = inserted as RunRow[];
+          if (!row) return null;
+          if (input.replacing && !rest[0]!.length) throw REPLACED; // rolls the insert back
           const run = runOf(row);
-          await this.audit.append(tx, { ...auditOf(input.audit, run.id), action: 'run.started', secret: run.secret, data: { kind: 'rotation', trigger: input.trigger } });
+          this.audit.appendTaken(tx, [{ ...auditOf(input.audit, run.id), action: 'run.started', secret: run.secret, data: { kind: 'rotation', trigger: input.trigger } }], rest.at(-1)!);
           return { run, created: true };
         });
         if (created) return created;
