@@ -43,14 +43,15 @@ export async function applyConfig(runtime: Runtime, loaded: LoadedConfig, option
   options.out(options.json ? JSON.stringify({ plan, dryRun: !!options.dryRun }, null, 2) : formatPlan(plan, options.file));
   if (options.dryRun) return { plan, revision: undefined };
   const rotationMetadata = options.rotationMetadata ? await rotationMetadataStores(loaded.config, runtime.modules) : undefined;
-  const revision = await saveConfig(runtime.db, runtime.audit, loaded, plan, options.actor, { rotationMetadata, progress: options.progress });
+  // Progress lines only for an apply of more than one batch: a small one is done before a line would help.
+  const progress = plan.secrets.added.length + plan.secrets.changed.length > APPLY_BATCH ? options.progress : undefined;
+  const revision = await saveConfig(runtime.db, runtime.audit, loaded, plan, options.actor, { rotationMetadata, progress });
   // What follows resolves secrets from this revision: the config validated above, not the stored copy validated again (seconds at 100,000 secrets).
   await runtime.resolver.adopt(revision, loaded);
   await runtime.connect(); // a no-op in a long-lived process, whose serve() connected already
-  const large = plan.secrets.added.length + plan.secrets.changed.length > APPLY_BATCH;
   const started = performance.now();
-  if (large) options.progress?.('  schedules and queued work: reconciling with the database');
+  progress?.('  schedules and queued work: reconciling with the database');
   await runtime.reconcile();
-  if (large) options.progress?.(`  schedules and queued work: reconciled in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  progress?.(`  schedules and queued work: reconciled in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   return { plan, revision };
 }

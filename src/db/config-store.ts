@@ -97,7 +97,7 @@ export async function saveConfig(
   const started = performance.now();
   let reported = started;
   for (let batch = 0; batch < batches; batch++) {
-    if (options.progress && batches > 1 && (batch === 0 || performance.now() - reported >= PROGRESS_EVERY_MS)) {
+    if (options.progress && (batch === 0 || performance.now() - reported >= PROGRESS_EVERY_MS)) {
       reported = performance.now();
       options.progress(`  secrets: ${batch * APPLY_BATCH} of ${names.length} written (batch ${batch + 1} of ${batches}), ${((reported - started) / 1000).toFixed(1)} s`);
     }
@@ -117,7 +117,7 @@ export async function saveConfig(
       });
     }, { timeout: 30_000 });
   }
-  if (options.progress && batches > 1) options.progress(`  secrets: ${names.length} of ${names.length} written in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  options.progress?.(`  secrets: ${names.length} of ${names.length} written in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   await db.$transaction((tx) =>
     audit.append(tx, { actor, action: 'config.applied', data: { revision, hash: loaded.hash, added: plan.secrets.added.length, changed: plan.secrets.changed.length, removed: plan.secrets.removed.length } }),
   );
