@@ -422,14 +422,21 @@ export class GcpSecretManagerStore implements SecretStore {
     return stateOf(updated);
   }
 
+  /** Every version, newest first: a page of 100 per call, each call one attempt (as {@link #rpc}), not the client's own paging. */
   async #versions(call: Call): Promise<Array<{ number: number; state: string }>> {
-    const [versions] = await this.#rpc('ListSecretVersions', call, (options) =>
-      this.#o.client.listSecretVersions({ parent: this.#name, pageSize: 100 }, options),
-    );
-    return versions.flatMap((v) => {
-      const number = versionNumberOf(v.name);
-      return number === undefined ? [] : [{ number, state: String(v.state ?? '') }];
-    });
+    const all: Array<{ number: number; state: string }> = [];
+    let pageToken: string | undefined;
+    do {
+      const [versions, , page] = await this.#rpc('ListSecretVersions', call, (options) =>
+        this.#o.client.listSecretVersions({ parent: this.#name, pageSize: 100, pageToken }, { ...options, autoPaginate: false }),
+      );
+      for (const v of versions) {
+        const number = versionNumberOf(v.name);
+        if (number !== undefined) all.push({ number, state: String(v.state ?? '') });
+      }
+      pageToken = page?.nextPageToken || undefined;
+    } while (pageToken);
+    return all;
   }
 
   /**

@@ -229,6 +229,19 @@ describe('gcp-secret-manager: aliases and versions', () => {
     expect((await rejection(store.destroy(sa, call()))).code).toBe('REKEY_ERR_INVALID');
   });
 
+  it('lists every version of a secret with more than a page of them, one API call per page of 100', async () => {
+    const name = uniqueName();
+    const store = storeFor(name);
+    const v = newVersion('many');
+    await store.writePending(v.ref, v.value, call());
+    for (let i = 0; i < 229; i++) fake.model.AddSecretVersion({ parent: `projects/${PROJECT}/secrets/${name}`, payload: { data: Buffer.from(`older-${i}`) } });
+    fake.resetCalls();
+    const listed = await store.list(call());
+    expect(listed.map((e) => Number(e.storeVersionId)).sort((a, b) => a - b)).toEqual(Array.from({ length: 230 }, (_, i) => i + 1));
+    expect(listed.find((e) => e.storeVersionId === '1')).toEqual({ storeVersionId: '1', versionId: v.ref.versionId, stages: ['pending'] });
+    expect(fake.calls.ListSecretVersions).toBe(3);
+  });
+
   it('keeps aliases and annotations it does not own', async () => {
     const name = uniqueName();
     const store = storeFor(name);
