@@ -122,8 +122,18 @@ export function subjectMatches(glob: string, id: string): boolean {
   return pattern.test(id);
 }
 
-export function signal(deps: Pick<DeliveryDeps, 'timeoutMs'>): AbortSignal {
-  return AbortSignal.timeout(deps.timeoutMs ?? 10_000);
+/**
+ * A provider call's context whose timeout starts when something first reads its signal: a
+ * request answered from the delivery cache makes no provider call, and creating a timer for
+ * each one cost more CPU than the rate limiter and the grant lookup together.
+ */
+export function callOf(deps: Pick<DeliveryDeps, 'timeoutMs'>): Call {
+  let signal: AbortSignal | undefined;
+  return {
+    get signal() {
+      return (signal ??= AbortSignal.timeout(deps.timeoutMs ?? 10_000));
+    },
+  };
 }
 
 /**
@@ -160,7 +170,7 @@ export async function authenticate(deps: DeliveryDeps, grants: readonly GrantSpe
   for (const name of new Set(grants.map((g) => g.authenticator))) {
     let subject: Subject;
     try {
-      subject = await (await deps.authenticator(name)).authenticate(credential, { signal: signal(deps) });
+      subject = await (await deps.authenticator(name)).authenticate(credential, callOf(deps));
     } catch (error) {
       if (error instanceof RekeyError && error.code === 'REKEY_ERR_DENIED') {
         deps.log.info({ authenticator: name, reason: error.message }, 'delivery request: credential refused');

@@ -21,7 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import { RekeyError } from './errors.js';
 import { issuedRef } from './context.js';
-import { authenticate, DeliveryError, grantFor, retryingStale, signal, type DeliveryDeps, type DeliverySpec, type GrantSpec } from './delivery.js';
+import { authenticate, DeliveryError, grantFor, retryingStale, callOf, type DeliveryDeps, type DeliverySpec, type GrantSpec } from './delivery.js';
 import type { JsonObject } from './ports.js';
 import type { SecretValue } from './secret-value.js';
 
@@ -55,7 +55,7 @@ export async function exchangeToken(deps: DeliveryDeps, delivery: DeliverySpec, 
     if (!grant) throw new DeliveryError('forbidden', 'no grant allows this subject a token for this audience');
 
     // 4. sign with the current version only
-    const signing = await deps.current(grant.token.signingKey, { signal: signal(deps) });
+    const signing = await deps.current(grant.token.signingKey, callOf(deps));
     if (!signing) throw new DeliveryError('unavailable', 'the signing key has no current version');
     const { version, value } = signing;
     const resolved = await deps.providers.resolve(version.secret);

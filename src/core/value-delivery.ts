@@ -16,7 +16,7 @@
  *      already holds it (its ETag) gets `not_modified` after the same check, nothing audited.
  *      A version revoked meanwhile fails the check: the request runs once more from PostgreSQL.
  */
-import { authenticate, DeliveryError, grantFor, retryingStale, signal, type Authenticated, type DeliveryDeps, type DeliverySpec, type GrantSpec } from './delivery.js';
+import { authenticate, DeliveryError, grantFor, retryingStale, callOf, type Authenticated, type DeliveryDeps, type DeliverySpec, type GrantSpec } from './delivery.js';
 import type { SecretValue } from './secret-value.js';
 
 export interface ValueDeliveryDeps extends DeliveryDeps {
@@ -66,7 +66,7 @@ export async function deliverValue(deps: ValueDeliveryDeps, delivery: DeliverySp
     if (!grant) throw new DeliveryError('forbidden', 'no grant allows this subject this secret');
 
     // 4. the current version, unless it is compromised
-    const current = await deps.current(secret, { signal: signal(deps) });
+    const current = await deps.current(secret, callOf(deps));
     if (!current) throw new DeliveryError('unavailable', 'the secret has no current version that may be handed out');
     const { version, value } = current;
     const now = Date.now();
