@@ -11,7 +11,7 @@ import {
   type JwtSigningKeyIssuerBinding,
 } from './jwt-signing-key.schema.js';
 
-export { buildJwks, publicJwkFromState, signingKeyFromValue, type SigningKey } from './jwks.js';
+export { buildJwks, jwtSignerFromValue, publicJwkFromState, type JwtSigner } from './jwks.js';
 export { JWT_ALGORITHMS, type JwtAlgorithm } from './jwt-signing-key.schema.js';
 
 export default defineProvider<JwtSigningKeyConfig, never, JwtSigningKeyIssuerBinding>({

@@ -3,7 +3,7 @@
  * `/.well-known/jwks.json`, a target that pushes a JWKS document, a workload that signs.
  */
 import { createPrivateKey, sign, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { importJWK, type CryptoKey, type JSONWebKeySet, type JWK } from 'jose';
+import type { JSONWebKeySet, JWK } from 'jose';
 import type { JsonObject } from '../../src/core/ports.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
 import { JWT_ALGORITHMS, type JwtAlgorithm } from './jwt-signing-key.schema.js';
@@ -41,27 +41,6 @@ export function buildJwks(states: readonly JsonObject[]): JSONWebKeySet {
   return { keys };
 }
 
-/** A signing key loaded from a stored value: set `kid` and `alg` in the JWT header. */
-export interface SigningKey {
-  kid: string;
-  alg: JwtAlgorithm;
-  key: CryptoKey;
-}
-
-/**
- * Imports the private JWK a version's value holds, for signing (jose's `SignJWT#sign`).
- * @throws Error when the value is not a private JWK with a kid and a supported alg.
- */
-export async function signingKeyFromValue(value: SecretValue): Promise<SigningKey> {
-  const jwk = JSON.parse(value.reveal()) as JWK;
-  if (typeof jwk.kid !== 'string' || !isAlgorithm(jwk.alg) || typeof jwk.d !== 'string') {
-    throw new Error('not a private JWK with kid and alg');
-  }
-  const key = await importJWK(jwk, jwk.alg);
-  if (key instanceof Uint8Array) throw new Error('not an asymmetric key');
-  return { kid: jwk.kid, alg: jwk.alg, key };
-}
-
 function isAlgorithm(alg: unknown): alg is JwtAlgorithm {
   return typeof alg === 'string' && (JWT_ALGORITHMS as readonly string[]).includes(alg);
 }
@@ -70,7 +49,7 @@ function isAlgorithm(alg: unknown): alg is JwtAlgorithm {
 export interface JwtSigner {
   kid: string;
   alg: JwtAlgorithm;
-  sign(payload: JsonObject): string;
+  sign(payload: JsonObject): Promise<string>;
 }
 
 /** What node:crypto's sign() takes for each algorithm: the digest, and ECDSA's signature as r||s (RFC 7518 §3.4). */
@@ -81,9 +60,10 @@ const NODE_SIGNING: Record<JwtAlgorithm, { digest: string | null; keyType: strin
 };
 
 /**
- * A signer for the private JWK a version's value holds, on node:crypto with the key imported
- * once as a KeyObject: synchronous, about a third of jose's CPU per ES256 token (WebCrypto
- * queues each signature to the thread pool), for the token exchange's hot path.
+ * A signer for the private JWK a version's value holds (the one way rekey reads such a value),
+ * on node:crypto with the key imported once as a KeyObject. Each signature is computed on
+ * libuv's thread pool (node:crypto's sign() with a callback), as WebCrypto's are, so it runs
+ * beside the event loop instead of on it; about a third of jose's CPU per ES256 token.
  * @throws Error when the value is not a private JWK with a kid and a supported alg, or the key does not fit the alg.
  */
 export function jwtSignerFromValue(value: SecretValue): JwtSigner {
@@ -96,13 +76,15 @@ export function jwtSignerFromValue(value: SecretValue): JwtSigner {
   const key: KeyObject = createPrivateKey({ key: jwk as JsonWebKey, format: 'jwk' });
   if (key.asymmetricKeyType !== how.keyType || (how.curve && key.asymmetricKeyDetails?.namedCurve !== how.curve)) throw new Error(`the key does not fit ${alg}`);
   const header = base64url({ alg, kid, typ: 'JWT' });
+  const signingKey = how.dsaEncoding ? { key, dsaEncoding: how.dsaEncoding } : key;
   return {
     kid,
     alg,
     sign(payload) {
       const input = `${header}.${base64url(payload)}`;
-      const signature = sign(how.digest, Buffer.from(input), how.dsaEncoding ? { key, dsaEncoding: how.dsaEncoding } : key);
-      return `${input}.${signature.toString('base64url')}`;
+      return new Promise((resolve, reject) => {
+        sign(how.digest, Buffer.from(input), signingKey, (error, signature) => (error ? reject(error) : resolve(`${input}.${signature.toString('base64url')}`)));
+      });
     },
   };
 }

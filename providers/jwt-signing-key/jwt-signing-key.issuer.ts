@@ -1,8 +1,8 @@
-import { CompactSign, compactVerify, exportJWK, generateKeyPair, importJWK } from 'jose';
+import { compactVerify, exportJWK, generateKeyPair, importJWK } from 'jose';
 import { ProviderError } from '../../src/core/errors.js';
 import type { Call, IssuedRef, Issuer, JsonObject, VersionRef } from '../../src/core/ports.js';
 import { SecretValue } from '../../src/core/secret-value.js';
-import { jwtSignerFromValue, publicJwkFromState, signingKeyFromValue, type JwtSigner } from './jwks.js';
+import { jwtSignerFromValue, publicJwkFromState, type JwtSigner } from './jwks.js';
 import type { JwtSigningKeyIssuerBinding } from './jwt-signing-key.schema.js';
 
 /**
@@ -39,17 +39,11 @@ export class JwtSigningKeyIssuer implements Issuer {
 
   /** Signs `payload` with the version's private key; header `{ alg, kid: version id, typ: JWT }`. */
   signJwt(version: IssuedRef, value: SecretValue, payload: JsonObject): Promise<string> {
-    // A cached value (the delivery cache hands the same object out) is imported once.
-    let signer = this.signers.get(value);
-    if (!signer) {
-      try {
-        signer = jwtSignerFromValue(value);
-      } catch (e) {
-        return Promise.reject(new ProviderError('REKEY_ERR_INVALID', `secret ${version.secret} version ${version.versionId}: the value is not a private JWK`, { provider: this.provider, cause: e }));
-      }
-      this.signers.set(value, signer);
+    try {
+      return this.signer(value).sign(payload);
+    } catch (e) {
+      return Promise.reject(new ProviderError('REKEY_ERR_INVALID', `secret ${version.secret} version ${version.versionId}: the value is not a private JWK`, { provider: this.provider, cause: e }));
     }
-    return Promise.resolve(signer.sign(payload));
   }
 
   /** Signs a probe with the private key and checks it against the public key in the state. */
@@ -60,21 +54,32 @@ export class JwtSigningKeyIssuer implements Issuer {
         retryable: false,
         cause,
       });
-    const signing = await signingKeyFromValue(value).catch((e: unknown) => {
+    let signer: JwtSigner;
+    try {
+      signer = this.signer(value);
+    } catch (e) {
       throw fail('the value is not a private JWK', e);
-    });
+    }
     const publicJwk = publicJwkFromState(version.issuerState);
-    if (!publicJwk || signing.kid !== version.versionId || publicJwk.kid !== version.versionId) {
+    if (!publicJwk || signer.kid !== version.versionId || publicJwk.kid !== version.versionId) {
       throw fail('kid does not match the version id');
     }
-    const probe = await new CompactSign(new TextEncoder().encode(`rekey-probe:${version.versionId}`))
-      .setProtectedHeader({ alg: signing.alg, kid: signing.kid })
-      .sign(signing.key);
+    const probe = await signer.sign({ probe: `rekey-probe:${version.versionId}` });
     try {
-      await compactVerify(probe, await importJWK(publicJwk, signing.alg));
+      await compactVerify(probe, await importJWK(publicJwk, signer.alg));
     } catch (error) {
       throw fail('the private key does not match the published public key', error);
     }
+  }
+
+  /** The value's signer, imported once per value object (the delivery cache hands the same one out). */
+  private signer(value: SecretValue): JwtSigner {
+    let signer = this.signers.get(value);
+    if (!signer) {
+      signer = jwtSignerFromValue(value);
+      this.signers.set(value, signer);
+    }
+    return signer;
   }
 
   revoke(_version: IssuedRef, _call: Call): Promise<void> {

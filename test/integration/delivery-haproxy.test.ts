@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { decodeProtectedHeader, SignJWT } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { signingKeyFromValue } from '../../providers/jwt-signing-key/jwks.js';
+import { jwtSignerFromValue } from '../../providers/jwt-signing-key/jwks.js';
 import { deliveryRoutes, GRANT_TYPE, JWT_TOKEN_TYPE } from '../../src/delivery/routes.js';
 import { jwksRoutes } from '../../src/jwks/routes.js';
 import { startJwtHaproxy, type JwtGateway } from '../support/gateways/haproxy-jwt.js';
@@ -73,8 +73,7 @@ async function minted(): Promise<string> {
 /** A token signed with the signing key's current private key, as only rekey could: for claims rekey would never mint. */
 async function forged(claims: { aud: string; exp: number }): Promise<string> {
   const { store } = await h.runtime.resolver.resolve('api-signing');
-  const key = await signingKeyFromValue(await store.read({ stage: 'current' }, call()));
-  return new SignJWT({ sub: 'app:com.example.ios' }).setProtectedHeader({ alg: key.alg, kid: key.kid }).setAudience(claims.aud).setIssuedAt().setExpirationTime(claims.exp).sign(key.key);
+  return jwtSignerFromValue(await store.read({ stage: 'current' }, call())).sign({ sub: 'app:com.example.ios', aud: claims.aud, iat: Math.floor(Date.now() / 1000), exp: claims.exp });
 }
 
 it('publishes the public key to HAProxy, which accepts a minted token and refuses expired, other-audience, alg none and HS256-with-the-public-key tokens', async () => {

@@ -5,10 +5,10 @@
  * /.well-known/jwks.json and pushed to a target configured with `publish: jwks`, which never
  * receives a private key. Checked with jose.
  */
-import { createLocalJWKSet, SignJWT, jwtVerify } from 'jose';
+import { createLocalJWKSet, jwtVerify } from 'jose';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { signingKeyFromValue } from '../../providers/jwt-signing-key/jwks.js';
+import { jwtSignerFromValue } from '../../providers/jwt-signing-key/jwks.js';
 import { jwksRoutes } from '../../src/jwks/routes.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { journal } from '../support/memory-provider.js';
@@ -34,8 +34,8 @@ afterAll(() => h.stop());
 
 async function sign(stage: 'current' | 'previous'): Promise<string> {
   const { store } = await h.runtime.resolver.resolve('session-signing');
-  const key = await signingKeyFromValue(await store.read({ stage }, { signal: AbortSignal.timeout(5000) }));
-  return new SignJWT({ sub: 'user-1' }).setProtectedHeader({ alg: key.alg, kid: key.kid }).setIssuedAt().setExpirationTime('5m').sign(key.key);
+  const now = Math.floor(Date.now() / 1000);
+  return jwtSignerFromValue(await store.read({ stage }, { signal: AbortSignal.timeout(5000) })).sign({ sub: 'user-1', iat: now, exp: now + 300 });
 }
 
 async function jwks() {

@@ -1,11 +1,11 @@
-import { SignJWT, createLocalJWKSet, jwtVerify } from 'jose';
+import { createLocalJWKSet, jwtVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
 import type { JsonObject } from '../../../src/core/ports.js';
 import { SecretValue } from '../../../src/core/secret-value.js';
 import { issuerConformance } from '../../../test/conformance/issuer.js';
 import { call, issued, newVersion } from '../../../test/conformance/refs.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
-import jwtSigningKey, { buildJwks, signingKeyFromValue } from '../index.js';
+import jwtSigningKey, { buildJwks, jwtSignerFromValue } from '../index.js';
 
 const open = (params: unknown = {}) =>
   jwtSigningKey.open(jwtSigningKey.config.parse({}), testProviderContext('jwt-signing-key')).issuer!({
@@ -25,12 +25,7 @@ async function mint(alg: string) {
 }
 
 async function token(value: SecretValue): Promise<string> {
-  const { kid, alg, key } = await signingKeyFromValue(value);
-  return new SignJWT({ sub: 'user-1' })
-    .setProtectedHeader({ alg, kid })
-    .setIssuer('https://auth.example.test')
-    .setExpirationTime('5m')
-    .sign(key);
+  return jwtSignerFromValue(value).sign({ sub: 'user-1', iss: 'https://auth.example.test', exp: Math.floor(Date.now() / 1000) + 300 });
 }
 
 const accepts = async (jwks: ReturnType<typeof buildJwks>, jwt: string) =>
