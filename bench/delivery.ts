@@ -72,7 +72,7 @@ providers:
 secrets:
   app-attestation: { store: { provider: vault }, issuer: { type: hmac-key }, grace: 1h }
   api-signing: { store: { provider: vault }, issuer: { type: jwt-signing-key, alg: ES256 }, grace: 10m }
-  payments-api-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ }, grace: 1h }
+  payments-api-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ }, grace: 1h, schedule: { cron: "0 3 * * 1", timezone: UTC } }
 delivery:
   authenticators:
     app: { type: attestation-jwt, secret: app-attestation, audience: rekey }

@@ -6,7 +6,7 @@
 import { CronExpressionParser } from 'cron-parser';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { DeliveryConfig } from '../config/delivery.js';
-import { own } from '../config/schema.js';
+import { own, type SecretSpec } from '../config/schema.js';
 import { handableVersion } from '../core/live-values.js';
 import { HandoutJournal } from '../db/handouts.js';
 import type { ValueDeliveryDeps } from '../core/value-delivery.js';
@@ -14,6 +14,8 @@ import type { Admission, Ticket } from '../http/admission.js';
 import { RateLimiter } from '../http/rate-limit.js';
 import type { Runtime } from '../runtime.js';
 import { DeliveryCache } from './cache.js';
+
+type Schedule = NonNullable<SecretSpec['schedule']>;
 
 export class DeliveryContext {
   private readonly tickets = new WeakMap<FastifyRequest, Ticket>();
@@ -24,6 +26,7 @@ export class DeliveryContext {
   readonly journal: HandoutJournal;
   private unsubscribe: (() => void) | undefined;
   private shared: ValueDeliveryDeps | undefined;
+  private readonly nextRotations = new Map<string, { schedule: Schedule; at: Date }>();
 
   constructor(
     readonly runtime: Runtime,
@@ -77,6 +80,20 @@ export class DeliveryContext {
     return this.shared;
   }
 
+  /**
+   * When `schedule` next fires, computed once per schedule and due time: parsing the cron
+   * expression took longer than the rest of a value request. A config revision makes new
+   * schedule objects, so a changed schedule is parsed afresh.
+   */
+  private nextRotation(secret: string, schedule: Schedule | undefined): Date | undefined {
+    if (!schedule) return undefined;
+    const held = this.nextRotations.get(secret);
+    if (held?.schedule === schedule && held.at.getTime() > Date.now()) return held.at;
+    const at = CronExpressionParser.parse(schedule.cron, { tz: schedule.timezone }).next().toDate();
+    this.nextRotations.set(secret, { schedule, at });
+    return at;
+  }
+
   private makeDeps(): ValueDeliveryDeps {
     const { runtime } = this;
     const log = runtime.log.child({ component: 'delivery' });
@@ -95,10 +112,7 @@ export class DeliveryContext {
         return recorded;
       },
       log,
-      nextRotation: async (secret) => {
-        const schedule = own((await runtime.resolver.config()).secrets, secret)?.schedule;
-        return schedule ? CronExpressionParser.parse(schedule.cron, { tz: schedule.timezone }).next().toDate() : undefined;
-      },
+      nextRotation: async (secret) => this.nextRotation(secret, own((await runtime.resolver.config()).secrets, secret)?.schedule),
     };
   }
 }
