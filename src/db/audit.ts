@@ -60,6 +60,7 @@ export interface AuditRow {
 /** The audit log of one process, keyed by REKEY_AUDIT_KEY (decoded on first use). */
 export class AuditLog {
   #key: Buffer | undefined;
+  #keyId: string | undefined;
 
   constructor(private readonly secret: SecretValue | undefined) {}
 
@@ -75,8 +76,9 @@ export class AuditLog {
 
   /** First 8 hex chars of SHA-256(key): names the key a row was written under, reveals nothing of it. */
   keyId(): string {
-    return createHash('sha256').update(this.key()).digest('hex').slice(0, 8);
+    return (this.#keyId ??= createHash('sha256').update(this.key()).digest('hex').slice(0, 8));
   }
+
 
   /**
    * Appends one event inside the caller's transaction, Prisma's or a hand-written one (see {@link appendAll}).
