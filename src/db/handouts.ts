@@ -77,8 +77,11 @@ export class HandoutJournal {
     // A connection of its own, in pipeline mode (a write holds several statements; Prisma's
     // adapter shares the main pool and does not expect it).
     this.pool = new pg.Pool({ ...poolOf(db).options, max: 1, pipeline: true });
-    // An idle connection that dies is dropped by the pool; the next batch opens another.
+    // An idle connection that dies is dropped by the pool; the next batch opens another. One
+    // that dies under a batch fails the batch's queries (and so the batch): its 'error' event
+    // must be heard all its life, or it would end the process.
     this.pool.on('error', () => {});
+    this.pool.on('connect', (client) => client.on('error', () => {}));
   }
 
   /** Checks and records `entry` (see DeliveryDeps.handOut); resolves once its batch committed. */

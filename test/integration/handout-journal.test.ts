@@ -1,0 +1,97 @@
+/**
+ * The hand-out journal (src/db/handouts.ts): hand-outs that arrive together share a
+ * transaction, the next batch follows the previous one's COMMIT on the same pipelined
+ * connection, the audit chain they append to stays linear and verifies, a version that fails
+ * the check is refused without failing its batch, and a batch whose connection dies is run
+ * once more on a new connection.
+ */
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { HandOut } from '../../src/core/delivery.js';
+import { verifyAudit } from '../../src/db/audit-verify.js';
+import { HandoutJournal } from '../../src/db/handouts.js';
+import { currentVersion } from '../support/delivery.js';
+import { startHarness, type Harness } from '../support/harness.js';
+
+let h: Harness;
+let journal: HandoutJournal;
+let version: string;
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'handout-journal' });
+  await h.apply(`
+providers:
+  vault: { type: local }
+secrets:
+  payments-api-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ }, grace: 1h }
+`);
+  expect((await h.rotate('payments-api-key', 60_000)).status).toBe('succeeded');
+  version = (await currentVersion(h, 'payments-api-key')).id;
+  journal = new HandoutJournal(h.runtime.db, h.runtime.audit);
+});
+afterAll(async () => {
+  await journal?.close();
+  await h?.stop();
+});
+
+const handOut = (subject: string, handed = version): HandOut => ({
+  handed: [handed],
+  relied: [],
+  event: { actor: `subject:${subject}`, action: 'delivery.value', secret: 'payments-api-key', versionId: handed, data: { subject } },
+});
+
+const recordedEvents = (actorPrefix: string) => h.runtime.db.auditEvent.count({ where: { action: 'delivery.value', actor: { startsWith: actorPrefix } } });
+
+it('records hand-outs that arrive together in shared transactions, one linear chain that verifies', async () => {
+  const before = { ...journal.stats };
+  const recorded = await Promise.all(Array.from({ length: 300 }, (_, i) => journal.record(handOut(`batch:${i}`))));
+  expect(recorded.every(Boolean)).toBe(true);
+  expect(journal.stats.records - before.records).toBe(300);
+  expect(journal.stats.batches - before.batches).toBeLessThan(300);
+  expect(await recordedEvents('subject:batch:')).toBe(300);
+  expect(await verifyAudit(h.runtime.db, h.runtime.audit)).toMatchObject({ ok: true });
+});
+
+it('refuses a hand-out whose version fails the check, records nothing for it, and records the others of its batch', async () => {
+  const unknown = randomUUID();
+  const [passed, refused] = await Promise.all([journal.record(handOut('check:1')), journal.record(handOut('check:2', unknown))]);
+  expect([passed, refused]).toEqual([true, false]);
+  expect(await h.runtime.db.auditEvent.count({ where: { versionId: unknown } })).toBe(0);
+  expect(await verifyAudit(h.runtime.db, h.runtime.audit)).toMatchObject({ ok: true });
+});
+
+it('runs a batch whose connection dies once more on a new connection, and later batches pass', async () => {
+  // A transaction holding the version's row keeps the journal's check (FOR SHARE) waiting, so
+  // its connection can be ended while the batch is under way.
+  const admin = new pg.Client({ connectionString: h.env.databaseUrl });
+  // pg_stat_activity is read outside the admin's transaction (a transaction sees one snapshot of it).
+  const watch = new pg.Client({ connectionString: h.env.databaseUrl });
+  await admin.connect();
+  await watch.connect();
+  try {
+    await admin.query('BEGIN');
+    await admin.query('SELECT id FROM versions WHERE id = $1 FOR UPDATE', [version]);
+    const pending = Promise.all(Array.from({ length: 5 }, (_, i) => journal.record(handOut(`retry:${i}`))));
+    const waiting = async () => {
+      for (;;) {
+        const { rows } = await watch.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()");
+        if (rows.length) return rows[0]!.pid;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    };
+    const first = await waiting();
+    await watch.query('SELECT pg_terminate_backend($1)', [first]);
+    // The batch is run again on a new connection, which waits for the row in turn.
+    const second = await waiting();
+    expect(second).not.toBe(first);
+    await admin.query('COMMIT');
+    expect(await pending).toEqual([true, true, true, true, true]);
+  } finally {
+    await admin.end();
+    await watch.end();
+  }
+  expect(await recordedEvents('subject:retry:')).toBe(5);
+  expect(await journal.record(handOut('after'))).toBe(true);
+  expect(await verifyAudit(h.runtime.db, h.runtime.audit)).toMatchObject({ ok: true });
+});
