@@ -8,7 +8,9 @@
  *     was answered, for `seconds`;
  *   open loop: requests started at `rate` per second whatever the answers' pace, latency
  *     counted from each request's scheduled start (so queueing shows), on up to
- *     `concurrency` connections (a request waits for a free one, inside its latency).
+ *     `concurrency` connections (a request waits for a free one, inside its latency). None
+ *     is sent before its time; how late the generator itself sent them (its timers, its
+ *     share of a busy machine) is reported apart (lateP99Ms), since it is in every latency.
  * An answer other than `expected` ends a closed loop with an error; in an open loop it is
  * counted as shed (a 503 of the admission limit, or a reset connection), its latency left out.
  */
