@@ -76,8 +76,8 @@ export function percentile(sorted: readonly number[], p: number): number {
 }
 
 /**
- * Counts the SQL statements this process sends to PostgreSQL (Prisma's driver adapter and
- * `pg` alike go through pg.Client#query), transaction control (BEGIN, COMMIT, ROLLBACK)
+ * Counts the SQL statements this process sends to PostgreSQL (Prisma's driver adapter,
+ * `pg` and the batches of src/db/batch.ts alike go through pg.Client#query), transaction control (BEGIN, COMMIT, ROLLBACK)
  * left out: those are counted as commits from PostgreSQL's own statistics.
  */
 export function countStatements(): { count(): number; byName(): Record<string, number>; stop(): void } {
@@ -85,14 +85,19 @@ export function countStatements(): { count(): number; byName(): Record<string, n
   const original = pg.Client.prototype.query;
   const names = new Map<string, number>();
   const control = /^\s*(BEGIN|COMMIT|ROLLBACK|START TRANSACTION)\b/i;
-  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-    const query = args[0] as { text?: string; name?: string } | string | undefined;
+  const count = (query: { text?: string; name?: string } | string | undefined) => {
     const text = typeof query === 'string' ? query : query?.text;
     if (typeof text === 'string' && !control.test(text)) {
       // A named statement by its name, any other by its first words (Prisma's are unnamed).
       const name = (typeof query === 'object' && query.name) || text.replace(/\s+/g, ' ').slice(0, 60);
       names.set(name, (names.get(name) ?? 0) + 1);
     }
+  };
+  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+    const query = args[0] as { text?: string; name?: string; queries?: Array<{ text: string; name: string }> } | string | undefined;
+    // A batch (src/db/batch.ts) by its statements.
+    if (typeof query === 'object' && query.queries) query.queries.forEach(count);
+    else count(query);
     return (original as (...a: unknown[]) => unknown).apply(this, args);
   } as typeof original;
   return {

@@ -5,6 +5,7 @@
  * parameters; Prisma's query compiler is skipped entirely. Prisma stays for everything else.
  */
 import pg from 'pg';
+import { Batch } from './batch.js';
 import { type Db, poolOf } from './client.js';
 
 /**
@@ -17,6 +18,9 @@ const utc = (text: string) => new Date(`${text.replace(' ', 'T')}Z`);
 const types = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === TIMESTAMP ? utc : (pg.types.getTypeParser(oid, format) as unknown))) as typeof pg.types.getTypeParser,
 };
+
+/** A Date as a `timestamp` parameter (UTC ISO text), anything else as it is. */
+const param = (v: unknown) => (v instanceof Date ? v.toISOString() : v);
 
 /** The transaction's time as a UTC `timestamp`, whatever the session's time zone. */
 export const NOW = "(now() AT TIME ZONE 'UTC')";
@@ -41,17 +45,16 @@ export interface Sql {
 export type Batched = readonly [Statement, readonly unknown[]];
 
 /**
- * Statements on one pooled connection inside BEGIN ... COMMIT. The connection pipelines
- * (see pipeline below): BEGIN goes out with the first statement, and every batch is one write and one
- * round trip, its statements run in order, each seeing what the ones before it wrote.
+ * Statements on one pooled connection inside BEGIN ... COMMIT. Every batch is one write and
+ * one answer (src/db/batch.ts): BEGIN goes out with the first, COMMIT with the deferred
+ * statements; the statements of a batch run in order, each seeing what the ones before it wrote.
  */
 export interface SqlTx extends Sql {
   /** Marks this as the hand-written kind (the audit log takes either kind of transaction). */
   readonly kind: 'sql';
   /**
    * Sends `statements` in one round trip and returns each one's rows, in order. When one
-   * fails, the ones after it fail too (the transaction is aborted): the first error is thrown
-   * once all have answered.
+   * fails, PostgreSQL skips the ones after it (the transaction is aborted) and its error is thrown.
    */
   batch(statements: readonly Batched[]): Promise<unknown[][]>;
   /**
@@ -61,15 +64,11 @@ export interface SqlTx extends Sql {
   defer(statement: Statement, values: readonly unknown[]): void;
 }
 
-/** A Date as a `timestamp` parameter (UTC ISO text), anything else as it is. */
-const param = (v: unknown) => (v instanceof Date ? v.toISOString() : v);
-const named = (s: Statement, values: readonly unknown[]): pg.QueryConfig => ({ name: s.name, text: s.text, values: values.map(param), types });
-
 class Runner implements Sql {
   constructor(private readonly pool: pg.Pool) {}
 
   async rows<R>(s: Statement, values: readonly unknown[]): Promise<R[]> {
-    return (await this.pool.query(named(s, values))).rows as R[];
+    return (await this.pool.query({ name: s.name, text: s.text, values: values.map(param), types })).rows as R[];
   }
 }
 
@@ -78,12 +77,15 @@ export function sql(db: Db): Sql {
   return new Runner(poolOf(db));
 }
 
-type Socket = { cork?(): void; uncork?(): void };
+const BEGIN = statement('begin', 'BEGIN');
+const COMMIT = statement('commit', 'COMMIT');
 
 class TxRunner implements SqlTx {
   readonly kind = 'sql';
   private begun = false;
-  private deferred: pg.QueryConfig[] = [];
+  private deferred: Batched[] = [];
+  /** A batch that failed after preparing a statement on this connection: the connection is not reused. */
+  spoiled = false;
 
   constructor(private readonly client: pg.PoolClient) {}
 
@@ -92,17 +94,17 @@ class TxRunner implements SqlTx {
   }
 
   async batch(statements: readonly Batched[]): Promise<unknown[][]> {
-    const results = await this.send(statements.map(([s, values]) => named(s, values)));
+    const results = await this.send(statements);
     return results.slice(results.length - statements.length);
   }
 
   defer(s: Statement, values: readonly unknown[]): void {
-    this.deferred.push(named(s, values));
+    this.deferred.push([s, values]);
   }
 
   /** COMMIT with what is deferred; nothing when nothing was sent. */
   async commit(): Promise<void> {
-    if (this.begun || this.deferred.length) await this.send([{ text: 'COMMIT' }]);
+    if (this.begun || this.deferred.length) await this.send([[COMMIT, []]]);
   }
 
   /** Whether ROLLBACK is needed: something was sent. */
@@ -110,27 +112,18 @@ class TxRunner implements SqlTx {
     return this.begun;
   }
 
-  /**
-   * BEGIN (the first time), the deferred statements, then `queries`, written at once (the
-   * client writes each query when it is submitted: corked, they leave in one write). Returns
-   * the rows of the deferred statements and of `queries`, or throws the first error.
-   */
-  private async send(queries: pg.QueryConfig[]): Promise<unknown[][]> {
-    const all = [...(this.begun ? [] : [{ text: 'BEGIN' }]), ...this.deferred.splice(0), ...queries];
+  /** BEGIN (the first time), the deferred statements, then `statements`: one batch. Returns the rows of all but BEGIN. */
+  private async send(statements: readonly Batched[]): Promise<unknown[][]> {
+    const all: Batched[] = [...(this.begun ? [] : [[BEGIN, []] as const]), ...this.deferred.splice(0), ...statements];
     const begin = this.begun ? 0 : 1;
     this.begun = true;
-    const socket = (this.client as unknown as { connection?: { stream?: Socket } }).connection?.stream;
-    socket?.cork?.();
-    let sent: Promise<pg.QueryResult>[];
+    const batch = new Batch(all.map(([s, values]) => ({ name: s.name, text: s.text, values: values.map(param) })), types);
     try {
-      sent = all.map((q) => this.client.query(q));
-    } finally {
-      socket?.uncork?.();
+      return (await batch.run(this.client)).slice(begin);
+    } catch (error) {
+      this.spoiled ||= batch.prepared;
+      throw error;
     }
-    const settled = await Promise.allSettled(sent);
-    const failed = settled.find((r) => r.status === 'rejected');
-    if (failed) throw failed.reason;
-    return settled.slice(begin).map((r) => (r as PromiseFulfilledResult<pg.QueryResult>).value.rows as unknown[]);
   }
 }
 
@@ -142,7 +135,6 @@ class TxRunner implements SqlTx {
  */
 export async function transaction<T>(db: Db, fn: (tx: SqlTx) => Promise<T>): Promise<T> {
   const client = await poolOf(db).connect();
-  pipeline(client, true);
   const tx = new TxRunner(client);
   let broken: Error | undefined;
   try {
@@ -152,18 +144,10 @@ export async function transaction<T>(db: Db, fn: (tx: SqlTx) => Promise<T>): Pro
   } catch (error) {
     // After a failed COMMIT the transaction is over already: ROLLBACK then only warns.
     if (tx.open) await client.query('ROLLBACK').catch((e: unknown) => (broken = e instanceof Error ? e : new Error('rollback failed')));
+    // A statement prepared by the failed batch may or may not exist on the server: start afresh.
+    if (tx.spoiled) broken ??= new Error('a batch failed while preparing statements');
     throw error;
   } finally {
-    pipeline(client, false);
     client.release(broken);
   }
-}
-
-/**
- * node-postgres's pipeline mode (each query written as it is submitted, not after the answer
- * to the one before), for one transaction's connection only: Prisma's adapter shares the pool
- * and is not written for it. Switched while nothing is queued on the connection.
- */
-function pipeline(client: pg.PoolClient, on: boolean): void {
-  (client as { pipeline: boolean }).pipeline = on;
 }
