@@ -110,14 +110,18 @@ export function countStatements(): { count(): number; byName(): Record<string, n
 /**
  * PostgreSQL's own counters: commits of one database (pg_stat_database.xact_commit, read
  * transactions included) and WAL flushes of the whole cluster (pg_stat_wal.wal_sync: other
- * databases' writes count too, so read it on a quiet server).
+ * databases' writes count too, so read it on a quiet server). Takes 11 s: read it only while
+ * the connections whose commits count are idle.
  */
 export async function pgCounters(databaseUrl: string): Promise<{ commits: number; walSyncs: number }> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
-    // Backends report their counters when idle, at most once a second.
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // Backends report their counters when idle, but one that reported less than a second ago
+    // waits PGSTAT_IDLE_INTERVAL (10 s) before it reports again (PostgreSQL 15, pgstat.c): a
+    // pooled connection's last commits can show up to 10 s late. 1.5 s here read 4.3 to 8
+    // commits for the same 6 per rotation.
+    await new Promise((resolve) => setTimeout(resolve, 11_000));
     const { rows } = await client.query<{ commits: string; wal_syncs: string }>(
       `SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()) AS commits, (SELECT wal_sync FROM pg_stat_wal) AS wal_syncs`,
     );
