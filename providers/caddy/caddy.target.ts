@@ -39,6 +39,8 @@ interface MapHandler {
 
 /** If-Match lost to a concurrent change this many times in a row: give up as CONFLICT (retryable). */
 const MAX_ATTEMPTS = 5;
+/** A read reset or refused while Caddy swaps its admin server is sent again, this many times in all. */
+const READ_ATTEMPTS = 3;
 
 export class CaddyTarget implements Target {
   readonly #o: CaddyTargetOptions;
@@ -125,14 +127,29 @@ export class CaddyTarget implements Target {
   }
 
   async #request(call: Call, o: { method: string; path: string; body?: JsonValue; ifMatch?: string }): Promise<AdminAnswer> {
-    try {
-      return await adminRequest(this.#o.endpoint, { ...o, signal: call.signal, timeoutMs: this.#o.timeoutMs });
-    } catch (error) {
-      const code = error instanceof AdminTransportError ? error.code : undefined;
-      if (code === 'EACCES' || code === 'EPERM') throw this.#error('REKEY_ERR_DENIED', "no permission to open Caddy's admin socket", error);
-      if (code === 'ETIMEDOUT' || code === 'ABORT_ERR') throw this.#error('REKEY_ERR_TIMEOUT', "Caddy's admin API did not answer in time", error);
-      throw this.#error('REKEY_ERR_UNAVAILABLE', `Caddy's admin API cannot be reached (${code ?? 'unknown error'})`, error);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await adminRequest(this.#o.endpoint, { ...o, signal: call.signal, timeoutMs: this.#o.timeoutMs });
+      } catch (error) {
+        const code = error instanceof AdminTransportError ? error.code : undefined;
+        // Caddy replaces its admin server on every config load (each change of ours included): a
+        // read that meets the swap is reset or refused. Reads are safe to send again; writes are
+        // left to the engine's retry, whose next attempt reads first.
+        const swap = code === 'ECONNRESET' || code === 'ECONNREFUSED';
+        if (o.method === 'GET' && swap && attempt < READ_ATTEMPTS && !call.signal.aborted) {
+          await new Promise((resolve) => setTimeout(resolve, 20 * attempt));
+          continue;
+        }
+        throw this.#transportError(code, error);
+      }
     }
+  }
+
+  /** A request that got no answer (Node's errno `code`), as a ProviderError. */
+  #transportError(code: string | undefined, error: unknown): ProviderError {
+    if (code === 'EACCES' || code === 'EPERM') return this.#error('REKEY_ERR_DENIED', "no permission to open Caddy's admin socket", error);
+    if (code === 'ETIMEDOUT' || code === 'ABORT_ERR') return this.#error('REKEY_ERR_TIMEOUT', "Caddy's admin API did not answer in time", error);
+    return this.#error('REKEY_ERR_UNAVAILABLE', `Caddy's admin API cannot be reached (${code ?? 'unknown error'})`, error);
   }
 
   /** Maps an admin API error answer to a code; every key that might be echoed is removed. */

@@ -1,4 +1,8 @@
 // The caddy target against the real Caddy from Debian (started once for this file).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Target } from '../../../src/core/ports.js';
 import { call, held, newVersion, rejection } from '../../../test/conformance/refs.js';
@@ -91,6 +95,27 @@ describe('caddy specifics', () => {
     const error = await rejection(held(openTarget('down-caddy', { admin: `unix:${gateway.dir}/absent.sock` })));
     expect(error.code).toBe('REKEY_ERR_UNAVAILABLE');
     expect(error.retryable).toBe(true);
+  });
+
+  it('reads again when the admin API resets the connection, as it does while Caddy swaps its admin server after a change', async () => {
+    // An admin API that resets the first read's connection, then answers: Caddy replaces its
+    // admin server on every config load, and a read sent just after a change can meet the swap.
+    const dir = await mkdtemp(join(tmpdir(), 'rekey-caddy-swap-'));
+    let reads = 0;
+    const swapping = createServer((request, response) => {
+      reads += 1;
+      if (reads === 1) return void request.socket.destroy();
+      response.setHeader('content-type', 'application/json');
+      response.end(JSON.stringify({ handler: 'map', '@id': gateway.handler, destinations: ['{rekey_consumer}'], mappings: [] }));
+    });
+    await new Promise<void>((resolve) => swapping.listen(join(dir, 'admin.sock'), resolve));
+    try {
+      expect(await held(openTarget('swap-caddy', { admin: `unix:${join(dir, 'admin.sock')}` }))).toEqual([]);
+      expect(reads).toBe(2);
+    } finally {
+      await new Promise((resolve) => swapping.close(resolve));
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('speaks the admin API over a unix socket too', async () => {
