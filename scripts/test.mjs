@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // `npm test`: the whole suite on a fresh clone. Installs dependencies when needed,
-// starts PostgreSQL and Redis when installed but stopped, checks the code (tsc --noEmit,
-// ESLint with the import-boundary rule, the import-cycle check), then runs vitest (every
-// project). With arguments (`npm test -- test/unit`) only vitest runs, on what they name.
+// starts PostgreSQL and Redis when installed but stopped, checks the code (tsc --noEmit on
+// the server and on the dashboard's browser code, ESLint with the import-boundary rule, the
+// import-cycle check), then runs vitest (every project). With arguments (`npm test -- test/unit`) only vitest runs, on what they name.
 // Always ends with the line `N passed, N failed`.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -33,6 +33,8 @@ const args = process.argv.slice(2);
 if (!args.length) {
   for (const [label, command, commandArgs] of [
     ['typecheck', 'npx', ['tsc', '--noEmit']],
+    // The dashboard's browser code has its own tsconfig (DOM types), outside the root project.
+    ['typecheck dashboard', 'npx', ['tsc', '-p', 'src/dashboard/client', '--noEmit']],
     ['lint', 'npx', ['eslint', '.']],
     ['import cycles', process.execPath, ['scripts/check-cycles.mjs']],
   ]) {
