@@ -275,7 +275,11 @@ export interface StateRepository {
     replacing?: string;
     audit: AuditContext;
   }): Promise<{ run: RunRecord; created: boolean } | { stale: SecretRecord }>;
-  /** Creates (or returns) the run that retires or revokes one version; idempotent per (kind, version), audited `run.started` once. */
+  /**
+   * Creates (or returns) the run that retires or revokes one version, and counts an attempt at
+   * it while it runs (for the status output and the reconciler's budget): one run per (kind,
+   * version), audited `run.started` once. A finished run is returned as it is.
+   */
   startVersionRun(input: { kind: 'retirement' | 'revocation'; version: VersionRecord; trigger: string; audit: AuditContext }): Promise<RunRecord>;
   /** The version's retirement or revocation run while it is still running, if there is one. */
   openVersionRun(kind: 'retirement' | 'revocation', versionId: string): Promise<RunRecord | null>;
@@ -294,15 +298,13 @@ export interface StateRepository {
   takeLease(runId: string, owner: string, ms: number): Promise<boolean>;
   /**
    * Begins an attempt at a rotation run, in one transaction: takes the lease as takeLease does
-   * and counts an attempt (as touchRun does) in one UPDATE that reads the run with it; a run at `issue` with no version gets
+   * and counts an attempt (as startVersionRun does) in one UPDATE that reads the run with it; a run at `issue` with no version gets
    * its version as createVersion makes it. Not granted: the run as it is (null for none),
    * nothing written.
    */
   startRotationAttempt(runId: string, owner: string, ms: number, audit: AuditContext): Promise<RotationAttempt>;
   /** Gives the lease up if `owner` still holds it; idempotent, not audited. */
   releaseLease(runId: string, owner: string): Promise<void>;
-  /** Counts an attempt at a run (for the status output and the reconciler's budget). Not idempotent: each call adds one. */
-  touchRun(runId: string): Promise<void>;
   /** Records the step a run has reached; idempotent. Progress bookkeeping: not audited (the step's own events are). */
   setRunStep(runId: string, step: RotationStep): Promise<void>;
   /** Sets the overlap the run's promotion will give the version it replaces (0 after a leak); audited `run.grace`. */

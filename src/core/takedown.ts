@@ -62,7 +62,6 @@ export async function blockAtDeadline(deps: EngineDeps, versionId: string, why =
 async function takeDown(deps: EngineDeps, version: VersionRecord, kind: 'retirement' | 'revocation'): Promise<RunStatus> {
   const run = await deps.repo.startVersionRun({ kind, version, trigger: kind === 'revocation' ? 'leak' : 'grace', audit: audit(deps) });
   if (run.status !== 'running') return run.status;
-  await deps.repo.touchRun(run.id);
   const ctx = audit(deps, run.id);
   const log = deps.log.child({ runId: run.id, secret: version.secret, version: version.number });
   try {

@@ -1,5 +1,5 @@
 /** Prisma rows to core records. */
-import type { RunRecord, VersionRecord, VersionState } from '../core/model.js';
+import type { RunRecord, VersionRecord } from '../core/model.js';
 import type { JsonObject } from '../core/ports.js';
 import type { Prisma } from './generated/client.js';
 
@@ -47,10 +47,3 @@ export function toRun(row: RunRow): RunRecord {
     finishedAt: row.finishedAt,
   };
 }
-
-/** Timestamp column a lifecycle state stamps when a version enters it. */
-export const STATE_STAMPS: Partial<Record<VersionState, 'retiredAt' | 'revokedAt' | 'compromisedAt'>> = {
-  retired: 'retiredAt',
-  revoked: 'revokedAt',
-  compromised: 'compromisedAt',
-};

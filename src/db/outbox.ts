@@ -15,12 +15,13 @@ const BATCH = 200;
 
 /**
  * Writes `notices` inside the caller's transaction (or on their own). Idempotent per notice id:
- * one still waiting keeps its first row.
+ * one still waiting keeps its first row. In a hand-written transaction the insert is deferred
+ * (SqlTx.defer): it goes out with the next batch or COMMIT, and its failure rolls it all back.
  */
 export async function writeNotices(tx: Tx | Db | SqlTx, notices: readonly Notice[]): Promise<void> {
   if (!notices.length) return;
   if ('kind' in tx) {
-    await tx.rows(WRITE, [JSON.stringify(notices)]);
+    tx.defer(WRITE, [JSON.stringify(notices)]);
     return;
   }
   await tx.$executeRaw`

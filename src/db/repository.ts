@@ -1,8 +1,8 @@
 /**
  * StateRepository on PostgreSQL. Every state change locks its secret's row (so promotions
  * and leak reports on one secret serialize) and appends its audit event in the same
- * transaction. A rotation's reads and writes are named statements on the pool Prisma uses
- * (src/db/sql.ts); the rest is Prisma. The work is split by subject:
+ * transaction. A rotation's and a leak's reads and writes are named statements on the pool
+ * Prisma uses (src/db/sql.ts); the rest is Prisma. The work is split by subject:
  * - reads.ts: versions, runs, deliveries, secrets;
  * - runs.ts: runs created, leased, stepped, finished;
  * - rotation-steps.ts: a rotation's version writes (created, issued, pending, deliveries, promotion);
@@ -55,7 +55,6 @@ export class PrismaRepository implements StateRepository {
   startRotationAttempt: StateRepository['startRotationAttempt'] = (runId, owner, ms, audit) => this.steps.startAttempt(runId, owner, ms, audit);
   releaseLease: StateRepository['releaseLease'] = (runId, owner) => this.runs.releaseLease(runId, owner);
   recordTrigger: StateRepository['recordTrigger'] = (input, audit) => this.runs.recordTrigger(input, audit);
-  touchRun: StateRepository['touchRun'] = (runId) => this.runs.touchRun(runId);
   setRunStep: StateRepository['setRunStep'] = (runId, step) => this.runs.setRunStep(runId, step);
   setRunGrace: StateRepository['setRunGrace'] = (runId, graceMs, audit) => this.runs.setRunGrace(runId, graceMs, audit);
   restartRun: StateRepository['restartRun'] = (runId, audit) => this.runs.restartRun(runId, audit);

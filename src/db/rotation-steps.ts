@@ -10,15 +10,13 @@ import type { AppliedPromotion, AuditContext, DeliveryStatus, Promotion, Promoti
 import type { JsonObject } from '../core/ports.js';
 import { type AuditInput, type AuditLog, takeOf } from './audit.js';
 import type { Db } from './client.js';
+import { LOCK_SECRET_OF_VERSION } from './locks.js';
 import { RUN, VERSION } from './reads.js';
 import { RUN_COLUMNS, type RunRow, VERSION_COLUMNS, type VersionRow, prefixedVersionColumns, prefixedVersionOf, runOf, versionOf } from './rows.js';
 import { OPEN, auditOf, leaseUpdate } from './runs.js';
 import { type Batched, NOW, type SqlTx, statement, transaction } from './sql.js';
 import { refuseIllegal } from './transitions.js';
 
-/** The secret lock (see repository.ts), by the secret's id or by one of its versions'. */
-export const LOCK_SECRET = statement('lock_secret', `SELECT 1 FROM secrets WHERE id = $1 FOR UPDATE`);
-const LOCK_SECRET_OF_VERSION = statement('lock_secret_of_version', `SELECT 1 FROM secrets WHERE id = (SELECT secret_id FROM versions WHERE id = $1) FOR UPDATE`);
 /** The secret lock taken through a run: its secret and version. */
 const LOCK_RUN_SECRET = statement('lock_run_secret', `SELECT r.secret_id, r.version_id FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.id = $1 FOR UPDATE OF s`);
 const CREATE_VERSION = statement(
@@ -38,6 +36,19 @@ const ISSUED = statement(
 const DELIVERIES_SET = `INSERT INTO deliveries (version_id, target, status, attempts, updated_at)
    SELECT $1, t, $3::text::"DeliveryStatus", $4::int, ${NOW} FROM unnest($2::text[]) AS t
    ON CONFLICT (version_id, target) DO UPDATE SET status = EXCLUDED.status, attempts = deliveries.attempts + EXCLUDED.attempts, updated_at = ${NOW}`;
+/**
+ * The delivery row of version `$1` at target `$2` set to `$3` (`pending` counts an attempt) with
+ * error `$4` (null: the error column is left as it is); returns the version's secret.
+ */
+const SET_DELIVERY = statement(
+  'set_delivery',
+  `WITH d AS (INSERT INTO deliveries (version_id, target, status, attempts, last_error, updated_at)
+     SELECT v.id, $2, $3::text::"DeliveryStatus", CASE WHEN $3::text = 'pending' THEN 1 ELSE 0 END, $4, ${NOW} FROM versions v WHERE v.id = $1
+     ON CONFLICT (version_id, target) DO UPDATE SET status = EXCLUDED.status, attempts = deliveries.attempts + EXCLUDED.attempts,
+       last_error = coalesce($4, deliveries.last_error), updated_at = ${NOW}
+     RETURNING version_id)
+   SELECT s.name AS secret FROM d JOIN versions v ON v.id = d.version_id JOIN secrets s ON s.id = v.secret_id`,
+);
 /**
  * Under the secret lock (taken before the version row, which the UPDATE re-reads after the
  * wait): issuing -> pending with store version `$7`, and only then a step's bookkeeping as
@@ -212,15 +223,13 @@ export class RotationSteps {
     return transaction(this.db, (tx) => progress(tx, this.audit, { id: versionId }, next, auditOf(audit)));
   }
 
+  /** One batch: the upsert and the audit take; the event and COMMIT in a second. */
   async setDelivery(versionId: string, target: string, status: DeliveryStatus, audit: AuditContext, error?: string) {
-    await this.db.$transaction(async (tx) => {
-      const row = await tx.delivery.upsert({
-        where: { versionId_target: { versionId, target } },
-        create: { versionId, target, status, attempts: status === 'pending' ? 1 : 0, lastError: error === undefined ? null : sanitize(error) },
-        update: { status, ...(status === 'pending' ? { attempts: { increment: 1 } } : {}), ...(error === undefined ? {} : { lastError: sanitize(error) }) },
-        include: { version: { include: { secret: { select: { name: true } } } } },
-      });
-      await this.audit.append(tx, { ...auditOf(audit), action: `delivery.${status}`, secret: row.version.secret.name, versionId, data: { target } });
+    await transaction(this.db, async (tx) => {
+      const [set, taken] = await tx.batch([[SET_DELIVERY, [versionId, target, status, error === undefined ? null : sanitize(error)]], takeOf({ version: versionId }, 1)]);
+      const [row] = set as Array<{ secret: string }>;
+      if (!row) throw new RekeyError('REKEY_ERR_UNKNOWN', `no version ${versionId}`);
+      this.audit.appendTaken(tx, [{ ...auditOf(audit), action: `delivery.${status}`, secret: row.secret, versionId, data: { target } }], taken!);
     });
   }
 

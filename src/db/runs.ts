@@ -5,9 +5,10 @@
 import { randomUUID } from 'node:crypto';
 import { RekeyError, sanitize } from '../core/errors.js';
 import type { AuditContext, RotationStep, RunRecord, RunStatus, SecretRecord, VersionRecord } from '../core/model.js';
-import { type AuditLog, takeOf } from './audit.js';
+import { type AuditLog, TAKE, takeOf, takeValues } from './audit.js';
 import { type Db, isUniqueViolation } from './client.js';
-import { toRun, versionInclude } from './mappers.js';
+import { LOCK_SECRET } from './locks.js';
+import { versionInclude } from './mappers.js';
 import { RUN_COLUMNS, type RunRow, runOf } from './rows.js';
 import type { Reads } from './reads.js';
 import { type Batched, NOW, type Sql, statement, transaction } from './sql.js';
@@ -47,6 +48,25 @@ export function leaseUpdate(set = ''): string {
 const TAKE_LEASE = statement(
   'take_lease',
   `${leaseUpdate()} RETURNING id`,
+);
+/**
+ * A retirement's or revocation's run `$1` of version `$6` (key `$5`), its first attempt counted; for
+ * one that exists, an attempt counted while it runs (nothing returned once it has finished).
+ */
+const START_VERSION_RUN = statement(
+  'start_version_run',
+  `WITH r AS (
+     INSERT INTO runs (id, secret_id, kind, trigger, status, step, idempotency_key, version_id, attempts, started_at, updated_at)
+     VALUES ($1, $2, $3::text::"RunKind", $4, 'running', $3, $5, $6, 1, ${NOW}, ${NOW})
+     ON CONFLICT (idempotency_key) DO UPDATE SET attempts = runs.attempts + 1 WHERE runs.${OPEN}
+     RETURNING *)
+   SELECT ${RUN_COLUMNS} FROM r JOIN secrets s ON s.id = r.secret_id`,
+);
+/** Whether trigger key `$1` has an outcome: it made a run, or was audited. */
+const TRIGGER_KNOWN = statement(
+  'trigger_known',
+  `SELECT EXISTS (SELECT 1 FROM runs WHERE idempotency_key = $1)
+       OR EXISTS (SELECT 1 FROM audit_events WHERE action LIKE 'trigger.%' AND data->>'idempotencyKey' = $1) AS known`,
 );
 const RELEASE_LEASE = statement('release_lease', `UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2`);
 const SET_STEP = statement('set_run_step', `UPDATE runs SET step = $2 WHERE id = $1`);
@@ -109,37 +129,26 @@ export class Runs {
     throw new RekeyError('REKEY_ERR_CONFLICT', 'could not create or find a rotation run');
   }
 
+  /**
+   * One batch: the insert (or, for a run that exists, an attempt counted while it runs) and the
+   * audit take, which takes nothing unless the run was inserted; `run.started` and COMMIT in a second.
+   */
   async startVersionRun(input: { kind: 'retirement' | 'revocation'; version: VersionRecord; trigger: string; audit: AuditContext }) {
     const idempotencyKey = `${input.kind}:${input.version.id}`;
-    const existing = await this.db.run.findUnique({ where: { idempotencyKey }, include: runInclude });
-    if (existing) return toRun(existing);
-    try {
-      return await this.db.$transaction(async (tx) => {
-        const row = await tx.run.create({
-          data: {
-            id: randomUUID(),
-            secretId: input.version.secretId,
-            kind: input.kind,
-            trigger: input.trigger,
-            status: 'running',
-            step: input.kind,
-            idempotencyKey,
-            versionId: input.version.id,
-          },
-          include: runInclude,
-        });
-        await this.audit.append(tx, { ...auditOf(input.audit, row.id), action: 'run.started', secret: row.secret.name, versionId: input.version.id, data: { kind: input.kind, trigger: input.trigger } });
-        return toRun(row);
-      });
-    } catch (error) {
-      if (!isUniqueViolation(error)) throw error;
-      return toRun((await this.db.run.findUnique({ where: { idempotencyKey }, include: runInclude }))!);
-    }
+    return transaction(this.db, async (tx) => {
+      const id = randomUUID();
+      const [started, taken] = await tx.batch([[START_VERSION_RUN, [id, input.version.secretId, input.kind, input.trigger, idempotencyKey, input.version.id]], takeOf({ run: id }, 1)]);
+      const [row] = started as RunRow[];
+      if (!row) return runOf((await tx.rows<RunRow>(RUN_BY_KEY, [idempotencyKey]))[0]!); // finished: left as it is
+      const run = runOf(row);
+      if (run.id === id) this.audit.appendTaken(tx, [{ ...auditOf(input.audit, id), action: 'run.started', secret: run.secret, versionId: input.version.id, data: { kind: input.kind, trigger: input.trigger } }], taken!);
+      return run;
+    });
   }
 
   async openVersionRun(kind: 'retirement' | 'revocation', versionId: string) {
-    const row = await this.db.run.findUnique({ where: { idempotencyKey: `${kind}:${versionId}` }, include: runInclude });
-    return row && row.status === 'running' ? toRun(row) : null;
+    const [row] = await this.sql.rows<RunRow>(RUN_BY_KEY, [`${kind}:${versionId}`]);
+    return row && row.status === 'running' ? runOf(row) : null;
   }
 
   async takeLease(runId: string, owner: string, ms: number) {
@@ -150,25 +159,14 @@ export class Runs {
     await this.sql.rows(RELEASE_LEASE, [runId, owner]);
   }
 
+  /** One batch: the secret lock, whether the key is known, and the audit take; the event (unless known) and COMMIT in a second. */
   async recordTrigger(input: { secret: Pick<SecretRecord, 'id' | 'name'>; trigger: string; idempotencyKey: string; outcome: 'stale' | 'joined'; runId?: string }, audit: AuditContext) {
-    return this.db.$transaction(async (tx) => {
-      await tx.$queryRaw`SELECT 1 FROM secrets WHERE id = ${input.secret.id}::uuid FOR UPDATE`;
-      const [{ known }] = await tx.$queryRaw<[{ known: boolean }]>`
-        SELECT EXISTS (SELECT 1 FROM runs WHERE idempotency_key = ${input.idempotencyKey})
-            OR EXISTS (SELECT 1 FROM audit_events WHERE action LIKE 'trigger.%' AND data->>'idempotencyKey' = ${input.idempotencyKey}) AS known`;
-      if (known) return false;
-      await this.audit.append(tx, {
-        ...auditOf(audit, input.runId),
-        action: `trigger.${input.outcome}`,
-        secret: input.secret.name,
-        data: { trigger: input.trigger, idempotencyKey: input.idempotencyKey },
-      });
+    return transaction(this.db, async (tx) => {
+      const [, known, taken] = await tx.batch([[LOCK_SECRET, [input.secret.id]], [TRIGGER_KNOWN, [input.idempotencyKey]], [TAKE, takeValues(input.secret.name, 1)]]);
+      if ((known as Array<{ known: boolean }>)[0]!.known) return false;
+      this.audit.appendTaken(tx, [{ ...auditOf(audit, input.runId), action: `trigger.${input.outcome}`, secret: input.secret.name, data: { trigger: input.trigger, idempotencyKey: input.idempotencyKey } }], taken!);
       return true;
     });
-  }
-
-  async touchRun(runId: string) {
-    await this.db.run.update({ where: { id: runId }, data: { attempts: { increment: 1 } } });
   }
 
   /**

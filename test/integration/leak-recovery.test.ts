@@ -148,6 +148,30 @@ it('a revocation that finishes before its leak report row is inserted: blocked_a
   expect(await blockedCount()).toBe(before + 1);
 });
 
+it('a leak report is stamped blocked only once its version is: not at insert before the takedown, at once after it', async () => {
+  const secret = `stamp-${randomUUID().slice(0, 6)}`;
+  await h.apply(memoryConfig(JOURNAL, { [secret]: 'grace: 1h' }));
+  for (let i = 0; i < 2; i++) expect((await h.rotate(secret)).status).toBe('succeeded');
+  const repo = h.runtime.engine.deps.repo;
+  const v1 = (await repo.findVersionByNumber(secret, 1))!;
+  const report = (receivedAt: Date) => ({ source: 'cli', deliveryId: randomUUID(), fingerprint: v1.fingerprint!, receivedAt, version: v1, outcome: 'revoking' as const });
+  const row = (id: string) => h.runtime.db.leakReport.findUniqueOrThrow({ where: { id } });
+
+  const first = await repo.recordLeak(report(new Date(Date.now() - 60_000)), { actor: 'test' });
+  expect(first.blockedAt).toBeNull();
+  expect((await row(first.id)).blockedAt).toBeNull();
+  const received = await repo.markBlocked(v1.id);
+  expect(received.map((d) => d.getTime())).toEqual([(await row(first.id)).receivedAt.getTime()]);
+  const blockedAt = (await row(first.id)).blockedAt!;
+  expect(blockedAt).not.toBeNull();
+  // Received after the stamp: blocked when received. Received before it: when the version was.
+  const later = await repo.recordLeak(report(new Date(blockedAt.getTime() + 5_000)), { actor: 'test' });
+  expect(later.blockedAt!.getTime()).toBe(blockedAt.getTime() + 5_000);
+  const earlier = await repo.recordLeak(report(new Date(blockedAt.getTime() - 5_000)), { actor: 'test' });
+  expect(earlier.blockedAt!.getTime()).toBe(blockedAt.getTime());
+  expect(await repo.markBlocked(v1.id)).toEqual([]);
+});
+
 it('a worker that dies after revoking a leaked key but before asking for its replacement: reconcile() starts the emergency rotation', async () => {
   const secret = `orphan-${randomUUID().slice(0, 6)}`;
   await h.apply(memoryConfig(JOURNAL, { [secret]: 'grace: 1h, onLeak: block-first' }));
