@@ -20,7 +20,7 @@ import type { AnyProviderModule, LiveValue, ProviderCatalog, ProviderInstance } 
 import type { ProviderResolver, ResolvedSecret } from './core/resolved.js';
 import type { SecretValue } from './core/secret-value.js';
 import type { Db } from './db/client.js';
-import { revisionDocument } from './db/config-store.js';
+import { latestRevisionId, revisionDocument } from './db/config-store.js';
 import type { Authenticator, Call, Target } from './core/ports.js';
 import { liveValues, liveVersionOf } from './core/live-values.js';
 import type { StateRepository } from './core/model.js';
@@ -87,7 +87,7 @@ export class ConfigResolver implements ProviderResolver {
       if (!own(generation.config.secrets, secret)) {
         // Applied a moment ago and not seen yet? Look for a newer revision before failing.
         this.checkedAt = 0;
-        generation = await this.current();
+        generation = await this.current(true);
       }
       const spec = own(generation.config.secrets, secret);
       const latest = generation;
@@ -108,7 +108,7 @@ export class ConfigResolver implements ProviderResolver {
     let generation = await this.current();
     if (!own(generation.config.secrets, secret)) {
       this.checkedAt = 0; // applied a moment ago and not seen yet?
-      generation = await this.current();
+      generation = await this.current(true);
     }
     return own(generation.config.secrets, secret) ?? (await this.removedSpec(generation, secret)).spec;
   }
@@ -190,20 +190,33 @@ export class ConfigResolver implements ProviderResolver {
     this.replace(generation);
   }
 
-  private async current(): Promise<Generation> {
-    const fresh = Date.now() - this.checkedAt < (this.options.refreshMs ?? 1000);
-    if (this.generation && fresh) return this.generation;
-    this.loading ??= this.load().finally(() => (this.loading = undefined));
-    return this.loading;
+  /**
+   * The latest generation, checked at most refreshMs ago. A generation past 80% of that age is
+   * still answered while the newer revision is read in the background, so a busy process never
+   * waits for the poll (every delivery request arriving during it did, once a second); one
+   * past its whole age (an idle process) waits for the read, as does `wait` (a caller that
+   * must see an apply of a moment ago). A failed background read is logged once; the next
+   * caller tries again.
+   */
+  private async current(wait = false): Promise<Generation> {
+    const age = Date.now() - this.checkedAt;
+    const refreshMs = this.options.refreshMs ?? 1000;
+    if (this.generation && age < refreshMs * 0.8 && !wait) return this.generation;
+    const usable = this.generation && age < refreshMs && !wait;
+    if (!this.loading) {
+      this.loading = this.load().finally(() => (this.loading = undefined));
+      if (usable) this.loading.catch((error: unknown) => this.options.log.warn({ error: describeError(error) }, 'config revision check failed'));
+    }
+    return usable ? this.generation! : this.loading;
   }
 
   private async load(): Promise<Generation> {
-    const latest = await this.options.db.configRevision.findFirst({ orderBy: { id: 'desc' }, select: { id: true } });
+    const latest = await latestRevisionId(this.options.db);
     this.checkedAt = Date.now();
-    if (!latest) throw new RekeyError('REKEY_ERR_CONFIG', 'no configuration applied yet: run `rekey apply -f rekey.yaml`');
+    if (latest === undefined) throw new RekeyError('REKEY_ERR_CONFIG', 'no configuration applied yet: run `rekey apply -f rekey.yaml`');
     // The same revision, or a newer one adopted from the apply that stored it while this read ran.
-    if (this.generation && this.generation.revision >= latest.id) return this.generation;
-    const generation = await this.generationOf({ id: latest.id, document: (await revisionDocument(this.options.db, latest.id))! });
+    if (this.generation && this.generation.revision >= latest) return this.generation;
+    const generation = await this.generationOf({ id: latest, document: (await revisionDocument(this.options.db, latest))! });
     // Adopted meanwhile (an apply in this process stored a newer revision): keep that one.
     if (this.generation && this.generation.revision >= generation.revision) return this.generation;
     this.replace(generation);

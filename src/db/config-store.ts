@@ -6,6 +6,7 @@ import { type LiveKeys, managedSpecs, type Plan, type StoredSecret } from '../co
 import type { Schedule } from '../queue/queues.js';
 import type { AuditLog } from './audit.js';
 import type { Db } from './client.js';
+import { sql, statement } from './sql.js';
 
 export async function storedSecrets(db: Db): Promise<StoredSecret[]> {
   return db.secret.findMany({ select: { name: true, spec: true, specHash: true, removedAt: true }, orderBy: { name: 'asc' } });
@@ -33,6 +34,18 @@ export async function liveKeys(db: Db, names: readonly string[]): Promise<Map<st
 export async function latestDocument(db: Db): Promise<Record<string, unknown> | undefined> {
   const [row] = await db.$queryRaw<Array<{ document: string }>>`SELECT document::text AS document FROM config_revisions ORDER BY id DESC LIMIT 1`;
   return row ? (JSON.parse(row.document) as Record<string, unknown>) : undefined;
+}
+
+const LATEST_REVISION = statement('latest_revision', 'SELECT max(id) AS id FROM config_revisions');
+
+/**
+ * The id of the latest config revision, or undefined before the first apply. A named statement,
+ * not Prisma: every process polls it once a second, and Prisma's query compiler spent ~2 ms of
+ * event-loop time per call (0.35 ms this way).
+ */
+export async function latestRevisionId(db: Db): Promise<number | undefined> {
+  const [row] = await sql(db).rows<{ id: number | null }>(LATEST_REVISION, []);
+  return row?.id ?? undefined;
 }
 
 /** A revision's document, read as {@link latestDocument} reads it; undefined when there is no such revision. */

@@ -76,7 +76,9 @@ export class HandoutJournal {
   ) {
     // A connection of its own, in pipeline mode (a write holds several statements; Prisma's
     // adapter shares the main pool and does not expect it).
-    this.pool = new pg.Pool({ ...poolOf(db).options, max: 1, pipeline: true });
+    // Kept while idle (pg closes an idle one after 10 s): a server's first hand-outs after a
+    // pause would otherwise wait for a new connection and its statements to be prepared again.
+    this.pool = new pg.Pool({ ...poolOf(db).options, max: 1, pipeline: true, idleTimeoutMillis: 0 });
     // An idle connection that dies is dropped by the pool; the next batch opens another. One
     // that dies under a batch fails the batch's queries (and so the batch): its 'error' event
     // must be heard all its life, or it would end the process.

@@ -7,7 +7,9 @@
  * Entries are dropped when the change feed reports the secret rotated or revoked (every
  * process that commits a change publishes it), when a hand-out's check finds a version no
  * longer what the entry said (forgetVersions), and after `maxAgeMs` at most (pub/sub delivers
- * at most once). The cache is never what keeps a revoked version from being handed out: the
+ * at most once). An entry read in the last 40% of its age is read again in the background and
+ * replaced by the answer (dated from when that read started), so requests on a busy server
+ * never wait for the periodic read; an entry left unread expires and the next request waits. The cache is never what keeps a revoked version from being handed out: the
  * hand-out journal (src/db/handouts.ts) re-checks every version a request relied on, in the
  * transaction that records it, so a stale entry costs one more attempt, never a leaked value.
  *
@@ -29,7 +31,12 @@ interface Entry<T> {
   expiresAt: number;
   /** Version ids the answer holds; undefined while it is read. */
   versions: ReadonlySet<string> | undefined;
+  /** A read of its replacement is under way (see REFRESH_AHEAD). */
+  refreshing: boolean;
 }
+
+/** An entry in use is read again once less than this share of its age is left. */
+const REFRESH_AHEAD = 0.4;
 
 export class DeliveryCache {
   private readonly entries = new Map<string, Entry<unknown>>();
@@ -63,9 +70,33 @@ export class DeliveryCache {
   }
 
   private read<T>(key: string, secret: string, load: () => Promise<T>, idsOf: (answer: T) => string[]): Promise<T> {
+    const now = Date.now();
     const held = this.entries.get(key) as Entry<T> | undefined;
-    if (held && held.expiresAt > Date.now()) return held.answer;
-    const entry: Entry<T> = { secret, answer: load(), expiresAt: Date.now() + this.maxAgeMs, versions: undefined };
+    if (held && held.expiresAt > now) {
+      // Read again ahead of expiry while the entry is in use, so a busy server never waits for it.
+      if (held.versions && !held.refreshing && held.expiresAt - now < this.maxAgeMs * REFRESH_AHEAD) this.refresh(key, held, load, idsOf);
+      return held.answer;
+    }
+    return this.install(key, secret, load(), now, idsOf).answer;
+  }
+
+  /** Reads `held` again; the answer replaces it unless it was dropped or replaced meanwhile (the change feed's news is newer). */
+  private refresh<T>(key: string, held: Entry<T>, load: () => Promise<T>, idsOf: (answer: T) => string[]): void {
+    held.refreshing = true;
+    const started = Date.now();
+    load().then(
+      (answer) => {
+        if (this.entries.get(key) !== held) return;
+        if (answer === undefined) this.entries.delete(key);
+        else this.install(key, held.secret, Promise.resolve(answer), started, idsOf);
+      },
+      // The held entry stays until its expiry; the read after it waits, and fails or succeeds then.
+      () => {},
+    );
+  }
+
+  private install<T>(key: string, secret: string, answer: Promise<T>, readAt: number, idsOf: (answer: T) => string[]): Entry<T> {
+    const entry: Entry<T> = { secret, answer, expiresAt: readAt + this.maxAgeMs, versions: undefined, refreshing: false };
     this.entries.set(key, entry);
     const drop = () => {
       if (this.entries.get(key) === entry) this.entries.delete(key);
@@ -73,6 +104,6 @@ export class DeliveryCache {
     // "No version may be handed out" is not kept: the replacement's promotion must be seen at
     // once, even by a server that misses its change event.
     entry.answer.then((answer) => (answer === undefined ? drop() : (entry.versions = new Set(idsOf(answer)))), drop);
-    return entry.answer;
+    return entry;
   }
 }
