@@ -6,6 +6,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createDb, type Db } from '../../src/db/client.js';
+import { sql, statement, transaction } from '../../src/db/sql.js';
 import { isolate, type Isolated } from '../support/isolation.js';
 
 let env: Isolated;
@@ -73,5 +74,23 @@ it('every session is in UTC whatever the server or database says: timestamp colu
     expect(row!.drift).toBe(0);
   } finally {
     await zoned.$disconnect();
+  }
+});
+
+it("hand-written statements write and read timestamps as UTC whatever the process's time zone", async () => {
+  // Node re-reads TZ when it is assigned: Dates now format and parse in UTC+14.
+  const zone = process.env.TZ;
+  process.env.TZ = 'Pacific/Kiritimati';
+  try {
+    expect(new Date('2026-06-01T12:00:00.000Z').getHours()).toBe(2);
+    const at = new Date('2026-06-01T12:00:00.000Z');
+    const roundTrip = statement('test_timestamp_round_trip', 'SELECT $1::timestamp::text AS text, $1::timestamp AS at');
+    const expected = { text: '2026-06-01 12:00:00', at };
+    // Outside a transaction (a pool query) and inside one (a batch).
+    expect(await sql(db).rows(roundTrip, [at])).toEqual([expected]);
+    expect(await transaction(db, (tx) => tx.batch([[roundTrip, [at]]]))).toEqual([[expected]]);
+  } finally {
+    if (zone === undefined) delete process.env.TZ;
+    else process.env.TZ = zone;
   }
 });
