@@ -3,8 +3,19 @@
  * pipelining, which node-postgres offers only with a Sync per query): PostgreSQL runs them in
  * order and answers them in one write too, so a batch costs each side one wake-up. After an
  * error PostgreSQL skips the rest up to the Sync; the batch fails with that error.
+ *
+ * A batch may hold several groups of statements with a Flush between them (the hand-out
+ * journal's: one transaction's INSERT and COMMIT, then the next one's BEGIN, check and takes).
+ * PostgreSQL sends a group's answers as soon as the group has run, so {@link group} resolves
+ * then, without waiting for the groups after it. There is still one Sync, so an error in any
+ * group skips every statement after it, the later groups' too: those groups fail with that
+ * error. (A Sync per group would let a later group run after an error, but node-postgres ends
+ * a query at every ReadyForQuery and every ErrorResponse, routing what follows to the next
+ * query, so a Submittable can carry one Sync only.)
+ *
  * A Submittable (node-postgres's extension point, as pg-cursor is): the client hands it the
- * connection when it is its turn and routes the answers to it.
+ * connection when it is its turn, after the previous query's ReadyForQuery, and routes the
+ * answers to it.
  */
 import { createRequire } from 'node:module';
 import type pg from 'pg';
@@ -27,6 +38,7 @@ interface Connection {
   bind(m: { statement: string; values: readonly unknown[]; valueMapper: (value: unknown) => unknown }): void;
   describe(m: { type: 'P'; name: string }): void;
   execute(m: { portal: string }): void;
+  flush(): void;
   sync(): void;
   sendCopyFail(message: string): void;
 }
@@ -39,19 +51,44 @@ interface Field {
 
 type Types = { getTypeParser: typeof pg.types.getTypeParser };
 
+interface Group {
+  /** Index in `queries` one past the group's last statement. */
+  end: number;
+  answer: Promise<unknown[][]>;
+  resolve(rows: unknown[][]): void;
+  reject(error: Error): void;
+  settled: boolean;
+}
+
 export class Batch {
-  /** The statements, for whoever counts what a process sends (bench/support/environment.ts). */
+  /** The statements, in order, for whoever counts what a process sends (bench/support/environment.ts). */
   readonly queries: readonly Queued[];
+  /** Each answered statement's command tag, in order (`COMMIT`, or `ROLLBACK` for a COMMIT of an aborted transaction). */
+  readonly commands: string[] = [];
   /** Whether this batch prepared a statement on the connection (see {@link run}). */
   prepared = false;
+  private readonly groups: Group[];
   private readonly results: unknown[][] = [];
   private parsers: Array<{ name: string; parse: (text: string) => unknown }> = [];
   private rows: Array<Record<string, unknown>> = [];
   /** Set by the client's query() from its callback argument; called once. */
   callback: ((error: Error | undefined) => void) | undefined;
 
-  constructor(queries: readonly Queued[], private readonly types: Types) {
-    this.queries = queries;
+  /** @param groups statements sent in order, a Flush after each group but the last, a Sync after the last. */
+  constructor(
+    groups: readonly (readonly Queued[])[],
+    private readonly types: Types,
+  ) {
+    this.queries = groups.flat();
+    let end = 0;
+    this.groups = groups.map((g) => {
+      end += g.length;
+      const group = { end, settled: false } as Group;
+      group.answer = new Promise<unknown[][]>((resolve, reject) => Object.assign(group, { resolve, reject }));
+      // Whoever awaits a group sees its failure; one nobody awaits fails run() anyway.
+      group.answer.catch(() => {});
+      return group;
+    });
   }
 
   /**
@@ -68,19 +105,29 @@ export class Batch {
     });
   }
 
+  /** The rows of group `index`'s statements, once PostgreSQL answered them (before the groups after it). Rejects with the error that skipped it. */
+  group(index: number): Promise<unknown[][]> {
+    return this.groups[index]!.answer;
+  }
+
   /** Called by the client when the connection is this batch's. */
   submit(connection: Connection): null {
     connection.stream.cork?.();
     try {
-      for (const q of this.queries) {
-        if (connection.parsedStatements[q.name] === undefined) {
-          connection.parse({ name: q.name, text: q.text, types: [] });
-          connection.parsedStatements[q.name] = q.text;
-          this.prepared = true;
+      let sent = 0;
+      for (const group of this.groups) {
+        for (const q of this.queries.slice(sent, group.end)) {
+          if (connection.parsedStatements[q.name] === undefined) {
+            connection.parse({ name: q.name, text: q.text, types: [] });
+            connection.parsedStatements[q.name] = q.text;
+            this.prepared = true;
+          }
+          connection.bind({ statement: q.name, values: q.values, valueMapper: prepareValue });
+          connection.describe({ type: 'P', name: '' });
+          connection.execute({ portal: '' });
         }
-        connection.bind({ statement: q.name, values: q.values, valueMapper: prepareValue });
-        connection.describe({ type: 'P', name: '' });
-        connection.execute({ portal: '' });
+        sent = group.end;
+        if (group !== this.groups.at(-1)) connection.flush();
       }
       connection.sync();
     } finally {
@@ -102,14 +149,23 @@ export class Batch {
     this.rows.push(row);
   }
 
-  handleCommandComplete(): void {
+  handleCommandComplete(message: { text?: string }): void {
     this.results.push(this.rows);
+    this.commands.push(message.text ?? '');
     this.rows = [];
     this.parsers = [];
+    let start = 0;
+    for (const group of this.groups) {
+      if (!group.settled && group.end === this.results.length) {
+        group.settled = true;
+        group.resolve(this.results.slice(start, group.end));
+      }
+      start = group.end;
+    }
   }
 
   handleEmptyQuery(): void {
-    this.handleCommandComplete();
+    this.handleCommandComplete({});
   }
 
   handlePortalSuspended(): void {}
@@ -130,8 +186,15 @@ export class Batch {
   }
 
   private finish(error: Error | undefined): void {
+    // Groups not answered by now were skipped (or their connection lost).
+    const unanswered = this.groups.filter((g) => !g.settled);
+    const failure = error ?? (unanswered.length ? new Error('the batch ended before its statements were answered') : undefined);
+    for (const group of unanswered) {
+      group.settled = true;
+      group.reject(failure!);
+    }
     const callback = this.callback;
     this.callback = undefined;
-    callback?.(error);
+    callback?.(failure);
   }
 }

@@ -2,8 +2,7 @@
  * The hand-out journal (issue 17): each delivery hand-out (a minted token, a value, a 304) is
  * checked and recorded here, with group commit. A request waits for the durable commit of the
  * transaction holding its record, so every hand-out is audited before it is answered, but
- * requests that arrive together share one transaction: while a batch commits, the next
- * gathers (a few transactions may be open at once, see maxInFlight).
+ * requests that arrive together share one transaction: while a batch commits, the next gathers.
  *
  * One transaction per batch:
  *   1. `SELECT … FROM versions WHERE id = ANY(…) ORDER BY id FOR SHARE`: every version the
@@ -15,24 +14,27 @@
  *      promotion) has committed, no server records, hence answers, a hand-out of it.
  *   2. the audit events of the requests that passed, appended as AuditLog.appendAll does (one
  *      take of each chain's lock, head and sequence numbers, then one insert for the batch).
- * The transactions are pipelined on a connection of the journal's own, two writes each: BEGIN,
- * the check and the takes in one, the insert and COMMIT in a second once the takes' answers
- * are in. The next batch does not wait for that COMMIT's answer: its first write follows the
- * COMMIT on the same connection at once (PostgreSQL runs them in order, so its check and
- * takes see the batch before committed), and the batch after it gathers meanwhile. So a
- * request waits for at most one commit before its own batch is sent, and PostgreSQL is woken
- * once per batch on a busy server.
- * A request whose versions failed the check gets false and nothing is recorded for it. A
- * failed transaction (a deadlock with a rotation, a lost connection) is retried once, then its
- * requests fail with its error; the connection it ran on takes no further batch. The
+ * The transactions run on a connection of the journal's own, in batches of statements
+ * (src/db/batch.ts: one write, one Sync), two per transaction: BEGIN, the check and the takes;
+ * then, once their answers are in, the insert and COMMIT. The next batch does not wait for
+ * that COMMIT's answer: its BEGIN, check and takes go in the same write, behind a Flush
+ * (PostgreSQL runs them in order, so its check and takes see the batch before committed, and
+ * answers the COMMIT before running them). So a request waits for at most one commit before
+ * its own batch is sent, and PostgreSQL is woken once per batch on a busy server.
+ * A request is answered once the COMMIT of its batch is answered COMMIT. A request whose
+ * versions failed the check gets false and nothing is recorded for it. A failed write (a
+ * deadlock with a rotation, a lost connection) fails the transactions it carried: an error
+ * skips every statement after it up to the Sync, so the next batch's BEGIN, check and takes
+ * fail with it and nothing of that batch is recorded. The requests of a failed transaction
+ * are run once more, then fail with its error; the connection it ran on is closed. The
  * statements are hand-written (src/db/sql.ts): Prisma's query compiler cost more CPU per
  * batch than everything else a hand-out does but signing.
  */
-import pg, { type QueryResultRow } from 'pg';
+import pg from 'pg';
 import type { HandOut } from '../core/delivery.js';
 import { type AuditLog, chainsOf, INSERT, insertValues, TAKE, type Taken, takenOf, takeValues } from './audit.js';
 import { type Db, poolOf } from './client.js';
-import { NOW, statement, type Statement } from './sql.js';
+import { BEGIN, batchOf, type Batched, COMMIT, NOW, statement } from './sql.js';
 
 interface Waiting {
   entry: HandOut;
@@ -49,22 +51,22 @@ interface Checked {
   in_grace: boolean;
 }
 
-/** The journal's connection and the batches on it (first write sent, COMMIT not answered yet). */
-interface Connection {
-  client: pg.PoolClient;
-  open: number;
-  /** Set by the first batch that fails on it: no batch is sent on it afterwards, and it is closed, not kept. */
-  failed?: Error;
+/** A batch whose transaction is open: checked, its sequence numbers taken, its insert and COMMIT not sent yet. */
+interface Open {
+  batch: Waiting[];
+  recorded: boolean[];
+  /** The insert (when an entry passed) and COMMIT. */
+  close: Batched[];
+  started: number;
 }
 
 export class HandoutJournal {
   private waiting: Waiting[] = [];
-  /** A batch's first write is out and its answers are not in: the next batch waits to follow its COMMIT. */
-  private sending = false;
-  private scheduled = false;
-  private connection: Connection | undefined;
+  /** The loop that sends the batches runs (set and cleared synchronously, so no request is left behind). */
+  private active = false;
+  private running: Promise<void> = Promise.resolve();
+  private client: pg.PoolClient | undefined;
   private readonly pool: pg.Pool;
-  private readonly settled = new Set<Promise<void>>();
   /** Transactions committed, hand-outs recorded, and the milliseconds the transactions took (for the benchmark). */
   readonly stats = { batches: 0, records: 0, ms: 0 };
 
@@ -74,14 +76,12 @@ export class HandoutJournal {
     private readonly audit: AuditLog,
     private readonly maxBatch = 500,
   ) {
-    // A connection of its own, in pipeline mode (a write holds several statements; Prisma's
-    // adapter shares the main pool and does not expect it).
-    // Kept while idle (pg closes an idle one after 10 s): a server's first hand-outs after a
-    // pause would otherwise wait for a new connection and its statements to be prepared again.
-    this.pool = new pg.Pool({ ...poolOf(db).options, max: 1, pipeline: true, idleTimeoutMillis: 0 });
+    // A connection of its own, kept while idle (pg closes an idle one after 10 s): a server's first
+    // hand-outs after a pause would otherwise wait for a new connection and its statements to be prepared again.
+    this.pool = new pg.Pool({ ...poolOf(db).options, max: 1, idleTimeoutMillis: 0 });
     // An idle connection that dies is dropped by the pool; the next batch opens another. One
-    // that dies under a batch fails the batch's queries (and so the batch): its 'error' event
-    // must be heard all its life, or it would end the process.
+    // that dies under a batch fails the batch (and so the transactions it carried): its 'error'
+    // event must be heard all its life, or it would end the process.
     this.pool.on('error', () => {});
     this.pool.on('connect', (client) => client.on('error', () => {}));
   }
@@ -90,123 +90,124 @@ export class HandoutJournal {
   record(entry: HandOut): Promise<boolean> {
     return new Promise((resolve, reject) => {
       this.waiting.push({ entry, retried: false, resolve, reject });
-      this.schedule();
+      // The requests of this turn of the event loop join the first batch.
+      this.start(() => new Promise((resolve) => setImmediate(resolve)));
     });
   }
 
-  private schedule(): void {
-    if (this.scheduled || this.sending || !this.waiting.length) return;
-    this.scheduled = true;
-    // The requests of this turn of the event loop join the batch.
-    setImmediate(() => {
-      this.scheduled = false;
-      const done = this.flush();
-      this.settled.add(done);
-      void done.finally(() => this.settled.delete(done));
-    });
-  }
-
-  private async flush(): Promise<void> {
-    const batch = this.waiting.splice(0, this.maxBatch);
-    if (!batch.length) return;
-    this.sending = true;
-    const started = performance.now();
-    let connection: Connection | undefined;
-    try {
-      connection = await this.connect();
-      const { committed } = await this.send(connection.client, batch.map((w) => w.entry));
-      // The COMMIT is on the wire: the next batch may follow it.
-      this.sending = false;
-      this.schedule();
-      const recorded = await committed;
-      this.stats.batches += 1;
-      this.stats.records += batch.length;
-      this.stats.ms += performance.now() - started;
-      this.release(connection);
-      batch.forEach((w, i) => w.resolve(recorded[i]!));
-    } catch (error) {
-      this.sending = false;
-      if (connection) this.release(connection, error instanceof Error ? error : new Error('hand-out batch failed'));
-      const again: Waiting[] = [];
-      for (const w of batch) {
-        if (w.retried) w.reject(error);
-        else again.push({ ...w, retried: true });
-      }
-      this.waiting.unshift(...again);
-      this.schedule();
-    }
+  private start(after: () => Promise<unknown> = () => Promise.resolve()): void {
+    if (this.active) return;
+    this.active = true;
+    this.running = after().then(() => this.loop());
   }
 
   /** Stops the journal's connection once the batches under way completed. */
   async close(): Promise<void> {
-    while (this.settled.size) await Promise.all([...this.settled]);
+    while (this.active) await this.running;
+    this.client?.release();
+    this.client = undefined;
     await this.pool.end();
   }
 
-  private async connect(): Promise<Connection> {
-    this.connection ??= { client: await this.pool.connect(), open: 0 };
-    this.connection.open += 1;
-    return this.connection;
-  }
-
-  /** A batch is over on `connection`; the last one gives it back (closed if a batch failed on it). */
-  private release(connection: Connection, failed?: Error): void {
-    if (failed) connection.failed ??= failed;
-    if (this.connection === connection && connection.failed) this.connection = undefined;
-    connection.open -= 1;
-    if (connection.open > 0) return;
-    if (this.connection === connection) this.connection = undefined;
-    // The connection is not kept after a failure: after a failover it may point at a read-only server, or at none.
-    connection.client.release(connection.failed);
+  /**
+   * Sends batches until none is open and nobody waits: each write closes the open transaction
+   * (insert, COMMIT) and opens the next one for the requests waiting (BEGIN, check, takes).
+   */
+  private async loop(): Promise<void> {
+    let open: Open | undefined;
+    for (;;) {
+      const next = this.waiting.splice(0, this.maxBatch);
+      if (!open && !next.length) {
+        this.active = false;
+        return;
+      }
+      const closing = open;
+      let settling = false;
+      const started = performance.now();
+      let client: pg.PoolClient | undefined;
+      try {
+        client = this.client ??= await this.pool.connect();
+        const opening = next.length ? this.opening(next.map((w) => w.entry)) : undefined;
+        const batch = batchOf([...(closing ? [closing.close] : []), ...(opening ? [opening.statements] : [])]);
+        const sent = batch.run(client);
+        // Awaited below unless a group's failure comes first (that one is then the batch's).
+        sent.catch(() => {});
+        settling = !!closing;
+        if (closing) void this.settle(closing, batch.group(0), () => batch.commands[closing.close.length - 1]);
+        open = undefined;
+        if (opening) {
+          const answers = await batch.group(closing ? 1 : 0);
+          open = { batch: next, started, ...opening.close(answers) };
+        }
+        await sent;
+      } catch (error) {
+        const failure = error instanceof Error ? error : new Error('hand-out batch failed');
+        // The connection is not kept after a failure: after a failover it may point at a read-only server, or at none.
+        if (client && this.client === client) {
+          this.client = undefined;
+          client.release(failure);
+        }
+        // The batch opened here (if any) never got its insert: run its requests again; and the
+        // one it was to close, if the write failed before it was sent (else settle() sees to it).
+        this.again([...(closing && !settling ? closing.batch : []), ...next], failure);
+        open = undefined;
+      }
+    }
   }
 
   /**
-   * Sends the batch's transaction in two writes: BEGIN, the check and each chain's take (the
-   * versions locked before the chains, as every writer does), then once their answers are in,
-   * the insert and COMMIT. Resolves once the COMMIT is sent, with the promise of its outcome. Sequence
-   * numbers are taken for every entry; those of entries that fail the check are left unused
-   * (the log allows gaps, as rollbacks leave).
+   * Resolves the requests of `closing` once its COMMIT is answered COMMIT (durable), or runs
+   * them again when its group failed (the COMMIT of an aborted transaction answers ROLLBACK).
    */
-  private async send(client: pg.PoolClient, entries: readonly HandOut[]): Promise<{ committed: Promise<boolean[]> }> {
-    const run = <R extends QueryResultRow>(s: Statement, values: readonly unknown[]) => client.query<R>({ name: s.name, text: s.text, values: [...values] }).then((r) => r.rows);
+  private async settle(closing: Open, answered: Promise<unknown[][]>, commit: () => string | undefined): Promise<void> {
+    try {
+      await answered;
+      const command = commit();
+      if (command !== 'COMMIT') throw new Error(`hand-out batch ended with ${command}`);
+    } catch (error) {
+      this.again(closing.batch, error instanceof Error ? error : new Error('hand-out batch failed'));
+      return;
+    }
+    this.stats.batches += 1;
+    this.stats.records += closing.batch.length;
+    this.stats.ms += performance.now() - closing.started;
+    closing.batch.forEach((w, i) => w.resolve(closing.recorded[i]!));
+  }
+
+  /** Requests of a failed transaction: run once more (first in line), or failed with its error the second time. */
+  private again(batch: readonly Waiting[], error: Error): void {
+    const again: Waiting[] = [];
+    for (const w of batch) {
+      if (w.retried) w.reject(error);
+      else again.push({ ...w, retried: true });
+    }
+    this.waiting.unshift(...again);
+    if (again.length) this.start();
+  }
+
+  /**
+   * The statements that open a batch's transaction: BEGIN, the check, each chain's take (the
+   * versions locked before the chains, as every writer does); and, from their answers, the
+   * statements that close it: the insert and COMMIT. Sequence numbers are taken for every
+   * entry; those of entries that fail the check are left unused (the log allows gaps, as rollbacks leave).
+   */
+  private opening(entries: readonly HandOut[]): { statements: Batched[]; close(answers: unknown[][]): { recorded: boolean[]; close: Batched[] } } {
     const ids = [...new Set(entries.flatMap((e) => [...e.handed, ...e.relied]))];
     const events = entries.flatMap((e) => (e.event ? [e.event] : []));
-    const [begun, checked, takes] = oneWrite(client, () => [
-      client.query('BEGIN'),
-      ids.length ? run<Checked>(CHECK, [ids]) : Promise.resolve([]),
-      [...chainsOf(events)].map(([chain, count]) => run<{ prev: string; seq: string }>(TAKE, takeValues(chain, count)).then((rows) => [chain, takenOf(rows)] as const)),
-    ] as const);
-    let rows: Checked[];
-    let taken: (readonly [string, Taken])[];
-    try {
-      // Every answer awaited, so none is left rejected unhandled when one fails.
-      [, rows, taken] = await Promise.all([begun, checked, Promise.all(takes)]);
-    } catch (error) {
-      // Nothing follows on this connection before this ROLLBACK: the next batch waits for this one's second write.
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    }
-    const byId = new Map(rows.map((r) => [r.id, r]));
-    const recorded = entries.map((e) => e.handed.every((id) => handable(byId.get(id))) && e.relied.every((id) => live(byId.get(id))));
-    const kept = entries.flatMap((e, i) => (recorded[i] && e.event ? [e.event] : []));
-    const [inserted, commit] = oneWrite(client, () => [kept.length ? run(INSERT, insertValues(this.audit.rowsOf(kept, new Map(taken)))) : Promise.resolve([]), client.query('COMMIT')] as const);
-    const committed = Promise.all([inserted, commit]).then(([, result]) => {
-      // COMMIT of a transaction a statement aborted answers ROLLBACK, not an error.
-      if (result.command !== 'COMMIT') throw new Error(`hand-out batch ended with ${result.command}`);
-      return recorded;
-    });
-    return { committed };
-  }
-}
-
-/** Runs `queue` (statements queued on `client`'s pipelined connection) with the socket corked, so they leave in one write. */
-function oneWrite<T>(client: pg.PoolClient, queue: () => T): T {
-  const socket = (client as unknown as pg.Client).connection.stream;
-  socket.cork();
-  try {
-    return queue();
-  } finally {
-    socket.uncork();
+    const chains = [...chainsOf(events)];
+    const statements: Batched[] = [[BEGIN, []], ...(ids.length ? [[CHECK, [ids]] as const] : []), ...chains.map(([chain, count]) => [TAKE, takeValues(chain, count)] as const)];
+    return {
+      statements,
+      close: (answers) => {
+        const rows = (ids.length ? answers[1] : []) as Checked[];
+        const takes = answers.slice(ids.length ? 2 : 1) as Array<Array<{ prev: string; seq: string }>>;
+        const taken = new Map<string, Taken>(chains.map(([chain], i) => [chain, takenOf(takes[i]!)]));
+        const byId = new Map(rows.map((r) => [r.id, r]));
+        const recorded = entries.map((e) => e.handed.every((id) => handable(byId.get(id))) && e.relied.every((id) => live(byId.get(id))));
+        const kept = entries.flatMap((e, i) => (recorded[i] && e.event ? [e.event] : []));
+        return { recorded, close: [...(kept.length ? [[INSERT, insertValues(this.audit.rowsOf(kept, taken))] as const] : []), [COMMIT, []]] };
+      },
+    };
   }
 }
 

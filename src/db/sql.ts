@@ -77,8 +77,17 @@ export function sql(db: Db): Sql {
   return new Runner(poolOf(db));
 }
 
-const BEGIN = statement('begin', 'BEGIN');
-const COMMIT = statement('commit', 'COMMIT');
+/** BEGIN and COMMIT as named statements, so they go in a batch like any other. */
+export const BEGIN = statement('begin', 'BEGIN');
+export const COMMIT = statement('commit', 'COMMIT');
+
+/** A batch (src/db/batch.ts) of `groups` of statements, with this file's parameter and result conventions. */
+export function batchOf(groups: readonly (readonly Batched[])[]): Batch {
+  return new Batch(
+    groups.map((group) => group.map(([s, values]) => ({ name: s.name, text: s.text, values: values.map(param) }))),
+    types,
+  );
+}
 
 class TxRunner implements SqlTx {
   readonly kind = 'sql';
@@ -117,7 +126,7 @@ class TxRunner implements SqlTx {
     const all: Batched[] = [...(this.begun ? [] : [[BEGIN, []] as const]), ...this.deferred.splice(0), ...statements];
     const begin = this.begun ? 0 : 1;
     this.begun = true;
-    const batch = new Batch(all.map(([s, values]) => ({ name: s.name, text: s.text, values: values.map(param) })), types);
+    const batch = batchOf([all]);
     try {
       return (await batch.run(this.client)).slice(begin);
     } catch (error) {

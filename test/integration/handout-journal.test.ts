@@ -1,9 +1,10 @@
 /**
  * The hand-out journal (src/db/handouts.ts): hand-outs that arrive together share a
- * transaction, the next batch follows the previous one's COMMIT on the same pipelined
- * connection, the audit chain they append to stays linear and verifies, a version that fails
- * the check is refused without failing its batch, and a batch whose connection dies is run
- * once more on a new connection.
+ * transaction, the next batch's BEGIN, check and takes go in the same write as the previous
+ * batch's insert and COMMIT, the audit chain they append to stays linear and verifies, a
+ * version that fails the check is refused without failing its batch, a batch whose connection
+ * dies is run once more on a new connection, and a failed insert fails the next batch sent
+ * behind it too, both run again and each recorded once.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -61,6 +62,15 @@ it('refuses a hand-out whose version fails the check, records nothing for it, an
   expect(await verifyAudit(h.runtime.db, h.runtime.audit)).toMatchObject({ ok: true });
 });
 
+/** The first lock wait of another backend than `client`'s, once there is one (pg_stat_activity read outside any transaction). */
+async function lockWaiter(client: pg.Client): Promise<number> {
+  for (;;) {
+    const { rows } = await client.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()");
+    if (rows.length) return rows[0]!.pid;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 it('runs a batch whose connection dies once more on a new connection, and later batches pass', async () => {
   // A transaction holding the version's row keeps the journal's check (FOR SHARE) waiting, so
   // its connection can be ended while the batch is under way.
@@ -73,13 +83,7 @@ it('runs a batch whose connection dies once more on a new connection, and later 
     await admin.query('BEGIN');
     await admin.query('SELECT id FROM versions WHERE id = $1 FOR UPDATE', [version]);
     const pending = Promise.all(Array.from({ length: 5 }, (_, i) => journal.record(handOut(`retry:${i}`))));
-    const waiting = async () => {
-      for (;;) {
-        const { rows } = await watch.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()");
-        if (rows.length) return rows[0]!.pid;
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-    };
+    const waiting = () => lockWaiter(watch);
     const first = await waiting();
     await watch.query('SELECT pg_terminate_backend($1)', [first]);
     // The batch is run again on a new connection, which waits for the row in turn.
@@ -93,5 +97,41 @@ it('runs a batch whose connection dies once more on a new connection, and later 
   }
   expect(await recordedEvents('subject:retry:')).toBe(5);
   expect(await journal.record(handOut('after'))).toBe(true);
+  expect(await verifyAudit(h.runtime.db, h.runtime.audit)).toMatchObject({ ok: true });
+});
+
+it('runs again both the batch whose insert failed and the next batch, whose check and takes went behind it in the same write', async () => {
+  const admin = new pg.Client({ connectionString: h.env.databaseUrl });
+  const watch = new pg.Client({ connectionString: h.env.databaseUrl });
+  await admin.connect();
+  await watch.connect();
+  // The first insert holding 'subject:poison' fails (a sequence is not rolled back, so once only).
+  await admin.query('CREATE SEQUENCE handout_poison');
+  await admin.query(`CREATE FUNCTION handout_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.actor = 'subject:poison' AND nextval('handout_poison') = 1 THEN RAISE EXCEPTION 'poisoned insert'; END IF;
+      RETURN NEW;
+    END $$`);
+  await admin.query('CREATE TRIGGER handout_poison BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION handout_poison()');
+  try {
+    // The poisoned batch's check waits on the version's row, so the next batch gathers meanwhile
+    // and is opened in the write that carries the poisoned insert.
+    await admin.query('BEGIN');
+    await admin.query('SELECT id FROM versions WHERE id = $1 FOR UPDATE', [version]);
+    const poisoned = journal.record(handOut('poison'));
+    await lockWaiter(watch);
+    const behind = Promise.all(Array.from({ length: 3 }, (_, i) => journal.record(handOut(`behind:${i}`))));
+    await admin.query('COMMIT');
+    expect(await poisoned).toBe(true);
+    expect(await behind).toEqual([true, true, true]);
+    // Failed once, then recorded on the second run.
+    expect((await watch.query<{ last_value: string }>('SELECT last_value FROM handout_poison')).rows[0]!.last_value).toBe('2');
+  } finally {
+    await admin.query('DROP TRIGGER IF EXISTS handout_poison ON audit_events').catch(() => {});
+    await admin.end();
+    await watch.end();
+  }
+  expect(await recordedEvents('subject:poison')).toBe(1);
+  expect(await recordedEvents('subject:behind:')).toBe(3);
   expect(await verifyAudit(h.runtime.db, h.runtime.audit)).toMatchObject({ ok: true });
 });

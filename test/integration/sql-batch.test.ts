@@ -3,11 +3,12 @@
  * PostgreSQL: a batch's statements run in order in the one transaction and answer in order,
  * typed as the rest of the code reads them; a failure anywhere (mid-batch, in a deferred
  * statement at COMMIT, or thrown by the caller between batches) commits nothing and leaves
- * the pool usable, including after a batch that prepared its statements and failed.
+ * the pool usable, including after a batch that prepared its statements and failed. A batch of
+ * groups answers each group as soon as it has run (a Flush after it), before the next one ends.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createDb, type Db, poolOf } from '../../src/db/client.js';
-import { sql, statement, transaction } from '../../src/db/sql.js';
+import { batchOf, sql, statement, transaction } from '../../src/db/sql.js';
 import { isolate, type Isolated } from '../support/isolation.js';
 
 let env: Isolated;
@@ -93,4 +94,24 @@ it('a batch whose statement fails to prepare leaves no connection that believes 
   await expect(transaction(db, (tx) => tx.batch([[statement('t_batch_bad', 'SELEC 1'), []], [fresh, [1]]]))).rejects.toMatchObject({ code: '42601' });
   // The statement after the failed one was never prepared: a connection kept with it marked as prepared would fail here.
   for (let i = 0; i < 4; i++) expect(await transaction(db, (tx) => tx.rows<{ n: number }>(fresh, [i]))).toEqual([{ n: i + 1 }]);
+});
+
+it('answers a group of a batch once it has run, while the next group waits on a lock', async () => {
+  const LOCK = statement('t_batch_lock', 'SELECT pg_advisory_lock(4242)::text AS locked');
+  const UNLOCK = statement('t_batch_unlock', 'SELECT pg_advisory_unlock(4242) AS unlocked');
+  const holder = await poolOf(db).connect();
+  const client = await poolOf(db).connect();
+  try {
+    await holder.query('SELECT pg_advisory_lock(4242)');
+    const batch = batchOf([[[COUNT, []]], [[LOCK, []], [UNLOCK, []]]]);
+    const all = batch.run(client);
+    // Without the Flush, PostgreSQL would hold the first group's answer until the Sync, after the lock.
+    expect(await batch.group(0)).toEqual([[{ n: expect.any(Number) as number }]]);
+    await holder.query('SELECT pg_advisory_unlock(4242)');
+    expect(await batch.group(1)).toEqual([[{ locked: '' }], [{ unlocked: true }]]);
+    expect((await all).length).toBe(3);
+  } finally {
+    holder.release();
+    client.release();
+  }
 });
