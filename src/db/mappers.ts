@@ -1,5 +1,5 @@
 /** Prisma rows to core records. */
-import type { RunRecord, VersionRecord } from '../core/model.js';
+import type { VersionRecord } from '../core/model.js';
 import type { JsonObject } from '../core/ports.js';
 import type { Prisma } from './generated/client.js';
 
@@ -23,27 +23,5 @@ export function toVersion(row: VersionRow): VersionRecord {
     compromisedAt: row.compromisedAt,
     createdAt: row.createdAt,
     lastUsedAt: row.lastUsedAt,
-  };
-}
-
-type RunRow = Prisma.RunGetPayload<{ include: typeof versionInclude }>;
-
-export function toRun(row: RunRow): RunRecord {
-  return {
-    id: row.id,
-    secretId: row.secretId,
-    secret: row.secret.name,
-    kind: row.kind,
-    trigger: row.trigger,
-    idempotencyKey: row.idempotencyKey,
-    status: row.status,
-    step: row.step,
-    versionId: row.versionId,
-    graceMs: row.graceMs,
-    attempts: row.attempts,
-    error: row.error,
-    startedAt: row.startedAt,
-    updatedAt: row.updatedAt,
-    finishedAt: row.finishedAt,
   };
 }

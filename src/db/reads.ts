@@ -1,12 +1,10 @@
 /**
- * The repository's reads of one secret's versions, runs and deliveries: the ones a rotation
- * makes are named statements (src/db/sql.ts); the rest stay on Prisma.
+ * The repository's reads of versions, runs, deliveries and secrets: named statements
+ * (src/db/sql.ts), on the pool Prisma uses.
  */
 import type { DeliveryRecord, VersionState } from '../core/model.js';
-import type { Db } from './client.js';
 import { RUN_COLUMNS, type RunRow, VERSION_COLUMNS, type VersionRow, runOf, versionOf } from './rows.js';
 import { type Sql, statement } from './sql.js';
-import { toVersion, versionInclude } from './mappers.js';
 
 const SECRET = statement('secret', `SELECT id, name, last_promoted_at AS "lastPromotedAt", removed_at AS "removedAt" FROM secrets WHERE name = $1`);
 export const RUN = statement('run', `SELECT ${RUN_COLUMNS} FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.id = $1`);
@@ -22,16 +20,24 @@ export const LAST_PROMOTED = statement(
    ORDER BY v.promoted_at DESC LIMIT 1`,
 );
 const BY_FINGERPRINT = statement('version_by_fingerprint', `SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.fingerprint = $1 LIMIT 1`);
+const BY_NUMBER = statement('version_by_number', `SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE s.name = $1 AND v.number = $2`);
+/** The newest version with public id `$1` (an access key id is never issued twice, but a re-import could repeat one). */
+const BY_PUBLIC_ID = statement(
+  'version_by_public_id',
+  `SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.public_id = $1 ORDER BY v.created_at DESC LIMIT 1`,
+);
+const VERSIONS_OF = statement(
+  'versions_of',
+  `SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id
+   WHERE s.name = ANY($1::text[]) AND v.state::text = ANY($2::text[]) ORDER BY v.secret_id, v.number`,
+);
 const DELIVERIES = statement(
   'deliveries',
   `SELECT version_id AS "versionId", target, status::text AS status, attempts, last_error AS "lastError" FROM deliveries WHERE version_id = $1 ORDER BY target`,
 );
 
 export class Reads {
-  constructor(
-    private readonly db: Db,
-    private readonly sql: Sql,
-  ) {}
+  constructor(private readonly sql: Sql) {}
 
   async getSecret(name: string) {
     const [row] = await this.sql.rows<{ id: string; name: string; lastPromotedAt: Date | null; removedAt: Date | null }>(SECRET, [name]);
@@ -72,21 +78,17 @@ export class Reads {
   }
 
   async findVersionByNumber(secret: string, number: number) {
-    const row = await this.db.version.findFirst({ where: { number, secret: { name: secret } }, include: versionInclude });
-    return row ? toVersion(row) : null;
+    const [row] = await this.sql.rows<VersionRow>(BY_NUMBER, [secret, number]);
+    return row ? versionOf(row) : null;
   }
 
+  /** On the leak path (an exposed access key reported by AWS Health). */
   async findVersionByPublicId(publicId: string) {
-    const row = await this.db.version.findFirst({ where: { publicId }, orderBy: { createdAt: 'desc' }, include: versionInclude });
-    return row ? toVersion(row) : null;
+    const [row] = await this.sql.rows<VersionRow>(BY_PUBLIC_ID, [publicId]);
+    return row ? versionOf(row) : null;
   }
 
   async versionsOf(secretNames: readonly string[], states: readonly VersionState[]) {
-    const rows = await this.db.version.findMany({
-      where: { secret: { name: { in: [...secretNames] } }, state: { in: [...states] } },
-      orderBy: [{ secretId: 'asc' }, { number: 'asc' }],
-      include: versionInclude,
-    });
-    return rows.map(toVersion);
+    return (await this.sql.rows<VersionRow>(VERSIONS_OF, [secretNames, states])).map(versionOf);
   }
 }

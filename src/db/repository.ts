@@ -30,7 +30,7 @@ export class PrismaRepository implements StateRepository {
     audit: AuditLog,
   ) {
     const statements = sql(db);
-    this.reads = new Reads(db, statements);
+    this.reads = new Reads(statements);
     this.runs = new Runs(db, statements, audit, this.reads);
     this.steps = new RotationSteps(db, audit);
     this.takedowns = new TakedownWrites(db, audit);
