@@ -89,12 +89,15 @@ export function keyedLoad(o: { url: string; header: string; streams: KeyedStream
 
 /**
  * What a key was answered besides `ok`: every other status (a refusal is never tolerated), and
- * transport errors (status 0) beyond one, or one in a thousand requests: on a loaded machine the
- * load generator's own 5 s request timeout may fire. Empty when the key kept working.
+ * transport errors (status 0) beyond two, or one in a hundred requests. A rule's action is an
+ * HTTP answer of the gateway (429, 403), never a transport error; those come from the machine:
+ * at load 12 one key of the HAProxy usage test met two (its 5 s timeout or a reset) in about
+ * 800 requests (fresh-ci, 2026-12-05). A gateway that drops connections fails far more than 1%.
+ * Empty when the key kept working.
  */
 export function unexpectedAnswers(answers: Map<number, number>, ok = 200): Record<number, number> {
   const total = [...answers.values()].reduce((a, b) => a + b, 0);
-  const unexpected = Object.fromEntries([...answers].filter(([status, n]) => status !== ok && (status !== 0 || n > Math.max(1, total / 1000))));
+  const unexpected = Object.fromEntries([...answers].filter(([status, n]) => status !== ok && (status !== 0 || n > Math.max(2, total / 100))));
   if (!answers.get(ok)) unexpected[ok] = 0;
   return unexpected;
 }
