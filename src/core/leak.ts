@@ -51,8 +51,7 @@ export async function revokeByNumber(deps: EngineDeps, secret: string, number: n
 
 async function act(deps: EngineDeps, version: VersionRecord, policy: SecretPolicy, report: LeakReportInput): Promise<LeakOutcome> {
   const ctx = audit(deps);
-  const leakRotation = () =>
-    requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey: `leak:${version.id}`, urgent: true, replacing: version.id });
+  const idempotencyKey = `leak:${version.id}`;
   switch (version.state) {
     case 'revoked':
     case 'failed':
@@ -64,12 +63,13 @@ async function act(deps: EngineDeps, version: VersionRecord, policy: SecretPolic
         await deps.repo.transition(version.id, ['current'], 'compromised', ctx);
         announce(deps, { secret: version.secret, event: 'revoked', version: version.number });
         await deps.queue.enqueueRevocation(version.id);
-        if (!removed) await leakRotation();
+        // The replacement starts now, beside the takedown.
+        if (!removed) await requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey, urgent: true, replacing: version.id });
         return 'blocking';
       }
       await deps.repo.markCompromised(version.id, ctx);
       announce(deps, { secret: version.secret, event: 'revoked', version: version.number });
-      await leakRotation();
+      await requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey, urgent: true, replacing: version.id });
       await deps.queue.scheduleBlock(version.id, new Date(report.receivedAt.getTime() + policy.leakDeadlineMs));
       return 'rotating';
     }

@@ -268,9 +268,10 @@ export interface StateRepository {
     /** A request older than the secret's last promotion makes no run: `{ stale }` is returned instead. */
     requestedAt?: Date;
     /**
-     * A leak's rotation: the leaked version. Once it is no longer current (a rotation promoted
-     * since the leak was seen), no new run is made and `{ stale }` is returned: a second,
-     * zero-grace rotation would cut the overlap of a key that never leaked.
+     * A leak's rotation: the leaked version. Once another version is current (a rotation
+     * promoted since the leak was seen), no new run is made and `{ stale }` is returned: a
+     * second, zero-grace rotation would cut the overlap of a key that never leaked. While none
+     * is (the leaked version is current still, or already taken down), the run is made.
      */
     replacing?: string;
     audit: AuditContext;

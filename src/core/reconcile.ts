@@ -116,7 +116,7 @@ export async function reconcile(deps: EngineDeps, options: ReconcileOptions = {}
     // A fresh key each time: an earlier recovery run of this version may have ended (failed, or rolled back before the emergency rule).
     deps.log.error({ secret: version.secret, version: version.number }, 'a leaked key was taken down and nothing is replacing it; starting an emergency rotation');
     await notify(deps, 'secret.no-current', version.id, version.secret, { version: version.number, fingerprint: shortFingerprint(version.fingerprint) });
-    await requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey: `recover:${version.id}:${now(deps).getTime()}`, urgent: true });
+    await requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey: `recover:${version.id}:${now(deps).getTime()}`, urgent: true, replacing: version.id });
     summary.runs += 1;
   }
   return summary;

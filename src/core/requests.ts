@@ -16,7 +16,7 @@ export interface RotationRequest {
   requestedAt?: Date;
   /** A leak: zero grace for the replaced version, and the revocations queue. */
   urgent?: boolean;
-  /** A leak's rotation: the leaked version; no run is made once it is no longer current (StateRepository.createRotationRun). */
+  /** A leak's rotation: the leaked version; no run is made once another version is current (StateRepository.createRotationRun). */
   replacing?: string;
   /** Overlap for the version this rotation replaces, instead of the secret's `grace` (a fleet rotation's `--grace`); more than 0: zero is the leak path. */
   graceMs?: number;

@@ -116,5 +116,6 @@ async function recoverIfNoCurrent(deps: EngineDeps, version: VersionRecord): Pro
   const secret = await deps.repo.getSecret(version.secret);
   if (!secret || secret.removedAt) return;
   // Not `leak:<id>`: that run may be the emergency rotation that failed to replace it.
-  await requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey: `recover:${version.id}`, urgent: true });
+  // Skipped if the leak's own rotation promoted since the check above.
+  await requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey: `recover:${version.id}`, urgent: true, replacing: version.id });
 }

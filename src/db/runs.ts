@@ -26,8 +26,12 @@ const CREATE_ROTATION = statement(
    SELECT ${RUN_COLUMNS} FROM r JOIN secrets s ON s.id = r.secret_id`,
 );
 /** Thrown inside createRotationRun's transaction when a leak's version was replaced meanwhile. */
-const REPLACED = new Error('the leaked version is no longer current');
-const STILL_CURRENT = statement('version_still_current', `SELECT 1 FROM versions WHERE id = $1 AND state = 'current'`);
+const REPLACED = new Error('another version replaced the leaked one');
+/** A row when version `$1` exists and no other version of its secret is current (nothing replaced it). */
+const NOT_REPLACED = statement(
+  'version_not_replaced',
+  `SELECT 1 FROM versions v WHERE v.id = $1 AND NOT EXISTS (SELECT 1 FROM versions o WHERE o.secret_id = v.secret_id AND o.state = 'current' AND o.id <> v.id)`,
+);
 const RUN_BY_KEY = statement('run_by_key', `SELECT ${RUN_COLUMNS} FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.idempotency_key = $1`);
 const RUNNING_ROTATION = statement(
   'running_rotation',
@@ -99,7 +103,7 @@ export class Runs {
           // A leak's rotation checks its version after the insert, in a statement of its own: the insert
           // waited on the running rotation's unique index until that one finished, so a promotion that
           // replaced the version is seen here (a lock on the version instead would invert the lock order).
-          const check: Batched[] = input.replacing ? [[STILL_CURRENT, [input.replacing]]] : [];
+          const check: Batched[] = input.replacing ? [[NOT_REPLACED, [input.replacing]]] : [];
           const [inserted, ...rest] = await tx.batch([
             [CREATE_ROTATION, [id, input.secret, input.trigger, input.idempotencyKey, input.graceMs, input.requestedAt ?? null]],
             ...check,

@@ -172,6 +172,27 @@ it('a leak report is stamped blocked only once its version is: not at insert bef
   expect(await repo.markBlocked(v1.id)).toEqual([]);
 });
 
+it('block-first: the report itself asks for the replacement, which runs beside the takedown (not skipped as stale)', async () => {
+  const secret = `bfirst-${randomUUID().slice(0, 6)}`;
+  await h.apply(memoryConfig(JOURNAL, { [secret]: 'grace: 1h, onLeak: block-first' }));
+  expect((await h.rotate(secret)).status).toBe('succeeded');
+  const leak = await h.runtime.engine.revoke(secret, 1);
+  expect(leak.outcome).toBe('blocking');
+  // Created before the report returned: not the takedown's recovery after it (`recover:<id>`).
+  const run = await h.runtime.db.run.findUnique({ where: { idempotencyKey: `leak:${leak.versionId}` } });
+  expect(run).toMatchObject({ kind: 'rotation', trigger: 'leak' });
+  const skipped = await h.runtime.db.auditEvent.findMany({ where: { secret, action: 'trigger.stale' } });
+  expect(skipped.map((e) => (e.data as { idempotencyKey: string }).idempotencyKey)).not.toContain(`leak:${leak.versionId}`);
+  expect((await h.waitForRun(run!.id)).status).toBe('succeeded');
+  await until(async () => (await versionsOf(secret))[0]!.state === 'revoked', 15_000, 'the leaked key revoked');
+  expect((await versionsOf(secret)).map((v) => v.state)).toEqual(['revoked', 'current']);
+  // The takedown's recovery, had it checked for a current version just before that promotion:
+  // no second zero-grace rotation of the new key.
+  const recovery = await h.runtime.engine.requestRotation({ secret, trigger: 'leak', idempotencyKey: `recover:${leak.versionId}`, urgent: true, replacing: leak.versionId! });
+  expect(recovery).toEqual({ status: 'stale' });
+  expect(await h.runtime.db.run.count({ where: { secret: { name: secret }, kind: 'rotation' } })).toBe(2);
+});
+
 it('a worker that dies after revoking a leaked key but before asking for its replacement: reconcile() starts the emergency rotation', async () => {
   const secret = `orphan-${randomUUID().slice(0, 6)}`;
   await h.apply(memoryConfig(JOURNAL, { [secret]: 'grace: 1h, onLeak: block-first' }));
