@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { announce, audit, type EngineDeps } from './context.js';
 import { RekeyError } from './errors.js';
-import type { LeakOutcome, LeakRecord, LeakReportInput, SecretPolicy, VersionRecord } from './model.js';
+import type { AuditContext, LeakOutcome, LeakRecord, LeakReportInput, SecretPolicy, VersionRecord } from './model.js';
 import { shortFingerprint } from './fingerprint.js';
 import { leakBlocked, notice } from './notify.js';
 import { requestRotation } from './requests.js';
@@ -60,23 +60,33 @@ async function act(deps: EngineDeps, version: VersionRecord, policy: SecretPolic
       // A secret removed from the config is not rotated any more: nothing will replace the key, so it is blocked now.
       const removed = !!(await deps.repo.getSecret(version.secret))?.removedAt;
       if (policy.onLeak === 'block-first' || removed) {
-        await deps.repo.transition(version.id, ['current'], 'compromised', ctx);
-        announce(deps, { secret: version.secret, event: 'revoked', version: version.number });
+        // From any live state: a promotion since the lookup may have made it previous.
+        if (await deps.repo.transition(version.id, ['current', ...NOT_CURRENT], 'compromised', ctx)) announce(deps, { secret: version.secret, event: 'revoked', version: version.number });
         await deps.queue.enqueueRevocation(version.id);
-        // The replacement starts now, beside the takedown.
+        // The replacement starts now, beside the takedown (none when a promotion replaced it already).
         if (!removed) await requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey, urgent: true, replacing: version.id });
         return 'blocking';
       }
       await deps.repo.markCompromised(version.id, ctx);
       announce(deps, { secret: version.secret, event: 'revoked', version: version.number });
-      await requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey, urgent: true, replacing: version.id });
+      const rotation = await requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey, urgent: true, replacing: version.id });
+      // Another version is current: a promotion replaced this one since the lookup (it is previous
+      // now, in its grace, and no deadline block would touch it): a leaked previous version.
+      if (rotation.status === 'stale') return takeDown(deps, version, ctx);
       await deps.queue.scheduleBlock(version.id, new Date(report.receivedAt.getTime() + policy.leakDeadlineMs));
       return 'rotating';
     }
     default:
       // issuing, pending, previous, retired, compromised: take it down now.
-      if (await deps.repo.transition(version.id, ['issuing', 'pending', 'previous', 'retired'], 'compromised', ctx)) announce(deps, { secret: version.secret, event: 'revoked', version: version.number });
-      await deps.queue.enqueueRevocation(version.id);
-      return 'revoking';
+      return takeDown(deps, version, ctx);
   }
+}
+
+/** Every state a leaked version is taken down from at once (a current one is replaced first, or blocked). */
+const NOT_CURRENT = ['issuing', 'pending', 'previous', 'retired'] as const;
+
+async function takeDown(deps: EngineDeps, version: VersionRecord, ctx: AuditContext): Promise<LeakOutcome> {
+  if (await deps.repo.transition(version.id, NOT_CURRENT, 'compromised', ctx)) announce(deps, { secret: version.secret, event: 'revoked', version: version.number });
+  await deps.queue.enqueueRevocation(version.id);
+  return 'revoking';
 }

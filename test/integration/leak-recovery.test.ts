@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { formatStatus, secretStatus } from '../../src/cli/status.js';
 import { Engine } from '../../src/core/engine.js';
+import { reportLeak } from '../../src/core/leak.js';
 import type { StateRepository } from '../../src/core/model.js';
 import { startFakeIam, type FakeIam } from '../../providers/aws-iam-access-key/test/fake/iam-server.js';
 import { useLoopbackAwsEnv } from '../support/aws-env.js';
@@ -191,6 +192,32 @@ it('block-first: the report itself asks for the replacement, which runs beside t
   const recovery = await h.runtime.engine.requestRotation({ secret, trigger: 'leak', idempotencyKey: `recover:${leak.versionId}`, urgent: true, replacing: leak.versionId! });
   expect(recovery).toEqual({ status: 'stale' });
   expect(await h.runtime.db.run.count({ where: { secret: { name: secret }, kind: 'rotation' } })).toBe(2);
+});
+
+it('a leak report racing a promotion (looked up current, previous when it acts) takes the leaked key down, with either policy', async () => {
+  for (const policy of ['rotate-then-revoke', 'block-first'] as const) {
+    const secret = `race-${randomUUID().slice(0, 6)}`;
+    await h.apply(memoryConfig(JOURNAL, { [secret]: `grace: 1h, onLeak: ${policy}` }));
+    expect((await h.rotate(secret)).status).toBe('succeeded');
+    const deps = h.runtime.engine.deps;
+    const v1 = (await deps.repo.findVersionByNumber(secret, 1))!;
+    // The promotion that raced the report: v1 is previous now, in a grace of an hour.
+    expect((await h.rotate(secret)).status).toBe('succeeded');
+    // The report acts on what its lookup read just before that promotion (the rest is the real repository).
+    const repo = new Proxy(deps.repo, {
+      get(target, name) {
+        if (name === 'findVersionByFingerprint') return () => Promise.resolve(v1);
+        const value = Reflect.get(target, name) as unknown;
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const leak = await reportLeak({ ...deps, repo }, { source: 'cli', deliveryId: randomUUID(), fingerprint: v1.fingerprint!, receivedAt: new Date() });
+    expect([policy, leak.outcome]).toEqual([policy, policy === 'block-first' ? 'blocking' : 'revoking']);
+    await until(async () => (await versionsOf(secret))[0]!.state === 'revoked', 15_000, `${policy}: the leaked previous key revoked`);
+    expect((await versionsOf(secret)).map((v) => v.state)).toEqual(['revoked', 'current']);
+    // No zero-grace rotation of the key that replaced it.
+    expect(await h.runtime.db.run.count({ where: { secret: { name: secret }, kind: 'rotation' } })).toBe(2);
+  }
 });
 
 it('a worker that dies after revoking a leaked key but before asking for its replacement: reconcile() starts the emergency rotation', async () => {
