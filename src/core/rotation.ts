@@ -15,6 +15,7 @@ import { isEmergency, makeRoom } from './emergency.js';
 import { planPromotion } from './lifecycle.js';
 import { retireAtTargets, revokeAndDestroy } from './retire.js';
 import { rotationGaveUp } from './notify.js';
+import { blockLeaked } from './takedown.js';
 
 export interface Attempt {
   /** No retry follows this one: a failure rolls back (an emergency rotation starts over instead). */
@@ -271,11 +272,20 @@ class Rotation {
    * Queues the retirements and revocations a promotion left (deterministic job ids: a repeat
    * collapses). After the run may have finished: a crash before this is healed by reconcile(),
    * which queues them for every previous and compromised version written since its last pass.
+   * A leaked version the promotion replaced is blocked at its targets here first, at once
+   * (takedown.ts blockLeaked): its revocation would otherwise refuse it only once its job was
+   * picked up and its run recorded. A failure is left to the revocation, which retries it.
    */
-  private async queueTakedowns({ policy }: ResolvedSecret, takedowns: readonly VersionRecord[]): Promise<void> {
+  private async queueTakedowns(resolved: ResolvedSecret, takedowns: readonly VersionRecord[]): Promise<void> {
     for (const v of takedowns) {
-      if (v.state === 'compromised') await this.deps.queue.enqueueRevocation(v.id);
-      else await this.deps.queue.scheduleRetirement(v.id, retirementDue(v.graceEndsAt ?? now(this.deps)), policy.retry);
+      if (v.state !== 'compromised') {
+        await this.deps.queue.scheduleRetirement(v.id, retirementDue(v.graceEndsAt ?? now(this.deps)), resolved.policy.retry);
+        continue;
+      }
+      await blockLeaked(this.deps, resolved, v, audit(this.deps, this.run.id), this.log).catch((error: unknown) =>
+        this.log.warn({ version: v.number, error: describeError(error) }, 'leaked version not blocked at promotion; its revocation retries'),
+      );
+      await this.deps.queue.enqueueRevocation(v.id);
     }
   }
 

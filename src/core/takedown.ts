@@ -6,7 +6,9 @@
  */
 import { audit, type EngineDeps, noteRunError, now, retirementDue } from './context.js';
 import { describeError } from './errors.js';
-import type { RunStatus, VersionRecord } from './model.js';
+import type { Logger } from './logger.js';
+import type { AuditContext, RunStatus, VersionRecord } from './model.js';
+import type { ResolvedSecret } from './resolved.js';
 import { leakBlocked } from './notify.js';
 import { requestRotation } from './requests.js';
 import { retireAtTargets, revokeAndDestroy } from './retire.js';
@@ -66,13 +68,11 @@ async function takeDown(deps: EngineDeps, version: VersionRecord, kind: 'retirem
   const log = deps.log.child({ runId: run.id, secret: version.secret, version: version.number });
   try {
     const resolved = await deps.providers.resolve(version.secret);
-    // Everywhere: a version that was live goes wherever the config points now, row or not.
-    await retireAtTargets(deps, resolved, version, 'everywhere', ctx, log);
     if (kind === 'revocation') {
-      // Timed from the first report: what the person who reads it waited for. The notice commits with the stamp.
-      const reports = await deps.repo.markBlocked(version.id, (received) => [leakBlocked(deps, version, new Date(Math.min(...received.map((d) => d.getTime()))), now(deps))]);
-      for (const receivedAt of reports) deps.events.leakBlocked((now(deps).getTime() - receivedAt.getTime()) / 1000);
+      await blockLeaked(deps, resolved, version, ctx, log);
     } else {
+      // Everywhere: a version that was live goes wherever the config points now, row or not.
+      await retireAtTargets(deps, resolved, version, 'everywhere', ctx, log);
       await deps.repo.transition(version.id, ['previous'], 'retired', ctx);
     }
     // No successor was promoted yet (a leak blocked at its deadline, a decommission): the store keeps it as current.
@@ -96,6 +96,23 @@ async function takeDown(deps: EngineDeps, version: VersionRecord, kind: 'retirem
     log.warn({ error: describeError(error) }, `${kind} step failed`);
     throw error;
   }
+}
+
+/**
+ * A leaked version's block, the first half of its revocation: retired at every target the
+ * config names and every one with a row (each success recorded), then its leak reports
+ * stamped blocked. Idempotent: targets recorded retired are skipped and a stamped report
+ * keeps its stamp. The promotion of a leaked key's replacement runs it at once, in the
+ * promoting worker (rotation.ts), so the key is refused without waiting for the revocation
+ * job to be picked up and its run recorded; the revocation then finds it done.
+ * @throws the first target's failure (the targets that succeeded stay recorded).
+ */
+export async function blockLeaked(deps: EngineDeps, resolved: ResolvedSecret, version: VersionRecord, ctx: AuditContext, log: Logger): Promise<void> {
+  // Everywhere: a version that was live goes wherever the config points now, row or not.
+  await retireAtTargets(deps, resolved, version, 'everywhere', ctx, log);
+  // Timed from the first report: what the person who reads it waited for. The notice commits with the stamp.
+  const reports = await deps.repo.markBlocked(version.id, (received) => [leakBlocked(deps, version, new Date(Math.min(...received.map((d) => d.getTime()))), now(deps))]);
+  for (const receivedAt of reports) deps.events.leakBlocked((now(deps).getTime() - receivedAt.getTime()) / 1000);
 }
 
 /**

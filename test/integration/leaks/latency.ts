@@ -66,8 +66,14 @@ export async function measureLeak(e: LeakEnv, secret: string, agent: Agent): Pro
     if (performance.now() - started > 30_000) throw new Error('the leaked key was not blocked within 30 s');
   }
   const answerMs = await answered;
-  // Settle before the next sample: the replacement is current and the revocation finished.
-  await until(async () => (await e.h.runtime.db.run.count({ where: { status: 'running', secret: { name: secret } } })) === 0, 30_000);
+  // Settle before the next sample: the replacement is current and the revocation finished. No
+  // running run alone does not say so: the revocation's run may not exist yet (its job is queued
+  // after the promotion that replaced the key has committed and blocked it at the gateway).
+  const db = e.h.runtime.db;
+  const settled = async () =>
+    (await db.run.count({ where: { status: 'running', secret: { name: secret } } })) === 0 &&
+    (await db.version.count({ where: { state: 'compromised', secret: { name: secret } } })) === 0;
+  await until(settled, 30_000);
   return { blockedMs, answerMs };
 }
 

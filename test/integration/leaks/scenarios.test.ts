@@ -95,6 +95,22 @@ describe('leaks at awkward moments', () => {
     expect(await runs(secret, 'revocation')).toEqual([{ trigger: 'leak', status: 'succeeded', graceMs: null }]);
   });
 
+  it('rotate-then-revoke: the promotion of the replacement blocks the leaked key itself, before its revocation begins', async () => {
+    const { secret } = await secretWithCurrent();
+    const v1 = await e.h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: secret }, state: 'current' } });
+    expect(await viaWebhook((await storedValue(e.h, secret)).reveal())).toEqual({ outcome: 'rotating', duplicate: false });
+    const finished = async () => (await e.h.runtime.db.run.findMany({ where: { kind: 'revocation', status: { not: 'running' }, secret: { name: secret } } }))[0];
+    await until(async () => !!(await finished()));
+    const revocation = (await finished())!;
+    const rotation = await e.h.runtime.db.run.findFirstOrThrow({ where: { kind: 'rotation', trigger: 'leak', secret: { name: secret } } });
+    // Retired at the gateway (and recorded) by the worker that promoted v2, in its run; the revocation found it done.
+    const retired = await e.h.runtime.db.auditEvent.findMany({ where: { versionId: v1.id, action: 'delivery.retired' }, select: { runId: true } });
+    expect(retired).toEqual([{ runId: rotation.id }]);
+    const report = await e.h.runtime.db.leakReport.findFirstOrThrow({ where: { versionId: v1.id } });
+    expect(report.blockedAt!.getTime()).toBeLessThanOrEqual(revocation.startedAt.getTime());
+    expect(revocation.status).toBe('succeeded');
+  });
+
   it("a leak's rotation asked for once the leaked version was replaced makes no run: no zero-grace rotation of a key that never leaked", async () => {
     // What reconcile does when a rotation promotes between its read of the leaked current version and its request (fresh-ci saw a v3 once).
     const { secret } = await secretWithCurrent();
