@@ -52,7 +52,7 @@ export async function requestRotation(deps: EngineDeps, request: RotationRequest
     await deps.repo.setRunGrace(run.id, 0, audit(deps, run.id));
     await deps.queue.expediteRun(run, options);
   } else {
-    await deps.queue.enqueueRun(run, { urgent: urgent || run.graceMs === 0, ...options });
+    await deps.queue.enqueueRun(run, { urgent: urgent || run.graceMs === 0, ...options, fresh: created });
   }
   if (!created && run.idempotencyKey !== idempotencyKey) {
     const secret = { id: run.secretId, name: run.secret };

@@ -41,9 +41,10 @@ export class BullQueues implements WorkQueue {
     this.queues = Object.fromEntries(QUEUES.map((name) => [name, new Queue(name, { connection, prefix, settings: { repeatStrategy: rememberedRepeatStrategy } })])) as Record<QueueName, Queue>;
   }
 
-  async enqueueRun(run: RunRecord, options: { urgent: boolean; attempts: number; backoffMs: number }): Promise<void> {
+  async enqueueRun(run: RunRecord, options: { urgent: boolean; attempts: number; backoffMs: number; fresh?: boolean }): Promise<void> {
     const id = jobId.run(run.id);
-    if ((await this.queues.rotations.getJob(id)) || (await this.queues.revocations.getJob(id))) return;
+    // Two round trips a leak's replacement would wait for, when the run is new (WorkQueue.enqueueRun).
+    if (!options.fresh && ((await this.queues.rotations.getJob(id)) || (await this.queues.revocations.getJob(id)))) return;
     // Urgent = a leak's replacement: retried until a version is current (names.ts emergencyRetry).
     const retry = options.urgent ? { ...emergencyRetry(options.backoffMs), ...DONE } : retrying(options);
     const fleet = !options.urgent && run.trigger === 'fleet' ? { priority: FLEET_PRIORITY } : {};
