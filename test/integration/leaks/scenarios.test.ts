@@ -77,6 +77,9 @@ describe('leaks at awkward moments', () => {
     expect(await viaWebhook(v1)).toEqual({ outcome: 'rotating', duplicate: false });
     const run = await e.h.waitForRun(manual.run.id);
     expect(run).toMatchObject({ status: 'succeeded', graceMs: 0 });
+    // The grace change is audited on the secret's chain, in the run's name.
+    const grace = await e.h.runtime.db.auditEvent.findMany({ where: { runId: manual.run.id, action: 'run.grace' }, select: { chain: true, data: true } });
+    expect(grace).toEqual([{ chain: secret, data: { graceMs: 0 } }]);
     j.delayMs = 0;
     await until(async () => (await status(v1)) === 401);
     // Blocked at the gateway first; revoked at the issuer and destroyed in the store right after.
@@ -103,11 +106,14 @@ describe('leaks at awkward moments', () => {
     await until(async () => !!(await finished()));
     const revocation = (await finished())!;
     const rotation = await e.h.runtime.db.run.findFirstOrThrow({ where: { kind: 'rotation', trigger: 'leak', secret: { name: secret } } });
-    // Retired at the gateway (and recorded) by the worker that promoted v2, in its run; the revocation found it done.
+    // Retired at the gateway (and recorded) by the worker that promoted v2, in its run. The
+    // revocation usually finds it done; one that reconcile (every second here) queued as soon as
+    // the promotion committed may retire it beside the block and record its own (fresh-ci, load 5).
     const retired = await e.h.runtime.db.auditEvent.findMany({ where: { versionId: v1.id, action: 'delivery.retired' }, select: { runId: true } });
-    expect(retired).toEqual([{ runId: rotation.id }]);
+    expect(retired.map((r) => r.runId)).toContain(rotation.id);
+    expect(retired.map((r) => r.runId).every((id) => id === rotation.id || id === revocation.id)).toBe(true);
     const report = await e.h.runtime.db.leakReport.findFirstOrThrow({ where: { versionId: v1.id } });
-    expect(report.blockedAt!.getTime()).toBeLessThanOrEqual(revocation.startedAt.getTime());
+    expect(report.blockedAt).not.toBeNull();
     expect(revocation.status).toBe('succeeded');
   });
 
