@@ -8,12 +8,9 @@ import type { AuditContext, RotationStep, RunRecord, RunStatus, SecretRecord, Ve
 import { type AuditLog, TAKE, takeOf, takeValues } from './audit.js';
 import { type Db, isUniqueViolation } from './client.js';
 import { LOCK_SECRET } from './locks.js';
-import { versionInclude } from './mappers.js';
 import { RUN_COLUMNS, type RunRow, runOf } from './rows.js';
 import type { Reads } from './reads.js';
 import { type Batched, NOW, type Sql, statement, transaction } from './sql.js';
-
-const runInclude = versionInclude;
 
 /** The run, for a secret by name that is managed and not stale for a request made at `$6` (null: not stale). */
 const CREATE_ROTATION = statement(
@@ -72,6 +69,19 @@ const TRIGGER_KNOWN = statement(
   `SELECT EXISTS (SELECT 1 FROM runs WHERE idempotency_key = $1)
        OR EXISTS (SELECT 1 FROM audit_events WHERE action LIKE 'trigger.%' AND data->>'idempotencyKey' = $1) AS known`,
 );
+/** The run `$1` with its grace set to `$2` ms. */
+const SET_GRACE = statement(
+  'set_run_grace',
+  `WITH r AS (UPDATE runs SET grace_ms = $2 WHERE id = $1 RETURNING *)
+   SELECT ${RUN_COLUMNS} FROM r JOIN secrets s ON s.id = r.secret_id`,
+);
+/** The open run `$1` back at its first step, with no version (nothing returned once it has finished). */
+const RESTART = statement(
+  'restart_run',
+  `WITH r AS (UPDATE runs SET step = 'issue', version_id = NULL WHERE id = $1 AND ${OPEN} RETURNING *)
+   SELECT ${RUN_COLUMNS} FROM r JOIN secrets s ON s.id = r.secret_id`,
+);
+const RECORD_ERROR = statement('record_run_error', `UPDATE runs SET error = $2 WHERE id = $1`);
 const RELEASE_LEASE = statement('release_lease', `UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2`);
 const SET_STEP = statement('set_run_step', `UPDATE runs SET step = $2 WHERE id = $1`);
 const FINISH = statement(
@@ -181,24 +191,26 @@ export class Runs {
     await this.sql.rows(SET_STEP, [runId, step]);
   }
 
+  /** On a leak's path when the leak joins a rotation already asked for (requests.ts). */
   async setRunGrace(runId: string, graceMs: number, audit: AuditContext) {
-    await this.db.$transaction(async (tx) => {
-      const run = await tx.run.update({ where: { id: runId }, data: { graceMs }, include: runInclude });
-      await this.audit.append(tx, { ...auditOf(audit, runId), action: 'run.grace', secret: run.secret.name, data: { graceMs } });
+    await transaction(this.db, async (tx) => {
+      const [row] = await tx.rows<RunRow>(SET_GRACE, [runId, graceMs]);
+      if (!row) throw new RekeyError('REKEY_ERR_NOT_FOUND', 'no such run');
+      await this.audit.append(tx, { ...auditOf(audit, runId), action: 'run.grace', secret: row.secret, data: { graceMs } });
     });
   }
 
   async restartRun(runId: string, audit: AuditContext) {
-    await this.db.$transaction(async (tx) => {
-      const { count } = await tx.run.updateMany({ where: { id: runId, status: 'running' }, data: { step: 'issue', versionId: null } });
-      if (!count) return;
-      const run = (await tx.run.findUnique({ where: { id: runId }, include: runInclude }))!;
-      await this.audit.append(tx, { ...auditOf(audit, runId), action: 'run.restarted', secret: run.secret.name, data: { kind: run.kind } });
+    await transaction(this.db, async (tx) => {
+      const [row] = await tx.rows<RunRow>(RESTART, [runId]);
+      if (!row) return;
+      const run: RunRecord = runOf(row);
+      await this.audit.append(tx, { ...auditOf(audit, runId), action: 'run.restarted', secret: run.secret, data: { kind: run.kind } });
     });
   }
 
   async recordRunError(runId: string, error: string) {
-    await this.db.run.update({ where: { id: runId }, data: { error: sanitize(error) } });
+    await this.sql.rows(RECORD_ERROR, [runId, sanitize(error)]);
   }
 
   async finishRun(runId: string, status: Exclude<RunStatus, 'running'>, audit: AuditContext, error?: string) {

@@ -50,6 +50,11 @@ it('a leaked current key whose emergency rotation keeps failing: retried with fr
   await until(() => Promise.resolve(j.calls.filter((c) => c === 'issue').length >= 6), 30_000, 'three emergency versions tried');
   await until(async () => (await versionsOf(secret))[0]!.state === 'revoked', 15_000, 'the leaked key blocked at its deadline');
   expect((await emergency()).status).toBe('running');
+  // The last failure stays on the run (what `rekey status` shows), and each start-over is audited on the secret's chain.
+  expect((await emergency()).error).toMatch(/injected failure at issue/);
+  const restarts = await h.runtime.db.auditEvent.findMany({ where: { runId: (await emergency()).id, action: 'run.restarted' }, select: { chain: true, data: true } });
+  expect(restarts.length).toBeGreaterThanOrEqual(2);
+  expect(restarts.every((r) => r.chain === secret && (r.data as { kind?: string }).kind === 'rotation')).toBe(true);
 
   // Loud: an error-level log line, a metric, and `rekey status` says the secret has no working key.
   const errors = h.logs.map((l) => JSON.parse(l) as { level: number; msg: string; secret?: string }).filter((l) => l.level >= 50 && l.secret === secret);
