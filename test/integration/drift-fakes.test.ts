@@ -78,7 +78,7 @@ beforeAll(async () => {
 providers:
   vault: { type: local }
   kong: { type: kong, adminUrl: "${kong.adminUrl}", probe: { url: "${kong.proxyUrl}", header: apikey }, drift: ${drift} }
-  apigw: { type: aws-api-gateway, region: eu-west-1, endpoint: "${apigw.endpoint}", usagePlanId: ${apigw.usagePlanId}, drift: ${drift} }
+  apigw: { type: aws-api-gateway, region: eu-west-1, endpoint: "${apigw.endpoint}", usagePlanId: "${apigw.usagePlanId}", drift: ${drift} }
   kube: { type: kubernetes-secret, kubeconfig: "${kubeconfig}", drift: ${drift} }
   keyset: { type: redis-keyset, keyPrefix: "${KEYSET}", channel: "${KEYSET}c", drift: ${drift} }
 secrets:
