@@ -7,7 +7,8 @@
  * - Sentinel: ask the sentinels again on every reconnect, and drop the connection as soon
  *   as they announce a new primary (`failoverDetector`), so nothing keeps talking to the
  *   old one through a partition;
- * - Cluster: follow slot moves and failovers, reads from primaries only;
+ * - Cluster: follow slot moves and failovers (a long-lived command waits through a
+ *   primary's restart, MOVED retried every 100 ms), reads from primaries only;
  * - a reconnect delay capped at {@link FAILOVER_RETRY_MS}, so a worker is back within a
  *   quarter of a second of the sentinels naming the new primary (and BullMQ's workers retry
  *   a fetch or a finish that met a connection error after as long, not its default 15 s);
@@ -67,6 +68,13 @@ export function openRedis(endpoint: RedisEndpoint, options: ConnectionOptions): 
       retryDelayOnFailover: 200,
       retryDelayOnClusterDown: 300,
       retryDelayOnTryAgain: 200,
+      // Every MOVED, failover or CLUSTERDOWN retry of a command counts as one redirection, 16 by
+      // default, and a MOVED was resent at once: a primary restarting on its port answered MOVED
+      // back and forth until an enqueue failed ("Too many Cluster redirections") while its run
+      // had already committed. A long-lived process waits through a failover instead, as it
+      // waits for a new primary (maxRetriesPerRequest: null); the CLI still gives up.
+      retryDelayOnMoved: 100,
+      maxRedirections: options.longLived ? 300 : 16,
       slotsRefreshTimeout: 2000,
       // Nodes announce addresses a TLS certificate names by host: keep the host as given.
       ...(endpoint.tls ? { dnsLookup: (address: string, callback: (error: null, address: string) => void) => callback(null, address) } : {}),
