@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { announce, audit, type EngineDeps } from './context.js';
 import { RekeyError } from './errors.js';
-import type { AuditContext, LeakOutcome, LeakRecord, LeakReportInput, SecretPolicy, VersionRecord } from './model.js';
+import type { AuditContext, LeakOutcome, LeakRecord, LeakReportInput, SecretPolicy, VersionRecord, VersionState } from './model.js';
 import { shortFingerprint } from './fingerprint.js';
 import { leakBlocked, notice } from './notify.js';
 import { requestRotation } from './requests.js';
@@ -61,8 +61,7 @@ async function act(deps: EngineDeps, version: VersionRecord, policy: SecretPolic
       const removed = !!(await deps.repo.getSecret(version.secret))?.removedAt;
       if (policy.onLeak === 'block-first' || removed) {
         // From any live state: a promotion since the lookup may have made it previous.
-        if (await deps.repo.transition(version.id, ['current', ...NOT_CURRENT], 'compromised', ctx)) announce(deps, { secret: version.secret, event: 'revoked', version: version.number });
-        await deps.queue.enqueueRevocation(version.id);
+        await takeDown(deps, version, ctx, ['current', ...NOT_CURRENT]);
         // The replacement starts now, beside the takedown (none when a promotion replaced it already).
         if (!removed) await requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey, urgent: true, replacing: version.id });
         return 'blocking';
@@ -85,8 +84,9 @@ async function act(deps: EngineDeps, version: VersionRecord, policy: SecretPolic
 /** Every state a leaked version is taken down from at once (a current one is replaced first, or blocked). */
 const NOT_CURRENT = ['issuing', 'pending', 'previous', 'retired'] as const;
 
-async function takeDown(deps: EngineDeps, version: VersionRecord, ctx: AuditContext): Promise<LeakOutcome> {
-  if (await deps.repo.transition(version.id, NOT_CURRENT, 'compromised', ctx)) announce(deps, { secret: version.secret, event: 'revoked', version: version.number });
+/** Moves `version` to compromised from any of `from` (announced when it moved) and queues its revocation. */
+async function takeDown(deps: EngineDeps, version: VersionRecord, ctx: AuditContext, from: readonly VersionState[] = NOT_CURRENT): Promise<LeakOutcome> {
+  if (await deps.repo.transition(version.id, from, 'compromised', ctx)) announce(deps, { secret: version.secret, event: 'revoked', version: version.number });
   await deps.queue.enqueueRevocation(version.id);
   return 'revoking';
 }

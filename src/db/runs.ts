@@ -204,8 +204,7 @@ export class Runs {
     await transaction(this.db, async (tx) => {
       const [row] = await tx.rows<RunRow>(RESTART, [runId]);
       if (!row) return;
-      const run: RunRecord = runOf(row);
-      await this.audit.append(tx, { ...auditOf(audit, runId), action: 'run.restarted', secret: run.secret, data: { kind: run.kind } });
+      await this.audit.append(tx, { ...auditOf(audit, runId), action: 'run.restarted', secret: row.secret, data: { kind: row.kind } });
     });
   }
 
