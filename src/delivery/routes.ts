@@ -19,6 +19,7 @@ import { describeError } from '../core/errors.js';
 import { SecretValue } from '../core/secret-value.js';
 import { exchangeToken } from '../core/token-exchange.js';
 import { isRefusal } from '../http/admission.js';
+import { lazyChildLoggers } from '../log.js';
 import type { RouteModule } from '../http/server.js';
 import { DeliveryContext, refuse } from './context.js';
 import { eventsRoute } from './events.js';
@@ -51,6 +52,8 @@ export const deliveryRoutes: RouteModule = async (app, runtime, shared) => {
   });
   app.addHook('onClose', () => ctx.end());
   await app.register((scope, _options, registered) => {
+    // Each request's logger (its request id bound) is made only if the request logs something.
+    scope.setChildLoggerFactory(lazyChildLoggers as unknown as Parameters<typeof scope.setChildLoggerFactory>[0]);
     scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
       done(null, Object.fromEntries(new URLSearchParams(String(body))));
     });
