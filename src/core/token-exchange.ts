@@ -75,7 +75,8 @@ export async function exchangeToken(deps: DeliveryDeps, delivery: DeliverySpec, 
         action: 'delivery.token',
         secret: version.secret,
         versionId: version.id,
-        data: { grant: grant.name, authenticator, subject: subject.id, audience: grant.token.audience, version: version.number, jti, expiresAt: new Date((now + ttl) * 1000).toISOString() },
+        // Keys in sort order: the audit log's hash then takes the object's own JSON (src/db/audit.ts).
+        data: { audience: grant.token.audience, authenticator, expiresAt: new Date((now + ttl) * 1000).toISOString(), grant: grant.name, jti, subject: subject.id, version: version.number },
       },
     });
     return recorded ? { token, expiresInSeconds: ttl, grant: grant.name, subject: subject.id } : undefined;

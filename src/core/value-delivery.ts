@@ -87,7 +87,8 @@ export async function deliverValue(deps: ValueDeliveryDeps, delivery: DeliverySp
         action: 'delivery.value',
         secret,
         versionId: version.id,
-        data: { grant: grant.name, authenticator: who.authenticator, subject: who.subject.id, version: version.number, expiresAt: expiresAt.toISOString() },
+        // Keys in sort order: the audit log's hash then takes the object's own JSON (src/db/audit.ts).
+        data: { authenticator: who.authenticator, expiresAt: expiresAt.toISOString(), grant: grant.name, subject: who.subject.id, version: version.number },
       },
     });
     return recorded ? ({ status: 'fresh', value, version: version.number, etag, expiresAt, grant: grant.name } as const) : undefined;
