@@ -146,12 +146,11 @@ export function callOf(deps: Pick<DeliveryDeps, 'timeoutMs'>): Call {
  */
 export async function retryingStale<D extends DeliveryDeps, T>(deps: D, attempt: (deps: D) => Promise<T | undefined>): Promise<T> {
   const charged = new Map<string, boolean>();
-  const once: D = {
-    ...deps,
-    admit: (subjectKey) => {
-      if (!charged.has(subjectKey)) charged.set(subjectKey, deps.admit(subjectKey));
-      return charged.get(subjectKey)!;
-    },
+  // deps with its own admit, the rest read through the prototype: a copy of every field cost more per request.
+  const once = Object.create(deps) as D;
+  once.admit = (subjectKey) => {
+    if (!charged.has(subjectKey)) charged.set(subjectKey, deps.admit(subjectKey));
+    return charged.get(subjectKey)!;
   };
   const first = await attempt(once);
   if (first !== undefined) return first;
@@ -167,7 +166,7 @@ export async function retryingStale<D extends DeliveryDeps, T>(deps: D, attempt:
  *   `rate_limited`, or `unavailable` when an authenticator cannot verify now.
  */
 export async function authenticate(deps: DeliveryDeps, grants: readonly GrantSpec[], credential: SecretValue): Promise<Authenticated> {
-  for (const name of new Set(grants.map((g) => g.authenticator))) {
+  for (const name of authenticatorsOf(grants)) {
     let subject: Subject;
     try {
       subject = await (await deps.authenticator(name)).authenticate(credential, callOf(deps));
@@ -183,6 +182,41 @@ export async function authenticate(deps: DeliveryDeps, grants: readonly GrantSpe
     return { subject, authenticator: name };
   }
   throw new DeliveryError('unauthenticated', 'the credential is not valid');
+}
+
+/** Per list of grants (see {@link grantsOf}), the authenticators they name, each once, in order. */
+const authenticators = new WeakMap<readonly GrantSpec[], readonly string[]>();
+
+function authenticatorsOf(grants: readonly GrantSpec[]): readonly string[] {
+  let names = authenticators.get(grants);
+  if (!names) {
+    names = [...new Set(grants.map((g) => g.authenticator))];
+    authenticators.set(grants, names);
+  }
+  return names;
+}
+
+/** Lists of grants by section and key, made once per applied section (it is frozen; a new revision is a new object). */
+const grantLists = new WeakMap<DeliverySpec, Map<string, readonly GrantSpec[]>>();
+
+/**
+ * The grants of `delivery` that `pick` selects, listed once per section and `key` (the same
+ * array each time, so what is derived from it is kept too): requests ask for the same few lists.
+ */
+export function grantsOf<G extends GrantSpec>(delivery: DeliverySpec, key: string, pick: (grant: GrantSpec) => grant is G): readonly G[] {
+  let lists = grantLists.get(delivery);
+  if (!lists) {
+    lists = new Map();
+    grantLists.set(delivery, lists);
+  }
+  let list = lists.get(key);
+  if (!list) {
+    // A bound keeps requests naming ever new audiences from growing it for ever.
+    if (lists.size >= 1000) lists.clear();
+    list = Object.values(delivery.grants).filter(pick);
+    lists.set(key, list);
+  }
+  return list as readonly G[];
 }
 
 /** The grant of `grants` that serves `who`: the first of its authenticator whose subject globs match. */

@@ -21,7 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import { RekeyError } from './errors.js';
 import { issuedRef } from './context.js';
-import { authenticate, DeliveryError, grantFor, retryingStale, callOf, type DeliveryDeps, type DeliverySpec, type GrantSpec } from './delivery.js';
+import { authenticate, DeliveryError, grantFor, grantsOf, retryingStale, callOf, type DeliveryDeps, type DeliverySpec, type GrantSpec } from './delivery.js';
 import type { JsonObject } from './ports.js';
 import type { SecretValue } from './secret-value.js';
 
@@ -42,7 +42,7 @@ type TokenGrant = GrantSpec & { token: NonNullable<GrantSpec['token']> };
  * @param audience the requested audience; without one, the grants of every audience are candidates.
  */
 export async function exchangeToken(deps: DeliveryDeps, delivery: DeliverySpec, credential: SecretValue, audience: string | undefined): Promise<Minted> {
-  const grants = Object.values(delivery.grants).filter((g): g is TokenGrant => !!g.token && (audience === undefined || g.token.audience === audience));
+  const grants = grantsOf(delivery, audience === undefined ? 'token' : `token:${audience}`, (g): g is TokenGrant => !!g.token && (audience === undefined || g.token.audience === audience));
   if (!grants.length) throw new DeliveryError('no_grant', 'no grant issues tokens for this audience');
 
   return retryingStale(deps, async (deps) => {

@@ -16,7 +16,7 @@
  *      already holds it (its ETag) gets `not_modified` after the same check, nothing audited.
  *      A version revoked meanwhile fails the check: the request runs once more from PostgreSQL.
  */
-import { authenticate, DeliveryError, grantFor, retryingStale, callOf, type Authenticated, type DeliveryDeps, type DeliverySpec, type GrantSpec } from './delivery.js';
+import { authenticate, DeliveryError, grantFor, grantsOf, retryingStale, callOf, type Authenticated, type DeliveryDeps, type DeliverySpec, type GrantSpec } from './delivery.js';
 import type { SecretValue } from './secret-value.js';
 
 export interface ValueDeliveryDeps extends DeliveryDeps {
@@ -31,8 +31,13 @@ export type ValueAnswer =
 type ValueGrant = GrantSpec & { value: NonNullable<GrantSpec['value']> };
 
 /** The value grants of the section. */
-export function valueGrants(delivery: DeliverySpec): ValueGrant[] {
-  return Object.values(delivery.grants).filter((g): g is ValueGrant => !!g.value);
+export function valueGrants(delivery: DeliverySpec): readonly ValueGrant[] {
+  return grantsOf(delivery, 'value', (g): g is ValueGrant => !!g.value);
+}
+
+/** The value grants of the section for `secret`. */
+function valueGrantsFor(delivery: DeliverySpec, secret: string): readonly ValueGrant[] {
+  return grantsOf(delivery, `value:${secret}`, (g): g is ValueGrant => !!g.value && g.value.secret === secret);
 }
 
 /** The secrets an authenticated subject may read (the change stream tells it about these only). */
@@ -59,10 +64,7 @@ export async function deliverValue(deps: ValueDeliveryDeps, delivery: DeliverySp
     const who = await authenticate(deps, grants, credential);
 
     // 3. authorize
-    const grant = grantFor(
-      grants.filter((g) => g.value.secret === secret),
-      who,
-    );
+    const grant = grantFor(valueGrantsFor(delivery, secret), who);
     if (!grant) throw new DeliveryError('forbidden', 'no grant allows this subject this secret');
 
     // 4. the current version, unless it is compromised
