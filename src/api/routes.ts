@@ -104,6 +104,8 @@ const ENGINE_CODES: Partial<Record<string, ProblemCode>> = {
   REKEY_ERR_INVALID: 'REKEY_API_CONFLICT',
   REKEY_ERR_CONFLICT: 'REKEY_API_CONFLICT',
   REKEY_ERR_UNAVAILABLE: 'REKEY_API_UNAVAILABLE',
+  // The run is recorded; the detail says reconcile() starts it.
+  REKEY_ERR_NOT_QUEUED: 'REKEY_API_UNAVAILABLE',
 };
 
 /** Answers any error of an authenticated route as a problem (also the dashboard's session routes). */

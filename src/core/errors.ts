@@ -34,6 +34,11 @@ export const ERROR_CODES = {
   REKEY_ERR_COMPROMISED: false,
   /** A named secret or version is not known to rekey. */
   REKEY_ERR_UNKNOWN: false,
+  /**
+   * A rotation run was recorded but its job could not be queued (Redis unavailable): the run
+   * exists and reconcile() queues it on its next pass. Retrying the request joins that run.
+   */
+  REKEY_ERR_NOT_QUEUED: true,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

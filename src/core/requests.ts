@@ -1,6 +1,7 @@
 /** Turning triggers (cron, CLI, events, leaks) into rotation runs: one run per trigger, one active per secret. */
 import { randomUUID } from 'node:crypto';
 import { audit, type EngineDeps } from './context.js';
+import { RekeyError } from './errors.js';
 import type { RunRecord } from './model.js';
 
 export interface RotationRequest {
@@ -50,13 +51,26 @@ export async function requestRotation(deps: EngineDeps, request: RotationRequest
   const options = (await deps.providers.policy(run.secret)).retry;
   if (!created && urgent && run.graceMs !== 0) {
     await deps.repo.setRunGrace(run.id, 0, audit(deps, run.id));
-    await deps.queue.expediteRun(run, options);
+    await queued(run, deps.queue.expediteRun(run, options));
   } else {
-    await deps.queue.enqueueRun(run, { urgent: urgent || run.graceMs === 0, ...options, fresh: created });
+    await queued(run, deps.queue.enqueueRun(run, { urgent: urgent || run.graceMs === 0, ...options, fresh: created }));
   }
   if (!created && run.idempotencyKey !== idempotencyKey) {
     const secret = { id: run.secretId, name: run.secret };
     if (await deps.repo.recordTrigger({ secret, trigger: request.trigger, idempotencyKey, outcome: 'joined', runId: run.id }, audit(deps))) deps.events.triggerSkipped('busy');
   }
   return { status: created ? 'queued' : 'joined', run };
+}
+
+/**
+ * The run is committed before its job is queued: a queue that fails then has not lost the
+ * request. reconcile() queues every open run, so the caller is told that, not that it failed.
+ * @throws RekeyError REKEY_ERR_NOT_QUEUED (retryable: a retry joins the run) with the queue's error as its cause.
+ */
+async function queued(run: RunRecord, queueing: Promise<unknown>): Promise<void> {
+  try {
+    await queueing;
+  } catch (error) {
+    throw new RekeyError('REKEY_ERR_NOT_QUEUED', `rotation run ${run.id} of ${run.secret} is recorded but could not be queued; reconcile() starts it`, { cause: error });
+  }
 }

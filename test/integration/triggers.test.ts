@@ -5,6 +5,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Engine } from '../../src/core/engine.js';
+import { RekeyError } from '../../src/core/errors.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { secretSchedulers } from '../support/redis.js';
 import { journal } from '../support/memory-provider.js';
@@ -60,6 +62,32 @@ describe('stale triggers', () => {
     }
     expect(await outcomes('event:late-again')).toBe(1);
   });
+});
+
+describe('a request whose job cannot be queued', () => {
+  it('fails with REKEY_ERR_NOT_QUEUED naming the recorded run, which reconcile() then starts', async () => {
+    await expect.poll(() => h.runtime.db.run.count({ where: { kind: 'rotation', status: 'running' } }), { timeout: 10_000 }).toBe(0);
+    const deps = h.runtime.engine.deps;
+    // Redis refusing the job after the run committed (a failover, Too many Cluster redirections).
+    const queue = new Proxy(deps.queue, {
+      get(target, prop) {
+        if (prop === 'enqueueRun') return () => Promise.reject(new Error('Connection is closed.'));
+        const member: unknown = Reflect.get(target, prop);
+        return typeof member === 'function' ? (member as (...args: unknown[]) => unknown).bind(target) : member;
+      },
+    });
+    const failing = new Engine({ ...deps, queue });
+    const error = (await failing.requestRotation({ secret: 'timely', trigger: 'manual', idempotencyKey: 'manual:unqueued' }).catch((e: unknown) => e)) as RekeyError;
+    expect(error).toBeInstanceOf(RekeyError);
+    const run = await h.runtime.db.run.findUnique({ where: { idempotencyKey: 'manual:unqueued' } });
+    expect(error).toMatchObject({ code: 'REKEY_ERR_NOT_QUEUED', retryable: true });
+    expect(error.message).toContain(run!.id);
+    expect(error.message).toContain('reconcile');
+    // Not the queue's text: the message is built from the code and ids.
+    expect(error.message).not.toContain('Connection is closed');
+    // The harness reconciles every second: the run is started and finishes with no other request.
+    await expect.poll(async () => (await h.runtime.db.run.findUnique({ where: { id: run!.id } }))?.status, { timeout: 15_000 }).toBe('succeeded');
+  }, 30_000);
 });
 
 describe('schedules follow apply', () => {
