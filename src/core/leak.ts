@@ -1,8 +1,13 @@
 /**
  * Leak reports (DESIGN.md "Leaks"): match the fingerprint to a version, then act by
  * its state and the secret's onLeak policy. Acting is idempotent (conditional state
- * changes, deterministic job ids) and happens before the report is recorded, so a
- * crash in between is healed by the sender's redelivery.
+ * changes, deterministic job ids) and its state changes commit before the report is
+ * recorded, so a crash in between is healed by the sender's redelivery. A current version
+ * under rotate-then-revoke is stamped compromised in its emergency rotation's commit; the
+ * run's job and its deadline block are queued beside the report's commit, not before it: a
+ * crash before they are queued leaves rows reconcile() queues them from (the open run; the
+ * compromised current version), and a queue that fails fails the report, which the sender
+ * then delivers again.
  */
 import { randomUUID } from 'node:crypto';
 import { announce, audit, type EngineDeps } from './context.js';
@@ -10,17 +15,21 @@ import { RekeyError } from './errors.js';
 import type { AuditContext, LeakOutcome, LeakRecord, LeakReportInput, SecretPolicy, VersionRecord, VersionState } from './model.js';
 import { shortFingerprint } from './fingerprint.js';
 import { leakBlocked, notice } from './notify.js';
-import { requestRotation } from './requests.js';
+import { recordRotationRequest, requestRotation } from './requests.js';
 
 export async function reportLeak(deps: EngineDeps, report: LeakReportInput): Promise<LeakRecord> {
-  const version = await deps.repo.findVersionByFingerprint(report.fingerprint);
-  let outcome: LeakOutcome = 'unknown';
-  if (version) {
+  const found = await deps.repo.findVersionByFingerprint(report.fingerprint);
+  let version: VersionRecord | null = null;
+  let acted: Acted = { outcome: 'unknown' };
+  if (found) {
+    const { secretRemoved, ...rest } = found;
+    version = rest;
     const policy = await deps.providers.policy(version.secret);
-    outcome = await act(deps, version, policy, report);
+    acted = await act(deps, version, policy, report, secretRemoved);
   }
+  const { outcome } = acted;
   // Its notices commit with the report; a redelivered report records nothing and raises nothing again.
-  const record = await deps.repo.recordLeak({ ...report, version, outcome }, audit(deps), (record) => [
+  const recording = deps.repo.recordLeak({ ...report, version, outcome }, audit(deps), (record) => [
     notice(deps, 'leak.received', record.id, record.secret, {
       leakId: record.id,
       source: report.source,
@@ -32,6 +41,7 @@ export async function reportLeak(deps: EngineDeps, report: LeakReportInput): Pro
     // The takedown finished before the row existed, so markBlocked could not time it: this is its figure.
     ...(record.blockedAt ? [leakBlocked(deps, version!, report.receivedAt, record.blockedAt)] : []),
   ]);
+  const [record] = await Promise.all([recording, acted.queued]);
   if (record.blockedAt) deps.events.leakBlocked((record.blockedAt.getTime() - report.receivedAt.getTime()) / 1000);
   // A scanner's report is a warning; an operator's `rekey revoke` is the operator's own deliberate act.
   deps.log[report.source === 'cli' ? 'info' : 'warn'](
@@ -49,35 +59,44 @@ export async function revokeByNumber(deps: EngineDeps, secret: string, number: n
   return reportLeak(deps, { source: 'cli', deliveryId: randomUUID(), fingerprint: version.fingerprint, receivedAt: new Date() });
 }
 
-async function act(deps: EngineDeps, version: VersionRecord, policy: SecretPolicy, report: LeakReportInput): Promise<LeakOutcome> {
+/** What acting did: its outcome, and the queueing still under way beside the report's commit. */
+interface Acted {
+  outcome: LeakOutcome;
+  queued?: Promise<unknown>;
+}
+
+/** `removed`: the secret was removed from the config (as the version's lookup read it). */
+async function act(deps: EngineDeps, version: VersionRecord, policy: SecretPolicy, report: LeakReportInput, removed: boolean): Promise<Acted> {
   const ctx = audit(deps);
   const idempotencyKey = `leak:${version.id}`;
   switch (version.state) {
     case 'revoked':
     case 'failed':
-      return 'already-revoked';
+      return { outcome: 'already-revoked' };
     case 'current': {
       // A secret removed from the config is not rotated any more: nothing will replace the key, so it is blocked now.
-      const removed = !!(await deps.repo.getSecret(version.secret))?.removedAt;
       if (policy.onLeak === 'block-first' || removed) {
         // From any live state: a promotion since the lookup may have made it previous.
         await takeDown(deps, version, ctx, ['current', ...NOT_CURRENT]);
         // The replacement starts now, beside the takedown (none when a promotion replaced it already).
         if (!removed) await requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey, urgent: true, replacing: version.id });
-        return 'blocking';
+        return { outcome: 'blocking' };
       }
-      await deps.repo.markCompromised(version.id, ctx);
+      // The compromised stamp commits with the run (one commit for both).
+      const rotation = await recordRotationRequest(deps, { secret: version.secret, trigger: 'leak', idempotencyKey, urgent: true, replacing: version.id, compromise: true });
       announce(deps, { secret: version.secret, event: 'revoked', version: version.number });
-      const rotation = await requestRotation(deps, { secret: version.secret, trigger: 'leak', idempotencyKey, urgent: true, replacing: version.id });
       // Another version is current: a promotion replaced this one since the lookup (it is previous
       // now, in its grace, and no deadline block would touch it): a leaked previous version.
-      if (rotation.status === 'stale') return takeDown(deps, version, ctx);
-      await deps.queue.scheduleBlock(version.id, new Date(report.receivedAt.getTime() + policy.leakDeadlineMs));
-      return 'rotating';
+      if (rotation.result.status === 'stale') return { outcome: await takeDown(deps, version, ctx) };
+      // The run is committed: its job and the deadline block are queued beside the report's commit.
+      const block = deps.queue.scheduleBlock(version.id, new Date(report.receivedAt.getTime() + policy.leakDeadlineMs));
+      const queued = Promise.all([rotation.queued, block]);
+      queued.catch(() => {}); // awaited by reportLeak, beside the report's commit
+      return { outcome: 'rotating', queued };
     }
     default:
       // issuing, pending, previous, retired, compromised: take it down now.
-      return takeDown(deps, version, ctx);
+      return { outcome: await takeDown(deps, version, ctx) };
   }
 }
 

@@ -236,8 +236,11 @@ export interface StateRepository {
   getVersion(id: string): Promise<VersionRecord | null>;
   /** The secret's one current version (a unique index allows no second). */
   currentVersion(secretId: string): Promise<VersionRecord | null>;
-  /** A version whose value has this fingerprint, in any state (leak matching). */
-  findVersionByFingerprint(fingerprint: string): Promise<VersionRecord | null>;
+  /**
+   * A version whose value has this fingerprint, in any state (leak matching), and whether its
+   * secret was removed from the config (`secretRemoved`, read in the same statement).
+   */
+  findVersionByFingerprint(fingerprint: string): Promise<(VersionRecord & { secretRemoved: boolean }) | null>;
   findVersionByNumber(secret: string, number: number): Promise<VersionRecord | null>;
   /** The newest version whose credential has this public identifier (Issuer.publicId: an AWS access key id). */
   findVersionByPublicId(publicId: string): Promise<VersionRecord | null>;
@@ -274,6 +277,14 @@ export interface StateRepository {
      * is (the leaked version is current still, or already taken down), the run is made.
      */
     replacing?: string;
+    /**
+     * With `replacing`: stamp it compromised first (compromisedAt, audited `version.leaked`, under
+     * the secret lock; nothing when stamped already), in the run's own transaction: the leak of a
+     * current version under rotate-then-revoke. When no run is made there (one is running already,
+     * or the version was replaced), the stamp commits in a transaction of its own before the run
+     * is looked up.
+     */
+    compromise?: boolean;
     audit: AuditContext;
   }): Promise<{ run: RunRecord; created: boolean } | { stale: SecretRecord }>;
   /**
@@ -364,8 +375,6 @@ export interface StateRepository {
    * @throws RekeyError REKEY_ERR_INVALID when the table refuses the change; REKEY_ERR_UNKNOWN for no such version.
    */
   transition(versionId: string, from: readonly VersionState[], to: VersionState, audit: AuditContext): Promise<boolean>;
-  /** Stamps compromisedAt (a leak of the current version under rotate-then-revoke), audited `version.leaked`; idempotent; takes the secret lock. */
-  markCompromised(versionId: string, audit: AuditContext): Promise<void>;
   /**
    * Decommissions a secret removed from the config, in one transaction that locks it: applies
    * the changes `plan` (lifecycle.ts planDecommission) builds from its current and previous

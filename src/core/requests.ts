@@ -19,6 +19,8 @@ export interface RotationRequest {
   urgent?: boolean;
   /** A leak's rotation: the leaked version; no run is made once another version is current (StateRepository.createRotationRun). */
   replacing?: string;
+  /** With `replacing`: stamp it compromised in the run's commit (a leaked current version, rotate-then-revoke). */
+  compromise?: boolean;
   /** Overlap for the version this rotation replaces, instead of the secret's `grace` (a fleet rotation's `--grace`); more than 0: zero is the leak path. */
   graceMs?: number;
 }
@@ -28,6 +30,17 @@ export type RotationRequestResult =
   | { status: 'stale' };
 
 export async function requestRotation(deps: EngineDeps, request: RotationRequest): Promise<RotationRequestResult> {
+  const { result, queued } = await recordRotationRequest(deps, request);
+  await queued;
+  return result;
+}
+
+/**
+ * {@link requestRotation} up to its run's commit: `queued` is the queueing (and, for a request
+ * that joins a run, its bookkeeping) already under way, for a caller with a commit of its own to
+ * make beside it (a leak report, leak.ts). Await it: it rejects as requestRotation would.
+ */
+export async function recordRotationRequest(deps: EngineDeps, request: RotationRequest): Promise<{ result: RotationRequestResult; queued: Promise<void> }> {
   const idempotencyKey = request.idempotencyKey ?? `${request.trigger}:${randomUUID()}`;
   const urgent = request.urgent ?? false;
   // One commit: the insert looks the secret up and checks staleness itself (no read before it).
@@ -38,6 +51,7 @@ export async function requestRotation(deps: EngineDeps, request: RotationRequest
     graceMs: urgent ? 0 : (request.graceMs ?? null),
     requestedAt: request.requestedAt,
     replacing: request.replacing,
+    compromise: request.compromise,
     audit: audit(deps),
   });
   if ('stale' in made) {
@@ -45,21 +59,26 @@ export async function requestRotation(deps: EngineDeps, request: RotationRequest
       deps.events.triggerSkipped('stale');
       deps.log.info({ secret: made.stale.name, trigger: request.trigger }, request.replacing ? 'leak rotation not needed: the leaked version was already replaced; skipped' : 'trigger older than the last rotation; skipped');
     }
-    return { status: 'stale' };
+    return { result: { status: 'stale' }, queued: Promise.resolve() };
   }
   const { run, created } = made;
   const options = (await deps.providers.policy(run.secret)).retry;
-  if (!created && urgent && run.graceMs !== 0) {
-    await deps.repo.setRunGrace(run.id, 0, audit(deps, run.id));
-    await queued(run, deps.queue.expediteRun(run, options));
-  } else {
-    await queued(run, deps.queue.enqueueRun(run, { urgent: urgent || run.graceMs === 0, ...options, fresh: created }));
-  }
-  if (!created && run.idempotencyKey !== idempotencyKey) {
-    const secret = { id: run.secretId, name: run.secret };
-    if (await deps.repo.recordTrigger({ secret, trigger: request.trigger, idempotencyKey, outcome: 'joined', runId: run.id }, audit(deps))) deps.events.triggerSkipped('busy');
-  }
-  return { status: created ? 'queued' : 'joined', run };
+  const queueing = async () => {
+    if (!created && urgent && run.graceMs !== 0) {
+      await deps.repo.setRunGrace(run.id, 0, audit(deps, run.id));
+      await explainNotQueued(run, deps.queue.expediteRun(run, options));
+    } else {
+      await explainNotQueued(run, deps.queue.enqueueRun(run, { urgent: urgent || run.graceMs === 0, ...options, fresh: created }));
+    }
+    if (!created && run.idempotencyKey !== idempotencyKey) {
+      const secret = { id: run.secretId, name: run.secret };
+      if (await deps.repo.recordTrigger({ secret, trigger: request.trigger, idempotencyKey, outcome: 'joined', runId: run.id }, audit(deps))) deps.events.triggerSkipped('busy');
+    }
+  };
+  const queued = queueing();
+  // Handled here too: the caller may await something else first (it still sees the rejection).
+  queued.catch(() => {});
+  return { result: { status: created ? 'queued' : 'joined', run }, queued };
 }
 
 /**
@@ -67,7 +86,7 @@ export async function requestRotation(deps: EngineDeps, request: RotationRequest
  * request. reconcile() queues every open run, so the caller is told that, not that it failed.
  * @throws RekeyError REKEY_ERR_NOT_QUEUED (retryable: a retry joins the run) with the queue's error as its cause.
  */
-async function queued(run: RunRecord, queueing: Promise<unknown>): Promise<void> {
+async function explainNotQueued(run: RunRecord, queueing: Promise<unknown>): Promise<void> {
   try {
     await queueing;
   } catch (error) {

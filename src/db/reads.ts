@@ -19,7 +19,10 @@ export const LAST_PROMOTED = statement(
    WHERE v.secret_id = $1 AND v.promoted_at IS NOT NULL AND ($2::timestamp IS NULL OR v.promoted_at < $2::timestamp)
    ORDER BY v.promoted_at DESC LIMIT 1`,
 );
-const BY_FINGERPRINT = statement('version_by_fingerprint', `SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.fingerprint = $1 LIMIT 1`);
+const BY_FINGERPRINT = statement(
+  'version_by_fingerprint',
+  `SELECT ${VERSION_COLUMNS}, s.removed_at IS NOT NULL AS secret_removed FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.fingerprint = $1 LIMIT 1`,
+);
 const BY_NUMBER = statement('version_by_number', `SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE s.name = $1 AND v.number = $2`);
 /** The newest version with public id `$1` (an access key id is never issued twice, but a re-import could repeat one). */
 const BY_PUBLIC_ID = statement(
@@ -71,10 +74,10 @@ export class Reads {
     return this.sql.rows<DeliveryRecord>(DELIVERIES, [versionId]);
   }
 
-  /** On the leak path: a named statement too. */
+  /** On the leak path: a named statement too, which also says whether the secret was removed (one round trip, not two). */
   async findVersionByFingerprint(fingerprint: string) {
-    const [row] = await this.sql.rows<VersionRow>(BY_FINGERPRINT, [fingerprint]);
-    return row ? versionOf(row) : null;
+    const [row] = await this.sql.rows<VersionRow & { secret_removed: boolean }>(BY_FINGERPRINT, [fingerprint]);
+    return row ? { ...versionOf(row), secretRemoved: row.secret_removed } : null;
   }
 
   async findVersionByNumber(secret: string, number: number) {

@@ -31,9 +31,9 @@ export class PrismaRepository implements StateRepository {
   ) {
     const statements = sql(db);
     this.reads = new Reads(statements);
-    this.runs = new Runs(db, statements, audit, this.reads);
-    this.steps = new RotationSteps(db, audit);
     this.takedowns = new TakedownWrites(db, audit);
+    this.runs = new Runs(db, statements, audit, this.reads, this.takedowns);
+    this.steps = new RotationSteps(db, audit);
   }
 
   getSecret: StateRepository['getSecret'] = (name) => this.reads.getSecret(name);
@@ -69,7 +69,6 @@ export class PrismaRepository implements StateRepository {
   promote: StateRepository['promote'] = (runId, plan, audit) => this.steps.promote(runId, plan, audit);
 
   transition: StateRepository['transition'] = (versionId, from, to, audit) => this.takedowns.transition(versionId, from, to, audit);
-  markCompromised: StateRepository['markCompromised'] = (versionId, audit) => this.takedowns.markCompromised(versionId, audit);
   decommission: StateRepository['decommission'] = (secretId, plan, audit) => this.takedowns.decommission(secretId, plan, audit);
   endGrace: StateRepository['endGrace'] = (secretId, plan, audit, notices) => this.takedowns.endGrace(secretId, plan, audit, notices);
   recordLeak: StateRepository['recordLeak'] = (input, audit, notices) => this.takedowns.recordLeak(input, audit, notices);

@@ -7,7 +7,9 @@ import { RekeyError, sanitize } from '../core/errors.js';
 import type { AuditContext, RotationStep, RunRecord, RunStatus, SecretRecord, VersionRecord } from '../core/model.js';
 import { type AuditLog, TAKE, takeOf, takeValues } from './audit.js';
 import { type Db, isUniqueViolation } from './client.js';
-import { LOCK_SECRET } from './locks.js';
+import { LOCK_SECRET, LOCK_SECRET_OF_VERSION } from './locks.js';
+import type { TakedownWrites } from './takedown-writes.js';
+import { COMPROMISE, type CompromiseRow, leakedEvent } from './transitions.js';
 import { RUN_COLUMNS, type RunRow, runOf } from './rows.js';
 import type { Reads } from './reads.js';
 import { type Batched, NOW, type Sql, statement, transaction } from './sql.js';
@@ -99,13 +101,24 @@ export class Runs {
     private readonly sql: Sql,
     private readonly audit: AuditLog,
     private readonly reads: Reads,
+    private readonly takedowns: Pick<TakedownWrites, 'markCompromised'>,
   ) {}
 
   /**
    * The secret is looked up by the insert itself: a request commits once, reading nothing
    * before, in one batch with the audit take (which takes nothing when no run was inserted).
    */
-  async createRotationRun(input: { secret: string; trigger: string; idempotencyKey: string; graceMs: number | null; requestedAt?: Date; replacing?: string; audit: AuditContext }) {
+  async createRotationRun(input: { secret: string; trigger: string; idempotencyKey: string; graceMs: number | null; requestedAt?: Date; replacing?: string; compromise?: boolean; audit: AuditContext }) {
+    // The leaked version stamped compromised in the run's transaction, until a try makes no run: then it
+    // is stamped on its own first. The secret lock and the stamp come after the insert, not before it:
+    // the insert may wait (its unique index) for a transaction that updates the running rotation's row,
+    // such as that run's attempt, which itself waits for the secret's row (its version's foreign key)
+    // and would never get it from a transaction that locked it first.
+    let compromise = input.compromise && input.replacing ? input.replacing : undefined;
+    const stampAlone = async () => {
+      if (compromise) await this.takedowns.markCompromised(compromise, input.audit);
+      compromise = undefined;
+    };
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
         const created = await transaction(this.db, async (tx) => {
@@ -114,24 +127,39 @@ export class Runs {
           // waited on the running rotation's unique index until that one finished, so a promotion that
           // replaced the version is seen here (a lock on the version instead would invert the lock order).
           const check: Batched[] = input.replacing ? [[NOT_REPLACED, [input.replacing]]] : [];
-          const [inserted, ...rest] = await tx.batch([
+          const stamp: Batched[] = compromise ? [[LOCK_SECRET_OF_VERSION, [compromise]], [COMPROMISE, [compromise]]] : [];
+          const [inserted, ...answers] = await tx.batch([
             [CREATE_ROTATION, [id, input.secret, input.trigger, input.idempotencyKey, input.graceMs, input.requestedAt ?? null]],
+            ...stamp,
             ...check,
-            takeOf({ run: id }, 1),
+            // The chain by the version when it is stamped: it is there whether or not a run is inserted.
+            compromise ? takeOf({ version: compromise }, 2) : takeOf({ run: id }, 1),
           ]);
+          // The leak's actor, as markCompromised's event (no run: it is the version's, not the run's).
+          const stamped = compromise ? leakedEvent(answers[1] as CompromiseRow[], compromise, auditOf(input.audit)) : undefined;
+          const rest = answers.slice(stamp.length);
           const [row] = inserted as RunRow[];
-          if (!row) return null;
+          if (!row) {
+            if (!stamped) return null;
+            // No run (a removed secret): the stamp commits alone, as markCompromised's would have.
+            this.audit.appendTaken(tx, [stamped], rest.at(-1)!);
+            return null;
+          }
           if (input.replacing && !rest[0]!.length) throw REPLACED; // rolls the insert back
           const run = runOf(row);
-          this.audit.appendTaken(tx, [{ ...auditOf(input.audit, run.id), action: 'run.started', secret: run.secret, data: { kind: 'rotation', trigger: input.trigger } }], rest.at(-1)!);
+          const started = { ...auditOf(input.audit, run.id), action: 'run.started', secret: run.secret, data: { kind: 'rotation', trigger: input.trigger } };
+          this.audit.appendTaken(tx, stamped ? [stamped, started] : [started], rest.at(-1)!);
           return { run, created: true };
         });
+        compromise = undefined;
         if (created) return created;
         // No run: no such secret, a removed one, or a stale request.
         const secret = await this.reads.getSecret(input.secret);
         if (!secret || secret.removedAt) throw new RekeyError('REKEY_ERR_UNKNOWN', `no managed secret named ${input.secret}`);
         if (input.requestedAt && secret.lastPromotedAt && input.requestedAt < secret.lastPromotedAt) return { stale: secret };
       } catch (error) {
+        // Rolled back, the stamp with it: it commits on its own before anything is looked up, as before.
+        if (error === REPLACED || isUniqueViolation(error)) await stampAlone();
         if (error === REPLACED) return { stale: (await this.reads.getSecret(input.secret))! };
         if (!isUniqueViolation(error)) throw error;
         const [existing] =

@@ -17,7 +17,7 @@ import { LOCK_SECRET, LOCK_SECRET_OF_VERSION } from './locks.js';
 import { applyChanges } from './rotation-steps.js';
 import { type VersionRow, versionOf } from './rows.js';
 import { NOW, type SqlTx, sql, statement, transaction } from './sql.js';
-import { refuseIllegal } from './transitions.js';
+import { COMPROMISE, type CompromiseRow, leakedEvent, refuseIllegal } from './transitions.js';
 
 /**
  * Version `$1` to state `$3` from one of the states `$2`, stamping retired_at / revoked_at /
@@ -32,13 +32,6 @@ const TRANSITION = statement(
        revoked_at = CASE WHEN $3::text = 'revoked' THEN ${NOW} ELSE revoked_at END,
        compromised_at = CASE WHEN $3::text = 'compromised' THEN coalesce(compromised_at, ${NOW}) ELSE compromised_at END
      WHERE id = $1 AND state::text = ANY($2::text[]) RETURNING id)
-   SELECT v.state::text AS state, v.number, s.name AS secret, (SELECT count(*) FROM u)::int AS moved
-   FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.id = $1`,
-);
-/** compromised_at stamped on version `$1` unless it was; `moved` counts it. After the secret lock, as {@link TRANSITION}. */
-const COMPROMISE = statement(
-  'version_compromise',
-  `WITH u AS (UPDATE versions SET compromised_at = ${NOW} WHERE id = $1 AND compromised_at IS NULL RETURNING id)
    SELECT v.state::text AS state, v.number, s.name AS secret, (SELECT count(*) FROM u)::int AS moved
    FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.id = $1`,
 );
@@ -96,13 +89,13 @@ export class TakedownWrites {
     }).catch(unchanged(false));
   }
 
-  /** As {@link transition}: the lock, the stamp and the take in one batch. */
+  /** As {@link transition}: the lock, the stamp and the take in one batch (also the first statements of a leak's run, runs.ts). */
   async markCompromised(versionId: string, audit: AuditContext) {
     await transaction(this.db, async (tx) => {
       const [, changed, taken] = await tx.batch([[LOCK_SECRET_OF_VERSION, [versionId]], [COMPROMISE, [versionId]], takeOf({ version: versionId }, 1)]);
-      const version = before(changed as Before[], versionId);
-      if (version.moved !== 1) throw UNCHANGED;
-      this.audit.appendTaken(tx, [{ ...auditOf(audit), action: 'version.leaked', secret: version.secret, versionId, data: { state: version.state, number: version.number } }], taken!);
+      const leaked = leakedEvent(changed as CompromiseRow[], versionId, auditOf(audit));
+      if (!leaked) throw UNCHANGED;
+      this.audit.appendTaken(tx, [leaked], taken!);
     }).catch(unchanged(undefined));
   }
   async decommission(secretId: string, plan: (snapshot: DecommissionSnapshot) => readonly VersionChange[], audit: AuditContext) {

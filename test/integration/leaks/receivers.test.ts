@@ -114,6 +114,11 @@ describe('leak receivers, end to end through HAProxy', () => {
     const events = await e.h.runtime.db.auditEvent.findMany({ where: { actor }, orderBy: { seq: 'asc' } });
     // What the report itself changed carries its actor: the version marked leaked, the emergency rotation started.
     expect(events.map((a) => a.action)).toEqual(expect.arrayContaining(['version.leaked', 'run.started', 'leak.reported']));
+    // The compromised stamp commits with the emergency rotation's run: one transaction, one now() (microseconds).
+    const [same] = await e.h.runtime.db.$queryRaw<Array<{ same: boolean }>>`
+      SELECT r.started_at = v.compromised_at AS same FROM runs r JOIN versions v ON v.id = ${report.versionId}::uuid
+      WHERE r.idempotency_key = ${`leak:${report.versionId}`}`;
+    expect(same).toEqual({ same: true });
     // One delivery, two tokens: one leak.reported each; the known one names the version.
     const reported = events.find((a) => a.action === 'leak.reported' && (a.data as { outcome?: string }).outcome === 'rotating')!;
     expect(reported.data).toMatchObject({ source: 'github', deliveryId: report.deliveryId, outcome: 'rotating' });
