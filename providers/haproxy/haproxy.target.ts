@@ -4,7 +4,9 @@
  * Live changes go through the Runtime API (add/set/del map, show map), one key at a time
  * and different keys in parallel, so a leaked key's removal never waits behind other keys'
  * changes. After each change the map file is rewritten atomically from `show map` (a burst
- * of changes shares one rewrite), so a restart loads the same keys.
+ * of changes shares one rewrite), so a restart loads the same keys. A change made alone writes
+ * the map its own `show map` and change imply, and then reads the live map once to check it,
+ * instead of reading it before the write too.
  */
 import { writeFileAtomic } from '../../src/core/kit/atomic-file.js';
 import { coalesced, serialized, sharedRead } from '../../src/core/kit/serial.js';
@@ -43,6 +45,12 @@ export interface HaproxyTargetOptions {
 /** Rewrites of the map file one persist may make while the live map keeps changing. */
 const MAX_PERSIST_ROUNDS = 3;
 
+/**
+ * Persist calls made in this process per map file (by the coalesced key): a change's own view
+ * of the map is written only when no other change asked for a rewrite since (see #persist).
+ */
+const persistCalls = new Map<string, number>();
+
 /** One line of `show map`: `0x55d0c8a1b2c0 <key> <value>`. */
 interface MapEntry {
   ref: string;
@@ -60,18 +68,24 @@ export class HaproxyTarget implements Target {
   /** Adds key -> consumer (or corrects the consumer), then persists. Idempotent. */
   async deploy(version: VersionRef, value: SecretValue, call: Call): Promise<void> {
     this.#validate(version, value);
-    await this.#exclusive(version, async () => {
+    const after = await this.#exclusive(version, async () => {
       const key = value.reveal();
-      const existing = (await this.#show(call)).filter((entry) => entry.key === key);
+      const live = await this.#show(call);
+      const existing = live.filter((entry) => entry.key === key);
       if (existing.length === 0) {
         await this.#mutate(`add map ${this.#o.map} ${key} ${version.consumer}`, key, call);
-      } else if (existing.some((entry) => consumerOf(entry.value) !== version.consumer)) {
+        // `add map` appends: `show map` lists it last.
+        return [...live, { ref: '', key, value: version.consumer }];
+      }
+      if (existing.some((entry) => consumerOf(entry.value) !== version.consumer)) {
         // `set map` by key updates every entry with that key.
         await this.#mutate(`set map ${this.#o.map} ${key} ${version.consumer}`, key, call);
+        return live.map((entry) => (entry.key === key ? { ...entry, value: version.consumer } : entry));
       }
+      return live;
     });
     // Always rewrite: a retry after a failed write must still fix the file.
-    await this.#persist();
+    await this.#persist(after);
     this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map }, 'haproxy: key deployed');
   }
 
@@ -88,14 +102,16 @@ export class HaproxyTarget implements Target {
 
   /** Deletes every entry whose key has the version's fingerprint, then persists. Absent is success. */
   async retire(version: VersionRef, call: Call): Promise<void> {
-    await this.#exclusive(version, async () => {
-      const doomed = (await this.#show(call)).filter((entry) => this.#o.fingerprint(entry.key) === version.fingerprint);
+    const after = await this.#exclusive(version, async () => {
+      const live = await this.#show(call);
+      const doomed = live.filter((entry) => this.#o.fingerprint(entry.key) === version.fingerprint);
       for (const entry of doomed) {
         // By reference: the key itself need not cross the socket again.
         await this.#mutate(`del map ${this.#o.map} #${entry.ref}`, entry.key, call, { absentIsFine: true });
       }
+      return live.filter((entry) => !doomed.includes(entry));
     });
-    await this.#persist();
+    await this.#persist(after);
     this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map }, 'haproxy: key retired');
   }
 
@@ -117,16 +133,18 @@ export class HaproxyTarget implements Target {
   /** Sets the map value of the version's key to `throttled:<consumer>` or back to `<consumer>`. Absent is success. */
   async throttle(version: VersionRef, throttled: boolean, call: Call): Promise<void> {
     const value = throttled ? `${THROTTLED}${version.consumer}` : version.consumer;
-    await this.#exclusive(version, async () => {
-      const entries = (await this.#show(call)).filter((entry) => entry.value !== value && this.#o.fingerprint(entry.key) === version.fingerprint);
+    const after = await this.#exclusive(version, async () => {
+      const live = await this.#show(call);
+      const entries = live.filter((entry) => entry.value !== value && this.#o.fingerprint(entry.key) === version.fingerprint);
       for (const entry of entries) await this.#mutate(`set map ${this.#o.map} #${entry.ref} ${value}`, entry.key, call, { absentIsFine: true });
+      return live.map((entry) => (entries.includes(entry) ? { ...entry, value } : entry));
     });
-    await this.#persist();
+    await this.#persist(after);
     this.#o.log.warn({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map, throttled }, 'haproxy: key throttle changed');
   }
 
   /** Serializes this process's changes to one key of the map (deploy and retire of one version). */
-  #exclusive(version: VersionRef, change: () => Promise<void>): Promise<void> {
+  #exclusive<T>(version: VersionRef, change: () => Promise<T>): Promise<T> {
     return serialized(`haproxy:${this.#o.map}:${version.fingerprint}`, change);
   }
 
@@ -188,17 +206,28 @@ export class HaproxyTarget implements Target {
    * snapshot over ours, so the live map is read again after the rename and the file
    * rewritten until the two agree: whichever process renames last then leaves the file
    * equal to a live map that already holds every change made before its last read.
+   *
+   * `expected` is the live map as the caller's change left it (its own `show map` with its
+   * change applied): the first write uses it instead of reading the map again, when no other
+   * caller in this process asked for a rewrite since (a burst reads the map as before). It is
+   * only a first guess: the read after the rename decides, as for any snapshot, so a change
+   * another process made in between is written by the next round.
    */
-  async #persist(): Promise<void> {
+  async #persist(expected?: MapEntry[]): Promise<void> {
     const file = this.#o.mapFile;
     if (!file) return;
     // Shared by every caller waiting on this file: no caller's signal may cut it short
     // (each Runtime API command still has its own timeout).
     const call = { signal: new AbortController().signal };
     const endpoint = JSON.stringify(this.#o.endpoint);
-    await coalesced(`haproxy:${endpoint}:${this.#o.map}:${file}`, async () => {
-      let entries = await this.#show(call);
-      for (let round = 0; round < MAX_PERSIST_ROUNDS; round++) {
+    const key = `haproxy:${endpoint}:${this.#o.map}:${file}`;
+    const called = (persistCalls.get(key) ?? 0) + 1;
+    persistCalls.set(key, called);
+    await coalesced(key, async () => {
+      const alone = expected !== undefined && persistCalls.get(key) === called;
+      let entries = alone ? expected : await this.#show(call);
+      // A first guess that another process's change made wrong costs a round of its own.
+      for (let round = 0; round < MAX_PERSIST_ROUNDS + (alone ? 1 : 0); round++) {
         const text = this.#render(entries);
         await this.#write(file, text);
         entries = await this.#show(call);

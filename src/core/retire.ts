@@ -27,6 +27,12 @@ export type RetireScope = 'deployed' | 'everywhere';
  * before this returns; a target no longer configured is skipped with a warning and
  * keeps its row. Needs no value, so it works while the store is unreachable.
  * Idempotent: a retry calls only the targets not yet recorded as retired.
+ *
+ * `early` (scope `everywhere` only; the promotion's block of a leaked key, which no retry has
+ * touched yet): the targets the config names are called beside the read of the rows, not after
+ * it, so the key is refused a round trip sooner; one recorded retired already is called again
+ * (retire is idempotent) and not recorded again. The call order per target and what is recorded
+ * are unchanged: a success is recorded after its call, before this returns.
  * @throws the first failure once every call has settled, retryable only if every
  * failure was; the targets that succeeded stay recorded.
  */
@@ -37,20 +43,35 @@ export async function retireAtTargets(
   scope: RetireScope,
   ctx: AuditContext,
   log: Logger,
+  { early = false }: { early?: boolean } = {},
 ): Promise<void> {
-  const deliveries = await deps.repo.deliveries(version.id);
-  const retired = new Set(deliveries.filter((d) => d.status === 'retired').map((d) => d.target));
-  const names = new Set([...(scope === 'everywhere' ? policy.targets : []), ...deliveries.map((d) => d.target)]);
-  await allOrFirstError(
-    [...names]
-      .filter((name) => !retired.has(name))
-      .map(async (name) => {
-        const target = targets.get(name);
-        if (!target) return log.warn({ target: name }, 'target no longer configured; cannot retire there');
-        await providerCall(deps, log, { provider: name, op: 'target.retire' }, policy.timeoutMs, (c) => target.retire(versionRef(version, policy.consumer), c));
-        await deps.repo.setDelivery(version.id, name, 'retired', ctx);
-      }),
-  );
+  /** Whether the target was called (false: no longer configured). */
+  const retire = async (name: string): Promise<boolean> => {
+    const target = targets.get(name);
+    if (!target) {
+      log.warn({ target: name }, 'target no longer configured; cannot retire there');
+      return false;
+    }
+    await providerCall(deps, log, { provider: name, op: 'target.retire' }, policy.timeoutMs, (c) => target.retire(versionRef(version, policy.consumer), c));
+    return true;
+  };
+  const started = new Map(early && scope === 'everywhere' ? policy.targets.map((name) => [name, retire(name)] as const) : []);
+  for (const call of started.values()) call.catch(() => {}); // each is awaited below, once the rows are read
+  try {
+    const deliveries = await deps.repo.deliveries(version.id);
+    const retired = new Set(deliveries.filter((d) => d.status === 'retired').map((d) => d.target));
+    const names = new Set([...(scope === 'everywhere' ? policy.targets : []), ...deliveries.map((d) => d.target)]);
+    await allOrFirstError(
+      [...names]
+        .filter((name) => !retired.has(name))
+        .map(async (name) => {
+          if (await (started.get(name) ?? retire(name))) await deps.repo.setDelivery(version.id, name, 'retired', ctx);
+        }),
+    );
+  } finally {
+    // No call outlives the step, those at targets recorded retired already included.
+    await Promise.allSettled(started.values());
+  }
 }
 
 /**

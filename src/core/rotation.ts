@@ -282,7 +282,7 @@ class Rotation {
         await this.deps.queue.scheduleRetirement(v.id, retirementDue(v.graceEndsAt ?? now(this.deps)), resolved.policy.retry);
         continue;
       }
-      await blockLeaked(this.deps, resolved, v, audit(this.deps, this.run.id), this.log).catch((error: unknown) =>
+      await blockLeaked(this.deps, resolved, v, audit(this.deps, this.run.id), this.log, { early: true }).catch((error: unknown) =>
         this.log.warn({ version: v.number, error: describeError(error) }, 'leaked version not blocked at promotion; its revocation retries'),
       );
       await this.deps.queue.enqueueRevocation(v.id);

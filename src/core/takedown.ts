@@ -103,13 +103,14 @@ async function takeDown(deps: EngineDeps, version: VersionRecord, kind: 'retirem
  * config names and every one with a row (each success recorded), then its leak reports
  * stamped blocked. Idempotent: targets recorded retired are skipped and a stamped report
  * keeps its stamp. The promotion of a leaked key's replacement runs it at once, in the
- * promoting worker (rotation.ts), so the key is refused without waiting for the revocation
+ * promoting worker (rotation.ts, `early`: the configured targets are called beside the read
+ * of the rows, retireAtTargets), so the key is refused without waiting for the revocation
  * job to be picked up and its run recorded; the revocation then finds it done.
  * @throws the first target's failure (the targets that succeeded stay recorded).
  */
-export async function blockLeaked(deps: EngineDeps, resolved: ResolvedSecret, version: VersionRecord, ctx: AuditContext, log: Logger): Promise<void> {
+export async function blockLeaked(deps: EngineDeps, resolved: ResolvedSecret, version: VersionRecord, ctx: AuditContext, log: Logger, options: { early?: boolean } = {}): Promise<void> {
   // Everywhere: a version that was live goes wherever the config points now, row or not.
-  await retireAtTargets(deps, resolved, version, 'everywhere', ctx, log);
+  await retireAtTargets(deps, resolved, version, 'everywhere', ctx, log, options);
   // Timed from the first report: what the person who reads it waited for. The notice commits with the stamp.
   const reports = await deps.repo.markBlocked(version.id, (received) => [leakBlocked(deps, version, new Date(Math.min(...received.map((d) => d.getTime()))), now(deps))]);
   for (const receivedAt of reports) deps.events.leakBlocked((now(deps).getTime() - receivedAt.getTime()) / 1000);

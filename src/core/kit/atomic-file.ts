@@ -15,34 +15,62 @@ const DEFAULT_MODE = 0o640;
  * fsyncs the directory. An existing file's mode is kept, and its owner and group too
  * when the process may set them (as root); otherwise the new file belongs to this
  * process, so run rekey as the file's owner.
+ *
+ * Each file system call is a trip to libuv's thread pool (on a mostly idle virtual machine,
+ * waking a thread costs a few hundred microseconds), so the calls that do not depend on each
+ * other go together: the stat, the temp file's and the directory's opens; the write and the
+ * mode; the temp file's close and the rename. The order that makes it atomic and durable is
+ * kept: the data is synced before the rename, the directory after it.
  */
 export async function writeFileAtomic(path: string, data: string): Promise<void> {
-  const previous = await stat(path).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return undefined;
-    throw error;
-  });
-  const temp = join(dirname(path), `.${basename(path)}.${randomUUID()}.tmp`);
-  const handle = await open(temp, 'wx', previous ? previous.mode & 0o7777 : DEFAULT_MODE);
+  const directory = dirname(path);
+  const temp = join(directory, `.${basename(path)}.${randomUUID()}.tmp`);
+  const [previous, created, folder] = await Promise.allSettled([
+    stat(path).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined;
+      throw error;
+    }),
+    // Owner-only until its mode is set below.
+    open(temp, 'wx', 0o600),
+    // Some filesystems refuse to open (or fsync) a directory: then the rename is not synced.
+    open(directory, 'r').catch(() => undefined),
+  ]);
+  const dir = folder.status === 'fulfilled' ? folder.value : undefined;
   try {
+    if (created.status === 'rejected') throw created.reason;
+    const handle = created.value;
     try {
-      await handle.writeFile(data);
-      // open() applies the umask: set the mode explicitly.
-      await handle.chmod(previous ? previous.mode & 0o7777 : DEFAULT_MODE);
-      if (previous && (previous.uid !== process.getuid?.() || previous.gid !== process.getgid?.())) {
-        await chown(temp, previous.uid, previous.gid).catch((error: NodeJS.ErrnoException) => {
-          if (error.code !== 'EPERM') throw error;
-        });
+      try {
+        if (previous.status === 'rejected') throw previous.reason;
+        const before = previous.value;
+        // open() applies the umask: set the mode explicitly.
+        firstError(await Promise.allSettled([handle.writeFile(data), handle.chmod(before ? before.mode & 0o7777 : DEFAULT_MODE)]));
+        if (before && (before.uid !== process.getuid?.() || before.gid !== process.getgid?.())) {
+          await chown(temp, before.uid, before.gid).catch((error: NodeJS.ErrnoException) => {
+            if (error.code !== 'EPERM') throw error;
+          });
+        }
+        await handle.sync();
+      } catch (error) {
+        await handle.close();
+        throw error;
       }
-      await handle.sync();
-    } finally {
-      await handle.close();
+      // Renaming an open file is fine: its data is synced already.
+      firstError(await Promise.allSettled([handle.close(), rename(temp, path)]));
+    } catch (error) {
+      await unlink(temp).catch(() => undefined);
+      throw error;
     }
-    await rename(temp, path);
-  } catch (error) {
-    await unlink(temp).catch(() => undefined);
-    throw error;
+    // Makes the rename itself durable.
+    await dir?.sync().catch(() => undefined);
+  } finally {
+    await dir?.close();
   }
-  await syncDirectory(dirname(path));
+}
+
+/** Throws the first rejection's reason, once every call has settled. */
+function firstError(results: readonly PromiseSettledResult<unknown>[]): void {
+  for (const result of results) if (result.status === 'rejected') throw result.reason;
 }
 
 /** Reads a file as UTF-8; undefined when it does not exist. */
@@ -51,15 +79,4 @@ export async function readFileIfExists(path: string): Promise<string | undefined
     if (error.code === 'ENOENT') return undefined;
     throw error;
   });
-}
-
-async function syncDirectory(directory: string): Promise<void> {
-  // Makes the rename itself durable; some filesystems refuse fsync on a directory.
-  const handle = await open(directory, 'r').catch(() => undefined);
-  if (!handle) return;
-  try {
-    await handle.sync().catch(() => undefined);
-  } finally {
-    await handle.close();
-  }
 }
