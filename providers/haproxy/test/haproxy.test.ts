@@ -12,7 +12,7 @@ import { haproxy } from '../index.js';
 
 // Real writes, one of which a test can hold back to force two writers' renames out of order.
 const writes = vi.hoisted(() => ({ delayNextMs: 0 }));
-vi.mock('../../../src/core/atomic-file.js', async (importOriginal) => {
+vi.mock('../../../src/core/kit/atomic-file.js', async (importOriginal) => {
   const actual = await importOriginal<typeof AtomicFile>();
   return {
     ...actual,
