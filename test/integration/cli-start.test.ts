@@ -7,18 +7,17 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { providers } from '../../src/registry.js';
+import { childArgs } from '../support/children.js';
 import { killOnExit } from '../support/gateways/process.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
-// Each test starts several rekey processes through tsx: seconds each on a loaded machine.
+// Each test starts several rekey processes: seconds each on a loaded machine.
 vi.setConfig({ testTimeout: 180_000, hookTimeout: 180_000 });
 
 const dir = mkdtempSync(join(tmpdir(), 'rekey-cli-start-'));
-const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-// Registered before tsx, so it sees every module tsx resolves (node: built-ins left out).
+// Sees every module the process resolves (node: built-ins left out).
 const hook = join(dir, 'log-imports.mjs');
 writeFileSync(
   hook,
@@ -33,11 +32,11 @@ export async function resolve(specifier, context, next) {
 `,
 );
 
-/** Runs `rekey ARGS` from the sources; returns its exit code, stdout and every module it imported. */
+/** Runs `rekey ARGS`; returns its exit code, stdout and every module it imported. */
 async function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string; imported: string[] }> {
   const log = join(dir, `imports-${args.join('-').replace(/\W+/g, '_')}-${Date.now()}.log`);
   writeFileSync(log, '');
-  const child = spawn(process.execPath, ['--import', hook, '--import', 'tsx', main, ...args], { env: { PATH: process.env.PATH, ...env, IMPORT_LOG: log } });
+  const child = spawn(process.execPath, ['--import', hook, ...childArgs('src/cli/main.ts'), ...args], { env: { PATH: process.env.PATH, ...env, IMPORT_LOG: log } });
   killOnExit(child);
   const out = { stdout: '', stderr: '' };
   child.stdout.on('data', (chunk: Buffer) => (out.stdout += chunk.toString()));
@@ -64,7 +63,7 @@ describe('commands that need no provider import none', () => {
     for (const args of [['keygen'], ['scan', env], ['--help']]) {
       const result = await run(args);
       expect({ args, code: result.code, stderr: result.stderr }).toEqual({ args, code: 0, stderr: '' });
-      expect(result.imported.some((url) => url.endsWith('/src/cli/main.ts'))).toBe(true); // the hook saw the CLI itself
+      expect(result.imported.some((url) => /\/src\/cli\/main\.[jt]s$/.test(url))).toBe(true); // the hook saw the CLI itself
       expect({ args, heavy: heavy(result.imported) }).toEqual({ args, heavy: [] });
     }
   });

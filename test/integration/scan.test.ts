@@ -10,23 +10,21 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import ajvDraft04 from 'ajv-draft-04';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminApiRoutes } from '../../src/api/routes.js';
 import { generateKey } from '../../src/core/key-format.js';
 import { tokenFor } from '../support/api.js';
+import { childArgs } from '../support/children.js';
 import { rekey } from '../support/cli.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
-const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-const tsx = import.meta.resolve('tsx');
 const dir = mkdtempSync(join(tmpdir(), 'rekey-scan-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** `rekey ARGS` as a process in `cwd` (the git repository it scans). */
 async function rekeyIn(cwd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', tsx, main, ...args], { cwd, env: { PATH: process.env.PATH } });
+  const child = spawn(process.execPath, [...childArgs('src/cli/main.ts'), ...args], { cwd, env: { PATH: process.env.PATH } });
   const out = { stdout: '', stderr: '' };
   child.stdout.on('data', (chunk: Buffer) => (out.stdout += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (out.stderr += chunk.toString()));

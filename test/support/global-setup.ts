@@ -1,12 +1,14 @@
-// Integration tests: check the services answer, then build (once per migration set)
-// a template database that every test file clones into a database of its own.
+// Integration tests: check the services answer, build (once per migration set) a template
+// database that every test file clones into a database of its own, and build the code the
+// rekey processes they start run (children.ts). Returns the teardown that removes that build.
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { listMigrations, migrate } from '../../src/db/migrate.js';
+import { buildChildren } from './children.js';
 import { testRedis } from './redis.js';
 import { DATABASE_URL, REDIS_URL, TEST_AUDIT_KEY, databaseUrl } from './services.js';
 
-export default async function setup(): Promise<void> {
+export default async function setup(): Promise<() => void> {
   await checkRedis();
   const admin = new pg.Client({ connectionString: DATABASE_URL });
   await admin.connect().catch((error: Error) => {
@@ -32,6 +34,7 @@ export default async function setup(): Promise<void> {
   } finally {
     await admin.end();
   }
+  return buildChildren();
 }
 
 async function checkRedis(): Promise<void> {

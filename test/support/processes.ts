@@ -1,9 +1,9 @@
 /** Child `rekey` processes for tests: spawn with the test providers, stop by PID. */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { childArgs } from './children.js';
 import { killOnExit } from './gateways/process.js';
 
-const entry = fileURLToPath(new URL('./rekey-cli.ts', import.meta.url));
+const entry = 'test/support/rekey-cli.ts';
 
 export interface Child {
   process: ChildProcess;
@@ -14,7 +14,7 @@ export interface Child {
 export function spawnRekey(args: string[], env: NodeJS.ProcessEnv): Child {
   // The IPC channel is the child's lifeline: rekey-cli.ts exits when it closes, so a test
   // process that dies without cleaning up (a killed vitest worker) leaves no orphan behind.
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], { env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  const child = spawn(process.execPath, [...childArgs(entry), ...args], { env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
   killOnExit(child);
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -33,7 +33,7 @@ export async function kill(child: Child, signal: NodeJS.Signals = 'SIGKILL'): Pr
   return child.exited;
 }
 
-/** Waits for `pattern` in the child's output. The default is a hang guard: tsx compiling the CLI on a loaded machine takes tens of seconds. */
+/** Waits for `pattern` in the child's output. The default is a hang guard: a process starting on a loaded machine can take tens of seconds. */
 export async function waitForOutput(child: Child, pattern: RegExp, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!pattern.test(child.output())) {
@@ -51,7 +51,7 @@ export interface ProcessResult {
 
 /** Runs `rekey ARGS` as a child process to the end: exit code, stdout and stderr apart. `stdin` is written and closed. */
 export async function runRekey(args: string[], env: NodeJS.ProcessEnv, stdin = ''): Promise<ProcessResult> {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], { env, stdio: ['pipe', 'pipe', 'pipe', 'ipc'] });
+  const child = spawn(process.execPath, [...childArgs(entry), ...args], { env, stdio: ['pipe', 'pipe', 'pipe', 'ipc'] });
   killOnExit(child);
   const out = { stdout: '', stderr: '' };
   child.stdout!.on('data', (chunk: Buffer) => (out.stdout += chunk.toString()));

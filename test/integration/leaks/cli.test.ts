@@ -7,6 +7,7 @@ import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../../src/cli/main.js';
 import { revokeTokensCommand } from '../../../src/leaks/cli.js';
+import { childArgs } from '../../support/children.js';
 import { send } from '../../support/gateways/index.js';
 import { gatewaySecretYaml, providersYaml, startLeakEnv, storedValue, until, type LeakEnv } from './support.js';
 
@@ -22,7 +23,7 @@ afterAll(() => e?.stop());
 
 function rekey(args: string[], stdin: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { env: e.h.childEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...childArgs('src/cli/main.ts'), ...args], { env: e.h.childEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
