@@ -10,11 +10,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ROTATION_TAGS } from '../../providers/aws-secrets-manager/index.js';
 import { formatStatus, secretStatus } from '../../src/cli/status.js';
 import { housekeepingCron } from '../../src/housekeeping.js';
 import { GCP_PROJECT, startCloudFakes, type CloudFakes } from '../events/cloud-fakes.js';
+import { childArgs } from '../support/children.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
 const TOPIC = `projects/${GCP_PROJECT}/topics/rekey-rotations`;
@@ -48,10 +49,11 @@ async function apply(text: string, ...flags: string[]): Promise<{ code: number; 
   const file = join(dir, `rekey-${randomUUID()}.yaml`);
   await writeFile(file, text);
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'apply', '-f', file, ...flags], {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...childArgs('src/cli/main.ts'), 'apply', '-f', file, ...flags], {
       env: { ...h.childEnv(), ...fakes.env, LOG_LEVEL: 'warn' },
       encoding: 'utf8',
-      timeout: 30_000,
+      // A hang guard: the first apply loads both cloud SDKs, 25 s on a machine at load 10.
+      timeout: 120_000,
     });
     return { code: 0, stdout, stderr };
   } catch (error) {
@@ -59,6 +61,9 @@ async function apply(text: string, ...flags: string[]): Promise<{ code: number; 
     return { code: e.code ?? 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
   }
 }
+
+// Each test runs `rekey apply` processes: tens of seconds each on a loaded machine.
+vi.setConfig({ testTimeout: 180_000 });
 
 beforeAll(async () => {
   fakes = await startCloudFakes();
