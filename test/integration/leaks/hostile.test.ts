@@ -100,23 +100,33 @@ function hostileRequests(): Hostile[] {
   ];
 }
 
+/** How many times the health probes' time 1,000 refusals may take (measured: see the log line). */
+const HOSTILE_TO_PROBES = 10;
+
+/** Runs `request(i)` for i below 1,000, eight at once (what one source over its failed-authentication limit may have in flight); the milliseconds it took. */
+async function timed(request: (i: number) => Promise<void>): Promise<number> {
+  const started = performance.now();
+  let next = 0;
+  const worker = async () => {
+    while (next < 1000) await request(next++);
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  return performance.now() - started;
+}
+
 describe('1,000 hostile requests', () => {
   it('answer 4xx, record nothing, revoke nothing, log no token, and leave the server healthy', async () => {
     const kinds = hostileRequests();
     const logsBefore = e.h.logs.length;
     const seen = new Map<string, number[]>();
-    const started = performance.now();
-    let next = 0;
-    const worker = async () => {
-      while (next < 1000) {
-        const request = kinds[next++ % kinds.length]!;
-        const { status } = await post(e.h.serving!.url, request.path, request.body, request.headers);
-        seen.set(request.kind, [...(seen.get(request.kind) ?? []), status]);
-      }
-    };
-    // Eight at once: what one source over its failed-authentication limit may have in flight.
-    await Promise.all(Array.from({ length: 8 }, worker));
-    const elapsed = performance.now() - started;
+    // The same number of the server's cheapest answers first, the same way: what this machine
+    // allows right now, the bound below is derived from.
+    const probes = await timed(async () => void (await fetch(new URL('/healthz', e.h.serving!.url))).text());
+    const elapsed = await timed(async (i) => {
+      const request = kinds[i % kinds.length]!;
+      const { status } = await post(e.h.serving!.url, request.path, request.body, request.headers);
+      seen.set(request.kind, [...(seen.get(request.kind) ?? []), status]);
+    });
 
     const statuses = [...seen.values()].flat();
     expect(statuses).toHaveLength(1000);
@@ -143,9 +153,10 @@ describe('1,000 hostile requests', () => {
       .filter((line) => !['housekeeping', 'reconcile', 'drift'].includes(line.component ?? ''))
       .map((line) => line.msg);
     expect(written.filter((msg) => msg !== 'github secret scanning keys loaded')).toEqual([]);
-    // Loose: the point is seconds, not minutes, on a shared 2-core machine.
-    expect(elapsed).toBeLessThan(30_000);
-    console.log(`1000 hostile requests in ${Math.round(elapsed)} ms`);
+    console.log(`1000 hostile requests in ${Math.round(elapsed)} ms; 1000 health probes in ${Math.round(probes)} ms`);
+    // Loose: the point is that a refusal costs about what any answer costs (no slow path a
+    // flood could pile up on), whatever the machine's load.
+    expect(elapsed).toBeLessThan(HOSTILE_TO_PROBES * probes);
   });
 
   it("charges a receiver's allowance only with authenticated requests: 429 once it is spent, never before", async () => {
