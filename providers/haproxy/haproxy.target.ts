@@ -100,7 +100,12 @@ export class HaproxyTarget implements Target {
     }
   }
 
-  /** Deletes every entry whose key has the version's fingerprint, then persists. Absent is success. */
+  /**
+   * Deletes every entry whose key has the version's fingerprint, then persists. Absent is
+   * success. Fails, to be retried, when the rewrite finds the key live again: HAProxy restarted
+   * after the delete and loaded it from the file not yet rewritten, and the rewrite follows the
+   * live map.
+   */
   async retire(version: VersionRef, call: Call): Promise<void> {
     const after = await this.#exclusive(version, async () => {
       const live = await this.#show(call);
@@ -111,7 +116,10 @@ export class HaproxyTarget implements Target {
       }
       return live.filter((entry) => !doomed.includes(entry));
     });
-    await this.#persist(after);
+    const live = await this.#persist(after);
+    if (live?.some((entry) => this.#o.fingerprint(entry.key) === version.fingerprint)) {
+      throw this.#error('REKEY_ERR_UNAVAILABLE', `version ${version.number} of ${version.secret} is back in map ${this.#o.map} after its delete (HAProxy reloaded the map file before it was rewritten); retry`);
+    }
     this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map }, 'haproxy: key retired');
   }
 
@@ -212,10 +220,13 @@ export class HaproxyTarget implements Target {
    * caller in this process asked for a rewrite since (a burst reads the map as before). It is
    * only a first guess: the read after the rename decides, as for any snapshot, so a change
    * another process made in between is written by the next round.
+   *
+   * Returns the live map the file was found equal to, read after the rename; nothing when
+   * there is no file, or when the map kept changing.
    */
-  async #persist(expected?: MapEntry[]): Promise<void> {
+  async #persist(expected?: MapEntry[]): Promise<MapEntry[] | undefined> {
     const file = this.#o.mapFile;
-    if (!file) return;
+    if (!file) return undefined;
     // Shared by every caller waiting on this file: no caller's signal may cut it short
     // (each Runtime API command still has its own timeout).
     const call = { signal: new AbortController().signal };
@@ -223,7 +234,7 @@ export class HaproxyTarget implements Target {
     const key = `haproxy:${endpoint}:${this.#o.map}:${file}`;
     const called = (persistCalls.get(key) ?? 0) + 1;
     persistCalls.set(key, called);
-    await coalesced(key, async () => {
+    return coalesced(key, async () => {
       const alone = expected !== undefined && persistCalls.get(key) === called;
       let entries = alone ? expected : await this.#show(call);
       // A first guess that another process's change made wrong costs a round of its own.
@@ -231,10 +242,11 @@ export class HaproxyTarget implements Target {
         const text = this.#render(entries);
         await this.#write(file, text);
         entries = await this.#show(call);
-        if (this.#render(entries) === text) return;
+        if (this.#render(entries) === text) return entries;
       }
       // Still changing: whoever is changing it rewrites the file after its own change.
       this.#o.log.debug({ map: this.#o.map, file }, 'haproxy: map kept changing while the file was rewritten');
+      return undefined;
     });
   }
 

@@ -10,16 +10,21 @@ import { throughGateway } from '../../../test/support/gateways/suite.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import { haproxy } from '../index.js';
 
-// Real writes, one of which a test can hold back to force two writers' renames out of order.
-const writes = vi.hoisted(() => ({ delayNextMs: 0 }));
+// Real writes, one of which a test can hold back: for a time, to force two writers' renames out
+// of order, or until it releases it (`hold`: `reached` resolves when the write is held).
+const writes = vi.hoisted(() => ({ delayNextMs: 0, hold: undefined as { reached: () => void; released: Promise<void> } | undefined }));
 vi.mock('../../../src/core/kit/atomic-file.js', async (importOriginal) => {
   const actual = await importOriginal<typeof AtomicFile>();
   return {
     ...actual,
     async writeFileAtomic(path: string, data: string) {
-      const delay = writes.delayNextMs;
-      writes.delayNextMs = 0;
+      const [delay, hold] = [writes.delayNextMs, writes.hold];
+      [writes.delayNextMs, writes.hold] = [0, undefined];
       if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
+      if (hold) {
+        hold.reached();
+        await hold.released;
+      }
       return actual.writeFileAtomic(path, data);
     },
   };
@@ -110,6 +115,33 @@ describe('haproxy specifics', () => {
     expect((await send(gateway.url, gateway.header, leaked.value.reveal())).status).toBe(401);
     expect((await send(gateway.url, gateway.header, kept.value.reveal())).status).toBe(200);
     await retireAll(first);
+  });
+
+  it('fails a retirement when HAProxy reloads the key from the file before the rewrite, and the retry keeps it out', async () => {
+    const target = openTarget('reload-haproxy');
+    const leaked = newVersion('reload-haproxy');
+    await target.deploy(leaked.ref, leaked.value, call());
+    const accepted = async () => (await send(gateway.url, gateway.header, leaked.value.reveal())).status;
+    let release!: () => void;
+    const reached = new Promise<void>((resolve) => {
+      writes.hold = { reached: resolve, released: new Promise((done) => (release = done)) };
+    });
+    const retiring = target.retire(leaked.ref, call());
+    // The key is deleted from the live map; the file, its rewrite held, still has it.
+    await reached;
+    expect(await accepted()).toBe(401);
+    await gateway.restart();
+    expect(await accepted()).toBe(200);
+    release();
+    const error = await rejection(retiring);
+    expect(error.code).toBe('REKEY_ERR_UNAVAILABLE');
+    expect(error.retryable).toBe(true);
+    expect(error.message).not.toContain(leaked.value.reveal());
+    await target.retire(leaked.ref, call());
+    expect(await accepted()).toBe(401);
+    expect(await fileFingerprints()).not.toContain(leaked.ref.fingerprint);
+    await gateway.restart();
+    expect(await accepted()).toBe(401);
   });
 
   it('speaks the Runtime API over TCP as well as a unix socket', async () => {
