@@ -104,7 +104,7 @@ const ENGINE_CODES: Partial<Record<string, ProblemCode>> = {
   REKEY_ERR_INVALID: 'REKEY_API_CONFLICT',
   REKEY_ERR_CONFLICT: 'REKEY_API_CONFLICT',
   REKEY_ERR_UNAVAILABLE: 'REKEY_API_UNAVAILABLE',
-  // The run is recorded; the detail says reconcile() starts it.
+  // The run is recorded; the detail says a worker's reconcile pass starts it.
   REKEY_ERR_NOT_QUEUED: 'REKEY_API_UNAVAILABLE',
 };
 

@@ -61,7 +61,9 @@ async function exitCodeOf(error: unknown): Promise<number> {
     return 1;
   }
   if (error instanceof RekeyError) {
-    process.stderr.write(`rekey: ${error.message}\n`);
+    // A run recorded whose job Redis refused: what could not be reached, and what to check, first.
+    const infra = error.code === 'REKEY_ERR_NOT_QUEUED' ? describeInfraFailure(error.cause, await settingsOrDefaults()) : undefined;
+    process.stderr.write(`rekey: ${infra ? `${infra}; ` : ''}${error.message}\n`);
     return 1;
   }
   const infra = describeInfraFailure(error, await settingsOrDefaults());

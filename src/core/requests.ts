@@ -90,6 +90,6 @@ async function explainNotQueued(run: RunRecord, queueing: Promise<unknown>): Pro
   try {
     await queueing;
   } catch (error) {
-    throw new RekeyError('REKEY_ERR_NOT_QUEUED', `rotation run ${run.id} of ${run.secret} is recorded but could not be queued; reconcile() starts it`, { cause: error });
+    throw new RekeyError('REKEY_ERR_NOT_QUEUED', `rotation run ${run.id} of ${run.secret} is recorded but could not be queued; a worker's reconcile pass starts it`, { cause: error });
   }
 }

@@ -217,11 +217,12 @@ describe('where is my database', () => {
     }
   });
 
-  it('Redis unreachable: rotate says so in one line; status says the schedule is unknown, not "not scheduled"', async () => {
+  it('Redis unreachable: rotate says so in one line, and that its run is recorded; status says the schedule is unknown, not "not scheduled"', async () => {
     const redis = `redis://:hunter2@127.0.0.1:${closed}`;
     const rotate = await runRekey(['rotate', 'k'], { ...env, REDIS_URL: redis });
     expect(rotate.code).toBe(1);
-    expect(rotate.stderr).toMatch(new RegExp(`^rekey: cannot reach Redis at 127\\.0\\.0\\.1:${closed}( \\(ECONNREFUSED\\))?: is it running\\? REDIS_URL=redis://:\\*\\*\\*@127\\.0\\.0\\.1:${closed}\n$`));
+    const recorded = "rotation run [0-9a-f-]{36} of k is recorded but could not be queued; a worker's reconcile pass starts it";
+    expect(rotate.stderr).toMatch(new RegExp(`^rekey: cannot reach Redis at 127\\.0\\.0\\.1:${closed}( \\(ECONNREFUSED\\))?: is it running\\? REDIS_URL=redis://:\\*\\*\\*@127\\.0\\.0\\.1:${closed}; ${recorded}\n$`));
     const status = await runRekey(['status', 'k'], { ...env, REDIS_URL: redis });
     expect(status.code).toBe(0);
     expect(status.stdout).toContain('  next rotation: unknown (cannot read the schedules: Redis is unreachable)\n');
