@@ -251,9 +251,9 @@ export interface StateRepository {
   lastPromoted(secretId: string, before?: Date): Promise<VersionRecord | null>;
   /** The version's delivery rows, one per target it was ever sent to, by target name. */
   deliveries(versionId: string): Promise<DeliveryRecord[]>;
-  /** A secret's versions in the given states, oldest first. */
+  /** A secret's versions in the given states (one or two: the live ones a step needs), oldest first. */
   versions(secretId: string, states: readonly VersionState[]): Promise<VersionRecord[]>;
-  /** The versions in the given states of every named secret, in one query. */
+  /** The versions in the given states (up to six: every state but the history's revoked and failed) of every named secret, in one query. */
   versionsOf(secretNames: readonly string[], states: readonly VersionState[]): Promise<VersionRecord[]>;
 
   /**

@@ -26,7 +26,7 @@ const PREVIOUS = pair('previous', VERSIONS, `v.state IN ('previous', 'retired')`
 const COMPROMISED = pair('compromised', VERSIONS, `v.state = 'compromised'`, `v.${SINCE}`);
 const LEAKED_CURRENT = pair('leaked_current', VERSIONS, `v.state = 'current' AND v.compromised_at IS NOT NULL`, `v.${SINCE}`);
 /** Secrets whose last promoted version leaked and was taken down, with no current version and no rotation running: that version. */
-const UNREPLACED = pair(
+export const UNREPLACED = pair(
   'unreplaced',
   `SELECT ${VERSION_COLUMNS} FROM secrets s
    JOIN LATERAL (SELECT * FROM versions WHERE secret_id = s.id AND promoted_at IS NOT NULL ORDER BY promoted_at DESC LIMIT 1) v ON true`,

@@ -2,17 +2,39 @@
  * The repository's reads of versions, runs, deliveries and secrets: named statements
  * (src/db/sql.ts), on the pool Prisma uses.
  */
-import type { DeliveryRecord, VersionState } from '../core/model.js';
+import type { DeliveryRecord, VersionRecord, VersionState } from '../core/model.js';
 import { RUN_COLUMNS, type RunRow, VERSION_COLUMNS, type VersionRow, runOf, versionOf } from './rows.js';
 import { type Sql, statement } from './sql.js';
 
 const SECRET = statement('secret', `SELECT id, name, last_promoted_at AS "lastPromotedAt", removed_at AS "removedAt" FROM secrets WHERE name = $1`);
 export const RUN = statement('run', `SELECT ${RUN_COLUMNS} FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.id = $1`);
 export const VERSION = statement('version', `SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.id = $1`);
+/**
+ * `count` state parameters from `$first` on, each its own: a generic plan steps the
+ * (secret_id, state) index for just those states, where with one array parameter (of a size
+ * it cannot know) it reads every version the secret ever had and filters them.
+ */
+function stateSlots(first: number, count: number): string {
+  return Array.from({ length: count }, (_, i) => `$${first + i}::"VersionState"`).join(', ');
+}
+
+/** `states` as `count` slot values (the first repeated). @throws Error when there are more states than slots. */
+function stateValues(states: readonly VersionState[], count: number): VersionState[] {
+  if (!states.length || states.length > count) throw new Error(`${states.length} version states for ${count} parameters`);
+  return Array.from({ length: count }, (_, i) => states[i] ?? states[0]!);
+}
+
 export const VERSIONS = statement(
   'versions_in',
-  `SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.secret_id = $1 AND v.state::text = ANY($2::text[]) ORDER BY v.number`,
+  `SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.secret_id = $1 AND v.state IN (${stateSlots(2, 2)}) ORDER BY v.number`,
 );
+
+/** A secret's versions in one or two states, oldest first. */
+export async function versionsIn(sql: Sql, secretId: string, states: readonly VersionState[]): Promise<VersionRecord[]> {
+  return (await sql.rows<VersionRow>(VERSIONS, [secretId, ...stateValues(states, 2)])).map(versionOf);
+}
+/** The secret's current version: one step of the one-current index, however many versions the secret has had. */
+export const CURRENT = statement('current_version', `SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.secret_id = $1 AND v.state = 'current'`);
 export const LAST_PROMOTED = statement(
   'last_promoted',
   `SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id
@@ -32,7 +54,7 @@ const BY_PUBLIC_ID = statement(
 const VERSIONS_OF = statement(
   'versions_of',
   `SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id
-   WHERE s.name = ANY($1::text[]) AND v.state::text = ANY($2::text[]) ORDER BY v.secret_id, v.number`,
+   WHERE s.name = ANY($1::text[]) AND v.state IN (${stateSlots(2, 6)}) ORDER BY v.secret_id, v.number`,
 );
 const DELIVERIES = statement(
   'deliveries',
@@ -58,11 +80,12 @@ export class Reads {
   }
 
   async currentVersion(secretId: string) {
-    return (await this.versions(secretId, ['current']))[0] ?? null;
+    const [row] = await this.sql.rows<VersionRow>(CURRENT, [secretId]);
+    return row ? versionOf(row) : null;
   }
 
   async versions(secretId: string, states: readonly VersionState[]) {
-    return (await this.sql.rows<VersionRow>(VERSIONS, [secretId, states])).map(versionOf);
+    return versionsIn(this.sql, secretId, states);
   }
 
   async lastPromoted(secretId: string, before?: Date) {
@@ -92,6 +115,6 @@ export class Reads {
   }
 
   async versionsOf(secretNames: readonly string[], states: readonly VersionState[]) {
-    return (await this.sql.rows<VersionRow>(VERSIONS_OF, [secretNames, states])).map(versionOf);
+    return (await this.sql.rows<VersionRow>(VERSIONS_OF, [secretNames, ...stateValues(states, 6)])).map(versionOf);
   }
 }

@@ -79,7 +79,7 @@ const PROGRESS = statement(
  * `$5` (`issuing`, the secret's next number: the counter's UPDATE takes the secret lock, as
  * CREATE_VERSION does). Nothing when the lease is not granted.
  */
-const BEGIN_ATTEMPT = statement(
+export const BEGIN_ATTEMPT = statement(
   'begin_attempt',
   `WITH r AS (${leaseUpdate(`version_id = CASE WHEN kind = 'rotation' AND step = 'issue' AND version_id IS NULL THEN $5::uuid ELSE version_id END`)} RETURNING *),
         n AS (UPDATE secrets SET version_counter = version_counter + 1 FROM r WHERE secrets.id = r.secret_id AND r.version_id = $5::uuid
@@ -94,14 +94,19 @@ const BEGIN_ATTEMPT = statement(
 /**
  * Under the secret lock, for run `$1`: its version, the secret's current, previous and
  * compromised versions, the one promoted last (the store's current), and the run's grace.
+ * Each found by index (the ids first, then their rows), so a secret with thousands of past
+ * versions costs what one with two does (test/integration/history-cost.test.ts).
  */
-const PROMOTION_SNAPSHOT = statement(
+export const PROMOTION_SNAPSHOT = statement(
   'promotion_snapshot',
   `WITH r AS (SELECT secret_id, version_id, grace_ms FROM runs WHERE id = $1)
    SELECT ${VERSION_COLUMNS}, r.grace_ms AS run_grace_ms
-   FROM r JOIN versions v ON v.secret_id = r.secret_id JOIN secrets s ON s.id = v.secret_id
-   WHERE v.state IN ('current', 'previous', 'compromised') OR v.id = r.version_id
-     OR v.id = (SELECT id FROM versions, r WHERE versions.secret_id = r.secret_id AND promoted_at IS NOT NULL AND id <> r.version_id ORDER BY promoted_at DESC LIMIT 1)
+   FROM r, versions v JOIN secrets s ON s.id = v.secret_id
+   WHERE v.id IN (
+     SELECT id FROM versions WHERE secret_id = (SELECT secret_id FROM r) AND state IN ('current', 'previous', 'compromised')
+     UNION ALL SELECT id FROM versions WHERE id = (SELECT version_id FROM r) AND secret_id = (SELECT secret_id FROM r)
+     UNION ALL (SELECT id FROM versions WHERE secret_id = (SELECT secret_id FROM r) AND promoted_at IS NOT NULL AND id <> (SELECT version_id FROM r)
+       ORDER BY promoted_at DESC LIMIT 1))
    ORDER BY v.number`,
 );
 /** A version change as {@link CHANGE} makes it, from parameters `$p`–`$p+4` (none when `$p` is null). */

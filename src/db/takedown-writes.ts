@@ -12,10 +12,9 @@ import { type AuditLog, TAKE, takeOf, takeValues } from './audit.js';
 import { writeNotices } from './outbox.js';
 import type { Db } from './client.js';
 import { auditOf } from './runs.js';
-import { VERSIONS } from './reads.js';
+import { versionsIn } from './reads.js';
 import { LOCK_SECRET, LOCK_SECRET_OF_VERSION } from './locks.js';
 import { applyChanges } from './rotation-steps.js';
-import { type VersionRow, versionOf } from './rows.js';
 import { NOW, type SqlTx, sql, statement, transaction } from './sql.js';
 import { COMPROMISE, type CompromiseRow, leakedEvent, refuseIllegal } from './transitions.js';
 
@@ -181,10 +180,6 @@ function unchanged<T>(value: T): (error: unknown) => T {
 
 const RUNNING_ROTATION_ID = statement('running_rotation_id', `SELECT id FROM runs WHERE secret_id = $1 AND kind = 'rotation' AND status = 'running' LIMIT 1`);
 const SECRET_NAME = statement('secret_name', `SELECT name FROM secrets WHERE id = $1`);
-
-async function versionsIn(tx: SqlTx, secretId: string, states: readonly VersionState[]): Promise<VersionRecord[]> {
-  return (await tx.rows<VersionRow>(VERSIONS, [secretId, states])).map(versionOf);
-}
 
 /** What planDecommission and planGraceEnd read under the secret lock. */
 async function snapshot(tx: SqlTx, secretId: string): Promise<DecommissionSnapshot> {
