@@ -6,6 +6,8 @@
  * runCli() takes the provider modules so tests can run real worker processes with
  * extra test providers registered.
  */
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { ConfigError, describeError, RekeyError } from '../core/errors.js';
 import type { ProviderCatalog } from '../core/provider.js';
@@ -85,7 +87,9 @@ async function settingsOrDefaults(): Promise<{ databaseUrl: string; redisUrl: st
   }
 }
 
-// Run directly (`tsx src/cli/main.ts`); the installed `rekey` goes through bin/rekey.js.
-if (import.meta.url === `file://${process.argv[1]}`) {
+// Run directly (`tsx src/cli/main.ts`); the installed `rekey` goes through bin/rekey.js. Node
+// names this module by its real path, percent-encoded: so must the comparison (a checkout
+// reached through a symlink, or under a directory with a space in its name).
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
   process.exitCode = await runCli(process.argv);
 }

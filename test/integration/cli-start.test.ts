@@ -4,9 +4,9 @@
  * figures themselves (time, RSS) are bench/cli-start.ts's, not a pass/fail bound here.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { providers } from '../../src/registry.js';
 import { childArgs } from '../support/children.js';
@@ -74,6 +74,20 @@ describe('commands that need no provider import none', () => {
     expect(heavy(result.imported)).toEqual([]);
     const schema = JSON.parse(result.stdout) as { properties: { providers: { additionalProperties: { anyOf: Array<{ properties: { type: { const: string } } }> } } } };
     expect(schema.properties.providers.additionalProperties.anyOf.map((entry) => entry.properties.type.const).sort()).toEqual([...providers.types].sort());
+  });
+});
+
+describe('started by its path', () => {
+  it('runs through a symlink in a directory with a space in its name (Node names the module by its real, percent-encoded path)', async () => {
+    const linked = join(dir, 'a checkout', 'main.js');
+    mkdirSync(dirname(linked));
+    symlinkSync(childArgs('src/cli/main.ts')[0]!, linked);
+    const child = spawn(process.execPath, [linked, 'keygen'], { env: { PATH: process.env.PATH } });
+    killOnExit(child);
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    expect(await new Promise<number | null>((resolve) => child.once('close', resolve))).toBe(0);
+    expect(stdout).toMatch(/^rk_\w+\n$/);
   });
 });
 
