@@ -78,7 +78,7 @@ export class ApiGatewayTarget implements Target {
       // Already in the plan: a retry after a lost answer.
       if (awsErrorName(error) !== 'ConflictException') throw error;
     }
-    this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, keyId: key.id, usagePlanId: this.#o.usagePlanId }, 'api-gateway: key deployed');
+    this.#o.log.info({ versionId: version.versionId, fingerprint: version.fingerprint, keyId: key.id, usagePlanId: this.#o.usagePlanId }, 'api-gateway: key deployed');
   }
 
   /** Probes the API with the key when `probe` is set; else reads the key back (value, enabled, in the plan). */
@@ -117,7 +117,7 @@ export class ApiGatewayTarget implements Target {
         this.#aws('DeleteApiKey', `key ${id}`, call, () => this.#o.client.send(new DeleteApiKeyCommand({ apiKey: id }), { abortSignal: call.signal })),
       );
     }
-    this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, deleted: keys.length }, 'api-gateway: key retired');
+    this.#o.log.info({ versionId: version.versionId, fingerprint: version.fingerprint, deleted: keys.length }, 'api-gateway: key retired');
   }
 
   /** Every enabled key tagged with this secret, from one listing of the account's keys shared by every binding. */

@@ -34,7 +34,7 @@ export const awsApiGateway = defineProvider<ApiGatewayConfig, never, never, ApiG
           usagePlanId,
           namePrefix: config.namePrefix,
           probe: config.probe,
-          log: ctx.log.child({ provider: ctx.name, secret }),
+          log: ctx.log.child({ secret }),
           usage,
         });
       },

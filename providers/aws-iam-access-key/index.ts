@@ -23,7 +23,7 @@ export default defineProvider<AwsIamAccessKeyConfig, never, AwsIamAccessKeyIssue
     // maxAttempts 1: core retries retryable errors with its own backoff; SDK retries would multiply them.
     const iam = new IAMClient({ region: config.region, ...(config.endpoint ? { endpoint: config.endpoint } : {}), maxAttempts: 1 });
     return {
-      issuer: ({ secret, params }) => new AwsIamAccessKeyIssuer(ctx.name, iam, params, ctx.log.child({ provider: ctx.name, secret })),
+      issuer: ({ secret, params }) => new AwsIamAccessKeyIssuer(ctx.name, iam, params, ctx.log.child({ secret })),
       close() {
         iam.destroy();
         return Promise.resolve();

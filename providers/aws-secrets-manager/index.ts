@@ -29,7 +29,7 @@ export default defineProvider<AwsSecretsManagerConfig, AwsSecretsManagerStoreBin
       endpoint: config.endpoint,
       maxAttempts: config.maxAttempts,
     });
-    const log = ctx.log.child({ provider: ctx.name });
+    const log = ctx.log;
     return {
       store: ({ secret, params, client: perClient }) =>
         new AwsSecretsManagerStore({

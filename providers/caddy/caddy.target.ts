@@ -61,7 +61,7 @@ export class CaddyTarget implements Target {
       const outputs: JsonValue[] = [version.consumer, ...Array.from({ length: Math.max(0, destinations - 1) }, () => null)];
       return [...mappings, { input: key, outputs }];
     });
-    this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, handler: this.#o.handler }, 'caddy: key deployed');
+    this.#o.log.info({ versionId: version.versionId, fingerprint: version.fingerprint, handler: this.#o.handler }, 'caddy: key deployed');
   }
 
   /** Probes through Caddy when `probe` is set; otherwise checks the live config holds the key. */
@@ -79,7 +79,7 @@ export class CaddyTarget implements Target {
       const kept = mappings.filter((m) => this.#o.fingerprint(m.input) !== version.fingerprint);
       return kept.length === mappings.length ? undefined : kept;
     });
-    this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, handler: this.#o.handler }, 'caddy: key retired');
+    this.#o.log.info({ versionId: version.versionId, fingerprint: version.fingerprint, handler: this.#o.handler }, 'caddy: key retired');
   }
 
   /** Every plain (non-regex) input of the handler, by fingerprint, with its consumer: one GET for every binding of the handler. */

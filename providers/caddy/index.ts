@@ -23,7 +23,7 @@ export const caddy = defineProvider<CaddyConfig, never, never, CaddyTargetParams
           probe: config.probe,
           timeoutMs: config.timeoutMs,
           fingerprint: ctx.fingerprint,
-          log: ctx.log.child({ provider: ctx.name, secret }),
+          log: ctx.log.child({ secret }),
         });
       },
     };

@@ -49,7 +49,7 @@ export default defineProvider<GcpSecretManagerConfig, GcpSecretManagerStoreBindi
   config: gcpSecretManagerConfig,
   bindings: { store: gcpSecretManagerStoreBinding },
   open(config, ctx) {
-    const log = ctx.log.child({ provider: ctx.name });
+    const log = ctx.log;
     if (process.env.GOOGLE_SDK_NODE_LOGGING) {
       // The generated client logs whole requests at this level, AddSecretVersion payloads included.
       log.warn({}, 'GOOGLE_SDK_NODE_LOGGING is set: the Secret Manager client logs request payloads, i.e. secret values');

@@ -44,7 +44,7 @@ export class HaproxyKeyFilesTarget implements Target {
       if ((await this.#read(file)) !== text) await this.#write(file, text);
     }
     await this.#reload(call);
-    this.#o.log.info({ secret: version.secret, versionId: version.versionId, keys: pems.length }, 'haproxy: public key files published');
+    this.#o.log.info({ versionId: version.versionId, keys: pems.length }, 'haproxy: public key files published');
   }
 
   /** The files hold the document's keys (deploy returned only after HAProxy reloaded them). */

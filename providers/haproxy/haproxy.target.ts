@@ -86,7 +86,7 @@ export class HaproxyTarget implements Target {
     });
     // Always rewrite: a retry after a failed write must still fix the file.
     await this.#persist(after);
-    this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map }, 'haproxy: key deployed');
+    this.#o.log.info({ versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map }, 'haproxy: key deployed');
   }
 
   /** Probes through HAProxy when `probe` is set; otherwise checks the live map holds the key. */
@@ -120,7 +120,7 @@ export class HaproxyTarget implements Target {
     if (live?.some((entry) => this.#o.fingerprint(entry.key) === version.fingerprint)) {
       throw this.#error('REKEY_ERR_UNAVAILABLE', `version ${version.number} of ${version.secret} is back in map ${this.#o.map} after its delete (HAProxy reloaded the map file before it was rewritten); retry`);
     }
-    this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map }, 'haproxy: key retired');
+    this.#o.log.info({ versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map }, 'haproxy: key retired');
   }
 
   /** Every key of the live map, by fingerprint, with its consumer: one `show map` for every binding of the map. */
@@ -148,7 +148,7 @@ export class HaproxyTarget implements Target {
       return live.map((entry) => (entries.includes(entry) ? { ...entry, value } : entry));
     });
     await this.#persist(after);
-    this.#o.log.warn({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map, throttled }, 'haproxy: key throttle changed');
+    this.#o.log.warn({ versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map, throttled }, 'haproxy: key throttle changed');
   }
 
   /** Serializes this process's changes to one key of the map (deploy and retire of one version). */

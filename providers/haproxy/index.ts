@@ -25,7 +25,7 @@ export const haproxy = defineProvider<HaproxyConfig, never, never, HaproxyTarget
     const usage = config.stickTables && new HaproxyUsage(config.stickTables, ctx.fingerprint);
     return {
       target({ secret, params }) {
-        const log = ctx.log.child({ provider: ctx.name, secret });
+        const log = ctx.log.child({ secret });
         if (params.keyFiles) {
           if (!config.masterCli) throw missing(secret, 'masterCli (the master CLI reloads HAProxy after the key files change)');
           return new HaproxyKeyFilesTarget({ provider: ctx.name, masterCli: parseRuntimeEndpoint(config.masterCli), keyFiles: params.keyFiles, timeoutMs: config.timeoutMs, log });

@@ -30,7 +30,7 @@ export const kong = defineProvider<KongConfig, never, never, KongTargetParams>({
           probe: config.probe,
           fingerprint: ctx.fingerprint,
           usage,
-          log: ctx.log.child({ provider: ctx.name, secret }),
+          log: ctx.log.child({ secret }),
         }),
     };
   },

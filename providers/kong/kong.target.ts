@@ -67,7 +67,7 @@ export class KongTarget implements Target {
     if (answer.status === 409) {
       throw this.#o.admin.error('REKEY_ERR_INVALID', `another key-auth credential already holds the value of version ${version.number} of ${version.secret}`);
     }
-    this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, consumer }, 'kong: key deployed');
+    this.#o.log.info({ versionId: version.versionId, fingerprint: version.fingerprint, consumer }, 'kong: key deployed');
   }
 
   /** Probes through Kong's proxy when `probe` is set; else reads the credential back and compares. */
@@ -94,7 +94,7 @@ export class KongTarget implements Target {
       // 404: deleted meanwhile (a retry, a concurrent retire): that is the goal.
       await this.#o.admin.request('DELETE', `/key-auths/${encodeURIComponent(id)}`, call.signal);
     }
-    this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, deleted: ids.length }, 'kong: key retired');
+    this.#o.log.info({ versionId: version.versionId, fingerprint: version.fingerprint, deleted: ids.length }, 'kong: key retired');
   }
 
   /**

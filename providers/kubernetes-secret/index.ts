@@ -37,7 +37,7 @@ export const kubernetesSecret = defineProvider<KubernetesConfig, never, never, K
           waitForRollout: params.waitForRollout,
           create: params.create,
           fingerprint: ctx.fingerprint,
-          log: ctx.log.child({ provider: ctx.name, secret }),
+          log: ctx.log.child({ secret }),
         });
       },
     };

@@ -63,7 +63,7 @@ export class KubernetesSecretTarget implements Target {
       }
     }
     await this.#restart(version.fingerprint, call);
-    this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, target: `${namespace}/${name}:${key}` }, 'kubernetes-secret: value deployed');
+    this.#o.log.info({ versionId: version.versionId, fingerprint: version.fingerprint, target: `${namespace}/${name}:${key}` }, 'kubernetes-secret: value deployed');
   }
 
   /**
@@ -112,7 +112,7 @@ export class KubernetesSecretTarget implements Target {
     // Pods must drop the retired value; with nothing to give back, restarting would only break them.
     if (restored) await this.#restart(this.#o.fingerprint(restored), call);
     this.#o.log.info(
-      { secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, target: `${namespace}/${name}:${key}`, restoredPrevious: Boolean(restored) },
+      { versionId: version.versionId, fingerprint: version.fingerprint, target: `${namespace}/${name}:${key}`, restoredPrevious: Boolean(restored) },
       'kubernetes-secret: value retired',
     );
   }

@@ -28,7 +28,7 @@ export const nginx = defineProvider<NginxConfig, never, never, NginxTargetParams
           process,
           probe: config.probe,
           fingerprint: ctx.fingerprint,
-          log: ctx.log.child({ provider: ctx.name, secret }),
+          log: ctx.log.child({ secret }),
         });
       },
     };

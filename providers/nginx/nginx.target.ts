@@ -37,7 +37,7 @@ export class NginxTarget implements Target {
   async deploy(version: VersionRef, value: SecretValue, call: Call): Promise<void> {
     checkMapEntry(version, value, 'nginx', this.#o.provider);
     await this.#change(call, (map) => map.upsert({ key: value.reveal(), consumer: version.consumer }));
-    this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map }, 'nginx: key deployed');
+    this.#o.log.info({ versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map }, 'nginx: key deployed');
   }
 
   /** Probes through nginx when `probe` is set; otherwise checks the map file holds the key. */
@@ -52,7 +52,7 @@ export class NginxTarget implements Target {
   /** Removes every entry whose key has the version's fingerprint, tests, reloads. Absent is success. */
   async retire(version: VersionRef, call: Call): Promise<void> {
     await this.#change(call, (map) => map.remove((entry) => this.#o.fingerprint(entry.key) === version.fingerprint));
-    this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map }, 'nginx: key retired');
+    this.#o.log.info({ versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map }, 'nginx: key retired');
   }
 
   /** The keys of the map file (what nginx serves once the last reload has finished, and after a restart). */

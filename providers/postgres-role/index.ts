@@ -25,7 +25,7 @@ export default defineProvider<PostgresRoleConfig, never, PostgresRoleIssuerBindi
     const managingUrl = () => ctx.credential(config.url).reveal();
     const session: PostgresRoleSession = {
       provider: ctx.name,
-      log: ctx.log.child({ provider: ctx.name }),
+      log: ctx.log,
       async transaction(work) {
         if (!pool) {
           pool = new pg.Pool({ connectionString: managingUrl(), max: 2, idleTimeoutMillis: 10_000, connectionTimeoutMillis: 5000 });

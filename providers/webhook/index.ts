@@ -18,7 +18,7 @@ export const webhook = defineProvider<WebhookConfig, never, never, WebhookTarget
     // Decoded once: a malformed secret fails when the config is opened, not mid-rotation.
     const key = signingKey(ctx.credential(config.secret), `providers.${ctx.name}.secret`);
     return {
-      target: ({ secret }) => new WebhookTarget({ provider: ctx.name, config, key, log: ctx.log.child({ provider: ctx.name, secret }) }),
+      target: ({ secret }) => new WebhookTarget({ provider: ctx.name, config, key, log: ctx.log.child({ secret }) }),
     };
   },
 });

@@ -78,7 +78,7 @@ export class WebhookTarget implements Target {
     const body = JSON.stringify({ type: `rekey.version.${event}`, timestamp: new Date().toISOString(), data });
     const id = `msg_${version.versionId}_${event}`;
     const status = await this.#send('POST', this.#o.config.url, id, body, call);
-    this.#o.log.info({ secret: version.secret, versionId: version.versionId, fingerprint: version.fingerprint, event, status }, 'webhook: event delivered');
+    this.#o.log.info({ versionId: version.versionId, fingerprint: version.fingerprint, event, status }, 'webhook: event delivered');
   }
 
   async #state(call: Call): Promise<DeployedEntry[]> {

@@ -115,11 +115,12 @@ export async function providerCall<T>(deps: Pick<EngineDeps, 'events'>, log: Log
 /**
  * Records a failed step's error on its run, best effort: the text is diagnostic, and a run
  * whose bookkeeping write fails must still roll back (or be retried), never stop there.
+ * `log` is the run's (its id bound).
  */
 export async function noteRunError(deps: EngineDeps, runId: string, reason: string, log: Logger): Promise<void> {
   try {
     await deps.repo.recordRunError(runId, reason);
   } catch (error) {
-    log.error({ runId, error: describeError(error) }, 'could not record the run error; carrying on');
+    log.error({ error: describeError(error) }, 'could not record the run error; carrying on');
   }
 }

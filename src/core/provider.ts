@@ -18,6 +18,7 @@ export type Role = 'store' | 'issuer' | 'target' | 'authenticator';
 export interface ProviderContext {
   /** The instance's name: its key under `providers:` (or its type, for an inline issuer). */
   name: string;
+  /** Bound with the instance's name (`provider`): a binding adds only what it lacks (`secret`). */
   log: Logger;
   /** Fingerprints a value exactly as rekey records it. */
   fingerprint: Fingerprinter;

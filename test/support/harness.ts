@@ -20,6 +20,7 @@ import { isolate, type Isolated } from './isolation.js';
 import { TEST_AUDIT_KEY } from './services.js';
 import { memoryProvider } from './memory-provider.js';
 import { slowKeysetProvider, slowLocalProvider } from './slow-providers.js';
+import { linesWithRepeatedFields } from './log-lines.js';
 
 export const TEST_LOCAL_STORE_KEY = 'd'.repeat(64);
 
@@ -132,6 +133,9 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
       if (serving) await serving.stop();
       else await runtime.close();
       await env.cleanup();
+      // Every test that runs rekey in process checks its log lines this way too.
+      const repeated = linesWithRepeatedFields(logs);
+      if (repeated.length) throw new Error(`log lines hold a field twice (bound by a parent logger and again): ${repeated.slice(0, 10).join('; ')}`);
     },
   };
 }
