@@ -7,11 +7,14 @@
  *    early a retirement may start), and never reported leaked.
  *  - database watch: exactly one current version per secret once it has one (4; none is
  *    allowed after a leak of the current version), and no run running past its retry
- *    budget plus the fault time it lived through (5).
+ *    budget plus the fault time it lived through (5), unless its job is waiting in line in
+ *    its queue (a backlog, not a stuck run: counted apart, and the settling that follows
+ *    must still see every run finish).
  * Reads go through a pg pool of the soak's own and tolerate PostgreSQL being down.
  */
 import { request } from 'node:http';
 import type { SecretValue } from '../../src/core/secret-value.js';
+import { jobId } from '../../src/queue/names.js';
 import { type SoakState, sleep } from './state.js';
 
 interface VersionRow {
@@ -173,14 +176,19 @@ export class Checker {
     }
     const now = Date.now();
     const budget = this.runBudgetMs();
-    const { rows: runs } = await this.s.pool.query<{ id: string; kind: string; step: string; started_at: Date; attempts: number; error: string | null; name: string }>(
-      `SELECT r.id, r.kind, r.step, r.started_at, r.attempts, r.error, s.name FROM runs r JOIN secrets s ON s.id = r.secret_id
+    const { rows: runs } = await this.s.pool.query<OpenRun & { step: string; started_at: Date; attempts: number; error: string | null; name: string }>(
+      `SELECT r.id, r.kind, r.version_id, r.step, r.started_at, r.attempts, r.error, s.name FROM runs r JOIN secrets s ON s.id = r.secret_id
         WHERE r.status = 'running' AND r.started_at < $1`,
       [new Date(now - budget)],
     );
     for (const run of runs) {
       const allowed = budget + this.s.faultTimeBetween(run.started_at.getTime(), now, 2 * this.s.config.lockDurationMs);
       if (now - run.started_at.getTime() > allowed) {
+        const line = await this.inLine(run);
+        if (line !== undefined) {
+          this.s.queuedPastBudget(run.id, (now - run.started_at.getTime()) / 1000, line);
+          continue;
+        }
         this.s.violate(
           5,
           `${run.kind} run ${run.id} of ${run.name} running for ${Math.round((now - run.started_at.getTime()) / 1000)} s (budget ${Math.round(allowed / 1000)} s with faults), at ${run.step}, attempt ${run.attempts}, last error: ${run.error ?? '-'}`,
@@ -189,4 +197,24 @@ export class Checker {
       }
     }
   }
+
+  /** How many jobs wait in the run's queue when the run's own job is one of them (in line, not stuck); undefined otherwise. */
+  private async inLine(run: OpenRun): Promise<number | undefined> {
+    const { rotations, revocations, retirements } = this.s.runtime.queues.queues;
+    const jobs =
+      run.kind === 'retirement' ? [[retirements, jobId.retire(run.version_id ?? '')] as const]
+      : run.kind === 'revocation' ? [[revocations, jobId.revoke(run.version_id ?? '')] as const]
+      : [[rotations, jobId.run(run.id)] as const, [revocations, jobId.run(run.id)] as const];
+    for (const [queue, id] of jobs) {
+      const state = await (await queue.getJob(id))?.getState();
+      if (state === 'waiting' || state === 'prioritized') return queue.getJobCountByTypes('waiting', 'prioritized');
+    }
+    return undefined;
+  }
+}
+
+interface OpenRun {
+  id: string;
+  kind: string;
+  version_id: string | null;
 }

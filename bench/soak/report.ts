@@ -26,6 +26,8 @@ export interface SoakSummary {
     retriedDeliveries: number;
   };
   probes: SoakState['probes'];
+  /** Runs past their budget while their job waited in line (a backlog, not counted against invariant 5). */
+  queuedPastBudget: SoakState['queued'];
   valuesChecked: number;
   faults: Record<string, number>;
   violations: Record<string, number>;
@@ -87,6 +89,7 @@ export async function summarize(
       retriedDeliveries: s.leaks.filter((l) => l.attempts > 1).length,
     },
     probes: s.probes,
+    queuedPastBudget: s.queued,
     valuesChecked: s.values.size,
     faults,
     violations,
@@ -115,6 +118,7 @@ export function printReport(s: SoakState, f: SoakSummary): void {
   row('refusals undecided (PostgreSQL down at the check)', f.probes.undecided);
   row('probe errors / skipped', `${f.probes.errors} / ${f.probes.skipped}`);
   row('distinct values read (searched for at the end)', f.valuesChecked);
+  row('runs past their budget waiting in line (not stuck)', `${f.queuedPastBudget.runs} (longest ${f.queuedPastBudget.longestSeconds} s, line of ${f.queuedPastBudget.longestLine} jobs)`);
   console.log('\n  faults injected');
   for (const [kind, n] of Object.entries(f.faults)) row(kind, n);
   console.log('\n  violations');

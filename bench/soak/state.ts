@@ -70,6 +70,9 @@ export class SoakState {
   /** Probes; a refusal is expected, a violation, or undecided (PostgreSQL down when checked). */
   readonly probes = { accepted: 0, refused: 0, expectedRefused: 0, undecided: 0, errors: 0, skipped: 0 };
   readonly started = Date.now();
+  /** Runs found past their budget while their job waited in line in its queue: a backlog, not a stuck run. */
+  readonly queued = { runs: 0, longestSeconds: 0, longestLine: 0 };
+  private readonly queuedRuns = new Set<string>();
   stopping = false;
 
   constructor(
@@ -85,6 +88,14 @@ export class SoakState {
     this.reported.add(`${invariant}:${key}`);
     this.violations.push({ invariant, at: Date.now(), detail });
     console.log(`  ! [${((Date.now() - this.started) / 1000).toFixed(1)}s] invariant ${invariant}: ${detail}`);
+  }
+
+  /** Counts a run found past its budget while waiting in a line of `line` jobs (once per run; the longest wait and line kept). */
+  queuedPastBudget(runId: string, seconds: number, line: number): void {
+    if (!this.queuedRuns.has(runId)) this.queued.runs += 1;
+    this.queuedRuns.add(runId);
+    this.queued.longestSeconds = Math.max(this.queued.longestSeconds, Math.round(seconds));
+    this.queued.longestLine = Math.max(this.queued.longestLine, line);
   }
 
   note(text: string): void {
