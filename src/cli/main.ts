@@ -87,9 +87,20 @@ async function settingsOrDefaults(): Promise<{ databaseUrl: string; redisUrl: st
   }
 }
 
-// Run directly (`tsx src/cli/main.ts`); the installed `rekey` goes through bin/rekey.js. Node
-// names this module by its real path, percent-encoded: so must the comparison (a checkout
-// reached through a symlink, or under a directory with a space in its name).
-if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+/**
+ * Whether this module is the process's entry point. Node names it by its real path,
+ * percent-encoded: so must the comparison (a checkout reached through a symlink, or under a
+ * directory with a space in its name). An importer whose argv[1] is no file is not it.
+ */
+function isEntryPoint(): boolean {
+  try {
+    return !!process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
+  } catch {
+    return false;
+  }
+}
+
+// Run directly (`tsx src/cli/main.ts`); the installed `rekey` goes through bin/rekey.js.
+if (isEntryPoint()) {
   process.exitCode = await runCli(process.argv);
 }
