@@ -72,8 +72,6 @@ async function gatewayMatchesDatabase(s: SoakState, pool: Pool, keys: string[]):
 }
 
 async function successorVerifiedFirst(s: SoakState, pool: Pool): Promise<void> {
-  // The last audited state of each version and delivery: one pass over the log each (a lookup
-  // per row is quadratic: 7 minutes at 14,000 rotations, with no index on version_id).
   const { rows: versions } = await pool.query<{ id: string; secret: string; number: number; compromised_at: Date | null; promoted_at: Date }>(
     `SELECT v.id, s.name AS secret, v.number, v.compromised_at, v.promoted_at FROM versions v JOIN secrets s ON s.id = v.secret_id
       WHERE v.promoted_at IS NOT NULL ORDER BY s.name, v.number`,
@@ -149,6 +147,8 @@ async function auditComplete(s: SoakState, pool: Pool, env: NodeJS.ProcessEnv): 
   if (!verified.ok) s.violate(7, `audit chain broken at row ${verified.seq}: ${verified.problem}`);
   const cli = spawnSync(process.execPath, ['--import', 'tsx', cliPath(), 'audit', 'verify'], { env, encoding: 'utf8', timeout: 120_000 });
   if (cli.status !== 0) s.violate(7, `rekey audit verify exited ${cli.status}: ${(cli.stdout + cli.stderr).trim().slice(0, 500)}`);
+  // The last audited state of each version and delivery: one pass over the log each (a lookup
+  // per row is quadratic: 7 minutes at 14,000 rotations, with no index on version_id).
   const { rows: versions } = await pool.query<{ id: string; name: string; number: number; state: string; audited: string | null }>(`
     WITH last AS (SELECT DISTINCT ON (version_id) version_id, substr(action, 9) AS audited FROM audit_events
                    WHERE version_id IS NOT NULL AND action LIKE 'version.%' AND action NOT IN ('version.issued', 'version.leaked', 'version.grace-cut')
