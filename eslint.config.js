@@ -6,7 +6,7 @@ import tseslint from 'typescript-eslint';
 import rekey from './scripts/eslint/boundaries.mjs';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'src/db/generated/**', 'helm/**', 'deploy/**'] },
+  { ignores: ['dist/**', 'node_modules/**', '.cache/**', 'src/db/generated/**', 'helm/**', 'deploy/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

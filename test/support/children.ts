@@ -12,7 +12,12 @@ import { join, relative, resolve } from 'node:path';
 import { packageRoot } from '../../src/paths.js';
 
 const ENV = 'REKEY_TEST_BUILD';
-const CACHE = join(packageRoot, 'node_modules', '.cache');
+/**
+ * In the checkout itself, not under node_modules: a worktree whose node_modules is a link to
+ * another checkout's would put the build there, and its children would find that checkout's
+ * package root (its migrations, its dist/ui) instead of this one's.
+ */
+const CACHE = join(packageRoot, '.cache');
 const PREFIX = 'rekey-test-build-';
 /** What children import: the product, its providers (with their test fakes) and the test support. */
 const ROOTS = ['src', 'providers', 'test/support'];
