@@ -42,9 +42,9 @@ delivery:
   for (const secret of ['workloads/orders', 'api-signing', 'payments-api-key']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
   dir = await mkdtemp(join(tmpdir(), 'rekey-agent-process-'));
   await writeFile(join(dir, 'client-key'), `${await storedValue(h, 'workloads/orders')}\n`, { mode: 0o600 });
-  const port = 44000 + Math.floor(Math.random() * 1000);
+  // Any free port (its URL is read from the output below): a random pick once collided with a port in use.
   agent = spawnRekey(
-    ['agent', '--server', h.serving!.url, '--client-key-file', join(dir, 'client-key'), '--request-token-file', join(dir, 'agent-token'), '--port', String(port), '--secret', 'payments-api-key', '--audience', 'api.example.com'],
+    ['agent', '--server', h.serving!.url, '--client-key-file', join(dir, 'client-key'), '--request-token-file', join(dir, 'agent-token'), '--port', '0', '--secret', 'payments-api-key', '--audience', 'api.example.com'],
     h.childEnv(),
   );
   await waitForOutput(agent, /rekey agent: http:\/\/127\.0\.0\.1:\d+/);
