@@ -1,10 +1,15 @@
 /**
  * Rotations requested continuously while something fails underneath (a Redis or PostgreSQL
  * failover): one loop per secret asks for a manual rotation, waits for its run to leave
- * `running` (polling PostgreSQL, which stays up), records when, and asks again. Used by
+ * `running` (polling PostgreSQL, which stays up), records when, and asks again. A request
+ * that fails is asked again with the same idempotency key, as a client of the API's
+ * `Idempotency-Key` does: a failure can come after the run's commit (the connection cut while
+ * the commit was under way, or the queue away after it), and the retry then joins that run
+ * instead of making a second one. Used by
  * the high-availability tests and bench/failover to measure the processing gap and to
  * check that every requested run completed exactly once.
  */
+import { randomUUID } from 'node:crypto';
 import type { Harness } from './harness.js';
 
 const RUN_HANG_GUARD_MS = 90_000;
@@ -14,6 +19,8 @@ const RUN_HANG_GUARD_MS = 90_000;
  * loops made five times the queries of the rotations they watched.
  */
 const POLL_MS = 100;
+
+class HangError extends Error {}
 
 export interface Completion {
   secret: string;
@@ -29,6 +36,7 @@ export class RotationLoad {
   /** Requests that failed (the caller saw an error: the database was away), newest last. */
   readonly errors: string[] = [];
   private stopping = false;
+  private readonly keyPrefix = `load:${randomUUID()}`;
   private readonly loops: Promise<void>[];
 
   constructor(
@@ -39,27 +47,39 @@ export class RotationLoad {
   }
 
   private async loop(secret: string): Promise<void> {
-    const repo = this.h.runtime.engine.deps.repo;
-    while (!this.stopping) {
+    let request = 0;
+    // Failed tries of the current request in a row. After stop(), a request whose last try failed is
+    // tried again (a while) so that a run it made is named.
+    let unanswered = 0;
+    while (!this.stopping || (unanswered > 0 && unanswered < 20)) {
       try {
         // During a Redis failover the enqueue waits for the new primary (long-lived connection).
-        const result = await this.h.runtime.engine.requestRotation({ secret, trigger: 'manual' });
+        const result = await this.h.runtime.engine.requestRotation({ secret, trigger: 'manual', idempotencyKey: `${this.keyPrefix}:${secret}:${request}` });
         if (result.status === 'stale') throw new Error('manual rotation reported stale');
+        request++;
+        unanswered = 0;
         this.requested.set(result.run.id, secret);
-        // A hang guard, not a timing bound: a run that never finishes is reported, not waited for forever.
-        for (const deadline = Date.now() + RUN_HANG_GUARD_MS; ; ) {
-          if (Date.now() > deadline) throw new Error(`run ${result.run.id} not finished after ${RUN_HANG_GUARD_MS} ms`);
-          const run = await repo.getRun(result.run.id).catch(() => undefined);
-          if (run && run.status !== 'running') {
-            this.completions.push({ secret, runId: run.id, status: run.status, at: performance.now() });
-            break;
-          }
-          await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-        }
+        await this.finished(secret, result.run.id);
       } catch (error) {
+        if (!(error instanceof HangError)) unanswered++;
         this.errors.push(`${secret}: ${(error as Error).message}`);
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
+    }
+  }
+
+  /** Polls the run until it leaves `running` and records when. */
+  private async finished(secret: string, runId: string): Promise<void> {
+    const repo = this.h.runtime.engine.deps.repo;
+    // A hang guard, not a timing bound: a run that never finishes is reported, not waited for forever.
+    for (const deadline = Date.now() + RUN_HANG_GUARD_MS; ; ) {
+      if (Date.now() > deadline) throw new HangError(`run ${runId} not finished after ${RUN_HANG_GUARD_MS} ms`);
+      const run = await repo.getRun(runId).catch(() => undefined);
+      if (run && run.status !== 'running') {
+        this.completions.push({ secret, runId: run.id, status: run.status, at: performance.now() });
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
   }
 
@@ -80,7 +100,7 @@ export class RotationLoad {
   describe(): string {
     const done = new Set(this.completions.map((c) => c.runId));
     const open = [...this.requested].filter(([id]) => !done.has(id)).map(([id, secret]) => `${secret}:${id}`);
-    return JSON.stringify({ completions: this.completions.length, open, refused: this.errors.length, errors: this.errors.slice(-5) });
+    return JSON.stringify({ completions: this.completions.length, open, refused: this.errors.length, errors: [...this.errors.slice(0, 3), ...this.errors.slice(3).slice(-3)] });
   }
 
   /** Stops asking and waits for the runs under way to finish. */
@@ -96,8 +116,8 @@ export class RotationLoad {
    */
   async problems(): Promise<string[]> {
     const db = this.h.runtime.db;
-    // A request refused while the database was away (`errors`) is the caller's to repeat, not
-    // a problem, unless its run exists after all: the runs check below finds that.
+    // A request refused while the database was away (`errors`) was repeated with its key: a run it
+    // made after all was joined then, so a run of these secrets that no answer named is a problem.
     const problems: string[] = [];
     for (const completion of this.completions) if (completion.status !== 'succeeded') problems.push(`run ${completion.runId} of ${completion.secret} ended ${completion.status}`);
     for (const secret of this.secrets) {
