@@ -51,9 +51,8 @@ const MAX_PERSIST_ROUNDS = 3;
  */
 const persistCalls = new Map<string, number>();
 
-/** One line of `show map`: `0x55d0c8a1b2c0 <key> <value>`. */
+/** One line of `show map`, `0x55d0c8a1b2c0 <key> <value>`, without its reference (see retire()). */
 interface MapEntry {
-  ref: string;
   key: string;
   value: string;
 }
@@ -75,7 +74,7 @@ export class HaproxyTarget implements Target {
       if (existing.length === 0) {
         await this.#mutate(`add map ${this.#o.map} ${key} ${version.consumer}`, key, call);
         // `add map` appends: `show map` lists it last.
-        return [...live, { ref: '', key, value: version.consumer }];
+        return [...live, { key, value: version.consumer }];
       }
       if (existing.some((entry) => consumerOf(entry.value) !== version.consumer)) {
         // `set map` by key updates every entry with that key.
@@ -110,10 +109,9 @@ export class HaproxyTarget implements Target {
     const after = await this.#exclusive(version, async () => {
       const live = await this.#show(call);
       const doomed = live.filter((entry) => this.#o.fingerprint(entry.key) === version.fingerprint);
-      for (const entry of doomed) {
-        // By reference: the key itself need not cross the socket again.
-        await this.#mutate(`del map ${this.#o.map} #${entry.ref}`, entry.key, call, { absentIsFine: true });
-      }
+      // By key, never by `#<ref>`: a reference is the entry's address, and once another process deletes
+      // the entry HAProxy hands that address to the next key added, which a delete by reference would remove.
+      for (const key of new Set(doomed.map((entry) => entry.key))) await this.#mutate(`del map ${this.#o.map} ${key}`, key, call, { absentIsFine: true });
       return live.filter((entry) => !doomed.includes(entry));
     });
     const live = await this.#persist(after);
@@ -144,7 +142,8 @@ export class HaproxyTarget implements Target {
     const after = await this.#exclusive(version, async () => {
       const live = await this.#show(call);
       const entries = live.filter((entry) => entry.value !== value && this.#o.fingerprint(entry.key) === version.fingerprint);
-      for (const entry of entries) await this.#mutate(`set map ${this.#o.map} #${entry.ref} ${value}`, entry.key, call, { absentIsFine: true });
+      // By key (every entry with it), not by reference: see retire().
+      for (const key of new Set(entries.map((entry) => entry.key))) await this.#mutate(`set map ${this.#o.map} ${key} ${value}`, key, call, { absentIsFine: true });
       return live.map((entry) => (entries.includes(entry) ? { ...entry, value } : entry));
     });
     await this.#persist(after);
@@ -165,10 +164,10 @@ export class HaproxyTarget implements Target {
     const entries: MapEntry[] = [];
     for (const line of answer.split('\n')) {
       if (line === '') continue;
-      const match = /^0x([0-9a-fA-F]+) (\S+)(?: (.*))?$/.exec(line);
+      const match = /^0x[0-9a-fA-F]+ (\S+)(?: (.*))?$/.exec(line);
       // An entry line holds a key: never quote one, only HAProxy's own messages.
       if (!match) throw this.#answerError(line.startsWith('0x') ? 'a show map entry could not be parsed' : line, undefined);
-      entries.push({ ref: `0x${match[1]!}`, key: match[2]!, value: match[3] ?? '' });
+      entries.push({ key: match[1]!, value: match[2] ?? '' });
     }
     return entries;
   }
@@ -177,7 +176,8 @@ export class HaproxyTarget implements Target {
   async #mutate(command: string, key: string, call: Call, options: { absentIsFine?: boolean } = {}): Promise<void> {
     const answer = (await this.#command(command, call)).trim();
     if (answer === '') return;
-    if (options.absentIsFine && /^Key not found/i.test(answer)) return;
+    // `del map` answers "Key not found.", `set map` "entry not found.".
+    if (options.absentIsFine && /^(key|entry) not found/i.test(answer)) return;
     throw this.#answerError(answer, key);
   }
 

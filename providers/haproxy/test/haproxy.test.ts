@@ -1,5 +1,6 @@
 // The haproxy target against the real HAProxy from Debian (started once for this file).
 import { readdir, readFile, stat } from 'node:fs/promises';
+import { connect, createServer, type Server } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type * as AtomicFile from '../../../src/core/kit/atomic-file.js';
 import type { Target } from '../../../src/core/ports.js';
@@ -9,6 +10,7 @@ import { retireAll, send, startBackend, startHaproxy, type Backend, type Haproxy
 import { throughGateway } from '../../../test/support/gateways/suite.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import { haproxy } from '../index.js';
+import { parseRuntimeEndpoint, runtimeCommand } from '../runtime-api.js';
 
 // Real writes, one of which a test can hold back: for a time, to force two writers' renames out
 // of order, or until it releases it (`hold`: `reached` resolves when the write is held).
@@ -45,6 +47,49 @@ afterAll(async () => {
 function openTarget(secret: string, overrides: Record<string, unknown> = {}): Target {
   const config = haproxy.config.parse({ ...gateway.providerConfig, ...overrides });
   return haproxy.open(config, testProviderContext('edge-haproxy')).target!({ secret, params: haproxy.bindings.target!.parse(undefined) });
+}
+
+/** A command straight to HAProxy's Runtime API (another process's, not the target's). */
+const direct = (command: string) => runtimeCommand(parseRuntimeEndpoint(gateway.runtimeApi.unix), command, AbortSignal.timeout(10_000), 10_000);
+
+/** The reference (`0x...`, the entry's address) `show map` lists for a key. */
+async function refOf(key: string): Promise<string | undefined> {
+  const line = (await direct(`show map ${gateway.map}`)).split('\n').find((l) => l.split(' ')[1] === key);
+  return line?.split(' ')[0];
+}
+
+/**
+ * A TCP relay in front of the Runtime API's unix socket: the first command matching `pattern`
+ * is held until `before()` has run, then passed on as any other.
+ */
+async function relay(pattern: RegExp, before: () => Promise<void>): Promise<{ url: string; close: () => void }> {
+  const upstream = parseRuntimeEndpoint(gateway.runtimeApi.unix);
+  if (upstream.kind !== 'unix') throw new Error('a unix socket expected');
+  let armed = true;
+  // Half-open: the client ends its side after the command and still reads the answer.
+  const server: Server = createServer({ allowHalfOpen: true }, (client) => {
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      if (!head.includes('\n')) return;
+      client.off('data', onData);
+      const hold = armed && pattern.test(head.toString('utf8'));
+      if (hold) armed = false;
+      void (hold ? before() : Promise.resolve()).then(() => {
+        const out = connect(upstream.path, () => {
+          out.write(head);
+          client.pipe(out);
+        });
+        out.pipe(client);
+        out.on('error', () => client.destroy());
+      });
+    };
+    client.on('data', onData);
+    client.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return { url: `tcp://127.0.0.1:${port}`, close: () => server.close() };
 }
 
 /** Fingerprints of the keys in the map file, sorted. */
@@ -143,6 +188,44 @@ describe('haproxy specifics', () => {
     await gateway.restart();
     expect(await accepted()).toBe(401);
   });
+
+  it.each(['retire', 'throttle'] as const)(
+    '%s changes the key, not the entry at an address: an entry another process deleted meanwhile, its address given to a new key, leaves that key alone',
+    async (op) => {
+      // HAProxy's allocator hands a freed entry's address to a later add once its per-thread cache is full.
+      for (let i = 0; i < 40; i++) await direct(`add map ${gateway.map} churn-${op}-${i} x`);
+      for (let i = 0; i < 40; i++) await direct(`del map ${gateway.map} churn-${op}-${i}`);
+      const secret = `reuse-${op}`;
+      const old = newVersion(secret);
+      await openTarget(secret).deploy(old.ref, old.value, call());
+      const ref = await refOf(old.value.reveal());
+      const added: string[] = [];
+      let reused: string | undefined; // the new key HAProxy gave the deleted entry's address
+      // After the target's `show map`, before its change: another process deletes the entry, and keys are added until one gets its address.
+      const front = await relay(/^(del|set) map /, async () => {
+        await direct(`del map ${gateway.map} ${old.value.reveal()}`);
+        for (let round = 0; round < 80 && !reused; round++) {
+          for (let i = 0; i < 25; i++) {
+            added.push(newVersion('other').value.reveal());
+            await direct(`add map ${gateway.map} ${added.at(-1)!} other`);
+          }
+          const line = (await direct(`show map ${gateway.map}`)).split('\n').find((l) => l.startsWith(`${ref} `));
+          reused = line?.split(' ')[1];
+        }
+      });
+      try {
+        const target = openTarget(secret, { runtimeApi: front.url, timeoutMs: 60_000 });
+        await (op === 'retire' ? target.retire(old.ref, call()) : target.throttle!(old.ref, true, call()));
+        expect(reused).toBeDefined(); // the race happened
+        const live = (await direct(`show map ${gateway.map}`)).split('\n').map((line) => line.split(' ').slice(1).join(' '));
+        expect(live.includes(`${reused} other`)).toBe(true);
+        expect(added.filter((key) => !live.includes(`${key} other`)).length).toBe(0);
+      } finally {
+        front.close();
+        for (const key of added) await direct(`del map ${gateway.map} ${key}`);
+      }
+    },
+  );
 
   it('speaks the Runtime API over TCP as well as a unix socket', async () => {
     const target = openTarget('tcp-haproxy', { runtimeApi: gateway.runtimeApi.tcp });
