@@ -114,7 +114,8 @@ export class HaproxyTarget implements Target {
       for (const key of new Set(doomed.map((entry) => entry.key))) await this.#mutate(`del map ${this.#o.map} ${key}`, key, call, { absentIsFine: true });
       return live.filter((entry) => !doomed.includes(entry));
     });
-    const live = await this.#persist(after);
+    // When the map kept changing through every rewrite, #persist checked nothing: read it once more.
+    const live = (await this.#persist(after)) ?? (this.#o.mapFile ? await this.#show(call) : undefined);
     if (live?.some((entry) => this.#o.fingerprint(entry.key) === version.fingerprint)) {
       throw this.#error('REKEY_ERR_UNAVAILABLE', `version ${version.number} of ${version.secret} is back in map ${this.#o.map} after its delete (HAProxy reloaded the map file before it was rewritten); retry`);
     }

@@ -14,7 +14,12 @@ import { parseRuntimeEndpoint, runtimeCommand } from '../runtime-api.js';
 
 // Real writes, one of which a test can hold back: for a time, to force two writers' renames out
 // of order, or until it releases it (`hold`: `reached` resolves when the write is held).
-const writes = vi.hoisted(() => ({ delayNextMs: 0, hold: undefined as { reached: () => void; released: Promise<void> } | undefined }));
+// `afterEach` runs after every write: another process changing the live map meanwhile.
+const writes = vi.hoisted(() => ({
+  delayNextMs: 0,
+  hold: undefined as { reached: () => void; released: Promise<void> } | undefined,
+  afterEach: undefined as (() => Promise<void>) | undefined,
+}));
 vi.mock('../../../src/core/kit/atomic-file.js', async (importOriginal) => {
   const actual = await importOriginal<typeof AtomicFile>();
   return {
@@ -27,7 +32,8 @@ vi.mock('../../../src/core/kit/atomic-file.js', async (importOriginal) => {
         hold.reached();
         await hold.released;
       }
-      return actual.writeFileAtomic(path, data);
+      await actual.writeFileAtomic(path, data);
+      await writes.afterEach?.();
     },
   };
 });
@@ -162,7 +168,10 @@ describe('haproxy specifics', () => {
     await retireAll(first);
   });
 
-  it('fails a retirement when HAProxy reloads the key from the file before the rewrite, and the retry keeps it out', async () => {
+  it.each([
+    ['', false],
+    [', also while the live map keeps changing through every rewrite', true],
+  ])('fails a retirement when HAProxy reloads the key from the file before the rewrite, and the retry keeps it out%s', async (_, churn) => {
     const target = openTarget('reload-haproxy');
     const leaked = newVersion('reload-haproxy');
     await target.deploy(leaked.ref, leaked.value, call());
@@ -177,8 +186,16 @@ describe('haproxy specifics', () => {
     expect(await accepted()).toBe(401);
     await gateway.restart();
     expect(await accepted()).toBe(200);
+    const others: string[] = [];
+    if (churn) {
+      writes.afterEach = async () => {
+        others.push(newVersion('other').value.reveal());
+        await direct(`add map ${gateway.map} ${others.at(-1)!} other`);
+      };
+    }
     release();
-    const error = await rejection(retiring);
+    const error = await rejection(retiring).finally(() => (writes.afterEach = undefined));
+    for (const key of others) await direct(`del map ${gateway.map} ${key}`);
     expect(error.code).toBe('REKEY_ERR_UNAVAILABLE');
     expect(error.retryable).toBe(true);
     expect(error.message).not.toContain(leaked.value.reveal());
