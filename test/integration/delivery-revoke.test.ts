@@ -37,10 +37,10 @@ delivery:
     payments: { authenticator: app, subjects: ["app:*"], value: { secret: payments-api-key, ttl: 5m } }
 `);
   for (const secret of ['app-attestation', 'api-signing', 'payments-api-key']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
-  const port = 44000 + Math.floor(Math.random() * 1000);
-  deafUrl = `http://127.0.0.1:${port}`;
-  deaf = spawnRekey(['server', '--port', String(port)], { ...h.childEnv(), REKEY_QUEUE_PREFIX: `${h.env.prefix}-deaf`, LOG_LEVEL: 'debug', REKEY_DELIVERY_CACHE_MAX_AGE: '10m' });
-  await waitForOutput(deaf, /rekey started/);
+  // Any free port, read from its start line: a random pick can collide with a port in use.
+  deaf = spawnRekey(['server', '--port', '0'], { ...h.childEnv(), REKEY_QUEUE_PREFIX: `${h.env.prefix}-deaf`, LOG_LEVEL: 'debug', REKEY_DELIVERY_CACHE_MAX_AGE: '10m' });
+  await waitForOutput(deaf, /"url":"http:\/\/127\.0\.0\.1:\d+".*"msg":"rekey started"/);
+  deafUrl = /"url":"(http:\/\/127\.0\.0\.1:\d+)".*"msg":"rekey started"/.exec(deaf.output())![1]!;
 }, 180_000);
 
 afterAll(async () => {
