@@ -62,9 +62,9 @@ const NODE_SIGNING: Record<JwtAlgorithm, { digest: string | null; keyType: strin
 /**
  * A signer for the private JWK a version's value holds (the one way rekey reads such a value),
  * on node:crypto with the key imported once as a KeyObject; about a third of jose's CPU per
- * ES256 token. sign() is called with a callback, as WebCrypto calls it, but on Node 20 most of
- * the work still runs on the calling thread (5,000 ES256 signatures: 97 ms of the event loop
- * with the callback, 147 ms without): do not count on it to unload the event loop.
+ * ES256 token. sign() runs synchronously: its callback form (WebCrypto's way) hands each
+ * signature to the thread pool and back, which on Node 20 leaves most of the work on the event
+ * loop anyway and costs the process 15% more CPU per token (docs/benchmarks.md, 2026-12-05).
  * @throws Error when the value is not a private JWK with a kid and a supported alg, or the key does not fit the alg.
  */
 export function jwtSignerFromValue(value: SecretValue): JwtSigner {
@@ -83,9 +83,8 @@ export function jwtSignerFromValue(value: SecretValue): JwtSigner {
     alg,
     sign(payload) {
       const input = `${header}.${base64url(payload)}`;
-      return new Promise((resolve, reject) => {
-        sign(how.digest, Buffer.from(input), signingKey, (error, signature) => (error ? reject(error) : resolve(`${input}.${signature.toString('base64url')}`)));
-      });
+      // A throw in the executor rejects.
+      return new Promise((resolve) => resolve(`${input}.${sign(how.digest, Buffer.from(input), signingKey).toString('base64url')}`));
     },
   };
 }
