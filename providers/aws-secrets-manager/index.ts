@@ -29,7 +29,6 @@ export default defineProvider<AwsSecretsManagerConfig, AwsSecretsManagerStoreBin
       endpoint: config.endpoint,
       maxAttempts: config.maxAttempts,
     });
-    const log = ctx.log;
     return {
       store: ({ secret, params, client: perClient }) =>
         new AwsSecretsManagerStore({
@@ -40,7 +39,7 @@ export default defineProvider<AwsSecretsManagerConfig, AwsSecretsManagerStoreBin
           field: params.field,
           kmsKeyId: config.kmsKeyId,
           fingerprint: ctx.fingerprint,
-          log: log.child({ secret }),
+          log: ctx.log.child({ secret }),
         }),
       close: () => {
         client.destroy();

@@ -49,10 +49,9 @@ export default defineProvider<GcpSecretManagerConfig, GcpSecretManagerStoreBindi
   config: gcpSecretManagerConfig,
   bindings: { store: gcpSecretManagerStoreBinding },
   open(config, ctx) {
-    const log = ctx.log;
     if (process.env.GOOGLE_SDK_NODE_LOGGING) {
       // The generated client logs whole requests at this level, AddSecretVersion payloads included.
-      log.warn({}, 'GOOGLE_SDK_NODE_LOGGING is set: the Secret Manager client logs request payloads, i.e. secret values');
+      ctx.log.warn({}, 'GOOGLE_SDK_NODE_LOGGING is set: the Secret Manager client logs request payloads, i.e. secret values');
     }
     // One client (one gRPC channel, or one HTTP agent) per provider instance, shared by its secrets.
     const client = new SecretManagerServiceClient(clientOptions(config));
@@ -68,7 +67,7 @@ export default defineProvider<GcpSecretManagerConfig, GcpSecretManagerStoreBindi
           destroy: config.destroy,
           timeoutMs: config.timeoutMs,
           locations: config.locations,
-          log: log.child({ secret }),
+          log: ctx.log.child({ secret }),
         }),
       close: () => client.close(),
     };
