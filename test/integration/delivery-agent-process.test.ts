@@ -47,8 +47,9 @@ delivery:
     ['agent', '--server', h.serving!.url, '--client-key-file', join(dir, 'client-key'), '--request-token-file', join(dir, 'agent-token'), '--port', '0', '--secret', 'payments-api-key', '--audience', 'api.example.com'],
     h.childEnv(),
   );
-  await waitForOutput(agent, /rekey agent: http:\/\/127\.0\.0\.1:\d+/);
-  agentUrl = /rekey agent: (http:\/\/127\.0\.0\.1:\d+)/.exec(agent.output())![1]!;
+  const listening = /rekey agent: (http:\/\/127\.0\.0\.1:\d+)/;
+  await waitForOutput(agent, listening);
+  agentUrl = listening.exec(agent.output())![1]!;
   requestToken = (await readFile(join(dir, 'agent-token'), 'utf8')).trim();
 }, 180_000);
 

@@ -39,8 +39,9 @@ delivery:
   for (const secret of ['app-attestation', 'api-signing', 'payments-api-key']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
   // Any free port, read from its start line: a random pick can collide with a port in use.
   deaf = spawnRekey(['server', '--port', '0'], { ...h.childEnv(), REKEY_QUEUE_PREFIX: `${h.env.prefix}-deaf`, LOG_LEVEL: 'debug', REKEY_DELIVERY_CACHE_MAX_AGE: '10m' });
-  await waitForOutput(deaf, /"url":"http:\/\/127\.0\.0\.1:\d+".*"msg":"rekey started"/);
-  deafUrl = /"url":"(http:\/\/127\.0\.0\.1:\d+)".*"msg":"rekey started"/.exec(deaf.output())![1]!;
+  const started = /"url":"(http:\/\/127\.0\.0\.1:\d+)".*"msg":"rekey started"/;
+  await waitForOutput(deaf, started);
+  deafUrl = started.exec(deaf.output())![1]!;
 }, 180_000);
 
 afterAll(async () => {

@@ -5,9 +5,8 @@
  * that fails is asked again with the same idempotency key, as a client of the API's
  * `Idempotency-Key` does: a failure can come after the run's commit (the connection cut while
  * the commit was under way, or the queue away after it), and the retry then joins that run
- * instead of making a second one. Used by
- * the high-availability tests and bench/failover to measure the processing gap and to
- * check that every requested run completed exactly once.
+ * instead of making a second one. Used by the high-availability tests and bench/failover to
+ * measure the processing gap and to check that every requested run completed exactly once.
  */
 import { randomUUID } from 'node:crypto';
 import type { Harness } from './harness.js';
