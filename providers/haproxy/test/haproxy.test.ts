@@ -14,11 +14,11 @@ import { parseRuntimeEndpoint, runtimeCommand } from '../runtime-api.js';
 
 // Real writes, one of which a test can hold back: for a time, to force two writers' renames out
 // of order, or until it releases it (`hold`: `reached` resolves when the write is held).
-// `afterEach` runs after every write: another process changing the live map meanwhile.
+// `afterWrite` runs after every write: another process changing the live map meanwhile.
 const writes = vi.hoisted(() => ({
   delayNextMs: 0,
   hold: undefined as { reached: () => void; released: Promise<void> } | undefined,
-  afterEach: undefined as (() => Promise<void>) | undefined,
+  afterWrite: undefined as (() => Promise<void>) | undefined,
 }));
 vi.mock('../../../src/core/kit/atomic-file.js', async (importOriginal) => {
   const actual = await importOriginal<typeof AtomicFile>();
@@ -33,7 +33,7 @@ vi.mock('../../../src/core/kit/atomic-file.js', async (importOriginal) => {
         await hold.released;
       }
       await actual.writeFileAtomic(path, data);
-      await writes.afterEach?.();
+      await writes.afterWrite?.();
     },
   };
 });
@@ -188,13 +188,13 @@ describe('haproxy specifics', () => {
     expect(await accepted()).toBe(200);
     const others: string[] = [];
     if (churn) {
-      writes.afterEach = async () => {
+      writes.afterWrite = async () => {
         others.push(newVersion('other').value.reveal());
         await direct(`add map ${gateway.map} ${others.at(-1)!} other`);
       };
     }
     release();
-    const error = await rejection(retiring).finally(() => (writes.afterEach = undefined));
+    const error = await rejection(retiring).finally(() => (writes.afterWrite = undefined));
     for (const key of others) await direct(`del map ${gateway.map} ${key}`);
     expect(error.code).toBe('REKEY_ERR_UNAVAILABLE');
     expect(error.retryable).toBe(true);
