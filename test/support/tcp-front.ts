@@ -3,12 +3,21 @@
  * CloudNativePG's `-rw` Service or HAProxy behind Patroni's REST check is to rekey, one
  * address that the operator (here the test) repoints at the new primary. node-postgres
  * takes one host, so this front is how rekey finds the primary (docs/high-availability.md).
- * Bytes are copied as they are; nothing is parsed.
+ * Bytes are copied as they are; nothing is parsed, except by {@link TcpFront.cutAnswerTo}.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
+/** Which request's answer to drop: `after` seen on a connection, then `request` (both in what the client sent). */
+export interface AnswerCut {
+  after: string;
+  request: string;
+  /** Whether the answer was dropped and the connection cut. */
+  fired: boolean;
+}
+
 export class TcpFront {
   private readonly sessions = new Set<Socket>();
+  private cut: AnswerCut | undefined;
 
   private constructor(
     private readonly server: Server,
@@ -37,8 +46,38 @@ export class TcpFront {
     };
     client.on('error', close).on('close', close);
     upstream.on('error', close).on('close', close);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    // Per connection: 0 nothing seen, 1 `after` seen, 2 `request` passed on (its answer is dropped).
+    let stage = 0;
+    client.on('data', (chunk: Buffer) => {
+      const cut = this.cut;
+      if (cut && stage < 2) {
+        if (stage === 0 && chunk.includes(cut.after)) stage = 1;
+        else if (stage === 1 && chunk.includes(cut.request)) stage = 2;
+      }
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      if (stage === 2 && this.cut) {
+        // The server has answered the request (a COMMIT: it has committed); the client never hears it.
+        this.cut.fired = true;
+        this.cut = undefined;
+        close();
+        return;
+      }
+      client.write(chunk);
+    });
+  }
+
+  /**
+   * Once: on the first connection that sends `after` and then, in a later write, `request`, the
+   * server's answer to that write is dropped and the connection cut, as when a failover or a
+   * network fault ends a connection after the server committed but before the client heard it.
+   * Strings are matched in the raw bytes, so name something the client's messages spell out
+   * (for node-postgres's named statements: the statement's name, as `\0name\0`).
+   */
+  cutAnswerTo(after: string, request: string): AnswerCut {
+    this.cut = { after, request, fired: false };
+    return this.cut;
   }
 
   /**

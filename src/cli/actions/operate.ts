@@ -1,6 +1,7 @@
 /** What rotate, revoke, decommission and status do (../commands/operate.ts defines them). */
+import { randomUUID } from 'node:crypto';
 import { humanDuration, requireDuration } from '../../core/duration.js';
-import { RekeyError } from '../../core/errors.js';
+import { describeError, isRetryable, RekeyError } from '../../core/errors.js';
 import type { RunRecord, VersionRecord } from '../../core/model.js';
 import { revokeTokensCommand } from '../../leaks/cli.js';
 import { HEARTBEAT_STALE_MS, type LastHeartbeat } from '../../queue/heartbeats.js';
@@ -16,12 +17,15 @@ export async function rotate(ctx: CliContext, name: string, options: { wait?: bo
   const timeoutMs = requireDuration(options.timeout, '--timeout');
   await withRuntime('cli', ctx, async (runtime) => {
     await runtime.connect();
-    const result = await runtime.engine.requestRotation({ secret: name, trigger: 'manual' });
+    const idempotencyKey = `manual:${randomUUID()}`;
+    const result = await requestUntilAnswered(runtime, () => runtime.engine.requestRotation({ secret: name, trigger: 'manual', idempotencyKey }));
     if (result.status === 'stale') return; // manual requests are never stale
     const { run } = result;
-    if (!options.json) ctx.out(`${result.status === 'queued' ? 'Queued' : 'Joined running'} rotation ${run.id} of ${name}.`);
+    // A retry whose first try committed finds its own run: that is this request's, not another's.
+    const status = run.idempotencyKey === idempotencyKey ? 'queued' : result.status;
+    if (!options.json) ctx.out(`${status === 'queued' ? 'Queued' : 'Joined running'} rotation ${run.id} of ${name}.`);
     if (!options.wait) {
-      if (options.json) ctx.out(JSON.stringify({ runId: run.id, status: result.status }));
+      if (options.json) ctx.out(JSON.stringify({ runId: run.id, status }));
       return;
     }
     const finished = await waitForRun(runtime, run, timeoutMs, options.json ? () => undefined : ctx.out);
@@ -29,6 +33,29 @@ export async function rotate(ctx: CliContext, name: string, options: { wait?: bo
     else ctx.out(finished.status === 'succeeded' ? `Rotated ${name}.` : `Rotation ${finished.status}: ${finished.error ?? 'no error recorded'}`);
     if (finished.status !== 'succeeded') throw new ExitCode(1);
   });
+}
+
+/** How long `rekey rotate` keeps retrying a request that failed retryably (a failover, a cut connection). */
+const REQUEST_RETRY_MS = 30_000;
+
+/**
+ * `request` until it answers, retried with backoff while it fails retryably, for up to
+ * {@link REQUEST_RETRY_MS}. The request must be idempotent: a connection cut after PostgreSQL
+ * committed the run, before the answer came back, fails a try whose work is done, and only the
+ * same idempotency key makes the retry find that run instead of making a second.
+ * @throws the last failure, once it is not retryable or the time is up.
+ */
+async function requestUntilAnswered<T>(runtime: Runtime, request: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + REQUEST_RETRY_MS;
+  for (let delayMs = 250; ; delayMs = Math.min(delayMs * 2, 4000)) {
+    try {
+      return await request();
+    } catch (error) {
+      if (!isRetryable(error) || Date.now() + delayMs > deadline) throw error;
+      runtime.log.warn({ error: describeError(error), retryInMs: delayMs }, 'request failed; retrying with the same idempotency key');
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  }
 }
 
 /** A fleet rotation (../fleet.ts); exit 1 when any of its rotations did not succeed. */
