@@ -107,7 +107,12 @@ export class KubernetesSecretTarget implements Target {
       data[key] = restored ? encode(restored.reveal()) : null;
       if (previousKey && previous) data[previousKey] = null;
     }
-    if (Object.keys(data).length === 0) return;
+    if (Object.keys(data).length === 0) {
+      // A retry of a retire that gave `key` its previous value back and stopped before the
+      // restart: pods still started for the retired value must move to the one in `key`.
+      if (current && this.#o.restart.length > 0) await this.#restart(this.#o.fingerprint(current), call, version.fingerprint);
+      return;
+    }
     await api.patchSecret(namespace, name, { metadata: { resourceVersion: secret.metadata?.resourceVersion }, data }, call.signal);
     // Pods must drop the retired value; with nothing to give back, restarting would only break them.
     if (restored) await this.#restart(this.#o.fingerprint(restored), call);
@@ -128,11 +133,16 @@ export class KubernetesSecretTarget implements Target {
     return { entries: values.flatMap((v) => (v ? [{ fingerprint: this.#o.fingerprint(v) }] : [])), holds: 'newest' };
   }
 
-  /** Sets the restart annotations on each Deployment whose pods were not yet restarted for `fingerprint`. */
-  async #restart(fingerprint: string, call: Call): Promise<void> {
+  /**
+   * Sets the restart annotations on each Deployment whose pods were not yet restarted for
+   * `fingerprint`; with `from`, only on those whose pods were last restarted for `from`.
+   */
+  async #restart(fingerprint: string, call: Call, from?: string): Promise<void> {
     for (const deployment of this.#o.restart) {
       const d = await this.#o.api.readDeployment(this.#o.namespace, deployment, call.signal);
-      if (d.spec?.template?.metadata?.annotations?.[RESTARTED_FOR] === fingerprint) continue; // a retry: already restarted
+      const restartedFor = d.spec?.template?.metadata?.annotations?.[RESTARTED_FOR];
+      if (restartedFor === fingerprint) continue; // a retry: already restarted
+      if (from !== undefined && restartedFor !== from) continue;
       // What `kubectl rollout restart` does, under rekey's own annotation names.
       const annotations = { [RESTARTED_AT]: new Date().toISOString(), [RESTARTED_FOR]: fingerprint };
       await this.#o.api.patchDeployment(this.#o.namespace, deployment, { spec: { template: { metadata: { annotations } } } }, call.signal);

@@ -112,6 +112,27 @@ describe('kubernetes-secret specifics', () => {
     expect(template.metadata.annotations[RESTARTED_FOR]).toBe(v1.ref.fingerprint);
   });
 
+  it('a rollback retried after failing between the Secret patch and the restart still restarts the pods onto the restored value', async () => {
+    const target = openTarget('payments-api-key', { key: 'api-key', restart: ['payments-api'] });
+    const [v1, v2] = [newVersion('payments-api-key'), newVersion('payments-api-key')];
+    await target.deploy(v1.ref, v1.value, call());
+    await target.deploy(v2.ref, v2.value, call());
+    // The first attempt gives v1 back to the Secret, then fails before restarting (here the
+    // Deployment read is refused; a timeout or a killed worker stop it at the same point).
+    api.forbidden.add('get deployments/payments-api');
+    await rejection(target.retire(v2.ref, call()));
+    expect(api.secretData(NS, 'payments-api-key')!['api-key']).toBe(v1.value.reveal());
+    api.forbidden.clear();
+    // The engine retries the step: the pods, started for v2, must not keep running on it.
+    await target.retire(v2.ref, call());
+    const template = (api.deployments.get(`${NS}/payments-api`)!.spec as { template: { metadata: { annotations: Record<string, string> } } }).template;
+    expect(template.metadata.annotations[RESTARTED_FOR]).toBe(v1.ref.fingerprint);
+    // And a further retry restarts nothing.
+    const generation = (api.deployments.get(`${NS}/payments-api`)!.metadata as { generation: number }).generation;
+    await target.retire(v2.ref, call());
+    expect((api.deployments.get(`${NS}/payments-api`)!.metadata as { generation: number }).generation).toBe(generation);
+  });
+
   it('single slot (previousKey: false): retire removes a version only while it is the one in the Secret', async () => {
     const target = openTarget('payments-api-key', { key: 'api-key', previousKey: false });
     const [v1, v2] = [newVersion('payments-api-key'), newVersion('payments-api-key')];
