@@ -107,7 +107,8 @@ export class ApiGatewayTarget implements Target {
       : (await this.#all(call)).filter((k) => version.fingerprint && k.tags?.[TAG.fingerprint] === version.fingerprint);
     for (const key of keys) {
       const id = key.id!;
-      if (key.enabled) await this.#setEnabled(id, false, call);
+      // NotFound: a concurrent retire of the version deleted it since the listing.
+      if (key.enabled) await this.#absentIsFine(() => this.#setEnabled(id, false, call));
       await this.#absentIsFine(() =>
         this.#aws('DeleteUsagePlanKey', `usage plan ${this.#o.usagePlanId}`, call, () =>
           this.#o.client.send(new DeleteUsagePlanKeyCommand({ usagePlanId: this.#o.usagePlanId, keyId: id }), { abortSignal: call.signal }),

@@ -55,6 +55,7 @@ targetConformance('aws-api-gateway (verify reads the key back)', () => {
 describe('aws-api-gateway specifics', () => {
   afterEach(async () => {
     fake.failWith = undefined;
+    fake.gate = undefined;
     for (const secret of ['payments-api-key', 'clients']) await retireAll(openTarget(secret));
   });
 
@@ -103,6 +104,30 @@ describe('aws-api-gateway specifics', () => {
     expect(await held(target)).toEqual([]);
     fake.failWith = undefined;
     await target.retire(v.ref, call());
+    expect([...fake.keys.values()].some((k) => k.value === v.value.reveal())).toBe(false);
+  });
+
+  it('two retires of one version at once both succeed: the key deleted by the other one between listing and disabling is retired', async () => {
+    // A leak's early block beside the revocation job, a drift repair beside a retirement, a
+    // timed-out retire still in flight when its retry runs: each lists the key, then disables it.
+    const target = openTarget('payments-api-key');
+    const v = newVersion('payments-api-key');
+    await target.deploy(v.ref, v.value, call());
+    let arrived!: () => void;
+    let release!: () => void;
+    const holding = new Promise<void>((resolve) => (release = resolve));
+    const firstDisable = new Promise<void>((resolve) => (arrived = resolve));
+    let disables = 0;
+    fake.gate = async (op) => {
+      if (op !== 'UpdateApiKey' || (disables += 1) > 1) return;
+      arrived();
+      await holding;
+    };
+    const first = target.retire(v.ref, call()).then(() => undefined, (error: unknown) => error);
+    await firstDisable; // the first retire listed the key and its disable is held
+    await openTarget('payments-api-key').retire(v.ref, call()); // the other one deletes it meanwhile
+    release();
+    expect(await first).toBeUndefined();
     expect([...fake.keys.values()].some((k) => k.value === v.value.reveal())).toBe(false);
   });
 

@@ -50,6 +50,8 @@ export interface FakeApiGateway {
   usage: Map<string, Map<string, number>>;
   /** Answer control-plane calls (all, or only `op`) with this error while set. */
   failWith: { status: number; type: string; op?: string } | undefined;
+  /** Awaited before each control-plane call is handled (after its body was read): holds one call while others run. */
+  gate: ((op: string) => Promise<void> | void) | undefined;
   close(): Promise<void>;
 }
 
@@ -72,7 +74,7 @@ export async function startFakeApiGateway(o: { pageLimit?: number } = {}): Promi
   const plans = new Map<string, Set<string>>([[usagePlanId, new Set()]]);
   const operations = new Map<string, number>();
   const usage = new Map<string, Map<string, number>>();
-  const state: { failWith: FakeApiGateway['failWith'] } = { failWith: undefined };
+  const state: { failWith: FakeApiGateway['failWith']; gate: FakeApiGateway['gate'] } = { failWith: undefined, gate: undefined };
   const now = () => Math.floor(Date.now() / 1000);
   const view = (k: FakeKey, withValue: boolean) => {
     const { value, ...rest } = k;
@@ -80,10 +82,11 @@ export async function startFakeApiGateway(o: { pageLimit?: number } = {}): Promi
   };
 
   const control = createServer((req, res) => {
-    void readBody(req).then((raw) => {
+    void readBody(req).then(async (raw) => {
       const url = new URL(req.url ?? '/', 'http://127.0.0.1');
       const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
       const op = operation(req.method ?? '', parts);
+      await state.gate?.(op);
       operations.set(op, (operations.get(op) ?? 0) + 1);
       if (!String(req.headers.authorization ?? '').startsWith('AWS4-HMAC-SHA256 Credential=')) {
         return error(res, 403, 'MissingAuthenticationTokenException', 'Missing Authentication Token');
@@ -215,6 +218,12 @@ export async function startFakeApiGateway(o: { pageLimit?: number } = {}): Promi
     },
     set failWith(value) {
       state.failWith = value;
+    },
+    get gate() {
+      return state.gate;
+    },
+    set gate(value) {
+      state.gate = value;
     },
     close: async () => {
       await Promise.all([control, stage].map((s) => new Promise<void>((resolve) => (s.closeAllConnections(), s.close(() => resolve())))));
