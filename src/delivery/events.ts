@@ -20,7 +20,7 @@
  * The admission slot is given back once the caller is authenticated: a stream holds none.
  */
 import type { FastifyInstance } from 'fastify';
-import { authenticate, DeliveryError } from '../core/delivery.js';
+import { authenticate, DeliveryError, retryingStale } from '../core/delivery.js';
 import { describeError } from '../core/errors.js';
 import type { SecretChange } from '../core/model.js';
 import { SecretValue } from '../core/secret-value.js';
@@ -52,7 +52,13 @@ export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () =>
         return credential ? refuse(reply, 404, 'not_found', 'value delivery is not configured') : refuse(reply, 401, 'invalid_token', 'a bearer credential is required');
       }
       deps = ctx.deps();
-      who = await authenticate(deps, grants, SecretValue.of(credential));
+      // As for a hand-out, the versions the proof relied on (its cache may be stale) are checked
+      // live in PostgreSQL before the stream opens; a failed check runs once more from PostgreSQL.
+      who = await retryingStale(deps, async (deps) => {
+        const found = await authenticate(deps, grants, SecretValue.of(credential));
+        const relied = found.subject.versions ?? [];
+        return !relied.length || (await deps.handOut({ handed: [], relied })) ? found : undefined;
+      });
       secrets = readableSecrets(delivery, who);
       if (!secrets.length) return refuse(reply, 403, 'insufficient_scope', 'the subject may read no secret');
       if (streams.size >= MAX_STREAMS) return refuse(reply.header('retry-after', '5'), 503, 'temporarily_unavailable', 'too many streams');

@@ -5,8 +5,8 @@
  * The second server is a `rekey server` process on the same database whose change feed listens
  * on another queue prefix: it never hears of the revocations, so its cache keeps the revoked
  * versions for its full entry age (10 min here: a loaded machine cannot expire them mid-test).
- * Each request it answers after the revoke returned must still refuse them, because the
- * hand-out's own transaction re-checks every version it relies on; its debug log shows the
+ * Each request it answers after the revoke returned must still refuse them (a change stream
+ * too, when it opens), because the hand-out's own transaction re-checks every version it relies on; its debug log shows the
  * check catching the stale entry, so the test is not passing on an expired one.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -29,14 +29,17 @@ secrets:
   app-attestation: { store: { provider: vault }, issuer: { type: hmac-key }, grace: 1h }
   api-signing: { store: { provider: vault }, issuer: { type: jwt-signing-key, alg: ES256 }, grace: 10m }
   payments-api-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ }, grace: 1h }
+  stream-attestation: { store: { provider: vault }, issuer: { type: hmac-key }, grace: 1h }
 delivery:
   authenticators:
     app: { type: attestation-jwt, secret: app-attestation, audience: rekey }
+    streams: { type: attestation-jwt, secret: stream-attestation, audience: rekey }
   grants:
+    stream: { authenticator: streams, subjects: ["app:*"], value: { secret: payments-api-key, ttl: 5m } }
     mobile: { authenticator: app, subjects: ["app:*"], token: { signingKey: api-signing, audience: api.example.com, ttl: 5m } }
     payments: { authenticator: app, subjects: ["app:*"], value: { secret: payments-api-key, ttl: 5m } }
 `);
-  for (const secret of ['app-attestation', 'api-signing', 'payments-api-key']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
+  for (const secret of ['app-attestation', 'api-signing', 'payments-api-key', 'stream-attestation']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
   // Any free port, read from its start line: a random pick can collide with a port in use.
   deaf = spawnRekey(['server', '--port', '0'], { ...h.childEnv(), REKEY_QUEUE_PREFIX: `${h.env.prefix}-deaf`, LOG_LEVEL: 'debug', REKEY_DELIVERY_CACHE_MAX_AGE: '10m' });
   const started = /"url":"(http:\/\/127\.0\.0\.1:\d+)".*"msg":"rekey started"/;
@@ -98,5 +101,24 @@ it('accepts no credential signed with a revoked attestation version after the re
   await h.runtime.engine.revoke('app-attestation', leaked.number);
   const after = await value(credential);
   expect([401, 503]).toContain(after.status);
+  await expect.poll(caught, { timeout: 10_000 }).toBeGreaterThan(before);
+});
+
+// A stream is authenticated when it opens, by the same rule: a credential the cache still holds
+// valid, but whose version was revoked, opens none. (A shared secret of its own, whose authenticator
+// comes first: the previous test left this server without a live version of app-attestation.)
+it('opens no change stream for a credential signed with a revoked attestation version after the revoke returns', async () => {
+  const credential = await attestationToken(h, 'stream-attestation', { sub: 'app:four' });
+  const leaked = await currentVersion(h, 'stream-attestation');
+  const events = async () => {
+    const controller = new AbortController();
+    const response = await fetch(`${deafUrl}/v1/events`, { headers: { authorization: `Bearer ${credential}`, accept: 'text/event-stream' }, signal: controller.signal });
+    controller.abort();
+    return response.status;
+  };
+  expect(await events()).toBe(200); // the live values are cached now
+  const before = caught();
+  await h.runtime.engine.revoke('stream-attestation', leaked.number);
+  expect([401, 503]).toContain(await events());
   await expect.poll(caught, { timeout: 10_000 }).toBeGreaterThan(before);
 });
