@@ -1,10 +1,11 @@
 /**
  * Template files of `rekey agent`: `{{ secret "payments-api-key" }}` and `{{ token "api.example.com" }}`
  * are replaced by the current value and a current token. A rendered file is written 0600 to a
- * temporary file beside it and renamed over it, so a reader never sees half a file; it is
- * written only when its content changed.
+ * temporary file beside it (a new name, created exclusively) and renamed over it, so a reader
+ * never sees half a file; it is written only when its content changed.
  */
-import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { chmod, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, basename } from 'node:path';
 
 const PLACEHOLDER = /\{\{\s*(secret|token)\s+"([^"]+)"\s*\}\}/g;
@@ -39,10 +40,16 @@ export async function renderTemplates(templates: Template[], read: { secret: (na
     }
     const text = template.text.replace(PLACEHOLDER, (_all, kind: string, name: string) => values.get(`${kind} ${name}`)!);
     if ((await readFile(template.destination, 'utf8').catch(() => undefined)) === text) continue;
-    const temporary = join(dirname(template.destination), `.${basename(template.destination)}.rekey-tmp`);
-    await writeFile(temporary, text, { mode: 0o600 });
-    await chmod(temporary, 0o600); // whatever the umask
-    await rename(temporary, template.destination);
+    // A new name, created exclusively: a file or link already at the name is never written through.
+    const temporary = join(dirname(template.destination), `.${basename(template.destination)}.${randomUUID()}.rekey-tmp`);
+    await writeFile(temporary, text, { mode: 0o600, flag: 'wx' });
+    try {
+      await chmod(temporary, 0o600); // whatever the umask
+      await rename(temporary, template.destination);
+    } catch (error) {
+      await unlink(temporary).catch(() => undefined);
+      throw error;
+    }
     changed++;
   }
   return changed;
