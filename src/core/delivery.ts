@@ -211,9 +211,12 @@ export function grantsOf<G extends GrantSpec>(delivery: DeliverySpec, key: strin
   }
   let list = lists.get(key);
   if (!list) {
-    // A bound keeps requests naming ever new audiences from growing it for ever.
-    if (lists.size >= 1000) lists.clear();
     list = Object.values(delivery.grants).filter(pick);
+    // Only lists some grant is in are kept, so their keys are the section's own: a key no grant
+    // answers comes from a request (an audience, before authentication) and may be as long as its body.
+    if (!list.length) return list as readonly G[];
+    // A bound all the same: it costs nothing while the keys are the section's.
+    if (lists.size >= 1000) lists.clear();
     lists.set(key, list);
   }
   return list as readonly G[];

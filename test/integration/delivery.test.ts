@@ -7,6 +7,8 @@
  * during its grace; every hand-out audited without the token; and after a leak of the signing
  * key's current version, new tokens come from the new version and the old key has left the JWKS.
  */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, SignJWT } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { deliveryRoutes, JWT_TOKEN_TYPE } from '../../src/delivery/routes.js';
@@ -166,4 +168,20 @@ it('leaves out a live version of the shared secret it cannot read, logs it, and 
   const logged = h.logs.filter((l) => l.includes('live version unreadable'));
   expect(logged.length).toBeGreaterThan(0);
   expect(JSON.parse(logged[0]!)).toMatchObject({ secret: 'app-attestation', version: unreadable.number });
+}, 120_000);
+
+it('keeps nothing of an audience no grant serves: unauthenticated requests cannot grow its memory', async () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const heap = () => {
+    gc();
+    return process.memoryUsage().heapUsed;
+  };
+  const before = heap();
+  // 200 requests, each naming a new audience of about 1 MB (the body limit): before, each was kept as a key.
+  const padding = 'a'.repeat(1_000_000);
+  for (let i = 0; i < 200; i++) expect((await exchange('not.a.jwt', `${padding}${i}`)).body).toMatchObject({ error: 'invalid_target' });
+  const grownMb = (heap() - before) / 1e6;
+  console.log(`heap after 200 unknown 1 MB audiences: ${grownMb.toFixed(1)} MB more`);
+  expect(grownMb).toBeLessThan(50);
 }, 120_000);
