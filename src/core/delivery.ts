@@ -161,11 +161,14 @@ export async function retryingStale<D extends DeliveryDeps, T>(deps: D, attempt:
 
 /**
  * Steps 1 and 2: the subject `credential` proves to one of the authenticators `grants` name,
- * charged to its own allowance.
+ * charged to its own allowance. One that cannot verify now (its issuer unreachable, its shared
+ * secret without a live version) does not stop the others: a credential another accepts passes.
  * @throws DeliveryError `unauthenticated` (one answer for every reason; the reason is logged),
- *   `rate_limited`, or `unavailable` when an authenticator cannot verify now.
+ *   `rate_limited`, or `unavailable` when none accepted and one could not verify (the credential
+ *   may be one of its own, so it is not called invalid).
  */
 export async function authenticate(deps: DeliveryDeps, grants: readonly GrantSpec[], credential: SecretValue): Promise<Authenticated> {
+  let unavailable = false;
   for (const name of authenticatorsOf(grants)) {
     let subject: Subject;
     try {
@@ -173,14 +176,16 @@ export async function authenticate(deps: DeliveryDeps, grants: readonly GrantSpe
     } catch (error) {
       if (error instanceof RekeyError && error.code === 'REKEY_ERR_DENIED') {
         deps.log.info({ authenticator: name, reason: error.message }, 'delivery request: credential refused');
-        continue;
+      } else {
+        deps.log.warn({ authenticator: name, error: describeError(error) }, 'delivery request: authenticator failed');
+        unavailable = true;
       }
-      deps.log.warn({ authenticator: name, error: describeError(error) }, 'delivery request: authenticator failed');
-      throw new DeliveryError('unavailable', 'the authenticator is unavailable');
+      continue;
     }
     if (!deps.admit(`${name}:${subject.id}`)) throw new DeliveryError('rate_limited', 'the subject is over its request limit');
     return { subject, authenticator: name };
   }
+  if (unavailable) throw new DeliveryError('unavailable', 'the authenticator is unavailable');
   throw new DeliveryError('unauthenticated', 'the credential is not valid');
 }
 

@@ -1,0 +1,66 @@
+/**
+ * One authenticator that cannot verify does not lock out the callers of another: an `oidc`
+ * authenticator whose issuer does not answer (its discovery document unreachable) is named by
+ * the first grant for an audience (first in the file and in PostgreSQL's jsonb key order, which
+ * puts shorter names first), an `attestation-jwt` one by the second. An attested app still
+ * gets its token; a credential nobody accepts gets 503, not the refusal, since the unreachable
+ * issuer might have vouched for it. Before, the first authenticator's failure answered 503 to
+ * everyone: an outage of a CI system's issuer stopped every mobile app's token exchange.
+ */
+import { createServer } from 'node:net';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { deliveryRoutes } from '../../src/delivery/routes.js';
+import { attestationToken, exchange, REFUSED } from '../support/delivery.js';
+import { startHarness, type Harness } from '../support/harness.js';
+
+let h: Harness;
+
+/** A port nothing listens on: taken, then given back. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'delivery-auth-down', routes: [deliveryRoutes] });
+  await h.apply(`
+providers:
+  vault: { type: local }
+secrets:
+  app-attestation: { store: { provider: vault }, issuer: { type: hmac-key }, grace: 1h }
+  api-signing: { store: { provider: vault }, issuer: { type: jwt-signing-key, alg: ES256 }, grace: 10m }
+delivery:
+  issuer: https://rekey.test
+  authenticators:
+    ci: { type: oidc, issuer: "http://127.0.0.1:${await closedPort()}", audience: rekey, insecure: true }
+    app: { type: attestation-jwt, secret: app-attestation, audience: rekey }
+  grants:
+    ci: { authenticator: ci, subjects: ["*"], token: { signingKey: api-signing, audience: api.example.com, ttl: 5m } }
+    mobile: { authenticator: app, subjects: ["app:*"], token: { signingKey: api-signing, audience: api.example.com, ttl: 5m } }
+`);
+  for (const secret of ['app-attestation', 'api-signing']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
+}, 120_000);
+
+afterAll(async () => {
+  await h?.stop();
+});
+
+const failures = () => h.logs.filter((line) => line.includes('authenticator failed') && line.includes('"authenticator":"ci"')).length;
+
+it('an attested app gets its token while the OIDC issuer named by an earlier grant is unreachable', async () => {
+  const before = failures();
+  const answer = await exchange(h, await attestationToken(h, 'app-attestation'), { audience: 'api.example.com' });
+  expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+  expect(answer.body.access_token).toEqual(expect.any(String));
+  expect(failures()).toBeGreaterThan(before); // ci was asked first and could not verify
+});
+
+it('a credential no authenticator accepts gets 503 while one of them could not verify it, not the refusal', async () => {
+  const forged = await attestationToken(h, 'app-attestation');
+  const answer = await exchange(h, `${forged.slice(0, -4)}AAAA`, { audience: 'api.example.com' });
+  expect(answer.status).toBe(503);
+  expect(answer.body).not.toEqual(REFUSED.body);
+});
