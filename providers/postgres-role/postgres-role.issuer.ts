@@ -78,23 +78,33 @@ export class PostgresRoleIssuer implements Issuer {
     }
   }
 
-  /** Replaces the role's password with an unknown one if it still holds this version. Idempotent. */
+  /**
+   * Replaces the role's password with an unknown one if it still holds this version, then (with
+   * terminateSessions) ends the role's sessions. Idempotent: a repeat ends the sessions again as
+   * long as the role still holds this version, revoked.
+   */
   async revoke(version: IssuedRef, call: Call): Promise<void> {
     const role = version.issuerState.role;
     if (typeof role !== 'string') return;
-    await this.run(version, 'revoke', call, async (client) => {
+    const revoked = await this.run(version, 'revoke', call, async (client) => {
       await lockFamily(client, this.params.role);
       const [info] = await readRoles(client, [role]);
-      if (!info?.exists || info.marker?.status !== 'live' || info.marker.versionId !== version.versionId) return;
+      if (!info?.exists || info.marker?.versionId !== version.versionId) return false;
+      if (info.marker.status === 'revoked') return true;
       const unknown = await scramVerifier(randomBytes(32).toString('base64url'));
       await client.query(`ALTER ROLE ${ident(role)} WITH PASSWORD ${literal(unknown)}`);
       const marker = formatMarker({ status: 'revoked', versionId: version.versionId, at: Date.now() });
       await client.query(`COMMENT ON ROLE ${ident(role)} IS ${literal(marker)}`);
-      // A new password does not end sessions opened with the old one; for a leak, this does.
-      if (this.params.terminateSessions) {
-        await client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [role]);
-      }
+      return true;
     });
+    // A new password does not end sessions opened with the old one; for a leak, this does. Only
+    // after COMMIT: pg_terminate_backend signals at once, while new logins check the old password
+    // until the ALTER ROLE commits, so a client reconnecting in between would keep a session.
+    if (revoked && this.params.terminateSessions) {
+      await this.run(version, 'revoke', call, (client) =>
+        client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [role]),
+      );
+    }
   }
 
   private format(username: string, password: string): string {

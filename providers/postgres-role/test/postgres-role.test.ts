@@ -11,6 +11,7 @@ import { call, fingerprint, issued, newVersion } from '../../../test/conformance
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import { DATABASE_URL } from '../../../test/support/services.js';
 import postgresRole from '../index.js';
+import { PostgresRoleIssuer, type PostgresRoleSession } from '../postgres-role.issuer.js';
 import { startScramCluster, type ScramCluster } from './scram-cluster.js';
 
 const ENV = `PROVIDERTEST_PG_ROLE_URL_${process.pid}`;
@@ -129,6 +130,56 @@ describe('postgres-role alternating', () => {
       await expect(app.query('SELECT 1')).rejects.toThrow();
       await app.end().catch(() => undefined);
     } finally {
+      await close();
+    }
+  });
+
+  it('ends sessions only once the unknown password is committed: a client reconnecting in between does not survive revoke', async () => {
+    const { role, issuer, close } = open({ terminateSessions: true });
+    // The same issuer over a session that lets the test act just before each COMMIT.
+    const pool = new pg.Pool({ connectionString: managerUrl, max: 1 });
+    let beforeCommit: (() => Promise<void>) | undefined;
+    const session: PostgresRoleSession = {
+      provider: 'pg',
+      log: testProviderContext('pg').log,
+      async transaction(work) {
+        const client = await pool.connect();
+        try {
+          await client.query('BEGIN');
+          const result = await work(client);
+          const hook = beforeCommit;
+          beforeCommit = undefined;
+          await hook?.();
+          await client.query('COMMIT');
+          return result;
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw error;
+        } finally {
+          client.release();
+        }
+      },
+      clientUrl: () => new URL(`postgresql://${cluster.host}:${cluster.port}/postgres`),
+    };
+    const hooked = new PostgresRoleIssuer(session, postgresRole.bindings.issuer!.parse({ role, terminateSessions: true }));
+    let reconnected: pg.Client | undefined;
+    try {
+      const v1 = newVersion('orders-db');
+      const i1 = await issuer.issue(v1.ref, call());
+      const { username, password } = JSON.parse(i1.value.reveal()) as { username: string; password: string };
+      // A pool whose session revoke ends reconnects at once, before the revoking transaction commits.
+      beforeCommit = async () => {
+        reconnected = new pg.Client({ host: cluster.host, port: cluster.port, database: 'postgres', user: username, password });
+        reconnected.on('error', () => undefined);
+        await reconnected.connect();
+      };
+      await hooked.revoke(ref(v1, i1.value, i1.state), call());
+      expect(reconnected).toBeDefined();
+      await expect(reconnected!.query('SELECT 1')).rejects.toThrow();
+      expect(await verifyError(issuer.verify(ref(v1, i1.value, i1.state), i1.value, call()))).toMatchObject({ code: 'REKEY_ERR_VERIFY_FAILED' });
+    } finally {
+      await reconnected?.end().catch(() => undefined);
+      await pool.end();
       await close();
     }
   });
