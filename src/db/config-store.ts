@@ -92,7 +92,7 @@ export async function saveConfig(
       const [stored] =
         latest?.hash === loaded.hash
           ? [latest]
-          : await tx.$queryRaw<Array<{ id: number }>>`INSERT INTO config_revisions (hash, document) VALUES (${loaded.hash}, ${JSON.stringify(loaded.document)}::jsonb) RETURNING id`;
+          : await tx.$queryRaw<Array<{ id: number }>>`INSERT INTO config_revisions (hash, document) VALUES (${loaded.hash}, ${JSON.stringify(loaded.document)}::json) RETURNING id`;
       if (plan.secrets.removed.length) {
         // Bound to the last revision of another document: the one they were last applied in (a re-run of an apply stores no revision).
         const before = await tx.configRevision.findFirst({ where: { hash: { not: loaded.hash } }, orderBy: { id: 'desc' }, select: { id: true } });

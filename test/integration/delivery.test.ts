@@ -36,6 +36,11 @@ delivery:
   authenticators:
     app: { type: attestation-jwt, secret: app-attestation, audience: rekey }
   grants:
+    # Before mobile, which matches its subject too: the first in the file serves it.
+    kiosk-restricted:
+      authenticator: app
+      subjects: ["app:com.example.kiosk"]
+      token: { signingKey: api-signing, audience: api.example.com, ttl: 1m, claims: { fixed: { tier: bronze } } }
     mobile:
       authenticator: app
       subjects: ["app:com.example.*"]
@@ -185,3 +190,15 @@ it('keeps nothing of an audience no grant serves: unauthenticated requests canno
   console.log(`heap after 200 unknown 1 MB audiences: ${grownMb.toFixed(1)} MB more`);
   expect(grownMb).toBeLessThan(50);
 }, 120_000);
+
+it('serves a subject by the first grant in the file that matches it, whatever the grants are named', async () => {
+  // kiosk-restricted is listed first; PostgreSQL's jsonb would put the shorter name, mobile, first.
+  const answer = await exchange(await attestation({ sub: 'app:com.example.kiosk' }));
+  expect(answer.status).toBe(200);
+  const { payload } = await verifyServed(h, answer.body.access_token as string, { issuer: 'https://rekey.test', audience: 'api.example.com' });
+  expect(payload).toMatchObject({ sub: 'app:com.example.kiosk', tier: 'bronze' });
+  expect(payload.exp! - payload.iat!).toBe(60);
+  // Every other subject of com.example still gets mobile's.
+  const other = await exchange(await attestation({ sub: 'app:com.example.ios' }));
+  expect((await verifyServed(h, other.body.access_token as string, { issuer: 'https://rekey.test', audience: 'api.example.com' })).payload).toMatchObject({ tier: 'gold' });
+});
