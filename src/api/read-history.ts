@@ -139,6 +139,7 @@ export const historyRoutes = [
     ),
     handler: async ({ runtime, caller, query }) => {
       const names = await readable(runtime, caller);
+      if (query.secret && names && !names.includes(query.secret)) throw new ApiProblem('REKEY_API_FORBIDDEN', 'needs scope read');
       const secrets = await runtime.db.secret.findMany({ where: query.secret ? { name: query.secret } : names ? { name: { in: names } } : {}, select: { id: true, name: true } });
       const byId = new Map(secrets.map((s) => [s.id, s.name]));
       const after = query.after ? await runtime.db.leakReport.findUnique({ where: { id: query.after }, select: { receivedAt: true, id: true } }) : null;

@@ -236,6 +236,18 @@ describe('history', () => {
   });
 });
 
+// After the history tests: its token would be one more token.created event there.
+describe('scopes in filters', () => {
+  it("a glob-limited token naming another secret in a filter is refused, not shown that secret's runs, events or leak reports", async () => {
+    const billing = await tokenFor(h, 'billing-reader', ['read:billing-*']);
+    expect((await call(h, '/api/v1/leaks', { token: billing })).json.items).toEqual([]);
+    for (const path of ['/runs?secret=payments-web', '/audit?secret=payments-web', '/leaks?secret=payments-web']) {
+      const answer = await call(h, `${API_PREFIX}${path}`, { token: billing });
+      expect([path, answer.status, answer.json.code]).toEqual([path, 403, 'REKEY_API_FORBIDDEN']);
+    }
+  });
+});
+
 /** A concrete request for each route of the API; a route missing here fails the test below. */
 async function samples(): Promise<Record<string, string[]>> {
   const run = await h.runtime.db.run.findFirstOrThrow();
