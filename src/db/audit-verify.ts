@@ -53,12 +53,13 @@ export async function verifyAudit(db: Db, log: AuditLog, options: { anchor?: str
   let keyedSince: bigint | undefined;
   let unkeyed = 0;
   let unkeyedPinned = false;
-  let after = -1n;
+  // No lower bound: sequence numbers are written by whoever inserts, so a row below 1 (0, -5) is read and checked too.
+  let after: bigint | undefined;
   let events = 0;
   const fail = (seq: bigint, problem: string) => ({ ok: false as const, events, seq, problem });
   const anchorBroken = () => fail(pendingAnchor!, 'is the anchor, and the chains up to it are not what they were when it was taken (events were removed or rewritten)');
   for (;;) {
-    const rows = (await db.auditEvent.findMany({ where: { seq: { gt: after, lte: upper } }, orderBy: { seq: 'asc' }, take: batch })) as AuditRow[];
+    const rows = (await db.auditEvent.findMany({ where: { seq: { ...(after === undefined ? {} : { gt: after }), lte: upper } }, orderBy: { seq: 'asc' }, take: batch })) as AuditRow[];
     for (const row of rows) {
       if (pendingAnchor !== undefined && row.seq > pendingAnchor) {
         if (digestOf(heads) !== anchorDigest) return anchorBroken();

@@ -124,6 +124,20 @@ it('a forged INSERT as the runtime role is refused unkeyed, and caught by verify
   expect((await verifyAudit(h.runtime.db, h.runtime.audit)).ok).toBe(true);
 });
 
+it('a forged INSERT as the runtime role below the first sequence number (seq 0 or negative) is caught by verify, not left unread while `rekey audit log` lists it', async () => {
+  const head = await lastRow('audited');
+  for (const seq of [-1n, 0n]) {
+    const forged = { ...head, seq, actor: 'mallory', action: 'version.revoked', keyId: h.runtime.audit.keyId(), hash: 'f'.repeat(64) };
+    await insert(runtimeUrl, forged);
+    const listed = await rekey(['audit', 'log', 'audited', '--actor', 'mallory', '--json'], cliEnv());
+    expect((JSON.parse(listed.stdout) as { items: Array<{ seq: string }> }).items.map((e) => e.seq)).toEqual([String(seq)]);
+    const result = await verifyAudit(h.runtime.db, h.runtime.audit);
+    expect(result.ok ? 'intact' : `${result.seq}: ${result.problem}`).toMatch(new RegExp(`^${seq}: `));
+    await runSql(env.databaseUrl, withoutTrigger([`DELETE FROM audit_events WHERE seq = ${seq}`]));
+  }
+  expect((await verifyAudit(h.runtime.db, h.runtime.audit)).ok).toBe(true);
+});
+
 it('the anchor job fires on its schedule, once for the cluster: it logs and posts a signed anchor that verify --anchor accepts, and that catches rows removed before it', async () => {
   const schedulers = await h.runtime.queues.queues.rotations.getJobSchedulers(0, -1);
   expect(schedulers.filter((s) => s.key === 'audit.anchor').map((s) => Number(s.every))).toEqual([1000]);
