@@ -53,7 +53,7 @@ export async function verifyAudit(db: Db, log: AuditLog, options: { anchor?: str
   let keyedSince: bigint | undefined;
   let unkeyed = 0;
   let unkeyedPinned = false;
-  // No lower bound: sequence numbers are written by whoever inserts, so a row below 1 (0, -5) is read and checked too.
+  // No lower bound: sequence numbers are written by whoever inserts, so a row below 1 (0, -5) is read and refused too.
   let after: bigint | undefined;
   let events = 0;
   const fail = (seq: bigint, problem: string) => ({ ok: false as const, events, seq, problem });
@@ -65,6 +65,8 @@ export async function verifyAudit(db: Db, log: AuditLog, options: { anchor?: str
         if (digestOf(heads) !== anchorDigest) return anchorBroken();
         pendingAnchor = undefined;
       }
+      // seq is a BIGSERIAL from 1: a row below was written by hand, e.g. an unkeyed one slipped in before the first keyed row.
+      if (row.seq < 1n) return fail(row.seq, 'is numbered below 1, where the log starts (inserted by hand)');
       if (row.prevHash !== (heads.get(row.chain) ?? GENESIS)) return fail(row.seq, 'does not follow the row before it (a row was deleted, inserted or reordered)');
       if (row.keyId === null && keyedSince !== undefined) return fail(row.seq, `is not keyed, yet the log is keyed since row ${keyedSince} (written without REKEY_AUDIT_KEY)`);
       if (row.keyId !== null && row.keyId !== keyId) return fail(row.seq, `was written under another REKEY_AUDIT_KEY (key id ${row.keyId}; this one is ${keyId})`);

@@ -250,6 +250,39 @@ it('rows written before REKEY_AUDIT_KEY keep verifying; the first anchor pins th
   }
 });
 
+it("as the owner, an unkeyed row slipped in before the first row of a log keyed from its start is named by verify, also once a restarted process's first anchor has pinned the rows before the key", async () => {
+  const name = `rekey_t_prepend_${id}`;
+  const url = databaseUrl(name);
+  await ensureDatabase(url);
+  let db = createDb(url, 2);
+  try {
+    await migrate(url);
+    const audit = new AuditLog(SecretValue.of(TEST_AUDIT_KEY));
+    for (const action of ['secret.added', 'version.current']) await db.$transaction((tx) => audit.append(tx, { actor: 'cli', action, secret: 'real' }));
+    await takeAnchor(db, audit, 'test');
+    const first = await db.auditEvent.findFirstOrThrow({ orderBy: { seq: 'asc' } });
+    expect(first).toMatchObject({ seq: 1n, keyId: audit.keyId() });
+
+    // Hashed as the chain was before it was keyed: anyone can, and the constraint is the owner's to drop.
+    const forged: Row = { seq: 0n, chain: 'forged', at: new Date(), actor: 'cli', action: 'token.created', secret: 'forged', versionId: null, runId: null, data: { name: 'mallory' }, prevHash: '0'.repeat(64), keyId: null, hash: '' };
+    forged.hash = unkeyedHash(forged);
+    await runSql(url, ['ALTER TABLE audit_events DROP CONSTRAINT audit_events_keyed', insertSql(forged), 'ALTER TABLE audit_events ADD CONSTRAINT audit_events_keyed CHECK (key_id IS NOT NULL) NOT VALID']);
+    const named = async () => {
+      const result = await verifyAudit(db, audit);
+      return result.ok ? `intact, ${result.unkeyed} unkeyed, pinned ${result.unkeyedPinned}` : `${result.seq}: ${result.problem}`;
+    };
+    expect(await named()).toMatch(/^0: /);
+    // A process started afterwards takes its first anchor: that must not vouch for the row.
+    await db.$disconnect();
+    db = createDb(url, 2);
+    await takeAnchor(db, audit, 'test');
+    expect(await named()).toMatch(/^0: /);
+  } finally {
+    await db.$disconnect();
+    await runSql(DATABASE_URL, [`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`]);
+  }
+});
+
 /** A row as Prisma reads it (its JSON typed loosely). */
 type Row = Omit<AuditRow, 'data'> & { data: unknown };
 
