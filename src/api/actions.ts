@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { anchorProblem, verifyAudit } from '../db/audit-verify.js';
 import { ApiProblem } from './problems.js';
-import { route, secretParams } from './route.js';
+import { positiveInt, route, secretParams } from './route.js';
 
 const verifyResult = z.union([
   z.object({ ok: z.literal(true), events: z.number().int(), anchor: z.string(), unkeyed: z.number().int(), unkeyedPinned: z.boolean() }),
@@ -45,7 +45,7 @@ export const actionRoutes = [
     scope: 'revoke',
     reach: 'secret',
     action: true,
-    params: secretParams.extend({ number: z.coerce.number().int().min(1) }),
+    params: secretParams.extend({ number: positiveInt() }),
     response: z.object({ outcome: z.string(), versionId: z.string().nullable() }),
     handler: async ({ runtime, caller, params }) => {
       const record = await runtime.engine.as(caller.actor).revoke(params.name, params.number);

@@ -7,7 +7,7 @@ import { diffDocuments } from '../config/plan.js';
 import type { JsonValue } from '../core/ports.js';
 import type { Runtime } from '../runtime.js';
 import { ApiProblem } from './problems.js';
-import { type Caller, instant, iso, pageOf, pageQuery, route } from './route.js';
+import { type Caller, instant, iso, pageOf, pageQuery, positiveInt, route } from './route.js';
 import { SHORT_FINGERPRINT, shortFingerprint } from './read-secrets.js';
 
 /** The names of the secrets the caller may read; undefined when it may read everything. */
@@ -56,7 +56,7 @@ const runOut = (r: RunRow) => ({ ...r, secret: r.secret.name, emergency: r.kind 
 const runSelect = { id: true, kind: true, trigger: true, status: true, step: true, attempts: true, error: true, graceMs: true, startedAt: true, finishedAt: true, secret: { select: { name: true } } } as const;
 
 const revision = z.object({ id: z.number().int(), hash: z.string(), appliedAt: z.string() });
-const revisionParams = z.object({ id: z.coerce.number().int().min(1) });
+const revisionParams = z.object({ id: positiveInt() });
 
 async function revisionDocument(runtime: Runtime, id: number): Promise<Record<string, unknown>> {
   const row = await runtime.db.configRevision.findUnique({ where: { id } });
@@ -179,7 +179,7 @@ export const historyRoutes = [
     reach: 'some',
     query: z.object({
       ...pageQuery,
-      after: z.string().regex(/^\d{1,19}$/).optional().describe('a seq: events before it'),
+      after: z.string().regex(/^\d{1,18}$/).optional().describe('a seq: events before it'), // 18 digits: always within bigint
       secret: z.string().max(200).optional(),
       action: z.string().max(100).optional(),
       actor: z.string().max(200).optional(),
@@ -212,7 +212,7 @@ export const historyRoutes = [
     summary: 'Applied config revisions, newest first',
     scope: 'read',
     reach: 'all',
-    query: z.object({ ...pageQuery, after: z.coerce.number().int().min(1).optional().describe('a revision id: revisions before it') }),
+    query: z.object({ ...pageQuery, after: positiveInt().optional().describe('a revision id: revisions before it') }),
     response: pageOf(revision),
     handler: async ({ runtime, query }) => {
       const rows = await runtime.db.configRevision.findMany({
@@ -244,7 +244,7 @@ export const historyRoutes = [
     scope: 'read',
     reach: 'all',
     params: revisionParams,
-    query: z.object({ from: z.coerce.number().int().min(1).optional() }),
+    query: z.object({ from: positiveInt().optional() }),
     response: z.object({
       from: z.number().int().nullable(),
       to: z.number().int(),

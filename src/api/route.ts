@@ -68,6 +68,9 @@ export function route<Q extends z.ZodType = z.ZodObject, P extends z.ZodType = z
   return definition;
 }
 
+/** A positive id or number as PostgreSQL's `integer` holds it (version numbers, revision ids): a bigger one is a 400, not a database error. */
+export const positiveInt = () => z.coerce.number().int().min(1).max(2_147_483_647);
+
 /** `:name` path parameters (a name with `/`, a per-client key, is sent as `%2F`). */
 export const secretParams = z.object({ name: z.string().min(1).max(200) });
 

@@ -248,6 +248,17 @@ describe('scopes in filters', () => {
   });
 });
 
+it('an id or cursor beyond its column (int4, int8) is a 400 naming the field, not a 500 whose log line quotes it', async () => {
+  const paths = ['/audit?after=9999999999999999999', '/config/revisions?after=99999999999', '/config/revisions/99999999999', '/config/revisions/2/diff?from=99999999999'];
+  for (const path of paths) {
+    const answer = await call(h, `${API_PREFIX}${path}`, { token: admin });
+    expect([path, answer.status, answer.json.code]).toEqual([path, 400, 'REKEY_API_INVALID_REQUEST']);
+  }
+  const revoke = await call(h, `${API_PREFIX}/secrets/payments-api/versions/99999999999/revoke`, { token: admin, method: 'POST' });
+  expect([revoke.status, revoke.json.code]).toEqual([400, 'REKEY_API_INVALID_REQUEST']);
+  expect(h.logs.filter((line) => line.includes('99999999999'))).toEqual([]);
+});
+
 /** A concrete request for each route of the API; a route missing here fails the test below. */
 async function samples(): Promise<Record<string, string[]>> {
   const run = await h.runtime.db.run.findFirstOrThrow();
