@@ -4,7 +4,7 @@
  * push, JWKS) registered by feature modules. /readyz and /metrics answer from a probe taken at
  * most once per PROBE_CACHE_MS, so a flood of them costs PostgreSQL and Redis nothing more.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Runtime } from '../runtime.js';
 import { Admission } from './admission.js';
 
@@ -34,6 +34,11 @@ export async function buildServer(runtime: Runtime, routes: readonly RouteModule
     bodyLimit: 1024 * 1024,
     requestTimeout: REQUEST_TIMEOUT_MS,
     trustProxy: trustProxy(runtime.settings.trustProxy),
+    // A URL the router cannot take (bad percent-encoding, a segment over maxParamLength) is refused
+    // before any route's authentication: fastify's own answer quotes the path, ours only its code.
+    frameworkErrors: (error, _request, reply) => {
+      void (reply as FastifyReply).code(error.statusCode ?? 400).send({ error: 'bad request', code: error.code });
+    },
   }) as unknown as FastifyInstance; // pino's Logger type is wider than fastify's default instance type
   app.get('/healthz', () => ({ status: 'ok' }));
   const ready = sharedFor(PROBE_CACHE_MS, () => runtime.ready());

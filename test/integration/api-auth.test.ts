@@ -31,6 +31,14 @@ describe('refusals', () => {
     expect(response.status).toBe(401);
   });
 
+  it('a path fastify cannot route (bad percent-encoding, an over-long segment) is refused without echoing it', async () => {
+    for (const path of ['/api/v1/secrets/%E0%A4%A-<b>marker</b>', `/api/v1/secrets/${'m'.repeat(150)}<b>marker</b>`, '/ui/assets/%E0%A4%A-<b>marker</b>']) {
+      const response = await fetch(`${h.serving!.url}${path}`);
+      expect([path, response.status >= 400 && response.status < 500]).toEqual([path, true]);
+      expect(await response.text()).not.toContain('marker');
+    }
+  });
+
   it('a wrong, forged or made-up token: 401 REKEY_API_TOKEN_INVALID, and the answer echoes none of it', async () => {
     const real = await tokenFor(h, 'forgery-base', ['read']);
     const forged = `${real.slice(0, -1)}${real.endsWith('0') ? '1' : '0'}`;
