@@ -31,6 +31,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
 import { readCredential } from '../config/environment.js';
 import type { OidcSignInConfig } from '../config/dashboard.js';
+import { describeError } from '../core/errors.js';
 import { jwtRefusalReason } from '../core/kit/jwt-errors.js';
 import { outboundUrlProblem } from '../core/kit/outbound-url.js';
 import type { Person, Sessions } from '../api/sessions.js';
@@ -120,8 +121,16 @@ export class OidcSignIn {
     const flow = JSON.parse(stored) as Flow;
     if (typeof query.code !== 'string' || !query.code) return { refused: 'provider' }; // error=access_denied and the like
 
-    const provider = await this.discover(config);
-    const idToken = await this.exchange(config, provider, query.code, flow.verifier);
+    let provider: Discovered;
+    let idToken: string | undefined;
+    try {
+      provider = await this.discover(config);
+      idToken = await this.exchange(config, provider, query.code, flow.verifier);
+    } catch (error) {
+      // The provider could not be reached: a refusal like the others. Thrown on, fastify would log the request's URL, code and all.
+      this.runtime.log.warn({ component: 'dashboard', error: describeError(error) }, 'OIDC code exchange failed');
+      return { refused: 'exchange' };
+    }
     if (!idToken) return { refused: 'exchange' };
     let claims: JWTPayload;
     try {
