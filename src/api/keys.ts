@@ -26,12 +26,13 @@ const found = z.object({
   live: z.boolean().describe('a target may still accept it: issuing, pending, current, previous, or compromised and not yet taken down'),
 });
 
-async function lookUp(runtime: Runtime, caller: Caller, keys: readonly string[]) {
+/** The keys' versions, each named only when the caller holds `scope` (or read) on its secret. */
+async function lookUp(runtime: Runtime, caller: Caller, keys: readonly string[], scope: 'read' | 'revoke') {
   return Promise.all(
     keys.map(async (key, index) => {
       // A string without a valid checksum is no rekey key: not even fingerprinted.
       const version = hasValidChecksum(key) ? await runtime.engine.deps.repo.findVersionByFingerprint(runtime.engine.deps.fingerprint(SecretValue.of(key))) : null;
-      const visible = version && caller.access.allows('read', version.secret) ? version : null;
+      const visible = version && (caller.access.allows('read', version.secret) || caller.access.allows(scope, version.secret)) ? version : null;
       return {
         index,
         prefix: key.slice(0, 8),
@@ -54,7 +55,7 @@ export const keyRoutes = [
     reach: 'some',
     body: keysBody,
     response: z.object({ items: z.array(found) }),
-    handler: async ({ runtime, caller, body }) => ({ items: await lookUp(runtime, caller, body.keys) }),
+    handler: async ({ runtime, caller, body }) => ({ items: await lookUp(runtime, caller, body.keys, 'read') }),
   }),
   route({
     method: 'POST',
@@ -68,7 +69,8 @@ export const keyRoutes = [
     response: z.object({ items: z.array(found.extend({ outcome: z.string().nullable().describe('the leak path outcome; null: not live, or not a secret the token may revoke') })) }),
     handler: async ({ runtime, caller, body }) => {
       const items = [];
-      for (const item of await lookUp(runtime, caller, body.keys)) {
+      // A token with revoke and no read (a scanner's) sees the secrets it may revoke: it must, to report their keys.
+      for (const item of await lookUp(runtime, caller, body.keys, 'revoke')) {
         const revocable = item.live && item.secret !== null && item.version !== null && caller.access.allows('revoke', item.secret);
         const outcome = revocable ? (await runtime.engine.as(caller.actor).revoke(item.secret!, item.version!)).outcome : null;
         items.push({ ...item, outcome });

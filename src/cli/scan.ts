@@ -92,7 +92,7 @@ function describe(known: NonNullable<Finding['known']>): string {
 function apiUrl(): URL {
   const text = process.env.REKEY_API_URL;
   const token = process.env.REKEY_API_TOKEN;
-  if (!text || !token) throw new RekeyError('REKEY_ERR_INVALID', '--check and --report ask rekey\'s admin API: set REKEY_API_URL (https://...) and REKEY_API_TOKEN (read scope; revoke for --report)');
+  if (!text || !token) throw new RekeyError('REKEY_ERR_INVALID', '--check and --report ask rekey\'s admin API: set REKEY_API_URL (https://...) and REKEY_API_TOKEN (read scope for --check; revoke for --report)');
   let url: URL;
   try {
     url = new URL(text);

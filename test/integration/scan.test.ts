@@ -140,6 +140,15 @@ secrets:
     expect(await h.runtime.db.leakReport.count()).toBe(1);
   });
 
+  it('--report with a token that may revoke and not read: the live keys of its secrets are reported all the same', async () => {
+    const result = await rekey(['scan', file, '--report'], { ...env, REKEY_API_TOKEN: await tokenFor(h, 'revoker', ['revoke:payments']) });
+    expect(result.code).toBe(1);
+    expect(result.stdout).toMatch(/:2: rk_pay_.\.\.\. {2}payments v2 current \(live\): reported, (blocking|rotating)\n/);
+    expect((await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'payments' }, number: 2 } })).compromisedAt).not.toBeNull();
+    // billing is not its to see: named as no key it knows of.
+    expect(result.stdout).toMatch(/:3: rk_bill.\.\.\. {2}not a key rekey manages\n/);
+  });
+
   it('without the API settings, or with a token that may not read, it says so and exits 1; plain http only to loopback', async () => {
     expect(await rekey(['scan', file, '--check'])).toMatchObject({ code: 1, stderr: expect.stringContaining('set REKEY_API_URL') });
     const none = await rekey(['scan', file, '--check'], { ...env, REKEY_API_TOKEN: await tokenFor(h, 'rotator', ['rotate']) });
