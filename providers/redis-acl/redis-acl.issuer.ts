@@ -34,8 +34,9 @@ export class RedisAclIssuer implements Issuer {
     const { user, rules } = this.params;
     await this.run(version, 'issue', call, async (admin) => {
       const exists = (await admin.call('ACL', 'GETUSER', user)) !== null;
-      // Rules only for a user rekey creates: an existing user keeps what its operator gave it.
-      await admin.call('ACL', 'SETUSER', user, 'on', `#${sha256}`, ...(exists ? [] : rules));
+      // `on` and the rules only for a user rekey creates: an existing user keeps what its operator
+      // gave it, `off` included (a user turned off in an incident stays off; verify then fails).
+      await admin.call('ACL', 'SETUSER', user, `#${sha256}`, ...(exists ? [] : ['on', ...rules]));
       await this.persist(admin);
     });
     // A SHA-256 of 256 random bits cannot be reversed or guessed, so it is safe in public state.

@@ -87,6 +87,20 @@ describe('redis-acl', () => {
     }
   });
 
+  it('leaves an existing user that its operator turned off, off: a rotation adds a password and enables nothing', async () => {
+    const { user, issuer, close } = open();
+    try {
+      await issuer.issue(newVersion('s').ref, call());
+      await redis.call('ACL', 'SETUSER', user, 'off');
+      const { value } = await issuer.issue(newVersion('s').ref, call());
+      const reply = (await redis.call('ACL', 'GETUSER', user)) as unknown[];
+      expect(reply[reply.indexOf('flags') + 1]).toContain('off');
+      await expect(issuer.verify(issued(newVersion('s').ref, { user }), value, call())).rejects.toThrow(/AUTH as ACL user/);
+    } finally {
+      await close();
+    }
+  });
+
   it('refuses to manage the default user and password-changing rules', () => {
     expect(() => redisAcl.bindings.issuer!.parse({ user: 'default' })).toThrow(/never managed/);
     expect(() => redisAcl.bindings.issuer!.parse({ user: 'x', rules: ['nopass'] })).toThrow();
