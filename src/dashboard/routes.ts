@@ -24,10 +24,18 @@ import { csrfToken, type Session, sessionsOf } from '../api/sessions.js';
 import type { Caller } from '../api/route.js';
 import type { RouteModule } from '../http/server.js';
 import { isRefusal } from '../http/admission.js';
+import { RateLimiter } from '../http/rate-limit.js';
 import { type Asset, loadAssets, SECURITY_HEADERS } from './assets.js';
 import { OidcSignIn, type Refusal } from './oidc.js';
 
 export const UI_PREFIX = '/ui';
+
+/**
+ * Sign-ins one source address may start per minute. A start is unauthenticated and keeps its
+ * flow in Redis (shared with the job queues) until its callback or FLOW_TTL_MS: unbounded, a
+ * flood of starts would fill Redis. People start a handful; a busy office behind one address, a few dozen an hour.
+ */
+export const SIGN_IN_STARTS = { max: 20, windowMs: 60_000 };
 
 export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime, { admission }) => {
   const assets = loadAssets();
@@ -53,7 +61,9 @@ export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime
       ui.get('/assets/*', (request, reply) => page(reply, assets.get(`assets/${(request.params as { '*': string })['*']}`)));
 
       ui.get('/oidc', async (_request, reply) => reply.header('cache-control', 'no-store').send({ start: (await oidc.config()) ? `${UI_PREFIX}/oidc/start` : null }));
-      ui.get('/oidc/start', async (_request, reply) => {
+      const starts = new RateLimiter(SIGN_IN_STARTS);
+      ui.get('/oidc/start', async (request, reply) => {
+        if (!starts.take(request.ip)) return sendProblem(reply.header('retry-after', String(starts.retryAfterSeconds())), 'REKEY_API_TOO_MANY_SIGN_INS');
         const config = await oidc.config();
         return config ? oidc.start(config, reply) : sendProblem(reply, 'REKEY_API_NOT_FOUND', 'no dashboard.oidc in the applied config');
       });
