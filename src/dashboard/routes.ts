@@ -24,7 +24,7 @@ import { csrfToken, type Session, sessionsOf } from '../api/sessions.js';
 import type { Caller } from '../api/route.js';
 import type { RouteModule } from '../http/server.js';
 import { isRefusal } from '../http/admission.js';
-import { RateLimiter } from '../http/rate-limit.js';
+import { RateLimiter, sourceOf } from '../http/rate-limit.js';
 import { type Asset, loadAssets, SECURITY_HEADERS } from './assets.js';
 import { OidcSignIn, type Refusal } from './oidc.js';
 
@@ -63,7 +63,7 @@ export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime
       ui.get('/oidc', async (_request, reply) => reply.header('cache-control', 'no-store').send({ start: (await oidc.config()) ? `${UI_PREFIX}/oidc/start` : null }));
       const starts = new RateLimiter(SIGN_IN_STARTS);
       ui.get('/oidc/start', async (request, reply) => {
-        if (!starts.take(request.ip)) return sendProblem(reply.header('retry-after', String(starts.retryAfterSeconds())), 'REKEY_API_TOO_MANY_SIGN_INS');
+        if (!starts.take(sourceOf(request.ip))) return sendProblem(reply.header('retry-after', String(starts.retryAfterSeconds())), 'REKEY_API_TOO_MANY_SIGN_INS');
         const config = await oidc.config();
         return config ? oidc.start(config, reply) : sendProblem(reply, 'REKEY_API_NOT_FOUND', 'no dashboard.oidc in the applied config');
       });

@@ -7,7 +7,8 @@
  * - a cap on requests in flight between arrival and the end of their authentication, across
  *   every authenticated route of the process (503 when full), with fastify's body limit and
  *   request timeout bounding what each one holds;
- * - failed authentications, counted per source address in buckets of their own: a source over
+ * - failed authentications, counted per source address (an IPv6 one by its /64, {@link sourceOf})
+ *   in buckets of their own: a source over
  *   its failure limit still gets its requests authenticated (a genuine sender behind the same
  *   address must get through), but all such sources together hold at most a few of the slots
  *   in flight (429 beyond), so one hostile source cannot fill the cap.
@@ -15,7 +16,7 @@
  * Authenticated requests are limited afterwards, per receiver (src/leaks/routes.ts).
  */
 import type { ServerResponse } from 'node:http';
-import { RateLimiter } from './rate-limit.js';
+import { RateLimiter, sourceOf } from './rate-limit.js';
 
 export interface AdmissionOptions {
   /** Requests being received or authenticated at once, every authenticated route together. @defaultValue 64 */
@@ -56,7 +57,7 @@ export class Admission {
    */
   enter(source: string, response?: ServerResponse): Ticket | Refusal {
     if (this.inFlight >= this.maxInFlight) return { status: 503, reason: 'busy', retryAfter: 1 };
-    const overLimit = !this.failures.available(source);
+    const overLimit = !this.failures.available(sourceOf(source));
     if (overLimit && this.inFlightOverLimit >= this.maxInFlightOverLimit) return { status: 429, reason: 'auth_failures', retryAfter: this.failures.retryAfterSeconds() };
     this.inFlight += 1;
     if (overLimit) this.inFlightOverLimit += 1;
@@ -75,7 +76,7 @@ export class Admission {
 
   /** Counts a failed authentication against `source` (never against any sender's allowance). */
   failed(source: string): void {
-    this.failures.take(source);
+    this.failures.take(sourceOf(source));
   }
 }
 

@@ -4,6 +4,24 @@
  * own; a sender that really needs more is a configuration matter (`leaks.rateLimit`).
  */
 
+import { isIPv6 } from 'node:net';
+
+/**
+ * The bucket key of a client address: an IPv4 address as it is (also when IPv4-mapped,
+ * `::ffff:a.b.c.d`), an IPv6 address by its /64, the smallest block one subscriber is given,
+ * so that a host cannot spread its requests over the 2^64 addresses it holds.
+ */
+export function sourceOf(address: string): string {
+  if (!isIPv6(address)) return address;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return mapped[1]!;
+  const [head = '', tail] = address.toLowerCase().split('%')[0]!.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail === undefined ? [] : tail ? tail.split(':') : [];
+  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+}
+
 interface Bucket {
   tokens: number;
   at: number;

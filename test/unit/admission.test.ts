@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { Admission, isRefusal, type Ticket } from '../../src/http/admission.js';
+import { sourceOf } from '../../src/http/rate-limit.js';
 
 const admitted = (value: ReturnType<Admission['enter']>): Ticket => {
   if (isRefusal(value)) throw new Error(`refused: ${value.reason}`);
@@ -46,5 +47,17 @@ describe('Admission', () => {
     expect(admission.enter('10.0.0.66')).toMatchObject({ status: 429, retryAfter: 30 });
     clock.now = 30_000;
     admitted(admission.enter('10.0.0.66'));
+  });
+
+  it('counts an IPv6 source by its /64 (one host holds all of it), an IPv4-mapped one as its IPv4 address', () => {
+    const admission = new Admission({ maxInFlight: 10, maxInFlightOverLimit: 0, failures: 2, failuresWindowMs: 60_000, now: () => 0 });
+    admission.failed('2001:db8:0:7::1');
+    admission.failed('2001:0db8:0000:0007:ffff:1:2:3');
+    expect(admission.enter('2001:db8:0:7:abcd::99')).toMatchObject({ status: 429 });
+    admitted(admission.enter('2001:db8:0:8::1')); // the next /64: another subscriber
+    admission.failed('::ffff:10.0.0.7');
+    admission.failed('10.0.0.7');
+    expect(admission.enter('10.0.0.7')).toMatchObject({ status: 429 });
+    expect([sourceOf('::1'), sourceOf('fe80::1%eth0'), sourceOf('2001:db8::'), sourceOf('192.0.2.1')]).toEqual(['0:0:0:0::/64', 'fe80:0:0:0::/64', '2001:db8:0:0::/64', '192.0.2.1']);
   });
 });
