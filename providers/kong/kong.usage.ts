@@ -31,6 +31,12 @@ export class KongUsage {
   /** Per metrics URL and consumer username: the counts of the previous read. */
   #previous = new Map<string, Map<string, Counts>>();
   readonly #totals = new Map<string, Counts>();
+  /**
+   * Per key fingerprint: its consumer's totals when this reader first counted it. A key counts from
+   * there, as the collector expects of a key it has not seen (a rotation's new key does not carry
+   * its consumer's earlier traffic as one window); keys no longer listed are dropped.
+   */
+  #starts = new Map<string, Counts>();
   /** Consumer id -> username (stable; looked up once). */
   readonly #usernames = new Map<string, string | null>();
 
@@ -46,14 +52,21 @@ export class KongUsage {
       ...this.metricsUrls.map((url) => this.admin.metrics(url, call.signal)),
     ]);
     const at = new Date();
+    // A key first counted now gets its consumer's traffic of this window, not what came before it.
+    const before = new Map([...this.#totals].map(([consumer, total]) => [consumer, { ...total }]));
     this.metricsUrls.forEach((url, i) => this.#add(url, byConsumer(pages[i]!)));
     const counters: UsageCounter[] = [];
+    const starts = new Map<string, Counts>();
     for (const credential of credentials) {
       const fingerprint = credential.key ? this.fingerprint(credential.key) : credential.tags?.find((t) => t.startsWith('rekey-fp:'))?.slice('rekey-fp:'.length);
       const username = credential.consumer && (await this.#username(credential.consumer.id, call));
       const total = username ? this.#totals.get(username) : undefined;
-      if (fingerprint && total) counters.push({ fingerprint, requests: total.requests, errors: total.errors, sources: undefined });
+      if (!fingerprint || !total) continue;
+      const start = this.#starts.get(fingerprint) ?? before.get(username!) ?? { requests: 0, errors: 0 };
+      starts.set(fingerprint, start);
+      counters.push({ fingerprint, requests: total.requests - start.requests, errors: total.errors - start.errors, sources: undefined });
     }
+    this.#starts = starts;
     return { at, counters };
   }
 

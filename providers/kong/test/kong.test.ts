@@ -219,4 +219,22 @@ describe('kong as a usage source (Prometheus metrics per consumer)', () => {
     const counters = (await a.readUsage!(10_000, call())).counters.filter((c) => [old.ref.fingerprint, next.ref.fingerprint].includes(c.fingerprint));
     expect(counters.map((c) => c.requests)).toEqual([3, 3]);
   });
+
+  it("counts a consumer's new key from when it is first seen, not the consumer's traffic before it (a rotation's new key is no spike)", async () => {
+    const a = openTarget('usage-a', { consumer: 'rotating-consumer' });
+    const [old, next] = [newVersion('usage-a'), newVersion('usage-a')];
+    await a.deploy(old.ref, old.value, call());
+    const read = async () => new Map((await a.readUsage!(10_000, call())).counters.map((c) => [c.fingerprint, c]));
+    await read();
+    await proxied(old.value.reveal(), 40);
+    expect((await read()).get(old.ref.fingerprint)).toMatchObject({ requests: 40 });
+    // The new key appears: the collector counts a key it has not seen before from zero, so its
+    // first figure must be what it has had since it is tracked (nothing yet), not the consumer's 40.
+    await a.deploy(next.ref, next.value, call());
+    let counters = await read();
+    expect(counters.get(next.ref.fingerprint)).toMatchObject({ requests: 0, errors: 0 });
+    await proxied(next.value.reveal(), 3);
+    counters = await read();
+    expect([counters.get(old.ref.fingerprint)!.requests, counters.get(next.ref.fingerprint)!.requests]).toEqual([43, 3]);
+  });
 });
