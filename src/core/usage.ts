@@ -48,7 +48,7 @@ interface Watched {
 export class UsageMonitor {
   readonly #previous = new Map<string, UsageReading>();
   readonly #baselines = new Map<string, UsageBaseline>();
-  /** Throttled versions (by id) and when their throttle may be lifted. */
+  /** Throttled versions (by target and version id, as the baselines) and when their throttle may be lifted. */
   readonly #throttled = new Map<string, number>();
   /** Per target: what this process has read of it (usage-aware retirement judges only over that). */
   readonly #observed = new Map<string, Observed>();
@@ -138,7 +138,7 @@ export class UsageMonitor {
     } else if (rule.action === 'throttle') {
       if (w.target.throttle) {
         await providerCall(this.deps, log, { provider: target, op: 'target.throttle' }, 30_000, (c) => w.target.throttle!(versionRef(version, w.consumer), true, c));
-        this.#throttled.set(version.id, now(this.deps).getTime() + rule.cooldownMs);
+        this.#throttled.set(`${target}\n${version.id}`, now(this.deps).getTime() + rule.cooldownMs);
         done = 'throttled';
       } else done = 'not-throttled: the target cannot throttle';
     } else if (rule.action === 'revoke') {
@@ -168,19 +168,21 @@ export class UsageMonitor {
 
   /** Lifts a throttle once its cool-down has passed and no throttle rule fires any more. */
   async #maybeRelease(target: string, w: Watched, verdicts: UsageVerdict[], at: number): Promise<void> {
-    const until = this.#throttled.get(w.version.id);
+    const until = this.#throttled.get(`${target}\n${w.version.id}`);
     if (until === undefined || at < until || verdicts.some((v) => v.rule.action === 'throttle') || !w.target.throttle) return;
     const log = this.deps.log.child({ component: 'usage', target });
     await providerCall(this.deps, log, { provider: target, op: 'target.throttle' }, 30_000, (c) => w.target.throttle!(versionRef(w.version, w.consumer), false, c));
-    this.#throttled.delete(w.version.id);
+    this.#throttled.delete(`${target}\n${w.version.id}`);
     await this.repo.recordUsageEvent({ action: 'usage.released', secret: w.version.secret, versionId: w.version.id, data: { target, version: w.version.number } }, audit(this.deps));
   }
 
-  /** Drops the baselines this target kept for versions no longer live. */
+  /** Drops the baselines and throttles this target kept for versions no longer live. */
   #forget(target: string, live: Set<string>): void {
-    for (const key of this.#baselines.keys()) {
-      const [of, id] = key.split('\n');
-      if (of === target && !live.has(id!)) this.#baselines.delete(key);
+    for (const kept of [this.#baselines, this.#throttled]) {
+      for (const key of kept.keys()) {
+        const [of, id] = key.split('\n');
+        if (of === target && !live.has(id!)) kept.delete(key);
+      }
     }
   }
 }

@@ -1,0 +1,93 @@
+/**
+ * The usage check (src/core/usage.ts) driven one read at a time against the redis-keyset
+ * provider on the real Redis: the test records traffic with the middleware's own recorder and
+ * calls UsageMonitor.check itself (no `usage:` schedule on the providers), so each window is a
+ * call it makes, not a timer it waits for.
+ * - a secret on two throttling targets, throttled at both, is released at both once its
+ *   cool-down has passed and the rule no longer fires;
+ */
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UsageMonitor } from '../../src/core/usage.js';
+import { PrismaUsageRepository } from '../../src/db/usage.js';
+import { UsageRecorder } from '../../providers/redis-keyset/usage-recorder.js';
+import { deleteKeys } from '../support/isolation.js';
+import { startHarness, type Harness } from '../support/harness.js';
+import { until } from '../support/poll.js';
+import { REDIS_URL } from '../support/services.js';
+
+const P = `rekey-usage-monitor-${randomUUID().slice(0, 8)}:`;
+const USAGE = { prefix: `${P}usage:`, bucketMs: 500 };
+const WINDOW_MS = 1000;
+const twice = `ut-${randomUUID().slice(0, 8)}`;
+const steady = `us-${randomUUID().slice(0, 8)}`;
+
+let h: Harness;
+let redis: Redis;
+let recorder: UsageRecorder;
+let monitor: UsageMonitor;
+
+const provider = (name: string) => JSON.stringify({ type: 'redis-keyset', keyPrefix: `${P}${name}:`, channel: `${P}c`, usageCounters: USAGE, drift: { interval: '1h' } });
+const config = (extra = '') => `
+providers:
+  vault: { type: local }
+  api-a: ${provider('a')}
+  api-b: ${provider('b')}
+secrets:
+  ${twice}:
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_ut_ }
+    targets: [{ provider: api-a, set: s }, { provider: api-b, set: s }]
+    usage: { rules: [{ name: ceiling, metric: rate, above: 50, action: throttle, cooldown: 1s }] }
+  ${steady}:
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_us_ }
+    targets: [{ provider: api-a, set: s }]
+    usage: { rules: [{ name: ceiling, metric: rate, above: 35, action: throttle, cooldown: 1s }] }
+${extra}`;
+
+const fingerprintOf = async (secret: string) => (await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: secret }, state: 'current' } })).fingerprint!;
+/** The keyset value of the secret's key at a target: `throttled:<consumer>` while throttled. */
+const valueAt = async (target: 'a' | 'b', secret: string) => redis.hget(`${P}${target}:s`, await fingerprintOf(secret));
+const anomalies = async (secret: string) => h.runtime.db.auditEvent.findMany({ where: { chain: secret, action: 'usage.anomaly' } });
+const pace = () => new Promise((resolve) => setTimeout(resolve, WINDOW_MS));
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'usage-monitor' });
+  await h.apply(config());
+  for (const name of [twice, steady]) expect((await h.rotate(name, 60_000)).status).toBe('succeeded');
+  redis = new Redis(REDIS_URL);
+  recorder = new UsageRecorder(redis, USAGE, 100);
+  monitor = new UsageMonitor(h.runtime.engine.deps, new PrismaUsageRepository(h.runtime.db, h.runtime.audit));
+}, 60_000);
+
+afterAll(async () => {
+  await recorder?.close();
+  await deleteKeys(`${P}*`);
+  redis?.disconnect();
+  await h?.stop();
+});
+
+describe('the usage check, one read at a time', () => {
+  it('releases a throttle at every target that set it, once the cool-down has passed and the rule no longer fires', async () => {
+    const fp = await fingerprintOf(twice);
+    const check = async () => {
+      await monitor.check('api-a', [twice], WINDOW_MS);
+      await monitor.check('api-b', [twice], WINDOW_MS);
+    };
+    await check();
+    for (let i = 0; i < 300; i++) recorder.record(fp, '127.0.0.0/24', false);
+    await recorder.flush();
+    await check();
+    expect([await valueAt('a', twice), await valueAt('b', twice)].map((v) => v?.startsWith('throttled:'))).toEqual([true, true]);
+    // No more traffic: after the cool-down the first quiet window releases it.
+    const released = async (target: 'a' | 'b') => !(await valueAt(target, twice))!.startsWith('throttled:');
+    await until(async () => (await check(), await released('a')), 20_000, 'released at api-a');
+    // api-b's cool-down ends a moment later (it was throttled after api-a): a few more quiet windows at most.
+    await until(async () => (await check(), await released('b')), 5_000, 'released at api-b');
+    expect(await valueAt('b', twice)).toBe(await valueAt('a', twice));
+    const events = await h.runtime.db.auditEvent.findMany({ where: { chain: twice, action: 'usage.released' } });
+    expect(events.map((e) => (e.data as { target: string }).target).sort()).toEqual(['api-a', 'api-b']);
+  }, 60_000);
+});
