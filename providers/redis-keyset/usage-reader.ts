@@ -4,7 +4,10 @@
  * fetches the count hashes of the buckets from shortly before the previous read up to now
  * (usually two or three, each holding only the keys used in it) and adds what moved since it
  * last saw them to running totals per fingerprint, so the totals are cumulative counters as
- * Target.readUsage wants them. Then, for each key that moved, one PFCOUNT over its HyperLogLogs
+ * Target.readUsage wants them. A reader's first read only sets where the buckets' counts start:
+ * they reach back before any window, and a new instance (a new config revision) starts its totals
+ * at zero, which the collector takes for counters that were reset, so counting them would put
+ * several windows' requests into one. Then, for each key that moved, one PFCOUNT over its HyperLogLogs
  * of the buckets the window overlaps gives its distinct source networks. All commands of a read
  * are sent at once. Idle keys cost nothing in Redis; their totals are dropped from memory after
  * an hour without use (a key used again later counts from zero, which the collector expects).
@@ -36,6 +39,7 @@ export class KeysetUsageReader {
 
   async read(windowMs: number): Promise<UsageReading> {
     const now = Date.now();
+    const first = this.#lastAt === undefined;
     const { bucketMs } = this.keys;
     const buckets: number[] = [];
     for (let b = bucketOf((this.#lastAt ?? now - windowMs) - SETTLE_MS, bucketMs); b <= now; b += bucketMs) buckets.push(b);
@@ -49,7 +53,7 @@ export class KeysetUsageReader {
         const count = Number(raw);
         counts.set(field, count);
         const delta = count - (before?.get(field) ?? 0);
-        if (!(delta > 0)) continue;
+        if (first || !(delta > 0)) continue;
         const errors = field.endsWith(ERRORS);
         const fingerprint = errors ? field.slice(0, -ERRORS.length) : field;
         const total = this.#totals.get(fingerprint) ?? { requests: 0, errors: 0, movedAt: now };

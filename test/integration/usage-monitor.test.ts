@@ -5,6 +5,8 @@
  * call it makes, not a timer it waits for.
  * - a secret on two throttling targets, throttled at both, is released at both once its
  *   cool-down has passed and the rule no longer fires;
+ * - a new config revision (new provider instances) is no window of its own: steady traffic
+ *   under a ceiling stays under it across an apply.
  */
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -89,5 +91,32 @@ describe('the usage check, one read at a time', () => {
     expect(await valueAt('b', twice)).toBe(await valueAt('a', twice));
     const events = await h.runtime.db.auditEvent.findMany({ where: { chain: twice, action: 'usage.released' } });
     expect(events.map((e) => (e.data as { target: string }).target).sort()).toEqual(['api-a', 'api-b']);
+  }, 60_000);
+
+  it('a new config revision is no spike: steady traffic under a ceiling stays under it across an apply', async () => {
+    const fp = await fingerprintOf(steady);
+    // About 20 requests/s, well under the ceiling of 35.
+    const traffic = setInterval(() => recorder.record(fp, '127.0.0.0/24', false), 50);
+    try {
+      // Ten windows: the key's running total is then more than the few seconds of buckets a reader starts from.
+      await monitor.check('api-a', [steady], WINDOW_MS);
+      for (let i = 0; i < 10; i++) {
+        await pace();
+        await monitor.check('api-a', [steady], WINDOW_MS);
+      }
+      expect(await anomalies(steady)).toEqual([]);
+      const before = (await h.runtime.resolver.resolve(steady)).targets.get('api-a');
+      await h.apply(config(`  ${steady}-other:\n    store: { provider: vault }\n    issuer: { type: random }\n    targets: [{ provider: api-b, set: other }]\n`));
+      await until(async () => (await h.runtime.resolver.resolve(steady)).targets.get('api-a') !== before, 10_000, 'the new revision resolved');
+      // The first read of the new instances right away (a window about as long as the apply), then two more.
+      for (let i = 0; i < 3; i++) {
+        await monitor.check('api-a', [steady], WINDOW_MS);
+        await pace();
+      }
+      expect((await anomalies(steady)).map((e) => e.data)).toEqual([]);
+      expect(await valueAt('a', steady)).not.toMatch(/^throttled:/);
+    } finally {
+      clearInterval(traffic);
+    }
   }, 60_000);
 });
