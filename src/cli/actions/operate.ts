@@ -1,7 +1,7 @@
 /** What rotate, revoke, decommission and status do (../commands/operate.ts defines them). */
 import { randomUUID } from 'node:crypto';
 import { humanDuration, requireDuration } from '../../core/duration.js';
-import { describeError, isRetryable, RekeyError } from '../../core/errors.js';
+import { describeError, RekeyError } from '../../core/errors.js';
 import type { RunRecord, VersionRecord } from '../../core/model.js';
 import { revokeTokensCommand } from '../../leaks/cli.js';
 import { HEARTBEAT_STALE_MS, type LastHeartbeat } from '../../queue/heartbeats.js';
@@ -35,15 +35,29 @@ export async function rotate(ctx: CliContext, name: string, options: { wait?: bo
   });
 }
 
-/** How long `rekey rotate` keeps retrying a request that failed retryably (a failover, a cut connection). */
+/** How long `rekey rotate` keeps retrying a request whose connection broke mid-way (a failover, a cut connection). */
 const REQUEST_RETRY_MS = 30_000;
 
 /**
- * `request` until it answers, retried with backoff while it fails retryably, for up to
- * {@link REQUEST_RETRY_MS}. The request must be idempotent: a connection cut after PostgreSQL
- * committed the run, before the answer came back, fails a try whose work is done, and only the
- * same idempotency key makes the retry find that run instead of making a second.
- * @throws the last failure, once it is not retryable or the time is up.
+ * Whether `error` leaves it unknown if the request committed: its connection broke or its
+ * server went away while a statement was out, or the server was briefly unable to take it (a
+ * standby still read-only, a serialization failure). Not a refused connection (nothing was
+ * sent: the person is told at once where PostgreSQL is not), nor one of rekey's own errors
+ * (REKEY_ERR_NOT_QUEUED says the run is recorded).
+ */
+function brokeMidRequest(error: unknown): boolean {
+  if (error instanceof RekeyError || !(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string') return /^(ECONNRESET|EPIPE|08...|57P0[1-3]|25006|40001|40P01)$/.test(code);
+  return /^Connection terminated/.test(error.message);
+}
+
+/**
+ * `request` until it answers, retried with backoff for up to {@link REQUEST_RETRY_MS} while it
+ * fails with its connection broken mid-way. The request must be idempotent: a connection cut
+ * after PostgreSQL committed the run, before the answer came back, fails a try whose work is
+ * done, and only the same idempotency key makes the retry find that run instead of making a second.
+ * @throws the last failure, once it is of another kind or the time is up.
  */
 async function requestUntilAnswered<T>(runtime: Runtime, request: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + REQUEST_RETRY_MS;
@@ -51,7 +65,7 @@ async function requestUntilAnswered<T>(runtime: Runtime, request: () => Promise<
     try {
       return await request();
     } catch (error) {
-      if (!isRetryable(error) || Date.now() + delayMs > deadline) throw error;
+      if (!brokeMidRequest(error) || Date.now() + delayMs > deadline) throw error;
       runtime.log.warn({ error: describeError(error), retryInMs: delayMs }, 'request failed; retrying with the same idempotency key');
       await new Promise((resolve) => setTimeout(resolve, delayMs));
     }
