@@ -9,8 +9,9 @@
  *
  * Resumable: the fleet is recorded in the audit log (`fleet.started`, `fleet.finished`) and each
  * of its runs has the idempotency key `fleet:<id>:<secret>`, so running the same command again
- * while a fleet of the same selection is unfinished continues it (a secret whose run exists is
- * not requested again), and once it has finished starts a new one.
+ * while a fleet of the same selection is unfinished continues it (a secret whose run exists, or
+ * whose request joined a rotation already running, is not requested again), and once it has
+ * finished starts a new one.
  */
 import { randomUUID } from 'node:crypto';
 import { humanDuration } from '../core/duration.js';
@@ -84,10 +85,18 @@ async function unfinished(runtime: Runtime, key: string): Promise<string | undef
   return last?.action === 'fleet.started' ? last.fleet : undefined;
 }
 
-/** Each secret's run of the fleet (id and status), read once when a fleet is resumed. */
+/**
+ * Each secret's run of the fleet (id and status), read once when a fleet is resumed: the runs its
+ * requests made, and those they joined (a rotation of the secret already running, audited
+ * `trigger.joined` under the request's key), which rotated the secret for it.
+ */
 async function runsOf(runtime: Runtime, fleet: string): Promise<Array<{ id: string; name: string; status: string }>> {
+  const keys = `fleet:${fleet}:%`;
   return runtime.db.$queryRaw<Array<{ id: string; name: string; status: string }>>`
-    SELECT r.id::text AS id, s.name, r.status::text AS status FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.idempotency_key LIKE ${`fleet:${fleet}:%`}`;
+    SELECT r.id::text AS id, s.name, r.status::text AS status FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.idempotency_key LIKE ${keys}
+    UNION
+    SELECT r.id::text AS id, s.name, r.status::text AS status FROM audit_events e JOIN runs r ON r.id::text = e.run_id JOIN secrets s ON s.id = r.secret_id
+     WHERE e.action = 'trigger.joined' AND e.data->>'idempotencyKey' LIKE ${keys}`;
 }
 
 export async function rotateFleet(runtime: Runtime, selection: FleetSelection, options: FleetOptions): Promise<FleetResult> {

@@ -35,9 +35,30 @@ export class Journal {
   readonly events: Array<{ call: string; fingerprint?: string; serial?: string }> = [];
   /** Delay every call by this much (to widen crash windows). */
   delayMs = 0;
+  /** Calls to hold before their effect, each the next one of its name (see hold). */
+  private readonly holds: Array<{ call: string; reached: () => void; gate: Promise<void> }> = [];
+
+  /**
+   * Holds the next call named `call` before it takes effect, until `release()`: a test gates
+   * what happens meanwhile on `reached` (the call has arrived), never on time.
+   */
+  hold(call: string): { reached: Promise<void>; release: () => void } {
+    let reached!: () => void;
+    let release!: () => void;
+    const arrived = new Promise<void>((resolve) => (reached = resolve));
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    this.holds.push({ call, reached, gate });
+    return { reached: arrived, release };
+  }
 
   async record(call: string): Promise<void> {
     this.calls.push(call);
+    const held = this.holds.findIndex((h) => h.call === call);
+    if (held !== -1) {
+      const [{ reached, gate }] = this.holds.splice(held, 1) as [{ reached: () => void; gate: Promise<void> }];
+      reached();
+      await gate;
+    }
     if (this.delayMs) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
     const fault = this.faults.find((f) => f.call === call && f.times > 0);
     if (fault) {
