@@ -37,9 +37,19 @@ export function planPromotion({ version, current, previous, displaced, now }: Pr
     set: { promotedAt: now },
     audit: { action: 'version.current', data: { from: 'pending', to: 'current', number: version.number, graceMs } },
   });
-  // A predecessor taken down while the store still held it as current is destroyed there by finalize (rotation.ts) before the run ends.
-  const destroyFirst = displaced?.state === 'revoked' && !!displaced.storeVersionId;
+  // A predecessor taken down while the store still held it as current is destroyed there by finalize (rotation.ts) before the run ends:
+  // revoked, or still being revoked (its revocation read that no successor was promoted, so it keeps it in the store).
+  const destroyFirst = !!displaced && takenDownAsStoreCurrent(displaced);
   return { changes, promotedAt: now, nextStep: destroyFirst ? 'finalize' : 'done' };
+}
+
+/**
+ * Whether `displaced`, the version the store held as current before a promotion, was taken down
+ * (revoked, or leaked and being revoked) while it was: its takedown kept it in the store
+ * (takedown.ts), so the promotion's finalize destroys it there.
+ */
+export function takenDownAsStoreCurrent(displaced: VersionRecord): boolean {
+  return (displaced.state === 'revoked' || displaced.state === 'compromised') && !!displaced.storeVersionId;
 }
 
 /**

@@ -12,7 +12,7 @@ import type { ResolvedSecret } from './resolved.js';
 import type { SecretValue } from './secret-value.js';
 import { LeaseLost, RunLease } from './lease.js';
 import { isEmergency, makeRoom } from './emergency.js';
-import { planPromotion } from './lifecycle.js';
+import { planPromotion, takenDownAsStoreCurrent } from './lifecycle.js';
 import { retireAtTargets, revokeAndDestroy } from './retire.js';
 import { rotationGaveUp } from './notify.js';
 import { blockLeaked } from './takedown.js';
@@ -258,7 +258,7 @@ class Rotation {
     const { store, policy, names } = resolved;
     // A predecessor taken down while the store still held it as current was kept there (takedown.ts): it goes now.
     const displaced = version.promotedAt ? await this.deps.repo.lastPromoted(version.secretId, version.promotedAt) : null;
-    if (displaced?.state === 'revoked' && displaced.storeVersionId) {
+    if (displaced && takenDownAsStoreCurrent(displaced)) {
       await providerCall(this.deps, this.log, { provider: names.store, op: 'store.destroy' }, policy.timeoutMs, (c) => store.destroy(storedRef(displaced, policy.consumer), c));
     }
     await this.queueTakedowns(resolved, takedowns);

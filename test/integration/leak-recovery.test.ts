@@ -262,3 +262,28 @@ it('twenty copies of one report at once, while its emergency rotation starts: ea
     expect(await h.runtime.db.auditEvent.count({ where: { versionId: v1.id, action: 'version.leaked' } })).toBe(1);
   }
 }, 120_000);
+
+it('block-first: a replacement promoted while the revocation revokes the leaked key (the store still held it as current) does not leave it in the store', async () => {
+  const secret = `kept-${randomUUID().slice(0, 6)}`;
+  await h.apply(memoryConfig(JOURNAL, { [secret]: 'grace: 1h, onLeak: block-first' }));
+  expect((await h.rotate(secret)).status).toBe('succeeded');
+  const v1 = (await h.runtime.engine.deps.repo.findVersionByNumber(secret, 1))!;
+  const stored = () => [...j.stored.values()].filter((s) => s.versionId === v1.id);
+  expect(stored()).toHaveLength(1);
+  // The revocation has read that no successor was promoted (the store keeps v1 as current) and
+  // is revoking v1 at the issuer when the replacement, held at issue until then, is promoted.
+  const issuing = j.hold('issue');
+  const revoking = j.hold('revoke');
+  const leak = await h.runtime.engine.revoke(secret, 1);
+  expect(leak.outcome).toBe('blocking');
+  await revoking.reached;
+  issuing.release();
+  const replacement = await h.runtime.db.run.findUniqueOrThrow({ where: { idempotencyKey: `leak:${v1.id}` } });
+  expect((await h.waitForRun(replacement.id)).status).toBe('succeeded');
+  revoking.release();
+  await until(async () => (await versionsOf(secret))[0]!.state === 'revoked', 15_000, 'the leaked key revoked');
+  const revocation = await h.runtime.db.run.findUniqueOrThrow({ where: { idempotencyKey: `revocation:${v1.id}` } });
+  expect((await h.waitForRun(revocation.id)).status).toBe('succeeded');
+  // The leaked value is gone from the store: the store no longer held it as current when it was revoked.
+  expect(stored()).toEqual([]);
+});

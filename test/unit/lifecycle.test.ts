@@ -73,6 +73,12 @@ describe('planPromotion', () => {
     expect(planPromotion({ version: v, current: v, previous: [], now: NOW }, 1000)).toEqual({ changes: [], nextStep: 'finalize' });
   });
 
+  it.each(['revoked', 'compromised'] as const)('a predecessor taken down (%s) while the store held it as current: finalize destroys it there first', (state) => {
+    const displaced = version(1, state, { compromisedAt: NOW, storeVersionId: 'sv-1' });
+    expect(planPromotion({ version: version(2, 'pending'), current: null, previous: [], displaced, now: NOW }, 0).nextStep).toBe('finalize');
+    expect(planPromotion({ version: version(2, 'pending'), current: null, previous: [], displaced: { ...displaced, storeVersionId: null }, now: NOW }, 0).nextStep).toBe('done');
+  });
+
   it.each(['issuing', 'failed', 'compromised', 'retired', 'revoked'] as const)('refuses a %s version with REKEY_ERR_COMPROMISED', (state) => {
     expect(() => planPromotion({ version: version(2, state), current: null, previous: [], now: NOW }, 1000)).toThrow(
       expect.objectContaining({ code: 'REKEY_ERR_COMPROMISED' }) as RekeyError,
