@@ -55,7 +55,7 @@ export class Journal {
     this.calls.push(call);
     const held = this.holds.findIndex((h) => h.call === call);
     if (held !== -1) {
-      const [{ reached, gate }] = this.holds.splice(held, 1) as [{ reached: () => void; gate: Promise<void> }];
+      const { reached, gate } = this.holds.splice(held, 1)[0]!;
       reached();
       await gate;
     }
