@@ -26,7 +26,8 @@ export class RunLease {
   private constructor(
     private readonly deps: EngineDeps,
     private readonly runId: string,
-    private readonly owner: string,
+    /** Who holds the lease: a write the repository makes only for the lease's holder names it (StateRepository.recordIssued). */
+    readonly owner: string,
     private readonly ms: number,
   ) {
     this.timer = setInterval(() => void this.renew(), Math.max(100, Math.floor(ms / 3)));
@@ -54,6 +55,12 @@ export class RunLease {
   /** Call before anything with an effect outside the database. @throws LeaseLost */
   check(): void {
     if (this.lost) throw new LeaseLost(this.runId);
+  }
+
+  /** A write made only for the lease's holder was refused: the lease is lost. Returns the error to throw. */
+  lose(): LeaseLost {
+    this.lost = true;
+    return new LeaseLost(this.runId);
   }
 
   /** Gives the lease back, unless the run was finished (StateRepository.finishRun ended it then). */

@@ -337,8 +337,12 @@ export interface StateRepository {
    * `version.issuing`), or returns the one it already has. Idempotent per run; takes the secret lock.
    */
   createVersion(runId: string, audit: AuditContext): Promise<VersionRecord>;
-  /** Records what issue() produced (fingerprint, public issuer state, public id; never the value); audited `version.issued`. A repeat overwrites. */
-  recordIssued(versionId: string, issued: { fingerprint: string; issuerState: JsonObject; publicId: string | undefined }, audit: AuditContext): Promise<VersionRecord>;
+  /**
+   * Records what issue() produced (fingerprint, public issuer state, public id; never the value); audited `version.issued`. A repeat overwrites.
+   * Only for the driver whose lease is `leaseOwner` (RunLease.owner) on the run that made the version, checked by the write itself:
+   * null, nothing written, once another driver has taken the run over or it has finished (or there is no such version).
+   */
+  recordIssued(versionId: string, issued: { fingerprint: string; issuerState: JsonObject; publicId: string | undefined }, audit: AuditContext, leaseOwner: string): Promise<VersionRecord | null>;
   /**
    * issuing -> pending with the store's version id (audited). Idempotent: a pending version
    * is returned as it is. Takes the secret lock.

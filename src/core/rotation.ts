@@ -145,7 +145,15 @@ class Rotation {
     }
     const issued = await providerCall(this.deps, this.log, { provider: names.issuer, op: 'issuer.issue' }, policy.timeoutMs, (c) => issuer.issue(versionRef(version, policy.consumer), c));
     const fingerprint = this.deps.fingerprint(issued.value);
-    const recorded = await this.deps.repo.recordIssued(version.id, { fingerprint, issuerState: issued.state, publicId: issuer.publicId?.(issued.state) }, ctx);
+    const recorded = await this.deps.repo.recordIssued(version.id, { fingerprint, issuerState: issued.state, publicId: issuer.publicId?.(issued.state) }, ctx, this.lease.owner);
+    if (!recorded) {
+      // This driver stalled past its lease while issuing (a long GC pause: check() trusts a renewal it has not made since),
+      // and another drives the run now, with a credential of its own for this version. This one is recorded nowhere: revoked here.
+      await providerCall(this.deps, this.log, { provider: names.issuer, op: 'issuer.revoke' }, policy.timeoutMs, (c) => issuer.revoke(issuedRef({ ...version, issuerState: issued.state }, policy.consumer), c)).catch(
+        (error: unknown) => this.log.error({ error: describeError(error) }, 'could not revoke a credential issued after the lease was lost; revoke it at the issuer by hand'),
+      );
+      throw this.lease.lose();
+    }
     const { storeVersionId } = await providerCall(this.deps, this.log, { provider: names.store, op: 'store.writePending' }, policy.timeoutMs, (c) =>
       store.writePending(versionRef(recorded, policy.consumer), issued.value, c),
     );

@@ -62,7 +62,7 @@ export class PrismaRepository implements StateRepository {
   finishRun: StateRepository['finishRun'] = (runId, status, audit, error) => this.runs.finishRun(runId, status, audit, error);
 
   createVersion: StateRepository['createVersion'] = (runId, audit) => this.steps.createVersion(runId, audit);
-  recordIssued: StateRepository['recordIssued'] = (versionId, issued, audit) => this.steps.recordIssued(versionId, issued, audit);
+  recordIssued: StateRepository['recordIssued'] = (versionId, issued, audit, leaseOwner) => this.steps.recordIssued(versionId, issued, audit, leaseOwner);
   markPending: StateRepository['markPending'] = (versionId, storeVersionId, audit, next) => this.steps.markPending(versionId, storeVersionId, audit, next);
   recordProgress: StateRepository['recordProgress'] = (versionId, next, audit) => this.steps.recordProgress(versionId, next, audit);
   setDelivery: StateRepository['setDelivery'] = (versionId, target, status, audit, error) => this.steps.setDelivery(versionId, target, status, audit, error);

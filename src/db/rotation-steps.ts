@@ -27,9 +27,11 @@ const CREATE_VERSION = statement(
         r AS (UPDATE runs SET version_id = $3 WHERE id = $1)
    SELECT ${VERSION_COLUMNS} FROM v JOIN s ON s.id = v.secret_id`,
 );
+/** Version `$1` issued, while lease owner `$5` holds the run that made it (a driver that stalled past its lease writes nothing). */
 const ISSUED = statement(
   'record_issued',
-  `WITH v AS (UPDATE versions SET fingerprint = $2, issuer_state = $3::jsonb, public_id = $4 WHERE id = $1 RETURNING *)
+  `WITH v AS (UPDATE versions SET fingerprint = $2, issuer_state = $3::jsonb, public_id = $4
+     WHERE id = $1 AND EXISTS (SELECT 1 FROM runs WHERE version_id = $1 AND lease_owner = $5) RETURNING *)
    SELECT ${VERSION_COLUMNS} FROM v JOIN secrets s ON s.id = v.secret_id`,
 );
 /** The delivery rows of version `$1` at targets `$2` set to `$3`, counting `$4` attempts (`pending` counts one; the error column is left as it is). */
@@ -181,14 +183,18 @@ export class RotationSteps {
     return version;
   }
 
-  async recordIssued(versionId: string, { fingerprint, issuerState, publicId }: { fingerprint: string; issuerState: JsonObject; publicId: string | undefined }, audit: AuditContext) {
+  /** One batch: the write and the audit take; the event and COMMIT in a second. Rolled back (the take with it) when nothing was written. */
+  async recordIssued(versionId: string, { fingerprint, issuerState, publicId }: { fingerprint: string; issuerState: JsonObject; publicId: string | undefined }, audit: AuditContext, leaseOwner: string) {
     return transaction(this.db, async (tx) => {
-      const [issued, taken] = await tx.batch([[ISSUED, [versionId, fingerprint, JSON.stringify(issuerState), publicId ?? null]], takeOf({ version: versionId }, 1)]);
+      const [issued, taken] = await tx.batch([[ISSUED, [versionId, fingerprint, JSON.stringify(issuerState), publicId ?? null, leaseOwner]], takeOf({ version: versionId }, 1)]);
       const [row] = issued as VersionRow[];
-      if (!row) throw new RekeyError('REKEY_ERR_UNKNOWN', `no version ${versionId}`);
+      if (!row) throw NOT_LEASED;
       const version = versionOf(row);
       this.audit.appendTaken(tx, [{ ...auditOf(audit), action: 'version.issued', secret: version.secret, versionId, data: { number: version.number, fingerprint } }], taken!);
       return version;
+    }).catch((error: unknown) => {
+      if (error === NOT_LEASED) return null;
+      throw error;
     });
   }
 
@@ -282,6 +288,9 @@ export class RotationSteps {
     });
   }
 }
+
+/** Thrown inside recordIssued's transaction when the lease's owner no longer holds the version's run: rolls it back. */
+const NOT_LEASED = new Error("the run is not the lease owner's");
 
 /** Thrown inside markPending's first transaction when the version was not issuing: rolls it back. */
 const NOT_MOVED = new Error('the version was not issuing');

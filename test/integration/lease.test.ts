@@ -5,6 +5,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { Engine } from '../../src/core/engine.js';
+import type { StateRepository } from '../../src/core/model.js';
 import { Runtime } from '../../src/runtime.js';
 import { startHarness, testModules, type Harness } from '../support/harness.js';
 import { journal } from '../support/memory-provider.js';
@@ -64,4 +66,44 @@ it("a dead driver's lease is taken over once it expires", async () => {
   await expect(other.engine.driveRotation(runId, { final: false })).rejects.toThrow(/being driven by another worker/);
   await new Promise((resolve) => setTimeout(resolve, 600));
   await expect(other.engine.driveRotation(runId, { final: false })).resolves.toBe('succeeded');
+});
+
+it('a driver that stalls past its lease while issuing (a long GC pause) records nothing over its successor and revokes what it issued', async () => {
+  const runId = await newRun();
+  const deps = h.runtime.engine.deps;
+  const before = new Set(j.issued.keys());
+  // The stalled driver renews nothing while it stalls: its timers wait for the pause to end too.
+  let resume!: () => void;
+  const pause = new Promise<void>((resolve) => (resume = resolve));
+  const repo = Object.create(deps.repo) as StateRepository;
+  repo.takeLease = async (...args) => {
+    await pause;
+    return deps.repo.takeLease(...args);
+  };
+  const issuing = j.hold('issue');
+  const stalled = new Engine({ ...deps, repo }).driveRotation(runId, { final: false });
+  await issuing.reached;
+  // Its lease runs out meanwhile (set, not waited for); another worker drives the run to the end.
+  await h.runtime.db.$executeRaw`UPDATE runs SET lease_until = now() - interval '1 second' WHERE id = ${runId}::uuid`;
+  await expect(other.engine.driveRotation(runId, { final: false })).resolves.toBe('succeeded');
+  // The pause ends: the stalled driver's issue() returns, and its renewals go out.
+  resume();
+  issuing.release();
+  await expect(stalled).rejects.toThrow(/taken over by another worker/);
+
+  const run = (await deps.repo.getRun(runId))!;
+  expect(run.status).toBe('succeeded');
+  const version = (await deps.repo.getVersion(run.versionId!))!;
+  expect(version.state).toBe('current');
+  // The version still describes the credential the store and the target hold: a leak of it is matched, its retirement revokes it.
+  const stored = [...j.stored.values()].find((s) => s.versionId === version.id)!;
+  expect(deps.fingerprint(stored.value)).toBe(version.fingerprint);
+  expect(j.accepted.get('mem')?.has(version.fingerprint!)).toBe(true);
+  const serials = [...j.issued.keys()].filter((s) => !before.has(s));
+  expect(serials).toHaveLength(2);
+  const recorded = (version.issuerState as { serial: string }).serial;
+  expect(j.issued.get(recorded)).toBe(stored.value.reveal());
+  // The stalled driver's credential was recorded nowhere: it revoked it itself.
+  expect(serials.filter((s) => s !== recorded).every((s) => j.revoked.has(s))).toBe(true);
+  expect(j.revoked.has(recorded)).toBe(false);
 });
