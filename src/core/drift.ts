@@ -187,7 +187,10 @@ async function redeploy(deps: EngineDeps, log: Logger, b: Binding, target: strin
   const value = await readValue(deps, log, b.resolved, before);
   await providerCall(deps, log, { provider: target, op: 'target.deploy' }, policy.timeoutMs, (c) => b.target.deploy(versionRef(before, policy.consumer), value, c));
   const after = await deps.repo.getVersion(version.id);
-  if (after && wantOf(after, now(deps)) === 'refuse') {
+  // Refused now, or being taken down (`leave`): a retirement retires at every target before it marks the version
+  // retired, so it may have passed this one before the deploy landed. The job retires it once it is refused.
+  const want = after ? wantOf(after, now(deps)) : 'accept';
+  if (want === 'refuse' || want === 'leave') {
     log.warn({ secret: b.secret, version: version.number }, 'drift repair: version retired while it was deployed again; retiring it again');
     await deps.queue.enqueueTargetRetire(version.id, target);
   }
@@ -197,11 +200,15 @@ async function redeploy(deps: EngineDeps, log: Logger, b: Binding, target: strin
 /**
  * Job handler (revocations queue): retires a version the drift check found at `target` although
  * it must be refused. Does nothing when the version is wanted again or the target is gone.
- * @throws the target's error, so the job is retried on the leak path's schedule.
+ * @throws the target's error, so the job is retried on the leak path's schedule; RekeyError
+ *   REKEY_ERR_CONFLICT (retried the same way) while the version's takedown is under way (`leave`).
  */
 export async function retireDrifted(deps: EngineDeps, versionId: string, target: string): Promise<'succeeded' | 'skipped'> {
   const version = await deps.repo.getVersion(versionId);
-  if (!version || wantOf(version, now(deps)) !== 'refuse') return 'skipped';
+  const want = version ? wantOf(version, now(deps)) : 'accept';
+  // Put back by a repair while its retirement ran: retried (the leak path's schedule) until the retirement has marked it retired.
+  if (version && want === 'leave') throw new RekeyError('REKEY_ERR_CONFLICT', `version ${version.number} of ${version.secret} is being taken down; retiring it again at ${target} once it is`);
+  if (!version || want !== 'refuse') return 'skipped';
   const resolved = await deps.providers.resolve(version.secret);
   const bound = resolved.targets.get(target);
   if (!bound) return 'skipped';

@@ -8,7 +8,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunRecord, VersionRecord } from '../../src/core/model.js';
+import { CLOCK_TOLERANCE_MS } from '../../src/core/context.js';
+import { Engine } from '../../src/core/engine.js';
+import type { RunRecord, StateRepository, VersionRecord } from '../../src/core/model.js';
 import { jobId } from '../../src/queue/names.js';
 import { rekey } from '../support/cli.js';
 import { startHarness, type Harness } from '../support/harness.js';
@@ -30,7 +32,7 @@ afterAll(async () => {
 
 const edge = () => j.accepted.get('edge') ?? new Map<string, string>();
 const check = () => h.runtime.engine.checkTarget('edge', [secret], { repair: true });
-const version = async (number: number): Promise<VersionRecord> => (await h.runtime.engine.deps.repo.findVersionByNumber(secret, number))!;
+const version = async (number: number, of = secret): Promise<VersionRecord> => (await h.runtime.engine.deps.repo.findVersionByNumber(of, number))!;
 
 /** Starts a rotation and drives it until its verify step fails (the pending version is deployed, not promoted). */
 async function rotationStuckAtVerify(): Promise<RunRecord> {
@@ -181,5 +183,59 @@ describe('rekey verify', () => {
     const status = await rekey(['status', secret], h.childEnv());
     expect(status.stdout).toMatch(/sync edge: repaired, checked .* ago; last drift .* ago \(missing v2\), repaired .* ago/);
     expect(status.stdout).toContain('! drifted ');
+  });
+});
+
+describe('a repair racing a retirement', () => {
+  it('a previous version the retirement retires at the target while the repair deploys it, and marks retired after the repair looked: retired again', async () => {
+    const other = `dr2-${randomUUID().slice(0, 8)}`;
+    await h.apply(memoryConfig(JOURNAL, { [secret]: 'grace: 1h, retry: { attempts: 3, backoff: 100ms }', [other]: 'grace: 1h' }));
+    const rotate = async () => {
+      const result = await h.runtime.engine.requestRotation({ secret: other, trigger: 'manual' });
+      if (result.status === 'stale') throw new Error('stale');
+      expect(await h.runtime.engine.driveRotation(result.run.id, { final: false })).toBe('succeeded');
+    };
+    await rotate();
+    await rotate();
+    const deps = h.runtime.engine.deps;
+    const v1 = (await deps.repo.findVersionByNumber(other, 1))!;
+    expect(v1.state).toBe('previous');
+    edge().delete(v1.fingerprint!); // a gateway restarted without it, an hour's grace left: the check puts it back
+    const deploying = j.hold('deploy:edge');
+    const checking = h.runtime.engine.checkTarget('edge', [other], { repair: true });
+    await deploying.reached;
+    // Meanwhile a rotation promotes v3 (v1's grace cut to now) and v1's retirement, due, retires it at the
+    // target; it records that and moves v1 on only after the repair has deployed it and read v1 again.
+    await rotate();
+    let recorded!: () => void;
+    const atRecord = new Promise<void>((resolve) => (recorded = resolve));
+    let record!: () => void;
+    const recording = new Promise<void>((resolve) => (record = resolve));
+    const repo = Object.create(deps.repo) as StateRepository;
+    repo.setDelivery = async (...args) => {
+      if (args[2] === 'retired') {
+        recorded();
+        await recording;
+      }
+      return deps.repo.setDelivery(...args);
+    };
+    const due = new Date(Date.now() + 2 * CLOCK_TOLERANCE_MS);
+    const retiring = new Engine({ ...deps, repo, now: () => due }).retire(v1.id);
+    await atRecord;
+    expect(edge().has(v1.fingerprint!)).toBe(false);
+    deploying.release();
+    expect((await checking).results[0]).toMatchObject({ missing: [1], redeployed: [1] });
+    // Its job, run while the retirement is still under way, waits for it (retried), rather than doing nothing.
+    await expect(h.runtime.engine.retireDrifted(v1.id, 'edge')).rejects.toThrow(/being taken down/);
+    record();
+    expect(await retiring).toBe('succeeded');
+    expect((await version(1, other)).state).toBe('revoked');
+    // The repair put back a key its retirement had already taken away: it is retired again.
+    expect(edge().has(v1.fingerprint!)).toBe(true);
+    const job = await h.runtime.queues.queues.revocations.getJob(jobId.targetRetire(v1.id, 'edge'));
+    expect(job?.name).toBe('target-retire');
+    await job!.remove();
+    expect(await h.runtime.engine.retireDrifted(v1.id, 'edge')).toBe('succeeded');
+    expect(edge().has(v1.fingerprint!)).toBe(false);
   });
 });
