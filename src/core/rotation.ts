@@ -168,17 +168,34 @@ class Rotation {
    */
   private async markPending(resolved: ResolvedSecret, version: VersionRecord, storeVersionId: string): Promise<VersionRecord> {
     this.lease.check();
-    const ctx = audit(this.deps, this.run.id);
     try {
       await this.readValue(resolved, { ...version, storeVersionId });
     } catch (error) {
-      await this.deps.repo.markPending(version.id, storeVersionId, ctx, { runId: this.run.id, step: 'deploy' });
+      await this.recordPending(resolved, version, storeVersionId, { runId: this.run.id, step: 'deploy' });
       this.step = 'deploy';
       throw error;
     }
-    const pending = await this.deps.repo.markPending(version.id, storeVersionId, ctx, this.progress('deploy', resolved.policy.targets, 'pending'));
+    const pending = await this.recordPending(resolved, version, storeVersionId, this.progress('deploy', resolved.policy.targets, 'pending'));
     this.step = 'deploy';
     return pending;
+  }
+
+  /**
+   * repo.markPending. A leak report that took the version down before it was recorded as stored
+   * leaves it with no store version id, so neither its revocation nor the rollback would find the
+   * value this attempt has just written: it is destroyed here, then the refusal is thrown.
+   */
+  private async recordPending(resolved: ResolvedSecret, version: VersionRecord, storeVersionId: string, next: StepProgress): Promise<VersionRecord> {
+    try {
+      return await this.deps.repo.markPending(version.id, storeVersionId, audit(this.deps, this.run.id), next);
+    } catch (error) {
+      const taken = error instanceof RekeyError && error.code === 'REKEY_ERR_COMPROMISED' ? await this.deps.repo.getVersion(version.id) : null;
+      if (taken?.compromisedAt && !taken.storeVersionId && (taken.state === 'compromised' || taken.state === 'revoked')) {
+        const { store, policy, names } = resolved;
+        await providerCall(this.deps, this.log, { provider: names.store, op: 'store.destroy' }, policy.timeoutMs, (c) => store.destroy(storedRef({ ...taken, storeVersionId }, policy.consumer), c));
+      }
+      throw error;
+    }
   }
 
   /**

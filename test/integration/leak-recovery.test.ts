@@ -287,3 +287,21 @@ it('block-first: a replacement promoted while the revocation revokes the leaked 
   // The leaked value is gone from the store: the store no longer held it as current when it was revoked.
   expect(stored()).toEqual([]);
 });
+
+it('a version reported leaked after its issue, before its store write: the value written after the report is destroyed in the store', async () => {
+  const secret = `early-${randomUUID().slice(0, 6)}`;
+  await h.apply(memoryConfig(JOURNAL, { [secret]: 'grace: 1h' }));
+  expect((await h.rotate(secret)).status).toBe('succeeded');
+  const writing = j.hold('store.writePending');
+  const rotation = await h.runtime.engine.requestRotation({ secret, trigger: 'manual' });
+  if (rotation.status === 'stale') throw new Error('stale');
+  await writing.reached;
+  // v2 is issued and recorded (its fingerprint known), not stored yet: the report takes it down from issuing.
+  const leak = await h.runtime.engine.revoke(secret, 2);
+  expect(leak.outcome).toBe('revoking');
+  await until(async () => (await versionsOf(secret))[1]!.state === 'revoked', 15_000, 'the leaked version revoked');
+  writing.release();
+  expect((await h.waitForRun(rotation.run.id)).status).toBe('rolled_back');
+  expect((await versionsOf(secret)).map((v) => v.state)).toEqual(['current', 'revoked']);
+  expect([...j.stored.values()].filter((s) => s.versionId === leak.versionId)).toEqual([]);
+});
