@@ -32,8 +32,10 @@ export interface FakeKubeApi {
   patchTypes: Set<string>;
   /** `verb resource/name` entries answered 403, e.g. `patch deployments/api`. */
   forbidden: Set<string>;
-  /** How long a rollout takes (ms); 0 completes it at once. */
+  /** How long a rollout takes (ms); 0 completes it at once; Infinity: until finishRollouts(). */
   rolloutMs: number;
+  /** Completes every rollout still under way. */
+  finishRollouts(): void;
   /** Someone else changes the Secret right after the next GET of it (a race). */
   raceNextRead: boolean;
   addSecret(namespace: string, name: string, data?: Record<string, string>): void;
@@ -51,6 +53,7 @@ export async function startFakeKubeApi(token = 'fake-sa-token'): Promise<FakeKub
   const forbidden = new Set<string>();
   const state = { rolloutMs: 0, version: 1000, race: false };
   const timers = new Set<NodeJS.Timeout>();
+  const unfinished = new Set<() => void>();
   const nextVersion = () => String((state.version += 1));
 
   const server = createServer((req, res) => {
@@ -116,6 +119,7 @@ export async function startFakeKubeApi(token = 'fake-sa-token'): Promise<FakeKub
     const finish = () => (d.status = { observedGeneration: meta.generation, replicas, updatedReplicas: replicas, readyReplicas: replicas, availableReplicas: replicas });
     if (state.rolloutMs === 0) return finish();
     d.status = { ...(d.status as Json), observedGeneration: meta.generation, updatedReplicas: 0 };
+    if (state.rolloutMs === Infinity) return void unfinished.add(finish);
     const timer = setTimeout(() => (timers.delete(timer), finish()), state.rolloutMs);
     timers.add(timer);
   };
@@ -135,6 +139,10 @@ export async function startFakeKubeApi(token = 'fake-sa-token'): Promise<FakeKub
     },
     set rolloutMs(ms: number) {
       state.rolloutMs = ms;
+    },
+    finishRollouts() {
+      for (const finish of unfinished) finish();
+      unfinished.clear();
     },
     get raceNextRead() {
       return state.race;
