@@ -32,6 +32,8 @@ export async function follow(options: StreamOptions, listener: (change: SecretCh
     try {
       const response = await options.fetch(`${options.url}/v1/events`, {
         headers: { authorization: `Bearer ${await options.credential()}`, accept: 'text/event-stream', ...(lastEventId ? { 'last-event-id': lastEventId } : {}) },
+        // A redirect is not followed (the credential would go with it): it is a failed attempt, logged with its status.
+        redirect: 'manual',
         signal,
       });
       status = response.status;

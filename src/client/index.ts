@@ -11,6 +11,10 @@
  * - `subscribe(listener)`: the change stream (`GET /v1/events`), reconnected with backoff;
  *   a rotation or revocation drops the cached value at once, so the next `secret()` is fresh.
  *
+ * Requests go to `url` and nowhere else: a key service never redirects, so a 3xx answer (from the
+ * server or a proxy in between) is not followed (the credential would go with it) but is a
+ * `protocol` error with its status.
+ *
  * Requests are retried with exponential backoff and full jitter. The logger hook receives
  * codes and numbers only; errors are `RekeyClientError` codes. This folder imports nothing but
  * itself and Node's globals (the `rekey/boundaries` lint rule holds it), so an app pays for
@@ -26,7 +30,7 @@ const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 
 export interface ClientOptions {
-  /** Base URL of `rekey server` (`https://rekey.example.com`). */
+  /** Base URL of `rekey server` (`https://rekey.example.com`): the one it answers at, since a redirect is not followed but fails as `protocol` with its 3xx status. */
   url: string;
   /** The credential this workload proves itself with, read for every request (so a rotated token file is picked up). */
   credential: () => string | Promise<string>;
@@ -165,6 +169,7 @@ export class RekeyClient {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
         body: new URLSearchParams({ grant_type: GRANT_TYPE, subject_token: String(await this.options.credential()), subject_token_type: this.options.credentialType ?? JWT_TOKEN_TYPE, audience, requested_token_type: JWT_TOKEN_TYPE }),
+        redirect: 'manual',
         signal: attempt,
       }), signal);
     if (response.status !== 200) throw refusal(response.status, await errorCode(response), 400);
@@ -182,6 +187,7 @@ export class RekeyClient {
     const response = await this.request(async (attempt) =>
       this.fetch(`${this.url}/v1/secrets/${name.split('/').map(encodeURIComponent).join('/')}`, {
         headers: { authorization: `Bearer ${await this.options.credential()}`, accept: 'application/json', ...(etag ? { 'if-none-match': etag } : {}) },
+        redirect: 'manual',
         signal: attempt,
       }), signal);
     if (response.status === 304 && hit) {
