@@ -155,7 +155,7 @@ async function answer(request: IncomingMessage, response: ServerResponse, reques
     return send(404, { error: 'not_found' });
   } catch (error) {
     if (!(error instanceof RekeyClientError)) return send(500, { error: 'server_error' });
-    const status = { unauthenticated: 502, forbidden: 403, not_configured: 404, unavailable: 503, protocol: 502, aborted: 503 }[error.code];
+    const status = { unauthenticated: 502, forbidden: 403, not_configured: 404, unavailable: 503, protocol: 502, aborted: 503, invalid_name: 400 }[error.code];
     return send(status, { error: error.code });
   }
 }

@@ -89,8 +89,13 @@ export class RekeyClient {
     return this.cached(this.tokens, `token:${audience}`, audience, 'token_refresh_failed', () => this.exchange(audience, signal));
   }
 
-  /** The current value of `name`, from the cache while fresh. */
+  /**
+   * The current value of `name`, from the cache while fresh.
+   * @throws RekeyClientError `invalid_name`, before anything is sent, for a name with a `.` or `..` segment
+   */
   async secret(name: string, signal?: AbortSignal): Promise<DeliveredValue> {
+    // URLs resolve `.` and `..` segments, so such a name would send the credential to another path.
+    if (name.split('/').some((segment) => segment === '.' || segment === '..')) throw new RekeyClientError('invalid_name');
     return this.cached(this.values, `secret:${name}`, name, 'secret_refresh_failed', () => this.read(name, signal));
   }
 

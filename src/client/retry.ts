@@ -40,7 +40,9 @@ export type ClientErrorCode =
   /** An answer that is not what the protocol says. */
   | 'protocol'
   /** The caller aborted. */
-  | 'aborted';
+  | 'aborted'
+  /** A secret name with a `.` or `..` segment: its URL would name another path (nothing is sent). */
+  | 'invalid_name';
 
 export class RekeyClientError extends Error {
   constructor(

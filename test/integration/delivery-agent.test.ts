@@ -96,6 +96,12 @@ it('serves values and tokens only to requests carrying the per-host token', asyn
   }
 });
 
+it('refuses a secret name whose decoded segments would take its request to the server elsewhere (`..`, `.`)', async () => {
+  for (const path of ['/v1/secrets/..%2F..%2Fv1%2Fevents', '/v1/secrets/payments-api-key%2F..', '/v1/secrets/a%2F.%2Fb']) {
+    expect(await get(path)).toEqual({ status: 400, body: { error: 'invalid_name' } });
+  }
+});
+
 it('renders the template into a 0600 file', async () => {
   const file = join(dir, 'app.env');
   expect((await stat(file)).mode & 0o777).toBe(0o600);

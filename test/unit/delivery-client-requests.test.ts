@@ -2,7 +2,8 @@
  * Where the client library (src/client) sends its credential: only to the URL of the request it
  * means. A key service never redirects, so a 3xx (from the server, or a proxy in between) is an
  * error: neither the `subject_token` body nor the bearer credential follows it, to another host
- * or to another path. Two loopback HTTP servers stand in for
+ * or to another path. A secret name cannot move the request to another path either (`..` and
+ * `.` segments are refused before anything is sent). Two loopback HTTP servers stand in for
  * rekey and for wherever a redirect points; each records what it received.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -95,4 +96,26 @@ it('GET /v1/events answered 307: the stream does not follow it, and logs the sta
     stop();
   }
   expect(elsewhere.seen).toEqual([]);
+});
+
+for (const name of ['..', '../token', 'a/../../../api/v1/secrets', '.', './payments-api-key', 'a/./b', 'a/..']) {
+  it(`refuses the secret name ${JSON.stringify(name)} before sending anything: a dot segment would move the request (and its credential) to another path`, async () => {
+    const error = await failure(client().secret(name));
+    expect(leaked().map((s) => s.path)).toEqual([]);
+    expect(rekey.seen).toEqual([]);
+    expect(error).toBeInstanceOf(RekeyClientError);
+    expect(error).toMatchObject({ code: 'invalid_name' });
+  });
+}
+
+it('sends a name with dots inside its segments, or characters URLs treat specially, as exactly that name', async () => {
+  const c = client();
+  for (const name of ['team/app.v2/key', 'a..b', '.hidden/x', 'x%2F..%2Fy', 'a?b#c']) await failure(c.secret(name));
+  expect(rekey.seen.map((s) => s.path)).toEqual([
+    '/v1/secrets/team/app.v2/key',
+    '/v1/secrets/a..b',
+    '/v1/secrets/.hidden/x',
+    '/v1/secrets/x%252F..%252Fy',
+    '/v1/secrets/a%3Fb%23c',
+  ]);
 });
