@@ -2,7 +2,7 @@
  * The change stream (`GET /v1/events`, server-sent events) kept open: each connection is
  * authenticated with a fresh credential; when it ends (the credential's expiry, the server's
  * hour, a network failure) it reconnects after a backoff with full jitter, no shorter than
- * the server's `retry:` field, sending `Last-Event-ID` when the server gave events an `id:`.
+ * the server's `retry:` field (nor than a refusal's `Retry-After`), sending `Last-Event-ID` when the server gave events an `id:`.
  * A new connection starts with `ready` (the current version of every readable secret), so a
  * change missed while disconnected is seen then.
  */
@@ -28,6 +28,7 @@ export async function follow(options: StreamOptions, listener: (change: SecretCh
   let failures = 0;
   while (!signal.aborted) {
     let status: number | undefined;
+    let retryAfterMs = 0;
     let open = false;
     try {
       const response = await options.fetch(`${options.url}/v1/events`, {
@@ -39,6 +40,9 @@ export async function follow(options: StreamOptions, listener: (change: SecretCh
       status = response.status;
       if (status !== 200 || !response.body) {
         await response.body?.cancel();
+        // 429 (the subject holds its share of streams, or is over its rate limit) and 503 say when to come back.
+        const retryAfter = Number(response.headers.get('retry-after'));
+        if (Number.isFinite(retryAfter) && retryAfter > 0) retryAfterMs = retryAfter * 1000;
         if (status === 401 || status === 403 || status === 404) options.log({ code: 'stream_closed', status });
       } else {
         options.log({ code: 'stream_open', status });
@@ -59,7 +63,7 @@ export async function follow(options: StreamOptions, listener: (change: SecretCh
     }
     if (open) options.log({ code: 'stream_closed' });
     failures++;
-    const delayMs = Math.max(retryMs, backoff(options.policy, Math.min(failures, 16)));
+    const delayMs = Math.max(retryMs, retryAfterMs, backoff(options.policy, Math.min(failures, 16)));
     options.log({ code: 'stream_retrying', attempt: failures, delayMs, ...(status ? { status } : {}) });
     await sleep(delayMs, signal).catch((error: unknown) => {
       if (!(error instanceof RekeyClientError)) throw error;

@@ -66,6 +66,13 @@ export const deliverySchema = z
       .object({
         max: z.number().int().min(1).max(100_000).default(120).describe('Requests an authenticated subject may make at once, and per window'),
         window: durationSchema('1m'),
+        streams: z
+          .number()
+          .int()
+          .min(1)
+          .max(10_000)
+          .default(100)
+          .describe('Change streams (GET /v1/events) an authenticated subject may hold open at once, on each server replica'),
       })
       .strict()
       .prefault({})
@@ -78,8 +85,8 @@ export type DeliveryDocument = z.infer<typeof deliverySchema>;
 /** The validated section: grants in core's shape, authenticators as role references. */
 export interface DeliveryConfig extends DeliverySpec {
   authenticators: Readonly<Record<string, { instance: string; params: unknown }>>;
-  /** Per authenticated subject, on each server replica. */
-  rateLimit: { max: number; windowMs: number };
+  /** Per authenticated subject, on each server replica: requests, and change streams open at once. */
+  rateLimit: { max: number; windowMs: number; streams: number };
 }
 
 interface Issue {
@@ -129,5 +136,5 @@ export function validateDelivery(
     }
     grants[name] = spec;
   }
-  return { delivery: { issuer: section.issuer, authenticators, grants, rateLimit: { max: section.rateLimit.max, windowMs: section.rateLimit.window } }, issues };
+  return { delivery: { issuer: section.issuer, authenticators, grants, rateLimit: { max: section.rateLimit.max, windowMs: section.rateLimit.window, streams: section.rateLimit.streams } }, issues };
 }

@@ -17,7 +17,9 @@
  * stream ends when the credential expires (its `exp`), and after an hour at most (a credential
  * without `exp`, such as a client key): the client reconnects and is authenticated and
  * authorized again, so a grant removed by `rekey apply` stops its streams within the hour.
- * The admission slot is given back once the caller is authenticated: a stream holds none.
+ * The admission slot is given back once the caller is authenticated: a stream holds none. A
+ * server holds MAX_STREAMS streams, and one subject `delivery.rateLimit.streams` of them (429
+ * beyond), so a subject's clients cannot take every slot of the others.
  */
 import type { FastifyInstance } from 'fastify';
 import { authenticate, DeliveryError, retryingStale } from '../core/delivery.js';
@@ -34,15 +36,20 @@ const MAX_STREAMS = 10_000;
 const MAX_STREAM_MS = 3_600_000;
 /** A comment line this often keeps proxies from closing an idle stream. */
 const KEEPALIVE_MS = 15_000;
+/** Retry-After of a subject refused for holding `delivery.rateLimit.streams` already: its streams end within the hour. */
+const SUBJECT_STREAMS_RETRY_AFTER_S = 30;
 
 /** Registers the route; returns what ends every open stream (the server is closing). */
 export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () => void {
   const streams = new Set<() => void>();
+  /** Open streams per subject (`<authenticator>:<subject id>`), so one subject cannot take the server's every slot. */
+  const perSubject = new Map<string, number>();
 
   scope.get('/v1/events', async (request, reply) => {
     let deps;
     let who;
     let secrets: string[];
+    let subjectKey: string;
     try {
       const credential = bearer(request);
       const delivery = credential ? await ctx.config() : undefined;
@@ -62,6 +69,10 @@ export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () =>
       secrets = readableSecrets(delivery, who);
       if (!secrets.length) return refuse(reply, 403, 'insufficient_scope', 'the subject may read no secret');
       if (streams.size >= MAX_STREAMS) return refuse(reply.header('retry-after', '5'), 503, 'temporarily_unavailable', 'too many streams');
+      subjectKey = `${who.authenticator}:${who.subject.id}`;
+      if ((perSubject.get(subjectKey) ?? 0) >= delivery.rateLimit.streams) {
+        return refuse(reply.header('retry-after', String(SUBJECT_STREAMS_RETRY_AFTER_S)), 429, 'slow_down', 'too many streams for this subject');
+      }
     } catch (error) {
       if (!(error instanceof DeliveryError)) {
         request.log.error({ error: describeError(error) }, 'change stream failed');
@@ -95,11 +106,15 @@ export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () =>
     const timers: NodeJS.Timeout[] = [];
     const end = () => {
       if (!streams.delete(end)) return;
+      const held = (perSubject.get(subjectKey) ?? 1) - 1;
+      if (held > 0) perSubject.set(subjectKey, held);
+      else perSubject.delete(subjectKey);
       unsubscribe?.();
       for (const timer of timers) clearTimeout(timer);
       raw.end();
     };
     streams.add(end);
+    perSubject.set(subjectKey, (perSubject.get(subjectKey) ?? 0) + 1);
     request.raw.once('close', end);
     reply.hijack();
     raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });

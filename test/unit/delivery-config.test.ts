@@ -51,7 +51,7 @@ it('refuses unknown authenticators and signing keys, reserved claims and authent
 it('accepts a value grant, refuses one naming no managed secret, and one with both token: and value: or neither', async () => {
   const loaded = await parseConfig(config('{ authenticator: app, subjects: ["app:*"], value: { secret: app-attestation, ttl: 2m } }'), 'rekey.yaml', providers);
   expect(loaded.config.delivery?.grants.mobile).toEqual({ name: 'mobile', authenticator: 'app', subjects: ['app:*'], value: { secret: 'app-attestation', ttlMs: 120_000 } });
-  expect(loaded.config.delivery?.rateLimit).toEqual({ max: 120, windowMs: 60_000 });
+  expect(loaded.config.delivery?.rateLimit).toEqual({ max: 120, windowMs: 60_000, streams: 100 });
   expect(formatPlan(computePlan(loaded, [], undefined), 'rekey.yaml')).toContain('+ delivery.grants.mobile');
   await expect(parseConfig(config('{ authenticator: app, subjects: ["*"], value: { secret: missing } }'), 'rekey.yaml', providers)).rejects.toThrow(/delivery\.grants\.mobile\.value\.secret.*no managed secret named "missing"/s);
   await expect(parseConfig(config('{ authenticator: app, subjects: ["*"], value: { secret: app-attestation }, token: { signingKey: api-signing, audience: api } }'), 'rekey.yaml', providers)).rejects.toThrow(/either token: or value:/);
