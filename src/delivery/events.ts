@@ -16,7 +16,10 @@
  * The subscription is in place before `ready` is read, so nothing falls between the two. The
  * stream ends when the credential expires (its `exp`), and after an hour at most (a credential
  * without `exp`, such as a client key): the client reconnects and is authenticated and
- * authorized again, so a grant removed by `rekey apply` stops its streams within the hour.
+ * authorized again, so a grant removed by `rekey apply` stops its streams within the hour. It
+ * ends sooner when the version the credential was verified against stops being one a hand-out
+ * may rely on: at once when the change feed reports it revoked, at the end of its grace once a
+ * rotation made it previous.
  * The admission slot is given back once the caller is authenticated: a stream holds none. A
  * server holds MAX_STREAMS streams, and one subject `delivery.rateLimit.streams` of them (429
  * beyond), so a subject's clients cannot take every slot of the others.
@@ -24,7 +27,7 @@
 import type { FastifyInstance } from 'fastify';
 import { authenticate, DeliveryError, retryingStale } from '../core/delivery.js';
 import { describeError } from '../core/errors.js';
-import type { SecretChange } from '../core/model.js';
+import type { SecretChange, VersionRecord } from '../core/model.js';
 import { SecretValue } from '../core/secret-value.js';
 import { readableSecrets, valueGrants } from '../core/value-delivery.js';
 import { compareIds } from './change-feed.js';
@@ -44,6 +47,17 @@ export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () =>
   const streams = new Set<() => void>();
   /** Open streams per subject (`<authenticator>:<subject id>`), so one subject cannot take the server's every slot. */
   const perSubject = new Map<string, number>();
+  /** Version reads in flight, shared by the streams one change wakes at once. */
+  const reading = new Map<string, Promise<VersionRecord | null>>();
+  const versionOf = (id: string): Promise<VersionRecord | null> => {
+    let read = reading.get(id);
+    if (!read) {
+      read = ctx.deps().repo.getVersion(id);
+      reading.set(id, read);
+      read.then(() => reading.delete(id), () => reading.delete(id));
+    }
+    return read;
+  };
 
   scope.get('/v1/events', async (request, reply) => {
     let deps;
@@ -104,6 +118,8 @@ export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () =>
     };
     let unsubscribe: (() => void) | undefined;
     const timers: NodeJS.Timeout[] = [];
+    let deadline = Infinity;
+    let lifetime: NodeJS.Timeout | undefined;
     const end = () => {
       if (!streams.delete(end)) return;
       const held = (perSubject.get(subjectKey) ?? 1) - 1;
@@ -111,16 +127,52 @@ export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () =>
       else perSubject.delete(subjectKey);
       unsubscribe?.();
       for (const timer of timers) clearTimeout(timer);
+      clearTimeout(lifetime);
       raw.end();
+    };
+    /** Ends the stream at `at` (Date.now() scale) if that is sooner than it would end anyway. */
+    const endBy = (at: number) => {
+      if (at >= deadline || !streams.has(end)) return;
+      deadline = at;
+      clearTimeout(lifetime);
+      lifetime = setTimeout(end, Math.max(0, at - Date.now()));
+    };
+    // The versions the credential was verified against (an attestation secret's, a client key),
+    // as read once subscribed; changes that come before are held back until then.
+    let relied: VersionRecord[] | undefined;
+    const heldBack: SecretChange[] = [];
+    /** A revocation of a relied-on version ends the stream; a rotation may have made it previous (ends with its grace) or retired it. */
+    const watch = (change: SecretChange) => {
+      if (!relied) return void heldBack.push(change);
+      for (const version of relied) {
+        if (version.secret !== change.secret) continue;
+        if (change.event === 'revoked' && change.version === version.number) return end();
+        if (change.event === 'rotated') {
+          versionOf(version.id).then(
+            (now) => endBy(reliableUntil(now)),
+            (error: unknown) => request.log.warn({ error: describeError(error) }, 'change stream: a relied-on version could not be read again'),
+          );
+        }
+      }
     };
     streams.add(end);
     perSubject.set(subjectKey, (perSubject.get(subjectKey) ?? 0) + 1);
     request.raw.once('close', end);
+    // The credential's expiry, and the hour.
+    const exp = who.subject.claims.exp;
+    endBy(Date.now() + Math.min(typeof exp === 'number' ? exp * 1000 - Date.now() : MAX_STREAM_MS, MAX_STREAM_MS));
     reply.hijack();
     raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     raw.write('retry: 1000\n\n');
     try {
-      unsubscribe = await ctx.runtime.changes.subscribe(forward);
+      unsubscribe = await ctx.runtime.changes.subscribe((change) => {
+        watch(change);
+        if (streams.has(end)) forward(change);
+      });
+      const versions = await Promise.all((who.subject.versions ?? []).map(versionOf));
+      for (const version of versions) endBy(reliableUntil(version));
+      relied = versions.filter((version) => version !== null);
+      for (const change of heldBack.splice(0)) watch(change);
       const lastEventId = request.headers['last-event-id'];
       const missed = typeof lastEventId === 'string' ? await ctx.runtime.changes.since(lastEventId) : undefined;
       if (!streams.has(end)) return; // the client left meanwhile
@@ -147,13 +199,21 @@ export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () =>
       end();
       return;
     }
-    timers.push(setInterval(() => raw.write(': keepalive\n\n'), KEEPALIVE_MS));
-    const exp = who.subject.claims.exp;
-    const lifetime = typeof exp === 'number' ? Math.min(exp * 1000 - Date.now(), MAX_STREAM_MS) : MAX_STREAM_MS;
-    timers.push(setTimeout(end, Math.max(0, lifetime)));
+    if (streams.has(end)) timers.push(setInterval(() => raw.write(': keepalive\n\n'), KEEPALIVE_MS));
   });
 
   return () => {
     for (const end of [...streams]) end();
   };
+}
+
+/**
+ * Until when (Date.now() scale) a credential verified against `version` may still be relied
+ * on, as the hand-out check has it: a current version until further notice, a previous one
+ * until its grace ends, none other (compromised, retired, revoked, gone).
+ */
+function reliableUntil(version: VersionRecord | null): number {
+  if (!version || version.compromisedAt) return 0;
+  if (version.state === 'current') return Infinity;
+  return version.state === 'previous' && version.graceEndsAt ? version.graceEndsAt.getTime() : 0;
 }

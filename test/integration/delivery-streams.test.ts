@@ -1,12 +1,14 @@
 /**
  * How long a change stream (GET /v1/events) lives, and how many a subject holds, on a real
- * server: a stream ends when the credential it was opened with expires; and one subject holds
- * `delivery.rateLimit.streams` streams at most on a server (429 with Retry-After beyond), while
- * other subjects still get theirs.
+ * server: a stream ends when the credential it was opened with expires; when the version that
+ * credential was verified against is revoked (a client key, an attestation secret), at once;
+ * when that version, made previous by a rotation, reaches the end of its grace; and one subject
+ * holds `delivery.rateLimit.streams` streams at most on a server (429 with Retry-After beyond),
+ * while other subjects still get theirs.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { deliveryRoutes } from '../../src/delivery/routes.js';
-import { attestationToken } from '../support/delivery.js';
+import { attestationToken, currentVersion, storedValue } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { openStream, type EventStream } from '../support/sse.js';
 
@@ -53,6 +55,8 @@ const events = () => `${h.serving!.url}/v1/events`;
 const attestation = (sub: string, ttlSeconds?: number) => attestationToken(h, 'app-attestation', { sub, ttlSeconds });
 /** Resolves once the server has ended `stream` (rejects if it is still open after `ms`). */
 const ended = (stream: EventStream, ms: number) => expect(stream.next('no-such-event', ms)).rejects.toThrow('stream ended');
+/** Resolves if `stream` is still open after `ms`. */
+const open = (stream: EventStream, ms: number) => expect(stream.next('no-such-event', ms)).rejects.toThrow('no no-such-event event');
 
 it('ends a stream when the credential it was opened with expires', async () => {
   const stream = await openStream(events(), await attestation('app:short-lived', 3));
@@ -88,3 +92,42 @@ it('holds at most delivery.rateLimit.streams streams per subject on a server: 42
     for (const stream of streams) stream.close();
   }
 });
+
+it('ends a stream at once when the client key it was opened with is revoked, and leaves the other clients\' streams open', async () => {
+  const revoked = await openStream(events(), await storedValue(h, 'workloads/billing'));
+  const other = await openStream(events(), await storedValue(h, 'workloads/orders'));
+  try {
+    await revoked.next('ready');
+    await other.next('ready');
+    await h.runtime.engine.revoke('workloads/billing', (await currentVersion(h, 'workloads/billing')).number);
+    await ended(revoked, 5_000);
+    await open(other, 1_000);
+  } finally {
+    revoked.close();
+    other.close();
+  }
+}, 60_000);
+
+it('ends a stream opened with a client key when a rotation made that key previous and its grace ended', async () => {
+  const stream = await openStream(events(), await storedValue(h, 'workloads/orders'));
+  try {
+    await stream.next('ready');
+    expect((await h.rotate('workloads/orders', 60_000)).status).toBe('succeeded');
+    const previous = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'workloads/orders' }, state: 'previous' } });
+    await open(stream, Math.max(0, previous.graceEndsAt!.getTime() - Date.now() - 1_000));
+    await ended(stream, 5_000);
+  } finally {
+    stream.close();
+  }
+}, 60_000);
+
+it('ends a stream at once when the attestation secret version its token was signed with is revoked', async () => {
+  const stream = await openStream(events(), await attestation('app:watched', 600));
+  try {
+    await stream.next('ready');
+    await h.runtime.engine.revoke('app-attestation', (await currentVersion(h, 'app-attestation')).number);
+    await ended(stream, 5_000);
+  } finally {
+    stream.close();
+  }
+}, 60_000);
