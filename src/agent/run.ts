@@ -1,6 +1,7 @@
 /** `rekey agent` (src/cli/commands/agent.ts): options to a running agent, its log as JSON lines of codes on stderr. */
 import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readFile, writeFile, type FileHandle } from 'node:fs/promises';
 import type { AgentFlags } from '../cli/commands/agent.js';
 import type { CliContext } from '../cli/context.js';
 import { ExitCode } from '../cli/context.js';
@@ -19,7 +20,10 @@ export async function runAgent(ctx: CliContext, flags: AgentFlags): Promise<void
     server: flags.server,
     credential: async () => (await readFile(file, 'utf8')).trim(),
     credentialType: flags.clientKeyFile ? ACCESS_TOKEN_TYPE : undefined,
-    requestToken: await requestToken(flags.requestTokenFile),
+    requestToken: await requestToken(flags.requestTokenFile).catch((error: unknown) => {
+      process.stderr.write(`rekey agent: --request-token-file ${error instanceof Error ? error.message : String(error)}\n`);
+      throw new ExitCode(2);
+    }),
     port: flags.port,
     secrets: flags.secret,
     audiences: flags.audience,
@@ -35,13 +39,36 @@ export async function runAgent(ctx: CliContext, flags: AgentFlags): Promise<void
   await agent.stop();
 }
 
-/** The token in `path`, or a new random one written there 0600. */
-async function requestToken(path: string): Promise<string> {
-  const existing = (await readFile(path, 'utf8').catch(() => '')).trim();
-  if (existing) return existing;
-  const token = randomBytes(32).toString('base64url');
-  await writeFile(path, `${token}\n`, { mode: 0o600, flag: 'wx' });
-  return token;
+/**
+ * The token in `path`, or a new random one written there 0600 when there is no file. An existing
+ * file is used only if it is a regular file of this process's user that no other user may read
+ * or write: a token another user planted there, or can read, would let that user's processes
+ * call the agent on loopback.
+ * @throws Error naming what is wrong with the file (the token is never in the message)
+ */
+export async function requestToken(path: string): Promise<string> {
+  let file: FileHandle;
+  try {
+    // Checked and read through one descriptor, so the file checked is the file read; O_NONBLOCK: a FIFO does not hang the open.
+    file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    const token = randomBytes(32).toString('base64url');
+    await writeFile(path, `${token}\n`, { mode: 0o600, flag: 'wx' });
+    return token;
+  }
+  try {
+    const stats = await file.stat();
+    const uid = process.getuid?.();
+    if (!stats.isFile()) throw new Error(`${path} is not a regular file`);
+    if (uid !== undefined && stats.uid !== uid) throw new Error(`${path} belongs to another user (uid ${stats.uid}): remove it, and the agent writes a new one`);
+    if (stats.mode & 0o077) throw new Error(`${path} may be read or written by other users (mode ${(stats.mode & 0o777).toString(8)}): chmod 600 it, or remove it`);
+    const token = (await file.readFile('utf8')).trim();
+    if (!token) throw new Error(`${path} is empty: remove it, and the agent writes a new one`);
+    return token;
+  } finally {
+    await file.close();
+  }
 }
 
 function pidFrom(path: string): () => Promise<number | undefined> {
