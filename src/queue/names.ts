@@ -9,8 +9,7 @@ export const jobId = {
   retire: (versionId: string) => `retire.${versionId}`,
   revoke: (versionId: string) => `revoke.${versionId}`,
   block: (versionId: string) => `block.${versionId}`,
-  /** The target is a provider instance's name, which may hold `:`; BullMQ refuses a job id with one. */
-  targetRetire: (versionId: string, target: string) => `drift.${versionId}.${target.replaceAll('%', '%25').replaceAll(':', '%3A')}`,
+  targetRetire: (versionId: string, target: string) => `drift.${versionId}.${target}`,
   scheduler: (secret: string) => `rotate.${secret}`,
   /** The one audit anchor job scheduler of the cluster (src/audit-anchor.ts). */
   anchorScheduler: 'audit.anchor',

@@ -123,16 +123,6 @@ describe('a version retired around a repair', () => {
   });
 });
 
-describe('the repair job of a target whose name holds a colon', () => {
-  it('is queued and found by its id (BullMQ refuses a custom job id with a colon in it)', async () => {
-    const retired = await version(1);
-    await h.runtime.queues.enqueueTargetRetire(retired.id, 'edge:eu-west');
-    const job = await h.runtime.queues.queues.revocations.getJob(jobId.targetRetire(retired.id, 'edge:eu-west'));
-    expect(job?.data).toEqual({ versionId: retired.id, target: 'edge:eu-west' });
-    await job!.remove();
-  });
-});
-
 describe('rekey verify', () => {
   it('exits 0 when every target is in sync', async () => {
     const result = await rekey(['verify', secret], h.childEnv());
