@@ -19,7 +19,13 @@ import { type DashboardConfig, dashboardSchema } from './dashboard.js';
 import { retireSchema, throttleIssues, usageCollectionSchema, usagePolicySchema, usageSourceIssues } from './usage.js';
 
 const NAME = /^[a-z0-9][a-z0-9._/-]{0,127}$/;
-const nameMessage = 'names are 1-128 characters of a-z 0-9 . _ / -, starting with a letter or digit';
+const nameMessage = 'names are 1-128 characters of a-z 0-9 . _ / -, starting with a letter or digit, with no empty, . or .. part between slashes';
+/**
+ * A provider's or secret's name. Its `/`-separated parts are path segments where it is in a URL
+ * (GET /v1/secrets/{name} as the client and the agent send it), so none may be empty, `.` or
+ * `..`: a URL resolves those, and `a/../token` would reach another route with the caller's credential.
+ */
+const validName = (name: string) => NAME.test(name) && name.split('/').every((part) => part !== '' && part !== '.' && part !== '..');
 const CLIENT = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 /** Names every JavaScript object already answers to (constructor, toString, __proto__, ...). */
 const RESERVED = new Set([...Object.getOwnPropertyNames(Object.prototype), '__proto__', 'prototype']);
@@ -194,7 +200,7 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
   };
 
   for (const [name, entry] of Object.entries(outer.data.providers)) {
-    if (!NAME.test(name)) issues.push({ path: ['providers', name], message: nameMessage });
+    if (!validName(name)) issues.push({ path: ['providers', name], message: nameMessage });
     const module = byType.get(entry.type);
     if (!module) {
       issues.push({ path: ['providers', name, 'type'], message: `unknown provider type "${entry.type}" (known: ${knownTypes})` });
@@ -253,7 +259,7 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
   const secrets: Record<string, SecretSpec> = {};
   for (const [name, raw] of Object.entries(outer.data.secrets)) {
     const path = ['secrets', name];
-    if (!NAME.test(name)) issues.push({ path, message: nameMessage });
+    if (!validName(name)) issues.push({ path, message: nameMessage });
     const store = role(raw.store, 'store', [...path, 'store']);
     const issuer = role(raw.issuer, 'issuer', [...path, 'issuer']);
     const targetParams = new Map<string, unknown>();

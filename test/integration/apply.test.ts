@@ -67,6 +67,8 @@ const malformed: Array<[string, string, RegExp]> = [
   ['wrong role', 'providers:\n  api: { type: redis-keyset }\nsecrets:\n  a:\n    store: { provider: api }\n    issuer: { type: random }\n', /secrets\.a\.store: provider "api" \(redis-keyset\) cannot be used as a store; it is a target/],
   ['bad onLeak', secretBlock('    onLeak: panic\n'), /secrets\.payments\.onLeak: Invalid option/],
   ['bad secret name', 'secrets:\n  "Pay:ments":\n    store: { provider: vault }\n    issuer: { type: random }\nproviders:\n  vault: { type: local }\n', /secrets\.Pay:ments: names are 1-128 characters/],
+  ['dot-dot segment in a secret name', 'secrets:\n  "pay/../token":\n    store: { provider: vault }\n    issuer: { type: random }\nproviders:\n  vault: { type: local }\n', /secrets\.pay\/\.\.\/token: names are .* no empty, \. or \.\. part between slashes/],
+  ['empty segment in a provider name', 'providers:\n  "edge//eu": { type: local }\n', /providers\.edge\/\/eu: names are 1-128 characters/],
   ['target twice', secretBlock('    targets: [api, api]\n'), /secrets\.payments\.targets\[1\]: target "api" is listed twice/],
   ['zero attempts', secretBlock('    retry: { attempts: 0 }\n'), /secrets\.payments\.retry\.attempts: Too small/],
   ['unknown secret field', secretBlock('    graec: 1h\n'), /secrets\.payments: Unrecognized key: "graec"/],
