@@ -32,6 +32,9 @@ export async function buildServer(runtime: Runtime, routes: readonly RouteModule
     // Request lines are info-level; only warnings and errors reach the log.
     loggerInstance: runtime.log.child({ component: 'http' }, { level: 'warn' }),
     bodyLimit: 1024 * 1024,
+    // A secret's name (up to 128 characters, each `/` sent as `%2F`) is one path parameter;
+    // fastify's default of 100 answered 414 to the longer ones before their route.
+    maxParamLength: 400,
     requestTimeout: REQUEST_TIMEOUT_MS,
     trustProxy: trustProxy(runtime.settings.trustProxy),
     // A URL the router cannot take (bad percent-encoding, a segment over maxParamLength) is refused
