@@ -18,7 +18,9 @@
  * Baselines and the previous read live in this process (one UsageMonitor per worker): a
  * restart learns again (spike rules wait for the warm-up; ceilings apply at once). Replicas each
  * judge on their own; actions are idempotent (throttle sets a value, leak reports dedupe on the
- * delivery id, notices on their id).
+ * delivery id, notices on their id). Which keys are throttled is read from the audit log at each
+ * check (UsageRepository.throttled), not kept in the process that throttled them: a throttle
+ * outlives that process's restart and is lifted by whichever worker checks the target next.
  */
 import { audit, type EngineDeps, now, providerCall, versionRef } from './context.js';
 import { describeError } from './errors.js';
@@ -34,6 +36,12 @@ import { judge, newBaseline, type UsageBaseline, type UsagePolicy, type UsageVer
 export interface UsageRepository {
   /** Moves each version's last use forward to `at` (never back). Not audited: bookkeeping. */
   recordUse(versionIds: readonly string[], at: Date): Promise<void>;
+  /**
+   * The versions of `versionIds` throttled at `target` now, by whichever process, with when each
+   * throttle may be lifted: those whose newest `usage.anomaly` that throttled at the target is
+   * newer than their newest `usage.released` there.
+   */
+  throttled(target: string, versionIds: readonly string[]): Promise<Map<string, number>>;
   /** Writes the audit event `usage.anomaly` (or `usage.released`) in the secret's chain, and `notices` to the notification outbox in the same transaction. */
   recordUsageEvent(event: { action: 'usage.anomaly' | 'usage.released'; secret: string; versionId: string; data: JsonObject }, audit: AuditContext, notices?: readonly Notice[]): Promise<void>;
 }
@@ -95,6 +103,7 @@ export class UsageMonitor {
       const p = policies.get(version.secret)!;
       if (version.fingerprint) watched.set(version.fingerprint, { version, usage: p.usage, consumer: p.consumer, target: p.bound });
     }
+    if ([...watched.values()].some((w) => w.usage?.rules.some((rule) => rule.action === 'throttle'))) await this.#readThrottles(target, watched);
     const before = new Map(previous.counters.map((c) => [c.fingerprint, c]));
     // From the previous read's start: never shorter than any counter's real window (a rate is never overstated).
     const ms = Math.max(1, reading.at.getTime() - (previous.startedAt ?? previous.at).getTime());
@@ -132,13 +141,15 @@ export class UsageMonitor {
     const { rule } = verdict;
     const { version } = w;
     let done = rule.action === 'observe' ? 'observed' : 'alerted';
+    let releasableAt: number | undefined;
     const cuts = rule.action === 'throttle' || rule.action === 'revoke';
     if (cuts && (await this.deps.repo.versionsOf([version.secret], ['pending', 'previous', 'compromised'])).length) {
       done = `${rule.action === 'throttle' ? 'not-throttled' : 'not-revoked'}: inside a rotation overlap`;
     } else if (rule.action === 'throttle') {
       if (w.target.throttle) {
         await providerCall(this.deps, log, { provider: target, op: 'target.throttle' }, 30_000, (c) => w.target.throttle!(versionRef(version, w.consumer), true, c));
-        this.#throttled.set(`${target}\n${version.id}`, now(this.deps).getTime() + rule.cooldownMs);
+        releasableAt = now(this.deps).getTime() + rule.cooldownMs;
+        this.#throttled.set(`${target}\n${version.id}`, releasableAt);
         done = 'throttled';
       } else done = 'not-throttled: the target cannot throttle';
     } else if (rule.action === 'revoke') {
@@ -159,6 +170,8 @@ export class UsageMonitor {
       done,
       version: version.number,
       fingerprint: shortFingerprint(version.fingerprint),
+      // Read back by every worker's check (UsageRepository.throttled): when the throttle may be lifted.
+      ...(releasableAt === undefined ? {} : { releasableAt: new Date(releasableAt).toISOString() }),
     };
     const period = Math.floor(now(this.deps).getTime() / Math.max(rule.cooldownMs, 1000));
     const notices = rule.action === 'observe' ? [] : [notice(this.deps, 'usage.anomaly', `${rule.name}.${version.id}.${period}`, version.secret, data)];
@@ -174,6 +187,13 @@ export class UsageMonitor {
     await providerCall(this.deps, log, { provider: target, op: 'target.throttle' }, 30_000, (c) => w.target.throttle!(versionRef(w.version, w.consumer), false, c));
     this.#throttled.delete(`${target}\n${w.version.id}`);
     await this.repo.recordUsageEvent({ action: 'usage.released', secret: w.version.secret, versionId: w.version.id, data: { target, version: w.version.number } }, audit(this.deps));
+  }
+
+  /** This target's throttles as the audit log has them: set by this process or another, before a restart or since. */
+  async #readThrottles(target: string, watched: ReadonlyMap<string, Watched>): Promise<void> {
+    const held = await this.repo.throttled(target, [...watched.values()].map((w) => w.version.id));
+    for (const key of [...this.#throttled.keys()]) if (key.startsWith(`${target}\n`)) this.#throttled.delete(key);
+    for (const [id, until] of held) this.#throttled.set(`${target}\n${id}`, until);
   }
 
   /** Drops the baselines and throttles this target kept for versions no longer live. */

@@ -18,6 +18,18 @@ export class PrismaUsageRepository implements UsageRepository {
     await this.db.version.updateMany({ where: { id: { in: [...versionIds] }, OR: [{ lastUsedAt: null }, { lastUsedAt: { lt: at } }] }, data: { lastUsedAt: at } });
   }
 
+  /** One statement: the newest throttle or release event of each version at `target` (the partial index audit_events_usage_throttle_idx). */
+  async throttled(target: string, versionIds: readonly string[]): Promise<Map<string, number>> {
+    if (!versionIds.length) return new Map();
+    const rows = await this.db.$queryRaw<Array<{ version_id: string; action: string; releasable_at: string | null; at: Date }>>`
+      SELECT DISTINCT ON (version_id) version_id, action, data->>'releasableAt' AS releasable_at, at FROM audit_events
+       WHERE version_id = ANY(${[...versionIds]}::text[]) AND data->>'target' = ${target}
+         AND (action = 'usage.released' OR (action = 'usage.anomaly' AND data->>'done' = 'throttled'))
+       ORDER BY version_id, seq DESC`;
+    // Events from before releasableAt was recorded may be lifted from when they were set.
+    return new Map(rows.filter((r) => r.action === 'usage.anomaly').map((r) => [r.version_id, r.releasable_at ? Date.parse(r.releasable_at) : r.at.getTime()]));
+  }
+
   async recordUsageEvent(event: { action: 'usage.anomaly' | 'usage.released'; secret: string; versionId: string; data: JsonObject }, audit: AuditContext, notices: readonly Notice[] = []): Promise<void> {
     await this.db.$transaction(async (tx) => {
       await writeNotices(tx, notices);

@@ -6,7 +6,9 @@
  * - a secret on two throttling targets, throttled at both, is released at both once its
  *   cool-down has passed and the rule no longer fires;
  * - a new config revision (new provider instances) is no window of its own: steady traffic
- *   under a ceiling stays under it across an apply.
+ *   under a ceiling stays under it across an apply;
+ * - a throttle outlives the process that set it: another monitor (a restarted worker, another
+ *   replica) lifts it once its cool-down has passed.
  */
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -118,5 +120,22 @@ describe('the usage check, one read at a time', () => {
     } finally {
       clearInterval(traffic);
     }
+  }, 60_000);
+
+  it('a throttle outlives the worker that set it: a new monitor (a restarted worker) lifts it at both targets', async () => {
+    const fp = await fingerprintOf(twice);
+    const check = async (m: UsageMonitor) => {
+      await m.check('api-a', [twice], WINDOW_MS);
+      await m.check('api-b', [twice], WINDOW_MS);
+    };
+    await check(monitor);
+    for (let i = 0; i < 300; i++) recorder.record(fp, '127.0.0.0/24', false);
+    await recorder.flush();
+    await check(monitor);
+    expect([await valueAt('a', twice), await valueAt('b', twice)].map((v) => v?.startsWith('throttled:'))).toEqual([true, true]);
+    // The worker that throttled it is gone; a new one knows nothing of it but what the audit log says.
+    const restarted = new UsageMonitor(h.runtime.engine.deps, new PrismaUsageRepository(h.runtime.db, h.runtime.audit));
+    const released = async () => !(await valueAt('a', twice))!.startsWith('throttled:') && !(await valueAt('b', twice))!.startsWith('throttled:');
+    await until(async () => (await check(restarted), await released()), 20_000, 'released at both targets by the new monitor');
   }, 60_000);
 });
