@@ -103,7 +103,8 @@ export class UsageMonitor {
       const p = policies.get(version.secret)!;
       if (version.fingerprint) watched.set(version.fingerprint, { version, usage: p.usage, consumer: p.consumer, target: p.bound });
     }
-    if ([...watched.values()].some((w) => w.usage?.rules.some((rule) => rule.action === 'throttle'))) await this.#readThrottles(target, watched);
+    // Whatever the rules say now: a key throttled under a rule since removed must still be lifted.
+    if ([...watched.values()].some((w) => w.target.throttle !== undefined)) await this.#readThrottles(target, watched);
     const before = new Map(previous.counters.map((c) => [c.fingerprint, c]));
     // From the previous read's start: never shorter than any counter's real window (a rate is never overstated).
     const ms = Math.max(1, reading.at.getTime() - (previous.startedAt ?? previous.at).getTime());
@@ -121,7 +122,10 @@ export class UsageMonitor {
     if (used.length) await this.repo.recordUse(used, reading.at);
     this.#observed.set(target, { since, last: reading.at.getTime() });
     for (const [fingerprint, w] of watched) {
-      if (!w.usage) continue;
+      if (!w.usage) {
+        await this.#maybeRelease(target, w, [], reading.at.getTime()); // no rule any more: nothing keeps a throttle on
+        continue;
+      }
       const window = windows.get(fingerprint) ?? { ms, requests: 0, errors: 0, sources: 0 };
       const key = `${target}\n${w.version.id}`;
       const baseline = this.#baselines.get(key) ?? newBaseline();

@@ -138,4 +138,23 @@ describe('the usage check, one read at a time', () => {
     const released = async () => !(await valueAt('a', twice))!.startsWith('throttled:') && !(await valueAt('b', twice))!.startsWith('throttled:');
     await until(async () => (await check(restarted), await released()), 20_000, 'released at both targets by the new monitor');
   }, 60_000);
+
+  it('a throttle whose rule was removed (the rule was wrong) is lifted after its cool-down all the same', async () => {
+    const fp = await fingerprintOf(twice);
+    const check = async () => {
+      await monitor.check('api-a', [twice], WINDOW_MS);
+      await monitor.check('api-b', [twice], WINDOW_MS);
+    };
+    await check();
+    for (let i = 0; i < 300; i++) recorder.record(fp, '127.0.0.0/24', false);
+    await recorder.flush();
+    await check();
+    expect([await valueAt('a', twice), await valueAt('b', twice)].map((v) => v?.startsWith('throttled:'))).toEqual([true, true]);
+    // The operator removes the rule (no usage: at all for the secret now).
+    const before = (await h.runtime.resolver.resolve(twice)).policy.usage;
+    await h.apply(config().replace(/ {4}usage: \{ rules: \[\{ name: ceiling, metric: rate, above: 50[^\n]*\n/, ''));
+    await until(async () => (await h.runtime.resolver.resolve(twice)).policy.usage !== before, 10_000, 'the revision without the rule resolved');
+    const released = async () => !(await valueAt('a', twice))!.startsWith('throttled:') && !(await valueAt('b', twice))!.startsWith('throttled:');
+    await until(async () => (await check(), await released()), 20_000, 'released at both targets without a rule');
+  }, 60_000);
 });
