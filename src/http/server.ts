@@ -34,7 +34,7 @@ export async function buildServer(runtime: Runtime, routes: readonly RouteModule
     bodyLimit: 1024 * 1024,
     // A secret's name (up to 128 characters, each `/` sent as `%2F`) is one path parameter;
     // fastify's default of 100 answered 414 to the longer ones before their route.
-    maxParamLength: 400,
+    routerOptions: { maxParamLength: 400 },
     requestTimeout: REQUEST_TIMEOUT_MS,
     trustProxy: trustProxy(runtime.settings.trustProxy),
     // A URL the router cannot take (bad percent-encoding, a segment over maxParamLength) is refused
