@@ -56,6 +56,22 @@ const fingerprintOf = async (secret: string) => (await h.runtime.db.version.find
 const valueAt = async (target: 'a' | 'b', secret: string) => redis.hget(`${P}${target}:s`, await fingerprintOf(secret));
 const anomalies = async (secret: string) => h.runtime.db.auditEvent.findMany({ where: { chain: secret, action: 'usage.anomaly' } });
 const pace = () => new Promise((resolve) => setTimeout(resolve, WINDOW_MS));
+/** One read of `twice` at both targets by `m`. */
+const checkBoth = async (m = monitor) => {
+  await m.check('api-a', [twice], WINDOW_MS);
+  await m.check('api-b', [twice], WINDOW_MS);
+};
+/** Whether `twice` is no longer throttled at `target`. */
+const released = async (target: 'a' | 'b') => !(await valueAt(target, twice))!.startsWith('throttled:');
+/** A spike of `twice` well over both ceilings, read at both targets: it is then throttled at both. */
+async function throttleAtBoth(): Promise<void> {
+  await checkBoth();
+  const fp = await fingerprintOf(twice);
+  for (let i = 0; i < 300; i++) recorder.record(fp, '127.0.0.0/24', false);
+  await recorder.flush();
+  await checkBoth();
+  expect([await valueAt('a', twice), await valueAt('b', twice)].map((v) => v?.startsWith('throttled:'))).toEqual([true, true]);
+}
 
 beforeAll(async () => {
   h = await startHarness({ label: 'usage-monitor' });
@@ -75,21 +91,11 @@ afterAll(async () => {
 
 describe('the usage check, one read at a time', () => {
   it('releases a throttle at every target that set it, once the cool-down has passed and the rule no longer fires', async () => {
-    const fp = await fingerprintOf(twice);
-    const check = async () => {
-      await monitor.check('api-a', [twice], WINDOW_MS);
-      await monitor.check('api-b', [twice], WINDOW_MS);
-    };
-    await check();
-    for (let i = 0; i < 300; i++) recorder.record(fp, '127.0.0.0/24', false);
-    await recorder.flush();
-    await check();
-    expect([await valueAt('a', twice), await valueAt('b', twice)].map((v) => v?.startsWith('throttled:'))).toEqual([true, true]);
+    await throttleAtBoth();
     // No more traffic: after the cool-down the first quiet window releases it.
-    const released = async (target: 'a' | 'b') => !(await valueAt(target, twice))!.startsWith('throttled:');
-    await until(async () => (await check(), await released('a')), 20_000, 'released at api-a');
+    await until(async () => (await checkBoth(), await released('a')), 20_000, 'released at api-a');
     // api-b's cool-down ends a moment later (it was throttled after api-a): a few more quiet windows at most.
-    await until(async () => (await check(), await released('b')), 5_000, 'released at api-b');
+    await until(async () => (await checkBoth(), await released('b')), 5_000, 'released at api-b');
     expect(await valueAt('b', twice)).toBe(await valueAt('a', twice));
     const events = await h.runtime.db.auditEvent.findMany({ where: { chain: twice, action: 'usage.released' } });
     expect(events.map((e) => (e.data as { target: string }).target).sort()).toEqual(['api-a', 'api-b']);
@@ -123,38 +129,18 @@ describe('the usage check, one read at a time', () => {
   }, 60_000);
 
   it('a throttle outlives the worker that set it: a new monitor (a restarted worker) lifts it at both targets', async () => {
-    const fp = await fingerprintOf(twice);
-    const check = async (m: UsageMonitor) => {
-      await m.check('api-a', [twice], WINDOW_MS);
-      await m.check('api-b', [twice], WINDOW_MS);
-    };
-    await check(monitor);
-    for (let i = 0; i < 300; i++) recorder.record(fp, '127.0.0.0/24', false);
-    await recorder.flush();
-    await check(monitor);
-    expect([await valueAt('a', twice), await valueAt('b', twice)].map((v) => v?.startsWith('throttled:'))).toEqual([true, true]);
+    await throttleAtBoth();
     // The worker that throttled it is gone; a new one knows nothing of it but what the audit log says.
     const restarted = new UsageMonitor(h.runtime.engine.deps, new PrismaUsageRepository(h.runtime.db, h.runtime.audit));
-    const released = async () => !(await valueAt('a', twice))!.startsWith('throttled:') && !(await valueAt('b', twice))!.startsWith('throttled:');
-    await until(async () => (await check(restarted), await released()), 20_000, 'released at both targets by the new monitor');
+    await until(async () => (await checkBoth(restarted), (await released('a')) && (await released('b'))), 20_000, 'released at both targets by the new monitor');
   }, 60_000);
 
   it('a throttle whose rule was removed (the rule was wrong) is lifted after its cool-down all the same', async () => {
-    const fp = await fingerprintOf(twice);
-    const check = async () => {
-      await monitor.check('api-a', [twice], WINDOW_MS);
-      await monitor.check('api-b', [twice], WINDOW_MS);
-    };
-    await check();
-    for (let i = 0; i < 300; i++) recorder.record(fp, '127.0.0.0/24', false);
-    await recorder.flush();
-    await check();
-    expect([await valueAt('a', twice), await valueAt('b', twice)].map((v) => v?.startsWith('throttled:'))).toEqual([true, true]);
+    await throttleAtBoth();
     // The operator removes the rule (no usage: at all for the secret now).
     const before = (await h.runtime.resolver.resolve(twice)).policy.usage;
     await h.apply(config().replace(/ {4}usage: \{ rules: \[\{ name: ceiling, metric: rate, above: 50[^\n]*\n/, ''));
     await until(async () => (await h.runtime.resolver.resolve(twice)).policy.usage !== before, 10_000, 'the revision without the rule resolved');
-    const released = async () => !(await valueAt('a', twice))!.startsWith('throttled:') && !(await valueAt('b', twice))!.startsWith('throttled:');
-    await until(async () => (await check(), await released()), 20_000, 'released at both targets without a rule');
+    await until(async () => (await checkBoth(), (await released('a')) && (await released('b'))), 20_000, 'released at both targets without a rule');
   }, 60_000);
 });
