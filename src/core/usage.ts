@@ -56,8 +56,6 @@ interface Watched {
 export class UsageMonitor {
   readonly #previous = new Map<string, UsageReading>();
   readonly #baselines = new Map<string, UsageBaseline>();
-  /** Throttled versions (by target and version id, as the baselines) and when their throttle may be lifted. */
-  readonly #throttled = new Map<string, number>();
   /** Per target: what this process has read of it (usage-aware retirement judges only over that). */
   readonly #observed = new Map<string, Observed>();
 
@@ -103,8 +101,11 @@ export class UsageMonitor {
       const p = policies.get(version.secret)!;
       if (version.fingerprint) watched.set(version.fingerprint, { version, usage: p.usage, consumer: p.consumer, target: p.bound });
     }
-    // Whatever the rules say now: a key throttled under a rule since removed must still be lifted.
-    if ([...watched.values()].some((w) => w.target.throttle !== undefined)) await this.#readThrottles(target, watched);
+    // This target's throttles as the audit log has them (set by this process or another, before a
+    // restart or since), whatever the rules say now: a key throttled under a rule since removed must still be lifted.
+    const throttled = [...watched.values()].some((w) => w.target.throttle !== undefined)
+      ? await this.repo.throttled(target, [...watched.values()].map((w) => w.version.id))
+      : new Map<string, number>();
     const before = new Map(previous.counters.map((c) => [c.fingerprint, c]));
     // From the previous read's start: never shorter than any counter's real window (a rate is never overstated).
     const ms = Math.max(1, reading.at.getTime() - (previous.startedAt ?? previous.at).getTime());
@@ -123,7 +124,7 @@ export class UsageMonitor {
     this.#observed.set(target, { since, last: reading.at.getTime() });
     for (const [fingerprint, w] of watched) {
       if (!w.usage) {
-        await this.#maybeRelease(target, w, [], reading.at.getTime()); // no rule any more: nothing keeps a throttle on
+        await this.#maybeRelease(target, w, [], reading.at.getTime(), throttled); // no rule any more: nothing keeps a throttle on
         continue;
       }
       const window = windows.get(fingerprint) ?? { ms, requests: 0, errors: 0, sources: 0 };
@@ -131,8 +132,8 @@ export class UsageMonitor {
       const baseline = this.#baselines.get(key) ?? newBaseline();
       this.#baselines.set(key, baseline);
       const verdicts = judge(w.usage, baseline, window, reading.at.getTime());
-      for (const verdict of verdicts.filter((v) => v.due)) await this.#act(target, w, verdict, { end: reading.at, ms: window.ms }, log);
-      await this.#maybeRelease(target, w, verdicts, reading.at.getTime());
+      for (const verdict of verdicts.filter((v) => v.due)) await this.#act(target, w, verdict, { end: reading.at, ms: window.ms }, throttled, log);
+      await this.#maybeRelease(target, w, verdicts, reading.at.getTime(), throttled);
     }
     const candidates: RetireCandidate[] = versions
       .filter((v) => v.state === 'previous')
@@ -141,7 +142,8 @@ export class UsageMonitor {
     this.#forget(target, new Set([...watched.values()].map((w) => w.version.id)));
   }
 
-  async #act(target: string, w: Watched, verdict: UsageVerdict, window: { end: Date; ms: number }, log: EngineDeps['log']): Promise<void> {
+  /** Acts on a verdict; a throttle set is added to `throttled` (by version id, when it may be lifted). */
+  async #act(target: string, w: Watched, verdict: UsageVerdict, window: { end: Date; ms: number }, throttled: Map<string, number>, log: EngineDeps['log']): Promise<void> {
     const { rule } = verdict;
     const { version } = w;
     let done = rule.action === 'observe' ? 'observed' : 'alerted';
@@ -153,7 +155,7 @@ export class UsageMonitor {
       if (w.target.throttle) {
         await providerCall(this.deps, log, { provider: target, op: 'target.throttle' }, 30_000, (c) => w.target.throttle!(versionRef(version, w.consumer), true, c));
         releasableAt = now(this.deps).getTime() + rule.cooldownMs;
-        this.#throttled.set(`${target}\n${version.id}`, releasableAt);
+        throttled.set(version.id, releasableAt);
         done = 'throttled';
       } else done = 'not-throttled: the target cannot throttle';
     } else if (rule.action === 'revoke') {
@@ -183,30 +185,21 @@ export class UsageMonitor {
     log.warn({ secret: version.secret, versionId: version.id, rule: rule.name, action: rule.action, done }, 'usage anomaly');
   }
 
-  /** Lifts a throttle once its cool-down has passed and no throttle rule fires any more. */
-  async #maybeRelease(target: string, w: Watched, verdicts: UsageVerdict[], at: number): Promise<void> {
-    const until = this.#throttled.get(`${target}\n${w.version.id}`);
+  /** Lifts a throttle of `throttled` (by version id, when it may be lifted) once its cool-down has passed and no throttle rule fires any more. */
+  async #maybeRelease(target: string, w: Watched, verdicts: UsageVerdict[], at: number, throttled: Map<string, number>): Promise<void> {
+    const until = throttled.get(w.version.id);
     if (until === undefined || at < until || verdicts.some((v) => v.rule.action === 'throttle') || !w.target.throttle) return;
     const log = this.deps.log.child({ component: 'usage', target });
     await providerCall(this.deps, log, { provider: target, op: 'target.throttle' }, 30_000, (c) => w.target.throttle!(versionRef(w.version, w.consumer), false, c));
-    this.#throttled.delete(`${target}\n${w.version.id}`);
+    throttled.delete(w.version.id);
     await this.repo.recordUsageEvent({ action: 'usage.released', secret: w.version.secret, versionId: w.version.id, data: { target, version: w.version.number } }, audit(this.deps));
   }
 
-  /** This target's throttles as the audit log has them: set by this process or another, before a restart or since. */
-  async #readThrottles(target: string, watched: ReadonlyMap<string, Watched>): Promise<void> {
-    const held = await this.repo.throttled(target, [...watched.values()].map((w) => w.version.id));
-    for (const key of [...this.#throttled.keys()]) if (key.startsWith(`${target}\n`)) this.#throttled.delete(key);
-    for (const [id, until] of held) this.#throttled.set(`${target}\n${id}`, until);
-  }
-
-  /** Drops the baselines and throttles this target kept for versions no longer live. */
+  /** Drops the baselines this target kept for versions no longer live. */
   #forget(target: string, live: Set<string>): void {
-    for (const kept of [this.#baselines, this.#throttled]) {
-      for (const key of kept.keys()) {
-        const [of, id] = key.split('\n');
-        if (of === target && !live.has(id!)) kept.delete(key);
-      }
+    for (const key of this.#baselines.keys()) {
+      const [of, id] = key.split('\n');
+      if (of === target && !live.has(id!)) this.#baselines.delete(key);
     }
   }
 }
