@@ -317,8 +317,12 @@ export interface StateRepository {
   startRotationAttempt(runId: string, owner: string, ms: number, audit: AuditContext): Promise<RotationAttempt>;
   /** Gives the lease up if `owner` still holds it; idempotent, not audited. */
   releaseLease(runId: string, owner: string): Promise<void>;
-  /** Records the step a run has reached; idempotent. Progress bookkeeping: not audited (the step's own events are). */
-  setRunStep(runId: string, step: RotationStep): Promise<void>;
+  /**
+   * Records the step a run has reached, only while `leaseOwner` (RunLease.owner) holds the open run, checked by the
+   * write itself; idempotent. Progress bookkeeping: not audited (the step's own events are).
+   * @returns false, nothing written, once another driver has taken the run over or it has finished.
+   */
+  setRunStep(runId: string, step: RotationStep, leaseOwner: string): Promise<boolean>;
   /** Sets the overlap the run's promotion will give the version it replaces (0 after a leak); audited `run.grace`. */
   setRunGrace(runId: string, graceMs: number, audit: AuditContext): Promise<void>;
   /**

@@ -32,6 +32,8 @@ class StartedOver extends RekeyError {
 }
 
 const FORWARD: readonly RotationStep[] = ['issue', 'deploy', 'verify', 'promote', 'finalize'];
+/** A version in one of these states was promoted: its run is done, never rolled back. */
+const PROMOTED_STATES: ReadonlySet<string> = new Set(['current', 'previous']);
 
 /** Drives a rotation run as far as it goes. Throws only when the job should be retried. */
 export async function driveRotation(deps: EngineDeps, runId: string, attempt: Attempt): Promise<RunStatus> {
@@ -353,6 +355,10 @@ class Rotation {
     // Fresh: this attempt may have created the version after the run record was read.
     const versionId = (await this.deps.repo.getRun(this.run.id))?.versionId;
     const version = versionId ? await this.deps.repo.getVersion(versionId) : null;
+    if (version && PROMOTED_STATES.has(version.state)) {
+      // Unreachable while the run is leased (advance() checked it): a promoted version's run is done.
+      throw new RekeyError('REKEY_ERR_CONFLICT', `run ${this.run.id} will not roll back version ${version.number} of ${version.secret}: it is ${version.state}`);
+    }
     if (version) {
       const current = await this.storeCurrent(version.secretId);
       if (storeMayHavePromoted && version.storeVersionId && current?.storeVersionId && current.id !== version.id) {
@@ -424,10 +430,16 @@ class Rotation {
     return (await this.deps.repo.currentVersion(secretId)) ?? this.deps.repo.lastPromoted(secretId);
   }
 
+  /**
+   * Records the next step, as the lease's holder: a driver that stalled past its lease (a long
+   * GC pause, a frozen VM: check() trusts the last renewal) learns here, before it acts, that
+   * another drives the run, or finished it.
+   * @throws LeaseLost
+   */
   private async advance(step: RotationStep): Promise<void> {
     this.lease.check();
+    if (!(await this.deps.repo.setRunStep(this.run.id, step, this.lease.owner))) throw this.lease.lose();
     this.step = step;
-    await this.deps.repo.setRunStep(this.run.id, step);
   }
 
   /** The version must still be issuing or pending: a leak report stops the rotation. */

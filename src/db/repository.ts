@@ -55,7 +55,7 @@ export class PrismaRepository implements StateRepository {
   startRotationAttempt: StateRepository['startRotationAttempt'] = (runId, owner, ms, audit) => this.steps.startAttempt(runId, owner, ms, audit);
   releaseLease: StateRepository['releaseLease'] = (runId, owner) => this.runs.releaseLease(runId, owner);
   recordTrigger: StateRepository['recordTrigger'] = (input, audit) => this.runs.recordTrigger(input, audit);
-  setRunStep: StateRepository['setRunStep'] = (runId, step) => this.runs.setRunStep(runId, step);
+  setRunStep: StateRepository['setRunStep'] = (runId, step, leaseOwner) => this.runs.setRunStep(runId, step, leaseOwner);
   setRunGrace: StateRepository['setRunGrace'] = (runId, graceMs, audit) => this.runs.setRunGrace(runId, graceMs, audit);
   restartRun: StateRepository['restartRun'] = (runId, audit) => this.runs.restartRun(runId, audit);
   recordRunError: StateRepository['recordRunError'] = (runId, error) => this.runs.recordRunError(runId, error);

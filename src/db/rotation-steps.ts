@@ -61,7 +61,7 @@ const PENDING = statement(
   `WITH l AS (SELECT 1 FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.id = $1 FOR UPDATE OF s),
         v AS (UPDATE versions SET state = 'pending', store_version_id = $7 WHERE id = $1 AND state = 'issuing' AND EXISTS (SELECT 1 FROM l) RETURNING *),
         d AS (${DELIVERIES_SET.replace('FROM unnest', 'FROM v, unnest')}),
-        r AS (UPDATE runs SET step = $6 WHERE id = $5 AND $6::text IS NOT NULL AND EXISTS (SELECT 1 FROM v))
+        r AS (UPDATE runs SET step = $6 WHERE id = $5 AND ${OPEN} AND $6::text IS NOT NULL AND EXISTS (SELECT 1 FROM v))
    SELECT ${VERSION_COLUMNS} FROM v JOIN secrets s ON s.id = v.secret_id`,
 );
 /**
@@ -72,7 +72,7 @@ const PENDING = statement(
 const PROGRESS = statement(
   'record_progress',
   `WITH d AS (${DELIVERIES_SET}),
-        r AS (UPDATE runs SET step = $6 WHERE id = $5 AND $6::text IS NOT NULL)
+        r AS (UPDATE runs SET step = $6 WHERE id = $5 AND ${OPEN} AND $6::text IS NOT NULL)
    SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.id = $1`,
 );
 /**

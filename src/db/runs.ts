@@ -85,7 +85,7 @@ const RESTART = statement(
 );
 const RECORD_ERROR = statement('record_run_error', `UPDATE runs SET error = $2 WHERE id = $1`);
 const RELEASE_LEASE = statement('release_lease', `UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2`);
-const SET_STEP = statement('set_run_step', `UPDATE runs SET step = $2 WHERE id = $1`);
+const SET_STEP = statement('set_run_step', `UPDATE runs SET step = $2 WHERE id = $1 AND lease_owner = $3 AND ${OPEN} RETURNING id`);
 const FINISH = statement(
   'finish_run',
   `WITH r AS (
@@ -215,8 +215,8 @@ export class Runs {
    * Progress bookkeeping, not a lifecycle change: the audit log already holds the version,
    * delivery and run events each step makes, so the step is not audited again.
    */
-  async setRunStep(runId: string, step: RotationStep) {
-    await this.sql.rows(SET_STEP, [runId, step]);
+  async setRunStep(runId: string, step: RotationStep, leaseOwner: string) {
+    return (await this.sql.rows(SET_STEP, [runId, step, leaseOwner])).length > 0;
   }
 
   /** On a leak's path when the leak joins a rotation already asked for (requests.ts). */

@@ -107,3 +107,35 @@ it('a driver that stalls past its lease while issuing (a long GC pause) records 
   expect(serials.filter((s) => s !== recorded).every((s) => j.revoked.has(s))).toBe(true);
   expect(j.revoked.has(recorded)).toBe(false);
 });
+
+it('a driver that stalls past its lease while verifying, then fails, rolls back nothing its successor promoted', async () => {
+  const runId = await newRun();
+  const deps = h.runtime.engine.deps;
+  let resume!: () => void;
+  const pause = new Promise<void>((resolve) => (resume = resolve));
+  const repo = Object.create(deps.repo) as StateRepository;
+  repo.takeLease = async (...args) => {
+    await pause;
+    return deps.repo.takeLease(...args);
+  };
+  const verifying = j.hold('verify:mem');
+  // Its last attempt: a failure there rolls the rotation back.
+  const stalled = new Engine({ ...deps, repo }).driveRotation(runId, { final: true });
+  await verifying.reached;
+  await h.runtime.db.$executeRaw`UPDATE runs SET lease_until = now() - interval '1 second' WHERE id = ${runId}::uuid`;
+  await expect(other.engine.driveRotation(runId, { final: false })).resolves.toBe('succeeded');
+  // The pause ends and the stalled driver's verify fails (the gateway answered it late, with an error).
+  j.fail('verify:mem', 1, false);
+  resume();
+  verifying.release();
+  await expect(stalled).rejects.toThrow(/taken over by another worker/);
+
+  const run = (await deps.repo.getRun(runId))!;
+  expect([run.status, run.step]).toEqual(['succeeded', 'done']);
+  const version = (await deps.repo.getVersion(run.versionId!))!;
+  expect(version.state).toBe('current');
+  // The current key still works everywhere: at the target, at the issuer, in the store.
+  expect(j.accepted.get('mem')?.has(version.fingerprint!)).toBe(true);
+  expect(j.revoked.has((version.issuerState as { serial: string }).serial)).toBe(false);
+  expect([...j.stored.values()].some((s) => s.versionId === version.id)).toBe(true);
+});
