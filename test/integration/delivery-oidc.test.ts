@@ -6,7 +6,9 @@
  * issuer), unknown-key (same issuer name, other keys), tampered and claim-rule-failing tokens
  * all get the one refusal, each logged with its reason.
  */
+import { createServer } from 'node:http';
 import { decodeJwt, type JWK } from 'jose';
+import Provider from 'oidc-provider';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { deliveryRoutes } from '../../src/delivery/routes.js';
 import { ACCESS_TOKEN_TYPE, exchange as exchangeToken, REFUSED } from '../support/delivery.js';
@@ -62,12 +64,47 @@ let h: Harness;
 let real: { issuer: string; url: string };
 let sameKeysOtherIssuer: { issuer: string; url: string };
 let sameIssuerOtherKeys: { issuer: string; url: string };
+/** A real provider whose JWKS endpoint answers 503 while `jwksDown` (an outage of the issuer's key endpoint, or of the load balancer before it). */
+let flaky: { issuer: string; url: string };
+let jwksDown = false;
+const flakyServer = createServer();
+
+async function flakyIdp(key: JWK): Promise<{ issuer: string; url: string }> {
+  await new Promise<void>((resolve) => flakyServer.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(flakyServer.address() as { port: number }).port}`;
+  const provider = new Provider(url, {
+    clients: [{ client_id: 'ci-deploy', client_secret: 'ci-deploy-secret-0123456789', grant_types: ['client_credentials'], redirect_uris: [], response_types: [] }],
+    jwks: { keys: [key] },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => REKEY,
+        useGrantedResource: () => true,
+        getResourceServerInfo: (_ctx, resource) => ({ scope: 'deploy', audience: resource, accessTokenFormat: 'jwt', accessTokenTTL: 300, jwt: { sign: { alg: 'RS256' } } }),
+      },
+    },
+  });
+  provider.use(async (ctx, next) => {
+    if (jwksDown && ctx.path === '/jwks') {
+      ctx.status = 503;
+      ctx.body = 'service unavailable';
+      return;
+    }
+    await next();
+  });
+  const handle = provider.callback();
+  flakyServer.on('request', (request, response) => void handle(request, response));
+  return { issuer: url, url };
+}
 
 beforeAll(async () => {
   const key = await rsaKey('idp-key-1');
   real = await idp([key]);
   sameKeysOtherIssuer = await idp([key]);
   sameIssuerOtherKeys = await idp([await rsaKey('impostor-key')], real.issuer);
+  flaky = await flakyIdp(await rsaKey('flaky-key-1'));
   h = await startHarness({ label: 'delivery-oidc', routes: [deliveryRoutes] });
   await h.apply(`
 providers:
@@ -87,7 +124,9 @@ delivery:
       insecure: true
       clockToleranceSeconds: 0
       claims: { client_id: [ci-deploy, short], scope: deploy }
+    flaky: { type: oidc, issuer: ${flaky.issuer}, audience: ${REKEY}, insecure: true }
   grants:
+    flaky-deploys: { authenticator: flaky, subjects: [ci-deploy], token: { signingKey: api-signing, audience: flaky-api, ttl: 5m } }
     deploys:
       authenticator: ci
       subjects: [ci-deploy, short]
@@ -98,6 +137,8 @@ delivery:
 afterAll(async () => {
   await h.stop();
   for (const started of idps) await started.close();
+  flakyServer.closeAllConnections();
+  await new Promise((resolve) => flakyServer.close(resolve));
 });
 
 /** POST /v1/token with an OIDC token for `internal-api`: status and body. */
@@ -141,3 +182,20 @@ it('refuses expired, wrong-audience, wrong-issuer, unknown-key, tampered and cla
   }
   expect((await exchange(valid)).status).toBe(200);
 }, 60_000);
+
+it("answers 503, not the refusal, while the issuer's JWKS endpoint fails, and the token passes once it is back", async () => {
+  const presented = await tokenFrom(flaky.url, 'ci-deploy');
+  jwksDown = true;
+  try {
+    expect((await fetch(`${flaky.url}/jwks`)).status).toBe(503);
+    const failuresBefore = h.logs.filter((l) => l.includes('authenticator failed') && l.includes('"authenticator":"flaky"')).length;
+    const during = await exchangeToken(h, presented, { type: ACCESS_TOKEN_TYPE, audience: 'flaky-api' });
+    // A valid token is not "not valid": the client would drop it, and its address would be charged a failed authentication.
+    expect({ status: during.status, body: during.body }).toEqual({ status: 503, body: { error: 'temporarily_unavailable', error_description: 'try again shortly' } });
+    expect(h.logs.filter((l) => l.includes('authenticator failed') && l.includes('"authenticator":"flaky"')).length).toBeGreaterThan(failuresBefore);
+  } finally {
+    jwksDown = false;
+  }
+  const after = await exchangeToken(h, presented, { type: ACCESS_TOKEN_TYPE, audience: 'flaky-api' });
+  expect(after.status).toBe(200);
+});

@@ -5,14 +5,14 @@
  * JWKS, whose keys jose fetches and caches (10 minutes; a token with an unknown key id fetches
  * the set again at most every 30 s, so a flood of made-up key ids costs the issuer nothing).
  */
-import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose';
+import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { ProviderError } from '../errors.js';
 import type { Call } from '../ports.js';
 import type { SecretValue } from '../secret-value.js';
 import { jwtRefusalReason } from './jwt-errors.js';
 import { outboundUrlProblem } from './outbound-url.js';
 
-type KeySet = ReturnType<typeof createRemoteJWKSet>;
+type KeySet = JWTVerifyGetKey;
 
 export interface OidcVerifierOptions {
   /** The issuer, exactly as its tokens' `iss` and its discovery document say it. */
@@ -53,6 +53,7 @@ export class OidcVerifier {
       });
       return payload;
     } catch (error) {
+      if (error instanceof ProviderError) throw error;
       if (error instanceof errors.JWKSTimeout || (error instanceof Error && !(error instanceof errors.JOSEError))) {
         throw this.unavailable("the issuer's keys cannot be read", error);
       }
@@ -88,6 +89,17 @@ export class OidcVerifier {
     if (typeof document.jwks_uri !== 'string') throw this.unavailable('the discovery document has no jwks_uri');
     const jwksUri = new URL(document.jwks_uri);
     if (outboundUrlProblem(jwksUri, this.o.insecure)) throw this.unavailable('the jwks_uri may not be fetched');
-    return createRemoteJWKSet(jwksUri, { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 600_000 });
+    const remote = createRemoteJWKSet(jwksUri, { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 600_000 });
+    return async (header, token) => {
+      try {
+        return await remote(header, token);
+      } catch (error) {
+        // What the token asked for that the set does not have is the token's fault; anything
+        // else is the issuer's JWKS failing to load (a non-200 answer, not JSON, not a key set),
+        // which jose reports as plain JOSEErrors: a valid token must not be called invalid then.
+        if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys || error instanceof errors.JOSENotSupported) throw error;
+        throw this.unavailable("the issuer's keys cannot be read", error);
+      }
+    };
   }
 }
