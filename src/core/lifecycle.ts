@@ -10,17 +10,20 @@ import type { DecommissionSnapshot, Promotion, PromotionSnapshot, VersionChange,
  * Promotes the run's version: pending -> current; the old current -> previous with
  * `graceEndsAt = now + graceMs`, or -> compromised (grace ended now) when a leak of it was
  * reported; every earlier previous version still in its grace has it cut to now (only one
- * previous version is accepted beside the current one); then the run is done, in the same
+ * previous version is accepted beside the current one), except with `keepEarlierGrace`: a
+ * signing key's earlier previous versions keep theirs, since tokens they signed live up to the
+ * grant's ttl (at most the grace) after they stopped being current, and their public keys must
+ * stay published until then (docs/delivery.md, "Why TTL ≤ grace"); then the run is done, in the same
  * transaction, unless the version promoted before it was revoked while the store still held
  * it as current (it is destroyed there at finalize first). A version already current (a
  * repeat after a crash) changes nothing and goes on to finalize.
  * @throws RekeyError REKEY_ERR_COMPROMISED when the version is neither pending nor current
  *   (a leak report took it down under the run).
  */
-export function planPromotion({ version, current, previous, displaced, now }: PromotionSnapshot, graceMs: number): Promotion {
+export function planPromotion({ version, current, previous, displaced, now }: PromotionSnapshot, graceMs: number, o: { keepEarlierGrace?: boolean } = {}): Promotion {
   if (version.state === 'current') return { changes: [], nextStep: 'finalize' };
   if (version.state !== 'pending') throw notPending(version);
-  const changes: VersionChange[] = cutGrace(previous, now);
+  const changes: VersionChange[] = o.keepEarlierGrace ? [] : cutGrace(previous, now);
   if (current) {
     const to = current.compromisedAt ? 'compromised' : 'previous';
     const graceEndsAt = to === 'compromised' ? now : new Date(now.getTime() + graceMs);

@@ -262,13 +262,13 @@ class Rotation {
   }
 
   /** Returns the step that follows: `done` when the promotion's transaction finished the run too. */
-  private async promote({ store, policy, names }: ResolvedSecret, version: VersionRecord): Promise<RotationStep> {
+  private async promote({ store, issuer, policy, names }: ResolvedSecret, version: VersionRecord): Promise<RotationStep> {
     this.lease.check();
     const current = this.storeCurrentAtStart;
     const previous = current && current.id !== version.id && current.storeVersionId ? storedRef(current, policy.consumer) : undefined;
     await providerCall(this.deps, this.log, { provider: names.store, op: 'store.promote' }, policy.timeoutMs, (c) => store.promote(storedRef(this.live(version), policy.consumer), previous, c));
     // The run's grace as the promotion's transaction reads it (a leak report sets 0).
-    const promotion = await this.deps.repo.promote(this.run.id, (snapshot) => planPromotion(snapshot, snapshot.runGraceMs ?? policy.graceMs), audit(this.deps, this.run.id));
+    const promotion = await this.deps.repo.promote(this.run.id, (snapshot) => planPromotion(snapshot, snapshot.runGraceMs ?? policy.graceMs, { keepEarlierGrace: !!issuer.signJwt }), audit(this.deps, this.run.id));
     if (promotion.promotedAt) {
       this.promoted = { version: { ...version, state: 'current', promotedAt: promotion.promotedAt }, takedowns: promotion.takedowns };
       announce(this.deps, { secret: version.secret, event: 'rotated', version: version.number });

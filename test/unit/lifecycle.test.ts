@@ -58,6 +58,15 @@ describe('planPromotion', () => {
     for (const change of plan.changes) if (change.to !== change.version.state) expect(canTransition(change.version.state, change.to)).toBe(true);
   });
 
+  it("with keepEarlierGrace (a signing key), an earlier previous keeps its grace: tokens it signed live until then", () => {
+    const inGrace = version(1, 'previous', { graceEndsAt: later(60_000) });
+    const plan = planPromotion({ version: version(3, 'pending'), current: version(2, 'current'), previous: [inGrace], now: NOW }, 3_600_000, { keepEarlierGrace: true });
+    expect(plan.changes.map((c) => [c.version.number, c.to, c.audit.action])).toEqual([
+      [2, 'previous', 'version.previous'],
+      [3, 'current', 'version.current'],
+    ]);
+  });
+
   it('a current version reported leaked goes to compromised with its grace ended, whatever the grace', () => {
     const plan = planPromotion({ version: version(2, 'pending'), current: version(1, 'current', { compromisedAt: NOW }), previous: [], now: NOW }, 86_400_000);
     expect(plan.changes[0]).toMatchObject({ to: 'compromised', set: { graceEndsAt: NOW }, audit: { action: 'version.compromised' } });

@@ -1,0 +1,57 @@
+/**
+ * "Why TTL ≤ grace" (docs/delivery.md): a token minted just before a rotation lives `ttl` more,
+ * and the previous key stays in the JWKS for the grace, so a normal rotation never invalidates
+ * a live token. That must hold for two rotations in a row too (an operator's `rekey rotate`
+ * after the scheduled one, a Secret Manager rotation event): a token minted under v1 before
+ * v2 and v3 were promoted keeps verifying against the served JWKS until its exp. Before, the
+ * promotion of v3 cut v1's grace to now, so v1 was retired and left the JWKS at once.
+ */
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { deliveryRoutes } from '../../src/delivery/routes.js';
+import { jwksRoutes } from '../../src/jwks/routes.js';
+import { attestationToken, currentVersion, exchange } from '../support/delivery.js';
+import { startHarness, type Harness } from '../support/harness.js';
+
+let h: Harness;
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'jwks-overlap', routes: [deliveryRoutes, jwksRoutes] });
+  await h.apply(`
+providers:
+  vault: { type: local }
+secrets:
+  app-attestation: { store: { provider: vault }, issuer: { type: hmac-key }, grace: 1h }
+  api-signing: { store: { provider: vault }, issuer: { type: jwt-signing-key, alg: ES256 }, grace: 10m }
+delivery:
+  issuer: https://rekey.test
+  authenticators:
+    app: { type: attestation-jwt, secret: app-attestation, audience: rekey }
+  grants:
+    mobile: { authenticator: app, subjects: ["app:*"], token: { signingKey: api-signing, audience: api.example.com, ttl: 5m } }
+`);
+  for (const secret of ['app-attestation', 'api-signing']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
+}, 120_000);
+
+afterAll(async () => {
+  await h?.stop();
+});
+
+it('a token minted under v1 still verifies against the served JWKS after two rotations of its signing key within its ttl', async () => {
+  const v1 = await currentVersion(h, 'api-signing');
+  const answer = await exchange(h, await attestationToken(h, 'app-attestation'), { audience: 'api.example.com' });
+  expect(answer.status).toBe(200);
+  const token = answer.body.access_token as string;
+  expect(decodeProtectedHeader(token).kid).toBe(v1.id);
+  const exp = decodeJwt(token).exp! * 1000;
+
+  for (let i = 0; i < 2; i++) expect((await h.rotate('api-signing', 60_000)).status).toBe('succeeded');
+  expect((await currentVersion(h, 'api-signing')).number).toBe(v1.number + 2);
+
+  // v1's key must stay published until the token it signed expires: its grace was set at v2's promotion.
+  const after = await h.runtime.db.version.findUniqueOrThrow({ where: { id: v1.id } });
+  expect(after.state).toBe('previous');
+  expect(after.graceEndsAt!.getTime(), "v1's grace ends before the token it signed expires").toBeGreaterThanOrEqual(exp);
+  const served = (await (await fetch(`${h.serving!.url}/.well-known/jwks.json`)).json()) as JSONWebKeySet;
+  await expect(jwtVerify(token, createLocalJWKSet(served), { issuer: 'https://rekey.test', audience: 'api.example.com', algorithms: ['ES256'] })).resolves.toBeTruthy();
+}, 120_000);
