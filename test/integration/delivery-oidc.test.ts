@@ -67,6 +67,8 @@ let sameIssuerOtherKeys: { issuer: string; url: string };
 /** A real provider whose JWKS endpoint answers 503 while `jwksDown` (an outage of the issuer's key endpoint, or of the load balancer before it). */
 let flaky: { issuer: string; url: string };
 let jwksDown = false;
+/** GET /jwks requests the flaky provider received while down. */
+let jwksHitsWhileDown = 0;
 const flakyServer = createServer();
 
 async function flakyIdp(key: JWK): Promise<{ issuer: string; url: string }> {
@@ -88,6 +90,7 @@ async function flakyIdp(key: JWK): Promise<{ issuer: string; url: string }> {
   });
   provider.use(async (ctx, next) => {
     if (jwksDown && ctx.path === '/jwks') {
+      jwksHitsWhileDown += 1;
       ctx.status = 503;
       ctx.body = 'service unavailable';
       return;
@@ -183,19 +186,27 @@ it('refuses expired, wrong-audience, wrong-issuer, unknown-key, tampered and cla
   expect((await exchange(valid)).status).toBe(200);
 }, 60_000);
 
-it("answers 503, not the refusal, while the issuer's JWKS endpoint fails, and the token passes once it is back", async () => {
+it("answers 503, not the refusal, while the issuer's JWKS endpoint fails, without a fetch per request, and the token passes once it is back", async () => {
   const presented = await tokenFrom(flaky.url, 'ci-deploy');
+  const [, payload, signature] = presented.split('.');
+  /** The valid token's payload under a made-up key id: what a flood of garbage looks like. */
+  const madeUp = (i: number) => `${Buffer.from(JSON.stringify({ alg: 'RS256', kid: `made-up-${i}` })).toString('base64url')}.${payload}.${signature}`;
+  const failures = () => h.logs.filter((l) => l.includes('authenticator failed') && l.includes('"authenticator":"flaky"')).length;
   jwksDown = true;
   try {
     expect((await fetch(`${flaky.url}/jwks`)).status).toBe(503);
-    const failuresBefore = h.logs.filter((l) => l.includes('authenticator failed') && l.includes('"authenticator":"flaky"')).length;
+    jwksHitsWhileDown = 0;
+    const failuresBefore = failures();
     const during = await exchangeToken(h, presented, { type: ACCESS_TOKEN_TYPE, audience: 'flaky-api' });
     // A valid token is not "not valid": the client would drop it, and its address would be charged a failed authentication.
     expect({ status: during.status, body: during.body }).toEqual({ status: 503, body: { error: 'temporarily_unavailable', error_description: 'try again shortly' } });
-    expect(h.logs.filter((l) => l.includes('authenticator failed') && l.includes('"authenticator":"flaky"')).length).toBeGreaterThan(failuresBefore);
+    expect(failures()).toBeGreaterThan(failuresBefore);
+    // Every request that follows at once, made-up key ids included, is answered without asking the failing issuer again.
+    for (let i = 0; i < 5; i++) expect((await exchangeToken(h, madeUp(i), { type: ACCESS_TOKEN_TYPE, audience: 'flaky-api' })).status).toBe(503);
+    expect(jwksHitsWhileDown, 'JWKS fetches from the failing issuer').toBe(1);
   } finally {
     jwksDown = false;
   }
-  const after = await exchangeToken(h, presented, { type: ACCESS_TOKEN_TYPE, audience: 'flaky-api' });
-  expect(after.status).toBe(200);
-});
+  // Back: the token passes again within the short back-off (polled: no fixed wait).
+  await expect.poll(async () => (await exchangeToken(h, presented, { type: ACCESS_TOKEN_TYPE, audience: 'flaky-api' })).status, { timeout: 20_000, interval: 250 }).toBe(200);
+}, 60_000);

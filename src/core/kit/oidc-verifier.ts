@@ -4,8 +4,11 @@
  * (`<issuer>/.well-known/openid-configuration`, read once, again after a failure) names its
  * JWKS, whose keys jose fetches and caches (10 minutes; a token with an unknown key id fetches
  * the set again at most every 30 s, so a flood of made-up key ids costs the issuer nothing).
+ * After a failed fetch of the set, none is tried again for {@link RETRY_AFTER_FAILURE_MS}: tokens
+ * are checked against the keys held if they are fresh, else answered unavailable, so a failing
+ * issuer is not asked once per request (jose's cooldown only counts from a successful fetch).
  */
-import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { ProviderError } from '../errors.js';
 import type { Call } from '../ports.js';
 import type { SecretValue } from '../secret-value.js';
@@ -13,6 +16,9 @@ import { jwtRefusalReason } from './jwt-errors.js';
 import { outboundUrlProblem } from './outbound-url.js';
 
 type KeySet = JWTVerifyGetKey;
+
+/** How long after a failed fetch of an issuer's JWKS no other is tried. */
+const RETRY_AFTER_FAILURE_MS = 5000;
 
 export interface OidcVerifierOptions {
   /** The issuer, exactly as its tokens' `iss` and its discovery document say it. */
@@ -90,14 +96,28 @@ export class OidcVerifier {
     const jwksUri = new URL(document.jwks_uri);
     if (outboundUrlProblem(jwksUri, this.o.insecure)) throw this.unavailable('the jwks_uri may not be fetched');
     const remote = createRemoteJWKSet(jwksUri, { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 600_000 });
+    const tokensFault = (error: unknown) => error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys || error instanceof errors.JOSENotSupported;
+    let failedAt = -Infinity;
     return async (header, token) => {
+      if (Date.now() - failedAt < RETRY_AFTER_FAILURE_MS) {
+        const held = remote.fresh ? remote.jwks() : undefined;
+        if (!held) throw this.unavailable("the issuer's keys cannot be read");
+        try {
+          return await createLocalJWKSet(held)(header, token);
+        } catch (error) {
+          // A key id not held may be one the issuer added: unknown until its set can be read again.
+          if (error instanceof errors.JWKSNoMatchingKey) throw this.unavailable("the issuer's keys cannot be read", error);
+          throw error;
+        }
+      }
       try {
         return await remote(header, token);
       } catch (error) {
         // What the token asked for that the set does not have is the token's fault; anything
         // else is the issuer's JWKS failing to load (a non-200 answer, not JSON, not a key set),
         // which jose reports as plain JOSEErrors: a valid token must not be called invalid then.
-        if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys || error instanceof errors.JOSENotSupported) throw error;
+        if (tokensFault(error)) throw error;
+        failedAt = Date.now();
         throw this.unavailable("the issuer's keys cannot be read", error);
       }
     };
