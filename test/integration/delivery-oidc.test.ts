@@ -69,6 +69,9 @@ let flaky: { issuer: string; url: string };
 let jwksDown = false;
 /** GET /jwks requests the flaky provider received while down. */
 let jwksHitsWhileDown = 0;
+/** Its discovery document answers 503 while `discoveryDown`; the requests it got meanwhile. */
+let discoveryDown = false;
+let discoveryHitsWhileDown = 0;
 const flakyServer = createServer();
 
 async function flakyIdp(key: JWK): Promise<{ issuer: string; url: string }> {
@@ -89,6 +92,11 @@ async function flakyIdp(key: JWK): Promise<{ issuer: string; url: string }> {
     },
   });
   provider.use(async (ctx, next) => {
+    if (discoveryDown && ctx.path === '/.well-known/openid-configuration') {
+      discoveryHitsWhileDown += 1;
+      ctx.status = 503;
+      return;
+    }
     if (jwksDown && ctx.path === '/jwks') {
       jwksHitsWhileDown += 1;
       ctx.status = 503;
@@ -128,7 +136,9 @@ delivery:
       clockToleranceSeconds: 0
       claims: { client_id: [ci-deploy, short], scope: deploy }
     flaky: { type: oidc, issuer: ${flaky.issuer}, audience: ${REKEY}, insecure: true }
+    flaky-cold: { type: oidc, issuer: ${flaky.issuer}, audience: ${REKEY}, insecure: true }
   grants:
+    cold-deploys: { authenticator: flaky-cold, subjects: [ci-deploy], token: { signingKey: api-signing, audience: cold-api, ttl: 5m } }
     flaky-deploys: { authenticator: flaky, subjects: [ci-deploy], token: { signingKey: api-signing, audience: flaky-api, ttl: 5m } }
     deploys:
       authenticator: ci
@@ -209,4 +219,17 @@ it("answers 503, not the refusal, while the issuer's JWKS endpoint fails, withou
   }
   // Back: the token passes again within the short back-off (polled: no fixed wait).
   await expect.poll(async () => (await exchangeToken(h, presented, { type: ACCESS_TOKEN_TYPE, audience: 'flaky-api' })).status, { timeout: 20_000, interval: 250 }).toBe(200);
+}, 60_000);
+
+it("asks an issuer whose discovery document fails once, not once per request, and passes once it is back", async () => {
+  const presented = await tokenFrom(flaky.url, 'ci-deploy');
+  discoveryDown = true;
+  try {
+    discoveryHitsWhileDown = 0;
+    for (let i = 0; i < 5; i++) expect((await exchangeToken(h, presented, { type: ACCESS_TOKEN_TYPE, audience: 'cold-api' })).status).toBe(503);
+    expect(discoveryHitsWhileDown, 'discovery fetches from the failing issuer').toBe(1);
+  } finally {
+    discoveryDown = false;
+  }
+  await expect.poll(async () => (await exchangeToken(h, presented, { type: ACCESS_TOKEN_TYPE, audience: 'cold-api' })).status, { timeout: 20_000, interval: 250 }).toBe(200);
 }, 60_000);

@@ -1,7 +1,7 @@
 /**
  * A JWT verifier for an OpenID Connect issuer, shared by the authenticators whose tokens come
  * from one (`oidc`, `kubernetes-service-account`): the issuer's discovery document
- * (`<issuer>/.well-known/openid-configuration`, read once, again after a failure) names its
+ * (`<issuer>/.well-known/openid-configuration`, read once, again 5 s after a failure) names its
  * JWKS, whose keys jose fetches and caches (10 minutes; a token with an unknown key id fetches
  * the set again at most every 30 s, so a flood of made-up key ids costs the issuer nothing).
  * After a failed fetch of the set, none is tried again for {@link RETRY_AFTER_FAILURE_MS}: tokens
@@ -17,7 +17,7 @@ import { outboundUrlProblem } from './outbound-url.js';
 
 type KeySet = JWTVerifyGetKey;
 
-/** How long after a failed fetch of an issuer's JWKS no other is tried. */
+/** How long after a failed fetch of an issuer's discovery document or JWKS no other is tried. */
 const RETRY_AFTER_FAILURE_MS = 5000;
 
 export interface OidcVerifierOptions {
@@ -34,6 +34,8 @@ export interface OidcVerifierOptions {
 
 export class OidcVerifier {
   private keys: Promise<KeySet> | undefined;
+  /** When the discovery held in `keys` failed (Date.now() scale); Infinity while it has not. */
+  private discoveryFailedAt = Infinity;
 
   /** `name` is the authenticator's, for errors: `authenticator <name>: <reason>`. */
   constructor(
@@ -76,11 +78,16 @@ export class OidcVerifier {
     return new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: ${why}`, { provider: this.name, ...(cause ? { cause } : {}) });
   }
 
+  /** The key set, discovered once; a failed discovery is answered as it is for RETRY_AFTER_FAILURE_MS, then tried again. */
   private keySet(call: Call): Promise<KeySet> {
-    this.keys ??= this.discover(call).catch((error: unknown) => {
-      this.keys = undefined;
-      throw error;
-    });
+    if (!this.keys || Date.now() - this.discoveryFailedAt >= RETRY_AFTER_FAILURE_MS) {
+      const keys = this.discover(call);
+      this.keys = keys;
+      this.discoveryFailedAt = Infinity;
+      keys.catch(() => {
+        if (this.keys === keys) this.discoveryFailedAt = Date.now();
+      });
+    }
     return this.keys;
   }
 
