@@ -59,14 +59,22 @@ export class HmslIndex {
   }
 
   /**
-   * One query for the live versions of every configured secret; store reads only for those
-   * not hashed yet. An incident that matches nothing (most of a GitGuardian workspace's
-   * incidents are about other secrets) costs that query, not a query per secret.
+   * One query for the live versions of every configured secret, and of every secret removed
+   * from the config whose versions are still live (it keeps the bindings of the revision it was
+   * last applied in, so its keys stay at the targets and a leak of one must still reach them);
+   * store reads only for those not hashed yet. An incident that matches nothing (most of a
+   * GitGuardian workspace's incidents are about other secrets) costs those queries, not a query
+   * per secret.
    */
   private async indexAll(): Promise<void> {
     const { repo, fingerprint } = this.runtime.engine.deps;
     const config = await this.runtime.resolver.config();
-    for (const version of await repo.versionsOf(Object.keys(config.secrets), LIVE)) {
+    const removed = await this.runtime.db.secret.findMany({
+      where: { removedAt: { not: null }, versions: { some: { state: { in: [...LIVE] } } } },
+      select: { name: true },
+    });
+    const names = [...Object.keys(config.secrets), ...removed.map((s) => s.name).filter((name) => !Object.hasOwn(config.secrets, name))];
+    for (const version of await repo.versionsOf(names, LIVE)) {
       if (this.indexed.has(version.id) || !version.storeVersionId) continue;
       try {
         const { store } = await this.runtime.resolver.resolve(version.secret);

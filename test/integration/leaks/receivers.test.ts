@@ -129,6 +129,25 @@ describe('leak receivers, end to end through HAProxy', () => {
     expect(reports).toContain('rekey_leak_reports_total{receiver="github",outcome="unknown"} 1');
   });
 
+  it('GitGuardian: an incident for a key of a secret removed from rekey.yaml (its keys still live) blocks that key', async () => {
+    const gone = `gg-gone-${randomUUID().slice(0, 8)}`;
+    const yaml = (extra: string[]) => `${providersYaml(e)}
+secrets:${[...Object.values(names), ...extra].map((n) => gatewaySecretYaml(n)).join('')}
+${leaksYaml(e)}`;
+    await e.h.apply(yaml([gone]));
+    expect((await e.h.rotate(gone)).status).toBe('succeeded');
+    const leaked = (await storedValue(e.h, gone)).reveal();
+    // Removed from the config: its key stays live at HAProxy (DESIGN.md: it keeps its bindings, so leaks still reach it).
+    await e.h.apply(yaml([]));
+    await until(async () => !(gone in (await e.h.runtime.resolver.config()).secrets), 5000, 'the removal applied');
+    expect(await status(leaked)).toBe(200);
+
+    const body = JSON.stringify(incident('incident_triggered', 4343, await hmslHash(leaked)));
+    const answer = await post(e.h.serving!.url, '/webhooks/gitguardian', body, gitguardianHeaders(e.secrets.gitguardian, body));
+    expect(answer).toEqual({ status: 200, body: JSON.stringify({ outcome: 'blocking', duplicate: false }) });
+    await until(async () => (await status(leaked)) === 401, 10_000, 'HAProxy refusing the leaked key');
+  });
+
   it('answers 404 for a receiver whose section is absent', async () => {
     await e.h.apply(`${providersYaml(e)}
 secrets:${Object.values(names)
