@@ -6,7 +6,8 @@
  *   1. onRequest: admission (src/http/admission.ts): 503 when the process already has its
  *      cap of requests awaiting authentication, 429 when the source is over its limit of
  *      failed authentications and such sources already hold their share; nothing is charged
- *      to any sender here;
+ *      to any sender here, but a request that ends before step 3 (too slow, too large, of
+ *      another type, its client gone) counts as a failed authentication of its source;
  *   2. the receiver's `leaks:` section from the applied config (404 when absent);
  *   3. authenticate(): 401 with nothing recorded, only rekey_webhook_rejected_total and the
  *      source's failed-authentication bucket;
@@ -64,6 +65,12 @@ export const leakRoutes: RouteModule = async (app: FastifyInstance, runtime: Run
       const admitted = admission.enter(request.ip, reply.raw);
       if (!isRefusal(admitted)) {
         tickets.set(request, admitted);
+        // A request that ends before its authentication (a body too slow, too large or of another
+        // type; a client gone) counts as a failed authentication of its source: else one source
+        // holding slow bodies would keep every slot and never be over its limit.
+        reply.raw.once('close', () => {
+          if (tickets.delete(request)) admission.failed(request.ip);
+        });
         return;
       }
       metrics.rejected(receiver.name, admitted.reason);
@@ -71,14 +78,27 @@ export const leakRoutes: RouteModule = async (app: FastifyInstance, runtime: Run
       return reply.code(admitted.status).header('retry-after', String(admitted.retryAfter)).send({ error: admitted.status === 503 ? 'busy' : 'too many requests' });
     });
 
-    scope.setErrorHandler((error: FastifyError | Rejection | RekeyError, request, reply) => answerError(error, request, reply, byPath, metrics, runtime));
+    /** Authentication is over (or never needed: no such receiver, our own failure): the slot goes back, nothing is charged. */
+    const settle = (request: FastifyRequest) => {
+      tickets.get(request)?.release();
+      tickets.delete(request);
+    };
+
+    scope.setErrorHandler((error: FastifyError | Rejection | RekeyError, request, reply) => {
+      // fastify's own refusals (413, 415, bad framing) come before authentication: left to the close above.
+      if (!isFastifyRefusal(error)) settle(request);
+      return answerError(error, request, reply, byPath, metrics, runtime);
+    });
 
     for (const receiver of receivers) {
       scope.post(receiver.path, async (request, reply) => {
         const receivedAt = new Date();
         const config = await leaksConfig(runtime);
         const section = config ? receiver.section(config) : undefined;
-        if (section === undefined) return reply.code(404).send({ error: 'not found' });
+        if (section === undefined) {
+          settle(request);
+          return reply.code(404).send({ error: 'not found' });
+        }
         const raw = { headers: request.headers, body: Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0), receivedAt };
         let auth: unknown;
         try {
@@ -87,7 +107,7 @@ export const leakRoutes: RouteModule = async (app: FastifyInstance, runtime: Run
           if (error instanceof Rejection && error.status === 401) admission.failed(request.ip);
           throw error;
         } finally {
-          tickets.get(request)?.release();
+          settle(request);
         }
         const { max, window } = config!.rateLimit;
         allowance.configure(max, window);
@@ -155,8 +175,8 @@ function answerError(
     if (name) metrics.rejected(name, error.reason);
     return reply.code(error.status).send({ error: error.status === 401 ? 'unauthorized' : 'bad request' });
   }
-  const status = 'statusCode' in error && typeof error.statusCode === 'number' ? error.statusCode : 500;
-  if (status === 413 || status === 415 || (status >= 400 && status < 500)) {
+  const status = statusOf(error);
+  if (isFastifyRefusal(error)) {
     // fastify's own refusals: body too large, wrong content type, bad framing.
     if (name) metrics.rejected(name, status === 413 ? 'too_large' : status === 415 ? 'content_type' : 'malformed');
     return reply.code(status).send({ error: status === 413 ? 'payload too large' : status === 415 ? 'unsupported media type' : 'bad request' });
@@ -168,4 +188,14 @@ function answerError(
   }
   runtime.log.error({ receiver: name, error: describeError(error) }, 'leak receiver failed');
   return reply.code(500).send({ error: 'internal error' });
+}
+
+function statusOf(error: FastifyError | Rejection | RekeyError): number {
+  return 'statusCode' in error && typeof error.statusCode === 'number' ? error.statusCode : 500;
+}
+
+/** fastify's own 4xx refusals of a request (body too large, wrong content type, bad framing): before any authentication. */
+function isFastifyRefusal(error: FastifyError | Rejection | RekeyError): boolean {
+  const status = statusOf(error);
+  return !(error instanceof Rejection) && status >= 400 && status < 500;
 }

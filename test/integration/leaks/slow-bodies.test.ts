@@ -1,0 +1,87 @@
+// Requests that never reach authentication cannot starve an authenticated sender either. One
+// source opens as many leak reports as the server admits at once (64), sends their headers and
+// the start of a body, and stops there: each holds a slot until the server's request timeout, or
+// until the source hangs up and opens the next batch. None is ever refused for a bad signature,
+// so if such a request did not count against its source, the source would never be over its
+// limit and could hold every slot for ever: the genuine sender's signed report would get 503.
+import { connect, type Socket } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { send } from '../../support/gateways/index.js';
+import { gatewaySecretYaml, postFrom, providersYaml, startLeakEnv, storedValue, until, type LeakEnv } from './support.js';
+
+const GITHUB = '/webhooks/github-secret-scanning';
+const SENDER = '127.0.0.2';
+const ATTACKER = '127.0.0.3';
+const PROBE = '127.0.0.4';
+/** Admission's default cap of requests awaiting authentication (src/http/admission.ts). */
+const CAP = 64;
+/** Its default share of that cap for sources over their failed-authentication limit. */
+const OVER_LIMIT_SHARE = 8;
+
+let e: LeakEnv;
+const secret = `slow-${randomUUID().slice(0, 8)}`;
+
+beforeAll(async () => {
+  e = await startLeakEnv('slow-bodies');
+  await e.h.apply(`${providersYaml(e)}\nsecrets:${gatewaySecretYaml(secret, 'onLeak: block-first')}\nleaks:\n  github: { publicKeys: ${e.github.keysFile} }\n`);
+  expect((await e.h.rotate(secret)).status).toBe('succeeded');
+});
+afterAll(() => e?.stop());
+
+const report = (token: string) => JSON.stringify([{ token, type: 'rekey_api_key', url: 'https://github.com/x/y/blob/main/z', source: 'content' }]);
+
+/** A leak report whose body stops after its first bytes; `answers` collects the status of any answer. */
+function slowRequest(answers: number[]): Promise<Socket> {
+  const { port } = new URL(e.h.serving!.url);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port: Number(port), localAddress: ATTACKER }, () => {
+      socket.write(`POST ${GITHUB} HTTP/1.1\r\nhost: rekey\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n[{"token": "`, () => resolve(socket));
+    });
+    let text = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+      const status = /^HTTP\/1\.1 (\d{3})/.exec(text);
+      if (status && text.length === chunk.length) answers.push(Number(status[1]));
+    });
+    socket.on('error', () => {});
+    socket.once('error', reject);
+  });
+}
+
+/** A signed report of a token rekey never issued, from another address: 503 while every slot is held. */
+async function probe(): Promise<number> {
+  const body = report(`rk_test_${randomUUID().replaceAll('-', '')}`);
+  return (await postFrom(PROBE, e.h.serving!.url, GITHUB, body, e.github.headers(body))).status;
+}
+
+describe('slow bodies from one source', () => {
+  it('hold only the share of a source over its limit once its first batch ended unauthenticated: the signed report is answered 200', async () => {
+    // The first batch takes every slot (nothing has counted against the source yet), then hangs up.
+    const first: number[] = [];
+    const sockets = await Promise.all(Array.from({ length: CAP }, () => slowRequest(first)));
+    await until(async () => (await probe()) === 503, 10_000, 'every slot held by the first batch');
+    await Promise.all(sockets.map((s) => new Promise((resolve) => s.once('close', resolve).destroy())));
+    await until(async () => (await probe()) === 200, 10_000, 'the slots given back');
+
+    // The next batch: a source whose requests all ended before authentication gets only its share.
+    const second: number[] = [];
+    const held = await Promise.all(Array.from({ length: CAP }, () => slowRequest(second)));
+    try {
+      let last = 0;
+      await until(async () => second.length >= CAP - OVER_LIMIT_SHARE || (last = await probe()) === 503, 10_000, 'the second batch admitted or refused');
+      console.log(JSON.stringify({ refusedInSecondBatch: second.length, probe: last }));
+
+      const key = (await storedValue(e.h, secret)).reveal();
+      expect((await send(e.gateway.url, e.gateway.header, key)).status).toBe(200);
+      const body = report(key);
+      const answer = await postFrom(SENDER, e.h.serving!.url, GITHUB, body, e.github.headers(body));
+      expect(answer.status).toBe(200);
+      await until(async () => (await send(e.gateway.url, e.gateway.header, key)).status === 401, 10_000, 'HAProxy refusing the key');
+      expect(new Set(second)).toEqual(new Set([429]));
+    } finally {
+      for (const socket of held) socket.destroy();
+    }
+  });
+});
