@@ -94,9 +94,15 @@ async function act(deps: EngineDeps, version: VersionRecord, policy: SecretPolic
       queued.catch(() => {}); // awaited by reportLeak, beside the report's commit
       return { outcome: 'rotating', queued };
     }
-    default:
+    default: {
       // issuing, pending, previous, retired, compromised: take it down now.
-      return { outcome: await takeDown(deps, version, ctx) };
+      const outcome = await takeDown(deps, version, ctx);
+      if (version.state !== 'issuing' && version.state !== 'pending') return { outcome };
+      // Its rotation may have promoted it since the lookup: the takedown (not from current) moved
+      // nothing, and its revocation would skip a version that is not compromised. Acted on as it is now.
+      const fresh = await deps.repo.getVersion(version.id);
+      return fresh && (fresh.state === 'current' || fresh.state === 'previous') ? act(deps, fresh, policy, report, removed) : { outcome };
+    }
   }
 }
 

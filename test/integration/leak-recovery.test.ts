@@ -225,6 +225,32 @@ it('a leak report racing a promotion (looked up current, previous when it acts) 
   }
 });
 
+it('a leak report racing the promotion of the leaked pending key (looked up pending, current when it acts) replaces or blocks it: it never stays current', async () => {
+  for (const policy of ['rotate-then-revoke', 'block-first'] as const) {
+    const secret = `race-pending-${randomUUID().slice(0, 6)}`;
+    await h.apply(memoryConfig(JOURNAL, { [secret]: `grace: 1h, onLeak: ${policy}` }));
+    expect((await h.rotate(secret)).status).toBe('succeeded');
+    // The promotion that raced the report: v2 was pending when the report looked it up, current now.
+    expect((await h.rotate(secret)).status).toBe('succeeded');
+    const deps = h.runtime.engine.deps;
+    const v2 = (await deps.repo.findVersionByNumber(secret, 2))!;
+    expect(v2.state).toBe('current');
+    // The report acts on what its lookup read just before that promotion (the rest is the real repository).
+    const repo = new Proxy(deps.repo, {
+      get(target, name) {
+        if (name === 'findVersionByFingerprint') return () => Promise.resolve({ ...v2, state: 'pending', promotedAt: null, secretRemoved: false });
+        const value = Reflect.get(target, name) as unknown;
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const leak = await reportLeak({ ...deps, repo }, { source: 'cli', deliveryId: randomUUID(), fingerprint: v2.fingerprint!, receivedAt: new Date() });
+    expect([policy, leak.outcome]).toEqual([policy, policy === 'block-first' ? 'blocking' : 'rotating']);
+    await until(async () => (await versionsOf(secret))[1]!.state === 'revoked', 15_000, `${policy}: the leaked key revoked`);
+    await until(async () => (await versionsOf(secret)).at(-1)!.state === 'current', 15_000, `${policy}: its replacement current`);
+    expect((await versionsOf(secret)).map((v) => v.state)).toEqual(['previous', 'revoked', 'current']);
+  }
+});
+
 it('a worker that dies after revoking a leaked key but before asking for its replacement: reconcile() starts the emergency rotation', async () => {
   const secret = `orphan-${randomUUID().slice(0, 6)}`;
   await h.apply(memoryConfig(JOURNAL, { [secret]: 'grace: 1h, onLeak: block-first' }));
