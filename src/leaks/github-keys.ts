@@ -44,6 +44,11 @@ export class GithubKeys {
 
   constructor(private readonly options: GithubKeysOptions) {}
 
+  /** Whether a key document was ever loaded: until then no key id is known, and none is refused as unknown. */
+  get loaded(): boolean {
+    return this.loadedAt !== undefined;
+  }
+
   /** The P-256 public key GitHub names `id`, or undefined when there is none (after at most one refresh). */
   async get(id: string): Promise<KeyObject | undefined> {
     // A load under way (the first one, or one an unknown id started) may bring this key.

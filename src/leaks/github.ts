@@ -13,6 +13,7 @@
  */
 import { verify } from 'node:crypto';
 import type { GithubConfig } from '../config/leaks.js';
+import { RekeyError } from '../core/errors.js';
 import { header, parseJson, type Receiver, Rejection, sha256Hex } from './receiver.js';
 import { isToken } from './report.js';
 
@@ -36,7 +37,10 @@ export const githubReceiver: Receiver<GithubConfig> = {
     const signature = header(request.headers, 'github-public-key-signature');
     if (!keyId || !signature) throw new Rejection(401, 'missing_signature');
     if (keyId.length > 256 || signature.length > 512 || !/^[A-Za-z0-9+/=]+$/.test(signature)) throw new Rejection(401, 'bad_signature');
-    const key = await ctx.githubKeys(section).get(keyId);
+    const keys = ctx.githubKeys(section);
+    const key = await keys.get(keyId);
+    // No key list loaded yet (GitHub refused or could not be reached): ours to fix, not a bad signature. GitHub retries a 503.
+    if (!key && !keys.loaded) throw new RekeyError('REKEY_ERR_UNAVAILABLE', 'the GitHub secret scanning public keys could not be loaded yet');
     if (!key) throw new Rejection(401, 'unknown_key');
     let valid: boolean;
     try {

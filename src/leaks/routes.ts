@@ -181,6 +181,11 @@ function answerError(
     if (name) metrics.rejected(name, status === 413 ? 'too_large' : status === 415 ? 'content_type' : 'malformed');
     return reply.code(status).send({ error: status === 413 ? 'payload too large' : status === 415 ? 'unsupported media type' : 'bad request' });
   }
+  if (error instanceof RekeyError && error.code === 'REKEY_ERR_UNAVAILABLE') {
+    // Our side, before authentication (GitHub's keys not loaded): the sender retries later. Not logged
+    // per request (an unauthenticated flood must not become a flood of log lines): the load failure is.
+    return reply.code(503).header('retry-after', '30').send({ error: 'receiver not available' });
+  }
   if (error instanceof RekeyError && error.code === 'REKEY_ERR_CONFIG') {
     // Our side: a credential reference that does not resolve. The sender retries later.
     runtime.log.error({ receiver: name, error: describeError(error) }, 'leak receiver misconfigured');
