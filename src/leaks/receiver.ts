@@ -70,12 +70,19 @@ export function safeEqual(a: string | Buffer, b: string | Buffer): boolean {
   return timingSafeEqual(digest(a), digest(b));
 }
 
-/** Parses an authenticated body. @throws Rejection 400 malformed. */
+/** JSON is UTF-8 (RFC 8259): a body that is not is refused, never decoded with replacement characters. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Parses an authenticated body. A byte sequence that is not UTF-8 would otherwise become U+FFFD,
+ * and a token nobody sent would be fingerprinted, recorded and answered as unknown.
+ * @throws Rejection 400 malformed.
+ */
 export function parseJson(body: Buffer): unknown {
   try {
-    return JSON.parse(body.toString('utf8')) as unknown;
+    return JSON.parse(UTF8.decode(body)) as unknown;
   } catch {
-    throw new Rejection(400, 'malformed', 'the body is not JSON');
+    throw new Rejection(400, 'malformed', 'the body is not UTF-8 JSON');
   }
 }
 

@@ -1,6 +1,6 @@
 // 1,000 hostile requests across the four receivers, each carrying the live key where a
 // body has a token: unsigned, wrong key id, forged, tampered, trailing newline, replayed
-// outside the window, oversized, malformed JSON, wrong content type. Expected: only 4xx
+// outside the window, oversized, malformed JSON, not UTF-8, wrong content type. Expected: only 4xx
 // answers, each the one its kind deserves; nothing recorded, nothing revoked, the key
 // still accepted at HAProxy, the server healthy, every refusal counted, no token logged.
 import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
@@ -54,6 +54,10 @@ function hostileRequests(): Hostile[] {
   const aws = '/webhooks/aws-health';
   const awsBody = awsHealthEvent('AKIA' + 'X'.repeat(16));
   const signedWh = webhookHeaders(e.secrets.webhook, whBody);
+  // The live key with one byte that is not UTF-8 after it, signed as sent: JSON is UTF-8 (RFC 8259), so this is malformed.
+  const latin1 = (text: string) => Buffer.from(text.replace(key, `${key}\u00ff`), 'latin1');
+  const ghLatin1 = latin1(body);
+  const whLatin1 = latin1(whBody);
   return [
     // GitHub
     { kind: 'github unsigned', path: gh, body, headers: JSON_TYPE, expect: 401 },
@@ -72,6 +76,7 @@ function hostileRequests(): Hostile[] {
     { kind: 'github malformed JSON, unsigned', path: gh, body: '[{"token": ', headers: JSON_TYPE, expect: 401 },
     { kind: 'github malformed JSON, signed', path: gh, body: '[{"token": ', headers: e.github.headers('[{"token": '), expect: 400 },
     { kind: 'github not an array, signed', path: gh, body: `{"token":"${key}"}`, headers: e.github.headers(`{"token":"${key}"}`), expect: 400 },
+    { kind: 'github not UTF-8, signed', path: gh, body: ghLatin1, headers: e.github.headers(ghLatin1), expect: 400 },
     { kind: 'github oversized', path: gh, body: oversized, headers: e.github.headers(oversized), expect: 413 },
     { kind: 'github wrong content type', path: gh, body, headers: { ...e.github.headers(body), 'content-type': 'text/plain' }, expect: 415 },
     // GitGuardian
@@ -96,6 +101,7 @@ function hostileRequests(): Hostile[] {
     { kind: 'webhook trailing newline', path: wh, body: `${whBody}\n`, headers: signedWh, expect: 401 },
     { kind: 'webhook other id', path: wh, body: whBody, headers: { ...signedWh, 'webhook-id': 'msg_other' }, expect: 401 },
     { kind: 'webhook v2 scheme', path: wh, body: whBody, headers: { ...signedWh, 'webhook-signature': signedWh['webhook-signature'].replace('v1,', 'v2,') }, expect: 401 },
+    { kind: 'webhook not UTF-8, signed', path: wh, body: whLatin1, headers: webhookHeaders(e.secrets.webhook, whLatin1), expect: 400 },
     { kind: 'webhook malformed JSON, signed', path: wh, body: 'tok', headers: webhookHeaders(e.secrets.webhook, 'tok'), expect: 400 },
   ];
 }
