@@ -2,7 +2,8 @@
  * A signed webhook as a target: each deploy and retire is one POST of a version event to
  * the receiver, signed per Standard Webhooks (src/core/kit/standard-webhooks.ts), one attempt per call; the engine retries.
  * The `webhook-id` is fixed per (versionId, event), so a receiver that deduplicates by it
- * processes a redelivery once, however often rekey retries.
+ * processes a redelivery once, however often rekey retries; a drift repair adds its generation
+ * (Call.generation), so the receiver processes it although it saw that event for that version before.
  *
  * The target keeps no state of its own: what the receiver holds is known only through the
  * optional `state` URL (see README).
@@ -76,7 +77,8 @@ export class WebhookTarget implements Target {
     if (value) data.value = value.reveal();
     // The Standard Webhooks envelope: type, timestamp, data.
     const body = JSON.stringify({ type: `rekey.version.${event}`, timestamp: new Date().toISOString(), data });
-    const id = `msg_${version.versionId}_${event}`;
+    // A repair's own id: a late `deployed` may have landed after the `retired` this repeats.
+    const id = call.generation ? `msg_${version.versionId}_${event}_${call.generation}` : `msg_${version.versionId}_${event}`;
     const status = await this.#send('POST', this.#o.config.url, id, body, call);
     this.#o.log.info({ versionId: version.versionId, fingerprint: version.fingerprint, event, status }, 'webhook: event delivered');
   }

@@ -5,7 +5,7 @@ import type { Call } from './ports.js';
  * Runs one provider call under a timeout. The provider gets an AbortSignal; if it
  * ignores it, the call is abandoned anyway and fails with a retryable TIMEOUT.
  */
-export async function timed<T>(label: string, timeoutMs: number, fn: (call: Call) => Promise<T>): Promise<T> {
+export async function timed<T>(label: string, timeoutMs: number, fn: (call: Call) => Promise<T>, generation?: string): Promise<T> {
   const controller = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -15,7 +15,7 @@ export async function timed<T>(label: string, timeoutMs: number, fn: (call: Call
     }, timeoutMs);
   });
   try {
-    return await Promise.race([fn({ signal: controller.signal }), timeout]);
+    return await Promise.race([fn(generation === undefined ? { signal: controller.signal } : { signal: controller.signal, generation }), timeout]);
   } finally {
     clearTimeout(timer);
   }

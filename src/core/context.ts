@@ -88,6 +88,8 @@ export interface CallSite {
   provider: string;
   /** Role and method: `store.promote`, `target.deploy`, ... */
   op: string;
+  /** A drift repair's generation, passed on as {@link Call.generation}. */
+  generation?: string;
 }
 
 /**
@@ -103,7 +105,7 @@ export async function providerCall<T>(deps: Pick<EngineDeps, 'events'>, log: Log
     deps.events.providerCalled(site.provider, site.op, outcome, ms / 1000);
   };
   try {
-    const result = await timed(`${site.op}:${site.provider}`, timeoutMs, fn);
+    const result = await timed(`${site.op}:${site.provider}`, timeoutMs, fn, site.generation);
     finished('ok');
     return result;
   } catch (error) {

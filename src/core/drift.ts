@@ -81,7 +81,7 @@ export async function checkTarget(deps: EngineDeps, target: string, secrets: rea
     result.unwanted = unwanted.map((v) => v.number);
     if (!options.repair) continue;
     try {
-      for (const version of missing) if (await redeploy(deps, log, binding, target, version)) result.redeployed.push(version.number);
+      for (const version of missing) if (await redeploy(deps, log, binding, target, version, `d${at.getTime()}`)) result.redeployed.push(version.number);
       for (const version of unwanted) {
         await deps.queue.enqueueTargetRetire(version.id, target);
         result.retiring.push(version.number);
@@ -180,12 +180,12 @@ async function readValue(deps: EngineDeps, log: Logger, { store, policy, names }
  * stopped being wanted during the deploy (retired, leaked), it is retired again at once.
  * Returns whether it deployed.
  */
-async function redeploy(deps: EngineDeps, log: Logger, b: Binding, target: string, version: VersionRecord): Promise<boolean> {
+async function redeploy(deps: EngineDeps, log: Logger, b: Binding, target: string, version: VersionRecord, generation: string): Promise<boolean> {
   const before = await deps.repo.getVersion(version.id);
   if (!before || wantOf(before, now(deps)) !== 'accept') return false;
   const { policy } = b.resolved;
   const value = await readValue(deps, log, b.resolved, before);
-  await providerCall(deps, log, { provider: target, op: 'target.deploy' }, policy.timeoutMs, (c) => b.target.deploy(versionRef(before, policy.consumer), value, c));
+  await providerCall(deps, log, { provider: target, op: 'target.deploy', generation }, policy.timeoutMs, (c) => b.target.deploy(versionRef(before, policy.consumer), value, c));
   const after = await deps.repo.getVersion(version.id);
   // Refused now, or being taken down (`leave`): a retirement retires at every target before it marks the version
   // retired, so it may have passed this one before the deploy landed. The job retires it once it is refused.
@@ -200,10 +200,12 @@ async function redeploy(deps: EngineDeps, log: Logger, b: Binding, target: strin
 /**
  * Job handler (revocations queue): retires a version the drift check found at `target` although
  * it must be refused. Does nothing when the version is wanted again or the target is gone.
+ * `generation` ({@link Call.generation}) is the same for every retry of one job (the worker
+ * passes the job's creation time) and new for each job; without it, this call's own time.
  * @throws the target's error, so the job is retried on the leak path's schedule; RekeyError
  *   REKEY_ERR_CONFLICT (retried the same way) while the version's takedown is under way (`leave`).
  */
-export async function retireDrifted(deps: EngineDeps, versionId: string, target: string): Promise<'succeeded' | 'skipped'> {
+export async function retireDrifted(deps: EngineDeps, versionId: string, target: string, generation?: string): Promise<'succeeded' | 'skipped'> {
   const version = await deps.repo.getVersion(versionId);
   const want = version ? wantOf(version, now(deps)) : 'accept';
   // Put back by a repair while its retirement ran: retried (the leak path's schedule) until the retirement has marked it retired.
@@ -213,7 +215,8 @@ export async function retireDrifted(deps: EngineDeps, versionId: string, target:
   const bound = resolved.targets.get(target);
   if (!bound) return 'skipped';
   const log = deps.log.child({ component: 'drift', target, secret: version.secret, version: version.number });
-  await providerCall(deps, log, { provider: target, op: 'target.retire' }, resolved.policy.timeoutMs, (c) => bound.retire(versionRef(version, resolved.policy.consumer), c));
+  const site = { provider: target, op: 'target.retire', generation: generation ?? `r${now(deps).getTime()}` };
+  await providerCall(deps, log, site, resolved.policy.timeoutMs, (c) => bound.retire(versionRef(version, resolved.policy.consumer), c));
   await deps.sync.markRepaired(version.secretId, target, now(deps));
   log.info({}, 'drift repair: unwanted key retired again');
   return 'succeeded';

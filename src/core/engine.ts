@@ -62,9 +62,9 @@ export class Engine {
     return checkTarget(this.deps, target, secrets, options);
   }
 
-  /** Job handler: retires a version the drift check found where it must be refused. */
-  retireDrifted(versionId: string, target: string): Promise<'succeeded' | 'skipped'> {
-    return retireDrifted(this.deps, versionId, target);
+  /** Job handler: retires a version the drift check found where it must be refused (`generation`: see drift.ts retireDrifted). */
+  retireDrifted(versionId: string, target: string, generation?: string): Promise<'succeeded' | 'skipped'> {
+    return retireDrifted(this.deps, versionId, target, generation);
   }
 
   /** Re-derives queued work from the database: all of it, or what changed since `options.since`. */

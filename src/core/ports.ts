@@ -14,6 +14,14 @@ import type { SecretValue } from './secret-value.js';
 export interface Call {
   /** Aborted when the call's timeout expires or the worker shuts down. */
   signal: AbortSignal;
+  /**
+   * Set when core sends again what it has sent before because it found the target wrong (a
+   * drift repair): the same for every retry of that repair, different from the original step's
+   * and from any later repair's. A provider that keys idempotency on the version alone (a webhook
+   * id per version and event) adds it, so a receiver that deduplicates processes the repair
+   * instead of dropping it as a repeat. Absent for the rotation protocol's own steps and retries.
+   */
+  generation?: string;
 }
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };

@@ -60,7 +60,8 @@ export function startWorkers(engine: Engine, connection: RedisConnection, prefix
     revocations: async (job) => {
       if (job.name === 'run') return engine.driveRotation((job.data as RunJob).runId, attempt(job));
       if (job.name === 'block') return engine.block((job.data as VersionJob).versionId);
-      if (job.name === 'target-retire') return engine.retireDrifted((job.data as TargetJob).versionId, (job.data as TargetJob).target);
+      // The job's creation time: the same for its retries, new for the next drift check's job (Call.generation).
+      if (job.name === 'target-retire') return engine.retireDrifted((job.data as TargetJob).versionId, (job.data as TargetJob).target, `r${job.timestamp}`);
       return engine.revokeNow((job.data as VersionJob).versionId);
     },
     retirements: async (job) => engine.retire((job.data as VersionJob).versionId),

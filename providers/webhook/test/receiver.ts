@@ -27,6 +27,12 @@ export interface Receiver {
   processed: Set<string>;
   /** Answer this status to the next `times` POSTs (Infinity: until changed). */
   failNext(status: number, times: number, retryAfter?: number): void;
+  /**
+   * Holds the next POST of this event type unanswered and unprocessed (a delivery stuck in a
+   * proxy or a slow worker of the receiver); the sender times out. Resolves `arrived` once it has
+   * come in; `release()` then processes it, late, as a receiver's queue would.
+   */
+  holdNext(type: 'deployed' | 'retired'): { arrived: Promise<void>; release(): void };
   close(): Promise<void>;
 }
 
@@ -37,6 +43,7 @@ export async function startReceiver(secret: string): Promise<Receiver> {
   const processed = new Set<string>();
   const started = performance.now();
   const fault = { status: 0, times: 0, retryAfter: undefined as number | undefined };
+  let hold: { type: string; arrived: () => void; gate: Promise<void> } | undefined;
 
   const server: Server = createServer((req, res) => {
     let body = '';
@@ -65,14 +72,24 @@ export async function startReceiver(secret: string): Promise<Receiver> {
         fault.times -= 1;
         return void res.writeHead(fault.status, fault.retryAfter ? { 'retry-after': String(fault.retryAfter) } : {}).end();
       }
-      // Deduplicate by webhook-id: a redelivery is acknowledged and not processed again.
-      if (!processed.has(headers['webhook-id'])) {
-        processed.add(headers['webhook-id']);
-        const event = JSON.parse(body) as { type: string; data: Record<string, unknown> };
-        if (event.type === 'rekey.version.deployed') held.set(String(event.data.versionId), event.data);
-        if (event.type === 'rekey.version.retired') held.delete(String(event.data.versionId));
+      const handle = () => {
+        // Deduplicate by webhook-id: a redelivery is acknowledged and not processed again.
+        if (!processed.has(headers['webhook-id'])) {
+          processed.add(headers['webhook-id']);
+          const event = JSON.parse(body) as { type: string; data: Record<string, unknown> };
+          if (event.type === 'rekey.version.deployed') held.set(String(event.data.versionId), event.data);
+          if (event.type === 'rekey.version.retired') held.delete(String(event.data.versionId));
+        }
+        if (!res.destroyed) res.writeHead(204).end();
+      };
+      const type = (JSON.parse(body) as { type: string }).type;
+      if (hold && type === `rekey.version.${hold.type}`) {
+        const { arrived, gate } = hold;
+        hold = undefined;
+        arrived();
+        return void gate.then(handle);
       }
-      res.writeHead(204).end();
+      handle();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -85,6 +102,14 @@ export async function startReceiver(secret: string): Promise<Receiver> {
     processed,
     failNext(status, times, retryAfter) {
       Object.assign(fault, { status, times, retryAfter });
+    },
+    holdNext(type) {
+      let release!: () => void;
+      let arrived!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const came = new Promise<void>((resolve) => (arrived = resolve));
+      hold = { type, arrived, gate };
+      return { arrived: came, release };
     },
     close: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
   };

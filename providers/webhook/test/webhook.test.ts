@@ -154,6 +154,23 @@ describe('webhook specifics', () => {
     await target.retire(v.ref, call());
   });
 
+  it('a drift repair (Call.generation) gets its own webhook-id: processed after a late deployed, its retries still deduplicated', async () => {
+    const target = openTarget('late-deploy', { timeoutMs: 200 });
+    const v = newVersion('late-deploy');
+    const stuck = receiver.holdNext('deployed');
+    expect((await rejection(target.deploy(v.ref, v.value, call()))).code).toBe('REKEY_ERR_TIMEOUT');
+    await stuck.arrived;
+    await target.retire(v.ref, call()); // the rollback
+    stuck.release(); // the stuck deployed is processed after it
+    await expect.poll(() => receiver.held.has(v.ref.versionId)).toBe(true);
+    const repair = { ...call(), generation: 'r1764000000000' };
+    await target.retire(v.ref, repair);
+    await target.retire(v.ref, repair); // the repair job's own retry
+    const ids = receiver.deliveries.map((d) => d.id);
+    expect(ids.slice(-2)).toEqual(Array(2).fill(`msg_${v.ref.versionId}_retired_r1764000000000`));
+    expect(receiver.held.has(v.ref.versionId)).toBe(false);
+  });
+
   it('without a state URL, verify trusts the delivery and the target cannot be inspected', async () => {
     const target = openTarget('stateless', { state: undefined });
     const v = newVersion('stateless');

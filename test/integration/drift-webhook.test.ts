@@ -1,0 +1,71 @@
+/**
+ * The drift check against a webhook target whose receiver deduplicates by `webhook-id`, as the
+ * Standard Webhooks spec tells receivers to (providers/webhook/test/receiver.ts). Driven by hand
+ * (no workers), so the interleaving is exact: a `deployed` delivery that timed out at rekey lands
+ * at the receiver after the rollback's `retired`; the drift check must take the version away again.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startReceiver, type Receiver } from '../../providers/webhook/test/receiver.js';
+import type { VersionRecord } from '../../src/core/model.js';
+import { jobId } from '../../src/queue/names.js';
+import { startHarness, type Harness } from '../support/harness.js';
+
+const SECRET_ENV = `DRIFTHOOK_TEST_WHSEC_${process.pid}`;
+const whsec = `whsec_${randomBytes(32).toString('base64')}`;
+const secret = `dw-${randomUUID().slice(0, 8)}`;
+let h: Harness;
+let receiver: Receiver;
+
+beforeAll(async () => {
+  process.env[SECRET_ENV] = whsec;
+  receiver = await startReceiver(whsec);
+  h = await startHarness({ label: 'drift-webhook', workers: false });
+  await h.apply(`
+env: { allow: ["DRIFTHOOK_TEST_*"] }
+providers:
+  vault: { type: local }
+  hook: { type: webhook, url: "${receiver.url}", state: "${receiver.stateUrl}", insecure: true, secret: "\${env:${SECRET_ENV}}", timeoutMs: 300 }
+secrets:
+  ${secret}:
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_dw_ }
+    targets: [hook]
+    grace: 1h
+    retry: { attempts: 1, backoff: 100ms }
+`);
+}, 60_000);
+afterAll(async () => {
+  await h?.stop();
+  await receiver?.close();
+  delete process.env[SECRET_ENV];
+});
+
+const version = async (number: number): Promise<VersionRecord> => (await h.runtime.engine.deps.repo.findVersionByNumber(secret, number))!;
+const check = () => h.runtime.engine.checkTarget('hook', [secret], { repair: true });
+
+describe('webhook target: a late deployed delivery after the rollback', () => {
+  it('is retired again by the drift check, although the receiver already processed a retired event for that version', async () => {
+    // The deploy POST gets stuck on its way: rekey times out, and the run (one attempt) rolls back.
+    const stuck = receiver.holdNext('deployed');
+    const result = await h.runtime.engine.requestRotation({ secret, trigger: 'manual' });
+    if (result.status === 'stale') throw new Error('stale');
+    await h.runtime.engine.driveRotation(result.run.id, { final: true }).catch(() => undefined);
+    await stuck.arrived;
+    const v1 = await version(1);
+    expect(v1.state).toBe('failed');
+    expect(receiver.processed.has(`msg_${v1.id}_retired`)).toBe(true);
+    expect(receiver.held.has(v1.id)).toBe(false);
+
+    // Now the stuck delivery is processed: the receiver holds the rolled-back version.
+    stuck.release();
+    await expect.poll(() => receiver.held.has(v1.id), { timeout: 10_000 }).toBe(true);
+
+    expect((await check()).results[0]).toMatchObject({ unwanted: [1], retiring: [1] });
+    await h.runtime.queues.queues.revocations.getJob(jobId.targetRetire(v1.id, 'hook')).then((job) => job?.remove());
+    expect(await h.runtime.engine.retireDrifted(v1.id, 'hook')).toBe('succeeded');
+    // The repair must really take it away: a dropped "duplicate" leaves the key live at the receiver.
+    expect(receiver.held.has(v1.id)).toBe(false);
+    expect((await check()).results[0]).toMatchObject({ unwanted: [] });
+  });
+});
