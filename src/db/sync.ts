@@ -60,7 +60,12 @@ export class PrismaSyncRepository implements SyncRepository {
         continue;
       }
       const streak = await this.db.$transaction(async (tx) => {
-        const row = await tx.targetSync.findUniqueOrThrow({ where: { secretId_target: { secretId: result.secretId, target } }, select: { lastDriftAt: true, driftStreak: true } });
+        // The row locked: replicas check on their own clocks, and two recording one drift at once must
+        // extend the streak twice, or both would reach DRIFT_STREAK_ALERT and alert.
+        const [row] = await tx.$queryRaw<Array<{ lastDriftAt: Date | null; driftStreak: number }>>`
+          SELECT last_drift_at AS "lastDriftAt", drift_streak AS "driftStreak" FROM target_syncs
+          WHERE secret_id = ${result.secretId}::uuid AND target = ${target} FOR UPDATE`;
+        if (!row) throw new Error(`target_syncs row of ${target} missing`);
         const recent = row.lastDriftAt !== null && at.getTime() - row.lastDriftAt.getTime() <= DRIFT_WINDOW_MS;
         const next = recent ? row.driftStreak + 1 : 1;
         const repaired = result.redeployed.length > 0 && result.redeployed.length === result.missing.length && !result.unwanted.length;
