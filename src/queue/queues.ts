@@ -29,6 +29,13 @@ const SCHEDULER_PAGE = 1000;
  */
 const FLEET_PRIORITY = 10;
 
+/**
+ * A drift repair (a refused key found live, retired again) waits behind the leak takedowns and
+ * emergency rotations of the revocations queue, whose retries it shares: a check at a restored
+ * gateway can queue hundreds of them at once, and a leak reported meanwhile is the next job taken.
+ */
+const DRIFT_PRIORITY = 10;
+
 const PENDING_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children']);
 
 export class BullQueues implements WorkQueue {
@@ -86,7 +93,7 @@ export class BullQueues implements WorkQueue {
   }
 
   async enqueueTargetRetire(versionId: string, target: string): Promise<void> {
-    await this.queues.revocations.add('target-retire', { versionId, target }, { jobId: jobId.targetRetire(versionId, target), ...TAKEDOWN_RETRY, ...DONE });
+    await this.queues.revocations.add('target-retire', { versionId, target }, { jobId: jobId.targetRetire(versionId, target), priority: DRIFT_PRIORITY, ...TAKEDOWN_RETRY, ...DONE });
   }
 
   /**
