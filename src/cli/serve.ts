@@ -121,9 +121,8 @@ export async function serve(runtime: Runtime, options: ServeOptions): Promise<Se
       (stopping ??= (async () => {
         const started = Date.now();
         await housekeeping.stop();
-        await runtime.drift.stop();
-        await runtime.usage.stop();
-        await Promise.all([workers?.close(runtime.settings.drainTimeoutMs), notifications?.close()]);
+        // A drift or usage check may be waiting out a provider call's timeout: the workers drain meanwhile, not after it.
+        await Promise.all([runtime.drift.stop(), runtime.usage.stop(), workers?.close(runtime.settings.drainTimeoutMs), notifications?.close()]);
         const drained = Date.now();
         await app.close();
         await metricsApp?.close();
