@@ -67,5 +67,12 @@ describe('webhook target: a late deployed delivery after the rollback', () => {
     // The repair must really take it away: a dropped "duplicate" leaves the key live at the receiver.
     expect(receiver.held.has(v1.id)).toBe(false);
     expect((await check()).results[0]).toMatchObject({ unwanted: [] });
+    // The repair is audited once, by the check that found it, and the sync status says it was repaired.
+    const events = await h.runtime.db.auditEvent.findMany({ where: { action: 'target.drift', secret } });
+    expect(events.map((e) => e.data)).toEqual([expect.objectContaining({ target: 'hook', found: { missing: [], unwanted: [1] }, done: { redeployed: [], retiring: [1] } })]);
+    const { id: secretId } = await h.runtime.db.secret.findUniqueOrThrow({ where: { name: secret } });
+    const sync = await h.runtime.db.targetSync.findUniqueOrThrow({ where: { secretId_target: { secretId, target: 'hook' } } });
+    expect(sync.lastRepairedAt).not.toBeNull();
+    expect(sync.lastInSyncAt!.getTime()).toBeGreaterThanOrEqual(sync.lastDriftAt!.getTime());
   });
 });
