@@ -44,11 +44,12 @@ afterAll(async () => {
 
 it('a leak takedown queued behind a drift repair backlog is taken at the next free worker', async () => {
   const deps = h.runtime.engine.deps;
+  // Held before the keys are put back, so a periodic check of this worker that finds them first is held alike.
+  const retires = Array.from({ length: UNWANTED }, () => j.hold('retire:edge'));
+  const takedown = j.hold('retire:edge2');
   const edge = j.accepted.get('edge') ?? new Map<string, string>();
   j.accepted.set('edge', edge);
   for (let n = 1; n <= UNWANTED; n++) edge.set((await deps.repo.findVersionByNumber(restored, n))!.fingerprint!, restored);
-  const retires = Array.from({ length: UNWANTED }, () => j.hold('retire:edge'));
-  const takedown = j.hold('retire:edge2');
   try {
     // The restored gateway: every old key is queued for retirement, five are being retired (slowly).
     expect((await h.runtime.engine.checkTarget('edge', [restored], { repair: true })).results[0]!.retiring).toHaveLength(UNWANTED);
