@@ -102,6 +102,8 @@ export class RekeyClient {
   /** Forgets a cached value (the next `secret()` asks the server). */
   invalidate(name: string): void {
     this.values.delete(name);
+    // A read already out may carry what made it stale: later callers do not join it, and it fills no cache.
+    this.pending.delete(`secret:${name}`);
   }
 
   /**
@@ -117,9 +119,9 @@ export class RekeyClient {
       { url: this.url, credential, policy: this.policy, log: this.log, fetch: this.fetch },
       (change) => {
         if (change.type === 'ready') {
-          for (const { secret, version } of change.secrets) if (this.values.get(secret)?.item.version !== version) this.values.delete(secret);
+          for (const { secret, version } of change.secrets) if (this.values.get(secret)?.item.version !== version) this.invalidate(secret);
         } else if (change.type === 'revoked' || this.values.get(change.secret)?.item.version !== change.version) {
-          this.values.delete(change.secret);
+          this.invalidate(change.secret);
         }
         listener(change);
       },
@@ -142,13 +144,17 @@ export class RekeyClient {
     // Callers asking at once share one request.
     let running = this.pending.get(key) as Promise<T> | undefined;
     if (!running) {
+      // Dropped from `pending` by invalidate(): a change made what this request reads stale while it was out.
+      const superseded = () => this.pending.get(key) !== running;
       running = (async () => {
         try {
           const loaded = await load();
+          if (superseded()) return this.cached(cache, key, name, failed, load);
           const fresh = loaded === 'unchanged' ? hit! : loaded;
           cache.set(name, fresh);
           return fresh.item;
         } catch (error) {
+          if (superseded()) return this.cached(cache, key, name, failed, load);
           // A renewal that fails leaves the cached item in use while it is valid.
           if (hit && Date.now() < hit.expiresAt && !(error instanceof RekeyClientError && (error.code === 'unauthenticated' || error.code === 'forbidden'))) {
             this.log({ code: failed });
@@ -156,7 +162,7 @@ export class RekeyClient {
           }
           throw error;
         } finally {
-          this.pending.delete(key);
+          if (!superseded()) this.pending.delete(key);
         }
       })();
       this.pending.set(key, running);
