@@ -1,8 +1,8 @@
 /**
  * The change stream (`GET /v1/events`, server-sent events) kept open: each connection is
  * authenticated with a fresh credential; when it ends (the credential's expiry, the server's
- * hour, a network failure) it reconnects after a backoff with full jitter, no shorter than
- * the server's `retry:` field (nor than a refusal's `Retry-After`), sending `Last-Event-ID` when the server gave events an `id:`.
+ * hour, a network failure) it reconnects after the server's `retry:` field (or a refusal's
+ * `Retry-After`, when longer) plus a backoff with full jitter, sending `Last-Event-ID` when the server gave events an `id:`.
  * A new connection starts with `ready` (the current version of every readable secret), so a
  * change missed while disconnected is seen then.
  */
@@ -63,7 +63,8 @@ export async function follow(options: StreamOptions, listener: (change: SecretCh
     }
     if (open) options.log({ code: 'stream_closed' });
     failures++;
-    const delayMs = Math.max(retryMs, retryAfterMs, backoff(options.policy, Math.min(failures, 16)));
+    // The jitter is added to the floor, not compared with it: clients cut at once (a server restart) come back spread out.
+    const delayMs = Math.max(retryMs, retryAfterMs) + backoff(options.policy, Math.min(failures, 16));
     options.log({ code: 'stream_retrying', attempt: failures, delayMs, ...(status ? { status } : {}) });
     await sleep(delayMs, signal).catch((error: unknown) => {
       if (!(error instanceof RekeyClientError)) throw error;

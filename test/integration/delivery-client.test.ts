@@ -157,6 +157,29 @@ it('retries through a network outage with backoff, and does not retry a refused 
   expect(logs.slice(refusedFrom).filter((e) => e.code === 'retrying')).toEqual([]);
 }, 60_000);
 
+it('reconnects streams cut at once at spread-out times, none sooner than the server\'s retry: (1 s)', async () => {
+  // Four clients with the default policy, their streams through the front; a server restart cuts them all at once.
+  const seen: ClientLogEvent[][] = [];
+  const stops: (() => void)[] = [];
+  try {
+    for (let i = 0; i < 4; i++) {
+      const mine: ClientLogEvent[] = [];
+      seen.push(mine);
+      const c = createClient({ url: `http://127.0.0.1:${front.port}`, credential: billingKey, credentialType: ACCESS_TOKEN_TYPE, logger: (event) => (mine.push(event), logger(event)) });
+      stops.push(c.subscribe(() => {}));
+    }
+    await expect.poll(() => seen.every((mine) => mine.some((e) => e.code === 'stream_open')), { timeout: 30_000, interval: 20 }).toBe(true);
+    front.repoint(serverPort, { cut: true });
+    await expect.poll(() => seen.every((mine) => mine.some((e) => e.code === 'stream_retrying')), { timeout: 30_000, interval: 20 }).toBe(true);
+    const delays = seen.map((mine) => mine.find((e) => e.code === 'stream_retrying')!.delayMs!);
+    expect(delays.every((delayMs) => delayMs >= 1000)).toBe(true);
+    // Jittered: they do not all come back in the same millisecond.
+    expect(new Set(delays).size, `delays ${delays.join(', ')} ms`).toBeGreaterThan(1);
+  } finally {
+    for (const stop of stops) stop();
+  }
+}, 60_000);
+
 it('gives its logger codes and numbers only: no key, token or value', () => {
   expect(logs.length).toBeGreaterThan(5);
   for (const event of logs) {
