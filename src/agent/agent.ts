@@ -21,6 +21,8 @@ import { createClient, RekeyClientError, type ClientLogEvent, type RekeyClient }
 import { renderTemplates, type Template } from './templates.js';
 
 export const AGENT_TOKEN_HEADER = 'x-rekey-agent-token';
+/** setTimeout's longest delay (about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** What the agent's logger receives: codes, numbers and names of secrets; never a value or token. */
 export type AgentLogEvent =
@@ -89,7 +91,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     let delayMs = 5_000;
     try {
       const { expiresAt } = await fetch();
-      delayMs = Math.max(1_000, (expiresAt - Date.now()) * 0.8);
+      // No longer than a timer can wait: Node runs a longer one after 1 ms, which refetched (from the cache) in a loop.
+      delayMs = Math.min(MAX_TIMER_MS, Math.max(1_000, (expiresAt - Date.now()) * 0.8));
     } catch {
       log(failed);
     }

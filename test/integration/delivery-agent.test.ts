@@ -43,6 +43,7 @@ secrets:
     grace: 1h
   api-signing: { store: { provider: vault }, issuer: { type: jwt-signing-key, alg: ES256 }, grace: 10m }
   payments-api-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ }, grace: 1h }
+  ledger-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_led_ }, grace: 1h }
 delivery:
   issuer: https://rekey.test
   authenticators:
@@ -50,9 +51,10 @@ delivery:
   grants:
     api: { authenticator: workloads, subjects: ["workloads/*"], token: { signingKey: api-signing, audience: api.example.com, ttl: 5m } }
     payments: { authenticator: workloads, subjects: ["workloads/orders"], value: { secret: payments-api-key, ttl: 5m } }
+    ledger: { authenticator: workloads, subjects: ["workloads/orders"], value: { secret: ledger-key, ttl: 40d } }
   rateLimit: { max: 1000, window: 1m }
 `);
-  for (const secret of ['workloads/orders', 'api-signing', 'payments-api-key']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
+  for (const secret of ['workloads/orders', 'api-signing', 'payments-api-key', 'ledger-key']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
   dir = await mkdtemp(join(tmpdir(), 'rekey-agent-'));
   const keyFile = join(dir, 'client-key');
   await writeFile(keyFile, await storedValue(h, 'workloads/orders'), { mode: 0o600 });
@@ -132,6 +134,35 @@ it('refreshes its cache on the change stream within a second of a rotation, re-r
   await expect.poll(() => reloads, { timeout: 10_000, interval: 20 }).toBeGreaterThan(reloadsBefore);
   expect(logs.some((e) => e.code === 'agent_signalled' && e.pid === reloader.pid)).toBe(true);
 }, 120_000);
+
+it('refreshes a value that lives 40 days once, not in a loop (its renewal is further off than a timer reaches)', async () => {
+  // 80% of 40 days is past setTimeout's limit (2^31-1 ms, 24.8 days), which Node runs after 1 ms instead.
+  const ledgerLogs: AgentLogEvent[] = [];
+  const ledger = await startAgent({
+    server: h.serving!.url,
+    credential: () => storedValue(h, 'workloads/orders'),
+    credentialType: ACCESS_TOKEN_TYPE,
+    requestToken: REQUEST_TOKEN,
+    port: 0,
+    secrets: ['ledger-key'],
+    audiences: [],
+    templates: [],
+    logger: (event) => ledgerLogs.push(event),
+  });
+  try {
+    // Gated on events: the stream's ready, handled (a refresh from the cache), then requests served one after another.
+    await expect.poll(() => ledgerLogs.filter((e) => e.code === 'agent_refreshed').length, { timeout: 30_000, interval: 20 }).toBeGreaterThanOrEqual(2);
+    for (let i = 0; i < 20; i++) {
+      const response = await fetch(`${ledger.url}/v1/secrets/ledger-key`, { headers: { [AGENT_TOKEN_HEADER]: REQUEST_TOKEN } });
+      expect(response.status).toBe(200);
+      await response.body?.cancel();
+    }
+    // At start, and on the stream's ready (from the cache); a reconnect's ready may add one.
+    expect(ledgerLogs.filter((e) => e.code === 'agent_refreshed').length).toBeLessThanOrEqual(3);
+  } finally {
+    await ledger.stop();
+  }
+}, 60_000);
 
 it('logs codes, numbers and secret names only', () => {
   const text = JSON.stringify(logs);
