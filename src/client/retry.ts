@@ -124,7 +124,8 @@ export async function withRetry(
       if (error instanceof RekeyClientError || options.signal?.aborted) throw error instanceof RekeyClientError ? error : new RekeyClientError('aborted');
     }
     if (attempt >= options.policy.attempts) throw new RekeyClientError('unavailable', last.status, last.error);
-    const delayMs = Math.min(options.policy.maxMs, Math.max(retryAfterMs, backoff(options.policy, attempt)));
+    // The jitter is added to Retry-After, not compared with it: clients refused together (a busy server) come back spread out.
+    const delayMs = Math.min(options.policy.maxMs, retryAfterMs + backoff(options.policy, attempt));
     options.log({ code: 'retrying', attempt, delayMs, ...(last.status ? { status: last.status } : {}) });
     await sleep(delayMs, options.signal);
   }

@@ -1,0 +1,45 @@
+/**
+ * The client library's retries after a refusal that says when to come back (429 or 503 with
+ * `Retry-After`, as `rekey server`'s admission answers when it is busy): no retry before that
+ * time, and clients refused together do not all come back in the same millisecond. A loopback
+ * HTTP server stands in for rekey: it refuses each client's first request, then answers.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createClient, type ClientLogEvent } from '../../src/client/index.js';
+
+let server: Server;
+let url: string;
+/** Credentials refused once already. */
+const refused = new Set<string>();
+
+beforeAll(async () => {
+  server = createServer((request, response) => {
+    const credential = request.headers.authorization ?? '';
+    if (!refused.has(credential)) {
+      refused.add(credential);
+      return void response.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' }).end('{"error":"temporarily_unavailable"}');
+    }
+    response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ secret: 'k', version: 1, value: 'v', expiresAt: new Date(Date.now() + 60_000).toISOString() }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(() => new Promise((resolve) => server.close(resolve)));
+
+it('retries a 503 no sooner than its Retry-After, and clients refused together at spread-out times', async () => {
+  const delays = await Promise.all(
+    [1, 2, 3, 4].map(async (n) => {
+      const logs: ClientLogEvent[] = [];
+      const client = createClient({ url, credential: () => `client-${n}`, logger: (event) => logs.push(event) });
+      expect((await client.secret('k')).version).toBe(1);
+      const retries = logs.filter((event) => event.code === 'retrying');
+      expect(retries).toHaveLength(1);
+      expect(retries[0]).toMatchObject({ status: 503, attempt: 1 });
+      return retries[0]!.delayMs!;
+    }),
+  );
+  expect(delays.every((delayMs) => delayMs >= 1000)).toBe(true);
+  expect(new Set(delays).size, `delays ${delays.join(', ')} ms`).toBeGreaterThan(1);
+}, 30_000);
