@@ -77,13 +77,24 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const render = () => rendering.then(() => queueRender().catch(() => {}));
   const renderNow = async () => {
     if (!options.templates.length) return;
-    const changed = await renderTemplates(options.templates, { secret: async (name) => (await client.secret(name)).value, token: async (audience) => (await client.token(audience)).token });
+    const read = { secret: async (name: string) => (await client.secret(name)).value, token: async (audience: string) => (await client.token(audience)).token };
+    // Each template on its own: one that fails does not keep the process from hearing that another file changed.
+    let changed = 0;
+    let failure: { error: unknown } | undefined;
+    for (const template of options.templates) {
+      try {
+        changed += await renderTemplates([template], read);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
     log({ code: 'agent_rendered', files: changed });
     const pid = changed && options.notify ? await options.notify.pid() : undefined;
     if (pid && options.notify) {
       process.kill(pid, options.notify.signal);
       log({ code: 'agent_signalled', pid });
     }
+    if (failure) throw failure.error;
   };
   /** Fetches `key` now, then again at its renewal time (or soon, after a failure). */
   const keep = async (key: string, fetch: () => Promise<{ expiresAt: number }>, failed: AgentLogEvent) => {

@@ -7,7 +7,7 @@
  * and signalling the process that reads it.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -163,6 +163,47 @@ it('refreshes a value that lives 40 days once, not in a loop (its renewal is fur
     await ledger.stop();
   }
 }, 60_000);
+
+it('signals the process when one rendered file changed though another template could not be written', async () => {
+  // Two files, the second in a directory that goes away (an unmounted volume): the first still changes with a rotation.
+  const second = spawn(process.execPath, ['-e', "process.on('SIGHUP', () => console.log('reloaded')); console.log('listening'); setInterval(() => {}, 1000)"], { stdio: ['ignore', 'pipe', 'inherit'] });
+  killOnExit(second);
+  let secondOutput = '';
+  second.stdout.on('data', (chunk: Buffer) => (secondOutput += chunk.toString()));
+  const secondReloads = () => secondOutput.split('reloaded').length - 1;
+  await expect.poll(() => secondOutput.includes('listening'), { timeout: 30_000, interval: 20 }).toBe(true);
+  const volume = join(dir, 'volume');
+  await mkdir(volume);
+  await writeFile(join(dir, 'value.tmpl'), 'PAYMENTS_API_KEY={{ secret "payments-api-key" }}\n');
+  await writeFile(join(dir, 'token.tmpl'), 'API_TOKEN={{ token "api.example.com" }}\n');
+  const twoLogs: AgentLogEvent[] = [];
+  const two = await startAgent({
+    server: h.serving!.url,
+    credential: () => storedValue(h, 'workloads/orders'),
+    credentialType: ACCESS_TOKEN_TYPE,
+    requestToken: REQUEST_TOKEN,
+    port: 0,
+    secrets: [],
+    audiences: [],
+    templates: [await loadTemplate(`${join(dir, 'value.tmpl')}:${join(dir, 'value.env')}`), await loadTemplate(`${join(dir, 'token.tmpl')}:${join(volume, 'token.env')}`)],
+    notify: { pid: () => Promise.resolve(second.pid), signal: 'SIGHUP' },
+    logger: (event) => twoLogs.push(event),
+  });
+  try {
+    await expect.poll(() => twoLogs.some((e) => e.code === 'stream_open'), { timeout: 30_000, interval: 20 }).toBe(true);
+    await expect.poll(secondReloads, { timeout: 10_000, interval: 20 }).toBe(1); // both files written at start
+    await rm(volume, { recursive: true });
+    expect((await h.rotate('payments-api-key', 60_000)).status).toBe('succeeded');
+    const value = await storedValue(h, 'payments-api-key');
+    await expect.poll(() => readFile(join(dir, 'value.env'), 'utf8'), { timeout: 30_000, interval: 20 }).toBe(`PAYMENTS_API_KEY=${value}\n`);
+    await expect.poll(() => twoLogs.some((e) => e.code === 'agent_render_failed'), { timeout: 30_000, interval: 20 }).toBe(true);
+    // The file the process reads changed: it is told, though the other file failed.
+    await expect.poll(secondReloads, { timeout: 10_000, interval: 20 }).toBe(2);
+  } finally {
+    await two.stop();
+    second.kill('SIGKILL');
+  }
+}, 120_000);
 
 it('logs codes, numbers and secret names only', () => {
   const text = JSON.stringify(logs);
