@@ -86,7 +86,7 @@ export class RekeyClient {
 
   /** A token for `audience`, from the cache while fresh. */
   async token(audience: string, signal?: AbortSignal): Promise<IssuedToken> {
-    return this.cached(this.tokens, `token:${audience}`, audience, 'token_refresh_failed', () => this.exchange(audience, signal));
+    return this.cached(this.tokens, `token:${audience}`, audience, 'token_refresh_failed', () => this.exchange(audience), signal);
   }
 
   /**
@@ -96,7 +96,7 @@ export class RekeyClient {
   async secret(name: string, signal?: AbortSignal): Promise<DeliveredValue> {
     // URLs resolve `.` and `..` segments, so such a name would send the credential to another path.
     if (name.split('/').some((segment) => segment === '.' || segment === '..')) throw new RekeyClientError('invalid_name');
-    return this.cached(this.values, `secret:${name}`, name, 'secret_refresh_failed', () => this.read(name, signal));
+    return this.cached(this.values, `secret:${name}`, name, 'secret_refresh_failed', () => this.read(name), signal);
   }
 
   /** Forgets a cached value (the next `secret()` asks the server). */
@@ -137,7 +137,8 @@ export class RekeyClient {
     this.values.clear();
   }
 
-  private async cached<T>(cache: Map<string, Cached<T>>, key: string, name: string, failed: 'token_refresh_failed' | 'secret_refresh_failed', load: () => Promise<Cached<T> | 'unchanged'>): Promise<T> {
+  /** `signal` stops this caller's wait only: the request it may share with others goes on for them (and fills the cache). */
+  private async cached<T>(cache: Map<string, Cached<T>>, key: string, name: string, failed: 'token_refresh_failed' | 'secret_refresh_failed', load: () => Promise<Cached<T> | 'unchanged'>, signal?: AbortSignal): Promise<T> {
     const now = Date.now();
     const hit = cache.get(name);
     if (hit && now < hit.renewAt) return hit.item;
@@ -167,14 +168,14 @@ export class RekeyClient {
       })();
       this.pending.set(key, running);
     }
-    return running;
+    return signal ? untilAborted(running, signal) : running;
   }
 
   private renewAt(expiresAt: number, now = Date.now()): number {
     return now + (expiresAt - now) * (this.options.refreshAt ?? 0.75);
   }
 
-  private async exchange(audience: string, signal?: AbortSignal): Promise<Cached<IssuedToken>> {
+  private async exchange(audience: string): Promise<Cached<IssuedToken>> {
     const response = await this.request(async (attempt) =>
       this.fetch(`${this.url}/v1/token`, {
         method: 'POST',
@@ -182,7 +183,7 @@ export class RekeyClient {
         body: new URLSearchParams({ grant_type: GRANT_TYPE, subject_token: String(await this.options.credential()), subject_token_type: this.options.credentialType ?? JWT_TOKEN_TYPE, audience, requested_token_type: JWT_TOKEN_TYPE }),
         redirect: 'manual',
         signal: attempt,
-      }), signal);
+      }));
     if (response.status !== 200) throw refusal(response.status, await errorCode(response), 400);
     const body = (await response.json().catch(() => ({}))) as { access_token?: unknown; expires_in?: unknown };
     if (typeof body.access_token !== 'string' || typeof body.expires_in !== 'number') throw new RekeyClientError('protocol', response.status);
@@ -192,7 +193,7 @@ export class RekeyClient {
     return { item: { token: body.access_token, expiresAt }, expiresAt, renewAt: this.renewAt(expiresAt, now) };
   }
 
-  private async read(name: string, signal?: AbortSignal): Promise<Cached<DeliveredValue> | 'unchanged'> {
+  private async read(name: string): Promise<Cached<DeliveredValue> | 'unchanged'> {
     const hit = this.values.get(name);
     const etag = hit && Date.now() < hit.expiresAt ? hit.etag : undefined;
     const response = await this.request(async (attempt) =>
@@ -200,7 +201,7 @@ export class RekeyClient {
         headers: { authorization: `Bearer ${await this.options.credential()}`, accept: 'application/json', ...(etag ? { 'if-none-match': etag } : {}) },
         redirect: 'manual',
         signal: attempt,
-      }), signal);
+      }));
     if (response.status === 304 && hit) {
       // Still the current version; its expiry is unchanged (a 304 carries none), so look again halfway there.
       this.log({ code: 'secret_unchanged', status: 304 });
@@ -216,9 +217,19 @@ export class RekeyClient {
     return { item, expiresAt, renewAt: this.renewAt(expiresAt), etag: response.headers.get('etag') ?? undefined };
   }
 
-  private request(send: (signal: AbortSignal) => Promise<Response>, signal?: AbortSignal): Promise<Response> {
-    return withRetry(send, { policy: this.policy, log: this.log, signal, timeoutMs: this.options.timeoutMs ?? 10_000 });
+  private request(send: (signal: AbortSignal) => Promise<Response>): Promise<Response> {
+    return withRetry(send, { policy: this.policy, log: this.log, timeoutMs: this.options.timeoutMs ?? 10_000 });
   }
+}
+
+/** `promise`, or `aborted` as soon as `signal` fires (the work behind `promise` goes on). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new RekeyClientError('aborted'));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new RekeyClientError('aborted'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** A client for `options.url`; see {@link RekeyClient}. */
