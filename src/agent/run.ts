@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, readFile, writeFile, type FileHandle } from 'node:fs/promises';
+import { constants as os } from 'node:os';
 import type { AgentFlags } from '../cli/commands/agent.js';
 import type { CliContext } from '../cli/context.js';
 import { ExitCode } from '../cli/context.js';
@@ -14,6 +15,11 @@ export async function runAgent(ctx: CliContext, flags: AgentFlags): Promise<void
   const file = flags.clientKeyFile ?? flags.tokenFile;
   if (!file || (flags.clientKeyFile && flags.tokenFile)) {
     process.stderr.write('rekey agent: give one of --client-key-file and --token-file\n');
+    throw new ExitCode(2);
+  }
+  // Checked now: a name process.kill() refuses (HUP for SIGHUP) would fail only at the first change, and never signal.
+  if (!Object.hasOwn(os.signals, flags.signal)) {
+    process.stderr.write(`rekey agent: --signal ${flags.signal} is not a signal name (e.g. SIGHUP, SIGUSR1, SIGTERM)\n`);
     throw new ExitCode(2);
   }
   const agent = await startAgent({

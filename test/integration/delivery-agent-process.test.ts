@@ -86,3 +86,20 @@ it('refreshes after a rotation, logging JSON lines of codes on stderr, never a v
 it('stops on SIGTERM with exit code 0', async () => {
   expect(await kill(agent, 'SIGTERM')).toBe(0);
 });
+
+it('refuses a --signal it could never send (HUP, as kill -HUP spells it) at start, exit 2, instead of starting and never signalling', async () => {
+  // The process to signal is not running yet (no pid file): the agent would start, render, and fail to signal at the first change.
+  const wrong = spawnRekey(
+    ['agent', '--server', h.serving!.url, '--client-key-file', join(dir, 'client-key'), '--request-token-file', join(dir, 'agent-token'), '--port', '0', '--secret', 'payments-api-key', '--pid-file', join(dir, 'app.pid'), '--signal', 'HUP'],
+    h.childEnv(),
+  );
+  try {
+    // Whichever comes first: the refusal (exit) or the agent listening.
+    const listening = waitForOutput(wrong, /rekey agent: http:/, 60_000).then(() => 'listening', () => 'exited');
+    expect(await Promise.race([wrong.exited.then(() => 'exited'), listening])).toBe('exited');
+    expect(await wrong.exited).toBe(2);
+    expect(wrong.output()).toMatch(/--signal/);
+  } finally {
+    if (wrong.process.exitCode === null) await kill(wrong);
+  }
+}, 120_000);
