@@ -153,6 +153,13 @@ export class AwsSecretsManagerStore implements SecretStore {
       // retried promote finishes; the other order could leave it with no label at all.
       await this.#stage({ VersionStage: AWSCURRENT, MoveToVersionId: next.storeVersionId, RemoveFromVersionId: holder }, call);
     }
+    // AWS gave AWSPREVIOUS to the version AWSCURRENT left. A rollback names another previous (the one
+    // still in its grace, not the rolled-back holder): move it there, also when a retry finds
+    // AWSCURRENT moved already.
+    const previousHolder = holder !== undefined && holder !== next.storeVersionId ? holder : [...stages].find(([, labels]) => labels.includes(AWSPREVIOUS))?.[0];
+    if (previous && previous.storeVersionId !== next.storeVersionId && previous.storeVersionId !== previousHolder) {
+      await this.#stage({ VersionStage: AWSPREVIOUS, MoveToVersionId: previous.storeVersionId, RemoveFromVersionId: previousHolder }, call);
+    }
     if ((stages.get(next.storeVersionId) ?? []).includes(AWSPENDING)) {
       await this.#stage({ VersionStage: AWSPENDING, RemoveFromVersionId: next.storeVersionId }, call);
     }

@@ -120,19 +120,23 @@ export class GcpSecretManagerStore implements SecretStore {
     return value;
   }
 
-  async promote(next: StoredRef, _previous: StoredRef | undefined, call: Call): Promise<void> {
+  async promote(next: StoredRef, previous: StoredRef | undefined, call: Call): Promise<void> {
     const n = this.#number(next.storeVersionId);
     if (n === undefined) throw this.#notFound(`version ${next.storeVersionId}`);
+    const p = previous ? this.#number(previous.storeVersionId) : undefined;
     await this.#modify(
       await this.#get(call),
       (secret) => {
-        if (secret.aliases.current === n && secret.aliases.pending !== n) return undefined;
+        if (secret.aliases.current === n && secret.aliases.pending !== n && (p === undefined || secret.aliases.previous === p)) return undefined;
         const aliases: Record<string, number> = { ...secret.aliases, current: n };
         const old = secret.aliases.current;
-        // Mirrors AWS's AWSPREVIOUS rule: previous is whatever was current.
-        if (old !== undefined && old !== n) aliases.previous = old;
+        // The version core names as previous (a rollback names the one still in its grace, not the
+        // rolled-back holder); without one, AWS's AWSPREVIOUS rule: previous is whatever was current.
+        if (p !== undefined && p !== n) aliases.previous = p;
+        else if (old !== undefined && old !== n) aliases.previous = old;
         if (aliases.pending === n) delete aliases.pending;
         const annotations: Record<string, string> = { ...secret.annotations, [versionAnnotation(n)]: next.versionId };
+        if (previous && p !== undefined && p !== n) annotations[versionAnnotation(p)] = previous.versionId;
         if (annotations[INTENT_ANNOTATION] === next.versionId) delete annotations[INTENT_ANNOTATION];
         return { aliases, annotations };
       },

@@ -58,15 +58,22 @@ export class LocalStore implements SecretStore {
     }
   }
 
-  async promote(next: StoredRef): Promise<void> {
+  async promote(next: StoredRef, previous?: StoredRef): Promise<void> {
     await this.transaction(async (client) => {
-      const { rows } = await client.query<{ id: string }>(
-        `SELECT id FROM local_store_versions WHERE secret = $1 AND 'current' = ANY(stages) AND destroyed_at IS NULL FOR UPDATE`,
+      const { rows } = await client.query<{ id: string; stages: Stage[] }>(
+        `SELECT id, stages FROM local_store_versions WHERE secret = $1 AND stages && '{current,previous}' AND destroyed_at IS NULL FOR UPDATE`,
         [this.name],
       );
-      if (rows[0]?.id === next.storeVersionId) return;
-      await client.query(`UPDATE local_store_versions SET stages = array_remove(stages, 'previous') WHERE secret = $1`, [this.name]);
-      if (rows[0]) await client.query(`UPDATE local_store_versions SET stages = '{previous}' WHERE id = $1`, [rows[0].id]);
+      const holder = rows.find((r) => r.stages.includes('current'))?.id;
+      // The version core names as previous (a rollback names the one still in its grace, not the
+      // rolled-back holder); without one, previous is whatever was current.
+      const wanted = previous && previous.storeVersionId !== next.storeVersionId ? previous.storeVersionId : holder;
+      const previousNow = rows.find((r) => r.stages.includes('previous'))?.id;
+      if (holder === next.storeVersionId && (!previous || previousNow === wanted)) return;
+      await client.query(`UPDATE local_store_versions SET stages = array_remove(array_remove(stages, 'previous'), 'current') WHERE secret = $1`, [this.name]);
+      if (wanted && wanted !== next.storeVersionId) {
+        await client.query(`UPDATE local_store_versions SET stages = '{previous}' WHERE id = $1::uuid AND secret = $2 AND destroyed_at IS NULL`, [asUuid(wanted), this.name]);
+      }
       const { rowCount } = await client.query(`UPDATE local_store_versions SET stages = '{current}' WHERE id = $1::uuid AND secret = $2 AND destroyed_at IS NULL`, [
         asUuid(next.storeVersionId),
         this.name,

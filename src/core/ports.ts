@@ -84,7 +84,10 @@ export interface SecretStore {
   read(selector: { storeVersionId: string } | { stage: Stage }, call: Call): Promise<SecretValue>;
   /**
    * Makes `next` current and `previous` (the old current, if any) previous; removes the pending
-   * stage. Idempotent: promoting the version that is already current succeeds.
+   * stage. `previous` gets the previous stage even when another version held current (a rollback
+   * names the version still in its grace, not the rolled-back one); when undefined, whichever
+   * version held current becomes previous. Idempotent: promoting the version that is already
+   * current succeeds.
    */
   promote(next: StoredRef, previous: StoredRef | undefined, call: Call): Promise<void>;
   /** Removes or disables the version so nobody can read it again. Idempotent; absent is success. */

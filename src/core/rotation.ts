@@ -362,8 +362,12 @@ class Rotation {
     if (version) {
       const current = await this.storeCurrent(version.secretId);
       if (storeMayHavePromoted && version.storeVersionId && current?.storeVersionId && current.id !== version.id) {
-        // Give the current stage back to the version the store held before (idempotent).
-        await providerCall(this.deps, this.log, { provider: names.store, op: 'store.promote' }, policy.timeoutMs, (c) => store.promote(storedRef(current, policy.consumer), undefined, c));
+        // Give the current stage back to the version the store held before (idempotent), and the
+        // previous stage back to the one still in its grace: the store's own rule would hand it to
+        // this version (the current holder), and destroying this version would then leave none.
+        const before = current.promotedAt ? await this.deps.repo.lastPromoted(current.secretId, current.promotedAt) : null;
+        const previous = before?.state === 'previous' && before.storeVersionId ? storedRef(before, policy.consumer) : undefined;
+        await providerCall(this.deps, this.log, { provider: names.store, op: 'store.promote' }, policy.timeoutMs, (c) => store.promote(storedRef(current, policy.consumer), previous, c));
       }
       // Only where deployed: the version never went live, so no other target can hold it.
       await retireAtTargets(this.deps, resolved, version, 'deployed', ctx, this.log);

@@ -71,6 +71,29 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
       expect(stages[sa.storeVersionId]).toEqual(['previous']);
     });
 
+    it('promote gives previous to the version it names: a rollback puts current back and keeps previous on the one in its grace', async () => {
+      const { store, secret } = await setup();
+      const write = async () => {
+        const v = newVersion(secret);
+        return { ...v, s: stored(v.ref, (await store.writePending(v.ref, v.value, call())).storeVersionId) };
+      };
+      const a = await write();
+      await store.promote(a.s, undefined, call());
+      const b = await write();
+      await store.promote(b.s, a.s, call());
+      const c = await write();
+      await store.promote(c.s, b.s, call());
+      // The rotation of c fails after the store promoted it: core puts b back, naming a as previous.
+      await store.promote(b.s, a.s, call());
+      await store.destroy(c.s, call());
+      await store.promote(b.s, a.s, call()); // a retried rollback
+      expect((await store.read({ stage: 'current' }, call())).equals(b.value)).toBe(true);
+      expect((await store.read({ stage: 'previous' }, call())).equals(a.value)).toBe(true);
+      await expectNotFound(store.read({ stage: 'pending' }, call()));
+      const stages = Object.fromEntries((await store.list(call())).map((v) => [v.storeVersionId, v.stages]));
+      expect(stages).toEqual({ [a.s.storeVersionId]: ['previous'], [b.s.storeVersionId]: ['current'] });
+    });
+
     it('list reports rekey version ids where the store records them', async () => {
       const { store, secret } = await setup();
       const v = newVersion(secret);

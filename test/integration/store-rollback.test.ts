@@ -1,0 +1,102 @@
+/**
+ * A rotation rolled back after the store had already promoted its version (the last attempt's
+ * promote lost its response): the store must give `current` back to the current version AND keep
+ * `previous` on the version whose grace is still running, as it was before the rotation. Readers
+ * of the `previous` stage (the hmac-key verifier's store reader, apps reading AWSPREVIOUS or the
+ * `previous` alias) accept that version until its grace ends. Cloud stores are their wire-protocol
+ * fakes driven by the official SDKs.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fingerprint } from '../conformance/refs.js';
+import { startHarness, type Harness } from '../support/harness.js';
+import { startCloudFakes, type CloudFakes } from '../events/cloud-fakes.js';
+import { AwsApiError } from '../../providers/aws-secrets-manager/test/fake/secrets-model.js';
+
+/** The aws-secrets-manager provider's default `maxAttempts` (SDK attempts per call). */
+const AWS_MAX_ATTEMPTS = 3;
+
+let h: Harness;
+let fakes: CloudFakes;
+const id = randomUUID().slice(0, 8);
+const names = { aws: `rekey-rb/${id}`, gcp: `rekey-rb-${id}` };
+const secrets = { aws: `rb-aws-${id}`, gcp: `rb-gcp-${id}` };
+
+/** The value each of rekey's stages holds in the fake store. */
+const stagesOf: Record<'aws' | 'gcp', () => Record<string, string | undefined>> = {
+  aws: () => {
+    const out: Record<string, string | undefined> = {};
+    for (const v of fakes.aws.model.secrets.get(names.aws)!.versions.values()) for (const s of v.stages) out[s] = v.value;
+    return { current: out.AWSCURRENT, previous: out.AWSPREVIOUS, pending: out.AWSPENDING };
+  },
+  gcp: () => {
+    const secret = fakes.gcp.model.secrets.get(names.gcp)!;
+    const at = (alias: string) => secret.versions.find((v) => v.number === secret.aliases[alias])?.data?.toString('utf8');
+    return { current: at('current'), previous: at('previous'), pending: at('pending') };
+  },
+};
+
+async function versions(secret: string) {
+  return h.runtime.db.version.findMany({ where: { secret: { name: secret } }, orderBy: { number: 'asc' }, select: { number: true, state: true, fingerprint: true } });
+}
+
+beforeAll(async () => {
+  fakes = await startCloudFakes();
+  h = await startHarness({ label: 'store-rollback' });
+  await h.apply(`
+providers:
+${fakes.providers}
+secrets:
+${(['aws', 'gcp'] as const)
+  .map(
+    (store) => `  ${secrets[store]}:
+    store: { provider: ${store}, name: ${names[store]} }
+    issuer: { type: random, prefix: rk_rb_ }
+    grace: 1h
+    retry: { attempts: 1, backoff: 50ms }
+    timeout: 5s`,
+  )
+  .join('\n')}
+`);
+});
+
+afterAll(async () => {
+  await h?.stop();
+  await fakes?.close();
+});
+
+describe.each(['aws', 'gcp'] as const)('%s store', (store) => {
+  it('a rollback after the store promoted keeps `previous` on the version still in its grace', async () => {
+    const secret = secrets[store];
+    for (let i = 0; i < 2; i++) expect((await h.rotate(secret)).status).toBe('succeeded');
+    const [v1, v2] = await versions(secret);
+    const before = stagesOf[store]();
+    expect([fingerprint(before.current!), fingerprint(before.previous!)]).toEqual([v2!.fingerprint, v1!.fingerprint]);
+
+    // Rotation 3's promote reaches the store, but its answer is lost; it was the last attempt.
+    if (store === 'gcp') {
+      // The pending value is read back right before the deploy; the next UpdateSecret is promote's.
+      fakes.gcp.before('AccessSecretVersion', () => fakes.gcp.loseResponse('UpdateSecret'));
+    } else {
+      // AWSCURRENT moves; the removal of AWSPENDING that follows is throttled on every SDK attempt.
+      const model = fakes.aws.model;
+      const update = model.UpdateSecretVersionStage.bind(model);
+      model.UpdateSecretVersionStage = (input) => {
+        if (input.VersionStage === 'AWSPENDING') {
+          model.UpdateSecretVersionStage = update;
+          fakes.aws.throttle(AWS_MAX_ATTEMPTS - 1, 'UpdateSecretVersionStage');
+          throw new AwsApiError('ThrottlingException', 'Rate exceeded');
+        }
+        return update(input);
+      };
+    }
+    const run = await h.rotate(secret);
+    expect(run.status).toBe('rolled_back');
+
+    expect((await versions(secret)).map((v) => v.state)).toEqual(['previous', 'current', 'failed']);
+    const after = stagesOf[store]();
+    expect(after.current && fingerprint(after.current)).toBe(v2!.fingerprint);
+    expect(after.previous && fingerprint(after.previous)).toBe(v1!.fingerprint);
+    expect(after.pending).toBeUndefined();
+  });
+});
