@@ -267,6 +267,15 @@ class Rotation {
     const current = this.storeCurrentAtStart;
     const previous = current && current.id !== version.id && current.storeVersionId ? storedRef(current, policy.consumer) : undefined;
     await providerCall(this.deps, this.log, { provider: names.store, op: 'store.promote' }, policy.timeoutMs, (c) => store.promote(storedRef(this.live(version), policy.consumer), previous, c));
+    if (!current) {
+      // The secret's first promotion. A rolled-back version may still have held the store's current
+      // stage (AWS keeps AWSCURRENT on the only version of a new secret), and moving current has just
+      // made it previous: readers of `previous` would accept it. Destroy those again (idempotent).
+      for (const failed of await this.deps.repo.versions(version.secretId, ['failed'])) {
+        if (!failed.storeVersionId) continue;
+        await providerCall(this.deps, this.log, { provider: names.store, op: 'store.destroy' }, policy.timeoutMs, (c) => store.destroy(storedRef(failed, policy.consumer), c));
+      }
+    }
     // The run's grace as the promotion's transaction reads it (a leak report sets 0).
     const promotion = await this.deps.repo.promote(this.run.id, (snapshot) => planPromotion(snapshot, snapshot.runGraceMs ?? policy.graceMs, { keepEarlierGrace: !!issuer.signJwt }), audit(this.deps, this.run.id));
     if (promotion.promotedAt) {

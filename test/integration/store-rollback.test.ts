@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fingerprint } from '../conformance/refs.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { startCloudFakes, type CloudFakes } from '../events/cloud-fakes.js';
+import { journal } from '../support/memory-provider.js';
 import { AwsApiError } from '../../providers/aws-secrets-manager/test/fake/secrets-model.js';
 
 /** The aws-secrets-manager provider's default `maxAttempts` (SDK attempts per call). */
@@ -21,6 +22,8 @@ let fakes: CloudFakes;
 const id = randomUUID().slice(0, 8);
 const names = { aws: `rekey-rb/${id}`, gcp: `rekey-rb-${id}` };
 const secrets = { aws: `rb-aws-${id}`, gcp: `rb-gcp-${id}` };
+/** A brand-new AWS secret whose first rotation fails at its target, for the first-version case. */
+const fresh = { name: `rekey-rb/fresh-${id}`, secret: `rb-fresh-${id}`, journal: `rb-fresh-${id}` };
 
 /** The value each of rekey's stages holds in the fake store. */
 const stagesOf: Record<'aws' | 'gcp', () => Record<string, string | undefined>> = {
@@ -46,7 +49,15 @@ beforeAll(async () => {
   await h.apply(`
 providers:
 ${fakes.providers}
+  edge: { type: memory, journal: ${fresh.journal} }
 secrets:
+  ${fresh.secret}:
+    store: { provider: aws, name: ${fresh.name} }
+    issuer: { type: random, prefix: rk_rb_ }
+    targets: [edge]
+    grace: 1h
+    retry: { attempts: 1, backoff: 50ms }
+    timeout: 5s
 ${(['aws', 'gcp'] as const)
   .map(
     (store) => `  ${secrets[store]}:
@@ -99,4 +110,18 @@ describe.each(['aws', 'gcp'] as const)('%s store', (store) => {
     expect(after.previous && fingerprint(after.previous)).toBe(v1!.fingerprint);
     expect(after.pending).toBeUndefined();
   });
+});
+
+it('aws: the rolled-back first version of a new secret, which AWS keeps as AWSCURRENT, never becomes AWSPREVIOUS', async () => {
+  const edge = journal(fresh.journal);
+  edge.fail('verify:edge', 1, false);
+  expect((await h.rotate(fresh.secret)).status).toBe('rolled_back');
+  expect((await h.rotate(fresh.secret)).status).toBe('succeeded');
+  const [v1, v2] = await versions(fresh.secret);
+  expect([v1!.state, v2!.state]).toEqual(['failed', 'current']);
+  const labels = Object.fromEntries(
+    [...fakes.aws.model.secrets.get(fresh.name)!.versions.values()].map((v) => [fingerprint(v.value), [...v.stages].sort()]),
+  );
+  // v1 was retired from its target and revoked: nothing may serve it as a fallback (AWSPREVIOUS).
+  expect(labels).toEqual({ [v1!.fingerprint!]: [], [v2!.fingerprint!]: ['AWSCURRENT'] });
 });
