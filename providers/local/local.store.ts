@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { ProviderError } from '../../src/core/errors.js';
-import type { SecretStore, Stage, StoredRef, StoredVersion, VersionRef } from '../../src/core/ports.js';
+import type { Call, SecretStore, Stage, StoredRef, StoredVersion, VersionRef } from '../../src/core/ports.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import { type SealingKey, open, seal } from './seal.js';
 
@@ -26,8 +26,8 @@ export class LocalStore implements SecretStore {
     private readonly provider: string,
   ) {}
 
-  async writePending(version: VersionRef, value: SecretValue): Promise<{ storeVersionId: string }> {
-    return this.transaction(async (client) => {
+  async writePending(version: VersionRef, value: SecretValue, call?: Call): Promise<{ storeVersionId: string }> {
+    return this.transaction(call, async (client) => {
       const existing = await client.query<{ id: string }>('SELECT id FROM local_store_versions WHERE secret = $1 AND version_id = $2', [this.name, version.versionId]);
       if (existing.rows[0]) return { storeVersionId: existing.rows[0].id };
       // A pending stage left by a rotation that crashed is taken over by this one.
@@ -58,8 +58,8 @@ export class LocalStore implements SecretStore {
     }
   }
 
-  async promote(next: StoredRef, previous?: StoredRef): Promise<void> {
-    await this.transaction(async (client) => {
+  async promote(next: StoredRef, previous?: StoredRef, call?: Call): Promise<void> {
+    await this.transaction(call, async (client) => {
       const { rows } = await client.query<{ id: string; stages: Stage[] }>(
         `SELECT id, stages FROM local_store_versions WHERE secret = $1 AND stages && '{current,previous}' AND destroyed_at IS NULL FOR UPDATE`,
         [this.name],
@@ -103,7 +103,12 @@ export class LocalStore implements SecretStore {
     }
   }
 
-  private async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * One transaction under the secret's advisory lock. It commits only while the caller still waits:
+   * once `call.signal` aborts (core's per-call timeout gave up on it) it rolls back, so a write core
+   * counted as failed never lands later beside the one its retry makes.
+   */
+  private async transaction<T>(call: Call | undefined, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.pool.connect().catch((cause: unknown) => {
       throw unavailable(this.provider, cause);
     });
@@ -112,6 +117,7 @@ export class LocalStore implements SecretStore {
       // One writer per secret at a time: stage moves must not interleave.
       await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`local-store:${this.name}`]);
       const result = await fn(client);
+      if (call?.signal.aborted) throw new ProviderError('REKEY_ERR_TIMEOUT', `${this.name}: the call was given up before it committed; rolled back`, { provider: this.provider });
       await client.query('COMMIT');
       return result;
     } catch (error) {

@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { ProviderError } from '../../../src/core/errors.js';
 import type { SecretStore } from '../../../src/core/ports.js';
 import { SecretValue } from '../../../src/core/secret-value.js';
 import { call, newVersion } from '../../../test/conformance/refs.js';
@@ -68,4 +70,34 @@ it("seals with rekey's own key when the config names none; a config can never na
   expect(read.reveal()).toBe(v.value.reveal());
   process.env.REKEY_LOCAL_STORE_KEY ??= own;
   expect(() => open({ key: '${env:REKEY_LOCAL_STORE_KEY}' })).toThrow(/REKEY_LOCAL_STORE_KEY\} is rekey's own setting/);
+});
+
+it('a writePending abandoned by its caller (timeout) never commits later, so the retry writes the re-issued value', async () => {
+  const name = `abandoned-${++counter}`;
+  const store = openStore(undefined, name);
+  const v = newVersion(name);
+  // Another session holds the secret's write lock, so the write waits inside its transaction.
+  const blocker = new pg.Client({ connectionString: env.databaseUrl });
+  await blocker.connect();
+  try {
+    await blocker.query('SELECT pg_advisory_lock(hashtext($1))', [`local-store:${name}`]);
+    const controller = new AbortController();
+    const first = store.writePending(v.ref, v.value, { signal: controller.signal }).then(
+      () => 'committed',
+      (error: unknown) => (error instanceof ProviderError ? error.code : 'other'),
+    );
+    await expect
+      .poll(async () => (await blocker.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)).rows[0]!.n, { timeout: 10_000, interval: 20 })
+      .toBeGreaterThan(0);
+    // rekey's per-call timeout fires: core gives the call up, revokes that value and issues a fresh one.
+    controller.abort();
+    await blocker.query('SELECT pg_advisory_unlock(hashtext($1))', [`local-store:${name}`]);
+    expect(await first).toBe('REKEY_ERR_TIMEOUT');
+    expect(await store.list(call())).toEqual([]);
+    const again = SecretValue.of(`reissued_${randomUUID()}`);
+    const { storeVersionId } = await store.writePending(v.ref, again, call());
+    expect((await store.read({ storeVersionId }, call())).equals(again)).toBe(true);
+  } finally {
+    await blocker.end();
+  }
 });
