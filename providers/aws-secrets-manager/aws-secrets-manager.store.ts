@@ -165,7 +165,7 @@ export class AwsSecretsManagerStore implements SecretStore {
     }
   }
 
-  async destroy(version: StoredRef, call: Call): Promise<void> {
+  async destroy(version: StoredRef, call: Call, options?: { undoPromotion?: boolean }): Promise<void> {
     let stages: Map<string, string[]>;
     try {
       stages = await this.#describe(call);
@@ -173,8 +173,15 @@ export class AwsSecretsManagerStore implements SecretStore {
       if (awsErrorName(error) === 'ResourceNotFoundException') return;
       throw error;
     }
-    const labels = stages.get(version.storeVersionId) ?? [];
-    if (labels.includes(AWSCURRENT) && !labels.includes(AWSPENDING)) {
+    let labels = stages.get(version.storeVersionId) ?? [];
+    const before = [...stages].find(([id, l]) => id !== version.storeVersionId && l.includes(AWSPREVIOUS))?.[0];
+    if (options?.undoPromotion && labels.includes(AWSCURRENT) && before) {
+      // Undoing its promotion: AWSCURRENT goes back to the version it left (AWS then moves
+      // AWSPREVIOUS onto this one, removed below with the rest).
+      await this.#stage({ VersionStage: AWSCURRENT, MoveToVersionId: before, RemoveFromVersionId: version.storeVersionId }, call);
+      labels = [...labels.filter((l) => l !== AWSCURRENT && l !== AWSPREVIOUS), AWSPREVIOUS];
+    }
+    if (labels.includes(AWSCURRENT) && !labels.includes(AWSPENDING) && !options?.undoPromotion) {
       throw new ProviderError(
         'REKEY_ERR_INVALID',
         `refusing to destroy version ${version.storeVersionId} of AWS secret "${this.#o.name}": it is AWSCURRENT`,

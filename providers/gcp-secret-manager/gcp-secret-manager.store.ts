@@ -144,7 +144,7 @@ export class GcpSecretManagerStore implements SecretStore {
     );
   }
 
-  async destroy(version: StoredRef, call: Call): Promise<void> {
+  async destroy(version: StoredRef, call: Call, options?: { undoPromotion?: boolean }): Promise<void> {
     const n = this.#number(version.storeVersionId);
     if (n === undefined) return;
     let secret: SecretState;
@@ -158,9 +158,14 @@ export class GcpSecretManagerStore implements SecretStore {
     await this.#modify(
       secret,
       (s) => {
-        if (s.aliases.current === n) throw this.#invalid(`refusing to destroy version ${n}: it is aliased current`);
+        if (s.aliases.current === n && !options?.undoPromotion) throw this.#invalid(`refusing to destroy version ${n}: it is aliased current`);
         if (!Object.values(s.aliases).includes(n)) return undefined;
         const aliases = Object.fromEntries(Object.entries(s.aliases).filter(([, v]) => v !== n));
+        // Undoing its promotion: current goes back to the version the promotion made previous, if any.
+        if (s.aliases.current === n && aliases.previous !== undefined) {
+          aliases.current = aliases.previous;
+          delete aliases.previous;
+        }
         const annotations = { ...s.annotations };
         if (annotations[INTENT_ANNOTATION] !== undefined && annotations[INTENT_ANNOTATION] === annotations[versionAnnotation(n)]) {
           delete annotations[INTENT_ANNOTATION];

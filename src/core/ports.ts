@@ -90,8 +90,14 @@ export interface SecretStore {
    * current succeeds.
    */
   promote(next: StoredRef, previous: StoredRef | undefined, call: Call): Promise<void>;
-  /** Removes or disables the version so nobody can read it again. Idempotent; absent is success. */
-  destroy(version: StoredRef, call: Call): Promise<void>;
+  /**
+   * Removes or disables the version so nobody can read it again. Idempotent; absent is success.
+   * Refuses (REKEY_ERR_INVALID) to destroy the version that holds the current stage, except with
+   * `undoPromotion`: the rollback of this version's promotion when rekey had no current version
+   * before it (a first rotation). The current stage then goes back to the version that held the
+   * previous stage, if any, or away; a store that cannot drop it (AWS, a secret's only version) keeps it.
+   */
+  destroy(version: StoredRef, call: Call, options?: { undoPromotion?: boolean }): Promise<void>;
   /** Every version the store holds for this secret that is not destroyed. */
   list(call: Call): Promise<StoredVersion[]>;
   /**

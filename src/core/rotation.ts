@@ -377,6 +377,10 @@ class Rotation {
         const before = current.promotedAt ? await this.deps.repo.lastPromoted(current.secretId, current.promotedAt) : null;
         const previous = before?.state === 'previous' && before.storeVersionId ? storedRef(before, policy.consumer) : undefined;
         await providerCall(this.deps, this.log, { provider: names.store, op: 'store.promote' }, policy.timeoutMs, (c) => store.promote(storedRef(current, policy.consumer), previous, c));
+      } else if (storeMayHavePromoted && version.storeVersionId && !current) {
+        // No version was current before (a first rotation): the store may serve this one as current.
+        // Take that back before it is revoked; its destroy below is then the usual one.
+        await providerCall(this.deps, this.log, { provider: names.store, op: 'store.destroy' }, policy.timeoutMs, (c) => store.destroy(storedRef(version, policy.consumer), c, { undoPromotion: true }));
       }
       // Only where deployed: the version never went live, so no other target can hold it.
       await retireAtTargets(this.deps, resolved, version, 'deployed', ctx, this.log);

@@ -24,6 +24,10 @@ const names = { aws: `rekey-rb/${id}`, gcp: `rekey-rb-${id}` };
 const secrets = { aws: `rb-aws-${id}`, gcp: `rb-gcp-${id}` };
 /** A brand-new AWS secret whose first rotation fails at its target, for the first-version case. */
 const fresh = { name: `rekey-rb/fresh-${id}`, secret: `rb-fresh-${id}`, journal: `rb-fresh-${id}` };
+/** An AWS secret holding a value from before rekey, whose first rotation fails after the store promoted it. */
+const adopted = { name: `rekey-rb/adopted-${id}`, secret: `rb-adopted-${id}` };
+/** A brand-new Google secret whose first rotation fails after the store promoted it. */
+const first = { name: `rekey-rb-first-${id}`, secret: `rb-first-${id}` };
 
 /** The value each of rekey's stages holds in the fake store. */
 const stagesOf: Record<'aws' | 'gcp', () => Record<string, string | undefined>> = {
@@ -39,6 +43,20 @@ const stagesOf: Record<'aws' | 'gcp', () => Record<string, string | undefined>> 
   },
 };
 
+/** The next promote moves AWSCURRENT; the removal of AWSPENDING that follows is throttled on every SDK attempt. */
+function throttleAwsPendingRemoval(): void {
+  const model = fakes.aws.model;
+  const update = model.UpdateSecretVersionStage.bind(model);
+  model.UpdateSecretVersionStage = (input) => {
+    if (input.VersionStage === 'AWSPENDING') {
+      model.UpdateSecretVersionStage = update;
+      fakes.aws.throttle(AWS_MAX_ATTEMPTS - 1, 'UpdateSecretVersionStage');
+      throw new AwsApiError('ThrottlingException', 'Rate exceeded');
+    }
+    return update(input);
+  };
+}
+
 async function versions(secret: string) {
   return h.runtime.db.version.findMany({ where: { secret: { name: secret } }, orderBy: { number: 'asc' }, select: { number: true, state: true, fingerprint: true } });
 }
@@ -51,6 +69,18 @@ providers:
 ${fakes.providers}
   edge: { type: memory, journal: ${fresh.journal} }
 secrets:
+  ${adopted.secret}:
+    store: { provider: aws, name: ${adopted.name} }
+    issuer: { type: random, prefix: rk_rb_ }
+    grace: 1h
+    retry: { attempts: 1, backoff: 50ms }
+    timeout: 5s
+  ${first.secret}:
+    store: { provider: gcp, name: ${first.name} }
+    issuer: { type: random, prefix: rk_rb_ }
+    grace: 1h
+    retry: { attempts: 1, backoff: 50ms }
+    timeout: 5s
   ${fresh.secret}:
     store: { provider: aws, name: ${fresh.name} }
     issuer: { type: random, prefix: rk_rb_ }
@@ -89,17 +119,7 @@ describe.each(['aws', 'gcp'] as const)('%s store', (store) => {
       // The pending value is read back right before the deploy; the next UpdateSecret is promote's.
       fakes.gcp.before('AccessSecretVersion', () => fakes.gcp.loseResponse('UpdateSecret'));
     } else {
-      // AWSCURRENT moves; the removal of AWSPENDING that follows is throttled on every SDK attempt.
-      const model = fakes.aws.model;
-      const update = model.UpdateSecretVersionStage.bind(model);
-      model.UpdateSecretVersionStage = (input) => {
-        if (input.VersionStage === 'AWSPENDING') {
-          model.UpdateSecretVersionStage = update;
-          fakes.aws.throttle(AWS_MAX_ATTEMPTS - 1, 'UpdateSecretVersionStage');
-          throw new AwsApiError('ThrottlingException', 'Rate exceeded');
-        }
-        return update(input);
-      };
+      throttleAwsPendingRemoval();
     }
     const run = await h.rotate(secret);
     expect(run.status).toBe('rolled_back');
@@ -124,4 +144,26 @@ it('aws: the rolled-back first version of a new secret, which AWS keeps as AWSCU
   );
   // v1 was retired from its target and revoked: nothing may serve it as a fallback (AWSPREVIOUS).
   expect(labels).toEqual({ [v1!.fingerprint!]: [], [v2!.fingerprint!]: ['AWSCURRENT'] });
+});
+
+it('gcp: a first rotation rolled back after the store promoted it leaves no `current` alias and finishes', async () => {
+  fakes.gcp.before('AccessSecretVersion', () => fakes.gcp.loseResponse('UpdateSecret'));
+  const run = await h.rotate(first.secret);
+  expect(run.status).toBe('rolled_back');
+  const [v1] = await versions(first.secret);
+  expect(v1!.state).toBe('failed');
+  const secret = fakes.gcp.model.secrets.get(first.name)!;
+  // The revoked value must not be served as current to consumers reading versions/current.
+  expect(secret.aliases).toEqual({});
+  expect(secret.versions.map((v) => v.state)).toEqual(['DISABLED']);
+});
+
+it('aws: a first rotation of a secret with a value from before rekey, rolled back after the store promoted it, gives AWSCURRENT back to that value', async () => {
+  fakes.aws.model.CreateSecret({ Name: adopted.name, SecretString: 'value-from-before-rekey', ClientRequestToken: randomUUID() });
+  throttleAwsPendingRemoval();
+  const run = await h.rotate(adopted.secret);
+  expect(run.status).toBe('rolled_back');
+  const labels = Object.fromEntries([...fakes.aws.model.secrets.get(adopted.name)!.versions.values()].map((v) => [v.value.startsWith('rk_rb_') ? 'rekey' : v.value, [...v.stages].sort()]));
+  // Consumers reading AWSCURRENT get the value they had, not the rolled-back (revoked) one.
+  expect(labels).toEqual({ 'value-from-before-rekey': ['AWSCURRENT'], rekey: [] });
 });
