@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { isScalar, LineCounter, parseDocument, visit } from 'yaml';
+import { isAlias, isScalar, LineCounter, parseDocument, visit } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
 import type { ProviderCatalog } from '../core/provider.js';
 import { type RekeyConfig, validate } from './schema.js';
@@ -47,8 +47,31 @@ function readFully(text: string, file: string): unknown {
     ...doc.errors.map((e) => ({ line: e.linePos?.[0], message: e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '') })),
     ...duplicateKeys(doc).map((offset) => ({ line: lineCounter.linePos(offset), message: 'Map keys must be unique' })),
   ];
+  errors.push(...unresolvedAliases(doc).map((offset) => ({ line: lineCounter.linePos(offset.at), message: `alias *${offset.source} names no anchor set before it` })));
   if (errors.length) throw new ConfigError(file, errors.map((e) => ({ path: e.line ? `line ${e.line.line}, column ${e.line.col}` : '', message: e.message })));
-  return doc.toJS({ maxAliasCount: 100 });
+  try {
+    return doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (error) {
+    // yaml throws (not reports) what it finds while expanding aliases: the one left is their count.
+    if (error instanceof ReferenceError) throw new ConfigError(file, [{ path: '', message: `aliases expand to more than ${MAX_ALIAS_COUNT} nodes` }]);
+    throw error;
+  }
+}
+
+const MAX_ALIAS_COUNT = 100;
+
+/** Aliases naming no anchor set before them (in document order, as yaml resolves them): where each starts, and its name. */
+function unresolvedAliases(doc: ReturnType<typeof parseDocument>): Array<{ at: number; source: string }> {
+  const anchors = new Set<string>();
+  const found: Array<{ at: number; source: string }> = [];
+  visit(doc, {
+    Node(_, node) {
+      if (isAlias(node)) {
+        if (!anchors.has(node.source)) found.push({ at: node.range?.[0] ?? 0, source: node.source });
+      } else if (node.anchor) anchors.add(node.anchor);
+    },
+  });
+  return found;
 }
 
 /** Where each repeated key of a mapping starts (scalar keys compared by value, as yaml's own check does), in one pass. */

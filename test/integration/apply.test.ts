@@ -72,6 +72,8 @@ const malformed: Array<[string, string, RegExp]> = [
   ['target twice', secretBlock('    targets: [api, api]\n'), /secrets\.payments\.targets\[1\]: target "api" is listed twice/],
   ['zero attempts', secretBlock('    retry: { attempts: 0 }\n'), /secrets\.payments\.retry\.attempts: Too small/],
   ['unknown secret field', secretBlock('    graec: 1h\n'), /secrets\.payments: Unrecognized key: "graec"/],
+  ['an alias of no anchor', 'providers:\n  vault: { type: local }\nsecrets:\n  a:\n    store: *vault\n    issuer: { type: random }\n', /line 5, column 12: alias \*vault names no anchor set before it/],
+  ['an alias bomb', 'a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n', /\(document\): aliases expand to more than 100 nodes/],
   ['bad issuer option', 'providers:\n  vault: { type: local }\nsecrets:\n  a:\n    store: { provider: vault }\n    issuer: { type: random, prefix: "rk-live-" }\n', /secrets\.a\.issuer\.prefix: a prefix is up to 32 characters/],
 ];
 
