@@ -74,16 +74,20 @@ function unresolvedAliases(doc: ReturnType<typeof parseDocument>): Array<{ at: n
   return found;
 }
 
-/** Where each repeated key of a mapping starts (scalar keys compared by value, as yaml's own check does), in one pass. */
+/** Where each repeated key of a mapping starts (scalar keys compared as the object keys they become), in one pass. */
 function duplicateKeys(doc: ReturnType<typeof parseDocument>): number[] {
   const offsets: number[] = [];
   visit(doc, {
     Map(_, map) {
-      const seen = new Set<unknown>();
+      const seen = new Set<string>();
       for (const { key } of map.items) {
         if (!isScalar(key)) continue;
-        if (seen.has(key.value)) offsets.push(key.range?.[0] ?? 0);
-        seen.add(key.value);
+        // As the key of the object toJS builds (yaml's stringifyKey): `1` and "1", `true` and "true" are one key there.
+        const { value } = key;
+        const name = typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint' ? String(value) : value == null ? '' : undefined;
+        if (name === undefined) continue;
+        if (seen.has(name)) offsets.push(key.range?.[0] ?? 0);
+        seen.add(name);
       }
     },
   });

@@ -74,6 +74,8 @@ const malformed: Array<[string, string, RegExp]> = [
   ['unknown secret field', secretBlock('    graec: 1h\n'), /secrets\.payments: Unrecognized key: "graec"/],
   ['an alias of no anchor', 'providers:\n  vault: { type: local }\nsecrets:\n  a:\n    store: *vault\n    issuer: { type: random }\n', /line 5, column 12: alias \*vault names no anchor set before it/],
   ['an alias bomb', 'a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n', /\(document\): aliases expand to more than 100 nodes/],
+  ['a key written twice, once quoted', 'providers:\n  vault: { type: local }\nsecrets:\n  "1": { store: { provider: vault }, issuer: { type: random } }\n  1: { store: { provider: vault }, issuer: { type: random }, grace: 1h }\n', /line 5, column 3: Map keys must be unique/],
+  ['a key written twice, as true and "true"', 'providers:\n  vault: { type: local }\nsecrets:\n  true: { store: { provider: vault }, issuer: { type: random } }\n  "true": { store: { provider: vault }, issuer: { type: random } }\n', /line 5, column 3: Map keys must be unique/],
   ['bad issuer option', 'providers:\n  vault: { type: local }\nsecrets:\n  a:\n    store: { provider: vault }\n    issuer: { type: random, prefix: "rk-live-" }\n', /secrets\.a\.issuer\.prefix: a prefix is up to 32 characters/],
 ];
 
