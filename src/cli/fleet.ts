@@ -15,6 +15,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { humanDuration } from '../core/duration.js';
+import { RekeyError } from '../core/errors.js';
 import { canonicalJson } from '../config/load.js';
 import { globRegExp } from '../api/scopes.js';
 import type { Runtime } from '../runtime.js';
@@ -76,6 +77,12 @@ async function select(runtime: Runtime, selection: FleetSelection): Promise<Memb
   }
 }
 
+/** The selection as it was given on the command line: `--selector payments-* --store vault`. */
+function selectionText(selection: FleetSelection): string {
+  const parts = [selection.all ? '--all' : '', selection.selector === undefined ? '' : `--selector ${selection.selector}`, selection.store === undefined ? '' : `--store ${selection.store}`, selection.issuer === undefined ? '' : `--issuer ${selection.issuer}`];
+  return parts.filter(Boolean).join(' ');
+}
+
 /** The unfinished fleet of this selection, from the audit log, if any. */
 async function unfinished(runtime: Runtime, key: string): Promise<string | undefined> {
   const [last] = await runtime.db.$queryRaw<Array<{ action: string; fleet: string }>>`
@@ -102,6 +109,8 @@ async function runsOf(runtime: Runtime, fleet: string): Promise<Array<{ id: stri
 export async function rotateFleet(runtime: Runtime, selection: FleetSelection, options: FleetOptions): Promise<FleetResult> {
   const started = Date.now();
   const members = await select(runtime, selection);
+  // A selection that names nothing (a typo in an incident) must not read as a fleet rotated: exit 1, naming it.
+  if (!members.length) throw new RekeyError('REKEY_ERR_UNKNOWN', `no active secret matches ${selectionText(selection)}`);
   const key = canonicalJson({ ...selection, graceMs: options.graceMs ?? null });
   const resume = await unfinished(runtime, key);
   const stores = new Set(members.map((m) => m.store));
@@ -110,7 +119,7 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
     `${resume ? `Resuming fleet ${resume}` : 'Fleet rotation'}: ${members.length} secrets, ${stores.size} store(s), ${targets.size} target(s); ` +
       `at most ${options.perStore} at once per store (${options.storeRate} started/s), ${options.perTarget} per target.`,
   );
-  if (options.dryRun || !members.length) return { fleet: resume ?? null, resumed: !!resume, selected: members.length, done: 0, failed: 0, seconds: 0 };
+  if (options.dryRun) return { fleet: resume ?? null, resumed: !!resume, selected: members.length, done: 0, failed: 0, seconds: 0 };
   await runtime.connect();
   const fleet = resume ?? randomUUID();
   const audit = (action: string, data: Record<string, string | number>) => runtime.db.$transaction((tx) => runtime.audit.append(tx, { actor: 'cli', action, data: { fleet, selection: key, ...data } }));
