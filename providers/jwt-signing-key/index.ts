@@ -19,6 +19,7 @@ export default defineProvider<JwtSigningKeyConfig, never, JwtSigningKeyIssuerBin
   summary: 'JWT signing key pairs (ES256, RS256, EdDSA) with kid = version id and a JWKS of current and previous keys',
   config: jwtSigningKeyConfig,
   bindings: { issuer: jwtSigningKeyIssuerBinding },
+  signsJwt: true,
   open(_config, ctx) {
     return { issuer: ({ params }) => new JwtSigningKeyIssuer(ctx.name, params) };
   },

@@ -138,3 +138,31 @@ export function validateDelivery(
   }
   return { delivery: { issuer: section.issuer, authenticators, grants, rateLimit: { max: section.rateLimit.max, windowMs: section.rateLimit.window, streams: section.rateLimit.streams } }, issues };
 }
+
+/**
+ * Token grants whose `signingKey` is a secret whose issuer does not sign JWTs (its module's
+ * `signsJwt`), which every POST /v1/token of the grant would refuse. Checked when a file is
+ * applied (load.ts parseConfig), not when a stored revision is read again: a revision applied
+ * before this check still loads, so its rotations and leaks keep working.
+ */
+export function signingKeyIssues(
+  delivery: DeliveryConfig | undefined,
+  secrets: Readonly<Record<string, { issuer: { instance: string } }>>,
+  providers: Readonly<Record<string, { type: string }>>,
+  signsJwt: (type: string) => boolean,
+): Issue[] {
+  const issues: Issue[] = [];
+  for (const grant of Object.values(delivery?.grants ?? {})) {
+    if (!grant.token) continue;
+    const key = Object.hasOwn(secrets, grant.token.signingKey) ? secrets[grant.token.signingKey] : undefined;
+    const type = key && Object.hasOwn(providers, key.issuer.instance) ? providers[key.issuer.instance]!.type : undefined;
+    if (type !== undefined && !signsJwt(type)) {
+      issues.push({
+        path: ['delivery', 'grants', grant.name, 'token', 'signingKey'],
+        message: `the issuer of ${grant.token.signingKey} (${type}) does not sign JWTs: name a secret whose issuer does (jwt-signing-key)`,
+      });
+    }
+  }
+  return issues;
+}
+

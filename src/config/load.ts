@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { isAlias, isScalar, LineCounter, parseDocument, visit } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
 import type { ProviderCatalog } from '../core/provider.js';
+import { signingKeyIssues } from './delivery.js';
 import { type RekeyConfig, validate } from './schema.js';
 import { readQuickly } from './yaml-fast.js';
 
@@ -35,7 +36,12 @@ export async function parseConfig(text: string, file: string, providers: Provide
   if (document !== null && (typeof document !== 'object' || Array.isArray(document))) {
     throw new ConfigError(file, [{ path: '', message: 'the document must be a mapping with providers: and secrets:' }]);
   }
-  return fromDocument((document ?? {}) as Record<string, unknown>, file, providers);
+  const loaded = await fromDocument((document ?? {}) as Record<string, unknown>, file, providers);
+  const { config } = loaded;
+  const modules = new Map((await providers.load(Object.values(config.providers).map((p) => p.type))).map((m) => [m.type, m]));
+  const issues = signingKeyIssues(config.delivery, config.secrets, config.providers, (type) => !!modules.get(type)?.signsJwt);
+  if (issues.length) throw new ConfigError(file, issues.map(toIssue));
+  return loaded;
 }
 
 /** With the `yaml` library's document model: what readQuickly leaves to it, errors with their lines. */

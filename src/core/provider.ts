@@ -130,6 +130,12 @@ export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never,
    * @defaultValue false
    */
   rotationMetadata?: boolean;
+  /**
+   * Whether its issuers sign JWTs (Issuer.signJwt): a `delivery:` token grant's `signingKey` whose
+   * issuer's module does not say so is refused when rekey.yaml is validated. Must agree with the
+   * issuers' own `signJwt`. @defaultValue false
+   */
+  signsJwt?: boolean;
   open(config: C, ctx: ProviderContext): ProviderInstance<SB, IB, TB, AB>;
 }
 

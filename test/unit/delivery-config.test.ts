@@ -4,7 +4,8 @@
  * claim; the plan shows authenticators and grants one by one.
  */
 import { expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.js';
+import { parse } from 'yaml';
+import { fromDocument, parseConfig } from '../../src/config/load.js';
 import { computePlan, formatPlan } from '../../src/config/plan.js';
 import { providers } from '../../src/registry.js';
 
@@ -56,4 +57,14 @@ it('accepts a value grant, refuses one naming no managed secret, and one with bo
   await expect(parseConfig(config('{ authenticator: app, subjects: ["*"], value: { secret: missing } }'), 'rekey.yaml', providers)).rejects.toThrow(/delivery\.grants\.mobile\.value\.secret.*no managed secret named "missing"/s);
   await expect(parseConfig(config('{ authenticator: app, subjects: ["*"], value: { secret: app-attestation }, token: { signingKey: api-signing, audience: api } }'), 'rekey.yaml', providers)).rejects.toThrow(/either token: or value:/);
   await expect(parseConfig(config('{ authenticator: app, subjects: ["*"] }'), 'rekey.yaml', providers)).rejects.toThrow(/either token: or value:/);
+});
+
+it('refuses a token grant whose signing key is a secret whose issuer does not sign JWTs, at validation, naming the field', async () => {
+  // app-attestation is an hmac-key: accepted here, every POST /v1/token of the grant would fail with REKEY_ERR_CONFIG.
+  await expect(parseConfig(config('{ authenticator: app, subjects: ["*"], token: { signingKey: app-attestation, audience: api, ttl: 10m } }'), 'rekey.yaml', providers)).rejects.toThrow(
+    /delivery\.grants\.mobile\.token\.signingKey: the issuer of app-attestation \(hmac-key\) does not sign JWTs/,
+  );
+  // A revision stored before the check still loads in the workers: its rotations and leaks go on.
+  const stored = parse(config('{ authenticator: app, subjects: ["*"], token: { signingKey: app-attestation, audience: api, ttl: 10m } }')) as Record<string, unknown>;
+  await expect(fromDocument(stored, 'config revision 1', providers)).resolves.toHaveProperty(['config', 'secrets', 'app-attestation']);
 });
