@@ -9,7 +9,7 @@ import { isAlias, isScalar, LineCounter, parseDocument, visit } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
 import type { ProviderCatalog } from '../core/provider.js';
 import { signingKeyIssues } from './delivery.js';
-import { type RekeyConfig, validate } from './schema.js';
+import { publishJwksIssues, type RekeyConfig, validate } from './schema.js';
 import { readQuickly } from './yaml-fast.js';
 
 export interface LoadedConfig {
@@ -39,7 +39,8 @@ export async function parseConfig(text: string, file: string, providers: Provide
   const loaded = await fromDocument((document ?? {}) as Record<string, unknown>, file, providers);
   const { config } = loaded;
   const modules = new Map((await providers.load(Object.values(config.providers).map((p) => p.type))).map((m) => [m.type, m]));
-  const issues = signingKeyIssues(config.delivery, config.secrets, config.providers, (type) => !!modules.get(type)?.signsJwt);
+  const signsJwt = (type: string) => !!modules.get(type)?.signsJwt;
+  const issues = [...signingKeyIssues(config.delivery, config.secrets, config.providers, signsJwt), ...publishJwksIssues(config, signsJwt)];
   if (issues.length) throw new ConfigError(file, issues.map(toIssue));
   return loaded;
 }

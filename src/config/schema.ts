@@ -312,6 +312,27 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
   return issues.length ? { issues } : { config: { providers, secrets, events: outer.data.events, leaks: outer.data.leaks, delivery: delivery?.delivery, notifications: outer.data.notifications, dashboard: outer.data.dashboard } };
 }
 
+/**
+ * Targets with `publish: jwks` of a secret whose issuer publishes no public keys (its module's
+ * `signsJwt`): the secret could not be resolved at all (src/jwks/target.ts refuses it), so it would
+ * neither rotate nor have a leak taken down. Checked when a file is applied (load.ts parseConfig),
+ * not when a stored revision is read again.
+ */
+export function publishJwksIssues(config: RekeyConfig, signsJwt: (type: string) => boolean): Issue[] {
+  const issues = new Map<string, Issue>();
+  for (const spec of Object.values(config.secrets)) {
+    const type = own(config.providers, spec.issuer.instance)?.type;
+    if (type === undefined || signsJwt(type)) continue;
+    const declared = spec.family ?? spec.name;
+    spec.targets.forEach((target, i) => {
+      if (!spec.publishJwks.has(target)) return;
+      const path = ['secrets', declared, 'targets', i, 'publish'];
+      issues.set(path.join('.'), { path, message: `the issuer of ${declared} (${type}) publishes no public keys: publish: jwks needs one that does (jwt-signing-key)` });
+    });
+  }
+  return [...issues.values()];
+}
+
 type RetireDocument = z.output<typeof retireSchema>;
 
 /**

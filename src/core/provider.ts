@@ -131,9 +131,10 @@ export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never,
    */
   rotationMetadata?: boolean;
   /**
-   * Whether its issuers sign JWTs (Issuer.signJwt): a `delivery:` token grant's `signingKey` whose
-   * issuer's module does not say so is refused when rekey.yaml is validated. Must agree with the
-   * issuers' own `signJwt`. @defaultValue false
+   * Whether its issuers sign JWTs and publish their public keys (Issuer.signJwt, Issuer.publicKey):
+   * a `delivery:` token grant's `signingKey`, or a `publish: jwks` target, of a secret whose
+   * issuer's module does not say so is refused when rekey.yaml is applied. Must agree with the
+   * issuers' own `signJwt` and `publicKey`. @defaultValue false
    */
   signsJwt?: boolean;
   open(config: C, ctx: ProviderContext): ProviderInstance<SB, IB, TB, AB>;

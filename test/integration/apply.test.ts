@@ -76,6 +76,7 @@ const malformed: Array<[string, string, RegExp]> = [
   ['an alias bomb', 'a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n', /\(document\): aliases expand to more than 100 nodes/],
   ['a key written twice, once quoted', 'providers:\n  vault: { type: local }\nsecrets:\n  "1": { store: { provider: vault }, issuer: { type: random } }\n  1: { store: { provider: vault }, issuer: { type: random }, grace: 1h }\n', /line 5, column 3: Map keys must be unique/],
   ['a key written twice, as true and "true"', 'providers:\n  vault: { type: local }\nsecrets:\n  true: { store: { provider: vault }, issuer: { type: random } }\n  "true": { store: { provider: vault }, issuer: { type: random } }\n', /line 5, column 3: Map keys must be unique/],
+  ['publish: jwks of a secret whose issuer publishes no public keys', 'providers:\n  vault: { type: local }\n  api: { type: redis-keyset }\nsecrets:\n  a:\n    store: { provider: vault }\n    issuer: { type: random }\n    targets: [{ provider: api, publish: jwks }]\n', /secrets\.a\.targets\[0\]\.publish: the issuer of a \(random\) publishes no public keys/],
   ['bad issuer option', 'providers:\n  vault: { type: local }\nsecrets:\n  a:\n    store: { provider: vault }\n    issuer: { type: random, prefix: "rk-live-" }\n', /secrets\.a\.issuer\.prefix: a prefix is up to 32 characters/],
 ];
 
