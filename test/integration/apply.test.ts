@@ -205,6 +205,13 @@ describe('a large config', () => {
     expect(json.stderr).toMatch(/^rekey: 5002 secrets; next page: rekey status --after \S+ --limit 3$/m);
   });
 
+  it('rekey status past the last page says so, not that there are no managed secrets', async () => {
+    const past = await rekey(['status', '--after', 'zzz'], env);
+    expect(past.code).toBe(0);
+    expect(past.stdout).not.toMatch(/No managed secrets/);
+    expect(past.stdout.trim()).toBe('No secrets after zzz (5002 secrets in all).');
+  });
+
   it('a batch that fails midway: the re-run stores no new revision, writes only what is missing, and the audit log says so', async () => {
     const path = file('fleet-2.yaml', many(5000).replaceAll(' 3 * * *', ' 4 * * *'));
     const revisions = await h.runtime.db.configRevision.count();

@@ -134,7 +134,8 @@ export async function status(ctx: CliContext, name: string | undefined, options:
     if (options.json) {
       ctx.out(JSON.stringify(statuses, null, 2));
       if (more) process.stderr.write(`rekey: ${more}\n`); // stdout stays the page's JSON
-    } else ctx.out(formatStatus(statuses) + (more ? `\n\n${more}` : ''));
+    } else if (!statuses.length && options.after !== undefined && total) ctx.out(`No secrets after ${options.after} (${total} secrets in all).`); // past the last page: not an empty database
+    else ctx.out(formatStatus(statuses) + (more ? `\n\n${more}` : ''));
   });
 }
 
