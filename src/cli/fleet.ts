@@ -18,6 +18,7 @@ import { humanDuration } from '../core/duration.js';
 import { RekeyError } from '../core/errors.js';
 import { canonicalJson } from '../config/load.js';
 import { globRegExp } from '../api/scopes.js';
+import type { Db, Tx } from '../db/client.js';
 import type { Runtime } from '../runtime.js';
 
 export interface FleetSelection {
@@ -84,8 +85,8 @@ function selectionText(selection: FleetSelection): string {
 }
 
 /** The unfinished fleet of this selection, from the audit log, if any. */
-async function unfinished(runtime: Runtime, key: string): Promise<string | undefined> {
-  const [last] = await runtime.db.$queryRaw<Array<{ action: string; fleet: string }>>`
+async function unfinished(db: Db | Tx, key: string): Promise<string | undefined> {
+  const [last] = await db.$queryRaw<Array<{ action: string; fleet: string }>>`
     SELECT action, data->>'fleet' AS fleet FROM audit_events
      WHERE action IN ('fleet.started', 'fleet.finished') AND data->>'selection' = ${key}
      ORDER BY seq DESC LIMIT 1`;
@@ -112,7 +113,20 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
   // A selection that names nothing (a typo in an incident) must not read as a fleet rotated: exit 1, naming it.
   if (!members.length) throw new RekeyError('REKEY_ERR_UNKNOWN', `no active secret matches ${selectionText(selection)}`);
   const key = canonicalJson({ ...selection, graceMs: options.graceMs ?? null });
-  const resume = await unfinished(runtime, key);
+  // A dry run only reads; a real one takes the selection's lock first (below), so the same command started twice at once makes one fleet.
+  let resume = options.dryRun ? await unfinished(runtime.db, key) : undefined;
+  let fleet = resume ?? '';
+  if (!options.dryRun) {
+    await runtime.connect();
+    ({ fleet, resume } = await runtime.db.$transaction(async (tx) => {
+      await tx.$queryRaw`SELECT 1 FROM pg_advisory_xact_lock(hashtextextended(${`fleet:${key}`}, 0))`;
+      const found = await unfinished(tx, key);
+      if (found) return { fleet: found, resume: found };
+      const id = randomUUID();
+      await runtime.audit.append(tx, { actor: 'cli', action: 'fleet.started', data: { fleet: id, selection: key, secrets: members.length } });
+      return { fleet: id, resume: undefined };
+    }));
+  }
   const stores = new Set(members.map((m) => m.store));
   const targets = new Set(members.flatMap((m) => m.targets));
   options.out(
@@ -120,10 +134,7 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
       `at most ${options.perStore} at once per store (${options.storeRate} started/s), ${options.perTarget} per target.`,
   );
   if (options.dryRun) return { fleet: resume ?? null, resumed: !!resume, selected: members.length, done: 0, failed: 0, seconds: 0 };
-  await runtime.connect();
-  const fleet = resume ?? randomUUID();
   const audit = (action: string, data: Record<string, string | number>) => runtime.db.$transaction((tx) => runtime.audit.append(tx, { actor: 'cli', action, data: { fleet, selection: key, ...data } }));
-  if (!resume) await audit('fleet.started', { secrets: members.length });
 
   // Each secret's run status; the runs not finished yet are followed by id (the fleet's own and
   // any it joined), so a poll reads only those, whatever the size of the fleet.

@@ -49,3 +49,14 @@ it('a fleet killed after joining a running rotation, run again: the joined secre
   expect(await h.runtime.db.run.count({ where: { secret: { name: 'fr-a' }, kind: 'rotation' } })).toBe(1);
   expect(await h.runtime.db.version.count({ where: { secret: { name: 'fr-a' } } })).toBe(1);
 });
+
+it('the same fleet command started twice at once makes one fleet, and each secret is rotated once by it', async () => {
+  const selection = { selector: 'fr-*' };
+  const versions = await h.runtime.db.version.count({ where: { secret: { name: { startsWith: 'fr-' } } } });
+  const [a, b] = await Promise.all([rotateFleet(h.runtime, selection, { ...options, out: () => undefined }), rotateFleet(h.runtime, selection, { ...options, out: () => undefined })]);
+  const started = await h.runtime.db.auditEvent.findMany({ where: { action: 'fleet.started', data: { path: ['selection'], string_contains: '"selector":"fr-*"' } } });
+  expect(started).toHaveLength(1);
+  expect(a.fleet).toBe(b.fleet);
+  expect(a.done + b.done).toBeGreaterThanOrEqual(2);
+  expect(await h.runtime.db.version.count({ where: { secret: { name: { startsWith: 'fr-' } } } })).toBe(versions + 2);
+});
