@@ -4,8 +4,8 @@
  * that could name them would hand them to any target or issuer it points at (an http issuer's
  * header, a webhook). So:
  *
- * - rekey's own settings (every variable of src/settings.ts, anything `REKEY_*`) and the cloud
- *   SDKs' credential variables are never readable, whatever the config says;
+ * - rekey's own settings (every variable of src/settings.ts, anything `REKEY_*`), the cloud SDKs'
+ *   credential variables and PGPASSWORD are never readable, whatever the config says;
  * - any other variable only when `env.allow` lists it (a name, or a prefix ending in `*`).
  *
  * Every string of the document is checked, wherever it sits (credential fields, header
@@ -19,7 +19,7 @@ import { RekeyError } from '../core/errors.js';
 import type { SecretValue } from '../core/secret-value.js';
 import { ENVIRONMENT } from '../settings.js';
 
-/** The cloud SDKs' default credential chains read these; they are rekey's own credentials too. */
+/** The cloud SDKs' default credential chains and the PostgreSQL driver read these; they are rekey's own credentials too. */
 const SDK_CREDENTIALS = new Set([
   'AWS_ACCESS_KEY_ID',
   'AWS_SECRET_ACCESS_KEY',
@@ -29,6 +29,8 @@ const SDK_CREDENTIALS = new Set([
   'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI',
   'AWS_CONTAINER_AUTHORIZATION_TOKEN',
   'GOOGLE_APPLICATION_CREDENTIALS',
+  // node-postgres reads it for rekey's own connection when DATABASE_URL carries no password.
+  'PGPASSWORD',
 ]);
 
 const REFERENCE = /\$\{env:([^}]*)\}/g;

@@ -62,6 +62,11 @@ const hostile: Array<[string, string, RegExp]> = [
     /providers\.kong\.adminToken: \$\{env:AWS_SECRET_ACCESS_KEY\} is rekey's own/,
   ],
   [
+    'PGPASSWORD (the pg driver gives it to rekey\'s own connection when DATABASE_URL has no password), even listed in env.allow',
+    `providers:\n${vault}${http('    baseUrl: https://api.acme.example\n    headers: { X-Key: "${env:PGPASSWORD}" }')}${secret()}env: { allow: ["PG*"] }\n`,
+    /providers\.acme\.headers\.X-Key: \$\{env:PGPASSWORD\} is rekey's own setting or credential/,
+  ],
+  [
     'a variable env.allow does not list',
     `providers:\n${vault}${http('    baseUrl: https://api.acme.example\n    headers: { Authorization: "Bearer ${env:OTHER_TOKEN}" }')}${secret()}${ALLOW}`,
     /providers\.acme\.headers\.Authorization: \$\{env:OTHER_TOKEN\} is not allowed: list OTHER_TOKEN under env\.allow/,
