@@ -11,7 +11,9 @@
  *   in buckets of their own: a source over
  *   its failure limit still gets its requests authenticated (a genuine sender behind the same
  *   address must get through), but all such sources together hold at most a few of the slots
- *   in flight (429 beyond), so one hostile source cannot fill the cap.
+ *   in flight (429 beyond), so one hostile source cannot fill the cap. A request that ends
+ *   before its authentication does (body too slow or too large, client gone) counts as such a
+ *   failure, on every route alike: else slow bodies would never put their source over its limit.
  *
  * Authenticated requests are limited afterwards, per receiver (src/leaks/routes.ts).
  */
@@ -51,9 +53,12 @@ export class Admission {
   }
 
   /**
-   * Admits a request from `source` before anything of it is read, or says why not. The ticket
-   * is also released when `response` closes, so a request that never reaches authentication
-   * (body too large, client gone) gives its slot back.
+   * Admits a request from `source` before anything of it is read, or says why not. A request
+   * whose `response` closes while it still holds its ticket never finished its authentication
+   * (a body too slow, too large or of another type; its client gone): its slot goes back and it
+   * counts as a failed authentication of its source, else one source holding slow bodies would
+   * keep every slot and never be over its limit. Routes release the ticket once authentication
+   * is over, or when they answer without one (nothing configured, our own failure).
    */
   enter(source: string, response?: ServerResponse): Ticket | Refusal {
     if (this.inFlight >= this.maxInFlight) return { status: 503, reason: 'busy', retryAfter: 1 };
@@ -70,7 +75,11 @@ export class Admission {
         if (overLimit) this.inFlightOverLimit -= 1;
       },
     };
-    response?.once('close', ticket.release);
+    response?.once('close', () => {
+      if (!held) return;
+      this.failed(source);
+      ticket.release();
+    });
     return ticket;
   }
 

@@ -64,13 +64,9 @@ export const leakRoutes: RouteModule = async (app: FastifyInstance, runtime: Run
       if (!receiver) return;
       const admitted = admission.enter(request.ip, reply.raw);
       if (!isRefusal(admitted)) {
-        tickets.set(request, admitted);
         // A request that ends before its authentication (a body too slow, too large or of another
-        // type; a client gone) counts as a failed authentication of its source: else one source
-        // holding slow bodies would keep every slot and never be over its limit.
-        reply.raw.once('close', () => {
-          if (tickets.delete(request)) admission.failed(request.ip);
-        });
+        // type; a client gone) counts as a failed authentication of its source (Admission.enter).
+        tickets.set(request, admitted);
         return;
       }
       metrics.rejected(receiver.name, admitted.reason);

@@ -39,6 +39,18 @@ describe('Admission', () => {
     admitted(admission.enter('10.0.0.66'));
   });
 
+  it('counts a request whose response closes before its authentication ended as a failure of its source, and one released first not at all', () => {
+    const admission = new Admission({ maxInFlight: 10, maxInFlightOverLimit: 0, failures: 1, failuresWindowMs: 60_000, now: () => 0 });
+    const authenticated = new EventEmitter() as unknown as ServerResponse;
+    admitted(admission.enter('10.0.0.8', authenticated)).release();
+    authenticated.emit('close');
+    admitted(admission.enter('10.0.0.8')).release();
+    const slow = new EventEmitter() as unknown as ServerResponse;
+    admitted(admission.enter('10.0.0.8', slow));
+    slow.emit('close'); // a body never finished, or its client gone
+    expect(admission.enter('10.0.0.8')).toMatchObject({ status: 429, reason: 'auth_failures' });
+  });
+
   it('forgives failures at the bucket rate', () => {
     const clock = { now: 0 };
     const admission = new Admission({ maxInFlight: 10, maxInFlightOverLimit: 0, failures: 2, failuresWindowMs: 60_000, now: () => clock.now });
