@@ -12,8 +12,12 @@ import type { VersionState } from '../core/model.js';
 import type { Runtime } from '../runtime.js';
 import { route, type Caller } from './route.js';
 
-/** States in which a target may still accept the key (a compromised one until its takedown ends). */
-const LIVE: readonly VersionState[] = ['issuing', 'pending', 'current', 'previous', 'compromised'];
+/**
+ * States in which the key may still work somewhere: at a target, or at its issuer (a retired one
+ * until its revocation succeeds; a compromised one until its takedown ends). The leak path takes
+ * down a version in each of them, as it does for a webhook's report.
+ */
+const LIVE: readonly VersionState[] = ['issuing', 'pending', 'current', 'previous', 'retired', 'compromised'];
 
 const keysBody = z.object({ keys: z.array(z.string().min(36).max(300)).min(1).max(100) }).strict();
 
@@ -23,7 +27,7 @@ const found = z.object({
   secret: z.string().nullable().describe('null: no version rekey manages (or none of a secret the token may read) has this key'),
   version: z.number().int().nullable(),
   state: z.string().nullable(),
-  live: z.boolean().describe('a target may still accept it: issuing, pending, current, previous, or compromised and not yet taken down'),
+  live: z.boolean().describe('a target or its issuer may still accept it: issuing, pending, current, previous, retired (not yet revoked at the issuer), or compromised and not yet taken down'),
 });
 
 /** The keys' versions, each named only when the caller holds `scope` (or read) on its secret. */

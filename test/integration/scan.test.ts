@@ -121,7 +121,8 @@ secrets:
     const result = await rekey(['scan', file, '--check'], env);
     expect(result.code).toBe(1);
     expect(result.stdout.split('\n').filter(Boolean)).toEqual([
-      expect.stringMatching(/^.*:1: rk_pay_.\.\.\. {2}payments v1 retired$/),
+      // Retired: off every target, but live at its issuer until its revocation succeeds.
+      expect.stringMatching(/^.*:1: rk_pay_.\.\.\. {2}payments v1 retired \(live\)$/),
       expect.stringMatching(/^.*:2: rk_pay_.\.\.\. {2}payments v2 current \(live\)$/),
       expect.stringMatching(/^.*:3: rk_bill.\.\.\. {2}billing v1 current \(live\)$/),
       expect.stringMatching(/^.*:4: rk_pay_.\.\.\. {2}not a key rekey manages$/),
