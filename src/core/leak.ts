@@ -19,6 +19,20 @@ import { recordRotationRequest, requestRotation } from './requests.js';
 
 export async function reportLeak(deps: EngineDeps, report: LeakReportInput): Promise<LeakRecord> {
   const found = await deps.repo.findVersionByFingerprint(report.fingerprint);
+  const record = await reportVersion(deps, report, found);
+  if (found) {
+    // Two versions can share a value (an issuer that gave two secrets the same token): a leak of
+    // it is a leak of each. Each other one is acted on and recorded as its own report, under a
+    // delivery id of its own, so a redelivery dedupes on every one of them.
+    for (const other of await deps.repo.findVersionsByFingerprint(report.fingerprint)) {
+      if (other.id !== found.id) await reportVersion(deps, { ...report, deliveryId: `${report.deliveryId}/${other.id}` }, other);
+    }
+  }
+  return record;
+}
+
+/** The leak path for one version the reported fingerprint matched (none: recorded as unknown). */
+async function reportVersion(deps: EngineDeps, report: LeakReportInput, found: (VersionRecord & { secretRemoved: boolean }) | null): Promise<LeakRecord> {
   let version: VersionRecord | null = null;
   let acted: Acted = { outcome: 'unknown' };
   if (found) {

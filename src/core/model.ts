@@ -241,6 +241,8 @@ export interface StateRepository {
    * secret was removed from the config (`secretRemoved`, read in the same statement).
    */
   findVersionByFingerprint(fingerprint: string): Promise<(VersionRecord & { secretRemoved: boolean }) | null>;
+  /** Every version whose value has this fingerprint: two may share a value (an issuer that gave two secrets the same token). */
+  findVersionsByFingerprint(fingerprint: string): Promise<Array<VersionRecord & { secretRemoved: boolean }>>;
   findVersionByNumber(secret: string, number: number): Promise<VersionRecord | null>;
   /** The newest version whose credential has this public identifier (Issuer.publicId: an AWS access key id). */
   findVersionByPublicId(publicId: string): Promise<VersionRecord | null>;

@@ -45,6 +45,11 @@ const BY_FINGERPRINT = statement(
   'version_by_fingerprint',
   `SELECT ${VERSION_COLUMNS}, s.removed_at IS NOT NULL AS secret_removed FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.fingerprint = $1 LIMIT 1`,
 );
+/** Every version with fingerprint `$1`: two can share a value (an issuer that gave two secrets the same token). */
+const ALL_BY_FINGERPRINT = statement(
+  'versions_by_fingerprint',
+  `SELECT ${VERSION_COLUMNS}, s.removed_at IS NOT NULL AS secret_removed FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.fingerprint = $1 ORDER BY v.created_at, v.id`,
+);
 const BY_NUMBER = statement('version_by_number', `SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE s.name = $1 AND v.number = $2`);
 /** The newest version with public id `$1` (an access key id is never issued twice, but a re-import could repeat one). */
 const BY_PUBLIC_ID = statement(
@@ -101,6 +106,10 @@ export class Reads {
   async findVersionByFingerprint(fingerprint: string) {
     const [row] = await this.sql.rows<VersionRow & { secret_removed: boolean }>(BY_FINGERPRINT, [fingerprint]);
     return row ? { ...versionOf(row), secretRemoved: row.secret_removed } : null;
+  }
+
+  async findVersionsByFingerprint(fingerprint: string) {
+    return (await this.sql.rows<VersionRow & { secret_removed: boolean }>(ALL_BY_FINGERPRINT, [fingerprint])).map((row) => ({ ...versionOf(row), secretRemoved: row.secret_removed }));
   }
 
   async findVersionByNumber(secret: string, number: number) {

@@ -41,6 +41,7 @@ export class PrismaRepository implements StateRepository {
   getVersion: StateRepository['getVersion'] = (id) => this.reads.getVersion(id);
   currentVersion: StateRepository['currentVersion'] = (secretId) => this.reads.currentVersion(secretId);
   findVersionByFingerprint: StateRepository['findVersionByFingerprint'] = (fingerprint) => this.reads.findVersionByFingerprint(fingerprint);
+  findVersionsByFingerprint: StateRepository['findVersionsByFingerprint'] = (fingerprint) => this.reads.findVersionsByFingerprint(fingerprint);
   findVersionByNumber: StateRepository['findVersionByNumber'] = (secret, number) => this.reads.findVersionByNumber(secret, number);
   findVersionByPublicId: StateRepository['findVersionByPublicId'] = (publicId) => this.reads.findVersionByPublicId(publicId);
   lastPromoted: StateRepository['lastPromoted'] = (secretId, before) => this.reads.lastPromoted(secretId, before);
