@@ -40,6 +40,36 @@ async function newRun(): Promise<string> {
   return result.run.id;
 }
 
+/**
+ * Drives run `runId` with a driver that stalls at the next provider call named `call` (a long GC
+ * pause: it renews nothing meanwhile, its timers wait too) while another worker, once the stalled
+ * driver's lease has run out (set, not waited for), drives the run to the end. Returns the stalled
+ * drive and `resume`, which ends the pause (the held call returns, renewals go out).
+ */
+async function stallPastLease(runId: string, call: string, final: boolean): Promise<{ stalled: Promise<unknown>; resume: () => void }> {
+  const deps = h.runtime.engine.deps;
+  let unpause!: () => void;
+  const pause = new Promise<void>((resolve) => (unpause = resolve));
+  const repo = Object.create(deps.repo) as StateRepository;
+  repo.takeLease = async (...args) => {
+    await pause;
+    return deps.repo.takeLease(...args);
+  };
+  const held = j.hold(call);
+  const stalled = new Engine({ ...deps, repo }).driveRotation(runId, { final });
+  stalled.catch(() => {}); // awaited by the test
+  await held.reached;
+  await h.runtime.db.$executeRaw`UPDATE runs SET lease_until = now() - interval '1 second' WHERE id = ${runId}::uuid`;
+  await expect(other.engine.driveRotation(runId, { final: false })).resolves.toBe('succeeded');
+  return {
+    stalled,
+    resume: () => {
+      unpause();
+      held.release();
+    },
+  };
+}
+
 it('two workers driving one run at once: one drives, the other is refused; one credential', async () => {
   const runId = await newRun();
   j.reset();
@@ -72,23 +102,9 @@ it('a driver that stalls past its lease while issuing (a long GC pause) records 
   const runId = await newRun();
   const deps = h.runtime.engine.deps;
   const before = new Set(j.issued.keys());
-  // The stalled driver renews nothing while it stalls: its timers wait for the pause to end too.
-  let resume!: () => void;
-  const pause = new Promise<void>((resolve) => (resume = resolve));
-  const repo = Object.create(deps.repo) as StateRepository;
-  repo.takeLease = async (...args) => {
-    await pause;
-    return deps.repo.takeLease(...args);
-  };
-  const issuing = j.hold('issue');
-  const stalled = new Engine({ ...deps, repo }).driveRotation(runId, { final: false });
-  await issuing.reached;
-  // Its lease runs out meanwhile (set, not waited for); another worker drives the run to the end.
-  await h.runtime.db.$executeRaw`UPDATE runs SET lease_until = now() - interval '1 second' WHERE id = ${runId}::uuid`;
-  await expect(other.engine.driveRotation(runId, { final: false })).resolves.toBe('succeeded');
+  const { stalled, resume } = await stallPastLease(runId, 'issue', false);
   // The pause ends: the stalled driver's issue() returns, and its renewals go out.
   resume();
-  issuing.release();
   await expect(stalled).rejects.toThrow(/taken over by another worker/);
 
   const run = (await deps.repo.getRun(runId))!;
@@ -111,23 +127,11 @@ it('a driver that stalls past its lease while issuing (a long GC pause) records 
 it('a driver that stalls past its lease while verifying, then fails, rolls back nothing its successor promoted', async () => {
   const runId = await newRun();
   const deps = h.runtime.engine.deps;
-  let resume!: () => void;
-  const pause = new Promise<void>((resolve) => (resume = resolve));
-  const repo = Object.create(deps.repo) as StateRepository;
-  repo.takeLease = async (...args) => {
-    await pause;
-    return deps.repo.takeLease(...args);
-  };
-  const verifying = j.hold('verify:mem');
   // Its last attempt: a failure there rolls the rotation back.
-  const stalled = new Engine({ ...deps, repo }).driveRotation(runId, { final: true });
-  await verifying.reached;
-  await h.runtime.db.$executeRaw`UPDATE runs SET lease_until = now() - interval '1 second' WHERE id = ${runId}::uuid`;
-  await expect(other.engine.driveRotation(runId, { final: false })).resolves.toBe('succeeded');
+  const { stalled, resume } = await stallPastLease(runId, 'verify:mem', true);
   // The pause ends and the stalled driver's verify fails (the gateway answered it late, with an error).
   j.fail('verify:mem', 1, false);
   resume();
-  verifying.release();
   await expect(stalled).rejects.toThrow(/taken over by another worker/);
 
   const run = (await deps.repo.getRun(runId))!;
