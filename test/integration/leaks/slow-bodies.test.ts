@@ -4,20 +4,16 @@
 // until the source hangs up and opens the next batch. None is ever refused for a bad signature,
 // so if such a request did not count against its source, the source would never be over its
 // limit and could hold every slot for ever: the genuine sender's signed report would get 503.
-import { connect, type Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { send } from '../../support/gateways/index.js';
+import { CAP, hangUp, OVER_LIMIT_SHARE, slowRequest } from '../../support/slow-body.js';
 import { gatewaySecretYaml, postFrom, providersYaml, startLeakEnv, storedValue, until, type LeakEnv } from './support.js';
 
 const GITHUB = '/webhooks/github-secret-scanning';
 const SENDER = '127.0.0.2';
 const ATTACKER = '127.0.0.3';
 const PROBE = '127.0.0.4';
-/** Admission's default cap of requests awaiting authentication (src/http/admission.ts). */
-const CAP = 64;
-/** Its default share of that cap for sources over their failed-authentication limit. */
-const OVER_LIMIT_SHARE = 8;
 
 let e: LeakEnv;
 const secret = `slow-${randomUUID().slice(0, 8)}`;
@@ -32,23 +28,7 @@ afterAll(() => e?.stop());
 const report = (token: string) => JSON.stringify([{ token, type: 'rekey_api_key', url: 'https://github.com/x/y/blob/main/z', source: 'content' }]);
 
 /** A leak report whose body stops after its first bytes; `answers` collects the status of any answer. */
-function slowRequest(answers: number[]): Promise<Socket> {
-  const { port } = new URL(e.h.serving!.url);
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port: Number(port), localAddress: ATTACKER }, () => {
-      socket.write(`POST ${GITHUB} HTTP/1.1\r\nhost: rekey\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n[{"token": "`, () => resolve(socket));
-    });
-    let text = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      text += chunk;
-      const status = /^HTTP\/1\.1 (\d{3})/.exec(text);
-      if (status && text.length === chunk.length) answers.push(Number(status[1]));
-    });
-    socket.on('error', () => {});
-    socket.once('error', reject);
-  });
-}
+const slowReport = (answers: number[]) => slowRequest(e.h.serving!.url, ATTACKER, { path: GITHUB, contentType: 'application/json', start: '[{"token": "' }, answers);
 
 /** A signed report of a token rekey never issued, from another address: 503 while every slot is held. */
 async function probe(): Promise<number> {
@@ -60,14 +40,14 @@ describe('slow bodies from one source', () => {
   it('hold only the share of a source over its limit once its first batch ended unauthenticated: the signed report is answered 200', async () => {
     // The first batch takes every slot (nothing has counted against the source yet), then hangs up.
     const first: number[] = [];
-    const sockets = await Promise.all(Array.from({ length: CAP }, () => slowRequest(first)));
+    const sockets = await Promise.all(Array.from({ length: CAP }, () => slowReport(first)));
     await until(async () => (await probe()) === 503, 10_000, 'every slot held by the first batch');
-    await Promise.all(sockets.map((s) => new Promise((resolve) => s.once('close', resolve).destroy())));
+    await hangUp(sockets);
     await until(async () => (await probe()) === 200, 10_000, 'the slots given back');
 
     // The next batch: a source whose requests all ended before authentication gets only its share.
     const second: number[] = [];
-    const held = await Promise.all(Array.from({ length: CAP }, () => slowRequest(second)));
+    const held = await Promise.all(Array.from({ length: CAP }, () => slowReport(second)));
     try {
       let last = 0;
       await until(async () => second.length >= CAP - OVER_LIMIT_SHARE || (last = await probe()) === 503, 10_000, 'the second batch admitted or refused');
