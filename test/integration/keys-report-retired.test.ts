@@ -6,7 +6,7 @@
  * the leak queue, the report recorded.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startFakeSaas, type FakeSaas } from '../../providers/http/test/fake/saas-server.js';
+import { acmeProviderYaml, startFakeSaas, type FakeSaas } from '../../providers/http/test/fake/saas-server.js';
 import { adminApiRoutes } from '../../src/api/routes.js';
 import { generateKey } from '../../src/core/key-format.js';
 import { call, tokenFor } from '../support/api.js';
@@ -24,14 +24,7 @@ beforeAll(async () => {
   await h.apply(`
 providers:
   vault: { type: local }
-  acme:
-    type: http
-    baseUrl: ${saas.baseUrl}
-    insecure: true
-    headers: { Authorization: "Bearer \${env:${TOKEN_ENV}}" }
-    issue: { url: /v1/keys, valuePath: $.data.key, idPath: $.data.id }
-    revoke: { url: "/v1/keys/{{id}}" }
-    verify: { url: /v1/whoami, headers: { Authorization: "Bearer {{value}}" } }
+${acmeProviderYaml(saas, TOKEN_ENV)}
 secrets:
   acme-key:
     store: { provider: vault }

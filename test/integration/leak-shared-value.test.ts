@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startFakeSaas, type FakeSaas } from '../../providers/http/test/fake/saas-server.js';
+import { acmeProviderYaml, startFakeSaas, type FakeSaas } from '../../providers/http/test/fake/saas-server.js';
 import { generateKey } from '../../src/core/key-format.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import { startHarness, type Harness } from '../support/harness.js';
@@ -21,13 +21,7 @@ beforeAll(async () => {
   await h.apply(`
 providers:
   vault: { type: local }
-  acme:
-    type: http
-    baseUrl: ${saas.baseUrl}
-    insecure: true
-    headers: { Authorization: "Bearer \${env:${TOKEN_ENV}}" }
-    issue: { url: /v1/keys, valuePath: $.data.key, idPath: $.data.id }
-    revoke: { url: "/v1/keys/{{id}}" }
+${acmeProviderYaml(saas, TOKEN_ENV, { verify: false })}
 secrets:
   acme-a: { store: { provider: vault }, issuer: { provider: acme }, onLeak: block-first }
   acme-b: { store: { provider: vault }, issuer: { provider: acme }, onLeak: block-first }

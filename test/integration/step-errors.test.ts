@@ -9,7 +9,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Engine } from '../../src/core/engine.js';
 import type { RunRecord, StateRepository } from '../../src/core/model.js';
-import { startFakeSaas, type FakeSaas } from '../../providers/http/test/fake/saas-server.js';
+import { acmeProviderYaml, startFakeSaas, type FakeSaas } from '../../providers/http/test/fake/saas-server.js';
 import { rekey } from '../support/cli.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { journal } from '../support/memory-provider.js';
@@ -27,14 +27,7 @@ beforeAll(async () => {
 providers:
   mem: { type: memory, journal: ${JOURNAL} }
   edge: { type: memory, journal: ${JOURNAL} }
-  acme:
-    type: http
-    baseUrl: ${saas.baseUrl}
-    insecure: true
-    headers: { Authorization: "Bearer \${env:${TOKEN_ENV}}" }
-    issue: { url: /v1/keys, valuePath: $.data.key, idPath: $.data.id }
-    revoke: { url: "/v1/keys/{{id}}" }
-    verify: { url: /v1/whoami, headers: { Authorization: "Bearer {{value}}" } }
+${acmeProviderYaml(saas, TOKEN_ENV)}
 secrets:
   acme-key:
     store: { provider: mem }

@@ -86,3 +86,21 @@ export async function startFakeSaas(): Promise<FakeSaas> {
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
+
+/**
+ * The rekey.yaml block of an `acme` http provider for this fake (indented to sit under
+ * `providers:`), its admin token read from `${env:<tokenEnv>}` (list it in `env.allow`);
+ * `verify` adds the whoami probe of a new key.
+ */
+export function acmeProviderYaml(saas: FakeSaas, tokenEnv: string, { verify = true }: { verify?: boolean } = {}): string {
+  return [
+    '  acme:',
+    '    type: http',
+    `    baseUrl: ${saas.baseUrl}`,
+    '    insecure: true',
+    `    headers: { Authorization: "Bearer \${env:${tokenEnv}}" }`,
+    '    issue: { url: /v1/keys, valuePath: $.data.key, idPath: $.data.id }',
+    '    revoke: { url: "/v1/keys/{{id}}" }',
+    ...(verify ? ['    verify: { url: /v1/whoami, headers: { Authorization: "Bearer {{value}}" } }'] : []),
+  ].join('\n');
+}
