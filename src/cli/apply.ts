@@ -7,6 +7,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { computePlan, formatPlan, type Plan } from '../config/plan.js';
 import { APPLY_BATCH, latestDocument, liveKeys, saveConfig, storedSecrets } from '../db/config-store.js';
 import { rotationMetadataStores } from '../events/rotation-metadata.js';
+import { RekeyError } from '../core/errors.js';
 import type { Runtime } from '../runtime.js';
 
 export interface ApplyOptions {
@@ -24,6 +25,8 @@ export interface ApplyOptions {
   rotationMetadata?: boolean;
   /** Receives progress lines while a large apply writes (more than one batch of secrets): `rekey apply` sends them to stderr. */
   progress?: (line: string) => void;
+  /** Apply a file that removes every managed secret and manages none (an empty or truncated file otherwise). @defaultValue false */
+  allowRemoveAll?: boolean;
 }
 
 /**
@@ -42,6 +45,13 @@ export async function applyConfig(runtime: Runtime, loaded: LoadedConfig, option
   for (const [name, keys] of await liveKeys(runtime.db, plan.secrets.removed)) plan.secrets.keptLive.push({ name, ...keys });
   options.out(options.json ? JSON.stringify({ plan, dryRun: !!options.dryRun }, null, 2) : formatPlan(plan, options.file));
   if (options.dryRun) return { plan, revision: undefined };
+  if (removesEverything(plan) && !options.allowRemoveAll) {
+    // An empty or truncated file (a templating step that failed) would stop every schedule without a word.
+    throw new RekeyError(
+      'REKEY_ERR_INVALID',
+      `${options.file} manages no secret and would remove all ${plan.secrets.removed.length}: nothing applied. If that is meant, apply it with --allow-remove-all`,
+    );
+  }
   const rotationMetadata = options.rotationMetadata ? await rotationMetadataStores(loaded.config, runtime.modules) : undefined;
   // Progress lines only for an apply of more than one batch: a small one is done before a line would help.
   const progress = plan.secrets.added.length + plan.secrets.changed.length > APPLY_BATCH ? options.progress : undefined;
@@ -54,4 +64,10 @@ export async function applyConfig(runtime: Runtime, loaded: LoadedConfig, option
   await runtime.reconcile();
   progress?.(`  schedules and queued work: reconciled in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   return { plan, revision };
+}
+
+/** Whether `plan` leaves rekey managing no secret, having managed some. */
+function removesEverything(plan: Plan): boolean {
+  const { added, changed, removed, unchanged } = plan.secrets;
+  return removed.length > 0 && added.length === 0 && changed.length === 0 && unchanged === 0;
 }

@@ -153,6 +153,17 @@ describe('apply', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('no managed secret named billing');
   });
+
+  it('a file that manages no secret (empty, truncated) is refused: every schedule stays', async () => {
+    const revisions = await h.runtime.db.configRevision.count();
+    const result = await rekey(['apply', '-f', file('empty.yaml', 'providers:\n  vault: { type: local }\n')], env);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain('0 to add, 0 to change, 1 to remove, 0 unchanged');
+    expect(result.stderr).toMatch(/empty\.yaml manages no secret and would remove all 1: nothing applied\. If that is meant, apply it with --allow-remove-all/);
+    expect(await h.runtime.db.configRevision.count()).toBe(revisions);
+    expect((await h.runtime.db.secret.findUniqueOrThrow({ where: { name: 'payments' } })).removedAt).toBeNull();
+    expect((await secretSchedulers(h.runtime.queues.queues.rotations)).map((s) => s.key)).toEqual(['rotate.payments']);
+  });
 });
 
 describe('a large config', () => {
@@ -236,5 +247,16 @@ describe('a large config', () => {
     expect(schedulers.filter((s) => s.pattern?.endsWith(' 4 * * *')).length).toBe(5000);
     expect((await rekey(['apply', '-f', path], env)).stdout).toContain('Secrets: 0 to add, 0 to change, 0 to remove, 5000 unchanged.');
     expect((await rekey(['audit', 'verify'], env)).code).toBe(0);
+  });
+});
+
+describe('removing every secret on purpose', () => {
+  it('--allow-remove-all applies a file that manages no secret: every secret removed, every schedule gone, history kept', async () => {
+    const result = await rekey(['apply', '-f', file('none.yaml', 'providers:\n  vault: { type: local }\n'), '--allow-remove-all'], env);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('0 to add, 0 to change, 5000 to remove, 0 unchanged');
+    expect(await h.runtime.db.secret.count({ where: { removedAt: null } })).toBe(0);
+    expect(await h.runtime.db.secret.count()).toBeGreaterThan(0);
+    expect(await secretSchedulers(h.runtime.queues.queues.rotations)).toEqual([]);
   });
 });

@@ -31,7 +31,7 @@ export async function migrateCommand(ctx: CliContext, options: { printGrants?: b
   }
 }
 
-export async function apply(ctx: CliContext, options: { file: string; dryRun?: boolean; json?: boolean; rotationMetadata: boolean }): Promise<void> {
+export async function apply(ctx: CliContext, options: { file: string; dryRun?: boolean; json?: boolean; rotationMetadata: boolean; allowRemoveAll?: boolean }): Promise<void> {
   const loaded = await loadConfigFile(options.file, ctx.modules);
   await withRuntime('cli', ctx, async (runtime) => {
     const { plan, revision } = await applyConfig(runtime, loaded, {
@@ -41,6 +41,7 @@ export async function apply(ctx: CliContext, options: { file: string; dryRun?: b
       json: !!options.json,
       dryRun: !!options.dryRun,
       rotationMetadata: options.rotationMetadata,
+      allowRemoveAll: !!options.allowRemoveAll,
       // On stderr: stdout stays the plan (and pure JSON with --json).
       progress: (line) => void process.stderr.write(`${line}\n`),
     });
