@@ -1,11 +1,17 @@
 /**
  * GET /.well-known/jwks.json: the public keys of every live version (pending, current,
- * previous) whose issuer publishes one (Issuer.publicKey, e.g. jwt-signing-key).
- * Pending keys are published before signers switch to them, so verifiers that cache the
- * document already know a key when the first token signed with it arrives; a retired
- * key leaves the document with its version. GET /.well-known/jwks/<secret>.json serves
- * one secret's keys.
+ * previous) whose issuer publishes one (Issuer.publicKey, e.g. jwt-signing-key); a retired
+ * or leaked key leaves the document with its version. GET /.well-known/jwks/<secret>.json
+ * serves one secret's keys.
+ *
+ * A pending key is in the document only while its rotation deploys and verifies it, and it
+ * signs once current: a verifier that caches the document must fetch it again when a token
+ * names a key id it does not hold (providers/jwt-signing-key/README.md). Each answer carries an
+ * ETag, so a verifier that revalidates often (a short cache: the way to stop accepting a leaked
+ * key's tokens soon) is answered 304 without the document.
  */
+import { createHash } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { JsonObject } from '../core/ports.js';
 import { liveKeys } from './target.js';
 import type { Runtime } from '../runtime.js';
@@ -14,15 +20,22 @@ import type { RouteModule } from '../http/server.js';
 const keys = (runtime: Runtime, secret?: string): Promise<JsonObject[]> =>
   liveKeys(runtime.db, (name) => runtime.resolver.resolve(name).then((r) => r.issuer, () => undefined), secret ? { secret } : {});
 
+/** The document, or 304 when the request's If-None-Match names its ETag (a hash of the document). */
+function answer(request: FastifyRequest, reply: FastifyReply, found: JsonObject[]): FastifyReply {
+  const body = JSON.stringify({ keys: found });
+  const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
+  reply.header('cache-control', 'public, max-age=60').header('etag', etag);
+  const ifNoneMatch = request.headers['if-none-match'];
+  if (ifNoneMatch && ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag)) return reply.code(304).send();
+  return reply.type('application/json').send(body);
+}
+
 export const jwksRoutes: RouteModule = (app, runtime) => {
-  app.get('/.well-known/jwks.json', async (_request, reply) =>
-    reply.header('cache-control', 'public, max-age=60').send({ keys: await keys(runtime) }),
-  );
+  app.get('/.well-known/jwks.json', async (request, reply) => answer(request, reply, await keys(runtime)));
   // Secret names may hold '/', so the secret is the rest of the path.
   app.get<{ Params: { '*': string } }>('/.well-known/jwks/*', async (request, reply) => {
     const path = request.params['*'];
     if (!path.endsWith('.json')) return reply.code(404).send({ error: 'not found' });
-    const found = await keys(runtime, path.slice(0, -'.json'.length));
-    return reply.header('cache-control', 'public, max-age=60').send({ keys: found });
+    return answer(request, reply, await keys(runtime, path.slice(0, -'.json'.length)));
   });
 };

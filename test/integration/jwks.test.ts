@@ -78,3 +78,21 @@ it('pushes the same JWKS to a publish: jwks target, and never the private key', 
   const token = await sign('current');
   await expect(jwtVerify(token, createLocalJWKSet(last() as Parameters<typeof createLocalJWKSet>[0]))).resolves.toBeTruthy();
 });
+
+it('answers a verifier that revalidates with 304 while the keys are the same, and the new document once they change', async () => {
+  const url = `${h.serving!.url}/.well-known/jwks.json`;
+  const first = await fetch(url);
+  const etag = first.headers.get('etag');
+  expect(etag).toMatch(/^"[\w-]{27}"$/);
+  expect(JSON.parse(await first.text())).toHaveProperty('keys');
+  const again = await fetch(url, { headers: { 'if-none-match': etag! } });
+  expect([again.status, await again.text(), again.headers.get('etag')]).toEqual([304, '', etag]);
+  // One secret's document is tagged the same way (here the same keys: the same tag).
+  expect((await fetch(`${h.serving!.url}/.well-known/jwks/session-signing.json`, { headers: { 'if-none-match': etag! } })).status).toBe(304);
+  // A rotation adds a key: the tag changes, and the old one gets the new document.
+  await h.rotate('session-signing');
+  const changed = await fetch(url, { headers: { 'if-none-match': etag! } });
+  expect(changed.status).toBe(200);
+  expect(changed.headers.get('etag')).not.toBe(etag);
+  expect(((await changed.json()) as { keys: unknown[] }).keys.length).toBeGreaterThan(0);
+});
