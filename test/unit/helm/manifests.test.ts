@@ -44,7 +44,7 @@ interface Values {
   rbac: { create: boolean; tokenReview: boolean; targets: Array<{ namespace?: string; secrets?: string[]; deployments?: string[] }> };
   worker: { port: number; concurrency: number; replicas: number; autoscaling: { enabled: boolean } };
   server: { port: number; metricsPort: number; replicas: number; ingress: { enabled: boolean } };
-  migrate: { enabled: boolean };
+  migrate: { enabled: boolean; allowRemoveAll: boolean };
   networkPolicy: { enabled: boolean };
   serviceMonitor: { enabled: boolean };
 }
@@ -152,6 +152,13 @@ describe.each(variants)('helm/rekey with $name values', ({ file }) => {
       expect(hooks(m)).toEqual(hooks(job));
       expect(weight(m)).toBeLessThan(weight(job));
     }
+  });
+
+  it('passes --allow-remove-all to rekey apply only when migrate.allowRemoveAll says so', () => {
+    if (!values.migrate.enabled) return;
+    expect(containerOf(out.workload('migrate')!, 'apply').args).toEqual(['apply', '-f', '/etc/rekey/rekey.yaml', ...(values.migrate.allowRemoveAll ? ['--allow-remove-all'] : [])]);
+    const allowing = new Rendered(render(file, ['--set', 'migrate.allowRemoveAll=true']));
+    expect(containerOf(allowing.workload('migrate')!, 'apply').args).toEqual(['apply', '-f', '/etc/rekey/rekey.yaml', '--allow-remove-all']);
   });
 
   it('locks every container down: non-root, read-only root, no escalation, no capabilities, seccomp', () => {
