@@ -43,3 +43,10 @@ it('a selection that matches: the dry run lists the count and exits 0', async ()
   expect(result.stdout).toContain('Fleet rotation: 2 secrets, 1 store(s), 0 target(s)');
   expect(result.stdout).toContain('Dry run: nothing rotated.');
 });
+
+it.each(['0s', '0.4ms'])('rotate --all --grace %s: an overlap that rounds to nothing is refused (exit 2), nothing requested', async (grace) => {
+  const result = await rekey(['rotate', '--all', '--grace', grace], env);
+  expect(result.stderr).toMatch(/--grace must be more than 0/);
+  expect(result.code).toBe(2);
+  expect(await h.runtime.db.run.count()).toBe(0);
+});

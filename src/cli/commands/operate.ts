@@ -1,6 +1,7 @@
 /** rotate, revoke, decommission, status: definitions; the work is in ../actions/operate.ts, imported when one runs. */
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
+import { parseDuration } from '../../core/duration.js';
 import { duration, positiveInt, STATUS_PAGE } from '../options.js';
 
 const actions = () => import('../actions/operate.js');
@@ -40,7 +41,7 @@ export function registerOperateCommands(program: Command, ctx: CliContext): void
     .action(async (name: string | undefined, options: RotateOptions, command: Command) => {
       const fleet = options.all || options.selector !== undefined || options.store !== undefined || options.issuer !== undefined;
       if (!name === !fleet) command.error('rekey rotate: give a NAME, or a fleet with --all, --selector, --store or --issuer', { exitCode: 2 });
-      if (options.grace !== undefined && /^0+(\.0+)?[a-z]*$/.test(options.grace)) command.error('rekey rotate: --grace must be more than 0 (a zero overlap is the leak path: rekey revoke)', { exitCode: 2 });
+      if (options.grace !== undefined && parseDuration(options.grace) === 0) command.error('rekey rotate: --grace must be more than 0 (a zero overlap is the leak path: rekey revoke)', { exitCode: 2 });
       if (!fleet && (options.grace !== undefined || options.dryRun)) command.error('rekey rotate: --grace and --dry-run are for fleets', { exitCode: 2 });
       return fleet ? (await actions()).rotateMany(ctx, options) : (await actions()).rotate(ctx, name!, options);
     });
