@@ -51,7 +51,8 @@ function readFully(text: string, file: string): unknown {
   // yaml's own duplicate-key check compares each key with every earlier one (quadratic: minutes at 100,000 secrets).
   const doc = parseDocument(text, { uniqueKeys: false, lineCounter });
   const errors = [
-    ...doc.errors.map((e) => ({ line: e.linePos?.[0], message: e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '') })),
+    // An unknown tag (`!loc local`) is only a warning to yaml, which reads the value as if untagged: refused here.
+    ...[...doc.errors, ...doc.warnings.filter((w) => w.code === 'TAG_RESOLVE_FAILED')].map((e) => ({ line: e.linePos?.[0], message: e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '') })),
     ...duplicateKeys(doc).map((offset) => ({ line: lineCounter.linePos(offset), message: 'Map keys must be unique' })),
   ];
   errors.push(...unresolvedAliases(doc).map((offset) => ({ line: lineCounter.linePos(offset.at), message: `alias *${offset.source} names no anchor set before it` })));

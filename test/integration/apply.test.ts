@@ -57,6 +57,7 @@ const malformed: Array<[string, string, RegExp]> = [
   ['yaml syntax', 'secrets:\n  a: [unclosed\n', /line \d+, column \d+/],
   ['duplicate key', 'secrets: {}\nsecrets: {}\n', /Map keys must be unique/],
   ['not a mapping', '- a\n- b\n', /must be a mapping/],
+  ['an unknown tag', 'providers:\n  vault: { type: !loc local }\n', /line 2, column 18: Unresolved tag: !loc/],
   ['unknown top-level key', 'secret: {}\n', /\(document\): Unrecognized key: "secret"|: Unrecognized key/],
   ['unknown provider type', 'providers:\n  vault: { type: vaultt }\n', /providers\.vault\.type: unknown provider type "vaultt" \(known: .*local/],
   ['missing provider', 'secrets:\n  a:\n    store: { provider: nowhere }\n    issuer: { type: random }\n', /secrets\.a\.store\.provider: no provider named "nowhere"/],
