@@ -93,9 +93,10 @@ export class WebhookTarget implements Target {
     } catch {
       throw this.#error('REKEY_ERR_INVALID', 'the webhook state URL did not answer JSON');
     }
-    const deployed = (parsed as { deployed?: unknown }).deployed;
-    if (!Array.isArray(deployed)) throw this.#error('REKEY_ERR_INVALID', 'the webhook state URL must answer {"deployed": [...]}');
-    return deployed.flatMap((entry: Record<string, unknown>) => {
+    const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+    const deployed = isObject(parsed) ? parsed.deployed : undefined;
+    if (!Array.isArray(deployed) || !deployed.every(isObject)) throw this.#error('REKEY_ERR_INVALID', 'the webhook state URL must answer {"deployed": [{...}, ...]}');
+    return deployed.flatMap((entry) => {
       const pick = (k: string) => (typeof entry[k] === 'string' ? entry[k] : undefined);
       return pick('versionId') || pick('fingerprint') ? [{ versionId: pick('versionId'), fingerprint: pick('fingerprint'), consumer: pick('consumer') }] : [];
     });

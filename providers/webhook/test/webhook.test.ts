@@ -180,6 +180,22 @@ describe('webhook specifics', () => {
     await target.retire(v.ref, call());
   });
 
+  it('a state answer that is JSON but not {"deployed": [objects]} is an INVALID provider error, not a TypeError', async () => {
+    const bodies = ['null', '{"deployed":[null]}', '{"deployed":["v1"]}', '[]'];
+    const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(bodies.shift()));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const target = openTarget('odd-state', { state: `http://127.0.0.1:${(server.address() as AddressInfo).port}/state` });
+      for (let i = 0; i < 4; i++) {
+        const error = await rejection(target.inspect!(call()));
+        expect(error).toBeInstanceOf(RekeyError);
+        expect((error as RekeyError).code).toBe('REKEY_ERR_INVALID');
+      }
+    } finally {
+      server.close();
+    }
+  });
+
   it('refuses a signing secret that is not whsec_ + base64 of 24-64 bytes', () => {
     process.env[`${SECRET_ENV}_BAD`] = 'whsec_c2hvcnQ=';
     try {
