@@ -107,40 +107,45 @@ async function runsOf(runtime: Runtime, fleet: string): Promise<Array<{ id: stri
      WHERE e.action = 'trigger.joined' AND e.data->>'idempotencyKey' LIKE ${keys}`;
 }
 
+/**
+ * The unfinished fleet of this selection, joined, or a new one with its `fleet.started` event: under
+ * the selection's lock, so the same command started twice at once makes one fleet.
+ */
+async function joinOrStart(runtime: Runtime, key: string, secrets: number): Promise<{ fleet: string; resumed: boolean }> {
+  await runtime.connect();
+  return runtime.db.$transaction(async (tx) => {
+    await tx.$queryRaw`SELECT 1 FROM pg_advisory_xact_lock(hashtextextended(${`fleet:${key}`}, 0))`;
+    const found = await unfinished(tx, key);
+    if (found) return { fleet: found, resumed: true };
+    const fleet = randomUUID();
+    await runtime.audit.append(tx, { actor: 'cli', action: 'fleet.started', data: { fleet, selection: key, secrets } });
+    return { fleet, resumed: false };
+  });
+}
+
 export async function rotateFleet(runtime: Runtime, selection: FleetSelection, options: FleetOptions): Promise<FleetResult> {
   const started = Date.now();
   const members = await select(runtime, selection);
   // A selection that names nothing (a typo in an incident) must not read as a fleet rotated: exit 1, naming it.
   if (!members.length) throw new RekeyError('REKEY_ERR_UNKNOWN', `no active secret matches ${selectionText(selection)}`);
   const key = canonicalJson({ ...selection, graceMs: options.graceMs ?? null });
-  // A dry run only reads; a real one takes the selection's lock first (below), so the same command started twice at once makes one fleet.
-  let resume = options.dryRun ? await unfinished(runtime.db, key) : undefined;
-  let fleet = resume ?? '';
-  if (!options.dryRun) {
-    await runtime.connect();
-    ({ fleet, resume } = await runtime.db.$transaction(async (tx) => {
-      await tx.$queryRaw`SELECT 1 FROM pg_advisory_xact_lock(hashtextextended(${`fleet:${key}`}, 0))`;
-      const found = await unfinished(tx, key);
-      if (found) return { fleet: found, resume: found };
-      const id = randomUUID();
-      await runtime.audit.append(tx, { actor: 'cli', action: 'fleet.started', data: { fleet: id, selection: key, secrets: members.length } });
-      return { fleet: id, resume: undefined };
-    }));
-  }
+  // A dry run only reads; a real one joins or starts the fleet under the selection's lock.
+  const found = options.dryRun ? await unfinished(runtime.db, key) : undefined;
+  const { fleet, resumed } = options.dryRun ? { fleet: found ?? null, resumed: found !== undefined } : await joinOrStart(runtime, key, members.length);
   const stores = new Set(members.map((m) => m.store));
   const targets = new Set(members.flatMap((m) => m.targets));
   options.out(
-    `${resume ? `Resuming fleet ${resume}` : 'Fleet rotation'}: ${members.length} secrets, ${stores.size} store(s), ${targets.size} target(s); ` +
+    `${resumed ? `Resuming fleet ${fleet}` : 'Fleet rotation'}: ${members.length} secrets, ${stores.size} store(s), ${targets.size} target(s); ` +
       `at most ${options.perStore} at once per store (${options.storeRate} started/s), ${options.perTarget} per target.`,
   );
-  if (options.dryRun) return { fleet: resume ?? null, resumed: !!resume, selected: members.length, done: 0, failed: 0, seconds: 0 };
+  if (options.dryRun || fleet === null) return { fleet, resumed, selected: members.length, done: 0, failed: 0, seconds: 0 };
   const audit = (action: string, data: Record<string, string | number>) => runtime.db.$transaction((tx) => runtime.audit.append(tx, { actor: 'cli', action, data: { fleet, selection: key, ...data } }));
 
   // Each secret's run status; the runs not finished yet are followed by id (the fleet's own and
   // any it joined), so a poll reads only those, whatever the size of the fleet.
   const runs = new Map<string, string>();
   const open = new Map<string, string>(); // run id -> secret
-  for (const r of resume ? await runsOf(runtime, fleet) : []) {
+  for (const r of resumed ? await runsOf(runtime, fleet) : []) {
     runs.set(r.name, r.status);
     if (r.status === 'running') open.set(r.id, r.name);
   }
@@ -191,7 +196,7 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
     }
     if (finished) {
       await audit('fleet.finished', { done, failed });
-      return { fleet, resumed: !!resume, selected: members.length, done, failed, seconds: (Date.now() - started) / 1000 };
+      return { fleet, resumed, selected: members.length, done, failed, seconds: (Date.now() - started) / 1000 };
     }
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
