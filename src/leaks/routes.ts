@@ -81,7 +81,7 @@ export const leakRoutes: RouteModule = async (app: FastifyInstance, runtime: Run
     };
 
     scope.setErrorHandler((error: FastifyError | Rejection | RekeyError, request, reply) => {
-      // fastify's own refusals (413, 415, bad framing) come before authentication: left to the close above.
+      // fastify's own refusals (413, 415, bad framing) come before authentication: counted when the response closes (Admission.enter).
       if (!isFastifyRefusal(error)) settle(request);
       return answerError(error, request, reply, byPath, metrics, runtime);
     });
