@@ -64,41 +64,25 @@ async function versions(secret: string) {
 beforeAll(async () => {
   fakes = await startCloudFakes();
   h = await startHarness({ label: 'store-rollback' });
-  await h.apply(`
-providers:
-${fakes.providers}
-  edge: { type: memory, journal: ${fresh.journal} }
-secrets:
-  ${adopted.secret}:
-    store: { provider: aws, name: ${adopted.name} }
-    issuer: { type: random, prefix: rk_rb_ }
+  /** A secret on one of the fakes' stores, one attempt per rotation (a failure rolls back at once). */
+  const secretYaml = (name: string, store: string, storeName: string, extra = '') => `  ${name}:
+    store: { provider: ${store}, name: ${storeName} }
+    issuer: { type: random, prefix: rk_rb_ }${extra}
     grace: 1h
     retry: { attempts: 1, backoff: 50ms }
-    timeout: 5s
-  ${first.secret}:
-    store: { provider: gcp, name: ${first.name} }
-    issuer: { type: random, prefix: rk_rb_ }
-    grace: 1h
-    retry: { attempts: 1, backoff: 50ms }
-    timeout: 5s
-  ${fresh.secret}:
-    store: { provider: aws, name: ${fresh.name} }
-    issuer: { type: random, prefix: rk_rb_ }
-    targets: [edge]
-    grace: 1h
-    retry: { attempts: 1, backoff: 50ms }
-    timeout: 5s
-${(['aws', 'gcp'] as const)
-  .map(
-    (store) => `  ${secrets[store]}:
-    store: { provider: ${store}, name: ${names[store]} }
-    issuer: { type: random, prefix: rk_rb_ }
-    grace: 1h
-    retry: { attempts: 1, backoff: 50ms }
-    timeout: 5s`,
-  )
-  .join('\n')}
-`);
+    timeout: 5s`;
+  await h.apply(
+    [
+      'providers:',
+      fakes.providers,
+      `  edge: { type: memory, journal: ${fresh.journal} }`,
+      'secrets:',
+      secretYaml(adopted.secret, 'aws', adopted.name),
+      secretYaml(first.secret, 'gcp', first.name),
+      secretYaml(fresh.secret, 'aws', fresh.name, '\n    targets: [edge]'),
+      ...(['aws', 'gcp'] as const).map((store) => secretYaml(secrets[store], store, names[store])),
+    ].join('\n'),
+  );
 });
 
 afterAll(async () => {
