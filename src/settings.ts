@@ -96,6 +96,13 @@ export const ENVIRONMENT = {
     requiredBy: [],
     default: '5s',
   },
+  REKEY_JWKS_MAX_AGE: {
+    description:
+      "How long verifiers may cache the JWKS document (its Cache-Control max-age), and so how long after its promotion a new signing key waits before it signs tokens: until then the previous key signs, so a verifier's cached document always holds the key of every token minted",
+    secret: false,
+    requiredBy: [],
+    default: '60s',
+  },
   REKEY_TRUST_PROXY: {
     description:
       "Which reverse proxies `rekey server` believes about the client's address (X-Forwarded-For, by which failed authentications are counted): false, a hop count (1 behind one ingress), or comma-separated addresses/CIDRs; true believes any client and is refused",
@@ -142,6 +149,8 @@ export interface Settings {
   /** fastify's trustProxy: nobody by default, so a client cannot pick the address its failures are counted by. */
   /** REKEY_DELIVERY_CACHE_MAX_AGE in milliseconds. */
   deliveryCacheMaxAgeMs: number;
+  /** REKEY_JWKS_MAX_AGE in milliseconds, whole seconds (Cache-Control counts seconds). */
+  jwksMaxAgeMs: number;
   trustProxy: false | number | string[];
   /** REKEY_DASHBOARD_COOKIE_SECURE. */
   dashboardCookieSecure: boolean;
@@ -184,6 +193,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     queuePrefix,
     drainTimeoutMs: drain,
     deliveryCacheMaxAgeMs: requireDuration(get('REKEY_DELIVERY_CACHE_MAX_AGE')!, 'REKEY_DELIVERY_CACHE_MAX_AGE'),
+    jwksMaxAgeMs: wholeSeconds(requireDuration(get('REKEY_JWKS_MAX_AGE')!, 'REKEY_JWKS_MAX_AGE'), 'REKEY_JWKS_MAX_AGE'),
     trustProxy: parseTrustProxy(get('REKEY_TRUST_PROXY')!),
     dashboardCookieSecure: booleanSetting(get('REKEY_DASHBOARD_COOKIE_SECURE')!, 'REKEY_DASHBOARD_COOKIE_SECURE'),
     logLevel: get('LOG_LEVEL')!,
@@ -206,6 +216,11 @@ function hashTag(key: string): string | undefined {
 
 function optionalSecret(text: string | undefined): SecretValue | undefined {
   return text ? SecretValue.of(text) : undefined;
+}
+
+function wholeSeconds(ms: number, name: EnvName): number {
+  if (ms % 1000 !== 0 || ms > 86_400_000) throw new RekeyError('REKEY_ERR_CONFIG', `${name} must be whole seconds, at most 24h`);
+  return ms;
 }
 
 function anchorInterval(text: string): number {

@@ -70,7 +70,7 @@ export interface Handable {
 export interface HandOut {
   /** Versions handed out (the value's, the signing key's): each must still be current and not compromised. */
   handed: readonly string[];
-  /** Versions the subject's proof relied on (Subject.versions): each must still be live. */
+  /** Versions the answer relies on staying live (Subject.versions, a previous signing key that signed): each must still be live. */
   relied: readonly string[];
   /** The audit event; none for an answer that hands nothing out (a 304). */
   event?: { actor: string; action: string; secret: string; versionId: string; data: JsonObject };
@@ -88,6 +88,17 @@ export interface DeliveryDeps {
    * an in-process cache: {@link handOut} re-checks the version in PostgreSQL.
    */
   current(secret: string, call: Call): Promise<Handable | undefined>;
+  /**
+   * The versions of signing key `secret` that may sign (live-values.ts signingKeys: current
+   * first, then previous ones newest first); undefined without a current one. May answer from
+   * the in-process cache, like {@link current}.
+   */
+  signingKeys(secret: string, call: Call): Promise<readonly Handable[] | undefined>;
+  /**
+   * How long verifiers may cache the JWKS document (REKEY_JWKS_MAX_AGE): a version signs only
+   * once it has been current that long, so every verifier's cached document holds its key.
+   */
+  publishLeadMs: number;
   /**
    * Checks and records a hand-out, and resolves once that is durably committed: in one
    * transaction, the versions of `entry` are checked (and share-locked, so a revocation commits

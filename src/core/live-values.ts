@@ -24,24 +24,41 @@ import type { SecretValue } from './secret-value.js';
 export async function liveValues(repo: StateRepository, providers: ProviderResolver, log: Logger, secret: string, call: Call): Promise<LiveValue[]> {
   const record = await repo.getSecret(secret);
   if (!record || record.removedAt) throw new RekeyError('REKEY_ERR_UNKNOWN', `${secret} is not a managed secret`);
+  return (await liveVersions(repo, providers, log, record, call)).map(({ version, value }) => ({ versionId: version.id, value }));
+}
+
+/**
+ * The versions of a signing key that may sign a token (token-exchange.ts signerAt picks one):
+ * its live versions with their values, current first, then the previous ones newest first;
+ * undefined when there is no current one that is stored and not leaked (or the secret left the
+ * config). An unreadable previous version is left out, as liveValues does.
+ */
+export async function signingKeys(repo: StateRepository, providers: ProviderResolver, log: Logger, secret: string, call: Call): Promise<Handable[] | undefined> {
+  const record = await repo.getSecret(secret);
+  if (!record || record.removedAt) return undefined;
+  const keys = await liveVersions(repo, providers, log, record, call);
+  return keys[0]?.version.state === 'current' ? keys : undefined;
+}
+
+async function liveVersions(repo: StateRepository, providers: ProviderResolver, log: Logger, record: { id: string; name: string }, call: Call): Promise<Handable[]> {
   const now = Date.now();
   const versions = (await repo.versions(record.id, ['current', 'previous']))
     .filter((v) => isLive(v, now))
     .sort((a, b) => (a.state === 'current' ? -1 : b.state === 'current' ? 1 : b.number - a.number));
   if (!versions.length) return [];
-  const { store } = await providers.resolve(secret);
+  const { store } = await providers.resolve(record.name);
   const read = await Promise.allSettled(versions.map((v) => store.read({ storeVersionId: v.storeVersionId! }, call)));
-  const values: LiveValue[] = [];
+  const found: Handable[] = [];
   for (const [i, outcome] of read.entries()) {
-    if (outcome.status === 'fulfilled') values.push({ versionId: versions[i]!.id, value: outcome.value });
+    if (outcome.status === 'fulfilled') found.push({ version: versions[i]!, value: outcome.value });
   }
   const failed = read.find((outcome) => outcome.status === 'rejected');
-  if (!failed) return values;
-  if (!values.length) throw failed.reason;
+  if (!failed) return found;
+  if (!found.length) throw failed.reason;
   for (const [i, outcome] of read.entries()) {
-    if (outcome.status === 'rejected') log.warn({ secret, version: versions[i]!.number, error: describeError(outcome.reason) }, 'live version unreadable: left out of verification');
+    if (outcome.status === 'rejected') log.warn({ secret: record.name, version: versions[i]!.number, error: describeError(outcome.reason) }, 'live version unreadable: left out of verification and signing');
   }
-  return values;
+  return found;
 }
 
 /** Whether verifiers must accept `version` at `now`: current, or previous within its grace; stored; never leaked. */

@@ -6,11 +6,15 @@
  *      subject must be within its rate limit;
  *   3. authorize: the first of that authenticator's grants whose `subjects` globs match the
  *      subject id;
- *   4. sign: with the current version of the grant's signing key (deps.current: the store's
- *      value, possibly cached), never a pending, previous, compromised or retired one (none
- *      current: unavailable);
+ *   4. sign: with the newest live version of the grant's signing key that has been current for
+ *      the JWKS max-age at least (signerAt; deps.signingKeys: the store's values, possibly
+ *      cached), or the current one when none has: for a minute after a rotation the previous
+ *      version signs, with an expiry no later than its grace, so a verifier that caches the
+ *      JWKS document never meets a key it does not hold. Never a pending, compromised or retired
+ *      one (no current one that is not leaked: unavailable);
  *   5. record: in one transaction (deps.handOut, batched with other requests), check that the
- *      signing version is still current and the versions the proof relied on still live, and
+ *      signing version is still current (a previous one: still live) and the versions the proof
+ *      relied on still live, and
  *      audit `delivery.token` (subject, grant, authenticator, version, audience, expiry, jti;
  *      never the token or the credential); then hand the token out. A version revoked between
  *      steps 1-4 and this check fails it: the request runs once more from PostgreSQL.
@@ -22,6 +26,8 @@ import { randomUUID } from 'node:crypto';
 import { RekeyError } from './errors.js';
 import { issuedRef } from './context.js';
 import { authenticate, DeliveryError, grantFor, grantsOf, retryingStale, callOf, type DeliveryDeps, type DeliverySpec, type GrantSpec } from './delivery.js';
+import type { Handable } from './delivery.js';
+import type { VersionRecord } from './model.js';
 import type { JsonObject } from './ports.js';
 import type { SecretValue } from './secret-value.js';
 
@@ -54,33 +60,53 @@ export async function exchangeToken(deps: DeliveryDeps, delivery: DeliverySpec, 
     const grant = grantFor(grants, who);
     if (!grant) throw new DeliveryError('forbidden', 'no grant allows this subject a token for this audience');
 
-    // 4. sign with the current version only
-    const signing = await deps.current(grant.token.signingKey, callOf(deps));
+    // 4. sign with a version every verifier's cached JWKS holds
+    const keys = await deps.signingKeys(grant.token.signingKey, callOf(deps));
+    const nowMs = Date.now();
+    const signing = keys && signerAt(keys, nowMs, deps.publishLeadMs);
     if (!signing) throw new DeliveryError('unavailable', 'the signing key has no current version');
     const { version, value } = signing;
     const resolved = await deps.providers.resolve(version.secret);
     if (!resolved.issuer.signJwt) throw new RekeyError('REKEY_ERR_CONFIG', `delivery.grants.${grant.name}: the issuer of ${version.secret} does not sign JWTs`);
-    const now = Math.floor(Date.now() / 1000);
-    const ttl = Math.floor(grant.token.ttlMs / 1000);
+    const now = Math.floor(nowMs / 1000);
+    const exp = Math.min(now + Math.floor(grant.token.ttlMs / 1000), lastSecond(version));
+    const ttl = exp - now;
     const jti = randomUUID();
-    const payload: JsonObject = { ...copied(subject.claims, grant.token.claims.copy), ...grant.token.claims.fixed, iss: delivery.issuer, sub: subject.id, aud: grant.token.audience, iat: now, exp: now + ttl, jti };
+    const payload: JsonObject = { ...copied(subject.claims, grant.token.claims.copy), ...grant.token.claims.fixed, iss: delivery.issuer, sub: subject.id, aud: grant.token.audience, iat: now, exp, jti };
     const token = await resolved.issuer.signJwt(issuedRef(version, resolved.policy.consumer), value, payload);
 
     // 5. check and audit in one transaction, then hand out
     const recorded = await deps.handOut({
-      handed: [version.id],
-      relied: subject.versions ?? [],
+      ...(version.state === 'current' ? { handed: [version.id], relied: subject.versions ?? [] } : { handed: [], relied: [...(subject.versions ?? []), version.id] }),
       event: {
         actor: `subject:${subject.id}`,
         action: 'delivery.token',
         secret: version.secret,
         versionId: version.id,
         // Keys in sort order: the audit log's hash then takes the object's own JSON (src/db/audit.ts).
-        data: { audience: grant.token.audience, authenticator, expiresAt: new Date((now + ttl) * 1000).toISOString(), grant: grant.name, jti, subject: subject.id, version: version.number },
+        data: { audience: grant.token.audience, authenticator, expiresAt: new Date(exp * 1000).toISOString(), grant: grant.name, jti, subject: subject.id, version: version.number },
       },
     });
     return recorded ? { token, expiresInSeconds: ttl, grant: grant.name, subject: subject.id } : undefined;
   });
+}
+
+/**
+ * The version that signs at `now`: the newest of `keys` (current first, then previous ones
+ * newest first) that has been current for `leadMs` at least, so its public key has been in the
+ * JWKS document for as long as verifiers may cache it (it was there from pending on), and
+ * whose grace leaves a token a second at least; the current one when none has.
+ */
+export function signerAt(keys: readonly Handable[], now: number, leadMs: number): Handable | undefined {
+  const current = keys[0];
+  if (current?.version.state !== 'current') return undefined;
+  const published = (h: Handable) => !h.version.promotedAt || h.version.promotedAt.getTime() + leadMs <= now;
+  return keys.find((h) => published(h) && lastSecond(h.version) > Math.floor(now / 1000)) ?? current;
+}
+
+/** The last whole second a token `version` signs may live: a previous version's, the end of its grace. */
+function lastSecond(version: VersionRecord): number {
+  return version.state !== 'current' && version.graceEndsAt ? Math.floor(version.graceEndsAt.getTime() / 1000) : Number.MAX_SAFE_INTEGER;
 }
 
 function copied(claims: JsonObject, names: readonly string[]): JsonObject {

@@ -1,6 +1,7 @@
 /**
  * What delivery requests need on every call, kept in memory by each server (issue 17): the
  * value of each secret's version that may be handed out (signing keys, granted values) and the
+ * versions of each signing key that may sign, and the
  * live values authenticators verify credentials against (ProviderContext.liveValues). Without
  * it every request read PostgreSQL and a store two or three times.
  *
@@ -22,6 +23,7 @@ import type { LiveValue } from '../core/provider.js';
 
 export interface CacheSources {
   current(secret: string, call: Call): Promise<Handable | undefined>;
+  signing(secret: string, call: Call): Promise<readonly Handable[] | undefined>;
   live(secret: string, call: Call): Promise<LiveValue[]>;
 }
 
@@ -50,6 +52,11 @@ export class DeliveryCache {
   /** The version of `secret` that may be handed out and its value (CacheSources.current). */
   current(secret: string, call: Call): Promise<Handable | undefined> {
     return this.read(`current:${secret}`, secret, () => this.sources.current(secret, call), (h) => (h ? [h.version.id] : []));
+  }
+
+  /** The versions of signing key `secret` that may sign (CacheSources.signing). */
+  signing(secret: string, call: Call): Promise<readonly Handable[] | undefined> {
+    return this.read(`signing:${secret}`, secret, () => this.sources.signing(secret, call), (keys) => (keys ?? []).map((h) => h.version.id));
   }
 
   /** The live values of `secret`, current first (ProviderContext.liveValues). */

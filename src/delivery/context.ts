@@ -7,7 +7,7 @@ import { CronExpressionParser } from 'cron-parser';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { DeliveryConfig } from '../config/delivery.js';
 import { own, type SecretSpec } from '../config/schema.js';
-import { handableVersion } from '../core/live-values.js';
+import { handableVersion, signingKeys } from '../core/live-values.js';
 import { HandoutJournal } from '../db/handouts.js';
 import type { ValueDeliveryDeps } from '../core/value-delivery.js';
 import type { Admission, Ticket } from '../http/admission.js';
@@ -33,7 +33,14 @@ export class DeliveryContext {
     readonly admission: Admission,
   ) {
     const { repo } = runtime.engine.deps;
-    this.cache = new DeliveryCache({ current: (secret, call) => handableVersion(repo, runtime.resolver, secret, call), live: runtime.resolver.readLiveValues }, runtime.settings.deliveryCacheMaxAgeMs);
+    this.cache = new DeliveryCache(
+      {
+        current: (secret, call) => handableVersion(repo, runtime.resolver, secret, call),
+        signing: (secret, call) => signingKeys(repo, runtime.resolver, runtime.log, secret, call),
+        live: runtime.resolver.readLiveValues,
+      },
+      runtime.settings.deliveryCacheMaxAgeMs,
+    );
     runtime.resolver.useLiveValues((secret, call) => this.cache.live(secret, call));
     this.journal = new HandoutJournal(runtime.db, runtime.audit);
   }
@@ -103,6 +110,8 @@ export class DeliveryContext {
       authenticator: (name) => runtime.resolver.authenticator(name),
       admit: (subjectKey) => this.perSubject.take(subjectKey),
       current: (secret, call) => this.cache.current(secret, call),
+      signingKeys: (secret, call) => this.cache.signing(secret, call),
+      publishLeadMs: runtime.settings.jwksMaxAgeMs,
       handOut: async (entry) => {
         const recorded = await this.journal.record(entry);
         if (!recorded) {

@@ -4,9 +4,10 @@
  * or leaked key leaves the document with its version. GET /.well-known/jwks/<secret>.json
  * serves one secret's keys.
  *
- * A pending key is in the document only while its rotation deploys and verifies it, and it
- * signs once current: a verifier that caches the document must fetch it again when a token
- * names a key id it does not hold (providers/jwt-signing-key/README.md). Each answer carries an
+ * Verifiers may cache the document for REKEY_JWKS_MAX_AGE (Cache-Control max-age, 60 s by
+ * default). A key is in it from pending on, and rekey's token exchange signs with it only once
+ * it has been current that long (token-exchange.ts signerAt): until then the previous key
+ * signs, so a cached document holds the key of every token minted. Each answer carries an
  * ETag, so a verifier that revalidates often (a short cache: the way to stop accepting a leaked
  * key's tokens soon) is answered 304 without the document.
  */
@@ -21,21 +22,21 @@ const keys = (runtime: Runtime, secret?: string): Promise<JsonObject[]> =>
   liveKeys(runtime.db, (name) => runtime.resolver.resolve(name).then((r) => r.issuer, () => undefined), secret ? { secret } : {});
 
 /** The document, or 304 when the request's If-None-Match names its ETag (a hash of the document). */
-function answer(request: FastifyRequest, reply: FastifyReply, found: JsonObject[]): FastifyReply {
+function answer(request: FastifyRequest, reply: FastifyReply, found: JsonObject[], maxAgeMs: number): FastifyReply {
   const body = JSON.stringify({ keys: found });
   const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
-  reply.header('cache-control', 'public, max-age=60').header('etag', etag);
+  reply.header('cache-control', `public, max-age=${maxAgeMs / 1000}`).header('etag', etag);
   const ifNoneMatch = request.headers['if-none-match'];
   if (ifNoneMatch && ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag)) return reply.code(304).send();
   return reply.type('application/json').send(body);
 }
 
 export const jwksRoutes: RouteModule = (app, runtime) => {
-  app.get('/.well-known/jwks.json', async (request, reply) => answer(request, reply, await keys(runtime)));
+  app.get('/.well-known/jwks.json', async (request, reply) => answer(request, reply, await keys(runtime), runtime.settings.jwksMaxAgeMs));
   // Secret names may hold '/', so the secret is the rest of the path.
   app.get<{ Params: { '*': string } }>('/.well-known/jwks/*', async (request, reply) => {
     const path = request.params['*'];
     if (!path.endsWith('.json')) return reply.code(404).send({ error: 'not found' });
-    return answer(request, reply, await keys(runtime, path.slice(0, -'.json'.length)));
+    return answer(request, reply, await keys(runtime, path.slice(0, -'.json'.length)), runtime.settings.jwksMaxAgeMs);
   });
 };

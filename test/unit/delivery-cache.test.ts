@@ -17,6 +17,7 @@ function source() {
   const cache = new DeliveryCache(
     {
       current: () => Promise.resolve(undefined),
+      signing: () => Promise.resolve(undefined),
       live: () => new Promise<LiveValue[]>((resolve) => reads.push(resolve)),
     },
     5000,

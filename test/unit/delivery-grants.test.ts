@@ -32,6 +32,8 @@ function deps(subject: string) {
     authenticator: () => Promise.resolve({ authenticate: () => Promise.resolve({ id: subject, claims: {} }) }),
     admit: () => true,
     current: (secret) => Promise.resolve({ version: { ...versionRecord(1, 'current', new Date()), secret }, value: SecretValue.of('v') }),
+    signingKeys: (secret) => d.current(secret, { signal: new AbortController().signal }).then((h) => h && [h]),
+    publishLeadMs: 60_000,
     handOut: () => Promise.resolve(true),
     log: silentLogger,
     nextRotation: () => Promise.resolve(undefined),

@@ -41,6 +41,8 @@ function staleOnce() {
       }),
     admit: (key) => limiter.take(key),
     current: () => Promise.resolve({ version: current, value: SecretValue.of('rk_value') }),
+    signingKeys: () => Promise.resolve([{ version: current, value: SecretValue.of('rk_value') }]),
+    publishLeadMs: 60_000,
     handOut: (entry) => {
       checks.push(entry);
       return Promise.resolve(checks.length > 1);

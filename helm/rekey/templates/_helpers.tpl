@@ -149,6 +149,8 @@ The credentials come from the existing Secret; the rest from values. Pass (dict 
   value: {{ printf "%ds" (int $root.Values.drainTimeoutSeconds) | quote }}
 - name: REKEY_DELIVERY_CACHE_MAX_AGE
   value: {{ $root.Values.deliveryCacheMaxAge | quote }}
+- name: REKEY_JWKS_MAX_AGE
+  value: {{ printf "%ds" (int $root.Values.jwksMaxAgeSeconds) | quote }}
 - name: REKEY_TRUST_PROXY
   value: {{ include "rekey.trustProxy" $root | quote }}
 - name: REKEY_DASHBOARD_COOKIE_SECURE
