@@ -14,6 +14,9 @@
  *   in flight (429 beyond), so one hostile source cannot fill the cap. A request that ends
  *   before its authentication does (body too slow or too large, client gone) counts as such a
  *   failure, on every route alike: else slow bodies would never put their source over its limit.
+ *   A source's requests still awaiting authentication count against its allowance as if they
+ *   had failed: else a source whose bucket had refilled by one token (2 s at the default rate)
+ *   would get its whole next batch admitted as within its limit.
  *
  * Authenticated requests are limited afterwards, per receiver (src/leaks/routes.ts).
  */
@@ -42,6 +45,8 @@ export type Refusal = { status: 503; reason: 'busy'; retryAfter: number } | { st
 export class Admission {
   private inFlight = 0;
   private inFlightOverLimit = 0;
+  /** Requests awaiting authentication, by source (sourceOf); a source with none has no entry. */
+  private readonly awaiting = new Map<string, number>();
   private readonly failures: RateLimiter;
   private readonly maxInFlight: number;
   private readonly maxInFlightOverLimit: number;
@@ -62,10 +67,13 @@ export class Admission {
    */
   enter(source: string, response?: ServerResponse): Ticket | Refusal {
     if (this.inFlight >= this.maxInFlight) return { status: 503, reason: 'busy', retryAfter: 1 };
-    const overLimit = !this.failures.available(sourceOf(source));
+    const key = sourceOf(source);
+    const awaiting = this.awaiting.get(key) ?? 0;
+    const overLimit = !this.failures.available(key, awaiting + 1);
     if (overLimit && this.inFlightOverLimit >= this.maxInFlightOverLimit) return { status: 429, reason: 'auth_failures', retryAfter: this.failures.retryAfterSeconds() };
     this.inFlight += 1;
     if (overLimit) this.inFlightOverLimit += 1;
+    this.awaiting.set(key, awaiting + 1);
     let held = true;
     const ticket: Ticket = {
       release: () => {
@@ -73,6 +81,9 @@ export class Admission {
         held = false;
         this.inFlight -= 1;
         if (overLimit) this.inFlightOverLimit -= 1;
+        const left = this.awaiting.get(key)! - 1;
+        if (left > 0) this.awaiting.set(key, left);
+        else this.awaiting.delete(key);
       },
     };
     response?.once('close', () => {

@@ -55,9 +55,9 @@ export class RateLimiter {
     return allowed;
   }
 
-  /** Whether `key` has a token now, without taking it. */
-  available(key: string): boolean {
-    return this.refill(key).tokens >= 1;
+  /** Whether `key` has `count` tokens now, without taking them. @param count @defaultValue 1 */
+  available(key: string, count = 1): boolean {
+    return this.refill(key).tokens >= count;
   }
 
   /** Seconds until a key with an empty bucket has one token again. */

@@ -7,6 +7,21 @@ import { connect, type Socket } from 'node:net';
 export const CAP = 64;
 /** Its default share of that cap for sources over their failed-authentication limit. */
 export const OVER_LIMIT_SHARE = 8;
+/** Its default failure allowance: failed authentications a source may make at once, and per minute. */
+export const FAILURES = 30;
+/** That allowance regained per millisecond. */
+const REFILL_PER_MS = FAILURES / 60_000;
+
+/** The most a source's failure allowance can have regained since `since` (Date.now()). */
+export function refilledSince(since: number): number {
+  return Math.ceil((Date.now() - since) * REFILL_PER_MS);
+}
+
+/** Resolves once a source's emptied allowance (emptied at `since` or later) has regained two failures: what a patient source waits between batches. */
+export async function refilled(since: number): Promise<void> {
+  const due = since + 2 / REFILL_PER_MS - Date.now();
+  if (due > 0) await new Promise((resolve) => setTimeout(resolve, due));
+}
 
 /**
  * A POST of `path` from `from` to the server at `url` whose body stops after `start` (of a

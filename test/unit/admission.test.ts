@@ -61,6 +61,21 @@ describe('Admission', () => {
     admitted(admission.enter('10.0.0.66'));
   });
 
+  it("counts a source's requests awaiting authentication against its allowance: a bucket refilled by one token admits one of a batch within the limit, not all", () => {
+    const clock = { now: 0 };
+    const admission = new Admission({ maxInFlight: 10, maxInFlightOverLimit: 1, failures: 2, failuresWindowMs: 60_000, now: () => clock.now });
+    admission.failed('10.0.0.66');
+    admission.failed('10.0.0.66');
+    clock.now = 30_000; // one failure forgiven
+    const first = admitted(admission.enter('10.0.0.66'));
+    const second = admitted(admission.enter('10.0.0.66')); // over its limit with the first one awaiting: the share of such sources
+    expect(admission.enter('10.0.0.66')).toMatchObject({ status: 429, reason: 'auth_failures' });
+    first.release(); // authenticated: it failed nothing
+    second.release();
+    admitted(admission.enter('10.0.0.66')); // nothing awaits: its token admits one again
+    admitted(admission.enter('10.0.0.67')); // another source is untouched
+  });
+
   it('counts an IPv6 source by its /64 (one host holds all of it), an IPv4-mapped one as its IPv4 address', () => {
     const admission = new Admission({ maxInFlight: 10, maxInFlightOverLimit: 0, failures: 2, failuresWindowMs: 60_000, now: () => 0 });
     admission.failed('2001:db8:0:7::1');
