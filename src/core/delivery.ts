@@ -193,11 +193,24 @@ export async function authenticate(deps: DeliveryDeps, grants: readonly GrantSpe
       }
       continue;
     }
+    if (!storable(subject.id)) {
+      // Signed, but the audit log could not record a hand-out to it, and its insert would fail the others batched with it.
+      deps.log.info({ authenticator: name, reason: `authenticator ${name}: subject` }, 'delivery request: credential refused');
+      continue;
+    }
     if (!deps.admit(`${name}:${subject.id}`)) throw new DeliveryError('rate_limited', 'the subject is over its request limit');
     return { subject, authenticator: name };
   }
   if (unavailable) throw new DeliveryError('unavailable', 'the authenticator is unavailable');
   throw new DeliveryError('unauthenticated', 'the credential is not valid');
+}
+
+/** A NUL (which PostgreSQL's text and jsonb refuse) or a surrogate not in a pair (which jsonb refuses). */
+const UNSTORABLE = /\0|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** Whether `id` can be written to the audit log as it is (its MAC is over the very string). */
+function storable(id: string): boolean {
+  return !UNSTORABLE.test(id);
 }
 
 /** Per list of grants (see {@link grantsOf}), the authenticators they name, each once, in order. */

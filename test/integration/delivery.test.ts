@@ -202,3 +202,13 @@ it('serves a subject by the first grant in the file that matches it, whatever th
   const other = await exchange(await attestation({ sub: 'app:com.example.ios' }));
   expect((await verifyServed(h, other.body.access_token as string, { issuer: 'https://rekey.test', audience: 'api.example.com' })).payload).toMatchObject({ tier: 'gold' });
 });
+
+it('refuses a subject PostgreSQL cannot store (a NUL, an unpaired surrogate) as an invalid credential, and the requests batched with it still get their tokens', async () => {
+  // Signed by the attestation service: its JSON may carry "\u0000" or a lone "\ud800", which the audit log's insert refuses.
+  const unstorable = [await attestation({ sub: 'app:com.example.\u0000' }), await attestation({ sub: 'app:com.example.\ud800' })];
+  const valid = await attestation();
+  const answers = await Promise.all([...unstorable, valid, valid, valid].map((token) => exchange(token)));
+  expect(answers.slice(0, 2)).toEqual([{ ...REFUSED, cacheControl: 'no-store' }, { ...REFUSED, cacheControl: 'no-store' }]);
+  expect(answers.slice(2).map((a) => a.status)).toEqual([200, 200, 200]);
+  expect(h.logs.filter((l) => l.includes('credential refused')).join('\n')).toContain('authenticator app: subject');
+});
