@@ -2,7 +2,7 @@
  * The audit anchor job: one BullMQ job scheduler per cluster (`audit.anchor` on the
  * rotations queue, kept by reconcile like the rotation schedules; src/queue/queues.ts)
  * fires every REKEY_AUDIT_ANCHOR_INTERVAL (at most an hour) and writes a signed anchor
- * outside PostgreSQL: always to the log at info level (`audit anchor`, field `anchor`), and
+ * outside PostgreSQL: always to the log at info level, whatever LOG_LEVEL is (`audit anchor`, field `anchor`), and
  * to REKEY_AUDIT_ANCHOR_WEBHOOK when set. `rekey audit verify --anchor <anchor>` then proves
  * nothing up to it was removed or rewritten, so truncating the log loses at most one
  * interval unseen.
@@ -12,7 +12,7 @@
  * logged at error level. The anchor is taken all the same: it pins what is there now.
  */
 import { RekeyError } from './core/errors.js';
-import type { Logger } from './core/logger.js';
+import type { Logger } from 'pino';
 import { notify, type Notifier } from './core/notify.js';
 import type { SecretValue } from './core/secret-value.js';
 import type { AuditLog } from './db/audit.js';
@@ -52,7 +52,8 @@ export async function recordAnchor(deps: AnchorDeps): Promise<AnchorMessage> {
   }
   const { anchor, seq } = await takeAnchor(deps.db, deps.audit, deps.actor);
   const message: AnchorMessage = { anchor, seq: seq.toString(), at: new Date().toISOString() };
-  deps.log.info({ component: 'audit', ...message }, 'audit anchor');
+  // At info whatever LOG_LEVEL says: without a webhook this line is the anchor's only copy outside PostgreSQL.
+  deps.log.child({}, { level: 'info' }).info({ component: 'audit', ...message }, 'audit anchor');
   if (deps.webhook) await post(deps.webhook, message);
   return message;
 }

@@ -13,10 +13,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { AnchorMessage } from '../../src/audit-anchor.js';
+import { type AnchorMessage, recordAnchor } from '../../src/audit-anchor.js';
 import { AuditLog, type AuditRow } from '../../src/db/audit.js';
 import { takeAnchor, verifyAudit } from '../../src/db/audit-verify.js';
 import { createDb } from '../../src/db/client.js';
+import { createLogger } from '../../src/log.js';
 import { ensureDatabase, listMigrations, migrate } from '../../src/db/migrate.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import { type CliResult, rekey } from '../support/cli.js';
@@ -173,6 +174,15 @@ it('the anchor job fires on its schedule, once for the cluster: it logs and post
   const caught = await rekey(['audit', 'verify', '--anchor', anchored.anchor], cliEnv());
   expect(caught.stdout).toContain(`row ${anchored.seq} is the anchor, and the chains up to it are not what they were`);
   expect(caught.code).toBe(1);
+});
+
+it('the anchor job writes its anchor line under LOG_LEVEL=warn too: without a webhook, that line is the only copy outside PostgreSQL', async () => {
+  const lines: string[] = [];
+  const log = createLogger('warn', { write: (line: string) => void lines.push(line) });
+  const { anchor } = await recordAnchor({ db: h.runtime.db, audit: h.runtime.audit, log, actor: 'test', webhook: undefined, notifier: h.runtime.notifier });
+  const written = lines.map((l) => JSON.parse(l) as { msg: string; anchor?: string; level: number }).filter((l) => l.msg === 'audit anchor');
+  expect(written.map((l) => [l.anchor, l.level])).toEqual([[anchor, 30]]);
+  expect(lines.filter((l) => !l.includes('"audit anchor"'))).toEqual([]);
 });
 
 it('as the owner, with the trigger disabled: a forged row, an edited row and a re-chained chain are each named by verify', async () => {
