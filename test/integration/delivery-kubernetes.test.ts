@@ -10,7 +10,7 @@
  * each logged with its reason.
  */
 import { createServer, type Server } from 'node:http';
-import { calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair } from 'jose';
+import { calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { deliveryRoutes, GRANT_TYPE, JWT_TOKEN_TYPE } from '../../src/delivery/routes.js';
 import { type ClusterKey, projectedToken } from '../../providers/kubernetes-service-account/test/fake/projected-token.js';
@@ -86,6 +86,7 @@ interface Shape {
   iss?: string;
   /** Seconds from now. */
   exp?: number;
+  issued?: number;
   key?: ClusterKey;
 }
 
@@ -146,4 +147,17 @@ it('refuses expired, wrong-audience, wrong-issuer, unknown-key, tampered, alg no
     expect(reasons().slice(before)).toEqual([`authenticator cluster: ${why}`]);
   }
   expect((await exchange(valid)).status).toBe(200);
+});
+
+it('refuses a token issued in the future beyond the clock tolerance (iat), as it refuses one not valid yet (nbf)', async () => {
+  const valid = await token();
+  const [header, payload] = valid.split('.');
+  const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString()) as Record<string, unknown>;
+  // The same token with its nbf taken out: only its iat says it was issued an hour from now.
+  const future = await new SignJWT({ ...Object.fromEntries(Object.entries(claims).filter(([name]) => name !== 'nbf')), iat: (claims.iat as number) + 3610 }).setProtectedHeader(JSON.parse(Buffer.from(header!, 'base64url').toString()) as { alg: string; kid: string }).sign(cluster.privateKey);
+  for (const [why, presented] of [['claim nbf', await token({ issued: 3600 })], ['claim iat', future]] as const) {
+    const before = reasons().length;
+    expect({ why, ...(await exchange(presented)) }).toEqual({ why, ...REFUSED });
+    expect(reasons().slice(before)).toEqual([`authenticator cluster: ${why}`]);
+  }
 });

@@ -44,7 +44,7 @@ export class OidcVerifier {
   ) {}
 
   /**
-   * The payload of a JWT whose signature, algorithm, exp (required), nbf, iss and aud pass.
+   * The payload of a JWT whose signature, algorithm, exp (required), nbf, iat (not in the future), iss and aud pass.
    * @throws ProviderError REKEY_ERR_DENIED with a fixed reason (`expired`, `claim aud`,
    * `unknown key`, ...) when the token is not valid.
    * @throws ProviderError REKEY_ERR_UNAVAILABLE when the issuer's keys cannot be read.
@@ -59,6 +59,8 @@ export class OidcVerifier {
         requiredClaims: ['exp'],
         clockTolerance: this.o.clockToleranceSeconds,
       });
+      // jose checks iat only against a maxTokenAge: one issued later than now, beyond the skew allowed, is refused here.
+      if (typeof payload.iat === 'number' && payload.iat > Math.floor(Date.now() / 1000) + this.o.clockToleranceSeconds) throw this.denied('claim iat');
       return payload;
     } catch (error) {
       if (error instanceof ProviderError) throw error;

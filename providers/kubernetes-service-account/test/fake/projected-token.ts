@@ -25,15 +25,17 @@ export interface ProjectedToken {
   aud?: string[];
   /** Seconds from now. @defaultValue 3607, what a projected volume asks for */
   exp?: number;
+  /** When it was issued (iat, and nbf), in seconds from now. @defaultValue -10 */
+  issued?: number;
 }
 
-export function projectedToken({ key, iss, namespace = 'payments', account = 'api', pod, sub, aud = ['rekey'], exp = 3607 }: ProjectedToken): Promise<string> {
+export function projectedToken({ key, iss, namespace = 'payments', account = 'api', pod, sub, aud = ['rekey'], exp = 3607, issued = -10 }: ProjectedToken): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
   return new SignJWT({
     aud,
     exp: now + exp,
-    iat: now - 10,
-    nbf: now - 10,
+    iat: now + issued,
+    nbf: now + issued,
     iss,
     jti: randomUUID(),
     'kubernetes.io': {
