@@ -110,10 +110,14 @@ export class AwsIamAccessKeyIssuer implements Issuer {
     }
   }
 
-  /** Deactivates the key, then (onRevoke: delete) deletes it. A key already gone is success. */
+  /**
+   * Deactivates the key, then (onRevoke: delete) deletes it. A key already gone is success. With no
+   * key id in the state (an issue whose answer was lost), deletes what the journal shows that
+   * attempt created: left Active, it would hold the user's second slot and fail every later issue.
+   */
   async revoke(version: IssuedRef, call: Call): Promise<void> {
     const id = accessKeyIdFromState(version.issuerState);
-    if (!id) return;
+    if (!id) return this.revokeLost(version, call);
     const userName = typeof version.issuerState.userName === 'string' ? version.issuerState.userName : this.params.userName;
     // Inactive first: if the delete is denied or fails, the key is already dead for callers.
     const update = new UpdateAccessKeyCommand({ UserName: userName, AccessKeyId: id, Status: 'Inactive' });
@@ -121,6 +125,16 @@ export class AwsIamAccessKeyIssuer implements Issuer {
     if (found && this.params.onRevoke === 'delete') {
       const remove = new DeleteAccessKeyCommand({ UserName: userName, AccessKeyId: id });
       await this.attempt(version, 'DeleteAccessKey', call, () => this.iam.send(remove, opts(call)), { absentOk: true, userName });
+    }
+  }
+
+  /** Deletes the keys an attempt at `version` created and never returned; a user that is gone is success. */
+  private async revokeLost(version: VersionRef, call: Call): Promise<void> {
+    try {
+      await this.withoutOrphans(version, await this.list(version, call), call);
+    } catch (error) {
+      if (error instanceof ProviderError && error.code === 'REKEY_ERR_NOT_FOUND') return;
+      throw error;
     }
   }
 

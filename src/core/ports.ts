@@ -128,7 +128,12 @@ export interface Issuer {
   issue(version: VersionRef, call: Call): Promise<{ value: SecretValue; state: JsonObject }>;
   /** Proves the credential works upstream (log in with it, call an API). @throws VERIFY_FAILED. */
   verify(version: IssuedRef, value: SecretValue, call: Call): Promise<void>;
-  /** Kills the credential upstream. Idempotent; an unknown or already revoked credential is success. */
+  /**
+   * Kills the credential upstream. Idempotent; an unknown or already revoked credential is success.
+   * Also called with an empty `issuerState` when a rollback takes back a version whose issue()
+   * result was never recorded (it failed, timed out or its worker died): an issuer that marks what
+   * it makes with the versionId (a role comment, a tag) kills it by that id; the others return.
+   */
   revoke(version: IssuedRef, call: Call): Promise<void>;
   /**
    * Optional: public material relying parties fetch to check what the credential signs (a

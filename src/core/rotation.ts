@@ -384,6 +384,12 @@ class Rotation {
       }
       // Only where deployed: the version never went live, so no other target can hold it.
       await retireAtTargets(this.deps, resolved, version, 'deployed', ctx, this.log);
+      if (version.state === 'issuing' && !version.fingerprint) {
+        // issue() may have minted a credential whose answer never came back (a timeout, a crash):
+        // nothing recorded it, so the issuer is asked, with no state, to kill what it made for this version id.
+        const { issuer, names } = resolved;
+        await providerCall(this.deps, this.log, { provider: names.issuer, op: 'issuer.revoke' }, policy.timeoutMs, (c) => issuer.revoke(issuedRef(version, policy.consumer), c));
+      }
       await revokeAndDestroy(this.deps, resolved, version, this.log);
       await this.deps.repo.transition(version.id, ['issuing', 'pending'], 'failed', ctx);
     }

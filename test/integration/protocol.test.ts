@@ -48,7 +48,8 @@ describe('rotation call order', () => {
   });
 
   const rollbacks: Array<[string, string[]]> = [
-    ['issue', ['issue']],
+    // A failed issue() may have minted a credential all the same: revoked by version id, with no state.
+    ['issue', ['issue', 'revoke']],
     ['store.writePending', ['issue', 'store.writePending', 'revoke']],
     ['store.read', ['issue', 'store.writePending', 'store.read', 'revoke', 'store.destroy']],
     ['deploy:edge', ['issue', 'store.writePending', 'store.read', 'deploy:edge', 'retire:edge', 'revoke', 'store.destroy']],

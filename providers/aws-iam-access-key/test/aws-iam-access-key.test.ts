@@ -82,6 +82,29 @@ describe('aws-iam-access-key', () => {
     await close();
   });
 
+  it('a key whose answer was lost is deleted by the rollback, which revokes with no state: the next rotation has room', async () => {
+    const live = { accessKeyId: 'AKIALIVE000000000000', status: 'Active' as const };
+    const { issuer, keys, close } = open({}, [live]);
+    const lost = newVersion('k').ref;
+    // CreateAccessKey ran, but its answer never reached rekey (a timeout on the last attempt).
+    await issuer.issue(lost, call());
+    await issuer.revoke(issued(lost, {}), call());
+    await issuer.revoke(issued(lost, {}), call());
+    expect(keys().map((k) => k.accessKeyId)).toEqual([live.accessKeyId]);
+    const next = await issuer.issue(newVersion('k').ref, call());
+    expect(keys().map((k) => [k.accessKeyId, k.status])).toEqual([
+      [live.accessKeyId, 'Active'],
+      [next.state.accessKeyId, 'Active'],
+    ]);
+    // Another version's rollback finds nothing of its own in the journal, and a user that is gone is success.
+    await issuer.revoke(issued(newVersion('k').ref, {}), call());
+    expect(keys()).toHaveLength(2);
+    await close();
+    const ghost = awsIam.open(awsIam.config.parse({ endpoint: fake.endpoint }), testProviderContext('aws-iam'));
+    await ghost.issuer!({ secret: 's', params: awsIam.bindings.issuer!.parse({ userName: 'nobody' }) }).revoke(issued(lost, {}), call());
+    await ghost.close!();
+  });
+
   it('at the two-key limit deletes the oldest inactive key, never an active one', async () => {
     const { issuer, keys, close } = open({}, [{ status: 'Inactive' }, { status: 'Inactive' }]);
     await issuer.issue(newVersion('k').ref, call());

@@ -42,6 +42,11 @@ export interface FakeIam {
   calls: string[];
   /** Makes the next N requests answer this error (e.g. Throttling). */
   failNext(count: number, status: number, code: string): void;
+  /**
+   * Lets the next request for `action` take effect but holds its answer until `release()`
+   * (an answer lost to a timeout); `reached` resolves once the action has taken effect.
+   */
+  holdAnswer(action: string): { reached: Promise<void>; release: () => void };
   close(): Promise<void>;
 }
 
@@ -60,6 +65,7 @@ export async function startFakeIam(callerKeyId = 'AKIAFAKECALLER000001'): Promis
   const tags = new Map<string, Map<string, string>>();
   const calls: string[] = [];
   let failures: { count: number; status: number; code: string } | undefined;
+  const holds: Array<{ action: string; reached: () => void; gate: Promise<void> }> = [];
 
   const keysOf = (params: URLSearchParams): FakeKey[] => {
     const name = params.get('UserName') ?? '';
@@ -120,8 +126,9 @@ export async function startFakeIam(callerKeyId = 'AKIAFAKECALLER000001'): Promis
     },
   };
 
-  const handle = (req: IncomingMessage, body: string): { status: number; xml: string } => {
+  const handle = (req: IncomingMessage, body: string): { status: number; xml: string; action: string } => {
     const requestId = randomUUID();
+    let action = '';
     try {
       if (req.method !== 'POST') throw new IamError(400, 'InvalidAction', 'IAM Query API requests are POST');
       const auth = req.headers.authorization ?? '';
@@ -129,7 +136,7 @@ export async function startFakeIam(callerKeyId = 'AKIAFAKECALLER000001'): Promis
         throw new IamError(403, 'InvalidClientTokenId', 'The security token included in the request is invalid.');
       }
       const params = new URLSearchParams(body);
-      const action = params.get('Action') ?? '';
+      action = params.get('Action') ?? '';
       calls.push(action);
       if (params.get('Version') !== '2010-05-08') throw new IamError(400, 'InvalidParameterValue', 'Version must be 2010-05-08');
       if (failures && failures.count > 0) {
@@ -142,6 +149,7 @@ export async function startFakeIam(callerKeyId = 'AKIAFAKECALLER000001'): Promis
       const inner = result ? `<${action}Result>${result}</${action}Result>` : '';
       return {
         status: 200,
+        action,
         xml: `<${action}Response xmlns="${NS}">${inner}<ResponseMetadata><RequestId>${requestId}</RequestId></ResponseMetadata></${action}Response>`,
       };
     } catch (error) {
@@ -149,6 +157,7 @@ export async function startFakeIam(callerKeyId = 'AKIAFAKECALLER000001'): Promis
       const type = e.status >= 500 ? 'Receiver' : 'Sender';
       return {
         status: e.status,
+        action,
         xml: `<ErrorResponse xmlns="${NS}"><Error><Type>${type}</Type><Code>${e.code}</Code><Message>${e.message}</Message></Error><RequestId>${requestId}</RequestId></ErrorResponse>`,
       };
     }
@@ -158,9 +167,16 @@ export async function startFakeIam(callerKeyId = 'AKIAFAKECALLER000001'): Promis
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
-      const { status, xml } = handle(req, Buffer.concat(chunks).toString('utf8'));
-      res.writeHead(status, { 'content-type': 'text/xml', 'x-amzn-requestid': randomUUID() });
-      res.end(xml);
+      const { status, xml, action } = handle(req, Buffer.concat(chunks).toString('utf8'));
+      const answer = () => {
+        res.writeHead(status, { 'content-type': 'text/xml', 'x-amzn-requestid': randomUUID() });
+        res.end(xml);
+      };
+      const held = holds.findIndex((h) => h.action === action);
+      if (held === -1) return answer();
+      const { reached, gate } = holds.splice(held, 1)[0]!;
+      reached();
+      void gate.then(answer);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -173,6 +189,14 @@ export async function startFakeIam(callerKeyId = 'AKIAFAKECALLER000001'): Promis
     calls,
     failNext(count, status, code) {
       failures = { count, status, code };
+    },
+    holdAnswer(action) {
+      let reached!: () => void;
+      let release!: () => void;
+      const arrived = new Promise<void>((resolve) => (reached = resolve));
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      holds.push({ action, reached, gate });
+      return { reached: arrived, release };
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
