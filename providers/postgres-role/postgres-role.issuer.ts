@@ -36,8 +36,7 @@ export class PostgresRoleIssuer implements Issuer {
     const verifier = await scramVerifier(password);
     const role = await this.run(version, 'issue', call, async (client) => {
       await lockFamily(client, this.params.role);
-      const names = this.params.strategy === 'single' ? [this.params.role] : [`${this.params.role}_a`, `${this.params.role}_b`];
-      const roles = await readRoles(client, names);
+      const roles = await readRoles(client, this.family());
       const chosen = roles.length === 2 ? chooseRole(roles as [RoleInfo, RoleInfo], version.versionId) : roles[0]!;
       const self = await client.query<{ user: string }>('SELECT current_user AS user');
       if (chosen.name === self.rows[0]?.user) throw this.error('REKEY_ERR_CONFIG', version, `role ${chosen.name} is rekey's own managing user`);
@@ -81,30 +80,37 @@ export class PostgresRoleIssuer implements Issuer {
   /**
    * Replaces the role's password with an unknown one if it still holds this version, then (with
    * terminateSessions) ends the role's sessions. Idempotent: a repeat ends the sessions again as
-   * long as the role still holds this version, revoked.
+   * long as the role still holds this version, revoked. With no role in the state (an issue whose
+   * answer was lost), the family's role whose marker names this version is the one: left live, the
+   * next issue would take it for the previous version and overwrite the current one's role instead.
    */
   async revoke(version: IssuedRef, call: Call): Promise<void> {
-    const role = version.issuerState.role;
-    if (typeof role !== 'string') return;
+    const stated = version.issuerState.role;
     const revoked = await this.run(version, 'revoke', call, async (client) => {
       await lockFamily(client, this.params.role);
-      const [info] = await readRoles(client, [role]);
-      if (!info?.exists || info.marker?.versionId !== version.versionId) return false;
-      if (info.marker.status === 'revoked') return true;
+      const roles = await readRoles(client, typeof stated === 'string' ? [stated] : this.family());
+      const info = roles.find((r) => r.exists && r.marker?.versionId === version.versionId);
+      if (!info?.marker) return undefined;
+      if (info.marker.status === 'revoked') return info.name;
       const unknown = await scramVerifier(randomBytes(32).toString('base64url'));
-      await client.query(`ALTER ROLE ${ident(role)} WITH PASSWORD ${literal(unknown)}`);
+      await client.query(`ALTER ROLE ${ident(info.name)} WITH PASSWORD ${literal(unknown)}`);
       const marker = formatMarker({ status: 'revoked', versionId: version.versionId, at: Date.now() });
-      await client.query(`COMMENT ON ROLE ${ident(role)} IS ${literal(marker)}`);
-      return true;
+      await client.query(`COMMENT ON ROLE ${ident(info.name)} IS ${literal(marker)}`);
+      return info.name;
     });
     // A new password does not end sessions opened with the old one; for a leak, this does. Only
     // after COMMIT: pg_terminate_backend signals at once, while new logins check the old password
     // until the ALTER ROLE commits, so a client reconnecting in between would keep a session.
     if (revoked && this.params.terminateSessions) {
       await this.run(version, 'revoke', call, (client) =>
-        client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [role]),
+        client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [revoked]),
       );
     }
+  }
+
+  /** The login roles this binding manages: `<role>_a` and `<role>_b`, or the one role. */
+  private family(): string[] {
+    return this.params.strategy === 'single' ? [this.params.role] : [`${this.params.role}_a`, `${this.params.role}_b`];
   }
 
   private format(username: string, password: string): string {

@@ -117,6 +117,27 @@ describe('postgres-role alternating', () => {
     }
   });
 
+  it('an issue whose answer was lost is revoked by version id, so the next issue leaves the current role alone', async () => {
+    const { role, issuer, close } = open();
+    try {
+      const current = newVersion('orders-db');
+      const c = await issuer.issue(current.ref, call());
+      // The next rotation's issue commits on _b, but its answer never reaches rekey (a timeout on
+      // the last attempt): the version has no state, and its rollback revokes it with none.
+      const lost = newVersion('orders-db');
+      expect((await issuer.issue(lost.ref, call())).state.role).toBe(`${role}_b`);
+      await issuer.revoke(issued(lost.ref, {}), call());
+      await issuer.revoke(issued(lost.ref, {}), call());
+      const next = newVersion('orders-db');
+      const n = await issuer.issue(next.ref, call());
+      // The current version, which clients use, still logs in: the next one took the lost one's role.
+      await issuer.verify(ref(current, c.value, c.state), c.value, call());
+      expect(n.state.role).toBe(`${role}_b`);
+    } finally {
+      await close();
+    }
+  });
+
   it('gives clients a connection URL with format: url, and ends sessions on revoke when asked', async () => {
     const { issuer, close } = open({ format: 'url', terminateSessions: true });
     try {
