@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
 import type { JsonObject } from '../../../src/core/ports.js';
@@ -5,6 +6,7 @@ import { SecretValue } from '../../../src/core/secret-value.js';
 import { issuerConformance } from '../../../test/conformance/issuer.js';
 import { call, issued, newVersion } from '../../../test/conformance/refs.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
+import * as exported from '../index.js';
 import jwtSigningKey, { buildJwks, jwtSignerFromValue } from '../index.js';
 
 const open = (params: unknown = {}) =>
@@ -94,4 +96,12 @@ describe('jwt-signing-key rotation through the JWKS', () => {
     expect(stripped).toMatchObject({ kid: a.ref.versionId });
     expect(stripped).not.toHaveProperty('d');
   });
+});
+
+it('the README names helpers this provider exports', () => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const called = [...readme.matchAll(/`(\w+)\(/g)].map((m) => m[1]!);
+  const imported = [...readme.matchAll(/import \{([^}]+)\} from 'providers\/jwt-signing-key\/index\.js'/g)].flatMap((m) => m[1]!.split(',').map((name) => name.trim()));
+  expect(called.length + imported.length).toBeGreaterThan(0);
+  expect([...called, ...imported].filter((name) => !(name in exported))).toEqual([]);
 });
