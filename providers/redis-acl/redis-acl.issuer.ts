@@ -55,7 +55,8 @@ export class RedisAclIssuer implements Issuer {
       throw new ProviderError(
         code === 'REKEY_ERR_DENIED' ? 'REKEY_ERR_VERIFY_FAILED' : code,
         `secret ${version.secret} version ${version.versionId}: AUTH as ACL user ${user} failed`,
-        { provider: this.session.provider, cause: error },
+        // Not ioredis's error itself: it keeps the command's arguments (`command.args`), AUTH's password among them.
+        { provider: this.session.provider, cause: error instanceof Error ? new Error(error.message) : undefined },
       );
     } finally {
       probe.disconnect();

@@ -1,6 +1,7 @@
 // Against the machine's real Redis: every ACL user is unique to this file and deleted after.
 // The `default` user is never touched.
 import { randomBytes, randomUUID } from 'node:crypto';
+import { inspect } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issuerConformance } from '../../../test/conformance/issuer.js';
@@ -96,6 +97,20 @@ describe('redis-acl', () => {
       const reply = (await redis.call('ACL', 'GETUSER', user)) as unknown[];
       expect(reply[reply.indexOf('flags') + 1]).toContain('off');
       await expect(issuer.verify(issued(newVersion('s').ref, { user }), value, call())).rejects.toThrow(/AUTH as ACL user/);
+    } finally {
+      await close();
+    }
+  });
+
+  it('a failed verify carries the password nowhere in the error, its cause included', async () => {
+    const { user, issuer, close } = open();
+    try {
+      const { ref } = newVersion('s');
+      const { value, state } = await issuer.issue(ref, call());
+      await issuer.revoke(issued(ref, state), call());
+      const error = await issuer.verify(issued(ref, { user }), value, call()).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'REKEY_ERR_VERIFY_FAILED' });
+      expect(inspect(error, { depth: Infinity })).not.toContain(value.reveal());
     } finally {
       await close();
     }
