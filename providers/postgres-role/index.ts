@@ -14,6 +14,9 @@ import {
 
 export { scramVerifier } from './scram.js';
 
+/** Connection parameters that hold credentials (libpq's names, which node-postgres reads from a URL's query). */
+const CREDENTIAL_PARAMS = ['user', 'password', 'sslpassword'];
+
 export default defineProvider<PostgresRoleConfig, never, PostgresRoleIssuerBinding>({
   type: 'postgres-role',
   summary: 'PostgreSQL login passwords: alternating _a/_b roles or one role, set as SCRAM verifiers, verified by logging in',
@@ -50,6 +53,8 @@ export default defineProvider<PostgresRoleConfig, never, PostgresRoleIssuerBindi
         const url = new URL(config.clientUrl ?? managingUrl());
         url.username = '';
         url.password = '';
+        // The query can carry the managing credentials too, and there they win over the URL's user and password.
+        for (const name of CREDENTIAL_PARAMS) url.searchParams.delete(name);
         return url;
       },
     };

@@ -22,7 +22,10 @@ export const postgresRoleConfig = z
      */
     clientUrl: z
       .url({ protocol: /^postgres(ql)?$/ })
-      .refine((text) => !new URL(text).username && !new URL(text).password, 'must not hold credentials')
+      .refine((text) => {
+        const url = new URL(text);
+        return !url.username && !url.password && !['user', 'password', 'sslpassword'].some((name) => url.searchParams.has(name));
+      }, 'must not hold credentials')
       .optional(),
   })
   .strict();

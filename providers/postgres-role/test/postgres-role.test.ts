@@ -138,6 +138,31 @@ describe('postgres-role alternating', () => {
     }
   });
 
+  it('a managing URL with its credentials in the query (?user=&password=) lends them neither to clients nor to verify', async () => {
+    const manager = new URL(managerUrl);
+    const env = `${ENV}_QUERY`;
+    process.env[env] = `postgresql://${cluster.host}:${cluster.port}/postgres?user=${manager.username}&password=${manager.password}&application_name=rekey`;
+    const { role, issuer, close } = open({ format: 'url' }, env);
+    try {
+      const v1 = newVersion('orders-db');
+      const i1 = await issuer.issue(v1.ref, call());
+      expect(i1.value.reveal()).not.toContain(manager.password);
+      expect(new URL(i1.value.reveal()).searchParams.get('application_name')).toBe('rekey');
+      await issuer.verify(ref(v1, i1.value, i1.state), i1.value, call());
+      const app = new pg.Client({ connectionString: i1.value.reveal() });
+      await app.connect();
+      try {
+        expect((await app.query<{ u: string }>('SELECT current_user AS u')).rows[0]?.u).toBe(`${role}_a`);
+      } finally {
+        await app.end();
+      }
+    } finally {
+      await close();
+      delete process.env[env];
+    }
+    expect(() => postgresRole.config.parse({ url: `\${env:${env}}`, clientUrl: 'postgresql://pooler:6432/postgres?password=x' })).toThrow(/credentials/);
+  });
+
   it('gives clients a connection URL with format: url, and ends sessions on revoke when asked', async () => {
     const { issuer, close } = open({ format: 'url', terminateSessions: true });
     try {
