@@ -161,9 +161,15 @@ export class PostgresRoleIssuer implements Issuer {
   }
 
   private async run<T>(version: VersionRef, step: string, call: Call, work: (client: pg.ClientBase) => Promise<T>): Promise<T> {
-    if (call.signal.aborted) throw this.error('REKEY_ERR_TIMEOUT', version, `${step} aborted`);
+    const aborted = () => this.error('REKEY_ERR_TIMEOUT', version, `${step} aborted`);
+    if (call.signal.aborted) throw aborted();
     try {
-      return await this.session.transaction(work);
+      return await this.session.transaction(async (client) => {
+        const result = await work(client);
+        // rekey has given up on this call (its timeout): roll back rather than commit what nobody will record.
+        if (call.signal.aborted) throw aborted();
+        return result;
+      });
     } catch (error) {
       if (error instanceof ProviderError) throw error;
       const code = classify(error);

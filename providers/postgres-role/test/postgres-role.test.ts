@@ -8,6 +8,7 @@ import type { IssuedRef, JsonObject } from '../../../src/core/ports.js';
 import type { SecretValue } from '../../../src/core/secret-value.js';
 import { issuerConformance } from '../../../test/conformance/issuer.js';
 import { call, fingerprint, issued, newVersion } from '../../../test/conformance/refs.js';
+import { until } from '../../../test/support/poll.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import { DATABASE_URL } from '../../../test/support/services.js';
 import postgresRole from '../index.js';
@@ -134,6 +135,32 @@ describe('postgres-role alternating', () => {
       await issuer.verify(ref(current, c.value, c.state), c.value, call());
       expect(n.state.role).toBe(`${role}_b`);
     } finally {
+      await close();
+    }
+  });
+
+  it('an issue abandoned by its timeout rolls back instead of committing a password nobody will record', async () => {
+    const { role, issuer, close } = open({ strategy: 'single' });
+    const locker = new pg.Client({ connectionString: managerUrl });
+    await locker.connect();
+    try {
+      const v1 = newVersion('orders-db');
+      const i1 = await issuer.issue(v1.ref, call());
+      // Another worker holds the role family's lock: the next issue waits for it, past its timeout.
+      await locker.query('BEGIN');
+      await locker.query(`SELECT pg_advisory_xact_lock(hashtext('rekey:postgres-role:' || $1))`, [role]);
+      const controller = new AbortController();
+      const abandoned = issuer.issue(newVersion('orders-db').ref, { signal: controller.signal }).catch((e: unknown) => e);
+      const waiting = async () =>
+        (await locker.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`)).rowCount! > 0;
+      await until(waiting, 10_000, 'the issue to wait for the lock');
+      controller.abort();
+      await locker.query('COMMIT');
+      expect(await abandoned).toMatchObject({ code: 'REKEY_ERR_TIMEOUT' });
+      // The password clients use is the one rekey recorded.
+      await issuer.verify(ref(v1, i1.value, i1.state), i1.value, call());
+    } finally {
+      await locker.end();
       await close();
     }
   });
