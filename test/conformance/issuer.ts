@@ -60,6 +60,18 @@ export function issuerConformance(
       }
     });
 
+    it('revoke with no state (the rollback of an issue never recorded) succeeds and leaves recorded credentials working', async () => {
+      const { issuer, secret } = await setup();
+      const a = fresh(secret);
+      const ia = await issuer.issue(a, call());
+      const lost = fresh(secret);
+      await issuer.issue(lost, call());
+      await issuer.revoke(issued(lost, {}), call());
+      await issuer.revoke(issued(lost, {}), call());
+      await issuer.revoke(issued(fresh(secret), {}), call());
+      await issuer.verify(issued({ ...a, fingerprint: fingerprint(ia.value) }, ia.state), ia.value, call());
+    });
+
     it('revoking a credential it never issued succeeds', async () => {
       const { issuer, secret, unknownState } = await setup();
       await issuer.revoke(issued(fresh(secret), unknownState), call());
