@@ -91,6 +91,9 @@ function permitted(definition: ApiRoute, caller: Caller, params: unknown): boole
 
 function parse<T>(schema: z.ZodType<T> | undefined, value: unknown, where: string): T {
   if (!schema) return {} as T;
+  // PostgreSQL's text holds no NUL: a name, cursor or filter with one is the caller's error, not the database's 500.
+  const nul = Object.entries(value as Record<string, unknown>).find(([, v]) => [v].flat().some((s) => typeof s === 'string' && s.includes('\0')));
+  if (nul) throw new ApiProblem('REKEY_API_INVALID_REQUEST', undefined, [{ path: `${where}.${nul[0]}`, message: 'a NUL character' }]);
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   // Paths and zod's messages only: the values sent are never echoed.

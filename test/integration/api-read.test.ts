@@ -86,6 +86,18 @@ describe('secrets', () => {
     expect(bad.text).not.toContain('sideways');
   });
 
+  it('a NUL character in a name, cursor or filter is a 400 naming the field, not a database error (500)', async () => {
+    for (const [path, field] of [
+      ['/api/v1/secrets/payments%00api', 'path.name'],
+      ['/api/v1/secrets?after=payments%00', 'query.after'],
+      ['/api/v1/audit?actor=token%00admin', 'query.actor'],
+      ['/api/v1/runs?secret=payments-api%00', 'query.secret'],
+    ]) {
+      const answer = await call(h, path!, { token: admin });
+      expect([path, answer.status, answer.json?.code, answer.json?.issues?.map((i: { path: string }) => i.path)]).toEqual([path, 400, 'REKEY_API_INVALID_REQUEST', [field]]);
+    }
+  });
+
   it("a page's next rotations (one Redis command for the page) are the schedules' next times, as one secret's detail reads them", async () => {
     const items = (await call(h, '/api/v1/secrets', { token: admin })).json.items as Array<{ name: string; nextRotation: string | null }>;
     const scheduled = items.filter((i) => i.nextRotation !== null);
