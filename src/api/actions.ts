@@ -31,7 +31,9 @@ export const actionRoutes = [
         secret: params.name,
         trigger: 'manual',
         // The engine's own key too: a retry after a failure that lost the API's record still makes one run.
-        ...(idempotencyKey ? { idempotencyKey: `api:${caller.principal.id}:${idempotencyKey}` } : {}),
+        // It names the secret (names hold no `:`): the engine's keys never expire, and a key used again
+        // for another secret once the API's answer expired would otherwise be answered with the first one's run.
+        ...(idempotencyKey ? { idempotencyKey: `api:${caller.principal.id}:${params.name}:${idempotencyKey}` } : {}),
       });
       if (result.status === 'stale') throw new ApiProblem('REKEY_API_CONFLICT'); // manual requests are never stale
       return { runId: result.run.id, status: result.status };

@@ -64,6 +64,19 @@ describe('rotate now', () => {
     await h.waitForRun(first.json.runId);
   });
 
+  it("a key used again for another secret once its answer expired rotates that secret, not answered with the first secret's run", async () => {
+    const first = await post('/secrets/pay-api/rotate', admin, { key: 'nightly-7' });
+    expect(first.status).toBe(202);
+    await h.waitForRun(first.json.runId);
+    await h.runtime.db.apiIdempotency.updateMany({ where: { key: 'nightly-7' }, data: { createdAt: new Date(Date.now() - IDEMPOTENCY_TTL_MS - 60_000) } });
+    await h.runtime.housekeeping.runNow('idempotency-purge');
+    const before = await runsOf('other');
+    const other = await post('/secrets/other/rotate', admin, { key: 'nightly-7' });
+    expect({ status: other.status, sameRun: other.json.runId === first.json.runId, answer: other.json.status }).toEqual({ status: 202, sameRun: false, answer: 'queued' });
+    expect(await runsOf('other')).toBe(before + 1);
+    await h.waitForRun(other.json.runId);
+  });
+
   it("the server's housekeeping purges answers past their TTL and keeps the others", async () => {
     const key = (k: string) => ({ tokenId_key: { tokenId: '00000000-0000-4000-8000-000000000001', key: k } });
     const old = new Date(Date.now() - IDEMPOTENCY_TTL_MS - 60_000);
