@@ -35,8 +35,12 @@ async function lookUp(runtime: Runtime, caller: Caller, keys: readonly string[],
   return Promise.all(
     keys.map(async (key, index) => {
       // A string without a valid checksum is no rekey key: not even fingerprinted.
-      const version = hasValidChecksum(key) ? await runtime.engine.deps.repo.findVersionByFingerprint(runtime.engine.deps.fingerprint(SecretValue.of(key))) : null;
-      const visible = version && (caller.access.allows('read', version.secret) || caller.access.allows(scope, version.secret)) ? version : null;
+      const versions = hasValidChecksum(key) ? await runtime.engine.deps.repo.findVersionsByFingerprint(runtime.engine.deps.fingerprint(SecretValue.of(key))) : [];
+      const seen = versions.filter((v) => caller.access.allows('read', v.secret) || caller.access.allows(scope, v.secret));
+      // Two versions may share a value (an issuer that gave two secrets one token): the answer names a live one
+      // the caller holds `scope` on first, so a token scoped to either secret sees, and reports, its own.
+      const live = seen.filter((v) => LIVE.includes(v.state));
+      const visible = live.find((v) => caller.access.allows(scope, v.secret)) ?? live[0] ?? seen[0] ?? null;
       return {
         index,
         prefix: key.slice(0, 8),
