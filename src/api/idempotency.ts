@@ -3,7 +3,8 @@
  * is kept (PostgreSQL, per token and key, for IDEMPOTENCY_TTL_MS); a retry with the same key
  * and the same request gets that answer again without acting, one still in progress is told
  * so (409), and the same key with another request is refused (422). A request that failed
- * keeps nothing, so its retry acts. Expired answers are deleted hourly by every server's
+ * keeps nothing, so its retry acts; so does the retry of one that never answered
+ * (IN_PROGRESS_MS). Expired answers are deleted hourly by every server's
  * housekeeping (`idempotency-purge`), and a key's own expired answer when it is used again. Answers of actions carry ids and states, never a value.
  */
 import { createHash } from 'node:crypto';
@@ -15,6 +16,14 @@ import { ApiProblem } from './problems.js';
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 
 export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,200}$/;
+
+/**
+ * A claim still without an answer this long after it was made belongs to a request that will never
+ * answer (its server died mid-request, or the answer or the release could not be written): a retry
+ * takes it over and acts, instead of being told "in progress" until the claim expires a day later.
+ * Far longer than any action takes (their provider calls have timeouts of their own).
+ */
+export const IN_PROGRESS_MS = 5 * 60_000;
 
 export type Claimed = { replay: { status: number; response: JsonValue } } | { replay?: undefined };
 
@@ -33,7 +42,12 @@ export async function claim(db: Db, tokenId: string, key: string, request: strin
   const row = await db.apiIdempotency.findUnique({ where: { tokenId_key: { tokenId, key } } });
   if (!row) return claim(db, tokenId, key, request); // expired and removed in between
   if (row.request !== request) throw new ApiProblem('REKEY_API_IDEMPOTENCY_MISMATCH');
-  if (row.status === null) throw new ApiProblem('REKEY_API_IDEMPOTENCY_IN_PROGRESS');
+  if (row.status === null) {
+    if (row.createdAt.getTime() > Date.now() - IN_PROGRESS_MS) throw new ApiProblem('REKEY_API_IDEMPOTENCY_IN_PROGRESS');
+    // Abandoned: taken over by one retry only (the claim's time is the lock), which acts as a first request.
+    const { count: taken } = await db.apiIdempotency.updateMany({ where: { tokenId, key, status: null, createdAt: row.createdAt }, data: { createdAt: new Date() } });
+    return taken === 1 ? {} : claim(db, tokenId, key, request);
+  }
   return { replay: { status: row.status, response: row.response as JsonValue } };
 }
 

@@ -5,7 +5,7 @@
  * token, and is answered again, without acting twice, for a retried Idempotency-Key.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IDEMPOTENCY_TTL_MS } from '../../src/api/idempotency.js';
+import { IDEMPOTENCY_TTL_MS, IN_PROGRESS_MS, requestHash } from '../../src/api/idempotency.js';
 import { adminApiRoutes } from '../../src/api/routes.js';
 import { call, tokenFor, type Answer } from '../support/api.js';
 import { startHarness, type Harness } from '../support/harness.js';
@@ -84,6 +84,22 @@ describe('rotate now', () => {
     await h.runtime.housekeeping.runNow('idempotency-purge');
     expect(await h.runtime.db.apiIdempotency.findUnique({ where: key('stale') })).toBeNull();
     expect(await h.runtime.db.apiIdempotency.findUnique({ where: key('fresh') })).not.toBeNull();
+  });
+
+  it('a retry of a request that never answered (its server died mid-request) acts once the claim is abandoned, not "in progress" for a day', async () => {
+    const { id: tokenId } = await h.runtime.db.apiToken.findUniqueOrThrow({ where: { name: 'rotator' } });
+    // What a server killed between its claim and its answer leaves behind.
+    const claimed = { tokenId, key: 'died', request: requestHash('POST', '/api/v1/secrets/pay-api/rotate', {}) };
+    await h.runtime.db.apiIdempotency.create({ data: { ...claimed, createdAt: new Date(Date.now() - IN_PROGRESS_MS - 60_000) } });
+    const before = await runsOf('pay-api');
+    const retries = await Promise.all([post('/secrets/pay-api/rotate', rotator, { key: 'died' }), post('/secrets/pay-api/rotate', rotator, { key: 'died' })]);
+    // One takes the claim over and acts; the other sees it in progress (or, once answered, its answer).
+    const acted = retries.filter((r) => r.status === 202);
+    expect({ acted: acted.length > 0, others: retries.every((r) => r.status === 202 || r.json.code === 'REKEY_API_IDEMPOTENCY_IN_PROGRESS') }).toEqual({ acted: true, others: true });
+    expect(new Set(acted.map((r) => r.json.runId)).size).toBe(1);
+    expect(await runsOf('pay-api')).toBe(before + 1);
+    await h.waitForRun(acted[0]!.json.runId);
+    expect((await post('/secrets/pay-api/rotate', rotator, { key: 'died' })).headers.get('idempotent-replayed')).toBe('true');
   });
 
   it('20 concurrent retries with one key: one run, every answer the same run or "in progress"', async () => {
