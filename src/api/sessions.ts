@@ -5,8 +5,9 @@
  * dump of Redis holds nothing that signs anyone in. The session authenticates as its token,
  * looked up again on every request: revoking or expiring the token ends its sessions at once.
  * A session of a person signed in with OpenID Connect (src/dashboard/oidc.ts) keeps their
- * subject and groups instead, and their scopes are mapped from the groups by the applied
- * config on every request: removing a group from `dashboard.oidc.groups` takes effect at once.
+ * issuer, subject and groups instead, and their scopes are mapped from the groups by the applied
+ * config on every request: removing a group from `dashboard.oidc.groups`, or naming another
+ * provider in `dashboard.oidc.issuer`, takes effect at once.
  *
  * The cookie is HttpOnly and SameSite=Strict, and Secure unless REKEY_DASHBOARD_COOKIE_SECURE
  * is false (plain-HTTP local development); a Secure cookie is named with the `__Host-` prefix,
@@ -24,8 +25,10 @@ export const SESSION_TTL_MS = 8 * 3600_000;
 /** The header carrying the session's CSRF token. */
 export const CSRF_HEADER = 'x-csrf-token';
 
-/** A person an OpenID Connect provider signed in: the ID token's subject, a name to show, their groups. */
+/** A person an OpenID Connect provider signed in: the provider, the ID token's subject, a name to show, their groups. */
 export interface Person {
+  /** The issuer that signed them in: a subject and groups mean something only at their provider. */
+  issuer: string;
   subject: string;
   name: string;
   groups: string[];
@@ -48,9 +51,10 @@ export class Sessions {
     private readonly oidc: () => Promise<OidcSignInConfig | undefined>,
   ) {}
 
-  /** A person's scopes under the applied config (none: the session no longer signs anyone in). */
+  /** A person's scopes under the applied config (none: the session no longer signs anyone in, as when sign-in moved to another provider). */
   async scopesOf(person: Person): Promise<string[]> {
-    return scopesOfGroups(await this.oidc(), person.groups);
+    const config = await this.oidc();
+    return config?.issuer === person.issuer ? scopesOfGroups(config, person.groups) : [];
   }
 
   /** The cookie's name: `__Host-` only for a Secure cookie, which browsers require of it. */

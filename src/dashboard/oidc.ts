@@ -144,7 +144,7 @@ export class OidcSignIn {
     const raw = claims[config.groupsClaim];
     const groups = (Array.isArray(raw) ? raw : [raw]).filter((g): g is string => typeof g === 'string');
     const name = [claims.preferred_username, claims.name, claims.email].find((n): n is string => typeof n === 'string' && n.length > 0) ?? subject;
-    return { subject, name: name.slice(0, 200), groups };
+    return { issuer: config.issuer, subject, name: name.slice(0, 200), groups };
   }
 
   /**

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminApiRoutes } from '../../src/api/routes.js';
-import { Sessions } from '../../src/api/sessions.js';
+import { Sessions, sessionsOf } from '../../src/api/sessions.js';
 import { revokeToken } from '../../src/api/tokens.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/dashboard/assets.js';
 import { dashboardRoutes } from '../../src/dashboard/routes.js';
@@ -135,5 +135,33 @@ describe('the cookie on the admin API', () => {
     const { cookie } = await signIn(operator);
     const answer = await call(h, '/api/v1/secrets/pay-api/drift-check', { method: 'POST', token: operator, headers: { cookie }, body: { repair: false } });
     expect(answer.status).toBe(200);
+  });
+});
+
+describe('a person signed in with OpenID Connect', () => {
+  const oidcConfig = (issuer: string) => `${memoryConfig('dashboard-session', { 'pay-api': 'grace: 1h' })}dashboard:
+  oidc:
+    issuer: ${issuer}
+    clientId: rekey-dashboard
+    redirectUri: http://127.0.0.1/ui/oidc/callback
+    insecure: true
+    groups: { sre: [read] }
+`;
+  const applied = async (issuer: string) => {
+    await h.apply(oidcConfig(issuer));
+    await expect.poll(async () => (await h.runtime.applied('dashboard'))?.oidc?.issuer, { timeout: 30_000 }).toBe(issuer);
+  };
+
+  it("is signed out once dashboard.oidc names another provider: the old provider's subjects and groups are not the new one's", async () => {
+    await applied('http://127.0.0.1:9/old-idp');
+    // The session the callback makes for alice, signed in by the old provider (src/dashboard/routes.ts).
+    const sessions = sessionsOf(h.runtime);
+    const session = await sessions.create({ person: { issuer: 'http://127.0.0.1:9/old-idp', subject: 'alice', name: 'alice', groups: ['sre'] } });
+    const cookie = sessions.cookie(session).split(';')[0]!;
+    expect((await call(h, '/api/v1/secrets', { headers: { cookie } })).status).toBe(200);
+    // The operator moves sign-in to another provider (the old one compromised, or retired); the group names stay.
+    await applied('http://127.0.0.1:9/new-idp');
+    const after = await call(h, '/api/v1/secrets', { headers: { cookie } });
+    expect([after.status, after.json.code]).toEqual([401, 'REKEY_API_SESSION_INVALID']);
   });
 });
