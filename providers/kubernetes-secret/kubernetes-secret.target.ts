@@ -82,10 +82,13 @@ export class KubernetesSecretTarget implements Target {
       const d = await this.#o.api.readDeployment(this.#o.namespace, deployment, call.signal);
       const wanted = d.spec?.replicas ?? 1;
       const status = d.status ?? {};
+      // As `kubectl rollout status`: available pods count old ones too, so also wait until no
+      // pod of an older ReplicaSet (still using the value it started with) is left.
       const done =
         d.spec?.template?.metadata?.annotations?.[RESTARTED_FOR] === (current ? this.#o.fingerprint(current) : undefined) &&
         (status.observedGeneration ?? 0) >= (d.metadata?.generation ?? 0) &&
         (status.updatedReplicas ?? 0) >= wanted &&
+        (status.replicas ?? 0) <= (status.updatedReplicas ?? 0) &&
         (status.availableReplicas ?? 0) >= wanted;
       if (!done) throw this.#error('REKEY_ERR_VERIFY_FAILED', `Deployment ${this.#o.namespace}/${deployment} has not finished rolling out the new value yet`);
     }

@@ -156,6 +156,19 @@ describe('kubernetes-secret specifics', () => {
     await target.verify(v.ref, v.value, call());
   });
 
+  it('verify waits while a pod of the old ReplicaSet still runs, even with as many pods available as wanted', async () => {
+    api.rolloutMs = Infinity;
+    const target = openTarget('payments-api-key', { key: 'api-key', restart: ['payments-api'] });
+    const v = newVersion('payments-api-key');
+    await target.deploy(v.ref, v.value, call());
+    // 3 new pods (2 ready) and 1 old pod, still serving with the value it started with: 3 available.
+    api.surgeRollouts();
+    const early = await rejection(target.verify(v.ref, v.value, call()));
+    expect([early.code, early.retryable]).toEqual(['REKEY_ERR_VERIFY_FAILED', true]);
+    api.finishRollouts();
+    await target.verify(v.ref, v.value, call());
+  });
+
   it('a concurrent change between read and write is a retryable CONFLICT, never an overwrite', async () => {
     const target = openTarget('payments-api-key', { key: 'api-key' });
     const v = newVersion('payments-api-key');

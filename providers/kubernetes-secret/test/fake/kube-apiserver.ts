@@ -36,6 +36,12 @@ export interface FakeKubeApi {
   rolloutMs: number;
   /** Completes every rollout still under way. */
   finishRollouts(): void;
+  /**
+   * Brings every rollout still under way to its last step under maxSurge 1, maxUnavailable 0:
+   * every new pod exists and all but the last are ready, one old pod still runs (it goes once
+   * the last new pod is ready), so as many pods are available as the spec wants.
+   */
+  surgeRollouts(): void;
   /** Someone else changes the Secret right after the next GET of it (a race). */
   raceNextRead: boolean;
   addSecret(namespace: string, name: string, data?: Record<string, string>): void;
@@ -53,7 +59,7 @@ export async function startFakeKubeApi(token = 'fake-sa-token'): Promise<FakeKub
   const forbidden = new Set<string>();
   const state = { rolloutMs: 0, version: 1000, race: false };
   const timers = new Set<NodeJS.Timeout>();
-  const unfinished = new Set<() => void>();
+  const unfinished = new Map<Json, () => void>();
   const nextVersion = () => String((state.version += 1));
 
   const server = createServer((req, res) => {
@@ -119,7 +125,7 @@ export async function startFakeKubeApi(token = 'fake-sa-token'): Promise<FakeKub
     const finish = () => (d.status = { observedGeneration: meta.generation, replicas, updatedReplicas: replicas, readyReplicas: replicas, availableReplicas: replicas });
     if (state.rolloutMs === 0) return finish();
     d.status = { ...(d.status as Json), observedGeneration: meta.generation, updatedReplicas: 0 };
-    if (state.rolloutMs === Infinity) return void unfinished.add(finish);
+    if (state.rolloutMs === Infinity) return void unfinished.set(d, finish);
     const timer = setTimeout(() => (timers.delete(timer), finish()), state.rolloutMs);
     timers.add(timer);
   };
@@ -141,8 +147,14 @@ export async function startFakeKubeApi(token = 'fake-sa-token'): Promise<FakeKub
       state.rolloutMs = ms;
     },
     finishRollouts() {
-      for (const finish of unfinished) finish();
+      for (const finish of unfinished.values()) finish();
       unfinished.clear();
+    },
+    surgeRollouts() {
+      for (const d of unfinished.keys()) {
+        const replicas = Number((d.spec as Json).replicas ?? 1);
+        d.status = { ...(d.status as Json), replicas: replicas + 1, updatedReplicas: replicas, readyReplicas: replicas, availableReplicas: replicas };
+      }
     },
     get raceNextRead() {
       return state.race;
