@@ -16,6 +16,7 @@ import {
   GetApiKeyCommand,
   GetApiKeysCommand,
   GetUsagePlanKeyCommand,
+  GetUsagePlanKeysCommand,
   UpdateApiKeyCommand,
 } from '@aws-sdk/client-api-gateway';
 import { awsErrorName } from '../../src/core/kit/aws-errors.js';
@@ -121,10 +122,19 @@ export class ApiGatewayTarget implements Target {
     this.#o.log.info({ versionId: version.versionId, fingerprint: version.fingerprint, deleted: keys.length }, 'api-gateway: key retired');
   }
 
-  /** Every enabled key tagged with this secret, from one listing of the account's keys shared by every binding. */
+  /**
+   * Every enabled key tagged with this secret that is in the binding's usage plan (a key out of
+   * the plan is refused by the stage): one listing of the account's keys shared by every binding,
+   * and one of each plan's keys shared by the bindings of that plan.
+   */
   async inspect(call: Call): Promise<Inspection> {
-    const entries = (await sharedRead(this.#o.client, () => this.#all(call)))
-      .filter((k) => k.enabled && k.tags?.[TAG.secret] === this.#o.secret)
+    const plan = this.#o.usagePlanId;
+    const [keys, inPlan] = await Promise.all([
+      sharedRead(this.#o.client, () => this.#all(call)),
+      sharedRead(`aws-api-gateway:${this.#o.provider}:plan:${plan}`, () => this.#planKeyIds(call)),
+    ]);
+    const entries = keys
+      .filter((k) => k.enabled && k.tags?.[TAG.secret] === this.#o.secret && inPlan.has(k.id!))
       .map((k) => ({ versionId: k.tags?.[TAG.version], fingerprint: k.tags?.[TAG.fingerprint], consumer: k.customerId }));
     return { entries, holds: 'all' };
   }
@@ -161,6 +171,20 @@ export class ApiGatewayTarget implements Target {
       position = page.position;
     } while (position);
     return keys;
+  }
+
+  /** The ids of the binding's usage plan's keys, every page (values are dropped at once). */
+  async #planKeyIds(call: Call): Promise<Set<string>> {
+    const ids = new Set<string>();
+    let position: string | undefined;
+    do {
+      const page = await this.#aws('GetUsagePlanKeys', `usage plan ${this.#o.usagePlanId}`, call, () =>
+        this.#o.client.send(new GetUsagePlanKeysCommand({ usagePlanId: this.#o.usagePlanId, limit: 500, position }), { abortSignal: call.signal }),
+      );
+      for (const key of page.items ?? []) if (key.id) ids.add(key.id);
+      position = page.position;
+    } while (position);
+    return ids;
   }
 
   async #setEnabled(id: string, enabled: boolean, call: Call): Promise<void> {

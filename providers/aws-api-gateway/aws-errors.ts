@@ -14,6 +14,7 @@ export type ApiGatewayOperation =
   | 'DeleteApiKey'
   | 'CreateUsagePlanKey'
   | 'GetUsagePlanKey'
+  | 'GetUsagePlanKeys'
   | 'DeleteUsagePlanKey'
   | 'GetUsage';
 
@@ -25,6 +26,7 @@ const IAM_METHOD: Record<ApiGatewayOperation, string> = {
   DeleteApiKey: 'DELETE',
   CreateUsagePlanKey: 'POST',
   GetUsagePlanKey: 'GET',
+  GetUsagePlanKeys: 'GET',
   DeleteUsagePlanKey: 'DELETE',
   GetUsage: 'GET',
 };

@@ -141,6 +141,20 @@ describe('aws-api-gateway specifics', () => {
     for (const v of versions) expect(listed).toContainEqual({ versionId: v.ref.versionId, fingerprint: v.ref.fingerprint, consumer: v.ref.consumer });
   });
 
+  it('does not list a key that left the usage plan (the stage refuses it), so the drift check deploys it again', async () => {
+    const target = openTarget('payments-api-key');
+    const v = newVersion('payments-api-key');
+    await target.deploy(v.ref, v.value, call());
+    // Someone ran DeleteUsagePlanKey (or the plan was recreated): the key is enabled, but dead.
+    const key = [...fake.keys.values()].find((k) => k.value === v.value.reveal())!;
+    fake.plans.get(fake.usagePlanId)!.delete(key.id);
+    expect((await send(fake.stageUrl, 'x-api-key', v.value.reveal())).status).toBe(403);
+    expect(await held(target)).toEqual([]);
+    await target.deploy(v.ref, v.value, call());
+    expect(await held(target)).toEqual([{ versionId: v.ref.versionId, fingerprint: v.ref.fingerprint, consumer: v.ref.consumer }]);
+    expect((await send(fake.stageUrl, 'x-api-key', v.value.reveal())).status).toBe(200);
+  });
+
   it('maps throttling, outages, denial and an unknown usage plan to the right codes', async () => {
     const v = newVersion('payments-api-key');
     const target = openTarget('payments-api-key');

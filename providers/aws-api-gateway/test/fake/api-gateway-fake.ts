@@ -10,7 +10,9 @@
  *   matched as a prefix here), UpdateApiKey (PATCH /apikeys/{id} with patchOperations, `replace`
  *   on /enabled, /name, /description, /customerId), DeleteApiKey (DELETE, 202).
  * - UsagePlanKey: CreateUsagePlanKey (POST /usageplans/{id}/keys, 201, Conflict when present),
- *   GetUsagePlanKey, DeleteUsagePlanKey (202); NotFoundException for an unknown plan or key.
+ *   GetUsagePlanKey, GetUsagePlanKeys (GET /usageplans/{id}/keys?limit=&position=, `item` with each
+ *   key's id, type, name and value, paged like GetApiKeys), DeleteUsagePlanKey (202); NotFoundException
+ *   for an unknown plan or key.
  * - GetUsage (GET /usageplans/{id}/usage?startDate=&endDate=&keyId=&limit=&position=): `values` maps
  *   each key of the plan to one `[used, remaining]` pair per day from startDate to endDate (UTC,
  *   inclusive) under the plan's daily quota; `position` pages over keys; dates are required.
@@ -159,6 +161,17 @@ export async function startFakeApiGateway(o: { pageLimit?: number } = {}): Promi
           plan.add(key.id);
           return json(res, 201, { id: key.id, type: 'API_KEY', name: key.name });
         }
+        case 'GetUsagePlanKeys': {
+          const plan = plans.get(parts[1]!);
+          if (!plan) return error(res, 404, 'NotFoundException', 'Invalid Usage Plan ID specified');
+          const limit = Math.min(Number(url.searchParams.get('limit') ?? 25), 1000, o.pageLimit ?? 1000);
+          const start = Number(url.searchParams.get('position') ?? 0);
+          const members = [...plan].map((k) => keys.get(k)).filter((k) => k !== undefined);
+          return json(res, 200, {
+            item: members.slice(start, start + limit).map((k) => ({ id: k.id, type: 'API_KEY', name: k.name, value: k.value })),
+            ...(start + limit < members.length ? { position: String(start + limit) } : {}),
+          });
+        }
         case 'GetUsagePlanKey':
         case 'DeleteUsagePlanKey': {
           const plan = plans.get(parts[1]!);
@@ -240,6 +253,7 @@ function operation(method: string, parts: string[]): string {
     'PATCH /apikeys/*': 'UpdateApiKey',
     'DELETE /apikeys/*': 'DeleteApiKey',
     'POST /usageplans/*/keys': 'CreateUsagePlanKey',
+    'GET /usageplans/*/keys': 'GetUsagePlanKeys',
     'GET /usageplans/*/keys/*': 'GetUsagePlanKey',
     'DELETE /usageplans/*/keys/*': 'DeleteUsagePlanKey',
     'GET /usageplans/*/usage': 'GetUsage',
