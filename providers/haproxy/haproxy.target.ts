@@ -64,11 +64,15 @@ export class HaproxyTarget implements Target {
     this.#o = options;
   }
 
-  /** Adds key -> consumer (or corrects the consumer), then persists. Idempotent. */
+  /**
+   * Adds key -> consumer (or corrects the consumer), then persists. Idempotent. Fails, to be
+   * retried, when the rewrite finds the key gone: HAProxy restarted after the add and loaded the
+   * file not yet rewritten, and the rewrite follows the live map (as retire(), the other way).
+   */
   async deploy(version: VersionRef, value: SecretValue, call: Call): Promise<void> {
     this.#validate(version, value);
+    const key = value.reveal();
     const after = await this.#exclusive(version, async () => {
-      const key = value.reveal();
       const live = await this.#show(call);
       const existing = live.filter((entry) => entry.key === key);
       if (existing.length === 0) {
@@ -83,8 +87,12 @@ export class HaproxyTarget implements Target {
       }
       return live;
     });
-    // Always rewrite: a retry after a failed write must still fix the file.
-    await this.#persist(after);
+    // Always rewrite: a retry after a failed write must still fix the file. When the map kept
+    // changing through every rewrite, #persist checked nothing: read it once more.
+    const live = (await this.#persist(after)) ?? (this.#o.mapFile ? await this.#show(call) : undefined);
+    if (live && !live.some((entry) => entry.key === key)) {
+      throw this.#error('REKEY_ERR_UNAVAILABLE', `version ${version.number} of ${version.secret} is gone from map ${this.#o.map} after its add (HAProxy reloaded the map file before it was rewritten); retry`);
+    }
     this.#o.log.info({ versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map }, 'haproxy: key deployed');
   }
 

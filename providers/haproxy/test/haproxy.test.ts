@@ -206,6 +206,32 @@ describe('haproxy specifics', () => {
     expect(await accepted()).toBe(401);
   });
 
+  it('fails a deploy when HAProxy restarts from the file before the rewrite, and the retry makes the key live again', async () => {
+    const target = openTarget('reload-deploy-haproxy');
+    const v = newVersion('reload-deploy-haproxy');
+    const accepted = async () => (await send(gateway.url, gateway.header, v.value.reveal())).status;
+    let release!: () => void;
+    const reached = new Promise<void>((resolve) => {
+      writes.hold = { reached: resolve, released: new Promise((done) => (release = done)) };
+    });
+    const deploying = target.deploy(v.ref, v.value, call());
+    // The key is in the live map; the file, its rewrite held, does not have it yet.
+    await reached;
+    expect(await accepted()).toBe(200);
+    await gateway.restart();
+    expect(await accepted()).toBe(401);
+    release();
+    const error = await rejection(deploying);
+    expect([error.code, error.retryable]).toEqual(['REKEY_ERR_UNAVAILABLE', true]);
+    expect(error.message).not.toContain(v.value.reveal());
+    await target.deploy(v.ref, v.value, call());
+    expect(await accepted()).toBe(200);
+    expect(await fileFingerprints()).toContain(v.ref.fingerprint);
+    await gateway.restart();
+    expect(await accepted()).toBe(200);
+    await retireAll(target);
+  });
+
   it.each(['retire', 'throttle'] as const)(
     '%s changes the key, not the entry at an address: an entry another process deleted meanwhile, its address given to a new key, leaves that key alone',
     async (op) => {
