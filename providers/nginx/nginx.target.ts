@@ -51,7 +51,7 @@ export class NginxTarget implements Target {
 
   /** Removes every entry whose key has the version's fingerprint, tests, reloads. Absent is success. */
   async retire(version: VersionRef, call: Call): Promise<void> {
-    await this.#change(call, (map) => map.remove((entry) => this.#o.fingerprint(entry.key) === version.fingerprint));
+    await this.#change(call, (map) => map.remove((entry) => this.#o.fingerprint(entry.key) === version.fingerprint), { restore: false });
     this.#o.log.info({ versionId: version.versionId, fingerprint: version.fingerprint, map: this.#o.map }, 'nginx: key retired');
   }
 
@@ -63,7 +63,12 @@ export class NginxTarget implements Target {
     });
   }
 
-  async #change(call: Call, edit: (map: MapFile) => MapFile): Promise<void> {
+  /**
+   * Writes the edited map, tests and reloads. When nginx -t fails, a deploy's file is put back
+   * (its new line may be what nginx rejects); a retirement's is not (removing lines cannot be, and
+   * putting the key back would let the reload after the repair, or a restart, load it again).
+   */
+  async #change(call: Call, edit: (map: MapFile) => MapFile, o: { restore: boolean } = { restore: true }): Promise<void> {
     // One change at a time per nginx master: a reload must finish before the next begins.
     await serialized(`nginx:${this.#o.process.pidFile}`, async () => {
       const before = await this.#read();
@@ -74,11 +79,9 @@ export class NginxTarget implements Target {
       // Test even when the file did not change: a retry must not reload a config nginx rejects.
       const verdict = await this.#test(call);
       if (!verdict.ok) {
-        if (text !== before) await this.#restore(before);
-        throw this.#error(
-          'REKEY_ERR_INVALID',
-          `nginx -t rejected the configuration, so nginx was not reloaded and ${this.#o.map} was put back as it was: ${describeNginxOutput(verdict.output, keys)}`,
-        );
+        if (o.restore && text !== before) await this.#restore(before);
+        const file = o.restore ? `${this.#o.map} was put back as it was` : `${this.#o.map} keeps the key out, for the next reload`;
+        throw this.#error('REKEY_ERR_INVALID', `nginx -t rejected the configuration, so nginx was not reloaded and ${file}: ${describeNginxOutput(verdict.output, keys)}`);
       }
       await this.#reload(call);
     });

@@ -70,6 +70,23 @@ describe('nginx specifics', () => {
     expect((await send(gateway.url, gateway.header, b.value.reveal())).status).toBe(200);
   });
 
+  it('a retirement nginx -t refuses for another reason keeps the key out of the file, so the reload after the repair drops it', async () => {
+    const target = openTarget('broken-retire-nginx');
+    const leaked = newVersion('broken-retire-nginx');
+    await target.deploy(leaked.ref, leaked.value, call());
+    // Someone breaks the configuration by hand: no reload can happen until it is repaired.
+    await appendFile(gateway.map, '"leaky_token_0123456789" broken line\n');
+    const error = await rejection(target.retire(leaked.ref, call()));
+    expect(error.message).toMatch(/nginx -t rejected the configuration/);
+    expect(error.message).not.toContain('leaky_token');
+    expect(await readFile(gateway.map, 'utf8')).not.toContain(leaked.value.reveal());
+    // The operator repairs it and restarts nginx: the retired key must not come back with the file.
+    await writeFile(gateway.map, (await readFile(gateway.map, 'utf8')).replace(/^"leaky.*\n/m, ''));
+    await gateway.restart();
+    expect((await send(gateway.url, gateway.header, leaked.value.reveal())).status).toBe(401);
+    await target.retire(leaked.ref, call());
+  });
+
   it('matches keys case-sensitively (nginx compares plain map strings ignoring case)', async () => {
     const target = openTarget('case-nginx');
     const value = SecretValue.of('rk_test_AbCdEf0123456789.plus+slash/eq=');
