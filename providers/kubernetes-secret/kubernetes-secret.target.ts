@@ -11,6 +11,7 @@
  * Every write carries the resourceVersion it was computed from, so a concurrent change makes it
  * fail with a retryable CONFLICT instead of overwriting a newer value.
  */
+import { createHash } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
 import { ProviderError } from '../../src/core/errors.js';
 import type { Fingerprinter } from '../../src/core/fingerprint.js';
@@ -35,15 +36,25 @@ export interface KubernetesSecretTargetOptions {
   log: Logger;
 }
 
-/** Pod template annotations: when rekey last restarted the Deployment, and for which value. */
+/** Pod template annotation: when rekey last restarted the Deployment. */
 export const RESTARTED_AT = 'rekey.dev/restartedAt';
-export const RESTARTED_FOR = 'rekey.dev/fingerprint';
+
+/**
+ * Pod template annotation: for which value of the Secret's `key` rekey last restarted the
+ * Deployment. One per Secret and key (a hash of them: an annotation name is at most 63
+ * characters), so secrets that restart the same Deployment do not overwrite each other's.
+ */
+export function restartedFor(secret: string, key: string): string {
+  return `rekey.dev/fingerprint.${createHash('sha256').update(`${secret}/${key}`).digest('hex').slice(0, 16)}`;
+}
 
 export class KubernetesSecretTarget implements Target {
   readonly #o: KubernetesSecretTargetOptions;
+  readonly #restartedFor: string;
 
   constructor(options: KubernetesSecretTargetOptions) {
     this.#o = options;
+    this.#restartedFor = restartedFor(options.name, options.key);
   }
 
   /** Writes `key` (keeping the replaced value in `previousKey`), then restarts the Deployments. Idempotent. */
@@ -85,7 +96,7 @@ export class KubernetesSecretTarget implements Target {
       // As `kubectl rollout status`: available pods count old ones too, so also wait until no
       // pod of an older ReplicaSet (still using the value it started with) is left.
       const done =
-        d.spec?.template?.metadata?.annotations?.[RESTARTED_FOR] === (current ? this.#o.fingerprint(current) : undefined) &&
+        d.spec?.template?.metadata?.annotations?.[this.#restartedFor] === (current ? this.#o.fingerprint(current) : undefined) &&
         (status.observedGeneration ?? 0) >= (d.metadata?.generation ?? 0) &&
         (status.updatedReplicas ?? 0) >= wanted &&
         (status.replicas ?? 0) <= (status.updatedReplicas ?? 0) &&
@@ -143,11 +154,11 @@ export class KubernetesSecretTarget implements Target {
   async #restart(fingerprint: string, call: Call, from?: string): Promise<void> {
     for (const deployment of this.#o.restart) {
       const d = await this.#o.api.readDeployment(this.#o.namespace, deployment, call.signal);
-      const restartedFor = d.spec?.template?.metadata?.annotations?.[RESTARTED_FOR];
+      const restartedFor = d.spec?.template?.metadata?.annotations?.[this.#restartedFor];
       if (restartedFor === fingerprint) continue; // a retry: already restarted
       if (from !== undefined && restartedFor !== from) continue;
       // What `kubectl rollout restart` does, under rekey's own annotation names.
-      const annotations = { [RESTARTED_AT]: new Date().toISOString(), [RESTARTED_FOR]: fingerprint };
+      const annotations = { [RESTARTED_AT]: new Date().toISOString(), [this.#restartedFor]: fingerprint };
       await this.#o.api.patchDeployment(this.#o.namespace, deployment, { spec: { template: { metadata: { annotations } } } }, call.signal);
       this.#o.log.info({ deployment: `${this.#o.namespace}/${deployment}`, fingerprint }, 'kubernetes-secret: deployment restarted');
     }

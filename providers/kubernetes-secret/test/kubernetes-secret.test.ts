@@ -9,13 +9,14 @@ import { call, held, newVersion, rejection } from '../../../test/conformance/ref
 import { targetConformance } from '../../../test/conformance/target.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import { kubernetesSecret } from '../index.js';
-import { RESTARTED_AT, RESTARTED_FOR } from '../kubernetes-secret.target.js';
+import { RESTARTED_AT, restartedFor } from '../kubernetes-secret.target.js';
 import { startFakeKubeApi, type FakeKubeApi } from './fake/kube-apiserver.js';
 
 let api: FakeKubeApi;
 let dir: string;
 let kubeconfig: string;
 const NS = 'payments';
+const RESTARTED_FOR = restartedFor('payments-api-key', 'api-key');
 
 beforeAll(async () => {
   api = await startFakeKubeApi();
@@ -167,6 +168,23 @@ describe('kubernetes-secret specifics', () => {
     expect([early.code, early.retryable]).toEqual(['REKEY_ERR_VERIFY_FAILED', true]);
     api.finishRollouts();
     await target.verify(v.ref, v.value, call());
+  });
+
+  it('two secrets restarting one Deployment, rotated at once: each verifies after the last restart, and a retry restarts nothing', async () => {
+    api.addSecret(NS, 'payments-db');
+    const apiKey = openTarget('payments-api-key', { key: 'api-key', restart: ['payments-api'] });
+    const password = openTarget('payments-db', { key: 'password', restart: ['payments-api'] });
+    const [k, p] = [newVersion('payments-api-key'), newVersion('payments-db')];
+    // One cron for both: both deploy, then both verify (the second restart's pods read both Secrets).
+    await apiKey.deploy(k.ref, k.value, call());
+    await password.deploy(p.ref, p.value, call());
+    await apiKey.verify(k.ref, k.value, call());
+    await password.verify(p.ref, p.value, call());
+    const generation = () => (api.deployments.get(`${NS}/payments-api`)!.metadata as { generation: number }).generation;
+    const before = generation();
+    await apiKey.deploy(k.ref, k.value, call());
+    await password.deploy(p.ref, p.value, call());
+    expect(generation()).toBe(before);
   });
 
   it('a concurrent change between read and write is a retryable CONFLICT, never an overwrite', async () => {
