@@ -29,8 +29,9 @@ export const probeSchema = z
 export type ProbeConfig = z.infer<typeof probeSchema>;
 
 /**
- * Sends one request with `value` in `probe.header` and resolves when the answer is
- * 2xx or 3xx. Redirects are not followed (a redirect already means the key passed).
+ * Sends one request with `value` in `probe.header` and resolves when the answer is 2xx.
+ * Redirects are not followed, and fail: a gateway may redirect before it looks at the key
+ * (plain HTTP sent to HTTPS, as Caddy's automatic HTTPS does), so a 3xx would pass any key.
  * Each probe opens a new connection, as a new client would: a kept-alive one may be
  * closed under it by a gateway reload, or still be served by an old worker.
  * @throws ProviderError REKEY_ERR_VERIFY_FAILED (retryable) when the gateway answers
@@ -46,8 +47,13 @@ export async function probeKey(probe: ProbeConfig, value: SecretValue, call: Cal
   } catch (error) {
     throw new ProviderError('REKEY_ERR_VERIFY_FAILED', `probe ${where} could not be completed`, { provider, cause: error });
   }
-  if (status >= 200 && status < 400) return;
-  const why = status === 401 || status === 403 ? 'the gateway does not accept the key (yet)' : 'unexpected status';
+  if (status >= 200 && status < 300) return;
+  const why =
+    status === 401 || status === 403
+      ? 'the gateway does not accept the key (yet)'
+      : status >= 300 && status < 400
+        ? 'a redirect, which says nothing about the key (set probe.url to the https URL the gateway serves with a key)'
+        : 'unexpected status';
   throw new ProviderError('REKEY_ERR_VERIFY_FAILED', `probe ${where} answered ${status}: ${why}`, { provider });
 }
 

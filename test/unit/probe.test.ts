@@ -1,0 +1,42 @@
+// The gateway targets' verify probe (src/core/kit/probe.ts) against a local stand-in for a gateway.
+import { createServer } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { probeKey, probeSchema } from '../../src/core/kit/probe.js';
+import { SecretValue } from '../../src/core/secret-value.js';
+import { listenLoopback } from '../support/fake-http.js';
+import { call, rejection } from '../conformance/refs.js';
+
+const VALID = 'rk_test_valid0123456789';
+const servers: Array<ReturnType<typeof createServer>> = [];
+afterEach(async () => {
+  for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
+});
+
+/** A gateway answering `status` to every request whatever its key, or 200 for VALID and 401 otherwise. */
+async function gateway(answer: (key: string | undefined) => { status: number; location?: string }): Promise<string> {
+  const server = createServer((req, res) => {
+    const { status, location } = answer(req.headers['x-api-key'] as string | undefined);
+    res.writeHead(status, location ? { location } : {}).end();
+  });
+  servers.push(server);
+  return `http://127.0.0.1:${await listenLoopback(server)}/v1/ping`;
+}
+
+describe('probeKey', () => {
+  it('passes for a key the gateway lets through, fails for one it refuses', async () => {
+    const probe = probeSchema.parse({ url: await gateway((key) => ({ status: key === VALID ? 200 : 401 })) });
+    await probeKey(probe, SecretValue.of(VALID), call(), 'gw');
+    const error = await rejection(probeKey(probe, SecretValue.of('rk_test_never_deployed'), call(), 'gw'));
+    expect([error.code, error.retryable]).toEqual(['REKEY_ERR_VERIFY_FAILED', true]);
+  });
+
+  it('fails when the gateway redirects before it looks at the key (plain HTTP sent to HTTPS): any key would pass', async () => {
+    // Caddy's automatic HTTPS, HAProxy's `http-request redirect scheme https`: the same 308 for every key.
+    const url = await gateway(() => ({ status: 308, location: 'https://api.example.com/v1/ping' }));
+    const probe = probeSchema.parse({ url });
+    const error = await rejection(probeKey(probe, SecretValue.of('rk_test_never_deployed'), call(), 'gw'));
+    expect(error.code).toBe('REKEY_ERR_VERIFY_FAILED');
+    expect(error.message).toContain('308');
+    expect(error.message).not.toContain('never_deployed');
+  });
+});
