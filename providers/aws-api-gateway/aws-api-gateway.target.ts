@@ -101,11 +101,20 @@ export class ApiGatewayTarget implements Target {
     }
   }
 
-  /** Disables, removes from the usage plan, deletes: every key of the version (by name, else by fingerprint tag). */
+  /**
+   * Disables, removes from the usage plan, deletes: every key of the version, by name, else by its
+   * tags (a key named under an earlier namePrefix, or when no version id is given).
+   */
   async retire(version: VersionRef, call: Call): Promise<void> {
-    const keys = version.versionId
-      ? (await this.#byName(this.#name(version), call))
-      : (await this.#all(call)).filter((k) => version.fingerprint && k.tags?.[TAG.fingerprint] === version.fingerprint);
+    const named = version.versionId ? await this.#byName(this.#name(version), call) : [];
+    const keys =
+      named.length > 0
+        ? named
+        : (await this.#all(call)).filter(
+            (k) =>
+              (version.versionId && k.tags?.[TAG.secret] === this.#o.secret && k.tags[TAG.version] === version.versionId) ||
+              (version.fingerprint && k.tags?.[TAG.fingerprint] === version.fingerprint),
+          );
     for (const key of keys) {
       const id = key.id!;
       // NotFound: a concurrent retire of the version deleted it since the listing.

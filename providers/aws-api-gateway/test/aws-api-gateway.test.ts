@@ -131,6 +131,15 @@ describe('aws-api-gateway specifics', () => {
     expect([...fake.keys.values()].some((k) => k.value === v.value.reveal())).toBe(false);
   });
 
+  it('retire finds a key created under another namePrefix (the prefix changed since its deploy) by its tags', async () => {
+    const v = newVersion('payments-api-key');
+    await openTarget('payments-api-key').deploy(v.ref, v.value, call());
+    const renamed = openTarget('payments-api-key', { config: { namePrefix: 'team-payments' } });
+    await renamed.retire(v.ref, call());
+    expect((await send(fake.stageUrl, 'x-api-key', v.value.reveal())).status).toBe(403);
+    expect([...fake.keys.values()].some((k) => k.value === v.value.reveal())).toBe(false);
+  });
+
   it('lists only this secret\'s enabled keys, across pages, with the consumer from customerId', async () => {
     const target = openTarget('clients');
     const versions = ['acme', 'globex', 'initech', 'umbrella'].map((client) => newVersion('clients', client));
