@@ -12,7 +12,7 @@ import { FAILOVER_RETRY_MS, type RedisConnection } from '../queue/connection.js'
 import { cappedDelay, isCappedBackoff, NOTIFICATIONS_QUEUE } from '../queue/names.js';
 import { backoffDelay } from '../queue/workers.js';
 import type { Metrics } from '../metrics.js';
-import { deliver } from './deliver.js';
+import { deliver, RetryLaterError } from './deliver.js';
 import type { NoticeJob, NoticeQueue } from './queue.js';
 
 export interface NotificationWorkerOptions {
@@ -70,7 +70,9 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Wor
       const final = !isRetryable(error) || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       log[final ? 'error' : 'warn']({ ...fields, error: describeError(error), final }, final ? 'notification given up' : 'notification failed; retrying');
       options.metrics.notificationTried(name, notice.type, final ? 'given_up' : 'retrying');
-      throw isRetryable(error) ? new Error(describeError(error)) : new UnrecoverableError(describeError(error));
+      if (!isRetryable(error)) throw new UnrecoverableError(describeError(error));
+      // The receiver's Retry-After travels to the backoff strategy with the error BullMQ hands it.
+      throw Object.assign(new Error(describeError(error)), error instanceof RetryLaterError ? { retryAfterMs: error.retryAfterMs } : {});
     }
   };
   const worker = new Worker<NoticeJob>(NOTIFICATIONS_QUEUE, handle, {
@@ -79,7 +81,11 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Wor
     concurrency,
     drainDelay: 1,
     runRetryDelay: FAILOVER_RETRY_MS,
-    settings: { backoffStrategy: (attemptsMade, type, _error, job) => (isCappedBackoff(type) ? cappedDelay(attemptsMade, backoffDelay(job), type) : 0) },
+    settings: {
+      // The destination's backoff, or longer when the receiver's Retry-After asked for longer.
+      backoffStrategy: (attemptsMade, type, error, job) =>
+        Math.max(isCappedBackoff(type) ? cappedDelay(attemptsMade, backoffDelay(job), type) : 0, (error as { retryAfterMs?: number } | undefined)?.retryAfterMs ?? 0),
+    },
   });
   worker.on('error', (error) => log.error({ error: describeError(error) }, 'worker error'));
   return worker;

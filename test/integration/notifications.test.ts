@@ -123,6 +123,25 @@ describe('notifications', () => {
     expect(r.deliveries.some((d) => d.id === `secret.no-current.${run.id}`)).toBe(false);
   });
 
+  it("a receiver answering 429 or 503 with Retry-After is not sent the notice again before the time it named", async () => {
+    const cases = [
+      { status: 429, retryAfter: () => '2' },
+      { status: 503, retryAfter: () => new Date(Date.now() + 4000).toUTCString() },
+    ];
+    for (const { status, retryAfter } of cases) {
+      r.failNext('/hooks/oncall', status, 1, retryAfter());
+      j.fail('verify:edge', 1, false);
+      const run = await h.rotate('pay-key');
+      expect(run.status).toBe('rolled_back');
+      const id = `rotation.failed.${run.id}`;
+      await expect.poll(() => r.accepted('/hooks/oncall').filter((d) => d.id === id).length, { timeout: 20_000 }).toBe(1);
+      const tries = r.deliveries.filter((d) => d.id === id && d.path === '/hooks/oncall');
+      expect(tries.map((d) => d.status)).toEqual([status, 204]);
+      // The destination's own backoff is 100 ms; the receiver asked for 2 s, or a time at least 3 s after the rotation started.
+      expect({ status, waitedMs: tries[1]!.at - tries[0]!.at >= 1900 ? 'as asked' : tries[1]!.at - tries[0]!.at }).toEqual({ status, waitedMs: 'as asked' });
+    }
+  });
+
   it('a rotation.failed that cannot be recorded leaves the run at rollback; driving it again raises it', async () => {
     // A real outbox on a PostgreSQL that is not there (nothing listens on port 1): writing the notice fails.
     const nowhere = createDb('postgresql://postgres@127.0.0.1:1/none', 1);

@@ -17,6 +17,8 @@ export interface NoticeDelivery {
   status: number;
   body: string;
   headers: Record<string, string>;
+  /** When it arrived (ms since the epoch). */
+  at: number;
 }
 
 export interface NoticeReceiver {
@@ -24,15 +26,15 @@ export interface NoticeReceiver {
   deliveries: NoticeDelivery[];
   /** Deliveries of `path` the receiver accepted (2xx). */
   accepted(path: string): NoticeDelivery[];
-  /** Answer `status` to the next `times` requests of `path`. */
-  failNext(path: string, status: number, times: number): void;
+  /** Answer `status` to the next `times` requests of `path`, with `Retry-After: <retryAfter>` when given. */
+  failNext(path: string, status: number, times: number, retryAfter?: string): void;
   close(): Promise<void>;
 }
 
 export async function startNoticeReceiver(secret: string): Promise<NoticeReceiver> {
   const verifier = new Webhook(secret);
   const deliveries: NoticeDelivery[] = [];
-  const faults = new Map<string, { status: number; times: number }>();
+  const faults = new Map<string, { status: number; times: number; retryAfter?: string }>();
   const server: Server = createServer((req, res) => {
     void readBody(req).then((body) => {
       const path = req.url ?? '';
@@ -45,12 +47,14 @@ export async function startNoticeReceiver(secret: string): Promise<NoticeReceive
       }
       const fault = faults.get(path);
       let status = path.startsWith('/hooks/') && !signatureValid ? 401 : 204;
+      let retryAfter: string | undefined;
       if (status === 204 && fault && fault.times > 0) {
         fault.times -= 1;
         status = fault.status;
+        retryAfter = fault.retryAfter;
       }
-      deliveries.push({ path, id: header('webhook-id'), signatureValid, status, body, headers: { ...(req.headers as Record<string, string>) } });
-      res.writeHead(status).end();
+      deliveries.push({ path, id: header('webhook-id'), signatureValid, status, body, headers: { ...(req.headers as Record<string, string>) }, at: Date.now() });
+      res.writeHead(status, retryAfter === undefined ? {} : { 'retry-after': retryAfter }).end();
     });
   });
   const port = await listenLoopback(server);
@@ -58,7 +62,7 @@ export async function startNoticeReceiver(secret: string): Promise<NoticeReceive
     base: `http://127.0.0.1:${port}`,
     deliveries,
     accepted: (path) => deliveries.filter((d) => d.path === path && d.status < 300),
-    failNext: (path, status, times) => faults.set(path, { status, times }),
+    failNext: (path, status, times, retryAfter) => faults.set(path, { status, times, retryAfter }),
     close: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
   };
 }
