@@ -1,9 +1,9 @@
 /**
  * Fleet rotation (`rekey rotate --all | --selector GLOB | --store NAME | --issuer NAME`): this
  * command selects the secrets, then requests their rotations a few at a time, so that at most
- * `perStore` run at once per store instance and `perTarget` per target instance, and at most
- * `storeRate` start per second per store instance; it prints progress until every one has
- * finished. The runs are ordinary rotations on the rotations queue: leak takedowns and emergency
+ * `perStore` run at once per store instance and `perTarget` per target instance (counting every
+ * rotation running there, the fleet's or not), and at most `storeRate` start per second per store
+ * instance; it prints progress until every one has finished. The runs are ordinary rotations on the rotations queue: leak takedowns and emergency
  * rotations have their own queue and workers, and the fleet never puts more than its limits'
  * worth of work in front of anything.
  *
@@ -76,6 +76,21 @@ async function select(runtime: Runtime, selection: FleetSelection): Promise<Memb
     if (rows.length < 1000) return members;
     after = rows.at(-1)!.name;
   }
+}
+
+/**
+ * Rotations running now, per store (`s:<name>`) and target (`t:<name>`) instance: every one, not
+ * only the fleet's (a scheduled, manual or leak rotation uses the same store's write quota).
+ */
+async function busy(db: Db): Promise<Map<string, number>> {
+  const rows = await db.$queryRaw<Array<{ store: Binding | null; targets: Binding[] | null }>>`
+    SELECT s.spec->'store' AS store, s.spec->'targets' AS targets FROM runs r JOIN secrets s ON s.id = r.secret_id
+     WHERE r.status = 'running' AND r.kind = 'rotation'`;
+  const running = new Map<string, number>();
+  for (const row of rows) {
+    for (const instance of [`s:${name(row.store ?? undefined)}`, ...(row.targets ?? []).map((t) => `t:${name(t)}`)]) running.set(instance, (running.get(instance) ?? 0) + 1);
+  }
+  return running;
 }
 
 /** The selection as it was given on the command line: `--selector payments-* --store vault`. */
@@ -159,11 +174,7 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
         if (r.status !== 'running') open.delete(r.id);
       }
     }
-    const running = new Map<string, number>();
-    for (const m of members) {
-      if (runs.get(m.name) !== 'running') continue;
-      for (const instance of [`s:${m.store}`, ...m.targets.map((t) => `t:${t}`)]) running.set(instance, (running.get(instance) ?? 0) + 1);
-    }
+    const running = await busy(runtime.db);
     const now = Date.now();
     for (const [store, times] of starts) starts.set(store, times.filter((t) => now - t < 1000));
     for (const m of members) {
