@@ -76,7 +76,15 @@ export async function checkTarget(deps: EngineDeps, target: string, secrets: rea
       continue;
     }
     const desired = desiredState([...live, ...others].filter((v) => v.secret === binding.secret), at);
-    const { missing, unwanted } = outcome.value ? compare(desired, outcome.value) : await probe(deps, log, binding, target, desired);
+    let found: { missing: VersionRecord[]; unwanted: VersionRecord[] };
+    try {
+      found = outcome.value ? compare(desired, outcome.value) : await probe(deps, log, binding, target, desired);
+    } catch (error) {
+      // This secret's probe failed (its store, the target): the target's other secrets are still checked.
+      result.error = describeError(error);
+      continue;
+    }
+    const { missing, unwanted } = found;
     result.missing = missing.map((v) => v.number);
     result.unwanted = unwanted.map((v) => v.number);
     if (!options.repair) continue;

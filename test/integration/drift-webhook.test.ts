@@ -10,10 +10,14 @@ import { startReceiver, type Receiver } from '../../providers/webhook/test/recei
 import type { VersionRecord } from '../../src/core/model.js';
 import { jobId } from '../../src/queue/names.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { journal } from '../support/memory-provider.js';
 
 const SECRET_ENV = `DRIFTHOOK_TEST_WHSEC_${process.pid}`;
 const whsec = `whsec_${randomBytes(32).toString('base64')}`;
 const secret = `dw-${randomUUID().slice(0, 8)}`;
+/** Two secrets on a webhook target without a state URL (probed): one kept in a store that fails its reads. */
+const J = `drift-webhook-${randomUUID().slice(0, 8)}`;
+const blind = { failing: `dwb-a-${randomUUID().slice(0, 8)}`, fine: `dwb-b-${randomUUID().slice(0, 8)}` };
 let h: Harness;
 let receiver: Receiver;
 
@@ -26,7 +30,11 @@ env: { allow: ["DRIFTHOOK_TEST_*"] }
 providers:
   vault: { type: local }
   hook: { type: webhook, url: "${receiver.url}", state: "${receiver.stateUrl}", insecure: true, secret: "\${env:${SECRET_ENV}}", timeoutMs: 300 }
+  blind: { type: webhook, url: "${receiver.url}", insecure: true, secret: "\${env:${SECRET_ENV}}", timeoutMs: 300 }
+  mem: { type: memory, journal: ${J} }
 secrets:
+  ${blind.failing}: { store: { provider: mem }, issuer: { type: random }, targets: [blind] }
+  ${blind.fine}: { store: { provider: vault }, issuer: { type: random }, targets: [blind] }
   ${secret}:
     store: { provider: vault }
     issuer: { type: random, prefix: rk_dw_ }
@@ -74,5 +82,29 @@ describe('webhook target: a late deployed delivery after the rollback', () => {
     const sync = await h.runtime.db.targetSync.findUniqueOrThrow({ where: { secretId_target: { secretId, target: 'hook' } } });
     expect(sync.lastRepairedAt).not.toBeNull();
     expect(sync.lastInSyncAt!.getTime()).toBeGreaterThanOrEqual(sync.lastDriftAt!.getTime());
+  });
+});
+
+describe('webhook target without a state URL (probed)', () => {
+  it("a probe that fails for one secret is that secret's error: the other secrets of the target are still checked, and the check recorded", async () => {
+    for (const name of [blind.failing, blind.fine]) {
+      const result = await h.runtime.engine.requestRotation({ secret: name, trigger: 'manual' });
+      if (result.status === 'stale') throw new Error('stale');
+      expect(await h.runtime.engine.driveRotation(result.run.id, { final: true })).toBe('succeeded');
+    }
+    journal(J).fail('store.read'); // the failing secret's store cannot be read: its probe cannot read the value it sends
+    try {
+      const report = await h.runtime.engine.checkTarget('blind', [blind.failing, blind.fine], { repair: true });
+      expect(report.results.map((r) => ({ secret: r.secret, method: r.method, failed: r.error !== undefined, missing: r.missing }))).toEqual([
+        { secret: blind.failing, method: 'probe', failed: true, missing: [] },
+        { secret: blind.fine, method: 'probe', failed: false, missing: [] },
+      ]);
+      const syncs = await h.runtime.db.targetSync.findMany({ where: { target: 'blind' }, include: { secret: { select: { name: true } } } });
+      const byName = new Map(syncs.map((s) => [s.secret.name, s]));
+      expect(byName.get(blind.failing)?.lastError).toMatch(/injected failure/);
+      expect(byName.get(blind.fine)?.lastInSyncAt).not.toBeNull();
+    } finally {
+      journal(J).reset();
+    }
   });
 });
