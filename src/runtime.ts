@@ -139,7 +139,7 @@ export class Runtime {
       interval: (spec) => spec.driftIntervalMs,
       orphanIntervalMs: DRIFT_ORPHAN_INTERVAL_MS,
       slice: DRIFT_SLICE,
-      run: (target, secrets) => this.engine.checkTarget(target, secrets, { repair: true }),
+      run: (target, secrets, _intervalMs, periodMs) => this.engine.checkTarget(target, secrets, { repair: true, periodMs }),
     });
     const monitor = new UsageMonitor(this.engine.deps, new PrismaUsageRepository(this.db, this.audit));
     this.usage = new TargetSchedule({

@@ -34,8 +34,11 @@ export interface TargetScheduleDeps {
    * `checkNow` always covers every secret. @defaultValue unlimited
    */
   slice?: number;
-  /** One check of `target` for `secrets`; its failure is logged. */
-  run(target: string, secrets: string[], intervalMs: number): Promise<unknown>;
+  /**
+   * One check of `target` for `secrets`; its failure is logged. `periodMs`: how often each of
+   * these secrets is checked (the interval, times the slices the target's secrets take).
+   */
+  run(target: string, secrets: string[], intervalMs: number, periodMs: number): Promise<unknown>;
 }
 
 export class TargetSchedule {
@@ -64,7 +67,7 @@ export class TargetSchedule {
       if (due > now) continue;
       this.next.set(target, this.nextAfter(now, interval));
       const run = this.deps
-        .run(target, this.sliceOf(target, secrets), interval)
+        .run(target, this.sliceOf(target, secrets), interval, interval * Math.max(1, Math.ceil(secrets.length / (this.deps.slice ?? Infinity))))
         .then(
           () => undefined,
           (error: unknown) => this.deps.log.warn({ component: this.deps.component, target, error: describeError(error) }, 'check failed; trying again next interval'),

@@ -37,9 +37,10 @@ interface Binding {
  * differs when `repair` is set, records the sync status, and reports. Without `repair` it only
  * records that it checked (last checked, last in sync, last error; no drift event, no streak,
  * no repair claimed: see SyncRepository.recordCheck). Never throws for a target or a secret that
- * fails: the failure is its result's `error`.
+ * fails: the failure is its result's `error`. `periodMs`: how often the periodic check comes back
+ * to these secrets at this target, so that a drift streak spans checks that far apart.
  */
-export async function checkTarget(deps: EngineDeps, target: string, secrets: readonly string[], options: { repair: boolean }): Promise<TargetReport> {
+export async function checkTarget(deps: EngineDeps, target: string, secrets: readonly string[], options: { repair: boolean; periodMs?: number }): Promise<TargetReport> {
   const log = deps.log.child({ component: 'drift', target });
   const at = now(deps);
   const results: SyncResult[] = [];
@@ -105,7 +106,7 @@ export async function checkTarget(deps: EngineDeps, target: string, secrets: rea
     if (result.missing.length) deps.events.targetDrift(target, 'missing', result.missing.length);
     if (result.unwanted.length) deps.events.targetDrift(target, 'unwanted', result.unwanted.length);
   }
-  const streaks = await deps.sync.recordCheck(target, at, results, audit(deps), { repair: options.repair, notices: (r, streak) => repeated(deps, target, at, r, streak) });
+  const streaks = await deps.sync.recordCheck(target, at, results, audit(deps), { repair: options.repair, periodMs: options.periodMs, notices: (r, streak) => repeated(deps, target, at, r, streak) });
   report(log, results, streaks);
   return { target, results };
 }

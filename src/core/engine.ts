@@ -58,7 +58,7 @@ export class Engine {
   }
 
   /** Compares `target` with the desired state of each of `secrets` bound to it; repairs what differs when asked. */
-  checkTarget(target: string, secrets: readonly string[], options: { repair: boolean }): Promise<TargetReport> {
+  checkTarget(target: string, secrets: readonly string[], options: { repair: boolean; periodMs?: number }): Promise<TargetReport> {
     return checkTarget(this.deps, target, secrets, options);
   }
 

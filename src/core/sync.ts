@@ -23,8 +23,17 @@ export interface SyncResult {
   error?: string;
 }
 
-/** Drift found again within this long of the last one counts towards the streak. */
+/**
+ * Drift found again within this long of the last one counts towards the streak; for a secret
+ * checked less often (a long `drift.interval`, a target checked a slice at a time), within two
+ * of its check periods (`periodMs` of recordCheck).
+ */
 export const DRIFT_WINDOW_MS = 10 * 60_000;
+
+/** How long after the last drift a drift found again still extends the streak, for checks `periodMs` apart. */
+export function driftWindowMs(periodMs = 0): number {
+  return Math.max(DRIFT_WINDOW_MS, 2 * periodMs);
+}
 /** A streak this long is reported at error level and as a warning in `rekey status`. */
 export const DRIFT_STREAK_ALERT = 3;
 
@@ -46,13 +55,14 @@ export interface SyncRepository {
    * finds the same drift. Returns the streak of each secret that drifted, by id (check-only: none).
    * Errors are stored through errors.ts `sanitize`. Takes no secret lock. `options.notices(result,
    * streak)` are written to the notification outbox in the transaction that records the drift.
+   * `options.periodMs`: how often these secrets are checked at this target (see driftWindowMs).
    */
   recordCheck(
     target: string,
     at: Date,
     results: readonly SyncResult[],
     audit: AuditContext,
-    options: { repair: boolean; notices?: (result: SyncResult, streak: number) => readonly Notice[] },
+    options: { repair: boolean; periodMs?: number; notices?: (result: SyncResult, streak: number) => readonly Notice[] },
   ): Promise<Map<string, number>>;
   /** Stamps lastRepairedAt once a queued repair has been done (an unwanted key retired again). Idempotent. */
   markRepaired(secretId: string, target: string, at: Date): Promise<void>;

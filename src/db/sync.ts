@@ -5,7 +5,7 @@
 import { sanitize } from '../core/errors.js';
 import type { AuditContext } from '../core/model.js';
 import type { Notice } from '../core/notify.js';
-import { DRIFT_WINDOW_MS, type SyncRepository, type SyncResult } from '../core/sync.js';
+import { driftWindowMs, type SyncRepository, type SyncResult } from '../core/sync.js';
 import type { AuditLog } from './audit.js';
 import type { Db } from './client.js';
 import { writeNotices } from './outbox.js';
@@ -42,7 +42,7 @@ export class PrismaSyncRepository implements SyncRepository {
     at: Date,
     results: readonly SyncResult[],
     audit: AuditContext,
-    options: { repair: boolean; notices?: (result: SyncResult, streak: number) => readonly Notice[] },
+    options: { repair: boolean; periodMs?: number; notices?: (result: SyncResult, streak: number) => readonly Notice[] },
   ): Promise<Map<string, number>> {
     const streaks = new Map<string, number>();
     if (!results.length) return streaks;
@@ -66,7 +66,7 @@ export class PrismaSyncRepository implements SyncRepository {
           SELECT last_drift_at AS "lastDriftAt", drift_streak AS "driftStreak" FROM target_syncs
           WHERE secret_id = ${result.secretId}::uuid AND target = ${target} FOR UPDATE`;
         if (!row) throw new Error(`target_syncs row of ${target} missing`);
-        const recent = row.lastDriftAt !== null && at.getTime() - row.lastDriftAt.getTime() <= DRIFT_WINDOW_MS;
+        const recent = row.lastDriftAt !== null && at.getTime() - row.lastDriftAt.getTime() <= driftWindowMs(options.periodMs);
         const next = recent ? row.driftStreak + 1 : 1;
         const repaired = result.redeployed.length > 0 && result.redeployed.length === result.missing.length && !result.unwanted.length;
         await tx.targetSync.update({

@@ -84,3 +84,22 @@ async function watchAlerts(): Promise<number> {
   const rows = await h.runtime.db.$queryRaw<Array<{ n: bigint }>>`SELECT count(*) AS n FROM notification_outbox WHERE id LIKE 'drift.repeated.%'`;
   return Number(rows[0]!.n);
 }
+
+it('a target checked less often than every 10 minutes still raises drift.repeated at the third drifted check in a row', async () => {
+  const { id: secretId } = await h.runtime.db.secret.findUniqueOrThrow({ where: { name: secret } });
+  const current = (await h.runtime.engine.deps.repo.findVersionByNumber(secret, 1))!;
+  // In sync first: the streak starts from nothing.
+  expect((await check()).results[0]).toMatchObject({ missing: [] });
+  const before = await watchAlerts();
+  // `drift: { interval: 15m }` (or a target with so many secrets that each is checked every 15 minutes):
+  // each check of the secret comes 15 minutes after the one before, and finds its key gone again.
+  const period = 15 * 60_000;
+  const streaks: number[] = [];
+  for (let i = 1; i <= 3; i++) {
+    const later = new Engine({ ...h.runtime.engine.deps, now: () => new Date(Date.now() + i * period) });
+    edge().delete(current.fingerprint!);
+    expect((await later.checkTarget('edge', [secret], { repair: true, periodMs: period })).results[0]).toMatchObject({ missing: [1], redeployed: [1] });
+    streaks.push((await h.runtime.db.targetSync.findUniqueOrThrow({ where: { secretId_target: { secretId, target: 'edge' } } })).driftStreak);
+  }
+  expect({ streaks, alerts: (await watchAlerts()) - before }).toEqual({ streaks: [1, 2, 3], alerts: 1 });
+});

@@ -29,7 +29,7 @@ afterAll(async () => {
 });
 
 it('binds each target to its secrets and checks a large target a slice at a time, all of them each round', async () => {
-  const checks: Array<{ target: string; secrets: string[] }> = [];
+  const checks: Array<{ target: string; secrets: string[]; periodMs: number }> = [];
   const schedule = new TargetSchedule({
     resolver: h.runtime.resolver,
     db: h.runtime.db,
@@ -38,7 +38,7 @@ it('binds each target to its secrets and checks a large target a slice at a time
     interval: () => 1, // due at every tick
     orphanIntervalMs: undefined,
     slice: SLICE,
-    run: (target, secrets) => Promise.resolve(void checks.push({ target, secrets })),
+    run: (target, secrets, _intervalMs, periodMs) => Promise.resolve(void checks.push({ target, secrets, periodMs })),
   });
   const everyBound = await schedule.checkNow(undefined, (target, secrets) => Promise.resolve({ target, count: secrets.length }));
   expect(everyBound.sort((a, b) => a.target.localeCompare(b.target))).toEqual([
@@ -60,4 +60,6 @@ it('binds each target to its secrets and checks a large target a slice at a time
   expect(big.slice(3).flatMap((c) => c.secrets)).toEqual(first);
   // A target bound to no more than a slice gets every secret at each check.
   expect(checks.filter((c) => c.target === 'small').every((c) => c.secrets.length === SECRETS / 5)).toBe(true);
+  // Each check says how often its secrets come round: every interval, or every three for the sliced target.
+  expect(new Set(checks.map((c) => `${c.target}:${c.periodMs}`))).toEqual(new Set(['big:3', 'small:1']));
 });
