@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { ProviderError, type ErrorCode } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/logger.js';
 import type { Call, DeployedEntry, Inspection, JsonObject, Target, VersionRef } from '../../src/core/ports.js';
+import { retryAfterMs } from '../../src/core/kit/retry-after.js';
 import { sharedRead } from '../../src/core/kit/serial.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
 import { signedHeaders } from '../../src/core/kit/standard-webhooks.js';
@@ -133,13 +134,15 @@ export class WebhookTarget implements Target {
     }
     const answered = `${method} ${where} answered ${response.status}`;
     if (response.status === 401 || response.status === 403) throw this.#error('REKEY_ERR_DENIED', `${answered}: the receiver refused the signature (check the shared whsec_ secret)`);
-    if (response.status === 429) throw this.#error('REKEY_ERR_THROTTLED', answered);
-    if (RETRY_STATUS.has(response.status)) throw this.#error('REKEY_ERR_UNAVAILABLE', answered);
+    // A 429 or 503 may say when to come back: the engine's next attempt waits at least that long.
+    const later = response.status === 429 || response.status === 503 ? retryAfterMs(response.headers.get('retry-after')) : undefined;
+    if (response.status === 429) throw this.#error('REKEY_ERR_THROTTLED', answered, undefined, later);
+    if (RETRY_STATUS.has(response.status)) throw this.#error('REKEY_ERR_UNAVAILABLE', answered, undefined, later);
     throw this.#error('REKEY_ERR_INVALID', answered);
   }
 
-  #error(code: ErrorCode, message: string, cause?: unknown): ProviderError {
-    return new ProviderError(code, message, { provider: this.#o.provider, cause });
+  #error(code: ErrorCode, message: string, cause?: unknown, retryAfterMs?: number): ProviderError {
+    return new ProviderError(code, message, { provider: this.#o.provider, cause, retryAfterMs });
   }
 }
 

@@ -50,12 +50,16 @@ export interface RekeyErrorOptions {
   provider?: string;
   /** The underlying error; it is logged through {@link describeError}, never its raw message. */
   cause?: unknown;
+  /** For a retryable error: the server named when to try again (`Retry-After`, src/core/kit/retry-after.ts), in ms from now. */
+  retryAfterMs?: number;
 }
 
 export class RekeyError extends Error {
   readonly code: ErrorCode;
   readonly retryable: boolean;
   readonly provider: string | undefined;
+  /** See RekeyErrorOptions.retryAfterMs: the next attempt waits at least this long. */
+  readonly retryAfterMs: number | undefined;
 
   constructor(code: ErrorCode, message: string, options: RekeyErrorOptions = {}) {
     super(sanitize(message), options.cause === undefined ? undefined : { cause: options.cause });
@@ -63,6 +67,7 @@ export class RekeyError extends Error {
     this.code = code;
     this.retryable = options.retryable ?? ERROR_CODES[code];
     this.provider = options.provider;
+    this.retryAfterMs = options.retryAfterMs;
   }
 }
 

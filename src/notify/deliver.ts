@@ -8,6 +8,7 @@
  */
 import { RekeyError } from '../core/errors.js';
 import { outboundUrlProblem } from '../core/kit/outbound-url.js';
+import { retryAfterMs } from '../core/kit/retry-after.js';
 import { signedHeaders, signingKey } from '../core/kit/standard-webhooks.js';
 import type { Notice, NoticeType } from '../core/notify.js';
 import { readCredential } from '../config/environment.js';
@@ -15,22 +16,6 @@ import type { Destination } from '../config/notifications.js';
 
 /** Statuses worth another attempt: timeouts, throttling, the receiver's own failures. */
 const RETRY_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
-/** The longest `Retry-After` honoured: a receiver cannot park a notice for longer than this per attempt. */
-export const RETRY_AFTER_MAX_MS = 60 * 60_000;
-
-/**
- * A retryable answer (429, 503) whose `Retry-After` said when to come back: the next attempt
- * waits at least `retryAfterMs` (at most RETRY_AFTER_MAX_MS), whatever the destination's backoff.
- */
-export class RetryLaterError extends RekeyError {
-  constructor(
-    code: 'REKEY_ERR_THROTTLED' | 'REKEY_ERR_UNAVAILABLE',
-    message: string,
-    readonly retryAfterMs: number,
-  ) {
-    super(code, message);
-  }
-}
 
 const TITLES: Record<NoticeType, string> = {
   'rotation.failed': 'Rotation failed',
@@ -106,18 +91,10 @@ async function post(url: string, headers: Record<string, string>, body: string, 
   }
   if (status >= 200 && status < 300) return status;
   const answered = `${where} answered ${status}`;
-  const laterMs = status === 429 || status === 503 ? retryAfterMs(retryAfter) : undefined;
-  if (laterMs !== undefined) throw new RetryLaterError(status === 429 ? 'REKEY_ERR_THROTTLED' : 'REKEY_ERR_UNAVAILABLE', `${answered} (retry after ${Math.ceil(laterMs / 1000)} s)`, laterMs);
-  if (status === 429) throw new RekeyError('REKEY_ERR_THROTTLED', answered);
-  if (RETRY_STATUS.has(status)) throw new RekeyError('REKEY_ERR_UNAVAILABLE', answered);
+  // A 429 or 503 may say when to come back: the queue's backoff waits at least that long.
+  const later = status === 429 || status === 503 ? { retryAfterMs: retryAfterMs(retryAfter) } : {};
+  if (status === 429) throw new RekeyError('REKEY_ERR_THROTTLED', answered, later);
+  if (RETRY_STATUS.has(status)) throw new RekeyError('REKEY_ERR_UNAVAILABLE', answered, later);
   if (status === 401 || status === 403) throw new RekeyError('REKEY_ERR_DENIED', `${answered}: the receiver refused the request (check the signing secret or the URL)`);
   throw new RekeyError('REKEY_ERR_INVALID', answered);
-}
-
-/** `Retry-After` (delay-seconds or an HTTP date) in ms from now, at most RETRY_AFTER_MAX_MS; undefined when absent, past or unreadable. */
-export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
-  if (header === null) return undefined;
-  const text = header.trim();
-  const ms = /^\d+$/.test(text) ? Number(text) * 1000 : Date.parse(text) - now;
-  return Number.isFinite(ms) && ms > 0 ? Math.min(ms, RETRY_AFTER_MAX_MS) : undefined;
 }

@@ -9,10 +9,10 @@ import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
 import { describeError, isRetryable } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { FAILOVER_RETRY_MS, type RedisConnection } from '../queue/connection.js';
-import { cappedDelay, isCappedBackoff, NOTIFICATIONS_QUEUE } from '../queue/names.js';
-import { backoffDelay } from '../queue/workers.js';
+import { NOTIFICATIONS_QUEUE, retryDelay } from '../queue/names.js';
+import { backoffDelay, retryLater } from '../queue/workers.js';
 import type { Metrics } from '../metrics.js';
-import { deliver, RetryLaterError } from './deliver.js';
+import { deliver } from './deliver.js';
 import type { NoticeJob, NoticeQueue } from './queue.js';
 
 export interface NotificationWorkerOptions {
@@ -72,7 +72,7 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Wor
       options.metrics.notificationTried(name, notice.type, final ? 'given_up' : 'retrying');
       if (!isRetryable(error)) throw new UnrecoverableError(describeError(error));
       // The receiver's Retry-After travels to the backoff strategy with the error BullMQ hands it.
-      throw Object.assign(new Error(describeError(error)), error instanceof RetryLaterError ? { retryAfterMs: error.retryAfterMs } : {});
+      throw retryLater(error);
     }
   };
   const worker = new Worker<NoticeJob>(NOTIFICATIONS_QUEUE, handle, {
@@ -83,8 +83,7 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Wor
     runRetryDelay: FAILOVER_RETRY_MS,
     settings: {
       // The destination's backoff, or longer when the receiver's Retry-After asked for longer.
-      backoffStrategy: (attemptsMade, type, error, job) =>
-        Math.max(isCappedBackoff(type) ? cappedDelay(attemptsMade, backoffDelay(job), type) : 0, (error as { retryAfterMs?: number } | undefined)?.retryAfterMs ?? 0),
+      backoffStrategy: (attemptsMade, type, error, job) => retryDelay(attemptsMade, backoffDelay(job), type, error),
     },
   });
   worker.on('error', (error) => log.error({ error: describeError(error) }, 'worker error'));

@@ -40,7 +40,16 @@ const EMERGENCY_MAX_DELAY_MS = 30_000;
 /** BullMQ backoff type of notifications (src/notify): exponential from the destination's `retry.backoff`, capped at NOTIFY_MAX_DELAY_MS. */
 export const NOTIFY_BACKOFF = 'notify';
 const NOTIFY_MAX_DELAY_MS = 5 * 60_000;
-const MAX_DELAY_MS: Record<string, number> = { [CAPPED_BACKOFF]: TAKEDOWN_MAX_DELAY_MS, [EMERGENCY_BACKOFF]: EMERGENCY_MAX_DELAY_MS, [NOTIFY_BACKOFF]: NOTIFY_MAX_DELAY_MS };
+/** BullMQ backoff type of rotations, retirements and cluster jobs (a secret's `retry`): doubling from `delay`, uncapped. */
+export const DOUBLING_BACKOFF = 'doubling';
+const MAX_DELAY_MS: Record<string, number> = {
+  [CAPPED_BACKOFF]: TAKEDOWN_MAX_DELAY_MS,
+  [EMERGENCY_BACKOFF]: EMERGENCY_MAX_DELAY_MS,
+  [NOTIFY_BACKOFF]: NOTIFY_MAX_DELAY_MS,
+  [DOUBLING_BACKOFF]: Infinity,
+};
+/** The leak path's backoffs: a server's Retry-After delays them no longer than their own cap (a leaked key waits for no one). */
+const URGENT = new Set([CAPPED_BACKOFF, EMERGENCY_BACKOFF]);
 
 /** Whether `type` is one of rekey's capped backoffs (the workers' backoffStrategy computes it with cappedDelay). */
 export function isCappedBackoff(type: string | undefined): type is string {
@@ -65,8 +74,20 @@ export function emergencyRetry(backoffMs: number) {
   return { attempts: 1_000_000_000, backoff: { type: EMERGENCY_BACKOFF, delay: backoffMs } };
 }
 
-/** The delay before retry `attemptsMade` (1 for the first) of a job with a `capped`, `emergency` or `notify` backoff. */
+/** The delay before retry `attemptsMade` (1 for the first) of a job with a `capped`, `emergency`, `notify` or `doubling` backoff. */
 export function cappedDelay(attemptsMade: number, delay: number, type: string = CAPPED_BACKOFF): number {
   const max = isCappedBackoff(type) ? MAX_DELAY_MS[type]! : TAKEDOWN_MAX_DELAY_MS;
   return Math.min(delay * 2 ** Math.max(0, attemptsMade - 1), max);
+}
+
+/**
+ * The workers' backoffStrategy: cappedDelay, or longer when the failure carries a server's
+ * Retry-After (`retryAfterMs` on the error the job threw, see retryLater in workers.ts), which the
+ * leak path's backoffs honour only up to their cap. 0 for a type that is not rekey's.
+ */
+export function retryDelay(attemptsMade: number, delay: number, type: string | undefined, error?: Error & { retryAfterMs?: number }): number {
+  if (!isCappedBackoff(type)) return 0;
+  const backoff = cappedDelay(attemptsMade, delay, type);
+  const asked = error?.retryAfterMs ?? 0;
+  return Math.max(backoff, URGENT.has(type) ? Math.min(asked, MAX_DELAY_MS[type]!) : asked);
 }

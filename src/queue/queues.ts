@@ -8,7 +8,7 @@ import { type JobsOptions, Queue } from 'bullmq';
 import { forEachBounded } from '../core/bounded.js';
 import type { RedisConnection } from './connection.js';
 import type { RunRecord, WorkQueue } from '../core/model.js';
-import { emergencyRetry, jobId, QUEUES, type QueueName, TAKEDOWN_RETRY } from './names.js';
+import { DOUBLING_BACKOFF, emergencyRetry, jobId, QUEUES, type QueueName, TAKEDOWN_RETRY } from './names.js';
 import { rememberedRepeatStrategy } from './repeat.js';
 
 export interface Schedule {
@@ -174,5 +174,5 @@ export class BullQueues implements WorkQueue {
 const DONE = { removeOnComplete: true, removeOnFail: true } satisfies JobsOptions;
 
 function retrying(options: { attempts: number; backoffMs: number }): JobsOptions {
-  return { attempts: options.attempts, backoff: { type: 'exponential', delay: options.backoffMs }, ...DONE };
+  return { attempts: options.attempts, backoff: { type: DOUBLING_BACKOFF, delay: options.backoffMs }, ...DONE };
 }

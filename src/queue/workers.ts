@@ -6,9 +6,9 @@
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import { FAILOVER_RETRY_MS, type RedisConnection } from './connection.js';
 import type { Engine } from '../core/engine.js';
-import { describeError, isRetryable } from '../core/errors.js';
+import { describeError, isRetryable, RekeyError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { cappedDelay, isCappedBackoff, type QueueName, type RunJob, type ScheduledJob, type TargetJob, type VersionJob } from './names.js';
+import { type QueueName, retryDelay, type RunJob, type ScheduledJob, type TargetJob, type VersionJob } from './names.js';
 import { rememberedRepeatStrategy } from './repeat.js';
 
 export interface WorkerOptions {
@@ -38,6 +38,16 @@ export interface Workers {
 export function backoffDelay(job: { opts: { backoff?: number | { delay?: number } } } | undefined): number {
   const backoff = job?.opts.backoff;
   return typeof backoff === 'object' ? (backoff.delay ?? 0) : (backoff ?? 0);
+}
+
+/**
+ * The retryable failure a job throws (sanitized), carrying the server's Retry-After when the
+ * error had one: BullMQ hands this error to the backoffStrategy (retryDelay).
+ */
+export function retryLater(error: unknown): Error & { retryAfterMs?: number } {
+  const failure: Error & { retryAfterMs?: number } = new Error(describeError(error));
+  if (error instanceof RekeyError && error.retryAfterMs !== undefined) failure.retryAfterMs = error.retryAfterMs;
+  return failure;
 }
 
 /** Cluster-wide jobs that are not core's: the audit anchor (src/audit-anchor.ts). */
@@ -76,7 +86,7 @@ export function startWorkers(engine: Engine, connection: RedisConnection, prefix
           return typeof result === 'string' ? result : undefined;
         } catch (error) {
           const reason = describeError(error);
-          throw isRetryable(error) ? new Error(reason) : new UnrecoverableError(reason);
+          throw isRetryable(error) ? retryLater(error) : new UnrecoverableError(reason);
         }
       },
       {
@@ -92,7 +102,7 @@ export function startWorkers(engine: Engine, connection: RedisConnection, prefix
         runRetryDelay: FAILOVER_RETRY_MS,
         settings: {
           repeatStrategy: rememberedRepeatStrategy,
-          backoffStrategy: (attemptsMade, type, _error, job) => (isCappedBackoff(type) ? cappedDelay(attemptsMade, backoffDelay(job), type) : 0),
+          backoffStrategy: (attemptsMade, type, error, job) => retryDelay(attemptsMade, backoffDelay(job), type, error),
         },
       },
     );
