@@ -120,7 +120,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const unsubscribe = client.subscribe((change) => {
     // The client has dropped what the change made stale: fetch it again, render, signal.
     const names = change.type === 'ready' ? change.secrets.map((s) => s.secret) : [change.secret];
-    void Promise.all(names.filter((name) => secrets.has(name)).map(keepSecret)).then(render);
+    // A revocation drops every cached token too (it may be their signing key's): minted again now.
+    const tokens = change.type === 'revoked' ? [...audiences].map(keepToken) : [];
+    void Promise.all([...names.filter((name) => secrets.has(name)).map(keepSecret), ...tokens]).then(render);
   });
   await Promise.all([...[...secrets].map(keepSecret), ...[...audiences].map(keepToken)]);
   await queueRender(); // a template that cannot be rendered at start stops the agent

@@ -9,7 +9,8 @@
  * - `secret(name)`: the current value from `GET /v1/secrets/{name}`, cached until its expiry
  *   (never later than the secret's next rotation), revalidated with `If-None-Match`;
  * - `subscribe(listener)`: the change stream (`GET /v1/events`), reconnected with backoff;
- *   a rotation or revocation drops the cached value at once, so the next `secret()` is fresh.
+ *   a rotation or revocation drops the cached value at once, so the next `secret()` is fresh,
+ *   and a revocation every cached token (it may be their signing key's).
  *
  * Requests go to `url` and nowhere else: a key service never redirects, so a 3xx answer (from the
  * server or a proxy in between) is not followed (the credential would go with it) but is a
@@ -99,6 +100,12 @@ export class RekeyClient {
     return this.cached(this.values, `secret:${name}`, name, 'secret_refresh_failed', () => this.read(name), signal);
   }
 
+  /** Forgets every cached token, and the exchanges already out (the next `token()` asks the server). */
+  private forgetTokens(): void {
+    this.tokens.clear();
+    for (const key of this.pending.keys()) if (key.startsWith('token:')) this.pending.delete(key);
+  }
+
   /** Forgets a cached value (the next `secret()` asks the server). */
   invalidate(name: string): void {
     this.values.delete(name);
@@ -123,6 +130,8 @@ export class RekeyClient {
         } else if (change.type === 'revoked' || this.values.get(change.secret)?.item.version !== change.version) {
           this.invalidate(change.secret);
         }
+        // A revoked signing key's tokens are refused everywhere: the events name no audience, so every cached token goes.
+        if (change.type === 'revoked') this.forgetTokens();
         listener(change);
       },
       controller.signal,

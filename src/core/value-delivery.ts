@@ -40,10 +40,19 @@ function valueGrantsFor(delivery: DeliverySpec, secret: string): readonly ValueG
   return grantsOf(delivery, `value:${secret}`, (g): g is ValueGrant => !!g.value && g.value.secret === secret);
 }
 
-/** The secrets an authenticated subject may read (the change stream tells it about these only). */
-export function readableSecrets(delivery: DeliverySpec, who: Authenticated): string[] {
-  const grants = valueGrants(delivery);
-  return [...new Set(grants.filter((g) => grantFor([g], who)).map((g) => g.value.secret))];
+/** Every grant of the section: a change stream may be opened under any of them. */
+export function allGrants(delivery: DeliverySpec): readonly GrantSpec[] {
+  return grantsOf(delivery, 'all', (_g): _g is GrantSpec => true);
+}
+
+/**
+ * The secrets whose changes an authenticated subject is told of (the change stream): those its
+ * value grants let it read, and the signing keys of its token grants (a revoked signing key
+ * means its tokens are refused everywhere: the client gets new ones at once).
+ */
+export function followedSecrets(delivery: DeliverySpec, who: Authenticated): string[] {
+  const mine = allGrants(delivery).filter((g) => grantFor([g], who));
+  return [...new Set(mine.map((g) => g.value?.secret ?? g.token!.signingKey))];
 }
 
 /** The ETag of a version's value: its id, which no two values share. */

@@ -1,8 +1,8 @@
 /**
  * GET /v1/events: a server-sent-events stream telling an authenticated client that a secret it
- * may read (its value grants) rotated or that one of its versions was revoked, so it fetches
- * the value again at once instead of polling. Events carry the secret, the version number
- * and nothing else:
+ * may read (its value grants) or whose key signs its tokens (its token grants) rotated or that
+ * one of its versions was revoked, so it fetches the value, or a token, again at once instead of
+ * polling. Events carry the secret, the version number and nothing else:
  *
  *   event: ready     data: {"secrets":[{"secret":"payments-api-key","version":4}]}   (once, first)
  *   event: rotated   data: {"secret":"payments-api-key","version":5}
@@ -29,7 +29,7 @@ import { authenticate, DeliveryError, retryingStale } from '../core/delivery.js'
 import { describeError } from '../core/errors.js';
 import type { SecretChange, VersionRecord } from '../core/model.js';
 import { SecretValue } from '../core/secret-value.js';
-import { readableSecrets, valueGrants } from '../core/value-delivery.js';
+import { allGrants, followedSecrets } from '../core/value-delivery.js';
 import { compareIds } from './change-feed.js';
 import { bearer, refuse, type DeliveryContext } from './context.js';
 
@@ -67,10 +67,10 @@ export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () =>
     try {
       const credential = bearer(request);
       const delivery = credential ? await ctx.config() : undefined;
-      const grants = delivery ? valueGrants(delivery) : [];
+      const grants = delivery ? allGrants(delivery) : [];
       if (!credential || !delivery || !grants.length) {
         ctx.admission.failed(request.ip);
-        return credential ? refuse(reply, 404, 'not_found', 'value delivery is not configured') : refuse(reply, 401, 'invalid_token', 'a bearer credential is required');
+        return credential ? refuse(reply, 404, 'not_found', 'delivery is not configured') : refuse(reply, 401, 'invalid_token', 'a bearer credential is required');
       }
       deps = ctx.deps();
       // As for a hand-out, the versions the proof relied on (its cache may be stale) are checked
@@ -80,8 +80,8 @@ export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () =>
         const relied = found.subject.versions ?? [];
         return !relied.length || (await deps.handOut({ handed: [], relied })) ? found : undefined;
       });
-      secrets = readableSecrets(delivery, who);
-      if (!secrets.length) return refuse(reply, 403, 'insufficient_scope', 'the subject may read no secret');
+      secrets = followedSecrets(delivery, who);
+      if (!secrets.length) return refuse(reply, 403, 'insufficient_scope', 'no grant names this subject');
       if (streams.size >= MAX_STREAMS) return refuse(reply.header('retry-after', '5'), 503, 'temporarily_unavailable', 'too many streams');
       subjectKey = `${who.authenticator}:${who.subject.id}`;
       if ((perSubject.get(subjectKey) ?? 0) >= delivery.rateLimit.streams) {

@@ -6,6 +6,7 @@
  * the stream reconnected after its connection is cut; a refused credential not retried; and
  * nothing but codes and numbers in what the logger hook receives.
  */
+import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createClient, RekeyClientError, type ClientLogEvent, type SecretChange } from '../../src/client/index.js';
@@ -102,7 +103,8 @@ it('reads a value, caches it, and drops it when the change stream reports a rota
     const ready = await next('ready');
     const first = await c.secret('payments-api-key');
     expect(first).toMatchObject({ secret: 'payments-api-key', value: await storedValue(h, 'payments-api-key'), version: (await currentVersion(h, 'payments-api-key')).number });
-    expect(ready).toEqual({ type: 'ready', secrets: [{ secret: 'payments-api-key', version: first.version }] });
+    // Its value grant's secret, and the key that signs its tokens.
+    expect(ready).toEqual({ type: 'ready', secrets: [{ secret: 'api-signing', version: (await currentVersion(h, 'api-signing')).number }, { secret: 'payments-api-key', version: first.version }] });
     const handedOut = await audited('delivery.value');
     expect((await c.secret('payments-api-key')).value).toBe(first.value);
     expect(await audited('delivery.value')).toBe(handedOut);
@@ -179,6 +181,27 @@ it('reconnects streams cut at once at spread-out times, none sooner than the ser
     for (const stop of stops) stop();
   }
 }, 60_000);
+
+it("a client with token grants only follows its signing key: a leak report of the key drops its cached token, and the next one is signed by the replacement", async () => {
+  const c = client(() => storedValue(h, 'app-clients/reports'));
+  const changes: SecretChange[] = [];
+  const stop = c.subscribe((change) => changes.push(change));
+  try {
+    const leaked = await currentVersion(h, 'api-signing');
+    await expect.poll(() => changes.find((change) => change.type === 'ready'), { timeout: 30_000, interval: 20 }).toEqual({ type: 'ready', secrets: [{ secret: 'api-signing', version: leaked.number }] });
+    const before = await c.token('api.example.com');
+    expect((await verifyServed(h, before.token, { issuer: 'https://rekey.test', audience: 'api.example.com' })).protectedHeader.kid).toBe(leaked.id);
+
+    await h.runtime.engine.reportLeak({ source: 'cli', deliveryId: randomUUID(), fingerprint: leaked.fingerprint!, receivedAt: new Date() });
+    await expect.poll(() => changes.some((change) => change.type === 'revoked' && change.secret === 'api-signing' && change.version === leaked.number), { timeout: 30_000, interval: 20 }).toBe(true);
+    // Minted afresh, not the cached token its key's leak made worthless (503 until the emergency rotation promotes: retried).
+    const after = await c.token('api.example.com');
+    expect(after.token).not.toBe(before.token);
+    expect((await verifyServed(h, after.token, { issuer: 'https://rekey.test', audience: 'api.example.com' })).protectedHeader.kid).not.toBe(leaked.id);
+  } finally {
+    stop();
+  }
+}, 120_000);
 
 it('gives its logger codes and numbers only: no key, token or value', () => {
   expect(logs.length).toBeGreaterThan(5);
