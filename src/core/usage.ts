@@ -91,9 +91,11 @@ export class UsageMonitor {
     // Any binding reads the whole table: one read per target and interval.
     const reading = await providerCall(this.deps, log, { provider: target, op: 'target.readUsage' }, source.timeoutMs, (c) => reader.readUsage!(windowMs, c));
     const previous = this.#previous.get(target);
-    this.#previous.set(target, reading);
     const since = this.#observed.get(target)?.since ?? reading.at.getTime();
-    if (!previous) return void this.#observed.set(target, { since, last: since });
+    if (!previous) {
+      this.#previous.set(target, reading);
+      return void this.#observed.set(target, { since, last: since });
+    }
     // Taken before the versions are read: every use it covers is in them (or in this reading).
     const observed = new Map([...this.#observed, [target, { since, last: reading.at.getTime() }]]);
     const versions = await this.deps.repo.versionsOf([...policies.keys()], ['pending', 'current', 'previous']);
@@ -121,6 +123,9 @@ export class UsageMonitor {
       if (window.requests > 0) used.push(watched.get(counter.fingerprint)!.version.id);
     }
     if (used.length) await this.repo.recordUse(used, reading.at);
+    // Only now: a check that fails before its uses are recorded keeps the read before it, so the
+    // next window covers them (the counters are cumulative) instead of marking them observed unused.
+    this.#previous.set(target, reading);
     this.#observed.set(target, { since, last: reading.at.getTime() });
     for (const [fingerprint, w] of watched) {
       if (!w.usage) {

@@ -8,7 +8,9 @@
  * - a new config revision (new provider instances) is no window of its own: steady traffic
  *   under a ceiling stays under it across an apply;
  * - a throttle outlives the process that set it: another monitor (a restarted worker, another
- *   replica) lifts it once its cool-down has passed.
+ *   replica) lifts it once its cool-down has passed;
+ * - a check that fails after its read (PostgreSQL away a moment) loses no use: the next check
+ *   records it, and usage-aware retirement does not cut the grace of a version used meanwhile.
  */
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -26,6 +28,7 @@ const USAGE = { prefix: `${P}usage:`, bucketMs: 500 };
 const WINDOW_MS = 1000;
 const twice = `ut-${randomUUID().slice(0, 8)}`;
 const steady = `us-${randomUUID().slice(0, 8)}`;
+const retiring = `uq-${randomUUID().slice(0, 8)}`;
 
 let h: Harness;
 let redis: Redis;
@@ -38,6 +41,7 @@ providers:
   vault: { type: local }
   api-a: ${provider('a')}
   api-b: ${provider('b')}
+  api-r: ${JSON.stringify({ ...JSON.parse(provider('r')), usage: { interval: '1s' } })}
 secrets:
   ${twice}:
     store: { provider: vault }
@@ -49,6 +53,12 @@ secrets:
     issuer: { type: random, prefix: rk_us_ }
     targets: [{ provider: api-a, set: s }]
     usage: { rules: [{ name: ceiling, metric: rate, above: 35, action: throttle, cooldown: 1s }] }
+  ${retiring}:
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_uq_ }
+    targets: [{ provider: api-r, set: s }]
+    grace: 1h
+    retire: { whenUnusedFor: 3s, maxGrace: 1h }
 ${extra}`;
 
 const fingerprintOf = async (secret: string) => (await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: secret }, state: 'current' } })).fingerprint!;
@@ -75,8 +85,10 @@ async function throttleAtBoth(): Promise<void> {
 
 beforeAll(async () => {
   h = await startHarness({ label: 'usage-monitor' });
+  // The tests make every read themselves (api-r's usage: interval is only there for retire:).
+  await h.runtime.usage.stop();
   await h.apply(config());
-  for (const name of [twice, steady]) expect((await h.rotate(name, 60_000)).status).toBe('succeeded');
+  for (const name of [twice, steady, retiring]) expect((await h.rotate(name, 60_000)).status).toBe('succeeded');
   redis = new Redis(REDIS_URL);
   recorder = new UsageRecorder(redis, USAGE, 100);
   monitor = new UsageMonitor(h.runtime.engine.deps, new PrismaUsageRepository(h.runtime.db, h.runtime.audit));
@@ -142,5 +154,40 @@ describe('the usage check, one read at a time', () => {
     await h.apply(config().replace(/ {4}usage: \{ rules: \[\{ name: ceiling, metric: rate, above: 50[^\n]*\n/, ''));
     await until(async () => (await h.runtime.resolver.resolve(twice)).policy.usage !== before, 10_000, 'the revision without the rule resolved');
     await until(async () => (await checkBoth(), (await released('a')) && (await released('b'))), 20_000, 'released at both targets without a rule');
+  }, 60_000);
+
+  it('a check that fails after its read loses no use: the next check records it, and no grace is cut over it', async () => {
+    expect((await h.rotate(retiring, 60_000)).status).toBe('succeeded');
+    const old = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: retiring }, number: 1 } });
+    expect(old.state).toBe('previous');
+    // PostgreSQL away for one check: recording the window's uses fails once.
+    let failNext = false;
+    const repo = new PrismaUsageRepository(h.runtime.db, h.runtime.audit);
+    const recordUse = repo.recordUse.bind(repo);
+    repo.recordUse = (ids, at) => (failNext ? ((failNext = false), Promise.reject(new Error('connection terminated'))) : recordUse(ids, at));
+    const m = new UsageMonitor(h.runtime.engine.deps, repo);
+    const use = async () => (recorder.record(old.fingerprint!, '127.0.0.0/24', false), await recorder.flush());
+    const lastUsed = async () => (await h.runtime.db.version.findUniqueOrThrow({ where: { id: old.id } })).lastUsedAt?.getTime() ?? 0;
+    await m.check('api-r', [retiring], WINDOW_MS);
+    // The old key stays in use for more than whenUnusedFor: never cut.
+    for (let i = 0; i < 4; i++) {
+      await use();
+      await pace();
+      await m.check('api-r', [retiring], WINDOW_MS);
+    }
+    await use();
+    const usedAt = Date.now();
+    await pace();
+    failNext = true;
+    await m.check('api-r', [retiring], WINDOW_MS);
+    expect(failNext).toBe(false);
+    // Two quiet windows later the old key was last used about two seconds ago: still in use (whenUnusedFor 3s).
+    for (let i = 0; i < 2; i++) {
+      await pace();
+      await m.check('api-r', [retiring], WINDOW_MS);
+    }
+    expect(await h.runtime.db.auditEvent.findMany({ where: { chain: retiring, action: 'version.grace-cut' } })).toEqual([]);
+    expect((await h.runtime.db.version.findUniqueOrThrow({ where: { id: old.id } })).state).toBe('previous');
+    expect(await lastUsed()).toBeGreaterThanOrEqual(usedAt);
   }, 60_000);
 });
