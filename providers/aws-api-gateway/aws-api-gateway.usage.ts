@@ -5,7 +5,8 @@
  * requests of the last minutes before midnight are not lost), pages over keys, and adds to a
  * running total per key what each day's count moved since it last saw it: the totals are the
  * cumulative counters Target.readUsage wants, and the window's requests are whatever API Gateway
- * added to its daily counts in the meantime (it updates them with a delay). Keys are matched to
+ * added to its daily counts in the meantime (it updates them with a delay). An instance's first read
+ * only sets where the counts start (every total at zero). Keys are matched to
  * versions by the fingerprint tag rekey wrote on each key (one GetApiKeys listing per read).
  * One instance per provider.
  */
@@ -27,18 +28,24 @@ export class ApiGatewayUsage {
   /** Per key id: each day's count seen (yesterday and today only). */
   #seen = new Map<string, Map<string, number>>();
   readonly #totals = new Map<string, number>();
+  #first = true;
 
   async read(source: ApiGatewayUsageSource, call: Call): Promise<UsageReading> {
     const at = new Date();
     const [startDate, endDate] = [day(at.getTime() - DAY_MS), day(at.getTime())];
     const [keys, ...usages] = await Promise.all([source.listKeys(call), ...[...this.plans].map((plan) => this.#usage(source, plan, startDate, endDate, call))]);
     const seen = new Map<string, Map<string, number>>();
+    // The first read only sets where each key's counts start: a new instance (a new config revision)
+    // under a collector that keeps its previous read would otherwise report up to two days of
+    // requests as one window (its totals cover yesterday and today, the old instance's every day it read).
+    const first = this.#first;
+    this.#first = false;
     for (const usage of usages) {
       for (const [keyId, used] of usage) {
         const before = this.#seen.get(keyId);
         const now = seen.get(keyId) ?? new Map<string, number>();
         for (const [date, count] of used) {
-          const delta = count - (before?.get(date) ?? 0);
+          const delta = first ? 0 : count - (before?.get(date) ?? 0);
           this.#totals.set(keyId, (this.#totals.get(keyId) ?? 0) + Math.max(0, delta));
           now.set(date, Math.max(count, now.get(date) ?? 0));
         }

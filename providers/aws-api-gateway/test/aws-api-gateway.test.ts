@@ -1,9 +1,9 @@
 // The aws-api-gateway target through the official SDK client against a local API Gateway fake
 // (fake/api-gateway-fake.ts) that speaks REST-JSON, with a stage that demands an API key.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { RekeyError } from '../../../src/core/errors.js';
 import type { ProviderInstance } from '../../../src/core/provider.js';
-import type { Target } from '../../../src/core/ports.js';
+import type { Target, UsageCounter } from '../../../src/core/ports.js';
 import { call, held, newVersion, rejection } from '../../../test/conformance/refs.js';
 import { targetConformance } from '../../../test/conformance/target.js';
 import { retireAll, send } from '../../../test/support/gateways/index.js';
@@ -206,12 +206,13 @@ describe('aws-api-gateway as a usage source (GetUsage: per key and day)', () => 
     let counters = await read();
     // Four keys in the plan, pages of three: two GetUsage calls; one listing of the keys.
     expect(fake.operations.get('GetUsage')).toBe(2);
-    expect(counters.get(versions[0]!.ref.fingerprint)).toEqual({ fingerprint: versions[0]!.ref.fingerprint, requests: 3, errors: 0, sources: undefined });
+    // The first read only sets where the counts start.
+    expect(counters.get(versions[0]!.ref.fingerprint)).toEqual({ fingerprint: versions[0]!.ref.fingerprint, requests: 0, errors: 0, sources: undefined });
     expect(counters.get(versions[1]!.ref.fingerprint)).toMatchObject({ requests: 0 });
     await hit(versions[0]!.value.reveal(), 2);
     await hit(versions[2]!.value.reveal(), 4);
     counters = await read();
-    expect(counters.get(versions[0]!.ref.fingerprint)).toMatchObject({ requests: 5 });
+    expect(counters.get(versions[0]!.ref.fingerprint)).toMatchObject({ requests: 2 });
     expect(counters.get(versions[2]!.ref.fingerprint)).toMatchObject({ requests: 4 });
     // API Gateway counts late: yesterday's count of a key moves after midnight; the total takes it.
     const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
@@ -219,9 +220,44 @@ describe('aws-api-gateway as a usage source (GetUsage: per key and day)', () => 
     fake.usage.set(keyId, new Map([...(fake.usage.get(keyId) ?? []), [yesterday, 7]]));
     counters = await read();
     expect(counters.get(versions[1]!.ref.fingerprint)).toMatchObject({ requests: 7 });
-    expect(counters.get(versions[0]!.ref.fingerprint)).toMatchObject({ requests: 5 });
+    expect(counters.get(versions[0]!.ref.fingerprint)).toMatchObject({ requests: 2 });
     // Nothing new: the same totals.
     expect([...(await read()).values()].map((c) => c.requests).sort()).toEqual([...counters.values()].map((c) => c.requests).sort());
+  });
+
+  it("a new instance (a new config revision) after midnight is no spike: the collector's next window holds no more than the requests made in it", async () => {
+    // What the collector makes of two reads (Target.readUsage): the difference, or all of it when the counter went down.
+    const windowOf = (before: UsageCounter | undefined, after: UsageCounter | undefined) => (!after ? 0 : !before || after.requests < before.requests ? after.requests : after.requests - before.requests);
+    const target = openTarget('usage-apigw');
+    const v = newVersion('usage-apigw', 'acme');
+    await target.deploy(v.ref, v.value, call());
+    const hit = async (n: number) => {
+      for (let i = 0; i < n; i++) expect((await send(fake.stageUrl, 'x-api-key', v.value.reveal())).status).toBe(200);
+    };
+    const counter = async (t: Target) => (await t.readUsage!(60_000, call())).counters.find((c) => c.fingerprint === v.ref.fingerprint);
+    const midnight = Date.parse(`${new Date().toISOString().slice(0, 10)}T00:00:00Z`) + 86_400_000;
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(midnight - 86_400_000 - 3600_000); // yesterday's 23:00 (UTC)
+      await hit(40);
+      vi.setSystemTime(midnight - 60_000); // today's 23:59
+      await hit(3);
+      await counter(target); // the worker's first read: where its counts start
+      vi.setSystemTime(midnight + 60_000); // 00:01: today is yesterday now
+      await hit(2);
+      const before = await counter(target);
+      // An apply opens new provider instances; the collector keeps its previous read.
+      const reopened = openTarget('usage-apigw');
+      vi.setSystemTime(midnight + 120_000);
+      await hit(1);
+      // At most that request (a new instance starts its counts at its first read, as a restarted worker does).
+      const first = await counter(reopened);
+      expect(windowOf(before, first)).toBeLessThanOrEqual(1);
+      await hit(2);
+      expect(windowOf(first, await counter(reopened))).toBe(2);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('maps a GetUsage failure like any call (an unknown plan is NOT_FOUND)', async () => {
