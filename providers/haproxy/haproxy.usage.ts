@@ -44,7 +44,8 @@ export function parseTable(answer: string): TableEntry[] {
  * key: a key and a network), which is what makes a read incremental.
  */
 export class HaproxyUsage {
-  #previousSources = new Map<string, number>();
+  /** Undefined before this instance's first read. */
+  #previousSources: Map<string, number> | undefined;
 
   constructor(
     private readonly tables: StickTables,
@@ -59,10 +60,14 @@ export class HaproxyUsage {
     const at = new Date();
     const active = new Map<string, number>();
     const seen = new Map<string, number>();
+    // A first read cannot tell which networks moved: every entry of the table (up to its expire) would
+    // look new, which a new instance (a new config revision) under a collector keeping its previous read
+    // would report as one window's networks. It reports none (sources undefined) and sets where they start.
+    const first = !this.#previousSources;
     for (const entry of parseTable(sources)) {
       const count = entry.data.get('http_req_cnt') ?? 0;
       seen.set(entry.key, count);
-      if (this.#previousSources.get(entry.key) === count) continue;
+      if (first || this.#previousSources!.get(entry.key) === count) continue;
       const key = entry.key.slice(0, entry.key.lastIndexOf('@'));
       active.set(key, (active.get(key) ?? 0) + 1);
     }
@@ -71,7 +76,7 @@ export class HaproxyUsage {
       fingerprint: this.fingerprint(entry.key),
       requests: entry.data.get('http_req_cnt') ?? 0,
       errors: entry.data.get('http_err_cnt') ?? 0,
-      sources: active.get(entry.key) ?? 0,
+      sources: first ? undefined : (active.get(entry.key) ?? 0),
     }));
     return { at, startedAt, counters };
   }

@@ -1,5 +1,6 @@
 // The haproxy target against the real HAProxy from Debian (started once for this file).
 import { readdir, readFile, stat } from 'node:fs/promises';
+import { Agent } from 'node:http';
 import { connect, createServer, type Server } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type * as AtomicFile from '../../../src/core/kit/atomic-file.js';
@@ -312,5 +313,36 @@ describe('haproxy specifics', () => {
     const error = await rejection(target.deploy(bad.ref, bad.value, call()));
     expect(error.code).toBe('REKEY_ERR_INVALID');
     expect(error.message).not.toContain('space');
+  });
+});
+
+describe('haproxy as a usage source (stick tables)', () => {
+  let counting: HaproxyGateway;
+  beforeAll(async () => {
+    counting = await startHaproxy(backend.port, { usage: { throttledPer10s: 1000 } });
+  });
+  afterAll(() => counting?.stop());
+  const open = () => {
+    const config = haproxy.config.parse(counting.providerConfig);
+    return haproxy.open(config, testProviderContext('usage-haproxy')).target!({ secret: 'usage-haproxy', params: haproxy.bindings.target!.parse(undefined) });
+  };
+
+  it('a new instance (a new config revision) does not count every network of the table as seen in its first window', async () => {
+    const target = open();
+    const v = newVersion('usage-haproxy');
+    await target.deploy(v.ref, v.value, call());
+    const sourcesOf = async (t: Target) => (await t.readUsage!(10_000, call())).counters.find((c) => c.fingerprint === v.ref.fingerprint)?.sources;
+    await sourcesOf(target); // this instance's first read
+    // The key used from five networks, then read twice: nothing moved in the second window.
+    for (let n = 1; n <= 5; n++) {
+      const agent = new Agent({ localAddress: `127.0.${n}.1` });
+      expect((await send(counting.url, counting.header, v.value.reveal(), agent)).status).toBe(200);
+      agent.destroy();
+    }
+    expect(await sourcesOf(target)).toBe(5);
+    expect(await sourcesOf(target)).toBe(0);
+    // An apply opens new instances while the collector keeps its previous read: no network moved since.
+    expect((await sourcesOf(open())) ?? 0).toBe(0);
+    await retireAll(target);
   });
 });
