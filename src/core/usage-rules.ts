@@ -10,8 +10,9 @@
  * key jumps by 10x or more within a window), so a spike factor of 5-10 tolerates the cycle; a
  * key idle at night has a floor (`minRate`) below which no rule fires, so its first morning
  * requests are no spike. A window that breaks a rule does not teach the baseline, so abuse
- * that persists is not learned as normal; a slow ramp by an attacker is what the absolute
- * ceilings are for.
+ * that persists is not learned as normal, except inside a rotation's overlap (clients moving to
+ * the new key are its normal use once the old one is gone); a slow ramp by an attacker is what
+ * the absolute ceilings are for.
  */
 
 export const USAGE_METRICS = ['rate', 'sources', 'errorRate'] as const;
@@ -100,10 +101,13 @@ export function metricsOf(window: UsageWindow): Record<UsageMetric, number | und
 }
 
 /**
- * Judges one window against every rule, updates the streaks and (when nothing fired) the
- * baseline, and returns the rules that fired. `now` is the window's end (ms).
+ * Judges one window against every rule, updates the streaks and (when nothing fired, or
+ * `overlap`) the baseline, and returns the rules that fired. `now` is the window's end (ms).
+ * `overlap`: the secret is inside a rotation's overlap, where clients moving between keys shift
+ * traffic legitimately (throttle and revoke do not act): the window is learned whatever fired,
+ * so the key's baseline after the overlap is where its clients moved to.
  */
-export function judge(policy: UsagePolicy, baseline: UsageBaseline, window: UsageWindow, now: number): UsageVerdict[] {
+export function judge(policy: UsagePolicy, baseline: UsageBaseline, window: UsageWindow, now: number, overlap = false): UsageVerdict[] {
   const metrics = metricsOf(window);
   const warm = baseline.learnedMs >= policy.warmupMs;
   const verdicts: UsageVerdict[] = [];
@@ -122,7 +126,7 @@ export function judge(policy: UsagePolicy, baseline: UsageBaseline, window: Usag
     if (due) baseline.quietUntil.set(rule.name, now + rule.cooldownMs);
     verdicts.push({ rule, value, baseline: reference ?? null, streak, due });
   }
-  if (!verdicts.length) learn(policy, baseline, metrics, window);
+  if (!verdicts.length || overlap) learn(policy, baseline, metrics, window);
   return verdicts;
 }
 

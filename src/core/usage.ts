@@ -99,6 +99,8 @@ export class UsageMonitor {
     // Taken before the versions are read: every use it covers is in them (or in this reading).
     const observed = new Map([...this.#observed, [target, { since, last: reading.at.getTime() }]]);
     const versions = await this.deps.repo.versionsOf([...policies.keys()], ['pending', 'current', 'previous']);
+    // Secrets inside a rotation's overlap: their keys' windows are learned whatever fired (usage-rules.ts).
+    const overlapping = new Set(versions.filter((v) => v.state !== 'current').map((v) => v.secret));
     for (const version of versions) {
       const p = policies.get(version.secret)!;
       if (version.fingerprint) watched.set(version.fingerprint, { version, usage: p.usage, consumer: p.consumer, target: p.bound });
@@ -136,7 +138,7 @@ export class UsageMonitor {
       const key = `${target}\n${w.version.id}`;
       const baseline = this.#baselines.get(key) ?? newBaseline();
       this.#baselines.set(key, baseline);
-      const verdicts = judge(w.usage, baseline, window, reading.at.getTime());
+      const verdicts = judge(w.usage, baseline, window, reading.at.getTime(), overlapping.has(w.version.secret));
       for (const verdict of verdicts.filter((v) => v.due)) await this.#act(target, w, verdict, { end: reading.at, ms: window.ms }, throttled, log);
       await this.#maybeRelease(target, w, verdicts, reading.at.getTime(), throttled);
     }

@@ -10,7 +10,9 @@
  * - a throttle outlives the process that set it: another monitor (a restarted worker, another
  *   replica) lifts it once its cool-down has passed;
  * - a check that fails after its read (PostgreSQL away a moment) loses no use: the next check
- *   records it, and usage-aware retirement does not cut the grace of a version used meanwhile.
+ *   records it, and usage-aware retirement does not cut the grace of a version used meanwhile;
+ * - clients moving to a new key during the overlap teach its baseline: once the old key is
+ *   retired, the new key's normal traffic is no spike that revokes it.
  */
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -29,6 +31,7 @@ const WINDOW_MS = 1000;
 const twice = `ut-${randomUUID().slice(0, 8)}`;
 const steady = `us-${randomUUID().slice(0, 8)}`;
 const retiring = `uq-${randomUUID().slice(0, 8)}`;
+const moving = `um-${randomUUID().slice(0, 8)}`;
 
 let h: Harness;
 let redis: Redis;
@@ -59,6 +62,12 @@ secrets:
     targets: [{ provider: api-r, set: s }]
     grace: 1h
     retire: { whenUnusedFor: 3s, maxGrace: 1h }
+  ${moving}:
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_um_ }
+    targets: [{ provider: api-a, set: m }]
+    grace: 8s
+    usage: { baseline: { halfLife: 1s }, rules: [{ name: spike, metric: rate, factor: 5, minRate: 1, action: revoke, cooldown: 1s }] }
 ${extra}`;
 
 const fingerprintOf = async (secret: string) => (await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: secret }, state: 'current' } })).fingerprint!;
@@ -88,7 +97,7 @@ beforeAll(async () => {
   // The tests make every read themselves (api-r's usage: interval is only there for retire:).
   await h.runtime.usage.stop();
   await h.apply(config());
-  for (const name of [twice, steady, retiring]) expect((await h.rotate(name, 60_000)).status).toBe('succeeded');
+  for (const name of [twice, steady, retiring, moving]) expect((await h.rotate(name, 60_000)).status).toBe('succeeded');
   redis = new Redis(REDIS_URL);
   recorder = new UsageRecorder(redis, USAGE, 100);
   monitor = new UsageMonitor(h.runtime.engine.deps, new PrismaUsageRepository(h.runtime.db, h.runtime.audit));
@@ -189,5 +198,29 @@ describe('the usage check, one read at a time', () => {
     expect(await h.runtime.db.auditEvent.findMany({ where: { chain: retiring, action: 'version.grace-cut' } })).toEqual([]);
     expect((await h.runtime.db.version.findUniqueOrThrow({ where: { id: old.id } })).state).toBe('previous');
     expect(await lastUsed()).toBeGreaterThanOrEqual(usedAt);
+  }, 60_000);
+
+  it('clients moving to the new key during the overlap are its baseline afterwards: no revocation once the old key is retired', async () => {
+    expect((await h.rotate(moving, 60_000)).status).toBe('succeeded');
+    const [v1, v2] = await Promise.all([1, 2].map((number) => h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: moving }, number } })));
+    expect([v1!.state, v2!.state]).toEqual(['previous', 'current']);
+    const m = new UsageMonitor(h.runtime.engine.deps, new PrismaUsageRepository(h.runtime.db, h.runtime.audit));
+    /** One window of `n` requests with the new key. */
+    const window = async (n: number) => {
+      for (let i = 0; i < n; i++) recorder.record(v2!.fingerprint!, '127.0.0.0/24', false);
+      await recorder.flush();
+      await pace();
+      await m.check('api-a', [moving], WINDOW_MS);
+    };
+    await m.check('api-a', [moving], WINDOW_MS);
+    // A few early clients: the new key's baseline warms up (two half-lives) at a few requests per window.
+    for (let i = 0; i < 4; i++) await window(3);
+    // The rest of the clients move during the overlap: 20x, not revoked inside it.
+    await until(async () => (await window(60), ['retired', 'revoked'].includes((await h.runtime.db.version.findUniqueOrThrow({ where: { id: v1!.id } })).state)), 30_000, 'the old key retired at the end of its grace');
+    // The same traffic after the overlap is the key's normal use.
+    for (let i = 0; i < 4; i++) await window(60);
+    const revoked = (await anomalies(moving)).filter((e) => (e.data as { done: string }).done === 'revoked');
+    expect(revoked.map((e) => e.data)).toEqual([]);
+    expect((await h.runtime.db.version.findUniqueOrThrow({ where: { id: v2!.id } })).state).toBe('current');
   }, 60_000);
 });
