@@ -61,7 +61,7 @@ export class ApiGatewayUsage {
       const total = key.id ? this.#totals.get(key.id) : undefined;
       if (fingerprint && total !== undefined) counters.push({ fingerprint, requests: total, errors: 0, sources: undefined });
     }
-    return { at, counters };
+    return { at, counters, ...(first ? { first } : {}) };
   }
 
   /** GetUsage of one plan, every page: key id -> (day -> requests used). */

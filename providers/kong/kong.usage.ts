@@ -54,6 +54,8 @@ export class KongUsage {
     const at = new Date();
     // A key first counted now gets its consumer's traffic of this window, not what came before it.
     const before = new Map([...this.#totals].map(([consumer, total]) => [consumer, { ...total }]));
+    // A node read for the first time only sets where its counts start (see #add).
+    const first = this.metricsUrls.some((url) => !this.#previous.has(url));
     this.metricsUrls.forEach((url, i) => this.#add(url, byConsumer(pages[i]!)));
     const counters: UsageCounter[] = [];
     const starts = new Map<string, Counts>();
@@ -67,7 +69,7 @@ export class KongUsage {
       counters.push({ fingerprint, requests: total.requests - start.requests, errors: total.errors - start.errors, sources: undefined });
     }
     this.#starts = starts;
-    return { at, counters };
+    return { at, counters, ...(first ? { first } : {}) };
   }
 
   /** Adds what moved on one node since its previous read (all of it when its counter went down: a restart). */

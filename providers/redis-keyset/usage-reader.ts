@@ -76,6 +76,6 @@ export class KeysetUsageReader {
       if (now - total.movedAt > FORGET_MS) this.#totals.delete(fingerprint);
       else counters.push({ fingerprint, requests: total.requests, errors: total.errors, sources: networks.get(fingerprint) ?? 0 });
     }
-    return { at: new Date(now), counters };
+    return { at: new Date(now), counters, ...(first ? { first } : {}) };
   }
 }

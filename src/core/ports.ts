@@ -211,6 +211,12 @@ export interface UsageReading {
    */
   startedAt?: Date;
   counters: UsageCounter[];
+  /**
+   * Set by a source whose first read only sets where its counts start (a new instance: a worker's
+   * start, a new config revision): uses made before it may be in no window, so the collector takes
+   * it as a new start, not as the end of a window.
+   */
+  first?: boolean;
 }
 
 /** What must accept or use the value: a gateway, a workload's Secret, a webhook. One instance per secret. */

@@ -91,8 +91,10 @@ export class UsageMonitor {
     // Any binding reads the whole table: one read per target and interval.
     const reading = await providerCall(this.deps, log, { provider: target, op: 'target.readUsage' }, source.timeoutMs, (c) => reader.readUsage!(windowMs, c));
     const previous = this.#previous.get(target);
-    const since = this.#observed.get(target)?.since ?? reading.at.getTime();
-    if (!previous) {
+    // A source's first read (a new config revision's instance) may have missed the uses since the
+    // previous read: what this process has observed of the target starts again with it.
+    const since = (!reading.first && this.#observed.get(target)?.since) || reading.at.getTime();
+    if (!previous || reading.first) {
       this.#previous.set(target, reading);
       return void this.#observed.set(target, { since, last: since });
     }

@@ -12,7 +12,9 @@
  * - a check that fails after its read (PostgreSQL away a moment) loses no use: the next check
  *   records it, and usage-aware retirement does not cut the grace of a version used meanwhile;
  * - clients moving to a new key during the overlap teach its baseline: once the old key is
- *   retired, the new key's normal traffic is no spike that revokes it.
+ *   retired, the new key's normal traffic is no spike that revokes it;
+ * - a new config revision's first read counts nothing (a source starts its counts there): the
+ *   time before it is not taken as observed unused, so no grace is cut over a use it missed.
  */
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -32,6 +34,7 @@ const twice = `ut-${randomUUID().slice(0, 8)}`;
 const steady = `us-${randomUUID().slice(0, 8)}`;
 const retiring = `uq-${randomUUID().slice(0, 8)}`;
 const moving = `um-${randomUUID().slice(0, 8)}`;
+const applied = `ua-${randomUUID().slice(0, 8)}`;
 
 let h: Harness;
 let redis: Redis;
@@ -68,6 +71,12 @@ secrets:
     targets: [{ provider: api-a, set: m }]
     grace: 8s
     usage: { baseline: { halfLife: 1s }, rules: [{ name: spike, metric: rate, factor: 5, minRate: 1, action: revoke, cooldown: 1s }] }
+  ${applied}:
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_ua_ }
+    targets: [{ provider: api-r, set: a }]
+    grace: 1h
+    retire: { whenUnusedFor: 3s, maxGrace: 1h }
 ${extra}`;
 
 const fingerprintOf = async (secret: string) => (await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: secret }, state: 'current' } })).fingerprint!;
@@ -97,7 +106,7 @@ beforeAll(async () => {
   // The tests make every read themselves (api-r's usage: interval is only there for retire:).
   await h.runtime.usage.stop();
   await h.apply(config());
-  for (const name of [twice, steady, retiring, moving]) expect((await h.rotate(name, 60_000)).status).toBe('succeeded');
+  for (const name of [twice, steady, retiring, moving, applied]) expect((await h.rotate(name, 60_000)).status).toBe('succeeded');
   redis = new Redis(REDIS_URL);
   recorder = new UsageRecorder(redis, USAGE, 100);
   monitor = new UsageMonitor(h.runtime.engine.deps, new PrismaUsageRepository(h.runtime.db, h.runtime.audit));
@@ -222,5 +231,35 @@ describe('the usage check, one read at a time', () => {
     const revoked = (await anomalies(moving)).filter((e) => (e.data as { done: string }).done === 'revoked');
     expect(revoked.map((e) => e.data)).toEqual([]);
     expect((await h.runtime.db.version.findUniqueOrThrow({ where: { id: v2!.id } })).state).toBe('current');
+  }, 60_000);
+
+  it('a new config revision is no gap taken for disuse: no grace is cut over a use its first read could not count', async () => {
+    expect((await h.rotate(applied, 60_000)).status).toBe('succeeded');
+    const old = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: applied }, number: 1 } });
+    const m = new UsageMonitor(h.runtime.engine.deps, new PrismaUsageRepository(h.runtime.db, h.runtime.audit));
+    const use = async () => (recorder.record(old.fingerprint!, '127.0.0.0/24', false), await recorder.flush());
+    await m.check('api-r', [applied], WINDOW_MS);
+    // The old key stays in use.
+    for (let i = 0; i < 4; i++) {
+      await use();
+      await pace();
+      await m.check('api-r', [applied], WINDOW_MS);
+    }
+    // Two seconds later it is used once more, just before an apply.
+    await pace();
+    await pace();
+    await use();
+    const usedAt = Date.now();
+    const before = (await h.runtime.resolver.resolve(applied)).targets.get('api-r');
+    await h.apply(config(`  ${applied}-other:\n    store: { provider: vault }\n    issuer: { type: random }\n    targets: [{ provider: api-b, set: other }]\n`));
+    await until(async () => (await h.runtime.resolver.resolve(applied)).targets.get('api-r') !== before, 10_000, 'the new revision resolved');
+    // The new instances' first read, then quiet windows while that use is within whenUnusedFor (3s): no grace is cut.
+    await m.check('api-r', [applied], WINDOW_MS);
+    while (Date.now() < usedAt + 1500) {
+      await pace();
+      await m.check('api-r', [applied], WINDOW_MS);
+    }
+    expect(await h.runtime.db.auditEvent.findMany({ where: { chain: applied, action: 'version.grace-cut' } })).toEqual([]);
+    expect((await h.runtime.db.version.findUniqueOrThrow({ where: { id: old.id } })).state).toBe('previous');
   }, 60_000);
 });
