@@ -56,6 +56,8 @@ interface Watched {
 export class UsageMonitor {
   readonly #previous = new Map<string, UsageReading>();
   readonly #baselines = new Map<string, UsageBaseline>();
+  /** Per baseline: the throttle and revoke rules a rotation's overlap held back (they did not act, so their cool-down lasts only as long as it). */
+  readonly #heldBack = new Map<string, Set<string>>();
   /** Per target: what this process has read of it (usage-aware retirement judges only over that). */
   readonly #observed = new Map<string, Observed>();
 
@@ -140,8 +142,18 @@ export class UsageMonitor {
       const key = `${target}\n${w.version.id}`;
       const baseline = this.#baselines.get(key) ?? newBaseline();
       this.#baselines.set(key, baseline);
+      const held = this.#heldBack.get(key);
+      if (held && !(await this.#inOverlap(w.version.secret))) {
+        // The overlap is over: what it held back never acted, so no cool-down keeps it quiet now.
+        for (const rule of held) baseline.quietUntil.delete(rule);
+        this.#heldBack.delete(key);
+      }
       const verdicts = judge(w.usage, baseline, window, reading.at.getTime(), overlapping.has(w.version.secret));
-      for (const verdict of verdicts.filter((v) => v.due)) await this.#act(target, w, verdict, { end: reading.at, ms: window.ms }, throttled, log);
+      for (const verdict of verdicts.filter((v) => v.due)) {
+        if (await this.#act(target, w, verdict, { end: reading.at, ms: window.ms }, throttled, log)) {
+          this.#heldBack.set(key, (this.#heldBack.get(key) ?? new Set()).add(verdict.rule.name));
+        }
+      }
       await this.#maybeRelease(target, w, verdicts, reading.at.getTime(), throttled);
     }
     const candidates: RetireCandidate[] = versions
@@ -151,14 +163,23 @@ export class UsageMonitor {
     this.#forget(target, new Set([...watched.values()].map((w) => w.version.id)));
   }
 
-  /** Acts on a verdict; a throttle set is added to `throttled` (by version id, when it may be lifted). */
-  async #act(target: string, w: Watched, verdict: UsageVerdict, window: { end: Date; ms: number }, throttled: Map<string, number>, log: EngineDeps['log']): Promise<void> {
+  /** Whether `secret` is inside a rotation's overlap (a pending, previous or compromised version), where throttle and revoke do not act. */
+  async #inOverlap(secret: string): Promise<boolean> {
+    return (await this.deps.repo.versionsOf([secret], ['pending', 'previous', 'compromised'])).length > 0;
+  }
+
+  /**
+   * Acts on a verdict; a throttle set is added to `throttled` (by version id, when it may be lifted).
+   * Returns true when a rotation's overlap held a throttle or revoke back.
+   */
+  async #act(target: string, w: Watched, verdict: UsageVerdict, window: { end: Date; ms: number }, throttled: Map<string, number>, log: EngineDeps['log']): Promise<boolean> {
     const { rule } = verdict;
     const { version } = w;
     let done = rule.action === 'observe' ? 'observed' : 'alerted';
     let releasableAt: number | undefined;
     const cuts = rule.action === 'throttle' || rule.action === 'revoke';
-    if (cuts && (await this.deps.repo.versionsOf([version.secret], ['pending', 'previous', 'compromised'])).length) {
+    const heldBack = cuts && (await this.#inOverlap(version.secret));
+    if (heldBack) {
       done = `${rule.action === 'throttle' ? 'not-throttled' : 'not-revoked'}: inside a rotation overlap`;
     } else if (rule.action === 'throttle') {
       if (w.target.throttle) {
@@ -192,6 +213,7 @@ export class UsageMonitor {
     const notices = rule.action === 'observe' ? [] : [notice(this.deps, 'usage.anomaly', `${rule.name}.${version.id}.${period}`, version.secret, data)];
     await this.repo.recordUsageEvent({ action: 'usage.anomaly', secret: version.secret, versionId: version.id, data }, audit(this.deps), notices);
     log.warn({ secret: version.secret, versionId: version.id, rule: rule.name, action: rule.action, done }, 'usage anomaly');
+    return heldBack;
   }
 
   /** Lifts a throttle of `throttled` (by version id, when it may be lifted) once its cool-down has passed and no throttle rule fires any more. */
@@ -208,7 +230,10 @@ export class UsageMonitor {
   #forget(target: string, live: Set<string>): void {
     for (const key of this.#baselines.keys()) {
       const [of, id] = key.split('\n');
-      if (of === target && !live.has(id!)) this.#baselines.delete(key);
+      if (of === target && !live.has(id!)) {
+        this.#baselines.delete(key);
+        this.#heldBack.delete(key);
+      }
     }
   }
 }

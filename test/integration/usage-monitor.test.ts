@@ -14,7 +14,9 @@
  * - clients moving to a new key during the overlap teach its baseline: once the old key is
  *   retired, the new key's normal traffic is no spike that revokes it;
  * - a new config revision's first read counts nothing (a source starts its counts there): the
- *   time before it is not taken as observed unused, so no grace is cut over a use it missed.
+ *   time before it is not taken as observed unused, so no grace is cut over a use it missed;
+ * - a revoke rule held back inside an overlap did not act, so its cool-down does not hold it
+ *   back once the overlap is over: abuse that goes on is revoked two windows later.
  */
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -35,6 +37,7 @@ const steady = `us-${randomUUID().slice(0, 8)}`;
 const retiring = `uq-${randomUUID().slice(0, 8)}`;
 const moving = `um-${randomUUID().slice(0, 8)}`;
 const applied = `ua-${randomUUID().slice(0, 8)}`;
+const abused = `ub-${randomUUID().slice(0, 8)}`;
 
 let h: Harness;
 let redis: Redis;
@@ -77,6 +80,12 @@ secrets:
     targets: [{ provider: api-r, set: a }]
     grace: 1h
     retire: { whenUnusedFor: 3s, maxGrace: 1h }
+  ${abused}:
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_ub_ }
+    targets: [{ provider: api-a, set: b }]
+    grace: 6s
+    usage: { rules: [{ name: abuse, metric: rate, above: 20, action: revoke, cooldown: 1h }] }
 ${extra}`;
 
 const fingerprintOf = async (secret: string) => (await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: secret }, state: 'current' } })).fingerprint!;
@@ -106,7 +115,7 @@ beforeAll(async () => {
   // The tests make every read themselves (api-r's usage: interval is only there for retire:).
   await h.runtime.usage.stop();
   await h.apply(config());
-  for (const name of [twice, steady, retiring, moving, applied]) expect((await h.rotate(name, 60_000)).status).toBe('succeeded');
+  for (const name of [twice, steady, retiring, moving, applied, abused]) expect((await h.rotate(name, 60_000)).status).toBe('succeeded');
   redis = new Redis(REDIS_URL);
   recorder = new UsageRecorder(redis, USAGE, 100);
   monitor = new UsageMonitor(h.runtime.engine.deps, new PrismaUsageRepository(h.runtime.db, h.runtime.audit));
@@ -261,5 +270,25 @@ describe('the usage check, one read at a time', () => {
     }
     expect(await h.runtime.db.auditEvent.findMany({ where: { chain: applied, action: 'version.grace-cut' } })).toEqual([]);
     expect((await h.runtime.db.version.findUniqueOrThrow({ where: { id: old.id } })).state).toBe('previous');
+  }, 60_000);
+
+  it('a revoke held back inside an overlap acts once the overlap is over, not after its cool-down', async () => {
+    expect((await h.rotate(abused, 60_000)).status).toBe('succeeded');
+    const [v1, v2] = await Promise.all([1, 2].map((number) => h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: abused }, number } })));
+    const m = new UsageMonitor(h.runtime.engine.deps, new PrismaUsageRepository(h.runtime.db, h.runtime.audit));
+    /** One window of `n` requests with the new key. */
+    const window = async (n: number) => {
+      for (let i = 0; i < n; i++) recorder.record(v2!.fingerprint!, '127.0.0.0/24', false);
+      await recorder.flush();
+      await pace();
+      await m.check('api-a', [abused], WINDOW_MS);
+    };
+    await m.check('api-a', [abused], WINDOW_MS);
+    // The new key is abused over the ceiling inside the overlap: held back.
+    await until(async () => (await window(100), ['retired', 'revoked'].includes((await h.runtime.db.version.findUniqueOrThrow({ where: { id: v1!.id } })).state)), 30_000, 'the old key retired at the end of its grace');
+    expect((await anomalies(abused)).map((e) => (e.data as { done: string }).done)).toContain('not-revoked: inside a rotation overlap');
+    // The abuse goes on after it: revoked after the rule's two windows (a few more on a loaded machine).
+    for (let i = 0; i < 5; i++) await window(100);
+    expect((await anomalies(abused)).map((e) => (e.data as { done: string }).done)).toContain('revoked');
   }, 60_000);
 });
