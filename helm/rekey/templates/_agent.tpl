@@ -26,7 +26,7 @@ app reads it from there (run the app as the same user, `podSecurityContext.runAs
   args:
     - agent
     - --server
-    - {{ default (printf "http://%s-server.%s.svc:%v" (include "rekey.fullname" $root) $root.Release.Namespace $root.Values.server.port) $agent.server | quote }}
+    - {{ default (printf "http://%s-server.%s.svc:%v" (include "rekey.fullname" $root) $root.Release.Namespace $root.Values.server.service.port) $agent.server | quote }}
     - --token-file
     - /var/run/secrets/rekey/token
     - --request-token-file

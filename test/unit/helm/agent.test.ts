@@ -70,6 +70,13 @@ describe('helm/rekey agent sidecars', { timeout: 60_000 }, () => {
     expect(new Rendered(render(undefined)).all('Deployment').map((d) => d.metadata.name)).not.toContain('orders');
   });
 
+  it("reaches this release's server through the Service's port, not the container's", () => {
+    const out = withAgent('--set', 'server.service.port=80');
+    const service = out.get('Service', 'rekey-server').spec as unknown as { ports: Array<{ name: string; port: number }> };
+    expect(service.ports.find((p) => p.name === 'http')?.port).toBe(80);
+    expect(containerOf(out.get('Deployment', 'orders'), 'rekey-agent').args![2]).toBe('http://rekey-server.rekey.svc:80');
+  });
+
   it('refuses a workload without a service account or containers (values.schema.json)', () => {
     const bad = helm(['template', 'rekey', chartDir, '--set-json', `agent.workloads=${JSON.stringify({ orders: { containers: [{ name: 'app', image: 'x' }] } })}`]);
     expect(bad.status).not.toBe(0);
