@@ -5,7 +5,7 @@
  * memory emptyDir the app mounts read-only, and keeps the listed secrets and audiences fresh.
  */
 import { describe, expect, it } from 'vitest';
-import { containerOf, helm, chartDir, podTemplate, render, Rendered } from './chart.js';
+import { containerOf, helm, chartDir, podTemplate, render, Rendered, selects } from './chart.js';
 
 const WORKLOADS = {
   orders: {
@@ -75,6 +75,21 @@ describe('helm/rekey agent sidecars', { timeout: 60_000 }, () => {
     const service = out.get('Service', 'rekey-server').spec as unknown as { ports: Array<{ name: string; port: number }> };
     expect(service.ports.find((p) => p.name === 'http')?.port).toBe(80);
     expect(containerOf(out.get('Deployment', 'orders'), 'rekey-agent').args![2]).toBe('http://rekey-server.rekey.svc:80');
+  });
+
+  it("lets the agents through the server's NetworkPolicy when it admits only some peers (ingress enabled, or serverFrom listed)", () => {
+    type Peer = { podSelector?: { matchLabels: Record<string, string> }; namespaceSelector?: unknown };
+    const admitted = (out: Rendered): boolean => {
+      const labels = podTemplate(out.get('Deployment', 'orders')).metadata.labels;
+      const policy = out.get('NetworkPolicy', 'rekey-server').spec as unknown as { ingress: Array<{ ports: Array<{ port: number }>; from?: Peer[] }> };
+      const rule = policy.ingress.find((r) => r.ports.some((p) => p.port === 8080))!;
+      // No `from`: any source. A podSelector without a namespaceSelector: pods of the policy's own namespace, the agents'.
+      return !rule.from || rule.from.some((peer) => !peer.namespaceSelector && peer.podSelector !== undefined && selects(peer.podSelector.matchLabels, labels));
+    };
+    const hosts = JSON.stringify([{ host: 'rekey.example.com', paths: [{ path: '/webhooks', pathType: 'Prefix' }] }]);
+    expect(admitted(withAgent('--set', 'server.ingress.enabled=true', '--set-json', `server.ingress.hosts=${hosts}`)), 'ingress enabled').toBe(true);
+    expect(admitted(withAgent('--set-json', `networkPolicy.serverFrom=${JSON.stringify([{ podSelector: { matchLabels: { app: 'gateway' } } }])}`)), 'serverFrom listed').toBe(true);
+    expect(admitted(withAgent()), 'any source').toBe(true);
   });
 
   it('refuses a workload without a service account or containers (values.schema.json)', () => {
