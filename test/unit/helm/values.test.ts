@@ -11,7 +11,8 @@ import { isMap, parseAllDocuments, parseDocument, type YAMLMap } from 'yaml';
 import { buildProgram } from '../../../src/cli/main.js';
 import { packageRoot } from '../../../src/paths.js';
 import { providers } from '../../../src/registry.js';
-import { chartDir, helm } from './chart.js';
+import { loadSettings } from '../../../src/settings.js';
+import { chartDir, containerOf, helm, render, Rendered } from './chart.js';
 
 describe('helm/rekey values.schema.json', () => {
   const template = (...args: string[]) => helm(['template', 'rekey', chartDir, ...args]);
@@ -59,6 +60,32 @@ describe('helm/rekey values.schema.json', () => {
 
   it('accepts zero replicas', () => {
     expect(template('--set', 'worker.replicas=0', '--set', 'server.replicas=0').status).toBe(0);
+  });
+});
+
+// A value refused only when rekey starts installs fine, then crash-loops every pod: the schema
+// must refuse what loadSettings refuses, and accept the values just inside the bound.
+describe('helm/rekey values.schema.json against the settings rekey starts with', () => {
+  /** The worker's environment as rendered, each Secret reference given a plausible value. */
+  const workerEnv = (args: string[]): NodeJS.ProcessEnv => {
+    const fromSecrets: Record<string, string> = { DATABASE_URL: 'postgresql://rekey@db/rekey', REDIS_URL: 'redis://redis:6379' };
+    const env = containerOf(new Rendered(render(undefined, args)).workload('worker')!, 'worker').env!;
+    return Object.fromEntries(env.flatMap((v) => (v.value !== undefined ? [[v.name, v.value]] : fromSecrets[v.name] ? [[v.name, fromSecrets[v.name]]] : [])));
+  };
+  const cluster = ['--set', 'redis.mode=cluster', '--set-json', 'redis.cluster.nodes=["leader.redis.svc:6379"]'];
+
+  it.each([
+    ['an audit anchor interval over 1h', ['--set', 'audit.anchorInterval=61m'], ['--set', 'audit.anchorInterval=60m'], "'/audit/anchorInterval'"],
+    ['an audit anchor interval over 1h, in hours', ['--set', 'audit.anchorInterval=2h'], ['--set', 'audit.anchorInterval=1h'], "'/audit/anchorInterval'"],
+    ['an audit anchor interval under 1s', ['--set', 'audit.anchorInterval=999ms'], ['--set', 'audit.anchorInterval=1000ms'], "'/audit/anchorInterval'"],
+    ['an audit anchor interval of zero', ['--set', 'audit.anchorInterval=0s'], ['--set', 'audit.anchorInterval=1s'], "'/audit/anchorInterval'"],
+    ['a queue prefix without a hash tag on a Redis Cluster', [...cluster, '--set-json', 'queuePrefix="rekey"'], [...cluster, '--set-json', 'queuePrefix="rekey-{a}"'], "'/queuePrefix'"],
+    ['an empty hash tag on a Redis Cluster', [...cluster, '--set-json', 'queuePrefix="{}rekey"'], [...cluster, '--set-json', 'queuePrefix="{rekey}"'], "'/queuePrefix'"],
+  ])('rejects %s, as rekey would at start', (_what, refused, accepted, message) => {
+    expect(() => loadSettings(workerEnv(accepted))).not.toThrow();
+    const result = helm(['template', 'rekey', chartDir, ...refused]);
+    expect(result.status, `helm accepted ${refused.join(' ')}`).not.toBe(0);
+    expect(result.stderr).toContain(message);
   });
 });
 
