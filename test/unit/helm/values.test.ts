@@ -34,6 +34,8 @@ describe('helm/rekey values.schema.json', () => {
     ['a Redis Cluster seed without a port', ['--set', 'redis.mode=cluster', '--set', 'redis.cluster.nodes[0]=redis-cluster-leader'], "'/redis/cluster/nodes/0'"],
     ['a database number on a Redis Cluster', ['--set', 'redis.mode=cluster', '--set', 'redis.cluster.nodes[0]=leader:6379', '--set', 'redis.db=2'], "'/redis/db'"],
     ['trusting every proxy (any client could write its own address)', ['--set-string', 'trustProxy=true'], "'/trustProxy'"],
+    // An Ingress with neither rules nor a defaultBackend: the API server refuses it, and nothing would be routed anyway.
+    ['an ingress without hosts', ['--set', 'server.ingress.enabled=true'], "'/server/ingress/hosts'"],
     // The server would listen twice on one port (EADDRINUSE), and the Service would repeat a port the API server refuses.
     ['a server metrics port equal to the server port', ['--set', 'server.metricsPort=8080', '--set', 'server.service.port=80'], 'server.metricsPort must differ from server.port'],
     ['a server metrics port equal to the Service port', ['--set', 'server.service.port=9464'], 'server.metricsPort must differ from server.service.port'],
