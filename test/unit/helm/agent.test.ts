@@ -92,6 +92,17 @@ describe('helm/rekey agent sidecars', { timeout: 60_000 }, () => {
     expect(admitted(withAgent()), 'any source').toBe(true);
   });
 
+  it('runs the replicas a workload asks for, none included', () => {
+    const replicas = (n: number | undefined) => {
+      const workloads = { orders: { ...WORKLOADS.orders, ...(n === undefined ? {} : { replicas: n }) } };
+      const out = new Rendered(render(undefined, ['--set-json', `agent.workloads=${JSON.stringify(workloads)}`]));
+      return (out.get('Deployment', 'orders').spec as { replicas: number }).replicas;
+    };
+    expect(replicas(undefined)).toBe(1);
+    expect(replicas(3)).toBe(3);
+    expect(replicas(0)).toBe(0);
+  });
+
   it('refuses a workload without a service account or containers (values.schema.json)', () => {
     const bad = helm(['template', 'rekey', chartDir, '--set-json', `agent.workloads=${JSON.stringify({ orders: { containers: [{ name: 'app', image: 'x' }] } })}`]);
     expect(bad.status).not.toBe(0);
