@@ -11,7 +11,7 @@
  * `webhook-id`: a redelivery is a duplicate.
  */
 import { RekeyError } from '../core/errors.js';
-import { SecretValue } from '../core/secret-value.js';
+import type { SecretValue } from '../core/secret-value.js';
 import { standardWebhookSignature, whsecKey } from '../core/kit/standard-webhooks.js';
 import type { WebhookConfig } from '../config/leaks.js';
 import { DELIVERY_ID, isToken } from './report.js';
@@ -50,15 +50,15 @@ export const webhookReceiver: Receiver<WebhookConfig, string> = {
     const body = parseJson(request.body);
     if (!isObject(body)) throw new Rejection(400, 'malformed', 'expected a JSON object');
     const { token, fingerprint } = body;
-    let reported: string;
+    let record;
     if (isToken(token) && fingerprint === undefined) {
-      reported = ctx.reporter.fingerprint(SecretValue.of(token));
+      // reportToken, not report: a reported admin API token is revoked first, as from every receiver.
+      record = await ctx.reporter.reportToken('webhook', id, token, request.receivedAt);
     } else if (typeof fingerprint === 'string' && FINGERPRINT.test(fingerprint) && token === undefined) {
-      reported = fingerprint;
+      record = await ctx.reporter.report('webhook', id, fingerprint, request.receivedAt);
     } else {
       throw new Rejection(400, 'malformed', 'the body needs exactly one of token or fingerprint');
     }
-    const record = await ctx.reporter.report('webhook', id, reported, request.receivedAt);
     return { status: 200, body: { outcome: record.outcome, duplicate: record.duplicate } };
   },
 };

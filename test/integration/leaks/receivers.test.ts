@@ -2,6 +2,7 @@
 // then the key rejected at HAProxy and a fresh current key accepted; answers exact.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createToken, findToken } from '../../../src/api/tokens.js';
 import { hmslHash } from '../../../src/leaks/hmsl.js';
 import { send } from '../../support/gateways/index.js';
 import {
@@ -146,6 +147,15 @@ ${leaksYaml(e)}`;
     const answer = await post(e.h.serving!.url, '/webhooks/gitguardian', body, gitguardianHeaders(e.secrets.gitguardian, body));
     expect(answer).toEqual({ status: 200, body: JSON.stringify({ outcome: 'blocking', duplicate: false }) });
     await until(async () => (await status(leaked)) === 401, 10_000, 'HAProxy refusing the leaked key');
+  });
+
+  it('Standard Webhooks: a reported admin API token (rkadm_...) is revoked, as from any receiver', async () => {
+    const { token } = await createToken(e.h.runtime.db, e.h.runtime.audit, { name: `wh-leaked-${randomUUID().slice(0, 8)}`, scopes: ['admin'], actor: 'test' });
+    expect(await findToken(e.h.runtime.db, token)).toBeDefined();
+    const body = JSON.stringify({ token });
+    const answer = await post(e.h.serving!.url, '/webhooks/leaks', body, webhookHeaders(e.secrets.webhook, body));
+    expect(answer).toEqual({ status: 200, body: JSON.stringify({ outcome: 'unknown', duplicate: false }) });
+    expect(await findToken(e.h.runtime.db, token)).toBeUndefined();
   });
 
   it('answers 404 for a receiver whose section is absent', async () => {
