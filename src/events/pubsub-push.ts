@@ -18,7 +18,8 @@
  *   and SECRET_UPDATE, which must never start a rotation), and secrets rekey does not manage (logged;
  *   redelivering them would only storm).
  * - 400: not a push envelope. 401: authentication failed. 404: `events.pubsub` is not configured.
- * - 503: rekey could not decide now (keys unreachable, database down): Pub/Sub retries.
+ * - 503: rekey could not decide now (keys unreachable, database down, no secret matched while some
+ *   could not be opened here): Pub/Sub retries.
  *
  * A secret with a `schedule:` in rekey.yaml is rotated by rekey's cron; `rekey apply` mirrors that
  * schedule into Secret Manager, whose SECRET_ROTATE at the same moments would start a second run
@@ -143,7 +144,14 @@ export const pubsubPushRoutes: RouteModule = (app: FastifyInstance, runtime: Run
       log.warn(fields, 'pubsub push: SECRET_ROTATE without a secretId or a timestamp; acknowledged');
       return reply(res, 'invalid', 204);
     }
-    const matches = await managedSecretsFor(config, runtime.resolver, secretId);
+    let matches: SecretSpec[];
+    try {
+      matches = await managedSecretsFor(config, runtime.resolver, secretId);
+    } catch (error) {
+      // No match among the secrets that could be opened, and some could not: it may be one of those.
+      log.warn({ ...fields, error: describeError(error) }, 'pubsub push: cannot tell which secret the notification is for');
+      return reply(res, 'unavailable', 503, {});
+    }
     if (!matches.length) {
       log.warn(fields, 'pubsub push: SECRET_ROTATE for a secret rekey does not manage; acknowledged');
       return reply(res, 'unknown_secret', 204);
@@ -174,13 +182,24 @@ export const pubsubPushRoutes: RouteModule = (app: FastifyInstance, runtime: Run
   });
 };
 
-/** Managed secrets whose store says it is the secret `resourceName` names (SecretStore.references). */
+/**
+ * Managed secrets whose store says it is the secret `resourceName` names (SecretStore.references).
+ * A secret whose providers cannot be opened here (a credential missing from this process) is
+ * skipped, so that it does not stop the notifications of every other secret.
+ * @throws the first such failure when nothing matched and some secret could not be asked.
+ */
 export async function managedSecretsFor(config: RekeyConfig, resolver: ProviderResolver, resourceName: string): Promise<SecretSpec[]> {
   const matches: SecretSpec[] = [];
+  let failure: { error: unknown } | undefined;
   for (const spec of Object.values(config.secrets)) {
-    const { store } = await resolver.resolve(spec.name);
-    if (store.references?.(resourceName)) matches.push(spec);
+    try {
+      const { store } = await resolver.resolve(spec.name);
+      if (store.references?.(resourceName)) matches.push(spec);
+    } catch (error) {
+      failure ??= { error };
+    }
   }
+  if (!matches.length && failure) throw failure.error;
   return matches;
 }
 

@@ -160,6 +160,27 @@ describe('Pub/Sub push: acknowledged and ignored', () => {
   });
 });
 
+describe('Pub/Sub push: another secret that cannot be opened', () => {
+  it("does not stop the notifications of the secrets that can (one provider's missing credential)", async () => {
+    // Another secret, on a provider whose credential is not in this process's environment.
+    const unset = `REKEYTEST_UNSET_${id.toUpperCase()}`;
+    await h.apply(`${config(true)}
+env: { allow: ["REKEYTEST_*"] }
+`.replace(`secrets:\n`, `  broken: { type: local, key: "\${env:${unset}}" }\nsecrets:\n  broken-${id}:\n    store: { provider: broken }\n    issuer: { type: random }\n`));
+    await expect.poll(async () => (await h.runtime.resolver.config()).secrets[`broken-${id}`] !== undefined, { timeout: 5000 }).toBe(true);
+    const response = await push(pushEnvelope({ ...fakes.gcp.model.rotationNotification(gcpName), messageId: `m-${id}-broken` }), await token());
+    expect(response.status).toBe(200);
+    expect(response.body!.outcome).toBe('queued');
+    expect((await h.waitForRun((response.body!.results as Array<{ runId: string }>)[0]!.runId)).status).toBe('succeeded');
+    // A secret nothing matched may be the one that cannot be opened: not acknowledged, Pub/Sub retries.
+    const attributes = { eventType: 'SECRET_ROTATE', dataFormat: 'JSON_API_V1', secretId: `projects/${fakes.gcp.model.projectNumber}/secrets/not-managed-${id}`, timestamp: new Date().toISOString() };
+    expect((await push(pushEnvelope({ attributes }), await token())).status).toBe(503);
+    // Settled before the next test: the version two rotations back is retired and revoked.
+    await expect.poll(async () => (await versionsOf(secret)).map((v) => v.state), { timeout: 10_000 }).toEqual(['revoked', 'previous', 'current']);
+    await h.apply(config(true));
+  });
+});
+
 describe('Pub/Sub push: authentication', () => {
   it('a bad, expired or misdirected token gets 401, changes nothing and leaves no trace but a counter', async () => {
     const runs = await runsOf(secret);
