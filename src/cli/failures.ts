@@ -8,11 +8,15 @@ import type { Settings } from '../settings.js';
 
 const NETWORK = /\b(ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH)\b/;
 
-/** `postgresql://rekey:***@db:5432/rekey`: the URL with any password replaced. */
+/**
+ * `postgresql://rekey:***@db:5432/rekey`: the URL with any password replaced, also one given as
+ * a query parameter (`?password=`, `?sslpassword=`: the pg driver and libpq take them there too).
+ */
 export function maskUrl(text: string): string {
   try {
     const url = new URL(text);
     if (url.password) url.password = '***';
+    for (const name of [...url.searchParams.keys()]) if (/password/i.test(name)) url.searchParams.set(name, '***');
     return url.toString();
   } catch {
     return '(not a URL)';

@@ -217,6 +217,14 @@ describe('where is my database', () => {
     }
   });
 
+  it('a password given as a query parameter of DATABASE_URL is masked too, never printed', async () => {
+    const url = `postgresql://rekey@127.0.0.1:${closed}/rekey?sslmode=disable&password=hunter2`;
+    const result = await runRekey(['status'], { ...env, DATABASE_URL: url });
+    expect(result.code).toBe(1);
+    expect(result.stderr).not.toContain('hunter2');
+    expect(result.stderr).toBe(`rekey: cannot reach PostgreSQL at 127.0.0.1:${closed} (ECONNREFUSED): is it running? DATABASE_URL=postgresql://rekey@127.0.0.1:${closed}/rekey?sslmode=disable&password=***\n`);
+  });
+
   it('Redis unreachable: rotate says so in one line, and that its run is recorded; status says the schedule is unknown, not "not scheduled"', async () => {
     const redis = `redis://:hunter2@127.0.0.1:${closed}`;
     const rotate = await runRekey(['rotate', 'k'], { ...env, REDIS_URL: redis });
