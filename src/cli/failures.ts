@@ -50,13 +50,17 @@ function adapterCause(error: { meta?: { driverAdapterError?: { cause?: { kind?: 
   }
 }
 
-/** The one line for a PostgreSQL or Redis failure, or undefined for any other error. */
-export function describeInfraFailure(error: unknown, settings: Pick<Settings, 'databaseUrl' | 'redisUrl'>): string | undefined {
+/**
+ * The one line for a PostgreSQL or Redis failure, or undefined for any other error.
+ * `databaseVariable` names where `settings.databaseUrl` came from (`rekey migrate` connects as
+ * REKEY_MIGRATE_DATABASE_URL when it is set).
+ */
+export function describeInfraFailure(error: unknown, settings: Pick<Settings, 'databaseUrl' | 'redisUrl'>, databaseVariable = 'DATABASE_URL'): string | undefined {
   const e = error as { code?: unknown; message?: unknown; name?: unknown; cause?: { code?: unknown }; meta?: { driverAdapterError?: { cause?: { kind?: unknown } } } } | undefined;
   const message = typeof e?.message === 'string' ? e.message : '';
   const code = typeof e?.code === 'string' ? e.code : '';
   const network = NETWORK.exec(`${code} ${typeof e?.cause?.code === 'string' ? e.cause.code : ''} ${message}`)?.[1];
-  const db = `DATABASE_URL=${maskUrl(settings.databaseUrl)}`;
+  const db = `${databaseVariable}=${maskUrl(settings.databaseUrl)}`;
   const pgAt = hostPort(settings.databaseUrl, '5432');
   const database = (() => {
     try {

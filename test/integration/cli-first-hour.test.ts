@@ -237,6 +237,14 @@ describe('where is my database', () => {
     expect(status.stdout).not.toContain('not scheduled');
   });
 
+  it('migrate as the owner role (REKEY_MIGRATE_DATABASE_URL) it cannot reach: names that URL, not DATABASE_URL', async () => {
+    const owner = `postgresql://owner:hunter2@127.0.0.1:${closed}/rekey`;
+    const result = await runRekey(['migrate'], { ...env, REKEY_MIGRATE_DATABASE_URL: owner });
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe(`rekey: cannot reach PostgreSQL at 127.0.0.1:${closed} (ECONNREFUSED): is it running? REKEY_MIGRATE_DATABASE_URL=postgresql://owner:***@127.0.0.1:${closed}/rekey\n`);
+  });
+
   it('migrate creates the database when it does not exist', async () => {
     const name = `rekey_t_created_${process.pid}_${Date.now()}`;
     try {

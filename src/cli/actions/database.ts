@@ -6,8 +6,9 @@ import { anchorProblem, verifyAudit } from '../../db/audit-verify.js';
 import { grantRuntimeRole, runtimeGrants, userOf } from '../../db/grants.js';
 import { ensureDatabase, migrate } from '../../db/migrate.js';
 import { formatRotationMetadata, writeRotationMetadata } from '../../events/rotation-metadata.js';
-import { loadSettings } from '../../settings.js';
+import { loadSettings, type Settings } from '../../settings.js';
 import { applyConfig } from '../apply.js';
+import { describeInfraFailure } from '../failures.js';
 import { ExitCode, type CliContext } from '../context.js';
 import { withRuntime } from '../with-runtime.js';
 
@@ -19,15 +20,31 @@ export async function migrateCommand(ctx: CliContext, options: { printGrants?: b
     return;
   }
   const ownerUrl = settings.migrateDatabaseUrl ?? settings.databaseUrl;
-  if (await ensureDatabase(ownerUrl)) ctx.out(`Created database ${decodeURIComponent(new URL(ownerUrl).pathname.slice(1))}.`);
-  const applied = await migrate(ownerUrl);
+  if (await asOwner(settings, (url) => ensureDatabase(url))) ctx.out(`Created database ${decodeURIComponent(new URL(ownerUrl).pathname.slice(1))}.`);
+  const applied = await asOwner(settings, (url) => migrate(url));
   ctx.out(applied.length ? `Applied ${applied.length} migration(s): ${applied.join(', ')}` : 'Database is up to date.');
   if (settings.migrateDatabaseUrl && runtimeRole && runtimeRole !== userOf(ownerUrl)) {
-    await grantRuntimeRole(ownerUrl, runtimeRole);
+    await asOwner(settings, (url) => grantRuntimeRole(url, runtimeRole));
     ctx.out(`Runtime role ${runtimeRole}: granted; it may INSERT and SELECT the audit log, nothing more there.`);
   } else {
     // A warning, on stderr: stdout stays what scripts read.
     process.stderr.write('rekey: one database role migrates and runs rekey: whoever holds DATABASE_URL can alter the audit log table (verify still catches it); set REKEY_MIGRATE_DATABASE_URL to the owner role (docs/database-roles.md)\n');
+  }
+}
+
+/**
+ * `work` on the owner role's URL. When that is REKEY_MIGRATE_DATABASE_URL, a PostgreSQL failure
+ * is described with it: the generic handler would name DATABASE_URL, which migrate did not use.
+ */
+async function asOwner<T>(settings: Settings, work: (url: string) => Promise<T>): Promise<T> {
+  const url = settings.migrateDatabaseUrl ?? settings.databaseUrl;
+  try {
+    return await work(url);
+  } catch (error) {
+    const infra = settings.migrateDatabaseUrl === undefined ? undefined : describeInfraFailure(error, { databaseUrl: url, redisUrl: settings.redisUrl }, 'REKEY_MIGRATE_DATABASE_URL');
+    if (!infra) throw error;
+    process.stderr.write(`rekey: ${infra}\n`);
+    throw new ExitCode(1);
   }
 }
 
