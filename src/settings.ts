@@ -176,13 +176,14 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   }
   const redis = parseRedisUrl(get('REDIS_URL')!, { password: optionalSecret(get('REDIS_PASSWORD')), sentinelPassword: optionalSecret(get('REDIS_SENTINEL_PASSWORD')) });
   const queuePrefix = get('REKEY_QUEUE_PREFIX')!;
+  const migrateDatabaseUrl = get('REKEY_MIGRATE_DATABASE_URL');
   // Every key of every queue must hash to one slot: BullMQ's scripts touch several at once.
   if (redis.mode === 'cluster' && !hashTag(queuePrefix)) {
     throw new RekeyError('REKEY_ERR_CONFIG', 'REKEY_QUEUE_PREFIX must contain a hash tag such as {rekey} on a Redis Cluster');
   }
   return {
-    databaseUrl: get('DATABASE_URL')!,
-    migrateDatabaseUrl: get('REKEY_MIGRATE_DATABASE_URL'),
+    databaseUrl: postgresUrl(get('DATABASE_URL')!, 'DATABASE_URL'),
+    migrateDatabaseUrl: migrateDatabaseUrl && postgresUrl(migrateDatabaseUrl, 'REKEY_MIGRATE_DATABASE_URL'),
     redisUrl: get('REDIS_URL')!,
     redis,
     fingerprintKey: optionalSecret(get('REKEY_FINGERPRINT_KEY')),
@@ -200,6 +201,15 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     port,
     metricsPort,
   };
+}
+
+/**
+ * A PostgreSQL URL the driver can parse: a reserved character left raw in a password (`#`) would
+ * fail every query later with the driver's bare "Invalid URL". The value is never in the error.
+ */
+function postgresUrl(text: string, name: EnvName): string {
+  if (!URL.canParse(text)) throw new RekeyError('REKEY_ERR_CONFIG', `${name} is not a URL: percent-encode # / ? @ : in its user name and password (# as %23)`);
+  return text;
 }
 
 function booleanSetting(text: string, name: EnvName): boolean {

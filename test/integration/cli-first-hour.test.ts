@@ -237,6 +237,15 @@ describe('where is my database', () => {
     expect(status.stdout).not.toContain('not scheduled');
   });
 
+  it('a DATABASE_URL that is no URL (a # in its password not percent-encoded): one line naming it, no Prisma dump, no password', async () => {
+    for (const [name, args] of [['DATABASE_URL', ['status']], ['DATABASE_URL', ['apply', '-f', file(secretWith('{ cron: "0 3 * * *" }')), '--dry-run']], ['REKEY_MIGRATE_DATABASE_URL', ['migrate']]] as const) {
+      const result = await runRekey([...args], { ...env, [name]: `postgresql://rekey:hun#ter2@127.0.0.1:${closed}/rekey` });
+      expect(result.code).toBe(1);
+      expect(result.stdout).toBe('');
+      expect(result.stderr).toBe(`rekey: ${name} is not a URL: percent-encode # / ? @ : in its user name and password (# as %23)\n`);
+    }
+  });
+
   it('migrate as the owner role (REKEY_MIGRATE_DATABASE_URL) it cannot reach: names that URL, not DATABASE_URL', async () => {
     const owner = `postgresql://owner:hunter2@127.0.0.1:${closed}/rekey`;
     const result = await runRekey(['migrate'], { ...env, REKEY_MIGRATE_DATABASE_URL: owner });
