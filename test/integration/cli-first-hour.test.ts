@@ -10,7 +10,7 @@ import { ensureDatabase, listMigrations, migrate } from '../../src/db/migrate.js
 import { freePort } from '../support/gateways/process.js';
 import { journal } from '../support/memory-provider.js';
 import { startHarness, type Harness } from '../support/harness.js';
-import { runRekey } from '../support/processes.js';
+import { kill, runRekey, spawnRekey } from '../support/processes.js';
 import { scanKeys, testRedis } from '../support/redis.js';
 import { DATABASE_URL, databaseUrl } from '../support/services.js';
 import pg from 'pg';
@@ -252,6 +252,18 @@ describe('where is my database', () => {
     expect(result.code).toBe(1);
     expect(result.stdout).toBe('');
     expect(result.stderr).toBe(`rekey: cannot reach PostgreSQL at 127.0.0.1:${closed} (ECONNREFUSED): is it running? REKEY_MIGRATE_DATABASE_URL=postgresql://owner:***@127.0.0.1:${closed}/rekey\n`);
+  });
+
+  it('rekey dev -f with a file it cannot apply exits 1 with the reason, instead of running on without it', async () => {
+    // A missing file, and a file that loads but is refused (an empty one, while k is managed).
+    for (const [path, reason] of [[join(dir, 'missing.yaml'), 'cannot read the file (ENOENT)'], [file(''), 'manages no secret and would remove all 1']] as const) {
+      const child = spawnRekey(['dev', '--port', '0', '-f', path], env);
+      // A hang guard only: the exit is the event awaited.
+      const code = await Promise.race([child.exited, new Promise<string>((resolve) => setTimeout(() => resolve('still running after 60 s'), 60_000).unref())]);
+      if (typeof code === 'string') await kill(child);
+      expect(code).toBe(1);
+      expect(child.output()).toContain(reason);
+    }
   });
 
   it('migrate creates the database when it does not exist', async () => {

@@ -41,6 +41,8 @@ export async function server(ctx: CliContext, flags: { port?: number; gaugesInte
 }
 
 export async function dev(ctx: CliContext, flags: WorkerFlags & { port: number; file?: string; embedded?: boolean; demo?: boolean }): Promise<void> {
+  // A file that cannot be read or is invalid is refused before anything starts.
+  const loaded = flags.file ? await loadConfigFile(flags.file, ctx.modules) : undefined;
   const infra = await startDevInfrastructure(join(process.cwd(), '.rekey'), { embedded: !!flags.embedded, database: flags.demo ? 'rekey_demo' : 'rekey_dev' });
   process.env.REKEY_QUEUE_PREFIX ||= flags.demo ? '{rekey-demo}' : '{rekey-dev}';
   const settings = loadSettings();
@@ -67,7 +69,13 @@ export async function dev(ctx: CliContext, flags: WorkerFlags & { port: number; 
       process.exit(ok ? 0 : 1);
     }
     for (const note of infra.notes) ctx.out(note);
-    if (flags.file) await applyConfig(runtime, await loadConfigFile(flags.file, ctx.modules), { file: flags.file, actor: 'dev', out: ctx.out });
+    if (flags.file && loaded) {
+      // One refused against the database stops what started: the workers and server would otherwise keep the process running without it.
+      await applyConfig(runtime, loaded, { file: flags.file, actor: 'dev', out: ctx.out }).catch(async (error: unknown) => {
+        await serving.stop();
+        throw error;
+      });
+    }
     ctx.out(`rekey dev: worker and server on ${serving.url}; Ctrl-C to stop`);
     await stopOnSignals(serving, runtime);
   } finally {
