@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { RekeyError, sanitize } from '../core/errors.js';
 import { ensureDatabase } from '../db/migrate.js';
+import { maskUrl } from './failures.js';
 
 export interface DevInfrastructure {
   notes: string[];
@@ -30,7 +31,7 @@ export async function startDevInfrastructure(workdir: string, options: { embedde
   const stops: Array<() => Promise<void>> = [];
   const env = process.env;
 
-  if (env.DATABASE_URL) notes.push(`postgres: DATABASE_URL (${sanitize(env.DATABASE_URL)})`);
+  if (env.DATABASE_URL) notes.push(`postgres: DATABASE_URL (${maskUrl(env.DATABASE_URL)})`); // its password masked, a ?password= one too
   else if (!options.embedded && (await pgAnswers(`postgresql://postgres@127.0.0.1:5432/postgres`))) {
     env.DATABASE_URL = `postgresql://postgres@127.0.0.1:5432/${options.database}`;
     notes.push(`postgres: local server on 127.0.0.1:5432, database ${options.database}`);

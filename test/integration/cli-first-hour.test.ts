@@ -266,6 +266,16 @@ describe('where is my database', () => {
     }
   });
 
+  it('rekey dev names the DATABASE_URL it uses with a password given as a query parameter masked', async () => {
+    const child = spawnRekey(['dev', '--port', '0', '-f', file('')], { ...env, DATABASE_URL: `${env.DATABASE_URL}?password=hunter2` });
+    // A hang guard only: the exit (the empty file is refused once the notes are printed) is the event awaited.
+    const code = await Promise.race([child.exited, new Promise<string>((resolve) => setTimeout(() => resolve('still running after 60 s'), 60_000).unref())]);
+    if (typeof code === 'string') await kill(child);
+    expect(code).toBe(1);
+    expect(child.output()).toContain(`postgres: DATABASE_URL (${env.DATABASE_URL}?password=***)\n`);
+    expect(child.output()).not.toContain('hunter2');
+  });
+
   it('migrate creates the database when it does not exist', async () => {
     const name = `rekey_t_created_${process.pid}_${Date.now()}`;
     try {
