@@ -122,6 +122,8 @@ const SANITIZERS: Array<[RegExp, string]> = [
   [/\b(bearer|basic)\s+[\w.~+/=-]+/gi, '$1 [stripped]'],
   // scheme://user:password@host, also with no user name and with an @ inside the password.
   [/(:\/\/[^:/@\s]*:)[^\s/]*@/g, '$1[stripped]@'],
+  // A password as a URL's query parameter (`?password=`, `&sslpassword=`: the pg driver and libpq take them there).
+  [/([?&][\w-]*password=)[^&\s#]*/gi, '$1[stripped]'],
 ];
 
 /**

@@ -10,6 +10,8 @@ describe('sanitize', () => {
     ['redis://default:p@ss@cache:6379/0', 'redis://default:[stripped]@cache:6379/0'],
     ['connect to rediss://u:x@h failed; retry', 'connect to rediss://u:[stripped]@h failed; retry'],
     ['Authorization: Bearer abc.def-ghi', 'Authorization: Bearer [stripped]'],
+    ['postgresql://db/rekey?user=rekey&password=s3cret&sslmode=require', 'postgresql://db/rekey?user=rekey&password=[stripped]&sslmode=require'],
+    ['postgres://db/rekey?sslpassword=k3y failed', 'postgres://db/rekey?sslpassword=[stripped] failed'],
   ])('strips the credential from %s', (message, expected) => {
     expect(sanitize(message)).toBe(expected);
   });
