@@ -183,4 +183,21 @@ secrets:
     expect(await pending()).toEqual({ [`flaky-aws-${id}`]: null, [`flaky-gcp-${id}`]: null });
     expect(tags()[ROTATION_TAGS.schedule]).toBe('0 3 * * 1 UTC');
   });
+
+  it('--defer-rotation-metadata (Helm\'s hook, which has no cloud identity) marks the writes and makes none: the workers do', async () => {
+    // Refused from now on: a write the apply made would be reported, and recorded as DENIED.
+    fakes.gcp.deny('UpdateSecret');
+    fakes.aws.deny('TagResource');
+    const deferred = await apply(flakyConfig('0 6 * * 1'), '--defer-rotation-metadata');
+    expect(deferred.code, deferred.stderr).toBe(0);
+    expect(deferred.stdout).toContain('Applied as config revision');
+    expect(deferred.stdout).not.toContain('rotation metadata');
+    // Marked and not tried (the harness's own housekeeping may have tried since: DENIED then).
+    expect(Object.values(await pending()).every((state) => state === 'pending' || state === 'REKEY_ERR_DENIED')).toBe(true);
+    fakes.gcp.allow('UpdateSecret');
+    fakes.aws.allow('TagResource');
+    await h.runtime.housekeeping.runNow('rotation-metadata');
+    expect(await pending()).toEqual({ [`flaky-aws-${id}`]: null, [`flaky-gcp-${id}`]: null });
+    expect(tags()[ROTATION_TAGS.schedule]).toBe('0 6 * * 1 UTC');
+  });
 });

@@ -48,7 +48,7 @@ async function asOwner<T>(settings: Settings, work: (url: string) => Promise<T>)
   }
 }
 
-export async function apply(ctx: CliContext, options: { file: string; dryRun?: boolean; json?: boolean; rotationMetadata: boolean; allowRemoveAll?: boolean }): Promise<void> {
+export async function apply(ctx: CliContext, options: { file: string; dryRun?: boolean; json?: boolean; rotationMetadata: boolean; deferRotationMetadata?: boolean; allowRemoveAll?: boolean }): Promise<void> {
   const loaded = await loadConfigFile(options.file, ctx.modules);
   await withRuntime('cli', ctx, async (runtime) => {
     const { plan, revision } = await applyConfig(runtime, loaded, {
@@ -67,7 +67,8 @@ export async function apply(ctx: CliContext, options: { file: string; dryRun?: b
       return;
     }
     if (!options.json) ctx.out(isEmpty(plan) ? `No changes (config revision ${revision}).` : `Applied as config revision ${revision}.`);
-    if (options.rotationMetadata) {
+    // Deferred: the marks are in PostgreSQL, and the workers (which hold the cloud credentials) write them within a minute.
+    if (options.rotationMetadata && !options.deferRotationMetadata) {
       // The secrets this apply marked, and any an earlier one left: a failure is reported per
       // secret, undoes nothing, and stays pending for the workers and the next apply to retry.
       const results = await writeRotationMetadata(runtime.db, runtime.resolver);

@@ -19,8 +19,9 @@ export function registerDatabaseCommands(program: Command, ctx: CliContext): voi
     .option('--dry-run', 'print the plan and change nothing')
     .option('--json', 'print the plan as JSON')
     .option('--no-rotation-metadata', "do not mirror schedules into the stores' own rotation metadata")
+    .option('--defer-rotation-metadata', "mark the schedules to mirror, but leave the writes to the workers (within a minute): for an apply that has no cloud credentials, as Helm's hook")
     .option('--allow-remove-all', 'apply a file that manages no secret, removing every one managed now (refused otherwise: an empty or truncated file)')
-    .action(async (options: { file: string; dryRun?: boolean; json?: boolean; rotationMetadata: boolean; allowRemoveAll?: boolean }) => (await actions()).apply(ctx, options));
+    .action(async (options: { file: string; dryRun?: boolean; json?: boolean; rotationMetadata: boolean; deferRotationMetadata?: boolean; allowRemoveAll?: boolean }) => (await actions()).apply(ctx, options));
 
   program
     .command('config')

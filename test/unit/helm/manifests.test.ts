@@ -130,7 +130,7 @@ describe.each(variants)('helm/rekey with $name values', ({ file }) => {
     expect(job!.kind).toBe('Job');
     const pod = podTemplate(job!).spec;
     expect(pod.initContainers?.map((c) => c.args)).toEqual([['migrate']]);
-    expect(pod.containers.map((c) => c.args)).toEqual([['apply', '-f', '/etc/rekey/rekey.yaml']]);
+    expect(pod.containers.map((c) => c.args)).toEqual([['apply', '-f', '/etc/rekey/rekey.yaml', '--defer-rotation-metadata']]);
     for (const c of allContainers(job!)) expect(c.command).toBeUndefined();
   });
 
@@ -156,9 +156,9 @@ describe.each(variants)('helm/rekey with $name values', ({ file }) => {
 
   it('passes --allow-remove-all to rekey apply only when migrate.allowRemoveAll says so', () => {
     if (!values.migrate.enabled) return;
-    expect(containerOf(out.workload('migrate')!, 'apply').args).toEqual(['apply', '-f', '/etc/rekey/rekey.yaml', ...(values.migrate.allowRemoveAll ? ['--allow-remove-all'] : [])]);
+    expect(containerOf(out.workload('migrate')!, 'apply').args).toEqual(['apply', '-f', '/etc/rekey/rekey.yaml', '--defer-rotation-metadata', ...(values.migrate.allowRemoveAll ? ['--allow-remove-all'] : [])]);
     const allowing = new Rendered(render(file, ['--set', 'migrate.allowRemoveAll=true']));
-    expect(containerOf(allowing.workload('migrate')!, 'apply').args).toEqual(['apply', '-f', '/etc/rekey/rekey.yaml', '--allow-remove-all']);
+    expect(containerOf(allowing.workload('migrate')!, 'apply').args).toEqual(['apply', '-f', '/etc/rekey/rekey.yaml', '--defer-rotation-metadata', '--allow-remove-all']);
   });
 
   it('locks every container down: non-root, read-only root, no escalation, no capabilities, seccomp', () => {
