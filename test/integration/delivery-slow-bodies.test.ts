@@ -11,7 +11,7 @@ import { deliveryRoutes } from '../../src/delivery/routes.js';
 import { call, tokenFor } from '../support/api.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { until } from '../support/poll.js';
-import { CAP, FAILURES, hangUp, OVER_LIMIT_SHARE, refilled, refilledSince, slowRequest } from '../support/slow-body.js';
+import { CAP, firstBatchThenPause, OVER_LIMIT_SHARE, refilledSince, slowRequest } from '../support/slow-body.js';
 
 const ATTACKER = '127.0.0.3';
 
@@ -31,22 +31,7 @@ const probe = async (): Promise<number> => (await call(h, '/api/v1/openapi.json'
 
 describe('slow token request bodies from one source', () => {
   it('hold at most the failure allowance of their source and the share of sources over it, in its first batch and after its allowance regained a little: the admin API caller is answered 200', async () => {
-    const first: number[] = [];
-    const sockets = await Promise.all(Array.from({ length: CAP }, () => slowToken(first)));
-    try {
-      // Its requests awaiting authentication count as failures to come: only its allowance and the share of sources over it are admitted.
-      await until(() => Promise.resolve(first.length >= CAP - FAILURES - OVER_LIMIT_SHARE), 10_000, 'the first batch admitted up to its allowance');
-      expect(await probe()).toBe(200);
-      expect(new Set(first)).toEqual(new Set([429]));
-    } catch (error) {
-      for (const socket of sockets) socket.destroy();
-      throw error;
-    }
-    const hungUp = Date.now();
-    await hangUp(sockets);
-
-    // A patient source waits until its allowance has regained a little: only that much of its next batch is within its limit.
-    await refilled(hungUp);
+    const hungUp = await firstBatchThenPause(slowToken, probe);
     const second: number[] = [];
     const held = await Promise.all(Array.from({ length: CAP }, () => slowToken(second)));
     try {

@@ -2,13 +2,15 @@
 // source can do to a server's admission slots (src/http/admission.ts) without ever failing an
 // authentication.
 import { connect, type Socket } from 'node:net';
+import { expect } from 'vitest';
+import { until } from './poll.js';
 
 /** Admission's default cap of requests awaiting authentication. */
 export const CAP = 64;
 /** Its default share of that cap for sources over their failed-authentication limit. */
 export const OVER_LIMIT_SHARE = 8;
 /** Its default failure allowance: failed authentications a source may make at once, and per minute. */
-export const FAILURES = 30;
+const FAILURES = 30;
 /** That allowance regained per millisecond. */
 const REFILL_PER_MS = FAILURES / 60_000;
 
@@ -17,10 +19,30 @@ export function refilledSince(since: number): number {
   return Math.ceil((Date.now() - since) * REFILL_PER_MS);
 }
 
-/** Resolves once a source's emptied allowance (emptied at `since` or later) has regained two failures: what a patient source waits between batches. */
-export async function refilled(since: number): Promise<void> {
-  const due = since + 2 / REFILL_PER_MS - Date.now();
+/**
+ * One source's first batch: `open` (one slow request, its answer's status pushed to `answers`)
+ * CAP times at once. Its requests awaiting authentication count as failures to come, so only
+ * its allowance and the share of sources over it are admitted, the rest refused 429, while
+ * `probe` (an authenticated caller) is answered 200. Then the source hangs up (each admitted
+ * request a failure) and waits until its allowance has regained two failures, as a patient
+ * source would before its next batch. Returns when it hung up (Date.now()).
+ */
+export async function firstBatchThenPause(open: (answers: number[]) => Promise<Socket>, probe: () => Promise<number>): Promise<number> {
+  const first: number[] = [];
+  const sockets = await Promise.all(Array.from({ length: CAP }, () => open(first)));
+  try {
+    await until(() => Promise.resolve(first.length >= CAP - FAILURES - OVER_LIMIT_SHARE), 10_000, 'the first batch admitted up to its allowance');
+    expect(await probe()).toBe(200);
+    expect(new Set(first)).toEqual(new Set([429]));
+  } catch (error) {
+    for (const socket of sockets) socket.destroy();
+    throw error;
+  }
+  const hungUp = Date.now();
+  await hangUp(sockets);
+  const due = hungUp + 2 / REFILL_PER_MS - Date.now();
   if (due > 0) await new Promise((resolve) => setTimeout(resolve, due));
+  return hungUp;
 }
 
 /**
@@ -46,6 +68,6 @@ export function slowRequest(url: string, from: string, request: { path: string; 
 }
 
 /** Hangs up every socket and waits until each is closed. */
-export async function hangUp(sockets: readonly Socket[]): Promise<void> {
+async function hangUp(sockets: readonly Socket[]): Promise<void> {
   await Promise.all(sockets.map((s) => new Promise((resolve) => s.once('close', resolve).destroy())));
 }

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { send } from '../../support/gateways/index.js';
-import { CAP, FAILURES, hangUp, OVER_LIMIT_SHARE, refilled, refilledSince, slowRequest } from '../../support/slow-body.js';
+import { CAP, firstBatchThenPause, OVER_LIMIT_SHARE, refilledSince, slowRequest } from '../../support/slow-body.js';
 import { gatewaySecretYaml, postFrom, providersYaml, startLeakEnv, storedValue, until, type LeakEnv } from './support.js';
 
 const GITHUB = '/webhooks/github-secret-scanning';
@@ -39,22 +39,7 @@ async function probe(): Promise<number> {
 
 describe('slow bodies from one source', () => {
   it('hold at most the failure allowance of their source and the share of sources over it, in its first batch and after its allowance regained a little: the signed report is answered 200', async () => {
-    const first: number[] = [];
-    const sockets = await Promise.all(Array.from({ length: CAP }, () => slowReport(first)));
-    try {
-      // Its requests awaiting authentication count as failures to come: only its allowance and the share of sources over it are admitted.
-      await until(() => Promise.resolve(first.length >= CAP - FAILURES - OVER_LIMIT_SHARE), 10_000, 'the first batch admitted up to its allowance');
-      expect(await probe()).toBe(200);
-      expect(new Set(first)).toEqual(new Set([429]));
-    } catch (error) {
-      for (const socket of sockets) socket.destroy();
-      throw error;
-    }
-    const hungUp = Date.now();
-    await hangUp(sockets);
-
-    // A patient source waits until its allowance has regained a little: only that much of its next batch is within its limit.
-    await refilled(hungUp);
+    const hungUp = await firstBatchThenPause(slowReport, probe);
     const second: number[] = [];
     const held = await Promise.all(Array.from({ length: CAP }, () => slowReport(second)));
     try {
