@@ -213,6 +213,21 @@ function storable(id: string): boolean {
   return !UNSTORABLE.test(id);
 }
 
+/** Every grant of the section: a change stream may be opened under any of them. */
+export function allGrants(delivery: DeliverySpec): readonly GrantSpec[] {
+  return grantsOf(delivery, 'all', (_g): _g is GrantSpec => true);
+}
+
+/**
+ * The secrets whose changes an authenticated subject is told of (the change stream): those its
+ * value grants let it read, and the signing keys of its token grants (a revoked signing key
+ * means its tokens are refused everywhere: the client gets new ones at once).
+ */
+export function followedSecrets(delivery: DeliverySpec, who: Authenticated): string[] {
+  const mine = allGrants(delivery).filter((g) => grantFor([g], who));
+  return [...new Set(mine.map((g) => g.value?.secret ?? g.token!.signingKey))];
+}
+
 /** Per list of grants (see {@link grantsOf}), the authenticators they name, each once, in order. */
 const authenticators = new WeakMap<readonly GrantSpec[], readonly string[]>();
 

@@ -25,8 +25,7 @@
 import { randomUUID } from 'node:crypto';
 import { RekeyError } from './errors.js';
 import { issuedRef } from './context.js';
-import { authenticate, DeliveryError, grantFor, grantsOf, retryingStale, callOf, type DeliveryDeps, type DeliverySpec, type GrantSpec } from './delivery.js';
-import type { Handable } from './delivery.js';
+import { authenticate, DeliveryError, grantFor, grantsOf, retryingStale, callOf, type DeliveryDeps, type DeliverySpec, type GrantSpec, type Handable } from './delivery.js';
 import type { VersionRecord } from './model.js';
 import type { JsonObject } from './ports.js';
 import type { SecretValue } from './secret-value.js';

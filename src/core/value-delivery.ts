@@ -16,7 +16,7 @@
  *      already holds it (its ETag) gets `not_modified` after the same check, nothing audited.
  *      A version revoked meanwhile fails the check: the request runs once more from PostgreSQL.
  */
-import { authenticate, DeliveryError, grantFor, grantsOf, retryingStale, callOf, type Authenticated, type DeliveryDeps, type DeliverySpec, type GrantSpec } from './delivery.js';
+import { authenticate, DeliveryError, grantFor, grantsOf, retryingStale, callOf, type DeliveryDeps, type DeliverySpec, type GrantSpec } from './delivery.js';
 import type { SecretValue } from './secret-value.js';
 
 export interface ValueDeliveryDeps extends DeliveryDeps {
@@ -38,21 +38,6 @@ export function valueGrants(delivery: DeliverySpec): readonly ValueGrant[] {
 /** The value grants of the section for `secret`. */
 function valueGrantsFor(delivery: DeliverySpec, secret: string): readonly ValueGrant[] {
   return grantsOf(delivery, `value:${secret}`, (g): g is ValueGrant => !!g.value && g.value.secret === secret);
-}
-
-/** Every grant of the section: a change stream may be opened under any of them. */
-export function allGrants(delivery: DeliverySpec): readonly GrantSpec[] {
-  return grantsOf(delivery, 'all', (_g): _g is GrantSpec => true);
-}
-
-/**
- * The secrets whose changes an authenticated subject is told of (the change stream): those its
- * value grants let it read, and the signing keys of its token grants (a revoked signing key
- * means its tokens are refused everywhere: the client gets new ones at once).
- */
-export function followedSecrets(delivery: DeliverySpec, who: Authenticated): string[] {
-  const mine = allGrants(delivery).filter((g) => grantFor([g], who));
-  return [...new Set(mine.map((g) => g.value?.secret ?? g.token!.signingKey))];
 }
 
 /** The ETag of a version's value: its id, which no two values share. */

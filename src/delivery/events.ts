@@ -25,11 +25,10 @@
  * beyond), so a subject's clients cannot take every slot of the others.
  */
 import type { FastifyInstance } from 'fastify';
-import { authenticate, DeliveryError, retryingStale } from '../core/delivery.js';
+import { allGrants, authenticate, DeliveryError, followedSecrets, retryingStale } from '../core/delivery.js';
 import { describeError } from '../core/errors.js';
 import type { SecretChange, VersionRecord } from '../core/model.js';
 import { SecretValue } from '../core/secret-value.js';
-import { allGrants, followedSecrets } from '../core/value-delivery.js';
 import { compareIds } from './change-feed.js';
 import { bearer, refuse, type DeliveryContext } from './context.js';
 
