@@ -4,40 +4,26 @@
  * secret's version, whichever row the fingerprint lookup meets first.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { acmeProviderYaml, startFakeSaas, type FakeSaas } from '../../providers/http/test/fake/saas-server.js';
 import { adminApiRoutes } from '../../src/api/routes.js';
 import { generateKey } from '../../src/core/key-format.js';
 import { call, tokenFor } from '../support/api.js';
-import { startHarness, type Harness } from '../support/harness.js';
+import type { Harness } from '../support/harness.js';
+import { startSharedAcme, type SharedAcme } from '../support/shared-acme.js';
 
 const TOKEN_ENV = `ACME_ADMIN_TOKEN_KEYS_SHARED_${process.pid}`;
 let h: Harness;
-let saas: FakeSaas;
+let env: SharedAcme | undefined;
 const shared = generateKey('rk_live_');
 
 beforeAll(async () => {
-  saas = await startFakeSaas();
-  process.env[TOKEN_ENV] = saas.adminToken;
-  h = await startHarness({ label: 'keys-report-shared-value', routes: [adminApiRoutes] });
-  await h.apply(`
-providers:
-  vault: { type: local }
-${acmeProviderYaml(saas, TOKEN_ENV, { verify: false })}
-secrets:
-  acme-a: { store: { provider: vault }, issuer: { provider: acme }, onLeak: block-first }
-  acme-b: { store: { provider: vault }, issuer: { provider: acme }, onLeak: block-first }
-env: { allow: [${TOKEN_ENV}] }
-`);
+  env = await startSharedAcme('keys-report-shared-value', TOKEN_ENV, [adminApiRoutes]);
+  h = env.h;
   for (const secret of ['acme-a', 'acme-b']) {
-    saas.issueNext(shared);
+    env.saas.issueNext(shared);
     expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
   }
 }, 60_000);
-afterAll(async () => {
-  await h?.stop();
-  await saas?.close();
-  delete process.env[TOKEN_ENV];
-});
+afterAll(() => env?.stop());
 
 it("a token scoped to one of two secrets sharing a key sees and reports that secret's version", async () => {
   const seen: Record<string, unknown> = {};

@@ -5,39 +5,25 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { acmeProviderYaml, startFakeSaas, type FakeSaas } from '../../providers/http/test/fake/saas-server.js';
 import { generateKey } from '../../src/core/key-format.js';
 import { SecretValue } from '../../src/core/secret-value.js';
-import { startHarness, type Harness } from '../support/harness.js';
+import type { Harness } from '../support/harness.js';
+import { startSharedAcme, type SharedAcme } from '../support/shared-acme.js';
 
 const TOKEN_ENV = `ACME_ADMIN_TOKEN_SHARED_${process.pid}`;
 let h: Harness;
-let saas: FakeSaas;
+let env: SharedAcme | undefined;
 
 beforeAll(async () => {
-  saas = await startFakeSaas();
-  process.env[TOKEN_ENV] = saas.adminToken;
-  h = await startHarness({ label: 'leak-shared-value' });
-  await h.apply(`
-providers:
-  vault: { type: local }
-${acmeProviderYaml(saas, TOKEN_ENV, { verify: false })}
-secrets:
-  acme-a: { store: { provider: vault }, issuer: { provider: acme }, onLeak: block-first }
-  acme-b: { store: { provider: vault }, issuer: { provider: acme }, onLeak: block-first }
-env: { allow: [${TOKEN_ENV}] }
-`);
+  env = await startSharedAcme('leak-shared-value', TOKEN_ENV);
+  h = env.h;
 }, 60_000);
-afterAll(async () => {
-  await h?.stop();
-  await saas?.close();
-  delete process.env[TOKEN_ENV];
-});
+afterAll(() => env?.stop());
 
 it('a leaked token two secrets share takes down the version of each', async () => {
   const shared = generateKey('rk_live_');
   for (const secret of ['acme-a', 'acme-b']) {
-    saas.issueNext(shared);
+    env!.saas.issueNext(shared);
     expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
   }
   const { engine } = h.runtime;
