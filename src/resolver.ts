@@ -162,9 +162,13 @@ export class ConfigResolver implements ProviderResolver {
     return found;
   }
 
-  /** The applied config itself (for status and the server's webhook routing). */
-  async config(): Promise<RekeyConfig> {
-    return (await this.current()).config;
+  /**
+   * The applied config itself (for status and the server's webhook routing). `fresh`: read the
+   * latest revision id now, not trusting the one checked up to a second ago (a caller acting on
+   * what an apply of a moment ago marked).
+   */
+  async config(o: { fresh?: boolean } = {}): Promise<RekeyConfig> {
+    return (await this.current(!!o.fresh)).config;
   }
 
   async close(): Promise<void> {

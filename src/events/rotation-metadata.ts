@@ -25,7 +25,7 @@ export interface RotationMetadataResult {
   message: string;
 }
 
-type Resolver = ProviderResolver & { config(): Promise<RekeyConfig> };
+type Resolver = ProviderResolver & { config(o?: { fresh?: boolean }): Promise<RekeyConfig> };
 
 /** The store instances of `config` that can show a rotation policy: apply marks only their secrets. */
 export async function rotationMetadataStores(config: RekeyConfig, modules: ProviderCatalog): Promise<Set<string>> {
@@ -64,7 +64,10 @@ export async function writeRotationMetadata(db: Db, resolver: Resolver): Promise
       WHERE metadata_pending_at IS NOT NULL AND removed_at IS NULL AND name > ${after} ORDER BY name LIMIT ${PAGE}`;
     if (!pending.length) return results;
     after = pending.at(-1)!.name;
-    config ??= await resolver.config();
+    // Read after the marks, and fresh: the revision an apply committed with the marks it set, or a
+    // newer one. A revision id trusted from up to a second ago wrote the previous schedule and
+    // cleared the new apply's mark, so the new schedule was never mirrored.
+    config ??= await resolver.config({ fresh: true });
     const nothingToShow: typeof pending = [];
     for (const secret of pending) {
       const spec = own(config.secrets, secret.name);
