@@ -92,8 +92,9 @@ export async function rotateMany(ctx: CliContext, options: RotateOptions): Promi
   });
 }
 
-export function revokeTokens(ctx: CliContext, json: boolean): Promise<void> {
-  return withRuntime('cli', ctx, (runtime) => revokeTokensCommand(runtime, process.stdin, ctx.out, json));
+export async function revokeTokens(ctx: CliContext, json: boolean): Promise<void> {
+  const allReported = await withRuntime('cli', ctx, (runtime) => revokeTokensCommand(runtime, process.stdin, ctx.out, json));
+  if (!allReported) throw new ExitCode(1);
 }
 
 export async function revoke(ctx: CliContext, name: string, version: number, json: boolean): Promise<void> {

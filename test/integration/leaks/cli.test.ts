@@ -7,17 +7,20 @@ import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../../src/cli/main.js';
 import { revokeTokensCommand } from '../../../src/leaks/cli.js';
+import { MAX_TOKEN_LENGTH } from '../../../src/leaks/report.js';
 import { childArgs } from '../../support/children.js';
 import { send } from '../../support/gateways/index.js';
 import { gatewaySecretYaml, providersYaml, startLeakEnv, storedValue, until, type LeakEnv } from './support.js';
 
 let e: LeakEnv;
 const secret = `cli-${randomUUID().slice(0, 8)}`;
+const other = `cli-${randomUUID().slice(0, 8)}`;
 
 beforeAll(async () => {
   e = await startLeakEnv('cli');
-  await e.h.apply(`${providersYaml(e)}\nsecrets:${gatewaySecretYaml(secret)}\n`);
+  await e.h.apply(`${providersYaml(e)}\nsecrets:${gatewaySecretYaml(secret)}${gatewaySecretYaml(other)}\n`);
   expect((await e.h.rotate(secret)).status).toBe('succeeded');
+  expect((await e.h.rotate(other)).status).toBe('succeeded');
 });
 afterAll(() => e?.stop());
 
@@ -58,6 +61,24 @@ describe('rekey revoke --token-stdin', () => {
     expect(new Set(reports.map((r) => r.deliveryId)).size).toBe(1);
     const audit = await e.h.runtime.db.auditEvent.findMany({ where: { actor: `leak/cli/${reports[0]!.deliveryId}` } });
     expect(audit.map((a) => a.action)).toContain('leak.reported');
+  });
+
+  it('reports every line when one fails: the ones before and after it are acted on and printed, and it exits 1', async () => {
+    const leaked = (await storedValue(e.h, other)).reveal();
+    const stranger = `rk_test_${randomUUID().replaceAll('-', '')}`;
+    const notAToken = 'x'.repeat(MAX_TOKEN_LENGTH + 1);
+    const result = await rekey(['revoke', '--token-stdin'], `${stranger}\n${notAToken}\n${leaked}\n`);
+    expect(result.code).toBe(1);
+    for (const output of [result.stdout, result.stderr]) {
+      expect(output).not.toContain(leaked);
+      expect(output).not.toContain(stranger);
+    }
+    const lines = result.stdout.trim().split('\n');
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatch(/^line 1 \(fp_.{9}…\): unknown - /);
+    expect(lines[1]).toMatch(/^line 2: failed \(REKEY_ERR_INVALID\) - /);
+    expect(lines[2]).toMatch(new RegExp(`^line 3 \\(fp_.{9}…\\): ${other} v1 rotating - `));
+    await until(async () => (await send(e.gateway.url, e.gateway.header, leaked)).status === 401);
   });
 
   it('is a usage error with NAME or --version, and refuses a terminal', async () => {
