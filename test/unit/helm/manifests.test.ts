@@ -25,6 +25,7 @@ import {
 
 interface Values {
   config: unknown;
+  drainTimeoutSeconds: number;
   credentials: {
     existingSecret: string;
     keys: Record<'databaseUrl' | 'migrateDatabaseUrl' | 'redisUrl' | 'fingerprintKey' | 'auditKey' | 'anchorWebhook' | 'localStoreKey' | 'redisPassword' | 'redisSentinelPassword', string>;
@@ -43,7 +44,7 @@ interface Values {
   serviceAccount: { create: boolean; name: string; automount: boolean };
   rbac: { create: boolean; tokenReview: boolean; targets: Array<{ namespace?: string; secrets?: string[]; deployments?: string[] }> };
   worker: { port: number; concurrency: number; replicas: number; autoscaling: { enabled: boolean } };
-  server: { port: number; metricsPort: number; replicas: number; ingress: { enabled: boolean } };
+  server: { port: number; metricsPort: number; replicas: number; preStopDelaySeconds: number; ingress: { enabled: boolean } };
   migrate: { enabled: boolean; allowRemoveAll: boolean };
   networkPolicy: { enabled: boolean };
   serviceMonitor: { enabled: boolean };
@@ -242,6 +243,18 @@ describe.each(variants)('helm/rekey with $name values', ({ file }) => {
     }
   });
 
+  it('keeps a stopping server pod serving while Kubernetes takes it out of the endpoints, and the grace period covers that wait and the drain', () => {
+    // Endpoint removal and SIGTERM race: a server that closes its listener at once refuses
+    // requests still routed to it (a leak webhook among them) until every proxy has caught up.
+    const workload = out.workload('server')!;
+    const command = containerOf(workload, 'server').lifecycle?.preStop?.exec?.command;
+    expect(command).toEqual(['sleep', String(values.server.preStopDelaySeconds)]);
+    expect(values.server.preStopDelaySeconds).toBeGreaterThan(0);
+    const drain = parseDuration(containerOf(workload, 'server').env!.find((e) => e.name === 'REKEY_DRAIN_TIMEOUT')!.value!)!;
+    expect(podTemplate(workload).spec.terminationGracePeriodSeconds! * 1000).toBeGreaterThan(values.server.preStopDelaySeconds * 1000 + drain);
+    expect(containerOf(out.workload('worker')!, 'worker').lifecycle).toBeUndefined();
+  });
+
   it('rolls worker and server pods when config changes', () => {
     for (const component of ['worker', 'server'] as const) {
       expect(podTemplate(out.workload(component)!).metadata.annotations?.['checksum/config']).toMatch(/^[0-9a-f]{64}$/);
@@ -384,5 +397,13 @@ describe('helm/rekey config reload', () => {
     const base = checksum([]);
     expect(checksum(['--set', 'logLevel=debug'])).toBe(base);
     expect(checksum(['--set-json', 'config={"providers":{"vault":{"type":"local"}},"secrets":{}}'])).not.toBe(base);
+  });
+});
+
+describe('helm/rekey server.preStopDelaySeconds', () => {
+  it('0 leaves the server without a preStop hook and its grace period at the drain plus the margin', () => {
+    const workload = new Rendered(render(undefined, ['--set', 'server.preStopDelaySeconds=0'])).workload('server')!;
+    expect(containerOf(workload, 'server').lifecycle).toBeUndefined();
+    expect(podTemplate(workload).spec.terminationGracePeriodSeconds).toBe(valuesOf(undefined).drainTimeoutSeconds + 10);
   });
 });
