@@ -33,6 +33,12 @@ let postgres: OwnPostgres;
 let redis: RedisServer;
 let settings: Settings;
 let runtime: Runtime;
+/**
+ * No log lines, nowhere: the anchor job writes its line at info whatever the level (it must leave
+ * the process under LOG_LEVEL=warn: audit-trust.test.ts), so a silent logger still needs a
+ * destination other than stdout.
+ */
+const quiet = () => createLogger('silent', { write: () => undefined });
 let serving: Serving;
 
 beforeAll(async () => {
@@ -41,7 +47,7 @@ beforeAll(async () => {
   await migrate(postgres.url);
   redis = await RedisServer.create();
   settings = loadSettings({ DATABASE_URL: postgres.url, REDIS_URL: redis.url, REKEY_FINGERPRINT_KEY: TEST_FINGERPRINT_KEY, REKEY_AUDIT_KEY: TEST_AUDIT_KEY, REKEY_QUEUE_PREFIX: '{outages}', REKEY_DRAIN_TIMEOUT: '2s', LOG_LEVEL: 'warn' });
-  runtime = new Runtime({ actor: 'test', settings, modules: testModules, log: createLogger('silent'), longLived: true, leaseMs: 2000 });
+  runtime = new Runtime({ actor: 'test', settings, modules: testModules, log: quiet(), longLived: true, leaseMs: 2000 });
   serving = await serve(runtime, {
     port: 0,
     host: '127.0.0.1',
@@ -125,7 +131,7 @@ it('Redis restarted empty: the scheduler, the pending retirement and a stuck run
   expect(await metrics.text()).toContain('rekey_versions{state="current"}');
   // A CLI-like, short-lived process asks for a rotation while Redis is down: the run is
   // recorded in PostgreSQL, the enqueue fails, and the caller sees an error.
-  const cli = new Runtime({ actor: 'cli', settings, modules: testModules, log: createLogger('silent') });
+  const cli = new Runtime({ actor: 'cli', settings, modules: testModules, log: quiet() });
   const during = await cli.engine.requestRotation({ secret: 'scheduled', trigger: 'manual' }).then(
     () => 'queued',
     (error: unknown) => (error as Error).message,
