@@ -7,9 +7,12 @@
  * nothing up to it was removed or rewritten, so truncating the log loses at most one
  * interval unseen.
  *
- * Each run first walks the whole log (`verifyAudit`, as `rekey audit verify` does); a log that
- * does not verify raises `audit.verify-failed` (src/core/notify.ts), once per broken row, and is
- * logged at error level. The anchor is taken all the same: it pins what is there now.
+ * Each run first walks the whole log (`verifyAudit`, as `rekey audit verify` does), against the
+ * anchor the cluster's previous run took (kept in Redis, `<prefix>:audit:anchor`), so events
+ * removed from the end of a chain since then are caught too, which the chain alone cannot show;
+ * a log that does not verify raises `audit.verify-failed` (src/core/notify.ts), once per broken
+ * row, and is logged at error level. The anchor is taken all the same: it pins what is there now,
+ * and is what the next run checks against.
  */
 import { RekeyError } from './core/errors.js';
 import type { Logger } from 'pino';
@@ -18,6 +21,28 @@ import type { SecretValue } from './core/secret-value.js';
 import type { AuditLog } from './db/audit.js';
 import { takeAnchor, verifyAudit } from './db/audit-verify.js';
 import type { Db } from './db/client.js';
+import type { RedisConnection } from './queue/connection.js';
+
+/** The last anchor the cluster's anchor job took, in Redis beside the queues (`<prefix>:audit:anchor`, the prefix's slot). */
+export class LastAnchor {
+  private readonly key: string;
+
+  constructor(
+    private readonly redis: RedisConnection,
+    prefix: string,
+  ) {
+    this.key = `${prefix}:audit:anchor`;
+  }
+
+  /** The anchor, or null when none was kept (a new installation, a Redis that lost its data). */
+  get(): Promise<string | null> {
+    return this.redis.get(this.key);
+  }
+
+  async set(anchor: string): Promise<void> {
+    await this.redis.set(this.key, anchor);
+  }
+}
 
 export interface AnchorDeps {
   db: Db;
@@ -28,6 +53,8 @@ export interface AnchorDeps {
   webhook: SecretValue | undefined;
   /** Where audit.verify-failed goes. */
   notifier: Notifier;
+  /** The previous run's anchor, checked by this run, and where this run's goes. */
+  last?: LastAnchor;
 }
 
 /** What the webhook receives (JSON). */
@@ -45,7 +72,8 @@ const WEBHOOK_TIMEOUT_MS = 10_000;
  * @throws RekeyError REKEY_ERR_UNAVAILABLE when the webhook fails (after the log line), so the job retries.
  */
 export async function recordAnchor(deps: AnchorDeps): Promise<AnchorMessage> {
-  const verified = await verifyAudit(deps.db, deps.audit);
+  const previous = await deps.last?.get();
+  const verified = await verifyAudit(deps.db, deps.audit, previous ? { anchor: previous } : {});
   if (!verified.ok) {
     deps.log.error({ component: 'audit', seq: verified.seq.toString(), problem: verified.problem }, 'audit log does not verify');
     await notify(deps, 'audit.verify-failed', verified.seq.toString(), null, { seq: verified.seq.toString(), problem: verified.problem, verifiedEvents: verified.events });
@@ -54,6 +82,7 @@ export async function recordAnchor(deps: AnchorDeps): Promise<AnchorMessage> {
   const message: AnchorMessage = { anchor, seq: seq.toString(), at: new Date().toISOString() };
   // At info whatever LOG_LEVEL says: without a webhook this line is the anchor's only copy outside PostgreSQL.
   deps.log.child({}, { level: 'info' }).info({ component: 'audit', ...message }, 'audit anchor');
+  await deps.last?.set(anchor);
   if (deps.webhook) await post(deps.webhook, message);
   return message;
 }
