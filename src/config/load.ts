@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isAlias, isScalar, LineCounter, parseDocument, visit } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
-import type { ProviderCatalog } from '../core/provider.js';
+import type { AnyProviderModule, ProviderCatalog } from '../core/provider.js';
 import { signingKeyIssues } from './delivery.js';
 import { publishJwksIssues, type RekeyConfig, validate } from './schema.js';
 import { readQuickly } from './yaml-fast.js';
@@ -36,10 +36,11 @@ export async function parseConfig(text: string, file: string, providers: Provide
   if (document !== null && (typeof document !== 'object' || Array.isArray(document))) {
     throw new ConfigError(file, [{ path: '', message: 'the document must be a mapping with providers: and secrets:' }]);
   }
-  const loaded = await fromDocument((document ?? {}) as Record<string, unknown>, file, providers);
+  const { loaded, modules } = await validated((document ?? {}) as Record<string, unknown>, file, providers);
+  // Apply-time checks only, not part of validate(): a stored revision applied before them must still load.
   const { config } = loaded;
-  const modules = new Map((await providers.load(Object.values(config.providers).map((p) => p.type))).map((m) => [m.type, m]));
-  const signsJwt = (type: string) => !!modules.get(type)?.signsJwt;
+  const byType = new Map(modules.map((m) => [m.type, m]));
+  const signsJwt = (type: string) => !!byType.get(type)?.signsJwt;
   const issues = [...signingKeyIssues(config.delivery, config.secrets, config.providers, signsJwt), ...publishJwksIssues(config, signsJwt)];
   if (issues.length) throw new ConfigError(file, issues.map(toIssue));
   return loaded;
@@ -104,9 +105,15 @@ function duplicateKeys(doc: ReturnType<typeof parseDocument>): number[] {
 
 /** Validates an already-parsed document (a stored revision, for instance), importing the providers it names. */
 export async function fromDocument(document: Record<string, unknown>, source: string, providers: ProviderCatalog): Promise<LoadedConfig> {
-  const result = validate(document, await providers.load(typesNamed(document)), providers.types);
+  return (await validated(document, source, providers)).loaded;
+}
+
+/** fromDocument, plus the provider modules it imported (every type the document names), for parseConfig's checks. */
+async function validated(document: Record<string, unknown>, source: string, providers: ProviderCatalog): Promise<{ loaded: LoadedConfig; modules: AnyProviderModule[] }> {
+  const modules = await providers.load(typesNamed(document));
+  const result = validate(document, modules, providers.types);
   if ('issues' in result) throw new ConfigError(source, result.issues.map(toIssue));
-  return { config: deepFreeze(result.config), document, hash: hashDocument(document) };
+  return { loaded: { config: deepFreeze(result.config), document, hash: hashDocument(document) }, modules };
 }
 
 /** Every string under a `type:` key, wherever it is: the provider types a document may use. */
