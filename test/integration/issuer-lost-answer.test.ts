@@ -6,46 +6,27 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startFakeIam, type FakeIam } from '../../providers/aws-iam-access-key/test/fake/iam-server.js';
-import { useLoopbackAwsEnv } from '../support/aws-env.js';
-import { startHarness, type Harness } from '../support/harness.js';
+import type { FakeIam } from '../../providers/aws-iam-access-key/test/fake/iam-server.js';
+import type { Harness } from '../support/harness.js';
+import { iamSecret, startIamHarness, type IamHarness } from '../support/iam-harness.js';
 import { journal } from '../support/memory-provider.js';
 
+let env: IamHarness;
 let h: Harness;
 let iam: FakeIam;
-let restoreEnv: () => void;
 const JOURNAL = `lost-answer-${randomUUID()}`;
 journal(JOURNAL);
 
 beforeAll(async () => {
-  iam = await startFakeIam();
-  restoreEnv = useLoopbackAwsEnv({ AWS_ACCESS_KEY_ID: iam.callerKeyId });
-  h = await startHarness({ label: 'lost-answer' });
+  env = await startIamHarness('lost-answer');
+  ({ h, iam } = env);
 });
-afterAll(async () => {
-  await h?.stop();
-  await iam?.close();
-  restoreEnv?.();
-});
+afterAll(() => env?.stop());
 
 it('aws-iam-access-key: a key created by an issue that timed out is deleted by the rollback, and the next rotation succeeds', async () => {
   const secret = `iam-lost-${randomUUID().slice(0, 6)}`;
-  const userName = `ci-${randomUUID().slice(0, 8)}`;
-  iam.users.set(userName, []);
-  await h.apply(`
-providers:
-  iam: { type: aws-iam-access-key, endpoint: ${iam.endpoint} }
-  mem: { type: memory, journal: ${JOURNAL} }
-  edge: { type: memory, journal: ${JOURNAL} }
-secrets:
-  ${secret}:
-    store: { provider: mem }
-    issuer: { provider: iam, userName: ${userName} }
-    targets: [edge]
-    grace: 1h
-    timeout: 3s
-    retry: { attempts: 1, backoff: 50ms }
-`);
+  const { userName, yaml } = iamSecret(iam, JOURNAL, secret, ['timeout: 3s', 'retry: { attempts: 1, backoff: 50ms }']);
+  await h.apply(yaml);
   expect((await h.rotate(secret)).status).toBe('succeeded');
   const live = iam.users.get(userName)!.map((k) => k.accessKeyId);
   expect(live).toHaveLength(1);

@@ -12,28 +12,23 @@ import { formatStatus, secretStatus } from '../../src/cli/status.js';
 import { Engine } from '../../src/core/engine.js';
 import { reportLeak } from '../../src/core/leak.js';
 import type { StateRepository } from '../../src/core/model.js';
-import { startFakeIam, type FakeIam } from '../../providers/aws-iam-access-key/test/fake/iam-server.js';
-import { useLoopbackAwsEnv } from '../support/aws-env.js';
-import { startHarness, type Harness } from '../support/harness.js';
+import type { FakeIam } from '../../providers/aws-iam-access-key/test/fake/iam-server.js';
+import type { Harness } from '../support/harness.js';
+import { iamSecret, startIamHarness, type IamHarness } from '../support/iam-harness.js';
 import { journal, memoryConfig } from '../support/memory-provider.js';
 import { until } from '../support/poll.js';
 
+let env: IamHarness;
 let h: Harness;
 let iam: FakeIam;
-let restoreEnv: () => void;
 const JOURNAL = `leakrec-${randomUUID()}`;
 const j = journal(JOURNAL);
 
 beforeAll(async () => {
-  iam = await startFakeIam();
-  restoreEnv = useLoopbackAwsEnv({ AWS_ACCESS_KEY_ID: iam.callerKeyId });
-  h = await startHarness({ label: 'leak-recovery' });
+  env = await startIamHarness('leak-recovery');
+  ({ h, iam } = env);
 });
-afterAll(async () => {
-  await h?.stop();
-  await iam?.close();
-  restoreEnv?.();
-});
+afterAll(() => env?.stop());
 
 const versionsOf = (secret: string) => h.runtime.db.version.findMany({ where: { secret: { name: secret } }, orderBy: { number: 'asc' } });
 
@@ -77,23 +72,9 @@ it('a leaked current key whose emergency rotation keeps failing: retried with fr
 
 it('aws-iam-access-key: a leak of the current key while the previous is in its overlap ends within leakDeadline with one working key', async () => {
   const secret = `iam-${randomUUID().slice(0, 6)}`;
-  const userName = `ci-${randomUUID().slice(0, 8)}`;
-  iam.users.set(userName, []);
   const leakDeadlineMs = 20_000;
-  await h.apply(`
-providers:
-  iam: { type: aws-iam-access-key, endpoint: ${iam.endpoint} }
-  mem: { type: memory, journal: ${JOURNAL} }
-  edge: { type: memory, journal: ${JOURNAL} }
-secrets:
-  ${secret}:
-    store: { provider: mem }
-    issuer: { provider: iam, userName: ${userName} }
-    targets: [edge]
-    grace: 1h
-    leakDeadline: ${leakDeadlineMs / 1000}s
-    retry: { attempts: 3, backoff: 50ms }
-`);
+  const { userName, yaml } = iamSecret(iam, JOURNAL, secret, [`leakDeadline: ${leakDeadlineMs / 1000}s`, 'retry: { attempts: 3, backoff: 50ms }']);
+  await h.apply(yaml);
   expect((await h.rotate(secret)).status).toBe('succeeded');
   expect((await h.rotate(secret)).status).toBe('succeeded');
   // v1 previous (in its 1 h overlap), v2 current: the user holds two active keys, AWS's limit.
