@@ -34,6 +34,7 @@ export const DRIFT_WINDOW_MS = 10 * 60_000;
 export function driftWindowMs(periodMs = 0): number {
   return Math.max(DRIFT_WINDOW_MS, 2 * periodMs);
 }
+
 /** A streak this long is reported at error level and as a warning in `rekey status`. */
 export const DRIFT_STREAK_ALERT = 3;
 
