@@ -4,33 +4,33 @@
  * (no workers), so the interleaving is exact: a `deployed` delivery that timed out at rekey lands
  * at the receiver after the rollback's `retired`; the drift check must take the version away again.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startReceiver, type Receiver } from '../../providers/webhook/test/receiver.js';
+import type { Receiver } from '../../providers/webhook/test/receiver.js';
 import type { VersionRecord } from '../../src/core/model.js';
 import { jobId } from '../../src/queue/names.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { journal } from '../support/memory-provider.js';
+import { startSignedReceiver, type SignedReceiver } from '../support/signed-receiver.js';
 
-const SECRET_ENV = `DRIFTHOOK_TEST_WHSEC_${process.pid}`;
-const whsec = `whsec_${randomBytes(32).toString('base64')}`;
 const secret = `dw-${randomUUID().slice(0, 8)}`;
 /** Two secrets on a webhook target without a state URL (probed): one kept in a store that fails its reads. */
 const J = `drift-webhook-${randomUUID().slice(0, 8)}`;
 const blind = { failing: `dwb-a-${randomUUID().slice(0, 8)}`, fine: `dwb-b-${randomUUID().slice(0, 8)}` };
 let h: Harness;
+let signed: SignedReceiver;
 let receiver: Receiver;
 
 beforeAll(async () => {
-  process.env[SECRET_ENV] = whsec;
-  receiver = await startReceiver(whsec);
+  signed = await startSignedReceiver('DRIFTHOOK');
+  ({ receiver } = signed);
   h = await startHarness({ label: 'drift-webhook', workers: false });
   await h.apply(`
-env: { allow: ["DRIFTHOOK_TEST_*"] }
+${signed.envAllow}
 providers:
   vault: { type: local }
-  hook: { type: webhook, url: "${receiver.url}", state: "${receiver.stateUrl}", insecure: true, secret: "\${env:${SECRET_ENV}}", timeoutMs: 300 }
-  blind: { type: webhook, url: "${receiver.url}", insecure: true, secret: "\${env:${SECRET_ENV}}", timeoutMs: 300 }
+  hook: { type: webhook, url: "${receiver.url}", state: "${receiver.stateUrl}", insecure: true, secret: "${signed.secretRef}", timeoutMs: 300 }
+  blind: { type: webhook, url: "${receiver.url}", insecure: true, secret: "${signed.secretRef}", timeoutMs: 300 }
   mem: { type: memory, journal: ${J} }
 secrets:
   ${blind.failing}: { store: { provider: mem }, issuer: { type: random }, targets: [blind] }
@@ -45,8 +45,7 @@ secrets:
 }, 60_000);
 afterAll(async () => {
   await h?.stop();
-  await receiver?.close();
-  delete process.env[SECRET_ENV];
+  await signed?.close();
 });
 
 const version = async (number: number): Promise<VersionRecord> => (await h.runtime.engine.deps.repo.findVersionByNumber(secret, number))!;

@@ -3,26 +3,26 @@
  * next attempt waits the time the receiver named, not the secret's (shorter) backoff, so a
  * throttled receiver does not use up the run's attempts and roll it back.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startReceiver, type Receiver } from '../../providers/webhook/test/receiver.js';
+import type { Receiver } from '../../providers/webhook/test/receiver.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { startSignedReceiver, type SignedReceiver } from '../support/signed-receiver.js';
 
-const SECRET_ENV = `RETRYAFTER_TEST_WHSEC_${process.pid}`;
-const whsec = `whsec_${randomBytes(32).toString('base64')}`;
 const secret = `wra-${randomUUID().slice(0, 8)}`;
 let h: Harness;
+let signed: SignedReceiver;
 let receiver: Receiver;
 
 beforeAll(async () => {
-  process.env[SECRET_ENV] = whsec;
-  receiver = await startReceiver(whsec);
+  signed = await startSignedReceiver('RETRYAFTER');
+  ({ receiver } = signed);
   h = await startHarness({ label: 'webhook-retry-after' });
   await h.apply(`
-env: { allow: ["RETRYAFTER_TEST_*"] }
+${signed.envAllow}
 providers:
   vault: { type: local }
-  hook: { type: webhook, url: "${receiver.url}", insecure: true, secret: "\${env:${SECRET_ENV}}", timeoutMs: 1000, drift: { interval: 1h } }
+  hook: { type: webhook, url: "${receiver.url}", insecure: true, secret: "${signed.secretRef}", timeoutMs: 1000, drift: { interval: 1h } }
 secrets:
   ${secret}:
     store: { provider: vault }
@@ -33,8 +33,7 @@ secrets:
 }, 60_000);
 afterAll(async () => {
   await h?.stop();
-  await receiver?.close();
-  delete process.env[SECRET_ENV];
+  await signed?.close();
 });
 
 it('a deploy answered 429 with Retry-After: 2 is tried again 2 s later, not at the secret\'s 100 ms backoff', async () => {
