@@ -109,6 +109,28 @@ async function throttleAtBoth(): Promise<void> {
   await checkBoth();
   expect([await valueAt('a', twice), await valueAt('b', twice)].map((v) => v?.startsWith('throttled:'))).toEqual([true, true]);
 }
+/** A monitor of its own, as a new worker has: no reads, baselines or cool-downs yet. */
+const newMonitor = (repo = new PrismaUsageRepository(h.runtime.db, h.runtime.audit)) => new UsageMonitor(h.runtime.engine.deps, repo);
+/** Versions 1 and 2 of `secret`. */
+const firstTwo = (secret: string) => Promise.all([1, 2].map((number) => h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: secret }, number } })));
+/** One window at api-a read by `m`: `n` requests with `fingerprint`, a window's wait, then the check of `secret`. */
+const windowAtA = (m: UsageMonitor, secret: string, fingerprint: string) => async (n: number) => {
+  for (let i = 0; i < n; i++) recorder.record(fingerprint, '127.0.0.0/24', false);
+  await recorder.flush();
+  await pace();
+  await m.check('api-a', [secret], WINDOW_MS);
+};
+/** One use of `fingerprint`, recorded in Redis. */
+const useOnce = async (fingerprint: string) => (recorder.record(fingerprint, '127.0.0.0/24', false), await recorder.flush());
+/** `m`'s first read of `secret` at api-r, then four windows in each of which `fingerprint` is used once. */
+async function keepUsing(m: UsageMonitor, secret: string, fingerprint: string): Promise<void> {
+  await m.check('api-r', [secret], WINDOW_MS);
+  for (let i = 0; i < 4; i++) {
+    await useOnce(fingerprint);
+    await pace();
+    await m.check('api-r', [secret], WINDOW_MS);
+  }
+}
 
 beforeAll(async () => {
   h = await startHarness({ label: 'usage-monitor' });
@@ -118,7 +140,7 @@ beforeAll(async () => {
   for (const name of [twice, steady, retiring, moving, applied, abused]) expect((await h.rotate(name, 60_000)).status).toBe('succeeded');
   redis = new Redis(REDIS_URL);
   recorder = new UsageRecorder(redis, USAGE, 100);
-  monitor = new UsageMonitor(h.runtime.engine.deps, new PrismaUsageRepository(h.runtime.db, h.runtime.audit));
+  monitor = newMonitor();
 }, 60_000);
 
 afterAll(async () => {
@@ -170,7 +192,7 @@ describe('the usage check, one read at a time', () => {
   it('a throttle outlives the worker that set it: a new monitor (a restarted worker) lifts it at both targets', async () => {
     await throttleAtBoth();
     // The worker that throttled it is gone; a new one knows nothing of it but what the audit log says.
-    const restarted = new UsageMonitor(h.runtime.engine.deps, new PrismaUsageRepository(h.runtime.db, h.runtime.audit));
+    const restarted = newMonitor();
     await until(async () => (await checkBoth(restarted), (await released('a')) && (await released('b'))), 20_000, 'released at both targets by the new monitor');
   }, 60_000);
 
@@ -192,17 +214,11 @@ describe('the usage check, one read at a time', () => {
     const repo = new PrismaUsageRepository(h.runtime.db, h.runtime.audit);
     const recordUse = repo.recordUse.bind(repo);
     repo.recordUse = (ids, at) => (failNext ? ((failNext = false), Promise.reject(new Error('connection terminated'))) : recordUse(ids, at));
-    const m = new UsageMonitor(h.runtime.engine.deps, repo);
-    const use = async () => (recorder.record(old.fingerprint!, '127.0.0.0/24', false), await recorder.flush());
+    const m = newMonitor(repo);
     const lastUsed = async () => (await h.runtime.db.version.findUniqueOrThrow({ where: { id: old.id } })).lastUsedAt?.getTime() ?? 0;
-    await m.check('api-r', [retiring], WINDOW_MS);
     // The old key stays in use for more than whenUnusedFor: never cut.
-    for (let i = 0; i < 4; i++) {
-      await use();
-      await pace();
-      await m.check('api-r', [retiring], WINDOW_MS);
-    }
-    await use();
+    await keepUsing(m, retiring, old.fingerprint!);
+    await useOnce(old.fingerprint!);
     const usedAt = Date.now();
     await pace();
     failNext = true;
@@ -220,16 +236,11 @@ describe('the usage check, one read at a time', () => {
 
   it('clients moving to the new key during the overlap are its baseline afterwards: no revocation once the old key is retired', async () => {
     expect((await h.rotate(moving, 60_000)).status).toBe('succeeded');
-    const [v1, v2] = await Promise.all([1, 2].map((number) => h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: moving }, number } })));
+    const [v1, v2] = await firstTwo(moving);
     expect([v1!.state, v2!.state]).toEqual(['previous', 'current']);
-    const m = new UsageMonitor(h.runtime.engine.deps, new PrismaUsageRepository(h.runtime.db, h.runtime.audit));
+    const m = newMonitor();
     /** One window of `n` requests with the new key. */
-    const window = async (n: number) => {
-      for (let i = 0; i < n; i++) recorder.record(v2!.fingerprint!, '127.0.0.0/24', false);
-      await recorder.flush();
-      await pace();
-      await m.check('api-a', [moving], WINDOW_MS);
-    };
+    const window = windowAtA(m, moving, v2!.fingerprint!);
     await m.check('api-a', [moving], WINDOW_MS);
     // A few early clients: the new key's baseline warms up (two half-lives) at a few requests per window.
     for (let i = 0; i < 4; i++) await window(3);
@@ -245,19 +256,13 @@ describe('the usage check, one read at a time', () => {
   it('a new config revision is no gap taken for disuse: no grace is cut over a use its first read could not count', async () => {
     expect((await h.rotate(applied, 60_000)).status).toBe('succeeded');
     const old = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: applied }, number: 1 } });
-    const m = new UsageMonitor(h.runtime.engine.deps, new PrismaUsageRepository(h.runtime.db, h.runtime.audit));
-    const use = async () => (recorder.record(old.fingerprint!, '127.0.0.0/24', false), await recorder.flush());
-    await m.check('api-r', [applied], WINDOW_MS);
+    const m = newMonitor();
     // The old key stays in use.
-    for (let i = 0; i < 4; i++) {
-      await use();
-      await pace();
-      await m.check('api-r', [applied], WINDOW_MS);
-    }
+    await keepUsing(m, applied, old.fingerprint!);
     // Two seconds later it is used once more, just before an apply.
     await pace();
     await pace();
-    await use();
+    await useOnce(old.fingerprint!);
     const usedAt = Date.now();
     const before = (await h.runtime.resolver.resolve(applied)).targets.get('api-r');
     await h.apply(config(`  ${applied}-other:\n    store: { provider: vault }\n    issuer: { type: random }\n    targets: [{ provider: api-b, set: other }]\n`));
@@ -274,15 +279,10 @@ describe('the usage check, one read at a time', () => {
 
   it('a revoke held back inside an overlap acts once the overlap is over, not after its cool-down', async () => {
     expect((await h.rotate(abused, 60_000)).status).toBe('succeeded');
-    const [v1, v2] = await Promise.all([1, 2].map((number) => h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: abused }, number } })));
-    const m = new UsageMonitor(h.runtime.engine.deps, new PrismaUsageRepository(h.runtime.db, h.runtime.audit));
+    const [v1, v2] = await firstTwo(abused);
+    const m = newMonitor();
     /** One window of `n` requests with the new key. */
-    const window = async (n: number) => {
-      for (let i = 0; i < n; i++) recorder.record(v2!.fingerprint!, '127.0.0.0/24', false);
-      await recorder.flush();
-      await pace();
-      await m.check('api-a', [abused], WINDOW_MS);
-    };
+    const window = windowAtA(m, abused, v2!.fingerprint!);
     await m.check('api-a', [abused], WINDOW_MS);
     // The new key is abused over the ceiling inside the overlap: held back.
     await until(async () => (await window(100), ['retired', 'revoked'].includes((await h.runtime.db.version.findUniqueOrThrow({ where: { id: v1!.id } })).state)), 30_000, 'the old key retired at the end of its grace');
