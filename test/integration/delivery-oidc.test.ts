@@ -6,9 +6,7 @@
  * issuer), unknown-key (same issuer name, other keys), tampered and claim-rule-failing tokens
  * all get the one refusal, each logged with its reason.
  */
-import { createServer } from 'node:http';
 import { decodeJwt, type JWK } from 'jose';
-import Provider from 'oidc-provider';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { deliveryRoutes } from '../../src/delivery/routes.js';
 import { ACCESS_TOKEN_TYPE, exchange as exchangeToken, REFUSED } from '../support/delivery.js';
@@ -19,7 +17,7 @@ const REKEY = 'https://rekey.test/';
 const idps: LocalIdp[] = [];
 
 /** A listening oidc-provider issuing JWT access tokens by client credentials; `issuer` defaults to its own address. */
-async function idp(keys: JWK[], issuer?: string): Promise<{ issuer: string; url: string }> {
+async function idp(keys: JWK[], issuer?: string, middleware?: Parameters<typeof startIdp>[2]): Promise<{ issuer: string; url: string }> {
   const clients = ['ci-deploy', 'short', 'other'].map((id) => ({ client_id: id, client_secret: `${id}-secret-0123456789`, grant_types: ['client_credentials'], redirect_uris: [], response_types: [] }));
   const started = await startIdp(
     {
@@ -43,6 +41,7 @@ async function idp(keys: JWK[], issuer?: string): Promise<{ issuer: string; url:
       },
     },
     issuer,
+    middleware,
   );
   idps.push(started);
   return started;
@@ -72,26 +71,10 @@ let jwksHitsWhileDown = 0;
 /** Its discovery document answers 503 while `discoveryDown`; the requests it got meanwhile. */
 let discoveryDown = false;
 let discoveryHitsWhileDown = 0;
-const flakyServer = createServer();
 
-async function flakyIdp(key: JWK): Promise<{ issuer: string; url: string }> {
-  await new Promise<void>((resolve) => flakyServer.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(flakyServer.address() as { port: number }).port}`;
-  const provider = new Provider(url, {
-    clients: [{ client_id: 'ci-deploy', client_secret: 'ci-deploy-secret-0123456789', grant_types: ['client_credentials'], redirect_uris: [], response_types: [] }],
-    jwks: { keys: [key] },
-    features: {
-      devInteractions: { enabled: false },
-      clientCredentials: { enabled: true },
-      resourceIndicators: {
-        enabled: true,
-        defaultResource: () => REKEY,
-        useGrantedResource: () => true,
-        getResourceServerInfo: (_ctx, resource) => ({ scope: 'deploy', audience: resource, accessTokenFormat: 'jwt', accessTokenTTL: 300, jwt: { sign: { alg: 'RS256' } } }),
-      },
-    },
-  });
-  provider.use(async (ctx, next) => {
+/** idp() with a single key, its discovery document and JWKS endpoint answering 503 while they are down. */
+function flakyIdp(key: JWK): Promise<{ issuer: string; url: string }> {
+  return idp([key], undefined, async (ctx, next) => {
     if (discoveryDown && ctx.path === '/.well-known/openid-configuration') {
       discoveryHitsWhileDown += 1;
       ctx.status = 503;
@@ -105,9 +88,6 @@ async function flakyIdp(key: JWK): Promise<{ issuer: string; url: string }> {
     }
     await next();
   });
-  const handle = provider.callback();
-  flakyServer.on('request', (request, response) => void handle(request, response));
-  return { issuer: url, url };
 }
 
 beforeAll(async () => {
@@ -150,8 +130,6 @@ delivery:
 afterAll(async () => {
   await h.stop();
   for (const started of idps) await started.close();
-  flakyServer.closeAllConnections();
-  await new Promise((resolve) => flakyServer.close(resolve));
 });
 
 /** POST /v1/token with an OIDC token for `internal-api`: status and body. */

@@ -17,12 +17,17 @@ export interface LocalIdp {
   close(): Promise<void>;
 }
 
-/** Starts a provider with `configuration` (signing keys given as `jwks`); `issuer` defaults to its own address. */
-export async function startIdp(configuration: Configuration, issuer?: string): Promise<LocalIdp> {
+/**
+ * Starts a provider with `configuration` (signing keys given as `jwks`); `issuer` defaults to its
+ * own address. `middleware`, when given, is added with provider.use: it sees each request before
+ * the provider does (an outage to play).
+ */
+export async function startIdp(configuration: Configuration, issuer?: string, middleware?: Parameters<Provider['use']>[0]): Promise<LocalIdp> {
   const server: Server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   const provider = new Provider(issuer ?? url, configuration);
+  if (middleware) provider.use(middleware);
   const handle = provider.callback();
   server.on('request', (request, response) => void handle(request, response));
   return {
