@@ -13,7 +13,6 @@ import {
 } from './aws-secrets-manager.schema.js';
 
 export { AwsSecretsManagerStore, ROTATION_TAGS, rekeyStages, versionIdOf } from './aws-secrets-manager.store.js';
-export { parseSecretArn, referencesSecret, type SecretArn } from './aws-names.js';
 export { awsSecretsManagerConfig, awsSecretsManagerStoreBinding, type AwsSecretsManagerConfig, type AwsSecretsManagerStoreBinding };
 
 export default defineProvider<AwsSecretsManagerConfig, AwsSecretsManagerStoreBinding>({

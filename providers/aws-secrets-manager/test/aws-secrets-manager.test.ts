@@ -16,7 +16,7 @@ import { call, newVersion, rejection, stored } from '../../../test/conformance/r
 import { callsPerRotation, storeConformance } from '../../../test/conformance/store.js';
 import { useLoopbackAwsEnv } from '../../../test/support/aws-env.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
-import awsSecretsManager, { parseSecretArn, referencesSecret, type AwsSecretsManagerStoreBinding } from '../index.js';
+import awsSecretsManager, { type AwsSecretsManagerStoreBinding } from '../index.js';
 import { startFakeSecretsManager, type FakeSecretsManager } from './fake/secrets-manager-fake.js';
 
 let restoreEnv: () => void;
@@ -236,14 +236,6 @@ describe('aws-secrets-manager: field mode, stray labels, first version', () => {
     const sa = stored(a.ref, (await store.writePending(a.ref, a.value, call())).storeVersionId);
     await store.promote(sa, undefined, call());
     expect((await rejection(store.destroy(sa, call()))).code).toBe('REKEY_ERR_INVALID');
-  });
-
-  it('maps ARNs and names from AWS events to bindings', () => {
-    const arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/payments/api-key-AbC123';
-    expect(parseSecretArn(arn)).toEqual({ partition: 'aws', region: 'eu-west-1', account: '123456789012', name: 'prod/payments/api-key' });
-    expect(referencesSecret(arn, 'prod/payments/api-key')).toBe(true);
-    expect(referencesSecret('prod/payments/api-key', arn)).toBe(true);
-    expect(referencesSecret(arn, 'prod/payments/other')).toBe(false);
   });
 });
 
