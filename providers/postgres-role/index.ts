@@ -22,6 +22,8 @@ export default defineProvider<PostgresRoleConfig, never, PostgresRoleIssuerBindi
   summary: 'PostgreSQL login passwords: alternating _a/_b roles or one role, set as SCRAM verifiers, verified by logging in',
   config: postgresRoleConfig,
   bindings: { issuer: postgresRoleIssuerBinding },
+  // Two secrets on the same roles would fight: each issue takes the role the other holds longest.
+  issuerOwns: ({ role, strategy }) => (strategy === 'single' ? [role] : [`${role}_a`, `${role}_b`]),
   open(config, ctx) {
     let pool: pg.Pool | undefined;
     // Resolved on first use, so a missing variable fails the run that needs it, not start-up.

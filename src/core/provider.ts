@@ -137,6 +137,13 @@ export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never,
    * issuers' own `signJwt` and `publicKey`. @defaultValue false
    */
   signsJwt?: boolean;
+  /**
+   * What an issuer binding changes upstream that no other managed secret may (postgres-role: its
+   * login roles), as names unique within one provider instance. Two managed secrets, or two
+   * clients of one, whose issuers on one instance name the same one would undo each other's
+   * rotations: such a config is refused when rekey.yaml is applied. @defaultValue nothing exclusive
+   */
+  issuerOwns?(params: IB): string[];
   open(config: C, ctx: ProviderContext): ProviderInstance<SB, IB, TB, AB>;
 }
 

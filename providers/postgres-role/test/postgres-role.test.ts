@@ -4,8 +4,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../../src/config/load.js';
+import type { ConfigError } from '../../../src/core/errors.js';
 import type { IssuedRef, JsonObject } from '../../../src/core/ports.js';
 import type { SecretValue } from '../../../src/core/secret-value.js';
+import { providers } from '../../../src/registry.js';
 import { issuerConformance } from '../../../test/conformance/issuer.js';
 import { call, fingerprint, issued, newVersion } from '../../../test/conformance/refs.js';
 import { until } from '../../../test/support/poll.js';
@@ -343,5 +346,44 @@ describe('postgres-role on the shared trust-auth server', () => {
         await close();
       }
     }
+  });
+});
+
+describe('postgres-role in rekey.yaml', () => {
+  const yaml = (secrets: string) => `
+env: { allow: [ORDERS_DB_URL, BILLING_DB_URL] }
+providers:
+  vault: { type: local }
+  orders-db: { type: postgres-role, url: "\${env:ORDERS_DB_URL}" }
+  billing-db: { type: postgres-role, url: "\${env:BILLING_DB_URL}" }
+secrets:
+${secrets}`;
+  const problems = (secrets: string) =>
+    parseConfig(yaml(secrets), 'rekey.yaml', providers).then(
+      () => '',
+      (e: unknown) => (e as ConfigError).issues.map((i) => `${i.path}: ${i.message}`).join('\n'),
+    );
+
+  it('refuses two secrets, or two clients of one, whose issuers would change the same login roles', async () => {
+    // Both would alternate over orders_a/orders_b: once both are live, one's rotation re-issues the other's current role.
+    expect(await problems(`
+  a: { store: { provider: vault }, issuer: { provider: orders-db, role: orders } }
+  b: { store: { provider: vault }, issuer: { provider: orders-db, role: orders, format: url } }
+`)).toMatch(/secrets\.b\.issuer: it would change orders_a on orders-db, as the issuer of a does/);
+    expect(await problems(`
+  a: { store: { provider: vault }, issuer: { provider: orders-db, role: orders } }
+  b: { store: { provider: vault }, issuer: { provider: orders-db, role: orders_b, strategy: single } }
+`)).toMatch(/secrets\.b\.issuer: .*orders_b/);
+    expect(await problems(`
+  a: { store: { provider: vault }, issuer: { provider: orders-db, role: orders }, clients: [web, jobs] }
+`)).toMatch(/secrets\.a\.issuer: .*orders_a/);
+  });
+
+  it('accepts distinct roles, and one role name on two servers', async () => {
+    expect(await problems(`
+  a: { store: { provider: vault }, issuer: { provider: orders-db, role: orders } }
+  b: { store: { provider: vault }, issuer: { provider: orders-db, role: orders_a } }
+  c: { store: { provider: vault }, issuer: { provider: billing-db, role: orders } }
+`)).toBe('');
   });
 });
