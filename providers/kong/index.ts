@@ -14,6 +14,8 @@ export const kong = defineProvider<KongConfig, never, never, KongTargetParams>({
   config: kongConfigSchema,
   bindings: { target: kongTargetSchema },
   usageSource: true,
+  // Kong counts per consumer: a consumer's old and new keys report the same traffic.
+  usagePerKey: false,
   open(config, ctx) {
     // Resolved once per instance: a missing variable fails when the config is opened, not mid-rotation.
     const admin = new KongAdmin(config.adminUrl, config.adminToken ? ctx.credential(config.adminToken) : undefined, config.timeoutMs, ctx.name);

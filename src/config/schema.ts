@@ -276,7 +276,7 @@ export function validate(document: unknown, modules: readonly AnyProviderModule[
     });
     if (!store || !issuer) continue;
     const bound = shared({ targets: [...targetParams.keys()], targetParams, publishJwks });
-    const retire = retirePolicy(raw, outer.data.retire, [...targetParams.keys()], providers, path, issues);
+    const retire = retirePolicy(raw, outer.data.retire, [...targetParams.keys()], providers, (type) => byType.get(type)?.usagePerKey !== false, path, issues);
     const unthrottled = [...targetParams.keys()].filter((t) => providers[t]?.usageIntervalMs !== undefined && !byType.get(providers[t].type)?.throttles);
     issues.push(...throttleIssues(raw.usage ?? outer.data.usage, raw.usage ? [...path, 'usage'] : ['usage'], name, unthrottled.map((t) => `${t} (${providers[t]!.type})`)));
     for (const client of raw.clients ?? [undefined]) {
@@ -361,15 +361,16 @@ export function sharedIssuerIssues(config: RekeyConfig, owns: (type: string, par
 type RetireDocument = z.output<typeof retireSchema>;
 
 /**
- * A secret's usage-aware retirement: its own `retire:`, checked (every target collects usage,
- * `whenUnusedFor` spans at least two of their windows, `maxGrace` is at least the grace), or
- * the top-level default where it fits (every target collects usage).
+ * A secret's usage-aware retirement: its own `retire:`, checked (every target collects usage per
+ * key, `whenUnusedFor` spans at least two of their windows, `maxGrace` is at least the grace), or
+ * the top-level default where it fits (every target collects usage per key).
  */
 function retirePolicy(
   raw: { retire?: RetireDocument | undefined; grace: number },
   fallback: RetireDocument | undefined,
   targets: readonly string[],
   providers: Readonly<Record<string, ProviderSpec>>,
+  perKey: (type: string) => boolean,
   path: Array<string | number>,
   issues: Issue[],
 ): RetirePolicy | undefined {
@@ -380,6 +381,12 @@ function retirePolicy(
   const blind = targets.filter((_, i) => intervals[i] === undefined);
   if (!targets.length || blind.length) {
     if (own) issues.push({ path: [...path, 'retire'], message: `retire: needs usage collection on every target (usage: on its providers: entry); ${targets.length ? `not on ${blind.join(', ')}` : 'this secret has no targets'}` });
+    return undefined;
+  }
+  // A previous key that reports its successor's traffic would always look used: held to maxGrace, never retired early.
+  const shared = targets.filter((t) => !perKey(providers[t]!.type));
+  if (shared.length) {
+    if (own) issues.push({ path: [...path, 'retire'], message: `retire: needs usage counted per key on every target; not on ${shared.map((t) => `${t} (${providers[t]!.type})`).join(', ')}` });
     return undefined;
   }
   const at = own ? [...path, 'retire'] : ['retire'];

@@ -124,6 +124,13 @@ export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never,
    */
   usageSource?: true | ((config: C) => true | string);
   /**
+   * Whether its usage readings are a key's own: `false` when they count per account or consumer,
+   * so that a previous version reports its successor's traffic and never looks unused. `retire:` on
+   * a secret with such a target is refused when rekey.yaml is validated (the top-level default
+   * passes over it). @defaultValue true
+   */
+  usagePerKey?: boolean;
+  /**
    * Whether its stores can show a secret's rotation policy (SecretStore.describeRotation): `rekey
    * apply` marks a secret for a rotation metadata write only when its store's module says so.
    * Must agree with the stores' own `describeRotation` (the store conformance suite checks it).

@@ -42,6 +42,22 @@ describe('retire: in rekey.yaml', () => {
     expect(blind.config.secrets.api!.retire).toBeUndefined();
   });
 
+  it('refuses a target whose usage is not per key (Kong counts per consumer): a previous key would look used while its successor is', async () => {
+    const kong = `providers:
+  vault: { type: local }
+  kong-edge: { type: kong, adminUrl: "http://127.0.0.1:8001", usage: { interval: 10s } }
+RETIREsecrets:
+  api:
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_t_ }
+    targets: [kong-edge]
+    grace: 1h
+`;
+    expect(await issues(`${kong.replace('RETIRE', '')}    retire: { maxGrace: 7d }\n`)).toContain('secrets.api.retire: retire: needs usage counted per key on every target; not on kong-edge (kong)');
+    const fallback = await parseConfig(kong.replace('RETIRE', 'retire: {}\n'), 'rekey.yaml', providers);
+    expect(fallback.config.secrets.api!.retire).toBeUndefined();
+  });
+
   it('shows in the apply plan', async () => {
     const before = await parseConfig(doc(''), 'rekey.yaml', providers);
     const after = await parseConfig(doc('    retire: { maxGrace: 7d }\n'), 'rekey.yaml', providers);
