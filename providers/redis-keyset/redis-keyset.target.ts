@@ -22,6 +22,13 @@ const SET_IF_HELD = `if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
 end
 return 0`;
 
+/** EXEC resolves even when a command inside failed (WRONGTYPE): each reply is checked, and the first error thrown. */
+async function executed(replies: Promise<Array<[Error | null, unknown]> | null>): Promise<void> {
+  const results = await replies;
+  if (!results) throw new Error('transaction aborted');
+  for (const [error] of results) if (error) throw error;
+}
+
 export class RedisKeysetTarget implements Target {
   constructor(
     private readonly redis: KeysetRedis,
@@ -32,7 +39,7 @@ export class RedisKeysetTarget implements Target {
   ) {}
 
   async deploy(version: VersionRef): Promise<void> {
-    await this.run(() => this.redis.multi().hset(this.key, version.fingerprint, version.consumer).publish(this.config.channel, this.key).exec());
+    await this.run(() => executed(this.redis.multi().hset(this.key, version.fingerprint, version.consumer).publish(this.config.channel, this.key).exec()));
   }
 
   async verify(version: VersionRef, value: SecretValue, call: Call): Promise<void> {
@@ -42,7 +49,7 @@ export class RedisKeysetTarget implements Target {
   }
 
   async retire(version: VersionRef): Promise<void> {
-    await this.run(() => this.redis.multi().hdel(this.key, version.fingerprint).publish(this.config.channel, this.key).exec());
+    await this.run(() => executed(this.redis.multi().hdel(this.key, version.fingerprint).publish(this.config.channel, this.key).exec()));
   }
 
   /** The fingerprints in the set's hash, with their consumers (a throttle is not drift): one HGETALL. */

@@ -128,3 +128,22 @@ describe('usage source', () => {
     expect(f.api.verifier.check(v.value.reveal())).toBe('acme');
   });
 });
+
+it('reports a command that failed inside MULTI/EXEC: deploy and retire into a key that is not a hash fail', async () => {
+  const secret = `secret-${++counter}`;
+  const instance = keyset.open(keyset.config.parse({ keyPrefix: prefix, channel }), testProviderContext('api', { redis: parseRedisUrl(REDIS_URL) }));
+  const target = instance.target!({ secret, params: {} });
+  const redis = new Redis(REDIS_URL);
+  try {
+    // Something else wrote this name: HSET and HDEL answer WRONGTYPE inside EXEC, which still "succeeds".
+    await redis.set(`${prefix}${secret}`, 'not a keyset');
+    const v = newVersion(secret);
+    const deployed = await target.deploy(v.ref, v.value, call()).then(() => 'resolved', (e: unknown) => (e as { code: string }).code);
+    expect(deployed).toBe('REKEY_ERR_UNAVAILABLE');
+    const retired = await target.retire(v.ref, call()).then(() => 'resolved', (e: unknown) => (e as { code: string }).code);
+    expect(retired).toBe('REKEY_ERR_UNAVAILABLE');
+  } finally {
+    redis.disconnect();
+    await instance.close?.();
+  }
+});
