@@ -21,6 +21,8 @@ export default defineProvider<AwsSecretsManagerConfig, AwsSecretsManagerStoreBin
   rotationMetadata: true,
   config: awsSecretsManagerConfig,
   bindings: { store: awsSecretsManagerStoreBinding },
+  // Two managed secrets on one AWS secret would move each other's AWSCURRENT.
+  storeOwns: ({ name }, client) => [client ? `${name}/${client}` : name],
   open(config, ctx) {
     // One client per provider instance: it holds the credential chain's cache and the keep-alive pool.
     const client = new SecretsManagerClient({

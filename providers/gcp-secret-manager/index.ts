@@ -48,6 +48,8 @@ export default defineProvider<GcpSecretManagerConfig, GcpSecretManagerStoreBindi
   rotationMetadata: true,
   config: gcpSecretManagerConfig,
   bindings: { store: gcpSecretManagerStoreBinding },
+  // Two managed secrets on one Google secret would move each other's `current` alias.
+  storeOwns: ({ name }, client) => [secretIdFor(name, client)],
   open(config, ctx) {
     if (process.env.GOOGLE_SDK_NODE_LOGGING) {
       // The generated client logs whole requests at this level, AddSecretVersion payloads included.

@@ -9,7 +9,7 @@ import { isAlias, isScalar, LineCounter, parseDocument, visit } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
 import type { AnyProviderModule, ProviderCatalog } from '../core/provider.js';
 import { signingKeyIssues } from './delivery.js';
-import { publishJwksIssues, type RekeyConfig, sharedIssuerIssues, validate } from './schema.js';
+import { publishJwksIssues, type RekeyConfig, sharedResourceIssues, validate } from './schema.js';
 import { readQuickly } from './yaml-fast.js';
 
 export interface LoadedConfig {
@@ -44,7 +44,9 @@ export async function parseConfig(text: string, file: string, providers: Provide
   const issues = [
     ...signingKeyIssues(config.delivery, config.secrets, config.providers, signsJwt),
     ...publishJwksIssues(config, signsJwt),
-    ...sharedIssuerIssues(config, (type, params) => byType.get(type)?.issuerOwns?.(params) ?? []),
+    ...sharedResourceIssues(config, (type, role, params, client) =>
+      (role === 'store' ? byType.get(type)?.storeOwns?.(params, client) : byType.get(type)?.issuerOwns?.(params)) ?? [],
+    ),
   ];
   if (issues.length) throw new ConfigError(file, issues.map(toIssue));
   return loaded;

@@ -334,25 +334,28 @@ export function publishJwksIssues(config: RekeyConfig, signsJwt: (type: string) 
 }
 
 /**
- * Managed secrets whose issuers on one provider instance would change the same thing upstream
- * (its module's `issuerOwns`): each rotation would re-issue what the other's clients use. Checked
- * when a file is applied (load.ts parseConfig), not when a stored revision is read again.
+ * Managed secrets whose stores or issuers on one provider instance would change the same thing
+ * upstream (their module's `storeOwns` / `issuerOwns`): each rotation would overwrite what the
+ * other's clients use. Checked when a file is applied (load.ts parseConfig), not when a stored
+ * revision is read again.
  */
-export function sharedIssuerIssues(config: RekeyConfig, owns: (type: string, params: unknown) => string[]): Issue[] {
+export function sharedResourceIssues(config: RekeyConfig, owns: (type: string, role: 'store' | 'issuer', params: unknown, client: string | undefined) => string[]): Issue[] {
   const owners = new Map<string, string>();
   const issues = new Map<string, Issue>();
   for (const spec of Object.values(config.secrets)) {
-    const { instance, params } = spec.issuer;
-    const type = own(config.providers, instance)?.type;
-    for (const name of type === undefined ? [] : owns(type, params)) {
-      const key = `${instance}\0${name}`;
-      const other = owners.get(key);
-      if (other === undefined) {
-        owners.set(key, spec.name);
-        continue;
+    for (const role of ['store', 'issuer'] as const) {
+      const { instance, params } = spec[role];
+      const type = own(config.providers, instance)?.type;
+      for (const name of type === undefined ? [] : owns(type, role, params, spec.client)) {
+        const key = `${role}\0${instance}\0${name}`;
+        const other = owners.get(key);
+        if (other === undefined) {
+          owners.set(key, spec.name);
+          continue;
+        }
+        const path = ['secrets', spec.family ?? spec.name, role];
+        if (!issues.has(path.join('.'))) issues.set(path.join('.'), { path, message: `it would change ${name} on ${instance}, as the ${role} of ${other} does: two secrets would undo each other's rotations` });
       }
-      const path = ['secrets', spec.family ?? spec.name, 'issuer'];
-      if (!issues.has(path.join('.'))) issues.set(path.join('.'), { path, message: `it would change ${name} on ${instance}, as the issuer of ${other} does: two secrets would undo each other's rotations` });
     }
   }
   return [...issues.values()];

@@ -151,6 +151,12 @@ export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never,
    * rotations: such a config is refused when rekey.yaml is applied. @defaultValue nothing exclusive
    */
   issuerOwns?(params: IB): string[];
+  /**
+   * As `issuerOwns`, for a store binding of the managed secret (`client` set for per-client keys):
+   * the entries it writes (aws-secrets-manager: the secret name, `<name>/<client>` per client).
+   * @defaultValue nothing exclusive
+   */
+  storeOwns?(params: SB, client: string | undefined): string[];
   open(config: C, ctx: ProviderContext): ProviderInstance<SB, IB, TB, AB>;
 }
 

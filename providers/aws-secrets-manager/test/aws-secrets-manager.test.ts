@@ -12,6 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ProviderInstance } from '../../../src/core/provider.js';
 import type { SecretStore } from '../../../src/core/ports.js';
 import { SecretValue } from '../../../src/core/secret-value.js';
+import { parseConfig } from '../../../src/config/load.js';
+import type { ConfigError } from '../../../src/core/errors.js';
+import { providers } from '../../../src/registry.js';
 import { call, newVersion, rejection, stored } from '../../../test/conformance/refs.js';
 import { callsPerRotation, storeConformance } from '../../../test/conformance/store.js';
 import { useLoopbackAwsEnv } from '../../../test/support/aws-env.js';
@@ -248,4 +251,28 @@ describe('aws-secrets-manager: calls per rotation', () => {
       expect((await store.list(call())).map((e) => e.stages)).toEqual([['current']]);
     });
   }
+});
+
+describe('aws-secrets-manager in rekey.yaml', () => {
+  const problems = (secrets: string) =>
+    parseConfig(`providers:\n  aws: { type: aws-secrets-manager, region: eu-west-1 }\nsecrets:\n${secrets}`, 'rekey.yaml', providers).then(
+      () => '',
+      (e: unknown) => (e as ConfigError).issues.map((i) => `${i.path}: ${i.message}`).join('\n'),
+    );
+
+  it('refuses two managed secrets that would share one AWS secret (a client of one named like another)', async () => {
+    // Both would stage their versions in prod/api/web: each rotation moves the other's AWSCURRENT.
+    expect(await problems(`
+  a: { store: { provider: aws, name: prod/api }, issuer: { type: random }, clients: [web] }
+  b: { store: { provider: aws, name: prod/api/web }, issuer: { type: random } }
+`)).toMatch(/secrets\.b\.store: .*prod\/api\/web on aws, as the store of a\/web does/);
+    expect(await problems(`
+  a: { store: { provider: aws, name: prod/api }, issuer: { type: random } }
+  b: { store: { provider: aws, name: prod/api }, issuer: { type: random } }
+`)).toMatch(/secrets\.b\.store: /);
+    expect(await problems(`
+  a: { store: { provider: aws, name: prod/api }, issuer: { type: random }, clients: [web] }
+  b: { store: { provider: aws, name: prod/api/jobs }, issuer: { type: random } }
+`)).toBe('');
+  });
 });

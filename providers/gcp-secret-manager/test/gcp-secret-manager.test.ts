@@ -4,7 +4,10 @@
 import { randomUUID } from 'node:crypto';
 import type { SecretManagerServiceClient } from '@google-cloud/secret-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../../src/config/load.js';
+import type { ConfigError } from '../../../src/core/errors.js';
 import type { ProviderInstance } from '../../../src/core/provider.js';
+import { providers } from '../../../src/registry.js';
 import type { SecretStore } from '../../../src/core/ports.js';
 import { SecretValue } from '../../../src/core/secret-value.js';
 import { call, newVersion, rejection, stored } from '../../../test/conformance/refs.js';
@@ -291,4 +294,28 @@ describe('gcp-secret-manager: calls per rotation', () => {
       expect((await store.list(call())).map((e) => e.stages)).toEqual([['current']]);
     });
   }
+});
+
+describe('gcp-secret-manager in rekey.yaml', () => {
+  const problems = (secrets: string) =>
+    parseConfig(`providers:\n  gcp: { type: gcp-secret-manager, project: my-project-1 }\nsecrets:\n${secrets}`, 'rekey.yaml', providers).then(
+      () => '',
+      (e: unknown) => (e as ConfigError).issues.map((i) => `${i.path}: ${i.message}`).join('\n'),
+    );
+
+  it('refuses two managed secrets that would share one Google secret (a client of one named like another)', async () => {
+    // Both would keep their versions in secret api-web: each rotation moves the other's `current` alias.
+    expect(await problems(`
+  a: { store: { provider: gcp, name: api }, issuer: { type: random }, clients: [web] }
+  b: { store: { provider: gcp, name: api-web }, issuer: { type: random } }
+`)).toMatch(/secrets\.b\.store: .*api-web on gcp, as the store of a\/web does/);
+    expect(await problems(`
+  a: { store: { provider: gcp, name: api }, issuer: { type: random } }
+  b: { store: { provider: gcp, name: api }, issuer: { type: random } }
+`)).toMatch(/secrets\.b\.store: /);
+    expect(await problems(`
+  a: { store: { provider: gcp, name: api }, issuer: { type: random }, clients: [web] }
+  b: { store: { provider: gcp, name: api-jobs }, issuer: { type: random } }
+`)).toBe('');
+  });
 });
