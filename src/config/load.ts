@@ -9,7 +9,7 @@ import { isAlias, isScalar, LineCounter, parseDocument, visit } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
 import type { AnyProviderModule, ProviderCatalog } from '../core/provider.js';
 import { signingKeyIssues } from './delivery.js';
-import { publishJwksIssues, type RekeyConfig, sharedResourceIssues, validate } from './schema.js';
+import { perKeyRetireIssues, publishJwksIssues, type RekeyConfig, sharedResourceIssues, validate } from './schema.js';
 import { readQuickly } from './yaml-fast.js';
 
 export interface LoadedConfig {
@@ -44,6 +44,7 @@ export async function parseConfig(text: string, file: string, providers: Provide
   const issues = [
     ...signingKeyIssues(config.delivery, config.secrets, config.providers, signsJwt),
     ...publishJwksIssues(config, signsJwt),
+    ...perKeyRetireIssues(config, loaded.document, (type) => byType.get(type)?.usagePerKey !== false),
     ...sharedResourceIssues(config, (type, role, params, client) =>
       (role === 'store' ? byType.get(type)?.storeOwns?.(params, client) : byType.get(type)?.issuerOwns?.(params)) ?? [],
     ),

@@ -361,6 +361,29 @@ export function sharedResourceIssues(config: RekeyConfig, owns: (type: string, r
   return [...issues.values()];
 }
 
+/**
+ * A secret's own `retire:` with a target whose usage is not counted per key (its module's
+ * `usagePerKey: false`): the previous key would report its successor's traffic, so it would be
+ * held to maxGrace at every rotation and never retired early. Checked when a file is applied
+ * (load.ts parseConfig); a stored revision still loads, without the policy.
+ */
+export function perKeyRetireIssues(config: RekeyConfig, document: Record<string, unknown>, perKey: (type: string) => boolean): Issue[] {
+  const declared = (document.secrets ?? {}) as Record<string, { retire?: unknown } | undefined>;
+  const issues = new Map<string, Issue>();
+  for (const spec of Object.values(config.secrets)) {
+    const name = spec.family ?? spec.name;
+    if (issues.has(name) || own(declared, name)?.retire === undefined) continue;
+    const shared = spec.targets.filter((t) => {
+      const type = own(config.providers, t)?.type;
+      return type !== undefined && !perKey(type);
+    });
+    if (shared.length) {
+      issues.set(name, { path: ['secrets', name, 'retire'], message: `retire: needs usage counted per key on every target; not on ${shared.map((t) => `${t} (${config.providers[t]!.type})`).join(', ')}` });
+    }
+  }
+  return [...issues.values()];
+}
+
 type RetireDocument = z.output<typeof retireSchema>;
 
 /**
@@ -387,11 +410,8 @@ function retirePolicy(
     return undefined;
   }
   // A previous key that reports its successor's traffic would always look used: held to maxGrace, never retired early.
-  const shared = targets.filter((t) => !perKey(providers[t]!.type));
-  if (shared.length) {
-    if (own) issues.push({ path: [...path, 'retire'], message: `retire: needs usage counted per key on every target; not on ${shared.map((t) => `${t} (${providers[t]!.type})`).join(', ')}` });
-    return undefined;
-  }
+  // Passed over here, so a revision applied before this was refused still loads; apply refuses it (perKeyRetireIssues).
+  if (targets.some((t) => !perKey(providers[t]!.type))) return undefined;
   const at = own ? [...path, 'retire'] : ['retire'];
   const window = Math.max(...(intervals as number[]));
   const maxGraceMs = chosen.maxGrace ?? raw.grace;

@@ -126,8 +126,8 @@ export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never,
   /**
    * Whether its usage readings are a key's own: `false` when they count per account or consumer,
    * so that a previous version reports its successor's traffic and never looks unused. `retire:` on
-   * a secret with such a target is refused when rekey.yaml is validated (the top-level default
-   * passes over it). @defaultValue true
+   * a secret with such a target is refused when rekey.yaml is applied (the top-level default, and a
+   * revision stored before, pass over it). @defaultValue true
    */
   usagePerKey?: boolean;
   /**

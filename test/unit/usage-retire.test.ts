@@ -1,7 +1,7 @@
 // Usage-aware retirement: its config (`retire:`, src/config/schema.ts) and the grace changes it
 // plans under the secret's lock (src/core/usage-retire.ts).
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.js';
+import { fromDocument, parseConfig } from '../../src/config/load.js';
 import { computePlan, formatPlan } from '../../src/config/plan.js';
 import { planHold, planUnused, stillUsed } from '../../src/core/usage-retire.js';
 import { providers } from '../../src/registry.js';
@@ -56,6 +56,9 @@ RETIREsecrets:
     expect(await issues(`${kong.replace('RETIRE', '')}    retire: { maxGrace: 7d }\n`)).toContain('secrets.api.retire: retire: needs usage counted per key on every target; not on kong-edge (kong)');
     const fallback = await parseConfig(kong.replace('RETIRE', 'retire: {}\n'), 'rekey.yaml', providers);
     expect(fallback.config.secrets.api!.retire).toBeUndefined();
+    // A revision applied before this was refused still loads (workers read it again), without the policy.
+    const stored = await fromDocument({ ...fallback.document, secrets: { api: { ...(fallback.document.secrets as { api: object }).api, retire: {} } } }, 'revision 1', providers);
+    expect(stored.config.secrets.api!.retire).toBeUndefined();
   });
 
   it('shows in the apply plan', async () => {
