@@ -7,6 +7,9 @@ import type { SecretValue } from '../../src/core/secret-value.js';
 import type { AttestationJwtBinding } from './attestation-jwt.schema.js';
 import { verifyHs256 } from './hs256.js';
 
+/** Fewer key bytes than this (hmac-key's own minimum) verify nothing: an empty or short key is one anyone could guess. */
+const MIN_KEY_BYTES = 16;
+
 /**
  * Verifies an HS256 JWT (hs256.ts; the algorithm is pinned: `none`, RS256 and the rest are refused)
  * against each live version of the shared secret, current first: a token signed with the
@@ -30,10 +33,16 @@ export class AttestationJwtAuthenticator implements Authenticator {
       throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: the versions of ${this.params.secret} cannot be read`, { provider: this.name, cause });
     });
     if (!values.length) throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: ${this.params.secret} has no live version`, { provider: this.name });
+    // A value that decodes to too few bytes (not base64 under `encoding: base64` decodes to none) is skipped, never tried.
+    const usable = values.flatMap(({ versionId, value }) => {
+      const key = this.key(value);
+      return (key.symmetricKeySize ?? 0) >= MIN_KEY_BYTES ? [{ versionId, key }] : [];
+    });
+    if (!usable.length) throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: ${this.params.secret} has no live version with a key of ${MIN_KEY_BYTES} bytes or more`, { provider: this.name });
     let reason = 'signature';
-    for (const { versionId, value } of values) {
+    for (const { versionId, key } of usable) {
       try {
-        const payload = verifyHs256(credential.reveal(), this.key(value), {
+        const payload = verifyHs256(credential.reveal(), key, {
           audience: this.params.audience,
           ...(this.params.issuer ? { issuer: this.params.issuer } : {}),
           requiredClaims: ['exp', 'iat'],
