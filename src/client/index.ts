@@ -29,6 +29,8 @@ export type { SecretChange } from './events.js';
 
 const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+/** How many times a read that a change made stale while it was out is sent again before its answer is handed out uncached. */
+const MAX_REREADS = 3;
 
 export interface ClientOptions {
   /** Base URL of `rekey server` (`https://rekey.example.com`): the one it answers at, since a redirect is not followed but fails as `protocol` with its 3xx status. */
@@ -146,8 +148,11 @@ export class RekeyClient {
     this.values.clear();
   }
 
-  /** `signal` stops this caller's wait only: the request it may share with others goes on for them (and fills the cache). */
-  private async cached<T>(cache: Map<string, Cached<T>>, key: string, name: string, failed: 'token_refresh_failed' | 'secret_refresh_failed', load: () => Promise<Cached<T> | 'unchanged'>, signal?: AbortSignal): Promise<T> {
+  /**
+   * `signal` stops this caller's wait only: the request it may share with others goes on for them (and fills the cache).
+   * `rereads`: how many times this caller's read was sent again because a change superseded it.
+   */
+  private async cached<T>(cache: Map<string, Cached<T>>, key: string, name: string, failed: 'token_refresh_failed' | 'secret_refresh_failed', load: () => Promise<Cached<T> | 'unchanged'>, signal?: AbortSignal, rereads = 0): Promise<T> {
     const now = Date.now();
     const hit = cache.get(name);
     if (hit && now < hit.renewAt) return hit.item;
@@ -159,12 +164,20 @@ export class RekeyClient {
       running = (async () => {
         try {
           const loaded = await load();
-          if (superseded()) return this.cached(cache, key, name, failed, load);
           const fresh = loaded === 'unchanged' ? hit! : loaded;
+          if (superseded()) {
+            // Sent again a few times at most, so a storm of changes cannot keep the caller waiting;
+            // then the newest answer is handed out, not cached (the next call asks again).
+            if (rereads < MAX_REREADS) return this.cached(cache, key, name, failed, load, undefined, rereads + 1);
+            return fresh.item;
+          }
           cache.set(name, fresh);
           return fresh.item;
         } catch (error) {
-          if (superseded()) return this.cached(cache, key, name, failed, load);
+          if (superseded()) {
+            if (rereads < MAX_REREADS) return this.cached(cache, key, name, failed, load, undefined, rereads + 1);
+            throw error;
+          }
           // A renewal that fails leaves the cached item in use while it is valid.
           if (hit && Date.now() < hit.expiresAt && !(error instanceof RekeyClientError && (error.code === 'unauthenticated' || error.code === 'forbidden'))) {
             this.log({ code: failed });
