@@ -1,12 +1,16 @@
 /**
  * A JWT verifier for an OpenID Connect issuer, shared by the authenticators whose tokens come
  * from one (`oidc`, `kubernetes-service-account`): the issuer's discovery document
- * (`<issuer>/.well-known/openid-configuration`, read once, again 5 s after a failure) names its
- * JWKS, whose keys jose fetches and caches (10 minutes; a token with an unknown key id fetches
+ * (`<issuer>/.well-known/openid-configuration`, read once, again 5 s after a failure, and again
+ * when its keys fail or lack a token's key id, below) names its JWKS, whose keys jose fetches
+ * and caches (10 minutes; a token with an unknown key id fetches
  * the set again at most every 30 s, so a flood of made-up key ids costs the issuer nothing).
  * After a failed fetch of the set, none is tried again for {@link RETRY_AFTER_FAILURE_MS}: tokens
  * are checked against the keys held if they are fresh, else answered unavailable, so a failing
  * issuer is not asked once per request (jose's cooldown only counts from a successful fetch).
+ * A set that fails to load, or lacks a token's key id, sends the verifier back to the discovery
+ * document (at most every {@link REDISCOVER_MS}): an issuer that moved its keys to a new
+ * jwks_uri is followed without a restart.
  */
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { ProviderError } from '../errors.js';
@@ -19,6 +23,8 @@ type KeySet = JWTVerifyGetKey;
 
 /** How long after a failed fetch of an issuer's discovery document or JWKS no other is tried. */
 const RETRY_AFTER_FAILURE_MS = 5000;
+/** How often at most the discovery document is read again to look for a moved jwks_uri (jose's cool-down for unknown key ids). */
+const REDISCOVER_MS = 30_000;
 
 export interface OidcVerifierOptions {
   /** The issuer, exactly as its tokens' `iss` and its discovery document say it. */
@@ -94,8 +100,63 @@ export class OidcVerifier {
   }
 
   private async discover(call: Call): Promise<KeySet> {
+    let set = this.remoteSet(await this.jwksUri(call.signal));
+    let discoveredAt = Date.now();
+    let rediscovery: Promise<boolean> | undefined;
+    /** Reads the discovery document again, when due and one read at a time: true when it names another jwks_uri, used from now on. */
+    const moved = (): Promise<boolean> => {
+      if (!rediscovery && Date.now() - discoveredAt >= REDISCOVER_MS) {
+        discoveredAt = Date.now();
+        rediscovery = this.jwksUri(AbortSignal.timeout(5000))
+          .then(
+            (uri) => {
+              if (uri.href === set.uri.href) return false;
+              set = this.remoteSet(uri);
+              return true;
+            },
+            // The document cannot be read now: the keys held go on serving.
+            () => false,
+          )
+          .finally(() => (rediscovery = undefined));
+      }
+      return rediscovery ?? Promise.resolve(false);
+    };
+    const tokensFault = (error: unknown) => error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys || error instanceof errors.JOSENotSupported;
+    const resolve: KeySet = async (header, token) => {
+      const held = set;
+      if (Date.now() - held.failedAt < RETRY_AFTER_FAILURE_MS) {
+        const jwks = held.remote.fresh ? held.remote.jwks() : undefined;
+        if (!jwks) throw this.unavailable("the issuer's keys cannot be read");
+        try {
+          return await createLocalJWKSet(jwks)(header, token);
+        } catch (error) {
+          // A key id not held may be one the issuer added: unknown until its set can be read again.
+          if (error instanceof errors.JWKSNoMatchingKey) throw this.unavailable("the issuer's keys cannot be read", error);
+          throw error;
+        }
+      }
+      try {
+        return await held.remote(header, token);
+      } catch (error) {
+        // What the token asked for that the set does not have is the token's fault; anything
+        // else is the issuer's JWKS failing to load (a non-200 answer, not JSON, not a key set),
+        // which jose reports as plain JOSEErrors: a valid token must not be called invalid then.
+        const tokens = tokensFault(error);
+        if (!tokens) held.failedAt = Date.now();
+        // The issuer may have moved its keys to another jwks_uri (found by this request or one
+        // beside it): then the token is tried there. A set is replaced at most every REDISCOVER_MS.
+        if ((!tokens || error instanceof errors.JWKSNoMatchingKey) && (held !== set || (await moved()))) return resolve(header, token);
+        if (tokens) throw error;
+        throw this.unavailable("the issuer's keys cannot be read", error);
+      }
+    };
+    return resolve;
+  }
+
+  /** The jwks_uri the issuer's discovery document names, once it passed the checks. */
+  private async jwksUri(signal: AbortSignal): Promise<URL> {
     const url = `${this.o.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
-    const response = await fetch(url, { signal: call.signal, redirect: 'error' }).catch((error: unknown) => {
+    const response = await fetch(url, { signal, redirect: 'error' }).catch((error: unknown) => {
       throw this.unavailable('the discovery document cannot be read', error);
     });
     if (!response.ok) throw this.unavailable(`the discovery document answered ${response.status}`);
@@ -104,31 +165,11 @@ export class OidcVerifier {
     if (typeof document.jwks_uri !== 'string') throw this.unavailable('the discovery document has no jwks_uri');
     const jwksUri = new URL(document.jwks_uri);
     if (outboundUrlProblem(jwksUri, this.o.insecure)) throw this.unavailable('the jwks_uri may not be fetched');
-    const remote = createRemoteJWKSet(jwksUri, { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 600_000 });
-    const tokensFault = (error: unknown) => error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys || error instanceof errors.JOSENotSupported;
-    let failedAt = -Infinity;
-    return async (header, token) => {
-      if (Date.now() - failedAt < RETRY_AFTER_FAILURE_MS) {
-        const held = remote.fresh ? remote.jwks() : undefined;
-        if (!held) throw this.unavailable("the issuer's keys cannot be read");
-        try {
-          return await createLocalJWKSet(held)(header, token);
-        } catch (error) {
-          // A key id not held may be one the issuer added: unknown until its set can be read again.
-          if (error instanceof errors.JWKSNoMatchingKey) throw this.unavailable("the issuer's keys cannot be read", error);
-          throw error;
-        }
-      }
-      try {
-        return await remote(header, token);
-      } catch (error) {
-        // What the token asked for that the set does not have is the token's fault; anything
-        // else is the issuer's JWKS failing to load (a non-200 answer, not JSON, not a key set),
-        // which jose reports as plain JOSEErrors: a valid token must not be called invalid then.
-        if (tokensFault(error)) throw error;
-        failedAt = Date.now();
-        throw this.unavailable("the issuer's keys cannot be read", error);
-      }
-    };
+    return jwksUri;
+  }
+
+  /** jose's remote key set at `uri`, with when a fetch of it last failed. */
+  private remoteSet(uri: URL): { uri: URL; remote: ReturnType<typeof createRemoteJWKSet>; failedAt: number } {
+    return { uri, remote: createRemoteJWKSet(uri, { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 600_000 }), failedAt: -Infinity };
   }
 }
