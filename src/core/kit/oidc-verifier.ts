@@ -23,6 +23,8 @@ type KeySet = JWTVerifyGetKey;
 
 /** How long after a failed fetch of an issuer's discovery document or JWKS no other is tried. */
 const RETRY_AFTER_FAILURE_MS = 5000;
+/** `typ` values of the JWTs accepted as credentials (lower case, no `application/`): an ID token's, or a JWT access token's (RFC 9068). */
+const CREDENTIAL_TYPES = new Set(['jwt', 'at+jwt']);
 /** How often at most the discovery document is read again to look for a moved jwks_uri (jose's cool-down for unknown key ids). */
 const REDISCOVER_MS = 30_000;
 
@@ -50,7 +52,7 @@ export class OidcVerifier {
   ) {}
 
   /**
-   * The payload of a JWT whose signature, algorithm, exp (required), nbf, iat (not in the future), iss and aud pass.
+   * The payload of a JWT whose signature, algorithm, type (`typ` absent, JWT or at+jwt), exp (required), nbf, iat (not in the future), iss and aud pass.
    * @throws ProviderError REKEY_ERR_DENIED with a fixed reason (`expired`, `claim aud`,
    * `unknown key`, ...) when the token is not valid.
    * @throws ProviderError REKEY_ERR_UNAVAILABLE when the issuer's keys cannot be read.
@@ -58,13 +60,17 @@ export class OidcVerifier {
   async verify(credential: SecretValue, call: Call): Promise<JWTPayload> {
     const keys = await this.keySet(call);
     try {
-      const { payload } = await jwtVerify(credential.reveal(), keys, {
+      const { payload, protectedHeader } = await jwtVerify(credential.reveal(), keys, {
         algorithms: this.o.algorithms,
         issuer: this.o.issuer,
         audience: this.o.audience,
         requiredClaims: ['exp'],
         clockTolerance: this.o.clockToleranceSeconds,
       });
+      // An explicitly typed JWT of another kind (a logout token, a security event token, an
+      // introspection response: RFC 8725 §3.11) is signed with the same keys but proves nothing
+      // about its holder. `typ` is case-insensitive and may omit `application/` (RFC 7515 §4.1.9).
+      if (protectedHeader.typ !== undefined && !CREDENTIAL_TYPES.has(String(protectedHeader.typ).toLowerCase().replace(/^application\//, ''))) throw this.denied('token type');
       // jose checks iat only against a maxTokenAge: one issued later than now, beyond the skew allowed, is refused here.
       if (typeof payload.iat === 'number' && payload.iat > Math.floor(Date.now() / 1000) + this.o.clockToleranceSeconds) throw this.denied('claim iat');
       return payload;
