@@ -118,22 +118,32 @@ export class RekeyClient {
   /**
    * Follows the change stream until the returned function is called. Before `listener` sees a
    * change, the cached value it makes stale is dropped (a `ready` drops those whose version is
-   * no longer current).
+   * no longer current, and every cached token when a version moved on since the last stream
+   * reported it: a signing key's revocation may have been missed while it was down).
    */
   subscribe(listener: (change: SecretChange) => void): () => void {
     const controller = new AbortController();
     this.streams.add(controller);
     const credential = async () => String(await this.options.credential());
+    /** The version of each followed secret the stream last reported (a signing key's too: no value of it is cached). */
+    const reported = new Map<string, number | null>();
     void follow(
       { url: this.url, credential, policy: this.policy, log: this.log, fetch: this.fetch },
       (change) => {
+        let revoked = change.type === 'revoked';
         if (change.type === 'ready') {
-          for (const { secret, version } of change.secrets) if (this.values.get(secret)?.item.version !== version) this.invalidate(secret);
-        } else if (change.type === 'revoked' || this.values.get(change.secret)?.item.version !== change.version) {
-          this.invalidate(change.secret);
+          for (const { secret, version } of change.secrets) {
+            if (this.values.get(secret)?.item.version !== version) this.invalidate(secret);
+            // A version that moved on while the stream was down may be a revoked signing key's, its `revoked` missed.
+            if (reported.has(secret) && reported.get(secret) !== version) revoked = true;
+            reported.set(secret, version);
+          }
+        } else {
+          if (change.type === 'revoked' || this.values.get(change.secret)?.item.version !== change.version) this.invalidate(change.secret);
+          if (change.type === 'rotated') reported.set(change.secret, change.version);
         }
         // A revoked signing key's tokens are refused everywhere: the events name no audience, so every cached token goes.
-        if (change.type === 'revoked') this.forgetTokens();
+        if (revoked) this.forgetTokens();
         listener(change);
       },
       controller.signal,
