@@ -75,6 +75,8 @@ export class RekeyClient {
   private readonly values = new Map<string, Cached<DeliveredValue>>();
   private readonly pending = new Map<string, Promise<unknown>>();
   private readonly streams = new Set<AbortController>();
+  /** Counts close() calls: what a request brings after one is not kept. */
+  private closes = 0;
   private readonly policy: RetryPolicy;
   private readonly log: ClientLogger;
   private readonly fetch: typeof fetch;
@@ -151,11 +153,14 @@ export class RekeyClient {
     return () => controller.abort();
   }
 
-  /** Ends every stream and forgets every token and value. */
+  /** Ends every stream and forgets every token and value, those still on their way too (they are handed to their callers, not kept). */
   close(): void {
     for (const stream of this.streams) stream.abort();
     this.tokens.clear();
     this.values.clear();
+    // Requests still out fill no cache, and are not sent again.
+    this.closes++;
+    this.pending.clear();
   }
 
   /**
@@ -171,6 +176,8 @@ export class RekeyClient {
     if (!running) {
       // Dropped from `pending` by invalidate(): a change made what this request reads stale while it was out.
       const superseded = () => this.pending.get(key) !== running;
+      const closes = this.closes;
+      const again = () => closes === this.closes && rereads < MAX_REREADS;
       running = (async () => {
         try {
           const loaded = await load();
@@ -178,14 +185,14 @@ export class RekeyClient {
           if (superseded()) {
             // Sent again a few times at most, so a storm of changes cannot keep the caller waiting;
             // then the newest answer is handed out, not cached (the next call asks again).
-            if (rereads < MAX_REREADS) return this.cached(cache, key, name, failed, load, undefined, rereads + 1);
+            if (again()) return this.cached(cache, key, name, failed, load, undefined, rereads + 1);
             return fresh.item;
           }
           cache.set(name, fresh);
           return fresh.item;
         } catch (error) {
           if (superseded()) {
-            if (rereads < MAX_REREADS) return this.cached(cache, key, name, failed, load, undefined, rereads + 1);
+            if (again()) return this.cached(cache, key, name, failed, load, undefined, rereads + 1);
             throw error;
           }
           // A renewal that fails leaves the cached item in use while it is valid.

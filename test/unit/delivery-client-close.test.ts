@@ -1,0 +1,47 @@
+/**
+ * `close()` forgets every token and value, those still on their way too: an answer that arrives
+ * after it fills no cache (the next call asks the server again) and sends nothing more. A
+ * loopback HTTP server stands in for rekey and holds its answer until the test lets it go.
+ */
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createClient } from '../../src/client/index.js';
+
+let server: ReturnType<typeof createServer>;
+let url: string;
+let requests = 0;
+const held: ServerResponse[] = [];
+let arrived: () => void = () => {};
+
+beforeAll(async () => {
+  server = createServer((_request, response) => {
+    requests++;
+    held.push(response);
+    arrived();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(() => {
+  server.closeAllConnections();
+  return new Promise((resolve) => server.close(resolve));
+});
+
+const answer = (response: ServerResponse) =>
+  response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ secret: 'k', version: 3, value: 'v3', expiresAt: new Date(Date.now() + 60_000).toISOString() }));
+
+it('a value read while the client is closed is not kept', async () => {
+  const client = createClient({ url, credential: () => 'credential' });
+  const first = new Promise<void>((resolve) => (arrived = resolve));
+  const out = client.secret('k');
+  await first;
+  client.close();
+  answer(held.shift()!);
+  await out.catch(() => undefined);
+  expect(requests).toBe(1);
+  // Nothing kept: the next call asks the server.
+  arrived = () => answer(held.shift()!);
+  expect(await client.secret('k')).toMatchObject({ version: 3 });
+  expect(requests).toBe(2);
+});
