@@ -35,7 +35,7 @@ const MAX_REREADS = 3;
 export interface ClientOptions {
   /** Base URL of `rekey server` (`https://rekey.example.com`): the one it answers at, since a redirect is not followed but fails as `protocol` with its 3xx status. */
   url: string;
-  /** The credential this workload proves itself with, read for every request (so a rotated token file is picked up). */
+  /** The credential this workload proves itself with, read for every request (so a rotated token file is picked up); surrounding whitespace (a file's last newline) is dropped. */
   credential: () => string | Promise<string>;
   /** `subject_token_type` of the credential. @defaultValue JWT; use `urn:ietf:params:oauth:token-type:access_token` for a client key */
   credentialType?: string;
@@ -126,7 +126,7 @@ export class RekeyClient {
   subscribe(listener: (change: SecretChange) => void): () => void {
     const controller = new AbortController();
     this.streams.add(controller);
-    const credential = async () => String(await this.options.credential());
+    const credential = () => this.credential();
     /** The version of each followed secret the stream last reported (a signing key's too: no value of it is cached). */
     const reported = new Map<string, number | null>();
     void follow(
@@ -210,6 +210,11 @@ export class RekeyClient {
     return signal ? untilAborted(running, signal) : running;
   }
 
+  /** The credential without surrounding whitespace (a file's last newline): no credential rekey takes holds any, and a header value loses it anyway. */
+  private async credential(): Promise<string> {
+    return String(await this.options.credential()).trim();
+  }
+
   private renewAt(expiresAt: number, now = Date.now()): number {
     return now + (expiresAt - now) * (this.options.refreshAt ?? 0.75);
   }
@@ -219,7 +224,7 @@ export class RekeyClient {
       this.fetch(`${this.url}/v1/token`, {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-        body: new URLSearchParams({ grant_type: GRANT_TYPE, subject_token: String(await this.options.credential()), subject_token_type: this.options.credentialType ?? JWT_TOKEN_TYPE, audience, requested_token_type: JWT_TOKEN_TYPE }),
+        body: new URLSearchParams({ grant_type: GRANT_TYPE, subject_token: await this.credential(), subject_token_type: this.options.credentialType ?? JWT_TOKEN_TYPE, audience, requested_token_type: JWT_TOKEN_TYPE }),
         redirect: 'manual',
         signal: attempt,
       }));
@@ -237,7 +242,7 @@ export class RekeyClient {
     const etag = hit && Date.now() < hit.expiresAt ? hit.etag : undefined;
     const response = await this.request(async (attempt) =>
       this.fetch(`${this.url}/v1/secrets/${name.split('/').map(encodeURIComponent).join('/')}`, {
-        headers: { authorization: `Bearer ${await this.options.credential()}`, accept: 'application/json', ...(etag ? { 'if-none-match': etag } : {}) },
+        headers: { authorization: `Bearer ${await this.credential()}`, accept: 'application/json', ...(etag ? { 'if-none-match': etag } : {}) },
         redirect: 'manual',
         signal: attempt,
       }));
