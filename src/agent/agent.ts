@@ -164,7 +164,8 @@ async function answer(request: IncomingMessage, response: ServerResponse, reques
       return send(200, { access_token: token, token_type: 'Bearer', expires_in: Math.max(0, Math.floor((expiresAt - Date.now()) / 1000)) });
     }
     if (url.pathname.startsWith('/v1/secrets/')) {
-      const name = url.pathname.slice('/v1/secrets/'.length).split('/').map(decodeURIComponent).join('/');
+      const name = decoded(url.pathname.slice('/v1/secrets/'.length));
+      if (name === undefined) return send(400, { error: 'invalid_name' });
       const value = await client.secret(name);
       return send(200, { secret: value.secret, version: value.version, value: value.value, expiresAt: new Date(value.expiresAt).toISOString() });
     }
@@ -173,6 +174,15 @@ async function answer(request: IncomingMessage, response: ServerResponse, reques
     if (!(error instanceof RekeyClientError)) return send(500, { error: 'server_error' });
     const status = { unauthenticated: 502, forbidden: 403, not_configured: 404, unavailable: 503, protocol: 502, aborted: 503, invalid_name: 400 }[error.code];
     return send(status, { error: error.code });
+  }
+}
+
+/** The secret name a path's segments spell, or undefined when one is not valid percent-encoding (a caller's mistake, not the agent's). */
+function decoded(path: string): string | undefined {
+  try {
+    return path.split('/').map(decodeURIComponent).join('/');
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,0 +1,57 @@
+/**
+ * `rekey agent`'s loopback front (src/agent/agent.ts) against a loopback HTTP server standing in
+ * for rekey (GET /v1/secrets/{name}, POST /v1/token; the change stream refused): what a local
+ * caller's malformed request gets, and which relayed requests are refused.
+ */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { AGENT_TOKEN_HEADER, startAgent, type Agent, type AgentLogEvent } from '../../src/agent/agent.js';
+
+const REQUEST_TOKEN = 'agent-request-token-0123456789abcdef';
+const VALUE = 'rk_live_agent_requests_value_0123456789';
+let server: ReturnType<typeof createServer>;
+let agent: Agent;
+const logs: AgentLogEvent[] = [];
+
+beforeAll(async () => {
+  server = createServer((request, response) => {
+    if (request.url?.startsWith('/v1/secrets/')) {
+      const secret = decodeURIComponent(request.url.slice('/v1/secrets/'.length));
+      return void response.writeHead(200, { 'content-type': 'application/json', etag: '"1"' }).end(JSON.stringify({ secret, version: 1, value: VALUE, expiresAt: new Date(Date.now() + 300_000).toISOString() }));
+    }
+    if (request.url === '/v1/token') return void response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: 'token-1', token_type: 'Bearer', expires_in: 300 }));
+    response.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'not_found' }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  agent = await startAgent({
+    server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    credential: () => Promise.resolve('credential'),
+    requestToken: REQUEST_TOKEN,
+    port: 0,
+    secrets: [],
+    audiences: [],
+    templates: [],
+    logger: (event) => logs.push(event),
+  });
+});
+afterAll(async () => {
+  await agent?.stop();
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+const get = async (path: string, headers: Record<string, string> = {}) => {
+  const response = await fetch(`${agent.url}${path}`, { headers: { [AGENT_TOKEN_HEADER]: REQUEST_TOKEN, ...headers } });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+};
+
+it('serves a value to a request carrying the per-host token', async () => {
+  expect(await get('/v1/secrets/payments-api-key')).toMatchObject({ status: 200, body: { secret: 'payments-api-key', value: VALUE } });
+});
+
+it('answers a name that is not valid percent-encoding 400, not as a failure of its own', async () => {
+  for (const path of ['/v1/secrets/%E0%A4%A', '/v1/secrets/a%2', '/v1/secrets/%ZZ', '/v1/secrets/ok/%C0%AF']) {
+    expect(await get(path)).toEqual({ status: 400, body: { error: 'invalid_name' } });
+  }
+});
