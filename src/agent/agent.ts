@@ -8,7 +8,7 @@
  *   each request carrying the per-host token in `X-Rekey-Agent-Token` (request-forgery
  *   protection, as the AWS Secrets Manager Agent's `X-Aws-Parameters-Secrets-Token`): a
  *   server-side request forgery through the app cannot add it. Requests with
- *   `X-Forwarded-For` (relayed by a proxy) are refused too;
+ *   `X-Forwarded-For` or `Forwarded` (relayed by a proxy) are refused too;
  * - renders template files (`{{ secret "name" }}`, `{{ token "audience" }}`), 0600, replaced
  *   atomically: the only way a value reaches the disk, and only when asked;
  * - refreshes what it holds before it expires and at once on the change stream, then renders
@@ -153,7 +153,9 @@ async function answer(request: IncomingMessage, response: ServerResponse, reques
     response.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body));
   };
   const presented = request.headers[AGENT_TOKEN_HEADER];
-  if (typeof presented !== 'string' || !same(presented, requestToken) || request.headers['x-forwarded-for'] !== undefined) return send(401, { error: 'invalid_token' });
+  // A relayed request is refused however the proxy marks it: X-Forwarded-For, or RFC 7239's Forwarded.
+  const relayed = request.headers['x-forwarded-for'] !== undefined || request.headers.forwarded !== undefined;
+  if (typeof presented !== 'string' || !same(presented, requestToken) || relayed) return send(401, { error: 'invalid_token' });
   if (request.method !== 'GET') return send(405, { error: 'method_not_allowed' });
   const url = new URL(request.url ?? '/', 'http://agent');
   try {

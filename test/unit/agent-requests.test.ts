@@ -55,3 +55,10 @@ it('answers a name that is not valid percent-encoding 400, not as a failure of i
     expect(await get(path)).toEqual({ status: 400, body: { error: 'invalid_name' } });
   }
 });
+
+it('refuses a request relayed by a proxy, whether it says so with X-Forwarded-For or the standard Forwarded header', async () => {
+  for (const headers of <Record<string, string>[]>[{ 'x-forwarded-for': '203.0.113.7' }, { forwarded: 'for=203.0.113.7' }, { forwarded: 'for="[2001:db8::1]";proto=https' }]) {
+    expect(await get('/v1/secrets/payments-api-key', headers)).toEqual({ status: 401, body: { error: 'invalid_token' } });
+    expect((await get('/v1/token?audience=api.example.com', headers)).status).toBe(401);
+  }
+});
