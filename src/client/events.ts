@@ -3,6 +3,7 @@
  * authenticated with a fresh credential; when it ends (the credential's expiry, the server's
  * hour, a network failure) it reconnects after the server's `retry:` field (or a refusal's
  * `Retry-After`, when longer) plus a backoff with full jitter, sending `Last-Event-ID` when the server gave events an `id:`.
+ * A connection silent for three of the server's keep-alives (45 s) is taken for dead and opened again.
  * A new connection starts with `ready` (the current version of every readable secret), so a
  * change missed while disconnected is seen then.
  */
@@ -19,7 +20,12 @@ export interface StreamOptions {
   policy: RetryPolicy;
   log: ClientLogger;
   fetch: typeof fetch;
+  /** A connection that brings nothing (no answer, no event, no keep-alive) for this long is dropped and opened again. @defaultValue 45000: three of the server's 15 s keep-alives */
+  idleMs?: number;
 }
+
+/** The server sends a keep-alive comment every 15 s: three missed, the connection is taken for dead. */
+const IDLE_MS = 45_000;
 
 /** Runs until `signal` aborts, calling `listener` with every event of every connection in turn. */
 export async function follow(options: StreamOptions, listener: (change: SecretChange) => void, signal: AbortSignal): Promise<void> {
@@ -30,12 +36,25 @@ export async function follow(options: StreamOptions, listener: (change: SecretCh
     let status: number | undefined;
     let retryAfterMs = 0;
     let open = false;
+    // A connection lost without a FIN (the server's node gone, a NAT dropping the flow) brings nothing
+    // more, and undici would wait 300 s for it: what the stream would say meanwhile goes unseen.
+    const connection = new AbortController();
+    let idle = false;
+    let timer: NodeJS.Timeout | undefined;
+    const alive = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        idle = true;
+        connection.abort();
+      }, options.idleMs ?? IDLE_MS);
+    };
+    alive();
     try {
       const response = await options.fetch(`${options.url}/v1/events`, {
         headers: { authorization: `Bearer ${await options.credential()}`, accept: 'text/event-stream', ...(lastEventId ? { 'last-event-id': lastEventId } : {}) },
         // A redirect is not followed (the credential would go with it): it is a failed attempt, logged with its status.
         redirect: 'manual',
-        signal,
+        signal: AbortSignal.any([signal, connection.signal]),
       });
       status = response.status;
       if (status !== 200 || !response.body) {
@@ -48,6 +67,7 @@ export async function follow(options: StreamOptions, listener: (change: SecretCh
         options.log({ code: 'stream_open', status });
         open = true;
         for await (const block of blocks(response.body)) {
+          alive();
           const fields = parseBlock(block);
           if (fields.id !== undefined) lastEventId = fields.id;
           if (fields.retry !== undefined && /^\d+$/.test(fields.retry)) retryMs = Number(fields.retry);
@@ -60,7 +80,10 @@ export async function follow(options: StreamOptions, listener: (change: SecretCh
       }
     } catch {
       if (signal.aborted) return;
+    } finally {
+      clearTimeout(timer);
     }
+    if (idle) options.log({ code: 'stream_idle' });
     if (open) options.log({ code: 'stream_closed' });
     failures++;
     // The jitter is added to the floor, not compared with it: clients cut at once (a server restart) come back spread out.

@@ -15,6 +15,8 @@ export type ClientLogCode =
   | 'stream_open'
   | 'stream_event'
   | 'stream_closed'
+  /** A stream brought nothing, not even a keep-alive, for its idle limit: dropped, then opened again. */
+  | 'stream_idle'
   | 'stream_retrying';
 
 export interface ClientLogEvent {
