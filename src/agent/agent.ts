@@ -124,24 +124,33 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const tokens = change.type === 'revoked' ? [...audiences].map(keepToken) : [];
     void Promise.all([...names.filter((name) => secrets.has(name)).map(keepSecret), ...tokens]).then(render);
   });
-  await Promise.all([...[...secrets].map(keepSecret), ...[...audiences].map(keepToken)]);
-  await queueRender(); // a template that cannot be rendered at start stops the agent
-
+  /** Ends the stream and the refreshes: what would otherwise keep the process running. */
+  const halt = () => {
+    stopped = true;
+    unsubscribe();
+    for (const timer of timers.values()) clearTimeout(timer);
+    client.close();
+  };
   const server = createServer((request, response) => void answer(request, response, options.requestToken, client, log));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, '127.0.0.1', resolve);
-  });
+  try {
+    await Promise.all([...[...secrets].map(keepSecret), ...[...audiences].map(keepToken)]);
+    await queueRender(); // a template that cannot be rendered at start stops the agent
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port, '127.0.0.1', resolve);
+    });
+  } catch (error) {
+    // Left running, the stream and the timers would keep `rekey agent` alive, serving nothing, instead of exiting.
+    halt();
+    throw error;
+  }
   const { port } = server.address() as AddressInfo;
   log({ code: 'agent_listening', port });
   return {
     url: `http://127.0.0.1:${port}`,
     client,
     async stop() {
-      stopped = true;
-      unsubscribe();
-      for (const timer of timers.values()) clearTimeout(timer);
-      client.close();
+      halt();
       await close(server);
     },
   };

@@ -3,19 +3,34 @@
  * for rekey (GET /v1/secrets/{name}, POST /v1/token; the change stream refused): what a local
  * caller's malformed request gets, and which relayed requests are refused.
  */
-import { createServer } from 'node:http';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AGENT_TOKEN_HEADER, startAgent, type Agent, type AgentLogEvent } from '../../src/agent/agent.js';
+import { loadTemplate } from '../../src/agent/templates.js';
 
 const REQUEST_TOKEN = 'agent-request-token-0123456789abcdef';
 const VALUE = 'rk_live_agent_requests_value_0123456789';
 let server: ReturnType<typeof createServer>;
+let streamOpened: (response: ServerResponse) => void = () => {};
+const failingStream = new Promise<ServerResponse>((resolve) => (streamOpened = resolve));
 let agent: Agent;
 const logs: AgentLogEvent[] = [];
 
 beforeAll(async () => {
   server = createServer((request, response) => {
+    if (request.url === '/v1/events' && request.headers.authorization === 'Bearer failing-credential') {
+      // The stream of the agent that cannot start: held open, as rekey server holds it.
+      response.writeHead(200, { 'content-type': 'text/event-stream' }).write('retry: 10\n\n');
+      return streamOpened(response);
+    }
+    if (request.url === '/v1/secrets/not-granted') {
+      // Refused once that agent's stream is open, so what its failed start leaves behind can be seen.
+      return void failingStream.then(() => response.writeHead(403, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'insufficient_scope' })));
+    }
     if (request.url?.startsWith('/v1/secrets/')) {
       const secret = decodeURIComponent(request.url.slice('/v1/secrets/'.length));
       return void response.writeHead(200, { 'content-type': 'application/json', etag: '"1"' }).end(JSON.stringify({ secret, version: 1, value: VALUE, expiresAt: new Date(Date.now() + 300_000).toISOString() }));
@@ -60,5 +75,34 @@ it('refuses a request relayed by a proxy, whether it says so with X-Forwarded-Fo
   for (const headers of <Record<string, string>[]>[{ 'x-forwarded-for': '203.0.113.7' }, { forwarded: 'for=203.0.113.7' }, { forwarded: 'for="[2001:db8::1]";proto=https' }]) {
     expect(await get('/v1/secrets/payments-api-key', headers)).toEqual({ status: 401, body: { error: 'invalid_token' } });
     expect((await get('/v1/token?audience=api.example.com', headers)).status).toBe(401);
+  }
+});
+
+it('leaves nothing running when it cannot start (a template naming a secret not granted): its change stream is closed', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'rekey-agent-requests-'));
+  try {
+    await writeFile(join(dir, 'app.env.tmpl'), 'KEY={{ secret "not-granted" }}\n');
+    const starting = startAgent({
+      server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      credential: () => Promise.resolve('failing-credential'),
+      requestToken: REQUEST_TOKEN,
+      port: 0,
+      secrets: [],
+      audiences: [],
+      templates: [await loadTemplate(`${join(dir, 'app.env.tmpl')}:${join(dir, 'app.env')}`)],
+    });
+    await expect(starting).rejects.toMatchObject({ code: 'forbidden' });
+    expect(await readFile(join(dir, 'app.env'), 'utf8').catch(() => 'absent')).toBe('absent');
+    // Left open, the stream (and its reconnections) would keep `rekey agent` alive, serving nothing, instead of exiting.
+    const stream = await failingStream;
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      new Promise((resolve) => (stream.closed ? resolve('closed') : stream.once('close', () => resolve('closed')))),
+      new Promise((resolve) => (timer = setTimeout(() => resolve('the failed agent still holds its change stream after 10 s'), 10_000))),
+    ]);
+    clearTimeout(timer);
+    expect(outcome).toBe('closed');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 });
