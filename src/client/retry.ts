@@ -64,7 +64,7 @@ export interface RetryPolicy {
   attempts: number;
   /** Delay cap of the first retry; doubles each retry. @defaultValue 200 */
   baseMs: number;
-  /** No delay above this. @defaultValue 10000 */
+  /** No backoff above this (a server's Retry-After comes on top). @defaultValue 10000 */
   maxMs: number;
 }
 
@@ -127,7 +127,8 @@ export async function withRetry(
     }
     if (attempt >= options.policy.attempts) throw new RekeyClientError('unavailable', last.status, last.error);
     // The jitter is added to Retry-After, not compared with it: clients refused together (a busy server) come back spread out.
-    const delayMs = Math.min(options.policy.maxMs, retryAfterMs + backoff(options.policy, attempt));
+    // maxMs caps the jitter only: a retry before Retry-After (a subject over a limit of few requests per window) is refused again.
+    const delayMs = retryAfterMs + backoff(options.policy, attempt);
     options.log({ code: 'retrying', attempt, delayMs, ...(last.status ? { status: last.status } : {}) });
     await sleep(delayMs, options.signal);
   }

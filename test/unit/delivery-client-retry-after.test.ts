@@ -19,6 +19,8 @@ beforeAll(async () => {
     const credential = request.headers.authorization ?? '';
     if (!refused.has(credential)) {
       refused.add(credential);
+      // A subject over a rate limit of few requests per window is told to come back later than the client's maxMs.
+      if (credential === 'Bearer slow-subject') return void response.writeHead(429, { 'content-type': 'application/json', 'retry-after': '2' }).end('{"error":"slow_down"}');
       return void response.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' }).end('{"error":"temporarily_unavailable"}');
     }
     response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ secret: 'k', version: 1, value: 'v', expiresAt: new Date(Date.now() + 60_000).toISOString() }));
@@ -42,4 +44,16 @@ it('retries a 503 no sooner than its Retry-After, and clients refused together a
   );
   expect(delays.every((delayMs) => delayMs >= 1000)).toBe(true);
   expect(new Set(delays).size, `delays ${delays.join(', ')} ms`).toBeGreaterThan(1);
+}, 30_000);
+
+it('waits out a Retry-After longer than the retry policy\'s maxMs instead of coming back early', async () => {
+  const logs: ClientLogEvent[] = [];
+  const client = createClient({ url, credential: () => 'slow-subject', retry: { baseMs: 1, maxMs: 500 }, logger: (event) => logs.push(event) });
+  const started = Date.now();
+  expect((await client.secret('k')).version).toBe(1);
+  const retries = logs.filter((event) => event.code === 'retrying');
+  expect(retries).toHaveLength(1);
+  expect(retries[0]).toMatchObject({ status: 429, attempt: 1 });
+  expect(retries[0]!.delayMs).toBeGreaterThanOrEqual(2000);
+  expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
 }, 30_000);
