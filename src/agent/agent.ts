@@ -33,7 +33,8 @@ export type AgentLogEvent =
   | { code: 'agent_refresh_failed'; secret?: string; audience?: string }
   | { code: 'agent_rendered'; files: number }
   | { code: 'agent_render_failed' }
-  | { code: 'agent_signalled'; pid: number };
+  | { code: 'agent_signalled'; pid: number }
+  | { code: 'agent_signal_failed'; pid: number };
 
 export interface AgentOptions {
   server: string;
@@ -91,8 +92,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     log({ code: 'agent_rendered', files: changed });
     const pid = changed && options.notify ? await options.notify.pid() : undefined;
     if (pid && options.notify) {
-      process.kill(pid, options.notify.signal);
-      log({ code: 'agent_signalled', pid });
+      try {
+        process.kill(pid, options.notify.signal);
+        log({ code: 'agent_signalled', pid });
+      } catch {
+        // Exited (a stale pid file) or not ours: nothing to tell, and the files are rendered; the process reads them when it starts.
+        log({ code: 'agent_signal_failed', pid });
+      }
     }
     if (failure) throw failure.error;
   };

@@ -4,6 +4,7 @@
  * caller's malformed request gets, and which relayed requests are refused.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -103,6 +104,36 @@ it('leaves nothing running when it cannot start (a template naming a secret not 
     clearTimeout(timer);
     expect(outcome).toBe('closed');
   } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+it('starts, with its file rendered, when the process of --pid-file has exited (a stale pid file): there is nothing to signal', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'rekey-agent-requests-'));
+  // A process that has exited: its pid is in no process table entry of ours now.
+  const gone = spawn(process.execPath, ['-e', '']);
+  const pid = gone.pid!;
+  await new Promise((resolve) => gone.once('exit', resolve));
+  const logs: AgentLogEvent[] = [];
+  let started: Agent | undefined;
+  try {
+    await writeFile(join(dir, 'app.env.tmpl'), 'KEY={{ secret "payments-api-key" }}\n');
+    started = await startAgent({
+      server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      credential: () => Promise.resolve('credential'),
+      requestToken: REQUEST_TOKEN,
+      port: 0,
+      secrets: [],
+      audiences: [],
+      templates: [await loadTemplate(`${join(dir, 'app.env.tmpl')}:${join(dir, 'app.env')}`)],
+      notify: { pid: () => Promise.resolve(pid), signal: 'SIGHUP' },
+      logger: (event) => logs.push(event),
+    });
+    expect(await readFile(join(dir, 'app.env'), 'utf8')).toBe(`KEY=${VALUE}\n`);
+    expect(logs).toContainEqual({ code: 'agent_signal_failed', pid });
+    expect(logs.map((e) => e.code)).not.toContain('agent_render_failed');
+  } finally {
+    await started?.stop();
     await rm(dir, { recursive: true, force: true });
   }
 });
