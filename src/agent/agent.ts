@@ -77,12 +77,14 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   };
   const render = () => rendering.then(() => queueRender().catch(() => {}));
   const renderNow = async () => {
-    if (!options.templates.length) return;
+    // A refresh still out when the agent stopped renders nothing, and reads nothing more with its credential.
+    if (!options.templates.length || stopped) return;
     const read = { secret: async (name: string) => (await client.secret(name)).value, token: async (audience: string) => (await client.token(audience)).token };
     // Each template on its own: one that fails does not keep the process from hearing that another file changed.
     let changed = 0;
     let failure: { error: unknown } | undefined;
     for (const template of options.templates) {
+      if (stopped) break;
       try {
         changed += await renderTemplates([template], read);
       } catch (error) {
@@ -105,6 +107,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   /** Fetches `key` now, then again at its renewal time (or soon, after a failure). */
   const keep = async (key: string, fetch: () => Promise<{ expiresAt: number }>, failed: AgentLogEvent) => {
     clearTimeout(timers.get(key));
+    if (stopped) return;
     let delayMs = 5_000;
     try {
       const { expiresAt } = await fetch();
