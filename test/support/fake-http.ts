@@ -1,5 +1,5 @@
 /** Plumbing the local fakes of HTTP APIs share (the API semantics stay in each fake). */
-import type { IncomingMessage, Server } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
 
 /** The whole request body as UTF-8. */
 export async function readBody(req: IncomingMessage): Promise<string> {
@@ -11,4 +11,24 @@ export async function readBody(req: IncomingMessage): Promise<string> {
 /** Listens on a free loopback port; resolves with it. */
 export function listenLoopback(server: Server): Promise<number> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
+}
+
+/** A loopback HTTP server standing in for a remote one (rekey, an issuer) in a test file. */
+export interface StandIn {
+  url: string;
+  /** Closes it, its kept-alive and held connections too. */
+  stop(): Promise<void>;
+}
+
+/** Starts a {@link StandIn} answering with `handler`. */
+export async function standIn(handler: RequestListener): Promise<StandIn> {
+  const server = createServer(handler);
+  const port = await listenLoopback(server);
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stop: () => {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
 }

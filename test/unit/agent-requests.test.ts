@@ -5,24 +5,24 @@
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
-import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AGENT_TOKEN_HEADER, startAgent, type Agent, type AgentLogEvent } from '../../src/agent/agent.js';
 import { loadTemplate } from '../../src/agent/templates.js';
+import { type StandIn, standIn } from '../support/fake-http.js';
 
 const REQUEST_TOKEN = 'agent-request-token-0123456789abcdef';
 const VALUE = 'rk_live_agent_requests_value_0123456789';
-let server: ReturnType<typeof createServer>;
+let server: StandIn;
 let streamOpened: (response: ServerResponse) => void = () => {};
 const failingStream = new Promise<ServerResponse>((resolve) => (streamOpened = resolve));
 let agent: Agent;
 const logs: AgentLogEvent[] = [];
 
 beforeAll(async () => {
-  server = createServer((request, response) => {
+  server = await standIn((request, response) => {
     if (request.url === '/v1/events' && request.headers.authorization === 'Bearer failing-credential') {
       // The stream of the agent that cannot start: held open, as rekey server holds it.
       response.writeHead(200, { 'content-type': 'text/event-stream' }).write('retry: 10\n\n');
@@ -39,9 +39,8 @@ beforeAll(async () => {
     if (request.url === '/v1/token') return void response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: 'token-1', token_type: 'Bearer', expires_in: 300 }));
     response.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'not_found' }));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   agent = await startAgent({
-    server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    server: server.url,
     credential: () => Promise.resolve('credential'),
     requestToken: REQUEST_TOKEN,
     port: 0,
@@ -53,8 +52,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await agent?.stop();
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
+  await server.stop();
 });
 
 const get = async (path: string, headers: Record<string, string> = {}) => {
@@ -84,7 +82,7 @@ it('leaves nothing running when it cannot start (a template naming a secret not 
   try {
     await writeFile(join(dir, 'app.env.tmpl'), 'KEY={{ secret "not-granted" }}\n');
     const starting = startAgent({
-      server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      server: server.url,
       credential: () => Promise.resolve('failing-credential'),
       requestToken: REQUEST_TOKEN,
       port: 0,
@@ -119,7 +117,7 @@ it('starts, with its file rendered, when the process of --pid-file has exited (a
   try {
     await writeFile(join(dir, 'app.env.tmpl'), 'KEY={{ secret "payments-api-key" }}\n');
     started = await startAgent({
-      server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      server: server.url,
       credential: () => Promise.resolve('credential'),
       requestToken: REQUEST_TOKEN,
       port: 0,

@@ -5,15 +5,15 @@
  * read until the agent has stopped.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startAgent } from '../../src/agent/agent.js';
 import { loadTemplate } from '../../src/agent/templates.js';
+import { type StandIn, standIn } from '../support/fake-http.js';
 
-let server: ReturnType<typeof createServer>;
+let server: StandIn;
 let reads = 0;
 let streamOpened: (response: ServerResponse) => void = () => {};
 const stream = new Promise<ServerResponse>((resolve) => (streamOpened = resolve));
@@ -26,7 +26,7 @@ const answer = (response: ServerResponse, version: number) =>
   response.writeHead(200, { 'content-type': 'application/json', etag: `"${version}"` }).end(JSON.stringify({ secret: 'held', version, value: `value-${version}`, expiresAt: new Date(Date.now() + 300_000).toISOString() }));
 
 beforeAll(async () => {
-  server = createServer((request, response) => {
+  server = await standIn((request, response) => {
     if (request.url === '/v1/events') {
       response.writeHead(200, { 'content-type': 'text/event-stream' }).write('retry: 10\n\n');
       return streamOpened(response);
@@ -40,19 +40,15 @@ beforeAll(async () => {
     }
     response.writeHead(404).end();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
 });
-afterAll(() => {
-  server.closeAllConnections();
-  return new Promise((resolve) => server.close(resolve));
-});
+afterAll(() => server.stop());
 
 it('renders nothing and reads nothing once stopped, though a refresh was out when it stopped', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'rekey-agent-stop-'));
   try {
     await writeFile(join(dir, 'app.env.tmpl'), 'KEY={{ secret "held" }}\n');
     const agent = await startAgent({
-      server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      server: server.url,
       credential: () => Promise.resolve('credential'),
       requestToken: 'agent-request-token-0123456789abcdef',
       port: 0,

@@ -3,30 +3,26 @@
  * after it fills no cache (the next call asks the server again) and sends nothing more. A
  * loopback HTTP server stands in for rekey and holds its answer until the test lets it go.
  */
-import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createClient } from '../../src/client/index.js';
+import { type StandIn, standIn } from '../support/fake-http.js';
 
-let server: ReturnType<typeof createServer>;
+let server: StandIn;
 let url: string;
 let requests = 0;
 const held: ServerResponse[] = [];
 let arrived: () => void = () => {};
 
 beforeAll(async () => {
-  server = createServer((_request, response) => {
+  server = await standIn((_request, response) => {
     requests++;
     held.push(response);
     arrived();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  url = server.url;
 });
-afterAll(() => {
-  server.closeAllConnections();
-  return new Promise((resolve) => server.close(resolve));
-});
+afterAll(() => server.stop());
 
 const answer = (response: ServerResponse) =>
   response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ secret: 'k', version: 3, value: 'v3', expiresAt: new Date(Date.now() + 60_000).toISOString() }));

@@ -6,17 +6,16 @@
  * without surrounding whitespace everywhere (no credential rekey takes holds any), as `rekey
  * agent` reads its files. A loopback HTTP server stands in for rekey and accepts exactly the key.
  */
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createClient } from '../../src/client/index.js';
+import { type StandIn, standIn } from '../support/fake-http.js';
 
 const KEY = 'rk_cli_0123456789abcdefghijklmnopqrst';
-let server: ReturnType<typeof createServer>;
+let server: StandIn;
 let url: string;
 
 beforeAll(async () => {
-  server = createServer((request, response) => {
+  server = await standIn((request, response) => {
     let body = '';
     request.on('data', (chunk: Buffer) => (body += chunk.toString()));
     request.on('end', () => {
@@ -29,13 +28,9 @@ beforeAll(async () => {
       json(200, { secret: 'k', version: 1, value: 'v1', expiresAt: new Date(Date.now() + 60_000).toISOString() });
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  url = server.url;
 });
-afterAll(() => {
-  server.closeAllConnections();
-  return new Promise((resolve) => server.close(resolve));
-});
+afterAll(() => server.stop());
 
 it('a credential file ending with a newline works for token() as for secret()', async () => {
   const client = createClient({ url, credential: () => `${KEY}\n`, credentialType: 'urn:ietf:params:oauth:token-type:access_token' });

@@ -6,19 +6,19 @@
  * everywhere now, so they are forgotten as a `revoked` event forgets them: the next `token()`
  * asks the server. A loopback HTTP server stands in for rekey (POST /v1/token, GET /v1/events).
  */
-import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createClient, type SecretChange } from '../../src/client/index.js';
+import { type StandIn, standIn } from '../support/fake-http.js';
 
-let server: ReturnType<typeof createServer>;
+let server: StandIn;
 let url: string;
 let minted = 0;
 let connections = 0;
 const open: ServerResponse[] = [];
 
 beforeAll(async () => {
-  server = createServer((request, response) => {
+  server = await standIn((request, response) => {
     if (request.url === '/v1/token') {
       minted++;
       return void response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: `token-${minted}`, token_type: 'Bearer', expires_in: 300 }));
@@ -37,13 +37,9 @@ beforeAll(async () => {
     }
     response.writeHead(404).end();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  url = server.url;
 });
-afterAll(() => {
-  server.closeAllConnections();
-  return new Promise((resolve) => server.close(resolve));
-});
+afterAll(() => server.stop());
 
 it('a ready after a reconnection that shows a followed version changed forgets the cached tokens', async () => {
   const client = createClient({ url, credential: () => 'credential', retry: { attempts: 2, baseMs: 1, maxMs: 5 } });

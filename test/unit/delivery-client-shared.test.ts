@@ -4,30 +4,26 @@
  * the shared request brings. A loopback HTTP server stands in for rekey and holds its answer
  * until the test lets it go.
  */
-import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createClient } from '../../src/client/index.js';
+import { type StandIn, standIn } from '../support/fake-http.js';
 
-let server: ReturnType<typeof createServer>;
+let server: StandIn;
 let url: string;
 let requests = 0;
 const held: ServerResponse[] = [];
 let arrived: () => void = () => {};
 
 beforeAll(async () => {
-  server = createServer((_request, response) => {
+  server = await standIn((_request, response) => {
     requests++;
     held.push(response);
     arrived();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  url = server.url;
 });
-afterAll(() => {
-  server.closeAllConnections();
-  return new Promise((resolve) => server.close(resolve));
-});
+afterAll(() => server.stop());
 
 it('one caller giving up does not fail the others sharing its request', async () => {
   const client = createClient({ url, credential: () => 'credential' });

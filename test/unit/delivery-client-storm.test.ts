@@ -5,32 +5,27 @@
  * again). A loopback HTTP server stands in for rekey and reports each request's change before
  * answering, as a secret rotating on every read would.
  */
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createClient, type RekeyClient } from '../../src/client/index.js';
+import { type StandIn, standIn } from '../support/fake-http.js';
 
 /** Where the old code's loop is cut, so the test ends either way. */
 const STORM = 50;
-let server: ReturnType<typeof createServer>;
+let server: StandIn;
 let url: string;
 let requests = 0;
 let client: RekeyClient | undefined;
 
 beforeAll(async () => {
-  server = createServer((_request, response) => {
+  server = await standIn((_request, response) => {
     requests++;
     // The secret rotates while this read is out: the stream's event arrives before the answer.
     if (requests <= STORM) client?.invalidate('k');
     response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ secret: 'k', version: requests, value: `v${requests}`, expiresAt: new Date(Date.now() + 60_000).toISOString() }));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  url = server.url;
 });
-afterAll(() => {
-  server.closeAllConnections();
-  return new Promise((resolve) => server.close(resolve));
-});
+afterAll(() => server.stop());
 
 it('a value superseded on every read is read again a bounded number of times, then handed out uncached', async () => {
   client = createClient({ url, credential: () => 'credential' });

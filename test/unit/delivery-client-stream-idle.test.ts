@@ -7,20 +7,20 @@
  * A loopback server stands in for rekey: its first stream sends `ready` and an event, then stops
  * writing and keeps the socket open; the second sends what was missed.
  */
-import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { follow, type SecretChange } from '../../src/client/events.js';
 import type { ClientLogEvent } from '../../src/client/index.js';
+import { type StandIn, standIn } from '../support/fake-http.js';
 
-let server: ReturnType<typeof createServer>;
+let server: StandIn;
 let url: string;
 let connections = 0;
 const lastEventIds: (string | undefined)[] = [];
 const silent: ServerResponse[] = [];
 
 beforeAll(async () => {
-  server = createServer((request, response) => {
+  server = await standIn((request, response) => {
     if (request.url !== '/v1/events') return void response.writeHead(404).end();
     connections++;
     lastEventIds.push(request.headers['last-event-id'] as string | undefined);
@@ -35,13 +35,9 @@ beforeAll(async () => {
     response.write(`id: 2-0\nevent: revoked\ndata: ${JSON.stringify({ secret: 'payments-api-key', version: 8 })}\n\n`);
     silent.push(response);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  url = server.url;
 });
-afterAll(() => {
-  server.closeAllConnections();
-  return new Promise((resolve) => server.close(resolve));
-});
+afterAll(() => server.stop());
 
 it('drops a stream that brings nothing (not even a keep-alive) for the idle limit, and resumes on a new one', async () => {
   const changes: SecretChange[] = [];
