@@ -180,10 +180,15 @@ export class Runtime {
     }
   }
 
-  /** Readiness: both stores of state answer. */
+  /**
+   * Readiness: both stores of state answer, and PostgreSQL takes writes. A server that refuses
+   * them (a standby, a primary demoted by a failover while the front still routes to it) makes
+   * the probe fail with SQLSTATE 25006, as a write would: the process is not ready, and the
+   * connection is dropped (src/db/client.ts), so the next probe goes through the front afresh.
+   */
   async ready(): Promise<{ postgres: boolean; redis: boolean }> {
     const [postgres, redis] = await Promise.all([
-      within(SAMPLE_TIMEOUT_MS, this.db.$queryRaw`SELECT 1`).then(() => true, () => false),
+      within(SAMPLE_TIMEOUT_MS, this.db.$executeRaw`DO $$ BEGIN IF current_setting('transaction_read_only') = 'on' THEN RAISE SQLSTATE '25006'; END IF; END $$`).then(() => true, () => false),
       within(SAMPLE_TIMEOUT_MS, this.redis.ping()).then(() => true, () => false),
     ]);
     return { postgres, redis };

@@ -2,11 +2,13 @@
  * /readyz and /metrics under a flood (issue 12 item 7): they answer from a probe taken at most
  * about once a second, so a hundred requests at once cost PostgreSQL and Redis one probe, not
  * a hundred; and /metrics can be served on a port of its own (REKEY_METRICS_PORT), away from
- * the port an ingress routes to.
+ * the port an ingress routes to. A PostgreSQL that refuses writes (a standby) is not ready.
  */
+import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { PROBE_CACHE_MS } from '../../src/http/server.js';
+import { buildServer, PROBE_CACHE_MS } from '../../src/http/server.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { runSql } from '../support/isolation.js';
 import { until } from '../support/poll.js';
 
 let h: Harness;
@@ -66,4 +68,23 @@ it('/metrics on its own port: 100 concurrent scrapes render once per second they
   // The metrics port serves metrics only: no receivers, no health endpoints an ingress could reach there.
   expect((await fetch(`${metricsUrl}/readyz`)).status).toBe(404);
   expect((await fetch(`${h.serving!.url}/readyz`)).status).toBe(200);
+});
+
+it('/readyz answers 503 while PostgreSQL refuses writes (a standby, a demoted primary the front still routes to), and 200 once the connections reach a writable server again', async () => {
+  const ro = await startHarness({ label: 'probes-ro', workers: false });
+  const app = await buildServer(ro.runtime);
+  const database = pg.escapeIdentifier(new URL(ro.env.databaseUrl).pathname.slice(1));
+  try {
+    // Every session opened from now on is read-only, as on a standby: writes fail with SQLSTATE 25006.
+    await runSql(ro.env.databaseUrl, [`ALTER DATABASE ${database} SET default_transaction_read_only = on`]);
+    await expect(ro.runtime.db.$executeRaw`CREATE TEMP TABLE t (x int)`).rejects.toThrow();
+    const refused = await app.inject('/readyz');
+    expect({ status: refused.statusCode, body: refused.json<unknown>() }).toEqual({ status: 503, body: { postgres: false, redis: true } });
+    // Writable again for new sessions; a pooled connection opened read-only stays so: it must not be kept.
+    await runSql(ro.env.databaseUrl, ['SET default_transaction_read_only = off', `ALTER DATABASE ${database} RESET default_transaction_read_only`]);
+    await until(async () => (await app.inject('/readyz')).statusCode === 200, 20_000, '/readyz 200 once the server takes writes');
+  } finally {
+    await app.close();
+    await ro.stop();
+  }
 });
