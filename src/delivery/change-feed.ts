@@ -10,11 +10,13 @@
  * that id as the SSE `id:`, and a client that reconnects with `Last-Event-ID` is sent what it
  * missed from the log (since()).
  *
- * Pub/sub delivers at most once: a replica whose subscriber is reconnecting misses what is
- * published meanwhile (the log still has it for clients that resume). Clients therefore also
- * re-read a value when it expires (its expiry is never later than the next scheduled
- * rotation), and a stream that cannot resume starts with the current version of every secret
- * it covers.
+ * Pub/sub keeps nothing for a subscriber that is away: once a replica's subscriber is
+ * connected and subscribed again (a Redis failover, a cut connection), the feed reads the log
+ * from the last change it handed out and hands out what it missed, before what arrived live
+ * meanwhile (catchUp()). What the log no longer holds (trimmed, or lost with a primary that had
+ * not replicated it) is lost: clients therefore also re-read a value when it expires (its expiry
+ * is never later than the next scheduled rotation), and a stream that cannot resume starts with
+ * the current version of every secret it covers.
  */
 import type { Logger } from 'pino';
 import type { SecretChange } from '../core/model.js';
@@ -37,6 +39,12 @@ export class ChangeFeed {
   private readonly listeners = new Set<Listener>();
   private subscriber: RedisConnection | undefined;
   private subscribed: Promise<void> | undefined;
+  /** The log id of the newest change handed to the listeners (or in the log when subscribing): a reconnection reads the log after it. */
+  private last: string | undefined;
+  /** Changes arriving live while catchUp() reads the log: handed out after what it read. */
+  private held: SecretChange[] | undefined;
+  /** A reconnection happened while catchUp() ran: it reads the log once more. */
+  private again = false;
   /** Publications not answered yet: close() lets them finish, so `rekey revoke` does not drop its own. */
   private readonly publishing = new Set<Promise<unknown>>();
 
@@ -109,14 +117,50 @@ export class ChangeFeed {
       if (channel !== this.channel) return;
       const change = parse(message);
       if (!change) return;
-      for (const listener of this.listeners) listener(change);
+      if (this.held) this.held.push(change);
+      else this.dispatch(change);
     });
     try {
       await subscriber.subscribe(this.channel);
+      const [newest] = await this.publisher.xrevrange(this.log, '+', '-', 'COUNT', 1);
+      this.last ??= newest?.[0] ?? '0-0';
     } catch (error) {
       this.subscribed = undefined;
       throw error;
     }
+    // Registered once subscribed: every 'ready' from now on is a reconnection.
+    subscriber.on('ready', () => void this.catchUp(subscriber));
+  }
+
+  private dispatch(change: SecretChange): void {
+    if (change.id && (!this.last || compareIds(change.id, this.last) > 0)) this.last = change.id;
+    for (const listener of this.listeners) listener(change);
+  }
+
+  /** After a reconnection: the changes the log got since the last one handed out, then those that arrived live meanwhile (each once). */
+  private async catchUp(subscriber: RedisConnection): Promise<void> {
+    if (this.held) return void (this.again = true);
+    this.held = [];
+    const replayed = new Set<string>();
+    do {
+      this.again = false;
+      try {
+        // ioredis subscribes again on 'ready'; this waits for that, so the log read next holds everything published before.
+        await subscriber.subscribe(this.channel);
+        if (this.subscriber !== subscriber) break;
+        for (const [id, fields] of await this.publisher.xrange(this.log, `(${this.last ?? '0-0'}`, '+')) {
+          const change = parse(`${id} ${fields[1] ?? ''}`);
+          if (!change || replayed.has(id)) continue;
+          replayed.add(id);
+          this.dispatch(change);
+        }
+      } catch (error) {
+        this.logger.warn({ error: describeError(error) }, 'change feed: could not read the changes published while reconnecting');
+      }
+    } while (this.again);
+    const held = this.held;
+    this.held = undefined;
+    for (const change of held) if (!change.id || !replayed.has(change.id)) this.dispatch(change);
   }
 }
 

@@ -1,0 +1,47 @@
+/**
+ * The change feed's subscriber losing its connection (a Redis failover, a proxy or Redis
+ * cutting it): ioredis connects and subscribes again, but pub/sub keeps nothing for a
+ * subscriber that is away. A change published meanwhile (a revocation that must end the
+ * streams relying on it, a rotation the delivery cache must forget) is in the change log, so
+ * the feed reads the log from the last change it handed out once it is subscribed again.
+ */
+import { once } from 'node:events';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { SecretChange } from '../../src/core/model.js';
+import { startHarness, type Harness } from '../support/harness.js';
+import { until } from '../support/poll.js';
+import { testRedis } from '../support/redis.js';
+
+let h: Harness;
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'feed-reconnect', workers: false });
+});
+afterAll(() => h?.stop());
+
+it('a change published while the subscriber reconnects reaches the listeners once it is back, in order, once', async () => {
+  const got: SecretChange[] = [];
+  const stop = await h.runtime.changes.subscribe((change) => got.push(change));
+  await h.runtime.changes.publish({ secret: 'before', event: 'rotated', version: 1 });
+  await until(() => Promise.resolve(got.length === 1), 10_000, 'the first change');
+
+  const subscriber = (h.runtime.changes as unknown as { subscriber: Redis }).subscriber;
+  let back = false;
+  const ready = once(subscriber, 'ready').then(() => (back = true));
+  const closed = once(subscriber, 'close');
+  const admin = testRedis();
+  try {
+    await admin.client('KILL', 'ADDR', `${subscriber.stream.localAddress}:${subscriber.stream.localPort}`);
+  } finally {
+    admin.disconnect();
+  }
+  await closed;
+  await h.runtime.changes.publish({ secret: 'gap', event: 'revoked', version: 1 });
+  expect(back).toBe(false); // published while the subscriber was away (it reconnects after 50 ms at the soonest)
+  await ready;
+  await h.runtime.changes.publish({ secret: 'after', event: 'rotated', version: 2 });
+  await until(() => Promise.resolve(got.some((c) => c.secret === 'after')), 10_000, 'the change published after the reconnection');
+  stop();
+  expect(got.map((c) => c.secret)).toEqual(['before', 'gap', 'after']);
+});
