@@ -106,12 +106,16 @@ export class LocalStore implements SecretStore {
   /**
    * One transaction under the secret's advisory lock. It commits only while the caller still waits:
    * once `call.signal` aborts (core's per-call timeout gave up on it) it rolls back, so a write core
-   * counted as failed never lands later beside the one its retry makes.
+   * counted as failed never lands later beside the one its retry makes. A connection whose server
+   * refused a write as read-only (SQLSTATE 25006: a standby, or a primary demoted by a failover while
+   * the front still routed to it) is not kept, so the retry opens one through the front to the new
+   * primary instead of failing on it for ever.
    */
   private async transaction<T>(call: Call | undefined, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.pool.connect().catch((cause: unknown) => {
       throw unavailable(this.provider, cause);
     });
+    let broken: Error | undefined;
     try {
       await client.query('BEGIN');
       // One writer per secret at a time: stage moves must not interleave.
@@ -122,12 +126,16 @@ export class LocalStore implements SecretStore {
       return result;
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
+      if ((error as { code?: unknown } | null)?.code === READ_ONLY_SQL_TRANSACTION) broken = new Error('server is read-only');
       throw error instanceof ProviderError ? error : unavailable(this.provider, error);
     } finally {
-      client.release();
+      // pg-pool destroys a connection given back with an error instead of keeping it.
+      client.release(broken);
     }
   }
 }
+
+const READ_ONLY_SQL_TRANSACTION = '25006';
 
 function aad(secret: string, versionId: string): string {
   return `${secret}\n${versionId}`;

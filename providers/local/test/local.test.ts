@@ -6,7 +6,7 @@ import type { SecretStore } from '../../../src/core/ports.js';
 import { SecretValue } from '../../../src/core/secret-value.js';
 import { call, newVersion } from '../../../test/conformance/refs.js';
 import { storeConformance } from '../../../test/conformance/store.js';
-import { isolate, type Isolated } from '../../../test/support/isolation.js';
+import { isolate, runSql, type Isolated } from '../../../test/support/isolation.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import local from '../index.js';
 
@@ -100,4 +100,20 @@ it('a writePending abandoned by its caller (timeout) never commits later, so the
   } finally {
     await blocker.end();
   }
+});
+
+it('a connection whose server refused a write as read-only (a standby, a primary demoted by a failover) is not kept: once the server takes writes again, so does the store', async () => {
+  const store = openStore();
+  const v = newVersion('read-only');
+  const database = pg.escapeIdentifier(new URL(env.databaseUrl).pathname.slice(1));
+  // Every session opened now is read-only, as on a standby: the store's first connection is one.
+  await runSql(env.databaseUrl, [`ALTER DATABASE ${database} SET default_transaction_read_only = on`]);
+  try {
+    await expect(store.writePending(v.ref, v.value, call())).rejects.toMatchObject({ code: 'REKEY_ERR_UNAVAILABLE' });
+  } finally {
+    await runSql(env.databaseUrl, ['SET default_transaction_read_only = off', `ALTER DATABASE ${database} RESET default_transaction_read_only`]);
+  }
+  // The front leads to a writable server again: the retry of the step goes there, not to the read-only session.
+  const { storeVersionId } = await store.writePending(v.ref, v.value, call());
+  expect((await store.read({ storeVersionId }, call())).equals(v.value)).toBe(true);
 });
