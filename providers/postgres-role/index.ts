@@ -39,6 +39,7 @@ export default defineProvider<PostgresRoleConfig, never, PostgresRoleIssuerBindi
           pool.on('connect', (client) => client.on('error', () => undefined));
         }
         const client = await pool.connect();
+        let broken: Error | undefined;
         try {
           await client.query('BEGIN');
           const result = await work(client);
@@ -46,9 +47,12 @@ export default defineProvider<PostgresRoleConfig, never, PostgresRoleIssuerBindi
           return result;
         } catch (error) {
           await client.query('ROLLBACK').catch(() => undefined);
+          // A server that refused a write as read-only (a standby, a primary demoted by a failover) is not
+          // asked again: pg-pool destroys a connection given back with an error, so the retry goes through the front afresh.
+          if ((error as { code?: unknown } | null)?.code === '25006') broken = new Error('server is read-only');
           throw error;
         } finally {
-          client.release();
+          client.release(broken);
         }
       },
       clientUrl() {

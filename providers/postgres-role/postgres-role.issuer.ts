@@ -197,6 +197,7 @@ function classify(error: unknown): ErrorCode {
   if (code === '42501' || code.startsWith('28')) return 'REKEY_ERR_DENIED'; // insufficient_privilege, auth
   if (code === '40001' || code === '40P01' || code === '55P03') return 'REKEY_ERR_CONFLICT'; // serialization, deadlock, lock
   if (code === '57014') return 'REKEY_ERR_TIMEOUT'; // query_canceled
-  if (/^(08|53|57)/.test(code) || !code) return 'REKEY_ERR_UNAVAILABLE'; // connection, resources, shutdown; network errors
+  // connection, resources, shutdown; network errors; read-only (a standby, or a primary demoted by a failover the front has not followed yet)
+  if (/^(08|53|57)/.test(code) || code === '25006' || !code) return 'REKEY_ERR_UNAVAILABLE';
   return 'REKEY_ERR_INVALID';
 }

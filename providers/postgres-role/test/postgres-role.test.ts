@@ -283,6 +283,27 @@ describe('postgres-role alternating', () => {
   });
 });
 
+describe('postgres-role when the managed server fails over', () => {
+  it('a server that refuses writes as read-only (a standby, a demoted primary) fails issue retryably, and that connection is not kept: once writes are taken again, issue works', async () => {
+    // Sessions of the managing user opened from now on are read-only, as on a standby.
+    await sql(cluster.superuserUrl, 'ALTER ROLE rekey_manager SET default_transaction_read_only = on');
+    const { issuer, close } = open();
+    try {
+      try {
+        const error = await issuer.issue(newVersion('orders-db').ref, call()).catch((e: unknown) => e);
+        expect(error).toMatchObject({ code: 'REKEY_ERR_UNAVAILABLE', retryable: true });
+      } finally {
+        await sql(cluster.superuserUrl, 'ALTER ROLE rekey_manager RESET default_transaction_read_only');
+      }
+      // The front leads to a writable primary again: the step's retry goes there, not to the read-only session.
+      const v = newVersion('orders-db');
+      await expect(issuer.issue(v.ref, call())).resolves.toMatchObject({ state: expect.anything() as unknown });
+    } finally {
+      await close();
+    }
+  });
+});
+
 describe('postgres-role single', () => {
   it('changes one password in place: the old one dies at issue, revoke of an old version is a no-op', async () => {
     const { role, issuer, close } = open({ strategy: 'single' });
