@@ -155,7 +155,7 @@ export class ChangeFeed {
           this.dispatch(change);
         }
       } catch (error) {
-        this.logger.warn({ error: describeError(error) }, 'change feed: could not read the changes published while reconnecting');
+        if (this.subscriber === subscriber) this.logger.warn({ error: describeError(error) }, 'change feed: could not read the changes published while reconnecting');
       }
     } while (this.again);
     const held = this.held;
