@@ -8,7 +8,7 @@ import { describeError, RekeyError } from './core/errors.js';
 import { createFingerprinter, type Fingerprinter } from './core/fingerprint.js';
 import type { ProviderCatalog } from './core/provider.js';
 import { AuditLog } from './db/audit.js';
-import { type Db, createDb } from './db/client.js';
+import { type Db, createDb, writable } from './db/client.js';
 import type { RekeyConfig } from './config/schema.js';
 import { PrismaRepository } from './db/repository.js';
 import { OutboxNotifier, outboxBacklog } from './db/outbox.js';
@@ -182,13 +182,13 @@ export class Runtime {
 
   /**
    * Readiness: both stores of state answer, and PostgreSQL takes writes. A server that refuses
-   * them (a standby, a primary demoted by a failover while the front still routes to it) makes
-   * the probe fail with SQLSTATE 25006, as a write would: the process is not ready, and the
-   * connection is dropped (src/db/client.ts), so the next probe goes through the front afresh.
+   * them (a standby, a primary demoted by a failover while the front still routes to it) leaves
+   * the process not ready, and the connection is dropped (writable()), so the next probe goes
+   * through the front afresh.
    */
   async ready(): Promise<{ postgres: boolean; redis: boolean }> {
     const [postgres, redis] = await Promise.all([
-      within(SAMPLE_TIMEOUT_MS, this.db.$executeRaw`DO $$ BEGIN IF current_setting('transaction_read_only') = 'on' THEN RAISE SQLSTATE '25006'; END IF; END $$`).then(() => true, () => false),
+      within(SAMPLE_TIMEOUT_MS, writable(this.db)).then((yes) => yes, () => false),
       within(SAMPLE_TIMEOUT_MS, this.redis.ping()).then(() => true, () => false),
     ]);
     return { postgres, redis };

@@ -106,6 +106,25 @@ function releaseWhenDead(client: pg.PoolClient): pg.PoolClient {
   return client;
 }
 
+/**
+ * Whether PostgreSQL answers and takes writes (readiness). A server that does not (a standby, or
+ * a primary demoted by a failover while the front still routes to it: `transaction_read_only`
+ * is on) has the connection dropped, as a refused write's is, so the next check goes through the
+ * front afresh. Needs no privilege beyond connecting.
+ * @throws what the query throws (the server unreachable).
+ */
+export async function writable(db: Db): Promise<boolean> {
+  const client = await poolOf(db).connect();
+  let readOnly = true;
+  try {
+    const { rows } = await client.query<{ read_only: string }>(`SELECT current_setting('transaction_read_only') AS read_only`);
+    readOnly = rows[0]?.read_only !== 'off';
+    return !readOnly;
+  } finally {
+    client.release(readOnly ? new Error('server is read-only') : undefined);
+  }
+}
+
 /** Whether an error is a unique-constraint violation (Prisma P2002 or PostgreSQL 23505). */
 export function isUniqueViolation(error: unknown): boolean {
   const e = error as { code?: string; meta?: { driverAdapterError?: { cause?: { originalCode?: string } } } };
