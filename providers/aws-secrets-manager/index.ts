@@ -23,6 +23,9 @@ export default defineProvider<AwsSecretsManagerConfig, AwsSecretsManagerStoreBin
   bindings: { store: awsSecretsManagerStoreBinding },
   // Two managed secrets on one AWS secret would move each other's AWSCURRENT.
   storeOwns: ({ name }, client) => [client ? `${name}/${client}` : name],
+  // <arn>/<client> is no secret AWS can find or create: every rotation of the client would fail.
+  storeProblem: ({ name }, client) =>
+    client && name.startsWith('arn:') ? 'name is a full ARN: with clients: give the secret\'s name, so each client\'s secret is <name>/<client>' : undefined,
   open(config, ctx) {
     // One client per provider instance: it holds the credential chain's cache and the keep-alive pool.
     const client = new SecretsManagerClient({

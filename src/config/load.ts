@@ -9,7 +9,7 @@ import { isAlias, isScalar, LineCounter, parseDocument, visit } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
 import type { AnyProviderModule, ProviderCatalog } from '../core/provider.js';
 import { signingKeyIssues } from './delivery.js';
-import { perKeyRetireIssues, publishJwksIssues, type RekeyConfig, sharedResourceIssues, validate } from './schema.js';
+import { perKeyRetireIssues, publishJwksIssues, type RekeyConfig, sharedResourceIssues, storeProblemIssues, validate } from './schema.js';
 import { readQuickly } from './yaml-fast.js';
 
 export interface LoadedConfig {
@@ -48,6 +48,7 @@ export async function parseConfig(text: string, file: string, providers: Provide
     ...sharedResourceIssues(config, (type, role, params, client) =>
       (role === 'store' ? byType.get(type)?.storeOwns?.(params, client) : byType.get(type)?.issuerOwns?.(params)) ?? [],
     ),
+    ...storeProblemIssues(config, (type, params, client) => byType.get(type)?.storeProblem?.(params, client)),
   ];
   if (issues.length) throw new ConfigError(file, issues.map(toIssue));
   return loaded;

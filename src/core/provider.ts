@@ -157,6 +157,13 @@ export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never,
    * @defaultValue nothing exclusive
    */
   storeOwns?(params: SB, client: string | undefined): string[];
+  /**
+   * What a store binding cannot do for the managed secret (`client` set for per-client keys), as a
+   * phrase naming the field; refused when rekey.yaml is applied (a revision stored before still
+   * loads). aws-secrets-manager: a full ARN cannot be extended with `/<client>`.
+   * @defaultValue nothing refused
+   */
+  storeProblem?(params: SB, client: string | undefined): string | undefined;
   open(config: C, ctx: ProviderContext): ProviderInstance<SB, IB, TB, AB>;
 }
 

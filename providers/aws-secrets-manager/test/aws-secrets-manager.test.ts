@@ -276,3 +276,26 @@ describe('aws-secrets-manager in rekey.yaml', () => {
 `)).toBe('');
   });
 });
+
+describe('aws-secrets-manager: a full ARN with clients:', () => {
+  const arnOf = (name: string) => `arn:aws:secretsmanager:us-east-1:${fake.model.account}:secret:${name}-AbCdEf`;
+
+  it('a client of an ARN names no secret AWS can create: refused when rekey.yaml is applied', async () => {
+    // At run time the client's entry would be <arn>/web: AWS finds no such secret and cannot create one by that name.
+    const store = instanceStore(arnOf('prod/api'), 'web');
+    const v = newVersion('arn-client');
+    const failed = await rejection(store.writePending(v.ref, v.value, call()));
+    expect([failed.code, failed.message]).toEqual(['REKEY_ERR_INVALID', expect.stringContaining('CreateSecret') as string]);
+    const yaml = `providers:\n  aws: { type: aws-secrets-manager, region: us-east-1 }\nsecrets:\n  a: { store: { provider: aws, name: "${arnOf('prod/api')}" }, issuer: { type: random }, clients: [web] }\n`;
+    const error = await parseConfig(yaml, 'rekey.yaml', providers).then(
+      () => undefined,
+      (e: unknown) => e as ConfigError,
+    );
+    expect(error).toBeDefined();
+    expect(error?.issues.map((i) => `${i.path}: ${i.message}`).join('\n')).toMatch(/secrets\.a\.store: .*ARN.*clients/);
+  });
+});
+
+function instanceStore(name: string, client: string): SecretStore {
+  return aws.store!({ secret: `a/${client}`, client, params: awsSecretsManager.bindings.store!.parse({ name }) });
+}
