@@ -16,6 +16,9 @@ export const kubernetesSecret = defineProvider<KubernetesConfig, never, never, K
   summary: 'A key of a Kubernetes Secret, with optional Deployment restarts so pods read the new value',
   config: kubernetesConfigSchema,
   bindings: { target: kubernetesTargetSchema },
+  // A Secret key holds one value: two managed secrets (or two clients of one) on a slot would replace each other's.
+  targetOwns: ({ name, namespace, key, previousKey }, secret) =>
+    [key, ...(previousKey === false ? [] : [previousKey ?? `${key}.previous`])].map((slot) => `Secret ${namespace ? `${namespace}/` : ''}${name ?? secret} key ${slot}`),
   open(config, ctx) {
     const kc = loadKubeConfig(config, `providers.${ctx.name}`);
     const api = new KubeApi(kc, config.timeoutMs, ctx.name);

@@ -45,9 +45,10 @@ export async function parseConfig(text: string, file: string, providers: Provide
     ...signingKeyIssues(config.delivery, config.secrets, config.providers, signsJwt),
     ...publishJwksIssues(config, signsJwt),
     ...perKeyRetireIssues(config, loaded.document, (type) => byType.get(type)?.usagePerKey !== false),
-    ...sharedResourceIssues(config, (type, role, params, client) =>
-      (role === 'store' ? byType.get(type)?.storeOwns?.(params, client) : byType.get(type)?.issuerOwns?.(params)) ?? [],
-    ),
+    ...sharedResourceIssues(config, (type, role, params, spec) => {
+      const module = byType.get(type);
+      return (role === 'store' ? module?.storeOwns?.(params, spec.client) : role === 'issuer' ? module?.issuerOwns?.(params) : module?.targetOwns?.(params, spec.name)) ?? [];
+    }),
     ...storeProblemIssues(config, (type, params, client) => byType.get(type)?.storeProblem?.(params, client)),
   ];
   if (issues.length) throw new ConfigError(file, issues.map(toIssue));

@@ -334,26 +334,30 @@ export function publishJwksIssues(config: RekeyConfig, signsJwt: (type: string) 
 }
 
 /**
- * Managed secrets whose stores or issuers on one provider instance would change the same thing
- * upstream (their module's `storeOwns` / `issuerOwns`): each rotation would overwrite what the
+ * Managed secrets whose stores, issuers or targets on one provider instance would change the same
+ * thing upstream (their module's `storeOwns` / `issuerOwns` / `targetOwns`): each rotation would overwrite what the
  * other's clients use. Checked when a file is applied (load.ts parseConfig), not when a stored
  * revision is read again.
  */
-export function sharedResourceIssues(config: RekeyConfig, owns: (type: string, role: 'store' | 'issuer', params: unknown, client: string | undefined) => string[]): Issue[] {
+export function sharedResourceIssues(config: RekeyConfig, owns: (type: string, role: 'store' | 'issuer' | 'target', params: unknown, spec: SecretSpec) => string[]): Issue[] {
   const owners = new Map<string, string>();
   const issues = new Map<string, Issue>();
   for (const spec of Object.values(config.secrets)) {
-    for (const role of ['store', 'issuer'] as const) {
-      const { instance, params } = spec[role];
+    const declared = spec.family ?? spec.name;
+    const bindings = [
+      { role: 'store' as const, ...spec.store, path: ['secrets', declared, 'store'] },
+      { role: 'issuer' as const, ...spec.issuer, path: ['secrets', declared, 'issuer'] },
+      ...spec.targets.map((instance, i) => ({ role: 'target' as const, instance, params: spec.targetParams.get(instance), path: ['secrets', declared, 'targets', i] })),
+    ];
+    for (const { role, instance, params, path } of bindings) {
       const type = own(config.providers, instance)?.type;
-      for (const name of type === undefined ? [] : owns(type, role, params, spec.client)) {
+      for (const name of type === undefined ? [] : owns(type, role, params, spec)) {
         const key = `${role}\0${instance}\0${name}`;
         const other = owners.get(key);
         if (other === undefined) {
           owners.set(key, spec.name);
           continue;
         }
-        const path = ['secrets', spec.family ?? spec.name, role];
         if (!issues.has(path.join('.'))) issues.set(path.join('.'), { path, message: `it would change ${name} on ${instance}, as the ${role} of ${other} does: two secrets would undo each other's rotations` });
       }
     }

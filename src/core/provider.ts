@@ -158,6 +158,12 @@ export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never,
    */
   storeOwns?(params: SB, client: string | undefined): string[];
   /**
+   * As `issuerOwns`, for a target binding of the managed secret `secret` (`<family>/<client>` per
+   * client): the slots it overwrites with each deploy (kubernetes-secret: its Secret's keys).
+   * @defaultValue nothing exclusive (a gateway accepts many keys side by side)
+   */
+  targetOwns?(params: TB, secret: string): string[];
+  /**
    * What a store binding cannot do for the managed secret (`client` set for per-client keys), as a
    * phrase naming the field; refused when rekey.yaml is applied (a revision stored before still
    * loads). aws-secrets-manager: a full ARN cannot be extended with `/<client>`.

@@ -4,7 +4,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../../src/config/load.js';
+import type { ConfigError } from '../../../src/core/errors.js';
 import type { Target } from '../../../src/core/ports.js';
+import { providers } from '../../../src/registry.js';
 import { call, held, newVersion, rejection } from '../../../test/conformance/refs.js';
 import { targetConformance } from '../../../test/conformance/target.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
@@ -225,5 +228,34 @@ describe('kubernetes-secret specifics', () => {
     const v = newVersion('payments-api-key');
     await target.deploy(v.ref, v.value, call());
     expect(api.secretData('edge', 'shared-keys')).toEqual({ payments: v.value.reveal() });
+  });
+});
+
+describe('kubernetes-secret in rekey.yaml', () => {
+  const problems = (secrets: string) =>
+    parseConfig(`providers:\n  cluster: { type: kubernetes-secret, namespace: payments }\n  vault: { type: local }\nsecrets:\n${secrets}`, 'rekey.yaml', providers).then(
+      () => '',
+      (e: unknown) => (e as ConfigError).issues.map((i) => `${i.path}: ${i.message}`).join('\n'),
+    );
+
+  it('refuses two managed secrets writing one key of one Secret (each deploy would replace the other\'s value)', async () => {
+    expect(await problems(`
+  a: { store: { provider: vault }, issuer: { type: random }, targets: [{ provider: cluster, name: app, key: token }] }
+  b: { store: { provider: vault }, issuer: { type: random }, targets: [{ provider: cluster, name: app, key: token }] }
+`)).toMatch(/secrets\.b\.targets\[0\]: .*token.* on cluster, as the target of a does/);
+    // b's key is a's previous slot: a's next deploy moves its old value over b's.
+    expect(await problems(`
+  a: { store: { provider: vault }, issuer: { type: random }, targets: [{ provider: cluster, name: app, key: token }] }
+  b: { store: { provider: vault }, issuer: { type: random }, targets: [{ provider: cluster, name: app, key: token.previous }] }
+`)).toMatch(/secrets\.b\.targets\[0\]: /);
+    // Every client of a family would write the same key.
+    expect(await problems(`
+  a: { store: { provider: vault }, issuer: { type: random }, clients: [web, jobs], targets: [{ provider: cluster, name: app, key: token }] }
+`)).toMatch(/secrets\.a\.targets\[0\]: /);
+    expect(await problems(`
+  a: { store: { provider: vault }, issuer: { type: random }, targets: [{ provider: cluster, name: app, key: token }] }
+  b: { store: { provider: vault }, issuer: { type: random }, targets: [{ provider: cluster, name: app, key: password }] }
+  c: { store: { provider: vault }, issuer: { type: random }, targets: [{ provider: cluster, namespace: edge, name: app, key: token }] }
+`)).toBe('');
   });
 });
