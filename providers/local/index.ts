@@ -12,6 +12,8 @@ export default defineProvider({
   summary: "Built-in store: values sealed with AES-256-GCM in rekey's own PostgreSQL",
   config: localConfig,
   bindings: { store: localStoreBinding },
+  // Two managed secrets on one entry would move each other's current (as the store below names it).
+  storeOwns: ({ name }, client, secret) => [entryName(name, client, secret)],
   open(config, ctx) {
     const key = sealingKey(config.key ? decodeKey(ctx.credential(config.key).reveal(), config.key.name) : decodeKey(ctx.storeKey().reveal(), 'REKEY_LOCAL_STORE_KEY'));
     const pool = new pg.Pool({ connectionString: ctx.databaseUrl, max: 4 });
@@ -22,8 +24,13 @@ export default defineProvider({
     pool.on('connect', (client) => client.on('error', (error) => ctx.log.warn({ error: describeError(error) }, 'local store: connection failed')));
     return {
       // Per-client keys: one entry per client under the configured name.
-      store: ({ secret, params, client }) => new LocalStore(pool, key, params.name ? `${params.name}${client ? `/${client}` : ''}` : secret, ctx.name),
+      store: ({ secret, params, client }) => new LocalStore(pool, key, entryName(params.name, client, secret), ctx.name),
       close: () => pool.end(),
     };
   },
 });
+
+/** The store's entry for a managed secret: its binding's name (`<name>/<client>` per client), else the secret's own. */
+function entryName(name: string | undefined, client: string | undefined, secret: string): string {
+  return name ? `${name}${client ? `/${client}` : ''}` : secret;
+}

@@ -47,7 +47,7 @@ export async function parseConfig(text: string, file: string, providers: Provide
     ...perKeyRetireIssues(config, loaded.document, (type) => byType.get(type)?.usagePerKey !== false),
     ...sharedResourceIssues(config, (type, role, params, spec) => {
       const module = byType.get(type);
-      return (role === 'store' ? module?.storeOwns?.(params, spec.client) : role === 'issuer' ? module?.issuerOwns?.(params) : module?.targetOwns?.(params, spec.name)) ?? [];
+      return (role === 'store' ? module?.storeOwns?.(params, spec.client, spec.name) : role === 'issuer' ? module?.issuerOwns?.(params) : module?.targetOwns?.(params, spec.name)) ?? [];
     }),
     ...storeProblemIssues(config, (type, params, client) => byType.get(type)?.storeProblem?.(params, client)),
   ];

@@ -152,11 +152,11 @@ export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never,
    */
   issuerOwns?(params: IB): string[];
   /**
-   * As `issuerOwns`, for a store binding of the managed secret (`client` set for per-client keys):
-   * the entries it writes (aws-secrets-manager: the secret name, `<name>/<client>` per client).
-   * @defaultValue nothing exclusive
+   * As `issuerOwns`, for a store binding of the managed secret `secret` (`client` set for per-client
+   * keys): the entries it writes (aws-secrets-manager: the secret name, `<name>/<client>` per client;
+   * local: its name, by default the managed secret's). @defaultValue nothing exclusive
    */
-  storeOwns?(params: SB, client: string | undefined): string[];
+  storeOwns?(params: SB, client: string | undefined, secret: string): string[];
   /**
    * As `issuerOwns`, for a target binding of the managed secret `secret` (`<family>/<client>` per
    * client): the slots it overwrites with each deploy (kubernetes-secret: its Secret's keys).

@@ -1,13 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { ProviderError } from '../../../src/core/errors.js';
+import { parseConfig } from '../../../src/config/load.js';
+import { type ConfigError, ProviderError } from '../../../src/core/errors.js';
 import type { SecretStore } from '../../../src/core/ports.js';
 import { SecretValue } from '../../../src/core/secret-value.js';
 import { call, newVersion } from '../../../test/conformance/refs.js';
 import { storeConformance } from '../../../test/conformance/store.js';
 import { isolate, runSql, type Isolated } from '../../../test/support/isolation.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
+import { providers } from '../../../src/registry.js';
 import local from '../index.js';
 
 const KEY = 'b'.repeat(64);
@@ -116,4 +118,27 @@ it('a connection whose server refused a write as read-only (a standby, a primary
   // The front leads to a writable server again: the retry of the step goes there, not to the read-only session.
   const { storeVersionId } = await store.writePending(v.ref, v.value, call());
   expect((await store.read({ storeVersionId }, call())).equals(v.value)).toBe(true);
+});
+
+it('refuses at apply two managed secrets on one entry of the store (each would move the other\'s current)', async () => {
+  const problems = (secrets: string) =>
+    parseConfig(`providers:\n  vault: { type: local }\nsecrets:\n${secrets}`, 'rekey.yaml', providers).then(
+      () => '',
+      (e: unknown) => (e as ConfigError).issues.map((i) => `${i.path}: ${i.message}`).join('\n'),
+    );
+  // b names a's entry (a's name by default).
+  expect(await problems(`
+  a: { store: { provider: vault }, issuer: { type: random } }
+  b: { store: { provider: vault, name: a }, issuer: { type: random } }
+`)).toMatch(/secrets\.b\.store: .* a on vault, as the store of a does/);
+  // b names the entry of a's client web.
+  expect(await problems(`
+  a: { store: { provider: vault, name: api }, issuer: { type: random }, clients: [web] }
+  b: { store: { provider: vault, name: api/web }, issuer: { type: random } }
+`)).toMatch(/secrets\.b\.store: /);
+  expect(await problems(`
+  a: { store: { provider: vault }, issuer: { type: random }, clients: [web] }
+  b: { store: { provider: vault, name: b }, issuer: { type: random } }
+  c: { store: { provider: vault, name: a }, issuer: { type: random } }
+`)).toBe('');
 });
