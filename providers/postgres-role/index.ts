@@ -23,7 +23,12 @@ export default defineProvider<PostgresRoleConfig, never, PostgresRoleIssuerBindi
   config: postgresRoleConfig,
   bindings: { issuer: postgresRoleIssuerBinding },
   // Two secrets on the same roles would fight: each issue takes the role the other holds longest.
-  issuerOwns: ({ role, strategy }) => (strategy === 'single' ? [role] : [`${role}_a`, `${role}_b`]),
+  issuerOwns: ({ role, strategy }) => loginRoles(role, strategy),
+  // GRANT of a role to itself (circular) or to its sibling before that exists fails: no rotation could issue.
+  issuerProblem: ({ role, strategy, memberOf }) => {
+    const own = memberOf.filter((group) => loginRoles(role, strategy).includes(group));
+    return own.length ? `memberOf names ${own.join(', ')}, a login role of this secret: list the group roles holding its privileges` : undefined;
+  },
   open(config, ctx) {
     let pool: pg.Pool | undefined;
     // Resolved on first use, so a missing variable fails the run that needs it, not start-up.
@@ -73,3 +78,8 @@ export default defineProvider<PostgresRoleConfig, never, PostgresRoleIssuerBindi
     };
   },
 });
+
+/** The login roles a binding manages: `<role>_a` and `<role>_b` in turn, or the role itself. */
+function loginRoles(role: string, strategy: 'alternating' | 'single'): string[] {
+  return strategy === 'single' ? [role] : [`${role}_a`, `${role}_b`];
+}

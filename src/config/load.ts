@@ -9,7 +9,7 @@ import { isAlias, isScalar, LineCounter, parseDocument, visit } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
 import type { AnyProviderModule, ProviderCatalog } from '../core/provider.js';
 import { signingKeyIssues } from './delivery.js';
-import { perKeyRetireIssues, publishJwksIssues, type RekeyConfig, sharedResourceIssues, storeProblemIssues, validate } from './schema.js';
+import { bindingProblemIssues, perKeyRetireIssues, publishJwksIssues, type RekeyConfig, sharedResourceIssues, validate } from './schema.js';
 import { readQuickly } from './yaml-fast.js';
 
 export interface LoadedConfig {
@@ -49,7 +49,9 @@ export async function parseConfig(text: string, file: string, providers: Provide
       const module = byType.get(type);
       return (role === 'store' ? module?.storeOwns?.(params, spec.client, spec.name) : role === 'issuer' ? module?.issuerOwns?.(params) : module?.targetOwns?.(params, spec.name)) ?? [];
     }),
-    ...storeProblemIssues(config, (type, params, client) => byType.get(type)?.storeProblem?.(params, client)),
+    ...bindingProblemIssues(config, (type, role, params, client) =>
+      role === 'store' ? byType.get(type)?.storeProblem?.(params, client) : byType.get(type)?.issuerProblem?.(params),
+    ),
   ];
   if (issues.length) throw new ConfigError(file, issues.map(toIssue));
   return loaded;

@@ -366,17 +366,19 @@ export function sharedResourceIssues(config: RekeyConfig, owns: (type: string, r
 }
 
 /**
- * Store bindings their module cannot serve for a managed secret (its `storeProblem`, e.g. a
- * client of a secret named by full ARN): every rotation would fail. Checked when a file is
- * applied (load.ts parseConfig), not when a stored revision is read again.
+ * Store and issuer bindings their module cannot serve for a managed secret (its `storeProblem` /
+ * `issuerProblem`, e.g. a client of a secret named by full ARN): every rotation would fail.
+ * Checked when a file is applied (load.ts parseConfig), not when a stored revision is read again.
  */
-export function storeProblemIssues(config: RekeyConfig, problem: (type: string, params: unknown, client: string | undefined) => string | undefined): Issue[] {
+export function bindingProblemIssues(config: RekeyConfig, problem: (type: string, role: 'store' | 'issuer', params: unknown, client: string | undefined) => string | undefined): Issue[] {
   const issues = new Map<string, Issue>();
   for (const spec of Object.values(config.secrets)) {
-    const type = own(config.providers, spec.store.instance)?.type;
-    const found = type === undefined ? undefined : problem(type, spec.store.params, spec.client);
-    const path = ['secrets', spec.family ?? spec.name, 'store'];
-    if (found !== undefined && !issues.has(path.join('.'))) issues.set(path.join('.'), { path, message: found });
+    for (const role of ['store', 'issuer'] as const) {
+      const type = own(config.providers, spec[role].instance)?.type;
+      const found = type === undefined ? undefined : problem(type, role, spec[role].params, spec.client);
+      const path = ['secrets', spec.family ?? spec.name, role];
+      if (found !== undefined && !issues.has(path.join('.'))) issues.set(path.join('.'), { path, message: found });
+    }
   }
   return [...issues.values()];
 }

@@ -170,6 +170,8 @@ export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never,
    * @defaultValue nothing refused
    */
   storeProblem?(params: SB, client: string | undefined): string | undefined;
+  /** As `storeProblem`, for an issuer binding (postgres-role: `memberOf` naming its own login roles). @defaultValue nothing refused */
+  issuerProblem?(params: IB): string | undefined;
   open(config: C, ctx: ProviderContext): ProviderInstance<SB, IB, TB, AB>;
 }
 

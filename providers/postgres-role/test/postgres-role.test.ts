@@ -400,6 +400,23 @@ ${secrets}`;
 `)).toMatch(/secrets\.a\.issuer: .*orders_a/);
   });
 
+  it('refuses memberOf naming one of the secret\'s own login roles: the server refuses that GRANT, so no rotation could issue', async () => {
+    const role = `app_${randomUUID().replaceAll('-', '').slice(0, 10)}`;
+    const { issuer, close } = open({ role, memberOf: [`${role}_a`] });
+    try {
+      const error = await issuer.issue(newVersion('orders-db').ref, call()).then(() => undefined, (e: unknown) => e as { code: string });
+      expect(error?.code).toBe('REKEY_ERR_INVALID');
+    } finally {
+      await close();
+    }
+    expect(await problems(`
+  a: { store: { provider: vault }, issuer: { provider: orders-db, role: orders, memberOf: [orders_rw, orders_a] } }
+`)).toMatch(/secrets\.a\.issuer: .*memberOf.*orders_a/);
+    expect(await problems(`
+  a: { store: { provider: vault }, issuer: { provider: orders-db, role: orders, strategy: single, memberOf: [orders] } }
+`)).toMatch(/secrets\.a\.issuer: .*memberOf/);
+  });
+
   it('accepts distinct roles, and one role name on two servers', async () => {
     expect(await problems(`
   a: { store: { provider: vault }, issuer: { provider: orders-db, role: orders } }
