@@ -18,6 +18,8 @@ export default defineProvider<AwsIamAccessKeyConfig, never, AwsIamAccessKeyIssue
   summary: 'AWS IAM user access keys: create beside the live key, deactivate and delete the old one',
   config: awsIamAccessKeyConfig,
   bindings: { issuer: awsIamAccessKeyIssuerBinding },
+  // The user's two keys are one secret's overlap (and its journal tag one secret's): a second secret on it hits the limit.
+  issuerOwns: ({ userName }) => [userName],
   open(config, ctx) {
     // One client per instance; credentials from the SDK's default chain, resolved per request.
     // maxAttempts 1: core retries retryable errors with its own backoff; SDK retries would multiply them.

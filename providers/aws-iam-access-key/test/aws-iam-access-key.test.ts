@@ -1,6 +1,9 @@
 // The official @aws-sdk/client-iam against a local fake speaking IAM's Query protocol.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../../src/config/load.js';
+import type { ConfigError } from '../../../src/core/errors.js';
+import { providers } from '../../../src/registry.js';
 import { issuerConformance } from '../../../test/conformance/issuer.js';
 import { call, issued, newVersion } from '../../../test/conformance/refs.js';
 import { useLoopbackAwsEnv } from '../../../test/support/aws-env.js';
@@ -176,5 +179,39 @@ describe('aws-iam-access-key', () => {
     const issuer2 = ghost.issuer!({ secret: 's', params: awsIam.bindings.issuer!.parse({ userName: 'nobody' }) });
     expect(await issuer2.issue(newVersion('k').ref, call()).catch((e: unknown) => e)).toMatchObject({ code: 'REKEY_ERR_NOT_FOUND' });
     await ghost.close!();
+  });
+});
+
+describe('aws-iam-access-key in rekey.yaml', () => {
+  it('refuses two managed secrets, or two clients of one, on one IAM user: its two keys are one secret\'s overlap', async () => {
+    // Each secret's live key takes one of the user's two slots: the next rotation of either finds two Active keys.
+    const { userName, issuer, close } = open();
+    const other = awsIam.open(awsIam.config.parse({ endpoint: fake.endpoint }), testProviderContext('aws-iam'));
+    try {
+      const b = other.issuer!({ secret: 'b', params: awsIam.bindings.issuer!.parse({ userName }) });
+      await issuer.issue(newVersion('a').ref, call());
+      await b.issue(newVersion('b').ref, call());
+      const error = await issuer.issue(newVersion('a').ref, call()).then(() => undefined, (e: unknown) => e as { code: string });
+      expect(error?.code).toBe('REKEY_ERR_LIMIT');
+    } finally {
+      await other.close!();
+      await close();
+    }
+    const problems = (secrets: string) =>
+      parseConfig(`providers:\n  vault: { type: local }\n  iam: { type: aws-iam-access-key }\nsecrets:\n${secrets}`, 'rekey.yaml', providers).then(
+        () => '',
+        (e: unknown) => (e as ConfigError).issues.map((i) => `${i.path}: ${i.message}`).join('\n'),
+      );
+    expect(await problems(`
+  a: { store: { provider: vault }, issuer: { provider: iam, userName: ci-deployer } }
+  b: { store: { provider: vault }, issuer: { provider: iam, userName: ci-deployer } }
+`)).toMatch(/secrets\.b\.issuer: it would change ci-deployer on iam, as the issuer of a does/);
+    expect(await problems(`
+  a: { store: { provider: vault }, issuer: { provider: iam, userName: ci-deployer }, clients: [web, jobs] }
+`)).toMatch(/secrets\.a\.issuer: /);
+    expect(await problems(`
+  a: { store: { provider: vault }, issuer: { provider: iam, userName: ci-deployer } }
+  b: { store: { provider: vault }, issuer: { provider: iam, userName: ci-reader } }
+`)).toBe('');
   });
 });
