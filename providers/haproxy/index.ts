@@ -17,6 +17,8 @@ export const haproxy = defineProvider<HaproxyConfig, never, never, HaproxyTarget
   summary: 'HAProxy: API keys in a map (changed live over the Runtime API, persisted to the map file), or public key files for jwt_verify (reloaded)',
   config: haproxyConfigSchema,
   bindings: { target: haproxyTargetSchema },
+  // Key files hold one signing key's live public keys, rewritten whole (the rest emptied) at each deploy; maps are shared.
+  targetOwns: ({ keyFiles }) => keyFiles ?? [],
   throttles: true,
   usageSource: (config) => config.stickTables !== undefined || 'stickTables: (the stick tables to read, providers/haproxy/README.md "Usage")',
   open(config, ctx) {

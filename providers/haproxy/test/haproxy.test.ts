@@ -3,12 +3,15 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { Agent } from 'node:http';
 import { connect, createServer, type Server } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { parseConfig } from '../../../src/config/load.js';
+import type { ConfigError } from '../../../src/core/errors.js';
 import type * as AtomicFile from '../../../src/core/kit/atomic-file.js';
 import type { Target } from '../../../src/core/ports.js';
 import { call, fingerprint, held, newVersion, rejection } from '../../../test/conformance/refs.js';
 import { targetConformance } from '../../../test/conformance/target.js';
 import { retireAll, send, startBackend, startHaproxy, type Backend, type HaproxyGateway } from '../../../test/support/gateways/index.js';
 import { throughGateway } from '../../../test/support/gateways/suite.js';
+import { providers } from '../../../src/registry.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import { haproxy } from '../index.js';
 import { parseRuntimeEndpoint, runtimeCommand } from '../runtime-api.js';
@@ -344,5 +347,22 @@ describe('haproxy as a usage source (stick tables)', () => {
     // An apply opens new instances while the collector keeps its previous read: no network moved since.
     expect((await sourcesOf(open())) ?? 0).toBe(0);
     await retireAll(target);
+  });
+});
+
+describe('haproxy in rekey.yaml', () => {
+  const problems = (secrets: string) =>
+    parseConfig(`providers:\n  vault: { type: local }\n  edge: { type: haproxy, masterCli: unix:/run/haproxy-master.sock }\nsecrets:\n${secrets}`, 'rekey.yaml', providers).then(
+      () => '',
+      (e: unknown) => (e as ConfigError).issues.map((i) => `${i.path}: ${i.message}`).join('\n'),
+    );
+  const signing = (name: string, files: string) =>
+    `  ${name}: { store: { provider: vault }, issuer: { type: jwt-signing-key, alg: ES256 }, targets: [{ provider: edge, publish: jwks, keyFiles: [${files}] }] }\n`;
+
+  it('refuses two signing keys publishing to one key file: each deploy empties the files of the other\'s keys', async () => {
+    expect(await problems(signing('a', '/etc/haproxy/jwt/1.pem, /etc/haproxy/jwt/2.pem') + signing('b', '/etc/haproxy/jwt/2.pem, /etc/haproxy/jwt/3.pem'))).toMatch(
+      /secrets\.b\.targets\[0\]: it would change \/etc\/haproxy\/jwt\/2\.pem on edge, as the target of a does/,
+    );
+    expect(await problems(signing('a', '/etc/haproxy/jwt/a1.pem, /etc/haproxy/jwt/a2.pem') + signing('b', '/etc/haproxy/jwt/b1.pem, /etc/haproxy/jwt/b2.pem'))).toBe('');
   });
 });
