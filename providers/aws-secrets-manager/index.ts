@@ -15,6 +15,9 @@ import {
 export { AwsSecretsManagerStore, ROTATION_TAGS, rekeyStages, versionIdOf } from './aws-secrets-manager.store.js';
 export { awsSecretsManagerConfig, awsSecretsManagerStoreBinding, type AwsSecretsManagerConfig, type AwsSecretsManagerStoreBinding };
 
+/** What AWS allows in a secret's name (CreateSecret's `Name`). */
+const SECRET_NAME = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
+
 export default defineProvider<AwsSecretsManagerConfig, AwsSecretsManagerStoreBinding>({
   type: 'aws-secrets-manager',
   summary: 'Store on AWS Secrets Manager: versions staged with AWSPENDING, AWSCURRENT and AWSPREVIOUS',
@@ -23,9 +26,11 @@ export default defineProvider<AwsSecretsManagerConfig, AwsSecretsManagerStoreBin
   bindings: { store: awsSecretsManagerStoreBinding },
   // Two managed secrets on one AWS secret would move each other's AWSCURRENT.
   storeOwns: ({ name }, client) => [client ? `${name}/${client}` : name],
-  // <arn>/<client> is no secret AWS can find or create: every rotation of the client would fail.
-  storeProblem: ({ name }, client) =>
-    client && name.startsWith('arn:') ? 'name is a full ARN: with clients: give the secret\'s name, so each client\'s secret is <name>/<client>' : undefined,
+  // A name AWS does not allow, or <arn>/<client>, is no secret AWS can find or create: every rotation would fail.
+  storeProblem: ({ name }, client) => {
+    if (name.startsWith('arn:')) return client ? "name is a full ARN: with clients: give the secret's name, so each client's secret is <name>/<client>" : undefined;
+    return SECRET_NAME.test(client ? `${name}/${client}` : name) ? undefined : `name must be a full ARN or an AWS secret name: 1-512 characters${client ? ' with /<client>' : ''} of A-Z a-z 0-9 / _ + = . @ -`;
+  },
   open(config, ctx) {
     // One client per provider instance: it holds the credential chain's cache and the keep-alive pool.
     const client = new SecretsManagerClient({

@@ -296,6 +296,25 @@ describe('aws-secrets-manager: a full ARN with clients:', () => {
   });
 });
 
+describe('aws-secrets-manager: a name AWS does not allow', () => {
+  it('is refused when rekey.yaml is applied, not by every rotation', async () => {
+    // AWS secret names are 1-512 of A-Z a-z 0-9 / _ + = . @ -: no such secret exists, and CreateSecret refuses the name.
+    const v = newVersion('bad-name');
+    const failed = await rejection(storeFor({ name: 'prod/payments api-key' }).writePending(v.ref, v.value, call()));
+    expect([failed.code, failed.message]).toEqual(['REKEY_ERR_INVALID', expect.stringContaining('CreateSecret') as string]);
+    const problems = (name: string) =>
+      parseConfig(`providers:\n  aws: { type: aws-secrets-manager, region: us-east-1 }\nsecrets:\n  a: { store: { provider: aws, name: "${name}" }, issuer: { type: random } }\n`, 'rekey.yaml', providers).then(
+        () => '',
+        (e: unknown) => (e as ConfigError).issues.map((i) => `${i.path}: ${i.message}`).join('\n'),
+      );
+    expect(await problems('prod/payments api-key')).toMatch(/secrets\.a\.store: .*name/);
+    expect(await problems('prod#payments')).toMatch(/secrets\.a\.store: /);
+    expect(await problems('p'.repeat(513))).toMatch(/secrets\.a\.store: /);
+    expect(await problems('prod/payments_api+key=1.0@x-y')).toBe('');
+    expect(await problems('arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/api-AbCdEf')).toBe('');
+  });
+});
+
 function instanceStore(name: string, client: string): SecretStore {
   return aws.store!({ secret: `a/${client}`, client, params: awsSecretsManager.bindings.store!.parse({ name }) });
 }
