@@ -19,6 +19,13 @@ export const kubernetesSecret = defineProvider<KubernetesConfig, never, never, K
   // A Secret key holds one value: two managed secrets (or two clients of one) on a slot would replace each other's.
   targetOwns: ({ name, namespace, key, previousKey }, secret) =>
     [key, ...(previousKey === false ? [] : [previousKey ?? `${key}.previous`])].map((slot) => `Secret ${namespace ? `${namespace}/` : ''}${name ?? secret} key ${slot}`),
+  // The target below refuses to open with a default name that is no Secret name: refused at apply instead.
+  targetProblem: ({ name }, secret) =>
+    name !== undefined || validName(secret)
+      ? undefined
+      : secret.includes('/')
+        ? "a client's <secret>/<client> is not a Secret name, and clients cannot share one key: a secret with clients: has no kubernetes-secret target"
+        : "the managed secret's name is not a Secret name: set the binding's name",
   open(config, ctx) {
     const kc = loadKubeConfig(config, `providers.${ctx.name}`);
     const api = new KubeApi(kc, config.timeoutMs, ctx.name);
@@ -26,7 +33,7 @@ export const kubernetesSecret = defineProvider<KubernetesConfig, never, never, K
     return {
       target({ secret, params }) {
         const name = params.name ?? secret;
-        if (!NAME.test(name) || name.length > 253) {
+        if (!validName(name)) {
           throw new RekeyError('REKEY_ERR_CONFIG', `secrets.${secret}: "${secret}" is not a valid Secret name; set the binding's name`);
         }
         return new KubernetesSecretTarget({
@@ -48,3 +55,8 @@ export const kubernetesSecret = defineProvider<KubernetesConfig, never, never, K
 });
 
 export default kubernetesSecret;
+
+/** Whether a Secret may be named so (a DNS-1123 subdomain). */
+function validName(name: string): boolean {
+  return NAME.test(name) && name.length <= 253;
+}

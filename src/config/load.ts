@@ -49,9 +49,10 @@ export async function parseConfig(text: string, file: string, providers: Provide
       const module = byType.get(type);
       return (role === 'store' ? module?.storeOwns?.(params, spec.client, spec.name) : role === 'issuer' ? module?.issuerOwns?.(params) : module?.targetOwns?.(params, spec.name)) ?? [];
     }),
-    ...bindingProblemIssues(config, (type, role, params, client) =>
-      role === 'store' ? byType.get(type)?.storeProblem?.(params, client) : byType.get(type)?.issuerProblem?.(params),
-    ),
+    ...bindingProblemIssues(config, (type, role, params, spec) => {
+      const module = byType.get(type);
+      return role === 'store' ? module?.storeProblem?.(params, spec.client) : role === 'issuer' ? module?.issuerProblem?.(params) : module?.targetProblem?.(params, spec.name);
+    }),
   ];
   if (issues.length) throw new ConfigError(file, issues.map(toIssue));
   return loaded;

@@ -343,13 +343,7 @@ export function sharedResourceIssues(config: RekeyConfig, owns: (type: string, r
   const owners = new Map<string, string>();
   const issues = new Map<string, Issue>();
   for (const spec of Object.values(config.secrets)) {
-    const declared = spec.family ?? spec.name;
-    const bindings = [
-      { role: 'store' as const, ...spec.store, path: ['secrets', declared, 'store'] },
-      { role: 'issuer' as const, ...spec.issuer, path: ['secrets', declared, 'issuer'] },
-      ...spec.targets.map((instance, i) => ({ role: 'target' as const, instance, params: spec.targetParams.get(instance), path: ['secrets', declared, 'targets', i] })),
-    ];
-    for (const { role, instance, params, path } of bindings) {
+    for (const { role, instance, params, path } of bindingsOf(spec)) {
       const type = own(config.providers, instance)?.type;
       for (const name of type === undefined ? [] : owns(type, role, params, spec)) {
         const key = `${role}\0${instance}\0${name}`;
@@ -365,18 +359,27 @@ export function sharedResourceIssues(config: RekeyConfig, owns: (type: string, r
   return [...issues.values()];
 }
 
+/** A managed secret's store, issuer and target bindings, each with its path in the file. */
+function bindingsOf(spec: SecretSpec): Array<{ role: 'store' | 'issuer' | 'target'; instance: string; params: unknown; path: Array<string | number> }> {
+  const declared = spec.family ?? spec.name;
+  return [
+    { role: 'store', ...spec.store, path: ['secrets', declared, 'store'] },
+    { role: 'issuer', ...spec.issuer, path: ['secrets', declared, 'issuer'] },
+    ...spec.targets.map((instance, i) => ({ role: 'target' as const, instance, params: spec.targetParams.get(instance), path: ['secrets', declared, 'targets', i] })),
+  ];
+}
+
 /**
- * Store and issuer bindings their module cannot serve for a managed secret (its `storeProblem` /
- * `issuerProblem`, e.g. a client of a secret named by full ARN): every rotation would fail.
+ * Bindings their module cannot serve for a managed secret (its `storeProblem` / `issuerProblem` /
+ * `targetProblem`, e.g. a client of a secret named by full ARN): every rotation would fail.
  * Checked when a file is applied (load.ts parseConfig), not when a stored revision is read again.
  */
-export function bindingProblemIssues(config: RekeyConfig, problem: (type: string, role: 'store' | 'issuer', params: unknown, client: string | undefined) => string | undefined): Issue[] {
+export function bindingProblemIssues(config: RekeyConfig, problem: (type: string, role: 'store' | 'issuer' | 'target', params: unknown, spec: SecretSpec) => string | undefined): Issue[] {
   const issues = new Map<string, Issue>();
   for (const spec of Object.values(config.secrets)) {
-    for (const role of ['store', 'issuer'] as const) {
-      const type = own(config.providers, spec[role].instance)?.type;
-      const found = type === undefined ? undefined : problem(type, role, spec[role].params, spec.client);
-      const path = ['secrets', spec.family ?? spec.name, role];
+    for (const { role, instance, params, path } of bindingsOf(spec)) {
+      const type = own(config.providers, instance)?.type;
+      const found = type === undefined ? undefined : problem(type, role, params, spec);
       if (found !== undefined && !issues.has(path.join('.'))) issues.set(path.join('.'), { path, message: found });
     }
   }

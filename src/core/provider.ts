@@ -172,6 +172,11 @@ export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never,
   storeProblem?(params: SB, client: string | undefined): string | undefined;
   /** As `storeProblem`, for an issuer binding (postgres-role: `memberOf` naming its own login roles). @defaultValue nothing refused */
   issuerProblem?(params: IB): string | undefined;
+  /**
+   * As `storeProblem`, for a target binding of the managed secret `secret` (`<family>/<client>` per
+   * client): kubernetes-secret, a default Secret name that is none. @defaultValue nothing refused
+   */
+  targetProblem?(params: TB, secret: string): string | undefined;
   open(config: C, ctx: ProviderContext): ProviderInstance<SB, IB, TB, AB>;
 }
 

@@ -238,6 +238,21 @@ describe('kubernetes-secret in rekey.yaml', () => {
       (e: unknown) => (e as ConfigError).issues.map((i) => `${i.path}: ${i.message}`).join('\n'),
     );
 
+  it('refuses a default Secret name that is no Secret name (the target could not open: every rotation would fail)', async () => {
+    expect(() => openTarget('payments_key')).toThrow(/not a valid Secret name/);
+    expect(await problems(`
+  payments_key: { store: { provider: vault }, issuer: { type: random }, targets: [cluster] }
+`)).toMatch(/secrets\.payments_key\.targets\[0\]: .*Secret name/);
+    // A client's managed name is <family>/<client>, never a Secret name.
+    expect(await problems(`
+  api: { store: { provider: vault }, issuer: { type: random }, clients: [web], targets: [cluster] }
+`)).toMatch(/secrets\.api\.targets\[0\]: /);
+    expect(await problems(`
+  payments_key: { store: { provider: vault }, issuer: { type: random }, targets: [{ provider: cluster, name: payments-key }] }
+  api-key: { store: { provider: vault }, issuer: { type: random }, targets: [cluster] }
+`)).toBe('');
+  });
+
   it('refuses two managed secrets writing one key of one Secret (each deploy would replace the other\'s value)', async () => {
     expect(await problems(`
   a: { store: { provider: vault }, issuer: { type: random }, targets: [{ provider: cluster, name: app, key: token }] }
