@@ -15,6 +15,8 @@ export const awsApiGateway = defineProvider<ApiGatewayConfig, never, never, ApiG
   config: apiGatewayConfigSchema,
   bindings: { target: apiGatewayTargetSchema },
   usageSource: true,
+  // The target below cannot open without a usage plan: refused at apply instead.
+  targetProblem: (params, _secret, config) => (params.usagePlanId ?? config.usagePlanId ? undefined : 'target needs a usagePlanId (in the binding or the provider)'),
   open(config, ctx) {
     // Credentials from the SDK's default chain; never from rekey.yaml.
     const client = new APIGatewayClient({ region: config.region, endpoint: config.endpoint, maxAttempts: config.maxAttempts });

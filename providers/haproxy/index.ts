@@ -21,6 +21,11 @@ export const haproxy = defineProvider<HaproxyConfig, never, never, HaproxyTarget
   targetOwns: ({ keyFiles }) => keyFiles ?? [],
   throttles: true,
   usageSource: (config) => config.stickTables !== undefined || 'stickTables: (the stick tables to read, providers/haproxy/README.md "Usage")',
+  // What open() below refuses, refused at apply instead.
+  targetProblem: (params, _secret, config) => {
+    const what = lacking(params, config);
+    return what && `target needs ${what}`;
+  },
   open(config, ctx) {
     const missing = (secret: string, what: string) => new RekeyError('REKEY_ERR_CONFIG', `secrets.${secret}: target ${ctx.name} needs ${what}`);
     // One per provider instance: every binding reads the same stick tables.
@@ -54,3 +59,10 @@ export const haproxy = defineProvider<HaproxyConfig, never, never, HaproxyTarget
 });
 
 export default haproxy;
+
+/** What a binding needs and neither it nor its provider entry gives (the first missing), or undefined. */
+function lacking(params: HaproxyTargetParams, config: HaproxyConfig): string | undefined {
+  if (params.keyFiles) return config.masterCli ? undefined : "the provider's masterCli (it reloads HAProxy after the key files change)";
+  if (!(params.map ?? config.map)) return 'a map (in the binding or the provider)';
+  return config.runtimeApi ? undefined : "the provider's runtimeApi";
+}

@@ -49,9 +49,10 @@ export async function parseConfig(text: string, file: string, providers: Provide
       const module = byType.get(type);
       return (role === 'store' ? module?.storeOwns?.(params, spec.client, spec.name) : role === 'issuer' ? module?.issuerOwns?.(params) : module?.targetOwns?.(params, spec.name)) ?? [];
     }),
-    ...bindingProblemIssues(config, (type, role, params, spec) => {
+    ...bindingProblemIssues(config, (type, role, params, spec, instanceConfig) => {
       const module = byType.get(type);
-      return role === 'store' ? module?.storeProblem?.(params, spec.client) : role === 'issuer' ? module?.issuerProblem?.(params) : module?.targetProblem?.(params, spec.name);
+      if (role === 'store') return module?.storeProblem?.(params, spec.client);
+      return role === 'issuer' ? module?.issuerProblem?.(params) : module?.targetProblem?.(params, spec.name, instanceConfig);
     }),
   ];
   if (issues.length) throw new ConfigError(file, issues.map(toIssue));

@@ -374,12 +374,15 @@ function bindingsOf(spec: SecretSpec): Array<{ role: 'store' | 'issuer' | 'targe
  * `targetProblem`, e.g. a client of a secret named by full ARN): every rotation would fail.
  * Checked when a file is applied (load.ts parseConfig), not when a stored revision is read again.
  */
-export function bindingProblemIssues(config: RekeyConfig, problem: (type: string, role: 'store' | 'issuer' | 'target', params: unknown, spec: SecretSpec) => string | undefined): Issue[] {
+export function bindingProblemIssues(
+  config: RekeyConfig,
+  problem: (type: string, role: 'store' | 'issuer' | 'target', params: unknown, spec: SecretSpec, instanceConfig: unknown) => string | undefined,
+): Issue[] {
   const issues = new Map<string, Issue>();
   for (const spec of Object.values(config.secrets)) {
     for (const { role, instance, params, path } of bindingsOf(spec)) {
-      const type = own(config.providers, instance)?.type;
-      const found = type === undefined ? undefined : problem(type, role, params, spec);
+      const entry = own(config.providers, instance);
+      const found = entry === undefined ? undefined : problem(entry.type, role, params, spec, entry.config);
       if (found !== undefined && !issues.has(path.join('.'))) issues.set(path.join('.'), { path, message: found });
     }
   }

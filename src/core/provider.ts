@@ -174,9 +174,10 @@ export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never,
   issuerProblem?(params: IB): string | undefined;
   /**
    * As `storeProblem`, for a target binding of the managed secret `secret` (`<family>/<client>` per
-   * client): kubernetes-secret, a default Secret name that is none. @defaultValue nothing refused
+   * client) on an instance configured with `config`: kubernetes-secret, a default Secret name that
+   * is none; haproxy, a map binding on an entry with no runtimeApi. @defaultValue nothing refused
    */
-  targetProblem?(params: TB, secret: string): string | undefined;
+  targetProblem?(params: TB, secret: string, config: C): string | undefined;
   open(config: C, ctx: ProviderContext): ProviderInstance<SB, IB, TB, AB>;
 }
 

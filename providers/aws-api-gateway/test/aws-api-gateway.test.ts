@@ -1,13 +1,15 @@
 // The aws-api-gateway target through the official SDK client against a local API Gateway fake
 // (fake/api-gateway-fake.ts) that speaks REST-JSON, with a stage that demands an API key.
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { RekeyError } from '../../../src/core/errors.js';
+import { parseConfig } from '../../../src/config/load.js';
+import { type ConfigError, RekeyError } from '../../../src/core/errors.js';
 import type { ProviderInstance } from '../../../src/core/provider.js';
 import type { Target, UsageCounter } from '../../../src/core/ports.js';
 import { call, held, newVersion, rejection } from '../../../test/conformance/refs.js';
 import { targetConformance } from '../../../test/conformance/target.js';
 import { retireAll, send } from '../../../test/support/gateways/index.js';
 import { useLoopbackAwsEnv } from '../../../test/support/aws-env.js';
+import { providers } from '../../../src/registry.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import { awsApiGateway } from '../index.js';
 import type { ApiGatewayTargetParams } from '../aws-api-gateway.schema.js';
@@ -263,5 +265,18 @@ describe('aws-api-gateway as a usage source (GetUsage: per key and day)', () => 
   it('maps a GetUsage failure like any call (an unknown plan is NOT_FOUND)', async () => {
     const target = openTarget('usage-apigw', { params: { usagePlanId: 'nosuchplan' } });
     await expect(target.readUsage!(60_000, call())).rejects.toMatchObject({ code: 'REKEY_ERR_NOT_FOUND' });
+  });
+});
+
+describe('aws-api-gateway in rekey.yaml', () => {
+  it('refuses a target with no usage plan (in the binding or the provider): it could not open, every rotation would fail', async () => {
+    const problems = (provider: string, target: string) =>
+      parseConfig(`providers:\n  vault: { type: local }\n  gw: { type: aws-api-gateway, region: eu-west-1${provider} }\nsecrets:\n  api: { store: { provider: vault }, issuer: { type: random }, targets: [${target}] }\n`, 'rekey.yaml', providers).then(
+        () => '',
+        (e: unknown) => (e as ConfigError).issues.map((i) => `${i.path}: ${i.message}`).join('\n'),
+      );
+    expect(await problems('', 'gw')).toMatch(/secrets\.api\.targets\[0\]: .*usagePlanId/);
+    expect(await problems(', usagePlanId: a1b2c3', 'gw')).toBe('');
+    expect(await problems('', '{ provider: gw, usagePlanId: a1b2c3 }')).toBe('');
   });
 });

@@ -359,6 +359,19 @@ describe('haproxy in rekey.yaml', () => {
   const signing = (name: string, files: string) =>
     `  ${name}: { store: { provider: vault }, issuer: { type: jwt-signing-key, alg: ES256 }, targets: [{ provider: edge, publish: jwks, keyFiles: [${files}] }] }\n`;
 
+  it('refuses a binding the provider entry cannot serve (no map, runtimeApi or masterCli): it could not open, every rotation would fail', async () => {
+    const problems = (provider: string, target: string) =>
+      parseConfig(`providers:\n  vault: { type: local }\n  gw: { type: haproxy${provider} }\nsecrets:\n  api: { store: { provider: vault }, issuer: { type: random }, targets: [${target}] }\n`, 'rekey.yaml', providers).then(
+        () => '',
+        (e: unknown) => (e as ConfigError).issues.map((i) => `${i.path}: ${i.message}`).join('\n'),
+      );
+    expect(await problems(', runtimeApi: "tcp://127.0.0.1:9999"', 'gw')).toMatch(/secrets\.api\.targets\[0\]: .*map/);
+    expect(await problems(', map: /etc/haproxy/keys.map', 'gw')).toMatch(/secrets\.api\.targets\[0\]: .*runtimeApi/);
+    expect(await problems(', runtimeApi: "tcp://127.0.0.1:9999"', '{ provider: gw, keyFiles: [/etc/haproxy/jwt/1.pem, /etc/haproxy/jwt/2.pem] }')).toMatch(/secrets\.api\.targets\[0\]: .*masterCli/);
+    expect(await problems(', runtimeApi: "tcp://127.0.0.1:9999"', '{ provider: gw, map: /etc/haproxy/api.map }')).toBe('');
+    expect(await problems(', masterCli: unix:/run/haproxy-master.sock', '{ provider: gw, keyFiles: [/etc/haproxy/jwt/1.pem, /etc/haproxy/jwt/2.pem] }')).toBe('');
+  });
+
   it('refuses two signing keys publishing to one key file: each deploy empties the files of the other\'s keys', async () => {
     expect(await problems(signing('a', '/etc/haproxy/jwt/1.pem, /etc/haproxy/jwt/2.pem') + signing('b', '/etc/haproxy/jwt/2.pem, /etc/haproxy/jwt/3.pem'))).toMatch(
       /secrets\.b\.targets\[0\]: it would change \/etc\/haproxy\/jwt\/2\.pem on edge, as the target of a does/,
