@@ -102,6 +102,15 @@ export const httpConfig = z
 export type HttpConfig = z.infer<typeof httpConfig>;
 export type HttpRequestSpec = z.infer<ReturnType<typeof request>>;
 
+/** Every template variable the provider's calls use: URLs, headers (its own and each call's) and bodies. */
+export function variablesOfConfig(config: HttpConfig): string[] {
+  const ofHeaders = (headers: Record<string, Array<string | object>>) => Object.values(headers).flatMap((parts) => parts.flatMap((p) => (typeof p === 'string' ? variablesOf(p) : [])));
+  return [
+    ...ofHeaders(config.headers),
+    ...[config.issue, config.revoke, config.verify].flatMap((spec) => (spec ? [...variablesOf(spec.url), ...ofHeaders(spec.headers), ...variablesOfJson(spec.body)] : [])),
+  ];
+}
+
 /** Per-secret issuer parameters: values for `{{vars.<key>}}` in the provider's templates. */
 export const httpIssuerBinding = z
   .object({

@@ -52,7 +52,7 @@ export async function parseConfig(text: string, file: string, providers: Provide
     ...bindingProblemIssues(config, (type, role, params, spec, instanceConfig) => {
       const module = byType.get(type);
       if (role === 'store') return module?.storeProblem?.(params, spec.client);
-      return role === 'issuer' ? module?.issuerProblem?.(params) : module?.targetProblem?.(params, spec.name, instanceConfig);
+      return role === 'issuer' ? module?.issuerProblem?.(params, instanceConfig) : module?.targetProblem?.(params, spec.name, instanceConfig);
     }),
   ];
   if (issues.length) throw new ConfigError(file, issues.map(toIssue));

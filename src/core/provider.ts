@@ -170,8 +170,12 @@ export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never,
    * @defaultValue nothing refused
    */
   storeProblem?(params: SB, client: string | undefined): string | undefined;
-  /** As `storeProblem`, for an issuer binding (postgres-role: `memberOf` naming its own login roles). @defaultValue nothing refused */
-  issuerProblem?(params: IB): string | undefined;
+  /**
+   * As `storeProblem`, for an issuer binding on an instance configured with `config` (postgres-role:
+   * `memberOf` naming its own login roles; http: a `{{vars.<key>}}` the binding does not give).
+   * @defaultValue nothing refused
+   */
+  issuerProblem?(params: IB, config: C): string | undefined;
   /**
    * As `storeProblem`, for a target binding of the managed secret `secret` (`<family>/<client>` per
    * client) on an instance configured with `config`: kubernetes-secret, a default Secret name that

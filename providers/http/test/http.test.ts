@@ -1,5 +1,8 @@
 // The http issuer against a local fake SaaS key API.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../../src/config/load.js';
+import type { ConfigError } from '../../../src/core/errors.js';
+import { providers } from '../../../src/registry.js';
 import { issuerConformance } from '../../../test/conformance/issuer.js';
 import { call, issued, newVersion } from '../../../test/conformance/refs.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
@@ -147,5 +150,37 @@ describe('http issuer', () => {
     // Own members only: what every object inherits is not in the document.
     expect(readPath(doc, parsePath('$.constructor')!)).toBeUndefined();
     expect(readPath(doc, parsePath('$.data.toString')!)).toBeUndefined();
+  });
+});
+
+describe('http in rekey.yaml', () => {
+  it('refuses a binding lacking a {{vars.<key>}} the templates use: every issue (or revoke) would fail', async () => {
+    const instance = http.open(http.config.parse(config()), testProviderContext('acme'));
+    const unset = instance.issuer!({ secret: 'acme-api-key', params: http.bindings.issuer!.parse({}) });
+    const error = await unset.issue(newVersion('acme-api-key').ref, call()).then(() => undefined, (e: unknown) => e as { code: string });
+    expect(error?.code).toBe('REKEY_ERR_CONFIG');
+    const problems = (vars: string) =>
+      parseConfig(
+        `env: { allow: [ACME_ADMIN] }
+providers:
+  vault: { type: local }
+  acme:
+    type: http
+    baseUrl: https://api.acme.example
+    headers: { Authorization: "Bearer \${env:ACME_ADMIN}", X-Team: "{{vars.team}}" }
+    issue: { url: /v1/keys, body: { name: "rekey-{{secret}}" }, valuePath: $.key, idPath: $.id }
+    revoke: { url: "/v1/orgs/{{vars.org}}/keys/{{id}}" }
+secrets:
+  a: { store: { provider: vault }, issuer: { provider: acme${vars} } }
+`,
+        'rekey.yaml',
+        providers,
+      ).then(
+        () => '',
+        (e: unknown) => (e as ConfigError).issues.map((i) => `${i.path}: ${i.message}`).join('\n'),
+      );
+    expect(await problems('')).toMatch(/secrets\.a\.issuer: .*vars\.org.*vars\.team|secrets\.a\.issuer: .*vars\.team.*vars\.org/);
+    expect(await problems(', vars: { team: payments }')).toMatch(/secrets\.a\.issuer: .*vars\.org/);
+    expect(await problems(', vars: { team: payments, org: o1 }')).toBe('');
   });
 });
