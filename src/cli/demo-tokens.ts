@@ -51,12 +51,14 @@ export async function runTokenDemo(
   const apiUrl = new URL(await orders.listen({ host: '127.0.0.1', port: 0 }));
   let haproxy: ChildProcess | undefined;
   try {
+    // Every live key, as the haproxy target's keyFiles publish them: for a minute after a rotation
+    // (the JWKS max-age) the previous key still signs, so the current one alone would refuse its tokens.
     const { keys } = (await (await fetch(`${o.serverUrl}/.well-known/jwks/demo-api-signing.json`)).json()) as { keys: object[] };
-    const keyFile = join(o.dir, 'demo-signing.pem');
-    await writeFile(keyFile, pemOfJwk(keys[0]!));
+    const keyFiles = keys.map((_, i) => join(o.dir, `demo-signing-${i}.pem`));
+    await Promise.all(keys.map((key, i) => writeFile(keyFiles[i]!, pemOfJwk(key))));
     const port = await freePort();
     const config = join(o.dir, 'demo-haproxy.cfg');
-    await writeFile(config, haproxyJwtConfig({ port, keyFiles: [keyFile], audience: AUDIENCE, backend: apiUrl.host }));
+    await writeFile(config, haproxyJwtConfig({ port, keyFiles, audience: AUDIENCE, backend: apiUrl.host }));
     haproxy = await startHaproxy(config, port);
     if (!haproxy) {
       o.line('skipped the keyless app: no haproxy on PATH (HAProxy 2.6 or later verifies the tokens)');
