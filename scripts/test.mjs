@@ -5,7 +5,8 @@
 // import-cycle check), then runs vitest (every project). With arguments (`npm test -- test/unit`) only vitest runs, on what they name.
 // Always ends with the line `N passed, N failed`.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { installIfNeeded } from './install.mjs';
 import { ensureServices } from './services.mjs';
 
 const run = (command, args) => spawnSync(command, args, { stdio: 'inherit' }).status ?? 1;
@@ -15,10 +16,7 @@ const fail = (message) => {
   process.exit(1);
 };
 
-const installed = 'node_modules/.package-lock.json';
-if (!existsSync(installed) || statSync(installed).mtimeMs < statSync('package-lock.json').mtimeMs) {
-  if (run('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error']) !== 0) fail('npm ci failed');
-}
+if (!installIfNeeded()) fail('npm ci failed');
 const problems = await ensureServices();
 // The gateway tests run the real programs: say which are missing instead of failing obscurely.
 const missing = readFileSync('.ci/apt-packages', 'utf8')
