@@ -5,7 +5,6 @@
  * Content-Security-Policy violation fails the test; the 401s a sign-in page is expected to
  * meet are asserted where they happen. Screenshots land in test-artifacts/dashboard/.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -55,7 +54,6 @@ const pageText = () => page.evaluate<string>('document.documentElement.outerHTML
 
 beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  execFileSync(process.execPath, [join(packageRoot, 'scripts', 'build-ui.mjs')], { stdio: 'inherit' });
   h = await startHarness({ label: 'dashboard-browser', routes: [adminApiRoutes, dashboardRoutes] });
   await h.apply(
     memoryConfig(JOURNAL, {

@@ -8,13 +8,10 @@
  * own refusal (error=access_denied: the person cancelled). Signing out ends rekey's session and,
  * through the provider's end_session_endpoint (RP-initiated logout), the provider's.
  */
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminApiRoutes } from '../../src/api/routes.js';
 import { dashboardRoutes } from '../../src/dashboard/routes.js';
-import { packageRoot } from '../../src/paths.js';
 import { call } from '../support/api.js';
 import { type Chromium, openChromium } from '../support/browser.js';
 import { startHarness, type Harness } from '../support/harness.js';
@@ -52,7 +49,6 @@ dashboard:
 `;
 
 beforeAll(async () => {
-  execFileSync(process.execPath, [join(packageRoot, 'scripts', 'build-ui.mjs')], { stdio: 'inherit' });
   h = await startHarness({ label: 'dashboard-oidc', routes: [adminApiRoutes, dashboardRoutes] });
   base = h.serving!.url;
   idp = await startIdp({

@@ -1,9 +1,12 @@
 // Integration tests: check the services answer, build (once per migration set) a template
-// database that every test file clones into a database of its own, and build the code the
-// rekey processes they start run (children.ts). Returns the teardown that removes that build.
+// database that every test file clones into a database of its own, build the dashboard into
+// dist/ui (here, once: two files building it in their own setup removed it under each other,
+// and the one that loaded it then served 503), and build the code the rekey processes they
+// start run (children.ts). Returns the teardown that removes that build.
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { listMigrations, migrate } from '../../src/db/migrate.js';
+import { buildUi } from '../../scripts/build-ui.mjs';
 import { buildChildren } from './children.js';
 import { testRedis } from './redis.js';
 import { DATABASE_URL, REDIS_URL, TEST_AUDIT_KEY, databaseUrl } from './services.js';
@@ -34,6 +37,7 @@ export default async function setup(): Promise<() => void> {
   } finally {
     await admin.end();
   }
+  buildUi();
   return buildChildren();
 }
 
