@@ -47,7 +47,8 @@ let gateway: HaproxyGateway;
 
 beforeAll(async () => {
   backend = await startBackend();
-  gateway = await startHaproxy(backend.port);
+  // One thread: the address-reuse race below needs the adds on the thread that freed the entry.
+  gateway = await startHaproxy(backend.port, { threads: 1 });
 });
 afterAll(async () => {
   await gateway?.stop();

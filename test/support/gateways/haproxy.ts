@@ -24,9 +24,11 @@ export interface HaproxyOptions {
    * `throttledPer10s` requests in 10 s. @defaultValue off
    */
   usage?: { throttledPer10s: number };
+  /** `nbthread`: 1 makes every Runtime API command run on one thread, so a freed map entry's address goes to the next adds (HAProxy's per-thread cache). @defaultValue HAProxy's (one per core) */
+  threads?: number;
 }
 
-export async function startHaproxy(backendPort: number, { header = 'X-Api-Key', statsMaxconn, usage }: HaproxyOptions = {}): Promise<HaproxyGateway> {
+export async function startHaproxy(backendPort: number, { header = 'X-Api-Key', statsMaxconn, usage, threads }: HaproxyOptions = {}): Promise<HaproxyGateway> {
   const dir = await tempDir('haproxy');
   const map = join(dir.path, 'api-keys.map');
   const socket = join(dir.path, 'runtime.sock');
@@ -40,7 +42,7 @@ export async function startHaproxy(backendPort: number, { header = 'X-Api-Key', 
     async () => {
       port = await freePort();
       runtimePort = await freePort();
-      await writeFile(config, render({ port, runtimePort, socket, map, header, backendPort, statsMaxconn, usage }));
+      await writeFile(config, render({ port, runtimePort, socket, map, header, backendPort, statsMaxconn, usage, threads }));
     },
     () => start('haproxy', ['-db', '-f', config]),
     async (proc) => {
@@ -66,7 +68,7 @@ export async function startHaproxy(backendPort: number, { header = 'X-Api-Key', 
   };
 }
 
-function render(o: { port: number; runtimePort: number; socket: string; map: string; header: string; backendPort: number; statsMaxconn: number | undefined; usage: HaproxyOptions['usage'] }): string {
+function render(o: { port: number; runtimePort: number; socket: string; map: string; header: string; backendPort: number; statsMaxconn: number | undefined; usage: HaproxyOptions['usage']; threads: number | undefined }): string {
   const tables = o.usage
     ? `
 backend st_keys
@@ -83,7 +85,7 @@ backend st_key_sources
   http-request track-sc1 req.fhdr(${o.header}),concat(@,txn.network) table st_key_sources
   http-request deny deny_status 429 if { var(txn.consumer) -m beg throttled: } { sc0_http_req_rate(st_keys) gt ${o.usage.throttledPer10s} }`
     : '';
-  return `global${o.statsMaxconn ? `\n  stats maxconn ${o.statsMaxconn}` : ''}
+  return `global${o.statsMaxconn ? `\n  stats maxconn ${o.statsMaxconn}` : ''}${o.threads ? `\n  nbthread ${o.threads}` : ''}
   stats socket ${o.socket} mode 600 level operator
   stats socket ipv4@127.0.0.1:${o.runtimePort} level operator
 
