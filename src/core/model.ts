@@ -373,10 +373,12 @@ export interface StateRepository {
    * in), secret.lastPromotedAt, the run's next step (`done`: the run finished as finishRun
    * does), and their audit events. Idempotent through the plan: a version already current
    * changes only the step. Returns what it applied and the takedowns it leaves.
+   * Only while `leaseOwner` (RunLease.owner) holds the open run, checked under the run's row lock:
+   * null, nothing written, once another driver has taken the run over or it has finished.
    * @throws what `plan` throws (REKEY_ERR_COMPROMISED), RekeyError REKEY_ERR_INVALID for a
    *   change the transitions table refuses; nothing is written then.
    */
-  promote(runId: string, plan: (snapshot: PromotionSnapshot) => Promotion, audit: AuditContext): Promise<AppliedPromotion>;
+  promote(runId: string, plan: (snapshot: PromotionSnapshot) => Promotion, audit: AuditContext, leaseOwner: string): Promise<AppliedPromotion | null>;
   /**
    * Moves a version to `to` when it is in one of `from`, stamping retiredAt / revokedAt /
    * compromisedAt (an earlier compromisedAt is kept); audited `version.<to>`. Returns whether

@@ -277,7 +277,14 @@ class Rotation {
       }
     }
     // The run's grace as the promotion's transaction reads it (a leak report sets 0).
-    const promotion = await this.deps.repo.promote(this.run.id, (snapshot) => planPromotion(snapshot, snapshot.runGraceMs ?? policy.graceMs, { keepEarlierGrace: !!issuer.signJwt }), audit(this.deps, this.run.id));
+    const promotion = await this.deps.repo.promote(
+      this.run.id,
+      (snapshot) => planPromotion(snapshot, snapshot.runGraceMs ?? policy.graceMs, { keepEarlierGrace: !!issuer.signJwt }),
+      audit(this.deps, this.run.id),
+      this.lease.owner,
+    );
+    // This driver stalled past its lease (in store.promote: check() trusts the last renewal), and another drives the run now.
+    if (!promotion) throw this.lease.lose();
     if (promotion.promotedAt) {
       this.promoted = { version: { ...version, state: 'current', promotedAt: promotion.promotedAt }, takedowns: promotion.takedowns };
       announce(this.deps, { secret: version.secret, event: 'rotated', version: version.number });

@@ -67,7 +67,7 @@ export class PrismaRepository implements StateRepository {
   markPending: StateRepository['markPending'] = (versionId, storeVersionId, audit, next) => this.steps.markPending(versionId, storeVersionId, audit, next);
   recordProgress: StateRepository['recordProgress'] = (versionId, next, audit) => this.steps.recordProgress(versionId, next, audit);
   setDelivery: StateRepository['setDelivery'] = (versionId, target, status, audit, error) => this.steps.setDelivery(versionId, target, status, audit, error);
-  promote: StateRepository['promote'] = (runId, plan, audit) => this.steps.promote(runId, plan, audit);
+  promote: StateRepository['promote'] = (runId, plan, audit, leaseOwner) => this.steps.promote(runId, plan, audit, leaseOwner);
 
   transition: StateRepository['transition'] = (versionId, from, to, audit) => this.takedowns.transition(versionId, from, to, audit);
   decommission: StateRepository['decommission'] = (secretId, plan, audit) => this.takedowns.decommission(secretId, plan, audit);

@@ -19,6 +19,11 @@ import { refuseIllegal } from './transitions.js';
 
 /** The secret lock taken through a run: its secret and version. */
 const LOCK_RUN_SECRET = statement('lock_run_secret', `SELECT r.secret_id, r.version_id FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.id = $1 FOR UPDATE OF s`);
+/**
+ * After the secret lock: the open run `$1` locked while lease owner `$2` holds it (the WHERE is
+ * checked again on the row as its last writer left it), so no other driver takes it over until COMMIT.
+ */
+const LOCK_LEASED_RUN = statement('lock_leased_run', `SELECT 1 FROM runs WHERE id = $1 AND lease_owner = $2 AND ${OPEN} FOR UPDATE`);
 const CREATE_VERSION = statement(
   'create_version',
   `WITH s AS (UPDATE secrets SET version_counter = version_counter + 1 WHERE id = $2 RETURNING id, name, version_counter),
@@ -244,10 +249,13 @@ export class RotationSteps {
     });
   }
 
-  async promote(runId: string, plan: (snapshot: PromotionSnapshot) => Promotion, audit: AuditContext): Promise<AppliedPromotion> {
+  async promote(runId: string, plan: (snapshot: PromotionSnapshot) => Promotion, audit: AuditContext, leaseOwner: string): Promise<AppliedPromotion | null> {
     return transaction(this.db, async (tx) => {
-      // The snapshot is a statement of its own after the lock: it reads what the lock's last holder committed.
-      const [locked, snapshot] = await tx.batch([[LOCK_RUN_SECRET, [runId]], [PROMOTION_SNAPSHOT, [runId]]]);
+      // The snapshot is a statement of its own after the locks: it reads what the locks' last holders committed.
+      // The run's row after the secret's, in the order the promotion's own write (PROMOTED) takes them.
+      const [locked, leased, snapshot] = await tx.batch([[LOCK_RUN_SECRET, [runId]], [LOCK_LEASED_RUN, [runId, leaseOwner]], [PROMOTION_SNAPSHOT, [runId]]]);
+      // A driver that stalled past its lease (in store.promote, say) promotes nothing over its successor, which may be rolling the version back.
+      if (!leased!.length) throw NOT_LEASED;
       const [run] = locked as Array<{ secret_id: string; version_id: string }>;
       const rows = snapshot as Array<VersionRow & { run_grace_ms: number | null }>;
       const versions = rows.map(versionOf);
@@ -285,11 +293,14 @@ export class RotationSteps {
         return change ? { ...v, state: change.to, ...change.set } : v;
       });
       return { ...promotion, takedowns: after.filter((v) => v.state === 'previous' || v.state === 'compromised') };
+    }).catch((error: unknown) => {
+      if (error === NOT_LEASED) return null;
+      throw error;
     });
   }
 }
 
-/** Thrown inside recordIssued's transaction when the lease's owner no longer holds the version's run: rolls it back. */
+/** Thrown inside recordIssued's and promote's transactions when the lease's owner no longer holds the run: rolls it back. */
 const NOT_LEASED = new Error("the run is not the lease owner's");
 
 /** Thrown inside markPending's first transaction when the version was not issuing: rolls it back. */

@@ -143,3 +143,42 @@ it('a driver that stalls past its lease while verifying, then fails, rolls back 
   expect(j.revoked.has((version.issuerState as { serial: string }).serial)).toBe(false);
   expect([...j.stored.values()].some((s) => s.versionId === version.id)).toBe(true);
 });
+
+it('a driver that stalls past its lease in store.promote promotes nothing while its successor rolls the run back', async () => {
+  const runId = await newRun();
+  const deps = h.runtime.engine.deps;
+  const secretId = (await deps.repo.getRun(runId))!.secretId;
+  const before = (await deps.repo.currentVersion(secretId))!;
+  let unpause!: () => void;
+  const pause = new Promise<void>((resolve) => (unpause = resolve));
+  const repo = Object.create(deps.repo) as StateRepository;
+  repo.takeLease = async (...args) => {
+    await pause;
+    return deps.repo.takeLease(...args);
+  };
+  j.reset();
+  const promoting = j.hold('store.promote');
+  const stalled = new Engine({ ...deps, repo }).driveRotation(runId, { final: false });
+  stalled.catch(() => {}); // awaited below
+  await promoting.reached;
+  await h.runtime.db.$executeRaw`UPDATE runs SET lease_until = now() - interval '1 second' WHERE id = ${runId}::uuid`;
+  // The successor's own promotion fails for good, on its last attempt: it rolls the run back, and is held while it retires the version at the target.
+  j.fail('store.promote', 1, false);
+  const retiring = j.hold('retire:mem');
+  const rollingBack = other.engine.driveRotation(runId, { final: true });
+  await retiring.reached;
+  // The stalled driver's pause ends while its successor is rolling back: its store.promote returns.
+  unpause();
+  promoting.release();
+  await expect(stalled).rejects.toThrow(/taken over by another worker/);
+  retiring.release();
+  await expect(rollingBack).resolves.toBe('rolled_back');
+
+  const run = (await deps.repo.getRun(runId))!;
+  expect([run.status, run.step]).toEqual(['rolled_back', 'rollback']);
+  expect((await deps.repo.getVersion(run.versionId!))?.state).toBe('failed');
+  // The version current before is current still, and still works at the target and at the issuer.
+  expect((await deps.repo.currentVersion(secretId))?.id).toBe(before.id);
+  expect(j.accepted.get('mem')?.has(before.fingerprint!)).toBe(true);
+  expect(j.revoked.has((before.issuerState as { serial: string }).serial)).toBe(false);
+});

@@ -29,9 +29,13 @@ secrets:
 });
 afterAll(() => h.stop());
 
-/** A fresh version in `issuing`, made the way a rotation makes it. */
+/** Who drives the runs these tests make (promote() writes only for the lease's holder). */
+const owner = 'test';
+
+/** A fresh version in `issuing`, made the way a rotation makes it, its run leased to `owner`. */
 async function issuingVersion(): Promise<{ runId: string; version: VersionRecord }> {
   const { run } = (await repo.createRotationRun({ secret: 'api-key', trigger: 'manual', idempotencyKey: `manual:${randomUUID()}`, graceMs: null, audit })) as { run: RunRecord };
+  expect(await repo.takeLease(run.id, owner, 60_000)).toBe(true);
   const version = await repo.createVersion(run.id, audit);
   return { runId: run.id, version };
 }
@@ -58,7 +62,7 @@ describe('the repository refuses a transition the lifecycle does not allow', () 
     const before = await auditEvents();
     // A plan that skips `pending`: core never builds one, the repository must not apply one.
     const illegal = await repo
-      .promote(runId, ({ version: v, now }) => ({ changes: [{ version: v, to: 'current', set: { promotedAt: now }, audit: { action: 'version.current', data: {} } }], promotedAt: now, nextStep: 'finalize' }), audit)
+      .promote(runId, ({ version: v, now }) => ({ changes: [{ version: v, to: 'current', set: { promotedAt: now }, audit: { action: 'version.current', data: {} } }], promotedAt: now, nextStep: 'finalize' }), audit, owner)
       .catch((error: unknown) => error);
     expect(illegal).toMatchObject({ code: 'REKEY_ERR_INVALID' });
     expect((await repo.getVersion(version.id))?.state).toBe('issuing');
@@ -66,7 +70,7 @@ describe('the repository refuses a transition the lifecycle does not allow', () 
     expect((await repo.getSecret('api-key'))?.lastPromotedAt).toBeNull();
     expect(await auditEvents()).toBe(before);
     // And core's own plan for a version that is not pending is refused before anything is written.
-    await expect(repo.promote(runId, (s) => planPromotion(s, 1000), audit)).rejects.toMatchObject({ code: 'REKEY_ERR_COMPROMISED' });
+    await expect(repo.promote(runId, (s) => planPromotion(s, 1000), audit, owner)).rejects.toMatchObject({ code: 'REKEY_ERR_COMPROMISED' });
     expect(await auditEvents()).toBe(before);
     await repo.transition(version.id, ['issuing'], 'failed', audit);
     await repo.finishRun(runId, 'rolled_back', audit);
@@ -75,7 +79,7 @@ describe('the repository refuses a transition the lifecycle does not allow', () 
   it('promote(): core\'s plan applied to a pending version makes it current, stamps the secret and finishes the run in the same transaction', async () => {
     const { runId, version } = await issuingVersion();
     await repo.markPending(version.id, 'store-1', audit);
-    const applied = await repo.promote(runId, (s) => planPromotion(s, 1000), audit);
+    const applied = (await repo.promote(runId, (s) => planPromotion(s, 1000), audit, owner))!;
     expect(applied.nextStep).toBe('done');
     expect((await repo.getVersion(version.id))?.state).toBe('current');
     const run = await repo.getRun(runId);
