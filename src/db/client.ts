@@ -23,11 +23,16 @@ export type Tx = Parameters<Parameters<Db['$transaction']>[0]>[0];
  * - a transaction waits for a free connection as long as any query does (the pool's
  *   connection timeout), not Prisma's default 2 s: a burst of rotations or API actions
  *   larger than the pool queues instead of failing with P2028.
+ * - a query not answered within `queryTimeoutMs` fails (the pool drops the connection): in a
+ *   silent network partition (packets swallowed, no FIN or RST) the kernel keeps a connection
+ *   for its retransmission timeout (about 15 min), and every query sent on it, every slot of
+ *   the pool it holds (the /readyz probe's too), and the hand-out journal's connection (which
+ *   copies these options) would wait that long.
  */
-export function createDb(databaseUrl: string, poolSize = 10, onError: (error: Error) => void = () => undefined): Db {
+export function createDb(databaseUrl: string, poolSize = 10, onError: (error: Error) => void = () => undefined, { queryTimeoutMs = QUERY_TIMEOUT_MS }: DbOptions = {}): Db {
   // Every session in UTC: the schema's timestamps are `timestamp(3)` holding UTC (Prisma's
   // convention), and now(), column defaults and comparisons with them use the session's zone.
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, connectionTimeoutMillis: CONNECTION_WAIT_MS, options: '-c TimeZone=UTC' });
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, connectionTimeoutMillis: CONNECTION_WAIT_MS, query_timeout: queryTimeoutMs, options: '-c TimeZone=UTC' });
   pool.on('error', onError);
   pool.on('connect', (client) => {
     client.on('error', onError);
@@ -45,6 +50,17 @@ export function createDb(databaseUrl: string, poolSize = 10, onError: (error: Er
   return db;
 }
 
+export interface DbOptions {
+  /**
+   * How long a query on the pool may go unanswered before it fails.
+   * Longer than any statement rekey sends through the pool: they are short or paged (`rekey
+   * audit verify` reads in pages), lock waits end sooner (interactive transactions time out
+   * after 5 s, the longest after 40 s), and migrations run on a client of their own without it.
+   * @defaultValue 60 s
+   */
+  queryTimeoutMs?: number;
+}
+
 const pools = new WeakMap<Db, pg.Pool>();
 
 /**
@@ -59,6 +75,7 @@ export function poolOf(db: Db): pg.Pool {
 }
 
 const CONNECTION_WAIT_MS = 30_000;
+const QUERY_TIMEOUT_MS = 60_000;
 
 const DEAD_CLIENT_GRACE_MS = 1000;
 const READ_ONLY_SQL_TRANSACTION = '25006';

@@ -4,6 +4,7 @@
  * address that the operator (here the test) repoints at the new primary. node-postgres
  * takes one host, so this front is how rekey finds the primary (docs/high-availability.md).
  * Bytes are copied as they are; nothing is parsed, except by {@link TcpFront.cutAnswerTo}.
+ * {@link TcpFront.partition} swallows them instead, as a silent network partition does.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
@@ -18,6 +19,12 @@ export interface AnswerCut {
 export class TcpFront {
   private readonly sessions = new Set<Socket>();
   private cut: AnswerCut | undefined;
+  /** Sessions whose bytes are dropped, both ways, for the rest of their life (see {@link partition}). */
+  private readonly swallowed = new Set<Socket>();
+  private silent = false;
+  private swallowWaiters: Array<{ writes: number; resolve(): void }> = [];
+  /** Writes (either way) dropped by a partition so far. */
+  swallowedWrites = 0;
 
   private constructor(
     private readonly server: Server,
@@ -39,8 +46,10 @@ export class TcpFront {
   private accept(client: Socket): void {
     const upstream = connect(this.target, '127.0.0.1');
     this.sessions.add(client);
+    if (this.silent) this.swallowed.add(client);
     const close = () => {
       this.sessions.delete(client);
+      this.swallowed.delete(client);
       client.destroy();
       upstream.destroy();
     };
@@ -49,6 +58,7 @@ export class TcpFront {
     // Per connection: 0 nothing seen, 1 `after` seen, 2 `request` passed on (its answer is dropped).
     let stage = 0;
     client.on('data', (chunk: Buffer) => {
+      if (this.swallow(client)) return;
       const cut = this.cut;
       if (cut && stage < 2) {
         if (stage === 0 && chunk.includes(cut.after)) stage = 1;
@@ -57,6 +67,7 @@ export class TcpFront {
       upstream.write(chunk);
     });
     upstream.on('data', (chunk: Buffer) => {
+      if (this.swallow(client)) return;
       if (stage === 2 && this.cut) {
         // The server has answered the request (a COMMIT: it has committed); the client never hears it.
         this.cut.fired = true;
@@ -78,6 +89,39 @@ export class TcpFront {
   cutAnswerTo(after: string, request: string): AnswerCut {
     this.cut = { after, request, fired: false };
     return this.cut;
+  }
+
+  /** Whether `client`'s session is partitioned; counts the write dropped if so. */
+  private swallow(client: Socket): boolean {
+    if (!this.swallowed.has(client)) return false;
+    this.swallowedWrites += 1;
+    this.swallowWaiters = this.swallowWaiters.filter((w) => (w.writes <= this.swallowedWrites ? (w.resolve(), false) : true));
+    return true;
+  }
+
+  /**
+   * A silent partition: from now on every byte of the open sessions, and of those opened until
+   * {@link heal}, is dropped both ways, and none is ever closed (no FIN, no RST), as when packets
+   * are black-holed (a partition, a primary's host frozen or gone while its endpoint moves on).
+   * Connections are still accepted (locally), but their startup is never answered.
+   */
+  partition(): void {
+    this.silent = true;
+    for (const session of this.sessions) this.swallowed.add(session);
+  }
+
+  /**
+   * New connections pass again. Sessions swallowed by the partition stay swallowed: what was
+   * sent on them is lost, as it is once the server behind them is gone or has been replaced.
+   */
+  heal(): void {
+    this.silent = false;
+  }
+
+  /** Resolves once `writes` writes in all have been dropped by a partition. */
+  whenSwallowed(writes: number): Promise<void> {
+    if (this.swallowedWrites >= writes) return Promise.resolve();
+    return new Promise((resolve) => this.swallowWaiters.push({ writes, resolve }));
   }
 
   /**
