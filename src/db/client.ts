@@ -23,7 +23,7 @@ export type Tx = Parameters<Parameters<Db['$transaction']>[0]>[0];
  * - a transaction waits for a free connection as long as any query does (the pool's
  *   connection timeout), not Prisma's default 2 s: a burst of rotations or API actions
  *   larger than the pool queues instead of failing with P2028.
- * - a query not answered within `queryTimeoutMs` fails (the pool drops the connection): in a
+ * - a query not answered within `queryTimeoutMs` fails and its connection is destroyed: in a
  *   silent network partition (packets swallowed, no FIN or RST) the kernel keeps a connection
  *   for its retransmission timeout (about 15 min), and every query sent on it, every slot of
  *   the pool it holds (the /readyz probe's too), and the hand-out journal's connection (which
@@ -52,7 +52,7 @@ export function createDb(databaseUrl: string, poolSize = 10, onError: (error: Er
 
 export interface DbOptions {
   /**
-   * How long a query on the pool may go unanswered before it fails.
+   * How long a query on the pool may go unanswered before it fails and its connection is destroyed.
    * Longer than any statement rekey sends through the pool: they are short or paged (`rekey
    * audit verify` reads in pages), lock waits end sooner (interactive transactions time out
    * after 5 s, the longest after 40 s), and migrations run on a client of their own without it.
@@ -76,16 +76,23 @@ export function poolOf(db: Db): pg.Pool {
 
 const CONNECTION_WAIT_MS = 30_000;
 const QUERY_TIMEOUT_MS = 60_000;
+/** node-postgres's error for a query unanswered within `query_timeout`. */
+const QUERY_TIMEOUT_MESSAGE = 'Query read timeout';
 
 const DEAD_CLIENT_GRACE_MS = 1000;
 const READ_ONLY_SQL_TRANSACTION = '25006';
 const readOnlyServers = new WeakSet<pg.ClientBase>();
 
-/** Marks `client` once a query on it fails with 25006 (callback and promise forms). */
+/**
+ * Marks `client` once a query on it fails with 25006 (callback and promise forms). Destroys its
+ * connection once a query on it times out: node-postgres fails the query but keeps waiting for
+ * its answer, so every later query on the connection (a transaction's ROLLBACK) would wait too.
+ */
 function watchReadOnly(client: pg.ClientBase): void {
   const query = client.query.bind(client) as (...args: unknown[]) => unknown;
   const note = (error: unknown) => {
     if ((error as { code?: string } | null)?.code === READ_ONLY_SQL_TRANSACTION) readOnlyServers.add(client);
+    if ((error as Error | null)?.message === QUERY_TIMEOUT_MESSAGE) (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
   };
   client.query = ((...args: unknown[]) => {
     const callback = args.at(-1);

@@ -62,6 +62,25 @@ it('queries, transactions and readiness probes stuck in a silent partition fail,
   expect(settled.filter((s) => s.status === 'rejected').length).toBeGreaterThan(0);
 }, 60_000);
 
+it('a connection whose query timed out inside a transaction is not given back to the pool to hang the next caller', async () => {
+  const url = new URL(env.databaseUrl);
+  url.port = String(front.port);
+  const single = createDb(url.toString(), 1, () => undefined, { queryTimeoutMs: QUERY_TIMEOUT_MS });
+  try {
+    const partitioned = single.$transaction(async (tx) => {
+      await tx.$queryRaw`SELECT 1`;
+      front.partition();
+      await tx.$queryRaw`SELECT 2`;
+    });
+    await expect(partitioned).rejects.toThrow();
+    front.heal();
+    await expect(single.$queryRaw`SELECT 1 AS ok`).resolves.toEqual([{ ok: 1 }]);
+  } finally {
+    front.heal();
+    await Promise.race([single.$disconnect(), new Promise((resolve) => setTimeout(resolve, 1000))]);
+  }
+}, 60_000);
+
 it("the hand-out journal's own connection, stuck in a silent partition, is replaced once it heals", async () => {
   const journal = new HandoutJournal(db, new AuditLog(undefined));
   try {
