@@ -16,7 +16,11 @@ export default defineProvider({
   storeOwns: ({ name }, client, secret) => [entryName(name, client, secret)],
   open(config, ctx) {
     const key = sealingKey(config.key ? decodeKey(ctx.credential(config.key).reveal(), config.key.name) : decodeKey(ctx.storeKey().reveal(), 'REKEY_LOCAL_STORE_KEY'));
-    const pool = new pg.Pool({ connectionString: ctx.databaseUrl, max: 4 });
+    // Timeouts of its own: in a silent network partition (packets swallowed, no FIN or RST) the
+    // kernel keeps a connection for its retransmission timeout (about 15 min) and a new one's
+    // startup is never answered, so every slot of the pool would be held that long. 60 s is
+    // longer than any statement the store sends (single rows, a per-secret advisory lock).
+    const pool = new pg.Pool({ connectionString: ctx.databaseUrl, max: 4, connectionTimeoutMillis: CONNECTION_WAIT_MS, query_timeout: QUERY_TIMEOUT_MS });
     pool.on('error', (error) => ctx.log.warn({ error: describeError(error) }, 'local store: idle connection failed'));
     // A connection checked out for a transaction has no pool listener: when PostgreSQL ends it
     // between two queries (a restart, pg_terminate_backend), its 'error' event would crash the
@@ -29,6 +33,9 @@ export default defineProvider({
     };
   },
 });
+
+const CONNECTION_WAIT_MS = 30_000;
+const QUERY_TIMEOUT_MS = 60_000;
 
 /** The store's entry for a managed secret: its binding's name (`<name>/<client>` per client), else the secret's own. */
 function entryName(name: string | undefined, client: string | undefined, secret: string): string {
