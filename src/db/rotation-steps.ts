@@ -19,11 +19,6 @@ import { refuseIllegal } from './transitions.js';
 
 /** The secret lock taken through a run: its secret and version. */
 const LOCK_RUN_SECRET = statement('lock_run_secret', `SELECT r.secret_id, r.version_id FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.id = $1 FOR UPDATE OF s`);
-/**
- * After the secret lock: the open run `$1` locked while lease owner `$2` holds it (the WHERE is
- * checked again on the row as its last writer left it), so no other driver takes it over until COMMIT.
- */
-const LOCK_LEASED_RUN = statement('lock_leased_run', `SELECT 1 FROM runs WHERE id = $1 AND lease_owner = $2 AND ${OPEN} FOR UPDATE`);
 const CREATE_VERSION = statement(
   'create_version',
   `WITH s AS (UPDATE secrets SET version_counter = version_counter + 1 WHERE id = $2 RETURNING id, name, version_counter),
@@ -99,14 +94,16 @@ export const BEGIN_ATTEMPT = statement(
    LEFT JOIN (SELECT ${VERSION_COLUMNS} FROM made v JOIN n s ON s.id = v.secret_id) nv ON true`,
 );
 /**
- * Under the secret lock, for run `$1`: its version, the secret's current, previous and
+ * Under the secret lock, for run `$1` while lease owner `$2` holds it open (the run's row locked,
+ * the WHERE checked again on the row as its last writer left it, so no other driver takes it over
+ * until COMMIT; nothing returned otherwise): its version, the secret's current, previous and
  * compromised versions, the one promoted last (the store's current), and the run's grace.
  * Each found by index (the ids first, then their rows), so a secret with thousands of past
  * versions costs what one with two does (test/integration/history-cost.test.ts).
  */
 export const PROMOTION_SNAPSHOT = statement(
   'promotion_snapshot',
-  `WITH r AS (SELECT secret_id, version_id, grace_ms FROM runs WHERE id = $1)
+  `WITH r AS (SELECT secret_id, version_id, grace_ms FROM runs WHERE id = $1 AND lease_owner = $2 AND ${OPEN} FOR UPDATE)
    SELECT ${VERSION_COLUMNS}, r.grace_ms AS run_grace_ms
    FROM r, versions v JOIN secrets s ON s.id = v.secret_id
    WHERE v.id IN (
@@ -251,13 +248,14 @@ export class RotationSteps {
 
   async promote(runId: string, plan: (snapshot: PromotionSnapshot) => Promotion, audit: AuditContext, leaseOwner: string): Promise<AppliedPromotion | null> {
     return transaction(this.db, async (tx) => {
-      // The snapshot is a statement of its own after the locks: it reads what the locks' last holders committed.
-      // The run's row after the secret's, in the order the promotion's own write (PROMOTED) takes them.
-      const [locked, leased, snapshot] = await tx.batch([[LOCK_RUN_SECRET, [runId]], [LOCK_LEASED_RUN, [runId, leaseOwner]], [PROMOTION_SNAPSHOT, [runId]]]);
-      // A driver that stalled past its lease (in store.promote, say) promotes nothing over its successor, which may be rolling the version back.
-      if (!leased!.length) throw NOT_LEASED;
-      const [run] = locked as Array<{ secret_id: string; version_id: string }>;
+      // The snapshot is a statement of its own after the secret lock: it reads what the lock's last holder
+      // committed, and locks the run's row after the secret's, in the order the promotion's own write (PROMOTED) takes them.
+      const [locked, snapshot] = await tx.batch([[LOCK_RUN_SECRET, [runId]], [PROMOTION_SNAPSHOT, [runId, leaseOwner]]]);
       const rows = snapshot as Array<VersionRow & { run_grace_ms: number | null }>;
+      // No row (a promotion always has its version): a driver that stalled past its lease (in store.promote,
+      // say) promotes nothing over its successor, which may be rolling the version back.
+      if (!rows.length) throw NOT_LEASED;
+      const [run] = locked as Array<{ secret_id: string; version_id: string }>;
       const versions = rows.map(versionOf);
       const version = versions.find((v) => v.id === run!.version_id)!;
       const others = versions.filter((v) => v.id !== version.id && v.promotedAt);
