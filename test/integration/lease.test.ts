@@ -40,6 +40,19 @@ async function newRun(): Promise<string> {
   return result.run.id;
 }
 
+/** An engine whose lease renewals wait until `resume` (a driver in a long pause renews nothing). */
+function pausedRenewals(): { engine: Engine; resume: () => void } {
+  const deps = h.runtime.engine.deps;
+  let resume!: () => void;
+  const pause = new Promise<void>((resolve) => (resume = resolve));
+  const repo = Object.create(deps.repo) as StateRepository;
+  repo.takeLease = async (...args) => {
+    await pause;
+    return deps.repo.takeLease(...args);
+  };
+  return { engine: new Engine({ ...deps, repo }), resume };
+}
+
 /**
  * Drives run `runId` with a driver that stalls at the next provider call named `call` (a long GC
  * pause: it renews nothing meanwhile, its timers wait too) while another worker, once the stalled
@@ -47,16 +60,9 @@ async function newRun(): Promise<string> {
  * drive and `resume`, which ends the pause (the held call returns, renewals go out).
  */
 async function stallPastLease(runId: string, call: string, final: boolean): Promise<{ stalled: Promise<unknown>; resume: () => void }> {
-  const deps = h.runtime.engine.deps;
-  let unpause!: () => void;
-  const pause = new Promise<void>((resolve) => (unpause = resolve));
-  const repo = Object.create(deps.repo) as StateRepository;
-  repo.takeLease = async (...args) => {
-    await pause;
-    return deps.repo.takeLease(...args);
-  };
+  const paused = pausedRenewals();
   const held = j.hold(call);
-  const stalled = new Engine({ ...deps, repo }).driveRotation(runId, { final });
+  const stalled = paused.engine.driveRotation(runId, { final });
   stalled.catch(() => {}); // awaited by the test
   await held.reached;
   await h.runtime.db.$executeRaw`UPDATE runs SET lease_until = now() - interval '1 second' WHERE id = ${runId}::uuid`;
@@ -64,7 +70,7 @@ async function stallPastLease(runId: string, call: string, final: boolean): Prom
   return {
     stalled,
     resume: () => {
-      unpause();
+      paused.resume();
       held.release();
     },
   };
@@ -149,16 +155,10 @@ it('a driver that stalls past its lease in store.promote promotes nothing while 
   const deps = h.runtime.engine.deps;
   const secretId = (await deps.repo.getRun(runId))!.secretId;
   const before = (await deps.repo.currentVersion(secretId))!;
-  let unpause!: () => void;
-  const pause = new Promise<void>((resolve) => (unpause = resolve));
-  const repo = Object.create(deps.repo) as StateRepository;
-  repo.takeLease = async (...args) => {
-    await pause;
-    return deps.repo.takeLease(...args);
-  };
+  const paused = pausedRenewals();
   j.reset();
   const promoting = j.hold('store.promote');
-  const stalled = new Engine({ ...deps, repo }).driveRotation(runId, { final: false });
+  const stalled = paused.engine.driveRotation(runId, { final: false });
   stalled.catch(() => {}); // awaited below
   await promoting.reached;
   await h.runtime.db.$executeRaw`UPDATE runs SET lease_until = now() - interval '1 second' WHERE id = ${runId}::uuid`;
@@ -168,7 +168,7 @@ it('a driver that stalls past its lease in store.promote promotes nothing while 
   const rollingBack = other.engine.driveRotation(runId, { final: true });
   await retiring.reached;
   // The stalled driver's pause ends while its successor is rolling back: its store.promote returns.
-  unpause();
+  paused.resume();
   promoting.release();
   await expect(stalled).rejects.toThrow(/taken over by another worker/);
   retiring.release();
