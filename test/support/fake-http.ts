@@ -1,5 +1,5 @@
 /** Plumbing the local fakes of HTTP APIs share (the API semantics stay in each fake). */
-import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 
 /** The whole request body as UTF-8. */
 export async function readBody(req: IncomingMessage): Promise<string> {
@@ -31,4 +31,25 @@ export async function standIn(handler: RequestListener): Promise<StandIn> {
       return new Promise((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** A {@link StandIn} that holds every response until the test answers it. */
+export interface HoldingStandIn extends StandIn {
+  /** The responses not answered yet, oldest first. */
+  held: ServerResponse[];
+  /** Requests received so far. */
+  requests: number;
+  /** Called at each request, once its response is held: the test sets it to wait for one, or to answer at once. */
+  arrived: () => void;
+}
+
+/** Starts a {@link HoldingStandIn}. */
+export async function holdingStandIn(): Promise<HoldingStandIn> {
+  const holding = { held: [] as ServerResponse[], requests: 0, arrived: () => {} };
+  const server = await standIn((_request, response) => {
+    holding.requests++;
+    holding.held.push(response);
+    holding.arrived();
+  });
+  return Object.assign(holding, server);
 }

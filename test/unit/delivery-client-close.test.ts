@@ -6,20 +6,13 @@
 import type { ServerResponse } from 'node:http';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createClient } from '../../src/client/index.js';
-import { type StandIn, standIn } from '../support/fake-http.js';
+import { type HoldingStandIn, holdingStandIn } from '../support/fake-http.js';
 
-let server: StandIn;
+let server: HoldingStandIn;
 let url: string;
-let requests = 0;
-const held: ServerResponse[] = [];
-let arrived: () => void = () => {};
 
 beforeAll(async () => {
-  server = await standIn((_request, response) => {
-    requests++;
-    held.push(response);
-    arrived();
-  });
+  server = await holdingStandIn();
   url = server.url;
 });
 afterAll(() => server.stop());
@@ -29,15 +22,15 @@ const answer = (response: ServerResponse) =>
 
 it('a value read while the client is closed is not kept', async () => {
   const client = createClient({ url, credential: () => 'credential' });
-  const first = new Promise<void>((resolve) => (arrived = resolve));
+  const first = new Promise<void>((resolve) => (server.arrived = resolve));
   const out = client.secret('k');
   await first;
   client.close();
-  answer(held.shift()!);
+  answer(server.held.shift()!);
   await out.catch(() => undefined);
-  expect(requests).toBe(1);
+  expect(server.requests).toBe(1);
   // Nothing kept: the next call asks the server.
-  arrived = () => answer(held.shift()!);
+  server.arrived = () => answer(server.held.shift()!);
   expect(await client.secret('k')).toMatchObject({ version: 3 });
-  expect(requests).toBe(2);
+  expect(server.requests).toBe(2);
 });

@@ -7,27 +7,20 @@
 import type { ServerResponse } from 'node:http';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createClient } from '../../src/client/index.js';
-import { type StandIn, standIn } from '../support/fake-http.js';
+import { type HoldingStandIn, holdingStandIn } from '../support/fake-http.js';
 
-let server: StandIn;
+let server: HoldingStandIn;
 let url: string;
-let requests = 0;
-const held: ServerResponse[] = [];
-let arrived: () => void = () => {};
 
 beforeAll(async () => {
-  server = await standIn((_request, response) => {
-    requests++;
-    held.push(response);
-    arrived();
-  });
+  server = await holdingStandIn();
   url = server.url;
 });
 afterAll(() => server.stop());
 
 it('one caller giving up does not fail the others sharing its request', async () => {
   const client = createClient({ url, credential: () => 'credential' });
-  const first = new Promise<void>((resolve) => (arrived = resolve));
+  const first = new Promise<void>((resolve) => (server.arrived = resolve));
   const impatient = new AbortController();
   const a = client.secret('k', impatient.signal);
   const b = client.secret('k');
@@ -35,10 +28,10 @@ it('one caller giving up does not fail the others sharing its request', async ()
   impatient.abort();
   await expect(a).rejects.toMatchObject({ code: 'aborted' });
   // The request still out (or one sent again) answers b.
-  for (const response of held.splice(0)) answer(response);
-  arrived = () => answer(held.shift()!);
+  for (const response of server.held.splice(0)) answer(response);
+  server.arrived = () => answer(server.held.shift()!);
   expect(await b).toMatchObject({ secret: 'k', version: 3, value: 'v3' });
-  expect(requests).toBeLessThanOrEqual(2);
+  expect(server.requests).toBeLessThanOrEqual(2);
 });
 
 function answer(response: ServerResponse): void {
