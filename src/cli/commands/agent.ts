@@ -22,7 +22,7 @@ export function registerAgentCommand(program: Command, ctx: CliContext): void {
   program
     .command('agent')
     .description('Sidecar: authenticate to rekey server, keep tokens and values in memory, serve them on 127.0.0.1 behind a per-host token, render templates')
-    .requiredOption('--server <url>', 'rekey server base URL', process.env.REKEY_SERVER)
+    .requiredOption('--server <url>', 'rekey server base URL (default: the REKEY_SERVER environment variable)', process.env.REKEY_SERVER)
     .option('--client-key-file <path>', 'authenticate with the client key in this file')
     .option('--token-file <path>', 'authenticate with the JWT in this file (a projected service account token; read for every request)')
     .option('--port <port>', 'loopback port to serve on', port, 2773)
