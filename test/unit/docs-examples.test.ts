@@ -4,11 +4,13 @@
  * secret without `store:` or `issuer:` gets a built-in one, and a provider or secret an example
  * names without defining comes from another example (the same file's first, then any file's).
  * Nothing else is filled in: `${env:NAME}` references must be listed in the example's `env.allow`.
+ * The chart's example values (helm/rekey/ci/*.yaml) carry whole files in `config`: those load as
+ * the install hook's `rekey apply` loads them.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { parseAllDocuments, stringify } from 'yaml';
+import { parse, parseAllDocuments, stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import { documentSchema } from '../../src/config/schema.js';
 import { packageRoot } from '../../src/paths.js';
@@ -118,6 +120,21 @@ it('every rekey.yaml example in README.md, docs/ and providers/*/README.md loads
   for (const example of all) {
     try {
       await parseConfig(completed(example), `${example.file}:${example.line}`, providers);
+    } catch (error) {
+      failures.push((error as Error).message);
+    }
+  }
+  expect(failures).toEqual([]);
+}, 60_000);
+
+it("the `config` of each example values file of the chart (helm/rekey/ci) loads as the install hook's `rekey apply` loads it", async () => {
+  const dir = join(packageRoot, 'helm/rekey/ci');
+  const failures: string[] = [];
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml'))) {
+    const { config } = (parse(readFileSync(join(dir, file), 'utf8')) ?? {}) as { config?: unknown };
+    if (config === undefined || config === null) continue;
+    try {
+      await parseConfig(typeof config === 'string' ? config : stringify(config), `helm/rekey/ci/${file}: config`, providers);
     } catch (error) {
       failures.push((error as Error).message);
     }
