@@ -2,7 +2,8 @@
  * What operators read matches what runs: docs/admin-api.md documents every admin API operation
  * and every problem code the API answers; the dashboard they describe is served, with the
  * Content-Security-Policy docs/dashboard.md quotes; README.md's CLI tables name every command
- * and every option `rekey --help` lists.
+ * and every option `rekey --help` lists, and its table of error codes every REKEY_ERR_* code with
+ * whether it is retried.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import { apiRoutes } from '../../src/api/routes.js';
 import { openapiPath } from '../../src/api/openapi.js';
 import type { Command } from 'commander';
 import { buildProgram } from '../../src/cli/main.js';
+import { ERROR_CODES } from '../../src/core/errors.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/dashboard/assets.js';
 import { dashboardRoutes } from '../../src/dashboard/routes.js';
 import { serverRoutes } from '../../src/http/routes.js';
@@ -55,4 +57,10 @@ it("README.md's CLI tables have a row for every command, naming each of its opti
   };
   walk(buildProgram({ modules: providers, out: () => undefined }), '');
   expect(missing).toEqual([]);
+});
+
+it("README.md's table of error codes has every REKEY_ERR_* code, each retried or not as the code says", () => {
+  const readme = readFileSync(join(packageRoot, 'README.md'), 'utf8');
+  const documented = Object.fromEntries([...readme.matchAll(/^\| `(REKEY_ERR_[A-Z_]+)` \| (yes|no) \|/gm)].map((m) => [m[1]!, m[2] === 'yes']));
+  expect(documented).toEqual(ERROR_CODES);
 });
