@@ -23,7 +23,7 @@ const kms = (actions: string) => ({
 
 const SPECIAL: Record<string, AwsSpecialCase> = {
   DecryptionFailure: kms('kms:Decrypt'),
-  EncryptionFailure: kms('kms:GenerateDataKey and kms:Encrypt'),
+  EncryptionFailure: kms('kms:GenerateDataKey'),
   LimitExceededException: {
     code: 'REKEY_ERR_THROTTLED',
     hint: 'a Secrets Manager quota (e.g. versions created in the last 24 hours); rekey retries with backoff',

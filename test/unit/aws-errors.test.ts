@@ -1,6 +1,8 @@
 // One reading of AWS SDK v3 errors for every AWS provider: the shared table, each provider's
 // wrapper agreeing with it (bar the names a provider documents as its own), and no AWS message
 // text in rekey's messages. Google's side: providers/gcp-secret-manager/test/gcp-errors.unit.test.ts.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { SecretsManagerServiceException } from '@aws-sdk/client-secrets-manager';
 import { describe, expect, it } from 'vitest';
 import { apiGatewayError } from '../../providers/aws-api-gateway/aws-errors.js';
@@ -8,6 +10,7 @@ import { iamError } from '../../providers/aws-iam-access-key/aws-errors.js';
 import { secretsManagerError } from '../../providers/aws-secrets-manager/aws-errors.js';
 import { classifyAwsError } from '../../src/core/kit/aws-errors.js';
 import { describeError, type ErrorCode } from '../../src/core/errors.js';
+import { packageRoot } from '../../src/paths.js';
 
 const LEAK = 'ECHOED-REQUEST-zq81x';
 const live = new AbortController().signal;
@@ -92,5 +95,23 @@ describe.each(PROVIDERS)('%s', (_provider, wrap, own) => {
     }
     expect(wrap(answered('AccessDeniedException', 403)).message).toContain('AccessDeniedException (HTTP 403)');
     expect(wrap(unanswered('Error', 'ECONNREFUSED')).message).toContain('Error ECONNREFUSED (no HTTP response)');
+  });
+});
+
+describe('aws-secrets-manager KMS failures', () => {
+  // The KMS actions the provider README's least-privilege policy grants: what a denied message may ask for.
+  const POLICY = ['kms:Decrypt', 'kms:GenerateDataKey'];
+  const asked = (name: string, operation: 'GetSecretValue' | 'PutSecretValue') => {
+    const wrapped = secretsManagerError(answered(name, 400), { provider: 'p', secret: 'prod/db', operation, signal: live });
+    expect(wrapped.code).toBe('REKEY_ERR_DENIED');
+    return [...wrapped.message.matchAll(/kms:[A-Za-z]+/g)].map((m) => m[0]);
+  };
+
+  it('ask for kms:Decrypt to read and kms:GenerateDataKey to write, nothing the README policy leaves out', () => {
+    expect(asked('DecryptionFailure', 'GetSecretValue')).toEqual(['kms:Decrypt']);
+    expect(asked('EncryptionFailure', 'PutSecretValue')).toEqual(['kms:GenerateDataKey']);
+    const policy = readFileSync(join(packageRoot, 'providers/aws-secrets-manager/README.md'), 'utf8');
+    const granted = [...policy.matchAll(/"Action": \[([^\]]*)\]/g)].flatMap((m) => [...m[1]!.matchAll(/"(kms:[A-Za-z]+)"/g)].map((k) => k[1]));
+    expect(granted.sort()).toEqual(POLICY);
   });
 });
