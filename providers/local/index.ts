@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { describeError } from '../../src/core/errors.js';
 import { decodeKey } from '../../src/core/fingerprint.js';
+import { poolTimeouts, watchConnections } from '../../src/core/kit/sql-pool.js';
 import { defineProvider } from '../../src/core/provider.js';
 import { LocalStore } from './local.store.js';
 import { localConfig, localStoreBinding } from './local.schema.js';
@@ -18,14 +19,15 @@ export default defineProvider({
     const key = sealingKey(config.key ? decodeKey(ctx.credential(config.key).reveal(), config.key.name) : decodeKey(ctx.storeKey().reveal(), 'REKEY_LOCAL_STORE_KEY'));
     // Timeouts of its own: in a silent network partition (packets swallowed, no FIN or RST) the
     // kernel keeps a connection for its retransmission timeout (about 15 min) and a new one's
-    // startup is never answered, so every slot of the pool would be held that long. 60 s is
-    // longer than any statement the store sends (single rows, a per-secret advisory lock).
-    const pool = new pg.Pool({ connectionString: ctx.databaseUrl, max: 4, connectionTimeoutMillis: CONNECTION_WAIT_MS, query_timeout: QUERY_TIMEOUT_MS });
+    // startup is never answered, so every slot of the pool would be held that long. The query
+    // timeout (60 s) is longer than any statement the store sends (single rows, a per-secret advisory lock).
+    const pool = new pg.Pool({ connectionString: ctx.databaseUrl, max: 4, ...poolTimeouts() });
     pool.on('error', (error) => ctx.log.warn({ error: describeError(error) }, 'local store: idle connection failed'));
     // A connection checked out for a transaction has no pool listener: when PostgreSQL ends it
     // between two queries (a restart, pg_terminate_backend), its 'error' event would crash the
-    // process. The transaction's next query fails instead, and the step is retried.
-    pool.on('connect', (client) => client.on('error', (error) => ctx.log.warn({ error: describeError(error) }, 'local store: connection failed')));
+    // process. The transaction's next query fails instead, and the step is retried. A timed-out
+    // query's connection is destroyed, a read-only server's dropped when given back.
+    watchConnections(pool, (error) => ctx.log.warn({ error: describeError(error) }, 'local store: connection failed'));
     return {
       // Per-client keys: one entry per client under the configured name.
       store: ({ secret, params, client }) => new LocalStore(pool, key, entryName(params.name, client, secret), ctx.name),
@@ -33,9 +35,6 @@ export default defineProvider({
     };
   },
 });
-
-const CONNECTION_WAIT_MS = 30_000;
-const QUERY_TIMEOUT_MS = 60_000;
 
 /** The store's entry for a managed secret: its binding's name (`<name>/<client>` per client), else the secret's own. */
 function entryName(name: string | undefined, client: string | undefined, secret: string): string {

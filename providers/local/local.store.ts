@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { ProviderError } from '../../src/core/errors.js';
+import { inTransaction } from '../../src/core/kit/sql-pool.js';
 import type { Call, SecretStore, Stage, StoredRef, StoredVersion, VersionRef } from '../../src/core/ports.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import { type SealingKey, open, seal } from './seal.js';
@@ -108,34 +109,26 @@ export class LocalStore implements SecretStore {
    * once `call.signal` aborts (core's per-call timeout gave up on it) it rolls back, so a write core
    * counted as failed never lands later beside the one its retry makes. A connection whose server
    * refused a write as read-only (SQLSTATE 25006: a standby, or a primary demoted by a failover while
-   * the front still routed to it) is not kept, so the retry opens one through the front to the new
-   * primary instead of failing on it for ever.
+   * the front still routed to it) is not kept (src/core/kit/sql-pool.ts), so the retry opens one
+   * through the front to the new primary instead of failing on it for ever.
    */
   private async transaction<T>(call: Call | undefined, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect().catch((cause: unknown) => {
-      throw unavailable(this.provider, cause);
-    });
-    let broken: Error | undefined;
     try {
-      await client.query('BEGIN');
-      // One writer per secret at a time: stage moves must not interleave.
-      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`local-store:${this.name}`]);
-      const result = await fn(client);
-      if (call?.signal.aborted) throw new ProviderError('REKEY_ERR_TIMEOUT', `${this.name}: the call was given up before it committed; rolled back`, { provider: this.provider });
-      await client.query('COMMIT');
-      return result;
+      return await inTransaction(
+        () => this.pool.connect(),
+        async (client) => {
+          // One writer per secret at a time: stage moves must not interleave.
+          await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`local-store:${this.name}`]);
+          const result = await fn(client);
+          if (call?.signal.aborted) throw new ProviderError('REKEY_ERR_TIMEOUT', `${this.name}: the call was given up before it committed; rolled back`, { provider: this.provider });
+          return result;
+        },
+      );
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      if ((error as { code?: unknown } | null)?.code === READ_ONLY_SQL_TRANSACTION) broken = new Error('server is read-only');
       throw error instanceof ProviderError ? error : unavailable(this.provider, error);
-    } finally {
-      // pg-pool destroys a connection given back with an error instead of keeping it.
-      client.release(broken);
     }
   }
 }
-
-const READ_ONLY_SQL_TRANSACTION = '25006';
 
 function aad(secret: string, versionId: string): string {
   return `${secret}\n${versionId}`;

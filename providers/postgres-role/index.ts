@@ -3,6 +3,7 @@
  * password valid until revoke) or one role changed in place.
  */
 import pg from 'pg';
+import { inTransaction, watchConnections } from '../../src/core/kit/sql-pool.js';
 import { defineProvider } from '../../src/core/provider.js';
 import { PostgresRoleIssuer, type PostgresRoleSession } from './postgres-role.issuer.js';
 import {
@@ -41,24 +42,12 @@ export default defineProvider<PostgresRoleConfig, never, PostgresRoleIssuerBindi
           pool = new pg.Pool({ connectionString: managingUrl(), max: 2, idleTimeoutMillis: 10_000, connectionTimeoutMillis: 5000 });
           pool.on('error', () => undefined); // an idle client dropped by the server: the next checkout reconnects
           // A checked-out client ended by the server between queries must not crash the process (see providers/local).
-          pool.on('connect', (client) => client.on('error', () => undefined));
+          // A server that refused a write as read-only (a standby, a primary demoted by a failover) is not asked
+          // again: its connection is dropped when given back, so the retry goes through the front afresh.
+          watchConnections(pool, () => undefined);
         }
-        const client = await pool.connect();
-        let broken: Error | undefined;
-        try {
-          await client.query('BEGIN');
-          const result = await work(client);
-          await client.query('COMMIT');
-          return result;
-        } catch (error) {
-          await client.query('ROLLBACK').catch(() => undefined);
-          // A server that refused a write as read-only (a standby, a primary demoted by a failover) is not
-          // asked again: pg-pool destroys a connection given back with an error, so the retry goes through the front afresh.
-          if ((error as { code?: unknown } | null)?.code === '25006') broken = new Error('server is read-only');
-          throw error;
-        } finally {
-          client.release(broken);
-        }
+        const managing = pool;
+        return inTransaction(() => managing.connect(), work);
       },
       clientUrl() {
         const url = new URL(config.clientUrl ?? managingUrl());

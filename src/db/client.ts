@@ -1,5 +1,6 @@
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
+import { CONNECTION_WAIT_MS, markReadOnly, poolTimeouts, QUERY_TIMEOUT_MS, releaseError, watchConnections } from '../core/kit/sql-pool.js';
 import { PrismaClient } from './generated/client.js';
 
 export type Db = InstanceType<typeof PrismaClient>;
@@ -32,12 +33,9 @@ export type Tx = Parameters<Parameters<Db['$transaction']>[0]>[0];
 export function createDb(databaseUrl: string, poolSize = 10, onError: (error: Error) => void = () => undefined, { queryTimeoutMs = QUERY_TIMEOUT_MS }: DbOptions = {}): Db {
   // Every session in UTC: the schema's timestamps are `timestamp(3)` holding UTC (Prisma's
   // convention), and now(), column defaults and comparisons with them use the session's zone.
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, connectionTimeoutMillis: CONNECTION_WAIT_MS, query_timeout: queryTimeoutMs, options: '-c TimeZone=UTC' });
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, ...poolTimeouts({ queryTimeoutMs }), options: '-c TimeZone=UTC' });
   pool.on('error', onError);
-  pool.on('connect', (client) => {
-    client.on('error', onError);
-    watchReadOnly(client);
-  });
+  watchConnections(pool, onError);
   // pg-pool calls connect() itself with a callback (pool.query), Prisma with none.
   type Done = (error: Error | undefined, client: pg.PoolClient | undefined, release: unknown) => void;
   const connect = pool.connect.bind(pool) as (done?: Done) => Promise<pg.PoolClient> | undefined;
@@ -74,41 +72,7 @@ export function poolOf(db: Db): pg.Pool {
   return pool;
 }
 
-const CONNECTION_WAIT_MS = 30_000;
-const QUERY_TIMEOUT_MS = 60_000;
-/** node-postgres's error for a query unanswered within `query_timeout`. */
-const QUERY_TIMEOUT_MESSAGE = 'Query read timeout';
-
 const DEAD_CLIENT_GRACE_MS = 1000;
-const READ_ONLY_SQL_TRANSACTION = '25006';
-const readOnlyServers = new WeakSet<pg.ClientBase>();
-
-/**
- * Marks `client` once a query on it fails with 25006 (callback and promise forms). Destroys its
- * connection once a query on it times out: node-postgres fails the query but keeps waiting for
- * its answer, so every later query on the connection (a transaction's ROLLBACK) would wait too.
- */
-function watchReadOnly(client: pg.ClientBase): void {
-  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-  const note = (error: unknown) => {
-    if ((error as { code?: string } | null)?.code === READ_ONLY_SQL_TRANSACTION) readOnlyServers.add(client);
-    if ((error as Error | null)?.message === QUERY_TIMEOUT_MESSAGE) (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
-  };
-  client.query = ((...args: unknown[]) => {
-    const callback = args.at(-1);
-    if (typeof callback === 'function') {
-      args[args.length - 1] = (error: unknown, result: unknown) => {
-        note(error);
-        (callback as (error: unknown, result: unknown) => void)(error, result);
-      };
-      return query(...args);
-    }
-    const result = query(...args);
-    // A branch of its own: the caller still gets (and handles) the original rejection.
-    if (result instanceof Promise) result.catch(note);
-    return result;
-  }) as typeof client.query;
-}
 
 function releaseWhenDead(client: pg.PoolClient): pg.PoolClient {
   const release = client.release.bind(client);
@@ -125,7 +89,7 @@ function releaseWhenDead(client: pg.PoolClient): pg.PoolClient {
     clearTimeout(timer);
     client.removeListener('error', died);
     // pg-pool destroys a client given back with an error instead of keeping it.
-    release(error ?? (readOnlyServers.has(client) ? new Error('server is read-only') : undefined));
+    release(error ?? releaseError(client));
   };
   return client;
 }
@@ -145,7 +109,8 @@ export async function writable(db: Db): Promise<boolean> {
     readOnly = rows[0]?.read_only !== 'off';
     return !readOnly;
   } finally {
-    client.release(readOnly ? new Error('server is read-only') : undefined);
+    if (readOnly) markReadOnly(client);
+    client.release();
   }
 }
 
