@@ -14,7 +14,8 @@ import { call, fingerprint, issued, newVersion } from '../../../test/conformance
 import { until } from '../../../test/support/poll.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import { DATABASE_URL } from '../../../test/support/services.js';
-import postgresRole from '../index.js';
+import { TcpFront } from '../../../test/support/tcp-front.js';
+import postgresRole, { openPostgresRole } from '../index.js';
 import { PostgresRoleIssuer, type PostgresRoleSession } from '../postgres-role.issuer.js';
 import { startScramCluster, type ScramCluster } from './scram-cluster.js';
 
@@ -302,6 +303,51 @@ describe('postgres-role when the managed server fails over', () => {
       await close();
     }
   });
+});
+
+describe('postgres-role in a silent network partition', () => {
+  // Packets swallowed, no FIN or RST (test/support/tcp-front.ts's partition()): the kernel would keep
+  // the managing connections for its retransmission timeout (about 15 min), and with them both slots of
+  // the pool. A short query timeout here; the default is 60 s.
+  const QUERY_TIMEOUT_MS = 1000;
+  /** One query timeout, and room for a loaded machine. Before: never (each issue waited 5 s for a connection in vain). */
+  const BOUND_MS = 20_000;
+
+  it('its managing connections stuck in a silent partition fail, and issue works again once the partition heals', async () => {
+    const front = await TcpFront.listen(cluster.port);
+    const url = new URL(managerUrl);
+    url.port = String(front.port);
+    process.env[`${ENV}_FRONT`] = url.toString();
+    const instance = openPostgresRole(postgresRole.config.parse({ url: `\${env:${ENV}_FRONT}` }), testProviderContext('pg'), { queryTimeoutMs: QUERY_TIMEOUT_MS });
+    const role = `app_${randomUUID().replaceAll('-', '').slice(0, 10)}`;
+    const issuer = instance.issuer!({ secret: 'orders-db', params: postgresRole.bindings.issuer!.parse({ role }) });
+    try {
+      // Both slots of the pool (two) hold a connection.
+      await Promise.all([issuer.issue(newVersion('orders-db').ref, call()), issuer.issue(newVersion('orders-db').ref, call())]);
+      front.partition();
+      const before = front.swallowedWrites;
+      const stuck = Array.from({ length: 3 }, () => issuer.issue(newVersion('orders-db').ref, call(30_000)));
+      for (const p of stuck) p.catch(() => undefined);
+      // Both pooled connections have sent their BEGIN into the partition.
+      await front.whenSwallowed(before + 2);
+      front.heal();
+      const started = performance.now();
+      for (;;) {
+        try {
+          await issuer.issue(newVersion('orders-db').ref, call(30_000));
+          break;
+        } catch (error) {
+          if (performance.now() - started > BOUND_MS) throw error;
+        }
+      }
+      expect(performance.now() - started).toBeLessThan(BOUND_MS);
+    } finally {
+      front.heal();
+      await Promise.race([instance.close!(), new Promise((resolve) => setTimeout(resolve, 1000))]);
+      await front.close();
+      delete process.env[`${ENV}_FRONT`];
+    }
+  }, 90_000);
 });
 
 describe('postgres-role single', () => {
