@@ -6,6 +6,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/config/load.js';
 import type { ConfigError } from '../../../src/core/errors.js';
+import { inTransaction } from '../../../src/core/kit/sql-pool.js';
 import type { IssuedRef, JsonObject } from '../../../src/core/ports.js';
 import type { SecretValue } from '../../../src/core/secret-value.js';
 import { providers } from '../../../src/registry.js';
@@ -219,23 +220,17 @@ describe('postgres-role alternating', () => {
     const session: PostgresRoleSession = {
       provider: 'pg',
       log: testProviderContext('pg').log,
-      async transaction(work) {
-        const client = await pool.connect();
-        try {
-          await client.query('BEGIN');
-          const result = await work(client);
-          const hook = beforeCommit;
-          beforeCommit = undefined;
-          await hook?.();
-          await client.query('COMMIT');
-          return result;
-        } catch (error) {
-          await client.query('ROLLBACK').catch(() => undefined);
-          throw error;
-        } finally {
-          client.release();
-        }
-      },
+      transaction: (work) =>
+        inTransaction(
+          () => pool.connect(),
+          async (client) => {
+            const result = await work(client);
+            const hook = beforeCommit;
+            beforeCommit = undefined;
+            await hook?.();
+            return result;
+          },
+        ),
       clientUrl: () => new URL(`postgresql://${cluster.host}:${cluster.port}/postgres`),
     };
     const hooked = new PostgresRoleIssuer(session, postgresRole.bindings.issuer!.parse({ role, terminateSessions: true }));
