@@ -10,7 +10,7 @@ import { call, newVersion } from '../../../test/conformance/refs.js';
 import { isolate, type Isolated } from '../../../test/support/isolation.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import { TcpFront } from '../../../test/support/tcp-front.js';
-import local from '../index.js';
+import local, { openLocal } from '../index.js';
 
 let env: Isolated;
 let front: TcpFront;
@@ -56,3 +56,24 @@ it('its connections stuck in a silent partition fail, and it serves again once t
     }
   }
 }, 150_000);
+
+it('a connection whose query timed out inside a transaction is not given back to the pool to hang the next caller', async () => {
+  const url = new URL(env.databaseUrl);
+  url.port = String(front.port);
+  // A short query timeout (the default is 60 s), and one connection open before the partition.
+  const short = openLocal(local.config.parse({ key: '${env:PROVIDERTEST_LOCAL_KEY}' }), testProviderContext('vault', { databaseUrl: url.toString() }), { queryTimeoutMs: 1000 });
+  const shortStore = short.store!({ secret: 'partitioned-transaction', params: {} });
+  try {
+    await shortStore.list(call());
+    front.partition();
+    const v = newVersion('stuck');
+    // Its BEGIN is swallowed: it times out, and so would its ROLLBACK behind it on the same connection.
+    await expect(shortStore.writePending(v.ref, v.value, call())).rejects.toMatchObject({ code: 'REKEY_ERR_UNAVAILABLE' });
+    front.heal();
+    // The next caller gets a connection through the healed front, not the one still waiting for an answer.
+    await expect(shortStore.list(call())).resolves.toEqual([]);
+  } finally {
+    front.heal();
+    await Promise.race([short.close?.(), new Promise((resolve) => setTimeout(resolve, 1000))]);
+  }
+}, 60_000);
