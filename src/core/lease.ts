@@ -5,6 +5,7 @@
  * PostgreSQL, on the database's clock, and is renewed while the run is driven.
  */
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { audit, type EngineDeps } from './context.js';
 import { RekeyError } from './errors.js';
 import type { RunRecord, RunStatus, VersionRecord } from './model.js';
@@ -22,6 +23,13 @@ export class RunLease {
   private lost = false;
   private ended = false;
   private readonly timer: NodeJS.Timeout;
+  /**
+   * performance.now() past which the lease may have run out: when the last grant or renewal that
+   * succeeded was sent, plus the lease's length. PostgreSQL set its `lease_until` from its own clock
+   * once the statement reached it, so never before this: a driver that acts only before it never acts
+   * while another holds the run, whatever failed meanwhile (PostgreSQL unreachable, renewals slow).
+   */
+  private heldUntil: number;
 
   private constructor(
     private readonly deps: EngineDeps,
@@ -29,7 +37,10 @@ export class RunLease {
     /** Who holds the lease: a write the repository makes only for the lease's holder names it (StateRepository.recordIssued). */
     readonly owner: string,
     private readonly ms: number,
+    /** performance.now() when the grant (StateRepository.startRotationAttempt) was sent. */
+    grantSent: number,
   ) {
+    this.heldUntil = grantSent + ms;
     this.timer = setInterval(() => void this.renew(), Math.max(100, Math.floor(ms / 3)));
     this.timer.unref();
   }
@@ -46,14 +57,22 @@ export class RunLease {
   ): Promise<{ lease: RunLease; run: RunRecord; version: VersionRecord | null; storeCurrent: VersionRecord | null } | { lease: null; status: RunStatus | 'skipped' }> {
     const owner = `${deps.actor}:${process.pid}:${randomUUID().slice(0, 8)}`;
     const ms = deps.leaseMs ?? DEFAULT_LEASE_MS;
+    const sent = performance.now();
     const attempt = await deps.repo.startRotationAttempt(runId, owner, ms, audit(deps, runId));
-    if (attempt.granted) return { lease: new RunLease(deps, runId, owner, ms), run: attempt.run, version: attempt.version, storeCurrent: attempt.storeCurrent };
+    if (attempt.granted) return { lease: new RunLease(deps, runId, owner, ms, sent), run: attempt.run, version: attempt.version, storeCurrent: attempt.storeCurrent };
     if (!attempt.run || attempt.run.status !== 'running') return { lease: null, status: attempt.run?.status ?? 'skipped' };
     throw new RekeyError('REKEY_ERR_CONFLICT', `run ${runId} is being driven by another worker`);
   }
 
-  /** Call before anything with an effect outside the database. @throws LeaseLost */
+  /**
+   * Call before anything with an effect outside the database. Throws once a write was refused
+   * (lose), a renewal was refused, or the lease has run out since the last renewal that succeeded
+   * (one that failed, PostgreSQL unreachable say, kept nothing): for good, even if a renewal
+   * succeeds later, since another worker may have driven the run meanwhile.
+   * @throws LeaseLost
+   */
   check(): void {
+    if (!this.lost && performance.now() >= this.heldUntil) this.lost = true;
     if (this.lost) throw new LeaseLost(this.runId);
   }
 
@@ -76,10 +95,12 @@ export class RunLease {
   }
 
   private async renew(): Promise<void> {
+    const sent = performance.now();
     try {
-      if (!(await this.deps.repo.takeLease(this.runId, this.owner, this.ms))) this.lost = true;
+      if (await this.deps.repo.takeLease(this.runId, this.owner, this.ms)) this.heldUntil = Math.max(this.heldUntil, sent + this.ms);
+      else this.lost = true;
     } catch {
-      // PostgreSQL unreachable: the run's next write fails on its own.
+      // PostgreSQL unreachable: nothing renewed, so the lease runs out at heldUntil (check()).
     }
   }
 }

@@ -53,6 +53,26 @@ function pausedRenewals(): { engine: Engine; resume: () => void } {
   return { engine: new Engine({ ...deps, repo }), resume };
 }
 
+/** An engine on `leaseMs` leases that PostgreSQL never answers once its lease is granted: every renewal fails. */
+function unrenewable(leaseMs: number): Engine {
+  const deps = h.runtime.engine.deps;
+  const repo = Object.create(deps.repo) as StateRepository;
+  repo.takeLease = () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:5432'));
+  return new Engine({ ...deps, repo, leaseMs });
+}
+
+/** Drives `runId` with `engine` as soon as whoever holds its lease lets it go or lets it run out. */
+async function driveOnceFree(engine: Engine, runId: string, final: boolean): Promise<unknown> {
+  for (;;) {
+    try {
+      return await engine.driveRotation(runId, { final });
+    } catch (error) {
+      if (!/being driven by another worker/.test(String(error))) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
 /**
  * Drives run `runId` with a driver that stalls at the next provider call named `call` (a long GC
  * pause: it renews nothing meanwhile, its timers wait too) while another worker, once the stalled
@@ -181,4 +201,24 @@ it('a driver that stalls past its lease in store.promote promotes nothing while 
   expect((await deps.repo.currentVersion(secretId))?.id).toBe(before.id);
   expect(j.accepted.get('mem')?.has(before.fingerprint!)).toBe(true);
   expect(j.revoked.has((before.issuerState as { serial: string }).serial)).toBe(false);
+});
+
+it('a driver cut off from PostgreSQL calls no provider once its lease has run out, though no renewal was refused', async () => {
+  const runId = await newRun();
+  const deps = h.runtime.engine.deps;
+  j.reset();
+  // It deploys while PostgreSQL stops answering it: its renewals fail, none is refused.
+  const deploying = j.hold('deploy:mem');
+  const cutOff = unrenewable(1000).driveRotation(runId, { final: false });
+  cutOff.catch(() => {}); // awaited below
+  await deploying.reached;
+  // Its lease runs out in PostgreSQL (one second after it was granted), and another worker drives the run to the end.
+  await expect(driveOnceFree(other.engine, runId, false)).resolves.toBe('succeeded');
+  const before = j.calls.length;
+  // Its deploy returns: it has held nothing for a while, and must not go on to verify or promote.
+  deploying.release();
+  await expect(cutOff).rejects.toThrow(/taken over by another worker/);
+  expect(j.calls.slice(before)).toEqual([]);
+  const run = (await deps.repo.getRun(runId))!;
+  expect([run.status, run.step, run.error]).toEqual(['succeeded', 'done', null]);
 });
