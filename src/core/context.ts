@@ -117,12 +117,14 @@ export async function providerCall<T>(deps: Pick<EngineDeps, 'events'>, log: Log
 /**
  * Records a failed step's error on its run, best effort: the text is diagnostic, and a run
  * whose bookkeeping write fails must still roll back (or be retried), never stop there.
- * `log` is the run's (its id bound).
+ * `log` is the run's (its id bound). With `leaseOwner` (a rotation's RunLease.owner), only while it
+ * holds the open run: returns false when the write was refused for that (the lease is lost), true otherwise.
  */
-export async function noteRunError(deps: EngineDeps, runId: string, reason: string, log: Logger): Promise<void> {
+export async function noteRunError(deps: EngineDeps, runId: string, reason: string, log: Logger, leaseOwner?: string): Promise<boolean> {
   try {
-    await deps.repo.recordRunError(runId, reason);
+    return await deps.repo.recordRunError(runId, reason, leaseOwner);
   } catch (error) {
     log.error({ error: describeError(error) }, 'could not record the run error; carrying on');
+    return true;
   }
 }

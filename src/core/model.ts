@@ -333,8 +333,12 @@ export interface StateRepository {
    * `run.restarted`; a finished run is left as it is. No lock.
    */
   restartRun(runId: string, audit: AuditContext): Promise<void>;
-  /** Error texts (here, in finishRun and setDelivery) are stored through errors.ts `sanitize`. Overwrites; not audited. */
-  recordRunError(runId: string, error: string): Promise<void>;
+  /**
+   * Error texts (here, in finishRun and setDelivery) are stored through errors.ts `sanitize`. Overwrites; not audited.
+   * With `leaseOwner` (RunLease.owner), only while it holds the open run, checked by the write itself.
+   * @returns false, nothing written, when `leaseOwner` does not hold the open run (another driver took it over, or it has finished).
+   */
+  recordRunError(runId: string, error: string, leaseOwner?: string): Promise<boolean>;
   /** Closes a running run with `status` (audited `run.finished`) and ends its lease; idempotent: a run already finished is left as it is. */
   finishRun(runId: string, status: Exclude<RunStatus, 'running'>, audit: AuditContext, error?: string): Promise<void>;
 
@@ -350,23 +354,32 @@ export interface StateRepository {
    */
   recordIssued(versionId: string, issued: { fingerprint: string; issuerState: JsonObject; publicId: string | undefined }, audit: AuditContext, leaseOwner: string): Promise<VersionRecord | null>;
   /**
-   * issuing -> pending with the store's version id (audited). Idempotent: a pending version
-   * is returned as it is. Takes the secret lock.
+   * issuing -> pending with the store's version id (audited), with `next`'s bookkeeping. Idempotent: a pending version
+   * is returned as it is (`next` recorded again). Takes the secret lock, then the run's row.
+   * Only while `leaseOwner` (RunLease.owner) holds the open run `next.runId`, checked by the write itself:
+   * null, nothing written, once another driver has taken the run over or it has finished.
    * @throws RekeyError REKEY_ERR_COMPROMISED when the version is in any other state (a leak report took it).
    */
-  markPending(versionId: string, storeVersionId: string, audit: AuditContext, next?: StepProgress): Promise<VersionRecord>;
+  markPending(versionId: string, storeVersionId: string, audit: AuditContext, next: StepProgress, leaseOwner: string): Promise<VersionRecord | null>;
   /**
    * Records a rotation step's progress (`next`: delivery rows, then the run's step) in one
    * transaction with its audit events, and returns the version as it is now (a leak report
-   * may have taken it meanwhile). No lock.
+   * may have taken it meanwhile). Locks the run's row, nothing else.
+   * Only while `leaseOwner` (RunLease.owner) holds the open run `next.runId`, checked by the write itself:
+   * null, nothing written, once another driver has taken the run over or it has finished.
    * @throws RekeyError REKEY_ERR_UNKNOWN for no such version.
    */
-  recordProgress(versionId: string, next: StepProgress, audit: AuditContext): Promise<VersionRecord>;
+  recordProgress(versionId: string, next: StepProgress, audit: AuditContext, leaseOwner: string): Promise<VersionRecord | null>;
   /**
    * Upserts the (version, target) delivery row, audited `delivery.<status>`; `pending` counts
-   * an attempt. Written before the target is called, so a crash leaves a row to roll back. No lock.
+   * an attempt. Written before the target is called, so a crash leaves a row to roll back. No lock,
+   * but the run's row with `leaseOwner`.
+   * With `leaseOwner` (RunLease.owner; a rotation's own write), only while it holds the version's open run,
+   * checked by the write itself; without, any writer (a retirement or revocation, which hold no lease).
+   * @returns false, nothing written, when `leaseOwner` does not hold the version's open run.
+   * @throws RekeyError REKEY_ERR_UNKNOWN for no such version.
    */
-  setDelivery(versionId: string, target: string, status: DeliveryStatus, audit: AuditContext, error?: string): Promise<void>;
+  setDelivery(versionId: string, target: string, status: DeliveryStatus, audit: AuditContext, error?: string, leaseOwner?: string): Promise<boolean>;
   /**
    * Applies the promotion `plan` builds (core's planPromotion) from what it reads under the
    * secret lock, in one transaction: each version change (only from the state it was read

@@ -85,7 +85,8 @@ class Rotation {
       // Another worker drives the run now; or an emergency rotation started over and waits for its retry.
       if (error instanceof LeaseLost || error instanceof StartedOver) throw error;
       const reason = describeError(error);
-      await noteRunError(this.deps, this.run.id, reason, this.log);
+      // Refused: this driver stalled past its lease (in a provider call), and the run is another's now, or finished.
+      if (!(await noteRunError(this.deps, this.run.id, reason, this.log, this.lease.owner))) throw this.lease.lose();
       this.log.warn({ step: this.step, error: reason, final: attempt.final }, 'rotation step failed');
       // An emergency rotation's job is never final (names.ts emergencyRetry): each version gets retry.attempts tries.
       const spent = !!resolved && (attempt.number ?? 1) % resolved.policy.retry.attempts === 0 && (await isEmergency(this.deps, this.run));
@@ -188,8 +189,9 @@ class Rotation {
    * value this attempt has just written: it is destroyed here, then the refusal is thrown.
    */
   private async recordPending(resolved: ResolvedSecret, version: VersionRecord, storeVersionId: string, next: StepProgress): Promise<VersionRecord> {
+    let pending: VersionRecord | null;
     try {
-      return await this.deps.repo.markPending(version.id, storeVersionId, audit(this.deps, this.run.id), next);
+      pending = await this.deps.repo.markPending(version.id, storeVersionId, audit(this.deps, this.run.id), next, this.lease.owner);
     } catch (error) {
       const taken = error instanceof RekeyError && error.code === 'REKEY_ERR_COMPROMISED' ? await this.deps.repo.getVersion(version.id) : null;
       if (taken?.compromisedAt && !taken.storeVersionId && (taken.state === 'compromised' || taken.state === 'revoked')) {
@@ -198,6 +200,9 @@ class Rotation {
       }
       throw error;
     }
+    // This driver stalled past its lease (in store.writePending or store.read): its successor drives the run, or finished it.
+    if (!pending) throw this.lease.lose();
+    return pending;
   }
 
   /**
@@ -252,7 +257,18 @@ class Rotation {
     if (this.unrecorded.length === 0) return;
     const targets = this.unrecorded;
     this.unrecorded = [];
-    await this.deps.repo.recordProgress(version.id, this.progress('verify', targets, 'deployed'), audit(this.deps, this.run.id));
+    await this.recordProgress(version, this.progress('verify', targets, 'deployed'));
+  }
+
+  /**
+   * repo.recordProgress, as the lease's holder: a driver that stalled past its lease (in a target's
+   * call) moves no step of its successor's back and marks none of its deliveries.
+   * @throws LeaseLost
+   */
+  private async recordProgress(version: VersionRecord, next: StepProgress): Promise<VersionRecord> {
+    const recorded = await this.deps.repo.recordProgress(version.id, next, audit(this.deps, this.run.id), this.lease.owner);
+    if (!recorded) throw this.lease.lose();
+    return recorded;
   }
 
   /** The targets whose delivery of `version` is in one of `statuses`; none when `fresh` (this attempt did the step before). */
@@ -423,7 +439,7 @@ class Rotation {
     const ctx = audit(this.deps, this.run.id);
     const names = policy.targets.filter((name) => !done.has(name));
     if (verb === 'deploy' && names.length > 0 && !recorded) {
-      await this.deps.repo.recordProgress(version.id, this.progress(undefined, names, 'pending'), ctx);
+      await this.recordProgress(version, this.progress(undefined, names, 'pending'));
     }
     const results = await Promise.allSettled(names.map((name) => providerCall(this.deps, this.log, { provider: name, op: `target.${verb}` }, policy.timeoutMs, (c) => act(targets.get(name)!, c))));
     const next = verb === 'deploy' ? 'verify' : 'promote';
@@ -439,13 +455,13 @@ class Rotation {
     const same = this.unrecorded.length === succeeded.length && succeeded.every((t) => this.unrecorded.includes(t));
     if (failed || !same) await this.recordDeployed(version);
     const progress = this.progress(failed ? undefined : next, succeeded, status, this.unrecorded.length ? ['deployed'] : []);
-    const after = await this.deps.repo.recordProgress(version.id, progress, ctx);
+    const after = await this.recordProgress(version, progress);
     if (!failed) {
       this.unrecorded = [];
       this.step = next;
     }
     for (const [i, result] of results.entries()) {
-      if (result.status === 'rejected') await this.deps.repo.setDelivery(version.id, names[i]!, 'failed', ctx, describeError(result.reason));
+      if (result.status === 'rejected' && !(await this.deps.repo.setDelivery(version.id, names[i]!, 'failed', ctx, describeError(result.reason), this.lease.owner))) throw this.lease.lose();
     }
     throwFirstError(results);
     return after;

@@ -59,14 +59,14 @@ export class PrismaRepository implements StateRepository {
   setRunStep: StateRepository['setRunStep'] = (runId, step, leaseOwner) => this.runs.setRunStep(runId, step, leaseOwner);
   setRunGrace: StateRepository['setRunGrace'] = (runId, graceMs, audit) => this.runs.setRunGrace(runId, graceMs, audit);
   restartRun: StateRepository['restartRun'] = (runId, audit) => this.runs.restartRun(runId, audit);
-  recordRunError: StateRepository['recordRunError'] = (runId, error) => this.runs.recordRunError(runId, error);
+  recordRunError: StateRepository['recordRunError'] = (runId, error, leaseOwner) => this.runs.recordRunError(runId, error, leaseOwner);
   finishRun: StateRepository['finishRun'] = (runId, status, audit, error) => this.runs.finishRun(runId, status, audit, error);
 
   createVersion: StateRepository['createVersion'] = (runId, audit) => this.steps.createVersion(runId, audit);
   recordIssued: StateRepository['recordIssued'] = (versionId, issued, audit, leaseOwner) => this.steps.recordIssued(versionId, issued, audit, leaseOwner);
-  markPending: StateRepository['markPending'] = (versionId, storeVersionId, audit, next) => this.steps.markPending(versionId, storeVersionId, audit, next);
-  recordProgress: StateRepository['recordProgress'] = (versionId, next, audit) => this.steps.recordProgress(versionId, next, audit);
-  setDelivery: StateRepository['setDelivery'] = (versionId, target, status, audit, error) => this.steps.setDelivery(versionId, target, status, audit, error);
+  markPending: StateRepository['markPending'] = (versionId, storeVersionId, audit, next, leaseOwner) => this.steps.markPending(versionId, storeVersionId, audit, next, leaseOwner);
+  recordProgress: StateRepository['recordProgress'] = (versionId, next, audit, leaseOwner) => this.steps.recordProgress(versionId, next, audit, leaseOwner);
+  setDelivery: StateRepository['setDelivery'] = (versionId, target, status, audit, error, leaseOwner) => this.steps.setDelivery(versionId, target, status, audit, error, leaseOwner);
   promote: StateRepository['promote'] = (runId, plan, audit, leaseOwner) => this.steps.promote(runId, plan, audit, leaseOwner);
 
   transition: StateRepository['transition'] = (versionId, from, to, audit) => this.takedowns.transition(versionId, from, to, audit);

@@ -39,41 +39,62 @@ const DELIVERIES_SET = `INSERT INTO deliveries (version_id, target, status, atte
    SELECT $1, t, $3::text::"DeliveryStatus", $4::int, ${NOW} FROM unnest($2::text[]) AS t
    ON CONFLICT (version_id, target) DO UPDATE SET status = EXCLUDED.status, attempts = deliveries.attempts + EXCLUDED.attempts, updated_at = ${NOW}`;
 /**
+ * The open run of version `$1` that lease owner `$n` holds, its row locked (the WHERE checked again on
+ * the row as its last writer left it, so no other driver takes the run over until COMMIT): nothing once
+ * another driver has, or the run has finished. By the version's run, as {@link ISSUED} checks it.
+ */
+const leasedRunOfVersion = (owner: number) => `SELECT 1 FROM runs WHERE version_id = $1 AND lease_owner = $${owner} AND ${OPEN} FOR NO KEY UPDATE`;
+/**
  * The delivery row of version `$1` at target `$2` set to `$3` (`pending` counts an attempt) with
- * error `$4` (null: the error column is left as it is); returns the version's secret.
+ * error `$4` (null: the error column is left as it is), only while lease owner `$5` holds the
+ * version's open run (null: any writer, a retirement's or a revocation's); returns the version's
+ * secret (null: no such version) and whether the lease was held.
  */
 const SET_DELIVERY = statement(
   'set_delivery',
-  `WITH d AS (INSERT INTO deliveries (version_id, target, status, attempts, last_error, updated_at)
-     SELECT v.id, $2, $3::text::"DeliveryStatus", CASE WHEN $3::text = 'pending' THEN 1 ELSE 0 END, $4, ${NOW} FROM versions v WHERE v.id = $1
+  `WITH l AS (${leasedRunOfVersion(5)}),
+        d AS (INSERT INTO deliveries (version_id, target, status, attempts, last_error, updated_at)
+     SELECT v.id, $2, $3::text::"DeliveryStatus", CASE WHEN $3::text = 'pending' THEN 1 ELSE 0 END, $4, ${NOW} FROM versions v
+     WHERE v.id = $1 AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM l))
      ON CONFLICT (version_id, target) DO UPDATE SET status = EXCLUDED.status, attempts = deliveries.attempts + EXCLUDED.attempts,
        last_error = coalesce($4, deliveries.last_error), updated_at = ${NOW}
      RETURNING version_id)
-   SELECT s.name AS secret FROM d JOIN versions v ON v.id = d.version_id JOIN secrets s ON s.id = v.secret_id`,
+   SELECT (SELECT s.name FROM d JOIN versions v ON v.id = d.version_id JOIN secrets s ON s.id = v.secret_id) AS secret,
+     ($5::text IS NULL OR EXISTS (SELECT 1 FROM l)) AS leased`,
 );
 /**
+ * Run `$5` while lease owner `$7` holds it open, its row locked as {@link leasedRunOfVersion} locks
+ * it; `after`: a CTE that must have a row first (a lock taken before this one).
+ */
+const leasedRun = (after?: string) => `SELECT id FROM runs WHERE id = $5 AND lease_owner = $7 AND ${OPEN}${after ? ` AND EXISTS (SELECT 1 FROM ${after})` : ''} FOR NO KEY UPDATE`;
+/**
  * Under the secret lock (taken before the version row, which the UPDATE re-reads after the
- * wait): issuing -> pending with store version `$7`, and only then a step's bookkeeping as
- * {@link PROGRESS} does. Nothing when the version was not issuing.
+ * wait), then the run's row while lease owner `$7` holds it open: issuing -> pending with store
+ * version `$8`, and only then a step's bookkeeping as {@link PROGRESS} does. One row: `leased`
+ * (whether the lease was held) and the version's columns, null when it was not issuing or not leased.
  */
 const PENDING = statement(
   'mark_pending',
   `WITH l AS (SELECT 1 FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.id = $1 FOR UPDATE OF s),
-        v AS (UPDATE versions SET state = 'pending', store_version_id = $7 WHERE id = $1 AND state = 'issuing' AND EXISTS (SELECT 1 FROM l) RETURNING *),
+        lr AS (${leasedRun('l')}),
+        v AS (UPDATE versions SET state = 'pending', store_version_id = $8 WHERE id = $1 AND state = 'issuing' AND EXISTS (SELECT 1 FROM lr) RETURNING *),
         d AS (${DELIVERIES_SET.replace('FROM unnest', 'FROM v, unnest')}),
-        r AS (UPDATE runs SET step = $6 WHERE id = $5 AND ${OPEN} AND $6::text IS NOT NULL AND EXISTS (SELECT 1 FROM v))
-   SELECT ${VERSION_COLUMNS} FROM v JOIN secrets s ON s.id = v.secret_id`,
+        r AS (UPDATE runs SET step = $6 FROM lr WHERE runs.id = lr.id AND $6::text IS NOT NULL AND EXISTS (SELECT 1 FROM v))
+   SELECT EXISTS (SELECT 1 FROM lr) AS leased, x.* FROM (SELECT 1) one
+   LEFT JOIN (SELECT ${VERSION_COLUMNS} FROM v JOIN secrets s ON s.id = v.secret_id) x ON true`,
 );
 /**
- * A step's bookkeeping: the delivery rows at `$2` set to `$3` (`pending` counts an attempt in
- * `$4`; the error column is left as it is), the run's step `$6` unless null, and the version
- * as this statement reads it.
+ * A step's bookkeeping, only while lease owner `$7` holds run `$5` open (its row locked as
+ * {@link leasedRun} locks it): the delivery rows at `$2` set to `$3` (`pending` counts an attempt
+ * in `$4`; the error column is left as it is), the run's step `$6` unless null; and the version
+ * as this statement reads it, with `leased` (false: nothing written).
  */
 const PROGRESS = statement(
   'record_progress',
-  `WITH d AS (${DELIVERIES_SET}),
-        r AS (UPDATE runs SET step = $6 WHERE id = $5 AND ${OPEN} AND $6::text IS NOT NULL)
-   SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.id = $1`,
+  `WITH lr AS (${leasedRun()}),
+        d AS (${DELIVERIES_SET.replace('FROM unnest', 'FROM lr, unnest')}),
+        r AS (UPDATE runs SET step = $6 FROM lr WHERE runs.id = lr.id AND $6::text IS NOT NULL)
+   SELECT ${VERSION_COLUMNS}, EXISTS (SELECT 1 FROM lr) AS leased FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.id = $1`,
 );
 /**
  * The run with its lease taken (an attempt counted); as `sc_*`, the version promoted last (the
@@ -206,43 +227,61 @@ export class RotationSteps {
    * when it does not (a repeat after a crash), that transaction is rolled back before another
    * takes the secret lock on its own: the chain's lock is never held while waiting for the secret's.
    */
-  async markPending(versionId: string, storeVersionId: string, audit: AuditContext, next?: StepProgress) {
+  async markPending(versionId: string, storeVersionId: string, audit: AuditContext, next: StepProgress, leaseOwner: string) {
     const ctx = auditOf(audit);
     const moved = await transaction(this.db, async (tx) => {
-      const [pending, taken] = await tx.batch([[PENDING, [versionId, ...progressValues(next ?? {}), storeVersionId]], takeOf({ version: versionId }, 1 + progressCount(next ?? {}))]);
-      const [row] = pending as VersionRow[];
-      if (!row) throw NOT_MOVED;
-      const version = versionOf(row);
+      const [pending, taken] = await tx.batch([[PENDING, [versionId, ...progressValues(next), leaseOwner, storeVersionId]], takeOf({ version: versionId }, 1 + progressCount(next))]);
+      const [row] = pending as Array<Partial<VersionRow> & { leased: boolean }>;
+      if (!row!.leased) throw NOT_LEASED;
+      if (!row!.id) throw NOT_MOVED;
+      const version = versionOf(row as VersionRow);
       const event: AuditInput = { ...ctx, action: 'version.pending', secret: version.secret, versionId, data: { from: 'issuing', to: 'pending', storeVersionId } };
-      this.audit.appendTaken(tx, [event, ...progressEvents(version, next ?? {}, ctx)], taken!);
+      this.audit.appendTaken(tx, [event, ...progressEvents(version, next, ctx)], taken!);
       return version;
     }).catch((error: unknown) => {
-      if (error === NOT_MOVED) return null;
+      if (error === NOT_MOVED) return 'not issuing' as const;
+      if (error === NOT_LEASED) return 'not leased' as const;
       throw error;
     });
-    if (moved) return moved;
+    if (moved === 'not leased') return null;
+    if (moved !== 'not issuing') return moved;
     return transaction(this.db, async (tx) => {
       // Already pending (a repeat after a crash): its bookkeeping alone, under the secret lock.
       await tx.rows(LOCK_SECRET_OF_VERSION, [versionId]);
       const found = await readVersion(tx, versionId);
       if (!found) throw new RekeyError('REKEY_ERR_UNKNOWN', `no version ${versionId}`);
       if (found.state !== 'pending') throw notPending(found);
-      if (next) await progress(tx, this.audit, found, next, ctx);
+      if (!(await progress(tx, this.audit, found, next, ctx, leaseOwner))) throw NOT_LEASED;
       return found;
+    }).catch((error: unknown) => {
+      if (error === NOT_LEASED) return null;
+      throw error;
     });
   }
 
-  async recordProgress(versionId: string, next: StepProgress, audit: AuditContext) {
-    return transaction(this.db, (tx) => progress(tx, this.audit, { id: versionId }, next, auditOf(audit)));
+  async recordProgress(versionId: string, next: StepProgress, audit: AuditContext, leaseOwner: string) {
+    return transaction(this.db, async (tx) => {
+      const version = await progress(tx, this.audit, { id: versionId }, next, auditOf(audit), leaseOwner);
+      if (!version) throw NOT_LEASED;
+      return version;
+    }).catch((error: unknown) => {
+      if (error === NOT_LEASED) return null;
+      throw error;
+    });
   }
 
-  /** One batch: the upsert and the audit take; the event and COMMIT in a second. */
-  async setDelivery(versionId: string, target: string, status: DeliveryStatus, audit: AuditContext, error?: string) {
-    await transaction(this.db, async (tx) => {
-      const [set, taken] = await tx.batch([[SET_DELIVERY, [versionId, target, status, error === undefined ? null : sanitize(error)]], takeOf({ version: versionId }, 1)]);
-      const [row] = set as Array<{ secret: string }>;
-      if (!row) throw new RekeyError('REKEY_ERR_UNKNOWN', `no version ${versionId}`);
-      this.audit.appendTaken(tx, [{ ...auditOf(audit), action: `delivery.${status}`, secret: row.secret, versionId, data: { target } }], taken!);
+  /** One batch: the upsert and the audit take; the event and COMMIT in a second. Rolled back (the take with it) when the lease was not held. */
+  async setDelivery(versionId: string, target: string, status: DeliveryStatus, audit: AuditContext, error?: string, leaseOwner?: string) {
+    return transaction(this.db, async (tx) => {
+      const [set, taken] = await tx.batch([[SET_DELIVERY, [versionId, target, status, error === undefined ? null : sanitize(error), leaseOwner ?? null]], takeOf({ version: versionId }, 1)]);
+      const [row] = set as Array<{ secret: string | null; leased: boolean }>;
+      if (!row!.leased) throw NOT_LEASED;
+      if (!row!.secret) throw new RekeyError('REKEY_ERR_UNKNOWN', `no version ${versionId}`);
+      this.audit.appendTaken(tx, [{ ...auditOf(audit), action: `delivery.${status}`, secret: row!.secret, versionId, data: { target } }], taken!);
+      return true;
+    }).catch((error: unknown) => {
+      if (error === NOT_LEASED) return false;
+      throw error;
     });
   }
 
@@ -298,7 +337,7 @@ export class RotationSteps {
   }
 }
 
-/** Thrown inside recordIssued's and promote's transactions when the lease's owner no longer holds the run: rolls it back. */
+/** Thrown inside the transactions of the writes made only for the lease's holder when its owner no longer holds the run: rolls it back. */
 const NOT_LEASED = new Error("the run is not the lease owner's");
 
 /** Thrown inside markPending's first transaction when the version was not issuing: rolls it back. */
@@ -350,20 +389,23 @@ function stale({ version: v }: VersionChange): never {
  * A rotation step's bookkeeping inside its transaction: the delivery rows of the version at
  * `next.deliveries.targets` set to one status, then the run's next step, in one statement that
  * also reads the version, batched with the audit take of the step's events (`delivery.<status>`
- * per target; the step itself is not audited). Returns the version.
+ * per target; the step itself is not audited), only while `leaseOwner` holds the run open.
+ * Returns the version; null when the lease was not held (nothing written: the caller rolls the
+ * transaction back, the audit take with it).
  */
-async function progress(tx: SqlTx, audit: AuditLog, of: { id: string }, next: StepProgress, ctx: ReturnType<typeof auditOf>): Promise<VersionRecord> {
+async function progress(tx: SqlTx, audit: AuditLog, of: { id: string }, next: StepProgress, ctx: ReturnType<typeof auditOf>, leaseOwner: string): Promise<VersionRecord | null> {
   const count = progressCount(next);
-  const [rows, taken] = await tx.batch([[PROGRESS, [of.id, ...progressValues(next)]], ...(count ? [takeOf({ version: of.id }, count)] : [])]);
-  const [row] = rows as VersionRow[];
+  const [rows, taken] = await tx.batch([[PROGRESS, [of.id, ...progressValues(next), leaseOwner]], ...(count ? [takeOf({ version: of.id }, count)] : [])]);
+  const [row] = rows as Array<VersionRow & { leased: boolean }>;
   if (!row) throw new RekeyError('REKEY_ERR_UNKNOWN', `no version ${of.id}`);
+  if (!row.leased) return null;
   const version = versionOf(row);
   if (count) audit.appendTaken(tx, progressEvents(version, next, ctx), taken!);
   return version;
 }
 
 /** `$2`–`$6` of {@link PROGRESS} and {@link PENDING}: targets, status, attempts counted, run, step. */
-function progressValues(next: Partial<StepProgress>): unknown[] {
+function progressValues(next: StepProgress): unknown[] {
   const { targets = [], status = 'pending' } = next.deliveries ?? {};
   return [targets, status, status === 'pending' ? 1 : 0, next.runId ?? null, next.step ?? null];
 }

@@ -83,7 +83,8 @@ const RESTART = statement(
   `WITH r AS (UPDATE runs SET step = 'issue', version_id = NULL WHERE id = $1 AND ${OPEN} RETURNING *)
    SELECT ${RUN_COLUMNS} FROM r JOIN secrets s ON s.id = r.secret_id`,
 );
-const RECORD_ERROR = statement('record_run_error', `UPDATE runs SET error = $2 WHERE id = $1`);
+/** Run `$1`'s error set to `$2`; while lease owner `$3` holds it open, unless `$3` is null. */
+const RECORD_ERROR = statement('record_run_error', `UPDATE runs SET error = $2 WHERE id = $1 AND ($3::text IS NULL OR (lease_owner = $3 AND ${OPEN})) RETURNING id`);
 const RELEASE_LEASE = statement('release_lease', `UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2`);
 const SET_STEP = statement('set_run_step', `UPDATE runs SET step = $2 WHERE id = $1 AND lease_owner = $3 AND ${OPEN} RETURNING id`);
 const FINISH = statement(
@@ -236,8 +237,8 @@ export class Runs {
     });
   }
 
-  async recordRunError(runId: string, error: string) {
-    await this.sql.rows(RECORD_ERROR, [runId, sanitize(error)]);
+  async recordRunError(runId: string, error: string, leaseOwner?: string) {
+    return (await this.sql.rows(RECORD_ERROR, [runId, sanitize(error), leaseOwner ?? null])).length > 0;
   }
 
   async finishRun(runId: string, status: Exclude<RunStatus, 'running'>, audit: AuditContext, error?: string) {

@@ -222,3 +222,85 @@ it('a driver cut off from PostgreSQL calls no provider once its lease has run ou
   const run = (await deps.repo.getRun(runId))!;
   expect([run.status, run.step, run.error]).toEqual(['succeeded', 'done', null]);
 });
+
+it("a driver that stalls past its lease in a target's verify moves no step of its successor's back: the successor's rollback stays one", async () => {
+  const runId = await newRun();
+  const deps = h.runtime.engine.deps;
+  const paused = pausedRenewals();
+  j.reset();
+  const verifying = j.hold('verify:mem');
+  const stalled = paused.engine.driveRotation(runId, { final: false });
+  stalled.catch(() => {}); // awaited below
+  await verifying.reached;
+  await h.runtime.db.$executeRaw`UPDATE runs SET lease_until = now() - interval '1 second' WHERE id = ${runId}::uuid`;
+  // The successor's promotion fails for good, on its last attempt: it rolls the run back, and is held while it retires the version at the target.
+  j.fail('store.promote', 1, false);
+  const retiring = j.hold('retire:mem');
+  const rollingBack = other.engine.driveRotation(runId, { final: true });
+  await retiring.reached;
+  const before = j.calls.length;
+  // The pause ends: the stalled driver's verify succeeds, late, and it records that (deliveries verified, step promote).
+  paused.resume();
+  verifying.release();
+  await expect(stalled).rejects.toThrow(/taken over by another worker/);
+  expect((await deps.repo.getRun(runId))?.step).toBe('rollback');
+  expect(j.calls.slice(before)).toEqual([]);
+  retiring.release();
+  await expect(rollingBack).resolves.toBe('rolled_back');
+  const run = (await deps.repo.getRun(runId))!;
+  expect([run.status, run.step]).toEqual(['rolled_back', 'rollback']);
+  expect((await deps.repo.deliveries(run.versionId!)).map((d) => [d.target, d.status])).toEqual([['mem', 'retired']]);
+});
+
+it("a driver that stalls past its lease in store.promote, then fails, puts no error on its successor's run", async () => {
+  const runId = await newRun();
+  const deps = h.runtime.engine.deps;
+  const { stalled, resume } = await stallPastLease(runId, 'store.promote', false);
+  // The pause ends and the stalled driver's store.promote fails (the store answered it late, with an error).
+  j.fail('store.promote', 1, false);
+  resume();
+  await expect(stalled).rejects.toThrow(/taken over by another worker/);
+  const run = (await deps.repo.getRun(runId))!;
+  expect([run.status, run.step, run.error]).toEqual(['succeeded', 'done', null]);
+});
+
+it("a driver that stalls past its lease reading its value back records no pending version under its successor's issue", async () => {
+  const runId = await newRun();
+  const deps = h.runtime.engine.deps;
+  const paused = pausedRenewals();
+  j.reset();
+  // It has issued, recorded and stored the value, and reads it back before recording the version pending.
+  const reading = j.hold('store.read');
+  const stalled = paused.engine.driveRotation(runId, { final: false });
+  stalled.catch(() => {}); // awaited below
+  await reading.reached;
+  await h.runtime.db.$executeRaw`UPDATE runs SET lease_until = now() - interval '1 second' WHERE id = ${runId}::uuid`;
+  // The successor finds the version issued and looks for it in the store, held there.
+  const listing = j.hold('store.list');
+  const successor = other.engine.driveRotation(runId, { final: false });
+  await listing.reached;
+  const before = j.calls.length;
+  // The pause ends: the stalled driver's read returns, and it would record the version pending, at deploy, and deploy it.
+  paused.resume();
+  reading.release();
+  await expect(stalled).rejects.toThrow(/taken over by another worker/);
+  const versionId = (await deps.repo.getRun(runId))!.versionId!;
+  expect([(await deps.repo.getRun(runId))?.step, (await deps.repo.getVersion(versionId))?.state]).toEqual(['issue', 'issuing']);
+  expect(j.calls.slice(before)).toEqual([]);
+  listing.release();
+  await expect(successor).resolves.toBe('succeeded');
+  const version = (await deps.repo.getVersion(versionId))!;
+  expect(version.state).toBe('current');
+  expect(deps.fingerprint(j.stored.get(version.storeVersionId!)!.value)).toBe(version.fingerprint);
+});
+
+it('a delivery row is written for a lease owner only while it holds the run', async () => {
+  const runId = await newRun();
+  const deps = h.runtime.engine.deps;
+  await expect(h.runtime.engine.driveRotation(runId, { final: false })).resolves.toBe('succeeded');
+  const versionId = (await deps.repo.getRun(runId))!.versionId!;
+  // A rotation's late write (its run finished by another driver) is refused; a retirement's (no lease) is not.
+  expect(await deps.repo.setDelivery(versionId, 'mem', 'failed', { actor: 'test', runId }, 'answered late', 'a driver that stalled')).toBe(false);
+  expect((await deps.repo.deliveries(versionId)).map((d) => [d.target, d.status, d.lastError])).toEqual([['mem', 'verified', null]]);
+  expect(await deps.repo.setDelivery(versionId, 'mem', 'verified', { actor: 'test', runId })).toBe(true);
+});

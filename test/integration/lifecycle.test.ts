@@ -78,7 +78,7 @@ describe('the repository refuses a transition the lifecycle does not allow', () 
 
   it('promote(): core\'s plan applied to a pending version makes it current, stamps the secret and finishes the run in the same transaction', async () => {
     const { runId, version } = await issuingVersion();
-    await repo.markPending(version.id, 'store-1', audit);
+    await repo.markPending(version.id, 'store-1', audit, { runId }, owner);
     const applied = (await repo.promote(runId, (s) => planPromotion(s, 1000), audit, owner))!;
     expect(applied.nextStep).toBe('done');
     expect((await repo.getVersion(version.id))?.state).toBe('current');
