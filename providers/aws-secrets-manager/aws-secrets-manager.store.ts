@@ -7,7 +7,8 @@
  *   retry after a lost response creates no second version. Attaching AWSPENDING moves it off any
  *   other version, which is how a stray AWSPENDING left by a crashed run is cleaned up.
  * - promote = UpdateSecretVersionStage moving AWSCURRENT (AWS then moves AWSPREVIOUS to the old
- *   current by itself), then removing AWSPENDING.
+ *   current by itself), then removing AWSPENDING. The move names the version it takes AWSCURRENT from
+ *   (RemoveFromVersionId), which AWS checks: promote is a compare-and-set on the version rekey expected.
  * - destroy = removing every staging label. A version without labels is "deprecated": AWS drops it
  *   from DescribeSecret and ListSecretVersionIds and deletes it eventually. rekey treats a version
  *   without labels as destroyed, so reading one by id is NOT_FOUND even while AWS still has it.
@@ -37,7 +38,7 @@ import { formatDuration } from '../../src/core/duration.js';
 import { ProviderError } from '../../src/core/errors.js';
 import type { Fingerprinter } from '../../src/core/fingerprint.js';
 import type { Logger } from '../../src/core/logger.js';
-import type { Call, JsonObject, RotationPolicy, SecretStore, Stage, StoredRef, StoredVersion, VersionRef } from '../../src/core/ports.js';
+import type { Call, ExpectedCurrent, JsonObject, RotationPolicy, SecretStore, Stage, StoredRef, StoredVersion, VersionRef } from '../../src/core/ports.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import { secretsManagerError, type AwsOperation } from './aws-errors.js';
 import { composeDocument, extractField, parseDocument, type FieldContext } from './json-field.js';
@@ -141,17 +142,29 @@ export class AwsSecretsManagerStore implements SecretStore {
     return this.#valueOf(out, what);
   }
 
-  async promote(next: StoredRef, previous: StoredRef | undefined, call: Call): Promise<void> {
+  async promote(next: StoredRef, previous: StoredRef | undefined, expected: ExpectedCurrent, call: Call): Promise<void> {
     const stages = await this.#describe(call);
     const holder = [...stages].find(([, labels]) => labels.includes(AWSCURRENT))?.[0];
-    if (previous && holder && holder !== previous.storeVersionId && holder !== next.storeVersionId) {
-      this.#o.log.warn({ holder, expected: previous.storeVersionId }, 'AWSCURRENT was not on the version rekey expected; moving it anyway');
-    }
+    // AWSCURRENT on a version still pending is AWS's own doing (a new secret's first version), not a promotion.
+    const current = holder !== undefined && !stages.get(holder)!.includes(AWSPENDING) ? holder : undefined;
+    if (current !== undefined && current !== next.storeVersionId && current !== expected?.storeVersionId) throw this.#stageMoved(current);
     if (holder !== next.storeVersionId) {
       // Moving AWSCURRENT makes AWS move AWSPREVIOUS to the version it leaves. It goes first: a crash
       // between the two calls leaves the new version current and still labelled pending, which a
       // retried promote finishes; the other order could leave it with no label at all.
-      await this.#stage({ VersionStage: AWSCURRENT, MoveToVersionId: next.storeVersionId, RemoveFromVersionId: holder }, call);
+      // RemoveFromVersionId is the compare-and-set: AWS refuses the move (InvalidParameterException)
+      // when AWSCURRENT is no longer on that version, so a move made since the describe above is
+      // never overwritten. The retry describes again and decides again.
+      try {
+        await this.#stage({ VersionStage: AWSCURRENT, MoveToVersionId: next.storeVersionId, RemoveFromVersionId: holder }, call);
+      } catch (error) {
+        // The same exception answers other invalid moves: only a label that moved is a conflict.
+        if (awsErrorName(error) !== 'InvalidParameterException' || holder === undefined || (await this.#describe(call)).get(holder)?.includes(AWSCURRENT)) throw error;
+        throw new ProviderError('REKEY_ERR_CONFLICT', `AWSCURRENT of AWS secret "${this.#o.name}" moved while rekey was promoting; nothing was changed`, {
+          provider: this.#o.provider,
+          cause: error,
+        });
+      }
     }
     // AWS gave AWSPREVIOUS to the version AWSCURRENT left. A rollback names another previous (the one
     // still in its grace, not the rolled-back holder): move it there, also when a retry finds
@@ -353,6 +366,14 @@ export class AwsSecretsManagerStore implements SecretStore {
     }
     if (this.#fieldContext) return extractField(out.SecretString, this.#fieldContext, what);
     return SecretValue.of(out.SecretString);
+  }
+
+  /** promote's refusal: AWSCURRENT is on a version rekey did not expect (a later promotion, or a change outside rekey). */
+  #stageMoved(holder: string): ProviderError {
+    return new ProviderError('REKEY_ERR_CONFLICT', `AWSCURRENT of AWS secret "${this.#o.name}" is on version ${holder}, not the one rekey expected; nothing was changed`, {
+      provider: this.#o.provider,
+      retryable: false,
+    });
   }
 
   #notFound(what: string, cause?: unknown): ProviderError {

@@ -20,7 +20,7 @@ import type { SecretManagerServiceClient, protos } from '@google-cloud/secret-ma
 import { humanDuration } from '../../src/core/duration.js';
 import { ProviderError } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/logger.js';
-import type { Call, RotationPolicy, SecretStore, Stage, StoredRef, StoredVersion, VersionRef } from '../../src/core/ports.js';
+import type { Call, ExpectedCurrent, RotationPolicy, SecretStore, Stage, StoredRef, StoredVersion, VersionRef } from '../../src/core/ports.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import { crc32c } from './crc32c.js';
 import { gcpError, rpcCode, Status, type GcpMethod } from './gcp-errors.js';
@@ -120,13 +120,23 @@ export class GcpSecretManagerStore implements SecretStore {
     return value;
   }
 
-  async promote(next: StoredRef, previous: StoredRef | undefined, call: Call): Promise<void> {
+  async promote(next: StoredRef, previous: StoredRef | undefined, expected: ExpectedCurrent, call: Call): Promise<void> {
     const n = this.#number(next.storeVersionId);
     if (n === undefined) throw this.#notFound(`version ${next.storeVersionId}`);
     const p = previous ? this.#number(previous.storeVersionId) : undefined;
+    const e = expected ? this.#number(expected.storeVersionId) : undefined;
     await this.#modify(
       await this.#get(call),
       (secret) => {
+        // Compare-and-set: checked on the state the update is made from, and the update carries that
+        // state's etag, so a move of `current` since the read fails the update and is checked again here.
+        const holder = secret.aliases.current;
+        if (holder !== undefined && holder !== n && holder !== e) {
+          throw new ProviderError('REKEY_ERR_CONFLICT', `${this.#name}: alias current is on version ${holder}, not the one rekey expected; nothing was changed`, {
+            provider: this.#o.provider,
+            retryable: false,
+          });
+        }
         if (secret.aliases.current === n && secret.aliases.pending !== n && (p === undefined || secret.aliases.previous === p)) return undefined;
         const aliases: Record<string, number> = { ...secret.aliases, current: n };
         const old = secret.aliases.current;

@@ -1,13 +1,14 @@
 /**
  * The built-in store: versions in rekey's own PostgreSQL (table local_store_versions),
  * sealed with AES-256-GCM. Stages follow AWS Secrets Manager's rules: promoting moves
- * `current` and gives `previous` to whichever version held `current`.
+ * `current` and gives `previous` to whichever version held `current`, in one transaction that
+ * first checks (rows locked) that `current` is held by the version rekey expected.
  */
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { ProviderError } from '../../src/core/errors.js';
 import { inTransaction } from '../../src/core/kit/sql-pool.js';
-import type { Call, SecretStore, Stage, StoredRef, StoredVersion, VersionRef } from '../../src/core/ports.js';
+import type { Call, ExpectedCurrent, SecretStore, Stage, StoredRef, StoredVersion, VersionRef } from '../../src/core/ports.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import { type SealingKey, open, seal } from './seal.js';
 
@@ -59,13 +60,20 @@ export class LocalStore implements SecretStore {
     }
   }
 
-  async promote(next: StoredRef, previous?: StoredRef, call?: Call): Promise<void> {
+  async promote(next: StoredRef, previous: StoredRef | undefined, expected: ExpectedCurrent, call?: Call): Promise<void> {
     await this.transaction(call, async (client) => {
       const { rows } = await client.query<{ id: string; stages: Stage[] }>(
         `SELECT id, stages FROM local_store_versions WHERE secret = $1 AND stages && '{current,previous}' AND destroyed_at IS NULL FOR UPDATE`,
         [this.name],
       );
       const holder = rows.find((r) => r.stages.includes('current'))?.id;
+      // Compare-and-set: the rows are locked (and the secret's advisory lock held) until this transaction ends.
+      if (holder !== undefined && holder !== next.storeVersionId && holder !== expected?.storeVersionId) {
+        throw new ProviderError('REKEY_ERR_CONFLICT', `${this.name}: the current stage is held by another version than rekey expected; nothing was changed`, {
+          provider: this.provider,
+          retryable: false,
+        });
+      }
       // The version core names as previous (a rollback names the one still in its grace, not the
       // rolled-back holder); without one, previous is whatever was current.
       const wanted = previous && previous.storeVersionId !== next.storeVersionId ? previous.storeVersionId : holder;

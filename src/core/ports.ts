@@ -62,6 +62,12 @@ export interface StoredVersion {
   stages: Stage[];
 }
 
+/**
+ * The version rekey believes holds a store's current stage when it promotes (SecretStore.promote):
+ * its store id, or null when no version holds it.
+ */
+export type ExpectedCurrent = { storeVersionId: string } | null;
+
 /** A secret's rotation policy as rekey.yaml states it, for stores that can show it (see describeRotation). */
 export interface RotationPolicy {
   /** The cron schedule rekey rotates on; undefined when rotation is manual or event-driven only. */
@@ -88,8 +94,24 @@ export interface SecretStore {
    * names the version still in its grace, not the rolled-back one); when undefined, whichever
    * version held current becomes previous. Idempotent: promoting the version that is already
    * current succeeds.
+   *
+   * Conditional on `expected` (compare-and-set): it refuses, changing nothing, when the current stage
+   * is held by a version that is neither `expected` nor `next` (with `expected` null: by any version
+   * but `next`); a stage held by no version does not stop it. The condition is checked by the store
+   * itself, atomically with the move (a stage move the store refuses, a write under an etag, one
+   * transaction), never by a read in the adapter followed by an unguarded write: a call that arrives
+   * late (its driver stalled past its lease, its request delayed on the wire) must not put an older
+   * version back over the one a later rotation promoted. A version the store reports only as
+   * `pending` (AWS: the first version of a secret, AWSCURRENT and AWSPENDING both) holds no current
+   * stage. Core passes what it believes the store holds as current: in a rotation, the version that
+   * is to become previous (or, on a secret's first rotation, what list() showed current under the
+   * lease); in a rollback, the rolled-back version, whose promotion may have reached the store
+   * (`next` is then the version current before it, `previous` the one still in its grace).
+   * @throws ProviderError REKEY_ERR_CONFLICT, not retryable, when another version holds the current
+   * stage: nothing was changed, and a retry with the same expectation cannot succeed. REKEY_ERR_CONFLICT
+   * retryable when the store's own concurrency check failed (an etag moved by an unrelated change).
    */
-  promote(next: StoredRef, previous: StoredRef | undefined, call: Call): Promise<void>;
+  promote(next: StoredRef, previous: StoredRef | undefined, expected: ExpectedCurrent, call: Call): Promise<void>;
   /**
    * Removes or disables the version so nobody can read it again. Idempotent; absent is success.
    * Refuses (REKEY_ERR_INVALID) to destroy the version that holds the current stage, except with

@@ -5,9 +5,9 @@
  */
 import { throwFirstError } from './call.js';
 import { announce, audit, type EngineDeps, issuedRef, noteRunError, now, providerCall, retirementDue, storedRef, versionRef } from './context.js';
-import { RekeyError, describeError, isRetryable } from './errors.js';
+import { ProviderError, RekeyError, describeError, isRetryable } from './errors.js';
 import type { DeliveryStatus, RotationStep, RunRecord, RunStatus, StepProgress, VersionRecord } from './model.js';
-import type { Call, Target } from './ports.js';
+import type { Call, ExpectedCurrent, Target } from './ports.js';
 import type { ResolvedSecret } from './resolved.js';
 import type { SecretValue } from './secret-value.js';
 import { LeaseLost, RunLease } from './lease.js';
@@ -282,7 +282,15 @@ class Rotation {
     this.lease.check();
     const current = this.storeCurrentAtStart;
     const previous = current && current.id !== version.id && current.storeVersionId ? storedRef(current, policy.consumer) : undefined;
-    await providerCall(this.deps, this.log, { provider: names.store, op: 'store.promote' }, policy.timeoutMs, (c) => store.promote(storedRef(this.live(version), policy.consumer), previous, c));
+    const expected = await this.expectedCurrent({ store, policy, names }, current);
+    try {
+      await providerCall(this.deps, this.log, { provider: names.store, op: 'store.promote' }, policy.timeoutMs, (c) =>
+        store.promote(storedRef(this.live(version), policy.consumer), previous, expected, c),
+      );
+    } catch (error) {
+      await this.stillLeased(error, 'promote');
+      throw error;
+    }
     if (!current) {
       // The secret's first promotion. A rolled-back version may still have held the store's current
       // stage (AWS keeps AWSCURRENT on the only version of a new secret), and moving current has just
@@ -307,6 +315,33 @@ class Rotation {
     }
     if (promotion.nextStep === 'done') this.lease.finished();
     return promotion.nextStep;
+  }
+
+  /**
+   * What the store's current stage must still be held by for this promotion (SecretStore.promote):
+   * the version current when the attempt began, read under the lease. A secret's first rotation
+   * has none in rekey, yet the store may hold one (a value from before rekey, or the first version
+   * of a rolled-back first rotation, which AWS keeps current): it is read from the store, then the
+   * lease is confirmed, so what was read precedes anything a successor of this driver could do.
+   */
+  private async expectedCurrent({ store, policy, names }: Pick<ResolvedSecret, 'store' | 'policy' | 'names'>, current: VersionRecord | null): Promise<ExpectedCurrent> {
+    if (current?.storeVersionId) return { storeVersionId: current.storeVersionId };
+    const listed = await providerCall(this.deps, this.log, { provider: names.store, op: 'store.list' }, policy.timeoutMs, (c) => store.list(c));
+    const holder = listed.find((v) => v.stages.includes('current'));
+    if (!(await this.deps.repo.setRunStep(this.run.id, 'promote', this.lease.owner))) throw this.lease.lose();
+    return holder ? { storeVersionId: holder.storeVersionId } : null;
+  }
+
+  /**
+   * After a store refused to move its current stage (REKEY_ERR_CONFLICT: another version holds it),
+   * whether this driver still holds the run's lease: one that stalled past it (its promote arrived
+   * late, after a successor and maybe later rotations) stops here, touching nothing more; one that
+   * holds it met a change made outside rekey, and the error takes its course (the run fails, loudly).
+   * @throws LeaseLost
+   */
+  private async stillLeased(error: unknown, step: RotationStep): Promise<void> {
+    if (!(error instanceof RekeyError && error.code === 'REKEY_ERR_CONFLICT')) return;
+    if (!(await this.deps.repo.setRunStep(this.run.id, step, this.lease.owner))) throw this.lease.lose();
   }
 
   /**
@@ -399,7 +434,17 @@ class Rotation {
         // this version (the current holder), and destroying this version would then leave none.
         const before = current.promotedAt ? await this.deps.repo.lastPromoted(current.secretId, current.promotedAt) : null;
         const previous = before?.state === 'previous' && before.storeVersionId ? storedRef(before, policy.consumer) : undefined;
-        await providerCall(this.deps, this.log, { provider: names.store, op: 'store.promote' }, policy.timeoutMs, (c) => store.promote(storedRef(current, policy.consumer), previous, c));
+        // Expected current: this version, which the failed promotion may have made current (or `current` still, as `next`).
+        const expected = { storeVersionId: version.storeVersionId };
+        try {
+          await providerCall(this.deps, this.log, { provider: names.store, op: 'store.promote' }, policy.timeoutMs, (c) => store.promote(storedRef(current, policy.consumer), previous, expected, c));
+        } catch (error) {
+          await this.stillLeased(error, 'rollback');
+          if (!(error instanceof ProviderError && error.code === 'REKEY_ERR_CONFLICT' && !error.retryable)) throw error;
+          // Neither this version nor `current` holds the store's current stage (changed outside rekey):
+          // there is nothing of this run's to give back, and destroying this version below is safe.
+          this.log.error({ error: describeError(error) }, "the store's current stage is held by a version rekey did not promote; left as it is");
+        }
       } else if (storeMayHavePromoted && version.storeVersionId && !current) {
         // No version was current before (a first rotation): the store may serve this one as current.
         // Take that back before it is revoked; its destroy below is then the usual one.

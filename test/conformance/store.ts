@@ -56,13 +56,13 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
       const { store, secret } = await setup();
       const a = newVersion(secret);
       const sa = stored(a.ref, (await store.writePending(a.ref, a.value, call())).storeVersionId);
-      await store.promote(sa, undefined, call());
+      await store.promote(sa, undefined, null, call());
       expect((await store.read({ stage: 'current' }, call())).equals(a.value)).toBe(true);
 
       const b = newVersion(secret);
       const sb = stored(b.ref, (await store.writePending(b.ref, b.value, call())).storeVersionId);
-      await store.promote(sb, sa, call());
-      await store.promote(sb, sa, call());
+      await store.promote(sb, sa, sa, call());
+      await store.promote(sb, sa, sa, call());
       expect((await store.read({ stage: 'current' }, call())).equals(b.value)).toBe(true);
       expect((await store.read({ stage: 'previous' }, call())).equals(a.value)).toBe(true);
       await expectNotFound(store.read({ stage: 'pending' }, call()));
@@ -78,20 +78,50 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
         return { ...v, s: stored(v.ref, (await store.writePending(v.ref, v.value, call())).storeVersionId) };
       };
       const a = await write();
-      await store.promote(a.s, undefined, call());
+      await store.promote(a.s, undefined, null, call());
       const b = await write();
-      await store.promote(b.s, a.s, call());
+      await store.promote(b.s, a.s, a.s, call());
       const c = await write();
-      await store.promote(c.s, b.s, call());
-      // The rotation of c fails after the store promoted it: core puts b back, naming a as previous.
-      await store.promote(b.s, a.s, call());
+      await store.promote(c.s, b.s, b.s, call());
+      // The rotation of c fails after the store promoted it: core puts b back, naming a as previous
+      // and expecting c (the rolled-back version) as current.
+      await store.promote(b.s, a.s, c.s, call());
       await store.destroy(c.s, call());
-      await store.promote(b.s, a.s, call()); // a retried rollback
+      await store.promote(b.s, a.s, c.s, call()); // a retried rollback
       expect((await store.read({ stage: 'current' }, call())).equals(b.value)).toBe(true);
       expect((await store.read({ stage: 'previous' }, call())).equals(a.value)).toBe(true);
       await expectNotFound(store.read({ stage: 'pending' }, call()));
       const stages = Object.fromEntries((await store.list(call())).map((v) => [v.storeVersionId, v.stages]));
       expect(stages).toEqual({ [a.s.storeVersionId]: ['previous'], [b.s.storeVersionId]: ['current'] });
+    });
+
+    it('promote refuses when the current stage moved: a late promotion changes nothing, a repeat of the one that moved it succeeds', async () => {
+      const { store, secret } = await setup();
+      const write = async () => {
+        const v = newVersion(secret);
+        return { ...v, s: stored(v.ref, (await store.writePending(v.ref, v.value, call())).storeVersionId) };
+      };
+      const a = await write();
+      await store.promote(a.s, undefined, null, call());
+      const b = await write();
+      await store.promote(b.s, a.s, a.s, call());
+      const c = await write();
+      await store.promote(c.s, b.s, b.s, call());
+      const d = await write(); // the next rotation's pending version
+      // Promotions decided before c was current arrive late (their driver stalled past its lease):
+      // b over a, and the first promotion of a, made when no version was current.
+      for (const late of [store.promote(b.s, a.s, a.s, call()), store.promote(a.s, undefined, null, call())]) {
+        const error = await rejection(late);
+        expect(error.code).toBe('REKEY_ERR_CONFLICT');
+        expect(error.retryable).toBe(false);
+      }
+      expect((await store.read({ stage: 'current' }, call())).equals(c.value)).toBe(true);
+      expect((await store.read({ stage: 'previous' }, call())).equals(b.value)).toBe(true);
+      expect((await store.read({ stage: 'pending' }, call())).equals(d.value)).toBe(true);
+      // A repeat of c's own promotion (its response was lost) still succeeds: c is `next`.
+      await store.promote(c.s, b.s, b.s, call());
+      const stages = Object.fromEntries((await store.list(call())).map((v) => [v.storeVersionId, v.stages]));
+      expect([stages[b.s.storeVersionId], stages[c.s.storeVersionId], stages[d.s.storeVersionId]]).toEqual([['previous'], ['current'], ['pending']]);
     });
 
     it('list reports rekey version ids where the store records them', async () => {
@@ -107,10 +137,10 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
       const { store, secret } = await setup();
       const a = newVersion(secret);
       const sa = stored(a.ref, (await store.writePending(a.ref, a.value, call())).storeVersionId);
-      await store.promote(sa, undefined, call());
+      await store.promote(sa, undefined, null, call());
       const b = newVersion(secret);
       const sb = stored(b.ref, (await store.writePending(b.ref, b.value, call())).storeVersionId);
-      await store.promote(sb, sa, call());
+      await store.promote(sb, sa, sa, call());
       await store.destroy(sa, call());
       await store.destroy(sa, call());
       await expectNotFound(store.read({ storeVersionId: sa.storeVersionId }, call()));
@@ -147,7 +177,7 @@ export async function callsPerRotation(label: string, store: SecretStore, fake: 
     const v = newVersion('calls');
     const next = stored(v.ref, (await store.writePending(v.ref, v.value, call())).storeVersionId);
     await store.read({ stage: 'pending' }, call());
-    await store.promote(next, history.at(-1), call());
+    await store.promote(next, history.at(-1), history.at(-1) ?? null, call());
     // Retirement at the end of the grace period destroys the version that just became previous.
     if (history.length) await store.destroy(history.at(-1)!, call());
     history.push(next);

@@ -304,3 +304,26 @@ it('a delivery row is written for a lease owner only while it holds the run', as
   expect((await deps.repo.deliveries(versionId)).map((d) => [d.target, d.status, d.lastError])).toEqual([['mem', 'verified', null]]);
   expect(await deps.repo.setDelivery(versionId, 'mem', 'verified', { actor: 'test', runId })).toBe(true);
 });
+
+it('a driver that stalls past its lease in store.promote, resumed after a later rotation, leaves the store current on the newest version and touches nothing more', async () => {
+  const runId = await newRun();
+  const deps = h.runtime.engine.deps;
+  // Its successor finishes the run while its store.promote is held (delayed on the wire, say).
+  const { stalled, resume } = await stallPastLease(runId, 'store.promote', false);
+  // A later rotation promotes a newer version.
+  const later = await newRun();
+  await expect(other.engine.driveRotation(later, { final: false })).resolves.toBe('succeeded');
+  const newest = (await deps.repo.getVersion((await deps.repo.getRun(later))!.versionId!))!;
+  const calls = j.calls.length;
+  // The pause ends: the late store.promote reaches the store, which refuses it (its current stage moved).
+  resume();
+  await expect(stalled).rejects.toThrow(/taken over by another worker/);
+  expect(j.calls.slice(calls)).toEqual([]);
+
+  // The store's readers get the newest version, the one rekey holds current.
+  const storeCurrent = [...j.stored.values()].filter((s) => s.stages.includes('current')).map((s) => deps.fingerprint(s.value));
+  expect(storeCurrent).toEqual([newest.fingerprint]);
+  expect((await deps.repo.currentVersion(newest.secretId))?.id).toBe(newest.id);
+  const run = (await deps.repo.getRun(runId))!;
+  expect([run.status, run.error]).toEqual(['succeeded', null]);
+});

@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { SecretValue } from '../../src/core/secret-value.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { journal, memoryConfig, type Journal } from '../support/memory-provider.js';
 
@@ -96,6 +97,26 @@ describe('retries', () => {
     const verifies = j.calls.filter((c) => c === 'verify:edge').length;
     expect(verifies).toBe(3);
     expect(j.calls.slice(-3)).toEqual(['retire:edge', 'revoke', 'store.destroy']);
+  });
+});
+
+describe('a store changed outside rekey', () => {
+  beforeEach(() => withCurrent(3));
+
+  it('refuses the promotion when its current stage was moved by hand: the run rolls back at once, not after its retries, and the store keeps what was set', async () => {
+    for (const v of j.stored.values()) v.stages = v.stages.filter((s) => s !== 'current');
+    j.stored.set('set-by-hand', { secret, versionId: randomUUID(), value: SecretValue.of('set-by-hand'), stages: ['current'] });
+    const run = await h.rotate(secret);
+    expect(run.status).toBe('rolled_back');
+    expect(run.attempts).toBe(1);
+    expect(run.error).toContain('REKEY_ERR_CONFLICT');
+    // The rollback's own promote (current back to v1, expecting v2) is refused too: nothing of the run's to give back.
+    expect(j.calls).toEqual([...v2, 'store.promote', 'retire:edge', 'revoke', 'store.destroy']);
+    expect(j.stored.get('set-by-hand')?.stages).toEqual(['current']);
+    expect(await versions()).toEqual([
+      { number: 1, state: 'current' },
+      { number: 2, state: 'failed' },
+    ]);
   });
 });
 

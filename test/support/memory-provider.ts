@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { ProviderError } from '../../src/core/errors.js';
-import type { Inspection, Issuer, SecretStore, Stage, StoredVersion, Target, VersionRef } from '../../src/core/ports.js';
+import type { ExpectedCurrent, Inspection, Issuer, SecretStore, Stage, StoredVersion, Target, VersionRef } from '../../src/core/ports.js';
 import { defineProvider } from '../../src/core/provider.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 
@@ -22,8 +22,8 @@ export interface Fault {
 export class Journal {
   readonly calls: string[] = [];
   readonly faults: Fault[] = [];
-  /** Store: storeVersionId -> { versionId, value, stages }. */
-  readonly stored = new Map<string, { versionId: string; value: SecretValue; stages: Stage[] }>();
+  /** Store: storeVersionId -> { secret, versionId, value, stages }. Each secret's stages are its own. */
+  readonly stored = new Map<string, { secret: string; versionId: string; value: SecretValue; stages: Stage[] }>();
   /** Target name -> fingerprint -> consumer. */
   readonly accepted = new Map<string, Map<string, string>>();
   readonly revoked = new Set<string>();
@@ -104,28 +104,44 @@ export function journal(name: string): Journal {
 const config = z.object({ journal: z.string().default('default') }).strict();
 
 class MemoryStore implements SecretStore {
-  constructor(private readonly j: Journal) {}
+  constructor(
+    private readonly j: Journal,
+    private readonly secret: string,
+  ) {}
+  /** This secret's versions (a journal may serve several secrets). */
+  private entries() {
+    return [...this.j.stored.entries()].filter(([, v]) => v.secret === this.secret);
+  }
   async writePending(version: VersionRef, value: SecretValue) {
     await this.j.record('store.writePending');
     for (const [id, v] of this.j.stored) if (v.versionId === version.versionId) return { storeVersionId: id };
-    for (const v of this.j.stored.values()) v.stages = v.stages.filter((s) => s !== 'pending');
+    for (const [, v] of this.entries()) v.stages = v.stages.filter((s) => s !== 'pending');
     const id = randomUUID();
-    this.j.stored.set(id, { versionId: version.versionId, value, stages: ['pending'] });
+    this.j.stored.set(id, { secret: this.secret, versionId: version.versionId, value, stages: ['pending'] });
     return { storeVersionId: id };
   }
   async read(selector: { storeVersionId: string } | { stage: Stage }) {
     await this.j.record('store.read');
-    const entry = 'stage' in selector ? [...this.j.stored.values()].find((v) => v.stages.includes(selector.stage)) : this.j.stored.get(selector.storeVersionId);
+    const entry = 'stage' in selector ? this.entries().find(([, v]) => v.stages.includes(selector.stage))?.[1] : this.j.stored.get(selector.storeVersionId);
     if (!entry) throw new ProviderError('REKEY_ERR_NOT_FOUND', 'no such version', { provider: 'memory' });
     return entry.value;
   }
-  async promote(next: { storeVersionId: string }) {
+  async promote(next: { storeVersionId: string }, previous: { storeVersionId: string } | undefined, expected: ExpectedCurrent) {
     await this.j.record('store.promote');
-    const current = [...this.j.stored.entries()].find(([, v]) => v.stages.includes('current'));
-    if (current?.[0] === next.storeVersionId) return;
-    for (const v of this.j.stored.values()) v.stages = v.stages.filter((s) => s !== 'previous');
-    if (current) current[1].stages = ['previous'];
-    this.j.stored.get(next.storeVersionId)!.stages = ['current'];
+    // Checked after the call's delay or hold, as a store checks a late request when it arrives.
+    const holder = this.entries().find(([, v]) => v.stages.includes('current'))?.[0];
+    if (holder !== undefined && holder !== next.storeVersionId && holder !== expected?.storeVersionId) {
+      throw new ProviderError('REKEY_ERR_CONFLICT', 'the current stage is held by another version than expected', { provider: 'memory', retryable: false });
+    }
+    const entry = this.j.stored.get(next.storeVersionId);
+    if (!entry) throw new ProviderError('REKEY_ERR_NOT_FOUND', 'no such version', { provider: 'memory' });
+    // The version named previous (a rollback names the one still in its grace), else whichever was current.
+    const wanted = previous && previous.storeVersionId !== next.storeVersionId ? previous.storeVersionId : holder;
+    if (holder === next.storeVersionId && (!previous || this.j.stored.get(wanted ?? '')?.stages.includes('previous'))) return;
+    for (const [, v] of this.entries()) v.stages = v.stages.filter((s) => s !== 'previous' && s !== 'current');
+    const demoted = wanted !== undefined && wanted !== next.storeVersionId ? this.j.stored.get(wanted) : undefined;
+    if (demoted) demoted.stages = ['previous'];
+    entry.stages = ['current'];
   }
   async destroy(version: { storeVersionId: string }) {
     await this.j.record('store.destroy');
@@ -135,7 +151,7 @@ class MemoryStore implements SecretStore {
   }
   async list(): Promise<StoredVersion[]> {
     await this.j.record('store.list');
-    return [...this.j.stored.entries()].map(([id, v]) => ({ storeVersionId: id, versionId: v.versionId, stages: v.stages }));
+    return this.entries().map(([id, v]) => ({ storeVersionId: id, versionId: v.versionId, stages: v.stages }));
   }
 }
 
@@ -196,6 +212,6 @@ export const memoryProvider = defineProvider({
   bindings: { store: z.object({}).strict(), issuer: z.object({}).strict(), target: z.object({}).strict() },
   open: (c, ctx) => {
     const j = journal(c.journal);
-    return { store: () => new MemoryStore(j), issuer: () => new MemoryIssuer(j), target: () => new MemoryTarget(j, ctx.name) };
+    return { store: (binding) => new MemoryStore(j, binding.secret), issuer: () => new MemoryIssuer(j), target: () => new MemoryTarget(j, ctx.name) };
   },
 });

@@ -5,7 +5,7 @@
  * they work across processes (unlike the memory provider).
  */
 import { z } from 'zod';
-import type { Call, Inspection, SecretStore, StoredRef, Target, VersionRef } from '../../src/core/ports.js';
+import type { Call, ExpectedCurrent, Inspection, SecretStore, StoredRef, Target, VersionRef } from '../../src/core/ports.js';
 import { defineProvider } from '../../src/core/provider.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
 import local from '../../providers/local/index.js';
@@ -54,9 +54,9 @@ function slowPromote(inner: SecretStore, delayMs: number): SecretStore {
   return {
     writePending: (version, value, call) => inner.writePending(version, value, call),
     read: (selector, call) => inner.read(selector, call),
-    async promote(version: StoredRef, previous: StoredRef | undefined, call: Call) {
+    async promote(version: StoredRef, previous: StoredRef | undefined, expected: ExpectedCurrent, call: Call) {
       await sleep(delayMs);
-      return inner.promote(version, previous, call);
+      return inner.promote(version, previous, expected, call);
     },
     destroy: (version, call) => inner.destroy(version, call),
     list: (call) => inner.list(call),

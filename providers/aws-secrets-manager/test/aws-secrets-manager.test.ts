@@ -152,7 +152,7 @@ describe('aws-secrets-manager: failures', () => {
     const store = storeFor({ name });
     const base = newVersion('reissued');
     const current = stored(base.ref, (await store.writePending(base.ref, base.value, call())).storeVersionId);
-    await store.promote(current, undefined, call());
+    await store.promote(current, undefined, null, call());
     const first = newVersion('reissued');
     const again = { ...first, value: SecretValue.of(`reissued_${randomUUID()}`) };
     const a = await store.writePending(first.ref, first.value, call());
@@ -182,7 +182,9 @@ describe('aws-secrets-manager: field mode, stray labels, first version', () => {
     const next = stored(v.ref, (await store.writePending(v.ref, v.value, call())).storeVersionId);
     const pending = await raw.send(new GetSecretValueCommand({ SecretId: name, VersionStage: 'AWSPENDING' }));
     expect(JSON.parse(pending.SecretString!)).toEqual({ username: 'app', apiKey: v.value.reveal(), port: 5432 });
-    await store.promote(next, undefined, call());
+    // The version from before rekey is current: what a first rotation expects, as list() shows it.
+    const before = (await store.list(call())).find((e) => e.stages.includes('current'))!;
+    await store.promote(next, undefined, before, call());
     expect((await store.read({ stage: 'current' }, call())).equals(v.value)).toBe(true);
     expect((await store.read({ stage: 'previous' }, call())).reveal()).toBe('old');
   });
@@ -203,7 +205,7 @@ describe('aws-secrets-manager: field mode, stray labels, first version', () => {
     const store = storeFor({ name });
     const a = newVersion('stray');
     const sa = stored(a.ref, (await store.writePending(a.ref, a.value, call())).storeVersionId);
-    await store.promote(sa, undefined, call());
+    await store.promote(sa, undefined, null, call());
     const stray = randomUUID();
     await raw.send(new PutSecretValueCommand({ SecretId: name, ClientRequestToken: stray, SecretString: 'stray', VersionStages: ['AWSPENDING'] }));
     expect((await store.list(call())).find((e) => e.storeVersionId === stray)?.stages).toEqual(['pending']);
@@ -212,7 +214,7 @@ describe('aws-secrets-manager: field mode, stray labels, first version', () => {
     const sb = stored(b.ref, (await store.writePending(b.ref, b.value, call())).storeVersionId);
     expect([...fake.model.secrets.get(name)!.versions.get(stray)!.stages]).toEqual([]);
     expect((await store.read({ stage: 'pending' }, call())).equals(b.value)).toBe(true);
-    await store.promote(sb, sa, call());
+    await store.promote(sb, sa, sa, call());
     const stages = Object.fromEntries((await store.list(call())).map((e) => [e.storeVersionId, e.stages]));
     expect(stages).toEqual({ [sa.storeVersionId]: ['previous'], [sb.storeVersionId]: ['current'] });
   });
@@ -229,7 +231,8 @@ describe('aws-secrets-manager: field mode, stray labels, first version', () => {
     await store.destroy(sa, call());
     const b = newVersion('first');
     const sb = stored(b.ref, (await store.writePending(b.ref, b.value, call())).storeVersionId);
-    await store.promote(sb, undefined, call());
+    expect((await store.list(call())).find((e) => e.stages.includes('current'))?.storeVersionId).toBe(sa.storeVersionId);
+    await store.promote(sb, undefined, sa, call());
     expect((await store.read({ stage: 'current' }, call())).equals(b.value)).toBe(true);
   });
 
@@ -237,7 +240,7 @@ describe('aws-secrets-manager: field mode, stray labels, first version', () => {
     const store = storeFor({ name: uniqueName() });
     const a = newVersion('current');
     const sa = stored(a.ref, (await store.writePending(a.ref, a.value, call())).storeVersionId);
-    await store.promote(sa, undefined, call());
+    await store.promote(sa, undefined, null, call());
     expect((await rejection(store.destroy(sa, call()))).code).toBe('REKEY_ERR_INVALID');
   });
 });

@@ -65,7 +65,7 @@ async function twoRotations(store: SecretStore): Promise<ReturnType<typeof newVe
   const refs: StoredRef[] = [];
   for (const v of versions) {
     const next = stored(v.ref, (await store.writePending(v.ref, v.value, call())).storeVersionId);
-    await store.promote(next, previous, call());
+    await store.promote(next, previous, previous ?? null, call());
     refs.push(next);
     previous = next;
   }
@@ -142,7 +142,7 @@ describe('gcp-secret-manager over REST: errors', () => {
     const name = uniqueName();
     const v = newVersion('errors');
     const sv = stored(v.ref, (await storeFor(rest, name).writePending(v.ref, v.value, call())).storeVersionId);
-    const promote = async (instance: Instance) => rejection(storeFor(instance, name).promote(sv, undefined, call()));
+    const promote = async (instance: Instance) => rejection(storeFor(instance, name).promote(sv, undefined, null, call()));
 
     fake.fail(grpcStatus, 1, 'GetSecret');
     const overGrpc = await promote(grpc);
@@ -157,7 +157,7 @@ describe('gcp-secret-manager over REST: errors', () => {
     // Google's text (here the fake's) is never copied into the message.
     for (const error of [overGrpc, overRest]) expect(error.message).not.toContain('injected by the fake');
     if (code === 'REKEY_ERR_DENIED') expect(overRest.message).toContain('secretmanager.secrets.get');
-    await storeFor(rest, name).promote(sv, undefined, call()); // nothing stuck behind the failure
+    await storeFor(rest, name).promote(sv, undefined, null, call()); // nothing stuck behind the failure
   });
 
   it('a call that gets no answer is abandoned at timeoutMs (the client applies its deadline to gRPC only)', async () => {

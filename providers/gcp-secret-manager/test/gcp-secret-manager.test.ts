@@ -120,7 +120,7 @@ describe('gcp-secret-manager: failures', () => {
     const name = uniqueName();
     const store = storeFor(name);
     const a = newVersion('lost-all');
-    await store.promote(stored(a.ref, (await store.writePending(a.ref, a.value, call())).storeVersionId), undefined, call());
+    await store.promote(stored(a.ref, (await store.writePending(a.ref, a.value, call())).storeVersionId), undefined, null, call());
     const b = newVersion('lost-all');
     fake.loseResponse('UpdateSecret'); // the intent
     await rejection(store.writePending(b.ref, b.value, call()));
@@ -146,7 +146,7 @@ describe('gcp-secret-manager: failures', () => {
       secret.etag = '"changed-by-someone-else"';
     });
     fake.resetCalls();
-    await store.promote(sv, undefined, call());
+    await store.promote(sv, undefined, null, call());
     expect(fake.calls).toEqual({ GetSecret: 2, UpdateSecret: 2 });
     expect(fake.model.secrets.get(name)!.aliases).toEqual({ current: 1, canary: 1 });
   });
@@ -163,13 +163,13 @@ describe('gcp-secret-manager: failures', () => {
     };
     fake.before('UpdateSecret', meddle);
     try {
-      const error = await rejection(store.promote(sv, undefined, call()));
+      const error = await rejection(store.promote(sv, undefined, null, call()));
       expect(error.code).toBe('REKEY_ERR_CONFLICT');
       expect(error.retryable).toBe(true);
     } finally {
       meddling = false;
     }
-    await store.promote(sv, undefined, call()); // the hook re-armed once more; this attempt absorbs it
+    await store.promote(sv, undefined, null, call()); // the hook re-armed once more; this attempt absorbs it
     expect((await store.read({ stage: 'current' }, call())).equals(v.value)).toBe(true);
   });
 
@@ -184,7 +184,7 @@ describe('gcp-secret-manager: aliases and versions', () => {
     const name = uniqueName();
     const store = storeFor(name);
     const a = newVersion('latest');
-    await store.promote(stored(a.ref, (await store.writePending(a.ref, a.value, call())).storeVersionId), undefined, call());
+    await store.promote(stored(a.ref, (await store.writePending(a.ref, a.value, call())).storeVersionId), undefined, null, call());
     const b = newVersion('latest');
     await store.writePending(b.ref, b.value, call());
     const access = async (version: string) => {
@@ -228,7 +228,7 @@ describe('gcp-secret-manager: aliases and versions', () => {
     const store = storeFor(uniqueName());
     const a = newVersion('current');
     const sa = stored(a.ref, (await store.writePending(a.ref, a.value, call())).storeVersionId);
-    await store.promote(sa, undefined, call());
+    await store.promote(sa, undefined, null, call());
     expect((await rejection(store.destroy(sa, call()))).code).toBe('REKEY_ERR_INVALID');
   });
 
@@ -255,7 +255,7 @@ describe('gcp-secret-manager: aliases and versions', () => {
       secret: { name: secret.name, versionAliases: { ...secret.versionAliases, canary: 1 }, annotations: { ...secret.annotations, team: 'payments' } },
       updateMask: { paths: ['version_aliases', 'annotations'] },
     });
-    await store.promote(sa, undefined, call());
+    await store.promote(sa, undefined, null, call());
     const after = fake.model.secrets.get(name)!;
     expect(after.aliases).toEqual({ canary: 1, current: 1 });
     expect(after.annotations.team).toBe('payments');

@@ -46,7 +46,7 @@ describe('gcp-secret-manager: describeRotation', () => {
     const store = storeFor({ name, topic: TOPIC });
     const v = newVersion('rot');
     const next = stored(v.ref, (await store.writePending(v.ref, v.value, call())).storeVersionId);
-    await store.promote(next, undefined, call());
+    await store.promote(next, undefined, null, call());
     const before = { ...secretOf(name).aliases };
 
     const summary = await store.describeRotation!(WEEKLY, call());
