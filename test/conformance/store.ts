@@ -110,8 +110,8 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
       const d = await write(); // the next rotation's pending version
       // Promotions decided before c was current arrive late (their driver stalled past its lease):
       // b over a, and the first promotion of a, made when no version was current.
-      for (const late of [store.promote(b.s, a.s, a.s, call()), store.promote(a.s, undefined, null, call())]) {
-        const error = await rejection(late);
+      for (const late of [() => store.promote(b.s, a.s, a.s, call()), () => store.promote(a.s, undefined, null, call())]) {
+        const error = await rejection(late());
         expect(error.code).toBe('REKEY_ERR_CONFLICT');
         expect(error.retryable).toBe(false);
       }
