@@ -18,6 +18,7 @@
  * is never later than the next scheduled rotation), and a stream that cannot resume starts with
  * the current version of every secret it covers.
  */
+import { Cluster, type Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { SecretChange } from '../core/model.js';
 import type { RedisEndpoint } from '../core/redis-endpoint.js';
@@ -47,6 +48,8 @@ export class ChangeFeed {
   private again = false;
   /** Publications not answered yet: close() lets them finish, so `rekey revoke` does not drop its own. */
   private readonly publishing = new Set<Promise<unknown>>();
+  /** Cluster: the subscriber connections whose end already starts a catch-up. */
+  private readonly watched = new WeakSet<Redis>();
 
   /**
    * @param publisher the process's own connection (publishing needs no connection of its own).
@@ -130,6 +133,28 @@ export class ChangeFeed {
     }
     // Registered once subscribed: every 'ready' from now on is a reconnection.
     subscriber.on('ready', () => void this.catchUp(subscriber));
+    if (subscriber instanceof Cluster) this.watchClusterSubscriber(subscriber);
+  }
+
+  /**
+   * A Cluster holds its subscription on a connection of its own to one node. When that connection
+   * ends (the node cut it, died, or left the cluster), ioredis picks a node and subscribes there by
+   * itself, and the Cluster emits no 'ready': it never stopped being ready. Its end is the
+   * reconnection here. ioredis exposes that connection on no public API, hence the narrow read of
+   * its `subscriber` (test/processes/change-feed-cluster.test.ts fails if it goes away).
+   */
+  private watchClusterSubscriber(cluster: Cluster): void {
+    const connection = (cluster as unknown as { subscriber?: { getInstance?(): Redis | null } }).subscriber?.getInstance?.();
+    if (!connection) {
+      this.logger.warn('change feed: cannot watch the Cluster subscriber connection; changes published while it reconnects reach streams only on their next reconnection');
+      return;
+    }
+    if (this.watched.has(connection)) return;
+    this.watched.add(connection);
+    // ioredis has picked the next connection by the time this runs (its own 'end' listener came first).
+    connection.once('end', () => {
+      if (this.subscriber === cluster) void this.catchUp(cluster);
+    });
   }
 
   private dispatch(change: SecretChange): void {
@@ -148,6 +173,8 @@ export class ChangeFeed {
         // ioredis subscribes again on 'ready'; this waits for that, so the log read next holds everything published before.
         await subscriber.subscribe(this.channel);
         if (this.subscriber !== subscriber) break;
+        // The connection that subscribed just now: its end is the next reconnection.
+        if (subscriber instanceof Cluster) this.watchClusterSubscriber(subscriber);
         for (const [id, fields] of await this.publisher.xrange(this.log, `(${this.last ?? '0-0'}`, '+')) {
           const change = parse(`${id} ${fields[1] ?? ''}`);
           if (!change || replayed.has(id)) continue;
