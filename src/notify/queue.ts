@@ -5,6 +5,11 @@
  * again at every reconcile pass) adds nothing while the first is queued or kept. Jobs carry the
  * notice (names, numbers, codes: never a value) and the destination's name; the worker reads the
  * destination when it delivers.
+ *
+ * The outbox row is the only record of a one-off notice (leak.received, rotation.failed): no
+ * reconcile raises it again. So a relay deletes rows only once a replica holds their jobs too
+ * (when the primary has replicas): jobs only the primary held die with it when Sentinel promotes
+ * a replica (test/processes/outbox-failover.test.ts).
  */
 import { type JobsOptions, Queue } from 'bullmq';
 import { own } from '../config/schema.js';
@@ -12,7 +17,8 @@ import type { NotificationsConfig } from '../config/notifications.js';
 import type { Notice } from '../core/notify.js';
 import type { Db } from '../db/client.js';
 import { relayOutbox } from '../db/outbox.js';
-import type { RedisConnection } from '../queue/connection.js';
+import { RekeyError } from '../core/errors.js';
+import { duplicateConnection, type RedisConnection, replicated } from '../queue/connection.js';
 import { jobId, NOTIFICATIONS_QUEUE, NOTIFY_BACKOFF } from '../queue/names.js';
 
 export interface NoticeJob {
@@ -26,8 +32,15 @@ export interface NoticeJob {
  */
 const KEEP = { age: 7 * 24 * 3600, count: 10_000 };
 
+/** How long an enqueue waits for a replica to acknowledge its jobs (a healthy one takes a millisecond). */
+export const REPLICA_WAIT_MS = 1000;
+
 export class NoticeQueue {
   readonly queue: Queue;
+  /** The queue's own connection: WAIT holds it until a replica answers, and must not hold the process's shared one (the leak path's). */
+  private readonly connection: RedisConnection;
+  /** Connections made so far: WAIT vouches only for writes on the connection it runs on. */
+  private connections = 0;
 
   /** @param section the applied config's `notifications:` (undefined: none, or no config applied yet) */
   constructor(
@@ -35,10 +48,18 @@ export class NoticeQueue {
     prefix: string,
     private readonly section: () => Promise<NotificationsConfig | undefined>,
   ) {
-    this.queue = new Queue(NOTIFICATIONS_QUEUE, { connection, prefix });
+    this.connection = duplicateConnection(connection);
+    this.connection.on('ready', () => (this.connections += 1));
+    this.queue = new Queue(NOTIFICATIONS_QUEUE, { connection: this.connection, prefix });
   }
 
-  /** Queues each notice for every destination of the applied config subscribed to its type, in one round trip. */
+  /**
+   * Queues each notice for every destination of the applied config subscribed to its type, in one
+   * round trip, and resolves once a replica holds the jobs too (see {@link replicated}).
+   * @throws RekeyError REKEY_ERR_UNAVAILABLE when no replica acknowledged them in time, or the
+   *   connection changed meanwhile: the jobs may be on the primary only; the caller keeps its rows
+   *   and queues them again (same ids: nothing is added twice).
+   */
   async enqueue(notices: readonly Notice[]): Promise<void> {
     const destinations = Object.entries((await this.section())?.destinations ?? {});
     const jobs = notices.flatMap((notice) =>
@@ -55,7 +76,15 @@ export class NoticeQueue {
           return { name: notice.type, data: { notice, destination: name } satisfies NoticeJob, opts };
         }),
     );
-    if (jobs.length) await this.queue.addBulk(jobs);
+    if (!jobs.length) return;
+    await this.queue.addBulk(jobs);
+    // Taken once the answer is in (no reconnection fits between it and this line): WAIT must run on that connection.
+    const connection = this.connections;
+    const acknowledged = await replicated(this.connection, REPLICA_WAIT_MS);
+    if (!acknowledged || connection !== this.connections) {
+      const why = acknowledged ? 'the Redis connection changed before a replica could acknowledge them' : `no Redis replica acknowledged them within ${REPLICA_WAIT_MS} ms`;
+      throw new RekeyError('REKEY_ERR_UNAVAILABLE', `${jobs.length} notification jobs queued, but ${why}; their notices stay in the outbox`);
+    }
   }
 
   /** One relay pass over the outbox (see {@link relayOutbox}); returns how many notices it queued. */
@@ -70,5 +99,6 @@ export class NoticeQueue {
 
   async close(): Promise<void> {
     await this.queue.close();
+    this.connection.disconnect();
   }
 }

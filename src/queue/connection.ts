@@ -89,6 +89,28 @@ export function openRedis(endpoint: RedisEndpoint, options: ConnectionOptions): 
   return options.longLived && endpoint.mode === 'sentinel' ? reviveWhenEnded(client) : client;
 }
 
+/** A connection of its own to the same Redis, with the same options (and revival, for Sentinel). */
+export function duplicateConnection(connection: RedisConnection): RedisConnection {
+  return connection instanceof Cluster ? connection.duplicate() : connection.duplicate();
+}
+
+/**
+ * Whether a replica holds every write `client` has made on its current connection: `WAIT 1
+ * timeoutMs` when the primary it talks to has a replica online (`ROLE`). Sentinel promotes the
+ * replica that got the most of the stream, so a write one replica acknowledged outlives the
+ * primary; one only the primary held dies with it. True at once when the primary has no replica
+ * online (nothing is more durable then; a replica that stops acknowledging stays online until
+ * the primary drops it, `repl-timeout`, 60 s by default) and on a Cluster (the node serving a key
+ * is not this connection; not covered). WAIT blocks the connection meanwhile: use one of its own.
+ * @returns false when no replica acknowledged within `timeoutMs`.
+ */
+export async function replicated(client: RedisConnection, timeoutMs: number): Promise<boolean> {
+  if (client instanceof Cluster) return true;
+  const [role, , replicas] = (await client.call('ROLE')) as [string, unknown, unknown];
+  if (role !== 'master' || !Array.isArray(replicas) || !replicas.length) return true;
+  return Number(await client.call('WAIT', 1, timeoutMs)) >= 1;
+}
+
 /**
  * Connects `client` again (after the reconnect cap) whenever it ends without having been
  * closed by its owner (`disconnect()`, `quit()`); the same for every `duplicate()` of it.
