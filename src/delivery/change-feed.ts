@@ -124,8 +124,10 @@ export class ChangeFeed {
       else this.dispatch(change);
     });
     try {
-      await subscriber.subscribe(this.channel);
+      // The newest change before subscribing: one logged after this read and before the subscription
+      // is in place is not this subscription's; one logged after it arrives live, with a greater id.
       const [newest] = await this.publisher.xrevrange(this.log, '+', '-', 'COUNT', 1);
+      await subscriber.subscribe(this.channel);
       this.last ??= newest?.[0] ?? '0-0';
     } catch (error) {
       this.subscribed = undefined;
@@ -157,8 +159,14 @@ export class ChangeFeed {
     });
   }
 
+  /**
+   * Hands `change` to the listeners, unless it was handed out already: the log's ids only grow,
+   * and every change up to `last` was handed out (live or replayed), so a live copy arriving after
+   * a catch-up replayed it (a publication that crossed a Cluster's bus late) is dropped.
+   */
   private dispatch(change: SecretChange): void {
-    if (change.id && (!this.last || compareIds(change.id, this.last) > 0)) this.last = change.id;
+    if (change.id && this.last && compareIds(change.id, this.last) <= 0) return;
+    if (change.id) this.last = change.id;
     for (const listener of this.listeners) listener(change);
   }
 

@@ -44,3 +44,24 @@ it('a change published while the subscriber reconnects reaches the listeners onc
   stop();
   expect(got.map((c) => c.secret)).toEqual(['before', 'gap', 'after']);
 });
+
+it('a change arriving live after it was handed out (its publication delayed past a catch-up that replayed it) is not handed out again', async () => {
+  const got: SecretChange[] = [];
+  const stop = await h.runtime.changes.subscribe((change) => got.push(change));
+  await h.runtime.changes.publish({ secret: 'first', event: 'rotated', version: 1 });
+  await until(() => Promise.resolve(got.some((c) => c.secret === 'first')), 10_000, 'the first change');
+  const first = got.find((c) => c.secret === 'first')!;
+  // Its message again, as a live copy that reaches the subscriber late (on a Redis Cluster, a
+  // publication crosses the cluster bus to the subscriber's node, possibly after the catch-up
+  // read it from the log), then a change published after it.
+  const admin = testRedis();
+  try {
+    await admin.publish(`${h.env.prefix}:delivery:changes`, `${first.id} ${JSON.stringify({ secret: 'first', event: 'rotated', version: 1 })}`);
+  } finally {
+    admin.disconnect();
+  }
+  await h.runtime.changes.publish({ secret: 'next', event: 'rotated', version: 2 });
+  await until(() => Promise.resolve(got.some((c) => c.secret === 'next')), 10_000, 'the change published after it');
+  stop();
+  expect(got.map((c) => c.secret)).toEqual(['first', 'next']);
+});
