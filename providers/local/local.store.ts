@@ -2,7 +2,8 @@
  * The built-in store: versions in rekey's own PostgreSQL (table local_store_versions),
  * sealed with AES-256-GCM. Stages follow AWS Secrets Manager's rules: promoting moves
  * `current` and gives `previous` to whichever version held `current`, in one transaction that
- * first checks (rows locked) that `current` is held by the version rekey expected.
+ * first checks (rows locked) that `current` is held by the version rekey expected. Destroy refuses
+ * the version that holds `current` (but for the undo of its promotion), checked the same way.
  */
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
@@ -91,12 +92,27 @@ export class LocalStore implements SecretStore {
     });
   }
 
-  async destroy(version: StoredRef): Promise<void> {
-    // The ciphertext is wiped, not just flagged: a destroyed value is gone.
-    await this.query(`UPDATE local_store_versions SET destroyed_at = now(), sealed = ''::bytea, stages = '{}' WHERE id = $1::uuid AND secret = $2 AND destroyed_at IS NULL`, [
-      asUuid(version.storeVersionId),
-      this.name,
-    ]);
+  async destroy(version: StoredRef, call?: Call, options?: { undoPromotion?: boolean }): Promise<void> {
+    // One transaction under the secret's lock, the rows locked: the check that this version does not
+    // hold current is made on the state the destroy changes, so a promote cannot land in between.
+    await this.transaction(call, async (client) => {
+      const { rows } = await client.query<{ id: string; stages: Stage[] }>(
+        `SELECT id, stages FROM local_store_versions WHERE secret = $1 AND (id = $2::uuid OR 'previous' = ANY(stages)) AND destroyed_at IS NULL FOR UPDATE`,
+        [this.name, asUuid(version.storeVersionId)],
+      );
+      const target = rows.find((r) => r.id === version.storeVersionId.toLowerCase());
+      if (!target) return;
+      if (target.stages.includes('current')) {
+        if (!options?.undoPromotion) {
+          throw new ProviderError('REKEY_ERR_INVALID', `${this.name}: refusing to destroy the version that holds the current stage`, { provider: this.provider });
+        }
+        // Undoing its promotion: current goes back to the version that held previous, if any, or away.
+        const before = rows.find((r) => r.id !== target.id && r.stages.includes('previous'))?.id;
+        if (before) await client.query(`UPDATE local_store_versions SET stages = '{current}' WHERE id = $1::uuid AND secret = $2`, [before, this.name]);
+      }
+      // The ciphertext is wiped, not just flagged: a destroyed value is gone.
+      await client.query(`UPDATE local_store_versions SET destroyed_at = now(), sealed = ''::bytea, stages = '{}' WHERE id = $1::uuid AND secret = $2`, [target.id, this.name]);
+    });
   }
 
   async list(): Promise<StoredVersion[]> {

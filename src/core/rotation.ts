@@ -428,28 +428,7 @@ class Rotation {
     }
     if (version) {
       const current = await this.storeCurrent(version.secretId);
-      if (storeMayHavePromoted && version.storeVersionId && current?.storeVersionId && current.id !== version.id) {
-        // Give the current stage back to the version the store held before (idempotent), and the
-        // previous stage back to the one still in its grace: the store's own rule would hand it to
-        // this version (the current holder), and destroying this version would then leave none.
-        const before = current.promotedAt ? await this.deps.repo.lastPromoted(current.secretId, current.promotedAt) : null;
-        const previous = before?.state === 'previous' && before.storeVersionId ? storedRef(before, policy.consumer) : undefined;
-        // Expected current: this version, which the failed promotion may have made current (or `current` still, as `next`).
-        const expected = { storeVersionId: version.storeVersionId };
-        try {
-          await providerCall(this.deps, this.log, { provider: names.store, op: 'store.promote' }, policy.timeoutMs, (c) => store.promote(storedRef(current, policy.consumer), previous, expected, c));
-        } catch (error) {
-          await this.stillLeased(error, 'rollback');
-          if (!(error instanceof ProviderError && error.code === 'REKEY_ERR_CONFLICT' && !error.retryable)) throw error;
-          // Neither this version nor `current` holds the store's current stage (changed outside rekey):
-          // there is nothing of this run's to give back, and destroying this version below is safe.
-          this.log.error({ error: describeError(error) }, "the store's current stage is held by a version rekey did not promote; left as it is");
-        }
-      } else if (storeMayHavePromoted && version.storeVersionId && !current) {
-        // No version was current before (a first rotation): the store may serve this one as current.
-        // Take that back before it is revoked; its destroy below is then the usual one.
-        await providerCall(this.deps, this.log, { provider: names.store, op: 'store.destroy' }, policy.timeoutMs, (c) => store.destroy(storedRef(version, policy.consumer), c, { undoPromotion: true }));
-      }
+      if (storeMayHavePromoted) await this.giveBackCurrent(resolved, version, current);
       // Only where deployed: the version never went live, so no other target can hold it.
       await retireAtTargets(this.deps, resolved, version, 'deployed', ctx, this.log);
       if (version.state === 'issuing' && !version.fingerprint) {
@@ -458,8 +437,54 @@ class Rotation {
         const { issuer, names } = resolved;
         await providerCall(this.deps, this.log, { provider: names.issuer, op: 'issuer.revoke' }, policy.timeoutMs, (c) => issuer.revoke(issuedRef(version, policy.consumer), c));
       }
-      await revokeAndDestroy(this.deps, resolved, version, this.log);
+      await revokeAndDestroy(this.deps, resolved, version, this.log, false);
+      if (version.storeVersionId) {
+        const destroy = () => providerCall(this.deps, this.log, { provider: names.store, op: 'store.destroy' }, policy.timeoutMs, (c) => store.destroy(storedRef(version, policy.consumer), c));
+        try {
+          await destroy();
+        } catch (error) {
+          // The store refuses to destroy the version it holds as current: a promotion of this version
+          // that arrived late (its driver stalled past its lease) landed after the give-back above.
+          if (!(error instanceof ProviderError && error.code === 'REKEY_ERR_INVALID')) throw error;
+          await this.stillLeased(error, 'rollback');
+          this.log.warn({}, 'a late store promotion made the rolled-back version current again; giving current back');
+          await this.giveBackCurrent(resolved, version, current);
+          await destroy();
+        }
+      }
       await this.deps.repo.transition(version.id, ['issuing', 'pending'], 'failed', ctx);
+    }
+  }
+
+  /**
+   * Takes back the store's current stage from `version`, which a promotion of this run (or a late
+   * one, its driver stalled past its lease) may have given it: to `current`, rekey's current version,
+   * or, with none (a first rotation), away by destroying `version` as the undo of its promotion.
+   * Idempotent.
+   */
+  private async giveBackCurrent(resolved: ResolvedSecret, version: VersionRecord, current: VersionRecord | null): Promise<void> {
+    const { store, policy, names } = resolved;
+    if (version.storeVersionId && current?.storeVersionId && current.id !== version.id) {
+      // Give the current stage back to the version the store held before (idempotent), and the
+      // previous stage back to the one still in its grace: the store's own rule would hand it to
+      // this version (the current holder), and destroying this version would then leave none.
+      const before = current.promotedAt ? await this.deps.repo.lastPromoted(current.secretId, current.promotedAt) : null;
+      const previous = before?.state === 'previous' && before.storeVersionId ? storedRef(before, policy.consumer) : undefined;
+      // Expected current: this version, which the failed promotion may have made current (or `current` still, as `next`).
+      const expected = { storeVersionId: version.storeVersionId };
+      try {
+        await providerCall(this.deps, this.log, { provider: names.store, op: 'store.promote' }, policy.timeoutMs, (c) => store.promote(storedRef(current, policy.consumer), previous, expected, c));
+      } catch (error) {
+        await this.stillLeased(error, 'rollback');
+        if (!(error instanceof ProviderError && error.code === 'REKEY_ERR_CONFLICT' && !error.retryable)) throw error;
+        // Neither this version nor `current` holds the store's current stage (changed outside rekey):
+        // there is nothing of this run's to give back, and destroying this version below is safe.
+        this.log.error({ error: describeError(error) }, "the store's current stage is held by a version rekey did not promote; left as it is");
+      }
+    } else if (version.storeVersionId && !current) {
+      // No version was current before (a first rotation): the store may serve this one as current.
+      // Take that back before it is revoked; its destroy below is then the usual one.
+      await providerCall(this.deps, this.log, { provider: names.store, op: 'store.destroy' }, policy.timeoutMs, (c) => store.destroy(storedRef(version, policy.consumer), c, { undoPromotion: true }));
     }
   }
 

@@ -148,6 +148,41 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
       expect((await store.read({ stage: 'current' }, call())).equals(b.value)).toBe(true);
     });
 
+    it('destroy refuses the current version (and with undoPromotion, gives current back to the previous holder or away)', async () => {
+      const { store, secret } = await setup();
+      const write = async () => {
+        const v = newVersion(secret);
+        return { ...v, s: stored(v.ref, (await store.writePending(v.ref, v.value, call())).storeVersionId) };
+      };
+      const a = await write();
+      await store.promote(a.s, undefined, null, call());
+      expect((await rejection(store.destroy(a.s, call()))).code).toBe('REKEY_ERR_INVALID');
+      expect((await store.read({ stage: 'current' }, call())).equals(a.value)).toBe(true);
+
+      const b = await write();
+      await store.promote(b.s, a.s, a.s, call());
+      // A refusal changes nothing: b keeps current, a keeps previous.
+      expect((await rejection(store.destroy(b.s, call()))).code).toBe('REKEY_ERR_INVALID');
+      expect((await store.read({ storeVersionId: b.s.storeVersionId }, call())).equals(b.value)).toBe(true);
+      expect((await store.read({ stage: 'current' }, call())).equals(b.value)).toBe(true);
+      expect((await store.read({ stage: 'previous' }, call())).equals(a.value)).toBe(true);
+
+      // Undoing b's promotion: current goes back to a, the version that held previous; b is gone.
+      await store.destroy(b.s, call(), { undoPromotion: true });
+      await store.destroy(b.s, call(), { undoPromotion: true }); // idempotent
+      await expectNotFound(store.read({ storeVersionId: b.s.storeVersionId }, call()));
+      expect((await store.read({ stage: 'current' }, call())).equals(a.value)).toBe(true);
+      await expectNotFound(store.read({ stage: 'previous' }, call()));
+      expect((await store.list(call())).map((v) => [v.storeVersionId, v.stages])).toEqual([[a.s.storeVersionId, ['current']]]);
+
+      // Undoing the promotion of a version nothing held previous to: current goes away, except in a
+      // store that cannot drop it (AWS, a secret's only version), which keeps it there and nothing else.
+      await store.destroy(a.s, call(), { undoPromotion: true });
+      const left = await store.list(call());
+      if (left.length) expect(left.map((v) => [v.storeVersionId, v.stages])).toEqual([[a.s.storeVersionId, ['current']]]);
+      else await expectNotFound(store.read({ stage: 'current' }, call()));
+    });
+
     it('reading what does not exist is NOT_FOUND', async () => {
       const { store } = await setup();
       await expectNotFound(store.read({ stage: 'current' }, call()));

@@ -201,6 +201,10 @@ it('a driver that stalls past its lease in store.promote promotes nothing while 
   expect((await deps.repo.currentVersion(secretId))?.id).toBe(before.id);
   expect(j.accepted.get('mem')?.has(before.fingerprint!)).toBe(true);
   expect(j.revoked.has((before.issuerState as { serial: string }).serial)).toBe(false);
+  // And the store serves it as current: the stalled promotion landed during the rollback, the store
+  // refused to destroy the version it had made current, and the rollback gave current back first.
+  expect(j.stored.get(before.storeVersionId!)?.stages).toEqual(['current']);
+  expect(j.stored.has((await deps.repo.getVersion(run.versionId!))!.storeVersionId!)).toBe(false);
 });
 
 it('a driver cut off from PostgreSQL calls no provider once its lease has run out, though no renewal was refused', async () => {

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { ProviderError } from '../../src/core/errors.js';
-import type { ExpectedCurrent, Inspection, Issuer, SecretStore, Stage, StoredVersion, Target, VersionRef } from '../../src/core/ports.js';
+import type { Call, ExpectedCurrent, Inspection, Issuer, SecretStore, Stage, StoredVersion, Target, VersionRef } from '../../src/core/ports.js';
 import { defineProvider } from '../../src/core/provider.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 
@@ -143,9 +143,16 @@ class MemoryStore implements SecretStore {
     if (demoted) demoted.stages = ['previous'];
     entry.stages = ['current'];
   }
-  async destroy(version: { storeVersionId: string }) {
+  async destroy(version: { storeVersionId: string }, _call?: Call, options?: { undoPromotion?: boolean }) {
     await this.j.record('store.destroy');
+    // Checked after the call's delay or hold, in the same synchronous step as the destroy.
     const entry = this.j.stored.get(version.storeVersionId);
+    if (entry?.stages.includes('current')) {
+      if (!options?.undoPromotion) throw new ProviderError('REKEY_ERR_INVALID', 'refusing to destroy the version that holds the current stage', { provider: 'memory' });
+      // Undoing its promotion: current goes back to the version that held previous, if any, or away.
+      const before = this.entries().find(([id, v]) => id !== version.storeVersionId && v.stages.includes('previous'))?.[1];
+      if (before) before.stages = ['current'];
+    }
     if (entry) entry.stages = [];
     this.j.stored.delete(version.storeVersionId);
   }

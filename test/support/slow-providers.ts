@@ -58,7 +58,7 @@ function slowPromote(inner: SecretStore, delayMs: number): SecretStore {
       await sleep(delayMs);
       return inner.promote(version, previous, expected, call);
     },
-    destroy: (version, call) => inner.destroy(version, call),
+    destroy: (version, call, options) => inner.destroy(version, call, options),
     list: (call) => inner.list(call),
   };
 }
