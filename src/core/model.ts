@@ -330,17 +330,24 @@ export interface StateRepository {
   /**
    * Starts a running rotation over at `issue` with no version (its version was rolled back):
    * an emergency rotation is retried with a fresh version rather than finished. Audited
-   * `run.restarted`; a finished run is left as it is. No lock.
+   * `run.restarted`; a finished run is left as it is. No lock but the run's row.
+   * With `leaseOwner` (RunLease.owner), only while it holds the open run, checked by the write itself.
+   * @returns whether it restarted the run: false, nothing written, once it has finished (or, with `leaseOwner`, another driver holds it).
    */
-  restartRun(runId: string, audit: AuditContext): Promise<void>;
+  restartRun(runId: string, audit: AuditContext, leaseOwner?: string): Promise<boolean>;
   /**
    * Error texts (here, in finishRun and setDelivery) are stored through errors.ts `sanitize`. Overwrites; not audited.
    * With `leaseOwner` (RunLease.owner), only while it holds the open run, checked by the write itself.
    * @returns false, nothing written, when `leaseOwner` does not hold the open run (another driver took it over, or it has finished).
    */
   recordRunError(runId: string, error: string, leaseOwner?: string): Promise<boolean>;
-  /** Closes a running run with `status` (audited `run.finished`) and ends its lease; idempotent: a run already finished is left as it is. */
-  finishRun(runId: string, status: Exclude<RunStatus, 'running'>, audit: AuditContext, error?: string): Promise<void>;
+  /**
+   * Closes a running run with `status` (audited `run.finished`) and ends its lease; idempotent: a run already finished is left as it is.
+   * With `leaseOwner` (RunLease.owner; a rotation's own close), only while it holds the open run, checked by the write itself;
+   * without, any caller (a retirement or revocation, which hold no lease).
+   * @returns whether this call closed it: false, nothing written, when it had finished (or, with `leaseOwner`, another driver holds it).
+   */
+  finishRun(runId: string, status: Exclude<RunStatus, 'running'>, audit: AuditContext, error?: string, leaseOwner?: string): Promise<boolean>;
 
   /**
    * Creates the run's version in `issuing` with the secret's next number (audited
@@ -396,10 +403,13 @@ export interface StateRepository {
    * Moves a version to `to` when it is in one of `from`, stamping retiredAt / revokedAt /
    * compromisedAt (an earlier compromisedAt is kept); audited `version.<to>`. Returns whether
    * it moved: false (nothing written) when the version is in none of `from`, so a repeat is
-   * harmless. Takes the secret lock.
+   * harmless. Takes the secret lock (then, with `leaseOwner`, the row of the version's run).
+   * With `leaseOwner` (RunLease.owner; a rotation failing its own version), only while it holds the version's open run,
+   * checked by the write itself: null, nothing written, once another driver has taken the run over or it has finished.
+   * Without, any caller (takedowns and leaks, which hold no lease): never null.
    * @throws RekeyError REKEY_ERR_INVALID when the table refuses the change; REKEY_ERR_UNKNOWN for no such version.
    */
-  transition(versionId: string, from: readonly VersionState[], to: VersionState, audit: AuditContext): Promise<boolean>;
+  transition(versionId: string, from: readonly VersionState[], to: VersionState, audit: AuditContext, leaseOwner?: string): Promise<boolean | null>;
   /**
    * Decommissions a secret removed from the config, in one transaction that locks it: applies
    * the changes `plan` (lifecycle.ts planDecommission) builds from its current and previous

@@ -97,8 +97,11 @@ class Rotation {
       if (final && !resolved) {
         // The secret cannot be resolved any more (no revision binds it): nothing can be rolled back through its providers.
         // A version this attempt created for it was never issued: it fails with the run.
-        if (this.version?.state === 'issuing' && !this.version.fingerprint) await this.deps.repo.transition(this.version.id, ['issuing'], 'failed', audit(this.deps, this.run.id));
-        await this.deps.repo.finishRun(this.run.id, 'failed', audit(this.deps, this.run.id), reason);
+        // Each as the lease's holder: a driver that stalled here fails no version and closes no run its successor drives.
+        if (this.version?.state === 'issuing' && !this.version.fingerprint) {
+          if ((await this.deps.repo.transition(this.version.id, ['issuing'], 'failed', audit(this.deps, this.run.id), this.lease.owner)) === null) throw this.lease.lose();
+        }
+        await this.finishRun('failed', reason);
         await rotationGaveUp(this.deps, this.run, { status: 'failed', step: this.step, error });
         return 'failed';
       }
@@ -356,8 +359,7 @@ class Rotation {
       await providerCall(this.deps, this.log, { provider: names.store, op: 'store.destroy' }, policy.timeoutMs, (c) => store.destroy(storedRef(displaced, policy.consumer), c));
     }
     await this.queueTakedowns(resolved, takedowns);
-    await this.deps.repo.finishRun(this.run.id, 'succeeded', audit(this.deps, this.run.id));
-    this.lease.finished();
+    await this.finishRun('succeeded');
     this.step = 'done';
     this.log.info({}, 'rotation promoted');
   }
@@ -395,7 +397,8 @@ class Rotation {
     if (error instanceof RekeyError && error.code === 'REKEY_ERR_LIMIT') await makeRoom(this.deps, this.run, resolved.policy, this.log);
     // Before the run moves on: a notice that cannot be queued fails this try, and the retry raises it again.
     await rotationGaveUp(this.deps, this.run, { status: 'restarted', step, error: error ?? reason });
-    await this.deps.repo.restartRun(this.run.id, audit(this.deps, this.run.id));
+    // As the lease's holder: a driver that stalled in its undo never sends back to `issue` a run its successor has started over.
+    if (!(await this.deps.repo.restartRun(this.run.id, audit(this.deps, this.run.id), this.lease.owner))) throw this.lease.lose();
     this.deps.events.emergencyRetried();
     this.log.error({ error: reason }, 'emergency rotation failed; retrying with a fresh version');
     throw new StartedOver(`emergency rotation of ${this.run.secret} starts over with a fresh version after: ${reason}`);
@@ -407,7 +410,7 @@ class Rotation {
     // Before the run is closed: a notice that cannot be queued leaves it open at `rollback`, so the
     // job's retry or reconcile() drives it again and raises the notice again (at least once).
     await rotationGaveUp(this.deps, this.run, { status: 'rolled_back', step, error: error ?? reason });
-    await this.deps.repo.finishRun(this.run.id, 'rolled_back', audit(this.deps, this.run.id), reason);
+    await this.finishRun('rolled_back', reason);
     this.log.warn({ error: reason }, 'rotation rolled back');
     return 'rolled_back';
   }
@@ -452,7 +455,8 @@ class Rotation {
           await destroy();
         }
       }
-      await this.deps.repo.transition(version.id, ['issuing', 'pending'], 'failed', ctx);
+      // As the lease's holder: a driver that stalled in the calls above fails no version of its successor's.
+      if ((await this.deps.repo.transition(version.id, ['issuing', 'pending'], 'failed', ctx, this.lease.owner)) === null) throw this.lease.lose();
     }
   }
 
@@ -486,6 +490,16 @@ class Rotation {
       // Take that back before it is revoked; its destroy below is then the usual one.
       await providerCall(this.deps, this.log, { provider: names.store, op: 'store.destroy' }, policy.timeoutMs, (c) => store.destroy(storedRef(version, policy.consumer), c, { undoPromotion: true }));
     }
+  }
+
+  /**
+   * Closes the run, as the lease's holder (the lease ends with it): a driver that stalled past its
+   * lease (in a rollback's provider calls, say) never closes a run its successor drives.
+   * @throws LeaseLost
+   */
+  private async finishRun(status: 'succeeded' | 'rolled_back' | 'failed', error?: string): Promise<void> {
+    if (!(await this.deps.repo.finishRun(this.run.id, status, audit(this.deps, this.run.id), error, this.lease.owner))) throw this.lease.lose();
+    this.lease.finished();
   }
 
   /**

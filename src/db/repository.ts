@@ -58,9 +58,9 @@ export class PrismaRepository implements StateRepository {
   recordTrigger: StateRepository['recordTrigger'] = (input, audit) => this.runs.recordTrigger(input, audit);
   setRunStep: StateRepository['setRunStep'] = (runId, step, leaseOwner) => this.runs.setRunStep(runId, step, leaseOwner);
   setRunGrace: StateRepository['setRunGrace'] = (runId, graceMs, audit) => this.runs.setRunGrace(runId, graceMs, audit);
-  restartRun: StateRepository['restartRun'] = (runId, audit) => this.runs.restartRun(runId, audit);
+  restartRun: StateRepository['restartRun'] = (runId, audit, leaseOwner) => this.runs.restartRun(runId, audit, leaseOwner);
   recordRunError: StateRepository['recordRunError'] = (runId, error, leaseOwner) => this.runs.recordRunError(runId, error, leaseOwner);
-  finishRun: StateRepository['finishRun'] = (runId, status, audit, error) => this.runs.finishRun(runId, status, audit, error);
+  finishRun: StateRepository['finishRun'] = (runId, status, audit, error, leaseOwner) => this.runs.finishRun(runId, status, audit, error, leaseOwner);
 
   createVersion: StateRepository['createVersion'] = (runId, audit) => this.steps.createVersion(runId, audit);
   recordIssued: StateRepository['recordIssued'] = (versionId, issued, audit, leaseOwner) => this.steps.recordIssued(versionId, issued, audit, leaseOwner);
@@ -69,7 +69,7 @@ export class PrismaRepository implements StateRepository {
   setDelivery: StateRepository['setDelivery'] = (versionId, target, status, audit, error, leaseOwner) => this.steps.setDelivery(versionId, target, status, audit, error, leaseOwner);
   promote: StateRepository['promote'] = (runId, plan, audit, leaseOwner) => this.steps.promote(runId, plan, audit, leaseOwner);
 
-  transition: StateRepository['transition'] = (versionId, from, to, audit) => this.takedowns.transition(versionId, from, to, audit);
+  transition: StateRepository['transition'] = (versionId, from, to, audit, leaseOwner) => this.takedowns.transition(versionId, from, to, audit, leaseOwner);
   decommission: StateRepository['decommission'] = (secretId, plan, audit) => this.takedowns.decommission(secretId, plan, audit);
   endGrace: StateRepository['endGrace'] = (secretId, plan, audit, notices) => this.takedowns.endGrace(secretId, plan, audit, notices);
   recordLeak: StateRepository['recordLeak'] = (input, audit, notices) => this.takedowns.recordLeak(input, audit, notices);

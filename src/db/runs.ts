@@ -77,22 +77,26 @@ const SET_GRACE = statement(
   `WITH r AS (UPDATE runs SET grace_ms = $2 WHERE id = $1 RETURNING *)
    SELECT ${RUN_COLUMNS} FROM r JOIN secrets s ON s.id = r.secret_id`,
 );
-/** The open run `$1` back at its first step, with no version (nothing returned once it has finished). */
+/**
+ * The open run `$1` back at its first step, with no version, while lease owner `$2` holds it (null: any
+ * caller); nothing returned once it has finished or another driver holds it.
+ */
 const RESTART = statement(
   'restart_run',
-  `WITH r AS (UPDATE runs SET step = 'issue', version_id = NULL WHERE id = $1 AND ${OPEN} RETURNING *)
+  `WITH r AS (UPDATE runs SET step = 'issue', version_id = NULL WHERE id = $1 AND ${OPEN} AND ($2::text IS NULL OR lease_owner = $2) RETURNING *)
    SELECT ${RUN_COLUMNS} FROM r JOIN secrets s ON s.id = r.secret_id`,
 );
 /** Run `$1`'s error set to `$2`; while lease owner `$3` holds it open, unless `$3` is null. */
 const RECORD_ERROR = statement('record_run_error', `UPDATE runs SET error = $2 WHERE id = $1 AND ($3::text IS NULL OR (lease_owner = $3 AND ${OPEN})) RETURNING id`);
 const RELEASE_LEASE = statement('release_lease', `UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2`);
 const SET_STEP = statement('set_run_step', `UPDATE runs SET step = $2 WHERE id = $1 AND lease_owner = $3 AND ${OPEN} RETURNING id`);
+/** Run `$1` closed with status `$2` (error `$3` unless null), while lease owner `$4` holds it open (null: any caller). */
 const FINISH = statement(
   'finish_run',
   `WITH r AS (
      UPDATE runs SET status = $2::text::"RunStatus", finished_at = ${NOW}, step = CASE WHEN $2::text = 'succeeded' THEN 'done' ELSE step END,
        lease_owner = NULL, lease_until = NULL, error = coalesce($3, error)
-     WHERE id = $1 AND ${OPEN} RETURNING *)
+     WHERE id = $1 AND ${OPEN} AND ($4::text IS NULL OR lease_owner = $4) RETURNING *)
    SELECT ${RUN_COLUMNS} FROM r JOIN secrets s ON s.id = r.secret_id`,
 );
 
@@ -229,11 +233,12 @@ export class Runs {
     });
   }
 
-  async restartRun(runId: string, audit: AuditContext) {
-    await transaction(this.db, async (tx) => {
-      const [row] = await tx.rows<RunRow>(RESTART, [runId]);
-      if (!row) return;
+  async restartRun(runId: string, audit: AuditContext, leaseOwner?: string) {
+    return transaction(this.db, async (tx) => {
+      const [row] = await tx.rows<RunRow>(RESTART, [runId, leaseOwner ?? null]);
+      if (!row) return false;
       await this.audit.append(tx, { ...auditOf(audit, runId), action: 'run.restarted', secret: row.secret, data: { kind: row.kind } });
+      return true;
     });
   }
 
@@ -241,12 +246,13 @@ export class Runs {
     return (await this.sql.rows(RECORD_ERROR, [runId, sanitize(error), leaseOwner ?? null])).length > 0;
   }
 
-  async finishRun(runId: string, status: Exclude<RunStatus, 'running'>, audit: AuditContext, error?: string) {
-    await transaction(this.db, async (tx) => {
-      const [row] = await tx.rows<RunRow>(FINISH, [runId, status, error === undefined ? null : sanitize(error)]);
-      if (!row) return;
+  async finishRun(runId: string, status: Exclude<RunStatus, 'running'>, audit: AuditContext, error?: string, leaseOwner?: string) {
+    return transaction(this.db, async (tx) => {
+      const [row] = await tx.rows<RunRow>(FINISH, [runId, status, error === undefined ? null : sanitize(error), leaseOwner ?? null]);
+      if (!row) return false;
       const run: RunRecord = runOf(row);
       await this.audit.append(tx, { ...auditOf(audit, runId), action: 'run.finished', secret: run.secret, versionId: run.versionId, data: { status, kind: run.kind } });
+      return true;
     });
   }
 }

@@ -11,7 +11,7 @@ import type { Notice } from '../core/notify.js';
 import { type AuditLog, TAKE, takeOf, takeValues } from './audit.js';
 import { writeNotices } from './outbox.js';
 import type { Db } from './client.js';
-import { auditOf } from './runs.js';
+import { OPEN, auditOf } from './runs.js';
 import { versionsIn } from './reads.js';
 import { LOCK_SECRET, LOCK_SECRET_OF_VERSION } from './locks.js';
 import { applyChanges } from './rotation-steps.js';
@@ -22,16 +22,19 @@ import { COMPROMISE, type CompromiseRow, leakedEvent, refuseIllegal } from './tr
  * Version `$1` to state `$3` from one of the states `$2`, stamping retired_at / revoked_at /
  * compromised_at (an earlier compromised_at is kept); `moved` counts it. The version is read as
  * it was before: run it after the secret lock, in a statement of its own, so that is what the
- * lock's last holder left.
+ * lock's last holder left. With lease owner `$4` (null: any caller), only while it holds the
+ * version's open run, whose row it locks after the secret lock (promote's order); `leased` says whether it did.
  */
 const TRANSITION = statement(
   'version_transition',
-  `WITH u AS (UPDATE versions SET state = $3::text::"VersionState",
+  `WITH l AS (SELECT 1 FROM runs WHERE version_id = $1 AND lease_owner = $4 AND ${OPEN} FOR NO KEY UPDATE),
+        u AS (UPDATE versions SET state = $3::text::"VersionState",
        retired_at = CASE WHEN $3::text = 'retired' THEN ${NOW} ELSE retired_at END,
        revoked_at = CASE WHEN $3::text = 'revoked' THEN ${NOW} ELSE revoked_at END,
        compromised_at = CASE WHEN $3::text = 'compromised' THEN coalesce(compromised_at, ${NOW}) ELSE compromised_at END
-     WHERE id = $1 AND state::text = ANY($2::text[]) RETURNING id)
-   SELECT v.state::text AS state, v.number, s.name AS secret, (SELECT count(*) FROM u)::int AS moved
+     WHERE id = $1 AND state::text = ANY($2::text[]) AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM l)) RETURNING id)
+   SELECT v.state::text AS state, v.number, s.name AS secret, (SELECT count(*) FROM u)::int AS moved,
+     ($4::text IS NULL OR EXISTS (SELECT 1 FROM l)) AS leased
    FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.id = $1`,
 );
 /**
@@ -57,12 +60,15 @@ const BLOCK_REPORTS = statement('leak_reports_block', `UPDATE leak_reports SET b
 
 /** Thrown inside a transaction that turned out to change nothing: rolls it back (its take included). */
 const UNCHANGED = new Error('nothing to change');
+/** Thrown inside transition's transaction when its lease owner does not hold the version's open run: rolls it back. */
+const NOT_LEASED = new Error("the run is not the lease owner's");
 
 interface Before {
   state: VersionState;
   number: number;
   secret: string;
   moved: number;
+  leased: boolean;
 }
 
 export class TakedownWrites {
@@ -75,17 +81,18 @@ export class TakedownWrites {
    * One batch: the secret lock, the change (reading the version as the lock left it) and the
    * audit take; the event and COMMIT in a second. Rolled back when nothing moved.
    */
-  async transition(versionId: string, from: readonly VersionState[], to: VersionState, audit: AuditContext) {
+  async transition(versionId: string, from: readonly VersionState[], to: VersionState, audit: AuditContext, leaseOwner?: string): Promise<boolean | null> {
     return transaction(this.db, async (tx) => {
       const legal = from.filter((state) => canTransition(state, to));
-      const [, changed, taken] = await tx.batch([[LOCK_SECRET_OF_VERSION, [versionId]], [TRANSITION, [versionId, legal, to]], takeOf({ version: versionId }, 1)]);
+      const [, changed, taken] = await tx.batch([[LOCK_SECRET_OF_VERSION, [versionId]], [TRANSITION, [versionId, legal, to, leaseOwner ?? null]], takeOf({ version: versionId }, 1)]);
       const version = before(changed as Before[], versionId);
+      if (!version.leased) throw NOT_LEASED;
       if (!from.includes(version.state)) throw UNCHANGED;
       refuseIllegal(version, to);
       if (version.moved !== 1) throw new RekeyError('REKEY_ERR_CONFLICT', `version ${version.number} of ${version.secret} changed while it was being moved`);
       this.audit.appendTaken(tx, [{ ...auditOf(audit), action: `version.${to}`, secret: version.secret, versionId, data: { from: version.state, to, number: version.number } }], taken!);
       return true;
-    }).catch(unchanged(false));
+    }).catch((error: unknown) => (error === NOT_LEASED ? null : unchanged(false)(error)));
   }
 
   /** As {@link transition}: the lock, the stamp and the take in one batch (also the first statements of a leak's run, runs.ts). */

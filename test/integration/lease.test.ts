@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Engine } from '../../src/core/engine.js';
+import { RekeyError } from '../../src/core/errors.js';
 import type { StateRepository } from '../../src/core/model.js';
 import { Runtime } from '../../src/runtime.js';
 import { startHarness, testModules, type Harness } from '../support/harness.js';
@@ -330,4 +331,95 @@ it('a driver that stalls past its lease in store.promote, resumed after a later 
   expect((await deps.repo.currentVersion(newest.secretId))?.id).toBe(newest.id);
   const run = (await deps.repo.getRun(runId))!;
   expect([run.status, run.error]).toEqual(['succeeded', null]);
+});
+
+it("a driver that stalls past its lease after its secret could not be resolved fails no version and closes no run of its successor's", async () => {
+  const runId = await newRun();
+  const deps = h.runtime.engine.deps;
+  j.reset();
+  // Its secret resolves to nothing (final: the run fails); it stalls (a long GC pause, renewing nothing) just before failing the version it made.
+  let resume!: () => void;
+  const pause = new Promise<void>((resolve) => (resume = resolve));
+  let reached!: () => void;
+  const failing = new Promise<void>((resolve) => (reached = resolve));
+  const repo = Object.create(deps.repo) as StateRepository;
+  repo.takeLease = async (...args) => {
+    await pause;
+    return deps.repo.takeLease(...args);
+  };
+  repo.transition = async (...args) => {
+    reached();
+    await pause;
+    return deps.repo.transition(...args);
+  };
+  const providers = Object.create(deps.providers) as typeof deps.providers;
+  providers.resolve = () => Promise.reject(new RekeyError('REKEY_ERR_INVALID', 'no revision binds the secret'));
+  const stalled = new Engine({ ...deps, repo, providers }).driveRotation(runId, { final: true });
+  stalled.catch(() => {}); // awaited below
+  await failing;
+  await h.runtime.db.$executeRaw`UPDATE runs SET lease_until = now() - interval '1 second' WHERE id = ${runId}::uuid`;
+  // The successor resolves the secret and issues the run's version; it is held as it writes the value to the store.
+  const writing = j.hold('store.writePending');
+  const successor = other.engine.driveRotation(runId, { final: false });
+  await writing.reached;
+  // The pause ends: the stalled driver would fail the version its successor has issued, and close the run as failed.
+  resume();
+  await expect(stalled).rejects.toThrow(/taken over by another worker/);
+  const versionId = (await deps.repo.getRun(runId))!.versionId!;
+  expect([(await deps.repo.getRun(runId))?.status, (await deps.repo.getVersion(versionId))?.state]).toEqual(['running', 'issuing']);
+  writing.release();
+  await expect(successor).resolves.toBe('succeeded');
+  expect((await deps.repo.getVersion(versionId))?.state).toBe('current');
+});
+
+it('a driver that stalls past its lease while undoing an emergency rotation never sends back to `issue` the run its successor started over', async () => {
+  const runId = await newRun();
+  const deps = h.runtime.engine.deps;
+  // Zero grace: an emergency rotation, which starts over with a fresh version instead of rolling back.
+  await deps.repo.setRunGrace(runId, 0, { actor: 'test', runId });
+  const paused = pausedRenewals();
+  j.reset();
+  // Its promotion fails for good: it undoes its version, and is held as it retires it at the target.
+  j.fail('store.promote', 1, false);
+  const retiring = j.hold('retire:mem');
+  const stalled = paused.engine.driveRotation(runId, { final: true });
+  stalled.catch(() => {}); // awaited below
+  await retiring.reached;
+  const undone = (await deps.repo.getRun(runId))!.versionId!;
+  await h.runtime.db.$executeRaw`UPDATE runs SET lease_until = now() - interval '1 second' WHERE id = ${runId}::uuid`;
+  // The successor finds the run at `rollback`, undoes the version and starts the run over; its retry issues a fresh version, held at its verify.
+  await expect(other.engine.driveRotation(runId, { final: false })).rejects.toThrow(/starts over with a fresh version/);
+  const verifying = j.hold('verify:mem');
+  const retry = other.engine.driveRotation(runId, { final: false });
+  await verifying.reached;
+  const fresh = (await deps.repo.getRun(runId))!.versionId!;
+  expect(fresh).not.toBe(undone);
+  // The pause ends: the stalled driver's retire returns, and it would start the run over again, dropping the fresh version.
+  paused.resume();
+  retiring.release();
+  await expect(stalled).rejects.toThrow(/taken over by another worker/);
+  const run = (await deps.repo.getRun(runId))!;
+  expect([run.status, run.step, run.versionId]).toEqual(['running', 'deploy', fresh]); // deploy and verify commit once
+  verifying.release();
+  await expect(retry).resolves.toBe('succeeded');
+  expect([(await deps.repo.getVersion(fresh))?.state, (await deps.repo.getVersion(undone))?.state]).toEqual(['current', 'failed']);
+});
+
+it('a run is finished or restarted, and its version failed, for a lease owner only while it holds the run', async () => {
+  const runId = await newRun();
+  const deps = h.runtime.engine.deps;
+  const ctx = { actor: 'test', runId };
+  expect(await deps.repo.takeLease(runId, 'the holder', 60_000)).toBe(true);
+  const version = await deps.repo.createVersion(runId, ctx);
+  // A driver that stalled past its lease: each refused, nothing written.
+  expect(await deps.repo.transition(version.id, ['issuing'], 'failed', ctx, 'a driver that stalled')).toBeNull();
+  expect(await deps.repo.restartRun(runId, ctx, 'a driver that stalled')).toBe(false);
+  expect(await deps.repo.finishRun(runId, 'rolled_back', ctx, 'answered late', 'a driver that stalled')).toBe(false);
+  const run = (await deps.repo.getRun(runId))!;
+  expect([run.status, run.versionId, (await deps.repo.getVersion(version.id))?.state]).toEqual(['running', version.id, 'issuing']);
+  // The holder's own are made.
+  expect(await deps.repo.transition(version.id, ['issuing'], 'failed', ctx, 'the holder')).toBe(true);
+  expect(await deps.repo.restartRun(runId, ctx, 'the holder')).toBe(true);
+  expect(await deps.repo.finishRun(runId, 'rolled_back', ctx, undefined, 'the holder')).toBe(true);
+  expect((await deps.repo.getRun(runId))?.status).toBe('rolled_back');
 });
