@@ -97,7 +97,8 @@ export class RunLease {
   private async renew(): Promise<void> {
     const sent = performance.now();
     try {
-      if (await this.deps.repo.takeLease(this.runId, this.owner, this.ms)) this.heldUntil = Math.max(this.heldUntil, sent + this.ms);
+      // Renew only (never take): a renewal that arrives after the lease ran out, was taken over and let go must not take the run back.
+      if (await this.deps.repo.renewLease(this.runId, this.owner, this.ms)) this.heldUntil = Math.max(this.heldUntil, sent + this.ms);
       else this.lost = true;
     } catch {
       // PostgreSQL unreachable: nothing renewed, so the lease runs out at heldUntil (check()).

@@ -311,6 +311,12 @@ export interface StateRepository {
    */
   takeLease(runId: string, owner: string, ms: number): Promise<boolean>;
   /**
+   * Extends the lease `owner` holds to `ms` from now, by the database's clock, only while it holds it: never
+   * granted once it has expired or another has taken it (even if that one has let it go since, unlike takeLease:
+   * a renewal that arrives late must not take back a run a successor drove meanwhile). One conditional UPDATE; not audited.
+   */
+  renewLease(runId: string, owner: string, ms: number): Promise<boolean>;
+  /**
    * Begins an attempt at a rotation run, in one transaction: takes the lease as takeLease does
    * and counts an attempt (as startVersionRun does) in one UPDATE that reads the run with it; a run at `issue` with no version gets
    * its version as createVersion makes it. Not granted: the run as it is (null for none),

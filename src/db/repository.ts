@@ -53,6 +53,7 @@ export class PrismaRepository implements StateRepository {
   startVersionRun: StateRepository['startVersionRun'] = (input) => this.runs.startVersionRun(input);
   openVersionRun: StateRepository['openVersionRun'] = (kind, versionId) => this.runs.openVersionRun(kind, versionId);
   takeLease: StateRepository['takeLease'] = (runId, owner, ms) => this.runs.takeLease(runId, owner, ms);
+  renewLease: StateRepository['renewLease'] = (runId, owner, ms) => this.runs.renewLease(runId, owner, ms);
   startRotationAttempt: StateRepository['startRotationAttempt'] = (runId, owner, ms, audit) => this.steps.startAttempt(runId, owner, ms, audit);
   releaseLease: StateRepository['releaseLease'] = (runId, owner) => this.runs.releaseLease(runId, owner);
   recordTrigger: StateRepository['recordTrigger'] = (input, audit) => this.runs.recordTrigger(input, audit);

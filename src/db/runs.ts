@@ -52,6 +52,12 @@ const TAKE_LEASE = statement(
   'take_lease',
   `${leaseUpdate()} RETURNING id`,
 );
+/** Run `$1`'s lease extended to `$3` ms from now, only while owner `$2` holds it open and unexpired: never taken back once lost. */
+const RENEW_LEASE = statement(
+  'renew_lease',
+  `UPDATE runs SET lease_until = ${NOW} + $3::int * interval '1 millisecond'
+   WHERE id = $1 AND ${OPEN} AND lease_owner = $2 AND lease_until >= ${NOW} RETURNING id`,
+);
 /**
  * A retirement's or revocation's run `$1` of version `$6` (key `$5`), its first attempt counted; for
  * one that exists, an attempt counted while it runs (nothing returned once it has finished).
@@ -200,6 +206,10 @@ export class Runs {
 
   async takeLease(runId: string, owner: string, ms: number) {
     return (await this.sql.rows(TAKE_LEASE, [runId, owner, ms, 0])).length === 1;
+  }
+
+  async renewLease(runId: string, owner: string, ms: number) {
+    return (await this.sql.rows(RENEW_LEASE, [runId, owner, ms])).length === 1;
   }
 
   async releaseLease(runId: string, owner: string) {

@@ -47,9 +47,9 @@ function pausedRenewals(): { engine: Engine; resume: () => void } {
   let resume!: () => void;
   const pause = new Promise<void>((resolve) => (resume = resolve));
   const repo = Object.create(deps.repo) as StateRepository;
-  repo.takeLease = async (...args) => {
+  repo.renewLease = async (...args) => {
     await pause;
-    return deps.repo.takeLease(...args);
+    return deps.repo.renewLease(...args);
   };
   return { engine: new Engine({ ...deps, repo }), resume };
 }
@@ -58,7 +58,7 @@ function pausedRenewals(): { engine: Engine; resume: () => void } {
 function unrenewable(leaseMs: number): Engine {
   const deps = h.runtime.engine.deps;
   const repo = Object.create(deps.repo) as StateRepository;
-  repo.takeLease = () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:5432'));
+  repo.renewLease = () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:5432'));
   return new Engine({ ...deps, repo, leaseMs });
 }
 
@@ -343,9 +343,9 @@ it("a driver that stalls past its lease after its secret could not be resolved f
   let reached!: () => void;
   const failing = new Promise<void>((resolve) => (reached = resolve));
   const repo = Object.create(deps.repo) as StateRepository;
-  repo.takeLease = async (...args) => {
+  repo.renewLease = async (...args) => {
     await pause;
-    return deps.repo.takeLease(...args);
+    return deps.repo.renewLease(...args);
   };
   repo.transition = async (...args) => {
     reached();
@@ -422,4 +422,43 @@ it('a run is finished or restarted, and its version failed, for a lease owner on
   expect(await deps.repo.restartRun(runId, ctx, 'the holder')).toBe(true);
   expect(await deps.repo.finishRun(runId, 'rolled_back', ctx, undefined, 'the holder')).toBe(true);
   expect((await deps.repo.getRun(runId))?.status).toBe('rolled_back');
+});
+
+it('a driver whose renewals failed while its lease ran out never takes the run back, though its successor let it go', async () => {
+  const runId = await newRun();
+  const deps = h.runtime.engine.deps;
+  j.reset();
+  // It deploys while PostgreSQL stops answering it: its renewals fail, and its lease runs out.
+  let reachable = false;
+  let renewed!: () => void;
+  const answered = new Promise<void>((resolve) => (renewed = resolve));
+  const repo = Object.create(deps.repo) as StateRepository;
+  // Renewals fail until PostgreSQL is reachable again (takeLease too: what RunLease renewed with before renewLease).
+  for (const name of ['renewLease', 'takeLease'] as const) {
+    repo[name] = async (...args) => {
+      if (!reachable) throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
+      try {
+        return await deps.repo[name](...args);
+      } finally {
+        renewed();
+      }
+    };
+  }
+  const deploying = j.hold('deploy:mem');
+  const cutOff = new Engine({ ...deps, repo, leaseMs: 1000 }).driveRotation(runId, { final: false });
+  cutOff.catch(() => {}); // awaited below
+  await deploying.reached;
+  // Another worker takes the run over once the lease has run out, fails (retryably) and lets it go.
+  j.fail('store.read', 1, true);
+  await expect(driveOnceFree(other.engine, runId, false)).rejects.toThrow(/injected failure at store.read/);
+  // PostgreSQL answers the cut-off driver again: its next renewal reaches it before its deploy returns.
+  reachable = true;
+  await answered;
+  const before = j.calls.length;
+  deploying.release();
+  await expect(cutOff).rejects.toThrow(/taken over by another worker/);
+  expect(j.calls.slice(before)).toEqual([]);
+  const run = (await deps.repo.getRun(runId))!;
+  expect([run.status, run.step]).toEqual(['running', 'deploy']);
+  await expect(other.engine.driveRotation(runId, { final: false })).resolves.toBe('succeeded');
 });
