@@ -106,36 +106,53 @@ function hostileRequests(): Hostile[] {
   ];
 }
 
-/** How many times the health probes' time 1,000 refusals may take (measured: see the log line). */
+/** How many times as long as a health probe a hostile request may take, each per request (measured: see the log line). */
 const HOSTILE_TO_PROBES = 10;
 
-/** Runs `request(i)` for i below 1,000, eight at once (what one source over its failed-authentication limit may have in flight); the milliseconds it took. */
-async function timed(request: (i: number) => Promise<void>): Promise<number> {
+/** Hostile requests sent, and health probes timed beside them: in rounds, so both are measured under the same load as it changes. */
+const HOSTILE = 1000;
+const PROBES = 200;
+const ROUNDS = 4;
+
+/**
+ * Runs `request(i)` for `count` values of i from `from`, eight at once (what one source over its
+ * failed-authentication limit may have in flight); the milliseconds it took. Stops sending once
+ * `signal` aborts (the test timed out): no request of it may reach the next test's allowance.
+ */
+async function timed(from: number, count: number, signal: AbortSignal, request: (i: number) => Promise<void>): Promise<number> {
   const started = performance.now();
-  let next = 0;
+  let next = from;
   const worker = async () => {
-    while (next < 1000) await request(next++);
+    while (next < from + count && !signal.aborted) await request(next++);
   };
   await Promise.all(Array.from({ length: 8 }, worker));
   return performance.now() - started;
 }
 
 describe('1,000 hostile requests', () => {
-  it('answer 4xx, record nothing, revoke nothing, log no token, and leave the server healthy', async () => {
+  // A hang guard, not a speed bound (the bound is the ratio to the probes below): the requests
+  // share the process with the server, so at a load of 18 on 2 cores they take about ten times as long.
+  it('answer 4xx, record nothing, revoke nothing, log no token, and leave the server healthy', { timeout: 300_000 }, async ({ signal }) => {
     const kinds = hostileRequests();
     const logsBefore = e.h.logs.length;
     const seen = new Map<string, number[]>();
-    // The same number of the server's cheapest answers first, the same way: what this machine
-    // allows right now, the bound below is derived from.
-    const probes = await timed(async () => void (await fetch(new URL('/healthz', e.h.serving!.url))).text());
-    const elapsed = await timed(async (i) => {
+    // The server's cheapest answer, sent the same way in each round: what this machine allows
+    // right now, the bound below is derived from.
+    const probe = async () => void (await fetch(new URL('/healthz', e.h.serving!.url), { signal })).text();
+    const hostile = async (i: number) => {
       const request = kinds[i % kinds.length]!;
       const { status } = await post(e.h.serving!.url, request.path, request.body, request.headers);
       seen.set(request.kind, [...(seen.get(request.kind) ?? []), status]);
-    });
+    };
+    let probes = 0;
+    let elapsed = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      probes += await timed((round * PROBES) / ROUNDS, PROBES / ROUNDS, signal, probe);
+      elapsed += await timed((round * HOSTILE) / ROUNDS, HOSTILE / ROUNDS, signal, hostile);
+    }
 
     const statuses = [...seen.values()].flat();
-    expect(statuses).toHaveLength(1000);
+    expect(statuses).toHaveLength(HOSTILE);
     for (const request of kinds) expect({ kind: request.kind, statuses: [...new Set(seen.get(request.kind))] }).toEqual({ kind: request.kind, statuses: [request.expect] });
 
     expect(await e.h.runtime.db.leakReport.count()).toBe(0);
@@ -149,7 +166,7 @@ describe('1,000 hostile requests', () => {
     expect([health.status, ready.status]).toEqual([200, 200]);
 
     const counted = (await e.h.runtime.metrics.registry.getSingleMetric('rekey_webhook_rejected_total')!.get()).values.reduce((n, v) => n + v.value, 0);
-    expect(counted).toBe(1000);
+    expect(counted).toBe(HOSTILE);
     expect(e.h.logs.filter((line) => line.includes(key))).toEqual([]);
     // No trace but the counter: the only lines are about loading GitHub's keys (on the first
     // request), besides the process's own housekeeping, reconcile passes and drift checks ticking meanwhile.
@@ -159,16 +176,18 @@ describe('1,000 hostile requests', () => {
       .filter((line) => !['housekeeping', 'reconcile', 'drift'].includes(line.component ?? ''))
       .map((line) => line.msg);
     expect(written.filter((msg) => msg !== 'github secret scanning keys loaded')).toEqual([]);
-    console.log(`1000 hostile requests in ${Math.round(elapsed)} ms; 1000 health probes in ${Math.round(probes)} ms`);
+    const perHostile = elapsed / HOSTILE;
+    const perProbe = probes / PROBES;
+    console.log(`${HOSTILE} hostile requests in ${Math.round(elapsed)} ms; ${PROBES} health probes in ${Math.round(probes)} ms (${perHostile.toFixed(2)} and ${perProbe.toFixed(2)} ms each)`);
     // Loose: the point is that a refusal costs about what any answer costs (no slow path a
     // flood could pile up on), whatever the machine's load.
-    expect(elapsed).toBeLessThan(HOSTILE_TO_PROBES * probes);
+    expect(perHostile).toBeLessThan(HOSTILE_TO_PROBES * perProbe);
   });
 
   it("charges a receiver's allowance only with authenticated requests: 429 once it is spent, never before", async () => {
     await e.h.apply(`${providersYaml(e)}\nsecrets:${gatewaySecretYaml(secret)}\n${leaksYaml(e).replace('rateLimit: { max: 100000, window: 1m }', 'rateLimit: { max: 5, window: 1h }')}`);
-    // The resolver notices a new revision within a second.
-    await new Promise((resolve) => setTimeout(resolve, 1100));
+    // Gate on the resolver having the new revision (it looks for one every second), not on a second passing.
+    await expect.poll(async () => (await e.h.runtime.resolver.config()).leaks?.rateLimit.max, { timeout: 30_000, interval: 100 }).toBe(5);
     const counted = async (reason: string) =>
       (await e.h.runtime.metrics.registry.getSingleMetric('rekey_webhook_rejected_total')!.get()).values.find(
         (v) => v.labels.receiver === 'webhook' && v.labels.reason === reason,
