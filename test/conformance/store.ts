@@ -20,6 +20,11 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
   describe(`store conformance: ${name}`, () => {
     let fixture: StoreFixture | undefined;
     const setup = async () => (fixture = await open());
+    /** Writes a new pending version of the fixture's secret: its value and its stored ref. */
+    const writeVersion = async ({ store, secret }: StoreFixture) => {
+      const v = newVersion(secret);
+      return { ...v, s: stored(v.ref, (await store.writePending(v.ref, v.value, call())).storeVersionId) };
+    };
     afterEach(async () => {
       await fixture?.cleanup?.();
       fixture = undefined;
@@ -72,11 +77,9 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
     });
 
     it('promote gives previous to the version it names: a rollback puts current back and keeps previous on the one in its grace', async () => {
-      const { store, secret } = await setup();
-      const write = async () => {
-        const v = newVersion(secret);
-        return { ...v, s: stored(v.ref, (await store.writePending(v.ref, v.value, call())).storeVersionId) };
-      };
+      const opened = await setup();
+      const { store } = opened;
+      const write = () => writeVersion(opened);
       const a = await write();
       await store.promote(a.s, undefined, null, call());
       const b = await write();
@@ -96,11 +99,9 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
     });
 
     it('promote refuses when the current stage moved: a late promotion changes nothing, a repeat of the one that moved it succeeds', async () => {
-      const { store, secret } = await setup();
-      const write = async () => {
-        const v = newVersion(secret);
-        return { ...v, s: stored(v.ref, (await store.writePending(v.ref, v.value, call())).storeVersionId) };
-      };
+      const opened = await setup();
+      const { store } = opened;
+      const write = () => writeVersion(opened);
       const a = await write();
       await store.promote(a.s, undefined, null, call());
       const b = await write();
@@ -149,11 +150,9 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
     });
 
     it('destroy refuses the current version (and with undoPromotion, gives current back to the previous holder or away)', async () => {
-      const { store, secret } = await setup();
-      const write = async () => {
-        const v = newVersion(secret);
-        return { ...v, s: stored(v.ref, (await store.writePending(v.ref, v.value, call())).storeVersionId) };
-      };
+      const opened = await setup();
+      const { store } = opened;
+      const write = () => writeVersion(opened);
       const a = await write();
       await store.promote(a.s, undefined, null, call());
       expect((await rejection(store.destroy(a.s, call()))).code).toBe('REKEY_ERR_INVALID');
