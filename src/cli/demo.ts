@@ -95,9 +95,14 @@ export async function runDemo(runtime: Runtime, options: { out: (text: string) =
     await runtime.engine.revoke(SECRET, leaked.number);
     const blocked = await until(async () => (await call(second)) === 401, 15_000, flush);
     const blockedMs = Date.now() - reported;
-    await until(async () => (await runtime.db.run.count({ where: { status: 'running', secret: { name: SECRET } } })) === 0, 10_000, flush);
+    // Done when the leaked version is revoked at the issuer (the revocation runs after its emergency rotation) and no run is left.
+    const settled = async () =>
+      (await runtime.db.version.count({ where: { id: leaked.id, state: 'revoked' } })) === 1 &&
+      (await runtime.db.run.count({ where: { status: 'running', secret: { name: SECRET } } })) === 0;
+    const revoked = await until(settled, 10_000, flush);
     await flush();
     expect(blocked, `the leaked key is rejected ${blockedMs} ms after the report`);
+    expect(revoked, 'the leaked key is revoked at its issuer');
     const third = await currentKey();
     expect((await call(third)) === 200, 'the replacement key works');
 
