@@ -415,9 +415,13 @@ class Rotation {
     return 'rolled_back';
   }
 
-  /** Takes the run's version back: retire where deployed, revoke, destroy, mark it failed. */
+  /**
+   * Takes the run's version back: retire where deployed, destroy in the store, revoke, mark it failed.
+   * The issuer revokes it only once the store has destroyed it (dropFromStore), so the store never
+   * serves as current a key the issuer has killed.
+   */
   private async undo(resolved: ResolvedSecret): Promise<void> {
-    const { store, policy, names } = resolved;
+    const { policy } = resolved;
     // store.promote may have run before the failure (or before the crash of an earlier rollback).
     const storeMayHavePromoted = this.step === 'promote' || this.step === 'rollback';
     await this.advance('rollback');
@@ -434,29 +438,40 @@ class Rotation {
       if (storeMayHavePromoted) await this.giveBackCurrent(resolved, version, current);
       // Only where deployed: the version never went live, so no other target can hold it.
       await retireAtTargets(this.deps, resolved, version, 'deployed', ctx, this.log);
+      await this.dropFromStore(resolved, version, current);
       if (version.state === 'issuing' && !version.fingerprint) {
         // issue() may have minted a credential whose answer never came back (a timeout, a crash):
         // nothing recorded it, so the issuer is asked, with no state, to kill what it made for this version id.
         const { issuer, names } = resolved;
         await providerCall(this.deps, this.log, { provider: names.issuer, op: 'issuer.revoke' }, policy.timeoutMs, (c) => issuer.revoke(issuedRef(version, policy.consumer), c));
       }
+      // Revoke only: dropFromStore destroyed it in the store.
       await revokeAndDestroy(this.deps, resolved, version, this.log, false);
-      if (version.storeVersionId) {
-        const destroy = () => providerCall(this.deps, this.log, { provider: names.store, op: 'store.destroy' }, policy.timeoutMs, (c) => store.destroy(storedRef(version, policy.consumer), c));
-        try {
-          await destroy();
-        } catch (error) {
-          // The store refuses to destroy the version it holds as current: a promotion of this version
-          // that arrived late (its driver stalled past its lease) landed after the give-back above.
-          if (!(error instanceof ProviderError && error.code === 'REKEY_ERR_INVALID')) throw error;
-          await this.stillLeased(error, 'rollback');
-          this.log.warn({}, 'a late store promotion made the rolled-back version current again; giving current back');
-          await this.giveBackCurrent(resolved, version, current);
-          await destroy();
-        }
-      }
       // As the lease's holder: a driver that stalled in the calls above fails no version of its successor's.
       if ((await this.deps.repo.transition(version.id, ['issuing', 'pending'], 'failed', ctx, this.lease.owner)) === null) throw this.lease.lose();
+    }
+  }
+
+  /**
+   * Destroys the rolled-back `version` in the store. A store refuses to destroy the version it holds
+   * as current: a promotion of this version reached it after the give-back (or with none before: a
+   * late one, its driver stalled past its lease). Then, as the lease's holder, the current stage is
+   * given back and the destroy made again. Returns once the store has destroyed it: the store then no
+   * longer serves it as current, and only then may the issuer revoke it. Idempotent.
+   * @throws LeaseLost when this driver no longer holds the run (it gives nothing back then).
+   */
+  private async dropFromStore(resolved: ResolvedSecret, version: VersionRecord, current: VersionRecord | null): Promise<void> {
+    const { store, policy, names } = resolved;
+    if (!version.storeVersionId) return;
+    const destroy = () => providerCall(this.deps, this.log, { provider: names.store, op: 'store.destroy' }, policy.timeoutMs, (c) => store.destroy(storedRef(version, policy.consumer), c));
+    try {
+      await destroy();
+    } catch (error) {
+      if (!(error instanceof ProviderError && error.code === 'REKEY_ERR_INVALID')) throw error;
+      if (!(await this.deps.repo.setRunStep(this.run.id, 'rollback', this.lease.owner))) throw this.lease.lose();
+      this.log.warn({}, 'a late store promotion made the rolled-back version current again; giving current back');
+      await this.giveBackCurrent(resolved, version, current);
+      await destroy();
     }
   }
 

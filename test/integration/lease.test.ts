@@ -41,6 +41,13 @@ async function newRun(): Promise<string> {
   return result.run.id;
 }
 
+/** A version promoted by a rotation of its own, current when this returns. */
+async function promoted() {
+  const runId = await newRun();
+  await expect(h.runtime.engine.driveRotation(runId, { final: false })).resolves.toBe('succeeded');
+  return (await h.runtime.engine.deps.repo.getVersion((await h.runtime.engine.deps.repo.getRun(runId))!.versionId!))!;
+}
+
 /** An engine whose lease renewals wait until `resume` (a driver in a long pause renews nothing). */
 function pausedRenewals(): { engine: Engine; resume: () => void } {
   const deps = h.runtime.engine.deps;
@@ -206,6 +213,41 @@ it('a driver that stalls past its lease in store.promote promotes nothing while 
   // refused to destroy the version it had made current, and the rollback gave current back first.
   expect(j.stored.get(before.storeVersionId!)?.stages).toEqual(['current']);
   expect(j.stored.has((await deps.repo.getVersion(run.versionId!))!.storeVersionId!)).toBe(false);
+});
+
+it("a rollback revokes its version only once the store no longer serves it as current: a stalled driver's late promotion is given back first", async () => {
+  const deps = h.runtime.engine.deps;
+  const before = await promoted();
+  const runId = await newRun();
+  const paused = pausedRenewals();
+  j.reset();
+  const promoting = j.hold('store.promote');
+  const stalled = paused.engine.driveRotation(runId, { final: false });
+  stalled.catch(() => {}); // awaited below
+  await promoting.reached;
+  await h.runtime.db.$executeRaw`UPDATE runs SET lease_until = now() - interval '1 second' WHERE id = ${runId}::uuid`;
+  // The successor's own promotion fails for good, on its last attempt: it rolls the run back, held as it retires the version at the target.
+  j.fail('store.promote', 1, false);
+  const retiring = j.hold('retire:mem');
+  const rollingBack = other.engine.driveRotation(runId, { final: true });
+  await retiring.reached;
+  // The stalled driver's store.promote reaches the store while its successor rolls back.
+  paused.resume();
+  promoting.release();
+  await expect(stalled).rejects.toThrow(/taken over by another worker/);
+  // What the store serves as current when the issuer is asked to revoke the rolled-back version.
+  const revoking = j.hold('revoke');
+  retiring.release();
+  await revoking.reached;
+  const rolledBack = (await deps.repo.getRun(runId))!.versionId!;
+  const servedAtRevoke = [...j.stored.values()].filter((s) => s.stages.includes('current')).map((s) => s.versionId);
+  revoking.release();
+  await expect(rollingBack).resolves.toBe('rolled_back');
+  // A store serving a revoked key as current hands every reader a dead key: it serves the version current before.
+  expect(servedAtRevoke).not.toContain(rolledBack);
+  expect(servedAtRevoke).toEqual([before.id]);
+  expect(j.stored.get(before.storeVersionId!)?.stages).toEqual(['current']);
+  expect((await deps.repo.getVersion(rolledBack))?.state).toBe('failed');
 });
 
 it('a driver cut off from PostgreSQL calls no provider once its lease has run out, though no renewal was refused', async () => {
