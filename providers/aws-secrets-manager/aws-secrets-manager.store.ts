@@ -148,6 +148,10 @@ export class AwsSecretsManagerStore implements SecretStore {
     // AWSCURRENT on a version still pending is AWS's own doing (a new secret's first version), not a promotion.
     const current = holder !== undefined && !stages.get(holder)!.includes(AWSPENDING) ? holder : undefined;
     if (current !== undefined && current !== next.storeVersionId && current !== expected?.storeVersionId) throw this.#stageMoved(current);
+    // A version with no label is deprecated, which is destroyed as far as rekey is concerned (a rolled-back
+    // one): never made current. AWS would move AWSCURRENT onto it, and checks nothing about it in the move,
+    // so this read is all there is: a call that stalls between it and the move still lands (README).
+    if (!stages.has(next.storeVersionId)) throw this.#notFound(`version ${next.storeVersionId} to promote (destroyed: it has no staging labels)`);
     if (holder !== next.storeVersionId) {
       // Moving AWSCURRENT makes AWS move AWSPREVIOUS to the version it leaves. It goes first: a crash
       // between the two calls leaves the new version current and still labelled pending, which a

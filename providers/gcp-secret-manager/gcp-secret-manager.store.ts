@@ -137,6 +137,9 @@ export class GcpSecretManagerStore implements SecretStore {
             retryable: false,
           });
         }
+        // Every version rekey wrote holds an alias until destroy() drops them (first, under the etag): one
+        // with none is destroyed, or being destroyed (a rolled-back version), and is never made current.
+        if (!Object.values(secret.aliases).includes(n)) throw this.#notFound(`version ${n} (it holds no alias: destroyed, or not rekey's)`);
         if (secret.aliases.current === n && secret.aliases.pending !== n && (p === undefined || secret.aliases.previous === p)) return undefined;
         const aliases: Record<string, number> = { ...secret.aliases, current: n };
         const old = secret.aliases.current;

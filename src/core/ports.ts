@@ -107,9 +107,18 @@ export interface SecretStore {
    * is to become previous (or, on a secret's first rotation, what list() showed current under the
    * lease); in a rollback, the rolled-back version, whose promotion may have reached the store
    * (`next` is then the version current before it, `previous` the one still in its grace).
+   *
+   * Refuses, changing nothing, to promote a `next` that destroy() has taken (or is taking) out of the
+   * store, checked the same way where the store can: a rollback destroys its version before it retires
+   * and revokes it, so a late promotion of that version (its driver stalled past its lease, while a
+   * successor rolls the same run back) cannot make the store serve a rolled-back, soon revoked key.
+   * AWS cannot: UpdateSecretVersionStage moves a label onto a version with no labels (deprecated) and has
+   * no condition on it, so its adapter checks the DescribeSecret it decides from; a request that stalled
+   * between that read and the move still lands (providers/aws-secrets-manager/README.md).
    * @throws ProviderError REKEY_ERR_CONFLICT, not retryable, when another version holds the current
    * stage: nothing was changed, and a retry with the same expectation cannot succeed. REKEY_ERR_CONFLICT
    * retryable when the store's own concurrency check failed (an etag moved by an unrelated change).
+   * REKEY_ERR_NOT_FOUND when the store does not hold `next` (destroyed, or never written).
    */
   promote(next: StoredRef, previous: StoredRef | undefined, expected: ExpectedCurrent, call: Call): Promise<void>;
   /**

@@ -416,7 +416,8 @@ class Rotation {
   }
 
   /**
-   * Takes the run's version back: retire where deployed, destroy in the store, revoke, mark it failed.
+   * Takes the run's version back: give the store's current stage back, destroy it there, retire where
+   * deployed, revoke, mark it failed.
    * The issuer revokes it only once the store has destroyed it (dropFromStore), so the store never
    * serves as current a key the issuer has killed.
    */
@@ -436,9 +437,12 @@ class Rotation {
     if (version) {
       const current = await this.storeCurrent(version.secretId);
       if (storeMayHavePromoted) await this.giveBackCurrent(resolved, version, current);
+      // The store next, before the targets: once it has destroyed the version it refuses to promote it
+      // (SecretStore.promote), so a late promotion (its driver stalled past its lease) cannot land while
+      // this rollback retires and revokes; one that landed since the give-back is given back there.
+      await this.dropFromStore(resolved, version, current);
       // Only where deployed: the version never went live, so no other target can hold it.
       await retireAtTargets(this.deps, resolved, version, 'deployed', ctx, this.log);
-      await this.dropFromStore(resolved, version, current);
       if (version.state === 'issuing' && !version.fingerprint) {
         // issue() may have minted a credential whose answer never came back (a timeout, a crash):
         // nothing recorded it, so the issuer is asked, with no state, to kill what it made for this version id.
@@ -454,10 +458,10 @@ class Rotation {
 
   /**
    * Destroys the rolled-back `version` in the store. A store refuses to destroy the version it holds
-   * as current: a promotion of this version reached it after the give-back (or with none before: a
-   * late one, its driver stalled past its lease). Then, as the lease's holder, the current stage is
-   * given back and the destroy made again. Returns once the store has destroyed it: the store then no
-   * longer serves it as current, and only then may the issuer revoke it. Idempotent.
+   * as current: a promotion of this version reached it (this run's own, or a late one, its driver
+   * stalled past its lease). Then, as the lease's holder, the current stage is given back and the
+   * destroy made again. Returns once the store has destroyed it, so it no longer serves it as current
+   * and refuses to promote it: only then may the issuer revoke it. Idempotent.
    * @throws LeaseLost when this driver no longer holds the run (it gives nothing back then).
    */
   private async dropFromStore(resolved: ResolvedSecret, version: VersionRecord, current: VersionRecord | null): Promise<void> {

@@ -125,6 +125,20 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
       expect([stages[b.s.storeVersionId], stages[c.s.storeVersionId], stages[d.s.storeVersionId]]).toEqual([['previous'], ['current'], ['pending']]);
     });
 
+    it('promote refuses a destroyed version, changing nothing: a late promotion of a rolled-back version never makes it current', async () => {
+      const opened = await setup();
+      const { store } = opened;
+      const a = await writeVersion(opened);
+      await store.promote(a.s, undefined, null, call());
+      // b's rotation is rolled back: destroyed in the store before its promotion (its driver stalled past its lease) arrives.
+      const b = await writeVersion(opened);
+      await store.destroy(b.s, call());
+      expect((await rejection(store.promote(b.s, a.s, a.s, call()))).code).toBe('REKEY_ERR_NOT_FOUND');
+      expect((await store.read({ stage: 'current' }, call())).equals(a.value)).toBe(true);
+      await expectNotFound(store.read({ stage: 'previous' }, call()));
+      expect((await store.list(call())).map((v) => [v.storeVersionId, v.stages])).toEqual([[a.s.storeVersionId, ['current']]]);
+    });
+
     it('list reports rekey version ids where the store records them', async () => {
       const { store, secret } = await setup();
       const v = newVersion(secret);

@@ -179,10 +179,10 @@ it('a driver that stalls past its lease while verifying, then fails, rolls back 
 });
 
 it('a driver that stalls past its lease in store.promote promotes nothing while its successor rolls the run back', async () => {
-  const runId = await newRun();
   const deps = h.runtime.engine.deps;
-  const secretId = (await deps.repo.getRun(runId))!.secretId;
-  const before = (await deps.repo.currentVersion(secretId))!;
+  const before = await promoted();
+  const runId = await newRun();
+  const secretId = before.secretId;
   const paused = pausedRenewals();
   j.reset();
   const promoting = j.hold('store.promote');
@@ -195,24 +195,64 @@ it('a driver that stalls past its lease in store.promote promotes nothing while 
   const retiring = j.hold('retire:mem');
   const rollingBack = other.engine.driveRotation(runId, { final: true });
   await retiring.reached;
-  // The stalled driver's pause ends while its successor is rolling back: its store.promote returns.
+  // The stalled driver's pause ends while its successor is rolling back: its store.promote reaches the store.
   paused.resume();
   promoting.release();
   await expect(stalled).rejects.toThrow(/taken over by another worker/);
+  // The store refused it: the rollback destroyed the version there before going to the targets, and a
+  // store promotes no destroyed version. Its readers never got the rolled-back version as current.
+  const rolledBack = (await deps.repo.getRun(runId))!.versionId!;
+  expect([...j.stored.values()].filter((s) => s.stages.includes('current')).map((s) => s.versionId)).toEqual([before.id]);
   retiring.release();
   await expect(rollingBack).resolves.toBe('rolled_back');
 
   const run = (await deps.repo.getRun(runId))!;
-  expect([run.status, run.step]).toEqual(['rolled_back', 'rollback']);
+  expect([run.status, run.step, run.versionId]).toEqual(['rolled_back', 'rollback', rolledBack]);
   expect((await deps.repo.getVersion(run.versionId!))?.state).toBe('failed');
   // The version current before is current still, and still works at the target and at the issuer.
   expect((await deps.repo.currentVersion(secretId))?.id).toBe(before.id);
   expect(j.accepted.get('mem')?.has(before.fingerprint!)).toBe(true);
   expect(j.revoked.has((before.issuerState as { serial: string }).serial)).toBe(false);
-  // And the store serves it as current: the stalled promotion landed during the rollback, the store
-  // refused to destroy the version it had made current, and the rollback gave current back first.
+  // And the store serves it as current, with the rolled-back version gone.
   expect(j.stored.get(before.storeVersionId!)?.stages).toEqual(['current']);
   expect(j.stored.has((await deps.repo.getVersion(run.versionId!))!.storeVersionId!)).toBe(false);
+});
+
+it("a stalled driver's promotion that lands before its successor's rollback reaches the store is given back before the version is revoked", async () => {
+  const deps = h.runtime.engine.deps;
+  const before = await promoted();
+  const runId = await newRun();
+  const paused = pausedRenewals();
+  j.reset();
+  const promoting = j.hold('store.promote');
+  const stalled = paused.engine.driveRotation(runId, { final: false });
+  stalled.catch(() => {}); // awaited below
+  await promoting.reached;
+  await h.runtime.db.$executeRaw`UPDATE runs SET lease_until = now() - interval '1 second' WHERE id = ${runId}::uuid`;
+  // The successor's own promotion fails for good, on its last attempt: it rolls the run back, held as it destroys the version in the store.
+  j.fail('store.promote', 1, false);
+  const destroying = j.hold('store.destroy');
+  const rollingBack = other.engine.driveRotation(runId, { final: true });
+  await destroying.reached;
+  // The stalled driver's store.promote lands first: the store serves the rolled-back version as current.
+  paused.resume();
+  promoting.release();
+  await expect(stalled).rejects.toThrow(/taken over by another worker/);
+  const rolledBack = (await deps.repo.getRun(runId))!.versionId!;
+  const served = () => [...j.stored.values()].filter((s) => s.stages.includes('current')).map((s) => s.versionId);
+  expect(served()).toEqual([rolledBack]);
+  // The store refuses the successor's destroy; it gives current back and destroys, then revokes.
+  const revoking = j.hold('revoke');
+  const from = j.calls.length;
+  destroying.release();
+  await revoking.reached;
+  const servedAtRevoke = served();
+  revoking.release();
+  await expect(rollingBack).resolves.toBe('rolled_back');
+  expect(servedAtRevoke).toEqual([before.id]);
+  expect(j.calls.slice(from)).toEqual(['store.promote', 'store.destroy', 'retire:mem', 'revoke']);
+  expect((await deps.repo.getVersion(rolledBack))?.state).toBe('failed');
+  expect(j.stored.get(before.storeVersionId!)?.stages).toEqual(['current']);
 });
 
 it("a rollback revokes its version only once the store no longer serves it as current: a stalled driver's late promotion is given back first", async () => {

@@ -50,14 +50,15 @@ describe('rotation call order', () => {
 
   const rollbacks: Array<[string, string[]]> = [
     // A failed issue() may have minted a credential all the same: revoked by version id, with no state.
-    // The store destroys the version before the issuer revokes it: it never serves a revoked key as current.
+    // The store destroys the version first (it then refuses to promote it), and before the issuer revokes it:
+    // it never serves a revoked key as current.
     ['issue', ['issue', 'revoke']],
     ['store.writePending', ['issue', 'store.writePending', 'revoke']],
     ['store.read', ['issue', 'store.writePending', 'store.read', 'store.destroy', 'revoke']],
-    ['deploy:edge', ['issue', 'store.writePending', 'store.read', 'deploy:edge', 'retire:edge', 'store.destroy', 'revoke']],
-    ['issuer.verify', [...v2.slice(0, 5), 'retire:edge', 'store.destroy', 'revoke']],
-    ['verify:edge', [...v2.slice(0, 6), 'retire:edge', 'store.destroy', 'revoke']],
-    ['store.promote', [...v2, 'store.promote', 'retire:edge', 'store.destroy', 'revoke']],
+    ['deploy:edge', ['issue', 'store.writePending', 'store.read', 'deploy:edge', 'store.destroy', 'retire:edge', 'revoke']],
+    ['issuer.verify', [...v2.slice(0, 5), 'store.destroy', 'retire:edge', 'revoke']],
+    ['verify:edge', [...v2.slice(0, 6), 'store.destroy', 'retire:edge', 'revoke']],
+    ['store.promote', [...v2, 'store.promote', 'store.destroy', 'retire:edge', 'revoke']],
   ];
 
   it.each(rollbacks)('a non-retryable failure at %s rolls back: %j', async (step, expected) => {
@@ -97,7 +98,7 @@ describe('retries', () => {
     expect(run.attempts).toBe(3);
     const verifies = j.calls.filter((c) => c === 'verify:edge').length;
     expect(verifies).toBe(3);
-    expect(j.calls.slice(-3)).toEqual(['retire:edge', 'store.destroy', 'revoke']);
+    expect(j.calls.slice(-3)).toEqual(['store.destroy', 'retire:edge', 'revoke']);
   });
 });
 
@@ -112,7 +113,7 @@ describe('a store changed outside rekey', () => {
     expect(run.attempts).toBe(1);
     expect(run.error).toContain('REKEY_ERR_CONFLICT');
     // The rollback's own promote (current back to v1, expecting v2) is refused too: nothing of the run's to give back.
-    expect(j.calls).toEqual([...v2, 'store.promote', 'retire:edge', 'store.destroy', 'revoke']);
+    expect(j.calls).toEqual([...v2, 'store.promote', 'store.destroy', 'retire:edge', 'revoke']);
     expect(j.stored.get('set-by-hand')?.stages).toEqual(['current']);
     expect(await versions()).toEqual([
       { number: 1, state: 'current' },
