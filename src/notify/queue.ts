@@ -8,8 +8,9 @@
  *
  * The outbox row is the only record of a one-off notice (leak.received, rotation.failed): no
  * reconcile raises it again. So a relay deletes rows only once a replica holds their jobs too
- * (when the primary has replicas): jobs only the primary held die with it when Sentinel promotes
- * a replica (test/processes/outbox-failover.test.ts).
+ * (when the primary has replicas; on a Cluster, the primary serving the queue's hash tag): jobs
+ * only the primary held die with it when Sentinel or the Cluster promotes a replica
+ * (test/processes/outbox-failover.test.ts, outbox-cluster-failover.test.ts).
  */
 import { type JobsOptions, Queue } from 'bullmq';
 import { own } from '../config/schema.js';
@@ -18,7 +19,7 @@ import type { Notice } from '../core/notify.js';
 import type { Db } from '../db/client.js';
 import { relayOutbox } from '../db/outbox.js';
 import { RekeyError } from '../core/errors.js';
-import { duplicateConnection, type RedisConnection, replicated } from '../queue/connection.js';
+import { carrierOf, duplicateConnection, type RedisConnection, replicated } from '../queue/connection.js';
 import { jobId, NOTIFICATIONS_QUEUE, NOTIFY_BACKOFF } from '../queue/names.js';
 
 export interface NoticeJob {
@@ -39,8 +40,6 @@ export class NoticeQueue {
   readonly queue: Queue;
   /** The queue's own connection: WAIT holds it until a replica answers, and must not hold the process's shared one (the leak path's). */
   private readonly connection: RedisConnection;
-  /** Connections made so far: WAIT vouches only for writes on the connection it runs on. */
-  private connections = 0;
 
   /** @param section the applied config's `notifications:` (undefined: none, or no config applied yet) */
   constructor(
@@ -49,7 +48,6 @@ export class NoticeQueue {
     private readonly section: () => Promise<NotificationsConfig | undefined>,
   ) {
     this.connection = duplicateConnection(connection);
-    this.connection.on('ready', () => (this.connections += 1));
     this.queue = new Queue(NOTIFICATIONS_QUEUE, { connection: this.connection, prefix });
   }
 
@@ -57,7 +55,8 @@ export class NoticeQueue {
    * Queues each notice for every destination of the applied config subscribed to its type, in one
    * round trip, and resolves once a replica holds the jobs too (see {@link replicated}).
    * @throws RekeyError REKEY_ERR_UNAVAILABLE when no replica acknowledged them in time, or the
-   *   connection changed meanwhile: the jobs may be on the primary only; the caller keeps its rows
+   *   connection that carried them is not known or changed meanwhile (a reconnection, a Cluster
+   *   slot served by another node): the jobs may be on the primary only; the caller keeps its rows
    *   and queues them again (same ids: nothing is added twice).
    */
   async enqueue(notices: readonly Notice[]): Promise<void> {
@@ -77,12 +76,20 @@ export class NoticeQueue {
         }),
     );
     if (!jobs.length) return;
+    // WAIT vouches only for writes made on the connection it runs on: the one to the node serving
+    // the queue's keys (on a Cluster, its prefix's hash tag), connected before the jobs go (a
+    // Cluster connects to a node on its first command) and the same socket from then until WAIT
+    // answers. A slot moved meanwhile (MOVED: another node took the jobs) shows as another carrier.
+    await this.queue.waitUntilReady();
+    const key = this.queue.qualifiedName;
+    const node = carrierOf(this.connection, key);
+    if (node?.status === 'wait') await node.connect().catch(() => undefined);
+    const stream = node?.stream;
+    const unchanged = () => node !== undefined && carrierOf(this.connection, key) === node && node.stream === stream;
     await this.queue.addBulk(jobs);
-    // Taken once the answer is in (no reconnection fits between it and this line): WAIT must run on that connection.
-    const connection = this.connections;
-    const acknowledged = await replicated(this.connection, REPLICA_WAIT_MS);
-    if (!acknowledged || connection !== this.connections) {
-      const why = acknowledged ? 'the Redis connection changed before a replica could acknowledge them' : `no Redis replica acknowledged them within ${REPLICA_WAIT_MS} ms`;
+    const acknowledged = node !== undefined && unchanged() && (await replicated(node, REPLICA_WAIT_MS));
+    if (!acknowledged || !unchanged()) {
+      const why = unchanged() ? `no Redis replica acknowledged them within ${REPLICA_WAIT_MS} ms` : 'the Redis connection that carried them is not known or changed before a replica could acknowledge them';
       throw new RekeyError('REKEY_ERR_UNAVAILABLE', `${jobs.length} notification jobs queued, but ${why}; their notices stay in the outbox`);
     }
   }

@@ -95,20 +95,45 @@ export function duplicateConnection(connection: RedisConnection): RedisConnectio
 }
 
 /**
- * Whether a replica holds every write `client` has made on its current connection: `WAIT 1
- * timeoutMs` when the primary it talks to has a replica online (`ROLE`). Sentinel promotes the
- * replica that got the most of the stream, so a write one replica acknowledged outlives the
- * primary; one only the primary held dies with it. True at once when the primary has no replica
- * online (nothing is more durable then; a replica that stops acknowledging stays online until
- * the primary drops it, `repl-timeout`, 60 s by default) and on a Cluster (the node serving a key
- * is not this connection; not covered). WAIT blocks the connection meanwhile: use one of its own.
- * @returns false when no replica acknowledged within `timeoutMs`.
+ * Redis Cluster's slot of `key`: CRC16 (XMODEM) of its hash tag (between the first `{` and the next
+ * `}`, when not empty) or else of the whole key, modulo 16384.
  */
-export async function replicated(client: RedisConnection, timeoutMs: number): Promise<boolean> {
-  if (client instanceof Cluster) return true;
-  const [role, , replicas] = (await client.call('ROLE')) as [string, unknown, unknown];
+export function keySlot(key: string): number {
+  const open = key.indexOf('{');
+  const close = open === -1 ? -1 : key.indexOf('}', open + 1);
+  let crc = 0;
+  for (const byte of Buffer.from(close > open + 1 ? key.slice(open + 1, close) : key)) {
+    crc ^= byte << 8;
+    for (let bit = 0; bit < 8; bit++) crc = (crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1) & 0xffff;
+  }
+  return crc % 16384;
+}
+
+/**
+ * The node connection that carries `client`'s commands on `key`: `client` itself, or on a Cluster
+ * its connection to the primary serving the key's slot (undefined while it knows none, or has no
+ * connection to it). A Cluster opens a node's connection on its first command.
+ */
+export function carrierOf(client: RedisConnection, key: string): Redis | undefined {
+  if (!(client instanceof Cluster)) return client;
+  const primary = client.slots[keySlot(key)]?.[0];
+  return primary === undefined ? undefined : client.nodes('master').find((node) => `${node.options.host}:${node.options.port}` === primary);
+}
+
+/**
+ * Whether a replica holds every write made on `node`'s current connection (see {@link carrierOf}):
+ * `WAIT 1 timeoutMs` when the primary it talks to has a replica online (`ROLE`). Sentinel, or the
+ * Cluster's failover, promotes a replica that got the stream, so a write one replica acknowledged
+ * outlives the primary; one only the primary held dies with it. True at once when the primary has
+ * no replica online (nothing is more durable then; a replica that stops acknowledging stays online
+ * until the primary drops it, `repl-timeout`, 60 s by default). WAIT vouches only for writes made
+ * on the connection it runs on, and blocks it meanwhile: use one of its own, and check the
+ * connection did not change. @returns false when no replica acknowledged within `timeoutMs`.
+ */
+export async function replicated(node: Redis, timeoutMs: number): Promise<boolean> {
+  const [role, , replicas] = (await node.call('ROLE')) as [string, unknown, unknown];
   if (role !== 'master' || !Array.isArray(replicas) || !replicas.length) return true;
-  return Number(await client.call('WAIT', 1, timeoutMs)) >= 1;
+  return Number(await node.call('WAIT', 1, timeoutMs)) >= 1;
 }
 
 /**

@@ -3,7 +3,8 @@
  * - {@link RedisSentinelSet}: a primary, one replica and three sentinels
  *   (`redis-server sentinel.conf --sentinel`, quorum 2, a short `down-after-milliseconds`);
  * - {@link RedisClusterSet}: three primaries (`--cluster-enabled yes`) joined by
- *   `redis-cli --cluster create ... --cluster-replicas 0 --cluster-yes`.
+ *   `redis-cli --cluster create ... --cluster-replicas 0 --cluster-yes`; with `replicas: 1`, six
+ *   nodes, each primary with a replica (only the tests that fail a primary over start those).
  * Every process is tracked by PID and killed by its owner (and when the test process exits).
  * The machine's shared Redis (6379) is never touched.
  */
@@ -125,18 +126,22 @@ export class RedisSentinelSet {
   }
 }
 
-/** Three primaries, no replicas, their slots spread by `redis-cli --cluster create`. */
+/** Three primaries, their slots spread by `redis-cli --cluster create`; no replicas unless asked for. */
 export class RedisClusterSet {
-  private constructor(readonly nodes: RedisServer[]) {}
+  private constructor(
+    readonly nodes: RedisServer[],
+    /** Replicas per primary. */
+    readonly replicas: number,
+  ) {}
 
   /** REDIS_URL for rekey: the nodes as seeds. */
   get url(): string {
     return `redis+cluster://${this.nodes.map((n) => `127.0.0.1:${n.port}`).join(',')}`;
   }
 
-  static async create(dir: string): Promise<RedisClusterSet> {
+  static async create(dir: string, { replicas = 0 }: { replicas?: number } = {}): Promise<RedisClusterSet> {
     const nodes: RedisServer[] = [];
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 3 * (1 + replicas); i++) {
       const port = await freePort();
       const home = join(dir, `cluster-${port}`);
       await mkdir(home, { recursive: true });
@@ -146,32 +151,63 @@ export class RedisClusterSet {
       );
     }
     for (const node of nodes) await node.start();
-    const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 60_000 });
+    const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { encoding: 'utf8', timeout: 60_000 });
     if (create.status !== 0) throw new Error(`redis-cli --cluster create failed:\n${create.stdout}\n${create.stderr}`);
-    const set = new RedisClusterSet(nodes);
+    const set = new RedisClusterSet(nodes, replicas);
     await set.healthy(60_000);
+    if (replicas) await set.replicated(60_000);
     return set;
   }
 
   /** The primary serving the slot of `key` (e.g. `{rekey}`). */
   async ownerOf(key: string): Promise<RedisServer> {
-    const slot = Number(await this.nodes.find((n) => n.running)!.command('CLUSTER', 'KEYSLOT', key));
-    const slots = (await this.nodes.find((n) => n.running)!.command('CLUSTER', 'SLOTS')) as Array<[number, number, [string, number]]>;
-    const range = slots.find(([from, to]) => slot >= from && slot <= to);
-    const node = this.nodes.find((n) => n.port === Number(range?.[2][1]));
-    if (!node) throw new Error(`no node serves slot ${slot}`);
+    const range = await this.rangeOf(key);
+    const node = this.nodes.find((n) => n.port === Number(range[2][1]));
+    if (!node) throw new Error(`no node serves the slot of ${key}`);
     return node;
   }
 
-  /** Waits until every node reports `cluster_state:ok` (all slots served). */
+  /** The replicas of the primary serving the slot of `key`, as the Cluster lists them (`CLUSTER SLOTS`). */
+  async replicasOf(key: string): Promise<RedisServer[]> {
+    const range = await this.rangeOf(key);
+    return (range.slice(3) as Array<[string, number, string]>).map(([, port]) => this.nodes.find((n) => n.port === Number(port))!);
+  }
+
+  private async rangeOf(key: string): Promise<SlotRange> {
+    const node = this.nodes.find((n) => n.running)!;
+    const slot = Number(await node.command('CLUSTER', 'KEYSLOT', key));
+    const slots = (await node.command('CLUSTER', 'SLOTS')) as SlotRange[];
+    const range = slots.find(([from, to]) => slot >= from && slot <= to);
+    if (!range) throw new Error(`no node serves slot ${slot}`);
+    return range;
+  }
+
+  /** Waits until every running node reports `cluster_state:ok` (all slots served). */
   async healthy(timeoutMs = 60_000): Promise<void> {
     await until(
       async () => {
-        const states = await Promise.all(this.nodes.map((n) => n.command('CLUSTER', 'INFO')));
+        const states = await Promise.all(this.nodes.filter((n) => n.running).map((n) => n.command('CLUSTER', 'INFO')));
         return states.every((s) => /cluster_state:ok/.test(String(s)));
       },
       timeoutMs,
-      'cluster_state:ok on every node',
+      'cluster_state:ok on every running node',
+    );
+  }
+
+  /** Waits until every primary has its replicas online (a failover can then start). */
+  private async replicated(timeoutMs: number): Promise<void> {
+    await until(
+      async () => {
+        const slots = (await this.nodes[0]!.command('CLUSTER', 'SLOTS')) as SlotRange[];
+        if (slots.some((range) => range.length - 3 < this.replicas)) return false;
+        for (const [, , [, port]] of slots) {
+          const info = String(await this.nodes.find((n) => n.port === Number(port))!.command('INFO', 'replication'));
+          if ((info.match(/^slave\d+:.*state=online/gm) ?? []).length < this.replicas) return false;
+        }
+        return true;
+      },
+      timeoutMs,
+      `every primary with ${this.replicas} replica(s) online`,
     );
   }
 
@@ -179,3 +215,6 @@ export class RedisClusterSet {
     await Promise.all(this.nodes.map((n) => n.kill()));
   }
 }
+
+/** One entry of `CLUSTER SLOTS`: a slot range, its primary, then its replicas (`[host, port, id]`). */
+type SlotRange = [number, number, [string, number, string], ...Array<[string, number, string]>];
