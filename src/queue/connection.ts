@@ -91,6 +91,7 @@ export function openRedis(endpoint: RedisEndpoint, options: ConnectionOptions): 
 
 /** A connection of its own to the same Redis, with the same options (and revival, for Sentinel). */
 export function duplicateConnection(connection: RedisConnection): RedisConnection {
+  // The same call on each branch: TS cannot call duplicate() on the Redis | Cluster union (their generic signatures differ).
   return connection instanceof Cluster ? connection.duplicate() : connection.duplicate();
 }
 
