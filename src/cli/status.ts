@@ -4,6 +4,7 @@ import { DRIFT_STREAK_ALERT, DRIFT_WINDOW_MS } from '../core/sync.js';
 import type { Prisma } from '../db/generated/client.js';
 import { stillUsed } from '../core/usage-retire.js';
 import type { Runtime } from '../runtime.js';
+import type { SyncStatus } from '../dashboard/client/rows.js';
 
 export interface SecretStatus {
   name: string;
@@ -41,19 +42,7 @@ export interface SecretStatus {
   /** Rotation metadata `rekey apply` could not write to the store (src/events/rotation-metadata.ts), retried until it is. */
   rotationMetadata: { pendingSince: string; error: string } | null;
   /** Per target: what the drift check last found (src/core/drift.ts). */
-  sync: Array<{
-    target: string;
-    lastCheckedAt: string | null;
-    lastInSyncAt: string | null;
-    lastDriftAt: string | null;
-    lastDrift: string | null;
-    lastRepairedAt: string | null;
-    lastError: string | null;
-    lastErrorAt: string | null;
-    driftStreak: number;
-    /** Drift found again and again within the window: something outside rekey keeps changing the target. */
-    warning: string | null;
-  }>;
+  sync: SyncStatus[];
 }
 
 /** The secrets `rekey status NAME` shows: that one, or every client of a family of that name; every secret without a name. */

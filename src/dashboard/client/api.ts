@@ -4,6 +4,8 @@
  * a fresh Idempotency-Key per action, so a retried click makes one run. Answers are the API's
  * own shapes (docs/admin-api.md); only the fields the views show are typed here.
  */
+import type { SyncStatus } from './rows.js';
+
 export interface Me {
   name: string;
   scopes: string[];
@@ -41,16 +43,6 @@ export interface Version {
   stillUsed: boolean | null;
   issuedBy: { runId: string; trigger: string } | null;
   deliveries: Array<{ target: string; status: string; attempts: number; lastError: string | null }>;
-}
-
-export interface SyncStatus {
-  target: string;
-  lastCheckedAt: string | null;
-  lastInSyncAt: string | null;
-  lastDrift: string | null;
-  lastError: string | null;
-  driftStreak: number;
-  warning: string | null;
 }
 
 export interface SecretDetail extends SecretSummary {
