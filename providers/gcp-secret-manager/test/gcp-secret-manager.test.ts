@@ -224,6 +224,32 @@ describe('gcp-secret-manager: aliases and versions', () => {
     expect(await store.list(call())).toEqual([]);
   });
 
+  it('a late promotion landing between destroy dropping the aliases and disabling the version is refused: current never rests on a disabled version', async () => {
+    const name = uniqueName();
+    const store = storeFor(name);
+    const a = newVersion('interleaved');
+    const sa = stored(a.ref, (await store.writePending(a.ref, a.value, call())).storeVersionId);
+    await store.promote(sa, undefined, null, call());
+    const b = newVersion('interleaved');
+    const sb = stored(b.ref, (await store.writePending(b.ref, b.value, call())).storeVersionId);
+    // b's rotation is rolled back: its destroy has dropped the `pending` alias and is about to disable
+    // b when b's own promotion arrives from a driver stalled past its lease. It expects a, which is
+    // current, so the compare-and-set alone lets it through.
+    const held = fake.hold('DisableSecretVersion');
+    const destroying = store.destroy(sb, call());
+    await held.arrived;
+    const late = await store.promote(sb, sa, sa, call()).then(
+      () => undefined,
+      (e: unknown) => e as { code?: string },
+    );
+    held.release();
+    await destroying;
+    expect((await store.read({ stage: 'current' }, call())).equals(a.value)).toBe(true);
+    expect(late?.code).toBe('REKEY_ERR_NOT_FOUND');
+    expect(fake.model.secrets.get(name)!.aliases).toEqual({ current: 1 });
+    expect(versionsOf(name).map((v) => v.state)).toEqual(['ENABLED', 'DISABLED']);
+  });
+
   it('refuses to destroy the current version', async () => {
     const store = storeFor(uniqueName());
     const a = newVersion('current');

@@ -13,8 +13,9 @@
  * PERMISSION_DENIED for a method (with Google's message naming the permission), a response lost
  * after the write (the method runs, then the connection drops: over gRPC the call ends with
  * UNAVAILABLE "Connection dropped", which is how @grpc/grpc-js reports it; over REST the socket is
- * destroyed), and a one-shot hook that runs just before a method (to change the secret underneath
- * a caller). Every call is counted per method, whichever transport carried it.
+ * destroyed), a one-shot hook that runs just before a method (to change the secret underneath
+ * a caller), and a hold of a method's next call until the test releases it (to land other calls in
+ * between). Every call is counted per method, whichever transport carried it.
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -59,6 +60,8 @@ export interface FakeSecretManager {
   allow(method: Method): void;
   /** Runs `hook` once, just before the next call of `method` is handled. */
   before(method: Method, hook: (model: SecretManagerModel) => void): void;
+  /** Holds the next call of `method` until release(); `arrived` settles once it waits. */
+  hold(method: Method): { arrived: Promise<void>; release: () => void };
   /** REST only: answers the next `n` calls with a bare HTTP status and an HTML body, as a proxy would. */
   httpFailure: RestServer['httpFailure'];
   close(): Promise<void>;
@@ -103,14 +106,11 @@ async function startGrpcServer(faults: Faults): Promise<{ port: number; server: 
   for (const method of METHODS) {
     implementation[method] = (call: ServerUnaryCall<Record<string, unknown>, unknown>, callback: sendUnaryData<unknown>) => {
       faults.count(method);
-      try {
-        const outcome = faults.handle(method, call.request);
-        if (outcome.lost) callback({ code: status.UNAVAILABLE, details: 'Connection dropped' });
-        else callback(null, outcome.response);
-      } catch (error) {
-        if (!(error instanceof GrpcError)) throw error;
-        callback({ code: error.code, details: error.details });
-      }
+      faults.handle(method, call.request).then(
+        (outcome) => (outcome.lost ? callback({ code: status.UNAVAILABLE, details: 'Connection dropped' }) : callback(null, outcome.response)),
+        (error: unknown) =>
+          callback(error instanceof GrpcError ? { code: error.code, details: error.details } : { code: status.INTERNAL, details: String(error) }),
+      );
     };
   }
   const server = new Server();
@@ -139,6 +139,7 @@ export async function startFakeSecretManager(project: string): Promise<FakeSecre
     deny: (method) => faults.deny(method),
     allow: (method) => faults.allow(method),
     before: (method, hook) => faults.before(method, hook),
+    hold: (method) => faults.hold(method),
     httpFailure: (httpStatus, n, method) => rest.httpFailure(httpStatus, n, method),
     close: async () => {
       await rest.close();

@@ -41,6 +41,7 @@ export class Faults {
   readonly #losses: Injection[] = [];
   readonly #denied = new Set<Method>();
   readonly #hooks = new Map<Method, (model: SecretManagerModel) => void>();
+  readonly #holds = new Map<Method, { arrive: () => void; released: Promise<void> }>();
 
   constructor(readonly model: SecretManagerModel) {}
 
@@ -78,19 +79,39 @@ export class Faults {
     this.#hooks.set(method, hook);
   }
 
+  /**
+   * Holds the next call of `method` before it is handled, until release(): `arrived` settles when the
+   * call is waiting, so a test can run other calls in between (a request that lands between two
+   * calls of another caller).
+   */
+  hold(method: Method): { arrived: Promise<void>; release: () => void } {
+    let arrive!: () => void;
+    let release!: () => void;
+    const arrived = new Promise<void>((resolve) => (arrive = resolve));
+    const released = new Promise<void>((resolve) => (release = resolve));
+    this.#holds.set(method, { arrive, released });
+    return { arrived, release };
+  }
+
   /** Counts one call of `method` (transports call it first, even for calls they fail themselves). */
   count(method: Method): void {
     this.calls[method] = (this.calls[method] ?? 0) + 1;
   }
 
-  /** Runs a counted call through the injected faults and the model. @throws GrpcError */
-  handle(method: Method, request: Message): Outcome {
+  /** Runs a counted call through the injected faults (a hold included) and the model. @throws GrpcError */
+  async handle(method: Method, request: Message): Promise<Outcome> {
     const resource = field(request, 'name') || field(request, 'parent') || field(request.secret as Message | undefined, 'name');
     if (this.#denied.has(method)) {
       throw new GrpcError(status.PERMISSION_DENIED, `Permission '${PERMISSION[method]}' denied for resource '${resource}' (or it may not exist).`);
     }
     const failure = take(this.#failures, method);
     if (failure) throw failure.error;
+    const hold = this.#holds.get(method);
+    if (hold) {
+      this.#holds.delete(method);
+      hold.arrive();
+      await hold.released;
+    }
     const hook = this.#hooks.get(method);
     this.#hooks.delete(method);
     hook?.(this.model);

@@ -164,7 +164,7 @@ export async function startRestServer(faults: Faults, root: protobuf.Root): Prom
       return sendStatus(res, new GrpcError(status.INVALID_ARGUMENT, 'Invalid JSON payload received.'));
     }
     try {
-      const outcome = faults.handle(route.method, request);
+      const outcome = await faults.handle(route.method, request);
       if (outcome.lost) return void res.socket?.destroy();
       send(res, 200, encode(route, outcome.response, url.searchParams.get('$alt')?.includes('enum-encoding=int') ?? false));
     } catch (error) {
