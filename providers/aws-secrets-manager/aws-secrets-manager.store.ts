@@ -15,7 +15,9 @@
  *
  * One AWS rule bends rekey's model: the first version of a secret always gets AWSCURRENT. A version
  * holding both AWSCURRENT and AWSPENDING has not been promoted by rekey, so it is reported as
- * `pending` only, and reading stage `current` finds nothing until promote.
+ * `pending` only, and reading stage `current` finds nothing until promote. AWS never lets that
+ * version lose AWSCURRENT except by a move, so destroying it keeps both labels (and undoing its
+ * promotion puts AWSPENDING back): it stays pending to rekey until the next write takes AWSPENDING.
  *
  * describeRotation tags the secret with rekey's schedule instead of setting AWS's RotationRules:
  * those need a rotation Lambda and make AWS the rotator, and rekey is the rotator.
@@ -183,6 +185,7 @@ export class AwsSecretsManagerStore implements SecretStore {
   }
 
   async destroy(version: StoredRef, call: Call, options?: { undoPromotion?: boolean }): Promise<void> {
+    const id = version.storeVersionId;
     let stages: Map<string, string[]>;
     try {
       stages = await this.#describe(call);
@@ -190,29 +193,55 @@ export class AwsSecretsManagerStore implements SecretStore {
       if (awsErrorName(error) === 'ResourceNotFoundException') return;
       throw error;
     }
-    let labels = stages.get(version.storeVersionId) ?? [];
-    const before = [...stages].find(([id, l]) => id !== version.storeVersionId && l.includes(AWSPREVIOUS))?.[0];
-    if (options?.undoPromotion && labels.includes(AWSCURRENT) && before) {
-      // Undoing its promotion: AWSCURRENT goes back to the version it left (AWS then moves
-      // AWSPREVIOUS onto this one, removed below with the rest).
-      await this.#stage({ VersionStage: AWSCURRENT, MoveToVersionId: before, RemoveFromVersionId: version.storeVersionId }, call);
-      labels = [...labels.filter((l) => l !== AWSCURRENT && l !== AWSPREVIOUS), AWSPREVIOUS];
+    let labels = stages.get(id) ?? [];
+    // Promoted by rekey: AWSCURRENT without AWSPENDING (with both, the first version of a secret).
+    const promoted = labels.includes(AWSCURRENT) && !labels.includes(AWSPENDING);
+    if (promoted && !options?.undoPromotion) {
+      throw new ProviderError('REKEY_ERR_INVALID', `refusing to destroy version ${id} of AWS secret "${this.#o.name}": it is AWSCURRENT`, {
+        provider: this.#o.provider,
+      });
     }
-    if (labels.includes(AWSCURRENT) && !labels.includes(AWSPENDING) && !options?.undoPromotion) {
+    if (labels.includes(AWSCURRENT) && options?.undoPromotion) {
+      const others = [...stages].filter(([other]) => other !== id);
+      const before = others.find(([, l]) => l.includes(AWSPREVIOUS))?.[0];
+      if (before) {
+        // Undoing its promotion (also one whose removal of AWSPENDING never happened): AWSCURRENT
+        // goes back to the version it left (AWS then moves AWSPREVIOUS onto this one, removed below
+        // with the rest).
+        await this.#stage({ VersionStage: AWSCURRENT, MoveToVersionId: before, RemoveFromVersionId: id }, call);
+        labels = [...labels.filter((l) => l !== AWSCURRENT && l !== AWSPREVIOUS), AWSPREVIOUS];
+      } else if (promoted && !others.some(([, l]) => l.includes(AWSPENDING))) {
+        // The secret's first version: AWS will not take AWSCURRENT off it (it can only be moved, and
+        // there is nowhere to move it). Undo its promotion by putting it back as it was before:
+        // AWSCURRENT with AWSPENDING, which rekey reads as pending, holding no current stage. The
+        // rollback's usual destroy that follows (and any retry) then finds a pending version, as a
+        // first rotation rolled back before its promotion leaves it.
+        await this.#stage({ VersionStage: AWSPENDING, MoveToVersionId: id }, call);
+        labels = [...labels, AWSPENDING];
+      }
+    }
+    // AWSCURRENT cannot be removed, only moved ("You can only move staging label AWSCURRENT to a
+    // different secret version. It can't be completely removed."; the fake refuses it too), so the
+    // first version of a secret keeps it, and AWSPENDING with it: rekey's mark that it was never
+    // promoted (see rekeyStages). Removing AWSPENDING would make it current in rekey's eyes, served by
+    // read() and refused by the next destroy. The next promote moves AWSCURRENT away.
+    const keep = labels.includes(AWSCURRENT) ? [AWSCURRENT, AWSPENDING] : [];
+    if (keep.length) this.#o.log.warn({ storeVersionId: id }, 'AWS keeps AWSCURRENT on the first version of a new secret; it stays pending until the next promote');
+    const removing = labels.filter((l) => !keep.includes(l));
+    for (const label of removing) await this.#stage({ VersionStage: label, RemoveFromVersionId: id }, call);
+    if (!removing.length || keep.length) return;
+    // The labels were read, then removed one call at a time: a promotion of this version (a late one,
+    // its driver stalled past its lease) may have moved AWSCURRENT onto it in between. Those removals
+    // never take AWSCURRENT off a version (see above), so it is still there to see: refuse, as for a
+    // version that was current from the start, and core gives current back and destroys again.
+    // (A promotion whose DescribeSecret came before these removals and whose move comes after this
+    // read is not caught here: AWS has no condition on a version's labels to make the move depend on.)
+    if ((await this.#describe(call)).get(id)?.includes(AWSCURRENT)) {
       throw new ProviderError(
         'REKEY_ERR_INVALID',
-        `refusing to destroy version ${version.storeVersionId} of AWS secret "${this.#o.name}": it is AWSCURRENT`,
+        `refusing to destroy version ${id} of AWS secret "${this.#o.name}": a promotion made it AWSCURRENT while it was being destroyed`,
         { provider: this.#o.provider },
       );
-    }
-    for (const label of labels) {
-      if (label === AWSCURRENT) {
-        // The first version of a secret, never promoted: AWS will not remove AWSCURRENT, only move
-        // it, and there is nowhere to move it. The next promote moves it away.
-        this.#o.log.warn({ storeVersionId: version.storeVersionId }, 'AWS keeps AWSCURRENT on the only version of a new secret');
-        continue;
-      }
-      await this.#stage({ VersionStage: label, RemoveFromVersionId: version.storeVersionId }, call);
     }
   }
 

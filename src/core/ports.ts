@@ -126,7 +126,9 @@ export interface SecretStore {
    * Refuses (REKEY_ERR_INVALID) to destroy the version that holds the current stage, except with
    * `undoPromotion`: the rollback of this version's promotion when rekey had no current version
    * before it (a first rotation). The current stage then goes back to the version that held the
-   * previous stage, if any, or away; a store that cannot drop it (AWS, a secret's only version) keeps it.
+   * previous stage, if any, or away; a store that cannot drop it (AWS, a secret's only version) keeps
+   * the version as it was before its promotion, reported `pending`, holding no current stage, and a
+   * destroy of it that follows succeeds.
    */
   destroy(version: StoredRef, call: Call, options?: { undoPromotion?: boolean }): Promise<void>;
   /** Every version the store holds for this secret that is not destroyed. */

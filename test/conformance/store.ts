@@ -189,11 +189,33 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
       expect((await store.list(call())).map((v) => [v.storeVersionId, v.stages])).toEqual([[a.s.storeVersionId, ['current']]]);
 
       // Undoing the promotion of a version nothing held previous to: current goes away, except in a
-      // store that cannot drop it (AWS, a secret's only version), which keeps it there and nothing else.
+      // store that cannot drop it (AWS, a secret's only version), which keeps the version as it was
+      // before its promotion, pending and nothing else: rekey's current stage is gone either way.
       await store.destroy(a.s, call(), { undoPromotion: true });
       const left = await store.list(call());
-      if (left.length) expect(left.map((v) => [v.storeVersionId, v.stages])).toEqual([[a.s.storeVersionId, ['current']]]);
-      else await expectNotFound(store.read({ stage: 'current' }, call()));
+      if (left.length) expect(left.map((v) => [v.storeVersionId, v.stages])).toEqual([[a.s.storeVersionId, ['pending']]]);
+      await expectNotFound(store.read({ stage: 'current' }, call()));
+    });
+
+    it('a first rotation rolled back before its promotion: destroy succeeds, retried too, and no version is current', async () => {
+      const opened = await setup();
+      const { store } = opened;
+      const a = await writeVersion(opened);
+      await store.destroy(a.s, call());
+      await store.destroy(a.s, call()); // a retried rollback (the first answer was lost)
+      await expectNotFound(store.read({ stage: 'current' }, call()));
+      expect((await store.list(call())).filter((v) => v.stages.includes('current'))).toEqual([]);
+    });
+
+    it('a first rotation rolled back after the store promoted it: the undo, then the usual destroy, each retried, succeed and leave no version current', async () => {
+      const opened = await setup();
+      const { store } = opened;
+      const a = await writeVersion(opened);
+      await store.promote(a.s, undefined, null, call());
+      // Core's rollback: give current back (here: away) by undoing the promotion, then destroy as usual.
+      for (const undoPromotion of [true, true, false, false]) await store.destroy(a.s, call(), { undoPromotion });
+      await expectNotFound(store.read({ stage: 'current' }, call()));
+      expect((await store.list(call())).filter((v) => v.stages.includes('current'))).toEqual([]);
     });
 
     it('reading what does not exist is NOT_FOUND', async () => {

@@ -121,6 +121,6 @@ describe.each(['aws', 'gcp'] as const)('%s store, random issuer, memory target',
     await expect.poll(async () => (await versions(secret)).map((v) => v.state), { timeout: 10_000 }).toEqual(['revoked', 'revoked', 'current']);
     const total = Object.values(fake.calls).reduce((a, b) => a + b, 0);
     console.log(`[figures] ${store} store through the engine: ${total} calls per rotation`, { ...fake.calls });
-    expect(total).toBe(store === 'aws' ? 7 : 10);
+    expect(total).toBe(store === 'aws' ? 8 : 10);
   });
 });

@@ -236,6 +236,30 @@ describe('aws-secrets-manager: field mode, stray labels, first version', () => {
     expect((await store.read({ stage: 'current' }, call())).equals(b.value)).toBe(true);
   });
 
+  it('a late promotion landing between destroy reading the labels and removing them makes destroy refuse, not report the version gone', async () => {
+    const name = uniqueName();
+    const store = storeFor({ name });
+    const a = newVersion('interleaved');
+    const sa = stored(a.ref, (await store.writePending(a.ref, a.value, call())).storeVersionId);
+    await store.promote(sa, undefined, null, call());
+    const b = newVersion('interleaved');
+    const sb = stored(b.ref, (await store.writePending(b.ref, b.value, call())).storeVersionId);
+    // b's rotation is rolled back. Between its destroy's DescribeSecret and the removal of AWSPENDING,
+    // b's own promotion arrives from a driver stalled past its lease and moves AWSCURRENT from a (which
+    // it expected) to b.
+    const model = fake.model;
+    const update = model.UpdateSecretVersionStage.bind(model);
+    model.UpdateSecretVersionStage = (input) => {
+      model.UpdateSecretVersionStage = update;
+      update({ SecretId: name, VersionStage: 'AWSCURRENT', MoveToVersionId: sb.storeVersionId, RemoveFromVersionId: sa.storeVersionId });
+      return update(input);
+    };
+    // AWS keeps AWSCURRENT on b (it cannot be removed, only moved), so b is served: destroy must say so
+    // (core then gives current back and destroys b again), not report b gone.
+    expect((await rejection(store.destroy(sb, call()))).code).toBe('REKEY_ERR_INVALID');
+    expect((await store.read({ stage: 'current' }, call())).equals(b.value)).toBe(true);
+  });
+
   it('refuses to destroy the current version', async () => {
     const store = storeFor({ name: uniqueName() });
     const a = newVersion('current');
@@ -250,7 +274,7 @@ describe('aws-secrets-manager: calls per rotation', () => {
     it(`counts API calls and time per steady-state rotation${field ? ' (field mode)' : ''}`, async () => {
       const store = storeFor({ name: uniqueName(), ...(field ? { field } : {}) });
       const total = await callsPerRotation(`aws-secrets-manager${field ? ' field mode' : ''}`, store, fake);
-      expect(total).toBe(field ? 8 : 7);
+      expect(total).toBe(field ? 9 : 8);
       expect((await store.list(call())).map((e) => e.stages)).toEqual([['current']]);
     });
   }
