@@ -178,27 +178,39 @@ it('a driver that stalls past its lease while verifying, then fails, rolls back 
   expect([...j.stored.values()].some((s) => s.versionId === version.id)).toBe(true);
 });
 
-it('a driver that stalls past its lease in store.promote promotes nothing while its successor rolls the run back', async () => {
-  const deps = h.runtime.engine.deps;
+/**
+ * A driver stalled past its lease in store.promote (its renewals paused, its lease run out), and its
+ * successor, whose own promotion fails for good on its last attempt, rolling the run back, held at
+ * `holdAt`. `land()` ends the stall: the stalled driver's store.promote reaches the store.
+ */
+async function stalledPromotionDuringRollback(holdAt: string) {
   const before = await promoted();
   const runId = await newRun();
-  const secretId = before.secretId;
   const paused = pausedRenewals();
   j.reset();
   const promoting = j.hold('store.promote');
   const stalled = paused.engine.driveRotation(runId, { final: false });
-  stalled.catch(() => {}); // awaited below
+  stalled.catch(() => {}); // awaited by land()
   await promoting.reached;
   await h.runtime.db.$executeRaw`UPDATE runs SET lease_until = now() - interval '1 second' WHERE id = ${runId}::uuid`;
-  // The successor's own promotion fails for good, on its last attempt: it rolls the run back, and is held while it retires the version at the target.
   j.fail('store.promote', 1, false);
-  const retiring = j.hold('retire:mem');
+  const held = j.hold(holdAt);
   const rollingBack = other.engine.driveRotation(runId, { final: true });
-  await retiring.reached;
-  // The stalled driver's pause ends while its successor is rolling back: its store.promote reaches the store.
-  paused.resume();
-  promoting.release();
-  await expect(stalled).rejects.toThrow(/taken over by another worker/);
+  await held.reached;
+  const land = async () => {
+    paused.resume();
+    promoting.release();
+    await expect(stalled).rejects.toThrow(/taken over by another worker/);
+  };
+  return { before, runId, held, rollingBack, land };
+}
+
+it('a driver that stalls past its lease in store.promote promotes nothing while its successor rolls the run back', async () => {
+  const deps = h.runtime.engine.deps;
+  // The successor is held while it retires the version at the target; the stalled promotion lands then.
+  const { before, runId, held: retiring, rollingBack, land } = await stalledPromotionDuringRollback('retire:mem');
+  const secretId = before.secretId;
+  await land();
   // The store refused it: the rollback destroyed the version there before going to the targets, and a
   // store promotes no destroyed version. Its readers never got the rolled-back version as current.
   const rolledBack = (await deps.repo.getRun(runId))!.versionId!;
@@ -220,24 +232,10 @@ it('a driver that stalls past its lease in store.promote promotes nothing while 
 
 it("a stalled driver's promotion that lands before its successor's rollback reaches the store is given back before the version is revoked", async () => {
   const deps = h.runtime.engine.deps;
-  const before = await promoted();
-  const runId = await newRun();
-  const paused = pausedRenewals();
-  j.reset();
-  const promoting = j.hold('store.promote');
-  const stalled = paused.engine.driveRotation(runId, { final: false });
-  stalled.catch(() => {}); // awaited below
-  await promoting.reached;
-  await h.runtime.db.$executeRaw`UPDATE runs SET lease_until = now() - interval '1 second' WHERE id = ${runId}::uuid`;
-  // The successor's own promotion fails for good, on its last attempt: it rolls the run back, held as it destroys the version in the store.
-  j.fail('store.promote', 1, false);
-  const destroying = j.hold('store.destroy');
-  const rollingBack = other.engine.driveRotation(runId, { final: true });
-  await destroying.reached;
-  // The stalled driver's store.promote lands first: the store serves the rolled-back version as current.
-  paused.resume();
-  promoting.release();
-  await expect(stalled).rejects.toThrow(/taken over by another worker/);
+  // The successor is held as it destroys the version in the store; the stalled promotion lands first:
+  // the store serves the rolled-back version as current.
+  const { before, runId, held: destroying, rollingBack, land } = await stalledPromotionDuringRollback('store.destroy');
+  await land();
   const rolledBack = (await deps.repo.getRun(runId))!.versionId!;
   const served = () => [...j.stored.values()].filter((s) => s.stages.includes('current')).map((s) => s.versionId);
   expect(served()).toEqual([rolledBack]);
@@ -257,24 +255,9 @@ it("a stalled driver's promotion that lands before its successor's rollback reac
 
 it("a rollback revokes its version only once the store no longer serves it as current: a stalled driver's late promotion is given back first", async () => {
   const deps = h.runtime.engine.deps;
-  const before = await promoted();
-  const runId = await newRun();
-  const paused = pausedRenewals();
-  j.reset();
-  const promoting = j.hold('store.promote');
-  const stalled = paused.engine.driveRotation(runId, { final: false });
-  stalled.catch(() => {}); // awaited below
-  await promoting.reached;
-  await h.runtime.db.$executeRaw`UPDATE runs SET lease_until = now() - interval '1 second' WHERE id = ${runId}::uuid`;
-  // The successor's own promotion fails for good, on its last attempt: it rolls the run back, held as it retires the version at the target.
-  j.fail('store.promote', 1, false);
-  const retiring = j.hold('retire:mem');
-  const rollingBack = other.engine.driveRotation(runId, { final: true });
-  await retiring.reached;
-  // The stalled driver's store.promote reaches the store while its successor rolls back.
-  paused.resume();
-  promoting.release();
-  await expect(stalled).rejects.toThrow(/taken over by another worker/);
+  // The successor is held as it retires the version at the target; the stalled promotion reaches the store then.
+  const { before, runId, held: retiring, rollingBack, land } = await stalledPromotionDuringRollback('retire:mem');
+  await land();
   // What the store serves as current when the issuer is asked to revoke the rolled-back version.
   const revoking = j.hold('revoke');
   retiring.release();
