@@ -21,7 +21,7 @@ import { jobId } from '../../src/queue/names.js';
 import { tempDir } from '../support/gateways/process.js';
 import { isolate, type Isolated } from '../support/isolation.js';
 import { until } from '../support/poll.js';
-import { RedisClusterSet } from '../support/redis-ha.js';
+import { holdBack, RedisClusterSet, releaseOnceLinkDown } from '../support/redis-ha.js';
 
 let dir: Awaited<ReturnType<typeof tempDir>>;
 let cluster: RedisClusterSet;
@@ -69,7 +69,7 @@ it('a notice whose jobs the queue’s primary’s replica did not acknowledge ke
   const [replica] = await cluster.replicasOf(env.prefix);
   expect(replica, 'the primary serving the queue has a replica').toBeDefined();
   // The replica stops applying what the primary streams to it (it stays connected and answers the Cluster bus).
-  await replica!.command('CLIENT', 'PAUSE', '30000', 'WRITE');
+  await holdBack(replica!);
   const held = leakReceived();
   await writeNotices(db, [held]);
   const pass = await notices.relay(db).then(
@@ -80,8 +80,7 @@ it('a notice whose jobs the queue’s primary’s replica did not acknowledge ke
 
   await owner.kill('SIGKILL');
   // Unpaused only once it has seen its primary go (and dropped what it had not applied), not before.
-  await until(async () => /master_link_status:down/.test(await replication(replica!)), 30_000, 'the replica losing its primary');
-  await replica!.command('CLIENT', 'UNPAUSE');
+  await releaseOnceLinkDown(replica!);
   await until(async () => /role:master/.test(await replication(replica!).catch(() => '')), 60_000, 'the replica promoted');
   await cluster.healthy(60_000);
 

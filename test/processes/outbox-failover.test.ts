@@ -21,7 +21,7 @@ import { jobId } from '../../src/queue/names.js';
 import { tempDir } from '../support/gateways/process.js';
 import { isolate, type Isolated } from '../support/isolation.js';
 import { until } from '../support/poll.js';
-import { RedisSentinelSet } from '../support/redis-ha.js';
+import { holdBack, RedisSentinelSet, releaseOnceLinkDown } from '../support/redis-ha.js';
 
 let dir: Awaited<ReturnType<typeof tempDir>>;
 let redis: RedisSentinelSet;
@@ -67,7 +67,7 @@ it('a notice whose jobs no replica acknowledged keeps its outbox row, and is que
   const old = await redis.primary();
   const replica = redis.data.find((n) => n !== old)!;
   // The replica stops applying what the primary streams to it (it stays connected and answers the sentinels).
-  await replica.command('CLIENT', 'PAUSE', '30000', 'WRITE');
+  await holdBack(replica);
   const held = leakReceived();
   await writeNotices(db, [held]);
   const pass = await notices.relay(db).then(
@@ -77,7 +77,8 @@ it('a notice whose jobs no replica acknowledged keeps its outbox row, and is que
   console.log(`relay pass while the replica is held back: ${pass}; outbox rows after it: ${await rows()}`);
 
   await old.kill('SIGKILL');
-  await replica.command('CLIENT', 'UNPAUSE');
+  // Unpaused only once it has seen its primary go (and dropped what it had not applied), not before.
+  await releaseOnceLinkDown(replica);
   await until(async () => ((await replica.command('ROLE').catch(() => [])) as string[])[0] === 'master', 60_000, 'the replica promoted');
   await redis.announced(replica);
 

@@ -24,6 +24,25 @@ async function until(check: () => Promise<boolean>, timeoutMs: number, what: str
   }
 }
 
+/**
+ * Holds `replica` back from its primary: CLIENT PAUSE WRITE (for at most `ms`) stops it applying the
+ * replication stream while it stays connected, answering the sentinels or the Cluster bus.
+ */
+export async function holdBack(replica: RedisServer, ms = 30_000): Promise<void> {
+  await replica.command('CLIENT', 'PAUSE', String(ms), 'WRITE');
+}
+
+/**
+ * Lets a replica that {@link holdBack} held go once its primary is dead, and not before: only when it
+ * reports `master_link_status:down` (INFO replication), i.e. it has dropped the link and with it the
+ * stream it had not applied. Unpaused while it still saw the link up, it could apply that stream
+ * first, and a test that the failover loses those writes would pass without showing anything.
+ */
+export async function releaseOnceLinkDown(replica: RedisServer, timeoutMs = 30_000): Promise<void> {
+  await until(async () => /master_link_status:down/.test(String(await replica.command('INFO', 'replication'))), timeoutMs, `the replica on ${replica.port} losing its primary`);
+  await replica.command('CLIENT', 'UNPAUSE');
+}
+
 /** A primary, a replica and three sentinels watching them as `mymaster`. */
 export class RedisSentinelSet {
   static readonly MASTER = 'mymaster';
