@@ -1,6 +1,8 @@
 /**
  * Taking one version off its targets, its issuer and its store: the provider calls a
- * rollback (rotation.ts) and a retirement or revocation (takedown.ts) share. What
+ * rollback (rotation.ts) and a retirement or revocation (takedown.ts) share. A takedown
+ * makes them in that order; a rollback destroys in the store first, on its own, then
+ * retires and revokes here (with `destroy: false`). What
  * happens between them (state transitions, leak bookkeeping) stays with each caller,
  * and so does the decision that the version may be revoked at all (invariant 3).
  */
@@ -80,9 +82,10 @@ export async function retireAtTargets(
  * succeeded, and only for a version that never became current, was succeeded by a verified
  * version, or was reported leaked or explicitly revoked (invariant 3). Idempotent (both
  * ports treat "already gone" as success); records nothing, so the caller's state transition
- * follows. `destroy: false` keeps it in the store: the version the store holds as current
- * stays there until a successor is promoted, which destroys it then (rotation.ts): some
- * stores cannot drop their current version (AWS keeps `AWSCURRENT`), and it is dead anyway.
+ * follows. `destroy: false` leaves the store alone: a rollback destroyed the version there
+ * before its targets (rotation.ts), and a takedown of the version the store holds as current
+ * keeps it there until a successor is promoted, which destroys it then: some stores cannot
+ * drop their current version (AWS keeps `AWSCURRENT`), and it is dead anyway.
  * @throws the issuer's or the store's error; the store is not called after a failed revoke.
  */
 export async function revokeAndDestroy(deps: EngineDeps, { issuer, store, policy, names }: ResolvedSecret, version: VersionRecord, log: Logger, destroy = true): Promise<void> {
