@@ -6,6 +6,7 @@
  */
 import client from 'prom-client';
 import type { EngineEvents, RunKind, RunStatus } from './core/model.js';
+import type { StoreFinding } from './core/sync.js';
 
 export interface GaugeSources {
   versionsByState(): Promise<Record<string, number>>;
@@ -75,6 +76,12 @@ export class Metrics implements EngineEvents {
     name: 'rekey_target_drift_total',
     help: 'Drift found by the drift check: versions missing at a target (kind=missing) or still held although retired or leaked (kind=unwanted)',
     labelNames: ['target', 'kind'],
+    registers: [this.registry],
+  });
+  private readonly storeDrifts = new client.Counter({
+    name: 'rekey_store_drift_total',
+    help: "Store checks that found a store's current stage on another version than rekey's current: on one rekey took out of service (found=not-live), another live one (live), one rekey does not know (unknown), none (none); repaired=true when rekey gave the stage back",
+    labelNames: ['store', 'found', 'repaired'],
     registers: [this.registry],
   });
   private readonly notices = new client.Counter({
@@ -169,6 +176,10 @@ export class Metrics implements EngineEvents {
 
   targetDrift(target: string, kind: 'missing' | 'unwanted', count: number): void {
     this.drift.inc({ target, kind }, count);
+  }
+
+  storeDrift(store: string, found: Exclude<StoreFinding, 'in-sync'>, repaired: boolean): void {
+    this.storeDrifts.inc({ store, found, repaired: String(repaired) });
   }
 
   /** One try at delivering a notice (src/notify/worker.ts). */

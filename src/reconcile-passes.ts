@@ -11,6 +11,18 @@
  *   ran out of attempts meanwhile wrote no row an incremental pass would see).
  * Cron schedules follow the database on a full pass or when a newer config revision was
  * applied; not on every pass (they are one Redis read per secret).
+ *
+ * A full pass also runs the store check (src/core/store-drift.ts: is the store's current stage on
+ * rekey's current version?), which costs one store API call (store.list) per secret, so it is
+ * rationed: each full pass (about one per FULL_RECONCILE_EVERY_MS in the whole cluster, by the
+ * process that claimed it) checks
+ * - every secret whose rotation rolled back or failed within STORE_CHECK_RECENT_MS: what a late
+ *   promotion (a driver stalled past its lease, landing after its successor's rollback) leaves
+ *   behind, found within one full-pass period; rollbacks are rare, so this costs little;
+ * - and the next STORE_CHECK_SLICE secrets of the config by name (a cursor in Redis shared by every
+ *   process), for changes made outside rekey: at 100,000 secrets a sweep takes 200 passes (about 33
+ *   hours at the default period) and costs under one store call per second on average, four at a
+ *   time at most: far below a cloud store's API rate limits, and nothing on the rotation path.
  */
 import type { Engine } from './core/engine.js';
 import type { Db } from './db/client.js';
@@ -19,11 +31,16 @@ import type { Metrics } from './metrics.js';
 import type { RedisConnection } from './queue/connection.js';
 import type { BullQueues } from './queue/queues.js';
 import type { Logger } from './core/logger.js';
+import { describeError } from './core/errors.js';
 
 /** Longer than any write transaction lasts (Prisma's longest timeout is 30 s): a row it wrote is read by a later pass. */
 export const RECONCILE_OVERLAP_MS = 60_000;
 /** How often some process in the cluster runs a full pass. */
 export const FULL_RECONCILE_EVERY_MS = 10 * 60_000;
+/** A secret whose rotation rolled back or failed this recently has its store checked at every full pass. */
+export const STORE_CHECK_RECENT_MS = 24 * 3_600_000;
+/** Secrets of the config whose store each full pass checks besides those, the next ones by name each time. */
+export const STORE_CHECK_SLICE = 500;
 
 export interface ReconcileDeps {
   db: Db;
@@ -89,6 +106,28 @@ export class ReconcilePasses {
     // Counts, and the first few names: an apply of 100,000 secrets upserts as many schedulers.
     const some = (names: string[]) => ({ count: names.length, names: names.slice(0, 10) });
     if (schedules && (schedules.upserted.length || schedules.removed.length)) log.info({ schedules: { upserted: some(schedules.upserted), removed: some(schedules.removed) }, work: counts }, 'reconciled');
+    // After the pass's own work, which it must not delay; a failure here fails no pass (it is logged, and the next full pass checks again).
+    if (full) await this.checkStores().catch((error: unknown) => log.warn({ error: describeError(error) }, 'store check failed; trying again at the next full pass'));
+  }
+
+  /** The store check of a full pass: secrets with a recent rollback, and the next slice of the config (see the file's comment). */
+  private async checkStores(): Promise<void> {
+    const { db, redis, engine, log, prefix } = this.deps;
+    const cursorKey = `${prefix}:store-check-cursor`;
+    const after = (await redis.get(cursorKey)) ?? '';
+    const slice = await db.$queryRaw<Array<{ name: string }>>`
+      SELECT name FROM secrets WHERE removed_at IS NULL AND name > ${after} ORDER BY name LIMIT ${STORE_CHECK_SLICE}`;
+    // Back to the start once a slice comes up short: the sweep has reached the last name.
+    await redis.set(cursorKey, slice.length < STORE_CHECK_SLICE ? '' : slice.at(-1)!.name);
+    // Through the runs' updated_at index: the runs written in the window, not every rollback ever.
+    const recent = await db.$queryRaw<Array<{ name: string }>>`
+      SELECT DISTINCT s.name FROM runs r JOIN secrets s ON s.id = r.secret_id
+      WHERE r.updated_at >= (now() AT TIME ZONE 'UTC') - make_interval(secs => ${STORE_CHECK_RECENT_MS / 1000})
+        AND r.kind = 'rotation' AND r.status IN ('rolled_back', 'failed')`;
+    const names = [...new Set([...recent.map((r) => r.name), ...slice.map((r) => r.name)])];
+    const report = await engine.checkStores(names);
+    const drifted = report.results.filter((r) => r.found && r.found !== 'in-sync').length;
+    log.debug({ checked: report.results.length, skipped: report.skipped.length, recent: recent.length, drifted }, 'store check');
   }
 
   /** True for the one process that gets to run this period's full pass (`anyway`: takes the period even if another had it). */

@@ -5,6 +5,7 @@ import { checkTarget, retireDrifted, type TargetReport } from './drift.js';
 import { reportLeak, revokeByNumber } from './leak.js';
 import type { LeakRecord, LeakReportInput, RunStatus, VersionRecord } from './model.js';
 import { type ReconcileOptions, type ReconcileSummary, reconcile } from './reconcile.js';
+import { checkStores, type StoreCheckReport } from './store-drift.js';
 import { type RotationRequest, type RotationRequestResult, requestRotation } from './requests.js';
 import { type Attempt, driveRotation } from './rotation.js';
 import { blockAtDeadline, retireVersion, revokeVersion } from './takedown.js';
@@ -60,6 +61,11 @@ export class Engine {
   /** Compares `target` with the desired state of each of `secrets` bound to it; repairs what differs when asked. */
   checkTarget(target: string, secrets: readonly string[], options: { repair: boolean; periodMs?: number }): Promise<TargetReport> {
     return checkTarget(this.deps, target, secrets, options);
+  }
+
+  /** Compares each secret's store current stage with rekey's current version; gives it back where rekey took the store's version out of service (store-drift.ts). */
+  checkStores(secrets: readonly string[]): Promise<StoreCheckReport> {
+    return checkStores(this.deps, secrets);
   }
 
   /** Job handler: retires a version the drift check found where it must be refused (`generation`: see drift.ts retireDrifted). */

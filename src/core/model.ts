@@ -5,6 +5,7 @@
  */
 import type { JsonObject } from './ports.js';
 import type { Notice } from './notify.js';
+import type { StoreFinding } from './sync.js';
 import type { RetirePolicy, UsagePolicy } from './usage-rules.js';
 
 export const VERSION_STATES = ['issuing', 'pending', 'current', 'previous', 'retired', 'revoked', 'failed', 'compromised'] as const;
@@ -527,4 +528,6 @@ export interface EngineEvents {
   providerCalled(provider: string, op: string, outcome: string, seconds: number): void;
   /** A drift check found `count` versions `missing` at a target, or `unwanted` ones still held. */
   targetDrift(target: string, kind: 'missing' | 'unwanted', count: number): void;
+  /** The store check (store-drift.ts) found a store's current stage on another version than rekey's current, and whether it repaired it. */
+  storeDrift(store: string, found: Exclude<StoreFinding, 'in-sync'>, repaired: boolean): void;
 }

@@ -38,6 +38,56 @@ export function driftWindowMs(periodMs = 0): number {
 /** A streak this long is reported at error level and as a warning in `rekey status`. */
 export const DRIFT_STREAK_ALERT = 3;
 
+/**
+ * The sync row the store check (store-drift.ts) keeps for a secret's store: `store:<provider>`.
+ * Provider names never contain a colon (config/schema.ts), so it never names a target.
+ */
+export function storeSyncName(storeProvider: string): string {
+  return `store:${storeProvider}`;
+}
+
+/** What the store check reads of one secret in PostgreSQL, before and again after it lists the store. */
+export interface StoreCheckState {
+  secretId: string;
+  /** rekey's current version. */
+  current: VersionRecord | null;
+  /** The newest previous version (in its grace), which keeps the store's previous stage. */
+  previous: VersionRecord | null;
+  /** A rotation of the secret is running: it moves the store's stages itself. */
+  rotating: boolean;
+  /** When any run of the secret last changed (started, stepped, ended): one that came and went while the store was listed moves it. */
+  runChangedAt: Date | null;
+}
+
+/** What the store check found (StoreCheckResult.found). */
+export type StoreFinding = 'in-sync' | 'not-live' | 'live' | 'unknown' | 'none';
+
+/** What one store check of one secret found and did. Ids, numbers and states, never values. */
+export interface StoreCheckResult {
+  secretId: string;
+  secret: string;
+  /** The store's provider instance name. */
+  store: string;
+  /**
+   * - `in-sync`: the store's current stage is on rekey's current version (or neither has one);
+   * - `not-live`: on a version rekey knows and holds failed, retired, revoked or compromised (a late promotion
+   *   after a rollback, a stage moved back by hand): repaired when rekey has a current version;
+   * - `live`: on another version rekey holds live (previous, pending): reported, left alone;
+   * - `unknown`: on a version rekey does not know (written outside rekey): reported, left alone;
+   * - `none`: no version holds it while rekey has a current one: reported, left alone.
+   * Undefined when the check failed (`error`).
+   */
+  found?: StoreFinding;
+  /** The version holding the store's current stage: its store id, and its number and state when rekey knows it. */
+  storeCurrent?: { storeVersionId: string; number?: number; state?: string };
+  /** rekey's current version's number. */
+  rekeyCurrent?: number;
+  /** The current stage was given back to rekey's current version and the wrong one destroyed again. */
+  repaired: boolean;
+  /** Why the check or its repair failed (sanitized), if it did. */
+  error?: string;
+}
+
 /** PostgreSQL behind an interface, for the drift check. */
 export interface SyncRepository {
   /** The ids of the named secrets (removed ones too), by name, in one query. */
@@ -65,6 +115,19 @@ export interface SyncRepository {
     audit: AuditContext,
     options: { repair: boolean; periodMs?: number; notices?: (result: SyncResult, streak: number) => readonly Notice[] },
   ): Promise<Map<string, number>>;
+  /**
+   * For the store check: each named secret's current and previous versions and its runs' activity,
+   * by name (secrets with no row are left out). Reads only.
+   */
+  storeCheckStates(names: readonly string[]): Promise<Map<string, StoreCheckState>>;
+  /** The secret's versions with one of these store ids or rekey version ids, in any state. Reads only. */
+  versionsInStore(secretId: string, keys: { storeVersionIds: readonly string[]; versionIds: readonly string[] }): Promise<VersionRecord[]>;
+  /**
+   * Records one store check of one secret in its sync row (storeSyncName): checked, in sync, or the
+   * drift found (`lastDrift`, streak, lastRepairedAt when repaired) with the audit event `store.drift` in
+   * the secret's chain, or the error. Errors are stored through errors.ts `sanitize`.
+   */
+  recordStoreCheck(result: StoreCheckResult, at: Date, audit: AuditContext): Promise<void>;
   /** Stamps lastRepairedAt once a queued repair has been done (an unwanted key retired again). Idempotent. */
   markRepaired(secretId: string, target: string, at: Date): Promise<void>;
 }

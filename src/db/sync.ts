@@ -1,11 +1,13 @@
 /**
- * SyncRepository on PostgreSQL: the target_syncs rows and the `target.drift` audit events.
+ * SyncRepository on PostgreSQL: the target_syncs rows and the `target.drift` audit events, and the
+ * store check's rows (`store:<provider>`, see storeSyncName) with its `store.drift` events.
  * A check of a target in sync costs two statements however many secrets it serves.
  */
 import { sanitize } from '../core/errors.js';
 import type { AuditContext } from '../core/model.js';
 import type { Notice } from '../core/notify.js';
-import { driftWindowMs, type SyncRepository, type SyncResult } from '../core/sync.js';
+import type { VersionRecord } from '../core/model.js';
+import { driftWindowMs, storeSyncName, type StoreCheckResult, type StoreCheckState, type SyncRepository, type SyncResult } from '../core/sync.js';
 import type { AuditLog } from './audit.js';
 import type { Db } from './client.js';
 import { writeNotices } from './outbox.js';
@@ -15,6 +17,18 @@ import { toVersion, versionInclude } from './mappers.js';
 export function describeDrift(result: Pick<SyncResult, 'missing' | 'unwanted'>): string {
   const part = (what: string, numbers: number[]) => (numbers.length ? [`${what} ${numbers.map((n) => `v${n}`).join(', ')}`] : []);
   return [...part('missing', result.missing), ...part('unwanted', result.unwanted)].join('; ');
+}
+
+/** `store current v5 (failed), rekey current v4`: what a store check found, by version number and state. */
+export function describeStoreDrift(result: Pick<StoreCheckResult, 'found' | 'storeCurrent' | 'rekeyCurrent'>): string {
+  const rekey = result.rekeyCurrent === undefined ? 'rekey has no current version' : `rekey current v${result.rekeyCurrent}`;
+  const held = result.storeCurrent;
+  const store = !held
+    ? 'store has no current version'
+    : held.number === undefined
+      ? `store current is a version rekey does not know (${held.storeVersionId})`
+      : `store current v${held.number} (${held.state ?? '?'})`;
+  return `${store}, ${rekey}`;
 }
 
 export class PrismaSyncRepository implements SyncRepository {
@@ -92,6 +106,79 @@ export class PrismaSyncRepository implements SyncRepository {
       streaks.set(result.secretId, streak);
     }
     return streaks;
+  }
+
+  async storeCheckStates(names: readonly string[]): Promise<Map<string, StoreCheckState>> {
+    const states = new Map<string, StoreCheckState>();
+    if (!names.length) return states;
+    const rows = await this.db.$queryRaw<Array<{ id: string; name: string; rotating: boolean; changed: Date | null }>>`
+      SELECT s.id::text, s.name,
+        EXISTS (SELECT 1 FROM runs r WHERE r.secret_id = s.id AND r.kind = 'rotation' AND r.status = 'running') AS rotating,
+        (SELECT max(r.updated_at) FROM runs r WHERE r.secret_id = s.id) AS changed
+      FROM secrets s WHERE s.name = ANY(${[...names]}::text[])`;
+    const versions = await this.db.version.findMany({
+      where: { secretId: { in: rows.map((r) => r.id) }, state: { in: ['current', 'previous'] } },
+      include: versionInclude,
+      orderBy: { number: 'desc' },
+    });
+    const live = versions.map(toVersion);
+    for (const row of rows) {
+      const own = live.filter((v) => v.secretId === row.id);
+      states.set(row.name, {
+        secretId: row.id,
+        current: own.find((v) => v.state === 'current') ?? null,
+        previous: own.find((v) => v.state === 'previous') ?? null,
+        rotating: row.rotating,
+        runChangedAt: row.changed,
+      });
+    }
+    return states;
+  }
+
+  async versionsInStore(secretId: string, keys: { storeVersionIds: readonly string[]; versionIds: readonly string[] }): Promise<VersionRecord[]> {
+    const ids = keys.versionIds.filter((id) => /^[0-9a-f-]{36}$/i.test(id));
+    const rows = await this.db.version.findMany({
+      where: { secretId, OR: [{ storeVersionId: { in: [...keys.storeVersionIds] } }, { id: { in: ids } }] },
+      include: versionInclude,
+    });
+    return rows.map(toVersion);
+  }
+
+  async recordStoreCheck(result: StoreCheckResult, at: Date, audit: AuditContext): Promise<void> {
+    const target = storeSyncName(result.store);
+    const key = { secretId_target: { secretId: result.secretId, target } };
+    await this.db.targetSync.createMany({ data: [{ secretId: result.secretId, target }], skipDuplicates: true });
+    const error = result.error ? { lastError: sanitize(result.error), lastErrorAt: at } : {};
+    if (!result.found || result.found === 'in-sync') {
+      const inSync = result.found === 'in-sync' && !result.error ? { lastInSyncAt: at, driftStreak: 0 } : {};
+      await this.db.targetSync.update({ where: key, data: { lastCheckedAt: at, ...inSync, ...error } });
+      return;
+    }
+    const found = result.found;
+    await this.db.$transaction(async (tx) => {
+      // The row locked, as recordCheck does: two workers recording one drift extend the streak twice.
+      const [row] = await tx.$queryRaw<Array<{ lastDriftAt: Date | null; driftStreak: number }>>`
+        SELECT last_drift_at AS "lastDriftAt", drift_streak AS "driftStreak" FROM target_syncs
+        WHERE secret_id = ${result.secretId}::uuid AND target = ${target} FOR UPDATE`;
+      const streak = row?.lastDriftAt && at.getTime() - row.lastDriftAt.getTime() <= driftWindowMs() ? row.driftStreak + 1 : 1;
+      await tx.targetSync.update({
+        where: key,
+        data: { lastCheckedAt: at, lastDriftAt: at, lastDrift: describeStoreDrift(result), driftStreak: streak, ...(result.repaired ? { lastRepairedAt: at } : {}), ...error },
+      });
+      await this.audit.append(tx, {
+        actor: audit.actor,
+        action: 'store.drift',
+        secret: result.secret,
+        data: {
+          store: result.store,
+          found,
+          storeCurrent: result.storeCurrent ? { storeVersionId: result.storeCurrent.storeVersionId, number: result.storeCurrent.number ?? null, state: result.storeCurrent.state ?? null } : null,
+          rekeyCurrent: result.rekeyCurrent ?? null,
+          repaired: result.repaired,
+          ...(result.error ? { error: sanitize(result.error) } : {}),
+        },
+      });
+    });
   }
 
   async markRepaired(secretId: string, target: string, at: Date): Promise<void> {

@@ -1,0 +1,178 @@
+/**
+ * The store check (src/core/store-drift.ts), through the real engine: a store whose current stage
+ * is on a version rekey rolled back (AWS: a stalled driver's UpdateSecretVersionStage landing after
+ * its successor's rollback) is found and given back, by a full reconcile pass; a version written
+ * outside rekey is reported and left alone; a secret with a running rotation is not touched.
+ */
+import { randomUUID } from 'node:crypto';
+import { PutSecretValueCommand, SecretsManagerClient, UpdateSecretVersionStageCommand } from '@aws-sdk/client-secrets-manager';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { storeSyncName } from '../../src/core/sync.js';
+import type { VersionRecord } from '../../src/core/model.js';
+import { startCloudFakes, type CloudFakes } from '../events/cloud-fakes.js';
+import { startHarness, type Harness } from '../support/harness.js';
+import { journal } from '../support/memory-provider.js';
+
+let h: Harness;
+let fakes: CloudFakes;
+let aws: SecretsManagerClient;
+const id = randomUUID().slice(0, 8);
+const JOURNAL = `store-drift-${id}`;
+const j = journal(JOURNAL);
+const awsName = `rekey-sd/${id}`;
+
+beforeAll(async () => {
+  fakes = await startCloudFakes();
+  aws = new SecretsManagerClient({ region: 'us-east-1', endpoint: fakes.aws.endpoint });
+  h = await startHarness({ label: 'store-drift', workers: false });
+  await h.apply(`
+providers:
+${fakes.providers}
+  mem: { type: memory, journal: ${JOURNAL} }
+secrets:
+  sd-aws:
+    store: { provider: aws, name: ${awsName} }
+    issuer: { type: random, prefix: rk_sd_ }
+    targets: [mem]
+    retry: { attempts: 1, backoff: 10ms }
+  sd-foreign:
+    store: { provider: aws, name: ${awsName}-foreign }
+    issuer: { type: random, prefix: rk_sd_ }
+    targets: [mem]
+    retry: { attempts: 1, backoff: 10ms }
+  sd-mem:
+    store: { provider: mem }
+    issuer: { provider: mem }
+    targets: [mem]
+    retry: { attempts: 1, backoff: 10ms }
+`);
+});
+
+afterAll(async () => {
+  aws?.destroy();
+  await h?.stop();
+  await fakes?.close();
+});
+
+const deps = () => h.runtime.engine.deps;
+
+async function newRun(secret: string): Promise<string> {
+  const result = await h.runtime.engine.requestRotation({ secret, trigger: 'manual' });
+  if (result.status === 'stale') throw new Error('stale');
+  return result.run.id;
+}
+
+/** A rotation of `secret` to the end; returns the version it promoted. */
+async function rotated(secret: string): Promise<VersionRecord> {
+  const runId = await newRun(secret);
+  await expect(h.runtime.engine.driveRotation(runId, { final: false })).resolves.toBe('succeeded');
+  return (await deps().repo.getVersion((await deps().repo.getRun(runId))!.versionId!))!;
+}
+
+/** A rotation of `secret` whose target refuses the new key for good: rolled back; returns its version (failed, destroyed in the store). */
+async function rolledBack(secret: string): Promise<VersionRecord> {
+  j.fail('verify:mem', 1, false);
+  const runId = await newRun(secret);
+  await expect(h.runtime.engine.driveRotation(runId, { final: true })).resolves.toBe('rolled_back');
+  return (await deps().repo.getVersion((await deps().repo.getRun(runId))!.versionId!))!;
+}
+
+/** AWS's staging labels per version id (deprecated versions included: no label). */
+function labels(name: string): Map<string, string[]> {
+  return new Map([...fakes.aws.model.secrets.get(name)!.versions.values()].map((v) => [v.id, [...v.stages].sort()]));
+}
+
+const syncRow = (secretId: string, store: string) => h.runtime.db.targetSync.findUnique({ where: { secretId_target: { secretId, target: storeSyncName(store) } } });
+const driftEvents = (secret: string) => h.runtime.db.auditEvent.findMany({ where: { action: 'store.drift', secret }, orderBy: { seq: 'asc' } });
+
+it("AWS: a stalled driver's promotion that lands after its successor's rollback is found by a full reconcile pass and given back; the store serves rekey's current again", async () => {
+  const current = await rotated('sd-aws');
+  const failed = await rolledBack('sd-aws');
+  expect(failed.state).toBe('failed');
+  // The rollback destroyed it: no label left.
+  expect(labels(awsName).get(failed.storeVersionId!)).toEqual([]);
+  // The stalled driver's UpdateSecretVersionStage lands now, as its promote sent it (AWS checks nothing about the version it moves to).
+  await aws.send(new UpdateSecretVersionStageCommand({ SecretId: awsName, VersionStage: 'AWSCURRENT', MoveToVersionId: failed.storeVersionId!, RemoveFromVersionId: current.storeVersionId! }));
+  expect(deps().fingerprint(await readCurrent('sd-aws'))).toBe(failed.fingerprint);
+
+  // The periodic full pass (a process's first pass is full): the secret rolled back recently, so its store is checked.
+  await h.runtime.reconcile();
+
+  expect(labels(awsName).get(current.storeVersionId!)).toEqual(['AWSCURRENT']);
+  expect(labels(awsName).get(failed.storeVersionId!)).toEqual([]);
+  expect(deps().fingerprint(await readCurrent('sd-aws'))).toBe(current.fingerprint);
+  // Reported: audit event, sync row (what `rekey status` shows), log line by ids and numbers.
+  const [event] = await driftEvents('sd-aws');
+  expect(event?.data).toMatchObject({ store: 'aws', found: 'not-live', repaired: true, rekeyCurrent: current.number, storeCurrent: { storeVersionId: failed.storeVersionId, number: failed.number, state: 'failed' } });
+  const row = await syncRow(current.secretId, 'aws');
+  expect(row?.lastDrift).toBe(`store current v${failed.number} (failed), rekey current v${current.number}`);
+  expect(row?.lastRepairedAt).not.toBeNull();
+  const lines = h.logs.filter((l) => l.includes('the store served a version rekey took out of service as current'));
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toContain(failed.storeVersionId!);
+  expect(await h.runtime.metrics.registry.metrics()).toMatch(/rekey_store_drift_total\{store="aws",found="not-live",repaired="true"\} 1/);
+
+  // The next check finds it in sync, and changes nothing.
+  const again = await h.runtime.engine.checkStores(['sd-aws']);
+  expect(again.results.map((r) => [r.found, r.repaired])).toEqual([['in-sync', false]]);
+  expect(await driftEvents('sd-aws')).toHaveLength(1);
+});
+
+it('AWS: a current version written outside rekey (by hand) is reported and left as it is', async () => {
+  const current = await rotated('sd-foreign');
+  // Someone puts a value straight in as AWSCURRENT.
+  const foreign = await aws.send(new PutSecretValueCommand({ SecretId: `${awsName}-foreign`, SecretString: 'typed-by-hand', VersionStages: ['AWSCURRENT'] }));
+  const before = labels(`${awsName}-foreign`);
+
+  const report = await h.runtime.engine.checkStores(['sd-foreign']);
+
+  expect(report.results.map((r) => [r.found, r.repaired])).toEqual([['unknown', false]]);
+  // Nothing moved: the store still serves the foreign version.
+  expect(labels(`${awsName}-foreign`)).toEqual(before);
+  expect(labels(`${awsName}-foreign`).get(foreign.VersionId!)).toEqual(['AWSCURRENT']);
+  const [event] = await driftEvents('sd-foreign');
+  expect(event?.data).toMatchObject({ found: 'unknown', repaired: false, rekeyCurrent: current.number, storeCurrent: { storeVersionId: foreign.VersionId } });
+  const row = await syncRow(current.secretId, 'aws');
+  expect(row?.lastDrift).toBe(`store current is a version rekey does not know (${foreign.VersionId}), rekey current v${current.number}`);
+  expect(row?.lastRepairedAt).toBeNull();
+  // `rekey status` shows it, not in sync.
+  const { secretStatus, formatStatus } = await import('../../src/cli/status.js');
+  expect(formatStatus(await secretStatus(h.runtime, 'sd-foreign'))).toMatch(/sync store:aws: NOT in sync.*store current is a version rekey does not know/);
+  // No value in any log line or audit event.
+  expect(h.logs.join('\n')).not.toContain('typed-by-hand');
+  expect(JSON.stringify(event?.data)).not.toContain('typed-by-hand');
+});
+
+it('a secret with a running rotation is left alone; once the run has ended, its store is repaired', async () => {
+  const current = await rotated('sd-mem');
+  const failed = await rolledBack('sd-mem');
+  // The store's current stage moved back onto the rolled-back version (its value put back, as a late promotion would leave it).
+  const held = [...j.stored.entries()].find(([, v]) => v.versionId === current.id)!;
+  held[1].stages = ['previous'];
+  j.stored.set(failed.storeVersionId!, { secret: 'sd-mem', versionId: failed.id, value: held[1].value, stages: ['current'] });
+  const serving = () => [...j.stored.values()].filter((v) => v.secret === 'sd-mem' && v.stages.includes('current')).map((v) => v.versionId);
+  expect(serving()).toEqual([failed.id]);
+
+  // A rotation is running (queued, not yet driven): it moves the stages itself, so the check does not compare.
+  const runId = await newRun('sd-mem');
+  j.reset();
+  const report = await h.runtime.engine.checkStores(['sd-mem']);
+  expect(report).toEqual({ results: [], skipped: ['sd-mem'] });
+  expect(j.calls).toEqual([]); // not even a list
+  expect(serving()).toEqual([failed.id]);
+  expect(await driftEvents('sd-mem')).toEqual([]);
+
+  // The run ends (given up, say): the next check compares and gives the stage back.
+  await deps().repo.finishRun(runId, 'failed', { actor: 'test', runId }, 'given up');
+  const next = await h.runtime.engine.checkStores(['sd-mem']);
+  expect(next.results.map((r) => [r.found, r.repaired])).toEqual([['not-live', true]]);
+  expect(j.calls).toEqual(['store.list', 'store.promote', 'store.destroy']);
+  expect(serving()).toEqual([current.id]);
+  expect(j.stored.has(failed.storeVersionId!)).toBe(false);
+});
+
+/** What the secret's store serves as current, read as any client would (stage `current`). */
+async function readCurrent(secret: string) {
+  const { store } = await h.runtime.resolver.resolve(secret);
+  return store.read({ stage: 'current' }, { signal: new AbortController().signal });
+}
