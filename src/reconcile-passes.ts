@@ -14,8 +14,8 @@
  *
  * A full pass also runs the store check (src/core/store-drift.ts: is the store's current stage on
  * rekey's current version?), which costs one store API call (store.list) per secret, so it is
- * rationed: each full pass (about one per FULL_RECONCILE_EVERY_MS in the whole cluster, by the
- * process that claimed it) checks
+ * rationed: at most once per FULL_RECONCILE_EVERY_MS in the whole cluster (its own period key in
+ * Redis, so processes starting or reconnecting, whose passes are full, do not repeat it), it checks
  * - every secret whose rotation rolled back or failed within STORE_CHECK_RECENT_MS: what a late
  *   promotion (a driver stalled past its lease, landing after its successor's rollback) leaves
  *   behind, found within one full-pass period; rollbacks are rare, so this costs little;
@@ -41,6 +41,11 @@ export const FULL_RECONCILE_EVERY_MS = 10 * 60_000;
 export const STORE_CHECK_RECENT_MS = 24 * 3_600_000;
 /** Secrets of the config whose store each full pass checks besides those, the next ones by name each time. */
 export const STORE_CHECK_SLICE = 500;
+
+/** The Redis key that gives one full pass per period the store check (set if absent, expiring after the period). */
+export function storeCheckKey(prefix: string): string {
+  return `${prefix}:store-check`;
+}
 
 export interface ReconcileDeps {
   db: Db;
@@ -113,6 +118,7 @@ export class ReconcilePasses {
   /** The store check of a full pass: secrets with a recent rollback, and the next slice of the config (see the file's comment). */
   private async checkStores(): Promise<void> {
     const { db, redis, engine, log, prefix } = this.deps;
+    if ((await redis.set(storeCheckKey(prefix), String(process.pid), 'PX', this.fullEveryMs, 'NX')) !== 'OK') return;
     const cursorKey = `${prefix}:store-check-cursor`;
     const after = (await redis.get(cursorKey)) ?? '';
     const slice = await db.$queryRaw<Array<{ name: string }>>`

@@ -9,7 +9,7 @@
  * person can move the stage by hand. The store then serves something else than `rekey status` says,
  * to every client reading it, until something moves the stage again.
  *
- * For each secret with no rotation running (a rotation moves the stages itself):
+ * For each secret with a current version and no rotation running (a rotation moves the stages itself):
  * 1. PostgreSQL: rekey's current and previous versions and when its runs last changed;
  * 2. store.list() (one store call);
  * 3. PostgreSQL again: a run that started, moved or ended meanwhile, or a new current version, makes
@@ -68,7 +68,9 @@ export async function checkStores(deps: EngineDeps, secrets: readonly string[]):
   const before = await deps.sync.storeCheckStates(secrets);
   const listed: Listed[] = [];
   await forEachBounded([...before], CONCURRENCY, async ([secret, state]) => {
-    if (state.rotating) {
+    // No current version (never rotated, or a leaked one taken down with nothing promoted since: `secret.no-current`
+    // reports that): nothing to give the stage back to, and a new secret's store is not worth a call.
+    if (state.rotating || !state.current) {
       report.skipped.push(secret);
       return;
     }
@@ -131,7 +133,7 @@ async function compareAndRepair(deps: EngineDeps, log: Logger, item: Listed, sta
   const result: StoreCheckResult = { secretId: state.secretId, secret: item.secret, store: names.store, repaired: false, ...(current ? { rekeyCurrent: current.number } : {}) };
   if (!item.versions) return { ...result, error: item.error ?? 'store.list failed' };
   const holder = item.versions.find((v) => v.stages.includes('current'));
-  if (!holder) return { ...result, found: current ? 'none' : 'in-sync' };
+  if (!holder) return { ...result, found: 'none' };
   if (current && holder.storeVersionId === current.storeVersionId) return { ...result, found: 'in-sync' };
   let known: VersionRecord | undefined;
   try {

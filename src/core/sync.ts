@@ -69,7 +69,7 @@ export interface StoreCheckResult {
   /** The store's provider instance name. */
   store: string;
   /**
-   * - `in-sync`: the store's current stage is on rekey's current version (or neither has one);
+   * - `in-sync`: the store's current stage is on rekey's current version;
    * - `not-live`: on a version rekey knows and holds failed, retired, revoked or compromised (a late promotion
    *   after a rollback, a stage moved back by hand): repaired when rekey has a current version;
    * - `live`: on another version rekey holds live (previous, pending): reported, left alone;

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { PutSecretValueCommand, SecretsManagerClient, UpdateSecretVersionStageCommand } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { storeSyncName } from '../../src/core/sync.js';
+import { storeCheckKey } from '../../src/reconcile-passes.js';
 import type { VersionRecord } from '../../src/core/model.js';
 import { startCloudFakes, type CloudFakes } from '../events/cloud-fakes.js';
 import { startHarness, type Harness } from '../support/harness.js';
@@ -95,7 +96,8 @@ it("AWS: a stalled driver's promotion that lands after its successor's rollback 
   await aws.send(new UpdateSecretVersionStageCommand({ SecretId: awsName, VersionStage: 'AWSCURRENT', MoveToVersionId: failed.storeVersionId!, RemoveFromVersionId: current.storeVersionId! }));
   expect(deps().fingerprint(await readCurrent('sd-aws'))).toBe(failed.fingerprint);
 
-  // The periodic full pass (a process's first pass is full): the secret rolled back recently, so its store is checked.
+  // The next period's full pass (apply's pass had this period's store check): the secret rolled back recently, so its store is checked.
+  await h.runtime.redis.del(storeCheckKey(h.settings.queuePrefix));
   await h.runtime.reconcile();
 
   expect(labels(awsName).get(current.storeVersionId!)).toEqual(['AWSCURRENT']);
