@@ -16,7 +16,7 @@
  *    the comparison meaningless: the secret is skipped until the next check;
  * 4. compare: in sync, or a finding (see StoreCheckResult.found). Only `not-live` (a version rekey
  *    knows and holds failed, retired, revoked or compromised) is repaired: store.promote(rekey's current,
- *    its previous in grace if the store still holds it, expected = the wrong holder), a compare-and-set,
+ *    its previous in grace if any, expected = the wrong holder), a compare-and-set,
  *    so a change made meanwhile (a rotation, a person) wins; then store.destroy of the wrong version
  *    (idempotent), which the promotion may have given the previous stage. A version rekey does not
  *    know is a change outside rekey: reported, never touched.
@@ -151,8 +151,9 @@ async function compareAndRepair(deps: EngineDeps, log: Logger, item: Listed, sta
   const { store } = resolved;
   // The version the store holds under the wrong version's store id (a stray value of the same rekey version included).
   const wrong = { ...storedRef(known, policy.consumer), storeVersionId: holder.storeVersionId };
-  // The previous stage back to the version in its grace, if the store still holds it: the store's own rule hands it to the version current leaves.
-  const previous = state.previous?.storeVersionId && item.versions.some((v) => v.storeVersionId === state.previous!.storeVersionId) ? storedRef(state.previous, policy.consumer) : undefined;
+  // The previous stage back to the version in its grace, as a rollback's give-back does: the store's own rule hands it to
+  // the version current leaves (AWS moved AWSPREVIOUS off it when the late promotion moved AWSCURRENT, so it may not be listed now).
+  const previous = state.previous?.storeVersionId ? storedRef(state.previous, policy.consumer) : undefined;
   try {
     await providerCall(deps, log, { provider: names.store, op: 'store.promote' }, policy.timeoutMs, (c) => store.promote(storedRef(current, policy.consumer), previous, { storeVersionId: holder.storeVersionId }, c));
     await providerCall(deps, log, { provider: names.store, op: 'store.destroy' }, policy.timeoutMs, (c) => store.destroy(wrong, c));

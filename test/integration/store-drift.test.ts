@@ -87,6 +87,8 @@ const syncRow = (secretId: string, store: string) => h.runtime.db.targetSync.fin
 const driftEvents = (secret: string) => h.runtime.db.auditEvent.findMany({ where: { action: 'store.drift', secret }, orderBy: { seq: 'asc' } });
 
 it("AWS: a stalled driver's promotion that lands after its successor's rollback is found by a full reconcile pass and given back; the store serves rekey's current again", async () => {
+  // A version in its grace (24 h) and a current one, then a rotation rolled back.
+  const previous = await rotated('sd-aws');
   const current = await rotated('sd-aws');
   const failed = await rolledBack('sd-aws');
   expect(failed.state).toBe('failed');
@@ -95,6 +97,8 @@ it("AWS: a stalled driver's promotion that lands after its successor's rollback 
   // The stalled driver's UpdateSecretVersionStage lands now, as its promote sent it (AWS checks nothing about the version it moves to).
   await aws.send(new UpdateSecretVersionStageCommand({ SecretId: awsName, VersionStage: 'AWSCURRENT', MoveToVersionId: failed.storeVersionId!, RemoveFromVersionId: current.storeVersionId! }));
   expect(deps().fingerprint(await readCurrent('sd-aws'))).toBe(failed.fingerprint);
+  // AWS moved AWSPREVIOUS to the version AWSCURRENT left: the one in its grace has no label left.
+  expect([labels(awsName).get(previous.storeVersionId!), labels(awsName).get(current.storeVersionId!)]).toEqual([[], ['AWSPREVIOUS']]);
 
   // The next period's full pass (apply's pass had this period's store check): the secret rolled back recently, so its store is checked.
   await h.runtime.redis.del(storeCheckKey(h.settings.queuePrefix));
@@ -102,6 +106,8 @@ it("AWS: a stalled driver's promotion that lands after its successor's rollback 
 
   expect(labels(awsName).get(current.storeVersionId!)).toEqual(['AWSCURRENT']);
   expect(labels(awsName).get(failed.storeVersionId!)).toEqual([]);
+  // The version in its grace is AWSPREVIOUS again, as before the late promotion.
+  expect(labels(awsName).get(previous.storeVersionId!)).toEqual(['AWSPREVIOUS']);
   expect(deps().fingerprint(await readCurrent('sd-aws'))).toBe(current.fingerprint);
   // Reported: audit event, sync row (what `rekey status` shows), log line by ids and numbers.
   const [event] = await driftEvents('sd-aws');
