@@ -16,7 +16,8 @@
  * rekey's current version?), which costs one store API call (store.list) per secret, so it is
  * rationed: at most once per FULL_RECONCILE_EVERY_MS in the whole cluster (its own period key in
  * Redis, so processes starting or reconnecting, whose passes are full, do not repeat it), it checks
- * - every secret whose rotation rolled back or failed within STORE_CHECK_RECENT_MS: what a late
+ * - the secrets whose rotation rolled back or failed within STORE_CHECK_RECENT_MS (the newest
+ *   STORE_CHECK_SLICE of them): what a late
  *   promotion (a driver stalled past its lease, landing after its successor's rollback) leaves
  *   behind, found within one full-pass period; rollbacks are rare, so this costs little;
  * - and the next STORE_CHECK_SLICE secrets of the config by name (a cursor in Redis shared by every
@@ -125,11 +126,13 @@ export class ReconcilePasses {
       SELECT name FROM secrets WHERE removed_at IS NULL AND name > ${after} ORDER BY name LIMIT ${STORE_CHECK_SLICE}`;
     // Back to the start once a slice comes up short: the sweep has reached the last name.
     await redis.set(cursorKey, slice.length < STORE_CHECK_SLICE ? '' : slice.at(-1)!.name);
-    // Through the runs' updated_at index: the runs written in the window, not every rollback ever.
+    // Through the runs' updated_at index: the runs written in the window, not every rollback ever; the
+    // newest STORE_CHECK_SLICE of them, so an outage that rolled back thousands does not stall the pass.
     const recent = await db.$queryRaw<Array<{ name: string }>>`
-      SELECT DISTINCT s.name FROM runs r JOIN secrets s ON s.id = r.secret_id
+      SELECT s.name FROM runs r JOIN secrets s ON s.id = r.secret_id
       WHERE r.updated_at >= (now() AT TIME ZONE 'UTC') - make_interval(secs => ${STORE_CHECK_RECENT_MS / 1000})
-        AND r.kind = 'rotation' AND r.status IN ('rolled_back', 'failed')`;
+        AND r.kind = 'rotation' AND r.status IN ('rolled_back', 'failed')
+      GROUP BY s.name ORDER BY max(r.updated_at) DESC LIMIT ${STORE_CHECK_SLICE}`;
     const names = [...new Set([...recent.map((r) => r.name), ...slice.map((r) => r.name)])];
     const report = await engine.checkStores(names);
     const drifted = report.results.filter((r) => r.found && r.found !== 'in-sync').length;
