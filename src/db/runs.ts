@@ -21,9 +21,19 @@ const CREATE_ROTATION = statement(
      INSERT INTO runs (id, secret_id, kind, trigger, status, step, idempotency_key, grace_ms, started_at, updated_at)
      SELECT $1, id, 'rotation', $3, 'running', 'issue', $4, $5, ${NOW}, ${NOW} FROM secrets
      WHERE name = $2 AND removed_at IS NULL AND ($6::timestamp IS NULL OR last_promoted_at IS NULL OR $6::timestamp >= last_promoted_at)
+       AND NOT EXISTS (SELECT 1 FROM audit_events WHERE action LIKE 'trigger.%' AND data->>'idempotencyKey' = $4)
      RETURNING *)
    SELECT ${RUN_COLUMNS} FROM r JOIN secrets s ON s.id = r.secret_id`,
 );
+/**
+ * The outcome key `$1` was audited with, if any: `trigger.joined` (with the run it joined) or
+ * `trigger.stale`. A run made under the key is found by RUN_BY_KEY instead.
+ */
+const TRIGGER_OUTCOME = statement(
+  'trigger_outcome',
+  `SELECT action, run_id FROM audit_events WHERE action LIKE 'trigger.%' AND data->>'idempotencyKey' = $1 ORDER BY seq LIMIT 1`,
+);
+const RUN_BY_ID = statement('run_by_id', `SELECT ${RUN_COLUMNS} FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.id = $1::uuid`);
 /** Thrown inside createRotationRun's transaction when a leak's version was replaced meanwhile. */
 const REPLACED = new Error('another version replaced the leaked one');
 /** A row when version `$1` exists and no other version of its secret is current (nothing replaced it). */
@@ -164,10 +174,21 @@ export class Runs {
         });
         compromise = undefined;
         if (created) return created;
-        // No run: no such secret, a removed one, or a stale request.
+        // No run: no such secret, a removed one, a stale request, or a repeat of a request that had its outcome already.
         const secret = await this.reads.getSecret(input.secret);
         if (!secret || secret.removedAt) throw new RekeyError('REKEY_ERR_UNKNOWN', `no managed secret named ${input.secret}`);
         if (input.requestedAt && secret.lastPromotedAt && input.requestedAt < secret.lastPromotedAt) return { stale: secret };
+        // A repeat (a cron job BullMQ delivers again after its lock was lost) gets the first delivery's outcome, not a
+        // run of its own: the rotation it joined may have finished since without a promotion (rolled back), or its
+        // promotion may have committed while this insert waited on the one-running-rotation index, after the insert's
+        // snapshot was taken (its staleness check read last_promoted_at from before it).
+        const [known] = await this.sql.rows<{ action: string; run_id: string | null }>(TRIGGER_OUTCOME, [input.idempotencyKey]);
+        if (known) {
+          // A leak's repeat whose version another has replaced since is stale, as a first request would be.
+          if (input.replacing && !(await this.sql.rows(NOT_REPLACED, [input.replacing])).length) return { stale: secret };
+          const [joined] = known.run_id ? await this.sql.rows<RunRow>(RUN_BY_ID, [known.run_id]) : [];
+          return joined ? { run: runOf(joined), created: false } : { stale: secret };
+        }
       } catch (error) {
         // Rolled back, the stamp with it: it commits on its own before anything is looked up, as before.
         if (error === REPLACED || isUniqueViolation(error)) await stampAlone();
