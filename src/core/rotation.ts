@@ -331,8 +331,16 @@ class Rotation {
     if (current?.storeVersionId) return { storeVersionId: current.storeVersionId };
     const listed = await providerCall(this.deps, this.log, { provider: names.store, op: 'store.list' }, policy.timeoutMs, (c) => store.list(c));
     const holder = listed.find((v) => v.stages.includes('current'));
-    if (!(await this.deps.repo.setRunStep(this.run.id, 'promote', this.lease.owner))) throw this.lease.lose();
+    await this.confirmLease('promote');
     return holder ? { storeVersionId: holder.storeVersionId } : null;
+  }
+
+  /**
+   * Records `step` as the run's step, as the lease's holder (the same step again changes nothing).
+   * @throws LeaseLost when another driver took the run over, or it finished.
+   */
+  private async confirmLease(step: RotationStep): Promise<void> {
+    if (!(await this.deps.repo.setRunStep(this.run.id, step, this.lease.owner))) throw this.lease.lose();
   }
 
   /**
@@ -344,7 +352,7 @@ class Rotation {
    */
   private async stillLeased(error: unknown, step: RotationStep): Promise<void> {
     if (!(error instanceof RekeyError && error.code === 'REKEY_ERR_CONFLICT')) return;
-    if (!(await this.deps.repo.setRunStep(this.run.id, step, this.lease.owner))) throw this.lease.lose();
+    await this.confirmLease(step);
   }
 
   /**
@@ -472,7 +480,7 @@ class Rotation {
       await destroy();
     } catch (error) {
       if (!(error instanceof ProviderError && error.code === 'REKEY_ERR_INVALID')) throw error;
-      if (!(await this.deps.repo.setRunStep(this.run.id, 'rollback', this.lease.owner))) throw this.lease.lose();
+      await this.confirmLease('rollback');
       this.log.warn({}, 'a late store promotion made the rolled-back version current again; giving current back');
       await this.giveBackCurrent(resolved, version, current);
       await destroy();
@@ -587,7 +595,7 @@ class Rotation {
    */
   private async advance(step: RotationStep): Promise<void> {
     this.lease.check();
-    if (!(await this.deps.repo.setRunStep(this.run.id, step, this.lease.owner))) throw this.lease.lose();
+    await this.confirmLease(step);
     this.step = step;
   }
 
