@@ -11,9 +11,14 @@ import { LOCK_SECRET, LOCK_SECRET_OF_VERSION } from './locks.js';
 import type { TakedownWrites } from './takedown-writes.js';
 import { COMPROMISE, type CompromiseRow, leakedEvent } from './transitions.js';
 import { RUN_COLUMNS, type RunRow, runOf } from './rows.js';
-import type { Reads } from './reads.js';
+import { RUN, type Reads } from './reads.js';
 import { type Batched, NOW, type Sql, statement, transaction } from './sql.js';
 
+/**
+ * An audited outcome (`trigger.joined`, `trigger.stale`) of trigger key `$n`: the predicate of the
+ * partial index audit_events_trigger_key_idx, written once so each lookup uses it.
+ */
+const triggerOutcome = (n: number) => `FROM audit_events WHERE action LIKE 'trigger.%' AND data->>'idempotencyKey' = $${n}`;
 /** The run, for a secret by name that is managed and not stale for a request made at `$6` (null: not stale). */
 const CREATE_ROTATION = statement(
   'create_rotation_run',
@@ -21,7 +26,7 @@ const CREATE_ROTATION = statement(
      INSERT INTO runs (id, secret_id, kind, trigger, status, step, idempotency_key, grace_ms, started_at, updated_at)
      SELECT $1, id, 'rotation', $3, 'running', 'issue', $4, $5, ${NOW}, ${NOW} FROM secrets
      WHERE name = $2 AND removed_at IS NULL AND ($6::timestamp IS NULL OR last_promoted_at IS NULL OR $6::timestamp >= last_promoted_at)
-       AND NOT EXISTS (SELECT 1 FROM audit_events WHERE action LIKE 'trigger.%' AND data->>'idempotencyKey' = $4)
+       AND NOT EXISTS (SELECT 1 ${triggerOutcome(4)})
      RETURNING *)
    SELECT ${RUN_COLUMNS} FROM r JOIN secrets s ON s.id = r.secret_id`,
 );
@@ -31,9 +36,8 @@ const CREATE_ROTATION = statement(
  */
 const TRIGGER_OUTCOME = statement(
   'trigger_outcome',
-  `SELECT action, run_id FROM audit_events WHERE action LIKE 'trigger.%' AND data->>'idempotencyKey' = $1 ORDER BY seq LIMIT 1`,
+  `SELECT action, run_id ${triggerOutcome(1)} ORDER BY seq LIMIT 1`,
 );
-const RUN_BY_ID = statement('run_by_id', `SELECT ${RUN_COLUMNS} FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.id = $1::uuid`);
 /** Thrown inside createRotationRun's transaction when a leak's version was replaced meanwhile. */
 const REPLACED = new Error('another version replaced the leaked one');
 /** A row when version `$1` exists and no other version of its secret is current (nothing replaced it). */
@@ -85,7 +89,7 @@ const START_VERSION_RUN = statement(
 const TRIGGER_KNOWN = statement(
   'trigger_known',
   `SELECT EXISTS (SELECT 1 FROM runs WHERE idempotency_key = $1)
-       OR EXISTS (SELECT 1 FROM audit_events WHERE action LIKE 'trigger.%' AND data->>'idempotencyKey' = $1) AS known`,
+       OR EXISTS (SELECT 1 ${triggerOutcome(1)}) AS known`,
 );
 /** The run `$1` with its grace set to `$2` ms. */
 const SET_GRACE = statement(
@@ -186,7 +190,7 @@ export class Runs {
         if (known) {
           // A leak's repeat whose version another has replaced since is stale, as a first request would be.
           if (input.replacing && !(await this.sql.rows(NOT_REPLACED, [input.replacing])).length) return { stale: secret };
-          const [joined] = known.run_id ? await this.sql.rows<RunRow>(RUN_BY_ID, [known.run_id]) : [];
+          const [joined] = known.run_id ? await this.sql.rows<RunRow>(RUN, [known.run_id]) : [];
           return joined ? { run: runOf(joined), created: false } : { stale: secret };
         }
       } catch (error) {
