@@ -114,8 +114,12 @@ export async function writable(db: Db): Promise<boolean> {
   }
 }
 
-/** Whether an error is a unique-constraint violation (Prisma P2002 or PostgreSQL 23505). */
-export function isUniqueViolation(error: unknown): boolean {
-  const e = error as { code?: string; meta?: { driverAdapterError?: { cause?: { originalCode?: string } } } };
+/**
+ * Whether an error is a unique-constraint violation (Prisma P2002 or PostgreSQL 23505); with
+ * `constraint`, a violation of that index as PostgreSQL names it (a hand-written statement's error).
+ */
+export function isUniqueViolation(error: unknown, constraint?: string): boolean {
+  const e = error as { code?: string; constraint?: string; meta?: { driverAdapterError?: { cause?: { originalCode?: string } } } };
+  if (constraint !== undefined) return e?.code === '23505' && e.constraint === constraint;
   return e?.code === 'P2002' || e?.code === '23505' || e?.meta?.driverAdapterError?.cause?.originalCode === '23505';
 }

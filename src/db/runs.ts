@@ -15,10 +15,15 @@ import { RUN, type Reads } from './reads.js';
 import { type Batched, NOW, type Sql, statement, transaction } from './sql.js';
 
 /**
- * An audited outcome (`trigger.joined`, `trigger.stale`) of trigger key `$n`: the predicate of the
- * partial index audit_events_trigger_key_idx, written once so each lookup uses it.
+ * An audited outcome (`trigger.joined`, `trigger.stale`) of trigger key `$n`: a predicate that implies
+ * the partial unique index ONE_OUTCOME's, written once so each lookup uses it.
  */
 const triggerOutcome = (n: number) => `FROM audit_events WHERE action LIKE 'trigger.%' AND data->>'idempotencyKey' = $${n}`;
+/**
+ * One outcome per trigger key: a rotation's `run.started` (which carries its key) or a trigger event.
+ * A delivery that decided from a snapshot missing another's outcome of the same key is refused at commit.
+ */
+const ONE_OUTCOME = 'audit_events_trigger_key_key';
 /** The run, for a secret by name that is managed and not stale for a request made at `$6` (null: not stale). */
 const CREATE_ROTATION = statement(
   'create_rotation_run',
@@ -172,7 +177,7 @@ export class Runs {
           }
           if (input.replacing && !rest[0]!.length) throw REPLACED; // rolls the insert back
           const run = runOf(row);
-          const started = { ...auditOf(input.audit, run.id), action: 'run.started', secret: run.secret, data: { kind: 'rotation', trigger: input.trigger } };
+          const started = { ...auditOf(input.audit, run.id), action: 'run.started', secret: run.secret, data: { kind: 'rotation', trigger: input.trigger, idempotencyKey: input.idempotencyKey } };
           this.audit.appendTaken(tx, stamped ? [stamped, started] : [started], rest.at(-1)!);
           return { run, created: true };
         });
@@ -198,6 +203,9 @@ export class Runs {
         if (error === REPLACED || isUniqueViolation(error)) await stampAlone();
         if (error === REPLACED) return { stale: (await this.reads.getSecret(input.secret))! };
         if (!isUniqueViolation(error)) throw error;
+        // Another delivery of the key recorded its outcome (it joined a run that has ended since) after the
+        // insert's snapshot was taken: the insert, tried again, sees it and answers with it.
+        if (isUniqueViolation(error, ONE_OUTCOME)) continue;
         const [existing] =
           (await this.sql.rows<RunRow>(RUN_BY_KEY, [input.idempotencyKey])).concat(await this.sql.rows<RunRow>(RUNNING_ROTATION, [input.secret]));
         if (existing) return { run: runOf(existing), created: false };
@@ -241,7 +249,11 @@ export class Runs {
     await this.sql.rows(RELEASE_LEASE, [runId, owner]);
   }
 
-  /** One batch: the secret lock, whether the key is known, and the audit take; the event (unless known) and COMMIT in a second. */
+  /**
+   * One batch: the secret lock, whether the key is known, and the audit take; the event (unless known) and COMMIT in a
+   * second. The lock orders it with a run's insert under the key (the insert's foreign key waits for it): one that
+   * committed first is known here; one that took its snapshot before this commit is refused at its own (ONE_OUTCOME).
+   */
   async recordTrigger(input: { secret: Pick<SecretRecord, 'id' | 'name'>; trigger: string; idempotencyKey: string; outcome: 'stale' | 'joined'; runId?: string }, audit: AuditContext) {
     return transaction(this.db, async (tx) => {
       const [, known, taken] = await tx.batch([[LOCK_SECRET, [input.secret.id]], [TRIGGER_KNOWN, [input.idempotencyKey]], [TAKE, takeValues(input.secret.name, 1)]]);
