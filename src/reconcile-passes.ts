@@ -134,7 +134,7 @@ export class ReconcilePasses {
         AND r.kind = 'rotation' AND r.status IN ('rolled_back', 'failed')
       GROUP BY s.name ORDER BY max(r.updated_at) DESC LIMIT ${STORE_CHECK_SLICE}`;
     const names = [...new Set([...recent.map((r) => r.name), ...slice.map((r) => r.name)])];
-    const report = await engine.checkStores(names);
+    const report = await engine.checkStores(names, { repair: true });
     const drifted = report.results.filter((r) => r.found && r.found !== 'in-sync').length;
     log.debug({ checked: report.results.length, skipped: report.skipped.length, recent: recent.length, drifted }, 'store check');
   }

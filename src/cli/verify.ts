@@ -1,25 +1,32 @@
-/** What `rekey verify [NAME]` does (commands/verify.ts defines it): the drift check on demand; exit 0 when every target is in sync, 1 otherwise. */
+/**
+ * What `rekey verify [NAME]` does (commands/verify.ts defines it): the drift check of every target and
+ * the store check of every secret (src/core/store-drift.ts), on demand; exit 0 when all are in sync, 1 otherwise.
+ */
 import type { TargetReport } from '../core/drift.js';
 import { RekeyError } from '../core/errors.js';
-import { describeDrift } from '../db/sync.js';
+import type { StoreCheckReport } from '../core/store-drift.js';
+import { storeSyncName } from '../core/sync.js';
+import { describeDrift, describeStoreDrift } from '../db/sync.js';
 import { ExitCode, type CliContext } from './context.js';
 import { withRuntime } from './with-runtime.js';
 
 export async function verify(ctx: CliContext, name: string | undefined, options: { repair?: boolean; json?: boolean }): Promise<void> {
   await withRuntime('cli', ctx, async (runtime) => {
-    if (options.repair) await runtime.connect();
-    let secrets: string[] | undefined;
-    if (name) {
-      const rows = await runtime.db.secret.findMany({ where: { OR: [{ name }, { name: { startsWith: `${name}/` } }] }, select: { name: true } });
-      if (!rows.length) throw new RekeyError('REKEY_ERR_UNKNOWN', `no managed secret named ${name}`);
-      secrets = rows.map((r) => r.name);
-    }
-    const reports = await runtime.drift.checkNow(secrets, (target, bound) => runtime.engine.checkTarget(target, bound, { repair: options.repair ?? false }));
-    ctx.out(options.json ? JSON.stringify(reports, null, 2) : formatReports(reports));
-    if (reports.some((r) => r.results.some((s) => s.error || s.missing.length || s.unwanted.length))) throw new ExitCode(1);
+    const repair = options.repair ?? false;
+    if (repair) await runtime.connect();
+    const where = name ? { OR: [{ name }, { name: { startsWith: `${name}/` } }] } : { removedAt: null };
+    const names = (await runtime.db.secret.findMany({ where, select: { name: true }, orderBy: { name: 'asc' } })).map((r) => r.name);
+    if (name && !names.length) throw new RekeyError('REKEY_ERR_UNKNOWN', `no managed secret named ${name}`);
+    const targets = await runtime.drift.checkNow(name ? names : undefined, (target, bound) => runtime.engine.checkTarget(target, bound, { repair }));
+    const stores = await runtime.engine.checkStores(names, { repair });
+    ctx.out(options.json ? JSON.stringify({ targets, stores }, null, 2) : [formatReports(targets), formatStoreReport(stores)].filter(Boolean).join('\n') || 'Nothing to verify.');
+    const targetDrift = targets.some((r) => r.results.some((s) => s.error || s.missing.length || s.unwanted.length));
+    const storeDrift = stores.results.some((r) => r.error || r.found !== 'in-sync');
+    if (targetDrift || storeDrift) throw new ExitCode(1);
   });
 }
 
+/** One line per secret and target: `edge  payments-api-key  DRIFT missing v7 (inspect)`. */
 export function formatReports(reports: readonly TargetReport[]): string {
   const lines = reports.flatMap((report) =>
     report.results.map((r) => {
@@ -29,5 +36,19 @@ export function formatReports(reports: readonly TargetReport[]): string {
       return `${report.target}  ${r.secret}  ${state} (${r.method})${repaired ? `; ${repaired}` : ''}`;
     }),
   );
-  return lines.length ? lines.join('\n') : 'No target to verify.';
+  return lines.join('\n');
+}
+
+/** One line per secret whose store was compared: `store:aws-prod  payments-api-key  DRIFT store current v8 (failed), rekey current v7; repaired`. */
+export function formatStoreReport(report: StoreCheckReport): string {
+  const lines = report.results.map((r) => {
+    const head = `${storeSyncName(r.store)}  ${r.secret}`;
+    if (!r.found) return `${head}  ERROR ${r.error ?? 'unknown'}`;
+    if (r.found === 'in-sync') return `${head}  in sync (v${r.rekeyCurrent})`;
+    const done = r.repaired ? '; repaired' : r.error ? `; not repaired: ${r.error}` : '';
+    return `${head}  DRIFT ${describeStoreDrift(r)}${done}`;
+  });
+  // No current version yet, or a rotation running (it moves the store's stages itself).
+  const skipped = report.skipped.map((secret) => `store  ${secret}  not compared (no current version, or a rotation running)`);
+  return [...lines, ...skipped].join('\n');
 }

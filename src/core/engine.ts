@@ -63,9 +63,9 @@ export class Engine {
     return checkTarget(this.deps, target, secrets, options);
   }
 
-  /** Compares each secret's store current stage with rekey's current version; gives it back where rekey took the store's version out of service (store-drift.ts). */
-  checkStores(secrets: readonly string[]): Promise<StoreCheckReport> {
-    return checkStores(this.deps, secrets);
+  /** Compares each secret's store current stage with rekey's current version; with `repair`, gives it back where rekey took the store's version out of service (store-drift.ts). */
+  checkStores(secrets: readonly string[], options: { repair: boolean }): Promise<StoreCheckReport> {
+    return checkStores(this.deps, secrets, options);
   }
 
   /** Job handler: retires a version the drift check found where it must be refused (`generation`: see drift.ts retireDrifted). */

@@ -24,6 +24,10 @@
  * Each finding is recorded in the secret's sync row `store:<provider>` with the audit event
  * `store.drift`, counted (EngineEvents.storeDrift) and logged at error level, by ids, numbers and
  * states only. A rotation never runs any of this: the check costs nothing on the rotation path.
+ *
+ * Without `repair` (`rekey verify` without --repair) it compares and reports only: no promote, no
+ * destroy, and, as the target drift check does, it records only that it checked (no audit event, no
+ * streak, no count, no log line): the next repairing check finds the same drift and records it once.
  */
 import { forEachBounded } from './bounded.js';
 import { audit, type EngineDeps, now, providerCall, storedRef } from './context.js';
@@ -56,12 +60,12 @@ interface Listed {
 }
 
 /**
- * Checks the store of each of `secrets` (see the file's comment), repairs a store serving a version
- * rekey took out of service, records and reports. Never throws for a secret whose store fails: the
- * failure is its result's `error`. Costs one store.list() per secret checked, plus a promote and a
- * destroy per repair, and two PostgreSQL reads for the whole batch.
+ * Checks the store of each of `secrets` (see the file's comment), repairs (with `repair`) a store
+ * serving a version rekey took out of service, records and reports. Never throws for a secret whose
+ * store fails: the failure is its result's `error`. Costs one store.list() per secret checked, plus a
+ * promote and a destroy per repair, and two PostgreSQL reads for the whole batch.
  */
-export async function checkStores(deps: EngineDeps, secrets: readonly string[]): Promise<StoreCheckReport> {
+export async function checkStores(deps: EngineDeps, secrets: readonly string[], options: { repair: boolean }): Promise<StoreCheckReport> {
   const log = deps.log.child({ component: 'store-check' });
   const report: StoreCheckReport = { results: [], skipped: [] };
   if (!secrets.length) return report;
@@ -97,16 +101,17 @@ export async function checkStores(deps: EngineDeps, secrets: readonly string[]):
       report.skipped.push(item.secret);
       continue;
     }
-    const result = await compareAndRepair(deps, log, item, state);
+    const result = await compareAndRepair(deps, log, item, state, options.repair);
     report.results.push(result);
     try {
-      await deps.sync.recordStoreCheck(result, now(deps), audit(deps));
+      await deps.sync.recordStoreCheck(result, now(deps), audit(deps), { repair: options.repair });
     } catch (error) {
       log.warn({ secret: item.secret, error: describeError(error) }, 'store check: could not record the result');
     }
   }
   for (const r of report.results) {
     if (r.found && r.found !== 'in-sync') {
+      if (!options.repair) continue;
       deps.events.storeDrift(r.store, r.found, r.repaired);
       log.error(
         { secret: r.secret, store: r.store, found: r.found, storeCurrent: r.storeCurrent ?? null, rekeyCurrent: r.rekeyCurrent ?? null, repaired: r.repaired, ...(r.error ? { error: r.error } : {}) },
@@ -126,7 +131,7 @@ function moved(before: StoreCheckState, after: StoreCheckState): boolean {
   return after.rotating || after.current?.id !== before.current?.id || after.runChangedAt?.getTime() !== before.runChangedAt?.getTime();
 }
 
-async function compareAndRepair(deps: EngineDeps, log: Logger, item: Listed, state: StoreCheckState): Promise<StoreCheckResult> {
+async function compareAndRepair(deps: EngineDeps, log: Logger, item: Listed, state: StoreCheckState, repair: boolean): Promise<StoreCheckResult> {
   const { resolved } = item;
   const { policy, names } = resolved;
   const current = state.current;
@@ -147,7 +152,7 @@ async function compareAndRepair(deps: EngineDeps, log: Logger, item: Listed, sta
   if (!NOT_LIVE.has(known.state) || known.id === current?.id) return { ...result, found: 'live' };
   result.found = 'not-live';
   // With no current version of rekey's (a leaked key taken down, nothing promoted since) there is nothing to give the stage back to.
-  if (!current) return result;
+  if (!current || !repair) return result;
   const { store } = resolved;
   // The version the store holds under the wrong version's store id (a stray value of the same rekey version included).
   const wrong = { ...storedRef(known, policy.consumer), storeVersionId: holder.storeVersionId };

@@ -144,12 +144,12 @@ export class PrismaSyncRepository implements SyncRepository {
     return rows.map(toVersion);
   }
 
-  async recordStoreCheck(result: StoreCheckResult, at: Date, audit: AuditContext): Promise<void> {
+  async recordStoreCheck(result: StoreCheckResult, at: Date, audit: AuditContext, options: { repair: boolean }): Promise<void> {
     const target = storeSyncName(result.store);
     const key = { secretId_target: { secretId: result.secretId, target } };
     await this.db.targetSync.createMany({ data: [{ secretId: result.secretId, target }], skipDuplicates: true });
     const error = result.error ? { lastError: sanitize(result.error), lastErrorAt: at } : {};
-    if (!result.found || result.found === 'in-sync') {
+    if (!result.found || result.found === 'in-sync' || !options.repair) {
       const inSync = result.found === 'in-sync' && !result.error ? { lastInSyncAt: at, driftStreak: 0 } : {};
       await this.db.targetSync.update({ where: key, data: { lastCheckedAt: at, ...inSync, ...error } });
       return;

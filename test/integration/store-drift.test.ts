@@ -11,6 +11,7 @@ import { storeSyncName } from '../../src/core/sync.js';
 import { storeCheckKey } from '../../src/reconcile-passes.js';
 import type { VersionRecord } from '../../src/core/model.js';
 import { startCloudFakes, type CloudFakes } from '../events/cloud-fakes.js';
+import { rekey } from '../support/cli.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { journal } from '../support/memory-provider.js';
 
@@ -38,6 +39,11 @@ secrets:
     retry: { attempts: 1, backoff: 10ms }
   sd-foreign:
     store: { provider: aws, name: ${awsName}-foreign }
+    issuer: { type: random, prefix: rk_sd_ }
+    targets: [mem]
+    retry: { attempts: 1, backoff: 10ms }
+  sd-verify:
+    store: { provider: aws, name: ${awsName}-verify }
     issuer: { type: random, prefix: rk_sd_ }
     targets: [mem]
     retry: { attempts: 1, backoff: 10ms }
@@ -121,7 +127,7 @@ it("AWS: a stalled driver's promotion that lands after its successor's rollback 
   expect(await h.runtime.metrics.registry.metrics()).toMatch(/rekey_store_drift_total\{store="aws",found="not-live",repaired="true"\} 1/);
 
   // The next check finds it in sync, and changes nothing.
-  const again = await h.runtime.engine.checkStores(['sd-aws']);
+  const again = await h.runtime.engine.checkStores(['sd-aws'], { repair: true });
   expect(again.results.map((r) => [r.found, r.repaired])).toEqual([['in-sync', false]]);
   expect(await driftEvents('sd-aws')).toHaveLength(1);
 });
@@ -132,7 +138,7 @@ it('AWS: a current version written outside rekey (by hand) is reported and left 
   const foreign = await aws.send(new PutSecretValueCommand({ SecretId: `${awsName}-foreign`, SecretString: 'typed-by-hand', VersionStages: ['AWSCURRENT'] }));
   const before = labels(`${awsName}-foreign`);
 
-  const report = await h.runtime.engine.checkStores(['sd-foreign']);
+  const report = await h.runtime.engine.checkStores(['sd-foreign'], { repair: true });
 
   expect(report.results.map((r) => [r.found, r.repaired])).toEqual([['unknown', false]]);
   // Nothing moved: the store still serves the foreign version.
@@ -164,7 +170,7 @@ it('a secret with a running rotation is left alone; once the run has ended, its 
   // A rotation is running (queued, not yet driven): it moves the stages itself, so the check does not compare.
   const runId = await newRun('sd-mem');
   j.reset();
-  const report = await h.runtime.engine.checkStores(['sd-mem']);
+  const report = await h.runtime.engine.checkStores(['sd-mem'], { repair: true });
   expect(report).toEqual({ results: [], skipped: ['sd-mem'] });
   expect(j.calls).toEqual([]); // not even a list
   expect(serving()).toEqual([failed.id]);
@@ -172,11 +178,44 @@ it('a secret with a running rotation is left alone; once the run has ended, its 
 
   // The run ends (given up, say): the next check compares and gives the stage back.
   await deps().repo.finishRun(runId, 'failed', { actor: 'test', runId }, 'given up');
-  const next = await h.runtime.engine.checkStores(['sd-mem']);
+  const next = await h.runtime.engine.checkStores(['sd-mem'], { repair: true });
   expect(next.results.map((r) => [r.found, r.repaired])).toEqual([['not-live', true]]);
   expect(j.calls).toEqual(['store.list', 'store.promote', 'store.destroy']);
   expect(serving()).toEqual([current.id]);
   expect(j.stored.has(failed.storeVersionId!)).toBe(false);
+});
+
+it('rekey verify NAME: prints what the store serves as current, changing nothing and recording only that it checked (exit 1); --repair gives the stage back and records the drift', async () => {
+  const name = `${awsName}-verify`;
+  const current = await rotated('sd-verify');
+  const failed = await rolledBack('sd-verify');
+  await aws.send(new UpdateSecretVersionStageCommand({ SecretId: name, VersionStage: 'AWSCURRENT', MoveToVersionId: failed.storeVersionId!, RemoveFromVersionId: current.storeVersionId! }));
+  const before = labels(name);
+  const drift = `store current v${failed.number} (failed), rekey current v${current.number}`;
+
+  const found = await rekey(['verify', 'sd-verify'], h.childEnv());
+  expect(found.code).toBe(1);
+  expect(found.stdout).toContain(`store:aws  sd-verify  DRIFT ${drift}`);
+  // Without --repair, only a report: the store untouched, no drift event, the sync row says only that it checked.
+  expect(labels(name)).toEqual(before);
+  expect(await driftEvents('sd-verify')).toEqual([]);
+  const checked = await syncRow(current.secretId, 'aws');
+  expect(checked?.lastCheckedAt).not.toBeNull();
+  expect([checked?.lastDrift, checked?.lastRepairedAt, checked?.driftStreak]).toEqual([null, null, 0]);
+  // Ids, numbers and states: the JSON report carries no value either.
+  const json = await rekey(['verify', 'sd-verify', '--json'], h.childEnv());
+  expect((JSON.parse(json.stdout) as { stores: unknown }).stores).toEqual({ results: [expect.objectContaining({ secret: 'sd-verify', store: 'aws', found: 'not-live', repaired: false })], skipped: [] });
+
+  const repaired = await rekey(['verify', 'sd-verify', '--repair'], h.childEnv());
+  expect(repaired.code).toBe(1);
+  expect(repaired.stdout).toContain(`store:aws  sd-verify  DRIFT ${drift}; repaired`);
+  expect(labels(name).get(current.storeVersionId!)).toEqual(['AWSCURRENT']);
+  expect(await driftEvents('sd-verify')).toHaveLength(1);
+  expect((await syncRow(current.secretId, 'aws'))?.lastDrift).toBe(drift);
+
+  const again = await rekey(['verify', 'sd-verify'], h.childEnv());
+  expect(again.stdout).toContain(`store:aws  sd-verify  in sync (v${current.number})`);
+  expect(again.code).toBe(0);
 });
 
 /** What the secret's store serves as current, read as any client would (stage `current`). */
