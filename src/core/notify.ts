@@ -22,6 +22,7 @@ export const NOTICE_TYPES = [
   'leak.blocked',
   'secret.no-current',
   'drift.repeated',
+  'store.drift',
   'audit.verify-failed',
   'rotation.due',
   'usage.anomaly',

@@ -22,8 +22,9 @@
  *    know is a change outside rekey: reported, never touched.
  *
  * Each finding is recorded in the secret's sync row `store:<provider>` with the audit event
- * `store.drift`, counted (EngineEvents.storeDrift) and logged at error level, by ids, numbers and
- * states only. A rotation never runs any of this: the check costs nothing on the rotation path.
+ * `store.drift` and the notice `store.drift` (once per version found holding the stage: the same
+ * finding raised again at later checks has the same id), counted (EngineEvents.storeDrift) and logged
+ * at error level, by ids, numbers and states only. A rotation never runs any of this: the check costs nothing on the rotation path.
  *
  * Without `repair` (`rekey verify` without --repair) it compares and reports only: no promote, no
  * destroy, and, as the target drift check does, it records only that it checked (no audit event, no
@@ -33,6 +34,7 @@ import { forEachBounded } from './bounded.js';
 import { audit, type EngineDeps, now, providerCall, storedRef } from './context.js';
 import { describeError } from './errors.js';
 import type { Logger } from './logger.js';
+import { errorCode, notice, type Notice } from './notify.js';
 import type { VersionRecord, VersionState } from './model.js';
 import type { StoredVersion } from './ports.js';
 import type { ResolvedSecret } from './resolved.js';
@@ -104,7 +106,7 @@ export async function checkStores(deps: EngineDeps, secrets: readonly string[], 
     const result = await compareAndRepair(deps, log, item, state, options.repair);
     report.results.push(result);
     try {
-      await deps.sync.recordStoreCheck(result, now(deps), audit(deps), { repair: options.repair });
+      await deps.sync.recordStoreCheck(result, now(deps), audit(deps), { repair: options.repair, notices: [storeDriftNotice(deps, result)] });
     } catch (error) {
       log.warn({ secret: item.secret, error: describeError(error) }, 'store check: could not record the result');
     }
@@ -124,6 +126,25 @@ export async function checkStores(deps: EngineDeps, secrets: readonly string[], 
     }
   }
   return report;
+}
+
+/**
+ * `store.drift` for a finding (written only with a drift it records): its id names the secret and the
+ * store version holding the current stage (`none`), so a finding left as it is (`unknown`) and found
+ * again at every check makes one notice, and a new wrong version another.
+ */
+function storeDriftNotice(deps: EngineDeps, r: StoreCheckResult): Notice {
+  const holder = r.storeCurrent?.storeVersionId.replace(/[^\w.-]/g, '_') ?? 'none';
+  return notice(deps, 'store.drift', `${r.secretId}.${holder}`, r.secret, {
+    store: r.store,
+    found: r.found ?? null,
+    repaired: r.repaired,
+    storeVersionId: r.storeCurrent?.storeVersionId ?? null,
+    storeVersion: r.storeCurrent?.number ?? null,
+    storeState: r.storeCurrent?.state ?? null,
+    rekeyCurrent: r.rekeyCurrent ?? null,
+    code: r.error ? errorCode(r.error) : null,
+  });
 }
 
 /** A rotation ran, started or promoted while the store was listed: what was listed may be its doing. */

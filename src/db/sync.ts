@@ -144,7 +144,7 @@ export class PrismaSyncRepository implements SyncRepository {
     return rows.map(toVersion);
   }
 
-  async recordStoreCheck(result: StoreCheckResult, at: Date, audit: AuditContext, options: { repair: boolean }): Promise<void> {
+  async recordStoreCheck(result: StoreCheckResult, at: Date, audit: AuditContext, options: { repair: boolean; notices?: readonly Notice[] }): Promise<void> {
     const target = storeSyncName(result.store);
     const key = { secretId_target: { secretId: result.secretId, target } };
     await this.db.targetSync.createMany({ data: [{ secretId: result.secretId, target }], skipDuplicates: true });
@@ -178,6 +178,7 @@ export class PrismaSyncRepository implements SyncRepository {
           ...(result.error ? { error: sanitize(result.error) } : {}),
         },
       });
+      await writeNotices(tx, options.notices ?? []);
     });
   }
 

@@ -24,6 +24,7 @@ const TITLES: Record<NoticeType, string> = {
   'leak.blocked': 'Leaked key blocked',
   'secret.no-current': 'Secret has no current version',
   'drift.repeated': 'Target keeps drifting',
+  'store.drift': "Store's current version is not rekey's",
   'audit.verify-failed': 'Audit log verification failed',
   'rotation.due': 'Rotation due',
   'usage.anomaly': 'Key usage anomaly',

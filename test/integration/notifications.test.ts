@@ -23,8 +23,10 @@ import { type NoticeReceiver, startNoticeReceiver } from '../support/notice-rece
 
 const J = `notify-${randomUUID()}`;
 const STUCK = `notify-stuck-${randomUUID()}`;
+const STORE = `notify-store-${randomUUID()}`;
 const j = journal(J);
 const stuck = journal(STUCK);
+const st = journal(STORE);
 const WHSEC = `whsec_${randomBytes(32).toString('base64')}`;
 let h: Harness;
 let r: NoticeReceiver;
@@ -57,13 +59,17 @@ providers:
   edge: { type: memory, journal: ${J}, drift: { interval: 1h } }
   mem2: { type: memory, journal: ${STUCK} }
   edge2: { type: memory, journal: ${STUCK} }
+  mem3: { type: memory, journal: ${STORE} }
+  edge3: { type: memory, journal: ${STORE}, drift: { interval: 1h } }
 secrets:
   pay-key: { store: { provider: mem }, issuer: { provider: mem }, targets: [edge], grace: 1h, retry: { attempts: 1, backoff: 10ms } }
   stuck-key: { store: { provider: mem2 }, issuer: { provider: mem2 }, targets: [edge2], retry: { attempts: 1, backoff: 10ms } }
+  store-key: { store: { provider: mem3 }, issuer: { provider: mem3 }, targets: [edge3], retry: { attempts: 1, backoff: 10ms } }
 notifications:
   destinations:
     oncall: { type: webhook, url: "${r.base}/hooks/oncall", insecure: true, secret: "\${env:NOTIFY_TEST_WHSEC}", events: [rotation.failed, leak.received, leak.blocked], ${retry} }
     ops: { type: webhook, url: "${r.base}/hooks/ops", insecure: true, secret: "\${env:NOTIFY_TEST_WHSEC}", events: [secret.no-current, run.stuck, audit.verify-failed, rotation.due, drift.repeated], ${retry} }
+    stores: { type: webhook, url: "${r.base}/hooks/stores", insecure: true, secret: "\${env:NOTIFY_TEST_WHSEC}", events: [store.drift], ${retry} }
     chat: { type: slack, url: "\${env:NOTIFY_TEST_SLACK}", insecure: true, events: [rotation.failed, leak.blocked], ${retry} }
   rotationDue: { every: 30d, within: 7d }
 `);
@@ -260,8 +266,37 @@ describe('notifications', () => {
     expect(parse(notices[0]!.body).data).toMatchObject({ secret: 'pay-key', target: 'edge', streak: 3, missing: String(current.number), unwanted: '' });
   });
 
+  it("store.drift when the store serves as current a version rekey rolled back, with what was found and that it was given back; a check-only check and one in sync raise none", async () => {
+    expect((await h.rotate('store-key')).status).toBe('succeeded');
+    st.fail('verify:edge3', 1, false);
+    const rolledBack = await h.rotate('store-key');
+    expect(rolledBack.status).toBe('rolled_back');
+    const { repo } = h.runtime.engine.deps;
+    const failed = (await repo.getVersion(rolledBack.versionId!))!;
+    const current = (await repo.currentVersion(failed.secretId))!;
+    // A late promotion: the store's current stage back on the rolled-back version (its value put back).
+    const held = [...st.stored.values()].find((v) => v.versionId === current.id)!;
+    held.stages = ['previous'];
+    st.stored.set(failed.storeVersionId!, { secret: 'store-key', versionId: failed.id, value: held.value, stages: ['current'] });
+
+    // A check-only one (`rekey verify` without --repair) raises nothing; the repairing one does.
+    expect((await h.runtime.engine.checkStores(['store-key'], { repair: false })).results.map((x) => x.found)).toEqual(['not-live']);
+    const report = await h.runtime.engine.checkStores(['store-key'], { repair: true });
+    expect(report.results.map((x) => [x.found, x.repaired])).toEqual([['not-live', true]]);
+    const id = `store.drift.${failed.secretId}.${failed.storeVersionId}`;
+    await expect.poll(() => r.accepted('/hooks/stores').filter((d) => d.id === id).length, { timeout: 20_000 }).toBe(1);
+    expect(parse(r.accepted('/hooks/stores')[0]!.body)).toMatchObject({
+      type: 'rekey.store.drift',
+      data: { id, secret: 'store-key', store: 'mem3', found: 'not-live', repaired: true, storeVersionId: failed.storeVersionId, storeVersion: failed.number, storeState: 'failed', rekeyCurrent: current.number, code: null },
+    });
+    // In sync again: nothing more.
+    expect((await h.runtime.engine.checkStores(['store-key'], { repair: true })).results.map((x) => x.found)).toEqual(['in-sync']);
+    await settled();
+    expect(r.deliveries.filter((d) => d.id.startsWith('store.drift.'))).toHaveLength(1);
+  });
+
   it('no delivery, header or queued job carries a secret value; fingerprints only in their short form', async () => {
-    const values = [...j.values(), ...stuck.values(), ...j.deployedValues];
+    const values = [...j.values(), ...stuck.values(), ...st.values(), ...j.deployedValues];
     expect(values.length).toBeGreaterThan(3);
     const fingerprints = (await h.runtime.db.version.findMany({ select: { fingerprint: true } })).flatMap((v) => (v.fingerprint ? [v.fingerprint] : []));
     const sent = r.deliveries.map((d) => `${JSON.stringify(d.headers)}\n${d.body}`).join('\n');
