@@ -10,7 +10,8 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { storeSyncName } from '../../src/core/sync.js';
 import { storeCheckKey } from '../../src/reconcile-passes.js';
 import type { VersionRecord } from '../../src/core/model.js';
-import { startCloudFakes, type CloudFakes } from '../events/cloud-fakes.js';
+import { officialClient } from '../../providers/gcp-secret-manager/test/fake/secret-manager-fake.js';
+import { GCP_PROJECT, startCloudFakes, type CloudFakes } from '../events/cloud-fakes.js';
 import { rekey } from '../support/cli.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { journal } from '../support/memory-provider.js';
@@ -22,6 +23,7 @@ const id = randomUUID().slice(0, 8);
 const JOURNAL = `store-drift-${id}`;
 const j = journal(JOURNAL);
 const awsName = `rekey-sd/${id}`;
+const gcpName = `rekey-sd-${id}`;
 
 beforeAll(async () => {
   fakes = await startCloudFakes();
@@ -31,6 +33,7 @@ beforeAll(async () => {
 providers:
 ${fakes.providers}
   mem: { type: memory, journal: ${JOURNAL} }
+  vault: { type: local }
 secrets:
   sd-aws:
     store: { provider: aws, name: ${awsName} }
@@ -44,6 +47,16 @@ secrets:
     retry: { attempts: 1, backoff: 10ms }
   sd-verify:
     store: { provider: aws, name: ${awsName}-verify }
+    issuer: { type: random, prefix: rk_sd_ }
+    targets: [mem]
+    retry: { attempts: 1, backoff: 10ms }
+  sd-local:
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_sd_ }
+    targets: [mem]
+    retry: { attempts: 1, backoff: 10ms }
+  sd-gcp:
+    store: { provider: gcp, name: ${gcpName} }
     issuer: { type: random, prefix: rk_sd_ }
     targets: [mem]
     retry: { attempts: 1, backoff: 10ms }
@@ -89,6 +102,12 @@ function labels(name: string): Map<string, string[]> {
   return new Map([...fakes.aws.model.secrets.get(name)!.versions.values()].map((v) => [v.id, [...v.stages].sort()]));
 }
 
+/** The next period's full reconcile pass (an earlier pass had this period's store check): it checks the stores. */
+async function nextFullPass(): Promise<void> {
+  await h.runtime.redis.del(storeCheckKey(h.settings.queuePrefix));
+  await h.runtime.reconcile();
+}
+
 const syncRow = (secretId: string, store: string) => h.runtime.db.targetSync.findUnique({ where: { secretId_target: { secretId, target: storeSyncName(store) } } });
 const driftEvents = (secret: string) => h.runtime.db.auditEvent.findMany({ where: { action: 'store.drift', secret }, orderBy: { seq: 'asc' } });
 
@@ -106,9 +125,8 @@ it("AWS: a stalled driver's promotion that lands after its successor's rollback 
   // AWS moved AWSPREVIOUS to the version AWSCURRENT left: the one in its grace has no label left.
   expect([labels(awsName).get(previous.storeVersionId!), labels(awsName).get(current.storeVersionId!)]).toEqual([[], ['AWSPREVIOUS']]);
 
-  // The next period's full pass (apply's pass had this period's store check): the secret rolled back recently, so its store is checked.
-  await h.runtime.redis.del(storeCheckKey(h.settings.queuePrefix));
-  await h.runtime.reconcile();
+  // The secret rolled back recently, so its store is checked.
+  await nextFullPass();
 
   expect(labels(awsName).get(current.storeVersionId!)).toEqual(['AWSCURRENT']);
   expect(labels(awsName).get(failed.storeVersionId!)).toEqual([]);
@@ -216,6 +234,62 @@ it('rekey verify NAME: prints what the store serves as current, changing nothing
   const again = await rekey(['verify', 'sd-verify'], h.childEnv());
   expect(again.stdout).toContain(`store:aws  sd-verify  in sync (v${current.number})`);
   expect(again.code).toBe(0);
+});
+
+/** A finding reported, not repaired: its audit event, the sync row `rekey status` shows, the count. */
+async function expectReported(secret: string, store: string, current: VersionRecord, found: 'live' | 'unknown', storeCurrent: string, lastDrift: string) {
+  const events = await driftEvents(secret);
+  expect(events).toHaveLength(1);
+  expect(events[0]!.data).toMatchObject({ store, found, repaired: false, rekeyCurrent: current.number, storeCurrent: { storeVersionId: storeCurrent } });
+  const row = await syncRow(current.secretId, store);
+  expect(row?.lastDrift).toBe(lastDrift);
+  expect(row?.lastRepairedAt).toBeNull();
+  expect(await h.runtime.metrics.registry.metrics()).toContain(`rekey_store_drift_total{store="${store}",found="${found}",repaired="false"} 1`);
+}
+
+it('local store: the current stage moved by hand (SQL) back onto the version in its grace is found by a full reconcile pass, reported and left as it is', async () => {
+  const previous = await rotated('sd-local');
+  const current = await rotated('sd-local');
+  const stages = () => h.runtime.db.$queryRawUnsafe<Array<{ id: string; stages: string[] }>>(`SELECT id::text, stages FROM local_store_versions WHERE secret = 'sd-local' AND destroyed_at IS NULL ORDER BY created_at`);
+  expect(await stages()).toEqual([
+    { id: previous.storeVersionId, stages: ['previous'] },
+    { id: current.storeVersionId, stages: ['current'] },
+  ]);
+  await h.runtime.db.$executeRawUnsafe(
+    `UPDATE local_store_versions SET stages = CASE id WHEN $1::uuid THEN '{current}'::text[] ELSE '{previous}'::text[] END WHERE secret = 'sd-local' AND id IN ($1::uuid, $2::uuid)`,
+    previous.storeVersionId,
+    current.storeVersionId,
+  );
+  const moved = await stages();
+
+  await nextFullPass();
+
+  await expectReported('sd-local', 'vault', current, 'live', previous.storeVersionId!, `store current v${previous.number} (previous), rekey current v${current.number}`);
+  // Nothing moved: a version rekey holds live as current is for a person to look at.
+  expect(await stages()).toEqual(moved);
+  expect(deps().fingerprint(await readCurrent('sd-local'))).toBe(previous.fingerprint);
+});
+
+it("Google: a version added by hand and aliased current through the official client is found by a full reconcile pass, reported and left as it is", async () => {
+  const current = await rotated('sd-gcp');
+  const gcp = officialClient(fakes.gcp.port);
+  try {
+    const parent = `projects/${GCP_PROJECT}/secrets/${gcpName}`;
+    const [added] = await gcp.addSecretVersion({ parent, payload: { data: Buffer.from('typed-by-hand-in-gcp') } });
+    const foreign = added.name!.split('/').at(-1)!;
+    const [secret] = await gcp.getSecret({ name: parent });
+    await gcp.updateSecret({ secret: { name: parent, versionAliases: { ...secret.versionAliases, current: foreign, previous: current.storeVersionId! } }, updateMask: { paths: ['version_aliases'] } });
+    const aliases = { ...fakes.gcp.model.secrets.get(gcpName)!.aliases };
+
+    await nextFullPass();
+
+    await expectReported('sd-gcp', 'gcp', current, 'unknown', foreign, `store current is a version rekey does not know (${foreign}), rekey current v${current.number}`);
+    expect(fakes.gcp.model.secrets.get(gcpName)!.aliases).toEqual(aliases);
+    expect((await readCurrent('sd-gcp')).reveal()).toBe('typed-by-hand-in-gcp');
+    expect(h.logs.join('\n')).not.toContain('typed-by-hand-in-gcp');
+  } finally {
+    await gcp.close();
+  }
 });
 
 /** What the secret's store serves as current, read as any client would (stage `current`). */
