@@ -137,9 +137,12 @@ export class GcpSecretManagerStore implements SecretStore {
             retryable: false,
           });
         }
-        // Every version rekey wrote holds an alias until destroy() drops them (first, under the etag): one
-        // with none is destroyed, or being destroyed (a rolled-back version), and is never made current.
-        if (!Object.values(secret.aliases).includes(n)) throw this.#notFound(`version ${n} (it holds no alias: destroyed, or not rekey's)`);
+        // Every version rekey wrote holds an alias and its `rekey-version-<n>` annotation until destroy() drops
+        // both (first, in one update under the etag): one with neither is destroyed, or being destroyed (a
+        // rolled-back version), and is never made current. One that kept its annotation lost its aliases by
+        // hand (`current` moved onto another version in the console): the store check gives current back to it.
+        const ours = Object.values(secret.aliases).includes(n) || secret.annotations[versionAnnotation(n)] === next.versionId;
+        if (!ours) throw this.#notFound(`version ${n} (it holds no alias and no rekey annotation: destroyed, or not rekey's)`);
         if (secret.aliases.current === n && secret.aliases.pending !== n && (p === undefined || secret.aliases.previous === p)) return undefined;
         const aliases: Record<string, number> = { ...secret.aliases, current: n };
         const old = secret.aliases.current;

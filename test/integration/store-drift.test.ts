@@ -60,6 +60,11 @@ secrets:
     issuer: { type: random, prefix: rk_sd_ }
     targets: [mem]
     retry: { attempts: 1, backoff: 10ms }
+  sd-gcp-restored:
+    store: { provider: gcp, name: ${gcpName}-restored }
+    issuer: { type: random, prefix: rk_sd_ }
+    targets: [mem]
+    retry: { attempts: 1, backoff: 10ms }
   sd-mem:
     store: { provider: mem }
     issuer: { provider: mem }
@@ -287,6 +292,35 @@ it("Google: a version added by hand and aliased current through the official cli
     expect(fakes.gcp.model.secrets.get(gcpName)!.aliases).toEqual(aliases);
     expect((await readCurrent('sd-gcp')).reveal()).toBe('typed-by-hand-in-gcp');
     expect(h.logs.join('\n')).not.toContain('typed-by-hand-in-gcp');
+  } finally {
+    await gcp.close();
+  }
+});
+
+it('Google: a rolled-back version enabled again by hand and aliased current is found by a full reconcile pass and given back', async () => {
+  const current = await rotated('sd-gcp-restored');
+  const failed = await rolledBack('sd-gcp-restored');
+  const gcp = officialClient(fakes.gcp.port);
+  try {
+    const parent = `projects/${GCP_PROJECT}/secrets/${gcpName}-restored`;
+    // Enabled again (in the console, say; the fake has no EnableSecretVersion): the rollback only disabled it.
+    const version = fakes.gcp.model.secrets.get(`${gcpName}-restored`)!.versions.find((v) => String(v.number) === failed.storeVersionId)!;
+    expect(version.state).toBe('DISABLED');
+    version.state = 'ENABLED';
+    const [secret] = await gcp.getSecret({ name: parent });
+    await gcp.updateSecret({ secret: { name: parent, versionAliases: { ...secret.versionAliases, current: failed.storeVersionId! } }, updateMask: { paths: ['version_aliases'] } });
+    expect(deps().fingerprint(await readCurrent('sd-gcp-restored'))).toBe(failed.fingerprint);
+
+    await nextFullPass();
+
+    const [event] = await driftEvents('sd-gcp-restored');
+    // rekey's current version lost its only alias to the hand's move: it is still rekey's (its annotation), so it is promoted.
+    expect(event?.data).toMatchObject({ store: 'gcp', found: 'not-live', repaired: true, storeCurrent: { storeVersionId: failed.storeVersionId, state: 'failed' } });
+    expect(event?.data).not.toHaveProperty('error');
+    expect(deps().fingerprint(await readCurrent('sd-gcp-restored'))).toBe(current.fingerprint);
+    // And the restored version is out of service again.
+    expect(fakes.gcp.model.secrets.get(`${gcpName}-restored`)!.aliases).toEqual({ current: Number(current.storeVersionId) });
+    expect(version.state).toBe('DISABLED');
   } finally {
     await gcp.close();
   }
