@@ -239,6 +239,10 @@ it('rekey verify NAME: prints what the store serves as current, changing nothing
   const again = await rekey(['verify', 'sd-verify'], h.childEnv());
   expect(again.stdout).toContain(`store:aws  sd-verify  in sync (v${current.number})`);
   expect(again.code).toBe(0);
+  // A secret with no current version yet: nothing to compare, no drift.
+  const fresh = await rekey(['verify', 'sd-local'], h.childEnv());
+  expect(fresh.stdout).toContain('store  sd-local  not compared (no current version');
+  expect(fresh.code).toBe(0);
 });
 
 /** A finding reported, not repaired: its audit event, the sync row `rekey status` shows, the count. */
