@@ -6,7 +6,8 @@
  * floor in a process of its own (support/bare-delivery.ts: nothing but fastify and jose); the
  * HTTP load from another child (support/http-load.ts, keep-alive connections), which loads both
  * servers alike. Each phase reports the measured server's CPU time per answer and the
- * generator's.
+ * generator's, and the measured server's scavenges (young-generation collections) per 1,000
+ * answers and their milliseconds in all: how much each answer allocates, steadier than a rate.
  * 1. Token exchange: POST /v1/token (attestation-jwt HS256 in, ES256 JWT out, audited) at a
  *    fixed concurrency, beside the bare route that parses the same form body, verifies the
  *    same incoming token and signs the same JWT with jose (the floor on this machine); then
@@ -38,13 +39,17 @@ import { option } from './support/cli.js';
 import type { LoadJob, LoadRequest, LoadResult } from './support/http-load.js';
 import { percentile, pgCounters } from './support/environment.js';
 import { startProfile } from './support/profile.js';
+import { usage, type Usage } from './support/gc.js';
 
-/** A load run's figures, plus the measured server's CPU time per answer: far less sensitive to a busy machine than the rate. */
-type Run = LoadResult & { serverCpuUs: number };
+/**
+ * A load run's figures, plus the measured server's CPU time per answer and scavenges per 1,000
+ * answers (with their total milliseconds): far less sensitive to a busy machine than the rate.
+ */
+type Run = LoadResult & { serverCpuUs: number; scavengesPer1k: number; scavengeMs: number };
 
-/** How a phase reads the CPU time of the server it loads, and profiles it. */
+/** How a phase reads the CPU time and scavenges of the server it loads, and profiles it. */
 interface Measured {
-  cpuUs(): Promise<number>;
+  usage(): Promise<Usage>;
   profile(): Promise<(file: string) => Promise<void>>;
 }
 
@@ -99,7 +104,7 @@ delivery:
     children.push(bareProcess);
     const bare = bareServer(bareProcess);
     const bareUrl = await bare.listen(bareSetup);
-    const rekey: Measured = { cpuUs: () => Promise.resolve(cpuUsOf(process.cpuUsage())), profile: startProfile };
+    const rekey: Measured = { usage: () => Promise.resolve(usage()), profile: startProfile };
 
     const generator = await loadGenerator();
     children.push(generator.child);
@@ -167,6 +172,7 @@ delivery:
     };
     console.log(`  token exchange   ${exchange.perSecond}/s  p50 ${exchange.p50Ms} ms  p99 ${exchange.p99Ms} ms  (bare fastify+jose ${floor.perSecond}/s, ratio ${figures.ratio}); ${commitsPerExchange} PostgreSQL commits per exchange`);
     console.log(`  CPU per answer   server: token ${exchange.serverCpuUs} us  bare ${floor.serverCpuUs} us  value ${value.serverCpuUs} us  304 ${notModified.serverCpuUs} us  bare GET ${bareValue.serverCpuUs} us;  load generator (own process): token ${exchange.generatorCpuUs} us  value ${value.generatorCpuUs} us`);
+    console.log(`  scavenges per 1,000 answers (ms in all)  token ${exchange.scavengesPer1k} (${exchange.scavengeMs})  bare ${floor.scavengesPer1k} (${floor.scavengeMs});  paced token ${paced.scavengesPer1k} (${paced.scavengeMs})  bare ${pacedFloor.scavengesPer1k} (${pacedFloor.scavengeMs});  value ${value.scavengesPer1k}  bare GET ${bareValue.scavengesPer1k}`);
     console.log(`  paced at ${rate}/s  answered 200 ${paced.perSecond}/s  p50 ${paced.p50Ms} ms  p99 ${paced.p99Ms} ms  shed (503 or reset) ${paced.shed};  bare ${pacedFloor.perSecond}/s  p50 ${pacedFloor.p50Ms} ms  p99 ${pacedFloor.p99Ms} ms;  generator late p99 ${paced.lateP99Ms} / ${pacedFloor.lateP99Ms} ms`);
     console.log(`  value delivery   ${value.perSecond}/s  p99 ${value.p99Ms} ms;  304 ${notModified.perSecond}/s  (bare fastify+jose GET ${bareValue.perSecond}/s)`);
     console.log(`  rotation -> ${clients} clients notified  p50 ${figures.rotationToClientNotified.p50Ms} ms  p99 ${figures.rotationToClientNotified.p99Ms} ms  missed ${missed}`);
@@ -205,7 +211,7 @@ function bareServer(child: ChildProcess): Measured & { listen(setup: BareSetup):
     });
   return {
     listen: (setup) => ask<string>(setup, 'url'),
-    cpuUs: () => ask<number>('cpu', 'cpuUs'),
+    usage: () => ask<Usage>('cpu', 'usage'),
     profile: async () => {
       await ask('profile-start', 'profiling');
       return (file) => ask<void>({ profileStop: file }, 'profiled');
@@ -221,13 +227,9 @@ async function ready(child: ChildProcess): Promise<void> {
   });
 }
 
-function cpuUsOf(usage: NodeJS.CpuUsage): number {
-  return usage.user + usage.system;
-}
-
 /**
  * The load generator (support/http-load.ts) in a child process. Each run reports its rate and
- * latencies, the generator's CPU per answer, and the loaded server's CPU per answer.
+ * latencies, the generator's CPU per answer, and the loaded server's CPU and scavenges per answer.
  */
 async function loadGenerator(): Promise<{ run(server: Measured, job: LoadJob): Promise<Run>; child: ChildProcess }> {
   const child = fork(fileURLToPath(new URL('./support/http-load.ts', import.meta.url)), { execArgv: ['--import', 'tsx'] });
@@ -236,13 +238,19 @@ async function loadGenerator(): Promise<{ run(server: Measured, job: LoadJob): P
   await Promise.race([new Promise((resolve) => child.once('message', resolve)), exited]); // ready
   return {
     async run(server, job) {
-      const cpu = await server.cpuUs();
+      const before = await server.usage();
       const answer = new Promise<LoadResult>((resolve) => child.once('message', (m) => resolve(m as LoadResult)));
       child.send(job);
       const result = await Promise.race([answer, exited]);
       if (result.error) throw new Error(`load generator: ${result.error}`);
-      const used = (await server.cpuUs()) - cpu;
-      return { ...result, serverCpuUs: Math.round(used / Math.max(1, result.count + result.shed)) };
+      const after = await server.usage();
+      const answers = Math.max(1, result.count + result.shed);
+      return {
+        ...result,
+        serverCpuUs: Math.round((after.cpuUs - before.cpuUs) / answers),
+        scavengesPer1k: round(((after.scavenges - before.scavenges) * 1000) / answers),
+        scavengeMs: round(after.scavengeMs - before.scavengeMs),
+      };
     },
     child,
   };

@@ -5,7 +5,7 @@
  * else. Driven over IPC: it takes one BareSetup (the attestation secret, the signing key's
  * private JWK and the value, from the bench's store: bench values, never written anywhere),
  * listens on 127.0.0.1 and answers `{ url }`; then `cpu` is answered with this process's CPU
- * time so far (microseconds), and `profile-start` / `{ profileStop: file }` take a V8 CPU
+ * time and scavenges so far (support/gc.ts), and `profile-start` / `{ profileStop: file }` take a V8 CPU
  * profile of it.
  *   POST /token   parses the same form body, verifies the same incoming HS256 token and signs
  *                 the same ES256 JWT (rekey's POST /v1/token);
@@ -14,6 +14,7 @@
  */
 import Fastify from 'fastify';
 import { importJWK, jwtVerify, SignJWT, type JWK } from 'jose';
+import { usage } from './gc.js';
 import { startProfile } from './profile.js';
 
 export interface BareSetup {
@@ -56,8 +57,7 @@ const url = await app.listen({ host: '127.0.0.1', port: 0 });
 let stopProfile: ((file: string) => Promise<void>) | undefined;
 process.on('message', (message: BareMessage) => {
   if (message === 'cpu') {
-    const { user, system } = process.cpuUsage();
-    process.send!({ cpuUs: user + system });
+    process.send!({ usage: usage() });
   } else if (message === 'profile-start') {
     void startProfile().then((stop) => {
       stopProfile = stop;
