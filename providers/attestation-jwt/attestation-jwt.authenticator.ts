@@ -4,6 +4,7 @@ import { jwtRefusalReason } from '../../src/core/kit/jwt-errors.js';
 import type { Authenticator, Call, JsonObject, Subject } from '../../src/core/ports.js';
 import type { LiveValue } from '../../src/core/provider.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
+import type { JWTClaimVerificationOptions } from 'jose';
 import type { AttestationJwtBinding } from './attestation-jwt.schema.js';
 import { verifyHs256 } from './hs256.js';
 
@@ -22,33 +23,35 @@ export class AttestationJwtAuthenticator implements Authenticator {
   /** Each live value's HMAC key, imported once: the delivery cache hands the same value objects out. */
   private readonly keys = new WeakMap<SecretValue, KeyObject>();
 
+  /** The claim checks, made once: they depend on the binding only. */
+  private readonly claims: JWTClaimVerificationOptions;
+
   constructor(
     private readonly name: string,
     private readonly params: AttestationJwtBinding,
     private readonly liveValues: (secret: string, call: Call) => Promise<LiveValue[]>,
-  ) {}
+  ) {
+    this.claims = {
+      audience: params.audience,
+      ...(params.issuer ? { issuer: params.issuer } : {}),
+      requiredClaims: ['exp', 'iat'],
+      maxTokenAge: params.maxAgeSeconds,
+      clockTolerance: params.clockToleranceSeconds,
+    };
+  }
 
   async authenticate(credential: SecretValue, call: Call): Promise<Subject> {
     const values = await this.liveValues(this.params.secret, call).catch((cause: unknown) => {
       throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: the versions of ${this.params.secret} cannot be read`, { provider: this.name, cause });
     });
     if (!values.length) throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: ${this.params.secret} has no live version`, { provider: this.name });
-    // A value that decodes to too few bytes (not base64 under `encoding: base64` decodes to none) is skipped, never tried.
-    const usable = values.flatMap(({ versionId, value }) => {
+    let reason: string | undefined;
+    for (const { versionId, value } of values) {
+      // A value that decodes to too few bytes (not base64 under `encoding: base64` decodes to none) is skipped, never tried.
       const key = this.key(value);
-      return (key.symmetricKeySize ?? 0) >= MIN_KEY_BYTES ? [{ versionId, key }] : [];
-    });
-    if (!usable.length) throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: ${this.params.secret} has no live version with a key of ${MIN_KEY_BYTES} bytes or more`, { provider: this.name });
-    let reason = 'signature';
-    for (const { versionId, key } of usable) {
+      if ((key.symmetricKeySize ?? 0) < MIN_KEY_BYTES) continue;
       try {
-        const payload = verifyHs256(credential.reveal(), key, {
-          audience: this.params.audience,
-          ...(this.params.issuer ? { issuer: this.params.issuer } : {}),
-          requiredClaims: ['exp', 'iat'],
-          maxTokenAge: this.params.maxAgeSeconds,
-          clockTolerance: this.params.clockToleranceSeconds,
-        });
+        const payload = verifyHs256(credential.reveal(), key, this.claims);
         const id = payload[this.params.subjectClaim];
         if (typeof id !== 'string' || !id) throw this.denied('subject');
         return { id, claims: payload as JsonObject, versions: [versionId] };
@@ -59,6 +62,7 @@ export class AttestationJwtAuthenticator implements Authenticator {
         if (reason !== 'signature') break;
       }
     }
+    if (reason === undefined) throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: ${this.params.secret} has no live version with a key of ${MIN_KEY_BYTES} bytes or more`, { provider: this.name });
     throw this.denied(reason);
   }
 
