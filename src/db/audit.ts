@@ -131,12 +131,13 @@ export class AuditLog {
     const keyId = this.keyId();
     const at = new Date();
     const rows: AuditRow[] = [];
-    for (const chain of taken.keys()) {
-      const { prev, seqs } = taken.get(chain)!;
+    for (const [chain, { prev, seqs }] of taken) {
       let prevHash = prev;
-      for (const [i, input] of inputs.filter((i) => (i.secret ?? '') === chain).entries()) {
-        const row = {
-          seq: seqs[i]!,
+      let i = 0;
+      for (const input of inputs) {
+        if ((input.secret ?? '') !== chain) continue;
+        const row: AuditRow = {
+          seq: seqs[i++]!,
           chain,
           at,
           actor: input.actor,
@@ -146,10 +147,11 @@ export class AuditLog {
           runId: input.runId ?? null,
           data: input.data ?? {},
           prevHash,
+          hash: '',
           keyId,
         };
-        prevHash = this.hashOf(row);
-        rows.push({ ...row, hash: prevHash });
+        row.hash = prevHash = this.hashOf(row);
+        rows.push(row);
       }
     }
     return rows;
@@ -157,8 +159,12 @@ export class AuditLog {
 
   /** What a row's hash must be: an HMAC for keyed rows, the plain SHA-256 of before for the others. */
   hashOf(row: Omit<AuditRow, 'hash'>): string {
-    const fields = [row.seq.toString(), row.at.toISOString(), row.actor, row.action, row.secret, row.versionId, row.runId, canonical(row.data), row.prevHash];
-    if (row.keyId !== null) return createHmac('sha256', (this.#hmacKey ??= createSecretKey(this.key()))).update(JSON.stringify([...fields, row.chain, row.keyId])).digest('hex');
+    const data = canonical(row.data);
+    if (row.keyId !== null) {
+      const fields = [row.seq.toString(), row.at.toISOString(), row.actor, row.action, row.secret, row.versionId, row.runId, data, row.prevHash, row.chain, row.keyId];
+      return createHmac('sha256', (this.#hmacKey ??= createSecretKey(this.key()))).update(JSON.stringify(fields)).digest('hex');
+    }
+    const fields = [row.seq.toString(), row.at.toISOString(), row.actor, row.action, row.secret, row.versionId, row.runId, data, row.prevHash];
     // The chain joined the hash with the per-secret chains; rows of the '' chain hash as before.
     if (row.chain !== '') fields.push(row.chain);
     return createHash('sha256').update(JSON.stringify(fields)).digest('hex');
