@@ -9,10 +9,11 @@
  * rotate 200 secrets (local store, random issuer, HAProxy target through a TCP proxy in
  * front of its Runtime API) on one-second schedules with a 2 s grace. Leak reports arrive
  * at random at the server's Standard Webhooks receiver. Faults, one at a time: SIGKILL of a
- * worker or of the server (restarted), a Redis restart (the primary back empty: every queue
- * and scheduler lost), a Redis failover (the primary killed, the sentinels promote the
- * replica), a PostgreSQL restart (fast or crash), the Runtime API refusing connections, and
- * the Runtime API answering past the provider timeout.
+ * worker or of the server (restarted), a worker frozen (SIGSTOP) past its lease and lock while
+ * the other two take its runs over, then woken (SIGCONT) mid-step, a Redis restart (the
+ * primary back empty: every queue and scheduler lost), a Redis failover (the primary killed,
+ * the sentinels promote the replica), a PostgreSQL restart (fast or crash), the Runtime API
+ * refusing connections, and the Runtime API answering past the provider timeout.
  *
  * At the end: schedules are removed, the system settles, the history is checked
  * (bench/soak/final.ts), a table is printed, then one line of JSON. Exits 1 on any violation.

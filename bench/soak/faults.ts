@@ -59,6 +59,18 @@ export class FaultInjector {
         await worker.start();
         break;
       }
+      case 'stall-worker': {
+        // Frozen past its lease and BullMQ's lock (both --lock-duration): another worker's stalled-job
+        // check takes its jobs and drives their runs once their leases ran out. Woken, it resumes
+        // mid-step where it froze (its timeouts fire at once), and its late writes (store.promote,
+        // step records, deliveries, rollbacks) race its successors'.
+        const worker = fleet.workers[Math.floor(Math.random() * fleet.workers.length)]!;
+        if (!fleet.workers.some((w) => w !== worker && w.alive)) throw new Error(`no worker but ${worker.name} is up to take its runs over`);
+        const ms = between(2, 3) * this.s.config.lockDurationMs;
+        fault.detail = `${worker.name} for ${Math.round(ms)} ms`;
+        await worker.freeze(ms);
+        break;
+      }
       case 'kill-server': {
         await fleet.server.kill('SIGKILL');
         await sleep(between(200, 2000));

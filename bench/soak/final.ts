@@ -6,10 +6,12 @@
  *  2/R: HAProxy's live map holds every current key and nothing revoked, failed or unknown;
  *  3: from the audit log, no promoted version was retired or revoked (unless leaked) before
  *     its successor was verified at every target;
- *  4: exactly one current version per secret;
+ *  4: exactly one current version per secret, and it is the one the store serves as current (the
+ *     store check never found them apart: a late store.promote, its driver frozen past its lease,
+ *     must never land); R: the store serves nothing rekey took out of service as current;
  *  5: no run still running or abandoned (`failed`);
  *  6: no two runs per idempotency key, no two retirement/revocation runs per version, no
- *     two versions per rotation run, one leak report per delivery;
+ *     two versions or promotions per rotation run, one leak report per delivery;
  *  7: the audit hash chains verify (in process and with `rekey audit verify`), and every
  *     version's and delivery's last audited state is the state its row holds.
  */
@@ -35,6 +37,7 @@ export interface FinalInputs {
 export async function finalChecks(s: SoakState, inputs: FinalInputs): Promise<void> {
   const { pool } = s;
   await runsAndVersions(s, pool);
+  await storeMatchesDatabase(s, pool);
   await gatewayMatchesDatabase(s, pool, await inputs.mapKeys());
   await successorVerifiedFirst(s, pool);
   await duplicates(s, pool);
@@ -52,6 +55,29 @@ async function runsAndVersions(s: SoakState, pool: Pool): Promise<void> {
        FROM secrets s LEFT JOIN versions v ON v.secret_id = s.id WHERE s.last_promoted_at IS NOT NULL GROUP BY s.name`,
   );
   for (const r of rows) if (r.currents !== 1) s.violate(4, `${r.name} ends with ${r.currents} current versions`, `${r.name}:end`);
+}
+
+/** The local store's current stage (its table is in rekey's database) against rekey's current versions. */
+async function storeMatchesDatabase(s: SoakState, pool: Pool): Promise<void> {
+  const { rows: served } = await pool.query<{ secret: string; number: number | null; state: string | null; version_id: string }>(
+    `SELECT l.secret, v.number, v.state, l.version_id FROM local_store_versions l LEFT JOIN versions v ON v.id = l.version_id
+      WHERE 'current' = ANY(l.stages) AND l.destroyed_at IS NULL`,
+  );
+  for (const r of served) {
+    if (r.state === 'current') continue;
+    const what = `the store serves ${r.number === null ? `version ${r.version_id}, unknown to rekey,` : `${r.secret} v${r.number}, which is ${r.state},`} as current`;
+    // A live version served in current's place breaks 4; one rekey took out of service (or never knew) is a key that must not be handed out.
+    s.violate(r.state === 'previous' || r.state === 'pending' ? 4 : 'R', what, `${r.version_id}:store`);
+  }
+  const { rows: unserved } = await pool.query<{ name: string; number: number }>(
+    `SELECT s.name, v.number FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.state = 'current' AND NOT EXISTS
+       (SELECT 1 FROM local_store_versions l WHERE l.version_id = v.id AND 'current' = ANY(l.stages) AND l.destroyed_at IS NULL)`,
+  );
+  for (const r of unserved) s.violate(4, `${r.name} v${r.number} is current but the store does not serve it as current`, `${r.name}:store`);
+  const { rows: drift } = await pool.query<{ seq: string; secret: string; found: string; repaired: string }>(
+    `SELECT seq::text, secret, data->>'found' AS found, data->>'repaired' AS repaired FROM audit_events WHERE action = 'store.drift' ORDER BY seq`,
+  );
+  for (const d of drift) s.violate(4, `the store check found ${d.secret}'s store apart from rekey (${d.found}, repaired: ${d.repaired}; audit #${d.seq})`, `drift:${d.seq}`);
 }
 
 async function gatewayMatchesDatabase(s: SoakState, pool: Pool, keys: string[]): Promise<void> {
@@ -113,6 +139,8 @@ async function duplicates(s: SoakState, pool: Pool): Promise<void> {
     ['runs sharing an idempotency key', `SELECT idempotency_key AS k, count(*)::int AS n FROM runs GROUP BY 1 HAVING count(*) > 1`],
     ['retirement/revocation runs of one version', `SELECT kind || ':' || version_id AS k, count(*)::int AS n FROM runs WHERE kind <> 'rotation' GROUP BY 1 HAVING count(*) > 1`],
     ['versions made by one rotation run', `SELECT r.id::text AS k, count(v.id)::int AS n FROM runs r JOIN versions v ON v.id = r.version_id WHERE r.kind = 'rotation' GROUP BY 1 HAVING count(v.id) > 1`],
+    ['promotions audited for one run', `SELECT run_id AS k, count(*)::int AS n FROM audit_events WHERE action = 'version.current' GROUP BY 1 HAVING count(*) > 1`],
+    ['promotions audited for one version', `SELECT version_id AS k, count(*)::int AS n FROM audit_events WHERE action = 'version.current' GROUP BY 1 HAVING count(*) > 1`],
     ['leak reports of one delivery', `SELECT source || ':' || delivery_id AS k, count(*)::int AS n FROM leak_reports GROUP BY 1 HAVING count(*) > 1`],
     [
       'rotation runs of one secret running at the same time',

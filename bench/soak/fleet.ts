@@ -1,8 +1,8 @@
 /**
  * The soak's rekey processes: three `rekey worker`s and one `rekey server`, spawned from
  * src/cli/main.ts with the real provider registry, each one's output appended to a log
- * file of its own (searched for plaintext values at the end). SIGKILLed and restarted by
- * the fault injector.
+ * file of its own (searched for plaintext values at the end). SIGKILLed and restarted, or
+ * frozen (SIGSTOP) and woken, by the fault injector.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
@@ -79,6 +79,18 @@ export class RekeyProcess {
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     await exited;
     clearTimeout(timer);
+  }
+
+  /**
+   * Freezes the process (SIGSTOP: no timer, renewal or socket read runs) for `ms`, then wakes it
+   * (SIGCONT) where it stopped, its connections still open.
+   */
+  async freeze(ms: number): Promise<void> {
+    const child = this.child;
+    if (!child || !this.alive) return;
+    child.kill('SIGSTOP');
+    await sleep(ms);
+    child.kill('SIGCONT');
   }
 
   async close(): Promise<void> {

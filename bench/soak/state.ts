@@ -21,8 +21,8 @@ export const INVARIANT_NAMES: Record<string, string> = {
   crash: 'no rekey process exits on its own',
 };
 
-export type FaultKind = 'kill-worker' | 'kill-server' | 'redis-restart' | 'redis-failover' | 'postgres-restart' | 'runtime-api-refused' | 'runtime-api-slow';
-export const FAULT_KINDS: readonly FaultKind[] = ['kill-worker', 'kill-server', 'redis-restart', 'redis-failover', 'postgres-restart', 'runtime-api-refused', 'runtime-api-slow'];
+export type FaultKind = 'kill-worker' | 'stall-worker' | 'kill-server' | 'redis-restart' | 'redis-failover' | 'postgres-restart' | 'runtime-api-refused' | 'runtime-api-slow';
+export const FAULT_KINDS: readonly FaultKind[] = ['kill-worker', 'stall-worker', 'kill-server', 'redis-restart', 'redis-failover', 'postgres-restart', 'runtime-api-refused', 'runtime-api-slow'];
 
 export interface Fault {
   kind: FaultKind;
