@@ -8,7 +8,8 @@
  * There is one chain per secret (and one, named '', for events of no secret), so appends
  * for different secrets never wait on each other. Each row's MAC covers its sequence
  * number, its fields, its chain and the previous row of its chain; appends lock their chain's
- * head row (audit_heads, which a trigger keeps; an advisory lock per chain too, which
+ * head row (audit_heads, which each append moves, and a trigger for processes of earlier
+ * releases; an advisory lock per chain too, which
  * processes of earlier releases take) so it stays linear across processes, and
  * a shared lock that anchors take exclusively for an instant (settledSeq) so that an
  * anchor never falls between a sequence number taken and its row committed.
@@ -103,7 +104,7 @@ export class AuditLog {
     for (const [chain, count] of chainsOf(inputs)) taken.set(chain, await take(tx, chain, count));
     const rows = this.rowsOf(inputs, taken);
     if (isSql(tx)) tx.defer(INSERT, insertValues(rows));
-    else await tx.auditEvent.createMany({ data: rows.map((r) => ({ ...r, data: r.data as JsonObject })) });
+    else await tx.$executeRawUnsafe(INSERT.text, ...insertValues(rows));
   }
 
   /**
@@ -203,7 +204,8 @@ function isSql(tx: Tx | SqlTx): tx is SqlTx {
  * One statement, in this order: the shared lock, the chain's advisory lock (which processes of
  * releases before audit_heads still take), then the chain's head row, inserted at GENESIS for a
  * new chain or locked by ON CONFLICT DO UPDATE, which returns its newest committed hash whatever
- * the statement's snapshot; then the sequence numbers, under all three locks. They come from
+ * the statement's snapshot; then the sequence numbers, under all three locks. It marks the
+ * transaction (rekey.audit_heads_moved) as one whose {@link INSERT} moves the head itself. They come from
  * unnest, not generate_series: a generic plan estimates 1,000 rows for generate_series($3) and
  * 10 for unnest, so PostgreSQL planned the statement again at every call (custom plans) instead
  * of once per connection.
@@ -214,7 +216,7 @@ function takeStatement(name: string, chain: string): Statement {
     `WITH c AS MATERIALIZED (SELECT ${chain} AS chain),
      head AS (
        INSERT INTO audit_heads (chain, hash)
-       SELECT c.chain, '${GENESIS}' FROM c, LATERAL (SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))::text, pg_advisory_xact_lock(hashtextextended('audit:' || c.chain, 0))::text) AS locked
+       SELECT c.chain, '${GENESIS}' FROM c, LATERAL (SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))::text, pg_advisory_xact_lock(hashtextextended('audit:' || c.chain, 0))::text, set_config('rekey.audit_heads_moved', 'on', true)) AS locked
        WHERE c.chain IS NOT NULL
        ON CONFLICT (chain) DO UPDATE SET chain = EXCLUDED.chain
        RETURNING chain, hash)
@@ -238,16 +240,23 @@ export function takeOf(of: ChainOf, count: number): Batched {
   return 'run' in of ? [TAKE_OF_RUN, [SETTLE_LOCK, of.run, count]] : [TAKE_OF_VERSION, [SETTLE_LOCK, of.version, count]];
 }
 /**
- * The rows; the trigger audit_events_heads moves each chain's head to its last one. They go as
- * one JSON array (see {@link insertValues}): twelve text arrays cost node-postgres an escaped
- * copy of every value, and the hand-out journal's batches a third of their allocation.
+ * The rows, and each chain's head moved to its last one, in one statement: the head row the
+ * take locked (and created for a new chain) in the same transaction, found through its unique
+ * index by ON CONFLICT (an UPDATE joined to the rows was planned as a scan of every head, as
+ * json_to_recordset counts for 100 rows in a generic plan). The take's setting
+ * rekey.audit_heads_moved skips the trigger audit_events_heads, which keeps the head for
+ * processes of earlier releases. The rows go as one JSON array (see {@link insertValues}):
+ * twelve text arrays cost node-postgres an escaped copy of every value, and the hand-out
+ * journal's batches a third of their allocation.
  */
 export const INSERT = statement(
   'audit_insert',
-  `INSERT INTO audit_events (seq, chain, at, actor, action, secret, version_id, run_id, data, prev_hash, hash, key_id)
-   SELECT seq, chain, at, actor, action, secret, version_id, run_id, data, prev_hash, hash, key_id
-   FROM json_to_recordset($1::json)
-     AS r(seq bigint, chain text, at timestamp, actor text, action text, secret text, version_id text, run_id text, data jsonb, prev_hash text, hash text, key_id text)`,
+  `WITH r AS MATERIALIZED (SELECT * FROM json_to_recordset($1::json)
+       AS r(seq bigint, chain text, at timestamp, actor text, action text, secret text, version_id text, run_id text, data jsonb, prev_hash text, hash text, key_id text)),
+     appended AS (INSERT INTO audit_events (seq, chain, at, actor, action, secret, version_id, run_id, data, prev_hash, hash, key_id)
+       SELECT seq, chain, at, actor, action, secret, version_id, run_id, data, prev_hash, hash, key_id FROM r)
+   INSERT INTO audit_heads (chain, hash) SELECT DISTINCT ON (chain) chain, hash FROM r ORDER BY chain, seq DESC
+   ON CONFLICT (chain) DO UPDATE SET hash = EXCLUDED.hash`,
 );
 
 /** The values of TAKE for `count` sequence numbers of `chain`. */

@@ -93,6 +93,25 @@ it('appends to one chain from many connections at once, and from a process of a 
   expect((await h.runtime.db.auditHead.findUnique({ where: { chain } }))?.hash).toBe(last!.hash);
 });
 
+it("moves the chain's head in rekey's own insert, without the trigger kept for earlier releases", async () => {
+  const chain = `fresh-${randomUUID()}`;
+  const events = [1, 2, 3].map((i) => ({ actor: 'test', action: 'test.head', secret: i === 2 ? 'audited' : chain, data: { i } }));
+  const fired = await h.runtime.db.$transaction(async (tx) => {
+    // Counts this transaction's plpgsql calls (pg_stat_xact_user_functions).
+    await tx.$executeRawUnsafe(`SET LOCAL track_functions = 'pl'`);
+    await h.runtime.audit.appendAll(tx, events);
+    const [calls] = await tx.$queryRawUnsafe<Array<{ calls: bigint }>>(`SELECT coalesce(sum(calls), 0)::int8 AS calls FROM pg_stat_xact_user_functions WHERE funcname = 'audit_heads_follow'`);
+    return Number(calls!.calls);
+  });
+  expect(fired).toBe(0);
+  // A new chain (its head created by the take) and one with a head already: each at its last row.
+  for (const name of [chain, 'audited']) {
+    const [last] = await h.runtime.db.auditEvent.findMany({ where: { chain: name }, orderBy: { seq: 'desc' }, take: 1 });
+    expect((await h.runtime.db.auditHead.findUnique({ where: { chain: name } }))?.hash, name).toBe(last!.hash);
+  }
+  expect((await verifyAudit(h.runtime.db, h.runtime.audit)).ok).toBe(true);
+});
+
 it('an anchor from an earlier verify catches rows deleted from the end of a chain, which the chain alone cannot', async () => {
   const env = { DATABASE_URL: h.env.databaseUrl, REDIS_URL: h.env.redisUrl, REKEY_QUEUE_PREFIX: h.env.prefix };
   const anchorOf = (stdout: string) => /^Anchor: (\d+:[0-9a-f]{64}:[0-9a-f]{64}) /m.exec(stdout)![1]!;
