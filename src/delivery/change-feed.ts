@@ -18,6 +18,7 @@
  * is never later than the next scheduled rotation), and a stream that cannot resume starts with
  * the current version of every secret it covers.
  */
+import { createHash } from 'node:crypto';
 import { Cluster, type Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { SecretChange } from '../core/model.js';
@@ -33,6 +34,12 @@ const LOG_LENGTH = 10_000;
 const PUBLISH = `local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'change', ARGV[2])
 redis.call('PUBLISH', ARGV[3], id .. ' ' .. ARGV[2])
 return id`;
+/**
+ * PUBLISH's SHA-1: every change is sent by it (EVALSHA), so it carries its arguments and not the
+ * script, and Redis need not hash the script again; a Redis that has not loaded it yet (a new or
+ * restarted one, a failover) answers NOSCRIPT without running anything, and the change is sent with the script.
+ */
+const PUBLISH_SHA = createHash('sha1').update(PUBLISH).digest('hex');
 
 export class ChangeFeed {
   readonly channel: string;
@@ -67,12 +74,23 @@ export class ChangeFeed {
 
   /** Publishes a committed change to every replica's streams. */
   async publish(change: SecretChange): Promise<void> {
-    const sent = this.publisher.eval(PUBLISH, 1, this.log, LOG_LENGTH, JSON.stringify({ secret: change.secret, event: change.event, version: change.version }), this.channel);
+    const sent = this.append(JSON.stringify({ secret: change.secret, event: change.event, version: change.version }));
     this.publishing.add(sent);
     try {
       await sent;
     } finally {
       this.publishing.delete(sent);
+    }
+  }
+
+  /** Runs PUBLISH by its SHA-1, with its text when Redis does not have it (NOSCRIPT: nothing ran). */
+  private async append(change: string): Promise<unknown> {
+    const args = [1, this.log, LOG_LENGTH, change, this.channel] as const;
+    try {
+      return await this.publisher.evalsha(PUBLISH_SHA, ...args);
+    } catch (error) {
+      if (!(error instanceof Error && error.message.startsWith('NOSCRIPT'))) throw error;
+      return this.publisher.eval(PUBLISH, ...args);
     }
   }
 

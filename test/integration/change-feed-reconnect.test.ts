@@ -65,3 +65,28 @@ it('a change arriving live after it was handed out (its publication delayed past
   stop();
   expect(got.map((c) => c.secret)).toEqual(['first', 'next']);
 });
+
+it('a change is sent by its script SHA-1 once Redis has the script, and reaches the listeners once', async () => {
+  const got: SecretChange[] = [];
+  const stop = await h.runtime.changes.subscribe((change) => got.push(change));
+  // The command names the publisher's connection sends (the first publication may load the script).
+  const redis = h.runtime.redis as Redis;
+  const send = redis.sendCommand.bind(redis);
+  const sent: string[] = [];
+  redis.sendCommand = (command, stream) => {
+    sent.push(command.name);
+    return send(command, stream);
+  };
+  try {
+    await h.runtime.changes.publish({ secret: 'loaded', event: 'rotated', version: 1 });
+    sent.length = 0;
+    await h.runtime.changes.publish({ secret: 'by-sha-1', event: 'rotated', version: 2 });
+    await h.runtime.changes.publish({ secret: 'by-sha-2', event: 'rotated', version: 3 });
+  } finally {
+    redis.sendCommand = send;
+  }
+  await until(() => Promise.resolve(got.some((c) => c.secret === 'by-sha-2')), 10_000, 'the changes sent by SHA-1');
+  stop();
+  expect(sent).toEqual(['evalsha', 'evalsha']);
+  expect(got.map((c) => c.secret)).toEqual(['loaded', 'by-sha-1', 'by-sha-2']);
+});
