@@ -13,6 +13,12 @@
  * a query at every ReadyForQuery and every ErrorResponse, routing what follows to the next
  * query, so a Submittable can carry one Sync only.)
  *
+ * A statement is described (its columns sent back as a RowDescription) only the first time it
+ * runs on a connection: its columns are kept for that connection, and later runs skip the
+ * Describe, so neither side writes or parses them again. A prepared statement's columns cannot
+ * change while it exists (PostgreSQL refuses to run it once they would: "cached plan must not
+ * change result type"), and a statement prepared again is described again.
+ *
  * A Submittable (node-postgres's extension point, as pg-cursor is): the client hands it the
  * connection when it is its turn, after the previous query's ReadyForQuery, and routes the
  * answers to it.
@@ -51,6 +57,14 @@ interface Field {
 
 type Types = { getTypeParser: typeof pg.types.getTypeParser };
 
+type Parsers = ReadonlyArray<{ name: string; parse: (text: string) => unknown }>;
+
+/** A described statement's column parsers, for the types they were made with. */
+type Described = { types: Types; parsers: Parsers };
+
+/** Each connection's described statements, by name. */
+const described = new WeakMap<Connection, Map<string, Described>>();
+
 interface Group {
   /** Index in `queries` one past the group's last statement. */
   end: number;
@@ -69,7 +83,12 @@ export class Batch {
   prepared = false;
   private readonly groups: Group[];
   private readonly results: unknown[][] = [];
-  private parsers: Array<{ name: string; parse: (text: string) => unknown }> = [];
+  /** The answered statement's column parsers. */
+  private parsers: Parsers = [];
+  /** Per statement, its parsers when known without describing it; undefined when it is described. */
+  private known: Array<Parsers | undefined> = [];
+  /** The connection's described statements (set by submit). */
+  private columns: Map<string, Described> | undefined;
   private rows: Array<Record<string, unknown>> = [];
   /** Set by the client's query() from its callback argument; called once. */
   callback: ((error: Error | undefined) => void) | undefined;
@@ -112,6 +131,9 @@ export class Batch {
 
   /** Called by the client when the connection is this batch's. */
   submit(connection: Connection): null {
+    let columns = described.get(connection);
+    if (!columns) described.set(connection, (columns = new Map<string, Described>()));
+    this.columns = columns;
     connection.stream.cork?.();
     try {
       let sent = 0;
@@ -120,10 +142,16 @@ export class Batch {
           if (connection.parsedStatements[q.name] === undefined) {
             connection.parse({ name: q.name, text: q.text, types: [] });
             connection.parsedStatements[q.name] = q.text;
+            columns.delete(q.name);
             this.prepared = true;
           }
           connection.bind({ statement: q.name, values: q.values, valueMapper: prepareValue });
-          connection.describe({ type: 'P', name: '' });
+          const known = columns.get(q.name);
+          if (known?.types === this.types) this.known.push(known.parsers);
+          else {
+            this.known.push(undefined);
+            connection.describe({ type: 'P', name: '' });
+          }
           connection.execute({ portal: '' });
         }
         sent = group.end;
@@ -133,6 +161,7 @@ export class Batch {
     } finally {
       connection.stream.uncork?.();
     }
+    this.parsers = this.known[0] ?? [];
     return null;
   }
 
@@ -150,10 +179,13 @@ export class Batch {
   }
 
   handleCommandComplete(message: { text?: string }): void {
+    const index = this.results.length;
+    // Described: its RowDescription's columns, or none (NoData), kept for the connection.
+    if (this.known[index] === undefined) this.columns?.set(this.queries[index]!.name, { types: this.types, parsers: this.parsers });
     this.results.push(this.rows);
     this.commands.push(message.text ?? '');
     this.rows = [];
-    this.parsers = [];
+    this.parsers = this.known[index + 1] ?? [];
     let start = 0;
     for (const group of this.groups) {
       if (!group.settled && group.end === this.results.length) {

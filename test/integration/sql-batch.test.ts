@@ -115,3 +115,34 @@ it('answers a group of a batch once it has run, while the next group waits on a 
     client.release();
   }
 });
+
+it('describes a statement once per connection: its later runs there skip the Describe and are read with the columns it had', async () => {
+  const PUT = statement('t_batch_describe_put', `INSERT INTO batch_t (k, at, tags, doc, n) VALUES ($1, $2::timestamp, $3::text[], $4::jsonb, $5)`);
+  const GET = statement('t_batch_describe_get', `SELECT k, at, tags, doc, n FROM batch_t WHERE k = $1`);
+  const at = new Date('2026-12-06T07:08:09.123Z');
+  const client = await poolOf(db).connect();
+  const connection = (client as unknown as { connection: { describe(m: unknown): void } }).connection;
+  const describe = connection.describe.bind(connection);
+  let describes = 0;
+  connection.describe = (m) => {
+    describes += 1;
+    describe(m);
+  };
+  try {
+    // A statement with no rows (NoData) between two with rows: each run's rows read with their own statement's columns.
+    const run = (k: string) => batchOf([[[GET, ['described']], [PUT, [k, at, ['x'], JSON.stringify({ k }), 7]], [GET, [k]], [COUNT, []]]]).run(client);
+    await batchOf([[[PUT, ['described', at, ['a', 'b'], JSON.stringify({ a: 1 }), 1]]]]).run(client);
+    const first = await run('first-run');
+    expect(describes).toBe(3);
+    const second = await run('second-run');
+    expect(describes).toBe(3);
+    expect(first[0]).toEqual([{ k: 'described', at, tags: ['a', 'b'], doc: { a: 1 }, n: 1 }]);
+    expect(second[0]).toEqual(first[0]);
+    expect(second[1]).toEqual([]);
+    expect(second[2]).toEqual([{ k: 'second-run', at, tags: ['x'], doc: { k: 'second-run' }, n: 7 }]);
+    expect(second[3]).toEqual([{ n: (first[3] as Array<{ n: number }>)[0]!.n + 1 }]);
+  } finally {
+    connection.describe = describe;
+    client.release();
+  }
+});
