@@ -27,22 +27,34 @@ export interface VersionRow {
   last_used_at: Date | null;
 }
 
+/** The names VERSION_COLUMNS gives its columns (`secret`, not `s.name`). */
+const VERSION_NAMES = VERSION_COLUMNS.split(',').map((c) => c.trim().split(/\s+/).at(-1)!.replace(/^[vs]\./, ''));
+
+/** Per alias, each VERSION_NAMES name with its prefixed one: made once, not per row read. */
+const prefixedNames = new Map<string, ReadonlyArray<readonly [string, string]>>();
+function prefixed(alias: string): ReadonlyArray<readonly [string, string]> {
+  let names = prefixedNames.get(alias);
+  if (!names) prefixedNames.set(alias, (names = VERSION_NAMES.map((c) => [c, `${alias}_${c}`] as const)));
+  return names;
+}
+
 /**
  * VERSION_COLUMNS of a subquery aliased `alias` that selects them, each named `<alias>_<column>`:
  * for a statement that returns a version beside another row (see {@link prefixedVersionOf}).
  */
 export function prefixedVersionColumns(alias: string): string {
-  return VERSION_COLUMNS.split(',')
-    .map((c) => c.trim().split(/\s+/).at(-1)!.replace(/^[vs]\./, ''))
-    .map((c) => `${alias}.${c} AS ${alias}_${c}`)
+  return prefixed(alias)
+    .map(([c, name]) => `${alias}.${c} AS ${name}`)
     .join(', ');
 }
 
 /** The version {@link prefixedVersionColumns} selected, or null when the subquery found none. */
 export function prefixedVersionOf(row: Record<string, unknown>, alias: string): VersionRecord | null {
-  if (row[`${alias}_id`] === null || row[`${alias}_id`] === undefined) return null;
-  const fields = Object.entries(row).filter(([k]) => k.startsWith(`${alias}_`)).map(([k, v]) => [k.slice(alias.length + 1), v]);
-  return versionOf(Object.fromEntries(fields) as VersionRow);
+  const names = prefixed(alias);
+  if (row[names[0]![1]] === null || row[names[0]![1]] === undefined) return null;
+  const fields: Record<string, unknown> = {};
+  for (const [c, name] of names) fields[c] = row[name];
+  return versionOf(fields as unknown as VersionRow);
 }
 
 export function versionOf(row: VersionRow): VersionRecord {
