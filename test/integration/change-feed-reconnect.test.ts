@@ -4,12 +4,19 @@
  * subscriber that is away. A change published meanwhile (a revocation that must end the
  * streams relying on it, a rotation the delivery cache must forget) is in the change log, so
  * the feed reads the log from the last change it handed out once it is subscribed again.
+ * Publishing sends the script by its SHA-1, and with its text when Redis has forgotten it.
  */
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import type { Redis } from 'ioredis';
+import pino from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { SecretChange } from '../../src/core/model.js';
+import { parseRedisUrl } from '../../src/core/redis-endpoint.js';
+import { ChangeFeed } from '../../src/delivery/change-feed.js';
+import { openRedis } from '../../src/queue/connection.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { RedisServer } from '../support/own-services.js';
 import { until } from '../support/poll.js';
 import { testRedis } from '../support/redis.js';
 
@@ -89,4 +96,38 @@ it('a change is sent by its script SHA-1 once Redis has the script, and reaches 
   stop();
   expect(sent).toEqual(['evalsha', 'evalsha']);
   expect(got.map((c) => c.secret)).toEqual(['loaded', 'by-sha-1', 'by-sha-2']);
+});
+
+it('a Redis that does not have the script (new, restarted, failed over, SCRIPT FLUSH) answers NOSCRIPT: the change is sent with the script, published and received', async () => {
+  // A Redis of its own: a SCRIPT FLUSH on the shared one would turn other files' EVALSHA into EVAL (the test above counts them).
+  const server = await RedisServer.create();
+  const endpoint = parseRedisUrl(server.url);
+  const publisher = openRedis(endpoint, { longLived: true }) as Redis;
+  const prefix = `test-${randomUUID()}`;
+  const feed = new ChangeFeed(publisher, endpoint, prefix, pino({ level: 'silent' }));
+  const send = publisher.sendCommand.bind(publisher);
+  try {
+    const got: SecretChange[] = [];
+    const stop = await feed.subscribe((change) => got.push(change));
+    const sent: string[] = [];
+    publisher.sendCommand = (command, stream) => {
+      sent.push(command.name);
+      return send(command, stream);
+    };
+    await feed.publish({ secret: 'new-redis', event: 'rotated', version: 1 });
+    await feed.publish({ secret: 'loaded', event: 'rotated', version: 2 });
+    await server.command('SCRIPT', 'FLUSH');
+    await feed.publish({ secret: 'flushed', event: 'revoked', version: 2 });
+    publisher.sendCommand = send;
+    await until(() => Promise.resolve(got.some((c) => c.secret === 'flushed')), 10_000, 'the change sent after SCRIPT FLUSH');
+    stop();
+    expect(sent).toEqual(['evalsha', 'eval', 'evalsha', 'evalsha', 'eval']);
+    expect(got.map((c) => c.secret)).toEqual(['new-redis', 'loaded', 'flushed']);
+    expect(await publisher.xlen(`${prefix}:delivery:log`)).toBe(3);
+  } finally {
+    publisher.sendCommand = send;
+    await feed.close();
+    publisher.disconnect();
+    await server.kill();
+  }
 });
