@@ -5,6 +5,7 @@
  * `Idempotency-Key` (src/api/routes.ts).
  */
 import { z } from 'zod';
+import type { StoreCheckResult } from '../core/sync.js';
 import { anchorProblem, verifyAudit } from '../db/audit-verify.js';
 import { ApiProblem } from './problems.js';
 import { positiveInt, route, secretParams } from './route.js';
@@ -13,6 +14,33 @@ const verifyResult = z.union([
   z.object({ ok: z.literal(true), events: z.number().int(), anchor: z.string(), unkeyed: z.number().int(), unkeyedPinned: z.boolean() }),
   z.object({ ok: z.literal(false), events: z.number().int(), seq: z.string(), problem: z.string() }),
 ]);
+
+/**
+ * The store check's finding for the secret (src/core/store-drift.ts): ids, numbers and states. Null when its store was
+ * not compared (no current version, or a rotation running or run meanwhile, which moves the store's stages itself).
+ */
+const storeCheck = z
+  .object({
+    provider: z.string(),
+    found: z.enum(['in-sync', 'not-live', 'live', 'unknown', 'none']).nullable(),
+    storeCurrent: z.object({ storeVersionId: z.string(), number: z.number().int().nullable(), state: z.string().nullable() }).nullable(),
+    rekeyCurrent: z.number().int().nullable(),
+    repaired: z.boolean(),
+    error: z.string().nullable(),
+  })
+  .nullable();
+
+function storeAnswer(r: StoreCheckResult): NonNullable<z.infer<typeof storeCheck>> {
+  const held = r.storeCurrent;
+  return {
+    provider: r.store,
+    found: r.found ?? null,
+    storeCurrent: held ? { storeVersionId: held.storeVersionId, number: held.number ?? null, state: held.state ?? null } : null,
+    rekeyCurrent: r.rekeyCurrent ?? null,
+    repaired: r.repaired,
+    error: r.error ?? null,
+  };
+}
 
 export const actionRoutes = [
   route({
@@ -71,7 +99,8 @@ export const actionRoutes = [
     method: 'POST',
     path: '/secrets/:name/drift-check',
     operationId: 'checkDrift',
-    summary: "Compare every target of the secret with the keys it must accept and refuse now, and repair what differs (as the workers' drift check does)",
+    summary:
+      "Compare every target of the secret with the keys it must accept and refuse now, and the store's current stage with rekey's current version (as `rekey verify` does); repair what differs as the workers' drift check and the full reconcile pass do",
     scope: 'rotate',
     reach: 'secret',
     action: true,
@@ -90,12 +119,16 @@ export const actionRoutes = [
           error: z.string().nullable(),
         }),
       ),
+      store: storeCheck,
     }),
     handler: async ({ runtime, params, body }) => {
       if (!(await runtime.db.secret.findUnique({ where: { name: params.name }, select: { id: true } }))) throw new ApiProblem('REKEY_API_NOT_FOUND', `no secret named ${params.name}`);
       const reports = await runtime.drift.checkNow([params.name], (target, secrets) => runtime.engine.checkTarget(target, secrets, { repair: body.repair }));
       const targets = reports.flatMap((report) => report.results.map((r) => ({ target: report.target, method: r.method, missing: r.missing, unwanted: r.unwanted, redeployed: r.redeployed, retiring: r.retiring, error: r.error ?? null })));
-      return { inSync: targets.every((t) => !t.error && !t.missing.length && !t.unwanted.length), targets };
+      const [checked] = (await runtime.engine.checkStores([params.name], { repair: body.repair })).results;
+      const store = checked ? storeAnswer(checked) : null;
+      const storeInSync = !store || (store.found === 'in-sync' && !store.error);
+      return { inSync: storeInSync && targets.every((t) => !t.error && !t.missing.length && !t.unwanted.length), targets, store };
     },
   }),
   route({

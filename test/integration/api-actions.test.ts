@@ -155,6 +155,28 @@ describe('drift check and audit verify', () => {
     expect((await post('/secrets/other/drift-check', admin, { body: { repair: 'yes' } })).json.code).toBe('REKEY_API_INVALID_REQUEST');
   });
 
+  it("a drift check finds the store serving a version rekey rolled back as current: reported without repair, given back with it", async () => {
+    const j = journal(JOURNAL);
+    const current = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'other' }, state: 'current' } });
+    j.fail('verify:edge', 1, false);
+    expect((await h.rotate('other')).status).toBe('rolled_back');
+    const failed = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'other' }, state: 'failed' }, orderBy: { number: 'desc' } });
+    // The store's current stage back on the rolled-back version, as a promotion landing after the rollback leaves it.
+    const held = j.stored.get(current.storeVersionId!)!;
+    held.stages = ['previous'];
+    j.stored.set(failed.storeVersionId!, { secret: 'other', versionId: failed.id, value: held.value, stages: ['current'] });
+    const serving = () => [...j.stored.values()].filter((v) => v.secret === 'other' && v.stages.includes('current')).map((v) => v.versionId);
+    const found = { provider: 'mem', found: 'not-live', storeCurrent: { storeVersionId: failed.storeVersionId, number: failed.number, state: 'failed' }, rekeyCurrent: current.number, error: null };
+
+    const report = await post('/secrets/other/drift-check', admin, { body: { repair: false } });
+    expect(report.json).toMatchObject({ inSync: false, store: { ...found, repaired: false } });
+    expect(serving()).toEqual([failed.id]);
+    const repaired = await post('/secrets/other/drift-check', admin);
+    expect(repaired.json).toMatchObject({ inSync: false, store: { ...found, repaired: true } });
+    expect(serving()).toEqual([current.id]);
+    expect((await post('/secrets/other/drift-check', admin)).json).toMatchObject({ inSync: true, store: { found: 'in-sync', storeCurrent: null, repaired: false } });
+  });
+
   it('audit verify: admin only; the chain verifies, with the anchor it answered too', async () => {
     expect((await post('/audit/verify', rotator)).status).toBe(403);
     const answer = await post('/audit/verify', admin);

@@ -5,6 +5,7 @@
  * Content-Security-Policy violation fails the test; the 401s a sign-in page is expected to
  * meet are asserted where they happen. Screenshots land in test-artifacts/dashboard/.
  */
+import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -152,14 +153,23 @@ describe('the dashboard in Chromium', () => {
     await shot('secret', 620);
   });
 
-  it('checks drift and repairs a key a target lost', async () => {
+  it("checks drift, repairs a key a target lost and shows a store serving a version it does not know", async () => {
+    const j = journal(JOURNAL);
     const current = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'pay-api' }, state: 'current' } });
-    journal(JOURNAL).accepted.get('edge')!.delete(current.fingerprint!);
+    j.accepted.get('edge')!.delete(current.fingerprint!);
+    // The store's current stage moved by hand onto a version written outside rekey: reported, left as it is.
+    const held = j.stored.get(current.storeVersionId!)!;
+    const foreign = randomUUID();
+    held.stages = [];
+    j.stored.set(foreign, { secret: 'pay-api', versionId: randomUUID(), value: held.value, stages: ['current'] });
     await page.click('#check-drift');
     await page.waitForSelector(`.notice-ok:has-text("edge: deployed v${current.number} again")`, WAIT);
-    expect(journal(JOURNAL).accepted.get('edge')!.has(current.fingerprint!)).toBe(true);
+    await page.waitForSelector(`.notice-ok:has-text("store mem: current stage on a version rekey does not know (${foreign}), rekey current is v${current.number}")`, WAIT);
+    expect(j.accepted.get('edge')!.has(current.fingerprint!)).toBe(true);
+    j.stored.delete(foreign);
+    held.stages = ['current'];
     await page.click('#check-drift');
-    await page.waitForSelector('.notice-ok:has-text("Every target holds exactly the keys it should.")', WAIT);
+    await page.waitForSelector('.notice-ok:has-text("Every target holds exactly the keys it should, and the store serves the current version.")', WAIT);
   });
 
   it('revokes a version only after its name is typed', async () => {

@@ -62,7 +62,17 @@ export function secretView(me: Me, name: string): View {
     }),
   );
 
-  type DriftReport = { inSync: boolean; targets: Array<{ target: string; missing: number[]; unwanted: number[]; redeployed: number[]; retiring: number[]; error: string | null }> };
+  type StoreFinding = { provider: string; found: string | null; storeCurrent: { storeVersionId: string; number: number | null; state: string | null } | null; rekeyCurrent: number | null; repaired: boolean; error: string | null };
+  type DriftReport = { inSync: boolean; targets: Array<{ target: string; missing: number[]; unwanted: number[]; redeployed: number[]; retiring: number[]; error: string | null }>; store: StoreFinding | null };
+  /** What the store check found, when it is not in sync: `store mem: current stage on v8 (failed), given back to v7`. */
+  const storeDrift = (s: StoreFinding | null): string[] => {
+    if (!s || (s.found === 'in-sync' && !s.error)) return [];
+    if (!s.found) return [`store ${s.provider}: ${s.error ?? 'check failed'}`];
+    const held = s.storeCurrent;
+    const on = !held ? 'on no version' : held.number === null ? `on a version rekey does not know (${held.storeVersionId})` : `on v${held.number} (${held.state ?? '?'})`;
+    const done = s.repaired ? `given back to v${s.rekeyCurrent}` : s.error ? `not repaired: ${s.error}` : s.rekeyCurrent === null ? 'rekey has no current version' : `rekey current is v${s.rekeyCurrent}`;
+    return [`store ${s.provider}: current stage ${on}, ${done}`];
+  };
   const drift = h('button', { type: 'button', class: 'quiet', id: 'check-drift' }, 'Check drift');
   drift.addEventListener('click', () =>
     act(drift, async () => {
@@ -73,7 +83,7 @@ export function secretView(me: Me, name: string): View {
         ...(t.redeployed.length ? [`${t.target}: deployed ${list(t.redeployed)} again`] : t.missing.length ? [`${t.target}: missing ${list(t.missing)}`] : []),
         ...(t.retiring.length ? [`${t.target}: retiring ${list(t.retiring)}`] : t.unwanted.length ? [`${t.target}: still holds ${list(t.unwanted)}`] : []),
       ]);
-      return report.inSync ? 'Every target holds exactly the keys it should.' : `Drift found: ${found.join('; ')}.`;
+      return report.inSync ? 'Every target holds exactly the keys it should, and the store serves the current version.' : `Drift found: ${[...found, ...storeDrift(report.store)].join('; ')}.`;
     }),
   );
 
