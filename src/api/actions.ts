@@ -121,11 +121,13 @@ export const actionRoutes = [
       ),
       store: storeCheck,
     }),
-    handler: async ({ runtime, params, body }) => {
+    handler: async ({ runtime, caller, params, body }) => {
       if (!(await runtime.db.secret.findUnique({ where: { name: params.name }, select: { id: true } }))) throw new ApiProblem('REKEY_API_NOT_FOUND', `no secret named ${params.name}`);
-      const reports = await runtime.drift.checkNow([params.name], (target, secrets) => runtime.engine.checkTarget(target, secrets, { repair: body.repair }));
+      // As the caller: what a repair records (store.drift, a drift target's events) names its token, as the other actions do.
+      const engine = runtime.engine.as(caller.actor);
+      const reports = await runtime.drift.checkNow([params.name], (target, secrets) => engine.checkTarget(target, secrets, { repair: body.repair }));
       const targets = reports.flatMap((report) => report.results.map((r) => ({ target: report.target, method: r.method, missing: r.missing, unwanted: r.unwanted, redeployed: r.redeployed, retiring: r.retiring, error: r.error ?? null })));
-      const [checked] = (await runtime.engine.checkStores([params.name], { repair: body.repair })).results;
+      const [checked] = (await engine.checkStores([params.name], { repair: body.repair })).results;
       const store = checked ? storeAnswer(checked) : null;
       const storeInSync = !store || (store.found === 'in-sync' && !store.error);
       return { inSync: storeInSync && targets.every((t) => !t.error && !t.missing.length && !t.unwanted.length), targets, store };

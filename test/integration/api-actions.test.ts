@@ -174,6 +174,8 @@ describe('drift check and audit verify', () => {
     const repaired = await post('/secrets/other/drift-check', admin);
     expect(repaired.json).toMatchObject({ inSync: false, store: { ...found, repaired: true } });
     expect(serving()).toEqual([current.id]);
+    // The repair is recorded as the caller's, as the other actions are.
+    expect((await h.runtime.db.auditEvent.findMany({ where: { action: 'store.drift', secret: 'other' } })).map((e) => e.actor)).toEqual(['token:admin']);
     expect((await post('/secrets/other/drift-check', admin)).json).toMatchObject({ inSync: true, store: { found: 'in-sync', storeCurrent: null, repaired: false } });
   });
 
