@@ -19,11 +19,53 @@ export interface Fault {
   retryable: boolean;
 }
 
+export interface StoredEntry {
+  secret: string;
+  versionId: string;
+  value: SecretValue;
+  stages: Stage[];
+}
+
+/**
+ * The store's versions by storeVersionId, indexed by secret as they are set and deleted (tests
+ * set and delete entries by hand too), so a secret's calls cost O(its versions), not O(all).
+ */
+class StoredVersions extends Map<string, StoredEntry> {
+  private readonly bySecret = new Map<string, Map<string, StoredEntry>>();
+
+  /** This secret's versions, in the order they were first stored. */
+  of(secret: string): ReadonlyMap<string, StoredEntry> {
+    return this.bySecret.get(secret) ?? new Map<string, StoredEntry>();
+  }
+  override set(id: string, entry: StoredEntry): this {
+    const before = this.get(id);
+    if (before && before.secret !== entry.secret) this.unindex(id, before.secret);
+    let versions = this.bySecret.get(entry.secret);
+    if (!versions) this.bySecret.set(entry.secret, (versions = new Map<string, StoredEntry>()));
+    versions.set(id, entry);
+    return super.set(id, entry);
+  }
+  override delete(id: string): boolean {
+    const before = this.get(id);
+    if (before) this.unindex(id, before.secret);
+    return super.delete(id);
+  }
+  override clear(): void {
+    this.bySecret.clear();
+    super.clear();
+  }
+  private unindex(id: string, secret: string): void {
+    const versions = this.bySecret.get(secret)!;
+    versions.delete(id);
+    if (versions.size === 0) this.bySecret.delete(secret);
+  }
+}
+
 export class Journal {
   readonly calls: string[] = [];
   readonly faults: Fault[] = [];
   /** Store: storeVersionId -> { secret, versionId, value, stages }. Each secret's stages are its own. */
-  readonly stored = new Map<string, { secret: string; versionId: string; value: SecretValue; stages: Stage[] }>();
+  readonly stored = new StoredVersions();
   /** Target name -> fingerprint -> consumer. */
   readonly accepted = new Map<string, Map<string, string>>();
   readonly revoked = new Set<string>();
@@ -110,11 +152,12 @@ class MemoryStore implements SecretStore {
   ) {}
   /** This secret's versions (a journal may serve several secrets). */
   private entries() {
-    return [...this.j.stored.entries()].filter(([, v]) => v.secret === this.secret);
+    return [...this.j.stored.of(this.secret)];
   }
   async writePending(version: VersionRef, value: SecretValue) {
     await this.j.record('store.writePending');
-    for (const [id, v] of this.j.stored) if (v.versionId === version.versionId) return { storeVersionId: id };
+    // A version id belongs to one secret, so its earlier write is among this secret's versions.
+    for (const [id, v] of this.entries()) if (v.versionId === version.versionId) return { storeVersionId: id };
     for (const [, v] of this.entries()) v.stages = v.stages.filter((s) => s !== 'pending');
     const id = randomUUID();
     this.j.stored.set(id, { secret: this.secret, versionId: version.versionId, value, stages: ['pending'] });
