@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Target } from '../../../src/core/ports.js';
 import { call, held, newVersion, rejection } from '../../../test/conformance/refs.js';
 import { targetConformance } from '../../../test/conformance/target.js';
-import { retireAll, send, startBackend, startCaddy, type Backend, type CaddyGateway } from '../../../test/support/gateways/index.js';
+import { ask, retireAll, send, startBackend, startCaddy, type Backend, type CaddyGateway } from '../../../test/support/gateways/index.js';
 import { throughGateway } from '../../../test/support/gateways/suite.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import { caddy } from '../index.js';
@@ -62,7 +62,7 @@ describe('caddy specifics', () => {
     await target.retire(a.ref, call());
     expect(await configWithoutKeys()).toEqual(before);
     // The operator's own route in front of rekey's handler still answers.
-    expect((await send(`${gateway.url}healthz`, gateway.header, undefined)).status).toBe(200);
+    expect((await ask(`${gateway.url}healthz`, gateway.header, undefined)).status).toBe(200);
     const mappings: unknown = JSON.parse((await send(`${gateway.admin}/id/${gateway.handler}/mappings`, 'accept', 'application/json')).body);
     expect(mappings).toEqual([{ input: b.value.reveal(), outputs: ['scope-caddy'] }]);
   });
@@ -82,7 +82,7 @@ describe('caddy specifics', () => {
     await target.deploy(v.ref, v.value, call());
     await target.deploy({ ...v.ref, consumer: 'new-consumer' }, v.value, call());
     expect(await held(target)).toEqual([{ fingerprint: v.ref.fingerprint, consumer: 'new-consumer' }]);
-    expect((await send(gateway.url, gateway.header, v.value.reveal())).body).toBe('consumer=new-consumer');
+    expect((await ask(gateway.url, gateway.header, v.value.reveal())).body).toBe('consumer=new-consumer');
   });
 
   it('reports a missing handler @id as a configuration error, not worth retrying', async () => {
@@ -125,7 +125,7 @@ describe('caddy specifics', () => {
       const v = newVersion('unix-caddy');
       await target.deploy(v.ref, v.value, call());
       await target.verify(v.ref, v.value, call());
-      expect((await send(other.url, other.header, v.value.reveal())).status).toBe(200);
+      expect((await ask(other.url, other.header, v.value.reveal())).status).toBe(200);
       await target.retire(v.ref, call());
       expect(await held(target)).toEqual([]);
     } finally {

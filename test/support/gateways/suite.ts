@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Target } from '../../../src/core/ports.js';
 import { call, newVersion } from '../../conformance/refs.js';
 import type { Gateway } from './gateway.js';
-import { continuousTraffic, retireAll as cleanup, rotate, send } from './traffic.js';
+import { ask, continuousTraffic, retireAll as cleanup, rotate } from './traffic.js';
 
 export function throughGateway(name: string, o: { gateway: () => Gateway; target: (secret: string) => Target; secret: string }): void {
   describe(`through the real ${name}`, () => {
@@ -21,18 +21,18 @@ export function throughGateway(name: string, o: { gateway: () => Gateway; target
       await target.verify(current.ref, current.value, call());
 
       for (const version of [previous, current]) {
-        const answer = await send(gateway.url, gateway.header, version.value.reveal());
+        const answer = await ask(gateway.url, gateway.header, version.value.reveal());
         expect(answer.status).toBe(200);
         // The backend echoes the consumer id the gateway attached to the key.
         expect(answer.body).toBe(`consumer=${o.secret}-consumer`);
       }
       await target.retire(previous.ref, call());
-      expect((await send(gateway.url, gateway.header, previous.value.reveal())).status).toBeOneOf([401, 403]);
-      expect((await send(gateway.url, gateway.header, current.value.reveal())).status).toBe(200);
-      expect((await send(gateway.url, gateway.header, newVersion(o.secret).value.reveal())).status).toBeOneOf([401, 403]);
-      expect((await send(gateway.url, gateway.header, undefined)).status).toBeOneOf([401, 403]);
+      expect((await ask(gateway.url, gateway.header, previous.value.reveal())).status).toBeOneOf([401, 403]);
+      expect((await ask(gateway.url, gateway.header, current.value.reveal())).status).toBe(200);
+      expect((await ask(gateway.url, gateway.header, newVersion(o.secret).value.reveal())).status).toBeOneOf([401, 403]);
+      expect((await ask(gateway.url, gateway.header, undefined)).status).toBeOneOf([401, 403]);
       await target.retire(current.ref, call());
-      expect((await send(gateway.url, gateway.header, current.value.reveal())).status).toBeOneOf([401, 403]);
+      expect((await ask(gateway.url, gateway.header, current.value.reveal())).status).toBeOneOf([401, 403]);
     });
 
     it('a client sending every 2ms sees zero rejections of a valid key during full rotations', async () => {

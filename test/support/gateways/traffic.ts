@@ -16,6 +16,20 @@ export function send(url: string, header: string, key: string | undefined, agent
   return exchange(url, { method: 'GET', agent: agent ?? false, headers: key === undefined ? {} : { [header]: key } });
 }
 
+/**
+ * {@link send} as a client asks once: a new connection the gateway reset before answering (Caddy
+ * swaps its HTTP servers at every config load, each change of a target's included) is tried once
+ * more on another. What the gateway answers is never retried.
+ */
+export async function ask(url: string, header: string, key: string | undefined): Promise<Answer> {
+  try {
+    return await send(url, header, key);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ECONNRESET') throw error;
+    return send(url, header, key);
+  }
+}
+
 /** Sends one JSON body (an admin API call) on a connection of its own: a gateway restarted meanwhile resets no kept-alive socket. */
 export function sendJson(url: string, method: string, body: unknown): Promise<Answer> {
   return exchange(url, { method, agent: false, headers: { 'content-type': 'application/json' } }, JSON.stringify(body));
