@@ -5,7 +5,7 @@
  * `Idempotency-Key` (src/api/routes.ts).
  */
 import { z } from 'zod';
-import type { StoreCheckResult } from '../core/sync.js';
+import { STORE_FINDINGS, type StoreCheckResult } from '../core/sync.js';
 import { anchorProblem, verifyAudit } from '../db/audit-verify.js';
 import { ApiProblem } from './problems.js';
 import { positiveInt, route, secretParams } from './route.js';
@@ -22,7 +22,7 @@ const verifyResult = z.union([
 const storeCheck = z
   .object({
     provider: z.string(),
-    found: z.enum(['in-sync', 'not-live', 'live', 'unknown', 'none']).nullable(),
+    found: z.enum(STORE_FINDINGS).nullable(),
     storeCurrent: z.object({ storeVersionId: z.string(), number: z.number().int().nullable(), state: z.string().nullable() }).nullable(),
     rekeyCurrent: z.number().int().nullable(),
     repaired: z.boolean(),

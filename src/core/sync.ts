@@ -59,8 +59,9 @@ export interface StoreCheckState {
   runChangedAt: Date | null;
 }
 
-/** What the store check found (StoreCheckResult.found). */
-export type StoreFinding = 'in-sync' | 'not-live' | 'live' | 'unknown' | 'none';
+/** What the store check can find (StoreCheckResult.found); the admin API's answer lists them from here. */
+export const STORE_FINDINGS = ['in-sync', 'not-live', 'live', 'unknown', 'none'] as const;
+export type StoreFinding = (typeof STORE_FINDINGS)[number];
 
 /** What one store check of one secret found and did. Ids, numbers and states, never values. */
 export interface StoreCheckResult {
