@@ -22,8 +22,8 @@
  *    know is a change outside rekey: reported, never touched.
  *
  * Each finding is recorded in the secret's sync row `store:<provider>` with the audit event
- * `store.drift` and the notice `store.drift` (once per version found holding the stage: the same
- * finding raised again at later checks has the same id), counted (EngineEvents.storeDrift) and logged
+ * `store.drift` and the notice `store.drift` (once per occurrence: the same finding raised again at
+ * later checks has the same id, the same version put back after a repair another), counted (EngineEvents.storeDrift) and logged
  * at error level, by ids, numbers and states only. A rotation never runs any of this: the check costs nothing on the rotation path.
  *
  * Without `repair` (`rekey verify` without --repair) it compares and reports only: no promote, no
@@ -106,7 +106,7 @@ export async function checkStores(deps: EngineDeps, secrets: readonly string[], 
     const result = await compareAndRepair(deps, log, item, state, options.repair);
     report.results.push(result);
     try {
-      await deps.sync.recordStoreCheck(result, now(deps), audit(deps), { repair: options.repair, notices: [storeDriftNotice(deps, result)] });
+      await deps.sync.recordStoreCheck(result, now(deps), audit(deps), { repair: options.repair, notices: (occurrence) => [storeDriftNotice(deps, result, occurrence)] });
     } catch (error) {
       log.warn({ secret: item.secret, error: describeError(error) }, 'store check: could not record the result');
     }
@@ -129,13 +129,15 @@ export async function checkStores(deps: EngineDeps, secrets: readonly string[], 
 }
 
 /**
- * `store.drift` for a finding (written only with a drift it records): its id names the secret and the
- * store version holding the current stage (`none`), so a finding left as it is (`unknown`) and found
- * again at every check makes one notice, and a new wrong version another.
+ * `store.drift` for a finding (written only with a drift it records): its id names the secret, the
+ * store version holding the current stage (`none`) and the occurrence (SyncRepository.recordStoreCheck:
+ * when the row was last in sync or repaired), so a finding left as it is (`unknown`) and found again
+ * at every check makes one notice, a new wrong version another, and the same wrong version put back
+ * after a repair another.
  */
-function storeDriftNotice(deps: EngineDeps, r: StoreCheckResult): Notice {
+function storeDriftNotice(deps: EngineDeps, r: StoreCheckResult, occurrence: string): Notice {
   const holder = r.storeCurrent?.storeVersionId.replace(/[^\w.-]/g, '_') ?? 'none';
-  return notice(deps, 'store.drift', `${r.secretId}.${holder}`, r.secret, {
+  return notice(deps, 'store.drift', `${r.secretId}.${holder}.${occurrence}`, r.secret, {
     store: r.store,
     found: r.found ?? null,
     repaired: r.repaired,

@@ -127,10 +127,13 @@ export interface SyncRepository {
    * Records one store check of one secret in its sync row (storeSyncName): checked, in sync, or the
    * drift found (`lastDrift`, streak, lastRepairedAt when repaired) with the audit event `store.drift` in
    * the secret's chain, or the error. A check-only result (`repair` false) records no drift, as
-   * recordCheck's. Errors are stored through errors.ts `sanitize`. `options.notices` are written to the
-   * notification outbox in the transaction that records the drift (none otherwise).
+   * recordCheck's. Errors are stored through errors.ts `sanitize`. `options.notices(occurrence)` are
+   * written to the notification outbox in the transaction that records the drift (none otherwise);
+   * `occurrence` names the drift this finding belongs to: when the row was last found in sync or
+   * repaired before it (epoch milliseconds, `0` for never), so the same drift found again keeps it
+   * and a drift that comes back after being in sync or repaired gets another.
    */
-  recordStoreCheck(result: StoreCheckResult, at: Date, audit: AuditContext, options: { repair: boolean; notices?: readonly Notice[] }): Promise<void>;
+  recordStoreCheck(result: StoreCheckResult, at: Date, audit: AuditContext, options: { repair: boolean; notices?: (occurrence: string) => readonly Notice[] }): Promise<void>;
   /** Stamps lastRepairedAt once a queued repair has been done (an unwanted key retired again). Idempotent. */
   markRepaired(secretId: string, target: string, at: Date): Promise<void>;
 }

@@ -144,7 +144,7 @@ export class PrismaSyncRepository implements SyncRepository {
     return rows.map(toVersion);
   }
 
-  async recordStoreCheck(result: StoreCheckResult, at: Date, audit: AuditContext, options: { repair: boolean; notices?: readonly Notice[] }): Promise<void> {
+  async recordStoreCheck(result: StoreCheckResult, at: Date, audit: AuditContext, options: { repair: boolean; notices?: (occurrence: string) => readonly Notice[] }): Promise<void> {
     const target = storeSyncName(result.store);
     const key = { secretId_target: { secretId: result.secretId, target } };
     await this.db.targetSync.createMany({ data: [{ secretId: result.secretId, target }], skipDuplicates: true });
@@ -157,9 +157,9 @@ export class PrismaSyncRepository implements SyncRepository {
     const found = result.found;
     await this.db.$transaction(async (tx) => {
       // The row locked, as recordCheck does: two workers recording one drift extend the streak twice.
-      const [row] = await tx.$queryRaw<Array<{ lastDriftAt: Date | null; driftStreak: number }>>`
-        SELECT last_drift_at AS "lastDriftAt", drift_streak AS "driftStreak" FROM target_syncs
-        WHERE secret_id = ${result.secretId}::uuid AND target = ${target} FOR UPDATE`;
+      const [row] = await tx.$queryRaw<Array<{ lastDriftAt: Date | null; driftStreak: number; settledAt: Date | null }>>`
+        SELECT last_drift_at AS "lastDriftAt", drift_streak AS "driftStreak", GREATEST(last_in_sync_at, last_repaired_at) AS "settledAt"
+        FROM target_syncs WHERE secret_id = ${result.secretId}::uuid AND target = ${target} FOR UPDATE`;
       const streak = row?.lastDriftAt && at.getTime() - row.lastDriftAt.getTime() <= driftWindowMs() ? row.driftStreak + 1 : 1;
       await tx.targetSync.update({
         where: key,
@@ -178,7 +178,7 @@ export class PrismaSyncRepository implements SyncRepository {
           ...(result.error ? { error: sanitize(result.error) } : {}),
         },
       });
-      await writeNotices(tx, options.notices ?? []);
+      await writeNotices(tx, options.notices?.(String(row?.settledAt?.getTime() ?? 0)) ?? []);
     });
   }
 

@@ -283,8 +283,9 @@ describe('notifications', () => {
     expect((await h.runtime.engine.checkStores(['store-key'], { repair: false })).results.map((x) => x.found)).toEqual(['not-live']);
     const report = await h.runtime.engine.checkStores(['store-key'], { repair: true });
     expect(report.results.map((x) => [x.found, x.repaired])).toEqual([['not-live', true]]);
-    const id = `store.drift.${failed.secretId}.${failed.storeVersionId}`;
-    await expect.poll(() => r.accepted('/hooks/stores').filter((d) => d.id === id).length, { timeout: 20_000 }).toBe(1);
+    const found = `store.drift.${failed.secretId}.${failed.storeVersionId}.`;
+    await expect.poll(() => r.accepted('/hooks/stores').filter((d) => d.id.startsWith(found)).length, { timeout: 20_000 }).toBe(1);
+    const id = r.accepted('/hooks/stores')[0]!.id;
     expect(parse(r.accepted('/hooks/stores')[0]!.body)).toMatchObject({
       type: 'rekey.store.drift',
       data: { id, secret: 'store-key', store: 'mem3', found: 'not-live', repaired: true, storeVersionId: failed.storeVersionId, storeVersion: failed.number, storeState: 'failed', rekeyCurrent: current.number, code: null },
@@ -293,6 +294,32 @@ describe('notifications', () => {
     expect((await h.runtime.engine.checkStores(['store-key'], { repair: true })).results.map((x) => x.found)).toEqual(['in-sync']);
     await settled();
     expect(r.deliveries.filter((d) => d.id.startsWith('store.drift.'))).toHaveLength(1);
+
+    // The same version put back again after it was given back: a new finding, notified again (under another id).
+    held.stages = ['previous'];
+    st.stored.set(failed.storeVersionId!, { secret: 'store-key', versionId: failed.id, value: held.value, stages: ['current'] });
+    expect((await h.runtime.engine.checkStores(['store-key'], { repair: true })).results.map((x) => [x.found, x.repaired])).toEqual([['not-live', true]]);
+    await expect.poll(() => r.accepted('/hooks/stores').filter((d) => d.id.startsWith(found)).length, { timeout: 20_000 }).toBe(2);
+    expect(new Set(r.accepted('/hooks/stores').map((d) => d.id)).size).toBe(2);
+  });
+
+  it('store.drift for a finding left as it is (a version rekey does not know) is sent once however often it is found again', async () => {
+    expect((await h.rotate('store-key')).status).toBe('succeeded');
+    const secretId = (await h.runtime.db.secret.findUniqueOrThrow({ where: { name: 'store-key' } })).id;
+    const before = r.accepted('/hooks/stores').length;
+    // A person put a value of their own in the store and moved the current stage onto it.
+    const held = [...st.stored.of('store-key').values()].find((v) => v.stages.includes('current'))!;
+    held.stages = held.stages.filter((s) => s !== 'current');
+    st.stored.set('by-hand', { secret: 'store-key', versionId: 'by-hand', value: held.value, stages: ['current'] });
+    for (let i = 0; i < 3; i++) {
+      expect((await h.runtime.engine.checkStores(['store-key'], { repair: true })).results.map((x) => [x.found, x.repaired])).toEqual([['unknown', false]]);
+    }
+    await expect.poll(() => r.accepted('/hooks/stores').length, { timeout: 20_000 }).toBe(before + 1);
+    expect(r.accepted('/hooks/stores').at(-1)!.id.startsWith(`store.drift.${secretId}.by-hand.`)).toBe(true);
+    await settled();
+    expect(r.accepted('/hooks/stores')).toHaveLength(before + 1);
+    st.stored.delete('by-hand');
+    held.stages.push('current');
   });
 
   it('no delivery, header or queued job carries a secret value; fingerprints only in their short form', async () => {
