@@ -4,7 +4,8 @@
  * steady state; the first, untimed, warms up), by 1, 2 and 3 worker processes (bench/support/rotation-worker.ts:
  * the real engine, BullMQ on the real Redis, state on the real PostgreSQL). For each:
  * rotations per second, run latency p50/p99, and per rotation the SQL statements (counted
- * in every process), commits (pg_stat_database.xact_commit of the bench's own database,
+ * in every process), round trips to PostgreSQL and Redis (counted in every process, each by
+ * what it carried), commits (pg_stat_database.xact_commit of the bench's own database,
  * read transactions included) and WAL flushes (pg_stat_wal.wal_sync: cluster-wide, so other
  * databases' writes count too). In the same run, two floors: bare BullMQ jobs making the
  * same Redis round trips per job, and a pgbench-style floor (the same number of small
@@ -41,8 +42,14 @@ interface Phase {
   commitsPerRotation: number;
   walFlushesPerRotation: number;
   redisCommandsPerRotation: number;
+  /** Round trips per rotation: to PostgreSQL (one per Sync: a batch of statements is one) and to Redis (a pipeline is one). */
+  roundTripsPerRotation: { postgres: number; redis: number };
   /** Per rotation, by statement name (Prisma's unnamed ones by their first words), most first. */
   statementsByName: Record<string, number>;
+  /** PostgreSQL round trips per rotation, by what each carried (a batch's statements joined by `+`), most first. */
+  postgresTripsByKind: Record<string, number>;
+  /** Redis commands per rotation by name (BullMQ's scripts by theirs), most first. */
+  redisCommandsByName: Record<string, number>;
   /** CPU milliseconds per rotation of each party: the worker processes, PostgreSQL (every backend), redis-server, the bench (requests and polls). */
   cpuMsPerRotation: { workers: number; postgres: number; redis: number; bench: number };
 }
@@ -107,7 +114,16 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
         await settle(await rotate(names(k, n)));
         const sum = async () => {
           const all = await Promise.all(children.map((c) => c.counts()));
-          return { statements: all.reduce((a, c) => a + c.statements, 0), redis: all.reduce((a, c) => a + c.redis, 0), byName: merged(all.map((c) => c.byName), 1), cpuMs: all.reduce((a, c) => a + c.cpuMs, 0) };
+          const total = (f: (c: Counts) => number) => all.reduce((a, c) => a + f(c), 0);
+          return {
+            statements: total((c) => c.statements),
+            redis: total((c) => c.redis),
+            redisTrips: total((c) => c.redisTrips),
+            byName: merged(all.map((c) => c.byName), 1),
+            pgTrips: merged(all.map((c) => c.pgTrips), 1),
+            redisByName: merged(all.map((c) => c.redisByName), 1),
+            cpuMs: total((c) => c.cpuMs),
+          };
         };
         const childrenBefore = await sum();
         const before = await pgCounters(env.databaseUrl);
@@ -116,16 +132,21 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
         const started = performance.now();
         const requestStatements = statements.count();
         const requestByName = statements.byName();
+        const requestTrips = statements.tripsByKind();
         const runIds = await rotate(names(k, n));
         const requested = statements.count() - requestStatements;
         // The requests' statements count, the bench's own polls below do not.
         const requestedByName = merged([statements.byName(), merged([requestByName], -1)], 1);
+        const requestedTrips = merged([statements.tripsByKind(), merged([requestTrips], -1)], 1);
         const polls = await settle(runIds);
         const cpuAfter = await partyCpuMs(env.databaseUrl);
         const seconds = (performance.now() - started) / 1000;
         monitor.stop();
         const childrenAfter = await sum();
         const redisCommands = monitor.count() + childrenAfter.redis - childrenBefore.redis;
+        const pgTripsAfter = merged([childrenAfter.pgTrips, requestedTrips], 1);
+        const pgTrips = perRotation(childrenBefore.pgTrips, pgTripsAfter, n);
+        const sumOf = (counts: Record<string, number>) => Object.values(counts).reduce((x, y) => x + y, 0);
         const after = await pgCounters(env.databaseUrl);
         const runs = await runtime.db.run.findMany({ where: { id: { in: runIds } }, select: { startedAt: true, finishedAt: true, status: true } });
         const latencies = runs.map((r) => r.finishedAt!.getTime() - r.startedAt.getTime()).sort((a, b) => a - b);
@@ -140,7 +161,13 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
           commitsPerRotation: round((after.commits - before.commits - polls - 1) / n),
           walFlushesPerRotation: round((after.walSyncs - before.walSyncs) / n),
           redisCommandsPerRotation: round(redisCommands / n),
+          roundTripsPerRotation: {
+            postgres: round((sumOf(pgTripsAfter) - sumOf(childrenBefore.pgTrips)) / n),
+            redis: round((monitor.roundTrips() + childrenAfter.redisTrips - childrenBefore.redisTrips) / n),
+          },
           statementsByName: perRotation(childrenBefore.byName, merged([childrenAfter.byName, requestedByName], 1), n),
+          postgresTripsByKind: pgTrips,
+          redisCommandsByName: perRotation(childrenBefore.redisByName, merged([childrenAfter.redisByName, monitor.byName()], 1), n),
           cpuMsPerRotation: {
             workers: round((childrenAfter.cpuMs - childrenBefore.cpuMs) / n),
             postgres: round((cpuAfter.postgres - cpuBefore.postgres) / n),
@@ -170,10 +197,13 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
     console.log(`rotation throughput (${n} secrets per phase, concurrency ${concurrency} per process, in-memory providers, real Redis + PostgreSQL)`);
     for (const p of phases) {
       console.log(
-        `  ${p.processes} process(es)   ${p.rotationsPerSecond} /s   p50 ${p.latencyP50Ms} ms   p99 ${p.latencyP99Ms} ms   failed ${p.failed}   per rotation: ${p.statementsPerRotation} statements, ${p.commitsPerRotation} commits, ${p.walFlushesPerRotation} WAL flushes, ${p.redisCommandsPerRotation} Redis commands; CPU ms: workers ${p.cpuMsPerRotation.workers}, postgres ${p.cpuMsPerRotation.postgres}, redis ${p.cpuMsPerRotation.redis}, bench ${p.cpuMsPerRotation.bench}`,
+        `  ${p.processes} process(es)   ${p.rotationsPerSecond} /s   p50 ${p.latencyP50Ms} ms   p99 ${p.latencyP99Ms} ms   failed ${p.failed}   per rotation: ${p.statementsPerRotation} statements, ${p.commitsPerRotation} commits, ${p.walFlushesPerRotation} WAL flushes, ${p.redisCommandsPerRotation} Redis commands; round trips: PostgreSQL ${p.roundTripsPerRotation.postgres}, Redis ${p.roundTripsPerRotation.redis}; CPU ms: workers ${p.cpuMsPerRotation.workers}, postgres ${p.cpuMsPerRotation.postgres}, redis ${p.cpuMsPerRotation.redis}, bench ${p.cpuMsPerRotation.bench}`,
       );
     }
-    console.log(`  statements per rotation (1st phase): ${Object.entries(first.statementsByName).map(([name, c]) => `${name} ${c}`).join(', ')}`);
+    const listed = (counts: Record<string, number>) => Object.entries(counts).map(([name, c]) => `${name} ${c}`).join(', ');
+    console.log(`  statements per rotation (1st phase): ${listed(first.statementsByName)}`);
+    console.log(`  PostgreSQL round trips per rotation (1st phase), by what each carried: ${listed(first.postgresTripsByKind)}`);
+    console.log(`  Redis commands per rotation (1st phase): ${listed(first.redisCommandsByName)}`);
     console.log(`  bare BullMQ jobs    ${figures.bareJobsPerSecond} /s   (${figures.bareRedisCommandsPerJob} Redis commands per job)`);
     console.log(`  pg floor            ${figures.floorRotationsPerSecond} rotations/s   (${first.commitsPerRotation} transactions of the same statements per rotation, from Node)`);
     console.log(`  ratios              ${figures.ratioToBare} of bare BullMQ, ${figures.ratioToFloor} of the pg floor (best phase)`);
@@ -190,7 +220,10 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
 interface Counts {
   statements: number;
   byName: Record<string, number>;
+  pgTrips: Record<string, number>;
   redis: number;
+  redisByName: Record<string, number>;
+  redisTrips: number;
   cpuMs: number;
 }
 

@@ -54,18 +54,46 @@ export async function benchEnvironment(label: string): Promise<BenchEnvironment>
 
 /**
  * Counts the Redis commands this process sends (every ioredis client, BullMQ's included)
- * whose arguments touch keys under a prefix. Client-side, because MONITOR cannot keep up.
+ * whose arguments touch keys under a prefix, in all and by name (a script by the name it was
+ * defined with), and the round trips they took: a command on its own is one, a pipeline or
+ * MULTI (its commands written together) one in all. Client-side, because MONITOR cannot keep up.
  */
-export function countCommands(prefix: string): { count(): number; stop(): void } {
+export function countCommands(prefix: string): { count(): number; roundTrips(): number; byName(): Record<string, number>; stop(): void } {
   // eslint-disable-next-line @typescript-eslint/unbound-method -- wrapped and restored below, always called with its client
   const original = Redis.prototype.sendCommand;
   let count = 0;
+  let roundTrips = 0;
+  const names = new Map<string, number>();
+  const pipelines = new WeakSet<object>();
+  const scripts = new WeakMap<Redis, Map<string, string>>();
+  /** A script's name by its SHA1 (defineCommand's scripts, BullMQ's among them), else the command's. */
+  const nameOf = (client: Redis, command: { name: string; args: unknown[] }) => {
+    if (command.name !== 'evalsha') return command.name;
+    const sha = String(command.args[0]);
+    let known = scripts.get(client);
+    if (!known?.has(sha)) {
+      const defined = (client as unknown as { scriptsSet: Record<string, { sha: string }> }).scriptsSet;
+      scripts.set(client, (known = new Map(Object.entries(defined).map(([name, script]) => [script.sha, name]))));
+    }
+    return known.get(sha) ?? 'evalsha';
+  };
   Redis.prototype.sendCommand = function (this: Redis, command, stream) {
-    if (command.args.some((a) => (typeof a === 'string' ? a : String(a)).includes(prefix))) count += 1;
+    if (command.args.some((a) => (typeof a === 'string' ? a : String(a)).includes(prefix))) {
+      count += 1;
+      const name = nameOf(this, command);
+      names.set(name, (names.get(name) ?? 0) + 1);
+      if (!stream) roundTrips += 1;
+      else if (!pipelines.has(stream)) {
+        pipelines.add(stream);
+        roundTrips += 1;
+      }
+    }
     return original.call(this, command, stream);
   };
   return {
     count: () => count,
+    roundTrips: () => roundTrips,
+    byName: () => Object.fromEntries(names),
     stop: () => void (Redis.prototype.sendCommand = original),
   };
 }
@@ -78,31 +106,43 @@ export function percentile(sorted: readonly number[], p: number): number {
 /**
  * Counts the SQL statements this process sends to PostgreSQL (Prisma's driver adapter,
  * `pg` and the batches of src/db/batch.ts alike go through pg.Client#query), transaction control (BEGIN, COMMIT, ROLLBACK)
- * left out: those are counted as commits from PostgreSQL's own statistics.
+ * left out: those are counted as commits from PostgreSQL's own statistics. Also counts the
+ * round trips (each query() call is one Sync, answered by one ReadyForQuery: a batch is one
+ * however many statements it holds; BEGIN and COMMIT sent alone are one each), in all and by
+ * what each carried (`BEGIN+rekey_lock_run_secret+...` for a batch).
  */
-export function countStatements(): { count(): number; byName(): Record<string, number>; stop(): void } {
+export function countStatements(): { count(): number; byName(): Record<string, number>; roundTrips(): number; tripsByKind(): Record<string, number>; stop(): void } {
   // eslint-disable-next-line @typescript-eslint/unbound-method -- wrapped and restored below, always called with its client
   const original = pg.Client.prototype.query;
   const names = new Map<string, number>();
+  const trips = new Map<string, number>();
   const control = /^\s*(BEGIN|COMMIT|ROLLBACK|START TRANSACTION)\b/i;
-  const count = (query: { text?: string; name?: string } | string | undefined) => {
+  /** A named statement by its name, any other by its first words (Prisma's are unnamed), or transaction control by its word. */
+  const nameOf = (query: { text?: string; name?: string } | string | undefined) => {
     const text = typeof query === 'string' ? query : query?.text;
-    if (typeof text === 'string' && !control.test(text)) {
-      // A named statement by its name, any other by its first words (Prisma's are unnamed).
-      const name = (typeof query === 'object' && query.name) || text.replace(/\s+/g, ' ').slice(0, 60);
-      names.set(name, (names.get(name) ?? 0) + 1);
-    }
+    if (typeof text !== 'string') return undefined;
+    const word = control.exec(text)?.[1];
+    if (word) return { name: word.toUpperCase(), control: true };
+    return { name: (typeof query === 'object' && query.name) || text.replace(/\s+/g, ' ').slice(0, 60), control: false };
+  };
+  const count = (query: { text?: string; name?: string } | string | undefined) => {
+    const named = nameOf(query);
+    if (named && !named.control) names.set(named.name, (names.get(named.name) ?? 0) + 1);
+    return named?.name;
   };
   pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
     const query = args[0] as { text?: string; name?: string; queries?: Array<{ text: string; name: string }> } | string | undefined;
     // A batch (src/db/batch.ts) by its statements.
-    if (typeof query === 'object' && query.queries) query.queries.forEach(count);
-    else count(query);
+    const carried = typeof query === 'object' && query.queries ? query.queries.map(count) : [count(query)];
+    const kind = carried.map((name) => name?.replace(/^rekey_/, '') ?? '?').join('+');
+    trips.set(kind, (trips.get(kind) ?? 0) + 1);
     return (original as (...a: unknown[]) => unknown).apply(this, args);
   } as typeof original;
   return {
     count: () => [...names.values()].reduce((a, b) => a + b, 0),
     byName: () => Object.fromEntries(names),
+    roundTrips: () => [...trips.values()].reduce((a, b) => a + b, 0),
+    tripsByKind: () => Object.fromEntries(trips),
     stop: () => void (pg.Client.prototype.query = original),
   };
 }

@@ -2,7 +2,8 @@
  * One worker process for `rotation-throughput`: the real engine and BullMQ workers on the
  * bench's database and queue prefix, with the in-memory provider (so providers cost
  * nothing). Spawned with an IPC channel: it sends `ready` once its workers run, answers
- * `count` with the SQL statements (in all and by name) and Redis commands it sent and the
+ * `count` with the SQL statements (in all and by name), PostgreSQL round trips (by what each
+ * carried), Redis commands (in all and by name) and Redis round trips it sent, and the
  * CPU time it used so far, and dies with its parent (the bench stops it with SIGTERM when
  * done). Environment: the bench's (benchEnvironment().env) and CONCURRENCY.
  */
@@ -31,7 +32,17 @@ startWorkers(runtime.engine, runtime.redis, settings.queuePrefix, runtime.log, {
 });
 const redis = countCommands(settings.queuePrefix);
 process.on('message', (message: string) => {
-  if (message === 'count') send({ statements: statements.count(), byName: statements.byName(), redis: redis.count(), cpuMs: cpuMs() });
+  if (message === 'count') {
+    send({
+      statements: statements.count(),
+      byName: statements.byName(),
+      pgTrips: statements.tripsByKind(),
+      redis: redis.count(),
+      redisByName: redis.byName(),
+      redisTrips: redis.roundTrips(),
+      cpuMs: cpuMs(),
+    });
+  }
 });
 send('ready');
 
