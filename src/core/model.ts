@@ -494,8 +494,13 @@ export interface WorkQueue {
   enqueueRun(run: RunRecord, options: { urgent: boolean; attempts: number; backoffMs: number; fresh?: boolean }): Promise<void>;
   /** Moves a queued, not yet started run job to the revocations queue. */
   expediteRun(run: RunRecord, options: { attempts: number; backoffMs: number }): Promise<void>;
-  /** Retires a version at `at`; an earlier time moves an existing job forward. */
-  scheduleRetirement(versionId: string, at: Date, options: { attempts: number; backoffMs: number }): Promise<void>;
+  /**
+   * Retires a version at `at`; an earlier time moves an existing job forward, which is looked up
+   * first unless `fresh` (the version left `current` in the caller's promotion a moment ago: no
+   * retirement job for it can exist from before, and one added meanwhile, by reconcile() or by a
+   * later promotion that cut its grace, is due no later, so the add collapsing into it keeps it).
+   */
+  scheduleRetirement(versionId: string, at: Date, options: { attempts: number; backoffMs: number; fresh?: boolean }): Promise<void>;
   /** Takes a compromised version down; retried every few seconds at most, however long its targets fail. */
   enqueueRevocation(versionId: string): Promise<void>;
   /** At the leak deadline, blocks a leaked current version that has not been replaced. */

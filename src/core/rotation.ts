@@ -56,8 +56,11 @@ class Rotation {
   private readonly log;
   private step: RotationStep;
   private value: SecretValue | undefined;
-  /** The version as this attempt's promotion left it, and the takedowns it left to queue. */
-  private promoted: { version: VersionRecord; takedowns: readonly VersionRecord[] } | undefined;
+  /**
+   * The version as this attempt's promotion left it, the takedowns it left to queue, and which
+   * of them it moved out of `current` (no retirement job can exist for those yet: queueTakedowns).
+   */
+  private promoted: { version: VersionRecord; takedowns: readonly VersionRecord[]; demoted: ReadonlySet<string> } | undefined;
   /** Targets this attempt deployed to without recording it yet (deploy and verify commit once, see eachTarget). */
   private unrecorded: string[] = [];
 
@@ -313,7 +316,8 @@ class Rotation {
     // This driver stalled past its lease (in store.promote: check() trusts the last renewal), and another drives the run now.
     if (!promotion) throw this.lease.lose();
     if (promotion.promotedAt) {
-      this.promoted = { version: { ...version, state: 'current', promotedAt: promotion.promotedAt }, takedowns: promotion.takedowns };
+      const demoted = new Set(promotion.changes.filter((c) => c.version.state === 'current').map((c) => c.version.id));
+      this.promoted = { version: { ...version, state: 'current', promotedAt: promotion.promotedAt }, takedowns: promotion.takedowns, demoted };
       announce(this.deps, { secret: version.secret, event: 'rotated', version: version.number });
     }
     if (promotion.nextStep === 'done') this.lease.finished();
@@ -376,6 +380,10 @@ class Rotation {
    * Queues the retirements and revocations a promotion left (deterministic job ids: a repeat
    * collapses). After the run may have finished: a crash before this is healed by reconcile(),
    * which queues them for every previous and compromised version written since its last pass.
+   * The retirement of a version this attempt's promotion moved out of `current` is queued
+   * without looking for an existing job first (WorkQueue.scheduleRetirement's `fresh`): none was
+   * made while it was current, and one made since (reconcile, a later promotion cutting its grace)
+   * is due no later than this one.
    * A leaked version the promotion replaced is blocked at its targets here first, at once
    * (takedown.ts blockLeaked): its revocation would otherwise refuse it only once its job was
    * picked up and its run recorded. A failure is left to the revocation, which retries it.
@@ -383,7 +391,8 @@ class Rotation {
   private async queueTakedowns(resolved: ResolvedSecret, takedowns: readonly VersionRecord[]): Promise<void> {
     for (const v of takedowns) {
       if (v.state !== 'compromised') {
-        await this.deps.queue.scheduleRetirement(v.id, retirementDue(v.graceEndsAt ?? now(this.deps)), resolved.policy.retry);
+        const fresh = this.promoted?.demoted.has(v.id) ?? false;
+        await this.deps.queue.scheduleRetirement(v.id, retirementDue(v.graceEndsAt ?? now(this.deps)), { ...resolved.policy.retry, fresh });
         continue;
       }
       await blockLeaked(this.deps, resolved, v, audit(this.deps, this.run.id), this.log, { early: true }).catch((error: unknown) =>

@@ -71,10 +71,11 @@ export class BullQueues implements WorkQueue {
     await this.enqueueRun(run, { urgent: true, ...options });
   }
 
-  async scheduleRetirement(versionId: string, at: Date, options: { attempts: number; backoffMs: number }): Promise<void> {
+  async scheduleRetirement(versionId: string, at: Date, options: { attempts: number; backoffMs: number; fresh?: boolean }): Promise<void> {
     const id = jobId.retire(versionId);
     const delay = Math.max(0, at.getTime() - Date.now());
-    const existing = await this.queues.retirements.getJob(id);
+    // One round trip a promotion's retirement need not wait for (WorkQueue.scheduleRetirement).
+    const existing = options.fresh ? undefined : await this.queues.retirements.getJob(id);
     if (existing) {
       const due = existing.timestamp + (existing.opts.delay ?? 0);
       if (due > at.getTime() + 1000 && (await existing.getState()) === 'delayed') await existing.changeDelay(delay).catch(() => undefined);
