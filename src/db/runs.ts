@@ -293,16 +293,29 @@ export class Runs {
     return (await this.sql.rows(RECORD_ERROR, [runId, sanitize(error), leaseOwner ?? null])).length > 0;
   }
 
+  /**
+   * The close and the audit take in one round trip (the take after the run's row lock, as before),
+   * the event and COMMIT in a second. The take finds the run whether or not it was closed here:
+   * when it was not (closed already, or another driver holds it), the transaction rolls back, so
+   * nothing of the take is kept.
+   */
   async finishRun(runId: string, status: Exclude<RunStatus, 'running'>, audit: AuditContext, error?: string, leaseOwner?: string) {
     return transaction(this.db, async (tx) => {
-      const [row] = await tx.rows<RunRow>(FINISH, [runId, status, error === undefined ? null : sanitize(error), leaseOwner ?? null]);
-      if (!row) return false;
+      const [finished, taken] = await tx.batch([[FINISH, [runId, status, error === undefined ? null : sanitize(error), leaseOwner ?? null]], takeOf({ run: runId }, 1)]);
+      const [row] = finished as RunRow[];
+      if (!row) throw NOT_FINISHED;
       const run: RunRecord = runOf(row);
-      await this.audit.append(tx, { ...auditOf(audit, runId), action: 'run.finished', secret: run.secret, versionId: run.versionId, data: { status, kind: run.kind } });
+      this.audit.appendTaken(tx, [{ ...auditOf(audit, runId), action: 'run.finished', secret: run.secret, versionId: run.versionId, data: { status, kind: run.kind } }], taken!);
       return true;
+    }).catch((error: unknown) => {
+      if (error === NOT_FINISHED) return false;
+      throw error;
     });
   }
 }
+
+/** Thrown inside finishRun's transaction when the run was not closed there: rolls it back. */
+const NOT_FINISHED = new Error('the run was not closed');
 
 export function auditOf(audit: AuditContext, runId?: string) {
   return { actor: audit.actor, runId: runId ?? audit.runId ?? null };
