@@ -38,6 +38,17 @@ const DRIFT_PRIORITY = 10;
 
 const PENDING_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children']);
 
+/**
+ * When job `id` of `queue` (on `connection`) is due (ms since the epoch), from the queue's delayed set, whose score is
+ * the due time times 4096 plus a tie-breaker (BullMQ's getDelayedScore.lua). Not from the job
+ * itself: its `timestamp` and `opts.delay` keep what it was added with, and a changeDelay() moves
+ * only the score (and the job's `delay`, counted from that change). Undefined when it is not delayed.
+ */
+async function delayedDue(connection: RedisConnection, queue: Queue, id: string): Promise<number | undefined> {
+  const score = await connection.zscore(queue.toKey('delayed'), id);
+  return score === null ? undefined : Math.floor(Number(score) / 0x1000);
+}
+
 export class BullQueues implements WorkQueue {
   readonly queues: Record<QueueName, Queue>;
 
@@ -75,12 +86,14 @@ export class BullQueues implements WorkQueue {
     const id = jobId.retire(versionId);
     const delay = Math.max(0, at.getTime() - Date.now());
     // One round trip a promotion's retirement need not wait for (WorkQueue.scheduleRetirement).
-    const existing = options.fresh ? undefined : await this.queues.retirements.getJob(id);
-    if (existing) {
-      const due = existing.timestamp + (existing.opts.delay ?? 0);
-      if (due > at.getTime() + 1000 && (await existing.getState()) === 'delayed') await existing.changeDelay(delay).catch(() => undefined);
-      return;
+    if (!options.fresh) {
+      const due = await delayedDue(this.connection, this.queues.retirements, id);
+      if (due !== undefined) {
+        if (due > at.getTime() + 1000) await (await this.queues.retirements.getJob(id))?.changeDelay(delay).catch(() => undefined);
+        return;
+      }
     }
+    // A job of that id in another state (waiting, running) keeps it: the add collapses into it.
     await this.queues.retirements.add('retire', { versionId }, { jobId: id, delay, ...retrying(options) });
   }
 

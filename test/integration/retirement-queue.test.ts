@@ -88,3 +88,11 @@ it("keeps an earlier retirement added before a promotion's own (a later promotio
   await h.runtime.queues.scheduleRetirement(previous.id, retirementDue(previous.graceEndsAt!), { ...RETRY, fresh: true });
   expect(Math.abs((await due(previous.id))! - earlier.getTime())).toBeLessThan(1000);
 }, 30_000);
+
+it('keeps a retirement moved forward when a later caller asks for a time between the two (its due time read from the delayed set, not from the delay it was added with)', async () => {
+  const { previous } = await displaced('1h');
+  const earlier = new Date(Date.now() + 60_000);
+  await h.runtime.queues.scheduleRetirement(previous.id, earlier, RETRY);
+  await h.runtime.queues.scheduleRetirement(previous.id, new Date(Date.now() + 30 * 60_000), RETRY);
+  expect(Math.abs((await due(previous.id))! - earlier.getTime())).toBeLessThan(1000);
+}, 30_000);
