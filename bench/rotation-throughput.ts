@@ -90,18 +90,21 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
     };
     /**
      * Polls until every run is done; returns how many polls (each one commit of ours). Cheap on
-     * purpose (one small named statement every 25 ms): the polls share the cores with the workers.
+     * purpose (one small named statement every 25 ms, asking only about the runs still running at
+     * the poll before): the polls share the cores with the workers, and PostgreSQL's CPU counts them.
+     * Asking about every run at each poll cost PostgreSQL 0.34 ms per rotation at 1,000 secrets.
      */
     poller = new pg.Client({ connectionString: env.databaseUrl });
     await poller.connect();
     const settle = async (runIds: string[]) => {
       let polls = 0;
-      const running = async () => {
+      let running = runIds;
+      while (running.length > 0) {
+        if (polls > 0) await new Promise((r) => setTimeout(r, 25));
         polls += 1;
-        const { rows } = await poller!.query<{ n: number }>({ name: 'settle', text: `SELECT count(*)::int AS n FROM runs WHERE id = ANY($1::uuid[]) AND status::text = 'running'`, values: [runIds] });
-        return rows[0]!.n;
-      };
-      while ((await running()) > 0) await new Promise((r) => setTimeout(r, 25));
+        const { rows } = await poller!.query<{ id: string }>({ name: 'settle', text: `SELECT id FROM runs WHERE id = ANY($1::uuid[]) AND status::text = 'running'`, values: [running] });
+        running = rows.map((r) => r.id);
+      }
       return polls;
     };
 
