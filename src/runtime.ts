@@ -36,7 +36,7 @@ export interface RuntimeOptions {
   /** The providers configs may use. @defaultValue the registry's */
   modules?: ProviderCatalog;
   log?: PinoLogger;
-  /** Long-lived processes retry Redis forever; CLI commands give up quickly. */
+  /** Long-lived processes retry Redis forever and keep their idle PostgreSQL connections; CLI commands give up quickly. */
   longLived?: boolean;
   /** How long a rotation run's lease lasts without renewal (workers: their --lock-duration). */
   leaseMs?: number;
@@ -77,7 +77,8 @@ export class Runtime {
     this.modules = options.modules ?? providers;
     this.housekeeping = new Housekeeping(this.log);
     this.audit = new AuditLog(this.settings.auditKey);
-    this.db = createDb(this.settings.databaseUrl, 10, (error) => this.log.warn({ error: describeError(error) }, 'PostgreSQL connection failed'));
+    // A long-lived process keeps its connections (and their planned statements) between bursts of work.
+    this.db = createDb(this.settings.databaseUrl, 10, (error) => this.log.warn({ error: describeError(error) }, 'PostgreSQL connection failed'), { idleTimeoutMs: options.longLived ? 0 : undefined });
     this.redis = openRedis(this.settings.redis, { longLived: options.longLived ?? false });
     this.redis.on('error', (error) => this.log.debug({ error: describeError(error) }, 'redis connection error'));
     this.queues = new BullQueues(this.redis, this.settings.queuePrefix);
