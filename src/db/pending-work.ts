@@ -1,7 +1,8 @@
 /**
  * What reconcile() must re-derive work for (StateRepository.pendingWork): every open item on a
  * full pass; on an incremental pass only the rows written since a watermark (updated_at is
- * stamped by the database on every write, see the reconcile_watermark migration) and the
+ * stamped by the database on every write, see the reconcile_watermark migration, but a run's
+ * step and lease bookkeeping, see runs_bookkeeping_hot) and the
  * retirements that came due since it. Each read is one indexed query, a named statement
  * (src/db/sql.ts) of its own for each kind of pass: a pass runs on every worker's event loop,
  * beside the leak path's jobs, so it costs them no query compilation.

@@ -80,3 +80,34 @@ it('one process in the cluster runs the periodic full pass, once per period', as
   await h.runtime.reconcile({ incremental: true });
   expect(passes().at(-1)?.pass).toBe('incremental');
 });
+
+it("a run's step and lease bookkeeping leave its watermark (so those updates can be HOT); its attempt and its end move it, and the pass finds it ended", async () => {
+  const secret = `bookkeeping-${randomUUID().slice(0, 6)}`;
+  await h.apply(memoryConfig(JOURNAL, { [secret]: 'grace: 1h' }));
+  const requested = await h.runtime.engine.requestRotation({ secret, trigger: 'manual' });
+  if (requested.status === 'stale') throw new Error('stale');
+  const runId = requested.run.id;
+  const repo = h.runtime.engine.deps.repo;
+  const stamp = async () => (await h.runtime.db.$queryRaw<Array<{ at: Date }>>`SELECT updated_at AS at FROM runs WHERE id = ${runId}::uuid`)[0]!.at.getTime();
+  // As age() does for a version: an hour back, so a write that stamps the row is seen to.
+  const aged = async () => {
+    await h.runtime.db.$transaction([
+      h.runtime.db.$executeRawUnsafe('SET LOCAL session_replication_role = replica'),
+      h.runtime.db.$executeRaw`UPDATE runs SET updated_at = now() - interval '1 hour' WHERE id = ${runId}::uuid`,
+    ]);
+    return stamp();
+  };
+
+  let before = await aged();
+  expect(await repo.takeLease(runId, 'driver', 60_000)).toBe(true);
+  expect(await stamp()).toBeGreaterThan(before); // it counts an attempt (+0): the pass reads attempts for the retry budget
+  before = await aged();
+  expect(await repo.setRunStep(runId, 'deploy', 'driver')).toBe(true);
+  expect(await repo.renewLease(runId, 'driver', 60_000)).toBe(true);
+  await repo.releaseLease(runId, 'driver');
+  expect(await stamp()).toBe(before);
+
+  expect(await repo.finishRun(runId, 'rolled_back', { actor: 'test' })).toBe(true);
+  expect(await stamp()).toBeGreaterThan(before);
+  expect((await repo.pendingWork(new Date(before + 1))).endedRuns).toContain(runId);
+});
