@@ -1,7 +1,7 @@
 /** `rekey agent` (src/cli/commands/agent.ts): options to a running agent, its log as JSON lines of codes on stderr. */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, readFile, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, readFile, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { constants as os } from 'node:os';
 import type { AgentFlags } from '../cli/commands/agent.js';
 import type { CliContext } from '../cli/context.js';
@@ -77,9 +77,35 @@ export async function requestToken(path: string): Promise<string> {
   }
 }
 
-function pidFrom(path: string): () => Promise<number | undefined> {
+/**
+ * The pid `path` holds, unless the process that has it now started after the file was last
+ * written: then the writer has exited (a crash leaves its pid file) and the kernel gave its pid to
+ * another process, which the signal (SIGHUP ends a process by default) must not reach.
+ */
+export function pidFrom(path: string): () => Promise<number | undefined> {
   return async () => {
-    const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+    const file = await readFile(path, 'utf8').then((text) => ({ text }), () => undefined);
+    const pid = Number(file?.text.trim());
+    if (!Number.isInteger(pid) || pid <= 0) return undefined;
+    const [written, started] = await Promise.all([stat(path).then((s) => s.mtimeMs, () => undefined), startedAt(pid)]);
+    return written !== undefined && started !== undefined && started > written + START_SLACK_MS ? undefined : pid;
   };
+}
+
+/** /proc/stat's boot time has whole seconds, and a wall clock stepped since boot moves the reckoning by as much. */
+const START_SLACK_MS = 2_000;
+/** Linux's USER_HZ, the unit of /proc/<pid>/stat's start time: 100 on every architecture a container runs on. */
+const CLOCK_TICKS_PER_S = 100;
+
+/** When process `pid` started (Date.now() terms), from /proc; undefined where there is no /proc (the pid is then signalled unchecked) or no such process. */
+async function startedAt(pid: number): Promise<number | undefined> {
+  try {
+    const [line, boot] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile('/proc/stat', 'utf8')]);
+    // Fields after the command name (in parentheses, which may itself hold spaces and parentheses): state is field 3, starttime field 22.
+    const ticks = Number(line.slice(line.lastIndexOf(')') + 2).split(' ')[22 - 3]);
+    const btime = Number(/^btime (\d+)$/m.exec(boot)?.[1]);
+    return Number.isFinite(ticks) && Number.isFinite(btime) ? btime * 1000 + (ticks / CLOCK_TICKS_PER_S) * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
 }
