@@ -8,7 +8,8 @@
  *   each request carrying the per-host token in `X-Rekey-Agent-Token` (request-forgery
  *   protection, as the AWS Secrets Manager Agent's `X-Aws-Parameters-Secrets-Token`): a
  *   server-side request forgery through the app cannot add it. Requests with
- *   `X-Forwarded-For` or `Forwarded` (relayed by a proxy) are refused too;
+ *   `X-Forwarded-For` or `Forwarded` (relayed by a proxy), with `Origin` (a browser page), or with
+ *   a `Host` other than 127.0.0.1 or localhost at its port (a name rebound to 127.0.0.1) are refused too;
  * - renders template files (`{{ secret "name" }}`, `{{ token "audience" }}`), 0600, replaced
  *   atomically: the only way a value reaches the disk, and only when asked;
  * - refreshes what it holds before it expires and at once on the change stream, then renders
@@ -173,7 +174,9 @@ async function answer(request: IncomingMessage, response: ServerResponse, reques
   const presented = request.headers[AGENT_TOKEN_HEADER];
   // A relayed request is refused however the proxy marks it: X-Forwarded-For, or RFC 7239's Forwarded.
   const relayed = request.headers['x-forwarded-for'] !== undefined || request.headers.forwarded !== undefined;
-  if (typeof presented !== 'string' || !same(presented, requestToken) || relayed) return send(401, { error: 'invalid_token' });
+  // A browser page never has a reason to call the agent (Origin), and one whose name an attacker rebound to 127.0.0.1 names itself in Host.
+  const foreign = request.headers.origin !== undefined || !addressedToAgent(request);
+  if (typeof presented !== 'string' || !same(presented, requestToken) || relayed || foreign) return send(401, { error: 'invalid_token' });
   if (request.method !== 'GET') return send(405, { error: 'method_not_allowed' });
   const url = new URL(request.url ?? '/', 'http://agent');
   try {
@@ -194,6 +197,18 @@ async function answer(request: IncomingMessage, response: ServerResponse, reques
     if (!(error instanceof RekeyClientError)) return send(500, { error: 'server_error' });
     const status = { unauthenticated: 502, forbidden: 403, not_configured: 404, unavailable: 503, protocol: 502, aborted: 503, invalid_name: 400 }[error.code];
     return send(status, { error: error.code });
+  }
+}
+
+/** Whether the request's Host names the agent's own address: 127.0.0.1 or localhost, at the port it came in on (Node answers an HTTP/1.1 request with no Host 400 itself). */
+function addressedToAgent(request: IncomingMessage): boolean {
+  const { host } = request.headers;
+  if (host === undefined) return true;
+  try {
+    const url = new URL(`http://${host}`);
+    return (url.hostname === '127.0.0.1' || url.hostname === 'localhost') && Number(url.port || 80) === request.socket.localPort;
+  } catch {
+    return false;
   }
 }
 

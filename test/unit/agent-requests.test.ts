@@ -5,7 +5,7 @@
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
-import type { ServerResponse } from 'node:http';
+import { request as httpRequest, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -75,6 +75,26 @@ it('refuses a request relayed by a proxy, whether it says so with X-Forwarded-Fo
     expect(await get('/v1/secrets/payments-api-key', headers)).toEqual({ status: 401, body: { error: 'invalid_token' } });
     expect((await get('/v1/token?audience=api.example.com', headers)).status).toBe(401);
   }
+});
+
+/** A request with headers fetch() will not send as given (Host), straight over node:http. */
+const raw = (path: string, headers: Record<string, string>) =>
+  new Promise<number>((resolve, reject) => {
+    const { port } = new URL(agent.url);
+    httpRequest({ host: '127.0.0.1', port, path, headers: { [AGENT_TOKEN_HEADER]: REQUEST_TOKEN, ...headers } }, (response) => {
+      response.resume();
+      resolve(response.statusCode!);
+    }).on('error', reject).end();
+  });
+
+it('answers only requests addressed to it on loopback: a page whose name was rebound to 127.0.0.1 (Host), or a browser page (Origin), is refused', async () => {
+  const { port } = new URL(agent.url);
+  for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST:${port}`]) expect(await raw('/v1/secrets/payments-api-key', { host })).toBe(200);
+  for (const host of [`evil.example:${port}`, 'evil.example', `127.0.0.1.evil.example:${port}`, `127.0.0.1:${Number(port) + 1}`, `localhost.:${port}`]) {
+    expect(await raw('/v1/secrets/payments-api-key', { host })).toBe(401);
+    expect(await raw('/v1/token?audience=api.example.com', { host })).toBe(401);
+  }
+  for (const origin of ['https://evil.example', 'null', `http://127.0.0.1:${port}`]) expect(await raw('/v1/secrets/payments-api-key', { origin })).toBe(401);
 });
 
 it('leaves nothing running when it cannot start (a template naming a secret not granted): its change stream is closed', async () => {
