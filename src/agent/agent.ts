@@ -24,6 +24,20 @@ import { renderTemplates, type Template } from './templates.js';
 export const AGENT_TOKEN_HEADER = 'x-rekey-agent-token';
 /** setTimeout's longest delay (about 24.8 days). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** A failed refresh is tried again after up to this, doubling with each failure in a row... */
+const RETRY_BASE_MS = 5_000;
+/** ...up to this: a value's default lifetime is 5 minutes, refreshed 1 minute before it ends. */
+const RETRY_MAX_MS = 60_000;
+
+/**
+ * The wait after the `failures`-th failure in a row: between half and all of the exponential cap
+ * (equal jitter), so a credential refused for good is not asked about every few seconds for ever,
+ * and agents refused together (their client key family revoked, the server restarting) come back spread out.
+ */
+function retryDelay(failures: number, random = Math.random): number {
+  const cap = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.min(failures - 1, 16));
+  return Math.round(cap / 2 + (random() * cap) / 2);
+}
 
 /** What the agent's logger receives: codes, numbers and names of secrets; never a value or token. */
 export type AgentLogEvent =
@@ -31,7 +45,8 @@ export type AgentLogEvent =
   | { code: 'agent_listening'; port: number }
   | { code: 'agent_refused'; status: number }
   | { code: 'agent_refreshed'; secret: string; version: number }
-  | { code: 'agent_refresh_failed'; secret?: string; audience?: string }
+  /** `delayMs`: until the next try; it grows with each failure in a row. */
+  | { code: 'agent_refresh_failed'; secret?: string; audience?: string; delayMs: number }
   | { code: 'agent_rendered'; files: number }
   | { code: 'agent_render_failed' }
   | { code: 'agent_signalled'; pid: number }
@@ -65,6 +80,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const log = options.logger ?? (() => {});
   const client = createClient({ url: options.server, credential: options.credential, credentialType: options.credentialType, logger: log });
   const timers = new Map<string, NodeJS.Timeout>();
+  /** Failures in a row of each key's refresh. */
+  const failures = new Map<string, number>();
   const secrets = new Set([...options.secrets, ...options.templates.flatMap((t) => t.secrets)]);
   const audiences = new Set([...options.audiences, ...options.templates.flatMap((t) => t.audiences)]);
   let stopped = false;
@@ -105,27 +122,31 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     }
     if (failure) throw failure.error;
   };
-  /** Fetches `key` now, then again at its renewal time (or soon, after a failure). */
-  const keep = async (key: string, fetch: () => Promise<{ expiresAt: number }>, failed: AgentLogEvent) => {
+  /** Fetches `key` now, then again at its renewal time (after a failure: after retryDelay()). */
+  const keep = async (key: string, fetch: () => Promise<{ expiresAt: number }>, what: { secret: string } | { audience: string }) => {
     clearTimeout(timers.get(key));
     if (stopped) return;
-    let delayMs = 5_000;
+    let delayMs: number;
     try {
       const { expiresAt } = await fetch();
+      failures.delete(key);
       // No longer than a timer can wait: Node runs a longer one after 1 ms, which refetched (from the cache) in a loop.
       delayMs = Math.min(MAX_TIMER_MS, Math.max(1_000, (expiresAt - Date.now()) * 0.8));
     } catch {
-      log(failed);
+      const inARow = (failures.get(key) ?? 0) + 1;
+      failures.set(key, inARow);
+      delayMs = retryDelay(inARow);
+      log({ code: 'agent_refresh_failed', ...what, delayMs });
     }
-    if (!stopped) timers.set(key, setTimeout(() => void keep(key, fetch, failed).then(render), delayMs).unref());
+    if (!stopped) timers.set(key, setTimeout(() => void keep(key, fetch, what).then(render), delayMs).unref());
   };
   const keepSecret = (name: string) =>
     keep(`secret:${name}`, async () => {
       const value = await client.secret(name);
       log({ code: 'agent_refreshed', secret: name, version: value.version });
       return value;
-    }, { code: 'agent_refresh_failed', secret: name });
-  const keepToken = (audience: string) => keep(`token:${audience}`, () => client.token(audience), { code: 'agent_refresh_failed', audience });
+    }, { secret: name });
+  const keepToken = (audience: string) => keep(`token:${audience}`, () => client.token(audience), { audience });
 
   const unsubscribe = client.subscribe((change) => {
     // The client has dropped what the change made stale: fetch it again, render, signal.
