@@ -48,7 +48,8 @@ export type AgentLogEvent =
   /** `delayMs`: until the next try; it grows with each failure in a row. */
   | { code: 'agent_refresh_failed'; secret?: string; audience?: string; delayMs: number }
   | { code: 'agent_rendered'; files: number }
-  | { code: 'agent_render_failed' }
+  /** `file`: the destination; `reason`: the client's error code (`forbidden`, `unavailable`, ...) or the file system's (`ENOENT`, `EACCES`, `ENOSPC`, ...). */
+  | { code: 'agent_render_failed'; file: string; reason: string }
   | { code: 'agent_signalled'; pid: number }
   | { code: 'agent_signal_failed'; pid: number };
 
@@ -90,7 +91,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   let rendering = Promise.resolve();
   const queueRender = () => {
     const run = rendering.then(renderNow);
-    rendering = run.catch(() => log({ code: 'agent_render_failed' }));
+    rendering = run.catch(() => {}); // logged by renderNow, file by file
     return run;
   };
   const render = () => rendering.then(() => queueRender().catch(() => {}));
@@ -106,6 +107,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       try {
         changed += await renderTemplates([template], read);
       } catch (error) {
+        log({ code: 'agent_render_failed', file: template.destination, reason: reasonOf(error) });
         failure ??= { error };
       }
     }
@@ -219,6 +221,13 @@ async function answer(request: IncomingMessage, response: ServerResponse, reques
     const status = { unauthenticated: 502, forbidden: 403, not_configured: 404, unavailable: 503, protocol: 502, aborted: 503, invalid_name: 400 }[error.code];
     return send(status, { error: error.code });
   }
+}
+
+/** Why a template could not be rendered, as a code: the client's, or the file system's errno name (never an error's message). */
+function reasonOf(error: unknown): string {
+  if (error instanceof RekeyClientError) return error.code;
+  const { code } = error as NodeJS.ErrnoException;
+  return typeof code === 'string' && /^E[A-Z0-9]{1,15}$/.test(code) ? code : 'error';
 }
 
 /** Whether the request's Host names the agent's own address: 127.0.0.1 or localhost, at the port it came in on (Node answers an HTTP/1.1 request with no Host 400 itself). */
