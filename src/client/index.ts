@@ -7,7 +7,8 @@
  *   expires (at `refreshAt` of its lifetime; the cached one is used while still valid if the
  *   renewal fails);
  * - `secret(name)`: the current value from `GET /v1/secrets/{name}`, cached until its expiry
- *   (never later than the secret's next rotation), revalidated with `If-None-Match`;
+ *   (never later than the secret's next rotation; read on this clock through the answer's `Date`
+ *   when the server's clock is off by more than 2 s), revalidated with `If-None-Match`;
  * - `subscribe(listener)`: the change stream (`GET /v1/events`), reconnected with backoff;
  *   a rotation or revocation drops the cached value at once, so the next `secret()` is fresh,
  *   and a revocation every cached token (it may be their signing key's).
@@ -59,6 +60,7 @@ export interface DeliveredValue {
   secret: string;
   version: number;
   value: string;
+  /** Date.now() when it expires: the server's expiry read on this clock. */
   expiresAt: number;
 }
 
@@ -254,7 +256,7 @@ export class RekeyClient {
     }
     if (response.status !== 200) throw refusal(response.status, await errorCode(response), 401);
     const body = (await response.json().catch(() => ({}))) as Record<string, unknown>;
-    const expiresAt = typeof body.expiresAt === 'string' ? Date.parse(body.expiresAt) : NaN;
+    const expiresAt = typeof body.expiresAt === 'string' ? Date.parse(body.expiresAt) - clockSkew(response) : NaN;
     if (typeof body.value !== 'string' || typeof body.version !== 'number' || !Number.isFinite(expiresAt)) throw new RekeyClientError('protocol', response.status);
     this.log({ code: 'secret_fetched', status: 200 });
     const item = { secret: name, version: body.version, value: body.value, expiresAt };
@@ -264,6 +266,22 @@ export class RekeyClient {
   private request(send: (signal: AbortSignal) => Promise<Response>): Promise<Response> {
     return withRetry(send, { policy: this.policy, log: this.log, timeoutMs: this.options.timeoutMs ?? 10_000 });
   }
+}
+
+/** A skew below this is the Date header's whole seconds and the round trip, not the clocks. */
+const SKEW_TOLERANCE_MS = 2_000;
+
+/**
+ * How far the server's clock is ahead of this one (negative: behind), by the answer's `Date`
+ * header, so a value's `expiresAt` (the server's time) can be read on this clock; 0 when the
+ * two agree within the header's precision. Taken at its largest (the header drops the
+ * milliseconds): a value is never kept past its expiry for a misread.
+ */
+function clockSkew(response: Response): number {
+  const serverNow = Date.parse(response.headers.get('date') ?? '');
+  if (!Number.isFinite(serverNow)) return 0;
+  const skew = serverNow - Date.now();
+  return Math.abs(skew) > SKEW_TOLERANCE_MS ? skew + 1_000 : 0;
 }
 
 /** `promise`, or `aborted` as soon as `signal` fires (the work behind `promise` goes on). */
