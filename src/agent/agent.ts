@@ -13,7 +13,7 @@
  * - renders template files (`{{ secret "name" }}`, `{{ token "audience" }}`), 0600, replaced
  *   atomically: the only way a value reaches the disk, and only when asked;
  * - refreshes what it holds before it expires and at once on the change stream, then renders
- *   again and signals a process (`SIGHUP` to a pid) when a rendered file changed.
+ *   again and signals a process (`SIGHUP` to a pid) once rendered files stopped changing.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -66,8 +66,12 @@ export interface AgentOptions {
   /** Audiences whose tokens to fetch at start and keep fresh. */
   audiences: string[];
   templates: Template[];
-  /** Process to signal when a rendered file changed, and how. */
-  notify?: { pid: () => Promise<number | undefined>; signal: NodeJS.Signals };
+  /**
+   * Process to signal when a rendered file changed, and how. `quietMs`: the signal waits until no
+   * file changed for this long (5 times as long at most), so changes a moment apart (two secrets
+   * rotated one after the other) are told once. @defaultValue quietMs 1000
+   */
+  notify?: { pid: () => Promise<number | undefined>; signal: NodeJS.Signals; quietMs?: number };
   logger?: (event: AgentLogEvent) => void;
 }
 
@@ -112,17 +116,32 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       }
     }
     log({ code: 'agent_rendered', files: changed });
-    const pid = changed && options.notify ? await options.notify.pid() : undefined;
-    if (pid && options.notify) {
-      try {
-        process.kill(pid, options.notify.signal);
-        log({ code: 'agent_signalled', pid });
-      } catch {
-        // Exited (a stale pid file) or not ours: nothing to tell, and the files are rendered; the process reads them when it starts.
-        log({ code: 'agent_signal_failed', pid });
-      }
-    }
+    if (changed) signalSoon();
     if (failure) throw failure.error;
+  };
+  /** Signals the process once no file has changed for `quietMs` (or `5 × quietMs` after the first change not yet told). */
+  let signalTimer: NodeJS.Timeout | undefined;
+  let signalBy = 0;
+  const signalSoon = () => {
+    if (!options.notify) return;
+    const quietMs = options.notify.quietMs ?? 1_000;
+    if (!signalTimer) signalBy = Date.now() + 5 * quietMs;
+    clearTimeout(signalTimer);
+    signalTimer = setTimeout(() => {
+      signalTimer = undefined;
+      void signal();
+    }, Math.max(0, Math.min(quietMs, signalBy - Date.now()))).unref();
+  };
+  const signal = async () => {
+    const pid = options.notify && !stopped ? await options.notify.pid() : undefined;
+    if (!pid || !options.notify || stopped) return;
+    try {
+      process.kill(pid, options.notify.signal);
+      log({ code: 'agent_signalled', pid });
+    } catch {
+      // Exited (a stale pid file) or not ours: nothing to tell, and the files are rendered; the process reads them when it starts.
+      log({ code: 'agent_signal_failed', pid });
+    }
   };
   /** Fetches `key` now, then again at its renewal time (after a failure: after retryDelay()). */
   const keep = async (key: string, fetch: () => Promise<{ expiresAt: number }>, what: { secret: string } | { audience: string }) => {
@@ -160,6 +179,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   /** Ends the stream and the refreshes: what would otherwise keep the process running. */
   const halt = () => {
     stopped = true;
+    clearTimeout(signalTimer);
     unsubscribe();
     for (const timer of timers.values()) clearTimeout(timer);
     client.close();

@@ -148,7 +148,8 @@ it('starts, with its file rendered, when the process of --pid-file has exited (a
       logger: (event) => logs.push(event),
     });
     expect(await readFile(join(dir, 'app.env'), 'utf8')).toBe(`KEY=${VALUE}\n`);
-    expect(logs).toContainEqual({ code: 'agent_signal_failed', pid });
+    // Told once the files written at start have settled (the signal waits for a quiet second).
+    await expect.poll(() => logs, { timeout: 10_000, interval: 20 }).toContainEqual({ code: 'agent_signal_failed', pid });
     expect(logs.map((e) => e.code)).not.toContain('agent_render_failed');
   } finally {
     await started?.stop();
