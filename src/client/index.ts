@@ -123,7 +123,8 @@ export class RekeyClient {
    * Follows the change stream until the returned function is called. Before `listener` sees a
    * change, the cached value it makes stale is dropped (a `ready` drops those whose version is
    * no longer current, and every cached token when a version moved on since the last stream
-   * reported it: a signing key's revocation may have been missed while it was down).
+   * reported it: a signing key's revocation may have been missed while it was down; the first
+   * `ready` drops every cached token too: they were obtained before anything was followed).
    */
   subscribe(listener: (change: SecretChange) => void): () => void {
     const controller = new AbortController();
@@ -131,11 +132,15 @@ export class RekeyClient {
     const credential = () => this.credential();
     /** The version of each followed secret the stream last reported (a signing key's too: no value of it is cached). */
     const reported = new Map<string, number | null>();
+    let followed = false;
     void follow(
       { url: this.url, credential, policy: this.policy, log: this.log, fetch: this.fetch },
       (change) => {
         let revoked = change.type === 'revoked';
+        // The first ready: a token obtained before the stream was followed may be of a key revoked before it opened (no event told of it).
+        if (change.type === 'ready' && !followed) revoked = true;
         if (change.type === 'ready') {
+          followed = true;
           for (const { secret, version } of change.secrets) {
             if (this.values.get(secret)?.item.version !== version) this.invalidate(secret);
             // A version that moved on while the stream was down may be a revoked signing key's, its `revoked` missed.
