@@ -40,7 +40,7 @@ export interface ClientOptions {
   credential: () => string | Promise<string>;
   /** `subject_token_type` of the credential. @defaultValue JWT; use `urn:ietf:params:oauth:token-type:access_token` for a client key */
   credentialType?: string;
-  /** Renew a token or value once this fraction of its lifetime has passed. @defaultValue 0.75 */
+  /** Renew a token or value once this fraction of its lifetime has passed: above 0, at most 1. @defaultValue 0.75 */
   refreshAt?: number;
   retry?: Partial<RetryPolicy>;
   /** Per attempt. @defaultValue 10000 */
@@ -84,7 +84,10 @@ export class RekeyClient {
   private readonly fetch: typeof fetch;
   private readonly url: string;
 
+  /** @throws RangeError when `refreshAt` is not above 0 and at most 1 (past 1 a cached item would be handed out after its expiry). */
   constructor(private readonly options: ClientOptions) {
+    const { refreshAt } = options;
+    if (refreshAt !== undefined && !(refreshAt > 0 && refreshAt <= 1)) throw new RangeError('rekey client: refreshAt must be above 0 and at most 1');
     this.url = options.url.replace(/\/+$/, '');
     this.policy = { ...DEFAULT_RETRY, ...options.retry };
     this.log = options.logger ?? (() => {});
