@@ -128,6 +128,7 @@ export class RekeyClient {
    * no longer current, and every cached token when a version moved on since the last stream
    * reported it: a signing key's revocation may have been missed while it was down; the first
    * `ready` drops every cached token too: they were obtained before anything was followed).
+   * A listener that throws is logged `listener_failed`; the stream goes on.
    */
   subscribe(listener: (change: SecretChange) => void): () => void {
     const controller = new AbortController();
@@ -156,7 +157,12 @@ export class RekeyClient {
         }
         // A revoked signing key's tokens are refused everywhere: the events name no audience, so every cached token goes.
         if (revoked) this.forgetTokens();
-        listener(change);
+        try {
+          listener(change);
+        } catch {
+          // The app's failure, not the stream's: taken for a broken connection, it closed the stream and lost what it still carried.
+          this.log({ code: 'listener_failed' });
+        }
       },
       controller.signal,
     ).finally(() => this.streams.delete(controller));

@@ -17,7 +17,9 @@ export type ClientLogCode =
   | 'stream_closed'
   /** A stream brought nothing, not even a keep-alive, for its idle limit: dropped, then opened again. */
   | 'stream_idle'
-  | 'stream_retrying';
+  | 'stream_retrying'
+  /** A `subscribe()` listener threw: the change was handled (the cache), the stream goes on. */
+  | 'listener_failed';
 
 export interface ClientLogEvent {
   code: ClientLogCode;
