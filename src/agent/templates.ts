@@ -2,10 +2,12 @@
  * Template files of `rekey agent`: `{{ secret "payments-api-key" }}` and `{{ token "api.example.com" }}`
  * are replaced by the current value and a current token. A rendered file is written 0600 to a
  * temporary file beside it (a new name, created exclusively) and renamed over it, so a reader
- * never sees half a file; it is written only when its content changed.
+ * never sees half a file; it is written only when its content changed, or when what is there is
+ * not a regular file private to its owner (made readable to others, a link).
  */
 import { randomUUID } from 'node:crypto';
-import { chmod, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { chmod, open, readFile, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join, basename } from 'node:path';
 
 const PLACEHOLDER = /\{\{\s*(secret|token)\s+"([^"]+)"\s*\}\}/g;
@@ -39,7 +41,8 @@ export async function renderTemplates(templates: Template[], read: { secret: (na
       if (!values.has(key)) values.set(key, match[1] === 'secret' ? await read.secret(match[2]!) : await read.token(match[2]!));
     }
     const text = template.text.replace(PLACEHOLDER, (_all, kind: string, name: string) => values.get(`${kind} ${name}`)!);
-    if ((await readFile(template.destination, 'utf8').catch(() => undefined)) === text) continue;
+    const current = await present(template.destination);
+    if (current?.text === text && current.private) continue;
     // A new name, created exclusively: a file or link already at the name is never written through.
     const temporary = join(dirname(template.destination), `.${basename(template.destination)}.${randomUUID()}.rekey-tmp`);
     await writeFile(temporary, text, { mode: 0o600, flag: 'wx' });
@@ -50,7 +53,28 @@ export async function renderTemplates(templates: Template[], read: { secret: (na
       await unlink(temporary).catch(() => undefined);
       throw error;
     }
-    changed++;
+    // The same text made private again (a file others could read, a link) is no change the process must hear of.
+    if (current?.text !== text) changed++;
   }
   return changed;
+}
+
+/**
+ * What is at `path` now: its text, and whether it is a regular file (not a link: not followed)
+ * that no other user may read or write; undefined when there is nothing readable there.
+ */
+async function present(path: string): Promise<{ text: string; private: boolean } | undefined> {
+  let file: FileHandle;
+  try {
+    file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
+    return undefined; // missing, a link (ELOOP), unreadable: written anew
+  }
+  try {
+    const stats = await file.stat();
+    if (!stats.isFile()) return undefined;
+    return { text: await file.readFile('utf8'), private: (stats.mode & 0o077) === 0 };
+  } finally {
+    await file.close();
+  }
 }
