@@ -99,8 +99,12 @@ export async function follow(options: StreamOptions, listener: (change: SecretCh
 async function* blocks(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   const decoder = new TextDecoder();
   let buffer = '';
+  /** A `\r` that ended the last chunk: the next may begin with its `\n` (one line end, not two). */
+  let carried = '';
   for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
-    buffer += decoder.decode(chunk, { stream: true }).replace(/\r\n?/g, '\n');
+    const text = carried + decoder.decode(chunk, { stream: true });
+    carried = text.endsWith('\r') ? '\r' : '';
+    buffer += (carried ? text.slice(0, -1) : text).replace(/\r\n?/g, '\n');
     let cut: number;
     while ((cut = buffer.indexOf('\n\n')) >= 0) {
       yield buffer.slice(0, cut);
