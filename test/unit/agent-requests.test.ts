@@ -97,6 +97,24 @@ it('answers only requests addressed to it on loopback: a page whose name was reb
   for (const origin of ['https://evil.example', 'null', `http://127.0.0.1:${port}`]) expect(await raw('/v1/secrets/payments-api-key', { origin })).toBe(401);
 });
 
+it('refuses every method and path without the exact per-host token: none, a prefix, a longer one, the header twice', async () => {
+  const send = (method: string, path: string, headers: Record<string, string | string[]>) =>
+    new Promise<number>((resolve, reject) => {
+      const { port } = new URL(agent.url);
+      httpRequest({ host: '127.0.0.1', port, method, path, headers }, (response) => {
+        response.resume();
+        resolve(response.statusCode!);
+      }).on('error', reject).end();
+    });
+  const wrong: Record<string, string | string[]>[] = [{}, { [AGENT_TOKEN_HEADER]: '' }, { [AGENT_TOKEN_HEADER]: REQUEST_TOKEN.slice(0, -1) }, { [AGENT_TOKEN_HEADER]: `${REQUEST_TOKEN}0` }, { [AGENT_TOKEN_HEADER]: [REQUEST_TOKEN, REQUEST_TOKEN] }];
+  for (const method of ['GET', 'HEAD', 'OPTIONS', 'POST', 'DELETE']) {
+    for (const path of ['/v1/secrets/payments-api-key', '/v1/token?audience=api.example.com', '/', '/unknown']) {
+      for (const headers of wrong) expect(await send(method, path, headers), `${method} ${path} ${JSON.stringify(Object.keys(headers))}`).toBe(401);
+    }
+  }
+  expect(await send('HEAD', '/v1/secrets/payments-api-key', { [AGENT_TOKEN_HEADER]: REQUEST_TOKEN })).toBe(405);
+});
+
 it('leaves nothing running when it cannot start (a template naming a secret not granted): its change stream is closed', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'rekey-agent-requests-'));
   try {
