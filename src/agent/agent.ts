@@ -34,9 +34,9 @@ const RETRY_MAX_MS = 60_000;
  * (equal jitter), so a credential refused for good is not asked about every few seconds for ever,
  * and agents refused together (their client key family revoked, the server restarting) come back spread out.
  */
-function retryDelay(failures: number, random = Math.random): number {
+function retryDelay(failures: number): number {
   const cap = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.min(failures - 1, 16));
-  return Math.round(cap / 2 + (random() * cap) / 2);
+  return Math.round(cap / 2 + (Math.random() * cap) / 2);
 }
 
 /** What the agent's logger receives: codes, numbers and names of secrets; never a value or token. */
@@ -133,7 +133,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     }, Math.max(0, Math.min(quietMs, signalBy - Date.now()))).unref();
   };
   const signal = async () => {
-    const pid = options.notify && !stopped ? await options.notify.pid() : undefined;
+    // Run from a timer: a pid source that fails is no pid (nothing to tell), not an unhandled rejection.
+    const pid = options.notify && !stopped ? await options.notify.pid().catch(() => undefined) : undefined;
     if (!pid || !options.notify || stopped) return;
     try {
       process.kill(pid, options.notify.signal);

@@ -1,7 +1,7 @@
 /** `rekey agent` (src/cli/commands/agent.ts): options to a running agent, its log as JSON lines of codes on stderr. */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, readFile, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, readFile, writeFile, type FileHandle } from 'node:fs/promises';
 import { constants as os } from 'node:os';
 import type { AgentFlags } from '../cli/commands/agent.js';
 import type { CliContext } from '../cli/context.js';
@@ -84,11 +84,21 @@ export async function requestToken(path: string): Promise<string> {
  */
 export function pidFrom(path: string): () => Promise<number | undefined> {
   return async () => {
-    const file = await readFile(path, 'utf8').then((text) => ({ text }), () => undefined);
-    const pid = Number(file?.text.trim());
+    // Read and dated through one descriptor: the file dated is the file read.
+    const file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK).catch(() => undefined);
+    if (!file) return undefined;
+    let text: string, written: number;
+    try {
+      [text, written] = [await file.readFile('utf8'), (await file.stat()).mtimeMs];
+    } catch {
+      return undefined;
+    } finally {
+      await file.close();
+    }
+    const pid = Number(text.trim());
     if (!Number.isInteger(pid) || pid <= 0) return undefined;
-    const [written, started] = await Promise.all([stat(path).then((s) => s.mtimeMs, () => undefined), startedAt(pid)]);
-    return written !== undefined && started !== undefined && started > written + START_SLACK_MS ? undefined : pid;
+    const started = await startedAt(pid);
+    return started !== undefined && started > written + START_SLACK_MS ? undefined : pid;
   };
 }
 
