@@ -5,6 +5,7 @@
  * is only when it is a regular file no other user may read: otherwise (a file made readable to
  * all, a link to another file) it is replaced by a 0600 file, though the text is the same.
  */
+import { execFileSync } from 'node:child_process';
 import { chmod, lstat, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,4 +53,14 @@ it('replaces a destination holding the same text that others may read, or that i
   expect(written.isFile()).toBe(true);
   expect(written.mode & 0o777).toBe(0o600);
   expect((await lstat(target)).mode & 0o777).toBe(0o644);
+});
+
+it('replaces a FIFO at the destination with the file, instead of waiting for a writer that never comes', async () => {
+  const destination = join(dir, 'app.env');
+  execFileSync('mkfifo', [destination]);
+  expect(await renderTemplates([template(destination)], read)).toBe(1);
+  const written = await lstat(destination);
+  expect(written.isFile()).toBe(true);
+  expect(written.mode & 0o777).toBe(0o600);
+  expect(await readFile(destination, 'utf8')).toBe(`KEY=${VALUE}\n`);
 });
