@@ -5,7 +5,7 @@
  *
  * - `token(audience)`: a short-lived JWT from `POST /v1/token`, cached and renewed before it
  *   expires (at `refreshAt` of its lifetime; the cached one is used while still valid if the
- *   renewal fails);
+ *   renewal fails, and renewed again only after the retry policy's `maxMs`);
  * - `secret(name)`: the current value from `GET /v1/secrets/{name}`, cached until its expiry
  *   (never later than the secret's next rotation; read on this clock through the answer's `Date`
  *   when the server's clock is off by more than 2 s), revalidated with `If-None-Match`;
@@ -212,8 +212,12 @@ export class RekeyClient {
             throw error;
           }
           // A renewal that fails leaves the cached item in use while it is valid.
-          if (hit && Date.now() < hit.expiresAt && !(error instanceof RekeyClientError && (error.code === 'unauthenticated' || error.code === 'forbidden'))) {
+          const failedAt = Date.now();
+          if (hit && failedAt < hit.expiresAt && !(error instanceof RekeyClientError && (error.code === 'unauthenticated' || error.code === 'forbidden'))) {
             this.log({ code: failed });
+            // Tried again after the retry policy's longest wait (half of what is left, at most): the calls meanwhile are
+            // answered from the cache, not each kept waiting through a new round of failing retries.
+            hit.renewAt = failedAt + Math.min(this.policy.maxMs, (hit.expiresAt - failedAt) / 2);
             return hit.item;
           }
           throw error;
