@@ -1,15 +1,26 @@
-import { createSecretKey, type KeyObject } from 'node:crypto';
+import { createSecretKey, hash, type KeyObject } from 'node:crypto';
 import { ProviderError } from '../../src/core/errors.js';
 import { jwtRefusalReason } from '../../src/core/kit/jwt-errors.js';
 import type { Authenticator, Call, JsonObject, Subject } from '../../src/core/ports.js';
 import type { LiveValue } from '../../src/core/provider.js';
 import type { SecretValue } from '../../src/core/secret-value.js';
-import type { JWTClaimVerificationOptions } from 'jose';
+import type { JWTClaimVerificationOptions, JWTPayload } from 'jose';
 import type { AttestationJwtBinding } from './attestation-jwt.schema.js';
 import { verifyHs256 } from './hs256.js';
 
 /** Fewer key bytes than this (hmac-key's own minimum) verify nothing: an empty or short key is one anyone could guess. */
 const MIN_KEY_BYTES = 16;
+
+/** Verified tokens remembered at most (see AttestationJwtAuthenticator.verified); the oldest is forgotten first. */
+const MAX_VERIFIED = 10_000;
+
+/** A token that verified: the key (a live version's value) its MAC matched, and its claims. */
+interface Verified {
+  key: KeyObject;
+  versionId: string;
+  subject: string;
+  claims: Readonly<JWTPayload>;
+}
 
 /**
  * Verifies an HS256 JWT (hs256.ts; the algorithm is pinned: `none`, RS256 and the rest are refused)
@@ -22,6 +33,17 @@ const MIN_KEY_BYTES = 16;
 export class AttestationJwtAuthenticator implements Authenticator {
   /** Each live value's HMAC key, imported once: the delivery cache hands the same value objects out. */
   private readonly keys = new WeakMap<SecretValue, KeyObject>();
+
+  /**
+   * Tokens that verified, by the SHA-256 of the token (the token itself is not kept): a client
+   * presents the same token on every request until it expires, and the MAC and jose's checks
+   * cost more CPU than the rest of a value request in rekey. A remembered token passes again
+   * only under the key that verified it, while that version is still one of the live
+   * values (read afresh each time, as for any token), and while its time claims still pass
+   * (see {@link timely}); anything else takes the full verification, which refuses it with jose's
+   * own reason. The hand-out journal re-checks the version it names in PostgreSQL, as for any token.
+   */
+  private readonly verified = new Map<string, Verified>();
 
   /** The claim checks, made once: they depend on the binding only. */
   private readonly claims: JWTClaimVerificationOptions;
@@ -45,15 +67,25 @@ export class AttestationJwtAuthenticator implements Authenticator {
       throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: the versions of ${this.params.secret} cannot be read`, { provider: this.name, cause });
     });
     if (!values.length) throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: ${this.params.secret} has no live version`, { provider: this.name });
+    const token = credential.reveal();
+    const digest = hash('sha256', token, 'base64');
+    const held = this.verified.get(digest);
+    if (held) {
+      if (this.timely(held.claims) && values.some((v) => v.versionId === held.versionId && this.key(v.value).equals(held.key))) {
+        return { id: held.subject, claims: held.claims as JsonObject, versions: [held.versionId] };
+      }
+      this.verified.delete(digest);
+    }
     let reason: string | undefined;
     for (const { versionId, value } of values) {
       // A value that decodes to too few bytes (not base64 under `encoding: base64` decodes to none) is skipped, never tried.
       const key = this.key(value);
       if ((key.symmetricKeySize ?? 0) < MIN_KEY_BYTES) continue;
       try {
-        const payload = verifyHs256(credential.reveal(), key, this.claims);
+        const payload = Object.freeze(verifyHs256(token, key, this.claims));
         const id = payload[this.params.subjectClaim];
         if (typeof id !== 'string' || !id) throw this.denied('subject');
+        this.remember(digest, { key, versionId, subject: id, claims: payload });
         return { id, claims: payload as JsonObject, versions: [versionId] };
       } catch (error) {
         if (error instanceof ProviderError) throw error;
@@ -64,6 +96,23 @@ export class AttestationJwtAuthenticator implements Authenticator {
     }
     if (reason === undefined) throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: ${this.params.secret} has no live version with a key of ${MIN_KEY_BYTES} bytes or more`, { provider: this.name });
     throw this.denied(reason);
+  }
+
+  /**
+   * Whether the time claims of a token that verified still pass: jose's checks of exp, nbf and
+   * iat (maxTokenAge) against the same clock, in whole seconds, with the same tolerance (jose's
+   * validateClaimsSet). exp and iat are required, so a verified token has both as numbers.
+   */
+  private timely(claims: Readonly<JWTPayload>): boolean {
+    const now = Math.floor(Date.now() / 1000);
+    const tolerance = this.params.clockToleranceSeconds;
+    const age = now - claims.iat!;
+    return (claims.nbf === undefined || claims.nbf <= now + tolerance) && claims.exp! > now - tolerance && age - tolerance <= this.params.maxAgeSeconds && age >= -tolerance;
+  }
+
+  private remember(digest: string, verified: Verified): void {
+    if (this.verified.size >= MAX_VERIFIED) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(digest, verified);
   }
 
   private key(value: SecretValue): KeyObject {
