@@ -17,8 +17,17 @@ import { DeliveryCache } from './cache.js';
 
 type Schedule = NonNullable<SecretSpec['schedule']>;
 
+/**
+ * The request property holding its admission ticket (decorated in the routes' scope, so every
+ * request has it from its construction). Not a WeakMap keyed by request: V8's scavenges hold a
+ * WeakMap's values strongly, so every ticket (and what its closures hold) made since the last
+ * scavenge survived it, whether its request had ended or not.
+ */
+export const TICKET = 'deliveryTicket';
+
+type Holding = FastifyRequest & { [TICKET]: Ticket | null };
+
 export class DeliveryContext {
-  private readonly tickets = new WeakMap<FastifyRequest, Ticket>();
   private readonly perSubject = new RateLimiter({ max: 120, windowMs: 60_000 });
   /** Current versions' values and authenticators' live values, dropped on the change feed. */
   readonly cache: DeliveryCache;
@@ -61,12 +70,12 @@ export class DeliveryContext {
   }
 
   hold(request: FastifyRequest, ticket: Ticket): void {
-    this.tickets.set(request, ticket);
+    (request as Holding)[TICKET] = ticket;
   }
 
   /** Gives the request's admission slot back (authentication is over); idempotent. */
   release(request: FastifyRequest): void {
-    this.tickets.get(request)?.release();
+    (request as Holding)[TICKET]?.release();
   }
 
   /** The applied `delivery:` section, with the rate limit it sets. */

@@ -21,7 +21,7 @@ import { exchangeToken } from '../core/token-exchange.js';
 import { isRefusal } from '../http/admission.js';
 import { lazyChildLoggers } from '../log.js';
 import type { RouteModule } from '../http/server.js';
-import { DeliveryContext, refuse } from './context.js';
+import { DeliveryContext, refuse, TICKET } from './context.js';
 import { eventsRoute } from './events.js';
 import { secretsRoute } from './secrets.js';
 
@@ -57,6 +57,7 @@ export const deliveryRoutes: RouteModule = async (app, runtime, shared) => {
     scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
       done(null, Object.fromEntries(new URLSearchParams(String(body))));
     });
+    scope.decorateRequest(TICKET, null);
     scope.addHook('onRequest', (request, reply, done) => {
       const admitted = shared.admission.enter(request.ip, reply.raw);
       if (isRefusal(admitted)) {
