@@ -145,7 +145,9 @@ export function callOf(deps: Pick<DeliveryDeps, 'timeoutMs'>): Call {
 /**
  * {@link callOf}'s context. A class, its getter on the prototype: V8 builds an object literal
  * with a getter on a slow path, about 1.6 us each here against 0.03 us for an instance, and
- * a request makes two or three.
+ * a request makes two or three; and it kept every such literal's getter closure (and the deps
+ * it held) alive through the next two scavenges, so each was promoted to old space (a loop of
+ * callOf alone: 115 bytes copied and 93 promoted per call, against about 1 with the class).
  */
 class LazyCall implements Call {
   #signal: AbortSignal | undefined;
