@@ -74,6 +74,9 @@ interface Group {
   settled: boolean;
 }
 
+/** What an ended batch holds instead of its statements and answers (frozen: nothing is added to an ended batch). */
+const OVER = Object.freeze([]) as never[];
+
 export class Batch {
   /** The statements, in order, for whoever counts what a process sends (bench/support/environment.ts); emptied once the batch is over. */
   queries: readonly Queued[];
@@ -230,9 +233,9 @@ export class Batch {
 
   private finish(error: Error | undefined): void {
     // Groups not answered by now were skipped (or their connection lost).
-    const unanswered = this.groups.filter((g) => !g.settled);
-    const failure = error ?? (unanswered.length ? new Error('the batch ended before its statements were answered') : undefined);
-    for (const group of unanswered) {
+    const failure = error ?? (this.groups.some((g) => !g.settled) ? new Error('the batch ended before its statements were answered') : undefined);
+    for (const group of this.groups) {
+      if (group.settled) continue;
       group.settled = true;
       group.reject(failure!);
     }
@@ -251,12 +254,9 @@ export class Batch {
    * stays: the journal reads the COMMIT's tag once its group resolved, maybe after the end.
    */
   private drop(): void {
-    this.queries = [];
-    this.groups = [];
-    this.results = [];
-    this.rows = [];
-    this.known = [];
-    this.parsers = [];
+    // One shared empty array, not new ones: the batch itself may outlive its end by a scavenge or two, and what it holds with it.
+    this.queries = this.groups = this.results = this.rows = this.known = OVER;
+    this.parsers = OVER;
     this.columns = undefined;
   }
 }
