@@ -7,7 +7,8 @@
  * HTTP load from another child (support/http-load.ts, keep-alive connections), which loads both
  * servers alike. Each phase reports the measured server's CPU time per answer and the
  * generator's, and the measured server's scavenges (young-generation collections) per 1,000
- * answers and their milliseconds in all: how much each answer allocates, steadier than a rate.
+ * answers and their milliseconds in all: how much each answer allocates, steadier than a rate;
+ * and the KB those scavenges copied and promoted (what outlived them: what each one costs).
  * 1. Token exchange: POST /v1/token (attestation-jwt HS256 in, ES256 JWT out, audited) at a
  *    fixed concurrency, beside the bare route that parses the same form body, verifies the
  *    same incoming token and signs the same JWT with jose (the floor on this machine); then
@@ -45,7 +46,15 @@ import { usage, type Usage } from './support/gc.js';
  * A load run's figures, plus the measured server's CPU time per answer and scavenges per 1,000
  * answers (with their total milliseconds): far less sensitive to a busy machine than the rate.
  */
-type Run = LoadResult & { serverCpuUs: number; scavengesPer1k: number; scavengeMs: number };
+type Run = LoadResult & { serverCpuUs: number; scavengesPer1k: number; scavengeMs: number; survivorsKB: Survivors };
+
+/** KB the measured server's scavenges copied (survived one) and promoted (survived two), per scavenge and per 1,000 answers. */
+interface Survivors {
+  copiedPerScavenge: number;
+  promotedPerScavenge: number;
+  copiedPer1k: number;
+  promotedPer1k: number;
+}
 
 /** How a phase reads the CPU time and scavenges of the server it loads, and profiles it. */
 interface Measured {
@@ -173,6 +182,8 @@ delivery:
     console.log(`  token exchange   ${exchange.perSecond}/s  p50 ${exchange.p50Ms} ms  p99 ${exchange.p99Ms} ms  (bare fastify+jose ${floor.perSecond}/s, ratio ${figures.ratio}); ${commitsPerExchange} PostgreSQL commits per exchange`);
     console.log(`  CPU per answer   server: token ${exchange.serverCpuUs} us  bare ${floor.serverCpuUs} us  value ${value.serverCpuUs} us  304 ${notModified.serverCpuUs} us  bare GET ${bareValue.serverCpuUs} us;  load generator (own process): token ${exchange.generatorCpuUs} us  value ${value.generatorCpuUs} us`);
     console.log(`  scavenges per 1,000 answers (ms in all)  token ${exchange.scavengesPer1k} (${exchange.scavengeMs})  bare ${floor.scavengesPer1k} (${floor.scavengeMs});  paced token ${paced.scavengesPer1k} (${paced.scavengeMs})  bare ${pacedFloor.scavengesPer1k} (${pacedFloor.scavengeMs});  value ${value.scavengesPer1k}  bare GET ${bareValue.scavengesPer1k}`);
+    const kept = (r: Run) => `${r.survivorsKB.copiedPerScavenge}/${r.survivorsKB.promotedPerScavenge} (${r.survivorsKB.copiedPer1k}/${r.survivorsKB.promotedPer1k})`;
+    console.log(`  survivors KB copied/promoted per scavenge (per 1,000 answers)  token ${kept(exchange)}  bare ${kept(floor)};  paced token ${kept(paced)}  bare ${kept(pacedFloor)};  value ${kept(value)}  bare GET ${kept(bareValue)}`);
     console.log(`  paced at ${rate}/s  answered 200 ${paced.perSecond}/s  p50 ${paced.p50Ms} ms  p99 ${paced.p99Ms} ms  shed (503 or reset) ${paced.shed};  bare ${pacedFloor.perSecond}/s  p50 ${pacedFloor.p50Ms} ms  p99 ${pacedFloor.p99Ms} ms;  generator late p99 ${paced.lateP99Ms} / ${pacedFloor.lateP99Ms} ms`);
     console.log(`  value delivery   ${value.perSecond}/s  p99 ${value.p99Ms} ms;  304 ${notModified.perSecond}/s  (bare fastify+jose GET ${bareValue.perSecond}/s)`);
     console.log(`  rotation -> ${clients} clients notified  p50 ${figures.rotationToClientNotified.p50Ms} ms  p99 ${figures.rotationToClientNotified.p99Ms} ms  missed ${missed}`);
@@ -245,11 +256,20 @@ async function loadGenerator(): Promise<{ run(server: Measured, job: LoadJob): P
       if (result.error) throw new Error(`load generator: ${result.error}`);
       const after = await server.usage();
       const answers = Math.max(1, result.count + result.shed);
+      const scavenges = Math.max(1, after.scavenges - before.scavenges);
+      const copied = (after.copiedBytes - before.copiedBytes) / 1024;
+      const promoted = (after.promotedBytes - before.promotedBytes) / 1024;
       return {
         ...result,
         serverCpuUs: Math.round((after.cpuUs - before.cpuUs) / answers),
         scavengesPer1k: round(((after.scavenges - before.scavenges) * 1000) / answers),
         scavengeMs: round(after.scavengeMs - before.scavengeMs),
+        survivorsKB: {
+          copiedPerScavenge: Math.round(copied / scavenges),
+          promotedPerScavenge: Math.round(promoted / scavenges),
+          copiedPer1k: Math.round((copied * 1000) / answers),
+          promotedPer1k: Math.round((promoted * 1000) / answers),
+        },
       };
     },
     child,
