@@ -19,8 +19,8 @@ interface KubernetesClaim {
  * algorithm, exp, nbf, iss, aud; then the token's shape (`sub` is
  * `system:serviceaccount:<namespace>:<name>` and agrees with its `kubernetes.io` claim) and the
  * namespace/service-account rules; then, with `tokenReview:`, the cluster's own word that the
- * token is still valid (token-review.ts: a token of a deleted pod is refused). The subject is
- * the `sub`.
+ * token is still valid (token-review.ts: a token of a deleted pod is refused), as the subject's
+ * `confirm`, which rekey runs once the subject is within its rate limit. The subject is the `sub`.
  */
 export class KubernetesServiceAccountAuthenticator implements Authenticator {
   private readonly verifier: OidcVerifier;
@@ -44,8 +44,11 @@ export class KubernetesServiceAccountAuthenticator implements Authenticator {
       throw this.verifier.denied('subject');
     }
     if (!this.params.serviceAccounts.some((glob) => subjectMatches(glob, `${namespace}/${account}`))) throw this.verifier.denied('service account');
-    // Last: only a token that passed every local check costs the API server a request.
-    await this.review?.check(credential, payload.sub, call);
-    return { id: payload.sub, claims: payload as JsonObject };
+    const subject: Subject = { id: payload.sub, claims: payload as JsonObject };
+    // Last, left to rekey (Subject.confirm): only a token that passed every local check, of a
+    // subject within its rate limit, costs the API server a request.
+    const review = this.review;
+    if (review) subject.confirm = (confirming) => review.check(credential, subject.id, confirming);
+    return subject;
   }
 }

@@ -5,8 +5,10 @@
  *
  *   1. authenticate: the candidate grants name their authenticators; the presented credential
  *      must pass one of them (the first that accepts it gives the subject);
- *   2. admit: the subject's own rate limit, charged only once it is authenticated, so failed
- *      authentications never use up an authenticated caller's allowance.
+ *   2. admit: the subject's own rate limit, charged only once its credential passed the local
+ *      checks, so failed authentications never use up an authenticated caller's allowance; then
+ *      the authenticator's remote check, if any (Subject.confirm: a TokenReview), so a subject
+ *      over its limit costs the remote side nothing.
  *
  * Token exchange (token-exchange.ts) and value delivery (value-delivery.ts) go on from there.
  */
@@ -196,7 +198,16 @@ export async function authenticate(deps: DeliveryDeps, grants: readonly GrantSpe
     let subject: Subject;
     try {
       subject = await (await deps.authenticator(name)).authenticate(credential, callOf(deps));
+      if (!storable(subject.id)) {
+        // Signed, but the audit log could not record a hand-out to it, and its insert would fail the others batched with it.
+        deps.log.info({ authenticator: name, reason: `authenticator ${name}: subject` }, 'delivery request: credential refused');
+        continue;
+      }
+      if (!deps.admit(`${name}:${subject.id}`)) throw new DeliveryError('rate_limited', 'the subject is over its request limit');
+      // The remote check (a TokenReview) last, for a subject within its allowance only: one over it costs the remote side nothing.
+      await subject.confirm?.(callOf(deps));
     } catch (error) {
+      if (error instanceof DeliveryError) throw error;
       if (error instanceof RekeyError && error.code === 'REKEY_ERR_DENIED') {
         deps.log.info({ authenticator: name, reason: error.message }, 'delivery request: credential refused');
       } else {
@@ -205,12 +216,6 @@ export async function authenticate(deps: DeliveryDeps, grants: readonly GrantSpe
       }
       continue;
     }
-    if (!storable(subject.id)) {
-      // Signed, but the audit log could not record a hand-out to it, and its insert would fail the others batched with it.
-      deps.log.info({ authenticator: name, reason: `authenticator ${name}: subject` }, 'delivery request: credential refused');
-      continue;
-    }
-    if (!deps.admit(`${name}:${subject.id}`)) throw new DeliveryError('rate_limited', 'the subject is over its request limit');
     return { subject, authenticator: name };
   }
   if (unavailable) throw new DeliveryError('unavailable', 'the authenticator is unavailable');

@@ -322,6 +322,14 @@ export interface Subject {
    * meanwhile gets nothing. Empty for credentials verified against keys rekey does not manage.
    */
   versions?: readonly string[];
+  /**
+   * A last check that costs a remote call (the kubernetes-service-account authenticator's
+   * TokenReview), left for rekey to run once it has charged the subject's rate limit, so a subject
+   * over its limit costs the remote side nothing. The subject is authenticated only once it
+   * resolved: every caller of {@link Authenticator.authenticate} runs it (core's delivery.ts does).
+   * @throws ProviderError REKEY_ERR_DENIED or REKEY_ERR_UNAVAILABLE, as authenticate() does.
+   */
+  confirm?(call: Call): Promise<void>;
 }
 
 /**
@@ -337,7 +345,7 @@ export interface Subject {
 export interface Authenticator {
   /**
    * Verifies `credential` (signature with a pinned algorithm, expiry, audience, issuer) and
-   * returns its subject. Idempotent and read-only.
+   * returns its subject (with a remote check still to run, {@link Subject.confirm}). Idempotent and read-only.
    * @throws ProviderError REKEY_ERR_DENIED when the credential is not valid for any reason.
    * @throws ProviderError REKEY_ERR_UNAVAILABLE when what it verifies against (a JWKS, a secret's
    * versions) cannot be read now; the caller may retry.

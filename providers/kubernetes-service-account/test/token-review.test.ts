@@ -50,11 +50,15 @@ function authenticator(review: Record<string, unknown> | undefined): Authenticat
   return provider.open(provider.config.parse({}), testProviderContext('cluster')).authenticator!({ name: 'cluster', params });
 }
 
+/** authenticate(), then the review it leaves to its caller (Subject.confirm), as rekey runs them. */
 const outcome = (auth: Authenticator, token: string) =>
-  auth.authenticate(SecretValue.of(token), call()).then(
-    (subject) => ({ subject: subject.id }),
-    (error: { code: string; message: string }) => ({ code: error.code, message: error.message }),
-  );
+  auth
+    .authenticate(SecretValue.of(token), call())
+    .then(async (subject) => (await subject.confirm?.(call()), subject))
+    .then(
+      (subject) => ({ subject: subject.id }),
+      (error: { code: string; message: string }) => ({ code: error.code, message: error.message }),
+    );
 
 it('accepts a token the API server authenticates for rekey, asking it with the audience and rekey\'s bearer token', async () => {
   const auth = authenticator({ kubeconfig: await kubeconfig(cluster.url) });
