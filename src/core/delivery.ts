@@ -114,6 +114,13 @@ export interface DeliveryDeps {
   timeoutMs?: number;
 }
 
+/**
+ * The longest credential any authenticator is shown: 16 KiB, what a request header may hold, so
+ * every credential `Authorization: Bearer` can carry fits (real ones are a few KB at most). A
+ * longer one is refused unread: verifying a 1 MB token cost an authenticator 20 times a valid one.
+ */
+export const MAX_CREDENTIAL_LENGTH = 16 * 1024;
+
 /** A subject and the authenticator that established it. */
 export interface Authenticated {
   subject: Subject;
@@ -193,6 +200,10 @@ export async function retryingStale<D extends DeliveryDeps, T>(deps: D, attempt:
  *   may be one of its own, so it is not called invalid).
  */
 export async function authenticate(deps: DeliveryDeps, grants: readonly GrantSpec[], credential: SecretValue): Promise<Authenticated> {
+  if (credential.reveal().length > MAX_CREDENTIAL_LENGTH) {
+    deps.log.info({ reason: 'credential too long' }, 'delivery request: credential refused');
+    throw new DeliveryError('unauthenticated', 'the credential is not valid');
+  }
   let unavailable = false;
   for (const name of authenticatorsOf(grants)) {
     let subject: Subject;

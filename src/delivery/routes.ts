@@ -14,13 +14,14 @@
  * authenticated caller. Answers carry `Cache-Control: no-store`; errors are RFC 6749 §5.2
  * codes with fixed descriptions, never an echo of what was sent.
  */
-import { DeliveryError, type DeliveryCode } from '../core/delivery.js';
+import { DeliveryError, MAX_CREDENTIAL_LENGTH, type DeliveryCode } from '../core/delivery.js';
 import { describeError } from '../core/errors.js';
 import { SecretValue } from '../core/secret-value.js';
 import { exchangeToken } from '../core/token-exchange.js';
 import { isRefusal } from '../http/admission.js';
 import { lazyChildLoggers } from '../log.js';
 import type { RouteModule } from '../http/server.js';
+import type { FastifyError } from 'fastify';
 import { DeliveryContext, refuse, TICKET } from './context.js';
 import { eventsRoute } from './events.js';
 import { secretsRoute } from './secrets.js';
@@ -29,6 +30,13 @@ export const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 /** subject_token_type values accepted: every credential our authenticators take is a JWT. */
 const SUBJECT_TOKEN_TYPES = [JWT_TOKEN_TYPE, 'urn:ietf:params:oauth:token-type:id_token', 'urn:ietf:params:oauth:token-type:access_token'];
+
+/**
+ * The largest POST /v1/token body read: a subject_token at its longest (MAX_CREDENTIAL_LENGTH,
+ * percent-encoded at worst three bytes a character) and the other fields. A longer one is
+ * answered 413 unread, instead of parsed from up to the server's 1 MiB body limit.
+ */
+const TOKEN_BODY_LIMIT = 3 * MAX_CREDENTIAL_LENGTH + 4096;
 
 const ANSWERS: Record<DeliveryCode, { status: number; error: string; description: string }> = {
   unauthenticated: { status: 400, error: 'invalid_request', description: 'the subject token is not valid' },
@@ -58,6 +66,17 @@ export const deliveryRoutes: RouteModule = async (app, runtime, shared) => {
       done(null, Object.fromEntries(new URLSearchParams(String(body))));
     });
     scope.decorateRequest(TICKET, null);
+    // A body the parsers refuse (too large, not JSON, another type) never reaches a route: answered
+    // as RFC 6749 errors with a fixed text, as every other answer here, not with fastify's own
+    // error object. Its admission slot counts as a failure (admission.ts).
+    scope.setErrorHandler((error: FastifyError, request, reply) => {
+      const status = error.statusCode ?? 500;
+      if (status >= 500) {
+        request.log.error({ error: describeError(error) }, 'delivery request failed');
+        return refuse(reply, 500, 'server_error', 'the request could not be answered');
+      }
+      return refuse(reply, status, 'invalid_request', status === 413 ? 'the request body is too large' : 'the request body cannot be read');
+    });
     scope.addHook('onRequest', (request, reply, done) => {
       const admitted = shared.admission.enter(request.ip, reply.raw);
       if (isRefusal(admitted)) {
@@ -69,7 +88,7 @@ export const deliveryRoutes: RouteModule = async (app, runtime, shared) => {
       done();
     });
 
-    scope.post('/v1/token', async (request, reply) => {
+    scope.post('/v1/token', { bodyLimit: TOKEN_BODY_LIMIT }, async (request, reply) => {
       try {
         const fields = (request.body && typeof request.body === 'object' ? request.body : {}) as Record<string, unknown>;
         const field = (name: string) => (typeof fields[name] === 'string' ? fields[name] : undefined);
