@@ -1,14 +1,15 @@
 /**
  * Template files of `rekey agent`: `{{ secret "payments-api-key" }}` and `{{ token "api.example.com" }}`
  * are replaced by the current value and a current token. A rendered file is written 0600 to a
- * temporary file beside it (a new name, created exclusively) and renamed over it, so a reader
- * never sees half a file; it is written only when its content changed, or when what is there is
- * not a regular file private to its owner (made readable to others, a link).
+ * temporary file beside it (a new name, created exclusively), synced, and renamed over it, the
+ * directory synced after (writeFileAtomic), so a reader never sees half a file and a power loss
+ * leaves the old file or the new; a write that fails leaves the old file and no temporary one.
+ * It is written only when its content changed, or when what is there is not a regular file
+ * private to its owner (made readable to others, a link).
  */
-import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
-import { chmod, open, readFile, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
-import { dirname, join, basename } from 'node:path';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
+import { writeFileAtomic } from '../core/kit/atomic-file.js';
 
 const PLACEHOLDER = /\{\{\s*(secret|token)\s+"([^"]+)"\s*\}\}/g;
 
@@ -43,16 +44,8 @@ export async function renderTemplates(templates: Template[], read: { secret: (na
     const text = template.text.replace(PLACEHOLDER, (_all, kind: string, name: string) => values.get(`${kind} ${name}`)!);
     const current = await present(template.destination);
     if (current?.text === text && current.private) continue;
-    // A new name, created exclusively: a file or link already at the name is never written through.
-    const temporary = join(dirname(template.destination), `.${basename(template.destination)}.${randomUUID()}.rekey-tmp`);
-    await writeFile(temporary, text, { mode: 0o600, flag: 'wx' });
-    try {
-      await chmod(temporary, 0o600); // whatever the umask
-      await rename(temporary, template.destination);
-    } catch (error) {
-      await unlink(temporary).catch(() => undefined);
-      throw error;
-    }
+    // 0600 whatever the umask and whatever was there (a file others could read, a link: not followed).
+    await writeFileAtomic(template.destination, text, { mode: 0o600 });
     // The same text made private again (a file others could read, a link) is no change the process must hear of.
     if (current?.text !== text) changed++;
   }

@@ -4,11 +4,13 @@
  * is never written through. A destination that already holds the rendered text is left as it
  * is only when it is a regular file no other user may read: otherwise (a file made readable to
  * all, a link to another file) it is replaced by a 0600 file, though the text is the same.
+ * A write that fails leaves the old file and no temporary file beside it.
  */
-import { execFileSync } from 'node:child_process';
-import { chmod, lstat, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { chmod, lstat, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { renderTemplates, type Template } from '../../src/agent/templates.js';
 
@@ -63,4 +65,41 @@ it('replaces a FIFO at the destination with the file, instead of waiting for a w
   expect(written.isFile()).toBe(true);
   expect(written.mode & 0o777).toBe(0o600);
   expect(await readFile(destination, 'utf8')).toBe(`KEY=${VALUE}\n`);
+});
+
+/** Renders `destination` from a child process run through `wrapper` (argv before node's); its stdout and stderr. */
+function renderInChild(wrapper: string[], destination: string) {
+  const script = `
+    import { renderTemplates } from ${JSON.stringify(new URL('../../src/agent/templates.ts', import.meta.url).pathname)};
+    const template = { source: 'app.env.tmpl', destination: process.env.DESTINATION, text: 'KEY={{ secret "k" }}\\n', secrets: ['k'], audiences: [] };
+    await renderTemplates([template], { secret: async () => 'rk_new_value', token: async () => '' }).then(() => console.log('written'), (error) => console.log(error.code));`;
+  const [command, ...args] = [...wrapper, process.execPath, '--import', 'tsx', '--input-type=module', '-e', script];
+  return promisify(execFile)(command, args, { env: { ...process.env, DESTINATION: destination } });
+}
+
+it('leaves no temporary file, and the old file as it was, when the write itself fails', async () => {
+  const destination = join(dir, 'app.env');
+  await writeFile(destination, 'KEY=old\n', { mode: 0o600 });
+  // A process that may create files but not grow them (RLIMIT_FSIZE 0; Node ignores SIGXFSZ): the
+  // temporary file is created, then its write fails with EFBIG, as a full disk fails it with ENOSPC.
+  const { stdout } = await renderInChild(['bash', '-c', 'ulimit -f 0 && exec "$@"', 'bash'], destination);
+  expect(stdout.trim()).toBe('EFBIG');
+  expect(await readdir(dir)).toEqual(['app.env']);
+  expect(await readFile(destination, 'utf8')).toBe('KEY=old\n');
+});
+
+const strace = spawnSync('strace', ['-V']).status === 0;
+
+// After a power loss a renamed file whose data was never synced can be empty: the data is synced before the rename, the directory after it.
+it.skipIf(!strace)('syncs the temporary file before the rename, and the directory after it', async () => {
+  const destination = join(dir, 'app.env');
+  const { stdout, stderr } = await renderInChild(['strace', '-f', '-qq', '-y', '-e', 'trace=fsync,fdatasync,rename,renameat,renameat2'], destination);
+  expect(stdout.trim()).toBe('written');
+  const calls = stderr
+    .split('\n')
+    .map((line) => /(fsync|fdatasync|rename\w*)\((.*)\)\s*= 0/.exec(line))
+    .filter((match) => match !== null)
+    .map(([, call, args]) => (call!.startsWith('rename') ? 'rename' : /<(.*)>/.exec(args!)![1]!.replace(/\.app\.env\.[0-9a-f-]+\.\w+$/, '.app.env.TMP')))
+    .filter((what) => what === 'rename' || what.startsWith(dir));
+  expect(calls).toEqual([join(dir, '.app.env.TMP'), 'rename', dir]);
 });

@@ -10,11 +10,20 @@ import { basename, dirname, join } from 'node:path';
 /** The mode a file gets when it does not exist yet: it usually holds keys. */
 const DEFAULT_MODE = 0o640;
 
+export interface AtomicWriteOptions {
+  /**
+   * The file's mode, whatever is at `path` now (nothing there is looked at, a link not
+   * followed); the file then belongs to this process. @defaultValue an existing file's mode, else 0640
+   */
+  mode?: number;
+}
+
 /**
- * Writes `data` to a temp file beside `path`, fsyncs it, renames it over `path` and
- * fsyncs the directory. An existing file's mode is kept, and its owner and group too
+ * Writes `data` to a temp file beside `path` (a new name, created exclusively: a link there is
+ * never written through), fsyncs it, renames it over `path` and fsyncs the directory. Unless
+ * `options.mode` is given, an existing file's mode is kept, and its owner and group too
  * when the process may set them (as root); otherwise the new file belongs to this
- * process, so run rekey as the file's owner.
+ * process, so run rekey as the file's owner. On any failure the temp file is removed.
  *
  * Each file system call is a trip to libuv's thread pool (on a mostly idle virtual machine,
  * waking a thread costs a few hundred microseconds), so the calls that do not depend on each
@@ -22,14 +31,16 @@ const DEFAULT_MODE = 0o640;
  * mode; the temp file's close and the rename. The order that makes it atomic and durable is
  * kept: the data is synced before the rename, the directory after it.
  */
-export async function writeFileAtomic(path: string, data: string): Promise<void> {
+export async function writeFileAtomic(path: string, data: string, options: AtomicWriteOptions = {}): Promise<void> {
   const directory = dirname(path);
   const temp = join(directory, `.${basename(path)}.${randomUUID()}.tmp`);
   const [previous, created, folder] = await Promise.allSettled([
-    stat(path).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return undefined;
-      throw error;
-    }),
+    options.mode === undefined
+      ? stat(path).catch((error: NodeJS.ErrnoException) => {
+          if (error.code === 'ENOENT') return undefined;
+          throw error;
+        })
+      : undefined,
     // Owner-only until its mode is set below.
     open(temp, 'wx', 0o600),
     // Some filesystems refuse to open (or fsync) a directory: then the rename is not synced.
@@ -44,7 +55,7 @@ export async function writeFileAtomic(path: string, data: string): Promise<void>
         if (previous.status === 'rejected') throw previous.reason;
         const before = previous.value;
         // open() applies the umask: set the mode explicitly.
-        firstError(await Promise.allSettled([handle.writeFile(data), handle.chmod(before ? before.mode & 0o7777 : DEFAULT_MODE)]));
+        firstError(await Promise.allSettled([handle.writeFile(data), handle.chmod(options.mode ?? (before ? before.mode & 0o7777 : DEFAULT_MODE))]));
         if (before && (before.uid !== process.getuid?.() || before.gid !== process.getgid?.())) {
           await chown(temp, before.uid, before.gid).catch((error: NodeJS.ErrnoException) => {
             if (error.code !== 'EPERM') throw error;
