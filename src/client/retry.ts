@@ -66,7 +66,11 @@ export interface RetryPolicy {
   attempts: number;
   /** Delay cap of the first retry; doubles each retry. @defaultValue 200 */
   baseMs: number;
-  /** No backoff above this (a server's Retry-After comes on top). @defaultValue 10000 */
+  /**
+   * No backoff above this (a server's Retry-After comes on top); a Retry-After longer than this
+   * ends the call `unavailable` at once (a retry sooner would be refused again, and a proxy's
+   * `Retry-After: 3600` would hold the caller for an hour). @defaultValue 10000
+   */
   maxMs: number;
 }
 
@@ -106,7 +110,8 @@ export function refusal(status: number, error: string | undefined, unauthenticat
 
 /**
  * Sends `send()`'s request until an answer that is not worth retrying (returned as is: 2xx,
- * 3xx, and 4xx but 429), or throws `unavailable` after the last attempt. `send` runs again for
+ * 3xx, and 4xx but 429), or throws `unavailable` after the last attempt, or at once when a
+ * `Retry-After` asks for a longer wait than the policy's `maxMs`. `send` runs again for
  * each attempt, so a fresh credential is read each time.
  */
 export async function withRetry(
@@ -127,9 +132,10 @@ export async function withRetry(
     } catch (error) {
       if (error instanceof RekeyClientError || options.signal?.aborted) throw error instanceof RekeyClientError ? error : new RekeyClientError('aborted');
     }
-    if (attempt >= options.policy.attempts) throw new RekeyClientError('unavailable', last.status, last.error);
+    // A retry before Retry-After (a subject over a limit of few requests per window) is refused again, and one
+    // after a wait longer than the policy allows holds the caller past what it agreed to wait: the call ends here.
+    if (attempt >= options.policy.attempts || retryAfterMs > options.policy.maxMs) throw new RekeyClientError('unavailable', last.status, last.error);
     // The jitter is added to Retry-After, not compared with it: clients refused together (a busy server) come back spread out.
-    // maxMs caps the jitter only: a retry before Retry-After (a subject over a limit of few requests per window) is refused again.
     const delayMs = retryAfterMs + backoff(options.policy, attempt);
     options.log({ code: 'retrying', attempt, delayMs, ...(last.status ? { status: last.status } : {}) });
     await sleep(delayMs, options.signal);
