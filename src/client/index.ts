@@ -22,6 +22,7 @@
  * itself and Node's globals (the `rekey/boundaries` lint rule holds it), so an app pays for
  * no database, queue or provider SDK.
  */
+import { createHash } from 'node:crypto';
 import { follow, type SecretChange } from './events.js';
 import { DEFAULT_RETRY, errorCode, refusal, RekeyClientError, withRetry, type ClientLogger, type RetryPolicy } from './retry.js';
 
@@ -64,6 +65,9 @@ export interface DeliveredValue {
   expiresAt: number;
 }
 
+/** The endpoints a credential is sent to with retries: the token exchange, the value reads. */
+type Endpoint = 'token' | 'secrets';
+
 interface Cached<T> {
   item: T;
   /** Date.now() after which it is renewed before being handed out. */
@@ -77,6 +81,12 @@ export class RekeyClient {
   private readonly values = new Map<string, Cached<DeliveredValue>>();
   private readonly pending = new Map<string, Promise<unknown>>();
   private readonly streams = new Set<AbortController>();
+  /**
+   * By endpoint, the last credential the server refused (its SHA-256, not the credential), until
+   * when it is not sent there again, and the refusal: an app asking in a loop with a revoked
+   * credential does not make every call a request to the server.
+   */
+  private readonly refused = new Map<Endpoint, { digest: Buffer; until: number; error: RekeyClientError }>();
   /** Counts close() calls: what a request brings after one is not kept. */
   private closes = 0;
   private readonly policy: RetryPolicy;
@@ -145,6 +155,8 @@ export class RekeyClient {
         if (change.type === 'ready' && !followed) revoked = true;
         if (change.type === 'ready') {
           followed = true;
+          // The stream was just opened, so its credential was accepted: a refusal remembered is out of date.
+          this.refused.clear();
           for (const { secret, version } of change.secrets) {
             if (this.values.get(secret)?.item.version !== version) this.invalidate(secret);
             // A version that moved on while the stream was down may be a revoked signing key's, its `revoked` missed.
@@ -174,6 +186,7 @@ export class RekeyClient {
     for (const stream of this.streams) stream.abort();
     this.tokens.clear();
     this.values.clear();
+    this.refused.clear();
     // Requests still out fill no cache, and are not sent again.
     this.closes++;
     this.pending.clear();
@@ -240,15 +253,17 @@ export class RekeyClient {
   }
 
   private async exchange(audience: string): Promise<Cached<IssuedToken>> {
-    const response = await this.request(async (attempt) =>
-      this.fetch(`${this.url}/v1/token`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-        body: new URLSearchParams({ grant_type: GRANT_TYPE, subject_token: await this.credential(), subject_token_type: this.options.credentialType ?? JWT_TOKEN_TYPE, audience, requested_token_type: JWT_TOKEN_TYPE }),
-        redirect: 'manual',
-        signal: attempt,
-      }));
-    if (response.status !== 200) throw refusal(response.status, await errorCode(response), 400);
+    const response = await this.request(
+      (attempt, credential) =>
+        this.fetch(`${this.url}/v1/token`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+          body: new URLSearchParams({ grant_type: GRANT_TYPE, subject_token: credential, subject_token_type: this.options.credentialType ?? JWT_TOKEN_TYPE, audience, requested_token_type: JWT_TOKEN_TYPE }),
+          redirect: 'manual',
+          signal: attempt,
+        }),
+      'token',
+    );
     const body = (await response.json().catch(() => ({}))) as { access_token?: unknown; expires_in?: unknown };
     if (typeof body.access_token !== 'string' || typeof body.expires_in !== 'number') throw new RekeyClientError('protocol', response.status);
     const now = Date.now();
@@ -260,19 +275,22 @@ export class RekeyClient {
   private async read(name: string): Promise<Cached<DeliveredValue> | 'unchanged'> {
     const hit = this.values.get(name);
     const etag = hit && Date.now() < hit.expiresAt ? hit.etag : undefined;
-    const response = await this.request(async (attempt) =>
-      this.fetch(`${this.url}/v1/secrets/${name.split('/').map(encodeURIComponent).join('/')}`, {
-        headers: { authorization: `Bearer ${await this.credential()}`, accept: 'application/json', ...(etag ? { 'if-none-match': etag } : {}) },
-        redirect: 'manual',
-        signal: attempt,
-      }));
+    const response = await this.request(
+      (attempt, credential) =>
+        this.fetch(`${this.url}/v1/secrets/${name.split('/').map(encodeURIComponent).join('/')}`, {
+          headers: { authorization: `Bearer ${credential}`, accept: 'application/json', ...(etag ? { 'if-none-match': etag } : {}) },
+          redirect: 'manual',
+          signal: attempt,
+        }),
+      'secrets',
+      hit ? 304 : undefined,
+    );
     if (response.status === 304 && hit) {
       // Still the current version; its expiry is unchanged (a 304 carries none), so look again halfway there.
       this.log({ code: 'secret_unchanged', status: 304 });
       hit.renewAt = this.renewAt(hit.expiresAt);
       return 'unchanged';
     }
-    if (response.status !== 200) throw refusal(response.status, await errorCode(response), 401);
     const body = (await response.json().catch(() => ({}))) as Record<string, unknown>;
     const expiresAt = typeof body.expiresAt === 'string' ? Date.parse(body.expiresAt) - clockSkew(response) : NaN;
     if (typeof body.value !== 'string' || typeof body.version !== 'number' || !Number.isFinite(expiresAt)) throw new RekeyClientError('protocol', response.status);
@@ -281,8 +299,31 @@ export class RekeyClient {
     return { item, expiresAt, renewAt: this.renewAt(expiresAt), etag: response.headers.get('etag') ?? undefined };
   }
 
-  private request(send: (signal: AbortSignal) => Promise<Response>): Promise<Response> {
-    return withRetry(send, { policy: this.policy, log: this.log, timeoutMs: this.options.timeoutMs ?? 10_000 });
+  /**
+   * Sends with retries, the credential read for each attempt; an answer other than 200 (and
+   * `notModified`) is thrown as its refusal. A credential refused is not sent to that endpoint again
+   * for the retry policy's `maxMs`: until then the refusal is thrown again from memory. Another
+   * credential is sent at once.
+   */
+  private async request(send: (signal: AbortSignal, credential: string) => Promise<Response>, endpoint: Endpoint, notModified?: number): Promise<Response> {
+    const digest = (credential: string) => createHash('sha256').update(credential).digest();
+    const refused = this.refused.get(endpoint);
+    if (refused && Date.now() < refused.until && refused.digest.equals(digest(await this.credential()))) {
+      throw new RekeyClientError(refused.error.code, refused.error.status, refused.error.error);
+    }
+    let credential = '';
+    const response = await withRetry(
+      async (attempt) => {
+        credential = await this.credential();
+        return send(attempt, credential);
+      },
+      { policy: this.policy, log: this.log, timeoutMs: this.options.timeoutMs ?? 10_000 },
+    );
+    if (response.status === 200 || response.status === notModified) return response;
+    // A refused credential: 400 invalid_request from the token endpoint (RFC 8693), 401 elsewhere.
+    const error = refusal(response.status, await errorCode(response), endpoint === 'token' ? 400 : 401);
+    if (error.code === 'unauthenticated') this.refused.set(endpoint, { digest: digest(credential), until: Date.now() + this.policy.maxMs, error });
+    throw error;
   }
 }
 
