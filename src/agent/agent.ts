@@ -144,14 +144,19 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       log({ code: 'agent_signal_failed', pid });
     }
   };
-  /** Fetches `key` now, then again at its renewal time (after a failure: after retryDelay()). */
-  const keep = async (key: string, fetch: () => Promise<{ expiresAt: number }>, what: { secret: string } | { audience: string }) => {
+  /**
+   * Fetches `key` now, then again at its renewal time (after a failure: after retryDelay()); whether it was fetched.
+   * A timed fetch that fetched renders; one that failed does not (the rendering would read it again, and fail).
+   */
+  const keep = async (key: string, fetch: () => Promise<{ expiresAt: number }>, what: { secret: string } | { audience: string }): Promise<boolean> => {
     clearTimeout(timers.get(key));
-    if (stopped) return;
+    if (stopped) return false;
     let delayMs: number;
+    let fetched = false;
     try {
       const { expiresAt } = await fetch();
       failures.delete(key);
+      fetched = true;
       // No longer than a timer can wait: Node runs a longer one after 1 ms, which refetched (from the cache) in a loop.
       delayMs = Math.min(MAX_TIMER_MS, Math.max(1_000, (expiresAt - Date.now()) * 0.8));
     } catch {
@@ -160,7 +165,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       delayMs = retryDelay(inARow);
       log({ code: 'agent_refresh_failed', ...what, delayMs });
     }
-    if (!stopped) timers.set(key, setTimeout(() => void keep(key, fetch, what).then(render), delayMs).unref());
+    if (!stopped) timers.set(key, setTimeout(() => void keep(key, fetch, what).then((fetched) => (fetched ? render() : undefined)), delayMs).unref());
+    return fetched;
   };
   const keepSecret = (name: string) =>
     keep(`secret:${name}`, async () => {
@@ -175,7 +181,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const names = change.type === 'ready' ? change.secrets.map((s) => s.secret) : [change.secret];
     // A revocation drops every cached token too (it may be their signing key's): minted again now.
     const tokens = change.type === 'revoked' ? [...audiences].map(keepToken) : [];
-    void Promise.all([...names.filter((name) => secrets.has(name)).map(keepSecret), ...tokens]).then(render);
+    // Rendered when something was fetched: a refresh that failed would fail the rendering too, reading it again.
+    void Promise.all([...names.filter((name) => secrets.has(name)).map(keepSecret), ...tokens]).then((fetched) => (fetched.includes(true) ? render() : undefined));
   });
   /** Ends the stream and the refreshes: what would otherwise keep the process running. */
   const halt = () => {
