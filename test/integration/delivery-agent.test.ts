@@ -20,7 +20,7 @@ import { killOnExit } from '../support/gateways/process.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { loadScaledBound } from '../support/poll.js';
 
-const REQUEST_TOKEN = 'agent-request-token-0123456789abcdef';
+import { REQUEST_TOKEN } from '../support/agent.js';
 let h: Harness;
 let agent: Agent;
 let dir: string;

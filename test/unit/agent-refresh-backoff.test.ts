@@ -10,6 +10,7 @@ import type { ServerResponse } from 'node:http';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startAgent, type Agent, type AgentLogEvent } from '../../src/agent/agent.js';
 import { type StandIn, standIn } from '../support/fake-http.js';
+import { agentOptions } from '../support/agent.js';
 
 let server: StandIn;
 let agent: Agent | undefined;
@@ -38,20 +39,15 @@ const nextFailure = () => new Promise<void>((resolve) => (failed = resolve));
 
 it('tries a refused refresh again after a growing, jittered delay', async () => {
   let first = nextFailure();
-  agent = await startAgent({
-    server: server.url,
+  agent = await startAgent(agentOptions(server.url, {
     credential: () => Promise.resolve('revoked-credential'),
-    requestToken: 'agent-request-token-0123456789abcdef',
-    port: 0,
     secrets: ['denied'],
-    audiences: [],
-    templates: [],
     logger: (event) => {
       if (event.code !== 'agent_refresh_failed') return;
       failures.push(event);
       failed();
     },
-  });
+  }));
   await first;
   const events = await stream;
   for (let version = 2; version <= 6; version++) {

@@ -12,7 +12,7 @@ import { AGENT_TOKEN_HEADER, startAgent, type AgentLogEvent } from '../../src/ag
 import { loadTemplate } from '../../src/agent/templates.js';
 import { type StandIn, standIn } from '../support/fake-http.js';
 
-const REQUEST_TOKEN = 'agent-request-token-0123456789abcdef';
+import { REQUEST_TOKEN } from '../support/agent.js';
 let server: StandIn;
 let dir: string;
 let revoked = false;

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startAgent, type Agent, type AgentLogEvent } from '../../src/agent/agent.js';
 import { loadTemplate } from '../../src/agent/templates.js';
 import { type StandIn, standIn } from '../support/fake-http.js';
+import { agentOptions } from '../support/agent.js';
 
 let server: StandIn;
 let dir: string;
@@ -41,19 +42,13 @@ it('logs which file could not be rendered and why (agent_render_failed with the 
   const volume = join(dir, 'volume');
   await mkdir(volume);
   await writeFile(join(dir, 'app.env.tmpl'), 'KEY={{ secret "k" }}\n');
-  agent = await startAgent({
-    server: server.url,
-    credential: () => Promise.resolve('credential'),
-    requestToken: 'agent-request-token-0123456789abcdef',
-    port: 0,
-    secrets: [],
-    audiences: [],
+  agent = await startAgent(agentOptions(server.url, {
     templates: [await loadTemplate(`${join(dir, 'app.env.tmpl')}:${join(volume, 'app.env')}`)],
     logger: (event) => {
       logs.push(event);
       logged(event);
     },
-  });
+  }));
   expect(await readFile(join(volume, 'app.env'), 'utf8')).toBe('KEY=rk_live_value_1\n');
   await rm(volume, { recursive: true });
   const failed = new Promise<AgentLogEvent>((resolve) => (logged = (event) => event.code === 'agent_render_failed' && resolve(event)));

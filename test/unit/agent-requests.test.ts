@@ -13,7 +13,7 @@ import { AGENT_TOKEN_HEADER, startAgent, type Agent, type AgentLogEvent } from '
 import { loadTemplate } from '../../src/agent/templates.js';
 import { type StandIn, standIn } from '../support/fake-http.js';
 
-const REQUEST_TOKEN = 'agent-request-token-0123456789abcdef';
+import { REQUEST_TOKEN } from '../support/agent.js';
 const VALUE = 'rk_live_agent_requests_value_0123456789';
 let server: StandIn;
 let streamOpened: (response: ServerResponse) => void = () => {};

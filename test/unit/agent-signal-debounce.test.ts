@@ -14,6 +14,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startAgent, type Agent, type AgentLogEvent } from '../../src/agent/agent.js';
 import { loadTemplate } from '../../src/agent/templates.js';
 import { type StandIn, standIn } from '../support/fake-http.js';
+import { agentOptions } from '../support/agent.js';
 
 const QUIET_MS = 2_000;
 const versions: Record<string, number> = { a: 1, b: 1 };
@@ -51,20 +52,14 @@ afterAll(async () => {
 it('signals once for changes a moment apart, after the last of them', async () => {
   await writeFile(join(dir, 'app.env.tmpl'), 'A={{ secret "a" }}\nB={{ secret "b" }}\n');
   const started = next('agent_signalled');
-  agent = await startAgent({
-    server: server.url,
-    credential: () => Promise.resolve('credential'),
-    requestToken: 'agent-request-token-0123456789abcdef',
-    port: 0,
-    secrets: [],
-    audiences: [],
+  agent = await startAgent(agentOptions(server.url, {
     templates: [await loadTemplate(`${join(dir, 'app.env.tmpl')}:${join(dir, 'app.env')}`)],
     notify: { pid: () => Promise.resolve(child.pid), signal: 'SIGHUP', quietMs: QUIET_MS },
     logger: (event) => {
       logs.push(event);
       if (event.code === waiting?.code && (event.code !== 'agent_rendered' || event.files > 0)) waiting.resolve();
     },
-  });
+  }));
   await started; // the files written at start
   const events = await stream;
   const from = logs.length;

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startAgent } from '../../src/agent/agent.js';
 import { loadTemplate } from '../../src/agent/templates.js';
 import { type StandIn, standIn } from '../support/fake-http.js';
+import { agentOptions } from '../support/agent.js';
 
 let server: StandIn;
 let reads = 0;
@@ -47,15 +48,9 @@ it('renders nothing and reads nothing once stopped, though a refresh was out whe
   const dir = await mkdtemp(join(tmpdir(), 'rekey-agent-stop-'));
   try {
     await writeFile(join(dir, 'app.env.tmpl'), 'KEY={{ secret "held" }}\n');
-    const agent = await startAgent({
-      server: server.url,
-      credential: () => Promise.resolve('credential'),
-      requestToken: 'agent-request-token-0123456789abcdef',
-      port: 0,
-      secrets: [],
-      audiences: [],
+    const agent = await startAgent(agentOptions(server.url, {
       templates: [await loadTemplate(`${join(dir, 'app.env.tmpl')}:${join(dir, 'app.env')}`)],
-    });
+    }));
     expect(await readFile(join(dir, 'app.env'), 'utf8')).toBe('KEY=value-1\n');
     (await stream).write(`id: 1-0\nevent: rotated\ndata: ${JSON.stringify({ secret: 'held', version: 2 })}\n\n`);
     const held = await refresh;
