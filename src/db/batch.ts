@@ -138,9 +138,16 @@ export class Batch {
     else waiter?.resolve(this.results);
   }
 
-  /** The rows of group `index`'s statements, once PostgreSQL answered them (before the groups after it). Rejects with the error that skipped it. */
+  /**
+   * The rows of group `index`'s statements, once PostgreSQL answered them (before the groups after
+   * it). Rejects with the error that skipped it. Take it before the batch ends (synchronously after
+   * {@link run}): an ended batch has let go of its answers.
+   * @throws Error when the batch has ended.
+   */
   group(index: number): Promise<unknown[][]> {
-    return this.groups[index]!.answer;
+    const group = this.groups[index];
+    if (!group) throw new Error(`SQL batch: group ${index} taken after the batch ended (take it before awaiting run())`);
+    return group.answer;
   }
 
   /** Called by the client when the connection is this batch's. */
@@ -251,7 +258,8 @@ export class Batch {
    * runs, and in the hand-out journal every batch's statements and answers (about 1 KB per
    * hand-out) outlived two scavenges, so were promoted to old space, though nothing retained
    * them in a heap snapshot; with query_timeout off, or with this, they did not. `commands`
-   * stays: the journal reads the COMMIT's tag once its group resolved, maybe after the end.
+   * stays: the journal reads the COMMIT's tag once its group resolved, maybe after the end. The
+   * groups go too: {@link group} is taken before the end.
    */
   private drop(): void {
     // One shared empty array, not new ones: the batch itself may outlive its end by a scavenge or two, and what it holds with it.

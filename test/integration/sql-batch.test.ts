@@ -105,11 +105,14 @@ it('answers a group of a batch once it has run, while the next group waits on a 
     await holder.query('SELECT pg_advisory_lock(4242)');
     const batch = batchOf([[[COUNT, []]], [[LOCK, []], [UNLOCK, []]]]);
     const all = batch.run(client);
+    // Each group's answer is taken before the batch can end: an ended batch has let go of them.
+    const [first, second] = [batch.group(0), batch.group(1)];
     // Without the Flush, PostgreSQL would hold the first group's answer until the Sync, after the lock.
-    expect(await batch.group(0)).toEqual([[{ n: expect.any(Number) as number }]]);
+    expect(await first).toEqual([[{ n: expect.any(Number) as number }]]);
     await holder.query('SELECT pg_advisory_unlock(4242)');
-    expect(await batch.group(1)).toEqual([[{ locked: '' }], [{ unlocked: true }]]);
+    expect(await second).toEqual([[{ locked: '' }], [{ unlocked: true }]]);
     expect((await all).length).toBe(3);
+    expect(() => batch.group(0)).toThrow(/taken after the batch ended/);
   } finally {
     holder.release();
     client.release();
