@@ -306,9 +306,8 @@ export class RekeyClient {
    * credential is sent at once.
    */
   private async request(send: (signal: AbortSignal, credential: string) => Promise<Response>, endpoint: Endpoint, notModified?: number): Promise<Response> {
-    const digest = (credential: string) => createHash('sha256').update(credential).digest();
     const refused = this.refused.get(endpoint);
-    if (refused && Date.now() < refused.until && refused.digest.equals(digest(await this.credential()))) {
+    if (refused && Date.now() < refused.until && refused.digest.equals(digestOf(await this.credential()))) {
       throw new RekeyClientError(refused.error.code, refused.error.status, refused.error.error);
     }
     let credential = '';
@@ -322,9 +321,14 @@ export class RekeyClient {
     if (response.status === 200 || response.status === notModified) return response;
     // A refused credential: 400 invalid_request from the token endpoint (RFC 8693), 401 elsewhere.
     const error = refusal(response.status, await errorCode(response), endpoint === 'token' ? 400 : 401);
-    if (error.code === 'unauthenticated') this.refused.set(endpoint, { digest: digest(credential), until: Date.now() + this.policy.maxMs, error });
+    if (error.code === 'unauthenticated') this.refused.set(endpoint, { digest: digestOf(credential), until: Date.now() + this.policy.maxMs, error });
     throw error;
   }
+}
+
+/** A credential's SHA-256: what the client keeps of one the server refused. */
+function digestOf(credential: string): Buffer {
+  return createHash('sha256').update(credential).digest();
 }
 
 /** A skew below this is the Date header's whole seconds and the round trip, not the clocks. */
