@@ -7,7 +7,7 @@
  * A new connection starts with `ready` (the current version of every readable secret), so a
  * change missed while disconnected is seen then.
  */
-import { backoff, RekeyClientError, sleep, type ClientLogger, type RetryPolicy } from './retry.js';
+import { backoff, RekeyClientError, retryAfterOf, sleep, type ClientLogger, type RetryPolicy } from './retry.js';
 
 /** One event of the stream: names and version numbers only, never a value. */
 export type SecretChange =
@@ -60,8 +60,7 @@ export async function follow(options: StreamOptions, listener: (change: SecretCh
       if (status !== 200 || !response.body) {
         await response.body?.cancel();
         // 429 (the subject holds its share of streams, or is over its rate limit) and 503 say when to come back.
-        const retryAfter = Number(response.headers.get('retry-after'));
-        if (Number.isFinite(retryAfter) && retryAfter > 0) retryAfterMs = retryAfter * 1000;
+        retryAfterMs = retryAfterOf(response);
         if (status === 401 || status === 403 || status === 404) options.log({ code: 'stream_closed', status });
       } else {
         options.log({ code: 'stream_open', status });

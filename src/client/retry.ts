@@ -127,8 +127,7 @@ export async function withRetry(
       const response = await send(signal);
       if (!retryable(response.status)) return response;
       last = { status: response.status, error: await errorCode(response) };
-      const retryAfter = Number(response.headers.get('retry-after'));
-      if (Number.isFinite(retryAfter) && retryAfter > 0) retryAfterMs = retryAfter * 1000;
+      retryAfterMs = retryAfterOf(response);
     } catch (error) {
       if (error instanceof RekeyClientError || options.signal?.aborted) throw error instanceof RekeyClientError ? error : new RekeyClientError('aborted');
     }
@@ -140,6 +139,20 @@ export async function withRetry(
     options.log({ code: 'retrying', attempt, delayMs, ...(last.status ? { status: last.status } : {}) });
     await sleep(delayMs, options.signal);
   }
+}
+
+/**
+ * The wait a refusal's `Retry-After` (RFC 9110 §10.2.3) asks for, in ms; 0 when absent, past or
+ * unreadable. Delay-seconds or an HTTP date, the date read against the answer's own `Date` (a client
+ * whose clock is off waits what the server meant). The same rule as src/core/kit/retry-after.ts,
+ * which the client library cannot import (it imports only node: built-ins and itself).
+ */
+export function retryAfterOf(response: Response): number {
+  const header = response.headers.get('retry-after')?.trim();
+  if (!header) return 0;
+  const serverNow = Date.parse(response.headers.get('date') ?? '');
+  const ms = /^\d+$/.test(header) ? Number(header) * 1000 : Date.parse(header) - (Number.isNaN(serverNow) ? Date.now() : serverNow);
+  return Number.isFinite(ms) && ms > 0 ? ms : 0;
 }
 
 /** The `error` field of an RFC 6749 error answer (a fixed code), or undefined. */

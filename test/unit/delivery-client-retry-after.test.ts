@@ -1,7 +1,8 @@
 /**
  * The client library's retries after a refusal that says when to come back (429 or 503 with
  * `Retry-After`, as `rekey server`'s admission answers when it is busy): no retry before that
- * time, and clients refused together do not all come back in the same millisecond; a time later
+ * time (delay-seconds, or an HTTP date read against the answer's Date), and clients refused together
+ * do not all come back in the same millisecond; a time later
  * than the retry policy's maxMs ends the call `unavailable` at once instead of holding it. A loopback
  * HTTP server stands in for rekey: it refuses each client's first request, then answers.
  */
@@ -23,6 +24,12 @@ beforeAll(async () => {
       // A subject over a rate limit of few requests per window is told to come back later than the client's maxMs.
       if (credential === 'Bearer slow-subject') return void response.writeHead(429, { 'content-type': 'application/json', 'retry-after': '2' }).end('{"error":"slow_down"}');
       if (credential === 'Bearer behind-a-proxy') return void response.writeHead(503, { 'content-type': 'text/html', 'retry-after': '3600' }).end('<p>maintenance</p>');
+      // An HTTP-date Retry-After, from a server whose clock is an hour ahead of the client's: 2 s by the server's Date.
+      if (credential === 'Bearer dated') {
+        const serverNow = Math.floor(Date.now() / 1000) * 1000 + 3_600_000;
+        const headers = { 'content-type': 'application/json', date: new Date(serverNow).toUTCString(), 'retry-after': new Date(serverNow + 2000).toUTCString() };
+        return void response.writeHead(503, headers).end('{"error":"temporarily_unavailable"}');
+      }
       return void response.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' }).end('{"error":"temporarily_unavailable"}');
     }
     response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ secret: 'k', version: 1, value: 'v', expiresAt: new Date(Date.now() + 60_000).toISOString() }));
@@ -59,4 +66,15 @@ it('gives up at once, not waiting, on a Retry-After longer than the retry policy
   expect(logs.filter((event) => event.code === 'retrying')).toEqual([]);
   // Each was asked once; the next call is a new one.
   expect((await slow.secret('k')).version).toBe(1);
+}, 30_000);
+
+it('reads an HTTP-date Retry-After against the answer\'s Date, not the client\'s clock', async () => {
+  const logs: ClientLogEvent[] = [];
+  const client = createClient({ url, credential: () => 'dated', logger: (event) => logs.push(event) });
+  expect((await client.secret('k')).version).toBe(1);
+  const retries = logs.filter((event) => event.code === 'retrying');
+  expect(retries).toHaveLength(1);
+  // 2 s by the server's clock (plus jitter below the policy's first backoff of 200 ms); by the client's, an hour and 2 s.
+  expect(retries[0]!.delayMs).toBeGreaterThanOrEqual(2000);
+  expect(retries[0]!.delayMs).toBeLessThan(2200);
 }, 30_000);
