@@ -307,13 +307,16 @@ export class RekeyClient {
    */
   private async request(send: (signal: AbortSignal, credential: string) => Promise<Response>, endpoint: Endpoint, notModified?: number): Promise<Response> {
     const refused = this.refused.get(endpoint);
-    if (refused && Date.now() < refused.until && refused.digest.equals(digestOf(await this.credential()))) {
-      throw new RekeyClientError(refused.error.code, refused.error.status, refused.error.error);
+    // Read once to compare with the refused one and, when another, sent as it is by the first attempt.
+    let read = refused && Date.now() < refused.until ? await this.credential() : undefined;
+    if (read !== undefined && refused!.digest.equals(digestOf(read))) {
+      throw new RekeyClientError(refused!.error.code, refused!.error.status, refused!.error.error);
     }
     let credential = '';
     const response = await withRetry(
       async (attempt) => {
-        credential = await this.credential();
+        credential = read ?? (await this.credential());
+        read = undefined;
         return send(attempt, credential);
       },
       { policy: this.policy, log: this.log, timeoutMs: this.options.timeoutMs ?? 10_000 },
