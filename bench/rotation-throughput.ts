@@ -9,7 +9,9 @@
  * read transactions included) and WAL flushes (pg_stat_wal.wal_sync: cluster-wide, so other
  * databases' writes count too). In the same run, two floors: bare BullMQ jobs making the
  * same Redis round trips per job, and a pgbench-style floor (the same number of small
- * transactions per rotation, issued from Node with pg named prepared statements).
+ * transactions per rotation, issued from Node with pg named prepared statements), with
+ * PostgreSQL's CPU per rotation in it, to set beside the phases' (the same statements' count,
+ * not their work: single-row inserts into a table of one index).
  * Per rotation it also gives the CPU time of each party (the worker processes, PostgreSQL's
  * backends, redis-server, this process), from /proc: what a saturated phase is short of.
  *   npm run bench -- rotation-throughput [--secrets 200] [--concurrency 20] [--processes 1,2,3] [--cpu-prof DIR]
@@ -90,20 +92,29 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
     };
     /**
      * Polls until every run is done; returns how many polls (each one commit of ours). Cheap on
-     * purpose (one small named statement every 25 ms, asking only about the runs still running at
-     * the poll before): the polls share the cores with the workers, and PostgreSQL's CPU counts them.
-     * Asking about every run at each poll cost PostgreSQL 0.34 ms per rotation at 1,000 secrets.
+     * purpose (one small named statement, asking only about the runs still running at the poll
+     * before): the polls share the cores with the workers, and PostgreSQL's CPU counts them. The
+     * next poll comes when about half of the runs still running should be done at the rate of the
+     * last two polls (25 ms to 1 s apart): a dozen or two polls a phase instead of one every 25 ms,
+     * which cost PostgreSQL 0.3–0.5 ms per rotation at 1,000 secrets (each asked about every run
+     * still running), and the end of a phase is seen about as soon.
      */
     poller = new pg.Client({ connectionString: env.databaseUrl });
     await poller.connect();
     const settle = async (runIds: string[]) => {
       let polls = 0;
       let running = runIds;
+      let wait = 25;
       while (running.length > 0) {
-        if (polls > 0) await new Promise((r) => setTimeout(r, 25));
+        if (polls > 0) await new Promise((r) => setTimeout(r, wait));
         polls += 1;
+        const polled = performance.now();
         const { rows } = await poller!.query<{ id: string }>({ name: 'settle', text: `SELECT id FROM runs WHERE id = ANY($1::uuid[]) AND status::text = 'running'`, values: [running] });
+        const done = running.length - rows.length;
         running = rows.map((r) => r.id);
+        // Runs done per ms since the last poll (its wait and this query's time).
+        const rate = done / (wait + performance.now() - polled);
+        wait = rate > 0 ? Math.min(1000, Math.max(25, running.length / rate / 2)) : 25;
       }
       return polls;
     };
@@ -193,9 +204,10 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
       phases,
       bareJobsPerSecond: round(bare.jobsPerSecond),
       bareRedisCommandsPerJob: round(bare.commandsPerJob),
-      floorRotationsPerSecond: round(floor),
+      floorRotationsPerSecond: round(floor.rotationsPerSecond),
+      floorCpuMsPerRotation: floor.cpuMsPerRotation,
       ratioToBare: Number((best / bare.jobsPerSecond).toPrecision(3)),
-      ratioToFloor: Number((best / floor).toPrecision(3)),
+      ratioToFloor: Number((best / floor.rotationsPerSecond).toPrecision(3)),
     };
     console.log(`rotation throughput (${n} secrets per phase, concurrency ${concurrency} per process, in-memory providers, real Redis + PostgreSQL)`);
     for (const p of phases) {
@@ -208,7 +220,9 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
     console.log(`  PostgreSQL round trips per rotation (1st phase), by what each carried: ${listed(first.postgresTripsByKind)}`);
     console.log(`  Redis commands per rotation (1st phase): ${listed(first.redisCommandsByName)}`);
     console.log(`  bare BullMQ jobs    ${figures.bareJobsPerSecond} /s   (${figures.bareRedisCommandsPerJob} Redis commands per job)`);
-    console.log(`  pg floor            ${figures.floorRotationsPerSecond} rotations/s   (${first.commitsPerRotation} transactions of the same statements per rotation, from Node)`);
+    console.log(
+      `  pg floor            ${figures.floorRotationsPerSecond} rotations/s   (${first.commitsPerRotation} transactions of the same statements per rotation, from Node; CPU ms per rotation: postgres ${floor.cpuMsPerRotation.postgres}, bench ${floor.cpuMsPerRotation.bench})`,
+    );
     console.log(`  ratios              ${figures.ratioToBare} of bare BullMQ, ${figures.ratioToFloor} of the pg floor (best phase)`);
     console.log(JSON.stringify({ bench: 'rotation-throughput', ...figures }));
     return figures;
@@ -310,9 +324,11 @@ async function spawnWorker(env: BenchEnvironment, concurrency: number, cpuProf: 
 /**
  * The pgbench-style floor: `commits` transactions per rotation, holding the rotation's
  * statements between them (single-row inserts, named prepared statements), from a pool as
- * wide as the workers' concurrency. Returns rotations per second.
+ * wide as the workers' concurrency. Returns rotations per second and, per rotation, the CPU
+ * milliseconds of PostgreSQL's backends and of this process (which issues them), measured as
+ * the phases' are: what PostgreSQL's share of a real rotation is compared with.
  */
-async function pgFloor(databaseUrl: string, n: number, commits: number, statements: number, concurrency: number): Promise<number> {
+async function pgFloor(databaseUrl: string, n: number, commits: number, statements: number, concurrency: number): Promise<{ rotationsPerSecond: number; cpuMsPerRotation: { postgres: number; bench: number } }> {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: concurrency });
   // pool.end() resolves before its connections have closed; the cleanup's DROP DATABASE … WITH (FORCE)
   // can terminate one still closing, whose error the pool re-emits (and would end the process unheard).
@@ -320,7 +336,10 @@ async function pgFloor(databaseUrl: string, n: number, commits: number, statemen
   await pool.query('CREATE TABLE IF NOT EXISTS bench_floor (id bigserial PRIMARY KEY, v int)');
   const transactions = Math.round(n * commits);
   const perTransaction = Math.max(1, Math.round(statements / commits));
+  // Every connection open before the CPU is read: a backend that exits takes its time with it.
+  await Promise.all(Array.from({ length: concurrency }, () => pool.connect())).then((clients) => clients.forEach((c) => c.release()));
   let next = 0;
+  const cpuBefore = await partyCpuMs(databaseUrl);
   const started = performance.now();
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -337,8 +356,13 @@ async function pgFloor(databaseUrl: string, n: number, commits: number, statemen
     }),
   );
   const seconds = (performance.now() - started) / 1000;
+  const cpuAfter = await partyCpuMs(databaseUrl);
   await pool.end();
-  return transactions / commits / seconds;
+  const rotations = transactions / commits;
+  return {
+    rotationsPerSecond: rotations / seconds,
+    cpuMsPerRotation: { postgres: round((cpuAfter.postgres - cpuBefore.postgres) / rotations), bench: round((cpuAfter.bench - cpuBefore.bench) / rotations) },
+  };
 }
 
 /** N BullMQ jobs whose processor makes enough PINGs that each job totals `target` Redis commands. */
