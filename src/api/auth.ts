@@ -18,6 +18,9 @@
  *   3. the caller (token or person, scopes, audit actor `token:<name>` or `oidc:<subject>`, the
  *      session) is attached to the request.
  *
+ * Every answer, refusals included, carries `Cache-Control: no-store` and
+ * `X-Content-Type-Options: nosniff` (PRIVATE_ANSWER).
+ *
  * Nothing here logs a header or echoes what was sent.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -35,6 +38,9 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 type Identified = { principal: Caller['principal']; actor: string; token?: TokenInfo; session?: Session } | { problem: ProblemCode; failed: boolean };
 
+/** Headers of every answer under an authenticated scope (the admin API, the dashboard's session routes). */
+export const PRIVATE_ANSWER: Readonly<Record<string, string>> = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' };
+
 /** lastUsedAt is written at most this often per token: reads must not turn into a write each. */
 const LAST_USED_EVERY_MS = 60_000;
 
@@ -50,6 +56,10 @@ export class Authenticator {
 
   /** The onRequest hook: answers and ends the request unless it is authenticated. */
   readonly hook = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+    // Every answer is one caller's, refusals included: no browser or shared cache keeps it (the
+    // back button after signing out, a proxy between the dashboard and rekey), and no browser
+    // sniffs its JSON into a page.
+    reply.headers(PRIVATE_ANSWER);
     const admitted = this.admission.enter(request.ip, reply.raw);
     if (isRefusal(admitted)) {
       reply.header('retry-after', String(admitted.retryAfter));

@@ -89,6 +89,11 @@ describe('the cookie on the admin API', () => {
     const list = await call(h, '/api/v1/secrets', { headers: { cookie } });
     expect(list.status).toBe(200);
     expect(list.json.items.map((s: { name: string }) => s.name)).toEqual(['pay-api']);
+    // An answer with data is the caller's: no browser or shared cache keeps it, and it is never sniffed into HTML.
+    for (const answer of [list, await call(h, '/api/v1/secrets/pay-api', { headers: { cookie } }), await call(h, '/api/v1/secrets/pay-api', { token: operator })]) {
+      expect(answer.headers.get('cache-control')).toBe('no-store');
+      expect(answer.headers.get('x-content-type-options')).toBe('nosniff');
+    }
     const me = await call(h, '/ui/session', { headers: { cookie } });
     expect(me.json).toMatchObject({ name: 'operator', csrfToken: csrf });
   });
