@@ -1,8 +1,9 @@
 /**
  * Dashboard sessions: an admin API token exchanged for a session cookie (POST /ui/session),
  * so the browser never keeps the token. A session is 32 random bytes; Redis keeps only its
- * SHA-256 (with the token's id, for SESSION_TTL_MS), so every server replica finds it and a
- * dump of Redis holds nothing that signs anyone in. The session authenticates as its token,
+ * SHA-256 (with the token's id), so every server replica finds it and a dump of Redis holds
+ * nothing that signs anyone in. A session ends SESSION_IDLE_MS after its last request (Redis
+ * forgets it) and SESSION_TTL_MS after sign-in however busy it is (its expiresAt). The session authenticates as its token,
  * looked up again on every request: revoking or expiring the token ends its sessions at once.
  * A session of a person signed in with OpenID Connect (src/dashboard/oidc.ts) keeps their
  * issuer, subject and groups instead, and their scopes are mapped from the groups by the applied
@@ -21,6 +22,9 @@ import type { Runtime } from '../runtime.js';
 
 /** A session lasts this long from sign-in, whatever it does. */
 export const SESSION_TTL_MS = 8 * 3600_000;
+
+/** A session with no request for this long is over. */
+export const SESSION_IDLE_MS = 30 * 60_000;
 
 /** The header carrying the session's CSRF token. */
 export const CSRF_HEADER = 'x-csrf-token';
@@ -69,17 +73,26 @@ export class Sessions {
   async create(principal: Principal, now = Date.now()): Promise<Session> {
     const id = randomBytes(32).toString('base64url');
     const expiresAt = new Date(now + SESSION_TTL_MS);
-    await this.redis.set(this.key(id), JSON.stringify({ ...principal, expiresAt: expiresAt.toISOString() }), 'PX', SESSION_TTL_MS);
+    await this.redis.set(this.key(id), JSON.stringify({ ...principal, expiresAt: expiresAt.toISOString() }), 'PX', Math.min(SESSION_IDLE_MS, SESSION_TTL_MS));
     return { ...principal, id, expiresAt };
   }
 
-  /** The session of a cookie value, or undefined when it is unknown or over. */
-  async find(id: string): Promise<Session | undefined> {
+  /**
+   * The session of a cookie value, or undefined when it is unknown or over: idle for
+   * SESSION_IDLE_MS (Redis forgot it) or past its expiresAt. Finding it starts its idle time again.
+   */
+  async find(id: string, now = Date.now()): Promise<Session | undefined> {
     if (!/^[A-Za-z0-9_-]{43}$/.test(id)) return undefined;
-    const stored = await this.redis.get(this.key(id));
+    // One round trip: read it and push its expiry SESSION_IDLE_MS ahead (past expiresAt too: refused below, and deleted).
+    const stored = await this.redis.getex(this.key(id), 'PX', SESSION_IDLE_MS);
     if (!stored) return undefined;
     const { expiresAt, ...principal } = JSON.parse(stored) as Principal & { expiresAt: string };
-    return { ...principal, id, expiresAt: new Date(expiresAt) };
+    const session = { ...principal, id, expiresAt: new Date(expiresAt) };
+    if (!(session.expiresAt.getTime() > now)) {
+      await this.end(id);
+      return undefined;
+    }
+    return session;
   }
 
   /** Ends a session; idempotent. */

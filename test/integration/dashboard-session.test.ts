@@ -5,9 +5,10 @@
  * state-changing request with it needs the session's CSRF token; a wrong token gets no
  * session; signing out or revoking the token ends it; Redis holds no session id.
  */
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminApiRoutes } from '../../src/api/routes.js';
-import { Sessions, sessionsOf } from '../../src/api/sessions.js';
+import { SESSION_IDLE_MS, Sessions, sessionsOf } from '../../src/api/sessions.js';
 import { revokeToken } from '../../src/api/tokens.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/dashboard/assets.js';
 import { dashboardRoutes } from '../../src/dashboard/routes.js';
@@ -134,6 +135,23 @@ describe('the cookie on the admin API', () => {
     expect((await call(h, '/api/v1/secrets', { headers: { cookie } })).json.code).toBe('REKEY_API_SESSION_INVALID');
     const madeUp = await call(h, '/api/v1/secrets', { headers: { cookie: `__Host-rekey_session=${'A'.repeat(43)}` } });
     expect([madeUp.status, madeUp.json.code]).toEqual([401, 'REKEY_API_SESSION_INVALID']);
+  });
+
+  it('ends a session left idle for SESSION_IDLE_MS, and any session at its 8 hours however busy', async () => {
+    const { cookie } = await signIn(operator);
+    const key = `${h.env.prefix}:dashboard-session:${createHash('sha256').update(cookie.split('=')[1]!).digest('hex')}`;
+    // Idle: Redis forgets a session SESSION_IDLE_MS after its last request (a tab left hidden, a browser left open).
+    expect(await h.runtime.redis.pttl(key)).toBeLessThanOrEqual(SESSION_IDLE_MS);
+    await h.runtime.redis.pexpire(key, 60_000);
+    expect((await call(h, '/api/v1/secrets', { headers: { cookie } })).status).toBe(200);
+    expect(await h.runtime.redis.pttl(key)).toBeGreaterThan(60_000); // each request starts the idle time again
+    expect(await h.runtime.redis.pttl(key)).toBeLessThanOrEqual(SESSION_IDLE_MS);
+    // Absolute: a session in use all along still ends at its expiresAt.
+    const stored = JSON.parse((await h.runtime.redis.get(key))!) as Record<string, unknown>;
+    await h.runtime.redis.set(key, JSON.stringify({ ...stored, expiresAt: new Date(Date.now() - 1000).toISOString() }), 'KEEPTTL');
+    const over = await call(h, '/api/v1/secrets', { headers: { cookie } });
+    expect([over.status, over.json.code]).toEqual([401, 'REKEY_API_SESSION_INVALID']);
+    expect(await h.runtime.redis.exists(key)).toBe(0);
   });
 
   it('a bearer token wins over a cookie, and needs no CSRF token', async () => {
