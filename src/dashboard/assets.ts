@@ -62,7 +62,15 @@ export const CONTENT_SECURITY_POLICY = [
   'trusted-types',
 ].join('; ');
 
-/** Headers of every response under /ui. */
+/**
+ * HSTS, for a dashboard served over https (a Secure session cookie, the default: browsers keep
+ * such a cookie from no other plain-HTTP address than localhost, and ignore HSTS over plain
+ * HTTP): a year in which the browser goes to this host over https only, so nobody on the path can
+ * strip TLS from the next visit. No includeSubDomains: the other hosts of the domain are not rekey's.
+ */
+export const STRICT_TRANSPORT_SECURITY = 'max-age=31536000';
+
+/** Headers of every response under /ui (and STRICT_TRANSPORT_SECURITY with a Secure cookie). */
 export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'content-security-policy': CONTENT_SECURITY_POLICY,
   'x-content-type-options': 'nosniff',

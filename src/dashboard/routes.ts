@@ -25,7 +25,7 @@ import type { Caller } from '../api/route.js';
 import type { RouteModule } from '../http/server.js';
 import { isRefusal } from '../http/admission.js';
 import { RateLimiter, sourceOf } from '../http/rate-limit.js';
-import { type Asset, loadAssets, SECURITY_HEADERS } from './assets.js';
+import { type Asset, loadAssets, SECURITY_HEADERS, STRICT_TRANSPORT_SECURITY } from './assets.js';
 import { OidcSignIn, type Refusal } from './oidc.js';
 
 export const UI_PREFIX = '/ui';
@@ -51,6 +51,7 @@ export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime
     (ui, _options, done) => {
       ui.addHook('onSend', (_request, reply, payload, next) => {
         reply.headers(SECURITY_HEADERS);
+        if (sessions.secureCookie) reply.header('strict-transport-security', STRICT_TRANSPORT_SECURITY);
         next(null, payload);
       });
       const page = (reply: FastifyReply, asset: Asset | undefined) => {

@@ -48,6 +48,8 @@ describe('sign-in', () => {
     expect(setCookie).toMatch(/^__Host-rekey_session=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=28800; HttpOnly; SameSite=Strict; Secure$/);
     expect(answer.headers.get('content-security-policy')).toBe(CONTENT_SECURITY_POLICY);
     expect(answer.headers.get('cache-control')).toBe('no-store');
+    // A Secure cookie means the dashboard is served over https: browsers are told to keep to it (HSTS; ignored over plain HTTP).
+    for (const headers of [answer.headers, (await call(h, '/ui/')).headers]) expect(headers.get('strict-transport-security')).toBe('max-age=31536000');
     const events = await h.runtime.db.auditEvent.findMany({ where: { action: 'dashboard.signedIn' } });
     expect(events.map((e) => e.actor)).toContain('token:operator');
   });
