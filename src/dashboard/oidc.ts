@@ -12,6 +12,7 @@
  *                          Redis still holds (taken once: GETDEL), the code is exchanged with the
  *                          verifier at the token endpoint, the ID token verified (signature by a
  *                          key of the provider's JWKS, asymmetric algorithms only, iss, aud, exp,
+ *                          azp (this client when present; required with several audiences),
  *                          the flow's nonce), the groups claim mapped to scopes; then a session
  *                          exactly like a token's (src/api/sessions.ts), and back to /ui/.
  *
@@ -137,6 +138,12 @@ export class OidcSignIn {
       ({ payload: claims } = await jwtVerify(idToken, provider.keys, { issuer: config.issuer, audience: config.clientId, algorithms: ALGORITHMS, requiredClaims: ['exp', 'iat', 'sub', 'nonce'] }));
     } catch (error) {
       this.runtime.log.info({ component: 'dashboard', reason: jwtRefusalReason(error) }, 'OIDC ID token refused');
+      return { refused: 'id_token' };
+    }
+    // OpenID Connect Core 3.1.3.7: a token for several audiences must name the party it was issued to (azp), and that must be rekey.
+    const audiences = [claims.aud].flat();
+    if (claims.azp !== undefined ? claims.azp !== config.clientId : audiences.length > 1) {
+      this.runtime.log.info({ component: 'dashboard', reason: 'claim azp' }, 'OIDC ID token refused');
       return { refused: 'id_token' };
     }
     if (typeof claims.nonce !== 'string' || !sameText(claims.nonce, flow.nonce)) return { refused: 'id_token' };

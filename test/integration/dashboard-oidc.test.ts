@@ -8,6 +8,7 @@
  * own refusal (error=access_denied: the person cancelled). Signing out ends rekey's session and,
  * through the provider's end_session_endpoint (RP-initiated logout), the provider's.
  */
+import { importJWK, type JWK, SignJWT } from 'jose';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminApiRoutes } from '../../src/api/routes.js';
@@ -33,6 +34,9 @@ let base: string;
 let consoleErrors: Chromium['consoleErrors'];
 let violations: string[];
 let tamper = false;
+/** Claims the provider's ID token gets on its way back, signed again with the provider's own key (as the provider could issue it). */
+let reissue: Record<string, unknown> | undefined;
+let idpKey: JWK;
 let hold = false;
 let held: string | undefined;
 
@@ -62,7 +66,7 @@ beforeAll(async () => {
         response_types: ['code'],
       },
     ],
-    jwks: { keys: [await rsaKey('idp-key')] },
+    jwks: { keys: [(idpKey = await rsaKey('idp-key'))] },
     claims: { openid: ['sub'], profile: ['name', 'preferred_username'], groups: ['groups'] },
     conformIdTokenClaims: false, // the groups claim in the ID token, as most providers put it
     findAccount: (_ctx, id) => ({ accountId: id, claims: () => ({ sub: id, preferred_username: id, groups: PEOPLE[id] ?? [] }) }),
@@ -81,9 +85,14 @@ beforeAll(async () => {
       ctx.body = 'held by the test';
     }
     const body = ctx.body as { id_token?: string } | undefined;
-    if (!tamper || ctx.path !== '/token' || typeof body?.id_token !== 'string') return;
+    if (!(tamper || reissue) || ctx.path !== '/token' || typeof body?.id_token !== 'string') return;
     const [header, payload, signature] = body.id_token.split('.');
     const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString()) as Record<string, unknown>;
+    if (reissue) {
+      const signed = await new SignJWT({ ...claims, ...reissue }).setProtectedHeader({ alg: 'RS256', kid: 'idp-key' }).sign(await importJWK(idpKey, 'RS256'));
+      ctx.body = { ...body, id_token: signed };
+      return;
+    }
     ctx.body = { ...body, id_token: `${header}.${Buffer.from(JSON.stringify({ ...claims, sub: 'admin' })).toString('base64url')}.${signature}` };
   });
   process.env.TEST_OIDC_CLIENT_SECRET = CLIENT_SECRET;
@@ -215,6 +224,27 @@ describe('OIDC sign-in', () => {
     }
     expect(await sessionCookie()).toBeUndefined();
     expect(h.logs.some((l) => l.includes('OIDC ID token refused') && l.includes('"reason":"signature"'))).toBe(true);
+  });
+
+  it("refuses an ID token the provider made for several clients unless its azp is rekey's client id", async () => {
+    // OpenID Connect Core 3.1.3.7: with several audiences, azp must be present; when present, it must name this client.
+    const signedIn = async (claims: Record<string, unknown>) => {
+      reissue = claims;
+      try {
+        await startSignIn(); // the provider remembers alice: straight back
+        return await page.waitForSelector('form.signin [role=alert], tr[data-secret="pay-api"]', WAIT).then((e) => e.textContent());
+      } finally {
+        reissue = undefined;
+      }
+    };
+    expect(await signedIn({ aud: ['other-app', 'rekey-dashboard'], azp: 'other-app' })).toContain('could not be verified');
+    expect(await sessionCookie()).toBeUndefined();
+    expect(await signedIn({ aud: ['other-app', 'rekey-dashboard'] })).toContain('could not be verified');
+    expect(await sessionCookie()).toBeUndefined();
+    expect(h.logs.some((l) => l.includes('OIDC ID token refused') && l.includes('"reason":"claim azp"'))).toBe(true);
+    // Re-signed with the provider's key, a token for this client alone is accepted: the refusals above are the azp's.
+    expect(await signedIn({ aud: 'rekey-dashboard', azp: 'rekey-dashboard' })).toContain('pay-api');
+    await signOut();
   });
 
   it('refuses a person whose groups map to no scope, and records who it was', async () => {
