@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
@@ -243,6 +244,60 @@ describe('the dashboard in Chromium', () => {
       if (hash === '#/') await shot('overview-phone');
     }
     await page.setViewportSize({ width: 1280, height: 860 });
+  });
+
+  it('shows hostile text from PostgreSQL as text: no element, attribute or script comes of it', async () => {
+    // Secret and token names cannot hold markup (the config schema, createToken); what can is what
+    // providers, people and reporters write: errors, audit actors and data, leak sources.
+    const hostile = (n: number) => `"><img src=x onerror="window.xss=${n}"><svg onload="window.xss=${n}">'`;
+    const pay = await h.runtime.db.secret.findFirstOrThrow({ where: { name: 'pay-api' } });
+    const run = await h.runtime.db.run.findFirstOrThrow({ where: { secretId: pay.id }, orderBy: { startedAt: 'desc' } });
+    await h.runtime.db.run.update({ where: { id: run.id }, data: { error: hostile(1) } });
+    await h.runtime.db.delivery.updateMany({ where: { version: { secretId: pay.id } }, data: { lastError: hostile(2) } });
+    await h.runtime.db.targetSync.updateMany({ where: { secretId: pay.id }, data: { lastError: hostile(3) } });
+    await h.runtime.db.leakReport.updateMany({ data: { source: hostile(4) } });
+    await h.runtime.db.$transaction((tx) => h.runtime.audit.append(tx, { actor: hostile(5), action: 'test.hostile', secret: 'pay-api', data: { note: hostile(6) } }));
+    for (const [hash, shown] of [['#/', 1], ['#/secrets/pay-api', 3], ['#/leaks', 4], ['#/audit', 5]] as const) {
+      await page.evaluate(`location.hash = ${JSON.stringify(hash)}`);
+      await expect.poll(() => page.evaluate<boolean>(`document.querySelector('main').textContent.includes(${JSON.stringify(hostile(shown))})`), WAIT).toBe(true);
+      expect(await page.evaluate<number>("document.querySelectorAll('img, [onerror], [onload]').length"), hash).toBe(0);
+      expect(await page.evaluate<unknown>('window.xss'), hash).toBeUndefined();
+    }
+    // In an attribute (a delivery badge's title), the quote stays inside the value.
+    await page.evaluate("location.hash = '#/secrets/pay-api'");
+    await page.waitForSelector('td span[title]', WAIT);
+    expect(new Set((await attributes('td span[title]', ['title'])).flat())).toEqual(new Set([hostile(2)]));
+    expect(await page.evaluate<unknown>('window.xss')).toBeUndefined();
+  });
+
+  it("refuses another origin's form posting an action with the session's cookie: cross-site (no cookie) and same-site (no CSRF token)", async () => {
+    const rotations = () => h.runtime.db.run.count({ where: { secret: { name: 'pay-web' }, kind: 'rotation' } });
+    const before = await rotations();
+    // A page that posts a rotation as soon as it loads: a form needs no CORS, and text/plain is a "simple" request.
+    const attack = `<!doctype html><form method="post" enctype="text/plain" action="${base}/api/v1/secrets/pay-web/rotate"><input name="a" value="b"></form><script>document.forms[0].submit()</script>`;
+    const attacker = await context.newPage();
+    // Cross-site: another host entirely, answered by the browser's request routing, never the network.
+    await context.route('http://attacker.test/**', (route) => route.fulfill({ contentType: 'text/html', body: attack }));
+    // Same-site but cross-origin: 127.0.0.1 on another port, which SameSite does not tell apart from rekey.
+    const sameSite = createServer((_request, response) => response.writeHead(200, { 'content-type': 'text/html' }).end(attack));
+    await new Promise<void>((resolve) => sameSite.listen(0, '127.0.0.1', resolve));
+    try {
+      for (const [from, code] of [
+        ['http://attacker.test/', 'REKEY_API_UNAUTHENTICATED'],
+        [`http://127.0.0.1:${(sameSite.address() as { port: number }).port}/`, 'REKEY_API_CSRF'],
+      ] as const) {
+        const posted = attacker.waitForResponse((r) => r.url() === `${base}/api/v1/secrets/pay-web/rotate`, WAIT);
+        await attacker.goto(from);
+        const answer = await posted;
+        expect([answer.request().method(), answer.status(), ((await answer.json()) as { code: string }).code], from).toEqual(['POST', code === 'REKEY_API_CSRF' ? 403 : 401, code]);
+      }
+    } finally {
+      await attacker.close();
+      await context.unroute('http://attacker.test/**');
+      sameSite.closeAllConnections();
+      await new Promise((resolve) => sameSite.close(resolve));
+    }
+    expect(await rotations()).toBe(before);
   });
 
   it('never shows a value, and signs out', async () => {
