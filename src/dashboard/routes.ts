@@ -54,6 +54,8 @@ export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime
         if (sessions.secureCookie) reply.header('strict-transport-security', STRICT_TRANSPORT_SECURITY);
         next(null, payload);
       });
+      // Here, not fastify's default: that one would answer without the headers above, and echo the path.
+      ui.setNotFoundHandler((_request, reply) => sendProblem(reply, 'REKEY_API_NOT_FOUND', 'no dashboard page or route at this path'));
       const page = (reply: FastifyReply, asset: Asset | undefined) => {
         if (!asset) return reply.code(assets.size ? 404 : 503).type('text/plain; charset=utf-8').send(assets.size ? 'not found' : 'the dashboard is not built: run `npm run build:ui`');
         return reply.header('cache-control', 'no-cache').header('etag', asset.etag).type(asset.type).send(asset.body);

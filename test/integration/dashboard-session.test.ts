@@ -54,6 +54,14 @@ describe('sign-in', () => {
     expect(events.map((e) => e.actor)).toContain('token:operator');
   });
 
+  it('answers a path under /ui that is none of its routes with its security headers, echoing nothing', async () => {
+    const answer = await call(h, '/ui/%3Cscript%3Ealert(1)%3C%2Fscript%3E');
+    expect([answer.status, answer.json.code]).toEqual([404, 'REKEY_API_NOT_FOUND']);
+    expect(answer.headers.get('content-security-policy')).toBe(CONTENT_SECURITY_POLICY);
+    expect(answer.headers.get('x-frame-options')).toBe('DENY');
+    expect(answer.text).not.toMatch(/script|alert/);
+  });
+
   it('refuses a wrong token, a revoked one, and no token, with no cookie', async () => {
     const wrong = await call(h, '/ui/session', { method: 'POST', token: 'rkadm_' + 'x'.repeat(36) });
     expect([wrong.status, wrong.json.code]).toEqual([401, 'REKEY_API_TOKEN_INVALID']);
