@@ -57,6 +57,8 @@ beforeAll(async () => {
   base = h.serving!.url;
   idp = await startIdp({
     clients: [
+      // A public client: no secret, PKCE alone (dashboard.oidc without clientSecret).
+      { client_id: 'rekey-public', token_endpoint_auth_method: 'none', redirect_uris: [`${base}/ui/oidc/callback`], grant_types: ['authorization_code'], response_types: ['code'] },
       {
         client_id: 'rekey-dashboard',
         client_secret: CLIENT_SECRET,
@@ -290,6 +292,28 @@ describe('OIDC sign-in', () => {
     // The provider forgot alice too: signing in asks for her login again.
     await startSignIn();
     await page.waitForSelector('input[name=login]', WAIT);
+  });
+
+  it('signs in as a public client (no clientSecret: PKCE alone); its code is worthless without the verifier', async () => {
+    const publicConfig = config('sre: [read, rotate]').replace('clientId: rekey-dashboard', 'clientId: rekey-public').replace(/^ {4}clientSecret: .*\n/m, '');
+    expect(publicConfig).not.toContain('clientSecret');
+    await h.apply(publicConfig);
+    await expect.poll(async () => (await h.runtime.applied('dashboard'))?.oidc?.clientId, WAIT).toBe('rekey-public');
+    try {
+      await context.clearCookies({ name: /^_session/ });
+      const callback = await heldCallback(() => startSignIn('alice'));
+      // Without the verifier, the code is worthless to whoever took it from the way back: the provider refuses it.
+      const stolen = await fetch(`${idp.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'authorization_code', code: callback.searchParams.get('code')!, redirect_uri: `${base}/ui/oidc/callback`, client_id: 'rekey-public' }) });
+      expect(stolen.status).toBe(400);
+      // rekey, holding the verifier, exchanges it.
+      await page.goto(callback.href);
+      await page.waitForSelector('tr[data-secret="pay-api"]', WAIT);
+      expect(await page.textContent('header .token-name')).toBe('alice');
+      await signOut();
+    } finally {
+      await h.apply(config('sre: [read, rotate]'));
+      await expect.poll(async () => (await h.runtime.applied('dashboard'))?.oidc?.clientId, WAIT).toBe('rekey-dashboard');
+    }
   });
 
   it('showed no value, and rekey\'s pages had no console error or CSP violation', () => {
