@@ -12,6 +12,7 @@
  *                          Redis still holds (taken once: GETDEL), the code is exchanged with the
  *                          verifier at the token endpoint, the ID token verified (signature by a
  *                          key of the provider's JWKS, asymmetric algorithms only, iss, aud, exp,
+ *                          iat within the flow's lifetime (60 s of clock skew either way),
  *                          azp (this client when present; required with several audiences),
  *                          the flow's nonce), the groups claim mapped to scopes; then a session
  *                          exactly like a token's (src/api/sessions.ts), and back to /ui/.
@@ -40,6 +41,9 @@ import type { Runtime } from '../runtime.js';
 
 /** A sign-in must come back from the provider within this. */
 export const FLOW_TTL_MS = 10 * 60_000;
+
+/** How far the provider's clock may be from ours when the ID token's iat and exp are checked. */
+const CLOCK_SKEW_S = 60;
 
 /** Algorithms an ID token may be signed with: never `none`, never HMAC (its key is the client secret). */
 const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
@@ -135,7 +139,15 @@ export class OidcSignIn {
     if (!idToken) return { refused: 'exchange' };
     let claims: JWTPayload;
     try {
-      ({ payload: claims } = await jwtVerify(idToken, provider.keys, { issuer: config.issuer, audience: config.clientId, algorithms: ALGORITHMS, requiredClaims: ['exp', 'iat', 'sub', 'nonce'] }));
+      ({ payload: claims } = await jwtVerify(idToken, provider.keys, {
+        issuer: config.issuer,
+        audience: config.clientId,
+        algorithms: ALGORITHMS,
+        requiredClaims: ['exp', 'iat', 'sub', 'nonce'],
+        // Issued for this flow, so within its FLOW_TTL_MS: not before it started, not in the future (CLOCK_SKEW_S either way).
+        maxTokenAge: FLOW_TTL_MS / 1000,
+        clockTolerance: CLOCK_SKEW_S,
+      }));
     } catch (error) {
       this.runtime.log.info({ component: 'dashboard', reason: jwtRefusalReason(error) }, 'OIDC ID token refused');
       return { refused: 'id_token' };

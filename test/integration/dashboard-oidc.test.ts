@@ -228,17 +228,19 @@ describe('OIDC sign-in', () => {
     expect(h.logs.some((l) => l.includes('OIDC ID token refused') && l.includes('"reason":"signature"'))).toBe(true);
   });
 
+  /** Signs in (the provider remembers alice: straight back) with the ID token's `claims` replaced; answers the refusal or the overview's first row. */
+  const signedIn = async (claims: Record<string, unknown>) => {
+    reissue = claims;
+    try {
+      await startSignIn();
+      return await page.waitForSelector('form.signin [role=alert], tr[data-secret="pay-api"]', WAIT).then((e) => e.textContent());
+    } finally {
+      reissue = undefined;
+    }
+  };
+
   it("refuses an ID token the provider made for several clients unless its azp is rekey's client id", async () => {
     // OpenID Connect Core 3.1.3.7: with several audiences, azp must be present; when present, it must name this client.
-    const signedIn = async (claims: Record<string, unknown>) => {
-      reissue = claims;
-      try {
-        await startSignIn(); // the provider remembers alice: straight back
-        return await page.waitForSelector('form.signin [role=alert], tr[data-secret="pay-api"]', WAIT).then((e) => e.textContent());
-      } finally {
-        reissue = undefined;
-      }
-    };
     expect(await signedIn({ aud: ['other-app', 'rekey-dashboard'], azp: 'other-app' })).toContain('could not be verified');
     expect(await sessionCookie()).toBeUndefined();
     expect(await signedIn({ aud: ['other-app', 'rekey-dashboard'] })).toContain('could not be verified');
@@ -247,6 +249,16 @@ describe('OIDC sign-in', () => {
     // Re-signed with the provider's key, a token for this client alone is accepted: the refusals above are the azp's.
     expect(await signedIn({ aud: 'rekey-dashboard', azp: 'rekey-dashboard' })).toContain('pay-api');
     await signOut();
+  });
+
+  it('refuses an ID token not issued during this sign-in: iat a year ago, or a day ahead (its exp still to come)', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const logged = h.logs.length;
+    expect(await signedIn({ iat: now - 365 * 86400, exp: now + 3600 })).toContain('could not be verified');
+    expect(await sessionCookie()).toBeUndefined();
+    expect(await signedIn({ iat: now + 86400, exp: now + 2 * 86400 })).toContain('could not be verified');
+    expect(await sessionCookie()).toBeUndefined();
+    expect(h.logs.slice(logged).filter((l) => l.includes('OIDC ID token refused')).map((l) => /"reason":"([^"]+)"/.exec(l)?.[1])).toEqual(['expired', 'claim iat']);
   });
 
   it('refuses a person whose groups map to no scope, and records who it was', async () => {
