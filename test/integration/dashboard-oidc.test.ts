@@ -100,7 +100,7 @@ beforeAll(async () => {
   process.env.TEST_OIDC_CLIENT_SECRET = CLIENT_SECRET;
   await h.apply(config('sre: [read, rotate]'));
   expect((await h.rotate('pay-api')).status).toBe('succeeded');
-  ({ browser, context, page, consoleErrors, violations } = await openChromium());
+  ({ browser, context, page, consoleErrors, violations } = await openChromium(undefined, { backForwardCache: true }));
 }, 120_000);
 
 afterAll(async () => {
@@ -289,6 +289,11 @@ describe('OIDC sign-in', () => {
     await page.waitForSelector('tr[data-secret="pay-api"]', WAIT);
     const cookie = `__Host-rekey_session=${(await sessionCookie())!.value}`;
     await page.click('#sign-out');
+    await page.waitForSelector('button:has-text("Yes, sign me out")', WAIT);
+    // Back from the provider's page: what comes back (from the back/forward cache, or loaded again) shows nothing of rekey's.
+    await page.goBack({ waitUntil: 'commit' });
+    expect(await (await page.waitForSelector('form.signin, main section', WAIT)).evaluate((e) => e.tagName)).toBe('FORM');
+    await page.goForward();
     await page.waitForSelector('button:has-text("Yes, sign me out")', WAIT);
     const logout = new URL(page.url());
     expect(logout.origin).toBe(new URL(idp.issuer).origin);

@@ -16,10 +16,16 @@ export interface Chromium {
   violations: string[];
 }
 
-export async function openChromium(viewport = { width: 1280, height: 860 }): Promise<Chromium> {
+/**
+ * `backForwardCache`: let Chromium keep pages for the back button as browsers people use do
+ * (playwright turns it off by default); a page restored from it fires no load event
+ * (`page.goBack({ waitUntil: 'commit' })`).
+ */
+export async function openChromium(viewport = { width: 1280, height: 860 }, options: { backForwardCache?: boolean } = {}): Promise<Chromium> {
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     headless: true,
+    ...(options.backForwardCache ? { ignoreDefaultArgs: ['--disable-back-forward-cache'] } : {}),
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   const context = await browser.newContext({ viewport });

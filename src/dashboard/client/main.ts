@@ -47,7 +47,7 @@ function header(me: Me): HTMLElement {
       'div',
       { class: 'who' },
       h('span', { class: 'token-name', title: me.scopes.join(' ') }, me.name),
-      h('button', { type: 'button', class: 'quiet', id: 'sign-out', onclick: () => void session.signOut().then((endSession) => (endSession ? location.assign(endSession) : showSignIn()), showSignIn) }, 'Sign out'),
+      h('button', { type: 'button', class: 'quiet', id: 'sign-out', onclick: () => void session.signOut().then(leave, () => showSignIn()) }, 'Sign out'),
     ),
   );
 }
@@ -76,9 +76,20 @@ function show(me: Me): void {
   void tick(current, mine);
 }
 
+/**
+ * After signing out: the sign-in form, and then the provider's logout page when there is one.
+ * The form first, so the page the browser keeps for its back button (the back/forward cache)
+ * holds nothing of what the session showed, and no poll that would run again on return.
+ */
+function leave(endSession: string | undefined): void {
+  showSignIn();
+  if (endSession) location.assign(endSession);
+}
+
 function showSignIn(message?: string): void {
   window.clearTimeout(timer);
   generation++;
+  current = undefined; // nothing to refresh when the tab is shown again
   document.title = 'Sign in · rekey';
   fill(app, signInForm((me) => start(me), message));
 }
