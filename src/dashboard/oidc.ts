@@ -144,7 +144,7 @@ export class OidcSignIn {
         audience: config.clientId,
         algorithms: ALGORITHMS,
         requiredClaims: ['exp', 'iat', 'sub', 'nonce'],
-        // Issued for this flow, so within its FLOW_TTL_MS: not before it started, not in the future (CLOCK_SKEW_S either way).
+        // Issued during a sign-in, which lasts FLOW_TTL_MS at most: no older than that, not in the future (CLOCK_SKEW_S either way).
         maxTokenAge: FLOW_TTL_MS / 1000,
         clockTolerance: CLOCK_SKEW_S,
       }));
