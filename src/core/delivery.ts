@@ -256,6 +256,27 @@ export function followedSecrets(delivery: DeliverySpec, who: Authenticated): str
   return [...new Set(mine.map((g) => g.value?.secret ?? g.token!.signingKey))];
 }
 
+/** Per list of grants (see {@link grantsOf}), the same grants followed by the rest of those of `all`. */
+const preferred = new WeakMap<readonly GrantSpec[], readonly GrantSpec[]>();
+
+/**
+ * The grants whose authenticators a request is authenticated against: those of `all` (every
+ * token grant, every value grant), `first` (the grants that serve what was asked for) first,
+ * so a credential two authenticators accept is taken by the one that can serve it. Every
+ * request tries the same authenticators, whatever it asks for, so an unauthenticated caller
+ * gets the same answer for an audience or a secret no grant serves as for one that is served.
+ * `first` must be a list of {@link grantsOf} (kept per list); an empty one gives `all`.
+ */
+export function candidates<G extends GrantSpec>(first: readonly G[], all: readonly G[]): readonly G[] {
+  if (!first.length) return all;
+  let list = preferred.get(first);
+  if (!list) {
+    list = [...first, ...all.filter((g) => !first.includes(g))];
+    preferred.set(first, list);
+  }
+  return list as readonly G[];
+}
+
 /** Per list of grants (see {@link grantsOf}), the authenticators they name, each once, in order. */
 const authenticators = new WeakMap<readonly GrantSpec[], readonly string[]>();
 

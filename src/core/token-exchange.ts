@@ -1,11 +1,12 @@
 /**
  * Token exchange (POST /v1/token, issue 17), read top to bottom:
  *
- *   1. authenticate and 2. admit (delivery.ts): the token grants for the requested audience
- *      name their authenticators; the presented credential must pass one of them, and the
- *      subject must be within its rate limit;
- *   3. authorize: the first of that authenticator's grants whose `subjects` globs match the
- *      subject id;
+ *   1. authenticate and 2. admit (delivery.ts): the presented credential must pass one of the
+ *      authenticators of the token grants (those of the requested audience's grants first;
+ *      every one, whatever the audience, so an unauthenticated caller learns nothing about
+ *      which audiences are served), and the subject must be within its rate limit;
+ *   3. authorize: the first of that authenticator's grants for the audience whose `subjects`
+ *      globs match the subject id (none for the audience: no_grant; none for the subject: forbidden);
  *   4. sign: with the newest live version of the grant's signing key that has been current for
  *      the JWKS max-age at least (signerAt; deps.signingKeys: the store's values, possibly
  *      cached), or the current one when none has: for a minute after a rotation the previous
@@ -25,7 +26,7 @@
 import { randomUUID } from 'node:crypto';
 import { RekeyError } from './errors.js';
 import { issuedRef } from './context.js';
-import { authenticate, DeliveryError, grantFor, grantsOf, retryingStale, callOf, type DeliveryDeps, type DeliverySpec, type GrantSpec, type Handable } from './delivery.js';
+import { authenticate, candidates, DeliveryError, grantFor, grantsOf, retryingStale, callOf, type DeliveryDeps, type DeliverySpec, type GrantSpec, type Handable } from './delivery.js';
 import type { VersionRecord } from './model.js';
 import type { JsonObject } from './ports.js';
 import type { SecretValue } from './secret-value.js';
@@ -47,13 +48,17 @@ type TokenGrant = GrantSpec & { token: NonNullable<GrantSpec['token']> };
  * @param audience the requested audience; without one, the grants of every audience are candidates.
  */
 export async function exchangeToken(deps: DeliveryDeps, delivery: DeliverySpec, credential: SecretValue, audience: string | undefined): Promise<Minted> {
-  const grants = grantsOf(delivery, audience === undefined ? 'token' : `token:${audience}`, (g): g is TokenGrant => !!g.token && (audience === undefined || g.token.audience === audience));
-  if (!grants.length) throw new DeliveryError('no_grant', 'no grant issues tokens for this audience');
+  const all = grantsOf(delivery, 'token', (g): g is TokenGrant => !!g.token);
+  // The same for every audience: no token grant at all.
+  if (!all.length) throw new DeliveryError('no_grant', 'no grant issues tokens');
+  const grants = audience === undefined ? all : grantsOf(delivery, `token:${audience}`, (g): g is TokenGrant => !!g.token && g.token.audience === audience);
 
   return retryingStale(deps, async (deps) => {
-    // 1, 2. authenticate, admit
-    const who = await authenticate(deps, grants, credential);
+    // 1, 2. authenticate, admit: against every token grant's authenticator, whatever the audience,
+    // so only an authenticated caller learns whether a grant serves it.
+    const who = await authenticate(deps, candidates(grants, all), credential);
     const { subject, authenticator } = who;
+    if (!grants.length) throw new DeliveryError('no_grant', 'no grant issues tokens for this audience');
 
     // 3. authorize
     const grant = grantFor(grants, who);

@@ -1,9 +1,10 @@
 /**
  * Value delivery (GET /v1/secrets/{name}, issue 17), read top to bottom:
  *
- *   1. authenticate and 2. admit (delivery.ts) against the authenticators of every value grant,
- *      whichever secret is asked for, so an unauthenticated caller learns nothing about which
- *      secrets exist or are granted;
+ *   1. authenticate and 2. admit (delivery.ts) against the authenticators of every value grant
+ *      (those of the secret's grants first, so a credential two of them accept is taken by one
+ *      that can serve it), whichever secret is asked for, so an unauthenticated caller learns
+ *      nothing about which secrets exist or are granted;
  *   3. authorize: a value grant of that authenticator naming this secret, whose `subjects`
  *      globs match the subject id;
  *   4. the current version and its value (deps.current, possibly cached), never a pending,
@@ -16,7 +17,7 @@
  *      already holds it (its ETag) gets `not_modified` after the same check, nothing audited.
  *      A version revoked meanwhile fails the check: the request runs once more from PostgreSQL.
  */
-import { authenticate, DeliveryError, grantFor, grantsOf, retryingStale, callOf, type DeliveryDeps, type DeliverySpec, type GrantSpec } from './delivery.js';
+import { authenticate, candidates, DeliveryError, grantFor, grantsOf, retryingStale, callOf, type DeliveryDeps, type DeliverySpec, type GrantSpec } from './delivery.js';
 import type { SecretValue } from './secret-value.js';
 
 export interface ValueDeliveryDeps extends DeliveryDeps {
@@ -55,10 +56,11 @@ export async function deliverValue(deps: ValueDeliveryDeps, delivery: DeliverySp
 
   return retryingStale(deps, async (deps) => {
     // 1, 2. authenticate, admit
-    const who = await authenticate(deps, grants, credential);
+    const granting = valueGrantsFor(delivery, secret);
+    const who = await authenticate(deps, candidates(granting, grants), credential);
 
     // 3. authorize
-    const grant = grantFor(valueGrantsFor(delivery, secret), who);
+    const grant = grantFor(granting, who);
     if (!grant) throw new DeliveryError('forbidden', 'no grant allows this subject this secret');
 
     // 4. the current version, unless it is compromised

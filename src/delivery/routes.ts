@@ -10,9 +10,10 @@
  *
  * Admission (src/http/admission.ts, shared with every authenticated route) is taken before
  * the body is read; a request that fails authentication (or never gets that far: a malformed
- * request, an unknown audience) counts against its source's failures, never against any
- * authenticated caller. Answers carry `Cache-Control: no-store`; errors are RFC 6749 §5.2
- * codes with fixed descriptions, never an echo of what was sent.
+ * request), and an authenticated one for an audience no grant serves, counts against its
+ * source's failures, never against any authenticated caller. Answers carry
+ * `Cache-Control: no-store`; errors are RFC 6749 §5.2 codes with fixed descriptions, never an
+ * echo of what was sent.
  */
 import { DeliveryError, MAX_CREDENTIAL_LENGTH, type DeliveryCode } from '../core/delivery.js';
 import { describeError } from '../core/errors.js';

@@ -3,8 +3,8 @@
  * authenticator whose issuer does not answer (its discovery document unreachable) is named by
  * the first grant for an audience (first in the file and in PostgreSQL's jsonb key order, which
  * puts shorter names first), an `attestation-jwt` one by the second. An attested app still
- * gets its token; a credential nobody accepts gets 503, not the refusal, since the unreachable
- * issuer might have vouched for it. Before, the first authenticator's failure answered 503 to
+ * gets its token; a credential nobody accepts that claims the unreachable issuer gets 503, not
+ * the refusal, since that issuer might have vouched for it; one that does not claim it is refused. Before, the first authenticator's failure answered 503 to
  * everyone: an outage of a CI system's issuer stopped every mobile app's token exchange.
  */
 import { createServer } from 'node:net';
@@ -14,6 +14,8 @@ import { attestationToken, exchange, REFUSED } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
 let h: Harness;
+/** The OIDC issuer nothing answers for. */
+let ciIssuer: string;
 
 /** A port nothing listens on: taken, then given back. */
 async function closedPort(): Promise<number> {
@@ -26,6 +28,7 @@ async function closedPort(): Promise<number> {
 
 beforeAll(async () => {
   h = await startHarness({ label: 'delivery-auth-down', routes: [deliveryRoutes] });
+  ciIssuer = `http://127.0.0.1:${await closedPort()}`;
   await h.apply(`
 providers:
   vault: { type: local }
@@ -35,7 +38,7 @@ secrets:
 delivery:
   issuer: https://rekey.test
   authenticators:
-    ci: { type: oidc, issuer: "http://127.0.0.1:${await closedPort()}", audience: rekey, insecure: true }
+    ci: { type: oidc, issuer: "${ciIssuer}", audience: rekey, insecure: true }
     app: { type: attestation-jwt, secret: app-attestation, audience: rekey }
   grants:
     ci: { authenticator: ci, subjects: ["*"], token: { signingKey: api-signing, audience: api.example.com, ttl: 5m } }
@@ -50,17 +53,29 @@ afterAll(async () => {
 
 const failures = () => h.logs.filter((line) => line.includes('authenticator failed') && line.includes('"authenticator":"ci"')).length;
 
+/** A JWT that claims the unreachable issuer, signed by nobody: only that issuer's keys could tell. */
+const claimingCi = () => {
+  const part = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return `${part({ alg: 'RS256', kid: 'ci-key' })}.${part({ iss: ciIssuer, aud: 'rekey', sub: 'ci-job', exp: Math.floor(Date.now() / 1000) + 60 })}.${'A'.repeat(342)}`;
+};
+
 it('an attested app gets its token while the OIDC issuer named by an earlier grant is unreachable', async () => {
   const before = failures();
   const answer = await exchange(h, await attestationToken(h, 'app-attestation'), { audience: 'api.example.com' });
   expect(answer.status, JSON.stringify(answer.body)).toBe(200);
   expect(answer.body.access_token).toEqual(expect.any(String));
-  expect(failures()).toBeGreaterThan(before); // ci was asked first and could not verify
+  // ci was asked first and refused a token that does not claim its issuer without reaching for it.
+  expect(failures()).toBe(before);
+  expect(h.logs.some((line) => line.includes('authenticator ci: claim iss'))).toBe(true);
 });
 
 it('a credential no authenticator accepts gets 503 while one of them could not verify it, not the refusal', async () => {
-  const forged = await attestationToken(h, 'app-attestation');
-  const answer = await exchange(h, `${forged.slice(0, -4)}AAAA`, { audience: 'api.example.com' });
+  const before = failures();
+  const answer = await exchange(h, claimingCi(), { audience: 'api.example.com' });
   expect(answer.status).toBe(503);
   expect(answer.body).not.toEqual(REFUSED.body);
+  expect(failures()).toBeGreaterThan(before);
+  // One that does not claim ci's issuer is refused: ci could never have vouched for it.
+  const forged = await attestationToken(h, 'app-attestation');
+  expect(await exchange(h, `${forged.slice(0, -4)}AAAA`, { audience: 'api.example.com' })).toMatchObject(REFUSED);
 });

@@ -65,6 +65,8 @@ let sameKeysOtherIssuer: { issuer: string; url: string };
 let sameIssuerOtherKeys: { issuer: string; url: string };
 /** A real provider whose JWKS endpoint answers 503 while `jwksDown` (an outage of the issuer's key endpoint, or of the load balancer before it). */
 let flaky: { issuer: string; url: string };
+/** Another such provider, for an authenticator whose discovery has not been made when its test starts. */
+let cold: { issuer: string; url: string };
 let jwksDown = false;
 /** GET /jwks requests the flaky provider received while down. */
 let jwksHitsWhileDown = 0;
@@ -96,6 +98,9 @@ beforeAll(async () => {
   sameKeysOtherIssuer = await idp([key]);
   sameIssuerOtherKeys = await idp([await rsaKey('impostor-key')], real.issuer);
   flaky = await flakyIdp(await rsaKey('flaky-key-1'));
+  // An issuer of its own: every request is tried against every authenticator, and one sharing
+  // flaky's issuer would have read its discovery document with flaky's tokens' first refusal.
+  cold = await flakyIdp(await rsaKey('cold-key-1'));
   h = await startHarness({ label: 'delivery-oidc', routes: [deliveryRoutes] });
   await h.apply(`
 providers:
@@ -116,7 +121,7 @@ delivery:
       clockToleranceSeconds: 0
       claims: { client_id: [ci-deploy, short], scope: deploy }
     flaky: { type: oidc, issuer: ${flaky.issuer}, audience: ${REKEY}, insecure: true }
-    flaky-cold: { type: oidc, issuer: ${flaky.issuer}, audience: ${REKEY}, insecure: true }
+    flaky-cold: { type: oidc, issuer: ${cold.issuer}, audience: ${REKEY}, insecure: true }
   grants:
     cold-deploys: { authenticator: flaky-cold, subjects: [ci-deploy], token: { signingKey: api-signing, audience: cold-api, ttl: 5m } }
     flaky-deploys: { authenticator: flaky, subjects: [ci-deploy], token: { signingKey: api-signing, audience: flaky-api, ttl: 5m } }
@@ -169,7 +174,9 @@ it('refuses expired, wrong-audience, wrong-issuer, unknown-key, tampered and cla
   for (const [why, token] of Object.entries(refused)) {
     const before = reasons().length;
     expect({ why, ...(await exchange(token)) }).toEqual({ why, ...REFUSED });
-    expect(reasons().slice(before)).toEqual([`authenticator ci: ${why}`]);
+    // Every authenticator of a token grant is asked, whatever the audience; flaky's and
+    // flaky-cold's refuse a token of another issuer before reading their issuer's keys.
+    expect(reasons().slice(before)).toEqual([`authenticator ci: ${why}`, 'authenticator flaky-cold: claim iss', 'authenticator flaky: claim iss']);
   }
   expect((await exchange(valid)).status).toBe(200);
 }, 60_000);
@@ -200,7 +207,7 @@ it("answers 503, not the refusal, while the issuer's JWKS endpoint fails, withou
 }, 60_000);
 
 it("asks an issuer whose discovery document fails once, not once per request, and passes once it is back", async () => {
-  const presented = await tokenFrom(flaky.url, 'ci-deploy');
+  const presented = await tokenFrom(cold.url, 'ci-deploy');
   discoveryDown = true;
   try {
     discoveryHitsWhileDown = 0;

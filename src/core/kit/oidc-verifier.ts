@@ -12,7 +12,7 @@
  * document (at most every {@link REDISCOVER_MS}): an issuer that moved its keys to a new
  * jwks_uri is followed without a restart.
  */
-import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { ProviderError } from '../errors.js';
 import type { Call } from '../ports.js';
 import type { SecretValue } from '../secret-value.js';
@@ -58,9 +58,11 @@ export class OidcVerifier {
    * @throws ProviderError REKEY_ERR_UNAVAILABLE when the issuer's keys cannot be read.
    */
   async verify(credential: SecretValue, call: Call): Promise<JWTPayload> {
+    const token = credential.reveal();
+    this.ours(token);
     const keys = await this.keySet(call);
     try {
-      const { payload, protectedHeader } = await jwtVerify(credential.reveal(), keys, {
+      const { payload, protectedHeader } = await jwtVerify(token, keys, {
         algorithms: this.o.algorithms,
         issuer: this.o.issuer,
         audience: this.o.audience,
@@ -81,6 +83,24 @@ export class OidcVerifier {
       }
       throw this.denied(jwtRefusalReason(error));
     }
+  }
+
+  /**
+   * Refuses, before the issuer's keys are read, a credential that is not a JWT or whose `iss`
+   * is not this issuer (what jose would refuse it for after reading them: `malformed`,
+   * `claim iss`). A delivery request is tried against every authenticator its grants name, so a
+   * credential meant for another one (an attestation token, another issuer's) would otherwise
+   * make this issuer's discovery document and JWKS be fetched, and be answered unavailable while
+   * this issuer is down, instead of refused.
+   */
+  private ours(token: string): void {
+    let claims: JWTPayload;
+    try {
+      claims = decodeJwt(token);
+    } catch (error) {
+      throw this.denied(jwtRefusalReason(error));
+    }
+    if (claims.iss !== this.o.issuer) throw this.denied('claim iss');
   }
 
   /** The refusal of a token for `reason` (a fixed word, never a claim's value). */
