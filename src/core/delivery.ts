@@ -49,7 +49,13 @@ export interface DeliverySpec {
   grants: Readonly<Record<string, GrantSpec>>;
 }
 
-export type DeliveryCode = 'unauthenticated' | 'no_grant' | 'forbidden' | 'rate_limited' | 'unavailable';
+/**
+ * Why a delivery request was refused. `unverifiable`: no authenticator accepted the credential
+ * and one could not verify it now (its issuer unreachable): answered as `unavailable` (the
+ * credential may be one of its own), but counted against the source as a failed authentication,
+ * so garbage sprayed during an outage is counted as at any other time.
+ */
+export type DeliveryCode = 'unauthenticated' | 'unverifiable' | 'no_grant' | 'forbidden' | 'rate_limited' | 'unavailable';
 
 /** A refusal of a delivery request; the HTTP adapters answer each code with a fixed text. */
 export class DeliveryError extends Error {
@@ -196,8 +202,10 @@ export async function retryingStale<D extends DeliveryDeps, T>(deps: D, attempt:
  * charged to its own allowance. One that cannot verify now (its issuer unreachable, its shared
  * secret without a live version) does not stop the others: a credential another accepts passes.
  * @throws DeliveryError `unauthenticated` (one answer for every reason; the reason is logged),
- *   `rate_limited`, or `unavailable` when none accepted and one could not verify (the credential
- *   may be one of its own, so it is not called invalid).
+ *   `rate_limited`, `unverifiable` when none accepted and one could not verify (the credential
+ *   may be one of its own, so it is not called invalid), or `unavailable` when one accepted it
+ *   but its remote check (Subject.confirm) could not be made: the credential passed the local
+ *   checks, so its caller is not counted as failing.
  */
 export async function authenticate(deps: DeliveryDeps, grants: readonly GrantSpec[], credential: SecretValue): Promise<Authenticated> {
   if (credential.reveal().length > MAX_CREDENTIAL_LENGTH) {
@@ -205,8 +213,9 @@ export async function authenticate(deps: DeliveryDeps, grants: readonly GrantSpe
     throw new DeliveryError('unauthenticated', 'the credential is not valid');
   }
   let unavailable = false;
+  let accepted = false;
   for (const name of authenticatorsOf(grants)) {
-    let subject: Subject;
+    let subject: Subject | undefined;
     try {
       subject = await (await deps.authenticator(name)).authenticate(credential, callOf(deps));
       if (!storable(subject.id)) {
@@ -224,12 +233,14 @@ export async function authenticate(deps: DeliveryDeps, grants: readonly GrantSpe
       } else {
         deps.log.warn({ authenticator: name, error: describeError(error) }, 'delivery request: authenticator failed');
         unavailable = true;
+        // Signed (the local checks passed), only the remote check could not be made.
+        if (subject) accepted = true;
       }
       continue;
     }
     return { subject, authenticator: name };
   }
-  if (unavailable) throw new DeliveryError('unavailable', 'the authenticator is unavailable');
+  if (unavailable) throw new DeliveryError(accepted ? 'unavailable' : 'unverifiable', 'the authenticator is unavailable');
   throw new DeliveryError('unauthenticated', 'the credential is not valid');
 }
 

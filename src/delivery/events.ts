@@ -91,6 +91,8 @@ export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () =>
         request.log.error({ error: describeError(error) }, 'change stream failed');
         return refuse(reply, 500, 'server_error', 'the stream could not be opened');
       }
+      // Refused, or not accepted by any authenticator while one was down: a failed authentication of its source.
+      if (error.code === 'unverifiable') ctx.admission.failed(request.ip);
       if (error.code === 'unauthenticated') {
         ctx.admission.failed(request.ip);
         return refuse(reply, 401, 'invalid_token', 'the credential is not valid');

@@ -44,6 +44,7 @@ const ANSWERS: Record<DeliveryCode, { status: number; error: string; description
   no_grant: { status: 400, error: 'invalid_target', description: 'no grant issues tokens for this audience' },
   forbidden: { status: 400, error: 'invalid_target', description: 'the subject is not allowed a token for this audience' },
   rate_limited: { status: 429, error: 'slow_down', description: 'too many requests' },
+  unverifiable: { status: 503, error: 'temporarily_unavailable', description: 'try again shortly' },
   unavailable: { status: 503, error: 'temporarily_unavailable', description: 'try again shortly' },
 };
 
@@ -108,7 +109,7 @@ export const deliveryRoutes: RouteModule = async (app, runtime, shared) => {
 
         const minted = await exchangeToken(ctx.deps(), delivery, SecretValue.of(subjectToken), field('audience')).catch((error: unknown) => {
           if (!(error instanceof DeliveryError)) throw error;
-          if (error.code === 'unauthenticated' || error.code === 'no_grant') shared.admission.failed(request.ip);
+          if (error.code === 'unauthenticated' || error.code === 'unverifiable' || error.code === 'no_grant') shared.admission.failed(request.ip);
           if (error.code === 'rate_limited') reply.header('retry-after', String(ctx.retryAfterSeconds()));
           return ANSWERS[error.code];
         });

@@ -18,6 +18,7 @@ const ANSWERS: Record<DeliveryCode, { status: number; error: string; description
   no_grant: { status: 404, error: 'not_found', description: 'no grant delivers values' },
   forbidden: { status: 403, error: 'insufficient_scope', description: 'the subject may not read this secret' },
   rate_limited: { status: 429, error: 'slow_down', description: 'too many requests' },
+  unverifiable: { status: 503, error: 'temporarily_unavailable', description: 'try again shortly' },
   unavailable: { status: 503, error: 'temporarily_unavailable', description: 'try again shortly' },
 };
 
@@ -38,7 +39,7 @@ export function secretsRoute(scope: FastifyInstance, ctx: DeliveryContext): void
       const ifNoneMatch = request.headers['if-none-match'];
       const answer = await deliverValue(ctx.deps(), delivery, SecretValue.of(credential), request.params['*'], ifNoneMatch).catch((error: unknown) => {
         if (!(error instanceof DeliveryError)) throw error;
-        if (error.code === 'unauthenticated' || error.code === 'no_grant') ctx.admission.failed(request.ip);
+        if (error.code === 'unauthenticated' || error.code === 'unverifiable' || error.code === 'no_grant') ctx.admission.failed(request.ip);
         if (error.code === 'rate_limited') reply.header('retry-after', String(ctx.retryAfterSeconds()));
         return ANSWERS[error.code];
       });

@@ -8,14 +8,17 @@
  * everyone: an outage of a CI system's issuer stopped every mobile app's token exchange.
  */
 import { createServer } from 'node:net';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { deliveryRoutes } from '../../src/delivery/routes.js';
+import type { Admission } from '../../src/http/admission.js';
 import { attestationToken, exchange, REFUSED } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
 let h: Harness;
 /** The OIDC issuer nothing answers for. */
 let ciIssuer: string;
+/** The server's admission, whose failed() counts a source's failed authentications. */
+let admission: Admission | undefined;
 
 /** A port nothing listens on: taken, then given back. */
 async function closedPort(): Promise<number> {
@@ -27,7 +30,7 @@ async function closedPort(): Promise<number> {
 }
 
 beforeAll(async () => {
-  h = await startHarness({ label: 'delivery-auth-down', routes: [deliveryRoutes] });
+  h = await startHarness({ label: 'delivery-auth-down', routes: [deliveryRoutes, (_app, _runtime, shared) => void (admission = shared.admission)] });
   ciIssuer = `http://127.0.0.1:${await closedPort()}`;
   await h.apply(`
 providers:
@@ -69,12 +72,19 @@ it('an attested app gets its token while the OIDC issuer named by an earlier gra
   expect(h.logs.some((line) => line.includes('authenticator ci: claim iss'))).toBe(true);
 });
 
-it('a credential no authenticator accepts gets 503 while one of them could not verify it, not the refusal', async () => {
+it('a credential no authenticator accepts gets 503 while one of them could not verify it, not the refusal, and counts against its source', async () => {
   const before = failures();
+  const counted = vi.spyOn(admission!, 'failed');
   const answer = await exchange(h, claimingCi(), { audience: 'api.example.com' });
   expect(answer.status).toBe(503);
   expect(answer.body).not.toEqual(REFUSED.body);
   expect(failures()).toBeGreaterThan(before);
+  // Else garbage sprayed during the outage would be counted nowhere.
+  expect(counted).toHaveBeenCalledTimes(1);
+  // A valid credential of the working authenticator is not.
+  expect((await exchange(h, await attestationToken(h, 'app-attestation'), { audience: 'api.example.com' })).status).toBe(200);
+  expect(counted).toHaveBeenCalledTimes(1);
+  counted.mockRestore();
   // One that does not claim ci's issuer is refused: ci could never have vouched for it.
   const forged = await attestationToken(h, 'app-attestation');
   expect(await exchange(h, `${forged.slice(0, -4)}AAAA`, { audience: 'api.example.com' })).toMatchObject(REFUSED);

@@ -6,6 +6,10 @@
 //   audience no grant serves as for a served one, even when the authenticators differ per
 //   audience and one of them is down (before: no_grant before authentication for the first,
 //   the refusal of the served audience's authenticators alone for the second).
+// - A credential no authenticator accepted while one could not verify is `unverifiable` (503, and
+//   counted against its source by the routes: before, such 503s were counted nowhere, so garbage
+//   sprayed during an issuer's outage cost its sender nothing); one an authenticator accepted but
+//   whose remote check could not be made is `unavailable` (not counted: the credential is valid).
 import { describe, expect, it } from 'vitest';
 import type { DeliverySpec, GrantSpec } from '../../src/core/delivery.js';
 import { ProviderError } from '../../src/core/errors.js';
@@ -117,5 +121,14 @@ describe('a value request', () => {
     const refusing = depsWith({ ci: 'down', app: 'refuses' }).deps;
     const answers = await Promise.all(['api-key', 'ci-key', 'no-such-secret'].map((secret) => outcome(deliverValue(refusing, delivery, garbage, secret, undefined))));
     expect(new Set(answers).size).toBe(1);
+  });
+});
+
+describe('while an authenticator cannot verify', () => {
+  it('a credential no other accepted is unverifiable (counted against its source), one whose remote check is down unavailable', async () => {
+    expect(await outcome(exchangeToken(depsWith({ ci: 'down', app: 'refuses' }).deps, delivery, garbage, 'api.example.com'))).toBe('unverifiable');
+    expect(await outcome(exchangeToken(depsWith({ ci: 'down', app: 'confirm-down' }).deps, delivery, garbage, 'api.example.com'))).toBe('unavailable');
+    expect(await outcome(exchangeToken(depsWith({ ci: 'refuses', app: 'confirm-down' }).deps, delivery, garbage, 'api.example.com'))).toBe('unavailable');
+    expect(await outcome(exchangeToken(depsWith({ ci: 'down', app: 'accepts' }).deps, delivery, garbage, 'api.example.com'))).toBe('ok');
   });
 });
