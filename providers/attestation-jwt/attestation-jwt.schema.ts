@@ -14,7 +14,12 @@ export const attestationJwtBinding = z
     audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).describe('aud the token must carry (one of these)'),
     issuer: z.string().min(1).optional().describe('iss the token must carry, when set'),
     subjectClaim: z.string().min(1).default('sub').describe('The claim that names the subject (a string)'),
-    maxAgeSeconds: z.number().int().positive().max(86_400).default(3600).describe('Tokens issued (iat) longer ago than this are refused'),
+    /**
+     * Tokens issued (iat) longer ago than this, beyond the clock tolerance, are refused: the
+     * window in which a copied token can be replayed. Attestation tokens live minutes (Approov's
+     * about 5). @defaultValue 300 (3600 before 2026-12-06)
+     */
+    maxAgeSeconds: z.number().int().positive().max(86_400).default(300).describe('Tokens issued (iat) longer ago than this (beyond clockToleranceSeconds) are refused: the replay window'),
     clockToleranceSeconds: z.number().int().min(0).max(300).default(30).describe('Allowed clock skew for exp, nbf and iat'),
   })
   .strict();
