@@ -16,7 +16,8 @@ interface KubernetesClaim {
  * Verifies a projected service account token (what the kubelet mounts for a
  * `serviceAccountToken` volume with `audience: rekey`): signature with a key of the cluster's
  * JWKS found through its discovery document (`OidcVerifier`, as the `oidc` authenticator),
- * algorithm, exp, nbf, iss, aud; then the token's shape (`sub` is
+ * algorithm, exp, nbf, iss, aud; its lifetime (exp - iat, iat required) no longer than
+ * maxTokenLifetimeSeconds; then the token's shape (`sub` is
  * `system:serviceaccount:<namespace>:<name>` and agrees with its `kubernetes.io` claim) and the
  * namespace/service-account rules; then, with `tokenReview:`, the cluster's own word that the
  * token is still valid (token-review.ts: a token of a deleted pod is refused), as the subject's
@@ -36,6 +37,8 @@ export class KubernetesServiceAccountAuthenticator implements Authenticator {
 
   async authenticate(credential: SecretValue, call: Call): Promise<Subject> {
     const payload = await this.verifier.verify(credential, call);
+    // A bound token is only as fresh as its lifetime: without a review, a deleted pod's token passes until its exp.
+    if (typeof payload.iat !== 'number' || payload.exp! - payload.iat > this.params.maxTokenLifetimeSeconds) throw this.verifier.denied('token lifetime');
     const k8s = payload['kubernetes.io'] as KubernetesClaim | undefined;
     const namespace = k8s?.namespace;
     const account = k8s?.serviceaccount?.name;

@@ -30,6 +30,20 @@ export const kubernetesServiceAccountBinding = z
       .describe('Service accounts allowed, as namespace/name globs ("payments/api", "ci/*"); any other is refused'),
     algorithms: z.array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512'])).min(1).default(['RS256', 'ES256']).describe('Signature algorithms accepted (never none or HMAC)'),
     clockToleranceSeconds: z.number().int().min(0).max(300).default(30).describe('Allowed clock skew for exp, nbf and iat'),
+    /**
+     * The longest lifetime (exp - iat) a token may have; one without iat is refused. Without
+     * tokenReview a token whose pod is gone passes until its exp, so this bounds that window.
+     * A day passes every projected volume's token up to `expirationSeconds: 86400` (the
+     * kubelet's default is 3607) and refuses the year-long tokens of extended expiration.
+     * @defaultValue 86400
+     */
+    maxTokenLifetimeSeconds: z
+      .number()
+      .int()
+      .min(600)
+      .max(4 * 366 * 86_400)
+      .default(86_400)
+      .describe('Tokens whose lifetime (exp - iat) is longer are refused, and tokens without iat: without tokenReview, how long a token outlives its pod at most'),
     insecure: insecureFlag,
     tokenReview: tokenReview
       .optional()

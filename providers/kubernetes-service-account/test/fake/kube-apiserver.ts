@@ -28,6 +28,8 @@ export interface TokenShape {
   aud?: string[];
   /** Seconds from now. */
   exp?: number;
+  /** iat (and nbf), seconds from now; null: neither. */
+  issued?: number | null;
 }
 
 export interface FakeCluster {

@@ -25,8 +25,8 @@ export interface ProjectedToken {
   aud?: string[];
   /** Seconds from now. @defaultValue 3607, what a projected volume asks for */
   exp?: number;
-  /** When it was issued (iat, and nbf), in seconds from now. @defaultValue -10 */
-  issued?: number;
+  /** When it was issued (iat, and nbf), in seconds from now; null: neither claim (no cluster issues that). @defaultValue -10 */
+  issued?: number | null;
 }
 
 export function projectedToken({ key, iss, namespace = 'payments', account = 'api', pod, sub, aud = ['rekey'], exp = 3607, issued = -10 }: ProjectedToken): Promise<string> {
@@ -34,8 +34,7 @@ export function projectedToken({ key, iss, namespace = 'payments', account = 'ap
   return new SignJWT({
     aud,
     exp: now + exp,
-    iat: now + issued,
-    nbf: now + issued,
+    ...(issued === null ? {} : { iat: now + issued, nbf: now + issued }),
     iss,
     jti: randomUUID(),
     'kubernetes.io': {
