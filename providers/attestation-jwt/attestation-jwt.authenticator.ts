@@ -14,6 +14,11 @@ const MIN_KEY_BYTES = 16;
 /** Verified tokens remembered at most (see AttestationJwtAuthenticator.verified); the oldest is forgotten first. */
 const MAX_VERIFIED = 10_000;
 
+/** Whether two lists of live values are the same versions with the same value objects, in order. */
+function sameValues(a: readonly LiveValue[], b: readonly LiveValue[]): boolean {
+  return a === b || (a.length === b.length && a.every((v, i) => v.versionId === b[i]!.versionId && v.value === b[i]!.value));
+}
+
 /** A token that verified: the key (a live version's value) its MAC matched, and its claims. */
 interface Verified {
   key: KeyObject;
@@ -45,6 +50,9 @@ export class AttestationJwtAuthenticator implements Authenticator {
    */
   private readonly verified = new Map<string, Verified>();
 
+  /** The live values the remembered tokens were last checked against (see {@link forgetStale}). */
+  private seen: readonly LiveValue[] = [];
+
   /** The claim checks, made once: they depend on the binding only. */
   private readonly claims: JWTClaimVerificationOptions;
 
@@ -67,6 +75,7 @@ export class AttestationJwtAuthenticator implements Authenticator {
       throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: the versions of ${this.params.secret} cannot be read`, { provider: this.name, cause });
     });
     if (!values.length) throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: ${this.params.secret} has no live version`, { provider: this.name });
+    if (!sameValues(values, this.seen)) this.forgetStale(values);
     const token = credential.reveal();
     const digest = hash('sha256', token, 'base64');
     const held = this.verified.get(digest);
@@ -108,6 +117,30 @@ export class AttestationJwtAuthenticator implements Authenticator {
     const tolerance = this.params.clockToleranceSeconds;
     const age = now - claims.iat!;
     return (claims.nbf === undefined || claims.nbf <= now + tolerance) && claims.exp! > now - tolerance && age - tolerance <= this.params.maxAgeSeconds && age >= -tolerance;
+  }
+
+  /**
+   * Forgets the remembered tokens of a version that is no longer live (or whose key changed),
+   * once the live values are seen to have changed: they could not pass again (the version check
+   * comes first), but each held its version's KeyObject until 10,000 newer tokens pushed it out.
+   * Tokens of a version still live with an equal key are kept, holding the new value's key.
+   */
+  private forgetStale(values: readonly LiveValue[]): void {
+    this.seen = values;
+    const live = new Map(values.map((v) => [v.versionId, this.key(v.value)]));
+    /** Whether a held key equals its version's live one: compared once per held key object. */
+    const equal = new Map<KeyObject, boolean>();
+    for (const [digest, held] of this.verified) {
+      const key = live.get(held.versionId);
+      if (key === held.key) continue;
+      let same = key !== undefined && equal.get(held.key);
+      if (key !== undefined && same === undefined) {
+        same = key.equals(held.key);
+        equal.set(held.key, same);
+      }
+      if (same && key) held.key = key;
+      else this.verified.delete(digest);
+    }
   }
 
   private remember(digest: string, verified: Verified): void {

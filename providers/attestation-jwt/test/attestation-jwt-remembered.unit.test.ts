@@ -81,3 +81,24 @@ it('a remembered token is refused once the version that verified it is no longer
   values = live(['v3', OTHER], ['v1', KEY]);
   expect(await outcome(a, token)).toBe('accepted v1');
 });
+
+it('forgets the remembered tokens of a version once it is seen no longer live, not only when they are presented again', async () => {
+  at(T0);
+  let values = live(['v2', OTHER], ['v1', KEY]);
+  const a = authenticator(() => values);
+  const remembered = () => a['verified'].size;
+  const onV1 = await Promise.all(['app:a', 'app:b', 'app:c'].map((sub) => sign({ sub, iat: T0, exp: T0 + 3600 })));
+  const onV2 = await sign({ sub: 'app:d', iat: T0, exp: T0 + 3600 }, OTHER);
+  for (const token of [...onV1, onV2]) expect(await outcome(a, token)).toMatch(/^accepted/);
+  expect(remembered()).toBe(4);
+  // v1 goes out of service: the next request, whatever its token, drops v1's three (each held its KeyObject).
+  values = live(['v2', OTHER]);
+  expect(await outcome(a, onV2)).toBe('accepted v2');
+  expect(remembered()).toBe(1);
+  // Nor does a value of v1 under another key keep them.
+  values = live(['v2', OTHER], ['v1', KEY]);
+  expect(await outcome(a, onV1[0]!)).toBe('accepted v1');
+  values = live(['v2', OTHER], ['v1', OTHER]);
+  expect(await outcome(a, onV2)).toBe('accepted v2');
+  expect(remembered()).toBe(1);
+});
