@@ -102,6 +102,9 @@ export const deliveryRoutes: RouteModule = async (app, runtime, shared) => {
         const subjectToken = field('subject_token');
         if (!subjectToken) return failed(400, 'invalid_request', 'subject_token is required');
         if (!SUBJECT_TOKEN_TYPES.includes(field('subject_token_type') ?? '')) return failed(400, 'invalid_request', 'subject_token_type must be a JWT token type');
+        // A JSON audience that is not a string (a list, an object) is not "no audience": read as
+        // one, it got a token for whatever audience the subject's first grant serves.
+        if (fields.audience !== undefined && typeof fields.audience !== 'string') return failed(400, 'invalid_request', 'audience must be a string');
         const requested = field('requested_token_type');
         if (requested !== undefined && requested !== JWT_TOKEN_TYPE) return failed(400, 'invalid_request', `requested_token_type must be ${JWT_TOKEN_TYPE}`);
         const delivery = await ctx.config();

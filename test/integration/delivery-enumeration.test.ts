@@ -87,3 +87,20 @@ it('answers an anonymous value request the same whether a grant serves the secre
   expect(ungranted.status).toBe(403);
   expect(missing).toEqual(ungranted);
 });
+
+it('refuses a JSON body whose audience is not a string, instead of reading it as no audience (a token for whatever audience its grant serves)', async () => {
+  const valid = await attestationToken(h, 'app-attestation');
+  const post = async (audience: unknown) => {
+    const response = await fetch(`${h.serving!.url}/v1/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ grant_type: GRANT_TYPE, subject_token: valid, subject_token_type: JWT_TOKEN_TYPE, audience }),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+  for (const audience of [['api.nobody.example'], ['api.example.com'], { aud: 'api.example.com' }, 42, null]) {
+    expect({ audience, ...(await post(audience)) }).toEqual({ audience, status: 400, body: { error: 'invalid_request', error_description: 'audience must be a string' } });
+  }
+  expect((await post('api.example.com')).status).toBe(200);
+});
+
