@@ -38,6 +38,7 @@ providers:
 secrets:
   app-attestation: { store: { provider: vault }, issuer: { type: hmac-key }, grace: 1h }
   api-signing: { store: { provider: vault }, issuer: { type: jwt-signing-key, alg: ES256 }, grace: 10m }
+  ci-value: { store: { provider: vault }, issuer: { type: random } }
 delivery:
   issuer: https://rekey.test
   authenticators:
@@ -46,6 +47,8 @@ delivery:
   grants:
     ci: { authenticator: ci, subjects: ["*"], token: { signingKey: api-signing, audience: api.example.com, ttl: 5m } }
     mobile: { authenticator: app, subjects: ["app:*"], token: { signingKey: api-signing, audience: api.example.com, ttl: 5m } }
+    ci-values: { authenticator: ci, subjects: ["*"], value: { secret: ci-value, ttl: 5m } }
+    app-values: { authenticator: app, subjects: ["app:*"], value: { secret: ci-value, ttl: 5m } }
 `);
   for (const secret of ['app-attestation', 'api-signing']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
 }, 120_000);
@@ -84,6 +87,13 @@ it('a credential no authenticator accepts gets 503 while one of them could not v
   // A valid credential of the working authenticator is not.
   expect((await exchange(h, await attestationToken(h, 'app-attestation'), { audience: 'api.example.com' })).status).toBe(200);
   expect(counted).toHaveBeenCalledTimes(1);
+  // The same on GET /v1/secrets and GET /v1/events.
+  for (const path of ['/v1/secrets/ci-value', '/v1/events']) {
+    const response = await fetch(`${h.serving!.url}${path}`, { headers: { authorization: `Bearer ${claimingCi()}` } });
+    expect({ path, status: response.status }).toEqual({ path, status: 503 });
+    await response.body?.cancel();
+  }
+  expect(counted).toHaveBeenCalledTimes(3);
   counted.mockRestore();
   // One that does not claim ci's issuer is refused: ci could never have vouched for it.
   const forged = await attestationToken(h, 'app-attestation');
