@@ -58,7 +58,8 @@ export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () =>
     return read;
   };
 
-  scope.get('/v1/events', async (request, reply) => {
+  // No HEAD route (fastify adds one to every GET by default): a stream has nothing to tell HEAD.
+  scope.get('/v1/events', { exposeHeadRoute: false }, async (request, reply) => {
     let deps;
     let who;
     let secrets: string[];

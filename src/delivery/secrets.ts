@@ -23,8 +23,10 @@ const ANSWERS: Record<DeliveryCode, { status: number; error: string; description
 };
 
 export function secretsRoute(scope: FastifyInstance, ctx: DeliveryContext): void {
-  // Secret names may hold '/', so the name is the rest of the path.
-  scope.get<{ Params: { '*': string } }>('/v1/secrets/*', async (request, reply) => {
+  // Secret names may hold '/', so the name is the rest of the path. No HEAD route (fastify adds
+  // one to every GET by default): HEAD ran the hand-out, audited a value it never sent, and
+  // told its length.
+  scope.get<{ Params: { '*': string } }>('/v1/secrets/*', { exposeHeadRoute: false }, async (request, reply) => {
     try {
       const credential = bearer(request);
       if (!credential) {

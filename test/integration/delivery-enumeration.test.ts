@@ -104,3 +104,14 @@ it('refuses a JSON body whose audience is not a string, instead of reading it as
   expect((await post('api.example.com')).status).toBe(200);
 });
 
+it('HEAD /v1/secrets/{name} hands nothing out: no hand-out audited for an answer that carries no value, nor its length', async () => {
+  // Before, fastify's automatic HEAD route ran the GET handler: 200, the value's Content-Length, and a delivery.value audited.
+  const valid = await attestationToken(h, 'app-attestation');
+  const before = await h.runtime.db.auditEvent.count({ where: { action: 'delivery.value' } });
+  for (const path of ['/v1/secrets/payments-api-key', '/v1/events']) {
+    const response = await fetch(`${h.serving!.url}${path}`, { method: 'HEAD', headers: { authorization: `Bearer ${valid}` } });
+    expect({ path, status: response.status, etag: response.headers.get('etag') }).toEqual({ path, status: 404, etag: null });
+  }
+  expect(await h.runtime.db.auditEvent.count({ where: { action: 'delivery.value' } })).toBe(before);
+});
+
