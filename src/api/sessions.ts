@@ -70,7 +70,13 @@ export class Sessions {
     return `${this.prefix}:dashboard-session:${createHash('sha256').update(id).digest('hex')}`;
   }
 
-  async create(principal: Principal, now = Date.now()): Promise<Session> {
+  /**
+   * A new session for `principal`. The one the browser's cookie names (`cookieHeader`), if any,
+   * ends: a sign-in replaces the browser's session, so a copy of the old id stops working.
+   */
+  async create(principal: Principal, cookieHeader?: string, now = Date.now()): Promise<Session> {
+    const previous = this.idFrom(cookieHeader);
+    if (previous) await this.end(previous);
     const id = randomBytes(32).toString('base64url');
     const expiresAt = new Date(now + SESSION_TTL_MS);
     await this.redis.set(this.key(id), JSON.stringify({ ...principal, expiresAt: expiresAt.toISOString() }), 'PX', Math.min(SESSION_IDLE_MS, SESSION_TTL_MS));

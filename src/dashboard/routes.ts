@@ -88,7 +88,7 @@ export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime
             await audited(`oidc:${person.subject}`, 'dashboard.signInRefused', { reason: 'no_scope', groups: person.groups.slice(0, 50) });
             return refuse('no_scope', person.subject);
           }
-          const created = await sessions.create({ person });
+          const created = await sessions.create({ person }, request.headers.cookie);
           await audited(`oidc:${person.subject}`, 'dashboard.signedIn', { expiresAt: created.expiresAt.toISOString(), groups: person.groups.slice(0, 50) });
           return reply.header('set-cookie', sessions.cookie(created)).redirect(`${UI_PREFIX}/`, 303);
         } finally {
@@ -103,7 +103,7 @@ export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime
           session.post('/session', async (request, reply) => {
             const caller = auth.caller(request);
             if (caller.session) return sendProblem(reply, 'REKEY_API_INVALID_REQUEST', 'sign in with Authorization: Bearer <token>');
-            const created = await sessions.create({ tokenId: caller.principal.id });
+            const created = await sessions.create({ tokenId: caller.principal.id }, request.headers.cookie);
             await audited(caller.actor, 'dashboard.signedIn', { expiresAt: created.expiresAt.toISOString() });
             return answer(reply.header('set-cookie', sessions.cookie(created)), caller, created);
           });

@@ -73,6 +73,17 @@ describe('sign-in', () => {
     expect((await call(h, '/ui/session', { method: 'POST', token: gone })).json.code).toBe('REKEY_API_TOKEN_INVALID');
   });
 
+  it('ends the session the browser held when it signs in again (a copied session id does not outlive the sign-in)', async () => {
+    const first = await signIn(operator);
+    expect((await call(h, '/ui/session', { headers: { cookie: first.cookie } })).status).toBe(200);
+    const again = await call(h, '/ui/session', { method: 'POST', token: operator, headers: { cookie: first.cookie } });
+    expect(again.status).toBe(200);
+    const second = (again.headers.get('set-cookie') ?? '').split(';')[0]!;
+    expect(second).not.toBe(first.cookie);
+    expect((await call(h, '/ui/session', { headers: { cookie: first.cookie } })).status).toBe(401);
+    expect((await call(h, '/ui/session', { headers: { cookie: second } })).status).toBe(200);
+  });
+
   it('keeps only a hash of the session id in Redis', async () => {
     const { cookie } = await signIn(operator);
     const id = cookie.split('=')[1]!;
