@@ -5,8 +5,8 @@
  * process of their own (support/rotation-worker.ts, `rekey worker`'s part); the bare fastify
  * floor in a process of its own (support/bare-delivery.ts: nothing but fastify and jose); the
  * HTTP load from another child (support/http-load.ts, keep-alive connections), which loads both
- * servers alike. Each phase reports the measured server's CPU time per answer and the
- * generator's, and the measured server's scavenges (young-generation collections) per 1,000
+ * servers alike. Each phase reports the measured server's CPU time per answer, its PostgreSQL
+ * backends' (the hand-out journal's transactions; support/pg-cpu.ts) and the generator's, and the measured server's scavenges (young-generation collections) per 1,000
  * answers and their milliseconds in all: how much each answer allocates, steadier than a rate;
  * and the KB those scavenges copied and promoted (what outlived them: what each one costs).
  * 1. Token exchange: POST /v1/token (attestation-jwt HS256 in, ES256 JWT out, audited) at a
@@ -41,12 +41,13 @@ import type { LoadJob, LoadRequest, LoadResult } from './support/http-load.js';
 import { percentile, pgCounters } from './support/environment.js';
 import { startProfile } from './support/profile.js';
 import { usage, type Usage } from './support/gc.js';
+import { postgresCpuMs } from './support/pg-cpu.js';
 
 /**
  * A load run's figures, plus the measured server's CPU time per answer and scavenges per 1,000
  * answers (with their total milliseconds): far less sensitive to a busy machine than the rate.
  */
-type Run = LoadResult & { serverCpuUs: number; scavengesPer1k: number; scavengeMs: number; survivorsKB: Survivors };
+type Run = LoadResult & { serverCpuUs: number; postgresCpuUs: number; scavengesPer1k: number; scavengeMs: number; survivorsKB: Survivors };
 
 /** KB the measured server's scavenges copied (survived one) and promoted (survived two), per scavenge and per 1,000 answers. */
 interface Survivors {
@@ -59,6 +60,8 @@ interface Survivors {
 /** How a phase reads the CPU time and scavenges of the server it loads, and profiles it. */
 interface Measured {
   usage(): Promise<Usage>;
+  /** CPU ms so far of the PostgreSQL backends it uses (its hand-out journal's); none for the bare floor. */
+  postgresMs?(): Promise<number>;
   profile(): Promise<(file: string) => Promise<void>>;
 }
 
@@ -113,7 +116,7 @@ delivery:
     children.push(bareProcess);
     const bare = bareServer(bareProcess);
     const bareUrl = await bare.listen(bareSetup);
-    const rekey: Measured = { usage: () => Promise.resolve(usage()), profile: startProfile };
+    const rekey: Measured = { usage: () => Promise.resolve(usage()), postgresMs: () => postgresCpuMs(h.env.databaseUrl), profile: startProfile };
 
     const generator = await loadGenerator();
     children.push(generator.child);
@@ -180,7 +183,7 @@ delivery:
       loadAverage: { beforeHttp: round(loadBefore, 2), afterHttp: round(loadAfterHttp, 2), end: round(loadavg()[0]!, 2) },
     };
     console.log(`  token exchange   ${exchange.perSecond}/s  p50 ${exchange.p50Ms} ms  p99 ${exchange.p99Ms} ms  (bare fastify+jose ${floor.perSecond}/s, ratio ${figures.ratio}); ${commitsPerExchange} PostgreSQL commits per exchange`);
-    console.log(`  CPU per answer   server: token ${exchange.serverCpuUs} us  bare ${floor.serverCpuUs} us  value ${value.serverCpuUs} us  304 ${notModified.serverCpuUs} us  bare GET ${bareValue.serverCpuUs} us;  load generator (own process): token ${exchange.generatorCpuUs} us  value ${value.generatorCpuUs} us`);
+    console.log(`  CPU per answer   server: token ${exchange.serverCpuUs} us  bare ${floor.serverCpuUs} us  value ${value.serverCpuUs} us  304 ${notModified.serverCpuUs} us  bare GET ${bareValue.serverCpuUs} us;  PostgreSQL: token ${exchange.postgresCpuUs} us  paced ${paced.postgresCpuUs} us  value ${value.postgresCpuUs} us  304 ${notModified.postgresCpuUs} us;  load generator (own process): token ${exchange.generatorCpuUs} us  value ${value.generatorCpuUs} us`);
     console.log(`  scavenges per 1,000 answers (ms in all)  token ${exchange.scavengesPer1k} (${exchange.scavengeMs})  bare ${floor.scavengesPer1k} (${floor.scavengeMs});  paced token ${paced.scavengesPer1k} (${paced.scavengeMs})  bare ${pacedFloor.scavengesPer1k} (${pacedFloor.scavengeMs});  value ${value.scavengesPer1k}  bare GET ${bareValue.scavengesPer1k}`);
     const kept = (r: Run) => `${r.survivorsKB.copiedPerScavenge}/${r.survivorsKB.promotedPerScavenge} (${r.survivorsKB.copiedPer1k}/${r.survivorsKB.promotedPer1k})`;
     console.log(`  survivors KB copied/promoted per scavenge (per 1,000 answers)  token ${kept(exchange)}  bare ${kept(floor)};  paced token ${kept(paced)}  bare ${kept(pacedFloor)};  value ${kept(value)}  bare GET ${kept(bareValue)}`);
@@ -249,12 +252,14 @@ async function loadGenerator(): Promise<{ run(server: Measured, job: LoadJob): P
   await Promise.race([new Promise((resolve) => child.once('message', resolve)), exited]); // ready
   return {
     async run(server, job) {
+      const pgBefore = (await server.postgresMs?.()) ?? 0;
       const before = await server.usage();
       const answer = new Promise<LoadResult>((resolve) => child.once('message', (m) => resolve(m as LoadResult)));
       child.send(job);
       const result = await Promise.race([answer, exited]);
       if (result.error) throw new Error(`load generator: ${result.error}`);
       const after = await server.usage();
+      const pgAfter = (await server.postgresMs?.()) ?? 0;
       const answers = Math.max(1, result.count + result.shed);
       const scavenges = Math.max(1, after.scavenges - before.scavenges);
       const copied = (after.copiedBytes - before.copiedBytes) / 1024;
@@ -262,6 +267,7 @@ async function loadGenerator(): Promise<{ run(server: Measured, job: LoadJob): P
       return {
         ...result,
         serverCpuUs: Math.round((after.cpuUs - before.cpuUs) / answers),
+        postgresCpuUs: Math.round(((pgAfter - pgBefore) * 1000) / answers),
         scavengesPer1k: round(((after.scavenges - before.scavenges) * 1000) / answers),
         scavengeMs: round(after.scavengeMs - before.scavengeMs),
         survivorsKB: {
