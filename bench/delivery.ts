@@ -5,10 +5,11 @@
  * process of their own (support/rotation-worker.ts, `rekey worker`'s part); the bare fastify
  * floor in a process of its own (support/bare-delivery.ts: nothing but fastify and jose); the
  * HTTP load from another child (support/http-load.ts, keep-alive connections), which loads both
- * servers alike. Each phase reports the measured server's CPU time per answer, its PostgreSQL
- * backends' (the hand-out journal's transactions; support/pg-cpu.ts) and the generator's, and the measured server's scavenges (young-generation collections) per 1,000
- * answers and their milliseconds in all: how much each answer allocates, steadier than a rate;
- * and the KB those scavenges copied and promoted (what outlived them: what each one costs).
+ * servers alike. Each phase reports the measured server's CPU time per answer, that of its
+ * database's PostgreSQL backends (support/pg-cpu.ts: the hand-out journal's transactions, mostly;
+ * the idle rotation worker's connections too) and the generator's, and the measured server's
+ * scavenges (young-generation collections) per 1,000 answers and their milliseconds in all: how
+ * much each answer allocates, steadier than a rate; and the KB those scavenges copied and promoted (what outlived them: what each one costs).
  * 1. Token exchange: POST /v1/token (attestation-jwt HS256 in, ES256 JWT out, audited) at a
  *    fixed concurrency, beside the bare route that parses the same form body, verifies the
  *    same incoming token and signs the same JWT with jose (the floor on this machine); then
@@ -41,7 +42,7 @@ import type { LoadJob, LoadRequest, LoadResult } from './support/http-load.js';
 import { percentile, pgCounters } from './support/environment.js';
 import { startProfile } from './support/profile.js';
 import { usage, type Usage } from './support/gc.js';
-import { postgresCpuMs } from './support/pg-cpu.js';
+import { cpuSpent, postgresCpuMs } from './support/pg-cpu.js';
 
 /**
  * A load run's figures, plus the measured server's CPU time per answer and scavenges per 1,000
@@ -60,8 +61,8 @@ interface Survivors {
 /** How a phase reads the CPU time and scavenges of the server it loads, and profiles it. */
 interface Measured {
   usage(): Promise<Usage>;
-  /** CPU ms so far of the PostgreSQL backends it uses (its hand-out journal's); none for the bare floor. */
-  postgresMs?(): Promise<number>;
+  /** CPU ms so far of each PostgreSQL backend of its database (its hand-out journal's among them); none for the bare floor. */
+  postgresMs?(): Promise<Map<number, number>>;
   profile(): Promise<(file: string) => Promise<void>>;
 }
 
@@ -252,14 +253,14 @@ async function loadGenerator(): Promise<{ run(server: Measured, job: LoadJob): P
   await Promise.race([new Promise((resolve) => child.once('message', resolve)), exited]); // ready
   return {
     async run(server, job) {
-      const pgBefore = (await server.postgresMs?.()) ?? 0;
+      const pgBefore = (await server.postgresMs?.()) ?? new Map<number, number>();
       const before = await server.usage();
       const answer = new Promise<LoadResult>((resolve) => child.once('message', (m) => resolve(m as LoadResult)));
       child.send(job);
       const result = await Promise.race([answer, exited]);
       if (result.error) throw new Error(`load generator: ${result.error}`);
       const after = await server.usage();
-      const pgAfter = (await server.postgresMs?.()) ?? 0;
+      const pgAfter = (await server.postgresMs?.()) ?? new Map<number, number>();
       const answers = Math.max(1, result.count + result.shed);
       const scavenges = Math.max(1, after.scavenges - before.scavenges);
       const copied = (after.copiedBytes - before.copiedBytes) / 1024;
@@ -267,7 +268,7 @@ async function loadGenerator(): Promise<{ run(server: Measured, job: LoadJob): P
       return {
         ...result,
         serverCpuUs: Math.round((after.cpuUs - before.cpuUs) / answers),
-        postgresCpuUs: Math.round(((pgAfter - pgBefore) * 1000) / answers),
+        postgresCpuUs: Math.round((cpuSpent(pgBefore, pgAfter) * 1000) / answers),
         scavengesPer1k: round(((after.scavenges - before.scavenges) * 1000) / answers),
         scavengeMs: round(after.scavengeMs - before.scavengeMs),
         survivorsKB: {
