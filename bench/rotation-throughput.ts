@@ -16,8 +16,8 @@
  * backends, redis-server, this process), from /proc: what a saturated phase is short of.
  *   npm run bench -- rotation-throughput [--secrets 200] [--concurrency 20] [--processes 1,2,3] [--cpu-prof DIR]
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { readFile, readdir } from 'node:fs/promises';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Queue, Worker } from 'bullmq';
@@ -32,6 +32,7 @@ import { Runtime } from '../src/runtime.js';
 import { loadSettings } from '../src/settings.js';
 import { memoryProvider } from '../test/support/memory-provider.js';
 import { type BenchEnvironment, benchEnvironment, countCommands, countStatements, pgCounters, percentile } from './support/environment.js';
+import { processCpu } from './support/proc-cpu.js';
 
 
 interface Phase {
@@ -257,23 +258,13 @@ async function partyCpuMs(databaseUrl: string): Promise<{ postgres: number; redi
   await client.connect();
   const { rows } = await client.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() OR datname IS NULL`).finally(() => client.end());
   const ours = new Set(rows.map((r) => String(r.pid)));
-  const ticks = clockTicks();
   const pids = await readdir('/proc').catch(() => [] as string[]);
   for (const pid of pids.filter((p) => /^\d+$/.test(p))) {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-    // comm is in parentheses and may hold spaces; utime and stime are fields 14 and 15.
-    const comm = /\((.*)\)/.exec(stat)?.[1] ?? '';
-    const party = comm === 'postgres' && ours.has(pid) ? 'postgres' : comm === 'redis-server' ? 'redis' : undefined;
-    if (!party) continue;
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    sums[party] += ((Number(fields[11]) + Number(fields[12])) / ticks) * 1000;
+    const cpu = processCpu(pid);
+    const party = cpu?.comm === 'postgres' && ours.has(pid) ? 'postgres' : cpu?.comm === 'redis-server' ? 'redis' : undefined;
+    if (party) sums[party] += cpu!.ms;
   }
   return sums;
-}
-
-let ticksPerSecond: number | undefined;
-function clockTicks(): number {
-  return (ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100);
 }
 
 /** Sums counts by name, each scaled by `factor`. */

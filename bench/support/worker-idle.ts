@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { cpuMsOf } from './proc-cpu.js';
 
 export interface IdleWorker {
   /** Percent of one core over the window. */
@@ -30,13 +31,7 @@ export interface BenchWorker {
 }
 
 const bin = fileURLToPath(new URL('../../bin/rekey.js', import.meta.url));
-const TICKS_PER_S = 100; // USER_HZ on Linux
 const MB = 1024 * 1024;
-
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_S; // utime, stime
-}
 
 /** A port free on loopback now. */
 async function freePort(): Promise<number> {
@@ -80,10 +75,10 @@ export async function startWorker(env: Record<string, string>): Promise<BenchWor
     stop,
     async idle(windowMs) {
       const since = passes.length;
-      const before = cpuSeconds(child.pid!);
+      const before = cpuMsOf(child.pid!) / 1000;
       const t0 = performance.now();
       await new Promise((resolve) => setTimeout(resolve, windowMs));
-      const cpu = cpuSeconds(child.pid!) - before;
+      const cpu = cpuMsOf(child.pid!) / 1000 - before;
       const elapsed = (performance.now() - t0) / 1000;
       const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]);
       const mb = async (name: string) => Math.round((await metric(port, `rekey_process_nodejs_${name}`)) / MB);
