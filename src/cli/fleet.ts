@@ -47,6 +47,17 @@ export interface FleetResult {
   done: number;
   failed: number;
   seconds: number;
+  /** Each secret whose rotation did not succeed, by name: its run, how it ended and its error's code (never the error's text: it may quote a provider). */
+  failures: FleetFailure[];
+}
+
+export interface FleetFailure {
+  secret: string;
+  runId: string | null;
+  /** `failed`, `rolled_back`, or `skipped` (a stale request: no run). */
+  status: string;
+  /** The run's error code (`REKEY_ERR_DENIED`), or null when none was recorded. */
+  code: string | null;
 }
 
 interface Member {
@@ -138,6 +149,20 @@ async function joinOrStart(runtime: Runtime, key: string, secrets: number): Prom
   });
 }
 
+/** The failed secrets' runs and error codes, read once at the end. */
+async function failuresOf(runtime: Runtime, secrets: string[], runs: ReadonlyMap<string, string>, ids: ReadonlyMap<string, string>): Promise<FleetFailure[]> {
+  const errors = new Map<string, string | null>();
+  const wanted = secrets.flatMap((s) => (ids.has(s) ? [ids.get(s)!] : []));
+  for (let i = 0; i < wanted.length; i += 1000) {
+    for (const r of await runtime.db.run.findMany({ where: { id: { in: wanted.slice(i, i + 1000) } }, select: { id: true, error: true } })) errors.set(r.id, r.error);
+  }
+  return secrets.map((secret) => {
+    const runId = ids.get(secret) ?? null;
+    const error = runId === null ? null : errors.get(runId);
+    return { secret, runId, status: runs.get(secret)!, code: (error && /^REKEY_ERR_[A-Z0-9_]+/.exec(error)?.[0]) ?? null };
+  });
+}
+
 export async function rotateFleet(runtime: Runtime, selection: FleetSelection, options: FleetOptions): Promise<FleetResult> {
   const started = Date.now();
   const members = await select(runtime, selection);
@@ -153,15 +178,17 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
     `${resumed ? `Resuming fleet ${fleet}` : 'Fleet rotation'}: ${members.length} secrets, ${stores.size} store(s), ${targets.size} target(s); ` +
       `at most ${options.perStore} at once per store (${options.storeRate} started/s), ${options.perTarget} per target.`,
   );
-  if (options.dryRun || fleet === null) return { fleet, resumed, selected: members.length, done: 0, failed: 0, seconds: 0 };
+  if (options.dryRun || fleet === null) return { fleet, resumed, selected: members.length, done: 0, failed: 0, seconds: 0, failures: [] };
   const audit = (action: string, data: Record<string, string | number>) => runtime.db.$transaction((tx) => runtime.audit.append(tx, { actor: 'cli', action, data: { fleet, selection: key, ...data } }));
 
   // Each secret's run status; the runs not finished yet are followed by id (the fleet's own and
   // any it joined), so a poll reads only those, whatever the size of the fleet.
   const runs = new Map<string, string>();
   const open = new Map<string, string>(); // run id -> secret
+  const ids = new Map<string, string>(); // secret -> its run in this fleet
   for (const r of resumed ? await runsOf(runtime, fleet) : []) {
     runs.set(r.name, r.status);
+    ids.set(r.name, r.id);
     if (r.status === 'running') open.set(r.id, r.name);
   }
   const starts = new Map<string, number[]>(); // per store: start times in the last second
@@ -188,6 +215,7 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
       if (result.status === 'stale') runs.set(m.name, 'skipped');
       else {
         open.set(result.run.id, m.name);
+        ids.set(m.name, result.run.id);
         runs.set(m.name, 'running');
       }
       recent.push(now);
@@ -207,7 +235,8 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
     }
     if (finished) {
       await audit('fleet.finished', { done, failed });
-      return { fleet, resumed, selected: members.length, done, failed, seconds: (Date.now() - started) / 1000 };
+      const failures = failed ? await failuresOf(runtime, members.map((m) => m.name).filter((n) => runs.get(n) !== 'succeeded'), runs, ids) : [];
+      return { fleet, resumed, selected: members.length, done, failed, seconds: (Date.now() - started) / 1000, failures };
     }
     await new Promise((resolve) => setTimeout(resolve, 250));
   }

@@ -72,6 +72,9 @@ async function requestUntilAnswered<T>(runtime: Runtime, request: () => Promise<
   }
 }
 
+/** How many failed secrets a fleet's text output names. */
+const FAILURES_SHOWN = 100;
+
 /** A fleet rotation (../fleet.ts); exit 1 when any of its rotations did not succeed. */
 export async function rotateMany(ctx: CliContext, options: RotateOptions): Promise<void> {
   const graceMs = options.grace === undefined ? undefined : requireDuration(options.grace, '--grace');
@@ -87,7 +90,13 @@ export async function rotateMany(ctx: CliContext, options: RotateOptions): Promi
     });
     if (options.json) ctx.out(JSON.stringify(result));
     else if (options.dryRun) ctx.out('Dry run: nothing rotated.');
-    else if (result.fleet) ctx.out(`Fleet ${result.fleet}: ${result.done} rotated, ${result.failed} failed, in ${humanDuration(result.seconds * 1000)}.`);
+    else if (result.fleet) {
+      ctx.out(`Fleet ${result.fleet}: ${result.done} rotated, ${result.failed} failed, in ${humanDuration(result.seconds * 1000)}.`);
+      // Each failure by name with its code (never the error's text); --json lists every one.
+      const shown = result.failures.slice(0, FAILURES_SHOWN);
+      if (shown.length) ctx.out(`Failed:\n${shown.map((f) => `  ${f.secret}: ${f.status} ${f.code ?? 'no error code recorded'}${f.runId ? ` (run ${f.runId})` : ''}`).join('\n')}`);
+      if (result.failures.length > shown.length) ctx.out(`  ... and ${result.failures.length - shown.length} more (--json lists every one; rekey list --status failing)`);
+    }
     if (result.failed) throw new ExitCode(1);
   });
 }
