@@ -14,7 +14,7 @@
  * finished starts a new one.
  */
 import { randomUUID } from 'node:crypto';
-import { humanDuration } from '../core/duration.js';
+import { formatDuration, humanDuration } from '../core/duration.js';
 import { RekeyError } from '../core/errors.js';
 import { canonicalJson } from '../config/load.js';
 import { globRegExp } from '../api/scopes.js';
@@ -163,11 +163,31 @@ async function failuresOf(runtime: Runtime, secrets: string[], runs: ReadonlyMap
   });
 }
 
+/**
+ * --grace against the tokens the selected signing keys have signed: a grant's token lives up to its
+ * ttl after the key stopped signing, and the config refuses a ttl longer than the key's grace (a
+ * rotation would retire the key of tokens still live); --grace replaces that grace, so it is held
+ * to the same rule. @throws RekeyError REKEY_ERR_CONFIG naming each key and grant it would cut.
+ */
+async function checkGrace(runtime: Runtime, members: readonly Member[], graceMs: number): Promise<void> {
+  const selected = new Set(members.map((m) => m.name));
+  const grants = Object.values((await runtime.resolver.config()).delivery?.grants ?? {});
+  const cut = grants.filter((g) => g.token && selected.has(g.token.signingKey) && g.token.ttlMs > graceMs);
+  if (!cut.length) return;
+  const longest = Math.max(...cut.map((g) => g.token!.ttlMs));
+  throw new RekeyError(
+    'REKEY_ERR_CONFIG',
+    `--grace ${formatDuration(graceMs)} is shorter than the ttl of tokens signed by ${cut.map((g) => `${g.token!.signingKey} (grant ${g.name}: ${formatDuration(g.token!.ttlMs)})`).join(', ')}: ` +
+      `their rotation would retire the key of tokens still live. Give --grace ${formatDuration(longest)} or more, or leave those keys out of the selection (a leaked key: rekey revoke)`,
+  );
+}
+
 export async function rotateFleet(runtime: Runtime, selection: FleetSelection, options: FleetOptions): Promise<FleetResult> {
   const started = Date.now();
   const members = await select(runtime, selection);
   // A selection that names nothing (a typo in an incident) must not read as a fleet rotated: exit 1, naming it.
   if (!members.length) throw new RekeyError('REKEY_ERR_UNKNOWN', `no active secret matches ${selectionText(selection)}`);
+  if (options.graceMs !== undefined) await checkGrace(runtime, members, options.graceMs);
   const key = canonicalJson({ ...selection, graceMs: options.graceMs ?? null });
   // A dry run only reads; a real one joins or starts the fleet under the selection's lock.
   const found = options.dryRun ? await unfinished(runtime.db, key) : undefined;

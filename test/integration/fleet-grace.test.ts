@@ -1,0 +1,50 @@
+/**
+ * A fleet rotation's --grace (src/cli/fleet.ts) against the tokens a signing key has signed: a
+ * grant's token lives up to its ttl, and the config refuses a ttl longer than the key's grace (a
+ * rotation would retire the key of tokens still live). --grace replaces that grace for the
+ * fleet's rotations, so a shorter one than a selected key's token ttl is refused the same way,
+ * naming the key and the grant, dry run or not, before anything is requested.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { rekey } from '../support/cli.js';
+import { startHarness, type Harness } from '../support/harness.js';
+
+let h: Harness;
+let env: NodeJS.ProcessEnv;
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'rv-mass-fleet-grace', workers: false });
+  env = { DATABASE_URL: h.env.databaseUrl, REDIS_URL: h.env.redisUrl, REKEY_QUEUE_PREFIX: h.env.prefix };
+  await h.apply(`
+providers:
+  vault: { type: local }
+secrets:
+  app-attestation: { store: { provider: vault }, issuer: { type: hmac-key }, grace: 1h }
+  api-signing: { store: { provider: vault }, issuer: { type: jwt-signing-key, alg: ES256 }, grace: 10m }
+  payments-api-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ } }
+delivery:
+  issuer: https://rekey.test
+  authenticators:
+    app: { type: attestation-jwt, secret: app-attestation, audience: rekey }
+  grants:
+    mobile: { authenticator: app, subjects: ["app:*"], token: { signingKey: api-signing, audience: api.example.com, ttl: 5m } }
+`);
+}, 120_000);
+afterAll(() => h?.stop());
+
+it.each([[['--all', '--grace', '1m']], [['--all', '--grace', '4m', '--dry-run']], [['--selector', 'api-*', '--grace', '299s']]])(
+  'rotate %j: shorter than the token ttl of a selected signing key: refused, naming it, nothing requested',
+  async (args) => {
+    const result = await rekey(['rotate', ...args], env);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/--grace .* is shorter than the ttl of tokens signed by api-signing \(grant mobile: 5m\)/);
+    expect(await h.runtime.db.run.count()).toBe(0);
+    expect(await h.runtime.db.auditEvent.count({ where: { action: { startsWith: 'fleet.' } } })).toBe(0);
+  },
+);
+
+it.each([[['--all', '--grace', '5m', '--dry-run']], [['--selector', 'payments-*', '--grace', '1m', '--dry-run']], [['--all', '--dry-run']]])('rotate %j: no selected key signs tokens longer than that: accepted', async (args) => {
+  const result = await rekey(['rotate', ...args], env);
+  expect(result.stderr).toBe('');
+  expect(result.code).toBe(0);
+});
