@@ -48,3 +48,11 @@ it.each([[['--all', '--grace', '5m', '--dry-run']], [['--selector', 'payments-*'
   expect(result.stderr).toBe('');
   expect(result.code).toBe(0);
 });
+
+it.each(['25d', '30d', '9999999999d'])('rotate --all --grace %s: longer than a run can hold (24 days) is refused at once (exit 2), nothing requested', async (grace) => {
+  const result = await rekey(['rotate', '--all', '--grace', grace], env);
+  expect(result.stderr).toMatch(/--grace must be at most 24d/);
+  expect(result.code).toBe(2);
+  expect(await h.runtime.db.run.count()).toBe(0);
+  expect(await h.runtime.db.auditEvent.count({ where: { action: { startsWith: 'fleet.' } } })).toBe(0);
+});

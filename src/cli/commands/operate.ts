@@ -6,6 +6,9 @@ import { duration, positiveInt, STATUS_PAGE } from '../options.js';
 
 const actions = () => import('../actions/operate.js');
 
+/** The longest --grace: a run's grace_ms is a PostgreSQL integer (2^31 - 1 ms is 24.8 days). */
+const MAX_FLEET_GRACE_MS = 24 * 24 * 3600 * 1000;
+
 export interface RotateOptions {
   wait?: boolean;
   timeout: string;
@@ -42,6 +45,7 @@ export function registerOperateCommands(program: Command, ctx: CliContext): void
       const fleet = options.all || options.selector !== undefined || options.store !== undefined || options.issuer !== undefined;
       if (!name === !fleet) command.error('rekey rotate: give a NAME, or a fleet with --all, --selector, --store or --issuer', { exitCode: 2 });
       if (options.grace !== undefined && parseDuration(options.grace) === 0) command.error('rekey rotate: --grace must be more than 0 (a zero overlap is the leak path: rekey revoke)', { exitCode: 2 });
+      if (options.grace !== undefined && parseDuration(options.grace)! > MAX_FLEET_GRACE_MS) command.error('rekey rotate: --grace must be at most 24d (each run records its overlap in a 32-bit count of milliseconds)', { exitCode: 2 });
       if (!fleet && (options.grace !== undefined || options.dryRun)) command.error('rekey rotate: --grace and --dry-run are for fleets', { exitCode: 2 });
       return fleet ? (await actions()).rotateMany(ctx, options) : (await actions()).rotate(ctx, name!, options);
     });
