@@ -110,14 +110,30 @@ function selectionText(selection: FleetSelection): string {
   return parts.filter(Boolean).join(' ');
 }
 
-/** The unfinished fleet of this selection, from the audit log, if any. */
-async function unfinished(db: Db | Tx, key: string): Promise<string | undefined> {
-  const [last] = await db.$queryRaw<Array<{ action: string; fleet: string }>>`
-    SELECT action, data->>'fleet' AS fleet FROM audit_events
+/**
+ * How long an unfinished fleet stays resumable. A fleet stopped and never run again is not resumed
+ * after that: its rotations, long past their overlap, would count as the new command's, and the
+ * secrets they rotated would keep the keys an incident since exposed.
+ */
+export const FLEET_RESUMABLE_MS = 24 * 3600 * 1000;
+
+interface Unfinished {
+  fleet: string;
+  /** How long ago its `fleet.started` was written. */
+  ageMs: number;
+}
+
+/** The last unfinished fleet of this selection, from the audit log, if any (resumable or not: see {@link FLEET_RESUMABLE_MS}). */
+async function unfinished(db: Db | Tx, key: string): Promise<Unfinished | undefined> {
+  const [last] = await db.$queryRaw<Array<{ action: string; fleet: string; at: Date }>>`
+    SELECT action, data->>'fleet' AS fleet, at FROM audit_events
      WHERE action IN ('fleet.started', 'fleet.finished') AND data->>'selection' = ${key}
      ORDER BY seq DESC LIMIT 1`;
-  return last?.action === 'fleet.started' ? last.fleet : undefined;
+  return last?.action === 'fleet.started' ? { fleet: last.fleet, ageMs: Date.now() - last.at.getTime() } : undefined;
 }
+
+/** A fleet's age for the header line, in whole minutes (`3d 4h`, `12m`). */
+const age = (ms: number): string => humanDuration(Math.max(60_000, Math.floor(ms / 60_000) * 60_000));
 
 /**
  * Each secret's run of the fleet (id and status), read once when a fleet is resumed: the runs its
@@ -134,18 +150,19 @@ async function runsOf(runtime: Runtime, fleet: string): Promise<Array<{ id: stri
 }
 
 /**
- * The unfinished fleet of this selection, joined, or a new one with its `fleet.started` event: under
- * the selection's lock, so the same command started twice at once makes one fleet.
+ * The unfinished fleet of this selection, joined when it is resumable, or a new one with its
+ * `fleet.started` event: under the selection's lock, so the same command started twice at once
+ * makes one fleet. `abandoned`: the unfinished fleet too old to resume, when a new one replaced it.
  */
-async function joinOrStart(runtime: Runtime, key: string, secrets: number): Promise<{ fleet: string; resumed: boolean }> {
+async function joinOrStart(runtime: Runtime, key: string, secrets: number): Promise<{ fleet: string; resumed: boolean; found: Unfinished | undefined }> {
   await runtime.connect();
   return runtime.db.$transaction(async (tx) => {
     await tx.$queryRaw`SELECT 1 FROM pg_advisory_xact_lock(hashtextextended(${`fleet:${key}`}, 0))`;
     const found = await unfinished(tx, key);
-    if (found) return { fleet: found, resumed: true };
+    if (found && found.ageMs < FLEET_RESUMABLE_MS) return { fleet: found.fleet, resumed: true, found };
     const fleet = randomUUID();
-    await runtime.audit.append(tx, { actor: 'cli', action: 'fleet.started', data: { fleet, selection: key, secrets } });
-    return { fleet, resumed: false };
+    await runtime.audit.append(tx, { actor: 'cli', action: 'fleet.started', data: { fleet, selection: key, secrets, ...(found ? { abandoned: found.fleet } : {}) } });
+    return { fleet, resumed: false, found };
   });
 }
 
@@ -190,12 +207,17 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
   if (options.graceMs !== undefined) await checkGrace(runtime, members, options.graceMs);
   const key = canonicalJson({ ...selection, graceMs: options.graceMs ?? null });
   // A dry run only reads; a real one joins or starts the fleet under the selection's lock.
-  const found = options.dryRun ? await unfinished(runtime.db, key) : undefined;
-  const { fleet, resumed } = options.dryRun ? { fleet: found ?? null, resumed: found !== undefined } : await joinOrStart(runtime, key, members.length);
+  const dry = options.dryRun ? await unfinished(runtime.db, key) : undefined;
+  const { fleet, resumed, found } = options.dryRun
+    ? dry && dry.ageMs < FLEET_RESUMABLE_MS
+      ? { fleet: dry.fleet, resumed: true, found: dry }
+      : { fleet: null, resumed: false, found: dry }
+    : await joinOrStart(runtime, key, members.length);
   const stores = new Set(members.map((m) => m.store));
   const targets = new Set(members.flatMap((m) => m.targets));
+  const header = resumed ? `Resuming fleet ${fleet} (started ${age(found!.ageMs)} ago)` : found ? `Fleet rotation (fleet ${found.fleet} of this selection, started ${age(found.ageMs)} ago, never finished: not resumed)` : 'Fleet rotation';
   options.out(
-    `${resumed ? `Resuming fleet ${fleet}` : 'Fleet rotation'}: ${members.length} secrets, ${stores.size} store(s), ${targets.size} target(s); ` +
+    `${header}: ${members.length} secrets, ${stores.size} store(s), ${targets.size} target(s); ` +
       `at most ${options.perStore} at once per store (${options.storeRate} started/s), ${options.perTarget} per target.`,
   );
   if (options.dryRun || fleet === null) return { fleet, resumed, selected: members.length, done: 0, failed: 0, seconds: 0, failures: [] };

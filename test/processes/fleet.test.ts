@@ -76,7 +76,7 @@ it('a fleet rotation: per-store limit held, a leak mid-way blocked at once, the 
   const rerun = await runRekey(['rotate', '--selector', 'fleet-*', '--per-store', String(PER_STORE)], h.childEnv());
   expect(rerun.stderr).toBe('');
   expect(rerun.code).toBe(0);
-  expect(rerun.stdout).toMatch(/^Resuming fleet [0-9a-f-]{36}: 60 secrets/m);
+  expect(rerun.stdout).toMatch(/^Resuming fleet [0-9a-f-]{36} \(started \d+[a-z]+ ago\): 60 secrets/m);
   expect(rerun.stdout).toMatch(/ETA \d/); // progress lines name a rate and an ETA
   expect(rerun.stdout).toMatch(new RegExp(`Fleet [0-9a-f-]{36}: ${FLEET} rotated, 0 failed`));
 
