@@ -3,7 +3,7 @@
  * command selects the secrets, then requests their rotations a few at a time, so that at most
  * `perStore` run at once per store instance and `perTarget` per target instance (counting every
  * rotation running there, the fleet's or not), and at most `storeRate` start per second per store
- * instance; it prints progress until every one has finished. The runs are ordinary rotations on the rotations queue: leak takedowns and emergency
+ * instance (every fleet command at once: see SLOTS_LOCK); it prints progress until every one has finished. The runs are ordinary rotations on the rotations queue: leak takedowns and emergency
  * rotations have their own queue and workers, and the fleet never puts more than its limits'
  * worth of work in front of anything.
  *
@@ -90,19 +90,33 @@ async function select(runtime: Runtime, selection: FleetSelection): Promise<Memb
 }
 
 /**
- * Rotations running now, per store (`s:<name>`) and target (`t:<name>`) instance: every one, not
- * only the fleet's (a scheduled, manual or leak rotation uses the same store's write quota).
+ * Rotations running now, per store (`s:<name>`) and target (`t:<name>`) instance, and rotations
+ * started in the last second per store (`r:<name>`): every one, not only the fleet's (a scheduled,
+ * manual or leak rotation uses the same store's write quota). Read under {@link SLOTS_LOCK}.
  */
-async function busy(db: Db): Promise<Map<string, number>> {
-  const rows = await db.$queryRaw<Array<{ store: Binding | null; targets: Binding[] | null }>>`
-    SELECT s.spec->'store' AS store, s.spec->'targets' AS targets FROM runs r JOIN secrets s ON s.id = r.secret_id
-     WHERE r.status = 'running' AND r.kind = 'rotation'`;
-  const running = new Map<string, number>();
+async function busy(db: Tx): Promise<Map<string, number>> {
+  // A run's updated_at is stamped at its insert too, so the index on it finds the recent starts.
+  const rows = await db.$queryRaw<Array<{ store: Binding | null; targets: Binding[] | null; running: boolean; recent: boolean }>>`
+    SELECT s.spec->'store' AS store, s.spec->'targets' AS targets, r.status = 'running' AS running,
+           r.started_at > (now() AT TIME ZONE 'UTC') - interval '1 second' AS recent
+      FROM runs r JOIN secrets s ON s.id = r.secret_id
+     WHERE r.kind = 'rotation' AND (r.status = 'running' OR (r.updated_at > (now() AT TIME ZONE 'UTC') - interval '1 second' AND r.started_at > (now() AT TIME ZONE 'UTC') - interval '1 second'))`;
+  const counts = new Map<string, number>();
+  const count = (instance: string) => counts.set(instance, (counts.get(instance) ?? 0) + 1);
   for (const row of rows) {
-    for (const instance of [`s:${name(row.store ?? undefined)}`, ...(row.targets ?? []).map((t) => `t:${name(t)}`)]) running.set(instance, (running.get(instance) ?? 0) + 1);
+    if (row.recent) count(`r:${name(row.store ?? undefined)}`);
+    if (row.running) for (const instance of [`s:${name(row.store ?? undefined)}`, ...(row.targets ?? []).map((t) => `t:${name(t)}`)]) count(instance);
   }
-  return running;
+  return counts;
 }
+
+/**
+ * Held (a transaction's advisory lock) by a fleet command from reading the running rotations to
+ * the commit of the requests that reading allowed: two fleet commands at once (two operators, a
+ * retried CI job, overlapping selections) would otherwise each fill the same free slot of a store
+ * or target, and each start --store-rate per second there.
+ */
+const SLOTS_LOCK = 'rekey:fleet-slots';
 
 /** The selection as it was given on the command line: `--selector payments-* --store vault`. */
 function selectionText(selection: FleetSelection): string {
@@ -199,6 +213,31 @@ async function checkGrace(runtime: Runtime, members: readonly Member[], graceMs:
   );
 }
 
+/** Requests the rotations of `waiting` that the stores' and targets' free slots and start rates allow, under {@link SLOTS_LOCK}. */
+async function requestSome(runtime: Runtime, waiting: readonly Member[], fleet: string, options: FleetOptions, runs: Map<string, string>, open: Map<string, string>, ids: Map<string, string>): Promise<void> {
+  await runtime.db.$transaction(
+    async (tx) => {
+      await tx.$queryRaw`SELECT 1 FROM pg_advisory_xact_lock(hashtextextended(${SLOTS_LOCK}, 0))`;
+      const counts = await busy(tx);
+      const full = (instance: string, limit: number) => (counts.get(instance) ?? 0) >= limit;
+      for (const m of waiting) {
+        if (full(`s:${m.store}`, options.perStore) || full(`r:${m.store}`, options.storeRate) || m.targets.some((t) => full(`t:${t}`, options.perTarget))) continue;
+        const result = await runtime.engine.requestRotation({ secret: m.name, trigger: 'fleet', idempotencyKey: `fleet:${fleet}:${m.name}`, ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }) });
+        // A stale request (never for a fleet's: it names no due time) has nothing to wait for.
+        if (result.status === 'stale') runs.set(m.name, 'skipped');
+        else {
+          open.set(result.run.id, m.name);
+          ids.set(m.name, result.run.id);
+          runs.set(m.name, 'running');
+        }
+        for (const instance of [`s:${m.store}`, `r:${m.store}`, ...m.targets.map((t) => `t:${t}`)]) counts.set(instance, (counts.get(instance) ?? 0) + 1);
+      }
+    },
+    // The requests commit on other connections while this one holds the lock: allow a slow machine.
+    { timeout: 120_000 },
+  );
+}
+
 export async function rotateFleet(runtime: Runtime, selection: FleetSelection, options: FleetOptions): Promise<FleetResult> {
   const started = Date.now();
   const members = await select(runtime, selection);
@@ -233,7 +272,6 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
     ids.set(r.name, r.id);
     if (r.status === 'running') open.set(r.id, r.name);
   }
-  const starts = new Map<string, number[]>(); // per store: start times in the last second
   let lastProgress = 0;
   let before: number | undefined; // finished before this command (a resumed fleet), for the rate
   for (;;) {
@@ -243,26 +281,9 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
         if (r.status !== 'running') open.delete(r.id);
       }
     }
-    const running = await busy(runtime.db);
     const now = Date.now();
-    for (const [store, times] of starts) starts.set(store, times.filter((t) => now - t < 1000));
-    for (const m of members) {
-      if (runs.has(m.name)) continue;
-      let recent = starts.get(m.store);
-      if (!recent) starts.set(m.store, (recent = []));
-      if ((running.get(`s:${m.store}`) ?? 0) >= options.perStore || recent.length >= options.storeRate) continue;
-      if (m.targets.some((t) => (running.get(`t:${t}`) ?? 0) >= options.perTarget)) continue;
-      const result = await runtime.engine.requestRotation({ secret: m.name, trigger: 'fleet', idempotencyKey: `fleet:${fleet}:${m.name}`, ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }) });
-      // A stale request (never for a fleet's: it names no due time) has nothing to wait for.
-      if (result.status === 'stale') runs.set(m.name, 'skipped');
-      else {
-        open.set(result.run.id, m.name);
-        ids.set(m.name, result.run.id);
-        runs.set(m.name, 'running');
-      }
-      recent.push(now);
-      for (const instance of [`s:${m.store}`, ...m.targets.map((t) => `t:${t}`)]) running.set(instance, (running.get(instance) ?? 0) + 1);
-    }
+    const waiting = members.filter((m) => !runs.has(m.name));
+    if (waiting.length) await requestSome(runtime, waiting, fleet, options, runs, open, ids);
     const statuses = members.map((m) => runs.get(m.name));
     const done = statuses.filter((s) => s === 'succeeded').length;
     const failed = statuses.filter((s) => s === 'failed' || s === 'rolled_back' || s === 'skipped').length;

@@ -1,0 +1,63 @@
+/**
+ * Two fleet commands at once (src/cli/fleet.ts): two operators, or a CI job retried while the
+ * first still runs. Each command checked the store's and targets' running rotations and then
+ * requested, so two of them that checked at the same moment each filled the same free slot:
+ * --per-store and --per-target held per command, not per store. The check and the requests it
+ * allows are now one step at a time across every fleet command.
+ *
+ * The race is made certain, not likely: a trigger makes each insert of a run wait for an advisory
+ * lock the test holds until both commands wait on a lock, then lets them go.
+ */
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { rotateFleet } from '../../src/cli/fleet.js';
+import { startHarness, type Harness } from '../support/harness.js';
+import { journal, memoryConfig } from '../support/memory-provider.js';
+import { until } from '../support/poll.js';
+
+const JOURNAL = `fleet-two-${randomUUID()}`;
+const j = journal(JOURNAL);
+let h: Harness;
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'rv-mass-fleet-two' });
+  await h.apply(memoryConfig(JOURNAL, { 'two-a': '', 'two-b': '', 'two-c': '' }));
+}, 120_000);
+afterAll(async () => {
+  await h?.stop();
+});
+
+/** The most runs of `rows` running at one instant. */
+function mostAtOnce(rows: ReadonlyArray<{ startedAt: Date; finishedAt: Date | null }>): number {
+  const edges = rows.flatMap((r) => [[r.startedAt.getTime(), 1] as const, [r.finishedAt!.getTime(), -1] as const]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let open = 0;
+  let most = 0;
+  for (const [, step] of edges) most = Math.max(most, (open += step));
+  return most;
+}
+
+it('two commands driving fleets of one store at once keep --per-store 1 between them', async () => {
+  j.delayMs = 100; // each rotation's calls take a while: runs started together overlap
+  const lock = new pg.Client({ connectionString: h.env.databaseUrl });
+  await lock.connect();
+  const waiting = async () => Number((await lock.query<{ n: string }>(`SELECT count(*) AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database()`)).rows[0]!.n);
+  await lock.query(`CREATE FUNCTION rv_mass_gate() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NEW; END $$`);
+  await lock.query('CREATE TRIGGER rv_mass_gate BEFORE INSERT ON runs FOR EACH ROW EXECUTE FUNCTION rv_mass_gate()');
+  let fleets: Promise<unknown>;
+  try {
+    await lock.query('SELECT pg_advisory_lock(4242)');
+    const options = { dryRun: false, perStore: 1, perTarget: 10, storeRate: 1000, out: () => undefined };
+    // Two selections of the same store, as two operators would type them: each starts with a different secret.
+    fleets = Promise.all([rotateFleet(h.runtime, { all: true }, options), rotateFleet(h.runtime, { selector: 'two-c' }, options)]);
+    await until(async () => (await waiting()) >= 2, 30_000, 'both commands waiting on a lock');
+  } finally {
+    await lock.query('SELECT pg_advisory_unlock(4242)');
+  }
+  await fleets;
+  await lock.query('DROP TRIGGER rv_mass_gate ON runs');
+  await lock.end();
+  const runs = await h.runtime.db.run.findMany({ where: { trigger: 'fleet' }, select: { startedAt: true, finishedAt: true, status: true } });
+  expect(runs.every((r) => r.status === 'succeeded')).toBe(true);
+  expect(mostAtOnce(runs)).toBe(1);
+});
