@@ -54,7 +54,7 @@ export interface FleetResult {
 export interface FleetFailure {
   secret: string;
   runId: string | null;
-  /** `failed`, `rolled_back`, or `skipped` (a stale request: no run). */
+  /** `failed`, `rolled_back`, `skipped` (a stale request: no run) or `removed` (removed from the config before its request: no run, its keys still live). */
   status: string;
   /** The run's error code (`REKEY_ERR_DENIED`), or null when none was recorded. */
   code: string | null;
@@ -190,7 +190,8 @@ async function failuresOf(runtime: Runtime, secrets: string[], runs: ReadonlyMap
   return secrets.map((secret) => {
     const runId = ids.get(secret) ?? null;
     const error = runId === null ? null : errors.get(runId);
-    return { secret, runId, status: runs.get(secret)!, code: (error && /^REKEY_ERR_[A-Z0-9_]+/.exec(error)?.[0]) ?? null };
+    const status = runs.get(secret)!;
+    return { secret, runId, status, code: status === 'removed' ? 'REKEY_ERR_UNKNOWN' : ((error && /^REKEY_ERR_[A-Z0-9_]+/.exec(error)?.[0]) ?? null) };
   });
 }
 
@@ -222,7 +223,15 @@ async function requestSome(runtime: Runtime, waiting: readonly Member[], fleet: 
       const full = (instance: string, limit: number) => (counts.get(instance) ?? 0) >= limit;
       for (const m of waiting) {
         if (full(`s:${m.store}`, options.perStore) || full(`r:${m.store}`, options.storeRate) || m.targets.some((t) => full(`t:${t}`, options.perTarget))) continue;
-        const result = await runtime.engine.requestRotation({ secret: m.name, trigger: 'fleet', idempotencyKey: `fleet:${fleet}:${m.name}`, ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }) });
+        const result = await runtime.engine.requestRotation({ secret: m.name, trigger: 'fleet', idempotencyKey: `fleet:${fleet}:${m.name}`, ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }) }).catch((error: unknown) => {
+          // Removed from the config since it was selected (an apply during the incident): the rest go on; it is reported, its keys still live.
+          if (error instanceof RekeyError && error.code === 'REKEY_ERR_UNKNOWN') return 'removed' as const;
+          throw error;
+        });
+        if (result === 'removed') {
+          runs.set(m.name, 'removed');
+          continue;
+        }
         // A stale request (never for a fleet's: it names no due time) has nothing to wait for.
         if (result.status === 'stale') runs.set(m.name, 'skipped');
         else {
@@ -286,7 +295,7 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
     if (waiting.length) await requestSome(runtime, waiting, fleet, options, runs, open, ids);
     const statuses = members.map((m) => runs.get(m.name));
     const done = statuses.filter((s) => s === 'succeeded').length;
-    const failed = statuses.filter((s) => s === 'failed' || s === 'rolled_back' || s === 'skipped').length;
+    const failed = statuses.filter((s) => s === 'failed' || s === 'rolled_back' || s === 'skipped' || s === 'removed').length;
     const finished = done + failed === members.length;
     if (finished || now - lastProgress >= (options.progressEveryMs ?? 2000)) {
       before ??= done + failed;
