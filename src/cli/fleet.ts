@@ -49,7 +49,12 @@ export interface FleetResult {
   seconds: number;
   /** Each secret whose rotation did not succeed, by name: its run, how it ended and its error's code (never the error's text: it may quote a provider). */
   failures: FleetFailure[];
+  /** A dry run: the secrets the real command would request, by name (of an unfinished fleet, those it has not requested yet). */
+  planned?: string[];
 }
+
+/** How many names a dry run's text output lists. */
+const PLANNED_SHOWN = 100;
 
 export interface FleetFailure {
   secret: string;
@@ -247,6 +252,22 @@ async function requestSome(runtime: Runtime, waiting: readonly Member[], fleet: 
   );
 }
 
+/**
+ * What the real command would do, read only: the secrets it would request (of an unfinished
+ * fleet, those with no run in it yet) and, for that fleet, its counts so far.
+ */
+async function dryRun(runtime: Runtime, members: readonly Member[], fleet: string | null, resumed: boolean, out: (line: string) => void): Promise<FleetResult> {
+  const runs = new Map((fleet === null ? [] : await runsOf(runtime, fleet)).map((r) => [r.name, r.status]));
+  const statuses = members.map((m) => runs.get(m.name));
+  const planned = members.filter((m) => !runs.has(m.name)).map((m) => m.name);
+  const done = statuses.filter((s) => s === 'succeeded').length;
+  const failed = statuses.filter((s) => s === 'failed' || s === 'rolled_back').length;
+  if (resumed) out(`  so far: ${done} done, ${failed} failed, ${statuses.filter((s) => s === 'running').length} running`);
+  const shown = planned.slice(0, PLANNED_SHOWN);
+  out(`Would request ${planned.length} rotations${shown.length ? `: ${shown.join(', ')}` : ''}${planned.length > shown.length ? ` ... and ${planned.length - shown.length} more (--json lists every one)` : ''}`);
+  return { fleet, resumed, selected: members.length, done, failed, seconds: 0, failures: [], planned };
+}
+
 export async function rotateFleet(runtime: Runtime, selection: FleetSelection, options: FleetOptions): Promise<FleetResult> {
   const started = Date.now();
   const members = await select(runtime, selection);
@@ -268,7 +289,7 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
     `${header}: ${members.length} secrets, ${stores.size} store(s), ${targets.size} target(s); ` +
       `at most ${options.perStore} at once per store (${options.storeRate} started/s), ${options.perTarget} per target.`,
   );
-  if (options.dryRun || fleet === null) return { fleet, resumed, selected: members.length, done: 0, failed: 0, seconds: 0, failures: [] };
+  if (options.dryRun || fleet === null) return dryRun(runtime, members, fleet, resumed, options.out);
   const audit = (action: string, data: Record<string, string | number>) => runtime.db.$transaction((tx) => runtime.audit.append(tx, { actor: 'cli', action, data: { fleet, selection: key, ...data } }));
 
   // Each secret's run status; the runs not finished yet are followed by id (the fleet's own and
