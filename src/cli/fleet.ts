@@ -36,8 +36,10 @@ export interface FleetOptions {
   perTarget: number;
   storeRate: number;
   out: (line: string) => void;
-  /** How often a progress line is printed. @defaultValue 2000 */
+  /** How often a progress line is printed at most, when a figure (done, failed, remaining, running) changed. @defaultValue 2000 */
   progressEveryMs?: number;
+  /** How often one is printed while no figure changes (a held run, a queue with no worker). @defaultValue 30000 */
+  quietEveryMs?: number;
 }
 
 export interface FleetResult {
@@ -303,6 +305,7 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
     if (r.status === 'running') open.set(r.id, r.name);
   }
   let lastProgress = 0;
+  let lastFigures = '';
   let before: number | undefined; // finished before this command (a resumed fleet), for the rate
   for (;;) {
     if (open.size) {
@@ -318,13 +321,17 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
     const done = statuses.filter((s) => s === 'succeeded').length;
     const failed = statuses.filter((s) => s === 'failed' || s === 'rolled_back' || s === 'skipped' || s === 'removed').length;
     const finished = done + failed === members.length;
-    if (finished || now - lastProgress >= (options.progressEveryMs ?? 2000)) {
+    const remaining = members.length - done - failed;
+    const figures = `  ${done} done, ${failed} failed, ${remaining} remaining (${statuses.filter((s) => s === 'running').length} running)`;
+    // The same figures again only once per quiet interval: a log or a file is not filled with one line every 2 s.
+    const due = now - lastProgress >= (figures === lastFigures ? (options.quietEveryMs ?? 30_000) : (options.progressEveryMs ?? 2000));
+    if (finished || due) {
       before ??= done + failed;
       const rate = (done + failed - before) / Math.max(0.001, (now - started) / 1000);
-      const remaining = members.length - done - failed;
       const eta = rate > 0 ? humanDuration((remaining / rate) * 1000) : 'unknown';
-      options.out(`  ${done} done, ${failed} failed, ${remaining} remaining (${statuses.filter((s) => s === 'running').length} running); ${rate.toFixed(1)}/s, ETA ${finished ? '-' : eta}`);
+      options.out(`${figures}; ${rate.toFixed(1)}/s, ETA ${finished ? '-' : eta}`);
       lastProgress = now;
+      lastFigures = figures;
     }
     if (finished) {
       await audit('fleet.finished', { done, failed });

@@ -29,7 +29,7 @@ it('starts no fleet run while another rotation holds the only --per-store slot o
   await held.reached;
 
   const lines: string[] = [];
-  const fleet = rotateFleet(h.runtime, { selector: 'f-*' }, { dryRun: false, perStore: 1, perTarget: 10, storeRate: 100, out: (l) => lines.push(l), progressEveryMs: 0 });
+  const fleet = rotateFleet(h.runtime, { selector: 'f-*' }, { dryRun: false, perStore: 1, perTarget: 10, storeRate: 100, out: (l) => lines.push(l), progressEveryMs: 0, quietEveryMs: 0 });
   // The header, then a progress line per pass of its loop: two passes have looked at the store.
   await expect.poll(() => lines.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(3);
   const whileHeld = await h.runtime.db.run.count({ where: { trigger: 'fleet' } });
