@@ -230,13 +230,27 @@ async function requestSome(runtime: Runtime, waiting: readonly Member[], fleet: 
       const full = (instance: string, limit: number) => (counts.get(instance) ?? 0) >= limit;
       for (const m of waiting) {
         if (full(`s:${m.store}`, options.perStore) || full(`r:${m.store}`, options.storeRate) || m.targets.some((t) => full(`t:${t}`, options.perTarget))) continue;
-        const result = await runtime.engine.requestRotation({ secret: m.name, trigger: 'fleet', idempotencyKey: `fleet:${fleet}:${m.name}`, ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }) }).catch((error: unknown) => {
+        const idempotencyKey = `fleet:${fleet}:${m.name}`;
+        const result = await runtime.engine.requestRotation({ secret: m.name, trigger: 'fleet', idempotencyKey, ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }) }).catch((error: unknown) => {
           // Removed from the config since it was selected (an apply during the incident): the rest go on; it is reported, its keys still live.
           if (error instanceof RekeyError && error.code === 'REKEY_ERR_UNKNOWN') return 'removed' as const;
+          // Recorded, but Redis refused its job (a failover): a worker's reconcile pass queues it; the fleet follows it and goes on.
+          if (error instanceof RekeyError && error.code === 'REKEY_ERR_NOT_QUEUED') return 'unqueued' as const;
           throw error;
         });
         if (result === 'removed') {
           runs.set(m.name, 'removed');
+          continue;
+        }
+        if (result === 'unqueued') {
+          const run = await runtime.db.run.findUnique({ where: { idempotencyKey }, select: { id: true, status: true } });
+          if (!run) throw new RekeyError('REKEY_ERR_NOT_QUEUED', `the rotation of ${m.name} could not be queued`);
+          runtime.log.warn({ secret: m.name, runId: run.id }, 'fleet: rotation recorded but not queued; a reconcile pass queues it');
+          options.out(`  ${m.name}: recorded, not queued (Redis refused the job); a worker's reconcile pass starts it`);
+          open.set(run.id, m.name);
+          ids.set(m.name, run.id);
+          runs.set(m.name, run.status);
+          for (const instance of [`s:${m.store}`, `r:${m.store}`, ...m.targets.map((t) => `t:${t}`)]) counts.set(instance, (counts.get(instance) ?? 0) + 1);
           continue;
         }
         // A stale request (never for a fleet's: it names no due time) has nothing to wait for.

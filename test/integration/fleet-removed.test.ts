@@ -4,10 +4,11 @@
  * rotated (its keys are still live: `rekey decommission`), instead of the command dying on it.
  */
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { rotateFleet } from '../../src/cli/fleet.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { journal, memoryConfig } from '../support/memory-provider.js';
+import { until } from '../support/poll.js';
 
 const JOURNAL = `fleet-removed-${randomUUID()}`;
 const j = journal(JOURNAL);
@@ -31,4 +32,15 @@ it('goes on past a secret removed mid-fleet and names it among the failures', as
   expect(result).toMatchObject({ selected: 3, done: 2, failed: 1 });
   expect(result.failures).toEqual([{ secret: 'rm-b', runId: null, status: 'removed', code: 'REKEY_ERR_UNKNOWN' }]);
   expect(await h.runtime.db.version.count({ where: { secret: { name: 'rm-c' } } })).toBe(1);
+});
+
+it('goes on past a request whose job Redis refused (the run is recorded; a reconcile pass queues it) and follows that run', async () => {
+  await h.apply(memoryConfig(JOURNAL, { 'rm-a': '', 'rm-c': '', 'rq-a': '', 'rq-b': '' }));
+  const enqueue = vi.spyOn(h.runtime.queues, 'enqueueRun').mockRejectedValueOnce(new Error('Connection is closed.'));
+  const fleet = rotateFleet(h.runtime, { selector: 'rq-*' }, { dryRun: false, perStore: 10, perTarget: 10, storeRate: 1000, out: () => undefined });
+  // The refused one's run is recorded with no job: a worker's reconcile pass queues it.
+  await until(async () => (await h.runtime.db.run.count({ where: { trigger: 'fleet', secret: { name: { startsWith: 'rq-' } } } })) === 2, 20_000, 'both runs recorded');
+  enqueue.mockRestore();
+  await h.runtime.reconcile();
+  expect(await fleet).toMatchObject({ selected: 2, done: 2, failed: 0 });
 });
