@@ -180,7 +180,11 @@ async function joinOrStart(runtime: Runtime, key: string, secrets: number): Prom
   return runtime.db.$transaction(async (tx) => {
     await tx.$queryRaw`SELECT 1 FROM pg_advisory_xact_lock(hashtextextended(${`fleet:${key}`}, 0))`;
     const found = await unfinished(tx, key);
-    if (found && found.ageMs < FLEET_RESUMABLE_MS) return { fleet: found.fleet, resumed: true, found };
+    if (found && found.ageMs < FLEET_RESUMABLE_MS) {
+      // Every command that drives the fleet is in the audit log, not only the one that started it.
+      await runtime.audit.append(tx, { actor: 'cli', action: 'fleet.resumed', data: { fleet: found.fleet, selection: key, secrets } });
+      return { fleet: found.fleet, resumed: true, found };
+    }
     const fleet = randomUUID();
     await runtime.audit.append(tx, { actor: 'cli', action: 'fleet.started', data: { fleet, selection: key, secrets, ...(found ? { abandoned: found.fleet } : {}) } });
     return { fleet, resumed: false, found };

@@ -92,5 +92,5 @@ it('a fleet rotation: per-store limit held, a leak mid-way blocked at once, the 
   for (const [, step] of edges) most = Math.max(most, (open += step));
   expect(most).toBeLessThanOrEqual(PER_STORE);
   const audit = await db.auditEvent.findMany({ where: { action: { startsWith: 'fleet.' } }, select: { action: true } });
-  expect(audit.map((e) => e.action)).toEqual(['fleet.started', 'fleet.finished']);
+  expect(audit.map((e) => e.action)).toEqual(['fleet.started', 'fleet.resumed', 'fleet.finished']);
 });
