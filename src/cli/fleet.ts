@@ -7,11 +7,12 @@
  * rotations have their own queue and workers, and the fleet never puts more than its limits'
  * worth of work in front of anything.
  *
- * Resumable: the fleet is recorded in the audit log (`fleet.started`, `fleet.finished`) and each
- * of its runs has the idempotency key `fleet:<id>:<secret>`, so running the same command again
- * while a fleet of the same selection is unfinished continues it (a secret whose run exists, or
- * whose request joined a rotation already running, is not requested again), and once it has
- * finished starts a new one.
+ * Resumable: the fleet is recorded in the audit log (`fleet.started`, `fleet.resumed`,
+ * `fleet.finished`) and each of its runs has the idempotency key `fleet:<id>:<secret>`, so running
+ * the same command again while a fleet of the same selection is unfinished continues it (a secret
+ * whose run exists, or whose request joined a rotation already running, is not requested again),
+ * unless that fleet was started more than FLEET_RESUMABLE_MS ago; once it has finished, the
+ * command starts a new one.
  */
 import { randomUUID } from 'node:crypto';
 import { formatDuration, humanDuration } from '../core/duration.js';
