@@ -21,6 +21,8 @@ const SECRET_NAME = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
 export default defineProvider<AwsSecretsManagerConfig, AwsSecretsManagerStoreBinding>({
   type: 'aws-secrets-manager',
   summary: 'Store on AWS Secrets Manager: versions staged with AWSPENDING, AWSCURRENT and AWSPREVIOUS',
+  // 50 writes a second per region, 3 writes a rotation (+1 at removal): see README.md.
+  fleetStartsPerSecond: 10,
   rotationMetadata: true,
   config: awsSecretsManagerConfig,
   bindings: { store: awsSecretsManagerStoreBinding },

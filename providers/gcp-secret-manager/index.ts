@@ -46,6 +46,8 @@ export default defineProvider<GcpSecretManagerConfig, GcpSecretManagerStoreBindi
   type: 'gcp-secret-manager',
   summary: 'Store on Google Secret Manager: stages are the version aliases pending, current and previous',
   rotationMetadata: true,
+  // Secret Manager's 600 writes a minute per project, 4 writes a rotation (+2 at removal): see README.md.
+  fleetStartsPerSecond: 1,
   config: gcpSecretManagerConfig,
   bindings: { store: gcpSecretManagerStoreBinding },
   // Two managed secrets on one Google secret would move each other's `current` alias.

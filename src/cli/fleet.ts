@@ -22,6 +22,9 @@ import { globRegExp } from '../api/scopes.js';
 import type { Db, Tx } from '../db/client.js';
 import type { Runtime } from '../runtime.js';
 
+/** Starts per second per store instance when neither --store-rate nor the store's module names a rate. */
+const DEFAULT_STORE_RATE = 10;
+
 export interface FleetSelection {
   all?: boolean;
   selector?: string;
@@ -35,7 +38,8 @@ export interface FleetOptions {
   dryRun: boolean;
   perStore: number;
   perTarget: number;
-  storeRate: number;
+  /** Rotations started per second per store instance; without it, each store's module's `fleetStartsPerSecond` (10 when it names none). */
+  storeRate?: number;
   out: (line: string) => void;
   /** How often a progress line is printed at most, when a figure (done, failed, remaining, running) changed. @defaultValue 2000 */
   progressEveryMs?: number;
@@ -95,6 +99,26 @@ async function select(runtime: Runtime, selection: FleetSelection): Promise<Memb
     if (rows.length < 1000) return members;
     after = rows.at(-1)!.name;
   }
+}
+
+/**
+ * Each selected store instance's start rate: `override` (--store-rate) or its module's
+ * `fleetStartsPerSecond` (Google Secret Manager's per-project quota is far below AWS's per region).
+ */
+async function storeRates(runtime: Runtime, members: readonly Member[], override: number | undefined): Promise<Map<string, number>> {
+  const stores = [...new Set(members.map((m) => m.store))];
+  if (override !== undefined) return new Map(stores.map((store) => [store, override]));
+  const { providers } = await runtime.resolver.config();
+  // An instance of the providers: section by name, or `@<type>` for an inline binding.
+  const typeOf = (store: string) => (store.startsWith('@') ? store.slice(1) : providers[store]?.type);
+  const modules = new Map((await runtime.modules.load(stores.flatMap((s) => typeOf(s) ?? []))).map((m) => [m.type, m]));
+  return new Map(stores.map((store) => [store, modules.get(typeOf(store) ?? '')?.fleetStartsPerSecond ?? DEFAULT_STORE_RATE]));
+}
+
+/** `vault 10/s, gcp 1/s`, or one figure when every store has the same rate. */
+function ratesText(rates: ReadonlyMap<string, number>): string {
+  const distinct = new Set(rates.values());
+  return distinct.size === 1 ? `${[...distinct][0]} started/s` : [...rates].map(([store, rate]) => `${store} ${rate}/s`).join(', ');
 }
 
 /**
@@ -227,14 +251,14 @@ async function checkGrace(runtime: Runtime, members: readonly Member[], graceMs:
 }
 
 /** Requests the rotations of `waiting` that the stores' and targets' free slots and start rates allow, under {@link SLOTS_LOCK}. */
-async function requestSome(runtime: Runtime, waiting: readonly Member[], fleet: string, options: FleetOptions, runs: Map<string, string>, open: Map<string, string>, ids: Map<string, string>): Promise<void> {
+async function requestSome(runtime: Runtime, waiting: readonly Member[], fleet: string, options: FleetOptions, rates: ReadonlyMap<string, number>, runs: Map<string, string>, open: Map<string, string>, ids: Map<string, string>): Promise<void> {
   await runtime.db.$transaction(
     async (tx) => {
       await tx.$queryRaw`SELECT 1 FROM pg_advisory_xact_lock(hashtextextended(${SLOTS_LOCK}, 0))`;
       const counts = await busy(tx);
       const full = (instance: string, limit: number) => (counts.get(instance) ?? 0) >= limit;
       for (const m of waiting) {
-        if (full(`s:${m.store}`, options.perStore) || full(`r:${m.store}`, options.storeRate) || m.targets.some((t) => full(`t:${t}`, options.perTarget))) continue;
+        if (full(`s:${m.store}`, options.perStore) || full(`r:${m.store}`, rates.get(m.store)!) || m.targets.some((t) => full(`t:${t}`, options.perTarget))) continue;
         const idempotencyKey = `fleet:${fleet}:${m.name}`;
         const result = await runtime.engine.requestRotation({ secret: m.name, trigger: 'fleet', idempotencyKey, ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }) }).catch((error: unknown) => {
           // Removed from the config since it was selected (an apply during the incident): the rest go on; it is reported, its keys still live.
@@ -303,12 +327,12 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
       ? { fleet: dry.fleet, resumed: true, found: dry }
       : { fleet: null, resumed: false, found: dry }
     : await joinOrStart(runtime, key, members.length);
-  const stores = new Set(members.map((m) => m.store));
+  const rates = await storeRates(runtime, members, options.storeRate);
   const targets = new Set(members.flatMap((m) => m.targets));
   const header = resumed ? `Resuming fleet ${fleet} (started ${age(found!.ageMs)} ago)` : found ? `Fleet rotation (fleet ${found.fleet} of this selection, started ${age(found.ageMs)} ago, never finished: not resumed)` : 'Fleet rotation';
   options.out(
-    `${header}: ${members.length} secrets, ${stores.size} store(s), ${targets.size} target(s); ` +
-      `at most ${options.perStore} at once per store (${options.storeRate} started/s), ${options.perTarget} per target.`,
+    `${header}: ${members.length} secrets, ${rates.size} store(s), ${targets.size} target(s); ` +
+      `at most ${options.perStore} at once per store (${ratesText(rates)}), ${options.perTarget} per target.`,
   );
   if (options.dryRun || fleet === null) return dryRun(runtime, members, fleet, resumed, options.out);
   const audit = (action: string, data: Record<string, string | number>) => runtime.db.$transaction((tx) => runtime.audit.append(tx, { actor: 'cli', action, data: { fleet, selection: key, ...data } }));
@@ -335,7 +359,7 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
     }
     const now = Date.now();
     const waiting = members.filter((m) => !runs.has(m.name));
-    if (waiting.length) await requestSome(runtime, waiting, fleet, options, runs, open, ids);
+    if (waiting.length) await requestSome(runtime, waiting, fleet, options, rates, runs, open, ids);
     const statuses = members.map((m) => runs.get(m.name));
     const done = statuses.filter((s) => s === 'succeeded').length;
     const failed = statuses.filter((s) => s === 'failed' || s === 'rolled_back' || s === 'skipped' || s === 'removed').length;

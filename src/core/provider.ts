@@ -145,6 +145,13 @@ export interface ProviderModule<C = unknown, SB = never, IB = never, TB = never,
    */
   signsJwt?: boolean;
   /**
+   * Rotations a fleet (`rekey rotate --all`) starts per second per store instance of this type
+   * when `--store-rate` is not given: the store's write quota over the writes a rotation makes
+   * there, with room for the removals of an earlier fleet (the provider's README gives the sum).
+   * @defaultValue 10
+   */
+  fleetStartsPerSecond?: number;
+  /**
    * What an issuer binding changes upstream that no other managed secret may (postgres-role: its
    * login roles), as names unique within one provider instance. Two managed secrets, or two
    * clients of one, whose issuers on one instance name the same one would undo each other's

@@ -85,7 +85,7 @@ export async function rotateMany(ctx: CliContext, options: RotateOptions): Promi
       dryRun: options.dryRun ?? false,
       perStore: options.perStore,
       perTarget: options.perTarget,
-      storeRate: options.storeRate,
+      ...(options.storeRate === undefined ? {} : { storeRate: options.storeRate }),
       out: options.json ? () => undefined : ctx.out,
     });
     if (options.json) ctx.out(JSON.stringify(result));

@@ -20,7 +20,7 @@ export interface RotateOptions {
   grace?: string;
   dryRun?: boolean;
   perStore: number;
-  storeRate: number;
+  storeRate?: number;
   perTarget: number;
 }
 
@@ -39,7 +39,7 @@ export function registerOperateCommands(program: Command, ctx: CliContext): void
     .option('--grace <duration>', 'fleet: overlap for each replaced version instead of its grace (more than 0)', duration)
     .option('--dry-run', 'fleet: print what would be rotated and change nothing')
     .option('--per-store <n>', 'fleet: rotations at once per store instance', positiveInt, 10)
-    .option('--store-rate <n>', 'fleet: rotations started per second per store instance', positiveInt, 10)
+    .option('--store-rate <n>', "fleet: rotations started per second per store instance (default: the store's own, 10; Google Secret Manager 1)", positiveInt)
     .option('--per-target <n>', 'fleet: rotations at once per target instance', positiveInt, 20)
     .action(async (name: string | undefined, options: RotateOptions, command: Command) => {
       const fleet = options.all || options.selector !== undefined || options.store !== undefined || options.issuer !== undefined;
