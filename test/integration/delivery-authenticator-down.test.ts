@@ -11,7 +11,7 @@ import { createServer } from 'node:net';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { deliveryRoutes } from '../../src/delivery/routes.js';
 import type { Admission } from '../../src/http/admission.js';
-import { attestationToken, exchange, REFUSED } from '../support/delivery.js';
+import { attestationToken, exchange, REFUSED, DELIVERY_KEYS } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
 let h: Harness;
@@ -33,11 +33,7 @@ beforeAll(async () => {
   h = await startHarness({ label: 'delivery-auth-down', routes: [deliveryRoutes, (_app, _runtime, shared) => void (admission = shared.admission)] });
   ciIssuer = `http://127.0.0.1:${await closedPort()}`;
   await h.apply(`
-providers:
-  vault: { type: local }
-secrets:
-  app-attestation: { store: { provider: vault }, issuer: { type: hmac-key }, grace: 1h }
-  api-signing: { store: { provider: vault }, issuer: { type: jwt-signing-key, alg: ES256 }, grace: 10m }
+${DELIVERY_KEYS}
   ci-value: { store: { provider: vault }, issuer: { type: random } }
 delivery:
   issuer: https://rekey.test

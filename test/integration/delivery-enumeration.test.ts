@@ -12,7 +12,7 @@ import type { Admission } from '../../src/http/admission.js';
 import type { RouteModule } from '../../src/http/server.js';
 import { deliveryRoutes } from '../../src/delivery/routes.js';
 import { GRANT_TYPE, JWT_TOKEN_TYPE } from '../../src/delivery/routes.js';
-import { attestationToken } from '../support/delivery.js';
+import { attestationToken, DELIVERY_KEYS } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
 let h: Harness;
@@ -24,11 +24,7 @@ const spying: RouteModule = (_app, _runtime, shared) => {
 beforeAll(async () => {
   h = await startHarness({ label: 'delivery-enum', routes: [deliveryRoutes, spying] });
   await h.apply(`
-providers:
-  vault: { type: local }
-secrets:
-  app-attestation: { store: { provider: vault }, issuer: { type: hmac-key }, grace: 1h }
-  api-signing: { store: { provider: vault }, issuer: { type: jwt-signing-key, alg: ES256 }, grace: 10m }
+${DELIVERY_KEYS}
   payments-api-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ } }
 delivery:
   issuer: https://rekey.test

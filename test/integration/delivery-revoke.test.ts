@@ -12,7 +12,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { decodeProtectedHeader } from 'jose';
 import { deliveryRoutes, GRANT_TYPE, JWT_TOKEN_TYPE } from '../../src/delivery/routes.js';
-import { attestationToken, currentVersion } from '../support/delivery.js';
+import { attestationToken, currentVersion, DELIVERY_KEYS } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { kill, spawnRekey, waitForOutput, type Child } from '../support/processes.js';
 
@@ -23,11 +23,7 @@ let deafUrl: string;
 beforeAll(async () => {
   h = await startHarness({ label: 'delivery-revoke', routes: [deliveryRoutes] });
   await h.apply(`
-providers:
-  vault: { type: local }
-secrets:
-  app-attestation: { store: { provider: vault }, issuer: { type: hmac-key }, grace: 1h }
-  api-signing: { store: { provider: vault }, issuer: { type: jwt-signing-key, alg: ES256 }, grace: 10m }
+${DELIVERY_KEYS}
   payments-api-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ }, grace: 1h }
   stream-attestation: { store: { provider: vault }, issuer: { type: hmac-key }, grace: 1h }
 delivery:

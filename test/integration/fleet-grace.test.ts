@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { rekey } from '../support/cli.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { DELIVERY_KEYS } from '../support/delivery.js';
 
 let h: Harness;
 let env: NodeJS.ProcessEnv;
@@ -16,11 +17,7 @@ beforeAll(async () => {
   h = await startHarness({ label: 'rv-mass-fleet-grace', workers: false });
   env = { DATABASE_URL: h.env.databaseUrl, REDIS_URL: h.env.redisUrl, REKEY_QUEUE_PREFIX: h.env.prefix };
   await h.apply(`
-providers:
-  vault: { type: local }
-secrets:
-  app-attestation: { store: { provider: vault }, issuer: { type: hmac-key }, grace: 1h }
-  api-signing: { store: { provider: vault }, issuer: { type: jwt-signing-key, alg: ES256 }, grace: 10m }
+${DELIVERY_KEYS}
   payments-api-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ } }
 delivery:
   issuer: https://rekey.test

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { rotateFleet } from '../../src/cli/fleet.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { mostAtOnce } from '../support/runs.js';
 
 const KEYSET = `rekey-fleet-limits-${randomUUID().slice(0, 8)}:`;
 const SECRETS = 12;
@@ -28,15 +29,6 @@ ${Array.from({ length: SECRETS }, (_, i) => secret(i)).join('')}`);
 afterAll(async () => {
   await h.stop();
 });
-
-/** The most runs of `rows` running at one instant. */
-function mostAtOnce(rows: ReadonlyArray<{ startedAt: Date; finishedAt: Date | null }>): number {
-  const edges = rows.flatMap((r) => [[r.startedAt.getTime(), 1] as const, [r.finishedAt!.getTime(), -1] as const]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let open = 0;
-  let most = 0;
-  for (const [, step] of edges) most = Math.max(most, (open += step));
-  return most;
-}
 
 it('holds the per-target limit where the per-store one would allow more, and reports progress', async () => {
   const lines: string[] = [];

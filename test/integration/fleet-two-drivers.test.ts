@@ -13,6 +13,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { rotateFleet } from '../../src/cli/fleet.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { mostAtOnce } from '../support/runs.js';
 import { journal, memoryConfig } from '../support/memory-provider.js';
 import { until } from '../support/poll.js';
 
@@ -27,15 +28,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await h?.stop();
 });
-
-/** The most runs of `rows` running at one instant. */
-function mostAtOnce(rows: ReadonlyArray<{ startedAt: Date; finishedAt: Date | null }>): number {
-  const edges = rows.flatMap((r) => [[r.startedAt.getTime(), 1] as const, [r.finishedAt!.getTime(), -1] as const]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let open = 0;
-  let most = 0;
-  for (const [, step] of edges) most = Math.max(most, (open += step));
-  return most;
-}
 
 it('two commands driving fleets of one store at once keep --per-store 1 between them', async () => {
   j.delayMs = 100; // each rotation's calls take a while: runs started together overlap

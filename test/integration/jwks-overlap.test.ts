@@ -15,7 +15,7 @@ import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JS
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { deliveryRoutes } from '../../src/delivery/routes.js';
 import { jwksRoutes } from '../../src/jwks/routes.js';
-import { attestationToken, currentVersion, exchange, servedJwks } from '../support/delivery.js';
+import { attestationToken, currentVersion, exchange, servedJwks, DELIVERY_KEYS } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
 let h: Harness;
@@ -25,11 +25,7 @@ const MAX_AGE_S = 5;
 beforeAll(async () => {
   h = await startHarness({ label: 'jwks-overlap', routes: [deliveryRoutes, jwksRoutes], settings: { REKEY_JWKS_MAX_AGE: `${MAX_AGE_S}s` } });
   await h.apply(`
-providers:
-  vault: { type: local }
-secrets:
-  app-attestation: { store: { provider: vault }, issuer: { type: hmac-key }, grace: 1h }
-  api-signing: { store: { provider: vault }, issuer: { type: jwt-signing-key, alg: ES256 }, grace: 10m }
+${DELIVERY_KEYS}
 delivery:
   issuer: https://rekey.test
   authenticators:

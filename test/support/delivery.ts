@@ -7,6 +7,17 @@ import { createLocalJWKSet, jwtVerify, SignJWT, type JSONWebKeySet } from 'jose'
 import { GRANT_TYPE, JWT_TOKEN_TYPE } from '../../src/delivery/routes.js';
 import type { Harness } from './harness.js';
 
+/**
+ * The start of the delivery tests' rekey.yaml: a local store and, under `secrets:`, the shared
+ * secret attestation tokens are signed with and the ES256 key tokens are signed with. A test
+ * adds its own secrets (indented two spaces) and its `delivery:` section after it.
+ */
+export const DELIVERY_KEYS = `providers:
+  vault: { type: local }
+secrets:
+  app-attestation: { store: { provider: vault }, issuer: { type: hmac-key }, grace: 1h }
+  api-signing: { store: { provider: vault }, issuer: { type: jwt-signing-key, alg: ES256 }, grace: 10m }`;
+
 /** The one answer to every invalid subject token. */
 export const REFUSED = { status: 400, body: { error: 'invalid_request', error_description: 'the subject token is not valid' } };
 
