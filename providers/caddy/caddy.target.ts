@@ -37,10 +37,20 @@ interface MapHandler {
   mappings?: Mapping[];
 }
 
-/** If-Match lost to a concurrent change this many times in a row: give up as CONFLICT (retryable). */
+/** If-Match lost to a concurrent change (or a write met the admin server's swap) this many times in a row: give up. */
 const MAX_ATTEMPTS = 5;
 /** A read reset or refused while Caddy swaps its admin server is sent again, this many times in all. */
 const READ_ATTEMPTS = 3;
+
+/**
+ * Caddy replaces its admin server on every config load (each change of ours included): a
+ * request that meets the swap is reset or refused.
+ */
+function metSwap(code: string | undefined): boolean {
+  return code === 'ECONNRESET' || code === 'ECONNREFUSED';
+}
+
+const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class CaddyTarget implements Target {
   readonly #o: CaddyTargetOptions;
@@ -102,13 +112,23 @@ export class CaddyTarget implements Target {
       const { handler, etag } = await this.#read(call);
       const next = change(handler.mappings ?? [], handler.destinations?.length ?? 1);
       if (!next) return;
-      const answer = await this.#request(call, {
-        // PATCH replaces an existing field; PUT creates it when the handler has none yet.
-        method: handler.mappings === undefined ? 'PUT' : 'PATCH',
-        path: `/id/${this.#o.handler}/mappings`,
-        body: next as unknown as JsonValue,
-        ifMatch: etag,
-      });
+      let answer: AdminAnswer;
+      try {
+        answer = await this.#request(call, {
+          // PATCH replaces an existing field; PUT creates it when the handler has none yet.
+          method: handler.mappings === undefined ? 'PUT' : 'PATCH',
+          path: `/id/${this.#o.handler}/mappings`,
+          body: next as unknown as JsonValue,
+          ifMatch: etag,
+        });
+      } catch (error) {
+        // A write that met the swap (another change's, a concurrent deploy's) may or may not have
+        // been made: the next attempt reads first, and `change` makes nothing already made.
+        const swapped = error instanceof ProviderError && error.cause instanceof AdminTransportError && metSwap(error.cause.code);
+        if (!swapped || attempt === MAX_ATTEMPTS || call.signal.aborted) throw error;
+        await pause(20 * attempt);
+        continue;
+      }
       if (answer.status === 412) continue;
       if (answer.status >= 200 && answer.status < 300) return;
       throw this.#answerError(answer, [...(handler.mappings ?? []), ...next].map((m) => m.input));
@@ -132,12 +152,9 @@ export class CaddyTarget implements Target {
         return await adminRequest(this.#o.endpoint, { ...o, signal: call.signal, timeoutMs: this.#o.timeoutMs });
       } catch (error) {
         const code = error instanceof AdminTransportError ? error.code : undefined;
-        // Caddy replaces its admin server on every config load (each change of ours included): a
-        // read that meets the swap is reset or refused. Reads are safe to send again; writes are
-        // left to the engine's retry, whose next attempt reads first.
-        const swap = code === 'ECONNRESET' || code === 'ECONNREFUSED';
-        if (o.method === 'GET' && swap && attempt < READ_ATTEMPTS && !call.signal.aborted) {
-          await new Promise((resolve) => setTimeout(resolve, 20 * attempt));
+        // Reads are safe to send again; a write is sent again by #update, after a read.
+        if (o.method === 'GET' && metSwap(code) && attempt < READ_ATTEMPTS && !call.signal.aborted) {
+          await pause(20 * attempt);
           continue;
         }
         throw this.#transportError(code, error);

@@ -1,6 +1,6 @@
 // The caddy target against the real Caddy from Debian (started once for this file).
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:http';
+import { createServer, type RequestListener, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -48,6 +48,26 @@ targetConformance(
 );
 
 throughGateway('caddy', { gateway: () => gateway, target: (secret) => openTarget(secret), secret: 'payments-caddy' });
+
+/** A stand-in for Caddy's admin API on a unix socket, answering with `handle`. */
+async function fakeAdmin(handle: RequestListener): Promise<{ endpoint: string; close: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'rekey-caddy-swap-'));
+  const server = createServer(handle);
+  await new Promise<void>((resolve) => server.listen(join(dir, 'admin.sock'), resolve));
+  return {
+    endpoint: `unix:${join(dir, 'admin.sock')}`,
+    close: async () => {
+      await new Promise((resolve) => server.close(resolve));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The map handler with `mappings`, as Caddy answers a read of its @id. */
+function answerHandler(response: ServerResponse, mappings: unknown[]): void {
+  response.setHeader('content-type', 'application/json');
+  response.end(JSON.stringify({ handler: 'map', '@id': gateway.handler, destinations: ['{rekey_consumer}'], mappings }));
+}
 
 describe('caddy specifics', () => {
   afterEach(() => retireAll(openTarget('cleanup')));
@@ -100,21 +120,43 @@ describe('caddy specifics', () => {
   it('reads again when the admin API resets the connection, as it does while Caddy swaps its admin server after a change', async () => {
     // An admin API that resets the first read's connection, then answers: Caddy replaces its
     // admin server on every config load, and a read sent just after a change can meet the swap.
-    const dir = await mkdtemp(join(tmpdir(), 'rekey-caddy-swap-'));
     let reads = 0;
-    const swapping = createServer((request, response) => {
+    const admin = await fakeAdmin((request, response) => {
       reads += 1;
       if (reads === 1) return void request.socket.destroy();
-      response.setHeader('content-type', 'application/json');
-      response.end(JSON.stringify({ handler: 'map', '@id': gateway.handler, destinations: ['{rekey_consumer}'], mappings: [] }));
+      answerHandler(response, []);
     });
-    await new Promise<void>((resolve) => swapping.listen(join(dir, 'admin.sock'), resolve));
     try {
-      expect(await held(openTarget('swap-caddy', { admin: `unix:${join(dir, 'admin.sock')}` }))).toEqual([]);
+      expect(await held(openTarget('swap-caddy', { admin: admin.endpoint }))).toEqual([]);
       expect(reads).toBe(2);
     } finally {
-      await new Promise((resolve) => swapping.close(resolve));
-      await rm(dir, { recursive: true, force: true });
+      await admin.close();
+    }
+  });
+
+  it('reads and writes again when a write meets the swap, so a concurrent change of its own does not fail the deploy', async () => {
+    // Two deploys at once against the real Caddy: one's write can land while the other's change
+    // swaps the admin server. Here the first write is reset before Caddy read it.
+    let mappings: Array<{ input: string; outputs: unknown[] }> = [];
+    let writes = 0;
+    const admin = await fakeAdmin((request, response) => {
+      if (request.method === 'GET') return answerHandler(response, mappings);
+      writes += 1;
+      if (writes === 1) return void request.socket.destroy();
+      let body = '';
+      request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      request.on('end', () => {
+        mappings = JSON.parse(body) as typeof mappings;
+        response.end();
+      });
+    });
+    try {
+      const v = newVersion('swap-write-caddy');
+      await openTarget('swap-write-caddy', { admin: admin.endpoint }).deploy(v.ref, v.value, call());
+      expect(mappings).toEqual([{ input: v.value.reveal(), outputs: [v.ref.consumer] }]);
+      expect(writes).toBe(2);
+    } finally {
+      await admin.close();
     }
   });
 
