@@ -12,7 +12,7 @@ import { deliveryRoutes } from '../../src/delivery/routes.js';
 import { attestationToken, currentVersion, storedValue } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { runRekey } from '../support/processes.js';
-import { openStream } from '../support/sse.js';
+import { openStream, type StreamEvent } from '../support/sse.js';
 
 let h: Harness;
 beforeAll(async () => {
@@ -37,6 +37,10 @@ secrets:
   other-key:
     store: { provider: vault }
     issuer: { type: random, prefix: rk_other_ }
+  # No schedule: a scheduled rotation would add events of its own to the revoke test's stream.
+  leaked-key:
+    store: { provider: vault }
+    issuer: { type: random, prefix: rk_leak_ }
 delivery:
   authenticators:
     app: { type: attestation-jwt, secret: app-attestation, audience: rekey }
@@ -53,9 +57,13 @@ delivery:
       authenticator: app
       subjects: ["app:burst-*"]
       value: { secret: other-key }
+    watch:
+      authenticator: app
+      subjects: ["app:watch"]
+      value: { secret: leaked-key }
   rateLimit: { max: 20, window: 10m }
 `);
-  for (const secret of ['app-attestation', 'payments-api-key', 'hourly-key', 'other-key']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
+  for (const secret of ['app-attestation', 'payments-api-key', 'hourly-key', 'other-key', 'leaked-key']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
 }, 120_000);
 afterAll(() => h.stop());
 
@@ -169,17 +177,22 @@ it('refuses a stream without a valid credential, and to a subject that may read 
 });
 
 it('fans a change out across processes: `rekey revoke` in a process of its own reaches a stream of this server', async () => {
-  // A subject of its own, so this test does not depend on what the ones above spent of app:com.example.ios's allowance.
-  const stream = await openStream(`${h.serving!.url}/v1/events`, await attestation('app:com.example.watch'));
+  // A subject of its own, granted only a secret no other test and no schedule rotates.
+  const stream = await openStream(`${h.serving!.url}/v1/events`, await attestation('app:watch'));
   try {
     await stream.next('ready');
-    const leaked = await current('hourly-key');
-    const result = await runRekey(['revoke', 'hourly-key', '--version', String(leaked.number)], h.childEnv());
+    const leaked = await current('leaked-key');
+    const result = await runRekey(['revoke', 'leaked-key', '--version', String(leaked.number)], h.childEnv());
     expect(result.code).toBe(0);
-    expect((await stream.next('revoked')).data).toEqual({ secret: 'hourly-key', version: leaked.number });
-    const replaced = (await stream.next('rotated', 60_000)).data as { secret: string; version: number };
-    expect(replaced.secret).toBe('hourly-key');
-    expect(replaced.version).toBeGreaterThan(leaked.number);
+    // The revocation is published by the CLI's process, its replacement's promotion by a worker:
+    // two processes, so either may reach the stream first.
+    const revoked = (e: StreamEvent): boolean => e.event === 'revoked';
+    const replaced = (e: StreamEvent): boolean => e.event === 'rotated';
+    const events = await stream.until((seen) => seen.some(revoked) && seen.some(replaced), 60_000);
+    expect(events.filter(revoked).map((e) => e.data)).toEqual([{ secret: 'leaked-key', version: leaked.number }]);
+    const replacement = events.filter(replaced).map((e) => e.data as { secret: string; version: number });
+    expect(replacement).toEqual([{ secret: 'leaked-key', version: expect.any(Number) as number }]);
+    expect(replacement[0]!.version).toBeGreaterThan(leaked.number);
   } finally {
     stream.close();
   }

@@ -14,6 +14,11 @@ export interface StreamEvent {
 export interface EventStream {
   /** The next event named `event` (earlier events of other names are skipped); rejects after `timeoutMs`. */
   next(event: string, timeoutMs?: number): Promise<StreamEvent & { secrets?: unknown }>;
+  /**
+   * Every event not yet consumed, once `done` holds for them (for events of separate processes,
+   * whose order is not theirs to keep); rejects after `timeoutMs`.
+   */
+  until(done: (events: readonly StreamEvent[]) => boolean, timeoutMs?: number): Promise<StreamEvent[]>;
   close(): void;
   /** The names of every event received so far, in order (consumed or not). */
   names(): string[];
@@ -51,27 +56,37 @@ export async function openStream(url: string, credential: string, headers: Recor
     ended = true;
     wake?.();
   })();
+  /** Resolves with `take()`'s first answer other than undefined, checked on every event received. */
+  const waitFor = async <T>(take: () => T | undefined, what: string, timeoutMs: number): Promise<T> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const taken = take();
+      if (taken !== undefined) return taken;
+      if (ended) throw new Error(`stream ended before ${what}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no ${what} within ${timeoutMs} ms (received ${names.join(', ')})`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  };
   return {
     async next(event, timeoutMs = 30_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const index = queue.findIndex((e) => e.event === event);
-        if (index >= 0) {
-          const [found] = queue.splice(0, index + 1).slice(-1);
-          return { ...found!, ...(event === 'ready' ? { secrets: (found!.data as { secrets: unknown }).secrets } : {}) };
-        }
-        if (ended) throw new Error(`stream ended before a ${event} event`);
-        const left = deadline - Date.now();
-        if (left <= 0) throw new Error(`no ${event} event within ${timeoutMs} ms`);
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, left);
-          wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-      }
+      const found = await waitFor(
+        () => {
+          const index = queue.findIndex((e) => e.event === event);
+          return index < 0 ? undefined : queue.splice(0, index + 1).at(-1)!;
+        },
+        `a ${event} event`,
+        timeoutMs,
+      );
+      return { ...found, ...(event === 'ready' ? { secrets: (found.data as { secrets: unknown }).secrets } : {}) };
     },
+    until: (done, timeoutMs = 30_000) => waitFor(() => (done(queue) ? queue.splice(0) : undefined), 'the events awaited', timeoutMs),
     close: () => controller.abort(),
     names: () => [...names],
   };
