@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import LongestFirst from './test/support/sequencer.js';
 
 // unit: no services. integration: the real Redis and PostgreSQL (REDIS_URL,
 // DATABASE_URL) and real gateways; each file isolated by its own database and queue
@@ -18,6 +19,8 @@ const integration = {
 export default defineConfig({
   test: {
     maxWorkers: 3,
+    // Longest files first (test/support/durations.json), so no long file starts last.
+    sequence: { sequencer: LongestFirst },
     reporters: ['default', './test/support/summary-reporter.ts'],
     projects: [
       {

@@ -1,6 +1,12 @@
 // Prints the plain `N passed, N failed` line CI reads, after vitest's own summary.
 // A file that fails to load and an unhandled error each count as one failure.
+// With REKEY_RECORD_DURATIONS=1 it also records each file's seconds for sequencer.ts.
+import { writeFileSync } from 'node:fs';
 import type { Reporter, SerializedError, TestModule } from 'vitest/node';
+import { DURATIONS_FILE, durationKey } from './sequencer.js';
+
+/** Files shorter than this are left to vitest's own order (largest first). */
+const RECORDED_FROM_S = 1;
 
 export default class SummaryReporter implements Reporter {
   onTestRunEnd(modules: ReadonlyArray<TestModule>, unhandledErrors: ReadonlyArray<SerializedError>): void {
@@ -17,6 +23,15 @@ export default class SummaryReporter implements Reporter {
       if (tests === 0 && module.state() === 'failed') failed += 1;
       else if (module.errors().length > 0) failed += module.errors().length;
     }
+    if (process.env.REKEY_RECORD_DURATIONS === '1') record(modules);
     process.stdout.write(`\n${passed} passed, ${failed} failed\n`);
   }
+}
+
+function record(modules: ReadonlyArray<TestModule>): void {
+  const seconds = modules
+    .map((m) => [durationKey(m.project.name, m.relativeModuleId), Math.round(m.diagnostic().duration / 100) / 10] as const)
+    .filter(([, s]) => s >= RECORDED_FROM_S)
+    .sort(([a], [b]) => (a < b ? -1 : 1));
+  writeFileSync(DURATIONS_FILE, `${JSON.stringify(Object.fromEntries(seconds), null, 2)}\n`);
 }
