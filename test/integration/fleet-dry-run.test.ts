@@ -9,6 +9,7 @@ import { rotateFleet } from '../../src/cli/fleet.js';
 import { rekey } from '../support/cli.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { memoryConfig } from '../support/memory-provider.js';
+import { until } from '../support/poll.js';
 
 const JOURNAL = `fleet-dry-${randomUUID()}`;
 let h: Harness;
@@ -55,6 +56,8 @@ it('for an unfinished fleet: its counts so far and only the secrets not requeste
   await expect(killed).rejects.toThrow('killed');
   const [run] = await h.runtime.db.run.findMany({ where: { trigger: 'fleet', status: 'running' }, select: { id: true } });
   await h.waitForRun(run!.id);
+  // The run ends in PostgreSQL before its worker lets go of the job.
+  await until(async () => (await h.runtime.queues.queues.rotations.getJobCounts('active')).active === 0, 20_000, 'the fleet job let go');
   const before = await written();
   const dry = await rekey(['rotate', '--all', '--dry-run', '--json'], env);
   const result = JSON.parse(dry.stdout) as { resumed: boolean; done: number; planned: string[] };

@@ -62,7 +62,7 @@ export async function openStream(url: string, credential: string, headers: Recor
     for (;;) {
       const taken = take();
       if (taken !== undefined) return taken;
-      if (ended) throw new Error(`stream ended before ${what}`);
+      if (ended) throw new Error(`stream ended, no ${what}`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`no ${what} within ${timeoutMs} ms (received ${names.join(', ')})`);
       await new Promise<void>((resolve) => {
@@ -81,12 +81,12 @@ export async function openStream(url: string, credential: string, headers: Recor
           const index = queue.findIndex((e) => e.event === event);
           return index < 0 ? undefined : queue.splice(0, index + 1).at(-1)!;
         },
-        `a ${event} event`,
+        `${event} event`,
         timeoutMs,
       );
       return { ...found, ...(event === 'ready' ? { secrets: (found.data as { secrets: unknown }).secrets } : {}) };
     },
-    until: (done, timeoutMs = 30_000) => waitFor(() => (done(queue) ? queue.splice(0) : undefined), 'the events awaited', timeoutMs),
+    until: (done, timeoutMs = 30_000) => waitFor(() => (done(queue) ? queue.splice(0) : undefined), 'events awaited', timeoutMs),
     close: () => controller.abort(),
     names: () => [...names],
   };
