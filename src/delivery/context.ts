@@ -27,6 +27,13 @@ export const TICKET = 'deliveryTicket';
 
 type Holding = FastifyRequest & { [TICKET]: Ticket | null };
 
+/**
+ * Retry-After (seconds) of a 503 that names no wait of its own: an authenticator that cannot
+ * verify now, a secret with no version that may be handed out (a leaked one's replacement on its
+ * way). RFC 9110 §15.6.4; the client library and `rekey agent` wait at least this long.
+ */
+export const UNAVAILABLE_RETRY_AFTER_S = 2;
+
 export class DeliveryContext {
   private readonly perSubject = new RateLimiter({ max: 120, windowMs: 60_000 });
   /** Current versions' values and authenticators' live values, dropped on the change feed. */
@@ -141,8 +148,12 @@ export function bearer(request: FastifyRequest): string | undefined {
   return match?.[1];
 }
 
-/** An RFC 6749/6750-shaped error answer with a fixed description; never an echo of the request. */
+/**
+ * An RFC 6749/6750-shaped error answer with a fixed description; never an echo of the request.
+ * A 503 carries Retry-After: the caller's own (admission's, the stream cap's), else {@link UNAVAILABLE_RETRY_AFTER_S}.
+ */
 export function refuse(reply: FastifyReply, status: number, error: string, description: string): FastifyReply {
   if (status === 401) reply.header('www-authenticate', `Bearer realm="rekey", error="${error}"`);
+  if (status === 503 && !reply.hasHeader('retry-after')) reply.header('retry-after', String(UNAVAILABLE_RETRY_AFTER_S));
   return reply.code(status).header('cache-control', 'no-store').send({ error, error_description: description });
 }

@@ -9,10 +9,15 @@
  */
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
-import { deliveryRoutes } from '../../src/delivery/routes.js';
+import { startAgent, type AgentLogEvent } from '../../src/agent/agent.js';
+import { createClient, type ClientLogEvent } from '../../src/client/index.js';
+import { UNAVAILABLE_RETRY_AFTER_S } from '../../src/delivery/context.js';
+import { deliveryRoutes, GRANT_TYPE, JWT_TOKEN_TYPE } from '../../src/delivery/routes.js';
 import type { Admission } from '../../src/http/admission.js';
+import { agentOptions } from '../support/agent.js';
 import { attestationToken, exchange, REFUSED, DELIVERY_KEYS } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { until } from '../support/poll.js';
 
 let h: Harness;
 /** The OIDC issuer nothing answers for. */
@@ -95,3 +100,44 @@ it('a credential no authenticator accepts gets 503 while one of them could not v
   const forged = await attestationToken(h, 'app-attestation');
   expect(await exchange(h, `${forged.slice(0, -4)}AAAA`, { audience: 'api.example.com' })).toMatchObject(REFUSED);
 });
+
+it('a 503 says when to come back (Retry-After), and the client and rekey agent wait that long before asking again', async () => {
+  const byRoute: Record<string, string | null> = {};
+  for (const [path, init] of [
+    ['/v1/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: GRANT_TYPE, subject_token: claimingCi(), subject_token_type: JWT_TOKEN_TYPE }) }],
+    ['/v1/secrets/ci-value', { headers: { authorization: `Bearer ${claimingCi()}` } }],
+    ['/v1/events', { headers: { authorization: `Bearer ${claimingCi()}` } }],
+  ] as const) {
+    const response = await fetch(`${h.serving!.url}${path}`, init);
+    expect({ path, status: response.status }).toEqual({ path, status: 503 });
+    byRoute[path] = response.headers.get('retry-after');
+    await response.body?.cancel();
+  }
+  const retryAfter = String(UNAVAILABLE_RETRY_AFTER_S);
+  expect(byRoute).toEqual({ '/v1/token': retryAfter, '/v1/secrets/ci-value': retryAfter, '/v1/events': retryAfter });
+
+  // The client: its one retry of each call, and the stream's reconnection, come no sooner (its backoff alone starts below 200 ms).
+  const logs: ClientLogEvent[] = [];
+  const client = createClient({ url: h.serving!.url, credential: claimingCi, retry: { attempts: 2 }, logger: (event) => logs.push(event) });
+  await expect(client.secret('ci-value')).rejects.toMatchObject({ code: 'unavailable', status: 503 });
+  await expect(client.token('api.example.com')).rejects.toMatchObject({ code: 'unavailable', status: 503 });
+  const stop = client.subscribe(() => {});
+  await until(() => Promise.resolve(logs.some((event) => event.code === 'stream_retrying')), 10_000, 'the stream refused and retrying');
+  stop();
+  const waits = logs.filter((event) => event.code === 'retrying' || event.code === 'stream_retrying');
+  expect(waits.map(({ code, status }) => ({ code, status }))).toEqual([
+    { code: 'retrying', status: 503 },
+    { code: 'retrying', status: 503 },
+    { code: 'stream_retrying', status: 503 },
+  ]);
+  expect(waits.filter((event) => event.delayMs! < UNAVAILABLE_RETRY_AFTER_S * 1000)).toEqual([]);
+
+  // rekey agent asks through the client: its fetch at start is retried no sooner either.
+  const agentLogs: AgentLogEvent[] = [];
+  const agent = await startAgent(agentOptions(h.serving!.url, { credential: () => Promise.resolve(claimingCi()), secrets: ['ci-value'], logger: (event) => agentLogs.push(event) }));
+  await agent.stop();
+  const agentWaits = agentLogs.filter((event): event is ClientLogEvent => event.code === 'retrying');
+  expect(agentWaits.length).toBeGreaterThan(0);
+  expect(agentWaits.filter((event) => event.status !== 503 || event.delayMs! < UNAVAILABLE_RETRY_AFTER_S * 1000)).toEqual([]);
+  expect(agentLogs.some((event) => event.code === 'agent_refresh_failed' && event.secret === 'ci-value')).toBe(true);
+}, 60_000);

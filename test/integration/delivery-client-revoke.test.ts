@@ -60,7 +60,7 @@ it('hands out no revoked version once the stream reported the revocation, though
     }
     return response;
   };
-  const c = createClient({ url: h.serving!.url, credential: () => storedValue(h, 'app-clients/billing'), credentialType: ACCESS_TOKEN_TYPE, fetch: slowFetch, retry: { attempts: 300, baseMs: 20, maxMs: 200 } });
+  const c = createClient({ url: h.serving!.url, credential: () => storedValue(h, 'app-clients/billing'), credentialType: ACCESS_TOKEN_TYPE, fetch: slowFetch, retry: { attempts: 60, baseMs: 20, maxMs: 5000 } });
   const changes: SecretChange[] = [];
   const stop = c.subscribe((change) => changes.push(change));
   try {

@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createClient, RekeyClientError, type ClientLogEvent, type SecretChange } from '../../src/client/index.js';
+import { createClient, RekeyClientError, type ClientLogEvent, type RetryPolicy, type SecretChange } from '../../src/client/index.js';
 import { deliveryRoutes } from '../../src/delivery/routes.js';
 import { jwksRoutes } from '../../src/jwks/routes.js';
 import { ACCESS_TOKEN_TYPE, currentVersion, storedValue, verifyServed } from '../support/delivery.js';
@@ -67,8 +67,8 @@ const logger = (event: ClientLogEvent) => logs.push(event);
 /** Resolves once the logger has received an event with `code` (counting from `from`). */
 const logged = (code: ClientLogEvent['code'], from: number) => expect.poll(() => logs.slice(from).some((e) => e.code === code), { timeout: 30_000, interval: 20 }).toBe(true);
 
-function client(key: () => Promise<string>, o: { url?: string; refreshAt?: number } = {}) {
-  return createClient({ url: o.url ?? h.serving!.url, credential: key, credentialType: ACCESS_TOKEN_TYPE, logger, refreshAt: o.refreshAt, retry: { attempts: 200, baseMs: 20, maxMs: 100 } });
+function client(key: () => Promise<string>, o: { url?: string; refreshAt?: number; retry?: Partial<RetryPolicy> } = {}) {
+  return createClient({ url: o.url ?? h.serving!.url, credential: key, credentialType: ACCESS_TOKEN_TYPE, logger, refreshAt: o.refreshAt, retry: o.retry ?? { attempts: 200, baseMs: 20, maxMs: 100 } });
 }
 const billingKey = () => storedValue(h, 'app-clients/billing');
 const audited = (action: string) => h.runtime.db.auditEvent.count({ where: { action } });
@@ -183,7 +183,8 @@ it('reconnects streams cut at once at spread-out times, none sooner than the ser
 }, 60_000);
 
 it("a client with token grants only follows its signing key: a leak report of the key drops its cached token, and the next one is signed by the replacement", async () => {
-  const c = client(() => storedValue(h, 'app-clients/reports'));
+  // Waits out the 503s' Retry-After (2 s) until the emergency rotation promotes: a maxMs below it would end the call at once.
+  const c = client(() => storedValue(h, 'app-clients/reports'), { retry: { attempts: 30, baseMs: 20, maxMs: 5000 } });
   const changes: SecretChange[] = [];
   const stop = c.subscribe((change) => changes.push(change));
   try {
