@@ -3,7 +3,8 @@
  * turn a workload's credential into a subject, and the grants that say which subjects may get
  * a short-lived JWT signed with which managed signing key, or which secret's current value.
  * A token grant's TTL may not exceed the signing key's grace, so a rotation never leaves a
- * live token without its public key.
+ * live token without its public key; nor may a value grant's exceed its secret's grace (checked
+ * when a file is applied), so a rotation never retires a value a caller may still hold.
  */
 import { z } from 'zod';
 import { formatDuration } from '../core/duration.js';
@@ -166,3 +167,24 @@ export function signingKeyIssues(
   return issues;
 }
 
+
+/**
+ * Value grants whose `ttl` is longer than their secret's grace. A caller may keep a value for its
+ * ttl; the answer's expiry is bounded by the next *scheduled* rotation, but a rotation off the
+ * schedule (`rekey rotate`, a fleet, a provider's rotation event) retires the old value at the end
+ * of its grace, while a caller that polls without the change stream still holds it. Checked when
+ * a file is applied (load.ts parseConfig), not when a stored revision is read again: a revision
+ * applied before this check still loads. A leak's emergency rotation has no grace, by design.
+ */
+export function valueTtlIssues(delivery: DeliveryConfig | undefined, secrets: Readonly<Record<string, { graceMs: number }>>): Issue[] {
+  const issues: Issue[] = [];
+  for (const grant of Object.values(delivery?.grants ?? {})) {
+    const secret = grant.value && Object.hasOwn(secrets, grant.value.secret) ? secrets[grant.value.secret] : undefined;
+    if (!grant.value || !secret || grant.value.ttlMs <= secret.graceMs) continue;
+    issues.push({
+      path: ['delivery', 'grants', grant.name, 'value', 'ttl'],
+      message: `ttl ${formatDuration(grant.value.ttlMs)} is longer than the grace of ${grant.value.secret} (${formatDuration(secret.graceMs)}): a rotation off the schedule would retire a value callers may still hold`,
+    });
+  }
+  return issues;
+}

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { isAlias, isScalar, LineCounter, parseDocument, visit } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
 import type { AnyProviderModule, ProviderCatalog } from '../core/provider.js';
-import { signingKeyIssues } from './delivery.js';
+import { signingKeyIssues, valueTtlIssues } from './delivery.js';
 import { bindingProblemIssues, perKeyRetireIssues, publishJwksIssues, type RekeyConfig, sharedResourceIssues, validate } from './schema.js';
 import { readQuickly } from './yaml-fast.js';
 
@@ -43,6 +43,7 @@ export async function parseConfig(text: string, file: string, providers: Provide
   const signsJwt = (type: string) => !!byType.get(type)?.signsJwt;
   const issues = [
     ...signingKeyIssues(config.delivery, config.secrets, config.providers, signsJwt),
+    ...valueTtlIssues(config.delivery, config.secrets),
     ...publishJwksIssues(config, signsJwt),
     ...perKeyRetireIssues(config, loaded.document, (type) => byType.get(type)?.usagePerKey !== false),
     ...sharedResourceIssues(config, (type, role, params, spec) => {

@@ -43,7 +43,7 @@ secrets:
     grace: 1h
   api-signing: { store: { provider: vault }, issuer: { type: jwt-signing-key, alg: ES256 }, grace: 10m }
   payments-api-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ }, grace: 1h }
-  ledger-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_led_ }, grace: 1h }
+  ledger-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_led_ }, grace: 40d }
 delivery:
   issuer: https://rekey.test
   authenticators:

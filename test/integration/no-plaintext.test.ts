@@ -66,7 +66,7 @@ delivery:
   authenticators:
     app: { type: attestation-jwt, secret: app-attestation, audience: rekey }
   grants:
-    reader: { authenticator: app, subjects: [reader], value: { secret: sealed-key } }
+    reader: { authenticator: app, subjects: [reader], value: { secret: sealed-key, ttl: 200ms } }
 `);
   expect((await h.rotate('app-attestation')).status).toBe('succeeded');
 });

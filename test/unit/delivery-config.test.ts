@@ -1,6 +1,6 @@
 /**
  * rekey.yaml's `delivery:` section (issue 17): apply refuses a grant whose token TTL exceeds
- * its signing key's grace, a grant naming an unknown authenticator or secret, and a reserved
+ * its signing key's grace, or whose value TTL exceeds its secret's grace, a grant naming an unknown authenticator or secret, and a reserved
  * claim; the plan shows authenticators and grants one by one.
  */
 import { expect, it } from 'vitest';
@@ -57,6 +57,17 @@ it('accepts a value grant, refuses one naming no managed secret, and one with bo
   await expect(parseConfig(config('{ authenticator: app, subjects: ["*"], value: { secret: missing } }'), 'rekey.yaml', providers)).rejects.toThrow(/delivery\.grants\.mobile\.value\.secret.*no managed secret named "missing"/s);
   await expect(parseConfig(config('{ authenticator: app, subjects: ["*"], value: { secret: app-attestation }, token: { signingKey: api-signing, audience: api } }'), 'rekey.yaml', providers)).rejects.toThrow(/either token: or value:/);
   await expect(parseConfig(config('{ authenticator: app, subjects: ["*"] }'), 'rekey.yaml', providers)).rejects.toThrow(/either token: or value:/);
+});
+
+it('refuses a value TTL longer than its secret grace when a file is applied; a stored revision still loads', async () => {
+  // A caller keeps a value up to its ttl; a rotation off the schedule (rekey rotate, a fleet) retires the old value when the grace ends.
+  const longer = config('{ authenticator: app, subjects: ["*"], value: { secret: app-attestation, ttl: 2h } }');
+  await expect(parseConfig(longer, 'rekey.yaml', providers)).rejects.toThrow(/delivery\.grants\.mobile\.value\.ttl: ttl 2h is longer than the grace of app-attestation \(1h\)/);
+  await expect(parseConfig(config('{ authenticator: app, subjects: ["*"], value: { secret: app-attestation, ttl: 1h } }'), 'rekey.yaml', providers)).resolves.toBeDefined();
+  // The default ttl (5m) against a grace shorter than it.
+  await expect(parseConfig(config('{ authenticator: app, subjects: ["*"], value: { secret: api-signing } }').replace('grace: 10m', 'grace: 1m'), 'rekey.yaml', providers)).rejects.toThrow(/value\.ttl: ttl 5m is longer than the grace of api-signing \(1m\)/);
+  // A revision applied before the check still loads in the workers: its rotations and leaks go on.
+  await expect(fromDocument(parse(longer) as Record<string, unknown>, 'config revision 1', providers)).resolves.toHaveProperty(['config', 'delivery', 'grants', 'mobile', 'value', 'ttlMs'], 7_200_000);
 });
 
 it('refuses a token grant whose signing key is a secret whose issuer does not sign JWTs, at validation, naming the field', async () => {
