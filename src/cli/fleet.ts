@@ -232,21 +232,24 @@ async function failuresOf(runtime: Runtime, secrets: string[], runs: ReadonlyMap
 }
 
 /**
- * --grace against the tokens the selected signing keys have signed: a grant's token lives up to its
- * ttl after the key stopped signing, and the config refuses a ttl longer than the key's grace (a
- * rotation would retire the key of tokens still live); --grace replaces that grace, so it is held
- * to the same rule. @throws RekeyError REKEY_ERR_CONFIG naming each key and grant it would cut.
+ * --grace against what callers still hold of the selected secrets: a token lives up to its grant's
+ * ttl after its signing key stopped signing, a value is kept up to its grant's ttl; the config refuses
+ * a ttl longer than the secret's grace (a rotation would retire what is still in use), and --grace
+ * replaces that grace, so it is held to the same rule. @throws RekeyError REKEY_ERR_CONFIG naming
+ * each secret and grant it would cut.
  */
 async function checkGrace(runtime: Runtime, members: readonly Member[], graceMs: number): Promise<void> {
   const selected = new Set(members.map((m) => m.name));
-  const grants = Object.values((await runtime.resolver.config()).delivery?.grants ?? {});
-  const cut = grants.filter((g) => g.token && selected.has(g.token.signingKey) && g.token.ttlMs > graceMs);
+  const held = Object.values((await runtime.resolver.config()).delivery?.grants ?? {}).map((g) =>
+    g.token ? { grant: g.name, secret: g.token.signingKey, ttlMs: g.token.ttlMs, what: 'tokens signed by' } : { grant: g.name, secret: g.value!.secret, ttlMs: g.value!.ttlMs, what: 'values of' },
+  );
+  const cut = held.filter((h) => selected.has(h.secret) && h.ttlMs > graceMs);
   if (!cut.length) return;
-  const longest = Math.max(...cut.map((g) => g.token!.ttlMs));
+  const longest = Math.max(...cut.map((h) => h.ttlMs));
   throw new RekeyError(
     'REKEY_ERR_CONFIG',
-    `--grace ${formatDuration(graceMs)} is shorter than the ttl of tokens signed by ${cut.map((g) => `${g.token!.signingKey} (grant ${g.name}: ${formatDuration(g.token!.ttlMs)})`).join(', ')}: ` +
-      `their rotation would retire the key of tokens still live. Give --grace ${formatDuration(longest)} or more, or leave those keys out of the selection (a leaked key: rekey revoke)`,
+    `--grace ${formatDuration(graceMs)} is shorter than the ttl of ${cut.map((h) => `${h.what} ${h.secret} (grant ${h.grant}: ${formatDuration(h.ttlMs)})`).join(', ')}: ` +
+      `their rotation would retire keys and values still in use. Give --grace ${formatDuration(longest)} or more, or leave those secrets out of the selection (a leaked one: rekey revoke)`,
   );
 }
 

@@ -3,7 +3,8 @@
  * grant's token lives up to its ttl, and the config refuses a ttl longer than the key's grace (a
  * rotation would retire the key of tokens still live). --grace replaces that grace for the
  * fleet's rotations, so a shorter one than a selected key's token ttl is refused the same way,
- * naming the key and the grant, dry run or not, before anything is requested.
+ * naming the key and the grant, dry run or not, before anything is requested. The same for a
+ * value grant's ttl against its secret's rotation.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { rekey } from '../support/cli.js';
@@ -19,12 +20,14 @@ beforeAll(async () => {
   await h.apply(`
 ${DELIVERY_KEYS}
   payments-api-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ } }
+  ledger-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_led_ } }
 delivery:
   issuer: https://rekey.test
   authenticators:
     app: { type: attestation-jwt, secret: app-attestation, audience: rekey }
   grants:
     mobile: { authenticator: app, subjects: ["app:*"], token: { signingKey: api-signing, audience: api.example.com, ttl: 5m } }
+    ledger: { authenticator: app, subjects: ["app:*"], value: { secret: ledger-key, ttl: 5m } }
 `);
 }, 120_000);
 afterAll(() => h?.stop());
@@ -37,6 +40,17 @@ it.each([[['--all', '--grace', '1m']], [['--all', '--grace', '4m', '--dry-run']]
     expect(result.stderr).toMatch(/--grace .* is shorter than the ttl of tokens signed by api-signing \(grant mobile: 5m\)/);
     expect(await h.runtime.db.run.count()).toBe(0);
     expect(await h.runtime.db.auditEvent.count({ where: { action: { startsWith: 'fleet.' } } })).toBe(0);
+  },
+);
+
+it.each([[['--all', '--grace', '1m']], [['--selector', 'ledger-*', '--grace', '4m', '--dry-run']]])(
+  'rotate %j: shorter than the value ttl of a selected secret: refused, naming it, nothing requested',
+  async (args) => {
+    // A caller may keep a value its ttl (apply refuses a ttl longer than the secret's grace): --grace is held to the same rule.
+    const result = await rekey(['rotate', ...args], env);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/--grace .* is shorter than the ttl of .*values of ledger-key \(grant ledger: 5m\)/);
+    expect(await h.runtime.db.run.count()).toBe(0);
   },
 );
 
