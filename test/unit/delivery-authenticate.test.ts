@@ -13,13 +13,11 @@
 import { describe, expect, it } from 'vitest';
 import type { DeliverySpec, GrantSpec } from '../../src/core/delivery.js';
 import { ProviderError } from '../../src/core/errors.js';
-import { silentLogger } from '../../src/core/logger.js';
 import type { Subject } from '../../src/core/ports.js';
-import type { ResolvedSecret } from '../../src/core/resolved.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import { exchangeToken } from '../../src/core/token-exchange.js';
-import { deliverValue, type ValueDeliveryDeps } from '../../src/core/value-delivery.js';
-import { versionRecord } from '../support/versions.js';
+import { deliverValue } from '../../src/core/value-delivery.js';
+import { fakeDeliveryDeps } from '../support/delivery-deps.js';
 
 const token = (name: string, authenticator: string, audience: string): GrantSpec => ({
   name,
@@ -45,13 +43,7 @@ type Behaviour = 'refuses' | 'down' | 'accepts' | 'confirm-down';
 /** Fake deps: each authenticator behaves as told; `asked` records which were asked, in order. */
 function depsWith(behaviour: Record<string, Behaviour>) {
   const asked: string[] = [];
-  const current = versionRecord(2, 'current', new Date());
-  const deps: ValueDeliveryDeps = {
-    repo: {} as ValueDeliveryDeps['repo'],
-    providers: {
-      resolve: () => Promise.resolve({ issuer: { signJwt: () => Promise.resolve('header.payload.signature') }, policy: { consumer: 'rekey' } } as unknown as ResolvedSecret),
-      policy: () => Promise.reject(new Error('not used')),
-    },
+  const { deps } = fakeDeliveryDeps({
     authenticator: (name) =>
       Promise.resolve({
         authenticate: (): Promise<Subject> => {
@@ -68,14 +60,7 @@ function depsWith(behaviour: Record<string, Behaviour>) {
           }
         },
       }),
-    admit: () => true,
-    current: () => Promise.resolve({ version: current, value: SecretValue.of('rk_value') }),
-    signingKeys: () => Promise.resolve([{ version: current, value: SecretValue.of('rk_value') }]),
-    publishLeadMs: 0,
-    handOut: () => Promise.resolve(true),
-    log: silentLogger,
-    nextRotation: () => Promise.resolve(undefined),
-  };
+  });
   return { deps, asked };
 }
 

@@ -3,12 +3,10 @@
 // must never serve another audience or secret, nor outlive its section.
 import { describe, expect, it } from 'vitest';
 import type { DeliverySpec } from '../../src/core/delivery.js';
-import { silentLogger } from '../../src/core/logger.js';
-import type { ResolvedSecret } from '../../src/core/resolved.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import { exchangeToken } from '../../src/core/token-exchange.js';
-import { deliverValue, type ValueDeliveryDeps } from '../../src/core/value-delivery.js';
-import { versionRecord } from '../support/versions.js';
+import { deliverValue } from '../../src/core/value-delivery.js';
+import { fakeDeliveryDeps } from '../support/delivery-deps.js';
 
 const token = (signingKey: string, audience: string) => ({ signingKey, audience, ttlMs: 300_000, claims: { copy: [], fixed: {} } });
 const section = (): DeliverySpec => ({
@@ -21,25 +19,7 @@ const section = (): DeliverySpec => ({
   },
 });
 
-function deps(subject: string) {
-  const signedWith: string[] = [];
-  const d: ValueDeliveryDeps = {
-    repo: {} as ValueDeliveryDeps['repo'],
-    providers: {
-      resolve: (secret: string) => Promise.resolve({ issuer: { signJwt: () => (signedWith.push(secret), Promise.resolve('h.p.s')) }, policy: { consumer: 'rekey' } } as unknown as ResolvedSecret),
-      policy: () => Promise.reject(new Error('not used')),
-    },
-    authenticator: () => Promise.resolve({ authenticate: () => Promise.resolve({ id: subject, claims: {} }) }),
-    admit: () => true,
-    current: (secret) => Promise.resolve({ version: { ...versionRecord(1, 'current', new Date()), secret }, value: SecretValue.of('v') }),
-    signingKeys: (secret) => d.current(secret, { signal: new AbortController().signal }).then((h) => h && [h]),
-    publishLeadMs: 60_000,
-    handOut: () => Promise.resolve(true),
-    log: silentLogger,
-    nextRotation: () => Promise.resolve(undefined),
-  };
-  return { deps: d, signedWith };
-}
+const deps = (subject: string) => fakeDeliveryDeps({ authenticator: () => Promise.resolve({ authenticate: () => Promise.resolve({ id: subject, claims: {} }) }) });
 
 describe('grant lists kept per section', () => {
   it('serve each audience its own grant, and refuse a subject the audience does not grant, however often asked', async () => {

@@ -4,13 +4,11 @@
 // an allowance of one request, both flows must answer, not refuse the retry as rate limited.
 import { describe, expect, it } from 'vitest';
 import { DeliveryError, type DeliverySpec, type HandOut } from '../../src/core/delivery.js';
-import { silentLogger } from '../../src/core/logger.js';
-import type { ResolvedSecret } from '../../src/core/resolved.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import { exchangeToken } from '../../src/core/token-exchange.js';
-import { deliverValue, type ValueDeliveryDeps } from '../../src/core/value-delivery.js';
+import { deliverValue } from '../../src/core/value-delivery.js';
 import { RateLimiter } from '../../src/http/rate-limit.js';
-import { versionRecord } from '../support/versions.js';
+import { fakeDeliveryDeps } from '../support/delivery-deps.js';
 
 const delivery: DeliverySpec = {
   issuer: 'https://rekey.test',
@@ -25,13 +23,7 @@ function staleOnce() {
   const limiter = new RateLimiter({ max: 1, windowMs: 3_600_000 });
   const checks: HandOut[] = [];
   let authentications = 0;
-  const current = versionRecord(2, 'current', new Date());
-  const deps: ValueDeliveryDeps = {
-    repo: {} as ValueDeliveryDeps['repo'],
-    providers: {
-      resolve: () => Promise.resolve({ issuer: { signJwt: () => Promise.resolve('header.payload.signature') }, policy: { consumer: 'rekey' } } as unknown as ResolvedSecret),
-      policy: () => Promise.reject(new Error('not used')),
-    },
+  const { deps } = fakeDeliveryDeps({
     authenticator: () =>
       Promise.resolve({
         authenticate: () => {
@@ -40,16 +32,11 @@ function staleOnce() {
         },
       }),
     admit: (key) => limiter.take(key),
-    current: () => Promise.resolve({ version: current, value: SecretValue.of('rk_value') }),
-    signingKeys: () => Promise.resolve([{ version: current, value: SecretValue.of('rk_value') }]),
-    publishLeadMs: 60_000,
     handOut: (entry) => {
       checks.push(entry);
       return Promise.resolve(checks.length > 1);
     },
-    log: silentLogger,
-    nextRotation: () => Promise.resolve(undefined),
-  };
+  });
   return { deps, limiter, checks, authentications: () => authentications };
 }
 

@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { authenticate, DeliveryError, type DeliveryDeps, type GrantSpec } from '../../../src/core/delivery.js';
-import { silentLogger } from '../../../src/core/logger.js';
 import type { Authenticator } from '../../../src/core/ports.js';
 import { SecretValue } from '../../../src/core/secret-value.js';
+import { fakeDeliveryDeps } from '../../../test/support/delivery-deps.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import provider from '../index.js';
 import { startFakeCluster, type FakeCluster } from './fake/kube-apiserver.js';
@@ -49,14 +49,13 @@ const grants: GrantSpec[] = [{ name: 'payments', authenticator: 'cluster', subje
 /** Core's deps with an allowance of `allowance` requests per subject. */
 function deps(auth: Authenticator, allowance: number): DeliveryDeps {
   const used = new Map<string, number>();
-  return {
+  return fakeDeliveryDeps({
     authenticator: () => Promise.resolve(auth),
     admit: (key: string) => {
       used.set(key, (used.get(key) ?? 0) + 1);
       return used.get(key)! <= allowance;
     },
-    log: silentLogger,
-  } as unknown as DeliveryDeps;
+  }).deps;
 }
 
 const outcome = (d: DeliveryDeps, token: string) =>
