@@ -43,6 +43,8 @@ export interface RuntimeOptions {
 }
 
 export class Runtime {
+  /** Who acts, for the audit log (src/api/actors.ts). */
+  readonly actor: string;
   readonly settings: Settings;
   readonly log: PinoLogger;
   readonly modules: ProviderCatalog;
@@ -72,6 +74,7 @@ export class Runtime {
   private readonly reconciler: ReconcilePasses;
 
   constructor(options: RuntimeOptions) {
+    this.actor = options.actor;
     this.settings = options.settings ?? loadSettings();
     this.log = options.log ?? createLogger(this.settings.logLevel);
     this.modules = options.modules ?? providers;

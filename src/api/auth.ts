@@ -15,7 +15,7 @@
  *      the session's CSRF token;
  *      a session of a person (OpenID Connect) is refused the same way once none of their
  *      groups maps to a scope under the applied config;
- *   3. the caller (token or person, scopes, audit actor `token:<name>` or `oidc:<subject>`, the
+ *   3. the caller (token or person, scopes, audit actor `token:<name>` or `oidc:<issuer>#<subject>`, the
  *      session) is attached to the request.
  *
  * Every answer, refusals included, carries `Cache-Control: no-store` and
@@ -27,6 +27,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Admission } from '../http/admission.js';
 import { isRefusal } from '../http/admission.js';
 import type { Db } from '../db/client.js';
+import { personActor } from './actors.js';
 import { type ProblemCode, sendProblem } from './problems.js';
 import type { Caller } from './route.js';
 import { Access } from './scopes.js';
@@ -105,7 +106,7 @@ export class Authenticator {
     }
     const scopes = await this.sessions.scopesOf(session.person);
     if (!scopes.length) return undefined;
-    return { principal: { id: personId(session.person.subject), name: session.person.name, scopes }, actor: `oidc:${session.person.subject}` };
+    return { principal: { id: personId(session.person.subject), name: session.person.name, scopes }, actor: personActor(session.person) };
   }
 
   /** The caller of an authenticated request. */

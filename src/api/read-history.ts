@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { diffDocuments } from '../config/plan.js';
 import type { JsonValue } from '../core/ports.js';
 import type { Runtime } from '../runtime.js';
+import { actorWhere } from './actors.js';
 import { ApiProblem } from './problems.js';
 import { type Caller, instant, iso, pageOf, pageQuery, positiveInt, route } from './route.js';
 import { SHORT_FINGERPRINT, shortFingerprint } from './read-secrets.js';
@@ -182,7 +183,7 @@ export const historyRoutes = [
       after: z.string().regex(/^\d{1,18}$/).optional().describe('a seq: events before it'), // 18 digits: always within bigint
       secret: z.string().max(200).optional(),
       action: z.string().max(100).optional(),
-      actor: z.string().max(200).optional(),
+      actor: z.string().max(200).optional().describe('an actor; a kind alone (cli, oidc, token) finds every actor of it, oidc:<subject> that subject at every provider'),
       since: z.iso.datetime().optional(),
       until: z.iso.datetime().optional(),
     }),
@@ -194,7 +195,7 @@ export const historyRoutes = [
         where: {
           ...(query.secret ? { secret: query.secret } : names ? { secret: { in: names } } : {}),
           ...(query.action ? { action: query.action } : {}),
-          ...(query.actor ? { actor: query.actor } : {}),
+          ...(query.actor ? actorWhere(query.actor) : {}),
           ...(query.since || query.until ? { at: { ...(query.since ? { gte: new Date(query.since) } : {}), ...(query.until ? { lt: new Date(query.until) } : {}) } } : {}),
           ...(query.after ? { seq: { lt: BigInt(query.after) } } : {}),
         },

@@ -17,7 +17,7 @@ export interface Caller {
   /** The token, or the person of an OpenID Connect session (a stable id derived from their subject). */
   principal: Pick<TokenInfo, 'id' | 'name' | 'scopes'>;
   access: Access;
-  /** How the caller is named in the audit log: `token:<name>` or `oidc:<subject>`. */
+  /** How the caller is named in the audit log: `token:<name>` or `oidc:<issuer>#<subject>` (src/api/actors.ts). */
   actor: string;
   /** The dashboard session that authenticated the request, when it was not a bearer token. */
   session?: Session;

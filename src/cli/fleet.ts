@@ -207,11 +207,11 @@ async function joinOrStart(runtime: Runtime, key: string, secrets: number): Prom
     const found = await unfinished(tx, key);
     if (found && found.ageMs < FLEET_RESUMABLE_MS) {
       // Every command that drives the fleet is in the audit log, not only the one that started it.
-      await runtime.audit.append(tx, { actor: 'cli', action: 'fleet.resumed', data: { fleet: found.fleet, selection: key, secrets } });
+      await runtime.audit.append(tx, { actor: runtime.actor, action: 'fleet.resumed', data: { fleet: found.fleet, selection: key, secrets } });
       return { fleet: found.fleet, resumed: true, found };
     }
     const fleet = randomUUID();
-    await runtime.audit.append(tx, { actor: 'cli', action: 'fleet.started', data: { fleet, selection: key, secrets, ...(found ? { abandoned: found.fleet } : {}) } });
+    await runtime.audit.append(tx, { actor: runtime.actor, action: 'fleet.started', data: { fleet, selection: key, secrets, ...(found ? { abandoned: found.fleet } : {}) } });
     return { fleet, resumed: false, found };
   });
 }
@@ -338,7 +338,7 @@ export async function rotateFleet(runtime: Runtime, selection: FleetSelection, o
       `at most ${options.perStore} at once per store (${ratesText(rates)}), ${options.perTarget} per target.`,
   );
   if (options.dryRun || fleet === null) return dryRun(runtime, members, fleet, resumed, options.out);
-  const audit = (action: string, data: Record<string, string | number>) => runtime.db.$transaction((tx) => runtime.audit.append(tx, { actor: 'cli', action, data: { fleet, selection: key, ...data } }));
+  const audit = (action: string, data: Record<string, string | number>) => runtime.db.$transaction((tx) => runtime.audit.append(tx, { actor: runtime.actor, action, data: { fleet, selection: key, ...data } }));
 
   // Each secret's run status; the runs not finished yet are followed by id (the fleet's own and
   // any it joined), so a poll reads only those, whatever the size of the fleet.

@@ -12,7 +12,7 @@ import { ExitCode, type CliContext } from './context.js';
 import { withRuntime } from './with-runtime.js';
 
 export async function verify(ctx: CliContext, name: string | undefined, options: { repair?: boolean; json?: boolean }): Promise<void> {
-  await withRuntime('cli', ctx, async (runtime) => {
+  await withRuntime(ctx, async (runtime) => {
     const repair = options.repair ?? false;
     if (repair) await runtime.connect();
     const where = name ? { OR: [{ name }, { name: { startsWith: `${name}/` } }] } : { removedAt: null };

@@ -1,14 +1,29 @@
+import { userInfo } from 'node:os';
 import type { DestinationStream } from 'pino';
 import { createLogger } from '../log.js';
 import { Runtime } from '../runtime.js';
 import { loadSettings } from '../settings.js';
 import type { CliContext } from './context.js';
 
-/** Runs a command with a Runtime (logging warnings to stderr) and always closes it. */
-export async function withRuntime<T>(actor: string, ctx: CliContext, fn: (runtime: Runtime) => Promise<T>): Promise<T> {
+/**
+ * The audit actor of a `rekey` command: `cli:<OS user>` (src/api/actors.ts). An account without a
+ * name (a container's arbitrary uid, where os.userInfo() throws) is named by its uid.
+ */
+export function cliActor(user: () => { username: string } = userInfo): string {
+  try {
+    const { username } = user();
+    if (username) return `cli:${username}`;
+  } catch {
+    // no passwd entry: the uid below
+  }
+  return `cli:uid=${process.getuid?.() ?? 'unknown'}`;
+}
+
+/** Runs a command with a Runtime (logging warnings to stderr) acting as {@link cliActor}, and always closes it. */
+export async function withRuntime<T>(ctx: CliContext, fn: (runtime: Runtime) => Promise<T>): Promise<T> {
   const settings = loadSettings();
   const log = createLogger(process.env.LOG_LEVEL ? settings.logLevel : 'warn', humanStderr);
-  const runtime = new Runtime({ actor, modules: ctx.modules, settings, log });
+  const runtime = new Runtime({ actor: cliActor(), modules: ctx.modules, settings, log });
   try {
     return await fn(runtime);
   } finally {

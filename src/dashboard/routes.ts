@@ -11,12 +11,13 @@
  *                       browser goes next to end the provider's session too
  *   GET    /ui/oidc     where sign-in with the configured OpenID Connect provider starts (or null)
  *   GET    /ui/oidc/start, /ui/oidc/callback   that sign-in (src/dashboard/oidc.ts): a session
- *                       like a token's, its actor `oidc:<subject>`
+ *                       like a token's, its actor `oidc:<issuer>#<subject>` (src/api/actors.ts)
  *
  * The session routes are authenticated by the API's own Authenticator, with the admission
  * the other receivers share: failed sign-ins are counted per source like any failed token.
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { personActor } from '../api/actors.js';
 import { Authenticator } from '../api/auth.js';
 import { sendProblem } from '../api/problems.js';
 import { answerError } from '../api/routes.js';
@@ -85,11 +86,11 @@ export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime
           const person = await oidc.finish(config, request);
           if ('refused' in person) return refuse(person.refused);
           if (!(await sessions.scopesOf(person)).length) {
-            await audited(`oidc:${person.subject}`, 'dashboard.signInRefused', { reason: 'no_scope', groups: person.groups.slice(0, 50) });
+            await audited(personActor(person), 'dashboard.signInRefused', { reason: 'no_scope', groups: person.groups.slice(0, 50) });
             return refuse('no_scope', person.subject);
           }
           const created = await sessions.create({ person }, request.headers.cookie);
-          await audited(`oidc:${person.subject}`, 'dashboard.signedIn', { expiresAt: created.expiresAt.toISOString(), groups: person.groups.slice(0, 50) });
+          await audited(personActor(person), 'dashboard.signedIn', { expiresAt: created.expiresAt.toISOString(), groups: person.groups.slice(0, 50) });
           return reply.header('set-cookie', sessions.cookie(created)).redirect(`${UI_PREFIX}/`, 303);
         } finally {
           admitted.release();

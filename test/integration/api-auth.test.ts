@@ -4,6 +4,7 @@
  * before anything else happens, and refusals are problems with codes that echo nothing.
  */
 import { createHash } from 'node:crypto';
+import { userInfo } from 'node:os';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminApiRoutes } from '../../src/api/routes.js';
@@ -89,7 +90,8 @@ describe('rekey token', () => {
     expect(list.stdout).toMatch(/^ci-deploy {2}live {2}scopes: read rotate:payments-\*/m);
     expect(list.stdout).not.toContain(created.token.slice(6));
     const audit = await h.runtime.db.auditEvent.findFirst({ where: { action: 'token.created', data: { path: ['name'], equals: 'ci-deploy' } } });
-    expect(audit).toMatchObject({ actor: 'cli', data: { name: 'ci-deploy', scopes: ['read', 'rotate:payments-*'] } });
+    // The operator who ran it, by their OS account.
+    expect(audit).toMatchObject({ actor: `cli:${userInfo().username}`, data: { name: 'ci-deploy', scopes: ['read', 'rotate:payments-*'] } });
   });
 
   it('refuses bad scopes, bad names and a name used before (revoked or not), with exit 1', async () => {

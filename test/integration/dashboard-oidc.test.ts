@@ -165,13 +165,14 @@ describe('OIDC sign-in', () => {
     await page.waitForSelector('.tl-row[data-version="1"][data-state="current"]', WAIT);
     await page.click('#rotate-now');
     await page.waitForSelector('.tl-row[data-version="2"][data-state="current"]', WAIT);
-    await page.waitForSelector('.card:has(h2:text("Audit events")) tr:has-text("api.rotateSecret"):has-text("oidc:alice")', WAIT);
+    await page.waitForSelector('.card:has(h2:text("Audit events")) tr:has-text("api.rotateSecret"):has-text("#alice")', WAIT);
     const run = await h.runtime.db.run.findFirstOrThrow({ where: { secret: { name: 'pay-api' }, kind: 'rotation' }, orderBy: { startedAt: 'desc' } });
     const actors = await h.runtime.db.auditEvent.findMany({ where: { OR: [{ runId: run.id, action: 'run.started' }, { action: { in: ['api.rotateSecret', 'dashboard.signedIn'] } }] } });
     expect(actors.map((e) => [e.action, e.actor]).sort()).toEqual([
-      ['api.rotateSecret', 'oidc:alice'],
-      ['dashboard.signedIn', 'oidc:alice'],
-      ['run.started', 'oidc:alice'],
+      // Named with the provider: another provider's alice is another person.
+      ['api.rotateSecret', `oidc:${idp.issuer}#alice`],
+      ['dashboard.signedIn', `oidc:${idp.issuer}#alice`],
+      ['run.started', `oidc:${idp.issuer}#alice`],
     ]);
   });
 
@@ -267,7 +268,7 @@ describe('OIDC sign-in', () => {
     expect(await refusal()).toContain('none of your groups');
     expect(await sessionCookie()).toBeUndefined();
     const refused = await h.runtime.db.auditEvent.findFirstOrThrow({ where: { action: 'dashboard.signInRefused' } });
-    expect(refused).toMatchObject({ actor: 'oidc:mallory', data: { reason: 'no_scope', groups: ['marketing', 'everyone'] } });
+    expect(refused).toMatchObject({ actor: `oidc:${idp.issuer}#mallory`, data: { reason: 'no_scope', groups: ['marketing', 'everyone'] } });
   });
 
   it("refuses the provider's own refusal: error=access_denied when the person cancels at its login page", async () => {
@@ -304,7 +305,7 @@ describe('OIDC sign-in', () => {
     await page.click('button:has-text("Yes, sign me out")');
     await page.waitForSelector('form.signin', WAIT);
     expect(page.url()).toBe(`${base}/ui/`);
-    const signedOut = await h.runtime.db.auditEvent.findMany({ where: { action: 'dashboard.signedOut', actor: 'oidc:alice' } });
+    const signedOut = await h.runtime.db.auditEvent.findMany({ where: { action: 'dashboard.signedOut', actor: `oidc:${idp.issuer}#alice` } });
     expect(signedOut.length).toBeGreaterThan(0);
     // The provider forgot alice too: signing in asks for her login again.
     await startSignIn();

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminApiRoutes } from '../../src/api/routes.js';
-import { SESSION_IDLE_MS, Sessions, sessionsOf } from '../../src/api/sessions.js';
+import { csrfToken, SESSION_IDLE_MS, Sessions, sessionsOf } from '../../src/api/sessions.js';
 import { revokeToken } from '../../src/api/tokens.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/dashboard/assets.js';
 import { dashboardRoutes } from '../../src/dashboard/routes.js';
@@ -33,6 +33,13 @@ async function signIn(token: string): Promise<{ cookie: string; csrf: string; se
   expect(answer.status).toBe(200);
   const setCookie = answer.headers.get('set-cookie') ?? '';
   return { cookie: setCookie.split(';')[0]!, csrf: answer.json.csrfToken as string, setCookie };
+}
+
+/** The actors of the `action` events GET /api/v1/audit finds with the actor filter `filter`, sorted. */
+async function auditActors(action: string, filter: string): Promise<string[]> {
+  const answer = await call(h, `/api/v1/audit?action=${action}&actor=${encodeURIComponent(filter)}`, { token: operator });
+  expect(answer.status).toBe(200);
+  return (answer.json.items as Array<{ actor: string }>).map((e) => e.actor).sort();
 }
 
 const rotations = () => h.runtime.db.run.count({ where: { secret: { name: 'pay-api' }, kind: 'rotation' } });
@@ -208,4 +215,39 @@ describe('a person signed in with OpenID Connect', () => {
     const after = await call(h, '/api/v1/secrets', { headers: { cookie } });
     expect([after.status, after.json.code]).toEqual([401, 'REKEY_API_SESSION_INVALID']);
   });
+
+  it('is audited as its issuer and subject (two providers may share a subject); filters by subject alone, or by kind, still find it', async () => {
+    const issuer = 'http://127.0.0.1:9/idp';
+    await applied(issuer);
+    const sessions = sessionsOf(h.runtime);
+    const session = await sessions.create({ person: { issuer, subject: 'bob#1', name: 'bob', groups: ['sre'] } });
+    const cookie = sessions.cookie(session).split(';')[0]!;
+    expect((await call(h, '/ui/session', { method: 'DELETE', headers: { cookie, 'x-csrf-token': csrfToken(session.id) } })).status).toBe(204);
+    const signedOut = await h.runtime.db.auditEvent.findFirstOrThrow({ where: { action: 'dashboard.signedOut' }, orderBy: { seq: 'desc' } });
+    // A `#` of the subject is escaped: the first `#` ends the issuer.
+    expect(signedOut.actor).toBe('oidc:http://127.0.0.1:9/idp#bob%231');
+    // An event of the same subject at another provider, and one from before (the subject alone).
+    await h.runtime.db.$transaction(async (tx) => {
+      await h.runtime.audit.append(tx, { actor: 'oidc:http://127.0.0.1:9/other-idp#bob%231', action: 'dashboard.signedOut', data: {} });
+      await h.runtime.audit.append(tx, { actor: 'oidc:bob#1', action: 'dashboard.signedOut', data: {} });
+      await h.runtime.audit.append(tx, { actor: 'oidc:x#bob#1', action: 'dashboard.signedOut', data: {} });
+      // The escape's `%` is not a LIKE wildcard.
+      await h.runtime.audit.append(tx, { actor: 'oidc:http://127.0.0.1:9/idp#bobX231', action: 'dashboard.signedOut', data: {} });
+    });
+    const actors = (filter: string) => auditActors('dashboard.signedOut', filter);
+    expect(await actors('oidc:http://127.0.0.1:9/idp#bob%231')).toEqual(['oidc:http://127.0.0.1:9/idp#bob%231']);
+    // The subject alone, as filters named a person before: at every provider, and the events from before.
+    expect(await actors('oidc:bob#1')).toEqual(['oidc:bob#1', 'oidc:http://127.0.0.1:9/idp#bob%231', 'oidc:http://127.0.0.1:9/other-idp#bob%231']);
+    expect(await actors('oidc')).toEqual(['oidc:bob#1', 'oidc:http://127.0.0.1:9/idp#bob%231', 'oidc:http://127.0.0.1:9/idp#bobX231', 'oidc:http://127.0.0.1:9/other-idp#bob%231', 'oidc:x#bob#1']);
+  });
+});
+
+it('filters the audit log by a kind of actor alone: `cli` finds every operator at the command line, and those from before', async () => {
+  await h.runtime.db.$transaction(async (tx) => {
+    for (const actor of ['cli', 'cli:alice', 'cli:bob', 'client', 'token:cli']) await h.runtime.audit.append(tx, { actor, action: 'test.kind', data: {} });
+  });
+  const actors = (filter: string) => auditActors('test.kind', filter);
+  expect(await actors('cli')).toEqual(['cli', 'cli:alice', 'cli:bob']);
+  expect(await actors('cli:alice')).toEqual(['cli:alice']);
+  expect(await actors('token')).toEqual(['token:cli']);
 });

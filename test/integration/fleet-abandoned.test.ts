@@ -63,5 +63,5 @@ it('a fleet stopped an hour ago is resumed', async () => {
   expect(lines[0]).toMatch(new RegExp(`^Resuming fleet ${old} \\(started 1h ago\\): 2 secrets`));
   // The command that resumed it is in the audit log too: an incident's review sees every command that drove the fleet.
   const resumedBy = await h.runtime.db.auditEvent.findMany({ where: { action: 'fleet.resumed', data: { path: ['fleet'], equals: old } }, select: { actor: true, data: true } });
-  expect(resumedBy.map((e) => [e.actor, (e.data as { secrets?: number }).secrets])).toEqual([['cli', 2]]);
+  expect(resumedBy.map((e) => [e.actor, (e.data as { secrets?: number }).secrets])).toEqual([[h.runtime.actor, 2]]);
 });

@@ -50,10 +50,10 @@ async function asOwner<T>(settings: Settings, work: (url: string) => Promise<T>)
 
 export async function apply(ctx: CliContext, options: { file: string; dryRun?: boolean; json?: boolean; rotationMetadata: boolean; deferRotationMetadata?: boolean; allowRemoveAll?: boolean }): Promise<void> {
   const loaded = await loadConfigFile(options.file, ctx.modules);
-  await withRuntime('cli', ctx, async (runtime) => {
+  await withRuntime(ctx, async (runtime) => {
     const { plan, revision } = await applyConfig(runtime, loaded, {
       file: options.file,
-      actor: 'cli',
+      actor: runtime.actor,
       out: ctx.out,
       json: !!options.json,
       dryRun: !!options.dryRun,
@@ -82,7 +82,7 @@ export async function apply(ctx: CliContext, options: { file: string; dryRun?: b
 export async function auditVerify(ctx: CliContext, options: { anchor?: string; json?: boolean }, command: Command): Promise<void> {
   const problem = options.anchor === undefined ? undefined : anchorProblem(options.anchor);
   if (problem) command.error(`rekey audit verify: ${problem}`, { exitCode: 2 });
-  await withRuntime('cli', ctx, async (runtime) => {
+  await withRuntime(ctx, async (runtime) => {
     const result = await verifyAudit(runtime.db, runtime.audit, { anchor: options.anchor });
     if (options.json) ctx.out(JSON.stringify({ ...result, seq: 'seq' in result ? result.seq.toString() : undefined }));
     else if (result.ok) {

@@ -40,7 +40,7 @@ async function read<T>(runtime: Runtime, operationId: string, input: { params?: 
 const short = (iso: string | null) => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-');
 
 export async function history(ctx: CliContext, name: string, options: { limit: number; json?: boolean }): Promise<void> {
-  await withRuntime('cli', ctx, async (runtime) => {
+  await withRuntime(ctx, async (runtime) => {
     const secret = await read<{ versions: Version[] }>(runtime, 'getSecret', { params: { name }, query: { versions: options.limit } });
     const runs = await read<Page<Run>>(runtime, 'listRuns', { query: { secret: name, limit: options.limit } });
     if (options.json) return ctx.out(JSON.stringify({ name, versions: secret.versions, runs: runs.items }, null, 2));
@@ -59,7 +59,7 @@ export async function history(ctx: CliContext, name: string, options: { limit: n
 }
 
 export async function auditLog(ctx: CliContext, name: string | undefined, options: AuditLogOptions): Promise<void> {
-  await withRuntime('cli', ctx, async (runtime) => {
+  await withRuntime(ctx, async (runtime) => {
     const { json, ...query } = options;
     const page = await read<Page<AuditEvent>>(runtime, 'listAuditEvents', { query: { ...query, ...(name ? { secret: name } : {}) } });
     if (json) return ctx.out(JSON.stringify(page, null, 2));

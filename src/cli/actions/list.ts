@@ -15,7 +15,7 @@ interface Summary {
 }
 
 export async function list(ctx: CliContext, options: ListOptions): Promise<void> {
-  await withRuntime('cli', ctx, async (runtime) => {
+  await withRuntime(ctx, async (runtime) => {
     const redisUp = await runtime.connect().then(() => true, () => false);
     const { name, status, limit, after } = options;
     const page = (await readOperation(runtime, 'listSecrets', { query: { name, status, limit, after } })) as { items: Summary[]; next: string | null };

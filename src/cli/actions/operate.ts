@@ -15,7 +15,7 @@ import { withRuntime } from '../with-runtime.js';
 
 export async function rotate(ctx: CliContext, name: string, options: { wait?: boolean; timeout: string; json?: boolean }): Promise<void> {
   const timeoutMs = requireDuration(options.timeout, '--timeout');
-  await withRuntime('cli', ctx, async (runtime) => {
+  await withRuntime(ctx, async (runtime) => {
     await runtime.connect();
     const idempotencyKey = `manual:${randomUUID()}`;
     const result = await requestUntilAnswered(runtime, () => runtime.engine.requestRotation({ secret: name, trigger: 'manual', idempotencyKey }));
@@ -78,7 +78,7 @@ const FAILURES_SHOWN = 100;
 /** A fleet rotation (../fleet.ts); exit 1 when any of its rotations did not succeed. */
 export async function rotateMany(ctx: CliContext, options: RotateOptions): Promise<void> {
   const graceMs = options.grace === undefined ? undefined : requireDuration(options.grace, '--grace');
-  await withRuntime('cli', ctx, async (runtime) => {
+  await withRuntime(ctx, async (runtime) => {
     const selection = { all: options.all ?? false, ...(options.selector === undefined ? {} : { selector: options.selector }), ...(options.store === undefined ? {} : { store: options.store }), ...(options.issuer === undefined ? {} : { issuer: options.issuer }) };
     const result = await rotateFleet(runtime, selection, {
       ...(graceMs === undefined ? {} : { graceMs }),
@@ -102,12 +102,12 @@ export async function rotateMany(ctx: CliContext, options: RotateOptions): Promi
 }
 
 export async function revokeTokens(ctx: CliContext, json: boolean): Promise<void> {
-  const allReported = await withRuntime('cli', ctx, (runtime) => revokeTokensCommand(runtime, process.stdin, ctx.out, json));
+  const allReported = await withRuntime(ctx, (runtime) => revokeTokensCommand(runtime, process.stdin, ctx.out, json));
   if (!allReported) throw new ExitCode(1);
 }
 
 export async function revoke(ctx: CliContext, name: string, version: number, json: boolean): Promise<void> {
-  await withRuntime('cli', ctx, async (runtime) => {
+  await withRuntime(ctx, async (runtime) => {
     await runtime.connect();
     const record = await runtime.engine.revoke(name, version);
     if (json) ctx.out(JSON.stringify({ outcome: record.outcome, versionId: record.versionId }));
@@ -117,7 +117,7 @@ export async function revoke(ctx: CliContext, name: string, version: number, jso
 
 export async function decommission(ctx: CliContext, name: string, options: { wait?: boolean; timeout: string; json?: boolean }): Promise<void> {
   const timeoutMs = requireDuration(options.timeout, '--timeout');
-  await withRuntime('cli', ctx, async (runtime) => {
+  await withRuntime(ctx, async (runtime) => {
     await runtime.connect();
     const versions = await runtime.engine.decommission(name);
     const numbers = versions.map((v) => `v${v.number}`).join(', ') || 'none';
@@ -130,7 +130,7 @@ export async function decommission(ctx: CliContext, name: string, options: { wai
 }
 
 export async function status(ctx: CliContext, name: string | undefined, options: { json?: boolean; versions: number; limit: number; after?: string }): Promise<void> {
-  await withRuntime('cli', ctx, async (runtime) => {
+  await withRuntime(ctx, async (runtime) => {
     const redisUp = await runtime.connect().then(() => true, () => false);
     // One secret more than the page: whether there is a next one.
     const [rows, total] = await Promise.all([

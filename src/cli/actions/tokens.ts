@@ -5,16 +5,16 @@ import type { CliContext } from '../context.js';
 import { withRuntime } from '../with-runtime.js';
 
 export async function create(ctx: CliContext, options: { name: string; scope: string[]; ttl?: string; json?: boolean }): Promise<void> {
-  await withRuntime('cli', ctx, async (runtime) => {
+  await withRuntime(ctx, async (runtime) => {
     const ttlMs = options.ttl === undefined ? undefined : parseDuration(options.ttl);
-    const { token: value, info } = await createToken(runtime.db, runtime.audit, { name: options.name, scopes: options.scope, actor: 'cli', ...(ttlMs === undefined ? {} : { ttlMs }) });
+    const { token: value, info } = await createToken(runtime.db, runtime.audit, { name: options.name, scopes: options.scope, actor: runtime.actor, ...(ttlMs === undefined ? {} : { ttlMs }) });
     if (options.json) ctx.out(JSON.stringify({ token: value, name: info.name, scopes: info.scopes, expiresAt: info.expiresAt?.toISOString() ?? null }));
     else ctx.out(`${value}\n(token ${info.name}: ${info.scopes.join(' ')}${info.expiresAt ? `, expires ${info.expiresAt.toISOString()}` : ''}; shown once, store it now)`);
   });
 }
 
 export async function list(ctx: CliContext, options: { json?: boolean }): Promise<void> {
-  await withRuntime('cli', ctx, async (runtime) => {
+  await withRuntime(ctx, async (runtime) => {
     const tokens = await listTokens(runtime.db);
     if (options.json) return ctx.out(JSON.stringify(tokens, null, 2));
     if (!tokens.length) return ctx.out('No API tokens. Create one with `rekey token create --name NAME --scope read`.');
@@ -27,8 +27,8 @@ export async function list(ctx: CliContext, options: { json?: boolean }): Promis
 }
 
 export async function revoke(ctx: CliContext, name: string): Promise<void> {
-  await withRuntime('cli', ctx, async (runtime) => {
-    const revoked = await revokeToken(runtime.db, runtime.audit, name, 'cli');
+  await withRuntime(ctx, async (runtime) => {
+    const revoked = await revokeToken(runtime.db, runtime.audit, name, runtime.actor);
     ctx.out(revoked ? `Revoked token ${name}.` : `Token ${name} was already revoked.`);
   });
 }

@@ -35,7 +35,7 @@ export function registerHistoryCommands(program: Command, audit: Command, ctx: C
     .description("Audit events, newest first (a secret's, when NAME is given), filtered by action, actor and time")
     .argument('[name]')
     .option('--action <action>', 'only this action (run.finished, version.revoked, api.rotateSecret, ...)')
-    .option('--actor <actor>', 'only this actor (cli, worker, token:NAME, leak/github/...)')
+    .option('--actor <actor>', 'only this actor (cli:USER, token:NAME, oidc:ISSUER#SUBJECT, worker, leak/github/...); a kind alone (cli, token, oidc) finds every actor of it')
     .option('--since <time>', 'events at or after this date or date-time', instant)
     .option('--until <time>', 'events before this date or date-time', instant)
     .option('--limit <n>', 'events per page (up to 500)', positiveInt, 50)
