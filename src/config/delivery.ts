@@ -46,7 +46,7 @@ const grant = z
     value: z
       .object({
         secret: z.string().describe('A managed secret whose current value the subjects may read (GET /v1/secrets/{name})'),
-        ttl: durationSchema('5m').describe('How long a client may use a value before asking again; never past the next scheduled rotation'),
+        ttl: durationSchema('5m').describe("How long a client may use a value before asking again; never past the next scheduled rotation; at most the secret's grace"),
       })
       .strict()
       .optional()
