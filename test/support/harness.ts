@@ -130,8 +130,14 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
     },
     childEnv: () => ({ ...process.env, ...shared, LOG_LEVEL: 'info' }),
     async stop() {
-      if (serving) await serving.stop();
-      else await runtime.close();
+      // A stop that hangs ends as a hook timeout, which shows none of the harness's log: its last lines, while it waits.
+      const slow = setTimeout(() => process.stderr.write(`harness ${options.label}: stop() still waiting after 20 s; last log lines:\n${logs.slice(-30).join('\n')}\n`), 20_000);
+      try {
+        if (serving) await serving.stop();
+        else await runtime.close();
+      } finally {
+        clearTimeout(slow);
+      }
       await env.cleanup();
       // Every test that runs rekey in process checks its log lines this way too.
       const repeated = linesWithRepeatedFields(logs);
