@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ensureDatabase, listMigrations, migrate } from '../../src/db/migrate.js';
-import { freePort } from '../support/gateways/process.js';
+import { CLOSED_PORT } from '../support/closed-port.js';
 import { journal } from '../support/memory-provider.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { kill, runRekey, spawnRekey } from '../support/processes.js';
@@ -199,12 +199,11 @@ describe('exit codes', () => {
 describe('where is my database', () => {
   let h: Harness;
   let env: NodeJS.ProcessEnv;
-  let closed: number;
+  const closed = CLOSED_PORT;
   beforeAll(async () => {
     h = await startHarness({ label: 'where-db', workers: false });
     env = h.childEnv();
     await h.apply(secretWith('{ cron: "0 3 * * *" }'));
-    closed = await freePort();
   });
   afterAll(() => h.stop());
 

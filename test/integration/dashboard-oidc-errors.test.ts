@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { adminApiRoutes } from '../../src/api/routes.js';
 import { dashboardRoutes, SIGN_IN_STARTS } from '../../src/dashboard/routes.js';
+import { CLOSED_PORT } from '../support/closed-port.js';
 import { testRedis } from '../support/redis.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { memoryConfig } from '../support/memory-provider.js';
@@ -23,7 +24,7 @@ beforeAll(async () => {
     const issuer = `http://127.0.0.1:${(idp.address() as AddressInfo).port}`;
     if (request.url !== '/.well-known/openid-configuration') return void response.writeHead(404).end();
     response.writeHead(200, { 'content-type': 'application/json' }).end(
-      JSON.stringify({ issuer, authorization_endpoint: `${issuer}/auth`, token_endpoint: 'http://127.0.0.1:1/token', jwks_uri: `${issuer}/jwks` }),
+      JSON.stringify({ issuer, authorization_endpoint: `${issuer}/auth`, token_endpoint: `http://127.0.0.1:${CLOSED_PORT}/token`, jwks_uri: `${issuer}/jwks` }),
     );
   });
   await new Promise<void>((resolve) => idp.listen(0, '127.0.0.1', resolve));

@@ -7,7 +7,6 @@
  * the refusal, since that issuer might have vouched for it; one that does not claim it is refused. Before, the first authenticator's failure answered 503 to
  * everyone: an outage of a CI system's issuer stopped every mobile app's token exchange.
  */
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { startAgent, type AgentLogEvent } from '../../src/agent/agent.js';
 import { createClient, type ClientLogEvent } from '../../src/client/index.js';
@@ -15,6 +14,7 @@ import { UNAVAILABLE_RETRY_AFTER_S } from '../../src/delivery/context.js';
 import { deliveryRoutes, GRANT_TYPE, JWT_TOKEN_TYPE } from '../../src/delivery/routes.js';
 import type { Admission } from '../../src/http/admission.js';
 import { agentOptions } from '../support/agent.js';
+import { CLOSED_PORT } from '../support/closed-port.js';
 import { attestationToken, exchange, REFUSED, DELIVERY_KEYS } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { until } from '../support/poll.js';
@@ -25,18 +25,9 @@ let ciIssuer: string;
 /** The server's admission, whose failed() counts a source's failed authentications. */
 let admission: Admission | undefined;
 
-/** A port nothing listens on: taken, then given back. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 beforeAll(async () => {
   h = await startHarness({ label: 'delivery-auth-down', routes: [deliveryRoutes, (_app, _runtime, shared) => void (admission = shared.admission)] });
-  ciIssuer = `http://127.0.0.1:${await closedPort()}`;
+  ciIssuer = `http://127.0.0.1:${CLOSED_PORT}`;
   await h.apply(`
 ${DELIVERY_KEYS}
   ci-value: { store: { provider: vault }, issuer: { type: random } }

@@ -7,11 +7,11 @@
  * nothing but codes and numbers in what the logger hook receives.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createClient, RekeyClientError, type ClientLogEvent, type RetryPolicy, type SecretChange } from '../../src/client/index.js';
 import { deliveryRoutes } from '../../src/delivery/routes.js';
 import { jwksRoutes } from '../../src/jwks/routes.js';
+import { CLOSED_PORT } from '../support/closed-port.js';
 import { ACCESS_TOKEN_TYPE, currentVersion, storedValue, verifyServed } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { TcpFront } from '../support/tcp-front.js';
@@ -136,7 +136,7 @@ it('reads a value, caches it, and drops it when the change stream reports a rota
 }, 120_000);
 
 it('retries through a network outage with backoff, and does not retry a refused credential', async () => {
-  const dead = await deadPort();
+  const dead = CLOSED_PORT;
   const c = client(billingKey, { url: `http://127.0.0.1:${front.port}` });
   front.repoint(dead, { cut: true });
   const from = logs.length;
@@ -211,11 +211,3 @@ it('gives its logger codes and numbers only: no key, token or value', () => {
   }
 });
 
-/** A loopback port nothing listens on. */
-async function deadPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}

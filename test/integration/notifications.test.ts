@@ -15,6 +15,7 @@ import { notice, rotationGaveUp } from '../../src/core/notify.js';
 import { createDb } from '../../src/db/client.js';
 import { OutboxNotifier } from '../../src/db/outbox.js';
 import { raiseRotationsDue } from '../../src/notify/due.js';
+import { CLOSED_PORT } from '../support/closed-port.js';
 import { dumpRedis } from '../support/dumps.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { runSql } from '../support/isolation.js';
@@ -153,8 +154,8 @@ describe('notifications', () => {
   });
 
   it('a rotation.failed that cannot be recorded leaves the run at rollback; driving it again raises it', async () => {
-    // A real outbox on a PostgreSQL that is not there (nothing listens on port 1): writing the notice fails.
-    const nowhere = createDb('postgresql://postgres@127.0.0.1:1/none', 1);
+    // A real outbox on a PostgreSQL that is not there: writing the notice fails.
+    const nowhere = createDb(`postgresql://postgres@127.0.0.1:${CLOSED_PORT}/none`, 1);
     try {
       const cut = new Engine({ ...h.runtime.engine.deps, notifier: new OutboxNotifier(nowhere) });
       const { repo } = h.runtime.engine.deps;
