@@ -57,6 +57,10 @@ export async function benchEnvironment(label: string): Promise<BenchEnvironment>
  * whose arguments touch keys under a prefix, in all and by name (a script by the name it was
  * defined with), and the round trips they took: a command on its own is one, a pipeline or
  * MULTI (its commands written together) one in all. Client-side, because MONITOR cannot keep up.
+ * It runs in the measured worker processes, whose CPU the rotation bench reports: a Buffer
+ * argument (BullMQ's packed job data) is searched as bytes, not decoded to a string first, and a
+ * SHA1 no defined script has (the change feed's EVALSHA) is remembered as `evalsha`, not looked
+ * up again in every script of the client at each call.
  */
 export function countCommands(prefix: string): { count(): number; roundTrips(): number; byName(): Record<string, number>; stop(): void } {
   // eslint-disable-next-line @typescript-eslint/unbound-method -- wrapped and restored below, always called with its client
@@ -71,14 +75,19 @@ export function countCommands(prefix: string): { count(): number; roundTrips(): 
     if (command.name !== 'evalsha') return command.name;
     const sha = String(command.args[0]);
     let known = scripts.get(client);
-    if (!known?.has(sha)) {
+    let name = known?.get(sha);
+    if (name === undefined) {
+      if (!known) scripts.set(client, (known = new Map<string, string>()));
       const defined = (client as unknown as { scriptsSet: Record<string, { sha: string }> }).scriptsSet;
-      scripts.set(client, (known = new Map(Object.entries(defined).map(([name, script]) => [script.sha, name]))));
+      for (const [defines, script] of Object.entries(defined)) known.set(script.sha, defines);
+      name = known.get(sha) ?? 'evalsha';
+      known.set(sha, name);
     }
-    return known.get(sha) ?? 'evalsha';
+    return name;
   };
+  const touches = (a: unknown) => (typeof a === 'string' ? a.includes(prefix) : Buffer.isBuffer(a) ? a.includes(prefix) : String(a).includes(prefix));
   Redis.prototype.sendCommand = function (this: Redis, command, stream) {
-    if (command.args.some((a) => (typeof a === 'string' ? a : String(a)).includes(prefix))) {
+    if (command.args.some(touches)) {
       count += 1;
       const name = nameOf(this, command);
       names.set(name, (names.get(name) ?? 0) + 1);
@@ -117,24 +126,33 @@ export function countStatements(): { count(): number; byName(): Record<string, n
   const names = new Map<string, number>();
   const trips = new Map<string, number>();
   const control = /^\s*(BEGIN|COMMIT|ROLLBACK|START TRANSACTION)\b/i;
-  /** A named statement by its name, any other by its first words (Prisma's are unnamed), or transaction control by its word. */
+  /**
+   * A named statement by its name, any other by its first words (Prisma's are unnamed), or
+   * transaction control by its word; `kind` is how a round trip lists it. Worked out once per
+   * name (one text per name) or text: this runs in the measured worker processes, at every query.
+   */
+  const known = new Map<string, { name: string; control: boolean; kind: string }>();
   const nameOf = (query: { text?: string; name?: string } | string | undefined) => {
     const text = typeof query === 'string' ? query : query?.text;
     if (typeof text !== 'string') return undefined;
-    const word = control.exec(text)?.[1];
-    if (word) return { name: word.toUpperCase(), control: true };
-    return { name: (typeof query === 'object' && query.name) || text.replace(/\s+/g, ' ').slice(0, 60), control: false };
+    const key = (typeof query === 'object' && query.name) || text;
+    let named = known.get(key);
+    if (!named) {
+      const word = control.exec(text)?.[1];
+      const name = word ? word.toUpperCase() : (typeof query === 'object' && query.name) || text.replace(/\s+/g, ' ').slice(0, 60);
+      known.set(key, (named = { name, control: !!word, kind: name.replace(/^rekey_/, '') }));
+    }
+    return named;
   };
   const count = (query: { text?: string; name?: string } | string | undefined) => {
     const named = nameOf(query);
     if (named && !named.control) names.set(named.name, (names.get(named.name) ?? 0) + 1);
-    return named?.name;
+    return named?.kind ?? '?';
   };
   pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
     const query = args[0] as { text?: string; name?: string; queries?: Array<{ text: string; name: string }> } | string | undefined;
     // A batch (src/db/batch.ts) by its statements.
-    const carried = typeof query === 'object' && query.queries ? query.queries.map(count) : [count(query)];
-    const kind = carried.map((name) => name?.replace(/^rekey_/, '') ?? '?').join('+');
+    const kind = typeof query === 'object' && query.queries ? query.queries.map(count).join('+') : count(query);
     trips.set(kind, (trips.get(kind) ?? 0) + 1);
     return (original as (...a: unknown[]) => unknown).apply(this, args);
   } as typeof original;
