@@ -167,7 +167,6 @@ export function signingKeyIssues(
   return issues;
 }
 
-
 /**
  * Value grants whose `ttl` is longer than their secret's grace. A caller may keep a value for its
  * ttl; the answer's expiry is bounded by the next *scheduled* rotation, but a rotation off the
