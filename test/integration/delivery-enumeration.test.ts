@@ -12,7 +12,7 @@ import type { Admission } from '../../src/http/admission.js';
 import type { RouteModule } from '../../src/http/server.js';
 import { deliveryRoutes } from '../../src/delivery/routes.js';
 import { GRANT_TYPE, JWT_TOKEN_TYPE } from '../../src/delivery/routes.js';
-import { attestationToken, DELIVERY_KEYS } from '../support/delivery.js';
+import { attestationToken, appDelivery } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
 let h: Harness;
@@ -23,17 +23,9 @@ const spying: RouteModule = (_app, _runtime, shared) => {
 
 beforeAll(async () => {
   h = await startHarness({ label: 'delivery-enum', routes: [deliveryRoutes, spying] });
-  await h.apply(`
-${DELIVERY_KEYS}
-  payments-api-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ } }
-delivery:
-  issuer: https://rekey.test
-  authenticators:
-    app: { type: attestation-jwt, secret: app-attestation, audience: rekey }
-  grants:
-    mobile: { authenticator: app, subjects: ["app:*"], token: { signingKey: api-signing, audience: api.example.com, ttl: 5m } }
-    payments: { authenticator: app, subjects: ["app:*"], value: { secret: payments-api-key, ttl: 5m } }
-`);
+  await h.apply(appDelivery(`  payments-api-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ } }
+`, `    payments: { authenticator: app, subjects: ["app:*"], value: { secret: payments-api-key, ttl: 5m } }
+`));
   for (const secret of ['app-attestation', 'api-signing', 'payments-api-key']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
 }, 120_000);
 afterAll(() => h?.stop());

@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { rekey } from '../support/cli.js';
 import { startHarness, type Harness } from '../support/harness.js';
-import { DELIVERY_KEYS } from '../support/delivery.js';
+import { appDelivery } from '../support/delivery.js';
 
 let h: Harness;
 let env: NodeJS.ProcessEnv;
@@ -17,18 +17,10 @@ let env: NodeJS.ProcessEnv;
 beforeAll(async () => {
   h = await startHarness({ label: 'rv-mass-fleet-grace', workers: false });
   env = { DATABASE_URL: h.env.databaseUrl, REDIS_URL: h.env.redisUrl, REKEY_QUEUE_PREFIX: h.env.prefix };
-  await h.apply(`
-${DELIVERY_KEYS}
-  payments-api-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ } }
+  await h.apply(appDelivery(`  payments-api-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ } }
   ledger-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_led_ } }
-delivery:
-  issuer: https://rekey.test
-  authenticators:
-    app: { type: attestation-jwt, secret: app-attestation, audience: rekey }
-  grants:
-    mobile: { authenticator: app, subjects: ["app:*"], token: { signingKey: api-signing, audience: api.example.com, ttl: 5m } }
-    ledger: { authenticator: app, subjects: ["app:*"], value: { secret: ledger-key, ttl: 5m } }
-`);
+`, `    ledger: { authenticator: app, subjects: ["app:*"], value: { secret: ledger-key, ttl: 5m } }
+`));
 }, 120_000);
 afterAll(() => h?.stop());
 

@@ -15,7 +15,7 @@ import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JS
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { deliveryRoutes } from '../../src/delivery/routes.js';
 import { jwksRoutes } from '../../src/jwks/routes.js';
-import { attestationToken, currentVersion, exchange, servedJwks, DELIVERY_KEYS } from '../support/delivery.js';
+import { attestationToken, currentVersion, exchange, servedJwks, appDelivery } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
 let h: Harness;
@@ -24,15 +24,7 @@ const MAX_AGE_S = 5;
 
 beforeAll(async () => {
   h = await startHarness({ label: 'jwks-overlap', routes: [deliveryRoutes, jwksRoutes], settings: { REKEY_JWKS_MAX_AGE: `${MAX_AGE_S}s` } });
-  await h.apply(`
-${DELIVERY_KEYS}
-delivery:
-  issuer: https://rekey.test
-  authenticators:
-    app: { type: attestation-jwt, secret: app-attestation, audience: rekey }
-  grants:
-    mobile: { authenticator: app, subjects: ["app:*"], token: { signingKey: api-signing, audience: api.example.com, ttl: 5m } }
-`);
+  await h.apply(appDelivery());
   for (const secret of ['app-attestation', 'api-signing']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
 }, 120_000);
 

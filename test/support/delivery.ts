@@ -18,6 +18,21 @@ secrets:
   app-attestation: { store: { provider: vault }, issuer: { type: hmac-key }, grace: 1h }
   api-signing: { store: { provider: vault }, issuer: { type: jwt-signing-key, alg: ES256 }, grace: 10m }`;
 
+/**
+ * DELIVERY_KEYS with `secrets` added, and a delivery section where attested apps (`app:*`) get
+ * api-signing's tokens for api.example.com (grant `mobile`), plus `grants` (lines indented as grants).
+ */
+export function appDelivery(secrets = '', grants = ''): string {
+  return `${DELIVERY_KEYS}
+${secrets}delivery:
+  issuer: https://rekey.test
+  authenticators:
+    app: { type: attestation-jwt, secret: app-attestation, audience: rekey }
+  grants:
+    mobile: { authenticator: app, subjects: ["app:*"], token: { signingKey: api-signing, audience: api.example.com, ttl: 5m } }
+${grants}`;
+}
+
 /** The one answer to every invalid subject token. */
 export const REFUSED = { status: 400, body: { error: 'invalid_request', error_description: 'the subject token is not valid' } };
 
