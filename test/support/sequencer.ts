@@ -2,7 +2,7 @@
  * Longest files first within each group. Without vitest's cache (a fresh clone, as in CI) its
  * order is the largest file first, so a two-minute file could start when most others were
  * done and keep the run waiting on it alone. Seconds per file come from
- * test/support/durations.json, recorded by a whole run with REKEY_RECORD_DURATIONS=1
+ * test/support/durations.json, recorded by a run with REKEY_RECORD_DURATIONS=1
  * (summary-reporter.ts); files it does not name run after those it does, largest first.
  */
 import { readFileSync } from 'node:fs';

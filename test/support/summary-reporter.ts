@@ -1,7 +1,7 @@
 // Prints the plain `N passed, N failed` line CI reads, after vitest's own summary.
 // A file that fails to load and an unhandled error each count as one failure.
 // With REKEY_RECORD_DURATIONS=1 it also records each file's seconds for sequencer.ts.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { Reporter, SerializedError, TestModule } from 'vitest/node';
 import { DURATIONS_FILE, durationKey } from './sequencer.js';
 
@@ -28,10 +28,15 @@ export default class SummaryReporter implements Reporter {
   }
 }
 
+/** Each file run replaces its own entry (dropped under RECORDED_FROM_S); files not run keep theirs, so a partial run is safe. */
 function record(modules: ReadonlyArray<TestModule>): void {
-  const seconds = modules
-    .map((m) => [durationKey(m.project.name, m.relativeModuleId), Math.round(m.diagnostic().duration / 100) / 10] as const)
-    .filter(([, s]) => s >= RECORDED_FROM_S)
-    .sort(([a], [b]) => (a < b ? -1 : 1));
-  writeFileSync(DURATIONS_FILE, `${JSON.stringify(Object.fromEntries(seconds), null, 2)}\n`);
+  const seconds = JSON.parse(readFileSync(DURATIONS_FILE, 'utf8')) as Record<string, number>;
+  for (const m of modules) {
+    const key = durationKey(m.project.name, m.relativeModuleId);
+    const s = Math.round(m.diagnostic().duration / 100) / 10;
+    if (s >= RECORDED_FROM_S) seconds[key] = s;
+    else delete seconds[key];
+  }
+  const sorted = Object.entries(seconds).sort(([a], [b]) => (a < b ? -1 : 1));
+  writeFileSync(DURATIONS_FILE, `${JSON.stringify(Object.fromEntries(sorted), null, 2)}\n`);
 }
