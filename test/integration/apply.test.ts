@@ -11,6 +11,9 @@ import { rekey } from '../support/cli.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { secretSchedulers } from '../support/redis.js';
 
+// wall-clock schedules: the harness runs no workers and no rekey process here starts one, so a pattern
+// that comes due leaves a delayed job in Redis and rotates nothing; these tests read plans, rows and
+// schedulers' settings, never jobs.
 let h: Harness;
 let env: NodeJS.ProcessEnv;
 const dir = mkdtempSync(join(tmpdir(), 'rekey-apply-'));

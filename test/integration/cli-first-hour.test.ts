@@ -12,6 +12,7 @@ import { journal } from '../support/memory-provider.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { kill, runRekey, spawnRekey } from '../support/processes.js';
 import { scanKeys, testRedis } from '../support/redis.js';
+import { laterSchedule } from '../support/schedules.js';
 import { DATABASE_URL, databaseUrl } from '../support/services.js';
 import pg from 'pg';
 
@@ -25,6 +26,9 @@ function file(yaml: string): string {
   writeFileSync(path, yaml);
   return path;
 }
+// wall-clock schedules: the one daily pattern left ("0 0 12 * * *") goes to `apply --dry-run` only, which makes no scheduler.
+// Every applied schedule is first due 12 hours from now, so no process of this file sees one fire.
+const later = laterSchedule();
 const secretWith = (schedule: string) => `
 providers:
   vault: { type: local }
@@ -54,7 +58,7 @@ describe('rekey against a database', () => {
   });
 
   it('apply without REKEY_AUDIT_KEY: exit 1 with one line naming it, no plan that reads as applied', async () => {
-    const result = await runRekey(['apply', '-f', file(secretWith('{ cron: "0 3 * * *" }'))], { ...env, REKEY_AUDIT_KEY: '' });
+    const result = await runRekey(['apply', '-f', file(secretWith(`{ cron: "${later.cron}" }`))], { ...env, REKEY_AUDIT_KEY: '' });
     expect(result.code).toBe(1);
     expect(result.stdout).toBe('');
     expect(result.stderr).toMatch(/^rekey: REKEY_AUDIT_KEY is not set[^\n]*\n$/);
@@ -72,7 +76,7 @@ describe('rekey against a database', () => {
   });
 
   it('the plan covers every section (removing leaks: shows its receivers removed), and --dry-run changes nothing anywhere', async () => {
-    const withLeaks = `${secretWith('{ cron: "0 3 * * *" }')}
+    const withLeaks = `${secretWith(`{ cron: "${later.cron}" }`)}
 leaks:
   gitguardian: { token: "\${env:GG_TOKEN}" }
 env:
@@ -96,7 +100,7 @@ env:
       }
     };
     const before = await state();
-    const without = file(secretWith('{ cron: "0 3 * * *" }'));
+    const without = file(secretWith(`{ cron: "${later.cron}" }`));
     const dry = await runRekey(['apply', '-f', without, '--dry-run'], env);
     expect(dry.code).toBe(0);
     expect(dry.stdout).toContain('  - leaks.gitguardian (its webhook will answer 404)\n');
@@ -203,13 +207,13 @@ describe('where is my database', () => {
   beforeAll(async () => {
     h = await startHarness({ label: 'where-db', workers: false });
     env = h.childEnv();
-    await h.apply(secretWith('{ cron: "0 3 * * *" }'));
+    await h.apply(secretWith(`{ cron: "${later.cron}" }`));
   });
   afterAll(() => h.stop());
 
   it('PostgreSQL unreachable: one line with where and what to check, the password masked', async () => {
     const url = `postgresql://rekey:hunter2@127.0.0.1:${closed}/rekey`;
-    for (const args of [['status'], ['rotate', 'k'], ['apply', '-f', file(secretWith('{ cron: "0 3 * * *" }'))]]) {
+    for (const args of [['status'], ['rotate', 'k'], ['apply', '-f', file(secretWith(`{ cron: "${later.cron}" }`))]]) {
       const result = await runRekey(args, { ...env, DATABASE_URL: url });
       expect(result.code).toBe(1);
       expect(result.stderr).toBe(`rekey: cannot reach PostgreSQL at 127.0.0.1:${closed} (ECONNREFUSED): is it running? DATABASE_URL=postgresql://rekey:***@127.0.0.1:${closed}/rekey\n`);
@@ -237,7 +241,7 @@ describe('where is my database', () => {
   });
 
   it('a DATABASE_URL that is no URL (a # in its password not percent-encoded): one line naming it, no Prisma dump, no password', async () => {
-    for (const [name, args] of [['DATABASE_URL', ['status']], ['DATABASE_URL', ['apply', '-f', file(secretWith('{ cron: "0 3 * * *" }')), '--dry-run']], ['REKEY_MIGRATE_DATABASE_URL', ['migrate']]] as const) {
+    for (const [name, args] of [['DATABASE_URL', ['status']], ['DATABASE_URL', ['apply', '-f', file(secretWith(`{ cron: "${later.cron}" }`)), '--dry-run']], ['REKEY_MIGRATE_DATABASE_URL', ['migrate']]] as const) {
       const result = await runRekey([...args], { ...env, [name]: `postgresql://rekey:hun#ter2@127.0.0.1:${closed}/rekey` });
       expect(result.code).toBe(1);
       expect(result.stdout).toBe('');

@@ -12,9 +12,12 @@ import { deliveryRoutes } from '../../src/delivery/routes.js';
 import { attestationToken, currentVersion, storedValue } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { runRekey } from '../support/processes.js';
+import { laterSchedule } from '../support/schedules.js';
 import { openStream, type StreamEvent } from '../support/sse.js';
 
 let h: Harness;
+// Due first 12 hours from now, inside the grant's 24-hour ttl: the expiry it bounds shows, and it never fires during the run.
+const daily = laterSchedule({ hours: 12, every: 'day' });
 beforeAll(async () => {
   h = await startHarness({ label: 'delivery-values', routes: [deliveryRoutes] });
   await h.apply(`
@@ -29,10 +32,10 @@ secrets:
     store: { provider: vault }
     issuer: { type: random, prefix: rk_pay_ }
     grace: 1h
-  hourly-key:
+  daily-key:
     store: { provider: vault }
-    issuer: { type: random, prefix: rk_hour_ }
-    schedule: { cron: "0 * * * *" }
+    issuer: { type: random, prefix: rk_day_ }
+    schedule: { cron: "${daily.cron}" }
   other-key:
     store: { provider: vault }
     issuer: { type: random, prefix: rk_other_ }
@@ -48,11 +51,11 @@ delivery:
       authenticator: app
       subjects: ["app:com.example.*"]
       value: { secret: payments-api-key, ttl: 5m }
-    # A subject of its own: the hourly cron's rotations reach no other test's stream.
-    hourly:
+    # A subject of its own, for the secret with a schedule.
+    daily:
       authenticator: app
-      subjects: ["app:hourly"]
-      value: { secret: hourly-key, ttl: 24h }
+      subjects: ["app:daily"]
+      value: { secret: daily-key, ttl: 24h }
     burst:
       authenticator: app
       subjects: ["app:burst-*"]
@@ -63,7 +66,7 @@ delivery:
       value: { secret: leaked-key }
   rateLimit: { max: 20, window: 10m }
 `);
-  for (const secret of ['app-attestation', 'payments-api-key', 'hourly-key', 'other-key', 'leaked-key']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
+  for (const secret of ['app-attestation', 'payments-api-key', 'daily-key', 'other-key', 'leaked-key']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
 }, 120_000);
 afterAll(() => h.stop());
 
@@ -109,12 +112,9 @@ it('answers 304 to a poll that holds the current version, reading and auditing n
 });
 
 it('bounds the expiry by the next scheduled rotation', async () => {
-  const nextHour = (at: Date) => new Date(at).setUTCMinutes(60, 0, 0);
-  const before = nextHour(new Date());
-  const answer = await get('hourly-key', await attestation('app:hourly'));
+  const answer = await get('daily-key', await attestation('app:daily'));
   expect(answer.status).toBe(200);
-  // The hour may turn during the request.
-  expect([before, nextHour(new Date())]).toContain(Date.parse(answer.body!.expiresAt as string));
+  expect(answer.body!.expiresAt).toBe(daily.next.toISOString());
 });
 
 it('refuses other subjects (403), missing and invalid credentials (401), and secrets the subject has no grant for', async () => {

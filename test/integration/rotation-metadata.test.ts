@@ -17,10 +17,18 @@ import { housekeepingCron } from '../../src/housekeeping.js';
 import { GCP_PROJECT, startCloudFakes, type CloudFakes } from '../events/cloud-fakes.js';
 import { childArgs } from '../support/children.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { laterSchedule } from '../support/schedules.js';
 
 const TOPIC = `projects/${GCP_PROJECT}/topics/rekey-rotations`;
 const id = randomUUID().slice(0, 8);
 const names = { gcp: `rekey-meta-${id}`, aws: `rekey-meta/${id}`, conflicted: `rekey-meta/conflicted-${id}` };
+// Weekly and daily patterns first due hours from now: the harness runs workers, and a firing would rotate these secrets mid-test.
+const [weekly, daily, changed, changedAgain] = [
+  laterSchedule({ hours: 12 }).cron,
+  laterSchedule({ hours: 13, every: 'day' }).cron,
+  laterSchedule({ hours: 14 }).cron,
+  laterSchedule({ hours: 15 }).cron,
+];
 
 let h: Harness;
 let fakes: CloudFakes;
@@ -33,16 +41,16 @@ secrets:
   gcp-${id}:
     store: { provider: gcp, name: ${names.gcp}, topic: ${TOPIC} }
     issuer: { type: random }
-${schedule ? '    schedule: { cron: "0 3 * * 1", timezone: UTC }' : ''}
+${schedule ? `    schedule: { cron: "${weekly}", timezone: UTC }` : ''}
   aws-${id}:
     store: { provider: aws, name: ${names.aws} }
     issuer: { type: random }
     grace: 2h
-${schedule ? '    schedule: { cron: "0 3 * * 1", timezone: UTC }' : ''}
+${schedule ? `    schedule: { cron: "${weekly}", timezone: UTC }` : ''}
   conflicted-${id}:
     store: { provider: aws, name: ${names.conflicted} }
     issuer: { type: random }
-${schedule ? '    schedule: { cron: "0 4 * * *", timezone: UTC }' : ''}
+${schedule ? `    schedule: { cron: "${daily}", timezone: UTC }` : ''}
 `;
 
 async function apply(text: string, ...flags: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -86,7 +94,7 @@ describe('rekey apply: rotation metadata', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain('Applied as config revision');
     expect(result.stdout).toMatch(new RegExp(`rotation metadata gcp-${id}: Secret Manager rotation every 7d, next .*Z, topics ${TOPIC}`));
-    expect(result.stdout).toContain(`rotation metadata aws-${id}: tagged rekey:schedule="0 3 * * 1 UTC"`);
+    expect(result.stdout).toContain(`rotation metadata aws-${id}: tagged rekey:schedule="${weekly} UTC"`);
     expect(result.stdout).toMatch(new RegExp(`! rotation metadata conflicted-${id} not updated: REKEY_ERR_INVALID.*function:legacy-rotator`));
 
     const gcp = fakes.gcp.model.secrets.get(names.gcp)!;
@@ -94,7 +102,7 @@ describe('rekey apply: rotation metadata', () => {
     expect(gcp.rotation?.periodSeconds).toBe(7 * 86_400);
     expect(Object.fromEntries(fakes.aws.model.secrets.get(names.aws)!.tags)).toEqual({
       [ROTATION_TAGS.rotatedBy]: 'rekey',
-      [ROTATION_TAGS.schedule]: '0 3 * * 1 UTC',
+      [ROTATION_TAGS.schedule]: `${weekly} UTC`,
       [ROTATION_TAGS.grace]: '2h',
     });
     // The refusal did not undo the apply: every secret is managed.
@@ -118,7 +126,7 @@ describe('rekey apply: rotation metadata', () => {
   });
 
   const flaky = { gcp: `rekey-flaky-${id}`, aws: `rekey-flaky/${id}` };
-  const flakyConfig = (cron = '0 3 * * 1') => `
+  const flakyConfig = (cron = weekly) => `
 providers:
 ${fakes.providers}
 secrets:
@@ -172,23 +180,23 @@ secrets:
     await h.runtime.housekeeping.runNow('rotation-metadata');
     expect(await pending()).toEqual({ [`flaky-aws-${id}`]: null, [`flaky-gcp-${id}`]: null });
     expect(Object.keys(tags()).sort()).toEqual(Object.values(ROTATION_TAGS).sort());
-    expect(tags()[ROTATION_TAGS.schedule]).toBe('0 3 * * 1 UTC');
+    expect(tags()[ROTATION_TAGS.schedule]).toBe(`${weekly} UTC`);
     expect(h.logs.some((line) => line.includes('rotation metadata written on retry') && line.includes(`flaky-aws-${id}`))).toBe(true);
     expect(formatStatus(await secretStatus(h.runtime, `flaky-aws-${id}`))).not.toContain('rotation metadata');
     expect((await apply(flakyConfig())).stdout).not.toContain('rotation metadata');
 
-    const skipped = await apply(flakyConfig('0 5 * * 1'), '--no-rotation-metadata');
+    const skipped = await apply(flakyConfig(changed), '--no-rotation-metadata');
     expect(skipped.stdout).toContain('Applied as config revision');
     expect(skipped.stdout).not.toContain('rotation metadata');
     expect(await pending()).toEqual({ [`flaky-aws-${id}`]: null, [`flaky-gcp-${id}`]: null });
-    expect(tags()[ROTATION_TAGS.schedule]).toBe('0 3 * * 1 UTC');
+    expect(tags()[ROTATION_TAGS.schedule]).toBe(`${weekly} UTC`);
   });
 
   it('--defer-rotation-metadata (Helm\'s hook, which has no cloud identity) marks the writes and makes none: the workers do', async () => {
     // Refused from now on: a write the apply made would be reported, and recorded as DENIED.
     fakes.gcp.deny('UpdateSecret');
     fakes.aws.deny('TagResource');
-    const deferred = await apply(flakyConfig('0 6 * * 1'), '--defer-rotation-metadata');
+    const deferred = await apply(flakyConfig(changedAgain), '--defer-rotation-metadata');
     expect(deferred.code, deferred.stderr).toBe(0);
     expect(deferred.stdout).toContain('Applied as config revision');
     expect(deferred.stdout).not.toContain('rotation metadata');
@@ -198,6 +206,6 @@ secrets:
     fakes.aws.allow('TagResource');
     await h.runtime.housekeeping.runNow('rotation-metadata');
     expect(await pending()).toEqual({ [`flaky-aws-${id}`]: null, [`flaky-gcp-${id}`]: null });
-    expect(tags()[ROTATION_TAGS.schedule]).toBe('0 6 * * 1 UTC');
+    expect(tags()[ROTATION_TAGS.schedule]).toBe(`${changedAgain} UTC`);
   });
 });

@@ -11,6 +11,7 @@ import { startHarness, type Harness } from '../support/harness.js';
 import { secretSchedulers } from '../support/redis.js';
 import { journal } from '../support/memory-provider.js';
 
+// wall-clock schedules: "* * * * * *" is what the schedule test is about (it fires every second, counted as such).
 let h: Harness;
 const JOURNAL = `triggers-${randomUUID()}`;
 const config = (schedule: string) => `

@@ -11,6 +11,7 @@ import { startHarness, testModules, type Harness } from '../support/harness.js';
 import { deleteKeys } from '../support/isolation.js';
 import { until } from '../support/poll.js';
 
+// wall-clock schedules: "* * * * * *" is what the cron test is about (one run per due time across three workers).
 let h: Harness;
 const KEYSET = `rekey-dup-${randomUUID().slice(0, 8)}:`;
 

@@ -12,6 +12,7 @@ import { testProviderContext } from '../../../test/support/provider-context.js';
 import awsSecretsManager, { ROTATION_TAGS, type AwsSecretsManagerStoreBinding } from '../index.js';
 import { startFakeSecretsManager, type FakeSecretsManager } from './fake/secrets-manager-fake.js';
 
+// wall-clock schedules: the patterns are only translated into tags by describeRotation; nothing schedules them.
 let restoreEnv: () => void;
 
 const WEEKLY = { schedule: { cron: '0 3 * * 1', timezone: 'Europe/Berlin' }, graceMs: 86_400_000 };
