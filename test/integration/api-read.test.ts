@@ -13,11 +13,14 @@ import { rekey } from '../support/cli.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { journal, memoryConfig } from '../support/memory-provider.js';
 import { until } from '../support/poll.js';
+import { laterSchedule } from '../support/schedules.js';
 
 const JOURNAL = 'api-read';
+// Weekly, first due 12 hours from now: a firing during the run would add a run to payments-web's list.
+const weekly = laterSchedule();
 const SECRETS = {
   'payments-api': 'grace: 1h',
-  'payments-web': 'grace: 1h, schedule: { cron: "0 3 * * 1" }',
+  'payments-web': `grace: 1h, schedule: { cron: "${weekly.cron}" }`,
   'billing-api': 'grace: 1h, retry: { attempts: 1, backoff: 20ms }',
   team: 'clients: [acme]',
 };
@@ -104,7 +107,7 @@ describe('secrets', () => {
     expect(scheduled.map((i) => i.name)).toEqual(['payments-web']);
     const detail = await call(h, '/api/v1/secrets/payments-web', { token: admin });
     expect(detail.json.nextRotation).toBe(scheduled[0]!.nextRotation);
-    expect(new Date(scheduled[0]!.nextRotation!).getUTCHours()).toBe(3);
+    expect(scheduled[0]!.nextRotation).toBe(weekly.next.toISOString());
   });
 
   it('each status filter lists exactly the secrets meeting it, paged by cursor (the database narrows, never drops one)', async () => {

@@ -11,6 +11,7 @@ import { pubsubPushRoutes, PUBSUB_PATH } from '../../src/events/pubsub-push.js';
 import { GCP_PROJECT, startCloudFakes, type CloudFakes } from '../events/cloud-fakes.js';
 import { PUSH_SERVICE_ACCOUNT, pushEnvelope, pushSigner, startJwksServer, type PushSigner } from '../events/pubsub.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { laterSchedule } from '../support/schedules.js';
 
 const AUDIENCE = 'https://rekey.test/events/pubsub';
 const TOPIC = `projects/${GCP_PROJECT}/topics/rekey-rotations`;
@@ -19,6 +20,8 @@ const gcpName = `rekey-evt-${id}`;
 const scheduledName = `rekey-sched-${id}`;
 const secret = `evt-${id}`;
 const scheduled = `sched-${id}`;
+// First due 12 hours from now: a firing during the run would give the scheduled secret the run its test says it has not.
+const weekly = laterSchedule();
 
 let h: Harness;
 let fakes: CloudFakes;
@@ -39,7 +42,7 @@ secrets:
   ${scheduled}:
     store: { provider: gcp, name: ${scheduledName}, topic: ${TOPIC} }
     issuer: { type: random }
-    schedule: { cron: "0 3 1 1 *", timezone: UTC }
+    schedule: { cron: "${weekly.cron}", timezone: UTC }
 ${events ? `events:\n  pubsub: { audience: "${AUDIENCE}", serviceAccount: ${PUSH_SERVICE_ACCOUNT}, jwksUrl: "${jwks.url}" }` : ''}
 `;
 

@@ -25,6 +25,7 @@ import { TEST_AUDIT_KEY } from '../support/services.js';
 import { testModules } from '../support/harness.js';
 import { journal } from '../support/memory-provider.js';
 import { OwnPostgres, RedisServer } from '../support/own-services.js';
+import { laterSchedule } from '../support/schedules.js';
 
 const JOURNAL = `outage-${randomUUID()}`;
 const j = journal(JOURNAL);
@@ -65,7 +66,7 @@ secrets:
     store: { provider: mem }
     issuer: { provider: mem }
     targets: [mem]
-    schedule: { cron: "0 0 1 1 *" }
+    schedule: { cron: "${laterSchedule().cron}" }
   graced:
     store: { provider: mem }
     issuer: { provider: mem }

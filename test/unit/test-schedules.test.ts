@@ -3,11 +3,11 @@
  * day (or more often) fires during some CI run whatever the time of day it starts, and the
  * rotation it makes joins whatever that test counts (delivery-values once failed at 20:00 on
  * its hourly pattern). Every cron-like string literal of every test file that runs workers (not
- * the unit tests) is read as a pattern; one
- * that fires within every 24 hours fails this test unless its file opts in with a comment
- * `wall-clock schedules: <why a firing cannot change the outcome>` (a test about schedules
- * themselves, a harness without workers). A test that needs a schedule that shows uses
- * laterSchedule() (test/support/schedules.ts), first due hours after the test starts.
+ * the unit tests) is read as a pattern; one that fires within every 24 hours fails this test
+ * unless its file opts in with a comment `wall-clock schedules: <why a firing cannot change the
+ * outcome>` (a test about schedules themselves, a harness without workers). A test that needs a
+ * schedule that shows uses laterSchedule() (test/support/schedules.ts), first due hours after
+ * the test starts.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
