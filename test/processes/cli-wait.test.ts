@@ -6,6 +6,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HEARTBEAT_STALE_MS } from '../../src/queue/heartbeats.js';
 import { type Child, kill, runRekey, spawnWorker, waitForOutput } from '../support/processes.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
@@ -72,9 +73,20 @@ describe('rotate --wait on a run nobody picks up', () => {
   it('the worker gone: after three missed heartbeats (15 s) the line says no worker was seen since, naming the last one', async () => {
     await kill(worker!);
     worker = undefined;
-    const result = await runRekey(['rotate', 'k', '--wait', '--timeout', '25s'], h.childEnv());
+    // Three missed beats without sitting through them: the dead worker's last beat (Redis' clock,
+    // `<prefix>:heartbeats`) is moved back by the time they take, as if it had died 15 s earlier.
+    const redis = new Redis(h.settings.redisUrl);
+    try {
+      const key = `${h.settings.queuePrefix}:heartbeats`;
+      const [last] = await redis.zrevrange(key, 0, 0);
+      await redis.zincrby(key, -HEARTBEAT_STALE_MS, last!);
+    } finally {
+      redis.disconnect();
+    }
+    expect((await h.runtime.heartbeats.last())?.ageMs).toBeGreaterThan(HEARTBEAT_STALE_MS);
+    const result = await runRekey(['rotate', 'k', '--wait', '--timeout', '3s'], h.childEnv());
     expect(result.code).toBe(1);
     expect(result.stdout).toMatch(/queued: no worker has picked it up yet \(no worker seen for [^()]+ \(the last was \S+:\d+\): is `rekey worker` running\?\)$/m);
-    expect(result.stderr).toMatch(/still queued after 25s: no worker picked it up; no worker seen for [^()]+ \(the last was \S+:\d+\)/);
+    expect(result.stderr).toMatch(/still queued after 3s: no worker picked it up; no worker seen for [^()]+ \(the last was \S+:\d+\)/);
   }, 120_000);
 });
