@@ -12,6 +12,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../support/harness.js';
 import { type NoticeReceiver, startNoticeReceiver } from '../support/notice-receiver.js';
 import { type Child, kill, runRekey, spawnWorker, waitForOutput } from '../support/processes.js';
+import { laterSchedule } from '../support/schedules.js';
 
 const WHSEC = `whsec_${randomBytes(32).toString('base64')}`;
 let h: Harness;
@@ -83,8 +84,9 @@ it('a worker process rolls back a failed rotation and delivers rotation.failed; 
 
 it('notices committed with a leak and its takedown survive a SIGKILL before the relay queued them: a fresh worker delivers each id once', async () => {
   for (const child of children) if (child.process.exitCode === null) await kill(child);
-  // This worker's relay waits for midnight: whatever it commits stays in the outbox while it lives.
-  let worker = await startWorker(['--outbox-interval', '1d']);
+  // This worker's relay first runs 12 hours from now: whatever it commits stays in the outbox while
+  // it lives. ('1d' ran at midnight, and so in any run that crossed it.)
+  let worker = await startWorker(['--outbox-interval', laterSchedule({ clock: 'local' }).cron]);
   const rotated = await h.runtime.engine.requestRotation({ secret: 'api-key', trigger: 'manual' });
   if (rotated.status === 'stale') throw new Error('stale');
   expect((await h.waitForRun(rotated.run.id, 120_000)).status).toBe('succeeded');

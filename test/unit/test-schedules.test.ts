@@ -5,7 +5,9 @@
  * its hourly pattern). Every cron-like string literal of every test file that runs workers (not
  * the unit tests) is read as a pattern; one that fires within every 24 hours fails this test
  * unless its file opts in with a comment `wall-clock schedules: <why a firing cannot change the
- * outcome>` (a test about schedules themselves, a harness without workers). A test that needs a
+ * outcome>` (a test about schedules themselves, a harness without workers). Housekeeping jobs
+ * given whole hours or days (`--outbox-interval 1d`, meant as "not during this test") run at the
+ * top of the hour or at midnight, and are refused the same way. A test that needs a
  * schedule that shows uses laterSchedule() (test/support/schedules.ts), first due hours after
  * the test starts.
  */
@@ -24,6 +26,12 @@ const WITHIN = 24 * HOUR;
 const FIELD = String.raw`(?:[\d*/,?-]|\$\{[^}\n]*\})+`;
 const CRON_LITERAL = new RegExp(String.raw`(["'\`])(${FIELD}(?: +${FIELD}){4,5})\1`, 'g');
 const OPT_IN = /wall-clock schedules: \S.{15,}/;
+/**
+ * A housekeeping job (node-cron, on this machine's clock) given a whole number of hours or days,
+ * as a flag (`--outbox-interval 1d`) or a harness option, runs at the top of the hour or at
+ * midnight: a test that meant "not during this test" gets it in whichever run crosses that time.
+ */
+const HOUSEKEEPING_HOURS = /(?:--[a-z-]+-interval['"],\s*|\b(?:reconcile|gauges|outbox|gaugesInterval):\s*)['"](\d+[hd])['"]/g;
 
 /**
  * Whether `pattern` fires within {@link WITHIN} of every instant: walks the 8 days from a fixed
@@ -58,6 +66,11 @@ function cronLiterals(text: string): string[] {
   return [...text.matchAll(CRON_LITERAL)].map((match) => match[2]!.replace(/\$\{[^}\n]*\}/g, '*'));
 }
 
+/** Housekeeping schedules of an hour or more among `text`'s flags and harness options. */
+function hourlyHousekeeping(text: string): string[] {
+  return [...text.matchAll(HOUSEKEEPING_HOURS)].map((match) => match[1]!);
+}
+
 describe('the checks themselves', () => {
   it('refuse daily and more frequent patterns, and pass weekly, yearly and invalid ones', () => {
     expect(['0 3 * * *', '0 * * * *', '* * * * * *', '*/5 * * * *', '0 0 12 * * *', '30 3,15 * * *'].filter(firesDaily)).toHaveLength(6);
@@ -72,10 +85,17 @@ describe('the checks themselves', () => {
     expect(cronLiterals(text)).toEqual(['0 * * * *', '0 3 * * 1', '* 3 * * *']);
   });
 
+  it('find housekeeping intervals of hours or days given as worker flags or harness options', () => {
+    const text = `startWorker(['--outbox-interval', '1d']); spawnWorker(env, ['--reconcile-interval', '1s']); startHarness({ gaugesInterval: '2h' }); drift: { interval: '1h' }`;
+    expect(hourlyHousekeeping(text)).toEqual(['1d', '2h']);
+  });
+
   it('laterSchedule() is first due the hours asked ahead, and not before, every day or every week from there', () => {
     for (const now of [new Date('2026-12-06T23:59:30Z'), new Date('2027-03-01T11:00:00Z'), new Date()]) {
       for (const every of ['day', 'week'] as const) {
         const { cron, next } = laterSchedule({ hours: 12, every, now });
+        const local = CronExpressionParser.parse(laterSchedule({ hours: 12, every, now, clock: 'local' }).cron, { currentDate: now });
+        expect(local.next().toDate()).toEqual(next);
         expect(next.getTime() - now.getTime()).toBeGreaterThanOrEqual(12 * HOUR);
         expect(next.getTime() - now.getTime()).toBeLessThan(12 * HOUR + 60_000);
         const times = CronExpressionParser.parse(cron, { tz: 'UTC', currentDate: now });
@@ -86,7 +106,7 @@ describe('the checks themselves', () => {
   });
 });
 
-it('no test file that runs workers holds a schedule firing every day or more often, unless it says why a firing changes nothing', () => {
+it('no test file that runs workers holds a schedule firing every day or more often, or an hourly or daily housekeeping job, unless it says why a firing changes nothing', () => {
   // Unit tests (test/unit, *.unit.test.ts) run no job scheduler: their patterns are data.
   const roots = [join(packageRoot, 'test'), ...readdirSync(join(packageRoot, 'providers')).map((name) => join(packageRoot, 'providers', name, 'test'))];
   const unit = (file: string) => file.startsWith(join(packageRoot, 'test/unit/')) || file.endsWith('.unit.test.ts');
@@ -95,6 +115,7 @@ it('no test file that runs workers holds a schedule firing every day or more oft
     const text = readFileSync(file, 'utf8');
     if (OPT_IN.test(text)) continue;
     for (const pattern of new Set(cronLiterals(text))) if (firesDaily(pattern)) offending.push(`${relative(packageRoot, file)}: "${pattern}"`);
+    for (const interval of hourlyHousekeeping(text)) offending.push(`${relative(packageRoot, file)}: housekeeping every ${interval}`);
   }
   expect(offending).toEqual([]);
 });
