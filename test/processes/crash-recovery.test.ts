@@ -27,7 +27,7 @@ secrets:
     store: { provider: vault }
     issuer: { type: random, prefix: rk_crash_ }
     targets: [edge]
-    grace: 2s
+    grace: 500ms
     retry: { attempts: 4, backoff: 200ms }
     timeout: 5s
 `);
@@ -61,7 +61,7 @@ async function assertConsistent(expectedVersions: number): Promise<void> {
 }
 
 async function settle(): Promise<void> {
-  // Nothing running, and every previous version retired (its grace is 2 s).
+  // Nothing running, and every previous version retired (its grace is 500 ms: settle() waits that long after each run).
   const deadline = Date.now() + 30_000;
   const busy = async () =>
     (await h.runtime.db.run.count({ where: { status: 'running', secret: { name: SECRET } } })) +
