@@ -106,7 +106,7 @@ export class Authenticator {
     }
     const scopes = await this.sessions.scopesOf(session.person);
     if (!scopes.length) return undefined;
-    return { principal: { id: personId(session.person.subject), name: session.person.name, scopes }, actor: personActor(session.person) };
+    return { principal: { id: personId(session.person), name: session.person.name, scopes }, actor: personActor(session.person) };
   }
 
   /** The caller of an authenticated request. */

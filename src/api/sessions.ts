@@ -18,6 +18,7 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { type OidcSignInConfig, scopesOfGroups } from '../config/dashboard.js';
 import type { RedisConnection } from '../queue/connection.js';
+import { personActor } from './actors.js';
 import type { Runtime } from '../runtime.js';
 
 /** A session lasts this long from sign-in, whatever it does. */
@@ -140,9 +141,16 @@ export function sessionsOf(runtime: Runtime): Sessions {
   return new Sessions(runtime.redis, runtime.settings.queuePrefix, runtime.settings.dashboardCookieSecure, async () => (await runtime.applied('dashboard'))?.oidc);
 }
 
-/** A stable id for a person's subject, shaped as a UUID (it keys their Idempotency-Keys as a token's id does). */
-export function personId(subject: string): string {
-  const hex = createHash('sha256').update(`oidc:${subject}`).digest('hex');
+/**
+ * A stable id for a person, shaped as a UUID: it keys their Idempotency-Keys (and the engine keys of
+ * their rotations) as a token's id does. Derived from their issuer and subject as their audit actor
+ * names them (personActor, escaped: unambiguous), since a subject is unique only at its provider: the
+ * same subject at another provider is another person, with keys of their own. Before 2026-12-07 it was
+ * derived from the subject alone: answers kept under such an id are no longer found (a retry across the
+ * upgrade acts again, as a first request does) and are purged with the rest a day after they were kept.
+ */
+export function personId(person: { issuer: string; subject: string }): string {
+  const hex = createHash('sha256').update(personActor(person)).digest('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 

@@ -216,6 +216,32 @@ describe('a person signed in with OpenID Connect', () => {
     expect([after.status, after.json.code]).toEqual([401, 'REKEY_API_SESSION_INVALID']);
   });
 
+  it("keys Idempotency-Keys by issuer and subject: the same subject at another provider (another person) neither replays nor reads the first one's answer", async () => {
+    const config = (issuer: string) => oidcConfig(issuer).replace('groups: { sre: [read] }', 'groups: { sre: [read, rotate] }');
+    const applyIssuer = async (issuer: string) => {
+      await h.apply(config(issuer));
+      await expect.poll(async () => (await h.runtime.applied('dashboard'))?.oidc?.groups?.sre, { timeout: 30_000 }).toEqual(['read', 'rotate']);
+      await expect.poll(async () => (await h.runtime.applied('dashboard'))?.oidc?.issuer, { timeout: 30_000 }).toBe(issuer);
+    };
+    const sessions = sessionsOf(h.runtime);
+    const rotate = async (issuer: string) => {
+      const session = await sessions.create({ person: { issuer, subject: '248289761001', name: 'someone', groups: ['sre'] } });
+      const cookie = sessions.cookie(session).split(';')[0]!;
+      return call(h, '/api/v1/secrets/pay-api/rotate', { method: 'POST', headers: { cookie, 'x-csrf-token': csrfToken(session.id), 'idempotency-key': 'shared-key-1' } });
+    };
+    await applyIssuer('http://127.0.0.1:9/first-idp');
+    const first = await rotate('http://127.0.0.1:9/first-idp');
+    expect(first.status).toBe(202);
+    await h.waitForRun(first.json.runId as string);
+    // Sign-in moves to another provider, whose subject 248289761001 is somebody else, who happens to send the same key.
+    await applyIssuer('http://127.0.0.1:9/second-idp');
+    const second = await rotate('http://127.0.0.1:9/second-idp');
+    expect(second.headers.get('idempotent-replayed')).toBeNull();
+    expect(second.status).toBe(202);
+    expect(second.json.runId).not.toBe(first.json.runId);
+    await h.waitForRun(second.json.runId as string);
+  });
+
   it('is audited as its issuer and subject (two providers may share a subject); filters by subject alone, or by kind, still find it', async () => {
     const issuer = 'http://127.0.0.1:9/idp';
     await applied(issuer);
