@@ -5,7 +5,7 @@
  * - `cli:<OS user>`: a `rekey` command (src/cli/with-runtime.ts); plain `cli` before 2026-12-06.
  * - `token:<name>`: an admin API token; `oidc:<issuer>#<subject>`: a person signed in with
  *   OpenID Connect (`oidc:<subject>` before 2026-12-06: two providers may have a subject each).
- * - `subject:<id>` (delivery), `leak/<source>/<delivery id>`, `worker`, `server`, `dev`, `demo`.
+ * - `subject:<id>` (delivery), `leak/<source>/<delivery id>` (a receiver; `rekey revoke --token-stdin` is `cli:<OS user>`), `worker`, `server`, `dev`, `demo`.
  *
  * A filter is the actor itself, and finds more in two cases, so a filter written for the names from
  * before still finds what it found then and what the same people do now: a kind alone (`cli`,

@@ -7,7 +7,9 @@
  * Core audits with the engine's actor; here the actor names the report
  * (`leak/<source>/<delivery id>`), so each state change the report causes (version
  * compromised, emergency rotation started) carries its source and delivery id in the
- * audit log, not only the `leak.reported` event.
+ * audit log, not only the `leak.reported` event. A report from `rekey revoke --token-stdin`
+ * (source `cli`) has a person behind it: its events name who ran the command (the runtime's
+ * actor, `cli:<OS user>`), and `leak.reported` keeps its delivery id in its data.
  */
 import { revokeLeakedToken } from '../api/tokens.js';
 import type { LeakRecord } from '../core/model.js';
@@ -46,7 +48,7 @@ export class LeakReporter {
    */
   async reportToken(source: LeakSource, deliveryId: string, token: string, receivedAt: Date): Promise<LeakRecord & { fingerprint: string }> {
     const { db, audit, log } = this.runtime;
-    const adminToken = await revokeLeakedToken(db, audit, token, actorOf(source, deliveryId));
+    const adminToken = await revokeLeakedToken(db, audit, token, this.actorOf(source, deliveryId));
     if (adminToken) log.warn({ token: adminToken, source }, 'admin API token reported leaked: revoked');
     const fingerprint = this.fingerprint(SecretValue.of(token));
     return { ...(await this.report(source, deliveryId, fingerprint, receivedAt)), fingerprint };
@@ -54,12 +56,13 @@ export class LeakReporter {
 
   /** Reports one leaked credential, known by its fingerprint (or an identifier standing in for it). */
   async report(source: LeakSource, deliveryId: string, fingerprint: string, receivedAt: Date): Promise<LeakRecord> {
-    const record = await this.runtime.engine.as(actorOf(source, deliveryId)).reportLeak({ source, deliveryId, fingerprint, receivedAt });
+    const record = await this.runtime.engine.as(this.actorOf(source, deliveryId)).reportLeak({ source, deliveryId, fingerprint, receivedAt });
     if (source !== 'cli') this.metrics?.reported(source, record.duplicate ? 'duplicate' : record.outcome);
     return record;
   }
-}
 
-function actorOf(source: LeakSource, deliveryId: string): string {
-  return `leak/${source}/${deliveryId}`;
+  /** Who a report's audit events name: the receiver's report, or who ran the command. */
+  private actorOf(source: LeakSource, deliveryId: string): string {
+    return source === 'cli' ? this.runtime.actor : `leak/${source}/${deliveryId}`;
+  }
 }

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../../src/cli/main.js';
+import { cliActor } from '../../../src/cli/with-runtime.js';
 import { revokeTokensCommand } from '../../../src/leaks/cli.js';
 import { MAX_TOKEN_LENGTH } from '../../../src/leaks/report.js';
 import { childArgs } from '../../support/children.js';
@@ -59,8 +60,12 @@ describe('rekey revoke --token-stdin', () => {
     const reports = await e.h.runtime.db.leakReport.findMany({ where: { source: 'cli' }, select: { outcome: true, deliveryId: true } });
     expect(reports.map((r) => r.outcome).sort()).toEqual(['rotating', 'unknown']);
     expect(new Set(reports.map((r) => r.deliveryId)).size).toBe(1);
-    const audit = await e.h.runtime.db.auditEvent.findMany({ where: { actor: `leak/cli/${reports[0]!.deliveryId}` } });
-    expect(audit.map((a) => a.action)).toContain('leak.reported');
+    // Audited as who ran it (cli:<OS user>, as every rekey command), not as the report: the delivery id is in the event's data.
+    const reported = await e.h.runtime.db.auditEvent.findMany({ where: { action: 'leak.reported', data: { path: ['deliveryId'], equals: reports[0]!.deliveryId } } });
+    expect(reported.map((a) => a.actor)).toEqual([cliActor(), cliActor()]);
+    const since = Math.min(...reported.map((a) => Number(a.seq)));
+    const after = await e.h.runtime.db.auditEvent.findMany({ where: { seq: { gte: since } }, select: { actor: true, action: true } });
+    expect(after.filter((a) => a.actor.startsWith('leak/cli/'))).toEqual([]);
   });
 
   it('reports every line when one fails: the ones before and after it are acted on and printed, and it exits 1', async () => {
