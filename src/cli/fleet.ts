@@ -3,7 +3,7 @@
  * command selects the secrets, then requests their rotations a few at a time, so that at most
  * `perStore` run at once per store instance and `perTarget` per target instance (counting every
  * rotation running there, the fleet's or not), and at most `storeRate` start per second per store
- * instance (every fleet command at once: see SLOTS_LOCK); it prints progress until every one has finished. The runs are ordinary rotations on the rotations queue: leak takedowns and emergency
+ * instance (every fleet command at once: see claimSlots); it prints progress until every one has finished. The runs are ordinary rotations on the rotations queue: leak takedowns and emergency
  * rotations have their own queue and workers, and the fleet never puts more than its limits'
  * worth of work in front of anything.
  *
@@ -16,7 +16,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { formatDuration, humanDuration } from '../core/duration.js';
-import { RekeyError } from '../core/errors.js';
+import { describeError, RekeyError } from '../core/errors.js';
 import { canonicalJson } from '../config/load.js';
 import { globRegExp } from '../api/scopes.js';
 import type { Db, Tx } from '../db/client.js';
@@ -124,7 +124,8 @@ function ratesText(rates: ReadonlyMap<string, number>): string {
 /**
  * Rotations running now, per store (`s:<name>`) and target (`t:<name>`) instance, and rotations
  * started in the last second per store (`r:<name>`): every one, not only the fleet's (a scheduled,
- * manual or leak rotation uses the same store's write quota). Read under {@link SLOTS_LOCK}.
+ * manual or leak rotation uses the same store's write quota); and the slots fleet commands have
+ * claimed for requests not recorded yet. Read under {@link SLOTS_LOCK}.
  */
 async function busy(db: Tx): Promise<Map<string, number>> {
   // A run's updated_at is stamped at its insert too, so the index on it finds the recent starts.
@@ -139,16 +140,26 @@ async function busy(db: Tx): Promise<Map<string, number>> {
     if (row.recent) count(`r:${name(row.store ?? undefined)}`);
     if (row.running) for (const instance of [`s:${name(row.store ?? undefined)}`, ...(row.targets ?? []).map((t) => `t:${name(t)}`)]) count(instance);
   }
+  const claimed = await db.$queryRaw<Array<{ instance: string }>>`
+    SELECT unnest(instances) AS instance FROM fleet_slots WHERE expires_at > (now() AT TIME ZONE 'UTC')`;
+  for (const { instance } of claimed) count(instance);
   return counts;
 }
 
 /**
- * Held (a transaction's advisory lock) by a fleet command from reading the running rotations to
- * the commit of the requests that reading allowed: two fleet commands at once (two operators, a
- * retried CI job, overlapping selections) would otherwise each fill the same free slot of a store
- * or target, and each start --store-rate per second there.
+ * Held (a transaction's advisory lock) by a fleet command from reading the running rotations and
+ * claims to the commit of its own claim on the slots that reading left free: two fleet commands at
+ * once (two operators, a retried CI job, overlapping selections) would otherwise each fill the same
+ * free slot of a store or target, and each start --store-rate per second there.
  */
 const SLOTS_LOCK = 'rekey:fleet-slots';
+
+/**
+ * How long a claim on slots holds when its command never gives it back (killed mid-pass): the
+ * slots are then free again after this long at most. A command starts requests within the first
+ * half of it only, so each of its requests is recorded while its claim still counts.
+ */
+export const CLAIM_MS = 60_000;
 
 /** The selection as it was given on the command line: `--selector payments-* --store vault`. */
 function selectionText(selection: FleetSelection): string {
@@ -253,51 +264,84 @@ async function checkGrace(runtime: Runtime, members: readonly Member[], graceMs:
   );
 }
 
-/** Requests the rotations of `waiting` that the stores' and targets' free slots and start rates allow, under {@link SLOTS_LOCK}. */
+const instancesOf = (m: Member): string[] => [`s:${m.store}`, `r:${m.store}`, ...m.targets.map((t) => `t:${t}`)];
+
+/**
+ * Claims for this command the slots of the members of `waiting` that the stores' and targets' free
+ * slots and start rates allow: a short transaction under {@link SLOTS_LOCK}, whose claim (a
+ * fleet_slots row) every fleet command counts until {@link releaseSlots}. The requests are made
+ * after its commit, so neither a slow request nor a long pass holds the lock, a transaction or a
+ * connection. Answers the members claimed and the claim's id (null when none was).
+ */
+async function claimSlots(runtime: Runtime, waiting: readonly Member[], options: FleetOptions, rates: ReadonlyMap<string, number>): Promise<{ claim: string | null; members: Member[] }> {
+  return runtime.db.$transaction(async (tx) => {
+    await tx.$queryRaw`SELECT 1 FROM pg_advisory_xact_lock(hashtextextended(${SLOTS_LOCK}, 0))`;
+    await tx.$executeRaw`DELETE FROM fleet_slots WHERE expires_at <= (now() AT TIME ZONE 'UTC')`;
+    const counts = await busy(tx);
+    const full = (instance: string, limit: number) => (counts.get(instance) ?? 0) >= limit;
+    const members: Member[] = [];
+    for (const m of waiting) {
+      if (full(`s:${m.store}`, options.perStore) || full(`r:${m.store}`, rates.get(m.store)!) || m.targets.some((t) => full(`t:${t}`, options.perTarget))) continue;
+      members.push(m);
+      for (const instance of instancesOf(m)) counts.set(instance, (counts.get(instance) ?? 0) + 1);
+    }
+    if (!members.length) return { claim: null, members };
+    const claim = randomUUID();
+    await tx.$executeRaw`INSERT INTO fleet_slots (id, instances, expires_at)
+      VALUES (${claim}::uuid, ${members.flatMap(instancesOf)}::text[], (now() AT TIME ZONE 'UTC') + make_interval(secs => ${CLAIM_MS / 1000}::double precision))`;
+    return { claim, members };
+  });
+}
+
+/** Gives a claim back: its requests' runs are recorded (or were never made), and count by themselves. Idempotent. */
+async function releaseSlots(runtime: Runtime, claim: string): Promise<void> {
+  await runtime.db.$executeRaw`DELETE FROM fleet_slots WHERE id = ${claim}::uuid`;
+}
+
+/** Requests the rotations of `waiting` that the stores' and targets' free slots and start rates allow (see {@link claimSlots}). */
 async function requestSome(runtime: Runtime, waiting: readonly Member[], fleet: string, options: FleetOptions, rates: ReadonlyMap<string, number>, runs: Map<string, string>, open: Map<string, string>, ids: Map<string, string>): Promise<void> {
-  await runtime.db.$transaction(
-    async (tx) => {
-      await tx.$queryRaw`SELECT 1 FROM pg_advisory_xact_lock(hashtextextended(${SLOTS_LOCK}, 0))`;
-      const counts = await busy(tx);
-      const full = (instance: string, limit: number) => (counts.get(instance) ?? 0) >= limit;
-      for (const m of waiting) {
-        if (full(`s:${m.store}`, options.perStore) || full(`r:${m.store}`, rates.get(m.store)!) || m.targets.some((t) => full(`t:${t}`, options.perTarget))) continue;
-        const idempotencyKey = `fleet:${fleet}:${m.name}`;
-        const result = await runtime.engine.requestRotation({ secret: m.name, trigger: 'fleet', idempotencyKey, ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }) }).catch((error: unknown) => {
-          // Removed from the config since it was selected (an apply during the incident): the rest go on; it is reported, its keys still live.
-          if (error instanceof RekeyError && error.code === 'REKEY_ERR_UNKNOWN') return 'removed' as const;
-          // Recorded, but Redis refused its job (a failover): a worker's reconcile pass queues it; the fleet follows it and goes on.
-          if (error instanceof RekeyError && error.code === 'REKEY_ERR_NOT_QUEUED') return 'unqueued' as const;
-          throw error;
-        });
-        if (result === 'removed') {
-          runs.set(m.name, 'removed');
-          continue;
-        }
-        if (result === 'unqueued') {
-          const run = await runtime.db.run.findUnique({ where: { idempotencyKey }, select: { id: true, status: true } });
-          if (!run) throw new RekeyError('REKEY_ERR_NOT_QUEUED', `the rotation of ${m.name} could not be queued`);
-          runtime.log.warn({ secret: m.name, runId: run.id }, 'fleet: rotation recorded but not queued; a reconcile pass queues it');
-          options.out(`  ${m.name}: recorded, not queued (Redis refused the job); a worker's reconcile pass starts it`);
-          open.set(run.id, m.name);
-          ids.set(m.name, run.id);
-          runs.set(m.name, run.status);
-          for (const instance of [`s:${m.store}`, `r:${m.store}`, ...m.targets.map((t) => `t:${t}`)]) counts.set(instance, (counts.get(instance) ?? 0) + 1);
-          continue;
-        }
-        // A stale request (never for a fleet's: it names no due time) has nothing to wait for.
-        if (result.status === 'stale') runs.set(m.name, 'skipped');
-        else {
-          open.set(result.run.id, m.name);
-          ids.set(m.name, result.run.id);
-          runs.set(m.name, 'running');
-        }
-        for (const instance of [`s:${m.store}`, `r:${m.store}`, ...m.targets.map((t) => `t:${t}`)]) counts.set(instance, (counts.get(instance) ?? 0) + 1);
+  // The claim's clock starts before its transaction, so its lapse in the database comes after this one's.
+  const claimedAt = Date.now();
+  const { claim, members } = await claimSlots(runtime, waiting, options, rates);
+  if (claim === null) return;
+  try {
+    for (const m of members) {
+      // A request started now could be recorded after the claim lapsed: leave the rest to the next pass's claim.
+      if (Date.now() - claimedAt > CLAIM_MS / 2) break;
+      const idempotencyKey = `fleet:${fleet}:${m.name}`;
+      const result = await runtime.engine.requestRotation({ secret: m.name, trigger: 'fleet', idempotencyKey, ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }) }).catch((error: unknown) => {
+        // Removed from the config since it was selected (an apply during the incident): the rest go on; it is reported, its keys still live.
+        if (error instanceof RekeyError && error.code === 'REKEY_ERR_UNKNOWN') return 'removed' as const;
+        // Recorded, but Redis refused its job (a failover): a worker's reconcile pass queues it; the fleet follows it and goes on.
+        if (error instanceof RekeyError && error.code === 'REKEY_ERR_NOT_QUEUED') return 'unqueued' as const;
+        throw error;
+      });
+      if (result === 'removed') {
+        runs.set(m.name, 'removed');
+        continue;
       }
-    },
-    // The requests commit on other connections while this one holds the lock: allow a slow machine.
-    { timeout: 120_000 },
-  );
+      if (result === 'unqueued') {
+        const run = await runtime.db.run.findUnique({ where: { idempotencyKey }, select: { id: true, status: true } });
+        if (!run) throw new RekeyError('REKEY_ERR_NOT_QUEUED', `the rotation of ${m.name} could not be queued`);
+        runtime.log.warn({ secret: m.name, runId: run.id }, 'fleet: rotation recorded but not queued; a reconcile pass queues it');
+        options.out(`  ${m.name}: recorded, not queued (Redis refused the job); a worker's reconcile pass starts it`);
+        open.set(run.id, m.name);
+        ids.set(m.name, run.id);
+        runs.set(m.name, run.status);
+        continue;
+      }
+      // A stale request (never for a fleet's: it names no due time) has nothing to wait for.
+      if (result.status === 'stale') runs.set(m.name, 'skipped');
+      else {
+        open.set(result.run.id, m.name);
+        ids.set(m.name, result.run.id);
+        runs.set(m.name, 'running');
+      }
+    }
+  } finally {
+    // A claim not given back (the database unreachable now) lapses after CLAIM_MS.
+    await releaseSlots(runtime, claim).catch((error: unknown) => runtime.log.warn({ error: describeError(error) }, 'fleet: could not give back a claim on slots; it lapses'));
+  }
 }
 
 /**

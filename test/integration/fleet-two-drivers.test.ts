@@ -2,11 +2,13 @@
  * Two fleet commands at once (src/cli/fleet.ts): two operators, or a CI job retried while the
  * first still runs. Each command checked the store's and targets' running rotations and then
  * requested, so two of them that checked at the same moment each filled the same free slot:
- * --per-store and --per-target held per command, not per store. The check and the requests it
- * allows are now one step at a time across every fleet command.
+ * --per-store and --per-target held per command, not per store. A command now claims the slots it
+ * fills (fleet_slots) in a short transaction under one lock, requests outside it, and gives the
+ * claim back once the runs are recorded: the other commands count the claim meanwhile, and are
+ * never held up by a slow request (nor is vacuum, by a transaction left open across a pass).
  *
- * The race is made certain, not likely: a trigger makes each insert of a run wait for an advisory
- * lock the test holds until both commands wait on a lock, then lets them go.
+ * A slow request is made certain, not likely: a trigger makes each insert of a run wait for an
+ * advisory lock the test holds until the other command has checked the slots, twice.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -29,20 +31,33 @@ afterAll(async () => {
   await h?.stop();
 });
 
-it('two commands driving fleets of one store at once keep --per-store 1 between them', async () => {
+it('two commands driving fleets of one store at once keep --per-store 1 between them; a slow request holds up neither the other command nor anything else', async () => {
   j.delayMs = 100; // each rotation's calls take a while: runs started together overlap
   const lock = new pg.Client({ connectionString: h.env.databaseUrl });
   await lock.connect();
-  const waiting = async () => Number((await lock.query<{ n: string }>(`SELECT count(*) AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database()`)).rows[0]!.n);
+  const gated = async () =>
+    Number(
+      (await lock.query<{ n: string }>(`SELECT count(*) AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE NOT l.granted AND l.locktype = 'advisory' AND l.objid = 4242 AND a.datname = current_database()`)).rows[0]!
+        .n,
+    );
   await lock.query(`CREATE FUNCTION rv_mass_gate() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NEW; END $$`);
   await lock.query('CREATE TRIGGER rv_mass_gate BEFORE INSERT ON runs FOR EACH ROW EXECUTE FUNCTION rv_mass_gate()');
+  const passes: string[] = [];
   let fleets: Promise<unknown>;
   try {
     await lock.query('SELECT pg_advisory_lock(4242)');
     const options = { dryRun: false, perStore: 1, perTarget: 10, storeRate: 1000, out: () => undefined };
-    // Two selections of the same store, as two operators would type them: each starts with a different secret.
-    fleets = Promise.all([rotateFleet(h.runtime, { all: true }, options), rotateFleet(h.runtime, { selector: 'two-c' }, options)]);
-    await until(async () => (await waiting()) >= 2, 30_000, 'both commands waiting on a lock');
+    // Two selections of the same store, as two operators would type them: the first takes the store's one slot and its request waits.
+    const first = rotateFleet(h.runtime, { all: true }, options);
+    await until(async () => (await gated()) === 1, 30_000, "the first command's request waiting");
+    // The second checks the slots (a progress line per pass) while that request is still in flight: it finds the slot taken, and requests nothing.
+    const second = rotateFleet(h.runtime, { selector: 'two-c' }, { ...options, progressEveryMs: 0, quietEveryMs: 0, out: (line: string) => passes.push(line) });
+    fleets = Promise.all([first, second]);
+    await until(() => Promise.resolve(passes.length >= 3), 30_000, "the second command's passes while the first one's request waits");
+    expect(await gated()).toBe(1);
+    // No transaction is left open across the request (it would hold back vacuum, and pin a connection).
+    const open = await lock.query<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'`);
+    expect(Number(open.rows[0]!.n)).toBe(0);
   } finally {
     await lock.query('SELECT pg_advisory_unlock(4242)');
   }
@@ -52,4 +67,5 @@ it('two commands driving fleets of one store at once keep --per-store 1 between 
   const runs = await h.runtime.db.run.findMany({ where: { trigger: 'fleet' }, select: { startedAt: true, finishedAt: true, status: true } });
   expect(runs.every((r) => r.status === 'succeeded')).toBe(true);
   expect(mostAtOnce(runs)).toBe(1);
+  expect(await h.runtime.db.$queryRaw`SELECT * FROM fleet_slots`).toEqual([]);
 });
