@@ -9,8 +9,21 @@ import type { Settings } from '../settings.js';
 const NETWORK = /\b(ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH)\b/;
 
 /**
+ * A URL the WHATWG parser refuses (Redis' sentinel and cluster forms list several hosts) split
+ * into scheme, userinfo (up to the last `@` of the authority), host list and the rest; undefined
+ * when the split is not safe: an `@` after the host list (a password with `/`, `?` or `#`) means
+ * a part of the password would be shown as host or path.
+ */
+function splitUnparsed(text: string): { scheme: string; userinfo: string | undefined; hosts: string; rest: string } | undefined {
+  const match = /^([a-z][a-z0-9+.-]*:\/\/)(?:([^/?#]*)@)?([^/?#@]*)(.*)$/is.exec(text);
+  if (!match || match[4]!.includes('@')) return undefined;
+  return { scheme: match[1]!, userinfo: match[2], hosts: match[3]!, rest: match[4]! };
+}
+
+/**
  * `postgresql://rekey:***@db:5432/rekey`: the URL with any password replaced, also one given as
- * a query parameter (`?password=`, `?sslpassword=`: the pg driver and libpq take them there too).
+ * a query parameter (`?password=`, `?sslpassword=`: the pg driver and libpq take them there too);
+ * `(not a URL)` when it cannot be split safely.
  */
 export function maskUrl(text: string): string {
   try {
@@ -19,16 +32,21 @@ export function maskUrl(text: string): string {
     for (const name of [...url.searchParams.keys()]) if (/password/i.test(name)) url.searchParams.set(name, '***');
     return url.toString();
   } catch {
-    return '(not a URL)';
+    const parts = splitUnparsed(text);
+    if (!parts) return '(not a URL)';
+    const { scheme, userinfo, hosts, rest } = parts;
+    const user = userinfo === undefined ? '' : `${userinfo.includes(':') ? `${userinfo.slice(0, userinfo.indexOf(':'))}:***` : userinfo}@`;
+    return `${scheme}${user}${hosts}${rest.replace(/([?&][^=&#]*password[^=&#]*=)[^&#]*/gi, '$1***')}`;
   }
 }
 
+/** `db:5432`, or the host list of a URL with several (`h1:26379,h2:26379`); never the userinfo. */
 function hostPort(text: string, fallbackPort: string): string {
   try {
     const url = new URL(text);
     return `${url.hostname || '127.0.0.1'}:${url.port || fallbackPort}`;
   } catch {
-    return text;
+    return splitUnparsed(text)?.hosts || '(not a URL)';
   }
 }
 
