@@ -64,6 +64,21 @@ describe('rotate now', () => {
     await h.waitForRun(first.json.runId);
   });
 
+  it('a retry that takes over an abandoned claim (its server died after the run was made, before the answer) joins that run: one rotation (invariant 6)', async () => {
+    const before = await runsOf('pay-api');
+    const first = await post('/secrets/pay-api/rotate', rotator, { key: 'deploy-43' });
+    expect(first.status).toBe(202);
+    await h.waitForRun(first.json.runId);
+    // As a server that died before settling leaves it: the claim without an answer, past IN_PROGRESS_MS.
+    const abandoned = new Date(Date.now() - IN_PROGRESS_MS - 60_000);
+    expect(await h.runtime.db.$executeRaw`UPDATE api_idempotency SET status = NULL, response = NULL, created_at = ${abandoned} WHERE key = 'deploy-43'`).toBe(1);
+    const again = await post('/secrets/pay-api/rotate', rotator, { key: 'deploy-43' });
+    expect(again.status).toBe(202);
+    expect(again.headers.get('idempotent-replayed')).toBeNull(); // it acted, and the engine's key made it join
+    expect(again.json).toEqual({ runId: first.json.runId, status: 'joined' });
+    expect(await runsOf('pay-api')).toBe(before + 1);
+  });
+
   it("a key used again for another secret once its answer expired rotates that secret, not answered with the first secret's run", async () => {
     const first = await post('/secrets/pay-api/rotate', admin, { key: 'nightly-7' });
     expect(first.status).toBe(202);
