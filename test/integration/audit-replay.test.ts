@@ -9,6 +9,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { VERSION_STATES, type VersionState, canTransition } from '../../src/core/model.js';
+import { SecretValue } from '../../src/core/secret-value.js';
+import { AuditLog } from '../../src/db/audit.js';
+import { verifyAudit } from '../../src/db/audit-verify.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { journal, memoryConfig } from '../support/memory-provider.js';
 
@@ -59,3 +62,11 @@ it("each version's state events replay, edge by edge, to the state its row holds
     expect(states.at(-1), name).toBe(version.state);
   }
 }, 120_000);
+
+it('the chain verifies under its key; under another REKEY_AUDIT_KEY, verify names the key, not an edited row', async () => {
+  const ours = await verifyAudit(h.runtime.db, h.runtime.audit);
+  expect(ours.ok).toBe(true);
+  const other = await verifyAudit(h.runtime.db, new AuditLog(SecretValue.of('d'.repeat(64))));
+  expect(other.ok).toBe(false);
+  expect(other.ok ? '' : other.problem).toMatch(/^was written under another REKEY_AUDIT_KEY \(key id [0-9a-f]{8}; this one is [0-9a-f]{8}\)$/);
+});
