@@ -160,6 +160,30 @@ describe('caddy specifics', () => {
     }
   });
 
+  it('an error answer that echoes the keys it was sent names none of them (trust boundary: errors carry no value)', async () => {
+    // Caddy quotes the config it refused; the write held the new key and every key already mapped.
+    const live = newVersion('echo-caddy');
+    const admin = await fakeAdmin((request, response) => {
+      if (request.method === 'GET') return answerHandler(response, [{ input: live.value.reveal(), outputs: [live.ref.consumer] }]);
+      let body = '';
+      request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      request.on('end', () => {
+        response.statusCode = 400;
+        response.setHeader('content-type', 'application/json');
+        response.end(JSON.stringify({ error: `loading config: invalid mappings: ${body}` }));
+      });
+    });
+    try {
+      const v = newVersion('echo-caddy');
+      const error = await rejection(openTarget('echo-caddy', { admin: admin.endpoint }).deploy(v.ref, v.value, call()));
+      expect(error.code).toBe('REKEY_ERR_INVALID');
+      expect(error.message).toContain('[redacted]');
+      for (const key of [v.value.reveal(), live.value.reveal()]) expect(error.message).not.toContain(key);
+    } finally {
+      await admin.close();
+    }
+  });
+
   it('speaks the admin API over a unix socket too', async () => {
     const other = await startCaddy(backend.port, { unixAdmin: true });
     try {
