@@ -2,7 +2,7 @@
 // apply refuses a config naming them (config-trust.test.ts); this is the second check, at
 // resolution, for a config stored before that rule: it must refuse whatever the environment holds.
 import { describe, expect, it } from 'vitest';
-import { readCredential } from '../../src/config/environment.js';
+import { envIssues, readCredential } from '../../src/config/environment.js';
 
 const env = {
   REKEY_AUDIT_KEY: 'audit-key-value',
@@ -34,5 +34,20 @@ describe('readCredential', () => {
 
   it('resolves any other variable', () => {
     expect(readCredential({ kind: 'env', name: 'ACME_TOKEN' }, env, 'providers.acme').reveal()).toBe('acme-token-value');
+  });
+});
+
+describe('env.allow', () => {
+  const issues = (name: string, allow: string[]) => envIssues({ providers: { acme: { token: `\${env:${name}}` } } }, allow).map((i) => `${i.path.join('.')}: ${i.message}`);
+
+  it('a name allows that variable only; a prefix needs its *', () => {
+    expect(issues('ACME_TOKEN', ['ACME_TOKEN'])).toEqual([]);
+    expect(issues('ACME_TOKEN_OLD', ['ACME_TOKEN'])).toEqual(['providers.acme.token: ${env:ACME_TOKEN_OLD} is not allowed: list ACME_TOKEN_OLD under env.allow to let this config read it']);
+    expect(issues('ACME', ['ACME_*'])).toHaveLength(1);
+    expect(issues('ACME_TOKEN_OLD', ['ACME_*'])).toEqual([]);
+  });
+
+  it("no entry, * included, lets a config read rekey's own variables", () => {
+    for (const name of ['REKEY_AUDIT_KEY', 'DATABASE_URL', 'PGPASSWORD']) expect(issues(name, ['*', name])).toEqual([`providers.acme.token: \${env:${name}} is rekey's own setting or credential: a config may never read it`]);
   });
 });
