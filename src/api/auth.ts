@@ -12,7 +12,8 @@
  *      or, without that header, the dashboard's session cookie (src/api/sessions.ts): 401
  *      REKEY_API_SESSION_INVALID for an unknown or ended session or one whose token is no
  *      longer live (counted too), and 403 REKEY_API_CSRF for a state-changing request without
- *      the session's CSRF token;
+ *      the session's CSRF token; a session's idle time starts again only on its person's action
+ *      (a change with the CSRF token, or `X-Rekey-Activity: 1`), never on the page's polling;
  *      a session of a person (OpenID Connect) is refused the same way once none of their
  *      groups maps to a scope under the applied config;
  *   3. the caller (token or person, scopes, audit actor `token:<name>` or `oidc:<issuer>#<subject>`, the
@@ -31,7 +32,7 @@ import { personActor } from './actors.js';
 import { type ProblemCode, sendProblem } from './problems.js';
 import type { Caller } from './route.js';
 import { Access } from './scopes.js';
-import { CSRF_HEADER, csrfMatches, personId, type Session, type Sessions } from './sessions.js';
+import { ACTIVITY_HEADER, CSRF_HEADER, csrfMatches, personId, type Session, type Sessions } from './sessions.js';
 import { findToken, findTokenById, type TokenInfo } from './tokens.js';
 
 /** Methods that change nothing: the only ones a session cookie authenticates without the CSRF token. */
@@ -90,11 +91,17 @@ export class Authenticator {
       const token = presented === undefined ? undefined : await findToken(this.db, presented);
       return token ? { principal: token, actor: `token:${token.name}`, token } : { problem: presented === undefined ? 'REKEY_API_UNAUTHENTICATED' : 'REKEY_API_TOKEN_INVALID', failed: true };
     }
-    const session = await this.sessions.find(sessionId);
+    // SameSite=Strict already keeps the cookie off cross-site requests; the token is the second lock.
+    const safe = SAFE_METHODS.has(request.method);
+    const csrf = !safe && csrfMatches(sessionId, request.headers[CSRF_HEADER]);
+    // A person's action starts the idle time again: a change (its CSRF token proves the page sent
+    // it) or a read the page marks as following its person's input. The page's polls are neither,
+    // so a dashboard left open still times out. Only the page's script can set the header: a
+    // cross-origin request with it needs a CORS preflight that nothing here answers.
+    const session = await this.sessions.find(sessionId, safe ? request.headers[ACTIVITY_HEADER] === '1' : csrf);
     const signedIn = session && (await this.signedIn(session));
     if (!session || !signedIn) return { problem: 'REKEY_API_SESSION_INVALID', failed: true };
-    // SameSite=Strict already keeps the cookie off cross-site requests; the token is the second lock.
-    if (!SAFE_METHODS.has(request.method) && !csrfMatches(sessionId, request.headers[CSRF_HEADER])) return { problem: 'REKEY_API_CSRF', failed: false };
+    if (!safe && !csrf) return { problem: 'REKEY_API_CSRF', failed: false };
     return { ...signedIn, session };
   }
 

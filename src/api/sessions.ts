@@ -2,8 +2,12 @@
  * Dashboard sessions: an admin API token exchanged for a session cookie (POST /ui/session),
  * so the browser never keeps the token. A session is 32 random bytes; Redis keeps only its
  * SHA-256 (with the token's id), so every server replica finds it and a dump of Redis holds
- * nothing that signs anyone in. A session ends SESSION_IDLE_MS after its last request (Redis
- * forgets it) and SESSION_TTL_MS after sign-in however busy it is (its expiresAt). The session authenticates as its token,
+ * nothing that signs anyone in. A session ends SESSION_IDLE_MS after the last action of its
+ * person (Redis forgets it) and SESSION_TTL_MS after sign-in however busy it is (its expiresAt).
+ * An action is a state-changing request (with the CSRF token) or one that says so in
+ * `X-Rekey-Activity: 1`, which the dashboard sends when the page is opened and when its person
+ * types, clicks or scrolls; the page's own polling does not, so a tab left open times out like
+ * a closed one. The session authenticates as its token,
  * looked up again on every request: revoking or expiring the token ends its sessions at once.
  * A session of a person signed in with OpenID Connect (src/dashboard/oidc.ts) keeps their
  * issuer, subject and groups instead, and their scopes are mapped from the groups by the applied
@@ -26,6 +30,9 @@ export const SESSION_TTL_MS = 8 * 3600_000;
 
 /** A session with no request for this long is over. */
 export const SESSION_IDLE_MS = 30 * 60_000;
+
+/** The header by which the dashboard says a request follows its person's input (value `1`): it starts the idle time again. */
+export const ACTIVITY_HEADER = 'x-rekey-activity';
 
 /** The header carrying the session's CSRF token. */
 export const CSRF_HEADER = 'x-csrf-token';
@@ -86,12 +93,13 @@ export class Sessions {
 
   /**
    * The session of a cookie value, or undefined when it is unknown or over: idle for
-   * SESSION_IDLE_MS (Redis forgot it) or past its expiresAt. Finding it starts its idle time again.
+   * SESSION_IDLE_MS (Redis forgot it) or past its expiresAt. Finding it for a person's action
+   * (`activity`) starts its idle time again; a poll of the page leaves it running.
    */
-  async find(id: string, now = Date.now()): Promise<Session | undefined> {
+  async find(id: string, activity: boolean, now = Date.now()): Promise<Session | undefined> {
     if (!/^[A-Za-z0-9_-]{43}$/.test(id)) return undefined;
-    // One round trip: read it and push its expiry SESSION_IDLE_MS ahead (past expiresAt too: refused below, and deleted).
-    const stored = await this.redis.getex(this.key(id), 'PX', SESSION_IDLE_MS);
+    // One round trip: read it and, for an action, push its expiry SESSION_IDLE_MS ahead (past expiresAt too: refused below, and deleted).
+    const stored = activity ? await this.redis.getex(this.key(id), 'PX', SESSION_IDLE_MS) : await this.redis.get(this.key(id));
     if (!stored) return undefined;
     const { expiresAt, ...principal } = JSON.parse(stored) as Principal & { expiresAt: string };
     const session = { ...principal, id, expiresAt: new Date(expiresAt) };

@@ -5,7 +5,7 @@
  * Content-Security-Policy violation fails the test; the 401s a sign-in page is expected to
  * meet are asserted where they happen. Screenshots land in test-artifacts/dashboard/.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
@@ -298,6 +298,40 @@ describe('the dashboard in Chromium', () => {
       await new Promise((resolve) => sameSite.close(resolve));
     }
     expect(await rotations()).toBe(before);
+  });
+
+  it("times out an open tab: the page's polling leaves the idle time running, its person's input starts it again", async () => {
+    const [cookie] = await context.cookies(base);
+    const key = `${h.env.prefix}:dashboard-session:${createHash('sha256').update(cookie!.value).digest('hex')}`;
+    // A tab of its own whose clock the test moves: polls and the input's once-a-minute report happen when it says.
+    const tab = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    try {
+      await tab.route(/^https?:\/\/(?!127\.0\.0\.1[:/])/, (route) => route.abort('blockedbyclient'));
+      await tab.addCookies([cookie!]);
+      await tab.clock.install();
+      const page = await tab.newPage();
+      const opened = page.waitForRequest((r) => r.url() === `${base}/ui/session`, WAIT);
+      await page.goto(`${base}/ui/`);
+      await page.waitForSelector('tr[data-secret="pay-web"]', WAIT);
+      expect((await opened).headers()['x-rekey-activity']).toBe('1'); // opening the page is its person's doing
+      const left = () => h.runtime.redis.pttl(key);
+      await h.runtime.redis.pexpire(key, 600_000); // ten minutes of idle time left
+      // The overview polls every 5 s: a poll reads the session and leaves its idle time as it was.
+      const polled = page.waitForRequest((r) => r.url().startsWith(`${base}/api/v1/secrets`), WAIT);
+      await tab.clock.runFor(6_000);
+      const poll = await polled;
+      expect((await poll.response())!.status()).toBe(200);
+      expect(poll.headers()['x-rekey-activity']).toBeUndefined();
+      expect(await left()).toBeLessThanOrEqual(600_000);
+      // A key pressed a minute after the page opened: the server hears of it, and the 30 minutes start again.
+      await tab.clock.fastForward(60_000);
+      const reported = page.waitForRequest((r) => r.url() === `${base}/ui/session` && r.headers()['x-rekey-activity'] === '1', WAIT);
+      await page.keyboard.press('Shift');
+      expect((await (await reported).response())!.status()).toBe(200);
+      expect(await left()).toBeGreaterThan(600_000);
+    } finally {
+      await tab.close();
+    }
   });
 
   it('never shows a value, and signs out', async () => {

@@ -108,7 +108,7 @@ describe('sign-in', () => {
     expect(plain.cookie(session)).toBe(`rekey_session=${session.id}; Path=/; Max-Age=28800; HttpOnly; SameSite=Strict`);
     expect(plain.clearCookie()).toBe('rekey_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict');
     await plain.end(session.id);
-    expect(await plain.find(session.id)).toBeUndefined();
+    expect(await plain.find(session.id, false)).toBeUndefined();
   });
 });
 
@@ -165,15 +165,29 @@ describe('the cookie on the admin API', () => {
     expect([madeUp.status, madeUp.json.code]).toEqual([401, 'REKEY_API_SESSION_INVALID']);
   });
 
-  it('ends a session left idle for SESSION_IDLE_MS, and any session at its 8 hours however busy', async () => {
-    const { cookie } = await signIn(operator);
+  it('ends a session SESSION_IDLE_MS after its person last acted, however often the page polls, and any session at its 8 hours however busy', async () => {
+    const { cookie, csrf } = await signIn(operator);
     const key = `${h.env.prefix}:dashboard-session:${createHash('sha256').update(cookie.split('=')[1]!).digest('hex')}`;
-    // Idle: Redis forgets a session SESSION_IDLE_MS after its last request (a tab left hidden, a browser left open).
+    // Idle: Redis forgets a session SESSION_IDLE_MS after its person's last action (a tab left hidden, a browser left open).
     expect(await h.runtime.redis.pttl(key)).toBeLessThanOrEqual(SESSION_IDLE_MS);
+    const idleFor = async (request: Parameters<typeof call>[2], path = '/api/v1/secrets') => {
+      await h.runtime.redis.pexpire(key, 60_000); // a minute left of its idle time
+      expect((await call(h, path, request)).status).toBeLessThan(300);
+      return h.runtime.redis.pttl(key);
+    };
+    // The page's polls (GETs without the activity header) leave the idle time running: an open tab still times out.
+    expect(await idleFor({ headers: { cookie } })).toBeLessThanOrEqual(60_000);
+    expect(await idleFor({ headers: { cookie } }, '/ui/session')).toBeLessThanOrEqual(60_000);
+    expect(await idleFor({ headers: { cookie, 'x-rekey-activity': 'yes' } })).toBeLessThanOrEqual(60_000);
+    // A state-changing request refused for its CSRF token is no action of the page's person.
     await h.runtime.redis.pexpire(key, 60_000);
-    expect((await call(h, '/api/v1/secrets', { headers: { cookie } })).status).toBe(200);
-    expect(await h.runtime.redis.pttl(key)).toBeGreaterThan(60_000); // each request starts the idle time again
-    expect(await h.runtime.redis.pttl(key)).toBeLessThanOrEqual(SESSION_IDLE_MS);
+    expect((await call(h, '/api/v1/secrets/pay-api/drift-check', { method: 'POST', headers: { cookie }, body: { repair: false } })).status).toBe(403);
+    expect(await h.runtime.redis.pttl(key)).toBeLessThanOrEqual(60_000);
+    // A person's action starts it again: a read the page marks as following their input, or a change with the CSRF token.
+    for (const acted of [await idleFor({ headers: { cookie, 'x-rekey-activity': '1' } }), await idleFor({ method: 'POST', headers: { cookie, 'x-csrf-token': csrf }, body: { repair: false } }, '/api/v1/secrets/pay-api/drift-check')]) {
+      expect(acted).toBeGreaterThan(60_000);
+      expect(acted).toBeLessThanOrEqual(SESSION_IDLE_MS);
+    }
     // Absolute: a session in use all along still ends at its expiresAt.
     const stored = JSON.parse((await h.runtime.redis.get(key))!) as Record<string, unknown>;
     await h.runtime.redis.set(key, JSON.stringify({ ...stored, expiresAt: new Date(Date.now() - 1000).toISOString() }), 'KEEPTTL');

@@ -3,6 +3,11 @@
  * (the browser sends it; scripts cannot read it), the session's CSRF token on every POST, and
  * a fresh Idempotency-Key per action, so a retried click makes one run. Answers are the API's
  * own shapes (docs/admin-api.md); only the fields the views show are typed here.
+ *
+ * The session times out after 30 minutes without its person (src/api/sessions.ts): the page's
+ * polling does not count, only the person's input does. Opening the page says so, and while
+ * signed in, a key, click, tap or scroll says so again (GET /ui/session with
+ * `X-Rekey-Activity: 1`) at most once per ACTIVITY_EVERY_MS.
  */
 import type { SyncStatus } from './rows.js';
 
@@ -106,6 +111,27 @@ export class ApiError extends Error {
 let csrf = '';
 let onSignedOut: () => void = () => undefined;
 
+/** The server hears of the person's input at most this often: an idle timeout of 30 minutes ends 30 to 31 minutes after the last. */
+const ACTIVITY_EVERY_MS = 60_000;
+/** The request that follows the person's input: it starts the session's idle time again. */
+const ACTIVITY = { 'x-rekey-activity': '1' };
+let activityReported = 0;
+
+/** The person's input, while signed in: tells the server, at most once per ACTIVITY_EVERY_MS (the polls never do). */
+function personActed(): void {
+  if (!csrf || performance.now() - activityReported < ACTIVITY_EVERY_MS) return;
+  activityReported = performance.now();
+  request('GET', '/ui/session', ACTIVITY).catch((error: unknown) => {
+    if (error instanceof ApiError && error.code === 'REKEY_API_SESSION_INVALID') signedOut();
+  });
+}
+for (const type of ['keydown', 'pointerdown', 'wheel', 'touchstart']) document.addEventListener(type, personActed, { capture: true, passive: true });
+
+function signedOut(): void {
+  csrf = '';
+  onSignedOut();
+}
+
 /** Called when the session ends under the page (expired, token revoked). */
 export function whenSignedOut(callback: () => void): void {
   onSignedOut = callback;
@@ -122,7 +148,7 @@ async function request<T>(method: string, path: string, headers: Record<string, 
   const json = (await response.json().catch(() => ({}))) as { code?: string; title?: string; detail?: string };
   if (!response.ok) {
     const error = new ApiError(response.status, json.code ?? 'UNKNOWN', json.detail ? `${json.title ?? 'refused'}: ${json.detail}` : (json.title ?? `HTTP ${response.status}`));
-    if (error.code === 'REKEY_API_SESSION_INVALID' && !path.startsWith('/ui/session')) onSignedOut();
+    if (error.code === 'REKEY_API_SESSION_INVALID' && !path.startsWith('/ui/session')) signedOut();
     throw error;
   }
   return json as T;
@@ -143,9 +169,11 @@ function idempotencyKey(): string {
 }
 
 export const session = {
+  /** The session, if any; opening the page is its person's action. */
   async current(): Promise<Me | undefined> {
     try {
-      return remember(await request<Me>('GET', '/ui/session'));
+      activityReported = performance.now();
+      return remember(await request<Me>('GET', '/ui/session', ACTIVITY));
     } catch (error) {
       if (error instanceof ApiError && error.status === 401) return undefined;
       throw error;

@@ -2,7 +2,8 @@
  * The dashboard's entry module: sign-in, the header, and a hash router over the views
  * (#/ overview, #/secrets/NAME detail, #/leaks, #/audit, #/config). Each view refreshes itself by
  * polling the admin API at the pace it asks for (a running rotation: every second), and
- * polling stops while the tab is hidden.
+ * polling stops while the tab is hidden. Polls do not keep the session alive: only the
+ * person's input does (api.ts), so an unattended tab is signed out after 30 minutes.
  */
 import { allows, ApiError, type Me, session, whenSignedOut } from './api.js';
 import { fill, h, notice } from './dom.js';
