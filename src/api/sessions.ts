@@ -75,7 +75,16 @@ export class Sessions {
   }
 
   private key(id: string): string {
-    return `${this.prefix}:dashboard-session:${createHash('sha256').update(id).digest('hex')}`;
+    return this.keyOfHash(this.hashOf(id));
+  }
+
+  private keyOfHash(hash: string): string {
+    return `${this.prefix}:dashboard-session:${hash}`;
+  }
+
+  /** The SHA-256 of a session id, as Redis keeps it: names the session to end later without keeping anything that signs in. */
+  hashOf(id: string): string {
+    return createHash('sha256').update(id).digest('hex');
   }
 
   /**
@@ -113,6 +122,11 @@ export class Sessions {
   /** Ends a session; idempotent. */
   async end(id: string): Promise<void> {
     await this.redis.del(this.key(id));
+  }
+
+  /** Ends the session whose id has the SHA-256 `hash` (hashOf); idempotent. */
+  async endHashed(hash: string): Promise<void> {
+    if (/^[0-9a-f]{64}$/.test(hash)) await this.redis.del(this.keyOfHash(hash));
   }
 
   /** The session id a request's Cookie header carries, if any. */

@@ -4,12 +4,14 @@
  *
  *   GET /ui/oidc/start     a new flow: state, nonce and code verifier are random; Redis keeps
  *                          the flow under the SHA-256 of its state for FLOW_TTL_MS (nonce and
- *                          verifier: they sign nobody in without the provider's code), and the
+ *                          verifier: they sign nobody in without the provider's code; and the
+ *                          SHA-256 of the session the browser presented, if any), and the
  *                          browser gets the state in a flow cookie (HttpOnly, SameSite=Lax: the
  *                          provider's redirect back is a cross-site navigation), then a redirect
  *                          to the provider's authorization endpoint.
  *   GET /ui/oidc/callback  the provider's answer: the state must be the flow cookie's and a flow
- *                          Redis still holds (taken once: GETDEL), the code is exchanged with the
+ *                          Redis still holds (taken once: GETDEL), which ends the session the
+ *                          browser presented at the start, whatever follows; the code is exchanged with the
  *                          verifier at the token endpoint, the ID token verified (signature by a
  *                          key of the provider's JWKS, asymmetric algorithms only, iss, aud, exp,
  *                          iat within the flow's lifetime (60 s of clock skew either way),
@@ -53,6 +55,8 @@ export type Refusal = 'state' | 'provider' | 'exchange' | 'id_token' | 'no_scope
 interface Flow {
   nonce: string;
   verifier: string;
+  /** The SHA-256 of the session the browser presented at the start, ended when the flow comes back. */
+  previous?: string;
 }
 
 interface Discovered {
@@ -91,10 +95,15 @@ export class OidcSignIn {
     return `${this.runtime.settings.queuePrefix}:oidc-flow:${sha256(state).toString('hex')}`;
   }
 
-  /** Starts a flow: answers the redirect to the provider. */
-  async start(config: OidcSignInConfig, reply: FastifyReply): Promise<FastifyReply> {
+  /**
+   * Starts a flow: answers the redirect to the provider. The session the browser presents now
+   * (same-site: its SameSite=Strict cookie comes along) is noted in the flow, to end when the
+   * flow comes back: the provider's redirect back is cross-site and carries no such cookie.
+   */
+  async start(config: OidcSignInConfig, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     const provider = await this.discover(config);
-    const flow: Flow = { nonce: random(), verifier: random() };
+    const previous = this.sessions.idFrom(request.headers.cookie);
+    const flow: Flow = { nonce: random(), verifier: random(), ...(previous ? { previous: this.sessions.hashOf(previous) } : {}) };
     const state = random();
     await this.runtime.redis.set(this.flowKey(state), JSON.stringify(flow), 'PX', FLOW_TTL_MS);
     const url = new URL(provider.authorization);
@@ -124,6 +133,10 @@ export class OidcSignIn {
     const stored = await this.runtime.redis.getdel(this.flowKey(state));
     if (!stored) return { refused: 'state' };
     const flow = JSON.parse(stored) as Flow;
+    // This browser's sign-in came back, whatever its outcome: the session it held when it started
+    // ends (one person's session must not outlive another's sign-in on a shared browser, nor a
+    // copy of its id the new sign-in).
+    if (flow.previous) await this.sessions.endHashed(flow.previous);
     if (typeof query.code !== 'string' || !query.code) return { refused: 'provider' }; // error=access_denied and the like
 
     let provider: Discovered;

@@ -69,7 +69,7 @@ export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime
       ui.get('/oidc/start', async (request, reply) => {
         if (!starts.take(sourceOf(request.ip))) return sendProblem(reply.header('retry-after', String(starts.retryAfterSeconds())), 'REKEY_API_TOO_MANY_SIGN_INS');
         const config = await oidc.config();
-        return config ? oidc.start(config, reply) : sendProblem(reply, 'REKEY_API_NOT_FOUND', 'no dashboard.oidc in the applied config');
+        return config ? oidc.start(config, request, reply) : sendProblem(reply, 'REKEY_API_NOT_FOUND', 'no dashboard.oidc in the applied config');
       });
       ui.get('/oidc/callback', async (request, reply) => {
         const admitted = admission.enter(request.ip, reply.raw);

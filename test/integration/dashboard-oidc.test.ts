@@ -13,7 +13,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminApiRoutes } from '../../src/api/routes.js';
 import { dashboardRoutes } from '../../src/dashboard/routes.js';
-import { call } from '../support/api.js';
+import { call, tokenFor } from '../support/api.js';
 import { type Chromium, openChromium } from '../support/browser.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { journal, memoryConfig } from '../support/memory-provider.js';
@@ -55,26 +55,31 @@ dashboard:
 beforeAll(async () => {
   h = await startHarness({ label: 'dashboard-oidc', routes: [adminApiRoutes, dashboardRoutes] });
   base = h.serving!.url;
-  idp = await startIdp({
-    clients: [
-      // A public client: no secret, PKCE alone (dashboard.oidc without clientSecret).
-      { client_id: 'rekey-public', token_endpoint_auth_method: 'none', redirect_uris: [`${base}/ui/oidc/callback`], grant_types: ['authorization_code'], response_types: ['code'] },
-      {
-        client_id: 'rekey-dashboard',
-        client_secret: CLIENT_SECRET,
-        redirect_uris: [`${base}/ui/oidc/callback`],
-        post_logout_redirect_uris: [`${base}/ui/`],
-        grant_types: ['authorization_code'],
-        response_types: ['code'],
-      },
-    ],
-    jwks: { keys: [(idpKey = await rsaKey('idp-key'))] },
-    claims: { openid: ['sub'], profile: ['name', 'preferred_username'], groups: ['groups'] },
-    conformIdTokenClaims: false, // the groups claim in the ID token, as most providers put it
-    findAccount: (_ctx, id) => ({ accountId: id, claims: () => ({ sub: id, preferred_username: id, groups: PEOPLE[id] ?? [] }) }),
-    pkce: { required: () => true },
-    features: { devInteractions: { enabled: true } },
-  });
+  idp = await startIdp(
+    {
+      clients: [
+        // A public client: no secret, PKCE alone (dashboard.oidc without clientSecret).
+        { client_id: 'rekey-public', token_endpoint_auth_method: 'none', redirect_uris: [`${base}/ui/oidc/callback`], grant_types: ['authorization_code'], response_types: ['code'] },
+        {
+          client_id: 'rekey-dashboard',
+          client_secret: CLIENT_SECRET,
+          redirect_uris: [`${base}/ui/oidc/callback`],
+          post_logout_redirect_uris: [`${base}/ui/`],
+          grant_types: ['authorization_code'],
+          response_types: ['code'],
+        },
+      ],
+      jwks: { keys: [(idpKey = await rsaKey('idp-key'))] },
+      claims: { openid: ['sub'], profile: ['name', 'preferred_username'], groups: ['groups'] },
+      conformIdTokenClaims: false, // the groups claim in the ID token, as most providers put it
+      findAccount: (_ctx, id) => ({ accountId: id, claims: () => ({ sub: id, preferred_username: id, groups: PEOPLE[id] ?? [] }) }),
+      pkce: { required: () => true },
+      features: { devInteractions: { enabled: true } },
+    },
+    undefined,
+    undefined,
+    '127.0.0.2', // another site than rekey's 127.0.0.1, as a real provider is: its pages' redirects back are cross-site navigations
+  );
   // The way back to rekey, for the held callbacks; and the wire between rekey and the token
   // endpoint, for the tampered case: the ID token's subject changes, its signature stays.
   idp.provider.use(async (ctx, next) => {
@@ -194,6 +199,32 @@ describe('OIDC sign-in', () => {
     expect((await listed()).items).toHaveLength(1);
     await page.reload();
     await page.waitForSelector('.tl-row[data-version="2"]', WAIT);
+    await signOut();
+  });
+
+  it("ends the session the browser held when someone signs in through the provider, though the redirect back carries no SameSite=Strict cookie", async () => {
+    // A shared browser: someone signed in with a token, then another person signs in with the provider.
+    const token = await tokenFor(h, 'shared-browser', ['read']);
+    await context.clearCookies({ name: '__Host-rekey_session' });
+    await page.goto(`${base}/ui/`);
+    await page.fill('#token', token);
+    await page.click('form.signin button[type=submit]');
+    await page.waitForSelector('header .token-name:text("shared-browser")', WAIT);
+    const held = `__Host-rekey_session=${(await sessionCookie())!.value}`;
+    await context.clearCookies({ name: /^_session/ }); // nobody signed in at the provider: alice logs in there
+    await page.goto(`${base}/ui/oidc/start`);
+    await page.waitForSelector('input[name=login]', WAIT);
+    await page.fill('input[name=login]', 'alice');
+    await page.fill('input[name=password]', 'any password: the development login page checks none');
+    await page.click('button[type=submit]');
+    await page.waitForSelector('button:has-text("Continue")', WAIT);
+    const back = page.waitForRequest((r) => r.url().startsWith(`${base}/ui/oidc/callback?`), WAIT);
+    await page.click('button:has-text("Continue")');
+    // The provider is another site and its page sent the browser back: a cross-site navigation, which leaves the session cookie behind.
+    expect((await (await back).allHeaders()).cookie ?? '').not.toContain('__Host-rekey_session');
+    await page.waitForSelector('header .token-name:text("alice")', WAIT);
+    const old = await call(h, '/api/v1/secrets', { headers: { cookie: held } });
+    expect([old.status, old.json.code]).toEqual([401, 'REKEY_API_SESSION_INVALID']);
     await signOut();
   });
 

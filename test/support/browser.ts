@@ -1,6 +1,6 @@
 /**
  * Debian's Chromium driven by playwright-core for the dashboard's tests: launched with the flags
- * that keep it off the closed network, every request that is not to loopback refused (a page
+ * that keep it off the closed network, every request that is not to loopback (127.0.0.0/8) refused (a page
  * asking for a web font must not reach out), and the page's console errors and
  * Content-Security-Policy violations collected for the tests to assert on.
  */
@@ -29,7 +29,7 @@ export async function openChromium(viewport = { width: 1280, height: 860 }, opti
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   const context = await browser.newContext({ viewport });
-  await context.route(/^https?:\/\/(?!127\.0\.0\.1[:/])/, (route) => route.abort('blockedbyclient'));
+  await context.route(/^https?:\/\/(?!127\.\d+\.\d+\.\d+[:/])/, (route) => route.abort('blockedbyclient'));
   const violations: string[] = [];
   const consoleErrors: Chromium['consoleErrors'] = [];
   // Reported by the page itself, so a violation Chromium does not print is still seen.

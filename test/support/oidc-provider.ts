@@ -20,12 +20,14 @@ export interface LocalIdp {
 /**
  * Starts a provider with `configuration` (signing keys given as `jwks`); `issuer` defaults to its
  * own address. `middleware`, when given, is added with provider.use: it sees each request before
- * the provider does (an outage to play).
+ * the provider does (an outage to play). `host` is the loopback address it listens on: 127.0.0.2
+ * makes it another site than rekey on 127.0.0.1, as a real provider is (a browser then keeps
+ * SameSite=Strict cookies off the provider's redirects back).
  */
-export async function startIdp(configuration: Configuration, issuer?: string, middleware?: Parameters<Provider['use']>[0]): Promise<LocalIdp> {
+export async function startIdp(configuration: Configuration, issuer?: string, middleware?: Parameters<Provider['use']>[0], host = '127.0.0.1'): Promise<LocalIdp> {
   const server: Server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  const url = `http://${host}:${(server.address() as { port: number }).port}`;
   const provider = new Provider(issuer ?? url, configuration);
   if (middleware) provider.use(middleware);
   const handle = provider.callback();
