@@ -4,8 +4,9 @@
  * (/api/v1), which accepts the session cookie as it accepts a bearer token (src/api/auth.ts).
  *
  *   POST   /ui/session  `Authorization: Bearer rkadm_...` → a session cookie (the token stays
- *                       in the sign-in form); answers the caller and the session's CSRF token
- *   GET    /ui/session  the session's caller and CSRF token (401 when there is none)
+ *                       in the sign-in form); answers the caller, the session's CSRF token,
+ *                       its end (expiresAt) and how long it lasts idle (idleMs)
+ *   GET    /ui/session  the same of the session (401 when there is none)
  *   DELETE /ui/session  signs out (CSRF token required): 204, or for a person signed in with a
  *                       provider that offers RP-initiated logout, `{ endSession }`: where the
  *                       browser goes next to end the provider's session too
@@ -21,7 +22,7 @@ import { personActor } from '../api/actors.js';
 import { Authenticator } from '../api/auth.js';
 import { sendProblem } from '../api/problems.js';
 import { answerError } from '../api/routes.js';
-import { csrfToken, type Session, sessionsOf } from '../api/sessions.js';
+import { csrfToken, type Session, SESSION_IDLE_MS, sessionsOf } from '../api/sessions.js';
 import type { Caller } from '../api/route.js';
 import type { RouteModule } from '../http/server.js';
 import { isRefusal } from '../http/admission.js';
@@ -46,7 +47,7 @@ export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime
   const oidc = new OidcSignIn(runtime, sessions);
   const audited = (actor: string, action: string, data: Record<string, string | string[]>) => runtime.db.$transaction((tx) => runtime.audit.append(tx, { actor, action, data }));
   const answer = (reply: FastifyReply, caller: Caller, session: Session) =>
-    reply.header('cache-control', 'no-store').send({ name: caller.principal.name, scopes: caller.principal.scopes, csrfToken: csrfToken(session.id), expiresAt: session.expiresAt.toISOString() });
+    reply.header('cache-control', 'no-store').send({ name: caller.principal.name, scopes: caller.principal.scopes, csrfToken: csrfToken(session.id), expiresAt: session.expiresAt.toISOString(), idleMs: SESSION_IDLE_MS });
 
   await app.register(
     (ui, _options, done) => {

@@ -13,10 +13,11 @@ import { gzipSync } from 'node:zlib';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminApiRoutes } from '../../src/api/routes.js';
+import { SESSION_IDLE_MS } from '../../src/api/sessions.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/dashboard/assets.js';
 import { dashboardRoutes } from '../../src/dashboard/routes.js';
 import { packageRoot } from '../../src/paths.js';
-import { tokenFor } from '../support/api.js';
+import { call, tokenFor } from '../support/api.js';
 import { type Chromium, openChromium } from '../support/browser.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { journal, memoryConfig } from '../support/memory-provider.js';
@@ -300,14 +301,15 @@ describe('the dashboard in Chromium', () => {
     expect(await rotations()).toBe(before);
   });
 
-  it("times out an open tab: the page's polling leaves the idle time running, its person's input starts it again", async () => {
+  it("times out an open tab: the page's polling leaves the idle time running, its person's input starts it again, and a page that polls nothing clears itself", async () => {
+    // A tab of its own, with a session of its own, whose clock the test moves: polls and the input's once-a-minute report happen when it says.
     const [cookie] = await context.cookies(base);
-    const key = `${h.env.prefix}:dashboard-session:${createHash('sha256').update(cookie!.value).digest('hex')}`;
-    // A tab of its own whose clock the test moves: polls and the input's once-a-minute report happen when it says.
+    const own = (await call(h, '/ui/session', { method: 'POST', token: ops })).headers.get('set-cookie')!.split(';')[0]!.split('=')[1]!;
+    const key = `${h.env.prefix}:dashboard-session:${createHash('sha256').update(own).digest('hex')}`;
     const tab = await browser.newContext({ viewport: { width: 1280, height: 860 } });
     try {
       await tab.route(/^https?:\/\/(?!127\.0\.0\.1[:/])/, (route) => route.abort('blockedbyclient'));
-      await tab.addCookies([cookie!]);
+      await tab.addCookies([{ ...cookie!, value: own }]);
       await tab.clock.install();
       const page = await tab.newPage();
       const opened = page.waitForRequest((r) => r.url() === `${base}/ui/session`, WAIT);
@@ -329,6 +331,13 @@ describe('the dashboard in Chromium', () => {
       await page.keyboard.press('Shift');
       expect((await (await reported).response())!.status()).toBe(200);
       expect(await left()).toBeGreaterThan(600_000);
+      // The audit log polls nothing. Left alone, the session times out (Redis forgets it); the page asks when it would have, and clears itself.
+      await page.evaluate("location.hash = '#/audit'");
+      await page.waitForSelector('main section table', WAIT);
+      await h.runtime.redis.del(key);
+      await tab.clock.fastForward(SESSION_IDLE_MS + 2_000);
+      expect(await (await page.waitForSelector('form.signin [role=alert]', WAIT)).textContent()).toContain('Your session has ended');
+      expect(await page.$('main')).toBeNull();
     } finally {
       await tab.close();
     }

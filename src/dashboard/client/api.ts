@@ -16,6 +16,8 @@ export interface Me {
   scopes: string[];
   csrfToken: string;
   expiresAt: string;
+  /** How long the session lasts without its person's action. */
+  idleMs: number;
 }
 
 export interface SecretSummary {
@@ -116,19 +118,42 @@ const ACTIVITY_EVERY_MS = 60_000;
 /** The request that follows the person's input: it starts the session's idle time again. */
 const ACTIVITY = { 'x-rekey-activity': '1' };
 let activityReported = 0;
+let idleCheck: number | undefined;
+/** The session as last answered: how long it lasts idle, and when it ends at the latest. */
+let lasts = { idleMs: 0, expiresAt: 0 };
 
 /** The person's input, while signed in: tells the server, at most once per ACTIVITY_EVERY_MS (the polls never do). */
 function personActed(): void {
   if (!csrf || performance.now() - activityReported < ACTIVITY_EVERY_MS) return;
   activityReported = performance.now();
-  request('GET', '/ui/session', ACTIVITY).catch((error: unknown) => {
+  request('GET', '/ui/session', ACTIVITY).then(watchIdle, (error: unknown) => {
     if (error instanceof ApiError && error.code === 'REKEY_API_SESSION_INVALID') signedOut();
   });
 }
+
+/**
+ * After the person's last action, asks (without acting) whether the session still exists when
+ * it would have timed out, or reached its end: a view that polls nothing (audit, config) must not
+ * go on showing what it showed on an unattended screen. Another tab's action may have kept the
+ * session: then it asks again one idle time later.
+ */
+function watchIdle(): void {
+  window.clearTimeout(idleCheck);
+  if (!csrf || !lasts.idleMs) return;
+  const wait = Math.min(lasts.idleMs, lasts.expiresAt - Date.now()) + 1000;
+  idleCheck = window.setTimeout(() => {
+    request('GET', '/ui/session').then(watchIdle, (error: unknown) => (error instanceof ApiError && error.status === 401 ? signedOut() : watchIdle()));
+  }, Math.max(wait, 1000));
+}
 for (const type of ['keydown', 'pointerdown', 'wheel', 'touchstart']) document.addEventListener(type, personActed, { capture: true, passive: true });
 
-function signedOut(): void {
+function forget(): void {
   csrf = '';
+  window.clearTimeout(idleCheck);
+}
+
+function signedOut(): void {
+  forget();
   onSignedOut();
 }
 
@@ -144,6 +169,8 @@ async function request<T>(method: string, path: string, headers: Record<string, 
     headers: { accept: 'application/json', ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
+  // A change is its person's action too: the session's idle time started again.
+  if (response.ok && method !== 'GET' && csrf) watchIdle();
   if (response.status === 204) return undefined as T;
   const json = (await response.json().catch(() => ({}))) as { code?: string; title?: string; detail?: string };
   if (!response.ok) {
@@ -190,13 +217,15 @@ export const session = {
   /** Ends the session; answers where to send the browser to end the OpenID Connect provider's session too, if anywhere. */
   async signOut(): Promise<string | undefined> {
     const answer = await request<{ endSession: string } | undefined>('DELETE', '/ui/session', { 'x-csrf-token': csrf });
-    csrf = '';
+    forget();
     return answer?.endSession;
   },
 };
 
 function remember(me: Me): Me {
   csrf = me.csrfToken;
+  lasts = { idleMs: me.idleMs, expiresAt: Date.parse(me.expiresAt) };
+  watchIdle();
   return me;
 }
 
