@@ -57,6 +57,8 @@ export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime
         next(null, payload);
       });
       // Here, not fastify's default: that one would answer without the headers above, and echo the path.
+      // Its error handler too: that one logged the request's URL, a sign-in's code and state with it, and answered the error's message.
+      ui.setErrorHandler((error: Error, _request, reply) => answerError(error, reply, runtime, log));
       ui.setNotFoundHandler((_request, reply) => sendProblem(reply, 'REKEY_API_NOT_FOUND', 'no dashboard page or route at this path'));
       const page = (reply: FastifyReply, asset: Asset | undefined) => {
         if (!asset) return reply.code(assets.size ? 404 : 503).type('text/plain; charset=utf-8').send(assets.size ? 'not found' : 'the dashboard is not built: run `npm run build:ui`');
@@ -101,7 +103,6 @@ export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime
       ui.register(
         (session, _o, registered) => {
           session.addHook('onRequest', auth.hook);
-          session.setErrorHandler((error: Error, _request, reply) => answerError(error, reply, runtime, log));
           session.post('/session', async (request, reply) => {
             const caller = auth.caller(request);
             if (caller.session) return sendProblem(reply, 'REKEY_API_INVALID_REQUEST', 'sign in with Authorization: Bearer <token>');

@@ -10,7 +10,7 @@
  */
 import { importJWK, type JWK, SignJWT } from 'jose';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { adminApiRoutes } from '../../src/api/routes.js';
 import { dashboardRoutes } from '../../src/dashboard/routes.js';
 import { call, tokenFor } from '../support/api.js';
@@ -226,6 +226,28 @@ describe('OIDC sign-in', () => {
     const old = await call(h, '/api/v1/secrets', { headers: { cookie: held } });
     expect([old.status, old.json.code]).toEqual([401, 'REKEY_API_SESSION_INVALID']);
     await signOut();
+  });
+
+  it('logs no code when the callback fails after the exchange, and answers a problem, not the error', async () => {
+    // The audit event of the sign-in cannot be written (the database went away at that moment).
+    const append = vi.spyOn(h.runtime.audit, 'append').mockRejectedValueOnce(new Error('the database went away'));
+    try {
+      const callback = await heldCallback(() => startSignIn()); // the provider remembers alice: straight back
+      const logged = h.logs.length;
+      const answer = (await page.goto(callback.href))!;
+      expect(append).toHaveBeenCalled();
+      const lines = h.logs.slice(logged).join('\n');
+      expect(lines).toContain('the database went away');
+      for (const name of ['code', 'state']) expect(lines, name).not.toContain(callback.searchParams.get(name)!);
+      expect([answer.status(), ((await answer.json()) as { code: string }).code]).toEqual([500, 'REKEY_API_INTERNAL']);
+    } finally {
+      append.mockRestore();
+    }
+    expect(await sessionCookie()).toBeUndefined();
+    // The page's 500, which Chromium reports as a console error: this test's own.
+    const expected = (e: { text: string; url: string }) => e.url.startsWith(`${base}/ui/oidc/callback?`) && e.text.includes('status of 500');
+    expect(consoleErrors.filter(expected)).toHaveLength(1);
+    consoleErrors.splice(0, consoleErrors.length, ...consoleErrors.filter((e) => !expected(e)));
   });
 
   it('refuses a callback whose state is not the one this browser started', async () => {
