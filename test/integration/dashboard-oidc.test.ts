@@ -202,7 +202,7 @@ describe('OIDC sign-in', () => {
     await signOut();
   });
 
-  it("ends the session the browser held when someone signs in through the provider, though the redirect back carries no SameSite=Strict cookie", async () => {
+  it("ends the session the browser held when someone signs in through the provider, though the redirect back carries no SameSite=Strict cookie, and when that sign-in is refused", async () => {
     // A shared browser: someone signed in with a token, then another person signs in with the provider.
     const token = await tokenFor(h, 'shared-browser', ['read']);
     await context.clearCookies({ name: '__Host-rekey_session' });
@@ -225,7 +225,17 @@ describe('OIDC sign-in', () => {
     await page.waitForSelector('header .token-name:text("alice")', WAIT);
     const old = await call(h, '/api/v1/secrets', { headers: { cookie: held } });
     expect([old.status, old.json.code]).toEqual([401, 'REKEY_API_SESSION_INVALID']);
-    await signOut();
+    // A sign-in that comes back refused ends the session too: the refusal shows, not the session's page.
+    const alices = `__Host-rekey_session=${(await sessionCookie())!.value}`;
+    reissue = { aud: ['other-app', 'rekey-dashboard'], azp: 'other-app' };
+    try {
+      await page.goto(`${base}/ui/oidc/start`); // the provider remembers alice: straight back
+      expect(await refusal()).toContain('could not be verified');
+    } finally {
+      reissue = undefined;
+    }
+    expect((await call(h, '/api/v1/secrets', { headers: { cookie: alices } })).status).toBe(401);
+    await context.clearCookies({ name: '__Host-rekey_session' });
   });
 
   it('logs no code when the callback fails after the exchange, and answers a problem, not the error', async () => {
