@@ -1,7 +1,8 @@
 /**
  * GET /.well-known/jwks.json: the public keys of every live version (pending, current,
- * previous) whose issuer publishes one (Issuer.publicKey, e.g. jwt-signing-key); a retired
- * or leaked key leaves the document with its version. GET /.well-known/jwks/<secret>.json
+ * previous until its grace ends) whose issuer publishes one (Issuer.publicKey, e.g.
+ * jwt-signing-key); a previous key leaves when its grace ends, even if its retirement runs
+ * later, and a retired or leaked key with its version. GET /.well-known/jwks/<secret>.json
  * serves one secret's keys.
  *
  * Verifiers may cache the document for REKEY_JWKS_MAX_AGE (Cache-Control max-age, 60 s by

@@ -11,11 +11,9 @@ import type { Call, Inspection, Issuer, JsonObject, Target, VersionRef } from '.
 import { SecretValue } from '../core/secret-value.js';
 import type { Db } from '../db/client.js';
 
-const LIVE = ['pending', 'current', 'previous'] as const;
-
 /**
  * The public keys (Issuer.publicKey) of the live versions of managed secrets that are not
- * reported leaked, newest first per secret: of one `secret` or all, optionally `without` one version. `issuerOf` is asked
+ * reported leaked (pending, current, previous until its grace ends), newest first per secret: of one `secret` or all, optionally `without` one version. `issuerOf` is asked
  * once per secret; a secret whose issuer publishes no keys contributes none.
  */
 export async function liveKeys(
@@ -33,8 +31,15 @@ async function published(
   o: { secret?: string; without?: string },
 ): Promise<{ keys: JsonObject[]; versionIds: string[] }> {
   const versions = await db.version.findMany({
-    // A version reported leaked leaves at once, though it stays current until its replacement is promoted.
-    where: { state: { in: [...LIVE] }, compromisedAt: null, secret: { removedAt: null, ...(o.secret ? { name: o.secret } : {}) }, ...(o.without ? { id: { not: o.without } } : {}) },
+    where: {
+      // A previous version leaves when its grace ends, whether or not its retirement has run yet (a
+      // backlog, workers down): no token it signed lives longer (token-exchange.ts), as isLive() counts it.
+      OR: [{ state: { in: ['pending', 'current'] } }, { state: 'previous', graceEndsAt: { gt: new Date() } }],
+      // A version reported leaked leaves at once, though it stays current until its replacement is promoted.
+      compromisedAt: null,
+      secret: { removedAt: null, ...(o.secret ? { name: o.secret } : {}) },
+      ...(o.without ? { id: { not: o.without } } : {}),
+    },
     orderBy: [{ secretId: 'asc' }, { number: 'desc' }],
     select: { id: true, issuerState: true, secret: { select: { name: true } } },
   });

@@ -1,0 +1,54 @@
+/**
+ * A previous signing key leaves the JWKS when its grace ends, not when its retirement runs: the
+ * retirement is a delayed job, and a backlog or workers that are down would otherwise keep a key
+ * past its grace in the served document and in what a `publish: jwks` target receives. No token
+ * it signed outlives its grace (token-exchange.ts), so nothing valid depends on it.
+ * The grace end is moved into the past by hand: the retirement job, due in an hour, never runs.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { jwksRoutes } from '../../src/jwks/routes.js';
+import { SecretValue } from '../../src/core/secret-value.js';
+import { startHarness, type Harness } from '../support/harness.js';
+import { journal } from '../support/memory-provider.js';
+
+let h: Harness;
+const JOURNAL = `jwks-grace-${randomUUID()}`;
+const pushed = journal(JOURNAL);
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'jwks-grace-end', routes: [jwksRoutes] });
+  await h.apply(`
+providers:
+  vault: { type: local }
+  verifiers: { type: memory, journal: ${JOURNAL} }
+secrets:
+  grace-signing:
+    store: { provider: vault }
+    issuer: { type: jwt-signing-key, alg: ES256 }
+    targets: [{ provider: verifiers, publish: jwks }]
+    grace: 1h
+`);
+  for (let i = 0; i < 2; i++) expect((await h.rotate('grace-signing', 60_000)).status).toBe('succeeded');
+}, 120_000);
+afterAll(() => h?.stop());
+
+const kids = async (path: string) => ((await (await fetch(`${h.serving!.url}${path}`)).json()) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid);
+
+it('drops a previous key from the served and the published JWKS once its grace has ended, before its retirement runs', async () => {
+  const versions = await h.runtime.db.version.findMany({ where: { secret: { name: 'grace-signing' } }, orderBy: { number: 'asc' } });
+  const [first, second] = versions;
+  expect([first!.state, second!.state]).toEqual(['previous', 'current']);
+  expect(await kids('/.well-known/jwks.json')).toEqual([second!.id, first!.id]);
+
+  await h.runtime.db.version.update({ where: { id: first!.id }, data: { graceEndsAt: new Date(Date.now() - 1000) } });
+  expect((await h.runtime.db.version.findUniqueOrThrow({ where: { id: first!.id } })).state).toBe('previous'); // not retired yet
+  expect(await kids('/.well-known/jwks.json')).toEqual([second!.id]);
+  expect(await kids('/.well-known/jwks/grace-signing.json')).toEqual([second!.id]);
+
+  // What a publish: jwks target is sent at its next deploy (a drift repair, the next rotation's).
+  const target = (await h.runtime.resolver.resolve('grace-signing')).targets.get('verifiers')!;
+  const ref = { secret: 'grace-signing', versionId: second!.id, number: second!.number, fingerprint: second!.fingerprint!, consumer: 'grace-signing' };
+  await target.deploy(ref, SecretValue.of('ignored: the target is sent the JWKS'), { signal: AbortSignal.timeout(5000) });
+  expect((JSON.parse(pushed.deployedValues.at(-1)!) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid)).toEqual([second!.id]);
+});
