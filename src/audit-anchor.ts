@@ -9,7 +9,8 @@
  *
  * Each run first walks the whole log (`verifyAudit`, as `rekey audit verify` does), against the
  * anchor the cluster's previous run took (kept in Redis, `<prefix>:audit:anchor`), so events
- * removed from the end of a chain since then are caught too, which the chain alone cannot show;
+ * removed from the end of a chain since then are caught too, which the chain alone cannot show (a
+ * kept anchor without a signature, or not an anchor at all, fails that check: this job keeps only signed ones);
  * a log that does not verify raises `audit.verify-failed` (src/core/notify.ts), once per broken
  * row, and is logged at error level. The anchor is taken all the same: it pins what is there now,
  * and is what the next run checks against.
@@ -73,7 +74,9 @@ const WEBHOOK_TIMEOUT_MS = 10_000;
  */
 export async function recordAnchor(deps: AnchorDeps): Promise<AnchorMessage> {
   const previous = await deps.last?.get();
-  const verified = await verifyAudit(deps.db, deps.audit, previous ? { anchor: previous } : {});
+  // Only this job writes the kept anchor, always signed: an unsigned one was put there by someone who could compute a
+  // digest of rewritten chains but not sign it (an earlier release's anchors are accepted from an operator, not here).
+  const verified = await verifyAudit(deps.db, deps.audit, previous ? { anchor: previous, signed: true } : {});
   if (!verified.ok) {
     deps.log.error({ component: 'audit', seq: verified.seq.toString(), problem: verified.problem }, 'audit log does not verify');
     await notify(deps, 'audit.verify-failed', verified.seq.toString(), null, { seq: verified.seq.toString(), problem: verified.problem, verifiedEvents: verified.events });

@@ -36,14 +36,22 @@ export function anchorProblem(anchor: string): string | undefined {
  * Walks every chain in order, up to the settled seq, and reports the first row that does
  * not check out: not following its chain, content not matching its MAC, unkeyed after the
  * keyed epoch began, written under another key. With `anchor`, also checks the anchor's
- * signature and that every chain's head at its seq is what it was when it was taken.
+ * signature and that every chain's head at its seq is what it was when it was taken; with
+ * `signed`, an anchor without a signature (of an earlier version) is refused, as an anchor
+ * anyone who can read the database could have made. A malformed anchor fails, seq 0.
  * @throws RekeyError REKEY_ERR_CONFIG when REKEY_AUDIT_KEY is not set.
  */
-export async function verifyAudit(db: Db, log: AuditLog, options: { anchor?: string; batch?: number } = {}): Promise<VerifyResult> {
+export async function verifyAudit(db: Db, log: AuditLog, options: { anchor?: string; signed?: boolean; batch?: number } = {}): Promise<VerifyResult> {
   const batch = options.batch ?? 1000;
   const keyId = log.keyId();
-  const [, anchorSeq, anchorDigest, anchorMac] = options.anchor ? (ANCHOR.exec(options.anchor) ?? []) : [];
+  const parsed = options.anchor === undefined ? undefined : ANCHOR.exec(options.anchor);
+  // An anchor that is not one is a failure, never a check quietly skipped.
+  if (parsed === null) return { ok: false, events: 0, seq: 0n, problem: 'is the anchor, and it is malformed (not <seq>:<64 hex digits>[:<64 hex digits>])' };
+  const [, anchorSeq, anchorDigest, anchorMac] = parsed ?? [];
   let pendingAnchor = anchorSeq === undefined ? undefined : BigInt(anchorSeq);
+  if (options.signed && pendingAnchor !== undefined && anchorMac === undefined) {
+    return { ok: false, events: 0, seq: pendingAnchor, problem: 'is the anchor, and it carries no signature, which every anchor rekey takes now does (replaced by someone without REKEY_AUDIT_KEY)' };
+  }
   if (anchorMac !== undefined && !sameHex(anchorMac, log.anchorMac(`${anchorSeq}:${anchorDigest}`))) {
     return { ok: false, events: 0, seq: pendingAnchor!, problem: 'is the anchor, and its signature does not verify under REKEY_AUDIT_KEY (forged, or taken under another key)' };
   }

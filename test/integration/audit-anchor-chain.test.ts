@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { LastAnchor, recordAnchor } from '../../src/audit-anchor.js';
+import { verifyAudit } from '../../src/db/audit-verify.js';
 import { createLogger } from '../../src/log.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { runSql } from '../support/isolation.js';
@@ -39,4 +40,35 @@ it('a run of the anchor job catches events removed since its last anchor, and na
   // The alarm is raised once: the run after it checks against the anchor of the log as it is now.
   await recordAnchor(deps);
   expect(failures()).toHaveLength(1);
+});
+
+it('a kept anchor replaced by one without a signature (or by anything else) is an alarm, not a check skipped', async () => {
+  const lines: string[] = [];
+  const log = createLogger('warn', { write: (line: string) => void lines.push(line) });
+  const last = new LastAnchor(h.runtime.redis, h.env.prefix);
+  const deps = { db: h.runtime.db, audit: h.runtime.audit, log, actor: 'test', webhook: undefined, notifier: h.runtime.notifier, last };
+  const failures = () => lines.map((l) => JSON.parse(l) as { msg: string; seq?: string; problem?: string }).filter((l) => l.msg === 'audit log does not verify');
+  for (let i = 0; i < 3; i++) await h.runtime.audit.append(h.runtime.db, { actor: 'test', action: 'test.event', secret: 'rewound', data: { i } });
+  await recordAnchor(deps);
+  expect(failures()).toEqual([]);
+
+  // Someone with the database and Redis but not REKEY_AUDIT_KEY removes the chain's last event and
+  // keeps, in the anchor's place, one of the log as it is now: the digest anyone can compute, no signature.
+  const [tail] = await h.runtime.db.auditEvent.findMany({ where: { chain: 'rewound' }, orderBy: { seq: 'desc' }, take: 1 });
+  await runSql(h.env.databaseUrl, [
+    'ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update',
+    `DELETE FROM audit_events WHERE seq = ${tail!.seq}`,
+    'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update',
+  ]);
+  const now = await verifyAudit(h.runtime.db, h.runtime.audit);
+  expect(now.ok).toBe(true); // the chain alone cannot show it
+  const unsigned = now.ok ? now.anchor.split(':').slice(0, 2).join(':') : '';
+  await last.set(unsigned);
+  await recordAnchor(deps);
+  expect(failures()).toEqual([expect.objectContaining({ seq: unsigned.split(':')[0], problem: expect.stringMatching(/^is the anchor, and it carries no signature/) as unknown })]);
+
+  await last.set('not an anchor');
+  await recordAnchor(deps);
+  expect(failures()).toHaveLength(2);
+  expect(failures()[1]).toEqual(expect.objectContaining({ seq: '0', problem: expect.stringMatching(/^is the anchor, and it is malformed/) as unknown }));
 });
