@@ -49,12 +49,26 @@ async function published(
   for (const version of versions) {
     const name = version.secret.name;
     if (!issuers.has(name)) issuers.set(name, issuerOf(name));
-    const key = (await issuers.get(name))?.publicKey?.((version.issuerState ?? {}) as JsonObject);
+    const found = (await issuers.get(name))?.publicKey?.((version.issuerState ?? {}) as JsonObject);
+    const key = found && publicPart(found);
     if (!key) continue;
     keys.push(key);
     versionIds.push(version.id);
   }
   return { keys, versionIds };
+}
+
+/** Members only a private or a symmetric JWK has (RFC 7518 §6.2.2, §6.3.2, §6.4.1). */
+const PRIVATE_MEMBERS = new Set(['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'priv']);
+
+/**
+ * What of `key` a JWKS document may carry, whatever the issuer returned: its members minus the
+ * private ones; nothing for a symmetric (`oct`) key, which has no public part, or for what is not
+ * a JWK. An issuer's publicKey() should return a public JWK already: this is the last line, in one place.
+ */
+function publicPart(key: JsonObject): JsonObject | undefined {
+  if (typeof key.kty !== 'string' || key.kty === 'oct') return undefined;
+  return Object.fromEntries(Object.entries(key).filter(([member]) => !PRIVATE_MEMBERS.has(member)));
 }
 
 export class JwksPublishingTarget implements Target {

@@ -1,4 +1,6 @@
 /**
+ * What the JWKS documents (served, and sent to `publish: jwks` targets) may carry.
+ *
  * A previous signing key leaves the JWKS when its grace ends, not when its retirement runs: the
  * retirement is a delayed job, and a backlog or workers that are down would otherwise keep a key
  * past its grace in the served document and in what a `publish: jwks` target receives. No token
@@ -7,7 +9,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { Issuer, JsonObject } from '../../src/core/ports.js';
 import { jwksRoutes } from '../../src/jwks/routes.js';
+import { liveKeys } from '../../src/jwks/target.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { journal } from '../support/memory-provider.js';
@@ -51,4 +55,17 @@ it('drops a previous key from the served and the published JWKS once its grace h
   const ref = { secret: 'grace-signing', versionId: second!.id, number: second!.number, fingerprint: second!.fingerprint!, consumer: 'grace-signing' };
   await target.deploy(ref, SecretValue.of('ignored: the target is sent the JWKS'), { signal: AbortSignal.timeout(5000) });
   expect((JSON.parse(pushed.deployedValues.at(-1)!) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid)).toEqual([second!.id]);
+});
+
+it('never publishes private members, whatever an issuer returns, nor a symmetric key', async () => {
+  const [current] = await h.runtime.db.version.findMany({ where: { secret: { name: 'grace-signing' }, state: 'current' } });
+  // An issuer (another provider's, a future one) whose publicKey() hands out its private JWK.
+  const careless = (extra: JsonObject) => (_secret: string) =>
+    Promise.resolve({ publicKey: (state: JsonObject) => ({ ...(state.publicJwk as JsonObject), d: 'PRIVATE-d', p: 'PRIVATE-p', q: 'PRIVATE-q', dp: 'x', dq: 'x', qi: 'x', ...extra }) } as unknown as Issuer);
+  const keys = await liveKeys(h.runtime.db, careless({}), { secret: 'grace-signing' });
+  expect(keys).toHaveLength(1);
+  expect(keys[0]).toMatchObject({ kid: current!.id, kty: 'EC', crv: 'P-256' });
+  expect(Object.keys(keys[0]!).filter((member) => ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'].includes(member))).toEqual([]);
+  // An oct key is its secret: it has no public part, so it is left out whole.
+  expect(await liveKeys(h.runtime.db, careless({ kty: 'oct', k: 'SYMMETRIC' }), { secret: 'grace-signing' })).toEqual([]);
 });
