@@ -12,15 +12,12 @@
  * ETag, so a verifier that revalidates often (a short cache: the way to stop accepting a leaked
  * key's tokens soon) is answered 304 without the document.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { coalesced } from '../core/kit/serial.js';
 import type { JsonObject } from '../core/ports.js';
-import { liveKeys } from './target.js';
-import type { Runtime } from '../runtime.js';
+import { liveKeysBySecret } from './target.js';
 import type { RouteModule } from '../http/server.js';
-
-const keys = (runtime: Runtime, secret?: string): Promise<JsonObject[]> =>
-  liveKeys(runtime.db, (name) => runtime.resolver.resolve(name).then((r) => r.issuer, () => undefined), secret ? { secret } : {});
 
 /** The document, or 304 when the request's If-None-Match names its ETag (a hash of the document). */
 function answer(request: FastifyRequest, reply: FastifyReply, found: JsonObject[], maxAgeMs: number): FastifyReply {
@@ -33,11 +30,20 @@ function answer(request: FastifyRequest, reply: FastifyReply, found: JsonObject[
 }
 
 export const jwksRoutes: RouteModule = (app, runtime) => {
-  app.get('/.well-known/jwks.json', async (request, reply) => answer(request, reply, await keys(runtime), runtime.settings.jwksMaxAgeMs));
+  // Anyone may ask, unauthenticated: every request waiting shares one read of the keys that starts after
+  // it arrived (so no answer is older than its request: a leaked key is gone from the next one), and a
+  // flood costs PostgreSQL one query at a time, not one per request, whatever secret names it asks for.
+  const key = `jwks:${randomUUID()}`;
+  const read = () => coalesced(key, () => liveKeysBySecret(runtime.db, (name) => runtime.resolver.resolve(name).then((r) => r.issuer, () => undefined)));
+  const keys = async (secret?: string): Promise<JsonObject[]> => {
+    const bySecret = await read();
+    return secret === undefined ? [...bySecret.values()].flat() : (bySecret.get(secret) ?? []);
+  };
+  app.get('/.well-known/jwks.json', async (request, reply) => answer(request, reply, await keys(), runtime.settings.jwksMaxAgeMs));
   // Secret names may hold '/', so the secret is the rest of the path.
   app.get<{ Params: { '*': string } }>('/.well-known/jwks/*', async (request, reply) => {
     const path = request.params['*'];
     if (!path.endsWith('.json')) return reply.code(404).send({ error: 'not found' });
-    return answer(request, reply, await keys(runtime, path.slice(0, -'.json'.length)), runtime.settings.jwksMaxAgeMs);
+    return answer(request, reply, await keys(path.slice(0, -'.json'.length)), runtime.settings.jwksMaxAgeMs);
   });
 };

@@ -10,7 +10,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Issuer, JsonObject } from '../../src/core/ports.js';
+import { buildServer } from '../../src/http/server.js';
 import { jwksRoutes } from '../../src/jwks/routes.js';
+import type { Runtime } from '../../src/runtime.js';
 import { liveKeys } from '../../src/jwks/target.js';
 import { SecretValue } from '../../src/core/secret-value.js';
 import { startHarness, type Harness } from '../support/harness.js';
@@ -68,4 +70,58 @@ it('never publishes private members, whatever an issuer returns, nor a symmetric
   expect(Object.keys(keys[0]!).filter((member) => ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'].includes(member))).toEqual([]);
   // An oct key is its secret: it has no public part, so it is left out whole.
   expect(await liveKeys(h.runtime.db, careless({ kty: 'oct', k: 'SYMMETRIC' }), { secret: 'grace-signing' })).toEqual([]);
+});
+
+it('a flood of JWKS requests shares reads of the keys, each read begun after the requests it answers arrived', async () => {
+  // The route's own view of the runtime, so the workers' lookups are not counted: each read of the keys asks for each secret's issuer once.
+  let reads = 0;
+  let firstReached!: () => void;
+  const reached = new Promise<void>((resolve) => (firstReached = resolve));
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const resolver = {
+    resolve: async (name: string) => {
+      if (name !== 'grace-signing') return h.runtime.resolver.resolve(name);
+      reads += 1;
+      if (reads === 1) {
+        firstReached();
+        await gate;
+      }
+      return h.runtime.resolver.resolve(name);
+    },
+  };
+  const runtime: Runtime = new Proxy(h.runtime, { get: (target, property): unknown => (property === 'resolver' ? resolver : Reflect.get(target, property)) });
+  const app = await buildServer(runtime, [jwksRoutes], { metrics: false });
+  const N = 60;
+  let arrivals = 0;
+  let allArrived!: () => void;
+  const arrived = new Promise<void>((resolve) => (allArrived = resolve));
+  app.addHook('preHandler', (_request, _reply, done) => {
+    if (++arrivals === N + 1) allArrived();
+    done();
+  });
+  await app.ready();
+  try {
+    const live = (await liveKeys(h.runtime.db, (name) => h.runtime.resolver.resolve(name).then((r) => r.issuer))).map((k) => k.kid);
+    expect(live.length).toBeGreaterThan(0);
+    const first = app.inject({ url: '/.well-known/jwks.json' });
+    await reached; // its read is under way (held)
+    // Whole documents, this secret's, and secret names an attacker made up: one read serves them all.
+    const paths = Array.from({ length: N }, (_, i) => (i % 3 === 0 ? '/.well-known/jwks.json' : i % 3 === 1 ? '/.well-known/jwks/grace-signing.json' : `/.well-known/jwks/made-up-${i}.json`));
+    const rest = paths.map((url) => app.inject({ url }));
+    await arrived;
+    // Past the hooks, each handler asks for the keys before yielding: one turn of the event loop lets them all.
+    await new Promise((resolve) => setImmediate(resolve));
+    release();
+    const answers = await Promise.all([first, ...rest]);
+    expect(answers.map((a) => a.statusCode)).toEqual(Array(N + 1).fill(200));
+    const kids = answers.map((a) => (a.json<{ keys: Array<{ kid: string }> }>().keys.map((k) => k.kid)));
+    expect(kids.slice(1).filter((_, i) => i % 3 !== 2)).toEqual(Array(40).fill(live));
+    expect(kids.slice(1).filter((_, i) => i % 3 === 2)).toEqual(Array(20).fill([]));
+    // The held read, and one more for everything that arrived while it ran (not one per request).
+    expect(reads).toBe(2);
+  } finally {
+    release();
+    await app.close();
+  }
 });
