@@ -74,6 +74,10 @@ const WEBHOOK_TIMEOUT_MS = 10_000;
  */
 export async function recordAnchor(deps: AnchorDeps): Promise<AnchorMessage> {
   const previous = await deps.last?.get();
+  if (deps.last && !previous) {
+    // Expected once (a new installation, a Redis that lost its data); otherwise someone removed it to skip the check below.
+    deps.log.warn({ component: 'audit' }, 'no audit anchor kept from an earlier run: this run checks the chains only, not what an earlier anchor pinned');
+  }
   // Only this job writes the kept anchor, always signed: an unsigned one was put there by someone who could compute a
   // digest of rewritten chains but not sign it (an earlier release's anchors are accepted from an operator, not here).
   const verified = await verifyAudit(deps.db, deps.audit, previous ? { anchor: previous, signed: true } : {});

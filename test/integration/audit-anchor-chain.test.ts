@@ -72,3 +72,18 @@ it('a kept anchor replaced by one without a signature (or by anything else) is a
   expect(failures()).toHaveLength(2);
   expect(failures()[1]).toEqual(expect.objectContaining({ seq: '0', problem: expect.stringMatching(/^is the anchor, and it is malformed/) as unknown }));
 });
+
+it('a run that finds no anchor kept says so: a new installation once, or someone who removed it to skip the check', async () => {
+  const lines: string[] = [];
+  const log = createLogger('warn', { write: (line: string) => void lines.push(line) });
+  const last = new LastAnchor(h.runtime.redis, h.env.prefix);
+  const deps = { db: h.runtime.db, audit: h.runtime.audit, log, actor: 'test', webhook: undefined, notifier: h.runtime.notifier, last };
+  const missing = () => lines.filter((l) => (JSON.parse(l) as { msg: string }).msg.startsWith('no audit anchor kept')).length;
+  await recordAnchor(deps);
+  expect(missing()).toBe(0); // the tests before kept one
+  await h.runtime.redis.del(`${h.env.prefix}:audit:anchor`);
+  await recordAnchor(deps);
+  expect(missing()).toBe(1);
+  await recordAnchor(deps);
+  expect(missing()).toBe(1);
+});
