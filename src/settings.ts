@@ -6,6 +6,7 @@
  */
 import { requireDuration } from './core/duration.js';
 import { RekeyError } from './core/errors.js';
+import { outboundUrlProblem } from './core/kit/outbound-url.js';
 import { parseRedisUrl, type RedisEndpoint } from './core/redis-endpoint.js';
 import { SecretValue } from './core/secret-value.js';
 
@@ -68,7 +69,7 @@ export const ENVIRONMENT = {
     default: '1h',
   },
   REKEY_AUDIT_ANCHOR_WEBHOOK: {
-    description: 'Optional https URL the anchor job POSTs each signed anchor to as JSON (http only to a loopback address)',
+    description: 'Optional https URL the anchor job POSTs each signed anchor to as JSON (http only to a loopback address; never a link-local or cloud metadata address)',
     secret: true,
     requiredBy: [],
   },
@@ -247,6 +248,9 @@ function anchorWebhook(text: string | undefined): SecretValue | undefined {
   if (!url || !(url.protocol === 'https:' || (url.protocol === 'http:' && loopback))) {
     throw new RekeyError('REKEY_ERR_CONFIG', 'REKEY_AUDIT_ANCHOR_WEBHOOK must be an https URL (http only to a loopback address)');
   }
+  // As every URL rekey sends to (notifications, webhook targets): never a link-local or cloud metadata address.
+  const problem = outboundUrlProblem(url, true);
+  if (problem) throw new RekeyError('REKEY_ERR_CONFIG', `REKEY_AUDIT_ANCHOR_WEBHOOK ${problem}`);
   return SecretValue.of(text);
 }
 

@@ -30,6 +30,9 @@ describe('settings', () => {
     const s = loadSettings({ REKEY_AUDIT_ANCHOR_WEBHOOK: hook, REKEY_AUDIT_KEY: 'e'.repeat(64) });
     expect(s.anchorWebhook?.reveal()).toBe(hook);
     expect(loadSettings({ REKEY_AUDIT_ANCHOR_WEBHOOK: 'http://127.0.0.1:9000/a' }).anchorWebhook).toBeDefined();
+    for (const metadata of ['https://169.254.169.254/latest', 'https://[fd00:ec2::254]/', 'https://metadata.google.internal/x', 'https://[::ffff:a9fe:a9fe]/']) {
+      expect(() => loadSettings({ REKEY_AUDIT_ANCHOR_WEBHOOK: metadata })).toThrow(/REKEY_AUDIT_ANCHOR_WEBHOOK must not point at a link-local or cloud metadata address/);
+    }
     expect(JSON.stringify(s)).not.toContain('sekrit');
     expect(JSON.stringify(s)).not.toContain('e'.repeat(64));
   });
