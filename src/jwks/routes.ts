@@ -16,7 +16,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { coalesced } from '../core/kit/serial.js';
 import type { JsonObject } from '../core/ports.js';
-import { liveKeysBySecret } from './target.js';
+import { liveKeys } from './target.js';
 import type { RouteModule } from '../http/server.js';
 
 /** The document, or 304 when the request's If-None-Match names its ETag (a hash of the document). */
@@ -30,14 +30,16 @@ function answer(request: FastifyRequest, reply: FastifyReply, found: JsonObject[
 }
 
 export const jwksRoutes: RouteModule = (app, runtime) => {
-  // Anyone may ask, unauthenticated: every request waiting shares one read of the keys that starts after
-  // it arrived (so no answer is older than its request: a leaked key is gone from the next one), and a
-  // flood costs PostgreSQL one query at a time, not one per request, whatever secret names it asks for.
-  const key = `jwks:${randomUUID()}`;
-  const read = () => coalesced(key, () => liveKeysBySecret(runtime.db, (name) => runtime.resolver.resolve(name).then((r) => r.issuer, () => undefined)));
+  // Anyone may ask, unauthenticated: the requests waiting for a document share one read of its keys that
+  // starts after each of them arrived (so no answer is older than its request: a leaked key is gone from
+  // the next one), and a flood costs PostgreSQL one query per document at a time, not one per request.
+  const issuerOf = (name: string) => runtime.resolver.resolve(name).then((r) => r.issuer, () => undefined);
+  const prefix = `jwks:${randomUUID()}`;
   const keys = async (secret?: string): Promise<JsonObject[]> => {
-    const bySecret = await read();
-    return secret === undefined ? [...bySecret.values()].flat() : (bySecret.get(secret) ?? []);
+    if (secret === undefined) return coalesced(`${prefix}:*`, () => liveKeys(runtime.db, issuerOf));
+    // A name the applied config does not hold has no keys: answered without a query, so made-up names cost nothing.
+    const known = await runtime.resolver.config().then((config) => Object.hasOwn(config.secrets, secret), () => false);
+    return known ? coalesced(`${prefix}:${secret}`, () => liveKeys(runtime.db, issuerOf, { secret })) : [];
   };
   app.get('/.well-known/jwks.json', async (request, reply) => answer(request, reply, await keys(), runtime.settings.jwksMaxAgeMs));
   // Secret names may hold '/', so the secret is the rest of the path.

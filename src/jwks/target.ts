@@ -24,24 +24,12 @@ export async function liveKeys(
   return (await published(db, issuerOf, o)).keys;
 }
 
-/** liveKeys() of every secret, by secret name (in liveKeys' order), from one query; a secret with no keys is absent. */
-export async function liveKeysBySecret(db: Db, issuerOf: (secret: string) => Promise<Issuer | undefined>): Promise<Map<string, JsonObject[]>> {
-  const { keys, secrets } = await published(db, issuerOf, {});
-  const bySecret = new Map<string, JsonObject[]>();
-  for (const [i, key] of keys.entries()) {
-    const list = bySecret.get(secrets[i]!);
-    if (list) list.push(key);
-    else bySecret.set(secrets[i]!, [key]);
-  }
-  return bySecret;
-}
-
-/** liveKeys(), with the ids of the versions whose keys are in it and their secrets' names. */
+/** liveKeys(), with the ids of the versions whose keys are in it. */
 async function published(
   db: Db,
   issuerOf: (secret: string) => Promise<Issuer | undefined>,
   o: { secret?: string; without?: string },
-): Promise<{ keys: JsonObject[]; versionIds: string[]; secrets: string[] }> {
+): Promise<{ keys: JsonObject[]; versionIds: string[] }> {
   const versions = await db.version.findMany({
     where: {
       // A previous version leaves when its grace ends, whether or not its retirement has run yet (a
@@ -58,7 +46,6 @@ async function published(
   const issuers = new Map<string, Promise<Issuer | undefined>>();
   const keys: JsonObject[] = [];
   const versionIds: string[] = [];
-  const secrets: string[] = [];
   for (const version of versions) {
     const name = version.secret.name;
     if (!issuers.has(name)) issuers.set(name, issuerOf(name));
@@ -67,9 +54,8 @@ async function published(
     if (!key) continue;
     keys.push(key);
     versionIds.push(version.id);
-    secrets.push(name);
   }
-  return { keys, versionIds, secrets };
+  return { keys, versionIds };
 }
 
 /** Members only a private or a symmetric JWK has (RFC 7518 §6.2.2, §6.3.2, §6.4.1). */
