@@ -1,7 +1,7 @@
 // Real gateway processes for tests and benchmarks: spawned directly (no systemd), on
 // loopback ports, tracked by PID and stopped by PID, also when the test process exits.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,7 +73,12 @@ export function start(command: string, args: string[], options: { env?: NodeJS.P
   };
 }
 
-/** Resolves once something accepts TCP connections on the port; rejects when `alive` fails or time runs out. */
+/**
+ * Resolves once `process` (or a process it started) accepts TCP connections on the port; rejects
+ * when it exits or time runs out. A connection alone is not enough: the port was picked before the
+ * process bound it, and another test's process that took it in between would answer for one that
+ * then fails to bind and exits (its unix sockets left refusing), so the listener's owner is checked.
+ */
 export async function waitForPort(port: number, process: Spawned, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let exited = false;
@@ -85,10 +90,42 @@ export async function waitForPort(port: number, process: Spawned, timeoutMs = 10
       socket.once('connect', () => (socket.destroy(), resolve(true)));
       socket.once('error', () => resolve(false));
     });
-    if (open) return;
+    if (open) {
+      if (await listensAs(port, process.pid)) return;
+      throw new Error(`127.0.0.1:${port} is held by another process than ${process.pid} (taken after it was picked)`);
+    }
     if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs}ms:\n${process.output()}`);
     await sleep(20);
   }
+}
+
+/** Whether a listening TCP socket on `port` (IPv4, or IPv6 as `[::]` takes both) is open in `pid` or one of its descendants (Linux /proc). */
+async function listensAs(port: number, pid: number): Promise<boolean> {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const tables = await Promise.all(['/proc/net/tcp', '/proc/net/tcp6'].map((file) => readFile(file, 'utf8').catch(() => '')));
+  const rows = tables.flatMap((table) => table.split('\n').slice(1));
+  // Columns: sl, local address, remote address, state (0A: LISTEN), …, inode (the tenth).
+  const inodes = new Set(rows.map((row) => row.trim().split(/\s+/)).filter((f) => f[1]?.endsWith(hex) && f[3] === '0A').map((f) => `socket:[${f[9]}]`));
+  for (const owner of await family(pid)) {
+    const fds = await readdir(`/proc/${owner}/fd`).catch(() => [] as string[]);
+    for (const fd of fds) if (inodes.has(await readlink(`/proc/${owner}/fd/${fd}`).catch(() => ''))) return true;
+  }
+  return false;
+}
+
+/** `pid` and every process descending from it (a master's workers), from each process's parent in /proc. */
+async function family(pid: number): Promise<number[]> {
+  const parents = new Map<number, number>();
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    // pid (comm) state ppid …: comm may hold spaces and parentheses, so read after its last ')'.
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (ppid) parents.set(Number(entry), ppid);
+  }
+  const found = [pid];
+  for (let i = 0; i < found.length; i++) for (const [child, parent] of parents) if (parent === found[i]) found.push(child);
+  return found;
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
