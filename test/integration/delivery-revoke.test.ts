@@ -26,16 +26,19 @@ beforeAll(async () => {
 ${DELIVERY_KEYS}
   payments-api-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ }, grace: 1h }
   stream-attestation: { store: { provider: vault }, issuer: { type: hmac-key }, grace: 1h }
+  graced-attestation: { store: { provider: vault }, issuer: { type: hmac-key }, grace: 1h }
 delivery:
   authenticators:
     app: { type: attestation-jwt, secret: app-attestation, audience: rekey }
     streams: { type: attestation-jwt, secret: stream-attestation, audience: rekey }
+    graced: { type: attestation-jwt, secret: graced-attestation, audience: rekey }
   grants:
     stream: { authenticator: streams, subjects: ["app:*"], value: { secret: payments-api-key, ttl: 5m } }
     mobile: { authenticator: app, subjects: ["app:*"], token: { signingKey: api-signing, audience: api.example.com, ttl: 5m } }
     payments: { authenticator: app, subjects: ["app:*"], value: { secret: payments-api-key, ttl: 5m } }
+    graced: { authenticator: graced, subjects: ["app:*"], value: { secret: payments-api-key, ttl: 5m } }
 `);
-  for (const secret of ['app-attestation', 'api-signing', 'payments-api-key', 'stream-attestation']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
+  for (const secret of ['app-attestation', 'api-signing', 'payments-api-key', 'stream-attestation', 'graced-attestation']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
   // Any free port, read from its start line: a random pick can collide with a port in use.
   deaf = spawnRekey(['server', '--port', '0'], { ...h.childEnv(), REKEY_QUEUE_PREFIX: `${h.env.prefix}-deaf`, LOG_LEVEL: 'debug', REKEY_DELIVERY_CACHE_MAX_AGE: '10m' });
   const started = /"url":"(http:\/\/127\.0\.0\.1:\d+)".*"msg":"rekey started"/;
@@ -116,5 +119,21 @@ it('opens no change stream for a credential signed with a revoked attestation ve
   const before = caught();
   await h.runtime.engine.revoke('stream-attestation', leaked.number);
   expect([401, 503]).toContain(await events());
+  await expect.poll(caught, { timeout: 10_000 }).toBeGreaterThan(before);
+});
+
+// A previous version verifies only within its grace. The grace ends by the clock, with nothing
+// written and nothing on the change feed (its retirement job comes later), so the cache keeps the
+// version among the live values: the hand-out's check of `grace_ends_at` is what refuses it.
+it('accepts no credential signed with a previous attestation version once its grace has ended, though the cache still holds it', async () => {
+  const credential = await attestationToken(h, 'graced-attestation', { sub: 'app:five' });
+  const signing = await currentVersion(h, 'graced-attestation');
+  expect((await h.rotate('graced-attestation', 60_000)).status).toBe('succeeded');
+  // Previous now, in a grace of an hour; the first test's replacement value may still be on its way.
+  await expect.poll(async () => (await value(credential)).status, { timeout: 60_000, interval: 200 }).toBe(200); // the live values are cached now
+  // The grace ends (the clock passing it, without the hour's wait).
+  await h.runtime.db.version.update({ where: { id: signing.id }, data: { graceEndsAt: new Date(Date.now() - 1000) } });
+  const before = caught();
+  expect([401, 503]).toContain((await value(credential)).status);
   await expect.poll(caught, { timeout: 10_000 }).toBeGreaterThan(before);
 });
