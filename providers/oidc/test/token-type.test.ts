@@ -63,3 +63,10 @@ it('a logout token, a security event token and a JWT introspection response of t
   expect(await outcome(authenticator, await sign('secevent+jwt', { events }))).toBe('REKEY_ERR_DENIED: authenticator ci: token type');
   expect(await outcome(authenticator, await sign('token-introspection+jwt', { token_introspection: { active: true } }))).toBe('REKEY_ERR_DENIED: authenticator ci: token type');
 });
+
+// Not a token type, but the same issuer's keys: a JWT without exp would never expire.
+it('a token without exp is refused, though every other claim passes', async () => {
+  const authenticator = ci();
+  expect(await outcome(authenticator, await sign(undefined, { exp: undefined }))).toMatch(/^REKEY_ERR_DENIED: authenticator ci: /);
+  expect(await outcome(authenticator, await sign(undefined))).toBe('user-1');
+});
