@@ -229,3 +229,14 @@ describe('a repair racing a retirement', () => {
     expect(edge().has(v1.fingerprint!)).toBe(false);
   });
 });
+
+// A retirement job a check queued may run once its version is wanted again: it retires only a
+// version the target must refuse (here the current one, which it must accept).
+it('a drift retirement of a version the target must accept does nothing at the target', async () => {
+  const current = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: secret }, state: 'current' } });
+  expect(edge().has(current.fingerprint!)).toBe(true);
+  const calls = j.calls.length;
+  expect(await h.runtime.engine.retireDrifted(current.id, 'edge')).toBe('skipped');
+  expect(j.calls.slice(calls)).toEqual([]);
+  expect(edge().has(current.fingerprint!)).toBe(true);
+});
