@@ -39,4 +39,37 @@ describe('probeKey', () => {
     expect(error.message).toContain('308');
     expect(error.message).not.toContain('never_deployed');
   });
+
+  it('tries a connection the gateway reset again within its timeout (a reload right after a deploy), never a status', async () => {
+    // Caddy's reload after a config change resets the connections it holds, the probe's fresh one included.
+    let connections = 0;
+    let requests = 0;
+    const url = await gateway((key) => {
+      requests++;
+      return { status: key === VALID ? 200 : 401 };
+    });
+    const server = servers.at(-1)!;
+    server.prependListener('connection', (socket) => {
+      if (++connections <= 2) socket.resetAndDestroy();
+    });
+    const probe = probeSchema.parse({ url, timeoutMs: 10_000 });
+    await probeKey(probe, SecretValue.of(VALID), call(), 'gw');
+    expect([connections, requests]).toEqual([3, 1]);
+    // A refusal by status is the gateway's answer: asked once.
+    const error = await rejection(probeKey(probe, SecretValue.of('rk_test_never_deployed'), call(), 'gw'));
+    expect([error.code, error.message, connections, requests]).toEqual(['REKEY_ERR_VERIFY_FAILED', expect.stringContaining('401'), 4, 2]);
+  });
+
+  it('fails once its timeout ends while the gateway keeps resetting', async () => {
+    let connections = 0;
+    const url = await gateway(() => ({ status: 200 }));
+    servers.at(-1)!.prependListener('connection', (socket) => {
+      connections++;
+      socket.resetAndDestroy();
+    });
+    const error = await rejection(probeKey(probeSchema.parse({ url, timeoutMs: 300 }), SecretValue.of(VALID), call(), 'gw'));
+    expect([error.code, error.retryable]).toEqual(['REKEY_ERR_VERIFY_FAILED', true]);
+    expect(error.message).toContain('could not be completed');
+    expect(connections).toBeGreaterThan(1);
+  });
 });

@@ -6,6 +6,7 @@
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { setTimeout as delay } from 'node:timers/promises';
 import { z } from 'zod';
 import { ProviderError } from '../errors.js';
 import type { Call } from '../ports.js';
@@ -33,7 +34,11 @@ export type ProbeConfig = z.infer<typeof probeSchema>;
  * Redirects are not followed, and fail: a gateway may redirect before it looks at the key
  * (plain HTTP sent to HTTPS, as Caddy's automatic HTTPS does), so a 3xx would pass any key.
  * Each probe opens a new connection, as a new client would: a kept-alive one may be
- * closed under it by a gateway reload, or still be served by an old worker.
+ * closed under it by a gateway reload, or still be served by an old worker. A connection
+ * reset or refused before any answer is tried again within `timeoutMs` (a gateway reloads
+ * right after a deploy, Caddy on every config change, and may drop the connections it
+ * holds): a rotation should not pay a whole retry of its run for the reload it caused.
+ * A status, whatever it is, is never tried again.
  * @throws ProviderError REKEY_ERR_VERIFY_FAILED (retryable) when the gateway answers
  * anything else or cannot be reached; the message names the status, never the value.
  */
@@ -41,11 +46,20 @@ export async function probeKey(probe: ProbeConfig, value: SecretValue, call: Cal
   const url = new URL(probe.url);
   // Only origin and path in messages: a query string may carry something secret.
   const where = `${url.origin}${url.pathname}`;
+  const signal = AbortSignal.any([call.signal, AbortSignal.timeout(probe.timeoutMs)]);
   let status: number;
-  try {
-    status = await get(url, { [probe.header]: value.reveal() }, AbortSignal.any([call.signal, AbortSignal.timeout(probe.timeoutMs)]));
-  } catch (error) {
-    throw new ProviderError('REKEY_ERR_VERIFY_FAILED', `probe ${where} could not be completed`, { provider, cause: error });
+  for (let pause = FIRST_PAUSE_MS; ; pause = Math.min(2 * pause, MAX_PAUSE_MS)) {
+    try {
+      status = await get(url, { [probe.header]: value.reveal() }, signal);
+      break;
+    } catch (error) {
+      if (!signal.aborted && isConnectionDropped(error)) {
+        // An aborted pause ends the loop with the next attempt's own abort error.
+        await delay(pause, undefined, { signal }).catch(() => undefined);
+        continue;
+      }
+      throw new ProviderError('REKEY_ERR_VERIFY_FAILED', `probe ${where} could not be completed`, { provider, cause: error });
+    }
   }
   if (status >= 200 && status < 300) return;
   const why =
@@ -55,6 +69,16 @@ export async function probeKey(probe: ProbeConfig, value: SecretValue, call: Cal
         ? 'a redirect, which says nothing about the key (set probe.url to the https URL the gateway serves with a key)'
         : 'unexpected status';
   throw new ProviderError('REKEY_ERR_VERIFY_FAILED', `probe ${where} answered ${status}: ${why}`, { provider });
+}
+
+const FIRST_PAUSE_MS = 20;
+const MAX_PAUSE_MS = 250;
+/** Errors of a connection the gateway dropped or did not take (yet), before any answer. */
+const DROPPED = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE']);
+
+function isConnectionDropped(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && DROPPED.has(code);
 }
 
 function get(url: URL, headers: Record<string, string>, signal: AbortSignal): Promise<number> {
