@@ -5,7 +5,10 @@
  * above the rule's minRate, so the spike rule is judged in nearly every window), which wanders
  * every few seconds (x0.7-1.4, within half to one and a half of it) on top of the load's
  * per-tick noise, from one to three of its own source networks, redrawn as it wanders. No rule
- * fires over the warm-up (20 s) and 90 windows after it (4,500 key-windows judged). Then one
+ * fires over the warm-up (20 s) and 90 windows after it (4,500 key-windows judged), but for a
+ * burst the generator really sent (a loaded machine starves it, then it sends its full rates
+ * again: burstAsSent, reported; with the rule's factor at 2 instead of 5 the steady test fails
+ * on 32 anomalies that are no such burst). Then one
  * client's key jumps 20x from 20 new source networks: the spike rule throttles it (HAProxy
  * answers 429 for that key only) within two collection windows of the spike, while every other
  * key keeps getting 200. The other secret's key, under the same rule in observe mode, jumps the
@@ -57,7 +60,7 @@ function wanderEachSecond(): ReturnType<typeof setInterval> {
   }, 1000);
 }
 
-const rule = (action: string) => `{ name: spike, metric: rate, factor: 5, minRate: 5, action: ${action}, cooldown: 1m }`;
+const rule = (action: string) => `{ name: spike, metric: rate, factor: ${FACTOR}, minRate: 5, action: ${action}, cooldown: 1m }`;
 
 
 interface Anomaly {
@@ -91,6 +94,64 @@ async function windows(n: number): Promise<void> {
 
 const statuses = (key: string) => Object.fromEntries(load.answers(key));
 
+/** The spike rule's factor and the baselines' half-life, as configured below. */
+const FACTOR = 5;
+const HALF_LIFE_MS = 10_000;
+
+/**
+ * Whether what the generator really sent to `key` jumped in the anomaly's window by at least 0.8 x
+ * the rule's factor over its own learned rate: the product then acted on traffic that was not
+ * steady at HAProxy. A loaded machine does that: a starved generator sends a fraction of its rates
+ * for tens of seconds (the baselines learn that), then its full rates again (docs/benchmarks.md,
+ * `usage` at load 22-29). The steady traffic as intended never does: its rates stay within 0.5-1.5
+ * x their base (3x apart at the extremes, moving x0.7-1.4 a step) and a window's noise is a few
+ * requests, so a rule firing on it still fails the test. Both figures are taken in the rule's
+ * favour: the window holds every request in flight at any time in it (HAProxy counted it between
+ * its sending and its answer), and the learned rate is an EWMA with the rule's half-life over one
+ * second buckets of requests by when they were sent, up to the window's start.
+ */
+function burstAsSent(key: string, anomaly: Anomaly): { sent: number; learned: number } | undefined {
+  const end = new Date(anomaly.windowEnd).getTime();
+  const start = end - anomaly.windowMs;
+  const log = load.sent(key);
+  const inWindow = log.filter((r) => r.start <= end && (r.end ?? Infinity) >= start).length;
+  const sent = inWindow / (anomaly.windowMs / 1000);
+  const first = log[0]?.start;
+  if (first === undefined || first >= start) return undefined;
+  const buckets = new Array<number>(Math.ceil((start - first) / 1000)).fill(0);
+  for (const r of log) if (r.start < first + buckets.length * 1000 && r.start < start) buckets[Math.floor((r.start - first) / 1000)]!++;
+  const weight = 1 - Math.pow(0.5, 1000 / HALF_LIFE_MS);
+  let learned = buckets[0]!;
+  for (const n of buckets.slice(1)) learned += weight * (n - learned);
+  return sent >= 0.8 * FACTOR * learned ? { sent: Number(sent.toFixed(2)), learned: Number(learned.toFixed(2)) } : undefined;
+}
+
+/** Keys acted on for a burst the generator really sent (burstAsSent), with the figures; reported, not failed. */
+const bursts = new Map<string, Array<{ rule: string; value: number; sent: number; learned: number }>>();
+
+/** Anomalies of keys other than `except` that their own traffic as sent does not explain (expected: none). */
+async function unexplained(except: ReadonlySet<string> = new Set()): Promise<Array<{ secret: string; data: Anomaly }>> {
+  const left: Array<{ secret: string; data: Anomaly }> = [];
+  for (const a of await anomalies()) {
+    if (except.has(a.secret)) continue;
+    const burst = burstAsSent(keys.get(a.secret)!, a.data);
+    if (!burst) left.push(a);
+    else if (!bursts.get(a.secret)?.some((b) => b.value === a.data.value)) bursts.set(a.secret, [...(bursts.get(a.secret) ?? []), { rule: a.data.rule, value: a.data.value, ...burst }]);
+  }
+  if (bursts.size) console.info('usage-haproxy: keys acted on for a burst the loaded generator really sent', Object.fromEntries(bursts));
+  return left;
+}
+
+/**
+ * What `name`'s key was answered besides 200 (unexpectedAnswers), with its transport errors by
+ * code when there is any; a key acted on for a real burst (`bursts`) may also have met 429.
+ */
+function kept(name: string, key: string): { name: string; unexpected: Record<number, number>; errors: Record<string, number> } {
+  const unexpected = unexpectedAnswers(load.answers(key));
+  if (bursts.has(name)) delete unexpected[429];
+  return { name, unexpected, errors: Object.keys(unexpected).length ? Object.fromEntries(load.errors(key)) : {} };
+}
+
 beforeAll(async () => {
   backend = await startBackend();
   haproxy = await startHaproxy(backend.port, { usage: { throttledPer10s: 5 } });
@@ -103,7 +164,7 @@ providers:
   vault: { type: local }
   edge: ${JSON.stringify(edge)}
 usage:
-  baseline: { halfLife: 10s }
+  baseline: { halfLife: ${HALF_LIFE_MS / 1000}s }
   rules: [${rule('throttle')}]
 secrets:
   ${family}:
@@ -116,7 +177,7 @@ secrets:
     issuer: { type: random, prefix: rk_uo_ }
     targets: [edge]
     usage:
-      baseline: { halfLife: 10s }
+      baseline: { halfLife: ${HALF_LIFE_MS / 1000}s }
       rules: [${rule('observe')}]
 `);
   const names = [...clients.map((c) => `${family}/${c}`), watched];
@@ -143,8 +204,8 @@ describe('usage rules through HAProxy', () => {
   it(`steady noisy traffic on 51 keys: no rule fires over the warm-up and ${STEADY_WINDOWS} windows after it`, async () => {
     const started = Date.now();
     await windows(WARMUP_WINDOWS + STEADY_WINDOWS);
-    expect(await anomalies()).toEqual([]);
-    for (const [name, key] of keys) expect({ name, unexpected: unexpectedAnswers(load.answers(key)) }).toEqual({ name, unexpected: {} });
+    expect(await unexplained()).toEqual([]);
+    for (const [name, key] of keys) expect(kept(name, key)).toEqual({ name, unexpected: {}, errors: {} });
     const used = await h.runtime.db.version.count({ where: { secret: { name: { startsWith: `${family}/` } }, state: 'current', lastUsedAt: { not: null } } });
     expect(used).toBe(50);
     // The traffic did wander: about a third of the keys a second, and the keys' totals differ.
@@ -176,8 +237,8 @@ describe('usage rules through HAProxy', () => {
     expect(values.get(spiked)).toBe('throttled:c07');
     expect(values.get(observed)).toBe(watched);
     // Every other key, the observed one included, only ever got 200.
-    for (const [name, key] of keys) if (key !== spiked) expect({ name, unexpected: unexpectedAnswers(load.answers(key)) }).toEqual({ name, unexpected: {} });
-    // Only the spike's own anomalies: no other key was acted on.
-    expect(new Set((await anomalies()).map((a) => a.secret))).toEqual(new Set([`${family}/c07`, watched]));
+    // Only the spike's own anomalies: no other key was acted on but for a burst it really sent.
+    expect(await unexplained(new Set([`${family}/c07`, watched]))).toEqual([]);
+    for (const [name, key] of keys) if (key !== spiked) expect(kept(name, key)).toEqual({ name, unexpected: {}, errors: {} });
   }, 90_000);
 });

@@ -2,7 +2,10 @@
 // each key sends about rate x tick requests (uniformly 50-150 % of it), from the source
 // addresses it is given (loopback 127.0.N.1: a network per N). A tick never catches up on
 // a late one, and requests beyond `maxInFlight` are skipped: a stalled machine sends less,
-// never a burst. Counts answers per key and status.
+// never a burst of what it owed (but its full rate again after sending less is a jump over what
+// it sent: `sent` says what each key really sent, and when). The keys take turns to go first in
+// a tick, so a cap that is reached skips every key alike, not the last ones in order each time.
+// Counts answers per key and status, and transport errors per key and code.
 import { Agent, request } from 'node:http';
 
 export interface KeyedStream {
@@ -18,15 +21,22 @@ export interface KeyedLoad {
   set(stream: KeyedStream): void;
   /** Answers so far by key, then by status (0: a transport error). */
   answers(key: string): Map<number, number>;
+  /** A key's transport errors (its status 0) by code: `ETIMEDOUT` for the timeout (5 s), else the socket's (ECONNRESET, ...). */
+  errors(key: string): Map<string, number>;
+  /** A key's requests so far: when each was sent and when its answer or error came (Date.now() ms; `end` undefined while in flight). */
+  sent(key: string): ReadonlyArray<{ start: number; end: number | undefined }>;
   /** Stops sending and waits for the requests in flight. */
   stop(): Promise<void>;
 }
 
-export function keyedLoad(o: { url: string; header: string; streams: KeyedStream[]; tickMs?: number; maxInFlight?: number }): KeyedLoad {
+export function keyedLoad(o: { url: string; header: string; streams: KeyedStream[]; tickMs?: number; maxInFlight?: number; timeoutMs?: number }): KeyedLoad {
   const tickMs = o.tickMs ?? 100;
+  const timeoutMs = o.timeoutMs ?? 5000;
   const maxInFlight = o.maxInFlight ?? 256;
   const streams = new Map(o.streams.map((s) => [s.key, s]));
   const counts = new Map<string, Map<number, number>>();
+  const errors = new Map<string, Map<string, number>>();
+  const sent = new Map<string, Array<{ start: number; end: number | undefined }>>();
   const agents = new Map<string, Agent>();
   const agentFor = (source: string | undefined) => {
     const name = source ?? '';
@@ -39,26 +49,43 @@ export function keyedLoad(o: { url: string; header: string; streams: KeyedStream
   let inFlight = 0;
   let turn = 0;
   const pending = new Set<Promise<void>>();
-  const count = (key: string, status: number) => {
-    const byStatus = counts.get(key) ?? new Map<number, number>();
-    counts.set(key, byStatus);
-    byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
+  const bump = <K>(of: Map<string, Map<K, number>>, key: string, what: K) => {
+    const byWhat = of.get(key) ?? new Map<K, number>();
+    of.set(key, byWhat);
+    byWhat.set(what, (byWhat.get(what) ?? 0) + 1);
   };
   const fire = (stream: KeyedStream) => {
     const sources = stream.sources ?? [undefined];
     const agent = agentFor(sources[turn++ % sources.length]);
     inFlight++;
+    const record = { start: Date.now(), end: undefined as number | undefined };
+    const log = sent.get(stream.key) ?? [];
+    sent.set(stream.key, log);
+    log.push(record);
     const done = new Promise<void>((resolve) => {
+      let answered = false;
       const req = request(o.url, { agent, headers: { [o.header]: stream.key } }, (res) => {
+        answered = true;
         res.resume();
         res.on('end', () => {
-          count(stream.key, res.statusCode ?? 0);
+          record.end = Date.now();
+          bump(counts, stream.key, res.statusCode ?? 0);
           resolve();
         });
       });
-      req.setTimeout(5000, () => req.destroy(new Error('timed out')));
-      req.on('error', () => {
-        count(stream.key, 0);
+      // The timeout is a timer: after this process's event loop stalled for `timeoutMs` it fires in the
+      // loop's timers phase, before the poll phase reads an answer that came during the stall. A
+      // turn of the loop later (setImmediate runs after poll) that answer has been read, so only a
+      // request really unanswered for `timeoutMs` times out, not one that met a stall of this process.
+      req.setTimeout(timeoutMs, () =>
+        setImmediate(() => {
+          if (!answered) req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
+        }),
+      );
+      req.on('error', (error: Error & { code?: string }) => {
+        record.end = Date.now();
+        bump(counts, stream.key, 0);
+        bump(errors, stream.key, error.code ?? error.message);
         resolve();
       });
       req.end();
@@ -68,8 +95,11 @@ export function keyedLoad(o: { url: string; header: string; streams: KeyedStream
     });
     pending.add(done);
   };
+  let first = 0;
   const timer = setInterval(() => {
-    for (const stream of streams.values()) {
+    const all = [...streams.values()];
+    first = (first + 1) % Math.max(1, all.length);
+    for (const stream of [...all.slice(first), ...all.slice(0, first)]) {
       const expected = stream.rate * (tickMs / 1000) * (0.5 + Math.random());
       // Rounded at random, so a rate below one request per tick is kept on average.
       const n = Math.floor(expected) + (Math.random() < expected % 1 ? 1 : 0);
@@ -79,6 +109,8 @@ export function keyedLoad(o: { url: string; header: string; streams: KeyedStream
   return {
     set: (stream) => void streams.set(stream.key, stream),
     answers: (key) => new Map(counts.get(key) ?? []),
+    errors: (key) => new Map(errors.get(key) ?? []),
+    sent: (key) => sent.get(key) ?? [],
     async stop() {
       clearInterval(timer);
       await Promise.all([...pending]);
@@ -92,7 +124,10 @@ export function keyedLoad(o: { url: string; header: string; streams: KeyedStream
  * transport errors (status 0) beyond two, or one in a hundred requests. A rule's action is an
  * HTTP answer of the gateway (429, 403), never a transport error; those come from the machine:
  * at load 12 one key of the HAProxy usage test met two (its 5 s timeout or a reset) in about
- * 800 requests (fresh-ci, 2026-12-05). A gateway that drops connections fails far more than 1%.
+ * 800 requests (fresh-ci, 2026-12-05), at load 15-22 one key 21 in about 1,500 (2026-12-06):
+ * most likely the timeout firing on answers that had come while this process stalled (their codes
+ * are now reported; such an answer is now read first, see fire()).
+ * A gateway that drops connections fails far more than 1%.
  * Empty when the key kept working.
  */
 export function unexpectedAnswers(answers: Map<number, number>, ok = 200): Record<number, number> {

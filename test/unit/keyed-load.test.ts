@@ -1,0 +1,39 @@
+// The usage tests' load generator (test/support/gateways/keyed-load.ts): what its status 0 means.
+import { createServer } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { keyedLoad, type KeyedLoad } from '../support/gateways/keyed-load.js';
+import { listenLoopback } from '../support/fake-http.js';
+
+let server: ReturnType<typeof createServer> | undefined;
+let load: KeyedLoad | undefined;
+afterEach(async () => {
+  await load?.stop();
+  await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
+});
+
+describe('keyedLoad', () => {
+  it('counts an answer that came while its own event loop stalled past the timeout as the answer, not a transport error', async () => {
+    // Under load (15-22 on 2 cores) this process stalls for seconds: the socket's timeout timer
+    // then fires in the loop's timers phase, before the poll phase reads the answer waiting in the
+    // kernel. The server is in this process: it answers, then this process stalls (busy) past it.
+    const TIMEOUT_MS = 200;
+    let stalled: (() => void) | undefined;
+    const stall = new Promise<void>((resolve) => (stalled = resolve));
+    let first = true;
+    server = createServer((_req, res) => {
+      res.writeHead(200).end('ok');
+      if (!first) return;
+      first = false;
+      load!.set({ key: 'k', rate: 0 });
+      const until = Date.now() + 2 * TIMEOUT_MS;
+      while (Date.now() < until); // the stall: nothing else runs
+      stalled!();
+    });
+    const port = await listenLoopback(server);
+    load = keyedLoad({ url: `http://127.0.0.1:${port}/`, header: 'x-api-key', streams: [{ key: 'k', rate: 10 }], tickMs: 100, timeoutMs: TIMEOUT_MS });
+    await stall;
+    await load.stop();
+    // One tick may have sent two: every request sent was answered 200.
+    expect(Object.fromEntries(load.answers('k'))).toEqual({ 200: load.sent('k').length });
+  });
+});
