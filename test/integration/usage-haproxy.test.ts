@@ -108,7 +108,8 @@ const HALF_LIFE_MS = 10_000;
  * requests, so a rule firing on it still fails the test. Both figures are taken in the rule's
  * favour: the window holds every request in flight at any time in it (HAProxy counted it between
  * its sending and its answer), and the learned rate is an EWMA with the rule's half-life over one
- * second buckets of requests by when they were sent, up to the window's start.
+ * second buckets of requests by when they were answered (by then HAProxy had counted them; a
+ * starved HAProxy counts sent requests late), up to the window's start.
  */
 function burstAsSent(key: string, anomaly: Anomaly): { sent: number; learned: number } | undefined {
   const end = new Date(anomaly.windowEnd).getTime();
@@ -119,7 +120,7 @@ function burstAsSent(key: string, anomaly: Anomaly): { sent: number; learned: nu
   const first = log[0]?.start;
   if (first === undefined || first >= start) return undefined;
   const buckets = new Array<number>(Math.ceil((start - first) / 1000)).fill(0);
-  for (const r of log) if (r.start < first + buckets.length * 1000 && r.start < start) buckets[Math.floor((r.start - first) / 1000)]!++;
+  for (const r of log) if (r.end !== undefined && r.end < start) buckets[Math.floor((r.end - first) / 1000)]!++;
   const weight = 1 - Math.pow(0.5, 1000 / HALF_LIFE_MS);
   let learned = buckets[0]!;
   for (const n of buckets.slice(1)) learned += weight * (n - learned);
