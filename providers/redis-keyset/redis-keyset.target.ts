@@ -45,7 +45,8 @@ export class RedisKeysetTarget implements Target {
   async verify(version: VersionRef, value: SecretValue, call: Call): Promise<void> {
     const present = await this.run(() => this.redis.hexists(this.key, version.fingerprint));
     if (!present) throw this.notAccepted(version, 'not in the keyset');
-    if (this.config.probe) await probeKey(this.config.probe, value, call, this.provider);
+    // API servers reload the keyset when the change is announced: a refusal right after the deploy is asked again.
+    if (this.config.probe) await probeKey(this.config.probe, value, call, this.provider, { untilAccepted: true });
   }
 
   async retire(version: VersionRef): Promise<void> {

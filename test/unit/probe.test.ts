@@ -60,6 +60,16 @@ describe('probeKey', () => {
     expect([error.code, error.message, connections, requests]).toEqual(['REKEY_ERR_VERIFY_FAILED', expect.stringContaining('401'), 4, 2]);
   });
 
+  it('with untilAccepted, asks again after a refusal until the key is accepted, and fails with the refusal once its timeout ends', async () => {
+    // An API server hears of a keyset deploy asynchronously: it refuses the new key for a moment.
+    let requests = 0;
+    const url = await gateway((key) => ({ status: key === VALID && ++requests > 2 ? 200 : 401 }));
+    await probeKey(probeSchema.parse({ url, timeoutMs: 10_000 }), SecretValue.of(VALID), call(), 'gw', { untilAccepted: true });
+    expect(requests).toBe(3);
+    const error = await rejection(probeKey(probeSchema.parse({ url, timeoutMs: 300 }), SecretValue.of('rk_test_never_deployed'), call(), 'gw', { untilAccepted: true }));
+    expect([error.code, error.message]).toEqual(['REKEY_ERR_VERIFY_FAILED', expect.stringContaining('answered 401')]);
+  });
+
   it('fails once its timeout ends while the gateway keeps resetting', async () => {
     let connections = 0;
     const url = await gateway(() => ({ status: 200 }));

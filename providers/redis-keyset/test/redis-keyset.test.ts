@@ -18,25 +18,32 @@ const channel = `${prefix}changes`;
 let counter = 0;
 afterAll(() => deleteKeys(`${prefix}*`));
 
-/** An API guarded by the keyset middleware: the real consumer of this target. */
-async function guardedApi(secret: string) {
+/**
+ * An API guarded by the keyset middleware: the real consumer of this target. `lagging` requests
+ * are refused first, as by a server that has not heard of the latest change yet.
+ */
+async function guardedApi(secret: string, lagging = 0) {
   const verifier = await createKeysetVerifier({ redisUrl: REDIS_URL, fingerprintKey: TEST_FINGERPRINT_KEY, keyset: secret, keyPrefix: prefix, channel });
   const app = Fastify();
+  let refused = 0;
+  app.addHook('onRequest', async (_request, reply) => {
+    if (refused++ < lagging) return reply.code(401).send({ error: 'invalid API key' });
+  });
   app.addHook('onRequest', keysetAuth(verifier));
   app.get('/', (request) => ({ consumer: (request as unknown as { consumer: string }).consumer }));
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
   return { url, verifier, close: async () => (await app.close(), await verifier.close()) };
 }
 
-async function fixture() {
+async function fixture(lagging = 0) {
   const secret = `secret-${++counter}`;
-  const api = await guardedApi(secret);
+  const api = await guardedApi(secret, lagging);
   const config = keyset.config.parse({ keyPrefix: prefix, channel, probe: { url: api.url } });
   const instance = keyset.open(config, testProviderContext('api', { redis: parseRedisUrl(REDIS_URL) }));
   return { target: instance.target!({ secret, params: {} }), secret, api, cleanup: async () => (await instance.close?.(), await api.close()) };
 }
 
-targetConformance('redis-keyset', fixture, { probes: true });
+targetConformance('redis-keyset', () => fixture(), { probes: true });
 
 let f: Awaited<ReturnType<typeof fixture>>;
 beforeAll(async () => (f = await fixture()));
@@ -66,6 +73,18 @@ it('names the consumer to the API and rejects a retired key within a few ms', as
     await new Promise((r) => setTimeout(r, 1));
   }
   expect((await fetch(f.api.url, { headers: { 'x-api-key': v.value.reveal() } })).status).toBe(401);
+});
+
+it('verify waits for an API server that hears of the deploy late, within the probe timeout', async () => {
+  const lagging = await fixture(2);
+  try {
+    const v = newVersion(lagging.secret, 'acme');
+    await lagging.target.deploy(v.ref, v.value, call());
+    await lagging.target.verify(v.ref, v.value, call());
+    expect((await fetch(lagging.api.url, { headers: { 'x-api-key': v.value.reveal() } })).status).toBe(200);
+  } finally {
+    await lagging.cleanup();
+  }
 });
 
 describe('usage source', () => {

@@ -38,36 +38,38 @@ export type ProbeConfig = z.infer<typeof probeSchema>;
  * reset or refused before any answer is tried again within `timeoutMs` (a gateway reloads
  * right after a deploy, Caddy on every config change, and may drop the connections it
  * holds): a rotation should not pay a whole retry of its run for the reload it caused.
- * A status, whatever it is, is never tried again.
+ * A status is final, except a refusal (401, 403) with `untilAccepted`: for targets whose
+ * consumers learn of a deploy asynchronously (an API server reloading a keyset when it hears
+ * of the change), the probe asks again within `timeoutMs` until the key is accepted.
  * @throws ProviderError REKEY_ERR_VERIFY_FAILED (retryable) when the gateway answers
  * anything else or cannot be reached; the message names the status, never the value.
  */
-export async function probeKey(probe: ProbeConfig, value: SecretValue, call: Call, provider: string): Promise<void> {
+export async function probeKey(probe: ProbeConfig, value: SecretValue, call: Call, provider: string, options: { untilAccepted?: boolean } = {}): Promise<void> {
   const url = new URL(probe.url);
   // Only origin and path in messages: a query string may carry something secret.
   const where = `${url.origin}${url.pathname}`;
   const signal = AbortSignal.any([call.signal, AbortSignal.timeout(probe.timeoutMs)]);
-  let status: number;
+  let status: number | undefined;
   for (let pause = FIRST_PAUSE_MS; ; pause = Math.min(2 * pause, MAX_PAUSE_MS)) {
     try {
       status = await get(url, { [probe.header]: value.reveal() }, signal);
-      break;
+      if (!(options.untilAccepted && isRefusal(status))) break;
     } catch (error) {
-      if (!signal.aborted && isConnectionDropped(error)) {
-        // An aborted pause ends the loop with the next attempt's own abort error.
-        await delay(pause, undefined, { signal }).catch(() => undefined);
-        continue;
+      // Time ran out asking again after a refusal: the refusal is the answer.
+      if (signal.aborted && status !== undefined) break;
+      if (signal.aborted || !isConnectionDropped(error)) {
+        throw new ProviderError('REKEY_ERR_VERIFY_FAILED', `probe ${where} could not be completed`, { provider, cause: error });
       }
-      throw new ProviderError('REKEY_ERR_VERIFY_FAILED', `probe ${where} could not be completed`, { provider, cause: error });
     }
+    // An aborted pause ends the loop with the next attempt's own abort error.
+    await delay(pause, undefined, { signal }).catch(() => undefined);
   }
   if (status >= 200 && status < 300) return;
-  const why =
-    status === 401 || status === 403
-      ? 'the gateway does not accept the key (yet)'
-      : status >= 300 && status < 400
-        ? 'a redirect, which says nothing about the key (set probe.url to the https URL the gateway serves with a key)'
-        : 'unexpected status';
+  const why = isRefusal(status)
+    ? 'the gateway does not accept the key (yet)'
+    : status >= 300 && status < 400
+      ? 'a redirect, which says nothing about the key (set probe.url to the https URL the gateway serves with a key)'
+      : 'unexpected status';
   throw new ProviderError('REKEY_ERR_VERIFY_FAILED', `probe ${where} answered ${status}: ${why}`, { provider });
 }
 
@@ -75,6 +77,7 @@ const FIRST_PAUSE_MS = 20;
 const MAX_PAUSE_MS = 250;
 /** Errors of a connection the gateway dropped or did not take (yet), before any answer. */
 const DROPPED = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE']);
+const isRefusal = (status: number) => status === 401 || status === 403;
 
 function isConnectionDropped(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
