@@ -1,7 +1,8 @@
 /**
  * The store check (src/core/store-drift.ts), through the real engine: a store whose current stage
  * is on a version rekey rolled back (AWS: a stalled driver's UpdateSecretVersionStage landing after
- * its successor's rollback) is found and given back, by a full reconcile pass; a version written
+ * its successor's rollback) or on a leaked version not yet revoked is found and given back, by a full
+ * reconcile pass; a version written
  * outside rekey is reported and left alone; a secret with a running rotation is not touched.
  */
 import { randomUUID } from 'node:crypto';
@@ -37,6 +38,11 @@ ${fakes.providers}
 secrets:
   sd-aws:
     store: { provider: aws, name: ${awsName} }
+    issuer: { type: random, prefix: rk_sd_ }
+    targets: [mem]
+    retry: { attempts: 1, backoff: 10ms }
+  sd-leaked:
+    store: { provider: aws, name: ${awsName}-leaked }
     issuer: { type: random, prefix: rk_sd_ }
     targets: [mem]
     retry: { attempts: 1, backoff: 10ms }
@@ -153,6 +159,28 @@ it("AWS: a stalled driver's promotion that lands after its successor's rollback 
   const again = await h.runtime.engine.checkStores(['sd-aws'], { repair: true });
   expect(again.results.map((r) => [r.found, r.repaired])).toEqual([['in-sync', false]]);
   expect(await driftEvents('sd-aws')).toHaveLength(1);
+});
+
+// A leaked version stays compromised until its revocation has run, for as long as that fails (an issuer down); here no
+// worker runs it. A store serving it as current again (a stage moved back by hand, a late promotion) is as out of service as a rolled-back one.
+it('AWS: a leaked version, compromised and not yet revoked, made current again in the store is found by a full reconcile pass and given back', async () => {
+  const name = `${awsName}-leaked`;
+  const leaked = await rotated('sd-leaked');
+  const current = await rotated('sd-leaked');
+  // Reported leaked in its grace: compromised at once, its revocation queued.
+  expect((await h.runtime.engine.revoke('sd-leaked', leaked.number)).outcome).toBe('revoking');
+  expect((await deps().repo.getVersion(leaked.id))?.state).toBe('compromised');
+  await aws.send(new UpdateSecretVersionStageCommand({ SecretId: name, VersionStage: 'AWSCURRENT', MoveToVersionId: leaked.storeVersionId!, RemoveFromVersionId: current.storeVersionId! }));
+  expect(deps().fingerprint(await readCurrent('sd-leaked'))).toBe(leaked.fingerprint);
+
+  await nextFullPass();
+
+  expect(deps().fingerprint(await readCurrent('sd-leaked'))).toBe(current.fingerprint);
+  expect(labels(name).get(current.storeVersionId!)).toEqual(['AWSCURRENT']);
+  expect(labels(name).get(leaked.storeVersionId!)).toEqual([]);
+  const [event] = await driftEvents('sd-leaked');
+  expect(event?.data).toMatchObject({ store: 'aws', found: 'not-live', repaired: true, rekeyCurrent: current.number, storeCurrent: { storeVersionId: leaked.storeVersionId, number: leaked.number, state: 'compromised' } });
+  expect((await syncRow(current.secretId, 'aws'))?.lastDrift).toBe(`store current v${leaked.number} (compromised), rekey current v${current.number}`);
 });
 
 it('AWS: a current version written outside rekey (by hand) is reported and left as it is', async () => {
