@@ -3,10 +3,10 @@
  * manages, in which state, and the leak path for those still live. The keys come in the body
  * (over the API's TLS, from a caller holding a token), are fingerprinted here with rekey's own
  * key and are never stored, logged or echoed: an answer names each key by its position in the
- * request and its first 8 characters, as `rekey scan` prints them.
+ * request and its prefix (`rk_live_`: never a character of its random part, as `rekey scan` prints it).
  */
 import { z } from 'zod';
-import { hasValidChecksum } from '../core/key-format.js';
+import { hasValidChecksum, keyPrefix } from '../core/key-format.js';
 import { SecretValue } from '../core/secret-value.js';
 import type { VersionState } from '../core/model.js';
 import type { Runtime } from '../runtime.js';
@@ -23,7 +23,7 @@ const keysBody = z.object({ keys: z.array(z.string().min(36).max(300)).min(1).ma
 
 const found = z.object({
   index: z.number().int().describe('the position of the key in the request'),
-  prefix: z.string().max(8).describe('its first 8 characters'),
+  prefix: z.string().max(32).describe('its prefix: the characters before its random part and checksum (`rk_live_`), none of those'),
   secret: z.string().nullable().describe('null: no version rekey manages (or none of a secret the token may read) has this key'),
   version: z.number().int().nullable(),
   state: z.string().nullable(),
@@ -43,7 +43,7 @@ async function lookUp(runtime: Runtime, caller: Caller, keys: readonly string[],
       const visible = live.find((v) => caller.access.allows(scope, v.secret)) ?? live[0] ?? seen[0] ?? null;
       return {
         index,
-        prefix: key.slice(0, 8),
+        prefix: keyPrefix(key),
         secret: visible?.secret ?? null,
         version: visible?.number ?? null,
         state: visible?.state ?? null,

@@ -2,14 +2,18 @@
  * `rekey scan`: rekey keys (checksum-exact, so no false positive on a random string) in files,
  * directories or the git index (`--staged`, for a pre-commit hook), printed as text or SARIF
  * 2.1.0; with `--check`, which of them are live (asked of rekey's admin API, read scope), with
- * `--report`, the leak path for the live ones (revoke scope). Nothing printed or sent carries
- * more of a key than its first 8 characters, except `--check`/`--report` sending the keys
- * themselves to the API that fingerprints them.
+ * `--report`, the leak path for the live ones (revoke scope). Nothing printed carries a character
+ * of a key's random part: a finding shows the key's prefix (`rk_live_`, not secret) and a digest
+ * that tells keys apart (`sha256:` and the first 12 hex digits of its SHA-256; 30 random base62
+ * characters, about 178 bits, cannot be guessed back from it), and with `--check`/`--report` the
+ * secret and version it is. Only `--check`/`--report` send the keys themselves, to the API that
+ * fingerprints them.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { findKeys } from '../core/key-format.js';
+import { findKeys, keyPrefix } from '../core/key-format.js';
 import { RekeyError } from '../core/errors.js';
 import { ExitCode, type CliContext } from './context.js';
 
@@ -78,8 +82,13 @@ export async function scan(ctx: CliContext, paths: string[], options: ScanOption
   if ((options.check || options.report) && findings.length) await askApi(findings, options.report ? 'report' : 'check');
 
   if (options.format === 'sarif') ctx.out(JSON.stringify(sarif(findings), null, 2));
-  else for (const f of findings) ctx.out(`${f.file}:${f.line}: ${f.token.slice(0, 8)}...${f.known ? `  ${describe(f.known)}` : ''}`);
+  else for (const f of findings) ctx.out(`${f.file}:${f.line}: ${named(f)}${f.known ? `  ${describe(f.known)}` : ''}`);
   if (findings.length) throw new ExitCode(1);
+}
+
+/** A finding's key as printed: its prefix and its digest (`rk_live_... sha256:0123456789ab`), nothing of its random part. */
+function named(f: Finding): string {
+  return `${keyPrefix(f.token)}... sha256:${createHash('sha256').update(f.token).digest('hex').slice(0, 12)}`;
 }
 
 function describe(known: NonNullable<Finding['known']>): string {
@@ -125,7 +134,7 @@ async function askApi(findings: Finding[], operation: 'check' | 'report'): Promi
   }
 }
 
-/** A SARIF 2.1.0 log: one rule, one result per key, located by file, line and column; the key itself never in it. */
+/** A SARIF 2.1.0 log: one rule, one result per key, located by file, line and column; named as in the text output, the key itself never in it. */
 function sarif(findings: readonly Finding[]): object {
   return {
     $schema: 'https://json.schemastore.org/sarif-2.1.0.json',
@@ -150,7 +159,7 @@ function sarif(findings: readonly Finding[]): object {
         results: findings.map((f) => ({
           ruleId: 'rekey/key',
           level: 'error',
-          message: { text: `A rekey key (${f.token.slice(0, 8)}...)${f.known ? `: ${describe(f.known)}` : ''}` },
+          message: { text: `A rekey key (${named(f)})${f.known ? `: ${describe(f.known)}` : ''}` },
           locations: [{ physicalLocation: { artifactLocation: { uri: relative('.', f.file).split('\\').join('/') }, region: { startLine: f.line, startColumn: f.column } } }],
         })),
       },

@@ -38,6 +38,18 @@ export function hasValidChecksum(token: string): boolean {
   return checksum(tail.slice(0, BODY_LENGTH)) === tail.slice(BODY_LENGTH);
 }
 
+/** How many characters of a key's prefix {@link keyPrefix} gives: a prefix is at most 32 ({@link PREFIX_PATTERN}). */
+const MAX_PREFIX = 32;
+
+/**
+ * The part of a found key that is not secret: what comes before its random body and checksum (the
+ * issuer's prefix, e.g. `rk_live_`; for a key inside a longer word, the characters before it, at most
+ * the last 32). Never a character of the body or checksum, whatever the prefix's length.
+ */
+export function keyPrefix(token: string): string {
+  return token.slice(0, Math.max(0, token.length - BODY_LENGTH - CHECKSUM_LENGTH)).slice(-MAX_PREFIX);
+}
+
 export interface Found {
   /** 1-based. */
   line: number;

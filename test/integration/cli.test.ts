@@ -1,4 +1,5 @@
 /** The `rekey` command line: offline commands, exit codes, and operating a running rekey. */
+import { createHash } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,7 +29,7 @@ describe('offline commands', () => {
     writeFileSync(clean, `API_KEY=${forged}\n`);
     const found = await rekey(['scan', leaky, clean]);
     expect(found.code).toBe(1);
-    expect(found.stdout).toBe(`${leaky}:2: rk_live_...\n`);
+    expect(found.stdout).toBe(`${leaky}:2: rk_live_... sha256:${createHash('sha256').update(real).digest('hex').slice(0, 12)}\n`);
     expect(found.stdout).not.toContain(real.slice(8));
     expect((await rekey(['scan', clean])).code).toBe(0);
   });

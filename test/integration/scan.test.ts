@@ -6,6 +6,7 @@
  * a retired one retired, a random string that merely looks like a key is never a finding.
  */
 import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -14,13 +15,16 @@ import ajvDraft04 from 'ajv-draft-04';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminApiRoutes } from '../../src/api/routes.js';
 import { generateKey } from '../../src/core/key-format.js';
-import { tokenFor } from '../support/api.js';
+import { call, tokenFor } from '../support/api.js';
 import { childArgs } from '../support/children.js';
 import { rekey } from '../support/cli.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rekey-scan-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** How scan names a key: `sha256:` and the first 12 hex digits of its SHA-256. */
+const digest = (key: string) => `sha256:${createHash('sha256').update(key).digest('hex').slice(0, 12)}`;
 
 /** `rekey ARGS` as a process in `cwd` (the git repository it scans). */
 async function rekeyIn(cwd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -52,7 +56,7 @@ describe('scan --staged', () => {
     // In the working tree only: not part of the commit.
     writeFileSync(join(repo, 'notes.txt'), `${generateKey('rk_live_')}\n`);
     const found = await rekeyIn(repo, ['scan', '--staged']);
-    expect(found).toEqual({ code: 1, stdout: 'app.env:2: rk_live_...\n', stderr: '' });
+    expect(found).toEqual({ code: 1, stdout: `app.env:2: rk_live_... ${digest(key)}\n`, stderr: '' });
     expect(found.stdout).not.toContain(key.slice(8));
 
     git('reset', '-q', 'app.env');
@@ -89,6 +93,26 @@ describe('scan --format sarif', () => {
     ]);
     for (const key of keys) expect(result.stdout).not.toContain(key.slice(8));
   });
+
+  it('shows a key with a short prefix (or none) by its prefix and digest only: no character of its random part, in text or SARIF', async () => {
+    const tree = join(dir, 'short');
+    execFileSync('mkdir', ['-p', tree]);
+    const short = generateKey('k_');
+    const bare = generateKey('');
+    writeFileSync(join(tree, 'a.env'), `A=${short}\nB=${bare}\n`);
+    const text = await rekey(['scan', join(tree, 'a.env')]);
+    expect(text).toMatchObject({ code: 1, stdout: `${join(tree, 'a.env')}:1: k_... ${digest(short)}\n${join(tree, 'a.env')}:2: ... ${digest(bare)}\n` });
+    const sarif = await rekey(['scan', join(tree, 'a.env'), '--format', 'sarif']);
+    expect(sarif.code).toBe(1);
+    expect((JSON.parse(sarif.stdout).runs[0].results as Array<{ message: { text: string } }>).map((r) => r.message.text)).toEqual([`A rekey key (k_... ${digest(short)})`, `A rekey key (... ${digest(bare)})`]);
+    // Not one character of a random part after its prefix, nor a run of six of one anywhere (a run of hex digits aside: the digest's own).
+    for (const out of [text.stdout, sarif.stdout]) {
+      expect(out).not.toContain(short.slice(0, 3));
+      for (const random of [short.slice(-36), bare]) {
+        for (let i = 0; i + 6 <= random.length; i++) if (!/^[0-9a-f]{6}$/.test(random.slice(i, i + 6))) expect(out).not.toContain(random.slice(i, i + 6));
+      }
+    }
+  });
 });
 
 describe('scan --check and --report', () => {
@@ -122,19 +146,26 @@ secrets:
     expect(result.code).toBe(1);
     expect(result.stdout.split('\n').filter(Boolean)).toEqual([
       // Retired: off every target, but live at its issuer until its revocation succeeds.
-      expect.stringMatching(/^.*:1: rk_pay_.\.\.\. {2}payments v1 retired \(live\)$/),
-      expect.stringMatching(/^.*:2: rk_pay_.\.\.\. {2}payments v2 current \(live\)$/),
-      expect.stringMatching(/^.*:3: rk_bill.\.\.\. {2}billing v1 current \(live\)$/),
-      expect.stringMatching(/^.*:4: rk_pay_.\.\.\. {2}not a key rekey manages$/),
+      expect.stringMatching(/^.*:1: rk_pay_\.\.\. sha256:[0-9a-f]{12} {2}payments v1 retired \(live\)$/),
+      expect.stringMatching(/^.*:2: rk_pay_\.\.\. sha256:[0-9a-f]{12} {2}payments v2 current \(live\)$/),
+      expect.stringMatching(/^.*:3: rk_bill_\.\.\. sha256:[0-9a-f]{12} {2}billing v1 current \(live\)$/),
+      expect.stringMatching(/^.*:4: rk_pay_\.\.\. sha256:[0-9a-f]{12} {2}not a key rekey manages$/),
     ]);
+  });
+
+  it("the API's answer names a key by its prefix only, whatever the prefix's length", async () => {
+    const keys = [generateKey('rk_'), generateKey('')];
+    const answer = await call(h, '/api/v1/keys/check', { method: 'POST', token: env.REKEY_API_TOKEN, body: { keys } });
+    expect(answer.status).toBe(200);
+    expect(answer.json.items).toEqual([expect.objectContaining({ index: 0, prefix: 'rk_', secret: null }), expect.objectContaining({ index: 1, prefix: '', secret: null })]);
   });
 
   it('--report sends the live keys the token may revoke to the leak path; the others are left alone', async () => {
     const result = await rekey(['scan', file, '--report'], env);
     expect(result.code).toBe(1);
-    expect(result.stdout).toMatch(/:3: rk_bill.\.\.\. {2}billing v1 current \(live\): reported, (blocking|rotating)\n/);
+    expect(result.stdout).toMatch(/:3: rk_bill_\.\.\. sha256:[0-9a-f]{12} {2}billing v1 current \(live\): reported, (blocking|rotating)\n/);
     // The token holds revoke for billing only: payments v2 is named, not reported.
-    expect(result.stdout).toMatch(/:2: rk_pay_.\.\.\. {2}payments v2 current \(live\)\n/);
+    expect(result.stdout).toMatch(/:2: rk_pay_\.\.\. sha256:[0-9a-f]{12} {2}payments v2 current \(live\)\n/);
     const billing = await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'billing' }, number: 1 } });
     expect(billing.compromisedAt).not.toBeNull();
     expect((await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'payments' }, number: 2 } })).state).toBe('current');
@@ -144,10 +175,10 @@ secrets:
   it('--report with a token that may revoke and not read: the live keys of its secrets are reported all the same', async () => {
     const result = await rekey(['scan', file, '--report'], { ...env, REKEY_API_TOKEN: await tokenFor(h, 'revoker', ['revoke:payments']) });
     expect(result.code).toBe(1);
-    expect(result.stdout).toMatch(/:2: rk_pay_.\.\.\. {2}payments v2 current \(live\): reported, (blocking|rotating)\n/);
+    expect(result.stdout).toMatch(/:2: rk_pay_\.\.\. sha256:[0-9a-f]{12} {2}payments v2 current \(live\): reported, (blocking|rotating)\n/);
     expect((await h.runtime.db.version.findFirstOrThrow({ where: { secret: { name: 'payments' }, number: 2 } })).compromisedAt).not.toBeNull();
     // billing is not its to see: named as no key it knows of.
-    expect(result.stdout).toMatch(/:3: rk_bill.\.\.\. {2}not a key rekey manages\n/);
+    expect(result.stdout).toMatch(/:3: rk_bill_\.\.\. sha256:[0-9a-f]{12} {2}not a key rekey manages\n/);
   });
 
   it('without the API settings, or with a token that may not read, it says so and exits 1; plain http only to loopback', async () => {

@@ -1,11 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { base62, checksum, findKeys, generateKey, hasValidChecksum } from '../../src/core/key-format.js';
+import { base62, checksum, findKeys, generateKey, hasValidChecksum, keyPrefix } from '../../src/core/key-format.js';
 
 describe('random key format', () => {
   it('matches the documented layout', () => {
     const key = generateKey('rk_live_');
     expect(key).toMatch(/^rk_live_[0-9A-Za-z]{36}$/);
     expect(hasValidChecksum(key)).toBe(true);
+  });
+
+  it('gives a key\'s prefix without a character of its body or checksum, whatever the prefix\'s length', () => {
+    expect(keyPrefix(generateKey('rk_live_'))).toBe('rk_live_');
+    expect(keyPrefix(generateKey('k'))).toBe('k');
+    expect(keyPrefix(generateKey(''))).toBe('');
+    // A key inside a longer word: the word's characters before it, the last 32 of them.
+    expect(keyPrefix(`${'w'.repeat(40)}${generateKey('rk_')}`)).toBe(`${'w'.repeat(29)}rk_`);
   });
 
   it('encodes the CRC32 in base62, left-padded to 6', () => {
