@@ -112,15 +112,11 @@ export class CaddyTarget implements Target {
       const { handler, etag } = await this.#read(call);
       const next = change(handler.mappings ?? [], handler.destinations?.length ?? 1);
       if (!next) return;
+      // PATCH replaces an existing field; PUT creates it when the handler has none yet.
+      const write = { method: handler.mappings === undefined ? 'PUT' : 'PATCH', path: `/id/${this.#o.handler}/mappings` };
       let answer: AdminAnswer;
       try {
-        answer = await this.#request(call, {
-          // PATCH replaces an existing field; PUT creates it when the handler has none yet.
-          method: handler.mappings === undefined ? 'PUT' : 'PATCH',
-          path: `/id/${this.#o.handler}/mappings`,
-          body: next as unknown as JsonValue,
-          ifMatch: etag,
-        });
+        answer = await this.#request(call, { ...write, body: next as unknown as JsonValue, ifMatch: etag });
       } catch (error) {
         // A write that met the swap (another change's, a concurrent deploy's) may or may not have
         // been made: the next attempt reads first, and `change` makes nothing already made.
@@ -131,14 +127,15 @@ export class CaddyTarget implements Target {
       }
       if (answer.status === 412) continue;
       if (answer.status >= 200 && answer.status < 300) return;
-      throw this.#answerError(answer, [...(handler.mappings ?? []), ...next].map((m) => m.input));
+      throw this.#answerError(write, answer);
     }
     throw this.#error('REKEY_ERR_CONFLICT', `Caddy's config kept changing under ${this.#o.handler} (${MAX_ATTEMPTS} attempts)`);
   }
 
   async #read(call: Call): Promise<{ handler: MapHandler; etag: string | undefined }> {
-    const answer = await this.#request(call, { method: 'GET', path: `/id/${this.#o.handler}` });
-    if (answer.status !== 200) throw this.#answerError(answer, []);
+    const read = { method: 'GET', path: `/id/${this.#o.handler}` };
+    const answer = await this.#request(call, read);
+    if (answer.status !== 200) throw this.#answerError(read, answer);
     const handler = JSON.parse(answer.body) as MapHandler | null;
     if (!handler || handler.handler !== 'map') {
       throw this.#error('REKEY_ERR_INVALID', `Caddy's @id ${this.#o.handler} is not a map handler (found ${handler?.handler ?? 'nothing'})`);
@@ -169,24 +166,20 @@ export class CaddyTarget implements Target {
     return this.#error('REKEY_ERR_UNAVAILABLE', `Caddy's admin API cannot be reached (${code ?? 'unknown error'})`, error);
   }
 
-  /** Maps an admin API error answer to a code; every key that might be echoed is removed. */
-  #answerError(answer: AdminAnswer, inputs: string[]): ProviderError {
-    let text = answer.body;
-    try {
-      const parsed = (JSON.parse(answer.body) as { error?: unknown }).error;
-      if (typeof parsed === 'string') text = parsed;
-    } catch {
-      // Not JSON: keep the raw text.
-    }
-    for (const input of inputs) text = text.replaceAll(input, '[redacted]');
-    text = text.slice(0, 300);
-    if (/unknown object ID/i.test(text)) {
+  /**
+   * Maps an admin API error answer to a code. The message names the call, the status and the
+   * handler's @id, never Caddy's text: Caddy quotes the config it refused, keys and all.
+   */
+  #answerError(request: { method: string; path: string }, answer: AdminAnswer): ProviderError {
+    // Caddy's text is only read, to tell a missing @id from other refusals.
+    if (/unknown object ID/i.test(answer.body)) {
       return this.#error('REKEY_ERR_INVALID', `Caddy's config has no object with @id ${this.#o.handler}: add a map handler with that @id`);
     }
-    if (answer.status === 403) return this.#error('REKEY_ERR_DENIED', `Caddy's admin API refused the request: ${text}`);
-    if (answer.status === 429) return this.#error('REKEY_ERR_THROTTLED', `Caddy's admin API: ${text}`);
-    if (answer.status >= 500) return this.#error('REKEY_ERR_UNAVAILABLE', `Caddy's admin API answered ${answer.status}: ${text}`);
-    return this.#error('REKEY_ERR_INVALID', `Caddy's admin API answered ${answer.status}: ${text}`);
+    const where = `Caddy's admin API ${request.method} ${request.path} answered ${answer.status}`;
+    if (answer.status === 401 || answer.status === 403) return this.#error('REKEY_ERR_DENIED', `${where}: it refused rekey's request (check the admin API's access control)`);
+    if (answer.status === 429) return this.#error('REKEY_ERR_THROTTLED', where);
+    if (answer.status >= 500) return this.#error('REKEY_ERR_UNAVAILABLE', where);
+    return this.#error('REKEY_ERR_INVALID', `${where}: Caddy refused the change to handler @id ${this.#o.handler} (its log says why)`);
   }
 
   #error(code: ErrorCode, message: string, cause?: unknown): ProviderError {

@@ -8,6 +8,7 @@ import type { Target } from '../../../src/core/ports.js';
 import { call, held, newVersion, rejection } from '../../../test/conformance/refs.js';
 import { targetConformance } from '../../../test/conformance/target.js';
 import { ask, retireAll, send, startBackend, startCaddy, type Backend, type CaddyGateway } from '../../../test/support/gateways/index.js';
+import { capturedLog } from '../../../test/support/captured-log.js';
 import { throughGateway } from '../../../test/support/gateways/suite.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
 import { caddy } from '../index.js';
@@ -160,9 +161,11 @@ describe('caddy specifics', () => {
     }
   });
 
-  it('an error answer that echoes the keys it was sent names none of them (trust boundary: errors carry no value)', async () => {
-    // Caddy quotes the config it refused; the write held the new key and every key already mapped.
+  it('an error answer that quotes config and keys reaches neither the error nor the log (trust boundary: errors carry no value)', async () => {
+    // Caddy quotes the config it refused: the keys rekey sent, and any other key-like text in it.
     const live = newVersion('echo-caddy');
+    const stranger = `rk_live_${'Zq8'.repeat(12)}`;
+    const quoted = 'loading config: invalid mappings';
     const admin = await fakeAdmin((request, response) => {
       if (request.method === 'GET') return answerHandler(response, [{ input: live.value.reveal(), outputs: [live.ref.consumer] }]);
       let body = '';
@@ -170,15 +173,22 @@ describe('caddy specifics', () => {
       request.on('end', () => {
         response.statusCode = 400;
         response.setHeader('content-type', 'application/json');
-        response.end(JSON.stringify({ error: `loading config: invalid mappings: ${body}` }));
+        response.end(JSON.stringify({ error: `${quoted}: ${body} (also ${stranger})` }));
       });
     });
     try {
+      const { log, lines } = capturedLog();
+      const config = caddy.config.parse({ ...gateway.providerConfig, admin: admin.endpoint });
+      const target = caddy.open(config, testProviderContext('edge-caddy', { log })).target!({ secret: 'echo-caddy', params: caddy.bindings.target!.parse(undefined) });
       const v = newVersion('echo-caddy');
-      const error = await rejection(openTarget('echo-caddy', { admin: admin.endpoint }).deploy(v.ref, v.value, call()));
+      const error = await rejection(target.deploy(v.ref, v.value, call()));
+      // What the engine does with a failed step: log it.
+      log.error({ err: error, secret: 'echo-caddy' }, 'deploy failed');
       expect(error.code).toBe('REKEY_ERR_INVALID');
-      expect(error.message).toContain('[redacted]');
-      for (const key of [v.value.reveal(), live.value.reveal()]) expect(error.message).not.toContain(key);
+      for (const text of [error.message, lines.join('\n')]) {
+        for (const secret of [v.value.reveal(), live.value.reveal(), stranger, quoted]) expect(text).not.toContain(secret);
+      }
+      expect(error.message).toContain(`PATCH /id/${gateway.handler}/mappings answered 400`);
     } finally {
       await admin.close();
     }
