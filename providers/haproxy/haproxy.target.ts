@@ -76,13 +76,13 @@ export class HaproxyTarget implements Target {
       const live = await this.#show(call);
       const existing = live.filter((entry) => entry.key === key);
       if (existing.length === 0) {
-        await this.#mutate(`add map ${this.#o.map} ${key} ${version.consumer}`, key, call);
+        await this.#mutate(`add map ${this.#o.map} ${key} ${version.consumer}`, call);
         // `add map` appends: `show map` lists it last.
         return [...live, { key, value: version.consumer }];
       }
       if (existing.some((entry) => consumerOf(entry.value) !== version.consumer)) {
         // `set map` by key updates every entry with that key.
-        await this.#mutate(`set map ${this.#o.map} ${key} ${version.consumer}`, key, call);
+        await this.#mutate(`set map ${this.#o.map} ${key} ${version.consumer}`, call);
         return live.map((entry) => (entry.key === key ? { ...entry, value: version.consumer } : entry));
       }
       return live;
@@ -119,7 +119,7 @@ export class HaproxyTarget implements Target {
       const doomed = live.filter((entry) => this.#o.fingerprint(entry.key) === version.fingerprint);
       // By key, never by `#<ref>`: a reference is the entry's address, and once another process deletes
       // the entry HAProxy hands that address to the next key added, which a delete by reference would remove.
-      for (const key of new Set(doomed.map((entry) => entry.key))) await this.#mutate(`del map ${this.#o.map} ${key}`, key, call, { absentIsFine: true });
+      for (const key of new Set(doomed.map((entry) => entry.key))) await this.#mutate(`del map ${this.#o.map} ${key}`, call, { absentIsFine: true });
       return live.filter((entry) => !doomed.includes(entry));
     });
     // When the map kept changing through every rewrite, #persist checked nothing: read it once more.
@@ -152,7 +152,7 @@ export class HaproxyTarget implements Target {
       const live = await this.#show(call);
       const entries = live.filter((entry) => entry.value !== value && this.#o.fingerprint(entry.key) === version.fingerprint);
       // By key (every entry with it), not by reference: see retire().
-      for (const key of new Set(entries.map((entry) => entry.key))) await this.#mutate(`set map ${this.#o.map} ${key} ${value}`, key, call, { absentIsFine: true });
+      for (const key of new Set(entries.map((entry) => entry.key))) await this.#mutate(`set map ${this.#o.map} ${key} ${value}`, call, { absentIsFine: true });
       return live.map((entry) => (entries.includes(entry) ? { ...entry, value } : entry));
     });
     await this.#persist(after);
@@ -174,20 +174,19 @@ export class HaproxyTarget implements Target {
     for (const line of answer.split('\n')) {
       if (line === '') continue;
       const match = /^0x[0-9a-fA-F]+ (\S+)(?: (.*))?$/.exec(line);
-      // An entry line holds a key: never quote one, only HAProxy's own messages.
-      if (!match) throw this.#answerError(line.startsWith('0x') ? 'a show map entry could not be parsed' : line, undefined);
+      if (!match) throw this.#answerError('show map', line);
       entries.push({ key: match[1]!, value: match[2] ?? '' });
     }
     return entries;
   }
 
   /** Runs add/set/del: HAProxy answers an empty line on success, a message otherwise. */
-  async #mutate(command: string, key: string, call: Call, options: { absentIsFine?: boolean } = {}): Promise<void> {
+  async #mutate(command: string, call: Call, options: { absentIsFine?: boolean } = {}): Promise<void> {
     const answer = (await this.#command(command, call)).trim();
     if (answer === '') return;
     // `del map` answers "Key not found.", `set map` "entry not found.".
     if (options.absentIsFine && /^(key|entry) not found/i.test(answer)) return;
-    throw this.#answerError(answer, key);
+    throw this.#answerError(command.split(' ', 2).join(' '), answer);
   }
 
   async #command(command: string, call: Call): Promise<string> {
@@ -203,18 +202,19 @@ export class HaproxyTarget implements Target {
     }
   }
 
-  /** Turns an unexpected Runtime API answer into an error, with any key removed from it. */
-  #answerError(answer: string, key: string | undefined): ProviderError {
-    let text = answer.split('\n').find((line) => line.trim() !== '')?.trim() ?? 'empty answer';
-    if (key) text = text.replaceAll(key, '[redacted]');
-    text = text.slice(0, 200);
-    if (/Unknown map identifier/i.test(text)) {
+  /**
+   * Turns an unexpected Runtime API answer into an error naming the command (`add map`, `show
+   * map`...) and the map, never HAProxy's text: it may quote a key. The text is only read, to
+   * tell a map HAProxy has not loaded and a socket without the level rekey needs.
+   */
+  #answerError(verb: string, answer: string): ProviderError {
+    if (/Unknown map identifier/i.test(answer)) {
       return this.#error('REKEY_ERR_INVALID', `HAProxy has no map ${this.#o.map} loaded: haproxy.cfg must use map(${this.#o.map}) with exactly this path`);
     }
-    if (/Permission denied/i.test(text)) {
+    if (/Permission denied/i.test(answer)) {
       return this.#error('REKEY_ERR_DENIED', 'the Runtime API socket refused the command: it needs `level operator` (or admin)');
     }
-    return this.#error('REKEY_ERR_UNAVAILABLE', `the Runtime API answered: ${text}`);
+    return this.#error('REKEY_ERR_UNAVAILABLE', `the Runtime API refused \`${verb} ${this.#o.map}\` (its answer is not repeated: it may quote a key)`);
   }
 
   /**

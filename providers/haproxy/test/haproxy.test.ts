@@ -6,9 +6,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { parseConfig } from '../../../src/config/load.js';
 import type { ConfigError } from '../../../src/core/errors.js';
 import type * as AtomicFile from '../../../src/core/kit/atomic-file.js';
+import type { Logger } from '../../../src/core/logger.js';
 import type { Target } from '../../../src/core/ports.js';
 import { call, fingerprint, held, newVersion, rejection } from '../../../test/conformance/refs.js';
 import { targetConformance } from '../../../test/conformance/target.js';
+import { capturedLog } from '../../../test/support/captured-log.js';
 import { retireAll, send, startBackend, startHaproxy, type Backend, type HaproxyGateway } from '../../../test/support/gateways/index.js';
 import { throughGateway } from '../../../test/support/gateways/suite.js';
 import { providers } from '../../../src/registry.js';
@@ -55,9 +57,9 @@ afterAll(async () => {
   await backend?.close();
 });
 
-function openTarget(secret: string, overrides: Record<string, unknown> = {}): Target {
+function openTarget(secret: string, overrides: Record<string, unknown> = {}, log?: Logger): Target {
   const config = haproxy.config.parse({ ...gateway.providerConfig, ...overrides });
-  return haproxy.open(config, testProviderContext('edge-haproxy')).target!({ secret, params: haproxy.bindings.target!.parse(undefined) });
+  return haproxy.open(config, testProviderContext('edge-haproxy', log ? { log } : {})).target!({ secret, params: haproxy.bindings.target!.parse(undefined) });
 }
 
 /** A command straight to HAProxy's Runtime API (another process's, not the target's). */
@@ -317,6 +319,39 @@ describe('haproxy specifics', () => {
     const error = await rejection(target.deploy(bad.ref, bad.value, call()));
     expect(error.code).toBe('REKEY_ERR_INVALID');
     expect(error.message).not.toContain('space');
+  });
+  it('an answer that quotes a key reaches neither the error nor the log, for a change or a listing', async () => {
+    // A Runtime API whose answers quote keys: the one sent, and another key-like value.
+    const stranger = `rk_live_${'Zq8'.repeat(12)}`;
+    let listing = '';
+    const server: Server = createServer({ allowHalfOpen: true }, (client) => {
+      let command = '';
+      client.on('data', (chunk: Buffer) => {
+        command += chunk.toString('utf8');
+        if (!command.includes('\n')) return;
+        const words = command.trim().split(' ');
+        client.end(command.startsWith('show map') ? listing : `Unexpected input '${words[3] ?? ''}' near ${stranger}.\n`);
+      });
+      client.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { log, lines } = capturedLog();
+      const target = openTarget('echo-haproxy', { runtimeApi: `tcp://127.0.0.1:${(server.address() as { port: number }).port}` }, log);
+      const v = newVersion('echo-haproxy');
+      const change = await rejection(target.deploy(v.ref, v.value, call()));
+      listing = `0x1 ${v.value.reveal()} echo-haproxy\n${stranger} is not an entry\n`;
+      const list = await rejection(held(target));
+      // What the engine does with a failed step: log it.
+      for (const error of [change, list]) log.error({ err: error, secret: 'echo-haproxy' }, 'step failed');
+      for (const text of [change.message, list.message, lines.join('\n')]) {
+        for (const secret of [v.value.reveal(), stranger, 'Unexpected input', 'is not an entry']) expect(text).not.toContain(secret);
+      }
+      expect(change.message).toContain(`add map ${gateway.map}`);
+      expect(list.message).toContain(`show map ${gateway.map}`);
+    } finally {
+      server.close();
+    }
   });
 });
 
