@@ -36,4 +36,31 @@ describe('keyedLoad', () => {
     // One tick may have sent two: every request sent was answered 200.
     expect(Object.fromEntries(load.answers('k'))).toEqual({ 200: load.sent('k').length });
   });
+
+  it('keeps the requests of the last historyMs only, so a long run holds a bounded log', async () => {
+    // A run of at least four histories at 100 requests/s: the log then holds about one history's worth.
+    const HISTORY_MS = 400;
+    let answered = 0;
+    let firstAt: number | undefined;
+    let spanned: (() => void) | undefined;
+    const long = new Promise<void>((resolve) => (spanned = resolve));
+    server = createServer((_req, res) => {
+      res.writeHead(200).end('ok');
+      answered++;
+      firstAt ??= Date.now();
+      if (Date.now() - firstAt > 4 * HISTORY_MS && answered >= 100) spanned!();
+    });
+    const port = await listenLoopback(server);
+    load = keyedLoad({ url: `http://127.0.0.1:${port}/`, header: 'x-api-key', streams: [{ key: 'k', rate: 100 }], tickMs: 20, historyMs: HISTORY_MS });
+    await long;
+    const now = Date.now();
+    const kept = load.sent('k');
+    const sentInAll = [...load.answers('k').values()].reduce((a, b) => a + b, 0) + kept.filter((r) => r.end === undefined).length;
+    // Only answered requests older than the history are dropped; whatever is in flight stays.
+    const stale = kept.filter((r) => r.end !== undefined && r.start < now - HISTORY_MS);
+    expect({ stale: stale.length, keptFewer: kept.length < sentInAll }).toEqual({ stale: 0, keptFewer: true });
+    // What it keeps is the recent traffic as sent, in order.
+    expect(kept.length).toBeGreaterThan(0);
+    expect(kept.every((r, i) => i === 0 || r.start >= kept[i - 1]!.start)).toBe(true);
+  });
 });

@@ -3,10 +3,11 @@
 // addresses it is given (loopback 127.0.N.1: a network per N). A tick never catches up on
 // a late one, and requests beyond `maxInFlight` are skipped: a stalled machine sends less,
 // never a burst of what it owed (but its full rate again after sending less is a jump over what
-// it sent: `sent` says what each key really sent, and when). The keys take turns to go first in
+// it sent: `sent` says what each key really sent, and when, over the last `historyMs`). The keys take turns to go first in
 // a tick, so a cap that is reached skips every key alike, not the last ones in order each time.
 // Counts answers per key and status, and transport errors per key and code.
 import { Agent, request } from 'node:http';
+import { SentLog, type SentRecord } from './sent-log.js';
 
 export interface KeyedStream {
   key: string;
@@ -23,20 +24,28 @@ export interface KeyedLoad {
   answers(key: string): Map<number, number>;
   /** A key's transport errors (its status 0) by code: `ETIMEDOUT` for the timeout (5 s), else the socket's (ECONNRESET, ...). */
   errors(key: string): Map<string, number>;
-  /** A key's requests so far: when each was sent and when its answer or error came (Date.now() ms; `end` undefined while in flight). */
-  sent(key: string): ReadonlyArray<{ start: number; end: number | undefined }>;
+  /**
+   * A key's requests sent in the last `historyMs` (and any older still in flight), oldest first:
+   * when each was sent and when its answer or error came (Date.now() ms; `end` undefined while in flight).
+   */
+  sent(key: string): readonly SentRecord[];
   /** Stops sending and waits for the requests in flight. */
   stop(): Promise<void>;
 }
 
-export function keyedLoad(o: { url: string; header: string; streams: KeyedStream[]; tickMs?: number; maxInFlight?: number; timeoutMs?: number }): KeyedLoad {
+/**
+ * `historyMs` (default 10 minutes) bounds what `sent` keeps: a run of hours at bench rates would
+ * otherwise hold a record of every request it sent.
+ */
+export function keyedLoad(o: { url: string; header: string; streams: KeyedStream[]; tickMs?: number; maxInFlight?: number; timeoutMs?: number; historyMs?: number }): KeyedLoad {
   const tickMs = o.tickMs ?? 100;
+  const historyMs = o.historyMs ?? 600_000;
   const timeoutMs = o.timeoutMs ?? 5000;
   const maxInFlight = o.maxInFlight ?? 256;
   const streams = new Map(o.streams.map((s) => [s.key, s]));
   const counts = new Map<string, Map<number, number>>();
   const errors = new Map<string, Map<string, number>>();
-  const sent = new Map<string, Array<{ start: number; end: number | undefined }>>();
+  const sent = new Map<string, SentLog>();
   const agents = new Map<string, Agent>();
   const agentFor = (source: string | undefined) => {
     const name = source ?? '';
@@ -58,17 +67,16 @@ export function keyedLoad(o: { url: string; header: string; streams: KeyedStream
     const sources = stream.sources ?? [undefined];
     const agent = agentFor(sources[turn++ % sources.length]);
     inFlight++;
-    const record = { start: Date.now(), end: undefined as number | undefined };
-    const log = sent.get(stream.key) ?? [];
+    const log = sent.get(stream.key) ?? new SentLog(historyMs);
     sent.set(stream.key, log);
-    log.push(record);
+    const seq = log.start(Date.now());
     const done = new Promise<void>((resolve) => {
       let answered = false;
       const req = request(o.url, { agent, headers: { [o.header]: stream.key } }, (res) => {
         answered = true;
         res.resume();
         res.on('end', () => {
-          record.end = Date.now();
+          log.end(seq, Date.now());
           bump(counts, stream.key, res.statusCode ?? 0);
           resolve();
         });
@@ -83,7 +91,7 @@ export function keyedLoad(o: { url: string; header: string; streams: KeyedStream
         }),
       );
       req.on('error', (error: Error & { code?: string }) => {
-        record.end = Date.now();
+        log.end(seq, Date.now());
         bump(counts, stream.key, 0);
         bump(errors, stream.key, error.code ?? error.message);
         resolve();
@@ -97,6 +105,7 @@ export function keyedLoad(o: { url: string; header: string; streams: KeyedStream
   };
   let first = 0;
   const timer = setInterval(() => {
+    for (const log of sent.values()) log.trim(Date.now());
     const all = [...streams.values()];
     first = (first + 1) % Math.max(1, all.length);
     for (const stream of [...all.slice(first), ...all.slice(0, first)]) {
@@ -110,7 +119,11 @@ export function keyedLoad(o: { url: string; header: string; streams: KeyedStream
     set: (stream) => void streams.set(stream.key, stream),
     answers: (key) => new Map(counts.get(key) ?? []),
     errors: (key) => new Map(errors.get(key) ?? []),
-    sent: (key) => sent.get(key) ?? [],
+    sent: (key) => {
+      const log = sent.get(key);
+      log?.trim(Date.now());
+      return log?.records() ?? [];
+    },
     async stop() {
       clearInterval(timer);
       await Promise.all([...pending]);
