@@ -6,53 +6,33 @@
  * document is read while the leaked version is still current.
  */
 import { createLocalJWKSet, jwtVerify } from 'jose';
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { jwtSignerFromValue } from '../../providers/jwt-signing-key/jwks.js';
-import { jwksRoutes } from '../../src/jwks/routes.js';
-import { currentVersion } from '../support/delivery.js';
-import { startHarness, type Harness } from '../support/harness.js';
-import { journal } from '../support/memory-provider.js';
+import { currentVersion, servedJwks as jwks } from '../support/delivery.js';
+import type { Harness } from '../support/harness.js';
+import { signSession, startJwksHarness } from '../support/jwks.js';
+import type { Journal } from '../support/memory-provider.js';
 
 let h: Harness;
-const JOURNAL = `jwks-leak-${randomUUID()}`;
-const pushed = journal(JOURNAL);
+let pushed: Journal;
 beforeAll(async () => {
-  h = await startHarness({ label: 'jwks-leak', routes: [jwksRoutes] });
-  await h.apply(`
-providers:
-  vault: { type: local }
-  verifiers: { type: memory, journal: ${JOURNAL} }
-secrets:
-  session-signing:
-    store: { provider: vault }
-    issuer: { type: jwt-signing-key, alg: ES256 }
-    targets: [{ provider: verifiers, publish: jwks }]
-    grace: 1h
-`);
+  ({ h, pushed } = await startJwksHarness('jwks-leak', { grace: '1h' }));
   expect((await h.rotate('session-signing', 60_000)).status).toBe('succeeded');
 }, 120_000);
 afterAll(() => h.stop());
 
-async function jwks(): Promise<{ keys: Array<{ kid: string }> }> {
-  return (await (await fetch(`${h.serving!.url}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string }> };
-}
-
 it('takes a leaked current key out of the JWKS as soon as the revoke returns, before its replacement is promoted', async () => {
   const leaked = await currentVersion(h, 'session-signing');
-  const { store } = await h.runtime.resolver.resolve('session-signing');
-  const now = Math.floor(Date.now() / 1000);
-  const token = await jwtSignerFromValue(await store.read({ stage: 'current' }, { signal: AbortSignal.timeout(5000) })).sign({ sub: 'user-1', iat: now, exp: now + 300 });
-  expect((await jwks()).keys.map((k) => k.kid)).toContain(leaked.id);
+  const token = await signSession(h, 'current');
+  expect((await jwks(h)).keys.map((k) => k.kid)).toContain(leaked.id);
 
   const held = pushed.hold('deploy:verifiers');
   await h.runtime.engine.revoke('session-signing', leaked.number);
   await held.reached; // the replacement is pending: the leaked version is still current
   try {
     expect((await currentVersion(h, 'session-signing')).id).toBe(leaked.id);
-    const doc = await jwks();
+    const doc = await jwks(h);
     expect(doc.keys.map((k) => k.kid)).not.toContain(leaked.id);
-    await expect(jwtVerify(token, createLocalJWKSet(doc as Parameters<typeof createLocalJWKSet>[0]))).rejects.toThrow(/no applicable key found/i);
+    await expect(jwtVerify(token, createLocalJWKSet(doc))).rejects.toThrow(/no applicable key found/i);
   } finally {
     held.release();
   }

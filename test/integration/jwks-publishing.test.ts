@@ -7,34 +7,22 @@
  * it signed outlives its grace (token-exchange.ts), so nothing valid depends on it.
  * The grace end is moved into the past by hand: the retirement job, due in an hour, never runs.
  */
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Issuer, JsonObject } from '../../src/core/ports.js';
 import { buildServer } from '../../src/http/server.js';
-import { jwksRoutes } from '../../src/jwks/routes.js';
 import type { Runtime } from '../../src/runtime.js';
+import { jwksRoutes } from '../../src/jwks/routes.js';
 import { liveKeys } from '../../src/jwks/target.js';
 import { SecretValue } from '../../src/core/secret-value.js';
-import { startHarness, type Harness } from '../support/harness.js';
-import { journal } from '../support/memory-provider.js';
+import type { Harness } from '../support/harness.js';
+import { startJwksHarness } from '../support/jwks.js';
+import type { Journal } from '../support/memory-provider.js';
 
 let h: Harness;
-const JOURNAL = `jwks-grace-${randomUUID()}`;
-const pushed = journal(JOURNAL);
+let pushed: Journal;
 
 beforeAll(async () => {
-  h = await startHarness({ label: 'jwks-grace-end', routes: [jwksRoutes] });
-  await h.apply(`
-providers:
-  vault: { type: local }
-  verifiers: { type: memory, journal: ${JOURNAL} }
-secrets:
-  grace-signing:
-    store: { provider: vault }
-    issuer: { type: jwt-signing-key, alg: ES256 }
-    targets: [{ provider: verifiers, publish: jwks }]
-    grace: 1h
-`);
+  ({ h, pushed } = await startJwksHarness('jwks-grace-end', { grace: '1h', secret: 'grace-signing' }));
   for (let i = 0; i < 2; i++) expect((await h.rotate('grace-signing', 60_000)).status).toBe('succeeded');
 }, 120_000);
 afterAll(() => h?.stop());

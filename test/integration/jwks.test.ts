@@ -6,37 +6,19 @@
  * receives a private key. Checked with jose.
  */
 import { createLocalJWKSet, jwtVerify } from 'jose';
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { jwtSignerFromValue } from '../../providers/jwt-signing-key/jwks.js';
-import { jwksRoutes } from '../../src/jwks/routes.js';
-import { startHarness, type Harness } from '../support/harness.js';
-import { journal } from '../support/memory-provider.js';
+import type { Harness } from '../support/harness.js';
+import { signSession, startJwksHarness } from '../support/jwks.js';
+import type { Journal } from '../support/memory-provider.js';
 
 let h: Harness;
-const JOURNAL = `jwks-${randomUUID()}`;
-const pushed = journal(JOURNAL);
+let pushed: Journal;
 beforeAll(async () => {
-  h = await startHarness({ label: 'jwks', routes: [jwksRoutes] });
-  await h.apply(`
-providers:
-  vault: { type: local }
-  verifiers: { type: memory, journal: ${JOURNAL} }
-secrets:
-  session-signing:
-    store: { provider: vault }
-    issuer: { type: jwt-signing-key, alg: ES256 }
-    targets: [{ provider: verifiers, publish: jwks }]
-    grace: 1500ms
-`);
+  ({ h, pushed } = await startJwksHarness('jwks', { grace: '1500ms' }));
 });
 afterAll(() => h.stop());
 
-async function sign(stage: 'current' | 'previous'): Promise<string> {
-  const { store } = await h.runtime.resolver.resolve('session-signing');
-  const now = Math.floor(Date.now() / 1000);
-  return jwtSignerFromValue(await store.read({ stage }, { signal: AbortSignal.timeout(5000) })).sign({ sub: 'user-1', iat: now, exp: now + 300 });
-}
+const sign = (stage: 'current' | 'previous') => signSession(h, stage);
 
 async function jwks() {
   const response = await fetch(`${h.serving!.url}/.well-known/jwks.json`);
