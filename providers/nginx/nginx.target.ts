@@ -74,14 +74,13 @@ export class NginxTarget implements Target {
       const before = await this.#read();
       const next = edit(MapFile.parse(before ?? ''));
       const text = next.render();
-      const keys = next.entries().map((entry) => entry.key);
       if (text !== before) await this.#write(text);
       // Test even when the file did not change: a retry must not reload a config nginx rejects.
       const verdict = await this.#test(call);
       if (!verdict.ok) {
         if (o.restore && text !== before) await this.#restore(before);
         const file = o.restore ? `${this.#o.map} was put back as it was` : `${this.#o.map} keeps the key out, for the next reload`;
-        throw this.#error('REKEY_ERR_INVALID', `nginx -t rejected the configuration, so nginx was not reloaded and ${file}: ${describeNginxOutput(verdict.output, keys)}`);
+        throw this.#error('REKEY_ERR_INVALID', `nginx -t rejected the configuration, so nginx was not reloaded and ${file}: ${describeNginxOutput(verdict.output)}`);
       }
       await this.#reload(call);
     });
@@ -149,17 +148,16 @@ export class NginxTarget implements Target {
 }
 
 /**
- * The useful part of nginx -t's output (the emerg/alert/crit lines, without timestamp
- * and pid). nginx quotes the offending token, which may be a key: every quoted token and
- * every known key is redacted; file and line number stay.
+ * Where nginx -t found its errors (file and line of each emerg/alert/crit/error line), never
+ * nginx's words: they quote the offending token, which may be a key, and a token holding an
+ * escaped quote cannot be told apart from its surroundings. nginx -t run by hand says why.
  */
-export function describeNginxOutput(output: string, keys: string[]): string {
-  let lines = output
+export function describeNginxOutput(output: string): string {
+  const places = output
     .split('\n')
     .filter((line) => /\[(emerg|alert|crit|error)\]/.test(line))
-    .map((line) => line.replace(/^.*?\[(emerg|alert|crit|error)\] \d+#\d+: /, ''));
-  if (lines.length === 0) lines = [output.trim().split('\n').pop() ?? 'no output'];
-  let text = lines.join('; ').replace(/"[^"]*"/g, '"[redacted]"');
-  for (const key of keys) text = text.replaceAll(key, '[redacted]');
-  return text.slice(0, 500);
+    // nginx ends each such line with " in <file>:<line>" (ngx_conf_log_error).
+    .flatMap((line) => / in (\/\S*:\d+)$/.exec(line.trimEnd())?.slice(1) ?? []);
+  const where = places.length ? `at ${[...new Set(places)].join(', ')}` : 'at no file and line it named';
+  return `errors ${where} (not repeated here: nginx quotes the offending token, which may be a key; run nginx -t for the reason)`;
 }

@@ -1,10 +1,12 @@
 // The nginx target against the real nginx from Debian (nginx-light, started once for this file).
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Logger } from '../../../src/core/logger.js';
 import type { Target } from '../../../src/core/ports.js';
 import { SecretValue } from '../../../src/core/secret-value.js';
 import { call, fingerprint, held, newVersion, rejection } from '../../../test/conformance/refs.js';
 import { targetConformance } from '../../../test/conformance/target.js';
+import { capturedLog } from '../../../test/support/captured-log.js';
 import { retireAll, send, startBackend, startNginx, type Backend, type NginxGateway } from '../../../test/support/gateways/index.js';
 import { throughGateway } from '../../../test/support/gateways/suite.js';
 import { testProviderContext } from '../../../test/support/provider-context.js';
@@ -22,9 +24,9 @@ afterAll(async () => {
   await backend?.close();
 });
 
-function openTarget(secret: string, overrides: Record<string, unknown> = {}): Target {
+function openTarget(secret: string, overrides: Record<string, unknown> = {}, log?: Logger): Target {
   const config = nginx.config.parse({ ...gateway.providerConfig, ...overrides });
-  return nginx.open(config, testProviderContext('edge-nginx')).target!({ secret, params: nginx.bindings.target!.parse(undefined) });
+  return nginx.open(config, testProviderContext('edge-nginx', log ? { log } : {})).target!({ secret, params: nginx.bindings.target!.parse(undefined) });
 }
 
 targetConformance(
@@ -68,6 +70,25 @@ describe('nginx specifics', () => {
     await writeFile(gateway.map, broken.replace(/^"leaky.*\n/m, ''));
     await target.deploy(b.ref, b.value, call());
     expect((await send(gateway.url, gateway.header, b.value.reveal())).status).toBe(200);
+  });
+
+  it('nginx -t quoting a key-like token with an escaped quote reaches neither the error nor the log', async () => {
+    // A hand-made entry written twice: nginx -t says `conflicting parameter "x"rk_live_..."`, the
+    // token (lowercased) around an escaped quote, so no quote-matching can tell where it ends.
+    const { log, lines } = capturedLog();
+    const target = openTarget('quote-nginx', {}, log);
+    const stranger = `rk_live_${'zq8'.repeat(12)}`;
+    const line = `"x\\"${stranger}" someone;\n`;
+    await appendFile(gateway.map, line + line);
+    const v = newVersion('quote-nginx');
+    const error = await rejection(target.deploy(v.ref, v.value, call()));
+    // What the engine does with a failed step: log it.
+    log.error({ err: error, secret: 'quote-nginx' }, 'deploy failed');
+    for (const text of [error.message.toLowerCase(), lines.join('\n').toLowerCase()]) {
+      for (const secret of [stranger, v.value.reveal().toLowerCase(), 'conflicting parameter']) expect(text).not.toContain(secret);
+    }
+    expect(error.code).toBe('REKEY_ERR_INVALID');
+    expect(error.message).toContain(`at ${gateway.map}:`);
   });
 
   it('a retirement nginx -t refuses for another reason keeps the key out of the file, so the reload after the repair drops it', async () => {
