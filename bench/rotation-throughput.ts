@@ -11,7 +11,10 @@
  * same Redis round trips per job, and a pgbench-style floor (the same number of small
  * transactions per rotation, issued from Node with pg named prepared statements), with
  * PostgreSQL's CPU per rotation in it, to set beside the phases' (the same statements' count,
- * not their work: single-row inserts into a table of one index).
+ * not their work: single-row inserts into a table of one index). And a schema floor
+ * (bench/support/schema-floor.ts): the rows a rotation must write, into rekey's own tables
+ * with their indexes, constraints and triggers, as plain statements in as many transactions
+ * and round trips: what the phases' PostgreSQL CPU is rekey's own work beyond.
  * Per rotation it also gives the CPU time of each party (the worker processes, PostgreSQL's
  * backends, redis-server, this process), from /proc: what a saturated phase is short of.
  *   npm run bench -- rotation-throughput [--secrets 200] [--concurrency 20] [--processes 1,2,3] [--cpu-prof DIR]
@@ -33,6 +36,7 @@ import { loadSettings } from '../src/settings.js';
 import { memoryProvider } from '../test/support/memory-provider.js';
 import { type BenchEnvironment, benchEnvironment, countCommands, countStatements, pgCounters, percentile } from './support/environment.js';
 import { processCpu } from './support/proc-cpu.js';
+import { floorSecrets, rotateFloor } from './support/schema-floor.js';
 
 
 interface Phase {
@@ -204,6 +208,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
     const first = phases[0]!;
     const bare = await bareBullmq(env.redisUrl, `${env.prefix.slice(0, -1)}-bare}`, n, concurrency, first.redisCommandsPerRotation);
     const floor = await pgFloor(env.databaseUrl, n, first.commitsPerRotation, first.statementsPerRotation, concurrency);
+    const schema = await schemaFloor(env.databaseUrl, names(0, n), concurrency);
     const best = Math.max(...phases.map((p) => p.rotationsPerSecond));
     const figures = {
       secrets: n,
@@ -215,6 +220,9 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
       floorCpuMsPerRotation: floor.cpuMsPerRotation,
       ratioToBare: Number((best / bare.jobsPerSecond).toPrecision(3)),
       ratioToFloor: Number((best / floor.rotationsPerSecond).toPrecision(3)),
+      schemaFloorRotationsPerSecond: round(schema.rotationsPerSecond),
+      schemaFloorCpuMsPerRotation: schema.cpuMsPerRotation,
+      ratioToSchemaFloor: Number((best / schema.rotationsPerSecond).toPrecision(3)),
     };
     console.log(`rotation throughput (${n} secrets per phase, concurrency ${concurrency} per process, in-memory providers, real Redis + PostgreSQL)`);
     for (const p of phases) {
@@ -230,7 +238,10 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
     console.log(
       `  pg floor            ${figures.floorRotationsPerSecond} rotations/s   (${first.commitsPerRotation} transactions of the same statements per rotation, from Node; CPU ms per rotation: postgres ${floor.cpuMsPerRotation.postgres}, bench ${floor.cpuMsPerRotation.bench})`,
     );
-    console.log(`  ratios              ${figures.ratioToBare} of bare BullMQ, ${figures.ratioToFloor} of the pg floor (best phase)`);
+    console.log(
+      `  schema floor        ${figures.schemaFloorRotationsPerSecond} rotations/s   (what a rotation must write into rekey's tables, 6 transactions of 2 round trips; CPU ms per rotation: postgres ${schema.cpuMsPerRotation.postgres}, bench ${schema.cpuMsPerRotation.bench})`,
+    );
+    console.log(`  ratios              ${figures.ratioToBare} of bare BullMQ, ${figures.ratioToFloor} of the pg floor, ${figures.ratioToSchemaFloor} of the schema floor (best phase)`);
     console.log(JSON.stringify({ bench: 'rotation-throughput', ...figures }));
     return figures;
   } finally {
@@ -356,6 +367,38 @@ async function pgFloor(databaseUrl: string, n: number, commits: number, statemen
   const cpuAfter = await partyCpuMs(databaseUrl);
   await pool.end();
   const rotations = transactions / commits;
+  return {
+    rotationsPerSecond: rotations / seconds,
+    cpuMsPerRotation: { postgres: round((cpuAfter.postgres - cpuBefore.postgres) / rotations), bench: round((cpuAfter.bench - cpuBefore.bench) / rotations) },
+  };
+}
+
+/**
+ * The schema floor (bench/support/schema-floor.ts): a third rotation of each of the first
+ * phase's secrets written as plainly as rekey's tables allow, from a pool as wide as the
+ * workers' concurrency; measured as {@link pgFloor} is.
+ */
+async function schemaFloor(databaseUrl: string, names: string[], concurrency: number): Promise<{ rotationsPerSecond: number; cpuMsPerRotation: { postgres: number; bench: number } }> {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: concurrency });
+  pool.on('error', () => undefined);
+  const clients = await Promise.all(Array.from({ length: concurrency }, () => pool.connect()));
+  const secrets = await floorSecrets(clients[0]!, names);
+  let next = 0;
+  const cpuBefore = await partyCpuMs(databaseUrl);
+  const started = performance.now();
+  await Promise.all(
+    clients.map(async (client) => {
+      try {
+        while (next < secrets.length) await rotateFloor(client, secrets[next++]!);
+      } finally {
+        client.release();
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  const cpuAfter = await partyCpuMs(databaseUrl);
+  await pool.end();
+  const rotations = secrets.length;
   return {
     rotationsPerSecond: rotations / seconds,
     cpuMsPerRotation: { postgres: round((cpuAfter.postgres - cpuBefore.postgres) / rotations), bench: round((cpuAfter.bench - cpuBefore.bench) / rotations) },
