@@ -21,6 +21,12 @@
  * (PostgreSQL runs them in order, so its check and takes see the batch before committed, and
  * answers the COMMIT before running them). So a request waits for at most one commit before
  * its own batch is sent, and PostgreSQL is woken once per batch on a busy server.
+ * A request that arrives while a batch's BEGIN, check and takes are under way joins that batch
+ * when the check covered its versions and found them current (its FOR SHARE locks keep them so
+ * until COMMIT) and its chain's take reserved a sequence number to spare: that batch's COMMIT
+ * records it, not the next one's. On a busy server the clients a COMMIT answers come back
+ * while the next one flushes; without this they waited for that one, then for the next
+ * batch's check and take, then for its COMMIT.
  * A request is answered once the COMMIT of its batch is answered COMMIT. A request whose
  * versions failed the check gets false and nothing is recorded for it. A failed write (a
  * deadlock with a rotation, a lost connection) fails the transactions it carried: an error
@@ -53,10 +59,18 @@ interface Checked {
 
 /** A batch whose transaction is open: checked, its sequence numbers taken, its insert and COMMIT not sent yet. */
 interface Open {
+  /** Its requests: those it was opened for, then those that joined it before it closed (see join()). */
   batch: Waiting[];
+  /** What the check found, by id (a version not found is absent); each row is locked FOR SHARE until COMMIT. */
+  rows: Map<string, Checked>;
+  /** The ids the check asked for: a request relying on another cannot join. */
+  checked: ReadonlySet<string>;
+  /** Each chain's head and the sequence numbers taken for it. */
+  taken: Map<string, Taken>;
+  /** Per chain, the sequence numbers not yet given to a request (the take reserves some for late joiners). */
+  room: Map<string, number>;
+  /** Per request, whether it passed the check (set when the insert is built). */
   recorded: boolean[];
-  /** The insert (when an entry passed) and COMMIT. */
-  close: Batched[];
   started: number;
 }
 
@@ -67,6 +81,8 @@ export class HandoutJournal {
   private running: Promise<void> = Promise.resolve();
   private client: pg.PoolClient | undefined;
   private readonly pool: pg.Pool;
+  /** Per chain, how many requests the last batch that appended to it held: the take reserves as many again for late joiners. */
+  private readonly recent = new Map<string, number>();
   /** Transactions committed, hand-outs recorded, and the milliseconds the transactions took (for the benchmark). */
   readonly stats = { batches: 0, records: 0, ms: 0 };
 
@@ -112,32 +128,36 @@ export class HandoutJournal {
   /**
    * Sends batches until none is open and nobody waits: each write closes the open transaction
    * (insert, COMMIT) and opens the next one for the requests waiting (BEGIN, check, takes).
+   * Requests that arrived while the open transaction's check and takes were under way join it
+   * when they can (see {@link join}), so they wait for its COMMIT instead of the next one's.
    */
   private async loop(): Promise<void> {
     let open: Open | undefined;
     for (;;) {
+      const closing = open;
+      if (closing) this.join(closing);
       const next = this.waiting.splice(0, this.maxBatch);
-      if (!open && !next.length) {
+      if (!closing && !next.length) {
         this.active = false;
         return;
       }
-      const closing = open;
       let settling = false;
       const started = performance.now();
       let client: pg.PoolClient | undefined;
       try {
         client = this.client ??= await this.pool.connect();
+        const close = closing ? this.closing(closing) : undefined;
         const opening = next.length ? this.opening(next.map((w) => w.entry)) : undefined;
-        const batch = batchOf([...(closing ? [closing.close] : []), ...(opening ? [opening.statements] : [])]);
+        const batch = batchOf([...(close ? [close] : []), ...(opening ? [opening.statements] : [])]);
         const sent = batch.run(client);
         // Awaited below unless a group's failure comes first (that one is then the batch's).
         sent.catch(() => {});
         settling = !!closing;
-        if (closing) void this.settle(closing, batch.group(0), () => batch.commands[closing.close.length - 1]);
+        if (closing && close) void this.settle(closing, batch.group(0), () => batch.commands[close.length - 1]);
         open = undefined;
         if (opening) {
           const answers = await batch.group(closing ? 1 : 0);
-          open = { batch: next, started, ...opening.close(answers) };
+          open = { batch: next, started, recorded: [], ...opening.opened(answers) };
         }
         await sent;
       } catch (error) {
@@ -153,6 +173,38 @@ export class HandoutJournal {
         open = undefined;
       }
     }
+  }
+
+  /**
+   * Moves into `open` the waiting requests that can share its transaction: every version each
+   * hands out or relies on was checked by it and found current and not compromised (its FOR
+   * SHARE lock, held until COMMIT, keeps it so: a revocation's update waits for that COMMIT),
+   * and its event's chain has a sequence number left. A request relying on a previous version
+   * waits for a check of its own, whose transaction time judges the grace.
+   */
+  private join(open: Open): void {
+    if (!this.waiting.length) return;
+    const left: Waiting[] = [];
+    for (const w of this.waiting) {
+      const { entry } = w;
+      const chain = entry.event ? entry.event.secret : undefined;
+      const room = chain === undefined ? 0 : (open.room.get(chain) ?? 0);
+      const fits = open.batch.length < this.maxBatch && (chain === undefined || room > 0);
+      if (fits && [...entry.handed, ...entry.relied].every((id) => open.checked.has(id) && handable(open.rows.get(id)))) {
+        if (chain !== undefined) open.room.set(chain, room - 1);
+        open.batch.push(w);
+      } else left.push(w);
+    }
+    this.waiting = left;
+  }
+
+  /** The statements that close `open`: the insert of the events of the requests that passed the check (if any) and COMMIT. */
+  private closing(open: Open): Batched[] {
+    const entries = open.batch.map((w) => w.entry);
+    open.recorded = entries.map((e) => e.handed.every((id) => handable(open.rows.get(id))) && e.relied.every((id) => live(open.rows.get(id))));
+    const kept = entries.flatMap((e, i) => (open.recorded[i] && e.event ? [e.event] : []));
+    for (const [chain, count] of chainsOf(entries.flatMap((e) => (e.event ? [e.event] : [])))) this.recent.set(chain, count);
+    return [...(kept.length ? [[INSERT, insertValues(this.audit.rowsOf(kept, open.taken))] as const] : []), [COMMIT, []]];
   }
 
   /**
@@ -187,29 +239,39 @@ export class HandoutJournal {
 
   /**
    * The statements that open a batch's transaction: BEGIN, the check, each chain's take (the
-   * versions locked before the chains, as every writer does); and, from their answers, the
-   * statements that close it: the insert and COMMIT. Sequence numbers are taken for every
-   * entry; those of entries that fail the check are left unused (the log allows gaps, as rollbacks leave).
+   * versions locked before the chains, as every writer does); and what their answers say.
+   * Sequence numbers are taken for every entry, and as many again as the batch or the chain's
+   * last batch held, whichever is more (at most {@link MAX_SPARE}, and maxBatch in all), for
+   * requests that join before the insert (see {@link join}); those not used (joiners that did
+   * not come, entries that fail the check) are left unused: the log allows gaps, as rollbacks leave.
    */
-  private opening(entries: readonly HandOut[]): { statements: Batched[]; close(answers: unknown[][]): { recorded: boolean[]; close: Batched[] } } {
+  private opening(entries: readonly HandOut[]): { statements: Batched[]; opened(answers: unknown[][]): Pick<Open, 'rows' | 'checked' | 'taken' | 'room'> } {
     const ids = [...new Set(entries.flatMap((e) => [...e.handed, ...e.relied]))];
     const events = entries.flatMap((e) => (e.event ? [e.event] : []));
-    const chains = [...chainsOf(events)];
-    const statements: Batched[] = [[BEGIN, []], ...(ids.length ? [[CHECK, [ids]] as const] : []), ...chains.map(([chain, count]) => [TAKE, takeValues(chain, count)] as const)];
+    const spare = (chain: string, count: number) => Math.max(0, Math.min(this.maxBatch - entries.length, MAX_SPARE, Math.max(count, this.recent.get(chain) ?? 1)));
+    const chains = [...chainsOf(events)].map(([chain, count]) => [chain, count, spare(chain, count)] as const);
+    const statements: Batched[] = [[BEGIN, []], ...(ids.length ? [[CHECK, [ids]] as const] : []), ...chains.map(([chain, count, spare]) => [TAKE, takeValues(chain, count + spare)] as const)];
     return {
       statements,
-      close: (answers) => {
+      opened: (answers) => {
         const rows = (ids.length ? answers[1] : []) as Checked[];
         const takes = answers.slice(ids.length ? 2 : 1) as Array<Array<{ prev: string; seq: string }>>;
-        const taken = new Map<string, Taken>(chains.map(([chain], i) => [chain, takenOf(takes[i]!)]));
-        const byId = new Map(rows.map((r) => [r.id, r]));
-        const recorded = entries.map((e) => e.handed.every((id) => handable(byId.get(id))) && e.relied.every((id) => live(byId.get(id))));
-        const kept = entries.flatMap((e, i) => (recorded[i] && e.event ? [e.event] : []));
-        return { recorded, close: [...(kept.length ? [[INSERT, insertValues(this.audit.rowsOf(kept, taken))] as const] : []), [COMMIT, []]] };
+        return {
+          rows: new Map(rows.map((r) => [r.id, r])),
+          checked: new Set(ids),
+          taken: new Map<string, Taken>(chains.map(([chain], i) => [chain, takenOf(takes[i]!)])),
+          room: new Map(chains.map(([chain, , spare]) => [chain, spare])),
+        };
       },
     };
   }
 }
+
+/**
+ * The most sequence numbers a take reserves for requests that join its batch late: each is a row
+ * of the take's answer, so a burst's size is not carried over whole to the batches after it.
+ */
+const MAX_SPARE = 64;
 
 // Locked in id order, so two batches (or a batch and a takedown) never wait on each other in a circle.
 const CHECK = statement(

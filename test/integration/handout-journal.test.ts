@@ -4,7 +4,9 @@
  * batch's insert and COMMIT, the audit chain they append to stays linear and verifies, a
  * version that fails the check is refused without failing its batch, a batch whose connection
  * dies is run once more on a new connection, and a failed insert fails the next batch sent
- * behind it too, both run again and each recorded once.
+ * behind it too, both run again and each recorded once. A hand-out that arrives while a
+ * batch's check and take are under way is recorded by that batch, when the check covered its
+ * versions.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -71,6 +73,38 @@ async function lockWaiter(client: pg.Client, not = 0): Promise<number> {
   }
 }
 
+it('records a hand-out that arrives while a batch is being checked in that batch, when the check covered its versions', async () => {
+  // A transaction holding the version's row keeps the first batch's check (FOR SHARE) waiting:
+  // the later hand-outs arrive while its BEGIN, check and take are under way.
+  const admin = new pg.Client({ connectionString: h.env.databaseUrl });
+  const watch = new pg.Client({ connectionString: h.env.databaseUrl });
+  await admin.connect();
+  await watch.connect();
+  const unknown = randomUUID();
+  const before = journal.stats.batches;
+  try {
+    await admin.query('BEGIN');
+    await admin.query('SELECT id FROM versions WHERE id = $1 FOR UPDATE', [version]);
+    const first = journal.record(handOut('join:first'));
+    await lockWaiter(watch);
+    const late = journal.record(handOut('join:late'));
+    // Its version was not among those the first batch checked: it waits for a check of its own.
+    const other = journal.record(handOut('join:other', unknown));
+    await admin.query('COMMIT');
+    expect(await Promise.all([first, late, other])).toEqual([true, true, false]);
+    // One transaction wrote both rows; the refused hand-out had one of its own.
+    const { rows } = await watch.query<{ xmin: string }>("SELECT DISTINCT xmin::text AS xmin FROM audit_events WHERE actor IN ('subject:join:first', 'subject:join:late')");
+    expect(rows).toHaveLength(1);
+    expect(journal.stats.batches - before).toBe(2);
+  } finally {
+    await admin.end();
+    await watch.end();
+  }
+  expect(await recordedEvents('subject:join:')).toBe(2);
+  expect(await h.runtime.db.auditEvent.count({ where: { versionId: unknown } })).toBe(0);
+  expect(await verifyAudit(h.runtime.db, h.runtime.audit)).toMatchObject({ ok: true });
+});
+
 it('runs a batch whose connection dies once more on a new connection, and later batches pass', async () => {
   // A transaction holding the version's row keeps the journal's check (FOR SHARE) waiting, so
   // its connection can be ended while the batch is under way.
@@ -113,14 +147,16 @@ it('runs again both the batch whose insert failed and the next batch, whose chec
       RETURN NEW;
     END $$`);
   await admin.query('CREATE TRIGGER handout_poison BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION handout_poison()');
+  // One request per batch, so none joins the poisoned one (see the test above): they form the next batch.
+  const single = new HandoutJournal(h.runtime.db, h.runtime.audit, 1);
   try {
     // The poisoned batch's check waits on the version's row, so the next batch gathers meanwhile
     // and is opened in the write that carries the poisoned insert.
     await admin.query('BEGIN');
     await admin.query('SELECT id FROM versions WHERE id = $1 FOR UPDATE', [version]);
-    const poisoned = journal.record(handOut('poison'));
+    const poisoned = single.record(handOut('poison'));
     await lockWaiter(watch);
-    const behind = Promise.all(Array.from({ length: 3 }, (_, i) => journal.record(handOut(`behind:${i}`))));
+    const behind = Promise.all(Array.from({ length: 3 }, (_, i) => single.record(handOut(`behind:${i}`))));
     await admin.query('COMMIT');
     expect(await poisoned).toBe(true);
     expect(await behind).toEqual([true, true, true]);
@@ -128,6 +164,7 @@ it('runs again both the batch whose insert failed and the next batch, whose chec
     expect((await watch.query<{ last_value: string }>('SELECT last_value FROM handout_poison')).rows[0]!.last_value).toBe('2');
   } finally {
     await admin.query('DROP TRIGGER IF EXISTS handout_poison ON audit_events').catch(() => {});
+    await single.close();
     await admin.end();
     await watch.end();
   }
