@@ -30,6 +30,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { JWK } from 'jose';
+import pg from 'pg';
 import { serve } from '../src/cli/serve.js';
 import { deliveryRoutes, GRANT_TYPE, JWT_TOKEN_TYPE } from '../src/delivery/routes.js';
 import setup from '../test/support/global-setup.js';
@@ -48,7 +49,7 @@ import { cpuSpent, postgresCpuMs } from './support/pg-cpu.js';
  * A load run's figures, plus the measured server's CPU time per answer and scavenges per 1,000
  * answers (with their total milliseconds): far less sensitive to a busy machine than the rate.
  */
-type Run = LoadResult & { serverCpuUs: number; postgresCpuUs: number; scavengesPer1k: number; scavengeMs: number; survivorsKB: Survivors };
+type Run = LoadResult & { serverCpuUs: number; postgresCpuUs: number; scavengesPer1k: number; scavengeMs: number; survivorsKB: Survivors; handOutsPerCommit?: number };
 
 /** KB the measured server's scavenges copied (survived one) and promoted (survived two), per scavenge and per 1,000 answers. */
 interface Survivors {
@@ -63,6 +64,8 @@ interface Measured {
   usage(): Promise<Usage>;
   /** CPU ms so far of each PostgreSQL backend of its database (its hand-out journal's among them); none for the bare floor. */
   postgresMs?(): Promise<Map<number, number>>;
+  /** The audit log's delivery rows so far and the transactions that wrote them (see {@link handOutsSince}); none for the bare floor. */
+  handOuts?(): Promise<HandOutRows>;
   profile(): Promise<(file: string) => Promise<void>>;
 }
 
@@ -79,6 +82,7 @@ export async function main(args: string[] = process.argv.slice(2)): Promise<Reco
   const server = await serve(h.runtime, { port: 0, host: '127.0.0.1', workers: false, routes: [deliveryRoutes] });
   const children: ChildProcess[] = [];
   const streams: EventStream[] = [];
+  let handOutRows: pg.Pool | undefined;
   try {
     // The queue workers that run phase 3's rotations (and the setup's): `rekey worker`'s part, in a process of its own.
     const worker = fork(fileURLToPath(new URL('./support/rotation-worker.ts', import.meta.url)), { execArgv: ['--import', 'tsx'], env: { ...h.childEnv(), CONCURRENCY: '5' } });
@@ -117,7 +121,8 @@ delivery:
     children.push(bareProcess);
     const bare = bareServer(bareProcess);
     const bareUrl = await bare.listen(bareSetup);
-    const rekey: Measured = { usage: () => Promise.resolve(usage()), postgresMs: () => postgresCpuMs(h.env.databaseUrl), profile: startProfile };
+    handOutRows = new pg.Pool({ connectionString: h.env.databaseUrl, max: 1 });
+    const rekey: Measured = { usage: () => Promise.resolve(usage()), postgresMs: () => postgresCpuMs(h.env.databaseUrl), handOuts: () => handOutsSince(handOutRows!), profile: startProfile };
 
     const generator = await loadGenerator();
     children.push(generator.child);
@@ -190,10 +195,12 @@ delivery:
     console.log(`  survivors KB copied/promoted per scavenge (per 1,000 answers)  token ${kept(exchange)}  bare ${kept(floor)};  paced token ${kept(paced)}  bare ${kept(pacedFloor)};  value ${kept(value)}  bare GET ${kept(bareValue)}`);
     console.log(`  paced at ${rate}/s  answered 200 ${paced.perSecond}/s  p50 ${paced.p50Ms} ms  p99 ${paced.p99Ms} ms  shed (503 or reset) ${paced.shed};  bare ${pacedFloor.perSecond}/s  p50 ${pacedFloor.p50Ms} ms  p99 ${pacedFloor.p99Ms} ms;  generator late p99 ${paced.lateP99Ms} / ${pacedFloor.lateP99Ms} ms`);
     console.log(`  value delivery   ${value.perSecond}/s  p99 ${value.p99Ms} ms;  304 ${notModified.perSecond}/s  (bare fastify+jose GET ${bareValue.perSecond}/s)`);
+    console.log(`  audited hand-outs per journal commit  token ${exchange.handOutsPerCommit}  paced ${paced.handOutsPerCommit}  value ${value.handOutsPerCommit}`);
     console.log(`  rotation -> ${clients} clients notified  p50 ${figures.rotationToClientNotified.p50Ms} ms  p99 ${figures.rotationToClientNotified.p99Ms} ms  missed ${missed}`);
     console.log(JSON.stringify({ bench: 'delivery', unit: 'ms', ...figures }));
     return figures;
   } finally {
+    await handOutRows?.end();
     for (const stream of streams) stream.close();
     for (const child of children) child.kill();
     await server.stop(); // closes the runtime too
@@ -253,6 +260,7 @@ async function loadGenerator(): Promise<{ run(server: Measured, job: LoadJob): P
   await Promise.race([new Promise((resolve) => child.once('message', resolve)), exited]); // ready
   return {
     async run(server, job) {
+      const handOutsBefore = await server.handOuts?.();
       const pgBefore = (await server.postgresMs?.()) ?? new Map<number, number>();
       const before = await server.usage();
       const answer = new Promise<LoadResult>((resolve) => child.once('message', (m) => resolve(m as LoadResult)));
@@ -261,6 +269,8 @@ async function loadGenerator(): Promise<{ run(server: Measured, job: LoadJob): P
       if (result.error) throw new Error(`load generator: ${result.error}`);
       const after = await server.usage();
       const pgAfter = (await server.postgresMs?.()) ?? new Map<number, number>();
+      const handOutsAfter = await server.handOuts?.();
+      const commits = handOutsAfter && handOutsBefore ? handOutsAfter.transactions - handOutsBefore.transactions : 0;
       const answers = Math.max(1, result.count + result.shed);
       const scavenges = Math.max(1, after.scavenges - before.scavenges);
       const copied = (after.copiedBytes - before.copiedBytes) / 1024;
@@ -271,6 +281,7 @@ async function loadGenerator(): Promise<{ run(server: Measured, job: LoadJob): P
         postgresCpuUs: Math.round((cpuSpent(pgBefore, pgAfter) * 1000) / answers),
         scavengesPer1k: round(((after.scavenges - before.scavenges) * 1000) / answers),
         scavengeMs: round(after.scavengeMs - before.scavengeMs),
+        ...(commits > 0 ? { handOutsPerCommit: round((handOutsAfter!.rows - handOutsBefore!.rows) / commits, 2) } : {}),
         survivorsKB: {
           copiedPerScavenge: Math.round(copied / scavenges),
           promotedPerScavenge: Math.round(promoted / scavenges),
@@ -281,6 +292,25 @@ async function loadGenerator(): Promise<{ run(server: Measured, job: LoadJob): P
     },
     child,
   };
+}
+
+/** The audit log's delivery rows (`delivery.*`) and how many transactions wrote them, counted by distinct xmin. */
+interface HandOutRows {
+  rows: number;
+  transactions: number;
+}
+
+/**
+ * The delivery rows of the audit log and the transactions that wrote them (each batch of the
+ * hand-out journal is one): a phase's difference is its audited hand-outs per journal commit,
+ * a count that holds under load. Read by xmin, not pg_stat_database's commits (reported up to
+ * 10 s late, see pgCounters). 304 answers write no row, so they are not counted.
+ */
+async function handOutsSince(pool: pg.Pool): Promise<HandOutRows> {
+  const { rows } = await pool.query<{ rows: string; transactions: string }>(
+    "SELECT count(*) AS rows, count(DISTINCT xmin::text) AS transactions FROM audit_events WHERE action LIKE 'delivery.%'",
+  );
+  return { rows: Number(rows[0]!.rows), transactions: Number(rows[0]!.transactions) };
 }
 
 function round(x: number, digits = 1): number {
