@@ -8,8 +8,8 @@
  * they reach back before any window, and a new instance (a new config revision) starts its totals
  * at zero, which the collector takes for counters that were reset, so counting them would put
  * several windows' requests into one. Then, for each key that moved, one PFCOUNT over its HyperLogLogs
- * of the buckets the window overlaps gives its distinct source networks. All commands of a read
- * are sent at once. Idle keys cost nothing in Redis; their totals are dropped from memory after
+ * of the buckets the window overlaps (since the previous read, at least windowMs) gives its
+ * distinct source networks. All commands of a read are sent at once. Idle keys cost nothing in Redis; their totals are dropped from memory after
  * an hour without use (a key used again later counts from zero, which the collector expects).
  */
 import type { UsageCounter, UsageReading } from '../../src/core/ports.js';
@@ -65,9 +65,13 @@ export class KeysetUsageReader {
       }
       seen.set(bucket, counts);
     });
+    // The window's networks: those of its requests, counted since the previous read. A loaded
+    // worker reads later than every windowMs; networks over only the last windowMs of its window
+    // would then miss most of them (a source-count rule sees a fraction of the window's networks).
+    const windowStart = Math.min(this.#lastAt ?? now, now - windowMs);
     this.#seen = seen;
     this.#lastAt = now;
-    const inWindow = buckets.filter((b) => b + bucketMs > now - windowMs);
+    const inWindow = buckets.filter((b) => b + bucketMs > windowStart);
     const active = [...moved];
     const sources = await Promise.all(active.map((fp) => this.redis.pfcount(...inWindow.map((b) => sourcesKey(this.keys, fp, b)))));
     const networks = new Map(active.map((fp, i) => [fp, sources[i]!]));

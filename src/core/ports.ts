@@ -292,7 +292,8 @@ export interface Target {
    * binding of the same table (`sharedRead`), never one call per key. Read-only, never returns a
    * value: keys are fingerprinted in the provider. Keys of other secrets may be included; the
    * check leaves fingerprints it does not know alone. `windowMs` is the collection interval: the
-   * window `sources` counts over.
+   * window `sources` counts over at least (a read that comes late, on a loaded worker, counts them
+   * since the previous read where the source can, as its requests are).
    * @throws ProviderError as any call; the check logs it and reads again at the next interval.
    */
   readUsage?(windowMs: number, call: Call): Promise<UsageReading>;

@@ -9,7 +9,7 @@ import { REDIS_URL } from '../../../test/support/services.js';
 import { parseRedisUrl } from '../../../src/core/redis-endpoint.js';
 import { until } from '../../../test/support/poll.js';
 import keyset, { createKeysetVerifier, keysetAuth } from '../index.js';
-import { networkOf } from '../usage-keys.js';
+import { bucketOf, networkOf } from '../usage-keys.js';
 import { KeysetUsageReader } from '../usage-reader.js';
 import { UsageRecorder } from '../usage-recorder.js';
 
@@ -112,6 +112,9 @@ describe('usage source', () => {
       expect(read.get('fp-a')).toEqual({ fingerprint: 'fp-a', requests: 30, errors: 3, sources: 3 });
       expect(read.get('fp-b')).toEqual({ fingerprint: 'fp-b', requests: 1, errors: 0, sources: 1 });
       // Nothing new: the same totals, no sources (a key counts networks only in windows it was used in).
+      // Read in a later bucket than that traffic, so the next window (from this read) holds none of its networks.
+      const counted = bucketOf(Date.now(), usage.bucketMs);
+      await until(() => Promise.resolve(bucketOf(Date.now(), usage.bucketMs) > counted), 5000, 'the next bucket');
       read = await counters(1000);
       expect(read.get('fp-a')).toEqual({ fingerprint: 'fp-a', requests: 30, errors: 3, sources: 0 });
       // Later traffic lands in later buckets; the totals only grow by it, and sources are the window's.
@@ -125,6 +128,26 @@ describe('usage source', () => {
       const stored = await redis.keys(`${usage.prefix}*`);
       expect(stored.every((k) => k.startsWith(`${usage.prefix}n:`) || k.startsWith(`${usage.prefix}s:{fp-`))).toBe(true);
       expect(await redis.pttl(stored[0]!)).toBeGreaterThan(0);
+    } finally {
+      await recorder.close();
+      redis.disconnect();
+    }
+  });
+
+  it('counts the networks of a late read over its whole window, since the previous read', async () => {
+    const redis = new Redis(REDIS_URL);
+    const recorder = new UsageRecorder(redis, usage, 60_000);
+    const reader = new KeysetUsageReader(redis, usage);
+    try {
+      const sources = async (windowMs: number) => (await reader.read(windowMs)).counters.find((c) => c.fingerprint === 'fp-late');
+      await reader.read(usage.bucketMs);
+      recorder.record('fp-late', networkOf('10.7.1.9'), false);
+      await recorder.flush();
+      // The next read comes three intervals late (a loaded worker): its window holds both networks.
+      await new Promise((r) => setTimeout(r, 3 * usage.bucketMs));
+      recorder.record('fp-late', networkOf('10.7.2.9'), false);
+      await recorder.flush();
+      expect(await sources(usage.bucketMs)).toEqual({ fingerprint: 'fp-late', requests: 2, errors: 0, sources: 2 });
     } finally {
       await recorder.close();
       redis.disconnect();
