@@ -9,15 +9,12 @@
  * the version each one replaced, and its debug log shows the check catching it (the retry ran).
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { decodeProtectedHeader } from 'jose';
-import { GRANT_TYPE, JWT_TOKEN_TYPE } from '../../src/delivery/routes.js';
+import { startDeafServer, type DeafServer } from '../support/deaf-server.js';
 import { attestationToken, currentVersion, DELIVERY_KEYS } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
-import { kill, spawnRekey, waitForOutput, type Child } from '../support/processes.js';
 
 let h: Harness;
-let deaf: Child;
-let deafUrl: string;
+let deaf: DeafServer;
 
 beforeAll(async () => {
   h = await startHarness({ label: 'delivery-retry-charge' });
@@ -34,57 +31,38 @@ delivery:
   rateLimit: { max: 2, window: 10m }
 `);
   for (const secret of ['app-attestation', 'api-signing', 'payments-api-key']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
-  deaf = spawnRekey(['server', '--port', '0'], { ...h.childEnv(), REKEY_QUEUE_PREFIX: `${h.env.prefix}-deaf`, LOG_LEVEL: 'debug', REKEY_DELIVERY_CACHE_MAX_AGE: '10m' });
-  const started = /"url":"(http:\/\/127\.0\.0\.1:\d+)".*"msg":"rekey started"/;
-  await waitForOutput(deaf, started);
-  deafUrl = started.exec(deaf.output())![1]!;
+  deaf = await startDeafServer(h);
 }, 180_000);
 
 afterAll(async () => {
-  if (deaf) await kill(deaf, 'SIGTERM');
+  await deaf?.stop();
   await h?.stop();
 });
-
-const value = async (credential: string) => {
-  const response = await fetch(`${deafUrl}/v1/secrets/payments-api-key`, { headers: { authorization: `Bearer ${credential}` } });
-  return { status: response.status, version: response.status === 200 ? ((await response.json()) as { version: number }).version : undefined };
-};
-const token = async (credential: string) => {
-  const response = await fetch(`${deafUrl}/v1/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: GRANT_TYPE, subject_token: credential, subject_token_type: JWT_TOKEN_TYPE, audience: 'api.example.com' }),
-  });
-  const body = (await response.json()) as { access_token?: string };
-  return { status: response.status, kid: body.access_token ? decodeProtectedHeader(body.access_token).kid : undefined };
-};
-// pino writes the server's log asynchronously, so the line may reach the pipe after the answer: polled.
-const caught = () => deaf.output().split('\n').filter((line) => line.includes('hand-out check failed')).length;
 
 it('a value request retried after its check failed (the cached version was replaced) costs the subject one request', async () => {
   const credential = await attestationToken(h, 'app-attestation', { sub: 'app:value' });
   const replaced = await currentVersion(h, 'payments-api-key');
-  expect(await value(credential)).toEqual({ status: 200, version: replaced.number }); // cached now; first request
+  expect(await deaf.value(credential)).toEqual({ status: 200, version: replaced.number }); // cached now; first request
   expect((await h.rotate('payments-api-key', 60_000)).status).toBe('succeeded');
-  const before = caught();
+  const before = deaf.caught();
 
   // The second request: the cache's version fails the check, the retry reads the new one.
-  expect(await value(credential)).toEqual({ status: 200, version: replaced.number + 1 });
-  await expect.poll(caught, { timeout: 10_000 }).toBeGreaterThan(before);
+  expect(await deaf.value(credential)).toEqual({ status: 200, version: replaced.number + 1 });
+  await expect.poll(deaf.caught, { timeout: 10_000 }).toBeGreaterThan(before);
   // Two requests were all it had.
-  expect((await value(credential)).status).toBe(429);
+  expect((await deaf.value(credential)).status).toBe(429);
 });
 
 it('a token request retried after its check failed (the cached signing version was replaced) costs the subject one request', async () => {
   const credential = await attestationToken(h, 'app-attestation', { sub: 'app:token' });
   const replaced = await currentVersion(h, 'api-signing');
-  expect(await token(credential)).toEqual({ status: 200, kid: replaced.id }); // cached now; first request
+  expect(await deaf.token(credential)).toEqual({ status: 200, kid: replaced.id }); // cached now; first request
   expect((await h.rotate('api-signing', 60_000)).status).toBe('succeeded');
-  const before = caught();
+  const before = deaf.caught();
 
   // The second request: signed as current by a version that is previous now, refused by the check, signed again
   // from PostgreSQL (by the new version once published, else by the replaced one within its grace).
-  expect((await token(credential)).status).toBe(200);
-  await expect.poll(caught, { timeout: 10_000 }).toBeGreaterThan(before);
-  expect((await token(credential)).status).toBe(429);
+  expect((await deaf.token(credential)).status).toBe(200);
+  await expect.poll(deaf.caught, { timeout: 10_000 }).toBeGreaterThan(before);
+  expect((await deaf.token(credential)).status).toBe(429);
 });

@@ -10,15 +10,13 @@
  * check catching the stale entry, so the test is not passing on an expired one.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { decodeProtectedHeader } from 'jose';
-import { deliveryRoutes, GRANT_TYPE, JWT_TOKEN_TYPE } from '../../src/delivery/routes.js';
+import { deliveryRoutes } from '../../src/delivery/routes.js';
+import { startDeafServer, type DeafServer } from '../support/deaf-server.js';
 import { attestationToken, currentVersion, DELIVERY_KEYS } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
-import { kill, spawnRekey, waitForOutput, type Child } from '../support/processes.js';
 
 let h: Harness;
-let deaf: Child;
-let deafUrl: string;
+let deaf: DeafServer;
 
 beforeAll(async () => {
   h = await startHarness({ label: 'delivery-revoke', routes: [deliveryRoutes] });
@@ -39,68 +37,49 @@ delivery:
     graced: { authenticator: graced, subjects: ["app:*"], value: { secret: payments-api-key, ttl: 5m } }
 `);
   for (const secret of ['app-attestation', 'api-signing', 'payments-api-key', 'stream-attestation', 'graced-attestation']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
-  // Any free port, read from its start line: a random pick can collide with a port in use.
-  deaf = spawnRekey(['server', '--port', '0'], { ...h.childEnv(), REKEY_QUEUE_PREFIX: `${h.env.prefix}-deaf`, LOG_LEVEL: 'debug', REKEY_DELIVERY_CACHE_MAX_AGE: '10m' });
-  const started = /"url":"(http:\/\/127\.0\.0\.1:\d+)".*"msg":"rekey started"/;
-  await waitForOutput(deaf, started);
-  deafUrl = started.exec(deaf.output())![1]!;
+  deaf = await startDeafServer(h);
 }, 180_000);
 
 afterAll(async () => {
-  if (deaf) await kill(deaf, 'SIGTERM');
+  await deaf?.stop();
   await h.stop();
 });
 
-const value = async (credential: string) => {
-  const response = await fetch(`${deafUrl}/v1/secrets/payments-api-key`, { headers: { authorization: `Bearer ${credential}` } });
-  return { status: response.status, body: response.status === 200 ? ((await response.json()) as { version: number }) : undefined };
-};
-const token = async (credential: string) => {
-  const response = await fetch(`${deafUrl}/v1/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: GRANT_TYPE, subject_token: credential, subject_token_type: JWT_TOKEN_TYPE, audience: 'api.example.com' }),
-  });
-  const body = (await response.json()) as { access_token?: string };
-  return { status: response.status, kid: body.access_token ? decodeProtectedHeader(body.access_token).kid : undefined };
-};
-// pino writes the server's log asynchronously, so the line may reach the pipe after the answer: polled.
-const caught = () => deaf.output().split('\n').filter((line) => line.includes('hand-out check failed')).length;
 
 it('hands no value of a revoked version out after the revoke returns, though the cache still holds it', async () => {
   const credential = await attestationToken(h, 'app-attestation', { sub: 'app:one' });
   const leaked = await currentVersion(h, 'payments-api-key');
-  expect((await value(credential)).body?.version).toBe(leaked.number); // cached now
-  const before = caught();
+  expect((await deaf.value(credential)).version).toBe(leaked.number); // cached now
+  const before = deaf.caught();
   await h.runtime.engine.revoke('payments-api-key', leaked.number);
-  const after = await value(credential);
+  const after = await deaf.value(credential);
   // Until the emergency rotation promotes a replacement: 503; after it, the replacement.
-  expect(after.status === 503 || (after.status === 200 && after.body!.version > leaked.number)).toBe(true);
-  await expect.poll(caught, { timeout: 10_000 }).toBeGreaterThan(before);
+  expect(after.status === 503 || (after.status === 200 && after.version! > leaked.number)).toBe(true);
+  await expect.poll(deaf.caught, { timeout: 10_000 }).toBeGreaterThan(before);
 });
 
 it('signs no token with a revoked signing version after the revoke returns', async () => {
   const credential = await attestationToken(h, 'app-attestation', { sub: 'app:two' });
   const leaked = await currentVersion(h, 'api-signing');
-  expect(await token(credential)).toEqual({ status: 200, kid: leaked.id });
-  const before = caught();
+  expect(await deaf.token(credential)).toEqual({ status: 200, kid: leaked.id });
+  const before = deaf.caught();
   await h.runtime.engine.revoke('api-signing', leaked.number);
-  const after = await token(credential);
+  const after = await deaf.token(credential);
   expect(after.kid).not.toBe(leaked.id);
   expect(after.status === 503 || after.status === 200).toBe(true);
-  await expect.poll(caught, { timeout: 10_000 }).toBeGreaterThan(before);
+  await expect.poll(deaf.caught, { timeout: 10_000 }).toBeGreaterThan(before);
 });
 
 it('accepts no credential signed with a revoked attestation version after the revoke returns', async () => {
   const credential = await attestationToken(h, 'app-attestation', { sub: 'app:three' });
   const leaked = await currentVersion(h, 'app-attestation');
   // The value's replacement (first test) is promoted by now or soon; this server hears of it by its cache's age only.
-  await expect.poll(async () => (await value(credential)).status, { timeout: 60_000, interval: 200 }).toBe(200); // the live values are cached now
-  const before = caught();
+  await expect.poll(async () => (await deaf.value(credential)).status, { timeout: 60_000, interval: 200 }).toBe(200); // the live values are cached now
+  const before = deaf.caught();
   await h.runtime.engine.revoke('app-attestation', leaked.number);
-  const after = await value(credential);
+  const after = await deaf.value(credential);
   expect([401, 503]).toContain(after.status);
-  await expect.poll(caught, { timeout: 10_000 }).toBeGreaterThan(before);
+  await expect.poll(deaf.caught, { timeout: 10_000 }).toBeGreaterThan(before);
 });
 
 // A stream is authenticated when it opens, by the same rule: a credential the cache still holds
@@ -111,15 +90,15 @@ it('opens no change stream for a credential signed with a revoked attestation ve
   const leaked = await currentVersion(h, 'stream-attestation');
   const events = async () => {
     const controller = new AbortController();
-    const response = await fetch(`${deafUrl}/v1/events`, { headers: { authorization: `Bearer ${credential}`, accept: 'text/event-stream' }, signal: controller.signal });
+    const response = await fetch(`${deaf.url}/v1/events`, { headers: { authorization: `Bearer ${credential}`, accept: 'text/event-stream' }, signal: controller.signal });
     controller.abort();
     return response.status;
   };
   expect(await events()).toBe(200); // the live values are cached now
-  const before = caught();
+  const before = deaf.caught();
   await h.runtime.engine.revoke('stream-attestation', leaked.number);
   expect([401, 503]).toContain(await events());
-  await expect.poll(caught, { timeout: 10_000 }).toBeGreaterThan(before);
+  await expect.poll(deaf.caught, { timeout: 10_000 }).toBeGreaterThan(before);
 });
 
 // A previous version verifies only within its grace. The grace ends by the clock, with nothing
@@ -130,10 +109,10 @@ it('accepts no credential signed with a previous attestation version once its gr
   const signing = await currentVersion(h, 'graced-attestation');
   expect((await h.rotate('graced-attestation', 60_000)).status).toBe('succeeded');
   // Previous now, in a grace of an hour; the first test's replacement value may still be on its way.
-  await expect.poll(async () => (await value(credential)).status, { timeout: 60_000, interval: 200 }).toBe(200); // the live values are cached now
+  await expect.poll(async () => (await deaf.value(credential)).status, { timeout: 60_000, interval: 200 }).toBe(200); // the live values are cached now
   // The grace ends (the clock passing it, without the hour's wait).
   await h.runtime.db.version.update({ where: { id: signing.id }, data: { graceEndsAt: new Date(Date.now() - 1000) } });
-  const before = caught();
-  expect([401, 503]).toContain((await value(credential)).status);
-  await expect.poll(caught, { timeout: 10_000 }).toBeGreaterThan(before);
+  const before = deaf.caught();
+  expect([401, 503]).toContain((await deaf.value(credential)).status);
+  await expect.poll(deaf.caught, { timeout: 10_000 }).toBeGreaterThan(before);
 });
