@@ -110,17 +110,20 @@ export class AuditLog {
   /**
    * appendAll with the chain already taken: `taken` is the answer to {@link takeOf}, sent in the
    * caller's batch behind the statements that lock what the transaction writes. The insert goes
-   * out with the next batch or COMMIT. Every input must be of that one chain, at most `count` of them.
+   * out with the next batch or COMMIT. A chain with no head row yet (its first event) is taken
+   * here with {@link TAKE}, which creates it: one more round trip, once per chain. Every input
+   * must be of that one chain, at most `count` of them.
    * @throws Error when the inputs do not fit the take.
    */
-  appendTaken(tx: SqlTx, inputs: readonly AuditInput[], taken: readonly unknown[]): void {
+  async appendTaken(tx: SqlTx, inputs: readonly AuditInput[], taken: readonly unknown[]): Promise<void> {
     if (inputs.length === 0) return;
-    const rows = taken as ReadonlyArray<{ chain: string; prev: string; seq: string }>;
+    let rows = taken as ReadonlyArray<{ chain: string; prev: string | null; seq: string | null }>;
     const chain = rows[0]?.chain;
     if (chain === undefined || rows.length < inputs.length || inputs.some((i) => (i.secret ?? '') !== chain)) {
       throw new Error(`audit: ${inputs.length} events do not fit a take of ${rows.length} on chain ${chain ?? 'none'}`);
     }
-    tx.defer(INSERT, insertValues(this.rowsOf(inputs, new Map([[chain, takenOf(rows)]]))));
+    if (rows[0]!.prev === null) rows = await tx.rows<{ chain: string; prev: string; seq: string }>(TAKE, takeValues(chain, rows.length));
+    tx.defer(INSERT, insertValues(this.rowsOf(inputs, new Map([[chain, takenOf(rows as ReadonlyArray<{ prev: string; seq: string }>)]]))));
   }
 
   /**
@@ -208,12 +211,11 @@ function isSql(tx: Tx | SqlTx): tx is SqlTx {
  * transaction (rekey.audit_heads_moved) as one whose {@link INSERT} moves the head itself. They come from
  * unnest, not generate_series: a generic plan estimates 1,000 rows for generate_series($3) and
  * 10 for unnest, so PostgreSQL planned the statement again at every call (custom plans) instead
- * of once per connection.
+ * of once per connection. The take of chain `$2` (a secret's name, '' for none).
  */
-function takeStatement(name: string, chain: string): Statement {
-  return statement(
-    name,
-    `WITH c AS MATERIALIZED (SELECT ${chain} AS chain),
+export const TAKE = statement(
+  'audit_take',
+  `WITH c AS MATERIALIZED (SELECT $2::text AS chain),
      head AS (
        INSERT INTO audit_heads (chain, hash)
        SELECT c.chain, '${GENESIS}' FROM c, LATERAL (SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))::text, pg_advisory_xact_lock(hashtextextended('audit:' || c.chain, 0))::text, set_config('rekey.audit_heads_moved', 'on', true)) AS locked
@@ -222,14 +224,31 @@ function takeStatement(name: string, chain: string): Statement {
        RETURNING chain, hash)
      SELECT head.chain, head.hash AS prev, nextval(pg_get_serial_sequence('audit_events', 'seq')) AS seq
      FROM head, unnest(array_fill(0, ARRAY[$3::int])) ORDER BY seq`,
-  );
-}
-/** The take of chain `$2` (a secret's name, '' for none). */
-export const TAKE = takeStatement('audit_take', '$2::text');
+);
 /** Where {@link takeOf} finds its chain: the secret of a run or of a version, by id. Nothing is taken when there is no such row. */
 export type ChainOf = { run: string } | { version: string };
-const TAKE_OF_RUN = takeStatement('audit_take_of_run', '(SELECT s.name FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.id = $2::uuid)');
-const TAKE_OF_VERSION = takeStatement('audit_take_of_version', '(SELECT s.name FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.id = $2::uuid)');
+/**
+ * The take of a chain found by a row, for a chain that has its head row (every chain but a new
+ * one): the shared lock and the chain's advisory lock, then the head row locked FOR UPDATE (which,
+ * like TAKE's ON CONFLICT, reads its newest committed version whatever the statement's snapshot)
+ * and the sequence numbers, under all three locks. Unlike TAKE it writes nothing: the head row gets
+ * one new version per append (INSERT's), not two. A chain with no head row comes back with `prev`
+ * and `seq` null, and nothing taken but the locks: {@link AuditLog.appendTaken} then sends TAKE.
+ * The sequence by name: pg_get_serial_sequence at every call cost ~13 µs.
+ */
+function lockStatement(name: string, chain: string): Statement {
+  return statement(
+    name,
+    `WITH c AS MATERIALIZED (SELECT ${chain} AS chain),
+     locked AS MATERIALIZED (SELECT c.chain FROM c, LATERAL (SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))::text, pg_advisory_xact_lock(hashtextextended('audit:' || c.chain, 0))::text, set_config('rekey.audit_heads_moved', 'on', true)) AS l
+       WHERE c.chain IS NOT NULL),
+     head AS MATERIALIZED (SELECT h.hash FROM audit_heads h WHERE h.chain = (SELECT chain FROM locked) FOR UPDATE)
+     SELECT locked.chain, head.hash AS prev, CASE WHEN head.hash IS NOT NULL THEN nextval('audit_events_seq_seq'::regclass) END AS seq
+     FROM locked LEFT JOIN head ON true, unnest(array_fill(0, ARRAY[$3::int])) ORDER BY seq`,
+  );
+}
+const TAKE_OF_RUN = lockStatement('audit_take_of_run', '(SELECT s.name FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.id = $2::uuid)');
+const TAKE_OF_VERSION = lockStatement('audit_take_of_version', '(SELECT s.name FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.id = $2::uuid)');
 
 /**
  * The take of `count` sequence numbers of a chain found by a row the caller's transaction may

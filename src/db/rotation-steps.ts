@@ -193,7 +193,7 @@ export class RotationSteps {
       const run = runOf(row);
       const storeCurrent = prefixedVersionOf(row, 'sc');
       const created = prefixedVersionOf(row, 'nv');
-      if (created) this.audit.appendTaken(tx, [issuing(created, runId, audit)], taken!);
+      if (created) await this.audit.appendTaken(tx, [issuing(created, runId, audit)], taken!);
       else if (run.versionId) return { granted: true, run, version: await readVersion(tx, run.versionId), storeCurrent };
       return { granted: true, run, version: created, storeCurrent };
     });
@@ -213,7 +213,7 @@ export class RotationSteps {
       const [row] = issued as VersionRow[];
       if (!row) throw NOT_LEASED;
       const version = versionOf(row);
-      this.audit.appendTaken(tx, [{ ...auditOf(audit), action: 'version.issued', secret: version.secret, versionId, data: { number: version.number, fingerprint } }], taken!);
+      await this.audit.appendTaken(tx, [{ ...auditOf(audit), action: 'version.issued', secret: version.secret, versionId, data: { number: version.number, fingerprint } }], taken!);
       return version;
     }).catch((error: unknown) => {
       if (error === NOT_LEASED) return null;
@@ -236,7 +236,7 @@ export class RotationSteps {
       if (!row!.id) throw NOT_MOVED;
       const version = versionOf(row as VersionRow);
       const event: AuditInput = { ...ctx, action: 'version.pending', secret: version.secret, versionId, data: { from: 'issuing', to: 'pending', storeVersionId } };
-      this.audit.appendTaken(tx, [event, ...progressEvents(version, next, ctx)], taken!);
+      await this.audit.appendTaken(tx, [event, ...progressEvents(version, next, ctx)], taken!);
       return version;
     }).catch((error: unknown) => {
       if (error === NOT_MOVED) return 'not issuing' as const;
@@ -277,7 +277,7 @@ export class RotationSteps {
       const [row] = set as Array<{ secret: string | null; leased: boolean }>;
       if (!row!.leased) throw NOT_LEASED;
       if (!row!.secret) throw new RekeyError('REKEY_ERR_UNKNOWN', `no version ${versionId}`);
-      this.audit.appendTaken(tx, [{ ...auditOf(audit), action: `delivery.${status}`, secret: row!.secret, versionId, data: { target } }], taken!);
+      await this.audit.appendTaken(tx, [{ ...auditOf(audit), action: `delivery.${status}`, secret: row!.secret, versionId, data: { target } }], taken!);
       return true;
     }).catch((error: unknown) => {
       if (error === NOT_LEASED) return false;
@@ -323,7 +323,7 @@ export class RotationSteps {
       events.push(...between.map((c, i) => changed(c, answers[i]!.length, ctx)));
       if (last) events.push(changed(last, counts!.changed, ctx));
       if (done) events.push({ ...ctx, action: 'run.finished', secret: version.secret, versionId: version.id, data: { status: 'succeeded', kind: 'rotation' } });
-      if (count) this.audit.appendTaken(tx, events, answers.at(-1)!);
+      if (count) await this.audit.appendTaken(tx, events, answers.at(-1)!);
       // What the changes left, as the transaction wrote it.
       const after = versions.map((v) => {
         const change = promotion.changes.find((c) => c.version.id === v.id);
@@ -400,7 +400,7 @@ async function progress(tx: SqlTx, audit: AuditLog, of: { id: string }, next: St
   if (!row) throw new RekeyError('REKEY_ERR_UNKNOWN', `no version ${of.id}`);
   if (!row.leased) return null;
   const version = versionOf(row);
-  if (count) audit.appendTaken(tx, progressEvents(version, next, ctx), taken!);
+  if (count) await audit.appendTaken(tx, progressEvents(version, next, ctx), taken!);
   return version;
 }
 

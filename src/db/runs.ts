@@ -172,13 +172,13 @@ export class Runs {
           if (!row) {
             if (!stamped) return null;
             // No run (a removed secret): the stamp commits alone, as markCompromised's would have.
-            this.audit.appendTaken(tx, [stamped], rest.at(-1)!);
+            await this.audit.appendTaken(tx, [stamped], rest.at(-1)!);
             return null;
           }
           if (input.replacing && !rest[0]!.length) throw REPLACED; // rolls the insert back
           const run = runOf(row);
           const started = { ...auditOf(input.audit, run.id), action: 'run.started', secret: run.secret, data: { kind: 'rotation', trigger: input.trigger, idempotencyKey: input.idempotencyKey } };
-          this.audit.appendTaken(tx, stamped ? [stamped, started] : [started], rest.at(-1)!);
+          await this.audit.appendTaken(tx, stamped ? [stamped, started] : [started], rest.at(-1)!);
           return { run, created: true };
         });
         compromise = undefined;
@@ -227,7 +227,7 @@ export class Runs {
       const [row] = started as RunRow[];
       if (!row) return runOf((await tx.rows<RunRow>(RUN_BY_KEY, [idempotencyKey]))[0]!); // finished: left as it is
       const run = runOf(row);
-      if (run.id === id) this.audit.appendTaken(tx, [{ ...auditOf(input.audit, id), action: 'run.started', secret: run.secret, versionId: input.version.id, data: { kind: input.kind, trigger: input.trigger } }], taken!);
+      if (run.id === id) await this.audit.appendTaken(tx, [{ ...auditOf(input.audit, id), action: 'run.started', secret: run.secret, versionId: input.version.id, data: { kind: input.kind, trigger: input.trigger } }], taken!);
       return run;
     });
   }
@@ -258,7 +258,7 @@ export class Runs {
     return transaction(this.db, async (tx) => {
       const [, known, taken] = await tx.batch([[LOCK_SECRET, [input.secret.id]], [TRIGGER_KNOWN, [input.idempotencyKey]], [TAKE, takeValues(input.secret.name, 1)]]);
       if ((known as Array<{ known: boolean }>)[0]!.known) return false;
-      this.audit.appendTaken(tx, [{ ...auditOf(audit, input.runId), action: `trigger.${input.outcome}`, secret: input.secret.name, data: { trigger: input.trigger, idempotencyKey: input.idempotencyKey } }], taken!);
+      await this.audit.appendTaken(tx, [{ ...auditOf(audit, input.runId), action: `trigger.${input.outcome}`, secret: input.secret.name, data: { trigger: input.trigger, idempotencyKey: input.idempotencyKey } }], taken!);
       return true;
     });
   }
@@ -305,7 +305,7 @@ export class Runs {
       const [row] = finished as RunRow[];
       if (!row) throw NOT_FINISHED;
       const run: RunRecord = runOf(row);
-      this.audit.appendTaken(tx, [{ ...auditOf(audit, runId), action: 'run.finished', secret: run.secret, versionId: run.versionId, data: { status, kind: run.kind } }], taken!);
+      await this.audit.appendTaken(tx, [{ ...auditOf(audit, runId), action: 'run.finished', secret: run.secret, versionId: run.versionId, data: { status, kind: run.kind } }], taken!);
       return true;
     }).catch((error: unknown) => {
       if (error === NOT_FINISHED) return false;

@@ -90,7 +90,7 @@ export class TakedownWrites {
       if (!from.includes(version.state)) throw UNCHANGED;
       refuseIllegal(version, to);
       if (version.moved !== 1) throw new RekeyError('REKEY_ERR_CONFLICT', `version ${version.number} of ${version.secret} changed while it was being moved`);
-      this.audit.appendTaken(tx, [{ ...auditOf(audit), action: `version.${to}`, secret: version.secret, versionId, data: { from: version.state, to, number: version.number } }], taken!);
+      await this.audit.appendTaken(tx, [{ ...auditOf(audit), action: `version.${to}`, secret: version.secret, versionId, data: { from: version.state, to, number: version.number } }], taken!);
       return true;
     }).catch((error: unknown) => (error === NOT_LEASED ? null : unchanged(false)(error)));
   }
@@ -101,7 +101,7 @@ export class TakedownWrites {
       const [, changed, taken] = await tx.batch([[LOCK_SECRET_OF_VERSION, [versionId]], [COMPROMISE, [versionId]], takeOf({ version: versionId }, 1)]);
       const leaked = leakedEvent(changed as CompromiseRow[], versionId, auditOf(audit));
       if (!leaked) throw UNCHANGED;
-      this.audit.appendTaken(tx, [leaked], taken!);
+      await this.audit.appendTaken(tx, [leaked], taken!);
     }).catch(unchanged(undefined));
   }
   async decommission(secretId: string, plan: (snapshot: DecommissionSnapshot) => readonly VersionChange[], audit: AuditContext) {
@@ -150,7 +150,7 @@ export class TakedownWrites {
       if (!row) throw UNCHANGED;
       const record = { id, outcome: input.outcome, secret, versionId, duplicate: false, blockedAt: revoked ? null : row.blocked_at };
       await writeNotices(tx, notices?.(record) ?? []);
-      this.audit.appendTaken(tx, [{ ...auditOf(audit), action: 'leak.reported', secret, versionId, data: { source: input.source, deliveryId: input.deliveryId, fingerprint: input.fingerprint, outcome: input.outcome } }], answers.at(-1)!);
+      await this.audit.appendTaken(tx, [{ ...auditOf(audit), action: 'leak.reported', secret, versionId, data: { source: input.source, deliveryId: input.deliveryId, fingerprint: input.fingerprint, outcome: input.outcome } }], answers.at(-1)!);
       return record;
     }).catch(unchanged(null));
     if (recorded) return recorded;

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import pg from 'pg';
-import { GENESIS } from '../../src/db/audit.js';
+import { GENESIS, takeOf } from '../../src/db/audit.js';
 import { verifyAudit } from '../../src/db/audit-verify.js';
 import { transaction } from '../../src/db/sql.js';
 import { rekey } from '../support/cli.js';
@@ -204,6 +204,39 @@ it('rows dropped from the end of a chain are given away by the next append, whic
       expect(result.seq).toBe(appended!.seq);
       expect(result.problem).toMatch(/does not follow the row before it/);
     }
+  } finally {
+    await own.stop();
+  }
+});
+
+it("a step's take through a row whose chain has no head row yet (its first event) creates the head, and the chain starts at GENESIS", async () => {
+  const own = await startHarness({ label: 'audit-first' });
+  try {
+    const name = `first-${randomUUID()}`;
+    const [secretId, versionId] = [randomUUID(), randomUUID()];
+    await runSql(own.env.databaseUrl, [
+      `INSERT INTO secrets (id, name, spec, spec_hash, updated_at) VALUES ('${secretId}', '${name}', '{}', 'x', now())`,
+      `INSERT INTO versions (id, secret_id, number, state, updated_at) VALUES ('${versionId}', '${secretId}', 1, 'failed', now())`,
+    ]);
+    const events = ['test.first', 'test.second'].map((action) => ({ actor: 'test', action, secret: name, versionId }));
+    const taken = await transaction(own.runtime.db, async (tx) => {
+      const [answer] = await tx.batch([takeOf({ version: versionId }, 2)]);
+      await own.runtime.audit.appendTaken(tx, events, answer!);
+      return answer;
+    });
+    // The lock statement found the chain and locked it, but had no head to read: appendTaken took it with TAKE.
+    expect(taken).toEqual([{ chain: name, prev: null, seq: null }, { chain: name, prev: null, seq: null }]);
+    const rows = await own.runtime.db.auditEvent.findMany({ where: { chain: name }, orderBy: { seq: 'asc' } });
+    expect(rows.map((r) => r.action)).toEqual(['test.first', 'test.second']);
+    expect(rows[0]!.prevHash).toBe(GENESIS);
+    expect((await own.runtime.db.auditHead.findUnique({ where: { chain: name } }))?.hash).toBe(rows[1]!.hash);
+    // A second take of the chain reads the head the first left.
+    await transaction(own.runtime.db, async (tx) => {
+      const [answer] = await tx.batch([takeOf({ version: versionId }, 1)]);
+      expect(answer).toEqual([{ chain: name, prev: rows[1]!.hash, seq: expect.any(String) as string }]);
+      await own.runtime.audit.appendTaken(tx, [{ actor: 'test', action: 'test.third', secret: name, versionId }], answer!);
+    });
+    expect((await verifyAudit(own.runtime.db, own.runtime.audit)).ok).toBe(true);
   } finally {
     await own.stop();
   }
