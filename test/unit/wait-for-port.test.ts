@@ -7,10 +7,13 @@ import { start, waitForPort, type Spawned } from '../support/gateways/process.js
 
 let server: Server | undefined;
 let child: Spawned | undefined;
+/** The process the child started: stop() ends the child only, and this one would listen on, orphaned, after the run. */
+let grandchild: number | undefined;
 afterEach(async () => {
+  if (grandchild) process.kill(grandchild, 'SIGKILL');
   await child?.stop();
   await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
-  server = child = undefined;
+  server = child = grandchild = undefined;
 });
 
 const listen = (s: Server) => new Promise<number>((resolve) => s.listen(0, '127.0.0.1', () => resolve((s.address() as { port: number }).port)));
@@ -24,11 +27,11 @@ it('refuses a port another process listens on', async () => {
 
 it('resolves once the process itself, or a process it started, listens', async () => {
   // A shell whose child (node) binds the port: the listener belongs to a descendant, as a master's worker's would.
-  child = start('sh', ['-c', `node -e "require('net').createServer().listen(0, '127.0.0.1', function () { console.log(this.address().port) })"; true`]);
+  child = start('sh', ['-c', `node -e "require('net').createServer().listen(0, '127.0.0.1', function () { console.log(this.address().port, process.pid) })"; true`]);
   const port = await new Promise<number>((resolve) => {
     const poll = setInterval(() => {
-      const match = /^(\d+)$/m.exec(child!.output());
-      if (match) resolve((clearInterval(poll), Number(match[1])));
+      const match = /^(\d+) (\d+)$/m.exec(child!.output());
+      if (match) resolve((clearInterval(poll), (grandchild = Number(match[2])), Number(match[1])));
     }, 20);
   });
   await waitForPort(port, child);
