@@ -64,4 +64,27 @@ describe('keyedLoad', () => {
     expect(kept.length).toBeGreaterThan(0);
     expect(kept.every((r, i) => i === 0 || r.start >= kept[i - 1]!.start)).toBe(true);
   });
+
+  it("sends each stream's requests from its own sources in turn, whatever the other streams send", async () => {
+    // A usage rule counting networks needs n requests of a key to come from min(n, sources) networks.
+    // One tick (1 s): the other stream goes first in it (the first tick starts at the second stream)
+    // and sends 1-3 requests; then this key sends 1-3, which must come from its first sources.
+    const sources = ['127.0.1.1', '127.0.2.1', '127.0.3.1', '127.0.4.1'];
+    const from: string[] = [];
+    let sent: (() => void) | undefined;
+    const first = new Promise<void>((resolve) => (sent = resolve));
+    server = createServer((req, res) => {
+      if (req.headers['x-api-key'] === 'spread') from.push(req.socket.remoteAddress!);
+      res.writeHead(200).end('ok');
+      sent!();
+    });
+    const port = await listenLoopback(server);
+    const streams = [{ key: 'spread', rate: 2, sources }, { key: 'other', rate: 2 }];
+    load = keyedLoad({ url: `http://127.0.0.1:${port}/`, header: 'x-api-key', streams, tickMs: 1000 });
+    await first; // the tick sent all its requests at once, before any answer
+    await load.stop();
+    const n = load.sent('spread').length;
+    expect(n).toBeGreaterThan(0);
+    expect(from.sort()).toEqual(sources.slice(0, n));
+  });
 });

@@ -56,7 +56,8 @@ export function keyedLoad(o: { url: string; header: string; streams: KeyedStream
     return agent;
   };
   let inFlight = 0;
-  let turn = 0;
+  // Each stream's own turn: n requests of a key come from min(n, sources) networks.
+  const turns = new Map<string, number>();
   const pending = new Set<Promise<void>>();
   const bump = <K>(of: Map<string, Map<K, number>>, key: string, what: K) => {
     const byWhat = of.get(key) ?? new Map<K, number>();
@@ -65,7 +66,9 @@ export function keyedLoad(o: { url: string; header: string; streams: KeyedStream
   };
   const fire = (stream: KeyedStream) => {
     const sources = stream.sources ?? [undefined];
-    const agent = agentFor(sources[turn++ % sources.length]);
+    const turn = turns.get(stream.key) ?? 0;
+    turns.set(stream.key, turn + 1);
+    const agent = agentFor(sources[turn % sources.length]);
     inFlight++;
     const log = sent.get(stream.key) ?? new SentLog(historyMs);
     sent.set(stream.key, log);
