@@ -8,8 +8,8 @@
  * they reach back before any window, and a new instance (a new config revision) starts its totals
  * at zero, which the collector takes for counters that were reset, so counting them would put
  * several windows' requests into one. Then, for each key that moved, one PFCOUNT over its HyperLogLogs
- * of the buckets the window overlaps (since the previous read, at least windowMs) gives its
- * distinct source networks. All commands of a read are sent at once. Idle keys cost nothing in
+ * of the buckets the window overlaps (since the previous read, at least windowMs) and of any earlier
+ * bucket its newly counted requests were written into (a late flush) gives its distinct source networks. All commands of a read are sent at once. Idle keys cost nothing in
  * Redis; their totals are dropped from memory after an hour without use (a key used again later
  * counts from zero, which the collector expects).
  */
@@ -45,7 +45,8 @@ export class KeysetUsageReader {
     const buckets: number[] = [];
     for (let b = bucketOf((this.#lastAt ?? now - windowMs) - SETTLE_MS, bucketMs); b <= now; b += bucketMs) buckets.push(b);
     const hashes = await Promise.all(buckets.map((b) => this.redis.hgetall(countsKey(this.keys, b))));
-    const moved = new Set<string>();
+    /** Per key that moved: the earliest bucket its new requests were written into. */
+    const moved = new Map<string, number>();
     const seen = new Map<number, Map<string, number>>();
     buckets.forEach((bucket, i) => {
       const before = this.#seen.get(bucket);
@@ -62,20 +63,24 @@ export class KeysetUsageReader {
         else total.requests += delta;
         total.movedAt = now;
         this.#totals.set(fingerprint, total);
-        moved.add(fingerprint);
+        moved.set(fingerprint, Math.min(moved.get(fingerprint) ?? bucket, bucket));
       }
       seen.set(bucket, counts);
     });
     // The window's networks: those of its requests, counted since the previous read. A loaded
     // worker reads later than every windowMs; networks over only the last windowMs of its window
     // would then miss most of them (a source-count rule sees a fraction of the window's networks).
+    // A loaded API server flushes late, into the buckets of its requests' time, which may end before
+    // the previous read: their requests are counted in this window, so their buckets' networks are too
+    // (with any network of those buckets counted in the previous window already).
     const windowStart = Math.min(this.#lastAt ?? now, now - windowMs);
     this.#seen = seen;
     this.#lastAt = now;
-    const inWindow = buckets.filter((b) => b + bucketMs > windowStart);
     const active = [...moved];
-    const sources = await Promise.all(active.map((fp) => this.redis.pfcount(...inWindow.map((b) => sourcesKey(this.keys, fp, b)))));
-    const networks = new Map(active.map((fp, i) => [fp, sources[i]!]));
+    const sources = await Promise.all(
+      active.map(([fp, from]) => this.redis.pfcount(...buckets.filter((b) => b >= from || b + bucketMs > windowStart).map((b) => sourcesKey(this.keys, fp, b)))),
+    );
+    const networks = new Map(active.map(([fp], i) => [fp, sources[i]!]));
     const counters: UsageCounter[] = [];
     for (const [fingerprint, total] of this.#totals) {
       if (now - total.movedAt > FORGET_MS) this.#totals.delete(fingerprint);

@@ -154,6 +154,28 @@ describe('usage source', () => {
     }
   });
 
+  it('counts the networks of requests the middleware wrote after the previous read (a late flush), with their requests', async () => {
+    const redis = new Redis(REDIS_URL);
+    const recorder = new UsageRecorder(redis, usage, 60_000);
+    const reader = new KeysetUsageReader(redis, usage);
+    try {
+      const counted = async () => (await reader.read(usage.bucketMs)).counters.find((c) => c.fingerprint === 'fp-flush');
+      await reader.read(usage.bucketMs);
+      recorder.record('fp-flush', networkOf('10.8.1.9'), false);
+      const early = bucketOf(Date.now(), usage.bucketMs);
+      // A starved API server flushes late: the next read comes a full bucket after that request's, before its flush.
+      await until(() => Promise.resolve(bucketOf(Date.now(), usage.bucketMs) >= early + 2 * usage.bucketMs), 5000, 'a bucket later');
+      expect(await counted()).toBeUndefined();
+      await recorder.flush();
+      recorder.record('fp-flush', networkOf('10.8.2.9'), false);
+      await recorder.flush();
+      expect(await counted()).toEqual({ fingerprint: 'fp-flush', requests: 2, errors: 0, sources: 2 });
+    } finally {
+      await recorder.close();
+      redis.disconnect();
+    }
+  });
+
   it('throttles a held key (the middleware answers 429 over its allowance) and never adds an absent one', async () => {
     const v = newVersion(f.secret, 'acme');
     const absent = newVersion(f.secret, 'ghost');
