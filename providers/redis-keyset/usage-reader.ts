@@ -8,10 +8,11 @@
  * they reach back before any window, and a new instance (a new config revision) starts its totals
  * at zero, which the collector takes for counters that were reset, so counting them would put
  * several windows' requests into one. Then, for each key that moved, one PFCOUNT over its HyperLogLogs
- * of the buckets the window overlaps (since the previous read, at least windowMs) and of any earlier
- * bucket its newly counted requests were written into (a late flush) gives its distinct source networks. All commands of a read are sent at once. Idle keys cost nothing in
- * Redis; their totals are dropped from memory after an hour without use (a key used again later
- * counts from zero, which the collector expects).
+ * of the buckets the window overlaps (since the previous read, at least windowMs) and of any
+ * earlier bucket its newly counted requests were written into (a late flush) gives its distinct
+ * source networks. All commands of a read are sent at once. Idle keys cost nothing in Redis;
+ * their totals are dropped from memory after an hour without use (a key used again later counts
+ * from zero, which the collector expects).
  */
 import type { UsageCounter, UsageReading } from '../../src/core/ports.js';
 import type { KeysetRedis } from './connect.js';
