@@ -90,6 +90,18 @@ it('verify waits for an API server that hears of the deploy late, within the pro
 describe('usage source', () => {
   const usage = { prefix: `${prefix}usage:`, bucketMs: 200 };
 
+  /** A test of the counters: the middleware's recorder and rekey's reader on one connection, closed after it. */
+  const counting = async (test: (o: { redis: Redis; recorder: UsageRecorder; reader: KeysetUsageReader }) => Promise<void>) => {
+    const redis = new Redis(REDIS_URL);
+    const recorder = new UsageRecorder(redis, usage, 60_000);
+    try {
+      await test({ redis, recorder, reader: new KeysetUsageReader(redis, usage) });
+    } finally {
+      await recorder.close();
+      redis.disconnect();
+    }
+  };
+
   it('names networks: /24 for IPv4 (mapped too), /64 for IPv6', () => {
     expect(networkOf('10.1.2.3')).toBe('10.1.2.0/24');
     expect(networkOf('::ffff:10.1.2.3')).toBe('10.1.2.0/24');
@@ -98,11 +110,8 @@ describe('usage source', () => {
     expect(networkOf(undefined)).toBe('?');
   });
 
-  it('reads what the middleware counted as cumulative counters, incrementally, with the networks of the window', async () => {
-    const redis = new Redis(REDIS_URL);
-    const recorder = new UsageRecorder(redis, usage, 60_000);
-    const reader = new KeysetUsageReader(redis, usage);
-    try {
+  it('reads what the middleware counted as cumulative counters, incrementally, with the networks of the window', () =>
+    counting(async ({ redis, recorder, reader }) => {
       const counters = async (windowMs: number) => new Map((await reader.read(windowMs)).counters.map((c) => [c.fingerprint, c]));
       expect((await counters(1000)).size).toBe(0);
       for (let i = 0; i < 30; i++) recorder.record('fp-a', networkOf(`10.0.${i % 3}.9`), i % 10 === 0);
@@ -128,17 +137,10 @@ describe('usage source', () => {
       const stored = await redis.keys(`${usage.prefix}*`);
       expect(stored.every((k) => k.startsWith(`${usage.prefix}n:`) || k.startsWith(`${usage.prefix}s:{fp-`))).toBe(true);
       expect(await redis.pttl(stored[0]!)).toBeGreaterThan(0);
-    } finally {
-      await recorder.close();
-      redis.disconnect();
-    }
-  });
+    }));
 
-  it('counts the networks of a late read over its whole window, since the previous read', async () => {
-    const redis = new Redis(REDIS_URL);
-    const recorder = new UsageRecorder(redis, usage, 60_000);
-    const reader = new KeysetUsageReader(redis, usage);
-    try {
+  it('counts the networks of a late read over its whole window, since the previous read', () =>
+    counting(async ({ recorder, reader }) => {
       const sources = async (windowMs: number) => (await reader.read(windowMs)).counters.find((c) => c.fingerprint === 'fp-late');
       await reader.read(usage.bucketMs);
       recorder.record('fp-late', networkOf('10.7.1.9'), false);
@@ -148,17 +150,10 @@ describe('usage source', () => {
       recorder.record('fp-late', networkOf('10.7.2.9'), false);
       await recorder.flush();
       expect(await sources(usage.bucketMs)).toEqual({ fingerprint: 'fp-late', requests: 2, errors: 0, sources: 2 });
-    } finally {
-      await recorder.close();
-      redis.disconnect();
-    }
-  });
+    }));
 
-  it('counts the networks of requests the middleware wrote after the previous read (a late flush), with their requests', async () => {
-    const redis = new Redis(REDIS_URL);
-    const recorder = new UsageRecorder(redis, usage, 60_000);
-    const reader = new KeysetUsageReader(redis, usage);
-    try {
+  it('counts the networks of requests the middleware wrote after the previous read (a late flush), with their requests', () =>
+    counting(async ({ recorder, reader }) => {
       const counted = async () => (await reader.read(usage.bucketMs)).counters.find((c) => c.fingerprint === 'fp-flush');
       await reader.read(usage.bucketMs);
       recorder.record('fp-flush', networkOf('10.8.1.9'), false);
@@ -170,11 +165,7 @@ describe('usage source', () => {
       recorder.record('fp-flush', networkOf('10.8.2.9'), false);
       await recorder.flush();
       expect(await counted()).toEqual({ fingerprint: 'fp-flush', requests: 2, errors: 0, sources: 2 });
-    } finally {
-      await recorder.close();
-      redis.disconnect();
-    }
-  });
+    }));
 
   it('throttles a held key (the middleware answers 429 over its allowance) and never adds an absent one', async () => {
     const v = newVersion(f.secret, 'acme');
