@@ -18,6 +18,18 @@ export function killOnExit(child: ChildProcess): void {
   child.once('exit', () => running.delete(child));
 }
 
+/**
+ * Sends `signal` to `pid`; a process that is already gone (ESRCH) is what a kill meant to bring
+ * about, so that alone is not an error. Anything else (EPERM, a bad signal) is thrown.
+ */
+export function killUnlessGone(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
+}
+
 function tryKill(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(pid, signal);
