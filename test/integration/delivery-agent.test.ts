@@ -3,7 +3,8 @@
  * read from a file, it serves values and tokens on loopback only to requests carrying the
  * per-host token (none, a wrong one, or one relayed with X-Forwarded-For are refused), renders
  * a template into a 0600 file, and refreshes its cache on the change stream within a second of
- * a rotation (promotion in PostgreSQL to the agent's refresh, measured), re-rendering the file
+ * a rotation (promotion in PostgreSQL to the agent's refresh, measured; on a loaded machine within
+ * twice a second client's refresh of the same rotation, measured beside it), re-rendering the file
  * and signalling the process that reads it.
  */
 import { spawn } from 'node:child_process';
@@ -13,12 +14,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AGENT_TOKEN_HEADER, startAgent, type Agent, type AgentLogEvent } from '../../src/agent/agent.js';
 import { loadTemplate } from '../../src/agent/templates.js';
+import { createClient, type ClientLogEvent } from '../../src/client/index.js';
 import { deliveryRoutes } from '../../src/delivery/routes.js';
 import { jwksRoutes } from '../../src/jwks/routes.js';
 import { ACCESS_TOKEN_TYPE, currentVersion, storedValue, verifyServed } from '../support/delivery.js';
 import { killOnExit } from '../support/gateways/process.js';
 import { startHarness, type Harness } from '../support/harness.js';
-import { loadScaledBound } from '../support/poll.js';
 
 import { REQUEST_TOKEN } from '../support/agent.js';
 let h: Harness;
@@ -114,25 +115,44 @@ it('renders the template into a 0600 file', async () => {
 
 it('refreshes its cache on the change stream within a second of a rotation, re-renders and signals', async () => {
   await expect.poll(() => logs.some((e) => e.code === 'stream_open'), { timeout: 30_000, interval: 20 }).toBe(true);
-  const before = await currentVersion(h, 'payments-api-key');
-  const reloadsBefore = reloads;
-  expect((await h.rotate('payments-api-key', 60_000)).status).toBe('succeeded');
-  const promoted = await currentVersion(h, 'payments-api-key');
-  expect(promoted.number).toBeGreaterThan(before.number);
-  const refreshed = () => logs.find((e) => e.code === 'agent_refreshed' && e.secret === 'payments-api-key' && e.version === promoted.number);
-  await expect.poll(() => refreshed() !== undefined, { timeout: 30_000, interval: 20 }).toBe(true);
-  const latencyMs = refreshed()!.at - promoted.promotedAt!.getTime();
-  // 1 s is the goal; on a loaded machine the bound grows with the run queue.
-  const bound = loadScaledBound(1000);
-  console.log(`agent refresh after promotion: ${latencyMs} ms (bound ${Math.round(bound)} ms)`);
-  expect(latencyMs).toBeLessThan(bound);
+  // The bound's reference, measured on the same rotation: a second client beside the agent (the client the
+  // agent is built on, in this process) follows the change stream and reads the promoted value itself. It
+  // shares the path up to the agent (promotion, the change feed, the server's stream and its value read)
+  // and the machine's load at that moment, not the agent's own handling of the change.
+  const probeLogs: ClientLogEvent[] = [];
+  const probe = createClient({ url: h.serving!.url, credential: () => storedValue(h, 'workloads/orders'), credentialType: ACCESS_TOKEN_TYPE, logger: (e) => probeLogs.push(e) });
+  const probed: Array<{ version: number; at: number }> = [];
+  const unsubscribe = probe.subscribe((change) => {
+    if (change.type === 'rotated' && change.secret === 'payments-api-key') void probe.secret('payments-api-key').then((v) => probed.push({ version: v.version, at: Date.now() }));
+  });
+  try {
+    await expect.poll(() => probeLogs.some((e) => e.code === 'stream_open'), { timeout: 30_000, interval: 20 }).toBe(true);
+    const before = await currentVersion(h, 'payments-api-key');
+    const reloadsBefore = reloads;
+    expect((await h.rotate('payments-api-key', 60_000)).status).toBe('succeeded');
+    const promoted = await currentVersion(h, 'payments-api-key');
+    expect(promoted.number).toBeGreaterThan(before.number);
+    const refreshed = () => logs.find((e) => e.code === 'agent_refreshed' && e.secret === 'payments-api-key' && e.version === promoted.number);
+    const read = () => probed.find((p) => p.version === promoted.number);
+    await expect.poll(() => refreshed() !== undefined && read() !== undefined, { timeout: 30_000, interval: 20 }).toBe(true);
+    const latencyMs = refreshed()!.at - promoted.promotedAt!.getTime();
+    const referenceMs = read()!.at - promoted.promotedAt!.getTime();
+    // 1 s is the goal on a machine with a core to spare. On a loaded one every step waits for a core: the agent
+    // may take up to twice its reference (two clients doing the same work at once, one of them served second).
+    const bound = Math.max(1000, 2 * referenceMs);
+    console.log(JSON.stringify({ agentRefreshAfterPromotionMs: latencyMs, referenceMs, boundMs: bound }));
+    expect(latencyMs).toBeLessThan(bound);
 
-  const value = await storedValue(h, 'payments-api-key');
-  expect((await get('/v1/secrets/payments-api-key')).body).toMatchObject({ version: promoted.number, value });
-  await expect.poll(() => readFile(join(dir, 'app.env'), 'utf8'), { timeout: 10_000, interval: 20 }).toContain(`PAYMENTS_API_KEY=${value}\n`);
-  expect((await stat(join(dir, 'app.env'))).mode & 0o777).toBe(0o600);
-  await expect.poll(() => reloads, { timeout: 10_000, interval: 20 }).toBeGreaterThan(reloadsBefore);
-  expect(logs.some((e) => e.code === 'agent_signalled' && e.pid === reloader.pid)).toBe(true);
+    const value = await storedValue(h, 'payments-api-key');
+    expect((await get('/v1/secrets/payments-api-key')).body).toMatchObject({ version: promoted.number, value });
+    await expect.poll(() => readFile(join(dir, 'app.env'), 'utf8'), { timeout: 10_000, interval: 20 }).toContain(`PAYMENTS_API_KEY=${value}\n`);
+    expect((await stat(join(dir, 'app.env'))).mode & 0o777).toBe(0o600);
+    await expect.poll(() => reloads, { timeout: 10_000, interval: 20 }).toBeGreaterThan(reloadsBefore);
+    expect(logs.some((e) => e.code === 'agent_signalled' && e.pid === reloader.pid)).toBe(true);
+  } finally {
+    unsubscribe();
+    probe.close();
+  }
 }, 120_000);
 
 it('refreshes a value that lives 40 days once, not in a loop (its renewal is further off than a timer reaches)', async () => {
