@@ -2,7 +2,7 @@
  * Usage-based protection through the redis-keyset middleware on the real Redis (issue 18): a
  * fastify API guarded by keysetAuth counts usage into Redis; the worker reads it every
  * INTERVAL_MS (one window). 30 per-client keys and two other secrets' keys get steady noisy
- * traffic on loopback (source networks 127.0.N.0/24). Then:
+ * traffic on loopback (source networks 127.0.N.0/24), sent from a child process. Then:
  * - one client's key jumps 20x from 20 networks: throttled within two windows (the middleware
  *   answers 429 for that key alone), and the throttle is lifted after its cool-down once the
  *   spike stops (audit `usage.released`, 200 again);
@@ -17,7 +17,8 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createKeysetVerifier, keysetAuth, type KeysetVerifier } from '../../providers/redis-keyset/index.js';
-import { keyedLoad, unexpectedAnswers, type KeyedLoad } from '../support/gateways/keyed-load.js';
+import { unexpectedAnswers } from '../support/gateways/keyed-load.js';
+import { keyedLoadProcess, type KeyedLoadProcess } from '../support/gateways/keyed-load-process.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { deleteKeys } from '../support/isolation.js';
 import { until } from '../support/poll.js';
@@ -39,7 +40,7 @@ const SPIKE_SOURCES = Array.from({ length: 20 }, (_, i) => `127.0.${i + 1}.1`);
 let h: Harness;
 let verifier: KeysetVerifier;
 let api: FastifyInstance;
-let load: KeyedLoad;
+let load: KeyedLoadProcess;
 const keys = new Map<string, string>();
 
 interface Anomaly {
@@ -99,8 +100,9 @@ function recordWindowEnds(): { ends: Set<number>; stop(): Promise<void> } {
  * Waits until `check` holds, for at most HELD_WINDOWS more collection windows as the worker ran them
  * that `held` says could trip the rule: `key`'s requests answered in the window were enough. A rule's
  * outcome is due within windows, not within a time: a loaded machine stretches a window of INTERVAL_MS
- * to several seconds, and starves this process's generator, which then sends a fraction of its rate (at
- * load 22-26, eight 1 s windows passed with too few of a key's requests to come from over 10 networks).
+ * to several seconds, and can starve the generator, which then sends a fraction of its rate (at load 22-26,
+ * with the generator still in this process, eight 1 s windows passed with too few of a key's requests to
+ * come from over 10 networks).
  * `hangMs` only guards against a collector that stopped.
  */
 async function withinWindows(check: () => Promise<boolean>, what: string, held: { key: string; holds: (w: AnsweredWindow) => boolean }, hangMs = 100_000): Promise<void> {
@@ -112,6 +114,7 @@ async function withinWindows(check: () => Promise<boolean>, what: string, held: 
   } finally {
     await windowEnds.stop();
   }
+  await load.synced();
   const shown = answeredWindows(held.key, [...windowEnds.ends]).map((w) => `${w.end - started} ms: ${w.answered}`).join(', ');
   const message = `${counted()} windows that could trip it (ends after the wait began, and requests answered in each: ${shown})`;
   if (!(await check())) throw new Error(`${what}: not within ${HELD_WINDOWS} windows that could trip it; ${message}`);
@@ -211,7 +214,9 @@ secrets:
   api.addHook('onRequest', keysetAuth(verifier));
   api.get('/', () => ({ ok: true }));
   const url = await api.listen({ host: '127.0.0.1', port: 0 });
-  load = keyedLoad({ url, header: 'x-api-key', streams: [...keys.values()].map((key) => ({ key, rate: STEADY })) });
+  // The traffic comes from a child process: sent from this one, which also runs the API and the worker, a
+  // starved event loop would both send late and answer late (at load 16-24: 3-7 s windows, ~70 transport errors).
+  load = await keyedLoadProcess({ url, header: 'x-api-key', streams: [...keys.values()].map((key) => ({ key, rate: STEADY })) });
 }, 120_000);
 
 // Each test's spike ends with it, failed or not: a spike left running would starve the next tests' windows.
@@ -231,6 +236,7 @@ describe('usage rules through the redis-keyset middleware', () => {
   it('steady noisy traffic on 32 keys: no rule fires over the warm-up and several windows after it', async () => {
     await windows(8);
     expect(await events('usage.anomaly')).toEqual([]);
+    await load.synced();
     for (const [name, key] of keys) expect({ name, unexpected: unexpectedAnswers(load.answers(key)) }).toEqual({ name, unexpected: {} });
     const used = await h.runtime.db.version.count({ where: { secret: { name: { startsWith: `${family}/` } }, state: 'current', lastUsedAt: { not: null } } });
     expect(used).toBe(clients.length);
@@ -254,10 +260,11 @@ describe('usage rules through the redis-keyset middleware', () => {
     // Within two windows of the spike: the throttling window is the first that held the spike or the next (the
     // middleware writes its counts every flushMs, so a window's last requests may be read in the next one). A
     // window held the spike when the key's requests answered in it (the middleware counts each as it is answered)
-    // came at more than the rule's limit: a loaded machine starves this process, whose generator then sends a
+    // came at more than the rule's limit: a loaded machine can starve the generator, which then sends a
     // fraction of the spike rate and only later its full rate (at nice 10 beside two busy loops on its core, the
     // window after the spike began, 3.9 s long, held too little to be a spike), so windows counted from the
     // moment the rate was set would count windows no spike had reached.
+    await load.synced();
     const asAnswered = spikeWindows(spiked, [...windowEnds.ends], Math.max(SPIKE_MIN_RATE, throttled!.data.limit));
     const firstSpiked = asAnswered.find((w) => w.spiked)?.end ?? throttledAt;
     const windowsToThrottle = asAnswered.filter((w) => w.end >= firstSpiked && w.end <= throttledAt).length;
@@ -314,6 +321,7 @@ describe('usage rules through the redis-keyset middleware', () => {
     const before200 = cases.map(({ key }) => count(key, 200));
     await until(() => Promise.resolve(cases.every(({ key }, i) => count(key, 200) > before200[i]! + 20)), SOON, 'the keys still accepted');
     for (const { key } of cases) load.set({ key, rate: STEADY });
+    await load.synced();
     for (const { secret, key } of cases) {
       const fingerprints = (await h.runtime.db.version.findMany({ where: { secret: { name: secret } } })).map((v) => v.fingerprint!);
       expect(await h.runtime.db.leakReport.count({ where: { fingerprint: { in: fingerprints } } })).toBe(0);

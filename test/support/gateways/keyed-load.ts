@@ -37,15 +37,86 @@ export interface KeyedLoad {
  * `historyMs` (default 10 minutes) bounds what `sent` keeps: a run of hours at bench rates would
  * otherwise hold a record of every request it sent.
  */
-export function keyedLoad(o: { url: string; header: string; streams: KeyedStream[]; tickMs?: number; maxInFlight?: number; timeoutMs?: number; historyMs?: number }): KeyedLoad {
+/**
+ * What a load sent and was answered, per key: kept by keyedLoad as it goes, and by
+ * keyedLoadProcess (keyed-load-process.ts) from the reports of the child process that sends.
+ */
+export class LoadTally {
+  readonly #counts = new Map<string, Map<number, number>>();
+  readonly #errors = new Map<string, Map<string, number>>();
+  readonly #sent = new Map<string, SentLog>();
+
+  constructor(private readonly historyMs: number) {}
+
+  /** A request of `key` sent at `at`; returns its sequence number among the key's requests (0, 1, ...), for ended(). */
+  started(key: string, at: number): number {
+    const log = this.#sent.get(key) ?? new SentLog(this.historyMs);
+    this.#sent.set(key, log);
+    return log.start(at);
+  }
+
+  /** Request `seq` of `key` answered with `status` at `at`, or failed (status 0) with `code`. */
+  ended(key: string, seq: number, at: number, status: number, code?: string): void {
+    this.#sent.get(key)?.end(seq, at);
+    bump(this.#counts, key, status);
+    if (status === 0) bump(this.#errors, key, code ?? 'unknown');
+  }
+
+  trim(now: number): void {
+    for (const log of this.#sent.values()) log.trim(now);
+  }
+
+  answers(key: string): Map<number, number> {
+    return new Map(this.#counts.get(key) ?? []);
+  }
+
+  errors(key: string): Map<string, number> {
+    return new Map(this.#errors.get(key) ?? []);
+  }
+
+  sent(key: string): readonly SentRecord[] {
+    const log = this.#sent.get(key);
+    log?.trim(Date.now());
+    return log?.records() ?? [];
+  }
+}
+
+function bump<K>(of: Map<string, Map<K, number>>, key: string, what: K): void {
+  const byWhat = of.get(key) ?? new Map<K, number>();
+  of.set(key, byWhat);
+  byWhat.set(what, (byWhat.get(what) ?? 0) + 1);
+}
+
+/** One entry of what a load did, in order: a request of `key` sent, or its `seq`-th request ended (see LoadTally). */
+export type LoadReport = ['sent', key: string, at: number] | ['ended', key: string, seq: number, at: number, status: number, code?: string];
+
+export interface KeyedLoadOptions {
+  url: string;
+  header: string;
+  streams: KeyedStream[];
+  tickMs?: number;
+  maxInFlight?: number;
+  timeoutMs?: number;
+  historyMs?: number;
+  /** Called with every request sent and ended, in order: what keyedLoadProcess's child relays. */
+  report?: (entry: LoadReport) => void;
+}
+
+export function keyedLoad(o: KeyedLoadOptions): KeyedLoad {
   const tickMs = o.tickMs ?? 100;
   const historyMs = o.historyMs ?? 600_000;
   const timeoutMs = o.timeoutMs ?? 5000;
   const maxInFlight = o.maxInFlight ?? 256;
   const streams = new Map(o.streams.map((s) => [s.key, s]));
-  const counts = new Map<string, Map<number, number>>();
-  const errors = new Map<string, Map<string, number>>();
-  const sent = new Map<string, SentLog>();
+  const tally = new LoadTally(historyMs);
+  const started = (key: string, at: number) => {
+    o.report?.(['sent', key, at]);
+    return tally.started(key, at);
+  };
+  const ended = (key: string, seq: number, at: number, status: number, code?: string) => {
+    o.report?.(['ended', key, seq, at, status, ...(code === undefined ? [] : [code])] as LoadReport);
+    tally.ended(key, seq, at, status, code);
+  };
   const agents = new Map<string, Agent>();
   const agentFor = (source: string | undefined) => {
     const name = source ?? '';
@@ -59,28 +130,20 @@ export function keyedLoad(o: { url: string; header: string; streams: KeyedStream
   // Each stream's own turn: n requests of a key come from min(n, sources) networks.
   const turns = new Map<string, number>();
   const pending = new Set<Promise<void>>();
-  const bump = <K>(of: Map<string, Map<K, number>>, key: string, what: K) => {
-    const byWhat = of.get(key) ?? new Map<K, number>();
-    of.set(key, byWhat);
-    byWhat.set(what, (byWhat.get(what) ?? 0) + 1);
-  };
   const fire = (stream: KeyedStream) => {
     const sources = stream.sources ?? [undefined];
     const turn = turns.get(stream.key) ?? 0;
     turns.set(stream.key, turn + 1);
     const agent = agentFor(sources[turn % sources.length]);
     inFlight++;
-    const log = sent.get(stream.key) ?? new SentLog(historyMs);
-    sent.set(stream.key, log);
-    const seq = log.start(Date.now());
+    const seq = started(stream.key, Date.now());
     const done = new Promise<void>((resolve) => {
       let answered = false;
       const req = request(o.url, { agent, headers: { [o.header]: stream.key } }, (res) => {
         answered = true;
         res.resume();
         res.on('end', () => {
-          log.end(seq, Date.now());
-          bump(counts, stream.key, res.statusCode ?? 0);
+          ended(stream.key, seq, Date.now(), res.statusCode ?? 0);
           resolve();
         });
       });
@@ -94,9 +157,7 @@ export function keyedLoad(o: { url: string; header: string; streams: KeyedStream
         }),
       );
       req.on('error', (error: Error & { code?: string }) => {
-        log.end(seq, Date.now());
-        bump(counts, stream.key, 0);
-        bump(errors, stream.key, error.code ?? error.message);
+        ended(stream.key, seq, Date.now(), 0, error.code ?? error.message);
         resolve();
       });
       req.end();
@@ -108,7 +169,7 @@ export function keyedLoad(o: { url: string; header: string; streams: KeyedStream
   };
   let first = 0;
   const timer = setInterval(() => {
-    for (const log of sent.values()) log.trim(Date.now());
+    tally.trim(Date.now());
     const all = [...streams.values()];
     first = (first + 1) % Math.max(1, all.length);
     for (const stream of [...all.slice(first), ...all.slice(0, first)]) {
@@ -120,13 +181,9 @@ export function keyedLoad(o: { url: string; header: string; streams: KeyedStream
   }, tickMs);
   return {
     set: (stream) => void streams.set(stream.key, stream),
-    answers: (key) => new Map(counts.get(key) ?? []),
-    errors: (key) => new Map(errors.get(key) ?? []),
-    sent: (key) => {
-      const log = sent.get(key);
-      log?.trim(Date.now());
-      return log?.records() ?? [];
-    },
+    answers: (key) => tally.answers(key),
+    errors: (key) => tally.errors(key),
+    sent: (key) => tally.sent(key),
     async stop() {
       clearInterval(timer);
       await Promise.all([...pending]);
