@@ -7,7 +7,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Child, kill, spawnWorker, waitForOutput } from '../support/processes.js';
+import { type Child, kill, type Spare, spareWorker } from '../support/processes.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { until } from '../support/poll.js';
 
@@ -17,6 +17,8 @@ const REACH = 'reach';
 const KEYSET = `rekey-crash-${process.pid}-${Date.now()}:`;
 let h: Harness;
 let redis: Redis;
+/** The next worker, loaded ahead (each test starts two or more): see startWorker(). */
+let spare: Spare | undefined;
 
 beforeAll(async () => {
   h = await startHarness({ label: 'crash', workers: false });
@@ -41,18 +43,24 @@ secrets:
     retry: { attempts: 2, backoff: 100ms }
     timeout: 5s
 `);
+  spare = spareWorker(h.childEnv());
 }, 60_000);
 
 afterAll(async () => {
+  await spare?.discard();
   const keys = await redis.keys(`${KEYSET}*`);
   if (keys.length) await redis.del(...keys);
   redis.disconnect();
   await h.stop();
 });
 
+/**
+ * A fresh worker process, up: the spare loaded meanwhile (a new process that has read and
+ * connected nothing before now), and the next one spawned to load in its turn.
+ */
 async function startWorker(): Promise<Child> {
-  const worker = spawnWorker(h.childEnv());
-  await waitForOutput(worker, /rekey started/);
+  const worker = await (spare ?? spareWorker(h.childEnv())).start();
+  spare = spareWorker(h.childEnv());
   return worker;
 }
 

@@ -4,17 +4,22 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { kill, spawnWorker, waitForOutput } from '../support/processes.js';
+import { kill, type Spare, spareWorker } from '../support/processes.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { deleteKeys } from '../support/isolation.js';
 
 let h: Harness;
 const KEYSET = `rekey-drain-${randomUUID().slice(0, 8)}:`;
 
+/** Each test's first worker, loaded ahead (spareWorker), with the drain window it tests. */
+const spares = new Map<string, Spare>();
+
 beforeAll(async () => {
   h = await startHarness({ label: 'shutdown', workers: false });
+  for (const drain of ['10s', '1s']) spares.set(drain, spareWorker({ ...h.childEnv(), REKEY_DRAIN_TIMEOUT: drain }));
 });
 afterAll(async () => {
+  await Promise.all([...spares.values()].map((spare) => spare.discard()));
   await h.stop();
   await deleteKeys(`${KEYSET}*`);
 });
@@ -34,8 +39,7 @@ secrets:
 }
 
 async function sigtermDuringDeploy(secret: string, drain: string) {
-  const worker = spawnWorker({ ...h.childEnv(), REKEY_DRAIN_TIMEOUT: drain });
-  await waitForOutput(worker, /rekey started/);
+  const worker = await spares.get(drain)!.start();
   const request = await h.runtime.engine.requestRotation({ secret, trigger: 'manual' });
   if (request.status === 'stale') throw new Error('stale');
   const deadline = Date.now() + 20_000;
@@ -62,16 +66,19 @@ it('finishes the step in flight when it fits in the drain window', async () => {
 
 it('returns the job to the queue when it does not fit, and another worker completes it', async () => {
   await applyWithDelay('drain-short', 4000);
+  // The worker that completes the run, loading while the first one is stopped.
+  const next = spareWorker(h.childEnv());
+  spares.set('next', next);
   const { runId, code, exitedAfterMs, output } = await sigtermDuringDeploy('drain-short', '1s');
   expect(code).toBe(0);
   expect(output).toContain('drain timeout');
   expect(exitedAfterMs, output.split('\n').filter((l) => /drain|stopped/.test(l)).join('\n')).toBeLessThan(3500);
   expect((await h.runtime.engine.deps.repo.getRun(runId))?.status).toBe('running');
-  const next = spawnWorker(h.childEnv());
+  const worker = await next.start();
   try {
     const run = await h.waitForRun(runId, 40_000);
     expect(run.status).toBe('succeeded');
   } finally {
-    await kill(next);
+    await kill(worker);
   }
 }, 90_000);

@@ -25,7 +25,43 @@ export function spawnRekey(args: string[], env: NodeJS.ProcessEnv): Child {
 
 /** A worker process on a random health port with short locks, so a killed worker's jobs restart quickly. */
 export function spawnWorker(env: NodeJS.ProcessEnv, extra: string[] = []): Child {
-  return spawnRekey(['worker', '--port', '0', '--lock-duration', '1s', '--reconcile-interval', '1s', ...extra], env);
+  return spawnRekey(workerArgs(extra), env);
+}
+
+const workerArgs = (extra: string[]) => ['worker', '--port', '0', '--lock-duration', '1s', '--reconcile-interval', '1s', ...extra];
+
+/**
+ * A worker process started ahead of need: node and the modules `rekey worker` loads are loaded,
+ * nothing else (no setting read, no connection). `start()` lets it run `rekey worker` and waits
+ * for it to be up, as spawnWorker() and waitForOutput() do, without the second or two a process
+ * takes to load on a loaded machine: a test that restarts workers keeps the next one spare.
+ */
+export interface Spare {
+  start(): Promise<Child>;
+  /** Stops it if start() was never called (afterAll). */
+  discard(): Promise<void>;
+}
+
+export function spareWorker(env: NodeJS.ProcessEnv, extra: string[] = []): Spare {
+  const child = spawnRekey(['--spare', ...workerArgs(extra)], env);
+  const ready = new Promise<void>((resolve, reject) => {
+    child.process.once('message', () => resolve());
+    void child.exited.then((code) => reject(new Error(`spare worker exited ${code} before it was started:\n${child.output()}`)));
+  });
+  ready.catch(() => undefined); // reported by start(), if it is called
+  let started = false;
+  return {
+    async start() {
+      started = true;
+      await ready;
+      child.process.send('start');
+      await waitForOutput(child, /rekey started/);
+      return child;
+    },
+    async discard() {
+      if (!started && child.process.exitCode === null && child.process.signalCode === null) await kill(child);
+    },
+  };
 }
 
 export async function kill(child: Child, signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {

@@ -11,4 +11,20 @@ if (process.channel) {
   if (!process.connected) process.kill(process.pid, 'SIGKILL');
 }
 
-process.exitCode = await runCli(process.argv, providers.with([slowKeysetProvider, slowLocalProvider]));
+const catalog = providers.with([slowKeysetProvider, slowLocalProvider]);
+const SPARE = '--spare';
+const argv = process.argv.filter((arg) => arg !== SPARE);
+// A spare (processes.ts spareWorker): the modules a worker loads lazily are loaded now, then it
+// waits for the test's word before it runs the command; nothing is read or connected before.
+if (argv.length < process.argv.length && process.send) {
+  await import('../../src/cli/actions/processes.js');
+  // The channel (unref'd above) keeps the process alive while it waits.
+  process.channel?.ref();
+  await new Promise<void>((resolve) => {
+    process.once('message', () => resolve());
+    process.send!('spare ready');
+  });
+  process.channel?.unref();
+}
+
+process.exitCode = await runCli(argv, catalog);
