@@ -12,10 +12,20 @@ import { startHarness, type Harness } from '../support/harness.js';
 
 const KEYSET = `rekey-wait-${process.pid}-${Date.now()}:`;
 let h: Harness;
+/** A database and queue prefix no worker ever runs against (the first test), beside h's, so that test runs while the second does. */
+let none: Harness;
 let worker: Child | undefined;
 
 beforeAll(async () => {
-  h = await startHarness({ label: 'wait-queued', workers: false });
+  [h, none] = await Promise.all([startHarness({ label: 'wait-queued', workers: false }), startHarness({ label: 'wait-none', workers: false })]);
+  await none.apply(`
+providers:
+  vault: { type: local }
+secrets:
+  k:
+    store: { provider: vault }
+    issuer: { type: random }
+`);
   await h.apply(`
 providers:
   vault: { type: local }
@@ -38,14 +48,15 @@ afterAll(async () => {
   const keys = await redis.keys(`${KEYSET}*`);
   if (keys.length) await redis.del(...keys);
   redis.disconnect();
-  await h.stop();
+  await Promise.all([h.stop(), none.stop()]);
 });
 
 const queuedLines = (stdout: string) => stdout.split('\n').filter((line) => line.includes('queued: no worker has picked it up yet'));
 
-describe('rotate --wait on a run nobody picks up', () => {
+// The first two tests wait out their --timeout (12 s and 8 s) side by side, each on its own database and queue prefix.
+describe.concurrent('rotate --wait on a run nobody picks up', () => {
   it('no worker ever seen: queued (not "running at issue"), a line at least every 5 s, and the final message says no worker has sent a heartbeat', async () => {
-    const result = await runRekey(['rotate', 'k', '--wait', '--timeout', '12s'], h.childEnv());
+    const result = await runRekey(['rotate', 'k', '--wait', '--timeout', '12s'], none.childEnv());
     expect(result.code).toBe(1);
     const progress = queuedLines(result.stdout);
     // 12 s of waiting: the first line at once, then one at least every 5 s.
@@ -69,7 +80,9 @@ describe('rotate --wait on a run nobody picks up', () => {
     for (const line of progress) expect(line).toMatch(/\(a worker is alive: \S+:\d+ seen \d+m?s ago\)$/);
     expect(result.stderr).toMatch(/still queued after 8s: no worker picked it up; a worker is alive: \S+:\d+ seen \d+m?s ago, so the workers are busy or cannot run it/);
   }, 120_000);
+});
 
+describe('rotate --wait after the last worker went', () => {
   it('the worker gone: after three missed heartbeats (15 s) the line says no worker was seen since, naming the last one', async () => {
     await kill(worker!);
     worker = undefined;
