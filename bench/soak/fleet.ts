@@ -8,9 +8,16 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { childArgs } from '../../test/support/children.js';
 import { killOnExit, sleep } from '../../test/support/gateways/process.js';
 
 const entry = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+/**
+ * Under test/soak/soak.test.ts, the JavaScript build the tests' rekey processes run (test/support/children.ts:
+ * the same code, without tsx's second and more per start that each of the fleet's starts and restarts would pay);
+ * `npm run bench -- soak` runs the sources through tsx.
+ */
+const command = () => (process.env.REKEY_TEST_BUILD ? childArgs(entry) : ['--import', 'tsx', entry]);
 
 export class RekeyProcess {
   private child: ChildProcess | undefined;
@@ -44,7 +51,7 @@ export class RekeyProcess {
     this.starts += 1;
     this.url = undefined;
     this.tail = '';
-    const child = spawn(process.execPath, ['--import', 'tsx', entry, ...this.args], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...command(), ...this.args], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.expectExit = false;
     killOnExit(child);

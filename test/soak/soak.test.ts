@@ -7,14 +7,23 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { buildChildren } from '../support/children.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
+let removeBuild: () => void;
+
+// The soak's rekey processes (its fleet's starts, and restarts after each kill) run the build the
+// other projects' processes run (made here when no other project's global setup made it), not tsx.
+beforeAll(async () => {
+  removeBuild = await buildChildren();
+}, 120_000);
+afterAll(() => removeBuild?.());
 
 it('the short chaos soak: every fault injected, no invariant violated', async () => {
   const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', 'soak', '--short'], {
     cwd: root,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR },
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR, REKEY_TEST_BUILD: process.env.REKEY_TEST_BUILD },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
