@@ -110,20 +110,23 @@ export class AuditLog {
   /**
    * appendAll with the chain already taken: `taken` is the answer to {@link takeOf}, sent in the
    * caller's batch behind the statements that lock what the transaction writes. The insert goes
-   * out with the next batch or COMMIT. A chain with no head row yet (its first event) is taken
+   * out with the next batch or COMMIT, and moves the head row the take locked ({@link INSERT_TAKEN}).
+   * A chain with no head row yet (its first event) comes back from takeOf with no row, and is taken
    * here with {@link TAKE}, which creates it: one more round trip, once per chain. Every input
-   * must be of that one chain, at most `count` of them.
+   * must be of one chain (the take's, when it found one), at most as many as the take numbered.
    * @throws Error when the inputs do not fit the take.
    */
   async appendTaken(tx: SqlTx, inputs: readonly AuditInput[], taken: readonly unknown[]): Promise<void> {
     if (inputs.length === 0) return;
-    let rows = taken as ReadonlyArray<{ chain: string; prev: string | null; seq: string | null }>;
-    const chain = rows[0]?.chain;
-    if (chain === undefined || rows.length < inputs.length || inputs.some((i) => (i.secret ?? '') !== chain)) {
-      throw new Error(`audit: ${inputs.length} events do not fit a take of ${rows.length} on chain ${chain ?? 'none'}`);
+    let rows = taken as ReadonlyArray<{ chain: string; prev: string; seq: string }>;
+    const chain = rows[0]?.chain ?? inputs[0]!.secret ?? '';
+    if ((rows.length && rows.length < inputs.length) || inputs.some((i) => (i.secret ?? '') !== chain)) {
+      throw new Error(`audit: ${inputs.length} events do not fit a take of ${rows.length} on chain ${chain}`);
     }
-    if (rows[0]!.prev === null) rows = await tx.rows<{ chain: string; prev: string; seq: string }>(TAKE, takeValues(chain, rows.length));
-    tx.defer(INSERT, insertValues(this.rowsOf(inputs, new Map([[chain, takenOf(rows as ReadonlyArray<{ prev: string; seq: string }>)]]))));
+    // No head row: TAKE creates it (and takes the locks again, which this transaction holds already when takeOf found its row).
+    if (!rows.length) rows = await tx.rows<{ chain: string; prev: string; seq: string }>(TAKE, takeValues(chain, inputs.length));
+    const appended = this.rowsOf(inputs, new Map([[chain, takenOf(rows)]]));
+    tx.defer(INSERT_TAKEN, [...insertValues(appended), chain, appended.at(-1)!.hash]);
   }
 
   /**
@@ -229,26 +232,33 @@ export const TAKE = statement(
 export type ChainOf = { run: string } | { version: string };
 /**
  * The take of a chain found by a row, for a chain that has its head row (every chain but a new
- * one): the shared lock and the chain's advisory lock, then the head row locked FOR UPDATE (which,
- * like TAKE's ON CONFLICT, reads its newest committed version whatever the statement's snapshot)
- * and the sequence numbers, under all three locks. Unlike TAKE it writes nothing: the head row gets
- * one new version per append (INSERT's), not two. A chain with no head row comes back with `prev`
- * and `seq` null, and nothing taken but the locks: {@link AuditLog.appendTaken} then sends TAKE.
- * The sequence by name: pg_get_serial_sequence at every call cost ~13 µs.
+ * one), in one flat statement (no CTEs, no sort: each node is set up again at every execution).
+ * The chain's name is found by `row` (`x.id = $2`, `x` joined to `secrets s`) in the InitPlan
+ * that keys the head's index scan, so it runs first; its one filter takes, in argument order,
+ * the shared lock, the chain's advisory lock (which processes of releases before audit_heads
+ * still take) and marks the transaction (rekey.audit_heads_moved) as one whose insert moves the
+ * head itself. Then the head row is locked FOR UPDATE (which, like TAKE's ON CONFLICT, returns
+ * its newest committed version whatever the statement's snapshot, taken before the advisory lock's
+ * wait) and the sequence numbers are drawn, one per row of the unnest, under the advisory locks
+ * (the chain's serializes its appends; the shared one keeps settledSeq's reading behind them).
+ * Unlike TAKE it writes nothing: the head row gets one new version per append, not two. No row
+ * comes back when the chain has no head row (or `$2` finds no row): {@link AuditLog.appendTaken}
+ * then sends TAKE for its events' chain. The sequence by name: pg_get_serial_sequence at every
+ * call cost ~13 µs. The rows come in the order the numbers were drawn; {@link takenOf} sorts them anyway.
  */
-function lockStatement(name: string, chain: string): Statement {
+function lockStatement(name: string, row: string): Statement {
   return statement(
     name,
-    `WITH c AS MATERIALIZED (SELECT ${chain} AS chain),
-     locked AS MATERIALIZED (SELECT c.chain FROM c, LATERAL (SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))::text, pg_advisory_xact_lock(hashtextextended('audit:' || c.chain, 0))::text, set_config('rekey.audit_heads_moved', 'on', true)) AS l
-       WHERE c.chain IS NOT NULL),
-     head AS MATERIALIZED (SELECT h.hash FROM audit_heads h WHERE h.chain = (SELECT chain FROM locked) FOR UPDATE)
-     SELECT locked.chain, head.hash AS prev, CASE WHEN head.hash IS NOT NULL THEN nextval('audit_events_seq_seq'::regclass) END AS seq
-     FROM locked LEFT JOIN head ON true, unnest(array_fill(0, ARRAY[$3::int])) ORDER BY seq`,
+    `SELECT h.chain, h.hash AS prev, nextval('audit_events_seq_seq'::regclass) AS seq
+     FROM audit_heads h, unnest(array_fill(0, ARRAY[$3::int]))
+     WHERE h.chain = (SELECT s.name FROM ${row} JOIN secrets s ON s.id = x.secret_id WHERE x.id = $2::uuid
+       AND (pg_advisory_xact_lock_shared(hashtextextended($1, 0))::text || pg_advisory_xact_lock(hashtextextended('audit:' || s.name, 0))::text
+         || set_config('rekey.audit_heads_moved', 'on', true)) IS NOT NULL)
+     FOR UPDATE OF h`,
   );
 }
-const TAKE_OF_RUN = lockStatement('audit_take_of_run', '(SELECT s.name FROM runs r JOIN secrets s ON s.id = r.secret_id WHERE r.id = $2::uuid)');
-const TAKE_OF_VERSION = lockStatement('audit_take_of_version', '(SELECT s.name FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.id = $2::uuid)');
+const TAKE_OF_RUN = lockStatement('audit_take_of_run', 'runs x');
+const TAKE_OF_VERSION = lockStatement('audit_take_of_version', 'versions x');
 
 /**
  * The take of `count` sequence numbers of a chain found by a row the caller's transaction may
@@ -278,6 +288,21 @@ export const INSERT = statement(
    ON CONFLICT (chain) DO UPDATE SET hash = EXCLUDED.hash`,
 );
 
+/**
+ * {@link INSERT} for one chain whose head row this transaction's take locked (or created), as
+ * {@link AuditLog.appendTaken} appends: the rows, and head `$2` moved to `$3` (the last row's
+ * hash) by a plain UPDATE through the head's primary key, not INSERT's ON CONFLICT with its sort
+ * (a statement's plan nodes are set up again at every execution). The row is there: the take
+ * read it FOR UPDATE, or TAKE inserted it, in this transaction, and nothing deletes heads.
+ */
+export const INSERT_TAKEN = statement(
+  'audit_insert_taken',
+  `WITH appended AS (INSERT INTO audit_events (seq, chain, at, actor, action, secret, version_id, run_id, data, prev_hash, hash, key_id)
+     SELECT seq, chain, at, actor, action, secret, version_id, run_id, data, prev_hash, hash, key_id FROM json_to_recordset($1::json)
+       AS r(seq bigint, chain text, at timestamp, actor text, action text, secret text, version_id text, run_id text, data jsonb, prev_hash text, hash text, key_id text))
+   UPDATE audit_heads SET hash = $3 WHERE chain = $2`,
+);
+
 /** The values of TAKE for `count` sequence numbers of `chain`. */
 export function takeValues(chain: string, count: number): unknown[] {
   return [SETTLE_LOCK, chain, count];
@@ -285,7 +310,7 @@ export function takeValues(chain: string, count: number): unknown[] {
 
 /** TAKE's answer (node-postgres hands int8 over as a string, Prisma as a bigint). */
 export function takenOf(rows: ReadonlyArray<{ prev: string; seq: string | bigint }>): Taken {
-  return { prev: rows[0]!.prev, seqs: rows.map((t) => BigInt(t.seq)) };
+  return { prev: rows[0]!.prev, seqs: rows.map((t) => BigInt(t.seq)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)) };
 }
 
 async function take(tx: Tx | SqlTx, chain: string, count: number): Promise<Taken> {

@@ -27,12 +27,15 @@ const CREATE_VERSION = statement(
         r AS (UPDATE runs SET version_id = $3 WHERE id = $1)
    SELECT ${VERSION_COLUMNS} FROM v JOIN s ON s.id = v.secret_id`,
 );
-/** Version `$1` issued, while lease owner `$5` holds the run that made it (a driver that stalled past its lease writes nothing). */
+/**
+ * Version `$1` issued, while lease owner `$5` holds the run that made it (a driver that stalled past its lease writes nothing).
+ * One UPDATE ... FROM secrets (for the version's `secret`), not an UPDATE in a CTE joined again.
+ */
 const ISSUED = statement(
   'record_issued',
-  `WITH v AS (UPDATE versions SET fingerprint = $2, issuer_state = $3::jsonb, public_id = $4
-     WHERE id = $1 AND EXISTS (SELECT 1 FROM runs WHERE version_id = $1 AND lease_owner = $5) RETURNING *)
-   SELECT ${VERSION_COLUMNS} FROM v JOIN secrets s ON s.id = v.secret_id`,
+  `UPDATE versions v SET fingerprint = $2, issuer_state = $3::jsonb, public_id = $4 FROM secrets s
+   WHERE v.id = $1 AND s.id = v.secret_id AND EXISTS (SELECT 1 FROM runs WHERE version_id = $1 AND lease_owner = $5)
+   RETURNING ${VERSION_COLUMNS}`,
 );
 /** The delivery rows of version `$1` at targets `$2` set to `$3`, counting `$4` attempts (`pending` counts one; the error column is left as it is). */
 const DELIVERIES_SET = `INSERT INTO deliveries (version_id, target, status, attempts, updated_at)
@@ -71,17 +74,18 @@ const leasedRun = (after?: string) => `SELECT id FROM runs WHERE id = $5 AND lea
  * Under the secret lock (taken before the version row, which the UPDATE re-reads after the
  * wait), then the run's row while lease owner `$7` holds it open: issuing -> pending with store
  * version `$8`, and only then a step's bookkeeping as {@link PROGRESS} does. One row: `leased`
- * (whether the lease was held) and the version's columns, null when it was not issuing or not leased.
+ * (whether the lease was held) and the version's columns, null when it was not issuing or not leased;
+ * its `secret` is the name the secret lock read, not another join to secrets.
  */
 const PENDING = statement(
   'mark_pending',
-  `WITH l AS (SELECT 1 FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.id = $1 FOR UPDATE OF s),
+  `WITH l AS (SELECT s.name FROM versions v JOIN secrets s ON s.id = v.secret_id WHERE v.id = $1 FOR UPDATE OF s),
         lr AS (${leasedRun('l')}),
         v AS (UPDATE versions SET state = 'pending', store_version_id = $8 WHERE id = $1 AND state = 'issuing' AND EXISTS (SELECT 1 FROM lr) RETURNING *),
         d AS (${DELIVERIES_SET.replace('FROM unnest', 'FROM v, unnest')}),
         r AS (UPDATE runs SET step = $6 FROM lr WHERE runs.id = lr.id AND $6::text IS NOT NULL AND EXISTS (SELECT 1 FROM v))
    SELECT EXISTS (SELECT 1 FROM lr) AS leased, x.* FROM (SELECT 1) one
-   LEFT JOIN (SELECT ${VERSION_COLUMNS} FROM v JOIN secrets s ON s.id = v.secret_id) x ON true`,
+   LEFT JOIN (SELECT ${VERSION_COLUMNS} FROM v, l s) x ON true`,
 );
 /**
  * A step's bookkeeping, only while lease owner `$7` holds run `$5` open (its row locked as
@@ -100,19 +104,20 @@ const PROGRESS = statement(
  * The run with its lease taken (an attempt counted); as `sc_*`, the version promoted last (the
  * store's current); and for a rotation at `issue` with no version, as `nv_*`, its new version
  * `$5` (`issuing`, the secret's next number: the counter's UPDATE takes the secret lock, as
- * CREATE_VERSION does). Nothing when the lease is not granted.
+ * CREATE_VERSION does). Both versions' `secret` is the run's (`s.name` of the outer join), not a
+ * join of their own: each plan node is set up again at every call. Nothing when the lease is not granted.
  */
 export const BEGIN_ATTEMPT = statement(
   'begin_attempt',
   `WITH r AS (${leaseUpdate(`version_id = CASE WHEN kind = 'rotation' AND step = 'issue' AND version_id IS NULL THEN $5::uuid ELSE version_id END`)} RETURNING *),
         n AS (UPDATE secrets SET version_counter = version_counter + 1 FROM r WHERE secrets.id = r.secret_id AND r.version_id = $5::uuid
-              RETURNING secrets.id, secrets.name, secrets.version_counter),
+              RETURNING secrets.id, secrets.version_counter),
         made AS (INSERT INTO versions (id, secret_id, number, state, created_at, updated_at)
                SELECT $5::uuid, n.id, n.version_counter, 'issuing', ${NOW}, ${NOW} FROM n RETURNING *)
    SELECT ${RUN_COLUMNS}, ${prefixedVersionColumns('sc')}, ${prefixedVersionColumns('nv')} FROM r JOIN secrets s ON s.id = r.secret_id
-   LEFT JOIN LATERAL (SELECT ${VERSION_COLUMNS} FROM versions v JOIN secrets s ON s.id = v.secret_id
+   LEFT JOIN LATERAL (SELECT ${VERSION_COLUMNS} FROM versions v
      WHERE v.secret_id = r.secret_id AND v.promoted_at IS NOT NULL ORDER BY v.promoted_at DESC LIMIT 1) sc ON true
-   LEFT JOIN (SELECT ${VERSION_COLUMNS} FROM made v JOIN n s ON s.id = v.secret_id) nv ON true`,
+   LEFT JOIN LATERAL (SELECT ${VERSION_COLUMNS} FROM made v) nv ON true`,
 );
 /**
  * Under the secret lock, for run `$1` while lease owner `$2` holds it open (the run's row locked,

@@ -76,9 +76,14 @@ export function versionOf(row: VersionRow): VersionRecord {
   };
 }
 
-/** A run's columns; the statement joins `secrets s` to `runs r`. */
-export const RUN_COLUMNS = `r.id, r.secret_id, s.name AS secret, r.kind::text AS kind, r.trigger, r.idempotency_key, r.status::text AS status, r.step,
+/** A run's columns (`runs r`), with `secret` (its secret's name) as the expression given. */
+export function runColumns(secret: string): string {
+  return `r.id, r.secret_id, ${secret} AS secret, r.kind::text AS kind, r.trigger, r.idempotency_key, r.status::text AS status, r.step,
   r.version_id, r.grace_ms, r.attempts, r.error, r.started_at, r.updated_at, r.finished_at`;
+}
+
+/** A run's columns; the statement joins `secrets s` to `runs r`. */
+export const RUN_COLUMNS = runColumns('s.name');
 
 export interface RunRow {
   id: string;

@@ -10,7 +10,7 @@ import { type Db, isUniqueViolation } from './client.js';
 import { LOCK_SECRET, LOCK_SECRET_OF_VERSION } from './locks.js';
 import type { TakedownWrites } from './takedown-writes.js';
 import { COMPROMISE, type CompromiseRow, leakedEvent } from './transitions.js';
-import { RUN_COLUMNS, type RunRow, runOf } from './rows.js';
+import { RUN_COLUMNS, type RunRow, runColumns, runOf } from './rows.js';
 import { RUN, type Reads } from './reads.js';
 import { type Batched, NOW, type Sql, statement, transaction } from './sql.js';
 
@@ -24,16 +24,18 @@ const triggerOutcome = (n: number) => `FROM audit_events WHERE action LIKE 'trig
  * A delivery that decided from a snapshot missing another's outcome of the same key is refused at commit.
  */
 const ONE_OUTCOME = 'audit_events_trigger_key_key';
-/** The run, for a secret by name that is managed and not stale for a request made at `$6` (null: not stale). */
+/**
+ * The run, for a secret by name that is managed and not stale for a request made at `$6` (null: not stale).
+ * One flat INSERT ... SELECT: the secret's name is `$2` (the row was found by it), so the run's columns
+ * come from RETURNING, with no CTE and no join back to secrets (each node is set up again at every call).
+ */
 const CREATE_ROTATION = statement(
   'create_rotation_run',
-  `WITH r AS (
-     INSERT INTO runs (id, secret_id, kind, trigger, status, step, idempotency_key, grace_ms, started_at, updated_at)
-     SELECT $1, id, 'rotation', $3, 'running', 'issue', $4, $5, ${NOW}, ${NOW} FROM secrets
-     WHERE name = $2 AND removed_at IS NULL AND ($6::timestamp IS NULL OR last_promoted_at IS NULL OR $6::timestamp >= last_promoted_at)
-       AND NOT EXISTS (SELECT 1 ${triggerOutcome(4)})
-     RETURNING *)
-   SELECT ${RUN_COLUMNS} FROM r JOIN secrets s ON s.id = r.secret_id`,
+  `INSERT INTO runs AS r (id, secret_id, kind, trigger, status, step, idempotency_key, grace_ms, started_at, updated_at)
+   SELECT $1, id, 'rotation', $3, 'running', 'issue', $4, $5, ${NOW}, ${NOW} FROM secrets
+   WHERE name = $2 AND removed_at IS NULL AND ($6::timestamp IS NULL OR last_promoted_at IS NULL OR $6::timestamp >= last_promoted_at)
+     AND NOT EXISTS (SELECT 1 ${triggerOutcome(4)})
+   RETURNING ${runColumns('$2::text')}`,
 );
 /**
  * The outcome key `$1` was audited with, if any: `trigger.joined` (with the run it joined) or

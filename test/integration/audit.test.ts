@@ -93,6 +93,29 @@ it('appends to one chain from many connections at once, and from a process of a 
   expect((await h.runtime.db.auditHead.findUnique({ where: { chain } }))?.hash).toBe(last!.hash);
 });
 
+it("appends through a step's take (a chain found by its run or version) from many connections at once, beside appendAll's and a release's before audit_heads, keep the chain linear and its head at its last row", async () => {
+  const chain = 'audited';
+  const [version] = await h.runtime.db.version.findMany({ where: { secret: { name: chain } }, take: 1 });
+  const [run] = await h.runtime.db.run.findMany({ where: { secret: { name: chain } }, take: 1 });
+  // One to three events per take, through the version or the run, so the take's locks and numbers are all exercised.
+  const stepAppend = (i: number) =>
+    transaction(h.runtime.db, async (tx) => {
+      const count = 1 + (i % 3);
+      const [taken] = await tx.batch([takeOf(i % 2 ? { version: version!.id } : { run: run!.id }, count)]);
+      expect(taken).toHaveLength(count);
+      const events = Array.from({ length: count }, (_, k) => ({ actor: 'test', action: 'test.taken', secret: chain, data: { i, k } }));
+      await h.runtime.audit.appendTaken(tx, events, taken!);
+    });
+  const append = (i: number) => transaction(h.runtime.db, (tx) => h.runtime.audit.appendAll(tx, [{ actor: 'test', action: 'test.taken', secret: chain, data: { i } }]));
+  const before = await h.runtime.db.auditEvent.count({ where: { action: 'test.taken' } });
+  await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 5 === 0 ? append(i) : stepAppend(i))));
+  // 6 appendAll events, and 24 takes of 1, 2 or 3 (i % 3 over the others: 8 of each).
+  expect((await h.runtime.db.auditEvent.count({ where: { action: 'test.taken' } })) - before).toBe(6 + 8 * (1 + 2 + 3));
+  expect((await verifyAudit(h.runtime.db, h.runtime.audit)).ok).toBe(true);
+  const [last] = await h.runtime.db.auditEvent.findMany({ where: { chain }, orderBy: { seq: 'desc' }, take: 1 });
+  expect((await h.runtime.db.auditHead.findUnique({ where: { chain } }))?.hash).toBe(last!.hash);
+});
+
 it("moves the chain's head in rekey's own insert, without the trigger kept for earlier releases", async () => {
   const chain = `fresh-${randomUUID()}`;
   const events = [1, 2, 3].map((i) => ({ actor: 'test', action: 'test.head', secret: i === 2 ? 'audited' : chain, data: { i } }));
@@ -224,8 +247,8 @@ it("a step's take through a row whose chain has no head row yet (its first event
       await own.runtime.audit.appendTaken(tx, events, answer!);
       return answer;
     });
-    // The lock statement found the chain and locked it, but had no head to read: appendTaken took it with TAKE.
-    expect(taken).toEqual([{ chain: name, prev: null, seq: null }, { chain: name, prev: null, seq: null }]);
+    // The lock statement found the chain and locked it, but had no head row to read, so no row: appendTaken took the events' chain with TAKE.
+    expect(taken).toEqual([]);
     const rows = await own.runtime.db.auditEvent.findMany({ where: { chain: name }, orderBy: { seq: 'asc' } });
     expect(rows.map((r) => r.action)).toEqual(['test.first', 'test.second']);
     expect(rows[0]!.prevHash).toBe(GENESIS);
