@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { providers } from '../../src/registry.js';
 import { childArgs } from '../support/children.js';
 import { killOnExit } from '../support/gateways/process.js';
-import { startHarness, type Harness } from '../support/harness.js';
+import { ONE_LOCAL_SECRET, startHarness, type Harness } from '../support/harness.js';
 
 // Each test starts several rekey processes: seconds each on a loaded machine.
 vi.setConfig({ testTimeout: 180_000, hookTimeout: 180_000 });
@@ -95,14 +95,7 @@ describe('commands on an applied config import only the providers they use', () 
   let h: Harness;
   beforeAll(async () => {
     h = await startHarness({ label: 'cli-start', workers: false });
-    await h.apply(`
-providers:
-  vault: { type: local }
-secrets:
-  k:
-    store: { provider: vault }
-    issuer: { type: random }
-`);
+    await h.apply(ONE_LOCAL_SECRET);
   });
   afterAll(() => h.stop());
 

@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runRekey } from '../support/processes.js';
-import { startHarness, type Harness } from '../support/harness.js';
+import { ONE_LOCAL_SECRET, startHarness, type Harness } from '../support/harness.js';
 import { TcpFront } from '../support/tcp-front.js';
 
 let h: Harness;
@@ -16,14 +16,7 @@ let front: TcpFront;
 
 beforeAll(async () => {
   h = await startHarness({ label: 'cli-retry', workers: false });
-  await h.apply(`
-providers:
-  vault: { type: local }
-secrets:
-  k:
-    store: { provider: vault }
-    issuer: { type: random }
-`);
+  await h.apply(ONE_LOCAL_SECRET);
   front = await TcpFront.listen(Number(new URL(h.settings.databaseUrl).port || 5432));
 }, 60_000);
 

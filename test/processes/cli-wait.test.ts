@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEARTBEAT_STALE_MS } from '../../src/queue/heartbeats.js';
 import { type Child, kill, runRekey, spawnWorker, waitForOutput } from '../support/processes.js';
-import { startHarness, type Harness } from '../support/harness.js';
+import { ONE_LOCAL_SECRET, startHarness, type Harness } from '../support/harness.js';
 
 const KEYSET = `rekey-wait-${process.pid}-${Date.now()}:`;
 let h: Harness;
@@ -18,14 +18,7 @@ let worker: Child | undefined;
 
 beforeAll(async () => {
   [h, none] = await Promise.all([startHarness({ label: 'wait-queued', workers: false }), startHarness({ label: 'wait-none', workers: false })]);
-  await none.apply(`
-providers:
-  vault: { type: local }
-secrets:
-  k:
-    store: { provider: vault }
-    issuer: { type: random }
-`);
+  await none.apply(ONE_LOCAL_SECRET);
   await h.apply(`
 providers:
   vault: { type: local }

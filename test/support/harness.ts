@@ -24,6 +24,16 @@ import { linesWithRepeatedFields } from './log-lines.js';
 
 export const TEST_LOCAL_STORE_KEY = 'd'.repeat(64);
 
+/** The smallest config: secret `k` in a local store with a random issuer, no target. */
+export const ONE_LOCAL_SECRET = `
+providers:
+  vault: { type: local }
+secrets:
+  k:
+    store: { provider: vault }
+    issuer: { type: random }
+`;
+
 export interface HarnessOptions {
   label: string;
   /** Serve and run workers in this process. @defaultValue true */
