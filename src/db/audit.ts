@@ -268,6 +268,11 @@ const TAKE_OF_VERSION = lockStatement('audit_take_of_version', 'versions x');
 export function takeOf(of: ChainOf, count: number): Batched {
   return 'run' in of ? [TAKE_OF_RUN, [SETTLE_LOCK, of.run, count]] : [TAKE_OF_VERSION, [SETTLE_LOCK, of.version, count]];
 }
+/** An audit row's columns, in the order of {@link ROWS}' record. */
+const COLUMNS = 'seq, chain, at, actor, action, secret, version_id, run_id, data, prev_hash, hash, key_id';
+/** The rows of `$1`, a JSON array of them ({@link insertValues}), as a relation `r`. */
+const ROWS = `json_to_recordset($1::json)
+       AS r(seq bigint, chain text, at timestamp, actor text, action text, secret text, version_id text, run_id text, data jsonb, prev_hash text, hash text, key_id text)`;
 /**
  * The rows, and each chain's head moved to its last one, in one statement: the head row the
  * take locked (and created for a new chain) in the same transaction, found through its unique
@@ -280,10 +285,8 @@ export function takeOf(of: ChainOf, count: number): Batched {
  */
 export const INSERT = statement(
   'audit_insert',
-  `WITH r AS MATERIALIZED (SELECT * FROM json_to_recordset($1::json)
-       AS r(seq bigint, chain text, at timestamp, actor text, action text, secret text, version_id text, run_id text, data jsonb, prev_hash text, hash text, key_id text)),
-     appended AS (INSERT INTO audit_events (seq, chain, at, actor, action, secret, version_id, run_id, data, prev_hash, hash, key_id)
-       SELECT seq, chain, at, actor, action, secret, version_id, run_id, data, prev_hash, hash, key_id FROM r)
+  `WITH r AS MATERIALIZED (SELECT * FROM ${ROWS}),
+     appended AS (INSERT INTO audit_events (${COLUMNS}) SELECT ${COLUMNS} FROM r)
    INSERT INTO audit_heads (chain, hash) SELECT DISTINCT ON (chain) chain, hash FROM r ORDER BY chain, seq DESC
    ON CONFLICT (chain) DO UPDATE SET hash = EXCLUDED.hash`,
 );
@@ -297,9 +300,7 @@ export const INSERT = statement(
  */
 export const INSERT_TAKEN = statement(
   'audit_insert_taken',
-  `WITH appended AS (INSERT INTO audit_events (seq, chain, at, actor, action, secret, version_id, run_id, data, prev_hash, hash, key_id)
-     SELECT seq, chain, at, actor, action, secret, version_id, run_id, data, prev_hash, hash, key_id FROM json_to_recordset($1::json)
-       AS r(seq bigint, chain text, at timestamp, actor text, action text, secret text, version_id text, run_id text, data jsonb, prev_hash text, hash text, key_id text))
+  `WITH appended AS (INSERT INTO audit_events (${COLUMNS}) SELECT ${COLUMNS} FROM ${ROWS})
    UPDATE audit_heads SET hash = $3 WHERE chain = $2`,
 );
 
