@@ -34,10 +34,6 @@ export interface KeyedLoad {
 }
 
 /**
- * `historyMs` (default 10 minutes) bounds what `sent` keeps: a run of hours at bench rates would
- * otherwise hold a record of every request it sent.
- */
-/**
  * What a load sent and was answered, per key: kept by keyedLoad as it goes, and by
  * keyedLoadProcess (keyed-load-process.ts) from the reports of the child process that sends.
  */
@@ -97,6 +93,7 @@ export interface KeyedLoadOptions {
   tickMs?: number;
   maxInFlight?: number;
   timeoutMs?: number;
+  /** Bounds what `sent` keeps (default 10 minutes): a run of hours at bench rates would otherwise hold a record of every request it sent. */
   historyMs?: number;
   /** Called with every request sent and ended, in order: what keyedLoadProcess's child relays. */
   report?: (entry: LoadReport) => void;
