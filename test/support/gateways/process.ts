@@ -9,7 +9,7 @@ import { join } from 'node:path';
 const running = new Set<ChildProcess>();
 process.once('exit', () => {
   // Last resort when afterAll did not run (a crash, a timeout): synchronous kills only.
-  for (const child of running) if (child.pid) tryKill(child.pid, 'SIGKILL');
+  for (const child of running) if (child.pid) killUnlessGone(child.pid, 'SIGKILL');
 });
 
 /** SIGKILLs `child` if it is still running when this process exits (a crash, Ctrl-C). */
@@ -27,14 +27,6 @@ export function killUnlessGone(pid: number, signal: NodeJS.Signals): void {
     process.kill(pid, signal);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
-  }
-}
-
-function tryKill(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(pid, signal);
-  } catch {
-    // Already gone.
   }
 }
 
@@ -77,8 +69,8 @@ export function start(command: string, args: string[], options: { env?: NodeJS.P
     exited,
     async stop(graceMs = 3000) {
       if (!running.has(child)) return;
-      tryKill(pid, 'SIGTERM');
-      const timer = setTimeout(() => tryKill(pid, 'SIGKILL'), graceMs);
+      killUnlessGone(pid, 'SIGTERM');
+      const timer = setTimeout(() => killUnlessGone(pid, 'SIGKILL'), graceMs);
       await exited;
       clearTimeout(timer);
     },
