@@ -22,7 +22,8 @@
  *    rotations of the secret; for each client and rotation, the promotion (promotedAt in
  *    PostgreSQL) to the `rotated` event's arrival. p50/p99 over all of them.
  * --cpu-prof DIR writes V8 CPU profiles of the measured server during the token exchange, bare
- * token and value delivery phases: DIR/{token-exchange,bare-token,value-delivery}.cpuprofile.
+ * token, paced token and value delivery phases:
+ * DIR/{token-exchange,bare-token,paced-token,value-delivery}.cpuprofile.
  *   npm run bench -- delivery [--seconds 5] [--concurrency 16] [--rate 1000] [--clients 1000] [--rotations 3] [--cpu-prof DIR]
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -143,7 +144,7 @@ delivery:
     // requests would measure the reads the idle spell let expire (39-44 ms each), not the steady pace.
     const pacedAt = (server: Measured, requests: LoadRequest[], s = seconds) => generator.run(server, { mode: 'open', requests, expected: 200, seconds: s, concurrency, rate });
     await pacedAt(rekey, rekeyToken, 1);
-    const paced = await pacedAt(rekey, rekeyToken);
+    const paced = await profiled(rekey, cpuProf, 'paced-token', () => pacedAt(rekey, rekeyToken));
     await pacedAt(bare, bareToken, 1);
     const pacedFloor = await pacedAt(bare, bareToken);
 
