@@ -35,7 +35,7 @@ import { Runtime } from '../src/runtime.js';
 import { loadSettings } from '../src/settings.js';
 import { memoryProvider } from '../test/support/memory-provider.js';
 import { type BenchEnvironment, benchEnvironment, countCommands, countStatements, pgCounters, percentile } from './support/environment.js';
-import { processCpu } from './support/proc-cpu.js';
+import { type ProcessDetail, processCpu, processDetail } from './support/proc-cpu.js';
 import { floorSecrets, rotateFloor } from './support/schema-floor.js';
 
 
@@ -59,6 +59,14 @@ interface Phase {
   redisCommandsByName: Record<string, number>;
   /** CPU milliseconds per rotation of each party: the worker processes, PostgreSQL (every backend), redis-server, the bench (requests and polls). */
   cpuMsPerRotation: { workers: number; postgres: number; redis: number; bench: number };
+  /**
+   * Per rotation, of the worker processes and of PostgreSQL's backends (the bench's database):
+   * CPU by mode, context switches asked for (a wait) and not (preempted), and the workers'
+   * read/write system calls (/proc, Linux): where more CPU per rotation goes.
+   */
+  detailPerRotation: { workers: ProcessDetail; postgres: ProcessDetail };
+  /** Cluster-wide, per rotation: WAL bytes and full-page images; and checkpoints begun during the phase (see pgCounters). */
+  wal: { bytesPerRotation: number; fullPagesPerRotation: number; checkpoints: number };
 }
 
 export async function main(args: string[]): Promise<Record<string, unknown>> {
@@ -154,6 +162,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
         const before = await pgCounters(env.databaseUrl);
         const monitor = countCommands(env.prefix);
         const cpuBefore = await partyCpuMs(env.databaseUrl);
+        const detailBefore = await partyDetail(env.databaseUrl, children);
         const started = performance.now();
         const requestStatements = statements.count();
         const requestByName = statements.byName();
@@ -165,6 +174,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
         const requestedTrips = merged([statements.tripsByKind(), merged([requestTrips], -1)], 1);
         const polls = await settle(runIds);
         const cpuAfter = await partyCpuMs(env.databaseUrl);
+        const detailAfter = await partyDetail(env.databaseUrl, children);
         const seconds = (performance.now() - started) / 1000;
         monitor.stop();
         const childrenAfter = await sum();
@@ -199,6 +209,8 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
             redis: round((cpuAfter.redis - cpuBefore.redis) / n),
             bench: round((cpuAfter.bench - cpuBefore.bench) / n),
           },
+          wal: { bytesPerRotation: Math.round((after.walBytes - before.walBytes) / n), fullPagesPerRotation: round((after.walFpi - before.walFpi) / n), checkpoints: after.checkpoints - before.checkpoints },
+          detailPerRotation: { workers: detailDiff(detailBefore.workers, detailAfter.workers, n), postgres: detailDiff(detailBefore.postgres, detailAfter.postgres, n) },
         });
       } finally {
         await Promise.all(children.map((c) => c.stop()));
@@ -229,6 +241,11 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
       console.log(
         `  ${p.processes} process(es)   ${p.rotationsPerSecond} /s   p50 ${p.latencyP50Ms} ms   p99 ${p.latencyP99Ms} ms   failed ${p.failed}   per rotation: ${p.statementsPerRotation} statements, ${p.commitsPerRotation} commits, ${p.walFlushesPerRotation} WAL flushes, ${p.redisCommandsPerRotation} Redis commands; round trips: PostgreSQL ${p.roundTripsPerRotation.postgres}, Redis ${p.roundTripsPerRotation.redis}; CPU ms: workers ${p.cpuMsPerRotation.workers}, postgres ${p.cpuMsPerRotation.postgres}, redis ${p.cpuMsPerRotation.redis}, bench ${p.cpuMsPerRotation.bench}`,
       );
+    }
+    for (const p of phases) {
+      const shown = (d: ProcessDetail) => `user ${d.userMs} ms, system ${d.systemMs} ms, switches ${d.voluntary} waited + ${d.involuntary} preempted`;
+      const w = p.detailPerRotation.workers;
+      console.log(`  ${p.processes} process(es) per rotation: workers ${shown(w)}, main threads ${w.mainThreadMs} ms, ${w.reads} reads + ${w.writes} writes; postgres ${shown(p.detailPerRotation.postgres)}; WAL ${p.wal.bytesPerRotation} bytes, ${p.wal.fullPagesPerRotation} full pages, ${p.wal.checkpoints} checkpoint(s) begun`);
     }
     const listed = (counts: Record<string, number>) => Object.entries(counts).map(([name, c]) => `${name} ${c}`).join(', ');
     console.log(`  statements per rotation (1st phase): ${listed(first.statementsByName)}`);
@@ -284,6 +301,32 @@ async function partyCpuMs(databaseUrl: string): Promise<{ postgres: number; redi
   return sums;
 }
 
+/**
+ * {@link ProcessDetail} summed over the worker processes, and over PostgreSQL's backends of the
+ * bench's database (not the server's own processes: their work is not per connection), so far.
+ */
+async function partyDetail(databaseUrl: string, children: readonly ChildWorker[]): Promise<{ workers: ProcessDetail; postgres: ProcessDetail }> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  const { rows } = await client.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`).finally(() => client.end());
+  const sum = (pids: readonly number[]) => {
+    const total: ProcessDetail = { userMs: 0, systemMs: 0, mainThreadMs: 0, voluntary: 0, involuntary: 0, reads: 0, writes: 0 };
+    for (const pid of pids) {
+      const d = processDetail(pid);
+      if (d) for (const k of Object.keys(total) as (keyof ProcessDetail)[]) total[k] += d[k];
+    }
+    return total;
+  };
+  return { workers: sum(children.map((c) => c.pid)), postgres: sum(rows.map((r) => r.pid)) };
+}
+
+/** What each field of a {@link ProcessDetail} grew by, per rotation. */
+function detailDiff(before: ProcessDetail, after: ProcessDetail, n: number): ProcessDetail {
+  const diff = { ...after };
+  for (const k of Object.keys(diff) as (keyof ProcessDetail)[]) diff[k] = round((after[k] - before[k]) / n);
+  return diff;
+}
+
 /** Sums counts by name, each scaled by `factor`. */
 function merged(counts: readonly Record<string, number>[], factor: number): Record<string, number> {
   const sums: Record<string, number> = {};
@@ -298,6 +341,7 @@ function perRotation(before: Record<string, number>, after: Record<string, numbe
 }
 
 interface ChildWorker {
+  pid: number;
   /** What the process sent so far: SQL statements and Redis commands. */
   counts(): Promise<Counts>;
   stop(): Promise<void>;
@@ -317,6 +361,7 @@ async function spawnWorker(env: BenchEnvironment, concurrency: number, cpuProf: 
   });
   await next<string>();
   return {
+    pid: child.pid!,
     counts: () => {
       const answer = next<Counts>();
       child.send('count');

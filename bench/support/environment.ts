@@ -171,7 +171,12 @@ export function countStatements(): { count(): number; byName(): Record<string, n
  * databases' writes count too, so read it on a quiet server). Takes 11 s: read it only while
  * the connections whose commits count are idle.
  */
-export async function pgCounters(databaseUrl: string): Promise<{ commits: number; walSyncs: number }> {
+/**
+ * The bench database's commits, and cluster-wide: WAL flushes, WAL bytes, full-page images (the
+ * first change to a page after a checkpoint began writes the whole page: more WAL and more CPU
+ * per statement until every hot page has had one) and checkpoints begun.
+ */
+export async function pgCounters(databaseUrl: string): Promise<{ commits: number; walSyncs: number; walBytes: number; walFpi: number; checkpoints: number }> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
@@ -180,11 +185,14 @@ export async function pgCounters(databaseUrl: string): Promise<{ commits: number
     // pooled connection's last commits can show up to 10 s late. 1.5 s here read 4.3 to 8
     // commits for the same 6 per rotation.
     await new Promise((resolve) => setTimeout(resolve, 11_000));
-    const { rows } = await client.query<{ commits: string; wal_syncs: string }>(
-      `SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()) AS commits, (SELECT wal_sync FROM pg_stat_wal) AS wal_syncs`,
+    const { rows } = await client.query<{ commits: string; wal_syncs: string; wal_bytes: string; wal_fpi: string; checkpoints: string }>(
+      `SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()) AS commits, w.wal_sync AS wal_syncs, w.wal_bytes, w.wal_fpi,
+         (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter) AS checkpoints
+       FROM pg_stat_wal w`,
     );
     // This query's own transaction is counted in the next reading: leave it out.
-    return { commits: Number(rows[0]!.commits), walSyncs: Number(rows[0]!.wal_syncs) };
+    const r = rows[0]!;
+    return { commits: Number(r.commits), walSyncs: Number(r.wal_syncs), walBytes: Number(r.wal_bytes), walFpi: Number(r.wal_fpi), checkpoints: Number(r.checkpoints) };
   } finally {
     await client.end();
   }
