@@ -1,7 +1,8 @@
 /**
  * Rotation throughput: secrets (in-memory store, issuer and target, so providers cost
  * nothing) rotated at once, each for the second time (a current version to displace, as in
- * steady state; the first, untimed, warms up, as do 200 more secrets per process rotated twice), by 1, 2 and 3 worker processes (bench/support/rotation-worker.ts:
+ * steady state; the first, untimed, warms up, as do 200 more secrets per process rotated twice, and more at 2 and 3
+ * processes so that each process has rotated as often before the timed rotations: warmSecrets), by 1, 2 and 3 worker processes (bench/support/rotation-worker.ts:
  * the real engine, BullMQ on the real Redis, state on the real PostgreSQL). For each:
  * rotations per second, run latency p50/p99, and per rotation the SQL statements (counted
  * in every process), round trips to PostgreSQL and Redis (counted in every process, each by
@@ -87,7 +88,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
   try {
     await runtime.connect();
     const names = (phase: number, count: number) => Array.from({ length: count }, (_, i) => `p${phase}s${i}`);
-    const warm = (phase: number) => Array.from({ length: WARM * counts[phase]! }, (_, i) => `p${phase}w${i}`);
+    const warm = (phase: number) => Array.from({ length: warmSecrets(counts[phase]!, n) }, (_, i) => `p${phase}w${i}`);
     const all = counts.flatMap((_, k) => [...names(k, n), ...warm(k)]);
     const yaml = ['providers:', '  mem: { type: memory, journal: bench }', 'secrets:']
       .concat(all.map((name) => `  ${name}: { store: { provider: mem }, issuer: { provider: mem }, targets: [mem], grace: 1h }`))
@@ -491,5 +492,18 @@ async function runJobs(queue: Queue, connection: Redis, prefix: string, n: numbe
 }
 
 const round = (x: number) => Math.round(x * 10) / 10;
+/**
+ * The secrets rotated twice before the timed secrets' first rotation by `processes` worker processes
+ * (see the phase loop): {@link WARM} per process, plus as many as make each process rotate as often
+ * before the timed rotations as one process does (2 × WARM + n), since the timed secrets' first
+ * rotations are shared among the processes. V8 compiles a worker's hot code as it runs it, in every
+ * process: with WARM alone, each of 2 processes came to the timed phase after 900 rotations of its
+ * own where one process had done 1,400, and was still compiling (perf, 10:50–11:11 UTC on
+ * 2026-12-07: 0.2–0.35 ms more per rotation in V8's compilers, 0.15–0.45 ms more in the interpreter
+ * and builtins): a cost a long-running worker pays once, which the 2- and 3-process phases were charged.
+ */
+function warmSecrets(processes: number, n: number): number {
+  return processes * WARM + Math.ceil((n * (processes - 1)) / 2);
+}
 /** Secrets per worker process rotated twice before the timed secrets' first rotation (see the phase loop). */
 const WARM = 200;
