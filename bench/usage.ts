@@ -1,7 +1,8 @@
 /**
  * Usage-based protection at scale (issue 18): `--keys` per-client keys (default 10,000) at one
  * real HAProxy with stick tables, and the same keys at a second HAProxy without them; a child
- * process sends noisy traffic per key to both (most keys quiet, `--busy` keys busy).
+ * process sends noisy traffic per key to both (most keys quiet, `--busy` keys busy): the usage
+ * tests' generator (test/support/gateways/keyed-load-process.ts), with its reports off.
  *
  * - Collection: the usage check (src/core/usage.ts, the worker's code) of the whole table every
  *   `--window`, timed here; its wall time and this process's CPU per window (the traffic is
@@ -24,12 +25,11 @@
  * subject), and both gateways' maps are written from them.
  *   npm run bench -- usage [--keys 10000] [--busy 200] [--window 2s] [--steady 20s] [--spikes 5] [--rounds 40] [--scan-mb 100]
  */
-import { execFileSync, fork } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../src/config/load.js';
 import { computePlan } from '../src/config/plan.js';
 import { parseDuration } from '../src/core/duration.js';
@@ -43,6 +43,7 @@ import { providers } from '../src/registry.js';
 import { Runtime } from '../src/runtime.js';
 import { loadSettings } from '../src/settings.js';
 import { startBackend, startHaproxy } from '../test/support/gateways/index.js';
+import { keyedLoadProcess, type KeyedLoadProcess } from '../test/support/gateways/keyed-load-process.js';
 import { option, printColumns } from './support/cli.js';
 import { benchEnvironment, percentile } from './support/environment.js';
 import { haproxyMeter } from './usage/haproxy-cpu.js';
@@ -78,15 +79,7 @@ export async function main(args: string[] = process.argv.slice(2)) {
   const settings = loadSettings({ DATABASE_URL: env.databaseUrl, REDIS_URL: env.redisUrl, REKEY_FINGERPRINT_KEY: fingerprintKey, REKEY_AUDIT_KEY: 'f'.repeat(64), REKEY_LOCAL_STORE_KEY: 'd'.repeat(64), REKEY_QUEUE_PREFIX: env.prefix, LOG_LEVEL: 'warn' });
   process.env.REKEY_LOCAL_STORE_KEY = 'd'.repeat(64);
   const runtime = new Runtime({ actor: 'bench', settings, modules: providers, log: createLogger(process.env.LOG_LEVEL ?? 'warn'), longLived: true });
-  const child = fork(fileURLToPath(new URL('./usage/load-child.ts', import.meta.url)), { execArgv: ['--import', 'tsx'] });
-  // The load generator on the last core (all its threads), so it does not wander onto the probe's.
-  execFileSync('taskset', ['-a', '-p', '-c', String(availableParallelism() - 1), String(child.pid)], { stdio: 'ignore' });
-  const ask = <T>(message: object, reply: string) =>
-    new Promise<T>((resolve) => {
-      const on = (m: { op: string }) => m.op === reply && (child.off('message', on), resolve(m as T));
-      child.on('message', on);
-      child.send(message);
-    });
+  let traffic: KeyedLoadProcess | undefined;
   const clients = Array.from({ length: count }, (_, i) => `c${String(i).padStart(5, '0')}`);
   const names = clients.map((c) => `bu/${c}`);
   try {
@@ -125,7 +118,11 @@ secrets:
     // Traffic: busy keys at 6 requests/s, the others at 0.05 (each split over the three gateways).
     const rateOf = (i: number) => (i < busy ? 6 : 0.05);
     const streams = keys.map((key, i) => ({ key, rate: rateOf(i) / 3 }));
-    await ask({ op: 'start', urls: [tables.url, bare.url, bare2.url], header: tables.header, streams }, 'started');
+    // In a process of its own (the tests' keyedLoadProcess, without its reports), so this process's CPU is
+    // the usage check's alone: the same noisy streams sent to each of the three gateways.
+    traffic = await keyedLoadProcess({ url: [tables.url, bare.url, bare2.url], header: tables.header, streams, maxInFlight: 2048, reports: false });
+    // The load generator on the last core (all its threads), so it does not wander onto the probe's.
+    execFileSync('taskset', ['-a', '-p', '-c', String(availableParallelism() - 1), String(traffic.pid)], { stdio: 'ignore' });
 
     const monitor = new UsageMonitor(runtime.engine.deps, new PrismaUsageRepository(runtime.db, runtime.audit));
     const meters = await Promise.all([tables, bare, bare2].map((g) => haproxyMeter(g.runtimeApi.unix)));
@@ -158,7 +155,7 @@ secrets:
       spiked.add(names[i]!);
       const sources = Array.from({ length: 20 }, (_, n) => `127.0.${n + 1}.${s + 2}`);
       const started = Date.now();
-      child.send({ op: 'set', stream: { key: keys[i], rate: (rateOf(i) * 20) / 3, sources } });
+      traffic.set({ key: keys[i]!, rate: (rateOf(i) * 20) / 3, sources });
       const deadline = started + 10 * windowMs + 30_000;
       for (;;) {
         const hit = (await anomalies()).find((a) => a.chain === names[i] && (a.data as { done?: string }).done === 'throttled');
@@ -172,7 +169,7 @@ secrets:
         }
         await sleep(50);
       }
-      child.send({ op: 'set', stream: { key: keys[i], rate: rateOf(i) / 3 } });
+      traffic.set({ key: keys[i]!, rate: rateOf(i) / 3 });
       console.log(`  spike ${s + 1}/${spikes} on ${names[i]}: throttled after ${detection.at(-1)} ms (load ${load()})`);
     }
     console.log(`gateway latency, ${rounds} rounds alternating between the three HAProxys under the same traffic... (load ${load()})`);
@@ -215,7 +212,7 @@ secrets:
     };
     const detectionStats = { ...stats(detection.filter((d) => !Number.isNaN(d))), missed: detection.filter((d) => Number.isNaN(d)).length };
     const loadAfterUsage = load();
-    child.send({ op: 'stop' });
+    await traffic.stop();
 
     console.log(`rekey scan on a generated ${scanMb} MB tree... (load ${load()})`);
     const scanFigures = await scanBench(join(tmpdir(), `rekey-bench-scan-${randomUUID().slice(0, 8)}`), scanMb);
@@ -243,7 +240,7 @@ secrets:
     console.log(JSON.stringify(figures));
     return figures;
   } finally {
-    if (child.connected) child.send({ op: 'stop' });
+    await traffic?.stop();
     await runtime.close();
     await Promise.all([tables.stop(), bare.stop(), bare2.stop()]);
     await backend.close();

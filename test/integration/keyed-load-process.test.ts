@@ -7,16 +7,23 @@ import { keyedLoadProcess, type KeyedLoadProcess } from '../support/gateways/key
 import { listenLoopback } from '../support/fake-http.js';
 import { until } from '../support/poll.js';
 
-let server: ReturnType<typeof createServer> | undefined;
+let servers: Array<ReturnType<typeof createServer>> = [];
 let load: KeyedLoadProcess | undefined;
 afterEach(async () => {
   await load?.stop();
-  await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
-  server = load = undefined;
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  servers = [];
+  load = undefined;
 });
 
-async function serve(): Promise<string> {
-  server = createServer((_req, res) => res.writeHead(200).end('ok'));
+/** A server answering 200; `seen` counts the requests of each key it got. */
+async function serve(seen = new Map<string, number>()): Promise<string> {
+  const server = createServer((req, res) => {
+    const key = String(req.headers['x-api-key']);
+    seen.set(key, (seen.get(key) ?? 0) + 1);
+    res.writeHead(200).end('ok');
+  });
+  servers.push(server);
   return `http://127.0.0.1:${await listenLoopback(server)}/`;
 }
 
@@ -61,3 +68,16 @@ it('counts every request it sent once stopped, and a child that died is an error
   expect(() => load!.set({ key: 'k', rate: 1 })).toThrow(/exited/);
 });
 
+
+it('sends every stream to each of several gateways, reporting nothing, as bench/usage drives three', async () => {
+  const seen = [new Map<string, number>(), new Map<string, number>()];
+  const urls = [await serve(seen[0]), await serve(seen[1])];
+  await expect(keyedLoadProcess({ url: urls, header: 'x-api-key', streams: [{ key: 'k', rate: 10 }] })).rejects.toThrow(/several urls need reports: false/);
+  load = await keyedLoadProcess({ url: urls, header: 'x-api-key', streams: [{ key: 'a', rate: 100 }], tickMs: 20, reports: false });
+  load.set({ key: 'b', rate: 100 });
+  const both = () => seen.every((s) => (s.get('a') ?? 0) > 10 && (s.get('b') ?? 0) > 10);
+  await until(() => Promise.resolve(both()), 30_000, "both gateways getting both keys' requests");
+  await load.synced();
+  expect(load.sent('a')).toEqual([]);
+  expect(load.answers('a')).toEqual(new Map());
+});

@@ -4,7 +4,9 @@
 // child sends on its own event loop, stamps each request's sending and answer with its own clock,
 // and reports them here in batches; answers(), errors() and sent() read this process's copy of
 // them, as recent as the last batch read (synced() waits for everything reported so far).
+// bench/usage sends with it too: to several gateways at once, and with the reports off.
 import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { childArgs } from '../children.js';
 import type { FromChild, ToChild } from './keyed-load-child.js';
 import { LoadTally, type KeyedLoad, type KeyedLoadOptions } from './keyed-load.js';
@@ -17,13 +19,34 @@ export interface KeyedLoadProcess extends KeyedLoad {
   pid: number;
 }
 
+export interface KeyedLoadProcessOptions extends Omit<KeyedLoadOptions, 'report' | 'url'> {
+  /** The gateway, or several: each gets every stream (a keyedLoad of its own in the child). */
+  url: string | string[];
+  /**
+   * Off: the child reports nothing, and answers(), errors() and sent() stay empty; bench/usage measures
+   * this process's CPU, which reading a report of every request would add to. Several urls need it
+   * off: a report does not say which gateway answered.
+   * @defaultValue true
+   */
+  reports?: boolean;
+}
+
+const CHILD = 'test/support/gateways/keyed-load-child.ts';
+/** The tests' children run the build (test/support/children.ts); `npm run bench` has none, and runs the source through tsx. */
+const childCommand = (): { module: string; execArgv: string[] } =>
+  process.env.REKEY_TEST_BUILD ? { module: childArgs(CHILD)[0]!, execArgv: [] } : { module: fileURLToPath(new URL('./keyed-load-child.ts', import.meta.url)), execArgv: ['--import', 'tsx'] };
+
 /**
  * Starts the child and its load (the options of keyedLoad); resolves once it is sending. Reading
  * the load after the child died throws, naming its exit and the end of its stderr.
  */
-export async function keyedLoadProcess(o: Omit<KeyedLoadOptions, 'report'>): Promise<KeyedLoadProcess> {
+export async function keyedLoadProcess(o: KeyedLoadProcessOptions): Promise<KeyedLoadProcess> {
+  const { url, reports = true, ...options } = o;
+  const urls = typeof url === 'string' ? [url] : url;
+  if (urls.length !== 1 && reports) throw new Error('keyedLoadProcess: several urls need reports: false (a report does not say which gateway answered)');
   const tally = new LoadTally(o.historyMs ?? 600_000);
-  const child: ChildProcess = fork(childArgs('test/support/gateways/keyed-load-child.ts')[0]!, [], { execArgv: [], stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+  const { module, execArgv } = childCommand();
+  const child: ChildProcess = fork(module, [], { execArgv, stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
   killOnExit(child);
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
@@ -60,7 +83,7 @@ export async function keyedLoadProcess(o: Omit<KeyedLoadOptions, 'report'>): Pro
   const alive = () => {
     if (died) throw died;
   };
-  await ask({ op: 'start', options: o }, 'started');
+  await ask({ op: 'start', options: { ...options, urls, reports } }, 'started');
   let syncs = 0;
   return {
     pid: child.pid!,
