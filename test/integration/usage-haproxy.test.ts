@@ -1,12 +1,13 @@
 /**
  * Usage-based protection through a real HAProxy (issue 18): 50 per-client keys of one secret
- * and one key of another secret get steady noisy traffic on loopback; the worker reads the
+ * and one key of another secret get steady noisy traffic on loopback, sent from a child process
+ * (keyedLoadProcess: this one runs the worker); the worker reads the
  * stick tables every second (one window). Noisy: each key has its own rate (5-9 requests/s,
  * above the rule's minRate, so the spike rule is judged in nearly every window), which wanders
  * every few seconds (x0.7-1.4, within half to one and a half of it) on top of the load's
  * per-tick noise, from one to three of its own source networks, redrawn as it wanders. No rule
  * fires over the warm-up (20 s) and 90 windows after it (4,500 key-windows judged), but for a
- * burst the generator really sent (a loaded machine starves it, then it sends its full rates
+ * burst the generator really sent (a loaded machine can starve it, then it sends its full rates
  * again: burstAsSent, reported; with the rule's factor at 2 instead of 5 the steady test fails
  * on 32 anomalies that are no such burst). Then one
  * client's key jumps 20x from 20 new source networks: the spike rule throttles it (HAProxy
@@ -18,7 +19,8 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeEndpoint, runtimeCommand } from '../../providers/haproxy/runtime-api.js';
 import { startBackend, startHaproxy, type Backend, type HaproxyGateway } from '../support/gateways/index.js';
-import { keyedLoad, unexpectedAnswers, type KeyedLoad } from '../support/gateways/keyed-load.js';
+import { unexpectedAnswers } from '../support/gateways/keyed-load.js';
+import { keyedLoadProcess, type KeyedLoadProcess } from '../support/gateways/keyed-load-process.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { until } from '../support/poll.js';
 
@@ -33,7 +35,7 @@ const SPIKE_SOURCES = Array.from({ length: 20 }, (_, i) => `127.0.${i + 1}.1`);
 let h: Harness;
 let backend: Backend;
 let haproxy: HaproxyGateway;
-let load: KeyedLoad;
+let load: KeyedLoadProcess;
 let wander: ReturnType<typeof setInterval> | undefined;
 const keys = new Map<string, string>();
 /** Per key: its own base rate, current rate and networks (127.1.N.0/24 .. 127.3.N.0/24, none a spike network). */
@@ -189,7 +191,9 @@ secrets:
     const base = 5 + 4 * Math.random();
     steady.set(key, { base, rate: base, networks: [1, 2, 3].map((n) => `127.${n}.${i}.1`) });
   });
-  load = keyedLoad({ url: haproxy.url, header: haproxy.header, streams: [...steady].map(([key, s]) => ({ key, rate: s.rate, sources: pick(s.networks) })) });
+  // Sent from a child process: this one also runs the worker, and starved it would send less, then its
+  // full rates again (the bursts burstAsSent finds), and stamp its requests late.
+  load = await keyedLoadProcess({ url: haproxy.url, header: haproxy.header, streams: [...steady].map(([key, s]) => ({ key, rate: s.rate, sources: pick(s.networks) })) });
   wander = wanderEachSecond();
 }, 120_000);
 
@@ -205,6 +209,7 @@ describe('usage rules through HAProxy', () => {
   it(`steady noisy traffic on 51 keys: no rule fires over the warm-up and ${STEADY_WINDOWS} windows after it`, async () => {
     const started = Date.now();
     await windows(WARMUP_WINDOWS + STEADY_WINDOWS);
+    await load.synced();
     expect(await unexplained()).toEqual([]);
     for (const [name, key] of keys) expect(kept(name, key)).toEqual({ name, unexpected: {}, errors: {} });
     const used = await h.runtime.db.version.count({ where: { secret: { name: { startsWith: `${family}/` } }, state: 'current', lastUsedAt: { not: null } } });
@@ -239,6 +244,7 @@ describe('usage rules through HAProxy', () => {
     expect(values.get(observed)).toBe(watched);
     // Every other key, the observed one included, only ever got 200.
     // Only the spike's own anomalies: no other key was acted on but for a burst it really sent.
+    await load.synced();
     expect(await unexplained(new Set([`${family}/c07`, watched]))).toEqual([]);
     for (const [name, key] of keys) if (key !== spiked) expect(kept(name, key)).toEqual({ name, unexpected: {}, errors: {} });
   }, 90_000);

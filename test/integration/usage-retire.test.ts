@@ -13,7 +13,8 @@ import { adminApiRoutes } from '../../src/api/routes.js';
 import { formatStatus, secretStatus } from '../../src/cli/status.js';
 import { call, tokenFor } from '../support/api.js';
 import { startBackend, startHaproxy, type Backend, type HaproxyGateway } from '../support/gateways/index.js';
-import { keyedLoad, unexpectedAnswers, type KeyedLoad } from '../support/gateways/keyed-load.js';
+import { unexpectedAnswers } from '../support/gateways/keyed-load.js';
+import { keyedLoadProcess, type KeyedLoadProcess } from '../support/gateways/keyed-load-process.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { type NoticeReceiver, startNoticeReceiver } from '../support/notice-receiver.js';
 import { until } from '../support/poll.js';
@@ -28,7 +29,7 @@ const WHSEC = `whsec_${randomBytes(32).toString('base64')}`;
 let h: Harness;
 let backend: Backend;
 let haproxy: HaproxyGateway;
-let load: KeyedLoad;
+let load: KeyedLoadProcess;
 let r: NoticeReceiver;
 
 
@@ -77,7 +78,9 @@ afterAll(async () => {
 describe('usage-aware retirement through HAProxy', () => {
   it('retires an unused previous key early, reports one still used by its client, holds it to maxGrace', async () => {
     const old = { alpha: await h.currentValue(alpha), beta: await h.currentValue(beta) };
-    load = keyedLoad({ url: haproxy.url, header: haproxy.header, streams: [{ key: old.alpha, rate: 5 }, { key: old.beta, rate: 5 }] });
+    // Sent from a child process: this one runs the worker, and starved for whenUnusedFor (3 s) it would send
+    // nothing with alpha's old key, which would then be retired as unused.
+    load = await keyedLoadProcess({ url: haproxy.url, header: haproxy.header, streams: [{ key: old.alpha, rate: 5 }, { key: old.beta, rate: 5 }] });
     // Both old keys are seen in use before the rotation (their last use is recorded).
     await until(async () => !!(await version(alpha, 1)).lastUsedAt && !!(await version(beta, 1)).lastUsedAt, 30_000, 'v1 of both clients used');
 
@@ -131,6 +134,7 @@ describe('usage-aware retirement through HAProxy', () => {
     await until(() => Promise.resolve(answered(old.alpha, 401) > refused + 3), 30_000, 'old alpha key refused');
     // No notice ever named beta, and the keys in use only ever got 200.
     expect(notices().filter((n) => n.data.client === 'beta')).toEqual([]);
+    await load.synced();
     expect(unexpectedAnswers(load.answers(fresh.beta))).toEqual({});
   }, 180_000);
 });
