@@ -16,11 +16,18 @@ export function processCpu(pid: number | string): { comm: string; ms: number } |
   } catch {
     return undefined;
   }
+  const { comm, userMs, systemMs } = statTimes(stat);
+  return { comm, ms: userMs + systemMs };
+}
+
+/** A /proc stat line's command name and user and system CPU milliseconds (of a process, or of one thread's task/<tid>/stat). */
+function statTimes(stat: string): { comm: string; userMs: number; systemMs: number } {
   // comm is in parentheses and may hold spaces; utime and stime are fields 14 and 15.
   const close = stat.lastIndexOf(')');
   const fields = stat.slice(close + 2).split(' ');
   ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  return { comm: stat.slice(stat.indexOf('(') + 1, close), ms: ((Number(fields[11]) + Number(fields[12])) / ticksPerSecond) * 1000 };
+  const ms = (ticks: string | undefined) => (Number(ticks) / ticksPerSecond!) * 1000;
+  return { comm: stat.slice(stat.indexOf('(') + 1, close), userMs: ms(fields[11]), systemMs: ms(fields[12]) };
 }
 
 /** The CPU milliseconds `pid` used so far; 0 when it is gone. */
@@ -58,14 +65,13 @@ export function processDetail(pid: number | string): ProcessDetail | undefined {
   } catch {
     return undefined;
   }
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const mainFields = mainStat.slice(mainStat.lastIndexOf(')') + 2).split(' ');
-  ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  const all = statTimes(stat);
+  const main = statTimes(mainStat);
   const field = (text: string, name: string) => Number(new RegExp(`^${name}:\\s*(\\d+)`, 'm').exec(text)?.[1] ?? 0);
   return {
-    userMs: (Number(fields[11]) / ticksPerSecond) * 1000,
-    systemMs: (Number(fields[12]) / ticksPerSecond) * 1000,
-    mainThreadMs: ((Number(mainFields[11]) + Number(mainFields[12])) / ticksPerSecond) * 1000,
+    userMs: all.userMs,
+    systemMs: all.systemMs,
+    mainThreadMs: main.userMs + main.systemMs,
     voluntary: statuses.reduce((sum, status) => sum + field(status, 'voluntary_ctxt_switches'), 0),
     involuntary: statuses.reduce((sum, status) => sum + field(status, 'nonvoluntary_ctxt_switches'), 0),
     reads: field(io, 'syscr'),
