@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { childArgs } from '../../test/support/children.js';
+import { childCommand } from '../../test/support/children.js';
 import { killOnExit, sleep } from '../../test/support/gateways/process.js';
 
 const entry = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -17,7 +17,10 @@ const entry = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
  * the same code, without tsx's second and more per start that each of the fleet's starts and restarts would pay);
  * `npm run bench -- soak` runs the sources through tsx.
  */
-const command = () => (process.env.REKEY_TEST_BUILD ? childArgs(entry) : ['--import', 'tsx', entry]);
+const command = () => {
+  const { module, execArgv } = childCommand(entry);
+  return [...execArgv, module];
+};
 
 export class RekeyProcess {
   private child: ChildProcess | undefined;

@@ -81,3 +81,11 @@ export function childArgs(source: string): string[] {
   if (!existsSync(compiled)) throw new Error(`${source} is not in the children's build (${ROOTS.join(', ')})`);
   return [compiled];
 }
+
+/**
+ * How to run `source` (as {@link childArgs} takes it) in a child: `module` from the build when a test
+ * run made one, else the source itself through tsx (`npm run bench`, which makes no build).
+ */
+export function childCommand(source: string): { module: string; execArgv: string[] } {
+  return process.env[ENV] ? { module: childArgs(source)[0]!, execArgv: [] } : { module: resolve(packageRoot, source), execArgv: ['--import', 'tsx'] };
+}

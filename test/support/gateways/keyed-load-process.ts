@@ -6,8 +6,7 @@
 // them, as recent as the last batch read (synced() waits for everything reported so far).
 // bench/usage sends with it too: to several gateways at once, and with the reports off.
 import { fork, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { childArgs } from '../children.js';
+import { childCommand } from '../children.js';
 import type { FromChild, ToChild } from './keyed-load-child.js';
 import { LoadTally, type KeyedLoad, type KeyedLoadOptions } from './keyed-load.js';
 import { killOnExit } from './process.js';
@@ -32,9 +31,6 @@ export interface KeyedLoadProcessOptions extends Omit<KeyedLoadOptions, 'report'
 }
 
 const CHILD = 'test/support/gateways/keyed-load-child.ts';
-/** The tests' children run the build (test/support/children.ts); `npm run bench` has none, and runs the source through tsx. */
-const childCommand = (): { module: string; execArgv: string[] } =>
-  process.env.REKEY_TEST_BUILD ? { module: childArgs(CHILD)[0]!, execArgv: [] } : { module: fileURLToPath(new URL('./keyed-load-child.ts', import.meta.url)), execArgv: ['--import', 'tsx'] };
 
 /**
  * Starts the child and its load (the options of keyedLoad); resolves once it is sending. Reading
@@ -45,7 +41,7 @@ export async function keyedLoadProcess(o: KeyedLoadProcessOptions): Promise<Keye
   const urls = typeof url === 'string' ? [url] : url;
   if (urls.length !== 1 && reports) throw new Error('keyedLoadProcess: several urls need reports: false (a report does not say which gateway answered)');
   const tally = new LoadTally(o.historyMs ?? 600_000);
-  const { module, execArgv } = childCommand();
+  const { module, execArgv } = childCommand(CHILD);
   const child: ChildProcess = fork(module, [], { execArgv, stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
   killOnExit(child);
   let stderr = '';
