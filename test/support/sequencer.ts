@@ -16,9 +16,10 @@ export default class LongestFirst extends BaseSequencer {
     const recorded = JSON.parse(readFileSync(DURATIONS_FILE, 'utf8')) as Record<string, number>;
     const seconds = (f: TestSpecification): number => recorded[durationKey(f.project.name, relative(f.project.config.root, f.moduleId))] ?? 0;
     const group = (f: TestSpecification): number => f.project.config.sequence.groupOrder;
-    // The base order, re-sorted stably: groups and projects as vitest orders them, then longest first.
+    // The base order, re-sorted stably: groups in order, then longest first whatever the project
+    // (the soak, the longest, starts first beside the processes files of its group).
     return (await super.sort(files)).sort(
-      (a, b) => group(a) - group(b) || (a.project.name === b.project.name ? 0 : a.project.name < b.project.name ? -1 : 1) || seconds(b) - seconds(a),
+      (a, b) => group(a) - group(b) || seconds(b) - seconds(a),
     );
   }
 }
