@@ -50,7 +50,7 @@ export default defineConfig({
           maxWorkers: 3,
           sequence: { groupOrder: 1 },
           ...integration,
-          // Hang guards: each test starts real processes through tsx, slow on a loaded machine.
+          // Hang guards: each test starts real processes, slow on a loaded machine.
           testTimeout: 180_000,
         },
       },
