@@ -22,6 +22,7 @@ import {
   startCaddy,
   startHaproxy,
   startNginx,
+  whileSwapping,
 } from '../support/gateways/index.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
@@ -181,7 +182,7 @@ describe('a retired key put back by hand', () => {
     // Caddy's admin listener can reset a connection while it loads a config a drift check just
     // sent: such a reset is retried, a changed map is re-read first (and the key not added twice
     // when the reset PATCH had landed).
-    const put = await retryOnReset(async () => {
+    const put = await whileSwapping(async () => {
       const mappings = JSON.parse((await send(url, 'accept', 'application/json')).body) as Array<{ input?: unknown }>;
       const added = mappings.some((m) => m.input === retiredKey);
       return sendJson(url, 'PATCH', added ? mappings : [...mappings, { input: retiredKey, outputs: [secret] }]);
@@ -212,21 +213,3 @@ describe('a retired key put back by hand', () => {
     expect(log).not.toContain(retiredKey);
   });
 });
-
-/**
- * Runs `call` again while Caddy swaps its admin server (it does on every config load, a drift
- * repair's included), which resets or refuses a connection (twice in a row within 7 ms under a
- * fresh-ci run), as the caddy target's reads do: for at most 10 s, 100 ms apart. Other errors fail at once.
- */
-async function retryOnReset<T>(call: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      return await call();
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if ((code !== 'ECONNRESET' && code !== 'ECONNREFUSED') || Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-}

@@ -30,6 +30,26 @@ export async function ask(url: string, header: string, key: string | undefined):
   }
 }
 
+/**
+ * Admin API calls (`call`, reads first, then the write they decide) while Caddy swaps its admin
+ * server, as it does at every config load (a drift repair's included): a connection reset or
+ * refused meanwhile (twice in a row within 7 ms under a fresh-ci run) runs `call` again, as the
+ * caddy target's reads are, for at most 10 s, 100 ms apart. Unlike {@link ask}, whose one retry is
+ * what a client does, this waits out the swap; other errors, and any answer, end it at once.
+ */
+export async function whileSwapping<T>(call: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await call();
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if ((code !== 'ECONNRESET' && code !== 'ECONNREFUSED') || Date.now() > deadline) throw error;
+      await sleep(100);
+    }
+  }
+}
+
 /** Sends one JSON body (an admin API call) on a connection of its own: a gateway restarted meanwhile resets no kept-alive socket. */
 export function sendJson(url: string, method: string, body: unknown): Promise<Answer> {
   return exchange(url, { method, agent: false, headers: { 'content-type': 'application/json' } }, JSON.stringify(body));
