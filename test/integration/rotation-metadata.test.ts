@@ -121,7 +121,7 @@ describe('rekey apply: rotation metadata', () => {
     // The harness's workers retry marked writes at every minute (housekeeping): an apply that
     // crosses one can find a store already cleared by them (fresh-ci met it for gcp), and then
     // reports what the store shows. Either way the store ends cleared (below).
-    const clearedOrNone = (secret: string, cleared: string) => new RegExp(`rotation metadata ${secret}-${id}: (${cleared}|no rotation schedule)\n`);
+    const clearedOrNone = (secret: string, report: string) => new RegExp(`rotation metadata ${secret}-${id}: (${report}|no rotation schedule)\n`);
     expect(cleared.stdout).toMatch(clearedOrNone('gcp', 'rekey rotation schedule cleared in Secret Manager'));
     expect(cleared.stdout).toMatch(clearedOrNone('aws', 'rekey schedule tags removed'));
     expect(fakes.gcp.model.secrets.get(names.gcp)!.rotation).toBeUndefined();
