@@ -63,13 +63,13 @@ interface Generation {
 
 export class ConfigResolver implements ProviderResolver {
   private generation: Generation | undefined;
-  private liveSource: ((secret: string, call: Call) => Promise<LiveValue[]>) | undefined;
+  private liveSource: ((secret: string, call: Call, recheck?: boolean) => Promise<LiveValue[]>) | undefined;
 
-  /** ProviderContext.liveValues read from PostgreSQL and the stores, uncached. */
+  /** ProviderContext.liveValues read from PostgreSQL and the stores, uncached (so every read is a recheck). */
   readonly readLiveValues = (secret: string, call: Call): Promise<LiveValue[]> => liveValues(this.options.repo, this, this.options.log, secret, call);
 
   /** Makes ProviderContext.liveValues answer from `source` (a server's delivery cache) from now on. */
-  useLiveValues(source: (secret: string, call: Call) => Promise<LiveValue[]>): void {
+  useLiveValues(source: (secret: string, call: Call, recheck?: boolean) => Promise<LiveValue[]>): void {
     this.liveSource = source;
   }
   private checkedAt = 0;
@@ -291,7 +291,7 @@ export class ConfigResolver implements ProviderResolver {
         if (!this.options.storeKey) throw new RekeyError('REKEY_ERR_CONFIG', `providers.${name}: REKEY_LOCAL_STORE_KEY is not set`);
         return this.options.storeKey;
       },
-      liveValues: (secret, call) => (this.liveSource ?? this.readLiveValues)(secret, call),
+      liveValues: (secret, call, recheck) => (this.liveSource ?? this.readLiveValues)(secret, call, recheck),
       liveSecretOf: async (value) => {
         const version = await liveVersionOf(this.options.repo, this.options.fingerprint, value);
         const spec = version && own((await this.current()).config.secrets, version.secret);

@@ -33,7 +33,10 @@ interface Verified {
  * previous version still passes during its grace, one signed with a compromised or retired
  * version never does. Then exp, nbf, iat (present, not older than maxAgeSeconds), aud and iss.
  * The subject names the version that verified, so rekey re-checks it is still live when it
- * records the hand-out (the values may come from a cache).
+ * records the hand-out (the values may come from a cache). A signature that matches none of
+ * the live values asks for them again (ProviderContext.liveValues' recheck, throttled there)
+ * and is tried against what changed, so a token signed with a version promoted a moment ago
+ * passes at once.
  */
 export class AttestationJwtAuthenticator implements Authenticator {
   /** Each live value's HMAC key, imported once: the delivery cache hands the same value objects out. */
@@ -59,7 +62,7 @@ export class AttestationJwtAuthenticator implements Authenticator {
   constructor(
     private readonly name: string,
     private readonly params: AttestationJwtBinding,
-    private readonly liveValues: (secret: string, call: Call) => Promise<LiveValue[]>,
+    private readonly liveValues: (secret: string, call: Call, recheck?: boolean) => Promise<LiveValue[]>,
   ) {
     this.claims = {
       audience: params.audience,
@@ -71,11 +74,7 @@ export class AttestationJwtAuthenticator implements Authenticator {
   }
 
   async authenticate(credential: SecretValue, call: Call): Promise<Subject> {
-    const values = await this.liveValues(this.params.secret, call).catch((cause: unknown) => {
-      throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: the versions of ${this.params.secret} cannot be read`, { provider: this.name, cause });
-    });
-    if (!values.length) throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: ${this.params.secret} has no live version`, { provider: this.name });
-    if (!sameValues(values, this.seen)) this.forgetStale(values);
+    const values = await this.live(call, false);
     const token = credential.reveal();
     const digest = hash('sha256', token, 'base64');
     const held = this.verified.get(digest);
@@ -85,6 +84,29 @@ export class AttestationJwtAuthenticator implements Authenticator {
       }
       this.verified.delete(digest);
     }
+    const first = this.verify(token, digest, values);
+    if (first.subject || first.reason !== 'signature') return this.answer(first);
+    // A recheck that cannot be read leaves the refusal as it was.
+    const again = await this.live(call, true).catch(() => values);
+    return sameValues(again, values) ? this.answer(first) : this.answer(this.verify(token, digest, again));
+  }
+
+  /** The live values (rechecked: see ProviderContext.liveValues), the remembered tokens of versions no longer among them forgotten. */
+  private async live(call: Call, recheck: boolean): Promise<LiveValue[]> {
+    const values = await this.liveValues(this.params.secret, call, recheck).catch((cause: unknown) => {
+      throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: the versions of ${this.params.secret} cannot be read`, { provider: this.name, cause });
+    });
+    if (!values.length) throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: ${this.params.secret} has no live version`, { provider: this.name });
+    if (!sameValues(values, this.seen)) this.forgetStale(values);
+    return values;
+  }
+
+  /**
+   * Verifies `token` against each of `values` in order: the subject of the first that verifies,
+   * or why it was refused (undefined when no value has a key long enough to try).
+   * @throws ProviderError REKEY_ERR_DENIED when the token verified but has no subject claim.
+   */
+  private verify(token: string, digest: string, values: readonly LiveValue[]): { subject?: Subject; reason?: string } {
     let reason: string | undefined;
     for (const { versionId, value } of values) {
       // A value that decodes to too few bytes (not base64 under `encoding: base64` decodes to none) is skipped, never tried.
@@ -95,7 +117,7 @@ export class AttestationJwtAuthenticator implements Authenticator {
         const id = payload[this.params.subjectClaim];
         if (typeof id !== 'string' || !id) throw this.denied('subject');
         this.remember(digest, { key, versionId, subject: id, claims: payload });
-        return { id, claims: payload as JsonObject, versions: [versionId] };
+        return { subject: { id, claims: payload as JsonObject, versions: [versionId] } };
       } catch (error) {
         if (error instanceof ProviderError) throw error;
         reason = jwtRefusalReason(error);
@@ -103,6 +125,11 @@ export class AttestationJwtAuthenticator implements Authenticator {
         if (reason !== 'signature') break;
       }
     }
+    return { reason };
+  }
+
+  private answer({ subject, reason }: { subject?: Subject; reason?: string }): Subject {
+    if (subject) return subject;
     if (reason === undefined) throw new ProviderError('REKEY_ERR_UNAVAILABLE', `authenticator ${this.name}: ${this.params.secret} has no live version with a key of ${MIN_KEY_BYTES} bytes or more`, { provider: this.name });
     throw this.denied(reason);
   }

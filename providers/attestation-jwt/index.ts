@@ -13,6 +13,6 @@ export default defineProvider<AttestationJwtConfig, never, never, never, Attesta
   config: attestationJwtConfig,
   bindings: { authenticator: attestationJwtBinding },
   open(_config, ctx) {
-    return { authenticator: ({ name, params }) => new AttestationJwtAuthenticator(name, params, (secret, call) => ctx.liveValues(secret, call)) };
+    return { authenticator: ({ name, params }) => new AttestationJwtAuthenticator(name, params, (secret, call, recheck) => ctx.liveValues(secret, call, recheck)) };
   },
 });

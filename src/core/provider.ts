@@ -42,9 +42,14 @@ export interface ProviderContext {
    * logged) when another can be read. May answer from an in-process cache: name the version that
    * verified in the subject's `versions`, and rekey re-checks it when it records the hand-out.
    * Values stay in memory; never log them.
+   *
+   * `recheck`: the caller holds a credential that matched none of the values this gave it, so
+   * they are read again (a version promoted a moment ago verifies at once, before the cache
+   * hears of it), at most once a second per secret and one read at a time: a credential anyone
+   * can send must not drive reads. Within that second the held values are given again.
    * @throws RekeyError REKEY_ERR_UNKNOWN when the secret is not managed; the store's error when no live version can be read.
    */
-  liveValues(secret: string, call: Call): Promise<LiveValue[]>;
+  liveValues(secret: string, call: Call, recheck?: boolean): Promise<LiveValue[]>;
   /**
    * The managed secret one of whose live versions, as liveValues counts them, is `value`, with
    * its family and client for per-client keys (`clients:`): found by its keyed fingerprint,

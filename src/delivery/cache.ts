@@ -16,6 +16,12 @@
  *
  * Callers asking for the same entry at once share one read; a failed read is not kept, nor an
  * answer that no version may be handed out.
+ *
+ * A caller whose credential matched none of the live values held asks for a recheck (see
+ * ProviderContext.liveValues): the live values are read again at once, so a token signed with a
+ * version promoted a moment ago passes even before its change event arrives (or if it is lost),
+ * but at most once per RECHECK_INTERVAL_MS per secret and one read at a time, so bad credentials
+ * cannot drive PostgreSQL and store reads; otherwise the held values are the answer.
  */
 import type { Handable } from '../core/delivery.js';
 import type { Call } from '../core/ports.js';
@@ -33,12 +39,17 @@ interface Entry<T> {
   expiresAt: number;
   /** Version ids the answer holds; undefined while it is read. */
   versions: ReadonlySet<string> | undefined;
-  /** A read of its replacement is under way (see REFRESH_AHEAD). */
-  refreshing: boolean;
+  /** The read of its replacement under way (read-ahead or recheck): its answer, or the held one if it fails. */
+  reloading: Promise<T> | undefined;
+  /** When the recheck this entry's answer came from started (carried over by read-ahead); -Infinity when none. */
+  recheckedAt: number;
 }
 
 /** An entry in use is read again once less than this share of its age is left. */
 const REFRESH_AHEAD = 0.4;
+
+/** Rechecks of one secret's live values start at least this far apart. */
+const RECHECK_INTERVAL_MS = 1000;
 
 export class DeliveryCache {
   private readonly entries = new Map<string, Entry<unknown>>();
@@ -59,9 +70,9 @@ export class DeliveryCache {
     return this.read(`signing:${secret}`, secret, () => this.sources.signing(secret, call), (keys) => (keys ?? []).map((h) => h.version.id));
   }
 
-  /** The live values of `secret`, current first (ProviderContext.liveValues). */
-  live(secret: string, call: Call): Promise<LiveValue[]> {
-    return this.read(`live:${secret}`, secret, () => this.sources.live(secret, call), (values) => values.map((v) => v.versionId));
+  /** The live values of `secret`, current first (ProviderContext.liveValues, `recheck` included). */
+  live(secret: string, call: Call, recheck = false): Promise<LiveValue[]> {
+    return this.read(`live:${secret}`, secret, () => this.sources.live(secret, call), (values) => values.map((v) => v.versionId), recheck);
   }
 
   /** Drops what is held of `secret` (it rotated, or one of its versions was revoked). */
@@ -76,34 +87,41 @@ export class DeliveryCache {
     for (const secret of secrets) this.forget(secret);
   }
 
-  private read<T>(key: string, secret: string, load: () => Promise<T>, idsOf: (answer: T) => string[]): Promise<T> {
+  private read<T>(key: string, secret: string, load: () => Promise<T>, idsOf: (answer: T) => string[], recheck = false): Promise<T> {
     const now = Date.now();
     const held = this.entries.get(key) as Entry<T> | undefined;
-    if (held && held.expiresAt > now) {
-      // Read again ahead of expiry while the entry is in use, so a busy server never waits for it.
-      if (held.versions && !held.refreshing && held.expiresAt - now < this.maxAgeMs * REFRESH_AHEAD) this.refresh(key, held, load, idsOf);
-      return held.answer;
-    }
-    return this.install(key, secret, load(), now, idsOf).answer;
+    if (!held || held.expiresAt <= now) return this.install(key, secret, load(), now, idsOf, -Infinity).answer;
+    // Still being read (that read is as fresh as a recheck), or a replacement already under way: its answer.
+    if (!held.versions) return held.answer;
+    if (held.reloading) return recheck ? held.reloading : held.answer;
+    if (recheck && now - held.recheckedAt >= RECHECK_INTERVAL_MS) return this.reload(key, held, load, idsOf, now);
+    // Read again ahead of expiry while the entry is in use, so a busy server never waits for it.
+    if (held.expiresAt - now < this.maxAgeMs * REFRESH_AHEAD) void this.reload(key, held, load, idsOf, held.recheckedAt);
+    return held.answer;
   }
 
-  /** Reads `held` again; the answer replaces it unless it was dropped or replaced meanwhile (the change feed's news is newer). */
-  private refresh<T>(key: string, held: Entry<T>, load: () => Promise<T>, idsOf: (answer: T) => string[]): void {
-    held.refreshing = true;
+  /**
+   * Reads `held` again; the answer replaces it unless it was dropped or replaced meanwhile (the
+   * change feed's news is newer). If the read fails, the held entry stays until its expiry (the
+   * read after it waits, and fails or succeeds then) and is the answer.
+   */
+  private reload<T>(key: string, held: Entry<T>, load: () => Promise<T>, idsOf: (answer: T) => string[], recheckedAt: number): Promise<T> {
     const started = Date.now();
-    load().then(
+    held.reloading = load().then(
       (answer) => {
-        if (this.entries.get(key) !== held) return;
-        if (answer === undefined) this.entries.delete(key);
-        else this.install(key, held.secret, Promise.resolve(answer), started, idsOf);
+        if (this.entries.get(key) === held) {
+          if (answer === undefined) this.entries.delete(key);
+          else this.install(key, held.secret, Promise.resolve(answer), started, idsOf, recheckedAt);
+        }
+        return answer;
       },
-      // The held entry stays until its expiry; the read after it waits, and fails or succeeds then.
-      () => {},
+      () => held.answer,
     );
+    return held.reloading;
   }
 
-  private install<T>(key: string, secret: string, answer: Promise<T>, readAt: number, idsOf: (answer: T) => string[]): Entry<T> {
-    const entry: Entry<T> = { secret, answer, expiresAt: readAt + this.maxAgeMs, versions: undefined, refreshing: false };
+  private install<T>(key: string, secret: string, answer: Promise<T>, readAt: number, idsOf: (answer: T) => string[], recheckedAt: number): Entry<T> {
+    const entry: Entry<T> = { secret, answer, expiresAt: readAt + this.maxAgeMs, versions: undefined, reloading: undefined, recheckedAt };
     this.entries.set(key, entry);
     const drop = () => {
       if (this.entries.get(key) === entry) this.entries.delete(key);

@@ -57,7 +57,7 @@ export class DeliveryContext {
       },
       runtime.settings.deliveryCacheMaxAgeMs,
     );
-    runtime.resolver.useLiveValues((secret, call) => this.cache.live(secret, call));
+    runtime.resolver.useLiveValues((secret, call, recheck) => this.cache.live(secret, call, recheck));
     this.journal = new HandoutJournal(runtime.db, runtime.audit);
   }
 

@@ -2,6 +2,8 @@
  * The delivery cache's read-ahead (src/delivery/cache.ts): an entry in use is read again before
  * it expires while requests keep getting the held answer; the new answer replaces it unless the
  * change feed dropped the entry meanwhile; an entry left unread still expires and is waited for.
+ * And its recheck of live values for a credential that matched none: read at once, but one read
+ * at a time and at most once a second per secret, the held answer otherwise.
  */
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import type { LiveValue } from '../../src/core/provider.js';
@@ -22,7 +24,8 @@ function source() {
     },
     5000,
   );
-  return { cache, reads, ids: async () => (await cache.live('s', call)).map((v) => v.versionId) };
+  const idsOf = (values: LiveValue[]) => values.map((v) => v.versionId);
+  return { cache, reads, ids: async () => idsOf(await cache.live('s', call)), rechecked: async () => idsOf(await cache.live('s', call, true)) };
 }
 
 const settle = () => new Promise((resolve) => setImmediate(resolve));
@@ -85,4 +88,54 @@ it('lets an entry nobody reads expire: the next request waits for a read', async
   expect(reads).toHaveLength(2);
   reads[1]!(live('v2'));
   expect(await next).toEqual(['v2']);
+});
+
+it('rechecks live values at once, one read at a time and at most once a second, the held answer otherwise', async () => {
+  const { reads, ids, rechecked } = source();
+  const first = ids();
+  reads[0]!(live('v1'));
+  await first;
+  vi.setSystemTime(100); // a credential matched none of v1: read again at once, whatever the entry's age
+  const a = rechecked();
+  const b = rechecked(); // the same read
+  const meanwhile = ids(); // a request whose credential matched keeps the held answer
+  expect(reads).toHaveLength(2);
+  reads[1]!(live('v2'));
+  expect([await a, await b, await meanwhile]).toEqual([['v2'], ['v2'], ['v1']]);
+  await settle();
+  expect(await ids()).toEqual(['v2']); // the recheck's answer replaced the entry
+  vi.setSystemTime(1099); // within a second of the recheck: the held answer, no read
+  expect(await rechecked()).toEqual(['v2']);
+  expect(reads).toHaveLength(2);
+  vi.setSystemTime(1100);
+  const c = rechecked();
+  expect(reads).toHaveLength(3);
+  reads[2]!(live('v3'));
+  expect(await c).toEqual(['v3']);
+});
+
+it('answers a recheck whose read fails with the held values, and rechecks a secret the change feed dropped with the read it makes anyway', async () => {
+  let fail = false;
+  const reads: string[] = [];
+  const cache = new DeliveryCache(
+    {
+      current: () => Promise.resolve(undefined),
+      signing: () => Promise.resolve(undefined),
+      live: () => {
+        reads.push('read');
+        return fail ? Promise.reject(new Error('store down')) : Promise.resolve(live(`v${reads.length}`));
+      },
+    },
+    5000,
+  );
+  const ids = async (recheck: boolean) => (await cache.live('s', call, recheck)).map((v) => v.versionId);
+  expect(await ids(false)).toEqual(['v1']);
+  fail = true;
+  expect(await ids(true)).toEqual(['v1']);
+  expect(await ids(true)).toEqual(['v1']); // one failed recheck is enough until the entry expires or is dropped
+  expect(reads).toHaveLength(2);
+  fail = false;
+  cache.forget('s');
+  expect(await ids(true)).toEqual(['v3']); // no entry: one read, as for any request
+  expect(reads).toHaveLength(3);
 });
