@@ -7,20 +7,24 @@
  * nothing up to it was removed or rewritten, so truncating the log loses at most one
  * interval unseen.
  *
- * Each run first walks the whole log (`verifyAudit`, as `rekey audit verify` does), against the
- * anchor the cluster's previous run took (kept in Redis, `<prefix>:audit:anchor`), so events
- * removed from the end of a chain since then are caught too, which the chain alone cannot show (a
- * kept anchor without a signature, or not an anchor at all, fails that check: this job keeps only signed ones);
- * a log that does not verify raises `audit.verify-failed` (src/core/notify.ts), once per broken
- * row, and is logged at error level. The anchor is taken all the same: it pins what is there now,
- * and is what the next run checks against.
+ * Each run first checks the log against the anchor the cluster's previous run took (kept in
+ * Redis, `<prefix>:audit:anchor`), so events removed from the end of a chain since then are
+ * caught too, which the chain alone cannot show (a kept anchor without a signature, or not an
+ * anchor at all, fails that check: this job keeps only signed ones). Most runs check only what
+ * was appended since that anchor (`verifySince`: the heads it pins, then the new rows), so a run
+ * costs what the interval added, not what the log holds; once a day (the run that falls in the
+ * first interval of a UTC day, fullWalkDue) and whenever no anchor is kept, it walks the whole
+ * log as `rekey audit verify` does (`verifyAudit`), which also finds a row removed from the
+ * middle of a chain before the anchor. A log that does not verify raises `audit.verify-failed`
+ * (src/core/notify.ts), once per broken row, and is logged at error level. The anchor is taken
+ * all the same: it pins what is there now, and is what the next run checks against.
  */
 import { RekeyError } from './core/errors.js';
 import type { Logger } from 'pino';
 import { notify, type Notifier } from './core/notify.js';
 import type { SecretValue } from './core/secret-value.js';
 import type { AuditLog } from './db/audit.js';
-import { takeAnchor, verifyAudit } from './db/audit-verify.js';
+import { takeAnchor, verifyAudit, verifySince } from './db/audit-verify.js';
 import type { Db } from './db/client.js';
 import type { RedisConnection } from './queue/connection.js';
 
@@ -56,6 +60,20 @@ export interface AnchorDeps {
   notifier: Notifier;
   /** The previous run's anchor, checked by this run, and where this run's goes. */
   last?: LastAnchor;
+  /** `since`: check only what was appended since the previous run's anchor (see fullWalkDue). @defaultValue 'full' */
+  walk?: 'full' | 'since';
+}
+
+const DAY_MS = 86_400_000;
+
+/**
+ * Whether a run of a job firing every `everyMs` at `nowMs` is the day's full walk: the one that
+ * falls in the first `everyMs` of a UTC day. Runs `everyMs` apart put one in that window each
+ * day (none or two only when a run is late by about as much as the window is wide). Nothing
+ * kept decides it, so no one who can write Redis can put the full walk off.
+ */
+export function fullWalkDue(nowMs: number, everyMs: number): boolean {
+  return nowMs % DAY_MS < everyMs;
 }
 
 /** What the webhook receives (JSON). */
@@ -80,7 +98,8 @@ export async function recordAnchor(deps: AnchorDeps): Promise<AnchorMessage> {
   }
   // Only this job writes the kept anchor, always signed: an unsigned one was put there by someone who could compute a
   // digest of rewritten chains but not sign it (an earlier release's anchors are accepted from an operator, not here).
-  const verified = await verifyAudit(deps.db, deps.audit, previous ? { anchor: previous, signed: true } : {});
+  const walk = previous && deps.walk === 'since' ? 'since' : 'full';
+  const verified = walk === 'since' ? await verifySince(deps.db, deps.audit, previous!) : await verifyAudit(deps.db, deps.audit, previous ? { anchor: previous, signed: true } : {});
   if (!verified.ok) {
     deps.log.error({ component: 'audit', seq: verified.seq.toString(), problem: verified.problem }, 'audit log does not verify');
     await notify(deps, 'audit.verify-failed', verified.seq.toString(), null, { seq: verified.seq.toString(), problem: verified.problem, verifiedEvents: verified.events });
@@ -88,7 +107,7 @@ export async function recordAnchor(deps: AnchorDeps): Promise<AnchorMessage> {
   const { anchor, seq } = await takeAnchor(deps.db, deps.audit, deps.actor);
   const message: AnchorMessage = { anchor, seq: seq.toString(), at: new Date().toISOString() };
   // At info whatever LOG_LEVEL says: without a webhook this line is the anchor's only copy outside PostgreSQL.
-  deps.log.child({}, { level: 'info' }).info({ component: 'audit', ...message }, 'audit anchor');
+  deps.log.child({}, { level: 'info' }).info({ component: 'audit', ...message, checked: { walk, events: verified.events } }, 'audit anchor');
   await deps.last?.set(anchor);
   if (deps.webhook) await post(deps.webhook, message);
   return message;

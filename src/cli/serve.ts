@@ -7,7 +7,7 @@ import { purgeIdempotency } from '../api/idempotency.js';
 import { hostname } from 'node:os';
 import type { Worker } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
-import { LastAnchor, recordAnchor } from '../audit-anchor.js';
+import { fullWalkDue, LastAnchor, recordAnchor } from '../audit-anchor.js';
 import { describeError, RekeyError } from '../core/errors.js';
 import { pendingMigrations } from '../db/migrate.js';
 import { retryRotationMetadata } from '../events/rotation-metadata.js';
@@ -94,7 +94,9 @@ export async function serve(runtime: Runtime, options: ServeOptions): Promise<Se
     // rotation.due for secrets without a schedule (notifications.rotationDue); one notice per version however many replicas check.
     housekeeping.schedule({ name: 'rotation-due', schedule: '1h', run: async () => void (await raiseRotationsDue({ db: runtime.db, resolver: runtime.resolver, notifier: runtime.notifier })) });
     const last = new LastAnchor(runtime.redis, runtime.settings.queuePrefix);
-    const anchor = () => recordAnchor({ db: runtime.db, audit: runtime.audit, log: runtime.log, actor: 'worker', webhook: runtime.settings.anchorWebhook, notifier: runtime.notifier, last });
+    const { anchorEveryMs } = runtime.settings;
+    const anchor = () =>
+      recordAnchor({ db: runtime.db, audit: runtime.audit, log: runtime.log, actor: 'worker', webhook: runtime.settings.anchorWebhook, notifier: runtime.notifier, last, walk: fullWalkDue(Date.now(), anchorEveryMs) ? 'full' : 'since' });
     workers = startWorkers(runtime.engine, runtime.redis, runtime.settings.queuePrefix, runtime.log, options.worker ?? DEFAULT_WORKER_OPTIONS, { anchor });
     housekeeping.schedule({ name: 'reconcile', schedule: options.housekeeping?.reconcile ?? '15s', run: () => runtime.reconcile({ incremental: true }) });
     await housekeeping.runNow('reconcile');

@@ -7,10 +7,23 @@
  * (src/audit-anchor.ts), which writes them where the operator keeps them (the log, a
  * webhook); a later `verify --anchor` proves nothing up to one was removed or rewritten.
  * Anchors of earlier versions (`<seq>:<digest>`, unsigned) are still accepted.
+ *
+ * A walk of the whole log costs what the log holds (~60,000 rows/s here), and the log only
+ * grows (every hand-out is a row), so the anchor job walks only what was appended since a
+ * signed anchor (verifySince), from the heads that anchor pins, found per chain by index
+ * (headsAt), and the whole log once a day.
  */
 import { timingSafeEqual } from 'node:crypto';
 import { type AuditLog, type AuditRow, digestOf, EPOCH_ACTION, GENESIS, settledSeq } from './audit.js';
 import type { Db } from './client.js';
+
+/** A walk that found a row (or the anchor, or its seq) that does not check out. */
+export interface VerifyFailure {
+  ok: false;
+  events: number;
+  seq: bigint;
+  problem: string;
+}
 
 export type VerifyResult =
   | {
@@ -23,9 +36,13 @@ export type VerifyResult =
       /** Whether an `audit.keyed` event pins those rows. */
       unkeyedPinned: boolean;
     }
-  | { ok: false; events: number; seq: bigint; problem: string };
+  | VerifyFailure;
+
+/** What verifySince found: the rows after the anchor it started from check out, and the log's tip, signed. */
+export type SinceResult = { ok: true; events: number; anchor: string } | VerifyFailure;
 
 const ANCHOR = /^(\d+):([0-9a-f]{64})(?::([0-9a-f]{64}))?$/;
+const MALFORMED = 'is the anchor, and it is malformed (not <seq>:<64 hex digits>[:<64 hex digits>])';
 
 /** Checks an anchor's shape. @returns undefined when it is well formed, else what is wrong. */
 export function anchorProblem(anchor: string): string | undefined {
@@ -46,72 +63,137 @@ export async function verifyAudit(db: Db, log: AuditLog, options: { anchor?: str
   const keyId = log.keyId();
   const parsed = options.anchor === undefined ? undefined : ANCHOR.exec(options.anchor);
   // An anchor that is not one is a failure, never a check quietly skipped.
-  if (parsed === null) return { ok: false, events: 0, seq: 0n, problem: 'is the anchor, and it is malformed (not <seq>:<64 hex digits>[:<64 hex digits>])' };
-  const [, anchorSeq, anchorDigest, anchorMac] = parsed ?? [];
+  if (parsed === null) return { ok: false, events: 0, seq: 0n, problem: MALFORMED };
+  const [, anchorSeq, anchorDigest] = parsed ?? [];
   let pendingAnchor = anchorSeq === undefined ? undefined : BigInt(anchorSeq);
-  if (options.signed && pendingAnchor !== undefined && anchorMac === undefined) {
-    return { ok: false, events: 0, seq: pendingAnchor, problem: 'is the anchor, and it carries no signature, which every anchor rekey takes now does (replaced by someone without REKEY_AUDIT_KEY)' };
-  }
-  if (anchorMac !== undefined && !sameHex(anchorMac, log.anchorMac(`${anchorSeq}:${anchorDigest}`))) {
-    return { ok: false, events: 0, seq: pendingAnchor!, problem: 'is the anchor, and its signature does not verify under REKEY_AUDIT_KEY (forged, or taken under another key)' };
-  }
+  const refused = pendingAnchor === undefined ? undefined : signatureProblem(log, parsed!, options.signed ?? false);
+  if (refused) return { ok: false, events: 0, seq: pendingAnchor!, problem: refused };
   const upper = await settledSeq(db);
   const heads = new Map<string, string>();
   const unkeyedHeads = new Map<string, string>();
   let keyedSince: bigint | undefined;
   let unkeyed = 0;
   let unkeyedPinned = false;
-  // No lower bound: sequence numbers are written by whoever inserts, so a row below 1 (0, -5) is read and refused too.
-  let after: bigint | undefined;
   let events = 0;
   const fail = (seq: bigint, problem: string) => ({ ok: false as const, events, seq, problem });
-  const anchorBroken = () => fail(pendingAnchor!, 'is the anchor, and the chains up to it are not what they were when it was taken (events were removed or rewritten)');
+  for await (const row of rowsBetween(db, undefined, upper, batch)) {
+    if (pendingAnchor !== undefined && row.seq > pendingAnchor) {
+      if (digestOf(heads) !== anchorDigest) return fail(pendingAnchor, ANCHOR_BROKEN);
+      pendingAnchor = undefined;
+    }
+    const problem = rowProblem(log, keyId, heads, row, keyedSince === undefined ? undefined : `is not keyed, yet the log is keyed since row ${keyedSince} (written without REKEY_AUDIT_KEY)`);
+    if (problem) return fail(row.seq, problem);
+    if (row.keyId === null) {
+      unkeyed += 1;
+      unkeyedHeads.set(row.chain, row.hash);
+    } else keyedSince ??= row.seq;
+    if (row.keyId !== null && row.action === EPOCH_ACTION) {
+      const pin = row.data as { unkeyed?: number; unkeyedHeads?: string };
+      if (pin.unkeyed !== unkeyed || pin.unkeyedHeads !== digestOf(unkeyedHeads)) {
+        return fail(row.seq, 'pins the rows from before REKEY_AUDIT_KEY, and they are not what they were (rewritten)');
+      }
+      unkeyedPinned = true;
+    }
+    heads.set(row.chain, row.hash);
+    events += 1;
+  }
+  if (pendingAnchor !== undefined && digestOf(heads) !== anchorDigest) return fail(pendingAnchor, ANCHOR_BROKEN);
+  return { ok: true, events, anchor: signedAnchor(log, upper, heads), unkeyed, unkeyedPinned };
+}
+
+/**
+ * Checks what was appended after a signed anchor: its signature, that every chain's head at
+ * its seq (headsAt: an index probe per chain, not a walk) is what it pinned, and every row
+ * after it as verifyAudit checks them, each chain from that head. Rows at or before the anchor
+ * are not read: a row removed from the middle of a chain there, or one slipped in below the
+ * anchor's seq, is found only by a walk of the whole log (verifyAudit). Every row after a
+ * signed anchor must be keyed (the anchor job pins the unkeyed rows before it takes its first).
+ * A malformed anchor, one without a signature or with a signature that does not verify fails,
+ * with the anchor's seq (0 when malformed).
+ * @throws RekeyError REKEY_ERR_CONFIG when REKEY_AUDIT_KEY is not set.
+ */
+export async function verifySince(db: Db, log: AuditLog, anchor: string, options: { batch?: number } = {}): Promise<SinceResult> {
+  const keyId = log.keyId();
+  const parsed = ANCHOR.exec(anchor);
+  if (!parsed) return { ok: false, events: 0, seq: 0n, problem: MALFORMED };
+  const since = BigInt(parsed[1]!);
+  const refused = signatureProblem(log, parsed, true);
+  if (refused) return { ok: false, events: 0, seq: since, problem: refused };
+  const upper = await settledSeq(db);
+  const heads = await headsAt(db, since);
+  if (digestOf(heads) !== parsed[2]) return { ok: false, events: 0, seq: since, problem: ANCHOR_BROKEN };
+  let events = 0;
+  for await (const row of rowsBetween(db, since, upper, options.batch ?? 1000)) {
+    const problem = rowProblem(log, keyId, heads, row, `is not keyed, yet it comes after a signed anchor (row ${since}), which only a keyed log has (written without REKEY_AUDIT_KEY)`);
+    if (problem) return { ok: false, events, seq: row.seq, problem };
+    heads.set(row.chain, row.hash);
+    events += 1;
+  }
+  return { ok: true, events, anchor: signedAnchor(log, upper, heads) };
+}
+
+const ANCHOR_BROKEN = 'is the anchor, and the chains up to it are not what they were when it was taken (events were removed or rewritten)';
+
+/** Why a well-formed anchor is refused before any row is read (no signature where one is required, a signature that does not verify), or undefined. */
+function signatureProblem(log: AuditLog, [, seq, digest, mac]: RegExpExecArray, signed: boolean): string | undefined {
+  if (mac === undefined) return signed ? 'is the anchor, and it carries no signature, which every anchor rekey takes now does (replaced by someone without REKEY_AUDIT_KEY)' : undefined;
+  if (!sameHex(mac, log.anchorMac(`${seq}:${digest}`))) return 'is the anchor, and its signature does not verify under REKEY_AUDIT_KEY (forged, or taken under another key)';
+  return undefined;
+}
+
+/** What is wrong with `row` given each chain's head before it, or undefined; `unkeyed` is what is wrong with an unkeyed row here, if anything. */
+function rowProblem(log: AuditLog, keyId: string, heads: ReadonlyMap<string, string>, row: AuditRow, unkeyed: string | undefined): string | undefined {
+  // seq is a BIGSERIAL from 1: a row below was written by hand, e.g. an unkeyed one slipped in before the first keyed row.
+  if (row.seq < 1n) return 'is numbered below 1, where the log starts (inserted by hand)';
+  if (row.prevHash !== (heads.get(row.chain) ?? GENESIS)) return 'does not follow the row before it (a row was deleted, inserted or reordered)';
+  if (row.keyId === null && unkeyed) return unkeyed;
+  if (row.keyId !== null && row.keyId !== keyId) return `was written under another REKEY_AUDIT_KEY (key id ${row.keyId}; this one is ${keyId})`;
+  if (!sameHex(log.hashOf(row), row.hash)) return 'its content does not match its hash (the row was edited or forged)';
+  return undefined;
+}
+
+/**
+ * The rows after `after` up to `upper`, in order, `batch` at a time; from the first when `after`
+ * is undefined, with no lower bound: sequence numbers are written by whoever inserts, so a row
+ * numbered below 1 (0, -5) is read and refused too.
+ */
+async function* rowsBetween(db: Db, after: bigint | undefined, upper: bigint, batch: number): AsyncGenerator<AuditRow> {
   for (;;) {
     const rows = (await db.auditEvent.findMany({ where: { seq: { ...(after === undefined ? {} : { gt: after }), lte: upper } }, orderBy: { seq: 'asc' }, take: batch })) as AuditRow[];
-    for (const row of rows) {
-      if (pendingAnchor !== undefined && row.seq > pendingAnchor) {
-        if (digestOf(heads) !== anchorDigest) return anchorBroken();
-        pendingAnchor = undefined;
-      }
-      // seq is a BIGSERIAL from 1: a row below was written by hand, e.g. an unkeyed one slipped in before the first keyed row.
-      if (row.seq < 1n) return fail(row.seq, 'is numbered below 1, where the log starts (inserted by hand)');
-      if (row.prevHash !== (heads.get(row.chain) ?? GENESIS)) return fail(row.seq, 'does not follow the row before it (a row was deleted, inserted or reordered)');
-      if (row.keyId === null && keyedSince !== undefined) return fail(row.seq, `is not keyed, yet the log is keyed since row ${keyedSince} (written without REKEY_AUDIT_KEY)`);
-      if (row.keyId !== null && row.keyId !== keyId) return fail(row.seq, `was written under another REKEY_AUDIT_KEY (key id ${row.keyId}; this one is ${keyId})`);
-      if (!sameHex(log.hashOf(row), row.hash)) return fail(row.seq, 'its content does not match its hash (the row was edited or forged)');
-      if (row.keyId === null) {
-        unkeyed += 1;
-        unkeyedHeads.set(row.chain, row.hash);
-      } else keyedSince ??= row.seq;
-      if (row.keyId !== null && row.action === EPOCH_ACTION) {
-        const pin = row.data as { unkeyed?: number; unkeyedHeads?: string };
-        if (pin.unkeyed !== unkeyed || pin.unkeyedHeads !== digestOf(unkeyedHeads)) {
-          return fail(row.seq, 'pins the rows from before REKEY_AUDIT_KEY, and they are not what they were (rewritten)');
-        }
-        unkeyedPinned = true;
-      }
-      heads.set(row.chain, row.hash);
-      after = row.seq;
-      events += 1;
-    }
-    if (rows.length < batch) {
-      if (pendingAnchor !== undefined && digestOf(heads) !== anchorDigest) return anchorBroken();
-      return { ok: true, events, anchor: signedAnchor(log, upper, heads), unkeyed, unkeyedPinned };
-    }
+    yield* rows;
+    if (rows.length < batch) return;
+    after = rows.at(-1)!.seq;
   }
 }
 
 /**
- * A signed anchor of the log as it is now, from the chains' heads (an index walk, not a
+ * Each chain's head at `seq`: its last row at or below it. The chains come from audit_events
+ * itself (a skip over the (chain, seq) index, one probe per chain), not from audit_heads, and
+ * each head is one backward probe of the same index: the cost follows the number of chains, not
+ * of rows (a DISTINCT ON over the table reads every row of it).
+ */
+export async function headsAt(db: Db, seq: bigint): Promise<Map<string, string>> {
+  const rows = await db.$queryRaw<Array<{ chain: string; hash: string }>>`
+    WITH RECURSIVE chains(chain) AS (
+      (SELECT chain FROM audit_events ORDER BY chain LIMIT 1)
+      UNION ALL
+      SELECT (SELECT e.chain FROM audit_events e WHERE e.chain > c.chain ORDER BY e.chain LIMIT 1) FROM chains c WHERE c.chain IS NOT NULL
+    )
+    SELECT c.chain, h.hash FROM chains c
+      CROSS JOIN LATERAL (SELECT e.hash FROM audit_events e WHERE e.chain = c.chain AND e.seq <= ${seq} ORDER BY e.seq DESC LIMIT 1) h
+     WHERE c.chain IS NOT NULL`;
+  return new Map(rows.map((r) => [r.chain, r.hash]));
+}
+
+/**
+ * A signed anchor of the log as it is now, from the chains' heads (headsAt, not a
  * verification): what the anchor job exports. Starts the keyed epoch first when rows from
  * before REKEY_AUDIT_KEY are not pinned yet.
  */
 export async function takeAnchor(db: Db, log: AuditLog, actor: string): Promise<{ anchor: string; seq: bigint }> {
   await pinUnkeyed(db, log, actor);
   const seq = await settledSeq(db);
-  const rows = await db.$queryRaw<Array<{ chain: string; hash: string }>>`
-    SELECT DISTINCT ON (chain) chain, hash FROM audit_events WHERE seq <= ${seq} ORDER BY chain, seq DESC`;
-  return { anchor: signedAnchor(log, seq, new Map(rows.map((r) => [r.chain, r.hash]))), seq };
+  return { anchor: signedAnchor(log, seq, await headsAt(db, seq)), seq };
 }
 
 /** Databases whose unkeyed rows this process has seen pinned (or found none): the check is not repeated. */

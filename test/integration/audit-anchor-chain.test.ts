@@ -2,11 +2,13 @@
  * The anchor job checks the log against the anchor it took last: events removed from the end
  * of a chain (which the chain alone cannot show) are caught by its next run, not only when an
  * operator runs `rekey audit verify --anchor` with an anchor kept somewhere.
+ * Most runs check only what was appended since that anchor (verifySince); a row removed from the
+ * middle of a chain before it is left to the daily full walk.
  * No workers here: the job is called by hand, so no scheduled run races the tampering.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LastAnchor, recordAnchor } from '../../src/audit-anchor.js';
-import { verifyAudit } from '../../src/db/audit-verify.js';
+import { headsAt, takeAnchor, verifyAudit, verifySince } from '../../src/db/audit-verify.js';
 import { createLogger } from '../../src/log.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { runSql } from '../support/isolation.js';
@@ -86,4 +88,68 @@ it('a run that finds no anchor kept says so: a new installation once, or someone
   expect(missing()).toBe(1);
   await recordAnchor(deps);
   expect(missing()).toBe(1);
+});
+
+describe('runs that check only what was appended since the last anchor (walk: since)', () => {
+  const append = async (chain: string, count: number) => {
+    for (let i = 0; i < count; i++) await h.runtime.audit.append(h.runtime.db, { actor: 'test', action: 'test.event', secret: chain, data: { i } });
+  };
+  const deleteRow = (seq: bigint) =>
+    runSql(h.env.databaseUrl, ['ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update', `DELETE FROM audit_events WHERE seq = ${seq}`, 'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update']);
+  const rowsOf = (chain: string) => h.runtime.db.auditEvent.findMany({ where: { chain }, orderBy: { seq: 'asc' } });
+
+  it('reads only the rows after the anchor, from the heads it pins, found per chain as a DISTINCT ON over the table finds them', async () => {
+    await append('since-a', 3);
+    const { anchor } = await takeAnchor(h.runtime.db, h.runtime.audit, 'test');
+    await append('since-a', 2);
+    await append('since-b', 4);
+    const checked = await verifySince(h.runtime.db, h.runtime.audit, anchor);
+    expect(checked).toMatchObject({ ok: true, events: 6 });
+    // headsAt at every seq of the log agrees with the plain query it replaced.
+    const seqs = (await h.runtime.db.auditEvent.findMany({ select: { seq: true }, orderBy: { seq: 'asc' } })).map((r) => r.seq);
+    for (const seq of [0n, ...seqs]) {
+      const plain = await h.runtime.db.$queryRaw<Array<{ chain: string; hash: string }>>`
+        SELECT DISTINCT ON (chain) chain, hash FROM audit_events WHERE seq <= ${seq} ORDER BY chain, seq DESC`;
+      expect(await headsAt(h.runtime.db, seq)).toEqual(new Map(plain.map((r) => [r.chain, r.hash])));
+    }
+  });
+
+  it('leaves a row removed from the middle of a chain before the anchor to the daily full walk, which the job makes when due', async () => {
+    const lines: string[] = [];
+    const log = createLogger('warn', { write: (line: string) => void lines.push(line) });
+    const last = new LastAnchor(h.runtime.redis, h.env.prefix);
+    const deps = { db: h.runtime.db, audit: h.runtime.audit, log, actor: 'test', webhook: undefined, notifier: h.runtime.notifier, last };
+    const failures = () => lines.map((l) => JSON.parse(l) as { msg: string; seq?: string }).filter((l) => l.msg === 'audit log does not verify');
+    await append('since-d', 3);
+    // Full: checks against what the tests before left, then anchors the log as it is. (Before the
+    // test below, whose edits would break every full walk after it.)
+    await recordAnchor(deps);
+    lines.length = 0;
+    const [, middle] = await rowsOf('since-d');
+    await deleteRow(middle!.seq);
+    await recordAnchor({ ...deps, walk: 'since' });
+    expect(failures()).toEqual([]); // not read: it is before the anchor, and not a head there
+    await recordAnchor({ ...deps, walk: 'full' });
+    expect(failures()).toEqual([expect.objectContaining({ seq: String(middle!.seq + 1n) })]);
+  });
+
+  it('catches a chain cut back to before the anchor, an edited row after it, and an anchor not signed under the key', async () => {
+    await append('since-c', 3);
+    const { anchor } = await takeAnchor(h.runtime.db, h.runtime.audit, 'test');
+    await append('since-c', 2);
+    const [, , third] = await rowsOf('since-c');
+    await deleteRow(third!.seq); // the chain's head at the anchor
+    expect(await verifySince(h.runtime.db, h.runtime.audit, anchor)).toMatchObject({ ok: false, seq: BigInt(anchor.split(':')[0]!), problem: expect.stringMatching(/^is the anchor, and the chains up to it are not what they were/) as unknown });
+
+    const { anchor: later } = await takeAnchor(h.runtime.db, h.runtime.audit, 'test');
+    await append('since-c', 1);
+    const [edited] = (await rowsOf('since-c')).slice(-1);
+    await runSql(h.env.databaseUrl, ['ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update', `UPDATE audit_events SET actor = 'someone-else' WHERE seq = ${edited!.seq}`, 'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update']);
+    expect(await verifySince(h.runtime.db, h.runtime.audit, later)).toMatchObject({ ok: false, seq: edited!.seq, problem: expect.stringMatching(/does not match its hash/) as unknown });
+
+    const [seq, digest] = later.split(':');
+    expect(await verifySince(h.runtime.db, h.runtime.audit, `${seq}:${digest}`)).toMatchObject({ ok: false, problem: expect.stringMatching(/carries no signature/) as unknown });
+    expect(await verifySince(h.runtime.db, h.runtime.audit, `${seq}:${digest}:${'0'.repeat(64)}`)).toMatchObject({ ok: false, problem: expect.stringMatching(/signature does not verify/) as unknown });
+    expect(await verifySince(h.runtime.db, h.runtime.audit, 'not an anchor')).toMatchObject({ ok: false, seq: 0n, problem: expect.stringMatching(/malformed/) as unknown });
+  });
 });
