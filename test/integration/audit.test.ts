@@ -145,6 +145,11 @@ it('an anchor from an earlier verify catches rows deleted from the end of a chai
   expect(later.code).toBe(0);
   expect(later.stdout).toContain('anchor matches');
   const anchor = anchorOf(later.stdout);
+  // --since checks only what came after the anchor, from the heads it pins, and prints a fresh one.
+  const since = await rekey(['audit', 'verify', '--since', first], env);
+  expect(since.code).toBe(0);
+  expect(since.stdout).toMatch(new RegExp(`^Audit log intact since row ${first.split(':')[0]}: anchor matches, [1-9]\\d* events after it verified`, 'm'));
+  expect(anchorOf(since.stdout).split(':')[0]).toBe(anchor.split(':')[0]);
 
   // Drop the secret's last three events: what is left is still a valid chain. The head row is
   // moved back too, as a careful attacker would (first, so no append in between follows the
@@ -164,6 +169,12 @@ it('an anchor from an earlier verify catches rows deleted from the end of a chai
   const caught = await rekey(['audit', 'verify', '--anchor', anchor], env);
   expect(caught.code).toBe(1);
   expect(caught.stdout).toContain(`row ${anchor.split(':')[0]} is the anchor, and the chains up to it are not what they were`);
+  const caughtSince = await rekey(['audit', 'verify', '--since', anchor], env);
+  expect(caughtSince.code).toBe(1);
+  expect(caughtSince.stdout).toContain(`row ${anchor.split(':')[0]} is the anchor, and the chains up to it are not what they were`);
+  const both = await rekey(['audit', 'verify', '--anchor', anchor, '--since', anchor], env);
+  expect(both.code).toBe(2);
+  expect(both.stderr).toContain('give one');
   const malformed = await rekey(['audit', 'verify', '--anchor', 'yesterday'], env);
   expect(malformed.code).toBe(2);
   expect(malformed.stderr).toContain('<seq>:<64 hex digits>');

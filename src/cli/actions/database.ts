@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { loadConfigFile } from '../../config/load.js';
 import { isEmpty } from '../../config/plan.js';
-import { anchorProblem, verifyAudit } from '../../db/audit-verify.js';
+import { anchorProblem, verifyAudit, verifySince } from '../../db/audit-verify.js';
 import { grantRuntimeRole, runtimeGrants, userOf } from '../../db/grants.js';
 import { ensureDatabase, migrate } from '../../db/migrate.js';
 import { formatRotationMetadata, writeRotationMetadata } from '../../events/rotation-metadata.js';
@@ -79,24 +79,29 @@ export async function apply(ctx: CliContext, options: { file: string; dryRun?: b
 }
 
 /** Every provider's entry: this imports every provider module (and its SDK). */
-export async function auditVerify(ctx: CliContext, options: { anchor?: string; json?: boolean }, command: Command): Promise<void> {
-  const problem = options.anchor === undefined ? undefined : anchorProblem(options.anchor);
+export async function auditVerify(ctx: CliContext, options: { anchor?: string; since?: string; json?: boolean }, command: Command): Promise<void> {
+  if (options.anchor !== undefined && options.since !== undefined) command.error('rekey audit verify: --anchor and --since are two ways to check; give one', { exitCode: 2 });
+  const given = options.anchor ?? options.since;
+  const problem = given === undefined ? undefined : anchorProblem(given);
   if (problem) command.error(`rekey audit verify: ${problem}`, { exitCode: 2 });
   await withRuntime(ctx, async (runtime) => {
-    const result = await verifyAudit(runtime.db, runtime.audit, { anchor: options.anchor });
+    const since = options.since;
+    const whole = since === undefined ? await verifyAudit(runtime.db, runtime.audit, { anchor: options.anchor }) : undefined;
+    const result = whole ?? (await verifySince(runtime.db, runtime.audit, since!));
     if (options.json) ctx.out(JSON.stringify({ ...result, seq: 'seq' in result ? result.seq.toString() : undefined }));
-    else if (result.ok) {
-      ctx.out(`Audit log intact: ${result.events} events, hash chain verified${options.anchor ? ', anchor matches' : ''}.`);
-      if (result.unkeyed) {
+    else if (!result.ok) ctx.out(`Audit log TAMPERED: row ${result.seq} ${result.problem} (${result.events} rows before it verified).`);
+    else {
+      if (since !== undefined) ctx.out(`Audit log intact since row ${since.split(':')[0]}: anchor matches, ${result.events} events after it verified (rows before it not walked).`);
+      else ctx.out(`Audit log intact: ${result.events} events, hash chain verified${options.anchor ? ', anchor matches' : ''}.`);
+      if (whole?.ok && whole.unkeyed) {
         ctx.out(
-          result.unkeyedPinned
-            ? `${result.unkeyed} events from before REKEY_AUDIT_KEY are pinned by the audit.keyed event.`
-            : `${result.unkeyed} events from before REKEY_AUDIT_KEY are not pinned yet (the first anchor job pins them); only anchors taken before vouch for them.`,
+          whole.unkeyedPinned
+            ? `${whole.unkeyed} events from before REKEY_AUDIT_KEY are pinned by the audit.keyed event.`
+            : `${whole.unkeyed} events from before REKEY_AUDIT_KEY are not pinned yet (the first anchor job pins them); only anchors taken before vouch for them.`,
         );
       }
-      ctx.out(`Anchor: ${result.anchor} (keep it outside the database; pass it to --anchor later)`);
+      ctx.out(`Anchor: ${result.anchor} (keep it outside the database; pass it to --anchor or --since later)`);
     }
-    else ctx.out(`Audit log TAMPERED: row ${result.seq} ${result.problem} (${result.events} rows before it verified).`);
     if (!result.ok) throw new ExitCode(1);
   });
 }

@@ -37,6 +37,7 @@ export function registerDatabaseCommands(program: Command, ctx: CliContext): voi
     .command('verify')
     .description('Check the audit log chains (HMAC under REKEY_AUDIT_KEY); exits 1 and names the first bad row on tampering')
     .option('--anchor <anchor>', 'an anchor an earlier verify or the anchor job printed: also prove no event up to it was removed')
+    .option('--since <anchor>', 'check only what was appended after that (signed) anchor, from the chain heads it pins: fast on a large log, but a row removed from the middle of a chain before it is found only by a whole walk')
     .option('--json', 'print the result as JSON')
-    .action(async (options: { anchor?: string; json?: boolean }, command: Command) => (await actions()).auditVerify(ctx, options, command));
+    .action(async (options: { anchor?: string; since?: string; json?: boolean }, command: Command) => (await actions()).auditVerify(ctx, options, command));
 }
