@@ -6,12 +6,14 @@
  */
 import { z } from 'zod';
 import { STORE_FINDINGS, type StoreCheckResult } from '../core/sync.js';
-import { anchorProblem, verifyAudit } from '../db/audit-verify.js';
+import { anchorProblem, verifyAudit, verifySince } from '../db/audit-verify.js';
 import { ApiProblem } from './problems.js';
 import { positiveInt, route, secretParams } from './route.js';
 
 const verifyResult = z.union([
   z.object({ ok: z.literal(true), events: z.number().int(), anchor: z.string(), unkeyed: z.number().int(), unkeyedPinned: z.boolean() }),
+  // With `since`: the rows after that anchor verified (the rows before it not walked).
+  z.object({ ok: z.literal(true), events: z.number().int(), anchor: z.string(), since: z.string() }),
   z.object({ ok: z.literal(false), events: z.number().int(), seq: z.string(), problem: z.string() }),
 ]);
 
@@ -137,15 +139,22 @@ export const actionRoutes = [
     method: 'POST',
     path: '/audit/verify',
     operationId: 'verifyAudit',
-    summary: 'Check the audit log\'s HMAC chains (and, with `anchor`, that nothing up to it was removed); answers a fresh signed anchor',
+    summary:
+      'Check the audit log\'s HMAC chains (and, with `anchor`, that nothing up to it was removed; with `since` instead, only what was appended after that signed anchor, from the chain heads it pins); answers a fresh signed anchor',
     scope: 'admin',
     reach: 'all',
     action: true,
-    body: z.object({ anchor: z.string().max(200).optional() }).strict(),
+    body: z.object({ anchor: z.string().max(200).optional(), since: z.string().max(200).optional() }).strict(),
     response: verifyResult,
     handler: async ({ runtime, body }) => {
-      const problem = body.anchor === undefined ? undefined : anchorProblem(body.anchor);
+      if (body.anchor !== undefined && body.since !== undefined) throw new ApiProblem('REKEY_API_INVALID_REQUEST', '`anchor` and `since` are two ways to check; give one');
+      const given = body.anchor ?? body.since;
+      const problem = given === undefined ? undefined : anchorProblem(given);
       if (problem) throw new ApiProblem('REKEY_API_INVALID_REQUEST', problem);
+      if (body.since !== undefined) {
+        const result = await verifySince(runtime.db, runtime.audit, body.since);
+        return result.ok ? { ...result, since: body.since.split(':')[0]! } : { ...result, seq: result.seq.toString() };
+      }
       const result = await verifyAudit(runtime.db, runtime.audit, body.anchor === undefined ? {} : { anchor: body.anchor });
       return result.ok ? result : { ...result, seq: result.seq.toString() };
     },

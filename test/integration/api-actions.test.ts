@@ -205,6 +205,11 @@ describe('drift check and audit verify', () => {
     expect(answer.json.events).toBeGreaterThan(20);
     expect((await post('/audit/verify', admin, { body: { anchor: answer.json.anchor } })).json.ok).toBe(true);
     expect((await post('/audit/verify', admin, { body: { anchor: 'nonsense' } })).json.code).toBe('REKEY_API_INVALID_REQUEST');
+    // `since`: only what was appended after the anchor (nothing here but the calls' own audit events).
+    const since = await post('/audit/verify', admin, { body: { since: answer.json.anchor } });
+    expect(since.json).toMatchObject({ ok: true, since: String(answer.json.anchor).split(':')[0] });
+    expect(since.json.events).toBeLessThan(answer.json.events as number);
+    expect((await post('/audit/verify', admin, { body: { since: answer.json.anchor, anchor: answer.json.anchor } })).json.code).toBe('REKEY_API_INVALID_REQUEST');
     expect((await apiEvents('api.verifyAudit')).length).toBeGreaterThanOrEqual(2);
   });
 });
