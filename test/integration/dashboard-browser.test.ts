@@ -213,7 +213,13 @@ describe('the dashboard in Chromium', () => {
     await expect.poll(() => page.evaluate<boolean>(filtered), WAIT).toBe(true);
     await page.click('#verify-audit');
     await page.waitForSelector('.verify .notice-ok:has-text("Verified")', WAIT);
-    expect(await page.textContent('.verify .anchor')).toMatch(/\S{20,}/);
+    const anchor = (await page.textContent('.verify .anchor'))!;
+    expect(anchor).toMatch(/^\d+:[0-9a-f]{64}:[0-9a-f]{64}$/);
+    // Only what came after that anchor: the API's `since`.
+    await page.fill('input[name=anchor]', anchor);
+    await page.check('#verify-since');
+    await page.click('#verify-audit');
+    await page.waitForSelector(`.verify .notice-ok:has-text("after the anchor (event ${anchor.split(':')[0]})")`, WAIT);
     await shot('audit');
   });
 
