@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { STORE_FINDINGS, type StoreCheckResult } from '../core/sync.js';
-import { anchorProblem, verifyAudit, verifySince } from '../db/audit-verify.js';
+import { requestProblem, verifyAudit, verifySince } from '../db/audit-verify.js';
 import { ApiProblem } from './problems.js';
 import { positiveInt, route, secretParams } from './route.js';
 
@@ -147,9 +147,7 @@ export const actionRoutes = [
     body: z.object({ anchor: z.string().max(200).optional(), since: z.string().max(200).optional() }).strict(),
     response: verifyResult,
     handler: async ({ runtime, body }) => {
-      if (body.anchor !== undefined && body.since !== undefined) throw new ApiProblem('REKEY_API_INVALID_REQUEST', '`anchor` and `since` are two ways to check; give one');
-      const given = body.anchor ?? body.since;
-      const problem = given === undefined ? undefined : anchorProblem(given);
+      const problem = requestProblem(body);
       if (problem) throw new ApiProblem('REKEY_API_INVALID_REQUEST', problem);
       if (body.since !== undefined) {
         const result = await verifySince(runtime.db, runtime.audit, body.since);

@@ -45,9 +45,16 @@ export type SinceResult = { ok: true; events: number; anchor: string } | VerifyF
 const ANCHOR = /^(\d+):([0-9a-f]{64})(?::([0-9a-f]{64}))?$/;
 const MALFORMED = 'is the anchor, and it is malformed (not <seq>:<64 hex digits>[:<64 hex digits>])';
 
-/** Checks an anchor's shape. @returns undefined when it is well formed, else what is wrong. */
-export function anchorProblem(anchor: string): string | undefined {
-  return ANCHOR.test(anchor) ? undefined : 'an anchor is <seq>:<64 hex digits>[:<64 hex digits>], as `rekey audit verify` and the anchor job print it';
+/**
+ * Checks a verify request (`rekey audit verify`, the admin API): at most one of `anchor` (check
+ * up to it, verifyAudit) and `since` (check after it, verifySince), and that one well formed.
+ * @returns undefined when it can be run, else what is wrong.
+ */
+export function requestProblem(request: { anchor?: string; since?: string }): string | undefined {
+  if (request.anchor !== undefined && request.since !== undefined) return '`anchor` and `since` are two ways to check; give one';
+  const given = request.anchor ?? request.since;
+  if (given === undefined || ANCHOR.test(given)) return undefined;
+  return 'an anchor is <seq>:<64 hex digits>[:<64 hex digits>], as `rekey audit verify` and the anchor job print it';
 }
 
 /**

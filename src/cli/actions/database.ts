@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { loadConfigFile } from '../../config/load.js';
 import { isEmpty } from '../../config/plan.js';
-import { anchorProblem, verifyAudit, verifySince } from '../../db/audit-verify.js';
+import { requestProblem, verifyAudit, verifySince } from '../../db/audit-verify.js';
 import { grantRuntimeRole, runtimeGrants, userOf } from '../../db/grants.js';
 import { ensureDatabase, migrate } from '../../db/migrate.js';
 import { formatRotationMetadata, writeRotationMetadata } from '../../events/rotation-metadata.js';
@@ -80,9 +80,7 @@ export async function apply(ctx: CliContext, options: { file: string; dryRun?: b
 
 /** Every provider's entry: this imports every provider module (and its SDK). */
 export async function auditVerify(ctx: CliContext, options: { anchor?: string; since?: string; json?: boolean }, command: Command): Promise<void> {
-  if (options.anchor !== undefined && options.since !== undefined) command.error('rekey audit verify: --anchor and --since are two ways to check; give one', { exitCode: 2 });
-  const given = options.anchor ?? options.since;
-  const problem = given === undefined ? undefined : anchorProblem(given);
+  const problem = requestProblem(options);
   if (problem) command.error(`rekey audit verify: ${problem}`, { exitCode: 2 });
   await withRuntime(ctx, async (runtime) => {
     const since = options.since;
