@@ -20,6 +20,10 @@ beforeAll(async () => {
 });
 afterAll(() => h?.stop());
 
+/** Runs `statements` as the table's owner with the append-only trigger off: what an attacker holding the owner role can do. */
+const asOwner = (...statements: string[]) =>
+  runSql(h.env.databaseUrl, ['ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update', ...statements, 'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update']);
+
 it('a run of the anchor job catches events removed since its last anchor, and names that anchor', async () => {
   const lines: string[] = [];
   const log = createLogger('warn', { write: (line: string) => void lines.push(line) });
@@ -32,11 +36,7 @@ it('a run of the anchor job catches events removed since its last anchor, and na
   expect(again.seq).toBe(first.seq);
 
   const [tail] = await h.runtime.db.auditEvent.findMany({ where: { chain: 'tampered' }, orderBy: { seq: 'desc' }, take: 1 });
-  await runSql(h.env.databaseUrl, [
-    'ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update',
-    `DELETE FROM audit_events WHERE seq = ${tail!.seq}`,
-    'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update',
-  ]);
+  await asOwner(`DELETE FROM audit_events WHERE seq = ${tail!.seq}`);
   await recordAnchor(deps);
   expect(failures()).toEqual([expect.objectContaining({ seq: again.seq, problem: expect.stringMatching(/^is the anchor, and the chains up to it are not what they were/) as unknown })]);
   // The alarm is raised once: the run after it checks against the anchor of the log as it is now.
@@ -57,11 +57,7 @@ it('a kept anchor replaced by one without a signature (or by anything else) is a
   // Someone with the database and Redis but not REKEY_AUDIT_KEY removes the chain's last event and
   // keeps, in the anchor's place, one of the log as it is now: the digest anyone can compute, no signature.
   const [tail] = await h.runtime.db.auditEvent.findMany({ where: { chain: 'rewound' }, orderBy: { seq: 'desc' }, take: 1 });
-  await runSql(h.env.databaseUrl, [
-    'ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update',
-    `DELETE FROM audit_events WHERE seq = ${tail!.seq}`,
-    'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update',
-  ]);
+  await asOwner(`DELETE FROM audit_events WHERE seq = ${tail!.seq}`);
   const now = await verifyAudit(h.runtime.db, h.runtime.audit);
   expect(now.ok).toBe(true); // the chain alone cannot show it
   const unsigned = now.ok ? now.anchor.split(':').slice(0, 2).join(':') : '';
@@ -94,8 +90,7 @@ describe('runs that check only what was appended since the last anchor (walk: si
   const append = async (chain: string, count: number) => {
     for (let i = 0; i < count; i++) await h.runtime.audit.append(h.runtime.db, { actor: 'test', action: 'test.event', secret: chain, data: { i } });
   };
-  const deleteRow = (seq: bigint) =>
-    runSql(h.env.databaseUrl, ['ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update', `DELETE FROM audit_events WHERE seq = ${seq}`, 'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update']);
+  const deleteRow = (seq: bigint) => asOwner(`DELETE FROM audit_events WHERE seq = ${seq}`);
   const rowsOf = (chain: string) => h.runtime.db.auditEvent.findMany({ where: { chain }, orderBy: { seq: 'asc' } });
 
   it('reads only the rows after the anchor, from the heads it pins, found per chain as a DISTINCT ON over the table finds them', async () => {
@@ -144,7 +139,7 @@ describe('runs that check only what was appended since the last anchor (walk: si
     const { anchor: later } = await takeAnchor(h.runtime.db, h.runtime.audit, 'test');
     await append('since-c', 1);
     const [edited] = (await rowsOf('since-c')).slice(-1);
-    await runSql(h.env.databaseUrl, ['ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update', `UPDATE audit_events SET actor = 'someone-else' WHERE seq = ${edited!.seq}`, 'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update']);
+    await asOwner(`UPDATE audit_events SET actor = 'someone-else' WHERE seq = ${edited!.seq}`);
     expect(await verifySince(h.runtime.db, h.runtime.audit, later)).toMatchObject({ ok: false, seq: edited!.seq, problem: expect.stringMatching(/does not match its hash/) as unknown });
 
     const [seq, digest] = later.split(':');
