@@ -13,14 +13,14 @@ import { DeliveryCache } from '../../src/delivery/cache.js';
 const call = { signal: new AbortController().signal };
 const live = (versionId: string): LiveValue[] => [{ versionId, value: SecretValue.of(`value of ${versionId}`) }];
 
-/** Each read of the source waits until the test answers it. */
+/** Each read of the source waits until the test answers it (an Error: the read fails). */
 function source() {
-  const reads: Array<(values: LiveValue[]) => void> = [];
+  const reads: Array<(answer: LiveValue[] | Error) => void> = [];
   const cache = new DeliveryCache(
     {
       current: () => Promise.resolve(undefined),
       signing: () => Promise.resolve(undefined),
-      live: () => new Promise<LiveValue[]>((resolve) => reads.push(resolve)),
+      live: () => new Promise<LiveValue[]>((resolve, reject) => reads.push((answer) => (answer instanceof Error ? reject(answer) : resolve(answer)))),
     },
     5000,
   );
@@ -115,27 +115,18 @@ it('rechecks live values at once, one read at a time and at most once a second, 
 });
 
 it('answers a recheck whose read fails with the held values, and rechecks a secret the change feed dropped with the read it makes anyway', async () => {
-  let fail = false;
-  const reads: string[] = [];
-  const cache = new DeliveryCache(
-    {
-      current: () => Promise.resolve(undefined),
-      signing: () => Promise.resolve(undefined),
-      live: () => {
-        reads.push('read');
-        return fail ? Promise.reject(new Error('store down')) : Promise.resolve(live(`v${reads.length}`));
-      },
-    },
-    5000,
-  );
-  const ids = async (recheck: boolean) => (await cache.live('s', call, recheck)).map((v) => v.versionId);
-  expect(await ids(false)).toEqual(['v1']);
-  fail = true;
-  expect(await ids(true)).toEqual(['v1']);
-  expect(await ids(true)).toEqual(['v1']); // one failed recheck is enough until the entry expires or is dropped
+  const { cache, reads, ids, rechecked } = source();
+  const first = ids();
+  reads[0]!(live('v1'));
+  await first;
+  const failed = rechecked();
+  reads[1]!(new Error('store down'));
+  expect(await failed).toEqual(['v1']);
+  expect(await rechecked()).toEqual(['v1']); // one failed recheck is enough until the entry expires or is dropped
   expect(reads).toHaveLength(2);
-  fail = false;
   cache.forget('s');
-  expect(await ids(true)).toEqual(['v3']); // no entry: one read, as for any request
+  const fresh = rechecked(); // no entry: one read, as for any request
   expect(reads).toHaveLength(3);
+  reads[2]!(live('v3'));
+  expect(await fresh).toEqual(['v3']);
 });
