@@ -1,21 +1,13 @@
 /**
- * Actions: rotate now, revoke a version, decommission, re-run a drift check, verify the audit
- * log. Each goes through the engine or the function the CLI uses for the same thing, acting as
+ * Actions: rotate now, revoke a version, decommission, re-run a drift check (verifying the
+ * audit log: ./verifications.ts). Each goes through the engine or the function the CLI uses for the same thing, acting as
  * the caller (`token:<name>` in the audit log), and is answered again for a retried
  * `Idempotency-Key` (src/api/routes.ts).
  */
 import { z } from 'zod';
 import { STORE_FINDINGS, type StoreCheckResult } from '../core/sync.js';
-import { requestProblem, verifyAudit, verifySince } from '../db/audit-verify.js';
 import { ApiProblem } from './problems.js';
 import { positiveInt, route, secretParams } from './route.js';
-
-const verifyResult = z.union([
-  z.object({ ok: z.literal(true), events: z.number().int(), anchor: z.string(), unkeyed: z.number().int(), unkeyedPinned: z.boolean() }),
-  // With `since`: the rows after that anchor verified (the rows before it not walked).
-  z.object({ ok: z.literal(true), events: z.number().int(), anchor: z.string(), since: z.string() }),
-  z.object({ ok: z.literal(false), events: z.number().int(), seq: z.string(), problem: z.string() }),
-]);
 
 /**
  * The store check's finding for the secret (src/core/store-drift.ts): ids, numbers and states. Null when its store was
@@ -133,28 +125,6 @@ export const actionRoutes = [
       const store = checked ? storeAnswer(checked) : null;
       const storeInSync = !store || (store.found === 'in-sync' && !store.error);
       return { inSync: storeInSync && targets.every((t) => !t.error && !t.missing.length && !t.unwanted.length), targets, store };
-    },
-  }),
-  route({
-    method: 'POST',
-    path: '/audit/verify',
-    operationId: 'verifyAudit',
-    summary:
-      'Check the audit log\'s HMAC chains (and, with `anchor`, that nothing up to it was removed; with `since` instead, only what was appended after that signed anchor, from the chain heads it pins); answers a fresh signed anchor',
-    scope: 'admin',
-    reach: 'all',
-    action: true,
-    body: z.object({ anchor: z.string().max(200).optional(), since: z.string().max(200).optional() }).strict(),
-    response: verifyResult,
-    handler: async ({ runtime, body }) => {
-      const problem = requestProblem(body);
-      if (problem) throw new ApiProblem('REKEY_API_INVALID_REQUEST', problem);
-      if (body.since !== undefined) {
-        const result = await verifySince(runtime.db, runtime.audit, body.since);
-        return result.ok ? { ...result, since: body.since.split(':')[0]! } : { ...result, seq: result.seq.toString() };
-      }
-      const result = await verifyAudit(runtime.db, runtime.audit, body.anchor === undefined ? {} : { anchor: body.anchor });
-      return result.ok ? result : { ...result, seq: result.seq.toString() };
     },
   }),
 ];

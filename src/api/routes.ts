@@ -17,6 +17,7 @@ import { Authenticator } from './auth.js';
 import { sessionsOf } from './sessions.js';
 import { claim, IDEMPOTENCY_KEY_PATTERN, release, requestHash, settle } from './idempotency.js';
 import { actionRoutes } from './actions.js';
+import { verificationRoutes, verificationsOf } from './verifications.js';
 import { openapiRoute } from './openapi.js';
 import { historyRoutes } from './read-history.js';
 import { keyRoutes } from './keys.js';
@@ -25,11 +26,13 @@ import { ApiProblem, sendProblem, type ProblemCode } from './problems.js';
 import { API_PREFIX, type ApiRoute, type Caller } from './route.js';
 
 /** Every operation of the API; the OpenAPI document is generated from this list. */
-export const apiRoutes: readonly ApiRoute[] = [...secretRoutes, ...historyRoutes, ...actionRoutes, ...keyRoutes, openapiRoute(() => apiRoutes)];
+export const apiRoutes: readonly ApiRoute[] = [...secretRoutes, ...historyRoutes, ...actionRoutes, ...verificationRoutes, ...keyRoutes, openapiRoute(() => apiRoutes)];
 
 export const adminApiRoutes: RouteModule = async (app: FastifyInstance, runtime: Runtime, { admission }) => {
   const auth = new Authenticator(runtime.db, admission, sessionsOf(runtime));
   const log = runtime.log.child({ component: 'api' });
+  // Background audit verifications stop (between two batches) when the server does.
+  app.addHook('onClose', () => verificationsOf(runtime).close());
   await app.register(
     (api, _options, done) => {
       api.addHook('onRequest', auth.hook);

@@ -42,6 +42,36 @@ export type VerifyResult =
 /** What verifySince found: the rows after the anchor it started from check out, and the log's tip, signed. */
 export type SinceResult = { ok: true; events: number; anchor: string } | VerifyFailure;
 
+/** How far a walk has come: `events` rows checked, the last at `seq`, of the rows after `from` up to `upper` (the settled seq when it started). */
+export interface WalkProgress {
+  events: number;
+  seq: bigint;
+  from: bigint;
+  upper: bigint;
+}
+
+/**
+ * A walk's pace: the share of its seq range behind it (sequence numbers have gaps, so an
+ * estimate), rows checked per second, and the seconds left at that rate (undefined before any).
+ */
+export function walkPace(walked: WalkProgress, elapsedMs: number): { share: number; perSecond: number; secondsLeft: number | undefined } {
+  const span = Number(walked.upper - walked.from);
+  const share = span > 0 ? Math.min(1, Number(walked.seq - walked.from) / span) : 1;
+  const perSecond = walked.events / Math.max(0.001, elapsedMs / 1000);
+  const seconds = elapsedMs / 1000;
+  return { share, perSecond, secondsLeft: share > 0 ? (seconds / share) * (1 - share) : undefined };
+}
+
+/** What both walks take besides their anchor. */
+export interface WalkOptions {
+  /** Rows read at a time. @defaultValue 1000 */
+  batch?: number;
+  /** Told after every batch of rows checked (and never after the last row: the result says that). */
+  progress?: (walked: WalkProgress) => void;
+  /** Stops the walk between batches: it rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
 const ANCHOR = /^(\d+):([0-9a-f]{64})(?::([0-9a-f]{64}))?$/;
 const MALFORMED = 'is the anchor, and it is malformed (not <seq>:<64 hex digits>[:<64 hex digits>])';
 
@@ -66,7 +96,7 @@ export function requestProblem(request: { anchor?: string; since?: string }): st
  * anyone who can read the database could have made. A malformed anchor fails, seq 0.
  * @throws RekeyError REKEY_ERR_CONFIG when REKEY_AUDIT_KEY is not set.
  */
-export async function verifyAudit(db: Db, log: AuditLog, options: { anchor?: string; signed?: boolean; batch?: number } = {}): Promise<VerifyResult> {
+export async function verifyAudit(db: Db, log: AuditLog, options: WalkOptions & { anchor?: string; signed?: boolean } = {}): Promise<VerifyResult> {
   const batch = options.batch ?? 1000;
   const keyId = log.keyId();
   const parsed = options.anchor === undefined ? undefined : ANCHOR.exec(options.anchor);
@@ -84,7 +114,7 @@ export async function verifyAudit(db: Db, log: AuditLog, options: { anchor?: str
   let unkeyedPinned = false;
   let events = 0;
   const fail = (seq: bigint, problem: string) => ({ ok: false as const, events, seq, problem });
-  for await (const row of rowsBetween(db, undefined, upper, batch)) {
+  for await (const row of rowsBetween(db, undefined, upper, batch, walked(options, 0n, upper, () => events))) {
     if (pendingAnchor !== undefined && row.seq > pendingAnchor) {
       if (digestOf(heads) !== anchorDigest) return fail(pendingAnchor, ANCHOR_BROKEN);
       pendingAnchor = undefined;
@@ -120,7 +150,7 @@ export async function verifyAudit(db: Db, log: AuditLog, options: { anchor?: str
  * with the anchor's seq (0 when malformed).
  * @throws RekeyError REKEY_ERR_CONFIG when REKEY_AUDIT_KEY is not set.
  */
-export async function verifySince(db: Db, log: AuditLog, anchor: string, options: { batch?: number } = {}): Promise<SinceResult> {
+export async function verifySince(db: Db, log: AuditLog, anchor: string, options: WalkOptions = {}): Promise<SinceResult> {
   const keyId = log.keyId();
   const parsed = ANCHOR.exec(anchor);
   if (!parsed) return { ok: false, events: 0, seq: 0n, problem: MALFORMED };
@@ -131,7 +161,7 @@ export async function verifySince(db: Db, log: AuditLog, anchor: string, options
   const heads = await headsAt(db, since);
   if (digestOf(heads) !== parsed[2]) return { ok: false, events: 0, seq: since, problem: ANCHOR_BROKEN };
   let events = 0;
-  for await (const row of rowsBetween(db, since, upper, options.batch ?? 1000)) {
+  for await (const row of rowsBetween(db, since, upper, options.batch ?? 1000, walked(options, since, upper, () => events))) {
     const problem = rowProblem(log, keyId, heads, row, `is not keyed, yet it comes after a signed anchor (row ${since}), which only a keyed log has (written without REKEY_AUDIT_KEY)`);
     if (problem) return { ok: false, events, seq: row.seq, problem };
     heads.set(row.chain, row.hash);
@@ -171,8 +201,9 @@ const WALK_AFTER = statement('audit_walk_after', `SELECT ${COLUMNS} FROM audit_e
  * numbered below 1 (0, -5) is read and refused too. Named statements on the pool (src/db/sql.ts:
  * Prisma's row mapping took twice the read's time), and the next batch is read while the caller
  * checks this one, so a walk costs about the larger of the reads and the MACs, not their sum.
+ * `between` is called after each full batch has been checked, with its last seq.
  */
-async function* rowsBetween(db: Db, after: bigint | undefined, upper: bigint, batch: number): AsyncGenerator<AuditRow> {
+async function* rowsBetween(db: Db, after: bigint | undefined, upper: bigint, batch: number, between: (seq: bigint) => void): AsyncGenerator<AuditRow> {
   const runner = sql(db);
   const read = (from: bigint | undefined) => {
     const rows = from === undefined ? runner.rows<WalkedRow>(WALK_FROM_START, [upper.toString(), batch]) : runner.rows<WalkedRow>(WALK_AFTER, [from.toString(), upper.toString(), batch]);
@@ -187,7 +218,16 @@ async function* rowsBetween(db: Db, after: bigint | undefined, upper: bigint, ba
     if (rows.length === batch) next = read(rows.at(-1)!.seq);
     yield* rows;
     if (rows.length < batch) return;
+    between(rows.at(-1)!.seq);
   }
+}
+
+/** What rowsBetween calls between two batches: stop when the walk's signal says so, else tell its progress. */
+function walked(options: WalkOptions, from: bigint, upper: bigint, events: () => number): (seq: bigint) => void {
+  return (seq) => {
+    options.signal?.throwIfAborted();
+    options.progress?.({ events: events(), seq, from, upper });
+  };
 }
 
 type WalkedRow = Omit<AuditRow, 'seq'> & { seq: string };

@@ -21,7 +21,7 @@
  * cannot be rewritten afterwards either; until then only anchors taken before the upgrade
  * vouch for them. See src/db/audit-verify.ts.
  */
-import { createHash, createHmac, createSecretKey, type KeyObject } from 'node:crypto';
+import { createHash, createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import { decodeKey } from '../core/fingerprint.js';
 import type { JsonObject, JsonValue } from '../core/ports.js';
 import type { SecretValue } from '../core/secret-value.js';
@@ -180,6 +180,17 @@ export class AuditLog {
   /** The MAC that signs an anchor's `<seq>:<digest>`. */
   anchorMac(body: string): string {
     return createHmac('sha256', this.key()).update(`rekey-audit-anchor:${body}`).digest('hex');
+  }
+
+  /** The seal of what rekey keeps about the log outside PostgreSQL (an audit verification's record in Redis): an HMAC apart from anchors' (another prefix), so neither stands for the other. */
+  sealOf(body: string): string {
+    return createHmac('sha256', this.key()).update(`rekey-audit-record:${body}`).digest('hex');
+  }
+
+  sealMatches(body: string, seal: string): boolean {
+    const expected = Buffer.from(this.sealOf(body));
+    const given = Buffer.from(seal);
+    return given.length === expected.length && timingSafeEqual(given, expected);
   }
 }
 

@@ -1,9 +1,51 @@
 /** The audit log: filtered by secret, action, actor and time, paged back; verifying its chains (admin) with an anchor. */
-import { allows, api, type AuditEvent, type Me, type Page, segment } from '../api.js';
+import { allows, api, ApiError, type AuditEvent, type Me, type Page, segment } from '../api.js';
 import { fill, h, notice, table } from '../dom.js';
 import type { View } from '../main.js';
 
-type Verified = { ok: true; events: number; anchor: string; since?: string } | { ok: false; events: number; seq: string; problem: string };
+/** An audit verification as the API answers it (POST/GET /audit/verifications): the walk runs on the server, in the background. */
+interface Verification {
+  id: string;
+  state: 'running' | 'passed' | 'failed' | 'error' | 'stopped' | 'abandoned' | 'tampered';
+  startedBy: string | null;
+  startedAt: string | null;
+  progress: { events: number; seq: string; upper: string; share: number; perSecond: number; secondsLeft: number | null } | null;
+  result: { ok: true; events: number; anchor: string; since?: string } | { ok: false; events: number; seq: string; problem: string } | null;
+  error: string | null;
+}
+
+/** How often a running verification is asked how far it has come. */
+const FOLLOW_EVERY_MS = 1000;
+
+const count = (n: number) => n.toLocaleString();
+
+/** What a verification's state says, as the status card shows it. */
+function verificationStatus(v: Verification): HTMLElement {
+  const r = v.result;
+  if (v.state === 'running') {
+    const p = v.progress;
+    const left = p?.secondsLeft == null ? '' : `, about ${Math.ceil(p.secondsLeft)} s left`;
+    return h(
+      'div',
+      { class: 'notice notice-ok', role: 'status' },
+      h('progress', { max: '1', value: String(p?.share ?? 0) }),
+      p ? ` Verifying: ${count(p.events)} events checked, up to event ${p.seq} of ${p.upper} (${Math.floor(p.share * 100)}%), ${count(Math.round(p.perSecond))}/s${left}` : ' Verifying: starting',
+    );
+  }
+  if (v.state === 'passed' && r?.ok) {
+    return h(
+      'div',
+      { class: 'notice notice-ok', role: 'status' },
+      r.since ? `Verified ${r.events} events after the anchor (event ${r.since}). Anchor: ` : `Verified ${r.events} events. Anchor (keep it to prove later that nothing up to here was removed): `,
+      h('code', { class: 'anchor' }, r.anchor),
+    );
+  }
+  if (v.state === 'failed' && r && !r.ok) return notice(`Verification failed at event ${r.seq}: ${r.problem}`);
+  if (v.state === 'error') return notice(`The verification could not finish: ${v.error ?? 'unknown error'}. Run it again.`);
+  if (v.state === 'stopped') return notice('The verification stopped: its server shut down. Run it again.');
+  if (v.state === 'abandoned') return notice('The verification was abandoned: its server stopped reporting (it restarted or died). Run it again.');
+  return notice('The record of this verification in Redis was altered (its seal does not verify): nothing of it can be shown. Run it again, and find out who can write to Redis.');
+}
 
 export function auditTable(events: AuditEvent[], withSecret = true): HTMLElement {
   const columns = ['Seq', 'At', 'Actor', 'Action', ...(withSecret ? ['Secret'] : []), 'Details'];
@@ -61,27 +103,32 @@ export function auditView(me: Me): View {
   // A large log takes minutes to walk whole; what came after an anchor takes seconds (a row removed before it needs the whole walk).
   const sinceOnly = h('input', { type: 'checkbox', id: 'verify-since' });
   const verify = h('button', { type: 'button', id: 'verify-audit' }, 'Verify the audit log');
+  const failed = (error: unknown) => {
+    verify.disabled = false;
+    fill(verified, notice(error instanceof Error ? error.message : 'refused'));
+  };
+  // Shows `v`, and while it runs asks again every FOLLOW_EVERY_MS, as long as this view is on screen
+  // and nothing else was shown since (one loop: a click and the view's first load may both follow).
+  let shown = 0;
+  const follow = (v: Verification): void => {
+    const mine = ++shown;
+    const by = v.startedBy && v.startedAt ? h('p', { class: 'muted' }, `Started by ${v.startedBy} at ${new Date(v.startedAt).toLocaleString()}`) : null;
+    fill(verified, verificationStatus(v), by);
+    verify.disabled = v.state === 'running';
+    if (v.state !== 'running') return;
+    window.setTimeout(() => {
+      if (verified.isConnected && mine === shown) api.get<Verification>(`/audit/verifications/${v.id}`).then(follow, failed);
+    }, FOLLOW_EVERY_MS);
+  };
+  // The latest verification, whoever started it: one running is followed.
+  const latest = () => api.get<{ items: Verification[] }>('/audit/verifications').then(({ items }) => items[0] && follow(items[0]));
   verify.addEventListener('click', () => {
     verify.disabled = true;
     const given = anchor.value.trim();
-    api
-      .act<Verified>('/audit/verify', given ? (sinceOnly.checked ? { since: given } : { anchor: given }) : {})
-      .then(
-        (r) =>
-          fill(
-            verified,
-            r.ok
-              ? h(
-                  'div',
-                  { class: 'notice notice-ok', role: 'status' },
-                  r.since ? `Verified ${r.events} events after the anchor (event ${r.since}). Anchor: ` : `Verified ${r.events} events. Anchor (keep it to prove later that nothing up to here was removed): `,
-                  h('code', { class: 'anchor' }, r.anchor),
-                )
-              : notice(`Verification failed at event ${r.seq}: ${r.problem}`),
-          ),
-        (error: unknown) => fill(verified, notice(error instanceof Error ? error.message : 'refused')),
-      )
-      .finally(() => (verify.disabled = false));
+    api.act<Verification>('/audit/verifications', given ? (sinceOnly.checked ? { since: given } : { anchor: given }) : {}).then(follow, (error: unknown) =>
+      // Another is running (another person's, another tab's): follow that one.
+      error instanceof ApiError && error.code === 'REKEY_API_CONFLICT' ? latest().catch(failed) : failed(error),
+    );
   });
 
   return {
@@ -95,7 +142,7 @@ export function auditView(me: Me): View {
       list,
       more,
     ),
-    refresh: () => load(),
+    refresh: () => Promise.all([load(), allows(me, 'admin') ? latest() : undefined]).then(() => undefined),
     pollMs: () => null,
   };
 }

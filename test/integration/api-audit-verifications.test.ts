@@ -1,0 +1,162 @@
+/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-argument -- answers are JSON, checked field by field */
+/**
+ * Audit verifications in the background (POST /api/v1/audit/verifications): answered 202 at
+ * once, followed by GET from the record in Redis to the result the synchronous verify gives;
+ * one at a time; a record altered in Redis is never shown as passed; a walk whose server died
+ * is found abandoned and its lock taken over; closing the server stops its walk.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { adminApiRoutes } from '../../src/api/routes.js';
+import { STALE_MS, Verifications, verificationsOf } from '../../src/api/verifications.js';
+import { call, tokenFor, type Answer } from '../support/api.js';
+import { startHarness, type Harness } from '../support/harness.js';
+import { memoryConfig } from '../support/memory-provider.js';
+import { until } from '../support/poll.js';
+
+let h: Harness;
+let admin: string;
+let rotator: string;
+/** While set, walks of the API's Verifications wait for it before they begin. */
+let held: Promise<void> | undefined;
+
+const post = (path: string, token: string, body: unknown = {}): Promise<Answer> => call(h, `/api/v1${path}`, { method: 'POST', token, body });
+const get = (path: string, token = admin): Promise<Answer> => call(h, `/api/v1${path}`, { token });
+const listed = async () => (await get('/audit/verifications')).json.items as Array<{ id: string; state: string }>;
+
+/** Holds the next walks before they begin, until the returned function is called. */
+function hold(): () => void {
+  let open!: () => void;
+  held = new Promise<void>((resolve) => (open = resolve));
+  return () => {
+    open();
+    held = undefined;
+  };
+}
+
+async function finished(id: string): Promise<Answer> {
+  let answer!: Answer;
+  await until(async () => (answer = await get(`/audit/verifications/${id}`)).json.state !== 'running', 20_000, `verification ${id} finished`);
+  return answer;
+}
+
+beforeAll(async () => {
+  h = await startHarness({ label: 'api-verifications', routes: [adminApiRoutes] });
+  // The API's instance, made before any request, with the gate the tests hold.
+  verificationsOf(h.runtime, { gate: () => held ?? Promise.resolve() });
+  await h.apply(memoryConfig('api-verifications', { 'pay-api': 'grace: 1h' }));
+  for (let i = 0; i < 3; i++) expect((await h.rotate('pay-api')).status).toBe('succeeded');
+  admin = await tokenFor(h, 'admin', ['admin']);
+  rotator = await tokenFor(h, 'rotator', ['rotate:pay-*']);
+});
+afterAll(() => h?.stop());
+
+it('answers 202 at once and is followed to the result the synchronous verify gives; `since` too; listed newest first; admin only', async () => {
+  expect((await post('/audit/verifications', rotator)).status).toBe(403);
+  expect((await get('/audit/verifications', rotator)).status).toBe(403);
+  const release = hold();
+  const started = await post('/audit/verifications', admin);
+  expect(started.status).toBe(202);
+  expect(started.json).toMatchObject({ state: 'running', kind: 'whole', anchor: null, startedBy: 'token:admin', finishedAt: null, result: null });
+  expect((await get(`/audit/verifications/${started.json.id}`)).json.state).toBe('running');
+  release();
+  const done = (await finished(started.json.id)).json;
+  expect(done).toMatchObject({ state: 'passed', result: { ok: true, unkeyed: 0 }, error: null });
+  expect(done.result.events).toBeGreaterThan(10);
+  expect(Date.parse(done.finishedAt)).toBeGreaterThanOrEqual(Date.parse(done.startedAt));
+  // The anchor it answered is one the synchronous verify accepts, as its own.
+  const anchor: string = done.result.anchor;
+  expect((await post('/audit/verify', admin, { anchor })).json.ok).toBe(true);
+
+  const since = (await finished((await post('/audit/verifications', admin, { since: anchor })).json.id)).json;
+  expect(since).toMatchObject({ state: 'passed', kind: 'since', anchor, result: { ok: true, since: anchor.split(':')[0] } });
+  expect(since.result.events).toBeLessThan(done.result.events);
+  // A forged anchor: the walk fails, naming it, as the synchronous one does.
+  const forged = `${anchor.slice(0, -64)}${'0'.repeat(64)}`;
+  const refused = (await finished((await post('/audit/verifications', admin, { since: forged })).json.id)).json;
+  expect(refused).toMatchObject({ state: 'failed', result: { ok: false, events: 0, problem: expect.stringMatching(/signature does not verify/) } });
+
+  expect((await listed()).slice(0, 3).map((v) => v.id)).toEqual([refused.id, since.id, done.id]);
+  expect((await post('/audit/verifications', admin, { anchor: 'nonsense' })).json.code).toBe('REKEY_API_INVALID_REQUEST');
+  expect((await get('/audit/verifications/9b2f6a1e-1c1d-4e55-9d7a-1f0e2d3c4b5a')).json.code).toBe('REKEY_API_NOT_FOUND');
+  const audited = await h.runtime.db.auditEvent.findMany({ where: { action: 'api.startAuditVerification' } });
+  expect(audited.map((e) => e.actor)).toEqual(['token:admin', 'token:admin', 'token:admin']);
+});
+
+it('keeps how far the walk came and its pace: every row, at the seq its anchor names', async () => {
+  const walks = new Verifications(h.runtime, { batch: 1 });
+  const { id } = await walks.start({}, 'test');
+  await until(async () => (await walks.get(id))?.state !== 'running', 20_000, 'walk done');
+  const done = (await walks.get(id))!;
+  expect(done.state).toBe('passed');
+  const anchorSeq = (done.result as { anchor: string }).anchor.split(':')[0];
+  expect(done.progress).toMatchObject({ events: done.result!.events, seq: anchorSeq, from: '0', upper: anchorSeq, share: 1 });
+  expect(done.progress!.perSecond).toBeGreaterThan(0);
+});
+
+it('one at a time: another is refused 409 naming the one that runs; once it ended the next starts', async () => {
+  const release = hold();
+  const first = await post('/audit/verifications', admin);
+  expect(first.status).toBe(202);
+  const second = await post('/audit/verifications', admin, { since: 'x' });
+  expect(second.json.code).toBe('REKEY_API_INVALID_REQUEST'); // the request is checked first
+  const refused = await post('/audit/verifications', admin);
+  expect(refused.status).toBe(409);
+  expect(refused.json).toMatchObject({ code: 'REKEY_API_CONFLICT', detail: expect.stringContaining(first.json.id) });
+  release();
+  expect((await finished(first.json.id)).json.state).toBe('passed');
+  const next = await post('/audit/verifications', admin);
+  expect(next.status).toBe(202);
+  expect((await finished(next.json.id)).json.state).toBe('passed');
+});
+
+it('a record altered in Redis, or moved under another id, is answered tampered and nothing of it is shown', async () => {
+  const release = hold();
+  const { id } = (await post('/audit/verifications', admin)).json;
+  release();
+  const done = (await finished(id)).json;
+  const key = `${h.env.prefix}:audit-verification:${id}`;
+  const stored = JSON.parse((await h.runtime.redis.get(key))!) as { body: string; seal: string };
+  const tamperedAnswer = { id, state: 'tampered', kind: null, anchor: null, startedBy: null, result: null };
+
+  // Its count rewritten, the seal left as it was.
+  await h.runtime.redis.set(key, JSON.stringify({ ...stored, body: stored.body.replace(`"events":${done.result.events}`, `"events":${done.result.events + 1}`) }));
+  expect((await get(`/audit/verifications/${id}`)).json).toMatchObject(tamperedAnswer);
+  // An unsealed record.
+  await h.runtime.redis.set(key, stored.body);
+  expect((await get(`/audit/verifications/${id}`)).json).toMatchObject(tamperedAnswer);
+  // A genuine record of another verification, copied under this id.
+  const other = (await listed()).find((v) => v.id !== id && v.state === 'passed')!;
+  await h.runtime.redis.set(key, (await h.runtime.redis.get(`${h.env.prefix}:audit-verification:${other.id}`))!);
+  expect((await get(`/audit/verifications/${id}`)).json).toMatchObject(tamperedAnswer);
+  expect((await listed()).find((v) => v.id === id)).toMatchObject(tamperedAnswer);
+  // Put back, it reads as it was.
+  await h.runtime.redis.set(key, JSON.stringify(stored));
+  expect((await get(`/audit/verifications/${id}`)).json).toEqual(done);
+});
+
+it('a walk whose server stopped writing is answered abandoned, and the next request takes its lock over', async () => {
+  const release = hold();
+  const { id } = (await post('/audit/verifications', admin)).json;
+  // Seen by a replica whose clock is past the record's staleness: as when its server died.
+  const later = new Verifications(h.runtime, { clock: () => Date.now() + STALE_MS + 1000 });
+  expect((await later.get(id))?.state).toBe('abandoned');
+  const taken = await later.start({}, 'test');
+  expect(taken.state).toBe('running');
+  release();
+  await until(async () => (await later.get(taken.id))?.state === 'passed', 20_000, 'the new walk passed');
+  // The old walk, alive after all, ends too; it no longer holds the lock, so it releases nothing of the new one's.
+  expect((await finished(id)).json.state).toBe('passed');
+  expect(await h.runtime.redis.get(`${h.env.prefix}:audit-verification:running`)).toBeNull();
+});
+
+it('closing the server stops its walk between two batches', async () => {
+  const walks = new Verifications(h.runtime, { batch: 1 });
+  const { id } = await walks.start({}, 'test');
+  await walks.close();
+  expect(await walks.get(id)).toMatchObject({ state: 'stopped', result: null, error: null });
+  expect((await walks.get(id))!.finishedAt).not.toBeNull();
+  // Its lock is released: the next starts at once.
+  const next = await post('/audit/verifications', admin);
+  expect(next.status).toBe(202);
+  await finished(next.json.id);
+});
