@@ -24,7 +24,7 @@ import type { Logger } from 'pino';
 import { notify, type Notifier } from './core/notify.js';
 import type { SecretValue } from './core/secret-value.js';
 import type { AuditLog } from './db/audit.js';
-import { takeAnchor, verifyAudit, verifySince } from './db/audit-verify.js';
+import { takeAnchor, verifyAudit, verifySince, walkReporter } from './db/audit-verify.js';
 import type { Db } from './db/client.js';
 import type { RedisConnection } from './queue/connection.js';
 
@@ -62,7 +62,12 @@ export interface AnchorDeps {
   last?: LastAnchor;
   /** `since`: check only what was appended since the previous run's anchor (see fullWalkDue). @defaultValue 'full' */
   walk?: 'full' | 'since';
+  /** How often a walk logs how far it has come, at most. @defaultValue WALK_LOG_EVERY_MS */
+  progressEveryMs?: number;
 }
+
+/** A day's full walk of a large log takes many minutes: it says how far it has come at least this often. */
+export const WALK_LOG_EVERY_MS = 60_000;
 
 const DAY_MS = 86_400_000;
 
@@ -99,7 +104,8 @@ export async function recordAnchor(deps: AnchorDeps): Promise<AnchorMessage> {
   // Only this job writes the kept anchor, always signed: an unsigned one was put there by someone who could compute a
   // digest of rewritten chains but not sign it (an earlier release's anchors are accepted from an operator, not here).
   const walk = previous && deps.walk === 'since' ? 'since' : 'full';
-  const verified = walk === 'since' ? await verifySince(deps.db, deps.audit, previous!) : await verifyAudit(deps.db, deps.audit, previous ? { anchor: previous, signed: true } : {});
+  const progress = walkReporter((line) => deps.log.info({ component: 'audit', walk }, `audit anchor: checking the log, ${line}`), deps.progressEveryMs ?? WALK_LOG_EVERY_MS);
+  const verified = walk === 'since' ? await verifySince(deps.db, deps.audit, previous!, { progress }) : await verifyAudit(deps.db, deps.audit, { progress, ...(previous ? { anchor: previous, signed: true } : {}) });
   if (!verified.ok) {
     deps.log.error({ component: 'audit', seq: verified.seq.toString(), problem: verified.problem }, 'audit log does not verify');
     await notify(deps, 'audit.verify-failed', verified.seq.toString(), null, { seq: verified.seq.toString(), problem: verified.problem, verifiedEvents: verified.events });

@@ -14,6 +14,7 @@
  * (headsAt), and the whole log once a day.
  */
 import { timingSafeEqual } from 'node:crypto';
+import { humanDuration } from '../core/duration.js';
 import { type AuditLog, type AuditRow, digestOf, EPOCH_ACTION, GENESIS, settledSeq } from './audit.js';
 import type { Db } from './client.js';
 import { sql, statement } from './sql.js';
@@ -60,6 +61,20 @@ export function walkPace(walked: WalkProgress, elapsedMs: number): { share: numb
   const perSecond = walked.events / Math.max(0.001, elapsedMs / 1000);
   const seconds = elapsedMs / 1000;
   return { share, perSecond, secondsLeft: share > 0 ? (seconds / share) * (1 - share) : undefined };
+}
+
+/** A WalkOptions.progress that hands `write` a line of the walk's figures at most every `everyMs`; a walk done sooner writes none. */
+export function walkReporter(write: (line: string) => void, everyMs: number, clock: () => number = Date.now): (walked: WalkProgress) => void {
+  const started = clock();
+  let written = started;
+  return (walked) => {
+    const now = clock();
+    if (now - written < everyMs) return;
+    written = now;
+    const { share, perSecond, secondsLeft } = walkPace(walked, now - started);
+    const left = secondsLeft === undefined ? '' : `, about ${humanDuration(secondsLeft * 1000)} left`;
+    write(`${walked.events.toLocaleString('en')} events checked, up to row ${walked.seq} of ${walked.upper} (${Math.floor(share * 100)}%), ${Math.round(perSecond).toLocaleString('en')}/s${left}`);
+  };
 }
 
 /** What both walks take besides their anchor. */

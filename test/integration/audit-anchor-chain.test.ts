@@ -148,3 +148,16 @@ describe('runs that check only what was appended since the last anchor (walk: si
     expect(await verifySince(h.runtime.db, h.runtime.audit, 'not an anchor')).toMatchObject({ ok: false, seq: 0n, problem: expect.stringMatching(/malformed/) as unknown });
   });
 });
+
+it('a walk of the anchor job says how far it has come while it runs (a day\'s full walk of a large log takes many minutes)', async () => {
+  const lines: string[] = [];
+  const log = createLogger('info', { write: (line: string) => void lines.push(line) });
+  const deps = { db: h.runtime.db, audit: h.runtime.audit, log, actor: 'test', webhook: undefined, notifier: h.runtime.notifier, last: new LastAnchor(h.runtime.redis, h.env.prefix), progressEveryMs: 0 };
+  // An anchor of the log as it is (the tests above left rows removed before theirs), then more than one batch of rows (1,000) after it.
+  await recordAnchor(deps);
+  await h.runtime.db.$transaction((tx) => h.runtime.audit.appendAll(tx, Array.from({ length: 1500 }, (_, i) => ({ actor: 'test', action: 'test.bulk', secret: 'bulk', data: { i } }))));
+  const { seq } = await recordAnchor({ ...deps, walk: 'since' });
+  const walking = lines.map((l) => JSON.parse(l) as { msg: string; walk?: string }).filter((l) => l.msg.startsWith('audit anchor: checking the log, '));
+  expect(walking.length, lines.join('\n')).toBeGreaterThanOrEqual(1);
+  expect(walking[0]).toMatchObject({ walk: 'since', msg: expect.stringMatching(new RegExp(`^audit anchor: checking the log, 1,000 events checked, up to row \\d+ of ${seq} \\(\\d+%\\)`)) as unknown });
+});

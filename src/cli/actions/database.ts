@@ -2,10 +2,9 @@
 import type { Command } from 'commander';
 import { loadConfigFile } from '../../config/load.js';
 import { isEmpty } from '../../config/plan.js';
-import { requestProblem, verifyAudit, verifySince, type WalkProgress, walkPace } from '../../db/audit-verify.js';
+import { requestProblem, verifyAudit, verifySince, walkReporter } from '../../db/audit-verify.js';
 import { grantRuntimeRole, runtimeGrants, userOf } from '../../db/grants.js';
 import { ensureDatabase, migrate } from '../../db/migrate.js';
-import { humanDuration } from '../../core/duration.js';
 import { formatRotationMetadata, writeRotationMetadata } from '../../events/rotation-metadata.js';
 import { loadSettings, type Settings } from '../../settings.js';
 import { applyConfig } from '../apply.js';
@@ -86,7 +85,7 @@ export async function auditVerify(ctx: CliContext, options: { anchor?: string; s
   await withRuntime(ctx, async (runtime) => {
     const since = options.since;
     // A whole walk of a large log takes minutes (~70,000 rows/s): a line on stderr every few seconds says how far.
-    const progress = walkReporter((line) => void process.stderr.write(`${line}\n`));
+    const progress = walkReporter((line) => void process.stderr.write(`  ${line}\n`), WALK_PROGRESS_EVERY_MS);
     const whole = since === undefined ? await verifyAudit(runtime.db, runtime.audit, { anchor: options.anchor, progress }) : undefined;
     const result = whole ?? (await verifySince(runtime.db, runtime.audit, since!, { progress }));
     if (options.json) ctx.out(JSON.stringify({ ...result, seq: 'seq' in result ? result.seq.toString() : undefined }));
@@ -109,17 +108,3 @@ export async function auditVerify(ctx: CliContext, options: { anchor?: string; s
 
 /** How often `rekey audit verify` prints how far its walk has come, at most; a walk done sooner prints nothing. */
 export const WALK_PROGRESS_EVERY_MS = 5000;
-
-/** A WalkOptions.progress that writes a line of the walk's figures at most every WALK_PROGRESS_EVERY_MS. */
-export function walkReporter(write: (line: string) => void, clock: () => number = Date.now): (walked: WalkProgress) => void {
-  const started = clock();
-  let printed = started;
-  return (walked) => {
-    const now = clock();
-    if (now - printed < WALK_PROGRESS_EVERY_MS) return;
-    printed = now;
-    const { share, perSecond, secondsLeft } = walkPace(walked, now - started);
-    const left = secondsLeft === undefined ? '' : `, about ${humanDuration(secondsLeft * 1000)} left`;
-    write(`  ${walked.events.toLocaleString('en')} events checked, up to row ${walked.seq} of ${walked.upper} (${Math.floor(share * 100)}%), ${Math.round(perSecond).toLocaleString('en')}/s${left}`);
-  };
-}
