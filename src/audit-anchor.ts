@@ -21,10 +21,10 @@
  */
 import { RekeyError } from './core/errors.js';
 import type { Logger } from 'pino';
-import { notify, type Notifier } from './core/notify.js';
+import type { Notifier } from './core/notify.js';
 import type { SecretValue } from './core/secret-value.js';
 import type { AuditLog } from './db/audit.js';
-import { takeAnchor, verifyAudit, verifySince, walkReporter } from './db/audit-verify.js';
+import { raiseVerifyFailed, takeAnchor, verifyAudit, verifySince, walkReporter } from './db/audit-verify.js';
 import type { Db } from './db/client.js';
 import type { RedisConnection } from './queue/connection.js';
 
@@ -108,7 +108,8 @@ export async function recordAnchor(deps: AnchorDeps): Promise<AnchorMessage> {
   const verified = walk === 'since' ? await verifySince(deps.db, deps.audit, previous!, { progress }) : await verifyAudit(deps.db, deps.audit, { progress, ...(previous ? { anchor: previous, signed: true } : {}) });
   if (!verified.ok) {
     deps.log.error({ component: 'audit', seq: verified.seq.toString(), problem: verified.problem }, 'audit log does not verify');
-    await notify(deps, 'audit.verify-failed', verified.seq.toString(), null, { seq: verified.seq.toString(), problem: verified.problem, verifiedEvents: verified.events });
+    // Every failure, an anchor refused included: the kept anchor is the job's own, so one it refuses was replaced.
+    await raiseVerifyFailed(deps, verified);
   }
   const { anchor, seq } = await takeAnchor(deps.db, deps.audit, deps.actor);
   const message: AnchorMessage = { anchor, seq: seq.toString(), at: new Date().toISOString() };

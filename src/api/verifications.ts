@@ -22,7 +22,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { describeError, RekeyError } from '../core/errors.js';
-import { requestProblem, type SinceResult, type VerifyResult, verifyAudit, verifySince, type WalkProgress, walkPace } from '../db/audit-verify.js';
+import { alarmOnTampering, requestProblem, type SinceResult, type VerifyResult, verifyAudit, verifySince, type WalkProgress, walkPace } from '../db/audit-verify.js';
 import { describeInfraFailure } from '../cli/failures.js';
 import type { Runtime } from '../runtime.js';
 import { ApiProblem } from './problems.js';
@@ -193,6 +193,7 @@ export class Verifications {
     try {
       await this.options.gate?.();
       const result = request.since === undefined ? await verifyAudit(db, audit, { ...options, anchor: request.anchor }) : await verifySince(db, audit, request.since, options);
+      await alarmOnTampering(this.runtime, result);
       record.result = answerOf(result, request.since);
       record.state = result.ok ? 'passed' : 'failed';
     } catch (error) {
@@ -278,8 +279,9 @@ export const verificationRoutes = [
     handler: async ({ runtime, body }) => {
       const problem = requestProblem(body);
       if (problem) throw new ApiProblem('REKEY_API_INVALID_REQUEST', problem);
-      if (body.since !== undefined) return answerOf(await verifySince(runtime.db, runtime.audit, body.since), body.since);
-      return answerOf(await verifyAudit(runtime.db, runtime.audit, body.anchor === undefined ? {} : { anchor: body.anchor }), undefined);
+      const result = body.since === undefined ? await verifyAudit(runtime.db, runtime.audit, body.anchor === undefined ? {} : { anchor: body.anchor }) : await verifySince(runtime.db, runtime.audit, body.since);
+      await alarmOnTampering(runtime, result);
+      return answerOf(result, body.since);
     },
   }),
   route({

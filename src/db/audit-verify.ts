@@ -15,6 +15,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { humanDuration } from '../core/duration.js';
+import { notify, type Notifier } from '../core/notify.js';
 import { type AuditLog, type AuditRow, digestOf, EPOCH_ACTION, GENESIS, settledSeq } from './audit.js';
 import type { Db } from './client.js';
 import { sql, statement } from './sql.js';
@@ -25,6 +26,26 @@ export interface VerifyFailure {
   events: number;
   seq: bigint;
   problem: string;
+  /** The anchor given was refused before any row was read (malformed, unsigned where a signature is required, a signature that does not verify): it, not the log, did not check out. */
+  anchorRefused: boolean;
+}
+
+/** A failure of an anchor refused before any row was read. */
+const refusedAnchor = (seq: bigint, problem: string): VerifyFailure => ({ ok: false, events: 0, seq, problem, anchorRefused: true });
+
+/**
+ * Raises `audit.verify-failed` for a walk's failure (its id is the seq: a failure found again, by
+ * the anchor job or an operator, makes no second notice). Operators' walks leave out the failures
+ * of an anchor refused before any row was read (their input); the anchor job's anchor is its own.
+ */
+export function raiseVerifyFailed(deps: { notifier: Notifier }, failure: VerifyFailure): Promise<void> {
+  const seq = failure.seq.toString();
+  return notify(deps, 'audit.verify-failed', seq, null, { seq, problem: failure.problem, verifiedEvents: failure.events });
+}
+
+/** What an operator's verification (the CLI, the admin API) does with its result: the alarm, when the log itself did not check out. */
+export async function alarmOnTampering(deps: { notifier: Notifier }, result: VerifyResult | SinceResult): Promise<void> {
+  if (!result.ok && !result.anchorRefused) await raiseVerifyFailed(deps, result);
 }
 
 export type VerifyResult =
@@ -116,11 +137,11 @@ export async function verifyAudit(db: Db, log: AuditLog, options: WalkOptions & 
   const keyId = log.keyId();
   const parsed = options.anchor === undefined ? undefined : ANCHOR.exec(options.anchor);
   // An anchor that is not one is a failure, never a check quietly skipped.
-  if (parsed === null) return { ok: false, events: 0, seq: 0n, problem: MALFORMED };
+  if (parsed === null) return refusedAnchor(0n, MALFORMED);
   const [, anchorSeq, anchorDigest] = parsed ?? [];
   let pendingAnchor = anchorSeq === undefined ? undefined : BigInt(anchorSeq);
   const refused = pendingAnchor === undefined ? undefined : signatureProblem(log, parsed!, options.signed ?? false);
-  if (refused) return { ok: false, events: 0, seq: pendingAnchor!, problem: refused };
+  if (refused) return refusedAnchor(pendingAnchor!, refused);
   const upper = await settledSeq(db);
   const heads = new Map<string, string>();
   const unkeyedHeads = new Map<string, string>();
@@ -128,7 +149,7 @@ export async function verifyAudit(db: Db, log: AuditLog, options: WalkOptions & 
   let unkeyed = 0;
   let unkeyedPinned = false;
   let events = 0;
-  const fail = (seq: bigint, problem: string) => ({ ok: false as const, events, seq, problem });
+  const fail = (seq: bigint, problem: string) => ({ ok: false as const, events, seq, problem, anchorRefused: false });
   for await (const row of rowsBetween(db, undefined, upper, batch, walked(options, 0n, upper, () => events))) {
     if (pendingAnchor !== undefined && row.seq > pendingAnchor) {
       if (digestOf(heads) !== anchorDigest) return fail(pendingAnchor, ANCHOR_BROKEN);
@@ -168,17 +189,17 @@ export async function verifyAudit(db: Db, log: AuditLog, options: WalkOptions & 
 export async function verifySince(db: Db, log: AuditLog, anchor: string, options: WalkOptions = {}): Promise<SinceResult> {
   const keyId = log.keyId();
   const parsed = ANCHOR.exec(anchor);
-  if (!parsed) return { ok: false, events: 0, seq: 0n, problem: MALFORMED };
+  if (!parsed) return refusedAnchor(0n, MALFORMED);
   const since = BigInt(parsed[1]!);
   const refused = signatureProblem(log, parsed, true);
-  if (refused) return { ok: false, events: 0, seq: since, problem: refused };
+  if (refused) return refusedAnchor(since, refused);
   const upper = await settledSeq(db);
   const heads = await headsAt(db, since);
-  if (digestOf(heads) !== parsed[2]) return { ok: false, events: 0, seq: since, problem: ANCHOR_BROKEN };
+  if (digestOf(heads) !== parsed[2]) return { ok: false, events: 0, seq: since, problem: ANCHOR_BROKEN, anchorRefused: false };
   let events = 0;
   for await (const row of rowsBetween(db, since, upper, options.batch ?? 1000, walked(options, since, upper, () => events))) {
     const problem = rowProblem(log, keyId, heads, row, `is not keyed, yet it comes after a signed anchor (row ${since}), which only a keyed log has (written without REKEY_AUDIT_KEY)`);
-    if (problem) return { ok: false, events, seq: row.seq, problem };
+    if (problem) return { ok: false, events, seq: row.seq, problem, anchorRefused: false };
     heads.set(row.chain, row.hash);
     events += 1;
   }

@@ -5,11 +5,12 @@
  * one at a time; a record altered in Redis is never shown as passed; a walk whose server died
  * is found abandoned and its lock taken over; closing the server stops its walk.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { adminApiRoutes } from '../../src/api/routes.js';
 import { STALE_MS, Verifications, verificationsOf } from '../../src/api/verifications.js';
 import { call, tokenFor, type Answer } from '../support/api.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { runSql } from '../support/isolation.js';
 import { memoryConfig } from '../support/memory-provider.js';
 import { until } from '../support/poll.js';
 
@@ -70,10 +71,13 @@ it('answers 202 at once and is followed to the result the synchronous verify giv
   const since = (await finished((await post('/audit/verifications', admin, { since: anchor })).json.id)).json;
   expect(since).toMatchObject({ state: 'passed', kind: 'since', anchor, result: { ok: true, since: anchor.split(':')[0] } });
   expect(since.result.events).toBeLessThan(done.result.events);
-  // A forged anchor: the walk fails, naming it, as the synchronous one does.
+  // A forged anchor: the walk fails, naming it, as the synchronous one does; the anchor given, not the log, failed: no alarm.
+  const notify = vi.spyOn(h.runtime.notifier, 'notify');
   const forged = `${anchor.slice(0, -64)}${'0'.repeat(64)}`;
   const refused = (await finished((await post('/audit/verifications', admin, { since: forged })).json.id)).json;
   expect(refused).toMatchObject({ state: 'failed', result: { ok: false, events: 0, problem: expect.stringMatching(/signature does not verify/) } });
+  expect(notify).not.toHaveBeenCalled();
+  notify.mockRestore();
 
   expect((await listed()).slice(0, 3).map((v) => v.id)).toEqual([refused.id, since.id, done.id]);
   expect((await post('/audit/verifications', admin, { anchor: 'nonsense' })).json.code).toBe('REKEY_API_INVALID_REQUEST');
@@ -159,4 +163,22 @@ it('closing the server stops its walk between two batches', async () => {
   const next = await post('/audit/verifications', admin);
   expect(next.status).toBe(202);
   await finished(next.json.id);
+});
+
+it('a log found tampered with raises audit.verify-failed, from the background walk and the synchronous one alike (one notice per row)', async () => {
+  const notify = vi.spyOn(h.runtime.notifier, 'notify');
+  const row = await h.runtime.db.auditEvent.findFirstOrThrow({ where: { chain: 'pay-api' }, orderBy: { seq: 'asc' }, skip: 2 });
+  const asOwner = (statement: string) => runSql(h.env.databaseUrl, ['ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update', statement, 'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update']);
+  await asOwner(`UPDATE audit_events SET actor = 'mallory' WHERE seq = ${row.seq}`);
+  try {
+    const failed = (await finished((await post('/audit/verifications', admin)).json.id)).json;
+    expect(failed).toMatchObject({ state: 'failed', result: { ok: false, seq: String(row.seq), problem: expect.stringMatching(/does not match its hash/) } });
+    expect((await post('/audit/verify', admin)).json).toMatchObject({ ok: false, seq: String(row.seq) });
+    const raised = notify.mock.calls.map(([n]) => n).filter((n) => n.type === 'audit.verify-failed');
+    expect(raised.map((n) => [n.id, n.data])).toEqual(Array(2).fill([`audit.verify-failed.${row.seq}`, expect.objectContaining({ seq: String(row.seq) })]));
+  } finally {
+    notify.mockRestore();
+    await asOwner(`UPDATE audit_events SET actor = '${row.actor}' WHERE seq = ${row.seq}`);
+  }
+  expect((await post('/audit/verify', admin)).json.ok).toBe(true);
 });

@@ -4,10 +4,11 @@
  * earlier verify, it also detects rows deleted from the end of a chain.
  */
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import pg from 'pg';
 import { GENESIS, takeOf } from '../../src/db/audit.js';
 import { verifyAudit } from '../../src/db/audit-verify.js';
+import { OutboxNotifier } from '../../src/db/outbox.js';
 import { transaction } from '../../src/db/sql.js';
 import { rekey } from '../support/cli.js';
 import { startHarness, type Harness } from '../support/harness.js';
@@ -185,6 +186,13 @@ it('verifies the chain, then names the row that was edited, then the row after o
   const ok = await rekey(['audit', 'verify'], env);
   expect(ok.code).toBe(0);
   expect(ok.stdout).toMatch(/Audit log intact: \d+ events, hash chain verified/);
+  // The operator's anchor refused (its signature forged), not the log: exit 1, and no alarm.
+  const raised = vi.spyOn(OutboxNotifier.prototype, 'notify');
+  const anchor = /^Anchor: (\S+)/m.exec(ok.stdout)![1]!;
+  const forged = await rekey(['audit', 'verify', '--since', `${anchor.slice(0, -64)}${'0'.repeat(64)}`, '--json'], env);
+  expect(forged.code).toBe(1);
+  expect(JSON.parse(forged.stdout)).toMatchObject({ ok: false, anchorRefused: true });
+  expect(raised).not.toHaveBeenCalled();
 
   // The secret's own chain: one hash chain per secret.
   const events = await h.runtime.db.auditEvent.findMany({ where: { chain: 'audited' }, orderBy: { seq: 'asc' }, select: { seq: true } });
@@ -198,6 +206,9 @@ it('verifies the chain, then names the row that was edited, then the row after o
   const tampered = await rekey(['audit', 'verify'], env);
   expect(tampered.code).toBe(1);
   expect(tampered.stdout).toContain(`row ${edited} its content does not match its hash`);
+  // The alarm the anchor job raises, raised by the operator's walk too (the same id: one notice).
+  expect(raised.mock.calls.map(([n]) => [n.type, n.id])).toEqual([['audit.verify-failed', `audit.verify-failed.${edited}`]]);
+  raised.mockRestore();
 
   // Put it back (the hash still matches the original), then delete the chain's next row instead.
   const index = events.findIndex((e) => e.seq === edited);

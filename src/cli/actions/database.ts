@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { loadConfigFile } from '../../config/load.js';
 import { isEmpty } from '../../config/plan.js';
-import { requestProblem, verifyAudit, verifySince, walkReporter } from '../../db/audit-verify.js';
+import { alarmOnTampering, requestProblem, verifyAudit, verifySince, walkReporter } from '../../db/audit-verify.js';
 import { grantRuntimeRole, runtimeGrants, userOf } from '../../db/grants.js';
 import { ensureDatabase, migrate } from '../../db/migrate.js';
 import { formatRotationMetadata, writeRotationMetadata } from '../../events/rotation-metadata.js';
@@ -88,6 +88,7 @@ export async function auditVerify(ctx: CliContext, options: { anchor?: string; s
     const progress = walkReporter((line) => void process.stderr.write(`  ${line}\n`), WALK_PROGRESS_EVERY_MS);
     const whole = since === undefined ? await verifyAudit(runtime.db, runtime.audit, { anchor: options.anchor, progress }) : undefined;
     const result = whole ?? (await verifySince(runtime.db, runtime.audit, since!, { progress }));
+    await alarmOnTampering(runtime, result);
     if (options.json) ctx.out(JSON.stringify({ ...result, seq: 'seq' in result ? result.seq.toString() : undefined }));
     else if (!result.ok) ctx.out(`Audit log TAMPERED: row ${result.seq} ${result.problem} (${result.events} rows before it verified).`);
     else {
