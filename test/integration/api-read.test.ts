@@ -286,6 +286,9 @@ it('an id or cursor beyond its column (int4, int8) is a 400 naming the field, no
 /** A concrete request for each route of the API; a route missing here fails the test below. */
 async function samples(): Promise<Record<string, string[]>> {
   const run = await h.runtime.db.run.findFirstOrThrow();
+  // A verification of the audit log, run to its end (its record holds the anchor, counts and seqs).
+  const verification = (await call(h, `${API_PREFIX}/audit/verifications`, { token: admin, method: 'POST', body: {} })).json as { id: string };
+  await until(async () => (await call(h, `${API_PREFIX}/audit/verifications/${verification.id}`, { token: admin })).json.state === 'passed', 20_000, 'the audit verification passed');
   return {
     'GET /secrets': ['/secrets', '/secrets?status=failing'],
     'GET /secrets/:name': ['/secrets/payments-api', '/secrets/payments-web', '/secrets/billing-api', '/secrets/team%2Facme'],
@@ -293,6 +296,8 @@ async function samples(): Promise<Record<string, string[]>> {
     'GET /runs/:id': [`/runs/${run.id}`, `/runs/${leakedRun}`],
     'GET /leaks': ['/leaks'],
     'GET /audit': ['/audit?limit=500'],
+    'GET /audit/verifications': ['/audit/verifications'],
+    'GET /audit/verifications/:id': [`/audit/verifications/${verification.id}`],
     'GET /config/revisions': ['/config/revisions'],
     'GET /config/revisions/:id': ['/config/revisions/1', '/config/revisions/2'],
     'GET /config/revisions/:id/diff': ['/config/revisions/2/diff'],
