@@ -123,13 +123,23 @@ export async function serve(runtime: Runtime, options: ServeOptions): Promise<Se
     stop: () =>
       (stopping ??= (async () => {
         const started = Date.now();
-        await housekeeping.stop();
+        // Each part says when it has stopped (debug): a stop that hangs shows which part it waits for.
+        const stopped = async (part: string, stop: Promise<unknown> | undefined) => {
+          await stop;
+          runtime.log.debug({ part, ms: Date.now() - started }, 'stopping: part stopped');
+        };
+        await stopped('housekeeping', housekeeping.stop());
         // A drift or usage check may be waiting out a provider call's timeout: the workers drain meanwhile, not after it.
-        await Promise.all([runtime.drift.stop(), runtime.usage.stop(), workers?.close(runtime.settings.drainTimeoutMs), notifications?.close()]);
+        await Promise.all([
+          stopped('drift', runtime.drift.stop()),
+          stopped('usage', runtime.usage.stop()),
+          stopped('workers', workers?.close(runtime.settings.drainTimeoutMs)),
+          stopped('notifications', notifications?.close()),
+        ]);
         const drained = Date.now();
-        await app.close();
-        await metricsApp?.close();
-        await runtime.close();
+        await stopped('http', app.close());
+        await stopped('metrics', metricsApp?.close());
+        await stopped('runtime', runtime.close());
         runtime.log.info({ drainMs: drained - started, closeMs: Date.now() - drained }, 'stopped');
       })()),
   };
