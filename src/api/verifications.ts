@@ -14,7 +14,7 @@
  * stops its walks between two batches (`stopped`).
  *
  * Redis holds ids, counts, seqs, the actor, the signed anchor and the problem text, never a
- * value, and each record is sealed with an HMAC under REKEY_AUDIT_KEY over its own id: whoever
+ * value, and each record is sealed with an HMAC under REKEY_AUDIT_KEY, its own id included: whoever
  * can write Redis can delete or hide a verification, or show an older one, but cannot make a
  * failed or never-run verification read as passed (a record whose seal does not verify is
  * answered `tampered`, and nothing of it is shown).
@@ -193,9 +193,9 @@ export class Verifications {
     try {
       await this.options.gate?.();
       const result = request.since === undefined ? await verifyAudit(db, audit, { ...options, anchor: request.anchor }) : await verifySince(db, audit, request.since, options);
-      await alarmOnTampering(this.runtime, result);
       record.result = answerOf(result, request.since);
       record.state = result.ok ? 'passed' : 'failed';
+      await alarmOnTampering(this.runtime, result);
     } catch (error) {
       record.state = signal.aborted ? 'stopped' : 'error';
       record.error = signal.aborted ? null : this.failure(error);
@@ -253,7 +253,7 @@ export class Verifications {
   }
 }
 
-/** A server's Verifications, created with its admin API (src/api/routes.ts) and closed with it. */
+/** A server's Verifications, created with its admin API (src/api/routes.ts) and closed with it; `options` count on the first call only (tests make it first). */
 const byRuntime = new WeakMap<Runtime, Verifications>();
 
 export function verificationsOf(runtime: Runtime, options?: VerificationOptions): Verifications {
@@ -270,7 +270,7 @@ export const verificationRoutes = [
     method: 'POST',
     path: '/audit/verify',
     operationId: 'verifyAudit',
-    summary: `${SUMMARY}; answers a fresh signed anchor. In the request: on a large log use \`since\`, or POST /audit/verifications`,
+    summary: `${SUMMARY}; answers a fresh signed anchor. It walks while the request waits: on a large log send \`since\`, or use POST /audit/verifications`,
     scope: 'admin',
     reach: 'all',
     action: true,

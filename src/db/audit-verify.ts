@@ -14,7 +14,9 @@
  * (headsAt), and the whole log once a day.
  */
 import { timingSafeEqual } from 'node:crypto';
+import type { Logger } from 'pino';
 import { humanDuration } from '../core/duration.js';
+import { describeError } from '../core/errors.js';
 import { notify, type Notifier } from '../core/notify.js';
 import { type AuditLog, type AuditRow, digestOf, EPOCH_ACTION, GENESIS, settledSeq } from './audit.js';
 import type { Db } from './client.js';
@@ -43,9 +45,16 @@ export function raiseVerifyFailed(deps: { notifier: Notifier }, failure: VerifyF
   return notify(deps, 'audit.verify-failed', seq, null, { seq, problem: failure.problem, verifiedEvents: failure.events });
 }
 
-/** What an operator's verification (the CLI, the admin API) does with its result: the alarm, when the log itself did not check out. */
-export async function alarmOnTampering(deps: { notifier: Notifier }, result: VerifyResult | SinceResult): Promise<void> {
-  if (!result.ok && !result.anchorRefused) await raiseVerifyFailed(deps, result);
+/**
+ * What an operator's verification (the CLI, the admin API) does with its result: the alarm, when
+ * the log itself did not check out. A notice that cannot be written (PostgreSQL away) is logged,
+ * and the verification's own answer still says what it found.
+ */
+export async function alarmOnTampering(deps: { notifier: Notifier; log: Logger }, result: VerifyResult | SinceResult): Promise<void> {
+  if (result.ok || result.anchorRefused) return;
+  await raiseVerifyFailed(deps, result).catch((error: unknown) =>
+    deps.log.error({ component: 'audit', seq: result.seq.toString(), error: describeError(error) }, 'the audit log does not verify, and audit.verify-failed could not be raised'),
+  );
 }
 
 export type VerifyResult =

@@ -176,6 +176,10 @@ it('a log found tampered with raises audit.verify-failed, from the background wa
     expect((await post('/audit/verify', admin)).json).toMatchObject({ ok: false, seq: String(row.seq) });
     const raised = notify.mock.calls.map(([n]) => n).filter((n) => n.type === 'audit.verify-failed');
     expect(raised.map((n) => [n.id, n.data])).toEqual(Array(2).fill([`audit.verify-failed.${row.seq}`, expect.objectContaining({ seq: String(row.seq) })]));
+    // A notice that cannot be written (PostgreSQL away a moment) is logged; the answer still says what the walk found.
+    notify.mockRejectedValueOnce(new Error('outbox unavailable'));
+    expect((await post('/audit/verify', admin)).json).toMatchObject({ ok: false, seq: String(row.seq) });
+    expect(h.logs.filter((line) => line.includes('audit.verify-failed could not be raised') && line.includes(`"seq":"${row.seq}"`))).toHaveLength(1);
   } finally {
     notify.mockRestore();
     await asOwner(`UPDATE audit_events SET actor = '${row.actor}' WHERE seq = ${row.seq}`);
