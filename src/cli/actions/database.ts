@@ -78,6 +78,9 @@ export async function apply(ctx: CliContext, options: { file: string; dryRun?: b
   });
 }
 
+/** How often `rekey audit verify` prints how far its walk has come, at most; a walk done sooner prints nothing. */
+export const WALK_PROGRESS_EVERY_MS = 5000;
+
 /** Every provider's entry: this imports every provider module (and its SDK). */
 export async function auditVerify(ctx: CliContext, options: { anchor?: string; since?: string; json?: boolean }, command: Command): Promise<void> {
   const problem = requestProblem(options);
@@ -106,6 +109,3 @@ export async function auditVerify(ctx: CliContext, options: { anchor?: string; s
     if (!result.ok) throw new ExitCode(1);
   });
 }
-
-/** How often `rekey audit verify` prints how far its walk has come, at most; a walk done sooner prints nothing. */
-export const WALK_PROGRESS_EVERY_MS = 5000;
