@@ -193,9 +193,10 @@ export class Verifications {
     try {
       await this.options.gate?.();
       const result = request.since === undefined ? await verifyAudit(db, audit, { ...options, anchor: request.anchor }) : await verifySince(db, audit, request.since, options);
+      // Raised before the record says failed (it never throws: a notice it cannot write is logged).
+      await alarmOnTampering(this.runtime, result);
       record.result = answerOf(result, request.since);
       record.state = result.ok ? 'passed' : 'failed';
-      await alarmOnTampering(this.runtime, result);
     } catch (error) {
       record.state = signal.aborted ? 'stopped' : 'error';
       record.error = signal.aborted ? null : this.failure(error);
@@ -204,10 +205,11 @@ export class Verifications {
     }
     record.finishedAt = new Date(this.clock()).toISOString();
     try {
-      await persist();
+      // The lock first: whoever reads this walk finished may start the next at once.
       await this.runtime.redis.eval(KEEP_LOCK, 1, this.keys.lock, record.id, '0');
+      await persist();
     } catch (error) {
-      // The record says running until it is found abandoned, and the lock lapses by itself.
+      // The lock lapses by itself, and the record says running until it is found abandoned.
       this.runtime.log.warn({ verification: record.id, error: describeError(error) }, 'audit verification: its outcome could not be written to Redis');
     }
   }

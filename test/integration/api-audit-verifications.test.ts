@@ -76,7 +76,7 @@ it('answers 202 at once and is followed to the result the synchronous verify giv
   const forged = `${anchor.slice(0, -64)}${'0'.repeat(64)}`;
   const refused = (await finished((await post('/audit/verifications', admin, { since: forged })).json.id)).json;
   expect(refused).toMatchObject({ state: 'failed', result: { ok: false, events: 0, problem: expect.stringMatching(/signature does not verify/) } });
-  expect(notify).not.toHaveBeenCalled();
+  expect(notify.mock.calls.filter(([n]) => n.type === 'audit.verify-failed')).toEqual([]);
   notify.mockRestore();
 
   expect((await listed()).slice(0, 3).map((v) => v.id)).toEqual([refused.id, since.id, done.id]);
@@ -148,7 +148,8 @@ it('a walk whose server stopped writing is answered abandoned, and the next requ
   expect(taken.state).toBe('running');
   release();
   await until(async () => (await later.get(taken.id))?.state === 'passed', 20_000, 'the new walk passed');
-  // The old walk, alive after all, ends too; it no longer holds the lock, so it releases nothing of the new one's.
+  // The old walk, alive after all, ends too; it no longer holds the lock, so it releases nothing of the new one's
+  // (the new one released its own before its record read passed).
   expect((await finished(id)).json.state).toBe('passed');
   expect(await h.runtime.redis.get(`${h.env.prefix}:audit-verification:running`)).toBeNull();
 });
@@ -170,12 +171,16 @@ it('a log found tampered with raises audit.verify-failed, from the background wa
   const row = await h.runtime.db.auditEvent.findFirstOrThrow({ where: { chain: 'pay-api' }, orderBy: { seq: 'asc' }, skip: 2 });
   const asOwner = (statement: string) => runSql(h.env.databaseUrl, ['ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update', statement, 'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update']);
   await asOwner(`UPDATE audit_events SET actor = 'mallory' WHERE seq = ${row.seq}`);
+  // (The harness's hourly anchor job could raise the same notice meanwhile: each walk must add one.)
+  const raised = () => notify.mock.calls.map(([n]) => n).filter((n) => n.type === 'audit.verify-failed');
   try {
     const failed = (await finished((await post('/audit/verifications', admin)).json.id)).json;
     expect(failed).toMatchObject({ state: 'failed', result: { ok: false, seq: String(row.seq), problem: expect.stringMatching(/does not match its hash/) } });
+    const byBackground = raised().length;
+    expect(byBackground).toBeGreaterThanOrEqual(1);
     expect((await post('/audit/verify', admin)).json).toMatchObject({ ok: false, seq: String(row.seq) });
-    const raised = notify.mock.calls.map(([n]) => n).filter((n) => n.type === 'audit.verify-failed');
-    expect(raised.map((n) => [n.id, n.data])).toEqual(Array(2).fill([`audit.verify-failed.${row.seq}`, expect.objectContaining({ seq: String(row.seq) })]));
+    expect(raised().length).toBeGreaterThan(byBackground);
+    for (const n of raised()) expect([n.id, n.data]).toEqual([`audit.verify-failed.${row.seq}`, expect.objectContaining({ seq: String(row.seq) })]);
     // A notice that cannot be written (PostgreSQL away a moment) is logged; the answer still says what the walk found.
     notify.mockRejectedValueOnce(new Error('outbox unavailable'));
     expect((await post('/audit/verify', admin)).json).toMatchObject({ ok: false, seq: String(row.seq) });
