@@ -111,7 +111,7 @@ export function walkReporter(write: (line: string) => void, everyMs: number, clo
 export interface WalkOptions {
   /** Rows read at a time. @defaultValue 1000 */
   batch?: number;
-  /** Told after every batch of rows checked (and never after the last row: the result says that). */
+  /** Told after every full batch of rows checked (a walk of less than one batch is told nothing); the result says where the walk ended. */
   progress?: (walked: WalkProgress) => void;
   /** Stops the walk between batches: it rejects with the signal's reason. */
   signal?: AbortSignal;
