@@ -13,12 +13,11 @@
  * signed anchor (verifySince), from the heads that anchor pins, found per chain by index
  * (headsAt), and the whole log once a day.
  */
-import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import { humanDuration } from '../core/duration.js';
 import { describeError } from '../core/errors.js';
 import { notify, type Notifier } from '../core/notify.js';
-import { type AuditLog, type AuditRow, digestOf, EPOCH_ACTION, GENESIS, settledSeq } from './audit.js';
+import { type AuditLog, type AuditRow, digestOf, EPOCH_ACTION, GENESIS, sameHex, settledSeq } from './audit.js';
 import type { Db } from './client.js';
 import { sql, statement } from './sql.js';
 
@@ -333,8 +332,4 @@ async function pin(db: Db, log: AuditLog, actor: string): Promise<void> {
 function signedAnchor(log: AuditLog, seq: bigint, heads: Map<string, string>): string {
   const body = `${seq}:${digestOf(heads)}`;
   return `${body}:${log.anchorMac(body)}`;
-}
-
-function sameHex(a: string, b: string): boolean {
-  return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
 }

@@ -188,10 +188,13 @@ export class AuditLog {
   }
 
   sealMatches(body: string, seal: string): boolean {
-    const expected = Buffer.from(this.sealOf(body));
-    const given = Buffer.from(seal);
-    return given.length === expected.length && timingSafeEqual(given, expected);
+    return sameHex(seal, this.sealOf(body));
   }
+}
+
+/** Two hex digests (MACs, hashes) equal, compared in constant time. */
+export function sameHex(a: string, b: string): boolean {
+  return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
 }
 
 /** The advisory lock every append holds shared and settledSeq() takes exclusively. */
