@@ -67,7 +67,7 @@ export interface AnchorDeps {
 }
 
 /** A day's full walk of a large log takes many minutes: it says how far it has come at least this often. */
-export const WALK_LOG_EVERY_MS = 60_000;
+const WALK_LOG_EVERY_MS = 60_000;
 
 const DAY_MS = 86_400_000;
 

@@ -29,14 +29,14 @@ import { ApiProblem } from './problems.js';
 import { instant, route } from './route.js';
 
 /** How often a running walk's record is written (and its lock refreshed). */
-export const PERSIST_EVERY_MS = 1000;
+const PERSIST_EVERY_MS = 1000;
 /** A running record not written for this long belongs to a process that died. */
 export const STALE_MS = 15_000;
 /** How long a record is kept after it was last written, and how many the list keeps. */
 const KEEP_MS = 24 * 3600_000;
 const KEEP = 20;
 
-export const verifyResult = z.union([
+const verifyResult = z.union([
   z.object({ ok: z.literal(true), events: z.number().int(), anchor: z.string(), unkeyed: z.number().int(), unkeyedPinned: z.boolean() }),
   // With `since`: the rows after that anchor verified (the rows before it not walked).
   z.object({ ok: z.literal(true), events: z.number().int(), anchor: z.string(), since: z.string() }),
@@ -46,14 +46,14 @@ export const verifyResult = z.union([
 type Answer = z.infer<typeof verifyResult>;
 
 /** The API's answer for a walk's result. */
-export function answerOf(result: VerifyResult | SinceResult, since: string | undefined): Answer {
+function answerOf(result: VerifyResult | SinceResult, since: string | undefined): Answer {
   if (!result.ok) return { ...result, seq: result.seq.toString() };
   return since === undefined ? (result as Extract<VerifyResult, { ok: true }>) : { ...result, since: since.split(':')[0]! };
 }
 
 const STATES = ['running', 'passed', 'failed', 'error', 'stopped', 'abandoned', 'tampered'] as const;
 
-export const verification = z
+const verification = z
   .object({
     id: z.string(),
     state: z.enum(STATES).describe('running; passed or failed (see result); error (the walk could not go on: see error); stopped (its server shut down); abandoned (its server stopped writing: died); tampered (its record in Redis does not carry a valid seal: nothing of it is shown)'),
@@ -232,17 +232,16 @@ export class Verifications {
 
   private read(id: string, stored: string | null): VerificationRecord | undefined {
     if (stored === null) return undefined;
-    const tampered: VerificationRecord = { id, state: 'tampered', kind: null, anchor: null, startedBy: null, startedAt: null, updatedAt: null, finishedAt: null, progress: null, result: null, error: null };
     let record: VerificationRecord;
     try {
       const { body, seal } = JSON.parse(stored) as { body?: unknown; seal?: unknown };
-      if (typeof body !== 'string' || typeof seal !== 'string' || !this.runtime.audit.sealMatches(body, seal)) return tampered;
+      if (typeof body !== 'string' || typeof seal !== 'string' || !this.runtime.audit.sealMatches(body, seal)) return tamperedRecord(id);
       record = verification.parse(JSON.parse(body));
     } catch {
-      return tampered;
+      return tamperedRecord(id);
     }
     // A sealed record moved under another id (an older pass shown for a newer walk) is not this one.
-    if (record.id !== id) return tampered;
+    if (record.id !== id) return tamperedRecord(id);
     const silent = this.clock() - Date.parse(record.updatedAt ?? '');
     return record.state === 'running' && silent > STALE_MS ? { ...record, state: 'abandoned' } : record;
   }
@@ -253,6 +252,11 @@ export class Verifications {
     this.runtime.log.error({ error: describeError(error) }, 'audit verification failed');
     return 'internal error (see the server log)';
   }
+}
+
+/** What is shown of a record whose seal does not verify: its id and that, nothing it says. */
+function tamperedRecord(id: string): VerificationRecord {
+  return { id, state: 'tampered', kind: null, anchor: null, startedBy: null, startedAt: null, updatedAt: null, finishedAt: null, progress: null, result: null, error: null };
 }
 
 /** A server's Verifications, created with its admin API (src/api/routes.ts) and closed with it; `options` count on the first call only (tests make it first). */
