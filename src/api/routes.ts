@@ -31,7 +31,8 @@ export const apiRoutes: readonly ApiRoute[] = [...secretRoutes, ...historyRoutes
 export const adminApiRoutes: RouteModule = async (app: FastifyInstance, runtime: Runtime, { admission }) => {
   const auth = new Authenticator(runtime.db, admission, sessionsOf(runtime));
   const log = runtime.log.child({ component: 'api' });
-  // Background audit verifications stop (between two batches) when the server does.
+  // Background audit verifications: this server takes up one another server stopped (or lost), and stops its own (between two batches) when it closes.
+  app.addHook('onReady', () => verificationsOf(runtime).resumeEvery());
   app.addHook('onClose', () => verificationsOf(runtime).close());
   await app.register(
     (api, _options, done) => {

@@ -8,21 +8,27 @@
  * and the problem), or error (PostgreSQL went away).
  *
  * One at a time per cluster: a walk is a sequential read of the whole table, and two add load,
- * not answers. The lock is a Redis key refreshed with each write; a second request while one
- * runs is refused 409 naming it. A walk whose process died is not refreshed any more: after
- * STALE_MS it is answered `abandoned`, and the next request takes its lock. Closing the server
- * stops its walks between two batches (`stopped`).
+ * not answers. The lock is a Redis key refreshed with each write, which it guards (a walk writes
+ * its record only while the lock is its own); a second request while one runs is refused 409
+ * naming it. Closing the server stops its walks between two batches (`stopped`); a walk whose
+ * process died is not written any more, and after STALE_MS it is answered `abandoned`. Either
+ * way the walk is taken up again where it stopped: every server looks every RESUME_EVERY_MS at
+ * the verification started last, and one of them resumes a stopped or abandoned one from the last
+ * checkpoint it wrote (src/db/audit-verify.ts: the signed heads after the last row checked; the
+ * heads must still be those), at most MAX_RESUMES times, under the same id. A rolling deploy
+ * does not cost an operator a 25-minute walk.
  *
  * Redis holds ids, counts, seqs, the actor, the signed anchor and the problem text, never a
  * value, and each record is sealed with an HMAC under REKEY_AUDIT_KEY, its own id included: whoever
  * can write Redis can delete or hide a verification, or show an older one, but cannot make a
  * failed or never-run verification read as passed (a record whose seal does not verify is
- * answered `tampered`, and nothing of it is shown).
+ * answered `tampered`, and nothing of it is shown), nor make a resumed walk skip rows (the
+ * checkpoint is in the sealed record).
  */
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { describeError, RekeyError } from '../core/errors.js';
-import { alarmOnTampering, requestProblem, type SinceResult, type VerifyResult, verifyAudit, verifySince, type WalkProgress, walkPace } from '../db/audit-verify.js';
+import { alarmOnTampering, requestProblem, type SinceResult, type VerifyResult, verifyAudit, verifySince, type WalkOptions, type WalkProgress, walkPace } from '../db/audit-verify.js';
 import { describeInfraFailure } from '../cli/failures.js';
 import type { Runtime } from '../runtime.js';
 import { ApiProblem } from './problems.js';
@@ -35,6 +41,12 @@ export const STALE_MS = 15_000;
 /** How long a record is kept after it was last written, and how many the list keeps. */
 const KEEP_MS = 24 * 3600_000;
 const KEEP = 20;
+/** How often each server looks for a stopped or abandoned verification to take up again. */
+const RESUME_EVERY_MS = 5000;
+/** How often a walk's checkpoint is taken (each costs a digest of every chain's head). */
+const CHECKPOINT_EVERY_MS = 10_000;
+/** Times one verification is taken up again; a walk that keeps killing its servers then stays stopped. */
+export const MAX_RESUMES = 3;
 
 const verifyResult = z.union([
   z.object({ ok: z.literal(true), events: z.number().int(), anchor: z.string(), unkeyed: z.number().int(), unkeyedPinned: z.boolean() }),
@@ -56,7 +68,11 @@ const STATES = ['running', 'passed', 'failed', 'error', 'stopped', 'abandoned', 
 const verification = z
   .object({
     id: z.string(),
-    state: z.enum(STATES).describe('running; passed or failed (see result); error (the walk could not go on: see error); stopped (its server shut down); abandoned (its server stopped writing: died); tampered (its record in Redis does not carry a valid seal: nothing of it is shown)'),
+    state: z
+      .enum(STATES)
+      .describe(
+        'running; passed or failed (see result); error (the walk could not go on: see error); stopped (its server shut down) and abandoned (its server stopped writing: died), each taken up again within seconds by a server, where it stopped (see resumed); tampered (its record in Redis does not carry a valid seal: nothing of it is shown)',
+      ),
     kind: z.enum(['whole', 'since']).nullable().describe('whole: every row (up to `anchor` checked against it when given); since: only the rows after the signed anchor `anchor`'),
     anchor: z.string().nullable(),
     startedBy: z.string().nullable(),
@@ -76,10 +92,28 @@ const verification = z
       .nullable(),
     result: verifyResult.nullable(),
     error: z.string().nullable(),
+    resumed: z
+      .array(z.object({ at: instant, after: z.string().nullable().describe('the last row checked before it stopped; null: taken up from the start') }))
+      .describe(`each time a server took the walk up again after its own stopped or died (at most ${MAX_RESUMES})`),
   })
   .meta({ id: 'AuditVerification' });
 
 type VerificationRecord = z.infer<typeof verification>;
+
+/** What Redis keeps of a verification: the answer and where its walk can go on from (never answered: the API shows progress). */
+const stored = verification.extend({
+  resumed: verification.shape.resumed.default([]),
+  checkpoint: z
+    .object({
+      anchor: z.string(),
+      events: z.number().int(),
+      whole: z.object({ keyedSince: z.string(), unkeyed: z.number().int(), unkeyedHeads: z.string(), unkeyedPinned: z.boolean(), anchorPending: z.boolean() }).optional(),
+    })
+    .nullable()
+    .default(null),
+});
+
+type Stored = z.infer<typeof stored>;
 
 const verifyBody = z.object({ anchor: z.string().max(200).optional(), since: z.string().max(200).optional() }).strict();
 
@@ -88,16 +122,29 @@ const keys = (prefix: string) => ({
   record: (id: string) => `${prefix}:audit-verification:${id}`,
   lock: `${prefix}:audit-verification:running`,
   list: `${prefix}:audit-verifications`,
+  /** The id of the verification started last: the one resume() may take up (the list's order is the starting servers' clocks'). */
+  last: `${prefix}:audit-verification:last`,
 });
+
+/**
+ * The lock holds the token of the walk that runs: `<id>/<times resumed>`, so a walk taken up again
+ * holds another token than the one it was taken from (which, alive after all, then writes nothing).
+ */
+const tokenOf = (record: Pick<Stored, 'id' | 'resumed'>) => `${record.id}/${record.resumed.length}`;
+const idOf = (token: string) => token.split('/')[0]!;
 
 // Takes the lock when free, or when held by `expected` (a walk found abandoned); answers the holder otherwise.
 const TAKE = `local held = redis.call('GET', KEYS[1])
 if held == false or held == ARGV[2] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) return false end
 return held`;
-// Refreshes or releases the lock only while it is this walk's.
-const KEEP_LOCK = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end
-return redis.call('PEXPIRE', KEYS[1], ARGV[2])`;
+// Writes a walk's record only while the lock is its own, and refreshes the lock (or releases it: ARGV[4] '0') with it.
+const WRITE = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+if ARGV[4] == '0' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+return 1`;
+// Releases the lock if it is still this token's.
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
 
 export interface VerificationOptions {
   /** Rows read at a time by the walk. @defaultValue 1000 */
@@ -105,13 +152,23 @@ export interface VerificationOptions {
   clock?: () => number;
   /** Awaited before each walk begins: a test holds walks running with it. */
   gate?: () => Promise<void>;
+  /** How often a walk takes a checkpoint. @defaultValue CHECKPOINT_EVERY_MS */
+  checkpointEveryMs?: number;
+  /** How often resumeEvery() looks for a walk to take up again. @defaultValue RESUME_EVERY_MS */
+  resumeEveryMs?: number;
+  /** Told after each full batch a walk checked: a test stops a walk part way with it. */
+  onProgress?: (walked: WalkProgress) => void;
 }
+
+/** Why a walk was aborted: its lock is another walk's now (it was found abandoned and taken up again). */
+const LOST = new Error('the lock is another walk\'s');
 
 /** The verifications a server runs, and the records any replica reads. */
 export class Verifications {
   private readonly keys: ReturnType<typeof keys>;
   private readonly running = new Map<string, { abort: AbortController; done: Promise<void> }>();
   private readonly clock: () => number;
+  private resuming: ReturnType<typeof setInterval> | undefined;
 
   constructor(
     private readonly runtime: Runtime,
@@ -131,7 +188,7 @@ export class Verifications {
     if (holder) throw new ApiProblem('REKEY_API_CONFLICT', `audit verification ${holder} is running; follow it at GET /api/v1/audit/verifications/${holder}`);
     const since = request.since;
     const at = new Date(this.clock()).toISOString();
-    const record: VerificationRecord = {
+    const record: Stored = {
       id,
       state: 'running',
       kind: since === undefined ? 'whole' : 'since',
@@ -143,100 +200,181 @@ export class Verifications {
       progress: null,
       result: null,
       error: null,
+      resumed: [],
+      checkpoint: null,
     };
     await this.write(record);
-    await this.runtime.redis.multi().zadd(this.keys.list, this.clock(), id).zremrangebyrank(this.keys.list, 0, -KEEP - 1).exec();
-    const abort = new AbortController();
-    const done = this.walk(record, request, abort.signal).finally(() => this.running.delete(id));
-    this.running.set(id, { abort, done });
-    // A copy: the walk goes on changing its own.
-    return { ...record };
+    await this.runtime.redis.multi().zadd(this.keys.list, this.clock(), id).zremrangebyrank(this.keys.list, 0, -KEEP - 1).set(this.keys.last, id, 'PX', KEEP_MS).exec();
+    this.launch(record);
+    return shown(record);
   }
 
   /** The record of `id` as it stands, or undefined when none is kept. */
   async get(id: string): Promise<VerificationRecord | undefined> {
-    return this.read(id, await this.runtime.redis.get(this.keys.record(id)));
+    const found = await this.stored(id);
+    return found && shown(found);
   }
 
   /** The kept records, newest first. */
   async list(): Promise<VerificationRecord[]> {
     const ids = await this.runtime.redis.zrevrange(this.keys.list, 0, KEEP - 1);
     if (!ids.length) return [];
-    const stored = await this.runtime.redis.mget(...ids.map((id) => this.keys.record(id)));
-    return ids.flatMap((id, i) => this.read(id, stored[i] ?? null) ?? []);
+    const kept = await this.runtime.redis.mget(...ids.map((id) => this.keys.record(id)));
+    return ids.flatMap((id, i) => {
+      const found = this.read(id, kept[i] ?? null);
+      return found ? [shown(found)] : [];
+    });
+  }
+
+  /** Looks for a stopped or abandoned verification to take up again (resume()) every `resumeEveryMs`, from now until close(). */
+  resumeEvery(): void {
+    this.resuming ??= setInterval(() => {
+      this.resume().catch((error: unknown) => this.runtime.log.debug({ error: describeError(error) }, 'audit verification: could not look for one to take up again'));
+    }, this.options.resumeEveryMs ?? RESUME_EVERY_MS);
+    this.resuming.unref();
+  }
+
+  /**
+   * Takes up the verification started last again, from its checkpoint, when it was stopped or
+   * abandoned and has been taken up fewer than MAX_RESUMES times. One server wins the lock;
+   * the others leave it.
+   * @returns its id when this server took it up.
+   */
+  async resume(): Promise<string | undefined> {
+    const id = await this.runtime.redis.get(this.keys.last);
+    const found = id === null ? undefined : await this.stored(id);
+    if (!found || !resumable(found)) return undefined;
+    const token = `${found.id}/${found.resumed.length + 1}`;
+    const expected = found.state === 'abandoned' ? tokenOf(found) : '';
+    if ((await this.runtime.redis.eval(TAKE, 1, this.keys.lock, token, expected, String(STALE_MS))) !== null) return undefined;
+    // Read again under the lock: another server may have taken it up, and finished, meanwhile.
+    const record = await this.stored(found.id);
+    if (!record || !resumable(record) || record.resumed.length !== found.resumed.length) {
+      await this.runtime.redis.eval(RELEASE, 1, this.keys.lock, token);
+      return undefined;
+    }
+    const at = new Date(this.clock()).toISOString();
+    Object.assign(record, { state: 'running', updatedAt: at, finishedAt: null, resumed: [...record.resumed, { at, after: record.checkpoint?.anchor.split(':')[0] ?? null }] });
+    if (!(await this.write(record))) return undefined;
+    this.runtime.log.info({ verification: record.id, after: record.resumed.at(-1)!.after }, 'audit verification: taken up again where it stopped');
+    this.launch(record);
+    return record.id;
   }
 
   /** Stops this server's walks between two batches and waits for their records to say so. */
   async close(): Promise<void> {
+    clearInterval(this.resuming);
+    this.resuming = undefined;
     for (const { abort } of this.running.values()) abort.abort();
     await Promise.all([...this.running.values()].map((r) => r.done));
   }
 
-  private async walk(record: VerificationRecord, request: z.infer<typeof verifyBody>, signal: AbortSignal): Promise<void> {
+  private launch(record: Stored): void {
+    const abort = new AbortController();
+    const done = this.walk(record, abort).finally(() => this.running.delete(record.id));
+    this.running.set(record.id, { abort, done });
+  }
+
+  private async walk(record: Stored, abort: AbortController): Promise<void> {
+    const { signal } = abort;
     const started = this.clock();
+    // A walk taken up again: its pace counts from where it was taken up.
+    const base = { events: record.checkpoint?.events ?? 0, seq: BigInt(record.checkpoint?.anchor.split(':')[0] ?? 0) };
     let walked: WalkProgress | undefined;
-    const progress = (p: WalkProgress) => (walked = p);
-    const persist = () => {
+    /** The record as of now: its progress and when it was written. */
+    const update = () => {
       if (walked) {
-        const { share, perSecond, secondsLeft } = walkPace(walked, this.clock() - started);
         const { events, seq, from, upper } = walked;
+        const { share } = walkPace(walked, 1);
+        const { perSecond, secondsLeft } = walkPace({ events: events - base.events, seq, from: base.seq > from ? base.seq : from, upper }, this.clock() - started);
         record.progress = { events, seq: seq.toString(), from: from.toString(), upper: upper.toString(), share, perSecond, secondsLeft: secondsLeft ?? null };
       }
       record.updatedAt = new Date(this.clock()).toISOString();
-      return this.write(record);
+    };
+    const persist = async () => {
+      update();
+      // Another walk holds the lock: this one was found abandoned and taken up again.
+      if (!(await this.write(record))) abort.abort(LOST);
     };
     // A write that fails (Redis away a moment) is retried by the next; the walk goes on.
     const timer = setInterval(() => void persist().catch(() => undefined), PERSIST_EVERY_MS);
     timer.unref();
     const { db, audit } = this.runtime;
-    const options = { progress, signal, ...(this.options.batch ? { batch: this.options.batch } : {}) };
+    const options: WalkOptions = {
+      progress: (p) => {
+        walked = p;
+        this.options.onProgress?.(p);
+      },
+      signal,
+      checkpoint: { everyMs: this.options.checkpointEveryMs ?? CHECKPOINT_EVERY_MS, save: (c) => (record.checkpoint = c) },
+      ...(record.checkpoint ? { resume: record.checkpoint } : {}),
+      ...(this.options.batch ? { batch: this.options.batch } : {}),
+    };
+    const since = record.kind === 'since' ? record.anchor! : undefined;
     try {
       await this.options.gate?.();
-      const result = request.since === undefined ? await verifyAudit(db, audit, { ...options, anchor: request.anchor }) : await verifySince(db, audit, request.since, options);
+      const result = since === undefined ? await verifyAudit(db, audit, { ...options, ...(record.anchor ? { anchor: record.anchor } : {}) }) : await verifySince(db, audit, since, options);
       // Raised before the record says failed (it never throws: a notice it cannot write is logged).
       await alarmOnTampering(this.runtime, result);
-      record.result = answerOf(result, request.since);
+      record.result = answerOf(result, since);
       record.state = result.ok ? 'passed' : 'failed';
+      // Passed: it checked every row up to its anchor (progress is told full batches only).
+      if (result.ok) {
+        const upper = BigInt(result.anchor.split(':')[0]!);
+        walked = { events: result.events, seq: upper, from: walked?.from ?? BigInt(since?.split(':')[0] ?? 0), upper };
+      }
     } catch (error) {
       record.state = signal.aborted ? 'stopped' : 'error';
       record.error = signal.aborted ? null : this.failure(error);
     } finally {
       clearInterval(timer);
     }
-    record.finishedAt = new Date(this.clock()).toISOString();
-    try {
-      // The lock first: whoever reads this walk finished may start the next at once.
-      await this.runtime.redis.eval(KEEP_LOCK, 1, this.keys.lock, record.id, '0');
-      await persist();
-    } catch (error) {
-      // The lock lapses by itself, and the record says running until it is found abandoned.
-      this.runtime.log.warn({ verification: record.id, error: describeError(error) }, 'audit verification: its outcome could not be written to Redis');
+    if (signal.reason !== LOST) {
+      update();
+      record.finishedAt = record.updatedAt;
+      try {
+        // The record and the lock's release in one step: whoever reads this walk finished may start the next at once.
+        if (await this.write(record)) return;
+      } catch (error) {
+        // The lock lapses by itself, and the record says running until it is found abandoned.
+        this.runtime.log.warn({ verification: record.id, error: describeError(error) }, 'audit verification: its outcome could not be written to Redis');
+        return;
+      }
     }
+    this.runtime.log.warn({ verification: record.id }, 'audit verification: another walk holds the lock (this one was found abandoned): this one stopped and wrote nothing more');
   }
 
-  /** Takes the lock for `id`; answers the id of the walk that holds it instead, if one runs. */
+  /** Takes the lock for a new walk `id`; answers the id of the walk that holds it instead, if one runs. */
   private async take(id: string): Promise<string | undefined> {
     const redis = this.runtime.redis;
-    const held = (await redis.eval(TAKE, 1, this.keys.lock, id, '', String(STALE_MS))) as string | null;
+    const token = tokenOf({ id, resumed: [] });
+    const held = (await redis.eval(TAKE, 1, this.keys.lock, token, '', String(STALE_MS))) as string | null;
     if (held === null) return undefined;
     // Held by a walk whose server stopped writing (died): take it over, unless it moved meanwhile.
-    if ((await this.get(held))?.state !== 'abandoned') return held;
-    return ((await redis.eval(TAKE, 1, this.keys.lock, id, held, String(STALE_MS))) as string | null) ?? undefined;
+    if ((await this.stored(idOf(held)))?.state !== 'abandoned') return idOf(held);
+    const still = (await redis.eval(TAKE, 1, this.keys.lock, token, held, String(STALE_MS))) as string | null;
+    return still === null ? undefined : idOf(still);
   }
 
-  private async write(record: VerificationRecord): Promise<void> {
+  /** Writes `record` sealed, while the lock is its walk's: refreshed while it runs, released with its last write. False when the lock is another's. */
+  private async write(record: Stored): Promise<boolean> {
     const body = JSON.stringify(record);
-    await this.runtime.redis.set(this.keys.record(record.id), JSON.stringify({ body, seal: this.runtime.audit.sealOf(body) }), 'PX', KEEP_MS);
-    if (record.state === 'running') await this.runtime.redis.eval(KEEP_LOCK, 1, this.keys.lock, record.id, String(STALE_MS));
+    const sealed = JSON.stringify({ body, seal: this.runtime.audit.sealOf(body) });
+    const lockMs = record.state === 'running' ? String(STALE_MS) : '0';
+    return (await this.runtime.redis.eval(WRITE, 2, this.keys.lock, this.keys.record(record.id), tokenOf(record), sealed, String(KEEP_MS), lockMs)) === 1;
   }
 
-  private read(id: string, stored: string | null): VerificationRecord | undefined {
-    if (stored === null) return undefined;
-    let record: VerificationRecord;
+  private async stored(id: string): Promise<Stored | undefined> {
+    return this.read(id, await this.runtime.redis.get(this.keys.record(id)));
+  }
+
+  private read(id: string, kept: string | null): Stored | undefined {
+    if (kept === null) return undefined;
+    let record: Stored;
     try {
-      const { body, seal } = JSON.parse(stored) as { body?: unknown; seal?: unknown };
+      const { body, seal } = JSON.parse(kept) as { body?: unknown; seal?: unknown };
       if (typeof body !== 'string' || typeof seal !== 'string' || !this.runtime.audit.sealMatches(body, seal)) return tamperedRecord(id);
-      record = verification.parse(JSON.parse(body));
+      record = stored.parse(JSON.parse(body));
     } catch {
       return tamperedRecord(id);
     }
@@ -254,9 +392,17 @@ export class Verifications {
   }
 }
 
+/** A stopped or abandoned walk that may be taken up again. */
+const resumable = (record: Stored) => (record.state === 'stopped' || record.state === 'abandoned') && record.kind !== null && record.resumed.length < MAX_RESUMES;
+
+/** What the API answers of a kept record: all but its checkpoint. */
+function shown({ checkpoint: _, ...record }: Stored): VerificationRecord {
+  return { ...record, ...(record.progress ? { progress: { ...record.progress } } : {}) };
+}
+
 /** What is shown of a record whose seal does not verify: its id and that, nothing it says. */
-function tamperedRecord(id: string): VerificationRecord {
-  return { id, state: 'tampered', kind: null, anchor: null, startedBy: null, startedAt: null, updatedAt: null, finishedAt: null, progress: null, result: null, error: null };
+function tamperedRecord(id: string): Stored {
+  return { id, state: 'tampered', kind: null, anchor: null, startedBy: null, startedAt: null, updatedAt: null, finishedAt: null, progress: null, result: null, error: null, resumed: [], checkpoint: null };
 }
 
 /** A server's Verifications, created with its admin API (src/api/routes.ts) and closed with it; `options` count on the first call only (tests make it first). */

@@ -106,6 +106,20 @@ export function walkReporter(write: (line: string) => void, everyMs: number, clo
   };
 }
 
+/**
+ * Where a walk stopped between two batches can go on from (WalkOptions.resume): the signed anchor
+ * of every chain's head after the last row it checked, and the rows it checked. A whole walk's
+ * also carries what it knows of the rows from before REKEY_AUDIT_KEY (their count and heads'
+ * digest, whether an `audit.keyed` event pinned them, the first keyed row) and whether the anchor
+ * it was given is still ahead; it takes checkpoints only once it has met a keyed row (after one,
+ * every row must be keyed, so no unkeyed head is left to carry). JSON as it is (seqs as text).
+ */
+export interface Checkpoint {
+  anchor: string;
+  events: number;
+  whole?: { keyedSince: string; unkeyed: number; unkeyedHeads: string; unkeyedPinned: boolean; anchorPending: boolean };
+}
+
 /** What both walks take besides their anchor. */
 export interface WalkOptions {
   /** Rows read at a time. @defaultValue 1000 */
@@ -114,6 +128,14 @@ export interface WalkOptions {
   progress?: (walked: WalkProgress) => void;
   /** Stops the walk between batches: it rejects with the signal's reason. */
   signal?: AbortSignal;
+  /** Given a Checkpoint after a full batch, at most every `everyMs` (computing one costs a digest of every chain's head). */
+  checkpoint?: { everyMs: number; save(checkpoint: Checkpoint): void };
+  /**
+   * Goes on from a checkpoint an earlier walk of the same request saved, instead of from the
+   * start: the rows up to it were checked by that walk; the heads they left must still be what it
+   * pinned (else the walk fails there, as when an anchor's chains were rewritten).
+   */
+  resume?: Checkpoint;
 }
 
 const ANCHOR = /^(\d+):([0-9a-f]{64})(?::([0-9a-f]{64}))?$/;
@@ -151,14 +173,36 @@ export async function verifyAudit(db: Db, log: AuditLog, options: WalkOptions & 
   const refused = pendingAnchor === undefined ? undefined : signatureProblem(log, parsed!, options.signed ?? false);
   if (refused) return refusedAnchor(pendingAnchor!, refused);
   const upper = await settledSeq(db);
-  const heads = new Map<string, string>();
+  let heads = new Map<string, string>();
   const unkeyedHeads = new Map<string, string>();
+  /** A resumed walk's: the digest of the unkeyed rows' heads, which no row after a keyed one changes. */
+  let unkeyedDigest: string | undefined;
   let keyedSince: bigint | undefined;
   let unkeyed = 0;
   let unkeyedPinned = false;
   let events = 0;
+  let after: bigint | undefined;
   const fail = (seq: bigint, problem: string) => ({ ok: false as const, events, seq, problem, anchorRefused: false });
-  for await (const row of rowsBetween(db, undefined, upper, batch, walked(options, 0n, upper, () => events))) {
+  const { resume } = options;
+  if (resume?.whole) {
+    const start = await resumedAt(db, log, resume.anchor);
+    events = resume.events;
+    if ('problem' in start) return start.refused ? refusedAnchor(start.seq, start.problem) : fail(start.seq, start.problem);
+    ({ heads, seq: after } = start);
+    keyedSince = BigInt(resume.whole.keyedSince);
+    ({ unkeyed, unkeyedPinned } = resume.whole);
+    unkeyedDigest = resume.whole.unkeyedHeads;
+    if (!resume.whole.anchorPending) pendingAnchor = undefined;
+  }
+  const checkpoint = (seq: bigint): Checkpoint | undefined =>
+    keyedSince === undefined
+      ? undefined
+      : {
+          anchor: signedAnchor(log, seq, heads),
+          events,
+          whole: { keyedSince: keyedSince.toString(), unkeyed, unkeyedHeads: unkeyedDigest ?? digestOf(unkeyedHeads), unkeyedPinned, anchorPending: pendingAnchor !== undefined },
+        };
+  for await (const row of rowsBetween(db, after, upper, batch, walked(options, 0n, upper, () => events, checkpoint))) {
     if (pendingAnchor !== undefined && row.seq > pendingAnchor) {
       if (digestOf(heads) !== anchorDigest) return fail(pendingAnchor, ANCHOR_BROKEN);
       pendingAnchor = undefined;
@@ -171,7 +215,7 @@ export async function verifyAudit(db: Db, log: AuditLog, options: WalkOptions & 
     } else keyedSince ??= row.seq;
     if (row.keyId !== null && row.action === EPOCH_ACTION) {
       const pin = row.data as { unkeyed?: number; unkeyedHeads?: string };
-      if (pin.unkeyed !== unkeyed || pin.unkeyedHeads !== digestOf(unkeyedHeads)) {
+      if (pin.unkeyed !== unkeyed || pin.unkeyedHeads !== (unkeyedDigest ?? digestOf(unkeyedHeads))) {
         return fail(row.seq, 'pins the rows from before REKEY_AUDIT_KEY, and they are not what they were (rewritten)');
       }
       unkeyedPinned = true;
@@ -202,10 +246,12 @@ export async function verifySince(db: Db, log: AuditLog, anchor: string, options
   const refused = signatureProblem(log, parsed, true);
   if (refused) return refusedAnchor(since, refused);
   const upper = await settledSeq(db);
-  const heads = await headsAt(db, since);
-  if (digestOf(heads) !== parsed[2]) return { ok: false, events: 0, seq: since, problem: ANCHOR_BROKEN, anchorRefused: false };
-  let events = 0;
-  for await (const row of rowsBetween(db, since, upper, options.batch ?? 1000, walked(options, since, upper, () => events))) {
+  let events = options.resume?.events ?? 0;
+  const start = options.resume ? await resumedAt(db, log, options.resume.anchor) : await pinnedBy(db, since, parsed[2]!);
+  if ('problem' in start) return { ok: false, events, seq: start.seq, problem: start.problem, anchorRefused: start.refused };
+  const { heads } = start;
+  const checkpoint = (seq: bigint): Checkpoint => ({ anchor: signedAnchor(log, seq, heads), events });
+  for await (const row of rowsBetween(db, start.seq, upper, options.batch ?? 1000, walked(options, since, upper, () => events, checkpoint))) {
     const problem = rowProblem(log, keyId, heads, row, `is not keyed, yet it comes after a signed anchor (row ${since}), which only a keyed log has (written without REKEY_AUDIT_KEY)`);
     if (problem) return { ok: false, events, seq: row.seq, problem, anchorRefused: false };
     heads.set(row.chain, row.hash);
@@ -215,6 +261,21 @@ export async function verifySince(db: Db, log: AuditLog, anchor: string, options
 }
 
 const ANCHOR_BROKEN = 'is the anchor, and the chains up to it are not what they were when it was taken (events were removed or rewritten)';
+
+/** Each chain's head at `seq` when they are what `digest` pins, or the failure at `seq`. */
+async function pinnedBy(db: Db, seq: bigint, digest: string, problem = ANCHOR_BROKEN): Promise<{ seq: bigint; heads: Map<string, string> } | { seq: bigint; problem: string; refused: false }> {
+  const heads = await headsAt(db, seq);
+  return digestOf(heads) === digest ? { seq, heads } : { seq, problem, refused: false };
+}
+
+/** Where a resumed walk starts: the heads at its checkpoint's seq, which must be what the checkpoint pinned. */
+async function resumedAt(db: Db, log: AuditLog, anchor: string): Promise<{ seq: bigint; heads: Map<string, string> } | { seq: bigint; problem: string; refused: boolean }> {
+  const parsed = ANCHOR.exec(anchor);
+  const seq = BigInt(parsed?.[1] ?? 0);
+  // Kept by this walk's own sealed record: never a caller's input, so a bad one is a refusal, not a finding about the log.
+  if (!parsed?.[3] || !sameHex(parsed[3], log.anchorMac(`${parsed[1]}:${parsed[2]}`))) return { seq, problem: 'is where this walk stopped, and its checkpoint does not verify under REKEY_AUDIT_KEY', refused: true };
+  return pinnedBy(db, seq, parsed[2]!, 'is where this walk stopped, and the chains up to it are not what they were when it got there (events were removed or rewritten since)');
+}
 
 /** Why a well-formed anchor is refused before any row is read (no signature where one is required, a signature that does not verify), or undefined. */
 function signatureProblem(log: AuditLog, [, seq, digest, mac]: RegExpExecArray, signed: boolean): string | undefined {
@@ -266,11 +327,18 @@ async function* rowsBetween(db: Db, after: bigint | undefined, upper: bigint, ba
   }
 }
 
-/** What rowsBetween calls between two batches: stop when the walk's signal says so, else tell its progress. */
-function walked(options: WalkOptions, from: bigint, upper: bigint, events: () => number): (seq: bigint) => void {
+/** What rowsBetween calls between two batches: stop when the walk's signal says so, else tell its progress and save a checkpoint when one is due. */
+function walked(options: WalkOptions, from: bigint, upper: bigint, events: () => number, checkpoint: (seq: bigint) => Checkpoint | undefined): (seq: bigint) => void {
+  let saved: number | undefined;
   return (seq) => {
     options.signal?.throwIfAborted();
     options.progress?.({ events: events(), seq, from, upper });
+    const every = options.checkpoint;
+    if (!every || (saved !== undefined && performance.now() - saved < every.everyMs)) return;
+    const taken = checkpoint(seq);
+    if (taken === undefined) return;
+    every.save(taken);
+    saved = performance.now();
   };
 }
 

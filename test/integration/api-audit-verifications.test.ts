@@ -3,11 +3,12 @@
  * Audit verifications in the background (POST /api/v1/audit/verifications): answered 202 at
  * once, followed by GET from the record in Redis to the result the synchronous verify gives;
  * one at a time; a record altered in Redis is never shown as passed; a walk whose server died
- * is found abandoned and its lock taken over; closing the server stops its walk.
+ * is found abandoned and its lock taken over; closing the server stops its walk, and another
+ * server takes a stopped or abandoned walk up again where it stopped.
  */
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { adminApiRoutes } from '../../src/api/routes.js';
-import { STALE_MS, Verifications, verificationsOf } from '../../src/api/verifications.js';
+import { MAX_RESUMES, STALE_MS, Verifications, verificationsOf, type VerificationOptions } from '../../src/api/verifications.js';
 import { call, tokenFor, type Answer } from '../support/api.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { runSql } from '../support/isolation.js';
@@ -41,9 +42,10 @@ async function finished(id: string): Promise<Answer> {
 }
 
 beforeAll(async () => {
-  h = await startHarness({ label: 'api-verifications', routes: [adminApiRoutes] });
-  // The API's instance, made before any request, with the gate the tests hold.
-  verificationsOf(h.runtime, { gate: () => held ?? Promise.resolve() });
+  // The API's instance, made before the admin API's, with the gate the tests hold; it does not look
+  // for walks to take up again on its own (the tests ask other instances to, when they mean it).
+  const theApis = (_app: unknown, runtime: Harness['runtime']) => void verificationsOf(runtime, { gate: () => held ?? Promise.resolve(), resumeEveryMs: 3_600_000 });
+  h = await startHarness({ label: 'api-verifications', routes: [theApis, adminApiRoutes] });
   await h.apply(memoryConfig('api-verifications', { 'pay-api': 'grace: 1h' }));
   for (let i = 0; i < 3; i++) expect((await h.rotate('pay-api')).status).toBe('succeeded');
   admin = await tokenFor(h, 'admin', ['admin']);
@@ -148,10 +150,155 @@ it('a walk whose server stopped writing is answered abandoned, and the next requ
   expect(taken.state).toBe('running');
   release();
   await until(async () => (await later.get(taken.id))?.state === 'passed', 20_000, 'the new walk passed');
-  // The old walk, alive after all, ends too; it no longer holds the lock, so it releases nothing of the new one's
-  // (the new one released its own before its record read passed).
-  expect((await finished(id)).json.state).toBe('passed');
+  // The old walk, alive after all, no longer holds the lock: it stops and writes nothing more, so it
+  // releases nothing of the new one's (which released its own with its record) and never reads passed.
+  await until(() => Promise.resolve(h.logs.some((line) => line.includes('another walk holds the lock') && line.includes(id))), 20_000, 'the old walk stopped');
+  expect((await later.get(id))?.state).toBe('abandoned');
   expect(await h.runtime.redis.get(`${h.env.prefix}:audit-verification:running`)).toBeNull();
+});
+
+/** Another server's Verifications: rows read `batch` at a time, a checkpoint after every batch, stopped (closed) after the batch that reaches `stopAt`. */
+function server(options: VerificationOptions & { stopAt?: bigint } = {}): { walks: Verifications; seen: bigint[] } {
+  const seen: bigint[] = [];
+  const walks: Verifications = new Verifications(h.runtime, {
+    batch: 5,
+    checkpointEveryMs: 0,
+    ...options,
+    onProgress: ({ seq }) => {
+      seen.push(seq);
+      if (options.stopAt !== undefined && seq >= options.stopAt) void walks.close();
+    },
+  });
+  return { walks, seen };
+}
+
+const rowsUpTo = async (anchor: string) => h.runtime.db.auditEvent.count({ where: { seq: { lte: BigInt(anchor.split(':')[0]!) } } });
+
+it('a walk its server stopped is taken up by another where it stopped, under the same id: every row checked once, the same answer as a whole walk', async () => {
+  const rows = await h.runtime.db.auditEvent.findMany({ select: { seq: true }, orderBy: { seq: 'asc' } });
+  const stopAt = rows[Math.floor(rows.length / 2)]!.seq;
+  const first = server({ stopAt });
+  const { id } = await first.walks.start({}, 'test');
+  await until(async () => (await first.walks.get(id))?.state === 'stopped', 20_000, 'the walk stopped');
+  const stopped = (await first.walks.get(id))!;
+  // Its checkpoint is the batch it was told to stop at (it stopped before telling the next one).
+  const after = first.seen.at(-1)!;
+  expect(after).toBeGreaterThanOrEqual(stopAt);
+  expect(stopped).toMatchObject({ state: 'stopped', result: null, resumed: [], progress: { seq: String(after) } });
+  expect(stopped).not.toHaveProperty('checkpoint');
+
+  const release = hold();
+  const second = server({ gate: () => held ?? Promise.resolve() });
+  expect(await second.walks.resume()).toBe(id);
+  // Nobody else takes it up while it runs, and a new one is refused meanwhile.
+  expect(await server().walks.resume()).toBeUndefined();
+  expect((await post('/audit/verifications', admin)).json).toMatchObject({ code: 'REKEY_API_CONFLICT', detail: expect.stringContaining(id) });
+  release();
+  await until(async () => (await second.walks.get(id))?.state !== 'running', 20_000, 'the walk taken up ended');
+  const done = (await second.walks.get(id))!;
+  expect(done).toMatchObject({ id, state: 'passed', kind: 'whole', startedBy: 'test', resumed: [{ at: expect.any(String), after: String(after) }] });
+  // The rows up to its checkpoint were not read again; every row up to its anchor was checked once.
+  expect(second.seen[0]).toBeGreaterThan(after);
+  const anchor = (done.result as { anchor: string }).anchor;
+  expect(done.result!.events).toBe(await rowsUpTo(anchor));
+  expect(done.progress).toMatchObject({ events: done.result!.events, share: 1 });
+  expect((await post('/audit/verify', admin, { anchor })).json.ok).toBe(true);
+  // A finished one is not taken up again.
+  expect(await server().walks.resume()).toBeUndefined();
+});
+
+it('a `since` walk is taken up where it stopped too', async () => {
+  const since = (await post('/audit/verify', admin)).json.anchor as string;
+  for (let i = 0; i < 2; i++) expect((await h.rotate('pay-api')).status).toBe('succeeded');
+  const first = server({ batch: 2, stopAt: BigInt(since.split(':')[0]!) + 1n });
+  const { id } = await first.walks.start({ since }, 'test');
+  await until(async () => (await first.walks.get(id))?.state === 'stopped', 20_000, 'the walk stopped');
+  const second = server({ batch: 2 });
+  expect(await second.walks.resume()).toBe(id);
+  await until(async () => (await second.walks.get(id))?.state !== 'running', 20_000, 'the walk taken up ended');
+  const done = (await second.walks.get(id))!;
+  expect(done).toMatchObject({ state: 'passed', kind: 'since', anchor: since, result: { ok: true, since: since.split(':')[0] }, resumed: [{ after: String(first.seen.at(-1)) }] });
+  const anchor = (done.result as { anchor: string }).anchor;
+  expect(done.result!.events).toBe((await rowsUpTo(anchor)) - (await rowsUpTo(since)));
+  expect(second.seen[0]).toBeGreaterThan(first.seen.at(-1)!);
+});
+
+it('a whole walk given an anchor, stopped below it, still checks the chains it pins when taken up', async () => {
+  const rows = await h.runtime.db.auditEvent.findMany({ select: { seq: true }, orderBy: { seq: 'asc' } });
+  const at = rows[Math.floor(rows.length / 2)]!.seq;
+  // Signed under the audit key, pinning heads the log never had: as an anchor taken before rows up to it were rewritten.
+  const body = `${at}:${'1'.repeat(64)}`;
+  const anchor = `${body}:${h.runtime.audit.anchorMac(body)}`;
+  const first = server({ stopAt: 1n });
+  const { id } = await first.walks.start({ anchor }, 'test');
+  await until(async () => (await first.walks.get(id))?.state === 'stopped', 20_000, 'the walk stopped');
+  expect(first.seen.at(-1)).toBeLessThan(at);
+  const second = server();
+  expect(await second.walks.resume()).toBe(id);
+  await until(async () => (await second.walks.get(id))?.state !== 'running', 20_000, 'the walk taken up ended');
+  expect(await second.walks.get(id)).toMatchObject({ state: 'failed', result: { ok: false, seq: String(at), problem: expect.stringMatching(/is the anchor, and the chains up to it are not what they were/) } });
+});
+
+it('rows below where a walk stopped, rewritten before it is taken up: it fails there and raises the alarm', async () => {
+  const first = server({ stopAt: 1n });
+  const { id } = await first.walks.start({}, 'test');
+  await until(async () => (await first.walks.get(id))?.state === 'stopped', 20_000, 'the walk stopped');
+  const after = first.seen.at(-1)!;
+  // The head of a chain at the checkpoint, its hash rewritten (as a deleted or edited last row would leave it).
+  const head = (await h.runtime.db.auditEvent.findMany({ where: { seq: { lte: after } }, orderBy: { seq: 'desc' }, take: 1 }))[0]!;
+  const asOwner = (statement: string) => runSql(h.env.databaseUrl, ['ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update', statement, 'ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update']);
+  const notify = vi.spyOn(h.runtime.notifier, 'notify');
+  await asOwner(`UPDATE audit_events SET hash = '${'0'.repeat(64)}' WHERE seq = ${head.seq}`);
+  try {
+    const second = server();
+    expect(await second.walks.resume()).toBe(id);
+    await until(async () => (await second.walks.get(id))?.state !== 'running', 20_000, 'the walk taken up ended');
+    expect(await second.walks.get(id)).toMatchObject({ state: 'failed', result: { ok: false, seq: String(after), problem: expect.stringMatching(/where this walk stopped, and the chains up to it are not what they were/) } });
+    expect(notify.mock.calls.map(([n]) => n.id)).toContain(`audit.verify-failed.${after}`);
+    expect(second.seen).toEqual([]);
+  } finally {
+    notify.mockRestore();
+    await asOwner(`UPDATE audit_events SET hash = '${head.hash}' WHERE seq = ${head.seq}`);
+  }
+});
+
+it('an abandoned walk is taken up from its checkpoint; the old walk, alive after all, writes nothing more; at most MAX_RESUMES times', async () => {
+  const release = hold();
+  const first = server();
+  const { id } = await first.walks.start({}, 'test');
+  // Seen by a replica whose clock is past the record's staleness: as when its server died before its first batch.
+  const later = server({ clock: () => Date.now() + STALE_MS + 1000 });
+  expect((await later.walks.get(id))?.state).toBe('abandoned');
+  expect(await later.walks.resume()).toBe(id);
+  release();
+  await until(async () => (await later.walks.get(id))?.state === 'passed', 20_000, 'the walk taken up passed');
+  expect((await later.walks.get(id))!.resumed).toEqual([{ at: expect.any(String), after: null }]);
+  await until(() => Promise.resolve(h.logs.some((line) => line.includes('another walk holds the lock') && line.includes(id))), 20_000, 'the old walk stopped');
+  expect((await later.walks.get(id))?.state).toBe('passed');
+
+  // Stopped again and again: taken up MAX_RESUMES times, then left stopped.
+  const again = server({ stopAt: 1n });
+  const next = (await again.walks.start({}, 'test')).id;
+  for (let i = 1; i <= MAX_RESUMES; i++) {
+    await until(async () => (await again.walks.get(next))?.state === 'stopped', 20_000, 'the walk stopped');
+    expect(await server({ stopAt: 1n }).walks.resume()).toBe(next);
+  }
+  await until(async () => (await again.walks.get(next))?.state === 'stopped', 20_000, 'the walk stopped');
+  expect(await server().walks.resume()).toBeUndefined();
+  expect((await again.walks.get(next))!.resumed).toHaveLength(MAX_RESUMES);
+});
+
+it('every server looks for a walk to take up again on its own (resumeEvery)', async () => {
+  const first = server({ stopAt: 1n });
+  const { id } = await first.walks.start({}, 'test');
+  await until(async () => (await first.walks.get(id))?.state === 'stopped', 20_000, 'the walk stopped');
+  const other = server({ resumeEveryMs: 20 });
+  other.walks.resumeEvery();
+  try {
+    await until(async () => (await other.walks.get(id))?.state === 'passed', 20_000, 'taken up and passed');
+  } finally {
+    await other.walks.close();
+  }
 });
 
 it('closing the server stops its walk between two batches', async () => {

@@ -15,7 +15,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type AnchorMessage, recordAnchor } from '../../src/audit-anchor.js';
 import { AuditLog, type AuditRow } from '../../src/db/audit.js';
-import { takeAnchor, verifyAudit } from '../../src/db/audit-verify.js';
+import { type Checkpoint, takeAnchor, verifyAudit } from '../../src/db/audit-verify.js';
 import { createDb } from '../../src/db/client.js';
 import { createLogger } from '../../src/log.js';
 import { ensureDatabase, listMigrations, migrate } from '../../src/db/migrate.js';
@@ -242,9 +242,16 @@ it('rows written before REKEY_AUDIT_KEY keep verifying; the first anchor pins th
     expect(await verifyAudit(db, audit)).toMatchObject({ ok: true, events: 3, unkeyed: 3, unkeyedPinned: false });
     await expect(runSql(url, [insertSql({ ...old[2]!, seq: 4n, prevHash: old[2]!.hash })])).rejects.toThrow(/audit_events_keyed/);
 
+    // Two keyed events before the first anchor pins the unkeyed ones (a process wrote them before the anchor job ran).
+    for (let i = 0; i < 2; i++) await db.$transaction((tx) => audit.append(tx, { actor: 'cli', action: 'version.current', secret: 'new', data: {} }));
     const { anchor } = await takeAnchor(db, audit, 'test');
-    expect(await verifyAudit(db, audit, { anchor })).toMatchObject({ ok: true, events: 4, unkeyed: 3, unkeyedPinned: true });
+    expect(await verifyAudit(db, audit, { anchor })).toMatchObject({ ok: true, events: 6, unkeyed: 3, unkeyedPinned: true });
     const epoch = await db.auditEvent.findFirstOrThrow({ where: { action: 'audit.keyed' } });
+    // A walk stopped after the first keyed row, before the pinning one, and taken up: it carries the unkeyed rows' count and heads to check the pins with.
+    const checkpoints: Checkpoint[] = [];
+    await verifyAudit(db, audit, { anchor, batch: 1, checkpoint: { everyMs: 0, save: (c) => checkpoints.push(c) } });
+    expect(checkpoints.map((c) => c.anchor.split(':')[0])).toEqual(['4', '5', '6']);
+    expect(await verifyAudit(db, audit, { anchor, resume: checkpoints[0] })).toMatchObject({ ok: true, events: 6, unkeyed: 3, unkeyedPinned: true });
 
     // The owner drops the constraint and rewrites the secret's unkeyed chain consistently: still a valid unkeyed chain.
     const first = { ...old[0]!, actor: 'mallory' };

@@ -14,6 +14,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminApiRoutes } from '../../src/api/routes.js';
 import { SESSION_IDLE_MS } from '../../src/api/sessions.js';
+import { Verifications } from '../../src/api/verifications.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/dashboard/assets.js';
 import { dashboardRoutes } from '../../src/dashboard/routes.js';
 import { packageRoot } from '../../src/paths.js';
@@ -226,6 +227,15 @@ describe('the dashboard in Chromium', () => {
     await page.click('header a[href="#/audit"]');
     await page.waitForSelector(`.verify .notice-ok:has-text("after the anchor (event ${anchor.split(':')[0]})")`, WAIT);
     await page.waitForSelector('.verify .muted:has-text("Started by")', WAIT);
+    // One whose server shut down after its first batch: this server (the admin API's, looking every
+    // few seconds) takes it up where it stopped, and the page follows it to its end and says so.
+    const other: Verifications = new Verifications(h.runtime, { batch: 1, onProgress: () => void other.close() });
+    await other.start({}, 'token:other');
+    await page.click('header a[href="#/"]');
+    await page.click('header a[href="#/audit"]');
+    await page.waitForSelector('.verify .muted:has-text("Started by token:other")', WAIT);
+    await page.waitForSelector('.verify .muted:has-text("Taken up again by another server after event 1 (1 of 3 times)")', WAIT);
+    await page.waitForSelector('.verify .notice-ok:has-text("Verified")', WAIT);
   });
 
   it('shows what a config revision changed, and decommissions the secret it removed after its name is typed', async () => {

@@ -12,10 +12,17 @@ interface Verification {
   progress: { events: number; seq: string; upper: string; share: number; perSecond: number; secondsLeft: number | null } | null;
   result: { ok: true; events: number; anchor: string; since?: string } | { ok: false; events: number; seq: string; problem: string } | null;
   error: string | null;
+  /** Each time a server took the walk up again where it stopped (`after`: the last event it had checked). */
+  resumed: Array<{ at: string | null; after: string | null }>;
 }
 
 /** How often a running verification is asked how far it has come. */
 const FOLLOW_EVERY_MS = 1000;
+/** Times the server takes a stopped or abandoned verification up again (MAX_RESUMES in src/api/verifications.ts). */
+const MAX_RESUMES = 3;
+
+/** A stopped or abandoned verification a server will take up again: followed until it is. */
+const willResume = (v: Verification) => (v.state === 'stopped' || v.state === 'abandoned') && v.resumed.length < MAX_RESUMES;
 
 const count = (n: number) => n.toLocaleString();
 
@@ -42,8 +49,9 @@ function verificationStatus(v: Verification): HTMLElement {
   }
   if (v.state === 'failed' && r && !r.ok) return notice(`Verification failed at event ${r.seq}: ${r.problem}`);
   if (v.state === 'error') return notice(`The verification could not finish: ${v.error ?? 'unknown error'}. Run it again.`);
-  if (v.state === 'stopped') return notice('The verification stopped: its server shut down. Run it again.');
-  if (v.state === 'abandoned') return notice('The verification was abandoned: its server stopped reporting (it restarted or died). Run it again.');
+  const why = v.state === 'stopped' ? 'its server shut down' : 'its server stopped reporting (it restarted or died)';
+  if (willResume(v)) return h('div', { class: 'notice notice-ok', role: 'status' }, `The verification paused: ${why}. Another server takes it up where it stopped within seconds.`);
+  if (v.state === 'stopped' || v.state === 'abandoned') return notice(`The verification stopped: ${why}, ${v.resumed.length} times. Run it again.`);
   return notice('The record of this verification in Redis was altered (its seal does not verify): nothing of it can be shown. Run it again, and find out who can write to Redis.');
 }
 
@@ -113,9 +121,12 @@ export function auditView(me: Me): View {
   const follow = (v: Verification): void => {
     const mine = ++shown;
     const by = v.startedBy && v.startedAt ? h('p', { class: 'muted' }, `Started by ${v.startedBy} at ${new Date(v.startedAt).toLocaleString()}`) : null;
-    fill(verified, verificationStatus(v), by);
-    verify.disabled = v.state === 'running';
-    if (v.state !== 'running') return;
+    const taken = v.resumed.at(-1);
+    const resumed = taken ? h('p', { class: 'muted' }, `Taken up again by another server ${taken.after ? `after event ${taken.after}` : 'from the start'} (${v.resumed.length} of ${MAX_RESUMES} times)`) : null;
+    fill(verified, verificationStatus(v), by, resumed);
+    const going = v.state === 'running' || willResume(v);
+    verify.disabled = going;
+    if (!going) return;
     window.setTimeout(() => {
       if (verified.isConnected && mine === shown) api.get<Verification>(`/audit/verifications/${v.id}`).then(follow, failed);
     }, FOLLOW_EVERY_MS);
