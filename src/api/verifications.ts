@@ -63,7 +63,7 @@ function answerOf(result: VerifyResult | SinceResult, since: string | undefined)
   return since === undefined ? (result as Extract<VerifyResult, { ok: true }>) : { ...result, since: since.split(':')[0]! };
 }
 
-const STATES = ['running', 'passed', 'failed', 'error', 'stopped', 'abandoned', 'tampered'] as const;
+const STATES = ['running', 'passed', 'failed', 'error', 'stopped', 'abandoned', 'tampered', 'unreadable'] as const;
 
 const verification = z
   .object({
@@ -71,7 +71,7 @@ const verification = z
     state: z
       .enum(STATES)
       .describe(
-        'running; passed or failed (see result); error (the walk could not go on: see error); stopped (its server shut down) and abandoned (its server stopped writing: died), each taken up again within seconds by a server, where it stopped (see resumed); tampered (its record in Redis does not carry a valid seal: nothing of it is shown)',
+        'running; passed or failed (see result); error (the walk could not go on: see error); stopped (its server shut down) and abandoned (its server stopped writing: died), each taken up again within seconds by a server, where it stopped (see resumed); tampered (its record in Redis does not carry a valid seal: nothing of it is shown); unreadable (sealed, but in a shape this release does not read: written by another release of rekey)',
       ),
     kind: z.enum(['whole', 'since']).nullable().describe('whole: every row (up to `anchor` checked against it when given); since: only the rows after the signed anchor `anchor`'),
     anchor: z.string().nullable(),
@@ -370,16 +370,20 @@ export class Verifications {
 
   private read(id: string, kept: string | null): Stored | undefined {
     if (kept === null) return undefined;
-    let record: Stored;
+    let body: unknown;
     try {
-      const { body, seal } = JSON.parse(kept) as { body?: unknown; seal?: unknown };
-      if (typeof body !== 'string' || typeof seal !== 'string' || !this.runtime.audit.sealMatches(body, seal)) return tamperedRecord(id);
-      record = stored.parse(JSON.parse(body));
+      const parsed = JSON.parse(kept) as { body?: unknown; seal?: unknown };
+      if (typeof parsed.body !== 'string' || typeof parsed.seal !== 'string' || !this.runtime.audit.sealMatches(parsed.body, parsed.seal)) return blankRecord(id, 'tampered');
+      body = JSON.parse(parsed.body);
     } catch {
-      return tamperedRecord(id);
+      return blankRecord(id, 'tampered');
     }
+    // Sealed under this key, in a shape this release does not read: another release wrote it (an upgrade under way), not an attacker.
+    const read = stored.safeParse(body);
+    if (!read.success) return blankRecord(id, 'unreadable');
+    const record = read.data;
     // A sealed record moved under another id (an older pass shown for a newer walk) is not this one.
-    if (record.id !== id) return tamperedRecord(id);
+    if (record.id !== id) return blankRecord(id, 'tampered');
     const silent = this.clock() - Date.parse(record.updatedAt ?? '');
     return record.state === 'running' && silent > STALE_MS ? { ...record, state: 'abandoned' } : record;
   }
@@ -400,9 +404,9 @@ function shown({ checkpoint: _, ...record }: Stored): VerificationRecord {
   return { ...record, ...(record.progress ? { progress: { ...record.progress } } : {}) };
 }
 
-/** What is shown of a record whose seal does not verify: its id and that, nothing it says. */
-function tamperedRecord(id: string): Stored {
-  return { id, state: 'tampered', kind: null, anchor: null, startedBy: null, startedAt: null, updatedAt: null, finishedAt: null, progress: null, result: null, error: null, resumed: [], checkpoint: null };
+/** What is shown of a record whose seal does not verify (tampered), or that this release cannot read: its id and that, nothing it says. */
+function blankRecord(id: string, state: 'tampered' | 'unreadable'): Stored {
+  return { id, state, kind: null, anchor: null, startedBy: null, startedAt: null, updatedAt: null, finishedAt: null, progress: null, result: null, error: null, resumed: [], checkpoint: null };
 }
 
 /** A server's Verifications, created with its admin API (src/api/routes.ts) and closed with it; `options` count on the first call only (tests make it first). */

@@ -115,7 +115,7 @@ it('one at a time: another is refused 409 naming the one that runs; once it ende
   expect((await finished(next.json.id)).json.state).toBe('passed');
 });
 
-it('a record altered in Redis, or moved under another id, is answered tampered and nothing of it is shown', async () => {
+it('a record altered in Redis, or moved under another id, is answered tampered and nothing of it is shown; one of another release, unreadable', async () => {
   const release = hold();
   const { id } = (await post('/audit/verifications', admin)).json;
   release();
@@ -135,6 +135,10 @@ it('a record altered in Redis, or moved under another id, is answered tampered a
   await h.runtime.redis.set(key, (await h.runtime.redis.get(`${h.env.prefix}:audit-verification:${other.id}`))!);
   expect((await get(`/audit/verifications/${id}`)).json).toMatchObject(tamperedAnswer);
   expect((await listed()).find((v) => v.id === id)).toMatchObject(tamperedAnswer);
+  // Sealed under the audit key in a shape this release does not read (another release's): unreadable, not tampered.
+  const changed = stored.body.replace('"state":"passed"', '"state":"paused"');
+  await h.runtime.redis.set(key, JSON.stringify({ body: changed, seal: h.runtime.audit.sealOf(changed) }));
+  expect((await get(`/audit/verifications/${id}`)).json).toMatchObject({ ...tamperedAnswer, state: 'unreadable' });
   // Put back, it reads as it was.
   await h.runtime.redis.set(key, JSON.stringify(stored));
   expect((await get(`/audit/verifications/${id}`)).json).toEqual(done);
