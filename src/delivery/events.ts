@@ -44,6 +44,8 @@ const SUBJECT_STREAMS_RETRY_AFTER_S = 30;
 /** Registers the route; returns what ends every open stream (the server is closing). */
 export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () => void {
   const streams = new Set<() => void>();
+  /** The server is closing: its streams were ended, and none opens any more. */
+  let closing = false;
   /** Open streams per subject (`<authenticator>:<subject id>`), so one subject cannot take the server's every slot. */
   const perSubject = new Map<string, number>();
   /** Version reads in flight, shared by the streams one change wakes at once. */
@@ -82,6 +84,8 @@ export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () =>
       });
       secrets = followedSecrets(delivery, who);
       if (!secrets.length) return refuse(reply, 403, 'insufficient_scope', 'no grant names this subject');
+      // Authenticated while the server began closing: a stream opened now would hold the close until it ends (up to an hour).
+      if (closing) return refuse(reply, 503, 'temporarily_unavailable', 'the server is shutting down');
       if (streams.size >= MAX_STREAMS) return refuse(reply.header('retry-after', '5'), 503, 'temporarily_unavailable', 'too many streams');
       subjectKey = `${who.authenticator}:${who.subject.id}`;
       if ((perSubject.get(subjectKey) ?? 0) >= delivery.rateLimit.streams) {
@@ -205,6 +209,7 @@ export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () =>
   });
 
   return () => {
+    closing = true;
     for (const end of [...streams]) end();
   };
 }

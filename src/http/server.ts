@@ -22,6 +22,9 @@ export const REQUEST_TIMEOUT_MS = 15_000;
 /** How long a /readyz probe or a rendered /metrics is answered again before it is taken anew. */
 export const PROBE_CACHE_MS = 1000;
 
+/** How often a closing server closes the connections that have gone idle since it began closing. */
+const CLOSE_SWEEP_MS = 50;
+
 export interface ServerOptions {
   /** Serve /metrics here; false when it has a port of its own. @defaultValue true */
   metrics?: boolean;
@@ -43,6 +46,7 @@ export async function buildServer(runtime: Runtime, routes: readonly RouteModule
       void (reply as FastifyReply).code(error.statusCode ?? 400).send({ error: 'bad request', code: error.code });
     },
   }) as unknown as FastifyInstance; // pino's Logger type is wider than fastify's default instance type
+  closeIdleWhileClosing(app);
   app.get('/healthz', () => ({ status: 'ok' }));
   const ready = sharedFor(PROBE_CACHE_MS, () => runtime.ready());
   app.get('/readyz', async (_request, reply) => {
@@ -61,8 +65,26 @@ export function buildMetricsServer(runtime: Runtime): FastifyInstance {
     loggerInstance: runtime.log.child({ component: 'http-metrics' }, { level: 'warn' }),
     requestTimeout: REQUEST_TIMEOUT_MS,
   }) as unknown as FastifyInstance;
+  closeIdleWhileClosing(app);
   serveMetrics(app, runtime);
   return app;
+}
+
+/**
+ * When a server begins closing, Node closes the connections idle at that moment; one whose
+ * request was still being answered (or whose stream the close ended) stays open on keep-alive
+ * after its answer, for fastify's keepAliveTimeout (72 s), and the close waits for it: a SIGTERM
+ * drain took that long, past Kubernetes' grace period. While closing, the connections that have
+ * gone idle since are closed too (requests arriving meanwhile are answered 503 with
+ * `Connection: close` by fastify).
+ */
+function closeIdleWhileClosing(app: FastifyInstance): void {
+  app.addHook('preClose', (done) => {
+    const sweep = setInterval(() => app.server.closeIdleConnections(), CLOSE_SWEEP_MS);
+    sweep.unref();
+    app.server.once('close', () => clearInterval(sweep));
+    done();
+  });
 }
 
 function serveMetrics(app: FastifyInstance, runtime: Runtime): void {
