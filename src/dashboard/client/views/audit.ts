@@ -51,7 +51,7 @@ function verificationStatus(v: Verification): HTMLElement {
   if (v.state === 'error') return notice(`The verification could not finish: ${v.error ?? 'unknown error'}. Run it again.`);
   const why = v.state === 'stopped' ? 'its server shut down' : 'its server stopped reporting (it restarted or died)';
   if (willResume(v)) return h('div', { class: 'notice notice-ok', role: 'status' }, `The verification paused: ${why}. Another server takes it up where it stopped within seconds.`);
-  if (v.state === 'stopped' || v.state === 'abandoned') return notice(`The verification stopped: ${why}, ${v.resumed.length} times. Run it again.`);
+  if (v.state === 'stopped' || v.state === 'abandoned') return notice(`The verification stopped (${why}) after it had been taken up again ${v.resumed.length} times. Run it again.`);
   if (v.state === 'unreadable') return notice('This verification was recorded by another release of rekey (an upgrade under way): this server cannot read it. Run it again once the upgrade is done.');
   return notice('The record of this verification in Redis was altered (its seal does not verify): nothing of it can be shown. Run it again, and find out who can write to Redis.');
 }
