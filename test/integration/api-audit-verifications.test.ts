@@ -268,7 +268,7 @@ it('rows below where a walk stopped, rewritten before it is taken up: it fails t
 
 it('an abandoned walk is taken up from its checkpoint; the old walk, alive after all, writes nothing more; at most MAX_RESUMES times', async () => {
   const release = hold();
-  const first = server();
+  const first = server({ gate: () => held ?? Promise.resolve() });
   const { id } = await first.walks.start({}, 'test');
   // Seen by a replica whose clock is past the record's staleness: as when its server died before its first batch.
   const later = server({ clock: () => Date.now() + STALE_MS + 1000 });
