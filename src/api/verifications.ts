@@ -28,7 +28,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { describeError, RekeyError } from '../core/errors.js';
-import { alarmOnTampering, requestProblem, type SinceResult, type VerifyResult, verifyAudit, verifySince, type WalkOptions, type WalkProgress, walkPace } from '../db/audit-verify.js';
+import { alarmOnTampering, anchorSeq, requestProblem, type SinceResult, type VerifyResult, verifyAudit, verifySince, type WalkOptions, type WalkProgress, walkPace, walkShare } from '../db/audit-verify.js';
 import { describeInfraFailure } from '../cli/failures.js';
 import type { Runtime } from '../runtime.js';
 import { ApiProblem } from './problems.js';
@@ -60,7 +60,7 @@ type Answer = z.infer<typeof verifyResult>;
 /** The API's answer for a walk's result. */
 function answerOf(result: VerifyResult | SinceResult, since: string | undefined): Answer {
   if (!result.ok) return { ...result, seq: result.seq.toString() };
-  return since === undefined ? (result as Extract<VerifyResult, { ok: true }>) : { ...result, since: since.split(':')[0]! };
+  return since === undefined ? (result as Extract<VerifyResult, { ok: true }>) : { ...result, since: anchorSeq(since).toString() };
 }
 
 const STATES = ['running', 'passed', 'failed', 'error', 'stopped', 'abandoned', 'tampered', 'unreadable'] as const;
@@ -130,7 +130,7 @@ const keys = (prefix: string) => ({
  * The lock holds the token of the walk that runs: `<id>/<times resumed>`, so a walk taken up again
  * holds another token than the one it was taken from (which, alive after all, then writes nothing).
  */
-const tokenOf = (record: Pick<Stored, 'id' | 'resumed'>) => `${record.id}/${record.resumed.length}`;
+const tokenOf = (id: string, timesResumed: number) => `${id}/${timesResumed}`;
 const idOf = (token: string) => token.split('/')[0]!;
 
 // Takes the lock when free, or when held by `expected` (a walk found abandoned); answers the holder otherwise.
@@ -244,8 +244,8 @@ export class Verifications {
     const id = await this.runtime.redis.get(this.keys.last);
     const found = id === null ? undefined : await this.stored(id);
     if (!found || !resumable(found)) return undefined;
-    const token = `${found.id}/${found.resumed.length + 1}`;
-    const expected = found.state === 'abandoned' ? tokenOf(found) : '';
+    const token = tokenOf(found.id, found.resumed.length + 1);
+    const expected = found.state === 'abandoned' ? tokenOf(found.id, found.resumed.length) : '';
     if ((await this.runtime.redis.eval(TAKE, 1, this.keys.lock, token, expected, String(STALE_MS))) !== null) return undefined;
     // Read again under the lock: another server may have taken it up, and finished, meanwhile.
     const record = await this.stored(found.id);
@@ -254,7 +254,7 @@ export class Verifications {
       return undefined;
     }
     const at = new Date(this.clock()).toISOString();
-    Object.assign(record, { state: 'running', updatedAt: at, finishedAt: null, resumed: [...record.resumed, { at, after: record.checkpoint?.anchor.split(':')[0] ?? null }] });
+    Object.assign(record, { state: 'running', updatedAt: at, finishedAt: null, resumed: [...record.resumed, { at, after: record.checkpoint ? anchorSeq(record.checkpoint.anchor).toString() : null }] });
     if (!(await this.write(record))) return undefined;
     this.runtime.log.info({ verification: record.id, after: record.resumed.at(-1)!.after }, 'audit verification: taken up again where it stopped');
     this.launch(record);
@@ -279,13 +279,13 @@ export class Verifications {
     const { signal } = abort;
     const started = this.clock();
     // A walk taken up again: its pace counts from where it was taken up.
-    const base = { events: record.checkpoint?.events ?? 0, seq: BigInt(record.checkpoint?.anchor.split(':')[0] ?? 0) };
+    const base = { events: record.checkpoint?.events ?? 0, seq: record.checkpoint ? anchorSeq(record.checkpoint.anchor) : 0n };
     let walked: WalkProgress | undefined;
     /** The record as of now: its progress and when it was written. */
     const update = () => {
       if (walked) {
         const { events, seq, from, upper } = walked;
-        const { share } = walkPace(walked, 1);
+        const share = walkShare(walked);
         const { perSecond, secondsLeft } = walkPace({ events: events - base.events, seq, from: base.seq > from ? base.seq : from, upper }, this.clock() - started);
         record.progress = { events, seq: seq.toString(), from: from.toString(), upper: upper.toString(), share, perSecond, secondsLeft: secondsLeft ?? null };
       }
@@ -320,8 +320,8 @@ export class Verifications {
       record.state = result.ok ? 'passed' : 'failed';
       // Passed: it checked every row up to its anchor (progress is told full batches only).
       if (result.ok) {
-        const upper = BigInt(result.anchor.split(':')[0]!);
-        walked = { events: result.events, seq: upper, from: walked?.from ?? BigInt(since?.split(':')[0] ?? 0), upper };
+        const upper = anchorSeq(result.anchor);
+        walked = { events: result.events, seq: upper, from: walked?.from ?? (since ? anchorSeq(since) : 0n), upper };
       }
     } catch (error) {
       record.state = signal.aborted ? 'stopped' : 'error';
@@ -347,7 +347,7 @@ export class Verifications {
   /** Takes the lock for a new walk `id`; answers the id of the walk that holds it instead, if one runs. */
   private async take(id: string): Promise<string | undefined> {
     const redis = this.runtime.redis;
-    const token = tokenOf({ id, resumed: [] });
+    const token = tokenOf(id, 0);
     const held = (await redis.eval(TAKE, 1, this.keys.lock, token, '', String(STALE_MS))) as string | null;
     if (held === null) return undefined;
     // Held by a walk whose server stopped writing (died): take it over, unless it moved meanwhile.
@@ -361,7 +361,7 @@ export class Verifications {
     const body = JSON.stringify(record);
     const sealed = JSON.stringify({ body, seal: this.runtime.audit.sealOf(body) });
     const lockMs = record.state === 'running' ? String(STALE_MS) : '0';
-    return (await this.runtime.redis.eval(WRITE, 2, this.keys.lock, this.keys.record(record.id), tokenOf(record), sealed, String(KEEP_MS), lockMs)) === 1;
+    return (await this.runtime.redis.eval(WRITE, 2, this.keys.lock, this.keys.record(record.id), tokenOf(record.id, record.resumed.length), sealed, String(KEEP_MS), lockMs)) === 1;
   }
 
   private async stored(id: string): Promise<Stored | undefined> {

@@ -80,13 +80,15 @@ export interface WalkProgress {
   upper: bigint;
 }
 
-/**
- * A walk's pace: the share of its seq range behind it (sequence numbers have gaps, so an
- * estimate), rows checked per second, and the seconds left at that rate (undefined before any).
- */
-export function walkPace(walked: WalkProgress, elapsedMs: number): { share: number; perSecond: number; secondsLeft: number | undefined } {
+/** The share of a walk's seq range behind it (sequence numbers have gaps, so an estimate). */
+export function walkShare(walked: WalkProgress): number {
   const span = Number(walked.upper - walked.from);
-  const share = span > 0 ? Math.min(1, Number(walked.seq - walked.from) / span) : 1;
+  return span > 0 ? Math.min(1, Number(walked.seq - walked.from) / span) : 1;
+}
+
+/** A walk's pace: its share (walkShare), rows checked per second, and the seconds left at that rate (undefined before any). */
+export function walkPace(walked: WalkProgress, elapsedMs: number): { share: number; perSecond: number; secondsLeft: number | undefined } {
+  const share = walkShare(walked);
   const perSecond = walked.events / Math.max(0.001, elapsedMs / 1000);
   const seconds = elapsedMs / 1000;
   return { share, perSecond, secondsLeft: share > 0 ? (seconds / share) * (1 - share) : undefined };
@@ -139,6 +141,9 @@ export interface WalkOptions {
 }
 
 const ANCHOR = /^(\d+):([0-9a-f]{64})(?::([0-9a-f]{64}))?$/;
+
+/** The seq a well-formed anchor (or a checkpoint's) pins: its first field. */
+export const anchorSeq = (anchor: string): bigint => BigInt(anchor.slice(0, anchor.indexOf(':')));
 const MALFORMED = 'is the anchor, and it is malformed (not <seq>:<64 hex digits>[:<64 hex digits>])';
 
 /**

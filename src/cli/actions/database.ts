@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { loadConfigFile } from '../../config/load.js';
 import { isEmpty } from '../../config/plan.js';
-import { alarmOnTampering, requestProblem, verifyAudit, verifySince, walkReporter } from '../../db/audit-verify.js';
+import { alarmOnTampering, anchorSeq, requestProblem, verifyAudit, verifySince, walkReporter } from '../../db/audit-verify.js';
 import { grantRuntimeRole, runtimeGrants, userOf } from '../../db/grants.js';
 import { ensureDatabase, migrate } from '../../db/migrate.js';
 import { formatRotationMetadata, writeRotationMetadata } from '../../events/rotation-metadata.js';
@@ -95,7 +95,7 @@ export async function auditVerify(ctx: CliContext, options: { anchor?: string; s
     if (options.json) ctx.out(JSON.stringify({ ...result, seq: 'seq' in result ? result.seq.toString() : undefined }));
     else if (!result.ok) ctx.out(`Audit log TAMPERED: row ${result.seq} ${result.problem} (${result.events} rows before it verified).`);
     else {
-      if (since !== undefined) ctx.out(`Audit log intact since row ${since.split(':')[0]}: anchor matches, ${result.events} events after it verified (rows before it not walked).`);
+      if (since !== undefined) ctx.out(`Audit log intact since row ${anchorSeq(since)}: anchor matches, ${result.events} events after it verified (rows before it not walked).`);
       else ctx.out(`Audit log intact: ${result.events} events, hash chain verified${options.anchor ? ', anchor matches' : ''}.`);
       if (whole?.ok && whole.unkeyed) {
         ctx.out(
