@@ -86,6 +86,10 @@ export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () =>
       if (!secrets.length) return refuse(reply, 403, 'insufficient_scope', 'no grant names this subject');
       // Authenticated while the server began closing: a stream opened now would hold the close until it ends (up to an hour).
       if (closing) return refuse(reply, 503, 'temporarily_unavailable', 'the server is shutting down');
+      // Its caller hung up while it was being authenticated: the connection's 'close' has been and
+      // gone, so a stream counted now would never end and would hold one of the subject's places
+      // (delivery.rateLimit.streams) until its credential expired.
+      if (request.raw.socket.destroyed) return refuse(reply, 503, 'temporarily_unavailable', 'the client went away');
       if (streams.size >= MAX_STREAMS) return refuse(reply.header('retry-after', '5'), 503, 'temporarily_unavailable', 'too many streams');
       subjectKey = `${who.authenticator}:${who.subject.id}`;
       if ((perSubject.get(subjectKey) ?? 0) >= delivery.rateLimit.streams) {

@@ -4,12 +4,17 @@
  * credential was verified against is revoked (a client key, an attestation secret), at once;
  * when that version, made previous by a rotation, reaches the end of its grace; and one subject
  * holds `delivery.rateLimit.streams` streams at most on a server (429 with Retry-After beyond),
- * while other subjects still get theirs.
+ * while other subjects still get theirs; a client that hung up while its stream was being
+ * authenticated holds none of them.
  */
+import { type AddressInfo, connect } from 'node:net';
+import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { deliveryRoutes } from '../../src/delivery/routes.js';
+import { buildServer } from '../../src/http/server.js';
 import { attestationToken, currentVersion, storedValue } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { until } from '../support/poll.js';
 import { openStream, type EventStream } from '../support/sse.js';
 
 let h: Harness;
@@ -93,6 +98,38 @@ it('holds at most delivery.rateLimit.streams streams per subject on a server: 42
   }
 });
 
+it('a client that hangs up while its stream is being authenticated leaves no stream behind: the subject still gets its own', async () => {
+  // A server of its own, which says when each request has arrived.
+  let arrived = 0;
+  const app = await buildServer(h.runtime, [(scope) => void scope.addHook('onRequest', (_request, _reply, done) => ((arrived += 1), done())), deliveryRoutes]);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/v1/events`;
+  const credential = await attestation('app:hangs-up', 600);
+  // Each stream's check of the attestation version (FOR SHARE, in the hand-out journal) waits behind this
+  // lock while its client hangs up; then the lock goes and each authentication ends after its connection.
+  const version = await currentVersion(h, 'app-attestation');
+  const waiting = async () => (await h.runtime.db.$queryRaw<unknown[]>`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).length;
+  const locker = new pg.Client({ connectionString: h.env.databaseUrl });
+  await locker.connect();
+  try {
+    await locker.query('BEGIN');
+    await locker.query('SELECT 1 FROM versions WHERE id = $1 FOR UPDATE', [version.id]);
+    // As many as the subject may hold (rateLimit.streams: 3), each hung up once it is in.
+    for (let i = 1; i <= 3; i++) await hangUpWhen(url, credential, async () => arrived >= i && (await waiting()) > 0);
+    await locker.query('COMMIT');
+    // The hand-out journal checks in arrival order: these come after the hung-up streams' checks.
+    const streams = await Promise.all([1, 2, 3].map(() => openStream(url, credential)));
+    try {
+      for (const stream of streams) await stream.next('ready');
+    } finally {
+      for (const stream of streams) stream.close();
+    }
+  } finally {
+    await locker.end();
+    await app.close();
+  }
+});
+
 it('ends a stream at once when the client key it was opened with is revoked, and leaves the other clients\' streams open', async () => {
   const revoked = await openStream(events(), await storedValue(h, 'workloads/billing'));
   const other = await openStream(events(), await storedValue(h, 'workloads/orders'));
@@ -131,3 +168,17 @@ it('ends a stream at once when the attestation secret version its token was sign
     stream.close();
   }
 }, 60_000);
+
+/** Sends GET `url` with `credential` on a connection of its own and closes it once `ready()` holds (the server is then still authenticating it). */
+function hangUpWhen(url: string, credential: string, ready: () => Promise<boolean>): Promise<void> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: hostname, port: Number(port) }, () => {
+      socket.write(`GET /v1/events HTTP/1.1\r\nhost: rekey\r\naccept: text/event-stream\r\nauthorization: Bearer ${credential}\r\n\r\n`);
+      until(ready, 30_000, 'the stream is being authenticated').then(() => socket.destroy(), reject);
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => resolve());
+    socket.resume();
+  });
+}
