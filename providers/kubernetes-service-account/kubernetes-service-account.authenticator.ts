@@ -21,7 +21,7 @@ interface KubernetesClaim {
  * `system:serviceaccount:<namespace>:<name>` and agrees with its `kubernetes.io` claim) and the
  * namespace/service-account rules; then, with `tokenReview:`, the cluster's own word that the
  * token is still valid (token-review.ts: a token of a deleted pod is refused), as the subject's
- * `confirm`, which rekey runs once the subject is within its rate limit. The subject is the `sub`.
+ * `confirm`, which rekey runs for a subject within its rate limit, before charging it. The subject is the `sub`.
  */
 export class KubernetesServiceAccountAuthenticator implements Authenticator {
   private readonly verifier: OidcVerifier;
@@ -49,9 +49,9 @@ export class KubernetesServiceAccountAuthenticator implements Authenticator {
     if (!this.params.serviceAccounts.some((glob) => subjectMatches(glob, `${namespace}/${account}`))) throw this.verifier.denied('service account');
     const subject: Subject = { id: payload.sub, claims: payload as JsonObject };
     // Last, left to rekey (Subject.confirm): only a token that passed every local check, of a
-    // subject within its rate limit, costs the API server a request.
+    // subject within its rate limit, costs the API server a request (a refused one, one in all).
     const review = this.review;
-    if (review) subject.confirm = (confirming) => review.check(credential, subject.id, confirming);
+    if (review) subject.confirm = (confirming) => review.check(credential, subject.id, payload.exp!, confirming);
     return subject;
   }
 }

@@ -5,10 +5,12 @@
  *
  *   1. authenticate: the candidate grants name their authenticators; the presented credential
  *      must pass one of them (the first that accepts it gives the subject);
- *   2. admit: the subject's own rate limit, charged only once its credential passed the local
- *      checks, so failed authentications never use up an authenticated caller's allowance; then
- *      the authenticator's remote check, if any (Subject.confirm: a TokenReview), so a subject
- *      over its limit costs the remote side nothing.
+ *   2. admit: the subject's own rate limit, charged only once its credential passed every check,
+ *      so failed authentications never use up an authenticated caller's allowance: the
+ *      authenticator's remote check, if any (Subject.confirm: a TokenReview), comes before the
+ *      charge and runs only for a subject within its limit, so a subject over it costs the
+ *      remote side nothing and a credential the remote side refuses (a deleted pod's token)
+ *      costs the subject nothing.
  *
  * Token exchange (token-exchange.ts) and value delivery (value-delivery.ts) go on from there.
  */
@@ -90,6 +92,8 @@ export interface DeliveryDeps {
   authenticator(name: string): Promise<Authenticator>;
   /** Takes one request from the subject's allowance (`<authenticator>:<subject id>`); false when it is used up. */
   admit(subjectKey: string): boolean;
+  /** Whether the subject's allowance has a request left, without taking it. */
+  within(subjectKey: string): boolean;
   /**
    * The version of `secret` that may be handed out, with its value; undefined when there is none
    * (no current version, a compromised one, a secret removed from the config). May answer from
@@ -179,7 +183,8 @@ class LazyCall implements Call {
  * the cached read and the recording) at most twice: the second reads PostgreSQL afresh. Both
  * attempts are one request: the second authenticates again (the version the proof relied on
  * may be the one that changed) but `attempt` gets deps whose `admit` charges each subject's
- * allowance once, so a failed check never costs the caller a second request.
+ * allowance once (and whose `within` holds for a subject charged already), so a failed check never
+ * costs the caller a second request.
  * @throws DeliveryError `unavailable` when the second attempt fails its check too.
  */
 export async function retryingStale<D extends DeliveryDeps, T>(deps: D, attempt: (deps: D) => Promise<T | undefined>): Promise<T> {
@@ -190,6 +195,7 @@ export async function retryingStale<D extends DeliveryDeps, T>(deps: D, attempt:
     if (!charged.has(subjectKey)) charged.set(subjectKey, deps.admit(subjectKey));
     return charged.get(subjectKey)!;
   };
+  once.within = (subjectKey) => charged.get(subjectKey) ?? deps.within(subjectKey);
   const first = await attempt(once);
   if (first !== undefined) return first;
   const second = await attempt(once);
@@ -223,9 +229,15 @@ export async function authenticate(deps: DeliveryDeps, grants: readonly GrantSpe
         deps.log.info({ authenticator: name, reason: `authenticator ${name}: subject` }, 'delivery request: credential refused');
         continue;
       }
-      if (!deps.admit(`${name}:${subject.id}`)) throw new DeliveryError('rate_limited', 'the subject is over its request limit');
-      // The remote check (a TokenReview) last, for a subject within its allowance only: one over it costs the remote side nothing.
-      await subject.confirm?.(callOf(deps));
+      const subjectKey = `${name}:${subject.id}`;
+      if (subject.confirm) {
+        // The remote check (a TokenReview) for a subject within its allowance only: one over it costs
+        // the remote side nothing. Before the charge: a credential it refuses is a failed
+        // authentication, which never touches the subject's allowance.
+        if (!deps.within(subjectKey)) throw new DeliveryError('rate_limited', 'the subject is over its request limit');
+        await subject.confirm(callOf(deps));
+      }
+      if (!deps.admit(subjectKey)) throw new DeliveryError('rate_limited', 'the subject is over its request limit');
     } catch (error) {
       if (error instanceof DeliveryError) throw error;
       if (error instanceof RekeyError && error.code === 'REKEY_ERR_DENIED') {

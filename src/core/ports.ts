@@ -325,8 +325,9 @@ export interface Subject {
   versions?: readonly string[];
   /**
    * A last check that costs a remote call (the kubernetes-service-account authenticator's
-   * TokenReview), left for rekey to run once it has charged the subject's rate limit, so a subject
-   * over its limit costs the remote side nothing. The subject is authenticated only once it
+   * TokenReview), left for rekey to run for a subject within its rate limit, before charging it:
+   * a subject over its limit costs the remote side nothing, and a credential the remote side
+   * refuses costs the subject nothing. The subject is authenticated only once it
    * resolved: every caller of {@link Authenticator.authenticate} runs it (core's delivery.ts does).
    * @throws ProviderError REKEY_ERR_DENIED or REKEY_ERR_UNAVAILABLE, as authenticate() does.
    */

@@ -125,6 +125,7 @@ export class DeliveryContext {
       providers: runtime.resolver,
       authenticator: (name) => runtime.resolver.authenticator(name),
       admit: (subjectKey) => this.perSubject.take(subjectKey),
+      within: (subjectKey) => this.perSubject.available(subjectKey),
       current: (secret, call) => this.cache.current(secret, call),
       signingKeys: (secret, call) => this.cache.signing(secret, call),
       publishLeadMs: runtime.settings.jwksMaxAgeMs,

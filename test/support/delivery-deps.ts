@@ -27,6 +27,7 @@ export function fakeDeliveryDeps(overrides: Partial<ValueDeliveryDeps> = {}): { 
     },
     authenticator: () => Promise.resolve({ authenticate: () => Promise.resolve({ id: 'app:one', claims: {} }) }),
     admit: () => true,
+    within: () => true,
     current,
     signingKeys: (secret, call) => current(secret, call).then((held) => held && [held]),
     publishLeadMs: 0,

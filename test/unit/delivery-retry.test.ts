@@ -32,6 +32,7 @@ function staleOnce() {
         },
       }),
     admit: (key) => limiter.take(key),
+    within: (key) => limiter.available(key),
     handOut: (entry) => {
       checks.push(entry);
       return Promise.resolve(checks.length > 1);

@@ -1,8 +1,11 @@
-// A subject over its rate limit costs the cluster's API server nothing: rekey charges the
-// subject's allowance (delivery.rateLimit) once the token passed the local checks and runs the
-// TokenReview only for a subject within it. Before, the review ran first, so whoever held one
-// valid token (copied out of a pod, or of a pod since deleted) made rekey send the API server one
-// TokenReview per request, as fast as rekey admitted requests, each answered 429 only afterwards.
+// A subject over its rate limit costs the cluster's API server nothing: rekey runs the TokenReview
+// only for a subject within its allowance (delivery.rateLimit). Before, the review ran first, so
+// whoever held one valid token (copied out of a pod, or of a pod since deleted) made rekey send the
+// API server one TokenReview per request, as fast as rekey admitted requests, each answered 429
+// only afterwards. And a token the review refuses costs the subject nothing: the allowance is
+// charged after the review, and a refused token is refused without another review until it
+// expires. Before, the charge came first, so whoever held a deleted pod's token locked every live
+// pod of its service account out (429) with requests that were all failed authentications.
 // Through core's authenticate() (what POST /v1/token, GET /v1/secrets and GET /v1/events run),
 // against the local fake kube-apiserver (fake/kube-apiserver.ts).
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -55,6 +58,7 @@ function deps(auth: Authenticator, allowance: number): DeliveryDeps {
       used.set(key, (used.get(key) ?? 0) + 1);
       return used.get(key)! <= allowance;
     },
+    within: (key: string) => (used.get(key) ?? 0) < allowance,
   }).deps;
 }
 
@@ -81,4 +85,16 @@ it('the review still decides for a subject within its limit: a deleted pod\'s to
   cluster.deletePod('api-5c8d7f9b4-gone');
   expect(await outcome(d, token)).toBe('unauthenticated');
   expect(await outcome(deps(await reviewing('http://127.0.0.1:1'), 100), await cluster.issue('api-5c8d7f9b4-r2d2x'))).toBe('unavailable');
+});
+
+it("a deleted pod's token, refused by the review, costs the service account's live pods nothing, and the API server one review", async () => {
+  const d = deps(await reviewing(), 5);
+  const stale = await cluster.issue('api-5c8d7f9b4-deleted');
+  cluster.deletePod('api-5c8d7f9b4-deleted');
+  const before = cluster.reviews.length;
+  const answers = [];
+  for (let i = 0; i < 10; i++) answers.push(await outcome(d, stale));
+  expect(answers).toEqual(Array<string>(10).fill('unauthenticated'));
+  expect(cluster.reviews.length - before).toBe(1);
+  expect(await outcome(d, await cluster.issue('api-5c8d7f9b4-alive'))).toBe('system:serviceaccount:payments:api');
 });
