@@ -85,10 +85,18 @@ export async function retireAtTargets(
  * follows. `destroy: false` leaves the store alone: a rollback destroyed the version there
  * before its targets (rotation.ts), and a takedown of the version the store holds as current
  * keeps it there until a successor is promoted, which destroys it then: some stores cannot
- * drop their current version (AWS keeps `AWSCURRENT`), and it is dead anyway.
+ * drop their current version (AWS keeps `AWSCURRENT`), and it is dead anyway. `revoked`: the
+ * caller revoked it at the issuer already ({@link revokeAtIssuer}; a leak's takedown does it
+ * beside the block).
  * @throws the issuer's or the store's error; the store is not called after a failed revoke.
  */
-export async function revokeAndDestroy(deps: EngineDeps, { issuer, store, policy, names }: ResolvedSecret, version: VersionRecord, log: Logger, destroy = true): Promise<void> {
-  if (version.fingerprint) await providerCall(deps, log, { provider: names.issuer, op: 'issuer.revoke' }, policy.timeoutMs, (c) => issuer.revoke(issuedRef(version, policy.consumer), c));
+export async function revokeAndDestroy(deps: EngineDeps, resolved: ResolvedSecret, version: VersionRecord, log: Logger, destroy = true, revoked = false): Promise<void> {
+  const { store, policy, names } = resolved;
+  if (!revoked) await revokeAtIssuer(deps, resolved, version, log);
   if (version.storeVersionId && destroy) await providerCall(deps, log, { provider: names.store, op: 'store.destroy' }, policy.timeoutMs, (c) => store.destroy(storedRef(version, policy.consumer), c));
+}
+
+/** Revokes `version` at the issuer, if it was ever issued (idempotent: "already gone" is success). The same conditions as {@link revokeAndDestroy}. */
+export async function revokeAtIssuer(deps: EngineDeps, { issuer, policy, names }: ResolvedSecret, version: VersionRecord, log: Logger): Promise<void> {
+  if (version.fingerprint) await providerCall(deps, log, { provider: names.issuer, op: 'issuer.revoke' }, policy.timeoutMs, (c) => issuer.revoke(issuedRef(version, policy.consumer), c));
 }

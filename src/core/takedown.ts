@@ -1,8 +1,9 @@
 /**
  * Taking a version down: after its grace (retirement) or because it leaked
  * (revocation). Retire it at every target, then revoke it at the issuer, then
- * destroy it in the store. No value is needed, so a leak is blocked even while the
- * store is unreachable.
+ * destroy it in the store; a leaked version is revoked at the issuer beside its
+ * retirement at the targets, not after it. No value is needed, so a leak is blocked
+ * even while the store is unreachable.
  */
 import { audit, type EngineDeps, noteRunError, now, retirementDue } from './context.js';
 import { describeError } from './errors.js';
@@ -11,7 +12,8 @@ import type { AuditContext, RunStatus, VersionRecord } from './model.js';
 import type { ResolvedSecret } from './resolved.js';
 import { leakBlocked } from './notify.js';
 import { requestRotation } from './requests.js';
-import { retireAtTargets, revokeAndDestroy } from './retire.js';
+import { allOrFirstError } from './call.js';
+import { retireAtTargets, revokeAndDestroy, revokeAtIssuer } from './retire.js';
 import { holdWhileUsed } from './usage-retire.js';
 
 /** Retires a previous version once its grace has ended. */
@@ -69,7 +71,10 @@ async function takeDown(deps: EngineDeps, version: VersionRecord, kind: 'retirem
   try {
     const resolved = await deps.providers.resolve(version.secret);
     if (kind === 'revocation') {
-      await blockLeaked(deps, resolved, version, ctx, log);
+      // At the issuer too at once, whatever the targets do: an issuer that checks the key itself
+      // (a database role, an AWS access key, an HTTP API) must refuse it even while a target that
+      // should refuse it too cannot be reached. (A retirement keeps the order: invariant 2.)
+      await allOrFirstError([blockLeaked(deps, resolved, version, ctx, log), revokeAtIssuer(deps, resolved, version, log)]);
     } else {
       // Everywhere: a version that was live goes wherever the config points now, row or not.
       await retireAtTargets(deps, resolved, version, 'everywhere', ctx, log);
@@ -77,7 +82,7 @@ async function takeDown(deps: EngineDeps, version: VersionRecord, kind: 'retirem
     }
     // No successor was promoted yet (a leak blocked at its deadline, a decommission): the store keeps it as current.
     const storeCurrent = (await deps.repo.lastPromoted(version.secretId))?.id === version.id;
-    await revokeAndDestroy(deps, resolved, version, log, !storeCurrent);
+    await revokeAndDestroy(deps, resolved, version, log, !storeCurrent, kind === 'revocation');
     if (!(await deps.repo.transition(version.id, kind === 'revocation' ? ['compromised'] : ['retired'], 'revoked', ctx))) {
       // Reported leaked while we retired it: the revocation run finishes the job.
       await deps.repo.finishRun(run.id, 'skipped', ctx);

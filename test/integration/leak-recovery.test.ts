@@ -4,7 +4,8 @@
  * capped, loudly (error log, `rekey status`, a metric), and never ends rolled back leaving
  * none. The aws-iam-access-key case runs the official IAM client against the wire fake.
  * And the leak's bookkeeping is complete whichever finishes first, the takedown or the
- * report's row (item 7).
+ * report's row (item 7). And a leaked key is revoked at its issuer while a target cannot
+ * retire it.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -311,4 +312,24 @@ it('a version reported leaked after its issue, before its store write: the value
   expect((await h.waitForRun(rotation.run.id)).status).toBe('rolled_back');
   expect((await versionsOf(secret)).map((v) => v.state)).toEqual(['current', 'revoked']);
   expect([...j.stored.values()].filter((s) => s.versionId === leak.versionId)).toEqual([]);
+});
+
+it('a leaked key is revoked at its issuer while a target cannot retire it: the issuer does not wait for the targets', async () => {
+  const name = `leak-down-${randomUUID()}`;
+  const jt = journal(name);
+  const secret = `down-${randomUUID().slice(0, 6)}`;
+  await h.apply(memoryConfig(name, { [secret]: 'grace: 1h, retry: { attempts: 2, backoff: 20ms }' }));
+  expect((await h.rotate(secret)).status).toBe('succeeded');
+  expect((await h.rotate(secret)).status).toBe('succeeded'); // v1 is previous, in its grace
+  jt.fail('retire:edge'); // the gateway cannot be reached
+  const from = jt.calls.length;
+  const calls = () => jt.calls.slice(from);
+  expect((await h.runtime.engine.revoke(secret, 1)).outcome).toBe('revoking');
+  // Gated on the takedown having tried the target a few times, or on the revoke.
+  await until(() => Promise.resolve(calls().includes('revoke') || calls().filter((c) => c === 'retire:edge').length >= 3), 30_000, 'the takedown tried the target');
+  expect(calls()).toContain('revoke');
+  // rekey records it revoked (and ends the run) only once every target has retired it too.
+  const v1 = (await versionsOf(secret))[0]!;
+  expect(v1.state).toBe('compromised');
+  jt.reset();
 });
