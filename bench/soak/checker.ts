@@ -200,11 +200,11 @@ export class Checker {
 
   /** How many jobs wait in the run's queue when the run's own job is one of them (in line, not stuck); undefined otherwise. */
   private async inLine(run: OpenRun): Promise<number | undefined> {
-    const { rotations, revocations, retirements } = this.s.runtime.queues.queues;
+    const { rotations, emergencies, revocations, retirements } = this.s.runtime.queues.queues;
     const jobs =
       run.kind === 'retirement' ? [[retirements, jobId.retire(run.version_id ?? '')] as const]
       : run.kind === 'revocation' ? [[revocations, jobId.revoke(run.version_id ?? '')] as const]
-      : [[rotations, jobId.run(run.id)] as const, [revocations, jobId.run(run.id)] as const];
+      : [[rotations, jobId.run(run.id)] as const, [emergencies, jobId.run(run.id)] as const];
     for (const [queue, id] of jobs) {
       const state = await (await queue.getJob(id))?.getState();
       if (state === 'waiting' || state === 'prioritized') return queue.getJobCountByTypes('waiting', 'prioritized');

@@ -26,7 +26,7 @@ const settings = loadSettings({ ...process.env, LOG_LEVEL: 'warn' });
 const runtime = new Runtime({ actor: 'bench', settings, modules: providers.with([memoryProvider]), log: createLogger('warn'), longLived: true });
 await runtime.connect();
 startWorkers(runtime.engine, runtime.redis, settings.queuePrefix, runtime.log, {
-  concurrency: { rotations: concurrency, revocations: concurrency, retirements: concurrency },
+  concurrency: { rotations: concurrency, emergencies: concurrency, revocations: concurrency, retirements: concurrency },
   lockDurationMs: 30_000,
   maxStalledCount: 5,
 });

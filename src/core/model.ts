@@ -486,13 +486,13 @@ export interface StateRepository {
 /** BullMQ behind an interface. Job ids are deterministic; adding an existing one is a no-op. */
 export interface WorkQueue {
   /**
-   * Queues the job that drives a run; urgent runs go to the revocations queue. Nothing happens
-   * when either queue holds its job already, which is looked up first unless `fresh` (the run
+   * Queues the job that drives a run; urgent runs (a leak's replacement) go to the emergencies
+   * queue. Nothing happens when a queue holds its job already, which is looked up first unless `fresh` (the run
    * was created a moment ago by the caller: no job for it can exist yet, and one added meanwhile
    * by reconcile() went to the same queue, where the add collapses).
    */
   enqueueRun(run: RunRecord, options: { urgent: boolean; attempts: number; backoffMs: number; fresh?: boolean }): Promise<void>;
-  /** Moves a queued, not yet started run job to the revocations queue. */
+  /** Moves a queued, not yet started run job to the emergencies queue. */
   expediteRun(run: RunRecord, options: { attempts: number; backoffMs: number }): Promise<void>;
   /**
    * Retires a version at `at`; an earlier time moves an existing job forward, which is looked up

@@ -15,7 +15,7 @@ export interface RotationRequest {
    * request older than the secret's last promotion is stale and does nothing.
    */
   requestedAt?: Date;
-  /** A leak: zero grace for the replaced version, and the revocations queue. */
+  /** A leak: zero grace for the replaced version, and the emergencies queue. */
   urgent?: boolean;
   /** A leak's rotation: the leaked version; no run is made once another version is current (StateRepository.createRotationRun). */
   replacing?: string;

@@ -1,5 +1,11 @@
 /** Queue names, job names and deterministic job ids: duplicates of one piece of work collapse. */
-export const QUEUES = ['rotations', 'revocations', 'retirements'] as const;
+/**
+ * `emergencies`: a leak's replacement rotations (urgent runs), apart from the `revocations` queue's
+ * takedowns (revoke, block, drift retire): a rotation is slow (issue, deploy, verify at every
+ * target), and ten leaked current keys would otherwise hold every revocations worker while the
+ * next leak's block waited behind them. Neither waits behind scheduled or fleet rotations.
+ */
+export const QUEUES = ['rotations', 'emergencies', 'revocations', 'retirements'] as const;
 export type QueueName = (typeof QUEUES)[number];
 /** Notices for people (src/notify): its own queue and worker, so a slow receiver never holds up core's work. */
 export const NOTIFICATIONS_QUEUE = 'notifications';

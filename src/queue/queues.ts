@@ -1,5 +1,5 @@
 /**
- * WorkQueue on BullMQ: three queues on one Redis, under one prefix (hash-tagged by
+ * WorkQueue on BullMQ: four queues on one Redis, under one prefix (hash-tagged by
  * default, `{rekey}`, so each queue's keys stay in one Redis Cluster slot). Jobs carry
  * ids only. Finished jobs are removed: PostgreSQL keeps the history, and a removed id
  * can be queued again by reconcile() when the database says work remains.
@@ -24,15 +24,15 @@ const SCHEDULER_PAGE = 1000;
 /**
  * A fleet rotation's runs (`rekey rotate --all ...`) wait behind every other rotation: BullMQ
  * takes a queue's jobs without a priority before any with one, so scheduled and manual
- * rotations are never queued behind a fleet (leak takedowns and emergency rotations have the
- * revocations queue).
+ * rotations are never queued behind a fleet (leak takedowns have the revocations queue, emergency
+ * rotations the emergencies queue).
  */
 const FLEET_PRIORITY = 10;
 
 /**
- * A drift repair (a refused key found live, retired again) waits behind the leak takedowns and
- * emergency rotations of the revocations queue, whose retries it shares: a check at a restored
- * gateway can queue hundreds of them at once, and a leak reported meanwhile is the next job taken.
+ * A drift repair (a refused key found live, retired again) waits behind the leak takedowns of the
+ * revocations queue, whose retries it shares: a check at a restored gateway can queue hundreds of
+ * them at once, and a leak reported meanwhile is the next job taken.
  */
 const DRIFT_PRIORITY = 10;
 
@@ -61,12 +61,13 @@ export class BullQueues implements WorkQueue {
 
   async enqueueRun(run: RunRecord, options: { urgent: boolean; attempts: number; backoffMs: number; fresh?: boolean }): Promise<void> {
     const id = jobId.run(run.id);
-    // Two round trips a leak's replacement would wait for, when the run is new (WorkQueue.enqueueRun).
-    if (!options.fresh && ((await this.queues.rotations.getJob(id)) || (await this.queues.revocations.getJob(id)))) return;
+    // Round trips a leak's replacement would wait for, when the run is new (WorkQueue.enqueueRun). The
+    // revocations queue held urgent runs before the emergencies queue did (a release's jobs still queued).
+    if (!options.fresh && ((await this.queues.rotations.getJob(id)) || (await this.queues.emergencies.getJob(id)) || (await this.queues.revocations.getJob(id)))) return;
     // Urgent = a leak's replacement: retried until a version is current (names.ts emergencyRetry).
     const retry = options.urgent ? { ...emergencyRetry(options.backoffMs), ...DONE } : retrying(options);
     const fleet = !options.urgent && run.trigger === 'fleet' ? { priority: FLEET_PRIORITY } : {};
-    await this.queues[options.urgent ? 'revocations' : 'rotations'].add('run', { runId: run.id }, { jobId: id, ...retry, ...fleet });
+    await this.queues[options.urgent ? 'emergencies' : 'rotations'].add('run', { runId: run.id }, { jobId: id, ...retry, ...fleet });
   }
 
   async expediteRun(run: RunRecord, options: { attempts: number; backoffMs: number }): Promise<void> {

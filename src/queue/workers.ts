@@ -20,7 +20,7 @@ export interface WorkerOptions {
 }
 
 export const DEFAULT_WORKER_OPTIONS: WorkerOptions = {
-  concurrency: { rotations: 10, revocations: 10, retirements: 5 },
+  concurrency: { rotations: 10, emergencies: 5, revocations: 10, retirements: 5 },
   lockDurationMs: 30_000,
   maxStalledCount: 5,
 };
@@ -67,7 +67,9 @@ export function startWorkers(engine: Engine, connection: RedisConnection, prefix
       }
       return engine.driveRotation((job.data as RunJob).runId, attempt(job));
     },
+    emergencies: async (job) => engine.driveRotation((job.data as RunJob).runId, attempt(job)),
     revocations: async (job) => {
+      // An urgent run queued here by a release before the emergencies queue.
       if (job.name === 'run') return engine.driveRotation((job.data as RunJob).runId, attempt(job));
       if (job.name === 'block') return engine.block((job.data as VersionJob).versionId);
       // The job's creation time: the same for its retries, new for the next drift check's job (Call.generation).

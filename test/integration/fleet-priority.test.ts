@@ -1,7 +1,7 @@
 /**
  * A fleet rotation's runs take the rotations queue's lower-priority path: queued before a
  * manual rotation, they are still taken after it; a leak's emergency rotation of a secret whose
- * fleet run waits is moved to the revocations queue. The jobs are taken by a plain BullMQ worker
+ * fleet run waits is moved to the emergencies queue. The jobs are taken by a plain BullMQ worker
  * that only records their order (no rotation runs), one at a time.
  */
 import { Worker } from 'bullmq';
@@ -32,7 +32,7 @@ const runOf = (result: RotationRequestResult): string => {
   return result.run.id;
 };
 
-it('takes a manual rotation before fleet runs queued earlier; a leak moves its fleet run to the revocations queue', async () => {
+it('takes a manual rotation before fleet runs queued earlier; a leak moves its fleet run to the emergencies queue', async () => {
   const { engine, queues } = h.runtime;
   const fleet: string[] = [];
   for (const secret of ['f1', 'f2', 'f3', 'leaky']) fleet.push(runOf(await engine.requestRotation({ secret, trigger: 'fleet', idempotencyKey: `fleet:t:${secret}` })));
@@ -40,10 +40,10 @@ it('takes a manual rotation before fleet runs queued earlier; a leak moves its f
   expect(await queues.queues.rotations.getJobState(jobId.run(fleet[0]!))).toBe('prioritized');
   expect(await queues.queues.rotations.getJobState(jobId.run(manual))).toBe('waiting');
 
-  // The leak path asks for an urgent rotation of leaky: its waiting fleet run joins it, on the revocations queue.
+  // The leak path asks for an urgent rotation of leaky: its waiting fleet run joins it, on the emergencies queue.
   const urgent = await engine.requestRotation({ secret: 'leaky', trigger: 'leak', idempotencyKey: 'leak:t', urgent: true });
   expect(runOf(urgent)).toBe(fleet[3]);
-  expect(await queues.queues.revocations.getJobState(jobId.run(fleet[3]!))).toBe('waiting');
+  expect(await queues.queues.emergencies.getJobState(jobId.run(fleet[3]!))).toBe('waiting');
   expect(await queues.queues.rotations.getJob(jobId.run(fleet[3]!))).toBeUndefined();
 
   const taken: string[] = [];

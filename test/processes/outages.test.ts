@@ -54,7 +54,7 @@ beforeAll(async () => {
     host: '127.0.0.1',
     workers: true,
     routes: [],
-    worker: { concurrency: { rotations: 3, revocations: 3, retirements: 3 }, lockDurationMs: 2000, maxStalledCount: 5 },
+    worker: { concurrency: { rotations: 3, emergencies: 3, revocations: 3, retirements: 3 }, lockDurationMs: 2000, maxStalledCount: 5 },
     housekeeping: { reconcile: '1s', gauges: '1s' },
   });
   const loaded = await parseConfig(

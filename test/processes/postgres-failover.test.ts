@@ -95,7 +95,7 @@ beforeAll(async () => {
     host: '127.0.0.1',
     workers: true,
     routes: [],
-    worker: { concurrency: { rotations: 3, revocations: 3, retirements: 3 }, lockDurationMs: 5000, maxStalledCount: 5 },
+    worker: { concurrency: { rotations: 3, emergencies: 3, revocations: 3, retirements: 3 }, lockDurationMs: 5000, maxStalledCount: 5 },
     housekeeping: { reconcile: '1s', gauges: '15s' },
   });
   const block = (name: string) => `  ${name}:\n    store: { provider: mem }\n    issuer: { provider: mem }\n    targets: [mem]\n    grace: 1s\n    retry: { attempts: 30, backoff: 300ms }\n`;

@@ -102,7 +102,7 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
           host: '127.0.0.1',
           workers: true,
           routes: options.routes ?? [],
-          worker: { concurrency: { rotations: 5, revocations: 5, retirements: 3 }, lockDurationMs, maxStalledCount: 5 },
+          worker: { concurrency: { rotations: 5, emergencies: 5, revocations: 5, retirements: 3 }, lockDurationMs, maxStalledCount: 5 },
           housekeeping: { reconcile: '1s', gauges: options.gaugesInterval ?? '15s' },
         });
 

@@ -94,7 +94,7 @@ function workerOptions(flags: WorkerFlags): WorkerOptions {
   const n = flags.concurrency;
   return {
     ...DEFAULT_WORKER_OPTIONS,
-    concurrency: n ? { rotations: n, revocations: n, retirements: Math.max(1, Math.floor(n / 2)) } : DEFAULT_WORKER_OPTIONS.concurrency,
+    concurrency: n ? { rotations: n, emergencies: Math.max(1, Math.floor(n / 2)), revocations: n, retirements: Math.max(1, Math.floor(n / 2)) } : DEFAULT_WORKER_OPTIONS.concurrency,
     lockDurationMs: requireDuration(flags.lockDuration, '--lock-duration'),
   };
 }

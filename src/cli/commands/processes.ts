@@ -13,7 +13,7 @@ const gaugesFlag = (command: Command) =>
 export function registerProcessCommands(program: Command, ctx: CliContext): void {
   const workerFlags = (command: Command) =>
     gaugesFlag(command)
-      .option('--concurrency <n>', 'jobs at once per queue (retirements get half)', positiveInt)
+      .option('--concurrency <n>', 'jobs at once per queue (emergency rotations and retirements get half)', positiveInt)
       .option('--lock-duration <duration>', "a killed worker's jobs restart after this long", duration, '30s')
       .option('--reconcile-interval <schedule>', 'when queued work is re-derived from PostgreSQL: a duration (15s) or a cron expression with seconds', schedule, '15s')
       .option('--outbox-interval <schedule>', 'when notices waiting in the notification outbox are queued: a duration (1s) or a cron expression with seconds', schedule, '1s');
