@@ -19,6 +19,14 @@ export type RouteModule = (app: FastifyInstance, runtime: Runtime, shared: HttpS
 /** How long a client may take to send a whole request: a slow body must not hold an admission slot for ever. */
 export const REQUEST_TIMEOUT_MS = 15_000;
 
+/**
+ * Node's own options for both servers' sockets. fastify's requestTimeout alone did not bound a slow
+ * body: Node cuts a request only once headersTimeout (60 s by default) has passed too, and looks
+ * at its connections every connectionsCheckingInterval (30 s): a body that never finished held its
+ * connection, and its admission slot, for 60 to 90 s.
+ */
+const NODE_HTTP = { headersTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1000 };
+
 /** How long a /readyz probe or a rendered /metrics is answered again before it is taken anew. */
 export const PROBE_CACHE_MS = 1000;
 
@@ -39,6 +47,7 @@ export async function buildServer(runtime: Runtime, routes: readonly RouteModule
     // fastify's default of 100 answered 414 to the longer ones before their route.
     routerOptions: { maxParamLength: 400 },
     requestTimeout: REQUEST_TIMEOUT_MS,
+    http: NODE_HTTP,
     trustProxy: trustProxy(runtime.settings.trustProxy),
     // A URL the router cannot take (bad percent-encoding, a segment over maxParamLength) is refused
     // before any route's authentication: fastify's own answer quotes the path, ours only its code.
@@ -64,6 +73,7 @@ export function buildMetricsServer(runtime: Runtime): FastifyInstance {
   const app = Fastify({
     loggerInstance: runtime.log.child({ component: 'http-metrics' }, { level: 'warn' }),
     requestTimeout: REQUEST_TIMEOUT_MS,
+    http: NODE_HTTP,
   }) as unknown as FastifyInstance;
   closeIdleWhileClosing(app);
   serveMetrics(app, runtime);

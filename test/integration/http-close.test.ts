@@ -4,14 +4,15 @@
  * staying open on keep-alive for fastify's 72 s and holding the close (past Kubernetes' grace
  * period, past a test's hook timeout); and a change stream whose caller was still being
  * authenticated when the close began is refused 503, instead of opening after the server ended
- * its streams and holding the close until its credential expires.
+ * its streams and holding the close until its credential expires. And a request whose body
+ * never finishes is cut within REQUEST_TIMEOUT_MS, not after Node's 60 to 90 s.
  */
 import { request as httpRequest, Agent, type IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { deliveryRoutes } from '../../src/delivery/routes.js';
-import { buildServer, type RouteModule } from '../../src/http/server.js';
+import { buildServer, REQUEST_TIMEOUT_MS, type RouteModule } from '../../src/http/server.js';
 import { attestationToken, currentVersion, DELIVERY_KEYS } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { until } from '../support/poll.js';
@@ -112,3 +113,25 @@ it('a change stream whose caller was being authenticated when the close began is
     await locker.end();
   }
 });
+
+it('a request whose body never finishes is answered 408 and its connection closed within REQUEST_TIMEOUT_MS', async () => {
+  const { app, port } = await serverOf([(scope) => void scope.post('/upload', () => ({ ok: true }))]);
+  const socket = connect(port, '127.0.0.1');
+  try {
+    const started = performance.now();
+    let answer = '';
+    const closed = new Promise<void>((resolve) => {
+      socket.once('connect', () => socket.write('POST /upload HTTP/1.1\r\nHost: rekey\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"a":'));
+      socket.on('data', (chunk: Buffer) => (answer ||= chunk.toString('latin1').split('\r\n')[0]!));
+      socket.on('error', () => {});
+      socket.on('close', () => resolve());
+    });
+    // Node looks at its connections every second: the bound allows that and a loaded machine.
+    expect(await endsWithin('the slow request', closed, REQUEST_TIMEOUT_MS + 5000)).toBe('ended');
+    expect(answer).toBe('HTTP/1.1 408 Request Timeout');
+    expect(performance.now() - started).toBeGreaterThanOrEqual(REQUEST_TIMEOUT_MS - 50);
+  } finally {
+    socket.destroy();
+    await app.close();
+  }
+}, REQUEST_TIMEOUT_MS + 30_000);
