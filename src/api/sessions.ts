@@ -14,6 +14,11 @@
  * config on every request: removing a group from `dashboard.oidc.groups`, or naming another
  * provider in `dashboard.oidc.issuer`, takes effect at once.
  *
+ * Every session's hash is also listed in one set (`dashboard-sessions`), so an operator can see
+ * and end them (`rekey session list|end`): a person removed from their groups at the provider, or
+ * whose laptop was lost, keeps a session until it is idle or 8 hours old otherwise, and only
+ * they could end it.
+ *
  * The cookie is HttpOnly and SameSite=Strict, and Secure unless REKEY_DASHBOARD_COOKIE_SECURE
  * is false (plain-HTTP local development); a Secure cookie is named with the `__Host-` prefix,
  * so no subdomain can plant one. Each session has a CSRF token, an HMAC of the session id, that
@@ -55,6 +60,9 @@ export type Session = Principal & {
   expiresAt: Date;
 };
 
+/** A session as an operator sees it (`rekey session list`): the SHA-256 of its id, never the id. */
+export type ListedSession = Principal & { hash: string; expiresAt: Date };
+
 export class Sessions {
   constructor(
     private readonly redis: RedisConnection,
@@ -82,6 +90,11 @@ export class Sessions {
     return `${this.prefix}:dashboard-session:${hash}`;
   }
 
+  /** The set of every session's hash (entries of sessions over since are dropped when it is read). */
+  private get index(): string {
+    return `${this.prefix}:dashboard-sessions`;
+  }
+
   /** The SHA-256 of a session id, as Redis keeps it: names the session to end later without keeping anything that signs in. */
   hashOf(id: string): string {
     return createHash('sha256').update(id).digest('hex');
@@ -96,7 +109,13 @@ export class Sessions {
     if (previous) await this.end(previous);
     const id = randomBytes(32).toString('base64url');
     const expiresAt = new Date(now + SESSION_TTL_MS);
-    await this.redis.set(this.key(id), JSON.stringify({ ...principal, expiresAt: expiresAt.toISOString() }), 'PX', Math.min(SESSION_IDLE_MS, SESSION_TTL_MS));
+    const hash = this.hashOf(id);
+    await this.redis
+      .multi()
+      .set(this.keyOfHash(hash), JSON.stringify({ ...principal, expiresAt: expiresAt.toISOString() }), 'PX', Math.min(SESSION_IDLE_MS, SESSION_TTL_MS))
+      .sadd(this.index, hash)
+      .pexpire(this.index, SESSION_TTL_MS)
+      .exec();
     return { ...principal, id, expiresAt };
   }
 
@@ -127,6 +146,30 @@ export class Sessions {
   /** Ends the session whose id has the SHA-256 `hash` (hashOf); idempotent. */
   async endHashed(hash: string): Promise<void> {
     if (/^[0-9a-f]{64}$/.test(hash)) await this.redis.del(this.keyOfHash(hash));
+  }
+
+  /** Every session not over yet (idle ones Redis forgot are dropped from the index as they are found). */
+  async list(now = Date.now()): Promise<ListedSession[]> {
+    const hashes = await this.redis.smembers(this.index);
+    if (!hashes.length) return [];
+    const stored = await this.redis.mget(...hashes.map((hash) => this.keyOfHash(hash)));
+    const gone = hashes.filter((_, i) => !stored[i]);
+    if (gone.length) await this.redis.srem(this.index, ...gone);
+    return hashes.flatMap((hash, i) => {
+      if (!stored[i]) return [];
+      const { expiresAt, ...principal } = JSON.parse(stored[i]) as Principal & { expiresAt: string };
+      return new Date(expiresAt).getTime() > now ? [{ ...principal, hash, expiresAt: new Date(expiresAt) }] : [];
+    });
+  }
+
+  /** Ends the sessions `which` picks out of {@link list}'s; returns them. */
+  async endWhere(which: (session: ListedSession) => boolean): Promise<ListedSession[]> {
+    const ending = (await this.list()).filter(which);
+    if (ending.length) {
+      await this.redis.del(...ending.map((session) => this.keyOfHash(session.hash)));
+      await this.redis.srem(this.index, ...ending.map((session) => session.hash));
+    }
+    return ending;
   }
 
   /** The session id a request's Cookie header carries, if any. */

@@ -20,6 +20,7 @@ import { registerKeyCommands } from './commands/keys.js';
 import { registerListCommand } from './commands/list.js';
 import { registerOperateCommands } from './commands/operate.js';
 import { registerProcessCommands } from './commands/processes.js';
+import { registerSessionCommands } from './commands/sessions.js';
 import { registerTokenCommands } from './commands/tokens.js';
 import { registerVerifyCommand } from './commands/verify.js';
 
@@ -36,6 +37,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerListCommand(program, ctx);
   registerKeyCommands(program, ctx);
   registerTokenCommands(program, ctx);
+  registerSessionCommands(program, ctx);
   registerVerifyCommand(program, ctx);
   registerAgentCommand(program, ctx);
   for (const command of program.commands) command.exitOverride();

@@ -3,7 +3,8 @@
  * The dashboard's session at the HTTP level (issue 16): a token exchanged for a cookie that is
  * HttpOnly, SameSite=Strict and Secure; the cookie authenticates the admin API; a
  * state-changing request with it needs the session's CSRF token; a wrong token gets no
- * session; signing out or revoking the token ends it; Redis holds no session id.
+ * session; signing out or revoking the token ends it; Redis holds no session id; an operator
+ * lists the sessions and ends one person's (or all) with `rekey session list|end`.
  */
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +14,7 @@ import { revokeToken } from '../../src/api/tokens.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/dashboard/assets.js';
 import { dashboardRoutes } from '../../src/dashboard/routes.js';
 import { call, tokenFor } from '../support/api.js';
+import { rekey } from '../support/cli.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { memoryConfig } from '../support/memory-provider.js';
 
@@ -228,6 +230,34 @@ describe('a person signed in with OpenID Connect', () => {
     await applied('http://127.0.0.1:9/new-idp');
     const after = await call(h, '/api/v1/secrets', { headers: { cookie } });
     expect([after.status, after.json.code]).toEqual([401, 'REKEY_API_SESSION_INVALID']);
+  });
+
+  it("`rekey session end --actor` ends one person's sessions at once (a person removed at the provider keeps no admin session); --all ends every one", async () => {
+    await applied('http://127.0.0.1:9/idp');
+    const sessions = sessionsOf(h.runtime);
+    const person = (subject: string) => ({ person: { issuer: 'http://127.0.0.1:9/idp', subject, name: `${subject} example`, groups: ['sre'] } });
+    const cookieOf = async (principal: Parameters<Sessions['create']>[0]) => sessions.cookie(await sessions.create(principal)).split(';')[0]!;
+    const [mallory, bob, viaToken] = [await cookieOf(person('mallory')), await cookieOf(person('bob')), await cookieOf({ tokenId: (await h.runtime.db.apiToken.findUniqueOrThrow({ where: { name: 'operator' } })).id })];
+    const status = async (cookie: string) => (await call(h, '/api/v1/secrets', { headers: { cookie } })).status;
+    expect([await status(mallory), await status(bob), await status(viaToken)]).toEqual([200, 200, 200]);
+    const listed = await rekey(['session', 'list', '--json'], h.childEnv());
+    expect(listed.code).toBe(0);
+    const actors = (JSON.parse(listed.stdout) as Array<{ actor: string; name: string | null }>).map((s) => `${s.actor} ${s.name}`);
+    expect(actors).toEqual(expect.arrayContaining(['oidc:http://127.0.0.1:9/idp#mallory mallory example', 'oidc:http://127.0.0.1:9/idp#bob bob example', 'token:operator null']));
+    expect(listed.stdout).not.toMatch(/[A-Za-z0-9_-]{43}/); // no session id
+
+    const ended = await rekey(['session', 'end', '--actor', 'oidc:http://127.0.0.1:9/idp#mallory'], h.childEnv());
+    expect([ended.code, ended.stdout.trim()]).toEqual([0, 'Ended 1 session of oidc:http://127.0.0.1:9/idp#mallory.']);
+    const refused = await call(h, '/api/v1/secrets', { headers: { cookie: mallory } });
+    expect([refused.status, refused.json.code]).toEqual([401, 'REKEY_API_SESSION_INVALID']);
+    expect([await status(bob), await status(viaToken)]).toEqual([200, 200]);
+    const audited = await h.runtime.db.auditEvent.findFirstOrThrow({ where: { action: 'dashboard.sessionsEnded' }, orderBy: { seq: 'desc' } });
+    expect(audited.data).toEqual({ of: 'oidc:http://127.0.0.1:9/idp#mallory', count: 1 });
+
+    expect((await rekey(['session', 'end'], h.childEnv())).code).toBe(2);
+    expect((await rekey(['session', 'end', '--all'], h.childEnv())).code).toBe(0);
+    expect([await status(bob), await status(viaToken)]).toEqual([401, 401]);
+    expect(JSON.parse((await rekey(['session', 'list', '--json'], h.childEnv())).stdout)).toEqual([]);
   });
 
   it("keys Idempotency-Keys by issuer and subject: the same subject at another provider (another person) neither replays nor reads the first one's answer", async () => {
