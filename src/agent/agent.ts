@@ -19,6 +19,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createClient, RekeyClientError, type ClientLogEvent, type RekeyClient } from '../client/index.js';
+import { renewalDelay, RENEW_FLOOR_MS } from '../client/renew.js';
 import { renderTemplates, type Template } from './templates.js';
 
 export const AGENT_TOKEN_HEADER = 'x-rekey-agent-token';
@@ -157,8 +158,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       const { expiresAt } = await fetch();
       failures.delete(key);
       fetched = true;
+      // At a random point of what is left (agents told of a change together, or holding a value that expires at the
+      // secret's next scheduled rotation, do not come back together); the client hands out nothing past its expiry,
+      // so a timer that fires after it (a second at least: an expiry already passed is not asked about in a loop) only renders later.
       // No longer than a timer can wait: Node runs a longer one after 1 ms, which refetched (from the cache) in a loop.
-      delayMs = Math.min(MAX_TIMER_MS, Math.max(1_000, (expiresAt - Date.now()) * 0.8));
+      delayMs = Math.min(MAX_TIMER_MS, Math.max(RENEW_FLOOR_MS, renewalDelay(expiresAt - Date.now())));
     } catch {
       const inARow = (failures.get(key) ?? 0) + 1;
       failures.set(key, inARow);

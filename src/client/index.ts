@@ -4,8 +4,9 @@
  * when needed (an attestation token, a projected service account token, its client key) and:
  *
  * - `token(audience)`: a short-lived JWT from `POST /v1/token`, cached and renewed before it
- *   expires (at `refreshAt` of its lifetime; the cached one is used while still valid if the
- *   renewal fails, and renewed again only after the retry policy's `maxMs`);
+ *   expires (at a random point between 3/4 of `refreshAt` and `refreshAt` of its lifetime; the
+ *   cached one is used while still valid if the renewal fails, and renewed again only after the
+ *   retry policy's `maxMs`);
  * - `secret(name)`: the current value from `GET /v1/secrets/{name}`, cached until its expiry
  *   (never later than the secret's next rotation; read on this clock through the answer's `Date`
  *   when the server's clock is off by more than 2 s), revalidated with `If-None-Match`;
@@ -25,6 +26,7 @@
 import { createHash } from 'node:crypto';
 import { follow, type SecretChange } from './events.js';
 import { DEFAULT_RETRY, errorCode, refusal, RekeyClientError, withRetry, type ClientLogger, type RetryPolicy } from './retry.js';
+import { renewalDelay } from './renew.js';
 
 export { RekeyClientError, type ClientErrorCode, type ClientLogCode, type ClientLogEvent, type ClientLogger, type RetryPolicy } from './retry.js';
 export type { SecretChange } from './events.js';
@@ -41,7 +43,11 @@ export interface ClientOptions {
   credential: () => string | Promise<string>;
   /** `subject_token_type` of the credential. @defaultValue JWT; use `urn:ietf:params:oauth:token-type:access_token` for a client key */
   credentialType?: string;
-  /** Renew a token or value once this fraction of its lifetime has passed: above 0, at most 1. @defaultValue 0.75 */
+  /**
+   * Renew a token or value once a random fraction of its remaining lifetime between 3/4 of this and
+   * this has passed (clients do not come back together), but not within 1 s of the last renewal
+   * unless it expires sooner: then at its expiry. Above 0, at most 1. @defaultValue 0.8
+   */
   refreshAt?: number;
   retry?: Partial<RetryPolicy>;
   /** Per attempt. @defaultValue 10000 */
@@ -248,8 +254,9 @@ export class RekeyClient {
     return String(await this.options.credential()).trim();
   }
 
+  /** At a random point of what is left of the lifetime, never after the expiry (renewalDelay()). */
   private renewAt(expiresAt: number, now = Date.now()): number {
-    return now + (expiresAt - now) * (this.options.refreshAt ?? 0.75);
+    return now + renewalDelay(expiresAt - now, this.options.refreshAt);
   }
 
   private async exchange(audience: string): Promise<Cached<IssuedToken>> {
@@ -286,7 +293,7 @@ export class RekeyClient {
       hit ? 304 : undefined,
     );
     if (response.status === 304 && hit) {
-      // Still the current version; its expiry is unchanged (a 304 carries none), so look again halfway there.
+      // Still the current version; its expiry is unchanged (a 304 carries none), so look again at a random point of what is left of it.
       this.log({ code: 'secret_unchanged', status: 304 });
       hit.renewAt = this.renewAt(hit.expiresAt);
       return 'unchanged';
