@@ -40,6 +40,13 @@ function retryDelay(failures: number): number {
   return Math.round(cap / 2 + (Math.random() * cap) / 2);
 }
 
+/**
+ * Why `--pid-file` named no process to signal: it is a link or not a regular file, other users may
+ * write it, it has another name (a hard link), the process is not its owner's (or there is none, or
+ * no /proc to tell), or the process started after the file was written (a reused pid).
+ */
+export type PidRefusal = 'not_regular_file' | 'writable_by_others' | 'hard_linked' | 'other_owner' | 'no_process' | 'started_after_written';
+
 /** What the agent's logger receives: codes, numbers and names of secrets; never a value or token. */
 export type AgentLogEvent =
   | ClientLogEvent
@@ -52,6 +59,8 @@ export type AgentLogEvent =
   /** `file`: the destination; `reason`: the client's error code (`forbidden`, `unavailable`, ...) or the file system's (`ENOENT`, `EACCES`, `ENOSPC`, ...). */
   | { code: 'agent_render_failed'; file: string; reason: string }
   | { code: 'agent_signalled'; pid: number }
+  /** The pid file was not trusted, or named no process it may signal; nothing was signalled (see pidFrom(), src/agent/run.ts). */
+  | { code: 'agent_pid_refused'; reason: PidRefusal }
   | { code: 'agent_signal_failed'; pid: number };
 
 export interface AgentOptions {

@@ -1,12 +1,12 @@
 /** `rekey agent` (src/cli/commands/agent.ts): options to a running agent, its log as JSON lines of codes on stderr. */
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { open, readFile, writeFile, type FileHandle } from 'node:fs/promises';
 import { constants as os } from 'node:os';
 import type { AgentFlags } from '../cli/commands/agent.js';
 import type { CliContext } from '../cli/context.js';
 import { ExitCode } from '../cli/context.js';
-import { startAgent } from './agent.js';
+import { startAgent, type AgentLogEvent, type PidRefusal } from './agent.js';
 import { loadTemplate } from './templates.js';
 
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -22,6 +22,7 @@ export async function runAgent(ctx: CliContext, flags: AgentFlags): Promise<void
     process.stderr.write(`rekey agent: --signal ${flags.signal} is not a signal name (e.g. SIGHUP, SIGUSR1, SIGTERM)\n`);
     throw new ExitCode(2);
   }
+  const logger = (event: AgentLogEvent) => process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...event })}\n`);
   const agent = await startAgent({
     server: flags.server,
     credential: async () => (await readFile(file, 'utf8')).trim(),
@@ -34,8 +35,8 @@ export async function runAgent(ctx: CliContext, flags: AgentFlags): Promise<void
     secrets: flags.secret,
     audiences: flags.audience,
     templates: await Promise.all(flags.template.map(loadTemplate)),
-    notify: flags.pidFile ? { pid: pidFrom(flags.pidFile), signal: flags.signal as NodeJS.Signals } : undefined,
-    logger: (event) => process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...event })}\n`),
+    notify: flags.pidFile ? { pid: pidFrom(flags.pidFile, (reason) => logger({ code: 'agent_pid_refused', reason })), signal: flags.signal as NodeJS.Signals } : undefined,
+    logger,
   });
   ctx.out(`rekey agent: ${agent.url} (header X-Rekey-Agent-Token)`);
   await new Promise<void>((resolve) => {
@@ -77,29 +78,59 @@ export async function requestToken(path: string): Promise<string> {
   }
 }
 
+/** A pid file is a few digits: what is read of one, so a large file planted there costs nothing. */
+const PID_FILE_MAX_BYTES = 64;
+
 /**
- * The pid `path` holds, unless the process that has it now started after the file was last
- * written: then the writer has exited (a crash leaves its pid file) and the kernel gave its pid to
- * another process, which the signal (SIGHUP ends a process by default) must not reach.
+ * The pid `path` holds, when the process that has it may be signalled: the agent (often root) must
+ * not send its signal (SIGHUP ends a process by default) where the file's writer could not. So the
+ * pid is named only when
+ * - `path` is a regular file (not a link: not followed; not a FIFO: not waited on) with one name
+ *   (a hard link to another user's pid file is not that user's writing), that no group or other
+ *   user may write;
+ * - the process's real uid (/proc/<pid>/status) is the file's owner: a file planted by one user
+ *   names no process of another's (pid 1, another container's in a shared pid namespace);
+ * - the process did not start after the file was last written: then the writer has exited (a
+ *   crash leaves its pid file) and the kernel gave its pid to another process.
+ * Checked and read through one descriptor, so the file checked is the file read. A refusal is
+ * told to `refused` by its reason, never with what the file holds; a missing file, or one that
+ * holds no pid (the process not started yet), is no refusal. Without /proc nothing is signalled.
  */
-export function pidFrom(path: string): () => Promise<number | undefined> {
+export function pidFrom(path: string, refused: (reason: PidRefusal) => void = () => {}): () => Promise<number | undefined> {
   return async () => {
-    // Read and dated through one descriptor: the file dated is the file read.
-    const file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK).catch(() => undefined);
+    const file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ELOOP') refused('not_regular_file');
+      return undefined;
+    });
     if (!file) return undefined;
-    let text: string, written: number;
+    let text: string, stats: Stats;
     try {
-      [text, written] = [await file.readFile('utf8'), (await file.stat()).mtimeMs];
+      stats = await file.stat();
+      const refusal = !stats.isFile() ? 'not_regular_file' : stats.mode & 0o022 ? 'writable_by_others' : stats.nlink !== 1 ? 'hard_linked' : undefined;
+      if (refusal) return void refused(refusal);
+      const buffer = Buffer.alloc(PID_FILE_MAX_BYTES);
+      const { bytesRead } = await file.read(buffer, 0, PID_FILE_MAX_BYTES, 0);
+      text = buffer.subarray(0, bytesRead).toString('utf8');
     } catch {
       return undefined;
     } finally {
       await file.close();
     }
-    const pid = Number(text.trim());
-    if (!Number.isInteger(pid) || pid <= 0) return undefined;
-    const started = await startedAt(pid);
-    return started !== undefined && started > written + START_SLACK_MS ? undefined : pid;
+    const pid = /^\s*\d{1,10}\s*$/.test(text) ? Number(text.trim()) : NaN;
+    if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+    const [uid, started] = await Promise.all([realUid(pid), startedAt(pid)]);
+    if (uid === undefined) return void refused('no_process');
+    if (uid !== stats.uid) return void refused('other_owner');
+    if (started !== undefined && started > stats.mtimeMs + START_SLACK_MS) return void refused('started_after_written');
+    return pid;
   };
+}
+
+/** The real uid of process `pid`, from /proc/<pid>/status; undefined when there is no such process, or no /proc. */
+async function realUid(pid: number): Promise<number | undefined> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => undefined);
+  const uid = status === undefined ? undefined : /^Uid:\s+(\d+)\s/m.exec(status)?.[1];
+  return uid === undefined ? undefined : Number(uid);
 }
 
 /** /proc/stat's boot time has whole seconds, and a wall clock stepped since boot moves the reckoning by as much. */
@@ -107,7 +138,7 @@ const START_SLACK_MS = 2_000;
 /** Linux's USER_HZ, the unit of /proc/<pid>/stat's start time: 100 on every architecture a container runs on. */
 const CLOCK_TICKS_PER_S = 100;
 
-/** When process `pid` started (Date.now() terms), from /proc; undefined where there is no /proc (the pid is then signalled unchecked) or no such process. */
+/** When process `pid` started (Date.now() terms), from /proc; undefined where it cannot be read there (pidFrom() then finds no uid either, and signals nothing) or its format is not understood. */
 async function startedAt(pid: number): Promise<number | undefined> {
   try {
     const [line, boot] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile('/proc/stat', 'utf8')]);

@@ -30,7 +30,7 @@ export function registerAgentCommand(program: Command, ctx: CliContext): void {
     .option('--secret <name>', 'a secret to fetch at start and keep fresh (repeatable)', collect, [])
     .option('--audience <audience>', 'an audience whose token to keep fresh (repeatable)', collect, [])
     .option('--template <source:destination>', 'render {{ secret "name" }} / {{ token "audience" }} into a 0600 file (repeatable)', collect, [])
-    .option('--pid-file <path>', 'signal the process whose pid this file holds when a rendered file changes')
+    .option('--pid-file <path>', 'signal the process whose pid this file holds when a rendered file changes (only a process of the file\'s owner; a regular file no group or other user may write)')
     .option('--signal <name>', 'the signal sent', 'SIGHUP')
     .action(async (flags: AgentFlags) => (await import('../../agent/run.js')).runAgent(ctx, flags));
 }
