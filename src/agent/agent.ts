@@ -13,9 +13,11 @@
  * - renders template files (`{{ secret "name" }}`, `{{ token "audience" }}`), 0600, replaced
  *   atomically: the only way a value reaches the disk, and only when asked;
  * - refreshes what it holds before it expires and at once on the change stream, then renders
- *   again and signals a process (`SIGHUP` to a pid) once rendered files stopped changing.
+ *   again and signals a process (`SIGHUP` to a pid) once rendered files stopped changing; a value
+ *   revoked with no replacement to fetch is blanked in (or removed with) the files that hold it.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createClient, RekeyClientError, type ClientLogEvent, type RekeyClient } from '../client/index.js';
@@ -47,6 +49,13 @@ function retryDelay(failures: number): number {
  */
 export type PidRefusal = 'not_regular_file' | 'writable_by_others' | 'hard_linked' | 'other_owner' | 'no_process' | 'started_after_written';
 
+/**
+ * What becomes of a rendered file holding a value that was revoked (a leak blocked first, a
+ * secret removed) when no replacement can be fetched: `blank` rewrites it (atomically, 0600) with
+ * that value's place empty, `remove` deletes it, `keep` leaves the revoked value in it.
+ */
+export type OnRevoke = 'blank' | 'remove' | 'keep';
+
 /** What the agent's logger receives: codes, numbers and names of secrets; never a value or token. */
 export type AgentLogEvent =
   | ClientLogEvent
@@ -58,6 +67,11 @@ export type AgentLogEvent =
   | { code: 'agent_rendered'; files: number }
   /** `file`: the destination; `reason`: the client's error code (`forbidden`, `unavailable`, ...) or the file system's (`ENOENT`, `EACCES`, `ENOSPC`, ...). */
   | { code: 'agent_render_failed'; file: string; reason: string }
+  /**
+   * A value revoked (a `revoked` event, or a `ready` naming no current version) could not be fetched again: the files
+   * naming `secrets` were rewritten with it empty (`blank`) or removed (`remove`); `files`: how many changed.
+   */
+  | { code: 'agent_withdrawn'; secrets: string[]; onRevoke: Exclude<OnRevoke, 'keep'>; files: number }
   | { code: 'agent_signalled'; pid: number }
   /** The pid file was not trusted, or named no process it may signal; nothing was signalled (see pidFrom(), src/agent/run.ts). */
   | { code: 'agent_pid_refused'; reason: PidRefusal }
@@ -82,6 +96,12 @@ export interface AgentOptions {
    * rotated one after the other) are told once. @defaultValue quietMs 1000
    */
   notify?: { pid: () => Promise<number | undefined>; signal: NodeJS.Signals; quietMs?: number };
+  /**
+   * A file naming a secret whose value was revoked, when the value cannot be fetched again (no
+   * replacement yet): rewritten with its place empty, removed, or kept; the process is signalled
+   * as on a change. @defaultValue 'blank'
+   */
+  onRevoke?: OnRevoke;
   logger?: (event: AgentLogEvent) => void;
 }
 
@@ -128,6 +148,38 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     log({ code: 'agent_rendered', files: changed });
     if (changed) signalSoon();
     if (failure) throw failure.error;
+  };
+  /**
+   * The files that name `names` (values revoked, no replacement fetched) rewritten with those
+   * values empty, or removed (`onRevoke`): the revoked value is not left on disk. In the rendering
+   * queue, so a rendering of the replacement (fetched meanwhile) comes after, not before.
+   */
+  const withdraw = (names: string[]) => {
+    const onRevoke = options.onRevoke ?? 'blank';
+    const affected = options.templates.filter((template) => template.secrets.some((name) => names.includes(name)));
+    if (onRevoke === 'keep' || !affected.length) return;
+    rendering = rendering.then(async () => {
+      if (stopped) return;
+      // Every other placeholder as the client has it, or empty when it cannot be read now: the file is not left holding the revoked value for want of another.
+      const read = {
+        secret: async (name: string) => (names.includes(name) ? '' : await client.secret(name).then((v) => v.value, () => '')),
+        token: (audience: string) => client.token(audience).then((t) => t.token, () => ''),
+      };
+      let changed = 0;
+      for (const template of affected) {
+        if (stopped) break;
+        try {
+          if (onRevoke === 'remove') changed += await removed(template.destination);
+          else changed += await renderTemplates([template], read);
+        } catch (error) {
+          log({ code: 'agent_render_failed', file: template.destination, reason: reasonOf(error) });
+          // A rewrite that failed (the disk full) would leave the revoked value: removed instead.
+          if (onRevoke === 'blank') changed += await removed(template.destination).catch(() => 0);
+        }
+      }
+      log({ code: 'agent_withdrawn', secrets: names, onRevoke, files: changed });
+      if (changed) signalSoon();
+    });
   };
   /** Signals the process once no file has changed for `quietMs` (or `5 × quietMs` after the first change not yet told). */
   let signalTimer: NodeJS.Timeout | undefined;
@@ -194,8 +246,16 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const names = change.type === 'ready' ? change.secrets.map((s) => s.secret) : [change.secret];
     // A revocation drops every cached token too (it may be their signing key's): minted again now.
     const tokens = change.type === 'revoked' ? [...audiences].map(keepToken) : [];
-    // Rendered when something was fetched: a refresh that failed would fail the rendering too, reading it again.
-    void Promise.all([...names.filter((name) => secrets.has(name)).map(keepSecret), ...tokens]).then((fetched) => (fetched.includes(true) ? render() : undefined));
+    // Values revoked: by an event, or while the stream was down (a `ready` naming no current version).
+    const revoked = change.type === 'revoked' ? [change.secret] : change.type === 'ready' ? change.secrets.filter((s) => s.version === null).map((s) => s.secret) : [];
+    const kept = names.filter((name) => secrets.has(name)).map(async (name) => ({ name, fetched: await keepSecret(name) }));
+    void Promise.all([Promise.all(kept), Promise.all(tokens)]).then(([values, fetchedTokens]) => {
+      // A revoked value with no replacement to fetch is not left in the files (`onRevoke`).
+      const lost = values.filter((v) => !v.fetched && revoked.includes(v.name)).map((v) => v.name);
+      if (lost.length) withdraw(lost);
+      // Rendered when something was fetched: a refresh that failed would fail the rendering too, reading it again.
+      return values.some((v) => v.fetched) || fetchedTokens.includes(true) ? render() : undefined;
+    });
   });
   /** Ends the stream and the refreshes: what would otherwise keep the process running. */
   const halt = () => {
@@ -261,6 +321,17 @@ async function answer(request: IncomingMessage, response: ServerResponse, reques
     if (!(error instanceof RekeyClientError)) return send(500, { error: 'server_error' });
     const status = { unauthenticated: 502, forbidden: 403, not_configured: 404, unavailable: 503, protocol: 502, aborted: 503, invalid_name: 400 }[error.code];
     return send(status, { error: error.code });
+  }
+}
+
+/** Removes a rendered file; 1 when one was there, 0 when none was. */
+async function removed(path: string): Promise<number> {
+  try {
+    await unlink(path);
+    return 1;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw error;
   }
 }
 

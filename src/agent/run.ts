@@ -35,6 +35,7 @@ export async function runAgent(ctx: CliContext, flags: AgentFlags): Promise<void
     secrets: flags.secret,
     audiences: flags.audience,
     templates: await Promise.all(flags.template.map(loadTemplate)),
+    onRevoke: flags.onRevoke,
     notify: flags.pidFile ? { pid: pidFrom(flags.pidFile, (reason) => logger({ code: 'agent_pid_refused', reason })), signal: flags.signal as NodeJS.Signals } : undefined,
     logger,
   });

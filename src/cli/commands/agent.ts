@@ -1,5 +1,6 @@
 /** `rekey agent`: the delivery sidecar (docs/delivery.md). The definition; the work is in src/agent, imported when it runs. */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
+import type { OnRevoke } from '../../agent/agent.js';
 import type { CliContext } from '../context.js';
 import { port } from '../options.js';
 
@@ -16,6 +17,7 @@ export interface AgentFlags {
   template: string[];
   pidFile?: string;
   signal: string;
+  onRevoke: OnRevoke;
 }
 
 export function registerAgentCommand(program: Command, ctx: CliContext): void {
@@ -32,5 +34,10 @@ export function registerAgentCommand(program: Command, ctx: CliContext): void {
     .option('--template <source:destination>', 'render {{ secret "name" }} / {{ token "audience" }} into a 0600 file (repeatable)', collect, [])
     .option('--pid-file <path>', 'signal the process whose pid this file holds when a rendered file changes (only a process of the file\'s owner; a regular file no group or other user may write)')
     .option('--signal <name>', 'the signal sent', 'SIGHUP')
+    .addOption(
+      new Option('--on-revoke <action>', 'a rendered file holding a value revoked with no replacement to fetch yet: rewritten with that value empty (blank), removed, or kept; the process signalled either way')
+        .choices(['blank', 'remove', 'keep'])
+        .default('blank'),
+    )
     .action(async (flags: AgentFlags) => (await import('../../agent/run.js')).runAgent(ctx, flags));
 }
