@@ -3,9 +3,10 @@
  * client library's renewalDelay()), so agents started together, holding a value whose expiry is
  * one instant for all of them (the secret's next scheduled rotation), do not come back together:
  * at 0.8 of what was left they all renewed within milliseconds of each other. A loopback server
- * stands in for rekey, with a fixed expiry E 6 s ahead; Math.random answers 0, 1/4, 1/2, 3/4 in
- * turn (the same each run), so the agents' draws differ and their renewals are due between 0.6
- * and 0.75 of the way to E.
+ * stands in for rekey, with a fixed expiry E 8 s ahead. Math.random answers eight values at least
+ * 1/8 apart in turn: at start each agent's client draws once and the agent once, in whatever order
+ * the answers come, so the agents' four draws are four of the eight, at least 3/8 apart in all, and
+ * their renewals are due at least 3/8 × 0.2 × 8 s = 600 ms apart, however the draws fall.
  */
 import type { ServerResponse } from 'node:http';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
@@ -14,7 +15,9 @@ import { type StandIn, standIn } from '../support/fake-http.js';
 import { agentOptions } from '../support/agent.js';
 
 const AGENTS = 4;
-const LIFETIME_MS = 6_000;
+const LIFETIME_MS = 8_000;
+/** Eight values, each at least 1/8 from every other. */
+const DRAWS = [0.0625, 0.5625, 0.3125, 0.8125, 0.1875, 0.6875, 0.4375, 0.9375];
 let E = 0;
 let server: StandIn;
 const agents: Agent[] = [];
@@ -25,7 +28,7 @@ let read: () => void = () => {};
 
 beforeAll(async () => {
   let draws = 0;
-  vi.spyOn(Math, 'random').mockImplementation(() => (draws++ % AGENTS) / AGENTS);
+  vi.spyOn(Math, 'random').mockImplementation(() => DRAWS[draws++ % DRAWS.length]!);
   server = await standIn((request, response) => {
     if (request.url === '/v1/events') {
       response.writeHead(200, { 'content-type': 'text/event-stream' }).write('retry: 10\n\n');
@@ -51,8 +54,8 @@ it('agents started together renew at different times', async () => {
   await renewed;
   const renewals = [...reads.values()].map((times) => times[1]!).sort((a, b) => a - b);
   console.log(`agents started within ${Math.max(...started) - Math.min(...started)} ms; renewed at E-${renewals.map((at) => E - at).join(', E-')} ms`);
-  // Due 0.6 to 0.75 of the way (about 900 ms apart in all); at 0.8 each, they came within a few ms of each other.
+  // Due at least 600 ms apart in all; at 0.8 each, they came within a few ms of each other.
   expect(renewals.at(-1)! - renewals[0]!).toBeGreaterThanOrEqual(300);
-  // Renewed while the value is still good (due 1.5 s before E at the latest).
+  // Renewed while the value is still good (due 1.6 s before E at the latest).
   for (const at of renewals) expect(at).toBeLessThan(E);
 }, 30_000);
