@@ -20,7 +20,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createClient, RekeyClientError, type ClientLogEvent, type RekeyClient } from '../client/index.js';
+import { createClient, RekeyClientError, type ClientLogEvent, type RekeyClient, type SecretChange } from '../client/index.js';
 import { renewalDelay, RENEW_FLOOR_MS } from '../client/renew.js';
 import { renderTemplates, type Template } from './templates.js';
 
@@ -120,6 +120,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const secrets = new Set([...options.secrets, ...options.templates.flatMap((t) => t.secrets)]);
   const audiences = new Set([...options.audiences, ...options.templates.flatMap((t) => t.audiences)]);
   let stopped = false;
+  /** By secret, the version the last rendering read: what the files hold (a revoked version that is not it is in none of them). */
+  const rendered = new Map<string, number>();
 
   /** Re-renders the templates (one rendering at a time); signals the process when a file changed. */
   let rendering = Promise.resolve();
@@ -132,7 +134,14 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const renderNow = async () => {
     // A refresh still out when the agent stopped renders nothing, and reads nothing more with its credential.
     if (!options.templates.length || stopped) return;
-    const read = { secret: async (name: string) => (await client.secret(name)).value, token: async (audience: string) => (await client.token(audience)).token };
+    const read = {
+      secret: async (name: string) => {
+        const { value, version } = await client.secret(name);
+        rendered.set(name, version);
+        return value;
+      },
+      token: async (audience: string) => (await client.token(audience)).token,
+    };
     // Each template on its own: one that fails does not keep the process from hearing that another file changed.
     let changed = 0;
     let failure: { error: unknown } | undefined;
@@ -160,6 +169,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     if (onRevoke === 'keep' || !affected.length) return;
     rendering = rendering.then(async () => {
       if (stopped) return;
+      for (const name of names) rendered.delete(name);
       // Every other placeholder as the client has it, or empty when it cannot be read now: the file is not left holding the revoked value for want of another.
       const read = {
         secret: async (name: string) => (names.includes(name) ? '' : await client.secret(name).then((v) => v.value, () => '')),
@@ -246,8 +256,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const names = change.type === 'ready' ? change.secrets.map((s) => s.secret) : [change.secret];
     // A revocation drops every cached token too (it may be their signing key's): minted again now.
     const tokens = change.type === 'revoked' ? [...audiences].map(keepToken) : [];
-    // Values revoked: by an event, or while the stream was down (a `ready` naming no current version).
-    const revoked = change.type === 'revoked' ? [change.secret] : change.type === 'ready' ? change.secrets.filter((s) => s.version === null).map((s) => s.secret) : [];
+    const revoked = revokedIn(change, rendered);
     const kept = names.filter((name) => secrets.has(name)).map(async (name) => ({ name, fetched: await keepSecret(name) }));
     void Promise.all([Promise.all(kept), Promise.all(tokens)]).then(([values, fetchedTokens]) => {
       // A revoked value with no replacement to fetch is not left in the files (`onRevoke`).
@@ -322,6 +331,18 @@ async function answer(request: IncomingMessage, response: ServerResponse, reques
     const status = { unauthenticated: 502, forbidden: 403, not_configured: 404, unavailable: 503, protocol: 502, aborted: 503, invalid_name: 400 }[error.code];
     return send(status, { error: error.code });
   }
+}
+
+/**
+ * The secrets whose value in the files `change` says was revoked: the version an event revoked,
+ * when it is the one rendered (or none was: a file left by an earlier run may hold it), not a
+ * previous version revoked after the files moved on to its successor; every secret a `ready`
+ * names with no current version (revoked while the stream was down).
+ */
+function revokedIn(change: SecretChange, rendered: Map<string, number>): string[] {
+  if (change.type === 'revoked') return (rendered.get(change.secret) ?? change.version) === change.version ? [change.secret] : [];
+  if (change.type === 'ready') return change.secrets.filter((s) => s.version === null).map((s) => s.secret);
+  return [];
 }
 
 /** Removes a rendered file; 1 when one was there, 0 when none was. */
