@@ -94,6 +94,20 @@ function strip(row: TokenInfo & { hash?: string }): TokenInfo {
   return info;
 }
 
+/** What an admin API token is, revoked or not, when someone found it. */
+export type TokenState = 'active' | 'expired' | 'revoked';
+
+/**
+ * The name and state of the admin API token `presented` is (found by its hash, revoked or not), for a
+ * scanner's finding: undefined when it is none (another prefix, a bad checksum, or no such token).
+ */
+export async function foundToken(db: Db, presented: string, now = new Date()): Promise<{ name: string; state: TokenState } | undefined> {
+  if (!presented.startsWith(TOKEN_PREFIX) || !hasValidChecksum(presented)) return undefined;
+  const row = await db.apiToken.findUnique({ where: { hash: hashToken(presented) }, select: { name: true, revokedAt: true, expiresAt: true } });
+  if (!row) return undefined;
+  return { name: row.name, state: row.revokedAt ? 'revoked' : row.expiresAt && row.expiresAt <= now ? 'expired' : 'active' };
+}
+
 /**
  * A leak report of an admin API token revokes it at once (rekey eats its own cooking): the
  * token is found by its hash, revoked or not, and revoked with the reason `leaked`.

@@ -6,8 +6,8 @@
  * of a key's random part: a finding shows the key's prefix (`rk_live_`, not secret) and a digest
  * that tells keys apart (`sha256:` and the first 12 hex digits of its SHA-256; 30 random base62
  * characters, about 178 bits, cannot be guessed back from it), and with `--check`/`--report` the
- * secret and version it is. Only `--check`/`--report` send the keys themselves, to the API that
- * fingerprints them.
+ * secret and version it is (for an admin API token, its name; `--report` revokes it). Only
+ * `--check`/`--report` send the keys themselves, to the API that fingerprints them.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -30,7 +30,7 @@ interface Finding {
   column: number;
   token: string;
   /** From the admin API (`--check`, `--report`). */
-  known?: { secret: string | null; version: number | null; state: string | null; live: boolean; outcome?: string | null };
+  known?: { secret: string | null; version: number | null; state: string | null; live: boolean; adminToken?: string | null; outcome?: string | null };
 }
 
 /** What a source holds: its path as printed and its text. */
@@ -92,8 +92,13 @@ function named(f: Finding): string {
 }
 
 function describe(known: NonNullable<Finding['known']>): string {
-  if (!known.secret) return 'not a key rekey manages';
-  const what = `${known.secret} v${known.version} ${known.state}${known.live ? ' (live)' : ''}`;
+  // One of rekey's own admin API tokens, by its name (`admin API token ci-deploy active (live): reported, revoked`).
+  const what = known.adminToken
+    ? `admin API token ${known.adminToken} ${known.state}${known.live ? ' (live)' : ''}`
+    : known.secret
+      ? `${known.secret} v${known.version} ${known.state}${known.live ? ' (live)' : ''}`
+      : undefined;
+  if (!what) return 'not a key rekey manages';
   return known.outcome ? `${what}: reported, ${known.outcome}` : what;
 }
 
@@ -130,7 +135,7 @@ async function askApi(findings: Finding[], operation: 'check' | 'report'): Promi
       throw new RekeyError('REKEY_ERR_UNAVAILABLE', `the admin API answered ${response.status} ${problem.code ?? ''}${problem.detail ? `: ${problem.detail}` : ''}`.trim());
     }
     const { items } = (await response.json()) as { items: Array<NonNullable<Finding['known']> & { index: number }> };
-    for (const { index, secret, version, state, live, outcome } of items) batch[index]!.known = { secret, version, state, live, ...(outcome === undefined ? {} : { outcome }) };
+    for (const { index, secret, version, state, live, adminToken, outcome } of items) batch[index]!.known = { secret, version, state, live, adminToken, ...(outcome === undefined ? {} : { outcome }) };
   }
 }
 

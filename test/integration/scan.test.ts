@@ -181,6 +181,20 @@ secrets:
     expect(result.stdout).toMatch(/:3: rk_bill_\.\.\. sha256:[0-9a-f]{12} {2}not a key rekey manages\n/);
   });
 
+  it('an admin API token found is named, never shown: --check says it is live, --report revokes it', async () => {
+    const leaked = await tokenFor(h, 'pushed-to-github', ['admin']);
+    const tokens = join(dir, 'ci.env');
+    writeFileSync(tokens, `REKEY_API_TOKEN=${leaked}\n`);
+    const line = (what: string) => `${tokens}:1: rkadm_... ${digest(leaked)}  ${what}\n`;
+    expect(await rekey(['scan', tokens, '--check'], env)).toMatchObject({ code: 1, stdout: line('admin API token pushed-to-github active (live)') });
+    expect((await call(h, '/api/v1/openapi.json', { token: leaked })).status).toBe(200);
+    const reported = await rekey(['scan', tokens, '--report'], env);
+    expect(reported).toMatchObject({ code: 1, stdout: line('admin API token pushed-to-github active (live): reported, revoked') });
+    expect((await call(h, '/api/v1/openapi.json', { token: leaked })).status).toBe(401);
+    expect(await rekey(['scan', tokens, '--check'], env)).toMatchObject({ code: 1, stdout: line('admin API token pushed-to-github revoked') });
+    expect(reported.stdout + reported.stderr).not.toContain(leaked.slice(6));
+  });
+
   it('without the API settings, or with a token that may not read, it says so and exits 1; plain http only to loopback', async () => {
     expect(await rekey(['scan', file, '--check'])).toMatchObject({ code: 1, stderr: expect.stringContaining('set REKEY_API_URL') });
     const none = await rekey(['scan', file, '--check'], { ...env, REKEY_API_TOKEN: await tokenFor(h, 'rotator', ['rotate']) });
