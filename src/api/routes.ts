@@ -15,7 +15,7 @@ import type { Runtime } from '../runtime.js';
 import { describeInfraFailure } from '../cli/failures.js';
 import { Authenticator } from './auth.js';
 import { sessionsOf } from './sessions.js';
-import { claim, IDEMPOTENCY_KEY_PATTERN, release, requestHash, settle } from './idempotency.js';
+import { claim, IDEMPOTENCY_KEY_PATTERN, keepFresh, release, requestHash, settle } from './idempotency.js';
 import { actionRoutes } from './actions.js';
 import { verificationRoutes, verificationsOf } from './verifications.js';
 import { openapiRoute } from './openapi.js';
@@ -63,27 +63,35 @@ async function handle(definition: ApiRoute, runtime: Runtime, caller: Caller, re
   if (!definition.action) return reply.code(status).send(await act());
 
   const tokenId = caller.principal.id;
+  let held: { key: string; claim: string; kept: { stop(): void } } | undefined;
   if (key !== undefined) {
     const claimed = await claim(runtime.db, tokenId, key, requestHash(definition.method, request.url, body));
     if (claimed.replay) return reply.code(claimed.replay.status).header('idempotent-replayed', 'true').send(claimed.replay.response);
+    // Refreshed while the action runs (a whole-log walk takes minutes), so a retry is told it is in progress instead of acting again.
+    held = { key, claim: claimed.claim, kept: keepFresh(runtime.db, tokenId, key, claimed.claim) };
   }
-  let answer: JsonValue;
   try {
-    answer = await act();
-    await runtime.db.$transaction((tx) =>
-      runtime.audit.append(tx, {
-        actor: caller.actor,
-        action: `api.${definition.operationId}`,
-        secret: typeof (params as { name?: unknown }).name === 'string' ? (params as { name: string }).name : null,
-        data: { status, ...(key !== undefined ? { idempotencyKey: key } : {}) },
-      }),
-    );
-  } catch (error) {
-    if (key !== undefined) await release(runtime.db, tokenId, key).catch(() => undefined);
-    throw error;
+    let answer: JsonValue;
+    try {
+      answer = await act();
+      await runtime.db.$transaction((tx) =>
+        runtime.audit.append(tx, {
+          actor: caller.actor,
+          action: `api.${definition.operationId}`,
+          secret: typeof (params as { name?: unknown }).name === 'string' ? (params as { name: string }).name : null,
+          data: { status, ...(key !== undefined ? { idempotencyKey: key } : {}) },
+        }),
+      );
+    } catch (error) {
+      if (held) await release(runtime.db, tokenId, held.key, held.claim).catch(() => undefined);
+      throw error;
+    }
+    // Nothing is written when the claim was taken over (this request looked dead): the answer kept is its taker's.
+    if (held) await settle(runtime.db, tokenId, held.key, held.claim, status, answer);
+    return reply.code(status).send(answer);
+  } finally {
+    held?.kept.stop();
   }
-  if (key !== undefined) await settle(runtime.db, tokenId, key, status, answer);
-  return reply.code(status).send(answer);
 }
 
 function permitted(definition: ApiRoute, caller: Caller, params: unknown): boolean {
