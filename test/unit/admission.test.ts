@@ -87,4 +87,20 @@ describe('Admission', () => {
     expect(admission.enter('10.0.0.7')).toMatchObject({ status: 429 });
     expect([sourceOf('::1'), sourceOf('fe80::1%eth0'), sourceOf('2001:db8::'), sourceOf('192.0.2.1')]).toEqual(['0:0:0:0::/64', 'fe80:0:0:0::/64', '2001:db8:0:0::/64', '192.0.2.1']);
   });
+
+  it('keeps a source over its failure limit over it, however many other sources fail meanwhile (10,000 other /64s of its /48, once each)', () => {
+    const admission = new Admission({ now: () => 0 });
+    const attacker = '2001:db8:aaaa:1::1';
+    for (let i = 0; i < 31; i++) admission.failed(attacker);
+    /** Whether the source is over its limit: 9 requests at once, one more than the share of sources over it. */
+    const overLimit = (address: string) => {
+      const tickets = Array.from({ length: 9 }, () => admission.enter(address));
+      for (const t of tickets) if (!isRefusal(t)) t.release();
+      return tickets.some((t) => isRefusal(t) && t.reason === 'auth_failures');
+    };
+    expect(overLimit(attacker)).toBe(true);
+    for (let i = 0; i < 10_000; i++) admission.failed(`2001:db8:aaaa:${(i + 2).toString(16)}::1`);
+    expect(overLimit(attacker)).toBe(true);
+    expect(overLimit('2001:db8:aaaa:2::1')).toBe(false);
+  });
 });

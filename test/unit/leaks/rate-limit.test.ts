@@ -21,6 +21,31 @@ describe('RateLimiter', () => {
     expect(limiter.take('c')).toBe(false);
   });
 
+  it('to make room, forgets a full bucket first (nothing lost), then the least recently seen with a token left, never one that is empty', () => {
+    const clock = { now: 0 };
+    const limiter = new RateLimiter({ max: 2, windowMs: 60_000, maxSources: 3, now: () => clock.now });
+    limiter.take('refilled');
+    clock.now = 30_000; // `refilled` is full again
+    limiter.take('empty');
+    limiter.take('empty');
+    limiter.take('partial');
+    expect(limiter.available('unseen')).toBe(true); // only looked at: not added, nothing forgotten
+    limiter.take('a'); // forgets `refilled`, the least recently seen of all, but full
+    expect([limiter.available('empty'), limiter.available('partial', 2)]).toEqual([false, false]);
+    limiter.take('b'); // no full bucket: forgets `partial`, the least recently seen with a token left
+    expect([limiter.available('empty'), limiter.available('partial', 2)]).toEqual([false, true]);
+    limiter.take('c'); // then `a`; `empty` is kept however many keys come
+    expect([limiter.available('empty'), limiter.available('a', 2)]).toEqual([false, true]);
+  });
+
+  it('forgets a source over its limit only when every key it looks at is over its limit too: memory stays bounded', () => {
+    const limiter = new RateLimiter({ max: 1, windowMs: 60_000, maxSources: 100, now: () => 0 });
+    for (let i = 0; i < 100; i++) limiter.take(`over-${i}`);
+    limiter.take('new'); // all 64 looked at are empty: the least recently seen goes anyway
+    expect(limiter.available('over-0')).toBe(true);
+    expect(limiter.available('over-1')).toBe(false);
+  });
+
   it('follows a smaller max at once', () => {
     const limiter = new RateLimiter({ max: 100, windowMs: 60_000, now: () => 0 });
     limiter.take('a');
