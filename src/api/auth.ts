@@ -3,9 +3,10 @@
  * onRequest hook: no body parsed, no route's handler run, unknown paths included):
  *
  *   1. admission (src/http/admission.ts, shared with the other authenticated receivers): 503
- *      when too many requests await authentication, 429 when the source is over its limit of
- *      failed authentications and such sources already hold their share; authenticated
- *      callers are never charged for anyone's failures;
+ *      when too many requests await authentication (from unproven sources, or at all), 429 when
+ *      the source has its own cap of them or is over its limit of failed authentications and
+ *      such sources already hold their share; authenticated callers are never charged for
+ *      anyone's failures, and an authenticated request makes its source proven;
  *   2. `Authorization: Bearer <token>`: 401 REKEY_API_UNAUTHENTICATED without one, 401
  *      REKEY_API_TOKEN_INVALID for an unknown, revoked or expired token (one answer for all),
  *      each counted against the source;
@@ -25,7 +26,7 @@
  * Nothing here logs a header or echoes what was sent.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Admission } from '../http/admission.js';
+import type { Admission, Refusal } from '../http/admission.js';
 import { isRefusal } from '../http/admission.js';
 import type { Db } from '../db/client.js';
 import { personActor } from './actors.js';
@@ -42,6 +43,13 @@ type Identified = { principal: Caller['principal']; actor: string; token?: Token
 
 /** Headers of every answer under an authenticated scope (the admin API, the dashboard's session routes). */
 export const PRIVATE_ANSWER: Readonly<Record<string, string>> = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' };
+
+/** The problem answered for each reason admission refuses a request (src/http/admission.ts). */
+export const ADMISSION_PROBLEMS: Readonly<Record<Refusal['reason'], ProblemCode>> = {
+  busy: 'REKEY_API_BUSY',
+  source_busy: 'REKEY_API_SOURCE_BUSY',
+  auth_failures: 'REKEY_API_TOO_MANY_FAILURES',
+};
 
 /** lastUsedAt is written at most this often per token: reads must not turn into a write each. */
 const LAST_USED_EVERY_MS = 60_000;
@@ -65,7 +73,7 @@ export class Authenticator {
     const admitted = this.admission.enter(request.ip, reply.raw);
     if (isRefusal(admitted)) {
       reply.header('retry-after', String(admitted.retryAfter));
-      return sendProblem(reply, admitted.status === 503 ? 'REKEY_API_BUSY' : 'REKEY_API_TOO_MANY_FAILURES');
+      return sendProblem(reply, ADMISSION_PROBLEMS[admitted.reason]);
     }
     try {
       const identified = await this.identify(request);
@@ -75,6 +83,7 @@ export class Authenticator {
         return sendProblem(reply, identified.problem);
       }
       const { principal, actor, token, session } = identified;
+      this.admission.succeeded(request.ip);
       this.callers.set(request, { principal, access: new Access(principal.scopes), actor, ...(session ? { session } : {}) });
       if (token) this.touch(token.id);
       return undefined;

@@ -19,6 +19,7 @@ export const PROBLEMS = {
   REKEY_API_IDEMPOTENCY_IN_PROGRESS: { status: 409, title: 'a request with this Idempotency-Key is still being processed' },
   REKEY_API_IDEMPOTENCY_MISMATCH: { status: 422, title: 'this Idempotency-Key was used for another request' },
   REKEY_API_TOO_MANY_FAILURES: { status: 429, title: 'too many failed authentications from this source' },
+  REKEY_API_SOURCE_BUSY: { status: 429, title: 'too many requests from this source are awaiting authentication' },
   REKEY_API_TOO_MANY_SIGN_INS: { status: 429, title: 'too many sign-ins started from this source' },
   REKEY_API_BUSY: { status: 503, title: 'too many requests awaiting authentication' },
   REKEY_API_UNAVAILABLE: { status: 503, title: 'PostgreSQL or Redis is unavailable' },

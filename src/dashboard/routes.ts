@@ -19,7 +19,7 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { personActor } from '../api/actors.js';
-import { Authenticator } from '../api/auth.js';
+import { ADMISSION_PROBLEMS, Authenticator } from '../api/auth.js';
 import { sendProblem } from '../api/problems.js';
 import { answerError } from '../api/routes.js';
 import { csrfToken, type Session, SESSION_IDLE_MS, sessionsOf } from '../api/sessions.js';
@@ -76,7 +76,7 @@ export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime
       });
       ui.get('/oidc/callback', async (request, reply) => {
         const admitted = admission.enter(request.ip, reply.raw);
-        if (isRefusal(admitted)) return sendProblem(reply.header('retry-after', String(admitted.retryAfter)), admitted.status === 503 ? 'REKEY_API_BUSY' : 'REKEY_API_TOO_MANY_FAILURES');
+        if (isRefusal(admitted)) return sendProblem(reply.header('retry-after', String(admitted.retryAfter)), ADMISSION_PROBLEMS[admitted.reason]);
         try {
           const config = await oidc.config();
           if (!config) return sendProblem(reply, 'REKEY_API_NOT_FOUND', 'no dashboard.oidc in the applied config');
@@ -92,6 +92,7 @@ export const dashboardRoutes: RouteModule = async (app: FastifyInstance, runtime
             await audited(personActor(person), 'dashboard.signInRefused', { reason: 'no_scope', groups: person.groups.slice(0, 50) });
             return refuse('no_scope', person.subject);
           }
+          admission.succeeded(request.ip);
           const created = await sessions.create({ person }, request.headers.cookie);
           await audited(personActor(person), 'dashboard.signedIn', { expiresAt: created.expiresAt.toISOString(), groups: person.groups.slice(0, 50) });
           return reply.header('set-cookie', sessions.cookie(created)).redirect(`${UI_PREFIX}/`, 303);

@@ -95,6 +95,7 @@ export function eventsRoute(scope: FastifyInstance, ctx: DeliveryContext): () =>
       if ((perSubject.get(subjectKey) ?? 0) >= delivery.rateLimit.streams) {
         return refuse(reply.header('retry-after', String(SUBJECT_STREAMS_RETRY_AFTER_S)), 429, 'slow_down', 'too many streams for this subject');
       }
+      ctx.admission.succeeded(request.ip);
     } catch (error) {
       if (!(error instanceof DeliveryError)) {
         request.log.error({ error: describeError(error) }, 'change stream failed');

@@ -11,7 +11,9 @@
  * Admission (src/http/admission.ts, shared with every authenticated route) is taken before
  * the body is read; a request that fails authentication (or never gets that far: a malformed
  * request), and an authenticated one for an audience no grant serves, counts against its
- * source's failures, never against any authenticated caller. Answers carry
+ * source's failures, never against any authenticated caller; one that gets its token (or value,
+ * or stream) makes its source proven, so it keeps its share of admission through a flood from
+ * addresses that never authenticated. Answers carry
  * `Cache-Control: no-store`; errors are RFC 6749 §5.2 codes with fixed descriptions, never an
  * echo of what was sent.
  */
@@ -117,6 +119,7 @@ export const deliveryRoutes: RouteModule = async (app, runtime, shared) => {
           return ANSWERS[error.code];
         });
         if ('status' in minted) return refuse(reply, minted.status, minted.error, minted.description);
+        shared.admission.succeeded(request.ip);
         return reply
           .header('cache-control', 'no-store')
           .header('pragma', 'no-cache')

@@ -46,6 +46,7 @@ export function secretsRoute(scope: FastifyInstance, ctx: DeliveryContext): void
         return ANSWERS[error.code];
       });
       if ('error' in answer) return refuse(reply, answer.status, answer.error, answer.description);
+      ctx.admission.succeeded(request.ip);
       reply.header('cache-control', 'no-store').header('pragma', 'no-cache').header('etag', answer.etag);
       if (answer.status === 'not_modified') return reply.code(304).send();
       return reply.send({ secret: request.params['*'], version: answer.version, value: answer.value.reveal(), expiresAt: answer.expiresAt.toISOString() });

@@ -112,6 +112,7 @@ export const pubsubPushRoutes: RouteModule = (app: FastifyInstance, runtime: Run
     if (!pubsub) return reply(res, 'not_configured', 404, { error: 'events.pubsub is not configured' });
     const result = await auth.authenticate(request.headers.authorization, pubsub);
     if (result.ok) {
+      admission.succeeded(request.ip);
       authenticated.set(request, config);
       return;
     }

@@ -12,6 +12,7 @@ export type ReceiverName = (typeof RECEIVERS)[number];
 /** Why a request was refused before anything was recorded. */
 export type RejectReason =
   | 'busy'
+  | 'source_busy'
   | 'auth_failures'
   | 'rate_limited'
   | 'too_large'

@@ -99,6 +99,7 @@ export const leakRoutes: RouteModule = async (app: FastifyInstance, runtime: Run
         let auth: unknown;
         try {
           auth = await receiver.authenticate(raw, section, ctx);
+          admission.succeeded(request.ip);
         } catch (error) {
           if (error instanceof Rejection && error.status === 401) admission.failed(request.ip);
           throw error;

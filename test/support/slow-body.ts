@@ -7,10 +7,14 @@ import { until } from './poll.js';
 
 /** Admission's default cap of requests awaiting authentication. */
 export const CAP = 64;
+/** Its default share of that cap for sources not proven (none of their requests authenticated lately). */
+export const UNPROVEN_SHARE = 32;
+/** Its default cap of requests awaiting authentication from one source not proven. */
+export const PER_SOURCE = 16;
 /** Its default share of that cap for sources over their failed-authentication limit. */
 export const OVER_LIMIT_SHARE = 8;
 /** Its default failure allowance: failed authentications a source may make at once, and per minute. */
-const FAILURES = 30;
+export const FAILURES = 30;
 /** That allowance regained per millisecond. */
 const REFILL_PER_MS = FAILURES / 60_000;
 
@@ -20,20 +24,35 @@ export function refilledSince(since: number): number {
 }
 
 /**
+ * A batch from one source: `open` (one slow request, its answer's status pushed to the list)
+ * CAP times at once, held until at least `refused` of them were answered or `probe` (an
+ * authenticated caller) is answered 503. The caller hangs the sockets up.
+ */
+export async function holdBatch(open: (answers: number[]) => Promise<Socket>, refused: number, probe: () => Promise<number>): Promise<{ sockets: Socket[]; answers: number[] }> {
+  const answers: number[] = [];
+  const sockets = await Promise.all(Array.from({ length: CAP }, () => open(answers)));
+  try {
+    await until(async () => answers.length >= refused || (await probe()) === 503, 10_000, `${refused} of the batch refused`);
+  } catch (error) {
+    for (const socket of sockets) socket.destroy();
+    throw error;
+  }
+  return { sockets, answers };
+}
+
+/**
  * One source's first batch: `open` (one slow request, its answer's status pushed to `answers`)
- * CAP times at once. Its requests awaiting authentication count as failures to come, so only
- * its allowance and the share of sources over it are admitted, the rest refused 429, while
- * `probe` (an authenticated caller) is answered 200. Then the source hangs up (each admitted
- * request a failure) and waits until its allowance has regained two failures, as a patient
- * source would before its next batch. Returns when it hung up (Date.now()).
+ * CAP times at once. Only its own cap (PER_SOURCE; its allowance and the share of sources over
+ * it are more) is admitted, the rest refused 429, while `probe` (an authenticated caller) is
+ * answered 200. Then the source hangs up (each admitted request a failure) and waits until its
+ * allowance has regained two failures, as a patient source would before its next batch. Returns
+ * when it hung up (Date.now()).
  */
 export async function firstBatchThenPause(open: (answers: number[]) => Promise<Socket>, probe: () => Promise<number>): Promise<number> {
-  const first: number[] = [];
-  const sockets = await Promise.all(Array.from({ length: CAP }, () => open(first)));
+  const { sockets, answers } = await holdBatch(open, CAP - PER_SOURCE, probe);
   try {
-    await until(() => Promise.resolve(first.length >= CAP - FAILURES - OVER_LIMIT_SHARE), 10_000, 'the first batch admitted up to its allowance');
     expect(await probe()).toBe(200);
-    expect(new Set(first)).toEqual(new Set([429]));
+    expect(answers).toEqual(Array(CAP - PER_SOURCE).fill(429));
   } catch (error) {
     for (const socket of sockets) socket.destroy();
     throw error;
@@ -69,6 +88,6 @@ export function slowRequest(url: string, from: string, request: { path: string; 
 }
 
 /** Hangs up every socket and waits until each is closed. */
-async function hangUp(sockets: readonly Socket[]): Promise<void> {
+export async function hangUp(sockets: readonly Socket[]): Promise<void> {
   await Promise.all(sockets.map((s) => new Promise((resolve) => s.once('close', resolve).destroy())));
 }

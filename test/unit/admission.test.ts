@@ -103,4 +103,67 @@ describe('Admission', () => {
     expect(overLimit(attacker)).toBe(true);
     expect(overLimit('2001:db8:aaaa:2::1')).toBe(false);
   });
+
+  it('keeps the part of the cap unproven sources cannot hold for sources proven by an authenticated request: many unproven addresses fill only their share', () => {
+    const admission = new Admission({ maxInFlight: 8, maxInFlightUnproven: 4, maxPerSource: 2, now: () => 0 });
+    admission.succeeded('10.0.0.1');
+    // Unproven addresses, two at a time each (their own cap), fill their share of 4 …
+    const refused = Array.from({ length: 6 }, (_, i) => [admission.enter(`10.0.9.${i}`), admission.enter(`10.0.9.${i}`), admission.enter(`10.0.9.${i}`)]).flat().filter(isRefusal);
+    expect(refused.filter((r) => r.reason === 'source_busy')).toHaveLength(2); // the third request of each of the first two
+    expect(refused.filter((r) => r.reason === 'busy')).toHaveLength(12); // every request of the other four
+    expect(admission.counts()).toEqual({ inFlight: 4, unproven: 4, overLimit: 0 });
+    // … a new address is refused while they hold it, and the proven one still has the rest of the cap.
+    expect(admission.enter('10.0.0.2')).toEqual({ status: 503, reason: 'busy', retryAfter: 1 });
+    const proven = Array.from({ length: 4 }, () => admitted(admission.enter('10.0.0.1')));
+    expect(admission.enter('10.0.0.1')).toMatchObject({ status: 503, reason: 'busy' }); // the whole cap is held now
+    proven[0]!.release();
+    admitted(admission.enter('10.0.0.1'));
+  });
+
+  it('caps the requests one source has awaiting authentication, proven or not (429), however much of the cap is free', () => {
+    const admission = new Admission({ maxPerSource: 3, maxPerProvenSource: 5, now: () => 0 });
+    const unproven = Array.from({ length: 3 }, () => admitted(admission.enter('10.0.0.3')));
+    expect(admission.enter('10.0.0.3')).toEqual({ status: 429, reason: 'source_busy', retryAfter: 1 });
+    expect(admission.enter('2001:db8:0:3::1')).not.toHaveProperty('status'); // another source is untouched
+    unproven[0]!.release();
+    admitted(admission.enter('10.0.0.3'));
+    admission.succeeded('10.0.0.4');
+    for (let i = 0; i < 5; i++) admitted(admission.enter('10.0.0.4'));
+    expect(admission.enter('10.0.0.4')).toMatchObject({ status: 429, reason: 'source_busy' });
+  });
+
+  it('admits a new, unproven caller while nothing floods the cap, and proves its source once it authenticates', () => {
+    const admission = new Admission({ maxInFlight: 4, maxInFlightUnproven: 1, now: () => 0 });
+    const first = admitted(admission.enter('192.0.2.10'));
+    expect(admission.counts()).toMatchObject({ unproven: 1 });
+    admission.succeeded('192.0.2.10');
+    first.release();
+    admitted(admission.enter('192.0.2.10'));
+    admitted(admission.enter('192.0.2.10')); // proven: beyond the unproven share of 1
+    expect(admission.counts()).toEqual({ inFlight: 2, unproven: 0, overLimit: 0 });
+  });
+
+  it('forgets a proven source after provenForMs, beyond maxProvenSources (the least recently authenticated), and once it goes over its failure limit', () => {
+    const clock = { now: 0 };
+    const admission = new Admission({ maxInFlightUnproven: 0, maxProvenSources: 2, provenForMs: 60_000, failures: 2, now: () => clock.now });
+    const provenNow = (source: string) => {
+      const entered = admission.enter(source);
+      if (isRefusal(entered)) return false;
+      entered.release();
+      return true;
+    };
+    admission.succeeded('10.0.0.1');
+    clock.now = 30_000;
+    admission.succeeded('10.0.0.2');
+    expect([provenNow('10.0.0.1'), provenNow('10.0.0.2')]).toEqual([true, true]);
+    clock.now = 60_000; // 10.0.0.1 authenticated 60 s ago
+    expect([provenNow('10.0.0.1'), provenNow('10.0.0.2')]).toEqual([false, true]);
+    admission.succeeded('10.0.0.1');
+    admission.succeeded('10.0.0.3'); // a third: 10.0.0.2 authenticated least recently
+    expect([provenNow('10.0.0.1'), provenNow('10.0.0.2'), provenNow('10.0.0.3')]).toEqual([true, false, true]);
+    admission.failed('10.0.0.3'); // one failure left: still proven
+    expect(provenNow('10.0.0.3')).toBe(true);
+    admission.failed('10.0.0.3'); // over its limit
+    expect(provenNow('10.0.0.3')).toBe(false);
+  });
 });
