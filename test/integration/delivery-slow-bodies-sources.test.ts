@@ -10,10 +10,11 @@ import { request } from 'node:http';
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminApiRoutes } from '../../src/api/routes.js';
-import { deliveryRoutes } from '../../src/delivery/routes.js';
+import { deliveryRoutes, GRANT_TYPE, JWT_TOKEN_TYPE } from '../../src/delivery/routes.js';
 import type { Admission } from '../../src/http/admission.js';
 import type { RouteModule } from '../../src/http/server.js';
 import { tokenFor } from '../support/api.js';
+import { appDelivery, attestationToken } from '../support/delivery.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { until } from '../support/poll.js';
 import { CAP, PER_SOURCE, slowRequest, UNPROVEN_SHARE } from '../support/slow-body.js';
@@ -29,22 +30,31 @@ const captureAdmission: RouteModule = (_app, _runtime, shared) => {
 beforeAll(async () => {
   h = await startHarness({ label: 'delivery-slow-bodies-sources', routes: [deliveryRoutes, adminApiRoutes, captureAdmission] });
   admin = await tokenFor(h, 'sources-reader', ['read']);
-}, 60_000);
+  await h.apply(
+    appDelivery(
+      '  payments-api-key: { store: { provider: vault }, issuer: { type: random, prefix: rk_pay_ }, grace: 1h }\n',
+      '    payments: { authenticator: app, subjects: ["app:*"], value: { secret: payments-api-key, ttl: 5m } }\n',
+    ),
+  );
+  for (const secret of ['app-attestation', 'api-signing', 'payments-api-key']) expect((await h.rotate(secret, 60_000)).status).toBe('succeeded');
+}, 180_000);
 afterAll(() => h?.stop());
 
-/** An authenticated admin API read from `from` (127.0.0.0/8 is all loopback): its status. */
-function probeFrom(from: string): Promise<number> {
+/** A request from `from` (127.0.0.0/8 is all loopback): the status of its answer (a stream is hung up once its head came). */
+function statusFrom(from: string, path: string, headers: Record<string, string>, body?: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request(new URL('/api/v1/openapi.json', h.serving!.url), { headers: { authorization: `Bearer ${admin}` }, localAddress: from, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-      res.on('error', reject);
+    const req = request(new URL(path, h.serving!.url), { method: body === undefined ? 'GET' : 'POST', headers, localAddress: from, agent: false }, (res) => {
+      resolve(res.statusCode ?? 0);
+      res.destroy();
     });
     req.setTimeout(10_000, () => req.destroy(new Error('request timed out')));
     req.on('error', reject);
-    req.end();
+    req.end(body);
   });
 }
+
+/** An authenticated admin API read from `from`: its status. */
+const probeFrom = (from: string) => statusFrom(from, '/api/v1/openapi.json', { authorization: `Bearer ${admin}` });
 
 /** CAP token requests from `from` whose body stops after its first bytes; `answers` collects the status of any answer. */
 function slowTokens(from: string, answers: number[]): Promise<Socket[]> {
@@ -74,6 +84,28 @@ describe('slow token request bodies from several addresses', () => {
       // A caller that never authenticated waits for the flood (the share is what it can take).
       expect(await probeFrom('127.0.0.21')).toBe(503);
       expect(admission.counts()).toMatchObject({ inFlight: UNPROVEN_SHARE, unproven: UNPROVEN_SHARE });
+    } finally {
+      for (const socket of held) socket.destroy();
+    }
+  });
+
+  it('leave callers whose token exchange, value read or change stream authenticated from their address answered', async () => {
+    await idle();
+    const credential = await attestationToken(h, 'app-attestation', { sub: 'app:proven', ttlSeconds: 600 });
+    const form = new URLSearchParams({ grant_type: GRANT_TYPE, subject_token: credential, subject_token_type: JWT_TOKEN_TYPE, audience: 'api.example.com' }).toString();
+    const bearer = { authorization: `Bearer ${credential}` };
+    const workloads = {
+      '127.0.0.31': () => statusFrom('127.0.0.31', '/v1/token', { 'content-type': 'application/x-www-form-urlencoded' }, form),
+      '127.0.0.32': () => statusFrom('127.0.0.32', '/v1/secrets/payments-api-key', bearer),
+      '127.0.0.33': () => statusFrom('127.0.0.33', '/v1/events', bearer),
+    };
+    const all = async () => Promise.all(Object.values(workloads).map((call) => call()));
+    expect(await all()).toEqual([200, 200, 200]); // each proves its address
+    const answers: number[] = [];
+    const held = (await Promise.all(['127.0.0.3', '127.0.0.4'].map((from) => slowTokens(from, answers)))).flat();
+    try {
+      await until(() => Promise.resolve(admission.counts().unproven === UNPROVEN_SHARE && answers.length === held.length - UNPROVEN_SHARE), 10_000, 'the flood admitted up to its share');
+      expect(await all()).toEqual([200, 200, 200]);
     } finally {
       for (const socket of held) socket.destroy();
     }
