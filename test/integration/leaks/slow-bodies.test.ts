@@ -8,7 +8,10 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { send } from '../../support/gateways/index.js';
-import { CAP, firstBatchThenPause, hangUp, holdBatch, OVER_LIMIT_SHARE, PER_SOURCE, refilledSince, slowRequest } from '../../support/slow-body.js';
+import type { Admission } from '../../../src/http/admission.js';
+import type { RouteModule } from '../../../src/http/server.js';
+import { leakRoutes } from '../../../src/leaks/routes.js';
+import { CAP, firstBatchThenPause, hangUp, holdBatch, OVER_LIMIT_SHARE, PER_SOURCE, refilledSince, slowRequest, UNPROVEN_SHARE } from '../../support/slow-body.js';
 import { gatewaySecretYaml, postFrom, providersYaml, startLeakEnv, storedValue, until, type LeakEnv } from './support.js';
 
 const GITHUB = '/webhooks/github-secret-scanning';
@@ -17,10 +20,15 @@ const ATTACKER = '127.0.0.3';
 const PROBE = '127.0.0.4';
 
 let e: LeakEnv;
+let admission: Admission;
+/** Hands the test the server's admission, to wait on its counts. */
+const captureAdmission: RouteModule = (_app, _runtime, shared) => {
+  admission = shared.admission;
+};
 const secret = `slow-${randomUUID().slice(0, 8)}`;
 
 beforeAll(async () => {
-  e = await startLeakEnv('slow-bodies');
+  e = await startLeakEnv('slow-bodies', { routes: [leakRoutes, captureAdmission] });
   await e.h.apply(`${providersYaml(e)}\nsecrets:${gatewaySecretYaml(secret, 'onLeak: block-first')}\nleaks:\n  github: { publicKeys: ${e.github.keysFile} }\n`);
   expect((await e.h.rotate(secret)).status).toBe('succeeded');
 });
@@ -28,8 +36,9 @@ afterAll(() => e?.stop());
 
 const report = (token: string) => JSON.stringify([{ token, type: 'rekey_api_key', url: 'https://github.com/x/y/blob/main/z', source: 'content' }]);
 
-/** A leak report whose body stops after its first bytes; `answers` collects the status of any answer. */
-const slowReport = (answers: number[]) => slowRequest(e.h.serving!.url, ATTACKER, { path: GITHUB, contentType: 'application/json', start: '[{"token": "' }, answers);
+/** A leak report from `from` whose body stops after its first bytes; `answers` collects the status of any answer. */
+const slowReportFrom = (from: string, answers: number[]) => slowRequest(e.h.serving!.url, from, { path: GITHUB, contentType: 'application/json', start: '[{"token": "' }, answers);
+const slowReport = (answers: number[]) => slowReportFrom(ATTACKER, answers);
 
 /** A signed report of a token rekey never issued, from another address: 503 while every slot is held. */
 async function probe(): Promise<number> {
@@ -62,6 +71,19 @@ describe('slow bodies from one source', () => {
       expect(third.answers.length).toBeLessThanOrEqual(CAP - OVER_LIMIT_SHARE);
     } finally {
       for (const socket of third.sockets) socket.destroy();
+    }
+  });
+
+  it('from more addresses fill only the share of addresses that never authenticated: a sender whose report authenticated from its address before is answered 200', async () => {
+    await until(() => Promise.resolve(admission.counts().inFlight === 0), 10_000, 'no request in flight');
+    expect(await probe()).toBe(200); // its address is proven from now on
+    const answers: number[] = [];
+    const held = (await Promise.all(['127.0.0.5', '127.0.0.6'].map((from) => Promise.all(Array.from({ length: CAP }, () => slowReportFrom(from, answers)))))).flat();
+    try {
+      await until(() => Promise.resolve(admission.counts().unproven === UNPROVEN_SHARE && answers.length === held.length - UNPROVEN_SHARE), 10_000, 'the flood admitted up to its share');
+      expect(await probe()).toBe(200);
+    } finally {
+      for (const socket of held) socket.destroy();
     }
   });
 });
