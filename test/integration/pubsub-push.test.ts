@@ -6,12 +6,18 @@
  * 127.0.0.1 and configured as `events.pubsub.jwksUrl`.
  */
 import { randomUUID } from 'node:crypto';
+import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deliveryRoutes } from '../../src/delivery/routes.js';
 import { pubsubPushRoutes, PUBSUB_PATH } from '../../src/events/pubsub-push.js';
+import type { Admission } from '../../src/http/admission.js';
+import type { RouteModule } from '../../src/http/server.js';
 import { GCP_PROJECT, startCloudFakes, type CloudFakes } from '../events/cloud-fakes.js';
 import { PUSH_SERVICE_ACCOUNT, pushEnvelope, pushSigner, startJwksServer, type PushSigner } from '../events/pubsub.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { until } from '../support/poll.js';
 import { laterSchedule } from '../support/schedules.js';
+import { CAP, slowRequest, UNPROVEN_SHARE } from '../support/slow-body.js';
 
 const AUDIENCE = 'https://rekey.test/events/pubsub';
 const TOPIC = `projects/${GCP_PROJECT}/topics/rekey-rotations`;
@@ -27,6 +33,11 @@ let h: Harness;
 let fakes: CloudFakes;
 let signer: PushSigner;
 let jwks: Awaited<ReturnType<typeof startJwksServer>>;
+let admission: Admission;
+/** Hands the test the server's admission, to wait on its counts. */
+const captureAdmission: RouteModule = (_app, _runtime, shared) => {
+  admission = shared.admission;
+};
 
 const config = (events: boolean) => `
 providers:
@@ -82,7 +93,7 @@ beforeAll(async () => {
   fakes = await startCloudFakes();
   signer = await pushSigner();
   jwks = await startJwksServer(signer.jwks);
-  h = await startHarness({ label: 'pubsub-push', routes: [pubsubPushRoutes] });
+  h = await startHarness({ label: 'pubsub-push', routes: [pubsubPushRoutes, deliveryRoutes, captureAdmission] });
   scheduleInGoogle(gcpName);
   scheduleInGoogle(scheduledName);
   await h.apply(config(true));
@@ -181,6 +192,37 @@ env: { allow: ["REKEYTEST_*"] }
     // Settled before the next test: the version two rotations back is retired and revoked.
     await expect.poll(async () => (await versionsOf(secret)).map((v) => v.state), { timeout: 10_000 }).toEqual(['revoked', 'previous', 'current']);
     await h.apply(config(true));
+  });
+});
+
+describe('Pub/Sub push: admission', () => {
+  /** A push from `from` (127.0.0.0/8 is all loopback): its status. */
+  const pushFrom = (from: string, body: unknown, bearer: string) =>
+    new Promise<number>((resolve, reject) => {
+      const req = request(new URL(PUBSUB_PATH, h.serving!.url), { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer}` }, localAddress: from, agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.setTimeout(10_000, () => req.destroy(new Error('request timed out')));
+      req.on('error', reject);
+      req.end(JSON.stringify(body));
+    });
+
+  // A push is authenticated from its headers, so slow bodies hold no slot here; they do on POST
+  // /v1/token, whose admission is the same (one cap per process).
+  it('a push source whose push authenticated before is answered while unauthenticated addresses hold their share with slow token bodies', async () => {
+    const pusher = '127.0.0.41';
+    const before = await pushFrom(pusher, harmless(), await token()); // proves its address
+    expect(before).toBe(204);
+    const answers: number[] = [];
+    const open = (from: string) => slowRequest(h.serving!.url, from, { path: '/v1/token', contentType: 'application/x-www-form-urlencoded', start: 'grant_type=' }, answers);
+    const held = await Promise.all(['127.0.0.3', '127.0.0.4'].flatMap((from) => Array.from({ length: CAP }, () => open(from))));
+    try {
+      await until(() => Promise.resolve(admission.counts().unproven === UNPROVEN_SHARE && answers.length === held.length - UNPROVEN_SHARE), 10_000, 'the flood admitted up to its share');
+      expect(await pushFrom(pusher, harmless(), await token())).toBe(before);
+    } finally {
+      for (const socket of held) socket.destroy();
+    }
   });
 });
 
