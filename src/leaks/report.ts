@@ -49,7 +49,7 @@ export class LeakReporter {
   async reportToken(source: LeakSource, deliveryId: string, token: string, receivedAt: Date): Promise<LeakRecord & { fingerprint: string }> {
     const { db, audit, log } = this.runtime;
     const adminToken = await revokeLeakedToken(db, audit, token, this.actorOf(source, deliveryId));
-    if (adminToken) log.warn({ token: adminToken, source }, 'admin API token reported leaked: revoked');
+    if (adminToken) log.warn({ tokenName: adminToken, source }, 'admin API token reported leaked: revoked');
     const fingerprint = this.fingerprint(SecretValue.of(token));
     return { ...(await this.report(source, deliveryId, fingerprint, receivedAt)), fingerprint };
   }

@@ -115,6 +115,6 @@ describe('a leaked admin token', () => {
     // Who ran the command (the runtime's actor: `cli:<OS user>` for `rekey`), as a receiver's report names the report.
     expect(event.actor).toBe(h.runtime.actor);
     expect(event.data).toMatchObject({ reason: 'leaked' });
-    expect(h.logs.some((line) => line.includes('admin API token reported leaked') && !line.includes(token))).toBe(true);
+    expect(h.logs.some((line) => line.includes('admin API token reported leaked') && line.includes('"tokenName":"pushed-to-github"') && !line.includes(token))).toBe(true);
   });
 });
