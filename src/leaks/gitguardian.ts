@@ -9,12 +9,15 @@
  * 172fe3d6...a0fc2). Timestamps further than `tolerance` from our clock are replays.
  *
  * Incident events carry no secret, only `incident.hmsl_hash`, which HmslIndex matches to
- * a live version. The delivery id is the incident id: a new occurrence or a regression of
+ * a live version; when none matched and some live version's store could not be read, the
+ * incident is answered 503 (REKEY_ERR_UNAVAILABLE) with nothing recorded, so GitGuardian
+ * delivers it again. The delivery id is the incident id: a new occurrence or a regression of
  * the same incident is the same report. GitGuardian's "test" message carries the matches
  * in plain text (`matches[].match`); those are fingerprinted like any reported token.
  */
 import { createHmac } from 'node:crypto';
 import type { GitguardianConfig } from '../config/leaks.js';
+import { RekeyError } from '../core/errors.js';
 import {
   type Answer,
   checkTimestamp,
@@ -64,7 +67,10 @@ export const gitguardianReceiver: Receiver<GitguardianConfig> = {
     }
     const hash = typeof incident.hmsl_hash === 'string' ? incident.hmsl_hash.toLowerCase() : '';
     if (!HMSL_HASH.test(hash)) throw new Rejection(400, 'malformed', 'incident.hmsl_hash is missing');
-    const version = await ctx.hmsl.find(hash);
+    const { version, complete } = await ctx.hmsl.find(hash);
+    // Unmatched while some live version could not be read from its store: it may be that one. Nothing is
+    // recorded; the 503 makes GitGuardian deliver the incident again, by when the store may answer.
+    if (!version && !complete) throw new RekeyError('REKEY_ERR_UNAVAILABLE', 'live versions could not be read from their stores to match the hmsl_hash');
     // Unmatched: recorded under GitGuardian's own hash, the only name we have for that secret.
     const fingerprint = version?.fingerprint ?? `hmsl:${hash}`;
     const record = await ctx.reporter.report('gitguardian', `incident:${String(incident.id)}`, fingerprint, request.receivedAt);

@@ -179,8 +179,9 @@ function answerError(
     return reply.code(status).send({ error: status === 413 ? 'payload too large' : status === 415 ? 'unsupported media type' : 'bad request' });
   }
   if (error instanceof RekeyError && error.code === 'REKEY_ERR_UNAVAILABLE') {
-    // Our side, before authentication (GitHub's keys not loaded): the sender retries later. Not logged
-    // per request (an unauthenticated flood must not become a flood of log lines): the load failure is.
+    // Our side: before authentication (GitHub's keys not loaded), or after it (a store that could not be
+    // read to match a GitGuardian hmsl_hash; nothing recorded). The sender retries later. Not logged per
+    // request (an unauthenticated flood must not become a flood of log lines): the failure behind it is.
     return reply.code(503).header('retry-after', '30').send({ error: 'receiver not available' });
   }
   if (error instanceof RekeyError && error.code === 'REKEY_ERR_CONFIG') {

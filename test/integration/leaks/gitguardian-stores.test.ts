@@ -1,0 +1,89 @@
+// GitGuardian sends no secret, only its HMSL hash: rekey matches it by reading live versions back
+// from their stores (src/leaks/hmsl.ts). These tests give the receiver stores that fail or are slow,
+// on a freshly started server (an index that has hashed nothing yet, as after every restart).
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { RekeyError } from '../../../src/core/errors.js';
+import type { ResolvedSecret } from '../../../src/core/resolved.js';
+import type { SecretStore } from '../../../src/core/ports.js';
+import { buildServer } from '../../../src/http/server.js';
+import { hmslHash } from '../../../src/leaks/hmsl.js';
+import { leakRoutes } from '../../../src/leaks/routes.js';
+import { send } from '../../support/gateways/index.js';
+import { gatewaySecretYaml, gitguardianHeaders, leaksYaml, post, providersYaml, startLeakEnv, storedValue, until, type LeakEnv } from './support.js';
+
+let e: LeakEnv;
+const down = `gg-down-${randomUUID().slice(0, 8)}`;
+const others = Array.from({ length: 12 }, (_, i) => `gg-other-${i}-${randomUUID().slice(0, 6)}`);
+
+beforeAll(async () => {
+  e = await startLeakEnv('gitguardian-stores');
+  await e.h.apply(`${providersYaml(e)}\nsecrets:${[down, ...others].map((n) => gatewaySecretYaml(n)).join('')}\n${leaksYaml(e)}`);
+  for (const name of [down, ...others]) expect((await e.h.rotate(name)).status).toBe('succeeded');
+}, 120_000);
+afterAll(() => e?.stop());
+
+type Read = SecretStore['read'];
+const resolver = () => e.h.runtime.resolver as { resolve: (secret: string) => Promise<ResolvedSecret> };
+let restore: (() => void) | undefined;
+afterEach(() => {
+  restore?.();
+  restore = undefined;
+});
+
+/** Every store read in this process goes through `read` (given the real one) until the test ends. */
+function storesRead(read: (real: Read, ...args: Parameters<Read>) => ReturnType<Read>): void {
+  const r = resolver();
+  const original = r.resolve;
+  r.resolve = async (secret) => {
+    const resolved = await original.call(e.h.runtime.resolver, secret);
+    const real = resolved.store.read.bind(resolved.store);
+    const store = Object.assign(Object.create(Object.getPrototypeOf(resolved.store) as object) as SecretStore, resolved.store, { read: (...args: Parameters<Read>) => read(real, ...args) });
+    return { ...resolved, store };
+  };
+  restore = () => (r.resolve = original);
+}
+
+/** A rekey server started now, beside the harness's: its GitGuardian receiver has hashed nothing yet. */
+async function restartedServer(): Promise<{ url: string; app: FastifyInstance }> {
+  const app = await buildServer(e.h.runtime, [leakRoutes], { metrics: false });
+  const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  return { url, app };
+}
+
+const incident = async (id: number, token: string) => JSON.stringify({ action: 'incident_triggered', incident: { id, hmsl_hash: await hmslHash(token) } });
+const postIncident = (url: string, body: string) => post(url, '/webhooks/gitguardian', body, gitguardianHeaders(e.secrets.gitguardian, body));
+const accepted = async (key: string) => (await send(e.gateway.url, e.gateway.header, key)).status === 200;
+
+it('an incident for a live key whose store cannot be read is answered 503 with nothing recorded, and acted on when redelivered', async () => {
+  const leaked = (await storedValue(e.h, down)).reveal();
+  expect(await accepted(leaked)).toBe(true);
+  const id = 5151;
+  // Reads fail (an outage, throttling, a timeout) from before the server starts until the redelivery.
+  storesRead(async () => {
+    throw new RekeyError('REKEY_ERR_UNAVAILABLE', 'store unreachable', { provider: 'vault' });
+  });
+  const server = await restartedServer();
+  try {
+    const body = await incident(id, leaked);
+    const answer = await fetch(new URL('/webhooks/gitguardian', server.url), { method: 'POST', headers: gitguardianHeaders(e.secrets.gitguardian, body), body });
+    expect({ status: answer.status, retryAfter: answer.headers.get('retry-after') }).toEqual({ status: 503, retryAfter: '30' });
+    // Nothing recorded or audited as unknown: GitGuardian delivers it again.
+    expect(await e.h.runtime.db.leakReport.count({ where: { source: 'gitguardian' } })).toBe(0);
+    expect(await e.h.runtime.db.auditEvent.count({ where: { actor: `leak/gitguardian/incident:${id}` } })).toBe(0);
+    // The unreadable store is logged by name and error code, never with a value.
+    const warned = e.h.logs.filter((l) => l.includes('hmsl index: live versions could not be read'));
+    expect(warned.length).toBeGreaterThan(0);
+    expect(JSON.parse(warned.at(-1)!)).toMatchObject({ stores: [{ store: 'vault', errors: { REKEY_ERR_UNAVAILABLE: expect.any(Number) } }] });
+    expect(e.h.logs.filter((l) => l.includes(leaked))).toEqual([]);
+
+    // The store answers again; GitGuardian's redelivery (same incident, new timestamp) takes the key down.
+    restore!();
+    const again = await postIncident(server.url, body);
+    expect(again).toEqual({ status: 200, body: JSON.stringify({ outcome: 'rotating', duplicate: false }) });
+    await until(async () => !(await accepted(leaked)), 10_000, 'HAProxy refusing the leaked key');
+  } finally {
+    await server.app.close();
+  }
+});
