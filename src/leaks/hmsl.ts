@@ -12,17 +12,26 @@
  * matched nor ruled out: until it is hashed, an incident that matches nothing else may be
  * about it, and {@link HmslIndex.find} says so (`complete: false`) rather than let it pass
  * as unknown.
+ *
+ * The receiver warms the index in the background when it starts, after every promotion and
+ * once a minute (src/leaks/routes.ts), so an incident rarely waits for a store. One that does
+ * (the first after a start, a version never read) is answered as soon as its version is
+ * hashed: reads run 16 at a time, current versions first.
  */
 import { createHash, scrypt } from 'node:crypto';
+import { forEachBounded } from '../core/bounded.js';
 import { RekeyError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { VersionRecord } from '../core/model.js';
+import type { VersionRecord, VersionState } from '../core/model.js';
 import type { SecretValue } from '../core/secret-value.js';
 import type { Runtime } from '../runtime.js';
 
 const PEPPER = createHash('sha256').update('GitGuardian').digest();
-const LIVE = ['pending', 'current', 'previous', 'retired', 'compromised'] as const;
+/** The states whose versions are still in a store, in the order they are read: a leak is likeliest to name a version in use. */
+const LIVE: readonly VersionState[] = ['current', 'pending', 'previous', 'retired', 'compromised'];
 const READ_TIMEOUT_MS = 10_000;
+/** Store reads at once: a few hundred versions on a remote secret manager in seconds, not minutes, without a burst its rate limit refuses. */
+const READ_PARALLEL = 16;
 
 /** GitGuardian's HasMySecretLeaked hash of a value (64 hex chars). */
 export function hmslHash(value: SecretValue | string): Promise<string> {
@@ -43,6 +52,9 @@ export interface HmslMatch {
   complete: boolean;
 }
 
+/** What started an indexing pass (logged with it): the receiver starting, a promotion, the minutely refresh, an incident. */
+export type PassReason = 'start' | 'promotion' | 'minutely' | 'incident';
+
 /** What one indexing pass left out: live versions whose store could not be read. */
 interface Pass {
   unread: number;
@@ -52,6 +64,8 @@ export class HmslIndex {
   private readonly versionByHash = new Map<string, string>();
   private readonly indexed = new Set<string>(); // version ids hashed already
   private indexing: Promise<Pass> | undefined;
+  /** Incidents waiting for a hash the pass in flight may produce, woken as soon as it does. */
+  private readonly waiting = new Map<string, Set<() => void>>();
 
   constructor(
     private readonly runtime: Runtime,
@@ -66,9 +80,32 @@ export class HmslIndex {
   async find(hash: string): Promise<HmslMatch> {
     const known = await this.lookup(hash);
     if (known) return { version: known, complete: true };
-    const { unread } = await this.index();
-    const version = await this.lookup(hash);
-    return { version, complete: version !== null || unread === 0 };
+    let wake!: () => void;
+    const hashed = new Promise<true>((resolve) => (wake = () => resolve(true)));
+    const waiters = this.waiting.get(hash) ?? new Set();
+    this.waiting.set(hash, waiters.add(wake));
+    try {
+      const pass = this.fresh('incident');
+      // Answered as soon as the version is hashed, not when the whole pass is done.
+      if (await Promise.race([hashed, pass.then(() => false)])) {
+        const version = await this.lookup(hash);
+        if (version) return { version, complete: true };
+      }
+      const { unread } = await pass;
+      const version = await this.lookup(hash);
+      return { version, complete: version !== null || unread === 0 };
+    } finally {
+      waiters.delete(wake);
+      if (!waiters.size) this.waiting.delete(hash);
+    }
+  }
+
+  /**
+   * Hashes what is live and not hashed yet, in the background (server start, a promotion, a
+   * minute gone by). Resolves when done; rejects only when the database cannot be read.
+   */
+  async refresh(reason: Exclude<PassReason, 'incident'>): Promise<void> {
+    await this.fresh(reason);
   }
 
   private async lookup(hash: string): Promise<VersionRecord | null> {
@@ -76,9 +113,22 @@ export class HmslIndex {
     return versionId ? this.runtime.engine.deps.repo.getVersion(versionId) : null;
   }
 
+  /**
+   * A pass that has seen every version live now: the one in flight, unless it read every version
+   * it listed (a version written since may be missing from its list: one more pass, which lists
+   * again and reads only what is new). One that could not read some version is not run again
+   * at once: a store that is down would only make the caller wait twice as long.
+   */
+  private async fresh(reason: PassReason): Promise<Pass> {
+    const inFlight = this.indexing;
+    if (!inFlight) return this.index(reason);
+    const pass = await inFlight;
+    return pass.unread > 0 ? pass : this.index(reason);
+  }
+
   /** Hashes every live version not indexed yet (single flight). */
-  private index(): Promise<Pass> {
-    this.indexing ??= this.indexAll().finally(() => (this.indexing = undefined));
+  private index(reason: PassReason): Promise<Pass> {
+    this.indexing ??= this.indexAll(reason).finally(() => (this.indexing = undefined));
     return this.indexing;
   }
 
@@ -90,7 +140,7 @@ export class HmslIndex {
    * GitGuardian workspace's incidents are about other secrets) costs those queries, not a query
    * per secret.
    */
-  private async indexAll(): Promise<Pass> {
+  private async indexAll(reason: PassReason): Promise<Pass> {
     const { repo, fingerprint } = this.runtime.engine.deps;
     const config = await this.runtime.resolver.config();
     const removed = await this.runtime.db.secret.findMany({
@@ -101,32 +151,40 @@ export class HmslIndex {
     // Store instance name -> error code -> versions not read: logged by name and code only.
     const unreadable = new Map<string, Map<string, number>>();
     let unread = 0;
-    for (const version of await repo.versionsOf(names, LIVE)) {
-      if (this.indexed.has(version.id) || !version.storeVersionId) continue;
+    let hashed = 0;
+    const live = await repo.versionsOf(names, LIVE);
+    const toRead = live
+      .filter((version) => !this.indexed.has(version.id) && version.storeVersionId)
+      .sort((a, b) => LIVE.indexOf(a.state) - LIVE.indexOf(b.state));
+    await forEachBounded(toRead, READ_PARALLEL, async (version) => {
       let storeName = '?';
       try {
         const { store, names: instances } = await this.runtime.resolver.resolve(version.secret);
         storeName = instances.store;
-        const value = await store.read({ storeVersionId: version.storeVersionId }, { signal: AbortSignal.timeout(READ_TIMEOUT_MS) });
+        const value = await store.read({ storeVersionId: version.storeVersionId! }, { signal: AbortSignal.timeout(READ_TIMEOUT_MS) });
         // The store must hold what was issued, or the hash would name the wrong version.
-        if (fingerprint(value) !== version.fingerprint) continue;
-        this.versionByHash.set(await hmslHash(value), version.id);
+        if (fingerprint(value) !== version.fingerprint) return;
+        const hash = await hmslHash(value);
+        this.versionByHash.set(hash, version.id);
         this.indexed.add(version.id);
+        hashed += 1;
+        for (const wake of this.waiting.get(hash) ?? []) wake();
       } catch (error) {
         const code = error instanceof RekeyError ? error.code : 'unexpected';
         // Destroyed meanwhile: dead, nothing to match. Anything else (down, throttled, too slow,
         // refused, not resolvable): this version may be the one reported; it is tried again next time.
-        if (code === 'REKEY_ERR_NOT_FOUND') continue;
+        if (code === 'REKEY_ERR_NOT_FOUND') return;
         unread += 1;
         const byCode = unreadable.get(storeName) ?? new Map<string, number>();
         byCode.set(code, (byCode.get(code) ?? 0) + 1);
         unreadable.set(storeName, byCode);
       }
-    }
+    });
     if (unread > 0) {
       const stores = [...unreadable].map(([store, byCode]) => ({ store, errors: Object.fromEntries(byCode) }));
       this.log.warn({ unread, stores }, 'hmsl index: live versions could not be read from their stores; an unmatched incident is answered 503');
     }
+    this.log.debug({ reason, live: live.length, hashed, unread }, 'hmsl index: pass done');
     return { unread };
   }
 }

@@ -31,7 +31,7 @@ import type { GithubConfig, LeaksConfig } from '../config/leaks.js';
 import { githubReceiver } from './github.js';
 import { GithubKeys } from './github-keys.js';
 import { gitguardianReceiver } from './gitguardian.js';
-import { HmslIndex } from './hmsl.js';
+import { HmslIndex, type PassReason } from './hmsl.js';
 import { leakMetrics, type LeakMetrics, type ReceiverName } from './metrics.js';
 import { type Receiver, type ReceiverContext, Rejection } from './receiver.js';
 import { LeakReporter } from './report.js';
@@ -54,6 +54,7 @@ export const leakRoutes: RouteModule = async (app: FastifyInstance, runtime: Run
   const allowance = new RateLimiter({ max: 60, windowMs: 60_000 });
   const byPath = new Map(receivers.map((r) => [r.path, r]));
   const tickets = new WeakMap<FastifyRequest, Ticket>();
+  watchHmsl(app, runtime, ctx);
 
   await app.register((scope, _options, done) => {
     scope.removeAllContentTypeParsers();
@@ -126,7 +127,7 @@ function receiverContext(runtime: Runtime, metrics: LeakMetrics): ReceiverContex
   return {
     runtime,
     reporter: new LeakReporter(runtime, metrics),
-    hmsl: new HmslIndex(runtime, log),
+    hmsl: new HmslIndex(runtime, runtime.log.child({ component: 'hmsl-index' })),
     now: () => Date.now(),
     credential: (ref, where) => readCredential(ref, process.env, where),
     githubKeys(config: GithubConfig) {
@@ -147,6 +148,38 @@ function receiverContext(runtime: Runtime, metrics: LeakMetrics): ReceiverContex
       return github.keys;
     },
   };
+}
+
+/**
+ * Keeps GitGuardian's HMSL index warm while that receiver is configured, so an incident rarely
+ * waits for store reads: from the start (in the background), after every promotion (the change
+ * feed's `rotated`, from any process), and every minute (a version a store could not give, a
+ * pending one, a change missed while Redis was away).
+ */
+function watchHmsl(app: FastifyInstance, runtime: Runtime, ctx: ReceiverContext): void {
+  const refresh = async (reason: Exclude<PassReason, 'incident'>) => {
+    if ((await leaksConfig(runtime))?.gitguardian) await ctx.hmsl.refresh(reason);
+  };
+  const failed = (error: unknown) => runtime.log.warn({ error: describeError(error) }, 'hmsl index: refresh failed');
+  refresh('start').catch(failed);
+  runtime.housekeeping.schedule({ name: 'hmsl-index', schedule: '1m', run: () => refresh('minutely') });
+  let unsubscribe: (() => void) | undefined;
+  let closed = false;
+  runtime.changes
+    .subscribe((change) => {
+      if (change.event !== 'rotated') return;
+      refresh('promotion').catch(failed);
+    })
+    .then(
+      (stop) => (closed ? stop() : (unsubscribe = stop)),
+      // Redis away at start: the minutely refresh still runs.
+      (error: unknown) => runtime.log.warn({ error: describeError(error) }, 'hmsl index: cannot follow promotions'),
+    );
+  app.addHook('onClose', async () => {
+    closed = true;
+    unsubscribe?.();
+    await runtime.housekeeping.cancel('hmsl-index');
+  });
 }
 
 /** The applied `leaks:` section; undefined before any config is applied (every receiver is then absent). */

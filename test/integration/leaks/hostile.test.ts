@@ -169,11 +169,12 @@ describe('1,000 hostile requests', () => {
     expect(counted).toBe(HOSTILE);
     expect(e.h.logs.filter((line) => line.includes(key))).toEqual([]);
     // No trace but the counter: the only lines are about loading GitHub's keys (on the first
-    // request), besides the process's own housekeeping, reconcile passes and drift checks ticking meanwhile.
+    // request), besides the process's own housekeeping, reconcile passes, drift checks and GitGuardian
+    // index refreshes ticking meanwhile.
     const written = e.h.logs
       .slice(logsBefore)
       .map((line) => JSON.parse(line) as { msg: string; component?: string })
-      .filter((line) => !['housekeeping', 'reconcile', 'drift'].includes(line.component ?? ''))
+      .filter((line) => !['housekeeping', 'reconcile', 'drift', 'hmsl-index'].includes(line.component ?? ''))
       .map((line) => line.msg);
     expect(written.filter((msg) => msg !== 'github secret scanning keys loaded')).toEqual([]);
     const perHostile = elapsed / HOSTILE;
