@@ -9,11 +9,16 @@
  * https://docs.github.com/en/code-security/secret-scanning/secret-scanning-partnership-program/secret-scanning-partner-program
  *
  * GitHub sends no delivery id, so a delivery is named by the SHA-256 of its body: a
- * redelivery of the same body is a duplicate, per token.
+ * redelivery of the same body is a duplicate, per token. Within a delivery, the tokens rekey
+ * issued are reported first, whatever their place in it: the rest (unknown strings in our
+ * format, which anyone can make GitHub send) are recorded after them.
  */
 import { verify } from 'node:crypto';
 import type { GithubConfig } from '../config/leaks.js';
+import { TOKEN_PREFIX } from '../api/tokens.js';
+import { forEachBounded } from '../core/bounded.js';
 import { RekeyError } from '../core/errors.js';
+import { SecretValue } from '../core/secret-value.js';
 import { header, parseJson, type Receiver, Rejection, sha256Hex } from './receiver.js';
 import { isToken } from './report.js';
 
@@ -54,16 +59,24 @@ export const githubReceiver: Receiver<GithubConfig> = {
   async handle(request, _section, ctx) {
     const matches = parseMatches(parseJson(request.body));
     const deliveryId = `sha256:${sha256Hex(request.body)}`;
-    const labels: Array<{ token_hash: string; token_type: string; label: 'true_positive' | 'false_positive' }> = [];
-    for (let i = 0; i < matches.length; i += PARALLEL) {
-      const batch = matches.slice(i, i + PARALLEL);
-      const records = await Promise.all(
-        batch.map((m) => ctx.reporter.reportToken('github', deliveryId, m.token, request.receivedAt)),
-      );
-      batch.forEach((m, j) =>
-        labels.push({ token_hash: sha256Hex(m.token), token_type: m.type, label: records[j]!.outcome === 'unknown' ? 'false_positive' : 'true_positive' }),
-      );
-    }
+    // Anyone can push checksum-valid strings in our format for GitHub to send us: a real key must not
+    // wait behind them. One query finds the tokens rekey issued (and rekey's own admin tokens are
+    // known by their prefix); those are acted on first, then the rest are recorded as unknown.
+    const fingerprints = matches.map((m) => ctx.reporter.fingerprint(SecretValue.of(m.token)));
+    const issued = await ctx.reporter.issued(fingerprints);
+    const urgent = matches.map((m, i) => m.token.startsWith(TOKEN_PREFIX) || issued.has(fingerprints[i]!));
+    const indexes = matches.map((_, i) => i);
+    const outcomes: string[] = [];
+    const report = (i: number) =>
+      ctx.reporter.reportToken('github', deliveryId, matches[i]!.token, request.receivedAt).then((record) => (outcomes[i] = record.outcome));
+    await forEachBounded(indexes.filter((i) => urgent[i]), PARALLEL, report);
+    await forEachBounded(indexes.filter((i) => !urgent[i]), PARALLEL, report);
+    // In the order GitHub sent them.
+    const labels = matches.map((m, i) => ({
+      token_hash: sha256Hex(m.token),
+      token_type: m.type,
+      label: outcomes[i] === 'unknown' ? ('false_positive' as const) : ('true_positive' as const),
+    }));
     return { status: 200, body: labels };
   },
 };

@@ -54,6 +54,16 @@ export class LeakReporter {
     return { ...(await this.report(source, deliveryId, fingerprint, receivedAt)), fingerprint };
   }
 
+  /**
+   * Which of `fingerprints` name a version rekey issued (live or not), in one query: a receiver
+   * given many tokens at once acts on those first.
+   */
+  async issued(fingerprints: readonly string[]): Promise<Set<string>> {
+    if (!fingerprints.length) return new Set();
+    const rows = await this.runtime.db.version.findMany({ where: { fingerprint: { in: [...new Set(fingerprints)] } }, select: { fingerprint: true } });
+    return new Set(rows.flatMap((r) => (r.fingerprint ? [r.fingerprint] : [])));
+  }
+
   /** Reports one leaked credential, known by its fingerprint (or an identifier standing in for it). */
   async report(source: LeakSource, deliveryId: string, fingerprint: string, receivedAt: Date): Promise<LeakRecord> {
     const record = await this.runtime.engine.as(this.actorOf(source, deliveryId)).reportLeak({ source, deliveryId, fingerprint, receivedAt });
