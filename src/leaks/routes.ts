@@ -54,6 +54,7 @@ export const leakRoutes: RouteModule = async (app: FastifyInstance, runtime: Run
   const allowance = new RateLimiter({ max: 60, windowMs: 60_000 });
   const byPath = new Map(receivers.map((r) => [r.path, r]));
   const tickets = new WeakMap<FastifyRequest, Ticket>();
+  const misconfigured = new Once<LeaksConfig, ReceiverName>();
   watchHmsl(app, runtime, ctx);
 
   await app.register((scope, _options, done) => {
@@ -103,6 +104,15 @@ export const leakRoutes: RouteModule = async (app: FastifyInstance, runtime: Run
           admission.succeeded(request.ip);
         } catch (error) {
           if (error instanceof Rejection && error.status === 401) admission.failed(request.ip);
+          if (error instanceof RekeyError && error.code === 'REKEY_ERR_CONFIG') {
+            // Our side: the receiver's credential reference does not resolve (a variable unset on this
+            // process, a malformed whsec_). Every request gets this until someone fixes it, signed or not,
+            // so it is logged at error once per receiver and config revision, and at debug after that.
+            // Not charged to the source: its authentication never ran (see src/http/admission.ts).
+            const first = misconfigured.first(config!, receiver.name);
+            runtime.log[first ? 'error' : 'debug']({ receiver: receiver.name, error: describeError(error) }, 'leak receiver misconfigured');
+            return reply.code(503).send({ error: 'receiver not available' });
+          }
           throw error;
         } finally {
           settle(request);
@@ -182,6 +192,19 @@ function watchHmsl(app: FastifyInstance, runtime: Runtime, ctx: ReceiverContext)
   });
 }
 
+/** Whether a (config revision, receiver) pair is seen for the first time; a revision's pairs go with it. */
+class Once<Revision extends object, Name> {
+  private readonly seen = new WeakMap<Revision, Set<Name>>();
+
+  first(revision: Revision, name: Name): boolean {
+    const names = this.seen.get(revision) ?? new Set<Name>();
+    this.seen.set(revision, names);
+    if (names.has(name)) return false;
+    names.add(name);
+    return true;
+  }
+}
+
 /** The applied `leaks:` section; undefined before any config is applied (every receiver is then absent). */
 async function leaksConfig(runtime: Runtime): Promise<LeaksConfig | undefined> {
   try {
@@ -218,7 +241,7 @@ function answerError(
     return reply.code(503).header('retry-after', '30').send({ error: 'receiver not available' });
   }
   if (error instanceof RekeyError && error.code === 'REKEY_ERR_CONFIG') {
-    // Our side: a credential reference that does not resolve. The sender retries later.
+    // Our side, after authentication (a misconfigured credential is answered in the route). The sender retries later.
     runtime.log.error({ receiver: name, error: describeError(error) }, 'leak receiver misconfigured');
     return reply.code(503).send({ error: 'receiver not available' });
   }
