@@ -164,27 +164,32 @@ function receiverContext(runtime: Runtime, metrics: LeakMetrics): ReceiverContex
  * Keeps GitGuardian's HMSL index warm while that receiver is configured, so an incident rarely
  * waits for store reads: from the start (in the background), after every promotion (the change
  * feed's `rotated`, from any process), and every minute (a version a store could not give, a
- * pending one, a change missed while Redis was away).
+ * pending one, a change missed while Redis was away). Started once the server listens: a server
+ * that cannot (its port taken) closes its runtime at once, and a pass begun before would open a
+ * database connection after that and keep the process from exiting.
  */
 function watchHmsl(app: FastifyInstance, runtime: Runtime, ctx: ReceiverContext): void {
   const refresh = async (reason: Exclude<PassReason, 'incident'>) => {
     if ((await leaksConfig(runtime))?.gitguardian) await ctx.hmsl.refresh(reason);
   };
   const failed = (error: unknown) => runtime.log.warn({ error: describeError(error) }, 'hmsl index: refresh failed');
-  refresh('start').catch(failed);
-  runtime.housekeeping.schedule({ name: 'hmsl-index', schedule: '1m', run: () => refresh('minutely') });
   let unsubscribe: (() => void) | undefined;
   let closed = false;
-  runtime.changes
-    .subscribe((change) => {
-      if (change.event !== 'rotated') return;
-      refresh('promotion').catch(failed);
-    })
-    .then(
-      (stop) => (closed ? stop() : (unsubscribe = stop)),
-      // Redis away at start: the minutely refresh still runs.
-      (error: unknown) => runtime.log.warn({ error: describeError(error) }, 'hmsl index: cannot follow promotions'),
-    );
+  app.addHook('onListen', (done) => {
+    refresh('start').catch(failed);
+    runtime.housekeeping.schedule({ name: 'hmsl-index', schedule: '1m', run: () => refresh('minutely') });
+    runtime.changes
+      .subscribe((change) => {
+        if (change.event !== 'rotated') return;
+        refresh('promotion').catch(failed);
+      })
+      .then(
+        (stop) => (closed ? stop() : (unsubscribe = stop)),
+        // Redis away at start: the minutely refresh still runs.
+        (error: unknown) => runtime.log.warn({ error: describeError(error) }, 'hmsl index: cannot follow promotions'),
+      );
+    done();
+  });
   app.addHook('onClose', async () => {
     closed = true;
     unsubscribe?.();
