@@ -140,12 +140,15 @@ export class Sessions {
 
   /** Ends a session; idempotent. */
   async end(id: string): Promise<void> {
-    await this.redis.del(this.key(id));
+    await this.endHashed(this.hashOf(id));
   }
 
-  /** Ends the session whose id has the SHA-256 `hash` (hashOf); idempotent. */
-  async endHashed(hash: string): Promise<void> {
-    if (/^[0-9a-f]{64}$/.test(hash)) await this.redis.del(this.keyOfHash(hash));
+  /** Ends the sessions whose ids have the SHA-256s `hashes` (hashOf); idempotent. */
+  async endHashed(...hashes: string[]): Promise<void> {
+    const valid = hashes.filter((hash) => /^[0-9a-f]{64}$/.test(hash));
+    if (!valid.length) return;
+    await this.redis.del(...valid.map((hash) => this.keyOfHash(hash)));
+    await this.redis.srem(this.index, ...valid);
   }
 
   /** Every session not over yet (idle ones Redis forgot are dropped from the index as they are found). */
@@ -162,15 +165,6 @@ export class Sessions {
     });
   }
 
-  /** Ends the sessions `which` picks out of {@link list}'s; returns them. */
-  async endWhere(which: (session: ListedSession) => boolean): Promise<ListedSession[]> {
-    const ending = (await this.list()).filter(which);
-    if (ending.length) {
-      await this.redis.del(...ending.map((session) => this.keyOfHash(session.hash)));
-      await this.redis.srem(this.index, ...ending.map((session) => session.hash));
-    }
-    return ending;
-  }
 
   /** The session id a request's Cookie header carries, if any. */
   idFrom(cookieHeader: string | undefined): string | undefined {

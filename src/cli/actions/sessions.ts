@@ -26,9 +26,8 @@ export async function end(ctx: CliContext, options: { actor?: string; all?: bool
   if (!options.all === !options.actor) usage('give --actor ACTOR (as `rekey session list` names it) or --all');
   await withRuntime(ctx, async (runtime) => {
     const sessions = sessionsOf(runtime);
-    const named = await withActors(runtime, await sessions.list());
-    const hashes = new Set(named.filter((s) => options.all || s.actor === options.actor).map((s) => s.hash));
-    const ended = await sessions.endWhere((s) => hashes.has(s.hash));
+    const ended = (await withActors(runtime, await sessions.list())).filter((s) => options.all || s.actor === options.actor);
+    await sessions.endHashed(...ended.map((s) => s.hash));
     const whose = options.all ? 'every actor' : options.actor!;
     await runtime.db.$transaction((tx) => runtime.audit.append(tx, { actor: runtime.actor, action: 'dashboard.sessionsEnded', data: { of: whose, count: ended.length } }));
     ctx.out(`Ended ${ended.length} session${ended.length === 1 ? '' : 's'} of ${whose}.`);
