@@ -1,8 +1,8 @@
 /**
  * Taking one version off its targets, its issuer and its store: the provider calls a
- * rollback (rotation.ts) and a retirement or revocation (takedown.ts) share. A takedown
- * makes them in that order; a rollback destroys in the store first, on its own, then
- * retires and revokes here (with `destroy: false`). What
+ * rollback (rotation.ts) and a retirement or revocation (takedown.ts) share. A retirement
+ * makes them in that order, a revocation revokes beside the retirement at the targets; a
+ * rollback destroys in the store first, on its own, then retires and revokes here. What
  * happens between them (state transitions, leak bookkeeping) stays with each caller,
  * and so does the decision that the version may be revoked at all (invariant 3).
  */
@@ -77,26 +77,22 @@ export async function retireAtTargets(
 }
 
 /**
- * Revokes `version` at the issuer, if it was ever issued, then destroys it in the store,
- * if it was ever stored and `destroy` allows. Call it only after {@link retireAtTargets}
- * succeeded, and only for a version that never became current, was succeeded by a verified
- * version, or was reported leaked or explicitly revoked (invariant 3). Idempotent (both
- * ports treat "already gone" as success); records nothing, so the caller's state transition
- * follows. `destroy: false` leaves the store alone: a rollback destroyed the version there
- * before its targets (rotation.ts), and a takedown of the version the store holds as current
- * keeps it there until a successor is promoted, which destroys it then: some stores cannot
- * drop their current version (AWS keeps `AWSCURRENT`), and it is dead anyway. `revoked`: the
- * caller revoked it at the issuer already ({@link revokeAtIssuer}; a leak's takedown does it
- * beside the block).
- * @throws the issuer's or the store's error; the store is not called after a failed revoke.
+ * Revokes `version` at the issuer, if it was ever issued. Call it only after {@link retireAtTargets}
+ * succeeded (a leaked version: beside it), and only for a version that never became current, was
+ * succeeded by a verified version, or was reported leaked or explicitly revoked (invariant 3).
+ * Idempotent ("already gone" is success); records nothing, so the caller's state transition follows.
  */
-export async function revokeAndDestroy(deps: EngineDeps, resolved: ResolvedSecret, version: VersionRecord, log: Logger, destroy = true, revoked = false): Promise<void> {
-  const { store, policy, names } = resolved;
-  if (!revoked) await revokeAtIssuer(deps, resolved, version, log);
-  if (version.storeVersionId && destroy) await providerCall(deps, log, { provider: names.store, op: 'store.destroy' }, policy.timeoutMs, (c) => store.destroy(storedRef(version, policy.consumer), c));
-}
-
-/** Revokes `version` at the issuer, if it was ever issued (idempotent: "already gone" is success). The same conditions as {@link revokeAndDestroy}. */
 export async function revokeAtIssuer(deps: EngineDeps, { issuer, policy, names }: ResolvedSecret, version: VersionRecord, log: Logger): Promise<void> {
   if (version.fingerprint) await providerCall(deps, log, { provider: names.issuer, op: 'issuer.revoke' }, policy.timeoutMs, (c) => issuer.revoke(issuedRef(version, policy.consumer), c));
+}
+
+/**
+ * Destroys `version` in the store, if it was ever stored, once it is revoked at the issuer (never
+ * before: a failed revoke leaves the store alone). Idempotent. A rollback destroys in the store
+ * first, on its own (rotation.ts), and does not call this; a takedown of the version the store
+ * holds as current does not either: it stays there until a successor is promoted, which destroys
+ * it then (some stores cannot drop their current version: AWS keeps `AWSCURRENT`), dead anyway.
+ */
+export async function destroyInStore(deps: EngineDeps, { store, policy, names }: ResolvedSecret, version: VersionRecord, log: Logger): Promise<void> {
+  if (version.storeVersionId) await providerCall(deps, log, { provider: names.store, op: 'store.destroy' }, policy.timeoutMs, (c) => store.destroy(storedRef(version, policy.consumer), c));
 }

@@ -13,7 +13,7 @@ import type { SecretValue } from './secret-value.js';
 import { LeaseLost, RunLease } from './lease.js';
 import { isEmergency, makeRoom } from './emergency.js';
 import { planPromotion, takenDownAsStoreCurrent } from './lifecycle.js';
-import { retireAtTargets, revokeAndDestroy } from './retire.js';
+import { retireAtTargets, revokeAtIssuer } from './retire.js';
 import { rotationGaveUp } from './notify.js';
 import { blockLeaked } from './takedown.js';
 
@@ -467,7 +467,7 @@ class Rotation {
         await providerCall(this.deps, this.log, { provider: names.issuer, op: 'issuer.revoke' }, policy.timeoutMs, (c) => issuer.revoke(issuedRef(version, policy.consumer), c));
       }
       // Revoke only: dropFromStore destroyed it in the store.
-      await revokeAndDestroy(this.deps, resolved, version, this.log, false);
+      await revokeAtIssuer(this.deps, resolved, version, this.log);
       // As the lease's holder: a driver that stalled in the calls above fails no version of its successor's.
       if ((await this.deps.repo.transition(version.id, ['issuing', 'pending'], 'failed', ctx, this.lease.owner)) === null) throw this.lease.lose();
     }

@@ -13,7 +13,7 @@ import type { ResolvedSecret } from './resolved.js';
 import { leakBlocked } from './notify.js';
 import { requestRotation } from './requests.js';
 import { allOrFirstError } from './call.js';
-import { retireAtTargets, revokeAndDestroy, revokeAtIssuer } from './retire.js';
+import { destroyInStore, retireAtTargets, revokeAtIssuer } from './retire.js';
 import { holdWhileUsed } from './usage-retire.js';
 
 /** Retires a previous version once its grace has ended. */
@@ -79,10 +79,10 @@ async function takeDown(deps: EngineDeps, version: VersionRecord, kind: 'retirem
       // Everywhere: a version that was live goes wherever the config points now, row or not.
       await retireAtTargets(deps, resolved, version, 'everywhere', ctx, log);
       await deps.repo.transition(version.id, ['previous'], 'retired', ctx);
+      await revokeAtIssuer(deps, resolved, version, log);
     }
     // No successor was promoted yet (a leak blocked at its deadline, a decommission): the store keeps it as current.
-    const storeCurrent = (await deps.repo.lastPromoted(version.secretId))?.id === version.id;
-    await revokeAndDestroy(deps, resolved, version, log, !storeCurrent, kind === 'revocation');
+    if ((await deps.repo.lastPromoted(version.secretId))?.id !== version.id) await destroyInStore(deps, resolved, version, log);
     if (!(await deps.repo.transition(version.id, kind === 'revocation' ? ['compromised'] : ['retired'], 'revoked', ctx))) {
       // Reported leaked while we retired it: the revocation run finishes the job.
       await deps.repo.finishRun(run.id, 'skipped', ctx);
